@@ -1,0 +1,2 @@
+//! The `lb` binary.
+fn main() {}
