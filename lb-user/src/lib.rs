@@ -4,5 +4,6 @@
 pub mod balance;
 pub mod config;
 pub mod dataplane;
-pub mod listener;
+pub mod demo;
+// pub mod listener;
 pub mod table;

@@ -1,1 +1,310 @@
-//! TODO
+//! The two data planes that move the bytes of an established client<->server pair:
+//! [`sockmap`] (in the kernel, eBPF stream verdict) and [`splice`] (splice(2) through pipes).
+//! Both give the same guarantees: bytes intact both ways, half-close and reset passed on, byte
+//! counts per direction, and idle timeouts.
+
+pub mod sockmap;
+pub mod sockopt;
+pub mod splice;
+
+#[cfg(test)]
+mod plane_tests;
+
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::config::{Backend, Frontend};
+
+/// Which data plane the process uses (`--dataplane`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataplaneChoice {
+    /// sockmap when BPF can be loaded here, else splice.
+    Auto,
+    /// In-kernel forwarding; fails at start if BPF cannot be loaded.
+    Sockmap,
+    /// splice(2) through a pipe per direction, driven from userspace.
+    Splice,
+}
+
+impl fmt::Display for DataplaneChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Sockmap => "sockmap",
+            Self::Splice => "splice",
+        })
+    }
+}
+
+/// Inactivity limits of one flow, from the frontend (client side) and backend (server side).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowTimeouts {
+    /// `timeout client`.
+    pub client: Option<Duration>,
+    /// `timeout server`.
+    pub server: Option<Duration>,
+    /// `timeout tunnel`: once connected, replaces both of the above.
+    pub tunnel: Option<Duration>,
+    /// `timeout client-fin`: client side, once the client has sent its FIN.
+    pub client_fin: Option<Duration>,
+    /// `timeout server-fin`: server side, once the server has sent its FIN.
+    pub server_fin: Option<Duration>,
+}
+
+impl FlowTimeouts {
+    /// Client-side timeouts come from the frontend, server-side ones from the backend, as in
+    /// HAProxy.
+    pub fn new(fe: &Frontend, be: &Backend) -> Self {
+        Self {
+            client: fe.timeouts.client,
+            server: be.timeouts.server,
+            tunnel: be.timeouts.tunnel,
+            client_fin: fe.timeouts.client_fin,
+            server_fin: be.timeouts.server_fin,
+        }
+    }
+
+    /// The inactivity limit in force. Activity in either direction refreshes both sides (HAProxy
+    /// without `option independent-streams`), so the flow ends after `min(client side, server
+    /// side)` of silence. `client_done`/`server_done`: that side has sent its FIN.
+    pub fn idle_limit(&self, client_done: bool, server_done: bool) -> Option<Duration> {
+        let (client, server) = match self.tunnel {
+            Some(t) => (Some(t), Some(t)),
+            None => (self.client, self.server),
+        };
+        let client = if client_done {
+            self.client_fin.or(client)
+        } else {
+            client
+        };
+        let server = if server_done {
+            self.server_fin.or(server)
+        } else {
+            server
+        };
+        match (client, server) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// How a flow ended (the termination state of a tcplog line, later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowEnd {
+    /// Both sides sent their FIN and all bytes were passed on.
+    Closed,
+    /// The client reset (or errored); the server was reset in turn.
+    ClientReset,
+    /// The server reset (or errored); the client was reset in turn.
+    ServerReset,
+    /// Idle for longer than the limit in force (`timeout client/server/tunnel`).
+    ClientTimeout,
+    /// Idle for longer than `timeout server` (the server side's limit was the shorter one).
+    ServerTimeout,
+    /// A local error (e.g. a failed syscall) ended the flow.
+    LocalError,
+}
+
+/// What a finished flow reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowReport {
+    /// Bytes client -> server.
+    pub bytes_in: u64,
+    /// Bytes server -> client.
+    pub bytes_out: u64,
+    pub end: FlowEnd,
+    /// Which data plane carried it (a sockmap process falls back to splice per flow).
+    pub spliced_in_kernel: bool,
+}
+
+impl FlowReport {
+    pub(crate) fn local_error() -> Self {
+        Self {
+            bytes_in: 0,
+            bytes_out: 0,
+            end: FlowEnd::LocalError,
+            spliced_in_kernel: false,
+        }
+    }
+}
+
+/// How one direction of a flow ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DirEnd {
+    /// The source sent its FIN, every byte was delivered and the FIN passed on.
+    Fin,
+    /// The source reset (or failed).
+    SrcReset,
+    /// The destination reset (or failed) while we wrote to it.
+    DstReset,
+    /// A local error (pipe creation, a failed query).
+    Local,
+}
+
+/// Runs both directions of a flow and its idle timer until both directions finished, one side
+/// reset, or the flow was idle too long. `last_activity` reads the latest activity of either
+/// direction; `client_done`/`server_done` say which side has sent its FIN.
+pub(crate) async fn drive(
+    up: impl Future<Output = DirEnd>,
+    down: impl Future<Output = DirEnd>,
+    t: &FlowTimeouts,
+    last_activity: &dyn Fn() -> Instant,
+    client_done: &Cell<bool>,
+    server_done: &Cell<bool>,
+) -> FlowEnd {
+    let mut up = pin!(up);
+    let mut down = pin!(down);
+    let mut up_end = None;
+    let mut down_end = None;
+    loop {
+        let deadline = idle_deadline(t, last_activity(), client_done.get(), server_done.get());
+        let sleep = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = &mut up, if up_end.is_none() => up_end = Some(e),
+            e = &mut down, if down_end.is_none() => down_end = Some(e),
+            () = sleep => {
+                // Activity may have happened while we slept (the kernel forwards without
+                // waking us): re-read it before ending the flow.
+                if let Some((at, end)) =
+                    idle_deadline(t, last_activity(), client_done.get(), server_done.get())
+                {
+                    if Instant::now() >= at {
+                        return end;
+                    }
+                }
+            }
+        }
+        match (up_end, down_end) {
+            (Some(DirEnd::SrcReset), _) | (_, Some(DirEnd::DstReset)) => {
+                return FlowEnd::ClientReset
+            }
+            (Some(DirEnd::DstReset), _) | (_, Some(DirEnd::SrcReset)) => {
+                return FlowEnd::ServerReset
+            }
+            (Some(DirEnd::Local), _) | (_, Some(DirEnd::Local)) => return FlowEnd::LocalError,
+            (Some(DirEnd::Fin), Some(DirEnd::Fin)) => return FlowEnd::Closed,
+            _ => {}
+        }
+    }
+}
+
+/// Registers a socket with the thread's tokio reactor (read and write readiness).
+pub(crate) fn async_fd(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and refers to the same socket
+    // until the AsyncFd is dropped.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}
+
+/// Passes a reset on as a reset: an abortive close (RST) of the side that did not reset.
+pub(crate) fn pass_reset_on(end: FlowEnd, client: BorrowedFd<'_>, server: BorrowedFd<'_>) {
+    let victim = match end {
+        FlowEnd::ClientReset => server,
+        FlowEnd::ServerReset => client,
+        _ => return,
+    };
+    if let Err(e) = sockopt::set_linger_zero(victim) {
+        log::debug!("SO_LINGER 0 failed, the peer gets a FIN instead of a reset: {e}");
+    }
+}
+
+/// A thread's handle on the data plane chosen at start.
+#[derive(Clone)]
+pub enum Dataplane {
+    Sockmap(Rc<sockmap::ThreadMaps>),
+    Splice,
+}
+
+impl Dataplane {
+    /// Forwards one established pair until both sides are done, a reset, or a timeout. Both
+    /// fds must be non-blocking TCP sockets; they are closed when this returns.
+    pub async fn forward(&self, client: OwnedFd, server: OwnedFd, t: FlowTimeouts) -> FlowReport {
+        match self {
+            Self::Splice => splice::forward(client, server, t).await,
+            Self::Sockmap(maps) => sockmap::forward(maps, client, server, t).await,
+        }
+    }
+}
+
+/// When an idle flow must end, and which side's limit it was, given the last activity.
+pub(crate) fn idle_deadline(
+    t: &FlowTimeouts,
+    last: Instant,
+    client_done: bool,
+    server_done: bool,
+) -> Option<(Instant, FlowEnd)> {
+    let limit = t.idle_limit(client_done, server_done)?;
+    let server_side = match t.tunnel {
+        Some(_) => false,
+        None => {
+            let c = if client_done {
+                t.client_fin.or(t.client)
+            } else {
+                t.client
+            };
+            let s = if server_done {
+                t.server_fin.or(t.server)
+            } else {
+                t.server
+            };
+            matches!((c, s), (Some(c), Some(s)) if s < c) || (c.is_none() && s.is_some())
+        }
+    };
+    let end = if server_side {
+        FlowEnd::ServerTimeout
+    } else {
+        FlowEnd::ClientTimeout
+    };
+    Some((last + limit, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Option<Duration> {
+        Some(Duration::from_millis(v))
+    }
+
+    #[test]
+    fn idle_limit_takes_the_shorter_side_and_tunnel_overrides() {
+        let t = FlowTimeouts {
+            client: ms(1000),
+            server: ms(5000),
+            ..Default::default()
+        };
+        assert_eq!(t.idle_limit(false, false), ms(1000));
+        let t2 = FlowTimeouts {
+            tunnel: ms(7000),
+            ..t
+        };
+        assert_eq!(t2.idle_limit(false, false), ms(7000));
+        let t3 = FlowTimeouts {
+            client_fin: ms(200),
+            ..t
+        };
+        assert_eq!(t3.idle_limit(false, false), ms(1000));
+        assert_eq!(t3.idle_limit(true, false), ms(200));
+        assert_eq!(FlowTimeouts::default().idle_limit(true, true), None);
+        let only_server = FlowTimeouts {
+            server: ms(300),
+            ..Default::default()
+        };
+        let now = Instant::now();
+        let (at, end) = idle_deadline(&only_server, now, false, false).unwrap();
+        assert_eq!(at, now + Duration::from_millis(300));
+        assert_eq!(end, FlowEnd::ServerTimeout);
+        let (_, end) = idle_deadline(&t, now, false, false).unwrap();
+        assert_eq!(end, FlowEnd::ClientTimeout);
+    }
+}

@@ -1,0 +1,391 @@
+//! Data-plane tests on real loopback sockets, without the rest of lb: each sockmap trap of
+//! shared/notes/sockmap.md has a test here that fails without its fix, and the splice plane
+//! runs the same scenarios. The sockmap tests need root and BPF (as on every lb dev and CI
+//! machine); they fail loudly rather than skip.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::sockmap::{self, InsertStep, ThreadMaps};
+use super::{FlowEnd, FlowReport, FlowTimeouts};
+
+/// One loaded program shared by the tests of this process (each test opens its own handles).
+fn maps_ids() -> sockmap::MapIds {
+    static LOADED: OnceLock<Result<sockmap::MapIds, String>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let loaded = sockmap::load().map_err(|e| e.to_string())?;
+            let ids = loaded.map_ids();
+            // The program must stay attached for the whole test process.
+            std::mem::forget(loaded);
+            Ok(ids)
+        })
+        .clone()
+        .unwrap_or_else(|e| {
+            panic!("sockmap tests need root and BPF (kernel 6.x), and loading failed: {e}")
+        })
+}
+
+/// The four sockets of a proxied flow: the test's client and backend ends (blocking), and
+/// lb's two ends (`client_fd`, `server_fd`).
+struct Pair {
+    client: TcpStream,
+    backend: TcpStream,
+    client_fd: OwnedFd,
+    server_fd: OwnedFd,
+}
+
+fn pair() -> Pair {
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let back = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+    let (lb_client, _) = front.accept().unwrap();
+    let lb_server = TcpStream::connect(back.local_addr().unwrap()).unwrap();
+    let (backend, _) = back.accept().unwrap();
+    for s in [&lb_client, &lb_server] {
+        s.set_nonblocking(true).unwrap();
+    }
+    for s in [&client, &backend] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    Pair {
+        client,
+        backend,
+        client_fd: lb_client.into(),
+        server_fd: lb_server.into(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plane {
+    Sockmap,
+    Splice,
+}
+
+/// Runs the data plane for one flow on its own thread (a current-thread runtime, as lb's
+/// threads run), returning its report through the join handle.
+fn run_flow(
+    plane: Plane,
+    client_fd: OwnedFd,
+    server_fd: OwnedFd,
+    t: FlowTimeouts,
+    hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
+) -> std::thread::JoinHandle<FlowReport> {
+    let ids = (plane == Plane::Sockmap).then(maps_ids);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            match ids {
+                None => super::splice::forward(client_fd, server_fd, t).await,
+                Some(ids) => {
+                    // Flows of concurrent tests share the maps: give each its own slot range,
+                    // as lb gives each thread its own.
+                    static NEXT: AtomicUsize = AtomicUsize::new(0);
+                    let range = NEXT.fetch_add(1, Ordering::Relaxed) % 64;
+                    let maps: Rc<ThreadMaps> = ThreadMaps::open(ids, range, 64).unwrap();
+                    tokio::task::spawn_local(maps.watcher().clone().run());
+                    let mut hook = hook.unwrap_or_else(|| Box::new(|_| {}));
+                    sockmap::forward_with_hook(&maps, client_fd, server_fd, t, &mut *hook).await
+                }
+            }
+        })
+    })
+}
+
+fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    v
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Half-close passed on both ways: the client's FIN reaches the backend, which then answers.
+/// Sockmap trap 1: if the program redirected the FIN's zero-length skb, the answer would fail.
+fn half_close_then_answer(plane: Plane) {
+    let mut p = pair();
+    let flow = run_flow(
+        plane,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts::default(),
+        None,
+    );
+    // One byte through first, so the flow is set up before the client closes (a client that
+    // closes before the insert is spliced, see `not_established_falls_back_to_splice`).
+    let mut request = pattern(100_000, 1);
+    p.client.write_all(&request[..1]).unwrap();
+    let mut first = [0u8; 1];
+    p.backend.read_exact(&mut first).unwrap();
+    p.client.write_all(&request[1..]).unwrap();
+    request.remove(0);
+    p.client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(
+        read_all(&mut p.backend),
+        request,
+        "backend got the request and EOF"
+    );
+    request.insert(0, first[0]);
+    let answer = pattern(300_000, 2);
+    p.backend.write_all(&answer).unwrap();
+    p.backend.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(
+        read_all(&mut p.client),
+        answer,
+        "client got the answer and EOF"
+    );
+    let report = flow.join().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert_eq!(report.bytes_in, request.len() as u64);
+    assert_eq!(report.bytes_out, answer.len() as u64);
+    assert_eq!(report.spliced_in_kernel, plane == Plane::Sockmap);
+}
+
+#[test]
+fn half_close_then_answer_sockmap() {
+    half_close_then_answer(Plane::Sockmap);
+}
+
+#[test]
+fn half_close_then_answer_splice() {
+    half_close_then_answer(Plane::Splice);
+}
+
+/// Sockmap trap 2: data and FIN in one go; the FIN must not overtake the last bytes.
+fn send_and_close_many(plane: Plane) {
+    for i in 0..200 {
+        let mut p = pair();
+        let flow = run_flow(
+            plane,
+            p.client_fd,
+            p.server_fd,
+            FlowTimeouts::default(),
+            None,
+        );
+        let request = pattern(1024 + i * 37, i as u8);
+        p.client.write_all(&request).unwrap();
+        p.client.shutdown(Shutdown::Write).unwrap();
+        let got = read_all(&mut p.backend);
+        assert_eq!(
+            got.len(),
+            request.len(),
+            "iteration {i}: bytes lost before the FIN"
+        );
+        assert_eq!(got, request);
+        p.backend.write_all(&got[..64]).unwrap();
+        drop(p.backend);
+        assert_eq!(read_all(&mut p.client), request[..64]);
+        assert_eq!(flow.join().unwrap().end, FlowEnd::Closed);
+    }
+}
+
+#[test]
+fn send_and_close_many_sockmap() {
+    send_and_close_many(Plane::Sockmap);
+}
+
+#[test]
+fn send_and_close_many_splice() {
+    send_and_close_many(Plane::Splice);
+}
+
+/// Sockmap trap 3: a request that arrived before the insert is forwarded without more data.
+fn lone_request_before_insert(plane: Plane) {
+    let mut p = pair();
+    p.client.write_all(b"PING\r\n").unwrap();
+    // Let the bytes land in lb's receive queue before the flow starts.
+    std::thread::sleep(Duration::from_millis(20));
+    let flow = run_flow(
+        plane,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts::default(),
+        None,
+    );
+    let mut buf = [0u8; 6];
+    p.backend.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"PING\r\n");
+    p.backend.write_all(b"+PONG\r\n").unwrap();
+    let mut buf = [0u8; 7];
+    p.client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"+PONG\r\n");
+    drop(p.client);
+    drop(p.backend);
+    flow.join().unwrap();
+}
+
+#[test]
+fn lone_request_before_insert_sockmap() {
+    lone_request_before_insert(Plane::Sockmap);
+}
+
+#[test]
+fn lone_request_before_insert_splice() {
+    lone_request_before_insert(Plane::Splice);
+}
+
+/// Sockmap trap 4: data sent between every insert step arrives (a source in `SOCKS` before its
+/// target is in `DEST` would have it dropped silently).
+#[test]
+fn data_between_insert_steps_is_not_lost_sockmap() {
+    let mut p = pair();
+    let mut client = p.client.try_clone().unwrap();
+    let mut backend = p.backend.try_clone().unwrap();
+    let hook = Box::new(move |step: InsertStep| {
+        let tag = format!("{step:?};");
+        client.write_all(tag.as_bytes()).unwrap();
+        backend.write_all(tag.as_bytes()).unwrap();
+        // Give the kernel time to run the program on it before the next step.
+        std::thread::sleep(Duration::from_millis(5));
+    });
+    let flow = run_flow(
+        Plane::Sockmap,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts::default(),
+        Some(hook),
+    );
+    let expected = b"Dest;Peer;Socks;".to_vec();
+    let mut got = vec![0u8; expected.len()];
+    p.backend.read_exact(&mut got).unwrap();
+    assert_eq!(got, expected);
+    p.client.read_exact(&mut got).unwrap();
+    assert_eq!(got, expected);
+    p.client.shutdown(Shutdown::Write).unwrap();
+    p.backend.shutdown(Shutdown::Write).unwrap();
+    assert!(read_all(&mut p.client).is_empty());
+    assert!(read_all(&mut p.backend).is_empty());
+    let report = flow.join().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert_eq!(report.bytes_in, expected.len() as u64);
+}
+
+/// Sockmap trap 5: a client that sent data and its FIN before the insert can't enter the maps
+/// (neither as a source nor as a target): the flow is spliced and nothing is lost.
+#[test]
+fn not_established_falls_back_to_splice_sockmap() {
+    let mut p = pair();
+    let request = pattern(5000, 9);
+    p.client.write_all(&request).unwrap();
+    p.client.shutdown(Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let flow = run_flow(
+        Plane::Sockmap,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts::default(),
+        None,
+    );
+    assert_eq!(read_all(&mut p.backend), request);
+    let answer = pattern(200_000, 3);
+    p.backend.write_all(&answer).unwrap();
+    drop(p.backend);
+    assert_eq!(read_all(&mut p.client), answer);
+    let report = flow.join().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert_eq!((report.bytes_in, report.bytes_out), (5000, 200_000));
+    assert!(
+        !report.spliced_in_kernel,
+        "a CLOSE_WAIT socket can't be in a sockmap"
+    );
+}
+
+/// A reset is passed on as a reset, in both directions.
+fn reset_passed_on(plane: Plane, client_resets: bool) {
+    let mut p = pair();
+    let flow = run_flow(
+        plane,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts::default(),
+        None,
+    );
+    p.client.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    p.backend.read_exact(&mut buf).unwrap();
+    let (resetter, mut victim) = if client_resets {
+        (p.client, p.backend)
+    } else {
+        (p.backend, p.client)
+    };
+    socket2::SockRef::from(&resetter)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(resetter);
+    let err = victim.read(&mut buf);
+    assert!(
+        matches!(&err, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "expected a reset, got {err:?}"
+    );
+    let end = flow.join().unwrap().end;
+    let expected = if client_resets {
+        FlowEnd::ClientReset
+    } else {
+        FlowEnd::ServerReset
+    };
+    assert_eq!(end, expected);
+}
+
+#[test]
+fn reset_passed_on_sockmap() {
+    reset_passed_on(Plane::Sockmap, true);
+    reset_passed_on(Plane::Sockmap, false);
+}
+
+#[test]
+fn reset_passed_on_splice() {
+    reset_passed_on(Plane::Splice, true);
+    reset_passed_on(Plane::Splice, false);
+}
+
+/// Sockmap trap 8: idle time is seen although userspace sees no data; activity (recorded by
+/// the program) keeps the flow open.
+fn idle_timeout(plane: Plane) {
+    let mut p = pair();
+    let t = FlowTimeouts {
+        client: Some(Duration::from_millis(600)),
+        server: Some(Duration::from_secs(30)),
+        ..FlowTimeouts::default()
+    };
+    let flow = run_flow(plane, p.client_fd, p.server_fd, t, None);
+    // Active for 1.5 s: one byte every 150 ms must keep it open.
+    let mut buf = [0u8; 1];
+    for _ in 0..10 {
+        p.client.write_all(b"x").unwrap();
+        p.backend.read_exact(&mut buf).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let idle_since = Instant::now();
+    let n = p.client.read(&mut buf).unwrap();
+    let waited = idle_since.elapsed();
+    assert_eq!(n, 0, "lb closed the idle client");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    assert_eq!(flow.join().unwrap().end, FlowEnd::ClientTimeout);
+}
+
+#[test]
+fn idle_timeout_sockmap() {
+    idle_timeout(Plane::Sockmap);
+}
+
+#[test]
+fn idle_timeout_splice() {
+    idle_timeout(Plane::Splice);
+}

@@ -1,0 +1,698 @@
+//! The in-kernel data plane: load the `lb-ebpf` stream-verdict program, insert both sockets of
+//! each established flow into the sockmaps, and from userspace only watch for FIN/RST and idle
+//! time. A direction whose source socket can't enter the map (no longer ESTABLISHED, map full)
+//! is carried by splice(2) instead, so every flow is served.
+//!
+//! The traps of shared/notes/sockmap.md and where each is handled:
+//! 1. FIN as a zero-length skb: dropped by the program (`lb-ebpf`).
+//! 2. RDHUP before the last data was redirected: [`pass_fin_when_drained`].
+//! 3. Data queued before the insert: `SO_RCVLOWAT` after the insert, in [`ThreadMaps::insert`].
+//! 4. Empty redirect slot: `DEST` is filled before `SOCKS`, in [`ThreadMaps::insert`].
+//! 5. Not ESTABLISHED any more: that direction falls back to splice, in [`forward`].
+//! 7. Close detection: an epoll set with `EPOLLRDHUP` only ([`HupWatcher`]), so the data that
+//!    the kernel forwards never wakes this process.
+//! 8. Idle time: the program stamps `last_ns`; [`forward`] reads it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap as StdHashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use aya::maps::{HashMap, Map, MapData, SockMap};
+use aya::programs::SkSkb;
+use aya::Ebpf;
+use lb_common::{PeerInfo, DEST_MAP, MAX_SOCKETS, PEER_MAP, SOCKS_MAP};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+
+use super::splice::pump;
+use super::{drive, sockopt, DirEnd, FlowReport, FlowTimeouts};
+
+/// Environment switch for tests: `LB_TEST_FORCE_BPF_FAIL=1` makes [`load`] fail as it would on
+/// a kernel or account without BPF, so the `auto` fallback can be tested on a machine with BPF.
+pub const FORCE_FAIL_ENV: &str = "LB_TEST_FORCE_BPF_FAIL";
+
+/// Why the in-kernel data plane could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("BPF load failed: forced by {FORCE_FAIL_ENV}=1 (test switch)")]
+    Forced,
+    #[error("BPF load failed: {0}")]
+    Ebpf(#[from] aya::EbpfError),
+    #[error("BPF program 'lb_verdict': {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("BPF map: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("BPF object has no map or program named '{0}'")]
+    Missing(&'static str),
+}
+
+/// Kernel ids of `SOCKS`, `DEST`, `PEER`: what a thread needs to open its own handles.
+#[derive(Clone, Copy, Debug)]
+pub struct MapIds([u32; 3]);
+
+/// The loaded program and maps. Keep it alive for the life of the process: dropping it detaches
+/// the program, and the kernel then stops forwarding.
+pub struct Loaded {
+    _ebpf: Ebpf,
+    _socks: SockMap<MapData>,
+    ids: MapIds,
+}
+
+impl Loaded {
+    /// The map ids, to pass to each thread's [`ThreadMaps::open`].
+    pub fn map_ids(&self) -> MapIds {
+        self.ids
+    }
+}
+
+fn map_id(map: &Map) -> Result<u32, LoadError> {
+    let data = match map {
+        Map::SockMap(d) | Map::HashMap(d) => d,
+        _ => return Err(LoadError::Missing("map of the expected type")),
+    };
+    Ok(data.info()?.id())
+}
+
+/// Loads the verdict program and attaches it to `SOCKS`.
+pub fn load() -> Result<Loaded, LoadError> {
+    if std::env::var_os(FORCE_FAIL_ENV).is_some_and(|v| v == "1") {
+        return Err(LoadError::Forced);
+    }
+    // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it where we may. Newer
+    // kernels (memcg accounting) ignore it, so a failure here is not an error.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) };
+
+    let mut ebpf = Ebpf::load(aya::include_bytes_aligned!(concat!(
+        env!("OUT_DIR"),
+        "/lb-ebpf"
+    )))?;
+    let id = |name: &'static str, ebpf: &Ebpf| -> Result<u32, LoadError> {
+        map_id(ebpf.map(name).ok_or(LoadError::Missing(name))?)
+    };
+    let ids = MapIds([
+        id(SOCKS_MAP, &ebpf)?,
+        id(DEST_MAP, &ebpf)?,
+        id(PEER_MAP, &ebpf)?,
+    ]);
+    let socks = SockMap::try_from(
+        ebpf.take_map(SOCKS_MAP)
+            .ok_or(LoadError::Missing(SOCKS_MAP))?,
+    )?;
+    let prog: &mut SkSkb = ebpf
+        .program_mut("lb_verdict")
+        .ok_or(LoadError::Missing("lb_verdict"))?
+        .try_into()?;
+    prog.load()?;
+    prog.attach(socks.fd())?;
+    Ok(Loaded {
+        _ebpf: ebpf,
+        _socks: socks,
+        ids,
+    })
+}
+
+/// One thread's handles on the maps, its share of the slots, and its FIN/RST watcher.
+///
+/// Each thread opens its own map fds (`MapData::from_id`), so no lock is shared between
+/// threads; slots are partitioned per thread for the same reason.
+pub struct ThreadMaps {
+    socks: RefCell<SockMap<MapData>>,
+    dest: RefCell<SockMap<MapData>>,
+    peer: RefCell<HashMap<MapData, u64, PeerInfo>>,
+    slots: RefCell<Slots>,
+    watcher: Rc<HupWatcher>,
+}
+
+/// A thread's range of map slots: never-used ones from `next`, returned ones on `free`.
+struct Slots {
+    next: u32,
+    end: u32,
+    free: Vec<u32>,
+}
+
+impl Slots {
+    fn take(&mut self) -> Option<u32> {
+        if let Some(s) = self.free.pop() {
+            return Some(s);
+        }
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+}
+
+/// Steps of [`ThreadMaps::insert`], reported to a test hook between syscalls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertStep {
+    Dest,
+    Peer,
+    Socks,
+}
+
+/// What [`ThreadMaps::insert`] managed to set up for one flow.
+struct Inserted {
+    client_slot: u32,
+    server_slot: u32,
+    client_cookie: u64,
+    server_cookie: u64,
+    /// `bytes_acked + SIOCOUTQ` of each socket at insert time, before lb wrote anything to it:
+    /// the connecting side's SYN counts in `bytes_acked`, the accepting side's doesn't.
+    client_base: u64,
+    server_base: u64,
+    /// client -> server runs in the kernel.
+    up_kernel: bool,
+    /// server -> client runs in the kernel.
+    down_kernel: bool,
+}
+
+fn is_not_established(e: &aya::maps::MapError) -> bool {
+    matches!(e, aya::maps::MapError::SyscallError(s)
+        if s.io_error.raw_os_error() == Some(libc::EOPNOTSUPP))
+}
+
+impl ThreadMaps {
+    /// Opens this thread's map handles; `thread`/`threads` choose its slot range.
+    pub fn open(ids: MapIds, thread: usize, threads: usize) -> io::Result<Rc<Self>> {
+        let open = |id: u32| MapData::from_id(id).map_err(io::Error::other);
+        let socks = SockMap::try_from(Map::SockMap(open(ids.0[0])?)).map_err(io::Error::other)?;
+        let dest = SockMap::try_from(Map::SockMap(open(ids.0[1])?)).map_err(io::Error::other)?;
+        let peer = HashMap::try_from(Map::HashMap(open(ids.0[2])?)).map_err(io::Error::other)?;
+        let per = MAX_SOCKETS / threads.max(1) as u32;
+        let start = per * thread as u32;
+        Ok(Rc::new(Self {
+            socks: RefCell::new(socks),
+            dest: RefCell::new(dest),
+            peer: RefCell::new(peer),
+            slots: RefCell::new(Slots {
+                next: start,
+                end: start + per,
+                free: Vec::new(),
+            }),
+            watcher: HupWatcher::new()?,
+        }))
+    }
+
+    /// The FIN/RST watcher of this thread; its [`HupWatcher::run`] must be spawned once.
+    pub fn watcher(&self) -> &Rc<HupWatcher> {
+        &self.watcher
+    }
+
+    /// Inserts a pair, in the order that loses nothing: both into `DEST`, both `PEER` entries,
+    /// then `SOCKS`, then `SO_RCVLOWAT`. A socket that is no longer ESTABLISHED can't enter a
+    /// sockmap: the directions that would need it are left to splice. `None` = nothing in the
+    /// kernel (no slots, or neither direction could be set up).
+    fn insert(
+        &self,
+        client: BorrowedFd<'_>,
+        server: BorrowedFd<'_>,
+        hook: &mut dyn FnMut(InsertStep),
+    ) -> Option<Inserted> {
+        let (client_slot, server_slot) = {
+            let mut slots = self.slots.borrow_mut();
+            let a = slots.take()?;
+            let Some(b) = slots.take() else {
+                slots.free.push(a);
+                return None;
+            };
+            (a, b)
+        };
+        let (Ok(client_cookie), Ok(server_cookie)) = (
+            sockopt::socket_cookie(client),
+            sockopt::socket_cookie(server),
+        ) else {
+            self.release_slots(client_slot, server_slot);
+            return None;
+        };
+        let base = |fd| match (sockopt::tcp_counters(fd), sockopt::outq(fd)) {
+            (Ok(c), Ok(q)) => c.bytes_acked + q,
+            _ => 0,
+        };
+        let mut ins = Inserted {
+            client_slot,
+            server_slot,
+            client_cookie,
+            server_cookie,
+            client_base: base(client),
+            server_base: base(server),
+            up_kernel: false,
+            down_kernel: false,
+        };
+        // 1. Redirect targets first (trap 4). A direction can run in the kernel only if its
+        //    destination is in DEST.
+        let (client_dest, server_dest) = {
+            let mut dest = self.dest.borrow_mut();
+            let c = dest.set(client_slot, &client, 0).is_ok();
+            let s = dest.set(server_slot, &server, 0).is_ok();
+            (c, s)
+        };
+        hook(InsertStep::Dest);
+        // 2. Where each socket's data goes.
+        {
+            let mut peer = self.peer.borrow_mut();
+            let entry = |slot| PeerInfo {
+                peer_slot: slot,
+                ..PeerInfo::default()
+            };
+            if server_dest && peer.insert(client_cookie, entry(server_slot), 0).is_ok() {
+                ins.up_kernel = true;
+            }
+            if client_dest && peer.insert(server_cookie, entry(client_slot), 0).is_ok() {
+                ins.down_kernel = true;
+            }
+        }
+        hook(InsertStep::Peer);
+        // 3. Sources last: from here on the program sees their data.
+        {
+            let mut socks = self.socks.borrow_mut();
+            if ins.up_kernel {
+                match socks.set(client_slot, &client, 0) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        if !is_not_established(&e) {
+                            log::debug!("sockmap insert of client failed: {e}");
+                        }
+                        ins.up_kernel = false;
+                    }
+                }
+            }
+            if ins.down_kernel {
+                match socks.set(server_slot, &server, 0) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        if !is_not_established(&e) {
+                            log::debug!("sockmap insert of server failed: {e}");
+                        }
+                        ins.down_kernel = false;
+                    }
+                }
+            }
+        }
+        hook(InsertStep::Socks);
+        // 4. Make the kernel run the program on data queued before the insert (trap 3).
+        if ins.up_kernel {
+            let _ = sockopt::set_rcvlowat(client, 1);
+        }
+        if ins.down_kernel {
+            let _ = sockopt::set_rcvlowat(server, 1);
+        }
+        if !ins.up_kernel && !ins.down_kernel {
+            self.remove(&ins);
+            return None;
+        }
+        Some(ins)
+    }
+
+    fn release_slots(&self, a: u32, b: u32) {
+        let mut slots = self.slots.borrow_mut();
+        slots.free.push(a);
+        slots.free.push(b);
+    }
+
+    /// Takes a flow out of every map and frees its slots. Sources go first so that the program
+    /// stops seeing their data before the targets disappear.
+    fn remove(&self, ins: &Inserted) {
+        {
+            let mut socks = self.socks.borrow_mut();
+            let _ = socks.clear_index(&ins.client_slot);
+            let _ = socks.clear_index(&ins.server_slot);
+        }
+        {
+            let mut dest = self.dest.borrow_mut();
+            let _ = dest.clear_index(&ins.client_slot);
+            let _ = dest.clear_index(&ins.server_slot);
+        }
+        {
+            let mut peer = self.peer.borrow_mut();
+            let _ = peer.remove(&ins.client_cookie);
+            let _ = peer.remove(&ins.server_cookie);
+        }
+        self.release_slots(ins.client_slot, ins.server_slot);
+    }
+
+    /// What the program recorded for a source socket.
+    fn peer_info(&self, cookie: u64) -> Option<PeerInfo> {
+        self.peer.borrow().get(&cookie, 0).ok()
+    }
+}
+
+/// `CLOCK_MONOTONIC` in ns, the clock of `bpf_ktime_get_ns()`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Converts a `bpf_ktime_get_ns()` stamp into an `Instant` (both are `CLOCK_MONOTONIC`).
+fn instant_of(ns: u64) -> Instant {
+    let now = Instant::now();
+    let age = monotonic_ns().saturating_sub(ns);
+    now.checked_sub(Duration::from_nanos(age)).unwrap_or(now)
+}
+
+/// A per-thread epoll set that reports FIN (`EPOLLRDHUP`), RST and errors of the sockets in the
+/// maps, and nothing else: data arrivals (which the kernel forwards itself) never wake it.
+pub struct HupWatcher {
+    epoll: AsyncFd<OwnedFd>,
+    waiters: RefCell<StdHashMap<u64, Rc<Waiter>>>,
+    next_token: Cell<u64>,
+}
+
+#[derive(Default)]
+struct Waiter {
+    notify: Notify,
+    events: Cell<u32>,
+}
+
+/// A socket's registration in the [`HupWatcher`]; deregisters on drop.
+struct Registration {
+    watcher: Rc<HupWatcher>,
+    token: u64,
+    fd: RawFd,
+    waiter: Rc<Waiter>,
+}
+
+impl HupWatcher {
+    fn new() -> io::Result<Rc<Self>> {
+        // SAFETY: plain syscall; the returned fd is owned by us.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Rc::new(Self {
+            epoll: super::async_fd(fd)?,
+            waiters: RefCell::new(StdHashMap::new()),
+            next_token: Cell::new(1),
+        }))
+    }
+
+    fn register(self: &Rc<Self>, fd: BorrowedFd<'_>) -> io::Result<Registration> {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: epoll_ctl reads `ev`; both fds are open.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.epoll.get_ref().as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &raw mut ev,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let waiter = Rc::new(Waiter::default());
+        self.waiters.borrow_mut().insert(token, waiter.clone());
+        Ok(Registration {
+            watcher: self.clone(),
+            token,
+            fd: fd.as_raw_fd(),
+            waiter,
+        })
+    }
+
+    /// Dispatches epoll events to the waiting flows. Spawn once per thread; runs forever.
+    pub async fn run(self: Rc<Self>) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        loop {
+            let Ok(mut guard) = self.epoll.readable().await else {
+                return;
+            };
+            loop {
+                // SAFETY: `events` has room for `len` entries; timeout 0 never blocks.
+                let n = unsafe {
+                    libc::epoll_wait(
+                        self.epoll.get_ref().as_raw_fd(),
+                        events.as_mut_ptr(),
+                        events.len() as i32,
+                        0,
+                    )
+                };
+                if n <= 0 {
+                    break;
+                }
+                let waiters = self.waiters.borrow();
+                for ev in &events[..n as usize] {
+                    let (token, bits) = (ev.u64, ev.events);
+                    if let Some(w) = waiters.get(&token) {
+                        w.events.set(w.events.get() | bits);
+                        w.notify.notify_one();
+                    }
+                }
+            }
+            guard.clear_ready();
+        }
+    }
+}
+
+impl Registration {
+    /// Waits until the socket has reported a FIN, RST or error.
+    async fn closed(&self) -> u32 {
+        loop {
+            let ev = self.waiter.events.get();
+            if ev != 0 {
+                return ev;
+            }
+            self.waiter.notify.notified().await;
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: removing our own registration; a closed fd only yields EBADF.
+        unsafe {
+            libc::epoll_ctl(
+                self.watcher.epoll.get_ref().as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                self.fd,
+                std::ptr::null_mut(),
+            );
+        }
+        self.watcher.waiters.borrow_mut().remove(&self.token);
+    }
+}
+
+/// True when a socket has an error or was reset (`SO_ERROR`, or a state that can only follow a
+/// reset when we have not shut it down ourselves).
+fn errored(fd: BorrowedFd<'_>) -> bool {
+    sockopt::take_error(fd).is_some()
+}
+
+/// Trap 2: after `src`'s FIN, wait until the program has redirected every byte that arrived
+/// before it and `dst` has taken them all, then pass the FIN on with `shutdown(dst, SHUT_WR)`.
+async fn pass_fin_when_drained(
+    maps: &ThreadMaps,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    src_cookie: u64,
+    dst_base: u64,
+) -> DirEnd {
+    let mut pause = Duration::from_micros(20);
+    loop {
+        if errored(src) {
+            return DirEnd::SrcReset;
+        }
+        if errored(dst) {
+            return DirEnd::DstReset;
+        }
+        let redirected = maps.peer_info(src_cookie).map_or(0, |p| p.bytes);
+        let (Ok(s), Ok(d), Ok(queued)) = (
+            sockopt::tcp_counters(src),
+            sockopt::tcp_counters(dst),
+            sockopt::outq(dst),
+        ) else {
+            return DirEnd::Local;
+        };
+        // bytes_received counts the FIN as one byte.
+        let taken = (d.bytes_acked + queued).saturating_sub(dst_base);
+        if redirected + 1 >= s.bytes_received && taken >= redirected {
+            return match sockopt::shutdown_write(dst) {
+                Ok(()) => DirEnd::Fin,
+                Err(_) => DirEnd::DstReset,
+            };
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
+/// One direction carried by the kernel: wait for the source's FIN or RST, then finish it.
+async fn kernel_dir(
+    maps: &ThreadMaps,
+    reg: &Registration,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    src_cookie: u64,
+    dst_base: u64,
+    done: &Cell<bool>,
+) -> DirEnd {
+    let ev = reg.closed().await;
+    if ev & libc::EPOLLERR as u32 != 0 || errored(src) {
+        return DirEnd::SrcReset;
+    }
+    let end = pass_fin_when_drained(maps, src, dst, src_cookie, dst_base).await;
+    if end == DirEnd::Fin {
+        done.set(true);
+    }
+    end
+}
+
+/// Forwards a pair in the kernel where it can, splice where it can't (see the module docs).
+pub async fn forward(
+    maps: &Rc<ThreadMaps>,
+    client: OwnedFd,
+    server: OwnedFd,
+    t: FlowTimeouts,
+) -> FlowReport {
+    forward_with_hook(maps, client, server, t, &mut |_| {}).await
+}
+
+/// [`forward`] with a hook called between the insert steps (tests use it to send data at the
+/// worst moment).
+pub async fn forward_with_hook(
+    maps: &Rc<ThreadMaps>,
+    client: OwnedFd,
+    server: OwnedFd,
+    t: FlowTimeouts,
+    hook: &mut dyn FnMut(InsertStep),
+) -> FlowReport {
+    let Some(ins) = maps.insert(client.as_fd(), server.as_fd(), hook) else {
+        return super::splice::forward(client, server, t).await;
+    };
+    let cfd = client.as_raw_fd();
+    let sfd = server.as_raw_fd();
+    // Only a flow with a splice direction registers with tokio's reactor: that registration
+    // asks for EPOLLIN, and every skb the kernel forwards would then wake this thread.
+    let fds = if ins.up_kernel && ins.down_kernel {
+        Fds::Plain(client, server)
+    } else {
+        match (super::async_fd(client), super::async_fd(server)) {
+            (Ok(c), Ok(s)) => Fds::Async(c, s),
+            _ => {
+                maps.remove(&ins);
+                return FlowReport::local_error();
+            }
+        }
+    };
+    // SAFETY: `fds` owns both sockets and outlives every use of these borrowed fds below.
+    let (cfd, sfd) = unsafe { (BorrowedFd::borrow_raw(cfd), BorrowedFd::borrow_raw(sfd)) };
+    let (Ok(creg), Ok(sreg)) = (maps.watcher.register(cfd), maps.watcher.register(sfd)) else {
+        maps.remove(&ins);
+        return FlowReport::local_error();
+    };
+
+    let started = Instant::now();
+    let splice_last = Cell::new(started);
+    let splice_in = Cell::new(0u64);
+    let splice_out = Cell::new(0u64);
+    let client_done = Cell::new(false);
+    let server_done = Cell::new(false);
+    let up = async {
+        if ins.up_kernel {
+            kernel_dir(
+                maps,
+                &creg,
+                cfd,
+                sfd,
+                ins.client_cookie,
+                ins.server_base,
+                &client_done,
+            )
+            .await
+        } else {
+            match &fds {
+                Fds::Async(c, s) => pump(c, s, &splice_in, &splice_last, &client_done).await,
+                Fds::Plain(..) => DirEnd::Local,
+            }
+        }
+    };
+    let down = async {
+        if ins.down_kernel {
+            kernel_dir(
+                maps,
+                &sreg,
+                sfd,
+                cfd,
+                ins.server_cookie,
+                ins.client_base,
+                &server_done,
+            )
+            .await
+        } else {
+            match &fds {
+                Fds::Async(c, s) => pump(s, c, &splice_out, &splice_last, &server_done).await,
+                Fds::Plain(..) => DirEnd::Local,
+            }
+        }
+    };
+    let last_activity = || {
+        let stamp = |on: bool, cookie| {
+            if on {
+                maps.peer_info(cookie)
+                    .filter(|p| p.last_ns != 0)
+                    .map(|p| instant_of(p.last_ns))
+            } else {
+                None
+            }
+        };
+        [
+            Some(splice_last.get()),
+            stamp(ins.up_kernel, ins.client_cookie),
+            stamp(ins.down_kernel, ins.server_cookie),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(started)
+    };
+    let end = drive(up, down, &t, &last_activity, &client_done, &server_done).await;
+
+    let kernel_bytes = |on: bool, cookie| {
+        if on {
+            maps.peer_info(cookie).map_or(0, |p| p.bytes)
+        } else {
+            0
+        }
+    };
+    let report = FlowReport {
+        bytes_in: splice_in.get() + kernel_bytes(ins.up_kernel, ins.client_cookie),
+        bytes_out: splice_out.get() + kernel_bytes(ins.down_kernel, ins.server_cookie),
+        end,
+        spliced_in_kernel: ins.up_kernel || ins.down_kernel,
+    };
+    drop((creg, sreg));
+    maps.remove(&ins);
+    super::pass_reset_on(end, cfd, sfd);
+    drop(fds);
+    report
+}
+
+/// The two sockets of a flow: plain when the kernel carries both directions, registered with
+/// the reactor when a direction is spliced.
+enum Fds {
+    #[expect(
+        dead_code,
+        reason = "held only so that the sockets close when the flow ends"
+    )]
+    Plain(OwnedFd, OwnedFd),
+    Async(AsyncFd<OwnedFd>, AsyncFd<OwnedFd>),
+}

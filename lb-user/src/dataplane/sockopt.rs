@@ -1,0 +1,263 @@
+//! Socket options and socket state queries the data planes need and that `socket2`/`nix` don't
+//! cover: `TCP_INFO` byte counters, `SIOCOUTQ`, `SO_COOKIE`, `SO_RCVLOWAT`, abortive close.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
+
+use crate::config::Keepalive;
+
+/// The leading part of Linux's `struct tcp_info` (include/uapi/linux/tcp.h) up to
+/// `tcpi_bytes_received`. The kernel copies `min(optlen, sizeof)` bytes, so a prefix is valid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct TcpInfoPrefix {
+    /// tcpi_state .. the two bitfield bytes.
+    head: [u8; 8],
+    /// tcpi_rto .. tcpi_total_retrans: 24 `__u32` fields.
+    words: [u32; 24],
+    pacing_rate: u64,
+    max_pacing_rate: u64,
+    /// RFC4898 tcpEStatsAppHCThruOctetsAcked: payload bytes the peer acknowledged.
+    bytes_acked: u64,
+    /// RFC4898 tcpEStatsAppHCThruOctetsReceived: payload bytes received, plus 1 for a FIN.
+    bytes_received: u64,
+}
+
+/// What the sockmap data plane reads of `TCP_INFO`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// `tcpi_state` (`libc::TCP_ESTABLISHED` = 1, ...).
+    pub state: u8,
+    /// Payload bytes the peer acknowledged.
+    pub bytes_acked: u64,
+    /// Payload bytes received; a received FIN counts 1 more.
+    pub bytes_received: u64,
+}
+
+/// `TCP_ESTABLISHED` from include/net/tcp_states.h.
+pub const TCP_ESTABLISHED: u8 = 1;
+
+fn getsockopt_raw<T: Copy + Default>(fd: RawFd, level: i32, name: i32) -> io::Result<(T, usize)> {
+    let mut value = T::default();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a valid, writable T of `len` bytes; the kernel writes at most `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            std::ptr::from_mut(&mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if rc == 0 {
+        Ok((value, len as usize))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn setsockopt_raw<T: Copy>(fd: RawFd, level: i32, name: i32, value: T) -> io::Result<()> {
+    // SAFETY: `value` is a valid T that lives across the call; the kernel reads size_of::<T>().
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads the state and byte counters of a TCP socket.
+pub fn tcp_counters(fd: BorrowedFd<'_>) -> io::Result<TcpCounters> {
+    let (info, len) =
+        getsockopt_raw::<TcpInfoPrefix>(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO)?;
+    if len < std::mem::size_of::<TcpInfoPrefix>() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "kernel's tcp_info has no byte counters (needs Linux 4.1+)",
+        ));
+    }
+    Ok(TcpCounters {
+        state: info.head[0],
+        bytes_acked: info.bytes_acked,
+        bytes_received: info.bytes_received,
+    })
+}
+
+/// Bytes in the socket's send queue not yet acknowledged by the peer (`SIOCOUTQ`).
+pub fn outq(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one c_int to the pointer.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if rc == 0 {
+        Ok(u64::try_from(n).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The kernel's unique, never reused id of a socket (`SO_COOKIE`): the key of the PEER map.
+pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    getsockopt_raw::<u64>(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_COOKIE).map(|(c, _)| c)
+}
+
+/// `SO_RCVLOWAT`. Setting it on a socket in a sockmap makes the kernel run the verdict program
+/// on data that was already queued before the insert (sockmap.md, trap 3).
+pub fn set_rcvlowat(fd: BorrowedFd<'_>, bytes: i32) -> io::Result<()> {
+    setsockopt_raw(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVLOWAT, bytes)
+}
+
+/// Pending socket error (`SO_ERROR`), cleared by reading; `None` when there is none.
+pub fn take_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
+    match getsockopt_raw::<libc::c_int>(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR) {
+        Ok((0, _)) => None,
+        Ok((e, _)) => Some(io::Error::from_raw_os_error(e)),
+        Err(e) => Some(e),
+    }
+}
+
+/// `SO_LINGER {on, 0}`: the next close() sends a RST instead of a FIN. Used to pass a reset on.
+pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt_raw(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, linger)
+}
+
+/// `shutdown(fd, SHUT_WR)`: sends our FIN, the socket can still receive.
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed, open fd.
+    let rc = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let err = io::Error::last_os_error();
+        // Already disconnected: nothing left to pass on.
+        if err.raw_os_error() == Some(libc::ENOTCONN) {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+}
+
+/// `TCP_NODELAY`: a proxy must not add Nagle delay to what the endpoints already batched.
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt_raw(
+        fd.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_NODELAY,
+        1 as libc::c_int,
+    )
+}
+
+/// Applies `option tcpka|clitcpka|srvtcpka`: SO_KEEPALIVE with TCP_KEEPIDLE/INTVL/CNT.
+pub fn set_keepalive(fd: BorrowedFd<'_>, ka: &Keepalive) -> io::Result<()> {
+    if !ka.enabled {
+        return Ok(());
+    }
+    let raw = fd.as_raw_fd();
+    let secs = |d: Duration| d.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
+    setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1 as libc::c_int)?;
+    setsockopt_raw(raw, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(ka.idle))?;
+    setsockopt_raw(raw, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(ka.intvl))?;
+    setsockopt_raw(
+        raw,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPCNT,
+        ka.cnt.clamp(1, i32::MAX as u32) as libc::c_int,
+    )
+}
+
+/// Reads `SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT` (for tests and `show`).
+pub fn keepalive(fd: BorrowedFd<'_>) -> io::Result<(bool, u32, u32, u32)> {
+    let raw = fd.as_raw_fd();
+    let get = |level, name| getsockopt_raw::<libc::c_int>(raw, level, name).map(|(v, _)| v);
+    Ok((
+        get(libc::SOL_SOCKET, libc::SO_KEEPALIVE)? != 0,
+        get(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE)? as u32,
+        get(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL)? as u32,
+        get(libc::IPPROTO_TCP, libc::TCP_KEEPCNT)? as u32,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    #[test]
+    fn tcp_info_counts_payload_and_fin() {
+        let (mut c, mut s) = pair();
+        c.write_all(&[7u8; 1000]).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        assert_eq!(buf.len(), 1000);
+        let info = tcp_counters(s.as_fd()).unwrap();
+        // The FIN counts one byte in tcpi_bytes_received: the sockmap EOF logic relies on it.
+        assert_eq!(info.bytes_received, 1001);
+        // The connecting side's SYN counts in bytes_acked, the accepting side's doesn't: the
+        // sockmap data plane takes a baseline at insert time for that reason.
+        let cinfo = tcp_counters(c.as_fd()).unwrap();
+        assert_eq!(cinfo.bytes_acked + outq(c.as_fd()).unwrap(), 1 + 1000 + 1);
+        s.write_all(b"x").unwrap();
+        drop(s);
+        let mut one = [0u8; 1];
+        c.read_exact(&mut one).unwrap();
+        let _ = c.read(&mut one);
+        let sinfo = tcp_counters(c.as_fd()).unwrap();
+        assert_eq!(sinfo.bytes_received, 1 + 1);
+    }
+
+    #[test]
+    fn cookie_is_unique_per_socket() {
+        let (c, s) = pair();
+        let a = socket_cookie(c.as_fd()).unwrap();
+        let b = socket_cookie(s.as_fd()).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, socket_cookie(c.as_fd()).unwrap());
+    }
+
+    #[test]
+    fn keepalive_values_are_applied() {
+        let (c, _s) = pair();
+        let ka = Keepalive {
+            enabled: true,
+            idle: Duration::from_secs(110),
+            intvl: Duration::from_secs(30),
+            cnt: 3,
+        };
+        set_keepalive(c.as_fd(), &ka).unwrap();
+        assert_eq!(keepalive(c.as_fd()).unwrap(), (true, 110, 30, 3));
+    }
+
+    #[test]
+    fn linger_zero_close_resets_peer() {
+        let (c, mut s) = pair();
+        set_linger_zero(c.as_fd()).unwrap();
+        drop(c);
+        let mut buf = [0u8; 16];
+        let err = s.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    }
+}

@@ -1,0 +1,140 @@
+//! The userspace-driven data plane: splice(2) socket -> pipe -> socket, one pipe per direction,
+//! non-blocking, on the thread's event loop. Bytes move between kernel buffers; none is copied
+//! into this process. Also the per-flow fallback of the sockmap data plane.
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::Instant;
+
+use tokio::io::unix::AsyncFd;
+
+use super::{drive, sockopt, DirEnd, FlowReport, FlowTimeouts};
+
+/// Pipe capacity asked for with `F_SETPIPE_SZ`. Larger than the 64 KiB default so that one
+/// splice moves a socket's worth of data; falls back silently to the default when the
+/// `fs.pipe-max-size` limit refuses it.
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// Most bytes moved by one splice call.
+const SPLICE_CHUNK: usize = 1 << 20;
+
+/// A non-blocking pipe; both ends close on drop.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Self> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two fds into the array.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both fds were just created and are owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: fcntl on our own fd; failure only leaves the default size.
+        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+        Ok(Self { read, write })
+    }
+}
+
+fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both fds are open for the duration of the call; null offsets = use file position.
+    let n = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Moves bytes `src` -> `dst` until `src`'s EOF (then shuts `dst`'s write side) or an error.
+/// `done` is set once the source's FIN was passed on.
+pub(super) async fn pump(
+    src: &AsyncFd<OwnedFd>,
+    dst: &AsyncFd<OwnedFd>,
+    bytes: &Cell<u64>,
+    last: &Cell<Instant>,
+    done: &Cell<bool>,
+) -> DirEnd {
+    let Ok(pipe) = Pipe::new() else {
+        return DirEnd::Local;
+    };
+    let mut in_pipe = 0usize;
+    let mut eof = false;
+    loop {
+        if in_pipe > 0 {
+            let mut guard = match dst.writable().await {
+                Ok(g) => g,
+                Err(_) => return DirEnd::DstReset,
+            };
+            match guard.try_io(|_| splice(&pipe.read, dst.get_ref(), in_pipe)) {
+                Ok(Ok(n)) => {
+                    in_pipe -= n;
+                    bytes.set(bytes.get() + n as u64);
+                    last.set(Instant::now());
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) => return DirEnd::DstReset,
+                Err(_would_block) => {}
+            }
+            continue;
+        }
+        if eof {
+            done.set(true);
+            return match sockopt::shutdown_write(dst.get_ref().as_fd()) {
+                Ok(()) => DirEnd::Fin,
+                Err(_) => DirEnd::DstReset,
+            };
+        }
+        let mut guard = match src.readable().await {
+            Ok(g) => g,
+            Err(_) => return DirEnd::SrcReset,
+        };
+        match guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK)) {
+            Ok(Ok(0)) => eof = true,
+            Ok(Ok(n)) => {
+                in_pipe += n;
+                last.set(Instant::now());
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => return DirEnd::SrcReset,
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// Forwards `client` <-> `server` with splice(2) until both FINs, a reset, or an idle timeout.
+pub async fn forward(client: OwnedFd, server: OwnedFd, t: FlowTimeouts) -> FlowReport {
+    let (client, server) = match (super::async_fd(client), super::async_fd(server)) {
+        (Ok(c), Ok(s)) => (c, s),
+        _ => return FlowReport::local_error(),
+    };
+    let bytes_in = Cell::new(0u64);
+    let bytes_out = Cell::new(0u64);
+    let last = Cell::new(Instant::now());
+    let client_done = Cell::new(false);
+    let server_done = Cell::new(false);
+    let up = pump(&client, &server, &bytes_in, &last, &client_done);
+    let down = pump(&server, &client, &bytes_out, &last, &server_done);
+    let end = drive(up, down, &t, &|| last.get(), &client_done, &server_done).await;
+    super::pass_reset_on(end, client.get_ref().as_fd(), server.get_ref().as_fd());
+    FlowReport {
+        bytes_in: bytes_in.get(),
+        bytes_out: bytes_out.get(),
+        end,
+        spliced_in_kernel: false,
+    }
+}
