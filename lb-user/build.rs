@@ -1,5 +1,11 @@
 //! Builds the eBPF program (`lb-ebpf`, nightly + bpf-linker) into `OUT_DIR`, where `lb` embeds it
 //! with `include_bytes_aligned!`. `cargo xtask setup` installs what this needs.
+//!
+//! With `AYA_BUILD_SKIP=1` (aya-build's switch) no program is built and an empty object is
+//! embedded instead: `lb` then builds anywhere, and its sockmap data plane reports at start that
+//! the program is missing (`--dataplane auto` falls back to splice).
+use std::path::PathBuf;
+
 fn main() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../lb-ebpf");
     aya_build::build_ebpf(
@@ -9,5 +15,10 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         aya_build::Toolchain::default(),
-    )
+    )?;
+    let object = PathBuf::from(std::env::var("OUT_DIR")?).join("lb-ebpf");
+    if !object.exists() {
+        std::fs::write(&object, [])?;
+    }
+    Ok(())
 }

@@ -26,7 +26,7 @@ pub struct PeerInfo {
     /// Slot in `DEST` of the socket that receives what arrives on this one.
     pub peer_slot: u32,
     /// Explicit padding so the layout has no hidden bytes; always 0.
-    pub _pad: u32,
+    pub pad: u32,
     /// Payload bytes the program redirected from this socket to its peer (host byte order).
     pub bytes: u64,
     /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`, ns) of the last redirect; 0 = none yet.
@@ -34,6 +34,6 @@ pub struct PeerInfo {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: PeerInfo is repr(C), Copy, has no padding (the `_pad` field is explicit) and every bit
+// SAFETY: PeerInfo is repr(C), Copy, has no padding (the `pad` field is explicit) and every bit
 // pattern is a valid value.
 unsafe impl aya::Pod for PeerInfo {}

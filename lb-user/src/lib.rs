@@ -5,5 +5,5 @@ pub mod balance;
 pub mod config;
 pub mod dataplane;
 pub mod demo;
-// pub mod listener;
+pub mod listener;
 pub mod table;

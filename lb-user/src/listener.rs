@@ -1,1 +1,405 @@
-//! TODO
+//! The accept path: one thread per core, each with its own `SO_REUSEPORT` listener per `bind`
+//! and a tokio-uring (`io_uring`) accept loop; per connection: pick a server from the lock-free
+//! table, connect with `timeout connect`/`retries`/`redispatch`, then hand the pair to the data
+//! plane.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::Notify;
+
+use crate::config::{Backend, Config, Frontend, Keepalive};
+use crate::dataplane::sockmap::{MapIds, ThreadMaps};
+use crate::dataplane::{sockopt, Dataplane, FlowReport, FlowTimeouts};
+use crate::table::{AcquireError, BackendTable, ServerSlot};
+
+/// Listen backlog of each listener (HAProxy's default is maxconn; the kernel caps it at
+/// `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
+
+/// What every thread shares: the config, the server tables, and the process-wide connection
+/// count for `global maxconn`.
+pub struct Shared {
+    pub config: Arc<Config>,
+    /// One table per `Config::backends` entry, same order.
+    pub backends: Vec<Arc<BackendTable>>,
+    /// Current client connections, all threads.
+    pub conns: AtomicU32,
+    /// Process-wide limit (`global maxconn`).
+    pub maxconn: u32,
+    /// Signalled when a connection ends, for accept loops paused at `maxconn`.
+    pub conn_released: Notify,
+    /// Current connections per frontend (`Config::frontends` order), for frontend `maxconn`.
+    pub fe_conns: Vec<AtomicU32>,
+}
+
+impl Shared {
+    pub fn new(config: Arc<Config>, maxconn: u32) -> Arc<Self> {
+        let backends = config.backends.iter().map(BackendTable::new).collect();
+        let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
+        Arc::new(Self {
+            config,
+            backends,
+            conns: AtomicU32::new(0),
+            maxconn,
+            conn_released: Notify::new(),
+            fe_conns,
+        })
+    }
+}
+
+/// Which data plane the threads run.
+#[derive(Clone, Copy, Debug)]
+pub enum PlaneSetup {
+    Splice,
+    Sockmap(MapIds),
+}
+
+/// The listeners of one thread: (frontend index, listener) pairs, already bound.
+pub type ThreadListeners = Vec<(usize, TcpListener)>;
+
+/// Creates a bound, listening socket with `SO_REUSEPORT` (one per thread and bind: the kernel
+/// spreads connections across them).
+pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // `[::]:port` takes IPv4 too, as HAProxy's `v4v6` default on Linux does.
+        sock.set_only_v6(false)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(BACKLOG)?;
+    Ok(sock.into())
+}
+
+/// Binds every `bind` of every frontend `threads` times. Errors name the frontend and address.
+pub fn bind_all(config: &Config, threads: usize) -> Result<Vec<ThreadListeners>, String> {
+    let mut per_thread: Vec<ThreadListeners> = (0..threads).map(|_| Vec::new()).collect();
+    for (fi, fe) in config.frontends.iter().enumerate() {
+        for bind in &fe.binds {
+            for listeners in &mut per_thread {
+                let l = bind_listener(bind.addr).map_err(|e| {
+                    format!(
+                        "{}: frontend '{}': cannot bind {}: {e}",
+                        bind.loc, fe.name, bind.addr
+                    )
+                })?;
+                listeners.push((fi, l));
+            }
+        }
+    }
+    Ok(per_thread)
+}
+
+/// Runs one thread's accept loops forever (returns only if the runtime cannot start).
+pub fn run_thread(
+    shared: Arc<Shared>,
+    listeners: ThreadListeners,
+    plane: PlaneSetup,
+    thread: usize,
+    threads: usize,
+) -> io::Result<()> {
+    tokio_uring::start(async move {
+        let dataplane = match plane {
+            PlaneSetup::Splice => Dataplane::Splice,
+            PlaneSetup::Sockmap(ids) => {
+                let maps = ThreadMaps::open(ids, thread, threads)?;
+                tokio_uring::spawn(maps.watcher().clone().run());
+                Dataplane::Sockmap(maps)
+            }
+        };
+        for (fi, listener) in listeners {
+            let shared = shared.clone();
+            let dataplane = dataplane.clone();
+            listener.set_nonblocking(false)?;
+            let listener = tokio_uring::net::TcpListener::from_std(listener);
+            tokio_uring::spawn(accept_loop(shared, fi, listener, dataplane));
+        }
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+/// A client connection counted against `global maxconn` and the frontend's `maxconn`;
+/// uncounted on drop.
+struct ConnPermit {
+    shared: Arc<Shared>,
+    frontend: usize,
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        self.shared.conns.fetch_sub(1, Ordering::AcqRel);
+        self.shared.fe_conns[self.frontend].fetch_sub(1, Ordering::AcqRel);
+        self.shared.conn_released.notify_waiters();
+    }
+}
+
+/// Waits until both the process and the frontend are below their `maxconn`, then counts one
+/// connection. Like HAProxy, a listener at its limit stops accepting (clients wait in the
+/// kernel's backlog) instead of accepting and closing.
+async fn admit(shared: &Arc<Shared>, frontend: usize, fe_max: u32) -> ConnPermit {
+    loop {
+        // Create the waiter before checking, so a release between check and wait is not lost.
+        let released = shared.conn_released.notified();
+        let fe = &shared.fe_conns[frontend];
+        if shared.conns.load(Ordering::Acquire) < shared.maxconn
+            && fe.load(Ordering::Acquire) < fe_max
+        {
+            shared.conns.fetch_add(1, Ordering::AcqRel);
+            fe.fetch_add(1, Ordering::AcqRel);
+            return ConnPermit {
+                shared: shared.clone(),
+                frontend,
+            };
+        }
+        released.await;
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    frontend: usize,
+    listener: tokio_uring::net::TcpListener,
+    dataplane: Dataplane,
+) {
+    let fe_max = shared.config.frontends[frontend]
+        .maxconn
+        .unwrap_or(shared.maxconn);
+    let dataplane = Rc::new(dataplane);
+    loop {
+        let permit = admit(&shared, frontend, fe_max).await;
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: back off instead of spinning; the kernel keeps the
+                // connection in the backlog.
+                log::warn!(
+                    "frontend '{}': accept failed: {e}",
+                    shared.config.frontends[frontend].name
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // tokio-uring's TcpStream can't give its fd away; take our own (CLOEXEC) copy and let
+        // it close the original.
+        // SAFETY: fcntl on an fd that `stream` keeps open during the call.
+        let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        drop(stream);
+        if fd < 0 {
+            log::warn!("accept: dup failed: {}", io::Error::last_os_error());
+            continue;
+        }
+        // SAFETY: `fd` was just created by F_DUPFD_CLOEXEC and is owned by nobody else.
+        let client = unsafe { OwnedFd::from_raw_fd(fd) };
+        let shared = shared.clone();
+        let dataplane = dataplane.clone();
+        tokio_uring::spawn(async move {
+            let _permit = permit;
+            handle(&shared, frontend, client, peer, &dataplane).await;
+        });
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on an open fd we own.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0
+        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Socket options of either side: non-blocking, `TCP_NODELAY`, keepalive when configured.
+fn tune(fd: &OwnedFd, ka: &Keepalive) -> io::Result<()> {
+    set_nonblocking(fd)?;
+    sockopt::set_nodelay(fd.as_fd())?;
+    sockopt::set_keepalive(fd.as_fd(), ka)
+}
+
+/// Why a connect attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("connection timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// One non-blocking connect to `addr`, bounded by `timeout connect`.
+async fn connect(
+    addr: SocketAddr,
+    ka: &Keepalive,
+    timeout: Option<Duration>,
+) -> Result<OwnedFd, ConnectError> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let fd: OwnedFd = sock.into();
+    tune(&fd, ka)?;
+    let sock = Socket::from(fd);
+    match sock.connect(&addr.into()) {
+        Ok(()) => return Ok(sock.into()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let afd = crate::dataplane::async_fd(sock.into())?;
+    let wait = async {
+        loop {
+            let mut guard = afd.writable().await?;
+            guard.clear_ready();
+            if let Some(e) = sockopt::take_error(afd.get_ref().as_fd()) {
+                return Err(e);
+            }
+            // Writable with no error: connected (check, as spurious wakeups exist).
+            // SAFETY: getpeername writes at most `len` bytes into the storage.
+            let connected = unsafe {
+                let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+                let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                libc::getpeername(
+                    afd.get_ref().as_raw_fd(),
+                    std::ptr::from_mut(&mut ss).cast(),
+                    &raw mut len,
+                ) == 0
+            };
+            if connected {
+                return Ok::<(), io::Error>(());
+            }
+        }
+    };
+    match timeout {
+        Some(t) => match tokio::time::timeout(t, wait).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ConnectError::Timeout(t)),
+        },
+        None => wait.await?,
+    }
+    Ok(afd.into_inner())
+}
+
+/// Connects to the slot's server, re-trying `retries` times; with `option redispatch` the last
+/// retry goes to another server. Between retries on the same server after an immediate
+/// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s).
+async fn connect_with_retries(
+    table: &Arc<BackendTable>,
+    be: &Backend,
+    client: SocketAddr,
+    mut slot: ServerSlot,
+) -> Result<(ServerSlot, OwnedFd), String> {
+    let mut last_error;
+    let mut attempt = 0u32;
+    loop {
+        let started = tokio::time::Instant::now();
+        match connect(slot.addr(), &be.keepalive, be.timeouts.connect).await {
+            Ok(fd) => return Ok((slot, fd)),
+            Err(e) => {
+                slot.counters()
+                    .connect_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                last_error = format!("server '{}/{}': {e}", be.name, slot.name());
+                log::debug!("{last_error} (attempt {})", attempt + 1);
+            }
+        }
+        if attempt >= be.retries {
+            return Err(last_error);
+        }
+        attempt += 1;
+        slot.counters().retries.fetch_add(1, Ordering::Relaxed);
+        if be.redispatch && attempt == be.retries {
+            let failed = slot.index();
+            drop(slot);
+            slot = match table.try_acquire(client, Some(failed)) {
+                Ok(s) => {
+                    s.counters().redispatches.fetch_add(1, Ordering::Relaxed);
+                    s
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{last_error}; redispatch found no other server: {e}"
+                    ))
+                }
+            };
+            continue;
+        }
+        let turnaround = be
+            .timeouts
+            .connect
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        if started.elapsed() < turnaround {
+            tokio::time::sleep_until(started + turnaround).await;
+        }
+    }
+}
+
+/// Serves one client: server choice, connect, forward, counters.
+async fn handle(
+    shared: &Arc<Shared>,
+    frontend: usize,
+    client: OwnedFd,
+    peer: SocketAddr,
+    dataplane: &Dataplane,
+) {
+    let fe: &Frontend = &shared.config.frontends[frontend];
+    let be: &Backend = &shared.config.backends[fe.backend];
+    let table = &shared.backends[fe.backend];
+    if let Err(e) = tune(&client, &fe.keepalive) {
+        log::debug!("frontend '{}': client {peer}: {e}", fe.name);
+        return;
+    }
+    let queue_timeout = be.timeouts.queue.or(be.timeouts.connect);
+    let slot = match table.acquire(peer, None, queue_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            let what = match e {
+                AcquireError::NoServer => "no server available".to_string(),
+                other => format!("no server available ({other})"),
+            };
+            log::warn!(
+                "frontend '{}' -> backend '{}': {what}, closing client {peer}",
+                fe.name,
+                be.name
+            );
+            return;
+        }
+    };
+    let (slot, server) = match connect_with_retries(table, be, peer, slot).await {
+        Ok(x) => x,
+        Err(reason) => {
+            log::warn!(
+                "frontend '{}' -> backend '{}': no server available for client {peer}: {reason}",
+                fe.name,
+                be.name
+            );
+            return;
+        }
+    };
+    let report: FlowReport = dataplane
+        .forward(client, server, FlowTimeouts::new(fe, be))
+        .await;
+    let c = slot.counters();
+    c.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
+    c.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
+    log::debug!(
+        "{peer} {}/{}: {:?}, {} bytes in, {} bytes out{}",
+        be.name,
+        slot.name(),
+        report.end,
+        report.bytes_in,
+        report.bytes_out,
+        if report.spliced_in_kernel {
+            " (sockmap)"
+        } else {
+            " (splice)"
+        }
+    );
+}

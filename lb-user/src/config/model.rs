@@ -98,13 +98,13 @@ pub struct Timeouts {
 /// TCP keepalive on one side (`option tcpka|clitcpka|srvtcpka` and `clitcpka-*`/`srvtcpka-*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
-    /// SO_KEEPALIVE on.
+    /// `SO_KEEPALIVE` on.
     pub enabled: bool,
-    /// TCP_KEEPIDLE. Default 110 s when enabled and not set.
+    /// `TCP_KEEPIDLE`. Default 110 s when enabled and not set.
     pub idle: Duration,
-    /// TCP_KEEPINTVL. Default 30 s.
+    /// `TCP_KEEPINTVL`. Default 30 s.
     pub intvl: Duration,
-    /// TCP_KEEPCNT. Default 3.
+    /// `TCP_KEEPCNT`. Default 3.
     pub cnt: u32,
 }
 

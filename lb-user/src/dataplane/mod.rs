@@ -69,25 +69,26 @@ impl FlowTimeouts {
         }
     }
 
-    /// The inactivity limit in force. Activity in either direction refreshes both sides (HAProxy
-    /// without `option independent-streams`), so the flow ends after `min(client side, server
-    /// side)` of silence. `client_done`/`server_done`: that side has sent its FIN.
-    pub fn idle_limit(&self, client_done: bool, server_done: bool) -> Option<Duration> {
+    /// The inactivity limits of the client side and the server side: `tunnel` replaces both
+    /// once connected; a side that has sent its FIN uses its `-fin` timeout when set.
+    fn sides(&self, client_done: bool, server_done: bool) -> (Option<Duration>, Option<Duration>) {
         let (client, server) = match self.tunnel {
             Some(t) => (Some(t), Some(t)),
             None => (self.client, self.server),
         };
-        let client = if client_done {
-            self.client_fin.or(client)
-        } else {
-            client
-        };
-        let server = if server_done {
-            self.server_fin.or(server)
-        } else {
-            server
-        };
-        match (client, server) {
+        let pick =
+            |done: bool, fin: Option<Duration>, normal| if done { fin.or(normal) } else { normal };
+        (
+            pick(client_done, self.client_fin, client),
+            pick(server_done, self.server_fin, server),
+        )
+    }
+
+    /// The inactivity limit in force. Activity in either direction refreshes both sides (HAProxy
+    /// without `option independent-streams`), so the flow ends after `min(client side, server
+    /// side)` of silence. `client_done`/`server_done`: that side has sent its FIN.
+    pub fn idle_limit(&self, client_done: bool, server_done: bool) -> Option<Duration> {
+        match self.sides(client_done, server_done) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -244,21 +245,10 @@ pub(crate) fn idle_deadline(
     server_done: bool,
 ) -> Option<(Instant, FlowEnd)> {
     let limit = t.idle_limit(client_done, server_done)?;
-    let server_side = match t.tunnel {
-        Some(_) => false,
-        None => {
-            let c = if client_done {
-                t.client_fin.or(t.client)
-            } else {
-                t.client
-            };
-            let s = if server_done {
-                t.server_fin.or(t.server)
-            } else {
-                t.server
-            };
-            matches!((c, s), (Some(c), Some(s)) if s < c) || (c.is_none() && s.is_some())
-        }
+    // Which side's limit is the shorter one decides the termination cause.
+    let server_side = match t.sides(client_done, server_done) {
+        (Some(c), Some(s)) => s < c,
+        (c, s) => c.is_none() && s.is_some(),
     };
     let end = if server_side {
         FlowEnd::ServerTimeout
@@ -272,6 +262,7 @@ pub(crate) fn idle_deadline(
 mod tests {
     use super::*;
 
+    #[expect(clippy::unnecessary_wraps, reason = "timeouts are Option<Duration>")]
     fn ms(v: u64) -> Option<Duration> {
         Some(Duration::from_millis(v))
     }

@@ -69,9 +69,8 @@ impl Loaded {
 }
 
 fn map_id(map: &Map) -> Result<u32, LoadError> {
-    let data = match map {
-        Map::SockMap(d) | Map::HashMap(d) => d,
-        _ => return Err(LoadError::Missing("map of the expected type")),
+    let (Map::SockMap(data) | Map::HashMap(data)) = map else {
+        return Err(LoadError::Missing("map of the expected type"));
     };
     Ok(data.info()?.id())
 }
@@ -585,13 +584,11 @@ pub async fn forward_with_hook(
     let fds = if ins.up_kernel && ins.down_kernel {
         Fds::Plain(client, server)
     } else {
-        match (super::async_fd(client), super::async_fd(server)) {
-            (Ok(c), Ok(s)) => Fds::Async(c, s),
-            _ => {
-                maps.remove(&ins);
-                return FlowReport::local_error();
-            }
-        }
+        let (Ok(c), Ok(s)) = (super::async_fd(client), super::async_fd(server)) else {
+            maps.remove(&ins);
+            return FlowReport::local_error();
+        };
+        Fds::Async(c, s)
     };
     // SAFETY: `fds` owns both sockets and outlives every use of these borrowed fds below.
     let (cfd, sfd) = unsafe { (BorrowedFd::borrow_raw(cfd), BorrowedFd::borrow_raw(sfd)) };

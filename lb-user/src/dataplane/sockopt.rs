@@ -12,9 +12,9 @@ use crate::config::Keepalive;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 struct TcpInfoPrefix {
-    /// tcpi_state .. the two bitfield bytes.
+    /// `tcpi_state` .. the two bitfield bytes.
     head: [u8; 8],
-    /// tcpi_rto .. tcpi_total_retrans: 24 `__u32` fields.
+    /// `tcpi_rto` .. `tcpi_total_retrans`: 24 `__u32` fields.
     words: [u32; 24],
     pacing_rate: u64,
     max_pacing_rate: u64,
@@ -35,7 +35,7 @@ pub struct TcpCounters {
     pub bytes_received: u64,
 }
 
-/// `TCP_ESTABLISHED` from include/net/tcp_states.h.
+/// `TCP_ESTABLISHED` from `include/net/tcp_states.h`.
 pub const TCP_ESTABLISHED: u8 = 1;
 
 fn getsockopt_raw<T: Copy + Default>(fd: RawFd, level: i32, name: i32) -> io::Result<(T, usize)> {
@@ -125,7 +125,7 @@ pub fn take_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
     }
 }
 
-/// `SO_LINGER {on, 0}`: the next close() sends a RST instead of a FIN. Used to pass a reset on.
+/// `SO_LINGER {on, 0}`: the next `close()` sends a RST instead of a FIN. Used to pass a reset on.
 pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
     let linger = libc::linger {
         l_onoff: 1,
@@ -161,7 +161,7 @@ pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     )
 }
 
-/// Applies `option tcpka|clitcpka|srvtcpka`: SO_KEEPALIVE with TCP_KEEPIDLE/INTVL/CNT.
+/// Applies `option tcpka|clitcpka|srvtcpka`: `SO_KEEPALIVE` with `TCP_KEEPIDLE`/`INTVL`/`CNT`.
 pub fn set_keepalive(fd: BorrowedFd<'_>, ka: &Keepalive) -> io::Result<()> {
     if !ka.enabled {
         return Ok(());

@@ -76,9 +76,8 @@ pub(super) async fn pump(
     let mut eof = false;
     loop {
         if in_pipe > 0 {
-            let mut guard = match dst.writable().await {
-                Ok(g) => g,
-                Err(_) => return DirEnd::DstReset,
+            let Ok(mut guard) = dst.writable().await else {
+                return DirEnd::DstReset;
             };
             match guard.try_io(|_| splice(&pipe.read, dst.get_ref(), in_pipe)) {
                 Ok(Ok(n)) => {
@@ -99,9 +98,8 @@ pub(super) async fn pump(
                 Err(_) => DirEnd::DstReset,
             };
         }
-        let mut guard = match src.readable().await {
-            Ok(g) => g,
-            Err(_) => return DirEnd::SrcReset,
+        let Ok(mut guard) = src.readable().await else {
+            return DirEnd::SrcReset;
         };
         match guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK)) {
             Ok(Ok(0)) => eof = true,
@@ -118,9 +116,8 @@ pub(super) async fn pump(
 
 /// Forwards `client` <-> `server` with splice(2) until both FINs, a reset, or an idle timeout.
 pub async fn forward(client: OwnedFd, server: OwnedFd, t: FlowTimeouts) -> FlowReport {
-    let (client, server) = match (super::async_fd(client), super::async_fd(server)) {
-        (Ok(c), Ok(s)) => (c, s),
-        _ => return FlowReport::local_error(),
+    let (Ok(client), Ok(server)) = (super::async_fd(client), super::async_fd(server)) else {
+        return FlowReport::local_error();
     };
     let bytes_in = Cell::new(0u64);
     let bytes_out = Cell::new(0u64);
