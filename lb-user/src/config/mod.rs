@@ -1,12 +1,23 @@
 //! haproxy.cfg (tcp subset): parse -> validate -> an immutable [`Config`], with `file:line` kept
 //! on everything so that every error names where and why.
 
+//!
+//! Pipeline: read files -> [`lex`] (words per line, `HAProxy` quoting) -> [`parse`] (sections,
+//! keywords, `defaults`, cross-checks) -> [`Config`]. Every error is collected, none is fatal on
+//! its own, and nothing panics on any input.
+
+mod lex;
 mod model;
+mod parse;
+mod scalar;
+#[cfg(test)]
+mod tests;
 
 pub use model::*;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// One configuration error, printed as `FILE:LINE: message`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -44,12 +55,83 @@ impl fmt::Display for ConfigErrors {
 /// Reads, parses and validates the given files in order, as `haproxy -f A -f B` does (sections
 /// continue across files).
 pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
-    let _ = paths;
-    todo!("config parser")
+    let mut errors = Vec::new();
+    let mut texts = Vec::new();
+    for path in paths {
+        match std::fs::read(path) {
+            Ok(bytes) => texts.push((Arc::new(path.clone()), bytes)),
+            Err(e) => errors.push(ConfigError {
+                loc: None,
+                message: format!("{}: cannot read: {e}", path.display()),
+            }),
+        }
+    }
+    let files: Vec<(Arc<PathBuf>, String)> = texts
+        .into_iter()
+        .map(|(path, bytes)| {
+            let text = match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    // Keep going with the valid part replaced; report the first bad line.
+                    let bytes = e.into_bytes();
+                    let valid = std::str::from_utf8(&bytes)
+                        .map_or_else(|u| &bytes[..u.valid_up_to()], str::as_bytes);
+                    let line = bytecount_newlines(valid) + 1;
+                    errors.push(ConfigError {
+                        loc: Some(Loc {
+                            file: Arc::clone(&path),
+                            line: u32::try_from(line).unwrap_or(u32::MAX),
+                        }),
+                        message: "invalid UTF-8".to_owned(),
+                    });
+                    String::from_utf8_lossy(&bytes).into_owned()
+                }
+            };
+            (path, text)
+        })
+        .collect();
+    load_files(&files, errors)
 }
 
 /// Parses and validates configuration text; `file` is only used to name locations.
 pub fn load_str(file: &str, text: &str) -> Result<Config, ConfigErrors> {
-    let _ = (file, text);
-    todo!("config parser")
+    load_files(
+        &[(Arc::new(PathBuf::from(file)), text.to_owned())],
+        Vec::new(),
+    )
+}
+
+/// Tokenizes every file in order, as one stream of lines, then parses and validates it.
+fn load_files(
+    files: &[(Arc<PathBuf>, String)],
+    mut errors: Vec<ConfigError>,
+) -> Result<Config, ConfigErrors> {
+    let mut lines = Vec::new();
+    let mut lex_errors = Vec::new();
+    for (path, text) in files {
+        lines.extend(lex::tokenize(path, text, &mut lex_errors));
+    }
+    errors.extend(lex_errors.into_iter().map(|(loc, message)| ConfigError {
+        loc: Some(loc),
+        message,
+    }));
+    let diag = parse::Diag {
+        errors,
+        warnings: Vec::new(),
+    };
+    let (config, mut diag) = parse::build(&lines, diag);
+    let order: Vec<Arc<PathBuf>> = files.iter().map(|(p, _)| Arc::clone(p)).collect();
+    parse::sort_diag(&mut diag, &order);
+    match config {
+        Some(mut config) if diag.errors.is_empty() => {
+            config.warnings = diag.warnings;
+            Ok(config)
+        }
+        _ => Err(ConfigErrors(diag.errors)),
+    }
+}
+
+/// Number of `\n` in `bytes` (to name the line of invalid UTF-8).
+fn bytecount_newlines(bytes: &[u8]) -> usize {
+    bytes.split(|b| *b == b'\n').count() - 1
 }

@@ -1,0 +1,2713 @@
+//! Lines -> sections -> validated [`Config`]: the keyword handlers for every section, `defaults`
+//! inheritance, and the cross-section checks (names, `default_backend`, binds, timeouts).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::lex::Line;
+use super::scalar::{
+    check_hex, check_name, is_hostname, parse_port, parse_size, parse_time, parse_u32, parse_uint,
+    parse_weight, resolve, split_host_port, unspecified, Host, TimeUnit,
+};
+use super::{
+    Backend, Balance, Bind, Config, ConfigError, Frontend, Global, HashType, Keepalive, Loc,
+    LogTarget, Server, Timeouts, Warning,
+};
+
+/// Errors and warnings collected while loading; loading never stops at the first error.
+#[derive(Debug, Default)]
+pub(crate) struct Diag {
+    pub(crate) errors: Vec<ConfigError>,
+    pub(crate) warnings: Vec<Warning>,
+}
+
+impl Diag {
+    pub(crate) fn err(&mut self, loc: &Loc, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            loc: Some(loc.clone()),
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn warn(&mut self, loc: &Loc, message: impl Into<String>) {
+        self.warnings.push(Warning {
+            loc: loc.clone(),
+            message: message.into(),
+        });
+    }
+}
+
+/// The proxy section kinds (`defaults` included: it holds proxy settings too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Defaults,
+    Frontend,
+    Backend,
+    Listen,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Defaults => "defaults",
+            Kind::Frontend => "frontend",
+            Kind::Backend => "backend",
+            Kind::Listen => "listen",
+        }
+    }
+
+    /// Frontend capability (defaults have both capabilities).
+    fn fe(self) -> bool {
+        self != Kind::Backend
+    }
+
+    /// Backend capability.
+    fn be(self) -> bool {
+        self != Kind::Frontend
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Tcp,
+    Http,
+}
+
+/// One `init-addr` method.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum InitAddr {
+    /// Server-state file address: not supported (no `server-state-file`), so it never succeeds.
+    Last,
+    /// System resolver.
+    Libc,
+    /// Start in MAINT without an address.
+    None,
+    /// A fixed fallback address.
+    Ip(IpAddr),
+}
+
+/// `server_params` reported its errors already; the line is dropped.
+#[derive(Debug)]
+struct ParamsFailed;
+
+/// Server settings a `default-server` line carries to the following `server` lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ServerParams {
+    weight: u32,
+    backup: bool,
+    maxconn: u32,
+    maxqueue: u32,
+    disabled: bool,
+    check_port: Option<u16>,
+    init_addr: Option<Vec<InitAddr>>,
+}
+
+impl Default for ServerParams {
+    fn default() -> Self {
+        Self {
+            weight: 1,
+            backup: false,
+            maxconn: 0,
+            maxqueue: 0,
+            disabled: false,
+            check_port: None,
+            init_addr: None,
+        }
+    }
+}
+
+/// Everything a `defaults` section passes on to proxies.
+#[derive(Clone, Debug)]
+struct ProxyOpts {
+    /// `mode` and where it was set.
+    mode: Option<(Mode, Loc)>,
+    balance: Balance,
+    hash_type: HashType,
+    timeouts: Timeouts,
+    retries: u32,
+    redispatch: bool,
+    allbackups: bool,
+    cli_ka: Keepalive,
+    srv_ka: Keepalive,
+    maxconn: Option<u32>,
+    default_backend: Option<(String, Loc)>,
+    default_server: ServerParams,
+}
+
+impl ProxyOpts {
+    /// `HAProxy`'s built-in defaults (what a fresh `defaults` section starts from).
+    fn builtin() -> Self {
+        Self {
+            mode: None,
+            balance: Balance::RoundRobin,
+            hash_type: HashType::MapBased,
+            timeouts: Timeouts::default(),
+            retries: 3,
+            redispatch: false,
+            allbackups: false,
+            cli_ka: Keepalive::default(),
+            srv_ka: Keepalive::default(),
+            maxconn: None,
+            default_backend: None,
+            default_server: ServerParams::default(),
+        }
+    }
+}
+
+/// A proxy section being parsed.
+#[derive(Debug)]
+struct ProxyDraft {
+    kind: Kind,
+    name: String,
+    loc: Loc,
+    opts: ProxyOpts,
+    explicit_mode: bool,
+    binds: Vec<Bind>,
+    /// Servers with their explicit `id`, ids assigned once the section is complete.
+    servers: Vec<(Server, Option<u32>)>,
+    /// Where `default_backend` was written in this section (not inherited).
+    own_default_backend: Option<Loc>,
+}
+
+impl ProxyDraft {
+    fn ctx(&self) -> String {
+        if self.kind == Kind::Defaults && self.name.is_empty() {
+            "defaults".to_owned()
+        } else {
+            format!("{} '{}'", self.kind.word(), self.name)
+        }
+    }
+}
+
+/// Proxy keywords that only make sense in `mode http`; lb warns and ignores them.
+const HTTP_ONLY: &[&str] = &[
+    "http-request",
+    "http-response",
+    "http-after-response",
+    "http-reuse",
+    "http-send-name-header",
+    "errorfile",
+    "errorfiles",
+    "errorloc",
+    "errorloc302",
+    "errorloc303",
+    "cookie",
+    "capture",
+    "compression",
+    "monitor-uri",
+    "redirect",
+    "unique-id-format",
+    "unique-id-header",
+    "max-keep-alive-queue",
+    "declare",
+    "filter",
+];
+
+/// `option X` that only make sense in `mode http`.
+const HTTP_OPTIONS: &[&str] = &[
+    "httplog",
+    "forwardfor",
+    "http-server-close",
+    "httpclose",
+    "http-keep-alive",
+    "http-pretend-keepalive",
+    "http-buffer-request",
+    "http-ignore-probes",
+    "http-use-proxy-header",
+    "http-no-delay",
+    "http_proxy",
+    "originalto",
+    "accept-invalid-http-request",
+    "accept-invalid-http-response",
+    "h1-case-adjust-bogus-client",
+    "h1-case-adjust-bogus-server",
+    "checkcache",
+    "disable-h2-upgrade",
+    "http-restrict-req-hdr-names",
+];
+
+/// Other `option X` (no arguments) that lb accepts but does not act on yet, with the feature.
+const OPTIONS_NOT_YET: &[(&str, &str)] = &[
+    ("tcplog", "logging"),
+    ("dontlognull", "logging"),
+    ("dontlog-normal", "logging"),
+    ("log-health-checks", "logging"),
+    ("log-separate-errors", "logging"),
+    ("logasap", "logging"),
+    ("socket-stats", "stats"),
+    ("contstats", "stats"),
+    ("nolinger", "socket options"),
+    ("abortonclose", "socket options"),
+    ("tcp-smart-accept", "socket options"),
+    ("tcp-smart-connect", "socket options"),
+    ("transparent", "transparent proxying"),
+    ("persist", "persistence"),
+    ("prefer-last-server", "persistence"),
+    ("redis-check", "health checks"),
+    ("tcp-check", "health checks"),
+    ("external-check", "health checks"),
+    ("ldap-check", "health checks"),
+    ("ssl-hello-chk", "health checks"),
+    ("spop-check", "health checks"),
+    ("idle-close-on-response", "socket options"),
+];
+
+/// Proxy keywords (with at least one argument unless listed in `NO_ARG_NOT_YET`) that lb
+/// accepts but does not act on yet, with the feature.
+const KEYWORDS_NOT_YET: &[(&str, &str)] = &[
+    ("use_backend", "content switching"),
+    ("use-server", "content switching"),
+    ("acl", "ACLs"),
+    ("tcp-request", "content rules"),
+    ("tcp-response", "content rules"),
+    ("stick-table", "stickiness"),
+    ("stick", "stickiness"),
+    ("force-persist", "persistence"),
+    ("ignore-persist", "persistence"),
+    ("persist", "persistence"),
+    ("fullconn", "dynamic maxconn"),
+    ("source", "outgoing source address"),
+    ("server-template", "DNS service discovery"),
+    ("log-format", "logging"),
+    ("log-format-sd", "logging"),
+    ("error-log-format", "logging"),
+    ("log-tag", "logging"),
+    ("description", "stats"),
+    ("email-alert", "email alerts"),
+    ("backlog", "listen backlog"),
+    ("rate-limit", "rate limiting"),
+    ("retry-on", "retry policies"),
+    ("monitor", "monitoring"),
+    ("load-server-state-from-file", "server-state file"),
+    ("server-state-file-name", "server-state file"),
+    ("dispatch", "dispatch"),
+];
+
+/// Global keywords lb accepts but does not act on yet, with the feature.
+const GLOBAL_NOT_YET: &[(&str, &str)] = &[
+    ("pidfile", "pid file"),
+    ("chroot", "chroot"),
+    ("external-check", "health checks"),
+    ("ca-base", "TLS; lb has no TLS"),
+    ("crt-base", "TLS; lb has no TLS"),
+    ("spread-checks", "health checks"),
+    ("ulimit-n", "fd limit"),
+    ("log-send-hostname", "logging"),
+    ("log-tag", "logging"),
+    ("master-worker", "master-worker mode"),
+    ("hard-stop-after", "reload"),
+    ("node", "stats"),
+    ("description", "stats"),
+    ("server-state-file", "server-state file"),
+    ("server-state-base", "server-state file"),
+    ("quiet", "quiet mode"),
+    ("cpu-map", "CPU pinning"),
+    ("maxconnrate", "rate limiting"),
+    ("maxsessrate", "rate limiting"),
+    ("maxsslconn", "TLS; lb has no TLS"),
+    ("ssl-default-bind-ciphers", "TLS; lb has no TLS"),
+    ("ssl-default-bind-ciphersuites", "TLS; lb has no TLS"),
+    ("ssl-default-bind-options", "TLS; lb has no TLS"),
+    ("ssl-default-server-ciphers", "TLS; lb has no TLS"),
+    ("ssl-default-server-ciphersuites", "TLS; lb has no TLS"),
+    ("ssl-default-server-options", "TLS; lb has no TLS"),
+    ("ssl-dh-param-file", "TLS; lb has no TLS"),
+    ("ssl-server-verify", "TLS; lb has no TLS"),
+    ("tune.ssl.default-dh-param", "TLS; lb has no TLS"),
+    ("lua-load", "Lua"),
+    ("insecure-fork-wanted", "health checks"),
+    ("set-dumpable", "core dumps"),
+    ("strict-limits", "fd limit"),
+    ("busy-polling", "polling"),
+    ("localpeer", "peers"),
+    ("setenv", "environment"),
+    ("presetenv", "environment"),
+    ("resetenv", "environment"),
+    ("unsetenv", "environment"),
+    ("expose-experimental-directives", "experimental directives"),
+    ("h1-case-adjust", "HTTP"),
+];
+
+/// Sections lb skips entirely (with one warning each).
+const IGNORED_SECTIONS: &[&str] = &[
+    "peers",
+    "cache",
+    "program",
+    "http-errors",
+    "ring",
+    "mailers",
+    "log-forward",
+    "fcgi-app",
+    "crt-store",
+];
+
+const SYSLOG_FACILITIES: &[&str] = &[
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "auth2",
+    "ftp", "ntp", "audit", "alert", "cron2", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
+];
+
+const SYSLOG_LEVELS: &[&str] = &[
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+/// Checks that `line` has between `min` and `max` words after its first `kw_words` words.
+fn arity(diag: &mut Diag, line: &Line, kw_words: usize, min: usize, max: usize) -> bool {
+    let kw = line.words[..kw_words.min(line.words.len())].join(" ");
+    let n = line.words.len().saturating_sub(kw_words);
+    if n < min {
+        let what = if min == 1 { "argument" } else { "arguments" };
+        let exp = if min == max {
+            format!("{min} {what}")
+        } else {
+            format!("at least {min} {what}")
+        };
+        diag.err(&line.loc, format!("'{kw}': expects {exp}, got {n}"));
+        return false;
+    }
+    if n > max {
+        let extra = &line.words[kw_words + max];
+        diag.err(&line.loc, format!("'{kw}': unexpected argument '{extra}'"));
+        return false;
+    }
+    true
+}
+
+/// A section header and its lines.
+struct Section<'a> {
+    header: &'a Line,
+    body: &'a [Line],
+}
+
+/// Whether `word` starts a section.
+fn is_section_word(word: &str) -> bool {
+    matches!(
+        word,
+        "global" | "defaults" | "frontend" | "backend" | "listen" | "resolvers" | "userlist"
+    ) || IGNORED_SECTIONS.contains(&word)
+}
+
+/// Splits the lines of all files (in order, as one stream) into sections. Lines before the
+/// first section header are errors.
+fn sections<'a>(lines: &'a [Line], diag: &mut Diag) -> Vec<Section<'a>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = &lines[i];
+        if !is_section_word(&line.words[0]) {
+            diag.err(
+                &line.loc,
+                format!(
+                    "'{}' outside of any section (expected global, defaults, frontend, backend, \
+                     listen, ...)",
+                    line.words[0]
+                ),
+            );
+            i += 1;
+            continue;
+        }
+        let end = lines[i + 1..]
+            .iter()
+            .position(|l| is_section_word(&l.words[0]))
+            .map_or(lines.len(), |p| i + 1 + p);
+        out.push(Section {
+            header: line,
+            body: &lines[i + 1..end],
+        });
+        i = end;
+    }
+    out
+}
+
+/// Builds a [`Config`] from tokenized lines (all files, in order), adding to `diag`. The
+/// returned config is `None` when there are errors; its `warnings` are left empty for the caller.
+pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
+    let mut p = Parser {
+        diag,
+        global: Global {
+            maxconn: None,
+            nbthread: None,
+            user: None,
+            group: None,
+            daemon: false,
+            logs: Vec::new(),
+        },
+        defaults: ProxyOpts::builtin(),
+        named_defaults: HashMap::new(),
+        proxies: Vec::new(),
+        stats_sections: HashMap::new(),
+        fe_names: HashMap::new(),
+        be_names: HashMap::new(),
+        resolvers: HashMap::new(),
+        resolver_refs: Vec::new(),
+    };
+    let secs = sections(lines, &mut p.diag);
+    for sec in &secs {
+        p.section(sec);
+    }
+    let config = p.finish();
+    (config, p.diag)
+}
+
+struct Parser {
+    diag: Diag,
+    global: Global,
+    /// The settings of the last `defaults` section (built-ins before the first one).
+    defaults: ProxyOpts,
+    named_defaults: HashMap<String, (ProxyOpts, Loc)>,
+    proxies: Vec<ProxyDraft>,
+    /// Stats-only sections (accepted, not served), by name.
+    stats_sections: HashMap<String, Loc>,
+    /// Names used by frontend-capable and backend-capable proxies.
+    fe_names: HashMap<String, Loc>,
+    be_names: HashMap<String, Loc>,
+    /// `resolvers` sections by name.
+    resolvers: HashMap<String, Loc>,
+    /// `resolvers NAME` on server lines, checked once every section is read.
+    resolver_refs: Vec<(String, Loc)>,
+}
+
+impl Parser {
+    fn section(&mut self, sec: &Section<'_>) {
+        let h = sec.header;
+        let word = h.words[0].as_str();
+        match word {
+            "global" => {
+                arity(&mut self.diag, h, 1, 0, 0);
+                for line in sec.body {
+                    self.global_line(line);
+                }
+            }
+            "defaults" => self.proxy_section(Kind::Defaults, sec),
+            "frontend" => self.proxy_section(Kind::Frontend, sec),
+            "backend" => self.proxy_section(Kind::Backend, sec),
+            "listen" => self.proxy_section(Kind::Listen, sec),
+            "resolvers" => self.resolvers_section(sec),
+            "userlist" => self.userlist_section(sec),
+            _ => self.diag.warn(
+                &h.loc,
+                format!(
+                    "'{word}' section is not supported; ignored ({} lines)",
+                    sec.body.len()
+                ),
+            ),
+        }
+    }
+
+    // ----- global -----
+
+    fn global_line(&mut self, line: &Line) {
+        let d = &mut self.diag;
+        let w = &line.words;
+        let kw = w[0].as_str();
+        match kw {
+            "maxconn" => {
+                if arity(d, line, 1, 1, 1) {
+                    match parse_u32(&w[1], 1, u32::MAX) {
+                        Ok(v) => self.global.maxconn = Some(v),
+                        Err(e) => d.err(&line.loc, format!("'maxconn': {e}")),
+                    }
+                }
+            }
+            "nbthread" => {
+                if arity(d, line, 1, 1, 1) {
+                    match parse_uint(&w[1], 1, 4096) {
+                        Ok(v) => self.global.nbthread = Some(v as usize),
+                        Err(e) => d.err(&line.loc, format!("'nbthread': {e}")),
+                    }
+                }
+            }
+            "user" | "group" | "uid" | "gid" => {
+                if arity(d, line, 1, 1, 1) {
+                    if matches!(kw, "uid" | "gid") {
+                        if let Err(e) = parse_u32(&w[1], 0, u32::MAX) {
+                            d.err(&line.loc, format!("'{kw}': {e}"));
+                            return;
+                        }
+                    }
+                    let slot = if matches!(kw, "user" | "uid") {
+                        &mut self.global.user
+                    } else {
+                        &mut self.global.group
+                    };
+                    *slot = Some(w[1].clone());
+                }
+            }
+            "daemon" => {
+                if arity(d, line, 1, 0, 0) {
+                    self.global.daemon = true;
+                }
+            }
+            "log" => {
+                if check_log_args(d, line, 1) {
+                    self.global.logs.push(LogTarget {
+                        loc: line.loc.clone(),
+                        args: w[1..].to_vec(),
+                    });
+                }
+            }
+            "nbproc" => d.err(
+                &line.loc,
+                "'nbproc' was removed in HAProxy 2.5 (use 'nbthread'; lb runs one process)",
+            ),
+            "stats" => {
+                let sub = w.get(1).map_or("", String::as_str);
+                match sub {
+                    "socket" | "timeout" | "maxconn" | "bind-process" => {
+                        if sub == "timeout" && arity(d, line, 2, 1, 1) {
+                            if let Err(e) = parse_time(&w[2], TimeUnit::Ms) {
+                                d.err(&line.loc, format!("'stats timeout': {e}"));
+                                return;
+                            }
+                        } else if sub == "socket" {
+                            if !arity(d, line, 2, 1, usize::MAX) {
+                                return;
+                            }
+                        } else if sub == "maxconn" && arity(d, line, 2, 1, 1) {
+                            if let Err(e) = parse_u32(&w[2], 1, u32::MAX) {
+                                d.err(&line.loc, format!("'stats maxconn': {e}"));
+                                return;
+                            }
+                        }
+                        d.warn(
+                            &line.loc,
+                            format!("'stats {sub}' is not supported yet (runtime API); ignored"),
+                        );
+                    }
+                    _ => d.err(
+                        &line.loc,
+                        format!(
+                            "unknown keyword 'stats {sub}' in 'global' section (expected stats \
+                             socket|timeout|maxconn)"
+                        ),
+                    ),
+                }
+            }
+            _ if kw.starts_with("tune.") => {
+                if arity(d, line, 1, 1, usize::MAX) {
+                    if matches!(
+                        kw,
+                        "tune.bufsize"
+                            | "tune.maxrewrite"
+                            | "tune.rcvbuf.client"
+                            | "tune.rcvbuf.server"
+                            | "tune.sndbuf.client"
+                            | "tune.sndbuf.server"
+                    ) {
+                        if let Err(e) = parse_size(&w[1]) {
+                            d.err(&line.loc, format!("'{kw}': {e}"));
+                            return;
+                        }
+                    }
+                    d.warn(
+                        &line.loc,
+                        format!("'{kw}' is not supported yet (tuning); ignored"),
+                    );
+                }
+            }
+            _ => {
+                if let Some((_, feature)) = GLOBAL_NOT_YET.iter().find(|(k, _)| *k == kw) {
+                    let ok = match kw {
+                        "spread-checks" => {
+                            arity(d, line, 1, 1, 1)
+                                && parse_uint(&w[1], 0, 50)
+                                    .map_err(|e| d.err(&line.loc, format!("'{kw}': {e}")))
+                                    .is_ok()
+                        }
+                        "ulimit-n" | "maxconnrate" | "maxsessrate" | "maxsslconn" => {
+                            arity(d, line, 1, 1, 1)
+                                && parse_u32(&w[1], 0, u32::MAX)
+                                    .map_err(|e| d.err(&line.loc, format!("'{kw}': {e}")))
+                                    .is_ok()
+                        }
+                        "hard-stop-after" => {
+                            arity(d, line, 1, 1, 1)
+                                && parse_time(&w[1], TimeUnit::Ms)
+                                    .map_err(|e| d.err(&line.loc, format!("'{kw}': {e}")))
+                                    .is_ok()
+                        }
+                        "pidfile" | "chroot" | "ca-base" | "crt-base" | "node"
+                        | "server-state-file" | "server-state-base" | "lua-load" | "log-tag"
+                        | "ssl-dh-param-file" | "localpeer" | "unsetenv" => {
+                            arity(d, line, 1, 1, usize::MAX)
+                        }
+                        "setenv" | "presetenv" => arity(d, line, 1, 2, 2),
+                        "daemon"
+                        | "quiet"
+                        | "master-worker"
+                        | "insecure-fork-wanted"
+                        | "set-dumpable"
+                        | "busy-polling"
+                        | "expose-experimental-directives" => arity(d, line, 1, 0, 1),
+                        _ => true,
+                    };
+                    if ok {
+                        d.warn(
+                            &line.loc,
+                            format!("'{kw}' is not supported yet ({feature}); ignored"),
+                        );
+                    }
+                } else {
+                    let known: Vec<&str> =
+                        ["maxconn", "nbthread", "user", "group", "daemon", "log"]
+                            .into_iter()
+                            .chain(GLOBAL_NOT_YET.iter().map(|(k, _)| *k))
+                            .collect();
+                    d.err(
+                        &line.loc,
+                        format!(
+                            "unknown keyword '{kw}' in 'global' section{}",
+                            suggest(kw, &known)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // ----- proxies -----
+
+    fn proxy_section(&mut self, kind: Kind, sec: &Section<'_>) {
+        let h = sec.header;
+        let args = &h.words[1..];
+        let mut name = String::new();
+        let mut rest = args;
+        if let Some(first) = args.first().filter(|a| *a != "from") {
+            name.clone_from(first);
+            rest = &args[1..];
+            if let Err(e) = check_name(&name) {
+                self.diag.err(&h.loc, format!("{} {e}", kind.word()));
+            }
+        } else if kind != Kind::Defaults {
+            self.diag
+                .err(&h.loc, format!("'{}' needs a name", kind.word()));
+        }
+        let mut opts = self.defaults.clone();
+        let mut header_binds: Vec<&String> = Vec::new();
+        let mut i = 0;
+        while i < rest.len() {
+            if rest[i] == "from" {
+                match rest.get(i + 1) {
+                    Some(from) => match self.named_defaults.get(from) {
+                        Some((o, _)) => opts = o.clone(),
+                        None => self.diag.err(
+                            &h.loc,
+                            format!(
+                                "{} '{name}': 'from {from}': no defaults section named '{from}' \
+                                 before this line",
+                                kind.word()
+                            ),
+                        ),
+                    },
+                    None => self.diag.err(
+                        &h.loc,
+                        format!("'{} {name}': 'from' needs a name", kind.word()),
+                    ),
+                }
+                i += 2;
+            } else {
+                header_binds.push(&rest[i]);
+                i += 1;
+            }
+        }
+        if kind == Kind::Defaults {
+            // A new defaults section starts from built-ins (or its `from`), not from the
+            // previous defaults.
+            if !rest.iter().any(|a| a == "from") {
+                opts = ProxyOpts::builtin();
+            }
+        }
+        let mut px = ProxyDraft {
+            kind,
+            name,
+            loc: h.loc.clone(),
+            opts,
+            explicit_mode: false,
+            binds: Vec::new(),
+            servers: Vec::new(),
+            own_default_backend: None,
+        };
+        for addr in header_binds {
+            if kind.fe() && kind != Kind::Defaults {
+                self.bind_addrs(&mut px, &h.loc, addr, None);
+            } else {
+                self.diag.err(
+                    &h.loc,
+                    format!(
+                        "{}: unexpected argument '{addr}' (only frontend and listen may have an \
+                         address on their header line)",
+                        px.ctx()
+                    ),
+                );
+            }
+        }
+
+        let is_stats = matches!(kind, Kind::Frontend | Kind::Listen)
+            && sec.body.iter().any(|l| {
+                let w = &l.words;
+                (w[0] == "stats" && w.get(1).is_some_and(|s| s == "enable" || s == "uri"))
+                    || (w[0] == "http-request"
+                        && w.get(1).is_some_and(|s| s == "use-service")
+                        && w.get(2).is_some_and(|s| s == "prometheus-exporter"))
+            });
+        let warnings_before = self.diag.warnings.len();
+        for line in sec.body {
+            self.proxy_line(&mut px, line, is_stats);
+        }
+        let mode = px.opts.mode.as_ref().map(|(m, _)| *m);
+        if is_stats && mode == Some(Mode::Http) {
+            // The whole section is one feature lb does not serve: one warning instead of one per
+            // line.
+            self.diag.warnings.truncate(warnings_before);
+            self.diag.warn(
+                &px.loc,
+                format!(
+                    "{}: the stats page (mode http) is not supported yet; section ignored",
+                    px.ctx()
+                ),
+            );
+            self.register_names(&px);
+            self.stats_sections.insert(px.name.clone(), px.loc.clone());
+            return;
+        }
+        if mode == Some(Mode::Http) && kind != Kind::Defaults {
+            if px.explicit_mode {
+                // Reported on the `mode` line itself.
+            } else if let Some((_, mloc)) = &px.opts.mode {
+                self.diag.err(
+                    &px.loc,
+                    format!(
+                        "{}: mode http (inherited from defaults at {mloc}) is not supported (lb \
+                         is a TCP load balancer); add 'mode tcp' (only a stats section may use \
+                         mode http)",
+                        px.ctx()
+                    ),
+                );
+            }
+        }
+        if kind == Kind::Defaults {
+            if !px.name.is_empty() {
+                if let Some((_, first)) = self.named_defaults.get(&px.name) {
+                    self.diag.err(
+                        &px.loc,
+                        format!(
+                            "defaults name '{}' is used twice (first at {first})",
+                            px.name
+                        ),
+                    );
+                }
+                self.named_defaults
+                    .insert(px.name.clone(), (px.opts.clone(), px.loc.clone()));
+            }
+            self.defaults = px.opts;
+            return;
+        }
+        self.register_names(&px);
+        self.assign_server_ids(&mut px);
+        self.proxies.push(px);
+    }
+
+    /// Records the proxy's name in the frontend/backend namespaces, reporting reuse.
+    fn register_names(&mut self, px: &ProxyDraft) {
+        if px.name.is_empty() {
+            return;
+        }
+        let mut clash: Option<Loc> = None;
+        if px.kind.fe() {
+            if let Some(first) = self.fe_names.get(&px.name) {
+                clash = Some(first.clone());
+            } else {
+                self.fe_names.insert(px.name.clone(), px.loc.clone());
+            }
+        }
+        if px.kind.be() {
+            if let Some(first) = self.be_names.get(&px.name) {
+                clash = clash.or_else(|| Some(first.clone()));
+            } else {
+                self.be_names.insert(px.name.clone(), px.loc.clone());
+            }
+        }
+        if let Some(first) = clash {
+            self.diag.err(
+                &px.loc,
+                format!("proxy name '{}' is used twice (first at {first})", px.name),
+            );
+        }
+    }
+
+    /// Server ids: explicit `id`s first, then the lowest free id for the others, in order (as
+    /// `HAProxy` does; without explicit ids this is the position starting at 1).
+    fn assign_server_ids(&mut self, px: &mut ProxyDraft) {
+        let mut used: HashMap<u32, String> = HashMap::new();
+        for (srv, explicit) in &px.servers {
+            if let Some(id) = explicit {
+                if let Some(other) = used.get(id) {
+                    self.diag.err(
+                        &srv.loc,
+                        format!(
+                            "server '{}/{}': id {id} is already used by server '{other}'",
+                            px.name, srv.name
+                        ),
+                    );
+                } else {
+                    used.insert(*id, srv.name.clone());
+                }
+            }
+        }
+        let mut next = 1u32;
+        for (srv, explicit) in &mut px.servers {
+            if let Some(id) = explicit {
+                srv.id = *id;
+            } else {
+                while used.contains_key(&next) {
+                    next = next.saturating_add(1);
+                }
+                srv.id = next;
+                used.insert(next, srv.name.clone());
+            }
+        }
+    }
+
+    /// Warns (and returns false) when `kw` needs a capability the section lacks; `bind`,
+    /// `server`-like keywords are errors instead (they cannot mean anything there).
+    fn cap(&mut self, px: &ProxyDraft, line: &Line, kw: &str, fe: bool, be: bool) -> bool {
+        if (fe && px.kind.fe()) || (be && px.kind.be()) {
+            return true;
+        }
+        let missing = if fe { "frontend" } else { "backend" };
+        self.diag.warn(
+            &line.loc,
+            format!(
+                "'{kw}' ignored because {} has no {missing} capability",
+                px.ctx()
+            ),
+        );
+        false
+    }
+
+    fn not_allowed(&mut self, px: &ProxyDraft, line: &Line, kw: &str) {
+        self.diag.err(
+            &line.loc,
+            format!("'{kw}' in a '{}' section is not allowed", px.kind.word()),
+        );
+    }
+
+    fn not_yet(&mut self, line: &Line, kw: &str, feature: &str) {
+        self.diag.warn(
+            &line.loc,
+            format!("'{kw}' is not supported yet ({feature}); ignored"),
+        );
+    }
+
+    fn proxy_line(&mut self, px: &mut ProxyDraft, line: &Line, is_stats: bool) {
+        let w = &line.words;
+        let kw = w[0].as_str();
+        let loc = &line.loc;
+        match kw {
+            "mode" => {
+                if !arity(&mut self.diag, line, 1, 1, 1) {
+                    return;
+                }
+                match w[1].as_str() {
+                    "tcp" => px.opts.mode = Some((Mode::Tcp, loc.clone())),
+                    "http" => {
+                        px.opts.mode = Some((Mode::Http, loc.clone()));
+                        px.explicit_mode = true;
+                        if px.kind != Kind::Defaults && !is_stats {
+                            self.diag.err(
+                                loc,
+                                "mode http is not supported (lb is a TCP load balancer); only a \
+                                 stats section may use it",
+                            );
+                        }
+                    }
+                    "health" => self
+                        .diag
+                        .err(loc, "mode health is not supported (removed in HAProxy 2.4)"),
+                    other => self.diag.err(
+                        loc,
+                        format!("'mode': unknown mode '{other}' (expected tcp or http)"),
+                    ),
+                }
+            }
+            "bind" => {
+                if px.kind == Kind::Backend || px.kind == Kind::Defaults {
+                    self.not_allowed(px, line, kw);
+                } else if arity(&mut self.diag, line, 1, 1, usize::MAX) {
+                    self.bind_line(px, line);
+                }
+            }
+            "default_backend" => {
+                if px.kind == Kind::Backend {
+                    self.not_allowed(px, line, kw);
+                } else if px.kind == Kind::Listen {
+                    self.diag.err(
+                        loc,
+                        "'default_backend' in a 'listen' section is not supported (a listen \
+                         forwards to its own servers; use a frontend)",
+                    );
+                } else if arity(&mut self.diag, line, 1, 1, 1) {
+                    px.opts.default_backend = Some((w[1].clone(), loc.clone()));
+                    px.own_default_backend = Some(loc.clone());
+                }
+            }
+            "use_backend" => {
+                if px.kind == Kind::Backend {
+                    self.not_allowed(px, line, kw);
+                } else if arity(&mut self.diag, line, 1, 1, usize::MAX) {
+                    self.not_yet(line, kw, "content switching; default_backend is used");
+                }
+            }
+            "server" => {
+                if px.kind == Kind::Frontend || px.kind == Kind::Defaults {
+                    self.not_allowed(px, line, kw);
+                } else if arity(&mut self.diag, line, 1, 2, usize::MAX) {
+                    self.server_line(px, line);
+                }
+            }
+            "default-server" => {
+                if px.kind == Kind::Frontend {
+                    self.not_allowed(px, line, kw);
+                } else {
+                    let ctx = format!("default-server in {}", px.ctx());
+                    let mut params = px.opts.default_server.clone();
+                    // `id` is rejected on default-server, so there is no id to keep.
+                    if self.server_params(&ctx, line, 1, &mut params, true).is_ok() {
+                        px.opts.default_server = params;
+                    }
+                }
+            }
+            "balance" => {
+                if self.cap(px, line, kw, false, true) && arity(&mut self.diag, line, 1, 1, 1) {
+                    if let Some(b) = self.balance(line) {
+                        px.opts.balance = b;
+                    }
+                }
+            }
+            "hash-type" => {
+                if self.cap(px, line, kw, false, true) && arity(&mut self.diag, line, 1, 1, 3) {
+                    self.hash_type(px, line);
+                }
+            }
+            "timeout" => self.timeout_line(px, line),
+            "contimeout" | "clitimeout" | "srvtimeout" => {
+                let new = match kw {
+                    "contimeout" => "timeout connect",
+                    "clitimeout" => "timeout client",
+                    _ => "timeout server",
+                };
+                self.diag.err(
+                    loc,
+                    format!("'{kw}' was removed in HAProxy 2.1; use '{new}'"),
+                );
+            }
+            "retries" => {
+                if self.cap(px, line, kw, false, true) && arity(&mut self.diag, line, 1, 1, 1) {
+                    match parse_u32(&w[1], 0, u32::MAX) {
+                        Ok(v) => px.opts.retries = v,
+                        Err(e) => self.diag.err(loc, format!("'retries': {e}")),
+                    }
+                }
+            }
+            "maxconn" => {
+                if self.cap(px, line, kw, true, false) && arity(&mut self.diag, line, 1, 1, 1) {
+                    match parse_u32(&w[1], 1, u32::MAX) {
+                        Ok(v) => px.opts.maxconn = Some(v),
+                        Err(e) => self.diag.err(loc, format!("'maxconn': {e}")),
+                    }
+                }
+            }
+            "option" => self.option_line(px, line, 1, false),
+            "no" => {
+                if w.get(1).is_some_and(|s| s == "option") {
+                    self.option_line(px, line, 2, true);
+                } else if w.get(1).is_some_and(|s| s == "log") {
+                    if arity(&mut self.diag, line, 2, 0, 0) {
+                        self.not_yet(line, "no log", "logging");
+                    }
+                } else {
+                    self.diag.err(
+                        loc,
+                        format!(
+                            "'no' must be followed by 'option' or 'log', not '{}'",
+                            w.get(1).map_or("", String::as_str)
+                        ),
+                    );
+                }
+            }
+            "clitcpka-idle" | "clitcpka-intvl" | "srvtcpka-idle" | "srvtcpka-intvl" => {
+                let fe = kw.starts_with("cli");
+                if self.cap(px, line, kw, fe, !fe) && arity(&mut self.diag, line, 1, 1, 1) {
+                    match parse_time(&w[1], TimeUnit::S) {
+                        Ok(t) if t.as_secs() >= 1 => {
+                            let ka = if fe {
+                                &mut px.opts.cli_ka
+                            } else {
+                                &mut px.opts.srv_ka
+                            };
+                            if kw.ends_with("idle") {
+                                ka.idle = t;
+                            } else {
+                                ka.intvl = t;
+                            }
+                        }
+                        Ok(_) => self.diag.err(
+                            loc,
+                            format!("'{kw}': must be at least 1s (TCP keepalive counts seconds)"),
+                        ),
+                        Err(e) => self.diag.err(loc, format!("'{kw}': {e}")),
+                    }
+                }
+            }
+            "clitcpka-cnt" | "srvtcpka-cnt" => {
+                let fe = kw.starts_with("cli");
+                if self.cap(px, line, kw, fe, !fe) && arity(&mut self.diag, line, 1, 1, 1) {
+                    match parse_u32(&w[1], 1, 127) {
+                        Ok(v) if fe => px.opts.cli_ka.cnt = v,
+                        Ok(v) => px.opts.srv_ka.cnt = v,
+                        Err(e) => self.diag.err(loc, format!("'{kw}': {e}")),
+                    }
+                }
+            }
+            "log" => {
+                if check_log_args(&mut self.diag, line, 1) {
+                    self.not_yet(line, kw, "logging; only global 'log' lines are used");
+                }
+            }
+            "tcp-check" => {
+                if self.cap(px, line, kw, false, true) && self.tcp_check(line) {
+                    self.not_yet(line, kw, "health checks");
+                }
+            }
+            "http-check" => {
+                if self.cap(px, line, kw, false, true) && self.http_check(line) {
+                    self.not_yet(line, kw, "health checks");
+                }
+            }
+            "external-check" => {
+                if self.cap(px, line, kw, false, true) && arity(&mut self.diag, line, 1, 2, 2) {
+                    if matches!(w[1].as_str(), "command" | "path") {
+                        self.not_yet(line, &format!("external-check {}", w[1]), "health checks");
+                    } else {
+                        self.diag.err(
+                            loc,
+                            format!(
+                                "'external-check': unknown argument '{}' (expected command or \
+                                 path)",
+                                w[1]
+                            ),
+                        );
+                    }
+                }
+            }
+            "stats" => {
+                if self.stats_line(line) {
+                    self.not_yet(line, &format!("stats {}", w[1]), "stats page");
+                }
+            }
+            "id" => {
+                if arity(&mut self.diag, line, 1, 1, 1) {
+                    match parse_u32(&w[1], 1, u32::MAX) {
+                        Ok(_) => self.not_yet(line, kw, "proxy ids are positions in lb"),
+                        Err(e) => self.diag.err(loc, format!("'id': {e}")),
+                    }
+                }
+            }
+            "disabled" => {
+                if arity(&mut self.diag, line, 1, 0, 0) {
+                    self.diag.warn(
+                        loc,
+                        format!(
+                            "'disabled' is not supported yet (disabled proxies); {} is started \
+                             anyway",
+                            px.ctx()
+                        ),
+                    );
+                }
+            }
+            // A proxy is enabled unless `disabled`: nothing to do.
+            "enabled" => {
+                arity(&mut self.diag, line, 1, 0, 0);
+            }
+            "bind-process" => self.diag.err(
+                loc,
+                "'bind-process' was removed in HAProxy 2.5 with 'nbproc' (lb runs one process)",
+            ),
+            _ if HTTP_ONLY.contains(&kw) => {
+                self.diag
+                    .warn(loc, format!("'{kw}' is HTTP-only; ignored in mode tcp"));
+            }
+            _ => {
+                if let Some((_, feature)) = KEYWORDS_NOT_YET.iter().find(|(k, _)| *k == kw) {
+                    if self.keyword_not_yet_args(line) {
+                        self.not_yet(line, kw, feature);
+                    }
+                } else {
+                    let known: Vec<&str> = PROXY_KEYWORDS
+                        .iter()
+                        .copied()
+                        .chain(KEYWORDS_NOT_YET.iter().map(|(k, _)| *k))
+                        .chain(HTTP_ONLY.iter().copied())
+                        .collect();
+                    let sec = if px.name.is_empty() {
+                        format!("'{}' section", px.kind.word())
+                    } else {
+                        format!("'{}' section '{}'", px.kind.word(), px.name)
+                    };
+                    self.diag.err(
+                        loc,
+                        format!("unknown keyword '{kw}' in {sec}{}", suggest(kw, &known)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Argument checks for the keywords of [`KEYWORDS_NOT_YET`].
+    fn keyword_not_yet_args(&mut self, line: &Line) -> bool {
+        let d = &mut self.diag;
+        let w = &line.words;
+        match w[0].as_str() {
+            "acl" => arity(d, line, 1, 2, usize::MAX),
+            "tcp-request" | "tcp-response" => {
+                if !arity(d, line, 1, 1, usize::MAX) {
+                    return false;
+                }
+                let subs: &[&str] = if w[0] == "tcp-request" {
+                    &["connection", "session", "content", "inspect-delay"]
+                } else {
+                    &["content", "inspect-delay"]
+                };
+                if !subs.contains(&w[1].as_str()) {
+                    d.err(
+                        &line.loc,
+                        format!(
+                            "'{}': unknown rule type '{}' (expected {})",
+                            w[0],
+                            w[1],
+                            subs.join("|")
+                        ),
+                    );
+                    return false;
+                }
+                if w[1] == "inspect-delay" {
+                    return arity(d, line, 2, 1, 1)
+                        && parse_time(&w[2], TimeUnit::Ms)
+                            .map_err(|e| d.err(&line.loc, format!("'{} inspect-delay': {e}", w[0])))
+                            .is_ok();
+                }
+                arity(d, line, 2, 1, usize::MAX)
+            }
+            "fullconn" | "backlog" => {
+                arity(d, line, 1, 1, 1)
+                    && parse_u32(&w[1], 1, u32::MAX)
+                        .map_err(|e| d.err(&line.loc, format!("'{}': {e}", w[0])))
+                        .is_ok()
+            }
+            "description" => true,
+            _ => arity(d, line, 1, 1, usize::MAX),
+        }
+    }
+
+    // ----- bind -----
+
+    fn bind_line(&mut self, px: &mut ProxyDraft, line: &Line) {
+        let w = &line.words;
+        let mut name = None;
+        let mut not_yet: Vec<&str> = Vec::new();
+        let mut i = 2;
+        let mut ok = true;
+        while i < w.len() {
+            let opt = w[i].as_str();
+            let nargs = match opt {
+                "name" => {
+                    let Some(n) = w.get(i + 1) else {
+                        self.diag
+                            .err(&line.loc, "'bind': option 'name' needs a value");
+                        return;
+                    };
+                    name = Some(n.clone());
+                    i += 2;
+                    continue;
+                }
+                "v4v6"
+                | "v6only"
+                | "transparent"
+                | "defer-accept"
+                | "tfo"
+                | "accept-proxy"
+                | "accept-netscaler-cip"
+                | "no-v6only"
+                | "no-tfo" => usize::from(opt == "accept-netscaler-cip"),
+                "interface" | "process" | "thread" | "namespace" | "id" | "nice" | "mss"
+                | "level" | "severity-output" | "user" | "group" | "uid" | "gid" | "mode"
+                | "tcp-ut" | "label" | "proto" => 1,
+                "maxconn" | "backlog" => {
+                    if let Some(Err(e)) = w.get(i + 1).map(|v| parse_u32(v, 1, u32::MAX)) {
+                        self.diag
+                            .err(&line.loc, format!("'bind' option '{opt}': {e}"));
+                        ok = false;
+                    }
+                    1
+                }
+                "ssl"
+                | "crt"
+                | "crt-list"
+                | "ca-file"
+                | "alpn"
+                | "npn"
+                | "ciphers"
+                | "ciphersuites"
+                | "curves"
+                | "ecdhe"
+                | "ssl-min-ver"
+                | "ssl-max-ver"
+                | "verify"
+                | "strict-sni"
+                | "crl-file"
+                | "no-sslv3"
+                | "no-tlsv10"
+                | "no-tlsv11"
+                | "no-tlsv12"
+                | "no-tlsv13"
+                | "force-tlsv12"
+                | "force-tlsv13"
+                | "allow-0rtt"
+                | "quic-force-retry"
+                | "generate-certificates"
+                | "ca-sign-file" => {
+                    self.diag.err(
+                        &line.loc,
+                        format!(
+                            "'bind' option '{opt}' needs TLS, which lb does not do (terminate TLS \
+                             on the servers, or in front of lb)"
+                        ),
+                    );
+                    return;
+                }
+                _ => {
+                    self.diag
+                        .err(&line.loc, format!("'bind': unknown option '{opt}'"));
+                    return;
+                }
+            };
+            if i + nargs >= w.len() + usize::from(nargs == 0) {
+                self.diag
+                    .err(&line.loc, format!("'bind' option '{opt}' needs a value"));
+                return;
+            }
+            not_yet.push(opt);
+            i += 1 + nargs;
+        }
+        if !ok {
+            return;
+        }
+        if !not_yet.is_empty() {
+            let list = not_yet
+                .iter()
+                .map(|o| format!("'{o}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.diag.warn(
+                &line.loc,
+                format!("'bind' options {list} are not supported yet (listener options); ignored"),
+            );
+        }
+        let addr = w[1].clone();
+        self.bind_addrs(px, &line.loc, &addr, name.as_ref());
+    }
+
+    fn bind_addrs(&mut self, px: &mut ProxyDraft, loc: &Loc, addr: &str, name: Option<&String>) {
+        match super::scalar::parse_bind_addrs(addr) {
+            Ok(addrs) => px.binds.extend(addrs.into_iter().map(|addr| Bind {
+                loc: loc.clone(),
+                addr,
+                name: name.cloned(),
+            })),
+            Err(e) => self.diag.err(loc, format!("'bind': {e}")),
+        }
+    }
+
+    // ----- server -----
+
+    fn server_line(&mut self, px: &mut ProxyDraft, line: &Line) {
+        let w = &line.words;
+        let name = &w[1];
+        let ctx = format!("server '{}/{}'", px.name, name);
+        if let Err(e) = check_name(name) {
+            self.diag.err(&line.loc, format!("{ctx}: {e}"));
+            return;
+        }
+        let mut params = px.opts.default_server.clone();
+        let Ok(explicit_id) = self.server_params(&ctx, line, 2, &mut params, false) else {
+            return;
+        };
+        let explicit_id = explicit_id.filter(|id| *id != 0);
+        let Some((addr, fqdn, maint)) = self.server_addr(&ctx, line, &w[2], &params) else {
+            return;
+        };
+        if let Some((s, _)) = px.servers.iter().find(|(s, _)| &s.name == name) {
+            self.diag.err(
+                &line.loc,
+                format!("{ctx} is defined twice (first at {})", s.loc),
+            );
+            return;
+        }
+        px.servers.push((
+            Server {
+                name: name.clone(),
+                loc: line.loc.clone(),
+                id: 0,
+                addr,
+                fqdn,
+                weight: params.weight,
+                backup: params.backup,
+                maxconn: params.maxconn,
+                maxqueue: params.maxqueue,
+                disabled: params.disabled || maint,
+                check_port: params.check_port,
+            },
+            explicit_id,
+        ));
+    }
+
+    /// Resolves a server address. Returns the address, the hostname when one was written, and
+    /// whether the server must start in MAINT (`init-addr none` and no address found).
+    fn server_addr(
+        &mut self,
+        ctx: &str,
+        line: &Line,
+        text: &str,
+        params: &ServerParams,
+    ) -> Option<(SocketAddr, Option<String>, bool)> {
+        let loc = &line.loc;
+        let hp = match split_host_port(text) {
+            Ok(hp) => hp,
+            Err(e) => {
+                self.diag.err(loc, format!("{ctx}: {e}"));
+                return None;
+            }
+        };
+        let port = match hp.port.as_deref() {
+            None | Some("" | "0") => {
+                self.diag.err(
+                    loc,
+                    format!(
+                        "{ctx}: port required (lb does not forward to the client's destination \
+                         port yet)"
+                    ),
+                );
+                return None;
+            }
+            Some(p) if p.starts_with(['+', '-']) => {
+                self.diag.err(
+                    loc,
+                    format!(
+                        "{ctx}: port offset '{p}' is not supported (lb does not forward to the \
+                         client's destination port yet)"
+                    ),
+                );
+                return None;
+            }
+            Some(p) => match parse_port(p) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.diag.err(loc, format!("{ctx}: {e}"));
+                    return None;
+                }
+            },
+        };
+        let name = match hp.host {
+            Some(Host::Ip(ip)) => return Some((SocketAddr::new(ip, port), None, false)),
+            Some(Host::Name(n)) => n,
+            None => {
+                self.diag
+                    .err(loc, format!("{ctx}: address required in '{text}'"));
+                return None;
+            }
+        };
+        // HAProxy's default init-addr is `last,libc`.
+        let methods = params
+            .init_addr
+            .clone()
+            .unwrap_or_else(|| vec![InitAddr::Last, InitAddr::Libc]);
+        let mut last_err = None;
+        for m in &methods {
+            match m {
+                InitAddr::Last => {}
+                InitAddr::Libc => match resolve(&name, port, hp.family) {
+                    Ok(a) => return Some((a, Some(name), false)),
+                    Err(e) => last_err = Some(e),
+                },
+                InitAddr::Ip(ip) => {
+                    self.diag.warn(
+                        loc,
+                        format!("{ctx}: '{name}' not resolved; using init-addr {ip}"),
+                    );
+                    return Some((SocketAddr::new(*ip, port), Some(name), false));
+                }
+                InitAddr::None => {
+                    self.diag.warn(
+                        loc,
+                        format!("{ctx}: '{name}' not resolved; starting in MAINT (init-addr none)"),
+                    );
+                    let ip = unspecified(hp.family);
+                    return Some((SocketAddr::new(ip, port), Some(name), true));
+                }
+            }
+        }
+        let why = last_err.unwrap_or_else(|| "no init-addr method gave an address".to_owned());
+        self.diag.err(
+            loc,
+            format!("{ctx}: {why} (add 'init-addr libc,none' to start it in MAINT instead)"),
+        );
+        None
+    }
+
+    /// Parses `server`/`default-server` parameters from word `start` on into `params`. Returns
+    /// [`ParamsFailed`] after reporting errors, else the explicit `id`. Unsupported parameters
+    /// are collected into one warning for the line.
+    fn server_params(
+        &mut self,
+        ctx: &str,
+        line: &Line,
+        start: usize,
+        params: &mut ServerParams,
+        is_default: bool,
+    ) -> Result<Option<u32>, ParamsFailed> {
+        let w = &line.words;
+        let loc = &line.loc;
+        let mut id = None;
+        let mut not_yet: Vec<(&str, &'static str)> = Vec::new();
+        let mut failed = false;
+        let mut i = start;
+        while i < w.len() {
+            let p = w[i].as_str();
+            let arg = w.get(i + 1).map(String::as_str);
+            let needs_arg = matches!(
+                p,
+                "weight"
+                    | "maxconn"
+                    | "maxqueue"
+                    | "port"
+                    | "id"
+                    | "inter"
+                    | "fastinter"
+                    | "downinter"
+                    | "rise"
+                    | "fall"
+                    | "addr"
+                    | "slowstart"
+                    | "on-marked-down"
+                    | "on-marked-up"
+                    | "observe"
+                    | "error-limit"
+                    | "on-error"
+                    | "agent-port"
+                    | "agent-inter"
+                    | "agent-send"
+                    | "agent-addr"
+                    | "resolvers"
+                    | "init-addr"
+                    | "verify"
+                    | "sni"
+                    | "cookie"
+                    | "track"
+                    | "resolve-prefer"
+                    | "resolve-opts"
+                    | "resolve-net"
+                    | "minconn"
+                    | "pool-max-conn"
+                    | "pool-purge-delay"
+                    | "proto"
+                    | "check-sni"
+                    | "crt"
+                    | "ca-file"
+                    | "alpn"
+                    | "check-alpn"
+                    | "ciphers"
+                    | "ssl-min-ver"
+                    | "ssl-max-ver"
+                    | "redir"
+                    | "namespace"
+                    | "source"
+                    | "usesrc"
+                    | "tfo"
+                    | "proxy-v2-options"
+            ) && !matches!(p, "tfo");
+            let Some(arg) = arg
+                .filter(|_| needs_arg)
+                .or(if needs_arg { None } else { Some("") })
+            else {
+                self.diag.err(loc, format!("{ctx}: '{p}' needs a value"));
+                return Err(ParamsFailed);
+            };
+            let mut bad = |msg: String| {
+                self.diag.err(loc, format!("{ctx}: {msg}"));
+                failed = true;
+            };
+            match p {
+                "weight" => match parse_weight(arg) {
+                    Ok(v) => params.weight = v,
+                    Err(e) => bad(e),
+                },
+                "maxconn" | "maxqueue" | "minconn" => match parse_u32(arg, 0, u32::MAX) {
+                    Ok(v) if p == "maxconn" => params.maxconn = v,
+                    Ok(v) if p == "maxqueue" => params.maxqueue = v,
+                    Ok(_) => not_yet.push((p, "dynamic maxconn")),
+                    Err(e) => bad(format!("'{p}': {e}")),
+                },
+                "port" => match parse_port(arg) {
+                    Ok(v) => params.check_port = Some(v),
+                    Err(e) => bad(format!("'port': {e}")),
+                },
+                "id" if is_default => bad("'id' is not allowed on default-server".to_owned()),
+                "id" => match parse_u32(arg, 1, u32::MAX) {
+                    Ok(v) => id = Some(v),
+                    Err(e) => bad(format!("'id': {e}")),
+                },
+                "backup" => params.backup = true,
+                "no-backup" => params.backup = false,
+                "disabled" => params.disabled = true,
+                "enabled" => params.disabled = false,
+                "inter" | "fastinter" | "downinter" | "slowstart" | "agent-inter" => {
+                    match parse_time(arg, TimeUnit::Ms) {
+                        Ok(t) if t.is_zero() && p != "slowstart" => {
+                            bad(format!("'{p}': must be greater than 0"));
+                        }
+                        Ok(_) => not_yet.push((
+                            p,
+                            if p == "slowstart" {
+                                "slow start"
+                            } else {
+                                "health checks"
+                            },
+                        )),
+                        Err(e) => bad(format!("'{p}': {e}")),
+                    }
+                }
+                "rise" | "fall" | "error-limit" => match parse_u32(arg, 1, u32::MAX) {
+                    Ok(_) => not_yet.push((p, "health checks")),
+                    Err(e) => bad(format!("'{p}': {e}")),
+                },
+                "agent-port" => match parse_port(arg) {
+                    Ok(_) => not_yet.push((p, "agent checks")),
+                    Err(e) => bad(format!("'{p}': {e}")),
+                },
+                "addr" | "agent-addr" => {
+                    if arg.parse::<IpAddr>().is_ok() || is_hostname(arg) {
+                        not_yet.push((p, "health checks"));
+                    } else {
+                        bad(format!("'{p}': invalid address '{arg}'"));
+                    }
+                }
+                "on-marked-down" | "on-marked-up" | "observe" | "on-error" | "verify"
+                | "resolve-prefer" => {
+                    let allowed: &[&str] = match p {
+                        "on-marked-down" => &["shutdown-sessions"],
+                        "on-marked-up" => &["shutdown-backup-sessions"],
+                        "observe" => &["none", "layer4", "layer7"],
+                        "on-error" => &["fastinter", "fail-check", "sudden-death", "mark-down"],
+                        "verify" => &["none", "required"],
+                        _ => &["ipv4", "ipv6"],
+                    };
+                    if allowed.contains(&arg) {
+                        let feature = match p {
+                            "observe" | "on-error" => "passive health checks",
+                            "verify" => "TLS; lb has no TLS",
+                            "resolve-prefer" => "DNS re-resolution",
+                            _ => "health checks",
+                        };
+                        not_yet.push((p, feature));
+                    } else {
+                        bad(format!(
+                            "'{p}': invalid value '{arg}' (expected {})",
+                            allowed.join("|")
+                        ));
+                    }
+                }
+                "resolvers" => {
+                    self.resolver_refs.push((arg.to_owned(), loc.clone()));
+                    not_yet.push((p, "DNS re-resolution"));
+                }
+                "init-addr" => {
+                    let mut methods = Vec::new();
+                    for m in arg.split(',') {
+                        match m {
+                            "last" => methods.push(InitAddr::Last),
+                            "libc" => methods.push(InitAddr::Libc),
+                            "none" => methods.push(InitAddr::None),
+                            _ => {
+                                if let Ok(ip) = m.parse::<IpAddr>() {
+                                    methods.push(InitAddr::Ip(ip));
+                                } else {
+                                    bad(format!(
+                                        "'init-addr': invalid method '{m}' (expected \
+                                         last|libc|none|<ip>, comma-separated)"
+                                    ));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    params.init_addr = Some(methods);
+                }
+                "check" | "check-send-proxy" | "no-check" | "no-check-ssl" => {
+                    not_yet.push((p, "health checks"));
+                }
+                "agent-check" | "no-agent-check" | "agent-send" => {
+                    not_yet.push((p, "agent checks"));
+                }
+                "send-proxy" | "send-proxy-v2" | "no-send-proxy" | "no-send-proxy-v2"
+                | "proxy-v2-options" => not_yet.push((p, "PROXY protocol")),
+                "resolve-opts" | "resolve-net" => not_yet.push((p, "DNS re-resolution")),
+                "sni" | "check-sni" => not_yet.push((p, "TLS; lb has no TLS")),
+                "track" => not_yet.push((p, "health checks")),
+                "cookie" | "redir" => not_yet.push((p, "HTTP-only")),
+                "pool-max-conn" | "pool-purge-delay" | "proto" | "tfo" | "namespace" | "source"
+                | "usesrc" => not_yet.push((p, "connection options")),
+                // We never do TLS: turning it off is what lb does anyway.
+                "no-ssl" | "no-verifyhost" => {}
+                "ssl" | "check-ssl" | "crt" | "ca-file" | "alpn" | "check-alpn" | "ciphers"
+                | "ssl-min-ver" | "ssl-max-ver" | "force-tlsv12" | "force-tlsv13" => {
+                    bad(format!(
+                        "'{p}' needs TLS, which lb does not do (connect to the server in clear \
+                         text)"
+                    ));
+                }
+                _ => bad(format!("unknown parameter '{p}'")),
+            }
+            i += if needs_arg { 2 } else { 1 };
+        }
+        if failed {
+            return Err(ParamsFailed);
+        }
+        if !not_yet.is_empty() {
+            // One warning per line, grouped by feature.
+            let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+            for (p, f) in not_yet {
+                match groups.iter_mut().find(|(g, _)| *g == f) {
+                    Some((_, ps)) => ps.push(p),
+                    None => groups.push((f, vec![p])),
+                }
+            }
+            let text = groups
+                .iter()
+                .map(|(f, ps)| {
+                    let ps: Vec<String> = ps.iter().map(|p| format!("'{p}'")).collect();
+                    format!("{} ({f})", ps.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.diag
+                .warn(loc, format!("{ctx}: not supported yet, ignored: {text}"));
+        }
+        Ok(id)
+    }
+
+    // ----- balance, hash-type, timeout, option -----
+
+    fn balance(&mut self, line: &Line) -> Option<Balance> {
+        let arg = line.words[1].as_str();
+        let b = match arg {
+            "roundrobin" => Balance::RoundRobin,
+            "static-rr" => Balance::StaticRr,
+            "leastconn" => Balance::LeastConn,
+            "first" => Balance::First,
+            "source" => Balance::Source,
+            "random" => Balance::Random { draws: 2 },
+            _ if arg.starts_with("random(") && arg.ends_with(')') => {
+                let n = &arg["random(".len()..arg.len() - 1];
+                match parse_u32(n, 1, 100) {
+                    Ok(draws) => Balance::Random { draws },
+                    Err(e) => {
+                        self.diag
+                            .err(&line.loc, format!("'balance random': draws {e}"));
+                        return None;
+                    }
+                }
+            }
+            _ if arg == "uri"
+                || arg == "url_param"
+                || arg == "uri_path"
+                || arg.starts_with("hdr(")
+                || arg.starts_with("rdp-cookie")
+                || arg == "hash" =>
+            {
+                self.diag.err(
+                    &line.loc,
+                    format!(
+                        "'balance {arg}' needs mode http or is not supported (lb supports \
+                         roundrobin, static-rr, leastconn, first, source, random)"
+                    ),
+                );
+                return None;
+            }
+            _ => {
+                self.diag.err(
+                    &line.loc,
+                    format!(
+                        "'balance': unknown algorithm '{arg}' (expected roundrobin, static-rr, \
+                         leastconn, first, source, random or random(N))"
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(b)
+    }
+
+    fn hash_type(&mut self, px: &mut ProxyDraft, line: &Line) {
+        let w = &line.words;
+        let ht = match w[1].as_str() {
+            "map-based" => HashType::MapBased,
+            "consistent" => HashType::Consistent,
+            other => {
+                self.diag.err(
+                    &line.loc,
+                    format!(
+                        "'hash-type': unknown method '{other}' (expected map-based or consistent)"
+                    ),
+                );
+                return;
+            }
+        };
+        let mut rest = &w[2..];
+        if let Some(f) = rest.first() {
+            if ["sdbm", "djb2", "wt6", "crc32", "none"].contains(&f.as_str()) {
+                rest = &rest[1..];
+            }
+        }
+        if let Some(m) = rest.first() {
+            if m != "avalanche" || rest.len() > 1 {
+                self.diag.err(
+                    &line.loc,
+                    format!(
+                        "'hash-type': unexpected argument '{m}' (expected [sdbm|djb2|wt6|crc32|none] \
+                         [avalanche])"
+                    ),
+                );
+                return;
+            }
+        }
+        px.opts.hash_type = ht;
+    }
+
+    fn timeout_line(&mut self, px: &mut ProxyDraft, line: &Line) {
+        let w = &line.words;
+        let Some(which) = w.get(1) else {
+            self.diag
+                .err(&line.loc, "'timeout': expects a name and a time");
+            return;
+        };
+        let kw = format!("timeout {which}");
+        let fe = matches!(which.as_str(), "client" | "client-fin");
+        let be = matches!(
+            which.as_str(),
+            "connect" | "server" | "tunnel" | "queue" | "server-fin" | "check"
+        );
+        let http = matches!(
+            which.as_str(),
+            "http-request" | "http-keep-alive" | "tarpit"
+        );
+        if !fe && !be && !http {
+            self.diag.err(
+                &line.loc,
+                format!(
+                    "'timeout': unknown timeout '{which}' (expected connect, client, server, \
+                     tunnel, queue, client-fin, server-fin, check)"
+                ),
+            );
+            return;
+        }
+        if !arity(&mut self.diag, line, 2, 1, 1) {
+            return;
+        }
+        let t = match parse_time(&w[2], TimeUnit::Ms) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diag.err(&line.loc, format!("'{kw}': {e}"));
+                return;
+            }
+        };
+        if http {
+            self.diag.warn(
+                &line.loc,
+                format!("'{kw}' is HTTP-only; ignored in mode tcp"),
+            );
+            return;
+        }
+        if !self.cap(px, line, &kw, fe, be) {
+            return;
+        }
+        // As in HAProxy, 0 means no timeout.
+        let v = (!t.is_zero()).then_some(t);
+        let to = &mut px.opts.timeouts;
+        match which.as_str() {
+            "connect" => to.connect = v,
+            "client" => to.client = v,
+            "server" => to.server = v,
+            "tunnel" => to.tunnel = v,
+            "queue" => to.queue = v,
+            "client-fin" => to.client_fin = v,
+            "server-fin" => to.server_fin = v,
+            _ => to.check = v,
+        }
+    }
+
+    /// `option X` (`start` = index of X) or `no option X`.
+    fn option_line(&mut self, px: &mut ProxyDraft, line: &Line, start: usize, no: bool) {
+        let w = &line.words;
+        let Some(opt) = w.get(start).map(String::as_str) else {
+            self.diag.err(&line.loc, "'option': expects an option name");
+            return;
+        };
+        let kw = format!("option {opt}");
+        let args = &w[start + 1..];
+        let on = !no;
+        let no_args = |d: &mut Diag| arity(d, line, start + 1, 0, 0);
+        match opt {
+            "redispatch" | "allbackups" | "srvtcpka" => {
+                if !self.cap(px, line, &kw, false, true) {
+                    return;
+                }
+                if opt == "redispatch" {
+                    // `option redispatch <interval>` (HAProxy 1.6+): a number; only the default
+                    // (-1 = last retry) is supported.
+                    if !arity(&mut self.diag, line, start + 1, 0, 1) {
+                        return;
+                    }
+                    if let Some(n) = args.first() {
+                        if n != "-1" {
+                            self.diag.err(
+                                &line.loc,
+                                format!(
+                                    "'option redispatch {n}': only the default interval (-1: \
+                                     redispatch on the last retry) is supported"
+                                ),
+                            );
+                            return;
+                        }
+                    }
+                    px.opts.redispatch = on;
+                } else if no_args(&mut self.diag) {
+                    match opt {
+                        "allbackups" => px.opts.allbackups = on,
+                        _ => px.opts.srv_ka.enabled = on,
+                    }
+                }
+            }
+            "clitcpka" => {
+                if self.cap(px, line, &kw, true, false) && no_args(&mut self.diag) {
+                    px.opts.cli_ka.enabled = on;
+                }
+            }
+            "tcpka" => {
+                if no_args(&mut self.diag) {
+                    if px.kind.fe() {
+                        px.opts.cli_ka.enabled = on;
+                    }
+                    if px.kind.be() {
+                        px.opts.srv_ka.enabled = on;
+                    }
+                }
+            }
+            // lb always splices (or forwards in the kernel), which is what these ask for; `no
+            // option splice-*` cannot turn that off, so it gets a warning.
+            "splice-auto" | "splice-request" | "splice-response" => {
+                if no_args(&mut self.diag) && no {
+                    self.diag.warn(
+                        &line.loc,
+                        format!("'no {kw}' is ignored: lb always splices"),
+                    );
+                }
+            }
+            "mysql-check" => {
+                if no {
+                    self.diag
+                        .err(&line.loc, "'no option mysql-check' is not allowed");
+                    return;
+                }
+                if !self.cap(px, line, &kw, false, true) {
+                    return;
+                }
+                match args {
+                    [] => {}
+                    [u, ..] if u == "user" => {
+                        if args.len() < 2 {
+                            self.diag
+                                .err(&line.loc, "'option mysql-check user' needs a user name");
+                            return;
+                        }
+                        if let Some(v) = args.get(2) {
+                            if !["post-41", "pre-41", "post-80"].contains(&v.as_str()) {
+                                self.diag.err(
+                                    &line.loc,
+                                    format!(
+                                        "'option mysql-check': unknown version '{v}' (expected \
+                                         post-41|pre-41|post-80)"
+                                    ),
+                                );
+                                return;
+                            }
+                        }
+                        if !arity(&mut self.diag, line, start + 1, 0, 3) {
+                            return;
+                        }
+                    }
+                    [other, ..] => {
+                        self.diag.err(
+                            &line.loc,
+                            format!("'option mysql-check': unexpected argument '{other}' (expected 'user NAME')"),
+                        );
+                        return;
+                    }
+                }
+                self.not_yet(line, &kw, "health checks");
+            }
+            "pgsql-check" => {
+                if no {
+                    self.diag
+                        .err(&line.loc, "'no option pgsql-check' is not allowed");
+                    return;
+                }
+                if !self.cap(px, line, &kw, false, true) {
+                    return;
+                }
+                if args.len() != 2 || args[0] != "user" {
+                    self.diag
+                        .err(&line.loc, "'option pgsql-check': expects 'user NAME'");
+                    return;
+                }
+                self.not_yet(line, &kw, "health checks");
+            }
+            "httpchk" | "smtpchk" => {
+                if no {
+                    self.diag
+                        .err(&line.loc, format!("'no {kw}' is not allowed"));
+                    return;
+                }
+                if self.cap(px, line, &kw, false, true)
+                    && arity(&mut self.diag, line, start + 1, 0, 3)
+                {
+                    self.not_yet(line, &kw, "health checks");
+                }
+            }
+            _ => {
+                if let Some((_, feature)) = OPTIONS_NOT_YET.iter().find(|(k, _)| *k == opt) {
+                    let check = feature == &"health checks";
+                    if check && no {
+                        self.diag
+                            .err(&line.loc, format!("'no {kw}' is not allowed"));
+                    } else if (!check || self.cap(px, line, &kw, false, true))
+                        && no_args(&mut self.diag)
+                    {
+                        let shown = if no { format!("no {kw}") } else { kw };
+                        self.not_yet(line, &shown, feature);
+                    }
+                } else if HTTP_OPTIONS.contains(&opt) {
+                    self.diag.warn(
+                        &line.loc,
+                        format!("'{kw}' is HTTP-only; ignored in mode tcp"),
+                    );
+                } else {
+                    let known: Vec<&str> = [
+                        "redispatch",
+                        "allbackups",
+                        "tcpka",
+                        "clitcpka",
+                        "srvtcpka",
+                        "splice-auto",
+                        "splice-request",
+                        "splice-response",
+                        "mysql-check",
+                        "pgsql-check",
+                        "httpchk",
+                        "smtpchk",
+                    ]
+                    .into_iter()
+                    .chain(OPTIONS_NOT_YET.iter().map(|(k, _)| *k))
+                    .chain(HTTP_OPTIONS.iter().copied())
+                    .collect();
+                    self.diag.err(
+                        &line.loc,
+                        format!("unknown option '{opt}'{}", suggest(opt, &known)),
+                    );
+                }
+            }
+        }
+    }
+
+    // ----- health-check rule lines and stats -----
+
+    /// Validates a `tcp-check` line.
+    fn tcp_check(&mut self, line: &Line) -> bool {
+        let w = &line.words;
+        let d = &mut self.diag;
+        let Some(sub) = w.get(1).map(String::as_str) else {
+            d.err(
+                &line.loc,
+                "'tcp-check': expects an action (connect, send, expect, ...)",
+            );
+            return false;
+        };
+        let err = |d: &mut Diag, m: String| {
+            d.err(&line.loc, format!("'tcp-check {sub}': {m}"));
+            false
+        };
+        match sub {
+            "connect" => {
+                let mut i = 2;
+                while i < w.len() {
+                    match w[i].as_str() {
+                        "port" => match w.get(i + 1).map(|p| parse_port(p)) {
+                            Some(Ok(_)) => i += 2,
+                            Some(Err(e)) => return err(d, e),
+                            None => return err(d, "'port' needs a value".into()),
+                        },
+                        "addr" | "sni" | "alpn" | "proto" | "comment" => {
+                            if w.get(i + 1).is_none() {
+                                return err(d, format!("'{}' needs a value", w[i]));
+                            }
+                            i += 2;
+                        }
+                        "send-proxy" | "via-socks4" | "ssl" | "linger" | "default" => i += 1,
+                        other => return err(d, format!("unknown option '{other}'")),
+                    }
+                }
+                true
+            }
+            "send" | "send-lf" => arity(d, line, 2, 1, 3),
+            "send-binary" | "send-binary-lf" => {
+                if !arity(d, line, 2, 1, 3) {
+                    return false;
+                }
+                if sub == "send-binary" {
+                    if let Err(e) = check_hex(&w[2]) {
+                        return err(d, e);
+                    }
+                }
+                true
+            }
+            "expect" => {
+                let mut i = 2;
+                loop {
+                    match w.get(i).map(String::as_str) {
+                        Some("min-recv") => match w.get(i + 1).map(|v| parse_u32(v, 0, u32::MAX)) {
+                            Some(Ok(_)) => i += 2,
+                            Some(Err(e)) => return err(d, format!("'min-recv': {e}")),
+                            None => return err(d, "'min-recv' needs a value".into()),
+                        },
+                        Some(
+                            "error-status" | "tout-status" | "ok-status" | "on-success"
+                            | "on-error" | "status-code" | "comment",
+                        ) => {
+                            if w.get(i + 1).is_none() {
+                                return err(d, format!("'{}' needs a value", w[i]));
+                            }
+                            i += 2;
+                        }
+                        Some("!") => i += 1,
+                        _ => break,
+                    }
+                }
+                let types = [
+                    "string",
+                    "rstring",
+                    "binary",
+                    "rbinary",
+                    "string-lf",
+                    "binary-lf",
+                ];
+                match w.get(i).map(String::as_str) {
+                    Some(t) if types.contains(&t) => match w.get(i + 1) {
+                        Some(pat) => {
+                            if t == "binary" {
+                                if let Err(e) = check_hex(pat) {
+                                    return err(d, e);
+                                }
+                            }
+                            if let Some(extra) = w.get(i + 2) {
+                                return err(d, format!("unexpected argument '{extra}'"));
+                            }
+                            true
+                        }
+                        None => err(d, format!("'{t}' needs a pattern")),
+                    },
+                    Some(t) => err(
+                        d,
+                        format!("unknown match type '{t}' (expected {})", types.join("|")),
+                    ),
+                    None => err(
+                        d,
+                        format!("needs a match type ({}) and a pattern", types.join("|")),
+                    ),
+                }
+            }
+            "comment" => arity(d, line, 2, 1, 1),
+            _ if sub.starts_with("set-var")
+                || sub.starts_with("unset-var")
+                || sub == "set-var-fmt" =>
+            {
+                arity(d, line, 2, 0, usize::MAX)
+            }
+            _ => err(
+                d,
+                "unknown action (expected connect, send, send-lf, send-binary, send-binary-lf, \
+                 expect, comment, set-var, unset-var)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Validates an `http-check` line.
+    fn http_check(&mut self, line: &Line) -> bool {
+        let w = &line.words;
+        let d = &mut self.diag;
+        let Some(sub) = w.get(1).map(String::as_str) else {
+            d.err(
+                &line.loc,
+                "'http-check': expects an action (send, expect, ...)",
+            );
+            return false;
+        };
+        match sub {
+            "expect" => {
+                let mut i = 2;
+                while w.get(i).is_some_and(|s| s == "!") {
+                    i += 1;
+                }
+                let types = [
+                    "status",
+                    "rstatus",
+                    "string",
+                    "rstring",
+                    "hdr",
+                    "fhdr",
+                    "status-code",
+                ];
+                match w.get(i).map(String::as_str) {
+                    Some(t) if types.contains(&t) || t.starts_with("min-recv") => {
+                        if w.get(i + 1).is_none() {
+                            d.err(
+                                &line.loc,
+                                format!("'http-check expect {t}' needs a pattern"),
+                            );
+                            return false;
+                        }
+                        true
+                    }
+                    Some(t) => {
+                        d.err(
+                            &line.loc,
+                            format!(
+                                "'http-check expect': unknown match type '{t}' (expected {})",
+                                types.join("|")
+                            ),
+                        );
+                        false
+                    }
+                    None => {
+                        d.err(
+                            &line.loc,
+                            "'http-check expect' needs a match type and a pattern",
+                        );
+                        false
+                    }
+                }
+            }
+            "send" | "connect" | "comment" | "send-state" | "disable-on-404" => true,
+            _ if sub.starts_with("set-var") || sub.starts_with("unset-var") => true,
+            _ => {
+                d.err(
+                    &line.loc,
+                    format!(
+                        "'http-check': unknown action '{sub}' (expected send, expect, connect, \
+                         comment, send-state, disable-on-404)"
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// Validates a `stats` line inside a proxy.
+    fn stats_line(&mut self, line: &Line) -> bool {
+        let w = &line.words;
+        let d = &mut self.diag;
+        let Some(sub) = w.get(1).map(String::as_str) else {
+            d.err(
+                &line.loc,
+                "'stats': expects an argument (enable, uri, auth, ...)",
+            );
+            return false;
+        };
+        match sub {
+            "enable" | "disable" | "hide-version" | "show-legends" | "show-modules" => {
+                arity(d, line, 2, 0, 0)
+            }
+            "uri" | "realm" | "scope" => arity(d, line, 2, 1, usize::MAX),
+            "show-node" | "show-desc" => arity(d, line, 2, 0, usize::MAX),
+            "auth" => {
+                if !arity(d, line, 2, 1, 1) {
+                    return false;
+                }
+                if !w[2].contains(':') {
+                    d.err(&line.loc, "'stats auth': expects 'user:password'");
+                    return false;
+                }
+                true
+            }
+            "refresh" => {
+                arity(d, line, 2, 1, 1)
+                    && parse_time(&w[2], TimeUnit::S)
+                        .map_err(|e| d.err(&line.loc, format!("'stats refresh': {e}")))
+                        .is_ok()
+            }
+            "admin" | "http-request" => {
+                if sub == "admin" && !w.get(2).is_some_and(|c| c == "if" || c == "unless") {
+                    d.err(
+                        &line.loc,
+                        "'stats admin': expects 'if' or 'unless' and a condition",
+                    );
+                    return false;
+                }
+                arity(d, line, 2, 1, usize::MAX)
+            }
+            _ => {
+                d.err(
+                    &line.loc,
+                    format!(
+                        "'stats': unknown argument '{sub}' (expected enable, uri, realm, auth, \
+                         refresh, admin, hide-version, ...)"
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    // ----- resolvers and userlist -----
+
+    fn resolvers_section(&mut self, sec: &Section<'_>) {
+        let h = sec.header;
+        if !arity(&mut self.diag, h, 1, 1, 1) {
+            return;
+        }
+        let name = &h.words[1];
+        if let Some(first) = self.resolvers.get(name) {
+            self.diag.err(
+                &h.loc,
+                format!("resolvers name '{name}' is used twice (first at {first})"),
+            );
+        } else {
+            self.resolvers.insert(name.clone(), h.loc.clone());
+        }
+        for line in sec.body {
+            let w = &line.words;
+            let d = &mut self.diag;
+            let kw = w[0].as_str();
+            match kw {
+                "nameserver" => {
+                    if arity(d, line, 1, 2, 2) {
+                        let ok = split_host_port(&w[2]).and_then(|hp| match (hp.host, hp.port) {
+                            (Some(Host::Ip(_)), Some(p)) => parse_port(&p).map(|_| ()),
+                            _ => Err(format!("expected IP:PORT, got '{}'", w[2])),
+                        });
+                        if let Err(e) = ok {
+                            d.err(&line.loc, format!("'nameserver {}': {e}", w[1]));
+                        }
+                    }
+                }
+                "resolve_retries" | "accepted_payload_size" => {
+                    if arity(d, line, 1, 1, 1) {
+                        let (min, max) = if kw == "resolve_retries" {
+                            (1, 1000)
+                        } else {
+                            (512, 65535)
+                        };
+                        if let Err(e) = parse_uint(&w[1], min, max) {
+                            d.err(&line.loc, format!("'{kw}': {e}"));
+                        }
+                    }
+                }
+                "timeout" | "hold" => {
+                    let subs: &[&str] = if kw == "timeout" {
+                        &["resolve", "retry"]
+                    } else {
+                        &["valid", "nx", "other", "refused", "timeout", "obsolete"]
+                    };
+                    if !w.get(1).is_some_and(|s| subs.contains(&s.as_str())) {
+                        d.err(
+                            &line.loc,
+                            format!("'{kw}': expects one of {} and a time", subs.join("|")),
+                        );
+                    } else if arity(d, line, 2, 1, 1) {
+                        if let Err(e) = parse_time(&w[2], TimeUnit::Ms) {
+                            d.err(&line.loc, format!("'{kw} {}': {e}", w[1]));
+                        }
+                    }
+                }
+                "parse-resolv-conf" => {
+                    arity(d, line, 1, 0, 0);
+                }
+                _ => d.err(
+                    &line.loc,
+                    format!("unknown keyword '{kw}' in 'resolvers' section '{name}'"),
+                ),
+            }
+        }
+        self.diag.warn(
+            &h.loc,
+            format!("resolvers '{name}': not supported yet (DNS re-resolution); section ignored"),
+        );
+    }
+
+    fn userlist_section(&mut self, sec: &Section<'_>) {
+        let h = sec.header;
+        if !arity(&mut self.diag, h, 1, 1, 1) {
+            return;
+        }
+        let name = &h.words[1];
+        for line in sec.body {
+            let w = &line.words;
+            let d = &mut self.diag;
+            match w[0].as_str() {
+                "user" => {
+                    if !arity(d, line, 1, 3, 5) {
+                        continue;
+                    }
+                    if !matches!(w[2].as_str(), "password" | "insecure-password") {
+                        d.err(
+                            &line.loc,
+                            format!(
+                                "'user {}': expects 'password' or 'insecure-password', got '{}'",
+                                w[1], w[2]
+                            ),
+                        );
+                    } else if w.len() > 4 && (w[4] != "groups" || w.len() != 6) {
+                        d.err(
+                            &line.loc,
+                            format!("'user {}': expects 'groups G1,G2' after the password", w[1]),
+                        );
+                    }
+                }
+                "group" => {
+                    if arity(d, line, 1, 1, 3) && w.len() > 2 && (w[2] != "users" || w.len() != 4) {
+                        d.err(
+                            &line.loc,
+                            format!("'group {}': expects 'users U1,U2' after the name", w[1]),
+                        );
+                    }
+                }
+                kw => d.err(
+                    &line.loc,
+                    format!("unknown keyword '{kw}' in 'userlist' section '{name}'"),
+                ),
+            }
+        }
+        self.diag.warn(
+            &h.loc,
+            format!("userlist '{name}': not supported yet (stats authentication); section ignored"),
+        );
+    }
+
+    // ----- cross-section checks -----
+
+    fn finish(&mut self) -> Option<Config> {
+        let mut backends = Vec::new();
+        let mut be_index: HashMap<String, usize> = HashMap::new();
+        for px in self.proxies.iter().filter(|p| p.kind.be()) {
+            be_index.insert(px.name.clone(), backends.len());
+            let t = px.opts.timeouts;
+            let mut missing = Vec::new();
+            if t.connect.is_none() {
+                missing.push("'connect'");
+            }
+            if t.server.is_none() {
+                missing.push("'server'");
+            }
+            if px.kind == Kind::Backend && !missing.is_empty() {
+                self.diag.warn(
+                    &px.loc,
+                    format!(
+                        "missing timeouts for {}: {} (HAProxy warns too; set them in defaults)",
+                        px.ctx(),
+                        missing.join(", ")
+                    ),
+                );
+            }
+            backends.push(Backend {
+                name: px.name.clone(),
+                loc: px.loc.clone(),
+                id: u32::try_from(backends.len() + 1).unwrap_or(u32::MAX),
+                balance: px.opts.balance,
+                hash_type: px.opts.hash_type,
+                servers: px.servers.iter().map(|(s, _)| s.clone()).collect(),
+                timeouts: px.opts.timeouts,
+                retries: px.opts.retries,
+                redispatch: px.opts.redispatch,
+                allbackups: px.opts.allbackups,
+                keepalive: px.opts.srv_ka,
+            });
+        }
+        let mut frontends = Vec::new();
+        let mut bound: HashMap<SocketAddr, (String, Loc)> = HashMap::new();
+        for px in self.proxies.iter().filter(|p| p.kind.fe()) {
+            let ctx = px.ctx();
+            if px.binds.is_empty() {
+                if px.kind == Kind::Listen {
+                    self.diag.warn(
+                        &px.loc,
+                        format!("{ctx} has no 'bind'; only its servers are used (as a backend)"),
+                    );
+                } else {
+                    self.diag.err(&px.loc, format!("{ctx} has no 'bind' line"));
+                }
+                continue;
+            }
+            let backend = if px.kind == Kind::Listen {
+                if let Some((b, loc)) = &px.opts.default_backend {
+                    if px.own_default_backend.is_none() {
+                        self.diag.warn(
+                            &px.loc,
+                            format!(
+                                "{ctx}: default_backend '{b}' inherited from defaults at {loc} is \
+                                 ignored; a listen forwards to its own servers"
+                            ),
+                        );
+                    }
+                }
+                be_index.get(&px.name).copied()
+            } else if let Some((b, loc)) = &px.opts.default_backend {
+                let found = be_index.get(b).copied();
+                if found.is_none() {
+                    let why = if self.stats_sections.contains_key(b) {
+                        " (it is a stats section, which lb does not serve)"
+                    } else {
+                        ""
+                    };
+                    self.diag
+                        .err(loc, format!("{ctx}: default_backend '{b}' not found{why}"));
+                }
+                found
+            } else {
+                self.diag.err(
+                    &px.loc,
+                    format!(
+                        "{ctx} has no backend: add 'default_backend NAME' (use_backend \
+                             rules are not supported yet)"
+                    ),
+                );
+                None
+            };
+            for b in &px.binds {
+                if b.addr.port() == 0 {
+                    continue;
+                }
+                if let Some((other, first)) = bound.get(&b.addr) {
+                    self.diag.err(
+                        &b.loc,
+                        format!(
+                            "{ctx}: address {} is already bound by {other} at {first}",
+                            b.addr
+                        ),
+                    );
+                } else {
+                    bound.insert(b.addr, (ctx.clone(), b.loc.clone()));
+                }
+            }
+            let t = px.opts.timeouts;
+            let mut missing = Vec::new();
+            if t.client.is_none() {
+                missing.push("'client'");
+            }
+            if px.kind == Kind::Listen {
+                if t.connect.is_none() {
+                    missing.push("'connect'");
+                }
+                if t.server.is_none() {
+                    missing.push("'server'");
+                }
+            }
+            if !missing.is_empty() {
+                self.diag.warn(
+                    &px.loc,
+                    format!(
+                        "missing timeouts for {ctx}: {} (HAProxy warns too; set them in defaults)",
+                        missing.join(", ")
+                    ),
+                );
+            }
+            let Some(backend) = backend else { continue };
+            frontends.push(Frontend {
+                name: px.name.clone(),
+                loc: px.loc.clone(),
+                binds: px.binds.clone(),
+                backend,
+                maxconn: px.opts.maxconn,
+                timeouts: px.opts.timeouts,
+                keepalive: px.opts.cli_ka,
+            });
+        }
+        // `resolvers` named on server lines must exist (sections may come later in the file).
+        for (r, loc) in std::mem::take(&mut self.resolver_refs) {
+            if !self.resolvers.contains_key(&r) {
+                self.diag.err(
+                    &loc,
+                    format!("resolvers '{r}' not found (no 'resolvers {r}' section)"),
+                );
+            }
+        }
+        if !self.diag.errors.is_empty() {
+            return None;
+        }
+        Some(Config {
+            global: self.global.clone(),
+            frontends,
+            backends,
+            // Filled by the caller once the diagnostics are sorted.
+            warnings: Vec::new(),
+        })
+    }
+}
+
+/// Checks the arguments of a `log` line (`start` = index of the first argument):
+/// `global`, or `TARGET [len N] [format F] [sample R:S] FACILITY [LEVEL [MINLEVEL]]`.
+fn check_log_args(d: &mut Diag, line: &Line, start: usize) -> bool {
+    let w = &line.words[start..];
+    let err = |d: &mut Diag, m: String| {
+        d.err(&line.loc, format!("'log': {m}"));
+        false
+    };
+    match w {
+        [] => return err(d, "expects 'global' or a target and a facility".into()),
+        [g] if g == "global" => return true,
+        [g, extra, ..] if g == "global" => return err(d, format!("unexpected argument '{extra}'")),
+        _ => {}
+    }
+    let mut i = 1;
+    while i < w.len() {
+        match w[i].as_str() {
+            "len" => match w.get(i + 1).map(|v| parse_u32(v, 80, 65535)) {
+                Some(Ok(_)) => i += 2,
+                Some(Err(e)) => return err(d, format!("'len': {e}")),
+                None => return err(d, "'len' needs a value".into()),
+            },
+            "format" => match w.get(i + 1).map(String::as_str) {
+                Some(
+                    "rfc3164" | "rfc5424" | "short" | "raw" | "timed" | "iso" | "priority",
+                ) => i += 2,
+                Some(f) => {
+                    return err(
+                        d,
+                        format!(
+                            "unknown format '{f}' (expected rfc3164|rfc5424|short|raw|timed|iso|priority)"
+                        ),
+                    )
+                }
+                None => return err(d, "'format' needs a value".into()),
+            },
+            "sample" | "profile" => {
+                if w.get(i + 1).is_none() {
+                    return err(d, format!("'{}' needs a value", w[i]));
+                }
+                i += 2;
+            }
+            _ => break,
+        }
+    }
+    let Some(fac) = w.get(i) else {
+        return err(d, "a facility is required (e.g. local0)".into());
+    };
+    if !SYSLOG_FACILITIES.contains(&fac.as_str()) {
+        return err(
+            d,
+            format!("unknown facility '{fac}' (e.g. local0, daemon, user)"),
+        );
+    }
+    for lvl in &w[i + 1..(i + 3).min(w.len())] {
+        if !SYSLOG_LEVELS.contains(&lvl.as_str()) {
+            return err(
+                d,
+                format!(
+                    "unknown level '{lvl}' (expected {})",
+                    SYSLOG_LEVELS.join("|")
+                ),
+            );
+        }
+    }
+    if let Some(extra) = w.get(i + 3) {
+        return err(d, format!("unexpected argument '{extra}'"));
+    }
+    true
+}
+
+/// Proxy keywords handled directly by `proxy_line` (for suggestions).
+const PROXY_KEYWORDS: &[&str] = &[
+    "mode",
+    "bind",
+    "default_backend",
+    "server",
+    "default-server",
+    "balance",
+    "hash-type",
+    "timeout",
+    "retries",
+    "maxconn",
+    "option",
+    "clitcpka-idle",
+    "clitcpka-intvl",
+    "clitcpka-cnt",
+    "srvtcpka-idle",
+    "srvtcpka-intvl",
+    "srvtcpka-cnt",
+    "log",
+    "tcp-check",
+    "http-check",
+    "external-check",
+    "stats",
+    "id",
+    "disabled",
+    "enabled",
+];
+
+/// ` (did you mean 'X'?)` when a known word is within edit distance 2 of `word`.
+fn suggest(word: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map_or_else(String::new, |(_, k)| format!(" (did you mean '{k}'?)"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Stable-sorts diagnostics by file order, then line.
+pub(crate) fn sort_diag(diag: &mut Diag, files: &[Arc<PathBuf>]) {
+    let rank = |loc: &Loc| {
+        let f = files
+            .iter()
+            .position(|p| **p == *loc.file)
+            .unwrap_or(usize::MAX);
+        (f, loc.line)
+    };
+    diag.errors
+        .sort_by_key(|e| e.loc.as_ref().map_or((0, 0), &rank));
+    diag.warnings.sort_by_key(|w| rank(&w.loc));
+}
