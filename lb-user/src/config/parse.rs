@@ -1541,15 +1541,16 @@ impl Parser {
                     | "namespace"
                     | "source"
                     | "usesrc"
-                    | "tfo"
                     | "proxy-v2-options"
-            ) && !matches!(p, "tfo");
-            let Some(arg) = arg
-                .filter(|_| needs_arg)
-                .or(if needs_arg { None } else { Some("") })
-            else {
-                self.diag.err(loc, format!("{ctx}: '{p}' needs a value"));
-                return Err(ParamsFailed);
+            );
+            // Flags get an empty argument; valued parameters need theirs.
+            let arg = match (needs_arg, arg) {
+                (false, _) => "",
+                (true, Some(a)) => a,
+                (true, None) => {
+                    self.diag.err(loc, format!("{ctx}: '{p}' needs a value"));
+                    return Err(ParamsFailed);
+                }
             };
             let mut bad = |msg: String| {
                 self.diag.err(loc, format!("{ctx}: {msg}"));
