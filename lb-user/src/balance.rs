@@ -46,9 +46,6 @@ pub(crate) struct Balancer {
     /// When `primary` has exactly one member: the group that serves if that member is excluded
     /// (redispatch away from the only server), i.e. the set chosen as if it were not usable.
     fallback: Option<Group>,
-    /// Whether picks depend on the client (hashing): queued clients then wait for their own
-    /// server, so the queue dispatcher has to look past a waiter it cannot serve.
-    hashed: bool,
 }
 
 impl Balancer {
@@ -65,11 +62,7 @@ impl Balancer {
             _ => None,
         };
         let primary = Group::build(conf, servers, members, prev.map(|p| &p.primary));
-        Self {
-            primary,
-            fallback,
-            hashed: matches!(conf.balance, Balance::Source),
-        }
+        Self { primary, fallback }
     }
 
     /// Picks a server for `client`, never `exclude`, and reserves a slot on it.
@@ -90,9 +83,10 @@ impl Balancer {
         self.group_for(exclude).is_some()
     }
 
-    /// Whether picks depend on the client address.
-    pub(crate) fn is_hashed(&self) -> bool {
-        self.hashed
+    /// With a hashing algorithm, the server `client` would be sent to (never `exclude`), without
+    /// reserving a slot; `None` otherwise or when there is no candidate.
+    pub(crate) fn hash_target(&self, client: SocketAddr, exclude: Option<usize>) -> Option<usize> {
+        self.group_for(exclude)?.hash_target(client, exclude)
     }
 
     /// The servers connections are balanced over (see the module docs), in config order.
@@ -246,21 +240,8 @@ impl Group {
                 }
                 Pick::Full
             }
-            Algo::MapHash { table } => {
-                let h = u64::from(client_hash(client));
-                let len = table.len() as u64;
-                let pos = (0..len)
-                    .map(|k| table[((h + k) % len) as usize] as usize)
-                    .find(|&i| Some(i) != exclude);
-                reserve_or_full(servers, pos)
-            }
-            Algo::Ring { points } => {
-                let h = client_hash(client);
-                let first = points.partition_point(|p| p.0 < h);
-                let pos = (0..points.len())
-                    .map(|k| points[(first + k) % points.len()].1 as usize)
-                    .find(|&i| Some(i) != exclude);
-                reserve_or_full(servers, pos)
+            Algo::MapHash { .. } | Algo::Ring { .. } => {
+                reserve_or_full(servers, self.hash_target(client, exclude))
             }
             Algo::Random { draws, cumulative } => {
                 let total = cumulative.last().copied().unwrap_or(0);
@@ -283,6 +264,29 @@ impl Group {
                 // Every draw was full or excluded: don't report Full while a member is free.
                 self.least_loaded(servers, 0, exclude)
             }
+        }
+    }
+
+    /// For hashing algorithms: the server `client` maps to (skipping `exclude`), without
+    /// reserving anything. `None` for the other algorithms or without candidates.
+    fn hash_target(&self, client: SocketAddr, exclude: Option<usize>) -> Option<usize> {
+        match &self.algo {
+            Algo::MapHash { table } => {
+                let h = u64::from(client_hash(client));
+                let len = table.len() as u64;
+                (0..len)
+                    .map(|k| table[((h + k) % len) as usize] as usize)
+                    .find(|&i| Some(i) != exclude)
+            }
+            Algo::Ring { points } => {
+                let h = client_hash(client);
+                // First point at or after the client's hash, wrapping around the ring.
+                let first = points.partition_point(|p| p.0 < h);
+                (0..points.len())
+                    .map(|k| points[(first + k) % points.len()].1 as usize)
+                    .find(|&i| Some(i) != exclude)
+            }
+            _ => None,
         }
     }
 
@@ -360,26 +364,26 @@ fn load_cmp(a: &ServerEntry, b: &ServerEntry, extra: u64) -> std::cmp::Ordering 
     (ca * u64::from(b.state.weight)).cmp(&(cb * u64::from(a.state.weight)))
 }
 
-/// A small set of server indices already found full during one pick.
-struct Tried {
+/// A small set of server indices (already found full during one pick or dispatch pass).
+pub(crate) struct Tried {
     bits: Vec<u64>,
     count: usize,
 }
 
 impl Tried {
-    fn new(servers: usize) -> Self {
+    pub(crate) fn new(servers: usize) -> Self {
         Self {
             bits: vec![0; servers.div_ceil(64)],
             count: 0,
         }
     }
 
-    fn contains(&self, i: usize) -> bool {
+    pub(crate) fn contains(&self, i: usize) -> bool {
         self.bits[i / 64] & (1 << (i % 64)) != 0
     }
 
     /// Adds `i`; returns how many distinct indices the set holds.
-    fn insert(&mut self, i: usize) -> usize {
+    pub(crate) fn insert(&mut self, i: usize) -> usize {
         if !self.contains(i) {
             self.bits[i / 64] |= 1 << (i % 64);
             self.count += 1;
