@@ -245,23 +245,26 @@ impl Group {
             }
             Algo::Random { draws, cumulative } => {
                 let total = cumulative.last().copied().unwrap_or(0);
-                let mut drawn: Vec<usize> = Vec::with_capacity(*draws as usize);
+                // Keep the least loaded of the draws (cur / weight); on equal load the earlier
+                // draw stays, so idle servers are chosen in proportion to their weight.
+                let mut best: Option<usize> = None;
                 for _ in 0..*draws {
                     let r = fastrand::u64(0..total);
                     let i = self.members[cumulative.partition_point(|&c| c <= r)];
-                    if Some(i) != exclude && !drawn.contains(&i) {
-                        drawn.push(i);
+                    if Some(i) == exclude || servers[i].is_full() {
+                        continue;
+                    }
+                    if best.is_none_or(|b| load_cmp(&servers[i], &servers[b], 0).is_lt()) {
+                        best = Some(i);
                     }
                 }
-                // Stable sort: equally loaded draws keep their draw order, so idle servers are
-                // chosen in proportion to their weight.
-                drawn.sort_by(|&a, &b| load_cmp(&servers[a], &servers[b], 0));
-                for i in drawn {
+                if let Some(i) = best {
                     if servers[i].try_reserve() {
                         return Pick::Got(i);
                     }
                 }
-                // Every draw was full or excluded: don't report Full while a member is free.
+                // Every draw was full or excluded (or lost a race for the last slot): don't report
+                // Full while a member is free.
                 self.least_loaded(servers, 0, exclude)
             }
         }
@@ -366,6 +369,9 @@ fn load_cmp(a: &ServerEntry, b: &ServerEntry, extra: u64) -> std::cmp::Ordering 
 
 /// A small set of server indices (already found full during one pick or dispatch pass).
 pub(crate) struct Tried {
+    /// Capacity in indices; the bits are only allocated on the first insert, so a pick that
+    /// succeeds at once (the fast path) allocates nothing.
+    servers: usize,
     bits: Vec<u64>,
     count: usize,
 }
@@ -373,17 +379,23 @@ pub(crate) struct Tried {
 impl Tried {
     pub(crate) fn new(servers: usize) -> Self {
         Self {
-            bits: vec![0; servers.div_ceil(64)],
+            servers,
+            bits: Vec::new(),
             count: 0,
         }
     }
 
     pub(crate) fn contains(&self, i: usize) -> bool {
-        self.bits[i / 64] & (1 << (i % 64)) != 0
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// Adds `i`; returns how many distinct indices the set holds.
     pub(crate) fn insert(&mut self, i: usize) -> usize {
+        if self.bits.is_empty() {
+            self.bits = vec![0; self.servers.div_ceil(64)];
+        }
         if !self.contains(i) {
             self.bits[i / 64] |= 1 << (i % 64);
             self.count += 1;

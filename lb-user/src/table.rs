@@ -181,18 +181,21 @@ impl BackendSnapshot {
 /// Errors of the table's writers.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
+    /// A server index past the end of the backend's servers.
     #[error("backend {backend} has no server number {index} (it has {count})")]
     NoSuchServer {
         backend: String,
         index: usize,
         count: usize,
     },
+    /// A weight above 256.
     #[error("backend {backend}, server {server}: weight {weight} is out of range (0 to 256)")]
     WeightOutOfRange {
         backend: String,
         server: String,
         weight: u32,
     },
+    /// `balance static-rr` only takes 0 or the configured weight at runtime (0 or 100 %).
     #[error(
         "backend {backend} uses static-rr: server {server} weight can only be set to 0 or to \
          its configured weight {configured}, not {weight}"
