@@ -12,6 +12,11 @@
 //! `static-rr` only accepts 0 or the configured weight (0 or 100 %); the table enforces that in
 //! `set_weight`. haproxy's roundrobin is also limited to 4095 active servers, static-rr is not;
 //! neither limit exists here.
+//!
+//! Other differences from haproxy, all due to lb having one queue per backend rather than one
+//! per server: `leastconn` ranks by (cur + 1) / weight (haproxy adds the server's queue length);
+//! `source` with a full server returns Full and the client waits in the backend queue, served
+//! only by that server (see the table's dispatcher), as it would in haproxy's server queue.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
