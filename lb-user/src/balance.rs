@@ -12,6 +12,11 @@
 //! `static-rr` only accepts 0 or the configured weight (0 or 100 %); the table enforces that in
 //! `set_weight`. haproxy's roundrobin is also limited to 4095 active servers, static-rr is not;
 //! neither limit exists here.
+//!
+//! Other differences from haproxy, all due to lb having one queue per backend rather than one
+//! per server: `leastconn` ranks by (cur + 1) / weight (haproxy adds the server's queue length);
+//! `source` with a full server returns Full and the client waits in the backend queue, served
+//! only by that server (see the table's dispatcher), as it would in haproxy's server queue.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -46,9 +51,6 @@ pub(crate) struct Balancer {
     /// When `primary` has exactly one member: the group that serves if that member is excluded
     /// (redispatch away from the only server), i.e. the set chosen as if it were not usable.
     fallback: Option<Group>,
-    /// Whether picks depend on the client (hashing): queued clients then wait for their own
-    /// server, so the queue dispatcher has to look past a waiter it cannot serve.
-    hashed: bool,
 }
 
 impl Balancer {
@@ -65,11 +67,7 @@ impl Balancer {
             _ => None,
         };
         let primary = Group::build(conf, servers, members, prev.map(|p| &p.primary));
-        Self {
-            primary,
-            fallback,
-            hashed: matches!(conf.balance, Balance::Source),
-        }
+        Self { primary, fallback }
     }
 
     /// Picks a server for `client`, never `exclude`, and reserves a slot on it.
@@ -90,9 +88,10 @@ impl Balancer {
         self.group_for(exclude).is_some()
     }
 
-    /// Whether picks depend on the client address.
-    pub(crate) fn is_hashed(&self) -> bool {
-        self.hashed
+    /// With a hashing algorithm, the server `client` would be sent to (never `exclude`), without
+    /// reserving a slot; `None` otherwise or when there is no candidate.
+    pub(crate) fn hash_target(&self, client: SocketAddr, exclude: Option<usize>) -> Option<usize> {
+        self.group_for(exclude)?.hash_target(client, exclude)
     }
 
     /// The servers connections are balanced over (see the module docs), in config order.
@@ -246,43 +245,56 @@ impl Group {
                 }
                 Pick::Full
             }
-            Algo::MapHash { table } => {
-                let h = u64::from(client_hash(client));
-                let len = table.len() as u64;
-                let pos = (0..len)
-                    .map(|k| table[((h + k) % len) as usize] as usize)
-                    .find(|&i| Some(i) != exclude);
-                reserve_or_full(servers, pos)
-            }
-            Algo::Ring { points } => {
-                let h = client_hash(client);
-                let first = points.partition_point(|p| p.0 < h);
-                let pos = (0..points.len())
-                    .map(|k| points[(first + k) % points.len()].1 as usize)
-                    .find(|&i| Some(i) != exclude);
-                reserve_or_full(servers, pos)
+            Algo::MapHash { .. } | Algo::Ring { .. } => {
+                reserve_or_full(servers, self.hash_target(client, exclude))
             }
             Algo::Random { draws, cumulative } => {
                 let total = cumulative.last().copied().unwrap_or(0);
-                let mut drawn: Vec<usize> = Vec::with_capacity(*draws as usize);
+                // Keep the least loaded of the draws (cur / weight); on equal load the earlier
+                // draw stays, so idle servers are chosen in proportion to their weight.
+                let mut best: Option<usize> = None;
                 for _ in 0..*draws {
                     let r = fastrand::u64(0..total);
                     let i = self.members[cumulative.partition_point(|&c| c <= r)];
-                    if Some(i) != exclude && !drawn.contains(&i) {
-                        drawn.push(i);
+                    if Some(i) == exclude || servers[i].is_full() {
+                        continue;
+                    }
+                    if best.is_none_or(|b| load_cmp(&servers[i], &servers[b], 0).is_lt()) {
+                        best = Some(i);
                     }
                 }
-                // Stable sort: equally loaded draws keep their draw order, so idle servers are
-                // chosen in proportion to their weight.
-                drawn.sort_by(|&a, &b| load_cmp(&servers[a], &servers[b], 0));
-                for i in drawn {
+                if let Some(i) = best {
                     if servers[i].try_reserve() {
                         return Pick::Got(i);
                     }
                 }
-                // Every draw was full or excluded: don't report Full while a member is free.
+                // Every draw was full or excluded (or lost a race for the last slot): don't report
+                // Full while a member is free.
                 self.least_loaded(servers, 0, exclude)
             }
+        }
+    }
+
+    /// For hashing algorithms: the server `client` maps to (skipping `exclude`), without
+    /// reserving anything. `None` for the other algorithms or without candidates.
+    fn hash_target(&self, client: SocketAddr, exclude: Option<usize>) -> Option<usize> {
+        match &self.algo {
+            Algo::MapHash { table } => {
+                let h = u64::from(client_hash(client));
+                let len = table.len() as u64;
+                (0..len)
+                    .map(|k| table[((h + k) % len) as usize] as usize)
+                    .find(|&i| Some(i) != exclude)
+            }
+            Algo::Ring { points } => {
+                let h = client_hash(client);
+                // First point at or after the client's hash, wrapping around the ring.
+                let first = points.partition_point(|p| p.0 < h);
+                (0..points.len())
+                    .map(|k| points[(first + k) % points.len()].1 as usize)
+                    .find(|&i| Some(i) != exclude)
+            }
+            _ => None,
         }
     }
 
@@ -360,26 +372,35 @@ fn load_cmp(a: &ServerEntry, b: &ServerEntry, extra: u64) -> std::cmp::Ordering 
     (ca * u64::from(b.state.weight)).cmp(&(cb * u64::from(a.state.weight)))
 }
 
-/// A small set of server indices already found full during one pick.
-struct Tried {
+/// A small set of server indices (already found full during one pick or dispatch pass).
+pub(crate) struct Tried {
+    /// Capacity in indices; the bits are only allocated on the first insert, so a pick that
+    /// succeeds at once (the fast path) allocates nothing.
+    servers: usize,
     bits: Vec<u64>,
     count: usize,
 }
 
 impl Tried {
-    fn new(servers: usize) -> Self {
+    pub(crate) fn new(servers: usize) -> Self {
         Self {
-            bits: vec![0; servers.div_ceil(64)],
+            servers,
+            bits: Vec::new(),
             count: 0,
         }
     }
 
-    fn contains(&self, i: usize) -> bool {
-        self.bits[i / 64] & (1 << (i % 64)) != 0
+    pub(crate) fn contains(&self, i: usize) -> bool {
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// Adds `i`; returns how many distinct indices the set holds.
-    fn insert(&mut self, i: usize) -> usize {
+    pub(crate) fn insert(&mut self, i: usize) -> usize {
+        if self.bits.is_empty() {
+            self.bits = vec![0; self.servers.div_ceil(64)];
+        }
         if !self.contains(i) {
             self.bits[i / 64] |= 1 << (i % 64);
             self.count += 1;

@@ -17,15 +17,16 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::balance::{Balancer, Pick};
+use crate::balance::{Balancer, Pick, Tried};
 use crate::config::{Backend, Balance, Server};
 
 /// Highest weight haproxy accepts (`weight` 0..=256).
 pub const MAX_WEIGHT: u32 = 256;
 
-/// How many waiters the queue dispatcher looks at past ones it cannot serve (waiters that exclude
-/// the freed server, or hash to a full one). Bounds the time spent under the queue lock; waiters
-/// further back are reached as the ones ahead of them leave.
+/// How many waiters that exclude a server (redispatched connections) the queue dispatcher looks
+/// past when it cannot serve them. Bounds the time spent under the queue lock; waiters further
+/// back are reached as the ones ahead of them leave. Such waiters are rare: they come from
+/// `option redispatch` after failed connects.
 const DISPATCH_SCAN: usize = 64;
 
 /// Administrative state of a server (`set server B/S state ready|drain|maint`).
@@ -180,18 +181,21 @@ impl BackendSnapshot {
 /// Errors of the table's writers.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
+    /// A server index past the end of the backend's servers.
     #[error("backend {backend} has no server number {index} (it has {count})")]
     NoSuchServer {
         backend: String,
         index: usize,
         count: usize,
     },
+    /// A weight above 256.
     #[error("backend {backend}, server {server}: weight {weight} is out of range (0 to 256)")]
     WeightOutOfRange {
         backend: String,
         server: String,
         weight: u32,
     },
+    /// `balance static-rr` only takes 0 or the configured weight at runtime (0 or 100 %).
     #[error(
         "backend {backend} uses static-rr: server {server} weight can only be set to 0 or to \
          its configured weight {configured}, not {weight}"
@@ -506,15 +510,24 @@ impl BackendTable {
         }
     }
 
-    /// Hands free slots to waiters in arrival order. Stops at the first waiter that could take
-    /// any server and got none (nobody behind it can get one either); looks past waiters that
-    /// are picky (excluded server, hashed client) up to [`DISPATCH_SCAN`] of them.
+    /// Hands free slots to waiters in arrival order.
+    ///
+    /// A waiter that could take any server and got none ends the pass: nobody behind it can get
+    /// one either. Waiters that cannot take every server are looked past, so they don't block
+    /// the others: with `balance source` each waits for the server its address hashes to (as in
+    /// haproxy, where it would sit in that server's queue), and the pass skips, without trying,
+    /// every waiter whose server was already found full; it ends once all are. Waiters that
+    /// exclude a server (redispatch) are looked past up to [`DISPATCH_SCAN`] of them.
     fn dispatch(&self, q: &mut WaitQueue) {
         // Every caller holds a strong reference (a slot, a waiter, or whoever calls a writer).
         let Some(me) = self.me.upgrade() else {
             return;
         };
         let snap = self.snap.load();
+        let balancer = &snap.balancer;
+        // Hash targets found full in this pass, and how many of them are serving servers.
+        let mut full = Tried::new(snap.servers.len());
+        let mut full_active = 0;
         let mut skipped = 0;
         let mut k = 0;
         while k < q.waiters.len() {
@@ -523,7 +536,12 @@ impl BackendTable {
                 q.waiters.remove(k);
                 continue;
             }
-            match snap.balancer.pick(&snap.servers, w.client, w.exclude) {
+            let target = balancer.hash_target(w.client, w.exclude);
+            if target.is_some_and(|t| full.contains(t)) {
+                k += 1;
+                continue;
+            }
+            match balancer.pick(&snap.servers, w.client, w.exclude) {
                 Pick::Got(i) => {
                     let w = q.waiters.remove(k).expect("index checked");
                     let slot = ServerSlot::new(&me, &snap.servers[i], i);
@@ -534,10 +552,22 @@ impl BackendTable {
                     }
                 }
                 Pick::Full | Pick::NoServer => {
-                    let picky = w.exclude.is_some() || snap.balancer.is_hashed();
-                    skipped += 1;
-                    if !picky || skipped >= DISPATCH_SCAN {
+                    if let Some(t) = target {
+                        let active = balancer.active();
+                        if !full.contains(t) && active.binary_search(&t).is_ok() {
+                            full_active += 1;
+                        }
+                        full.insert(t);
+                        if full_active == active.len() {
+                            break;
+                        }
+                    } else if w.exclude.is_none() {
                         break;
+                    } else {
+                        skipped += 1;
+                        if skipped >= DISPATCH_SCAN {
+                            break;
+                        }
                     }
                     k += 1;
                 }
@@ -923,6 +953,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn source_waiters_wait_for_their_server_without_blocking_others() {
+        let servers = (1..=2)
+            .map(|id| {
+                let mut s = server(&format!("s{id}"), id, 1);
+                s.maxconn = 1;
+                s
+            })
+            .collect();
+        let t = BackendTable::new(&backend(Balance::Source, servers));
+        // Clients hashing to server 0 and to server 1.
+        let on = |i: usize| {
+            (0..10_000)
+                .map(client)
+                .find(|&c| t.snapshot().balancer.hash_target(c, None) == Some(i))
+                .unwrap()
+        };
+        let (c0, c1) = (on(0), on(1));
+        let h0 = t.try_acquire(c0, None).unwrap();
+        assert_eq!(h0.index(), 0);
+        // Many clients of server 0 queue for it...
+        let waiters: Vec<_> = (0..100)
+            .map(|_| {
+                let t = Arc::clone(&t);
+                tokio::spawn(async move { t.acquire(c0, None, None).await.map(|s| s.index()) })
+            })
+            .collect();
+        until(|| t.queue_len() == 100).await;
+        // ...a client of the idle server 1 is not stuck behind them...
+        let s1 = t.acquire(c1, None, None).await.unwrap();
+        assert_eq!(s1.index(), 1);
+        assert_eq!(t.queue_len(), 100);
+        // ...and server 1 freeing up doesn't serve server 0's clients elsewhere.
+        drop(s1);
+        assert_eq!((t.queue_len(), cur(&t, 1)), (100, 0));
+        drop(h0);
+        for w in waiters {
+            assert_eq!(w.await.unwrap().unwrap(), 0);
+        }
+        assert_eq!((t.queue_len(), cur(&t, 0)), (0, 0));
+    }
+
+    #[tokio::test]
     async fn acquire_without_servers_fails_at_once() {
         let t = limited(1, 0, 1);
         t.set_healthy(0, false).unwrap();
@@ -977,6 +1049,19 @@ mod tests {
         assert_eq!(c.max.load(Ordering::SeqCst), 2);
         assert_eq!(c.cur.load(Ordering::SeqCst), 0);
         assert_eq!(t.queue_len(), 0);
+    }
+
+    /// Accept threads share tables and may move slots and queued futures between tasks.
+    #[test]
+    fn shareable_across_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let t = limited(1, 0, 1);
+        send_sync(&t);
+        let slot = t.try_acquire(client(0), None).unwrap();
+        send_sync(&slot);
+        let fut = t.acquire(client(1), None, None);
+        send(&fut);
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! Tokenizer: splits haproxy.cfg text into lines of words with `HAProxy`'s quoting rules, keeping
 //! the `file:line` of every line.
 //!
-//! Rules (`HAProxy` `parse_line`): blank lines and `#` comments are skipped; words are separated by
-//! spaces and tabs; `"..."` and `'...'` quote (quotes are removed and may sit inside a word, as in
-//! `a"b c"d`); outside single quotes a backslash escapes ` `, `#`, `\`, `'`, `"` and `$`, and
-//! `\r`, `\n`, `\t`, `\xHH` give the control byte; any other backslash is kept as written (so
-//! regexes like `\d` survive). Inside double quotes `$NAME` and `${NAME}` expand to the
-//! environment variable (empty when unset), as `HAProxy` does.
+//! Rules (`HAProxy`'s `parse_line`): a line ends at LF or CR; blank lines and `#` comments
+//! (outside quotes) are skipped; words are separated by white space; `"..."` and `'...'` quote
+//! (quotes are removed and may sit inside a word, as in `a"b c"d`). Outside single quotes a
+//! backslash escapes ` `, `\`, `#`, `'`, `"` (and `$` inside double quotes); `\r`, `\n`, `\t` and
+//! `\xHH` give the control byte; any other backslash is kept as written (so regexes like `\d`
+//! survive). Inside double quotes `$NAME`, `${NAME}`, `${NAME-default}` and `${NAME[*]}` (one
+//! word per space-separated part) expand environment variables (empty when unset), and
+//! `$.FILE`/`$.LINE` the current position.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Loc;
-use std::path::PathBuf;
 
 /// One non-empty configuration line, split into words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,8 +35,9 @@ pub(crate) fn tokenize(
             file: Arc::clone(file),
             line: u32::try_from(idx + 1).unwrap_or(u32::MAX),
         };
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        match split_words(raw) {
+        // As in HAProxy, a CR ends the line (CRLF files work; the rest of a CR line is dropped).
+        let raw = raw.split('\r').next().unwrap_or("");
+        match split_words_at(raw, &loc) {
             Ok(words) if words.is_empty() => {}
             Ok(words) => lines.push(Line { loc, words }),
             Err(msg) => errors.push((loc, msg)),
@@ -43,15 +46,28 @@ pub(crate) fn tokenize(
     lines
 }
 
-/// Splits one line into words. Returns no words for blank and comment-only lines.
+/// Splits one line into words (for tests: `$.FILE`/`$.LINE` give `-` and `0`).
+#[cfg(test)]
 pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let loc = Loc {
+        file: Arc::new(PathBuf::from("-")),
+        line: 0,
+    };
+    split_words_at(line, &loc)
+}
+
+/// White space as C's `isspace` (what `HAProxy` separates words with).
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\x0b' | '\x0c')
+}
+
+/// Splits one line into words; `loc` feeds `$.FILE` and `$.LINE`. Returns no words for blank and
+/// comment-only lines.
+fn split_words_at(line: &str, loc: &Loc) -> Result<Vec<String>, String> {
     if line.contains('\0') {
         return Err("line contains a NUL byte".to_owned());
     }
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    // A word exists once any character or a quote pair was seen (so `""` is an empty word).
-    let mut in_word = false;
+    let mut out = Words::default();
     let mut quote: Option<char> = None;
     let mut quote_start = 0usize;
     let chars: Vec<char> = line.chars().collect();
@@ -64,82 +80,50 @@ pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
                 i += 1;
             }
             (Some('\''), _) => {
-                cur.push(c);
+                out.push(c);
                 i += 1;
             }
             (_, '\\') => {
-                let Some(&next) = chars.get(i + 1) else {
-                    return Err(
-                        "backslash at end of line (HAProxy has no line continuation)".to_owned(),
-                    );
-                };
-                in_word = true;
-                match next {
-                    ' ' | '#' | '\\' | '\'' | '"' | '$' => {
-                        cur.push(next);
-                        i += 2;
-                    }
-                    'r' => {
-                        cur.push('\r');
-                        i += 2;
-                    }
-                    'n' => {
-                        cur.push('\n');
-                        i += 2;
-                    }
-                    't' => {
-                        cur.push('\t');
-                        i += 2;
-                    }
-                    'x' => {
+                let next = chars.get(i + 1).copied();
+                let (ch, used) = match next {
+                    Some(n @ (' ' | '\\' | '#' | '\'' | '"')) => (n, 2),
+                    Some('$') if quote == Some('"') => ('$', 2),
+                    Some('r') => ('\r', 2),
+                    Some('n') => ('\n', 2),
+                    Some('t') => ('\t', 2),
+                    Some('x') => {
                         let hex: String = chars.iter().skip(i + 2).take(2).collect();
-                        match u8::from_str_radix(&hex, 16) {
-                            Ok(b)
-                                if hex.len() == 2 && hex.chars().all(|h| h.is_ascii_hexdigit()) =>
-                            {
-                                cur.push(char::from(b));
-                                i += 4;
-                            }
-                            _ => {
-                                return Err(format!(
-                                    "invalid escape '\\x{hex}' (expected two hex digits)"
-                                ))
-                            }
+                        if hex.len() != 2 || !hex.chars().all(|h| h.is_ascii_hexdigit()) {
+                            return Err(format!(
+                                "invalid escape '\\x{hex}' (expected two hex digits)"
+                            ));
                         }
+                        let b = u8::from_str_radix(&hex, 16).unwrap_or(0);
+                        (char::from(b), 4)
                     }
-                    other => {
-                        cur.push('\\');
-                        cur.push(other);
-                        i += 2;
-                    }
-                }
+                    // Not an escape sequence: the backslash stays.
+                    _ => ('\\', 1),
+                };
+                out.push(ch);
+                i += used;
             }
             (Some('"'), '$') => {
-                let (value, used) = expand_env(&chars[i + 1..])?;
-                cur.push_str(&value);
-                i += 1 + used;
-            }
-            (Some(_), _) => {
-                cur.push(c);
-                i += 1;
+                i += 1 + expand_env(&chars[i + 1..], loc, &mut out)?;
             }
             (None, '"' | '\'') => {
                 quote = Some(c);
                 quote_start = i;
-                in_word = true;
+                out.in_word = true;
                 i += 1;
             }
             (None, '#') => break,
-            (None, ' ' | '\t') => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
+            (None, _) if is_space(c) => {
+                out.end_word();
                 i += 1;
             }
-            (None, _) => {
-                cur.push(c);
-                in_word = true;
+            // Any other character, quoted or not.
+            _ => {
+                out.push(c);
                 i += 1;
             }
         }
@@ -150,39 +134,98 @@ pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
             quote_start + 1
         ));
     }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
+    out.end_word();
+    Ok(out.done)
 }
 
-/// Expands `NAME` or `{NAME}` (the text after a `$` inside double quotes). Returns the value and
-/// the number of characters consumed after the `$`. A `$` not followed by a name is literal.
-fn expand_env(rest: &[char]) -> Result<(String, usize), String> {
+/// Words being built.
+#[derive(Default)]
+struct Words {
+    done: Vec<String>,
+    cur: String,
+    /// A word exists once any character or a quote was seen (so `""` is an empty word).
+    in_word: bool,
+}
+
+impl Words {
+    fn push(&mut self, c: char) {
+        self.cur.push(c);
+        self.in_word = true;
+    }
+
+    fn end_word(&mut self) {
+        if self.in_word {
+            self.done.push(std::mem::take(&mut self.cur));
+            self.in_word = false;
+        }
+    }
+}
+
+/// Expands the variable reference after a `$` inside double quotes into `out`. Returns the
+/// number of characters used after the `$`.
+fn expand_env(rest: &[char], loc: &Loc, out: &mut Words) -> Result<usize, String> {
     let braced = rest.first() == Some(&'{');
-    let start = usize::from(braced);
-    let name: String = rest[start..]
-        .iter()
-        .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
-        .collect();
-    let starts_ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !starts_ok {
-        if braced {
-            return Err("invalid environment variable reference '${' (expected ${NAME})".into());
-        }
-        return Ok(("$".to_owned(), 0));
+    let mut i = usize::from(braced);
+    let first = rest.get(i).copied();
+    if !first.is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '.') {
+        return Err(
+            "invalid environment variable name after '$' (expected a letter, '_' or '.'; write \
+             \\$ for a literal '$')"
+                .to_owned(),
+        );
     }
-    let mut used = start + name.chars().count();
-    if braced {
-        if rest.get(used) != Some(&'}') {
+    let start = i;
+    if first == Some('.') {
+        i += 1;
+    }
+    while rest
+        .get(i)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+    {
+        i += 1;
+    }
+    let name: String = rest[start..i].iter().collect();
+    let mut value = match name.as_str() {
+        ".LINE" => Some(loc.line.to_string()),
+        ".FILE" => Some(loc.file.display().to_string()),
+        _ if name.starts_with('.') => {
             return Err(format!(
-                "unterminated environment variable reference '${{{name}'"
-            ));
+                "unsupported pseudo-variable '${name}' (lb knows $.FILE and $.LINE)"
+            ))
         }
-        used += 1;
+        _ => std::env::var(&name).ok(),
+    };
+    let mut word_expand = false;
+    if braced {
+        if rest.get(i) == Some(&'[') {
+            if rest.get(i + 1) != Some(&'*') || rest.get(i + 2) != Some(&']') {
+                return Err(format!(
+                    "invalid word expansion in '${{{name}[' (expected [*])"
+                ));
+            }
+            word_expand = true;
+            i += 3;
+        }
+        if rest.get(i) == Some(&'-') {
+            let Some(end) = rest[i..].iter().position(|c| *c == '}') else {
+                return Err(format!("unmatched brace in '${{{name}'"));
+            };
+            if value.is_none() {
+                value = Some(rest[i + 1..i + end].iter().collect());
+            }
+            i += end;
+        }
+        if rest.get(i) != Some(&'}') {
+            return Err(format!("unmatched brace in '${{{name}'"));
+        }
+        i += 1;
     }
-    Ok((std::env::var(&name).unwrap_or_default(), used))
+    for c in value.unwrap_or_default().chars() {
+        if word_expand && is_space(c) {
+            out.end_word();
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(i)
 }

@@ -165,6 +165,8 @@ struct ProxyDraft {
     opts: ProxyOpts,
     explicit_mode: bool,
     binds: Vec<Bind>,
+    /// `bind` lines seen, valid or not (an invalid one is reported once, not again as "no bind").
+    bind_lines: usize,
     /// Servers with their explicit `id`, ids assigned once the section is complete.
     servers: Vec<(Server, Option<u32>)>,
     /// Where `default_backend` was written in this section (not inherited).
@@ -726,10 +728,12 @@ impl Parser {
             opts,
             explicit_mode: false,
             binds: Vec::new(),
+            bind_lines: 0,
             servers: Vec::new(),
             own_default_backend: None,
         };
         for addr in header_binds {
+            px.bind_lines += 1;
             if kind.fe() && kind != Kind::Defaults {
                 self.bind_addrs(&mut px, &h.loc, addr, None);
             } else {
@@ -935,8 +939,11 @@ impl Parser {
             "bind" => {
                 if px.kind == Kind::Backend || px.kind == Kind::Defaults {
                     self.not_allowed(px, line, kw);
-                } else if arity(&mut self.diag, line, 1, 1, usize::MAX) {
-                    self.bind_line(px, line);
+                } else {
+                    px.bind_lines += 1;
+                    if arity(&mut self.diag, line, 1, 1, usize::MAX) {
+                        self.bind_line(px, line);
+                    }
                 }
             }
             "default_backend" => {
@@ -1078,12 +1085,12 @@ impl Parser {
             }
             "tcp-check" => {
                 if self.cap(px, line, kw, false, true) && self.tcp_check(line) {
-                    self.not_yet(line, kw, "health checks");
+                    self.not_yet(line, &format!("tcp-check {}", w[1]), "health checks");
                 }
             }
             "http-check" => {
                 if self.cap(px, line, kw, false, true) && self.http_check(line) {
-                    self.not_yet(line, kw, "health checks");
+                    self.not_yet(line, &format!("http-check {}", w[1]), "health checks");
                 }
             }
             "external-check" => {
@@ -1341,7 +1348,7 @@ impl Parser {
             return;
         }
         let mut params = px.opts.default_server.clone();
-        let Ok(explicit_id) = self.server_params(&ctx, line, 2, &mut params, false) else {
+        let Ok(explicit_id) = self.server_params(&ctx, line, 3, &mut params, false) else {
             return;
         };
         let explicit_id = explicit_id.filter(|id| *id != 0);
@@ -1534,15 +1541,16 @@ impl Parser {
                     | "namespace"
                     | "source"
                     | "usesrc"
-                    | "tfo"
                     | "proxy-v2-options"
-            ) && !matches!(p, "tfo");
-            let Some(arg) = arg
-                .filter(|_| needs_arg)
-                .or(if needs_arg { None } else { Some("") })
-            else {
-                self.diag.err(loc, format!("{ctx}: '{p}' needs a value"));
-                return Err(ParamsFailed);
+            );
+            // Flags get an empty argument; valued parameters need theirs.
+            let arg = match (needs_arg, arg) {
+                (false, _) => "",
+                (true, Some(a)) => a,
+                (true, None) => {
+                    self.diag.err(loc, format!("{ctx}: '{p}' needs a value"));
+                    return Err(ParamsFailed);
+                }
             };
             let mut bad = |msg: String| {
                 self.diag.err(loc, format!("{ctx}: {msg}"));
@@ -1793,6 +1801,16 @@ impl Parser {
             }
         }
         px.opts.hash_type = ht;
+        if w.len() > 2 {
+            let words: Vec<String> = w[2..].iter().map(|x| format!("'{x}'")).collect();
+            self.diag.warn(
+                &line.loc,
+                format!(
+                    "'hash-type': {} not supported yet (hash functions); lb's own hash is used",
+                    words.join(" ")
+                ),
+            );
+        }
     }
 
     fn timeout_line(&mut self, px: &mut ProxyDraft, line: &Line) {
@@ -2458,7 +2476,9 @@ impl Parser {
         for px in self.proxies.iter().filter(|p| p.kind.fe()) {
             let ctx = px.ctx();
             if px.binds.is_empty() {
-                if px.kind == Kind::Listen {
+                if px.bind_lines > 0 {
+                    // Every bind line was invalid, and reported.
+                } else if px.kind == Kind::Listen {
                     self.diag.warn(
                         &px.loc,
                         format!("{ctx} has no 'bind'; only its servers are used (as a backend)"),

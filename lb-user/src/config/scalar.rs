@@ -167,8 +167,11 @@ pub(crate) fn split_host_port(s: &str) -> Result<HostPort, String> {
                 None => return Err(format!("invalid address '{s}': expected ':port' after ']'")),
             },
         };
+        if family == Some(Family::V4) {
+            return Err(format!("address '{s}' does not match its family prefix"));
+        }
         return Ok(HostPort {
-            family: Some(family.unwrap_or(Family::V6)),
+            family: Some(Family::V6),
             host: Some(Host::Ip(IpAddr::V6(ip))),
             port,
         });
