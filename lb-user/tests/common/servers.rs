@@ -62,11 +62,22 @@ pub struct Conn {
     /// When the connection must be finished.
     pub deadline: Instant,
     shared: Arc<Shared>,
+    released: AtomicBool,
 }
 
 impl Conn {
     pub fn note(&self, n: Note) {
         self.shared.note(n);
+    }
+
+    /// Stops counting this connection in `current()` before the handler returns. A handler
+    /// calls it before the last thing that lets lb free the connection's slot (its answer), so
+    /// `max_current()` cannot count an old connection still winding down together with the
+    /// next one lb was entitled to open. Called again when the handler returns; once counts.
+    pub fn release(&self) {
+        if !self.released.swap(true, Ordering::SeqCst) {
+            self.shared.current.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -290,7 +301,8 @@ impl Backend {
     }
 
     /// Queue probe: reads the client's id line, notes `Id`, holds the connection for `hold`,
-    /// answers `ok ID\n`, shuts write and reads to EOF.
+    /// leaves `current()` (see [`Conn::release`]), answers `ok ID\n`, shuts write and reads to
+    /// EOF.
     pub fn queue_probe(name: &str, hold: Duration) -> Backend {
         Backend::spawn(name, move |s, c| {
             let id = read_line(s, c.deadline)?;
@@ -299,6 +311,7 @@ impl Backend {
                 id: id.clone(),
             });
             thread::sleep(hold);
+            c.release();
             s.write_all(format!("ok {id}\n").as_bytes())?;
             s.shutdown(Shutdown::Write)?;
             read_until_end(s, c.deadline);
@@ -412,6 +425,7 @@ fn accept_loop(
             seq,
             deadline: Instant::now() + SERVER_CONN_DEADLINE,
             shared: shared.clone(),
+            released: AtomicBool::new(false),
         };
         seq += 1;
         shared.accepted.fetch_add(1, Ordering::SeqCst);
@@ -433,7 +447,7 @@ fn accept_loop(
                         msg: e.to_string(),
                     });
                 }
-                conn.shared.current.fetch_sub(1, Ordering::SeqCst);
+                conn.release();
             });
         if let Err(e) = spawned {
             shared.current.fetch_sub(1, Ordering::SeqCst);
