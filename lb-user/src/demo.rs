@@ -88,7 +88,7 @@ backend demo_servers
          Try it (each request alternates between the two backends):\n\
          \x20   curl -s http://127.0.0.1:{port}/\n\
          \x20   curl -s http://127.0.0.1:{port}/\n\
-         \x20   echo hi | nc -q1 127.0.0.1 {port}\n\
+         \x20   echo hi | socat - TCP:127.0.0.1:{port}\n\
          Stop with Ctrl-C.\n"
     );
     Ok((config, text))

@@ -535,11 +535,23 @@ impl Parser {
                         &mut self.global.group
                     };
                     *slot = Some(w[1].clone());
+                    d.warn(
+                        &line.loc,
+                        format!(
+                            "'{kw}' is not supported yet (dropping privileges); lb keeps \
+                             running as the user that started it"
+                        ),
+                    );
                 }
             }
             "daemon" => {
                 if arity(d, line, 1, 0, 0) {
                     self.global.daemon = true;
+                    d.warn(
+                        &line.loc,
+                        "'daemon' is not supported yet; lb stays in the foreground (run it \
+                         under systemd or another supervisor)",
+                    );
                 }
             }
             "log" => {
@@ -548,6 +560,11 @@ impl Parser {
                         loc: line.loc.clone(),
                         args: w[1..].to_vec(),
                     });
+                    d.warn(
+                        &line.loc,
+                        "'log' is not supported yet (syslog and tcplog lines); lb logs to \
+                         stderr",
+                    );
                 }
             }
             "nbproc" => d.err(
@@ -1080,7 +1097,7 @@ impl Parser {
             }
             "log" => {
                 if check_log_args(&mut self.diag, line, 1) {
-                    self.not_yet(line, kw, "logging; only global 'log' lines are used");
+                    self.not_yet(line, kw, "syslog and tcplog lines; lb logs to stderr");
                 }
             }
             "tcp-check" => {
