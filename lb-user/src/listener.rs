@@ -3,20 +3,23 @@
 //! table, connect with `timeout connect`/`retries`/`redispatch`, then hand the pair to the data
 //! plane.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::sync::Notify;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::{oneshot, Notify};
 
 use crate::config::{Backend, Config, Frontend, Keepalive};
 use crate::dataplane::sockmap::{MapIds, ThreadMaps};
-use crate::dataplane::{sockopt, Dataplane, FlowReport, FlowTimeouts};
+use crate::dataplane::{sockopt, Dataplane, FlowReport, FlowTimeouts, KillSwitch};
 use crate::table::{AcquireError, BackendTable, ServerSlot};
 
 /// Listen backlog of each listener (HAProxy's default is maxconn; the kernel caps it at
@@ -37,20 +40,150 @@ pub struct Shared {
     pub conn_released: Notify,
     /// Current connections per frontend (`Config::frontends` order), for frontend `maxconn`.
     pub fe_conns: Vec<AtomicU32>,
+    /// One command channel per thread, to reach the flows that thread owns.
+    threads: Vec<UnboundedSender<FlowCommand>>,
+}
+
+/// What other threads (admin API, health checks) ask of a thread about the flows it owns.
+/// Flows live in their thread's registry, so the accept/forward path takes no shared lock.
+#[derive(Debug)]
+pub enum FlowCommand {
+    /// End every flow on this server (`shutdown sessions server`, `on-marked-down
+    /// shutdown-sessions`).
+    KillServer { backend: usize, server: usize },
+    /// End every flow on a backup server of this backend (`on-marked-up
+    /// shutdown-backup-sessions`).
+    KillBackups { backend: usize },
+    /// Report the live flows (`show sess`).
+    List(oneshot::Sender<Vec<FlowInfo>>),
+}
+
+/// A live flow, as `show sess` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowInfo {
+    /// Unique within its thread.
+    pub id: u64,
+    pub thread: usize,
+    /// Index into `Config::frontends`.
+    pub frontend: usize,
+    /// Index into `Config::backends`.
+    pub backend: usize,
+    /// Index into the backend's servers.
+    pub server: usize,
+    pub backup: bool,
+    pub client: SocketAddr,
+    /// Time since the client was accepted.
+    pub age: Duration,
 }
 
 impl Shared {
-    pub fn new(config: Arc<Config>, maxconn: u32) -> Arc<Self> {
+    /// The shared state and one command receiver per thread (hand receiver `i` to thread `i`).
+    pub fn new(
+        config: Arc<Config>,
+        maxconn: u32,
+        threads: usize,
+    ) -> (Arc<Self>, Vec<UnboundedReceiver<FlowCommand>>) {
         let backends = config.backends.iter().map(BackendTable::new).collect();
         let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
-        Arc::new(Self {
+        let (senders, receivers) = (0..threads).map(|_| unbounded_channel()).unzip();
+        let shared = Arc::new(Self {
             config,
             backends,
             conns: AtomicU32::new(0),
             maxconn,
             conn_released: Notify::new(),
             fe_conns,
-        })
+            threads: senders,
+        });
+        (shared, receivers)
+    }
+
+    fn broadcast(&self, make: impl Fn() -> FlowCommand) {
+        for t in &self.threads {
+            // A thread that has stopped has no flows left to act on.
+            let _ = t.send(make());
+        }
+    }
+
+    /// Ends every live flow on `backend`'s `server`, on every thread and data plane.
+    pub fn kill_server_flows(&self, backend: usize, server: usize) {
+        self.broadcast(|| FlowCommand::KillServer { backend, server });
+    }
+
+    /// Ends every live flow on a backup server of `backend`.
+    pub fn kill_backup_flows(&self, backend: usize) {
+        self.broadcast(|| FlowCommand::KillBackups { backend });
+    }
+
+    /// The live flows of every thread.
+    pub async fn flows(&self) -> Vec<FlowInfo> {
+        let mut waits = Vec::new();
+        for t in &self.threads {
+            let (tx, rx) = oneshot::channel();
+            if t.send(FlowCommand::List(tx)).is_ok() {
+                waits.push(rx);
+            }
+        }
+        let mut all = Vec::new();
+        for rx in waits {
+            all.extend(rx.await.unwrap_or_default());
+        }
+        all.sort_by_key(|f| (f.thread, f.id));
+        all
+    }
+}
+
+/// A flow in its thread's registry.
+struct LocalFlow {
+    info: FlowInfo,
+    started: Instant,
+    kill: Rc<KillSwitch>,
+}
+
+/// What one thread's tasks share: its data plane handle and the registry of its flows.
+struct ThreadCtx {
+    thread: usize,
+    dataplane: Dataplane,
+    flows: RefCell<HashMap<u64, LocalFlow>>,
+    next_id: Cell<u64>,
+}
+
+impl ThreadCtx {
+    /// Acts on one command from another thread.
+    fn command(&self, cmd: FlowCommand) {
+        let flows = self.flows.borrow();
+        match cmd {
+            FlowCommand::KillServer { backend, server } => flows
+                .values()
+                .filter(|f| f.info.backend == backend && f.info.server == server)
+                .for_each(|f| f.kill.kill()),
+            FlowCommand::KillBackups { backend } => flows
+                .values()
+                .filter(|f| f.info.backend == backend && f.info.backup)
+                .for_each(|f| f.kill.kill()),
+            FlowCommand::List(reply) => {
+                let list = flows
+                    .values()
+                    .map(|f| FlowInfo {
+                        age: f.started.elapsed(),
+                        ..f.info.clone()
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+        }
+    }
+}
+
+/// Removes a flow from its thread's registry when the flow's task ends, however it ends.
+struct Registered<'a> {
+    ctx: &'a ThreadCtx,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.ctx.flows.borrow_mut().remove(&self.id);
     }
 }
 
@@ -102,6 +235,7 @@ pub fn bind_all(config: &Config, threads: usize) -> Result<Vec<ThreadListeners>,
 pub fn run_thread(
     shared: Arc<Shared>,
     listeners: ThreadListeners,
+    mut commands: UnboundedReceiver<FlowCommand>,
     plane: PlaneSetup,
     thread: usize,
     threads: usize,
@@ -115,13 +249,23 @@ pub fn run_thread(
                 Dataplane::Sockmap(maps)
             }
         };
+        let ctx = Rc::new(ThreadCtx {
+            thread,
+            dataplane,
+            flows: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+        });
         for (fi, listener) in listeners {
             let shared = shared.clone();
-            let dataplane = dataplane.clone();
             listener.set_nonblocking(false)?;
             let listener = tokio_uring::net::TcpListener::from_std(listener);
-            tokio_uring::spawn(accept_loop(shared, fi, listener, dataplane));
+            tokio_uring::spawn(accept_loop(shared, fi, listener, ctx.clone()));
         }
+        tokio_uring::spawn(async move {
+            while let Some(cmd) = commands.recv().await {
+                ctx.command(cmd);
+            }
+        });
         std::future::pending::<()>().await;
         Ok(())
     })
@@ -168,12 +312,11 @@ async fn accept_loop(
     shared: Arc<Shared>,
     frontend: usize,
     listener: tokio_uring::net::TcpListener,
-    dataplane: Dataplane,
+    ctx: Rc<ThreadCtx>,
 ) {
     let fe_max = shared.config.frontends[frontend]
         .maxconn
         .unwrap_or(shared.maxconn);
-    let dataplane = Rc::new(dataplane);
     loop {
         let permit = admit(&shared, frontend, fe_max).await;
         let (stream, peer) = match listener.accept().await {
@@ -201,10 +344,10 @@ async fn accept_loop(
         // SAFETY: `fd` was just created by F_DUPFD_CLOEXEC and is owned by nobody else.
         let client = unsafe { OwnedFd::from_raw_fd(fd) };
         let shared = shared.clone();
-        let dataplane = dataplane.clone();
+        let ctx = ctx.clone();
         tokio_uring::spawn(async move {
             let _permit = permit;
-            handle(&shared, frontend, client, peer, &dataplane).await;
+            handle(&shared, frontend, client, peer, &ctx).await;
         });
     }
 }
@@ -347,7 +490,7 @@ async fn handle(
     frontend: usize,
     client: OwnedFd,
     peer: SocketAddr,
-    dataplane: &Dataplane,
+    ctx: &ThreadCtx,
 ) {
     let fe: &Frontend = &shared.config.frontends[frontend];
     let be: &Backend = &shared.config.backends[fe.backend];
@@ -383,9 +526,32 @@ async fn handle(
             return;
         }
     };
-    let report: FlowReport = dataplane
-        .forward(client, server, FlowTimeouts::new(fe, be))
+    let id = ctx.next_id.get();
+    ctx.next_id.set(id + 1);
+    let kill = Rc::new(KillSwitch::default());
+    ctx.flows.borrow_mut().insert(
+        id,
+        LocalFlow {
+            info: FlowInfo {
+                id,
+                thread: ctx.thread,
+                frontend,
+                backend: fe.backend,
+                server: slot.index(),
+                backup: slot.is_backup(),
+                client: peer,
+                age: Duration::ZERO,
+            },
+            started: Instant::now(),
+            kill: kill.clone(),
+        },
+    );
+    let registered = Registered { ctx, id };
+    let report: FlowReport = ctx
+        .dataplane
+        .forward(client, server, FlowTimeouts::new(fe, be), &kill)
         .await;
+    drop(registered);
     let c = slot.counters();
     c.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
     c.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);

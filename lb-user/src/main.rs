@@ -164,14 +164,14 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
 
     let maxconn = maxconn_for(&config);
     let config = Arc::new(config);
-    let shared = Shared::new(config.clone(), maxconn);
+    let (shared, commands) = Shared::new(config.clone(), maxconn, threads);
     block_stop_signals()?;
-    for (thread, l) in listeners.into_iter().enumerate() {
+    for (thread, (l, commands)) in listeners.into_iter().zip(commands).enumerate() {
         let shared = shared.clone();
         std::thread::Builder::new()
             .name(format!("lb-{thread}"))
             .spawn(move || {
-                if let Err(e) = listener::run_thread(shared, l, plane, thread, threads) {
+                if let Err(e) = listener::run_thread(shared, l, commands, plane, thread, threads) {
                     log::error!("thread {thread} stopped: {e}");
                     std::process::exit(1);
                 }

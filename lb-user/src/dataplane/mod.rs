@@ -110,6 +110,8 @@ pub enum FlowEnd {
     ServerTimeout,
     /// A local error (e.g. a failed syscall) ended the flow.
     LocalError,
+    /// Ended from outside: `shutdown sessions`, `on-marked-down shutdown-sessions`.
+    Killed,
 }
 
 /// What a finished flow reports.
@@ -131,6 +133,27 @@ impl FlowReport {
             bytes_out: 0,
             end: FlowEnd::LocalError,
             spliced_in_kernel: false,
+        }
+    }
+}
+
+/// Ends a flow from outside (admin command, health check), whichever data plane carries it.
+#[derive(Debug, Default)]
+pub struct KillSwitch {
+    notify: tokio::sync::Notify,
+    killed: Cell<bool>,
+}
+
+impl KillSwitch {
+    /// Ends the flow: both sockets are closed at the next turn of its thread's loop.
+    pub fn kill(&self) {
+        self.killed.set(true);
+        self.notify.notify_one();
+    }
+
+    async fn wait(&self) {
+        while !self.killed.get() {
+            self.notify.notified().await;
         }
     }
 }
@@ -158,6 +181,7 @@ pub(crate) async fn drive(
     last_activity: &dyn Fn() -> Instant,
     client_done: &Cell<bool>,
     server_done: &Cell<bool>,
+    kill: &KillSwitch,
 ) -> FlowEnd {
     let mut up = pin!(up);
     let mut down = pin!(down);
@@ -174,6 +198,7 @@ pub(crate) async fn drive(
         tokio::select! {
             e = &mut up, if up_end.is_none() => up_end = Some(e),
             e = &mut down, if down_end.is_none() => down_end = Some(e),
+            () = kill.wait() => return FlowEnd::Killed,
             () = sleep => {
                 // Activity may have happened while we slept (the kernel forwards without
                 // waking us): re-read it before ending the flow.
@@ -229,10 +254,16 @@ pub enum Dataplane {
 impl Dataplane {
     /// Forwards one established pair until both sides are done, a reset, or a timeout. Both
     /// fds must be non-blocking TCP sockets; they are closed when this returns.
-    pub async fn forward(&self, client: OwnedFd, server: OwnedFd, t: FlowTimeouts) -> FlowReport {
+    pub async fn forward(
+        &self,
+        client: OwnedFd,
+        server: OwnedFd,
+        t: FlowTimeouts,
+        kill: &KillSwitch,
+    ) -> FlowReport {
         match self {
-            Self::Splice => splice::forward(client, server, t).await,
-            Self::Sockmap(maps) => sockmap::forward(maps, client, server, t).await,
+            Self::Splice => splice::forward(client, server, t, kill).await,
+            Self::Sockmap(maps) => sockmap::forward(maps, client, server, t, kill).await,
         }
     }
 }

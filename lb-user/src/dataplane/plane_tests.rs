@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::sockmap::{self, InsertStep, ThreadMaps};
-use super::{FlowEnd, FlowReport, FlowTimeouts};
+use super::{FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
 
 /// One loaded program shared by the tests of this process (each test opens its own handles).
 fn maps_ids() -> sockmap::MapIds {
@@ -77,6 +77,18 @@ fn run_flow(
     t: FlowTimeouts,
     hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
 ) -> std::thread::JoinHandle<FlowReport> {
+    run_flow_killed_after(plane, client_fd, server_fd, t, hook, None)
+}
+
+/// [`run_flow`], and the flow's kill switch is thrown after `kill_after`.
+fn run_flow_killed_after(
+    plane: Plane,
+    client_fd: OwnedFd,
+    server_fd: OwnedFd,
+    t: FlowTimeouts,
+    hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
+    kill_after: Option<Duration>,
+) -> std::thread::JoinHandle<FlowReport> {
     let ids = (plane == Plane::Sockmap).then(maps_ids);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -85,8 +97,16 @@ fn run_flow(
             .unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async move {
+            let kill = Rc::new(KillSwitch::default());
+            if let Some(after) = kill_after {
+                let kill = kill.clone();
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep(after).await;
+                    kill.kill();
+                });
+            }
             match ids {
-                None => super::splice::forward(client_fd, server_fd, t).await,
+                None => super::splice::forward(client_fd, server_fd, t, &kill).await,
                 Some(ids) => {
                     // Flows of concurrent tests share the maps: give each its own slot range,
                     // as lb gives each thread its own.
@@ -95,7 +115,8 @@ fn run_flow(
                     let maps: Rc<ThreadMaps> = ThreadMaps::open(ids, range, 64).unwrap();
                     tokio::task::spawn_local(maps.watcher().clone().run());
                     let mut hook = hook.unwrap_or_else(|| Box::new(|_| {}));
-                    sockmap::forward_with_hook(&maps, client_fd, server_fd, t, &mut *hook).await
+                    sockmap::forward_with_hook(&maps, client_fd, server_fd, t, &kill, &mut *hook)
+                        .await
                 }
             }
         })
@@ -388,4 +409,35 @@ fn idle_timeout_sockmap() {
 #[test]
 fn idle_timeout_splice() {
     idle_timeout(Plane::Splice);
+}
+
+/// A killed flow (`shutdown sessions`) closes both sides, whichever plane carries it.
+fn killed_flow_closes_both_sides(plane: Plane) {
+    let mut p = pair();
+    let flow = run_flow_killed_after(
+        plane,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts::default(),
+        None,
+        Some(Duration::from_millis(300)),
+    );
+    p.client.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    p.backend.read_exact(&mut buf).unwrap();
+    let started = Instant::now();
+    assert_eq!(read_all(&mut p.client), b"", "client sees the close");
+    assert_eq!(read_all(&mut p.backend), b"", "backend sees the close");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(flow.join().unwrap().end, FlowEnd::Killed);
+}
+
+#[test]
+fn killed_flow_closes_both_sides_sockmap() {
+    killed_flow_closes_both_sides(Plane::Sockmap);
+}
+
+#[test]
+fn killed_flow_closes_both_sides_splice() {
+    killed_flow_closes_both_sides(Plane::Splice);
 }

@@ -28,7 +28,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 use super::splice::pump;
-use super::{drive, sockopt, DirEnd, FlowReport, FlowTimeouts};
+use super::{drive, sockopt, DirEnd, FlowReport, FlowTimeouts, KillSwitch};
 
 /// Environment switch for tests: `LB_TEST_FORCE_BPF_FAIL=1` makes [`load`] fail as it would on
 /// a kernel or account without BPF, so the `auto` fallback can be tested on a machine with BPF.
@@ -561,8 +561,9 @@ pub async fn forward(
     client: OwnedFd,
     server: OwnedFd,
     t: FlowTimeouts,
+    kill: &KillSwitch,
 ) -> FlowReport {
-    forward_with_hook(maps, client, server, t, &mut |_| {}).await
+    forward_with_hook(maps, client, server, t, kill, &mut |_| {}).await
 }
 
 /// [`forward`] with a hook called between the insert steps (tests use it to send data at the
@@ -572,10 +573,11 @@ pub async fn forward_with_hook(
     client: OwnedFd,
     server: OwnedFd,
     t: FlowTimeouts,
+    kill: &KillSwitch,
     hook: &mut dyn FnMut(InsertStep),
 ) -> FlowReport {
     let Some(ins) = maps.insert(client.as_fd(), server.as_fd(), hook) else {
-        return super::splice::forward(client, server, t).await;
+        return super::splice::forward(client, server, t, kill).await;
     };
     let cfd = client.as_raw_fd();
     let sfd = server.as_raw_fd();
@@ -661,7 +663,16 @@ pub async fn forward_with_hook(
         .max()
         .unwrap_or(started)
     };
-    let end = drive(up, down, &t, &last_activity, &client_done, &server_done).await;
+    let end = drive(
+        up,
+        down,
+        &t,
+        &last_activity,
+        &client_done,
+        &server_done,
+        kill,
+    )
+    .await;
 
     let kernel_bytes = |on: bool, cookie| {
         if on {

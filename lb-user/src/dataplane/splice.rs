@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
 
-use super::{drive, sockopt, DirEnd, FlowReport, FlowTimeouts};
+use super::{drive, sockopt, DirEnd, FlowReport, FlowTimeouts, KillSwitch};
 
 /// Pipe capacity asked for with `F_SETPIPE_SZ`. Larger than the 64 KiB default so that one
 /// splice moves a socket's worth of data; falls back silently to the default when the
@@ -115,7 +115,12 @@ pub(super) async fn pump(
 }
 
 /// Forwards `client` <-> `server` with splice(2) until both FINs, a reset, or an idle timeout.
-pub async fn forward(client: OwnedFd, server: OwnedFd, t: FlowTimeouts) -> FlowReport {
+pub async fn forward(
+    client: OwnedFd,
+    server: OwnedFd,
+    t: FlowTimeouts,
+    kill: &KillSwitch,
+) -> FlowReport {
     let (Ok(client), Ok(server)) = (super::async_fd(client), super::async_fd(server)) else {
         return FlowReport::local_error();
     };
@@ -126,7 +131,16 @@ pub async fn forward(client: OwnedFd, server: OwnedFd, t: FlowTimeouts) -> FlowR
     let server_done = Cell::new(false);
     let up = pump(&client, &server, &bytes_in, &last, &client_done);
     let down = pump(&server, &client, &bytes_out, &last, &server_done);
-    let end = drive(up, down, &t, &|| last.get(), &client_done, &server_done).await;
+    let end = drive(
+        up,
+        down,
+        &t,
+        &|| last.get(),
+        &client_done,
+        &server_done,
+        kill,
+    )
+    .await;
     super::pass_reset_on(end, client.get_ref().as_fd(), server.get_ref().as_fd());
     FlowReport {
         bytes_in: bytes_in.get(),
