@@ -263,9 +263,11 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
 }
 
 /// The tests start their own redis/mariadb/haproxy; the ones a postinst may have started as
-/// system services would only hold ports and memory. Under systemd, stop and disable them; without
-/// systemd as PID 1 there is no service manager to have started them. Never fails setup.
+/// system services would only hold ports and memory. Under systemd, stop and disable them. Without
+/// systemd (containers, where a `policy-rc.d` usually forbids starts anyway), stop only what the
+/// init script reports running. Never fails setup.
 fn stop_services(installed: &[&str]) {
+    let step = "setup (stop services)";
     let units: Vec<&str> = SERVICES
         .iter()
         .filter(|(pkg, _)| installed.contains(pkg))
@@ -275,22 +277,30 @@ fn stop_services(installed: &[&str]) {
         return;
     }
     let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    if !is_systemd(&init) {
-        eprintln!(
-            "setup: PID 1 is not systemd ({}); not stopping services: {}",
-            init.trim(),
-            units.join(" ")
-        );
-        return;
+    let mut commands = Vec::new();
+    if is_systemd(&init) {
+        let mut c = Command::new("systemctl");
+        c.args(["disable", "--now"]).args(&units);
+        commands.push(c);
+    } else {
+        for unit in units {
+            let mut status = Command::new("service");
+            status
+                .args([unit, "status"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if matches!(cmd::status(step, &mut status), Ok(s) if s.success()) {
+                let mut c = Command::new("service");
+                c.args([unit, "stop"]);
+                commands.push(c);
+            }
+        }
     }
-    let mut c = Command::new("systemctl");
-    c.args(["disable", "--now"])
-        .args(&units)
-        .stdin(Stdio::null());
-    if let Err(e) = cmd::status("setup (stop services)", &mut c)
-        .and_then(|s| cmd::check("setup (stop services)", &c, s))
-    {
-        eprintln!("warning: {e:#}; tests start their own instances, so going on");
+    for mut c in commands {
+        c.stdin(Stdio::null());
+        if let Err(e) = cmd::status(step, &mut c).and_then(|s| cmd::check(step, &c, s)) {
+            eprintln!("warning: {e:#}; tests start their own instances, so going on");
+        }
     }
 }
 
