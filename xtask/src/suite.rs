@@ -1,0 +1,220 @@
+//! `cargo xtask test`: the whole suite as CI runs it — setup, fmt, clippy, release build, tests —
+//! stopping at the first failing step, timing each, and ending with one totals line.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::{cmd, setup};
+
+/// What libtest's `test result:` lines add up to over all test binaries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+    /// How many `test result:` lines were seen (test binaries and doc-test runs).
+    pub runs: u64,
+}
+
+impl Totals {
+    /// Adds one `test result: ok. 3 passed; 0 failed; 1 ignored; ...` line; others are ignored.
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        let Some((_, counts)) = rest.split_once(". ") else {
+            return;
+        };
+        let mut seen = false;
+        for part in counts.split(';') {
+            let mut words = part.split_whitespace();
+            let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => continue,
+            }
+            seen = true;
+        }
+        if seen {
+            self.runs += 1;
+        }
+    }
+}
+
+/// The arguments of the `cargo test` step. `extra` is what came after `cargo xtask test --`:
+/// cargo test's own arguments (filters, `-p`), and after a further `--`, the test binaries'.
+/// `--workspace` is dropped when `extra` picks packages, and `--test-threads=2` (two cores here)
+/// when `extra` sets its own.
+pub fn cargo_test_args(extra: &[String]) -> Vec<String> {
+    let (for_cargo, for_tests) = match extra.iter().position(|a| a == "--") {
+        Some(i) => (&extra[..i], &extra[i + 1..]),
+        None => (extra, &[][..]),
+    };
+    let picks_package = for_cargo.iter().any(|a| {
+        a == "-p"
+            || a == "--package"
+            || a.starts_with("--package=")
+            || (a.starts_with("-p") && a.len() > 2)
+    });
+    let mut args: Vec<String> = vec!["test".into(), "--release".into()];
+    if !picks_package {
+        args.push("--workspace".into());
+    }
+    args.extend(for_cargo.iter().cloned());
+    args.push("--".into());
+    if !for_tests.iter().any(|a| a.starts_with("--test-threads")) {
+        args.push("--test-threads=2".into());
+    }
+    args.extend(for_tests.iter().cloned());
+    args
+}
+
+/// Runs the suite; `Err` names the failing step.
+pub fn test(root: &Path, extra: &[String]) -> Result<()> {
+    let mut timings: Vec<(&str, Duration)> = Vec::new();
+    let mut totals = Totals::default();
+    let result = steps(root, extra, &mut timings, &mut totals);
+    eprintln!("xtask test: step times");
+    for (name, took) in &timings {
+        eprintln!("  {name:<8} {:>7.1}s", took.as_secs_f64());
+    }
+    if totals.runs > 0 {
+        // The plain closing line, summed over every test binary (cargo prints one per binary).
+        println!(
+            "tests: {} passed, {} failed, {} skipped",
+            totals.passed, totals.failed, totals.ignored
+        );
+    }
+    result
+}
+
+fn steps(
+    root: &Path,
+    extra: &[String],
+    timings: &mut Vec<(&'static str, Duration)>,
+    totals: &mut Totals,
+) -> Result<()> {
+    let mut step = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
+        eprintln!("==> {name}");
+        let start = Instant::now();
+        let result = f();
+        let took = start.elapsed();
+        timings.push((name, took));
+        match result {
+            Ok(()) => {
+                eprintln!("<== {name}: ok ({:.1}s)", took.as_secs_f64());
+                Ok(())
+            }
+            Err(e) => bail!(
+                "step `{name}` failed after {:.1}s: {e:#}",
+                took.as_secs_f64()
+            ),
+        }
+    };
+    step("setup", &mut || setup::setup(root))?;
+    step("fmt", &mut || {
+        cmd::run(
+            "fmt",
+            cmd::cargo(root).args(["fmt", "--all", "--", "--check"]),
+        )
+    })?;
+    step("clippy", &mut || {
+        cmd::run(
+            "clippy",
+            cmd::cargo(root).args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )
+    })?;
+    step("build", &mut || {
+        cmd::run(
+            "build",
+            cmd::cargo(root).args(["build", "--release", "-p", "lb-user"]),
+        )
+    })?;
+    step("test", &mut || {
+        let mut c = cmd::cargo(root);
+        c.args(cargo_test_args(extra));
+        let status = cmd::run_tee("test", &mut c, |line| totals.add_line(line))?;
+        cmd::check("test", &c, status)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn default_test_command() {
+        assert_eq!(
+            cargo_test_args(&[]).join(" "),
+            "test --release --workspace -- --test-threads=2"
+        );
+    }
+
+    #[test]
+    fn a_filter_goes_to_cargo_test() {
+        assert_eq!(
+            cargo_test_args(&strings(&["config"])).join(" "),
+            "test --release --workspace config -- --test-threads=2"
+        );
+    }
+
+    #[test]
+    fn a_second_separator_reaches_the_test_binaries() {
+        assert_eq!(
+            cargo_test_args(&strings(&["-p", "lb-user", "--", "--nocapture"])).join(" "),
+            "test --release -p lb-user -- --test-threads=2 --nocapture"
+        );
+        assert_eq!(
+            cargo_test_args(&strings(&["--package=xtask", "--", "--test-threads=1"])).join(" "),
+            "test --release --package=xtask -- --test-threads=1"
+        );
+        assert_eq!(
+            cargo_test_args(&strings(&["-pxtask"])).join(" "),
+            "test --release -pxtask -- --test-threads=2"
+        );
+    }
+
+    #[test]
+    fn totals_add_up_test_result_lines() {
+        let mut t = Totals::default();
+        for line in [
+            "running 3 tests",
+            "test a ... ok",
+            "test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            "",
+            "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s",
+            "   Doc-tests lb_user",
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
+            "test result: nonsense",
+        ] {
+            t.add_line(line);
+        }
+        assert_eq!(
+            t,
+            Totals {
+                passed: 4,
+                failed: 2,
+                ignored: 1,
+                runs: 3
+            }
+        );
+    }
+}
