@@ -1,8 +1,10 @@
 //! The in-kernel data plane: a stream-verdict program on the `SOCKS` sockmap that forwards every
 //! skb arriving on one socket of a flow to the send queue of its peer, so that no byte of an
 //! established flow is copied through userspace.
-#![no_std]
-#![no_main]
+// Built for the BPF target by lb-user's build.rs. A host build (`cargo clippy --workspace`)
+// gets an empty `main` instead, as aya's own integration-ebpf crate does.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::{
     bindings::sk_action::{SK_DROP, SK_PASS},
@@ -29,6 +31,10 @@ static DEST: SockMap = SockMap::with_max_entries(MAX_SOCKETS, 0);
 static PEER: HashMap<u64, PeerInfo> = HashMap::with_max_entries(MAX_SOCKETS, 0);
 
 #[stream_verdict]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the stream_verdict macro fixes the signature"
+)]
 pub fn lb_verdict(ctx: SkBuffContext) -> u32 {
     let len = ctx.len();
     // A FIN arrives as a zero-length skb. Redirecting it makes the peer's send path fail with
@@ -38,7 +44,7 @@ pub fn lb_verdict(ctx: SkBuffContext) -> u32 {
     }
     // SAFETY: ctx.as_ptr() is the __sk_buff this program was called with.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let Some(peer) = PEER.get_ptr_mut(&cookie) else {
+    let Some(peer) = PEER.get_ptr_mut(cookie) else {
         // Not (or no longer) a spliced flow: leave the data in the socket's own receive queue
         // where userspace can still read it, rather than lose it.
         return SK_PASS;
@@ -57,7 +63,7 @@ pub fn lb_verdict(ctx: SkBuffContext) -> u32 {
     ret as u32
 }
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
@@ -66,3 +72,6 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
