@@ -59,6 +59,35 @@ pub struct ServerCounters {
     pub retries: AtomicU64,
     /// Connections redispatched away from this server (`wredis`).
     pub redispatches: AtomicU64,
+    /// What the health checker last published (stats and runtime API read it).
+    pub check: arc_swap::ArcSwap<CheckInfo>,
+    /// Unix time (s) of the last UP/DOWN/MAINT/DRAIN change (`lastchg`); 0 = since start.
+    pub last_change: AtomicU64,
+    /// Seconds spent DOWN so far, completed periods only (`downtime`).
+    pub downtime: AtomicU64,
+}
+
+/// The health checker's published view of one server, in HAProxy's words.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckInfo {
+    /// Whether the server is checked at all; `false` = status `no check`.
+    pub enabled: bool,
+    /// Check status with progress: `UP`, `UP 1/3` (going down), `DOWN 1/2` (going up), `DOWN`.
+    /// MAINT/DRAIN come from the admin state, which readers combine with this.
+    pub status: String,
+    /// Last check result: `L4OK`, `L4TOUT`, `L4CON`, `L6OK`, `L6TOUT`, `L6RSP`, `L7OK`,
+    /// `L7OKC`, `L7TOUT`, `L7RSP`, `L7STS`, `PROCERR`, `PROCTOUT`, `PROCOK`, `INI`.
+    pub result: String,
+    /// Protocol code of the last result (MySQL error code, HTTP status, exit code).
+    pub code: Option<u32>,
+    /// Free text of the last result (server version, error text), as HAProxy's `info`.
+    pub info: String,
+    /// Duration of the last check, ms.
+    pub duration_ms: Option<u64>,
+    /// Failed checks since start (`chkfail`).
+    pub failed: u64,
+    /// UP -> DOWN transitions since start (`chkdown`).
+    pub down_transitions: u64,
 }
 
 /// What health checks and the admin API change; published as a new snapshot.
@@ -313,18 +342,40 @@ impl BackendTable {
 
     /// Sets a server's administrative state.
     pub fn set_admin(&self, server: usize, state: AdminState) -> Result<(), TableError> {
+        let mut changed = false;
         self.update(server, |_, s| {
+            changed = s.admin != state;
             s.admin = state;
             Ok(())
-        })
+        })?;
+        if changed {
+            self.mark_changed(server);
+        }
+        Ok(())
     }
 
     /// Sets a server's health verdict.
     pub fn set_healthy(&self, server: usize, healthy: bool) -> Result<(), TableError> {
+        let mut changed = false;
         self.update(server, |_, s| {
+            changed = s.healthy != healthy;
             s.healthy = healthy;
             Ok(())
-        })
+        })?;
+        if changed {
+            self.mark_changed(server);
+        }
+        Ok(())
+    }
+
+    /// Records the time of a state change (`lastchg`).
+    fn mark_changed(&self, server: usize) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some(entry) = self.snapshot().servers.get(server) {
+            entry.counters.last_change.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Sets a server's effective weight (0..=256). With `balance static-rr` only 0 and the
