@@ -229,7 +229,9 @@ impl Lb {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", lb_bin()))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", lb_bin()))?;
         let log = Arc::new(LogBuf::default());
         let pid = child.id();
         spawn_reader(
@@ -380,7 +382,9 @@ pub fn run_lb_args(argv: &[OsString], env: &[(&str, &str)], timeout: Duration) -
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", lb_bin()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", lb_bin()));
     let mut err = child.stderr.take().unwrap();
     let reader = thread::spawn(move || {
         let mut s = String::new();
