@@ -1,6 +1,10 @@
 //! Shared harness of the end-to-end tests: starts the real `lb` binary on a temp config, collects
 //! its stderr, waits for `lb ready`, and stops it again; free ports; `lb -c` runs. Backend
 //! servers live in `servers`, deterministic data in `data`, client sides in `scenarios`.
+//!
+//! Environment: `LB_TEST_BIN` runs the suite against another binary with lb's CLI (another
+//! build, or a wrapper around a reference implementation to check the tests themselves);
+//! `LB_TEST_BULK_BYTES` changes the size of the bulk transfers (default 1 GiB in release builds).
 #![allow(
     dead_code,
     unused_macros,
