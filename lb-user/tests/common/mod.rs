@@ -1,6 +1,10 @@
 //! Shared harness of the end-to-end tests: starts the real `lb` binary on a temp config, collects
 //! its stderr, waits for `lb ready`, and stops it again; free ports; `lb -c` runs. Backend
 //! servers live in `servers`, deterministic data in `data`, client sides in `scenarios`.
+//!
+//! Environment: `LB_TEST_BIN` runs the suite against another binary with lb's CLI (another
+//! build, or a wrapper around a reference implementation to check the tests themselves);
+//! `LB_TEST_BULK_BYTES` changes the size of the bulk transfers (default 1 GiB in release builds).
 #![allow(
     dead_code,
     unused_macros,
@@ -24,6 +28,12 @@ use std::time::{Duration, Instant};
 
 /// The binary under test.
 pub const LB: &str = env!("CARGO_BIN_EXE_lb");
+
+/// The binary to run: [`LB`], or `LB_TEST_BIN` when set (to run the suite against another build,
+/// or against a wrapper around a reference implementation to check the tests themselves).
+pub fn lb_bin() -> String {
+    std::env::var("LB_TEST_BIN").unwrap_or_else(|_| LB.to_string())
+}
 /// How long lb may take to print `lb ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long lb may take to exit after SIGTERM before it gets SIGKILL.
@@ -210,7 +220,7 @@ impl Lb {
     /// Like [`Lb::start_with`] but returns lb's log as the error instead of panicking.
     pub fn try_start_with(opts: &LbOpts) -> Result<Lb, String> {
         let cfgs: Vec<TempCfg> = opts.configs.iter().map(|c| TempCfg::new(c)).collect();
-        let mut cmd = Command::new(LB);
+        let mut cmd = Command::new(lb_bin());
         for c in &cfgs {
             cmd.arg("-f").arg(&c.path);
         }
@@ -223,7 +233,9 @@ impl Lb {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| format!("spawn {LB}: {e}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", lb_bin()))?;
         let log = Arc::new(LogBuf::default());
         let pid = child.id();
         spawn_reader(
@@ -366,7 +378,7 @@ pub fn run_lb(
 
 /// Runs lb with exactly `argv` to its exit; kills it and panics after `timeout`.
 pub fn run_lb_args(argv: &[OsString], env: &[(&str, &str)], timeout: Duration) -> RunOutcome {
-    let mut cmd = Command::new(LB);
+    let mut cmd = Command::new(lb_bin());
     cmd.args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -374,7 +386,9 @@ pub fn run_lb_args(argv: &[OsString], env: &[(&str, &str)], timeout: Duration) -
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {LB}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", lb_bin()));
     let mut err = child.stderr.take().unwrap();
     let reader = thread::spawn(move || {
         let mut s = String::new();
