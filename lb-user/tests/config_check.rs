@@ -197,7 +197,7 @@ backend app
     },
     Case {
         name: "duplicate backend name",
-        words: &["duplicate", "same name", "already"],
+        words: &["duplicate", "same name", "already", "twice"],
         text: "
 defaults
     mode tcp
@@ -215,7 +215,7 @@ backend app
     },
     Case {
         name: "duplicate server name",
-        words: &["duplicate", "same name", "already"],
+        words: &["duplicate", "same name", "already", "twice"],
         text: "
 defaults
     mode tcp

@@ -987,7 +987,12 @@ impl Parser {
             "server" => {
                 if px.kind == Kind::Frontend || px.kind == Kind::Defaults {
                     self.not_allowed(px, line, kw);
-                } else if arity(&mut self.diag, line, 1, 2, usize::MAX) {
+                } else if line.words.len() < 3 {
+                    self.diag.err(
+                        &line.loc,
+                        "'server': needs a name and an address (server NAME ADDR:PORT [params])",
+                    );
+                } else {
                     self.server_line(px, line);
                 }
             }
