@@ -42,6 +42,9 @@ pub struct Shared {
     pub fe_conns: Vec<AtomicU32>,
     /// One command channel per thread, to reach the flows that thread owns.
     threads: Vec<UnboundedSender<FlowCommand>>,
+    /// Configuration generation: 0 at start, +1 per accepted reload. Flows keep the generation
+    /// they were accepted in; commands about servers reach only flows of the same generation.
+    pub generation: u64,
 }
 
 /// What other threads (admin API, health checks) ask of a thread about the flows it owns.
@@ -50,12 +53,47 @@ pub struct Shared {
 pub enum FlowCommand {
     /// End every flow on this server (`shutdown sessions server`, `on-marked-down
     /// shutdown-sessions`).
-    KillServer { backend: usize, server: usize },
+    KillServer {
+        generation: u64,
+        backend: usize,
+        server: usize,
+    },
     /// End every flow on a backup server of this backend (`on-marked-up
     /// shutdown-backup-sessions`).
-    KillBackups { backend: usize },
+    KillBackups { generation: u64, backend: usize },
     /// Report the live flows (`show sess`).
     List(oneshot::Sender<Vec<FlowInfo>>),
+    /// Serve `plan` from now on (start and reload); acknowledged once applied.
+    Apply(Box<ThreadPlan>, oneshot::Sender<()>),
+}
+
+/// What one thread serves: for each bound address, its frontend in `shared`'s config, and a
+/// listening socket when the address is new to this thread.
+pub struct ThreadPlan {
+    pub shared: Arc<Shared>,
+    pub binds: Vec<BindPlan>,
+    /// Addresses no longer in the configuration: their accept loops stop.
+    pub removed: Vec<SocketAddr>,
+}
+
+impl std::fmt::Debug for ThreadPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPlan")
+            .field("generation", &self.shared.generation)
+            .field("binds", &self.binds)
+            .field("removed", &self.removed)
+            .finish()
+    }
+}
+
+/// One address of a [`ThreadPlan`].
+#[derive(Debug)]
+pub struct BindPlan {
+    pub addr: SocketAddr,
+    /// Index into `shared.config.frontends`.
+    pub frontend: usize,
+    /// This thread's socket for a newly bound address; `None` = keep the running loop.
+    pub listener: Option<TcpListener>,
 }
 
 /// A live flow, as `show sess` reports it.
@@ -71,6 +109,8 @@ pub struct FlowInfo {
     /// Index into the backend's servers.
     pub server: usize,
     pub backup: bool,
+    /// Configuration generation the flow was accepted in (see [`Shared::generation`]).
+    pub generation: u64,
     pub client: SocketAddr,
     /// Time since the client was accepted.
     pub age: Duration,
@@ -94,8 +134,40 @@ impl Shared {
             conn_released: Notify::new(),
             fe_conns,
             threads: senders,
+            generation: 0,
         });
         (shared, receivers)
+    }
+
+    /// The state of the next configuration generation (reload): new tables and counters,
+    /// the same threads.
+    pub fn next_generation(&self, config: Arc<Config>, maxconn: u32) -> Arc<Self> {
+        let backends = config.backends.iter().map(BackendTable::new).collect();
+        let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
+        Arc::new(Self {
+            config,
+            backends,
+            conns: AtomicU32::new(0),
+            maxconn,
+            conn_released: Notify::new(),
+            fe_conns,
+            threads: self.threads.clone(),
+            generation: self.generation + 1,
+        })
+    }
+
+    /// Sends each thread its plan and waits until all have applied it.
+    pub async fn apply(&self, plans: Vec<ThreadPlan>) {
+        let mut acks = Vec::new();
+        for (t, plan) in self.threads.iter().zip(plans) {
+            let (tx, rx) = oneshot::channel();
+            if t.send(FlowCommand::Apply(Box::new(plan), tx)).is_ok() {
+                acks.push(rx);
+            }
+        }
+        for rx in acks {
+            let _ = rx.await;
+        }
     }
 
     fn broadcast(&self, make: impl Fn() -> FlowCommand) {
@@ -107,12 +179,21 @@ impl Shared {
 
     /// Ends every live flow on `backend`'s `server`, on every thread and data plane.
     pub fn kill_server_flows(&self, backend: usize, server: usize) {
-        self.broadcast(|| FlowCommand::KillServer { backend, server });
+        let generation = self.generation;
+        self.broadcast(|| FlowCommand::KillServer {
+            generation,
+            backend,
+            server,
+        });
     }
 
     /// Ends every live flow on a backup server of `backend`.
     pub fn kill_backup_flows(&self, backend: usize) {
-        self.broadcast(|| FlowCommand::KillBackups { backend });
+        let generation = self.generation;
+        self.broadcast(|| FlowCommand::KillBackups {
+            generation,
+            backend,
+        });
     }
 
     /// The live flows of every thread.
@@ -140,27 +221,56 @@ struct LocalFlow {
     kill: Rc<KillSwitch>,
 }
 
-/// What one thread's tasks share: its data plane handle and the registry of its flows.
+/// What one thread's tasks share: its data plane handle, what each bound address serves, and
+/// the registry of its flows.
 struct ThreadCtx {
     thread: usize,
     dataplane: Dataplane,
+    binds: RefCell<HashMap<SocketAddr, BindState>>,
     flows: RefCell<HashMap<u64, LocalFlow>>,
     next_id: Cell<u64>,
 }
 
+/// What an accept loop serves now; replaced on reload while the loop (and its listening
+/// socket, with its backlog) carries on.
+struct BindState {
+    shared: Arc<Shared>,
+    frontend: usize,
+    removed: bool,
+}
+
 impl ThreadCtx {
     /// Acts on one command from another thread.
-    fn command(&self, cmd: FlowCommand) {
+    fn command(self: &Rc<Self>, cmd: FlowCommand) {
+        if let FlowCommand::Apply(plan, ack) = cmd {
+            self.apply(*plan);
+            let _ = ack.send(());
+            return;
+        }
         let flows = self.flows.borrow();
         match cmd {
-            FlowCommand::KillServer { backend, server } => flows
+            FlowCommand::KillServer {
+                generation,
+                backend,
+                server,
+            } => flows
                 .values()
-                .filter(|f| f.info.backend == backend && f.info.server == server)
+                .filter(|f| {
+                    f.info.generation == generation
+                        && f.info.backend == backend
+                        && f.info.server == server
+                })
                 .for_each(|f| f.kill.kill()),
-            FlowCommand::KillBackups { backend } => flows
+            FlowCommand::KillBackups {
+                generation,
+                backend,
+            } => flows
                 .values()
-                .filter(|f| f.info.backend == backend && f.info.backup)
+                .filter(|f| {
+                    f.info.generation == generation && f.info.backend == backend && f.info.backup
+                })
                 .for_each(|f| f.kill.kill()),
+            FlowCommand::Apply(..) => {}
             FlowCommand::List(reply) => {
                 let list = flows
                     .values()
@@ -172,6 +282,41 @@ impl ThreadCtx {
                 let _ = reply.send(list);
             }
         }
+    }
+}
+
+impl ThreadCtx {
+    /// Switches every address to the plan's generation, stops loops of removed addresses and
+    /// starts loops for new ones.
+    fn apply(self: &Rc<Self>, plan: ThreadPlan) {
+        let mut binds = self.binds.borrow_mut();
+        for addr in &plan.removed {
+            if let Some(b) = binds.get_mut(addr) {
+                b.removed = true;
+            }
+        }
+        for bp in plan.binds {
+            binds.insert(
+                bp.addr,
+                BindState {
+                    shared: plan.shared.clone(),
+                    frontend: bp.frontend,
+                    removed: false,
+                },
+            );
+            if let Some(listener) = bp.listener {
+                let _ = listener.set_nonblocking(false);
+                let listener = tokio_uring::net::TcpListener::from_std(listener);
+                tokio_uring::spawn(accept_loop(bp.addr, listener, self.clone()));
+            }
+        }
+    }
+
+    /// The generation and frontend an address serves now; `None` once it was removed.
+    fn serving(&self, addr: SocketAddr) -> Option<(Arc<Shared>, usize)> {
+        let binds = self.binds.borrow();
+        let b = binds.get(&addr)?;
+        (!b.removed).then(|| (b.shared.clone(), b.frontend))
     }
 }
 
@@ -194,9 +339,6 @@ pub enum PlaneSetup {
     Sockmap(MapIds),
 }
 
-/// The listeners of one thread: (frontend index, listener) pairs, already bound.
-pub type ThreadListeners = Vec<(usize, TcpListener)>;
-
 /// Creates a bound, listening socket with `SO_REUSEPORT` (one per thread and bind: the kernel
 /// spreads connections across them).
 pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -212,29 +354,117 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(sock.into())
 }
 
-/// Binds every `bind` of every frontend `threads` times. Errors name the frontend and address.
-pub fn bind_all(config: &Config, threads: usize) -> Result<Vec<ThreadListeners>, String> {
-    let mut per_thread: Vec<ThreadListeners> = (0..threads).map(|_| Vec::new()).collect();
-    for (fi, fe) in config.frontends.iter().enumerate() {
-        for bind in &fe.binds {
-            for listeners in &mut per_thread {
-                let l = bind_listener(bind.addr).map_err(|e| {
-                    format!(
-                        "{}: frontend '{}': cannot bind {}: {e}",
-                        bind.loc, fe.name, bind.addr
-                    )
-                })?;
-                listeners.push((fi, l));
-            }
-        }
-    }
-    Ok(per_thread)
+/// The listening sockets of every bound address, one per thread (an `SO_REUSEPORT` group).
+/// The main thread keeps these; threads get duplicates, so an address that survives a reload
+/// keeps its socket and its backlog, and shutting one down here stops every thread's loop.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    by_addr: HashMap<SocketAddr, Vec<TcpListener>>,
 }
 
-/// Runs one thread's accept loops forever (returns only if the runtime cannot start).
+impl Listeners {
+    /// Binds, `threads` times each, every address of `config` not bound yet. On error nothing
+    /// new stays bound, and the message names the frontend, the address and the line.
+    pub fn bind_new(&mut self, config: &Config, threads: usize) -> Result<Vec<SocketAddr>, String> {
+        let mut added: Vec<SocketAddr> = Vec::new();
+        for fe in &config.frontends {
+            for bind in &fe.binds {
+                if self.by_addr.contains_key(&bind.addr) {
+                    continue;
+                }
+                let bound: io::Result<Vec<TcpListener>> =
+                    (0..threads).map(|_| bind_listener(bind.addr)).collect();
+                match bound {
+                    Ok(socks) => {
+                        self.by_addr.insert(bind.addr, socks);
+                        added.push(bind.addr);
+                    }
+                    Err(e) => {
+                        for a in &added {
+                            self.by_addr.remove(a);
+                        }
+                        return Err(format!(
+                            "{}: frontend '{}': cannot bind {}: {e}",
+                            bind.loc, fe.name, bind.addr
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// The plans that make every thread serve `shared`'s configuration: running loops switch
+    /// to it, `new` addresses get a socket, addresses not in the configuration are removed.
+    pub fn plans(
+        &self,
+        shared: &Arc<Shared>,
+        new: &[SocketAddr],
+        threads: usize,
+    ) -> io::Result<Vec<ThreadPlan>> {
+        let wanted: HashMap<SocketAddr, usize> = shared
+            .config
+            .frontends
+            .iter()
+            .enumerate()
+            .flat_map(|(fi, fe)| fe.binds.iter().map(move |b| (b.addr, fi)))
+            .collect();
+        let removed: Vec<SocketAddr> = self
+            .by_addr
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        (0..threads)
+            .map(|t| {
+                let binds = wanted
+                    .iter()
+                    .map(|(addr, fi)| {
+                        let listener = if new.contains(addr) {
+                            Some(self.by_addr[addr][t].try_clone()?)
+                        } else {
+                            None
+                        };
+                        Ok(BindPlan {
+                            addr: *addr,
+                            frontend: *fi,
+                            listener,
+                        })
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                Ok(ThreadPlan {
+                    shared: shared.clone(),
+                    binds,
+                    removed: removed.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes the sockets of addresses not in `config` (after the threads were told): pending
+    /// accepts fail, the loops see their address removed and stop; queued clients get a reset.
+    pub fn close_removed(&mut self, config: &Config) {
+        let wanted: Vec<SocketAddr> = config
+            .frontends
+            .iter()
+            .flat_map(|fe| fe.binds.iter().map(|b| b.addr))
+            .collect();
+        self.by_addr.retain(|addr, socks| {
+            let keep = wanted.contains(addr);
+            if !keep {
+                for s in socks.iter() {
+                    // SAFETY: shutdown on a listening socket we own; it wakes pending accepts.
+                    unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
+                }
+            }
+            keep
+        });
+    }
+}
+
+/// Runs one thread forever: its data plane, its flows, and the accept loops that the plans it
+/// receives on `commands` ask for (returns only if the runtime cannot start).
 pub fn run_thread(
-    shared: Arc<Shared>,
-    listeners: ThreadListeners,
     mut commands: UnboundedReceiver<FlowCommand>,
     plane: PlaneSetup,
     thread: usize,
@@ -252,21 +482,13 @@ pub fn run_thread(
         let ctx = Rc::new(ThreadCtx {
             thread,
             dataplane,
+            binds: RefCell::new(HashMap::new()),
             flows: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
         });
-        for (fi, listener) in listeners {
-            let shared = shared.clone();
-            listener.set_nonblocking(false)?;
-            let listener = tokio_uring::net::TcpListener::from_std(listener);
-            tokio_uring::spawn(accept_loop(shared, fi, listener, ctx.clone()));
+        while let Some(cmd) = commands.recv().await {
+            ctx.command(cmd);
         }
-        tokio_uring::spawn(async move {
-            while let Some(cmd) = commands.recv().await {
-                ctx.command(cmd);
-            }
-        });
-        std::future::pending::<()>().await;
         Ok(())
     })
 }
@@ -309,23 +531,29 @@ async fn admit(shared: &Arc<Shared>, frontend: usize, fe_max: u32) -> ConnPermit
 }
 
 async fn accept_loop(
-    shared: Arc<Shared>,
-    frontend: usize,
+    addr: SocketAddr,
     listener: tokio_uring::net::TcpListener,
     ctx: Rc<ThreadCtx>,
 ) {
-    let fe_max = shared.config.frontends[frontend]
-        .maxconn
-        .unwrap_or(shared.maxconn);
-    loop {
+    while let Some((shared, frontend)) = ctx.serving(addr) {
+        let fe_max = shared.config.frontends[frontend]
+            .maxconn
+            .unwrap_or(shared.maxconn);
         let permit = admit(&shared, frontend, fe_max).await;
-        let (stream, peer) = match listener.accept().await {
+        let accepted = listener.accept().await;
+        // A reload may have happened while we waited: serve what the address serves now.
+        let Some((shared, frontend)) = ctx.serving(addr) else {
+            // Accepted just as the address was removed: the client gets a close.
+            drop(accepted);
+            return;
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: back off instead of spinning; the kernel keeps the
                 // connection in the backlog.
                 log::warn!(
-                    "frontend '{}': accept failed: {e}",
+                    "frontend '{}': accept failed on {addr}: {e}",
                     shared.config.frontends[frontend].name
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -343,7 +571,6 @@ async fn accept_loop(
         }
         // SAFETY: `fd` was just created by F_DUPFD_CLOEXEC and is owned by nobody else.
         let client = unsafe { OwnedFd::from_raw_fd(fd) };
-        let shared = shared.clone();
         let ctx = ctx.clone();
         tokio_uring::spawn(async move {
             let _permit = permit;
@@ -539,6 +766,7 @@ async fn handle(
                 backend: fe.backend,
                 server: slot.index(),
                 backup: slot.is_backup(),
+                generation: shared.generation,
                 client: peer,
                 age: Duration::ZERO,
             },

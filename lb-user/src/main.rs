@@ -1,6 +1,6 @@
 //! The `lb` binary: command line shaped like haproxy's (`-f`, `-c`), plus `lb demo`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -8,7 +8,8 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use lb_user::config::{self, Config};
 use lb_user::dataplane::{sockmap, DataplaneChoice};
-use lb_user::listener::{self, PlaneSetup, Shared};
+use lb_user::listener::{self, Listeners, PlaneSetup, Shared};
+use nix::sys::signal::{SigSet, Signal};
 
 /// lb: a TCP load balancer that reads haproxy.cfg and splices flows in the kernel.
 #[derive(Parser, Debug)]
@@ -22,6 +23,9 @@ struct Cli {
         help = "Check the configuration and exit: 0 if valid, else every error as FILE:LINE: message"
     )]
     check: bool,
+    /// Write the process id to this file at start (removed at exit).
+    #[arg(short = 'p', value_name = "PIDFILE")]
+    pidfile: Option<PathBuf>,
     /// Data plane: `auto` uses sockmap when the kernel and privileges allow, else splice.
     #[arg(long, value_enum, default_value_t = DataplaneChoice::Auto)]
     dataplane: DataplaneChoice,
@@ -71,7 +75,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let (port, dataplane) = (*port, *dataplane);
         let (config, text) = lb_user::demo::start(port)?;
         println!("{text}");
-        return serve(config, dataplane);
+        return serve(config, dataplane, &[], cli.pidfile.as_deref());
     }
     if cli.files.is_empty() {
         bail!("no configuration file: use -f FILE (or `lb demo`); see --help");
@@ -96,7 +100,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         println!("Configuration file is valid");
         return Ok(());
     }
-    serve(config, cli.dataplane)
+    serve(config, cli.dataplane, &cli.files, cli.pidfile.as_deref())
 }
 
 /// Raises `RLIMIT_NOFILE` to its hard limit and derives the default `maxconn` from it: each
@@ -129,12 +133,20 @@ fn maxconn_for(config: &Config) -> u32 {
     }
 }
 
-fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
+fn serve(
+    config: Config,
+    choice: DataplaneChoice,
+    files: &[PathBuf],
+    pidfile: Option<&Path>,
+) -> anyhow::Result<()> {
     let threads = config.global.nbthread.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     // Bind first: errors (address in use, permission) stop the start with a clear message.
-    let listeners = listener::bind_all(&config, threads).map_err(anyhow::Error::msg)?;
+    let mut listeners = Listeners::default();
+    let new = listeners
+        .bind_new(&config, threads)
+        .map_err(anyhow::Error::msg)?;
 
     let (plane, _loaded) = match choice {
         DataplaneChoice::Splice => {
@@ -163,47 +175,145 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
     };
 
     let maxconn = maxconn_for(&config);
-    let config = Arc::new(config);
-    let (shared, commands) = Shared::new(config.clone(), maxconn, threads);
-    block_stop_signals()?;
-    for (thread, (l, commands)) in listeners.into_iter().zip(commands).enumerate() {
-        let shared = shared.clone();
+    let (shared, commands) = Shared::new(Arc::new(config), maxconn, threads);
+    block_signals()?;
+    for (thread, commands) in commands.into_iter().enumerate() {
         std::thread::Builder::new()
             .name(format!("lb-{thread}"))
             .spawn(move || {
-                if let Err(e) = listener::run_thread(shared, l, commands, plane, thread, threads) {
+                if let Err(e) = listener::run_thread(commands, plane, thread, threads) {
                     log::error!("thread {thread} stopped: {e}");
                     std::process::exit(1);
                 }
             })
             .context("cannot start a thread")?;
     }
-    for fe in &config.frontends {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .context("cannot start the control runtime")?;
+    rt.block_on(shared.apply(listeners.plans(&shared, &new, threads)?));
+    for fe in &shared.config.frontends {
         for b in &fe.binds {
             log::info!("frontend '{}': listening on {}", fe.name, b.addr);
         }
     }
+    let _pidfile = pidfile.map(PidFile::create).transpose()?;
     log::info!("lb ready: {threads} threads, maxconn {maxconn}");
-    let sig = wait_stop_signal()?;
-    log::info!("received {sig}, stopping");
-    Ok(())
+    let mut current = shared;
+    loop {
+        let sig = wait_signal()?;
+        if sig == Signal::SIGHUP {
+            if files.is_empty() {
+                log::warn!("SIGHUP: nothing to reload (no -f files)");
+                continue;
+            }
+            if let Some(next) = reload(files, threads, &mut listeners, &current, &rt) {
+                current = next;
+            }
+            continue;
+        }
+        log::info!("received {sig}, stopping");
+        return Ok(());
+    }
 }
 
-/// Blocks SIGTERM/SIGINT in this thread and (by inheritance) every thread spawned
-/// after it, so that [`wait_stop_signal`] receives them.
-fn block_stop_signals() -> anyhow::Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
+/// SIGHUP: re-reads the files and, if they are valid and every new address binds, switches
+/// every thread to the new generation. Established flows (in the kernel maps or in splice)
+/// carry on untouched with the generation they were accepted in. A broken configuration is
+/// rejected with its errors and the current one keeps serving.
+fn reload(
+    files: &[PathBuf],
+    threads: usize,
+    listeners: &mut Listeners,
+    current: &Arc<Shared>,
+    rt: &tokio::runtime::Runtime,
+) -> Option<Arc<Shared>> {
+    log::info!("SIGHUP: reloading the configuration");
+    let config = match config::load(files) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                log::error!("{e}");
+            }
+            log::error!(
+                "reload rejected ({} error{}); still serving generation {}",
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" },
+                current.generation
+            );
+            return None;
+        }
+    };
+    for w in &config.warnings {
+        log::warn!("{w}");
+    }
+    if config.global.nbthread.is_some_and(|n| n != threads) {
+        log::warn!("reload: a new nbthread takes effect only after a restart; keeping {threads}");
+    }
+    let new = match listeners.bind_new(&config, threads) {
+        Ok(new) => new,
+        Err(e) => {
+            log::error!("{e}");
+            log::error!(
+                "reload rejected; still serving generation {}",
+                current.generation
+            );
+            return None;
+        }
+    };
+    let maxconn = maxconn_for(&config);
+    let next = current.next_generation(Arc::new(config), maxconn);
+    let plans = match listeners.plans(&next, &new, threads) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("reload rejected: cannot hand the listeners to the threads: {e}");
+            return None;
+        }
+    };
+    rt.block_on(next.apply(plans));
+    listeners.close_removed(&next.config);
+    log::info!(
+        "reload done: generation {} serves {} frontend(s) and {} backend(s)",
+        next.generation,
+        next.config.frontends.len(),
+        next.config.backends.len()
+    );
+    Some(next)
+}
+
+/// `-p PIDFILE`: written at start, removed at exit.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write pid file {}", path.display()))?;
+        Ok(Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The signals lb handles: SIGTERM/SIGINT stop, SIGHUP reloads.
+fn signal_set() -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
-    set.thread_block().context("cannot block signals")?;
-    Ok(())
+    set.add(Signal::SIGHUP);
+    set
 }
 
-fn wait_stop_signal() -> anyhow::Result<nix::sys::signal::Signal> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGINT);
-    set.wait().context("sigwait")
+/// Blocks the handled signals in this thread and (by inheritance) every thread spawned after
+/// it, so that [`wait_signal`] receives them.
+fn block_signals() -> anyhow::Result<()> {
+    signal_set().thread_block().context("cannot block signals")
+}
+
+fn wait_signal() -> anyhow::Result<Signal> {
+    signal_set().wait().context("sigwait")
 }

@@ -269,6 +269,11 @@ impl Lb {
         self.child.id()
     }
 
+    /// Replaces the text of config file `i` (the `i`-th `-f`), for a reload with SIGHUP.
+    pub fn rewrite_config(&self, i: usize, text: &str) {
+        std::fs::write(&self.cfgs[i].path, text).expect("rewrite config");
+    }
+
     /// Every stderr line so far.
     pub fn logs(&self) -> Vec<String> {
         self.log.state.lock().unwrap().lines.clone()
