@@ -123,25 +123,22 @@ impl Shared {
         maxconn: u32,
         threads: usize,
     ) -> (Arc<Self>, Vec<UnboundedReceiver<FlowCommand>>) {
-        let backends = config.backends.iter().map(BackendTable::new).collect();
-        let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
         let (senders, receivers) = (0..threads).map(|_| unbounded_channel()).unzip();
-        let shared = Arc::new(Self {
-            config,
-            backends,
-            conns: AtomicU32::new(0),
-            maxconn,
-            conn_released: Notify::new(),
-            fe_conns,
-            threads: senders,
-            generation: 0,
-        });
-        (shared, receivers)
+        (Self::build(config, maxconn, senders, 0), receivers)
     }
 
     /// The state of the next configuration generation (reload): new tables and counters,
     /// the same threads.
     pub fn next_generation(&self, config: Arc<Config>, maxconn: u32) -> Arc<Self> {
+        Self::build(config, maxconn, self.threads.clone(), self.generation + 1)
+    }
+
+    fn build(
+        config: Arc<Config>,
+        maxconn: u32,
+        threads: Vec<UnboundedSender<FlowCommand>>,
+        generation: u64,
+    ) -> Arc<Self> {
         let backends = config.backends.iter().map(BackendTable::new).collect();
         let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
         Arc::new(Self {
@@ -151,8 +148,8 @@ impl Shared {
             maxconn,
             conn_released: Notify::new(),
             fe_conns,
-            threads: self.threads.clone(),
-            generation: self.generation + 1,
+            threads,
+            generation,
         })
     }
 
