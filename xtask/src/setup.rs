@@ -28,11 +28,15 @@ const TEST_PACKAGES: [&str; 5] = [
     "mariadb-server",
     "haproxy",
 ];
+/// Used by `cargo xtask bench`: nginx with its stream module (a proxy lb is compared with; HAProxy
+/// is in the test packages), and `perf`/`bpftool` to profile where lb falls short.
+const BENCH_PACKAGES: [&str; 4] = ["nginx", "libnginx-mod-stream", "linux-perf", "bpftool"];
 /// Packages whose postinst may start a system service, and that service's unit name.
-const SERVICES: [(&str, &str); 3] = [
+const SERVICES: [(&str, &str); 4] = [
     ("redis-server", "redis-server"),
     ("mariadb-server", "mariadb"),
     ("haproxy", "haproxy"),
+    ("nginx", "nginx"),
 ];
 /// Where `llvm-22-dev` puts LLVM; `llvm-sys` looks in `/usr` unless told, and fails with
 /// `unable to find library -lLLVM`.
@@ -156,7 +160,11 @@ fn observe(root: &Path) -> Result<Observed> {
 }
 
 fn wanted_packages() -> Vec<&'static str> {
-    LLVM_PACKAGES.into_iter().chain(TEST_PACKAGES).collect()
+    LLVM_PACKAGES
+        .into_iter()
+        .chain(TEST_PACKAGES)
+        .chain(BENCH_PACKAGES)
+        .collect()
 }
 
 /// The report lines (`ok: X 1.2` / `installing: X`) and the actions, in order.

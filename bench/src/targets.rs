@@ -1,0 +1,593 @@
+//! The things measured: a direct connection (no proxy: the limit), lb on each data plane,
+//! HAProxy and nginx. Each proxy runs as our child with a config generated into a temp dir,
+//! listening on loopback ports chosen at run time, and is killed when the bench ends (normally,
+//! on Ctrl-C, or on a panic).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::procfs;
+
+/// Errors starting a target.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{what} is not installed ({path} missing){hint}")]
+    Missing {
+        what: &'static str,
+        path: String,
+        hint: &'static str,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {cmd}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} exited during start-up ({status}); its output:\n{log}")]
+    Exited {
+        what: &'static str,
+        status: String,
+        log: String,
+    },
+    #[error("{what} was not listening after {secs} s; its output:\n{log}")]
+    NotReady {
+        what: &'static str,
+        secs: u64,
+        log: String,
+    },
+    #[error(transparent)]
+    Proc(#[from] procfs::ProcError),
+}
+
+/// A system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Client straight to the backend: what the machine can do without a proxy.
+    Direct,
+    LbSockmap,
+    LbSplice,
+    Haproxy,
+    Nginx,
+}
+
+impl Kind {
+    /// Every target, in report order.
+    pub const ALL: [Kind; 5] = [
+        Kind::Direct,
+        Kind::LbSockmap,
+        Kind::LbSplice,
+        Kind::Haproxy,
+        Kind::Nginx,
+    ];
+
+    /// Short name used in tables, JSON and `--targets`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::LbSockmap => "lb-sockmap",
+            Kind::LbSplice => "lb-splice",
+            Kind::Haproxy => "haproxy",
+            Kind::Nginx => "nginx",
+        }
+    }
+
+    /// The inverse of [`Kind::name`].
+    pub fn from_name(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// The two services every target forwards to: a sink for bulk transfers and an echo server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backends {
+    pub sink: SocketAddr,
+    pub echo: SocketAddr,
+}
+
+/// Where a proxy listens, one frontend per backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frontends {
+    pub bulk: SocketAddr,
+    pub echo: SocketAddr,
+}
+
+/// Settings shared by every proxy's config, so that they are compared on equal terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Worker threads (HAProxy `nbthread`, lb `nbthread`, nginx `worker_processes`).
+    pub threads: usize,
+    /// Concurrent connections each proxy must accept (`maxconn`, `worker_connections`).
+    pub maxconn: u32,
+}
+
+/// The haproxy.cfg that both HAProxy and lb run: the same file, which is lb's promise. HAProxy
+/// splices (`option splice-auto`); lb warns that it does not know that option and ignores it.
+pub fn haproxy_cfg(fe: Frontends, be: Backends, t: Tuning) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "global\n    maxconn {maxconn}\n    nbthread {threads}\n\n\
+         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 120s\n    \
+         timeout server 120s\n    option splice-auto\n\n",
+        maxconn = t.maxconn,
+        threads = t.threads
+    );
+    for (name, bind, server) in [("bulk", fe.bulk, be.sink), ("echo", fe.echo, be.echo)] {
+        let _ = write!(
+            s,
+            "frontend fe_{name}\n    bind {bind}\n    maxconn {maxconn}\n    default_backend be_{name}\n\n\
+             backend be_{name}\n    server s1 {server} maxconn 0\n\n",
+            maxconn = t.maxconn
+        );
+    }
+    s
+}
+
+/// The lb config: HAProxy's without `option splice-auto`, which lb would only warn about (it
+/// chooses its data plane with `--dataplane`).
+pub fn lb_cfg(fe: Frontends, be: Backends, t: Tuning) -> String {
+    haproxy_cfg(fe, be, t).replace("    option splice-auto\n", "")
+}
+
+/// nginx with the stream module: one `server` per frontend, `proxy_half_close on` so that a
+/// half-close passes through as with the others, as many workers as the others have threads.
+pub fn nginx_conf(dir: &Path, module: &Path, fe: Frontends, be: Backends, t: Tuning) -> String {
+    let dir = dir.display();
+    let mut s = format!(
+        "load_module {module};\n\
+         daemon off;\n\
+         master_process on;\n\
+         worker_processes {threads};\n\
+         worker_rlimit_nofile {nofile};\n\
+         pid {dir}/nginx.pid;\n\
+         error_log {dir}/error.log warn;\n\n\
+         events {{\n    worker_connections {conns};\n    multi_accept on;\n}}\n\n\
+         stream {{\n",
+        module = module.display(),
+        threads = t.threads,
+        nofile = u64::from(t.maxconn) * 4 + 1024,
+        // Each proxied connection takes two (client and upstream), per worker.
+        conns = u64::from(t.maxconn) * 2 + 64,
+    );
+    for (bind, server) in [(fe.bulk, be.sink), (fe.echo, be.echo)] {
+        let _ = write!(
+            s,
+            "    server {{\n        listen {bind} backlog=4096;\n        proxy_pass {server};\n        \
+             proxy_half_close on;\n        proxy_timeout 120s;\n    }}\n"
+        );
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// Paths of the proxies to run.
+#[derive(Clone, Debug)]
+pub struct Programs {
+    pub lb: PathBuf,
+    pub haproxy: PathBuf,
+    pub nginx: PathBuf,
+    pub nginx_stream_module: PathBuf,
+}
+
+impl Default for Programs {
+    fn default() -> Self {
+        Programs {
+            lb: PathBuf::from("target/release/lb"),
+            haproxy: PathBuf::from("/usr/sbin/haproxy"),
+            nginx: PathBuf::from("/usr/sbin/nginx"),
+            nginx_stream_module: PathBuf::from("/usr/lib/nginx/modules/ngx_stream_module.so"),
+        }
+    }
+}
+
+/// A running target: where to connect, and the process (none for direct).
+#[derive(Debug)]
+pub struct Running {
+    pub kind: Kind,
+    pub addrs: Frontends,
+    proc: Option<Proc>,
+}
+
+impl Running {
+    /// The pid whose memory (with its children) counts as the proxy's.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.child.id())
+    }
+
+    /// Kills the proxy now (a fresh one is started in its place by the caller).
+    pub fn stop(&mut self) {
+        self.proc = None;
+    }
+
+    /// An error if the proxy has exited since it started (a crash mid-run).
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        match &mut self.proc {
+            None => Ok(()),
+            Some(p) => match p.child.try_wait() {
+                Ok(None) => Ok(()),
+                Ok(Some(st)) => Err(format!(
+                    "{} exited ({st}); its output:\n{}",
+                    self.kind.name(),
+                    tail(&p.log)
+                )),
+                Err(e) => Err(format!("{}: cannot wait for it: {e}", self.kind.name())),
+            },
+        }
+    }
+
+    /// The last lines of the proxy's output (stderr/stdout, and nginx's error log).
+    pub fn log_tail(&self) -> String {
+        self.proc.as_ref().map(|p| tail(&p.log)).unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // The whole process group: nginx's workers too.
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        forget_child(pid);
+    }
+}
+
+/// Starts `kind` forwarding to `be`, with its files in `dir`; waits until it listens.
+pub fn start(
+    kind: Kind,
+    programs: &Programs,
+    dir: &Path,
+    be: Backends,
+    tuning: Tuning,
+) -> Result<Running, TargetError> {
+    if kind == Kind::Direct {
+        return Ok(Running {
+            kind,
+            addrs: Frontends {
+                bulk: be.sink,
+                echo: be.echo,
+            },
+            proc: None,
+        });
+    }
+    let fe = Frontends {
+        bulk: free_loopback_port()?,
+        echo: free_loopback_port()?,
+    };
+    let dir = dir.join(kind.name());
+    std::fs::create_dir_all(&dir).map_err(|source| TargetError::Write {
+        path: dir.clone(),
+        source,
+    })?;
+    let log = dir.join("output.log");
+    let (mut cmd, ready_line) = match kind {
+        Kind::Direct => unreachable!("handled above"),
+        Kind::LbSockmap | Kind::LbSplice => {
+            need(
+                &programs.lb,
+                "lb",
+                " (run `cargo xtask build`, or `cargo xtask bench` which builds it)",
+            )?;
+            let cfg = write(&dir.join("lb.cfg"), &lb_cfg(fe, be, tuning))?;
+            let plane = if kind == Kind::LbSockmap {
+                "sockmap"
+            } else {
+                "splice"
+            };
+            let mut c = Command::new(&programs.lb);
+            c.arg("-f").arg(cfg).args(["--dataplane", plane]);
+            c.env("RUST_LOG", "info");
+            (c, Some("lb ready"))
+        }
+        Kind::Haproxy => {
+            need(
+                &programs.haproxy,
+                "HAProxy",
+                " (Debian's `haproxy`; `cargo xtask setup` installs it)",
+            )?;
+            let cfg = write(&dir.join("haproxy.cfg"), &haproxy_cfg(fe, be, tuning))?;
+            let mut c = Command::new(&programs.haproxy);
+            // -db: foreground, no daemon; -f: our config only.
+            c.arg("-db").arg("-f").arg(cfg);
+            (c, None)
+        }
+        Kind::Nginx => {
+            need(
+                &programs.nginx,
+                "nginx",
+                " (Debian's `nginx`; `cargo xtask setup` installs it)",
+            )?;
+            need(
+                &programs.nginx_stream_module,
+                "nginx's stream module",
+                " (Debian's `libnginx-mod-stream`; `cargo xtask setup` installs it)",
+            )?;
+            let text = nginx_conf(&dir, &programs.nginx_stream_module, fe, be, tuning);
+            let cfg = write(&dir.join("nginx.conf"), &text)?;
+            let mut c = Command::new(&programs.nginx);
+            // -p: prefix for relative paths; -e: the start-up error log (else /var/log/nginx).
+            c.arg("-p")
+                .arg(&dir)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-c")
+                .arg(cfg);
+            (c, None)
+        }
+    };
+    let out = std::fs::File::create(&log).map_err(|source| TargetError::Write {
+        path: log.clone(),
+        source,
+    })?;
+    let err = out.try_clone().map_err(|source| TargetError::Write {
+        path: log.clone(),
+        source,
+    })?;
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Die with the bench even if it is SIGKILLed and cannot clean up.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let shown = format!("{cmd:?}");
+    let child = cmd
+        .spawn()
+        .map_err(|source| TargetError::Spawn { cmd: shown, source })?;
+    remember_child(child.id() as i32);
+    let mut proc = Proc { child, log };
+    wait_ready(kind, &mut proc, fe, ready_line)?;
+    Ok(Running {
+        kind,
+        addrs: fe,
+        proc: Some(proc),
+    })
+}
+
+fn wait_ready(
+    kind: Kind,
+    p: &mut Proc,
+    fe: Frontends,
+    ready_line: Option<&str>,
+) -> Result<(), TargetError> {
+    let limit = Duration::from_secs(20);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(st)) = p.child.try_wait() {
+            return Err(TargetError::Exited {
+                what: kind.name(),
+                status: st.to_string(),
+                log: tail(&p.log),
+            });
+        }
+        let logged =
+            ready_line.is_none_or(|l| std::fs::read_to_string(&p.log).is_ok_and(|s| s.contains(l)));
+        if logged
+            && procfs::listening_now(fe.bulk.port())?
+            && procfs::listening_now(fe.echo.port())?
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(TargetError::NotReady {
+                what: kind.name(),
+                secs: limit.as_secs(),
+                log: tail(&p.log),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn need(path: &Path, what: &'static str, hint: &'static str) -> Result<(), TargetError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(TargetError::Missing {
+            what,
+            path: path.display().to_string(),
+            hint,
+        })
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<PathBuf, TargetError> {
+    std::fs::write(path, text).map_err(|source| TargetError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(path.to_path_buf())
+}
+
+/// A loopback port nobody listens on now (bound to `:0`, then released).
+pub fn free_loopback_port() -> Result<SocketAddr, TargetError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| TargetError::Write {
+        path: PathBuf::from("127.0.0.1:0"),
+        source,
+    })?;
+    l.local_addr().map_err(|source| TargetError::Write {
+        path: PathBuf::from("127.0.0.1:0"),
+        source,
+    })
+}
+
+fn tail(log: &Path) -> String {
+    let mut text = std::fs::read_to_string(log).unwrap_or_default();
+    if let Ok(e) = std::fs::read_to_string(log.with_file_name("error.log")) {
+        text.push_str(&e);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Pids of running children, readable from a signal handler (no locks, no allocation).
+static CHILDREN: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
+
+fn remember_child(pid: i32) {
+    for slot in &CHILDREN {
+        if slot
+            .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+fn forget_child(pid: i32) {
+    for slot in &CHILDREN {
+        let _ = slot.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// Kills every child's process group. Async-signal-safe: atomics and `kill` only.
+pub fn kill_all_children() {
+    for slot in &CHILDREN {
+        let pid = slot.swap(0, Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: kill is async-signal-safe and has no memory-safety preconditions.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    kill_all_children();
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + sig) };
+}
+
+/// On Ctrl-C/SIGTERM kill the proxies and exit; on a panic kill them too.
+pub fn install_cleanup() {
+    let handler = on_signal as extern "C" fn(libc::c_int);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only uses async-signal-safe calls.
+        unsafe {
+            libc::signal(sig, handler as libc::sighandler_t);
+        }
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        kill_all_children();
+        previous(info);
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs() -> (Frontends, Backends, Tuning) {
+        (
+            Frontends {
+                bulk: "127.0.0.1:40001".parse().unwrap(),
+                echo: "127.0.0.1:40002".parse().unwrap(),
+            },
+            Backends {
+                sink: "127.0.0.1:50001".parse().unwrap(),
+                echo: "127.0.0.1:50002".parse().unwrap(),
+            },
+            Tuning {
+                threads: 2,
+                maxconn: 12000,
+            },
+        )
+    }
+
+    #[test]
+    fn haproxy_config_is_tcp_spliced_and_sized() {
+        let (fe, be, t) = addrs();
+        let c = haproxy_cfg(fe, be, t);
+        assert!(c.contains("    mode tcp\n"));
+        assert!(c.contains("    option splice-auto\n"));
+        assert!(c.contains("    nbthread 2\n"));
+        assert!(c.contains("global\n    maxconn 12000\n"));
+        assert!(c.contains("frontend fe_bulk\n    bind 127.0.0.1:40001\n"));
+        assert!(c.contains("backend be_bulk\n    server s1 127.0.0.1:50001 maxconn 0\n"));
+        assert!(c.contains("frontend fe_echo\n    bind 127.0.0.1:40002\n"));
+        assert!(c.contains("backend be_echo\n    server s1 127.0.0.1:50002 maxconn 0\n"));
+        assert_eq!(c.matches("maxconn 12000").count(), 3);
+    }
+
+    #[test]
+    fn lb_config_is_haproxys_without_splice_auto() {
+        let (fe, be, t) = addrs();
+        let c = lb_cfg(fe, be, t);
+        assert!(!c.contains("splice"));
+        assert_eq!(
+            c.lines().count() + 1,
+            haproxy_cfg(fe, be, t).lines().count()
+        );
+    }
+
+    #[test]
+    fn nginx_config_half_closes_and_sizes() {
+        let (fe, be, t) = addrs();
+        let m = Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
+        let c = nginx_conf(Path::new("/tmp/x"), m, fe, be, t);
+        assert!(c.starts_with("load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"));
+        assert!(c.contains("daemon off;\n"));
+        assert!(c.contains("worker_processes 2;\n"));
+        assert!(c.contains("pid /tmp/x/nginx.pid;\n"));
+        assert!(c.contains("worker_connections 24064;\n"));
+        assert!(
+            c.contains("listen 127.0.0.1:40001 backlog=4096;\n        proxy_pass 127.0.0.1:50001;")
+        );
+        assert!(
+            c.contains("listen 127.0.0.1:40002 backlog=4096;\n        proxy_pass 127.0.0.1:50002;")
+        );
+        assert_eq!(c.matches("proxy_half_close on;").count(), 2);
+        assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(Kind::from_name("envoy"), None);
+    }
+
+    #[test]
+    fn missing_programs_are_named() {
+        let p = Programs {
+            haproxy: PathBuf::from("/nonexistent/haproxy"),
+            ..Programs::default()
+        };
+        let dir = std::env::temp_dir().join(format!("bench-test-{}", std::process::id()));
+        let (_, be, t) = addrs();
+        let e = start(Kind::Haproxy, &p, &dir, be, t).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("HAProxy is not installed (/nonexistent/haproxy missing)"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
