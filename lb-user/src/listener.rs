@@ -449,13 +449,27 @@ impl Listeners {
         self.by_addr.retain(|addr, socks| {
             let keep = wanted.contains(addr);
             if !keep {
-                for s in socks.iter() {
-                    // SAFETY: shutdown on a listening socket we own; it wakes pending accepts.
-                    unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
-                }
+                shutdown_listeners(socks);
             }
             keep
         });
+    }
+
+    /// Stops listening on every address at once (process stop). Needed because an `io_uring`
+    /// accept in flight holds its socket open until the ring is torn down, which the kernel
+    /// finishes after the process has exited: without this the port accepts for a moment more.
+    pub fn close_all(&mut self) {
+        for socks in self.by_addr.values() {
+            shutdown_listeners(socks);
+        }
+        self.by_addr.clear();
+    }
+}
+
+fn shutdown_listeners(socks: &[TcpListener]) {
+    for s in socks {
+        // SAFETY: shutdown on a listening socket we own; it wakes pending accepts.
+        unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
     }
 }
 

@@ -214,6 +214,7 @@ fn serve(
             continue;
         }
         log::info!("received {sig}, stopping");
+        listeners.close_all();
         return Ok(());
     }
 }
