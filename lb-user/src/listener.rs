@@ -42,6 +42,8 @@ pub struct Shared {
     pub fe_conns: Vec<AtomicU32>,
     /// One command channel per thread, to reach the flows that thread owns.
     threads: Vec<UnboundedSender<FlowCommand>>,
+    /// Passive health checks: connect results of real traffic (`observe layer4`).
+    pub health: crate::health::Passive,
 }
 
 /// What other threads (admin API, health checks) ask of a thread about the flows it owns.
@@ -86,6 +88,7 @@ impl Shared {
         let backends = config.backends.iter().map(BackendTable::new).collect();
         let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
         let (senders, receivers) = (0..threads).map(|_| unbounded_channel()).unzip();
+        let health = crate::health::Passive::new(&config);
         let shared = Arc::new(Self {
             config,
             backends,
@@ -94,6 +97,7 @@ impl Shared {
             conn_released: Notify::new(),
             fe_conns,
             threads: senders,
+            health,
         });
         (shared, receivers)
     }
@@ -433,6 +437,7 @@ async fn connect(
 /// retry goes to another server. Between retries on the same server after an immediate
 /// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s).
 async fn connect_with_retries(
+    shared: &Shared,
     table: &Arc<BackendTable>,
     be: &Backend,
     client: SocketAddr,
@@ -442,7 +447,12 @@ async fn connect_with_retries(
     let mut attempt = 0u32;
     loop {
         let started = tokio::time::Instant::now();
-        match connect(slot.addr(), &be.keepalive, be.timeouts.connect).await {
+        let result = connect(slot.addr(), &be.keepalive, be.timeouts.connect).await;
+        let backend = (be.id as usize).saturating_sub(1);
+        shared
+            .health
+            .connect_result(backend, slot.index(), result.is_ok());
+        match result {
             Ok(fd) => return Ok((slot, fd)),
             Err(e) => {
                 slot.counters()
@@ -515,7 +525,7 @@ async fn handle(
             return;
         }
     };
-    let (slot, server) = match connect_with_retries(table, be, peer, slot).await {
+    let (slot, server) = match connect_with_retries(shared, table, be, peer, slot).await {
         Ok(x) => x,
         Err(reason) => {
             log::warn!(

@@ -166,6 +166,7 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let (shared, commands) = Shared::new(config.clone(), maxconn, threads);
     block_stop_signals()?;
+    lb_user::health::start(&shared).context("health checks")?;
     for (thread, (l, commands)) in listeners.into_iter().zip(commands).enumerate() {
         let shared = shared.clone();
         std::thread::Builder::new()
