@@ -7,17 +7,21 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::health::{count_log, poll, redis_via, wait_log_count, MariaDb, Redis, TempDir};
+use common::health::{count_log, poll, redis_via, MariaDb, Redis, TempDir};
 use common::servers::Backend;
 use common::{free_port, local, Lb, LbOpts, DEFAULTS};
 
-on_both_planes!(redis_failover_follows_roles, shutdown_sessions_closes_live_flow);
+on_both_planes!(
+    redis_failover_follows_roles,
+    shutdown_sessions_closes_live_flow
+);
 
 const PASSWORD: &str = "s3cret";
 const INTER_MS: u64 = 200;
@@ -34,10 +38,11 @@ fn redis_backend(name: &str, role: &str, servers: &[&Redis]) -> String {
          QUIT\\r\\n\n    tcp-check expect string +OK\n"
     );
     for (i, r) in servers.iter().enumerate() {
-        s.push_str(&format!(
-            "    server r{i} 127.0.0.1:{} check inter {INTER_MS}ms rise {RISE} fall {FALL}\n",
+        let _ = writeln!(
+            s,
+            "    server r{i} 127.0.0.1:{} check inter {INTER_MS}ms rise {RISE} fall {FALL}",
             r.port
-        ));
+        );
     }
     s
 }
@@ -79,7 +84,10 @@ fn redis_failover_follows_roles(dataplane: &str) {
             && rset == Some(replicas.iter().copied().collect::<BTreeSet<_>>())
     };
     assert!(
-        poll(Duration::from_secs(10), || want(m.port, &[r1.port, r2.port])),
+        poll(Duration::from_secs(10), || want(
+            m.port,
+            &[r1.port, r2.port]
+        )),
         "before failover: writes must reach only {} and reads {} and {}; log:\n{}",
         m.port,
         r1.port,
@@ -91,7 +99,8 @@ fn redis_failover_follows_roles(dataplane: &str) {
 
     // Promote r1: r0 and r2 follow it.
     let promoted = Instant::now();
-    r1.cmd(&["REPLICAOF", "NO", "ONE"]).expect("REPLICAOF NO ONE");
+    r1.cmd(&["REPLICAOF", "NO", "ONE"])
+        .expect("REPLICAOF NO ONE");
     m.cmd(&["REPLICAOF", "127.0.0.1", &r1.port.to_string()])
         .expect("REPLICAOF on old master");
     r2.cmd(&["REPLICAOF", "127.0.0.1", &r1.port.to_string()])
@@ -108,7 +117,9 @@ fn redis_failover_follows_roles(dataplane: &str) {
         r2.port,
         lb.logs().join("\n")
     );
-    eprintln!("failover followed in {took:?} (HAProxy's bound fall*inter + rise*inter + 1s = {bound:?})");
+    eprintln!(
+        "failover followed in {took:?} (HAProxy's bound fall*inter + rise*inter + 1s = {bound:?})"
+    );
     assert!(lb.find_log("Server master/r1 is UP").is_some());
     assert!(lb.find_log("Server master/r0 is DOWN").is_some());
 }
@@ -159,12 +170,17 @@ fn shutdown_sessions_closes_live_flow(dataplane: &str) {
         lb.logs().join("\n")
     );
     let down = Instant::now();
-    c.set_read_timeout(Some(Duration::from_millis(INTER_MS) + Duration::from_secs(2)))
-        .unwrap();
+    c.set_read_timeout(Some(
+        Duration::from_millis(INTER_MS) + Duration::from_secs(2),
+    ))
+    .unwrap();
     let mut rest = [0u8; 16];
     let end = c.read(&mut rest);
     assert!(
-        matches!(end, Ok(0)) || end.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        matches!(end, Ok(0))
+            || end
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
         "the live flow must be closed after the DOWN, got {end:?} after {:?}",
         down.elapsed()
     );
@@ -195,14 +211,27 @@ fn mariadb_mysql_check_follows_the_server() {
         lb.logs().join("\n")
     );
     let line = lb.find_log("Server nouser/m1 is DOWN").unwrap();
-    assert!(line.contains("reason: Layer7 wrong status, code: 1045"), "{line}");
-    assert!(line.contains("Access denied for user 'nosuchuser'"), "{line}");
     assert!(
-        lb.wait_for_log("Health check for server db/m1 succeeded", Duration::from_secs(5)),
+        line.contains("reason: Layer7 wrong status, code: 1045"),
+        "{line}"
+    );
+    assert!(
+        line.contains("Access denied for user 'nosuchuser'"),
+        "{line}"
+    );
+    assert!(
+        lb.wait_for_log(
+            "Health check for server db/m1 succeeded",
+            Duration::from_secs(5)
+        ),
         "log:\n{}",
         lb.logs().join("\n")
     );
-    assert!(lb.find_log("Server db/m1 is DOWN").is_none(), "{:?}", lb.logs());
+    assert!(
+        lb.find_log("Server db/m1 is DOWN").is_none(),
+        "{:?}",
+        lb.logs()
+    );
 
     db.stop();
     let stopped = Instant::now();
@@ -211,7 +240,11 @@ fn mariadb_mysql_check_follows_the_server() {
         "log:\n{}",
         lb.logs().join("\n")
     );
-    eprintln!("DOWN {:?} after the stop (fall x inter = {}ms)", stopped.elapsed(), FALL * INTER_MS);
+    eprintln!(
+        "DOWN {:?} after the stop (fall x inter = {}ms)",
+        stopped.elapsed(),
+        FALL * INTER_MS
+    );
     assert!(lb
         .find_log("Server db/m1 is DOWN")
         .unwrap()
@@ -226,6 +259,22 @@ fn mariadb_mysql_check_follows_the_server() {
     let up = lb.find_log("Server db/m1 is UP").unwrap();
     assert!(up.contains("reason: Layer7 check passed"), "{up}");
     assert!(up.contains("MariaDB") || up.contains("info: \""), "{up}");
+}
+
+/// fd -> link target of a process's open fds.
+fn fd_targets(pid: u32) -> std::collections::BTreeMap<u32, String> {
+    let mut m = std::collections::BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            if let (Some(fd), Ok(t)) = (
+                e.file_name().to_str().and_then(|n| n.parse().ok()),
+                std::fs::read_link(e.path()),
+            ) {
+                m.insert(fd, t.display().to_string());
+            }
+        }
+    }
+    m
 }
 
 /// Zombie children of `pid` right now.
@@ -277,12 +326,11 @@ fn external_check_contract() {
         echo.addr
     );
     let lb = Lb::start_with(&LbOpts::new(&cfg, "splice").env("LB_SECRET_TEST_VAR", "leak"));
-    let runs = || {
-        std::fs::read_to_string(dir.path.join("runs"))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    };
-    assert!(poll(Duration::from_secs(10), || runs() >= 2), "script never ran");
+    let runs = || std::fs::read_to_string(dir.path.join("runs")).map_or(0, |s| s.lines().count());
+    assert!(
+        poll(Duration::from_secs(10), || runs() >= 2),
+        "script never ran"
+    );
 
     let argv = std::fs::read_to_string(dir.path.join("argv")).unwrap();
     assert_eq!(
@@ -305,17 +353,47 @@ fn external_check_contract() {
     ] {
         assert!(env.lines().any(|l| l == want), "env lacks {want}:\n{env}");
     }
-    assert!(!env.contains("LB_SECRET_TEST_VAR"), "lb's environment leaked:\n{env}");
+    assert!(
+        !env.contains("LB_SECRET_TEST_VAR"),
+        "lb's environment leaked:\n{env}"
+    );
 
-    // No fd of lb's: only stdio, and the directory `ls` itself opened.
+    // No fd of lb's (sockets, pipes, io_uring/epoll/eventfd/BPF anon inodes): past stdio only
+    // the shell's own (dash keeps a copy of stdout while redirecting) and `ls`'s directory.
     let fds = std::fs::read_to_string(dir.path.join("fds")).unwrap();
+    let mut seen = 0;
     for l in fds.lines().filter(|l| l.contains(" -> ")) {
         let (left, target) = l.split_once(" -> ").unwrap();
         let fd: u32 = left.rsplit(' ').next().unwrap().parse().unwrap();
+        seen += 1;
         assert!(
-            fd <= 2 || target.ends_with("/fd"),
+            fd <= 2
+                || !(target.starts_with("socket:")
+                    || target.starts_with("pipe:")
+                    || target.starts_with("anon_inode:")),
             "fd {fd} ({target}) leaked into the external check:\n{fds}"
         );
+    }
+    assert!(seen >= 3, "no fd listing:\n{fds}");
+    // And lb opens every fd close-on-exec (the child side above also marks them, so check the
+    // parent side directly): fds the test process itself passed on to lb don't count.
+    let ours: BTreeSet<String> = fd_targets(std::process::id()).into_values().collect();
+    for (fd, target) in fd_targets(lb.pid()) {
+        if fd <= 2 || ours.contains(&target) {
+            continue;
+        }
+        let info =
+            std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", lb.pid())).unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+        if let Some(flags) = flags {
+            assert!(
+                flags & libc::O_CLOEXEC as u32 != 0,
+                "lb's fd {fd} ({target}) is not close-on-exec (flags {flags:o})"
+            );
+        }
     }
 
     // Fails by the flag file: DOWN with the exit status; passes again: UP.
@@ -326,7 +404,10 @@ fn external_check_contract() {
         lb.logs().join("\n")
     );
     let down = lb.find_log("Server be/s1 is DOWN").unwrap();
-    assert!(down.contains("reason: External check error, code: 1"), "{down}");
+    assert!(
+        down.contains("reason: External check error, code: 1"),
+        "{down}"
+    );
     std::fs::write(dir.path.join("pass"), "").unwrap();
     assert!(lb.wait_for_log("Server be/s1 is UP", Duration::from_secs(5)));
     assert!(lb
@@ -419,7 +500,9 @@ fn silent_check_server_is_bounded_by_timeout_check() {
         .and_then(|s| s.split("ms").next())
         .and_then(|s| s.parse().ok())
         .expect("check duration in the DOWN line");
-    assert!((250..5000).contains(&ms), "check took {ms}ms for timeout check 300ms");
+    assert!(
+        (250..5000).contains(&ms),
+        "check took {ms}ms for timeout check 300ms"
+    );
     assert_eq!(count_log(&lb, "Server be/s1 is UP"), 0);
-    let _ = wait_log_count;
 }

@@ -12,9 +12,9 @@ use super::scalar::{
     parse_weight, resolve, split_host_port, unspecified, Host, TimeUnit,
 };
 use super::{
-    Backend, Balance, Bind, CheckKind, Config, ConfigError, ExpectPattern, ExternalCheck,
-    Frontend, Global, HashType, HealthParams, HttpExpect, HttpExpectKind, Keepalive, Loc,
-    LogTarget, MysqlVersion, OnError, Server, TcpCheckRule, Timeouts, Warning,
+    Backend, Balance, Bind, CheckKind, Config, ConfigError, ExpectPattern, ExternalCheck, Frontend,
+    Global, HashType, HealthParams, HttpExpect, HttpExpectKind, Keepalive, Loc, LogTarget,
+    MysqlVersion, OnError, Server, TcpCheckRule, Timeouts, Warning,
 };
 
 /// Errors and warnings collected while loading; loading never stops at the first error.
@@ -700,8 +700,7 @@ impl Parser {
                         );
                     }
                 } else {
-                    let known: Vec<&str> =
-                        [
+                    let known: Vec<&str> = [
                         "maxconn",
                         "nbthread",
                         "user",
@@ -712,9 +711,9 @@ impl Parser {
                         "external-check",
                         "insecure-fork-wanted",
                     ]
-                            .into_iter()
-                            .chain(GLOBAL_NOT_YET.iter().map(|(k, _)| *k))
-                            .collect();
+                    .into_iter()
+                    .chain(GLOBAL_NOT_YET.iter().map(|(k, _)| *k))
+                    .collect();
                     d.err(
                         &line.loc,
                         format!(
@@ -1555,6 +1554,10 @@ impl Parser {
     /// Parses `server`/`default-server` parameters from word `start` on into `params`. Returns
     /// [`ParamsFailed`] after reporting errors, else the explicit `id`. Unsupported parameters
     /// are collected into one warning for the line.
+    #[expect(
+        clippy::many_single_char_names,
+        reason = "w/p/i/arg are the parser's conventional names; health keywords added one"
+    )]
     fn server_params(
         &mut self,
         ctx: &str,
@@ -1767,14 +1770,12 @@ impl Parser {
                 }
                 "check" => params.health.check = true,
                 "no-check" => params.health.check = false,
-                // lb never does TLS on checks: turning it off is what it does anyway.
-                "no-check-ssl" => {}
-                "check-send-proxy" => not_yet.push((p, "PROXY protocol")),
+
                 "agent-check" | "no-agent-check" | "agent-send" => {
                     not_yet.push((p, "agent checks"));
                 }
                 "send-proxy" | "send-proxy-v2" | "no-send-proxy" | "no-send-proxy-v2"
-                | "proxy-v2-options" => not_yet.push((p, "PROXY protocol")),
+                | "proxy-v2-options" | "check-send-proxy" => not_yet.push((p, "PROXY protocol")),
                 "resolve-opts" | "resolve-net" => not_yet.push((p, "DNS re-resolution")),
                 "sni" | "check-sni" => not_yet.push((p, "TLS; lb has no TLS")),
                 "track" => not_yet.push((p, "health checks")),
@@ -1782,7 +1783,7 @@ impl Parser {
                 "pool-max-conn" | "pool-purge-delay" | "proto" | "tfo" | "namespace" | "source"
                 | "usesrc" => not_yet.push((p, "connection options")),
                 // We never do TLS: turning it off is what lb does anyway.
-                "no-ssl" | "no-verifyhost" => {}
+                "no-ssl" | "no-verifyhost" | "no-check-ssl" => {}
                 "ssl" | "check-ssl" | "crt" | "ca-file" | "alpn" | "check-alpn" | "ciphers"
                 | "ssl-min-ver" | "ssl-max-ver" | "force-tlsv12" | "force-tlsv13" => {
                     bad(format!(
@@ -2358,9 +2359,8 @@ impl Parser {
                 while i < w.len() {
                     match w[i].as_str() {
                         "port" => port = parse_port(&w[i + 1]).ok(),
-                        "addr" => match w[i + 1].parse::<IpAddr>() {
-                            Ok(a) => addr = Some(a),
-                            Err(_) => {
+                        "addr" => {
+                            let Ok(a) = w[i + 1].parse::<IpAddr>() else {
                                 self.diag.err(
                                     loc,
                                     format!(
@@ -2369,8 +2369,9 @@ impl Parser {
                                     ),
                                 );
                                 return None;
-                            }
-                        },
+                            };
+                            addr = Some(a);
+                        }
                         "linger" => linger = true,
                         "comment" | "default" => {}
                         other => {

@@ -523,7 +523,11 @@ fn default_server_applies_to_following_servers_only() {
     assert_eq!((s[1].weight, s[1].maxconn), (50, 20));
     assert_eq!((s[2].weight, s[2].maxconn), (5, 20));
     // Health-check keywords are acted on now: stored, no warning.
-    assert!(!c.warnings.iter().any(|w| w.loc.line == 8), "{:?}", c.warnings);
+    assert!(
+        !c.warnings.iter().any(|w| w.loc.line == 8),
+        "{:?}",
+        c.warnings
+    );
     assert!(!s[0].health.check);
     assert!(s[1].health.check && s[2].health.check);
     assert_eq!(s[1].health.inter, Duration::from_secs(2));
@@ -683,7 +687,10 @@ fn not_supported_yet_warnings_name_the_feature() {
     assert!(has_warning(&c, 21, "'acl' is not supported yet (ACLs)"));
     // Health checks are supported: `option mysql-check`, `option log-health-checks` and the
     // server's check keywords give no warning; only send-proxy does.
-    assert!(!c.warnings.iter().any(|w| w.loc.line == 23 || w.loc.line == 24));
+    assert!(!c
+        .warnings
+        .iter()
+        .any(|w| w.loc.line == 23 || w.loc.line == 24));
     let line25: Vec<_> = c.warnings.iter().filter(|w| w.loc.line == 25).collect();
     assert_eq!(line25.len(), 1);
     assert!(line25[0]

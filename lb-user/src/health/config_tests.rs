@@ -3,20 +3,18 @@
 use std::time::Duration;
 
 use crate::config::{
-    load_str, CheckKind, Config, ExpectPattern, HttpExpectKind, MysqlVersion, OnError,
-    TcpCheckRule,
+    load_str, CheckKind, Config, ExpectPattern, HttpExpectKind, MysqlVersion, OnError, TcpCheckRule,
 };
 
-const HEAD: &str = "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n";
+const HEAD: &str =
+    "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n";
 
 fn ok(body: &str) -> Config {
     load_str("t.cfg", &format!("{HEAD}{body}")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn err(body: &str) -> String {
-    load_str("t.cfg", &format!("{HEAD}{body}"))
-        .map(|_| String::new())
-        .unwrap_or_else(|e| e.to_string())
+    load_str("t.cfg", &format!("{HEAD}{body}")).map_or_else(|e| e.to_string(), |_| String::new())
 }
 
 fn no_check_warnings(c: &Config) {
@@ -49,7 +47,10 @@ fn server_health_keywords_and_default_server() {
     assert_eq!(s[1].health.inter, Duration::from_secs(2));
     assert!(s[1].health.shutdown_backup_on_up);
     assert!(!s[2].health.check);
-    assert_eq!(s[2].health.rise, 3, "default-server applies to unchecked servers too");
+    assert_eq!(
+        s[2].health.rise, 3,
+        "default-server applies to unchecked servers too"
+    );
     assert_eq!(c.backends[0].check, CheckKind::Connect);
 }
 
@@ -131,7 +132,10 @@ fn check_options() {
     else {
         panic!()
     };
-    assert_eq!((method.as_str(), uri.as_str(), version.as_str()), ("GET", "/health", "HTTP/1.0"));
+    assert_eq!(
+        (method.as_str(), uri.as_str(), version.as_str()),
+        ("GET", "/health", "HTTP/1.0")
+    );
     assert_eq!(
         expect.as_ref().unwrap().kind,
         HttpExpectKind::Status(vec![(200, 204), (301, 301)])
@@ -171,21 +175,51 @@ fn external_check_needs_global_and_command() {
     no_check_warnings(&c);
     assert!(c.global.external_check);
     assert_eq!(c.backends[0].check, CheckKind::External);
-    assert_eq!(c.backends[0].external_check.command.as_deref(), Some("/bin/true"));
-    assert_eq!(c.backends[0].external_check.path.as_deref(), Some("/usr/bin"));
+    assert_eq!(
+        c.backends[0].external_check.command.as_deref(),
+        Some("/bin/true")
+    );
+    assert_eq!(
+        c.backends[0].external_check.path.as_deref(),
+        Some("/usr/bin")
+    );
 }
 
 #[test]
 fn bad_health_input_is_reported_with_its_line() {
     for (body, want) in [
-        ("backend be\n  tcp-check expect rstring (unclosed\n", "t.cfg:7: 'tcp-check expect rstring': invalid regex '(unclosed'"),
-        ("backend be\n  tcp-check connect addr nowhere\n", "t.cfg:7: 'tcp-check connect': 'addr': invalid IP address 'nowhere'"),
-        ("backend be\n  http-check expect status 99\n", "t.cfg:7: 'http-check expect status': invalid status '99'"),
-        ("backend be\n  http-check expect rstring (x\n", "t.cfg:7: 'http-check expect rstring': invalid regex"),
-        ("backend be\n  server s 127.0.0.1:1 check addr db.example\n", "lb needs an IP address here"),
-        ("backend be\n  server s 127.0.0.1:1 check rise 0\n", "'rise'"),
-        ("backend be\n  server s 127.0.0.1:1 check inter 0\n", "'inter': must be greater than 0"),
-        ("backend be\n  server s 127.0.0.1:1 check on-error explode\n", "'on-error': invalid value 'explode'"),
+        (
+            "backend be\n  tcp-check expect rstring (unclosed\n",
+            "t.cfg:7: 'tcp-check expect rstring': invalid regex '(unclosed'",
+        ),
+        (
+            "backend be\n  tcp-check connect addr nowhere\n",
+            "t.cfg:7: 'tcp-check connect': 'addr': invalid IP address 'nowhere'",
+        ),
+        (
+            "backend be\n  http-check expect status 99\n",
+            "t.cfg:7: 'http-check expect status': invalid status '99'",
+        ),
+        (
+            "backend be\n  http-check expect rstring (x\n",
+            "t.cfg:7: 'http-check expect rstring': invalid regex",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 check addr db.example\n",
+            "lb needs an IP address here",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 check rise 0\n",
+            "'rise'",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 check inter 0\n",
+            "'inter': must be greater than 0",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 check on-error explode\n",
+            "'on-error': invalid value 'explode'",
+        ),
         ("global\n  spread-checks 51\n", "'spread-checks'"),
     ] {
         let e = err(body);
@@ -195,7 +229,8 @@ fn bad_health_input_is_reported_with_its_line() {
 
 #[test]
 fn agent_check_still_warns() {
-    let c = ok("backend be\n  server s 127.0.0.1:1 check agent-check agent-port 9 agent-inter 1s\n");
+    let c =
+        ok("backend be\n  server s 127.0.0.1:1 check agent-check agent-port 9 agent-inter 1s\n");
     assert!(c
         .warnings
         .iter()

@@ -75,8 +75,34 @@ pub async fn run(args: &ExternalArgs, curconn: u32, limit: Duration) -> Outcome 
         .stderr(Stdio::inherit())
         // Reaped by us below; if this future is dropped, tokio reaps it in the background.
         .kill_on_drop(true);
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe system calls (sigprocmask, close_range); it touches no memory of the
+    // parent's that another thread could hold locked.
+    unsafe {
+        cmd.pre_exec(|| {
+            // lb's threads block SIGTERM/SIGINT (the main thread waits for them with sigwait);
+            // the check must get a clean mask, or the timeout's SIGTERM would not reach it.
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &raw const set, std::ptr::null_mut());
+            // Every fd lb opens is close-on-exec already; this also covers fds lb inherited
+            // from whoever started it (e.g. a jobserver pipe). CLOEXEC rather than close keeps
+            // the spawner's own exec-error pipe working.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
     let mut out = match cmd.spawn() {
-        Err(e) => Outcome::new(false, "PROCERR", format!("cannot run {}: {e}", args.command)),
+        Err(e) => Outcome::new(
+            false,
+            "PROCERR",
+            format!("cannot run {}: {e}", args.command),
+        ),
         Ok(mut child) => match timeout(limit, child.wait()).await {
             Ok(Ok(st)) if st.success() => Outcome::new(true, "PROCOK", ""),
             Ok(Ok(st)) => {

@@ -1,4 +1,4 @@
-//! Health checks: a small pool of checker threads (each a tokio current_thread runtime, every
+//! Health checks: a small pool of checker threads (each a tokio `current_thread` runtime, every
 //! checked server a task) runs HAProxy's state machine and publishes into the lock-free server
 //! tables; accept loops only read what they publish. Also the passive checks (`observe
 //! layer4`) fed by the accept path.
@@ -10,6 +10,7 @@ pub mod state;
 #[cfg(test)]
 mod config_tests;
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -206,7 +207,9 @@ pub fn start(shared: &Arc<Shared>) -> Result<Checkers, HealthError> {
     for (i, j) in jobs.iter_mut().enumerate() {
         j.first = min_inter * i as u32 / n.max(1) as u32;
     }
-    let threads = n.div_ceil(SERVERS_PER_THREAD).clamp(usize::from(n > 0), MAX_THREADS);
+    let threads = n
+        .div_ceil(SERVERS_PER_THREAD)
+        .clamp(usize::from(n > 0), MAX_THREADS);
     let mut per_thread: Vec<Vec<Job>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, j) in jobs.into_iter().enumerate() {
         per_thread[i % threads].push(j);
@@ -226,7 +229,7 @@ pub fn start(shared: &Arc<Shared>) -> Result<Checkers, HealthError> {
     })
 }
 
-/// A checker thread: its own current_thread runtime, every job a task.
+/// A checker thread: its own `current_thread` runtime, every job a task.
 fn run_thread(jobs: Vec<Job>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -451,13 +454,14 @@ impl Job {
                         .fetch_add(since.elapsed().as_secs(), Ordering::Relaxed);
                 }
                 let weight = self.conf.weight;
-                let ramp = self
-                    .conf
-                    .health
-                    .slowstart
-                    .filter(|_| self.be.balance != crate::config::Balance::StaticRr && weight > 0);
+                let ramp =
+                    self.conf.health.slowstart.filter(|_| {
+                        self.be.balance != crate::config::Balance::StaticRr && weight > 0
+                    });
                 if let Some(ss) = ramp {
-                    let _ = self.table.set_weight(self.server, ramp_weight(weight, Duration::ZERO, ss));
+                    let _ = self
+                        .table
+                        .set_weight(self.server, ramp_weight(weight, Duration::ZERO, ss));
                 }
                 let _ = self.table.set_healthy(self.server, true);
                 let (act, bck) = self.table.snapshot().usable_counts();
@@ -514,12 +518,26 @@ pub fn ramp_weight(weight: u32, elapsed: Duration, total: Duration) -> u32 {
 fn details(o: &Outcome) -> String {
     let mut s = String::new();
     if let Some(c) = o.code {
-        s.push_str(&format!(", code: {c}"));
+        let _ = write!(s, ", code: {c}");
     }
     if !o.info.is_empty() {
-        s.push_str(&format!(", info: \"{}\"", o.info));
+        let _ = write!(s, ", info: \"{}\"", printable(&o.info));
     }
     s
+}
+
+/// `text` with control characters escaped (`\r`, `\n`, `\u{1b}`): server-supplied text must
+/// not break a log line.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -538,7 +556,7 @@ mod tests {
 
     #[test]
     fn spread_stays_within_bounds() {
-        let t = Duration::from_millis(1000);
+        let t = Duration::from_secs(1);
         assert_eq!(spread(t, 0), t);
         for _ in 0..200 {
             let s = spread(t, 50);
@@ -552,6 +570,11 @@ mod tests {
         assert_eq!(details(&o), ", info: \"Connection refused\"");
         o.code = Some(1045);
         assert_eq!(details(&o), ", code: 1045, info: \"Connection refused\"");
+        o.info = "expect string '+PONG\r\n'".to_owned();
+        assert_eq!(
+            details(&o),
+            ", code: 1045, info: \"expect string '+PONG\\r\\n'\""
+        );
         assert_eq!(o.reason(), "Layer4 connection problem");
     }
 }

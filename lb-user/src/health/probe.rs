@@ -134,7 +134,10 @@ impl Matcher {
 pub enum Probe {
     /// `tcp-check` rules (plain connect and `redis-check` are rule lists too). `l7` says
     /// whether success is reported as L7OK (there were expect rules) or L4OK.
-    Script { steps: Vec<Step>, l7: bool },
+    Script {
+        steps: Vec<Step>,
+        l7: bool,
+    },
     Mysql {
         packet: Vec<u8>,
         has_user: bool,
@@ -188,9 +191,7 @@ impl Probe {
             } => {
                 let request = format!("{method} {uri} {version}\r\n\r\n").into_bytes();
                 let regex = match expect.as_ref().map(|e| &e.kind) {
-                    Some(HttpExpectKind::Rstatus(r) | HttpExpectKind::Rstring(r)) => {
-                        Some(regex(r))
-                    }
+                    Some(HttpExpectKind::Rstatus(r) | HttpExpectKind::Rstring(r)) => Some(regex(r)),
                     _ => None,
                 };
                 Probe::Http {
@@ -229,7 +230,7 @@ impl Probe {
                     let (matcher, text) = match pattern {
                         ExpectPattern::String(s) => (
                             Matcher::Bytes(s.clone()),
-                            format!("string '{}'", String::from_utf8_lossy(s)),
+                            format!("string '{}'", s.escape_ascii()),
                         ),
                         ExpectPattern::Binary(b) => (
                             Matcher::Bytes(b.clone()),
@@ -394,10 +395,8 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                 if let Some((s, l)) = conn.take() {
                     close(s, l);
                 }
-                let target = SocketAddr::new(
-                    addr.unwrap_or(t.addr.ip()),
-                    port.unwrap_or(t.addr.port()),
-                );
+                let target =
+                    SocketAddr::new(addr.unwrap_or(t.addr.ip()), port.unwrap_or(t.addr.port()));
                 match connect(target, t, whole).await {
                     Ok(s) => conn = Some((s, *linger)),
                     Err(mut o) => {
@@ -476,19 +475,17 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                             return Outcome::new(false, "L7RSP", info);
                         }
                     }
-                    match fill(s, &mut buf, deadline).await {
-                        Ok(l) => last = l,
-                        Err(()) => {
-                            if let Some((s, l)) = conn.take() {
-                                close(s, l);
-                            }
-                            return Outcome::new(
-                                false,
-                                "L7TOUT",
-                                format!("at step {n} of tcp-check (expect {text})"),
-                            );
+                    let Ok(l) = fill(s, &mut buf, deadline).await else {
+                        if let Some((s, l)) = conn.take() {
+                            close(s, l);
                         }
-                    }
+                        return Outcome::new(
+                            false,
+                            "L7TOUT",
+                            format!("at step {n} of tcp-check (expect {text})"),
+                        );
+                    };
+                    last = l;
                 }
             }
         }
@@ -545,7 +542,9 @@ async fn mysql_read_packet(
 
 /// A MySQL error packet's code and message (`FF code [# sqlstate] message`).
 fn mysql_error(p: &[u8]) -> Outcome {
-    let code = p.get(1..3).map_or(0, |c| u32::from(c[0]) | u32::from(c[1]) << 8);
+    let code = p
+        .get(1..3)
+        .map_or(0, |c| u32::from(c[0]) | u32::from(c[1]) << 8);
     let mut msg = p.get(3..).unwrap_or_default();
     if msg.first() == Some(&b'#') && msg.len() >= 6 {
         msg = &msg[6..];
@@ -553,6 +552,10 @@ fn mysql_error(p: &[u8]) -> Outcome {
     Outcome::new(false, "L7STS", String::from_utf8_lossy(msg).into_owned()).code(code)
 }
 
+#[expect(
+    clippy::many_single_char_names,
+    reason = "s/t/a/b/c/d: socket, target, packet bounds"
+)]
 async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     let mut s = match connect(t.addr, t, whole).await {
@@ -693,7 +696,10 @@ pub fn http_verdict(
     expect: Option<&HttpExpect>,
     regex: Option<&regex::bytes::Regex>,
 ) -> Outcome {
-    let line_end = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(buf.len());
+    let line_end = buf
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(buf.len());
     let line = String::from_utf8_lossy(&buf[..line_end]);
     let mut parts = line.splitn(3, ' ');
     let (Some(ver), Some(code)) = (parts.next(), parts.next()) else {
@@ -718,7 +724,9 @@ pub fn http_verdict(
         };
     };
     let matched = match &e.kind {
-        HttpExpectKind::Status(ranges) => ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status)),
+        HttpExpectKind::Status(ranges) => {
+            ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+        }
         HttpExpectKind::Rstatus(_) => regex.is_some_and(|r| r.is_match(code.as_bytes())),
         HttpExpectKind::String(s) => {
             let p = s.as_bytes();
@@ -726,7 +734,10 @@ pub fn http_verdict(
         }
         HttpExpectKind::Rstring(_) => regex.is_some_and(|r| r.is_match(body)),
     };
-    let is_status = matches!(e.kind, HttpExpectKind::Status(_) | HttpExpectKind::Rstatus(_));
+    let is_status = matches!(
+        e.kind,
+        HttpExpectKind::Status(_) | HttpExpectKind::Rstatus(_)
+    );
     if matched != e.negate {
         Outcome::new(true, "L7OK", reason).code(u32::from(status))
     } else if is_status {
@@ -782,13 +793,30 @@ mod tests {
     #[test]
     fn mysql_packets_are_haproxys_bytes() {
         let p = mysql_packet("haproxy", MysqlVersion::Post41);
-        let mut want = vec![34 + 7, 0, 0, 1, 0x00, 0x82, 0x00, 0x00, 0x00, 0x80, 0x00, 0x01, 0x21];
+        let mut want = vec![
+            34 + 7,
+            0,
+            0,
+            1,
+            0x00,
+            0x82,
+            0x00,
+            0x00,
+            0x00,
+            0x80,
+            0x00,
+            0x01,
+            0x21,
+        ];
         want.extend_from_slice(&[0; 23]);
         want.extend_from_slice(b"haproxy\0\0");
         want.extend_from_slice(&[1, 0, 0, 0, 1]);
         assert_eq!(p, want);
         let p = mysql_packet("u", MysqlVersion::Pre41);
-        assert_eq!(p, [8, 0, 0, 1, 0x00, 0x80, 0, 0, 1, b'u', 0, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(
+            p,
+            [8, 0, 0, 1, 0x00, 0x80, 0, 0, 1, b'u', 0, 0, 1, 0, 0, 0, 1]
+        );
         let p = mysql_packet("u", MysqlVersion::Post80);
         assert_eq!(p[0] as usize, 34 + 1 + 22);
         assert_eq!(&p[4..8], &[0x00, 0x82, 0x08, 0x00]);
@@ -816,14 +844,17 @@ mod tests {
                 assert!(reads < 10_000);
             }
             assert_eq!(buf.len(), BUF_CAP);
-            assert_eq!(buf.capacity() <= 2 * BUF_CAP, true, "{}", buf.capacity());
-            let probe = Probe::compile(&CheckKind::TcpCheck(vec![expect(
-                ExpectPattern::String(b"never".to_vec()),
-            )]));
+            assert!(buf.capacity() <= 2 * BUF_CAP, "{}", buf.capacity());
+            let probe = Probe::compile(&CheckKind::TcpCheck(vec![expect(ExpectPattern::String(
+                b"never".to_vec(),
+            ))]));
             let o = probe.run(&target(addr, Some(Duration::from_secs(3)))).await;
             assert_eq!(o.result, "L7RSP", "{o:?}");
             assert!(!o.passed);
-            assert!(o.info.contains("did not match content string 'never'"), "{o:?}");
+            assert!(
+                o.info.contains("did not match content string 'never'"),
+                "{o:?}"
+            );
         });
     }
 
@@ -835,9 +866,13 @@ mod tests {
         });
         block_on(async {
             let probe = Probe::compile(&CheckKind::Redis);
-            let o = probe.run(&target(addr, Some(Duration::from_millis(200)))).await;
+            let o = probe
+                .run(&target(addr, Some(Duration::from_millis(200))))
+                .await;
             assert_eq!(o.result, "L7TOUT", "{o:?}");
-            assert!(o.duration >= Duration::from_millis(190) && o.duration < Duration::from_secs(2));
+            assert!(
+                o.duration >= Duration::from_millis(190) && o.duration < Duration::from_secs(2)
+            );
         });
     }
 

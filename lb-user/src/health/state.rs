@@ -30,7 +30,11 @@ impl Health {
     /// A server at start: `h = rise`, UP, one failure away from DOWN (as HAProxy).
     pub fn new(rise: u32, fall: u32) -> Self {
         let (rise, fall) = (rise.max(1), fall.max(1));
-        Self { rise, fall, h: rise }
+        Self {
+            rise,
+            fall,
+            h: rise,
+        }
     }
 
     /// The counter's maximum, `rise + fall - 1` (fully UP).
@@ -171,7 +175,12 @@ mod tests {
             (2, 3, "-+-+", &["DOWN", "DOWN 1/2", "DOWN", "DOWN 1/2"]),
             (3, 2, "-++", &["DOWN", "DOWN 1/3", "DOWN 2/3"]),
             (3, 2, "-+++", &["DOWN", "DOWN 1/3", "DOWN 2/3", "UP"]),
-            (3, 2, "-+++-", &["DOWN", "DOWN 1/3", "DOWN 2/3", "UP", "UP 1/2"]),
+            (
+                3,
+                2,
+                "-+++-",
+                &["DOWN", "DOWN 1/3", "DOWN 2/3", "UP", "UP 1/2"],
+            ),
             (1, 1, "-+-+", &["DOWN", "UP", "DOWN", "UP"]),
             (1, 3, "-", &["DOWN"]),
             (1, 3, "+--", &["UP", "UP 2/3", "UP 1/3"]),
@@ -202,24 +211,44 @@ mod tests {
     #[test]
     fn intervals_follow_the_state() {
         let p = HealthParams {
-            inter: Duration::from_millis(1000),
+            inter: Duration::from_secs(1),
             fastinter: Some(Duration::from_millis(100)),
-            downinter: Some(Duration::from_millis(5000)),
+            downinter: Some(Duration::from_secs(5)),
             ..HealthParams::default()
         };
         let mut h = Health::new(2, 3);
-        assert_eq!(h.interval(&p), Duration::from_millis(100), "never checked: fastinter");
+        assert_eq!(
+            h.interval(&p),
+            Duration::from_millis(100),
+            "never checked: fastinter"
+        );
         h.record(true);
-        assert_eq!(h.interval(&p), Duration::from_millis(1000), "fully up: inter");
+        assert_eq!(h.interval(&p), Duration::from_secs(1), "fully up: inter");
         h.record(false);
-        assert_eq!(h.interval(&p), Duration::from_millis(100), "going down: fastinter");
+        assert_eq!(
+            h.interval(&p),
+            Duration::from_millis(100),
+            "going down: fastinter"
+        );
         h.record(false);
         h.record(false);
-        assert_eq!(h.interval(&p), Duration::from_millis(5000), "fully down: downinter");
+        assert_eq!(
+            h.interval(&p),
+            Duration::from_secs(5),
+            "fully down: downinter"
+        );
         h.record(true);
-        assert_eq!(h.interval(&p), Duration::from_millis(100), "going up: fastinter");
+        assert_eq!(
+            h.interval(&p),
+            Duration::from_millis(100),
+            "going up: fastinter"
+        );
         let plain = HealthParams::default();
-        assert_eq!(h.interval(&plain), Duration::from_secs(2), "no fastinter: inter");
+        assert_eq!(
+            h.interval(&plain),
+            Duration::from_secs(2),
+            "no fastinter: inter"
+        );
     }
 
     #[test]

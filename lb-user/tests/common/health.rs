@@ -2,6 +2,7 @@
 //! replicas) and `mariadbd`, each started from the test on a free loopback port in a temp dir,
 //! stopped and removed on drop; a tiny RESP client; log-line counting.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -121,7 +122,7 @@ impl RedisConn {
     pub fn cmd(&mut self, args: &[&str]) -> std::io::Result<Resp> {
         let mut out = format!("*{}\r\n", args.len());
         for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            let _ = write!(out, "${}\r\n{a}\r\n", a.len());
         }
         self.r.get_mut().write_all(out.as_bytes())?;
         self.read()
@@ -196,7 +197,9 @@ impl Redis {
         if let Some(m) = replica_of {
             cmd.args(["--replicaof", "127.0.0.1", &m.to_string()]);
         }
-        let child = cmd.spawn().expect("start redis-server (cargo xtask setup installs it)");
+        let child = cmd
+            .spawn()
+            .expect("start redis-server (cargo xtask setup installs it)");
         let r = Redis {
             port,
             password: password.to_owned(),
@@ -302,7 +305,10 @@ impl MariaDb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!("--pid-file={}", self.dir.path.join("pid").display()))
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.path.join("pid").display()
+            ))
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
             .arg("--skip-name-resolve")
