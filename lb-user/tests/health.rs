@@ -318,7 +318,7 @@ fn external_check_contract() {
     let echo = Backend::echo("echo");
     let port = free_port();
     let cfg = format!(
-        "global\n    external-check\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{port}\n    \
+        "global\n    external-check\n{DEFAULTS}    timeout check 3s\n\nfrontend fe\n    bind 127.0.0.1:{port}\n    \
          default_backend be\n\nbackend be\n    option external-check\n    external-check \
          command {}\n    external-check path /usr/bin:/bin\n    server s1 {} check inter 100ms \
          rise 1 fall 1 maxconn 7\n",
