@@ -5,5 +5,6 @@ pub mod balance;
 pub mod config;
 pub mod dataplane;
 pub mod demo;
+pub mod health;
 pub mod listener;
 pub mod table;

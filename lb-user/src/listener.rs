@@ -45,6 +45,8 @@ pub struct Shared {
     /// Configuration generation: 0 at start, +1 per accepted reload. Flows keep the generation
     /// they were accepted in; commands about servers reach only flows of the same generation.
     pub generation: u64,
+    /// Passive health checks: connect results of real traffic (`observe layer4`).
+    pub health: crate::health::Passive,
 }
 
 /// What other threads (admin API, health checks) ask of a thread about the flows it owns.
@@ -141,6 +143,7 @@ impl Shared {
     ) -> Arc<Self> {
         let backends = config.backends.iter().map(BackendTable::new).collect();
         let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
+        let health = crate::health::Passive::new(&config);
         Arc::new(Self {
             config,
             backends,
@@ -150,6 +153,7 @@ impl Shared {
             fe_conns,
             threads,
             generation,
+            health,
         })
     }
 
@@ -671,6 +675,7 @@ async fn connect(
 /// retry goes to another server. Between retries on the same server after an immediate
 /// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s).
 async fn connect_with_retries(
+    shared: &Shared,
     table: &Arc<BackendTable>,
     be: &Backend,
     client: SocketAddr,
@@ -680,7 +685,12 @@ async fn connect_with_retries(
     let mut attempt = 0u32;
     loop {
         let started = tokio::time::Instant::now();
-        match connect(slot.addr(), &be.keepalive, be.timeouts.connect).await {
+        let result = connect(slot.addr(), &be.keepalive, be.timeouts.connect).await;
+        let backend = (be.id as usize).saturating_sub(1);
+        shared
+            .health
+            .connect_result(backend, slot.index(), result.is_ok());
+        match result {
             Ok(fd) => return Ok((slot, fd)),
             Err(e) => {
                 slot.counters()
@@ -753,7 +763,7 @@ async fn handle(
             return;
         }
     };
-    let (slot, server) = match connect_with_retries(table, be, peer, slot).await {
+    let (slot, server) = match connect_with_retries(shared, table, be, peer, slot).await {
         Ok(x) => x,
         Err(reason) => {
             log::warn!(

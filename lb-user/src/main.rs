@@ -177,6 +177,8 @@ fn serve(
     let maxconn = maxconn_for(&config);
     let (shared, commands) = Shared::new(Arc::new(config), maxconn, threads);
     block_signals()?;
+    let mut checkers = lb_user::health::start(&shared).context("health checks")?;
+    log::debug!("{} servers checked", checkers.checked);
     for (thread, commands) in commands.into_iter().enumerate() {
         std::thread::Builder::new()
             .name(format!("lb-{thread}"))
@@ -209,6 +211,14 @@ fn serve(
                 continue;
             }
             if let Some(next) = reload(files, threads, &mut listeners, &current, &rt) {
+                // The old generation's checkers stop when dropped; the new one's start.
+                match lb_user::health::start(&next) {
+                    Ok(c) => {
+                        drop(std::mem::replace(&mut checkers, c));
+                        log::debug!("reload: {} servers checked", checkers.checked);
+                    }
+                    Err(e) => log::error!("reload: health checks: {e}"),
+                }
                 current = next;
             }
             continue;

@@ -785,6 +785,7 @@ pub(crate) mod testing {
             maxqueue: 0,
             disabled: false,
             check_port: None,
+            health: crate::config::HealthParams::default(),
         }
     }
 
@@ -802,6 +803,9 @@ pub(crate) mod testing {
             redispatch: false,
             allbackups: false,
             keepalive: Keepalive::default(),
+            check: crate::config::CheckKind::default(),
+            log_health_checks: false,
+            external_check: crate::config::ExternalCheck::default(),
         }
     }
 

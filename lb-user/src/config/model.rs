@@ -63,6 +63,11 @@ pub struct Global {
     pub daemon: bool,
     /// `log` lines of the global section, in order.
     pub logs: Vec<LogTarget>,
+    /// `spread-checks` (percent, 0..=50): random jitter added to or removed from check
+    /// intervals. Default 0.
+    pub spread_checks: u32,
+    /// `external-check`: allows `option external-check` (HAProxy refuses it otherwise).
+    pub external_check: bool,
 }
 
 /// One `log` line, kept as written (`log global` is resolved when used).
@@ -191,6 +196,184 @@ pub struct Backend {
     pub allbackups: bool,
     /// Server-side keepalive (`option tcpka`/`srvtcpka`).
     pub keepalive: Keepalive,
+    /// What a health check of this backend's servers does (`option tcp-check`, `option
+    /// mysql-check`, ...). Default: a plain TCP connect.
+    pub check: CheckKind,
+    /// `option log-health-checks`: log every change of check result, not only UP/DOWN.
+    pub log_health_checks: bool,
+    /// `external-check command` and `external-check path`.
+    pub external_check: ExternalCheck,
+}
+
+/// The health-check method of a backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CheckKind {
+    /// Plain TCP connect (`check` alone, or `option tcp-check` without rules).
+    #[default]
+    Connect,
+    /// `option tcp-check` with `tcp-check` rules, in order. A list that does not start with
+    /// `connect` gets an implicit one.
+    TcpCheck(Vec<TcpCheckRule>),
+    /// `option mysql-check [user U [post-41|pre-41|post-80]]`.
+    Mysql {
+        user: Option<String>,
+        version: MysqlVersion,
+    },
+    /// `option redis-check`: `PING`, expect `+PONG`.
+    Redis,
+    /// `option pgsql-check user U`.
+    Pgsql { user: String },
+    /// `option httpchk [METH] [URI] [VER]` with `http-check expect`.
+    Http {
+        method: String,
+        uri: String,
+        version: String,
+        /// `http-check expect`; `None` = any 2xx or 3xx status.
+        expect: Option<HttpExpect>,
+    },
+    /// `option external-check`: run `external-check command`.
+    External,
+}
+
+/// MySQL client protocol of `option mysql-check user U VERSION`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MysqlVersion {
+    /// `post-41` (the default): 4.1+ handshake response.
+    #[default]
+    Post41,
+    /// `pre-41`: the old 3.x handshake response.
+    Pre41,
+    /// `post-80`: 4.1 handshake naming `mysql_native_password` (MySQL 8 servers).
+    Post80,
+}
+
+/// One `tcp-check` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpCheckRule {
+    /// `tcp-check connect [port N] [addr A] [linger]`.
+    Connect {
+        port: Option<u16>,
+        addr: Option<std::net::IpAddr>,
+        /// Close gracefully (FIN) instead of with a reset.
+        linger: bool,
+    },
+    /// `tcp-check send STR` / `send-binary HEX`: the bytes to send.
+    Send(Vec<u8>),
+    /// `tcp-check expect [min-recv N] [!] TYPE PATTERN`.
+    Expect {
+        /// Wait for at least this many bytes before matching.
+        min_recv: Option<u32>,
+        /// `!`: the rule passes when the pattern does not match.
+        negate: bool,
+        pattern: ExpectPattern,
+    },
+}
+
+/// What `tcp-check expect` matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpectPattern {
+    /// `string`: substring anywhere in the data received so far.
+    String(Vec<u8>),
+    /// `rstring`: regex over the data (validated at load).
+    Rstring(String),
+    /// `binary`: byte substring (written as hex).
+    Binary(Vec<u8>),
+    /// `rbinary`: regex over the data as uppercase hex.
+    Rbinary(String),
+}
+
+/// `http-check expect [!] status|string|rstring PATTERN`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpExpect {
+    pub negate: bool,
+    pub kind: HttpExpectKind,
+}
+
+/// Match type of `http-check expect`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpExpectKind {
+    /// `status CODE[,CODE|LO-HI...]`: the status code is one of these.
+    Status(Vec<(u16, u16)>),
+    /// `rstatus REGEX` on the status code text.
+    Rstatus(String),
+    /// `string S`: substring of the body.
+    String(String),
+    /// `rstring REGEX` over the body.
+    Rstring(String),
+}
+
+/// `external-check command|path`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExternalCheck {
+    /// `external-check command PATH`: the program to run.
+    pub command: Option<String>,
+    /// `external-check path PATH`: `PATH` of its environment (default: empty, as HAProxy).
+    pub path: Option<String>,
+}
+
+/// `on-error` of a server with `observe layer4`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// Switch to `fastinter` for the next checks (HAProxy's default).
+    #[default]
+    Fastinter,
+    /// Count as one failed check.
+    FailCheck,
+    /// Count as failed checks until one failure remains before DOWN.
+    SuddenDeath,
+    /// Mark DOWN at once.
+    MarkDown,
+}
+
+/// Health-check settings of one server (`server`/`default-server` keywords).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthParams {
+    /// `check`: the server is health checked.
+    pub check: bool,
+    /// `inter`: interval between checks while UP. Default 2 s.
+    pub inter: Duration,
+    /// `fastinter`: interval while changing state. Default `inter`.
+    pub fastinter: Option<Duration>,
+    /// `downinter`: interval while fully DOWN. Default `inter`.
+    pub downinter: Option<Duration>,
+    /// `rise`: consecutive successes to become UP. Default 2.
+    pub rise: u32,
+    /// `fall`: consecutive failures to become DOWN. Default 3.
+    pub fall: u32,
+    /// `addr`: check this address instead of the server's.
+    pub addr: Option<std::net::IpAddr>,
+    /// `slowstart`: after DOWN -> UP, the weight ramps up over this time. `None` = no ramp.
+    pub slowstart: Option<Duration>,
+    /// `on-marked-down shutdown-sessions`.
+    pub shutdown_on_down: bool,
+    /// `on-marked-up shutdown-backup-sessions`.
+    pub shutdown_backup_on_up: bool,
+    /// `observe layer4`: count failed connects of real traffic.
+    pub observe_layer4: bool,
+    /// `error-limit`: consecutive observed errors that trigger `on-error`. Default 10.
+    pub error_limit: u32,
+    /// `on-error`. Default `fastinter`.
+    pub on_error: OnError,
+}
+
+impl Default for HealthParams {
+    fn default() -> Self {
+        Self {
+            check: false,
+            inter: Duration::from_secs(2),
+            fastinter: None,
+            downinter: None,
+            rise: 2,
+            fall: 3,
+            addr: None,
+            slowstart: None,
+            shutdown_on_down: false,
+            shutdown_backup_on_up: false,
+            observe_layer4: false,
+            error_limit: 10,
+            on_error: OnError::Fastinter,
+        }
+    }
 }
 
 /// One `server` line, with `default-server` applied.
@@ -216,4 +399,6 @@ pub struct Server {
     pub disabled: bool,
     /// `port`: health-check port (used by the health issue).
     pub check_port: Option<u16>,
+    /// Health-check settings.
+    pub health: HealthParams,
 }

@@ -12,8 +12,9 @@ use super::scalar::{
     parse_weight, resolve, split_host_port, unspecified, Host, TimeUnit,
 };
 use super::{
-    Backend, Balance, Bind, Config, ConfigError, Frontend, Global, HashType, Keepalive, Loc,
-    LogTarget, Server, Timeouts, Warning,
+    Backend, Balance, Bind, CheckKind, Config, ConfigError, ExpectPattern, ExternalCheck, Frontend,
+    Global, HashType, HealthParams, HttpExpect, HttpExpectKind, Keepalive, Loc, LogTarget,
+    MysqlVersion, OnError, Server, TcpCheckRule, Timeouts, Warning,
 };
 
 /// Errors and warnings collected while loading; loading never stops at the first error.
@@ -102,6 +103,7 @@ struct ServerParams {
     disabled: bool,
     check_port: Option<u16>,
     init_addr: Option<Vec<InitAddr>>,
+    health: HealthParams,
 }
 
 impl Default for ServerParams {
@@ -114,6 +116,7 @@ impl Default for ServerParams {
             disabled: false,
             check_port: None,
             init_addr: None,
+            health: HealthParams::default(),
         }
     }
 }
@@ -134,6 +137,15 @@ struct ProxyOpts {
     maxconn: Option<u32>,
     default_backend: Option<(String, Loc)>,
     default_server: ServerParams,
+    /// The last `option *-check`/`httpchk`/`tcp-check`/`external-check` and where it was set
+    /// (`TcpCheck` holds no rules here: they are in `tcp_rules`).
+    check: (CheckKind, Option<Loc>),
+    /// `tcp-check` rules, in order.
+    tcp_rules: Vec<TcpCheckRule>,
+    /// `http-check expect`.
+    http_expect: Option<HttpExpect>,
+    log_health_checks: bool,
+    external_check: ExternalCheck,
 }
 
 impl ProxyOpts {
@@ -152,6 +164,11 @@ impl ProxyOpts {
             maxconn: None,
             default_backend: None,
             default_server: ServerParams::default(),
+            check: (CheckKind::Connect, None),
+            tcp_rules: Vec::new(),
+            http_expect: None,
+            log_health_checks: false,
+            external_check: ExternalCheck::default(),
         }
     }
 }
@@ -171,6 +188,8 @@ struct ProxyDraft {
     servers: Vec<(Server, Option<u32>)>,
     /// Where `default_backend` was written in this section (not inherited).
     own_default_backend: Option<Loc>,
+    /// Whether this section wrote `tcp-check` rules (the first one replaces inherited rules).
+    own_tcp_rules: bool,
 }
 
 impl ProxyDraft {
@@ -235,7 +254,6 @@ const OPTIONS_NOT_YET: &[(&str, &str)] = &[
     ("tcplog", "logging"),
     ("dontlognull", "logging"),
     ("dontlog-normal", "logging"),
-    ("log-health-checks", "logging"),
     ("log-separate-errors", "logging"),
     ("logasap", "logging"),
     ("socket-stats", "stats"),
@@ -247,9 +265,6 @@ const OPTIONS_NOT_YET: &[(&str, &str)] = &[
     ("transparent", "transparent proxying"),
     ("persist", "persistence"),
     ("prefer-last-server", "persistence"),
-    ("redis-check", "health checks"),
-    ("tcp-check", "health checks"),
-    ("external-check", "health checks"),
     ("ldap-check", "health checks"),
     ("ssl-hello-chk", "health checks"),
     ("spop-check", "health checks"),
@@ -291,10 +306,8 @@ const KEYWORDS_NOT_YET: &[(&str, &str)] = &[
 const GLOBAL_NOT_YET: &[(&str, &str)] = &[
     ("pidfile", "pid file"),
     ("chroot", "chroot"),
-    ("external-check", "health checks"),
     ("ca-base", "TLS; lb has no TLS"),
     ("crt-base", "TLS; lb has no TLS"),
-    ("spread-checks", "health checks"),
     ("ulimit-n", "fd limit"),
     ("log-send-hostname", "logging"),
     ("log-tag", "logging"),
@@ -319,7 +332,6 @@ const GLOBAL_NOT_YET: &[(&str, &str)] = &[
     ("ssl-server-verify", "TLS; lb has no TLS"),
     ("tune.ssl.default-dh-param", "TLS; lb has no TLS"),
     ("lua-load", "Lua"),
-    ("insecure-fork-wanted", "health checks"),
     ("set-dumpable", "core dumps"),
     ("strict-limits", "fd limit"),
     ("busy-polling", "polling"),
@@ -435,6 +447,8 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
             group: None,
             daemon: false,
             logs: Vec::new(),
+            spread_checks: 0,
+            external_check: false,
         },
         defaults: ProxyOpts::builtin(),
         named_defaults: HashMap::new(),
@@ -567,6 +581,23 @@ impl Parser {
                     );
                 }
             }
+            "spread-checks" => {
+                if arity(d, line, 1, 1, 1) {
+                    match parse_uint(&w[1], 0, 50) {
+                        Ok(v) => self.global.spread_checks = v as u32,
+                        Err(e) => d.err(&line.loc, format!("'{kw}': {e}")),
+                    }
+                }
+            }
+            "external-check" => {
+                if arity(d, line, 1, 0, 0) {
+                    self.global.external_check = true;
+                }
+            }
+            // Forking is what external checks need; lb allows it whenever they are configured.
+            "insecure-fork-wanted" => {
+                arity(d, line, 1, 0, 0);
+            }
             "nbproc" => d.err(
                 &line.loc,
                 "'nbproc' was removed in HAProxy 2.5 (use 'nbthread'; lb runs one process)",
@@ -669,11 +700,20 @@ impl Parser {
                         );
                     }
                 } else {
-                    let known: Vec<&str> =
-                        ["maxconn", "nbthread", "user", "group", "daemon", "log"]
-                            .into_iter()
-                            .chain(GLOBAL_NOT_YET.iter().map(|(k, _)| *k))
-                            .collect();
+                    let known: Vec<&str> = [
+                        "maxconn",
+                        "nbthread",
+                        "user",
+                        "group",
+                        "daemon",
+                        "log",
+                        "spread-checks",
+                        "external-check",
+                        "insecure-fork-wanted",
+                    ]
+                    .into_iter()
+                    .chain(GLOBAL_NOT_YET.iter().map(|(k, _)| *k))
+                    .collect();
                     d.err(
                         &line.loc,
                         format!(
@@ -748,6 +788,7 @@ impl Parser {
             bind_lines: 0,
             servers: Vec::new(),
             own_default_backend: None,
+            own_tcp_rules: false,
         };
         for addr in header_binds {
             px.bind_lines += 1;
@@ -1107,18 +1148,32 @@ impl Parser {
             }
             "tcp-check" => {
                 if self.cap(px, line, kw, false, true) && self.tcp_check(line) {
-                    self.not_yet(line, &format!("tcp-check {}", w[1]), "health checks");
+                    if !px.own_tcp_rules {
+                        px.own_tcp_rules = true;
+                        px.opts.tcp_rules.clear();
+                    }
+                    if let Some(rule) = self.tcp_rule(line) {
+                        px.opts.tcp_rules.push(rule);
+                    }
                 }
             }
             "http-check" => {
                 if self.cap(px, line, kw, false, true) && self.http_check(line) {
-                    self.not_yet(line, &format!("http-check {}", w[1]), "health checks");
+                    if w[1] == "expect" {
+                        if let Some(e) = self.http_expect(line) {
+                            px.opts.http_expect = Some(e);
+                        }
+                    } else if w[1] != "comment" {
+                        self.not_yet(line, &format!("http-check {}", w[1]), "health checks");
+                    }
                 }
             }
             "external-check" => {
                 if self.cap(px, line, kw, false, true) && arity(&mut self.diag, line, 1, 2, 2) {
-                    if matches!(w[1].as_str(), "command" | "path") {
-                        self.not_yet(line, &format!("external-check {}", w[1]), "health checks");
+                    if w[1] == "command" {
+                        px.opts.external_check.command = Some(w[2].clone());
+                    } else if w[1] == "path" {
+                        px.opts.external_check.path = Some(w[2].clone());
                     } else {
                         self.diag.err(
                             loc,
@@ -1397,6 +1452,7 @@ impl Parser {
                 maxqueue: params.maxqueue,
                 disabled: params.disabled || maint,
                 check_port: params.check_port,
+                health: params.health.clone(),
             },
             explicit_id,
         ));
@@ -1498,6 +1554,10 @@ impl Parser {
     /// Parses `server`/`default-server` parameters from word `start` on into `params`. Returns
     /// [`ParamsFailed`] after reporting errors, else the explicit `id`. Unsupported parameters
     /// are collected into one warning for the line.
+    #[expect(
+        clippy::many_single_char_names,
+        reason = "w/p/i/arg are the parser's conventional names; health keywords added one"
+    )]
     fn server_params(
         &mut self,
         ctx: &str,
@@ -1607,28 +1667,40 @@ impl Parser {
                         Ok(t) if t.is_zero() && p != "slowstart" => {
                             bad(format!("'{p}': must be greater than 0"));
                         }
-                        Ok(_) => not_yet.push((
-                            p,
-                            if p == "slowstart" {
-                                "slow start"
-                            } else {
-                                "health checks"
-                            },
-                        )),
+                        Ok(t) => {
+                            let h = &mut params.health;
+                            match p {
+                                "inter" => h.inter = t,
+                                "fastinter" => h.fastinter = Some(t),
+                                "downinter" => h.downinter = Some(t),
+                                "slowstart" => h.slowstart = (!t.is_zero()).then_some(t),
+                                _ => not_yet.push((p, "agent checks")),
+                            }
+                        }
                         Err(e) => bad(format!("'{p}': {e}")),
                     }
                 }
                 "rise" | "fall" | "error-limit" => match parse_u32(arg, 1, u32::MAX) {
-                    Ok(_) => not_yet.push((p, "health checks")),
+                    Ok(v) if p == "rise" => params.health.rise = v,
+                    Ok(v) if p == "fall" => params.health.fall = v,
+                    Ok(v) => params.health.error_limit = v,
                     Err(e) => bad(format!("'{p}': {e}")),
                 },
                 "agent-port" => match parse_port(arg) {
                     Ok(_) => not_yet.push((p, "agent checks")),
                     Err(e) => bad(format!("'{p}': {e}")),
                 },
+                "addr" if arg.parse::<IpAddr>().is_ok() => {
+                    params.health.addr = arg.parse::<IpAddr>().ok();
+                }
                 "addr" | "agent-addr" => {
-                    if arg.parse::<IpAddr>().is_ok() || is_hostname(arg) {
-                        not_yet.push((p, "health checks"));
+                    if is_hostname(arg) && p == "addr" {
+                        // HAProxy resolves it once at load; lb keeps check addresses numeric.
+                        bad(format!(
+                            "'addr': '{arg}' is a host name; lb needs an IP address here"
+                        ));
+                    } else if arg.parse::<IpAddr>().is_ok() || is_hostname(arg) {
+                        not_yet.push((p, "agent checks"));
                     } else {
                         bad(format!("'{p}': invalid address '{arg}'"));
                     }
@@ -1644,13 +1716,25 @@ impl Parser {
                         _ => &["ipv4", "ipv6"],
                     };
                     if allowed.contains(&arg) {
-                        let feature = match p {
-                            "observe" | "on-error" => "passive health checks",
-                            "verify" => "TLS; lb has no TLS",
-                            "resolve-prefer" => "DNS re-resolution",
-                            _ => "health checks",
-                        };
-                        not_yet.push((p, feature));
+                        let h = &mut params.health;
+                        match p {
+                            "on-marked-down" => h.shutdown_on_down = true,
+                            "on-marked-up" => h.shutdown_backup_on_up = true,
+                            "observe" if arg == "layer7" => {
+                                not_yet.push((p, "layer7 observing needs mode http"));
+                            }
+                            "observe" => h.observe_layer4 = arg == "layer4",
+                            "on-error" => {
+                                h.on_error = match arg {
+                                    "fail-check" => OnError::FailCheck,
+                                    "sudden-death" => OnError::SuddenDeath,
+                                    "mark-down" => OnError::MarkDown,
+                                    _ => OnError::Fastinter,
+                                };
+                            }
+                            "verify" => not_yet.push((p, "TLS; lb has no TLS")),
+                            _ => not_yet.push((p, "DNS re-resolution")),
+                        }
                     } else {
                         bad(format!(
                             "'{p}': invalid value '{arg}' (expected {})",
@@ -1684,14 +1768,14 @@ impl Parser {
                     }
                     params.init_addr = Some(methods);
                 }
-                "check" | "check-send-proxy" | "no-check" | "no-check-ssl" => {
-                    not_yet.push((p, "health checks"));
-                }
+                "check" => params.health.check = true,
+                "no-check" => params.health.check = false,
+
                 "agent-check" | "no-agent-check" | "agent-send" => {
                     not_yet.push((p, "agent checks"));
                 }
                 "send-proxy" | "send-proxy-v2" | "no-send-proxy" | "no-send-proxy-v2"
-                | "proxy-v2-options" => not_yet.push((p, "PROXY protocol")),
+                | "proxy-v2-options" | "check-send-proxy" => not_yet.push((p, "PROXY protocol")),
                 "resolve-opts" | "resolve-net" => not_yet.push((p, "DNS re-resolution")),
                 "sni" | "check-sni" => not_yet.push((p, "TLS; lb has no TLS")),
                 "track" => not_yet.push((p, "health checks")),
@@ -1699,7 +1783,7 @@ impl Parser {
                 "pool-max-conn" | "pool-purge-delay" | "proto" | "tfo" | "namespace" | "source"
                 | "usesrc" => not_yet.push((p, "connection options")),
                 // We never do TLS: turning it off is what lb does anyway.
-                "no-ssl" | "no-verifyhost" => {}
+                "no-ssl" | "no-verifyhost" | "no-check-ssl" => {}
                 "ssl" | "check-ssl" | "crt" | "ca-file" | "alpn" | "check-alpn" | "ciphers"
                 | "ssl-min-ver" | "ssl-max-ver" | "force-tlsv12" | "force-tlsv13" => {
                     bad(format!(
@@ -2005,7 +2089,18 @@ impl Parser {
                         return;
                     }
                 }
-                self.not_yet(line, &kw, "health checks");
+                let version = match args.get(2).map(String::as_str) {
+                    Some("pre-41") => MysqlVersion::Pre41,
+                    Some("post-80") => MysqlVersion::Post80,
+                    _ => MysqlVersion::Post41,
+                };
+                px.opts.check = (
+                    CheckKind::Mysql {
+                        user: args.get(1).cloned(),
+                        version,
+                    },
+                    Some(line.loc.clone()),
+                );
             }
             "pgsql-check" => {
                 if no {
@@ -2021,7 +2116,32 @@ impl Parser {
                         .err(&line.loc, "'option pgsql-check': expects 'user NAME'");
                     return;
                 }
-                self.not_yet(line, &kw, "health checks");
+                px.opts.check = (
+                    CheckKind::Pgsql {
+                        user: args[1].clone(),
+                    },
+                    Some(line.loc.clone()),
+                );
+            }
+            "redis-check" | "tcp-check" | "external-check" | "log-health-checks" => {
+                if no && opt != "log-health-checks" {
+                    self.diag
+                        .err(&line.loc, format!("'no {kw}' is not allowed"));
+                    return;
+                }
+                if !self.cap(px, line, &kw, false, true) || !no_args(&mut self.diag) {
+                    return;
+                }
+                let kind = match opt {
+                    "redis-check" => CheckKind::Redis,
+                    "tcp-check" => CheckKind::TcpCheck(Vec::new()),
+                    "external-check" => CheckKind::External,
+                    _ => {
+                        px.opts.log_health_checks = on;
+                        return;
+                    }
+                };
+                px.opts.check = (kind, Some(line.loc.clone()));
             }
             "httpchk" | "smtpchk" => {
                 if no {
@@ -2032,7 +2152,27 @@ impl Parser {
                 if self.cap(px, line, &kw, false, true)
                     && arity(&mut self.diag, line, start + 1, 0, 3)
                 {
-                    self.not_yet(line, &kw, "health checks");
+                    if opt == "smtpchk" {
+                        self.not_yet(line, &kw, "health checks");
+                        return;
+                    }
+                    // `option httpchk URI`, `METH URI`, `METH URI VER` (HAProxy's defaults:
+                    // OPTIONS / HTTP/1.0).
+                    let (method, uri, version) = match args {
+                        [] => ("OPTIONS", "/", "HTTP/1.0"),
+                        [u] => ("OPTIONS", u.as_str(), "HTTP/1.0"),
+                        [m, u] => (m.as_str(), u.as_str(), "HTTP/1.0"),
+                        [m, u, v, ..] => (m.as_str(), u.as_str(), v.as_str()),
+                    };
+                    px.opts.check = (
+                        CheckKind::Http {
+                            method: method.to_owned(),
+                            uri: uri.to_owned(),
+                            version: version.to_owned(),
+                            expect: None,
+                        },
+                        Some(line.loc.clone()),
+                    );
                 }
             }
             _ => {
@@ -2066,6 +2206,10 @@ impl Parser {
                         "pgsql-check",
                         "httpchk",
                         "smtpchk",
+                        "redis-check",
+                        "tcp-check",
+                        "external-check",
+                        "log-health-checks",
                     ]
                     .into_iter()
                     .chain(OPTIONS_NOT_YET.iter().map(|(k, _)| *k))
@@ -2200,6 +2344,168 @@ impl Parser {
                     .into(),
             ),
         }
+    }
+
+    /// Builds the rule of a `tcp-check` line that [`Self::tcp_check`] accepted. Actions lb does
+    /// not run (variables, log-format sends) get a warning and no rule; `comment` is dropped.
+    fn tcp_rule(&mut self, line: &Line) -> Option<TcpCheckRule> {
+        let w = &line.words;
+        let sub = w[1].as_str();
+        let loc = &line.loc;
+        match sub {
+            "connect" => {
+                let (mut port, mut addr, mut linger) = (None, None, false);
+                let mut i = 2;
+                while i < w.len() {
+                    match w[i].as_str() {
+                        "port" => port = parse_port(&w[i + 1]).ok(),
+                        "addr" => {
+                            let Ok(a) = w[i + 1].parse::<IpAddr>() else {
+                                self.diag.err(
+                                    loc,
+                                    format!(
+                                        "'tcp-check connect': 'addr': invalid IP address '{}'",
+                                        w[i + 1]
+                                    ),
+                                );
+                                return None;
+                            };
+                            addr = Some(a);
+                        }
+                        "linger" => linger = true,
+                        "comment" | "default" => {}
+                        other => {
+                            self.diag.warn(
+                                loc,
+                                format!(
+                                    "'tcp-check connect': option '{other}' is not supported yet; \
+                                     ignored"
+                                ),
+                            );
+                        }
+                    }
+                    i += if matches!(
+                        w[i].as_str(),
+                        "port" | "addr" | "sni" | "alpn" | "proto" | "comment"
+                    ) {
+                        2
+                    } else {
+                        1
+                    };
+                }
+                Some(TcpCheckRule::Connect { port, addr, linger })
+            }
+            "send" => Some(TcpCheckRule::Send(w[2].as_bytes().to_vec())),
+            "send-binary" => Some(TcpCheckRule::Send(decode_hex(&w[2]))),
+            "expect" => {
+                let (mut min_recv, mut negate) = (None, false);
+                let mut i = 2;
+                loop {
+                    match w[i].as_str() {
+                        "min-recv" => {
+                            min_recv = parse_u32(&w[i + 1], 0, u32::MAX).ok();
+                            i += 2;
+                        }
+                        "!" => {
+                            negate = true;
+                            i += 1;
+                        }
+                        "error-status" | "tout-status" | "ok-status" | "on-success"
+                        | "on-error" | "status-code" | "comment" => i += 2,
+                        _ => break,
+                    }
+                }
+                let pat = &w[i + 1];
+                let pattern = match w[i].as_str() {
+                    "string" => ExpectPattern::String(pat.as_bytes().to_vec()),
+                    "binary" => ExpectPattern::Binary(decode_hex(pat)),
+                    t @ ("rstring" | "rbinary") => {
+                        if let Err(e) = regex::bytes::Regex::new(pat) {
+                            self.diag.err(
+                                loc,
+                                format!("'tcp-check expect {t}': invalid regex '{pat}': {e}"),
+                            );
+                            return None;
+                        }
+                        if t == "rstring" {
+                            ExpectPattern::Rstring(pat.clone())
+                        } else {
+                            ExpectPattern::Rbinary(pat.clone())
+                        }
+                    }
+                    t => {
+                        self.not_yet(line, &format!("tcp-check expect {t}"), "log-format");
+                        return None;
+                    }
+                };
+                Some(TcpCheckRule::Expect {
+                    min_recv,
+                    negate,
+                    pattern,
+                })
+            }
+            "comment" => None,
+            _ => {
+                self.not_yet(line, &format!("tcp-check {sub}"), "health checks");
+                None
+            }
+        }
+    }
+
+    /// Builds an `http-check expect` that [`Self::http_check`] accepted.
+    fn http_expect(&mut self, line: &Line) -> Option<HttpExpect> {
+        let w = &line.words;
+        let mut i = 2;
+        let mut negate = false;
+        while w[i] == "!" {
+            negate = true;
+            i += 1;
+        }
+        let pat = &w[i + 1];
+        let bad_regex = |d: &mut Diag, e: regex::Error| {
+            d.err(
+                &line.loc,
+                format!("'http-check expect {}': invalid regex '{pat}': {e}", w[i]),
+            );
+        };
+        let kind = match w[i].as_str() {
+            "status" => {
+                let mut ranges = Vec::new();
+                for part in pat.split(',') {
+                    let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+                    match (parse_uint(lo, 100, 999), parse_uint(hi, 100, 999)) {
+                        (Ok(lo), Ok(hi)) if lo <= hi => ranges.push((lo as u16, hi as u16)),
+                        _ => {
+                            self.diag.err(
+                                &line.loc,
+                                format!(
+                                    "'http-check expect status': invalid status '{part}'                                      (expected a code 100-999 or a range LO-HI)"
+                                ),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                HttpExpectKind::Status(ranges)
+            }
+            "rstatus" | "rstring" => {
+                if let Err(e) = regex::Regex::new(pat) {
+                    bad_regex(&mut self.diag, e);
+                    return None;
+                }
+                if w[i] == "rstatus" {
+                    HttpExpectKind::Rstatus(pat.clone())
+                } else {
+                    HttpExpectKind::Rstring(pat.clone())
+                }
+            }
+            "string" => HttpExpectKind::String(pat.clone()),
+            other => {
+                self.not_yet(line, &format!("http-check expect {other}"), "HTTP headers");
+                return None;
+            }
+        };
+        Some(HttpExpect { negate, kind })
     }
 
     /// Validates an `http-check` line.
@@ -2491,6 +2797,9 @@ impl Parser {
                 redispatch: px.opts.redispatch,
                 allbackups: px.opts.allbackups,
                 keepalive: px.opts.srv_ka,
+                check: check_kind(&mut self.diag, &self.global, px),
+                log_health_checks: px.opts.log_health_checks,
+                external_check: px.opts.external_check.clone(),
             });
         }
         let mut frontends = Vec::new();
@@ -2618,6 +2927,63 @@ impl Parser {
 
 /// Checks the arguments of a `log` line (`start` = index of the first argument):
 /// `global`, or `TARGET [len N] [format F] [sample R:S] FACILITY [LEVEL [MINLEVEL]]`.
+/// Hex text already checked by `check_hex` -> bytes.
+fn decode_hex(text: &str) -> Vec<u8> {
+    text.as_bytes()
+        .chunks(2)
+        .map(|p| {
+            let s = std::str::from_utf8(p).unwrap_or("00");
+            u8::from_str_radix(s, 16).unwrap_or(0)
+        })
+        .collect()
+}
+
+/// The backend's health-check method from its options, with the checks HAProxy makes at load:
+/// `option external-check` needs `external-check` in `global` and an `external-check command`.
+fn check_kind(diag: &mut Diag, global: &Global, px: &ProxyDraft) -> CheckKind {
+    let (kind, loc) = &px.opts.check;
+    match kind {
+        CheckKind::TcpCheck(_) if px.opts.tcp_rules.is_empty() => CheckKind::Connect,
+        CheckKind::TcpCheck(_) => CheckKind::TcpCheck(px.opts.tcp_rules.clone()),
+        CheckKind::Http {
+            method,
+            uri,
+            version,
+            ..
+        } => CheckKind::Http {
+            method: method.clone(),
+            uri: uri.clone(),
+            version: version.clone(),
+            expect: px.opts.http_expect.clone(),
+        },
+        CheckKind::External => {
+            let loc = loc.as_ref().unwrap_or(&px.loc);
+            let checked = px.servers.iter().any(|(s, _)| s.health.check);
+            if !global.external_check && checked {
+                diag.err(
+                    loc,
+                    format!(
+                        "{}: 'option external-check' needs 'external-check' in the global \
+                         section (as in HAProxy)",
+                        px.ctx()
+                    ),
+                );
+            }
+            if px.opts.external_check.command.is_none() && checked {
+                diag.err(
+                    loc,
+                    format!(
+                        "{}: 'option external-check' needs 'external-check command PATH'",
+                        px.ctx()
+                    ),
+                );
+            }
+            CheckKind::External
+        }
+        other => other.clone(),
+    }
+}
+
 fn check_log_args(d: &mut Diag, line: &Line, start: usize) -> bool {
     let w = &line.words[start..];
     let err = |d: &mut Diag, m: String| {

@@ -522,7 +522,15 @@ fn default_server_applies_to_following_servers_only() {
     assert_eq!((s[0].weight, s[0].maxconn), (1, 0));
     assert_eq!((s[1].weight, s[1].maxconn), (50, 20));
     assert_eq!((s[2].weight, s[2].maxconn), (5, 20));
-    assert!(has_warning(&c, 8, "'check', 'inter' (health checks)"));
+    // Health-check keywords are acted on now: stored, no warning.
+    assert!(
+        !c.warnings.iter().any(|w| w.loc.line == 8),
+        "{:?}",
+        c.warnings
+    );
+    assert!(!s[0].health.check);
+    assert!(s[1].health.check && s[2].health.check);
+    assert_eq!(s[1].health.inter, Duration::from_secs(2));
 }
 
 #[test]
@@ -677,18 +685,17 @@ fn not_supported_yet_warnings_name_the_feature() {
     ));
     assert!(has_warning(&c, 20, "'tcp-request'"));
     assert!(has_warning(&c, 21, "'acl' is not supported yet (ACLs)"));
-    assert!(has_warning(
-        &c,
-        23,
-        "'option mysql-check' is not supported yet (health checks)"
-    ));
-    assert!(has_warning(&c, 24, "(logging)"));
-    // One warning for the whole server line, grouped by feature.
+    // Health checks are supported: `option mysql-check`, `option log-health-checks` and the
+    // server's check keywords give no warning; only send-proxy does.
+    assert!(!c
+        .warnings
+        .iter()
+        .any(|w| w.loc.line == 23 || w.loc.line == 24));
     let line25: Vec<_> = c.warnings.iter().filter(|w| w.loc.line == 25).collect();
     assert_eq!(line25.len(), 1);
-    assert!(line25[0].message.contains(
-        "'check', 'inter', 'rise', 'fall' (health checks); 'send-proxy' (PROXY protocol)"
-    ));
+    assert!(line25[0]
+        .message
+        .ends_with("not supported yet, ignored: 'send-proxy' (PROXY protocol)"));
 }
 
 #[test]

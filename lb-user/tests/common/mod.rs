@@ -12,6 +12,7 @@
 )]
 
 pub mod data;
+pub mod health;
 pub mod scenarios;
 pub mod servers;
 

@@ -1,0 +1,238 @@
+//! haproxy.cfg health-check keywords -> the model: what is stored, inherited and rejected.
+
+use std::time::Duration;
+
+use crate::config::{
+    load_str, CheckKind, Config, ExpectPattern, HttpExpectKind, MysqlVersion, OnError, TcpCheckRule,
+};
+
+const HEAD: &str =
+    "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n";
+
+fn ok(body: &str) -> Config {
+    load_str("t.cfg", &format!("{HEAD}{body}")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(body: &str) -> String {
+    load_str("t.cfg", &format!("{HEAD}{body}")).map_or_else(|e| e.to_string(), |_| String::new())
+}
+
+fn no_check_warnings(c: &Config) {
+    for w in &c.warnings {
+        assert!(
+            !w.message.contains("health checks"),
+            "unexpected warning: {w}"
+        );
+    }
+}
+
+#[test]
+fn server_health_keywords_and_default_server() {
+    let c = ok("global\n  spread-checks 5\nbackend be\n  default-server inter 300ms fastinter 100ms downinter 1s rise 3 fall 2 slowstart 10s on-marked-down shutdown-sessions\n  server a 127.0.0.1:1 check port 9 addr 127.0.0.2 observe layer4 error-limit 5 on-error sudden-death\n  server b 127.0.0.1:2 check inter 2s on-marked-up shutdown-backup-sessions\n  server c 127.0.0.1:3\n");
+    no_check_warnings(&c);
+    assert_eq!(c.global.spread_checks, 5);
+    let s = &c.backends[0].servers;
+    let a = &s[0].health;
+    assert!(a.check);
+    assert_eq!(a.inter, Duration::from_millis(300));
+    assert_eq!(a.fastinter, Some(Duration::from_millis(100)));
+    assert_eq!(a.downinter, Some(Duration::from_secs(1)));
+    assert_eq!((a.rise, a.fall), (3, 2));
+    assert_eq!(a.slowstart, Some(Duration::from_secs(10)));
+    assert!(a.shutdown_on_down && !a.shutdown_backup_on_up);
+    assert!(a.observe_layer4);
+    assert_eq!((a.error_limit, a.on_error), (5, OnError::SuddenDeath));
+    assert_eq!(a.addr, Some("127.0.0.2".parse().unwrap()));
+    assert_eq!(s[0].check_port, Some(9));
+    assert_eq!(s[1].health.inter, Duration::from_secs(2));
+    assert!(s[1].health.shutdown_backup_on_up);
+    assert!(!s[2].health.check);
+    assert_eq!(
+        s[2].health.rise, 3,
+        "default-server applies to unchecked servers too"
+    );
+    assert_eq!(c.backends[0].check, CheckKind::Connect);
+}
+
+#[test]
+fn tcp_check_rules_are_stored_in_order() {
+    let c = ok("backend be\n  option tcp-check\n  tcp-check connect port 6379 linger\n  tcp-check send AUTH\\ pw\\r\\n\n  tcp-check send-binary 0a0B\n  tcp-check expect min-recv 3 ! string -ERR\n  tcp-check expect rstring role:(master|x)\n  tcp-check expect binary 0d0a\n  tcp-check expect rbinary ^2B\n  tcp-check comment hi\n  server s 127.0.0.1:1 check\n");
+    no_check_warnings(&c);
+    let CheckKind::TcpCheck(rules) = &c.backends[0].check else {
+        panic!("{:?}", c.backends[0].check)
+    };
+    assert_eq!(
+        rules,
+        &vec![
+            TcpCheckRule::Connect {
+                port: Some(6379),
+                addr: None,
+                linger: true
+            },
+            TcpCheckRule::Send(b"AUTH pw\r\n".to_vec()),
+            TcpCheckRule::Send(vec![0x0a, 0x0b]),
+            TcpCheckRule::Expect {
+                min_recv: Some(3),
+                negate: true,
+                pattern: ExpectPattern::String(b"-ERR".to_vec())
+            },
+            TcpCheckRule::Expect {
+                min_recv: None,
+                negate: false,
+                pattern: ExpectPattern::Rstring("role:(master|x)".into())
+            },
+            TcpCheckRule::Expect {
+                min_recv: None,
+                negate: false,
+                pattern: ExpectPattern::Binary(vec![0x0d, 0x0a])
+            },
+            TcpCheckRule::Expect {
+                min_recv: None,
+                negate: false,
+                pattern: ExpectPattern::Rbinary("^2B".into())
+            },
+        ]
+    );
+}
+
+#[test]
+fn option_tcp_check_without_rules_is_a_connect_check() {
+    let c = ok("backend be\n  option tcp-check\n  server s 127.0.0.1:1 check\n");
+    assert_eq!(c.backends[0].check, CheckKind::Connect);
+}
+
+#[test]
+fn check_options() {
+    let c = ok("backend m\n  option mysql-check user haproxy_user post-80\nbackend m2\n  option mysql-check\nbackend r\n  option redis-check\n  option log-health-checks\nbackend p\n  option pgsql-check user pg\nbackend h\n  option httpchk GET /health\n  http-check expect status 200-204,301\nbackend h2\n  option httpchk\n  http-check expect ! rstring ^err\n");
+    no_check_warnings(&c);
+    let b = &c.backends;
+    assert_eq!(
+        b[0].check,
+        CheckKind::Mysql {
+            user: Some("haproxy_user".into()),
+            version: MysqlVersion::Post80
+        }
+    );
+    assert_eq!(
+        b[1].check,
+        CheckKind::Mysql {
+            user: None,
+            version: MysqlVersion::Post41
+        }
+    );
+    assert_eq!(b[2].check, CheckKind::Redis);
+    assert!(b[2].log_health_checks && !b[1].log_health_checks);
+    assert_eq!(b[3].check, CheckKind::Pgsql { user: "pg".into() });
+    let CheckKind::Http {
+        method,
+        uri,
+        version,
+        expect,
+    } = &b[4].check
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (method.as_str(), uri.as_str(), version.as_str()),
+        ("GET", "/health", "HTTP/1.0")
+    );
+    assert_eq!(
+        expect.as_ref().unwrap().kind,
+        HttpExpectKind::Status(vec![(200, 204), (301, 301)])
+    );
+    let CheckKind::Http { method, expect, .. } = &b[5].check else {
+        panic!()
+    };
+    assert_eq!(method, "OPTIONS");
+    let e = expect.as_ref().unwrap();
+    assert!(e.negate);
+    assert_eq!(e.kind, HttpExpectKind::Rstring("^err".into()));
+}
+
+#[test]
+fn checks_are_inherited_from_defaults_and_rules_replaced() {
+    let c = ok("defaults d\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n  option tcp-check\n  tcp-check send PING\\r\\n\n  tcp-check expect string +PONG\nbackend a from d\n  server s 127.0.0.1:1 check\nbackend b from d\n  tcp-check send HELLO\\r\\n\n  server s 127.0.0.1:1 check\n");
+    let CheckKind::TcpCheck(a) = &c.backends[0].check else {
+        panic!()
+    };
+    assert_eq!(a.len(), 2);
+    let CheckKind::TcpCheck(b) = &c.backends[1].check else {
+        panic!()
+    };
+    assert_eq!(b, &vec![TcpCheckRule::Send(b"HELLO\r\n".to_vec())]);
+}
+
+#[test]
+fn external_check_needs_global_and_command() {
+    let e = err("backend be\n  option external-check\n  external-check command /bin/true\n  server s 127.0.0.1:1 check\n");
+    assert!(
+        e.contains("t.cfg:7: backend 'be': 'option external-check' needs 'external-check' in the global section"),
+        "{e}"
+    );
+    let e = err("global\n  external-check\nbackend be\n  option external-check\n  server s 127.0.0.1:1 check\n");
+    assert!(e.contains("needs 'external-check command PATH'"), "{e}");
+    let c = ok("global\n  external-check\n  insecure-fork-wanted\nbackend be\n  option external-check\n  external-check command /bin/true\n  external-check path /usr/bin\n  server s 127.0.0.1:1 check\n");
+    no_check_warnings(&c);
+    assert!(c.global.external_check);
+    assert_eq!(c.backends[0].check, CheckKind::External);
+    assert_eq!(
+        c.backends[0].external_check.command.as_deref(),
+        Some("/bin/true")
+    );
+    assert_eq!(
+        c.backends[0].external_check.path.as_deref(),
+        Some("/usr/bin")
+    );
+}
+
+#[test]
+fn bad_health_input_is_reported_with_its_line() {
+    for (body, want) in [
+        (
+            "backend be\n  tcp-check expect rstring (unclosed\n",
+            "t.cfg:7: 'tcp-check expect rstring': invalid regex '(unclosed'",
+        ),
+        (
+            "backend be\n  tcp-check connect addr nowhere\n",
+            "t.cfg:7: 'tcp-check connect': 'addr': invalid IP address 'nowhere'",
+        ),
+        (
+            "backend be\n  http-check expect status 99\n",
+            "t.cfg:7: 'http-check expect status': invalid status '99'",
+        ),
+        (
+            "backend be\n  http-check expect rstring (x\n",
+            "t.cfg:7: 'http-check expect rstring': invalid regex",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 check addr db.example\n",
+            "lb needs an IP address here",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 check rise 0\n",
+            "'rise'",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 check inter 0\n",
+            "'inter': must be greater than 0",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 check on-error explode\n",
+            "'on-error': invalid value 'explode'",
+        ),
+        ("global\n  spread-checks 51\n", "'spread-checks'"),
+    ] {
+        let e = err(body);
+        assert!(e.contains(want), "{body:?}: got {e:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn agent_check_still_warns() {
+    let c =
+        ok("backend be\n  server s 127.0.0.1:1 check agent-check agent-port 9 agent-inter 1s\n");
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("'agent-check'") && w.message.contains("agent checks")));
+}

@@ -1,0 +1,963 @@
+//! One health check against one server: the `tcp-check` rule engine (which also runs
+//! `redis-check` and the plain connect check), `mysql-check`, `pgsql-check` and `httpchk`.
+//! Every read goes into one buffer capped at [`BUF_CAP`] bytes, and every step is bounded by
+//! the check's deadlines.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+
+use crate::config::{
+    CheckKind, ExpectPattern, HttpExpect, HttpExpectKind, MysqlVersion, TcpCheckRule,
+};
+
+/// HAProxy's check buffer size (`tune.bufsize`, 16 KiB): a server sending more costs no more.
+pub const BUF_CAP: usize = 16384;
+
+/// What one check found, in HAProxy's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Whether the check passed.
+    pub passed: bool,
+    /// `L4OK`, `L4CON`, `L4TOUT`, `L7OK`, `L7RSP`, `L7STS`, `L7TOUT`, `PROCOK`, ...
+    pub result: &'static str,
+    /// Protocol code (MySQL error, HTTP status, exit status).
+    pub code: Option<u32>,
+    /// Free text (error message, server version).
+    pub info: String,
+    /// Time the check took.
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub(crate) fn new(passed: bool, result: &'static str, info: impl Into<String>) -> Self {
+        Self {
+            passed,
+            result,
+            code: None,
+            info: info.into(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    fn code(mut self, code: u32) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// HAProxy's reason text for a result (`reason: Layer4 connection problem`).
+    pub fn reason(&self) -> &'static str {
+        match self.result {
+            "L4OK" => "Layer4 check passed",
+            "L4TOUT" => "Layer4 timeout",
+            "L4CON" => "Layer4 connection problem",
+            "L6OK" => "Layer6 check passed",
+            "L6TOUT" => "Layer6 timeout",
+            "L6RSP" => "Layer6 invalid response",
+            "L7OK" | "L7OKC" => "Layer7 check passed",
+            "L7TOUT" => "Layer7 timeout",
+            "L7RSP" => "Layer7 invalid response",
+            "L7STS" => "Layer7 wrong status",
+            "PROCOK" => "External check passed",
+            "PROCERR" => "External check error",
+            "PROCTOUT" => "External check timeout",
+            "SOCKERR" => "Socket error",
+            _ => "Unknown",
+        }
+    }
+}
+
+/// Where and how long to check.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    /// Check address: the server's (or `addr`) with the server's port (or `port`).
+    pub addr: SocketAddr,
+    /// Bound on each connect: min(`timeout connect`, `inter`) with `timeout check`, else the
+    /// whole-check deadline.
+    pub connect_timeout: Duration,
+    /// `timeout check`: bound on the rest of the check once connected. `None` = `inter` bounds
+    /// the whole check.
+    pub read_timeout: Option<Duration>,
+    /// `inter`: the whole check's bound without `timeout check`.
+    pub inter: Duration,
+}
+
+/// A compiled `tcp-check` step (regexes built).
+#[derive(Debug)]
+pub enum Step {
+    Connect {
+        port: Option<u16>,
+        addr: Option<IpAddr>,
+        linger: bool,
+    },
+    Send(Vec<u8>),
+    Expect {
+        min_recv: Option<u32>,
+        negate: bool,
+        matcher: Matcher,
+        /// The rule as written, for messages.
+        text: String,
+    },
+}
+
+/// How an expect step matches the received data.
+#[derive(Debug)]
+pub enum Matcher {
+    Bytes(Vec<u8>),
+    Regex(regex::bytes::Regex),
+    /// Regex over the data as uppercase hex (`rbinary`).
+    HexRegex(regex::bytes::Regex),
+}
+
+impl Matcher {
+    fn matches(&self, data: &[u8]) -> bool {
+        match self {
+            Matcher::Bytes(p) => p.is_empty() || data.windows(p.len()).any(|w| w == &p[..]),
+            Matcher::Regex(r) => r.is_match(data),
+            Matcher::HexRegex(r) => {
+                let mut hex = String::with_capacity(data.len() * 2);
+                for b in data {
+                    let _ = write!(hex, "{b:02X}");
+                }
+                r.is_match(hex.as_bytes())
+            }
+        }
+    }
+}
+
+/// A check method compiled once per backend (regexes built, packets laid out).
+#[derive(Debug)]
+pub enum Probe {
+    /// `tcp-check` rules (plain connect and `redis-check` are rule lists too). `l7` says
+    /// whether success is reported as L7OK (there were expect rules) or L4OK.
+    Script {
+        steps: Vec<Step>,
+        l7: bool,
+    },
+    Mysql {
+        packet: Vec<u8>,
+        has_user: bool,
+    },
+    Pgsql {
+        packet: Vec<u8>,
+    },
+    Http {
+        request: Vec<u8>,
+        expect: Option<HttpExpect>,
+        regex: Option<regex::bytes::Regex>,
+    },
+}
+
+/// A regex that the config loader already validated; an invalid one (impossible after
+/// loading) matches nothing rather than panicking.
+fn regex(pat: &str) -> regex::bytes::Regex {
+    regex::bytes::Regex::new(pat)
+        .unwrap_or_else(|_| regex::bytes::Regex::new(r"[^\s\S]").expect("constant regex"))
+}
+
+impl Probe {
+    /// Compiles a backend's check method. `External` is not a probe (see `external`).
+    pub fn compile(kind: &CheckKind) -> Probe {
+        match kind {
+            CheckKind::Connect | CheckKind::External => Probe::script(&[]),
+            CheckKind::TcpCheck(rules) => Probe::script(rules),
+            CheckKind::Redis => Probe::script(&[
+                TcpCheckRule::Send(b"*1\r\n$4\r\nPING\r\n".to_vec()),
+                TcpCheckRule::Expect {
+                    min_recv: None,
+                    negate: false,
+                    pattern: ExpectPattern::String(b"+PONG\r\n".to_vec()),
+                },
+            ]),
+            CheckKind::Mysql { user, version } => Probe::Mysql {
+                packet: user
+                    .as_deref()
+                    .map(|u| mysql_packet(u, *version))
+                    .unwrap_or_default(),
+                has_user: user.is_some(),
+            },
+            CheckKind::Pgsql { user } => Probe::Pgsql {
+                packet: pgsql_packet(user),
+            },
+            CheckKind::Http {
+                method,
+                uri,
+                version,
+                expect,
+            } => {
+                let request = format!("{method} {uri} {version}\r\n\r\n").into_bytes();
+                let regex = match expect.as_ref().map(|e| &e.kind) {
+                    Some(HttpExpectKind::Rstatus(r) | HttpExpectKind::Rstring(r)) => Some(regex(r)),
+                    _ => None,
+                };
+                Probe::Http {
+                    request,
+                    expect: expect.clone(),
+                    regex,
+                }
+            }
+        }
+    }
+
+    fn script(rules: &[TcpCheckRule]) -> Probe {
+        let mut steps = Vec::new();
+        if !matches!(rules.first(), Some(TcpCheckRule::Connect { .. })) {
+            steps.push(Step::Connect {
+                port: None,
+                addr: None,
+                linger: false,
+            });
+        }
+        let mut l7 = false;
+        for r in rules {
+            steps.push(match r {
+                TcpCheckRule::Connect { port, addr, linger } => Step::Connect {
+                    port: *port,
+                    addr: *addr,
+                    linger: *linger,
+                },
+                TcpCheckRule::Send(b) => Step::Send(b.clone()),
+                TcpCheckRule::Expect {
+                    min_recv,
+                    negate,
+                    pattern,
+                } => {
+                    l7 = true;
+                    let (matcher, text) = match pattern {
+                        ExpectPattern::String(s) => (
+                            Matcher::Bytes(s.clone()),
+                            format!("string '{}'", s.escape_ascii()),
+                        ),
+                        ExpectPattern::Binary(b) => (
+                            Matcher::Bytes(b.clone()),
+                            format!("binary '{}'", hex_upper(b)),
+                        ),
+                        ExpectPattern::Rstring(r) => {
+                            (Matcher::Regex(regex(r)), format!("rstring '{r}'"))
+                        }
+                        ExpectPattern::Rbinary(r) => {
+                            (Matcher::HexRegex(regex(r)), format!("rbinary '{r}'"))
+                        }
+                    };
+                    Step::Expect {
+                        min_recv: *min_recv,
+                        negate: *negate,
+                        matcher,
+                        text,
+                    }
+                }
+            });
+        }
+        Probe::Script { steps, l7 }
+    }
+
+    /// Runs one check. Never takes longer than the target's bounds (plus scheduling).
+    pub async fn run(&self, t: &Target) -> Outcome {
+        let started = Instant::now();
+        let mut out = match self {
+            Probe::Script { steps, l7 } => run_script(steps, *l7, t, started).await,
+            Probe::Mysql { packet, has_user } => run_mysql(packet, *has_user, t, started).await,
+            Probe::Pgsql { packet } => run_pgsql(packet, t, started).await,
+            Probe::Http {
+                request,
+                expect,
+                regex,
+            } => run_http(request, expect.as_ref(), regex.as_ref(), t, started).await,
+        };
+        out.duration = started.elapsed();
+        out
+    }
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02X}");
+    }
+    s
+}
+
+/// `option mysql-check user U` packets (HAProxy's bytes): a handshake response, then
+/// `COM_QUIT`.
+pub fn mysql_packet(user: &str, version: MysqlVersion) -> Vec<u8> {
+    let u = user.as_bytes();
+    let mut body = Vec::new();
+    match version {
+        MysqlVersion::Pre41 => {
+            body.extend_from_slice(&[0x00, 0x80]);
+            body.extend_from_slice(&[0x00, 0x00, 0x01]);
+            body.extend_from_slice(u);
+            body.extend_from_slice(&[0x00, 0x00]);
+        }
+        MysqlVersion::Post41 | MysqlVersion::Post80 => {
+            if version == MysqlVersion::Post41 {
+                body.extend_from_slice(&[0x00, 0x82, 0x00, 0x00]);
+            } else {
+                body.extend_from_slice(&[0x00, 0x82, 0x08, 0x00]);
+            }
+            body.extend_from_slice(&[0x00, 0x80, 0x00, 0x01]);
+            body.push(0x21);
+            body.extend_from_slice(&[0; 23]);
+            body.extend_from_slice(u);
+            body.push(0x00);
+            body.push(0x00);
+            if version == MysqlVersion::Post80 {
+                body.extend_from_slice(b"mysql_native_password\0");
+            }
+        }
+    }
+    let len = body.len() as u32;
+    let mut p = vec![len as u8, (len >> 8) as u8, (len >> 16) as u8, 0x01];
+    p.extend_from_slice(&body);
+    p.extend_from_slice(&[0x01, 0x00, 0x00, 0x00, 0x01]);
+    p
+}
+
+/// `option pgsql-check user U`: a protocol 3.0 `StartupMessage`.
+pub fn pgsql_packet(user: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196_608u32.to_be_bytes());
+    body.extend_from_slice(b"user\0");
+    body.extend_from_slice(user.as_bytes());
+    body.extend_from_slice(&[0, 0]);
+    let mut p = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    p.extend_from_slice(&body);
+    p
+}
+
+/// Connects, bounded by `connect_timeout` and the whole-check deadline.
+async fn connect(addr: SocketAddr, t: &Target, deadline: Instant) -> Result<TcpStream, Outcome> {
+    let bound = (Instant::now() + t.connect_timeout).min(deadline);
+    match timeout_at(bound, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(Outcome::new(false, "L4CON", io_text(&e))),
+        Err(_) => Err(Outcome::new(false, "L4TOUT", "")),
+    }
+}
+
+/// An I/O error as HAProxy prints it ("Connection refused"), without Rust's "(os error N)".
+fn io_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// Closes a check connection: with a reset unless `linger` (HAProxy's default close).
+fn close(s: TcpStream, linger: bool) {
+    if !linger {
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    }
+    drop(s);
+}
+
+/// The read deadline once connected.
+fn read_deadline(t: &Target, whole: Instant) -> Instant {
+    match t.read_timeout {
+        Some(d) => Instant::now() + d,
+        None => whole,
+    }
+}
+
+/// Reads what fits into `buf` (capped at [`BUF_CAP`]). `Ok(true)` = no more data will come
+/// (peer closed or buffer full: HAProxy's "last read").
+async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> Result<bool, ()> {
+    let room = BUF_CAP.saturating_sub(buf.len());
+    if room == 0 {
+        return Ok(true);
+    }
+    let mut tmp = vec![0u8; room.min(4096)];
+    match timeout_at(deadline, s.read(&mut tmp)).await {
+        Ok(Ok(0) | Err(_)) => Ok(true),
+        Ok(Ok(n)) => {
+            buf.extend_from_slice(&tmp[..n]);
+            Ok(buf.len() >= BUF_CAP)
+        }
+        Err(_) => Err(()),
+    }
+}
+
+async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> Outcome {
+    let whole = started + t.inter;
+    let mut deadline = whole;
+    let mut conn: Option<(TcpStream, bool)> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut last = false;
+    for (i, step) in steps.iter().enumerate() {
+        let n = i + 1;
+        match step {
+            Step::Connect { port, addr, linger } => {
+                if let Some((s, l)) = conn.take() {
+                    close(s, l);
+                }
+                let target =
+                    SocketAddr::new(addr.unwrap_or(t.addr.ip()), port.unwrap_or(t.addr.port()));
+                match connect(target, t, whole).await {
+                    Ok(s) => conn = Some((s, *linger)),
+                    Err(mut o) => {
+                        if steps.len() > 1 {
+                            let what = if o.info.is_empty() {
+                                "timeout".to_owned()
+                            } else {
+                                o.info.clone()
+                            };
+                            o.info = format!("{what} at step {n} of tcp-check (connect)");
+                        }
+                        return o;
+                    }
+                }
+                deadline = read_deadline(t, whole);
+                buf.clear();
+                last = false;
+            }
+            Step::Send(data) => {
+                let Some((s, _)) = conn.as_mut() else {
+                    return Outcome::new(false, "L7RSP", format!("no connection at step {n}"));
+                };
+                // HAProxy resets the input buffer before each send.
+                buf.clear();
+                last = false;
+                match timeout_at(deadline, s.write_all(data)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        return Outcome::new(
+                            false,
+                            "L7RSP",
+                            format!(
+                                "TCPCHK got an error while sending data at step {n}: {}",
+                                io_text(&e)
+                            ),
+                        )
+                    }
+                    Err(_) => {
+                        return Outcome::new(
+                            false,
+                            "L7TOUT",
+                            format!("TCPCHK timeout while sending data at step {n}"),
+                        )
+                    }
+                }
+            }
+            Step::Expect {
+                min_recv,
+                negate,
+                matcher,
+                text,
+            } => {
+                let Some((s, _)) = conn.as_mut() else {
+                    return Outcome::new(false, "L7RSP", format!("no connection at step {n}"));
+                };
+                loop {
+                    let enough = min_recv.is_none_or(|m| buf.len() >= m as usize);
+                    if enough || last {
+                        let found = enough && matcher.matches(&buf);
+                        if found != *negate {
+                            break;
+                        }
+                        // No match yet: wait for more unless the data is complete or a minimum
+                        // made the mismatch conclusive.
+                        if last || min_recv.is_some() {
+                            let info = if buf.is_empty() && last {
+                                format!("TCPCHK got an empty response at step {n}")
+                            } else if *negate {
+                                format!("TCPCHK matched unwanted content {text} at step {n}")
+                            } else {
+                                format!("TCPCHK did not match content {text} at step {n}")
+                            };
+                            if let Some((s, l)) = conn.take() {
+                                close(s, l);
+                            }
+                            return Outcome::new(false, "L7RSP", info);
+                        }
+                    }
+                    let Ok(l) = fill(s, &mut buf, deadline).await else {
+                        if let Some((s, l)) = conn.take() {
+                            close(s, l);
+                        }
+                        return Outcome::new(
+                            false,
+                            "L7TOUT",
+                            format!("at step {n} of tcp-check (expect {text})"),
+                        );
+                    };
+                    last = l;
+                }
+            }
+        }
+    }
+    if let Some((s, l)) = conn.take() {
+        close(s, l);
+    }
+    if l7 {
+        Outcome::new(true, "L7OK", "(tcp-check)")
+    } else {
+        Outcome::new(true, "L4OK", "")
+    }
+}
+
+/// Reads until `buf` holds a whole MySQL packet at `at`; returns its payload range.
+async fn mysql_read_packet(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    at: usize,
+    deadline: Instant,
+) -> Result<(usize, usize), Outcome> {
+    loop {
+        if buf.len() >= at + 4 {
+            let len = buf[at] as usize | (buf[at + 1] as usize) << 8 | (buf[at + 2] as usize) << 16;
+            if buf.len() >= at + 4 + len {
+                return Ok((at + 4, at + 4 + len));
+            }
+            if at + 4 + len > BUF_CAP {
+                return Err(Outcome::new(
+                    false,
+                    "L7RSP",
+                    "Received packet larger than the check buffer",
+                ));
+            }
+        }
+        match fill(s, buf, deadline).await {
+            Ok(true) if buf.len() < BUF_CAP => {
+                // Re-check once: the last read may have completed the packet.
+                if buf.len() >= at + 4 {
+                    let len = buf[at] as usize
+                        | (buf[at + 1] as usize) << 8
+                        | (buf[at + 2] as usize) << 16;
+                    if buf.len() >= at + 4 + len {
+                        return Ok((at + 4, at + 4 + len));
+                    }
+                }
+                return Err(Outcome::new(false, "L7RSP", "Received incomplete packet"));
+            }
+            Ok(_) => {}
+            Err(()) => return Err(Outcome::new(false, "L7TOUT", "")),
+        }
+    }
+}
+
+/// A MySQL error packet's code and message (`FF code [# sqlstate] message`).
+fn mysql_error(p: &[u8]) -> Outcome {
+    let code = p
+        .get(1..3)
+        .map_or(0, |c| u32::from(c[0]) | u32::from(c[1]) << 8);
+    let mut msg = p.get(3..).unwrap_or_default();
+    if msg.first() == Some(&b'#') && msg.len() >= 6 {
+        msg = &msg[6..];
+    }
+    Outcome::new(false, "L7STS", String::from_utf8_lossy(msg).into_owned()).code(code)
+}
+
+#[expect(
+    clippy::many_single_char_names,
+    reason = "s/t/a/b/c/d: socket, target, packet bounds"
+)]
+async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) -> Outcome {
+    let whole = started + t.inter;
+    let mut s = match connect(t.addr, t, whole).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let deadline = read_deadline(t, whole);
+    if has_user {
+        // Sent at once, without waiting for the greeting, as HAProxy does.
+        match timeout_at(deadline, s.write_all(packet)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
+            Err(_) => return Outcome::new(false, "L7TOUT", ""),
+        }
+    }
+    let mut buf = Vec::new();
+    let out = async {
+        let (a, b) = mysql_read_packet(&mut s, &mut buf, 0, deadline).await?;
+        let greet = &buf[a..b];
+        if greet.first() == Some(&0xff) {
+            return Err(mysql_error(greet));
+        }
+        // Protocol version byte, then the NUL-terminated server version.
+        let version = greet
+            .get(1..)
+            .map(|v| v.split(|&c| c == 0).next().unwrap_or_default())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        if has_user {
+            let (c, d) = mysql_read_packet(&mut s, &mut buf, b, deadline).await?;
+            if buf[c..d].first() == Some(&0xff) {
+                return Err(mysql_error(&buf[c..d]));
+            }
+        }
+        Ok(Outcome::new(true, "L7OK", version))
+    }
+    .await;
+    close(s, false);
+    out.unwrap_or_else(|e| e)
+}
+
+async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
+    let whole = started + t.inter;
+    let mut s = match connect(t.addr, t, whole).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let deadline = read_deadline(t, whole);
+    let out = async {
+        match timeout_at(deadline, s.write_all(packet)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
+            Err(_) => return Outcome::new(false, "L7TOUT", ""),
+        }
+        let mut buf = Vec::new();
+        loop {
+            if buf.first() == Some(&b'E') {
+                // ErrorResponse: fields `Xtext\0`; 'M' is the message.
+                let msg = buf[5.min(buf.len())..]
+                    .split(|&c| c == 0)
+                    .find(|f| f.first() == Some(&b'M'))
+                    .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
+                if msg.is_some() || buf.len() >= BUF_CAP {
+                    return Outcome::new(false, "L7RSP", msg.unwrap_or_default());
+                }
+            } else if buf.len() >= 9 {
+                let code = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]);
+                if buf[0] == b'R' && matches!(code, 0 | 2..=7 | 9 | 10) {
+                    return Outcome::new(true, "L7OK", "PostgreSQL server is ok");
+                }
+                return Outcome::new(false, "L7RSP", "PostgreSQL unknown error");
+            } else if !buf.is_empty() && buf[0] != b'R' {
+                return Outcome::new(false, "L7RSP", "PostgreSQL unknown error");
+            }
+            match fill(&mut s, &mut buf, deadline).await {
+                Ok(true) if buf.first() != Some(&b'E') => {
+                    return Outcome::new(false, "L7RSP", "PostgreSQL unknown error")
+                }
+                Ok(true) => {
+                    return Outcome::new(false, "L7RSP", String::from_utf8_lossy(&buf).into_owned())
+                }
+                Ok(false) => {}
+                Err(()) => return Outcome::new(false, "L7TOUT", ""),
+            }
+        }
+    }
+    .await;
+    close(s, false);
+    out
+}
+
+async fn run_http(
+    request: &[u8],
+    expect: Option<&HttpExpect>,
+    regex: Option<&regex::bytes::Regex>,
+    t: &Target,
+    started: Instant,
+) -> Outcome {
+    let whole = started + t.inter;
+    let mut s = match connect(t.addr, t, whole).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let deadline = read_deadline(t, whole);
+    match timeout_at(deadline, s.write_all(request)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
+        Err(_) => return Outcome::new(false, "L7TOUT", ""),
+    }
+    // HTTP/1.0 style: the server closes when done; read to EOF (or the buffer cap).
+    let mut buf = Vec::new();
+    let needs_body = matches!(
+        expect.map(|e| &e.kind),
+        Some(HttpExpectKind::String(_) | HttpExpectKind::Rstring(_))
+    );
+    loop {
+        let head_done = buf.windows(2).any(|w| w == b"\r\n");
+        if head_done && !needs_body {
+            break;
+        }
+        match fill(&mut s, &mut buf, deadline).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(()) => {
+                close(s, false);
+                return Outcome::new(false, "L7TOUT", "");
+            }
+        }
+    }
+    close(s, false);
+    http_verdict(&buf, expect, regex)
+}
+
+/// Judges an HTTP response (status line, body) against `http-check expect`; without one, any
+/// 2xx or 3xx passes.
+pub fn http_verdict(
+    buf: &[u8],
+    expect: Option<&HttpExpect>,
+    regex: Option<&regex::bytes::Regex>,
+) -> Outcome {
+    let line_end = buf
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(buf.len());
+    let line = String::from_utf8_lossy(&buf[..line_end]);
+    let mut parts = line.splitn(3, ' ');
+    let (Some(ver), Some(code)) = (parts.next(), parts.next()) else {
+        return Outcome::new(false, "L7RSP", "Invalid HTTP response");
+    };
+    let reason = parts.next().unwrap_or("").to_owned();
+    let Ok(status) = code.parse::<u16>() else {
+        return Outcome::new(false, "L7RSP", "Invalid HTTP response");
+    };
+    if !ver.starts_with("HTTP/") || !(100..=999).contains(&status) {
+        return Outcome::new(false, "L7RSP", "Invalid HTTP response");
+    }
+    let body = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |p| &buf[p + 4..]);
+    let Some(e) = expect else {
+        return if (200..400).contains(&status) {
+            Outcome::new(true, "L7OK", reason).code(u32::from(status))
+        } else {
+            Outcome::new(false, "L7STS", reason).code(u32::from(status))
+        };
+    };
+    let matched = match &e.kind {
+        HttpExpectKind::Status(ranges) => {
+            ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+        }
+        HttpExpectKind::Rstatus(_) => regex.is_some_and(|r| r.is_match(code.as_bytes())),
+        HttpExpectKind::String(s) => {
+            let p = s.as_bytes();
+            p.is_empty() || body.windows(p.len()).any(|w| w == p)
+        }
+        HttpExpectKind::Rstring(_) => regex.is_some_and(|r| r.is_match(body)),
+    };
+    let is_status = matches!(
+        e.kind,
+        HttpExpectKind::Status(_) | HttpExpectKind::Rstatus(_)
+    );
+    if matched != e.negate {
+        Outcome::new(true, "L7OK", reason).code(u32::from(status))
+    } else if is_status {
+        Outcome::new(false, "L7STS", reason).code(u32::from(status))
+    } else {
+        Outcome::new(false, "L7RSP", "HTTP content check did not match").code(u32::from(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn target(addr: SocketAddr, read: Option<Duration>) -> Target {
+        Target {
+            addr,
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: read,
+            inter: Duration::from_secs(2),
+        }
+    }
+
+    /// A server that runs `f` on each of its first `n` connections.
+    fn server(n: usize, f: impl Fn(std::net::TcpStream) + Send + 'static) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for c in l.incoming().take(n).flatten() {
+                f(c);
+            }
+        });
+        a
+    }
+
+    fn expect(pattern: ExpectPattern) -> TcpCheckRule {
+        TcpCheckRule::Expect {
+            min_recv: None,
+            negate: false,
+            pattern,
+        }
+    }
+
+    #[test]
+    fn mysql_packets_are_haproxys_bytes() {
+        let p = mysql_packet("haproxy", MysqlVersion::Post41);
+        let mut want = vec![
+            34 + 7,
+            0,
+            0,
+            1,
+            0x00,
+            0x82,
+            0x00,
+            0x00,
+            0x00,
+            0x80,
+            0x00,
+            0x01,
+            0x21,
+        ];
+        want.extend_from_slice(&[0; 23]);
+        want.extend_from_slice(b"haproxy\0\0");
+        want.extend_from_slice(&[1, 0, 0, 0, 1]);
+        assert_eq!(p, want);
+        let p = mysql_packet("u", MysqlVersion::Pre41);
+        assert_eq!(
+            p,
+            [8, 0, 0, 1, 0x00, 0x80, 0, 0, 1, b'u', 0, 0, 1, 0, 0, 0, 1]
+        );
+        let p = mysql_packet("u", MysqlVersion::Post80);
+        assert_eq!(p[0] as usize, 34 + 1 + 22);
+        assert_eq!(&p[4..8], &[0x00, 0x82, 0x08, 0x00]);
+        assert!(p.ends_with(b"mysql_native_password\0\x01\x00\x00\x00\x01"));
+        let p = pgsql_packet("pg");
+        assert_eq!(&p[..8], &[0, 0, 0, 17, 0, 3, 0, 0]);
+        assert_eq!(&p[8..], b"user\0pg\0\0");
+    }
+
+    #[test]
+    fn fill_never_holds_more_than_the_buffer_cap() {
+        // 1 MB of garbage: the check reads 16 KiB and stops.
+        let addr = server(2, |mut c| {
+            let junk = vec![b'x'; 1 << 20];
+            let _ = c.write_all(&junk);
+        });
+        block_on(async {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut buf = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut reads = 0;
+            while !fill(&mut s, &mut buf, deadline).await.unwrap() {
+                reads += 1;
+                assert!(buf.len() <= BUF_CAP);
+                assert!(reads < 10_000);
+            }
+            assert_eq!(buf.len(), BUF_CAP);
+            assert!(buf.capacity() <= 2 * BUF_CAP, "{}", buf.capacity());
+            let probe = Probe::compile(&CheckKind::TcpCheck(vec![expect(ExpectPattern::String(
+                b"never".to_vec(),
+            ))]));
+            let o = probe.run(&target(addr, Some(Duration::from_secs(3)))).await;
+            assert_eq!(o.result, "L7RSP", "{o:?}");
+            assert!(!o.passed);
+            assert!(
+                o.info.contains("did not match content string 'never'"),
+                "{o:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn silent_server_is_bounded_by_the_read_timeout() {
+        let addr = server(1, |c| {
+            std::thread::sleep(Duration::from_secs(3));
+            drop(c);
+        });
+        block_on(async {
+            let probe = Probe::compile(&CheckKind::Redis);
+            let o = probe
+                .run(&target(addr, Some(Duration::from_millis(200))))
+                .await;
+            assert_eq!(o.result, "L7TOUT", "{o:?}");
+            assert!(
+                o.duration >= Duration::from_millis(190) && o.duration < Duration::from_secs(2)
+            );
+        });
+    }
+
+    #[test]
+    fn scripts_with_several_steps_and_kinds_of_expect() {
+        let addr = server(1, |mut c| {
+            let mut b = [0u8; 64];
+            let n = c.read(&mut b).unwrap();
+            assert_eq!(&b[..n], b"HELLO\r\n");
+            c.write_all(b"+OK\r\n").unwrap();
+            let n = c.read(&mut b).unwrap();
+            assert_eq!(&b[..n], &[0xde, 0xad]);
+            c.write_all(&[0x2b, 0x00, 0x7f]).unwrap();
+            let _ = c.read(&mut b);
+        });
+        block_on(async {
+            let probe = Probe::compile(&CheckKind::TcpCheck(vec![
+                TcpCheckRule::Send(b"HELLO\r\n".to_vec()),
+                expect(ExpectPattern::Rstring(r"^\+OK".into())),
+                TcpCheckRule::Expect {
+                    min_recv: None,
+                    negate: true,
+                    pattern: ExpectPattern::String(b"-ERR".to_vec()),
+                },
+                TcpCheckRule::Send(vec![0xde, 0xad]),
+                expect(ExpectPattern::Binary(vec![0x00, 0x7f])),
+                expect(ExpectPattern::Rbinary("^2B007F$".into())),
+            ]));
+            let o = probe.run(&target(addr, Some(Duration::from_secs(2)))).await;
+            assert_eq!(o.result, "L7OK", "{o:?}");
+        });
+    }
+
+    #[test]
+    fn refused_connect_is_l4con() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        block_on(async {
+            let o = Probe::compile(&CheckKind::Connect)
+                .run(&target(addr, None))
+                .await;
+            assert_eq!((o.result, o.passed), ("L4CON", false));
+            assert_eq!(o.info, "Connection refused");
+            assert_eq!(o.reason(), "Layer4 connection problem");
+        });
+    }
+
+    #[test]
+    fn mysql_error_greeting_gives_the_code() {
+        let addr = server(1, |mut c| {
+            let msg = b"\xff\x15\x04#28000Access denied";
+            let mut p = vec![msg.len() as u8, 0, 0, 0];
+            p.extend_from_slice(msg);
+            let _ = c.write_all(&p);
+        });
+        block_on(async {
+            let probe = Probe::compile(&CheckKind::Mysql {
+                user: Some("u".into()),
+                version: MysqlVersion::Post41,
+            });
+            let o = probe.run(&target(addr, Some(Duration::from_secs(2)))).await;
+            assert_eq!((o.result, o.code), ("L7STS", Some(1045)), "{o:?}");
+            assert_eq!(o.info, "Access denied");
+        });
+    }
+
+    #[test]
+    fn http_status_line_and_expect() {
+        let r = b"HTTP/1.0 503 Service Unavailable\r\nX: y\r\n\r\nbody down";
+        let o = http_verdict(r, None, None);
+        assert_eq!((o.result, o.code), ("L7STS", Some(503)));
+        let o = http_verdict(b"HTTP/1.1 200 OK\r\n\r\nall good", None, None);
+        assert!(o.passed);
+        let e = HttpExpect {
+            negate: false,
+            kind: HttpExpectKind::String("good".into()),
+        };
+        assert!(http_verdict(b"HTTP/1.1 200 OK\r\n\r\nall good", Some(&e), None).passed);
+        assert!(!http_verdict(b"HTTP/1.1 200 OK\r\n\r\nall bad", Some(&e), None).passed);
+        let e = HttpExpect {
+            negate: false,
+            kind: HttpExpectKind::Status(vec![(503, 503)]),
+        };
+        assert!(http_verdict(r, Some(&e), None).passed);
+        assert_eq!(http_verdict(b"garbage", None, None).result, "L7RSP");
+    }
+}
