@@ -1,8 +1,8 @@
-//! The userspace-driven data plane: splice(2) socket -> pipe -> socket, one pipe per direction,
-//! non-blocking, on the thread's event loop. Bytes move between kernel buffers; none is copied
-//! into this process. Also the per-flow fallback of the sockmap data plane.
+//! The userspace-driven data plane: splice(2) socket -> pipe -> socket, one pipe per direction
+//! while bytes are moving, non-blocking, on the thread's event loop. Bytes move between kernel
+//! buffers; none is copied into this process. Also the per-flow fallback of the sockmap plane.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
@@ -18,6 +18,56 @@ const PIPE_SIZE: i32 = 1 << 20;
 
 /// Most bytes moved by one splice call.
 const SPLICE_CHUNK: usize = 1 << 20;
+
+/// Empty pipes kept per thread for reuse. A direction leases a pipe only while its bytes are
+/// moving and returns it once drained (HAProxy's pipe pool, `maxpipes`): an idle connection
+/// holds no pipe (2 fds instead of 6), and a short one costs no pipe2/fcntl/close.
+const POOL_MAX: usize = 256;
+
+thread_local! {
+    static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A direction's pipe, if it holds one, and how many bytes are in it. Dropping it returns an
+/// empty pipe to the pool (a pipe with bytes left, after an error, is closed instead).
+#[derive(Default)]
+struct Lease {
+    pipe: Option<Pipe>,
+    len: usize,
+}
+
+impl Lease {
+    fn pipe(&mut self) -> io::Result<&Pipe> {
+        let pipe = match self.pipe.take() {
+            Some(p) => p,
+            None => match POOL.with(|p| p.borrow_mut().pop()) {
+                Some(p) => p,
+                None => Pipe::new()?,
+            },
+        };
+        Ok(self.pipe.insert(pipe))
+    }
+
+    /// Returns the pipe to the pool once it is empty.
+    fn release_if_empty(&mut self) {
+        if self.len == 0 {
+            if let Some(p) = self.pipe.take() {
+                POOL.with(|pool| {
+                    let mut pool = pool.borrow_mut();
+                    if pool.len() < POOL_MAX {
+                        pool.push(p);
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.release_if_empty();
+    }
+}
 
 /// A non-blocking pipe; both ends close on drop.
 struct Pipe {
@@ -69,19 +119,16 @@ pub(super) async fn pump(
     last: &Cell<Instant>,
     done: &Cell<bool>,
 ) -> DirEnd {
-    let Ok(pipe) = Pipe::new() else {
-        return DirEnd::Local;
-    };
-    let mut in_pipe = 0usize;
+    let mut lease = Lease::default();
     let mut eof = false;
     loop {
-        if in_pipe > 0 {
+        if let (Some(pipe), true) = (&lease.pipe, lease.len > 0) {
             let Ok(mut guard) = dst.writable().await else {
                 return DirEnd::DstReset;
             };
-            match guard.try_io(|_| splice(&pipe.read, dst.get_ref(), in_pipe)) {
+            match guard.try_io(|_| splice(&pipe.read, dst.get_ref(), lease.len)) {
                 Ok(Ok(n)) => {
-                    in_pipe -= n;
+                    lease.len -= n;
                     bytes.set(bytes.get() + n as u64);
                     last.set(Instant::now());
                 }
@@ -91,6 +138,7 @@ pub(super) async fn pump(
             }
             continue;
         }
+        lease.release_if_empty();
         if eof {
             done.set(true);
             return match sockopt::shutdown_write(dst.get_ref().as_fd()) {
@@ -101,10 +149,13 @@ pub(super) async fn pump(
         let Ok(mut guard) = src.readable().await else {
             return DirEnd::SrcReset;
         };
+        let Ok(pipe) = lease.pipe() else {
+            return DirEnd::Local;
+        };
         match guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK)) {
             Ok(Ok(0)) => eof = true,
             Ok(Ok(n)) => {
-                in_pipe += n;
+                lease.len += n;
                 last.set(Instant::now());
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -147,5 +198,49 @@ pub async fn forward(
         bytes_out: bytes_out.get(),
         end,
         spliced_in_kernel: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool_len() -> usize {
+        POOL.with(|p| p.borrow().len())
+    }
+
+    #[test]
+    fn an_empty_pipe_goes_back_to_the_pool_and_is_reused() {
+        let before = pool_len();
+        let fd = {
+            let mut lease = Lease::default();
+            let fd = lease.pipe().unwrap().read.as_raw_fd();
+            assert_eq!(pool_len(), before.saturating_sub(1));
+            fd
+        };
+        assert_eq!(pool_len(), before.max(1), "returned on drop");
+        let mut again = Lease::default();
+        assert_eq!(
+            again.pipe().unwrap().read.as_raw_fd(),
+            fd,
+            "the same pipe is reused"
+        );
+    }
+
+    #[test]
+    fn a_pipe_with_bytes_left_is_closed_not_pooled() {
+        let mut lease = Lease::default();
+        let pipe = lease.pipe().unwrap();
+        // SAFETY: writing 3 bytes from a valid buffer into our own pipe.
+        let n = unsafe { libc::write(pipe.write.as_raw_fd(), b"abc".as_ptr().cast(), 3) };
+        assert_eq!(n, 3);
+        lease.len = 3;
+        let before = pool_len();
+        drop(lease);
+        assert_eq!(
+            pool_len(),
+            before,
+            "a pipe holding bytes must never be reused"
+        );
     }
 }
