@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::lex::Line;
 use super::scalar::{
@@ -13,7 +14,7 @@ use super::scalar::{
 };
 use super::{
     Backend, Balance, Bind, Config, ConfigError, Frontend, Global, HashType, Keepalive, Loc,
-    LogTarget, Server, Timeouts, Warning,
+    LogTarget, Resolvers, Server, Timeouts, Warning,
 };
 
 /// Errors and warnings collected while loading; loading never stops at the first error.
@@ -102,6 +103,8 @@ struct ServerParams {
     disabled: bool,
     check_port: Option<u16>,
     init_addr: Option<Vec<InitAddr>>,
+    resolvers: Option<String>,
+    resolve_prefer_ipv4: bool,
 }
 
 impl Default for ServerParams {
@@ -114,6 +117,8 @@ impl Default for ServerParams {
             disabled: false,
             check_port: None,
             init_addr: None,
+            resolvers: None,
+            resolve_prefer_ipv4: false,
         }
     }
 }
@@ -134,6 +139,12 @@ struct ProxyOpts {
     maxconn: Option<u32>,
     default_backend: Option<(String, Loc)>,
     default_server: ServerParams,
+    /// `log` lines (inherited from defaults, own ones appended; `no log` empties the list).
+    logs: Vec<LogTarget>,
+    /// `option tcplog`.
+    tcplog: bool,
+    /// `option dontlognull`.
+    dontlognull: bool,
 }
 
 impl ProxyOpts {
@@ -152,6 +163,9 @@ impl ProxyOpts {
             maxconn: None,
             default_backend: None,
             default_server: ServerParams::default(),
+            logs: Vec::new(),
+            tcplog: false,
+            dontlognull: false,
         }
     }
 }
@@ -232,8 +246,6 @@ const HTTP_OPTIONS: &[&str] = &[
 
 /// Other `option X` (no arguments) that lb accepts but does not act on yet, with the feature.
 const OPTIONS_NOT_YET: &[(&str, &str)] = &[
-    ("tcplog", "logging"),
-    ("dontlognull", "logging"),
     ("dontlog-normal", "logging"),
     ("log-health-checks", "logging"),
     ("log-separate-errors", "logging"),
@@ -435,6 +447,7 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
             group: None,
             daemon: false,
             logs: Vec::new(),
+            resolvers: Vec::new(),
         },
         defaults: ProxyOpts::builtin(),
         named_defaults: HashMap::new(),
@@ -535,13 +548,6 @@ impl Parser {
                         &mut self.global.group
                     };
                     *slot = Some(w[1].clone());
-                    d.warn(
-                        &line.loc,
-                        format!(
-                            "'{kw}' is not supported yet (dropping privileges); lb keeps \
-                             running as the user that started it"
-                        ),
-                    );
                 }
             }
             "daemon" => {
@@ -560,11 +566,6 @@ impl Parser {
                         loc: line.loc.clone(),
                         args: w[1..].to_vec(),
                     });
-                    d.warn(
-                        &line.loc,
-                        "'log' is not supported yet (syslog and tcplog lines); lb logs to \
-                         stderr",
-                    );
                 }
             }
             "nbproc" => d.err(
@@ -1054,7 +1055,7 @@ impl Parser {
                     self.option_line(px, line, 2, true);
                 } else if w.get(1).is_some_and(|s| s == "log") {
                     if arity(&mut self.diag, line, 2, 0, 0) {
-                        self.not_yet(line, "no log", "logging");
+                        px.opts.logs.clear();
                     }
                 } else {
                     self.diag.err(
@@ -1102,7 +1103,10 @@ impl Parser {
             }
             "log" => {
                 if check_log_args(&mut self.diag, line, 1) {
-                    self.not_yet(line, kw, "syslog and tcplog lines; lb logs to stderr");
+                    px.opts.logs.push(LogTarget {
+                        loc: loc.clone(),
+                        args: w[1..].to_vec(),
+                    });
                 }
             }
             "tcp-check" => {
@@ -1395,8 +1399,11 @@ impl Parser {
                 backup: params.backup,
                 maxconn: params.maxconn,
                 maxqueue: params.maxqueue,
-                disabled: params.disabled || maint,
+                disabled: params.disabled,
                 check_port: params.check_port,
+                resolvers: params.resolvers.clone(),
+                resolve_prefer_ipv4: params.resolve_prefer_ipv4,
+                unresolved: maint,
             },
             explicit_id,
         ));
@@ -1480,7 +1487,10 @@ impl Parser {
                 InitAddr::None => {
                     self.diag.warn(
                         loc,
-                        format!("{ctx}: '{name}' not resolved; starting in MAINT (init-addr none)"),
+                        format!(
+                            "{ctx}: '{name}' not resolved; starting in MAINT (resolution) \
+                             (init-addr none)"
+                        ),
                     );
                     let ip = unspecified(hp.family);
                     return Some((SocketAddr::new(ip, port), Some(name), true));
@@ -1643,11 +1653,12 @@ impl Parser {
                         "verify" => &["none", "required"],
                         _ => &["ipv4", "ipv6"],
                     };
-                    if allowed.contains(&arg) {
+                    if p == "resolve-prefer" && allowed.contains(&arg) {
+                        params.resolve_prefer_ipv4 = arg == "ipv4";
+                    } else if allowed.contains(&arg) {
                         let feature = match p {
                             "observe" | "on-error" => "passive health checks",
                             "verify" => "TLS; lb has no TLS",
-                            "resolve-prefer" => "DNS re-resolution",
                             _ => "health checks",
                         };
                         not_yet.push((p, feature));
@@ -1660,7 +1671,7 @@ impl Parser {
                 }
                 "resolvers" => {
                     self.resolver_refs.push((arg.to_owned(), loc.clone()));
-                    not_yet.push((p, "DNS re-resolution"));
+                    params.resolvers = Some(arg.to_owned());
                 }
                 "init-addr" => {
                     let mut methods = Vec::new();
@@ -1939,6 +1950,15 @@ impl Parser {
                     }
                 }
             }
+            "tcplog" | "dontlognull" => {
+                if self.cap(px, line, &kw, true, false) && no_args(&mut self.diag) {
+                    if opt == "tcplog" {
+                        px.opts.tcplog = on;
+                    } else {
+                        px.opts.dontlognull = on;
+                    }
+                }
+            }
             "clitcpka" => {
                 if self.cap(px, line, &kw, true, false) && no_args(&mut self.diag) {
                     px.opts.cli_ka.enabled = on;
@@ -2056,6 +2076,8 @@ impl Parser {
                     let known: Vec<&str> = [
                         "redispatch",
                         "allbackups",
+                        "tcplog",
+                        "dontlognull",
                         "tcpka",
                         "clitcpka",
                         "srvtcpka",
@@ -2337,14 +2359,33 @@ impl Parser {
             return;
         }
         let name = &h.words[1];
-        if let Some(first) = self.resolvers.get(name) {
+        let duplicate = if let Some(first) = self.resolvers.get(name) {
             self.diag.err(
                 &h.loc,
                 format!("resolvers name '{name}' is used twice (first at {first})"),
             );
+            true
         } else {
             self.resolvers.insert(name.clone(), h.loc.clone());
-        }
+            false
+        };
+        let secs = Duration::from_secs;
+        let mut res = Resolvers {
+            name: name.clone(),
+            loc: h.loc.clone(),
+            nameservers: Vec::new(),
+            parse_resolv_conf: false,
+            resolve_retries: 3,
+            timeout_resolve: secs(1),
+            timeout_retry: secs(1),
+            hold_valid: secs(10),
+            hold_nx: secs(30),
+            hold_other: secs(30),
+            hold_refused: secs(30),
+            hold_timeout: secs(30),
+            hold_obsolete: Duration::ZERO,
+            accepted_payload_size: 512,
+        };
         for line in sec.body {
             let w = &line.words;
             let d = &mut self.diag;
@@ -2352,12 +2393,23 @@ impl Parser {
             match kw {
                 "nameserver" => {
                     if arity(d, line, 1, 2, 2) {
-                        let ok = split_host_port(&w[2]).and_then(|hp| match (hp.host, hp.port) {
-                            (Some(Host::Ip(_)), Some(p)) => parse_port(&p).map(|_| ()),
+                        let addr = split_host_port(&w[2]).and_then(|hp| match (hp.host, hp.port) {
+                            (Some(Host::Ip(ip)), Some(p)) => {
+                                parse_port(&p).map(|p| SocketAddr::new(ip, p))
+                            }
                             _ => Err(format!("expected IP:PORT, got '{}'", w[2])),
                         });
-                        if let Err(e) = ok {
-                            d.err(&line.loc, format!("'nameserver {}': {e}", w[1]));
+                        match addr {
+                            Ok(a) => {
+                                if res.nameservers.iter().any(|(n, _)| n == &w[1]) {
+                                    d.err(
+                                        &line.loc,
+                                        format!("'nameserver {}': name used twice", w[1]),
+                                    );
+                                }
+                                res.nameservers.push((w[1].clone(), a));
+                            }
+                            Err(e) => d.err(&line.loc, format!("'nameserver {}': {e}", w[1])),
                         }
                     }
                 }
@@ -2368,8 +2420,10 @@ impl Parser {
                         } else {
                             (512, 65535)
                         };
-                        if let Err(e) = parse_uint(&w[1], min, max) {
-                            d.err(&line.loc, format!("'{kw}': {e}"));
+                        match parse_uint(&w[1], min, max) {
+                            Ok(v) if kw == "resolve_retries" => res.resolve_retries = v as u32,
+                            Ok(v) => res.accepted_payload_size = v as u16,
+                            Err(e) => d.err(&line.loc, format!("'{kw}': {e}")),
                         }
                     }
                 }
@@ -2385,13 +2439,31 @@ impl Parser {
                             format!("'{kw}': expects one of {} and a time", subs.join("|")),
                         );
                     } else if arity(d, line, 2, 1, 1) {
-                        if let Err(e) = parse_time(&w[2], TimeUnit::Ms) {
-                            d.err(&line.loc, format!("'{kw} {}': {e}", w[1]));
+                        match parse_time(&w[2], TimeUnit::Ms) {
+                            Ok(t) if t.is_zero() && kw == "timeout" => {
+                                d.err(&line.loc, format!("'{kw} {}': must be more than 0", w[1]))
+                            }
+                            Ok(t) => {
+                                let slot = match (kw, w[1].as_str()) {
+                                    ("timeout", "resolve") => &mut res.timeout_resolve,
+                                    ("timeout", _) => &mut res.timeout_retry,
+                                    (_, "valid") => &mut res.hold_valid,
+                                    (_, "nx") => &mut res.hold_nx,
+                                    (_, "other") => &mut res.hold_other,
+                                    (_, "refused") => &mut res.hold_refused,
+                                    (_, "timeout") => &mut res.hold_timeout,
+                                    _ => &mut res.hold_obsolete,
+                                };
+                                *slot = t;
+                            }
+                            Err(e) => d.err(&line.loc, format!("'{kw} {}': {e}", w[1])),
                         }
                     }
                 }
                 "parse-resolv-conf" => {
-                    arity(d, line, 1, 0, 0);
+                    if arity(d, line, 1, 0, 0) {
+                        res.parse_resolv_conf = true;
+                    }
                 }
                 _ => d.err(
                     &line.loc,
@@ -2399,10 +2471,18 @@ impl Parser {
                 ),
             }
         }
-        self.diag.warn(
-            &h.loc,
-            format!("resolvers '{name}': not supported yet (DNS re-resolution); section ignored"),
-        );
+        if res.nameservers.is_empty() && !res.parse_resolv_conf {
+            self.diag.warn(
+                &h.loc,
+                format!(
+                    "resolvers '{name}' has no nameserver, so it resolves nothing (add 'nameserver NAME IP:PORT' or \
+                     'parse-resolv-conf')"
+                ),
+            );
+        }
+        if !duplicate {
+            self.global.resolvers.push(res);
+        }
     }
 
     fn userlist_section(&mut self, sec: &Section<'_>) {
@@ -2592,6 +2672,9 @@ impl Parser {
                 maxconn: px.opts.maxconn,
                 timeouts: px.opts.timeouts,
                 keepalive: px.opts.cli_ka,
+                logs: resolve_log_global(&px.opts.logs, &self.global.logs),
+                tcplog: px.opts.tcplog,
+                dontlognull: px.opts.dontlognull,
             });
         }
         // `resolvers` named on server lines must exist (sections may come later in the file).
@@ -2614,6 +2697,19 @@ impl Parser {
             warnings: Vec::new(),
         })
     }
+}
+
+/// A proxy's log targets with each `log global` replaced by the global section's targets.
+fn resolve_log_global(own: &[LogTarget], global: &[LogTarget]) -> Vec<LogTarget> {
+    let mut out = Vec::new();
+    for t in own {
+        if t.args.len() == 1 && t.args[0] == "global" {
+            out.extend(global.iter().cloned());
+        } else {
+            out.push(t.clone());
+        }
+    }
+    out
 }
 
 /// Checks the arguments of a `log` line (`start` = index of the first argument):
