@@ -2441,7 +2441,7 @@ impl Parser {
                     } else if arity(d, line, 2, 1, 1) {
                         match parse_time(&w[2], TimeUnit::Ms) {
                             Ok(t) if t.is_zero() && kw == "timeout" => {
-                                d.err(&line.loc, format!("'{kw} {}': must be more than 0", w[1]))
+                                d.err(&line.loc, format!("'{kw} {}': must be more than 0", w[1]));
                             }
                             Ok(t) => {
                                 let slot = match (kw, w[1].as_str()) {
