@@ -5,5 +5,8 @@ pub mod balance;
 pub mod config;
 pub mod dataplane;
 pub mod demo;
+pub mod dns;
 pub mod listener;
+pub mod logging;
+pub mod privileges;
 pub mod table;

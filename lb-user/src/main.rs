@@ -49,9 +49,13 @@ enum Command {
 }
 
 fn init_logging(level: &str) {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+    let stderr = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_target(false)
-        .init();
+        .build();
+    // stderr as before; warnings and notices also reach the `log` targets once they are open.
+    if let Err(e) = lb_user::logging::install(stderr) {
+        eprintln!("lb: cannot install the logger: {e}");
+    }
 }
 
 fn main() -> ExitCode {
@@ -133,6 +137,9 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
     let threads = config.global.nbthread.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    // Unknown user/group and unusable log targets stop the start before anything is bound.
+    let privileges = lb_user::privileges::plan(&config.global)?;
+    lb_user::logging::init(&config)?;
     // Bind first: errors (address in use, permission) stop the start with a clear message.
     let listeners = listener::bind_all(&config, threads).map_err(anyhow::Error::msg)?;
 
@@ -166,6 +173,9 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let (shared, commands) = Shared::new(config.clone(), maxconn, threads);
     block_stop_signals()?;
+    if privileges.is_some() {
+        lb_user::privileges::arm();
+    }
     for (thread, (l, commands)) in listeners.into_iter().zip(commands).enumerate() {
         let shared = shared.clone();
         std::thread::Builder::new()
@@ -178,6 +188,15 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
             })
             .context("cannot start a thread")?;
     }
+    if let Some(plan) = &privileges {
+        lb_user::privileges::drop_after_threads(plan, threads)?;
+        log::info!(
+            "dropped privileges: now {}",
+            lb_user::privileges::describe(plan)
+        );
+    }
+    // Resolvers run unprivileged, after the drop.
+    lb_user::dns::start(&config, &shared.backends)?;
     for fe in &config.frontends {
         for b in &fe.binds {
             log::info!("frontend '{}': listening on {}", fe.name, b.addr);
