@@ -12,6 +12,7 @@
 )]
 
 pub mod data;
+pub mod ops;
 pub mod scenarios;
 pub mod servers;
 
