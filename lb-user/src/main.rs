@@ -194,6 +194,12 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
             "dropped privileges: now {}",
             lb_user::privileges::describe(plan)
         );
+        if plan.uid.is_some() && plan.gid.is_none() {
+            log::warn!(
+                "global 'user' without 'group': the group stays as it was (HAProxy does the \
+                 same); add 'group' to drop it too"
+            );
+        }
     }
     // Resolvers run unprivileged, after the drop.
     lb_user::dns::start(&config, &shared.backends)?;

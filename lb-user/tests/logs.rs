@@ -148,6 +148,14 @@ fn nosrv_and_connect_failure_states(dataplane: &str) {
     assert_eq!(&c["bytes"], "0");
     assert_eq!(&c["ts"], "SC", "{line}");
     assert_eq!(&c["sc"], "0", "{line}");
+    // lb's own warning about it reaches the syslog target too, as a warning (16 * 8 + 4).
+    let warned = syslog.wait_for("no server available", 1, Duration::from_secs(10));
+    assert!(
+        warned
+            .first()
+            .is_some_and(|l| l.starts_with("<132>") && l.contains(" lb[")),
+        "{warned:?}"
+    );
     drop(lb);
 
     // A server that refuses: the server is named, Tc is -1, %rc counts the retries.
