@@ -636,6 +636,10 @@ async fn serve(
                 AcquireError::QueueFull => Ending::QueueFull,
                 AcquireError::QueueTimeout => Ending::QueueTimeout,
             };
+            if e == AcquireError::QueueTimeout {
+                // HAProxy records the time spent in the queue when `timeout queue` strikes.
+                served.tw = Some(ms_since(queued_at));
+            }
             let what = match e {
                 AcquireError::NoServer => "no server available".to_string(),
                 other => format!("no server available ({other})"),

@@ -22,6 +22,7 @@ use regex::Regex;
 on_both_planes!(
     tcplog_line_per_connection,
     nosrv_and_connect_failure_states,
+    queue_timeout_state,
     dontlognull_skips_silent_connections,
     connect_line_without_tcplog,
     stdout_format_raw,
@@ -179,6 +180,43 @@ fn nosrv_and_connect_failure_states(dataplane: &str) {
     assert_eq!(&c["tc"], "-1", "{line}");
     assert_eq!(&c["ts"], "SC", "{line}");
     assert_eq!(&c["rc"], "1", "{line}");
+}
+
+fn queue_timeout_state(dataplane: &str) {
+    let syslog = Syslog::start();
+    let s1 = Backend::ident_hold("s1");
+    let port = free_port();
+    let cfg = config(
+        &syslog,
+        port,
+        "    option tcplog\n",
+        &[format!("s1 {} maxconn 1", s1.addr)],
+        "    timeout queue 300ms\n",
+    );
+    let _lb = Lb::start(&cfg, dataplane);
+    // The one slot of s1 is taken by a held connection.
+    let mut held = TcpStream::connect(local(port)).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut name = [0u8; 3];
+    held.read_exact(&mut name).unwrap();
+    assert_eq!(&name, b"s1\n");
+    let (got, me) = exchange(local(port), b"waiting");
+    assert!(got.is_empty());
+    let line = line_for(&syslog, me.port()).expect("a line for a queue timeout");
+    let c = tcplog_re()
+        .captures(&line)
+        .unwrap_or_else(|| panic!("format: {line:?}"));
+    assert_eq!(
+        (&c["s"], &c["ts"], &c["tc"]),
+        ("<NOSRV>", "sQ", "-1"),
+        "{line}"
+    );
+    // Tw is the time spent in the queue: `timeout queue` (the clock may round down by 1 ms).
+    let tw: u64 = c["tw"].parse().unwrap();
+    assert!(tw >= 299, "{line}");
+    // First in line: nobody was queued before it. The held connection counts in %ac/%fc.
+    assert_eq!((&c["ac"], &c["fc"], &c["bq"]), ("2", "2", "0"), "{line}");
+    drop(held);
 }
 
 fn dontlognull_skips_silent_connections(dataplane: &str) {

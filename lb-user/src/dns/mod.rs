@@ -389,6 +389,83 @@ mod tests {
         );
     }
 
+    fn section(ns: SocketAddr) -> Resolvers {
+        let ms = Duration::from_millis;
+        Resolvers {
+            name: "t".into(),
+            loc: crate::config::Loc {
+                file: Arc::new("t.cfg".into()),
+                line: 1,
+            },
+            nameservers: vec![("ns1".into(), ns)],
+            parse_resolv_conf: false,
+            resolve_retries: 2,
+            timeout_resolve: ms(250),
+            timeout_retry: ms(100),
+            hold_valid: ms(100),
+            hold_nx: ms(100),
+            hold_other: ms(100),
+            hold_refused: ms(100),
+            hold_timeout: ms(100),
+            hold_obsolete: ms(0),
+            accepted_payload_size: 512,
+        }
+    }
+
+    /// Runs `follow` for `run` against a nameserver that answers with `rcode` (or never, for
+    /// `None`), and returns how many queries it got.
+    fn queries_in(run: Duration, rcode: Option<u8>) -> usize {
+        let ns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        ns.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = ns.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let st = stop.clone();
+        let server = std::thread::spawn(move || {
+            let mut n = 0;
+            let mut buf = [0u8; 512];
+            while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok((len, from)) = ns.recv_from(&mut buf) {
+                    n += 1;
+                    if let Some(rc) = rcode {
+                        let mut r = buf[..len].to_vec();
+                        r[2] = 0x81;
+                        r[3] = 0x80 | rc;
+                        let _ = ns.send_to(&r, from);
+                    }
+                }
+            }
+            n
+        });
+        let r = Resolution {
+            resolvers: section(addr),
+            nameservers: vec![("ns1".into(), addr)],
+            name: "gone.test".into(),
+            prefer_v4: true,
+            members: Vec::new(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let _ = tokio::time::timeout(run, follow(r)).await;
+        });
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        server.join().unwrap()
+    }
+
+    #[test]
+    fn failing_names_are_not_hammered() {
+        // NXDOMAIN: one query per resolution, one resolution per `timeout resolve` (250 ms):
+        // about 5 in 1.1 s. A client that retried at once would send hundreds.
+        let nx = queries_in(Duration::from_millis(1100), Some(wire::NXDOMAIN));
+        assert!((2..=8).contains(&nx), "{nx} queries");
+        // No answer: `resolve_retries` (2) queries 100 ms apart, then `timeout resolve`.
+        let silent = queries_in(Duration::from_millis(1100), None);
+        assert!((2..=10).contains(&silent), "{silent} queries");
+    }
+
     #[test]
     fn causes_are_haproxys() {
         assert_eq!(Failure::Nx.cause(), "DNS NX status");
