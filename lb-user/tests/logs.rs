@@ -26,6 +26,7 @@ on_both_planes!(
     dontlognull_skips_silent_connections,
     connect_line_without_tcplog,
     stdout_format_raw,
+    unix_socket_target_and_a_dead_one,
 );
 
 const MONTHS: &str = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
@@ -339,4 +340,40 @@ fn stdout_format_raw(dataplane: &str) {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+}
+
+fn unix_socket_target_and_a_dead_one(dataplane: &str) {
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!(
+        "lb-test-log-{}-{dataplane}.sock",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind unix log socket");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let s1 = Backend::ident("s1");
+    let port = free_port();
+    // Two targets: ours, and one nobody listens on (a syslog daemon that is down). The dead
+    // one must cost nothing: every connection is still served and logged to the live one.
+    let cfg = format!(
+        "global\n    log {} local0\n    log /nonexistent/lb-test/dev/log local0\n\n{DEFAULTS}    log global\n    option tcplog\n\n\
+         frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\nbackend be\n    server s1 {}\n",
+        path.display(),
+        s1.addr
+    );
+    let _lb = Lb::start(&cfg, dataplane);
+    let re = tcplog_re();
+    for _ in 0..20 {
+        let (got, me) = exchange(local(port), b"q");
+        assert_eq!(got, b"s1\n");
+        let mut buf = [0u8; 2048];
+        let n = sock.recv(&mut buf).expect("a line on the unix socket");
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let c = re
+            .captures(&line)
+            .unwrap_or_else(|| panic!("format: {line:?}"));
+        assert_eq!(c["cp"].parse::<u16>().unwrap(), me.port(), "{line}");
+    }
+    let _ = std::fs::remove_file(&path);
 }

@@ -237,6 +237,22 @@ mod tests {
     }
 
     #[test]
+    fn aaaa_records() {
+        let q = query(3, "v6.test", AAAA, 512).unwrap();
+        let mut r = q[..q.len() - 11].to_vec();
+        r[2..4].copy_from_slice(&0x8180u16.to_be_bytes());
+        r[6..8].copy_from_slice(&1u16.to_be_bytes());
+        r[10..12].copy_from_slice(&0u16.to_be_bytes());
+        r.extend_from_slice(&[0xC0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16]);
+        r.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let a = parse(&r, 3, "v6.test", AAAA).unwrap();
+        assert_eq!(a.addrs, vec!["fd00::1".parse::<IpAddr>().unwrap()]);
+        // An A record in an AAAA answer is not taken.
+        let mixed = parse(&answer(&q, 0x8180, &[[1, 2, 3, 4]]), 3, "v6.test", AAAA).unwrap();
+        assert!(mixed.addrs.is_empty());
+    }
+
+    #[test]
     fn nxdomain_and_truncation() {
         let q = query(9, "gone", AAAA, 512).unwrap();
         let a = parse(&answer(&q, 0x8183, &[]), 9, "gone", AAAA).unwrap();
