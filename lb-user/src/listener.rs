@@ -592,9 +592,12 @@ async fn handle(
         backend_queue: served.backend_queue,
     }
     .line();
-    // `served` holds the server slot until here, so %sc and %bc count this connection, as
-    // HAProxy's do when it logs at the end of the session.
+    // `served` holds the server slot and `counted` the connection until here, so %ac, %fc,
+    // %bc and %sc count this connection, as HAProxy's do when it logs at the end of the
+    // session. Both are released before the line leaves, so whoever reads it sees the
+    // counters without this connection.
     drop(served);
+    drop(counted);
     log.send(logging::INFO, &line);
 }
 

@@ -227,6 +227,8 @@ mod tests {
             daemon: false,
             logs: Vec::new(),
             resolvers: Vec::new(),
+            log_tag: None,
+            log_send_hostname: None,
         }
     }
 

@@ -65,6 +65,11 @@ pub struct Global {
     pub logs: Vec<LogTarget>,
     /// `resolvers` sections, in file order.
     pub resolvers: Vec<Resolvers>,
+    /// `log-tag`: the syslog tag (program name). `None` = `lb`.
+    pub log_tag: Option<String>,
+    /// `log-send-hostname [NAME]`: the host name put in syslog headers (the system's when
+    /// no name is given). `None` = no host name, as HAProxy by default.
+    pub log_send_hostname: Option<String>,
 }
 
 /// A `resolvers` section: the nameservers and timers used to re-resolve server hostnames.

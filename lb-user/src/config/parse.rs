@@ -308,8 +308,6 @@ const GLOBAL_NOT_YET: &[(&str, &str)] = &[
     ("crt-base", "TLS; lb has no TLS"),
     ("spread-checks", "health checks"),
     ("ulimit-n", "fd limit"),
-    ("log-send-hostname", "logging"),
-    ("log-tag", "logging"),
     ("master-worker", "master-worker mode"),
     ("hard-stop-after", "reload"),
     ("node", "stats"),
@@ -448,6 +446,8 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
             daemon: false,
             logs: Vec::new(),
             resolvers: Vec::new(),
+            log_tag: None,
+            log_send_hostname: None,
         },
         defaults: ProxyOpts::builtin(),
         named_defaults: HashMap::new(),
@@ -568,6 +568,24 @@ impl Parser {
                     });
                 }
             }
+            "log-tag" => {
+                if arity(d, line, 1, 1, 1) {
+                    self.global.log_tag = Some(w[1].clone());
+                }
+            }
+            "log-send-hostname" => {
+                if arity(d, line, 1, 0, 1) {
+                    // Without a name, HAProxy sends the system's host name.
+                    let name = w.get(1).cloned().unwrap_or_else(|| {
+                        std::fs::read_to_string("/proc/sys/kernel/hostname")
+                            .map(|h| h.trim().to_owned())
+                            .ok()
+                            .filter(|h| !h.is_empty())
+                            .unwrap_or_else(|| "localhost".to_owned())
+                    });
+                    self.global.log_send_hostname = Some(name);
+                }
+            }
             "nbproc" => d.err(
                 &line.loc,
                 "'nbproc' was removed in HAProxy 2.5 (use 'nbthread'; lb runs one process)",
@@ -649,7 +667,7 @@ impl Parser {
                                     .is_ok()
                         }
                         "pidfile" | "chroot" | "ca-base" | "crt-base" | "node"
-                        | "server-state-file" | "server-state-base" | "lua-load" | "log-tag"
+                        | "server-state-file" | "server-state-base" | "lua-load"
                         | "ssl-dh-param-file" | "localpeer" | "unsetenv" => {
                             arity(d, line, 1, 1, usize::MAX)
                         }
@@ -670,11 +688,19 @@ impl Parser {
                         );
                     }
                 } else {
-                    let known: Vec<&str> =
-                        ["maxconn", "nbthread", "user", "group", "daemon", "log"]
-                            .into_iter()
-                            .chain(GLOBAL_NOT_YET.iter().map(|(k, _)| *k))
-                            .collect();
+                    let known: Vec<&str> = [
+                        "maxconn",
+                        "nbthread",
+                        "user",
+                        "group",
+                        "daemon",
+                        "log",
+                        "log-tag",
+                        "log-send-hostname",
+                    ]
+                    .into_iter()
+                    .chain(GLOBAL_NOT_YET.iter().map(|(k, _)| *k))
+                    .collect();
                     d.err(
                         &line.loc,
                         format!(

@@ -969,11 +969,13 @@ fn garbage_never_panics() {
 #[test]
 fn log_lines_tcplog_and_dontlognull_are_stored() {
     let c = ok(&format!(
-        "global\n  log 127.0.0.1:514 local0\n  log stdout format raw daemon\n{TIMEOUTS}  log global\n  option tcplog\n\
+        "global\n  log 127.0.0.1:514 local0\n  log stdout format raw daemon\n  log-tag db-lb\n  log-send-hostname lb1\n{TIMEOUTS}  log global\n  option tcplog\n\
          frontend a\n  bind :1\n  option dontlognull\n  default_backend be\n\
          frontend b\n  bind :2\n  no log\n  log /dev/log local1 notice\n  no option tcplog\n  default_backend be\n\
          backend be\n  server s 127.0.0.1:2\n"
     ));
+    assert_eq!(c.global.log_tag.as_deref(), Some("db-lb"));
+    assert_eq!(c.global.log_send_hostname.as_deref(), Some("lb1"));
     let a = &c.frontends[0];
     let args: Vec<_> = a.logs.iter().map(|l| l.args.join(" ")).collect();
     assert_eq!(args, ["127.0.0.1:514 local0", "stdout format raw daemon"]);

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::config::{Config, LogTarget};
-pub use target::{Target, TargetError, ERR, INFO, NOTICE, WARNING};
+pub use target::{Header, Target, TargetError, ERR, INFO, NOTICE, WARNING};
 
-/// The syslog tag (program name) of every message.
+/// The default syslog tag (program name); `log-tag` changes it.
 pub const TAG: &str = "lb";
 
 /// `log` crate target for notices: `log::info!(target: logging::NOTICE_TARGET, ...)` goes to
@@ -46,9 +46,9 @@ impl FrontendLog {
 
     /// Sends `msg` to every target of the frontend.
     pub fn send(&self, severity: u8, msg: &str) {
-        let pid = std::process::id();
+        let hdr = header();
         for t in &self.targets {
-            t.send(severity, msg, TAG, pid);
+            t.send(severity, msg, hdr);
         }
     }
 }
@@ -60,10 +60,25 @@ struct Registry {
 }
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
+static HEADER: OnceLock<Header> = OnceLock::new();
+
+/// The syslog header fields in use (`log-tag`, `log-send-hostname`).
+fn header() -> &'static Header {
+    HEADER.get_or_init(Header::new)
+}
 
 /// Opens every log target of `config` (global and per frontend; identical lines share one
 /// socket). Call once, before the accept threads start.
 pub fn init(config: &Config) -> Result<(), TargetError> {
+    let _ = HEADER.set(Header {
+        tag: config
+            .global
+            .log_tag
+            .clone()
+            .unwrap_or_else(|| TAG.to_owned()),
+        pid: std::process::id(),
+        host: config.global.log_send_hostname.clone(),
+    });
     let mut open: HashMap<String, Arc<Target>> = HashMap::new();
     let mut get = |l: &LogTarget| -> Result<Arc<Target>, TargetError> {
         let key = l.args.join(" ");
@@ -147,9 +162,9 @@ impl Drop for Counted {
 /// Sends one of lb's own messages to the global targets.
 pub fn global(severity: u8, msg: &str) {
     if let Some(r) = REGISTRY.get() {
-        let pid = std::process::id();
+        let hdr = header();
         for t in &r.global {
-            t.send(severity, msg, TAG, pid);
+            t.send(severity, msg, hdr);
         }
     }
 }

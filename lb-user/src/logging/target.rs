@@ -50,6 +50,33 @@ pub const WARNING: u8 = 4;
 /// Severity `err` (3).
 pub const ERR: u8 = 3;
 
+/// What every syslog header carries besides the date: tag, pid, optional host name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// `log-tag`; `lb` by default.
+    pub tag: String,
+    pub pid: u32,
+    /// `log-send-hostname`; none by default, as HAProxy.
+    pub host: Option<String>,
+}
+
+impl Header {
+    /// lb's default header: tag `lb`, this process, no host name.
+    pub fn new() -> Self {
+        Self {
+            tag: super::TAG.to_owned(),
+            pid: std::process::id(),
+            host: None,
+        }
+    }
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// HAProxy's message formats (`log ... format F`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -212,12 +239,12 @@ impl Target {
 
     /// Formats and sends `msg` at `severity` (0 = emerg .. 7 = debug) unless the target's
     /// level filters it out. Never blocks; a message that cannot be sent now is dropped.
-    pub fn send(&self, severity: u8, msg: &str, tag: &str, pid: u32) {
+    pub fn send(&self, severity: u8, msg: &str, hdr: &Header) {
         if severity > self.level {
             return;
         }
         let severity = severity.max(self.minlevel);
-        let mut out = self.render(severity, msg, tag, pid, &time::now_local());
+        let mut out = self.render(severity, msg, hdr, &time::now_local());
         if out.len() >= self.max_len {
             let mut cut = self.max_len - 1;
             while !out.is_char_boundary(cut) {
@@ -232,11 +259,19 @@ impl Target {
     }
 
     /// The message as this target's format writes it (without the final newline).
-    pub fn render(&self, severity: u8, msg: &str, tag: &str, pid: u32, t: &LocalTime) -> String {
+    pub fn render(&self, severity: u8, msg: &str, hdr: &Header, t: &LocalTime) -> String {
         let pri = u32::from(self.facility) * 8 + u32::from(severity);
+        let (tag, pid) = (&hdr.tag, hdr.pid);
         match self.format {
-            Format::Rfc3164 => format!("<{pri}>{} {tag}[{pid}]: {msg}", t.syslog()),
-            Format::Rfc5424 => format!("<{pri}>1 {} - {tag} {pid} - - {msg}", t.iso()),
+            Format::Rfc3164 => match &hdr.host {
+                Some(h) => format!("<{pri}>{} {h} {tag}[{pid}]: {msg}", t.syslog()),
+                None => format!("<{pri}>{} {tag}[{pid}]: {msg}", t.syslog()),
+            },
+            Format::Rfc5424 => format!(
+                "<{pri}>1 {} {} {tag} {pid} - - {msg}",
+                t.iso(),
+                hdr.host.as_deref().unwrap_or("-")
+            ),
             Format::Priority => format!("<{pri}>{msg}"),
             Format::Short => format!("<{severity}>{msg}"),
             Format::Timed => format!("<{severity}>{} {msg}", t.iso()),
@@ -321,6 +356,33 @@ mod tests {
         }
     }
 
+    fn hdr(pid: u32) -> Header {
+        Header {
+            tag: "lb".into(),
+            pid,
+            host: None,
+        }
+    }
+
+    #[test]
+    fn log_send_hostname_and_log_tag() {
+        let tg = Target::open(&line("127.0.0.1 local0")).unwrap();
+        let h = Header {
+            tag: "db-lb".into(),
+            pid: 9,
+            host: Some("lb1".into()),
+        };
+        assert_eq!(
+            tg.render(INFO, "m", &h, &t()),
+            "<134>Aug  5 18:04:02 lb1 db-lb[9]: m"
+        );
+        let tg = Target::open(&line("127.0.0.1 format rfc5424 local0")).unwrap();
+        assert_eq!(
+            tg.render(INFO, "m", &h, &t()),
+            "<134>1 2020-08-05T18:04:02.387123+02:00 lb1 db-lb 9 - - m"
+        );
+    }
+
     fn t() -> LocalTime {
         LocalTime {
             year: 2020,
@@ -339,13 +401,13 @@ mod tests {
     fn rfc3164_is_haproxys_default() {
         let tg = Target::open(&line("127.0.0.1:5514 local0")).unwrap();
         assert_eq!(
-            tg.render(INFO, "hello", "lb", 42, &t()),
+            tg.render(INFO, "hello", &hdr(42), &t()),
             "<134>Aug  5 18:04:02 lb[42]: hello"
         );
         let tg = Target::open(&line("127.0.0.1 daemon notice")).unwrap();
         assert_eq!(tg.level, NOTICE);
         assert_eq!(
-            tg.render(ERR, "x", "lb", 1, &t()),
+            tg.render(ERR, "x", &hdr(1), &t()),
             "<27>Aug  5 18:04:02 lb[1]: x"
         );
     }
@@ -355,7 +417,7 @@ mod tests {
         let r = |spec: &str| {
             Target::open(&line(spec))
                 .unwrap()
-                .render(INFO, "m", "lb", 7, &t())
+                .render(INFO, "m", &hdr(7), &t())
         };
         assert_eq!(r("stdout format raw daemon"), "m");
         assert_eq!(r("stderr format short local0"), "<6>m");
@@ -377,9 +439,9 @@ mod tests {
             .unwrap();
         let port = sock.local_addr().unwrap().port();
         let tg = Target::open(&line(&format!("127.0.0.1:{port} local0 notice err"))).unwrap();
-        tg.send(INFO, "filtered", "lb", 1);
-        tg.send(WARNING, "kept", "lb", 1);
-        tg.send(0, "capped", "lb", 1);
+        tg.send(INFO, "filtered", &hdr(1));
+        tg.send(WARNING, "kept", &hdr(1));
+        tg.send(0, "capped", &hdr(1));
         let mut buf = [0u8; 256];
         let mut recv = || {
             let n = sock.recv(&mut buf).unwrap();
@@ -400,7 +462,7 @@ mod tests {
     fn a_missing_receiver_drops_without_blocking() {
         let tg = Target::open(&line("/nonexistent/dev/log local0")).unwrap();
         for _ in 0..3 {
-            tg.send(INFO, "x", "lb", 1);
+            tg.send(INFO, "x", &hdr(1));
         }
         assert_eq!(tg.dropped(), 3);
     }
@@ -412,7 +474,7 @@ mod tests {
             .unwrap();
         let port = sock.local_addr().unwrap().port();
         let tg = Target::open(&line(&format!("127.0.0.1:{port} len 100 local0"))).unwrap();
-        tg.send(INFO, &"y".repeat(500), "lb", 1);
+        tg.send(INFO, &"y".repeat(500), &hdr(1));
         let mut buf = [0u8; 1024];
         assert_eq!(sock.recv(&mut buf).unwrap(), 100);
     }
