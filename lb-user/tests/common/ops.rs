@@ -116,13 +116,15 @@ impl Drop for IdentAt {
     }
 }
 
-/// A free UDP port on 127.0.0.1.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port on 127.0.0.1 that was free for both TCP and UDP a moment ago.
+pub fn free_tcp_udp_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// dnsmasq answering from a hosts file the test rewrites (SIGHUP re-reads it). Names not in
@@ -144,53 +146,49 @@ impl Dnsmasq {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::write(&path, hosts).unwrap();
-        let port = free_udp_port();
-        let child = Command::new("dnsmasq")
-            .args([
-                "--no-daemon",
-                "--keep-in-foreground",
-                &format!("--port={port}"),
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--cache-size=0",
-                "--local-ttl=0",
-                "--user=root",
-                "--pid-file=",
-                &format!("--addn-hosts={}", path.display()),
-                // Everything not in the hosts file is NXDOMAIN, not forwarded anywhere.
-                "--local=/test/",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start dnsmasq (cargo xtask setup installs dnsmasq-base)");
-        let d = Dnsmasq {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            hosts: path,
-            child,
-        };
-        assert!(
-            wait(Duration::from_secs(10), || d.answers()),
-            "dnsmasq did not start answering on {}",
-            d.addr
-        );
-        d
-    }
-
-    /// Whether it answers a query at all (any RCODE).
-    fn answers(&self) -> bool {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        // Query for "probe.test" A, ID 0x4242, RD.
-        let mut q = vec![0x42, 0x42, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        q.extend_from_slice(b"\x05probe\x04test\x00\x00\x01\x00\x01");
-        let _ = s.send_to(&q, self.addr);
-        let mut buf = [0u8; 512];
-        matches!(s.recv(&mut buf), Ok(n) if n >= 12 && buf[..2] == [0x42, 0x42])
+        // dnsmasq binds UDP and TCP on its port; a port taken meanwhile (tests run in
+        // parallel) makes it exit at once: try again on another port, a bounded number of times.
+        for _ in 0..5 {
+            let port = free_tcp_udp_port();
+            let mut child = Command::new("dnsmasq")
+                .args([
+                    "--no-daemon",
+                    "--keep-in-foreground",
+                    &format!("--port={port}"),
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--cache-size=0",
+                    "--local-ttl=0",
+                    "--user=root",
+                    "--pid-file=",
+                    &format!("--addn-hosts={}", path.display()),
+                    // Everything not in the hosts file is NXDOMAIN, not forwarded anywhere.
+                    "--local=/test/",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start dnsmasq (cargo xtask setup installs dnsmasq-base)");
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut exited = false;
+            let up = wait(Duration::from_secs(10), || {
+                exited = matches!(child.try_wait(), Ok(Some(_)));
+                exited || answers(addr)
+            });
+            if up && !exited {
+                return Dnsmasq {
+                    addr,
+                    hosts: path,
+                    child,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("dnsmasq did not start answering on 127.0.0.1 after 5 tries");
     }
 
     /// Replaces the hosts file and makes dnsmasq re-read it.
@@ -207,6 +205,19 @@ impl Drop for Dnsmasq {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.hosts);
     }
+}
+
+/// Whether a DNS server on `addr` answers a query at all (any RCODE).
+fn answers(addr: SocketAddr) -> bool {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Query for "probe.test" A, ID 0x4242, RD.
+    let mut q = vec![0x42, 0x42, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x05probe\x04test\x00\x00\x01\x00\x01");
+    let _ = s.send_to(&q, addr);
+    let mut buf = [0u8; 512];
+    matches!(s.recv(&mut buf), Ok(n) if n >= 12 && buf[..2] == [0x42, 0x42])
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
