@@ -19,7 +19,11 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::config::{Backend, Config, Frontend, Keepalive};
 use crate::dataplane::sockmap::{MapIds, ThreadMaps};
-use crate::dataplane::{sockopt, Dataplane, FlowReport, FlowTimeouts, KillSwitch};
+use crate::dataplane::{sockopt, Dataplane, FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
+use crate::logging::{
+    self,
+    tcplog::{Ending, Killer},
+};
 use crate::table::{AcquireError, BackendTable, ServerSlot};
 
 /// Listen backlog of each listener (HAProxy's default is maxconn; the kernel caps it at
@@ -494,6 +498,8 @@ pub fn run_thread(
                 Dataplane::Sockmap(maps)
             }
         };
+        // Map handles are open: privileges may be dropped now (waits for that when planned).
+        crate::privileges::thread_started();
         let ctx = Rc::new(ThreadCtx {
             thread,
             dataplane,
@@ -671,6 +677,19 @@ async fn connect(
     Ok(afd.into_inner())
 }
 
+/// What the connect phase did, for the tcplog line (`%rc`, `%ts`).
+#[derive(Clone, Debug, Default)]
+struct ConnectTries {
+    /// Re-tries after the first attempt.
+    retries: u32,
+    /// The last retry went to another server.
+    redispatched: bool,
+    /// The last failed attempt ended by `timeout connect`.
+    timed_out: bool,
+    /// The server of the last failed attempt (index, name): `%s` when all attempts fail.
+    failed_server: Option<(usize, Arc<str>)>,
+}
+
 /// Connects to the slot's server, re-trying `retries` times; with `option redispatch` the last
 /// retry goes to another server. Between retries on the same server after an immediate
 /// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s).
@@ -680,6 +699,7 @@ async fn connect_with_retries(
     be: &Backend,
     client: SocketAddr,
     mut slot: ServerSlot,
+    tries: &mut ConnectTries,
 ) -> Result<(ServerSlot, OwnedFd), String> {
     let mut last_error;
     let mut attempt = 0u32;
@@ -693,6 +713,8 @@ async fn connect_with_retries(
         match result {
             Ok(fd) => return Ok((slot, fd)),
             Err(e) => {
+                tries.timed_out = matches!(e, ConnectError::Timeout(_));
+                tries.failed_server = Some((slot.index(), Arc::from(slot.name())));
                 slot.counters()
                     .connect_errors
                     .fetch_add(1, Ordering::Relaxed);
@@ -704,6 +726,7 @@ async fn connect_with_retries(
             return Err(last_error);
         }
         attempt += 1;
+        tries.retries = attempt;
         slot.counters().retries.fetch_add(1, Ordering::Relaxed);
         if be.redispatch && attempt == be.retries {
             let failed = slot.index();
@@ -711,6 +734,7 @@ async fn connect_with_retries(
             slot = match table.try_acquire(client, Some(failed)) {
                 Ok(s) => {
                     s.counters().redispatches.fetch_add(1, Ordering::Relaxed);
+                    tries.redispatched = true;
                     s
                 }
                 Err(e) => {
@@ -732,7 +756,26 @@ async fn connect_with_retries(
     }
 }
 
-/// Serves one client: server choice, connect, forward, counters.
+/// What [`serve`] leaves for the log line.
+struct Served {
+    server: Option<(usize, Arc<str>)>,
+    tw: Option<u64>,
+    tc: Option<u64>,
+    bytes_in: u64,
+    bytes_out: u64,
+    ending: Ending,
+    tries: ConnectTries,
+    backend_queue: u64,
+    /// The server slot, held until the line is logged.
+    slot: Option<ServerSlot>,
+}
+
+fn ms_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Serves one client, then logs it the way the frontend asks (`option tcplog`, or HAProxy's
+/// default `Connect from` line at accept).
 async fn handle(
     shared: &Arc<Shared>,
     frontend: usize,
@@ -740,17 +783,114 @@ async fn handle(
     peer: SocketAddr,
     ctx: &ThreadCtx,
 ) {
+    let accepted = Instant::now();
+    let accepted_at = logging::time::now_local();
+    let counted = logging::Counted::new(frontend);
+    let fe: &Frontend = &shared.config.frontends[frontend];
+    let log = logging::frontend(frontend).filter(|l| l.enabled());
+    if let Some(log) = log.filter(|l| !l.tcplog) {
+        if let Ok(local) = socket2::SockRef::from(&client).local_addr() {
+            if let Some(local) = local.as_socket() {
+                log.send(
+                    logging::INFO,
+                    &logging::tcplog::connect_line(&peer, &local, &fe.name),
+                );
+            }
+        }
+    }
+    let Some(served) = serve(shared, frontend, client, peer, ctx).await else {
+        return;
+    };
+    let Some(log) = log.filter(|l| l.tcplog) else {
+        return;
+    };
+    if log.dontlognull && served.bytes_in == 0 {
+        return;
+    }
+    let table = &shared.backends[fe.backend];
+    let snap = table.snapshot();
+    let beconn = snap
+        .servers
+        .iter()
+        .map(|s| u64::from(s.counters.cur.load(Ordering::Relaxed)))
+        .sum::<u64>()
+        + table.queue_len() as u64;
+    let srvconn = served.server.as_ref().map_or(0, |(i, _)| {
+        snap.servers[*i].counters.cur.load(Ordering::Relaxed)
+    });
+    let be = &shared.config.backends[fe.backend];
+    let line = logging::tcplog::Session {
+        client: peer,
+        accepted: accepted_at,
+        frontend: &fe.name,
+        backend: &be.name,
+        server: served.server.as_ref().map(|(_, n)| &**n),
+        tw: served.tw,
+        tc: served.tc,
+        tt: ms_since(accepted),
+        bytes_out: served.bytes_out,
+        ending: served.ending,
+        actconn: counted.counts().0,
+        feconn: counted.counts().1,
+        beconn,
+        srvconn,
+        retries: served.tries.retries,
+        redispatched: served.tries.redispatched,
+        srv_queue: 0,
+        backend_queue: served.backend_queue,
+    }
+    .line();
+    // `served` holds the server slot and `counted` the connection until here, so %ac, %fc,
+    // %bc and %sc count this connection, as HAProxy's do when it logs at the end of the
+    // session. Both are released before the line leaves, so whoever reads it sees the
+    // counters without this connection.
+    drop(served);
+    drop(counted);
+    log.send(logging::INFO, &line);
+}
+
+/// Server choice, connect, forward, counters. `None` when the client socket could not even be
+/// set up (nothing to log).
+async fn serve(
+    shared: &Arc<Shared>,
+    frontend: usize,
+    client: OwnedFd,
+    peer: SocketAddr,
+    ctx: &ThreadCtx,
+) -> Option<Served> {
     let fe: &Frontend = &shared.config.frontends[frontend];
     let be: &Backend = &shared.config.backends[fe.backend];
     let table = &shared.backends[fe.backend];
     if let Err(e) = tune(&client, &fe.keepalive) {
         log::debug!("frontend '{}': client {peer}: {e}", fe.name);
-        return;
+        return None;
     }
+    let mut served = Served {
+        server: None,
+        tw: None,
+        tc: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        ending: Ending::NoServer,
+        tries: ConnectTries::default(),
+        slot: None,
+        // Connections ahead of us in the backend queue (lb has one queue per backend).
+        backend_queue: table.queue_len() as u64,
+    };
     let queue_timeout = be.timeouts.queue.or(be.timeouts.connect);
+    let queued_at = Instant::now();
     let slot = match table.acquire(peer, None, queue_timeout).await {
         Ok(s) => s,
         Err(e) => {
+            served.ending = match e {
+                AcquireError::NoServer => Ending::NoServer,
+                AcquireError::QueueFull => Ending::QueueFull,
+                AcquireError::QueueTimeout => Ending::QueueTimeout,
+            };
+            if e == AcquireError::QueueTimeout {
+                // HAProxy records the time spent in the queue when `timeout queue` strikes.
+                served.tw = Some(ms_since(queued_at));
+            }
             let what = match e {
                 AcquireError::NoServer => "no server available".to_string(),
                 other => format!("no server available ({other})"),
@@ -760,20 +900,30 @@ async fn handle(
                 fe.name,
                 be.name
             );
-            return;
+            return Some(served);
         }
     };
-    let (slot, server) = match connect_with_retries(shared, table, be, peer, slot).await {
+    served.tw = Some(ms_since(queued_at));
+    let connecting = Instant::now();
+    let connected = connect_with_retries(shared, table, be, peer, slot, &mut served.tries).await;
+    let (slot, server) = match connected {
         Ok(x) => x,
         Err(reason) => {
+            served.ending = if served.tries.timed_out {
+                Ending::ConnectTimeout
+            } else {
+                Ending::ConnectFailed
+            };
+            served.server = served.tries.failed_server.take();
             log::warn!(
                 "frontend '{}' -> backend '{}': no server available for client {peer}: {reason}",
                 fe.name,
                 be.name
             );
-            return;
+            return Some(served);
         }
     };
+    served.tc = Some(ms_since(connecting));
     let id = ctx.next_id.get();
     ctx.next_id.set(id + 1);
     let kill = Rc::new(KillSwitch::default());
@@ -817,4 +967,24 @@ async fn handle(
             " (splice)"
         }
     );
+    let killer = if report.end == FlowEnd::Killed {
+        let snap = table.snapshot();
+        let state = &snap.servers[slot.index()];
+        if !state.state.healthy {
+            Killer::ServerDown
+        } else if slot.is_backup() && snap.serving().iter().any(|&i| !snap.servers[i].conf.backup) {
+            Killer::BackupOff
+        } else {
+            Killer::Admin
+        }
+    } else {
+        Killer::Admin
+    };
+    served.ending = Ending::Flow(report.end, killer);
+    served.bytes_in = report.bytes_in;
+    served.bytes_out = report.bytes_out;
+    served.server = Some((slot.index(), Arc::from(slot.name())));
+    // Keep the slot until the log line is written (see `handle`).
+    served.slot = Some(slot);
+    Some(served)
 }

@@ -53,9 +53,13 @@ enum Command {
 }
 
 fn init_logging(level: &str) {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+    let stderr = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_target(false)
-        .init();
+        .build();
+    // stderr as before; warnings and notices also reach the `log` targets once they are open.
+    if let Err(e) = lb_user::logging::install(stderr) {
+        eprintln!("lb: cannot install the logger: {e}");
+    }
 }
 
 fn main() -> ExitCode {
@@ -142,6 +146,9 @@ fn serve(
     let threads = config.global.nbthread.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    // Unknown user/group and unusable log targets stop the start before anything is bound.
+    let privileges = lb_user::privileges::plan(&config.global)?;
+    lb_user::logging::init(&config)?;
     // Bind first: errors (address in use, permission) stop the start with a clear message.
     let mut listeners = Listeners::default();
     let new = listeners
@@ -177,8 +184,10 @@ fn serve(
     let maxconn = maxconn_for(&config);
     let (shared, commands) = Shared::new(Arc::new(config), maxconn, threads);
     block_signals()?;
-    let mut checkers = lb_user::health::start(&shared).context("health checks")?;
-    log::debug!("{} servers checked", checkers.checked);
+    if privileges.is_some() {
+        lb_user::privileges::arm();
+    }
+    let checkers = lb_user::health::start(&shared).context("health checks")?;
     for (thread, commands) in commands.into_iter().enumerate() {
         std::thread::Builder::new()
             .name(format!("lb-{thread}"))
@@ -190,6 +199,21 @@ fn serve(
             })
             .context("cannot start a thread")?;
     }
+    if let Some(plan) = &privileges {
+        lb_user::privileges::drop_after_threads(plan, threads)?;
+        log::info!(
+            "dropped privileges: now {}",
+            lb_user::privileges::describe(plan)
+        );
+        if plan.uid.is_some() && plan.gid.is_none() {
+            log::warn!(
+                "global 'user' without 'group': the group stays as it was (HAProxy does the \
+                 same); add 'group' to drop it too"
+            );
+        }
+    }
+    // Resolvers run unprivileged, after the drop.
+    let resolvers = lb_user::dns::start(&shared.config, &shared.backends)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -202,7 +226,11 @@ fn serve(
     }
     let _pidfile = pidfile.map(PidFile::create).transpose()?;
     log::info!("lb ready: {threads} threads, maxconn {maxconn}");
-    let mut current = shared;
+    let mut current = Generation {
+        shared,
+        _checkers: checkers,
+        _resolvers: resolvers,
+    };
     loop {
         let sig = wait_signal()?;
         if sig == Signal::SIGHUP {
@@ -210,22 +238,39 @@ fn serve(
                 log::warn!("SIGHUP: nothing to reload (no -f files)");
                 continue;
             }
-            if let Some(next) = reload(files, threads, &mut listeners, &current, &rt) {
-                // The old generation's checkers stop when dropped; the new one's start.
-                match lb_user::health::start(&next) {
-                    Ok(c) => {
-                        drop(std::mem::replace(&mut checkers, c));
-                        log::debug!("reload: {} servers checked", checkers.checked);
-                    }
-                    Err(e) => log::error!("reload: health checks: {e}"),
+            if let Some(next) = reload(files, threads, &mut listeners, &current.shared, &rt) {
+                match Generation::start(next) {
+                    // The old generation's checkers and resolvers stop as it is dropped.
+                    Ok(g) => current = g,
+                    Err(e) => log::error!("reload: {e:#}"),
                 }
-                current = next;
             }
             continue;
         }
         log::info!("received {sig}, stopping");
         listeners.close_all();
         return Ok(());
+    }
+}
+
+/// What runs for one configuration generation besides the threads' accept loops: its health
+/// checkers and DNS resolvers. Dropping it stops them.
+struct Generation {
+    shared: Arc<Shared>,
+    _checkers: lb_user::health::Checkers,
+    _resolvers: lb_user::dns::Resolving,
+}
+
+impl Generation {
+    fn start(shared: Arc<Shared>) -> anyhow::Result<Self> {
+        let checkers = lb_user::health::start(&shared).context("health checks")?;
+        let resolvers =
+            lb_user::dns::start(&shared.config, &shared.backends).context("resolvers")?;
+        Ok(Self {
+            shared,
+            _checkers: checkers,
+            _resolvers: resolvers,
+        })
     }
 }
 

@@ -99,6 +99,10 @@ pub struct ServerState {
     pub healthy: bool,
     /// Effective weight 0..=256, initially the configured weight.
     pub weight: u32,
+    /// `MAINT (resolution)`: the server's hostname does not resolve (NXDOMAIN past `hold nx`,
+    /// or `init-addr none` and no answer yet). Separate from the admin MAINT, which an
+    /// operator sets and clears; DNS sets and clears this one.
+    pub resolution_maint: bool,
 }
 
 /// One server in a snapshot.
@@ -115,7 +119,10 @@ pub struct ServerEntry {
 impl ServerEntry {
     /// Whether it may be given new connections: healthy, `Ready` and weight > 0.
     pub fn usable(&self) -> bool {
-        self.state.healthy && self.state.admin == AdminState::Ready && self.state.weight > 0
+        self.state.healthy
+            && self.state.admin == AdminState::Ready
+            && self.state.weight > 0
+            && !self.state.resolution_maint
     }
 
     /// Whether it is at its `maxconn` (never, with maxconn 0 = unlimited).
@@ -321,6 +328,7 @@ impl BackendTable {
                     },
                     healthy: true,
                     weight: s.weight,
+                    resolution_maint: s.unresolved,
                 },
             })
             .collect();
@@ -403,6 +411,34 @@ impl BackendTable {
         })
     }
 
+    /// Changes a server's address for new connections (DNS, `set server B/S addr`). Flows
+    /// already established stay where they are; counters are kept (the same `Arc`).
+    pub fn set_addr(&self, server: usize, addr: SocketAddr) -> Result<(), TableError> {
+        self.update_entry(server, |entry| {
+            if entry.conf.addr != addr {
+                let mut conf = Server::clone(&entry.conf);
+                conf.addr = addr;
+                entry.conf = Arc::new(conf);
+            }
+            Ok(())
+        })
+    }
+
+    /// Puts a server into `MAINT (resolution)` or takes it out. Returns whether that changed
+    /// anything.
+    pub fn set_resolution_maint(&self, server: usize, maint: bool) -> Result<bool, TableError> {
+        let mut changed = false;
+        self.update(server, |_, s| {
+            changed = s.resolution_maint != maint;
+            s.resolution_maint = maint;
+            Ok(())
+        })?;
+        if changed {
+            self.mark_changed(server);
+        }
+        Ok(changed)
+    }
+
     /// Index of the server named `name`.
     pub fn server_index(&self, name: &str) -> Option<usize> {
         self.conf.servers.iter().position(|s| s.name == name)
@@ -414,6 +450,15 @@ impl BackendTable {
         &self,
         server: usize,
         change: impl FnOnce(&Server, &mut ServerState) -> Result<(), TableError>,
+    ) -> Result<(), TableError> {
+        self.update_entry(server, |entry| change(&entry.conf, &mut entry.state))
+    }
+
+    /// Like [`Self::update`], with the whole entry (its `conf` may be replaced).
+    fn update_entry(
+        &self,
+        server: usize,
+        change: impl FnOnce(&mut ServerEntry) -> Result<(), TableError>,
     ) -> Result<(), TableError> {
         {
             let _writer = self.writer.lock();
@@ -427,8 +472,7 @@ impl BackendTable {
                 });
             }
             let mut servers = old.servers.clone();
-            let entry = &mut servers[server];
-            change(&entry.conf, &mut entry.state)?;
+            change(&mut servers[server])?;
             let new = BackendSnapshot::build(&self.conf, servers, Some(&old));
             self.snap.store(Arc::new(new));
         }
@@ -786,6 +830,9 @@ pub(crate) mod testing {
             disabled: false,
             check_port: None,
             health: crate::config::HealthParams::default(),
+            resolvers: None,
+            resolve_prefer_ipv4: false,
+            unresolved: false,
         }
     }
 
@@ -1144,7 +1191,8 @@ mod tests {
             ServerState {
                 admin: AdminState::Drain,
                 healthy: true,
-                weight: 1
+                weight: 1,
+                resolution_maint: false,
             }
         );
         assert_eq!(new.servers[1].state.weight, 7);
@@ -1166,6 +1214,43 @@ mod tests {
         );
         assert!(t.set_healthy(9, true).is_err());
         assert!(t.set_weight(9, 1).is_err());
+    }
+
+    #[test]
+    fn set_addr_applies_to_new_slots_and_keeps_counters() {
+        let t = BackendTable::new(&backend(Balance::RoundRobin, vec![server("a", 1, 1)]));
+        let before = t.try_acquire(client(0), None).unwrap();
+        let new_addr: SocketAddr = "127.0.0.3:8080".parse().unwrap();
+        t.set_addr(0, new_addr).unwrap();
+        let after = t.try_acquire(client(1), None).unwrap();
+        assert_eq!(
+            before.addr().port(),
+            80,
+            "a slot taken before keeps its address"
+        );
+        assert_eq!(after.addr(), new_addr);
+        assert!(Arc::ptr_eq(before.counters(), after.counters()));
+        assert_eq!(after.counters().cur.load(Ordering::SeqCst), 2);
+        assert!(t.set_addr(5, new_addr).is_err());
+    }
+
+    #[test]
+    fn resolution_maint_is_separate_from_admin_maint() {
+        let mut s = server("a", 1, 1);
+        s.unresolved = true;
+        let t = BackendTable::new(&backend(Balance::RoundRobin, vec![s, server("b", 2, 1)]));
+        let snap = t.snapshot();
+        assert!(snap.servers[0].state.resolution_maint);
+        assert_eq!(snap.servers[0].state.admin, AdminState::Ready);
+        assert_eq!(snap.serving(), [1]);
+        assert!(t.set_resolution_maint(0, false).unwrap());
+        assert!(!t.set_resolution_maint(0, false).unwrap());
+        assert_eq!(t.snapshot().serving(), [0, 1]);
+        t.set_admin(0, AdminState::Maint).unwrap();
+        t.set_resolution_maint(0, true).unwrap();
+        t.set_resolution_maint(0, false).unwrap();
+        assert_eq!(t.snapshot().servers[0].state.admin, AdminState::Maint);
+        assert_eq!(t.snapshot().serving(), [1]);
     }
 
     #[test]

@@ -20,13 +20,15 @@ const LLVM_PACKAGES: [&str; 4] = [
     "zlib1g-dev",
 ];
 /// Used by the test suites: peers (`socat`), network namespaces (`ip`), and real backends and the
-/// reference proxy. Their services are not meant to run: tests start their own instances.
-const TEST_PACKAGES: [&str; 5] = [
+/// reference proxy, and a DNS server (`dnsmasq-base`: the binary without a system service) for
+/// the resolvers tests. Their services are not meant to run: tests start their own instances.
+const TEST_PACKAGES: [&str; 6] = [
     "socat",
     "iproute2",
     "redis-server",
     "mariadb-server",
     "haproxy",
+    "dnsmasq-base",
 ];
 /// Used by `cargo xtask bench`: nginx with its stream module (a proxy lb is compared with; HAProxy
 /// is in the test packages), and `perf`/`bpftool` to profile where lb falls short.

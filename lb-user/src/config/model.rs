@@ -68,6 +68,46 @@ pub struct Global {
     pub spread_checks: u32,
     /// `external-check`: allows `option external-check` (HAProxy refuses it otherwise).
     pub external_check: bool,
+    /// `resolvers` sections, in file order.
+    pub resolvers: Vec<Resolvers>,
+    /// `log-tag`: the syslog tag (program name). `None` = `lb`.
+    pub log_tag: Option<String>,
+    /// `log-send-hostname [NAME]`: the host name put in syslog headers (the system's when
+    /// no name is given). `None` = no host name, as HAProxy by default.
+    pub log_send_hostname: Option<String>,
+}
+
+/// A `resolvers` section: the nameservers and timers used to re-resolve server hostnames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolvers {
+    pub name: String,
+    pub loc: Loc,
+    /// `nameserver NAME IP:PORT` lines, in order.
+    pub nameservers: Vec<(String, SocketAddr)>,
+    /// `parse-resolv-conf`: also use the nameservers of `/etc/resolv.conf` (port 53).
+    pub parse_resolv_conf: bool,
+    /// `resolve_retries`: queries sent before a resolution counts as timed out. Default 3.
+    pub resolve_retries: u32,
+    /// `timeout resolve`: interval between resolutions when no other timer applies (and
+    /// between failed ones). Default 1 s.
+    pub timeout_resolve: Duration,
+    /// `timeout retry`: how long to wait for an answer before re-sending. Default 1 s.
+    pub timeout_retry: Duration,
+    /// `hold valid`: how long a valid answer is used before asking again. Default 10 s.
+    pub hold_valid: Duration,
+    /// `hold nx`: how long the last valid address is kept after NXDOMAIN. Default 30 s.
+    pub hold_nx: Duration,
+    /// `hold other`: same, after other errors. Default 30 s.
+    pub hold_other: Duration,
+    /// `hold refused`: same, after REFUSED. Default 30 s.
+    pub hold_refused: Duration,
+    /// `hold timeout`: same, after no answer at all. Default 30 s.
+    pub hold_timeout: Duration,
+    /// `hold obsolete`: for SRV records (lb resolves A/AAAA only; kept for completeness).
+    /// Default 0.
+    pub hold_obsolete: Duration,
+    /// `accepted_payload_size`: the EDNS0 UDP payload size announced. Default 512.
+    pub accepted_payload_size: u16,
 }
 
 /// One `log` line, kept as written (`log global` is resolved when used).
@@ -148,6 +188,13 @@ pub struct Frontend {
     pub timeouts: Timeouts,
     /// Client-side keepalive (`option tcpka`/`clitcpka`).
     pub keepalive: Keepalive,
+    /// Where this frontend's logs go: its `log` lines (inherited from `defaults` unless it has
+    /// its own), with `log global` replaced by the global ones; empty after `no log`.
+    pub logs: Vec<LogTarget>,
+    /// `option tcplog`: one HAProxy TCP-format line per connection, at its end.
+    pub tcplog: bool,
+    /// `option dontlognull`: no line for connections where the client sent nothing.
+    pub dontlognull: bool,
 }
 
 /// `balance` algorithm.
@@ -401,4 +448,10 @@ pub struct Server {
     pub check_port: Option<u16>,
     /// Health-check settings.
     pub health: HealthParams,
+    /// `resolvers NAME`: re-resolve `fqdn` at run time with that section's nameservers.
+    pub resolvers: Option<String>,
+    /// `resolve-prefer ipv4|ipv6`: which family is asked for first. Default IPv6, as HAProxy.
+    pub resolve_prefer_ipv4: bool,
+    /// Started without an address (`init-addr none`): in MAINT (resolution) until DNS answers.
+    pub unresolved: bool,
 }

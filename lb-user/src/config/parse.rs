@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::lex::Line;
 use super::scalar::{
@@ -14,7 +15,7 @@ use super::scalar::{
 use super::{
     Backend, Balance, Bind, CheckKind, Config, ConfigError, ExpectPattern, ExternalCheck, Frontend,
     Global, HashType, HealthParams, HttpExpect, HttpExpectKind, Keepalive, Loc, LogTarget,
-    MysqlVersion, OnError, Server, TcpCheckRule, Timeouts, Warning,
+    MysqlVersion, OnError, Resolvers, Server, TcpCheckRule, Timeouts, Warning,
 };
 
 /// Errors and warnings collected while loading; loading never stops at the first error.
@@ -104,6 +105,8 @@ struct ServerParams {
     check_port: Option<u16>,
     init_addr: Option<Vec<InitAddr>>,
     health: HealthParams,
+    resolvers: Option<String>,
+    resolve_prefer_ipv4: bool,
 }
 
 impl Default for ServerParams {
@@ -117,6 +120,8 @@ impl Default for ServerParams {
             check_port: None,
             init_addr: None,
             health: HealthParams::default(),
+            resolvers: None,
+            resolve_prefer_ipv4: false,
         }
     }
 }
@@ -146,6 +151,12 @@ struct ProxyOpts {
     http_expect: Option<HttpExpect>,
     log_health_checks: bool,
     external_check: ExternalCheck,
+    /// `log` lines (inherited from defaults, own ones appended; `no log` empties the list).
+    logs: Vec<LogTarget>,
+    /// `option tcplog`.
+    tcplog: bool,
+    /// `option dontlognull`.
+    dontlognull: bool,
 }
 
 impl ProxyOpts {
@@ -169,6 +180,9 @@ impl ProxyOpts {
             http_expect: None,
             log_health_checks: false,
             external_check: ExternalCheck::default(),
+            logs: Vec::new(),
+            tcplog: false,
+            dontlognull: false,
         }
     }
 }
@@ -251,8 +265,6 @@ const HTTP_OPTIONS: &[&str] = &[
 
 /// Other `option X` (no arguments) that lb accepts but does not act on yet, with the feature.
 const OPTIONS_NOT_YET: &[(&str, &str)] = &[
-    ("tcplog", "logging"),
-    ("dontlognull", "logging"),
     ("dontlog-normal", "logging"),
     ("log-separate-errors", "logging"),
     ("logasap", "logging"),
@@ -309,8 +321,6 @@ const GLOBAL_NOT_YET: &[(&str, &str)] = &[
     ("ca-base", "TLS; lb has no TLS"),
     ("crt-base", "TLS; lb has no TLS"),
     ("ulimit-n", "fd limit"),
-    ("log-send-hostname", "logging"),
-    ("log-tag", "logging"),
     ("master-worker", "master-worker mode"),
     ("hard-stop-after", "reload"),
     ("node", "stats"),
@@ -449,6 +459,9 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
             logs: Vec::new(),
             spread_checks: 0,
             external_check: false,
+            resolvers: Vec::new(),
+            log_tag: None,
+            log_send_hostname: None,
         },
         defaults: ProxyOpts::builtin(),
         named_defaults: HashMap::new(),
@@ -549,13 +562,6 @@ impl Parser {
                         &mut self.global.group
                     };
                     *slot = Some(w[1].clone());
-                    d.warn(
-                        &line.loc,
-                        format!(
-                            "'{kw}' is not supported yet (dropping privileges); lb keeps \
-                             running as the user that started it"
-                        ),
-                    );
                 }
             }
             "daemon" => {
@@ -574,11 +580,24 @@ impl Parser {
                         loc: line.loc.clone(),
                         args: w[1..].to_vec(),
                     });
-                    d.warn(
-                        &line.loc,
-                        "'log' is not supported yet (syslog and tcplog lines); lb logs to \
-                         stderr",
-                    );
+                }
+            }
+            "log-tag" => {
+                if arity(d, line, 1, 1, 1) {
+                    self.global.log_tag = Some(w[1].clone());
+                }
+            }
+            "log-send-hostname" => {
+                if arity(d, line, 1, 0, 1) {
+                    // Without a name, HAProxy sends the system's host name.
+                    let name = w.get(1).cloned().unwrap_or_else(|| {
+                        std::fs::read_to_string("/proc/sys/kernel/hostname")
+                            .map(|h| h.trim().to_owned())
+                            .ok()
+                            .filter(|h| !h.is_empty())
+                            .unwrap_or_else(|| "localhost".to_owned())
+                    });
+                    self.global.log_send_hostname = Some(name);
                 }
             }
             "spread-checks" => {
@@ -679,7 +698,7 @@ impl Parser {
                                     .is_ok()
                         }
                         "pidfile" | "chroot" | "ca-base" | "crt-base" | "node"
-                        | "server-state-file" | "server-state-base" | "lua-load" | "log-tag"
+                        | "server-state-file" | "server-state-base" | "lua-load"
                         | "ssl-dh-param-file" | "localpeer" | "unsetenv" => {
                             arity(d, line, 1, 1, usize::MAX)
                         }
@@ -710,6 +729,8 @@ impl Parser {
                         "spread-checks",
                         "external-check",
                         "insecure-fork-wanted",
+                        "log-tag",
+                        "log-send-hostname",
                     ]
                     .into_iter()
                     .chain(GLOBAL_NOT_YET.iter().map(|(k, _)| *k))
@@ -1095,7 +1116,7 @@ impl Parser {
                     self.option_line(px, line, 2, true);
                 } else if w.get(1).is_some_and(|s| s == "log") {
                     if arity(&mut self.diag, line, 2, 0, 0) {
-                        self.not_yet(line, "no log", "logging");
+                        px.opts.logs.clear();
                     }
                 } else {
                     self.diag.err(
@@ -1143,7 +1164,10 @@ impl Parser {
             }
             "log" => {
                 if check_log_args(&mut self.diag, line, 1) {
-                    self.not_yet(line, kw, "syslog and tcplog lines; lb logs to stderr");
+                    px.opts.logs.push(LogTarget {
+                        loc: loc.clone(),
+                        args: w[1..].to_vec(),
+                    });
                 }
             }
             "tcp-check" => {
@@ -1450,9 +1474,12 @@ impl Parser {
                 backup: params.backup,
                 maxconn: params.maxconn,
                 maxqueue: params.maxqueue,
-                disabled: params.disabled || maint,
+                disabled: params.disabled,
                 check_port: params.check_port,
                 health: params.health.clone(),
+                resolvers: params.resolvers.clone(),
+                resolve_prefer_ipv4: params.resolve_prefer_ipv4,
+                unresolved: maint,
             },
             explicit_id,
         ));
@@ -1536,7 +1563,10 @@ impl Parser {
                 InitAddr::None => {
                     self.diag.warn(
                         loc,
-                        format!("{ctx}: '{name}' not resolved; starting in MAINT (init-addr none)"),
+                        format!(
+                            "{ctx}: '{name}' not resolved; starting in MAINT (resolution) \
+                             (init-addr none)"
+                        ),
                     );
                     let ip = unspecified(hp.family);
                     return Some((SocketAddr::new(ip, port), Some(name), true));
@@ -1733,7 +1763,7 @@ impl Parser {
                                 };
                             }
                             "verify" => not_yet.push((p, "TLS; lb has no TLS")),
-                            _ => not_yet.push((p, "DNS re-resolution")),
+                            _ => params.resolve_prefer_ipv4 = arg == "ipv4",
                         }
                     } else {
                         bad(format!(
@@ -1744,7 +1774,7 @@ impl Parser {
                 }
                 "resolvers" => {
                     self.resolver_refs.push((arg.to_owned(), loc.clone()));
-                    not_yet.push((p, "DNS re-resolution"));
+                    params.resolvers = Some(arg.to_owned());
                 }
                 "init-addr" => {
                     let mut methods = Vec::new();
@@ -2023,6 +2053,15 @@ impl Parser {
                     }
                 }
             }
+            "tcplog" | "dontlognull" => {
+                if self.cap(px, line, &kw, true, false) && no_args(&mut self.diag) {
+                    if opt == "tcplog" {
+                        px.opts.tcplog = on;
+                    } else {
+                        px.opts.dontlognull = on;
+                    }
+                }
+            }
             "clitcpka" => {
                 if self.cap(px, line, &kw, true, false) && no_args(&mut self.diag) {
                     px.opts.cli_ka.enabled = on;
@@ -2196,6 +2235,8 @@ impl Parser {
                     let known: Vec<&str> = [
                         "redispatch",
                         "allbackups",
+                        "tcplog",
+                        "dontlognull",
                         "tcpka",
                         "clitcpka",
                         "srvtcpka",
@@ -2643,14 +2684,33 @@ impl Parser {
             return;
         }
         let name = &h.words[1];
-        if let Some(first) = self.resolvers.get(name) {
+        let duplicate = if let Some(first) = self.resolvers.get(name) {
             self.diag.err(
                 &h.loc,
                 format!("resolvers name '{name}' is used twice (first at {first})"),
             );
+            true
         } else {
             self.resolvers.insert(name.clone(), h.loc.clone());
-        }
+            false
+        };
+        let secs = Duration::from_secs;
+        let mut res = Resolvers {
+            name: name.clone(),
+            loc: h.loc.clone(),
+            nameservers: Vec::new(),
+            parse_resolv_conf: false,
+            resolve_retries: 3,
+            timeout_resolve: secs(1),
+            timeout_retry: secs(1),
+            hold_valid: secs(10),
+            hold_nx: secs(30),
+            hold_other: secs(30),
+            hold_refused: secs(30),
+            hold_timeout: secs(30),
+            hold_obsolete: Duration::ZERO,
+            accepted_payload_size: 512,
+        };
         for line in sec.body {
             let w = &line.words;
             let d = &mut self.diag;
@@ -2658,12 +2718,23 @@ impl Parser {
             match kw {
                 "nameserver" => {
                     if arity(d, line, 1, 2, 2) {
-                        let ok = split_host_port(&w[2]).and_then(|hp| match (hp.host, hp.port) {
-                            (Some(Host::Ip(_)), Some(p)) => parse_port(&p).map(|_| ()),
+                        let addr = split_host_port(&w[2]).and_then(|hp| match (hp.host, hp.port) {
+                            (Some(Host::Ip(ip)), Some(p)) => {
+                                parse_port(&p).map(|p| SocketAddr::new(ip, p))
+                            }
                             _ => Err(format!("expected IP:PORT, got '{}'", w[2])),
                         });
-                        if let Err(e) = ok {
-                            d.err(&line.loc, format!("'nameserver {}': {e}", w[1]));
+                        match addr {
+                            Ok(a) => {
+                                if res.nameservers.iter().any(|(n, _)| n == &w[1]) {
+                                    d.err(
+                                        &line.loc,
+                                        format!("'nameserver {}': name used twice", w[1]),
+                                    );
+                                }
+                                res.nameservers.push((w[1].clone(), a));
+                            }
+                            Err(e) => d.err(&line.loc, format!("'nameserver {}': {e}", w[1])),
                         }
                     }
                 }
@@ -2674,8 +2745,10 @@ impl Parser {
                         } else {
                             (512, 65535)
                         };
-                        if let Err(e) = parse_uint(&w[1], min, max) {
-                            d.err(&line.loc, format!("'{kw}': {e}"));
+                        match parse_uint(&w[1], min, max) {
+                            Ok(v) if kw == "resolve_retries" => res.resolve_retries = v as u32,
+                            Ok(v) => res.accepted_payload_size = v as u16,
+                            Err(e) => d.err(&line.loc, format!("'{kw}': {e}")),
                         }
                     }
                 }
@@ -2691,13 +2764,31 @@ impl Parser {
                             format!("'{kw}': expects one of {} and a time", subs.join("|")),
                         );
                     } else if arity(d, line, 2, 1, 1) {
-                        if let Err(e) = parse_time(&w[2], TimeUnit::Ms) {
-                            d.err(&line.loc, format!("'{kw} {}': {e}", w[1]));
+                        match parse_time(&w[2], TimeUnit::Ms) {
+                            Ok(t) if t.is_zero() && kw == "timeout" => {
+                                d.err(&line.loc, format!("'{kw} {}': must be more than 0", w[1]));
+                            }
+                            Ok(t) => {
+                                let slot = match (kw, w[1].as_str()) {
+                                    ("timeout", "resolve") => &mut res.timeout_resolve,
+                                    ("timeout", _) => &mut res.timeout_retry,
+                                    (_, "valid") => &mut res.hold_valid,
+                                    (_, "nx") => &mut res.hold_nx,
+                                    (_, "other") => &mut res.hold_other,
+                                    (_, "refused") => &mut res.hold_refused,
+                                    (_, "timeout") => &mut res.hold_timeout,
+                                    _ => &mut res.hold_obsolete,
+                                };
+                                *slot = t;
+                            }
+                            Err(e) => d.err(&line.loc, format!("'{kw} {}': {e}", w[1])),
                         }
                     }
                 }
                 "parse-resolv-conf" => {
-                    arity(d, line, 1, 0, 0);
+                    if arity(d, line, 1, 0, 0) {
+                        res.parse_resolv_conf = true;
+                    }
                 }
                 _ => d.err(
                     &line.loc,
@@ -2705,10 +2796,18 @@ impl Parser {
                 ),
             }
         }
-        self.diag.warn(
-            &h.loc,
-            format!("resolvers '{name}': not supported yet (DNS re-resolution); section ignored"),
-        );
+        if res.nameservers.is_empty() && !res.parse_resolv_conf {
+            self.diag.warn(
+                &h.loc,
+                format!(
+                    "resolvers '{name}' has no nameserver, so it resolves nothing (add 'nameserver NAME IP:PORT' or \
+                     'parse-resolv-conf')"
+                ),
+            );
+        }
+        if !duplicate {
+            self.global.resolvers.push(res);
+        }
     }
 
     fn userlist_section(&mut self, sec: &Section<'_>) {
@@ -2901,6 +3000,9 @@ impl Parser {
                 maxconn: px.opts.maxconn,
                 timeouts: px.opts.timeouts,
                 keepalive: px.opts.cli_ka,
+                logs: resolve_log_global(&px.opts.logs, &self.global.logs),
+                tcplog: px.opts.tcplog,
+                dontlognull: px.opts.dontlognull,
             });
         }
         // `resolvers` named on server lines must exist (sections may come later in the file).
@@ -2923,6 +3025,19 @@ impl Parser {
             warnings: Vec::new(),
         })
     }
+}
+
+/// A proxy's log targets with each `log global` replaced by the global section's targets.
+fn resolve_log_global(own: &[LogTarget], global: &[LogTarget]) -> Vec<LogTarget> {
+    let mut out = Vec::new();
+    for t in own {
+        if t.args.len() == 1 && t.args[0] == "global" {
+            out.extend(global.iter().cloned());
+        } else {
+            out.push(t.clone());
+        }
+    }
+    out
 }
 
 /// Checks the arguments of a `log` line (`start` = index of the first argument):

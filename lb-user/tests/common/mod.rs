@@ -13,6 +13,7 @@
 
 pub mod data;
 pub mod health;
+pub mod ops;
 pub mod scenarios;
 pub mod servers;
 

@@ -1,0 +1,481 @@
+//! Run-time DNS for servers with `resolvers NAME`: a small client ([`wire`]: A/AAAA over UDP
+//! to the section's nameservers) and one task per (resolvers, hostname) that re-resolves it
+//! every `hold valid`, applies a new address live (new flows only), and moves the servers into
+//! `MAINT (resolution)` when the name stays unresolvable past its `hold` time, and back out
+//! when it resolves again. Messages follow HAProxy's wording.
+//!
+//! Why our own client rather than a crate: what is needed is one question per packet, the ID,
+//! source and question checks, RCODE and the TC bit, which is about 200 lines with tests; a
+//! full DNS library (e.g. `hickory-proto`) would bring its own runtime assumptions and many
+//! dependencies for no behaviour lb uses. The resolvers run on their own thread (a tokio
+//! current-thread runtime) so that DNS never shares a thread with forwarding.
+
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use crate::config::{Config, Resolvers};
+use crate::logging::NOTICE_TARGET;
+use crate::table::BackendTable;
+
+/// Errors of starting the resolvers.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("resolvers '{0}': cannot read /etc/resolv.conf: {1}")]
+    ResolvConf(String, #[source] io::Error),
+    #[error("cannot start the DNS thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+/// Why a resolution failed, with the `hold` that applies and HAProxy's cause text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// NXDOMAIN: `hold nx`.
+    Nx,
+    /// REFUSED: `hold refused`.
+    Refused,
+    /// No answer after `resolve_retries` queries: `hold timeout`.
+    Timeout,
+    /// Any other error (SERVFAIL, truncated, invalid): `hold other`.
+    Other,
+    /// A valid answer without any address: `hold other`.
+    NoIp,
+}
+
+impl Failure {
+    /// The cause in HAProxy's state change messages.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Failure::Nx => "DNS NX status",
+            Failure::Refused => "DNS refused status",
+            Failure::Timeout => "DNS timeout status",
+            Failure::Other => "unspecified DNS error",
+            Failure::NoIp => "No IP for server ",
+        }
+    }
+
+    fn hold(self, r: &Resolvers) -> Duration {
+        match self {
+            Failure::Nx => r.hold_nx,
+            Failure::Refused => r.hold_refused,
+            Failure::Timeout => r.hold_timeout,
+            Failure::Other | Failure::NoIp => r.hold_other,
+        }
+    }
+}
+
+/// One server that follows a name.
+struct Member {
+    table: Arc<BackendTable>,
+    index: usize,
+    backend: String,
+    server: String,
+    port: u16,
+}
+
+/// One hostname of one resolvers section, and the servers that use it.
+struct Resolution {
+    resolvers: Resolvers,
+    nameservers: Vec<(String, SocketAddr)>,
+    name: String,
+    prefer_v4: bool,
+    members: Vec<Member>,
+}
+
+/// Nameservers of `/etc/resolv.conf` (port 53), in order.
+fn resolv_conf(text: &str) -> Vec<(String, SocketAddr)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("nameserver")).then(|| w.next()).flatten()
+        })
+        .filter_map(|ip| ip.split('%').next()?.parse::<IpAddr>().ok())
+        .enumerate()
+        .map(|(i, ip)| (format!("resolvconf{}", i + 1), SocketAddr::new(ip, 53)))
+        .collect()
+}
+
+/// Starts re-resolution for every server with `resolvers` and a hostname. Returns at once;
+/// the work runs on a thread named `lb-dns`.
+pub fn start(config: &Config, tables: &[Arc<BackendTable>]) -> Result<Resolving, DnsError> {
+    let mut by_name: BTreeMap<(String, String), Resolution> = BTreeMap::new();
+    for (bi, be) in config.backends.iter().enumerate() {
+        for (si, srv) in be.servers.iter().enumerate() {
+            let (Some(rname), Some(fqdn)) = (&srv.resolvers, &srv.fqdn) else {
+                continue;
+            };
+            let Some(section) = config.global.resolvers.iter().find(|r| &r.name == rname) else {
+                continue; // the config checked it exists
+            };
+            let key = (rname.clone(), fqdn.to_ascii_lowercase());
+            if !by_name.contains_key(&key) {
+                let mut nameservers = section.nameservers.clone();
+                if section.parse_resolv_conf {
+                    let text = std::fs::read_to_string("/etc/resolv.conf")
+                        .map_err(|e| DnsError::ResolvConf(rname.clone(), e))?;
+                    nameservers.extend(resolv_conf(&text));
+                }
+                by_name.insert(
+                    key.clone(),
+                    Resolution {
+                        resolvers: section.clone(),
+                        nameservers,
+                        name: fqdn.clone(),
+                        prefer_v4: srv.resolve_prefer_ipv4,
+                        members: Vec::new(),
+                    },
+                );
+            }
+            if let Some(r) = by_name.get_mut(&key) {
+                r.members.push(Member {
+                    table: tables[bi].clone(),
+                    index: si,
+                    backend: be.name.clone(),
+                    server: srv.name.clone(),
+                    port: srv.addr.port(),
+                });
+            }
+        }
+    }
+    let (stop, mut stopped) = tokio::sync::watch::channel(());
+    if by_name.is_empty() {
+        return Ok(Resolving { _stop: stop });
+    }
+    let resolutions: Vec<Resolution> = by_name.into_values().collect();
+    std::thread::Builder::new()
+        .name("lb-dns".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    log::error!("DNS resolvers cannot start: {e}");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            for r in resolutions {
+                local.spawn_local(follow(r));
+            }
+            // Until the `Resolving` is dropped (stop, or a reload replacing this generation).
+            rt.block_on(local.run_until(async move { while stopped.changed().await.is_ok() {} }));
+        })
+        .map_err(DnsError::Thread)?;
+    Ok(Resolving { _stop: stop })
+}
+
+/// The resolvers of one configuration generation; dropping it stops their thread.
+pub struct Resolving {
+    _stop: tokio::sync::watch::Sender<()>,
+}
+
+/// Resolves one name forever: every `hold valid` after a valid answer, every
+/// `timeout resolve` after a failed one (never faster: a failing name is not hammered).
+async fn follow(r: Resolution) {
+    // The address in use at start came from the system resolver at load time: valid now.
+    let mut last_valid = Instant::now();
+    loop {
+        let wait = match resolve(&r).await {
+            Ok((addrs, ns)) => {
+                last_valid = Instant::now();
+                apply(&r, &addrs, &ns);
+                r.resolvers.hold_valid.max(Duration::from_millis(100))
+            }
+            Err(f) => {
+                log::debug!(
+                    "resolvers '{}': '{}': {}",
+                    r.resolvers.name,
+                    r.name,
+                    f.cause()
+                );
+                if last_valid.elapsed() >= f.hold(&r.resolvers) {
+                    enter_maint(&r, f);
+                }
+                r.resolvers.timeout_resolve
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn ip_text(ip: IpAddr) -> String {
+    if ip.is_unspecified() {
+        "(none)".to_owned()
+    } else {
+        ip.to_string()
+    }
+}
+
+/// A valid answer: move servers whose address is not in it, bring servers out of
+/// `MAINT (resolution)`.
+fn apply(r: &Resolution, addrs: &[IpAddr], ns: &str) {
+    let mut first = true;
+    for m in &r.members {
+        let snap = m.table.snapshot();
+        let Some(entry) = snap.servers.get(m.index) else {
+            continue;
+        };
+        let old = entry.conf.addr;
+        let in_maint = entry.state.resolution_maint;
+        drop(snap);
+        if !addrs.contains(&old.ip()) {
+            let new = SocketAddr::new(addrs[0], m.port);
+            if m.table.set_addr(m.index, new).is_ok() {
+                // HAProxy names the nameserver for the resolution's first server and "DNS
+                // cache" for the others that share the answer.
+                let by = if first {
+                    format!("{}/{ns}", r.resolvers.name)
+                } else {
+                    "DNS cache".to_owned()
+                };
+                log::info!(
+                    target: NOTICE_TARGET,
+                    "{}/{} changed its IP from {} to {} by {by}.",
+                    m.backend,
+                    m.server,
+                    ip_text(old.ip()),
+                    new.ip()
+                );
+            }
+        }
+        first = false;
+        if in_maint && m.table.set_resolution_maint(m.index, false) == Ok(true) {
+            log::warn!(
+                "Server {}/{} ('{}') is UP/READY (resolves again).",
+                m.backend,
+                m.server,
+                r.name
+            );
+            log::warn!(
+                "Server {}/{} administratively READY thanks to valid DNS answer.",
+                m.backend,
+                m.server
+            );
+        }
+    }
+}
+
+/// The name stayed unresolvable past its `hold`: `MAINT (resolution)`.
+fn enter_maint(r: &Resolution, f: Failure) {
+    for m in &r.members {
+        if m.table.set_resolution_maint(m.index, true) != Ok(true) {
+            continue;
+        }
+        let snap = m.table.snapshot();
+        let (active, backup) = snap.usable_counts();
+        let sessions = snap.servers.get(m.index).map_or(0, |e| {
+            e.counters.cur.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        log::warn!(
+            "Server {}/{} is going DOWN for maintenance ({}). {active} active and {backup} \
+             backup servers left. {sessions} sessions active, 0 requeued, 0 remaining in queue.",
+            m.backend,
+            m.server,
+            f.cause()
+        );
+        if active + backup == 0 {
+            log::error!("backend {} has no server available!", m.backend);
+        }
+    }
+}
+
+/// One resolution: the preferred family first, the other when it has no address.
+async fn resolve(r: &Resolution) -> Result<(Vec<IpAddr>, String), Failure> {
+    let order = if r.prefer_v4 {
+        [wire::A, wire::AAAA]
+    } else {
+        [wire::AAAA, wire::A]
+    };
+    for qtype in order {
+        let (addrs, ns) = query(r, qtype).await?;
+        if !addrs.is_empty() {
+            return Ok((addrs, ns));
+        }
+    }
+    Err(Failure::NoIp)
+}
+
+/// Sends the question to every nameserver, up to `resolve_retries` times, waiting
+/// `timeout retry` each time for a valid answer. Answers from elsewhere, with another ID or
+/// for another question are ignored.
+async fn query(r: &Resolution, qtype: u16) -> Result<(Vec<IpAddr>, String), Failure> {
+    let bind = |v6: bool| {
+        let a: SocketAddr = if v6 {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        UdpSocket::bind(a)
+    };
+    let v4 = if r.nameservers.iter().any(|(_, a)| a.is_ipv4()) {
+        Some(bind(false).await.map_err(|_| Failure::Other)?)
+    } else {
+        None
+    };
+    let v6 = if r.nameservers.iter().any(|(_, a)| a.is_ipv6()) {
+        Some(bind(true).await.map_err(|_| Failure::Other)?)
+    } else {
+        None
+    };
+    if r.nameservers.is_empty() {
+        return Err(Failure::Timeout);
+    }
+    let mut last = Failure::Timeout;
+    for _ in 0..r.resolvers.resolve_retries.max(1) {
+        let id = fastrand::u16(..);
+        let Ok(packet) = wire::query(id, &r.name, qtype, r.resolvers.accepted_payload_size) else {
+            return Err(Failure::Other);
+        };
+        for (_, ns) in &r.nameservers {
+            let sock = if ns.is_ipv4() { &v4 } else { &v6 };
+            if let Some(s) = sock {
+                let _ = s.send_to(&packet, ns).await;
+            }
+        }
+        let deadline = Instant::now() + r.resolvers.timeout_retry;
+        let size = usize::from(r.resolvers.accepted_payload_size).max(512);
+        let (mut buf4, mut buf6) = (vec![0u8; size], vec![0u8; size]);
+        loop {
+            let got = tokio::time::timeout_at(deadline, async {
+                match (&v4, &v6) {
+                    (Some(a), Some(b)) => tokio::select! {
+                        x = a.recv_from(&mut buf4) => x.map(|(n, f)| (n, f, false)),
+                        x = b.recv_from(&mut buf6) => x.map(|(n, f)| (n, f, true)),
+                    },
+                    (Some(a), None) => a.recv_from(&mut buf4).await.map(|(n, f)| (n, f, false)),
+                    (None, Some(b)) => b.recv_from(&mut buf6).await.map(|(n, f)| (n, f, true)),
+                    (None, None) => std::future::pending().await,
+                }
+            })
+            .await;
+            let Ok(Ok((n, from, on_v6))) = got else { break };
+            let buf = if on_v6 { &buf6 } else { &buf4 };
+            let Some((ns_name, _)) = r.nameservers.iter().find(|(_, a)| *a == from) else {
+                continue;
+            };
+            let Ok(ans) = wire::parse(&buf[..n], id, &r.name, qtype) else {
+                continue;
+            };
+            match (ans.rcode, ans.truncated) {
+                (_, true) => last = Failure::Other,
+                (wire::NOERROR, false) => return Ok((ans.addrs, ns_name.clone())),
+                (wire::NXDOMAIN, _) => return Err(Failure::Nx),
+                (wire::REFUSED, _) => last = Failure::Refused,
+                _ => last = Failure::Other,
+            }
+            // An error from one nameserver: another may still answer before the deadline.
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_nameservers() {
+        let ns = resolv_conf(
+            "# c\nsearch x\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nnameserver bad\n",
+        );
+        assert_eq!(
+            ns,
+            vec![
+                ("resolvconf1".to_owned(), "10.0.0.1:53".parse().unwrap()),
+                ("resolvconf2".to_owned(), "[fe80::1]:53".parse().unwrap()),
+            ]
+        );
+    }
+
+    fn section(ns: SocketAddr) -> Resolvers {
+        let ms = Duration::from_millis;
+        Resolvers {
+            name: "t".into(),
+            loc: crate::config::Loc {
+                file: Arc::new("t.cfg".into()),
+                line: 1,
+            },
+            nameservers: vec![("ns1".into(), ns)],
+            parse_resolv_conf: false,
+            resolve_retries: 2,
+            timeout_resolve: ms(250),
+            timeout_retry: ms(100),
+            hold_valid: ms(100),
+            hold_nx: ms(100),
+            hold_other: ms(100),
+            hold_refused: ms(100),
+            hold_timeout: ms(100),
+            hold_obsolete: ms(0),
+            accepted_payload_size: 512,
+        }
+    }
+
+    /// Runs `follow` for `run` against a nameserver that answers with `rcode` (or never, for
+    /// `None`), and returns how many queries it got.
+    fn queries_in(run: Duration, rcode: Option<u8>) -> usize {
+        let ns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        ns.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = ns.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let st = stop.clone();
+        let server = std::thread::spawn(move || {
+            let mut n = 0;
+            let mut buf = [0u8; 512];
+            while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok((len, from)) = ns.recv_from(&mut buf) {
+                    n += 1;
+                    if let Some(rc) = rcode {
+                        let mut r = buf[..len].to_vec();
+                        r[2] = 0x81;
+                        r[3] = 0x80 | rc;
+                        let _ = ns.send_to(&r, from);
+                    }
+                }
+            }
+            n
+        });
+        let r = Resolution {
+            resolvers: section(addr),
+            nameservers: vec![("ns1".into(), addr)],
+            name: "gone.test".into(),
+            prefer_v4: true,
+            members: Vec::new(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let _ = tokio::time::timeout(run, follow(r)).await;
+        });
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        server.join().unwrap()
+    }
+
+    #[test]
+    fn failing_names_are_not_hammered() {
+        // NXDOMAIN: one query per resolution, one resolution per `timeout resolve` (250 ms):
+        // about 5 in 1.1 s. A client that retried at once would send hundreds.
+        let nx = queries_in(Duration::from_millis(1100), Some(wire::NXDOMAIN));
+        assert!((2..=8).contains(&nx), "{nx} queries");
+        // No answer: `resolve_retries` (2) queries 100 ms apart, then `timeout resolve`.
+        let silent = queries_in(Duration::from_millis(1100), None);
+        assert!((2..=10).contains(&silent), "{silent} queries");
+    }
+
+    #[test]
+    fn causes_are_haproxys() {
+        assert_eq!(Failure::Nx.cause(), "DNS NX status");
+        assert_eq!(Failure::Timeout.cause(), "DNS timeout status");
+    }
+}

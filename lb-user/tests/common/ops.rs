@@ -1,0 +1,261 @@
+//! Harness pieces for the logging, DNS and privilege tests: a UDP syslog receiver, a real
+//! DNS server (Debian's dnsmasq, in the foreground on a loopback port) whose answers a test
+//! changes, identifying servers on chosen loopback addresses, and `/proc/PID/status`.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A syslog receiver on 127.0.0.1 (UDP): collects every datagram as one string.
+pub struct Syslog {
+    pub addr: SocketAddr,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Syslog {
+    pub fn start() -> Syslog {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind syslog receiver");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let lines: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, st) = (lines.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !st.load(Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    l.0.lock().unwrap().push(text);
+                    l.1.notify_all();
+                }
+            }
+        });
+        Syslog { addr, lines, stop }
+    }
+
+    /// Every datagram so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.0.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` datagrams contain `needle`; returns those seen by then.
+    pub fn wait_for(&self, needle: &str, n: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lines.0.lock().unwrap();
+        loop {
+            let got: Vec<String> = st.iter().filter(|l| l.contains(needle)).cloned().collect();
+            let now = Instant::now();
+            if got.len() >= n || now >= deadline {
+                return got;
+            }
+            st = self.lines.1.wait_timeout(st, deadline - now).unwrap().0;
+        }
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A server on a chosen address that writes `NAME\n` and closes (after reading what the
+/// client sent, up to its EOF or 5 s).
+pub struct IdentAt {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl IdentAt {
+    pub fn start(addr: SocketAddr, name: &str) -> IdentAt {
+        let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (st, acc, line) = (stop.clone(), accepted.clone(), format!("{name}\n"));
+        thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        acc.fetch_add(1, Ordering::SeqCst);
+                        let line = line.clone();
+                        thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.write_all(line.as_bytes());
+                            let _ = s.shutdown(Shutdown::Write);
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                            let mut sink = [0u8; 4096];
+                            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        IdentAt {
+            addr,
+            stop,
+            accepted,
+        }
+    }
+}
+
+impl Drop for IdentAt {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A port on 127.0.0.1 that was free for both TCP and UDP a moment ago.
+pub fn free_tcp_udp_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// dnsmasq answering from a hosts file the test rewrites (SIGHUP re-reads it). Names not in
+/// the file get NXDOMAIN (`--no-resolv`: no upstream).
+pub struct Dnsmasq {
+    pub addr: SocketAddr,
+    hosts: PathBuf,
+    child: Child,
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq on 127.0.0.1:<free port> answering `hosts` (hosts-file lines), and waits
+    /// until it answers.
+    pub fn start(hosts: &str) -> Dnsmasq {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "lb-test-hosts-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, hosts).unwrap();
+        // dnsmasq binds UDP and TCP on its port; a port taken meanwhile (tests run in
+        // parallel) makes it exit at once: try again on another port, a bounded number of times.
+        for _ in 0..5 {
+            let port = free_tcp_udp_port();
+            let mut child = Command::new("dnsmasq")
+                .args([
+                    "--no-daemon",
+                    "--keep-in-foreground",
+                    &format!("--port={port}"),
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--cache-size=0",
+                    "--local-ttl=0",
+                    "--user=root",
+                    "--pid-file=",
+                    &format!("--addn-hosts={}", path.display()),
+                    // Everything not in the hosts file is NXDOMAIN, not forwarded anywhere.
+                    "--local=/test/",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start dnsmasq (cargo xtask setup installs dnsmasq-base)");
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut exited = false;
+            let up = wait(Duration::from_secs(10), || {
+                exited = matches!(child.try_wait(), Ok(Some(_)));
+                exited || answers(addr)
+            });
+            if up && !exited {
+                return Dnsmasq {
+                    addr,
+                    hosts: path,
+                    child,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("dnsmasq did not start answering on 127.0.0.1 after 5 tries");
+    }
+
+    /// Replaces the hosts file and makes dnsmasq re-read it.
+    pub fn set_hosts(&self, hosts: &str) {
+        std::fs::write(&self.hosts, hosts).unwrap();
+        // SAFETY: kill(2) on our own live child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) };
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.hosts);
+    }
+}
+
+/// Whether a DNS server on `addr` answers a query at all (any RCODE).
+fn answers(addr: SocketAddr) -> bool {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Query for "probe.test" A, ID 0x4242, RD.
+    let mut q = vec![0x42, 0x42, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x05probe\x04test\x00\x00\x01\x00\x01");
+    let _ = s.send_to(&q, addr);
+    let mut buf = [0u8; 512];
+    matches!(s.recv(&mut buf), Ok(n) if n >= 12 && buf[..2] == [0x42, 0x42])
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `/proc/PID/status` as key -> value.
+pub fn proc_status(pid: u32) -> io::Result<HashMap<String, String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect())
+}
+
+/// `/proc/PID/task/*/status` for every thread of the process.
+pub fn thread_statuses(pid: u32) -> io::Result<Vec<HashMap<String, String>>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let p = e?.path().join("status");
+        let text = std::fs::read_to_string(p)?;
+        out.push(
+            text.lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                .collect(),
+        );
+    }
+    Ok(out)
+}

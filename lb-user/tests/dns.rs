@@ -1,0 +1,136 @@
+//! DNS re-resolution through the real lb against a real DNS server (dnsmasq on a loopback
+//! port): `init-addr libc,none` starts a server in MAINT (resolution) and DNS brings it up,
+//! an address change is applied live (new flows go to the new address, an established flow
+//! stays), NXDOMAIN past `hold nx` puts the server in MAINT (resolution), and it comes back
+//! when the name resolves again. Messages are HAProxy's, on stderr and as syslog notices.
+
+#[macro_use]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::ops::{Dnsmasq, IdentAt, Syslog};
+use common::{free_port, local, Lb, DEFAULTS};
+
+on_both_planes!(follows_dns_changes_and_nxdomain);
+
+const T: Duration = Duration::from_secs(15);
+
+/// Connects, reads the server's name (empty when lb closed the connection instead).
+fn who(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to lb");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    got.trim().to_string()
+}
+
+fn follows_dns_changes_and_nxdomain(dataplane: &str) {
+    let port = free_port();
+    let a = IdentAt::start(SocketAddr::from(([127, 0, 0, 2], port)), "a");
+    let b = IdentAt::start(SocketAddr::from(([127, 0, 0, 3], port)), "b");
+    let dns = Dnsmasq::start("127.0.0.2 db.test\n");
+    let syslog = Syslog::start();
+    let fe_port = free_port();
+    let cfg = format!(
+        "global\n    log 127.0.0.1:{} local0\n\n\
+         resolvers local\n    nameserver ns1 {}\n    resolve_retries 2\n    timeout resolve 200ms\n    timeout retry 300ms\n    hold valid 200ms\n    hold nx 600ms\n\n\
+         {DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{fe_port}\n    default_backend be\n\n\
+         backend be\n    server s1 db.test:{port} resolvers local init-addr libc,none\n",
+        syslog.addr.port(),
+        dns.addr
+    );
+    let lb = Lb::start(&cfg, dataplane);
+    let addr = local(fe_port);
+
+    // Not resolvable by the system resolver: started in MAINT (resolution), then DNS answers.
+    assert!(
+        lb.wait_for_log(
+            "be/s1 changed its IP from (none) to 127.0.0.2 by local/ns1.",
+            T
+        ),
+        "{:#?}",
+        lb.logs()
+    );
+    assert!(lb.wait_for_log("Server be/s1 ('db.test') is UP/READY (resolves again).", T));
+    assert_eq!(who(addr), "a");
+    // The change is a notice (local0 = 16: 16 * 8 + 5) on the syslog targets too.
+    let notices = syslog.wait_for("be/s1 changed its IP from (none) to 127.0.0.2", 1, T);
+    assert!(
+        notices.first().is_some_and(|l| l.starts_with("<133>")),
+        "{notices:?}"
+    );
+
+    // An established flow to the old address stays there across the change.
+    let mut held = TcpStream::connect(addr).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut first = [0u8; 2];
+    held.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"a\n");
+
+    dns.set_hosts("127.0.0.3 db.test\n");
+    assert!(
+        lb.wait_for_log(
+            "be/s1 changed its IP from 127.0.0.2 to 127.0.0.3 by local/ns1.",
+            T
+        ),
+        "{:#?}",
+        lb.logs()
+    );
+    assert_eq!(who(addr), "b");
+    assert_eq!(who(addr), "b");
+    held.write_all(b"still here").unwrap();
+    held.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    held.read_to_end(&mut rest)
+        .expect("the established flow was not broken by the change");
+    assert_eq!(b.accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // NXDOMAIN: after `hold nx` the server goes to MAINT (resolution); nothing is served.
+    dns.set_hosts("");
+    assert!(
+        lb.wait_for_log(
+            "Server be/s1 is going DOWN for maintenance (DNS NX status). 0 active and 0 backup \
+             servers left.",
+            T
+        ),
+        "{:#?}",
+        lb.logs()
+    );
+    assert!(lb.wait_for_log("backend be has no server available!", T));
+    let before = (
+        a.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        b.accepted.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert_eq!(
+        who(addr),
+        "",
+        "a server in MAINT (resolution) must not be used"
+    );
+    assert_eq!(
+        (
+            a.accepted.load(std::sync::atomic::Ordering::SeqCst),
+            b.accepted.load(std::sync::atomic::Ordering::SeqCst)
+        ),
+        before
+    );
+
+    // Back when the name resolves again (same address: no IP change line, just READY).
+    let ready_lines = || {
+        lb.logs()
+            .iter()
+            .filter(|l| l.contains("is UP/READY (resolves again)"))
+            .count()
+    };
+    assert_eq!(ready_lines(), 1);
+    dns.set_hosts("127.0.0.3 db.test\n");
+    assert!(
+        common::ops::wait(T, || ready_lines() == 2),
+        "{:#?}",
+        lb.logs()
+    );
+    assert_eq!(who(addr), "b");
+}
