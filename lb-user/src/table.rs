@@ -403,6 +403,30 @@ impl BackendTable {
         })
     }
 
+    /// Changes a server's address (`set server B/S addr IP [port P]`) and returns the old one.
+    /// New connections go to the new address; flows already established stay where they are,
+    /// and the server keeps its counters, state and position.
+    pub fn set_addr(&self, server: usize, addr: SocketAddr) -> Result<SocketAddr, TableError> {
+        let _writer = self.writer.lock();
+        let old = self.snap.load_full();
+        let count = old.servers.len();
+        let Some(entry) = old.servers.get(server) else {
+            return Err(TableError::NoSuchServer {
+                backend: self.conf.name.clone(),
+                index: server,
+                count,
+            });
+        };
+        let previous = entry.conf.addr;
+        let mut servers = old.servers.clone();
+        let mut conf = (*servers[server].conf).clone();
+        conf.addr = addr;
+        servers[server].conf = Arc::new(conf);
+        let new = BackendSnapshot::build(&self.conf, servers, Some(&old));
+        self.snap.store(Arc::new(new));
+        Ok(previous)
+    }
+
     /// Index of the server named `name`.
     pub fn server_index(&self, name: &str) -> Option<usize> {
         self.conf.servers.iter().position(|s| s.name == name)
@@ -848,6 +872,24 @@ mod tests {
             yield_now().await;
         }
         panic!("condition never became true");
+    }
+
+    #[test]
+    fn set_addr_keeps_counters_and_redirects_new_slots() {
+        let t = limited(0, 0, 2);
+        let slot = t.try_acquire(client(1), None).expect("a slot");
+        let i = slot.index();
+        let before = Arc::clone(&t.snapshot().servers[i].counters);
+        let new: SocketAddr = "127.0.0.9:4242".parse().unwrap();
+        let old = t.set_addr(i, new).expect("set_addr");
+        assert_ne!(old, new);
+        // The slot taken before keeps its address; the counters are the same object.
+        assert_eq!(slot.addr(), old);
+        assert!(Arc::ptr_eq(&before, &t.snapshot().servers[i].counters));
+        assert_eq!(cur(&t, i), 1);
+        drop(slot);
+        assert_eq!(t.snapshot().servers[i].conf.addr, new);
+        assert!(t.set_addr(9, new).is_err());
     }
 
     #[tokio::test]
