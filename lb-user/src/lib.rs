@@ -1,9 +1,11 @@
 //! lb: an L4 (TCP) load balancer that reads haproxy.cfg, balances like HAProxy in `mode tcp`,
 //! and forwards established flows inside the kernel (sockmap) or with splice(2).
 
+pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod dataplane;
 pub mod demo;
 pub mod listener;
+pub mod stats;
 pub mod table;

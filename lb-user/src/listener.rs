@@ -9,7 +9,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,8 +40,47 @@ pub struct Shared {
     pub conn_released: Notify,
     /// Current connections per frontend (`Config::frontends` order), for frontend `maxconn`.
     pub fe_conns: Vec<AtomicU32>,
+    /// Per-frontend statistics (`Config::frontends` order), for the stats page and runtime API.
+    pub fe_stats: Vec<FrontendCounters>,
+    /// When the process started (`Start_time_sec`, uptime).
+    pub started: std::time::SystemTime,
     /// One command channel per thread, to reach the flows that thread owns.
     threads: Vec<UnboundedSender<FlowCommand>>,
+}
+
+/// Counters of one frontend, all atomics (Relaxed: statistics, read independently).
+#[derive(Debug, Default)]
+pub struct FrontendCounters {
+    /// Sessions being served now (`scur`); unlike `Shared::fe_conns`, not counting the slot an
+    /// accept loop reserves before `accept` returns.
+    pub cur: AtomicU32,
+    /// Sessions accepted since start (`stot`).
+    pub total: AtomicU64,
+    /// Highest concurrent sessions seen (`smax`).
+    pub max: AtomicU32,
+    /// Bytes client -> lb of finished flows (`bin`).
+    pub bytes_in: AtomicU64,
+    /// Bytes lb -> client of finished flows (`bout`).
+    pub bytes_out: AtomicU64,
+}
+
+impl FrontendCounters {
+    /// Counts a new session (`cur`, `max`, `total`) until the guard is dropped.
+    fn enter(&self) -> FrontendSession<'_> {
+        let cur = self.cur.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max.fetch_max(cur, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        FrontendSession(self)
+    }
+}
+
+/// One session counted in [`FrontendCounters::cur`].
+struct FrontendSession<'a>(&'a FrontendCounters);
+
+impl Drop for FrontendSession<'_> {
+    fn drop(&mut self) {
+        self.0.cur.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What other threads (admin API, health checks) ask of a thread about the flows it owns.
@@ -85,6 +124,11 @@ impl Shared {
     ) -> (Arc<Self>, Vec<UnboundedReceiver<FlowCommand>>) {
         let backends = config.backends.iter().map(BackendTable::new).collect();
         let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
+        let fe_stats = config
+            .frontends
+            .iter()
+            .map(|_| FrontendCounters::default())
+            .collect();
         let (senders, receivers) = (0..threads).map(|_| unbounded_channel()).unzip();
         let shared = Arc::new(Self {
             config,
@@ -93,6 +137,8 @@ impl Shared {
             maxconn,
             conn_released: Notify::new(),
             fe_conns,
+            fe_stats,
+            started: std::time::SystemTime::now(),
             threads: senders,
         });
         (shared, receivers)
@@ -495,6 +541,7 @@ async fn handle(
     let fe: &Frontend = &shared.config.frontends[frontend];
     let be: &Backend = &shared.config.backends[fe.backend];
     let table = &shared.backends[fe.backend];
+    let _session = shared.fe_stats[frontend].enter();
     if let Err(e) = tune(&client, &fe.keepalive) {
         log::debug!("frontend '{}': client {peer}: {e}", fe.name);
         return;
@@ -555,6 +602,9 @@ async fn handle(
     let c = slot.counters();
     c.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
     c.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
+    let f = &shared.fe_stats[frontend];
+    f.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
+    f.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
     log::debug!(
         "{peer} {}/{}: {:?}, {} bytes in, {} bytes out{}",
         be.name,

@@ -165,7 +165,25 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
     let maxconn = maxconn_for(&config);
     let config = Arc::new(config);
     let (shared, commands) = Shared::new(config.clone(), maxconn, threads);
+    // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
+    // control thread.
+    let stats_listeners = lb_user::stats::http::bind(&shared)?;
+    let sockets = config
+        .global
+        .stats_sockets
+        .iter()
+        .map(lb_user::admin::bind_socket)
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &sockets {
+        log::info!("stats socket: listening on {}", s.conf.path.display());
+    }
+    for st in &config.stats {
+        for b in &st.binds {
+            log::info!("stats '{}': listening on {}", st.name, b.addr);
+        }
+    }
     block_stop_signals()?;
+    let _control = lb_user::admin::spawn_control_thread(shared.clone(), stats_listeners, sockets)?;
     for (thread, (l, commands)) in listeners.into_iter().zip(commands).enumerate() {
         let shared = shared.clone();
         std::thread::Builder::new()

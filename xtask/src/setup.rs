@@ -20,19 +20,24 @@ const LLVM_PACKAGES: [&str; 4] = [
     "zlib1g-dev",
 ];
 /// Used by the test suites: peers (`socat`), network namespaces (`ip`), and real backends and the
-/// reference proxy. Their services are not meant to run: tests start their own instances.
-const TEST_PACKAGES: [&str; 5] = [
+/// reference proxy, a headless browser for the stats page (`chromium`) and `promtool` for the
+/// Prometheus exporter (`prometheus`). Their services are not meant to run: tests start their own
+/// instances.
+const TEST_PACKAGES: [&str; 7] = [
     "socat",
     "iproute2",
     "redis-server",
     "mariadb-server",
     "haproxy",
+    "chromium",
+    "prometheus",
 ];
 /// Packages whose postinst may start a system service, and that service's unit name.
-const SERVICES: [(&str, &str); 3] = [
+const SERVICES: [(&str, &str); 4] = [
     ("redis-server", "redis-server"),
     ("mariadb-server", "mariadb"),
     ("haproxy", "haproxy"),
+    ("prometheus", "prometheus"),
 ];
 /// Where `llvm-22-dev` puts LLVM; `llvm-sys` looks in `/usr` unless told, and fails with
 /// `unable to find library -lLLVM`.
