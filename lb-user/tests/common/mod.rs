@@ -14,6 +14,7 @@
 pub mod data;
 pub mod scenarios;
 pub mod servers;
+pub mod stats;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
