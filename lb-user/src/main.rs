@@ -182,6 +182,7 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
             log::info!("stats '{}': listening on {}", st.name, b.addr);
         }
     }
+    let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
     block_stop_signals()?;
     let _control = lb_user::admin::spawn_control_thread(shared.clone(), stats_listeners, sockets)?;
     for (thread, (l, commands)) in listeners.into_iter().zip(commands).enumerate() {
@@ -204,6 +205,10 @@ fn serve(config: Config, choice: DataplaneChoice) -> anyhow::Result<()> {
     log::info!("lb ready: {threads} threads, maxconn {maxconn}");
     let sig = wait_stop_signal()?;
     log::info!("received {sig}, stopping");
+    for p in socket_paths {
+        // The control thread ends with the process; its socket files should not outlive it.
+        let _ = std::fs::remove_file(p);
+    }
     Ok(())
 }
 

@@ -376,3 +376,98 @@ pub fn find_server(
         .ok_or("No such server.")?;
     Ok((b, s))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::table::CheckInfo;
+
+    fn shared() -> Arc<Shared> {
+        let cfg = crate::config::load_str(
+            "t.cfg",
+            "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n\
+             frontend fe\n  bind 127.0.0.1:1\n  default_backend be\n\
+             backend be\n  server s1 127.0.0.1:2 check\n  server s2 127.0.0.1:3 backup\n",
+        )
+        .unwrap();
+        Shared::new(Arc::new(cfg), 100, 1).0
+    }
+
+    #[test]
+    fn checked_server_rows_show_the_checker_view() {
+        let sh = shared();
+        let snap = sh.backends[0].snapshot();
+        snap.servers[0].counters.check.store(Arc::new(CheckInfo {
+            enabled: true,
+            status: "UP 2/3".into(),
+            result: "L4CON".into(),
+            code: None,
+            info: "Connection refused".into(),
+            duration_ms: Some(1500),
+            failed: 4,
+            down_transitions: 1,
+        }));
+        let all = rows(&sh);
+        let names: Vec<&str> = all.iter().map(|r| r.svname.as_str()).collect();
+        assert_eq!(names, ["FRONTEND", "s1", "s2", "BACKEND"]);
+        let s1 = &all[1];
+        assert_eq!(s1.status, "UP 2/3");
+        assert_eq!(html::row_class(s1), "active_going_down");
+        assert_eq!(csv::field(s1, "check_status"), "L4CON");
+        assert_eq!(csv::field(s1, "check_desc"), "Layer4 connection problem");
+        assert_eq!(csv::field(s1, "chkfail"), "4");
+        assert_eq!(csv::field(s1, "check_duration"), "1500");
+        let s2 = &all[2];
+        assert_eq!(
+            (s2.status.as_str(), csv::field(s2, "chkfail").as_str()),
+            ("no check", "")
+        );
+        assert_eq!(html::row_class(s2), "backup_no_check");
+        // Health and admin state override the checker's text.
+        sh.backends[0].set_healthy(0, false).unwrap();
+        assert_eq!(rows(&sh)[1].status, "DOWN");
+        sh.backends[0].set_admin(0, AdminState::Maint).unwrap();
+        assert_eq!(rows(&sh)[1].status, "MAINT");
+        let text = prom::render(&sh, &rows(&sh));
+        assert!(text
+            .contains("haproxy_server_check_status{proxy=\"be\",server=\"s1\",state=\"L4CON\"} 1"));
+        assert!(text
+            .contains("haproxy_server_check_duration_seconds{proxy=\"be\",server=\"s1\"} 1.500"));
+        assert!(
+            text.contains("haproxy_server_status{proxy=\"be\",server=\"s1\",state=\"MAINT\"} 1")
+        );
+        let page = html::render(
+            &sh,
+            &sh.config.stats.first().cloned().unwrap_or_else(page_conf),
+            &rows(&sh),
+            true,
+            None,
+        );
+        assert!(page.contains("class=\"maintain\""));
+        assert!(page.contains("L4CON in 1500ms"));
+    }
+
+    fn page_conf() -> crate::config::StatsProxy {
+        crate::config::StatsProxy {
+            name: "stats".into(),
+            loc: crate::config::Loc {
+                file: Arc::new("t.cfg".into()),
+                line: 1,
+            },
+            binds: Vec::new(),
+            page: true,
+            uri: "/".into(),
+            realm: "r".into(),
+            users: Vec::new(),
+            userlists: Vec::new(),
+            refresh: None,
+            admin: true,
+            hide_version: true,
+            prometheus: None,
+            maxconn: None,
+            timeout: None,
+        }
+    }
+}

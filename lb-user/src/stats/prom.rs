@@ -30,6 +30,10 @@ impl Family<'_> {
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.sample_str(name, labels, &value.to_string());
+    }
+
+    fn sample_str(&mut self, name: &str, labels: &[(&str, &str)], value: &str) {
         self.out.push_str("haproxy_");
         self.out.push_str(name);
         if !labels.is_empty() {
@@ -267,12 +271,9 @@ pub fn render(shared: &Shared, rows: &[Row]) -> String {
             );
             for r in &checked {
                 let lab = [("proxy", r.pxname.as_str()), ("server", r.svname.as_str())];
-                // Whole seconds: HAProxy reports the millisecond duration / 1000 as well.
-                f.sample(
-                    "server_check_duration_seconds",
-                    &lab,
-                    r.check_duration.unwrap_or(0) / 1000,
-                );
+                let ms = r.check_duration.unwrap_or(0);
+                let secs = format!("{}.{:03}", ms / 1000, ms % 1000);
+                f.sample_str("server_check_duration_seconds", &lab, &secs);
             }
         }
     }
