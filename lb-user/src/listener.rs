@@ -41,16 +41,18 @@ pub struct Shared {
     /// Current connections per frontend (`Config::frontends` order), for frontend `maxconn`.
     pub fe_conns: Vec<AtomicU32>,
     /// Per-frontend statistics (`Config::frontends` order), for the stats page and runtime API.
-    pub fe_stats: Vec<FrontendCounters>,
+    pub fe_stats: Vec<ProxyCounters>,
+    /// Per-backend session counts (`Config::backends` order); bytes are the servers' sums.
+    pub be_stats: Vec<ProxyCounters>,
     /// When the process started (`Start_time_sec`, uptime).
     pub started: std::time::SystemTime,
     /// One command channel per thread, to reach the flows that thread owns.
     threads: Vec<UnboundedSender<FlowCommand>>,
 }
 
-/// Counters of one frontend, all atomics (Relaxed: statistics, read independently).
+/// Session counters of one frontend or backend, all atomics (Relaxed: statistics, read independently).
 #[derive(Debug, Default)]
-pub struct FrontendCounters {
+pub struct ProxyCounters {
     /// Sessions being served now (`scur`); unlike `Shared::fe_conns`, not counting the slot an
     /// accept loop reserves before `accept` returns.
     pub cur: AtomicU32,
@@ -64,20 +66,20 @@ pub struct FrontendCounters {
     pub bytes_out: AtomicU64,
 }
 
-impl FrontendCounters {
+impl ProxyCounters {
     /// Counts a new session (`cur`, `max`, `total`) until the guard is dropped.
-    fn enter(&self) -> FrontendSession<'_> {
+    fn enter(&self) -> ProxySession<'_> {
         let cur = self.cur.fetch_add(1, Ordering::Relaxed) + 1;
         self.max.fetch_max(cur, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
-        FrontendSession(self)
+        ProxySession(self)
     }
 }
 
-/// One session counted in [`FrontendCounters::cur`].
-struct FrontendSession<'a>(&'a FrontendCounters);
+/// One session counted in [`ProxyCounters::cur`].
+struct ProxySession<'a>(&'a ProxyCounters);
 
-impl Drop for FrontendSession<'_> {
+impl Drop for ProxySession<'_> {
     fn drop(&mut self) {
         self.0.cur.fetch_sub(1, Ordering::Relaxed);
     }
@@ -127,7 +129,12 @@ impl Shared {
         let fe_stats = config
             .frontends
             .iter()
-            .map(|_| FrontendCounters::default())
+            .map(|_| ProxyCounters::default())
+            .collect();
+        let be_stats = config
+            .backends
+            .iter()
+            .map(|_| ProxyCounters::default())
             .collect();
         let (senders, receivers) = (0..threads).map(|_| unbounded_channel()).unzip();
         let shared = Arc::new(Self {
@@ -138,6 +145,7 @@ impl Shared {
             conn_released: Notify::new(),
             fe_conns,
             fe_stats,
+            be_stats,
             started: std::time::SystemTime::now(),
             threads: senders,
         });
@@ -562,6 +570,7 @@ async fn handle(
             return;
         }
     };
+    let _be_session = shared.be_stats[fe.backend].enter();
     let (slot, server) = match connect_with_retries(table, be, peer, slot).await {
         Ok(x) => x,
         Err(reason) => {
