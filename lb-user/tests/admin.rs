@@ -294,3 +294,29 @@ fn garbage_input_does_no_harm() {
     assert_eq!(cli(&path, "get weight be/s1"), "1 (initial 1)\n\n");
     assert_eq!(scenarios::who(s.fe).unwrap(), "s1");
 }
+
+#[test]
+fn socket_mode_and_refusal_to_replace_a_file() {
+    let s1 = Backend::ident("s1");
+    let s = start("splice", &[], &[format!("s1 {}", s1.addr)]);
+    let mode = std::fs::metadata(s.dir.sock("admin.sock"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    drop(s);
+    // A regular file where the socket should go is not deleted: lb refuses to start.
+    let dir = SockDir::new("notsock");
+    std::fs::write(dir.sock("admin.sock"), "keep me").unwrap();
+    let cfg = config(free_port(), &dir, &[], &[format!("s1 {}", s1.addr)], "");
+    let Err(err) = Lb::try_start_with(&common::LbOpts::new(&cfg, "splice")) else {
+        panic!("lb started over a regular file")
+    };
+    assert!(err.contains("exists and is not a socket"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.sock("admin.sock")).unwrap(),
+        "keep me"
+    );
+}

@@ -802,6 +802,12 @@ impl Parser {
             // line.
             self.diag.warnings.truncate(warnings_before);
             let stats = self.stats_proxy(&px, sec);
+            if px.bind_lines == 0 {
+                self.diag.warn(
+                    &px.loc,
+                    format!("{} has no 'bind'; its stats page is not served", px.ctx()),
+                );
+            }
             self.stats.push(stats);
             self.register_names(&px);
             self.stats_sections.insert(px.name.clone(), px.loc.clone());
