@@ -370,3 +370,28 @@ fn bad_requests_get_400_and_do_no_harm() {
     assert_eq!(get(s.stats, "/stats", AUTH).status, 200);
     scenarios::who(s.fe).unwrap();
 }
+
+#[test]
+fn incomplete_request_times_out_with_408() {
+    let st = free_port();
+    let dir = SockDir::new("slow");
+    let srv = Backend::ident("s1");
+    let cfg = config(
+        free_port(),
+        &dir,
+        &[],
+        &[format!("s1 {}", srv.addr)],
+        &format!("\nlisten slow\n    mode http\n    bind 127.0.0.1:{st}\n    timeout client 1s\n    stats uri /\n"),
+    );
+    let _lb = Lb::start(&cfg, "splice");
+    let started = Instant::now();
+    // Half a request head, then silence: answered 408 and closed within the timeout (+ slack).
+    let r = http_raw(local(st), b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert_eq!(r.status, 408);
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(local(st), "/", None).status, 200);
+}

@@ -152,7 +152,7 @@ pub struct StatsProxy {
     pub prometheus: Option<String>,
     /// `maxconn` of the section. `None` = 100 for the dedicated stats server.
     pub maxconn: Option<u32>,
-    /// `timeout client`: idle/request timeout. `None` = 10 s.
+    /// `timeout client`: time to receive a whole request, capped at 10 s. `None` = 10 s.
     pub timeout: Option<Duration>,
 }
 

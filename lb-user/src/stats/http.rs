@@ -1,7 +1,7 @@
 //! The stats pages' HTTP server: just what a stats page needs of HTTP/1.1 (GET, HEAD and POST
 //! with `Content-Length`; one request per connection, answered with `Connection: close`).
 //! Requests are bounded in size (16 KiB of head, 64 KiB of body) and time (`timeout client`,
-//! default 10 s); anything malformed gets a 400 and the connection is closed.
+//! at most 10 s); anything malformed gets a 400 and the connection is closed.
 //!
 //! It runs on the control thread's tokio runtime (see `admin::spawn_control_thread`), never on
 //! the accept threads, so a slow or hostile stats client cannot delay the data path.
@@ -24,7 +24,7 @@ use crate::table::AdminState;
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Largest POST body accepted (the admin form is a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Default request timeout when the section has no `timeout client`.
+/// Request timeout without `timeout client`, and its upper bound.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default concurrent connections per stats section without `maxconn`.
 const DEFAULT_MAXCONN: u32 = 100;
@@ -461,7 +461,11 @@ pub async fn serve(shared: Arc<Shared>, index: usize, listener: std::net::TcpLis
     let limit = Arc::new(Semaphore::new(
         st.maxconn.unwrap_or(DEFAULT_MAXCONN) as usize
     ));
-    let timeout = st.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    // A request must be complete within `timeout client`, capped: defaults often carry hours of
+    // client timeout meant for TCP flows, which would let idle stats clients pile up.
+    let timeout = st
+        .timeout
+        .map_or(DEFAULT_TIMEOUT, |t| t.min(DEFAULT_TIMEOUT));
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
