@@ -1,6 +1,7 @@
 //! lb: an L4 (TCP) load balancer that reads haproxy.cfg, balances like HAProxy in `mode tcp`,
 //! and forwards established flows inside the kernel (sockmap) or with splice(2).
 
+pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod dataplane;
@@ -10,4 +11,5 @@ pub mod health;
 pub mod listener;
 pub mod logging;
 pub mod privileges;
+pub mod stats;
 pub mod table;

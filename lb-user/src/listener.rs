@@ -9,7 +9,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,12 @@ pub struct Shared {
     pub conn_released: Notify,
     /// Current connections per frontend (`Config::frontends` order), for frontend `maxconn`.
     pub fe_conns: Vec<AtomicU32>,
+    /// Per-frontend statistics (`Config::frontends` order), for the stats page and runtime API.
+    pub fe_stats: Vec<ProxyCounters>,
+    /// Per-backend session counts (`Config::backends` order); bytes are the servers' sums.
+    pub be_stats: Vec<ProxyCounters>,
+    /// When the process started (`Start_time_sec`, uptime).
+    pub started: std::time::SystemTime,
     /// One command channel per thread, to reach the flows that thread owns.
     threads: Vec<UnboundedSender<FlowCommand>>,
     /// Configuration generation: 0 at start, +1 per accepted reload. Flows keep the generation
@@ -52,6 +58,45 @@ pub struct Shared {
     /// Passive health checks: connect results of real traffic (`observe layer4`).
     pub health: crate::health::Passive,
 }
+
+/// Session counters of one frontend or backend, all atomics (Relaxed: statistics, read independently).
+#[derive(Debug, Default)]
+pub struct ProxyCounters {
+    /// Sessions being served now (`scur`); unlike `Shared::fe_conns`, not counting the slot an
+    /// accept loop reserves before `accept` returns.
+    pub cur: AtomicU32,
+    /// Sessions accepted since start (`stot`).
+    pub total: AtomicU64,
+    /// Highest concurrent sessions seen (`smax`).
+    pub max: AtomicU32,
+    /// Bytes client -> lb of finished flows (`bin`).
+    pub bytes_in: AtomicU64,
+    /// Bytes lb -> client of finished flows (`bout`).
+    pub bytes_out: AtomicU64,
+}
+
+impl ProxyCounters {
+    /// Counts a new session (`cur`, `max`, `total`) until the guard is dropped.
+    fn enter(&self) -> ProxySession<'_> {
+        let cur = self.cur.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max.fetch_max(cur, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        ProxySession(self)
+    }
+}
+
+/// One session counted in [`ProxyCounters::cur`].
+struct ProxySession<'a>(&'a ProxyCounters);
+
+impl Drop for ProxySession<'_> {
+    fn drop(&mut self) {
+        self.0.cur.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The configuration generation serving now, for what outlives a reload (the stats page and
+/// the runtime API): each request loads it afresh.
+pub type Current = Arc<arc_swap::ArcSwap<Shared>>;
 
 /// What other threads (admin API, health checks) ask of a thread about the flows it owns.
 /// Flows live in their thread's registry, so the accept/forward path takes no shared lock.
@@ -130,13 +175,20 @@ impl Shared {
         threads: usize,
     ) -> (Arc<Self>, Vec<UnboundedReceiver<FlowCommand>>) {
         let (senders, receivers) = (0..threads).map(|_| unbounded_channel()).unzip();
-        (Self::build(config, maxconn, senders, 0), receivers)
+        let started = std::time::SystemTime::now();
+        (Self::build(config, maxconn, senders, 0, started), receivers)
     }
 
     /// The state of the next configuration generation (reload): new tables and counters,
     /// the same threads.
     pub fn next_generation(&self, config: Arc<Config>, maxconn: u32) -> Arc<Self> {
-        Self::build(config, maxconn, self.threads.clone(), self.generation + 1)
+        Self::build(
+            config,
+            maxconn,
+            self.threads.clone(),
+            self.generation + 1,
+            self.started,
+        )
     }
 
     fn build(
@@ -144,10 +196,21 @@ impl Shared {
         maxconn: u32,
         threads: Vec<UnboundedSender<FlowCommand>>,
         generation: u64,
+        started: std::time::SystemTime,
     ) -> Arc<Self> {
         let backends = config.backends.iter().map(BackendTable::new).collect();
         let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
         let health = crate::health::Passive::new(&config);
+        let fe_stats = config
+            .frontends
+            .iter()
+            .map(|_| ProxyCounters::default())
+            .collect();
+        let be_stats = config
+            .backends
+            .iter()
+            .map(|_| ProxyCounters::default())
+            .collect();
         Arc::new(Self {
             config,
             backends,
@@ -158,6 +221,9 @@ impl Shared {
             threads,
             generation,
             health,
+            fe_stats,
+            be_stats,
+            started,
         })
     }
 
@@ -861,6 +927,7 @@ async fn serve(
     let fe: &Frontend = &shared.config.frontends[frontend];
     let be: &Backend = &shared.config.backends[fe.backend];
     let table = &shared.backends[fe.backend];
+    let _session = shared.fe_stats[frontend].enter();
     if let Err(e) = tune(&client, &fe.keepalive) {
         log::debug!("frontend '{}': client {peer}: {e}", fe.name);
         return None;
@@ -903,6 +970,7 @@ async fn serve(
             return Some(served);
         }
     };
+    let _be_session = shared.be_stats[fe.backend].enter();
     served.tw = Some(ms_since(queued_at));
     let connecting = Instant::now();
     let connected = connect_with_retries(shared, table, be, peer, slot, &mut served.tries).await;
@@ -954,6 +1022,9 @@ async fn serve(
     let c = slot.counters();
     c.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
     c.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
+    let f = &shared.fe_stats[frontend];
+    f.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
+    f.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
     log::debug!(
         "{peer} {}/{}: {:?}, {} bytes in, {} bytes out{}",
         be.name,

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
+use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use lb_user::config::{self, Config};
 use lb_user::dataplane::{sockmap, DataplaneChoice};
-use lb_user::listener::{self, Listeners, PlaneSetup, Shared};
+use lb_user::listener::{self, Current, Listeners, PlaneSetup, Shared};
 use nix::sys::signal::{SigSet, Signal};
 
 /// lb: a TCP load balancer that reads haproxy.cfg and splices flows in the kernel.
@@ -183,11 +184,32 @@ fn serve(
 
     let maxconn = maxconn_for(&config);
     let (shared, commands) = Shared::new(Arc::new(config), maxconn, threads);
+    // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
+    // control thread from whatever generation is current.
+    let stats_listeners = lb_user::stats::http::bind(&shared)?;
+    let sockets = shared
+        .config
+        .global
+        .stats_sockets
+        .iter()
+        .map(lb_user::admin::bind_socket)
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &sockets {
+        log::info!("stats socket: listening on {}", s.conf.path.display());
+    }
+    for st in &shared.config.stats {
+        for b in &st.binds {
+            log::info!("stats '{}': listening on {}", st.name, b.addr);
+        }
+    }
+    let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
+    let current: Current = Arc::new(ArcSwap::new(shared.clone()));
     block_signals()?;
     if privileges.is_some() {
         lb_user::privileges::arm();
     }
     let checkers = lb_user::health::start(&shared).context("health checks")?;
+    let _control = lb_user::admin::spawn_control_thread(current.clone(), stats_listeners, sockets)?;
     for (thread, commands) in commands.into_iter().enumerate() {
         std::thread::Builder::new()
             .name(format!("lb-{thread}"))
@@ -226,7 +248,7 @@ fn serve(
     }
     let _pidfile = pidfile.map(PidFile::create).transpose()?;
     log::info!("lb ready: {threads} threads, maxconn {maxconn}");
-    let mut current = Generation {
+    let mut generation = Generation {
         shared,
         _checkers: checkers,
         _resolvers: resolvers,
@@ -238,10 +260,11 @@ fn serve(
                 log::warn!("SIGHUP: nothing to reload (no -f files)");
                 continue;
             }
-            if let Some(next) = reload(files, threads, &mut listeners, &current.shared, &rt) {
+            if let Some(next) = reload(files, threads, &mut listeners, &generation.shared, &rt) {
+                current.store(next.clone());
                 match Generation::start(next) {
                     // The old generation's checkers and resolvers stop as it is dropped.
-                    Ok(g) => current = g,
+                    Ok(g) => generation = g,
                     Err(e) => log::error!("reload: {e:#}"),
                 }
             }
@@ -249,6 +272,10 @@ fn serve(
         }
         log::info!("received {sig}, stopping");
         listeners.close_all();
+        for p in socket_paths {
+            // The control thread ends with the process; its socket files should not outlive it.
+            let _ = std::fs::remove_file(p);
+        }
         return Ok(());
     }
 }

@@ -231,6 +231,9 @@ mod tests {
             log_send_hostname: None,
             spread_checks: 0,
             external_check: false,
+            stats_sockets: Vec::new(),
+            stats_timeout: std::time::Duration::from_secs(10),
+            stats_maxconn: 10,
         }
     }
 

@@ -411,17 +411,21 @@ impl BackendTable {
         })
     }
 
-    /// Changes a server's address for new connections (DNS, `set server B/S addr`). Flows
-    /// already established stay where they are; counters are kept (the same `Arc`).
-    pub fn set_addr(&self, server: usize, addr: SocketAddr) -> Result<(), TableError> {
+    /// Changes a server's address for new connections (DNS, `set server B/S addr IP [port
+    /// P]`) and returns the old one. Flows already established stay where they are; the
+    /// server keeps its counters (the same `Arc`), state and position.
+    pub fn set_addr(&self, server: usize, addr: SocketAddr) -> Result<SocketAddr, TableError> {
+        let mut previous = addr;
         self.update_entry(server, |entry| {
+            previous = entry.conf.addr;
             if entry.conf.addr != addr {
                 let mut conf = Server::clone(&entry.conf);
                 conf.addr = addr;
                 entry.conf = Arc::new(conf);
             }
             Ok(())
-        })
+        })?;
+        Ok(previous)
     }
 
     /// Puts a server into `MAINT (resolution)` or takes it out. Returns whether that changed
@@ -899,6 +903,24 @@ mod tests {
             yield_now().await;
         }
         panic!("condition never became true");
+    }
+
+    #[test]
+    fn set_addr_keeps_counters_and_redirects_new_slots() {
+        let t = limited(0, 0, 2);
+        let slot = t.try_acquire(client(1), None).expect("a slot");
+        let i = slot.index();
+        let before = Arc::clone(&t.snapshot().servers[i].counters);
+        let new: SocketAddr = "127.0.0.9:4242".parse().unwrap();
+        let old = t.set_addr(i, new).expect("set_addr");
+        assert_ne!(old, new);
+        // The slot taken before keeps its address; the counters are the same object.
+        assert_eq!(slot.addr(), old);
+        assert!(Arc::ptr_eq(&before, &t.snapshot().servers[i].counters));
+        assert_eq!(cur(&t, i), 1);
+        drop(slot);
+        assert_eq!(t.snapshot().servers[i].conf.addr, new);
+        assert!(t.set_addr(9, new).is_err());
     }
 
     #[tokio::test]

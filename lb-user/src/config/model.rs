@@ -29,6 +29,10 @@ pub struct Config {
     pub frontends: Vec<Frontend>,
     /// Every `backend`, and the backend half of every `listen`, in file order.
     pub backends: Vec<Backend>,
+    /// Stats pages (`mode http` sections with `stats enable|uri` or the Prometheus exporter).
+    pub stats: Vec<StatsProxy>,
+    /// `userlist` sections, for stats authentication.
+    pub userlists: Vec<Userlist>,
     /// Things accepted but not acted on yet ("not supported yet") and other warnings. Printed by
     /// `lb -c` and at start; never fatal.
     pub warnings: Vec<Warning>,
@@ -75,6 +79,12 @@ pub struct Global {
     /// `log-send-hostname [NAME]`: the host name put in syslog headers (the system's when
     /// no name is given). `None` = no host name, as HAProxy by default.
     pub log_send_hostname: Option<String>,
+    /// `stats socket` lines: the runtime API's unix sockets.
+    pub stats_sockets: Vec<StatsSocket>,
+    /// `stats timeout`: idle timeout of a runtime API connection. Default 10 s.
+    pub stats_timeout: Duration,
+    /// `stats maxconn`: concurrent runtime API connections per socket. Default 10.
+    pub stats_maxconn: u32,
 }
 
 /// A `resolvers` section: the nameservers and timers used to re-resolve server hostnames.
@@ -108,6 +118,87 @@ pub struct Resolvers {
     pub hold_obsolete: Duration,
     /// `accepted_payload_size`: the EDNS0 UDP payload size announced. Default 512.
     pub accepted_payload_size: u16,
+}
+
+/// Access level of a runtime API socket (`level user|operator|admin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CliLevel {
+    /// Read non-sensitive statistics only.
+    User,
+    /// Read everything, non-sensitive changes. HAProxy's default.
+    Operator,
+    /// Everything (server state, weight, address, killing sessions).
+    Admin,
+}
+
+/// One `stats socket PATH [mode M] [level L]` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsSocket {
+    pub loc: Loc,
+    /// Filesystem path of the unix socket (replaced at start if it exists and is a socket).
+    pub path: PathBuf,
+    /// `mode`: octal permissions of the socket file. `None` = as created (umask).
+    pub mode: Option<u32>,
+    /// `level`, default `operator`.
+    pub level: CliLevel,
+}
+
+/// One `user` of a `userlist`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserEntry {
+    pub name: String,
+    /// The password: a crypt(3) hash (`password`) or clear text (`insecure-password`).
+    pub password: Password,
+}
+
+/// How a user's password is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Password {
+    /// `insecure-password P` or `stats auth U:P`: compared as is (in constant time).
+    Clear(String),
+    /// `password HASH`: a crypt(3) hash (`$6$` SHA-512, `$5$` SHA-256, `$1$` MD5, ...).
+    Crypt(String),
+}
+
+/// A `userlist NAME` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Userlist {
+    pub name: String,
+    pub loc: Loc,
+    pub users: Vec<UserEntry>,
+}
+
+/// A stats page: a `listen`/`frontend` in `mode http` with `stats enable|uri` and/or
+/// `http-request use-service prometheus-exporter`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsProxy {
+    pub name: String,
+    pub loc: Loc,
+    pub binds: Vec<Bind>,
+    /// `stats enable` or `stats uri` seen: the HTML/CSV page is served.
+    pub page: bool,
+    /// `stats uri`, default `/haproxy?stats`.
+    pub uri: String,
+    /// `stats realm`, default `HAProxy Statistics`.
+    pub realm: String,
+    /// `stats auth U:P` users (clear text). Empty with no `userlist` = no authentication.
+    pub users: Vec<UserEntry>,
+    /// Userlists named by `http_auth(NAME)` in `http-request auth` / `stats http-request auth`.
+    pub userlists: Vec<String>,
+    /// `stats refresh`: the page's auto-refresh period.
+    pub refresh: Option<Duration>,
+    /// `stats admin if TRUE` (or `if { http_auth(L) }`): authenticated users may change
+    /// server states from the page.
+    pub admin: bool,
+    /// `stats hide-version`.
+    pub hide_version: bool,
+    /// Path of the Prometheus exporter (`use-service prometheus-exporter if { path P }`);
+    /// `Some("")` = every path that is not the stats page.
+    pub prometheus: Option<String>,
+    /// `maxconn` of the section. `None` = 100 for the dedicated stats server.
+    pub maxconn: Option<u32>,
+    /// `timeout client`: time to receive a whole request, capped at 10 s. `None` = 10 s.
+    pub timeout: Option<Duration>,
 }
 
 /// One `log` line, kept as written (`log global` is resolved when used).

@@ -13,9 +13,10 @@ use super::scalar::{
     parse_weight, resolve, split_host_port, unspecified, Host, TimeUnit,
 };
 use super::{
-    Backend, Balance, Bind, CheckKind, Config, ConfigError, ExpectPattern, ExternalCheck, Frontend,
-    Global, HashType, HealthParams, HttpExpect, HttpExpectKind, Keepalive, Loc, LogTarget,
-    MysqlVersion, OnError, Resolvers, Server, TcpCheckRule, Timeouts, Warning,
+    Backend, Balance, Bind, CheckKind, CliLevel, Config, ConfigError, ExpectPattern, ExternalCheck,
+    Frontend, Global, HashType, HealthParams, HttpExpect, HttpExpectKind, Keepalive, Loc,
+    LogTarget, MysqlVersion, OnError, Password, Resolvers, Server, StatsProxy, StatsSocket,
+    TcpCheckRule, Timeouts, UserEntry, Userlist, Warning,
 };
 
 /// Errors and warnings collected while loading; loading never stops at the first error.
@@ -462,11 +463,16 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
             resolvers: Vec::new(),
             log_tag: None,
             log_send_hostname: None,
+            stats_sockets: Vec::new(),
+            stats_timeout: std::time::Duration::from_secs(10),
+            stats_maxconn: 10,
         },
         defaults: ProxyOpts::builtin(),
         named_defaults: HashMap::new(),
         proxies: Vec::new(),
         stats_sections: HashMap::new(),
+        stats: Vec::new(),
+        userlists: Vec::new(),
         fe_names: HashMap::new(),
         be_names: HashMap::new(),
         resolvers: HashMap::new(),
@@ -489,6 +495,10 @@ struct Parser {
     proxies: Vec<ProxyDraft>,
     /// Stats-only sections (accepted, not served), by name.
     stats_sections: HashMap<String, Loc>,
+    /// The stats pages, in file order.
+    stats: Vec<StatsProxy>,
+    /// `userlist` sections, in file order.
+    userlists: Vec<Userlist>,
     /// Names used by frontend-capable and backend-capable proxies.
     fe_names: HashMap<String, Loc>,
     be_names: HashMap<String, Loc>,
@@ -624,22 +634,31 @@ impl Parser {
             "stats" => {
                 let sub = w.get(1).map_or("", String::as_str);
                 match sub {
-                    "socket" | "timeout" | "maxconn" | "bind-process" => {
-                        if sub == "timeout" && arity(d, line, 2, 1, 1) {
-                            if let Err(e) = parse_time(&w[2], TimeUnit::Ms) {
-                                d.err(&line.loc, format!("'stats timeout': {e}"));
-                                return;
-                            }
-                        } else if sub == "socket" {
-                            if !arity(d, line, 2, 1, usize::MAX) {
-                                return;
-                            }
-                        } else if sub == "maxconn" && arity(d, line, 2, 1, 1) {
-                            if let Err(e) = parse_u32(&w[2], 1, u32::MAX) {
-                                d.err(&line.loc, format!("'stats maxconn': {e}"));
-                                return;
+                    "timeout" => {
+                        if arity(d, line, 2, 1, 1) {
+                            match parse_time(&w[2], TimeUnit::Ms) {
+                                Ok(t) if !t.is_zero() => self.global.stats_timeout = t,
+                                Ok(_) => d.err(&line.loc, "'stats timeout': must not be 0"),
+                                Err(e) => d.err(&line.loc, format!("'stats timeout': {e}")),
                             }
                         }
+                    }
+                    "maxconn" => {
+                        if arity(d, line, 2, 1, 1) {
+                            match parse_u32(&w[2], 1, u32::MAX) {
+                                Ok(v) => self.global.stats_maxconn = v,
+                                Err(e) => d.err(&line.loc, format!("'stats maxconn': {e}")),
+                            }
+                        }
+                    }
+                    "socket" => {
+                        if arity(d, line, 2, 1, usize::MAX) {
+                            if let Some(sock) = stats_socket(d, line) {
+                                self.global.stats_sockets.push(sock);
+                            }
+                        }
+                    }
+                    "bind-process" => {
                         d.warn(
                             &line.loc,
                             format!("'stats {sub}' is not supported yet (runtime API); ignored"),
@@ -844,13 +863,14 @@ impl Parser {
             // The whole section is one feature lb does not serve: one warning instead of one per
             // line.
             self.diag.warnings.truncate(warnings_before);
-            self.diag.warn(
-                &px.loc,
-                format!(
-                    "{}: the stats page (mode http) is not supported yet; section ignored",
-                    px.ctx()
-                ),
-            );
+            let stats = self.stats_proxy(&px, sec);
+            if px.bind_lines == 0 {
+                self.diag.warn(
+                    &px.loc,
+                    format!("{} has no 'bind'; its stats page is not served", px.ctx()),
+                );
+            }
+            self.stats.push(stats);
             self.register_names(&px);
             self.stats_sections.insert(px.name.clone(), px.loc.clone());
             return;
@@ -2676,6 +2696,160 @@ impl Parser {
         }
     }
 
+    /// Builds a stats page from a `mode http` section whose lines were validated by
+    /// `proxy_line` (whose per-line "HTTP-only"/"not supported" warnings were dropped).
+    fn stats_proxy(&mut self, px: &ProxyDraft, sec: &Section<'_>) -> StatsProxy {
+        let mut st = StatsProxy {
+            name: px.name.clone(),
+            loc: px.loc.clone(),
+            binds: px.binds.clone(),
+            page: false,
+            uri: "/haproxy?stats".to_owned(),
+            realm: "HAProxy Statistics".to_owned(),
+            users: Vec::new(),
+            userlists: Vec::new(),
+            refresh: None,
+            admin: false,
+            hide_version: false,
+            prometheus: None,
+            maxconn: px.opts.maxconn,
+            timeout: px.opts.timeouts.client,
+        };
+        let http_auth = |words: &[String]| -> Vec<String> {
+            words
+                .iter()
+                .filter_map(|w| {
+                    w.strip_prefix("http_auth(")
+                        .and_then(|r| r.strip_suffix(')'))
+                        .map(str::to_owned)
+                })
+                .collect()
+        };
+        for line in sec.body {
+            let w = &line.words;
+            let loc = &line.loc;
+            match w[0].as_str() {
+                "stats" if w.len() >= 2 => match w[1].as_str() {
+                    "enable" => st.page = true,
+                    "disable" => st.page = false,
+                    "uri" if w.len() > 2 => {
+                        st.page = true;
+                        st.uri.clone_from(&w[2]);
+                    }
+                    "realm" if w.len() > 2 => st.realm = w[2..].join(" "),
+                    "auth" if w.len() > 2 => {
+                        if let Some((u, p)) = w[2].split_once(':') {
+                            st.page = true;
+                            st.users.push(UserEntry {
+                                name: u.to_owned(),
+                                password: Password::Clear(p.to_owned()),
+                            });
+                        }
+                    }
+                    "refresh" if w.len() > 2 => st.refresh = parse_time(&w[2], TimeUnit::S).ok(),
+                    "hide-version" => st.hide_version = true,
+                    "admin" if w.len() > 3 => {
+                        let cond = &w[3..];
+                        let lists = http_auth(cond);
+                        if w[2] == "if" && (cond == ["TRUE"] || !lists.is_empty()) {
+                            st.admin = true;
+                            for l in lists {
+                                if !st.userlists.contains(&l) {
+                                    st.userlists.push(l);
+                                }
+                            }
+                        } else {
+                            self.diag.warn(
+                                loc,
+                                "'stats admin': lb supports 'if TRUE' and 'if { http_auth(LIST) \
+                                 }' only; admin actions stay disabled",
+                            );
+                        }
+                    }
+                    "http-request" => self.http_auth_rule(&mut st, line, &w[2..]),
+                    other => self.diag.warn(
+                        loc,
+                        format!("'stats {other}' is not supported yet (stats page); ignored"),
+                    ),
+                },
+                "http-request" if w.len() >= 2 => {
+                    if w[1] == "use-service" && w.get(2).is_some_and(|s| s == "prometheus-exporter")
+                    {
+                        st.prometheus = Some(match &w[3..] {
+                            [] => String::new(),
+                            [c, o, p, path, cl]
+                                if c == "if" && o == "{" && p == "path" && cl == "}" =>
+                            {
+                                path.clone()
+                            }
+                            _ => {
+                                self.diag.warn(
+                                    loc,
+                                    "'use-service prometheus-exporter': lb supports no condition \
+                                     or 'if { path P }'; serving /metrics",
+                                );
+                                "/metrics".to_owned()
+                            }
+                        });
+                    } else {
+                        self.http_auth_rule(&mut st, line, &w[1..]);
+                    }
+                }
+                "mode" | "bind" | "timeout" | "maxconn" | "log" | "option" | "description" => {}
+                kw => self.diag.warn(
+                    loc,
+                    format!("'{kw}' is ignored in stats section '{}'", px.name),
+                ),
+            }
+        }
+        st
+    }
+
+    /// `[stats] http-request auth [realm R] unless { http_auth(L) }` (or `if !{ ... }`): the
+    /// page asks for the users of list L. Other `http-request` rules are not supported.
+    fn http_auth_rule(&mut self, st: &mut StatsProxy, line: &Line, rule: &[String]) {
+        if rule.first().is_some_and(|a| a == "auth") {
+            let mut i = 1;
+            if rule.get(1).is_some_and(|r| r == "realm") {
+                if let Some(r) = rule.get(2) {
+                    st.realm.clone_from(r);
+                }
+                i = 3;
+            }
+            let lists: Vec<String> = rule[i.min(rule.len())..]
+                .iter()
+                .filter_map(|w| {
+                    w.strip_prefix("http_auth(")
+                        .or_else(|| w.strip_prefix("!http_auth("))
+                        .and_then(|r| r.strip_suffix(')'))
+                        .map(str::to_owned)
+                })
+                .collect();
+            if lists.is_empty() {
+                self.diag.warn(
+                    &line.loc,
+                    "'http-request auth': lb needs an 'unless { http_auth(LIST) }' condition; \
+                     ignored",
+                );
+            }
+            for l in lists {
+                if !st.userlists.contains(&l) {
+                    st.userlists.push(l);
+                }
+            }
+            st.page = true;
+        } else {
+            self.diag.warn(
+                &line.loc,
+                format!(
+                    "'http-request {}' is not supported in a stats section (lb supports 'auth' \
+                     and 'use-service prometheus-exporter'); ignored",
+                    rule.first().map_or("", String::as_str)
+                ),
+            );
+        }
+    }
+
     // ----- resolvers and userlist -----
 
     fn resolvers_section(&mut self, sec: &Section<'_>) {
@@ -2816,6 +2990,20 @@ impl Parser {
             return;
         }
         let name = &h.words[1];
+        if let Some(first) = self.userlists.iter().find(|u| u.name == *name) {
+            self.diag.err(
+                &h.loc,
+                format!(
+                    "userlist name '{name}' is used twice (first at {})",
+                    first.loc
+                ),
+            );
+        }
+        let mut list = Userlist {
+            name: name.clone(),
+            loc: h.loc.clone(),
+            users: Vec::new(),
+        };
         for line in sec.body {
             let w = &line.words;
             let d = &mut self.diag;
@@ -2824,6 +3012,30 @@ impl Parser {
                     if !arity(d, line, 1, 3, 5) {
                         continue;
                     }
+                    if w[2] == "password" && !w[3].starts_with('$') {
+                        d.warn(
+                            &line.loc,
+                            format!(
+                                "'user {}': the password does not look like a crypt(3) hash \
+                                 ($6$..., $5$..., $1$...); it is checked with crypt(3) anyway",
+                                w[1]
+                            ),
+                        );
+                    }
+                    if list.users.iter().any(|u| u.name == w[1]) {
+                        d.err(
+                            &line.loc,
+                            format!("userlist '{name}': user '{}' is defined twice", w[1]),
+                        );
+                    }
+                    list.users.push(UserEntry {
+                        name: w[1].clone(),
+                        password: if w[2] == "password" {
+                            Password::Crypt(w[3].clone())
+                        } else {
+                            Password::Clear(w[3].clone())
+                        },
+                    });
                     if !matches!(w[2].as_str(), "password" | "insecure-password") {
                         d.err(
                             &line.loc,
@@ -2853,10 +3065,7 @@ impl Parser {
                 ),
             }
         }
-        self.diag.warn(
-            &h.loc,
-            format!("userlist '{name}': not supported yet (stats authentication); section ignored"),
-        );
+        self.userlists.push(list);
     }
 
     // ----- cross-section checks -----
@@ -2935,7 +3144,7 @@ impl Parser {
                 let found = be_index.get(b).copied();
                 if found.is_none() {
                     let why = if self.stats_sections.contains_key(b) {
-                        " (it is a stats section, which lb does not serve)"
+                        " (it is a stats section, which has no servers)"
                     } else {
                         ""
                     };
@@ -3014,6 +3223,48 @@ impl Parser {
                 );
             }
         }
+        for st in &self.stats {
+            for l in &st.userlists {
+                if !self.userlists.iter().any(|u| u.name == *l) {
+                    self.diag.err(
+                        &st.loc,
+                        format!(
+                            "{} '{}': userlist '{l}' not found (no 'userlist {l}' section)",
+                            "stats section", st.name
+                        ),
+                    );
+                }
+            }
+            for b in &st.binds {
+                if b.addr.port() == 0 {
+                    continue;
+                }
+                if let Some((other, first)) = bound.get(&b.addr) {
+                    self.diag.err(
+                        &b.loc,
+                        format!(
+                            "stats section '{}': address {} is already bound by {other} at \
+                             {first}",
+                            st.name, b.addr
+                        ),
+                    );
+                } else {
+                    bound.insert(b.addr, (format!("'{}'", st.name), b.loc.clone()));
+                }
+            }
+        }
+        let mut paths: HashMap<&PathBuf, &Loc> = HashMap::new();
+        for sock in &self.global.stats_sockets {
+            if let Some(first) = paths.insert(&sock.path, &sock.loc) {
+                self.diag.err(
+                    &sock.loc,
+                    format!(
+                        "stats socket {} is declared twice (first at {first})",
+                        sock.path.display()
+                    ),
+                );
+            }
+        }
         if !self.diag.errors.is_empty() {
             return None;
         }
@@ -3021,6 +3272,8 @@ impl Parser {
             global: self.global.clone(),
             frontends,
             backends,
+            stats: self.stats.clone(),
+            userlists: self.userlists.clone(),
             // Filled by the caller once the diagnostics are sorted.
             warnings: Vec::new(),
         })
@@ -3038,6 +3291,91 @@ fn resolve_log_global(own: &[LogTarget], global: &[LogTarget]) -> Vec<LogTarget>
         }
     }
     out
+}
+
+/// Parses `stats socket PATH [mode M] [level L] [...]` (`line.words[2..]`).
+#[expect(
+    clippy::many_single_char_names,
+    reason = "d, w, i and v as in the other keyword parsers of this file"
+)]
+fn stats_socket(d: &mut Diag, line: &Line) -> Option<StatsSocket> {
+    let w = &line.words;
+    let raw = w[2].as_str();
+    let path = raw.strip_prefix("unix@").unwrap_or(raw);
+    if !path.starts_with('/') && !path.starts_with('.') {
+        d.warn(
+            &line.loc,
+            format!(
+                "'stats socket {raw}': lb serves the runtime API on unix sockets only (a path); \
+                 ignored"
+            ),
+        );
+        return None;
+    }
+    let mut sock = StatsSocket {
+        loc: line.loc.clone(),
+        path: PathBuf::from(path),
+        mode: None,
+        level: CliLevel::Operator,
+    };
+    let mut i = 3;
+    while i < w.len() {
+        let val = w.get(i + 1);
+        match (w[i].as_str(), val) {
+            ("mode", Some(v)) => match u32::from_str_radix(v, 8) {
+                Ok(m) if m <= 0o7777 => sock.mode = Some(m),
+                _ => {
+                    d.err(
+                        &line.loc,
+                        format!("'stats socket': mode '{v}' is not an octal mode (e.g. 660)"),
+                    );
+                    return None;
+                }
+            },
+            ("level", Some(v)) => {
+                sock.level = match v.as_str() {
+                    "user" => CliLevel::User,
+                    "operator" => CliLevel::Operator,
+                    "admin" => CliLevel::Admin,
+                    _ => {
+                        d.err(
+                            &line.loc,
+                            format!(
+                                "'stats socket': unknown level '{v}' (expected user, operator or \
+                                 admin)"
+                            ),
+                        );
+                        return None;
+                    }
+                };
+            }
+            (
+                "user" | "group" | "uid" | "gid" | "expose-fd" | "severity-output" | "process"
+                | "thread" | "name" | "maxconn" | "backlog",
+                Some(v),
+            ) => {
+                d.warn(
+                    &line.loc,
+                    format!(
+                        "'stats socket ... {} {v}' is not supported yet; ignored",
+                        w[i]
+                    ),
+                );
+            }
+            (other, _) => {
+                d.err(
+                    &line.loc,
+                    format!(
+                        "'stats socket': unknown or incomplete option '{other}' (expected mode M, \
+                         level L)"
+                    ),
+                );
+                return None;
+            }
+        }
+        i += 2;
+    }
+    Some(sock)
 }
 
 /// Checks the arguments of a `log` line (`start` = index of the first argument):

@@ -16,6 +16,7 @@ pub mod health;
 pub mod ops;
 pub mod scenarios;
 pub mod servers;
+pub mod stats;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;

@@ -1,0 +1,322 @@
+//! The runtime API through `socat`, as users drive it: `set server ... state maint|drain|ready`
+//! (no new flow, existing flows go on), weights, addresses, `show stat`/`show servers state`,
+//! `shutdown sessions`, levels, and garbage input.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::scenarios;
+use common::servers::{wait_until, Backend};
+use common::stats::{cli, col, config, parse_csv, SockDir};
+use common::{free_port, local, Lb};
+
+on_both_planes!(maint_stops_new_flows_keeps_old, drain_keeps_existing_flows);
+
+struct Setup {
+    lb: Lb,
+    fe: SocketAddr,
+    dir: SockDir,
+}
+
+fn start(dataplane: &str, lines: &[&str], servers: &[String]) -> Setup {
+    let fe = free_port();
+    let dir = SockDir::new("admin");
+    let cfg = config(fe, &dir, lines, servers, "");
+    Setup {
+        lb: Lb::start(&cfg, dataplane),
+        fe: local(fe),
+        dir,
+    }
+}
+
+fn admin(s: &Setup, cmd: &str) -> String {
+    cli(&s.dir.sock("admin.sock"), cmd)
+}
+
+/// A connection through lb to the echo server `echo` (retrying until round robin lands there).
+fn echo_conn(fe: SocketAddr, echo: &Backend) -> TcpStream {
+    for _ in 0..8 {
+        let before = echo.accepted();
+        let c = TcpStream::connect(fe).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if wait_until(Duration::from_secs(2), || echo.accepted() > before) {
+            return c;
+        }
+    }
+    panic!("no connection reached {}", echo.name);
+}
+
+fn ping(c: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4];
+    c.write_all(b"ping").is_ok() && c.read_exact(&mut buf).is_ok() && &buf == b"ping"
+}
+
+fn state_change_keeps_flows(dataplane: &str, state: &str) {
+    let s1 = Backend::echo("s1");
+    let s2 = Backend::ident("s2");
+    let s = start(
+        dataplane,
+        &[],
+        &[format!("s1 {}", s1.addr), format!("s2 {}", s2.addr)],
+    );
+    let mut held = echo_conn(s.fe, &s1);
+    assert!(ping(&mut held));
+    assert_eq!(admin(&s, &format!("set server be/s1 state {state}")), "\n");
+    let before = s1.accepted();
+    for _ in 0..6 {
+        assert_eq!(scenarios::who(s.fe).unwrap(), "s2");
+    }
+    assert_eq!(s1.accepted(), before, "no new flow reaches s1 in {state}");
+    // The flow established before goes on.
+    assert!(ping(&mut held), "existing flow broken by {state}");
+    let (_, rows) = parse_csv(&admin(&s, "show stat"));
+    let want = if state == "maint" { "MAINT" } else { "DRAIN" };
+    assert_eq!(col(&rows[1], "status"), want);
+    assert_eq!(col(&rows[1], "scur"), "1");
+    assert_eq!(admin(&s, "set server be/s1 state ready"), "\n");
+    let _back = echo_conn(s.fe, &s1);
+    assert!(ping(&mut held));
+}
+
+fn maint_stops_new_flows_keeps_old(dataplane: &str) {
+    state_change_keeps_flows(dataplane, "maint");
+}
+
+fn drain_keeps_existing_flows(dataplane: &str) {
+    state_change_keeps_flows(dataplane, "drain");
+}
+
+fn counts(fe: SocketAddr, n: usize) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for _ in 0..n {
+        *m.entry(scenarios::who(fe).unwrap()).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn set_weight_changes_distribution() {
+    let (s1, s2) = (Backend::ident("s1"), Backend::ident("s2"));
+    let s = start(
+        "splice",
+        &[],
+        &[format!("s1 {}", s1.addr), format!("s2 {}", s2.addr)],
+    );
+    assert_eq!(
+        counts(s.fe, 4),
+        BTreeMap::from([("s1".into(), 2), ("s2".into(), 2)])
+    );
+    assert_eq!(admin(&s, "set weight be/s2 3"), "\n");
+    assert_eq!(admin(&s, "get weight be/s2"), "3 (initial 1)\n\n");
+    assert_eq!(
+        counts(s.fe, 8),
+        BTreeMap::from([("s1".into(), 2), ("s2".into(), 6)])
+    );
+    assert_eq!(admin(&s, "set server be/s1 weight 0"), "\n");
+    assert_eq!(counts(s.fe, 3), BTreeMap::from([("s2".into(), 3)]));
+    assert_eq!(admin(&s, "set weight be/s1 300%"), "\n");
+    assert_eq!(admin(&s, "get weight be/s1"), "3 (initial 1)\n\n");
+    assert_eq!(
+        admin(&s, "set weight be/s1 257"),
+        "Absolute weight can only be between 0 and 256 inclusive.\n\n"
+    );
+    assert_eq!(admin(&s, "set weight be/nope 1"), "No such server.\n\n");
+    assert_eq!(admin(&s, "get weight xx/s1"), "No such backend.\n\n");
+}
+
+#[test]
+fn show_stat_info_and_servers_state_parse() {
+    let (s1, s2) = (Backend::ident("s1"), Backend::ident("s2"));
+    let s = start(
+        "splice",
+        &[],
+        &[format!("s1 {}", s1.addr), format!("s2 {} backup", s2.addr)],
+    );
+    scenarios::who(s.fe).unwrap();
+    let user = s.dir.sock("user.sock");
+    let (cols, rows) = parse_csv(&cli(&user, "show stat"));
+    assert_eq!(&cols[..5], ["pxname", "svname", "qcur", "qmax", "scur"]);
+    assert_eq!(rows.len(), 4);
+    assert_eq!(col(&rows[2], "bck"), "1");
+    let typed = cli(&user, "show stat typed");
+    assert!(typed.contains(".svname.1:KNS:str:FRONTEND"), "{typed}");
+    let json = cli(&user, "show stat json");
+    assert!(json.starts_with("[[{\"objType\":\"Frontend\""), "{json}");
+    let info = cli(&user, "show info");
+    assert!(info.contains(&format!("Pid: {}\n", s.lb.pid())), "{info}");
+    assert!(info.contains("CumConns: 1\n"), "{info}");
+    let state = admin(&s, "set server be/s2 state maint; show servers state be");
+    let mut lines = state.lines().filter(|l| !l.is_empty());
+    assert_eq!(lines.next(), Some("1"));
+    let header: Vec<&str> = lines.next().unwrap().split(' ').collect();
+    assert_eq!(
+        &header[..8],
+        [
+            "#",
+            "be_id",
+            "be_name",
+            "srv_id",
+            "srv_name",
+            "srv_addr",
+            "srv_op_state",
+            "srv_admin_state"
+        ]
+    );
+    assert_eq!(header.len(), 26);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(' ').collect()).collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r.len(), 25, "{r:?}");
+    }
+    assert_eq!(
+        &rows[0][..8],
+        ["2", "be", "1", "s1", "127.0.0.1", "2", "0", "1"]
+    );
+    assert_eq!(&rows[1][3..7], ["s2", "127.0.0.1", "2", "1"]);
+    assert_eq!(rows[1][18], s2.addr.port().to_string());
+    assert_eq!(
+        admin(&s, "show servers state nope"),
+        "Can't find backend.\n\n"
+    );
+}
+
+#[test]
+fn levels_are_enforced() {
+    let s1 = Backend::ident("s1");
+    let s = start("splice", &[], &[format!("s1 {}", s1.addr)]);
+    let (user, oper) = (s.dir.sock("user.sock"), s.dir.sock("oper.sock"));
+    for sock in [&user, &oper] {
+        for cmd in [
+            "set server be/s1 state maint",
+            "set weight be/s1 0",
+            "disable server be/s1",
+            "shutdown sessions server be/s1",
+            "set server be/s1 addr 127.0.0.2",
+        ] {
+            assert_eq!(cli(sock, cmd), "Permission denied\n\n", "{cmd}");
+        }
+    }
+    assert_eq!(cli(&user, "show sess"), "Permission denied\n\n");
+    assert!(!cli(&oper, "show sess").contains("Permission"));
+    assert!(!cli(&user, "help").contains("set server"));
+    assert!(cli(&s.dir.sock("admin.sock"), "help").contains("set server <bk>/<srv>"));
+    // Lowering the level inside a session.
+    assert_eq!(
+        admin(&s, "user; set server be/s1 state maint"),
+        "\nPermission denied\n\n"
+    );
+    assert_eq!(scenarios::who(s.fe).unwrap(), "s1");
+    assert_eq!(admin(&s, "disable server be/s1"), "\n");
+    assert!(scenarios::who(s.fe).unwrap_or_default().is_empty());
+    assert_eq!(admin(&s, "enable server be/s1"), "\n");
+    assert_eq!(scenarios::who(s.fe).unwrap(), "s1");
+    let unknown = admin(&s, "frobnicate");
+    assert!(
+        unknown.starts_with("The following commands are valid at this level:"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn set_addr_and_shutdown_sessions() {
+    let s1 = Backend::ident_hold("s1");
+    let other = Backend::ident_hold("other");
+    let s = start("splice", &[], &[format!("s1 {}", s1.addr)]);
+    let held = scenarios::Held::open(s.fe).unwrap();
+    assert_eq!(held.server, "s1");
+    let out = admin(
+        &s,
+        &format!(
+            "set server be/s1 addr {} port {}",
+            other.addr.ip(),
+            other.addr.port()
+        ),
+    );
+    assert_eq!(
+        out,
+        format!(
+            "port changed from '{}' to '{}' by 'stats socket command'\n\n",
+            s1.addr.port(),
+            other.addr.port()
+        )
+    );
+    let moved = scenarios::Held::open(s.fe).unwrap();
+    assert_eq!(moved.server, "other");
+    let sess = cli(&s.dir.sock("oper.sock"), "show sess");
+    assert_eq!(
+        sess.lines().filter(|l| l.contains("be=be srv=s1")).count(),
+        2,
+        "{sess}"
+    );
+    assert_eq!(admin(&s, "shutdown sessions server be/s1"), "\n");
+    assert!(wait_until(Duration::from_secs(5), || s1.current() == 0
+        && other.current() == 0));
+    let oper = s.dir.sock("oper.sock");
+    assert!(wait_until(Duration::from_secs(5), || cli(
+        &oper,
+        "show sess"
+    )
+    .trim()
+    .is_empty()));
+    drop((held, moved));
+}
+
+#[test]
+fn garbage_input_does_no_harm() {
+    let s1 = Backend::ident("s1");
+    let s = start("splice", &[], &[format!("s1 {}", s1.addr)]);
+    let path = s.dir.sock("admin.sock");
+    // Binary garbage: answered with help, never a crash.
+    let out = cli(&path, "\u{1}\u{2}\u{7f}\u{ff}garbage");
+    assert!(out.starts_with("The following commands"), "{out}");
+    // A 1 MB line: refused, connection closed.
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let line = vec![b'x'; 1 << 20];
+    let _ = c.write_all(&line);
+    let mut reply = String::new();
+    let _ = c.read_to_string(&mut reply);
+    assert!(reply.contains("too long"), "{reply}");
+    // Interactive mode: several commands on one connection.
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"prompt\nget weight be/s1\nquit\n").unwrap();
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("> 1 (initial 1)\n"), "{reply:?}");
+    // Still alive and serving.
+    assert_eq!(cli(&path, "get weight be/s1"), "1 (initial 1)\n\n");
+    assert_eq!(scenarios::who(s.fe).unwrap(), "s1");
+}
+
+#[test]
+fn socket_mode_and_refusal_to_replace_a_file() {
+    let s1 = Backend::ident("s1");
+    let s = start("splice", &[], &[format!("s1 {}", s1.addr)]);
+    let mode = std::fs::metadata(s.dir.sock("admin.sock"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    drop(s);
+    // A regular file where the socket should go is not deleted: lb refuses to start.
+    let dir = SockDir::new("notsock");
+    std::fs::write(dir.sock("admin.sock"), "keep me").unwrap();
+    let cfg = config(free_port(), &dir, &[], &[format!("s1 {}", s1.addr)], "");
+    let Err(err) = Lb::try_start_with(&common::LbOpts::new(&cfg, "splice")) else {
+        panic!("lb started over a regular file")
+    };
+    assert!(err.contains("exists and is not a socket"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.sock("admin.sock")).unwrap(),
+        "keep me"
+    );
+}

@@ -1,0 +1,397 @@
+//! The stats page through the real lb: HTML rendered by headless Chromium (screenshot kept in
+//! `target/test-artifacts/`), Basic authentication, `;csv` in HAProxy's column order, `/metrics`
+//! checked by `promtool`, the admin form, and bad requests.
+
+#[macro_use]
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::scenarios;
+use common::servers::Backend;
+use common::stats::{
+    artifacts_dir, col, config, get, http_raw, parse_csv, request, stats_section, SockDir,
+};
+use common::{free_port, local, Lb};
+
+/// HAProxy 2.6's first 40 CSV columns, in order.
+const FIRST_40: [&str; 40] = [
+    "pxname",
+    "svname",
+    "qcur",
+    "qmax",
+    "scur",
+    "smax",
+    "slim",
+    "stot",
+    "bin",
+    "bout",
+    "dreq",
+    "dresp",
+    "ereq",
+    "econ",
+    "eresp",
+    "wretr",
+    "wredis",
+    "status",
+    "weight",
+    "act",
+    "bck",
+    "chkfail",
+    "chkdown",
+    "lastchg",
+    "downtime",
+    "qlimit",
+    "pid",
+    "iid",
+    "sid",
+    "throttle",
+    "lbtot",
+    "tracked",
+    "type",
+    "rate",
+    "rate_lim",
+    "rate_max",
+    "check_status",
+    "check_code",
+    "check_duration",
+    "hrsp_1xx",
+];
+
+struct Setup {
+    _lb: Lb,
+    fe: SocketAddr,
+    stats: SocketAddr,
+    _dir: SockDir,
+    _servers: Vec<Backend>,
+}
+
+fn start(extra: &str) -> Setup {
+    let s1 = Backend::ident("s1");
+    let s2 = Backend::ident("s2");
+    let (fe, st) = (free_port(), free_port());
+    let dir = SockDir::new("stats");
+    let cfg = config(
+        fe,
+        &dir,
+        &[],
+        &[
+            format!("s1 {}", s1.addr),
+            format!("s2 {} weight 2", s2.addr),
+        ],
+        &format!("{}{extra}", stats_section(st)),
+    );
+    Setup {
+        _lb: Lb::start(&cfg, "splice"),
+        fe: local(fe),
+        stats: local(st),
+        _dir: dir,
+        _servers: vec![s1, s2],
+    }
+}
+
+const AUTH: Option<(&str, &str)> = Some(("admin", "pass"));
+
+/// Runs chromium headless with a bound on its run time; returns whether it exited successfully.
+fn chromium(args: &[String], limit: Duration) -> std::process::Output {
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chromium (installed by cargo xtask setup)");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn page_renders_in_chromium() {
+    let s = start("");
+    // Some traffic so the counters are not all zero.
+    for _ in 0..3 {
+        scenarios::who(s.fe).unwrap();
+    }
+    let profile = SockDir::new("chromium");
+    let shot = artifacts_dir().join("stats-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let url = format!("http://admin:pass@{}/stats", s.stats);
+    let common = [
+        format!("--user-data-dir={}", profile.path.display()),
+        "--window-size=1280,900".to_owned(),
+    ];
+    let out = chromium(
+        &[common[0].clone(), "--dump-dom".to_owned(), url.clone()],
+        Duration::from_mins(1),
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Statistics Report",
+        "General process information",
+        ">s1<",
+        ">s2<",
+        "Backend",
+        "Frontend",
+        "no check",
+        "OPEN",
+    ] {
+        assert!(
+            dom.contains(needle),
+            "rendered DOM lacks {needle:?}:\n{dom}"
+        );
+    }
+    let out = chromium(
+        &[
+            common[0].clone(),
+            common[1].clone(),
+            format!("--screenshot={}", shot.display()),
+            url,
+        ],
+        Duration::from_mins(1),
+    );
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}); chromium said: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+}
+
+#[test]
+fn authentication_is_required() {
+    let s = start("");
+    for auth in [
+        None,
+        Some(("admin", "wrong")),
+        Some(("nobody", "pass")),
+        Some(("admin", "")),
+    ] {
+        let r = get(s.stats, "/stats", auth);
+        assert_eq!(r.status, 401, "{auth:?}");
+        assert_eq!(
+            r.header("www-authenticate").as_deref(),
+            Some("Basic realm=\"HAProxy Statistics\"")
+        );
+    }
+    assert_eq!(get(s.stats, "/stats", AUTH).status, 200);
+    // A malformed Authorization header is a 401 too, not a 400 or a crash.
+    let r = http_raw(
+        s.stats,
+        b"GET /stats HTTP/1.1\r\nAuthorization: Basic !!!\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn userlist_crypt_and_clear_passwords() {
+    let st = free_port();
+    let dir = SockDir::new("userlist");
+    let srv = Backend::ident("s1");
+    let cfg = config(
+        free_port(),
+        &dir,
+        &[],
+        &[format!("s1 {}", srv.addr)],
+        &format!("\nuserlist ops\n    user alice password $6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\n    user bob insecure-password hunter2\n\nlisten ops\n    mode http\n    bind 127.0.0.1:{st}\n    stats uri /\n    http-request auth realm Ops unless {{ http_auth(ops) }}\n"),
+    );
+    let _lb = Lb::start(&cfg, "splice");
+    let addr = local(st);
+    assert_eq!(get(addr, "/", Some(("alice", "secret"))).status, 200);
+    assert_eq!(get(addr, "/", Some(("bob", "hunter2"))).status, 200);
+    let r = get(addr, "/", Some(("alice", "Secret")));
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Basic realm=\"Ops\"")
+    );
+    assert_eq!(get(addr, "/", Some(("bob", "secret"))).status, 401);
+}
+
+#[test]
+fn csv_has_haproxy_columns_and_rows() {
+    let s = start("");
+    for _ in 0..6 {
+        scenarios::who(s.fe).unwrap();
+    }
+    let r = get(s.stats, "/stats;csv", AUTH);
+    assert_eq!(r.status, 200);
+    let (cols, rows) = parse_csv(&r.text());
+    assert_eq!(&cols[..40], &FIRST_40[..]);
+    let names: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (col(r, "pxname"), col(r, "svname")))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("fe", "FRONTEND"),
+            ("be", "s1"),
+            ("be", "s2"),
+            ("be", "BACKEND")
+        ]
+    );
+    let fe = &rows[0];
+    assert_eq!(col(fe, "status"), "OPEN");
+    assert_eq!(col(fe, "stot"), "6");
+    assert_eq!(col(fe, "type"), "0");
+    assert_eq!(col(&rows[1], "status"), "no check");
+    assert_eq!(col(&rows[1], "type"), "2");
+    assert_eq!(col(&rows[1], "weight"), "1");
+    assert_eq!(col(&rows[2], "weight"), "2");
+    // Weighted round robin: 2 and 4 of the 6 connections.
+    assert_eq!(col(&rows[1], "stot"), "2");
+    assert_eq!(col(&rows[2], "stot"), "4");
+    let be = &rows[3];
+    assert_eq!(col(be, "status"), "UP");
+    assert_eq!(col(be, "stot"), "6");
+    assert_eq!(col(be, "act"), "2");
+    assert_eq!(col(be, "weight"), "3");
+    assert!(
+        col(be, "bout").parse::<u64>().unwrap() >= 12,
+        "s1\\n/s2\\n went out"
+    );
+}
+
+#[test]
+fn metrics_pass_promtool() {
+    let s = start("");
+    scenarios::who(s.fe).unwrap();
+    let r = get(s.stats, "/metrics", None);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text();
+    for needle in [
+        "haproxy_process_start_time_seconds ",
+        "haproxy_frontend_current_sessions{proxy=\"fe\"} ",
+        "haproxy_frontend_sessions_total{proxy=\"fe\"} 1",
+        "haproxy_backend_bytes_in_total{proxy=\"be\"} ",
+        "haproxy_backend_status{proxy=\"be\",state=\"UP\"} 1",
+        "haproxy_server_status{proxy=\"be\",server=\"s1\",state=\"UP\"} 1",
+        "haproxy_server_status{proxy=\"be\",server=\"s1\",state=\"MAINT\"} 0",
+        "haproxy_server_weight{proxy=\"be\",server=\"s2\"} 2",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let file = artifacts_dir().join("metrics.txt");
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect("promtool (package prometheus, installed by cargo xtask setup)");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn admin_form_changes_server_state() {
+    let s = start("");
+    let r = request(s.stats, "POST", "/stats", AUTH, "s=s1&action=maint&b=be");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location").as_deref(), Some("/stats;st=DONE"));
+    let (_, rows) = parse_csv(&get(s.stats, "/stats;csv", AUTH).text());
+    assert_eq!(col(&rows[1], "status"), "MAINT");
+    for _ in 0..4 {
+        assert_eq!(scenarios::who(s.fe).unwrap(), "s2");
+    }
+    let page = get(s.stats, "/stats;st=DONE", AUTH).text();
+    assert!(page.contains("Action processed successfully."));
+    assert!(page.contains("class=\"maintain\""));
+    // The HAProxy form names the backend by id: "#2" is `be` (fe is proxy 1).
+    let r = request(s.stats, "POST", "/stats", AUTH, "s=s1&action=ready&b=%232");
+    assert_eq!(r.header("location").as_deref(), Some("/stats;st=DONE"));
+    let (_, rows) = parse_csv(&get(s.stats, "/stats;csv", AUTH).text());
+    assert_eq!(col(&rows[1], "status"), "no check");
+    // Without credentials nothing changes.
+    assert_eq!(
+        request(s.stats, "POST", "/stats", None, "s=s1&action=maint&b=be").status,
+        401
+    );
+    let r = request(s.stats, "POST", "/stats", AUTH, "s=zz&action=maint&b=be");
+    assert_eq!(r.header("location").as_deref(), Some("/stats;st=ERRP"));
+}
+
+#[test]
+fn bad_requests_get_400_and_do_no_harm() {
+    let s = start("");
+    for raw in [
+        &b"\x00\x01\x02garbage\r\n\r\n"[..],
+        b"GET\r\n\r\n",
+        b"GET /stats HTTP/9.9\r\n\r\n",
+        b"GET /stats HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+        b"GET /stats HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let r = http_raw(s.stats, raw).unwrap();
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(raw));
+    }
+    let mut huge = b"GET /stats HTTP/1.1\r\nX: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 100_000));
+    assert_eq!(http_raw(s.stats, &huge).unwrap().status, 400);
+    assert_eq!(
+        http_raw(s.stats, b"DELETE /stats HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .status,
+        405
+    );
+    assert_eq!(get(s.stats, "/elsewhere", AUTH).status, 503);
+    let r = request(s.stats, "HEAD", "/stats", AUTH, "");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    // Still serving, pages and traffic.
+    assert_eq!(get(s.stats, "/stats", AUTH).status, 200);
+    scenarios::who(s.fe).unwrap();
+}
+
+#[test]
+fn incomplete_request_times_out_with_408() {
+    let st = free_port();
+    let dir = SockDir::new("slow");
+    let srv = Backend::ident("s1");
+    let cfg = config(
+        free_port(),
+        &dir,
+        &[],
+        &[format!("s1 {}", srv.addr)],
+        &format!("\nlisten slow\n    mode http\n    bind 127.0.0.1:{st}\n    timeout client 1s\n    stats uri /\n"),
+    );
+    let _lb = Lb::start(&cfg, "splice");
+    let started = Instant::now();
+    // Half a request head, then silence: answered 408 and closed within the timeout (+ slack).
+    let r = http_raw(local(st), b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert_eq!(r.status, 408);
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(local(st), "/", None).status, 200);
+}
