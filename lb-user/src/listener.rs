@@ -595,25 +595,36 @@ impl Drop for ConnPermit {
     }
 }
 
-/// Waits until both the process and the frontend are below their `maxconn`, then counts one
-/// connection. Like HAProxy, a listener at its limit stops accepting (clients wait in the
-/// kernel's backlog) instead of accepting and closing.
-async fn admit(shared: &Arc<Shared>, frontend: usize, fe_max: u32) -> ConnPermit {
+/// Waits until both the process and the frontend are below their `maxconn`. Like HAProxy, a
+/// listener at its limit stops accepting (clients wait in the kernel's backlog) instead of
+/// accepting and closing. The connection is counted only once accepted ([`ConnPermit::count`]),
+/// so the counts never include accept loops that are merely waiting; at the limit, the loops
+/// already waiting in `accept` may each take one more (at most one per thread and address).
+async fn below_maxconn(shared: &Shared, frontend: usize) {
+    let fe_max = shared.config.frontends[frontend]
+        .maxconn
+        .unwrap_or(shared.maxconn);
     loop {
         // Create the waiter before checking, so a release between check and wait is not lost.
         let released = shared.conn_released.notified();
-        let fe = &shared.fe_conns[frontend];
         if shared.conns.load(Ordering::Acquire) < shared.maxconn
-            && fe.load(Ordering::Acquire) < fe_max
+            && shared.fe_conns[frontend].load(Ordering::Acquire) < fe_max
         {
-            shared.conns.fetch_add(1, Ordering::AcqRel);
-            fe.fetch_add(1, Ordering::AcqRel);
-            return ConnPermit {
-                shared: shared.clone(),
-                frontend,
-            };
+            return;
         }
         released.await;
+    }
+}
+
+impl ConnPermit {
+    /// Counts an accepted connection against `global maxconn` and the frontend's.
+    fn count(shared: &Arc<Shared>, frontend: usize) -> Self {
+        shared.conns.fetch_add(1, Ordering::AcqRel);
+        shared.fe_conns[frontend].fetch_add(1, Ordering::AcqRel);
+        Self {
+            shared: shared.clone(),
+            frontend,
+        }
     }
 }
 
@@ -623,10 +634,7 @@ async fn accept_loop(
     ctx: Rc<ThreadCtx>,
 ) {
     while let Some((shared, frontend)) = ctx.serving(addr) {
-        let fe_max = shared.config.frontends[frontend]
-            .maxconn
-            .unwrap_or(shared.maxconn);
-        let permit = admit(&shared, frontend, fe_max).await;
+        below_maxconn(&shared, frontend).await;
         let accepted = listener.accept().await;
         // A reload may have happened while we waited: serve what the address serves now.
         let Some((shared, frontend)) = ctx.serving(addr) else {
@@ -658,6 +666,7 @@ async fn accept_loop(
         }
         // SAFETY: `fd` was just created by F_DUPFD_CLOEXEC and is owned by nobody else.
         let client = unsafe { OwnedFd::from_raw_fd(fd) };
+        let permit = ConnPermit::count(&shared, frontend);
         let ctx = ctx.clone();
         tokio_uring::spawn(async move {
             let _permit = permit;
