@@ -675,21 +675,18 @@ async fn accept_loop(
     }
 }
 
+/// Makes an accepted socket non-blocking. An accepted socket has no other file status flag
+/// set (`O_APPEND`, `O_ASYNC`, ...), so one `F_SETFL` is exact: no `F_GETFL` first.
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fcntl on an open fd we own.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
-/// Socket options of either side: non-blocking, `TCP_NODELAY`, keepalive when configured.
+/// Socket options of either side: `TCP_NODELAY`, keepalive when configured.
 fn tune(fd: &OwnedFd, ka: &Keepalive) -> io::Result<()> {
-    set_nonblocking(fd)?;
     sockopt::set_nodelay(fd.as_fd())?;
     sockopt::set_keepalive(fd.as_fd(), ka)
 }
@@ -709,7 +706,12 @@ async fn connect(
     ka: &Keepalive,
     timeout: Option<Duration>,
 ) -> Result<OwnedFd, ConnectError> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Non-blocking and close-on-exec from creation: no fcntl afterwards.
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
     let fd: OwnedFd = sock.into();
     tune(&fd, ka)?;
     let sock = Socket::from(fd);
@@ -937,7 +939,7 @@ async fn serve(
     let be: &Backend = &shared.config.backends[fe.backend];
     let table = &shared.backends[fe.backend];
     let _session = shared.fe_stats[frontend].enter();
-    if let Err(e) = tune(&client, &fe.keepalive) {
+    if let Err(e) = set_nonblocking(&client).and_then(|()| tune(&client, &fe.keepalive)) {
         log::debug!("frontend '{}': client {peer}: {e}", fe.name);
         return None;
     }

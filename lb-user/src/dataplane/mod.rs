@@ -187,8 +187,12 @@ pub(crate) async fn drive(
     let mut down = pin!(down);
     let mut up_end = None;
     let mut down_end = None;
+    // Activity only moves deadlines later, so a stale value only makes the timer fire early,
+    // and it is re-read then: reading it (two map lookups on sockmap) once per timer instead
+    // of once per event.
+    let mut last = Instant::now();
     loop {
-        let deadline = idle_deadline(t, last_activity(), client_done.get(), server_done.get());
+        let deadline = idle_deadline(t, last, client_done.get(), server_done.get());
         let sleep = async {
             match deadline {
                 Some((at, _)) => tokio::time::sleep_until(at.into()).await,
@@ -202,8 +206,9 @@ pub(crate) async fn drive(
             () = sleep => {
                 // Activity may have happened while we slept (the kernel forwards without
                 // waking us): re-read it before ending the flow.
+                last = last_activity();
                 if let Some((at, end)) =
-                    idle_deadline(t, last_activity(), client_done.get(), server_done.get())
+                    idle_deadline(t, last, client_done.get(), server_done.get())
                 {
                     if Instant::now() >= at {
                         return end;
