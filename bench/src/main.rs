@@ -123,8 +123,11 @@ impl Progress {
     }
 }
 
-/// File descriptors one proxied connection may hold in the proxy: lb's splice plane keeps two
-/// sockets and two pipes (four fds) per connection.
+/// File descriptors to budget per idle proxied connection in the proxy. lb holds 2 (its two
+/// sockets; it leases pipes from a pool only while bytes move), but HAProxy refuses to start
+/// unless `RLIMIT_NOFILE` covers what it reserves for `maxconn` with `option splice-auto`
+/// (sockets and pipes); 6 per connection is what it accepted here (3 did not), and every target
+/// gets the same count.
 const FDS_PER_CONN: usize = 6;
 
 /// The idle connections every target can hold within `nofile` descriptors per process (the
@@ -238,8 +241,8 @@ fn run(args: &Args) -> Result<()> {
     if conns < args.conns {
         eprintln!(
             "bench: concurrency: {} idle connections don't fit in RLIMIT_NOFILE {nofile} (the \
-             hard limit here; raising it needs CAP_SYS_RESOURCE): lb's splice plane holds {} \
-             fds per connection, so every target gets {conns}",
+             hard limit here; raising it needs CAP_SYS_RESOURCE): HAProxy needs about {} fds \
+             per connection to start, so every target gets {conns}",
             args.conns, FDS_PER_CONN
         );
     }
