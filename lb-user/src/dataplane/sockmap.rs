@@ -575,7 +575,9 @@ async fn kernel_dir(
     if ev & libc::EPOLLERR as u32 != 0 || errored(src) {
         return DirEnd::SrcReset;
     }
-    let end = pass_fin_when_drained(maps, src, dst, src_cookie, dst_base).await;
+    // Boxed: its state (a timer among it) is needed only after the FIN; unboxed it would
+    // sit in every idle flow's future.
+    let end = Box::pin(pass_fin_when_drained(maps, src, dst, src_cookie, dst_base)).await;
     if end == DirEnd::Fin {
         done.set(true);
     }
@@ -604,7 +606,8 @@ pub async fn forward_with_hook(
     hook: &mut dyn FnMut(InsertStep),
 ) -> FlowReport {
     let Some(ins) = maps.insert(client.as_fd(), server.as_fd(), hook) else {
-        return super::splice::forward(client, server, t, kill).await;
+        // Boxed: the whole-flow fallback; unboxed, its state would widen every flow's future.
+        return Box::pin(super::splice::forward(client, server, t, kill)).await;
     };
     let cfd = client.as_raw_fd();
     let sfd = server.as_raw_fd();
@@ -646,7 +649,11 @@ pub async fn forward_with_hook(
             .await
         } else {
             match &fds {
-                Fds::Async(c, s) => pump(c, s, &splice_in, &splice_last, &client_done).await,
+                // Boxed: a spliced direction is the rare fallback; its state would otherwise
+                // widen every in-kernel flow's future.
+                Fds::Async(c, s) => {
+                    Box::pin(pump(c, s, &splice_in, &splice_last, &client_done)).await
+                }
                 Fds::Plain(..) => DirEnd::Local,
             }
         }
@@ -665,7 +672,9 @@ pub async fn forward_with_hook(
             .await
         } else {
             match &fds {
-                Fds::Async(c, s) => pump(s, c, &splice_out, &splice_last, &server_done).await,
+                Fds::Async(c, s) => {
+                    Box::pin(pump(s, c, &splice_out, &splice_last, &server_done)).await
+                }
                 Fds::Plain(..) => DirEnd::Local,
             }
         }
