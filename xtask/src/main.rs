@@ -68,7 +68,25 @@ enum Task {
     },
 }
 
+/// Directories of the system programs that setup installs and tests start (`dnsmasq`,
+/// `mariadbd`, `ip`): root's usual `PATH` has them, a minimal one (`/usr/bin:/bin`) does not.
+const SBIN_DIRS: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/// `path` with every directory of [`SBIN_DIRS`] it lacks appended.
+fn with_sbin(path: &str) -> String {
+    let mut dirs: Vec<&str> = path.split(':').filter(|d| !d.is_empty()).collect();
+    for d in SBIN_DIRS {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    dirs.join(":")
+}
+
 fn main() -> ExitCode {
+    let path = with_sbin(&std::env::var("PATH").unwrap_or_default());
+    // Single-threaded here, before any command is started; every child inherits it.
+    std::env::set_var("PATH", path);
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,
@@ -149,6 +167,18 @@ fn exit_code(code: Option<i32>) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sbin_dirs_are_added_once() {
+        assert_eq!(
+            with_sbin("/usr/bin:/bin"),
+            "/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+        );
+        assert_eq!(
+            with_sbin("/usr/sbin:/usr/bin"),
+            "/usr/sbin:/usr/bin:/usr/local/sbin:/sbin"
+        );
+    }
     use clap::CommandFactory as _;
 
     fn parse(args: &[&str]) -> Task {
