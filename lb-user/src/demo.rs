@@ -57,6 +57,9 @@ fn spawn_backend(name: &'static str) -> std::io::Result<u16> {
 
 /// Starts the demo backends and returns the demo configuration and the text to print.
 pub fn start(port: u16) -> anyhow::Result<(Config, String)> {
+    // The stats page sits next to the listener: 8404 (HAProxy's customary stats port) by
+    // default, or the listener's port + 1 when the listener was moved.
+    let stats_port = if port == 8080 { 8404 } else { port.wrapping_add(1) };
     let p1 = spawn_backend("demo backend 1")?;
     let p2 = spawn_backend("demo backend 2")?;
     let cfg = format!(
@@ -76,8 +79,16 @@ frontend demo
 
 backend demo_servers
     balance roundrobin
-    server web1 127.0.0.1:{p1}
-    server web2 127.0.0.1:{p2}
+    server web1 127.0.0.1:{p1} check inter 2s
+    server web2 127.0.0.1:{p2} check inter 2s
+
+listen stats
+    bind 127.0.0.1:{stats_port}
+    mode http
+    stats enable
+    stats uri /stats
+    stats refresh 5s
+    http-request use-service prometheus-exporter if {{ path /metrics }}
 "
     );
     let config = config::load_str("<demo>", &cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -89,6 +100,9 @@ backend demo_servers
          \x20   curl -s http://127.0.0.1:{port}/\n\
          \x20   curl -s http://127.0.0.1:{port}/\n\
          \x20   echo hi | socat - TCP:127.0.0.1:{port}\n\
+         The stats page (servers, sessions, bytes, health checks): http://127.0.0.1:{stats_port}/stats\n\
+         \x20   its CSV: curl -s 'http://127.0.0.1:{stats_port}/stats;csv'\n\
+         \x20   Prometheus: curl -s http://127.0.0.1:{stats_port}/metrics\n\
          Stop with Ctrl-C.\n"
     );
     Ok((config, text))

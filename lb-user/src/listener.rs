@@ -644,6 +644,8 @@ async fn accept_loop(
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
+            // The listening socket was shut down (process stop): nothing more to accept.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: back off instead of spinning; the kernel keeps the
                 // connection in the backlog.

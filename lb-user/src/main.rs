@@ -42,9 +42,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Start two demo backends and a listener in front of them, and print how to try it.
+    /// Start two demo backends, a listener in front of them and a stats page, and print how to
+    /// try it.
     Demo {
-        /// Port of the demo listener.
+        /// Port of the demo listener (the stats page takes 8404, or this port + 1).
         #[arg(long, default_value_t = 8080)]
         port: u16,
         /// Data plane for the demo.
