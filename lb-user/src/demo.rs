@@ -59,7 +59,11 @@ fn spawn_backend(name: &'static str) -> std::io::Result<u16> {
 pub fn start(port: u16) -> anyhow::Result<(Config, String)> {
     // The stats page sits next to the listener: 8404 (HAProxy's customary stats port) by
     // default, or the listener's port + 1 when the listener was moved.
-    let stats_port = if port == 8080 { 8404 } else { port.wrapping_add(1) };
+    let stats_port = if port == 8080 {
+        8404
+    } else {
+        port.wrapping_add(1)
+    };
     let p1 = spawn_backend("demo backend 1")?;
     let p2 = spawn_backend("demo backend 2")?;
     let cfg = format!(
