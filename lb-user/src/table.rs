@@ -103,6 +103,9 @@ pub struct ServerState {
     /// or `init-addr none` and no answer yet). Separate from the admin MAINT, which an
     /// operator sets and clears; DNS sets and clears this one.
     pub resolution_maint: bool,
+    /// HAProxy's NOLB (`set server B/S health stopping`): up, but takes no new connections;
+    /// its flows go on. Cleared by `health up|down`.
+    pub stopping: bool,
 }
 
 /// One server in a snapshot.
@@ -123,6 +126,7 @@ impl ServerEntry {
             && self.state.admin == AdminState::Ready
             && self.state.weight > 0
             && !self.state.resolution_maint
+            && !self.state.stopping
     }
 
     /// Whether it is at its `maxconn` (never, with maxconn 0 = unlimited).
@@ -329,6 +333,7 @@ impl BackendTable {
                     healthy: true,
                     weight: s.weight,
                     resolution_maint: s.unresolved,
+                    stopping: false,
                 },
             })
             .collect();
@@ -426,6 +431,21 @@ impl BackendTable {
             Ok(())
         })?;
         Ok(previous)
+    }
+
+    /// Puts a server into HAProxy's NOLB state (`health stopping`: up, no new connections) or
+    /// takes it out. Returns whether that changed anything.
+    pub fn set_stopping(&self, server: usize, stopping: bool) -> Result<bool, TableError> {
+        let mut changed = false;
+        self.update(server, |_, s| {
+            changed = s.stopping != stopping;
+            s.stopping = stopping;
+            Ok(())
+        })?;
+        if changed {
+            self.mark_changed(server);
+        }
+        Ok(changed)
     }
 
     /// Puts a server into `MAINT (resolution)` or takes it out. Returns whether that changed
@@ -1215,6 +1235,7 @@ mod tests {
                 healthy: true,
                 weight: 1,
                 resolution_maint: false,
+                stopping: false,
             }
         );
         assert_eq!(new.servers[1].state.weight, 7);

@@ -16,7 +16,11 @@ use common::servers::{wait_until, Backend};
 use common::stats::{cli, col, config, parse_csv, SockDir};
 use common::{free_port, local, Lb};
 
-on_both_planes!(maint_stops_new_flows_keeps_old, drain_keeps_existing_flows);
+on_both_planes!(
+    maint_stops_new_flows_keeps_old,
+    drain_keeps_existing_flows,
+    health_stopping_is_nolb,
+);
 
 struct Setup {
     lb: Lb,
@@ -57,7 +61,9 @@ fn ping(c: &mut TcpStream) -> bool {
     c.write_all(b"ping").is_ok() && c.read_exact(&mut buf).is_ok() && &buf == b"ping"
 }
 
-fn state_change_keeps_flows(dataplane: &str, state: &str) {
+/// `set server be/<change>` stops new flows to s1, keeps the established one, and shows as
+/// `want` in `show stat`; `restore` brings s1 back.
+fn change_keeps_flows(dataplane: &str, change: &str, want: &str, restore: &str) {
     let s1 = Backend::echo("s1");
     let s2 = Backend::ident("s2");
     let s = start(
@@ -67,29 +73,36 @@ fn state_change_keeps_flows(dataplane: &str, state: &str) {
     );
     let mut held = echo_conn(s.fe, &s1);
     assert!(ping(&mut held));
-    assert_eq!(admin(&s, &format!("set server be/s1 state {state}")), "\n");
+    assert_eq!(admin(&s, &format!("set server be/s1 {change}")), "\n");
     let before = s1.accepted();
     for _ in 0..6 {
         assert_eq!(scenarios::who(s.fe).unwrap(), "s2");
     }
-    assert_eq!(s1.accepted(), before, "no new flow reaches s1 in {state}");
+    assert_eq!(
+        s1.accepted(),
+        before,
+        "no new flow reaches s1 after {change}"
+    );
     // The flow established before goes on.
-    assert!(ping(&mut held), "existing flow broken by {state}");
+    assert!(ping(&mut held), "existing flow broken by {change}");
     let (_, rows) = parse_csv(&admin(&s, "show stat"));
-    let want = if state == "maint" { "MAINT" } else { "DRAIN" };
     assert_eq!(col(&rows[1], "status"), want);
     assert_eq!(col(&rows[1], "scur"), "1");
-    assert_eq!(admin(&s, "set server be/s1 state ready"), "\n");
+    assert_eq!(admin(&s, &format!("set server be/s1 {restore}")), "\n");
     let _back = echo_conn(s.fe, &s1);
     assert!(ping(&mut held));
 }
 
 fn maint_stops_new_flows_keeps_old(dataplane: &str) {
-    state_change_keeps_flows(dataplane, "maint");
+    change_keeps_flows(dataplane, "state maint", "MAINT", "state ready");
 }
 
 fn drain_keeps_existing_flows(dataplane: &str) {
-    state_change_keeps_flows(dataplane, "drain");
+    change_keeps_flows(dataplane, "state drain", "DRAIN", "state ready");
+}
+
+fn health_stopping_is_nolb(dataplane: &str) {
+    change_keeps_flows(dataplane, "health stopping", "NOLB", "health up");
 }
 
 fn counts(fe: SocketAddr, n: usize) -> BTreeMap<String, usize> {

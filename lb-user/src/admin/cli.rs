@@ -462,14 +462,14 @@ fn set_server(shared: &Shared, rest: &[&str]) -> Result<String, String> {
                 .map_err(|e| format!("{e}\n"))
         }
         ["health", h, ..] => match *h {
-            "up" | "down" => super::set_health(shared, b, s, *h == "up", "stats socket command")
-                .map(|()| String::new())
-                .map_err(|e| format!("{e}\n")),
-            "stopping" => Err(
-                "lb has no NOLB state: 'health stopping' is not supported; use 'state drain', \
-                 which also keeps existing sessions and takes no new ones.\n"
-                    .to_owned(),
-            ),
+            "up" | "down" | "stopping" => {
+                // `stopping` is HAProxy's NOLB: up, but no new connections.
+                let stopping = *h == "stopping";
+                super::set_health(shared, b, s, *h != "down", "stats socket command")
+                    .and_then(|()| shared.backends[b].set_stopping(s, stopping).map(|_| ()))
+                    .map(|()| String::new())
+                    .map_err(|e| format!("{e}\n"))
+            }
             _ => Err("'set server <srv> health' expects 'up', 'stopping', or 'down'.\n".to_owned()),
         },
         ["weight", wt, ..] => set_weight(shared, b, s, wt),

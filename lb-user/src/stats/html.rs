@@ -47,6 +47,8 @@ pub fn row_class(r: &Row) -> &'static str {
         "maintain"
     } else if s == "DRAIN" {
         pick("active_draining", "backup_draining")
+    } else if s == "NOLB" {
+        pick("active_nolb", "backup_nolb")
     } else if s == "no check" {
         pick("active_no_check", "backup_no_check")
     } else if s == "DOWN" {

@@ -165,6 +165,8 @@ pub fn server_status(e: &ServerEntry) -> String {
         AdminState::Ready => {
             if !e.state.healthy {
                 "DOWN".to_owned()
+            } else if e.state.stopping {
+                "NOLB".to_owned()
             } else if !check.enabled {
                 "no check".to_owned()
             } else if check.status.is_empty() || check.status.starts_with("DOWN") {

@@ -235,6 +235,7 @@ pub fn render(shared: &Shared, rows: &[Row]) -> String {
             let state = match r.status.as_str() {
                 "MAINT" => "MAINT",
                 "DRAIN" => "DRAIN",
+                "NOLB" => "NOLB",
                 s if s.starts_with("DOWN") => "DOWN",
                 _ => "UP",
             };
