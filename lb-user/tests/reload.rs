@@ -185,7 +185,9 @@ fn reload_adds_and_removes_servers_without_dropping_flows(dataplane: &str) {
         "short connections failed:\n{}",
         short_failures.join("\n")
     );
-    assert!(ok > 50, "only {ok} short connections went through");
+    // Short connections ran on both generations: b took some before the reload, c (added by
+    // it) at least 20 after; none failed.
+    assert!(ok >= 20, "only {ok} short connections went through");
     assert_eq!(
         b.accepted(),
         b_at_reload,

@@ -89,38 +89,27 @@ pub fn spawn_control_thread(
     stats_listeners: Vec<(usize, std::net::TcpListener)>,
     sockets: Vec<BoundSocket>,
 ) -> Result<std::thread::JoinHandle<()>, AdminError> {
-    std::thread::Builder::new()
-        .name("lb-control".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    log::error!("control thread: cannot build its runtime: {e}");
-                    return;
-                }
-            };
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async move {
-                let mut tasks = Vec::new();
-                for (i, l) in stats_listeners {
-                    tasks.push(tokio::task::spawn_local(stats::http::serve(
-                        current.clone(),
-                        i,
-                        l,
-                    )));
-                }
-                for s in sockets {
-                    tasks.push(tokio::task::spawn_local(serve_socket(current.clone(), s)));
-                }
-                for t in tasks {
-                    let _ = t.await;
-                }
-            });
-        })
-        .map_err(AdminError::Thread)
+    crate::control::spawn_local_thread(
+        "lb-control",
+        "the stats page and runtime API",
+        move || async move {
+            let mut tasks = Vec::new();
+            for (i, l) in stats_listeners {
+                tasks.push(tokio::task::spawn_local(stats::http::serve(
+                    current.clone(),
+                    i,
+                    l,
+                )));
+            }
+            for s in sockets {
+                tasks.push(tokio::task::spawn_local(serve_socket(current.clone(), s)));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        },
+    )
+    .map_err(AdminError::Thread)
 }
 
 async fn serve_socket(current: Current, sock: BoundSocket) {

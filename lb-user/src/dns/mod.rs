@@ -149,27 +149,14 @@ pub fn start(config: &Config, tables: &[Arc<BackendTable>]) -> Result<Resolving,
         return Ok(Resolving { _stop: stop });
     }
     let resolutions: Vec<Resolution> = by_name.into_values().collect();
-    std::thread::Builder::new()
-        .name("lb-dns".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    log::error!("DNS resolvers cannot start: {e}");
-                    return;
-                }
-            };
-            let local = tokio::task::LocalSet::new();
-            for r in resolutions {
-                local.spawn_local(follow(r));
-            }
-            // Until the `Resolving` is dropped (stop, or a reload replacing this generation).
-            rt.block_on(local.run_until(async move { while stopped.changed().await.is_ok() {} }));
-        })
-        .map_err(DnsError::Thread)?;
+    crate::control::spawn_local_thread("lb-dns", "DNS resolvers", move || async move {
+        for r in resolutions {
+            tokio::task::spawn_local(follow(r));
+        }
+        // Until the `Resolving` is dropped (stop, or a reload replacing this generation).
+        while stopped.changed().await.is_ok() {}
+    })
+    .map_err(DnsError::Thread)?;
     Ok(Resolving { _stop: stop })
 }
 

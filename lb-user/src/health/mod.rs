@@ -220,10 +220,12 @@ pub fn start(shared: &Arc<Shared>) -> Result<Checkers, HealthError> {
     let (stop, stopped) = tokio::sync::watch::channel(());
     for (index, jobs) in per_thread.into_iter().enumerate() {
         let stopped = stopped.clone();
-        std::thread::Builder::new()
-            .name(format!("lb-check-{index}"))
-            .spawn(move || run_thread(jobs, stopped))
-            .map_err(|source| HealthError::Thread { index, source })?;
+        crate::control::spawn_local_thread(
+            &format!("lb-check-{index}"),
+            "health checks",
+            move || run_jobs(jobs, stopped),
+        )
+        .map_err(|source| HealthError::Thread { index, source })?;
     }
     if n > 0 {
         log::info!("health checks: {n} servers checked by {threads} thread(s)");
@@ -235,27 +237,13 @@ pub fn start(shared: &Arc<Shared>) -> Result<Checkers, HealthError> {
     })
 }
 
-/// A checker thread: its own `current_thread` runtime, every job a task, until its
-/// [`Checkers`] is dropped.
-fn run_thread(jobs: Vec<Job>, mut stopped: tokio::sync::watch::Receiver<()>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error!("health checks: cannot start a runtime: {e}; servers are not checked");
-            return;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        for job in jobs {
-            tokio::task::spawn_local(job.run());
-        }
-        // Returns (with an error) once the sender is dropped.
-        while stopped.changed().await.is_ok() {}
-    });
+/// A checker thread's work: every job a task, until its [`Checkers`] is dropped.
+async fn run_jobs(jobs: Vec<Job>, mut stopped: tokio::sync::watch::Receiver<()>) {
+    for job in jobs {
+        tokio::task::spawn_local(job.run());
+    }
+    // Returns (with an error) once the sender is dropped.
+    while stopped.changed().await.is_ok() {}
 }
 
 /// Check address and timeouts of a server.

@@ -56,19 +56,8 @@ fn stop_child(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// Waits until `cond` holds, polling every 20 ms, at most `timeout`.
-pub fn poll(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
+/// Polls `cond` until it holds or `timeout` passes (the harness's one poller).
+pub use super::servers::wait_until as poll;
 
 /// How many of lb's log lines contain `needle`.
 pub fn count_log(lb: &Lb, needle: &str) -> usize {

@@ -220,19 +220,8 @@ fn answers(addr: SocketAddr) -> bool {
     matches!(s.recv(&mut buf), Ok(n) if n >= 12 && buf[..2] == [0x42, 0x42])
 }
 
-/// Polls `cond` every 20 ms until it holds or `timeout` passes.
-pub fn wait(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
+/// Polls `cond` until it holds or `timeout` passes (the harness's one poller).
+pub use super::servers::wait_until as wait;
 
 /// `/proc/PID/status` as key -> value.
 pub fn proc_status(pid: u32) -> io::Result<HashMap<String, String>> {
