@@ -14,7 +14,14 @@ use nix::sys::signal::{SigSet, Signal};
 
 /// lb: a TCP load balancer that reads haproxy.cfg and splices flows in the kernel.
 #[derive(Parser, Debug)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "lb",
+    version,
+    about,
+    after_help = "Signals: SIGHUP reloads the -f files (a broken configuration is rejected and \
+                  the running one keeps serving); SIGTERM and SIGINT stop.",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     /// Configuration file (haproxy.cfg syntax, mode tcp); repeat to read several in order.
     #[arg(short = 'f', value_name = "FILE")]
