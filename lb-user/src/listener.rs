@@ -671,8 +671,7 @@ async fn accept_loop(
         let permit = ConnPermit::count(&shared, frontend);
         let ctx = ctx.clone();
         tokio_uring::spawn(async move {
-            let _permit = permit;
-            handle(&shared, frontend, client, peer, &ctx).await;
+            handle(&shared, frontend, client, peer, &ctx, permit).await;
         });
     }
 }
@@ -861,13 +860,13 @@ async fn handle(
     client: OwnedFd,
     peer: SocketAddr,
     ctx: &ThreadCtx,
+    permit: ConnPermit,
 ) {
     let accepted = Instant::now();
     let accepted_at = logging::time::now_local();
-    let counted = logging::Counted::new(frontend);
     let fe: &Frontend = &shared.config.frontends[frontend];
     let log = logging::frontend(frontend).filter(|l| l.enabled());
-    if let Some(log) = log.filter(|l| !l.tcplog) {
+    if let Some(log) = log.as_ref().filter(|l| !l.tcplog) {
         if let Ok(local) = socket2::SockRef::from(&client).local_addr() {
             if let Some(local) = local.as_socket() {
                 log.send(
@@ -909,8 +908,9 @@ async fn handle(
         tt: ms_since(accepted),
         bytes_out: served.bytes_out,
         ending: served.ending,
-        actconn: counted.counts().0,
-        feconn: counted.counts().1,
+        // This connection is still counted (its permit is dropped below), as in HAProxy.
+        actconn: shared.conns.load(Ordering::Relaxed),
+        feconn: shared.fe_conns[frontend].load(Ordering::Relaxed),
         beconn,
         srvconn,
         retries: served.tries.retries,
@@ -919,12 +919,12 @@ async fn handle(
         backend_queue: served.backend_queue,
     }
     .line();
-    // `served` holds the server slot and `counted` the connection until here, so %ac, %fc,
+    // `served` holds the server slot and `permit` the connection until here, so %ac, %fc,
     // %bc and %sc count this connection, as HAProxy's do when it logs at the end of the
     // session. Both are released before the line leaves, so whoever reads it sees the
     // counters without this connection.
     drop(served);
-    drop(counted);
+    drop(permit);
     log.send(logging::INFO, &line);
 }
 

@@ -342,6 +342,15 @@ fn reload(
     if config.global.nbthread.is_some_and(|n| n != threads) {
         log::warn!("reload: a new nbthread takes effect only after a restart; keeping {threads}");
     }
+    // The new configuration's log targets; on failure the old ones stay in force.
+    if let Err(e) = lb_user::logging::init(&config) {
+        log::error!("{e}");
+        log::error!(
+            "reload rejected; still serving generation {}",
+            current.generation
+        );
+        return None;
+    }
     let new = match listeners.bind_new(&config, threads) {
         Ok(new) => new,
         Err(e) => {
@@ -350,6 +359,10 @@ fn reload(
                 "reload rejected; still serving generation {}",
                 current.generation
             );
+            // Back to the log targets of the configuration that keeps serving.
+            if let Err(e) = lb_user::logging::init(&current.config) {
+                log::error!("reload: cannot reopen the current log targets: {e}");
+            }
             return None;
         }
     };

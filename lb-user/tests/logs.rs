@@ -27,6 +27,7 @@ on_both_planes!(
     connect_line_without_tcplog,
     stdout_format_raw,
     unix_socket_target_and_a_dead_one,
+    reload_applies_new_log_settings,
 );
 
 const MONTHS: &str = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
@@ -378,4 +379,43 @@ fn unix_socket_target_and_a_dead_one(dataplane: &str) {
         assert_eq!(c["cp"].parse::<u16>().unwrap(), me.port(), "{line}");
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// A reload that turns `option tcplog` on takes effect for new connections: log settings
+/// belong to the configuration in force, not to the one lb started with.
+fn reload_applies_new_log_settings(dataplane: &str) {
+    let syslog = Syslog::start();
+    let s1 = Backend::ident("s1");
+    let port = free_port();
+    let servers = [format!("s1 {}", s1.addr)];
+    let lb = Lb::start(&config(&syslog, port, "", &servers, ""), dataplane);
+    let (_, me) = exchange(local(port), b"x");
+    let want = format!(
+        "Connect from 127.0.0.1:{} to 127.0.0.1:{port} (fe/TCP)",
+        me.port()
+    );
+    let first = syslog.wait_for(&want, 1, Duration::from_secs(10));
+    assert_eq!(
+        first.len(),
+        1,
+        "the connect line before the reload: {:?}",
+        syslog.lines()
+    );
+    lb.rewrite_config(
+        0,
+        &config(&syslog, port, "    option tcplog\n", &servers, ""),
+    );
+    lb.signal(libc::SIGHUP);
+    assert!(
+        lb.wait_for_log("reload done: generation 1", Duration::from_secs(10)),
+        "{}",
+        lb.logs().join("\n")
+    );
+    let (got, me) = exchange(local(port), b"hello");
+    assert_eq!(got, b"s1\n");
+    let line = line_for(&syslog, me.port()).expect("a line after the reload");
+    assert!(
+        tcplog_re().is_match(&line),
+        "tcplog after the reload: {line:?}"
+    );
 }

@@ -11,8 +11,8 @@ pub mod target;
 pub mod tcplog;
 pub mod time;
 
+use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::config::{Config, LogTarget};
@@ -34,8 +34,6 @@ pub struct FrontendLog {
     pub tcplog: bool,
     /// `option dontlognull`.
     pub dontlognull: bool,
-    /// Connections of this frontend being served (`%fc`).
-    conns: AtomicU32,
 }
 
 impl FrontendLog {
@@ -55,11 +53,12 @@ impl FrontendLog {
 
 struct Registry {
     global: Vec<Arc<Target>>,
-    frontends: Vec<FrontendLog>,
+    frontends: Vec<Arc<FrontendLog>>,
     all: Vec<Arc<Target>>,
 }
 
-static REGISTRY: OnceLock<Registry> = OnceLock::new();
+/// The targets of the configuration in force; a reload replaces them ([`init`] again).
+static REGISTRY: ArcSwapOption<Registry> = ArcSwapOption::const_empty();
 static HEADER: OnceLock<Header> = OnceLock::new();
 
 /// The syslog header fields in use (`log-tag`, `log-send-hostname`).
@@ -68,7 +67,8 @@ fn header() -> &'static Header {
 }
 
 /// Opens every log target of `config` (global and per frontend; identical lines share one
-/// socket). Call once, before the accept threads start.
+/// socket) and makes them the ones in force. Called at start, and by a reload before it
+/// switches generations (targets of the old configuration close once no line uses them).
 pub fn init(config: &Config) -> Result<(), TargetError> {
     let _ = HEADER.set(Header {
         tag: config
@@ -98,70 +98,30 @@ pub fn init(config: &Config) -> Result<(), TargetError> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut frontends = Vec::new();
     for fe in &config.frontends {
-        frontends.push(FrontendLog {
+        frontends.push(Arc::new(FrontendLog {
             targets: fe.logs.iter().map(&mut get).collect::<Result<_, _>>()?,
             tcplog: fe.tcplog,
             dontlognull: fe.dontlognull,
-            conns: AtomicU32::new(0),
-        });
+        }));
     }
     let all = open.into_values().collect();
-    // A second init (tests) keeps the first registry.
-    let _ = REGISTRY.set(Registry {
+    REGISTRY.store(Some(Arc::new(Registry {
         global,
         frontends,
         all,
-    });
+    })));
     Ok(())
 }
 
-/// The log settings of frontend `index` (`Config::frontends` order), once [`init`] ran.
-pub fn frontend(index: usize) -> Option<&'static FrontendLog> {
-    REGISTRY.get()?.frontends.get(index)
-}
-
-/// Connections being served, process-wide (`%ac`): counted from accept to the end of the log
-/// line. (The accept loops' `maxconn` permits can't serve here: each loop takes one before it
-/// accepts.)
-static ACTCONN: AtomicU32 = AtomicU32::new(0);
-
-/// One accepted connection in HAProxy's `actconn`/`feconn`, until dropped.
-pub struct Counted {
-    frontend: Option<&'static FrontendLog>,
-}
-
-impl Counted {
-    /// Counts a connection accepted on frontend `index`.
-    pub fn new(index: usize) -> Self {
-        ACTCONN.fetch_add(1, Ordering::Relaxed);
-        let frontend = frontend(index);
-        if let Some(f) = frontend {
-            f.conns.fetch_add(1, Ordering::Relaxed);
-        }
-        Self { frontend }
-    }
-
-    /// (`%ac`, `%fc`) now, this connection included.
-    pub fn counts(&self) -> (u32, u32) {
-        (
-            ACTCONN.load(Ordering::Relaxed),
-            self.frontend.map_or(0, |f| f.conns.load(Ordering::Relaxed)),
-        )
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        ACTCONN.fetch_sub(1, Ordering::Relaxed);
-        if let Some(f) = self.frontend {
-            f.conns.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
+/// The log settings of frontend `index` (`Config::frontends` order) of the configuration in
+/// force, once [`init`] ran.
+pub fn frontend(index: usize) -> Option<Arc<FrontendLog>> {
+    REGISTRY.load().as_ref()?.frontends.get(index).cloned()
 }
 
 /// Sends one of lb's own messages to the global targets.
 pub fn global(severity: u8, msg: &str) {
-    if let Some(r) = REGISTRY.get() {
+    if let Some(r) = REGISTRY.load().as_ref() {
         let hdr = header();
         for t in &r.global {
             t.send(severity, msg, hdr);
@@ -172,7 +132,8 @@ pub fn global(severity: u8, msg: &str) {
 /// Messages dropped so far by all targets (receiver full, absent or failing).
 pub fn dropped() -> u64 {
     REGISTRY
-        .get()
+        .load()
+        .as_ref()
         .map_or(0, |r| r.all.iter().map(|t| t.dropped()).sum())
 }
 
@@ -200,7 +161,11 @@ impl log::Log for Bridge {
             log::Level::Info if record.target() == NOTICE_TARGET => NOTICE,
             _ => return,
         };
-        if REGISTRY.get().is_some_and(|r| !r.global.is_empty()) {
+        if REGISTRY
+            .load()
+            .as_ref()
+            .is_some_and(|r| !r.global.is_empty())
+        {
             global(severity, &record.args().to_string());
         }
     }
