@@ -1,5 +1,6 @@
 //! `cargo xtask test`: the whole suite as CI runs it — setup, fmt, clippy, release build, tests —
-//! stopping at the first failing step, timing each, and ending with one totals line.
+//! stopping at the first failing step (but running every test binary), timing each, and ending
+//! with one totals line and the names of the failed tests.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,18 +10,29 @@ use anyhow::{bail, Result};
 use crate::{cmd, setup};
 
 /// What libtest's `test result:` lines add up to over all test binaries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub passed: u64,
     pub failed: u64,
     pub ignored: u64,
     /// How many `test result:` lines were seen (test binaries and doc-test runs).
     pub runs: u64,
+    /// Names of the failed tests, from libtest's `test NAME ... FAILED` lines.
+    pub failed_names: Vec<String>,
 }
 
 impl Totals {
-    /// Adds one `test result: ok. 3 passed; 0 failed; 1 ignored; ...` line; others are ignored.
+    /// Adds one `test result: ok. 3 passed; 0 failed; 1 ignored; ...` line or one
+    /// `test NAME ... FAILED` line; others are ignored.
     pub fn add_line(&mut self, line: &str) {
+        if let Some(name) = line
+            .trim()
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            self.failed_names.push(name.to_string());
+            return;
+        }
         let Some(rest) = line.trim().strip_prefix("test result: ") else {
             return;
         };
@@ -51,7 +63,8 @@ impl Totals {
 /// The arguments of the `cargo test` step. `extra` is what came after `cargo xtask test --`:
 /// cargo test's own arguments (filters, `-p`), and after a further `--`, the test binaries'.
 /// `--workspace` is dropped when `extra` picks packages, and `--test-threads=2` (two cores here)
-/// when `extra` sets its own.
+/// when `extra` sets its own. `--no-fail-fast`: every test binary runs, so one failure does not
+/// hide the others.
 pub fn cargo_test_args(extra: &[String]) -> Vec<String> {
     let (for_cargo, for_tests) = match extra.iter().position(|a| a == "--") {
         Some(i) => (&extra[..i], &extra[i + 1..]),
@@ -63,7 +76,7 @@ pub fn cargo_test_args(extra: &[String]) -> Vec<String> {
             || a.starts_with("--package=")
             || (a.starts_with("-p") && a.len() > 2)
     });
-    let mut args: Vec<String> = vec!["test".into(), "--release".into()];
+    let mut args: Vec<String> = vec!["test".into(), "--release".into(), "--no-fail-fast".into()];
     if !picks_package {
         args.push("--workspace".into());
     }
@@ -91,6 +104,9 @@ pub fn test(root: &Path, extra: &[String]) -> Result<()> {
             "tests: {} passed, {} failed, {} skipped",
             totals.passed, totals.failed, totals.ignored
         );
+        for name in &totals.failed_names {
+            println!("failed: {name}");
+        }
     }
     result
 }
@@ -164,7 +180,7 @@ mod tests {
     fn default_test_command() {
         assert_eq!(
             cargo_test_args(&[]).join(" "),
-            "test --release --workspace -- --test-threads=2"
+            "test --release --no-fail-fast --workspace -- --test-threads=2"
         );
     }
 
@@ -172,7 +188,7 @@ mod tests {
     fn a_filter_goes_to_cargo_test() {
         assert_eq!(
             cargo_test_args(&strings(&["config"])).join(" "),
-            "test --release --workspace config -- --test-threads=2"
+            "test --release --no-fail-fast --workspace config -- --test-threads=2"
         );
     }
 
@@ -180,15 +196,15 @@ mod tests {
     fn a_second_separator_reaches_the_test_binaries() {
         assert_eq!(
             cargo_test_args(&strings(&["-p", "lb-user", "--", "--nocapture"])).join(" "),
-            "test --release -p lb-user -- --test-threads=2 --nocapture"
+            "test --release --no-fail-fast -p lb-user -- --test-threads=2 --nocapture"
         );
         assert_eq!(
             cargo_test_args(&strings(&["--package=xtask", "--", "--test-threads=1"])).join(" "),
-            "test --release --package=xtask -- --test-threads=1"
+            "test --release --no-fail-fast --package=xtask -- --test-threads=1"
         );
         assert_eq!(
             cargo_test_args(&strings(&["-pxtask"])).join(" "),
-            "test --release -pxtask -- --test-threads=2"
+            "test --release --no-fail-fast -pxtask -- --test-threads=2"
         );
     }
 
@@ -198,6 +214,7 @@ mod tests {
         for line in [
             "running 3 tests",
             "test a ... ok",
+            "test b::c ... FAILED",
             "test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s",
             "",
             "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s",
@@ -213,7 +230,8 @@ mod tests {
                 passed: 4,
                 failed: 2,
                 ignored: 1,
-                runs: 3
+                runs: 3,
+                failed_names: vec!["b::c".to_string()],
             }
         );
     }
