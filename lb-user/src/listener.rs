@@ -928,6 +928,37 @@ async fn handle(
     log.send(logging::INFO, &line);
 }
 
+/// How long, and how many bytes, a client lb has no server for may still send before lb
+/// closes it anyway.
+const UNSERVED_DRAIN_TIME: Duration = Duration::from_secs(1);
+const UNSERVED_DRAIN_BYTES: usize = 256 * 1024;
+
+/// Closes a client lb has no server for the way HAProxy does: a FIN, then what the client
+/// sent (its request) and still sends is read and dropped until its own FIN. Closing with
+/// unread bytes would make the kernel answer with a reset, and a reset can overtake the FIN
+/// and whatever the client still had to read. Bounded by [`UNSERVED_DRAIN_TIME`] and
+/// [`UNSERVED_DRAIN_BYTES`]; past them the close is what it is.
+async fn close_unserved(client: OwnedFd) {
+    if sockopt::shutdown_write(client.as_fd()).is_err() {
+        return;
+    }
+    let Ok(client) = crate::dataplane::async_fd(client) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + UNSERVED_DRAIN_TIME;
+    let mut drained = 0;
+    while drained < UNSERVED_DRAIN_BYTES {
+        let Ok(Ok(mut ready)) = tokio::time::timeout_at(deadline, client.readable()).await else {
+            return;
+        };
+        match ready.try_io(|fd| sockopt::recv_discard(fd.get_ref().as_fd(), UNSERVED_DRAIN_BYTES)) {
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(n)) => drained += n,
+            Err(_would_block) => {}
+        }
+    }
+}
+
 /// Server choice, connect, forward, counters. `None` when the client socket could not even be
 /// set up (nothing to log).
 async fn serve(
@@ -980,6 +1011,7 @@ async fn serve(
                 fe.name,
                 be.name
             );
+            Box::pin(close_unserved(client)).await;
             return Some(served);
         }
     };
@@ -1001,6 +1033,7 @@ async fn serve(
                 fe.name,
                 be.name
             );
+            Box::pin(close_unserved(client)).await;
             return Some(served);
         }
     };

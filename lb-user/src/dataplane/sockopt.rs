@@ -151,6 +151,22 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
+/// Reads and drops up to `max` bytes of what the socket received, without copying them
+/// (`recv(MSG_TRUNC | MSG_DONTWAIT)` on TCP). `Ok(0)` is the peer's FIN.
+pub fn recv_discard(fd: BorrowedFd<'_>, max: usize) -> io::Result<usize> {
+    // SAFETY: with MSG_TRUNC on a TCP socket the kernel discards the bytes and never writes
+    // through the (null) buffer pointer.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            max,
+            libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
 /// `TCP_NODELAY`: a proxy must not add Nagle delay to what the endpoints already batched.
 pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt_raw(
