@@ -64,8 +64,8 @@ fn exchange(addr: SocketAddr, data: &[u8]) -> (Vec<u8>, SocketAddr) {
     let mut s = TcpStream::connect(addr).expect("connect to lb");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let me = s.local_addr().unwrap();
-    // lb may already have closed a connection it has no server for (a reset, since the
-    // request is unread): writing and half-closing may then fail, and that is fine here.
+    // lb may already have closed a connection it has no server for: writing and half-closing
+    // may then fail, and that is fine here.
     if !data.is_empty() {
         let _ = s.write_all(data);
     }
@@ -401,9 +401,14 @@ fn reload_applies_new_log_settings(dataplane: &str) {
         "the connect line before the reload: {:?}",
         syslog.lines()
     );
+    // The new configuration also renames the syslog tag: header fields follow reloads too.
     lb.rewrite_config(
         0,
-        &config(&syslog, port, "    option tcplog\n", &servers, ""),
+        &config(&syslog, port, "    option tcplog\n", &servers, "").replacen(
+            "global\n",
+            "global\n    log-tag haproxy\n",
+            1,
+        ),
     );
     lb.signal(libc::SIGHUP);
     assert!(
@@ -415,7 +420,11 @@ fn reload_applies_new_log_settings(dataplane: &str) {
     assert_eq!(got, b"s1\n");
     let line = line_for(&syslog, me.port()).expect("a line after the reload");
     assert!(
-        tcplog_re().is_match(&line),
+        line.contains(" haproxy["),
+        "the new log-tag after the reload: {line:?}"
+    );
+    assert!(
+        tcplog_re().is_match(&line.replacen(" haproxy[", " lb[", 1)),
         "tcplog after the reload: {line:?}"
     );
 }

@@ -13,7 +13,7 @@ pub mod time;
 
 use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::config::{Config, LogTarget};
 pub use target::{Header, Target, TargetError, ERR, INFO, NOTICE, WARNING};
@@ -34,6 +34,8 @@ pub struct FrontendLog {
     pub tcplog: bool,
     /// `option dontlognull`.
     pub dontlognull: bool,
+    /// Syslog header fields of the configuration this was opened for.
+    pub header: Arc<Header>,
 }
 
 impl FrontendLog {
@@ -44,14 +46,15 @@ impl FrontendLog {
 
     /// Sends `msg` to every target of the frontend.
     pub fn send(&self, severity: u8, msg: &str) {
-        let hdr = header();
         for t in &self.targets {
-            t.send(severity, msg, hdr);
+            t.send(severity, msg, &self.header);
         }
     }
 }
 
 struct Registry {
+    /// `log-tag`, `log-send-hostname`: they follow reloads like the targets.
+    header: Arc<Header>,
     global: Vec<Arc<Target>>,
     frontends: Vec<Arc<FrontendLog>>,
     all: Vec<Arc<Target>>,
@@ -59,18 +62,12 @@ struct Registry {
 
 /// The targets of the configuration in force; a reload replaces them ([`init`] again).
 static REGISTRY: ArcSwapOption<Registry> = ArcSwapOption::const_empty();
-static HEADER: OnceLock<Header> = OnceLock::new();
-
-/// The syslog header fields in use (`log-tag`, `log-send-hostname`).
-fn header() -> &'static Header {
-    HEADER.get_or_init(Header::new)
-}
 
 /// Opens every log target of `config` (global and per frontend; identical lines share one
 /// socket) and makes them the ones in force. Called at start, and by a reload before it
 /// switches generations (targets of the old configuration close once no line uses them).
 pub fn init(config: &Config) -> Result<(), TargetError> {
-    let _ = HEADER.set(Header {
+    let header = Arc::new(Header {
         tag: config
             .global
             .log_tag
@@ -102,10 +99,12 @@ pub fn init(config: &Config) -> Result<(), TargetError> {
             targets: fe.logs.iter().map(&mut get).collect::<Result<_, _>>()?,
             tcplog: fe.tcplog,
             dontlognull: fe.dontlognull,
+            header: header.clone(),
         }));
     }
     let all = open.into_values().collect();
     REGISTRY.store(Some(Arc::new(Registry {
+        header,
         global,
         frontends,
         all,
@@ -122,9 +121,8 @@ pub fn frontend(index: usize) -> Option<Arc<FrontendLog>> {
 /// Sends one of lb's own messages to the global targets.
 pub fn global(severity: u8, msg: &str) {
     if let Some(r) = REGISTRY.load().as_ref() {
-        let hdr = header();
         for t in &r.global {
-            t.send(severity, msg, hdr);
+            t.send(severity, msg, &r.header);
         }
     }
 }
