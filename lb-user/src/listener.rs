@@ -407,7 +407,8 @@ impl Drop for Registered<'_> {
 #[derive(Clone, Copy, Debug)]
 pub enum PlaneSetup {
     Splice,
-    Sockmap(MapIds),
+    /// The maps, and how long a flow runs on splice before it enters them.
+    Sockmap(MapIds, Duration),
 }
 
 /// Creates a bound, listening socket with `SO_REUSEPORT` (one per thread and bind: the kernel
@@ -558,8 +559,8 @@ pub fn run_thread(
     tokio_uring::start(async move {
         let dataplane = match plane {
             PlaneSetup::Splice => Dataplane::Splice,
-            PlaneSetup::Sockmap(ids) => {
-                let maps = ThreadMaps::open(ids, thread, threads)?;
+            PlaneSetup::Sockmap(ids, hand_over_after) => {
+                let maps = ThreadMaps::open(ids, thread, threads, hand_over_after)?;
                 tokio_uring::spawn(maps.watcher().clone().run());
                 Dataplane::Sockmap(maps)
             }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use arc_swap::ArcSwap;
@@ -39,6 +40,15 @@ struct Cli {
     dataplane: DataplaneChoice,
     #[arg(
         long,
+        value_name = "MS",
+        default_value_t = DEFAULT_SOCKMAP_AFTER_MS,
+        help = "sockmap: a flow runs on splice for its first MS milliseconds, then moves into \
+                the kernel maps (0: at once). Short connections end before and skip the \
+                kernel's per-socket setup"
+    )]
+    sockmap_after: u64,
+    #[arg(
+        long,
         default_value = "info",
         help = "Log level (error, warn, info, debug, trace); RUST_LOG overrides it"
     )]
@@ -60,6 +70,10 @@ enum Command {
         dataplane: DataplaneChoice,
     },
 }
+
+/// Default of `--sockmap-after`: longer than a request/answer connection on a LAN, short
+/// enough that a bulk or long-lived flow spends almost all of its life in the kernel.
+const DEFAULT_SOCKMAP_AFTER_MS: u64 = 20;
 
 fn init_logging(level: &str) {
     let stderr = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
@@ -88,7 +102,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let (port, dataplane) = (*port, *dataplane);
         let (config, text) = lb_user::demo::start(port)?;
         println!("{text}");
-        return serve(config, dataplane, &[], cli.pidfile.as_deref());
+        let plane = (dataplane, Duration::from_millis(cli.sockmap_after));
+        return serve(config, plane, &[], cli.pidfile.as_deref());
     }
     if cli.files.is_empty() {
         bail!("no configuration file: use -f FILE (or `lb demo`); see --help");
@@ -113,7 +128,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         println!("Configuration file is valid");
         return Ok(());
     }
-    serve(config, cli.dataplane, &cli.files, cli.pidfile.as_deref())
+    let plane = (cli.dataplane, Duration::from_millis(cli.sockmap_after));
+    serve(config, plane, &cli.files, cli.pidfile.as_deref())
 }
 
 /// Raises `RLIMIT_NOFILE` to its hard limit and derives the default `maxconn` from it: each
@@ -148,7 +164,7 @@ fn maxconn_for(config: &Config) -> u32 {
 
 fn serve(
     config: Config,
-    choice: DataplaneChoice,
+    (choice, sockmap_after): (DataplaneChoice, Duration),
     files: &[PathBuf],
     pidfile: Option<&Path>,
 ) -> anyhow::Result<()> {
@@ -172,14 +188,20 @@ fn serve(
         DataplaneChoice::Sockmap => {
             let loaded = sockmap::load().context("--dataplane sockmap")?;
             log::info!("data plane: sockmap (eBPF stream verdict, flows spliced in the kernel)");
-            (PlaneSetup::Sockmap(loaded.map_ids()), Some(loaded))
+            (
+                PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
+                Some(loaded),
+            )
         }
         DataplaneChoice::Auto => match sockmap::load() {
             Ok(loaded) => {
                 log::info!(
                     "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel)"
                 );
-                (PlaneSetup::Sockmap(loaded.map_ids()), Some(loaded))
+                (
+                    PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
+                    Some(loaded),
+                )
             }
             Err(e) => {
                 log::warn!(

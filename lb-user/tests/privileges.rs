@@ -46,11 +46,19 @@ fn drops_to_nobody_and_still_forwards(dataplane: &str) {
         assert_eq!(st["CapPrm"], "0000000000000000", "thread {name}");
     }
 
+    // Each upload pauses longer than `--sockmap-after` midway, so that on sockmap the flow
+    // is handed over to the maps: the insert must work without privileges.
     for i in 0..3 {
-        let bulk = scenarios::bulk_upload(local(port), 4 << 20, i, Duration::from_secs(30));
+        let bulk = scenarios::bulk_upload_paused(
+            local(port),
+            4 << 20,
+            i,
+            Duration::from_millis(100),
+            Duration::from_secs(30),
+        );
         assert!(bulk.is_ok(), "upload {i}: {bulk:?}");
     }
-    let plane = if dataplane == "sockmap" {
+    let plane = if dataplane.starts_with("sockmap") {
         "(sockmap)"
     } else {
         "(splice)"

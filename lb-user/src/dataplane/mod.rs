@@ -171,26 +171,67 @@ pub(crate) enum DirEnd {
     Local,
 }
 
+/// What [`drive_or_hand_over`] needs of a flow besides its two directions.
+pub(crate) struct Flow<'a> {
+    pub t: &'a FlowTimeouts,
+    /// The flow's last activity known at the start (no later than the real one).
+    pub since: Instant,
+    pub last_activity: &'a dyn Fn() -> Instant,
+    pub client_done: &'a Cell<bool>,
+    pub server_done: &'a Cell<bool>,
+    pub kill: &'a KillSwitch,
+}
+
+/// When a spliced flow may be handed over to the kernel maps (see `sockmap::forward`).
+pub(crate) struct HandOverAt<'a> {
+    /// The first moment to try.
+    pub at: Instant,
+    /// True when both directions hold no byte in userspace (pipes empty, each waiting for its
+    /// source), so that stopping them here loses nothing.
+    pub quiet: &'a dyn Fn() -> bool,
+}
+
+/// How [`drive_or_hand_over`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Driven {
+    Ended(FlowEnd),
+    /// Both directions were stopped at a quiet point, neither finished: the caller moves the
+    /// flow elsewhere.
+    HandOver,
+}
+
+/// How long to wait before trying a hand-over again when the flow was not quiet.
+const HAND_OVER_RETRY: Duration = Duration::from_millis(1);
+
 /// Runs both directions of a flow and its idle timer until both directions finished, one side
-/// reset, or the flow was idle too long. `last_activity` reads the latest activity of either
-/// direction; `client_done`/`server_done` say which side has sent its FIN.
-pub(crate) async fn drive(
+/// reset, or the flow was idle too long. `flow.last_activity` reads the latest activity of
+/// either direction; `flow.client_done`/`server_done` say which side has sent its FIN.
+///
+/// With `hand_over`, it also stops at the first quiet moment from `hand_over.at` on while
+/// neither direction has finished. A flow that half-closed first stays where it is.
+pub(crate) async fn drive_or_hand_over(
     up: impl Future<Output = DirEnd>,
     down: impl Future<Output = DirEnd>,
-    t: &FlowTimeouts,
-    last_activity: &dyn Fn() -> Instant,
-    client_done: &Cell<bool>,
-    server_done: &Cell<bool>,
-    kill: &KillSwitch,
-) -> FlowEnd {
+    flow: &Flow<'_>,
+    hand_over: Option<HandOverAt<'_>>,
+) -> Driven {
+    let Flow {
+        t,
+        since,
+        last_activity,
+        client_done,
+        server_done,
+        kill,
+    } = *flow;
     let mut up = pin!(up);
     let mut down = pin!(down);
     let mut up_end = None;
     let mut down_end = None;
+    let mut hand_over_at = hand_over.as_ref().map(|h| h.at);
     // Activity only moves deadlines later, so a stale value only makes the timer fire early,
     // and it is re-read then: reading it (two map lookups on sockmap) once per timer instead
     // of once per event.
-    let mut last = Instant::now();
+    let mut last = since;
     loop {
         let deadline = idle_deadline(t, last, client_done.get(), server_done.get());
         let sleep = async {
@@ -199,10 +240,16 @@ pub(crate) async fn drive(
                 None => std::future::pending().await,
             }
         };
+        let hand_over_sleep = async {
+            match hand_over_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             e = &mut up, if up_end.is_none() => up_end = Some(e),
             e = &mut down, if down_end.is_none() => down_end = Some(e),
-            () = kill.wait() => return FlowEnd::Killed,
+            () = kill.wait() => return Driven::Ended(FlowEnd::Killed),
             () = sleep => {
                 // Activity may have happened while we slept (the kernel forwards without
                 // waking us): re-read it before ending the flow.
@@ -211,20 +258,32 @@ pub(crate) async fn drive(
                     idle_deadline(t, last, client_done.get(), server_done.get())
                 {
                     if Instant::now() >= at {
-                        return end;
+                        return Driven::Ended(end);
                     }
                 }
             }
+            () = hand_over_sleep => {
+                let quiet = hand_over.as_ref().is_some_and(|h| (h.quiet)());
+                if up_end.is_none() && down_end.is_none() && quiet {
+                    return Driven::HandOver;
+                }
+                hand_over_at = Some(Instant::now() + HAND_OVER_RETRY);
+            }
+        }
+        if up_end.is_some() || down_end.is_some() {
+            hand_over_at = None;
         }
         match (up_end, down_end) {
             (Some(DirEnd::SrcReset), _) | (_, Some(DirEnd::DstReset)) => {
-                return FlowEnd::ClientReset
+                return Driven::Ended(FlowEnd::ClientReset)
             }
             (Some(DirEnd::DstReset), _) | (_, Some(DirEnd::SrcReset)) => {
-                return FlowEnd::ServerReset
+                return Driven::Ended(FlowEnd::ServerReset)
             }
-            (Some(DirEnd::Local), _) | (_, Some(DirEnd::Local)) => return FlowEnd::LocalError,
-            (Some(DirEnd::Fin), Some(DirEnd::Fin)) => return FlowEnd::Closed,
+            (Some(DirEnd::Local), _) | (_, Some(DirEnd::Local)) => {
+                return Driven::Ended(FlowEnd::LocalError)
+            }
+            (Some(DirEnd::Fin), Some(DirEnd::Fin)) => return Driven::Ended(FlowEnd::Closed),
             _ => {}
         }
     }

@@ -77,9 +77,15 @@ fn pair() -> Pair {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Plane {
+    /// In the maps from the start (`--sockmap-after 0`).
     Sockmap,
+    /// On splice first, handed over to the maps after [`HAND_OVER_AFTER`] (lb's default way).
+    SockmapHandOver,
     Splice,
 }
+
+/// The hand-over time of [`Plane::SockmapHandOver`].
+const HAND_OVER_AFTER: Duration = Duration::from_millis(5);
 
 /// Runs the data plane for one flow on its own thread (a current-thread runtime, as lb's
 /// threads run), returning its report through the join handle.
@@ -102,7 +108,7 @@ fn run_flow_killed_after(
     hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
     kill_after: Option<Duration>,
 ) -> std::thread::JoinHandle<FlowReport> {
-    let ids = (plane == Plane::Sockmap).then(maps_ids);
+    let ids = (plane != Plane::Splice).then(maps_ids);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -127,11 +133,22 @@ fn run_flow_killed_after(
                     const RANGES: usize = 4096;
                     static NEXT: AtomicUsize = AtomicUsize::new(0);
                     let range = NEXT.fetch_add(1, Ordering::Relaxed) % RANGES;
-                    let maps: Rc<ThreadMaps> = ThreadMaps::open(ids, range, RANGES).unwrap();
+                    let after = if plane == Plane::SockmapHandOver {
+                        HAND_OVER_AFTER
+                    } else {
+                        Duration::ZERO
+                    };
+                    let maps: Rc<ThreadMaps> = ThreadMaps::open(ids, range, RANGES, after).unwrap();
                     tokio::task::spawn_local(maps.watcher().clone().run());
-                    let mut hook = hook.unwrap_or_else(|| Box::new(|_| {}));
-                    sockmap::forward_with_hook(&maps, client_fd, server_fd, t, &kill, &mut *hook)
-                        .await
+                    match hook {
+                        Some(mut hook) => {
+                            sockmap::forward_with_hook(
+                                &maps, client_fd, server_fd, t, &kill, &mut *hook,
+                            )
+                            .await
+                        }
+                        None => sockmap::forward(&maps, client_fd, server_fd, t, &kill).await,
+                    }
                 }
             }
         })
@@ -414,3 +431,126 @@ on_both_planes!(
     idle_timeout,
     killed_flow_closes_both_sides,
 );
+
+/// Streams `total` bytes of `pattern(total, seed)` into `w` in 16 KiB writes, sleeping `pause`
+/// once after `pause_at` bytes, then shuts the write side.
+fn stream_with_pause(
+    mut w: TcpStream,
+    total: usize,
+    seed: u8,
+    pause_at: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let data = pattern(total, seed);
+        let mut sent = 0;
+        let mut paused = false;
+        while sent < total {
+            if !paused && sent >= pause_at {
+                std::thread::sleep(pause);
+                paused = true;
+            }
+            let n = (total - sent).min(16 << 10);
+            w.write_all(&data[sent..sent + n]).unwrap();
+            sent += n;
+        }
+        w.shutdown(Shutdown::Write).unwrap();
+    })
+}
+
+/// Both ends stream at once with a pause of each at a given point; every byte must arrive
+/// both ways, in order, and both FINs too. Returns the flow's report.
+fn stream_both_ways(plane: Plane, total: usize, pause_at: usize, pause: Duration) -> FlowReport {
+    let p = pair();
+    let flow = run_flow(
+        plane,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts::default(),
+        None,
+    );
+    let up = stream_with_pause(p.client.try_clone().unwrap(), total, 3, pause_at, pause);
+    let down = stream_with_pause(p.backend.try_clone().unwrap(), total, 4, pause_at, pause);
+    let (mut client, mut backend) = (p.client, p.backend);
+    let at_backend = std::thread::spawn(move || read_all(&mut backend));
+    let at_client = read_all(&mut client);
+    let at_backend = at_backend.join().unwrap();
+    up.join().unwrap();
+    down.join().unwrap();
+    assert!(
+        at_backend == pattern(total, 3),
+        "upload intact ({} bytes)",
+        at_backend.len()
+    );
+    assert!(
+        at_client == pattern(total, 4),
+        "download intact ({} bytes)",
+        at_client.len()
+    );
+    let report = flow.join().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert_eq!(
+        (report.bytes_in, report.bytes_out),
+        (total as u64, total as u64)
+    );
+    report
+}
+
+/// The hand-over from splice to the maps, in a pause of both ends after 1 MiB each way: the
+/// flow must end up in the kernel, with every byte and both FINs passed on.
+#[test]
+fn hand_over_in_a_pause_loses_nothing() {
+    for _ in 0..5 {
+        let report = stream_both_ways(
+            Plane::SockmapHandOver,
+            4 << 20,
+            1 << 20,
+            HAND_OVER_AFTER * 10,
+        );
+        assert!(
+            report.spliced_in_kernel,
+            "the flow was handed over to the maps"
+        );
+    }
+}
+
+/// The hand-over at whatever moment it finds while both ends stream without pause (bytes
+/// queued at the source, in flight in the pipes or the send queues): nothing lost, whichever
+/// plane ends the flow.
+#[test]
+fn hand_over_while_streaming_loses_nothing() {
+    let mut handed_over = 0;
+    for _ in 0..10 {
+        let report = stream_both_ways(Plane::SockmapHandOver, 8 << 20, 0, Duration::ZERO);
+        handed_over += usize::from(report.spliced_in_kernel);
+    }
+    eprintln!("handed over to the maps: {handed_over} of 10 flows");
+}
+
+/// A request/answer flow shorter than the hand-over time never enters the maps.
+#[test]
+fn short_flow_stays_on_splice() {
+    let mut p = pair();
+    let flow = run_flow(
+        Plane::SockmapHandOver,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts {
+            client: Some(Duration::from_secs(10)),
+            ..FlowTimeouts::default()
+        },
+        None,
+    );
+    p.client.write_all(b"ping").unwrap();
+    p.client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&mut p.backend), b"ping");
+    p.backend.write_all(b"pong").unwrap();
+    p.backend.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&mut p.client), b"pong");
+    let report = flow.join().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert!(
+        !report.spliced_in_kernel,
+        "a half-closed flow is not handed over"
+    );
+}

@@ -27,8 +27,11 @@ use lb_common::{PeerInfo, DEST_MAP, MAX_SOCKETS, PEER_MAP, SOCKS_MAP};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
-use super::splice::pump;
-use super::{drive, sockopt, DirEnd, FlowReport, FlowTimeouts, KillSwitch};
+use super::splice::{pump, Spliced};
+use super::{
+    drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowEnd, FlowReport, FlowTimeouts,
+    KillSwitch,
+};
 
 /// Environment switch for tests: `LB_TEST_FORCE_BPF_FAIL=1` makes [`load`] fail as it would on
 /// a kernel or account without BPF, so the `auto` fallback can be tested on a machine with BPF.
@@ -128,6 +131,8 @@ pub struct ThreadMaps {
     peer: RefCell<HashMap<MapData, u64, PeerInfo>>,
     slots: RefCell<Slots>,
     watcher: Rc<HupWatcher>,
+    /// How long a flow runs on splice before it is moved into the maps (see [`forward`]).
+    hand_over_after: Duration,
 }
 
 /// A thread's range of map slots: never-used ones from `next`, returned ones on `free`.
@@ -163,10 +168,14 @@ struct Inserted {
     server_slot: u32,
     client_cookie: u64,
     server_cookie: u64,
-    /// `bytes_acked + SIOCOUTQ` of each socket at insert time, before lb wrote anything to it:
-    /// the connecting side's SYN counts in `bytes_acked`, the accepting side's doesn't.
+    /// `bytes_acked + SIOCOUTQ` of each socket when the kernel took over: the connecting
+    /// side's SYN counts in `bytes_acked`, the accepting side's doesn't; what a splice phase
+    /// wrote counts in one or the other.
     client_base: u64,
     server_base: u64,
+    /// Bytes read from each socket before the kernel took over (by the splice phase).
+    client_read: u64,
+    server_read: u64,
     /// client -> server runs in the kernel.
     up_kernel: bool,
     /// server -> client runs in the kernel.
@@ -179,8 +188,14 @@ fn is_not_established(e: &aya::maps::MapError) -> bool {
 }
 
 impl ThreadMaps {
-    /// Opens this thread's map handles; `thread`/`threads` choose its slot range.
-    pub fn open(ids: MapIds, thread: usize, threads: usize) -> io::Result<Rc<Self>> {
+    /// Opens this thread's map handles; `thread`/`threads` choose its slot range. Flows run on
+    /// splice for `hand_over_after` before they enter the maps (zero: at once).
+    pub fn open(
+        ids: MapIds,
+        thread: usize,
+        threads: usize,
+        hand_over_after: Duration,
+    ) -> io::Result<Rc<Self>> {
         let open = |id: u32| MapData::from_id(id).map_err(io::Error::other);
         let socks = SockMap::try_from(Map::SockMap(open(ids.0[0])?)).map_err(io::Error::other)?;
         let dest = SockMap::try_from(Map::SockMap(open(ids.0[1])?)).map_err(io::Error::other)?;
@@ -197,6 +212,7 @@ impl ThreadMaps {
                 free: Vec::new(),
             }),
             watcher: HupWatcher::new()?,
+            hand_over_after,
         }))
     }
 
@@ -213,6 +229,7 @@ impl ThreadMaps {
         &self,
         client: BorrowedFd<'_>,
         server: BorrowedFd<'_>,
+        (client_read, server_read): (u64, u64),
         hook: &mut dyn FnMut(InsertStep),
     ) -> Option<Inserted> {
         let (client_slot, server_slot) = {
@@ -231,9 +248,17 @@ impl ThreadMaps {
             self.release_slots(client_slot, server_slot);
             return None;
         };
-        // Nothing was written to either socket yet, so their send queues are empty and
-        // `bytes_acked` alone is the baseline (SIOCOUTQ would read 0).
-        let base = |fd| sockopt::tcp_counters(fd).map_or(0, |c| c.bytes_acked);
+        // Nothing writes to either socket now. A fresh flow's send queues are empty, so
+        // `bytes_acked` alone is the baseline of `bytes_acked + SIOCOUTQ`; after a splice
+        // phase, both are read so that an ACK in between is not counted twice.
+        let handed_over = client_read != 0 || server_read != 0;
+        let base = |fd| {
+            if handed_over {
+                sockopt::written(fd).unwrap_or(0)
+            } else {
+                sockopt::tcp_counters(fd).map_or(0, |c| c.bytes_acked)
+            }
+        };
         let mut ins = Inserted {
             client_slot,
             server_slot,
@@ -241,6 +266,8 @@ impl ThreadMaps {
             server_cookie,
             client_base: base(client),
             server_base: base(server),
+            client_read,
+            server_read,
             up_kernel: false,
             down_kernel: false,
         };
@@ -524,6 +551,7 @@ async fn pass_fin_when_drained(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
     src_cookie: u64,
+    src_read: u64,
     dst_base: u64,
 ) -> DirEnd {
     let mut pause = Duration::from_micros(20);
@@ -548,9 +576,9 @@ async fn pass_fin_when_drained(
         ) else {
             return DirEnd::Local;
         };
-        // bytes_received counts the FIN as one byte.
+        // bytes_received counts the FIN as one byte, and the bytes the splice phase read.
         let taken = (d.bytes_acked + queued).saturating_sub(dst_base);
-        if redirected + 1 >= s.bytes_received && taken >= redirected {
+        if src_read + redirected + 1 >= s.bytes_received && taken >= redirected {
             return match sockopt::shutdown_write(dst) {
                 Ok(()) => DirEnd::Fin,
                 Err(_) => DirEnd::DstReset,
@@ -567,8 +595,7 @@ async fn kernel_dir(
     reg: &Registration,
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
-    src_cookie: u64,
-    dst_base: u64,
+    (src_cookie, src_read, dst_base): (u64, u64, u64),
     done: &Cell<bool>,
 ) -> DirEnd {
     let ev = reg.closed().await;
@@ -577,7 +604,10 @@ async fn kernel_dir(
     }
     // Boxed: its state (a timer among it) is needed only after the FIN; unboxed it would
     // sit in every idle flow's future.
-    let end = Box::pin(pass_fin_when_drained(maps, src, dst, src_cookie, dst_base)).await;
+    let end = Box::pin(pass_fin_when_drained(
+        maps, src, dst, src_cookie, src_read, dst_base,
+    ))
+    .await;
     if end == DirEnd::Fin {
         done.set(true);
     }
@@ -585,6 +615,11 @@ async fn kernel_dir(
 }
 
 /// Forwards a pair in the kernel where it can, splice where it can't (see the module docs).
+///
+/// A flow starts on splice and moves into the maps once it has lived the thread's
+/// `hand_over_after` (at the first moment after that when no byte is in a pipe): short
+/// request/answer connections end before and never pay the kernel's psock setup and teardown,
+/// which costs more than splicing a few bytes. A flow that half-closed first stays on splice.
 pub async fn forward(
     maps: &Rc<ThreadMaps>,
     client: OwnedFd,
@@ -592,11 +627,41 @@ pub async fn forward(
     t: FlowTimeouts,
     kill: &KillSwitch,
 ) -> FlowReport {
-    forward_with_hook(maps, client, server, t, kill, &mut |_| {}).await
+    if maps.hand_over_after.is_zero() {
+        return forward_with_hook(maps, client, server, t, kill, &mut |_| {}).await;
+    }
+    let at = Instant::now() + maps.hand_over_after;
+    // Boxed: once the kernel has the flow, the splice phase's state is freed.
+    let spliced = Box::pin(super::splice::forward_until(
+        client,
+        server,
+        t,
+        kill,
+        Some(at),
+    ))
+    .await;
+    let h = match spliced {
+        Spliced::Done(report) => return report,
+        Spliced::HandOver(h) => h,
+    };
+    let read = (h.bytes_in, h.bytes_out);
+    let mut report = in_kernel(
+        maps,
+        h.client,
+        h.server,
+        t,
+        kill,
+        (h.last, read),
+        &mut |_| {},
+    )
+    .await;
+    report.bytes_in += h.bytes_in;
+    report.bytes_out += h.bytes_out;
+    report
 }
 
-/// [`forward`] with a hook called between the insert steps (tests use it to send data at the
-/// worst moment).
+/// Forwards a pair in the kernel from the start, with a hook called between the insert steps
+/// (tests use it to send data at the worst moment).
 pub async fn forward_with_hook(
     maps: &Rc<ThreadMaps>,
     client: OwnedFd,
@@ -605,7 +670,30 @@ pub async fn forward_with_hook(
     kill: &KillSwitch,
     hook: &mut dyn FnMut(InsertStep),
 ) -> FlowReport {
-    let Some(ins) = maps.insert(client.as_fd(), server.as_fd(), hook) else {
+    in_kernel(
+        maps,
+        client,
+        server,
+        t,
+        kill,
+        (Instant::now(), (0, 0)),
+        hook,
+    )
+    .await
+}
+
+/// The kernel phase of a flow. `(since, read)`: its last activity so far, and the bytes read
+/// from the client and from the server before (by a splice phase).
+async fn in_kernel(
+    maps: &Rc<ThreadMaps>,
+    client: OwnedFd,
+    server: OwnedFd,
+    t: FlowTimeouts,
+    kill: &KillSwitch,
+    (since, read): (Instant, (u64, u64)),
+    hook: &mut dyn FnMut(InsertStep),
+) -> FlowReport {
+    let Some(ins) = maps.insert(client.as_fd(), server.as_fd(), read, hook) else {
         // Boxed: the whole-flow fallback; unboxed, its state would widen every flow's future.
         return Box::pin(super::splice::forward(client, server, t, kill)).await;
     };
@@ -629,12 +717,14 @@ pub async fn forward_with_hook(
         return FlowReport::local_error();
     };
 
-    let started = Instant::now();
+    let started = since;
     let splice_last = Cell::new(started);
     let splice_in = Cell::new(0u64);
     let splice_out = Cell::new(0u64);
     let client_done = Cell::new(false);
     let server_done = Cell::new(false);
+    // Read only by a hand-over, which a flow in the kernel never makes.
+    let (up_parked, down_parked) = (Cell::new(false), Cell::new(false));
     let up = async {
         if ins.up_kernel {
             kernel_dir(
@@ -642,8 +732,7 @@ pub async fn forward_with_hook(
                 &creg,
                 cfd,
                 sfd,
-                ins.client_cookie,
-                ins.server_base,
+                (ins.client_cookie, ins.client_read, ins.server_base),
                 &client_done,
             )
             .await
@@ -652,7 +741,15 @@ pub async fn forward_with_hook(
                 // Boxed: a spliced direction is the rare fallback; its state would otherwise
                 // widen every in-kernel flow's future.
                 Fds::Async(c, s) => {
-                    Box::pin(pump(c, s, &splice_in, &splice_last, &client_done)).await
+                    Box::pin(pump(
+                        c,
+                        s,
+                        &splice_in,
+                        &splice_last,
+                        &client_done,
+                        &up_parked,
+                    ))
+                    .await
                 }
                 Fds::Plain(..) => DirEnd::Local,
             }
@@ -665,15 +762,22 @@ pub async fn forward_with_hook(
                 &sreg,
                 sfd,
                 cfd,
-                ins.server_cookie,
-                ins.client_base,
+                (ins.server_cookie, ins.server_read, ins.client_base),
                 &server_done,
             )
             .await
         } else {
             match &fds {
                 Fds::Async(c, s) => {
-                    Box::pin(pump(s, c, &splice_out, &splice_last, &server_done)).await
+                    Box::pin(pump(
+                        s,
+                        c,
+                        &splice_out,
+                        &splice_last,
+                        &server_done,
+                        &down_parked,
+                    ))
+                    .await
                 }
                 Fds::Plain(..) => DirEnd::Local,
             }
@@ -699,16 +803,18 @@ pub async fn forward_with_hook(
         .max()
         .unwrap_or(started)
     };
-    let end = drive(
-        up,
-        down,
-        &t,
-        &last_activity,
-        &client_done,
-        &server_done,
+    let flow = Flow {
+        t: &t,
+        since: started,
+        last_activity: &last_activity,
+        client_done: &client_done,
+        server_done: &server_done,
         kill,
-    )
-    .await;
+    };
+    let end = match drive_or_hand_over(up, down, &flow, None).await {
+        Driven::Ended(end) => end,
+        Driven::HandOver => FlowEnd::LocalError,
+    };
 
     let kernel_bytes = |on: bool, cookie| {
         if on {

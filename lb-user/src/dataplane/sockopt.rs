@@ -105,6 +105,24 @@ pub fn outq(fd: BorrowedFd<'_>) -> io::Result<u64> {
     }
 }
 
+/// Everything written to the socket so far, `bytes_acked + SIOCOUTQ` (plus one for the SYN
+/// of the side that connected). Call it only while nothing writes to the socket: the sum is
+/// then constant, and an ACK arriving between the two reads is detected by reading the queue
+/// before and after; if the queue keeps moving, the result errs high (never low).
+pub fn written(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut before = outq(fd)?;
+    for _ in 0..64 {
+        let acked = tcp_counters(fd)?.bytes_acked;
+        let after = outq(fd)?;
+        if after == before {
+            return Ok(acked + before);
+        }
+        before = after;
+    }
+    let acked = tcp_counters(fd)?.bytes_acked;
+    Ok(acked + before)
+}
+
 /// The kernel's unique, never reused id of a socket (`SO_COOKIE`): the key of the PEER map.
 pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
     getsockopt_raw::<u64>(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_COOKIE).map(|(c, _)| c)

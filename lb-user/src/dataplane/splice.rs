@@ -9,7 +9,10 @@ use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
 
-use super::{drive, sockopt, DirEnd, FlowReport, FlowTimeouts, KillSwitch};
+use super::{
+    drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowReport, FlowTimeouts, HandOverAt,
+    KillSwitch,
+};
 
 /// Pipe capacity asked for with `F_SETPIPE_SZ`. Larger than the 64 KiB default so that one
 /// splice moves a socket's worth of data; falls back silently to the default when the
@@ -111,13 +114,15 @@ fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usiz
 }
 
 /// Moves bytes `src` -> `dst` until `src`'s EOF (then shuts `dst`'s write side) or an error.
-/// `done` is set once the source's FIN was passed on.
+/// `done` is set once the source's FIN was passed on. `parked` is true exactly while the pump
+/// waits for its source with nothing held in its pipe: dropping the pump then loses nothing.
 pub(super) async fn pump(
     src: &AsyncFd<OwnedFd>,
     dst: &AsyncFd<OwnedFd>,
     bytes: &Cell<u64>,
     last: &Cell<Instant>,
     done: &Cell<bool>,
+    parked: &Cell<bool>,
 ) -> DirEnd {
     let mut lease = Lease::default();
     let mut eof = false;
@@ -146,7 +151,10 @@ pub(super) async fn pump(
                 Err(_) => DirEnd::DstReset,
             };
         }
-        let Ok(mut guard) = src.readable().await else {
+        parked.set(true);
+        let ready = src.readable().await;
+        parked.set(false);
+        let Ok(mut guard) = ready else {
             return DirEnd::SrcReset;
         };
         let Ok(pipe) = lease.pipe() else {
@@ -172,33 +180,90 @@ pub async fn forward(
     t: FlowTimeouts,
     kill: &KillSwitch,
 ) -> FlowReport {
+    match forward_until(client, server, t, kill, None).await {
+        Spliced::Done(report) => report,
+        // Never without a hand-over time.
+        Spliced::HandOver(_) => FlowReport::local_error(),
+    }
+}
+
+/// A flow stopped by [`forward_until`] at a quiet point, for the sockmap plane to take over.
+pub(super) struct HandOver {
+    pub client: OwnedFd,
+    pub server: OwnedFd,
+    /// Bytes passed on so far, client -> server and server -> client.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The flow's last activity.
+    pub last: Instant,
+}
+
+pub(super) enum Spliced {
+    Done(FlowReport),
+    HandOver(HandOver),
+}
+
+/// [`forward`]; with `hand_over_at`, stops from then on at the first moment when both
+/// directions are still open and hold no byte in a pipe, and gives the sockets back.
+pub(super) async fn forward_until(
+    client: OwnedFd,
+    server: OwnedFd,
+    t: FlowTimeouts,
+    kill: &KillSwitch,
+    hand_over_at: Option<Instant>,
+) -> Spliced {
     let (Ok(client), Ok(server)) = (super::async_fd(client), super::async_fd(server)) else {
-        return FlowReport::local_error();
+        return Spliced::Done(FlowReport::local_error());
     };
     let bytes_in = Cell::new(0u64);
     let bytes_out = Cell::new(0u64);
     let last = Cell::new(Instant::now());
     let client_done = Cell::new(false);
     let server_done = Cell::new(false);
-    let up = pump(&client, &server, &bytes_in, &last, &client_done);
-    let down = pump(&server, &client, &bytes_out, &last, &server_done);
-    let end = drive(
-        up,
-        down,
-        &t,
-        &|| last.get(),
-        &client_done,
-        &server_done,
+    let up_parked = Cell::new(false);
+    let down_parked = Cell::new(false);
+    let flow = Flow {
+        t: &t,
+        since: last.get(),
+        last_activity: &|| last.get(),
+        client_done: &client_done,
+        server_done: &server_done,
         kill,
+    };
+    let quiet = || up_parked.get() && down_parked.get();
+    let driven = drive_or_hand_over(
+        pump(&client, &server, &bytes_in, &last, &client_done, &up_parked),
+        pump(
+            &server,
+            &client,
+            &bytes_out,
+            &last,
+            &server_done,
+            &down_parked,
+        ),
+        &flow,
+        hand_over_at.map(|at| HandOverAt { at, quiet: &quiet }),
     )
     .await;
+    let end = match driven {
+        Driven::Ended(end) => end,
+        Driven::HandOver => {
+            return Spliced::HandOver(HandOver {
+                client: client.into_inner(),
+                server: server.into_inner(),
+                bytes_in: bytes_in.get(),
+                bytes_out: bytes_out.get(),
+                last: last.get(),
+            })
+        }
+    };
     super::pass_reset_on(end, client.get_ref().as_fd(), server.get_ref().as_fd());
-    FlowReport {
+    Spliced::Done(FlowReport {
         bytes_in: bytes_in.get(),
         bytes_out: bytes_out.get(),
         end,
         spliced_in_kernel: false,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -43,16 +43,33 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Generates one `#[test]` per data plane for each named `fn name(dataplane: &str)`:
-/// `sockmap::name` and `splice::name`.
+/// `sockmap::name` (lb's default: a flow starts on splice and is handed over to the maps after
+/// `--sockmap-after`), `sockmap_at_once::name` (in the maps from the first byte, `--sockmap-after
+/// 0`: every byte of every flow goes through the kernel path) and `splice::name`.
 macro_rules! on_both_planes {
     ($($name:ident),* $(,)?) => {
         mod sockmap {
             $( #[test] fn $name() { super::$name("sockmap"); } )*
         }
+        mod sockmap_at_once {
+            $( #[test] fn $name() { super::$name(crate::common::SOCKMAP_AT_ONCE); } )*
+        }
         mod splice {
             $( #[test] fn $name() { super::$name("splice"); } )*
         }
     };
+}
+
+/// The `dataplane` argument of tests for `--dataplane sockmap --sockmap-after 0`.
+pub const SOCKMAP_AT_ONCE: &str = "sockmap-at-once";
+
+/// lb's arguments for a test's `dataplane` argument.
+pub fn dataplane_args(dataplane: &str) -> Vec<&str> {
+    if dataplane == SOCKMAP_AT_ONCE {
+        vec!["--dataplane", "sockmap", "--sockmap-after", "0"]
+    } else {
+        vec!["--dataplane", dataplane]
+    }
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to `:0` by the OS, then released), for
@@ -209,8 +226,8 @@ impl Lb {
     pub fn start_with(opts: &LbOpts) -> Lb {
         let plane = opts.dataplane.clone();
         let lb = Lb::try_start_with(opts).unwrap_or_else(|e| panic!("{e}"));
-        if let Some(p) = plane.filter(|p| p == "sockmap" || p == "splice") {
-            let want = format!("data plane: {p}");
+        if let Some(p) = plane.filter(|p| p == "sockmap" || p == SOCKMAP_AT_ONCE || p == "splice") {
+            let want = format!("data plane: {}", p.trim_end_matches("-at-once"));
             assert!(
                 lb.wait_for_log(&want, Duration::from_secs(2)),
                 "lb --dataplane {p} did not log `{want}`; log:\n{}",
@@ -228,7 +245,7 @@ impl Lb {
             cmd.arg("-f").arg(&c.path);
         }
         if let Some(p) = &opts.dataplane {
-            cmd.arg("--dataplane").arg(p);
+            cmd.args(dataplane_args(p));
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);

@@ -73,9 +73,26 @@ fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Out
 /// Client→server bulk against [`Backend::sink`]: writes `len` bytes of stream `seed`, shuts
 /// write, and checks the sink's reply (length + SHA-256 of what it got) equals what was sent.
 pub fn bulk_upload(addr: SocketAddr, len: u64, seed: u64, timeout: Duration) -> Outcome {
+    bulk_upload_paused(addr, len, seed, Duration::ZERO, timeout)
+}
+
+/// [`bulk_upload`] that stops sending for `pause` halfway through.
+pub fn bulk_upload_paused(
+    addr: SocketAddr,
+    len: u64,
+    seed: u64,
+    pause: Duration,
+    timeout: Duration,
+) -> Outcome {
     let deadline = Instant::now() + timeout;
     let mut s = connect(addr)?;
-    let sent = send_stream(&mut s, seed, len, deadline).map_err(e2s("upload"))?;
+    let mut w = PauseOnce {
+        inner: &mut s,
+        at: len / 2,
+        pause,
+        written: 0,
+    };
+    let sent = send_stream(&mut w, seed, len, deadline).map_err(e2s("upload"))?;
     s.shutdown(Shutdown::Write).map_err(e2s("shutdown write"))?;
     let reply = read_all(&mut s, 40, deadline).map_err(e2s("sink reply"))?;
     if reply.len() != 40 {
@@ -437,5 +454,35 @@ impl Held {
             .map_err(e2s("shutdown"))?;
         let (end, _) = read_until_end(&mut self.stream, Instant::now() + Duration::from_secs(5));
         expect_eq("end of held connection", end, ReadEnd::Eof)
+    }
+}
+
+/// A writer that sleeps `pause` once, when `at` bytes have gone through it.
+struct PauseOnce<'a, W: Write> {
+    inner: &'a mut W,
+    at: u64,
+    pause: Duration,
+    written: u64,
+}
+
+impl<W: Write> Write for PauseOnce<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let before = self.written;
+        // Never write across the pause point.
+        let room = if before < self.at {
+            (self.at - before).min(buf.len() as u64) as usize
+        } else {
+            buf.len()
+        };
+        let n = self.inner.write(&buf[..room])?;
+        self.written += n as u64;
+        if before < self.at && self.written >= self.at && !self.pause.is_zero() {
+            std::thread::sleep(self.pause);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
