@@ -1,7 +1,7 @@
 //! Health checks: a small pool of checker threads (each a tokio `current_thread` runtime, every
-//! checked server a task) runs HAProxy's state machine and publishes into the lock-free server
-//! tables; accept loops only read what they publish. Also the passive checks (`observe
-//! layer4`) fed by the accept path.
+//! checked server a task, plus one for its agent check) runs HAProxy's state machine and
+//! publishes into the lock-free server tables; accept loops only read what they publish. Also
+//! the passive checks (`observe layer4`) fed by the accept path.
 
 pub mod agent;
 pub mod external;
