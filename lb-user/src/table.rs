@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -65,6 +65,12 @@ pub struct ServerCounters {
     pub last_change: AtomicU64,
     /// Seconds spent DOWN so far, completed periods only (`downtime`).
     pub downtime: AtomicU64,
+    /// What the agent check (`agent-check`) last published; `enabled: false` without one.
+    pub agent: arc_swap::ArcSwap<CheckInfo>,
+    /// `disable agent B/S`: the agent check is configured but paused until `enable agent`.
+    pub agent_disabled: AtomicBool,
+    /// `set server B/S agent-send STR`: replaces the configured `agent-send`.
+    pub agent_send: arc_swap::ArcSwapOption<Vec<u8>>,
 }
 
 /// The health checker's published view of one server, in HAProxy's words.
@@ -95,8 +101,14 @@ pub struct CheckInfo {
 pub struct ServerState {
     /// Administrative state.
     pub admin: AdminState,
-    /// Health-check verdict (true until a check says otherwise).
+    /// Operational state: UP unless the regular check (or `set server B/S health down`) or
+    /// the agent check holds the server DOWN. Derived from `check_down` and `agent_down`.
     pub healthy: bool,
+    /// The regular health check (or `set server B/S health down`) says DOWN.
+    pub check_down: bool,
+    /// The agent check said `down`/`fail`/`stopped` (or `set server B/S agent down`): HAProxy's
+    /// `DOWN (agent)`, whatever the regular check says.
+    pub agent_down: bool,
     /// Effective weight 0..=256, initially the configured weight.
     pub weight: u32,
     /// `MAINT (resolution)`: the server's hostname does not resolve (NXDOMAIN past `hold nx`,
@@ -106,6 +118,36 @@ pub struct ServerState {
     /// HAProxy's NOLB (`set server B/S health stopping`): up, but takes no new connections;
     /// its flows go on. Cleared by `health up|down`.
     pub stopping: bool,
+}
+
+/// Which health verdict a writer sets: the server is UP only when neither holds it DOWN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthSource {
+    /// The regular check (`check`) and `set server B/S health up|down`.
+    Check,
+    /// The agent check (`agent-check`) and `set server B/S agent up|down`.
+    Agent,
+}
+
+/// A server's operational state (UP/DOWN) before and after a health write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpChange {
+    /// UP before the write.
+    pub before: bool,
+    /// UP after it.
+    pub after: bool,
+}
+
+impl UpChange {
+    /// The write took the server DOWN.
+    pub fn went_down(self) -> bool {
+        self.before && !self.after
+    }
+
+    /// The write brought the server UP.
+    pub fn went_up(self) -> bool {
+        !self.before && self.after
+    }
 }
 
 /// One server in a snapshot.
@@ -127,6 +169,12 @@ impl ServerEntry {
             && self.state.weight > 0
             && !self.state.resolution_maint
             && !self.state.stopping
+    }
+
+    /// Whether its agent check is configured and not paused by `disable agent`.
+    pub fn agent_enabled(&self) -> bool {
+        // Relaxed: a flag read on its own.
+        self.conf.health.agent.enabled && !self.counters.agent_disabled.load(Ordering::Relaxed)
     }
 
     /// Whether it is at its `maxconn` (never, with maxconn 0 = unlimited).
@@ -331,6 +379,8 @@ impl BackendTable {
                         AdminState::Ready
                     },
                     healthy: true,
+                    check_down: false,
+                    agent_down: false,
                     weight: s.weight,
                     resolution_maint: s.unresolved,
                     stopping: false,
@@ -367,18 +417,52 @@ impl BackendTable {
         Ok(())
     }
 
-    /// Sets a server's health verdict.
+    /// Sets a server's regular health-check verdict (see [`Self::set_health`]).
     pub fn set_healthy(&self, server: usize, healthy: bool) -> Result<(), TableError> {
-        let mut changed = false;
+        self.set_health(server, HealthSource::Check, healthy)
+            .map(|_| ())
+    }
+
+    /// Sets one health verdict (regular check or agent) and says whether the server's
+    /// operational state changed: it is UP only when neither verdict holds it DOWN. Decided
+    /// under the writer lock, so concurrent writers see each transition exactly once.
+    pub fn set_health(
+        &self,
+        server: usize,
+        source: HealthSource,
+        up: bool,
+    ) -> Result<UpChange, TableError> {
+        let mut change = UpChange {
+            before: true,
+            after: true,
+        };
         self.update(server, |_, s| {
-            changed = s.healthy != healthy;
-            s.healthy = healthy;
+            change.before = s.healthy;
+            match source {
+                HealthSource::Check => s.check_down = !up,
+                HealthSource::Agent => s.agent_down = !up,
+            }
+            s.healthy = !s.check_down && !s.agent_down;
+            change.after = s.healthy;
             Ok(())
         })?;
-        if changed {
+        if change.before != change.after {
             self.mark_changed(server);
         }
-        Ok(())
+        Ok(change)
+    }
+
+    /// Sets a server's `maxconn` at run time (the agent's `maxconn:N`); 0 = unlimited. Queued
+    /// connections move onto slots it frees.
+    pub fn set_maxconn(&self, server: usize, maxconn: u32) -> Result<(), TableError> {
+        self.update_entry(server, |entry| {
+            if entry.conf.maxconn != maxconn {
+                let mut conf = Server::clone(&entry.conf);
+                conf.maxconn = maxconn;
+                entry.conf = Arc::new(conf);
+            }
+            Ok(())
+        })
     }
 
     /// Records the time of a state change (`lastchg`).
@@ -1233,6 +1317,8 @@ mod tests {
             ServerState {
                 admin: AdminState::Drain,
                 healthy: true,
+                check_down: false,
+                agent_down: false,
                 weight: 1,
                 resolution_maint: false,
                 stopping: false,
@@ -1257,6 +1343,62 @@ mod tests {
         );
         assert!(t.set_healthy(9, true).is_err());
         assert!(t.set_weight(9, 1).is_err());
+    }
+
+    #[test]
+    fn check_and_agent_verdicts_combine() {
+        let t = BackendTable::new(&backend(
+            Balance::RoundRobin,
+            vec![server("a", 1, 1), server("b", 2, 1)],
+        ));
+        let up = |before, after| UpChange { before, after };
+        // The agent takes it DOWN; the regular check saying UP does not bring it back.
+        let c = t.set_health(0, HealthSource::Agent, false).unwrap();
+        assert_eq!(c, up(true, false));
+        assert!(c.went_down() && !c.went_up());
+        assert_eq!(t.snapshot().serving(), [1]);
+        assert_eq!(
+            t.set_health(0, HealthSource::Check, true).unwrap(),
+            up(false, false)
+        );
+        // The check goes DOWN too: the agent's UP alone is not enough.
+        assert_eq!(
+            t.set_health(0, HealthSource::Check, false).unwrap(),
+            up(false, false)
+        );
+        assert_eq!(
+            t.set_health(0, HealthSource::Agent, true).unwrap(),
+            up(false, false)
+        );
+        let st = t.snapshot().servers[0].state;
+        assert!(st.check_down && !st.agent_down && !st.healthy);
+        // Both UP: UP again.
+        let c = t.set_health(0, HealthSource::Check, true).unwrap();
+        assert!(c.went_up());
+        assert_eq!(t.snapshot().serving(), [0, 1]);
+        // set_healthy is the regular check's verdict.
+        t.set_healthy(1, false).unwrap();
+        assert!(t.snapshot().servers[1].state.check_down);
+        assert!(t.set_health(9, HealthSource::Agent, true).is_err());
+    }
+
+    #[tokio::test]
+    async fn set_maxconn_limits_and_frees_queued_slots() {
+        let t = limited(1, 0, 1);
+        let held = t.try_acquire(client(0), None).unwrap();
+        let t2 = Arc::clone(&t);
+        let w = tokio::spawn(async move { t2.acquire(client(1), None, None).await });
+        until(|| t.queue_len() == 1).await;
+        // Raising maxconn lets the waiter in at once, keeping the counters.
+        t.set_maxconn(0, 2).unwrap();
+        let second = w.await.unwrap().unwrap();
+        assert_eq!(cur(&t, 0), 2);
+        assert_eq!(t.snapshot().servers[0].conf.maxconn, 2);
+        assert!(t.snapshot().servers[0].is_full());
+        drop((held, second));
+        t.set_maxconn(0, 0).unwrap();
+        assert!(!t.snapshot().servers[0].is_full());
+        assert!(t.set_maxconn(3, 1).is_err());
     }
 
     #[test]

@@ -19,6 +19,8 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         "disable a server for maintenance (use 'set server' instead)",
         CliLevel::Admin,
     ),
+    ("disable agent", "disable agent checks", CliLevel::Admin),
+    ("enable agent", "enable agent checks", CliLevel::Admin),
     (
         "enable server  (DEPRECATED)",
         "enable a disabled server (use 'set server' instead)",
@@ -218,9 +220,21 @@ fn servers_state(shared: &Shared, only: Option<&str>) -> String {
                 (1, 0, 0)
             };
             let health = if e.state.healthy { 2 } else { 0 };
+            // HAProxy's CHK_ST_* bits: CONFIGURED 0x02, ENABLED 0x04, AGENT 0x10.
+            let agent = &e.conf.health.agent;
+            let agent_state = match (agent.enabled, e.agent_enabled()) {
+                (false, _) => 0,
+                (true, false) => 0x12,
+                (true, true) => 0x16,
+            };
+            let agent_addr = agent
+                .addr
+                .filter(|_| agent.enabled)
+                .map_or_else(|| "-".to_owned(), |a| a.to_string());
+            let agent_port = agent.port.filter(|_| agent.enabled).unwrap_or(0);
             let _ = writeln!(
                 s,
-                "{be_id} {} {} {} {} {op} {admin} {} {} {since} {status} {result} {health} {state} 0 0 0 {} {} - 0 {} - - 0",
+                "{be_id} {} {} {} {} {op} {admin} {} {} {since} {status} {result} {health} {state} {agent_state} 0 0 {} {} - 0 {} - {agent_addr} {agent_port}",
                 be.name,
                 e.conf.id,
                 e.conf.name,
@@ -421,6 +435,13 @@ impl Session {
                     .map(|()| String::new())
                     .map_err(|e| format!("{e}\n"))
             }
+            ["enable" | "disable", "agent", rest @ ..] => {
+                self.need(CliLevel::Admin)?;
+                let (b, s) = server_arg(shared, rest.first().copied())?;
+                super::set_agent_enabled(shared, b, s, w[0] == "enable", "stats socket command")
+                    .map(|()| String::new())
+                    .map_err(|e| format!("{e}\n"))
+            }
             ["shutdown", "sessions", "server", rest @ ..] => {
                 self.need(CliLevel::Admin)?;
                 let (b, s) = server_arg(shared, rest.first().copied())?;
@@ -442,7 +463,8 @@ fn set_weight(shared: &Shared, b: usize, s: usize, arg: &str) -> Result<String, 
 }
 
 fn set_server(shared: &Shared, rest: &[&str]) -> Result<String, String> {
-    const USAGE: &str = "usage: set server <backend>/<server> addr | health | state | weight\n";
+    const USAGE: &str =
+        "usage: set server <backend>/<server> addr | agent | agent-send | health | state | weight\n";
     let (b, s) = server_arg(shared, rest.first().copied())?;
     match &rest[1..] {
         ["state", st, ..] => {
@@ -472,6 +494,27 @@ fn set_server(shared: &Shared, rest: &[&str]) -> Result<String, String> {
             }
             _ => Err("'set server <srv> health' expects 'up', 'stopping', or 'down'.\n".to_owned()),
         },
+        ["agent", h, ..] => match *h {
+            "up" | "down" => {
+                super::set_agent_health(shared, b, s, *h == "up", "stats socket command")
+                    .map(|()| String::new())
+                    .map_err(|e| format!("{e}\n"))
+            }
+            _ => Err("'set server <srv> agent' expects 'up' or 'down'.\n".to_owned()),
+        },
+        ["agent-send", text] => {
+            let e = &shared.backends[b].snapshot().servers[s];
+            if !e.agent_enabled() {
+                return Err(super::AgentError::NotEnabled.to_string() + "\n");
+            }
+            e.counters
+                .agent_send
+                .store(Some(std::sync::Arc::new(text.as_bytes().to_vec())));
+            Ok(String::new())
+        }
+        ["agent-send", ..] => {
+            Err("'set server <srv> agent-send' expects a string (without spaces).\n".to_owned())
+        }
         ["weight", wt, ..] => set_weight(shared, b, s, wt),
         ["addr", ip, more @ ..] => {
             let Ok(ip) = ip.parse::<IpAddr>() else {

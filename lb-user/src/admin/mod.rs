@@ -10,6 +10,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -255,6 +256,97 @@ pub fn set_health(
             "Server {name} is {what} ({by}). {}",
             counts(shared, backend)
         );
+    }
+    Ok(())
+}
+
+/// Why an agent command was refused, in HAProxy's words.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// `enable agent` on a server without `agent-check`.
+    #[error("Agent was not configured on this server, cannot enable.")]
+    NotConfigured,
+    /// `set server B/S agent ...` while the agent check is off.
+    #[error("agent checks are not enabled on this server.")]
+    NotEnabled,
+    /// The table refused the change.
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
+/// Logs an UP/DOWN change made from the runtime API and applies a DOWN's consequences
+/// (`backend has no server available!`, `on-marked-down shutdown-sessions`).
+fn health_changed(shared: &Shared, backend: usize, server: usize, up: bool, by: &str) {
+    let table = &shared.backends[backend];
+    let conf = &table.conf.servers[server];
+    let what = if up { "UP" } else { "DOWN" };
+    log::warn!(
+        "Server {}/{} is {what} ({by}). {}",
+        table.conf.name,
+        conf.name,
+        counts(shared, backend)
+    );
+    if !up {
+        if table.snapshot().usable_counts() == (0, 0) {
+            log::error!("backend {} has no server available!", table.conf.name);
+        }
+        if conf.health.shutdown_on_down {
+            shared.kill_server_flows(backend, server);
+        }
+    }
+}
+
+/// `set server B/S agent up|down`: sets the agent's verdict, as if the agent had said so.
+/// The server is UP only when its regular check (if any) agrees.
+pub fn set_agent_health(
+    shared: &Shared,
+    backend: usize,
+    server: usize,
+    up: bool,
+    by: &str,
+) -> Result<(), AgentError> {
+    let table = &shared.backends[backend];
+    if !table.snapshot().servers[server].agent_enabled() {
+        return Err(AgentError::NotEnabled);
+    }
+    let change = table.set_health(server, crate::table::HealthSource::Agent, up)?;
+    if change.before != change.after {
+        health_changed(shared, backend, server, up, by);
+    }
+    Ok(())
+}
+
+/// `enable agent B/S` / `disable agent B/S`. Disabling also lifts a DOWN the agent held: from
+/// then on only the regular check decides (HAProxy lets the next passing check do that).
+pub fn set_agent_enabled(
+    shared: &Shared,
+    backend: usize,
+    server: usize,
+    enable: bool,
+    by: &str,
+) -> Result<(), AgentError> {
+    let table = &shared.backends[backend];
+    let snap = table.snapshot();
+    let entry = &snap.servers[server];
+    if !entry.conf.health.agent.enabled {
+        // HAProxy refuses to enable an agent it has no configuration for; disabling is a no-op.
+        return if enable {
+            Err(AgentError::NotConfigured)
+        } else {
+            Ok(())
+        };
+    }
+    // Relaxed: a flag the agent's checker reads before each check.
+    entry
+        .counters
+        .agent_disabled
+        .store(!enable, Ordering::Relaxed);
+    drop(snap);
+    if !enable {
+        let change = table.set_health(server, crate::table::HealthSource::Agent, true)?;
+        if change.went_up() {
+            health_changed(shared, backend, server, true, by);
+        }
     }
     Ok(())
 }

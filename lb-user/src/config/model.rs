@@ -492,6 +492,25 @@ pub struct HealthParams {
     pub error_limit: u32,
     /// `on-error`. Default `fastinter`.
     pub on_error: OnError,
+    /// `agent-check` and its `agent-*` settings.
+    pub agent: AgentParams,
+}
+
+/// HAProxy's auxiliary agent check (`agent-check`): a TCP connect to an agent that answers one
+/// line of words (`75%`, `drain`, `down#why`, `maxconn:30`...) changing the server's weight,
+/// admin state, health and maxconn. Runs independently of the regular check (`check`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentParams {
+    /// `agent-check` (`no-agent-check` undoes it). Needs `port`.
+    pub enabled: bool,
+    /// `agent-port`: where the agent listens. Required with `agent-check`.
+    pub port: Option<u16>,
+    /// `agent-addr`: the agent's address. Default: the server's address.
+    pub addr: Option<std::net::IpAddr>,
+    /// `agent-inter`: interval between agent checks. Default: the server's `inter` (2 s).
+    pub inter: Option<Duration>,
+    /// `agent-send`: bytes sent once connected (config escapes such as `\n` already applied).
+    pub send: Option<Vec<u8>>,
 }
 
 impl Default for HealthParams {
@@ -510,6 +529,7 @@ impl Default for HealthParams {
             observe_layer4: false,
             error_limit: 10,
             on_error: OnError::Fastinter,
+            agent: AgentParams::default(),
         }
     }
 }

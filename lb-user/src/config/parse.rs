@@ -1473,6 +1473,15 @@ impl Parser {
             return;
         };
         let explicit_id = explicit_id.filter(|id| *id != 0);
+        let agent = &params.health.agent;
+        if agent.enabled && agent.port.is_none() {
+            // HAProxy: "server S does not have agent port. Agent check has been disabled."
+            self.diag.err(
+                &line.loc,
+                format!("{ctx}: 'agent-check' is enabled but no 'agent-port' is set"),
+            );
+            return;
+        }
         let Some((addr, fqdn, maint)) = self.server_addr(&ctx, line, &w[2], &params) else {
             return;
         };
@@ -1724,7 +1733,7 @@ impl Parser {
                                 "fastinter" => h.fastinter = Some(t),
                                 "downinter" => h.downinter = Some(t),
                                 "slowstart" => h.slowstart = (!t.is_zero()).then_some(t),
-                                _ => not_yet.push((p, "agent checks")),
+                                _ => h.agent.inter = Some(t),
                             }
                         }
                         Err(e) => bad(format!("'{p}': {e}")),
@@ -1737,24 +1746,18 @@ impl Parser {
                     Err(e) => bad(format!("'{p}': {e}")),
                 },
                 "agent-port" => match parse_port(arg) {
-                    Ok(_) => not_yet.push((p, "agent checks")),
+                    Ok(v) => params.health.agent.port = Some(v),
                     Err(e) => bad(format!("'{p}': {e}")),
                 },
-                "addr" if arg.parse::<IpAddr>().is_ok() => {
-                    params.health.addr = arg.parse::<IpAddr>().ok();
-                }
-                "addr" | "agent-addr" => {
-                    if is_hostname(arg) && p == "addr" {
-                        // HAProxy resolves it once at load; lb keeps check addresses numeric.
-                        bad(format!(
-                            "'addr': '{arg}' is a host name; lb needs an IP address here"
-                        ));
-                    } else if arg.parse::<IpAddr>().is_ok() || is_hostname(arg) {
-                        not_yet.push((p, "agent checks"));
-                    } else {
-                        bad(format!("'{p}': invalid address '{arg}'"));
-                    }
-                }
+                "addr" | "agent-addr" => match arg.parse::<IpAddr>() {
+                    Ok(ip) if p == "addr" => params.health.addr = Some(ip),
+                    Ok(ip) => params.health.agent.addr = Some(ip),
+                    // HAProxy resolves it once at load; lb keeps check addresses numeric.
+                    Err(_) if is_hostname(arg) => bad(format!(
+                        "'{p}': '{arg}' is a host name; lb needs an IP address here"
+                    )),
+                    Err(_) => bad(format!("'{p}': invalid address '{arg}'")),
+                },
                 "on-marked-down" | "on-marked-up" | "observe" | "on-error" | "verify"
                 | "resolve-prefer" => {
                     let allowed: &[&str] = match p {
@@ -1821,9 +1824,11 @@ impl Parser {
                 "check" => params.health.check = true,
                 "no-check" => params.health.check = false,
 
-                "agent-check" | "no-agent-check" | "agent-send" => {
-                    not_yet.push((p, "agent checks"));
-                }
+                "agent-check" => params.health.agent.enabled = true,
+                "no-agent-check" => params.health.agent.enabled = false,
+                // The lexer already applied the escapes (`\r`, `\n`, `\xNN`), as for
+                // `tcp-check send`.
+                "agent-send" => params.health.agent.send = Some(arg.as_bytes().to_vec()),
                 "send-proxy" | "send-proxy-v2" | "no-send-proxy" | "no-send-proxy-v2"
                 | "proxy-v2-options" | "check-send-proxy" => not_yet.push((p, "PROXY protocol")),
                 "resolve-opts" | "resolve-net" => not_yet.push((p, "DNS re-resolution")),

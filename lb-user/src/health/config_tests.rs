@@ -228,11 +228,66 @@ fn bad_health_input_is_reported_with_its_line() {
 }
 
 #[test]
-fn agent_check_still_warns() {
-    let c =
-        ok("backend be\n  server s 127.0.0.1:1 check agent-check agent-port 9 agent-inter 1s\n");
-    assert!(c
-        .warnings
-        .iter()
-        .any(|w| w.message.contains("'agent-check'") && w.message.contains("agent checks")));
+fn agent_check_keywords_are_stored_and_inherited() {
+    let c = ok("backend be\n  default-server agent-check agent-port 9 agent-inter 500ms agent-send \"ping\\n\"\n  server a 127.0.0.1:1 check agent-addr 127.0.0.9\n  server b 127.0.0.1:2 inter 3s agent-port 10 no-agent-check\n  server c 127.0.0.1:3\n");
+    assert!(
+        c.warnings.iter().all(|w| !w.message.contains("agent")),
+        "agent keywords are supported now: {:?}",
+        c.warnings
+    );
+    let s = &c.backends[0].servers;
+    let a = &s[0].health.agent;
+    assert!(a.enabled);
+    assert_eq!(a.port, Some(9));
+    assert_eq!(a.addr, Some("127.0.0.9".parse().unwrap()));
+    assert_eq!(a.inter, Some(Duration::from_millis(500)));
+    assert_eq!(a.send.as_deref(), Some(&b"ping\n"[..]));
+    let b = &s[1].health.agent;
+    assert!(
+        !b.enabled,
+        "no-agent-check undoes default-server's agent-check"
+    );
+    assert_eq!(b.port, Some(10));
+    assert!(s[2].health.agent.enabled);
+    assert_eq!(s[2].health.agent.addr, None);
+    // Without agent-check nothing is enabled.
+    let c = ok("backend be\n  server a 127.0.0.1:1 agent-port 9\n");
+    assert!(!c.backends[0].servers[0].health.agent.enabled);
+}
+
+#[test]
+fn agent_check_errors_name_the_line() {
+    for (body, want) in [
+        (
+            "backend be\n  server s 127.0.0.1:1 check agent-check\n",
+            "t.cfg:7: server 'be/s': 'agent-check' is enabled but no 'agent-port' is set",
+        ),
+        (
+            "backend be\n  default-server agent-check\n  server s 127.0.0.1:1\n",
+            "t.cfg:8: server 'be/s': 'agent-check' is enabled but no 'agent-port' is set",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 agent-check agent-port 0\n",
+            "t.cfg:7: server 'be/s': 'agent-port': invalid port '0'",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 agent-check agent-port 9 agent-inter 0\n",
+            "'agent-inter': must be greater than 0",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 agent-check agent-port 9 agent-addr agent.example\n",
+            "'agent-addr': 'agent.example' is a host name",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 agent-check agent-port 9 agent-addr 1.2.3.4.5:6\n",
+            "'agent-addr': invalid address",
+        ),
+        (
+            "backend be\n  server s 127.0.0.1:1 agent-check agent-port\n",
+            "'agent-port' needs a value",
+        ),
+    ] {
+        let e = err(body);
+        assert!(e.contains(want), "{body:?}: got {e:?}, want {want:?}");
+    }
 }

@@ -1,8 +1,9 @@
 //! Health checks: a small pool of checker threads (each a tokio `current_thread` runtime, every
-//! checked server a task) runs HAProxy's state machine and publishes into the lock-free server
-//! tables; accept loops only read what they publish. Also the passive checks (`observe
-//! layer4`) fed by the accept path.
+//! checked server a task, plus one for its agent check) runs HAProxy's state machine and
+//! publishes into the lock-free server tables; accept loops only read what they publish. Also
+//! the passive checks (`observe layer4`) fed by the accept path.
 
+pub mod agent;
 pub mod external;
 pub mod probe;
 pub mod state;
@@ -10,8 +11,10 @@ pub mod state;
 #[cfg(test)]
 mod config_tests;
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -21,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::config::{Backend, CheckKind, Config, OnError, Server};
 use crate::listener::Shared;
-use crate::table::{AdminState, BackendTable, CheckInfo, ServerCounters};
+use crate::table::{AdminState, BackendTable, CheckInfo, HealthSource, ServerCounters};
 use external::ExternalArgs;
 use probe::{Outcome, Probe, Target};
 use state::{Health, Transition};
@@ -133,8 +136,10 @@ pub struct Checkers {
     _stop: tokio::sync::watch::Sender<()>,
 }
 
-/// One server's checker: configuration, where it publishes, and its state.
-struct Job {
+/// One server, as both of its checkers (regular and agent) see it: configuration, where they
+/// publish, and the state of its UP/DOWN transitions. Both run on the same checker thread and
+/// share it through an `Rc`.
+struct Srv {
     shared: Arc<Shared>,
     backend: usize,
     server: usize,
@@ -142,6 +147,14 @@ struct Job {
     counters: Arc<ServerCounters>,
     conf: Arc<Server>,
     be: Arc<Backend>,
+    /// When the server last went DOWN (`downtime`).
+    down_since: Cell<Option<Instant>>,
+    /// Bumped on every transition: a running slow-start ramp stops when it changes.
+    ramp_gen: Cell<u64>,
+}
+
+/// The regular check (`check`) of one server.
+struct CheckJob {
     probe: Arc<Probe>,
     external: Option<ExternalArgs>,
     target: Target,
@@ -149,6 +162,13 @@ struct Job {
     first: Duration,
     spread: u32,
     events: UnboundedReceiver<Event>,
+}
+
+/// One server's checkers: its regular check, its agent check, or both.
+struct Job {
+    srv: Srv,
+    check: Option<CheckJob>,
+    agent: Option<agent::AgentJob>,
 }
 
 /// Publishes `no check` for unchecked servers and starts the checkers of the others.
@@ -163,40 +183,66 @@ pub fn start(shared: &Arc<Shared>) -> Result<Checkers, HealthError> {
         let snap = table.snapshot();
         for (si, srv) in be.servers.iter().enumerate() {
             let counters = snap.servers[si].counters.clone();
-            if !srv.health.check {
+            let agent = agent_target(be, srv).map(|target| {
+                counters.agent.store(Arc::new(CheckInfo {
+                    enabled: true,
+                    status: "UP".to_owned(),
+                    result: "INI".to_owned(),
+                    ..CheckInfo::default()
+                }));
+                agent::AgentJob {
+                    target,
+                    send: srv.health.agent.send.clone(),
+                    first: Duration::ZERO,
+                    spread: config.global.spread_checks,
+                }
+            });
+            let check = if srv.health.check {
+                let health = Health::new(srv.health.rise, srv.health.fall);
+                counters.check.store(Arc::new(CheckInfo {
+                    enabled: true,
+                    status: health.status(),
+                    result: "INI".to_owned(),
+                    ..CheckInfo::default()
+                }));
+                let (tx, rx) = unbounded_channel();
+                if let Some(o) = shared.health.servers.get(bi).and_then(|b| b.get(si)) {
+                    let _ = o.tx.set(tx);
+                }
+                Some(CheckJob {
+                    probe: probe.clone(),
+                    external: (be.check == CheckKind::External)
+                        .then(|| external_args(&config, bi, srv)),
+                    target: target(be, srv, srv.health.inter, srv.health.addr, srv.check_port),
+                    first: Duration::ZERO,
+                    spread: config.global.spread_checks,
+                    events: rx,
+                })
+            } else {
                 counters.check.store(Arc::new(CheckInfo {
                     enabled: false,
                     status: "no check".to_owned(),
                     ..CheckInfo::default()
                 }));
+                None
+            };
+            if check.is_none() && agent.is_none() {
                 continue;
             }
-            let health = Health::new(srv.health.rise, srv.health.fall);
-            counters.check.store(Arc::new(CheckInfo {
-                enabled: true,
-                status: health.status(),
-                result: "INI".to_owned(),
-                ..CheckInfo::default()
-            }));
-            let (tx, rx) = unbounded_channel();
-            if let Some(o) = shared.health.servers.get(bi).and_then(|b| b.get(si)) {
-                let _ = o.tx.set(tx);
-            }
             jobs.push(Job {
-                shared: shared.clone(),
-                backend: bi,
-                server: si,
-                table: table.clone(),
-                counters,
-                conf: snap.servers[si].conf.clone(),
-                be: table.conf.clone(),
-                probe: probe.clone(),
-                external: (be.check == CheckKind::External)
-                    .then(|| external_args(&config, bi, srv)),
-                target: target(be, srv),
-                first: Duration::ZERO,
-                spread: config.global.spread_checks,
-                events: rx,
+                srv: Srv {
+                    shared: shared.clone(),
+                    backend: bi,
+                    server: si,
+                    table: table.clone(),
+                    counters,
+                    conf: snap.servers[si].conf.clone(),
+                    be: table.conf.clone(),
+                    down_since: Cell::new(None),
+                    ramp_gen: Cell::new(0),
+                },
+                check,
+                agent,
             });
         }
     }
@@ -204,11 +250,24 @@ pub fn start(shared: &Arc<Shared>) -> Result<Checkers, HealthError> {
     let n = jobs.len();
     let min_inter = jobs
         .iter()
-        .map(|j| j.conf.health.fastinter.unwrap_or(j.conf.health.inter))
+        .flat_map(|j| {
+            let h = &j.srv.conf.health;
+            [
+                j.check.as_ref().map(|_| h.fastinter.unwrap_or(h.inter)),
+                j.agent.as_ref().map(|a| a.target.inter),
+            ]
+        })
+        .flatten()
         .min()
         .unwrap_or_default();
     for (i, j) in jobs.iter_mut().enumerate() {
-        j.first = min_inter * i as u32 / n.max(1) as u32;
+        let first = min_inter * i as u32 / n.max(1) as u32;
+        if let Some(c) = j.check.as_mut() {
+            c.first = first;
+        }
+        if let Some(a) = j.agent.as_mut() {
+            a.first = first;
+        }
     }
     let threads = n
         .div_ceil(SERVERS_PER_THREAD)
@@ -237,35 +296,51 @@ pub fn start(shared: &Arc<Shared>) -> Result<Checkers, HealthError> {
     })
 }
 
-/// A checker thread's work: every job a task, until its [`Checkers`] is dropped.
+/// A checker thread's work: every check a task, until its [`Checkers`] is dropped.
 async fn run_jobs(jobs: Vec<Job>, mut stopped: tokio::sync::watch::Receiver<()>) {
     for job in jobs {
-        tokio::task::spawn_local(job.run());
+        let srv = Rc::new(job.srv);
+        if let Some(check) = job.check {
+            tokio::task::spawn_local(check.run(srv.clone()));
+        }
+        if let Some(a) = job.agent {
+            tokio::task::spawn_local(agent::run(srv, a));
+        }
     }
     // Returns (with an error) once the sender is dropped.
     while stopped.changed().await.is_ok() {}
 }
 
-/// Check address and timeouts of a server.
-fn target(be: &Backend, srv: &Server) -> Target {
-    let h = &srv.health;
+/// Address and timeouts of a check with interval `inter`: `addr`/`port` or the server's.
+fn target(
+    be: &Backend,
+    srv: &Server,
+    inter: Duration,
+    addr: Option<std::net::IpAddr>,
+    port: Option<u16>,
+) -> Target {
     let addr = SocketAddr::new(
-        h.addr.unwrap_or(srv.addr.ip()),
-        srv.check_port.unwrap_or(srv.addr.port()),
+        addr.unwrap_or(srv.addr.ip()),
+        port.unwrap_or(srv.addr.port()),
     );
     let (connect_timeout, read_timeout) = match be.timeouts.check {
-        Some(check) => (
-            be.timeouts.connect.unwrap_or(h.inter).min(h.inter),
-            Some(check),
-        ),
-        None => (h.inter, None),
+        Some(check) => (be.timeouts.connect.unwrap_or(inter).min(inter), Some(check)),
+        None => (inter, None),
     };
     Target {
         addr,
         connect_timeout,
         read_timeout,
-        inter: h.inter,
+        inter,
     }
+}
+
+/// The agent check's target (`agent-addr`, `agent-port`, `agent-inter`), if it has one.
+fn agent_target(be: &Backend, srv: &Server) -> Option<Target> {
+    let a = &srv.health.agent;
+    let port = a.port.filter(|_| a.enabled)?;
+    let inter = a.inter.unwrap_or(srv.health.inter);
+    Some(target(be, srv, inter, a.addr, Some(port)))
 }
 
 /// argv/env facts of an external check: a `listen` (a frontend of the same name using this
@@ -306,13 +381,11 @@ fn spread(t: Duration, spread: u32) -> Duration {
     Duration::from_millis((ms + ms * pct / 100).max(1) as u64)
 }
 
-impl Job {
-    async fn run(mut self) {
-        let mut health = Health::new(self.conf.health.rise, self.conf.health.fall);
+impl CheckJob {
+    async fn run(mut self, srv: Rc<Srv>) {
+        let conf = srv.conf.clone();
+        let mut health = Health::new(conf.health.rise, conf.health.fall);
         let mut last: Option<Outcome> = None;
-        let mut down_since: Option<Instant> = None;
-        // Bumped on every transition: a running slow-start ramp stops when it changes.
-        let ramp_gen = std::rc::Rc::new(std::cell::Cell::new(0u64));
         let mut next = Instant::now() + self.first;
         let mut fast_once = false;
         loop {
@@ -323,11 +396,11 @@ impl Job {
                     let (t, moved) = health.on_error(action);
                     let o = Outcome::new(false, "L4CON", format!(
                         "{} consecutive connection errors (observe layer4)",
-                        self.conf.health.error_limit
+                        conf.health.error_limit
                     ));
-                    self.apply(&mut health, &o, t, moved, &mut down_since, &ramp_gen);
+                    srv.apply_check(&health, &o, t, moved);
                     // Every on-error action checks again at fastinter.
-                    let fast = Instant::now() + self.conf.health.fastinter.unwrap_or(self.conf.health.inter);
+                    let fast = Instant::now() + conf.health.fastinter.unwrap_or(conf.health.inter);
                     if fast < next {
                         next = fast;
                     }
@@ -335,18 +408,18 @@ impl Job {
                     continue;
                 }
             }
-            let admin = self
+            let admin = srv
                 .table
                 .snapshot()
                 .servers
-                .get(self.server)
+                .get(srv.server)
                 .map(|s| s.state.admin);
             // HAProxy sends no checks to a server in maintenance.
             if admin != Some(AdminState::Maint) {
                 let o = match &self.external {
                     Some(args) => {
-                        let cur = self.counters.cur.load(Ordering::Relaxed);
-                        let limit = self.be.timeouts.check.unwrap_or(self.conf.health.inter);
+                        let cur = srv.counters.cur.load(Ordering::Relaxed);
+                        let limit = srv.be.timeouts.check.unwrap_or(conf.health.inter);
                         external::run(args, cur, limit).await
                     }
                     None => self.probe.run(&self.target).await,
@@ -355,21 +428,23 @@ impl Job {
                 let changed = last
                     .as_ref()
                     .is_none_or(|l| l.result != o.result || l.passed != o.passed);
-                if self.be.log_health_checks && (moved || changed) {
-                    self.log_check(&health, &o);
+                if srv.be.log_health_checks && (moved || changed) {
+                    srv.log_check(&health, &o);
                 }
-                self.apply(&mut health, &o, t, moved, &mut down_since, &ramp_gen);
+                srv.apply_check(&health, &o, t, moved);
                 last = Some(o);
             }
-            let mut inter = health.interval(&self.conf.health);
+            let mut inter = health.interval(&conf.health);
             if fast_once {
-                inter = inter.min(self.conf.health.fastinter.unwrap_or(inter));
+                inter = inter.min(conf.health.fastinter.unwrap_or(inter));
                 fast_once = false;
             }
             next = Instant::now() + spread(inter, self.spread);
         }
     }
+}
 
+impl Srv {
     /// `option log-health-checks`: one line per check whose result or counter changed.
     fn log_check(&self, health: &Health, o: &Outcome) {
         let verb = if o.passed { "succeeded" } else { "failed" };
@@ -391,17 +466,9 @@ impl Job {
         );
     }
 
-    /// Publishes a result: `CheckInfo`, and on a transition the table, logs, and the
-    /// `on-marked-*` and `slowstart` consequences.
-    fn apply(
-        &self,
-        health: &mut Health,
-        o: &Outcome,
-        t: Transition,
-        moved: bool,
-        down_since: &mut Option<Instant>,
-        ramp_gen: &std::rc::Rc<std::cell::Cell<u64>>,
-    ) {
+    /// Publishes a regular check's result: `CheckInfo`, and on a transition the server's
+    /// health (see [`Self::set_health`]).
+    fn apply_check(self: &Rc<Self>, health: &Health, o: &Outcome, t: Transition, moved: bool) {
         let prev = self.counters.check.load_full();
         let failed = prev.failed + u64::from(!o.passed && (moved || t != Transition::None));
         let info = CheckInfo {
@@ -417,85 +484,124 @@ impl Job {
         self.counters.check.store(Arc::new(info));
         match t {
             Transition::None => {}
-            Transition::WentDown => {
-                ramp_gen.set(ramp_gen.get() + 1);
-                *down_since = Some(Instant::now());
-                let _ = self.table.set_healthy(self.server, false);
-                let snap = self.table.snapshot();
-                let (act, bck) = snap.usable_counts();
-                log::warn!(
-                    "Server {}/{} is DOWN, reason: {}{}, check duration: {}ms. {act} active and \
-                     {bck} backup servers left. {} sessions active, 0 requeued, {} remaining in \
-                     queue.",
-                    self.be.name,
-                    self.conf.name,
-                    o.reason(),
-                    details(o),
-                    o.duration.as_millis(),
-                    self.counters.cur.load(Ordering::Relaxed),
-                    self.table.queue_len()
-                );
-                if act + bck == 0 {
-                    log::error!("backend {} has no server available!", self.be.name);
-                }
-                if self.conf.health.shutdown_on_down {
-                    self.shared.kill_server_flows(self.backend, self.server);
-                }
-            }
-            Transition::WentUp => {
-                ramp_gen.set(ramp_gen.get() + 1);
-                if let Some(since) = down_since.take() {
-                    self.counters
-                        .downtime
-                        .fetch_add(since.elapsed().as_secs(), Ordering::Relaxed);
-                }
-                let weight = self.conf.weight;
-                let ramp =
-                    self.conf.health.slowstart.filter(|_| {
-                        self.be.balance != crate::config::Balance::StaticRr && weight > 0
-                    });
-                if let Some(ss) = ramp {
-                    let _ = self
+            Transition::WentDown => self.set_health(HealthSource::Check, false, o),
+            Transition::WentUp => self.set_health(HealthSource::Check, true, o),
+        }
+    }
+
+    /// Sets one health verdict (regular check or agent) after result `o`. When that changes
+    /// the server's operational state, applies what HAProxy does: logs, `downtime`,
+    /// "no server available", `on-marked-down`/`on-marked-up`, `slowstart`.
+    fn set_health(self: &Rc<Self>, source: HealthSource, up: bool, o: &Outcome) {
+        if up {
+            self.bring_up(source, o);
+        } else {
+            self.take_down(source, o);
+        }
+    }
+
+    fn take_down(&self, source: HealthSource, o: &Outcome) {
+        let Ok(change) = self.table.set_health(self.server, source, false) else {
+            return;
+        };
+        if !change.went_down() {
+            return;
+        }
+        self.ramp_gen.set(self.ramp_gen.get() + 1);
+        self.down_since.set(Some(Instant::now()));
+        let snap = self.table.snapshot();
+        let (act, bck) = snap.usable_counts();
+        log::warn!(
+            "Server {}/{} is DOWN, reason: {}{}, check duration: {}ms. {act} active and {bck} \
+             backup servers left. {} sessions active, 0 requeued, {} remaining in queue.",
+            self.be.name,
+            self.conf.name,
+            o.reason(),
+            details(o),
+            o.duration.as_millis(),
+            self.counters.cur.load(Ordering::Relaxed),
+            self.table.queue_len()
+        );
+        if act + bck == 0 {
+            log::error!("backend {} has no server available!", self.be.name);
+        }
+        if self.conf.health.shutdown_on_down {
+            self.shared.kill_server_flows(self.backend, self.server);
+        }
+    }
+
+    fn bring_up(self: &Rc<Self>, source: HealthSource, o: &Outcome) {
+        let weight = self.conf.weight;
+        let ramp = self
+            .conf
+            .health
+            .slowstart
+            .filter(|_| self.be.balance != crate::config::Balance::StaticRr && weight > 0);
+        let Some(state) = self
+            .table
+            .snapshot()
+            .servers
+            .get(self.server)
+            .map(|e| e.state)
+        else {
+            return;
+        };
+        let other_down = match source {
+            HealthSource::Check => state.agent_down,
+            HealthSource::Agent => state.check_down,
+        };
+        // Slow start: the weight is low before the server takes its first connection.
+        if let Some(ss) = ramp.filter(|_| !state.healthy && !other_down) {
+            let _ = self
+                .table
+                .set_weight(self.server, ramp_weight(weight, Duration::ZERO, ss));
+        }
+        let Ok(change) = self.table.set_health(self.server, source, true) else {
+            return;
+        };
+        if !change.went_up() {
+            return;
+        }
+        self.ramp_gen.set(self.ramp_gen.get() + 1);
+        if let Some(since) = self.down_since.take() {
+            self.counters
+                .downtime
+                .fetch_add(since.elapsed().as_secs(), Ordering::Relaxed);
+        }
+        let (act, bck) = self.table.snapshot().usable_counts();
+        log::warn!(
+            "Server {}/{} is UP, reason: {}{}, check duration: {}ms. {act} active and {bck} \
+             backup servers online. 0 sessions requeued, {} total in queue.",
+            self.be.name,
+            self.conf.name,
+            o.reason(),
+            details(o),
+            o.duration.as_millis(),
+            self.table.queue_len()
+        );
+        if self.conf.health.shutdown_backup_on_up && !self.conf.backup {
+            self.shared.kill_backup_flows(self.backend);
+        }
+        if let Some(ss) = ramp {
+            let srv = self.clone();
+            let gen = self.ramp_gen.get();
+            tokio::task::spawn_local(async move {
+                let start = Instant::now();
+                let step = (ss / 100).max(SLOWSTART_STEP);
+                loop {
+                    tokio::time::sleep(step).await;
+                    if srv.ramp_gen.get() != gen {
+                        return;
+                    }
+                    let el = start.elapsed();
+                    let _ = srv
                         .table
-                        .set_weight(self.server, ramp_weight(weight, Duration::ZERO, ss));
+                        .set_weight(srv.server, ramp_weight(weight, el, ss));
+                    if el >= ss {
+                        return;
+                    }
                 }
-                let _ = self.table.set_healthy(self.server, true);
-                let (act, bck) = self.table.snapshot().usable_counts();
-                log::warn!(
-                    "Server {}/{} is UP, reason: {}{}, check duration: {}ms. {act} active and \
-                     {bck} backup servers online. 0 sessions requeued, {} total in queue.",
-                    self.be.name,
-                    self.conf.name,
-                    o.reason(),
-                    details(o),
-                    o.duration.as_millis(),
-                    self.table.queue_len()
-                );
-                if self.conf.health.shutdown_backup_on_up && !self.conf.backup {
-                    self.shared.kill_backup_flows(self.backend);
-                }
-                if let Some(ss) = ramp {
-                    let table = self.table.clone();
-                    let server = self.server;
-                    let gen = ramp_gen.get();
-                    let cell = ramp_gen.clone();
-                    tokio::task::spawn_local(async move {
-                        let start = Instant::now();
-                        let step = (ss / 100).max(SLOWSTART_STEP);
-                        loop {
-                            tokio::time::sleep(step).await;
-                            if cell.get() != gen {
-                                return;
-                            }
-                            let el = start.elapsed();
-                            let _ = table.set_weight(server, ramp_weight(weight, el, ss));
-                            if el >= ss {
-                                return;
-                            }
-                        }
-                    });
-                }
-            }
+            });
         }
     }
 }

@@ -66,6 +66,8 @@ impl Outcome {
             "PROCERR" => "External check error",
             "PROCTOUT" => "External check timeout",
             "SOCKERR" => "Socket error",
+            // An agent answer without `up`/`down`: nothing to judge.
+            "CHECKED" => "No status change",
             _ => "Unknown",
         }
     }
@@ -330,7 +332,11 @@ pub fn pgsql_packet(user: &str) -> Vec<u8> {
 }
 
 /// Connects, bounded by `connect_timeout` and the whole-check deadline.
-async fn connect(addr: SocketAddr, t: &Target, deadline: Instant) -> Result<TcpStream, Outcome> {
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    t: &Target,
+    deadline: Instant,
+) -> Result<TcpStream, Outcome> {
     let bound = (Instant::now() + t.connect_timeout).min(deadline);
     match timeout_at(bound, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => Ok(s),
@@ -340,7 +346,7 @@ async fn connect(addr: SocketAddr, t: &Target, deadline: Instant) -> Result<TcpS
 }
 
 /// An I/O error as HAProxy prints it ("Connection refused"), without Rust's "(os error N)".
-fn io_text(e: &std::io::Error) -> String {
+pub(crate) fn io_text(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_owned(),
@@ -357,7 +363,7 @@ fn close(s: TcpStream, linger: bool) {
 }
 
 /// The read deadline once connected.
-fn read_deadline(t: &Target, whole: Instant) -> Instant {
+pub(crate) fn read_deadline(t: &Target, whole: Instant) -> Instant {
     match t.read_timeout {
         Some(d) => Instant::now() + d,
         None => whole,
@@ -366,7 +372,11 @@ fn read_deadline(t: &Target, whole: Instant) -> Instant {
 
 /// Reads what fits into `buf` (capped at [`BUF_CAP`]). `Ok(true)` = no more data will come
 /// (peer closed or buffer full: HAProxy's "last read").
-async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> Result<bool, ()> {
+pub(crate) async fn fill(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<bool, ()> {
     let room = BUF_CAP.saturating_sub(buf.len());
     if room == 0 {
         return Ok(true);

@@ -188,6 +188,13 @@ pub fn field(row: &Row, name: &str) -> String {
         "cli_abrt" | "srv_abrt" if !fe => "0".to_owned(),
         "lastsess" if !fe => "-1".to_owned(),
         "last_chk" => row.check_info.clone(),
+        "last_agt" => row.agent_info.clone(),
+        "agent_status" => row.agent_status.clone(),
+        "agent_duration" => opt(row.agent_duration),
+        "agent_desc" => row.agent_desc.clone(),
+        // HAProxy's agent goes DOWN and UP on one answer.
+        "agent_rise" | "agent_fall" if row.agent_health.is_some() => "1".to_owned(),
+        "agent_health" => opt(row.agent_health),
         "qtime" | "ctime" | "rtime" | "ttime" if !fe => "0".to_owned(),
         "check_desc" => row.check_desc.clone(),
         "mode" => "tcp".to_owned(),

@@ -45,13 +45,13 @@ pub fn row_class(r: &Row) -> &'static str {
     let pick = |a: &'static str, b: &'static str| if backup { b } else { a };
     if s == "MAINT" {
         "maintain"
-    } else if s == "DRAIN" {
+    } else if s == "DRAIN" || s == "DRAIN (agent)" {
         pick("active_draining", "backup_draining")
     } else if s == "NOLB" {
         pick("active_nolb", "backup_nolb")
     } else if s == "no check" {
         pick("active_no_check", "backup_no_check")
-    } else if s == "DOWN" {
+    } else if s == "DOWN" || s == "DOWN (agent)" {
         pick("active_down", "backup_down")
     } else if s.starts_with("DOWN ") {
         pick("active_going_up", "backup_going_up")

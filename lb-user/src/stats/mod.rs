@@ -94,6 +94,14 @@ pub struct Row {
     pub check_info: String,
     /// Whether the server is checked at all.
     pub checked: bool,
+    /// Agent check (`agent-check`, enabled): last result (`L7OK`, `L7STS`, `L4CON`, `CHECKED`),
+    /// its duration, HAProxy's description of it, the agent's text, and its health (1 = UP, 0 =
+    /// DOWN; rise = fall = 1). Empty without an enabled agent.
+    pub agent_status: String,
+    pub agent_duration: Option<u64>,
+    pub agent_desc: String,
+    pub agent_info: String,
+    pub agent_health: Option<u64>,
     pub backup: bool,
     pub admin: Option<AdminState>,
     /// Effective and configured weight (servers).
@@ -151,20 +159,35 @@ pub fn check_desc(result: &str) -> &'static str {
         "PROCERR" => "External check error",
         "PROCTOUT" => "External check timeout",
         "PROCOK" => "External check passed",
+        "CHECKED" => "No status change",
         _ => "",
     }
 }
 
-/// A server's status as HAProxy writes it: `MAINT`, `DRAIN`, `no check`, `UP`, `UP 1/3`, `DOWN`.
+/// A server's status as HAProxy writes it: `MAINT`, `DRAIN`, `no check`, `UP`, `UP 1/3`, `DOWN`,
+/// and with an agent check `DOWN (agent)` (the agent holds it DOWN) and `DRAIN (agent)`.
 pub fn server_status(e: &ServerEntry) -> String {
     let check = e.counters.check.load();
+    let agent = e.agent_enabled();
+    let down = || {
+        if agent && e.state.agent_down {
+            "DOWN (agent)".to_owned()
+        } else {
+            "DOWN".to_owned()
+        }
+    };
     match e.state.admin {
         AdminState::Maint => "MAINT".to_owned(),
+        AdminState::Drain if e.state.healthy && agent => "DRAIN (agent)".to_owned(),
         AdminState::Drain if e.state.healthy => "DRAIN".to_owned(),
-        AdminState::Drain => "DOWN".to_owned(),
+        AdminState::Drain => down(),
         AdminState::Ready => {
             if !e.state.healthy {
-                "DOWN".to_owned()
+                down()
+            } else if e.state.weight == 0 && !e.state.stopping {
+                // HAProxy: "a zero weight is reported on the stats page as DRAIN since it has
+                // the same effect on the server (it's removed from the LB farm)".
+                "DRAIN".to_owned()
             } else if e.state.stopping {
                 "NOLB".to_owned()
             } else if !check.enabled {
@@ -208,6 +231,8 @@ fn server_row(
     let be = &shared.config.backends[b];
     let c = &e.counters;
     let check = c.check.load();
+    let agent = c.agent.load();
+    let agent_on = e.agent_enabled();
     let last = c.last_change.load(Ordering::Relaxed);
     Row {
         kind: Some(RowKind::Server),
@@ -256,6 +281,23 @@ fn server_row(
             String::new()
         },
         checked: check.enabled,
+        agent_status: if agent_on {
+            agent.result.clone()
+        } else {
+            String::new()
+        },
+        agent_duration: agent.duration_ms.filter(|_| agent_on),
+        agent_desc: if agent_on {
+            check_desc(&agent.result).to_owned()
+        } else {
+            String::new()
+        },
+        agent_info: if agent_on {
+            agent.info.clone()
+        } else {
+            String::new()
+        },
+        agent_health: agent_on.then_some(u64::from(!e.state.agent_down)),
         backup: e.conf.backup,
         admin: Some(e.state.admin),
         uweight: Some(u64::from(e.state.weight)),

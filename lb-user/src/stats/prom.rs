@@ -234,7 +234,7 @@ pub fn render(shared: &Shared, rows: &[Row]) -> String {
             // "no check" and "UP 1/3" are UP; "DOWN 1/2" is DOWN.
             let state = match r.status.as_str() {
                 "MAINT" => "MAINT",
-                "DRAIN" => "DRAIN",
+                "DRAIN" | "DRAIN (agent)" => "DRAIN",
                 "NOLB" => "NOLB",
                 s if s.starts_with("DOWN") => "DOWN",
                 _ => "UP",
