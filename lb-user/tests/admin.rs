@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::scenarios;
 use common::servers::{wait_until, Backend};
-use common::stats::{cli, col, config, parse_csv, SockDir};
-use common::{free_port, local, Lb};
+use common::stats::{self, cli, col, config, parse_csv, Setup, SockDir};
+use common::{free_port, Lb};
 
 on_both_planes!(
     maint_stops_new_flows_keeps_old,
@@ -22,25 +22,12 @@ on_both_planes!(
     health_stopping_is_nolb,
 );
 
-struct Setup {
-    lb: Lb,
-    fe: SocketAddr,
-    dir: SockDir,
-}
-
 fn start(dataplane: &str, lines: &[&str], servers: &[String]) -> Setup {
-    let fe = free_port();
-    let dir = SockDir::new("admin");
-    let cfg = config(fe, &dir, lines, servers, "");
-    Setup {
-        lb: Lb::start(&cfg, dataplane),
-        fe: local(fe),
-        dir,
-    }
+    stats::start("admin", dataplane, lines, servers)
 }
 
 fn admin(s: &Setup, cmd: &str) -> String {
-    cli(&s.dir.sock("admin.sock"), cmd)
+    s.admin(cmd)
 }
 
 /// A connection through lb to the echo server `echo` (retrying until round robin lands there).

@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::data::closed_by_peer;
 use common::health::{count_log, wait_log_count};
 use common::scenarios;
 use common::servers::{wait_until, Backend};
-use common::stats::{cli, col, config, parse_csv, SockDir};
-use common::{free_port, lb_check, local, Lb};
+use common::stats::{self, cli, col, parse_csv, Setup};
+use common::{free_port, lb_check};
 
 on_both_planes!(
     down_leaves_rotation_and_up_brings_it_back,
@@ -120,28 +121,11 @@ impl Drop for Agent {
     }
 }
 
-struct Setup {
-    lb: Lb,
-    fe: SocketAddr,
-    dir: SockDir,
-}
-
 fn start(dataplane: &str, lines: &[&str], servers: &[String]) -> Setup {
-    let fe = free_port();
-    let dir = SockDir::new("agent");
-    let cfg = config(fe, &dir, lines, servers, "");
-    Setup {
-        lb: Lb::start(&cfg, dataplane),
-        fe: local(fe),
-        dir,
-    }
+    stats::start("agent", dataplane, lines, servers)
 }
 
 impl Setup {
-    fn admin(&self, cmd: &str) -> String {
-        cli(&self.dir.sock("admin.sock"), cmd)
-    }
-
     /// `show stat` row of server `name` as column → value.
     fn row(&self, name: &str) -> BTreeMap<String, String> {
         let (_, rows) = parse_csv(&self.admin("show stat"));
@@ -322,10 +306,7 @@ fn down_shuts_sessions_and_empties_the_backend(dataplane: &str) {
     let mut rest = [0u8; 16];
     let end = c.read(&mut rest);
     assert!(
-        matches!(end, Ok(0))
-            || end
-                .as_ref()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        closed_by_peer(&end),
         "on-marked-down shutdown-sessions must close the live flow, got {end:?}"
     );
     assert_eq!(s.status("s1"), "DOWN (agent)");

@@ -340,6 +340,7 @@ async fn check(srv: &Rc<Srv>, job: &AgentJob) -> Option<Outcome> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::probe::tests::block_on;
     use super::*;
 
     use std::io::{Read, Write};
@@ -639,14 +640,6 @@ mod tests {
             Outcome::new(true, "CHECKED", "").reason(),
             "No status change"
         );
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
     }
 
     fn target(addr: SocketAddr, inter_ms: u64) -> Target {

@@ -758,12 +758,13 @@ pub fn http_verdict(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::{Read as _, Write as _};
     use std::net::TcpListener;
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// Runs a check future on a current-thread runtime, as the checker threads do.
+    pub(in crate::health) fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -301,6 +301,14 @@ pub enum ReadEnd {
     Other(io::ErrorKind),
 }
 
+/// Whether a read's result says the peer closed the connection: EOF or a reset.
+pub fn closed_by_peer(read: &io::Result<usize>) -> bool {
+    matches!(read, Ok(0))
+        || read
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset)
+}
+
 /// Reads and discards until the read side ends; returns how it ended and how many bytes came.
 pub fn read_until_end<R: Read>(r: &mut R, deadline: Instant) -> (ReadEnd, u64) {
     let mut buf = vec![0u8; CHUNK];

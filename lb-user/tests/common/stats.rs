@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, DEFAULTS};
+use super::{free_port, local, Lb, DEFAULTS};
 
 /// A response: status, raw header block (lower-cased names as lb sends them), body.
 #[derive(Debug)]
@@ -270,4 +270,32 @@ pub fn col<'a>(row: &'a [(String, String)], col: &str) -> &'a str {
     row.iter()
         .find(|(c, _)| c == col)
         .map_or_else(|| panic!("no column {col}"), |(_, v)| v.as_str())
+}
+
+/// lb started on [`config`]: its frontend's address and the directory of its runtime API
+/// sockets.
+pub struct Setup {
+    pub lb: Lb,
+    pub fe: SocketAddr,
+    pub dir: SockDir,
+}
+
+/// Starts lb on [`config`] with `backend_lines` and `servers`; sockets in a fresh directory
+/// named after `name`.
+pub fn start(name: &str, dataplane: &str, backend_lines: &[&str], servers: &[String]) -> Setup {
+    let fe = free_port();
+    let dir = SockDir::new(name);
+    let cfg = config(fe, &dir, backend_lines, servers, "");
+    Setup {
+        lb: Lb::start(&cfg, dataplane),
+        fe: local(fe),
+        dir,
+    }
+}
+
+impl Setup {
+    /// One command on the `level admin` runtime API socket; its whole answer.
+    pub fn admin(&self, cmd: &str) -> String {
+        cli(&self.dir.sock("admin.sock"), cmd)
+    }
 }
