@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::pin::pin;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -210,8 +210,8 @@ const HAND_OVER_RETRY: Duration = Duration::from_millis(1);
 /// With `hand_over`, it also stops at the first quiet moment from `hand_over.at` on while
 /// neither direction has finished. A flow that half-closed first stays where it is.
 pub(crate) async fn drive_or_hand_over(
-    up: impl Future<Output = DirEnd>,
-    down: impl Future<Output = DirEnd>,
+    mut up: Pin<&mut impl Future<Output = DirEnd>>,
+    mut down: Pin<&mut impl Future<Output = DirEnd>>,
     flow: &Flow<'_>,
     hand_over: Option<HandOverAt<'_>>,
 ) -> Driven {
@@ -223,8 +223,6 @@ pub(crate) async fn drive_or_hand_over(
         server_done,
         kill,
     } = *flow;
-    let mut up = pin!(up);
-    let mut down = pin!(down);
     let mut up_end = None;
     let mut down_end = None;
     let mut hand_over_at = hand_over.as_ref().map(|h| h.at);
@@ -233,41 +231,41 @@ pub(crate) async fn drive_or_hand_over(
     // of once per event.
     let mut last = since;
     loop {
-        let deadline = idle_deadline(t, last, client_done.get(), server_done.get());
-        let sleep = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
+        // One timer for both the idle limit and the hand-over: a flow's future holds one.
+        let idle_at = idle_deadline(t, last, client_done.get(), server_done.get()).map(|d| d.0);
+        let wake = match (idle_at, hand_over_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let hand_over_sleep = async {
-            match hand_over_at {
+        let sleep = async {
+            match wake {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            e = &mut up, if up_end.is_none() => up_end = Some(e),
-            e = &mut down, if down_end.is_none() => down_end = Some(e),
+            e = up.as_mut(), if up_end.is_none() => up_end = Some(e),
+            e = down.as_mut(), if down_end.is_none() => down_end = Some(e),
             () = kill.wait() => return Driven::Ended(FlowEnd::Killed),
             () = sleep => {
+                let now = Instant::now();
+                if hand_over_at.is_some_and(|at| now >= at) {
+                    let quiet = hand_over.as_ref().is_some_and(|h| (h.quiet)());
+                    if up_end.is_none() && down_end.is_none() && quiet {
+                        return Driven::HandOver;
+                    }
+                    hand_over_at = Some(now + HAND_OVER_RETRY);
+                }
                 // Activity may have happened while we slept (the kernel forwards without
                 // waking us): re-read it before ending the flow.
                 last = last_activity();
                 if let Some((at, end)) =
                     idle_deadline(t, last, client_done.get(), server_done.get())
                 {
-                    if Instant::now() >= at {
+                    if now >= at {
                         return Driven::Ended(end);
                     }
                 }
-            }
-            () = hand_over_sleep => {
-                let quiet = hand_over.as_ref().is_some_and(|h| (h.quiet)());
-                if up_end.is_none() && down_end.is_none() && quiet {
-                    return Driven::HandOver;
-                }
-                hand_over_at = Some(Instant::now() + HAND_OVER_RETRY);
             }
         }
         if up_end.is_some() || down_end.is_some() {

@@ -554,3 +554,39 @@ fn short_flow_stays_on_splice() {
         "a half-closed flow is not handed over"
     );
 }
+
+/// Every open connection holds its flow's future for as long as it lives, so that size is most
+/// of lb's memory per idle connection (the bench's RSS figure). A change that makes it grow
+/// past these bounds (a future moved into another and so held twice, a timer too many) must
+/// say why here.
+#[test]
+fn flow_futures_stay_small() {
+    const SPLICE_MAX: usize = 1600;
+    const SOCKMAP_MAX: usize = 2200;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _in_runtime = rt.enter();
+    let kill = KillSwitch::default();
+    let p = pair();
+    let f = super::splice::forward(p.client_fd, p.server_fd, FlowTimeouts::default(), &kill);
+    let splice = std::mem::size_of_val(&f);
+    drop(f);
+    let p = pair();
+    let maps = ThreadMaps::open(maps_ids(), 4095, 4096, HAND_OVER_AFTER).unwrap();
+    let f = sockmap::forward(
+        &maps,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts::default(),
+        &kill,
+    );
+    let sockmap = std::mem::size_of_val(&f);
+    drop(f);
+    assert!(splice <= SPLICE_MAX, "splice flow future: {splice} bytes");
+    assert!(
+        sockmap <= SOCKMAP_MAX,
+        "sockmap flow future: {sockmap} bytes"
+    );
+}

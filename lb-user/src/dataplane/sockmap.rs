@@ -17,6 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap as StdHashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -631,15 +632,9 @@ pub async fn forward(
         return forward_with_hook(maps, client, server, t, kill, &mut |_| {}).await;
     }
     let at = Instant::now() + maps.hand_over_after;
-    // Boxed: once the kernel has the flow, the splice phase's state is freed.
-    let spliced = Box::pin(super::splice::forward_until(
-        client,
-        server,
-        t,
-        kill,
-        Some(at),
-    ))
-    .await;
+    // Not boxed: the two phases share the flow's future (the larger one sets its size), where
+    // a boxed splice phase would leave its freed block behind in every long-lived flow's RSS.
+    let spliced = super::splice::forward_until(client, server, t, kill, Some(at)).await;
     let h = match spliced {
         Spliced::Done(report) => return report,
         Spliced::HandOver(h) => h,
@@ -725,95 +720,99 @@ async fn in_kernel(
     let server_done = Cell::new(false);
     // Read only by a hand-over, which a flow in the kernel never makes.
     let (up_parked, down_parked) = (Cell::new(false), Cell::new(false));
-    let up = async {
-        if ins.up_kernel {
-            kernel_dir(
-                maps,
-                &creg,
-                cfd,
-                sfd,
-                (ins.client_cookie, ins.client_read, ins.server_base),
-                &client_done,
-            )
-            .await
-        } else {
-            match &fds {
-                // Boxed: a spliced direction is the rare fallback; its state would otherwise
-                // widen every in-kernel flow's future.
-                Fds::Async(c, s) => {
-                    Box::pin(pump(
-                        c,
-                        s,
-                        &splice_in,
-                        &splice_last,
-                        &client_done,
-                        &up_parked,
-                    ))
-                    .await
-                }
-                Fds::Plain(..) => DirEnd::Local,
-            }
-        }
-    };
-    let down = async {
-        if ins.down_kernel {
-            kernel_dir(
-                maps,
-                &sreg,
-                sfd,
-                cfd,
-                (ins.server_cookie, ins.server_read, ins.client_base),
-                &server_done,
-            )
-            .await
-        } else {
-            match &fds {
-                Fds::Async(c, s) => {
-                    Box::pin(pump(
-                        s,
-                        c,
-                        &splice_out,
-                        &splice_last,
-                        &server_done,
-                        &down_parked,
-                    ))
-                    .await
-                }
-                Fds::Plain(..) => DirEnd::Local,
-            }
-        }
-    };
-    let last_activity = || {
-        let stamp = |on: bool, cookie| {
-            if on {
-                maps.peer_info(cookie)
-                    .filter(|p| p.last_ns != 0)
-                    .map(|p| instant_of(p.last_ns))
+    let end = {
+        // Pinned where they are built: moved into `drive_or_hand_over`, each would take room in
+        // the flow's future twice.
+        let up = pin!(async {
+            if ins.up_kernel {
+                kernel_dir(
+                    maps,
+                    &creg,
+                    cfd,
+                    sfd,
+                    (ins.client_cookie, ins.client_read, ins.server_base),
+                    &client_done,
+                )
+                .await
             } else {
-                None
+                match &fds {
+                    // Boxed: a spliced direction is the rare fallback; its state would otherwise
+                    // widen every in-kernel flow's future.
+                    Fds::Async(c, s) => {
+                        Box::pin(pump(
+                            c,
+                            s,
+                            &splice_in,
+                            &splice_last,
+                            &client_done,
+                            &up_parked,
+                        ))
+                        .await
+                    }
+                    Fds::Plain(..) => DirEnd::Local,
+                }
             }
+        });
+        let down = pin!(async {
+            if ins.down_kernel {
+                kernel_dir(
+                    maps,
+                    &sreg,
+                    sfd,
+                    cfd,
+                    (ins.server_cookie, ins.server_read, ins.client_base),
+                    &server_done,
+                )
+                .await
+            } else {
+                match &fds {
+                    Fds::Async(c, s) => {
+                        Box::pin(pump(
+                            s,
+                            c,
+                            &splice_out,
+                            &splice_last,
+                            &server_done,
+                            &down_parked,
+                        ))
+                        .await
+                    }
+                    Fds::Plain(..) => DirEnd::Local,
+                }
+            }
+        });
+        let last_activity = || {
+            let stamp = |on: bool, cookie| {
+                if on {
+                    maps.peer_info(cookie)
+                        .filter(|p| p.last_ns != 0)
+                        .map(|p| instant_of(p.last_ns))
+                } else {
+                    None
+                }
+            };
+            [
+                Some(splice_last.get()),
+                stamp(ins.up_kernel, ins.client_cookie),
+                stamp(ins.down_kernel, ins.server_cookie),
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(started)
         };
-        [
-            Some(splice_last.get()),
-            stamp(ins.up_kernel, ins.client_cookie),
-            stamp(ins.down_kernel, ins.server_cookie),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(started)
-    };
-    let flow = Flow {
-        t: &t,
-        since: started,
-        last_activity: &last_activity,
-        client_done: &client_done,
-        server_done: &server_done,
-        kill,
-    };
-    let end = match drive_or_hand_over(up, down, &flow, None).await {
-        Driven::Ended(end) => end,
-        Driven::HandOver => FlowEnd::LocalError,
+        let flow = Flow {
+            t: &t,
+            since: started,
+            last_activity: &last_activity,
+            client_done: &client_done,
+            server_done: &server_done,
+            kill,
+        };
+        match drive_or_hand_over(up, down, &flow, None).await {
+            Driven::Ended(end) => end,
+            Driven::HandOver => FlowEnd::LocalError,
+        }
     };
 
     let kernel_bytes = |on: bool, cookie| {

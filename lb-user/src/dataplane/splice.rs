@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::pin::pin;
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
@@ -231,20 +232,29 @@ pub(super) async fn forward_until(
         kill,
     };
     let quiet = || up_parked.get() && down_parked.get();
-    let driven = drive_or_hand_over(
-        pump(&client, &server, &bytes_in, &last, &client_done, &up_parked),
-        pump(
+    let driven = {
+        // Pinned where they are built: moved into `drive_or_hand_over`, each would take room
+        // in the flow's future twice. Dropped at the end of this block, before a hand-over
+        // gives the sockets back.
+        let up = pin!(pump(
+            &client,
+            &server,
+            &bytes_in,
+            &last,
+            &client_done,
+            &up_parked
+        ));
+        let down = pin!(pump(
             &server,
             &client,
             &bytes_out,
             &last,
             &server_done,
-            &down_parked,
-        ),
-        &flow,
-        hand_over_at.map(|at| HandOverAt { at, quiet: &quiet }),
-    )
-    .await;
+            &down_parked
+        ));
+        let hand_over = hand_over_at.map(|at| HandOverAt { at, quiet: &quiet });
+        drive_or_hand_over(up, down, &flow, hand_over).await
+    };
     let end = match driven {
         Driven::Ended(end) => end,
         Driven::HandOver => {
