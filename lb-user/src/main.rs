@@ -132,6 +132,19 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     serve(config, plane, &cli.files, cli.pidfile.as_deref())
 }
 
+/// The start line of the sockmap data plane, with when flows enter the kernel.
+fn log_sockmap(after: Duration) {
+    if after.is_zero() {
+        log::info!("data plane: sockmap (eBPF stream verdict, flows spliced in the kernel)");
+    } else {
+        log::info!(
+            "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel after {} ms \
+             on splice)",
+            after.as_millis()
+        );
+    }
+}
+
 /// Raises `RLIMIT_NOFILE` to its hard limit and derives the default `maxconn` from it: each
 /// flow needs two sockets and, on splice, two pipes (four fds).
 fn maxconn_for(config: &Config) -> u32 {
@@ -187,7 +200,7 @@ fn serve(
         }
         DataplaneChoice::Sockmap => {
             let loaded = sockmap::load().context("--dataplane sockmap")?;
-            log::info!("data plane: sockmap (eBPF stream verdict, flows spliced in the kernel)");
+            log_sockmap(sockmap_after);
             (
                 PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
                 Some(loaded),
@@ -195,9 +208,7 @@ fn serve(
         }
         DataplaneChoice::Auto => match sockmap::load() {
             Ok(loaded) => {
-                log::info!(
-                    "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel)"
-                );
+                log_sockmap(sockmap_after);
                 (
                     PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
                     Some(loaded),
