@@ -42,9 +42,8 @@ pub struct Shared {
     pub maxconn: u32,
     /// Signalled when a connection ends, for accept loops paused at `maxconn`.
     pub conn_released: Notify,
-    /// Current connections per frontend (`Config::frontends` order), for frontend `maxconn`.
-    pub fe_conns: Vec<AtomicU32>,
-    /// Per-frontend statistics (`Config::frontends` order), for the stats page and runtime API.
+    /// Per-frontend sessions and bytes (`Config::frontends` order), for the stats page, the
+    /// runtime API, tcplog's `%fc`, and the frontend's `maxconn` (its `cur`).
     pub fe_stats: Vec<ProxyCounters>,
     /// Per-backend session counts (`Config::backends` order); bytes are the servers' sums.
     pub be_stats: Vec<ProxyCounters>,
@@ -62,8 +61,8 @@ pub struct Shared {
 /// Session counters of one frontend or backend, all atomics (Relaxed: statistics, read independently).
 #[derive(Debug, Default)]
 pub struct ProxyCounters {
-    /// Sessions being served now (`scur`); unlike `Shared::fe_conns`, not counting the slot an
-    /// accept loop reserves before `accept` returns.
+    /// Sessions being served now (`scur`). A frontend's count from accept until the
+    /// connection's log line, as HAProxy's; a backend's from the server pick.
     pub cur: AtomicU32,
     /// Sessions accepted since start (`stot`).
     pub total: AtomicU64,
@@ -199,7 +198,6 @@ impl Shared {
         started: std::time::SystemTime,
     ) -> Arc<Self> {
         let backends = config.backends.iter().map(BackendTable::new).collect();
-        let fe_conns = config.frontends.iter().map(|_| AtomicU32::new(0)).collect();
         let health = crate::health::Passive::new(&config);
         let fe_stats = config
             .frontends
@@ -217,7 +215,6 @@ impl Shared {
             conns: AtomicU32::new(0),
             maxconn,
             conn_released: Notify::new(),
-            fe_conns,
             threads,
             generation,
             health,
@@ -591,7 +588,9 @@ struct ConnPermit {
 impl Drop for ConnPermit {
     fn drop(&mut self) {
         self.shared.conns.fetch_sub(1, Ordering::AcqRel);
-        self.shared.fe_conns[self.frontend].fetch_sub(1, Ordering::AcqRel);
+        self.shared.fe_stats[self.frontend]
+            .cur
+            .fetch_sub(1, Ordering::AcqRel);
         self.shared.conn_released.notify_waiters();
     }
 }
@@ -609,7 +608,7 @@ async fn below_maxconn(shared: &Shared, frontend: usize) {
         // Create the waiter before checking, so a release between check and wait is not lost.
         let released = shared.conn_released.notified();
         if shared.conns.load(Ordering::Acquire) < shared.maxconn
-            && shared.fe_conns[frontend].load(Ordering::Acquire) < fe_max
+            && shared.fe_stats[frontend].cur.load(Ordering::Acquire) < fe_max
         {
             return;
         }
@@ -618,10 +617,14 @@ async fn below_maxconn(shared: &Shared, frontend: usize) {
 }
 
 impl ConnPermit {
-    /// Counts an accepted connection against `global maxconn` and the frontend's.
+    /// Counts an accepted connection against `global maxconn` and the frontend's, and in the
+    /// frontend's session statistics.
     fn count(shared: &Arc<Shared>, frontend: usize) -> Self {
         shared.conns.fetch_add(1, Ordering::AcqRel);
-        shared.fe_conns[frontend].fetch_add(1, Ordering::AcqRel);
+        let fe = &shared.fe_stats[frontend];
+        let cur = fe.cur.fetch_add(1, Ordering::AcqRel) + 1;
+        fe.max.fetch_max(cur, Ordering::Relaxed);
+        fe.total.fetch_add(1, Ordering::Relaxed);
         Self {
             shared: shared.clone(),
             frontend,
@@ -911,7 +914,7 @@ async fn handle(
         ending: served.ending,
         // This connection is still counted (its permit is dropped below), as in HAProxy.
         actconn: shared.conns.load(Ordering::Relaxed),
-        feconn: shared.fe_conns[frontend].load(Ordering::Relaxed),
+        feconn: shared.fe_stats[frontend].cur.load(Ordering::Relaxed),
         beconn,
         srvconn,
         retries: served.tries.retries,
@@ -972,7 +975,6 @@ async fn serve(
     let fe: &Frontend = &shared.config.frontends[frontend];
     let be: &Backend = &shared.config.backends[fe.backend];
     let table = &shared.backends[fe.backend];
-    let _session = shared.fe_stats[frontend].enter();
     if let Err(e) = set_nonblocking(&client).and_then(|()| tune(&client, &fe.keepalive)) {
         log::debug!("frontend '{}': client {peer}: {e}", fe.name);
         return None;
