@@ -186,9 +186,54 @@ pub(crate) struct Flow<'a> {
 pub(crate) struct HandOverAt<'a> {
     /// The first moment to try.
     pub at: Instant,
-    /// True when both directions hold no byte in userspace (pipes empty, each waiting for its
-    /// source), so that stopping them here loses nothing.
-    pub quiet: &'a dyn Fn() -> bool,
+    /// How the flow's two pumps are stopped at a point where they hold nothing.
+    pub stop: &'a Stop,
+}
+
+/// Lets a flow's driver stop both its pumps where they hold no byte: each pump, at the point
+/// where its pipe is empty and it is about to wait for its source, counts itself parked, and
+/// while a stop is requested, waits there instead of reading on.
+#[derive(Default)]
+pub(crate) struct Stop {
+    requested: Cell<bool>,
+    released: tokio::sync::Notify,
+    parked: Cell<u8>,
+}
+
+impl Stop {
+    /// Both pumps are parked: dropping them now loses nothing.
+    fn quiet(&self) -> bool {
+        self.parked.get() == 2
+    }
+
+    /// Pumps stay at their next read point from now on.
+    fn request(&self) {
+        self.requested.set(true);
+    }
+
+    /// Pumps read on.
+    fn release(&self) {
+        self.requested.set(false);
+        self.released.notify_waiters();
+    }
+
+    /// A pump reached its read point (pipe empty): counted as parked until [`Stop::leave`].
+    pub(crate) fn park(&self) {
+        self.parked.set(self.parked.get() + 1);
+    }
+
+    /// The pump read point's wait for a requested stop to be released (returns at once when
+    /// none is requested).
+    pub(crate) async fn held(&self) {
+        while self.requested.get() {
+            self.released.notified().await;
+        }
+    }
+
+    /// The pump leaves its read point.
+    pub(crate) fn leave(&self) {
+        self.parked.set(self.parked.get() - 1);
+    }
 }
 
 /// How [`drive_or_hand_over`] returned.
@@ -200,8 +245,13 @@ pub(crate) enum Driven {
     HandOver,
 }
 
-/// How long to wait before trying a hand-over again when the flow was not quiet.
-const HAND_OVER_RETRY: Duration = Duration::from_millis(1);
+/// A hand-over attempt stops both pumps at their next read point and waits at most this long
+/// for both to get there (checking every [`STOP_CHECK`]): a direction that cannot empty its
+/// pipe (a receiver that does not read) must not hold the other back for long.
+const STOP_MAX: Duration = Duration::from_millis(5);
+const STOP_CHECK: Duration = Duration::from_millis(1);
+/// After a failed attempt, the next one comes this much later, doubling up to the second value.
+const HAND_OVER_RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// Runs both directions of a flow and its idle timer until both directions finished, one side
 /// reset, or the flow was idle too long. `flow.last_activity` reads the latest activity of
@@ -226,6 +276,9 @@ pub(crate) async fn drive_or_hand_over(
     let mut up_end = None;
     let mut down_end = None;
     let mut hand_over_at = hand_over.as_ref().map(|h| h.at);
+    // While an attempt runs: when it gives up.
+    let mut stopping_until: Option<Instant> = None;
+    let mut retry = HAND_OVER_RETRY.0;
     // Activity only moves deadlines later, so a stale value only makes the timer fire early,
     // and it is re-read then: reading it (two map lookups on sockmap) once per timer instead
     // of once per event.
@@ -233,7 +286,11 @@ pub(crate) async fn drive_or_hand_over(
     loop {
         // One timer for both the idle limit and the hand-over: a flow's future holds one.
         let idle_at = idle_deadline(t, last, client_done.get(), server_done.get()).map(|d| d.0);
-        let wake = match (idle_at, hand_over_at) {
+        let attempt_at = match stopping_until {
+            Some(until) => Some((Instant::now() + STOP_CHECK).min(until)),
+            None => hand_over_at,
+        };
+        let wake = match (idle_at, attempt_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -249,12 +306,26 @@ pub(crate) async fn drive_or_hand_over(
             () = kill.wait() => return Driven::Ended(FlowEnd::Killed),
             () = sleep => {
                 let now = Instant::now();
-                if hand_over_at.is_some_and(|at| now >= at) {
-                    let quiet = hand_over.as_ref().is_some_and(|h| (h.quiet)());
-                    if up_end.is_none() && down_end.is_none() && quiet {
-                        return Driven::HandOver;
+                if let Some(h) = &hand_over {
+                    let due = stopping_until.is_some() || hand_over_at.is_some_and(|at| now >= at);
+                    if due && up_end.is_none() && down_end.is_none() {
+                        if h.stop.quiet() {
+                            return Driven::HandOver;
+                        }
+                        match stopping_until {
+                            None => {
+                                h.stop.request();
+                                stopping_until = Some(now + STOP_MAX);
+                            }
+                            Some(until) if now >= until => {
+                                h.stop.release();
+                                stopping_until = None;
+                                hand_over_at = Some(now + retry);
+                                retry = (retry * 2).min(HAND_OVER_RETRY.1);
+                            }
+                            Some(_) => {}
+                        }
                     }
-                    hand_over_at = Some(now + HAND_OVER_RETRY);
                 }
                 // Activity may have happened while we slept (the kernel forwards without
                 // waking us): re-read it before ending the flow.
@@ -270,6 +341,11 @@ pub(crate) async fn drive_or_hand_over(
         }
         if up_end.is_some() || down_end.is_some() {
             hand_over_at = None;
+            if stopping_until.take().is_some() {
+                if let Some(h) = &hand_over {
+                    h.stop.release();
+                }
+            }
         }
         match (up_end, down_end) {
             (Some(DirEnd::SrcReset), _) | (_, Some(DirEnd::DstReset)) => {

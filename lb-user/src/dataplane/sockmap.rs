@@ -719,7 +719,7 @@ async fn in_kernel(
     let client_done = Cell::new(false);
     let server_done = Cell::new(false);
     // Read only by a hand-over, which a flow in the kernel never makes.
-    let (up_parked, down_parked) = (Cell::new(false), Cell::new(false));
+    let stop = super::Stop::default();
     let end = {
         // Pinned where they are built: moved into `drive_or_hand_over`, each would take room in
         // the flow's future twice.
@@ -739,15 +739,7 @@ async fn in_kernel(
                     // Boxed: a spliced direction is the rare fallback; its state would otherwise
                     // widen every in-kernel flow's future.
                     Fds::Async(c, s) => {
-                        Box::pin(pump(
-                            c,
-                            s,
-                            &splice_in,
-                            &splice_last,
-                            &client_done,
-                            &up_parked,
-                        ))
-                        .await
+                        Box::pin(pump(c, s, &splice_in, &splice_last, &client_done, &stop)).await
                     }
                     Fds::Plain(..) => DirEnd::Local,
                 }
@@ -767,15 +759,7 @@ async fn in_kernel(
             } else {
                 match &fds {
                     Fds::Async(c, s) => {
-                        Box::pin(pump(
-                            s,
-                            c,
-                            &splice_out,
-                            &splice_last,
-                            &server_done,
-                            &down_parked,
-                        ))
-                        .await
+                        Box::pin(pump(s, c, &splice_out, &splice_last, &server_done, &stop)).await
                     }
                     Fds::Plain(..) => DirEnd::Local,
                 }

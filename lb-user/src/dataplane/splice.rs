@@ -12,7 +12,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::{
     drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowReport, FlowTimeouts, HandOverAt,
-    KillSwitch,
+    KillSwitch, Stop,
 };
 
 /// Pipe capacity asked for with `F_SETPIPE_SZ`. Larger than the 64 KiB default so that one
@@ -115,18 +115,23 @@ fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usiz
 }
 
 /// Moves bytes `src` -> `dst` until `src`'s EOF (then shuts `dst`'s write side) or an error.
-/// `done` is set once the source's FIN was passed on. `parked` is true exactly while the pump
-/// waits for its source with nothing held in its pipe: dropping the pump then loses nothing.
+/// `done` is set once the source's FIN was passed on. `stop` counts the pump parked while it
+/// waits for its source with nothing held in its pipe (dropping it then loses nothing), and
+/// holds it there while a stop is requested.
 pub(super) async fn pump(
     src: &AsyncFd<OwnedFd>,
     dst: &AsyncFd<OwnedFd>,
     bytes: &Cell<u64>,
     last: &Cell<Instant>,
     done: &Cell<bool>,
-    parked: &Cell<bool>,
+    stop: &Stop,
 ) -> DirEnd {
     let mut lease = Lease::default();
     let mut eof = false;
+    // The source's receive queue was found empty by the last read (or nothing was read yet):
+    // no skb in it is partly read. Only then may the pump be held for a hand-over, because the
+    // verdict program gets whole skbs, and a partly read one would be forwarded twice.
+    let mut drained = true;
     loop {
         if let (Some(pipe), true) = (&lease.pipe, lease.len > 0) {
             let Ok(mut guard) = dst.writable().await else {
@@ -152,9 +157,16 @@ pub(super) async fn pump(
                 Err(_) => DirEnd::DstReset,
             };
         }
-        parked.set(true);
+        // Parked: the pipe is empty. Waiting at `readable` means the last read found the
+        // queue empty (tokio clears readiness only then), so a pump the driver sees suspended
+        // here or at `held` is drained. Separate awaits, not one future wrapping the other: the
+        // flow's future keeps room for the larger of the two only.
+        stop.park();
+        if drained {
+            stop.held().await;
+        }
         let ready = src.readable().await;
-        parked.set(false);
+        stop.leave();
         let Ok(mut guard) = ready else {
             return DirEnd::SrcReset;
         };
@@ -166,10 +178,11 @@ pub(super) async fn pump(
             Ok(Ok(n)) => {
                 lease.len += n;
                 last.set(Instant::now());
+                drained = false;
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(Err(_)) => return DirEnd::SrcReset,
-            Err(_would_block) => {}
+            Err(_would_block) => drained = true,
         }
     }
 }
@@ -221,8 +234,7 @@ pub(super) async fn forward_until(
     let last = Cell::new(Instant::now());
     let client_done = Cell::new(false);
     let server_done = Cell::new(false);
-    let up_parked = Cell::new(false);
-    let down_parked = Cell::new(false);
+    let stop = Stop::default();
     let flow = Flow {
         t: &t,
         since: last.get(),
@@ -231,7 +243,6 @@ pub(super) async fn forward_until(
         server_done: &server_done,
         kill,
     };
-    let quiet = || up_parked.get() && down_parked.get();
     let driven = {
         // Pinned where they are built: moved into `drive_or_hand_over`, each would take room
         // in the flow's future twice. Dropped at the end of this block, before a hand-over
@@ -242,7 +253,7 @@ pub(super) async fn forward_until(
             &bytes_in,
             &last,
             &client_done,
-            &up_parked
+            &stop
         ));
         let down = pin!(pump(
             &server,
@@ -250,9 +261,9 @@ pub(super) async fn forward_until(
             &bytes_out,
             &last,
             &server_done,
-            &down_parked
+            &stop
         ));
-        let hand_over = hand_over_at.map(|at| HandOverAt { at, quiet: &quiet });
+        let hand_over = hand_over_at.map(|at| HandOverAt { at, stop: &stop });
         drive_or_hand_over(up, down, &flow, hand_over).await
     };
     let end = match driven {

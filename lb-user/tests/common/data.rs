@@ -194,13 +194,23 @@ pub fn send_stream<W: Write>(
     len: u64,
     deadline: Instant,
 ) -> io::Result<Summary> {
+    send_stream_in(w, (seed, len), CHUNK, deadline)
+}
+
+/// [`send_stream`] in writes of `chunk` bytes.
+pub fn send_stream_in<W: Write>(
+    w: &mut W,
+    (seed, len): (u64, u64),
+    chunk: usize,
+    deadline: Instant,
+) -> io::Result<Summary> {
     let mut s = DataStream::new(seed);
     let mut h = Sha256::new();
-    let mut buf = vec![0; CHUNK];
+    let mut buf = vec![0; chunk];
     let mut left = len;
     while left > 0 {
         check_deadline(deadline, "sending stream")?;
-        let n = left.min(CHUNK as u64) as usize;
+        let n = left.min(chunk as u64) as usize;
         s.fill(&mut buf[..n]);
         w.write_all(&buf[..n])
             .map_err(|e| ctx(&e, &format!("write at byte {}", len - left)))?;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::data::{
-    read_all, read_line, read_until_end, recv_to_eof, send_stream, DataStream, ReadEnd, Rng,
-    Summary, REPLY_SEED,
+    read_all, read_line, read_until_end, recv_to_eof, send_stream, send_stream_in, DataStream,
+    ReadEnd, Rng, Summary, REPLY_SEED,
 };
 use super::servers::{Backend, FlowHeader, HalfClose, Note};
 
@@ -74,6 +74,24 @@ fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Out
 /// write, and checks the sink's reply (length + SHA-256 of what it got) equals what was sent.
 pub fn bulk_upload(addr: SocketAddr, len: u64, seed: u64, timeout: Duration) -> Outcome {
     bulk_upload_paused(addr, len, seed, Duration::ZERO, timeout)
+}
+
+/// [`bulk_upload`] in writes of `chunk` bytes (the kernel's skbs follow the writes' sizes).
+pub fn bulk_upload_in(
+    addr: SocketAddr,
+    (len, seed): (u64, u64),
+    chunk: usize,
+    timeout: Duration,
+) -> Outcome {
+    let deadline = Instant::now() + timeout;
+    let mut s = connect(addr)?;
+    let sent = send_stream_in(&mut s, (seed, len), chunk, deadline).map_err(e2s("upload"))?;
+    s.shutdown(Shutdown::Write).map_err(e2s("shutdown write"))?;
+    let reply = read_all(&mut s, 40, deadline).map_err(e2s("sink reply"))?;
+    if reply.len() != 40 {
+        return Err(format!("sink reply has {} bytes, want 40", reply.len()));
+    }
+    expect_eq("what the sink got", Summary::from_wire(&reply), sent)
 }
 
 /// [`bulk_upload`] that stops sending for `pause` halfway through.
