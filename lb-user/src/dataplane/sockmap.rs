@@ -249,15 +249,15 @@ impl ThreadMaps {
             self.release_slots(client_slot, server_slot);
             return None;
         };
-        // Nothing writes to either socket now. A fresh flow's send queues are empty, so
-        // `bytes_acked` alone is the baseline of `bytes_acked + SIOCOUTQ`; after a splice
-        // phase, both are read so that an ACK in between is not counted twice.
-        let handed_over = client_read != 0 || server_read != 0;
-        let base = |fd| {
-            if handed_over {
-                sockopt::written(fd).unwrap_or(0)
-            } else {
+        // Nothing writes to either socket now. What lb wrote to a socket is what it read from
+        // the other one: a socket written nothing has an empty send queue, so `bytes_acked`
+        // alone is the baseline of `bytes_acked + SIOCOUTQ`; otherwise both are read, so that
+        // an ACK in between is not counted twice.
+        let base = |fd, written_to: u64| {
+            if written_to == 0 {
                 sockopt::tcp_counters(fd).map_or(0, |c| c.bytes_acked)
+            } else {
+                sockopt::written(fd).unwrap_or(0)
             }
         };
         let mut ins = Inserted {
@@ -265,8 +265,8 @@ impl ThreadMaps {
             server_slot,
             client_cookie,
             server_cookie,
-            client_base: base(client),
-            server_base: base(server),
+            client_base: base(client, server_read),
+            server_base: base(server, client_read),
             client_read,
             server_read,
             up_kernel: false,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, local, Lb, DEFAULTS};
+use super::{free_port, local, simple_config, Lb};
 
 /// A response: status, raw header block (lower-cased names as lb sends them), body.
 #[derive(Debug)]
@@ -195,31 +195,24 @@ pub fn config(
     servers: &[String],
     extra: &str,
 ) -> String {
-    let mut c = String::from("global\n    maxconn 4096\n");
+    let mut sockets = String::new();
     for (f, l) in [
         ("admin.sock", "admin"),
         ("oper.sock", "operator"),
         ("user.sock", "user"),
     ] {
         let _ = writeln!(
-            c,
+            sockets,
             "    stats socket {} mode 600 level {l}",
             dir.sock(f).display()
         );
     }
-    c.push_str(DEFAULTS);
-    let _ = write!(
-        c,
-        "\nfrontend fe\n    bind 127.0.0.1:{fe_port}\n    default_backend be\n\nbackend be\n"
+    let c = simple_config(fe_port, backend_lines, servers).replacen(
+        "global\n    maxconn 4096\n",
+        &format!("global\n    maxconn 4096\n{sockets}"),
+        1,
     );
-    for l in backend_lines {
-        let _ = writeln!(c, "    {l}");
-    }
-    for s in servers {
-        let _ = writeln!(c, "    server {s}");
-    }
-    c.push_str(extra);
-    c
+    c + extra
 }
 
 /// A `listen stats` section on `port` with `stats auth admin:pass`, admin actions, and the
