@@ -961,6 +961,7 @@ pub(crate) mod testing {
             check: crate::config::CheckKind::default(),
             log_health_checks: false,
             external_check: crate::config::ExternalCheck::default(),
+            server_state: crate::config::ServerStateFrom::None,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,6 +85,40 @@ pub struct Global {
     pub stats_timeout: Duration,
     /// `stats maxconn`: concurrent runtime API connections per socket. Default 10.
     pub stats_maxconn: u32,
+    /// `server-state-file PATH`: the file, in the format of the runtime API's `show servers
+    /// state`, whose lines are applied at start to the backends with `load-server-state-from-file
+    /// global`. Relative to `server_state_base` unless absolute: see
+    /// [`Global::server_state_path`]. `None` (the default) = no global state file.
+    pub server_state_file: Option<PathBuf>,
+    /// `server-state-base DIR`: the directory of relative state-file paths, the global one and
+    /// the backends' `local` ones. `None` (the default) = relative paths are relative to the
+    /// working directory.
+    pub server_state_base: Option<PathBuf>,
+}
+
+impl Global {
+    /// Where a server-state file named `name` is, as `HAProxy` resolves it: `name` itself when it
+    /// is absolute or when there is no `server-state-base`, else the base joined with `name`.
+    #[must_use]
+    pub fn server_state_path(&self, name: &Path) -> PathBuf {
+        match &self.server_state_base {
+            Some(base) if !name.is_absolute() => base.join(name),
+            _ => name.to_path_buf(),
+        }
+    }
+
+    /// The state file a backend reads at start (`None`: it reads none).
+    #[must_use]
+    pub fn server_state_file_of(&self, backend: &Backend) -> Option<PathBuf> {
+        match &backend.server_state {
+            ServerStateFrom::None => None,
+            ServerStateFrom::Global => self
+                .server_state_file
+                .as_deref()
+                .map(|f| self.server_state_path(f)),
+            ServerStateFrom::Local(name) => Some(self.server_state_path(Path::new(name))),
+        }
+    }
 }
 
 /// A `resolvers` section: the nameservers and timers used to re-resolve server hostnames.
@@ -341,6 +375,25 @@ pub struct Backend {
     pub log_health_checks: bool,
     /// `external-check command` and `external-check path`.
     pub external_check: ExternalCheck,
+    /// `load-server-state-from-file` (with `server-state-file-name` for `local`): the
+    /// server-state file whose lines for this backend are applied at start. Default: none.
+    pub server_state: ServerStateFrom,
+}
+
+/// Where a backend reads its servers' states at start (`load-server-state-from-file`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ServerStateFrom {
+    /// `none` (the default, also when the keyword is absent): no state is applied.
+    #[default]
+    None,
+    /// `global`: the global `server-state-file` (its lines for this backend). Nothing when the
+    /// global section has no `server-state-file` (lb warns, as `HAProxy` does).
+    Global,
+    /// `local`: a file of this backend's own, named by `server-state-file-name NAME`, or the
+    /// backend's name (`server-state-file-name use-backend-name`, `server-state-file-name` with
+    /// no argument, or no `server-state-file-name` at all). Relative to `server-state-base`
+    /// unless absolute: see [`Global::server_state_path`].
+    Local(String),
 }
 
 /// The health-check method of a backend.

@@ -39,7 +39,8 @@ impl Parser {
     fn backends(&mut self) -> (Vec<Backend>, HashMap<String, usize>) {
         let mut backends = Vec::new();
         let mut be_index: HashMap<String, usize> = HashMap::new();
-        for px in self.proxies.iter().filter(|p| p.kind.be()) {
+        let proxies = std::mem::take(&mut self.proxies);
+        for px in proxies.iter().filter(|p| p.kind.be()) {
             be_index.insert(px.name.clone(), backends.len());
             let t = px.opts.timeouts;
             let mut missing = Vec::new();
@@ -74,8 +75,10 @@ impl Parser {
                 check: check_kind(&mut self.diag, &self.global, px),
                 log_health_checks: px.opts.log_health_checks,
                 external_check: px.opts.external_check.clone(),
+                server_state: self.server_state_of(px),
             });
         }
+        self.proxies = proxies;
         (backends, be_index)
     }
 

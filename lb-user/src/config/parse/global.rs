@@ -5,6 +5,7 @@ use super::super::lex::Line;
 use super::super::scalar::{parse_size, parse_time, parse_u32, parse_uint, TimeUnit};
 use super::super::{Global, LogTarget};
 use super::log::check_log_args;
+use super::state_file;
 use super::suggest::suggest;
 use super::{arity, Diag, Parser};
 
@@ -25,6 +26,8 @@ pub(super) fn builtin() -> Global {
         stats_sockets: Vec::new(),
         stats_timeout: std::time::Duration::from_secs(10),
         stats_maxconn: 10,
+        server_state_file: None,
+        server_state_base: None,
     }
 }
 
@@ -98,8 +101,8 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     not_yet("hard-stop-after", "reload", time),
     not_yet("node", "stats", one_or_more),
     not_yet("description", "stats", any),
-    not_yet("server-state-file", "server-state file", one_or_more),
-    not_yet("server-state-base", "server-state file", one_or_more),
+    run("server-state-file", state_file::global_path),
+    run("server-state-base", state_file::global_path),
     not_yet("quiet", "quiet mode", optional),
     not_yet("cpu-map", "CPU pinning", any),
     not_yet("maxconnrate", "rate limiting", count),

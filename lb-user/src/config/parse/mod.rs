@@ -15,6 +15,7 @@ mod proxy_kw;
 mod resolvers;
 mod server;
 mod server_kw;
+mod state_file;
 mod stats;
 mod suggest;
 mod userlist;
@@ -149,6 +150,7 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
         be_names: HashMap::new(),
         resolvers: HashMap::new(),
         resolver_refs: Vec::new(),
+        state_locs: HashMap::new(),
     };
     let secs = sections(lines, &mut p.diag);
     for sec in &secs {
@@ -179,6 +181,8 @@ struct Parser {
     resolvers: HashMap<String, Loc>,
     /// `resolvers NAME` on server lines, checked once every section is read.
     resolver_refs: Vec<(String, Loc)>,
+    /// Where `server-state-file` and `server-state-base` were set (each is set once).
+    state_locs: HashMap<String, Loc>,
 }
 
 impl Parser {

@@ -11,6 +11,7 @@ use super::super::{
     Server, TcpCheckRule, Timeouts,
 };
 use super::server::ServerParams;
+use super::state_file::StateLoad;
 use super::{Parser, Section};
 
 /// The proxy section kinds (`defaults` included: it holds proxy settings too).
@@ -81,6 +82,8 @@ pub(super) struct ProxyOpts {
     pub(super) tcplog: bool,
     /// `option dontlognull`.
     pub(super) dontlognull: bool,
+    /// `load-server-state-from-file` and where it was set.
+    pub(super) load_server_state: (StateLoad, Option<Loc>),
 }
 
 impl ProxyOpts {
@@ -107,6 +110,7 @@ impl ProxyOpts {
             logs: Vec::new(),
             tcplog: false,
             dontlognull: false,
+            load_server_state: (StateLoad::None, None),
         }
     }
 }
@@ -131,6 +135,8 @@ pub(super) struct ProxyDraft {
     pub(super) own_default_backend: Option<Loc>,
     /// Whether this section wrote `tcp-check` rules (the first one replaces inherited rules).
     pub(super) own_tcp_rules: bool,
+    /// `server-state-file-name` of this section (not inherited from defaults, as in `HAProxy`).
+    pub(super) state_file_name: Option<String>,
 }
 
 impl ProxyDraft {
@@ -272,6 +278,7 @@ impl Parser {
             servers: Vec::new(),
             own_default_backend: None,
             own_tcp_rules: false,
+            state_file_name: None,
         };
         for addr in header_binds {
             px.bind_lines += 1;

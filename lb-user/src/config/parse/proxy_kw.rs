@@ -8,6 +8,7 @@ use super::super::scalar::{parse_time, parse_u32, TimeUnit};
 use super::super::{Balance, HashType, LogTarget};
 use super::log::check_log_args;
 use super::proxy::{Kind, Mode, ProxyDraft};
+use super::state_file;
 use super::suggest::suggest;
 use super::{arity, Diag, Parser};
 
@@ -119,12 +120,8 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     not_yet("rate-limit", "rate limiting", one_or_more),
     not_yet("retry-on", "retry policies", one_or_more),
     not_yet("monitor", "monitoring", one_or_more),
-    not_yet(
-        "load-server-state-from-file",
-        "server-state file",
-        one_or_more,
-    ),
-    not_yet("server-state-file-name", "server-state file", one_or_more),
+    run("load-server-state-from-file", state_file::load_from_file),
+    run("server-state-file-name", state_file::file_name),
     not_yet("dispatch", "dispatch", one_or_more),
     http_only("http-request"),
     http_only("http-response"),

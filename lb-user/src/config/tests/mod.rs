@@ -1,6 +1,6 @@
 //! Unit tests for the config pipeline, by topic: scalar parsers, tokenizer, broken configs
-//! (exact line and message), proxies, servers, stats, logs and DNS, files, and garbage input (no
-//! panics).
+//! (exact line and message), proxies, servers, server-state file, stats, logs and DNS, files, and
+//! garbage input (no panics).
 
 mod broken;
 mod files;
@@ -10,6 +10,7 @@ mod logs_dns;
 mod proxies;
 mod scalar;
 mod servers;
+mod state_file;
 mod stats;
 
 use std::net::SocketAddr;
