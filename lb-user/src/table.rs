@@ -941,6 +941,9 @@ pub(crate) mod testing {
             resolvers: None,
             resolve_prefer_ipv4: false,
             unresolved: false,
+            init_addr: vec![crate::config::InitAddr::Last, crate::config::InitAddr::Libc],
+            init_addr_used: None,
+            resolve_net: Vec::new(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! and everything else in lb reads. Field docs give HAProxy's defaults and units.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -587,6 +587,60 @@ impl Default for HealthParams {
     }
 }
 
+/// One `init-addr` method: a way to find a server's address at start when it is written as a
+/// host name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitAddr {
+    /// `last`: the address the server-state file holds for this server (see
+    /// [`ServerStateFrom`]). Satisfied only when the backend loads a state file that has an
+    /// address for the server; it is the runtime that reads the file, so at load lb skips it.
+    Last,
+    /// `libc`: the system resolver (`getaddrinfo`).
+    Libc,
+    /// `none`: start without an address, in MAINT (resolution), until DNS answers.
+    None,
+    /// An IP address: start with this fixed address.
+    Ip(IpAddr),
+}
+
+/// An IP network, `ADDR/PREFIX` (`resolve-net`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    /// The address as written (host bits are ignored when matching).
+    pub addr: IpAddr,
+    /// Prefix length: 0..=32 for IPv4, 0..=128 for IPv6.
+    pub prefix_len: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in this network (an IPv4 address is never in an IPv6 network, nor the
+    /// reverse).
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
 /// One `server` line, with `default-server` applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Server {
@@ -618,4 +672,27 @@ pub struct Server {
     pub resolve_prefer_ipv4: bool,
     /// Started without an address (`init-addr none`): in MAINT (resolution) until DNS answers.
     pub unresolved: bool,
+    /// `init-addr METHOD[,METHOD...]`: how the address of a host-name server is found at start,
+    /// the first method that succeeds winning. Default `last,libc`, as `HAProxy`.
+    pub init_addr: Vec<InitAddr>,
+    /// Index in `init_addr` of the method that gave `addr` (or `unresolved`) at load, where
+    /// [`InitAddr::Last`] is skipped. `None` when the address was written as an IP (no method
+    /// is used). See [`Server::state_addr_wins`].
+    pub init_addr_used: Option<usize>,
+    /// `resolve-net NET[,NET...]`: among the addresses a DNS answer gives, prefer one in these
+    /// networks, in this order (up to 5, as `HAProxy`). Empty (the default) = no preference.
+    pub resolve_net: Vec<IpNet>,
+}
+
+impl Server {
+    /// Whether the address a server-state file holds for this server replaces the one found at
+    /// load: the server is written as a host name and `init-addr` lists `last` before the method
+    /// that gave its address at load (`HAProxy` tries the methods in order).
+    #[must_use]
+    pub fn state_addr_wins(&self) -> bool {
+        let Some(used) = self.init_addr_used else {
+            return false;
+        };
+        self.fqdn.is_some() && self.init_addr[..used].contains(&InitAddr::Last)
+    }
 }

@@ -2,26 +2,24 @@
 //! address (with `init-addr`), and the loop over parameters. Each parameter is an entry of the
 //! table in [`super::server_kw`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::super::lex::Line;
 use super::super::scalar::{check_name, parse_port, resolve, split_host_port, unspecified, Host};
-use super::super::{HealthParams, Loc, Server};
+use super::super::{HealthParams, InitAddr, IpNet, Loc, Server};
 use super::proxy::ProxyDraft;
 use super::server_kw::{server_keyword, KwCtx, Place, ServerHandling};
 use super::Parser;
 
-/// One `init-addr` method.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum InitAddr {
-    /// Server-state file address: not supported (no `server-state-file`), so it never succeeds.
-    Last,
-    /// System resolver.
-    Libc,
-    /// Start in MAINT without an address.
-    None,
-    /// A fixed fallback address.
-    Ip(IpAddr),
+/// A server's address as found at load.
+struct FoundAddr {
+    addr: SocketAddr,
+    /// The host name, when the address was written as one.
+    fqdn: Option<String>,
+    /// No address: starts in MAINT (resolution) (`init-addr none`).
+    unresolved: bool,
+    /// Index of the `init-addr` method that gave it (`None` for an IP address).
+    method: Option<usize>,
 }
 
 /// `server_params` reported its errors already; the line is dropped.
@@ -41,6 +39,7 @@ pub(super) struct ServerParams {
     pub(super) health: HealthParams,
     pub(super) resolvers: Option<String>,
     pub(super) resolve_prefer_ipv4: bool,
+    pub(super) resolve_net: Vec<IpNet>,
 }
 
 impl Default for ServerParams {
@@ -56,6 +55,7 @@ impl Default for ServerParams {
             health: HealthParams::default(),
             resolvers: None,
             resolve_prefer_ipv4: false,
+            resolve_net: Vec::new(),
         }
     }
 }
@@ -85,7 +85,12 @@ impl Parser {
             );
             return;
         }
-        let Some((addr, fqdn, maint)) = self.server_addr(&ctx, line, &w[2], &params) else {
+        // HAProxy's default init-addr is `last,libc`.
+        let init_addr = params
+            .init_addr
+            .clone()
+            .unwrap_or_else(|| vec![InitAddr::Last, InitAddr::Libc]);
+        let Some(found) = self.server_addr(&ctx, line, &w[2], &init_addr) else {
             return;
         };
         if let Some((s, _)) = px.servers.iter().find(|(s, _)| &s.name == name) {
@@ -100,8 +105,8 @@ impl Parser {
                 name: name.clone(),
                 loc: line.loc.clone(),
                 id: 0,
-                addr,
-                fqdn,
+                addr: found.addr,
+                fqdn: found.fqdn,
                 weight: params.weight,
                 backup: params.backup,
                 maxconn: params.maxconn,
@@ -111,7 +116,10 @@ impl Parser {
                 health: params.health.clone(),
                 resolvers: params.resolvers.clone(),
                 resolve_prefer_ipv4: params.resolve_prefer_ipv4,
-                unresolved: maint,
+                unresolved: found.unresolved,
+                init_addr,
+                init_addr_used: found.method,
+                resolve_net: params.resolve_net.clone(),
             },
             explicit_id,
         ));
@@ -130,15 +138,15 @@ impl Parser {
         }
     }
 
-    /// Resolves a server address. Returns the address, the hostname when one was written, and
-    /// whether the server must start in MAINT (`init-addr none` and no address found).
+    /// Resolves a server address, trying the `init-addr` methods in order when it is a host
+    /// name (`last` is skipped here: the runtime applies the server-state file).
     fn server_addr(
         &mut self,
         ctx: &str,
         line: &Line,
         text: &str,
-        params: &ServerParams,
-    ) -> Option<(SocketAddr, Option<String>, bool)> {
+        methods: &[InitAddr],
+    ) -> Option<FoundAddr> {
         let loc = &line.loc;
         let hp = match split_host_port(text) {
             Ok(hp) => hp,
@@ -149,7 +157,14 @@ impl Parser {
         };
         let port = self.server_port(ctx, loc, hp.port.as_deref())?;
         let name = match hp.host {
-            Some(Host::Ip(ip)) => return Some((SocketAddr::new(ip, port), None, false)),
+            Some(Host::Ip(ip)) => {
+                return Some(FoundAddr {
+                    addr: SocketAddr::new(ip, port),
+                    fqdn: None,
+                    unresolved: false,
+                    method: None,
+                });
+            }
             Some(Host::Name(n)) => n,
             None => {
                 self.diag
@@ -157,17 +172,19 @@ impl Parser {
                 return None;
             }
         };
-        // HAProxy's default init-addr is `last,libc`.
-        let methods = params
-            .init_addr
-            .clone()
-            .unwrap_or_else(|| vec![InitAddr::Last, InitAddr::Libc]);
+        let found = |addr, unresolved, i| FoundAddr {
+            addr,
+            fqdn: Some(name.clone()),
+            unresolved,
+            method: Some(i),
+        };
         let mut last_err = None;
-        for m in &methods {
+        for (i, m) in methods.iter().enumerate() {
             match m {
+                // The server-state file is read by the runtime, not here.
                 InitAddr::Last => {}
                 InitAddr::Libc => match resolve(&name, port, hp.family) {
-                    Ok(a) => return Some((a, Some(name), false)),
+                    Ok(a) => return Some(found(a, false, i)),
                     Err(e) => last_err = Some(e),
                 },
                 InitAddr::Ip(ip) => {
@@ -175,7 +192,7 @@ impl Parser {
                         loc,
                         format!("{ctx}: '{name}' not resolved; using init-addr {ip}"),
                     );
-                    return Some((SocketAddr::new(*ip, port), Some(name), false));
+                    return Some(found(SocketAddr::new(*ip, port), false, i));
                 }
                 InitAddr::None => {
                     self.diag.warn(
@@ -186,7 +203,7 @@ impl Parser {
                         ),
                     );
                     let ip = unspecified(hp.family);
-                    return Some((SocketAddr::new(ip, port), Some(name), true));
+                    return Some(found(SocketAddr::new(ip, port), true, i));
                 }
             }
         }

@@ -9,10 +9,10 @@
 use std::net::IpAddr;
 
 use super::super::scalar::{
-    is_hostname, parse_port, parse_time, parse_u32, parse_weight, TimeUnit,
+    is_hostname, parse_net, parse_port, parse_time, parse_u32, parse_weight, TimeUnit,
 };
-use super::super::{Loc, OnError};
-use super::server::{InitAddr, ServerParams};
+use super::super::{InitAddr, Loc, OnError};
+use super::server::ServerParams;
 
 /// The kind of line a parameter is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +161,7 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     value("init-addr", init_addr),
     value("resolve-prefer", resolve_prefer),
     not_yet("resolve-opts", VALUE, "DNS re-resolution"),
-    not_yet("resolve-net", VALUE, "DNS re-resolution"),
+    value("resolve-net", resolve_net),
     // PROXY protocol.
     not_yet("send-proxy", FLAG, PROXY_PROTOCOL),
     not_yet("send-proxy-v2", FLAG, PROXY_PROTOCOL),
@@ -393,6 +393,27 @@ fn init_addr(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
 fn resolve_prefer(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
     one_of(p, arg, &["ipv4", "ipv6"])?;
     c.params.resolve_prefer_ipv4 = arg == "ipv4";
+    Ok(())
+}
+
+/// `HAProxy`'s limit on `resolve-net` networks (`SRV_MAX_PREF_NET`).
+const MAX_RESOLVE_NETS: usize = 5;
+
+/// `resolve-net NET[,NET...]` (a trailing comma is allowed, as in `HAProxy`). Kept in the model;
+/// the DNS resolution does not use it yet.
+fn resolve_net(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
+    let list = arg.strip_suffix(',').unwrap_or(arg);
+    let mut nets = Vec::new();
+    for net in list.split(',') {
+        if nets.len() == MAX_RESOLVE_NETS {
+            return Err(format!(
+                "'{p}': more than {MAX_RESOLVE_NETS} networks (HAProxy's limit)"
+            ));
+        }
+        nets.push(parse_net(net).map_err(|e| format!("'{p}': {e}"))?);
+    }
+    c.params.resolve_net = nets;
+    c.not_yet.push((p, "DNS re-resolution"));
     Ok(())
 }
 
