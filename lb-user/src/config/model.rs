@@ -673,7 +673,8 @@ pub struct Server {
     /// Started without an address (`init-addr none`): in MAINT (resolution) until DNS answers.
     pub unresolved: bool,
     /// `init-addr METHOD[,METHOD...]`: how the address of a host-name server is found at start,
-    /// the first method that succeeds winning. Default `last,libc`, as `HAProxy`.
+    /// the first method that succeeds winning. Default `last,libc`, and `last,libc,none` with
+    /// `resolvers`, as `HAProxy`.
     pub init_addr: Vec<InitAddr>,
     /// Index in `init_addr` of the method that gave `addr` (or `unresolved`) at load, where
     /// [`InitAddr::Last`] is skipped. `None` when the address was written as an IP (no method

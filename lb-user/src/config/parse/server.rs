@@ -11,6 +11,17 @@ use super::proxy::ProxyDraft;
 use super::server_kw::{server_keyword, KwCtx, Place, ServerHandling};
 use super::Parser;
 
+/// `HAProxy`'s `init-addr` when none is written: `last,libc`, and `none` after them when the
+/// server has `resolvers` (since `HAProxy` 2.3), so that a name DNS answers later does not stop
+/// the start.
+fn default_init_addr(has_resolvers: bool) -> Vec<InitAddr> {
+    let mut methods = vec![InitAddr::Last, InitAddr::Libc];
+    if has_resolvers {
+        methods.push(InitAddr::None);
+    }
+    methods
+}
+
 /// A server's address as found at load.
 struct FoundAddr {
     addr: SocketAddr,
@@ -85,11 +96,10 @@ impl Parser {
             );
             return;
         }
-        // HAProxy's default init-addr is `last,libc`.
         let init_addr = params
             .init_addr
             .clone()
-            .unwrap_or_else(|| vec![InitAddr::Last, InitAddr::Libc]);
+            .unwrap_or_else(|| default_init_addr(params.resolvers.is_some()));
         let Some(found) = self.server_addr(&ctx, line, &w[2], &init_addr) else {
             return;
         };

@@ -395,3 +395,33 @@ fn networks_parse_and_match() {
     assert!(!net("0.0.0.0", 0).contains(ip("::ffff:10.0.0.1")));
     assert!(!net("::", 0).contains(ip("10.0.0.1")));
 }
+
+#[test]
+fn init_addr_default_adds_none_with_resolvers() {
+    // HAProxy (since 2.3): a server with `resolvers` and no `init-addr` uses last,libc,none, so
+    // a name DNS will answer later does not stop the start.
+    let c = ok(&format!(
+        "resolvers dns\n  nameserver ns1 127.0.0.1:53\n{TIMEOUTS}backend be\n\
+         server s nonexistent-host.invalid:1 resolvers dns\n\
+         server t localhost:2\n"
+    ));
+    let s = &c.backends[0].servers[0];
+    assert_eq!(
+        s.init_addr,
+        vec![InitAddr::Last, InitAddr::Libc, InitAddr::None]
+    );
+    assert!(s.unresolved);
+    assert_eq!(s.init_addr_used, Some(2));
+    assert!(has_warning(&c, 9, "starting in MAINT (resolution)"));
+    // Without resolvers the default stays last,libc.
+    assert_eq!(
+        c.backends[0].servers[1].init_addr,
+        vec![InitAddr::Last, InitAddr::Libc]
+    );
+    // An explicit init-addr is kept as written.
+    assert!(first_error(&format!(
+        "resolvers dns\n  nameserver ns1 127.0.0.1:53\n{TIMEOUTS}backend be\n\
+         server s nonexistent-host.invalid:1 resolvers dns init-addr last,libc\n"
+    ))
+    .ends_with("(add 'init-addr libc,none' to start it in MAINT instead)"));
+}
