@@ -30,6 +30,9 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         resolvers: None,
         resolve_prefer_ipv4: false,
         unresolved: false,
+        init_addr: vec![crate::config::InitAddr::Last, crate::config::InitAddr::Libc],
+        init_addr_used: None,
+        resolve_net: Vec::new(),
     }
 }
 
@@ -50,6 +53,7 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         check: crate::config::CheckKind::default(),
         log_health_checks: false,
         external_check: crate::config::ExternalCheck::default(),
+        server_state: crate::config::ServerStateFrom::None,
     }
 }
 
