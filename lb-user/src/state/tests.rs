@@ -352,7 +352,7 @@ fn state_file_round_trip() {
     // A fresh generation takes the state back.
     let (fresh, _rx2) = checked();
     for (s, l) in lines.iter().enumerate() {
-        file::apply_line(&fresh, 0, s, l, false);
+        file::apply_line(&fresh, 0, s, l);
     }
     assert_eq!(st(&fresh, 0).admin, AdminState::Maint);
     assert!(!st(&fresh, 1).up);
@@ -398,5 +398,8 @@ fn only_the_writer_writes() {
     let mut found = Vec::new();
     visit(&src, &mut found);
     found.retain(|p| !p.contains("/src/state/") && !p.contains("/src/table/"));
-    assert!(found.is_empty(), "server state written outside the writer: {found:?}");
+    assert!(
+        found.is_empty(),
+        "server state written outside the writer: {found:?}"
+    );
 }
