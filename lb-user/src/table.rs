@@ -17,8 +17,8 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::balance::{Balancer, Pick, Tried};
-use crate::config::{Backend, Balance, Server};
+use crate::balance::{static_weights, Balancer, Pick, Tried};
+use crate::config::{Backend, Server};
 
 /// Highest weight haproxy accepts (`weight` 0..=256).
 pub const MAX_WEIGHT: u32 = 256;
@@ -283,10 +283,12 @@ pub enum TableError {
         server: String,
         weight: u32,
     },
-    /// `balance static-rr` only takes 0 or the configured weight at runtime (0 or 100 %).
+    /// `balance static-rr` and map-based hashing only take 0 or the configured weight at
+    /// runtime (0 or 100 %).
     #[error(
-        "backend {backend} uses static-rr: server {server} weight can only be set to 0 or to \
-         its configured weight {configured}, not {weight}"
+        "backend {backend} uses a static algorithm (static-rr or map-based hashing): server \
+         {server} weight can only be set to 0 or to its configured weight {configured}, not \
+         {weight}"
     )]
     StaticWeight {
         backend: String,
@@ -475,8 +477,8 @@ impl BackendTable {
         }
     }
 
-    /// Sets a server's effective weight (0..=256). With `balance static-rr` only 0 and the
-    /// configured weight are accepted, as in haproxy.
+    /// Sets a server's effective weight (0..=256). With a static algorithm (`static-rr`,
+    /// map-based hashing) only 0 and the configured weight are accepted, as in haproxy.
     pub fn set_weight(&self, server: usize, weight: u32) -> Result<(), TableError> {
         let backend = &self.conf;
         self.update(server, |conf, s| {
@@ -487,7 +489,7 @@ impl BackendTable {
                     weight,
                 });
             }
-            if backend.balance == Balance::StaticRr && weight != 0 && weight != conf.weight {
+            if static_weights(backend) && weight != 0 && weight != conf.weight {
                 return Err(TableError::StaticWeight {
                     backend: backend.name.clone(),
                     server: conf.name.clone(),
@@ -951,7 +953,7 @@ pub(crate) mod testing {
             loc: loc(1),
             id: 1,
             balance,
-            hash_type: HashType::MapBased,
+            hash_type: HashType::default(),
             servers,
             timeouts: Timeouts::default(),
             retries: 3,
@@ -982,6 +984,7 @@ mod tests {
 
     use super::testing::{backend, client, server};
     use super::*;
+    use crate::config::Balance;
 
     fn limited(maxconn: u32, maxqueue: u32, n: u32) -> Arc<BackendTable> {
         let servers = (1..=n)

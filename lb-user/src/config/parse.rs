@@ -14,9 +14,9 @@ use super::scalar::{
 };
 use super::{
     Backend, Balance, Bind, CheckKind, CliLevel, Config, ConfigError, ExpectPattern, ExternalCheck,
-    Frontend, Global, HashType, HealthParams, HttpExpect, HttpExpectKind, Keepalive, Loc,
-    LogTarget, MysqlVersion, OnError, Password, Resolvers, Server, StatsProxy, StatsSocket,
-    TcpCheckRule, Timeouts, UserEntry, Userlist, Warning,
+    Frontend, Global, HashExpr, HashFunction, HashMethod, HashType, HealthParams, HttpExpect,
+    HttpExpectKind, Keepalive, Loc, LogTarget, MysqlVersion, OnError, Password, Resolvers, Server,
+    StatsProxy, StatsSocket, TcpCheckRule, Timeouts, UserEntry, Userlist, Warning,
 };
 
 /// Errors and warnings collected while loading; loading never stops at the first error.
@@ -166,7 +166,7 @@ impl ProxyOpts {
         Self {
             mode: None,
             balance: Balance::RoundRobin,
-            hash_type: HashType::MapBased,
+            hash_type: HashType::default(),
             timeouts: Timeouts::default(),
             retries: 3,
             redispatch: false,
@@ -1091,7 +1091,13 @@ impl Parser {
                 }
             }
             "balance" => {
-                if self.cap(px, line, kw, false, true) && arity(&mut self.diag, line, 1, 1, 1) {
+                // `balance hash <expr>` is the one form with an argument lb reads.
+                let max = if line.words.get(1).is_some_and(|w| w == "hash") {
+                    2
+                } else {
+                    1
+                };
+                if self.cap(px, line, kw, false, true) && arity(&mut self.diag, line, 1, 1, max) {
                     if let Some(b) = self.balance(line) {
                         px.opts.balance = b;
                     }
@@ -1898,18 +1904,29 @@ impl Parser {
                     }
                 }
             }
+            "hash" if line.words.get(2).is_some_and(|e| e == "src") => Balance::Hash(HashExpr::Src),
+            "hash" => {
+                let expr = line.words.get(2).map_or("", String::as_str);
+                self.diag.err(
+                    &line.loc,
+                    format!(
+                        "'balance hash {expr}': lb evaluates only the expression 'src' (the client \
+                         address)"
+                    ),
+                );
+                return None;
+            }
             _ if arg == "uri"
                 || arg == "url_param"
                 || arg == "uri_path"
                 || arg.starts_with("hdr(")
-                || arg.starts_with("rdp-cookie")
-                || arg == "hash" =>
+                || arg.starts_with("rdp-cookie") =>
             {
                 self.diag.err(
                     &line.loc,
                     format!(
                         "'balance {arg}' needs mode http or is not supported (lb supports \
-                         roundrobin, static-rr, leastconn, first, source, random)"
+                         roundrobin, static-rr, leastconn, first, source, random, hash src)"
                     ),
                 );
                 return None;
@@ -1930,27 +1947,45 @@ impl Parser {
 
     fn hash_type(&mut self, px: &mut ProxyDraft, line: &Line) {
         let w = &line.words;
-        let ht = match w[1].as_str() {
-            "map-based" => HashType::MapBased,
-            "consistent" => HashType::Consistent,
+        let method = match w[1].as_str() {
+            "map-based" => HashMethod::MapBased,
+            "consistent" => HashMethod::Consistent,
+            "maglev" => {
+                self.diag.warn(
+                    &line.loc,
+                    "'hash-type maglev' is an lb extension that HAProxy does not have: HAProxy \
+                     rejects this file"
+                        .to_owned(),
+                );
+                HashMethod::Maglev
+            }
             other => {
                 self.diag.err(
                     &line.loc,
                     format!(
-                        "'hash-type': unknown method '{other}' (expected map-based or consistent)"
+                        "'hash-type': unknown method '{other}' (expected map-based, consistent \
+                         or maglev)"
                     ),
                 );
                 return;
             }
         };
         let mut rest = &w[2..];
-        if let Some(f) = rest.first() {
-            if ["sdbm", "djb2", "wt6", "crc32", "none"].contains(&f.as_str()) {
-                rest = &rest[1..];
-            }
+        let function = match rest.first().map(String::as_str) {
+            Some("sdbm") => Some(HashFunction::Sdbm),
+            Some("djb2") => Some(HashFunction::Djb2),
+            Some("wt6") => Some(HashFunction::Wt6),
+            Some("crc32") => Some(HashFunction::Crc32),
+            Some("none") => Some(HashFunction::None),
+            _ => None,
+        };
+        if function.is_some() {
+            rest = &rest[1..];
         }
-        if let Some(m) = rest.first() {
-            if m != "avalanche" || rest.len() > 1 {
+        let avalanche = match rest {
+            [] => false,
+            [m] if m == "avalanche" => true,
+            [m, ..] => {
                 self.diag.err(
                     &line.loc,
                     format!(
@@ -1960,18 +1995,13 @@ impl Parser {
                 );
                 return;
             }
-        }
-        px.opts.hash_type = ht;
-        if w.len() > 2 {
-            let words: Vec<String> = w[2..].iter().map(|x| format!("'{x}'")).collect();
-            self.diag.warn(
-                &line.loc,
-                format!(
-                    "'hash-type': {} not supported yet (hash functions); lb's own hash is used",
-                    words.join(" ")
-                ),
-            );
-        }
+        };
+        // HAProxy: without a function, sdbm; and consistent hashing then adds avalanche.
+        px.opts.hash_type = HashType {
+            method,
+            function: function.unwrap_or_default(),
+            avalanche: avalanche || (function.is_none() && method != HashMethod::MapBased),
+        };
     }
 
     fn timeout_line(&mut self, px: &mut ProxyDraft, line: &Line) {

@@ -10,7 +10,10 @@ use super::scalar::{
     check_hex, check_name, parse_bind_addrs, parse_port, parse_size, parse_time, parse_u32,
     parse_weight, split_host_port, Family, Host, TimeUnit,
 };
-use super::{load, load_str, Balance, CliLevel, Config, ConfigErrors, HashType, Password};
+use super::{
+    load, load_str, Balance, CliLevel, Config, ConfigErrors, HashExpr, HashFunction, HashMethod,
+    HashType, Password,
+};
 
 /// `Duration::from_mins` needs a newer Rust than the workspace's rust-version.
 fn secs(n: u64) -> Duration {
@@ -380,6 +383,9 @@ const BROKEN: &[(&str, u32, &str)] = &[
     ("backend be\n  balance random(0)\n", 2, "'balance random': draws 0 out of range"),
     ("backend be\n  balance wrr\n", 2, "'balance': unknown algorithm 'wrr'"),
     ("backend be\n  hash-type consistent md5\n", 2, "'hash-type': unexpected argument 'md5'"),
+    ("backend be\n  hash-type ring\n", 2, "'hash-type': unknown method 'ring' (expected map-based, consistent or maglev)"),
+    ("backend be\n  balance hash dst\n", 2, "'balance hash dst': lb evaluates only the expression 'src'"),
+    ("backend be\n  balance source src\n", 2, "'balance': unexpected argument 'src'"),
     ("defaults\n  contimeout 5000\n", 2, "'contimeout' was removed in HAProxy 2.1; use 'timeout connect'"),
     ("defaults\n  timeout server 30d\n", 2, "'timeout server': time '30d' is too large"),
     ("defaults\n  timeout bogus 5s\n", 2, "'timeout': unknown timeout 'bogus'"),
@@ -486,7 +492,14 @@ fn defaults_inheritance_and_reset() {
     assert_eq!(one.retries, 5);
     assert!(one.redispatch);
     assert_eq!(one.balance, Balance::Source);
-    assert_eq!(one.hash_type, HashType::Consistent);
+    assert_eq!(
+        one.hash_type,
+        HashType {
+            method: HashMethod::Consistent,
+            function: HashFunction::Sdbm,
+            avalanche: true
+        }
+    );
     assert_eq!(one.servers[0].weight, 7);
     assert_eq!(one.timeouts.server, Some(Duration::from_secs(3)));
     // A new defaults section starts from the built-ins again.
@@ -495,7 +508,7 @@ fn defaults_inheritance_and_reset() {
     assert_eq!(two.retries, 3);
     assert!(!two.redispatch);
     assert_eq!(two.balance, Balance::RoundRobin);
-    assert_eq!(two.hash_type, HashType::MapBased);
+    assert_eq!(two.hash_type, HashType::default());
     assert_eq!(two.servers[0].weight, 1);
     assert_eq!(two.timeouts.connect, Some(Duration::from_secs(4)));
     assert_eq!(two.timeouts.server, None);
@@ -504,6 +517,55 @@ fn defaults_inheritance_and_reset() {
         15,
         "missing timeouts for backend 'two': 'server'"
     ));
+}
+
+#[test]
+fn hash_type_defaults_follow_haproxy() {
+    use HashFunction::{Crc32, Djb2, None as NoHash, Sdbm, Wt6};
+    use HashMethod::{Consistent, Maglev, MapBased};
+    let ht = |line: &str| {
+        let c = ok(&format!(
+            "backend be\n  balance source\n  {line}\n  server s 127.0.0.1:1\n"
+        ));
+        c.backends[0].hash_type
+    };
+    let t = |method, function, avalanche| HashType {
+        method,
+        function,
+        avalanche,
+    };
+    // No function named: sdbm, and consistent hashing adds avalanche (cfgparse-listen.c).
+    assert_eq!(ht("hash-type map-based"), t(MapBased, Sdbm, false));
+    assert_eq!(ht("hash-type consistent"), t(Consistent, Sdbm, true));
+    assert_eq!(ht("hash-type consistent sdbm"), t(Consistent, Sdbm, false));
+    assert_eq!(
+        ht("hash-type consistent djb2 avalanche"),
+        t(Consistent, Djb2, true)
+    );
+    assert_eq!(ht("hash-type map-based wt6"), t(MapBased, Wt6, false));
+    assert_eq!(
+        ht("hash-type map-based crc32 avalanche"),
+        t(MapBased, Crc32, true)
+    );
+    assert_eq!(
+        ht("hash-type consistent none"),
+        t(Consistent, NoHash, false)
+    );
+    assert_eq!(ht("hash-type maglev"), t(Maglev, Sdbm, true));
+    let c = ok("backend be\n  balance hash src\n  hash-type maglev\n  server s 127.0.0.1:1\n");
+    assert_eq!(c.backends[0].balance, Balance::Hash(HashExpr::Src));
+    // maglev is lb's own: `lb -c` says so, at its line.
+    assert!(has_warning(
+        &c,
+        3,
+        "'hash-type maglev' is an lb extension that HAProxy does not have"
+    ));
+    assert!(
+        !ok("backend be\n  hash-type consistent wt6\n  server s 127.0.0.1:1\n")
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("hash-type"))
+    );
 }
 
 #[test]

@@ -536,7 +536,7 @@ impl Srv {
             .conf
             .health
             .slowstart
-            .filter(|_| self.be.balance != crate::config::Balance::StaticRr && weight > 0);
+            .filter(|_| !crate::balance::static_weights(&self.be) && weight > 0);
         let Some(state) = self
             .table
             .snapshot()

@@ -136,6 +136,7 @@ pub fn algo_name(b: Balance) -> &'static str {
         Balance::LeastConn => "leastconn",
         Balance::First => "first",
         Balance::Source => "source",
+        Balance::Hash(_) => "hash",
         Balance::Random { .. } => "random",
     }
 }
