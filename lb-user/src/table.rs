@@ -23,6 +23,13 @@ use crate::config::{Backend, Server};
 /// Highest weight haproxy accepts (`weight` 0..=256).
 pub const MAX_WEIGHT: u32 = 256;
 
+/// Unix time now, in seconds (0 before 1970).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// How many waiters that exclude a server (redispatched connections) the queue dispatcher looks
 /// past when it cannot serve them. Bounds the time spent under the queue lock; waiters further
 /// back are reached as the ones ahead of them leave. Such waiters are rare: they come from
@@ -49,6 +56,8 @@ pub struct ServerCounters {
     pub max: AtomicU32,
     /// Connections sent there (`lbtot`/`stot`).
     pub total: AtomicU64,
+    /// Unix time (s) of the last connection sent there (`lastsess`); 0 = none yet.
+    pub last_session: AtomicU64,
     /// Bytes client -> server (`bin`).
     pub bytes_in: AtomicU64,
     /// Bytes server -> client (`bout`).
@@ -856,8 +865,11 @@ impl ServerSlot {
     /// Counts the connection (`lbtot`) when the slot reaches its user, so a slot handed to a
     /// waiter that had already left is not counted.
     fn delivered(self) -> Self {
-        // Relaxed: a statistic.
+        // Relaxed: statistics.
         self.counters.total.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .last_session
+            .store(unix_now(), Ordering::Relaxed);
         self
     }
 

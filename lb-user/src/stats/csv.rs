@@ -186,7 +186,7 @@ pub fn field(row: &Row, name: &str) -> String {
         "check_code" => opt(row.check_code),
         "check_duration" => opt(row.check_duration),
         "cli_abrt" | "srv_abrt" if !fe => "0".to_owned(),
-        "lastsess" if !fe => "-1".to_owned(),
+        "lastsess" => row.lastsess.map_or_else(String::new, |v| v.to_string()),
         "last_chk" => row.check_info.clone(),
         "last_agt" => row.agent_info.clone(),
         "agent_status" => row.agent_status.clone(),

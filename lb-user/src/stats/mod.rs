@@ -84,6 +84,9 @@ pub struct Row {
     pub downtime: Option<u64>,
     pub qlimit: Option<u64>,
     pub lbtot: Option<u64>,
+    /// Seconds since the last connection was sent to the server (backend: to any of its
+    /// servers), -1 when none was yet (`lastsess`, the page's "Last": `?`).
+    pub lastsess: Option<i64>,
     /// Last check result (`L4OK`, `L7RSP`, ...), empty without checks.
     pub check_status: String,
     pub check_code: Option<u64>,
@@ -203,6 +206,15 @@ pub fn server_status(e: &ServerEntry) -> String {
     }
 }
 
+/// `lastsess`: seconds from `last` (unix seconds, 0 = never) to `now`, or -1 for never.
+fn session_age(now: u64, last: u64) -> i64 {
+    if last == 0 {
+        -1
+    } else {
+        i64::try_from(now.saturating_sub(last)).unwrap_or(i64::MAX)
+    }
+}
+
 /// Proxy ids (`iid`) in file order, a `listen` counting once, as HAProxy numbers proxies.
 pub fn proxy_ids(config: &Config) -> HashMap<String, u32> {
     let mut locs: Vec<(&Loc, &str)> = config
@@ -264,6 +276,7 @@ fn server_row(
         downtime: check.enabled.then(|| c.downtime.load(Ordering::Relaxed)),
         qlimit: (e.conf.maxqueue > 0).then_some(u64::from(e.conf.maxqueue)),
         lbtot: Some(c.total.load(Ordering::Relaxed)),
+        lastsess: Some(session_age(now, c.last_session.load(Ordering::Relaxed))),
         check_status: if check.enabled {
             check.result.clone()
         } else {
@@ -360,6 +373,16 @@ fn backend_row(
         downtime: Some(0),
         qlimit: None,
         lbtot: Some(sum(&|e| e.counters.total.load(Ordering::Relaxed))),
+        // HAProxy stamps the backend whenever it assigns a server; lb stamps the server, so
+        // the backend's last session is its servers' latest.
+        lastsess: Some(session_age(
+            now,
+            snap.servers
+                .iter()
+                .map(|e| e.counters.last_session.load(Ordering::Relaxed))
+                .max()
+                .unwrap_or(0),
+        )),
         algo: algo_name(be.balance).to_owned(),
         ..Row::default()
     }
