@@ -297,6 +297,21 @@ fn one_server_down_moves_about_one_nth() {
 }
 
 #[test]
+fn map_based_weights_are_static() {
+    // As HAProxy: map-based hashing takes 0 or the configured weight only; consistent any.
+    let t = source(HashMethod::MapBased, 3, 2);
+    assert!(matches!(
+        t.set_weight(1, 3),
+        Err(TableError::StaticWeight { weight: 3, .. })
+    ));
+    t.set_weight(1, 0).unwrap();
+    t.set_weight(1, 2).unwrap();
+    source(HashMethod::Consistent, 3, 2)
+        .set_weight(1, 3)
+        .unwrap();
+}
+
+#[test]
 fn hashing_follows_weight() {
     for m in METHODS {
         let mut conf = backend(Balance::Source, vec![server("a", 1, 1), server("b", 2, 3)]);
