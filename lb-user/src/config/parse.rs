@@ -1985,11 +1985,13 @@ impl Parser {
         let avalanche = match rest {
             [] => false,
             [m] if m == "avalanche" => true,
-            [m, ..] => {
+            [m, more @ ..] => {
+                // Name the word that does not belong: after `avalanche`, whatever follows it.
+                let bad = if m == "avalanche" { &more[0] } else { m };
                 self.diag.err(
                     &line.loc,
                     format!(
-                        "'hash-type': unexpected argument '{m}' (expected [sdbm|djb2|wt6|crc32|none] \
+                        "'hash-type': unexpected argument '{bad}' (expected [sdbm|djb2|wt6|crc32|none] \
                          [avalanche])"
                     ),
                 );

@@ -383,6 +383,7 @@ const BROKEN: &[(&str, u32, &str)] = &[
     ("backend be\n  balance random(0)\n", 2, "'balance random': draws 0 out of range"),
     ("backend be\n  balance wrr\n", 2, "'balance': unknown algorithm 'wrr'"),
     ("backend be\n  hash-type consistent md5\n", 2, "'hash-type': unexpected argument 'md5'"),
+    ("backend be\n  hash-type consistent avalanche sdbm\n", 2, "'hash-type': unexpected argument 'sdbm'"),
     ("backend be\n  hash-type ring\n", 2, "'hash-type': unknown method 'ring' (expected map-based, consistent or maglev)"),
     ("backend be\n  balance hash dst\n", 2, "'balance hash dst': lb evaluates only the expression 'src'"),
     ("backend be\n  balance source src\n", 2, "'balance': unexpected argument 'src'"),
