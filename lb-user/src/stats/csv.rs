@@ -251,6 +251,9 @@ pub fn render_typed(rows: &[Row]) -> String {
             }
             let ty = if v.parse::<u64>().is_ok() {
                 "u64"
+            } else if v.parse::<i32>().is_ok() {
+                // lastsess: -1 before the first session (HAProxy's s32).
+                "s32"
             } else {
                 "str"
             };

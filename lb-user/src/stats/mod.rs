@@ -487,6 +487,8 @@ mod tests {
         assert_eq!(csv::field(s1, "check_desc"), "Layer4 connection problem");
         assert_eq!(csv::field(s1, "chkfail"), "4");
         assert_eq!(csv::field(s1, "check_duration"), "1500");
+        assert_eq!(csv::field(s1, "lastsess"), "-1");
+        assert!(csv::render_typed(&all).contains(".lastsess.1:KNS:s32:-1\n"));
         let s2 = &all[2];
         assert_eq!(
             (s2.status.as_str(), csv::field(s2, "chkfail").as_str()),
