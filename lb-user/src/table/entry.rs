@@ -231,6 +231,8 @@ pub struct ServerCounters {
     pub max: AtomicU32,
     /// Connections sent there (`lbtot`/`stot`).
     pub total: AtomicU64,
+    /// Unix time (s) of the last connection sent there (`lastsess`); 0 = none yet.
+    pub last_session: AtomicU64,
     /// Bytes client -> server (`bin`).
     pub bytes_in: AtomicU64,
     /// Bytes server -> client (`bout`).
@@ -268,6 +270,7 @@ impl Default for ServerCounters {
             cur: AtomicU32::new(0),
             max: AtomicU32::new(0),
             total: AtomicU64::new(0),
+            last_session: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),

@@ -46,8 +46,12 @@ impl ServerSlot {
     /// Counts the connection (`lbtot`) when the slot reaches its user, so a slot handed to a
     /// waiter that had already left is not counted.
     pub(super) fn delivered(self) -> Self {
-        // Relaxed: a statistic.
+        // Relaxed: statistics.
         self.counters.total.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.counters.last_session.store(now, Ordering::Relaxed);
         self
     }
 
