@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use super::hash::{full_hash, KeySpec};
 use super::{reserve_or_full, Algorithm, Pick};
-use crate::table::ServerEntry;
+use crate::server::ServerEntry;
 
 /// Nodes per unit of weight: HAProxy's `BE_WEIGHT_SCALE` (an effective weight is the user
 /// weight times 16). The price is coarseness at low weights: with weight 1 (16 nodes) a

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use super::{Algorithm, Pick};
-use crate::table::ServerEntry;
+use crate::server::ServerEntry;
 
 #[derive(Debug)]
 pub(crate) struct First {

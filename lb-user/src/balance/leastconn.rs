@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{load_cmp, Algorithm, Pick, Tried};
-use crate::table::ServerEntry;
+use crate::server::ServerEntry;
 
 #[derive(Debug)]
 pub(crate) struct LeastConn {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use super::hash::KeySpec;
 use super::{reserve_or_full, Algorithm, Pick};
-use crate::table::ServerEntry;
+use crate::server::ServerEntry;
 
 /// Slots in the table: a prime (so every skip generates a full permutation), 65537 as in the
 /// Maglev paper's smaller size; with at most a few hundred servers per backend each server has

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use super::hash::KeySpec;
 use super::{gcd, reserve_or_full, Algorithm, Pick};
-use crate::table::ServerEntry;
+use crate::server::ServerEntry;
 
 /// The map of one group: server indices, one slot per unit of effective weight.
 #[derive(Debug)]

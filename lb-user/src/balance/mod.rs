@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use crate::config::{Backend, Balance, HashMethod};
-use crate::table::ServerEntry;
+use crate::server::ServerEntry;
 
 /// Outcome of one pick. `Got` means a connection slot has already been reserved on that server
 /// (its `cur` incremented); the caller owns it.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use super::leastconn::least_loaded;
 use super::{load_cmp, Algorithm, Pick};
-use crate::table::ServerEntry;
+use crate::server::ServerEntry;
 
 #[derive(Debug)]
 pub(crate) struct Random {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{candidates, gcd, Algorithm, Pick, Tried};
-use crate::table::ServerEntry;
+use crate::server::ServerEntry;
 
 #[derive(Debug)]
 pub(crate) struct Sequence {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{BackendTable, ServerCounters, ServerEntry};
 use crate::config::Server;
+use crate::server::QueueKick;
 
 /// A reserved connection slot on one server. Dropping it releases the slot (`cur -= 1`) and
 /// lets the head of the queue have it.
@@ -107,10 +108,12 @@ impl Drop for ServerSlot {
         self.table.kick();
         // After a reload the server's current table is another one (the counters, and so `cur`,
         // are shared): connections queued there may take the slot too.
-        let latest = self.counters.table.load();
-        if !std::ptr::eq(latest.as_ptr(), Arc::as_ptr(&self.table)) {
-            if let Some(t) = latest.upgrade() {
-                t.kick();
+        if let Some(latest) = self.counters.latest.load().as_ref() {
+            let mine = Arc::as_ptr(&self.table).cast::<()>();
+            if !std::ptr::eq(latest.0.as_ptr().cast::<()>(), mine) {
+                if let Some(t) = latest.0.upgrade() {
+                    t.kick();
+                }
             }
         }
     }
