@@ -238,7 +238,7 @@ pub fn load(
     backends: &[usize],
     use_addr: impl Fn(usize, usize) -> bool,
 ) {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::outside::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             log::warn!("server-state file {}: cannot read: {e}", path.display());
