@@ -162,8 +162,21 @@ fn maxconn_for(config: &Config) -> u32 {
     // SAFETY: getrlimit/setrlimit read and write the struct we pass.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
+        match config.global.ulimit_n {
+            // `ulimit-n`: soft and hard, as HAProxy.
+            Some(n) => {
+                lim.rlim_cur = libc::rlim_t::from(n);
+                lim.rlim_max = lim.rlim_max.max(libc::rlim_t::from(n));
+            }
+            None => lim.rlim_cur = lim.rlim_max,
+        }
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) != 0 {
+            log::warn!(
+                "cannot set RLIMIT_NOFILE to {}: {}",
+                lim.rlim_cur,
+                std::io::Error::last_os_error()
+            );
+        }
         libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
     }
     let by_fds = (lim.rlim_cur.saturating_sub(64) / 6).clamp(1, u64::from(u32::MAX)) as u32;

@@ -241,6 +241,7 @@ mod tests {
             maxpipes: None,
             node: None,
             description: None,
+            ulimit_n: None,
         }
     }
 

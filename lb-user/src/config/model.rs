@@ -106,6 +106,9 @@ pub struct Global {
     pub node: Option<String>,
     /// `description TEXT`: shown by `stats show-desc`.
     pub description: Option<String>,
+    /// `ulimit-n N`: `RLIMIT_NOFILE` set at start (soft and hard), as HAProxy. `None` = the soft
+    /// limit is raised to the hard one.
+    pub ulimit_n: Option<u32>,
 }
 
 impl Global {

@@ -35,6 +35,7 @@ pub(super) fn builtin() -> Global {
         maxpipes: None,
         node: None,
         description: None,
+        ulimit_n: None,
     }
 }
 
@@ -104,7 +105,7 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("maxpipes", maxpipes),
     not_yet("ca-base", TLS, one_or_more),
     run("crt-base", tls_bind_only),
-    not_yet("ulimit-n", "fd limit", count),
+    run("ulimit-n", ulimit_n),
     not_yet("master-worker", "master-worker mode", optional),
     not_yet("hard-stop-after", "reload", time),
     run("node", node),
@@ -280,6 +281,16 @@ fn maxpipes(p: &mut Parser, line: &Line) {
         match parse_u32(&line.words[1], 1, u32::MAX) {
             Ok(v) => p.global.maxpipes = Some(v),
             Err(e) => p.diag.err(&line.loc, format!("'maxpipes': {e}")),
+        }
+    }
+}
+
+/// `ulimit-n N`: the file-descriptor limit lb sets at start (soft and hard).
+fn ulimit_n(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_u32(&line.words[1], 1, u32::MAX) {
+            Ok(v) => p.global.ulimit_n = Some(v),
+            Err(e) => p.diag.err(&line.loc, format!("'ulimit-n': {e}")),
         }
     }
 }

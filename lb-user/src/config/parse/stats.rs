@@ -348,6 +348,9 @@ fn stats_socket(d: &mut Diag, line: &Line) -> Option<StatsSocket> {
                     }
                 };
             }
+            // lb's reload keeps every listening socket in the same process: what HAProxy
+            // passes to its new process with `expose-fd listeners`, lb has without it.
+            ("expose-fd", Some(v)) if v == "listeners" => {}
             (
                 "user" | "group" | "uid" | "gid" | "expose-fd" | "severity-output" | "process"
                 | "thread" | "name" | "maxconn" | "backlog",
