@@ -485,7 +485,7 @@ struct PidFile(PathBuf);
 
 impl PidFile {
     fn create(path: &Path) -> anyhow::Result<Self> {
-        std::fs::write(path, format!("{}\n", std::process::id()))
+        lb_user::outside::write(path, format!("{}\n", std::process::id()).as_bytes())
             .with_context(|| format!("cannot write pid file {}", path.display()))?;
         Ok(Self(path.to_path_buf()))
     }

@@ -5,7 +5,8 @@
 //! `-f` files, `/etc/resolv.conf`, the server-state file and `/etc/hosts` (through the system
 //! resolver) inside the chroot, where they usually are not. Before it chroots, lb therefore
 //! forks a helper ([`start`]) that keeps the host's view and does exactly these things for it:
-//! read a file, resolve a name, remove a file (the pid file and runtime sockets at exit). The
+//! read a file, resolve a name, write the pid file, remove a file (the pid file and runtime
+//! sockets at exit). The
 //! helper runs as the same user and group as lb after its drop, so it can do nothing lb's user
 //! could not do outside the chroot; it holds no listening socket or map (they are closed in it)
 //! and dies with lb (`PR_SET_PDEATHSIG`).
@@ -36,6 +37,19 @@ pub fn read(path: &Path) -> io::Result<Vec<u8>> {
 /// Reads a whole file as UTF-8 text (lossy).
 pub fn read_to_string(path: &Path) -> io::Result<String> {
     read(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Writes a whole file (outside the chroot when lb is in one): the pid file.
+pub fn write(path: &Path, data: &[u8]) -> io::Result<()> {
+    match HELPER.get() {
+        None => std::fs::write(path, data),
+        Some(h) => {
+            let mut req = path.as_os_str().as_encoded_bytes().to_vec();
+            req.push(0);
+            req.extend_from_slice(data);
+            ask(h, b'W', &req).map(drop)
+        }
+    }
 }
 
 /// Removes a file (outside the chroot when lb is in one). Errors are the caller's to ignore.
@@ -181,6 +195,17 @@ fn serve(op: u8, arg: &[u8]) -> Result<Vec<u8>, String> {
     };
     match op {
         b'R' => std::fs::read(path()).map_err(|e| e.to_string()),
+        b'W' => {
+            let Some(nul) = arg.iter().position(|b| *b == 0) else {
+                return Err("malformed write request".to_owned());
+            };
+            // SAFETY: as above, the path's bytes came from an `OsStr` in lb.
+            let p =
+                Path::new(unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(&arg[..nul]) });
+            std::fs::write(p, &arg[nul + 1..])
+                .map(|()| Vec::new())
+                .map_err(|e| e.to_string())
+        }
         b'U' => std::fs::remove_file(path())
             .map(|()| Vec::new())
             .map_err(|e| e.to_string()),
@@ -214,6 +239,12 @@ mod tests {
         std::fs::write(&dir, b"abc").unwrap();
         let p = dir.as_os_str().as_encoded_bytes();
         assert_eq!(serve(b'R', p).unwrap(), b"abc");
+        let mut w = p.to_vec();
+        w.push(0);
+        w.extend_from_slice(b"xyz");
+        assert!(serve(b'W', &w).is_ok());
+        assert_eq!(serve(b'R', p).unwrap(), b"xyz");
+        assert!(serve(b'W', p).is_err(), "no NUL: malformed, not a panic");
         assert!(serve(b'U', p).is_ok());
         assert!(serve(b'R', p).is_err());
         let mut req = vec![b'4'];
