@@ -13,6 +13,7 @@ pub mod generation;
 pub mod health;
 pub mod listener;
 pub mod logging;
+pub mod outside;
 pub mod passive;
 pub mod privileges;
 pub mod server;

@@ -34,9 +34,14 @@ struct Cli {
         help = "Check the configuration and exit: 0 if valid, else every error as FILE:LINE: message"
     )]
     check: bool,
-    /// Write the process id to this file at start (removed at exit).
+    /// Write the process id to this file once ready (removed at exit); overrides the global
+    /// `pidfile`.
     #[arg(short = 'p', value_name = "PIDFILE")]
     pidfile: Option<PathBuf>,
+    /// Run in the background (as the global `daemon`): the command returns once lb serves, with
+    /// the pid file written.
+    #[arg(short = 'D')]
+    daemon: bool,
     /// Data plane: `auto` uses sockmap when the kernel and privileges allow, else splice.
     #[arg(long, value_enum, default_value_t = DataplaneChoice::Auto)]
     dataplane: DataplaneChoice,
@@ -105,7 +110,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let (config, text) = lb_user::demo::start(port)?;
         println!("{text}");
         let plane = (dataplane, Duration::from_millis(cli.sockmap_after));
-        return serve(config, plane, &[], cli.pidfile.as_deref());
+        return serve(config, plane, &[], cli);
     }
     if cli.files.is_empty() {
         bail!("no configuration file: use -f FILE (or `lb demo`); see --help");
@@ -131,7 +136,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let plane = (cli.dataplane, Duration::from_millis(cli.sockmap_after));
-    serve(config, plane, &cli.files, cli.pidfile.as_deref())
+    serve(config, plane, &cli.files, cli)
 }
 
 /// The start line of the sockmap data plane, with when flows enter the kernel.
@@ -157,8 +162,21 @@ fn maxconn_for(config: &Config) -> u32 {
     // SAFETY: getrlimit/setrlimit read and write the struct we pass.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
+        match config.global.ulimit_n {
+            // `ulimit-n`: soft and hard, as HAProxy.
+            Some(n) => {
+                lim.rlim_cur = libc::rlim_t::from(n);
+                lim.rlim_max = lim.rlim_max.max(libc::rlim_t::from(n));
+            }
+            None => lim.rlim_cur = lim.rlim_max,
+        }
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) != 0 {
+            log::warn!(
+                "cannot set RLIMIT_NOFILE to {}: {}",
+                lim.rlim_cur,
+                std::io::Error::last_os_error()
+            );
+        }
         libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
     }
     let by_fds = (lim.rlim_cur.saturating_sub(64) / 6).clamp(1, u64::from(u32::MAX)) as u32;
@@ -181,8 +199,14 @@ fn serve(
     config: Config,
     (choice, sockmap_after): (DataplaneChoice, Duration),
     files: &[PathBuf],
-    pidfile: Option<&Path>,
+    cli: &Cli,
 ) -> anyhow::Result<()> {
+    let pidfile = cli
+        .pidfile
+        .clone()
+        .or_else(|| config.global.pidfile.clone());
+    // The demo has started its backends' threads already: it never forks.
+    let daemon = (cli.daemon || config.global.daemon) && !files.is_empty();
     let threads = config.global.nbthread.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -196,6 +220,7 @@ fn serve(
     let new = listeners.bind_new(&config).map_err(anyhow::Error::msg)?;
     let (plane, _loaded) = load_plane(choice, sockmap_after)?;
     let maxconn = maxconn_for(&config);
+    lb_user::dataplane::splice::set_maxpipes(config.global.maxpipes);
     let gen = Generation::first(
         Arc::new(config),
         maxconn,
@@ -223,6 +248,15 @@ fn serve(
         }
     }
     let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
+    // Still one thread: the last moment to fork. Everything is bound and loaded.
+    let ready = if daemon {
+        Some(daemonize(pidfile.as_deref())?)
+    } else {
+        None
+    };
+    if let Some(dir) = &gen.config.global.chroot {
+        enter_chroot(dir, privileges.as_ref())?;
+    }
     let current: Current = Arc::new(ArcSwap::new(gen.clone()));
     block_signals()?;
     if privileges.is_some() {
@@ -267,8 +301,16 @@ fn serve(
             log::info!("frontend '{}': listening on {}", fe.name, b.addr);
         }
     }
-    let _pidfile = pidfile.map(PidFile::create).transpose()?;
+    // A daemon's pid file is written by its parent (it knows the pid before it returns).
+    let _pidfile = match (&ready, pidfile) {
+        (None, Some(p)) => Some(PidFile::create(&p)?),
+        (Some(_), Some(p)) => Some(PidFile(p)),
+        (_, None) => None,
+    };
     log::info!("lb ready: {threads} threads, maxconn {maxconn}");
+    if let Some(ready) = ready {
+        ready.tell();
+    }
     let mut running = Running {
         gen,
         _checkers: checkers,
@@ -298,7 +340,7 @@ fn serve(
         listeners.close_all();
         for p in socket_paths {
             // The control thread ends with the process; its socket files should not outlive it.
-            let _ = std::fs::remove_file(p);
+            let _ = lb_user::outside::remove_file(&p);
         }
         return Ok(());
     }
@@ -430,6 +472,7 @@ fn reload(
     };
     rt.block_on(listeners.switch(plans));
     lb_user::logging::activate(&next.logs);
+    lb_user::dataplane::splice::set_maxpipes(next.config.global.maxpipes);
     log::info!(
         "reload done: generation {} serves {} frontend(s) and {} backend(s)",
         next.number,
@@ -444,7 +487,7 @@ struct PidFile(PathBuf);
 
 impl PidFile {
     fn create(path: &Path) -> anyhow::Result<Self> {
-        std::fs::write(path, format!("{}\n", std::process::id()))
+        lb_user::outside::write(path, format!("{}\n", std::process::id()).as_bytes())
             .with_context(|| format!("cannot write pid file {}", path.display()))?;
         Ok(Self(path.to_path_buf()))
     }
@@ -452,8 +495,83 @@ impl PidFile {
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = lb_user::outside::remove_file(&self.0);
     }
+}
+
+/// The daemon's end of the pipe its parent waits on: [`Ready::tell`] once lb serves. If the
+/// daemon dies before, the parent reads end-of-file and exits with an error.
+struct Ready(std::fs::File);
+
+impl Ready {
+    fn tell(mut self) {
+        use std::io::Write as _;
+        let _ = self.0.write_all(b"R");
+    }
+}
+
+/// `daemon`: forks; the parent waits until the child serves (or fails), writes the child's
+/// pid to `pidfile` and exits; the child starts its own session and points stdin, stdout and
+/// stderr at /dev/null, as `HAProxy` does (logs go to the `log` targets). Must run while lb has
+/// one thread.
+fn daemonize(pidfile: Option<&Path>) -> anyhow::Result<Ready> {
+    use std::io::Read as _;
+    let (r, w) = nix::unistd::pipe().context("pipe")?;
+    // SAFETY: one thread (the caller's contract), so the child may go on running lb.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("fork"),
+        0 => {
+            drop(r);
+            nix::unistd::setsid().context("setsid")?;
+            // SAFETY: /dev/null is opened, duplicated onto 0, 1 and 2, and closed.
+            unsafe {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if null >= 0 {
+                    for fd in 0..3 {
+                        libc::dup2(null, fd);
+                    }
+                    if null > 2 {
+                        libc::close(null);
+                    }
+                }
+            }
+            Ok(Ready(std::fs::File::from(w)))
+        }
+        child => {
+            drop(w);
+            let mut byte = [0u8; 1];
+            let n = std::fs::File::from(r).read(&mut byte).unwrap_or(0);
+            if n == 0 {
+                eprintln!("lb: the daemon stopped before it was ready (see its log targets)");
+                // SAFETY: exits the parent without running the child's share of destructors.
+                unsafe { libc::_exit(1) }
+            }
+            if let Some(p) = pidfile {
+                if let Err(e) = std::fs::write(p, format!("{child}\n")) {
+                    eprintln!("lb: cannot write pid file {}: {e}", p.display());
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(1) }
+                }
+            }
+            // SAFETY: as above: the parent's job is done; the daemon owns every resource.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// `chroot DIR`: starts the helper that keeps the host's view for reloads (see
+/// `lb_user::outside`), then enters DIR. After binding and loading BPF, before any thread.
+fn enter_chroot(dir: &Path, privileges: Option<&lb_user::privileges::Plan>) -> anyhow::Result<()> {
+    let plan = privileges.cloned();
+    lb_user::outside::start(move || {
+        plan.as_ref()
+            .is_none_or(|p| lb_user::privileges::apply(p).is_ok())
+    })
+    .context("chroot: cannot start the helper")?;
+    lb_user::outside::enter_chroot(dir)
+        .with_context(|| format!("cannot chroot to {}", dir.display()))?;
+    log::info!("chroot: serving inside {}", dir.display());
+    Ok(())
 }
 
 /// The signals lb handles: SIGTERM/SIGINT stop, SIGHUP reloads.

@@ -72,6 +72,16 @@ impl ServerSlot {
         self.addr
     }
 
+    /// Where this connection goes for a client that connected to port `dst_port`: the
+    /// server's address, with the client's destination port (plus the offset) when the server
+    /// has no fixed port.
+    pub fn target(&self, dst_port: u16) -> SocketAddr {
+        SocketAddr::new(
+            self.addr.ip(),
+            self.conf.target_port(self.addr.port(), dst_port),
+        )
+    }
+
     /// The server's name.
     pub fn name(&self) -> &str {
         &self.conf.name

@@ -19,6 +19,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         loc: loc(10 + id),
         id,
         addr: SocketAddr::from((Ipv4Addr::new(192, 0, 2, id as u8), 80)),
+        port_offset: None,
         fqdn: None,
         weight,
         backup: false,

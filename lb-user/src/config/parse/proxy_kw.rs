@@ -253,11 +253,14 @@ fn mode(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
             px.opts.mode = Some((Mode::Http, loc.clone()));
             px.explicit_mode = true;
             if px.kind != Kind::Defaults && !px.is_stats {
-                p.diag.err(
-                    loc,
-                    "mode http is not supported (lb is a TCP load balancer); only a stats \
-                     section may use it",
-                );
+                let msg = "mode http is not supported (lb is a TCP load balancer); only a stats \
+                           section may use it";
+                if px.kind == Kind::Frontend {
+                    // Unless it forwards to a stats backend: known once every section is read.
+                    px.http_mode_error = Some((loc.clone(), msg.to_owned()));
+                } else {
+                    p.diag.err(loc, msg);
+                }
             }
         }
         "health" => p
@@ -680,9 +683,17 @@ fn external_check(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     }
 }
 
+/// `stats` outside a stats section: a `mode tcp` proxy, where `HAProxy` ignores it too ("'stats'
+/// statement ignored ... as it requires HTTP mode").
 fn stats(p: &mut Parser, _: &mut ProxyDraft, line: &Line) {
     if p.stats_line(line) {
-        p.not_yet(line, &format!("stats {}", line.words[1]), "stats page");
+        p.diag.warn(
+            &line.loc,
+            format!(
+                "'stats {}' is HTTP-only; ignored in mode tcp (a stats page needs 'mode http')",
+                line.words[1]
+            ),
+        );
     }
 }
 
