@@ -5,6 +5,7 @@ pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod dataplane;
 pub mod demo;
 pub mod dns;

@@ -1,4 +1,5 @@
-//! The `lb` binary: command line shaped like haproxy's (`-f`, `-c`), plus `lb demo`.
+//! The `lb` binary: command line shaped like haproxy's (`-f`, `-c`), plus `lb demo` and
+//! `lb ctl` (a runtime API client for scripts).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,6 +77,35 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DataplaneChoice::Auto)]
         dataplane: DataplaneChoice,
     },
+    /// Talk to a running lb through its runtime API socket (`stats socket`), e.g. from
+    /// keepalived's `vrrp_script`: `lb ctl -S /run/lb/admin.sock check --backend app`.
+    Ctl {
+        /// The runtime API socket.
+        #[arg(short = 'S', value_name = "SOCKET", default_value = lb_user::ctl::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Give up on lb after this long (connect, send, whole answer).
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout: u64,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlAction {
+    /// Exit 0 if lb answers and every --backend has a usable server (UP, ready, weight > 0);
+    /// 1 if lb does not answer; 3 if a named backend has no usable server or does not exist.
+    Check {
+        /// A backend that must have a usable server; repeat for several.
+        #[arg(long = "backend", value_name = "NAME")]
+        backends: Vec<String>,
+    },
+    /// Send one runtime API command (e.g. `show stat`) and print the answer.
+    Cmd {
+        /// The command's words.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
 }
 
 /// Default of `--sockmap-after`: longer than a request/answer connection on a LAN, short
@@ -94,6 +124,14 @@ fn init_logging(level: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Ctl {
+        socket,
+        timeout,
+        action,
+    }) = &cli.command
+    {
+        return ctl(socket, Duration::from_millis(*timeout), action);
+    }
     init_logging(&cli.log_level);
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,6 +139,25 @@ fn main() -> ExitCode {
             eprintln!("lb: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `lb ctl`: one exchange with a running lb; the exit status is the answer.
+fn ctl(socket: &Path, timeout: Duration, action: &CtlAction) -> ExitCode {
+    match action {
+        CtlAction::Check { backends } => {
+            ExitCode::from(lb_user::ctl::check(socket, backends, timeout))
+        }
+        CtlAction::Cmd { words } => match lb_user::ctl::query(socket, &words.join(" "), timeout) {
+            Ok(answer) => {
+                print!("{answer}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lb ctl: {e}");
+                ExitCode::from(lb_user::ctl::EXIT_NOT_SERVING)
+            }
+        },
     }
 }
 
