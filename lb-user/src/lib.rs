@@ -14,6 +14,7 @@ pub mod generation;
 pub mod health;
 pub mod listener;
 pub mod logging;
+pub mod notify;
 pub mod outside;
 pub mod passive;
 pub mod privileges;

@@ -133,7 +133,9 @@ fn main() -> ExitCode {
         return ctl(socket, Duration::from_millis(*timeout), action);
     }
     init_logging(&cli.log_level);
-    match run(&cli) {
+    // Still one thread: it takes NOTIFY_SOCKET out of the environment.
+    let notify = lb_user::notify::Notifier::from_env();
+    match run(&cli, &notify) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lb: {e:#}");
@@ -161,13 +163,13 @@ fn ctl(socket: &Path, timeout: Duration, action: &CtlAction) -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+fn run(cli: &Cli, notify: &lb_user::notify::Notifier) -> anyhow::Result<()> {
     if let Some(Command::Demo { port, dataplane }) = &cli.command {
         let (port, dataplane) = (*port, *dataplane);
         let (config, text) = lb_user::demo::start(port)?;
         println!("{text}");
         let plane = (dataplane, Duration::from_millis(cli.sockmap_after));
-        return serve(config, plane, &[], cli);
+        return serve(config, plane, &[], cli, notify);
     }
     if cli.files.is_empty() {
         bail!("no configuration file: use -f FILE (or `lb demo`); see --help");
@@ -193,7 +195,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let plane = (cli.dataplane, Duration::from_millis(cli.sockmap_after));
-    serve(config, plane, &cli.files, cli)
+    serve(config, plane, &cli.files, cli, notify)
 }
 
 /// The start line of the sockmap data plane, with when flows enter the kernel.
@@ -257,13 +259,19 @@ fn serve(
     (choice, sockmap_after): (DataplaneChoice, Duration),
     files: &[PathBuf],
     cli: &Cli,
+    notify: &lb_user::notify::Notifier,
 ) -> anyhow::Result<()> {
     let pidfile = cli
         .pidfile
         .clone()
         .or_else(|| config.global.pidfile.clone());
     // The demo has started its backends' threads already: it never forks.
-    let daemon = (cli.daemon || config.global.daemon) && !files.is_empty();
+    let mut daemon = (cli.daemon || config.global.daemon) && !files.is_empty();
+    if daemon && notify.active() {
+        // Type=notify: systemd watches the process it started, which must stay in front.
+        log::warn!("'daemon' ignored: lb runs under systemd (NOTIFY_SOCKET is set)");
+        daemon = false;
+    }
     let threads = config.global.nbthread.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -365,6 +373,7 @@ fn serve(
         (_, None) => None,
     };
     log::info!("lb ready: {threads} threads, maxconn {maxconn}");
+    notify.ready(&format!("serving generation {}", gen.number));
     if let Some(ready) = ready {
         ready.tell();
     }
@@ -380,6 +389,7 @@ fn serve(
                 log::warn!("SIGHUP: nothing to reload (no -f files)");
                 continue;
             }
+            notify.reloading();
             if let Some(next) = reload(files, &mut listeners, &running.gen, &rt) {
                 current.store(next.clone());
                 running.gen.retire();
@@ -391,9 +401,11 @@ fn serve(
                     Err(e) => log::error!("reload: {e:#}"),
                 }
             }
+            notify.ready(&format!("serving generation {}", running.gen.number));
             continue;
         }
         log::info!("received {sig}, stopping");
+        notify.stopping();
         listeners.close_all();
         for p in socket_paths {
             // The control thread ends with the process; its socket files should not outlive it.
