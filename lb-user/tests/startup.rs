@@ -104,7 +104,7 @@ fn config_may_span_several_files() {
     let _lb = Lb::start_with(&LbOpts {
         configs: vec![front, back],
         dataplane: Some("splice".into()),
-        env: Vec::new(),
+        ..LbOpts::default()
     });
     flows_work(port);
 }

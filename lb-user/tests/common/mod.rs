@@ -13,6 +13,7 @@
 
 pub mod data;
 pub mod health;
+pub mod netns;
 pub mod ops;
 pub mod scenarios;
 pub mod servers;
@@ -187,6 +188,9 @@ pub struct LbOpts {
     pub dataplane: Option<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// A network namespace to run lb in (`ip netns exec NAME lb ...`); lb's pid stays the
+    /// child's pid (`ip` execs it).
+    pub netns: Option<String>,
 }
 
 impl LbOpts {
@@ -195,7 +199,14 @@ impl LbOpts {
             configs: vec![config.to_string()],
             dataplane: Some(dataplane.to_string()),
             env: Vec::new(),
+            netns: None,
         }
+    }
+
+    #[must_use]
+    pub fn netns(mut self, name: &str) -> LbOpts {
+        self.netns = Some(name.to_string());
+        self
     }
 
     #[must_use]
@@ -240,7 +251,14 @@ impl Lb {
     /// Like [`Lb::start_with`] but returns lb's log as the error instead of panicking.
     pub fn try_start_with(opts: &LbOpts) -> Result<Lb, String> {
         let cfgs: Vec<TempCfg> = opts.configs.iter().map(|c| TempCfg::new(c)).collect();
-        let mut cmd = Command::new(lb_bin());
+        let mut cmd = match &opts.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(lb_bin());
+                c
+            }
+            None => Command::new(lb_bin()),
+        };
         for c in &cfgs {
             cmd.arg("-f").arg(&c.path);
         }

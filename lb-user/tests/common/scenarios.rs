@@ -305,7 +305,15 @@ pub fn reset_server_to_client(addr: SocketAddr) -> Outcome {
 
 /// One flow of the flow protocol (see [`Backend::flow`]): returns what the client sent and got.
 pub fn flow(addr: SocketAddr, h: FlowHeader, deadline: Instant) -> Outcome<(Summary, Summary)> {
-    let mut s = connect(addr)?;
+    flow_over(connect(addr)?, h, deadline)
+}
+
+/// [`flow`] on a stream the caller connected (its own timeouts, namespace or source address).
+pub fn flow_over(
+    mut s: TcpStream,
+    h: FlowHeader,
+    deadline: Instant,
+) -> Outcome<(Summary, Summary)> {
     let id = h.id;
     s.write_all(&h.encode()).map_err(e2s("header"))?;
     let f =
