@@ -13,26 +13,35 @@
 //!    the kernel forwards never wakes this process.
 //! 8. Idle time: the program stamps `last_ns`; [`forward`] reads it.
 
+mod drain;
+mod watch;
+
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap as StdHashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use aya::maps::{HashMap, Map, MapData, SockMap};
+use aya::maps::{Array, HashMap, Map, MapData, RingBuf, SockMap};
 use aya::programs::SkSkb;
 use aya::Ebpf;
-use lb_common::{PeerInfo, DEST_MAP, MAX_SOCKETS, PEER_MAP, SOCKS_MAP};
+use lb_common::{
+    Credit, PeerInfo, CREDIT_MAP, DEFAULT_BACKLOG, DEST_MAP, MAX_SOCKETS, PEER_MAP, SOCKS_MAP,
+    WAKE_LOST_MAP, WAKE_MAP,
+};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::Notify;
 
 use super::splice::{pump, Spliced};
 use super::{
     drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowEnd, FlowReport, FlowTimeouts,
     KillSwitch,
 };
+use drain::{drain_passed, pass_fin_when_drained, KernelDir};
+#[cfg(test)]
+pub(crate) use drain::{drained_total, DRAIN_CHUNK};
+pub use watch::HupWatcher;
+use watch::{Registration, WOKEN};
 
 /// Environment switch for tests: `LB_TEST_FORCE_BPF_FAIL=1` makes [`load`] fail as it would on
 /// a kernel or account without BPF, so the `auto` fallback can be tested on a machine with BPF.
@@ -51,11 +60,33 @@ pub enum LoadError {
     Map(#[from] aya::maps::MapError),
     #[error("BPF object has no map or program named '{0}'")]
     Missing(&'static str),
+    #[error("sockmap wake thread: {0}")]
+    Dispatcher(io::Error),
 }
 
-/// Kernel ids of `SOCKS`, `DEST`, `PEER`: what a thread needs to open its own handles.
+/// Kernel ids of `SOCKS`, `DEST`, `PEER`, `CREDIT`, and the backlog bound: what a thread needs
+/// to open its own handles.
 #[derive(Clone, Copy, Debug)]
-pub struct MapIds([u32; 3]);
+pub struct MapIds {
+    ids: [u32; 4],
+    backlog: u64,
+}
+
+impl MapIds {
+    /// The same maps with another bound on what one direction may have in flight in the kernel
+    /// (`tune.lb.sockmap-backlog`, bytes; at least 64 KiB, the largest skb the program sees).
+    #[must_use]
+    pub fn with_backlog(self, bytes: u64) -> Self {
+        Self {
+            backlog: bytes.max(MIN_BACKLOG),
+            ..self
+        }
+    }
+}
+
+/// The least backlog bound: one skb (at most 64 KiB on a device without BIG TCP) must fit,
+/// or a direction would pass every skb and run through userspace.
+pub const MIN_BACKLOG: u64 = 64 << 10;
 
 /// The loaded program and maps. Keep it alive for the life of the process: dropping it detaches
 /// the program, and the kernel then stops forwarding.
@@ -100,11 +131,23 @@ pub fn load() -> Result<Loaded, LoadError> {
     let id = |name: &'static str, ebpf: &Ebpf| -> Result<u32, LoadError> {
         map_id(ebpf.map(name).ok_or(LoadError::Missing(name))?)
     };
-    let ids = MapIds([
-        id(SOCKS_MAP, &ebpf)?,
-        id(DEST_MAP, &ebpf)?,
-        id(PEER_MAP, &ebpf)?,
-    ]);
+    let ids = MapIds {
+        ids: [
+            id(SOCKS_MAP, &ebpf)?,
+            id(DEST_MAP, &ebpf)?,
+            id(PEER_MAP, &ebpf)?,
+            id(CREDIT_MAP, &ebpf)?,
+        ],
+        backlog: DEFAULT_BACKLOG,
+    };
+    let wakes = RingBuf::try_from(
+        ebpf.take_map(WAKE_MAP)
+            .ok_or(LoadError::Missing(WAKE_MAP))?,
+    )?;
+    let lost = Array::try_from(
+        ebpf.take_map(WAKE_LOST_MAP)
+            .ok_or(LoadError::Missing(WAKE_LOST_MAP))?,
+    )?;
     let socks = SockMap::try_from(
         ebpf.take_map(SOCKS_MAP)
             .ok_or(LoadError::Missing(SOCKS_MAP))?,
@@ -115,6 +158,7 @@ pub fn load() -> Result<Loaded, LoadError> {
         .try_into()?;
     prog.load()?;
     prog.attach(socks.fd())?;
+    watch::spawn_dispatcher(wakes, lost).map_err(LoadError::Dispatcher)?;
     Ok(Loaded {
         _ebpf: ebpf,
         _socks: socks,
@@ -130,10 +174,13 @@ pub struct ThreadMaps {
     socks: RefCell<SockMap<MapData>>,
     dest: RefCell<SockMap<MapData>>,
     peer: RefCell<HashMap<MapData, u64, PeerInfo>>,
+    credit: RefCell<HashMap<MapData, u64, Credit>>,
     slots: RefCell<Slots>,
     watcher: Rc<HupWatcher>,
     /// How long a flow runs on splice before it is moved into the maps (see [`forward`]).
     hand_over_after: Duration,
+    /// Bytes one direction may have redirected and not yet seen its peer take.
+    backlog: u64,
 }
 
 /// A thread's range of map slots: never-used ones from `next`, returned ones on `free`.
@@ -198,22 +245,26 @@ impl ThreadMaps {
         hand_over_after: Duration,
     ) -> io::Result<Rc<Self>> {
         let open = |id: u32| MapData::from_id(id).map_err(io::Error::other);
-        let socks = SockMap::try_from(Map::SockMap(open(ids.0[0])?)).map_err(io::Error::other)?;
-        let dest = SockMap::try_from(Map::SockMap(open(ids.0[1])?)).map_err(io::Error::other)?;
-        let peer = HashMap::try_from(Map::HashMap(open(ids.0[2])?)).map_err(io::Error::other)?;
+        let [socks, dest, peer, credit] = ids.ids;
+        let socks = SockMap::try_from(Map::SockMap(open(socks)?)).map_err(io::Error::other)?;
+        let dest = SockMap::try_from(Map::SockMap(open(dest)?)).map_err(io::Error::other)?;
+        let peer = HashMap::try_from(Map::HashMap(open(peer)?)).map_err(io::Error::other)?;
+        let credit = HashMap::try_from(Map::HashMap(open(credit)?)).map_err(io::Error::other)?;
         let per = MAX_SOCKETS / threads.max(1) as u32;
         let start = per * thread as u32;
         Ok(Rc::new(Self {
             socks: RefCell::new(socks),
             dest: RefCell::new(dest),
             peer: RefCell::new(peer),
+            credit: RefCell::new(credit),
             slots: RefCell::new(Slots {
                 next: start,
                 end: start + per,
                 free: Vec::new(),
             }),
-            watcher: HupWatcher::new()?,
+            watcher: HupWatcher::new(start, start + per)?,
             hand_over_after,
+            backlog: ids.backlog,
         }))
     }
 
@@ -281,19 +332,25 @@ impl ThreadMaps {
             (c, s)
         };
         hook(InsertStep::Dest);
-        // 2. Where each socket's data goes.
+        // 2. Where each socket's data goes, and how much of it may be in flight.
         {
             let mut peer = self.peer.borrow_mut();
+            let mut credit = self.credit.borrow_mut();
             let entry = |slot| PeerInfo {
                 peer_slot: slot,
+                limit: self.backlog,
                 ..PeerInfo::default()
             };
-            if server_dest && peer.insert(client_cookie, entry(server_slot), 0).is_ok() {
-                ins.up_kernel = true;
-            }
-            if client_dest && peer.insert(server_cookie, entry(client_slot), 0).is_ok() {
-                ins.down_kernel = true;
-            }
+            let allowed = Credit {
+                limit: self.backlog,
+                drained: 0,
+            };
+            let mut add = |cookie, slot| {
+                credit.insert(cookie, allowed, 0).is_ok()
+                    && peer.insert(cookie, entry(slot), 0).is_ok()
+            };
+            ins.up_kernel = server_dest && add(client_cookie, server_slot);
+            ins.down_kernel = client_dest && add(server_cookie, client_slot);
         }
         hook(InsertStep::Peer);
         // 3. Sources last: from here on the program sees their data.
@@ -356,29 +413,40 @@ impl ThreadMaps {
             let _ = dest.clear_index(&ins.client_slot);
             let _ = dest.clear_index(&ins.server_slot);
         }
-        {
-            let mut peer = self.peer.borrow_mut();
-            let _ = peer.remove(&ins.client_cookie);
-            let _ = peer.remove(&ins.server_cookie);
-        }
+        self.remove_entries(ins);
         self.release_slots(ins.client_slot, ins.server_slot);
     }
 
-    /// Ends a flow whose sockets were just closed. Closing a socket takes it out of every
-    /// sockmap in the kernel (`sock_map_close`), so only the `PEER` entries are deleted here:
-    /// 2 map syscalls instead of 6 per flow. Slots are free once the sockets are gone.
-    fn remove_closed(&self, ins: &Inserted) {
-        {
-            let mut peer = self.peer.borrow_mut();
-            let _ = peer.remove(&ins.client_cookie);
-            let _ = peer.remove(&ins.server_cookie);
+    /// Deletes a flow's `PEER` and `CREDIT` entries.
+    fn remove_entries(&self, ins: &Inserted) {
+        let mut peer = self.peer.borrow_mut();
+        let mut credit = self.credit.borrow_mut();
+        for cookie in [&ins.client_cookie, &ins.server_cookie] {
+            let _ = peer.remove(cookie);
+            let _ = credit.remove(cookie);
         }
+    }
+
+    /// Ends a flow whose sockets were just closed. Closing a socket takes it out of every
+    /// sockmap in the kernel (`sock_map_close`), so only the `PEER` and `CREDIT` entries are
+    /// deleted here: 4 map syscalls instead of 8 per flow. Slots are free once the sockets are
+    /// gone.
+    fn remove_closed(&self, ins: &Inserted) {
+        self.remove_entries(ins);
         self.release_slots(ins.client_slot, ins.server_slot);
     }
 
     /// What the program recorded for a source socket.
     fn peer_info(&self, cookie: u64) -> Option<PeerInfo> {
         self.peer.borrow().get(&cookie, 0).ok()
+    }
+
+    /// Tells the program how far a source may be redirected and what of its passed bytes was
+    /// sent on. The update replaces the whole value: the program sees the old or the new one.
+    fn set_credit(&self, cookie: u64, credit: Credit) {
+        if let Err(e) = self.credit.borrow_mut().insert(cookie, credit, 0) {
+            log::debug!("sockmap credit update failed: {e}");
+        }
     }
 }
 
@@ -400,215 +468,25 @@ fn instant_of(ns: u64) -> Instant {
     now.checked_sub(Duration::from_nanos(age)).unwrap_or(now)
 }
 
-/// A per-thread epoll set that reports FIN (`EPOLLRDHUP`), RST and errors of the sockets in the
-/// maps, and nothing else: data arrivals (which the kernel forwards itself) never wake it.
-pub struct HupWatcher {
-    epoll: AsyncFd<OwnedFd>,
-    waiters: RefCell<StdHashMap<u64, Rc<Waiter>>>,
-    next_token: Cell<u64>,
-}
-
-#[derive(Default)]
-struct Waiter {
-    notify: Notify,
-    events: Cell<u32>,
-}
-
-/// A socket's registration in the [`HupWatcher`]; deregisters on drop.
-struct Registration {
-    watcher: Rc<HupWatcher>,
-    token: u64,
-    fd: RawFd,
-    waiter: Rc<Waiter>,
-}
-
-impl HupWatcher {
-    fn new() -> io::Result<Rc<Self>> {
-        // SAFETY: plain syscall; the returned fd is owned by us.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+/// One direction carried by the kernel: wait for the source's FIN or RST, move on what the
+/// program passes whenever it wakes us, and finish with the FIN.
+async fn kernel_dir(d: &KernelDir<'_>, reg: &Registration, done: &Cell<bool>) -> DirEnd {
+    let ev = loop {
+        let ev = reg.event().await;
+        if ev & !WOKEN != 0 {
+            break ev;
         }
-        // SAFETY: fd was just created.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Rc::new(Self {
-            epoll: super::async_fd(fd)?,
-            waiters: RefCell::new(StdHashMap::new()),
-            next_token: Cell::new(1),
-        }))
-    }
-
-    fn register(self: &Rc<Self>, fd: BorrowedFd<'_>) -> io::Result<Registration> {
-        let token = self.next_token.get();
-        self.next_token.set(token + 1);
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: token,
-        };
-        // SAFETY: epoll_ctl reads `ev`; both fds are open.
-        let rc = unsafe {
-            libc::epoll_ctl(
-                self.epoll.get_ref().as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                &raw mut ev,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
+        // Boxed: its state (a timer, a buffer) is needed only while paused; unboxed it would
+        // sit in every idle flow's future.
+        if let Err(end) = Box::pin(drain_passed(d)).await {
+            return end;
         }
-        let waiter = Rc::new(Waiter::default());
-        self.waiters.borrow_mut().insert(token, waiter.clone());
-        Ok(Registration {
-            watcher: self.clone(),
-            token,
-            fd: fd.as_raw_fd(),
-            waiter,
-        })
-    }
-
-    /// Dispatches epoll events to the waiting flows. Spawn once per thread; runs forever.
-    pub async fn run(self: Rc<Self>) {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-        loop {
-            let Ok(mut guard) = self.epoll.readable().await else {
-                return;
-            };
-            loop {
-                // SAFETY: `events` has room for `len` entries; timeout 0 never blocks.
-                let n = unsafe {
-                    libc::epoll_wait(
-                        self.epoll.get_ref().as_raw_fd(),
-                        events.as_mut_ptr(),
-                        events.len() as i32,
-                        0,
-                    )
-                };
-                if n <= 0 {
-                    break;
-                }
-                let waiters = self.waiters.borrow();
-                for ev in &events[..n as usize] {
-                    let (token, bits) = (ev.u64, ev.events);
-                    if let Some(w) = waiters.get(&token) {
-                        w.events.set(w.events.get() | bits);
-                        w.notify.notify_one();
-                    }
-                }
-            }
-            guard.clear_ready();
-        }
-    }
-}
-
-impl Registration {
-    /// Waits until the socket has reported a FIN, RST or error.
-    async fn closed(&self) -> u32 {
-        loop {
-            let ev = self.waiter.events.get();
-            if ev != 0 {
-                return ev;
-            }
-            self.waiter.notify.notified().await;
-        }
-    }
-}
-
-impl Registration {
-    /// The socket is about to be closed, which takes it out of the epoll set: drop only the
-    /// waiter (saves an `epoll_ctl` per socket).
-    fn closing(mut self) {
-        self.fd = -1;
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        if self.fd >= 0 {
-            // SAFETY: removing our own registration of an fd that is still open.
-            unsafe {
-                libc::epoll_ctl(
-                    self.watcher.epoll.get_ref().as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    self.fd,
-                    std::ptr::null_mut(),
-                );
-            }
-        }
-        self.watcher.waiters.borrow_mut().remove(&self.token);
-    }
-}
-
-/// True when a socket has an error or was reset (`SO_ERROR`, or a state that can only follow a
-/// reset when we have not shut it down ourselves).
-fn errored(fd: BorrowedFd<'_>) -> bool {
-    sockopt::take_error(fd).is_some()
-}
-
-/// Trap 2: after `src`'s FIN, wait until the program has redirected every byte that arrived
-/// before it and `dst` has taken them all, then pass the FIN on with `shutdown(dst, SHUT_WR)`.
-async fn pass_fin_when_drained(
-    maps: &ThreadMaps,
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    src_cookie: u64,
-    src_read: u64,
-    dst_base: u64,
-) -> DirEnd {
-    let mut pause = Duration::from_micros(20);
-    let mut first = true;
-    loop {
-        // The caller checked `src` just before; a failed shutdown reports `dst`. Errors matter
-        // only while we wait.
-        if !first {
-            if errored(src) {
-                return DirEnd::SrcReset;
-            }
-            if errored(dst) {
-                return DirEnd::DstReset;
-            }
-        }
-        first = false;
-        let redirected = maps.peer_info(src_cookie).map_or(0, |p| p.bytes);
-        let (Ok(s), Ok(d), Ok(queued)) = (
-            sockopt::tcp_counters(src),
-            sockopt::tcp_counters(dst),
-            sockopt::outq(dst),
-        ) else {
-            return DirEnd::Local;
-        };
-        // bytes_received counts the FIN as one byte, and the bytes the splice phase read.
-        let taken = (d.bytes_acked + queued).saturating_sub(dst_base);
-        if src_read + redirected + 1 >= s.bytes_received && taken >= redirected {
-            return match sockopt::shutdown_write(dst) {
-                Ok(()) => DirEnd::Fin,
-                Err(_) => DirEnd::DstReset,
-            };
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(5));
-    }
-}
-
-/// One direction carried by the kernel: wait for the source's FIN or RST, then finish it.
-async fn kernel_dir(
-    maps: &ThreadMaps,
-    reg: &Registration,
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    (src_cookie, src_read, dst_base): (u64, u64, u64),
-    done: &Cell<bool>,
-) -> DirEnd {
-    let ev = reg.closed().await;
-    if ev & libc::EPOLLERR as u32 != 0 || errored(src) {
+    };
+    if ev & libc::EPOLLERR as u32 != 0 || sockopt::take_error(d.src).is_some() {
         return DirEnd::SrcReset;
     }
-    // Boxed: its state (a timer among it) is needed only after the FIN; unboxed it would
-    // sit in every idle flow's future.
-    let end = Box::pin(pass_fin_when_drained(
-        maps, src, dst, src_cookie, src_read, dst_base,
-    ))
-    .await;
+    // Boxed, as above.
+    let end = Box::pin(pass_fin_when_drained(d)).await;
     if end == DirEnd::Fin {
         done.set(true);
     }
@@ -707,9 +585,33 @@ async fn in_kernel(
     };
     // SAFETY: `fds` owns both sockets and outlives every use of these borrowed fds below.
     let (cfd, sfd) = unsafe { (BorrowedFd::borrow_raw(cfd), BorrowedFd::borrow_raw(sfd)) };
-    let (Ok(creg), Ok(sreg)) = (maps.watcher.register(cfd), maps.watcher.register(sfd)) else {
+    let (Ok(creg), Ok(sreg)) = (
+        maps.watcher.register(cfd, ins.client_cookie),
+        maps.watcher.register(sfd, ins.server_cookie),
+    ) else {
         maps.remove(&ins);
         return FlowReport::local_error();
+    };
+    // Passed bytes userspace sent on, client -> server and server -> client.
+    let drained_in = Cell::new(0u64);
+    let drained_out = Cell::new(0u64);
+    let up_dir = KernelDir {
+        maps,
+        src: cfd,
+        dst: sfd,
+        src_cookie: ins.client_cookie,
+        src_read: ins.client_read,
+        dst_base: ins.server_base,
+        drained: &drained_in,
+    };
+    let down_dir = KernelDir {
+        maps,
+        src: sfd,
+        dst: cfd,
+        src_cookie: ins.server_cookie,
+        src_read: ins.server_read,
+        dst_base: ins.client_base,
+        drained: &drained_out,
     };
 
     let started = since;
@@ -725,15 +627,7 @@ async fn in_kernel(
         // the flow's future twice.
         let up = pin!(async {
             if ins.up_kernel {
-                kernel_dir(
-                    maps,
-                    &creg,
-                    cfd,
-                    sfd,
-                    (ins.client_cookie, ins.client_read, ins.server_base),
-                    &client_done,
-                )
-                .await
+                kernel_dir(&up_dir, &creg, &client_done).await
             } else {
                 match &fds {
                     // Boxed: a spliced direction is the rare fallback; its state would otherwise
@@ -747,15 +641,7 @@ async fn in_kernel(
         });
         let down = pin!(async {
             if ins.down_kernel {
-                kernel_dir(
-                    maps,
-                    &sreg,
-                    sfd,
-                    cfd,
-                    (ins.server_cookie, ins.server_read, ins.client_base),
-                    &server_done,
-                )
-                .await
+                kernel_dir(&down_dir, &sreg, &server_done).await
             } else {
                 match &fds {
                     Fds::Async(c, s) => {
@@ -799,16 +685,18 @@ async fn in_kernel(
         }
     };
 
-    let kernel_bytes = |on: bool, cookie| {
+    // Redirected by the program, plus passed and sent on by userspace.
+    let kernel_bytes = |on: bool, cookie, drained: &Cell<u64>| {
         if on {
-            maps.peer_info(cookie).map_or(0, |p| p.bytes)
+            maps.peer_info(cookie).map_or(0, |p| p.bytes) + drained.get()
         } else {
             0
         }
     };
     let report = FlowReport {
-        bytes_in: splice_in.get() + kernel_bytes(ins.up_kernel, ins.client_cookie),
-        bytes_out: splice_out.get() + kernel_bytes(ins.down_kernel, ins.server_cookie),
+        bytes_in: splice_in.get() + kernel_bytes(ins.up_kernel, ins.client_cookie, &drained_in),
+        bytes_out: splice_out.get()
+            + kernel_bytes(ins.down_kernel, ins.server_cookie, &drained_out),
         end,
         spliced_in_kernel: ins.up_kernel || ins.down_kernel,
     };

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use super::sockmap::{self, InsertStep, ThreadMaps};
 use super::{FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
 
+mod backpressure;
+
 /// A `#[test]` per plane (modules `sockmap_plane`, `splice_plane`) for each scenario
 /// `fn NAME(plane: Plane)`.
 macro_rules! on_both_planes {
@@ -108,7 +110,21 @@ fn run_flow_killed_after(
     hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
     kill_after: Option<Duration>,
 ) -> std::thread::JoinHandle<FlowReport> {
-    let ids = (plane != Plane::Splice).then(maps_ids);
+    run_flow_full(plane, (client_fd, server_fd), t, hook, kill_after, None)
+}
+
+/// [`run_flow_killed_after`], with the maps' backlog bound set to `backlog` (bytes) when given.
+fn run_flow_full(
+    plane: Plane,
+    (client_fd, server_fd): (OwnedFd, OwnedFd),
+    t: FlowTimeouts,
+    hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
+    kill_after: Option<Duration>,
+    backlog: Option<u64>,
+) -> std::thread::JoinHandle<FlowReport> {
+    let ids = (plane != Plane::Splice)
+        .then(maps_ids)
+        .map(|ids| backlog.map_or(ids, |b| ids.with_backlog(b)));
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
