@@ -19,7 +19,7 @@ use super::{pair, pattern, run_flow_full, FlowEnd, FlowTimeouts, Plane};
 const PUSH: usize = 256 << 20;
 
 /// `SIOCINQ`: bytes in a socket's receive queue not read yet.
-fn inq(fd: BorrowedFd<'_>) -> u64 {
+pub(super) fn inq(fd: BorrowedFd<'_>) -> u64 {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD (= SIOCINQ) writes one c_int.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) };

@@ -557,7 +557,7 @@ pub async fn forward_with_hook(
 
 /// The kernel phase of a flow. `(since, read)`: its last activity so far, and the bytes read
 /// from the client and from the server before (by a splice phase).
-async fn in_kernel(
+pub(super) async fn in_kernel(
     maps: &Rc<ThreadMaps>,
     client: OwnedFd,
     server: OwnedFd,
