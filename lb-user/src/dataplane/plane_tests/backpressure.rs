@@ -361,3 +361,106 @@ fn half_close_after_a_pause_sockmap_hand_over() {
 fn half_close_after_a_pause_splice() {
     half_close_after_a_pause(Plane::Splice);
 }
+
+/// A client pushes at an echo backend and reads nothing back for a while: the echo stalls on
+/// its writes and stops reading, so both directions pause at once (the kernel then queues what
+/// the program passes on the client socket behind the answers waiting to be sent to it). The
+/// push must still stall, with what lb holds within both directions' bounds plus its sockets'
+/// buffers; then the client reads, and the echoed stream equals what it sent.
+fn echo_to_a_client_that_reads_late(plane: Plane) {
+    let p = pair();
+    let lb = [dup(&p.client_fd), dup(&p.server_fd)];
+    let flow = run_flow_full(
+        plane,
+        (p.client_fd, p.server_fd),
+        FlowTimeouts::default(),
+        None,
+        None,
+        None,
+    );
+    let (mut client, backend) = (p.client, p.backend);
+    let backend_view = backend.try_clone().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut b = backend;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = b.read(&mut buf).unwrap();
+            if n == 0 {
+                b.shutdown(Shutdown::Write).unwrap();
+                return;
+            }
+            b.write_all(&buf[..n]).unwrap();
+        }
+    });
+    let data = pattern(PUSH, 41);
+    client.write_all(&data[..1024]).unwrap();
+    let mut first = vec![0u8; 1024];
+    client.read_exact(&mut first).unwrap();
+    assert_eq!(first, data[..1024]);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let written = 1024 + push_until_stalled(&mut client, &data[1024..], Duration::from_secs(1));
+    let outside = sockopt::outq(client.as_fd()).unwrap()
+        + inq(client.as_fd())
+        + inq(backend_view.as_fd())
+        + sockopt::outq(backend_view.as_fd()).unwrap()
+        + (64 << 10);
+    let held = (written as u64 - 1024).saturating_sub(outside);
+    let buffers: u64 = lb
+        .iter()
+        .map(|fd| sockbuf(fd.as_fd(), libc::SO_RCVBUF) + sockbuf(fd.as_fd(), libc::SO_SNDBUF))
+        .sum();
+    let bound = 2 * own_bound(plane) + buffers + (128 << 10);
+    eprintln!(
+        "{plane:?} echo: client wrote {} KiB; lb held {} KiB; bound {} KiB (own 2 x {} KiB + \
+         socket buffers {} KiB + 128 KiB)",
+        written >> 10,
+        held >> 10,
+        bound >> 10,
+        own_bound(plane) >> 10,
+        buffers >> 10
+    );
+    assert!(
+        written < PUSH,
+        "the whole push went in while nobody read the echo"
+    );
+    assert!(
+        held <= bound,
+        "lb held {held} bytes, more than its bound {bound}"
+    );
+
+    let rest = {
+        let mut client = client.try_clone().unwrap();
+        std::thread::spawn(move || {
+            client.write_all(&data[written..]).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            sha(&data[1024..])
+        })
+    };
+    let (n, got) = read_hashed(&mut client);
+    let want = rest.join().unwrap();
+    echo.join().unwrap();
+    assert_eq!(n, PUSH - 1024, "echoed bytes after the first KiB");
+    assert!(got == want, "SHA-256 of the echo differs");
+    let report = flow.join().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert_eq!(
+        (report.bytes_in, report.bytes_out),
+        (PUSH as u64, PUSH as u64)
+    );
+}
+
+#[test]
+fn echo_to_a_client_that_reads_late_sockmap() {
+    echo_to_a_client_that_reads_late(Plane::Sockmap);
+}
+
+#[test]
+fn echo_to_a_client_that_reads_late_sockmap_hand_over() {
+    echo_to_a_client_that_reads_late(Plane::SockmapHandOver);
+}
+
+#[test]
+fn echo_to_a_client_that_reads_late_splice() {
+    echo_to_a_client_that_reads_late(Plane::Splice);
+}
