@@ -1,17 +1,65 @@
 //! The in-kernel data plane: load the `lb-ebpf` stream-verdict program, insert both sockets of
-//! each established flow into the sockmaps, and from userspace only watch for FIN/RST and idle
-//! time. A direction whose source socket can't enter the map (no longer ESTABLISHED, map full)
-//! is carried by splice(2) instead, so every flow is served.
+//! each established flow into the sockmaps, and from userspace only watch for FIN/RST, idle
+//! time and the program's wakes. A direction whose source socket can't enter the map (no longer
+//! ESTABLISHED, map full) is carried by splice(2) instead, so every flow is served.
 //!
 //! The traps of shared/notes/sockmap.md and where each is handled:
 //! 1. FIN as a zero-length skb: dropped by the program (`lb-ebpf`).
-//! 2. RDHUP before the last data was redirected: [`pass_fin_when_drained`].
+//! 2. RDHUP before the last data was redirected: [`drain::pass_fin_when_drained`].
 //! 3. Data queued before the insert: `SO_RCVLOWAT` after the insert, in [`ThreadMaps::insert`].
 //! 4. Empty redirect slot: `DEST` is filled before `SOCKS`, in [`ThreadMaps::insert`].
 //! 5. Not ESTABLISHED any more: that direction falls back to splice, in [`forward`].
 //! 7. Close detection: an epoll set with `EPOLLRDHUP` only ([`HupWatcher`]), so the data that
 //!    the kernel forwards never wakes this process.
 //! 8. Idle time: the program stamps `last_ns`; [`forward`] reads it.
+//!
+//! # Backpressure: at most `backlog` bytes in flight per direction
+//!
+//! Each step relies on this kernel behaviour (Linux 6.x `net/core/skmsg.c`, `sock_map.c`,
+//! `net/ipv4/tcp_bpf.c`, `tcp.c`):
+//! - *Why redirecting alone is unbounded.* `sk_psock_verdict_data_ready` runs the program from
+//!   `tcp_read_skb`, which unlinks each skb from the receive queue and orphans it
+//!   (`skb_set_owner_sk_safe`) first: a redirected skb is charged to no receive buffer, so the
+//!   source's window stays open. `sk_psock_skb_redirect` appends it to the peer's psock queue
+//!   (`ingress_skb`) without a limit, and `sk_psock_backlog` sends from it only while
+//!   `sock_writeable(peer)`. So userspace bounds it: the program redirects an skb only while
+//!   `PEER.bytes + len <= CREDIT.limit`, and userspace sets `limit` to what was redirected plus
+//!   `backlog` at a moment when the peer had taken every byte (`tcpi_bytes_acked + SIOCOUTQ`
+//!   of the peer, less its value at the insert, `>= bytes + drained`). The peer's `bytes_acked +
+//!   SIOCOUTQ` only grows, so from then on the psock queue holds at most `backlog`.
+//! - *Pausing.* Past the limit the program returns `SK_PASS`: `sk_psock_verdict_apply` queues
+//!   the skb on the source's own `ingress_msg` with `skb_set_owner_r`, charging it to the
+//!   source's receive memory, so TCP's window closes (`tcp_space`) as it does for a proxy that
+//!   doesn't read. (If the source's psock still queues skbs redirected *to* it, the passed skb
+//!   waits behind them in `ingress_skb`, to keep its order; a plane test covers both directions
+//!   paused at once.)
+//! - *Order.* Once one skb of a direction was passed, the program passes every later one too
+//!   until userspace has sent every passed byte on (`CREDIT.drained == PEER.passed`), so a
+//!   redirected skb never overtakes a passed one. Userspace writes passed bytes to the peer only
+//!   when the peer has taken every redirected byte (above), so they never overtake those either.
+//! - *Reading passed bytes.* A socket in a map with a verdict program reads with
+//!   `tcp_bpf_recvmsg_parser`, which serves `ingress_msg`; splice(2) (`tcp_splice_read`) reads
+//!   the receive queue itself and would not see them, so [`drain`] copies through a 256 KiB
+//!   buffer (only while paused). It returns 0 once the FIN is in (`SOCK_DONE`) even while passed
+//!   skbs still wait in `ingress_skb`: 0 is not an end here, the byte counts are.
+//! - *The resume handshake.* The program runs under the source's socket lock (softirq holds its
+//!   spinlock, backlog processing owns it), and `tcp_bpf_recvmsg_parser` takes `lock_sock`. So
+//!   userspace writes `CREDIT`, then calls `recv`: every program run that read the old credit
+//!   has finished and counted its bytes in `passed` by then, and every later run reads the new
+//!   one. If `passed == drained` after that, userspace is done; an skb the new credit can't take
+//!   is passed and wakes it again (the program wakes on a pass whenever userspace had caught up).
+//! - *Wakes.* `sk_psock_verdict_data_ready` signals the socket's waiters after every batch,
+//!   redirected or not, so `EPOLLIN` would wake lb for every skb; the program writes a record
+//!   to the `WAKES` ring instead, only on those passes, and one thread routes it by map slot to
+//!   the thread owning the flow ([`watch`]).
+//! - *Two maps.* A userspace update of a `BPF_MAP_TYPE_HASH` value links a new element and frees
+//!   the old (`htab_map_update_elem`), so counts the program adds to the old one meanwhile would
+//!   be lost: `PEER` is written by the program only, `CREDIT` by userspace only.
+//!
+//! The bound: a direction whose receiver stops reading holds at most `backlog` in the peer's
+//! psock queue, 256 KiB in lb's drain buffer, what the source's receive buffer admits
+//! (`SO_RCVBUF`) and what the peer's send buffer admits (`SO_SNDBUF`), as splice holds its
+//! 1 MiB pipe and the same two buffers.
 
 mod drain;
 mod watch;
