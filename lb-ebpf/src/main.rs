@@ -19,6 +19,9 @@ use aya_ebpf::{
 };
 use lb_common::{Credit, PeerInfo, Wake, MAX_SOCKETS, WAKE_RING_BYTES};
 
+/// `BPF_F_NO_PREALLOC` (include/uapi/linux/bpf.h).
+const BPF_F_NO_PREALLOC: u32 = 1;
+
 /// Source sockets: the verdict program is attached here, so each socket of a flow, once in this
 /// map, has its incoming data handed to `lb_verdict` instead of its receive queue.
 #[map(name = "SOCKS")]
@@ -35,9 +38,11 @@ static DEST: SockMap = SockMap::with_max_entries(MAX_SOCKETS, 0);
 static PEER: HashMap<u64, PeerInfo> = HashMap::with_max_entries(MAX_SOCKETS, 0);
 
 /// Socket cookie -> how far the program may redirect, and how much of what it passed userspace
-/// has sent on. Written by userspace only.
+/// has sent on. Written by userspace only. Not preallocated (`BPF_F_NO_PREALLOC`): a full
+/// preallocation would cost ~19 MiB of kernel memory per process for `MAX_SOCKETS` entries, and
+/// entries come and go at the flow rate, not the packet rate.
 #[map(name = "CREDIT")]
-static CREDIT: HashMap<u64, Credit> = HashMap::with_max_entries(MAX_SOCKETS, 0);
+static CREDIT: HashMap<u64, Credit> = HashMap::with_max_entries(MAX_SOCKETS, BPF_F_NO_PREALLOC);
 
 /// Wakes for userspace: a direction started passing, or passed while userspace had caught up.
 #[map(name = "WAKES")]
