@@ -464,3 +464,68 @@ fn echo_to_a_client_that_reads_late_sockmap_hand_over() {
 fn echo_to_a_client_that_reads_late_splice() {
     echo_to_a_client_that_reads_late(Plane::Splice);
 }
+
+/// A reset while a direction is paused (bytes waiting in lb for a receiver that doesn't read)
+/// is passed on as a reset, whichever side resets.
+fn reset_while_paused(plane: Plane, client_resets: bool) {
+    let p = pair();
+    let flow = run_flow_full(
+        plane,
+        (p.client_fd, p.server_fd),
+        FlowTimeouts::default(),
+        None,
+        None,
+        Some(256 << 10),
+    );
+    let (mut client, backend) = (p.client, p.backend);
+    client.write_all(b"x").unwrap();
+    let mut one = [0u8; 1];
+    (&backend).read_exact(&mut one).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let data = pattern(64 << 20, 51);
+    let written = push_until_stalled(&mut client, &data, Duration::from_millis(500));
+    assert!(written < data.len(), "the push never stalled");
+    let (resetter, mut victim) = if client_resets {
+        (client, backend)
+    } else {
+        (backend, client)
+    };
+    socket2::SockRef::from(&resetter)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(resetter);
+    // The victim may first read what lb had passed on, then must see the reset.
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        assert!(Instant::now() < deadline, "no reset within 10 s");
+        match victim.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    assert_eq!(
+        err,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "expected a reset"
+    );
+    let expected = if client_resets {
+        FlowEnd::ClientReset
+    } else {
+        FlowEnd::ServerReset
+    };
+    assert_eq!(flow.join().unwrap().end, expected);
+}
+
+#[test]
+fn reset_while_paused_sockmap() {
+    reset_while_paused(Plane::Sockmap, true);
+    reset_while_paused(Plane::Sockmap, false);
+}
+
+#[test]
+fn reset_while_paused_splice() {
+    reset_while_paused(Plane::Splice, true);
+    reset_while_paused(Plane::Splice, false);
+}
