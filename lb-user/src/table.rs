@@ -941,6 +941,9 @@ pub(crate) mod testing {
             resolvers: None,
             resolve_prefer_ipv4: false,
             unresolved: false,
+            init_addr: vec![crate::config::InitAddr::Last, crate::config::InitAddr::Libc],
+            init_addr_used: None,
+            resolve_net: Vec::new(),
         }
     }
 
@@ -961,6 +964,7 @@ pub(crate) mod testing {
             check: crate::config::CheckKind::default(),
             log_health_checks: false,
             external_check: crate::config::ExternalCheck::default(),
+            server_state: crate::config::ServerStateFrom::None,
         }
     }
 
