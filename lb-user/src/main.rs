@@ -133,13 +133,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 /// The start line of the sockmap data plane, with when flows enter the kernel.
-fn log_sockmap(after: Duration) {
+fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
+    let backlog = ids.backlog() >> 10;
     if after.is_zero() {
-        log::info!("data plane: sockmap (eBPF stream verdict, flows spliced in the kernel)");
+        log::info!(
+            "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel, at most \
+             {backlog} KiB in flight per direction)"
+        );
     } else {
         log::info!(
             "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel after {} ms \
-             on splice)",
+             on splice, at most {backlog} KiB in flight per direction)",
             after.as_millis()
         );
     }
@@ -193,6 +197,10 @@ fn serve(
         .bind_new(&config, threads)
         .map_err(anyhow::Error::msg)?;
 
+    let backlog = config
+        .global
+        .sockmap_backlog
+        .unwrap_or(lb_common::DEFAULT_BACKLOG);
     let (plane, _loaded) = match choice {
         DataplaneChoice::Splice => {
             log::info!("data plane: splice (chosen with --dataplane splice)");
@@ -200,19 +208,15 @@ fn serve(
         }
         DataplaneChoice::Sockmap => {
             let loaded = sockmap::load().context("--dataplane sockmap")?;
-            log_sockmap(sockmap_after);
-            (
-                PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
-                Some(loaded),
-            )
+            let ids = loaded.map_ids().with_backlog(backlog);
+            log_sockmap(sockmap_after, ids);
+            (PlaneSetup::Sockmap(ids, sockmap_after), Some(loaded))
         }
         DataplaneChoice::Auto => match sockmap::load() {
             Ok(loaded) => {
-                log_sockmap(sockmap_after);
-                (
-                    PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
-                    Some(loaded),
-                )
+                let ids = loaded.map_ids().with_backlog(backlog);
+                log_sockmap(sockmap_after, ids);
+                (PlaneSetup::Sockmap(ids, sockmap_after), Some(loaded))
             }
             Err(e) => {
                 log::warn!(

@@ -236,6 +236,7 @@ mod tests {
             stats_maxconn: 10,
             server_state_file: None,
             server_state_base: None,
+            sockmap_backlog: None,
         }
     }
 

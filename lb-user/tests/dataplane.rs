@@ -331,6 +331,21 @@ fn queued(s: &std::net::TcpStream, req: libc::c_ulong) -> u64 {
 /// buffers can autotune to (`tcp_rmem` and `tcp_wmem` maxima). Then the backend reads
 /// everything and answers: every byte arrives both ways, SHA-256 equal, half-close passed on.
 fn push_at_a_backend_that_reads_nothing_is_bounded(dataplane: &str) {
+    push_at_a_stalled_backend(dataplane, None);
+}
+
+/// `tune.lb.sockmap-backlog 64k` reaches the data plane (lb reports the bound it runs with),
+/// and the stalled push of [`push_at_a_backend_that_reads_nothing_is_bounded`] still delivers
+/// every byte when each direction pauses at every 64 KiB. (What a stalled flow holds in all
+/// barely moves with it: lb's own copying then grows the sender's receive buffer, as on splice.)
+#[test]
+fn tune_lb_sockmap_backlog_is_applied() {
+    push_at_a_stalled_backend(common::SOCKMAP_AT_ONCE, Some("64k"));
+}
+
+/// The scenario of [`push_at_a_backend_that_reads_nothing_is_bounded`], with
+/// `tune.lb.sockmap-backlog` set when given (it must be 64k then).
+fn push_at_a_stalled_backend(dataplane: &str, backlog: Option<&str>) {
     use sha2::{Digest, Sha256};
     use std::net::{Shutdown, TcpListener};
 
@@ -338,12 +353,26 @@ fn push_at_a_backend_that_reads_nothing_is_bounded(dataplane: &str) {
     const ANSWER: usize = 16 << 20;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free_port();
-    let cfg = simple_config(
+    let mut cfg = simple_config(
         port,
         &["balance roundrobin"],
         &[format!("stalled {}", listener.local_addr().unwrap())],
     );
-    let _lb = Lb::start(&cfg, dataplane);
+    if let Some(size) = backlog {
+        cfg = cfg.replacen(
+            "global\n",
+            &format!("global\n    tune.lb.sockmap-backlog {size}\n"),
+            1,
+        );
+    }
+    let lb = Lb::start(&cfg, dataplane);
+    if backlog.is_some() {
+        assert!(
+            lb.wait_for_log("at most 64 KiB in flight", Duration::from_secs(5)),
+            "lb does not report the backlog bound: {:?}",
+            lb.logs()
+        );
+    }
     let data = Arc::new(common::data::DataStream::new(0x5EED).take_vec(PUSH));
     let mut client = scenarios::connect(local(port)).unwrap();
     let (mut backend, _) = listener.accept().unwrap();

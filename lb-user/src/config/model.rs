@@ -94,6 +94,11 @@ pub struct Global {
     /// the backends' `local` ones. `None` (the default) = relative paths are relative to the
     /// working directory.
     pub server_state_base: Option<PathBuf>,
+    /// `tune.lb.sockmap-backlog SIZE` (an lb extension): the bytes one direction of a flow in
+    /// the kernel maps may have forwarded and not yet taken by the receiving socket, past which
+    /// lb stops forwarding it in the kernel (see the README's sockmap section). At least 64 KiB.
+    /// `None` (the default) = 4 MiB. Read at start.
+    pub sockmap_backlog: Option<u64>,
 }
 
 impl Global {

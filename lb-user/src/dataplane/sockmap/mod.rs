@@ -130,6 +130,11 @@ impl MapIds {
             ..self
         }
     }
+
+    /// The backlog bound the threads will use, in bytes.
+    pub fn backlog(&self) -> u64 {
+        self.backlog
+    }
 }
 
 /// The least backlog bound: one skb (at most 64 KiB on a device without BIG TCP) must fit,
