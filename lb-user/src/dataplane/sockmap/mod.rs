@@ -30,9 +30,12 @@
 //! - *Pausing.* Past the limit the program returns `SK_PASS`: `sk_psock_verdict_apply` queues
 //!   the skb on the source's own `ingress_msg` with `skb_set_owner_r`, charging it to the
 //!   source's receive memory, so TCP's window closes (`tcp_space`) as it does for a proxy that
-//!   doesn't read. (If the source's psock still queues skbs redirected *to* it, the passed skb
-//!   waits behind them in `ingress_skb`, to keep its order; a plane test covers both directions
-//!   paused at once.)
+//!   doesn't read. **Known gap:** if the source's psock still queues skbs redirected *to* it
+//!   (its own receiver doesn't read either), `sk_psock_verdict_apply` puts the passed skb
+//!   behind them in `ingress_skb` instead, where it is charged to nothing until they are sent:
+//!   the window then stays open. A client that pushes and never reads, at a backend that echoes,
+//!   can so fill memory as before (seen once on a loaded machine; 10–15 MiB held in most runs).
+//!   Bounding it needs the program to know the reverse direction's backlog; not done yet.
 //! - *Order.* Once one skb of a direction was passed, the program passes every later one too
 //!   until userspace has sent every passed byte on (`CREDIT.drained == PEER.passed`), so a
 //!   redirected skb never overtakes a passed one. Userspace writes passed bytes to the peer only
