@@ -188,9 +188,9 @@ pub struct LbOpts {
     pub dataplane: Option<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
-    /// A network namespace to run lb in (`ip netns exec NAME lb ...`); lb's pid stays the
-    /// child's pid (`ip` execs it).
-    pub netns: Option<String>,
+    /// Words run before lb, a program that execs lb in a changed context (`ip netns exec NAME`,
+    /// `setpriv ...`); lb's pid stays the child's pid.
+    pub wrapper: Vec<String>,
 }
 
 impl LbOpts {
@@ -199,13 +199,20 @@ impl LbOpts {
             configs: vec![config.to_string()],
             dataplane: Some(dataplane.to_string()),
             env: Vec::new(),
-            netns: None,
+            wrapper: Vec::new(),
         }
     }
 
+    /// Runs lb in network namespace `name` (`ip netns exec NAME lb ...`).
     #[must_use]
-    pub fn netns(mut self, name: &str) -> LbOpts {
-        self.netns = Some(name.to_string());
+    pub fn netns(self, name: &str) -> LbOpts {
+        self.wrapped(&["ip", "netns", "exec", name])
+    }
+
+    /// Runs lb as `WORDS... lb ...`; the first word must exec lb (`setpriv`, `ip netns exec`).
+    #[must_use]
+    pub fn wrapped(mut self, words: &[&str]) -> LbOpts {
+        self.wrapper = words.iter().map(ToString::to_string).collect();
         self
     }
 
@@ -251,10 +258,10 @@ impl Lb {
     /// Like [`Lb::start_with`] but returns lb's log as the error instead of panicking.
     pub fn try_start_with(opts: &LbOpts) -> Result<Lb, String> {
         let cfgs: Vec<TempCfg> = opts.configs.iter().map(|c| TempCfg::new(c)).collect();
-        let mut cmd = match &opts.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(lb_bin());
+        let mut cmd = match opts.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(lb_bin());
                 c
             }
             None => Command::new(lb_bin()),
