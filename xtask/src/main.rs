@@ -1,8 +1,9 @@
 //! `cargo xtask`: lb's orchestration. Installs what the build needs (`setup`), builds `lb`, runs
-//! it, runs the whole test suite as CI does, and runs the benchmarks; every command it runs is
-//! printed first.
+//! it, runs the whole test suite as CI does, packages it (`deb`) and runs the benchmarks; every
+//! command it runs is printed first.
 
 mod cmd;
+mod deb;
 mod setup;
 mod suite;
 
@@ -56,6 +57,9 @@ enum Task {
         )]
         args: Vec<String>,
     },
+    /// Build lb (release), then a Debian package of it with dpkg-deb: /usr/sbin/lb,
+    /// /etc/lb/lb.cfg, the systemd unit lb.service; prints the .deb's path (under target/deb).
+    Deb,
     /// Build, then run the benchmarks (`cargo run --release -p bench -- ARGS`).
     Bench {
         /// Passed to the bench binary.
@@ -115,6 +119,10 @@ fn dispatch(task: Task) -> Result<ExitCode> {
             return Err(err).with_context(|| format!("run: could not execute {}", lb.display()));
         }
         Task::Test { args } => suite::test(&root, &args)?,
+        Task::Deb => {
+            let lb = build(&root, false)?;
+            deb::deb(&root, &lb)?;
+        }
         Task::Bench { args } => {
             build(&root, false)?;
             let mut c = cmd::cargo(&root);
@@ -203,6 +211,7 @@ mod tests {
         assert_eq!(parse(&["build", "--debug"]), Task::Build { debug: true });
         assert!(Cli::try_parse_from(["xtask", "build", "extra"]).is_err());
         assert!(Cli::try_parse_from(["xtask"]).is_err());
+        assert_eq!(parse(&["deb"]), Task::Deb);
     }
 
     #[test]

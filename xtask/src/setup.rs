@@ -22,9 +22,10 @@ const LLVM_PACKAGES: [&str; 4] = [
 /// Used by the test suites: peers (`socat`), network namespaces (`ip`), and real backends and the
 /// reference proxy, a DNS server (`dnsmasq-base`: the binary without a system service) for the
 /// resolvers tests, a headless browser for the stats page (`chromium`) and `promtool` for the
-/// Prometheus exporter (`prometheus`). Their services are not meant to run: tests start their own
-/// instances.
-const TEST_PACKAGES: [&str; 8] = [
+/// Prometheus exporter (`prometheus`), VRRP for the HA pair (`keepalived`), and for the package
+/// (`cargo xtask deb`) `dpkg-shlibdeps` (`dpkg-dev`) and `systemd-analyze` (`systemd`). Their
+/// services are not meant to run: tests start their own instances.
+const TEST_PACKAGES: [&str; 11] = [
     "socat",
     "iproute2",
     "redis-server",
@@ -33,17 +34,21 @@ const TEST_PACKAGES: [&str; 8] = [
     "dnsmasq-base",
     "chromium",
     "prometheus",
+    "keepalived",
+    "dpkg-dev",
+    "systemd",
 ];
 /// Used by `cargo xtask bench`: nginx with its stream module (a proxy lb is compared with; HAProxy
 /// is in the test packages), and `perf`/`bpftool` to profile where lb falls short.
 const BENCH_PACKAGES: [&str; 4] = ["nginx", "libnginx-mod-stream", "linux-perf", "bpftool"];
 /// Packages whose postinst may start a system service, and that service's unit name.
-const SERVICES: [(&str, &str); 5] = [
+const SERVICES: [(&str, &str); 6] = [
     ("redis-server", "redis-server"),
     ("mariadb-server", "mariadb"),
     ("haproxy", "haproxy"),
     ("nginx", "nginx"),
     ("prometheus", "prometheus"),
+    ("keepalived", "keepalived"),
 ];
 /// Where `llvm-22-dev` puts LLVM; `llvm-sys` looks in `/usr` unless told, and fails with
 /// `unable to find library -lLLVM`.
