@@ -260,10 +260,7 @@ pub(crate) fn unspecified(family: Option<Family>) -> IpAddr {
 /// Resolves `name` with the system resolver, keeping only `family` when given; the first address
 /// wins (as `getaddrinfo` order, like `HAProxy`'s `init-addr libc`).
 pub(crate) fn resolve(name: &str, port: u16, family: Option<Family>) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    let addrs = (name, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{name}': {e}"))?;
+    let addrs = system_resolve(name, port).map_err(|e| format!("cannot resolve '{name}': {e}"))?;
     addrs
         .into_iter()
         .find(|a| match family {
@@ -272,6 +269,32 @@ pub(crate) fn resolve(name: &str, port: u16, family: Option<Family>) -> Result<S
             None => true,
         })
         .ok_or_else(|| format!("cannot resolve '{name}': no address of the requested family"))
+}
+
+/// `getaddrinfo` on `name`.
+#[cfg(not(fuzzing))]
+fn system_resolve(name: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    (name, port).to_socket_addrs().map(Iterator::collect)
+}
+
+/// The fuzz targets' stand-in for `getaddrinfo` (`cargo fuzz` builds with `cfg(fuzzing)`): no
+/// network query per input, the same answer every time. `localhost` is the loopback, a name
+/// under `.invalid` does not resolve, any other name has the documentation addresses.
+#[cfg(fuzzing)]
+fn system_resolve(name: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    if name.is_empty() || name.ends_with(".invalid") {
+        return Err(std::io::Error::other("Name or service not known"));
+    }
+    let ips: [IpAddr; 2] = if name == "localhost" {
+        [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+    } else {
+        [
+            Ipv4Addr::new(192, 0, 2, 1).into(),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(),
+        ]
+    };
+    Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
 }
 
 /// Parses the port part of a `bind` address: `N` or a range `N-M` (each port gets a listener, as
