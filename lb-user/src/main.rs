@@ -202,6 +202,8 @@ fn serve(
         logs,
         Process::new(flows, threads),
     );
+    // The server-state file, before any check or connection sees the servers.
+    lb_user::state::file::load_configured(&gen);
     // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
     // control thread from whatever generation is current.
     let stats_listeners = lb_user::stats::http::bind(&gen)?;

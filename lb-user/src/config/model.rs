@@ -694,6 +694,6 @@ impl Server {
         let Some(used) = self.init_addr_used else {
             return false;
         };
-        self.fqdn.is_some() && self.init_addr[..used].contains(&InitAddr::Last)
+        self.fqdn.is_some() && self.init_addr[..=used].contains(&InitAddr::Last)
     }
 }

@@ -352,7 +352,7 @@ fn state_file_round_trip() {
     // A fresh generation takes the state back.
     let (fresh, _rx2) = checked();
     for (s, l) in lines.iter().enumerate() {
-        file::apply_line(&fresh, 0, s, l, false);
+        file::apply_line(&fresh, 0, s, l);
     }
     assert_eq!(st(&fresh, 0).admin, AdminState::Maint);
     assert!(!st(&fresh, 1).up);
@@ -404,9 +404,10 @@ fn only_the_writer_writes() {
     );
 }
 
-/// Found by the `agent_answer` fuzz target (an agent answering `... 7000000000000000050% ...`): the configured
-/// weight times the percentage overflowed, a panic with overflow checks and, without them, a
-/// wrapped product: 256 × 2^56 % gave weight 0, as if the agent had asked for `0%`.
+/// Found by the `agent_answer` fuzz target (an agent answering `... 7000000000000000050% ...`):
+/// the configured weight times the percentage overflowed, a panic with overflow checks and,
+/// without them, a wrapped product: 256 × 2^56 % gave weight 0, as if the agent had asked for
+/// `0%`.
 #[test]
 fn a_huge_percentage_is_too_large_not_wrapped() {
     let too_large = Err("Relative weight too large.");

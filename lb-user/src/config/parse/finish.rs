@@ -17,7 +17,8 @@ type Bound = HashMap<SocketAddr, (String, Loc)>;
 impl Parser {
     /// The cross-section checks, then the config (`None` when there are errors).
     pub(super) fn finish(&mut self) -> Option<Config> {
-        let (backends, be_index) = self.backends();
+        let (mut backends, be_index) = self.backends();
+        self.state_file_addresses(&mut backends);
         let mut bound = Bound::new();
         let frontends = self.frontends(&be_index, &mut bound);
         self.check_references(&mut bound);

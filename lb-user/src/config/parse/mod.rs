@@ -151,6 +151,7 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
         resolvers: HashMap::new(),
         resolver_refs: Vec::new(),
         state_locs: HashMap::new(),
+        waiting_for_state: HashMap::new(),
     };
     let secs = sections(lines, &mut p.diag);
     for sec in &secs {
@@ -183,6 +184,9 @@ struct Parser {
     resolver_refs: Vec<(String, Loc)>,
     /// Where `server-state-file` and `server-state-base` were set (each is set once).
     state_locs: HashMap<String, Loc>,
+    /// Servers (by `be/server` location) whose every `init-addr` method but `last` failed,
+    /// with the resolver's error: the server-state file decides at the end.
+    waiting_for_state: HashMap<Loc, Option<String>>,
 }
 
 impl Parser {

@@ -149,7 +149,8 @@ impl Parser {
     }
 
     /// Resolves a server address, trying the `init-addr` methods in order when it is a host
-    /// name (`last` is skipped here: the runtime applies the server-state file).
+    /// name (`last` is decided once the backend's server-state file is known:
+    /// `state_file_addresses`).
     fn server_addr(
         &mut self,
         ctx: &str,
@@ -216,6 +217,13 @@ impl Parser {
                     return Some(found(SocketAddr::new(ip, port), true, i));
                 }
             }
+        }
+        if let Some(i) = methods.iter().position(|m| *m == InitAddr::Last) {
+            // Only the server-state file can give it an address now: decided once the
+            // backend's state file is known (`state_file_addresses`).
+            self.waiting_for_state.insert(loc.clone(), last_err);
+            let ip = unspecified(hp.family);
+            return Some(found(SocketAddr::new(ip, port), true, i));
         }
         let why = last_err.unwrap_or_else(|| "no init-addr method gave an address".to_owned());
         self.diag.err(

@@ -413,7 +413,6 @@ fn resolve_net(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), Stri
         nets.push(parse_net(net).map_err(|e| format!("'{p}': {e}"))?);
     }
     c.params.resolve_net = nets;
-    c.not_yet.push((p, "DNS re-resolution"));
     Ok(())
 }
 
