@@ -15,6 +15,7 @@ pub mod listener;
 pub mod logging;
 pub mod passive;
 pub mod privileges;
+pub mod server;
 pub mod state;
 pub mod stats;
 pub mod table;

@@ -333,20 +333,58 @@ pub enum Balance {
     LeastConn,
     /// Lowest server id that is below its maxconn.
     First,
-    /// Hash of the client address (`hash-type` chooses map-based or consistent).
+    /// Hash of the client address (`hash-type` chooses map-based, consistent or maglev).
     Source,
+    /// `balance hash <expr>`: hash of a sample; lb knows the expression `src` (the client
+    /// address as bytes, hashed with the `hash-type` function).
+    Hash(HashExpr),
     /// `random[(N)]`: power of N choices (N = `draws`, default 2).
     Random { draws: u32 },
 }
 
-/// `hash-type`.
+/// The sample expressions of `balance hash <expr>` that lb evaluates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashExpr {
+    /// `src`: the client's address, 4 bytes (IPv4) or 16 (IPv6), network order.
+    Src,
+}
+
+/// `hash-type <method> [<function> [avalanche]]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum HashType {
-    /// Default: hash modulo the total weight; most clients move when a server changes.
+pub struct HashType {
+    pub method: HashMethod,
+    /// Hashes the key of `balance hash <expr>` (HAProxy's default: sdbm). `balance source`
+    /// does not use it: HAProxy folds the address into 32 bits instead.
+    pub function: HashFunction,
+    /// `avalanche`: the key's hash goes through a 32-bit mixing step (HAProxy's `full_hash`)
+    /// before the lookup. On by default with `consistent` (and `maglev`) when no function is
+    /// named, as in HAProxy.
+    pub avalanche: bool,
+}
+
+/// How a hash is mapped to a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HashMethod {
+    /// Default: a static map indexed by hash modulo the total weight; most clients move when a
+    /// server changes.
     #[default]
     MapBased,
-    /// Consistent hashing ring: few clients move when a server changes.
+    /// HAProxy's consistent-hashing tree: few clients move when a server changes.
     Consistent,
+    /// lb extension (HAProxy has no such method): Google's Maglev lookup table.
+    Maglev,
+}
+
+/// The hash function of `hash-type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HashFunction {
+    #[default]
+    Sdbm,
+    Djb2,
+    Wt6,
+    Crc32,
+    /// `none` (HAProxy 2.8+): no hashing; the key's text is read as an integer.
+    None,
 }
 
 /// A `backend`, or the backend half of a `listen`.

@@ -26,15 +26,30 @@ pub fn esc(s: &str) -> String {
 
 /// HAProxy's short durations: `10s`, `1m5s`, `2h3m`, `1d2h`.
 pub fn human_time(secs: u64) -> String {
+    // HAProxy's `human_time`: at most two units, the largest first, zero units left out except
+    // a lone `0s` (`1h`, `1h1m`, `1d1s`, `59m59s`).
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}d{h}h")
-    } else if h > 0 {
-        format!("{h}h{m}m")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
+    let mut out = String::new();
+    let mut left = 2;
+    for (v, unit) in [(d, 'd'), (h, 'h'), (m, 'm')] {
+        if left > 0 && v > 0 {
+            out.push_str(&v.to_string());
+            out.push(unit);
+            left -= 1;
+        }
+    }
+    if (left > 0 && s > 0) || secs == 0 {
+        out.push_str(&s.to_string());
+        out.push('s');
+    }
+    out
+}
+
+/// A signed age for the page: [`human_time`], or `?` when there is none (negative).
+fn human_age(secs: Option<i64>) -> String {
+    match secs.map(u64::try_from) {
+        Some(Ok(s)) => human_time(s),
+        _ => "?".to_owned(),
     }
 }
 
@@ -191,7 +206,7 @@ fn data_row(s: &mut String, r: &Row, admin: bool) {
             };
             let _ = writeln!(
                 s,
-                "<td>{}</td><td>{}</td><td>{}</td><td>0</td><td>0</td><td></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>?</td><td>{}</td><td>{}</td><td>{}</td><td>0</td><td></td><td>{}</td><td>0</td><td>{}</td><td>{}</td><td class=ac>{status}</td><td class=ac>{lastchk}</td><td class=ac>{wght}</td><td class=ac>{act}</td><td class=ac>{bck}</td>{chk}<td class=ac>-</td></tr>",
+                "<td>{}</td><td>{}</td><td>{}</td><td>0</td><td>0</td><td></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>0</td><td></td><td>{}</td><td>0</td><td>{}</td><td>{}</td><td class=ac>{status}</td><td class=ac>{lastchk}</td><td class=ac>{wght}</td><td class=ac>{act}</td><td class=ac>{bck}</td>{chk}<td class=ac>-</td></tr>",
                 opt(r.qcur),
                 opt(r.qmax),
                 if sv { opt(r.qlimit) } else { String::new() },
@@ -200,6 +215,7 @@ fn data_row(s: &mut String, r: &Row, admin: bool) {
                 opt(r.slim),
                 r.stot,
                 opt(r.lbtot),
+                human_age(r.lastsess),
                 r.bin,
                 r.bout,
                 if sv { String::new() } else { "0".to_owned() },
@@ -331,10 +347,17 @@ mod tests {
 
     #[test]
     fn times_and_classes() {
+        assert_eq!(human_time(0), "0s");
         assert_eq!(human_time(10), "10s");
         assert_eq!(human_time(65), "1m5s");
+        assert_eq!(human_time(60), "1m");
+        assert_eq!(human_time(3600), "1h");
+        assert_eq!(human_time(3661), "1h1m");
         assert_eq!(human_time(7380), "2h3m");
         assert_eq!(human_time(93600), "1d2h");
+        assert_eq!(human_time(86401), "1d1s");
+        assert_eq!(human_age(Some(3)), "3s");
+        assert_eq!(human_age(Some(-1)), "?");
         assert_eq!(human_uptime(65), "0d 0h01m05s");
         let mut r = Row {
             status: "UP 1/3".into(),

@@ -43,7 +43,7 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         loc: loc(1),
         id: 1,
         balance,
-        hash_type: HashType::MapBased,
+        hash_type: HashType::default(),
         servers,
         timeouts: Timeouts::default(),
         retries: 3,

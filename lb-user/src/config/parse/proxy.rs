@@ -92,7 +92,7 @@ impl ProxyOpts {
         Self {
             mode: None,
             balance: Balance::RoundRobin,
-            hash_type: HashType::MapBased,
+            hash_type: HashType::default(),
             timeouts: Timeouts::default(),
             retries: 3,
             redispatch: false,

@@ -47,7 +47,14 @@ fn defaults_inheritance_and_reset() {
     assert_eq!(one.retries, 5);
     assert!(one.redispatch);
     assert_eq!(one.balance, Balance::Source);
-    assert_eq!(one.hash_type, HashType::Consistent);
+    assert_eq!(
+        one.hash_type,
+        HashType {
+            method: HashMethod::Consistent,
+            function: HashFunction::Sdbm,
+            avalanche: true
+        }
+    );
     assert_eq!(one.servers[0].weight, 7);
     assert_eq!(one.timeouts.server, Some(Duration::from_secs(3)));
     // A new defaults section starts from the built-ins again.
@@ -56,7 +63,7 @@ fn defaults_inheritance_and_reset() {
     assert_eq!(two.retries, 3);
     assert!(!two.redispatch);
     assert_eq!(two.balance, Balance::RoundRobin);
-    assert_eq!(two.hash_type, HashType::MapBased);
+    assert_eq!(two.hash_type, HashType::default());
     assert_eq!(two.servers[0].weight, 1);
     assert_eq!(two.timeouts.connect, Some(Duration::from_secs(4)));
     assert_eq!(two.timeouts.server, None);
@@ -227,6 +234,55 @@ fn zero_timeout_means_none_and_units_apply() {
     assert_eq!(t.client_fin, Some(Duration::from_secs(1)));
     assert_eq!(t.server_fin, Some(Duration::from_secs(2)));
     assert_eq!(t.check, Some(Duration::from_secs(3)));
+}
+
+#[test]
+fn hash_type_defaults_follow_haproxy() {
+    use HashFunction::{Crc32, Djb2, None as NoHash, Sdbm, Wt6};
+    use HashMethod::{Consistent, Maglev, MapBased};
+    let ht = |line: &str| {
+        let c = ok(&format!(
+            "backend be\n  balance source\n  {line}\n  server s 127.0.0.1:1\n"
+        ));
+        c.backends[0].hash_type
+    };
+    let t = |method, function, avalanche| HashType {
+        method,
+        function,
+        avalanche,
+    };
+    // No function named: sdbm, and consistent hashing adds avalanche (cfgparse-listen.c).
+    assert_eq!(ht("hash-type map-based"), t(MapBased, Sdbm, false));
+    assert_eq!(ht("hash-type consistent"), t(Consistent, Sdbm, true));
+    assert_eq!(ht("hash-type consistent sdbm"), t(Consistent, Sdbm, false));
+    assert_eq!(
+        ht("hash-type consistent djb2 avalanche"),
+        t(Consistent, Djb2, true)
+    );
+    assert_eq!(ht("hash-type map-based wt6"), t(MapBased, Wt6, false));
+    assert_eq!(
+        ht("hash-type map-based crc32 avalanche"),
+        t(MapBased, Crc32, true)
+    );
+    assert_eq!(
+        ht("hash-type consistent none"),
+        t(Consistent, NoHash, false)
+    );
+    assert_eq!(ht("hash-type maglev"), t(Maglev, Sdbm, true));
+    let c = ok("backend be\n  balance hash src\n  hash-type maglev\n  server s 127.0.0.1:1\n");
+    assert_eq!(c.backends[0].balance, Balance::Hash(HashExpr::Src));
+    // maglev is lb's own: `lb -c` says so, at its line.
+    assert!(has_warning(
+        &c,
+        3,
+        "'hash-type maglev' is an lb extension that HAProxy does not have"
+    ));
+    assert!(
+        !ok("backend be\n  hash-type consistent wt6\n  server s 127.0.0.1:1\n")
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("hash-type"))
+    );
 }
 
 #[test]
