@@ -414,6 +414,10 @@ impl Events {
     }
 }
 
+/// Bound on each kind of chaos event in one run (besides the run's time): more than a day of
+/// soak at their pace.
+const MAX_EVENTS: u64 = 1_000_000;
+
 /// Sleeps about `ms` milliseconds (±50 %, from `rng`) unless `stop` comes first; false then.
 fn pause(rng: &mut Rng, ms: u64, stop: &AtomicBool) -> bool {
     let until = Instant::now() + Duration::from_millis(rng.range(ms / 2, ms * 3 / 2));
@@ -429,7 +433,10 @@ fn pause(rng: &mut Rng, ms: u64, stop: &AtomicBool) -> bool {
 /// Kills a static server now and then, and starts it again a moment later.
 fn killer(rig: &Rig, stop: &AtomicBool, ev: &Events) {
     let mut rng = Rng::new(0xDEAD);
-    while pause(&mut rng, 800, stop) {
+    for _ in 0..MAX_EVENTS {
+        if !pause(&mut rng, 800, stop) {
+            break;
+        }
         let i = rng.below(STATICS.len() as u64) as usize;
         rig.statics[i].lock().unwrap().kill();
         ev.kills.fetch_add(1, Ordering::SeqCst);
@@ -447,7 +454,10 @@ fn flipper(rig: &Rig, stop: &AtomicBool, ev: &Events, variant: &AtomicUsize) {
     let mut rng = Rng::new(0xF11F);
     let mut maint: BTreeSet<&str> = BTreeSet::new();
     let sock = rig.sock();
-    while pause(&mut rng, 500, stop) {
+    for _ in 0..MAX_EVENTS {
+        if !pause(&mut rng, 500, stop) {
+            break;
+        }
         let names = servers_of(variant.load(Ordering::SeqCst));
         let name = names[rng.below(names.len() as u64) as usize];
         let state = if maint.remove(name) {
@@ -470,7 +480,10 @@ fn flipper(rig: &Rig, stop: &AtomicBool, ev: &Events, variant: &AtomicUsize) {
 /// Reloads lb, alternating between the two configurations.
 fn reloader(rig: &Rig, lb: &Lb, stop: &AtomicBool, ev: &Events, variant: &AtomicUsize) {
     let mut rng = Rng::new(0x2E10);
-    while pause(&mut rng, 2500, stop) {
+    for _ in 0..MAX_EVENTS {
+        if !pause(&mut rng, 2500, stop) {
+            break;
+        }
         let v = 1 - variant.load(Ordering::SeqCst);
         lb.rewrite_config(0, &rig.config(v));
         let n = ev.reloads.fetch_add(1, Ordering::SeqCst) + 1;
@@ -490,7 +503,10 @@ fn reloader(rig: &Rig, lb: &Lb, stop: &AtomicBool, ev: &Events, variant: &Atomic
 fn dns_mover(rig: &Rig, stop: &AtomicBool, ev: &Events) {
     let mut rng = Rng::new(0xD25);
     let mut at = 0;
-    while pause(&mut rng, 1500, stop) {
+    for _ in 0..MAX_EVENTS {
+        if !pause(&mut rng, 1500, stop) {
+            break;
+        }
         at = 1 - at;
         rig.dns
             .set_hosts(&format!("{} dyn.test\n", rig.dyn_ips[at]));
@@ -502,7 +518,10 @@ fn dns_mover(rig: &Rig, stop: &AtomicBool, ev: &Events) {
 fn monitor(pid: u32, every: Duration, stop: &AtomicBool, tally: &Mutex<Tally>, ev: &Events) {
     let start = Instant::now();
     let mut next = start + every;
-    while !stop.load(Ordering::SeqCst) {
+    for _ in 0..MAX_EVENTS {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         thread::sleep(Duration::from_millis(100));
         if Instant::now() >= next {
             next += every;
