@@ -21,14 +21,15 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 /// Used by the test suites: peers (`socat`), network namespaces (`ip`), and real backends and the
 /// reference proxy, a DNS server (`dnsmasq-base`: the binary without a system service) for the
-/// resolvers tests, a headless browser for the stats page (`chromium`) and `promtool` for the
-/// Prometheus exporter (`prometheus`). Their services are not meant to run: tests start their own
-/// instances.
-const TEST_PACKAGES: [&str; 8] = [
+/// resolvers tests, a headless browser for the stats page (`chromium`), `promtool` for the
+/// Prometheus exporter (`prometheus`) and PostgreSQL (`postgresql`: `initdb`, `postgres`) for the
+/// health checks' close. Their services are not meant to run: tests start their own instances.
+const TEST_PACKAGES: [&str; 9] = [
     "socat",
     "iproute2",
     "redis-server",
     "mariadb-server",
+    "postgresql",
     "haproxy",
     "dnsmasq-base",
     "chromium",
@@ -38,9 +39,10 @@ const TEST_PACKAGES: [&str; 8] = [
 /// is in the test packages), and `perf`/`bpftool` to profile where lb falls short.
 const BENCH_PACKAGES: [&str; 4] = ["nginx", "libnginx-mod-stream", "linux-perf", "bpftool"];
 /// Packages whose postinst may start a system service, and that service's unit name.
-const SERVICES: [(&str, &str); 5] = [
+const SERVICES: [(&str, &str); 6] = [
     ("redis-server", "redis-server"),
     ("mariadb-server", "mariadb"),
+    ("postgresql", "postgresql"),
     ("haproxy", "haproxy"),
     ("nginx", "nginx"),
     ("prometheus", "prometheus"),
@@ -277,7 +279,7 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The tests start their own redis/mariadb/haproxy; the ones a postinst may have started as
+/// The tests start their own redis/mariadb/postgresql/haproxy; the ones a postinst may have started as
 /// system services would only hold ports and memory. Under systemd, stop and disable them. Without
 /// systemd (containers, where a `policy-rc.d` usually forbids starts anyway), stop only what the
 /// init script reports running. Never fails setup.

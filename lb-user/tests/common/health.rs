@@ -248,16 +248,23 @@ pub fn field(info: &str, name: &str) -> Option<String> {
 
 // ----- MariaDB -----
 
-/// A `mariadbd` on a free loopback port with its own data directory, run as root.
+/// A `mariadbd` on a free loopback port with its own data directory, run as root, its error
+/// log in `error.log` there (see [`MariaDb::log`]).
 pub struct MariaDb {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    args: Vec<String>,
 }
 
 impl MariaDb {
     /// Creates the data directory (`mariadb-install-db`) and starts the server.
     pub fn start() -> MariaDb {
+        MariaDb::start_with(&[])
+    }
+
+    /// [`MariaDb::start`] with extra `mariadbd` options (`--log-warnings=4`, ...).
+    pub fn start_with(args: &[&str]) -> MariaDb {
         let dir = TempDir::new("mariadb");
         let data = dir.path.join("data");
         let out = Command::new("mariadb-install-db")
@@ -278,6 +285,7 @@ impl MariaDb {
             port: free_port(),
             dir,
             child: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         db.restart();
         db
@@ -304,6 +312,11 @@ impl MariaDb {
             .arg("--user=root")
             .arg("--skip-log-bin")
             .arg("--innodb-buffer-pool-size=16M")
+            .arg(format!(
+                "--log-error={}",
+                self.dir.path.join("error.log").display()
+            ))
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -315,6 +328,11 @@ impl MariaDb {
             "mariadbd did not come up on port {}",
             self.port
         );
+    }
+
+    /// The server's error log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("error.log")).unwrap_or_default()
     }
 
     /// Stops the server (SIGTERM, bounded).
