@@ -8,6 +8,7 @@ pub mod control;
 pub mod dataplane;
 pub mod demo;
 pub mod dns;
+pub mod fd_budget;
 pub mod health;
 pub mod listener;
 pub mod logging;

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use lb_user::config::{self, Config};
 use lb_user::dataplane::{sockmap, DataplaneChoice};
+use lb_user::fd_budget::{self, FdPlan, PipeUse};
 use lb_user::listener::{self, Current, Listeners, PlaneSetup, Shared};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -145,34 +146,85 @@ fn log_sockmap(after: Duration) {
     }
 }
 
-/// Raises `RLIMIT_NOFILE` to its hard limit and derives the default `maxconn` from it: each
-/// flow needs two sockets and, on splice, two pipes (four fds).
-fn maxconn_for(config: &Config) -> u32 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
-    }
-    let by_fds = (lim.rlim_cur.saturating_sub(64) / 6).clamp(1, u64::from(u32::MAX)) as u32;
-    match config.global.maxconn {
-        Some(m) => {
-            if m > by_fds {
+/// fds lb holds besides connections and pipes, beyond those open now: per accept thread its
+/// ring, pollers and map handles; the control threads' runtimes; a socket per check, agent
+/// check and resolver; the stats and runtime API listeners; and room for log targets, external
+/// checks and a reload's new listeners. Connections' fds (the budget's) are not counted.
+fn fds_besides_connections(config: &Config, threads: usize) -> u64 {
+    const PER_THREAD: u64 = 12;
+    const CONTROL_THREADS: u64 = 4 * 6;
+    const SLACK: u64 = 32;
+    let open = lb_user::fd_budget::open_fds().unwrap_or(64);
+    let held = lb_user::fd_budget::process().used();
+    let checks: u64 = config
+        .backends
+        .iter()
+        .flat_map(|b| &b.servers)
+        .map(|s| u64::from(s.health.check) + u64::from(s.health.agent.enabled))
+        .sum();
+    let resolvers = config.global.resolvers.len() as u64;
+    let stats: u64 = config
+        .stats
+        .iter()
+        .map(|s| s.binds.len() as u64)
+        .sum::<u64>()
+        + config.global.stats_sockets.len() as u64;
+    open.saturating_sub(held)
+        + threads as u64 * PER_THREAD
+        + CONTROL_THREADS
+        + checks
+        + resolvers
+        + stats
+        + SLACK
+}
+
+/// Derives `maxconn` and the file-descriptor budget from `RLIMIT_NOFILE`, as HAProxy does:
+/// without `global maxconn`, as many connections as the hard limit allows (the soft limit is
+/// raised to it); with it, the soft limit is raised to what it needs when the hard limit
+/// allows, and a limit too low for it is reported. A connection holds 2 fds (its two
+/// sockets), plus pipes on splice while bytes move (room is kept for a pipe per four
+/// connections, as HAProxy's `maxpipes`). Whatever `maxconn` says, lb stops accepting when
+/// the budget is spent: clients wait in the backlog.
+fn maxconn_for(config: &Config, threads: usize, pipes: PipeUse) -> u32 {
+    let (soft, hard) = fd_budget::nofile_limits();
+    let base = fds_besides_connections(config, threads);
+    let mut plan = FdPlan::new(soft, hard, base, config.global.maxconn, pipes);
+    let mut got = soft;
+    if plan.soft != soft {
+        match fd_budget::set_soft_nofile(plan.soft) {
+            Ok(()) => got = plan.soft,
+            Err(e) => {
                 log::warn!(
-                    "global maxconn {m} needs about {} file descriptors, RLIMIT_NOFILE is {}",
-                    u64::from(m) * 6 + 64,
-                    lim.rlim_cur
+                    "cannot raise RLIMIT_NOFILE from {soft} to {}: {e}",
+                    plan.soft
                 );
+                plan = FdPlan::new(soft, soft, base, config.global.maxconn, pipes);
             }
-            m
         }
-        None => by_fds,
     }
+    let raised = if got == soft {
+        String::new()
+    } else {
+        format!(", raised from {soft}")
+    };
+    log::info!(
+        "file descriptors: RLIMIT_NOFILE {got}{raised} (hard {hard}), {base} for lb itself, \
+         {} for connections (2 each) and splice pipes ({} kept for pipes): maxconn {}",
+        plan.capacity,
+        plan.pipe_share,
+        plan.maxconn
+    );
+    if let Some(need) = plan.short_of {
+        log::warn!(
+            "RLIMIT_NOFILE {got} (hard {hard}) is too low for maxconn {}: it needs about {need}; \
+             lb accepts about {} connections at a time and leaves the others waiting in the \
+             backlog",
+            plan.maxconn,
+            plan.connections()
+        );
+    }
+    fd_budget::install(plan.capacity, plan.pipe_share);
+    plan.maxconn
 }
 
 fn serve(
@@ -223,7 +275,11 @@ fn serve(
         },
     };
 
-    let maxconn = maxconn_for(&config);
+    let pipes = match plane {
+        PlaneSetup::Sockmap(_, after) if after.is_zero() => PipeUse::Rare,
+        _ => PipeUse::Splice,
+    };
+    let maxconn = maxconn_for(&config, threads, pipes);
     let (shared, commands) = Shared::new(Arc::new(config), maxconn, threads);
     // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
     // control thread from whatever generation is current.
@@ -301,7 +357,13 @@ fn serve(
                 log::warn!("SIGHUP: nothing to reload (no -f files)");
                 continue;
             }
-            if let Some(next) = reload(files, threads, &mut listeners, &generation.shared, &rt) {
+            if let Some(next) = reload(
+                files,
+                (threads, pipes),
+                &mut listeners,
+                &generation.shared,
+                &rt,
+            ) {
                 current.store(next.clone());
                 match Generation::start(next) {
                     // The old generation's checkers and resolvers stop as it is dropped.
@@ -348,7 +410,7 @@ impl Generation {
 /// rejected with its errors and the current one keeps serving.
 fn reload(
     files: &[PathBuf],
-    threads: usize,
+    (threads, pipes): (usize, PipeUse),
     listeners: &mut Listeners,
     current: &Arc<Shared>,
     rt: &tokio::runtime::Runtime,
@@ -399,7 +461,7 @@ fn reload(
             return None;
         }
     };
-    let maxconn = maxconn_for(&config);
+    let maxconn = maxconn_for(&config, threads, pipes);
     let next = current.next_generation(Arc::new(config), maxconn);
     let plans = match listeners.plans(&next, &new, threads) {
         Ok(p) => p,

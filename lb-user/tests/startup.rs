@@ -105,6 +105,7 @@ fn config_may_span_several_files() {
         configs: vec![front, back],
         dataplane: Some("splice".into()),
         env: Vec::new(),
+        nofile: None,
     });
     flows_work(port);
 }

@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
 
+use crate::fd_budget::{self, FdLease, Use};
+
 use super::{
     drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowReport, FlowTimeouts, HandOverAt,
     KillSwitch, Stop,
@@ -41,24 +43,36 @@ struct Lease {
 }
 
 impl Lease {
-    fn pipe(&mut self) -> io::Result<&Pipe> {
-        let pipe = match self.pipe.take() {
-            Some(p) => p,
-            None => match POOL.with(|p| p.borrow_mut().pop()) {
-                Some(p) => p,
-                None => Pipe::new()?,
-            },
-        };
-        Ok(self.pipe.insert(pipe))
+    /// Makes sure the direction holds a pipe: its own, one from the pool, or a new one when
+    /// the process's fd budget has room for it now. `Ok(false)`: it has none; wait with
+    /// [`wait_for_pipe`] (pipes come back as other flows' bytes drain, and pools give theirs
+    /// back while someone waits).
+    fn provide(&mut self) -> io::Result<bool> {
+        if self.pipe.is_none() {
+            self.pipe = match POOL.with(|p| p.borrow_mut().pop()) {
+                Some(p) => Some(p),
+                None => match fd_budget::process().try_take(fd_budget::PIPE_FDS, Use::Pipe) {
+                    Some(fds) => Some(Pipe::new(fds)?),
+                    None => return Ok(false),
+                },
+            };
+        }
+        Ok(true)
     }
 
-    /// Returns the pipe to the pool once it is empty.
+    /// Returns the pipe to the pool once it is empty; closes it instead when the pool is full
+    /// or someone waits for fds (a pipe pooled on an idle thread would be lost to them).
     fn release_if_empty(&mut self) {
         if self.len == 0 {
             if let Some(p) = self.pipe.take() {
+                let budget = fd_budget::process();
+                let room = POOL_MAX.min(pool_max_for(budget.pipe_share()));
+                if budget.has_waiters() {
+                    return;
+                }
                 POOL.with(|pool| {
                     let mut pool = pool.borrow_mut();
-                    if pool.len() < POOL_MAX {
+                    if pool.len() < room {
                         pool.push(p);
                     }
                 });
@@ -67,20 +81,69 @@ impl Lease {
     }
 }
 
+/// Waits until the fd budget has room for a pipe, saying so at most once a second.
+async fn wait_for_pipe() -> FdLease {
+    let budget = fd_budget::process();
+    budget
+        .take(fd_budget::PIPE_FDS, Use::Pipe, || {
+            budget.warn(|| {
+                format!(
+                    "splice: {}; flows wait for a pipe until others drain",
+                    budget.describe()
+                )
+            });
+        })
+        .await
+}
+
+/// A pipe could not be created although the budget had room (fds it does not count ran
+/// out): this flow ends, the others go on.
+fn pipe_failed(e: &io::Error) -> DirEnd {
+    fd_budget::process().warn(|| format!("splice: cannot create a pipe: {e}"));
+    DirEnd::Local
+}
+
+/// Pipes one thread's pool may keep: a quarter of the pipes the fd budget has room for, so
+/// that pools on idle threads never hold more than that.
+fn pool_max_for(pipe_share: u64) -> usize {
+    usize::try_from(pipe_share / fd_budget::PIPE_FDS / 4).unwrap_or(usize::MAX)
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         self.release_if_empty();
     }
 }
 
-/// A non-blocking pipe; both ends close on drop.
+/// A non-blocking pipe; both ends close on drop, then its fds go back to the process's fd
+/// budget.
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
+    /// Declared last: gives the fds back once both ends are closed.
+    _counted: Counted,
+}
+
+/// A pipe's fds, taken from the process's fd budget: a count, not an [`FdLease`] (no room in
+/// every flow's future for the lease's handle). Gives them back when dropped.
+struct Counted;
+
+impl Counted {
+    fn from(lease: FdLease) -> Self {
+        debug_assert_eq!(lease.count(), fd_budget::PIPE_FDS);
+        lease.into_raw();
+        Self
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        fd_budget::process().give_back(fd_budget::PIPE_FDS);
+    }
 }
 
 impl Pipe {
-    fn new() -> io::Result<Self> {
+    fn new(lease: FdLease) -> io::Result<Self> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two fds into the array.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
@@ -91,7 +154,11 @@ impl Pipe {
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: fcntl on our own fd; failure only leaves the default size.
         unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            write,
+            _counted: Counted::from(lease),
+        })
     }
 }
 
@@ -170,7 +237,21 @@ pub(super) async fn pump(
         let Ok(mut guard) = ready else {
             return DirEnd::SrcReset;
         };
-        let Ok(pipe) = lease.pipe() else {
+        match lease.provide() {
+            Ok(true) => {}
+            Ok(false) => {
+                // No room for a pipe now: wait for one without holding the readiness (boxed:
+                // rare, and every flow's future would carry it), then read again.
+                drop(guard);
+                match Pipe::new(Box::pin(wait_for_pipe()).await) {
+                    Ok(p) => lease.pipe = Some(p),
+                    Err(e) => return pipe_failed(&e),
+                }
+                continue;
+            }
+            Err(e) => return pipe_failed(&e),
+        }
+        let Some(pipe) = &lease.pipe else {
             return DirEnd::Local;
         };
         match guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK)) {
@@ -300,14 +381,18 @@ mod tests {
         let before = pool_len();
         let fd = {
             let mut lease = Lease::default();
-            let fd = lease.pipe().unwrap().read.as_raw_fd();
+            assert!(lease.provide().unwrap());
+            let fd = lease.pipe.as_ref().unwrap().read.as_raw_fd();
             assert_eq!(pool_len(), before.saturating_sub(1));
             fd
         };
         assert_eq!(pool_len(), before.max(1), "returned on drop");
         let mut again = Lease::default();
         assert_eq!(
-            again.pipe().unwrap().read.as_raw_fd(),
+            {
+                assert!(again.provide().unwrap());
+                again.pipe.as_ref().unwrap().read.as_raw_fd()
+            },
             fd,
             "the same pipe is reused"
         );
@@ -316,7 +401,8 @@ mod tests {
     #[test]
     fn a_pipe_with_bytes_left_is_closed_not_pooled() {
         let mut lease = Lease::default();
-        let pipe = lease.pipe().unwrap();
+        assert!(lease.provide().unwrap());
+        let pipe = lease.pipe.as_ref().unwrap();
         // SAFETY: writing 3 bytes from a valid buffer into our own pipe.
         let n = unsafe { libc::write(pipe.write.as_raw_fd(), b"abc".as_ptr().cast(), 3) };
         assert_eq!(n, 3);

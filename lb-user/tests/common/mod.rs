@@ -188,6 +188,8 @@ pub struct LbOpts {
     pub dataplane: Option<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// `RLIMIT_NOFILE` (soft and hard) to run lb under; `None` leaves the test's own.
+    pub nofile: Option<u64>,
 }
 
 impl LbOpts {
@@ -196,6 +198,7 @@ impl LbOpts {
             configs: vec![config.to_string()],
             dataplane: Some(dataplane.to_string()),
             env: Vec::new(),
+            nofile: None,
         }
     }
 
@@ -250,6 +253,22 @@ impl Lb {
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
+        }
+        if let Some(n) = opts.nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

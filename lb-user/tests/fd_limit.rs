@@ -1,0 +1,265 @@
+//! lb under a low file-descriptor limit, on every plane: it never accepts a client it cannot
+//! serve (the others wait in the backlog; none is accepted and then reset or closed), the
+//! clients it serves stay intact (data both ways after the pressure, SHA-256 at both ends,
+//! half-close), the next client is served once others have closed, and the condition is
+//! logged at most once per second.
+//!
+//! Limits used: lb runs with `RLIMIT_NOFILE` 256 (soft and hard) and `global maxconn 4096`,
+//! far more than 256 fds can hold; 400 clients connect and idle.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::data::{recv_to_eof, send_stream, Summary};
+use common::servers::{wait_until, Backend, FlowHeader, HalfClose, Note};
+use common::{free_port, local, simple_config, Lb, LbOpts};
+
+/// lb's `RLIMIT_NOFILE`.
+const NOFILE: u64 = 256;
+/// Clients that connect and idle: more than lb can serve under [`NOFILE`].
+const IDLE: usize = 400;
+/// Bytes each way when a held client finally moves data.
+const FLOW_BYTES: u64 = 256 * 1024;
+
+on_both_planes!(never_accepts_what_it_cannot_serve);
+
+/// A backend for held flows: reads the flow header (each client sends it at once, then
+/// idles), notes its id, then serves it client-first: reads to EOF (`Received`), sends
+/// `down` bytes (`Sent`) and shuts its write side.
+fn held_flows() -> Backend {
+    Backend::spawn("held", |s, c| {
+        let mut hdr = [0u8; FlowHeader::LEN];
+        s.read_exact(&mut hdr)?;
+        let h = FlowHeader::decode(&hdr);
+        c.note(Note::Id {
+            key: h.id,
+            id: h.id.to_string(),
+        });
+        let got = recv_to_eof(s, c.deadline)?;
+        c.note(Note::Received {
+            key: h.id,
+            sum: got,
+        });
+        let sent = send_stream(s, h.down_seed(), h.down, c.deadline)?;
+        c.note(Note::Sent {
+            key: h.id,
+            sum: sent,
+        });
+        s.shutdown(Shutdown::Write)
+    })
+}
+
+fn header(id: u64) -> FlowHeader {
+    FlowHeader {
+        id,
+        order: HalfClose::ClientFirst,
+        up: FLOW_BYTES,
+        down: FLOW_BYTES,
+    }
+}
+
+/// Connects and sends the flow header, nothing more.
+fn open_idle(addr: SocketAddr, id: u64) -> TcpStream {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.write_all(&header(id).encode()).expect("send the header");
+    s
+}
+
+/// Ids the backend has seen: the clients lb accepted and connected.
+fn served(backend: &Backend) -> BTreeSet<u64> {
+    backend
+        .notes()
+        .into_iter()
+        .filter_map(|n| match n {
+            Note::Id { key, .. } => Some(key),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the client's connection is still open with nothing to read (not closed, not
+/// reset).
+fn still_open(s: &TcpStream) -> Result<(), String> {
+    s.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let mut b = [0u8; 1];
+    let r = s.peek(&mut b);
+    s.set_nonblocking(false).map_err(|e| e.to_string())?;
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Ok(0) => Err("closed".into()),
+        Ok(_) => Err("got bytes".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Finishes the flow of a held client: sends its bytes, half-closes, reads the answer to EOF;
+/// returns what it sent and got.
+fn finish(mut s: TcpStream, id: u64, deadline: Instant) -> Result<(Summary, Summary), String> {
+    let h = header(id);
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    let sent = send_stream(&mut s, h.up_seed(), h.up, deadline)
+        .map_err(|e| format!("flow {id}: send: {e}"))?;
+    s.shutdown(Shutdown::Write)
+        .map_err(|e| format!("flow {id}: shutdown: {e}"))?;
+    let got = recv_to_eof(&mut s, deadline).map_err(|e| format!("flow {id}: receive: {e}"))?;
+    Ok((sent, got))
+}
+
+/// Finishes the flows of `clients` at the same time and checks both directions of each
+/// against the backend's journal.
+fn finish_all(backend: &Backend, clients: Vec<(u64, TcpStream)>) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    let threads: Vec<_> = clients
+        .into_iter()
+        .map(|(id, s)| {
+            let t = thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || finish(s, id, deadline))
+                .expect("spawn a client");
+            (id, t)
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (id, t) in threads {
+        match t.join().expect("client panicked") {
+            Err(e) => failures.push(e),
+            Ok((sent, got)) => {
+                let srv_got = backend.wait_received(id, Duration::from_secs(20));
+                let srv_sent = backend.wait_sent(id, Duration::from_secs(5));
+                if sent.len != FLOW_BYTES || srv_got != Some(sent) {
+                    failures.push(format!(
+                        "flow {id} up: sent {sent:?}, server got {srv_got:?}"
+                    ));
+                }
+                if srv_sent != Some(got) || got.len != FLOW_BYTES {
+                    failures.push(format!(
+                        "flow {id} down: server sent {srv_sent:?}, got {got:?}"
+                    ));
+                }
+            }
+        }
+    }
+    failures
+}
+
+/// What lb logs when it holds back or fails an accept because of fds.
+const FD_WARNINGS: [&str; 3] = ["not accepting on", "accept failed", "dup failed"];
+
+fn never_accepts_what_it_cannot_serve(dataplane: &str) {
+    let backend = held_flows();
+    let port = free_port();
+    // `simple_config` says `global maxconn 4096`: far beyond what 256 fds hold.
+    let cfg = simple_config(port, &[], &[format!("held {}", backend.addr)]);
+    let mut opts = LbOpts::new(&cfg, dataplane);
+    opts.nofile = Some(NOFILE);
+    let started = Instant::now();
+    let lb = Lb::start_with(&opts);
+    assert!(
+        lb.find_log("too low for maxconn 4096").is_some(),
+        "lb did not say its fd limit is too low for maxconn; log:\n{}",
+        lb.logs().join("\n")
+    );
+    let addr = local(port);
+
+    // 400 clients connect and idle; lb serves what its fds allow, the rest wait.
+    let mut clients: Vec<(u64, TcpStream)> = (0..IDLE as u64)
+        .map(|id| (id, open_idle(addr, id)))
+        .collect();
+    let mut last = usize::MAX;
+    let mut stable_since = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let n = served(&backend).len();
+            if n != last {
+                last = n;
+                stable_since = Instant::now();
+            }
+            n > 0 && stable_since.elapsed() > Duration::from_secs(2)
+        }),
+        "lb's accepted clients did not settle"
+    );
+    let first = served(&backend);
+    assert!(
+        first.len() >= 10 && first.len() < IDLE,
+        "lb served {} of {IDLE} idle clients under RLIMIT_NOFILE {NOFILE}",
+        first.len()
+    );
+    // None was accepted and then dropped: every client, served or waiting, is still open.
+    let broken: Vec<String> = clients
+        .iter()
+        .filter_map(|(id, s)| still_open(s).err().map(|e| format!("client {id}: {e}")))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "{} clients were closed or reset while lb was at its fd limit:\n{}",
+        broken.len(),
+        broken.join("\n")
+    );
+    assert!(
+        backend.errors().is_empty(),
+        "backend errors: {:?}",
+        backend.errors()
+    );
+    for bad in [
+        "no server available",
+        "Too many open files",
+        "cannot create a pipe",
+    ] {
+        assert!(
+            lb.find_log(bad).is_none(),
+            "lb logged '{bad}' at its fd limit; log:\n{}",
+            lb.logs().join("\n")
+        );
+    }
+    // Said, and at most once a second.
+    let window = started.elapsed();
+    let warnings = lb
+        .logs()
+        .iter()
+        .filter(|l| FD_WARNINGS.iter().any(|w| l.contains(w)))
+        .count();
+    assert!(
+        warnings >= 1 && warnings as u64 <= window.as_secs() + 1,
+        "{warnings} fd warnings in {window:?}; log:\n{}",
+        lb.logs().join("\n")
+    );
+
+    // Close every waiting client and half of the served ones; keep the other half.
+    let keep: BTreeSet<u64> = first.iter().copied().step_by(2).collect();
+    clients.retain(|(id, _)| keep.contains(id));
+    // lb drains its backlog (the closed waiting clients) and frees their fds.
+    assert!(
+        wait_until(Duration::from_secs(30), || served(&backend).len() == IDLE),
+        "lb did not get through its backlog: {} of {IDLE} accepted",
+        served(&backend).len()
+    );
+    // The next client is served: its whole flow goes through.
+    let next = IDLE as u64;
+    let fresh = open_idle(addr, next);
+    assert!(
+        backend
+            .wait_note(Duration::from_secs(10), |ns| ns
+                .iter()
+                .find(|n| matches!(n, Note::Id { key, .. } if *key == next))
+                .cloned())
+            .is_some(),
+        "the next client was not served after clients closed"
+    );
+    clients.push((next, fresh));
+    // The served clients held through the pressure are intact: their data goes both ways.
+    let failures = finish_all(&backend, clients);
+    assert!(
+        failures.is_empty(),
+        "{} flows broken:\n{}\nlb log:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        lb.logs().join("\n")
+    );
+}
