@@ -2,6 +2,7 @@
 //! and forwards established flows inside the kernel (sockmap) or with splice(2).
 
 pub mod admin;
+pub mod admission;
 pub mod balance;
 pub mod config;
 pub mod control;

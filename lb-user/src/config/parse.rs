@@ -2011,11 +2011,18 @@ impl Parser {
                 return;
             }
         };
+        if which == "http-request" {
+            // Kept for the stats pages, which bound reading a request with it (a stats
+            // section inherits it from its defaults, so no warning there).
+            px.opts.timeouts.http_request = (!t.is_zero()).then_some(t);
+        }
         if http {
-            self.diag.warn(
-                &line.loc,
-                format!("'{kw}' is HTTP-only; ignored in mode tcp"),
-            );
+            if !(which == "http-request" && px.kind == Kind::Defaults) {
+                self.diag.warn(
+                    &line.loc,
+                    format!("'{kw}' is HTTP-only; ignored in mode tcp"),
+                );
+            }
             return;
         }
         if !self.cap(px, line, &kw, fe, be) {
@@ -2719,6 +2726,7 @@ impl Parser {
             prometheus: None,
             maxconn: px.opts.maxconn,
             timeout: px.opts.timeouts.client,
+            request_timeout: px.opts.timeouts.http_request,
         };
         let http_auth = |words: &[String]| -> Vec<String> {
             words

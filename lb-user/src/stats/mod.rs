@@ -512,6 +512,7 @@ mod tests {
             prometheus: None,
             maxconn: None,
             timeout: None,
+            request_timeout: None,
         }
     }
 }
