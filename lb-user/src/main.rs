@@ -146,16 +146,17 @@ fn log_sockmap(after: Duration) {
     }
 }
 
-/// fds lb holds besides connections and pipes, beyond those open now: per accept thread its
-/// ring, pollers and map handles; the control threads' runtimes; a socket per check, agent
-/// check and resolver; the stats and runtime API listeners; and room for log targets, external
-/// checks and a reload's new listeners. Connections' fds (the budget's) are not counted.
+/// fds lb holds besides connections and pipes: those open now (less the budget's), what
+/// comes and goes (a socket per check, agent check and resolver; room for log targets,
+/// external checks and a reload's new listeners), and, before the threads have started
+/// (`threads` > 0), an estimate of what each will hold (its ring, pollers and map handles)
+/// and of the control threads' runtimes.
 fn fds_besides_connections(config: &Config, threads: usize) -> u64 {
-    const PER_THREAD: u64 = 12;
-    const CONTROL_THREADS: u64 = 4 * 6;
+    const PER_THREAD: u64 = 8;
+    const CONTROL_THREADS: u64 = 16;
     const SLACK: u64 = 32;
-    let open = lb_user::fd_budget::open_fds().unwrap_or(64);
-    let held = lb_user::fd_budget::process().used();
+    let open = fd_budget::open_fds().unwrap_or(64);
+    let held = fd_budget::process().used();
     let checks: u64 = config
         .backends
         .iter()
@@ -163,68 +164,92 @@ fn fds_besides_connections(config: &Config, threads: usize) -> u64 {
         .map(|s| u64::from(s.health.check) + u64::from(s.health.agent.enabled))
         .sum();
     let resolvers = config.global.resolvers.len() as u64;
-    let stats: u64 = config
-        .stats
-        .iter()
-        .map(|s| s.binds.len() as u64)
-        .sum::<u64>()
-        + config.global.stats_sockets.len() as u64;
-    open.saturating_sub(held)
-        + threads as u64 * PER_THREAD
-        + CONTROL_THREADS
-        + checks
-        + resolvers
-        + stats
-        + SLACK
+    let threads = if threads == 0 {
+        0
+    } else {
+        threads as u64 * PER_THREAD + CONTROL_THREADS
+    };
+    open.saturating_sub(held) + threads + checks + resolvers + SLACK
 }
 
-/// Derives `maxconn` and the file-descriptor budget from `RLIMIT_NOFILE`, as HAProxy does:
-/// without `global maxconn`, as many connections as the hard limit allows (the soft limit is
-/// raised to it); with it, the soft limit is raised to what it needs when the hard limit
-/// allows, and a limit too low for it is reported. A connection holds 2 fds (its two
-/// sockets), plus pipes on splice while bytes move (room is kept for a pipe per four
-/// connections, as HAProxy's `maxpipes`). Whatever `maxconn` says, lb stops accepting when
-/// the budget is spent: clients wait in the backlog.
-fn maxconn_for(config: &Config, threads: usize, pipes: PipeUse) -> u32 {
-    let (soft, hard) = fd_budget::nofile_limits();
+/// What [`maxconn_for`] found, for [`settle_fd_budget`].
+struct FdLimits {
+    /// The soft limit at start, the one set, and the hard one.
+    before: u64,
+    soft: u64,
+    hard: u64,
+    /// What the configured `maxconn` needs, when the hard limit is lower.
+    short_of: Option<u64>,
+    pipes: PipeUse,
+    maxconn: u32,
+}
+
+/// Derives `maxconn` from `RLIMIT_NOFILE`, as HAProxy does: without `global maxconn`, as many
+/// connections as the hard limit allows (the soft limit is raised to it); with it, the soft
+/// limit is raised to what it needs when the hard limit allows. A connection holds 2 fds (its
+/// two sockets), plus pipes on splice while bytes move: room is kept for a pipe per four
+/// connections, as HAProxy's `maxpipes`. Installs a budget from an estimate of what lb holds
+/// itself; [`settle_fd_budget`] measures it once the threads run. Whatever `maxconn` says, lb
+/// stops accepting when the budget is spent: clients wait in the backlog.
+fn maxconn_for(config: &Config, threads: usize, pipes: PipeUse) -> FdLimits {
+    let (before, hard) = fd_budget::nofile_limits();
     let base = fds_besides_connections(config, threads);
-    let mut plan = FdPlan::new(soft, hard, base, config.global.maxconn, pipes);
-    let mut got = soft;
-    if plan.soft != soft {
+    let mut plan = FdPlan::new(before, hard, base, config.global.maxconn, pipes);
+    let mut soft = before;
+    if plan.soft != before {
         match fd_budget::set_soft_nofile(plan.soft) {
-            Ok(()) => got = plan.soft,
+            Ok(()) => soft = plan.soft,
             Err(e) => {
                 log::warn!(
-                    "cannot raise RLIMIT_NOFILE from {soft} to {}: {e}",
+                    "cannot raise RLIMIT_NOFILE from {before} to {}: {e}",
                     plan.soft
                 );
-                plan = FdPlan::new(soft, soft, base, config.global.maxconn, pipes);
+                plan = FdPlan::new(before, before, base, config.global.maxconn, pipes);
             }
         }
     }
-    let raised = if got == soft {
+    fd_budget::install(plan.capacity, plan.pipe_share);
+    FdLimits {
+        before,
+        soft,
+        hard,
+        short_of: plan.short_of,
+        pipes,
+        maxconn: plan.maxconn,
+    }
+}
+
+/// Sizes the fd budget on what lb holds itself, measured now that its threads run, and says
+/// what the limit gives.
+fn settle_fd_budget(config: &Config, l: &FdLimits) {
+    let base = fds_besides_connections(config, 0);
+    let plan = FdPlan::new(l.soft, l.soft, base, Some(l.maxconn), l.pipes);
+    let budget = fd_budget::install(plan.capacity, plan.pipe_share);
+    let raised = if l.soft == l.before {
         String::new()
     } else {
-        format!(", raised from {soft}")
+        format!(", raised from {}", l.before)
     };
     log::info!(
-        "file descriptors: RLIMIT_NOFILE {got}{raised} (hard {hard}), {base} for lb itself, \
-         {} for connections (2 each) and splice pipes ({} kept for pipes): maxconn {}",
-        plan.capacity,
-        plan.pipe_share,
-        plan.maxconn
+        "file descriptors: RLIMIT_NOFILE {}{raised} (hard {}), {base} for lb itself, {} for \
+         connections (2 each) and splice pipes ({} kept for pipes): maxconn {}",
+        l.soft,
+        l.hard,
+        budget.capacity(),
+        budget.pipe_share(),
+        l.maxconn
     );
-    if let Some(need) = plan.short_of {
+    if let Some(need) = l.short_of {
         log::warn!(
-            "RLIMIT_NOFILE {got} (hard {hard}) is too low for maxconn {}: it needs about {need}; \
-             lb accepts about {} connections at a time and leaves the others waiting in the \
+            "RLIMIT_NOFILE {} (hard {}) is too low for maxconn {}: it needs about {need}; lb \
+             accepts about {} connections at a time and leaves the others waiting in the \
              backlog",
-            plan.maxconn,
+            l.soft,
+            l.hard,
+            l.maxconn,
             plan.connections()
         );
     }
-    fd_budget::install(plan.capacity, plan.pipe_share);
-    plan.maxconn
 }
 
 fn serve(
@@ -279,7 +304,8 @@ fn serve(
         PlaneSetup::Sockmap(_, after) if after.is_zero() => PipeUse::Rare,
         _ => PipeUse::Splice,
     };
-    let maxconn = maxconn_for(&config, threads, pipes);
+    let fds = maxconn_for(&config, threads, pipes);
+    let maxconn = fds.maxconn;
     let (shared, commands) = Shared::new(Arc::new(config), maxconn, threads);
     // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
     // control thread from whatever generation is current.
@@ -338,6 +364,7 @@ fn serve(
         .build()
         .context("cannot start the control runtime")?;
     rt.block_on(shared.apply(listeners.plans(&shared, &new, threads)?));
+    settle_fd_budget(&shared.config, &fds);
     for fe in &shared.config.frontends {
         for b in &fe.binds {
             log::info!("frontend '{}': listening on {}", fe.name, b.addr);
@@ -461,7 +488,8 @@ fn reload(
             return None;
         }
     };
-    let maxconn = maxconn_for(&config, threads, pipes);
+    let fds = maxconn_for(&config, 0, pipes);
+    let maxconn = fds.maxconn;
     let next = current.next_generation(Arc::new(config), maxconn);
     let plans = match listeners.plans(&next, &new, threads) {
         Ok(p) => p,
@@ -471,6 +499,7 @@ fn reload(
         }
     };
     rt.block_on(next.apply(plans));
+    settle_fd_budget(&next.config, &fds);
     listeners.close_removed(&next.config);
     log::info!(
         "reload done: generation {} serves {} frontend(s) and {} backend(s)",
