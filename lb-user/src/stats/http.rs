@@ -114,6 +114,9 @@ fn request_line(line: &str) -> Result<Request, RequestError> {
     if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(RequestError::Malformed("bad target"));
     }
+    if !matches!(method, "GET" | "HEAD" | "POST") {
+        return Err(RequestError::Method);
+    }
     Ok(Request {
         method: method.to_owned(),
         target,
@@ -213,9 +216,6 @@ impl HeadParser {
                 None if line.is_empty() => {}
                 None => self.req = Some(request_line(line)?),
                 Some(req) if line.is_empty() => {
-                    if !matches!(req.method.as_str(), "GET" | "HEAD" | "POST") {
-                        return Err(RequestError::Method);
-                    }
                     let req = std::mem::take(req);
                     return Ok(Head::Complete {
                         req,
