@@ -505,8 +505,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::state::StateError as TableError;
     use crate::table::testing::{backend, client, server};
-    use crate::table::{AdminState, BackendTable, ServerSlot, TableError, TryAcquireError};
+    use crate::table::{AdminState, BackendTable, ServerSlot, TryAcquireError};
 
     /// Index of the server picked for `c`, slot released at once.
     fn pick(t: &Arc<BackendTable>, c: SocketAddr) -> usize {

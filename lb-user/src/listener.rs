@@ -1,7 +1,8 @@
 //! The accept path: one thread per core, each with its own `SO_REUSEPORT` listener per `bind`
 //! and a tokio-uring (`io_uring`) accept loop; per connection: pick a server from the lock-free
 //! table, connect with `timeout connect`/`retries`/`redispatch`, then hand the pair to the data
-//! plane.
+//! plane. What a thread serves comes from [`ThreadPlan`]s (start and reload); what other
+//! threads ask of its flows comes on its [`FlowCommand`] channel.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -9,18 +10,20 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::config::{Backend, Config, Frontend, Keepalive};
 use crate::dataplane::sockmap::{MapIds, ThreadMaps};
-use crate::dataplane::{sockopt, Dataplane, FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
+use crate::dataplane::{sockopt, Dataplane, FlowReport, FlowTimeouts, KillSwitch};
 use crate::fd_budget::{self, Use};
+use crate::flows::{FlowCommand, FlowInfo, KillReason};
+use crate::generation::Generation;
 use crate::logging::{
     self,
     tcplog::{Ending, Killer},
@@ -31,97 +34,10 @@ use crate::table::{AcquireError, BackendTable, ServerSlot};
 /// `net.core.somaxconn`).
 const BACKLOG: i32 = 4096;
 
-/// What every thread shares: the config, the server tables, and the process-wide connection
-/// count for `global maxconn`.
-pub struct Shared {
-    pub config: Arc<Config>,
-    /// One table per `Config::backends` entry, same order.
-    pub backends: Vec<Arc<BackendTable>>,
-    /// Current client connections, all threads.
-    pub conns: AtomicU32,
-    /// Process-wide limit (`global maxconn`).
-    pub maxconn: u32,
-    /// Signalled when a connection ends, for accept loops paused at `maxconn`.
-    pub conn_released: Notify,
-    /// Per-frontend sessions and bytes (`Config::frontends` order), for the stats page, the
-    /// runtime API, tcplog's `%fc`, and the frontend's `maxconn` (its `cur`).
-    pub fe_stats: Vec<ProxyCounters>,
-    /// Per-backend session counts (`Config::backends` order); bytes are the servers' sums.
-    pub be_stats: Vec<ProxyCounters>,
-    /// When the process started (`Start_time_sec`, uptime).
-    pub started: std::time::SystemTime,
-    /// One command channel per thread, to reach the flows that thread owns.
-    threads: Vec<UnboundedSender<FlowCommand>>,
-    /// Configuration generation: 0 at start, +1 per accepted reload. Flows keep the generation
-    /// they were accepted in; commands about servers reach only flows of the same generation.
-    pub generation: u64,
-    /// Passive health checks: connect results of real traffic (`observe layer4`).
-    pub health: crate::health::Passive,
-}
-
-/// Session counters of one frontend or backend, all atomics (Relaxed: statistics, read independently).
-#[derive(Debug, Default)]
-pub struct ProxyCounters {
-    /// Sessions being served now (`scur`). A frontend's count from accept until the
-    /// connection's log line, as HAProxy's; a backend's from the server pick.
-    pub cur: AtomicU32,
-    /// Sessions accepted since start (`stot`).
-    pub total: AtomicU64,
-    /// Highest concurrent sessions seen (`smax`).
-    pub max: AtomicU32,
-    /// Bytes client -> lb of finished flows (`bin`).
-    pub bytes_in: AtomicU64,
-    /// Bytes lb -> client of finished flows (`bout`).
-    pub bytes_out: AtomicU64,
-}
-
-impl ProxyCounters {
-    /// Counts a new session (`cur`, `max`, `total`) until the guard is dropped.
-    fn enter(&self) -> ProxySession<'_> {
-        let cur = self.cur.fetch_add(1, Ordering::Relaxed) + 1;
-        self.max.fetch_max(cur, Ordering::Relaxed);
-        self.total.fetch_add(1, Ordering::Relaxed);
-        ProxySession(self)
-    }
-}
-
-/// One session counted in [`ProxyCounters::cur`].
-struct ProxySession<'a>(&'a ProxyCounters);
-
-impl Drop for ProxySession<'_> {
-    fn drop(&mut self) {
-        self.0.cur.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The configuration generation serving now, for what outlives a reload (the stats page and
-/// the runtime API): each request loads it afresh.
-pub type Current = Arc<arc_swap::ArcSwap<Shared>>;
-
-/// What other threads (admin API, health checks) ask of a thread about the flows it owns.
-/// Flows live in their thread's registry, so the accept/forward path takes no shared lock.
-#[derive(Debug)]
-pub enum FlowCommand {
-    /// End every flow on this server (`shutdown sessions server`, `on-marked-down
-    /// shutdown-sessions`).
-    KillServer {
-        generation: u64,
-        backend: usize,
-        server: usize,
-    },
-    /// End every flow on a backup server of this backend (`on-marked-up
-    /// shutdown-backup-sessions`).
-    KillBackups { generation: u64, backend: usize },
-    /// Report the live flows (`show sess`).
-    List(oneshot::Sender<Vec<FlowInfo>>),
-    /// Serve `plan` from now on (start and reload); acknowledged once applied.
-    Apply(Box<ThreadPlan>, oneshot::Sender<()>),
-}
-
-/// What one thread serves: for each bound address, its frontend in `shared`'s config, and a
+/// What one thread serves: for each bound address, its frontend in `gen`'s config, and a
 /// listening socket when the address is new to this thread.
 pub struct ThreadPlan {
-    pub shared: Arc<Shared>,
+    pub gen: Arc<Generation>,
     pub binds: Vec<BindPlan>,
     /// Addresses no longer in the configuration: their accept loops stop.
     pub removed: Vec<SocketAddr>,
@@ -130,7 +46,7 @@ pub struct ThreadPlan {
 impl std::fmt::Debug for ThreadPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ThreadPlan")
-            .field("generation", &self.shared.generation)
+            .field("generation", &self.gen.number)
             .field("binds", &self.binds)
             .field("removed", &self.removed)
             .finish()
@@ -141,153 +57,22 @@ impl std::fmt::Debug for ThreadPlan {
 #[derive(Debug)]
 pub struct BindPlan {
     pub addr: SocketAddr,
-    /// Index into `shared.config.frontends`.
+    /// Index into `gen.config.frontends`.
     pub frontend: usize,
     /// This thread's socket for a newly bound address; `None` = keep the running loop.
     pub listener: Option<TcpListener>,
 }
 
-/// A live flow, as `show sess` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlowInfo {
-    /// Unique within its thread.
-    pub id: u64,
-    pub thread: usize,
-    /// Index into `Config::frontends`.
-    pub frontend: usize,
-    /// Index into `Config::backends`.
-    pub backend: usize,
-    /// Index into the backend's servers.
-    pub server: usize,
-    pub backup: bool,
-    /// Configuration generation the flow was accepted in (see [`Shared::generation`]).
-    pub generation: u64,
-    pub client: SocketAddr,
-    /// Time since the client was accepted.
-    pub age: Duration,
-}
-
-impl Shared {
-    /// The shared state and one command receiver per thread (hand receiver `i` to thread `i`).
-    pub fn new(
-        config: Arc<Config>,
-        maxconn: u32,
-        threads: usize,
-    ) -> (Arc<Self>, Vec<UnboundedReceiver<FlowCommand>>) {
-        let (senders, receivers) = (0..threads).map(|_| unbounded_channel()).unzip();
-        let started = std::time::SystemTime::now();
-        (Self::build(config, maxconn, senders, 0, started), receivers)
-    }
-
-    /// The state of the next configuration generation (reload): new tables and counters,
-    /// the same threads.
-    pub fn next_generation(&self, config: Arc<Config>, maxconn: u32) -> Arc<Self> {
-        Self::build(
-            config,
-            maxconn,
-            self.threads.clone(),
-            self.generation + 1,
-            self.started,
-        )
-    }
-
-    fn build(
-        config: Arc<Config>,
-        maxconn: u32,
-        threads: Vec<UnboundedSender<FlowCommand>>,
-        generation: u64,
-        started: std::time::SystemTime,
-    ) -> Arc<Self> {
-        let backends = config.backends.iter().map(BackendTable::new).collect();
-        let health = crate::health::Passive::new(&config);
-        let fe_stats = config
-            .frontends
-            .iter()
-            .map(|_| ProxyCounters::default())
-            .collect();
-        let be_stats = config
-            .backends
-            .iter()
-            .map(|_| ProxyCounters::default())
-            .collect();
-        Arc::new(Self {
-            config,
-            backends,
-            conns: AtomicU32::new(0),
-            maxconn,
-            conn_released: Notify::new(),
-            threads,
-            generation,
-            health,
-            fe_stats,
-            be_stats,
-            started,
-        })
-    }
-
-    /// Sends each thread its plan and waits until all have applied it.
-    pub async fn apply(&self, plans: Vec<ThreadPlan>) {
-        let mut acks = Vec::new();
-        for (t, plan) in self.threads.iter().zip(plans) {
-            let (tx, rx) = oneshot::channel();
-            if t.send(FlowCommand::Apply(Box::new(plan), tx)).is_ok() {
-                acks.push(rx);
-            }
-        }
-        for rx in acks {
-            let _ = rx.await;
-        }
-    }
-
-    fn broadcast(&self, make: impl Fn() -> FlowCommand) {
-        for t in &self.threads {
-            // A thread that has stopped has no flows left to act on.
-            let _ = t.send(make());
-        }
-    }
-
-    /// Ends every live flow on `backend`'s `server`, on every thread and data plane.
-    pub fn kill_server_flows(&self, backend: usize, server: usize) {
-        let generation = self.generation;
-        self.broadcast(|| FlowCommand::KillServer {
-            generation,
-            backend,
-            server,
-        });
-    }
-
-    /// Ends every live flow on a backup server of `backend`.
-    pub fn kill_backup_flows(&self, backend: usize) {
-        let generation = self.generation;
-        self.broadcast(|| FlowCommand::KillBackups {
-            generation,
-            backend,
-        });
-    }
-
-    /// The live flows of every thread.
-    pub async fn flows(&self) -> Vec<FlowInfo> {
-        let mut waits = Vec::new();
-        for t in &self.threads {
-            let (tx, rx) = oneshot::channel();
-            if t.send(FlowCommand::List(tx)).is_ok() {
-                waits.push(rx);
-            }
-        }
-        let mut all = Vec::new();
-        for rx in waits {
-            all.extend(rx.await.unwrap_or_default());
-        }
-        all.sort_by_key(|f| (f.thread, f.id));
-        all
-    }
-}
+/// A plan for a thread, and the acknowledgement it sends once applied.
+type PlanMsg = (Box<ThreadPlan>, oneshot::Sender<()>);
 
 /// A flow in its thread's registry.
 struct LocalFlow {
     info: FlowInfo,
     started: Instant,
     kill: Rc<KillSwitch>,
+    /// Why it was ended from outside, for its log line.
+    killed_by: Rc<Cell<Option<KillReason>>>,
 }
 
 /// What one thread's tasks share: its data plane handle, what each bound address serves, and
@@ -303,43 +88,24 @@ struct ThreadCtx {
 /// What an accept loop serves now; replaced on reload while the loop (and its listening
 /// socket, with its backlog) carries on.
 struct BindState {
-    shared: Arc<Shared>,
+    gen: Arc<Generation>,
     frontend: usize,
     removed: bool,
 }
 
 impl ThreadCtx {
     /// Acts on one command from another thread.
-    fn command(self: &Rc<Self>, cmd: FlowCommand) {
-        if let FlowCommand::Apply(plan, ack) = cmd {
-            self.apply(*plan);
-            let _ = ack.send(());
-            return;
-        }
+    fn command(&self, cmd: FlowCommand) {
         let flows = self.flows.borrow();
         match cmd {
-            FlowCommand::KillServer {
-                generation,
-                backend,
-                server,
-            } => flows
-                .values()
-                .filter(|f| {
-                    f.info.generation == generation
-                        && f.info.backend == backend
-                        && f.info.server == server
-                })
-                .for_each(|f| f.kill.kill()),
-            FlowCommand::KillBackups {
-                generation,
-                backend,
-            } => flows
-                .values()
-                .filter(|f| {
-                    f.info.generation == generation && f.info.backend == backend && f.info.backup
-                })
-                .for_each(|f| f.kill.kill()),
-            FlowCommand::Apply(..) => {}
+            FlowCommand::Kill { servers, reason } => {
+                for f in flows.values() {
+                    if servers.contains(&f.info.server_uid) {
+                        f.killed_by.set(Some(reason));
+                        f.kill.kill();
+                    }
+                }
+            }
             FlowCommand::List(reply) => {
                 let list = flows
                     .values()
@@ -352,9 +118,7 @@ impl ThreadCtx {
             }
         }
     }
-}
 
-impl ThreadCtx {
     /// Switches every address to the plan's generation, stops loops of removed addresses and
     /// starts loops for new ones.
     fn apply(self: &Rc<Self>, plan: ThreadPlan) {
@@ -368,7 +132,7 @@ impl ThreadCtx {
             binds.insert(
                 bp.addr,
                 BindState {
-                    shared: plan.shared.clone(),
+                    gen: plan.gen.clone(),
                     frontend: bp.frontend,
                     removed: false,
                 },
@@ -382,10 +146,10 @@ impl ThreadCtx {
     }
 
     /// The generation and frontend an address serves now; `None` once it was removed.
-    fn serving(&self, addr: SocketAddr) -> Option<(Arc<Shared>, usize)> {
+    fn serving(&self, addr: SocketAddr) -> Option<(Arc<Generation>, usize)> {
         let binds = self.binds.borrow();
         let b = binds.get(&addr)?;
-        (!b.removed).then(|| (b.shared.clone(), b.frontend))
+        (!b.removed).then(|| (b.gen.clone(), b.frontend))
     }
 }
 
@@ -424,18 +188,47 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(sock.into())
 }
 
-/// The listening sockets of every bound address, one per thread (an `SO_REUSEPORT` group).
-/// The main thread keeps these; threads get duplicates, so an address that survives a reload
-/// keeps its socket and its backlog, and shutting one down here stops every thread's loop.
-#[derive(Debug, Default)]
+/// The listening sockets of every bound address, one per thread (an `SO_REUSEPORT` group),
+/// and the channels that hand plans to the threads. The main thread keeps these; threads get
+/// duplicates, so an address that survives a reload keeps its socket and its backlog, and
+/// shutting one down here stops every thread's loop.
+#[derive(Debug)]
 pub struct Listeners {
     by_addr: HashMap<SocketAddr, Vec<TcpListener>>,
+    threads: Vec<UnboundedSender<PlanMsg>>,
+}
+
+/// What a thread receives: plans from the main thread, commands about its flows from anyone.
+pub struct ThreadInbox {
+    plans: UnboundedReceiver<PlanMsg>,
+    flows: UnboundedReceiver<FlowCommand>,
 }
 
 impl Listeners {
-    /// Binds, `threads` times each, every address of `config` not bound yet. On error nothing
-    /// new stays bound, and the message names the frontend, the address and the line.
-    pub fn bind_new(&mut self, config: &Config, threads: usize) -> Result<Vec<SocketAddr>, String> {
+    /// No address bound yet, and one inbox per thread (give inbox `i` to thread `i`), made of
+    /// the plan channel and the thread's flow channel (`flows[i]`).
+    pub fn new(flows: Vec<UnboundedReceiver<FlowCommand>>) -> (Self, Vec<ThreadInbox>) {
+        let mut threads = Vec::new();
+        let mut inboxes = Vec::new();
+        for flows in flows {
+            let (tx, plans) = unbounded_channel();
+            threads.push(tx);
+            inboxes.push(ThreadInbox { plans, flows });
+        }
+        (
+            Self {
+                by_addr: HashMap::new(),
+                threads,
+            },
+            inboxes,
+        )
+    }
+
+    /// Binds, once per thread each, every address of `config` not bound yet, and returns
+    /// them. On error nothing new stays bound, and the message names the frontend, the
+    /// address and the line.
+    pub fn bind_new(&mut self, config: &Config) -> Result<Vec<SocketAddr>, String> {
+        let threads = self.threads.len();
         let mut added: Vec<SocketAddr> = Vec::new();
         for fe in &config.frontends {
             for bind in &fe.binds {
@@ -450,9 +243,7 @@ impl Listeners {
                         added.push(bind.addr);
                     }
                     Err(e) => {
-                        for a in &added {
-                            self.by_addr.remove(a);
-                        }
+                        self.unbind(&added);
                         return Err(format!(
                             "{}: frontend '{}': cannot bind {}: {e}",
                             bind.loc, fe.name, bind.addr
@@ -464,15 +255,18 @@ impl Listeners {
         Ok(added)
     }
 
-    /// The plans that make every thread serve `shared`'s configuration: running loops switch
+    /// Closes addresses [`Self::bind_new`] bound, before any thread serves them (a reload that
+    /// fails after binding undoes its binds this way).
+    pub fn unbind(&mut self, addrs: &[SocketAddr]) {
+        for a in addrs {
+            self.by_addr.remove(a);
+        }
+    }
+
+    /// The plans that make every thread serve `gen`'s configuration: running loops switch
     /// to it, `new` addresses get a socket, addresses not in the configuration are removed.
-    pub fn plans(
-        &self,
-        shared: &Arc<Shared>,
-        new: &[SocketAddr],
-        threads: usize,
-    ) -> io::Result<Vec<ThreadPlan>> {
-        let wanted: HashMap<SocketAddr, usize> = shared
+    pub fn plans(&self, gen: &Arc<Generation>, new: &[SocketAddr]) -> io::Result<Vec<ThreadPlan>> {
+        let wanted: HashMap<SocketAddr, usize> = gen
             .config
             .frontends
             .iter()
@@ -485,7 +279,7 @@ impl Listeners {
             .filter(|a| !wanted.contains_key(a))
             .copied()
             .collect();
-        (0..threads)
+        (0..self.threads.len())
             .map(|t| {
                 let binds = wanted
                     .iter()
@@ -503,12 +297,27 @@ impl Listeners {
                     })
                     .collect::<io::Result<Vec<_>>>()?;
                 Ok(ThreadPlan {
-                    shared: shared.clone(),
+                    gen: gen.clone(),
                     binds,
                     removed: removed.clone(),
                 })
             })
             .collect()
+    }
+
+    /// Sends each thread its plan and waits until all have applied it: from then on every
+    /// new connection is served by the plans' generation.
+    pub async fn switch(&self, plans: Vec<ThreadPlan>) {
+        let mut acks = Vec::new();
+        for (t, plan) in self.threads.iter().zip(plans) {
+            let (tx, rx) = oneshot::channel();
+            if t.send((Box::new(plan), tx)).is_ok() {
+                acks.push(rx);
+            }
+        }
+        for rx in acks {
+            let _ = rx.await;
+        }
     }
 
     /// Closes the sockets of addresses not in `config` (after the threads were told): pending
@@ -547,13 +356,17 @@ fn shutdown_listeners(socks: &[TcpListener]) {
 }
 
 /// Runs one thread forever: its data plane, its flows, and the accept loops that the plans it
-/// receives on `commands` ask for (returns only if the runtime cannot start).
+/// receives ask for (returns only if the runtime cannot start).
 pub fn run_thread(
-    mut commands: UnboundedReceiver<FlowCommand>,
+    inbox: ThreadInbox,
     plane: PlaneSetup,
     thread: usize,
     threads: usize,
 ) -> io::Result<()> {
+    let ThreadInbox {
+        mut plans,
+        mut flows,
+    } = inbox;
     tokio_uring::start(async move {
         let dataplane = match plane {
             PlaneSetup::Splice => Dataplane::Splice,
@@ -572,8 +385,18 @@ pub fn run_thread(
             flows: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
         });
-        while let Some(cmd) = commands.recv().await {
-            ctx.command(cmd);
+        loop {
+            tokio::select! {
+                plan = plans.recv() => {
+                    let Some((plan, ack)) = plan else { break };
+                    ctx.apply(*plan);
+                    let _ = ack.send(());
+                }
+                cmd = flows.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    ctx.command(cmd);
+                }
+            }
         }
         Ok(())
     })
@@ -582,17 +405,18 @@ pub fn run_thread(
 /// A client connection counted against `global maxconn` and the frontend's `maxconn`;
 /// uncounted on drop.
 struct ConnPermit {
-    shared: Arc<Shared>,
+    gen: Arc<Generation>,
     frontend: usize,
 }
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
-        self.shared.conns.fetch_sub(1, Ordering::AcqRel);
-        self.shared.fe_stats[self.frontend]
+        let p = &self.gen.process;
+        p.conns.fetch_sub(1, Ordering::AcqRel);
+        self.gen.fe_stats[self.frontend]
             .cur
             .fetch_sub(1, Ordering::AcqRel);
-        self.shared.conn_released.notify_waiters();
+        p.conn_released.notify_waiters();
     }
 }
 
@@ -601,15 +425,16 @@ impl Drop for ConnPermit {
 /// accepting and closing. The connection is counted only once accepted ([`ConnPermit::count`]),
 /// so the counts never include accept loops that are merely waiting; at the limit, the loops
 /// already waiting in `accept` may each take one more (at most one per thread and address).
-async fn below_maxconn(shared: &Shared, frontend: usize) {
-    let fe_max = shared.config.frontends[frontend]
+async fn below_maxconn(gen: &Generation, frontend: usize) {
+    let fe_max = gen.config.frontends[frontend]
         .maxconn
-        .unwrap_or(shared.maxconn);
+        .unwrap_or(gen.maxconn);
+    let p = &gen.process;
     loop {
         // Create the waiter before checking, so a release between check and wait is not lost.
-        let released = shared.conn_released.notified();
-        if shared.conns.load(Ordering::Acquire) < shared.maxconn
-            && shared.fe_stats[frontend].cur.load(Ordering::Acquire) < fe_max
+        let released = p.conn_released.notified();
+        if p.conns.load(Ordering::Acquire) < gen.maxconn
+            && gen.fe_stats[frontend].cur.load(Ordering::Acquire) < fe_max
         {
             return;
         }
@@ -620,14 +445,14 @@ async fn below_maxconn(shared: &Shared, frontend: usize) {
 impl ConnPermit {
     /// Counts an accepted connection against `global maxconn` and the frontend's, and in the
     /// frontend's session statistics.
-    fn count(shared: &Arc<Shared>, frontend: usize) -> Self {
-        shared.conns.fetch_add(1, Ordering::AcqRel);
-        let fe = &shared.fe_stats[frontend];
+    fn count(gen: &Arc<Generation>, frontend: usize) -> Self {
+        gen.process.conns.fetch_add(1, Ordering::AcqRel);
+        let fe = &gen.fe_stats[frontend];
         let cur = fe.cur.fetch_add(1, Ordering::AcqRel) + 1;
         fe.max.fetch_max(cur, Ordering::Relaxed);
         fe.total.fetch_add(1, Ordering::Relaxed);
         Self {
-            shared: shared.clone(),
+            gen: gen.clone(),
             frontend,
         }
     }
@@ -639,11 +464,11 @@ async fn accept_loop(
     ctx: Rc<ThreadCtx>,
 ) {
     let budget = fd_budget::process();
-    while let Some((shared, frontend)) = ctx.serving(addr) {
-        below_maxconn(&shared, frontend).await;
+    while let Some((gen, frontend)) = ctx.serving(addr) {
+        below_maxconn(&gen, frontend).await;
         // Never accept what can't be served: the connection's fds are set aside first; while
         // there are none, clients wait in the backlog.
-        let name = &shared.config.frontends[frontend].name;
+        let name = &gen.config.frontends[frontend].name;
         let mut fds = budget
             .take(fd_budget::ACCEPT_FDS, Use::Connection, || {
                 budget.warn(|| {
@@ -657,7 +482,7 @@ async fn accept_loop(
             .await;
         let accepted = listener.accept().await;
         // A reload may have happened while we waited: serve what the address serves now.
-        let Some((shared, frontend)) = ctx.serving(addr) else {
+        let Some((gen, frontend)) = ctx.serving(addr) else {
             // Accepted just as the address was removed: the client gets a close.
             drop(accepted);
             return;
@@ -673,7 +498,7 @@ async fn accept_loop(
                     format!(
                         "frontend '{}': accept failed on {addr}: {e}; pausing {ACCEPT_PAUSE:?} \
                          (clients wait in the backlog)",
-                        shared.config.frontends[frontend].name
+                        gen.config.frontends[frontend].name
                     )
                 });
                 drop(fds);
@@ -697,10 +522,10 @@ async fn accept_loop(
         fds.shrink_to(fd_budget::CONNECTION_FDS);
         // SAFETY: `fd` was just created by F_DUPFD_CLOEXEC and is owned by nobody else.
         let client = unsafe { OwnedFd::from_raw_fd(fd) };
-        let permit = ConnPermit::count(&shared, frontend);
+        let permit = ConnPermit::count(&gen, frontend);
         let ctx = ctx.clone();
         tokio_uring::spawn(async move {
-            handle(&shared, frontend, client, peer, &ctx, permit).await;
+            handle(&gen, frontend, client, peer, &ctx, permit).await;
             // The client's and the server's sockets are closed by now.
             drop(fds);
         });
@@ -806,7 +631,7 @@ struct ConnectTries {
 /// retry goes to another server. Between retries on the same server after an immediate
 /// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s).
 async fn connect_with_retries(
-    shared: &Shared,
+    gen: &Generation,
     table: &Arc<BackendTable>,
     be: &Backend,
     client: SocketAddr,
@@ -819,8 +644,7 @@ async fn connect_with_retries(
         let started = tokio::time::Instant::now();
         let result = connect(slot.addr(), &be.keepalive, be.timeouts.connect).await;
         let backend = (be.id as usize).saturating_sub(1);
-        shared
-            .health
+        gen.passive
             .connect_result(backend, slot.index(), result.is_ok());
         match result {
             Ok(fd) => return Ok((slot, fd)),
@@ -889,7 +713,7 @@ fn ms_since(t: Instant) -> u64 {
 /// Serves one client, then logs it the way the frontend asks (`option tcplog`, or HAProxy's
 /// default `Connect from` line at accept).
 async fn handle(
-    shared: &Arc<Shared>,
+    gen: &Arc<Generation>,
     frontend: usize,
     client: OwnedFd,
     peer: SocketAddr,
@@ -898,8 +722,8 @@ async fn handle(
 ) {
     let accepted = Instant::now();
     let accepted_at = logging::time::now_local();
-    let fe: &Frontend = &shared.config.frontends[frontend];
-    let log = logging::frontend(frontend).filter(|l| l.enabled());
+    let fe: &Frontend = &gen.config.frontends[frontend];
+    let log = gen.logs.frontend(frontend).filter(|l| l.enabled());
     if let Some(log) = log.as_ref().filter(|l| !l.tcplog) {
         if let Ok(local) = socket2::SockRef::from(&client).local_addr() {
             if let Some(local) = local.as_socket() {
@@ -910,7 +734,7 @@ async fn handle(
             }
         }
     }
-    let Some(served) = serve(shared, frontend, client, peer, ctx).await else {
+    let Some(served) = serve(gen, frontend, client, peer, ctx).await else {
         return;
     };
     let Some(log) = log.filter(|l| l.tcplog) else {
@@ -919,7 +743,7 @@ async fn handle(
     if log.dontlognull && served.bytes_in == 0 {
         return;
     }
-    let table = &shared.backends[fe.backend];
+    let table = &gen.backends[fe.backend];
     let snap = table.snapshot();
     let beconn = snap
         .servers
@@ -930,7 +754,7 @@ async fn handle(
     let srvconn = served.server.as_ref().map_or(0, |(i, _)| {
         snap.servers[*i].counters.cur.load(Ordering::Relaxed)
     });
-    let be = &shared.config.backends[fe.backend];
+    let be = &gen.config.backends[fe.backend];
     let line = logging::tcplog::Session {
         client: peer,
         accepted: accepted_at,
@@ -943,8 +767,8 @@ async fn handle(
         bytes_out: served.bytes_out,
         ending: served.ending,
         // This connection is still counted (its permit is dropped below), as in HAProxy.
-        actconn: shared.conns.load(Ordering::Relaxed),
-        feconn: shared.fe_stats[frontend].cur.load(Ordering::Relaxed),
+        actconn: gen.process.conns.load(Ordering::Relaxed),
+        feconn: gen.fe_stats[frontend].cur.load(Ordering::Relaxed),
         beconn,
         srvconn,
         retries: served.tries.retries,
@@ -996,15 +820,15 @@ async fn close_unserved(client: OwnedFd) {
 /// Server choice, connect, forward, counters. `None` when the client socket could not even be
 /// set up (nothing to log).
 async fn serve(
-    shared: &Arc<Shared>,
+    gen: &Arc<Generation>,
     frontend: usize,
     client: OwnedFd,
     peer: SocketAddr,
     ctx: &ThreadCtx,
 ) -> Option<Served> {
-    let fe: &Frontend = &shared.config.frontends[frontend];
-    let be: &Backend = &shared.config.backends[fe.backend];
-    let table = &shared.backends[fe.backend];
+    let fe: &Frontend = &gen.config.frontends[frontend];
+    let be: &Backend = &gen.config.backends[fe.backend];
+    let table = &gen.backends[fe.backend];
     if let Err(e) = set_nonblocking(&client).and_then(|()| tune(&client, &fe.keepalive)) {
         log::debug!("frontend '{}': client {peer}: {e}", fe.name);
         return None;
@@ -1048,10 +872,10 @@ async fn serve(
             return Some(served);
         }
     };
-    let _be_session = shared.be_stats[fe.backend].enter();
+    let _be_session = gen.be_stats[fe.backend].enter();
     served.tw = Some(ms_since(queued_at));
     let connecting = Instant::now();
-    let connected = connect_with_retries(shared, table, be, peer, slot, &mut served.tries).await;
+    let connected = connect_with_retries(gen, table, be, peer, slot, &mut served.tries).await;
     let (slot, server) = match connected {
         Ok(x) => x,
         Err(reason) => {
@@ -1074,6 +898,7 @@ async fn serve(
     let id = ctx.next_id.get();
     ctx.next_id.set(id + 1);
     let kill = Rc::new(KillSwitch::default());
+    let killed_by = Rc::new(Cell::new(None));
     ctx.flows.borrow_mut().insert(
         id,
         LocalFlow {
@@ -1083,13 +908,18 @@ async fn serve(
                 frontend,
                 backend: fe.backend,
                 server: slot.index(),
+                server_uid: slot.counters().uid,
                 backup: slot.is_backup(),
-                generation: shared.generation,
+                generation: gen.number,
+                frontend_name: Arc::from(fe.name.as_str()),
+                backend_name: Arc::from(be.name.as_str()),
+                server_name: Arc::from(slot.name()),
                 client: peer,
                 age: Duration::ZERO,
             },
             started: Instant::now(),
             kill: kill.clone(),
+            killed_by: killed_by.clone(),
         },
     );
     let registered = Registered { ctx, id };
@@ -1101,7 +931,7 @@ async fn serve(
     let c = slot.counters();
     c.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
     c.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
-    let f = &shared.fe_stats[frontend];
+    let f = &gen.fe_stats[frontend];
     f.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
     f.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
     log::debug!(
@@ -1117,18 +947,10 @@ async fn serve(
             " (splice)"
         }
     );
-    let killer = if report.end == FlowEnd::Killed {
-        let snap = table.snapshot();
-        let state = &snap.servers[slot.index()];
-        if !state.state.healthy {
-            Killer::ServerDown
-        } else if slot.is_backup() && snap.serving().iter().any(|&i| !snap.servers[i].conf.backup) {
-            Killer::BackupOff
-        } else {
-            Killer::Admin
-        }
-    } else {
-        Killer::Admin
+    let killer = match killed_by.get() {
+        Some(KillReason::ServerDown) => Killer::ServerDown,
+        Some(KillReason::BackupOff) => Killer::BackupOff,
+        Some(KillReason::Admin) | None => Killer::Admin,
     };
     served.ending = Ending::Flow(report.end, killer);
     served.bytes_in = report.bytes_in;

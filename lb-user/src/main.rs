@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand};
 use lb_user::config::{self, Config};
 use lb_user::dataplane::{sockmap, DataplaneChoice};
 use lb_user::fd_budget::{self, FdPlan, PipeUse};
-use lb_user::listener::{self, Current, Listeners, PlaneSetup, Shared};
+use lb_user::flows::FlowControl;
+use lb_user::generation::{Current, Generation, Process};
+use lb_user::listener::{self, Listeners, PlaneSetup};
 use nix::sys::signal::{SigSet, Signal};
 
 /// lb: a TCP load balancer that reads haproxy.cfg and splices flows in the kernel.
@@ -188,9 +190,9 @@ struct FdLimits {
 /// connections as the hard limit allows (the soft limit is raised to it); with it, the soft
 /// limit is raised to what it needs when the hard limit allows. A connection holds 2 fds (its
 /// two sockets), plus pipes on splice while bytes move: room is kept for a pipe per four
-/// connections, as HAProxy's `maxpipes`. Installs a budget from an estimate of what lb holds
-/// itself; [`settle_fd_budget`] measures it once the threads run. Whatever `maxconn` says, lb
-/// stops accepting when the budget is spent: clients wait in the backlog.
+/// connections, as HAProxy's `maxpipes`. What lb holds itself is estimated here;
+/// [`settle_fd_budget`] measures it once the threads run and sizes the budget. Whatever
+/// `maxconn` says, lb stops accepting when the budget is spent: clients wait in the backlog.
 fn maxconn_for(config: &Config, threads: usize, pipes: PipeUse) -> FdLimits {
     let (before, hard) = fd_budget::nofile_limits();
     let base = fds_besides_connections(config, threads);
@@ -208,7 +210,6 @@ fn maxconn_for(config: &Config, threads: usize, pipes: PipeUse) -> FdLimits {
             }
         }
     }
-    fd_budget::install(plan.capacity, plan.pipe_share);
     FdLimits {
         before,
         soft,
@@ -263,14 +264,135 @@ fn serve(
     });
     // Unknown user/group and unusable log targets stop the start before anything is bound.
     let privileges = lb_user::privileges::plan(&config.global)?;
-    lb_user::logging::init(&config)?;
+    let logs = lb_user::logging::open(&config)?;
+    lb_user::logging::activate(&logs);
+    let (flows, flow_inboxes) = FlowControl::new(threads);
+    let (mut listeners, inboxes) = Listeners::new(flow_inboxes);
     // Bind first: errors (address in use, permission) stop the start with a clear message.
-    let mut listeners = Listeners::default();
-    let new = listeners
-        .bind_new(&config, threads)
-        .map_err(anyhow::Error::msg)?;
+    let new = listeners.bind_new(&config).map_err(anyhow::Error::msg)?;
+    let (plane, _loaded) = load_plane(choice, sockmap_after)?;
+    let pipes = match plane {
+        PlaneSetup::Sockmap(_, after) if after.is_zero() => PipeUse::Rare,
+        PlaneSetup::Sockmap(..) | PlaneSetup::Splice => PipeUse::Splice,
+    };
+    let fds = maxconn_for(&config, threads, pipes);
+    let maxconn = fds.maxconn;
+    let gen = Generation::first(
+        Arc::new(config),
+        maxconn,
+        logs,
+        Process::new(flows, threads),
+    );
+    // The server-state file, before any check or connection sees the servers.
+    lb_user::state::file::load_configured(&gen);
+    // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
+    // control thread from whatever generation is current.
+    let stats_listeners = lb_user::stats::http::bind(&gen)?;
+    let sockets = gen
+        .config
+        .global
+        .stats_sockets
+        .iter()
+        .map(lb_user::admin::bind_socket)
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &sockets {
+        log::info!("stats socket: listening on {}", s.conf.path.display());
+    }
+    for st in &gen.config.stats {
+        for b in &st.binds {
+            log::info!("stats '{}': listening on {}", st.name, b.addr);
+        }
+    }
+    let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
+    let current: Current = Arc::new(ArcSwap::new(gen.clone()));
+    block_signals()?;
+    if privileges.is_some() {
+        lb_user::privileges::arm();
+    }
+    let checkers = lb_user::health::start(&gen).context("health checks")?;
+    let _control = lb_user::admin::spawn_control_thread(current.clone(), stats_listeners, sockets)?;
+    for (thread, inbox) in inboxes.into_iter().enumerate() {
+        std::thread::Builder::new()
+            .name(format!("lb-{thread}"))
+            .spawn(move || {
+                if let Err(e) = listener::run_thread(inbox, plane, thread, threads) {
+                    log::error!("thread {thread} stopped: {e}");
+                    std::process::exit(1);
+                }
+            })
+            .context("cannot start a thread")?;
+    }
+    if let Some(plan) = &privileges {
+        lb_user::privileges::drop_after_threads(plan, threads)?;
+        log::info!(
+            "dropped privileges: now {}",
+            lb_user::privileges::describe(plan)
+        );
+        if plan.uid.is_some() && plan.gid.is_none() {
+            log::warn!(
+                "global 'user' without 'group': the group stays as it was (HAProxy does the \
+                 same); add 'group' to drop it too"
+            );
+        }
+    }
+    // Resolvers run unprivileged, after the drop.
+    let resolvers = lb_user::dns::start(&gen)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .context("cannot start the control runtime")?;
+    rt.block_on(listeners.switch(listeners.plans(&gen, &new)?));
+    settle_fd_budget(&gen.config, &fds);
+    lb_user::state::resume(&gen);
+    for fe in &gen.config.frontends {
+        for b in &fe.binds {
+            log::info!("frontend '{}': listening on {}", fe.name, b.addr);
+        }
+    }
+    let _pidfile = pidfile.map(PidFile::create).transpose()?;
+    log::info!("lb ready: {threads} threads, maxconn {maxconn}");
+    let mut running = Running {
+        gen,
+        _checkers: checkers,
+        _resolvers: resolvers,
+    };
+    loop {
+        let sig = wait_signal()?;
+        if sig == Signal::SIGHUP {
+            if files.is_empty() {
+                log::warn!("SIGHUP: nothing to reload (no -f files)");
+                continue;
+            }
+            if let Some(next) = reload(files, pipes, &mut listeners, &running.gen, &rt) {
+                current.store(next.clone());
+                running.gen.retire();
+                listeners.close_removed(&next.config);
+                lb_user::state::resume(&next);
+                match Running::start(next) {
+                    // The old generation's checkers and resolvers stop as it is dropped.
+                    Ok(r) => running = r,
+                    Err(e) => log::error!("reload: {e:#}"),
+                }
+            }
+            continue;
+        }
+        log::info!("received {sig}, stopping");
+        listeners.close_all();
+        for p in socket_paths {
+            // The control thread ends with the process; its socket files should not outlive it.
+            let _ = std::fs::remove_file(p);
+        }
+        return Ok(());
+    }
+}
 
-    let (plane, _loaded) = match choice {
+/// Loads the data plane `--dataplane` asks for; with `auto`, sockmap when it loads, else
+/// splice. The loaded program must stay alive as long as the process serves.
+fn load_plane(
+    choice: DataplaneChoice,
+    sockmap_after: Duration,
+) -> anyhow::Result<(PlaneSetup, Option<sockmap::Loaded>)> {
+    Ok(match choice {
         DataplaneChoice::Splice => {
             log::info!("data plane: splice (chosen with --dataplane splice)");
             (PlaneSetup::Splice, None)
@@ -298,212 +420,103 @@ fn serve(
                 (PlaneSetup::Splice, None)
             }
         },
-    };
-
-    let pipes = match plane {
-        PlaneSetup::Sockmap(_, after) if after.is_zero() => PipeUse::Rare,
-        _ => PipeUse::Splice,
-    };
-    let fds = maxconn_for(&config, threads, pipes);
-    let maxconn = fds.maxconn;
-    let (shared, commands) = Shared::new(Arc::new(config), maxconn, threads);
-    // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
-    // control thread from whatever generation is current.
-    let stats_listeners = lb_user::stats::http::bind(&shared)?;
-    let sockets = shared
-        .config
-        .global
-        .stats_sockets
-        .iter()
-        .map(lb_user::admin::bind_socket)
-        .collect::<Result<Vec<_>, _>>()?;
-    for s in &sockets {
-        log::info!("stats socket: listening on {}", s.conf.path.display());
-    }
-    for st in &shared.config.stats {
-        for b in &st.binds {
-            log::info!("stats '{}': listening on {}", st.name, b.addr);
-        }
-    }
-    let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
-    let current: Current = Arc::new(ArcSwap::new(shared.clone()));
-    block_signals()?;
-    if privileges.is_some() {
-        lb_user::privileges::arm();
-    }
-    let checkers = lb_user::health::start(&shared).context("health checks")?;
-    let _control = lb_user::admin::spawn_control_thread(current.clone(), stats_listeners, sockets)?;
-    for (thread, commands) in commands.into_iter().enumerate() {
-        std::thread::Builder::new()
-            .name(format!("lb-{thread}"))
-            .spawn(move || {
-                if let Err(e) = listener::run_thread(commands, plane, thread, threads) {
-                    log::error!("thread {thread} stopped: {e}");
-                    std::process::exit(1);
-                }
-            })
-            .context("cannot start a thread")?;
-    }
-    if let Some(plan) = &privileges {
-        lb_user::privileges::drop_after_threads(plan, threads)?;
-        log::info!(
-            "dropped privileges: now {}",
-            lb_user::privileges::describe(plan)
-        );
-        if plan.uid.is_some() && plan.gid.is_none() {
-            log::warn!(
-                "global 'user' without 'group': the group stays as it was (HAProxy does the \
-                 same); add 'group' to drop it too"
-            );
-        }
-    }
-    // Resolvers run unprivileged, after the drop.
-    let resolvers = lb_user::dns::start(&shared.config, &shared.backends)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .context("cannot start the control runtime")?;
-    rt.block_on(shared.apply(listeners.plans(&shared, &new, threads)?));
-    settle_fd_budget(&shared.config, &fds);
-    for fe in &shared.config.frontends {
-        for b in &fe.binds {
-            log::info!("frontend '{}': listening on {}", fe.name, b.addr);
-        }
-    }
-    let _pidfile = pidfile.map(PidFile::create).transpose()?;
-    log::info!("lb ready: {threads} threads, maxconn {maxconn}");
-    let mut generation = Generation {
-        shared,
-        _checkers: checkers,
-        _resolvers: resolvers,
-    };
-    loop {
-        let sig = wait_signal()?;
-        if sig == Signal::SIGHUP {
-            if files.is_empty() {
-                log::warn!("SIGHUP: nothing to reload (no -f files)");
-                continue;
-            }
-            if let Some(next) = reload(
-                files,
-                (threads, pipes),
-                &mut listeners,
-                &generation.shared,
-                &rt,
-            ) {
-                current.store(next.clone());
-                match Generation::start(next) {
-                    // The old generation's checkers and resolvers stop as it is dropped.
-                    Ok(g) => generation = g,
-                    Err(e) => log::error!("reload: {e:#}"),
-                }
-            }
-            continue;
-        }
-        log::info!("received {sig}, stopping");
-        listeners.close_all();
-        for p in socket_paths {
-            // The control thread ends with the process; its socket files should not outlive it.
-            let _ = std::fs::remove_file(p);
-        }
-        return Ok(());
-    }
+    })
 }
 
-/// What runs for one configuration generation besides the threads' accept loops: its health
+/// What runs for the generation serving now besides the threads' accept loops: its health
 /// checkers and DNS resolvers. Dropping it stops them.
-struct Generation {
-    shared: Arc<Shared>,
+struct Running {
+    gen: Arc<Generation>,
     _checkers: lb_user::health::Checkers,
     _resolvers: lb_user::dns::Resolving,
 }
 
-impl Generation {
-    fn start(shared: Arc<Shared>) -> anyhow::Result<Self> {
-        let checkers = lb_user::health::start(&shared).context("health checks")?;
-        let resolvers =
-            lb_user::dns::start(&shared.config, &shared.backends).context("resolvers")?;
+impl Running {
+    fn start(gen: Arc<Generation>) -> anyhow::Result<Self> {
+        let checkers = lb_user::health::start(&gen).context("health checks")?;
+        let resolvers = lb_user::dns::start(&gen).context("resolvers")?;
         Ok(Self {
-            shared,
+            gen,
             _checkers: checkers,
             _resolvers: resolvers,
         })
     }
 }
 
-/// SIGHUP: re-reads the files and, if they are valid and every new address binds, switches
-/// every thread to the new generation. Established flows (in the kernel maps or in splice)
-/// carry on untouched with the generation they were accepted in. A broken configuration is
-/// rejected with its errors and the current one keeps serving.
+/// SIGHUP, as one transaction: load → open log targets → bind → build → hand out → switch.
+/// Every step before the switch can fail, and a failure undoes what the steps before it did
+/// (new log targets are dropped unused, new addresses unbound), so the running generation
+/// keeps serving exactly as before, with its log targets, listeners and server state. The
+/// switch itself cannot fail: every thread takes the new generation, and its log targets
+/// become the ones in force. Established flows (in the kernel maps or in splice) carry on
+/// untouched with the generation they were accepted in.
 fn reload(
     files: &[PathBuf],
-    (threads, pipes): (usize, PipeUse),
+    pipes: PipeUse,
     listeners: &mut Listeners,
-    current: &Arc<Shared>,
+    current: &Arc<Generation>,
     rt: &tokio::runtime::Runtime,
-) -> Option<Arc<Shared>> {
+) -> Option<Arc<Generation>> {
     log::info!("SIGHUP: reloading the configuration");
+    let rejected = |why: &dyn std::fmt::Display| {
+        log::error!(
+            "reload rejected ({why}); still serving generation {}",
+            current.number
+        );
+    };
     let config = match config::load(files) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
                 log::error!("{e}");
             }
-            log::error!(
-                "reload rejected ({} error{}); still serving generation {}",
-                errors.0.len(),
-                if errors.0.len() == 1 { "" } else { "s" },
-                current.generation
-            );
+            let n = errors.0.len();
+            rejected(&format_args!("{n} error{}", if n == 1 { "" } else { "s" }));
             return None;
         }
     };
     for w in &config.warnings {
         log::warn!("{w}");
     }
+    let threads = current.process.threads;
     if config.global.nbthread.is_some_and(|n| n != threads) {
         log::warn!("reload: a new nbthread takes effect only after a restart; keeping {threads}");
     }
-    // The new configuration's log targets; on failure the old ones stay in force.
-    if let Err(e) = lb_user::logging::init(&config) {
-        log::error!("{e}");
-        log::error!(
-            "reload rejected; still serving generation {}",
-            current.generation
-        );
-        return None;
-    }
-    let new = match listeners.bind_new(&config, threads) {
+    // Opened, not in force: dropped unused if a later step fails.
+    let logs = match lb_user::logging::open(&config) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{e}");
+            rejected(&"cannot open a log target");
+            return None;
+        }
+    };
+    let new = match listeners.bind_new(&config) {
         Ok(new) => new,
         Err(e) => {
             log::error!("{e}");
-            log::error!(
-                "reload rejected; still serving generation {}",
-                current.generation
-            );
-            // Back to the log targets of the configuration that keeps serving.
-            if let Err(e) = lb_user::logging::init(&current.config) {
-                log::error!("reload: cannot reopen the current log targets: {e}");
-            }
+            rejected(&"cannot bind");
             return None;
         }
     };
     let fds = maxconn_for(&config, 0, pipes);
-    let maxconn = fds.maxconn;
-    let next = current.next_generation(Arc::new(config), maxconn);
-    let plans = match listeners.plans(&next, &new, threads) {
+    let next = current.next(Arc::new(config), fds.maxconn, logs);
+    let plans = match listeners.plans(&next, &new) {
         Ok(p) => p,
         Err(e) => {
-            log::error!("reload rejected: cannot hand the listeners to the threads: {e}");
+            listeners.unbind(&new);
+            rejected(&format_args!(
+                "cannot hand the listeners to the threads: {e}"
+            ));
             return None;
         }
     };
-    rt.block_on(next.apply(plans));
+    rt.block_on(listeners.switch(plans));
     settle_fd_budget(&next.config, &fds);
-    listeners.close_removed(&next.config);
+    lb_user::logging::activate(&next.logs);
     log::info!(
         "reload done: generation {} serves {} frontend(s) and {} backend(s)",
-        next.generation,
+        next.number,
         next.config.frontends.len(),
         next.config.backends.len()
     );

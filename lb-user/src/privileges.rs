@@ -234,6 +234,8 @@ mod tests {
             stats_sockets: Vec::new(),
             stats_timeout: std::time::Duration::from_secs(10),
             stats_maxconn: 10,
+            server_state_file: None,
+            server_state_base: None,
         }
     }
 

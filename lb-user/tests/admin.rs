@@ -178,7 +178,9 @@ fn show_stat_info_and_servers_state_parse() {
         &rows[0][..8],
         ["2", "be", "1", "s1", "127.0.0.1", "2", "0", "1"]
     );
-    assert_eq!(&rows[1][3..7], ["s2", "127.0.0.1", "2", "1"]);
+    // In maintenance: DOWN (srv_op_state 0, as HAProxy's `_srv_update_status_adm` sets it),
+    // forced maintenance (srv_admin_state 1).
+    assert_eq!(&rows[1][3..7], ["s2", "127.0.0.1", "0", "1"]);
     assert_eq!(rows[1][18], s2.addr.port().to_string());
     assert_eq!(
         admin(&s, "show servers state nope"),

@@ -390,7 +390,7 @@ fn admin_words_follow_the_agent(dataplane: &str) {
     assert_eq!(s.servers_state("s1")["srv_admin_state"], "8");
     assert!(s
         .lb
-        .find_log("Server be/s1 enters drain state (via agent)")
+        .find_log("Server be/s1 enters drain state. 1 active and 0 backup servers online.")
         .is_some());
     assert_eq!(s.counts(4), BTreeMap::from([("s2".into(), 4)]));
 
@@ -409,12 +409,12 @@ fn admin_words_follow_the_agent(dataplane: &str) {
     );
 
     // ...and the operator's: the same admin flags, last writer wins.
-    let ready = "Server be/s1 is UP/READY (leaving forced maintenance) (via agent)";
+    let ready = "Server be/s1 is UP/READY (leaving forced maintenance).";
     let readies = count_log(&s.lb, ready);
     assert_eq!(s.admin("set server be/s1 state maint"), "\n");
     assert!(s
         .lb
-        .find_log("Server be/s1 is going DOWN for maintenance (stats socket command)")
+        .find_log("Server be/s1 is going DOWN for maintenance. 1 active and 0 backup servers left.")
         .is_some());
     // The agent, still saying `ready`, is the next writer.
     assert!(wait_log_count(&s.lb, ready, readies + 1, FOLLOW));
@@ -497,7 +497,7 @@ fn runtime_api_drives_the_agent() {
     assert_eq!(s.status("s1"), "DOWN (agent)");
     assert!(s
         .lb
-        .find_log("Server be/s1 is DOWN (stats socket command)")
+        .find_log("Server be/s1 is DOWN, changed from CLI. 1 active and 0 backup servers left.")
         .is_some());
     assert!(agent.wait_checks(2));
     assert_eq!(s.status("s1"), "DOWN (agent)");

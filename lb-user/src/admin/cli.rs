@@ -1,13 +1,17 @@
-//! Runtime API commands: parsing, levels and answers in HAProxy 2.6's words and formats.
+//! Runtime API commands in HAProxy 2.6's words and formats: [`parse`] turns a command's words
+//! into a typed [`Command`] (pure: no state, fuzzed), [`Session::run`] checks the level and
+//! executes it; every server change goes through the state writer.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::config::CliLevel;
-use crate::listener::Shared;
-use crate::stats::{self, csv, find_server, html::human_uptime, now_secs, start_secs};
-use crate::table::{AdminState, MAX_WEIGHT};
+use crate::generation::Generation;
+use crate::state::{self, By, Change, ForcedHealth};
+use crate::stats::{self, csv, html::human_uptime, now_secs, start_secs};
+use crate::table::AdminState;
 
 /// HAProxy's answer to a command above the connection's level.
 pub const PERMISSION_DENIED: &str = "Permission denied\n";
@@ -20,7 +24,9 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::Admin,
     ),
     ("disable agent", "disable agent checks", CliLevel::Admin),
+    ("disable health", "disable health checks", CliLevel::Admin),
     ("enable agent", "enable agent checks", CliLevel::Admin),
+    ("enable health", "enable health checks", CliLevel::Admin),
     (
         "enable server  (DEPRECATED)",
         "enable a disabled server (use 'set server' instead)",
@@ -89,6 +95,181 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
     ("quit", "disconnect", CliLevel::User),
 ];
 
+/// `backend/server` as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerRef {
+    pub backend: String,
+    pub server: String,
+}
+
+/// What `set server B/S ...` asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerOp {
+    State(AdminState),
+    Health(ForcedHealth),
+    Agent(bool),
+    AgentSend(Vec<u8>),
+    /// `weight W[%]` (validated against the server when run).
+    Weight(String),
+    Addr {
+        ip: IpAddr,
+        port: Option<u16>,
+    },
+}
+
+/// One runtime API command, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Help(Option<String>),
+    Prompt,
+    Quit,
+    User,
+    Operator,
+    ShowInfo,
+    /// `show stat` and its words.
+    ShowStat(Vec<String>),
+    ShowServersState(Option<String>),
+    ShowSess,
+    GetWeight(ServerRef),
+    SetServer(ServerRef, ServerOp),
+    /// `enable|disable server B/S`.
+    ServerEnabled(ServerRef, bool),
+    /// `enable|disable agent B/S`.
+    AgentEnabled(ServerRef, bool),
+    /// `enable|disable health B/S`.
+    HealthEnabled(ServerRef, bool),
+    ShutdownSessions(ServerRef),
+    /// Anything else: the help, filtered by this word.
+    Unknown(String),
+}
+
+impl Command {
+    /// The level a session needs to run it.
+    pub fn level(&self) -> CliLevel {
+        match self {
+            Self::ShowSess => CliLevel::Operator,
+            Self::SetServer(..)
+            | Self::ServerEnabled(..)
+            | Self::AgentEnabled(..)
+            | Self::HealthEnabled(..)
+            | Self::ShutdownSessions(..) => CliLevel::Admin,
+            _ => CliLevel::User,
+        }
+    }
+}
+
+fn server_ref(arg: Option<&&str>) -> Result<ServerRef, String> {
+    let Some((b, s)) = arg.and_then(|a| a.split_once('/')) else {
+        return Err("Require 'backend/server'.\n".to_owned());
+    };
+    Ok(ServerRef {
+        backend: b.to_owned(),
+        server: s.to_owned(),
+    })
+}
+
+/// Parses one command's words (HAProxy's grammar and error messages). Pure: no state is read.
+pub fn parse(w: &[&str]) -> Result<Command, String> {
+    Ok(match w {
+        ["help", rest @ ..] => Command::Help((!rest.is_empty()).then(|| rest.join(" "))),
+        ["prompt", ..] => Command::Prompt,
+        ["quit", ..] => Command::Quit,
+        ["user"] => Command::User,
+        ["operator"] => Command::Operator,
+        ["show", "info", ..] => Command::ShowInfo,
+        ["show", "stat", rest @ ..] => {
+            Command::ShowStat(rest.iter().map(|s| (*s).to_owned()).collect())
+        }
+        ["show", "servers", "state", rest @ ..] => {
+            Command::ShowServersState(rest.first().map(|s| (*s).to_owned()))
+        }
+        ["show", "sess", ..] => Command::ShowSess,
+        ["get", "weight", rest @ ..] => Command::GetWeight(server_ref(rest.first())?),
+        ["set", "weight", rest @ ..] => {
+            let target = server_ref(rest.first())?;
+            let Some(wt) = rest.get(1) else {
+                return Err("Require <weight>.\n".to_owned());
+            };
+            Command::SetServer(target, ServerOp::Weight((*wt).to_owned()))
+        }
+        ["set", "server", rest @ ..] => {
+            let target = server_ref(rest.first())?;
+            Command::SetServer(target, server_op(&rest[1..])?)
+        }
+        ["enable" | "disable", what @ ("server" | "agent" | "health"), rest @ ..] => {
+            let target = server_ref(rest.first())?;
+            let on = w[0] == "enable";
+            match *what {
+                "server" => Command::ServerEnabled(target, on),
+                "agent" => Command::AgentEnabled(target, on),
+                _ => Command::HealthEnabled(target, on),
+            }
+        }
+        ["shutdown", "sessions", "server", rest @ ..] => {
+            Command::ShutdownSessions(server_ref(rest.first())?)
+        }
+        _ => Command::Unknown(w.first().copied().unwrap_or_default().to_owned()),
+    })
+}
+
+/// The words after `set server B/S`.
+fn server_op(w: &[&str]) -> Result<ServerOp, String> {
+    const USAGE: &str =
+        "usage: set server <backend>/<server> addr | agent | agent-send | health | state | weight\n";
+    Ok(match w {
+        ["state", st, ..] => ServerOp::State(match *st {
+            "ready" => AdminState::Ready,
+            "drain" => AdminState::Drain,
+            "maint" => AdminState::Maint,
+            _ => {
+                return Err(
+                    "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n".to_owned(),
+                )
+            }
+        }),
+        ["health", h, ..] => ServerOp::Health(match *h {
+            "up" => ForcedHealth::Up,
+            "stopping" => ForcedHealth::Stopping,
+            "down" => ForcedHealth::Down,
+            _ => {
+                return Err(
+                    "'set server <srv> health' expects 'up', 'stopping', or 'down'.\n".to_owned(),
+                )
+            }
+        }),
+        ["agent", h, ..] => match *h {
+            "up" | "down" => ServerOp::Agent(*h == "up"),
+            _ => return Err("'set server <srv> agent' expects 'up' or 'down'.\n".to_owned()),
+        },
+        ["agent-send", text] => ServerOp::AgentSend(text.as_bytes().to_vec()),
+        ["agent-send", ..] => {
+            return Err(
+                "'set server <srv> agent-send' expects a string (without spaces).\n".to_owned(),
+            )
+        }
+        ["weight", wt, ..] => ServerOp::Weight((*wt).to_owned()),
+        ["addr", ip, more @ ..] => {
+            let Ok(ip) = ip.parse::<IpAddr>() else {
+                return Err(format!("Invalid addr '{ip}'.\n"));
+            };
+            let port = match more {
+                [] => None,
+                ["port", p] => Some(
+                    p.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| format!("Invalid port '{p}'.\n"))?,
+                ),
+                _ => {
+                    return Err("'set server <srv> addr' expects <addr> [port <port>].\n".to_owned())
+                }
+            };
+            ServerOp::Addr { ip, port }
+        }
+        _ => return Err(USAGE.to_owned()),
+    })
+}
+
 /// The state of one runtime API connection.
 #[derive(Debug)]
 pub struct Session {
@@ -124,195 +305,8 @@ fn help(level: CliLevel, filter: Option<&str>) -> String {
 }
 
 /// `B/S` → indices, or HAProxy's message.
-fn server_arg(shared: &Shared, arg: Option<&str>) -> Result<(usize, usize), String> {
-    let Some((b, s)) = arg.and_then(|a| a.split_once('/')) else {
-        return Err("Require 'backend/server'.\n".to_owned());
-    };
-    find_server(shared, b, s).map_err(|e| format!("{e}\n"))
-}
-
-/// Parses a weight (`W` or `W%`) against the server's configured weight.
-pub fn parse_weight(arg: &str, initial: u32) -> Result<u32, &'static str> {
-    if let Some(pct) = arg.strip_suffix('%') {
-        let p: u64 = pct
-            .parse()
-            .map_err(|_| "Empty weight string empty or preceded by garbage")?;
-        let w = u64::from(initial) * p / 100;
-        if w > u64::from(MAX_WEIGHT) {
-            return Err("Relative weight too large.");
-        }
-        Ok(w as u32)
-    } else {
-        let w: u32 = arg
-            .parse()
-            .map_err(|_| "Empty weight string empty or preceded by garbage")?;
-        if w > MAX_WEIGHT {
-            return Err("Absolute weight can only be between 0 and 256 inclusive.");
-        }
-        Ok(w)
-    }
-}
-
-/// HAProxy's `HCHK_STATUS_*` number of a check result name (`show servers state`).
-fn check_status_code(result: &str) -> u32 {
-    match result {
-        "INI" => 1,
-        "START" => 2,
-        "HANA" => 4,
-        "SOCKERR" => 5,
-        "L4OK" => 6,
-        "L4TOUT" => 7,
-        "L4CON" => 8,
-        "L6OK" => 9,
-        "L6TOUT" => 10,
-        "L6RSP" => 11,
-        "L7TOUT" => 12,
-        "L7RSP" => 13,
-        "L7OK" => 14,
-        "L7OKC" => 15,
-        "L7STS" => 16,
-        "PROCERR" => 17,
-        "PROCTOUT" => 18,
-        "PROCOK" => 19,
-        _ => 0,
-    }
-}
-
-/// The header of `show servers state` (format version 1).
-pub const SERVERS_STATE_HEADER: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n";
-
-fn servers_state(shared: &Shared, only: Option<&str>) -> String {
-    let ids = stats::proxy_ids(&shared.config);
-    let mut s = SERVERS_STATE_HEADER.to_owned();
-    let now = now_secs();
-    let start = start_secs(shared);
-    for (b, table) in shared.backends.iter().enumerate() {
-        let be = &shared.config.backends[b];
-        if only.is_some_and(|o| o != be.name) {
-            continue;
-        }
-        let be_id = ids.get(&be.name).copied().unwrap_or(be.id);
-        for e in &table.snapshot().servers {
-            let check = e.counters.check.load();
-            let op = if e.state.healthy { 2 } else { 0 };
-            let admin = match e.state.admin {
-                AdminState::Ready => 0,
-                AdminState::Drain => 0x08,
-                // Forced maintenance, plus "from configuration" for `disabled` servers.
-                AdminState::Maint if e.conf.disabled => 0x05,
-                AdminState::Maint => 0x01,
-            };
-            let last = e.counters.last_change.load(Ordering::Relaxed);
-            let since = now.saturating_sub(if last == 0 { start } else { last });
-            let (status, result, state) = if check.enabled {
-                let r = check.result.as_str();
-                let res = if r.is_empty() || r == "INI" {
-                    0
-                } else if matches!(r, "L4OK" | "L6OK" | "L7OK" | "PROCOK") {
-                    3
-                } else if r == "L7OKC" {
-                    4
-                } else {
-                    2
-                };
-                (check_status_code(r), res, 6)
-            } else {
-                (1, 0, 0)
-            };
-            let health = if e.state.healthy { 2 } else { 0 };
-            // HAProxy's CHK_ST_* bits: CONFIGURED 0x02, ENABLED 0x04, AGENT 0x10.
-            let agent = &e.conf.health.agent;
-            let agent_state = match (agent.enabled, e.agent_enabled()) {
-                (false, _) => 0,
-                (true, false) => 0x12,
-                (true, true) => 0x16,
-            };
-            let agent_addr = agent
-                .addr
-                .filter(|_| agent.enabled)
-                .map_or_else(|| "-".to_owned(), |a| a.to_string());
-            let agent_port = agent.port.filter(|_| agent.enabled).unwrap_or(0);
-            let _ = writeln!(
-                s,
-                "{be_id} {} {} {} {} {op} {admin} {} {} {since} {status} {result} {health} {state} {agent_state} 0 0 {} {} - 0 {} - {agent_addr} {agent_port}",
-                be.name,
-                e.conf.id,
-                e.conf.name,
-                e.conf.addr.ip(),
-                e.state.weight,
-                e.conf.weight,
-                e.conf.fqdn.as_deref().unwrap_or("-"),
-                e.conf.addr.port(),
-                e.conf.check_port.unwrap_or(0),
-            );
-        }
-    }
-    s
-}
-
-fn show_info(shared: &Shared) -> String {
-    let now = now_secs();
-    let start = start_secs(shared);
-    let up = now.saturating_sub(start);
-    let threads = shared.config.global.nbthread.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
-    let cum: u64 = shared
-        .fe_stats
-        .iter()
-        .map(|f| f.total.load(Ordering::Relaxed))
-        .sum();
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct we pass.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) };
-    let v = env!("CARGO_PKG_VERSION");
-    let mut s = String::new();
-    for (k, val) in [
-        ("Name", "lb".to_owned()),
-        ("Version", v.to_owned()),
-        ("Release_date", String::new()),
-        ("Nbthread", threads.to_string()),
-        ("Nbproc", "1".to_owned()),
-        ("Process_num", "1".to_owned()),
-        ("Pid", std::process::id().to_string()),
-        ("Uptime", human_uptime(up)),
-        ("Uptime_sec", up.to_string()),
-        ("Memmax_MB", "0".to_owned()),
-        ("Ulimit-n", lim.rlim_cur.to_string()),
-        ("Maxsock", lim.rlim_cur.to_string()),
-        ("Maxconn", shared.maxconn.to_string()),
-        ("Hard_maxconn", shared.maxconn.to_string()),
-        (
-            "CurrConns",
-            shared
-                .fe_stats
-                .iter()
-                .map(|f| f.cur.load(Ordering::Relaxed))
-                .sum::<u32>()
-                .to_string(),
-        ),
-        ("CumConns", cum.to_string()),
-        ("CumReq", "0".to_owned()),
-        ("Stopping", "0".to_owned()),
-        (
-            "Listeners",
-            shared
-                .config
-                .frontends
-                .iter()
-                .map(|f| f.binds.len())
-                .sum::<usize>()
-                .to_string(),
-        ),
-        ("Build info", v.to_owned()),
-        ("Start_time_sec", start.to_string()),
-    ] {
-        let _ = writeln!(s, "{k}: {val}");
-    }
-    s
+fn find(gen: &Generation, r: &ServerRef) -> Result<(usize, usize), String> {
+    stats::find_server(gen, &r.backend, &r.server).map_err(|e| format!("{e}\n"))
 }
 
 impl Session {
@@ -327,14 +321,17 @@ impl Session {
 
     /// Runs one input line (commands separated by `;`), returning the whole answer; each
     /// command's answer ends with an empty line, as HAProxy's do.
-    pub async fn run_line(&mut self, shared: &Shared, line: &str) -> String {
+    pub async fn run_line(&mut self, gen: &Arc<Generation>, line: &str) -> String {
         let mut out = String::new();
         for cmd in line.split(';') {
             let words: Vec<&str> = cmd.split_whitespace().collect();
             if words.is_empty() {
                 continue;
             }
-            let mut answer = self.run(shared, &words).await;
+            let mut answer = match parse(&words) {
+                Ok(c) => self.run(gen, c).await,
+                Err(e) => e,
+            };
             if self.quit {
                 return out;
             }
@@ -351,231 +348,205 @@ impl Session {
         out
     }
 
-    fn need(&self, level: CliLevel) -> Result<(), String> {
-        if self.level >= level {
-            Ok(())
-        } else {
-            Err(PERMISSION_DENIED.to_owned())
+    /// Runs one parsed command at this session's level.
+    pub async fn run(&mut self, gen: &Arc<Generation>, c: Command) -> String {
+        if self.level < c.level() {
+            return PERMISSION_DENIED.to_owned();
         }
-    }
-
-    /// Runs one command.
-    pub async fn run(&mut self, shared: &Shared, w: &[&str]) -> String {
-        match self.dispatch(shared, w).await {
+        match self.execute(gen, c).await {
             Ok(s) | Err(s) => s,
         }
     }
 
-    async fn dispatch(&mut self, shared: &Shared, w: &[&str]) -> Result<String, String> {
-        match w {
-            ["help", rest @ ..] => Ok(help(
-                self.level,
-                (!rest.is_empty()).then(|| rest.join(" ")).as_deref(),
-            )),
-            ["prompt", ..] => {
+    async fn execute(&mut self, gen: &Arc<Generation>, cmd: Command) -> Result<String, String> {
+        match cmd {
+            Command::Help(filter) => Ok(help(self.level, filter.as_deref())),
+            Command::Prompt => {
                 self.interactive = !self.interactive;
                 Ok(String::new())
             }
-            ["quit", ..] => {
+            Command::Quit => {
                 self.quit = true;
                 Ok(String::new())
             }
-            ["user"] => {
+            Command::User => {
                 self.level = CliLevel::User;
                 Ok(String::new())
             }
-            ["operator"] => {
+            Command::Operator => {
                 if self.level < CliLevel::Operator {
                     return Err(PERMISSION_DENIED.to_owned());
                 }
                 self.level = CliLevel::Operator;
                 Ok(String::new())
             }
-            ["show", "info", ..] => Ok(show_info(shared)),
-            ["show", "stat", rest @ ..] => Ok(show_stat(shared, rest)),
-            ["show", "servers", "state", rest @ ..] => {
-                if let Some(b) = rest.first() {
-                    if !shared.config.backends.iter().any(|x| x.name == *b) {
+            Command::ShowInfo => Ok(show_info(gen)),
+            Command::ShowStat(words) => Ok(show_stat(gen, &words)),
+            Command::ShowServersState(only) => {
+                if let Some(b) = &only {
+                    if gen.backend(b).is_none() {
                         return Err("Can't find backend.\n".to_owned());
                     }
                 }
-                Ok(servers_state(shared, rest.first().copied()))
+                Ok(state::file::render(
+                    gen,
+                    only.as_deref(),
+                    now_secs(),
+                    start_secs(gen),
+                ))
             }
-            ["show", "sess", ..] => {
-                self.need(CliLevel::Operator)?;
-                Ok(show_sess(shared).await)
+            Command::ShowSess => Ok(show_sess(gen).await),
+            Command::GetWeight(target) => {
+                let (b, s) = find(gen, &target)?;
+                let entry = &gen.backends[b].snapshot().servers[s];
+                Ok(format!(
+                    "{} (initial {})\n",
+                    entry.state.weight, entry.conf.weight
+                ))
             }
-            ["get", "weight", arg, ..] => {
-                let (b, s) = server_arg(shared, Some(arg))?;
-                let e = &shared.backends[b].snapshot().servers[s];
-                Ok(format!("{} (initial {})\n", e.state.weight, e.conf.weight))
+            Command::SetServer(target, op) => {
+                let (b, s) = find(gen, &target)?;
+                set_server(gen, b, s, op)
             }
-            ["get", "weight"] => Err("Require 'backend/server'.\n".to_owned()),
-            ["set", "weight", rest @ ..] => {
-                self.need(CliLevel::Admin)?;
-                let (b, s) = server_arg(shared, rest.first().copied())?;
-                let Some(wt) = rest.get(1) else {
-                    return Err("Require <weight>.\n".to_owned());
-                };
-                set_weight(shared, b, s, wt)
-            }
-            ["set", "server", rest @ ..] => {
-                self.need(CliLevel::Admin)?;
-                set_server(shared, rest)
-            }
-            ["enable" | "disable", "server", rest @ ..] => {
-                self.need(CliLevel::Admin)?;
-                let (b, s) = server_arg(shared, rest.first().copied())?;
-                let state = if w[0] == "enable" {
+            Command::ServerEnabled(target, on) => {
+                let state = if on {
                     AdminState::Ready
                 } else {
                     AdminState::Maint
                 };
-                super::set_state(shared, b, s, state, "stats socket command")
-                    .map(|()| String::new())
-                    .map_err(|e| format!("{e}\n"))
+                change(gen, &target, Change::Admin(state))
             }
-            ["enable" | "disable", "agent", rest @ ..] => {
-                self.need(CliLevel::Admin)?;
-                let (b, s) = server_arg(shared, rest.first().copied())?;
-                super::set_agent_enabled(shared, b, s, w[0] == "enable", "stats socket command")
-                    .map(|()| String::new())
-                    .map_err(|e| format!("{e}\n"))
-            }
-            ["shutdown", "sessions", "server", rest @ ..] => {
-                self.need(CliLevel::Admin)?;
-                let (b, s) = server_arg(shared, rest.first().copied())?;
-                shared.kill_server_flows(b, s);
+            Command::AgentEnabled(target, on) => change(gen, &target, Change::AgentEnabled(on)),
+            Command::HealthEnabled(target, on) => change(gen, &target, Change::CheckEnabled(on)),
+            Command::ShutdownSessions(target) => {
+                let (b, s) = find(gen, &target)?;
+                let uid = gen.backends[b].snapshot().servers[s].counters.uid;
+                gen.process
+                    .flows
+                    .kill(&[uid], crate::flows::KillReason::Admin);
                 Ok(String::new())
             }
-            _ => Err(help(self.level, w.first().copied())),
+            Command::Unknown(word) => Err(help(self.level, Some(&word))),
         }
     }
 }
 
-fn set_weight(shared: &Shared, b: usize, s: usize, arg: &str) -> Result<String, String> {
-    let initial = shared.backends[b].conf.servers[s].weight;
-    let w = parse_weight(arg, initial).map_err(|e| format!("{e}\n"))?;
-    shared.backends[b]
-        .set_weight(s, w)
-        .map(|()| String::new())
+/// Applies one change to `r` for the runtime API: an empty answer, or the error.
+fn change(gen: &Arc<Generation>, r: &ServerRef, c: Change) -> Result<String, String> {
+    let (b, s) = find(gen, r)?;
+    state::apply(gen, b, s, c, &By::Cli)
+        .map(|_| String::new())
         .map_err(|e| format!("{e}\n"))
 }
 
-fn set_server(shared: &Shared, rest: &[&str]) -> Result<String, String> {
-    const USAGE: &str =
-        "usage: set server <backend>/<server> addr | agent | agent-send | health | state | weight\n";
-    let (b, s) = server_arg(shared, rest.first().copied())?;
-    match &rest[1..] {
-        ["state", st, ..] => {
-            let state = match *st {
-                "ready" => AdminState::Ready,
-                "drain" => AdminState::Drain,
-                "maint" => AdminState::Maint,
-                _ => {
-                    return Err(
-                        "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n"
-                            .to_owned(),
-                    )
-                }
-            };
-            super::set_state(shared, b, s, state, "stats socket command")
-                .map(|()| String::new())
-                .map_err(|e| format!("{e}\n"))
+fn set_server(gen: &Arc<Generation>, b: usize, s: usize, op: ServerOp) -> Result<String, String> {
+    let apply = |c: Change| state::apply(gen, b, s, c, &By::Cli).map_err(|e| format!("{e}\n"));
+    match op {
+        ServerOp::State(a) => apply(Change::Admin(a)).map(|_| String::new()),
+        ServerOp::Health(h) => apply(Change::ForceHealth(h)).map(|_| String::new()),
+        ServerOp::Agent(up) => apply(Change::AgentHealth(up)).map(|_| String::new()),
+        ServerOp::AgentSend(text) => apply(Change::AgentSend(text)).map(|_| String::new()),
+        ServerOp::Weight(arg) => {
+            let initial = gen.backends[b].snapshot().servers[s].conf.weight;
+            let w = state::parse_weight(&arg, initial).map_err(|e| format!("{e}\n"))?;
+            apply(Change::Weight(w)).map(|_| String::new())
         }
-        ["health", h, ..] => match *h {
-            "up" | "down" | "stopping" => {
-                // `stopping` is HAProxy's NOLB: up, but no new connections.
-                let stopping = *h == "stopping";
-                super::set_health(shared, b, s, *h != "down", "stats socket command")
-                    .and_then(|()| shared.backends[b].set_stopping(s, stopping).map(|_| ()))
-                    .map(|()| String::new())
-                    .map_err(|e| format!("{e}\n"))
-            }
-            _ => Err("'set server <srv> health' expects 'up', 'stopping', or 'down'.\n".to_owned()),
-        },
-        ["agent", h, ..] => match *h {
-            "up" | "down" => {
-                super::set_agent_health(shared, b, s, *h == "up", "stats socket command")
-                    .map(|()| String::new())
-                    .map_err(|e| format!("{e}\n"))
-            }
-            _ => Err("'set server <srv> agent' expects 'up' or 'down'.\n".to_owned()),
-        },
-        ["agent-send", text] => {
-            let e = &shared.backends[b].snapshot().servers[s];
-            if !e.agent_enabled() {
-                return Err(super::AgentError::NotEnabled.to_string() + "\n");
-            }
-            e.counters
-                .agent_send
-                .store(Some(std::sync::Arc::new(text.as_bytes().to_vec())));
-            Ok(String::new())
+        ServerOp::Addr { ip, port } => {
+            let (old, new) = apply(Change::Addr { ip: Some(ip), port })?.addrs();
+            Ok(addr_answer(old, new))
         }
-        ["agent-send", ..] => {
-            Err("'set server <srv> agent-send' expects a string (without spaces).\n".to_owned())
-        }
-        ["weight", wt, ..] => set_weight(shared, b, s, wt),
-        ["addr", ip, more @ ..] => {
-            let Ok(ip) = ip.parse::<IpAddr>() else {
-                return Err(format!("Invalid addr '{ip}'.\n"));
-            };
-            let table = &shared.backends[b];
-            let old = table.snapshot().servers[s].conf.addr;
-            let port = match more {
-                [] => old.port(),
-                ["port", p] => p
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("Invalid port '{p}'.\n"))?,
-                _ => {
-                    return Err("'set server <srv> addr' expects <addr> [port <port>].\n".to_owned())
-                }
-            };
-            let new = SocketAddr::new(ip, port);
-            table.set_addr(s, new).map_err(|e| format!("{e}\n"))?;
-            let mut msg = String::new();
-            if old.ip() != new.ip() {
-                let _ = write!(msg, "IP changed from '{}' to '{}'", old.ip(), new.ip());
-            }
-            if old.port() != new.port() {
-                if !msg.is_empty() {
-                    msg.push_str(", ");
-                }
-                let _ = write!(
-                    msg,
-                    "port changed from '{}' to '{}'",
-                    old.port(),
-                    new.port()
-                );
-            }
-            if msg.is_empty() {
-                msg.push_str("no need to change the addr");
-            } else {
-                msg.push_str(" by 'stats socket command'");
-                log::warn!(
-                    "{}/{} changed its IP from {} to {} by stats socket command",
-                    table.conf.name,
-                    table.conf.servers[s].name,
-                    old,
-                    new
-                );
-            }
-            msg.push('\n');
-            Ok(msg)
-        }
-        _ => Err(USAGE.to_owned()),
     }
 }
 
-fn show_stat(shared: &Shared, args: &[&str]) -> String {
-    let mut rows = stats::rows(shared);
+/// HAProxy's answer to `set server B/S addr`.
+fn addr_answer(old: std::net::SocketAddr, new: std::net::SocketAddr) -> String {
+    let mut msg = String::new();
+    if old.ip() != new.ip() {
+        let _ = write!(msg, "IP changed from '{}' to '{}'", old.ip(), new.ip());
+    }
+    if old.port() != new.port() {
+        if !msg.is_empty() {
+            msg.push_str(", ");
+        }
+        let _ = write!(
+            msg,
+            "port changed from '{}' to '{}'",
+            old.port(),
+            new.port()
+        );
+    }
+    if msg.is_empty() {
+        msg.push_str("no need to change the addr");
+    } else {
+        msg.push_str(" by 'stats socket command'");
+    }
+    msg.push('\n');
+    msg
+}
+
+fn show_info(gen: &Generation) -> String {
+    let now = now_secs();
+    let start = start_secs(gen);
+    let up = now.saturating_sub(start);
+    let cum: u64 = gen
+        .fe_stats
+        .iter()
+        .map(|f| f.total.load(Ordering::Relaxed))
+        .sum();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) };
+    let v = env!("CARGO_PKG_VERSION");
+    let mut s = String::new();
+    for (k, val) in [
+        ("Name", "lb".to_owned()),
+        ("Version", v.to_owned()),
+        ("Release_date", String::new()),
+        ("Nbthread", gen.process.threads.to_string()),
+        ("Nbproc", "1".to_owned()),
+        ("Process_num", "1".to_owned()),
+        ("Pid", std::process::id().to_string()),
+        ("Uptime", human_uptime(up)),
+        ("Uptime_sec", up.to_string()),
+        ("Memmax_MB", "0".to_owned()),
+        ("Ulimit-n", lim.rlim_cur.to_string()),
+        ("Maxsock", lim.rlim_cur.to_string()),
+        ("Maxconn", gen.maxconn.to_string()),
+        ("Hard_maxconn", gen.maxconn.to_string()),
+        (
+            "CurrConns",
+            gen.process.conns.load(Ordering::Relaxed).to_string(),
+        ),
+        ("CumConns", cum.to_string()),
+        ("CumReq", "0".to_owned()),
+        ("Stopping", "0".to_owned()),
+        (
+            "Listeners",
+            gen.config
+                .frontends
+                .iter()
+                .map(|f| f.binds.len())
+                .sum::<usize>()
+                .to_string(),
+        ),
+        ("Build info", v.to_owned()),
+        ("Start_time_sec", start.to_string()),
+    ] {
+        let _ = writeln!(s, "{k}: {val}");
+    }
+    s
+}
+
+fn show_stat(gen: &Generation, args: &[String]) -> String {
+    let mut rows = stats::rows(gen);
     let mut typed = false;
     let mut json = false;
     let mut nums = Vec::new();
     for a in args {
-        match *a {
+        match a.as_str() {
             "typed" => typed = true,
             "json" => json = true,
             "up" => rows.retain(|r| {
@@ -613,23 +584,20 @@ fn show_stat(shared: &Shared, args: &[&str]) -> String {
     }
 }
 
-async fn show_sess(shared: &Shared) -> String {
-    let flows = shared.flows().await;
+async fn show_sess(gen: &Generation) -> String {
+    let flows = gen.process.flows.list().await;
     let mut s = String::new();
     for f in flows {
-        let fe = &shared.config.frontends[f.frontend].name;
-        let be = &shared.config.backends[f.backend];
-        let srv = be
-            .servers
-            .get(f.server)
-            .map_or("<none>", |x| x.name.as_str());
         let proto = if f.client.is_ipv4() { "tcpv4" } else { "tcpv6" };
         let _ = writeln!(
             s,
-            "0x{:x}: proto={proto} src={} fe={fe} be={} srv={srv} ts=00 epoch=0 age={} calls=0 rate=0 cpu=0 lat=0 thread={}",
+            "0x{:x}: proto={proto} src={} fe={} be={} srv={} ts=00 epoch={} age={} calls=0 rate=0 cpu=0 lat=0 thread={}",
             (f.thread as u64) << 48 | f.id,
             f.client,
-            be.name,
+            f.frontend_name,
+            f.backend_name,
+            f.server_name,
+            f.generation,
             crate::stats::html::human_time(f.age.as_secs()),
             f.thread
         );
@@ -643,6 +611,7 @@ mod tests {
 
     #[test]
     fn weights() {
+        use crate::state::parse_weight;
         assert_eq!(parse_weight("10", 3), Ok(10));
         assert_eq!(parse_weight("50%", 4), Ok(2));
         assert_eq!(parse_weight("200%", 3), Ok(6));
@@ -660,5 +629,50 @@ mod tests {
         let admin = help(CliLevel::Admin, None);
         assert!(admin.contains("set server <bk>/<srv>"));
         assert!(help(CliLevel::Admin, Some("show")).starts_with("Unknown command"));
+    }
+
+    #[test]
+    fn commands_parse_to_types() {
+        let r = || ServerRef {
+            backend: "be".into(),
+            server: "s1".into(),
+        };
+        let p = |l: &str| parse(&l.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(
+            p("set server be/s1 state maint"),
+            Ok(Command::SetServer(r(), ServerOp::State(AdminState::Maint)))
+        );
+        assert_eq!(
+            p("set server be/s1 addr 10.0.0.2 port 3307"),
+            Ok(Command::SetServer(
+                r(),
+                ServerOp::Addr {
+                    ip: "10.0.0.2".parse().unwrap(),
+                    port: Some(3307)
+                }
+            ))
+        );
+        assert_eq!(
+            p("set weight be/s1 50%"),
+            Ok(Command::SetServer(r(), ServerOp::Weight("50%".into())))
+        );
+        assert_eq!(
+            p("disable health be/s1"),
+            Ok(Command::HealthEnabled(r(), false))
+        );
+        assert_eq!(
+            p("set server be/s1 addr 10.0.0.2 port 0"),
+            Err("Invalid port '0'.\n".to_owned())
+        );
+        assert_eq!(
+            p("set server be/s1 health sideways"),
+            Err("'set server <srv> health' expects 'up', 'stopping', or 'down'.\n".to_owned())
+        );
+        assert_eq!(
+            p("set server nobackslash state ready"),
+            Err("Require 'backend/server'.\n".to_owned())
+        );
+        assert_eq!(p("frobnicate"), Ok(Command::Unknown("frobnicate".into())));
+        assert_eq!(Command::ShowSess.level(), CliLevel::Operator);
     }
 }

@@ -1,8 +1,8 @@
 //! The runtime API (`stats socket PATH [mode M] [level L]`): HAProxy's text commands on unix
 //! sockets, one command line per connection (or many after `prompt`), so that
 //! `echo "set server be/s1 state maint" | socat stdio /run/lb/admin.sock` works unchanged.
-//! `cli` parses and runs commands; this file owns the sockets, the control thread (which also
-//! serves the stats pages) and the server-state changes shared with the stats page's form.
+//! `cli` parses and runs commands; this file owns the sockets and the control thread (which
+//! also serves the stats pages). Server changes go through the state writer (`crate::state`).
 
 pub mod cli;
 
@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,9 +22,8 @@ use tokio::time::{timeout_at, Instant};
 use crate::admission::{Admission, Slot};
 use crate::config::{CliLevel, StatsSocket};
 use crate::fd_budget::{self, Use};
-use crate::listener::{Current, Shared};
+use crate::generation::{Current, Generation};
 use crate::stats;
-use crate::table::{AdminState, TableError};
 
 /// Longest command line accepted; HAProxy's buffer is 16 KiB. Longer lines are refused and the
 /// connection closed.
@@ -203,7 +202,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// (`stats timeout`) of the wait for it, however slowly its bytes come; until its first line
 /// is complete, the session gives its slot up to a new client at the limit.
 async fn session(
-    shared: &Shared,
+    shared: &Arc<Generation>,
     mut stream: UnixStream,
     level: CliLevel,
     timeout: Duration,
@@ -253,148 +252,4 @@ async fn session(
         }
         stream.write_all(b"> ").await?;
     }
-}
-
-fn counts(shared: &Shared, backend: usize) -> String {
-    let (a, b) = shared.backends[backend].snapshot().usable_counts();
-    format!("{a} active and {b} backup servers left.")
-}
-
-/// Sets a server's administrative state and logs it as HAProxy does.
-pub fn set_state(
-    shared: &Shared,
-    backend: usize,
-    server: usize,
-    state: AdminState,
-    by: &str,
-) -> Result<(), TableError> {
-    let table = &shared.backends[backend];
-    let before = table.snapshot().servers[server].state.admin;
-    table.set_admin(server, state)?;
-    if before != state {
-        let name = format!("{}/{}", table.conf.name, table.conf.servers[server].name);
-        let what = match state {
-            AdminState::Maint => "is going DOWN for maintenance",
-            AdminState::Drain => "enters drain state",
-            AdminState::Ready => "is UP/READY (leaving forced maintenance)",
-        };
-        log::warn!("Server {name} {what} ({by}). {}", counts(shared, backend));
-        if state != AdminState::Ready && table.snapshot().usable_counts() == (0, 0) {
-            log::error!("backend {} has no server available!", table.conf.name);
-        }
-    }
-    Ok(())
-}
-
-/// Forces a server's health (`set server B/S health up|down`, the form's hrunn/hdown).
-pub fn set_health(
-    shared: &Shared,
-    backend: usize,
-    server: usize,
-    up: bool,
-    by: &str,
-) -> Result<(), TableError> {
-    let table = &shared.backends[backend];
-    let before = table.snapshot().servers[server].state.healthy;
-    table.set_healthy(server, up)?;
-    if before != up {
-        let name = format!("{}/{}", table.conf.name, table.conf.servers[server].name);
-        let what = if up { "UP" } else { "DOWN" };
-        log::warn!(
-            "Server {name} is {what} ({by}). {}",
-            counts(shared, backend)
-        );
-    }
-    Ok(())
-}
-
-/// Why an agent command was refused, in HAProxy's words.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// `enable agent` on a server without `agent-check`.
-    #[error("Agent was not configured on this server, cannot enable.")]
-    NotConfigured,
-    /// `set server B/S agent ...` while the agent check is off.
-    #[error("agent checks are not enabled on this server.")]
-    NotEnabled,
-    /// The table refused the change.
-    #[error(transparent)]
-    Table(#[from] TableError),
-}
-
-/// Logs an UP/DOWN change made from the runtime API and applies a DOWN's consequences
-/// (`backend has no server available!`, `on-marked-down shutdown-sessions`).
-fn health_changed(shared: &Shared, backend: usize, server: usize, up: bool, by: &str) {
-    let table = &shared.backends[backend];
-    let conf = &table.conf.servers[server];
-    let what = if up { "UP" } else { "DOWN" };
-    log::warn!(
-        "Server {}/{} is {what} ({by}). {}",
-        table.conf.name,
-        conf.name,
-        counts(shared, backend)
-    );
-    if !up {
-        if table.snapshot().usable_counts() == (0, 0) {
-            log::error!("backend {} has no server available!", table.conf.name);
-        }
-        if conf.health.shutdown_on_down {
-            shared.kill_server_flows(backend, server);
-        }
-    }
-}
-
-/// `set server B/S agent up|down`: sets the agent's verdict, as if the agent had said so.
-/// The server is UP only when its regular check (if any) agrees.
-pub fn set_agent_health(
-    shared: &Shared,
-    backend: usize,
-    server: usize,
-    up: bool,
-    by: &str,
-) -> Result<(), AgentError> {
-    let table = &shared.backends[backend];
-    if !table.snapshot().servers[server].agent_enabled() {
-        return Err(AgentError::NotEnabled);
-    }
-    let change = table.set_health(server, crate::table::HealthSource::Agent, up)?;
-    if change.before != change.after {
-        health_changed(shared, backend, server, up, by);
-    }
-    Ok(())
-}
-
-/// `enable agent B/S` / `disable agent B/S`. Disabling also lifts a DOWN the agent held: from
-/// then on only the regular check decides (HAProxy lets the next passing check do that).
-pub fn set_agent_enabled(
-    shared: &Shared,
-    backend: usize,
-    server: usize,
-    enable: bool,
-    by: &str,
-) -> Result<(), AgentError> {
-    let table = &shared.backends[backend];
-    let snap = table.snapshot();
-    let entry = &snap.servers[server];
-    if !entry.conf.health.agent.enabled {
-        // HAProxy refuses to enable an agent it has no configuration for; disabling is a no-op.
-        return if enable {
-            Err(AgentError::NotConfigured)
-        } else {
-            Ok(())
-        };
-    }
-    // Relaxed: a flag the agent's checker reads before each check.
-    entry
-        .counters
-        .agent_disabled
-        .store(!enable, Ordering::Relaxed);
-    drop(snap);
-    if !enable {
-        let change = table.set_health(server, crate::table::HealthSource::Agent, true)?;
-        if change.went_up() {
-            health_changed(shared, backend, server, true, by);
-        }
-    }
-    Ok(())
 }

@@ -10,6 +10,7 @@ mod lex;
 mod model;
 mod parse;
 mod scalar;
+pub mod state_file;
 #[cfg(test)]
 mod tests;
 

@@ -2,8 +2,8 @@
 //! and everything else in lb reads. Field docs give HAProxy's defaults and units.
 
 use std::fmt;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +86,40 @@ pub struct Global {
     /// `stats maxconn`: concurrent runtime API connections, all sockets together (HAProxy's
     /// CLI frontend). Default 10.
     pub stats_maxconn: u32,
+    /// `server-state-file PATH`: the file, in the format of the runtime API's `show servers
+    /// state`, whose lines are applied at start to the backends with `load-server-state-from-file
+    /// global`. Relative to `server_state_base` unless absolute: see
+    /// [`Global::server_state_path`]. `None` (the default) = no global state file.
+    pub server_state_file: Option<PathBuf>,
+    /// `server-state-base DIR`: the directory of relative state-file paths, the global one and
+    /// the backends' `local` ones. `None` (the default) = relative paths are relative to the
+    /// working directory.
+    pub server_state_base: Option<PathBuf>,
+}
+
+impl Global {
+    /// Where a server-state file named `name` is, as `HAProxy` resolves it: `name` itself when it
+    /// is absolute or when there is no `server-state-base`, else the base joined with `name`.
+    #[must_use]
+    pub fn server_state_path(&self, name: &Path) -> PathBuf {
+        match &self.server_state_base {
+            Some(base) if !name.is_absolute() => base.join(name),
+            _ => name.to_path_buf(),
+        }
+    }
+
+    /// The state file a backend reads at start (`None`: it reads none).
+    #[must_use]
+    pub fn server_state_file_of(&self, backend: &Backend) -> Option<PathBuf> {
+        match &backend.server_state {
+            ServerStateFrom::None => None,
+            ServerStateFrom::Global => self
+                .server_state_file
+                .as_deref()
+                .map(|f| self.server_state_path(f)),
+            ServerStateFrom::Local(name) => Some(self.server_state_path(Path::new(name))),
+        }
+    }
 }
 
 /// A `resolvers` section: the nameservers and timers used to re-resolve server hostnames.
@@ -349,6 +383,25 @@ pub struct Backend {
     pub log_health_checks: bool,
     /// `external-check command` and `external-check path`.
     pub external_check: ExternalCheck,
+    /// `load-server-state-from-file` (with `server-state-file-name` for `local`): the
+    /// server-state file whose lines for this backend are applied at start. Default: none.
+    pub server_state: ServerStateFrom,
+}
+
+/// Where a backend reads its servers' states at start (`load-server-state-from-file`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ServerStateFrom {
+    /// `none` (the default, also when the keyword is absent): no state is applied.
+    #[default]
+    None,
+    /// `global`: the global `server-state-file` (its lines for this backend). Nothing when the
+    /// global section has no `server-state-file` (lb warns, as `HAProxy` does).
+    Global,
+    /// `local`: a file of this backend's own, named by `server-state-file-name NAME`, or the
+    /// backend's name (`server-state-file-name use-backend-name`, `server-state-file-name` with
+    /// no argument, or no `server-state-file-name` at all). Relative to `server-state-base`
+    /// unless absolute: see [`Global::server_state_path`].
+    Local(String),
 }
 
 /// The health-check method of a backend.
@@ -542,6 +595,60 @@ impl Default for HealthParams {
     }
 }
 
+/// One `init-addr` method: a way to find a server's address at start when it is written as a
+/// host name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitAddr {
+    /// `last`: the address the server-state file holds for this server (see
+    /// [`ServerStateFrom`]). Satisfied only when the backend loads a state file that has an
+    /// address for the server; it is the runtime that reads the file, so at load lb skips it.
+    Last,
+    /// `libc`: the system resolver (`getaddrinfo`).
+    Libc,
+    /// `none`: start without an address, in MAINT (resolution), until DNS answers.
+    None,
+    /// An IP address: start with this fixed address.
+    Ip(IpAddr),
+}
+
+/// An IP network, `ADDR/PREFIX` (`resolve-net`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    /// The address as written (host bits are ignored when matching).
+    pub addr: IpAddr,
+    /// Prefix length: 0..=32 for IPv4, 0..=128 for IPv6.
+    pub prefix_len: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in this network (an IPv4 address is never in an IPv6 network, nor the
+    /// reverse).
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
 /// One `server` line, with `default-server` applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Server {
@@ -573,4 +680,28 @@ pub struct Server {
     pub resolve_prefer_ipv4: bool,
     /// Started without an address (`init-addr none`): in MAINT (resolution) until DNS answers.
     pub unresolved: bool,
+    /// `init-addr METHOD[,METHOD...]`: how the address of a host-name server is found at start,
+    /// the first method that succeeds winning. Default `last,libc`, and `last,libc,none` with
+    /// `resolvers`, as `HAProxy`.
+    pub init_addr: Vec<InitAddr>,
+    /// Index in `init_addr` of the method that gave `addr` (or `unresolved`) at load, where
+    /// [`InitAddr::Last`] is skipped. `None` when the address was written as an IP (no method
+    /// is used). See [`Server::state_addr_wins`].
+    pub init_addr_used: Option<usize>,
+    /// `resolve-net NET[,NET...]`: among the addresses a DNS answer gives, prefer one in these
+    /// networks, in this order (up to 5, as `HAProxy`). Empty (the default) = no preference.
+    pub resolve_net: Vec<IpNet>,
+}
+
+impl Server {
+    /// Whether the address a server-state file holds for this server replaces the one found at
+    /// load: the server is written as a host name and `init-addr` lists `last` before the method
+    /// that gave its address at load (`HAProxy` tries the methods in order).
+    #[must_use]
+    pub fn state_addr_wins(&self) -> bool {
+        let Some(used) = self.init_addr_used else {
+            return false;
+        };
+        self.fqdn.is_some() && self.init_addr[..=used].contains(&InitAddr::Last)
+    }
 }

@@ -4,6 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use super::IpNet;
+
 /// `HAProxy`'s largest timer: 2^31-1 ms (~24.8 days). Larger timeouts overflow its tick clock, and
 /// `HAProxy` rejects them; so does lb, so that a config means the same in both.
 pub(crate) const MAX_TIME_MS: u64 = 2_147_483_647;
@@ -210,6 +212,41 @@ pub(crate) fn is_hostname(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && !s.starts_with(['.', '-'])
+}
+
+/// Parses an IP network as `HAProxy`'s `str2net`/`str62net` do: `A.B.C.D[/BITS|/A.B.C.D]` (no
+/// mask: /32) or `IPV6[/BITS]` (no prefix: /128). A dotted IPv4 mask must be contiguous.
+pub(crate) fn parse_net(s: &str) -> Result<IpNet, String> {
+    let (addr, mask) = match s.rsplit_once('/') {
+        Some((a, m)) => (a, Some(m)),
+        None => (s, None),
+    };
+    let bad =
+        || format!("invalid network '{s}' (expected ADDR/PREFIX, e.g. 10.0.0.0/8 or fd00::/8)");
+    let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+    let max: u8 = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match mask {
+        None => max,
+        Some(m) if ip.is_ipv4() && m.contains('.') => {
+            let m: Ipv4Addr = m.parse().map_err(|_| bad())?;
+            let bits = u32::from(m);
+            if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                return Err(format!("network '{s}': mask '{m}' is not contiguous"));
+            }
+            u8::try_from(bits.leading_ones()).map_err(|_| bad())?
+        }
+        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) => {
+            match m.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("network '{s}': prefix length must be 0..={max}")),
+            }
+        }
+        Some(_) => return Err(bad()),
+    };
+    Ok(IpNet {
+        addr: ip,
+        prefix_len,
+    })
 }
 
 /// The unspecified address of a family (bind `*:port`, `:port`).

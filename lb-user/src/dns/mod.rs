@@ -1,8 +1,10 @@
 //! Run-time DNS for servers with `resolvers NAME`: a small client ([`wire`]: A/AAAA over UDP
 //! to the section's nameservers) and one task per (resolvers, hostname) that re-resolves it
-//! every `hold valid`, applies a new address live (new flows only), and moves the servers into
-//! `MAINT (resolution)` when the name stays unresolvable past its `hold` time, and back out
-//! when it resolves again. Messages follow HAProxy's wording.
+//! every `hold valid`, and hands what it learns to the state writer: a new address (new flows
+//! only; checks follow it), `MAINT (resolution)` when the name stays unresolvable past its
+//! `hold` time, and back out when it resolves again. As HAProxy, the preferred family is asked
+//! first and the other one whenever the first gives no usable answer (any error, no record,
+//! no answer at all): a name is never held in maintenance because one family failed.
 //!
 //! Why our own client rather than a crate: what is needed is one question per packet, the ID,
 //! source and question checks, RCODE and the TC bit, which is about 200 lines with tests; a
@@ -21,9 +23,9 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::config::{Config, Resolvers};
-use crate::logging::NOTICE_TARGET;
-use crate::table::BackendTable;
+use crate::config::Resolvers;
+use crate::generation::Generation;
+use crate::state::{self, By, Change};
 
 /// Errors of starting the resolvers.
 #[derive(Debug, thiserror::Error)]
@@ -71,17 +73,15 @@ impl Failure {
     }
 }
 
-/// One server that follows a name.
+/// One server that follows a name: its backend and index in the generation.
 struct Member {
-    table: Arc<BackendTable>,
-    index: usize,
-    backend: String,
-    server: String,
-    port: u16,
+    backend: usize,
+    server: usize,
 }
 
 /// One hostname of one resolvers section, and the servers that use it.
 struct Resolution {
+    gen: Option<Arc<Generation>>,
     resolvers: Resolvers,
     nameservers: Vec<(String, SocketAddr)>,
     name: String,
@@ -102,9 +102,10 @@ fn resolv_conf(text: &str) -> Vec<(String, SocketAddr)> {
         .collect()
 }
 
-/// Starts re-resolution for every server with `resolvers` and a hostname. Returns at once;
-/// the work runs on a thread named `lb-dns`.
-pub fn start(config: &Config, tables: &[Arc<BackendTable>]) -> Result<Resolving, DnsError> {
+/// Starts re-resolution for every server of `gen` with `resolvers` and a hostname. Returns at
+/// once; the work runs on a thread named `lb-dns`.
+pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
+    let config = &gen.config;
     let mut by_name: BTreeMap<(String, String), Resolution> = BTreeMap::new();
     for (bi, be) in config.backends.iter().enumerate() {
         for (si, srv) in be.servers.iter().enumerate() {
@@ -125,6 +126,7 @@ pub fn start(config: &Config, tables: &[Arc<BackendTable>]) -> Result<Resolving,
                 by_name.insert(
                     key.clone(),
                     Resolution {
+                        gen: Some(gen.clone()),
                         resolvers: section.clone(),
                         nameservers,
                         name: fqdn.clone(),
@@ -135,11 +137,8 @@ pub fn start(config: &Config, tables: &[Arc<BackendTable>]) -> Result<Resolving,
             }
             if let Some(r) = by_name.get_mut(&key) {
                 r.members.push(Member {
-                    table: tables[bi].clone(),
-                    index: si,
-                    backend: be.name.clone(),
-                    server: srv.name.clone(),
-                    port: srv.addr.port(),
+                    backend: bi,
+                    server: si,
                 });
             }
         }
@@ -194,101 +193,86 @@ async fn follow(r: Resolution) {
     }
 }
 
-fn ip_text(ip: IpAddr) -> String {
-    if ip.is_unspecified() {
-        "(none)".to_owned()
-    } else {
-        ip.to_string()
+/// A valid answer: servers whose address is not in it move to its first address (HAProxy's
+/// choice: the address in use if the answer still has it), servers in `MAINT (resolution)`
+/// come back. One change per server, through the state writer.
+fn apply(r: &Resolution, addrs: &[IpAddr], ns: &str) {
+    let Some(gen) = &r.gen else {
+        return;
+    };
+    for (i, m) in r.members.iter().enumerate() {
+        let snap = gen.backends[m.backend].snapshot();
+        let Some(entry) = snap.servers.get(m.server) else {
+            continue;
+        };
+        let (current, in_maint) = (entry.state.addr.ip(), entry.state.resolution_maint);
+        drop(snap);
+        if addrs.contains(&current) && !in_maint {
+            continue;
+        }
+        let nets = &gen.config.backends[m.backend].servers[m.server].resolve_net;
+        let ip = pick(addrs, current, nets);
+        // HAProxy names the nameserver for the resolution's first server and "DNS cache" for
+        // the others that share the answer.
+        let by = if i == 0 {
+            By::Dns {
+                resolvers: r.resolvers.name.clone(),
+                nameserver: ns.to_owned(),
+            }
+        } else {
+            By::DnsCache
+        };
+        if let Err(e) = state::apply(gen, m.backend, m.server, Change::Resolved(ip), &by) {
+            log::warn!("resolvers '{}': '{}': {e}", r.resolvers.name, r.name);
+        }
     }
 }
 
-/// A valid answer: move servers whose address is not in it, bring servers out of
-/// `MAINT (resolution)`.
-fn apply(r: &Resolution, addrs: &[IpAddr], ns: &str) {
-    let mut first = true;
-    for m in &r.members {
-        let snap = m.table.snapshot();
-        let Some(entry) = snap.servers.get(m.index) else {
-            continue;
-        };
-        let old = entry.conf.addr;
-        let in_maint = entry.state.resolution_maint;
-        drop(snap);
-        if !addrs.contains(&old.ip()) {
-            let new = SocketAddr::new(addrs[0], m.port);
-            if m.table.set_addr(m.index, new).is_ok() {
-                // HAProxy names the nameserver for the resolution's first server and "DNS
-                // cache" for the others that share the answer.
-                let by = if first {
-                    format!("{}/{ns}", r.resolvers.name)
-                } else {
-                    "DNS cache".to_owned()
-                };
-                log::info!(
-                    target: NOTICE_TARGET,
-                    "{}/{} changed its IP from {} to {} by {by}.",
-                    m.backend,
-                    m.server,
-                    ip_text(old.ip()),
-                    new.ip()
-                );
-            }
-        }
-        first = false;
-        if in_maint && m.table.set_resolution_maint(m.index, false) == Ok(true) {
-            log::warn!(
-                "Server {}/{} ('{}') is UP/READY (resolves again).",
-                m.backend,
-                m.server,
-                r.name
-            );
-            log::warn!(
-                "Server {}/{} administratively READY thanks to valid DNS answer.",
-                m.backend,
-                m.server
-            );
-        }
+/// The address a server takes from an answer, as HAProxy scores them: the one in use if the
+/// answer still has it, else the first in a `resolve-net` network, else the first.
+fn pick(addrs: &[IpAddr], current: IpAddr, nets: &[crate::config::IpNet]) -> IpAddr {
+    if addrs.contains(&current) {
+        return current;
     }
+    addrs
+        .iter()
+        .copied()
+        .find(|a| nets.iter().any(|n| n.contains(*a)))
+        .unwrap_or(addrs[0])
 }
 
 /// The name stayed unresolvable past its `hold`: `MAINT (resolution)`.
 fn enter_maint(r: &Resolution, f: Failure) {
+    let Some(gen) = &r.gen else {
+        return;
+    };
     for m in &r.members {
-        if m.table.set_resolution_maint(m.index, true) != Ok(true) {
-            continue;
-        }
-        let snap = m.table.snapshot();
-        let (active, backup) = snap.usable_counts();
-        let sessions = snap.servers.get(m.index).map_or(0, |e| {
-            e.counters.cur.load(std::sync::atomic::Ordering::Relaxed)
-        });
-        log::warn!(
-            "Server {}/{} is going DOWN for maintenance ({}). {active} active and {backup} \
-             backup servers left. {sessions} sessions active, 0 requeued, 0 remaining in queue.",
-            m.backend,
-            m.server,
-            f.cause()
-        );
-        if active + backup == 0 {
-            log::error!("backend {} has no server available!", m.backend);
+        let change = Change::Resolution(Some(f.cause()));
+        if let Err(e) = state::apply(gen, m.backend, m.server, change, &By::DnsCache) {
+            log::warn!("resolvers '{}': '{}': {e}", r.resolvers.name, r.name);
         }
     }
 }
 
-/// One resolution: the preferred family first, the other when it has no address.
+/// One resolution: the preferred family first, then the other one when the first gives no
+/// usable answer — an error (NXDOMAIN, REFUSED, SERVFAIL...), no record of that type, or no
+/// answer at all. When both fail, the other family's failure is the one reported (HAProxy
+/// reports the last response).
 async fn resolve(r: &Resolution) -> Result<(Vec<IpAddr>, String), Failure> {
     let order = if r.prefer_v4 {
         [wire::A, wire::AAAA]
     } else {
         [wire::AAAA, wire::A]
     };
+    let mut last = Failure::NoIp;
     for qtype in order {
-        let (addrs, ns) = query(r, qtype).await?;
-        if !addrs.is_empty() {
-            return Ok((addrs, ns));
+        match query(r, qtype).await {
+            Ok((addrs, ns)) if !addrs.is_empty() => return Ok((addrs, ns)),
+            Ok(_) => last = Failure::NoIp,
+            Err(f) => last = f,
         }
     }
-    Err(Failure::NoIp)
+    Err(last)
 }
 
 /// Sends the question to every nameserver, up to `resolve_retries` times, waiting
@@ -432,6 +416,7 @@ mod tests {
             n
         });
         let r = Resolution {
+            gen: None,
             resolvers: section(addr),
             nameservers: vec![("ns1".into(), addr)],
             name: "gone.test".into(),
@@ -451,13 +436,28 @@ mod tests {
 
     #[test]
     fn failing_names_are_not_hammered() {
-        // NXDOMAIN: one query per resolution, one resolution per `timeout resolve` (250 ms):
-        // about 5 in 1.1 s. A client that retried at once would send hundreds.
+        // NXDOMAIN: one query per family per resolution (A, then AAAA), one resolution per
+        // `timeout resolve` (250 ms): about 10 in 1.1 s. A client that retried at once would
+        // send hundreds.
         let nx = queries_in(Duration::from_millis(1100), Some(wire::NXDOMAIN));
-        assert!((2..=8).contains(&nx), "{nx} queries");
-        // No answer: `resolve_retries` (2) queries 100 ms apart, then `timeout resolve`.
+        assert!((4..=16).contains(&nx), "{nx} queries");
+        // No answer: `resolve_retries` (2) queries 100 ms apart per family, then `timeout
+        // resolve`.
         let silent = queries_in(Duration::from_millis(1100), None);
-        assert!((2..=10).contains(&silent), "{silent} queries");
+        assert!((2..=12).contains(&silent), "{silent} queries");
+    }
+
+    #[test]
+    fn answers_pick_the_current_address_then_resolve_net() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let answer = [ip("10.0.0.1"), ip("192.168.1.5"), ip("10.0.0.2")];
+        let nets = [crate::config::IpNet {
+            addr: ip("192.168.0.0"),
+            prefix_len: 16,
+        }];
+        assert_eq!(pick(&answer, ip("10.0.0.2"), &nets), ip("10.0.0.2"));
+        assert_eq!(pick(&answer, ip("10.9.9.9"), &nets), ip("192.168.1.5"));
+        assert_eq!(pick(&answer, ip("10.9.9.9"), &[]), ip("10.0.0.1"));
     }
 
     #[test]

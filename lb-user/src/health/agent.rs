@@ -3,16 +3,17 @@
 //! apply them to the server's weight, maxconn, admin state and health. Runs beside the regular
 //! check, on the same checker thread; an agent that cannot be reached changes nothing.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::probe::{self, Outcome, SendError, Target, BUF_CAP};
-use super::{details, printable, spread, Srv};
-use crate::table::{AdminState, CheckInfo, HealthSource};
+use super::{spread, Srv};
+use crate::config::{Backend, Server};
+use crate::state::{self, printable, AgentVerdict, By, Change};
+use crate::table::{AdminState, CheckResult, ServerState};
 
 /// HAProxy keeps a check's description in 128 bytes (`HCHK_DESC_LEN`); an agent's text is cut
 /// there too, so a chatty agent costs no more in logs and stats.
@@ -20,8 +21,6 @@ const DESC_CAP: usize = 127;
 
 /// One server's agent check.
 pub(super) struct AgentJob {
-    /// `agent-addr:agent-port`, `agent-inter` and the backend's timeouts.
-    pub(super) target: Target,
     /// `agent-send` from the configuration.
     pub(super) send: Option<Vec<u8>>,
     /// Delay of the first check (staggered across servers).
@@ -88,8 +87,7 @@ pub fn parse(answer: &str, initial_weight: u32) -> Answer {
         } else if is("maint") {
             a.admin = Some(AdminState::Maint);
         } else if word.starts_with(|c: char| c.is_ascii_digit()) && word.contains('%') {
-            a.weight =
-                Some(crate::admin::cli::parse_weight(word, initial_weight).map_err(str::to_owned));
+            a.weight = Some(state::parse_weight(word, initial_weight).map_err(str::to_owned));
         } else if word
             .get(..8)
             .is_some_and(|p| p.eq_ignore_ascii_case("maxconn:"))
@@ -193,149 +191,119 @@ async fn fetch(t: &Target, send: Option<&[u8]>) -> Result<String, Outcome> {
     }
 }
 
-/// The agent check loop of one server, until its checker thread stops.
+/// `agent-inter`, else the server's `inter`.
+pub(super) fn interval(conf: &Server) -> Duration {
+    conf.health.agent.inter.unwrap_or(conf.health.inter)
+}
+
+/// The agent's target: `agent-addr` (else the server's current address), `agent-port`,
+/// `agent-inter` and the backend's timeouts. `None` when there is nothing to connect to (no
+/// port, or a server whose name does not resolve and no `agent-addr`).
+fn target(be: &Backend, conf: &Server, st: &ServerState) -> Option<Target> {
+    let a = &conf.health.agent;
+    let port = a.port?;
+    if a.addr.is_none() && st.resolution_maint {
+        return None;
+    }
+    let addr = SocketAddr::new(a.addr.unwrap_or(st.addr.ip()), port);
+    Some(super::target(be, addr, interval(conf), None, None))
+}
+
+/// The agent check loop of one server, until its checker thread stops. Unlike the regular
+/// check it runs in maintenance too: the agent may bring the server back (`ready`).
 pub(super) async fn run(srv: Rc<Srv>, job: AgentJob) {
+    let mut kick = srv.counters.check_now.subscribe();
     let mut next = Instant::now() + job.first;
-    let mut last: Option<Outcome> = None;
     loop {
-        tokio::time::sleep_until(next).await;
-        if srv.counters.agent_disabled.load(Ordering::Relaxed) {
-            let prev = srv.counters.agent.load_full();
-            if prev.enabled {
-                srv.counters.agent.store(Arc::new(CheckInfo {
-                    enabled: false,
-                    ..CheckInfo::clone(&prev)
-                }));
-            }
-        } else if let Some(o) = check(&srv, &job).await {
-            let changed = last
-                .as_ref()
-                .is_none_or(|l| l.result != o.result || l.info != o.info);
-            if srv.be.log_health_checks && changed {
-                srv.log_agent(&o);
-            }
-            last = Some(o);
-        }
-        next = Instant::now() + spread(job.target.inter, job.spread);
-    }
-}
-
-impl Srv {
-    /// Whether the agent holds the server DOWN.
-    fn agent_down(&self) -> bool {
-        self.table
-            .snapshot()
-            .servers
-            .get(self.server)
-            .is_some_and(|e| e.state.agent_down)
-    }
-
-    /// Applies an answer's admin state, weight and maxconn (in HAProxy's order) where they
-    /// differ from the server's; returns the first problem, to report.
-    fn apply_answer(&self, a: &Answer) -> Option<String> {
-        let snap = self.table.snapshot();
-        let entry = snap.servers.get(self.server)?;
-        let (state, maxconn) = (entry.state, entry.conf.maxconn);
-        drop(snap);
-        let mut warning = None;
-        if let Some(admin) = a.admin.filter(|&s| s != state.admin) {
-            let by = "via agent";
-            if let Err(e) =
-                crate::admin::set_state(&self.shared, self.backend, self.server, admin, by)
-            {
-                warning.get_or_insert(e.to_string());
-            }
-        }
-        match &a.weight {
-            Some(Ok(w)) if *w != state.weight => {
-                if let Err(e) = self.table.set_weight(self.server, *w) {
-                    warning.get_or_insert(e.to_string());
-                }
-            }
-            Some(Err(e)) => {
-                warning.get_or_insert(e.clone());
-            }
-            _ => {}
-        }
-        match &a.maxconn {
-            Some(Ok(m)) if *m != maxconn => {
-                if let Err(e) = self.table.set_maxconn(self.server, *m) {
-                    warning.get_or_insert(e.to_string());
-                }
-            }
-            Some(Err(e)) => {
-                warning.get_or_insert(e.clone());
-            }
-            _ => {}
-        }
-        warning
-    }
-
-    /// `option log-health-checks`: HAProxy's line for an agent check whose result changed.
-    fn log_agent(&self, o: &Outcome) {
-        let verb = if o.passed { "succeeded" } else { "failed" };
-        let (h, side) = if self.agent_down() {
-            (0, "DOWN")
-        } else {
-            (1, "UP")
+        super::wait(next, &mut kick).await;
+        let Some(st) = srv.state() else {
+            return;
         };
-        log::info!(
-            "Agent check for server {}/{} {verb}, reason: {}{}, check duration: {}ms, status: \
-             {h}/1 {side}.",
-            self.be.name,
-            self.conf.name,
-            o.reason(),
-            details(o),
-            o.duration.as_millis()
-        );
+        if st.agent_enabled {
+            if let Some(t) = target(&srv.be, &srv.conf, &st) {
+                check(&srv, &job, &t).await;
+            }
+        }
+        next = Instant::now() + spread(interval(&srv.conf), job.spread);
     }
 }
 
-/// Runs one agent check, applies the answer and publishes the agent's status. `None` when
-/// `disable agent` came while it ran (HAProxy ignores such an answer).
-async fn check(srv: &Rc<Srv>, job: &AgentJob) -> Option<Outcome> {
+/// The verdict of one agent answer: what to apply (values that can't be applied left out, and
+/// said in the report) and the agent's own result.
+fn verdict(srv: &Srv, a: &Answer, duration: Duration) -> AgentVerdict {
+    let mut warning = None;
+    let weight = match &a.weight {
+        Some(Ok(w)) => match state::check_weight(&srv.conf, &srv.be, *w) {
+            Ok(()) => Some(*w),
+            Err(e) => {
+                warning = Some(e.to_string());
+                None
+            }
+        },
+        Some(Err(e)) => {
+            warning = Some(e.clone());
+            None
+        }
+        None => None,
+    };
+    let maxconn = match &a.maxconn {
+        Some(Ok(m)) => Some(*m),
+        Some(Err(e)) => {
+            warning.get_or_insert(e.clone());
+            None
+        }
+        None => None,
+    };
+    let (result, info) = a.report(warning.as_deref());
+    let result = CheckResult::from_name(result).unwrap_or(CheckResult::Checked);
+    AgentVerdict {
+        admin: a.admin,
+        weight,
+        maxconn,
+        up: a.health.as_ref().map(|h| h.up),
+        report: state::CheckReport {
+            passed: result != CheckResult::L7Sts,
+            result,
+            code: None,
+            info,
+            duration,
+        },
+    }
+}
+
+/// Runs one agent check and hands its answer (or its failure, which judges nothing) to the
+/// state writer as one change.
+async fn check(srv: &Rc<Srv>, job: &AgentJob, t: &Target) {
     let started = Instant::now();
     let runtime_send = srv.counters.agent_send.load_full();
     let send = runtime_send
         .as_deref()
         .map(Vec::as_slice)
         .or(job.send.as_deref());
-    let reply = fetch(&job.target, send).await;
+    let reply = fetch(t, send).await;
     let duration = started.elapsed();
-    if srv.counters.agent_disabled.load(Ordering::Relaxed) {
-        return None;
+    // `disable agent` came while it ran: HAProxy ignores such an answer.
+    if !srv.state().is_some_and(|s| s.agent_enabled) {
+        return;
     }
-    let was_down = srv.agent_down();
-    let (mut o, verdict) = match reply {
+    let v = match reply {
+        Ok(line) => verdict(srv, &parse(&line, srv.conf.weight), duration),
         // Not reaching the agent is no verdict on the server: only the agent's status shows it.
-        Err(o) => (o, None),
-        Ok(line) => {
-            let a = parse(&line, srv.conf.weight);
-            let warning = srv.apply_answer(&a);
-            let (result, info) = a.report(warning.as_deref());
-            (
-                Outcome::new(result != "L7STS", result, info),
-                a.health.map(|h| h.up),
-            )
-        }
+        Err(o) => AgentVerdict {
+            admin: None,
+            weight: None,
+            maxconn: None,
+            up: None,
+            report: state::CheckReport {
+                passed: false,
+                result: CheckResult::from_name(o.result).unwrap_or(CheckResult::SockErr),
+                code: o.code,
+                info: o.info,
+                duration,
+            },
+        },
     };
-    o.duration = duration;
-    if let Some(up) = verdict {
-        srv.set_health(HealthSource::Agent, up, &o);
-    }
-    let down = srv.agent_down();
-    let prev = srv.counters.agent.load_full();
-    srv.counters.agent.store(Arc::new(CheckInfo {
-        enabled: true,
-        status: if down { "DOWN" } else { "UP" }.to_owned(),
-        result: o.result.to_owned(),
-        code: o.code,
-        info: o.info.clone(),
-        duration_ms: Some(o.duration.as_millis() as u64),
-        failed: prev.failed + u64::from(!o.passed),
-        down_transitions: prev.down_transitions + u64::from(down && !was_down),
-    }));
-    Some(o)
+    srv.report(Change::Agent(v), &By::Agent);
 }
 
 #[cfg(test)]
@@ -637,8 +605,8 @@ mod tests {
             )
         );
         assert_eq!(
-            Outcome::new(true, "CHECKED", "").reason(),
-            "No status change"
+            CheckResult::from_name("CHECKED").map(CheckResult::desc),
+            Some("No status change")
         );
     }
 

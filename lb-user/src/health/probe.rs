@@ -48,29 +48,6 @@ impl Outcome {
         self.code = Some(code);
         self
     }
-
-    /// HAProxy's reason text for a result (`reason: Layer4 connection problem`).
-    pub fn reason(&self) -> &'static str {
-        match self.result {
-            "L4OK" => "Layer4 check passed",
-            "L4TOUT" => "Layer4 timeout",
-            "L4CON" => "Layer4 connection problem",
-            "L6OK" => "Layer6 check passed",
-            "L6TOUT" => "Layer6 timeout",
-            "L6RSP" => "Layer6 invalid response",
-            "L7OK" | "L7OKC" => "Layer7 check passed",
-            "L7TOUT" => "Layer7 timeout",
-            "L7RSP" => "Layer7 invalid response",
-            "L7STS" => "Layer7 wrong status",
-            "PROCOK" => "External check passed",
-            "PROCERR" => "External check error",
-            "PROCTOUT" => "External check timeout",
-            "SOCKERR" => "Socket error",
-            // An agent answer without `up`/`down`: nothing to judge.
-            "CHECKED" => "No status change",
-            _ => "Unknown",
-        }
-    }
 }
 
 /// Where and how long to check.
@@ -1002,7 +979,7 @@ pub(super) mod tests {
                 .await;
             assert_eq!((o.result, o.passed), ("L4CON", false));
             assert_eq!(o.info, "Connection refused");
-            assert_eq!(o.reason(), "Layer4 connection problem");
+            assert_eq!(o.result, "L4CON");
         });
     }
 

@@ -52,7 +52,11 @@ impl FrontendLog {
     }
 }
 
-struct Registry {
+/// The log targets of one configuration: global ones (lb's own messages) and per frontend
+/// (connection lines). Each generation holds its own, so a connection always logs with the
+/// settings of the configuration it was accepted under.
+#[derive(Debug)]
+pub struct LogSet {
     /// `log-tag`, `log-send-hostname`: they follow reloads like the targets.
     header: Arc<Header>,
     global: Vec<Arc<Target>>,
@@ -60,13 +64,25 @@ struct Registry {
     all: Vec<Arc<Target>>,
 }
 
-/// The targets of the configuration in force; a reload replaces them ([`init`] again).
-static REGISTRY: ArcSwapOption<Registry> = ArcSwapOption::const_empty();
+impl LogSet {
+    /// The log settings of frontend `index` (`Config::frontends` order).
+    pub fn frontend(&self, index: usize) -> Option<&Arc<FrontendLog>> {
+        self.frontends.get(index)
+    }
+
+    /// Messages dropped so far by this set's targets (receiver full, absent or failing).
+    pub fn dropped(&self) -> u64 {
+        self.all.iter().map(|t| t.dropped()).sum()
+    }
+}
+
+/// The set whose global targets receive lb's own messages ([`activate`]).
+static ACTIVE: ArcSwapOption<LogSet> = ArcSwapOption::const_empty();
 
 /// Opens every log target of `config` (global and per frontend; identical lines share one
-/// socket) and makes them the ones in force. Called at start, and by a reload before it
-/// switches generations (targets of the old configuration close once no line uses them).
-pub fn init(config: &Config) -> Result<(), TargetError> {
+/// socket). Nothing changes until the set is given to a generation and [`activate`]d: a
+/// reload that fails later leaves the targets in force as they were.
+pub fn open(config: &Config) -> Result<Arc<LogSet>, TargetError> {
     let header = Arc::new(Header {
         tag: config
             .global
@@ -103,24 +119,23 @@ pub fn init(config: &Config) -> Result<(), TargetError> {
         }));
     }
     let all = open.into_values().collect();
-    REGISTRY.store(Some(Arc::new(Registry {
+    Ok(Arc::new(LogSet {
         header,
         global,
         frontends,
         all,
-    })));
-    Ok(())
+    }))
 }
 
-/// The log settings of frontend `index` (`Config::frontends` order) of the configuration in
-/// force, once [`init`] ran.
-pub fn frontend(index: usize) -> Option<Arc<FrontendLog>> {
-    REGISTRY.load().as_ref()?.frontends.get(index).cloned()
+/// Makes `set`'s global targets the ones lb's own messages go to (start, and the switch of a
+/// reload). Targets of the previous set close once nothing uses them.
+pub fn activate(set: &Arc<LogSet>) {
+    ACTIVE.store(Some(set.clone()));
 }
 
 /// Sends one of lb's own messages to the global targets.
 pub fn global(severity: u8, msg: &str) {
-    if let Some(r) = REGISTRY.load().as_ref() {
+    if let Some(r) = ACTIVE.load().as_ref() {
         for t in &r.global {
             t.send(severity, msg, &r.header);
         }
@@ -129,10 +144,7 @@ pub fn global(severity: u8, msg: &str) {
 
 /// Messages dropped so far by all targets (receiver full, absent or failing).
 pub fn dropped() -> u64 {
-    REGISTRY
-        .load()
-        .as_ref()
-        .map_or(0, |r| r.all.iter().map(|t| t.dropped()).sum())
+    ACTIVE.load().as_ref().map_or(0, |r| r.dropped())
 }
 
 /// The `log` crate logger of the daemon: everything goes to `stderr` as the given `env_logger`
@@ -159,11 +171,7 @@ impl log::Log for Bridge {
             log::Level::Info if record.target() == NOTICE_TARGET => NOTICE,
             _ => return,
         };
-        if REGISTRY
-            .load()
-            .as_ref()
-            .is_some_and(|r| !r.global.is_empty())
-        {
+        if ACTIVE.load().as_ref().is_some_and(|r| !r.global.is_empty()) {
             global(severity, &record.args().to_string());
         }
     }
@@ -174,7 +182,7 @@ impl log::Log for Bridge {
 }
 
 /// Installs the process logger: `stderr` as configured, plus forwarding to syslog targets
-/// once [`init`] has opened them.
+/// once a [`LogSet`] is [`activate`]d.
 pub fn install(stderr: env_logger::Logger) -> Result<(), log::SetLoggerError> {
     let max = stderr.filter().max(log::LevelFilter::Info);
     log::set_boxed_logger(Box::new(Bridge { stderr }))?;

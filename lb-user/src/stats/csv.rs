@@ -198,6 +198,7 @@ pub fn field(row: &Row, name: &str) -> String {
         "qtime" | "ctime" | "rtime" | "ttime" if !fe => "0".to_owned(),
         "check_desc" => row.check_desc.clone(),
         "mode" => "tcp".to_owned(),
+        "addr" if sv => row.addr.clone(),
         "algo" => row.algo.clone(),
         "conn_rate" | "conn_rate_max" if fe => "0".to_owned(),
         "conn_tot" if fe => row.stot.to_string(),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::{now_secs, start_secs, Row, RowKind};
 use crate::config::StatsProxy;
-use crate::listener::Shared;
+use crate::generation::Generation;
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
@@ -214,7 +214,7 @@ fn data_row(s: &mut String, r: &Row, admin: bool) {
 /// The whole page. `uri` is the stats URI (links), `admin` whether the form is shown,
 /// `message` the result of the last admin action (`st=` in the URI).
 pub fn render(
-    shared: &Shared,
+    gen: &Generation,
     st: &StatsProxy,
     rows: &[Row],
     admin: bool,
@@ -222,7 +222,7 @@ pub fn render(
 ) -> String {
     let mut s = String::with_capacity(16 * 1024);
     let now = now_secs();
-    let uptime = now.saturating_sub(start_secs(shared));
+    let uptime = now.saturating_sub(start_secs(gen));
     let pid = std::process::id();
     s.push_str("<!DOCTYPE html>\n<html><head><title>Statistics Report for HAProxy</title>\n<meta charset=\"utf-8\">\n");
     if let Some(r) = st.refresh {
@@ -242,7 +242,7 @@ pub fn render(
         s,
         "<h1>lb{version}</h1>\n<h2>Statistics Report for pid {pid}</h2>\n<hr width=\"100%\" class=\"hr\">\n<h3>&gt; General process information</h3>"
     );
-    let cur: u32 = shared
+    let cur: u32 = gen
         .fe_stats
         .iter()
         .map(|f| f.cur.load(std::sync::atomic::Ordering::Relaxed))
@@ -251,7 +251,7 @@ pub fn render(
         s,
         "<table border=0><tr><td align=\"left\" nowrap width=\"1%\"><p><b>pid = </b> {pid} (process #1, nbproc = 1)<br>\n<b>uptime = </b> {}<br>\n<b>system limits:</b> maxconn = {}<br>\n<b>current conns = </b> {cur}<br>\n</td><td align=\"center\" nowrap>",
         human_uptime(uptime),
-        shared.maxconn
+        gen.maxconn
     );
     s.push_str("<table class=\"lgd\"><tr>\n<td class=\"active_up\">&nbsp;</td><td class=\"noborder\">active UP </td><td class=\"backup_up\">&nbsp;</td><td class=\"noborder\">backup UP </td></tr>\n<tr><td class=\"active_going_down\"></td><td class=\"noborder\">active UP, going down </td><td class=\"backup_going_down\"></td><td class=\"noborder\">backup UP, going down </td></tr>\n<tr><td class=\"active_going_up\"></td><td class=\"noborder\">active DOWN, going up </td><td class=\"backup_going_up\"></td><td class=\"noborder\">backup DOWN, going up </td></tr>\n<tr><td class=\"active_down\"></td><td class=\"noborder\">active or backup DOWN &nbsp;</td><td class=\"active_no_check\"></td><td class=\"noborder\">not checked </td></tr>\n<tr><td class=\"maintain\"></td><td class=\"noborder\" colspan=\"3\">active or backup DOWN for maintenance (MAINT) &nbsp;</td></tr>\n<tr><td class=\"active_draining\"></td><td class=\"noborder\" colspan=\"3\">active or backup SOFT STOPPED for maintenance &nbsp;</td></tr>\n</table>\nNote: \"NOLB\"/\"DRAIN\" = UP with load-balancing disabled.</td>");
     let uri = esc(&st.uri);

@@ -20,12 +20,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
-use super::{auth, csv, html, prom, proxy_ids, rows, StatsError};
-use crate::admin;
+use super::{auth, csv, html, prom, rows, StatsError};
 use crate::admission::{Admission, Slot};
 use crate::config::StatsProxy;
 use crate::fd_budget::{self, Use};
-use crate::listener::{Current, Shared};
+use crate::flows::KillReason;
+use crate::generation::{Current, Generation};
+use crate::state::{self, By, Change, ForcedHealth};
 use crate::table::AdminState;
 
 /// Largest request head (request line + headers) accepted; HAProxy's default buffer is 16 KiB.
@@ -361,7 +362,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Whether the request carries valid credentials (or the section asks for none).
-fn authorized(shared: &Shared, st: &StatsProxy, req: &Request) -> bool {
+fn authorized(shared: &Generation, st: &StatsProxy, req: &Request) -> bool {
     let lists: Vec<_> = shared
         .config
         .userlists
@@ -403,14 +404,14 @@ fn status_message(code: &str) -> Option<&'static str> {
 }
 
 /// Applies the admin form (`s=SRV&...&action=A&b=#IID|NAME`), returns the `st=` code.
-fn admin_post(shared: &Shared, body: &str) -> &'static str {
+fn admin_post(shared: &Arc<Generation>, body: &str) -> &'static str {
     let form = parse_form(body);
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let (Some(action), Some(b)) = (get("action"), get("b")) else {
         return "ERRP";
     };
     let backend = if let Some(id) = b.strip_prefix('#') {
-        let ids = proxy_ids(&shared.config);
+        let ids = &shared.proxy_ids;
         id.parse::<u32>().ok().and_then(|id| {
             shared
                 .config
@@ -437,18 +438,21 @@ fn admin_post(shared: &Shared, body: &str) -> &'static str {
         let Some(s) = shared.backends[backend].server_index(name) else {
             continue;
         };
-        let r = match action {
-            "ready" => admin::set_state(shared, backend, s, AdminState::Ready, "stats page"),
-            "drain" => admin::set_state(shared, backend, s, AdminState::Drain, "stats page"),
-            "maint" => admin::set_state(shared, backend, s, AdminState::Maint, "stats page"),
-            "hrunn" => admin::set_health(shared, backend, s, true, "stats page"),
-            "hdown" => admin::set_health(shared, backend, s, false, "stats page"),
+        let change = match action {
+            "ready" => Change::Admin(AdminState::Ready),
+            "drain" => Change::Admin(AdminState::Drain),
+            "maint" => Change::Admin(AdminState::Maint),
+            "hrunn" => Change::ForceHealth(ForcedHealth::Up),
+            "hdown" => Change::ForceHealth(ForcedHealth::Down),
             "shutdown" => {
-                shared.kill_server_flows(backend, s);
-                Ok(())
+                let uid = shared.backends[backend].snapshot().servers[s].counters.uid;
+                shared.process.flows.kill(&[uid], KillReason::Admin);
+                done += 1;
+                continue;
             }
             _ => return "ERRP",
         };
+        let r = state::apply(shared, backend, s, change, &By::StatsPage);
         if r.is_ok() {
             done += 1;
         }
@@ -461,7 +465,7 @@ fn admin_post(shared: &Shared, body: &str) -> &'static str {
 }
 
 /// Answers one request.
-pub fn route(shared: &Shared, st: &StatsProxy, req: &Request, body: &[u8]) -> Response {
+pub fn route(shared: &Arc<Generation>, st: &StatsProxy, req: &Request, body: &[u8]) -> Response {
     let path = req.target.split('?').next().unwrap_or("");
     let on_page = st.page && req.target.starts_with(&st.uri);
     if let Some(p) = &st.prometheus {
@@ -572,7 +576,7 @@ fn refusal(e: &ReadError) -> Option<Response> {
 /// Reads one request and writes its answer. A client still sending its request when its
 /// slot is given to a new client (see `admission`) gets the answer to a timeout.
 async fn connection(
-    shared: &Shared,
+    shared: &Arc<Generation>,
     st: &StatsProxy,
     stream: &mut TcpStream,
     slot: &Slot,
@@ -605,7 +609,7 @@ async fn connection(
 }
 
 /// Binds the listeners of every stats section (before the process reports ready).
-pub fn bind(shared: &Shared) -> Result<Vec<(usize, std::net::TcpListener)>, StatsError> {
+pub fn bind(shared: &Generation) -> Result<Vec<(usize, std::net::TcpListener)>, StatsError> {
     let mut out = Vec::new();
     for (i, st) in shared.config.stats.iter().enumerate() {
         for b in &st.binds {
@@ -627,7 +631,7 @@ pub fn bind(shared: &Shared) -> Result<Vec<(usize, std::net::TcpListener)>, Stat
 
 /// The slots of a stats section (shared by its listeners): its `maxconn`, else the global
 /// one (HAProxy gives a proxy without `maxconn` the global `maxconn`).
-pub fn admission(shared: &Shared, index: usize) -> Rc<Admission> {
+pub fn admission(shared: &Generation, index: usize) -> Rc<Admission> {
     let st = &shared.config.stats[index];
     Admission::new(st.maxconn.unwrap_or(shared.maxconn) as usize)
 }

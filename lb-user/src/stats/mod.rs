@@ -8,13 +8,12 @@ pub mod html;
 pub mod http;
 pub mod prom;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{Balance, Config, Loc};
-use crate::listener::Shared;
-use crate::table::{AdminState, BackendSnapshot, ServerEntry};
+use crate::config::Balance;
+use crate::generation::Generation;
+use crate::table::{AdminState, BackendSnapshot, Health, ServerEntry};
 
 /// Errors of the stats page server.
 #[derive(Debug, thiserror::Error)]
@@ -121,8 +120,8 @@ pub fn now_secs() -> u64 {
 }
 
 /// Process start, unix seconds.
-pub fn start_secs(shared: &Shared) -> u64 {
-    shared
+pub fn start_secs(gen: &Generation) -> u64 {
+    gen.process
         .started
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -140,87 +139,53 @@ pub fn algo_name(b: Balance) -> &'static str {
     }
 }
 
-/// HAProxy's description of a check result code.
-pub fn check_desc(result: &str) -> &'static str {
-    match result {
-        "INI" => "Initializing",
-        "SOCKERR" => "Socket error",
-        "L4OK" => "Layer4 check passed",
-        "L4TOUT" => "Layer4 timeout",
-        "L4CON" => "Layer4 connection problem",
-        "L6OK" => "Layer6 check passed",
-        "L6TOUT" => "Layer6 timeout",
-        "L6RSP" => "Layer6 invalid response",
-        "L7TOUT" => "Layer7 timeout",
-        "L7RSP" => "Layer7 invalid response",
-        "L7OK" => "Layer7 check passed",
-        "L7OKC" => "Layer7 check conditionally passed",
-        "L7STS" => "Layer7 wrong status",
-        "PROCERR" => "External check error",
-        "PROCTOUT" => "External check timeout",
-        "PROCOK" => "External check passed",
-        "CHECKED" => "No status change",
-        _ => "",
-    }
-}
-
-/// A server's status as HAProxy writes it: `MAINT`, `DRAIN`, `no check`, `UP`, `UP 1/3`, `DOWN`,
-/// and with an agent check `DOWN (agent)` (the agent holds it DOWN) and `DRAIN (agent)`.
+/// A server's status as HAProxy writes it: `MAINT`, `MAINT (resolution)`, `DRAIN`, `NOLB`,
+/// `no check`, `UP`, `UP 1/3` (going down), `DOWN 1/2` (going up), `DOWN`, and with an agent
+/// check `DOWN (agent)` (the agent holds it DOWN) and `DRAIN (agent)`.
 pub fn server_status(e: &ServerEntry) -> String {
-    let check = e.counters.check.load();
-    let agent = e.agent_enabled();
+    let st = &e.state;
+    let agent = st.agent_enabled;
+    let h = &e.conf.health;
+    let counter = Health::at(h.rise.max(1), h.fall.max(1), st.check_h);
     let down = || {
-        if agent && e.state.agent_down {
+        if agent && !st.agent_up {
             "DOWN (agent)".to_owned()
+        } else if st.check_enabled && counter.counter() > 0 && !counter.is_up() {
+            counter.status()
         } else {
             "DOWN".to_owned()
         }
     };
-    match e.state.admin {
+    if st.resolution_maint {
+        return "MAINT (resolution)".to_owned();
+    }
+    match st.admin {
         AdminState::Maint => "MAINT".to_owned(),
-        AdminState::Drain if e.state.healthy && agent => "DRAIN (agent)".to_owned(),
-        AdminState::Drain if e.state.healthy => "DRAIN".to_owned(),
+        AdminState::Drain if st.up && agent => "DRAIN (agent)".to_owned(),
+        AdminState::Drain if st.up => "DRAIN".to_owned(),
         AdminState::Drain => down(),
         AdminState::Ready => {
-            if !e.state.healthy {
+            if !st.up {
                 down()
-            } else if e.state.weight == 0 && !e.state.stopping {
+            } else if st.weight == 0 && !st.stopping {
                 // HAProxy: "a zero weight is reported on the stats page as DRAIN since it has
                 // the same effect on the server (it's removed from the LB farm)".
                 "DRAIN".to_owned()
-            } else if e.state.stopping {
+            } else if st.stopping {
                 "NOLB".to_owned()
-            } else if !check.enabled {
+            } else if !st.check_enabled {
                 "no check".to_owned()
-            } else if check.status.is_empty() || check.status.starts_with("DOWN") {
-                // The table says healthy: the checker's view is being published.
-                "UP".to_owned()
+            } else if counter.is_up() {
+                counter.status()
             } else {
-                check.status.clone()
+                "UP".to_owned()
             }
         }
     }
 }
 
-/// Proxy ids (`iid`) in file order, a `listen` counting once, as HAProxy numbers proxies.
-pub fn proxy_ids(config: &Config) -> HashMap<String, u32> {
-    let mut locs: Vec<(&Loc, &str)> = config
-        .frontends
-        .iter()
-        .map(|f| (&f.loc, f.name.as_str()))
-        .chain(config.backends.iter().map(|b| (&b.loc, b.name.as_str())))
-        .collect();
-    locs.sort_by(|a, b| (a.0.file.as_ref(), a.0.line).cmp(&(b.0.file.as_ref(), b.0.line)));
-    let mut ids = HashMap::new();
-    for (_, name) in locs {
-        let next = u32::try_from(ids.len() + 1).unwrap_or(u32::MAX);
-        ids.entry(name.to_owned()).or_insert(next);
-    }
-    ids
-}
-
 fn server_row(
-    shared: &Shared,
+    gen: &Generation,
     b: usize,
     iid: u32,
     i: usize,
@@ -228,11 +193,12 @@ fn server_row(
     now: u64,
     start: u64,
 ) -> Row {
-    let be = &shared.config.backends[b];
+    let be = &gen.config.backends[b];
     let c = &e.counters;
     let check = c.check.load();
     let agent = c.agent.load();
-    let agent_on = e.agent_enabled();
+    let agent_on = e.state.agent_enabled;
+    let checked = e.state.check_enabled;
     let last = c.last_change.load(Ordering::Relaxed);
     Row {
         kind: Some(RowKind::Server),
@@ -246,7 +212,7 @@ fn server_row(
         qmax: Some(0),
         scur: u64::from(c.cur.load(Ordering::Relaxed)),
         smax: u64::from(c.max.load(Ordering::Relaxed)),
-        slim: (e.conf.maxconn > 0).then_some(u64::from(e.conf.maxconn)),
+        slim: (e.maxconn() > 0).then_some(u64::from(e.maxconn())),
         stot: c.total.load(Ordering::Relaxed),
         bin: c.bytes_in.load(Ordering::Relaxed),
         bout: c.bytes_out.load(Ordering::Relaxed),
@@ -257,38 +223,38 @@ fn server_row(
         weight: Some(u64::from(e.state.weight)),
         act: Some(u64::from(!e.conf.backup)),
         bck: Some(u64::from(e.conf.backup)),
-        chkfail: check.enabled.then_some(check.failed),
-        chkdown: check.enabled.then_some(check.down_transitions),
+        chkfail: checked.then_some(check.failed),
+        chkdown: checked.then_some(check.down_transitions),
         lastchg: Some(now.saturating_sub(if last == 0 { start } else { last })),
-        downtime: check.enabled.then(|| c.downtime.load(Ordering::Relaxed)),
+        downtime: checked.then(|| c.downtime.load(Ordering::Relaxed)),
         qlimit: (e.conf.maxqueue > 0).then_some(u64::from(e.conf.maxqueue)),
         lbtot: Some(c.total.load(Ordering::Relaxed)),
-        check_status: if check.enabled {
-            check.result.clone()
+        check_status: if checked {
+            check.result.name().to_owned()
         } else {
             String::new()
         },
-        check_code: check.code.map(u64::from).filter(|_| check.enabled),
-        check_duration: check.duration_ms.filter(|_| check.enabled),
-        check_desc: if check.enabled {
-            check_desc(&check.result).to_owned()
+        check_code: check.code.map(u64::from).filter(|_| checked),
+        check_duration: check.duration_ms.filter(|_| checked),
+        check_desc: if checked {
+            check.result.desc().to_owned()
         } else {
             String::new()
         },
-        check_info: if check.enabled {
+        check_info: if checked {
             check.info.clone()
         } else {
             String::new()
         },
-        checked: check.enabled,
+        checked,
         agent_status: if agent_on {
-            agent.result.clone()
+            agent.result.name().to_owned()
         } else {
             String::new()
         },
         agent_duration: agent.duration_ms.filter(|_| agent_on),
         agent_desc: if agent_on {
-            check_desc(&agent.result).to_owned()
+            agent.result.desc().to_owned()
         } else {
             String::new()
         },
@@ -297,26 +263,26 @@ fn server_row(
         } else {
             String::new()
         },
-        agent_health: agent_on.then_some(u64::from(!e.state.agent_down)),
+        agent_health: agent_on.then_some(u64::from(e.state.agent_up)),
         backup: e.conf.backup,
         admin: Some(e.state.admin),
-        uweight: Some(u64::from(e.state.weight)),
+        uweight: Some(u64::from(e.state.user_weight)),
         iweight: Some(u64::from(e.conf.weight)),
         algo: String::new(),
-        addr: e.conf.addr.to_string(),
+        addr: e.addr().to_string(),
     }
 }
 
 fn backend_row(
-    shared: &Shared,
+    gen: &Generation,
     b: usize,
     iid: u32,
     snap: &BackendSnapshot,
     now: u64,
     start: u64,
 ) -> Row {
-    let be = &shared.config.backends[b];
-    let table = &shared.backends[b];
+    let be = &gen.config.backends[b];
+    let table = &gen.backends[b];
     let sum = |f: &dyn Fn(&ServerEntry) -> u64| snap.servers.iter().map(f).sum::<u64>();
     let (act, bck) = snap.usable_counts();
     let weight: u64 = snap
@@ -340,10 +306,10 @@ fn backend_row(
         server: None,
         qcur: Some(table.queue_len() as u64),
         qmax: Some(table.queue_max() as u64),
-        scur: u64::from(shared.be_stats[b].cur.load(Ordering::Relaxed)),
-        smax: u64::from(shared.be_stats[b].max.load(Ordering::Relaxed)),
+        scur: u64::from(gen.be_stats[b].cur.load(Ordering::Relaxed)),
+        smax: u64::from(gen.be_stats[b].max.load(Ordering::Relaxed)),
         slim: None,
-        stot: shared.be_stats[b].total.load(Ordering::Relaxed),
+        stot: gen.be_stats[b].total.load(Ordering::Relaxed),
         bin: sum(&|e| e.counters.bytes_in.load(Ordering::Relaxed)),
         bout: sum(&|e| e.counters.bytes_out.load(Ordering::Relaxed)),
         econ: Some(sum(&|e| e.counters.connect_errors.load(Ordering::Relaxed))),
@@ -365,18 +331,18 @@ fn backend_row(
 }
 
 /// Every row, proxy by proxy in file order: FRONTEND, then servers, then BACKEND.
-pub fn rows(shared: &Shared) -> Vec<Row> {
-    let config = &shared.config;
-    let ids = proxy_ids(config);
+pub fn rows(gen: &Generation) -> Vec<Row> {
+    let config = &gen.config;
+    let ids = &gen.proxy_ids;
     let now = now_secs();
-    let start = start_secs(shared);
+    let start = start_secs(gen);
     let mut names: Vec<(&str, u32)> = ids.iter().map(|(n, i)| (n.as_str(), *i)).collect();
     names.sort_by_key(|(_, i)| *i);
     let mut out = Vec::new();
     for (name, iid) in names {
         if let Some(f) = config.frontends.iter().position(|f| f.name == name) {
             let fe = &config.frontends[f];
-            let st = &shared.fe_stats[f];
+            let st = &gen.fe_stats[f];
             out.push(Row {
                 kind: Some(RowKind::Frontend),
                 pxname: fe.name.clone(),
@@ -384,7 +350,7 @@ pub fn rows(shared: &Shared) -> Vec<Row> {
                 iid,
                 scur: u64::from(st.cur.load(Ordering::Relaxed)),
                 smax: u64::from(st.max.load(Ordering::Relaxed)),
-                slim: Some(u64::from(fe.maxconn.unwrap_or(shared.maxconn))),
+                slim: Some(u64::from(fe.maxconn.unwrap_or(gen.maxconn))),
                 stot: st.total.load(Ordering::Relaxed),
                 bin: st.bytes_in.load(Ordering::Relaxed),
                 bout: st.bytes_out.load(Ordering::Relaxed),
@@ -393,11 +359,11 @@ pub fn rows(shared: &Shared) -> Vec<Row> {
             });
         }
         if let Some(b) = config.backends.iter().position(|b| b.name == name) {
-            let snap = shared.backends[b].snapshot();
+            let snap = gen.backends[b].snapshot();
             for (i, e) in snap.servers.iter().enumerate() {
-                out.push(server_row(shared, b, iid, i, e, now, start));
+                out.push(server_row(gen, b, iid, i, e, now, start));
             }
-            out.push(backend_row(shared, b, iid, &snap, now, start));
+            out.push(backend_row(gen, b, iid, &snap, now, start));
         }
     }
     out
@@ -405,17 +371,17 @@ pub fn rows(shared: &Shared) -> Vec<Row> {
 
 /// Finds a backend and server by name (`B/S`), as the runtime API and the page's form name them.
 pub fn find_server(
-    shared: &Shared,
+    gen: &Generation,
     backend: &str,
     server: &str,
 ) -> Result<(usize, usize), &'static str> {
-    let b = shared
+    let b = gen
         .config
         .backends
         .iter()
         .position(|x| x.name == backend)
         .ok_or("No such backend.")?;
-    let s = shared.backends[b]
+    let s = gen.backends[b]
         .server_index(server)
         .ok_or("No such server.")?;
     Ok((b, s))
@@ -426,9 +392,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::table::CheckInfo;
+    use crate::state::{self, By, Change, CheckReport, ForcedHealth};
+    use crate::table::CheckResult;
 
-    fn shared() -> Arc<Shared> {
+    fn gen() -> Arc<Generation> {
         let cfg = crate::config::load_str(
             "t.cfg",
             "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n\
@@ -436,23 +403,25 @@ mod tests {
              backend be\n  server s1 127.0.0.1:2 check\n  server s2 127.0.0.1:3 backup\n",
         )
         .unwrap();
-        Shared::new(Arc::new(cfg), 100, 1).0
+        Generation::standalone(Arc::new(cfg))
+    }
+
+    fn check(passed: bool, result: CheckResult, ms: u64) -> Change {
+        Change::Check(CheckReport {
+            passed,
+            result,
+            code: None,
+            info: if passed { "" } else { "Connection refused" }.into(),
+            duration: std::time::Duration::from_millis(ms),
+        })
     }
 
     #[test]
     fn checked_server_rows_show_the_checker_view() {
-        let sh = shared();
-        let snap = sh.backends[0].snapshot();
-        snap.servers[0].counters.check.store(Arc::new(CheckInfo {
-            enabled: true,
-            status: "UP 2/3".into(),
-            result: "L4CON".into(),
-            code: None,
-            info: "Connection refused".into(),
-            duration_ms: Some(1500),
-            failed: 4,
-            down_transitions: 1,
-        }));
+        let sh = gen();
+        let apply = |c: Change, by: &By| state::apply(&sh, 0, 0, c, by).unwrap();
+        apply(check(true, CheckResult::L4Ok, 1), &By::Check);
+        apply(check(false, CheckResult::L4Con, 1500), &By::Check);
         let all = rows(&sh);
         let names: Vec<&str> = all.iter().map(|r| r.svname.as_str()).collect();
         assert_eq!(names, ["FRONTEND", "s1", "s2", "BACKEND"]);
@@ -461,7 +430,7 @@ mod tests {
         assert_eq!(html::row_class(s1), "active_going_down");
         assert_eq!(csv::field(s1, "check_status"), "L4CON");
         assert_eq!(csv::field(s1, "check_desc"), "Layer4 connection problem");
-        assert_eq!(csv::field(s1, "chkfail"), "4");
+        assert_eq!(csv::field(s1, "chkfail"), "1");
         assert_eq!(csv::field(s1, "check_duration"), "1500");
         let s2 = &all[2];
         assert_eq!(
@@ -470,9 +439,9 @@ mod tests {
         );
         assert_eq!(html::row_class(s2), "backup_no_check");
         // Health and admin state override the checker's text.
-        sh.backends[0].set_healthy(0, false).unwrap();
+        apply(Change::ForceHealth(ForcedHealth::Down), &By::Cli);
         assert_eq!(rows(&sh)[1].status, "DOWN");
-        sh.backends[0].set_admin(0, AdminState::Maint).unwrap();
+        apply(Change::Admin(AdminState::Maint), &By::Cli);
         assert_eq!(rows(&sh)[1].status, "MAINT");
         let text = prom::render(&sh, &rows(&sh));
         assert!(text
@@ -491,6 +460,24 @@ mod tests {
         );
         assert!(page.contains("class=\"maintain\""));
         assert!(page.contains("L4CON in 1500ms"));
+    }
+
+    #[test]
+    fn status_follows_the_counter_and_both_kinds_of_maintenance() {
+        let sh = gen();
+        let apply = |c: Change| state::apply(&sh, 0, 0, c, &By::Check).unwrap();
+        let status = || rows(&sh)[1].status.clone();
+        assert_eq!(
+            status(),
+            "UP 1/3",
+            "a checked server starts one failure from DOWN"
+        );
+        apply(check(false, CheckResult::L4Con, 1));
+        assert_eq!(status(), "DOWN");
+        apply(check(true, CheckResult::L4Ok, 1));
+        assert_eq!(status(), "DOWN 1/2");
+        apply(Change::Resolution(Some("DNS NX status")));
+        assert_eq!(status(), "MAINT (resolution)");
     }
 
     fn page_conf() -> crate::config::StatsProxy {

@@ -5,17 +5,34 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::{now_secs, start_secs, Row, RowKind};
-use crate::listener::Shared;
+use crate::generation::Generation;
+use crate::table::CheckResult;
 
 /// Content type of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// States of `haproxy_*_status` for servers, in HAProxy's order.
 const SERVER_STATES: [&str; 5] = ["DOWN", "UP", "MAINT", "DRAIN", "NOLB"];
-/// States of `haproxy_server_check_status`, in HAProxy's order.
-const CHECK_STATES: [&str; 19] = [
-    "HANA", "SOCKERR", "L4OK", "L4TOUT", "L4CON", "L6OK", "L6TOUT", "L6RSP", "L7TOUT", "L7RSP",
-    "L7OK", "L7OKC", "L7STS", "PROCERR", "PROCTOUT", "PROCOK", "INI", "START", "UNKNOWN",
+/// States of `haproxy_server_check_status`, in HAProxy's order (then `UNKNOWN`).
+const CHECK_STATES: [CheckResult; 18] = [
+    CheckResult::Hana,
+    CheckResult::SockErr,
+    CheckResult::L4Ok,
+    CheckResult::L4Tout,
+    CheckResult::L4Con,
+    CheckResult::L6Ok,
+    CheckResult::L6Tout,
+    CheckResult::L6Rsp,
+    CheckResult::L7Tout,
+    CheckResult::L7Rsp,
+    CheckResult::L7Ok,
+    CheckResult::L7OkC,
+    CheckResult::L7Sts,
+    CheckResult::ProcErr,
+    CheckResult::ProcTout,
+    CheckResult::ProcOk,
+    CheckResult::Ini,
+    CheckResult::Start,
 ];
 
 /// One metric family being written.
@@ -70,7 +87,7 @@ const FRONTEND: &[(&str, &str, &str, Get)] = &[
     ("connections_total", "counter", "Total number of new connections accepted on this frontend since the worker process started", |r| Some(r.stot)),
 ];
 
-/// Metrics shared by backend and server rows.
+/// Metrics gen by backend and server rows.
 const BACKEND_AND_SERVER: &[(&str, &str, &str, Get)] = &[
     ("current_queue", "gauge", "Number of current queued connections", |r| r.qcur),
     ("max_queue", "gauge", "Highest value of queued connections encountered since process started", |r| r.qmax),
@@ -133,26 +150,26 @@ fn family(out: &mut String, scope: &str, rows: &[&Row], defs: &[(&str, &str, &st
 }
 
 /// The whole exposition.
-pub fn render(shared: &Shared, rows: &[Row]) -> String {
+pub fn render(gen: &Generation, rows: &[Row]) -> String {
     let mut out = String::new();
     let now = now_secs();
-    let start = start_secs(shared);
-    let cum: u64 = shared
+    let start = start_secs(gen);
+    let cum: u64 = gen
         .fe_stats
         .iter()
         .map(|f| f.total.load(Ordering::Relaxed))
         .sum();
     {
         let mut f = Family { out: &mut out };
-        let threads = shared.config.global.nbthread.unwrap_or_else(|| {
+        let threads = gen.config.global.nbthread.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }) as u64;
         for (name, kind, help, v) in [
             ("process_nbthread", "gauge", "Number of started threads (global.nbthread)", threads),
             ("process_uptime_seconds", "gauge", "How long ago this worker process was started (seconds)", now.saturating_sub(start)),
             ("process_start_time_seconds", "gauge", "Start time in seconds", start),
-            ("process_max_connections", "gauge", "Hard limit on the number of per-process connections (configured or imposed by Ulimit-n)", u64::from(shared.maxconn)),
-            ("process_current_connections", "gauge", "Current number of connections on this worker process", u64::from(shared.fe_stats.iter().map(|f| f.cur.load(Ordering::Relaxed)).sum::<u32>())),
+            ("process_max_connections", "gauge", "Hard limit on the number of per-process connections (configured or imposed by Ulimit-n)", u64::from(gen.maxconn)),
+            ("process_current_connections", "gauge", "Current number of connections on this worker process", u64::from(gen.fe_stats.iter().map(|f| f.cur.load(Ordering::Relaxed)).sum::<u32>())),
             ("process_connections_total", "counter", "Total number of connections on this worker process since started", cum),
         ] {
             f.head(name, kind, help);
@@ -256,7 +273,8 @@ pub fn render(shared: &Shared, rows: &[Row]) -> String {
                 "Status of last health check, per state label value.",
             );
             for r in &checked {
-                for s in CHECK_STATES {
+                let names = CHECK_STATES.iter().map(|c| c.name());
+                for s in names.chain(["UNKNOWN"]) {
                     let lab = [
                         ("proxy", r.pxname.as_str()),
                         ("server", r.svname.as_str()),

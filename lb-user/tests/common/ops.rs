@@ -139,6 +139,19 @@ impl Dnsmasq {
     /// Starts dnsmasq on 127.0.0.1:<free port> answering `hosts` (hosts-file lines), and waits
     /// until it answers.
     pub fn start(hosts: &str) -> Dnsmasq {
+        Dnsmasq::start_with(hosts, true)
+    }
+
+    /// Like [`Dnsmasq::start`], but as an embedded container DNS without upstream answers:
+    /// names of the hosts file resolve for the types they have, and every other question
+    /// (AAAA of a name that only has an A line, unknown names) is REFUSED.
+    pub fn start_refusing(hosts: &str) -> Dnsmasq {
+        Dnsmasq::start_with(hosts, false)
+    }
+
+    /// With `local`, dnsmasq is authoritative for `.test`: a missing type is NODATA and an
+    /// unknown name NXDOMAIN; without, both are REFUSED (nothing to forward to).
+    fn start_with(hosts: &str, local: bool) -> Dnsmasq {
         static N: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "lb-test-hosts-{}-{}",
@@ -150,23 +163,26 @@ impl Dnsmasq {
         // parallel) makes it exit at once: try again on another port, a bounded number of times.
         for _ in 0..5 {
             let port = free_tcp_udp_port();
+            let mut args = vec![
+                "--no-daemon".to_owned(),
+                "--keep-in-foreground".to_owned(),
+                format!("--port={port}"),
+                "--listen-address=127.0.0.1".to_owned(),
+                "--bind-interfaces".to_owned(),
+                "--no-resolv".to_owned(),
+                "--no-hosts".to_owned(),
+                "--cache-size=0".to_owned(),
+                "--local-ttl=0".to_owned(),
+                "--user=root".to_owned(),
+                "--pid-file=".to_owned(),
+                format!("--addn-hosts={}", path.display()),
+            ];
+            if local {
+                // Everything not in the hosts file is NXDOMAIN (or NODATA), not forwarded.
+                args.push("--local=/test/".to_owned());
+            }
             let mut child = Command::new("dnsmasq")
-                .args([
-                    "--no-daemon",
-                    "--keep-in-foreground",
-                    &format!("--port={port}"),
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--cache-size=0",
-                    "--local-ttl=0",
-                    "--user=root",
-                    "--pid-file=",
-                    &format!("--addn-hosts={}", path.display()),
-                    // Everything not in the hosts file is NXDOMAIN, not forwarded anywhere.
-                    "--local=/test/",
-                ])
+                .args(&args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())

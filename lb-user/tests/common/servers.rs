@@ -96,10 +96,15 @@ pub struct Backend {
 /// A listener on 127.0.0.1 with an OS-chosen port and a backlog large enough for 200
 /// simultaneous connects (std's `TcpListener::bind` uses 128).
 pub fn listener() -> TcpListener {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    listener_at("127.0.0.1:0".parse().unwrap())
+}
+
+/// A listener on `addr` (port 0: chosen by the OS) with [`listener`]'s backlog.
+pub fn listener_at(addr: SocketAddr) -> TcpListener {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
     s.set_reuse_address(true).expect("SO_REUSEADDR");
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    s.bind(&addr.into()).expect("bind 127.0.0.1:0");
+    s.bind(&addr.into())
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
     s.listen(1024).expect("listen");
     s.into()
 }
@@ -118,7 +123,14 @@ impl Backend {
     where
         F: Fn(&mut TcpStream, &Conn) -> io::Result<()> + Send + Sync + 'static,
     {
-        let l = listener();
+        Backend::spawn_on(listener(), name, handler)
+    }
+
+    /// A backend on listener `l` whose connections are served by `handler`.
+    pub fn spawn_on<F>(l: TcpListener, name: &str, handler: F) -> Backend
+    where
+        F: Fn(&mut TcpStream, &Conn) -> io::Result<()> + Send + Sync + 'static,
+    {
         let addr = l.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -136,6 +148,16 @@ impl Backend {
             shared,
             stop,
             accept_thread: Some(accept_thread),
+        }
+    }
+
+    /// Stops accepting: the listening socket closes (new connects are refused), connections
+    /// already accepted go on, and what they noted stays readable.
+    pub fn stop_accepting(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.accept_thread.take() {
+            let _ = t.join();
         }
     }
 
@@ -194,6 +216,17 @@ impl Backend {
         }
     }
 
+    /// Waits until flow `id` reached this [`Backend::flow`] server (its header was read).
+    pub fn wait_flow(&self, id: u64, timeout: Duration) -> bool {
+        self.wait_note(timeout, |notes| {
+            notes
+                .iter()
+                .any(|n| matches!(n, Note::Id { key, id: what } if *key == id && what == "flow"))
+                .then_some(())
+        })
+        .is_some()
+    }
+
     /// Waits for the `Sent` note of connection `key`.
     pub fn wait_sent(&self, key: u64, timeout: Duration) -> Option<Summary> {
         self.wait_note(timeout, |ns| {
@@ -221,7 +254,12 @@ impl Backend {
 
     /// Echo: writes back everything it reads; passes the client's EOF on as its own.
     pub fn echo(name: &str) -> Backend {
-        Backend::spawn(name, |s, c| {
+        Backend::echo_on(listener(), name)
+    }
+
+    /// [`Backend::echo`] on listener `l`.
+    pub fn echo_on(l: TcpListener, name: &str) -> Backend {
+        Backend::spawn_on(l, name, |s, c| {
             s.set_nodelay(true)?;
             let mut buf = vec![0u8; CHUNK];
             loop {
@@ -354,11 +392,26 @@ impl Backend {
     /// Serves the flow protocol of [`super::scenarios::flow`]: a header says the flow id, the
     /// half-close order and both sizes. Notes `Received`/`Sent` keyed by the flow id.
     pub fn flow(name: &str) -> Backend {
-        Backend::spawn(name, |s, c| {
+        Backend::flow_on(listener(), name)
+    }
+
+    /// [`Backend::flow`] on listener `l`. A connection closed before any byte (a health check's
+    /// connect) is no flow and no error.
+    pub fn flow_on(l: TcpListener, name: &str) -> Backend {
+        Backend::spawn_on(l, name, |s, c| {
             let mut hdr = [0u8; FlowHeader::LEN];
-            s.read_exact(&mut hdr).map_err(|e| ctx(&e, "flow header"))?;
+            if s.read(&mut hdr[..1]).map_err(|e| ctx(&e, "flow header"))? == 0 {
+                return Ok(());
+            }
+            s.read_exact(&mut hdr[1..])
+                .map_err(|e| ctx(&e, "flow header"))?;
             let h = FlowHeader::decode(&hdr);
             let (id, deadline) = (h.id, c.deadline);
+            // The flow reached this server (see `wait_flow`).
+            c.note(Note::Id {
+                key: id,
+                id: "flow".to_owned(),
+            });
             match h.order {
                 HalfClose::ClientFirst => {
                     let got = recv_to_eof(s, deadline)?;

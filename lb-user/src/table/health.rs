@@ -1,5 +1,7 @@
 //! HAProxy's health state machine, as pure data: the `rise`/`fall` counter, the status strings
-//! users see (`UP`, `UP 1/3`, `DOWN 1/2`, `DOWN`) and the interval until the next check.
+//! users see (`UP`, `UP 1/3`, `DOWN 1/2`, `DOWN`) and the interval until the next check. The
+//! state writer runs it (the counter is part of a server's published state, so a reload
+//! carries it over); checkers only report results.
 
 use std::time::Duration;
 
@@ -37,8 +39,16 @@ impl Health {
         }
     }
 
+    /// A counter carried over (from a previous generation, the server-state file), clamped
+    /// into `[0, rise + fall - 1]`.
+    pub fn at(rise: u32, fall: u32, h: u32) -> Self {
+        let mut me = Self::new(rise, fall);
+        me.h = h.min(me.max());
+        me
+    }
+
     /// The counter's maximum, `rise + fall - 1` (fully UP).
-    fn max(&self) -> u32 {
+    pub fn max(&self) -> u32 {
         self.rise + self.fall - 1
     }
 
@@ -132,9 +142,15 @@ impl Health {
         } else if self.h == 0 {
             p.downinter.unwrap_or(p.inter)
         } else {
-            p.fastinter.unwrap_or(p.inter)
+            fastinter(p)
         }
     }
+}
+
+/// HAProxy's "fastinter, or inter when it is not set": the interval of a server changing
+/// state, and of the check that follows a passive-check error.
+pub fn fastinter(p: &HealthParams) -> Duration {
+    p.fastinter.unwrap_or(p.inter)
 }
 
 #[cfg(test)]

@@ -1,0 +1,211 @@
+//! `bind ADDR [options]` lines, with their options as a table: what each option takes and how it
+//! is handled.
+
+use super::super::lex::Line;
+use super::super::scalar::{parse_bind_addrs, parse_u32};
+use super::super::{Bind, Loc};
+use super::proxy::ProxyDraft;
+use super::Parser;
+
+/// Checks an option's value.
+type ValueCheck = fn(&str) -> Result<(), String>;
+
+/// How a `bind` option is handled.
+#[derive(Clone, Copy)]
+enum Handling {
+    /// `name X`: kept on the [`Bind`].
+    Name,
+    /// Accepted but not acted on yet (listener options): the number of value words it takes,
+    /// and the check of its value.
+    NotYet(usize, Option<ValueCheck>),
+    /// Needs TLS, which lb does not do: an error.
+    NeedsTls,
+}
+
+/// One `bind` option.
+struct BindOption {
+    name: &'static str,
+    handling: Handling,
+}
+
+const fn flag(name: &'static str) -> BindOption {
+    BindOption {
+        name,
+        handling: Handling::NotYet(0, None),
+    }
+}
+
+const fn valued(name: &'static str) -> BindOption {
+    BindOption {
+        name,
+        handling: Handling::NotYet(1, None),
+    }
+}
+
+const fn tls(name: &'static str) -> BindOption {
+    BindOption {
+        name,
+        handling: Handling::NeedsTls,
+    }
+}
+
+/// A positive count (`maxconn`, `backlog`).
+fn positive(v: &str) -> Result<(), String> {
+    parse_u32(v, 1, u32::MAX).map(|_| ())
+}
+
+/// Every `bind` option lb knows.
+const BIND_OPTIONS: &[BindOption] = &[
+    BindOption {
+        name: "name",
+        handling: Handling::Name,
+    },
+    flag("v4v6"),
+    flag("v6only"),
+    flag("transparent"),
+    flag("defer-accept"),
+    flag("tfo"),
+    flag("accept-proxy"),
+    valued("accept-netscaler-cip"),
+    flag("no-v6only"),
+    flag("no-tfo"),
+    valued("interface"),
+    valued("process"),
+    valued("thread"),
+    valued("namespace"),
+    valued("id"),
+    valued("nice"),
+    valued("mss"),
+    valued("level"),
+    valued("severity-output"),
+    valued("user"),
+    valued("group"),
+    valued("uid"),
+    valued("gid"),
+    valued("mode"),
+    valued("tcp-ut"),
+    valued("label"),
+    valued("proto"),
+    BindOption {
+        name: "maxconn",
+        handling: Handling::NotYet(1, Some(positive)),
+    },
+    BindOption {
+        name: "backlog",
+        handling: Handling::NotYet(1, Some(positive)),
+    },
+    tls("ssl"),
+    tls("crt"),
+    tls("crt-list"),
+    tls("ca-file"),
+    tls("alpn"),
+    tls("npn"),
+    tls("ciphers"),
+    tls("ciphersuites"),
+    tls("curves"),
+    tls("ecdhe"),
+    tls("ssl-min-ver"),
+    tls("ssl-max-ver"),
+    tls("verify"),
+    tls("strict-sni"),
+    tls("crl-file"),
+    tls("no-sslv3"),
+    tls("no-tlsv10"),
+    tls("no-tlsv11"),
+    tls("no-tlsv12"),
+    tls("no-tlsv13"),
+    tls("force-tlsv12"),
+    tls("force-tlsv13"),
+    tls("allow-0rtt"),
+    tls("quic-force-retry"),
+    tls("generate-certificates"),
+    tls("ca-sign-file"),
+];
+
+impl Parser {
+    /// A `bind` line with at least an address (checked by the caller).
+    pub(super) fn bind_line(&mut self, px: &mut ProxyDraft, line: &Line) {
+        let w = &line.words;
+        let mut name = None;
+        let mut not_yet: Vec<&str> = Vec::new();
+        let mut i = 2;
+        let mut ok = true;
+        while i < w.len() {
+            let opt = w[i].as_str();
+            let Some(o) = BIND_OPTIONS.iter().find(|o| o.name == opt) else {
+                self.diag
+                    .err(&line.loc, format!("'bind': unknown option '{opt}'"));
+                return;
+            };
+            let (nargs, check) = match o.handling {
+                Handling::Name => {
+                    let Some(n) = w.get(i + 1) else {
+                        self.diag
+                            .err(&line.loc, "'bind': option 'name' needs a value");
+                        return;
+                    };
+                    name = Some(n.clone());
+                    i += 2;
+                    continue;
+                }
+                Handling::NeedsTls => {
+                    self.diag.err(
+                        &line.loc,
+                        format!(
+                            "'bind' option '{opt}' needs TLS, which lb does not do (terminate TLS \
+                             on the servers, or in front of lb)"
+                        ),
+                    );
+                    return;
+                }
+                Handling::NotYet(nargs, check) => (nargs, check),
+            };
+            if i + nargs >= w.len() + usize::from(nargs == 0) {
+                self.diag
+                    .err(&line.loc, format!("'bind' option '{opt}' needs a value"));
+                return;
+            }
+            if let Some(Err(e)) = check.map(|c| c(&w[i + 1])) {
+                self.diag
+                    .err(&line.loc, format!("'bind' option '{opt}': {e}"));
+                ok = false;
+            }
+            not_yet.push(opt);
+            i += 1 + nargs;
+        }
+        if !ok {
+            return;
+        }
+        if !not_yet.is_empty() {
+            let list = not_yet
+                .iter()
+                .map(|o| format!("'{o}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.diag.warn(
+                &line.loc,
+                format!("'bind' options {list} are not supported yet (listener options); ignored"),
+            );
+        }
+        let addr = w[1].clone();
+        self.bind_addrs(px, &line.loc, &addr, name.as_ref());
+    }
+
+    /// Adds the binds of one address text (`ADDR:PORT`, `ADDR:P1-P2`, `ADDR:P1,P2`, ...).
+    pub(super) fn bind_addrs(
+        &mut self,
+        px: &mut ProxyDraft,
+        loc: &Loc,
+        addr: &str,
+        name: Option<&String>,
+    ) {
+        match parse_bind_addrs(addr) {
+            Ok(addrs) => px.binds.extend(addrs.into_iter().map(|addr| Bind {
+                loc: loc.clone(),
+                addr,
+                name: name.cloned(),
+            })),
+            Err(e) => self.diag.err(loc, format!("'bind': {e}")),
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Once every section is read: the cross-section checks (backend names, addresses bound twice,
+//! `resolvers` and `userlist` references, missing timeouts) and the [`Config`] itself.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::super::{Backend, Bind, Config, Frontend, Loc};
+use super::checks::check_kind;
+use super::log::resolve_log_global;
+use super::proxy::{Kind, ProxyDraft};
+use super::Parser;
+
+/// Addresses already bound, with who bound them and where.
+type Bound = HashMap<SocketAddr, (String, Loc)>;
+
+impl Parser {
+    /// The cross-section checks, then the config (`None` when there are errors).
+    pub(super) fn finish(&mut self) -> Option<Config> {
+        let (mut backends, be_index) = self.backends();
+        self.state_file_addresses(&mut backends);
+        let mut bound = Bound::new();
+        let frontends = self.frontends(&be_index, &mut bound);
+        self.check_references(&mut bound);
+        if !self.diag.errors.is_empty() {
+            return None;
+        }
+        Some(Config {
+            global: self.global.clone(),
+            frontends,
+            backends,
+            stats: self.stats.clone(),
+            userlists: self.userlists.clone(),
+            // Filled by the caller once the diagnostics are sorted.
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Every backend-capable proxy as a [`Backend`], and their positions by name.
+    fn backends(&mut self) -> (Vec<Backend>, HashMap<String, usize>) {
+        let mut backends = Vec::new();
+        let mut be_index: HashMap<String, usize> = HashMap::new();
+        let proxies = std::mem::take(&mut self.proxies);
+        for px in proxies.iter().filter(|p| p.kind.be()) {
+            be_index.insert(px.name.clone(), backends.len());
+            let t = px.opts.timeouts;
+            let mut missing = Vec::new();
+            if t.connect.is_none() {
+                missing.push("'connect'");
+            }
+            if t.server.is_none() {
+                missing.push("'server'");
+            }
+            if px.kind == Kind::Backend && !missing.is_empty() {
+                self.diag.warn(
+                    &px.loc,
+                    format!(
+                        "missing timeouts for {}: {} (HAProxy warns too; set them in defaults)",
+                        px.ctx(),
+                        missing.join(", ")
+                    ),
+                );
+            }
+            backends.push(Backend {
+                name: px.name.clone(),
+                loc: px.loc.clone(),
+                id: u32::try_from(backends.len() + 1).unwrap_or(u32::MAX),
+                balance: px.opts.balance,
+                hash_type: px.opts.hash_type,
+                servers: px.servers.iter().map(|(s, _)| s.clone()).collect(),
+                timeouts: px.opts.timeouts,
+                retries: px.opts.retries,
+                redispatch: px.opts.redispatch,
+                allbackups: px.opts.allbackups,
+                keepalive: px.opts.srv_ka,
+                check: check_kind(&mut self.diag, &self.global, px),
+                log_health_checks: px.opts.log_health_checks,
+                external_check: px.opts.external_check.clone(),
+                server_state: self.server_state_of(px),
+            });
+        }
+        self.proxies = proxies;
+        (backends, be_index)
+    }
+
+    /// Every frontend-capable proxy with binds and a backend as a [`Frontend`]; records their
+    /// addresses in `bound`.
+    fn frontends(&mut self, be_index: &HashMap<String, usize>, bound: &mut Bound) -> Vec<Frontend> {
+        let mut frontends = Vec::new();
+        let proxies = std::mem::take(&mut self.proxies);
+        for px in proxies.iter().filter(|p| p.kind.fe()) {
+            let ctx = px.ctx();
+            if px.binds.is_empty() {
+                if px.bind_lines > 0 {
+                    // Every bind line was invalid, and reported.
+                } else if px.kind == Kind::Listen {
+                    self.diag.warn(
+                        &px.loc,
+                        format!("{ctx} has no 'bind'; only its servers are used (as a backend)"),
+                    );
+                } else {
+                    self.diag.err(&px.loc, format!("{ctx} has no 'bind' line"));
+                }
+                continue;
+            }
+            let backend = self.frontend_backend(px, be_index);
+            self.bind_once(&px.binds, &ctx, &ctx, bound);
+            self.frontend_timeouts(px);
+            let Some(backend) = backend else { continue };
+            frontends.push(Frontend {
+                name: px.name.clone(),
+                loc: px.loc.clone(),
+                binds: px.binds.clone(),
+                backend,
+                maxconn: px.opts.maxconn,
+                timeouts: px.opts.timeouts,
+                keepalive: px.opts.cli_ka,
+                logs: resolve_log_global(&px.opts.logs, &self.global.logs),
+                tcplog: px.opts.tcplog,
+                dontlognull: px.opts.dontlognull,
+            });
+        }
+        self.proxies = proxies;
+        frontends
+    }
+
+    /// The backend a frontend forwards to: a listen's own half, or its `default_backend`.
+    fn frontend_backend(
+        &mut self,
+        px: &ProxyDraft,
+        be_index: &HashMap<String, usize>,
+    ) -> Option<usize> {
+        let ctx = px.ctx();
+        if px.kind == Kind::Listen {
+            if let Some((b, loc)) = &px.opts.default_backend {
+                if px.own_default_backend.is_none() {
+                    self.diag.warn(
+                        &px.loc,
+                        format!(
+                            "{ctx}: default_backend '{b}' inherited from defaults at {loc} is \
+                             ignored; a listen forwards to its own servers"
+                        ),
+                    );
+                }
+            }
+            be_index.get(&px.name).copied()
+        } else if let Some((b, loc)) = &px.opts.default_backend {
+            let found = be_index.get(b).copied();
+            if found.is_none() {
+                let why = if self.stats_sections.contains_key(b) {
+                    " (it is a stats section, which has no servers)"
+                } else {
+                    ""
+                };
+                self.diag
+                    .err(loc, format!("{ctx}: default_backend '{b}' not found{why}"));
+            }
+            found
+        } else {
+            self.diag.err(
+                &px.loc,
+                format!(
+                    "{ctx} has no backend: add 'default_backend NAME' (use_backend rules are not \
+                     supported yet)"
+                ),
+            );
+            None
+        }
+    }
+
+    /// Reports each address of `binds` already bound by someone else, else records it as
+    /// bound by `owner`. `who` starts the message.
+    fn bind_once(&mut self, binds: &[Bind], who: &str, owner: &str, bound: &mut Bound) {
+        for b in binds {
+            if b.addr.port() == 0 {
+                continue;
+            }
+            if let Some((other, first)) = bound.get(&b.addr) {
+                self.diag.err(
+                    &b.loc,
+                    format!(
+                        "{who}: address {} is already bound by {other} at {first}",
+                        b.addr
+                    ),
+                );
+            } else {
+                bound.insert(b.addr, (owner.to_owned(), b.loc.clone()));
+            }
+        }
+    }
+
+    /// Warns about the timeouts a frontend (and a listen's backend half) should have.
+    fn frontend_timeouts(&mut self, px: &ProxyDraft) {
+        let t = px.opts.timeouts;
+        let mut missing = Vec::new();
+        if t.client.is_none() {
+            missing.push("'client'");
+        }
+        if px.kind == Kind::Listen {
+            if t.connect.is_none() {
+                missing.push("'connect'");
+            }
+            if t.server.is_none() {
+                missing.push("'server'");
+            }
+        }
+        if !missing.is_empty() {
+            self.diag.warn(
+                &px.loc,
+                format!(
+                    "missing timeouts for {}: {} (HAProxy warns too; set them in defaults)",
+                    px.ctx(),
+                    missing.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// References between sections (`resolvers`, `userlist`), stats pages' addresses, stats
+    /// sockets declared twice.
+    fn check_references(&mut self, bound: &mut Bound) {
+        // `resolvers` named on server lines must exist (sections may come later in the file).
+        for (r, loc) in std::mem::take(&mut self.resolver_refs) {
+            if !self.resolvers.contains_key(&r) {
+                self.diag.err(
+                    &loc,
+                    format!("resolvers '{r}' not found (no 'resolvers {r}' section)"),
+                );
+            }
+        }
+        let stats = std::mem::take(&mut self.stats);
+        for st in &stats {
+            for l in &st.userlists {
+                if !self.userlists.iter().any(|u| u.name == *l) {
+                    self.diag.err(
+                        &st.loc,
+                        format!(
+                            "stats section '{}': userlist '{l}' not found (no 'userlist {l}' \
+                             section)",
+                            st.name
+                        ),
+                    );
+                }
+            }
+            let who = format!("stats section '{}'", st.name);
+            self.bind_once(&st.binds, &who, &format!("'{}'", st.name), bound);
+        }
+        self.stats = stats;
+        let mut paths: HashMap<&PathBuf, &Loc> = HashMap::new();
+        for sock in &self.global.stats_sockets {
+            if let Some(first) = paths.insert(&sock.path, &sock.loc) {
+                self.diag.err(
+                    &sock.loc,
+                    format!(
+                        "stats socket {} is declared twice (first at {first})",
+                        sock.path.display()
+                    ),
+                );
+            }
+        }
+    }
+}

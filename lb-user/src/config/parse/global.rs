@@ -1,0 +1,341 @@
+//! The `global` section: one table entry per keyword (a handler, or "not supported yet" with the
+//! feature and an argument check).
+
+use super::super::lex::Line;
+use super::super::scalar::{parse_size, parse_time, parse_u32, parse_uint, TimeUnit};
+use super::super::{Global, LogTarget};
+use super::log::check_log_args;
+use super::state_file;
+use super::suggest::suggest;
+use super::{arity, Diag, Parser};
+
+/// `HAProxy`'s values for everything `global` can set.
+pub(super) fn builtin() -> Global {
+    Global {
+        maxconn: None,
+        nbthread: None,
+        user: None,
+        group: None,
+        daemon: false,
+        logs: Vec::new(),
+        spread_checks: 0,
+        external_check: false,
+        resolvers: Vec::new(),
+        log_tag: None,
+        log_send_hostname: None,
+        stats_sockets: Vec::new(),
+        stats_timeout: std::time::Duration::from_secs(10),
+        stats_maxconn: 10,
+        server_state_file: None,
+        server_state_base: None,
+    }
+}
+
+/// Handles one line whose keyword is the entry's name.
+type GlobalFn = fn(&mut Parser, &Line);
+
+/// Checks the arguments of a keyword lb accepts but does not act on yet.
+type ArgCheck = fn(&mut Diag, &Line) -> bool;
+
+/// How a global keyword is handled.
+enum Handling {
+    Run(GlobalFn),
+    /// Accepted but not acted on yet: the feature named in the warning, and the argument check.
+    NotYet(&'static str, ArgCheck),
+}
+
+/// One global keyword.
+struct GlobalKeyword {
+    name: &'static str,
+    handling: Handling,
+    /// Offered in "did you mean".
+    suggest: bool,
+}
+
+const fn run(name: &'static str, f: GlobalFn) -> GlobalKeyword {
+    GlobalKeyword {
+        name,
+        handling: Handling::Run(f),
+        suggest: true,
+    }
+}
+
+const fn unsuggested(name: &'static str, f: GlobalFn) -> GlobalKeyword {
+    GlobalKeyword {
+        name,
+        handling: Handling::Run(f),
+        suggest: false,
+    }
+}
+
+const fn not_yet(name: &'static str, feature: &'static str, args: ArgCheck) -> GlobalKeyword {
+    GlobalKeyword {
+        name,
+        handling: Handling::NotYet(feature, args),
+        suggest: true,
+    }
+}
+
+const TLS: &str = "TLS; lb has no TLS";
+
+/// Every global keyword except `tune.*` (see [`tune`]). The order is the order of "did you mean"
+/// candidates.
+const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
+    run("maxconn", maxconn),
+    run("nbthread", nbthread),
+    run("user", user_group),
+    run("group", user_group),
+    run("daemon", daemon),
+    run("log", log),
+    run("spread-checks", spread_checks),
+    run("external-check", external_check),
+    run("insecure-fork-wanted", insecure_fork_wanted),
+    run("log-tag", log_tag),
+    run("log-send-hostname", log_send_hostname),
+    not_yet("pidfile", "pid file", one_or_more),
+    not_yet("chroot", "chroot", one_or_more),
+    not_yet("ca-base", TLS, one_or_more),
+    not_yet("crt-base", TLS, one_or_more),
+    not_yet("ulimit-n", "fd limit", count),
+    not_yet("master-worker", "master-worker mode", optional),
+    not_yet("hard-stop-after", "reload", time),
+    not_yet("node", "stats", one_or_more),
+    not_yet("description", "stats", any),
+    run("server-state-file", state_file::global_path),
+    run("server-state-base", state_file::global_path),
+    not_yet("quiet", "quiet mode", optional),
+    not_yet("cpu-map", "CPU pinning", any),
+    not_yet("maxconnrate", "rate limiting", count),
+    not_yet("maxsessrate", "rate limiting", count),
+    not_yet("maxsslconn", TLS, count),
+    not_yet("ssl-default-bind-ciphers", TLS, any),
+    not_yet("ssl-default-bind-ciphersuites", TLS, any),
+    not_yet("ssl-default-bind-options", TLS, any),
+    not_yet("ssl-default-server-ciphers", TLS, any),
+    not_yet("ssl-default-server-ciphersuites", TLS, any),
+    not_yet("ssl-default-server-options", TLS, any),
+    not_yet("ssl-dh-param-file", TLS, one_or_more),
+    not_yet("ssl-server-verify", TLS, any),
+    // Reported by the `tune.*` rule; listed for "did you mean".
+    not_yet("tune.ssl.default-dh-param", TLS, any),
+    not_yet("lua-load", "Lua", one_or_more),
+    not_yet("set-dumpable", "core dumps", optional),
+    not_yet("strict-limits", "fd limit", any),
+    not_yet("busy-polling", "polling", optional),
+    not_yet("localpeer", "peers", one_or_more),
+    not_yet("setenv", "environment", two),
+    not_yet("presetenv", "environment", two),
+    not_yet("resetenv", "environment", any),
+    not_yet("unsetenv", "environment", one_or_more),
+    not_yet(
+        "expose-experimental-directives",
+        "experimental directives",
+        optional,
+    ),
+    not_yet("h1-case-adjust", "HTTP", any),
+    unsuggested("uid", user_group),
+    unsuggested("gid", user_group),
+    unsuggested("nbproc", nbproc),
+    unsuggested("stats", stats),
+];
+
+impl Parser {
+    /// One line of the `global` section.
+    pub(super) fn global_line(&mut self, line: &Line) {
+        let kw = line.words[0].as_str();
+        if kw.starts_with("tune.") {
+            tune(self, line);
+            return;
+        }
+        let Some(k) = GLOBAL_KEYWORDS.iter().find(|k| k.name == kw) else {
+            let known: Vec<&str> = GLOBAL_KEYWORDS
+                .iter()
+                .filter(|k| k.suggest)
+                .map(|k| k.name)
+                .collect();
+            self.diag.err(
+                &line.loc,
+                format!(
+                    "unknown keyword '{kw}' in 'global' section{}",
+                    suggest(kw, &known)
+                ),
+            );
+            return;
+        };
+        match k.handling {
+            Handling::Run(f) => f(self, line),
+            Handling::NotYet(feature, args) => {
+                if args(&mut self.diag, line) {
+                    self.not_yet(line, kw, feature);
+                }
+            }
+        }
+    }
+}
+
+// ----- argument checks of the keywords not acted on yet -----
+
+fn any(_: &mut Diag, _: &Line) -> bool {
+    true
+}
+
+fn optional(d: &mut Diag, line: &Line) -> bool {
+    arity(d, line, 1, 0, 1)
+}
+
+fn one_or_more(d: &mut Diag, line: &Line) -> bool {
+    arity(d, line, 1, 1, usize::MAX)
+}
+
+fn two(d: &mut Diag, line: &Line) -> bool {
+    arity(d, line, 1, 2, 2)
+}
+
+fn count(d: &mut Diag, line: &Line) -> bool {
+    arity(d, line, 1, 1, 1)
+        && parse_u32(&line.words[1], 0, u32::MAX)
+            .map_err(|e| d.err(&line.loc, format!("'{}': {e}", line.words[0])))
+            .is_ok()
+}
+
+fn time(d: &mut Diag, line: &Line) -> bool {
+    arity(d, line, 1, 1, 1)
+        && parse_time(&line.words[1], TimeUnit::Ms)
+            .map_err(|e| d.err(&line.loc, format!("'{}': {e}", line.words[0])))
+            .is_ok()
+}
+
+// ----- handlers -----
+
+fn maxconn(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_u32(&line.words[1], 1, u32::MAX) {
+            Ok(v) => p.global.maxconn = Some(v),
+            Err(e) => p.diag.err(&line.loc, format!("'maxconn': {e}")),
+        }
+    }
+}
+
+fn nbthread(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_uint(&line.words[1], 1, 4096) {
+            Ok(v) => p.global.nbthread = Some(v as usize),
+            Err(e) => p.diag.err(&line.loc, format!("'nbthread': {e}")),
+        }
+    }
+}
+
+/// `user`, `group`, `uid`, `gid`: the name or number to drop to.
+fn user_group(p: &mut Parser, line: &Line) {
+    let w = &line.words;
+    let kw = w[0].as_str();
+    if !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    if matches!(kw, "uid" | "gid") {
+        if let Err(e) = parse_u32(&w[1], 0, u32::MAX) {
+            p.diag.err(&line.loc, format!("'{kw}': {e}"));
+            return;
+        }
+    }
+    let slot = if matches!(kw, "user" | "uid") {
+        &mut p.global.user
+    } else {
+        &mut p.global.group
+    };
+    *slot = Some(w[1].clone());
+}
+
+fn daemon(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 0, 0) {
+        p.global.daemon = true;
+        p.diag.warn(
+            &line.loc,
+            "'daemon' is not supported yet; lb stays in the foreground (run it under systemd or \
+             another supervisor)",
+        );
+    }
+}
+
+fn log(p: &mut Parser, line: &Line) {
+    if check_log_args(&mut p.diag, line, 1) {
+        p.global.logs.push(LogTarget {
+            loc: line.loc.clone(),
+            args: line.words[1..].to_vec(),
+        });
+    }
+}
+
+fn log_tag(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        p.global.log_tag = Some(line.words[1].clone());
+    }
+}
+
+/// `log-send-hostname [NAME]`: without a name, `HAProxy` sends the system's host name.
+fn log_send_hostname(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 0, 1) {
+        let name = line.words.get(1).cloned().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned())
+        });
+        p.global.log_send_hostname = Some(name);
+    }
+}
+
+fn spread_checks(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_uint(&line.words[1], 0, 50) {
+            Ok(v) => p.global.spread_checks = v as u32,
+            Err(e) => p.diag.err(&line.loc, format!("'spread-checks': {e}")),
+        }
+    }
+}
+
+fn external_check(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 0, 0) {
+        p.global.external_check = true;
+    }
+}
+
+/// Forking is what external checks need; lb allows it whenever they are configured.
+fn insecure_fork_wanted(p: &mut Parser, line: &Line) {
+    arity(&mut p.diag, line, 1, 0, 0);
+}
+
+fn nbproc(p: &mut Parser, line: &Line) {
+    p.diag.err(
+        &line.loc,
+        "'nbproc' was removed in HAProxy 2.5 (use 'nbthread'; lb runs one process)",
+    );
+}
+
+fn stats(p: &mut Parser, line: &Line) {
+    p.global_stats(line);
+}
+
+/// `tune.*`: accepted (sizes checked) and not acted on yet.
+fn tune(p: &mut Parser, line: &Line) {
+    let kw = line.words[0].as_str();
+    if !arity(&mut p.diag, line, 1, 1, usize::MAX) {
+        return;
+    }
+    if matches!(
+        kw,
+        "tune.bufsize"
+            | "tune.maxrewrite"
+            | "tune.rcvbuf.client"
+            | "tune.rcvbuf.server"
+            | "tune.sndbuf.client"
+            | "tune.sndbuf.server"
+    ) {
+        if let Err(e) = parse_size(&line.words[1]) {
+            p.diag.err(&line.loc, format!("'{kw}': {e}"));
+            return;
+        }
+    }
+    p.not_yet(line, kw, "tuning");
+}

@@ -1,0 +1,406 @@
+//! Proxy sections (`defaults`, `frontend`, `backend`, `listen`): the settings `defaults` pass on,
+//! the section being parsed, its header (`from`, addresses), and what happens once it is read
+//! (stats page, names, server ids). The keywords of its lines are in [`super::proxy_kw`].
+
+use std::collections::HashMap;
+
+use super::super::lex::Line;
+use super::super::scalar::check_name;
+use super::super::{
+    Balance, Bind, CheckKind, ExternalCheck, HashType, HttpExpect, Keepalive, Loc, LogTarget,
+    Server, TcpCheckRule, Timeouts,
+};
+use super::server::ServerParams;
+use super::state_file::StateLoad;
+use super::{Parser, Section};
+
+/// The proxy section kinds (`defaults` included: it holds proxy settings too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Defaults,
+    Frontend,
+    Backend,
+    Listen,
+}
+
+impl Kind {
+    pub(super) fn word(self) -> &'static str {
+        match self {
+            Kind::Defaults => "defaults",
+            Kind::Frontend => "frontend",
+            Kind::Backend => "backend",
+            Kind::Listen => "listen",
+        }
+    }
+
+    /// Frontend capability (defaults have both capabilities).
+    pub(super) fn fe(self) -> bool {
+        self != Kind::Backend
+    }
+
+    /// Backend capability.
+    pub(super) fn be(self) -> bool {
+        self != Kind::Frontend
+    }
+}
+
+/// `mode` of a proxy section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    Tcp,
+    Http,
+}
+
+/// Everything a `defaults` section passes on to proxies.
+#[derive(Clone, Debug)]
+pub(super) struct ProxyOpts {
+    /// `mode` and where it was set.
+    pub(super) mode: Option<(Mode, Loc)>,
+    pub(super) balance: Balance,
+    pub(super) hash_type: HashType,
+    pub(super) timeouts: Timeouts,
+    pub(super) retries: u32,
+    pub(super) redispatch: bool,
+    pub(super) allbackups: bool,
+    pub(super) cli_ka: Keepalive,
+    pub(super) srv_ka: Keepalive,
+    pub(super) maxconn: Option<u32>,
+    pub(super) default_backend: Option<(String, Loc)>,
+    pub(super) default_server: ServerParams,
+    /// The last `option *-check`/`httpchk`/`tcp-check`/`external-check` and where it was set
+    /// (`TcpCheck` holds no rules here: they are in `tcp_rules`).
+    pub(super) check: (CheckKind, Option<Loc>),
+    /// `tcp-check` rules, in order.
+    pub(super) tcp_rules: Vec<TcpCheckRule>,
+    /// `http-check expect`.
+    pub(super) http_expect: Option<HttpExpect>,
+    pub(super) log_health_checks: bool,
+    pub(super) external_check: ExternalCheck,
+    /// `log` lines (inherited from defaults, own ones appended; `no log` empties the list).
+    pub(super) logs: Vec<LogTarget>,
+    /// `option tcplog`.
+    pub(super) tcplog: bool,
+    /// `option dontlognull`.
+    pub(super) dontlognull: bool,
+    /// `load-server-state-from-file` and where it was set.
+    pub(super) load_server_state: (StateLoad, Option<Loc>),
+}
+
+impl ProxyOpts {
+    /// `HAProxy`'s built-in defaults (what a fresh `defaults` section starts from).
+    pub(super) fn builtin() -> Self {
+        Self {
+            mode: None,
+            balance: Balance::RoundRobin,
+            hash_type: HashType::MapBased,
+            timeouts: Timeouts::default(),
+            retries: 3,
+            redispatch: false,
+            allbackups: false,
+            cli_ka: Keepalive::default(),
+            srv_ka: Keepalive::default(),
+            maxconn: None,
+            default_backend: None,
+            default_server: ServerParams::default(),
+            check: (CheckKind::Connect, None),
+            tcp_rules: Vec::new(),
+            http_expect: None,
+            log_health_checks: false,
+            external_check: ExternalCheck::default(),
+            logs: Vec::new(),
+            tcplog: false,
+            dontlognull: false,
+            load_server_state: (StateLoad::None, None),
+        }
+    }
+}
+
+/// A proxy section being parsed.
+#[derive(Debug)]
+pub(super) struct ProxyDraft {
+    pub(super) kind: Kind,
+    pub(super) name: String,
+    pub(super) loc: Loc,
+    pub(super) opts: ProxyOpts,
+    pub(super) explicit_mode: bool,
+    /// A `frontend`/`listen` serving a stats page (`stats enable|uri` or the Prometheus
+    /// exporter): the one kind of section that may use `mode http`.
+    pub(super) is_stats: bool,
+    pub(super) binds: Vec<Bind>,
+    /// `bind` lines seen, valid or not (an invalid one is reported once, not again as "no bind").
+    pub(super) bind_lines: usize,
+    /// Servers with their explicit `id`, ids assigned once the section is complete.
+    pub(super) servers: Vec<(Server, Option<u32>)>,
+    /// Where `default_backend` was written in this section (not inherited).
+    pub(super) own_default_backend: Option<Loc>,
+    /// Whether this section wrote `tcp-check` rules (the first one replaces inherited rules).
+    pub(super) own_tcp_rules: bool,
+    /// `server-state-file-name` of this section (not inherited from defaults, as in `HAProxy`).
+    pub(super) state_file_name: Option<String>,
+}
+
+impl ProxyDraft {
+    /// `defaults`, or `KIND 'NAME'`, for messages.
+    pub(super) fn ctx(&self) -> String {
+        if self.kind == Kind::Defaults && self.name.is_empty() {
+            "defaults".to_owned()
+        } else {
+            format!("{} '{}'", self.kind.word(), self.name)
+        }
+    }
+}
+
+/// Whether a `frontend`/`listen` body makes it a stats page.
+fn is_stats_section(kind: Kind, body: &[Line]) -> bool {
+    matches!(kind, Kind::Frontend | Kind::Listen)
+        && body.iter().any(|l| {
+            let w = &l.words;
+            (w[0] == "stats" && w.get(1).is_some_and(|s| s == "enable" || s == "uri"))
+                || (w[0] == "http-request"
+                    && w.get(1).is_some_and(|s| s == "use-service")
+                    && w.get(2).is_some_and(|s| s == "prometheus-exporter"))
+        })
+}
+
+impl Parser {
+    pub(super) fn proxy_section(&mut self, kind: Kind, sec: &Section<'_>) {
+        let mut px = self.proxy_header(kind, sec.header);
+        px.is_stats = is_stats_section(kind, sec.body);
+        let warnings_before = self.diag.warnings.len();
+        for line in sec.body {
+            self.proxy_line(&mut px, line);
+        }
+        let mode = px.opts.mode.as_ref().map(|(m, _)| *m);
+        if px.is_stats && mode == Some(Mode::Http) {
+            // The whole section is one feature lb does not serve: one warning instead of one per
+            // line.
+            self.diag.warnings.truncate(warnings_before);
+            self.close_stats(&px, sec);
+            return;
+        }
+        if mode == Some(Mode::Http) && kind != Kind::Defaults {
+            if px.explicit_mode {
+                // Reported on the `mode` line itself.
+            } else if let Some((_, mloc)) = &px.opts.mode {
+                self.diag.err(
+                    &px.loc,
+                    format!(
+                        "{}: mode http (inherited from defaults at {mloc}) is not supported (lb \
+                         is a TCP load balancer); add 'mode tcp' (only a stats section may use \
+                         mode http)",
+                        px.ctx()
+                    ),
+                );
+            }
+        }
+        if kind == Kind::Defaults {
+            if !px.name.is_empty() {
+                if let Some((_, first)) = self.named_defaults.get(&px.name) {
+                    self.diag.err(
+                        &px.loc,
+                        format!(
+                            "defaults name '{}' is used twice (first at {first})",
+                            px.name
+                        ),
+                    );
+                }
+                self.named_defaults
+                    .insert(px.name.clone(), (px.opts.clone(), px.loc.clone()));
+            }
+            self.defaults = px.opts;
+            return;
+        }
+        self.register_names(&px);
+        self.assign_server_ids(&mut px);
+        self.proxies.push(px);
+    }
+
+    /// Reads a proxy header: `KIND [NAME] [from DEFAULTS] [ADDR...]`. The draft starts from the
+    /// last `defaults` (or the named one); addresses are `bind`s of a frontend/listen.
+    fn proxy_header(&mut self, kind: Kind, h: &Line) -> ProxyDraft {
+        let args = &h.words[1..];
+        let mut name = String::new();
+        let mut rest = args;
+        if let Some(first) = args.first().filter(|a| *a != "from") {
+            name.clone_from(first);
+            rest = &args[1..];
+            if let Err(e) = check_name(&name) {
+                self.diag.err(&h.loc, format!("{} {e}", kind.word()));
+            }
+        } else if kind != Kind::Defaults {
+            self.diag
+                .err(&h.loc, format!("'{}' needs a name", kind.word()));
+        }
+        let mut opts = self.defaults.clone();
+        let mut header_binds: Vec<&String> = Vec::new();
+        let mut i = 0;
+        while i < rest.len() {
+            if rest[i] == "from" {
+                match rest.get(i + 1) {
+                    Some(from) => match self.named_defaults.get(from) {
+                        Some((o, _)) => opts = o.clone(),
+                        None => self.diag.err(
+                            &h.loc,
+                            format!(
+                                "{} '{name}': 'from {from}': no defaults section named '{from}' \
+                                 before this line",
+                                kind.word()
+                            ),
+                        ),
+                    },
+                    None => self.diag.err(
+                        &h.loc,
+                        format!("'{} {name}': 'from' needs a name", kind.word()),
+                    ),
+                }
+                i += 2;
+            } else {
+                header_binds.push(&rest[i]);
+                i += 1;
+            }
+        }
+        if kind == Kind::Defaults {
+            // A new defaults section starts from built-ins (or its `from`), not from the
+            // previous defaults.
+            if !rest.iter().any(|a| a == "from") {
+                opts = ProxyOpts::builtin();
+            }
+        }
+        let mut px = ProxyDraft {
+            kind,
+            name,
+            loc: h.loc.clone(),
+            opts,
+            explicit_mode: false,
+            is_stats: false,
+            binds: Vec::new(),
+            bind_lines: 0,
+            servers: Vec::new(),
+            own_default_backend: None,
+            own_tcp_rules: false,
+            state_file_name: None,
+        };
+        for addr in header_binds {
+            px.bind_lines += 1;
+            if kind.fe() && kind != Kind::Defaults {
+                self.bind_addrs(&mut px, &h.loc, addr, None);
+            } else {
+                self.diag.err(
+                    &h.loc,
+                    format!(
+                        "{}: unexpected argument '{addr}' (only frontend and listen may have an \
+                         address on their header line)",
+                        px.ctx()
+                    ),
+                );
+            }
+        }
+        px
+    }
+
+    /// A stats section once read: its page is kept, its name taken, nothing else.
+    fn close_stats(&mut self, px: &ProxyDraft, sec: &Section<'_>) {
+        let stats = self.stats_proxy(px, sec);
+        if px.bind_lines == 0 {
+            self.diag.warn(
+                &px.loc,
+                format!("{} has no 'bind'; its stats page is not served", px.ctx()),
+            );
+        }
+        self.stats.push(stats);
+        self.register_names(px);
+        self.stats_sections.insert(px.name.clone(), px.loc.clone());
+    }
+
+    /// Records the proxy's name in the frontend/backend namespaces, reporting reuse.
+    pub(super) fn register_names(&mut self, px: &ProxyDraft) {
+        if px.name.is_empty() {
+            return;
+        }
+        let mut clash: Option<Loc> = None;
+        if px.kind.fe() {
+            if let Some(first) = self.fe_names.get(&px.name) {
+                clash = Some(first.clone());
+            } else {
+                self.fe_names.insert(px.name.clone(), px.loc.clone());
+            }
+        }
+        if px.kind.be() {
+            if let Some(first) = self.be_names.get(&px.name) {
+                clash = clash.or_else(|| Some(first.clone()));
+            } else {
+                self.be_names.insert(px.name.clone(), px.loc.clone());
+            }
+        }
+        if let Some(first) = clash {
+            self.diag.err(
+                &px.loc,
+                format!("proxy name '{}' is used twice (first at {first})", px.name),
+            );
+        }
+    }
+
+    /// Server ids: explicit `id`s first, then the lowest free id for the others, in order (as
+    /// `HAProxy` does; without explicit ids this is the position starting at 1).
+    fn assign_server_ids(&mut self, px: &mut ProxyDraft) {
+        let mut used: HashMap<u32, String> = HashMap::new();
+        for (srv, explicit) in &px.servers {
+            if let Some(id) = explicit {
+                if let Some(other) = used.get(id) {
+                    self.diag.err(
+                        &srv.loc,
+                        format!(
+                            "server '{}/{}': id {id} is already used by server '{other}'",
+                            px.name, srv.name
+                        ),
+                    );
+                } else {
+                    used.insert(*id, srv.name.clone());
+                }
+            }
+        }
+        let mut next = 1u32;
+        for (srv, explicit) in &mut px.servers {
+            if let Some(id) = explicit {
+                srv.id = *id;
+            } else {
+                while used.contains_key(&next) {
+                    next = next.saturating_add(1);
+                }
+                srv.id = next;
+                used.insert(next, srv.name.clone());
+            }
+        }
+    }
+
+    /// Warns (and returns false) when `kw` needs a capability the section lacks; `bind`,
+    /// `server`-like keywords are errors instead (they cannot mean anything there).
+    pub(super) fn cap(
+        &mut self,
+        px: &ProxyDraft,
+        line: &Line,
+        kw: &str,
+        fe: bool,
+        be: bool,
+    ) -> bool {
+        if (fe && px.kind.fe()) || (be && px.kind.be()) {
+            return true;
+        }
+        let missing = if fe { "frontend" } else { "backend" };
+        self.diag.warn(
+            &line.loc,
+            format!(
+                "'{kw}' ignored because {} has no {missing} capability",
+                px.ctx()
+            ),
+        );
+        false
+    }
+
+    pub(super) fn not_allowed(&mut self, px: &ProxyDraft, line: &Line, kw: &str) {
+        self.diag.err(
+            &line.loc,
+            format!("'{kw}' in a '{}' section is not allowed", px.kind.word()),
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! `server` and `default-server` lines: the settings a `default-server` carries, the server's
+//! address (with `init-addr`), and the loop over parameters. Each parameter is an entry of the
+//! table in [`super::server_kw`].
+
+use std::net::SocketAddr;
+
+use super::super::lex::Line;
+use super::super::scalar::{check_name, parse_port, resolve, split_host_port, unspecified, Host};
+use super::super::{HealthParams, InitAddr, IpNet, Loc, Server};
+use super::proxy::ProxyDraft;
+use super::server_kw::{server_keyword, KwCtx, Place, ServerHandling};
+use super::Parser;
+
+/// `HAProxy`'s `init-addr` when none is written: `last,libc`, and `none` after them when the
+/// server has `resolvers` (since `HAProxy` 2.3), so that a name DNS answers later does not stop
+/// the start.
+fn default_init_addr(has_resolvers: bool) -> Vec<InitAddr> {
+    let mut methods = vec![InitAddr::Last, InitAddr::Libc];
+    if has_resolvers {
+        methods.push(InitAddr::None);
+    }
+    methods
+}
+
+/// A server's address as found at load.
+struct FoundAddr {
+    addr: SocketAddr,
+    /// The host name, when the address was written as one.
+    fqdn: Option<String>,
+    /// No address: starts in MAINT (resolution) (`init-addr none`).
+    unresolved: bool,
+    /// Index of the `init-addr` method that gave it (`None` for an IP address).
+    method: Option<usize>,
+}
+
+/// `server_params` reported its errors already; the line is dropped.
+#[derive(Debug)]
+pub(super) struct ParamsFailed;
+
+/// Server settings a `default-server` line carries to the following `server` lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct ServerParams {
+    pub(super) weight: u32,
+    pub(super) backup: bool,
+    pub(super) maxconn: u32,
+    pub(super) maxqueue: u32,
+    pub(super) disabled: bool,
+    pub(super) check_port: Option<u16>,
+    pub(super) init_addr: Option<Vec<InitAddr>>,
+    pub(super) health: HealthParams,
+    pub(super) resolvers: Option<String>,
+    pub(super) resolve_prefer_ipv4: bool,
+    pub(super) resolve_net: Vec<IpNet>,
+}
+
+impl Default for ServerParams {
+    fn default() -> Self {
+        Self {
+            weight: 1,
+            backup: false,
+            maxconn: 0,
+            maxqueue: 0,
+            disabled: false,
+            check_port: None,
+            init_addr: None,
+            health: HealthParams::default(),
+            resolvers: None,
+            resolve_prefer_ipv4: false,
+            resolve_net: Vec::new(),
+        }
+    }
+}
+
+impl Parser {
+    /// A `server NAME ADDR [params]` line (at least a name and an address, checked by the
+    /// caller).
+    pub(super) fn server_line(&mut self, px: &mut ProxyDraft, line: &Line) {
+        let w = &line.words;
+        let name = &w[1];
+        let ctx = format!("server '{}/{}'", px.name, name);
+        if let Err(e) = check_name(name) {
+            self.diag.err(&line.loc, format!("{ctx}: {e}"));
+            return;
+        }
+        let mut params = px.opts.default_server.clone();
+        let Ok(explicit_id) = self.server_params(&ctx, line, 3, &mut params, Place::Server) else {
+            return;
+        };
+        let explicit_id = explicit_id.filter(|id| *id != 0);
+        let agent = &params.health.agent;
+        if agent.enabled && agent.port.is_none() {
+            // HAProxy: "server S does not have agent port. Agent check has been disabled."
+            self.diag.err(
+                &line.loc,
+                format!("{ctx}: 'agent-check' is enabled but no 'agent-port' is set"),
+            );
+            return;
+        }
+        let init_addr = params
+            .init_addr
+            .clone()
+            .unwrap_or_else(|| default_init_addr(params.resolvers.is_some()));
+        let Some(found) = self.server_addr(&ctx, line, &w[2], &init_addr) else {
+            return;
+        };
+        if let Some((s, _)) = px.servers.iter().find(|(s, _)| &s.name == name) {
+            self.diag.err(
+                &line.loc,
+                format!("{ctx} is defined twice (first at {})", s.loc),
+            );
+            return;
+        }
+        px.servers.push((
+            Server {
+                name: name.clone(),
+                loc: line.loc.clone(),
+                id: 0,
+                addr: found.addr,
+                fqdn: found.fqdn,
+                weight: params.weight,
+                backup: params.backup,
+                maxconn: params.maxconn,
+                maxqueue: params.maxqueue,
+                disabled: params.disabled,
+                check_port: params.check_port,
+                health: params.health.clone(),
+                resolvers: params.resolvers.clone(),
+                resolve_prefer_ipv4: params.resolve_prefer_ipv4,
+                unresolved: found.unresolved,
+                init_addr,
+                init_addr_used: found.method,
+                resolve_net: params.resolve_net.clone(),
+            },
+            explicit_id,
+        ));
+    }
+
+    /// A `default-server [params]` line: its parameters apply to the following `server` lines.
+    pub(super) fn default_server_line(&mut self, px: &mut ProxyDraft, line: &Line) {
+        let ctx = format!("default-server in {}", px.ctx());
+        let mut params = px.opts.default_server.clone();
+        // `id` is rejected on default-server, so there is no id to keep.
+        if self
+            .server_params(&ctx, line, 1, &mut params, Place::DefaultServer)
+            .is_ok()
+        {
+            px.opts.default_server = params;
+        }
+    }
+
+    /// Resolves a server address, trying the `init-addr` methods in order when it is a host
+    /// name (`last` is decided once the backend's server-state file is known:
+    /// `state_file_addresses`).
+    fn server_addr(
+        &mut self,
+        ctx: &str,
+        line: &Line,
+        text: &str,
+        methods: &[InitAddr],
+    ) -> Option<FoundAddr> {
+        let loc = &line.loc;
+        let hp = match split_host_port(text) {
+            Ok(hp) => hp,
+            Err(e) => {
+                self.diag.err(loc, format!("{ctx}: {e}"));
+                return None;
+            }
+        };
+        let port = self.server_port(ctx, loc, hp.port.as_deref())?;
+        let name = match hp.host {
+            Some(Host::Ip(ip)) => {
+                return Some(FoundAddr {
+                    addr: SocketAddr::new(ip, port),
+                    fqdn: None,
+                    unresolved: false,
+                    method: None,
+                });
+            }
+            Some(Host::Name(n)) => n,
+            None => {
+                self.diag
+                    .err(loc, format!("{ctx}: address required in '{text}'"));
+                return None;
+            }
+        };
+        let found = |addr, unresolved, i| FoundAddr {
+            addr,
+            fqdn: Some(name.clone()),
+            unresolved,
+            method: Some(i),
+        };
+        let mut last_err = None;
+        for (i, m) in methods.iter().enumerate() {
+            match m {
+                // The server-state file is read by the runtime, not here.
+                InitAddr::Last => {}
+                InitAddr::Libc => match resolve(&name, port, hp.family) {
+                    Ok(a) => return Some(found(a, false, i)),
+                    Err(e) => last_err = Some(e),
+                },
+                InitAddr::Ip(ip) => {
+                    self.diag.warn(
+                        loc,
+                        format!("{ctx}: '{name}' not resolved; using init-addr {ip}"),
+                    );
+                    return Some(found(SocketAddr::new(*ip, port), false, i));
+                }
+                InitAddr::None => {
+                    self.diag.warn(
+                        loc,
+                        format!(
+                            "{ctx}: '{name}' not resolved; starting in MAINT (resolution) \
+                             (init-addr none)"
+                        ),
+                    );
+                    let ip = unspecified(hp.family);
+                    return Some(found(SocketAddr::new(ip, port), true, i));
+                }
+            }
+        }
+        if let Some(i) = methods.iter().position(|m| *m == InitAddr::Last) {
+            // Only the server-state file can give it an address now: decided once the
+            // backend's state file is known (`state_file_addresses`).
+            self.waiting_for_state.insert(loc.clone(), last_err);
+            let ip = unspecified(hp.family);
+            return Some(found(SocketAddr::new(ip, port), true, i));
+        }
+        let why = last_err.unwrap_or_else(|| "no init-addr method gave an address".to_owned());
+        self.diag.err(
+            loc,
+            format!("{ctx}: {why} (add 'init-addr libc,none' to start it in MAINT instead)"),
+        );
+        None
+    }
+
+    /// The port of a server address: required and fixed (no offsets), as lb does not forward to
+    /// the client's destination port.
+    fn server_port(&mut self, ctx: &str, loc: &Loc, port: Option<&str>) -> Option<u16> {
+        match port {
+            None | Some("" | "0") => {
+                self.diag.err(
+                    loc,
+                    format!(
+                        "{ctx}: port required (lb does not forward to the client's destination \
+                         port yet)"
+                    ),
+                );
+                None
+            }
+            Some(p) if p.starts_with(['+', '-']) => {
+                self.diag.err(
+                    loc,
+                    format!(
+                        "{ctx}: port offset '{p}' is not supported (lb does not forward to the \
+                         client's destination port yet)"
+                    ),
+                );
+                None
+            }
+            Some(p) => match parse_port(p) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.diag.err(loc, format!("{ctx}: {e}"));
+                    None
+                }
+            },
+        }
+    }
+
+    /// Parses `server`/`default-server` parameters from word `start` on into `params`. Returns
+    /// [`ParamsFailed`] after reporting errors, else the explicit `id`. Unsupported parameters
+    /// are collected into one warning for the line.
+    #[expect(
+        clippy::many_single_char_names,
+        reason = "w/p/i/c as in the other keyword parsers"
+    )]
+    fn server_params(
+        &mut self,
+        ctx: &str,
+        line: &Line,
+        start: usize,
+        params: &mut ServerParams,
+        place: Place,
+    ) -> Result<Option<u32>, ParamsFailed> {
+        let w = &line.words;
+        let loc = &line.loc;
+        let mut id = None;
+        let mut not_yet: Vec<(&str, &'static str)> = Vec::new();
+        let mut failed = false;
+        let mut i = start;
+        while i < w.len() {
+            let p = w[i].as_str();
+            let Some(kw) = server_keyword(p) else {
+                self.diag
+                    .err(loc, format!("{ctx}: unknown parameter '{p}'"));
+                failed = true;
+                i += 1;
+                continue;
+            };
+            // Flags get an empty argument; valued parameters need theirs.
+            let arg = if kw.takes_value {
+                let Some(value) = w.get(i + 1) else {
+                    self.diag.err(loc, format!("{ctx}: '{p}' needs a value"));
+                    return Err(ParamsFailed);
+                };
+                value.as_str()
+            } else {
+                ""
+            };
+            let result = if kw.accepted_on(place) {
+                let mut c = KwCtx {
+                    params: &mut *params,
+                    id: &mut id,
+                    not_yet: &mut not_yet,
+                    resolver_refs: &mut self.resolver_refs,
+                    loc,
+                };
+                match kw.handling {
+                    ServerHandling::Set(f) => f(&mut c, kw.name, arg),
+                    ServerHandling::NotYet(feature) => {
+                        c.not_yet.push((kw.name, feature));
+                        Ok(())
+                    }
+                }
+            } else {
+                Err(format!("'{p}' is not allowed on {}", place.word()))
+            };
+            if let Err(msg) = result {
+                self.diag.err(loc, format!("{ctx}: {msg}"));
+                failed = true;
+            }
+            i += if kw.takes_value { 2 } else { 1 };
+        }
+        if failed {
+            return Err(ParamsFailed);
+        }
+        if !not_yet.is_empty() {
+            self.diag.warn(
+                loc,
+                format!(
+                    "{ctx}: not supported yet, ignored: {}",
+                    not_yet_text(not_yet)
+                ),
+            );
+        }
+        Ok(id)
+    }
+}
+
+/// The parameters of one line that lb does not act on yet, grouped by feature:
+/// `'a', 'b' (feature); 'c' (other feature)`.
+fn not_yet_text(not_yet: Vec<(&str, &str)>) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (p, f) in not_yet {
+        match groups.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, ps)) => ps.push(p),
+            None => groups.push((f, vec![p])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(f, ps)| {
+            let ps: Vec<String> = ps.iter().map(|p| format!("'{p}'")).collect();
+            format!("{} ({f})", ps.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

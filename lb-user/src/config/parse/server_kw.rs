@@ -1,0 +1,434 @@
+//! The `server` / `default-server` parameters, one table entry each: where the parameter is
+//! accepted, whether it takes a value, and its handler (or the feature lb does not act on yet).
+//! [`super::server`] runs the loop over a line's words.
+#![expect(
+    clippy::unnecessary_wraps,
+    reason = "every handler has the table's signature; some cannot fail"
+)]
+
+use std::net::IpAddr;
+
+use super::super::scalar::{
+    is_hostname, parse_net, parse_port, parse_time, parse_u32, parse_weight, TimeUnit,
+};
+use super::super::{InitAddr, Loc, OnError};
+use super::server::ServerParams;
+
+/// The kind of line a parameter is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Place {
+    Server,
+    DefaultServer,
+}
+
+impl Place {
+    pub(super) fn word(self) -> &'static str {
+        match self {
+            Place::Server => "server",
+            Place::DefaultServer => "default-server",
+        }
+    }
+}
+
+/// What a handler may change while reading one parameter.
+pub(super) struct KwCtx<'a> {
+    pub(super) params: &'a mut ServerParams,
+    /// The explicit `id`.
+    pub(super) id: &'a mut Option<u32>,
+    /// Parameters lb does not act on yet, with the feature, for the line's one warning.
+    pub(super) not_yet: &'a mut Vec<(&'static str, &'static str)>,
+    /// `resolvers NAME` references, checked once every section is read.
+    pub(super) resolver_refs: &'a mut Vec<(String, Loc)>,
+    pub(super) loc: &'a Loc,
+}
+
+/// Reads one parameter: the context, the parameter's name and its value (`""` for a flag).
+/// `Err` is the message, after the server's context.
+type Handler = fn(&mut KwCtx<'_>, &'static str, &str) -> Result<(), String>;
+
+/// How a parameter is handled.
+#[derive(Clone, Copy)]
+pub(super) enum ServerHandling {
+    Set(Handler),
+    /// Accepted, not acted on yet: the feature named in the warning.
+    NotYet(&'static str),
+}
+
+/// One `server`/`default-server` parameter.
+pub(super) struct ServerKeyword {
+    pub(super) name: &'static str,
+    /// Accepted on `server` lines.
+    on_server: bool,
+    /// Accepted on `default-server` lines.
+    on_default: bool,
+    /// Takes one value word (else it is a flag).
+    pub(super) takes_value: bool,
+    pub(super) handling: ServerHandling,
+}
+
+impl ServerKeyword {
+    pub(super) fn accepted_on(&self, place: Place) -> bool {
+        match place {
+            Place::Server => self.on_server,
+            Place::DefaultServer => self.on_default,
+        }
+    }
+}
+
+/// A flag accepted on both kinds of line.
+const fn flag(name: &'static str, f: Handler) -> ServerKeyword {
+    ServerKeyword {
+        name,
+        on_server: true,
+        on_default: true,
+        takes_value: false,
+        handling: ServerHandling::Set(f),
+    }
+}
+
+/// A parameter with one value accepted on both kinds of line.
+const fn value(name: &'static str, f: Handler) -> ServerKeyword {
+    ServerKeyword {
+        name,
+        on_server: true,
+        on_default: true,
+        takes_value: true,
+        handling: ServerHandling::Set(f),
+    }
+}
+
+/// A parameter lb accepts but does not act on yet.
+const fn not_yet(name: &'static str, takes_value: bool, feature: &'static str) -> ServerKeyword {
+    ServerKeyword {
+        name,
+        on_server: true,
+        on_default: true,
+        takes_value,
+        handling: ServerHandling::NotYet(feature),
+    }
+}
+
+const FLAG: bool = false;
+const VALUE: bool = true;
+const TLS: &str = "TLS; lb has no TLS";
+const PROXY_PROTOCOL: &str = "PROXY protocol";
+const CONNECTION: &str = "connection options";
+
+/// Every parameter lb knows, in no particular order.
+const SERVER_KEYWORDS: &[ServerKeyword] = &[
+    // Load balancing and limits.
+    value("weight", weight),
+    value("maxconn", limit),
+    value("maxqueue", limit),
+    value("minconn", limit),
+    flag("backup", backup),
+    flag("no-backup", backup),
+    flag("disabled", disabled),
+    flag("enabled", disabled),
+    ServerKeyword {
+        name: "id",
+        on_server: true,
+        on_default: false,
+        takes_value: true,
+        handling: ServerHandling::Set(id),
+    },
+    // Health checks.
+    flag("check", check),
+    flag("no-check", check),
+    value("port", port),
+    value("addr", address),
+    value("inter", interval),
+    value("fastinter", interval),
+    value("downinter", interval),
+    value("slowstart", interval),
+    value("rise", count),
+    value("fall", count),
+    value("error-limit", count),
+    value("on-marked-down", on_marked),
+    value("on-marked-up", on_marked),
+    value("observe", observe),
+    value("on-error", on_error),
+    not_yet("track", VALUE, "health checks"),
+    // Agent checks.
+    flag("agent-check", agent_check),
+    flag("no-agent-check", agent_check),
+    value("agent-port", agent_port),
+    value("agent-addr", address),
+    value("agent-inter", interval),
+    value("agent-send", agent_send),
+    // Addresses and DNS.
+    value("resolvers", resolvers),
+    value("init-addr", init_addr),
+    value("resolve-prefer", resolve_prefer),
+    not_yet("resolve-opts", VALUE, "DNS re-resolution"),
+    value("resolve-net", resolve_net),
+    // PROXY protocol.
+    not_yet("send-proxy", FLAG, PROXY_PROTOCOL),
+    not_yet("send-proxy-v2", FLAG, PROXY_PROTOCOL),
+    not_yet("no-send-proxy", FLAG, PROXY_PROTOCOL),
+    not_yet("no-send-proxy-v2", FLAG, PROXY_PROTOCOL),
+    not_yet("proxy-v2-options", VALUE, PROXY_PROTOCOL),
+    not_yet("check-send-proxy", FLAG, PROXY_PROTOCOL),
+    // Connection options.
+    not_yet("pool-max-conn", VALUE, CONNECTION),
+    not_yet("pool-purge-delay", VALUE, CONNECTION),
+    not_yet("proto", VALUE, CONNECTION),
+    not_yet("tfo", FLAG, CONNECTION),
+    not_yet("namespace", VALUE, CONNECTION),
+    not_yet("source", VALUE, CONNECTION),
+    not_yet("usesrc", VALUE, CONNECTION),
+    // HTTP.
+    not_yet("cookie", VALUE, "HTTP-only"),
+    not_yet("redir", VALUE, "HTTP-only"),
+    // TLS: turning it off is what lb does anyway; turning it on is an error.
+    flag("no-ssl", nothing),
+    flag("no-verifyhost", nothing),
+    flag("no-check-ssl", nothing),
+    value("verify", verify),
+    not_yet("sni", VALUE, TLS),
+    not_yet("check-sni", VALUE, TLS),
+    flag("ssl", needs_tls),
+    flag("check-ssl", needs_tls),
+    flag("force-tlsv12", needs_tls),
+    flag("force-tlsv13", needs_tls),
+    value("crt", needs_tls),
+    value("ca-file", needs_tls),
+    value("alpn", needs_tls),
+    value("check-alpn", needs_tls),
+    value("ciphers", needs_tls),
+    value("ssl-min-ver", needs_tls),
+    value("ssl-max-ver", needs_tls),
+];
+
+/// The table entry of a parameter.
+pub(super) fn server_keyword(name: &str) -> Option<&'static ServerKeyword> {
+    SERVER_KEYWORDS.iter().find(|k| k.name == name)
+}
+
+/// `Err` unless `arg` is one of `allowed`.
+fn one_of(p: &str, arg: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&arg) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{p}': invalid value '{arg}' (expected {})",
+            allowed.join("|")
+        ))
+    }
+}
+
+// ----- handlers -----
+
+fn weight(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
+    c.params.weight = parse_weight(arg)?;
+    Ok(())
+}
+
+/// `maxconn`, `maxqueue`, `minconn`.
+fn limit(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
+    let v = parse_u32(arg, 0, u32::MAX).map_err(|e| format!("'{p}': {e}"))?;
+    match p {
+        "maxconn" => c.params.maxconn = v,
+        "maxqueue" => c.params.maxqueue = v,
+        _ => c.not_yet.push((p, "dynamic maxconn")),
+    }
+    Ok(())
+}
+
+/// `backup`, `no-backup`.
+fn backup(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    c.params.backup = p == "backup";
+    Ok(())
+}
+
+/// `disabled`, `enabled`.
+fn disabled(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    c.params.disabled = p == "disabled";
+    Ok(())
+}
+
+fn id(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
+    *c.id = Some(parse_u32(arg, 1, u32::MAX).map_err(|e| format!("'id': {e}"))?);
+    Ok(())
+}
+
+/// `check`, `no-check`.
+fn check(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    c.params.health.check = p == "check";
+    Ok(())
+}
+
+fn port(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
+    c.params.check_port = Some(parse_port(arg).map_err(|e| format!("'port': {e}"))?);
+    Ok(())
+}
+
+/// `addr`, `agent-addr`: numeric only.
+fn address(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    match arg.parse::<IpAddr>() {
+        Ok(ip) if p == "addr" => c.params.health.addr = Some(ip),
+        Ok(ip) => c.params.health.agent.addr = Some(ip),
+        // HAProxy resolves it once at load; lb keeps check addresses numeric.
+        Err(_) if is_hostname(arg) => {
+            return Err(format!(
+                "'{p}': '{arg}' is a host name; lb needs an IP address here"
+            ));
+        }
+        Err(_) => return Err(format!("'{p}': invalid address '{arg}'")),
+    }
+    Ok(())
+}
+
+/// `inter`, `fastinter`, `downinter`, `slowstart`, `agent-inter`.
+fn interval(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let t = parse_time(arg, TimeUnit::Ms).map_err(|e| format!("'{p}': {e}"))?;
+    if t.is_zero() && p != "slowstart" {
+        return Err(format!("'{p}': must be greater than 0"));
+    }
+    let h = &mut c.params.health;
+    match p {
+        "inter" => h.inter = t,
+        "fastinter" => h.fastinter = Some(t),
+        "downinter" => h.downinter = Some(t),
+        "slowstart" => h.slowstart = (!t.is_zero()).then_some(t),
+        _ => h.agent.inter = Some(t),
+    }
+    Ok(())
+}
+
+/// `rise`, `fall`, `error-limit`.
+fn count(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let v = parse_u32(arg, 1, u32::MAX).map_err(|e| format!("'{p}': {e}"))?;
+    match p {
+        "rise" => c.params.health.rise = v,
+        "fall" => c.params.health.fall = v,
+        _ => c.params.health.error_limit = v,
+    }
+    Ok(())
+}
+
+/// `on-marked-down shutdown-sessions`, `on-marked-up shutdown-backup-sessions`.
+fn on_marked(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    if p == "on-marked-down" {
+        one_of(p, arg, &["shutdown-sessions"])?;
+        c.params.health.shutdown_on_down = true;
+    } else {
+        one_of(p, arg, &["shutdown-backup-sessions"])?;
+        c.params.health.shutdown_backup_on_up = true;
+    }
+    Ok(())
+}
+
+fn observe(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
+    one_of(p, arg, &["none", "layer4", "layer7"])?;
+    if arg == "layer7" {
+        c.not_yet.push((p, "layer7 observing needs mode http"));
+    } else {
+        c.params.health.observe_layer4 = arg == "layer4";
+    }
+    Ok(())
+}
+
+fn on_error(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    one_of(
+        p,
+        arg,
+        &["fastinter", "fail-check", "sudden-death", "mark-down"],
+    )?;
+    c.params.health.on_error = match arg {
+        "fail-check" => OnError::FailCheck,
+        "sudden-death" => OnError::SuddenDeath,
+        "mark-down" => OnError::MarkDown,
+        _ => OnError::Fastinter,
+    };
+    Ok(())
+}
+
+/// `agent-check`, `no-agent-check`.
+fn agent_check(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    c.params.health.agent.enabled = p == "agent-check";
+    Ok(())
+}
+
+fn agent_port(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    c.params.health.agent.port = Some(parse_port(arg).map_err(|e| format!("'{p}': {e}"))?);
+    Ok(())
+}
+
+/// The lexer already applied the escapes (`\r`, `\n`, `\xNN`), as for `tcp-check send`.
+fn agent_send(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
+    c.params.health.agent.send = Some(arg.as_bytes().to_vec());
+    Ok(())
+}
+
+fn resolvers(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
+    c.resolver_refs.push((arg.to_owned(), c.loc.clone()));
+    c.params.resolvers = Some(arg.to_owned());
+    Ok(())
+}
+
+/// `init-addr METHOD[,METHOD...]`.
+fn init_addr(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
+    let mut methods = Vec::new();
+    for m in arg.split(',') {
+        match m {
+            "last" => methods.push(InitAddr::Last),
+            "libc" => methods.push(InitAddr::Libc),
+            "none" => methods.push(InitAddr::None),
+            _ => match m.parse::<IpAddr>() {
+                Ok(ip) => methods.push(InitAddr::Ip(ip)),
+                Err(_) => {
+                    return Err(format!(
+                        "'init-addr': invalid method '{m}' (expected last|libc|none|<ip>, \
+                         comma-separated)"
+                    ));
+                }
+            },
+        }
+    }
+    c.params.init_addr = Some(methods);
+    Ok(())
+}
+
+fn resolve_prefer(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    one_of(p, arg, &["ipv4", "ipv6"])?;
+    c.params.resolve_prefer_ipv4 = arg == "ipv4";
+    Ok(())
+}
+
+/// `HAProxy`'s limit on `resolve-net` networks (`SRV_MAX_PREF_NET`).
+const MAX_RESOLVE_NETS: usize = 5;
+
+/// `resolve-net NET[,NET...]` (a trailing comma is allowed, as in `HAProxy`). Kept in the model;
+/// the DNS resolution does not use it yet.
+fn resolve_net(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
+    let list = arg.strip_suffix(',').unwrap_or(arg);
+    let mut nets = Vec::new();
+    for net in list.split(',') {
+        if nets.len() == MAX_RESOLVE_NETS {
+            return Err(format!(
+                "'{p}': more than {MAX_RESOLVE_NETS} networks (HAProxy's limit)"
+            ));
+        }
+        nets.push(parse_net(net).map_err(|e| format!("'{p}': {e}"))?);
+    }
+    c.params.resolve_net = nets;
+    Ok(())
+}
+
+fn verify(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
+    one_of(p, arg, &["none", "required"])?;
+    c.not_yet.push((p, TLS));
+    Ok(())
+}
+
+/// A parameter that asks for nothing lb would do otherwise.
+fn nothing(_: &mut KwCtx<'_>, _: &str, _: &str) -> Result<(), String> {
+    Ok(())
+}
+
+fn needs_tls(_: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    Err(format!(
+        "'{p}' needs TLS, which lb does not do (connect to the server in clear text)"
+    ))
+}

@@ -1,0 +1,62 @@
+//! Logs, resolvers, user/group (stored, no "not supported yet").
+
+use super::*;
+
+#[test]
+fn log_lines_tcplog_and_dontlognull_are_stored() {
+    let c = ok(&format!(
+        "global\n  log 127.0.0.1:514 local0\n  log stdout format raw daemon\n  log-tag db-lb\n  log-send-hostname lb1\n{TIMEOUTS}  log global\n  option tcplog\n\
+         frontend a\n  bind :1\n  option dontlognull\n  default_backend be\n\
+         frontend b\n  bind :2\n  no log\n  log /dev/log local1 notice\n  no option tcplog\n  default_backend be\n\
+         backend be\n  server s 127.0.0.1:2\n"
+    ));
+    assert_eq!(c.global.log_tag.as_deref(), Some("db-lb"));
+    assert_eq!(c.global.log_send_hostname.as_deref(), Some("lb1"));
+    let a = &c.frontends[0];
+    let args: Vec<_> = a.logs.iter().map(|l| l.args.join(" ")).collect();
+    assert_eq!(args, ["127.0.0.1:514 local0", "stdout format raw daemon"]);
+    assert!(a.tcplog && a.dontlognull);
+    let b = &c.frontends[1];
+    let args: Vec<_> = b.logs.iter().map(|l| l.args.join(" ")).collect();
+    assert_eq!(args, ["/dev/log local1 notice"]);
+    assert!(!b.tcplog && !b.dontlognull);
+    assert!(
+        !c.warnings
+            .iter()
+            .any(|w| w.message.contains("not supported yet")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn resolvers_and_server_resolution_are_stored() {
+    let c = ok(&format!(
+        "global\n  user nobody\n  group nogroup\nresolvers dns\n  nameserver ns1 127.0.0.1:5353\n  resolve_retries 5\n  timeout resolve 2s\n  timeout retry 500ms\n  hold valid 3s\n  hold nx 4s\n  hold obsolete 1s\n  accepted_payload_size 1232\n  parse-resolv-conf\n\
+         {TIMEOUTS}backend be\n  server s localhost:80 resolvers dns resolve-prefer ipv4\n  server t 127.0.0.1:81\n"
+    ));
+    let r = &c.global.resolvers[0];
+    assert_eq!(r.name, "dns");
+    assert_eq!(r.nameservers, [("ns1".to_owned(), sa("127.0.0.1:5353"))]);
+    assert_eq!(r.resolve_retries, 5);
+    assert_eq!(r.timeout_resolve, Duration::from_secs(2));
+    assert_eq!(r.timeout_retry, Duration::from_millis(500));
+    assert_eq!(r.hold_valid, Duration::from_secs(3));
+    assert_eq!(r.hold_nx, Duration::from_secs(4));
+    assert_eq!(r.hold_other, Duration::from_secs(30));
+    assert_eq!(r.hold_obsolete, Duration::from_secs(1));
+    assert_eq!(r.accepted_payload_size, 1232);
+    assert!(r.parse_resolv_conf);
+    let s = &c.backends[0].servers[0];
+    assert_eq!(s.resolvers.as_deref(), Some("dns"));
+    assert!(s.resolve_prefer_ipv4);
+    assert_eq!(c.backends[0].servers[1].resolvers, None);
+    assert_eq!(c.global.user.as_deref(), Some("nobody"));
+    assert!(
+        !c.warnings
+            .iter()
+            .any(|w| w.message.contains("not supported yet")),
+        "{:?}",
+        c.warnings
+    );
+}

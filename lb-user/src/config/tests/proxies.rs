@@ -1,0 +1,249 @@
+//! Proxy sections: defaults, names, binds, keepalive, capabilities, timeouts, balance.
+
+use super::*;
+
+#[test]
+fn basic_frontend_backend() {
+    let c = ok(&format!(
+        "{TIMEOUTS}frontend fe\n  bind 127.0.0.1:8080\n  default_backend be\nbackend be\n  balance leastconn\n  server a 127.0.0.1:9001\n  server b 127.0.0.1:9002 weight 3 backup maxconn 10 maxqueue 5 disabled port 9999\n"
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.frontends.len(), 1);
+    let fe = &c.frontends[0];
+    assert_eq!(fe.name, "fe");
+    assert_eq!(fe.binds[0].addr, sa("127.0.0.1:8080"));
+    assert_eq!(fe.backend, 0);
+    assert_eq!(fe.timeouts.client, Some(Duration::from_secs(30)));
+    let be = &c.backends[0];
+    assert_eq!((be.id, be.balance, be.retries), (1, Balance::LeastConn, 3));
+    assert_eq!(be.timeouts.connect, Some(Duration::from_secs(5)));
+    let a = &be.servers[0];
+    assert_eq!(
+        (a.id, a.weight, a.backup, a.maxconn, a.disabled),
+        (1, 1, false, 0, false)
+    );
+    assert_eq!(a.addr, sa("127.0.0.1:9001"));
+    assert_eq!(a.fqdn, None);
+    assert_eq!(a.loc.line, 11);
+    let b = &be.servers[1];
+    assert_eq!(
+        (
+            b.id,
+            b.weight,
+            b.backup,
+            b.maxconn,
+            b.maxqueue,
+            b.disabled,
+            b.check_port
+        ),
+        (2, 3, true, 10, 5, true, Some(9999))
+    );
+}
+
+#[test]
+fn defaults_inheritance_and_reset() {
+    let c = ok("defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 2s\n  timeout server 3s\n  retries 5\n  option redispatch\n  balance source\n  hash-type consistent sdbm avalanche\n  default-server weight 7\nbackend one\n  server s 127.0.0.1:1\ndefaults\n  timeout connect 4s\nbackend two\n  server s 127.0.0.1:1\n");
+    let one = &c.backends[0];
+    assert_eq!(one.retries, 5);
+    assert!(one.redispatch);
+    assert_eq!(one.balance, Balance::Source);
+    assert_eq!(one.hash_type, HashType::Consistent);
+    assert_eq!(one.servers[0].weight, 7);
+    assert_eq!(one.timeouts.server, Some(Duration::from_secs(3)));
+    // A new defaults section starts from the built-ins again.
+    let two = &c.backends[1];
+    assert_eq!(two.id, 2);
+    assert_eq!(two.retries, 3);
+    assert!(!two.redispatch);
+    assert_eq!(two.balance, Balance::RoundRobin);
+    assert_eq!(two.hash_type, HashType::MapBased);
+    assert_eq!(two.servers[0].weight, 1);
+    assert_eq!(two.timeouts.connect, Some(Duration::from_secs(4)));
+    assert_eq!(two.timeouts.server, None);
+    assert!(has_warning(
+        &c,
+        15,
+        "missing timeouts for backend 'two': 'server'"
+    ));
+}
+
+#[test]
+fn named_defaults_with_from() {
+    let c = ok("defaults tcpdef\n  mode tcp\n  timeout connect 1s\n  timeout server 1s\n  retries 9\ndefaults other\n  timeout connect 7s\n  timeout server 7s\nbackend a from tcpdef\nbackend b\n");
+    assert_eq!(c.backends[0].retries, 9);
+    assert_eq!(c.backends[0].timeouts.connect, Some(Duration::from_secs(1)));
+    assert_eq!(c.backends[1].retries, 3);
+    assert_eq!(c.backends[1].timeouts.connect, Some(Duration::from_secs(7)));
+}
+
+#[test]
+fn listen_uses_its_own_servers() {
+    let c = ok(&format!("{TIMEOUTS}backend other\n  server o 127.0.0.1:1\nlisten mysql\n  bind 127.0.0.1:3306\n  bind [::1]:3306 name v6\n  balance first\n  server m 127.0.0.1:3307 id 10\n  server r 127.0.0.1:3308\n"));
+    assert_eq!(c.backends.len(), 2);
+    let fe = &c.frontends[0];
+    assert_eq!(fe.name, "mysql");
+    assert_eq!(fe.backend, 1);
+    assert_eq!(c.backends[1].name, "mysql");
+    assert_eq!(c.backends[1].balance, Balance::First);
+    assert_eq!(
+        fe.binds.iter().map(|b| b.addr).collect::<Vec<_>>(),
+        [sa("127.0.0.1:3306"), sa("[::1]:3306")]
+    );
+    assert_eq!(fe.binds[1].name.as_deref(), Some("v6"));
+    let ids: Vec<u32> = c.backends[1].servers.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [10, 1]);
+}
+
+#[test]
+fn several_binds_and_ipv6() {
+    let c = ok(&format!("{TIMEOUTS}frontend fe\n  bind :80,:81\n  bind [::]:443 v6only\n  bind ipv4@127.0.0.1:90 name local\n  maxconn 100\n  default_backend be\nbackend be\n"));
+    let fe = &c.frontends[0];
+    let addrs: Vec<SocketAddr> = fe.binds.iter().map(|b| b.addr).collect();
+    assert_eq!(
+        addrs,
+        [
+            sa("0.0.0.0:80"),
+            sa("0.0.0.0:81"),
+            sa("[::]:443"),
+            sa("127.0.0.1:90")
+        ]
+    );
+    assert_eq!(fe.binds[2].loc.line, 8);
+    assert_eq!(fe.maxconn, Some(100));
+    assert!(has_warning(&c, 8, "'v6only'"));
+    // An empty backend is allowed (connections fail with no server).
+    assert!(c.backends[0].servers.is_empty());
+}
+
+#[test]
+fn keepalive_options() {
+    let c = ok(&format!("{TIMEOUTS}  option tcpka\nlisten l\n  bind :1\n  clitcpka-idle 60\n  srvtcpka-intvl 10s\n  srvtcpka-cnt 5\n  server s 127.0.0.1:2\nbackend b\n  no option tcpka\n  option srvtcpka\nfrontend f\n  bind :3\n  default_backend b\n  option clitcpka\n  clitcpka-cnt 9\n  option splice-auto\n"));
+    let l_fe = &c.frontends[0];
+    assert!(l_fe.keepalive.enabled);
+    assert_eq!(l_fe.keepalive.idle, secs(60));
+    assert_eq!(l_fe.keepalive.intvl, Duration::from_secs(30));
+    let l_be = &c.backends[0];
+    assert!(l_be.keepalive.enabled);
+    assert_eq!(l_be.keepalive.intvl, Duration::from_secs(10));
+    assert_eq!(
+        (l_be.keepalive.idle, l_be.keepalive.cnt),
+        (Duration::from_secs(110), 5)
+    );
+    assert!(c.backends[1].keepalive.enabled);
+    let f = &c.frontends[1];
+    assert!(f.keepalive.enabled);
+    assert_eq!(f.keepalive.cnt, 9);
+    // splice options are what lb does anyway: no warning.
+    assert!(!c.warnings.iter().any(|w| w.message.contains("splice")));
+}
+
+#[test]
+fn http_defaults_are_fine_when_proxies_say_mode_tcp() {
+    let c = ok("defaults\n  mode http\n  option httplog\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\n  timeout http-request 10s\nfrontend fe\n  mode tcp\n  bind :5000\n  default_backend be\nbackend be\n  mode tcp\n  server s 127.0.0.1:5001\nlisten stats\n  bind :8404\n  stats uri /\n");
+    assert_eq!(c.frontends.len(), 1);
+    assert!(has_warning(&c, 3, "'option httplog' is HTTP-only"));
+    // Used by the stats page (inherited from the defaults), so no warning there.
+    assert!(!has_warning(&c, 7, "'timeout http-request'"));
+    assert_eq!(c.stats[0].uri, "/");
+    assert_eq!(c.stats[0].request_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(c.stats[0].timeout, Some(Duration::from_mins(1)));
+}
+
+#[test]
+fn not_supported_yet_warnings_name_the_feature() {
+    let c = ok(&format!("global\n  stats socket /run/lb.sock mode 660 level admin\n  pidfile /run/lb.pid\n  tune.bufsize 32k\n  log 127.0.0.1:514 local0 notice\n  daemon\n  user lb\n  group lb\n  maxconn 1000\n  nbthread 4\n{TIMEOUTS}frontend fe\n  bind :1\n  use_backend be if {{ src 10.0.0.0/8 }}\n  default_backend be\n  tcp-request connection reject if {{ src 1.2.3.4 }}\n  acl a src 1.2.3.4\nbackend be\n  option mysql-check user haproxy post-41\n  option log-health-checks\n  server s 127.0.0.1:2 check inter 2s rise 2 fall 3 send-proxy\n"));
+    assert_eq!(c.global.maxconn, Some(1000));
+    assert_eq!(c.global.nbthread, Some(4));
+    assert_eq!(c.global.user.as_deref(), Some("lb"));
+    assert!(c.global.daemon);
+    assert_eq!(c.global.logs[0].args, ["127.0.0.1:514", "local0", "notice"]);
+    assert_eq!(c.global.stats_sockets.len(), 1);
+    assert!(has_warning(&c, 3, "'pidfile' is not supported yet"));
+    assert!(has_warning(&c, 4, "'tune.bufsize'"));
+    assert!(has_warning(
+        &c,
+        18,
+        "'use_backend' is not supported yet (content switching"
+    ));
+    assert!(has_warning(&c, 20, "'tcp-request'"));
+    assert!(has_warning(&c, 21, "'acl' is not supported yet (ACLs)"));
+    // Health checks are supported: `option mysql-check`, `option log-health-checks` and the
+    // server's check keywords give no warning; only send-proxy does.
+    assert!(!c
+        .warnings
+        .iter()
+        .any(|w| w.loc.line == 23 || w.loc.line == 24));
+    let line25: Vec<_> = c.warnings.iter().filter(|w| w.loc.line == 25).collect();
+    assert_eq!(line25.len(), 1);
+    assert!(line25[0]
+        .message
+        .ends_with("not supported yet, ignored: 'send-proxy' (PROXY protocol)"));
+}
+
+#[test]
+fn capability_warnings() {
+    let c = ok(&format!("{TIMEOUTS}frontend fe\n  bind :1\n  default_backend be\n  balance leastconn\nbackend be\n  maxconn 5\n"));
+    assert!(has_warning(
+        &c,
+        9,
+        "'balance' ignored because frontend 'fe' has no backend capability"
+    ));
+    assert!(has_warning(
+        &c,
+        11,
+        "'maxconn' ignored because backend 'be' has no frontend capability"
+    ));
+    assert_eq!(c.backends[0].balance, Balance::RoundRobin);
+}
+
+#[test]
+fn missing_timeouts_warn() {
+    let c = ok("frontend fe\n  bind :1\n  default_backend be\nbackend be\n");
+    assert!(has_warning(
+        &c,
+        1,
+        "missing timeouts for frontend 'fe': 'client'"
+    ));
+    assert!(has_warning(
+        &c,
+        4,
+        "missing timeouts for backend 'be': 'connect', 'server'"
+    ));
+}
+
+#[test]
+fn frontend_and_backend_may_share_a_name() {
+    let c = ok(&format!("{TIMEOUTS}frontend app\n  bind :1\n  default_backend app\nbackend app\n  server s 127.0.0.1:2\n"));
+    assert_eq!(c.frontends[0].backend, 0);
+    assert_eq!(c.backends[0].name, "app");
+}
+
+#[test]
+fn zero_timeout_means_none_and_units_apply() {
+    let c = ok("defaults\n  timeout connect 0\n  timeout client 1m\n  timeout server 90000\n  timeout tunnel 1h\n  timeout queue 250ms\n  timeout client-fin 1s\n  timeout server-fin 2s\n  timeout check 3s\nbackend be\n");
+    let t = c.backends[0].timeouts;
+    assert_eq!(t.connect, None);
+    assert_eq!(t.client, Some(secs(60)));
+    assert_eq!(t.server, Some(Duration::from_secs(90)));
+    assert_eq!(t.tunnel, Some(secs(3600)));
+    assert_eq!(t.queue, Some(Duration::from_millis(250)));
+    assert_eq!(t.client_fin, Some(Duration::from_secs(1)));
+    assert_eq!(t.server_fin, Some(Duration::from_secs(2)));
+    assert_eq!(t.check, Some(Duration::from_secs(3)));
+}
+
+#[test]
+fn balance_variants() {
+    for (word, b) in [
+        ("roundrobin", Balance::RoundRobin),
+        ("static-rr", Balance::StaticRr),
+        ("leastconn", Balance::LeastConn),
+        ("first", Balance::First),
+        ("source", Balance::Source),
+        ("random", Balance::Random { draws: 2 }),
+        ("random(3)", Balance::Random { draws: 3 }),
+    ] {
+        let c = ok(&format!("{TIMEOUTS}backend be\n  balance {word}\n"));
+        assert_eq!(c.backends[0].balance, b, "{word}");
+    }
+}

@@ -1,0 +1,76 @@
+//! Server lines: default-server, ids, escapes, host names, init-addr.
+
+use super::*;
+
+#[test]
+fn default_server_applies_to_following_servers_only() {
+    let c = ok(&format!("{TIMEOUTS}backend be\n  server a 127.0.0.1:1\n  default-server weight 50 maxconn 20 check inter 2s\n  server b 127.0.0.1:2\n  server c 127.0.0.1:3 weight 5 no-backup\n"));
+    let s = &c.backends[0].servers;
+    assert_eq!((s[0].weight, s[0].maxconn), (1, 0));
+    assert_eq!((s[1].weight, s[1].maxconn), (50, 20));
+    assert_eq!((s[2].weight, s[2].maxconn), (5, 20));
+    // Health-check keywords are acted on now: stored, no warning.
+    assert!(
+        !c.warnings.iter().any(|w| w.loc.line == 8),
+        "{:?}",
+        c.warnings
+    );
+    assert!(!s[0].health.check);
+    assert!(s[1].health.check && s[2].health.check);
+    assert_eq!(s[1].health.inter, Duration::from_secs(2));
+}
+
+#[test]
+fn explicit_ids_reserve_numbers() {
+    let c = ok(&format!("{TIMEOUTS}backend be\n  server a 127.0.0.1:1\n  server b 127.0.0.1:2 id 1\n  server c 127.0.0.1:3\n"));
+    let ids: Vec<u32> = c.backends[0].servers.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [2, 1, 3]);
+}
+
+#[test]
+fn escapes_in_values() {
+    let c = ok(&format!("global\n  user lb\\ user # a comment\n  log \"127.0.0.1:514\" 'local0'\n{TIMEOUTS}frontend fe\n  bind :1 name \"front door\"\n  bind :2 name a\\#b\n  default_backend \"be\"\nbackend \"be\" # comment\n  tcp-check send \"PING\\r\\n\"\n  tcp-check expect string +PONG\n"));
+    assert_eq!(c.global.user.as_deref(), Some("lb user"));
+    assert_eq!(c.global.logs[0].args, ["127.0.0.1:514", "local0"]);
+    assert_eq!(c.backends[0].name, "be");
+    assert_eq!(c.frontends[0].binds[0].name.as_deref(), Some("front door"));
+    assert_eq!(c.frontends[0].binds[1].name.as_deref(), Some("a#b"));
+}
+
+#[test]
+fn escaped_hash_in_server_name_is_rejected_with_its_line() {
+    let e = errs("backend be\n  server s\\#1 127.0.0.1:80\n");
+    assert_eq!(e.0[0].loc.as_ref().unwrap().line, 2);
+    assert!(e.0[0].message.contains("invalid character '#'"), "{e}");
+}
+
+#[test]
+fn hostnames_resolve_and_keep_fqdn() {
+    let c = ok(&format!(
+        "{TIMEOUTS}backend be\n  server s localhost:6379\n  server t ipv4@localhost:6380\n"
+    ));
+    let s = &c.backends[0].servers[0];
+    assert!(s.addr.ip().is_loopback());
+    assert_eq!(s.addr.port(), 6379);
+    assert_eq!(s.fqdn.as_deref(), Some("localhost"));
+    assert!(c.backends[0].servers[1].addr.is_ipv4());
+}
+
+#[test]
+fn init_addr_none_starts_in_maint() {
+    let c = ok(&format!("{TIMEOUTS}backend be\n  server s nonexistent-host.invalid:80 init-addr libc,none\n  server t nonexistent-host.invalid:81 init-addr last,libc,127.0.0.9\n"));
+    let s = &c.backends[0].servers[0];
+    // MAINT (resolution), not the operator's MAINT: DNS takes it out.
+    assert!(!s.disabled);
+    assert!(s.unresolved);
+    assert!(s.addr.ip().is_unspecified());
+    assert_eq!(s.fqdn.as_deref(), Some("nonexistent-host.invalid"));
+    assert!(has_warning(
+        &c,
+        7,
+        "starting in MAINT (resolution) (init-addr none)"
+    ));
+    let t = &c.backends[0].servers[1];
+    assert_eq!(t.addr, sa("127.0.0.9:81"));
+    assert!(!t.disabled);
+}

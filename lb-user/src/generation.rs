@@ -1,0 +1,266 @@
+//! A configuration generation: one validated configuration and everything built from it that
+//! the accept threads, the checkers, DNS, the stats page and the runtime API share (server
+//! tables, proxy counters, passive checks, log targets). Start builds the first; each accepted
+//! reload builds the next from the new configuration *and the previous generation*, carrying
+//! over, server by server, what was set or learned at run time (see [`crate::table::carry_over`]).
+//! Flows keep the generation they were accepted in; everything else reads the current one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::flows::FlowControl;
+use crate::logging::LogSet;
+use crate::passive::Passive;
+use crate::table::{carry_over, BackendTable, ServerEntry};
+
+/// What the whole process shares across generations: the connection count behind `global
+/// maxconn` (old and new generations' connections count together), the threads' command
+/// channels, the start time.
+#[derive(Debug)]
+pub struct Process {
+    /// Current client connections, every thread and generation.
+    pub conns: AtomicU32,
+    /// Signalled when a connection ends, for accept loops paused at `maxconn`.
+    pub conn_released: Notify,
+    /// When the process started (`Start_time_sec`, uptime).
+    pub started: SystemTime,
+    /// The accept threads' command channels.
+    pub flows: FlowControl,
+    /// Number of accept threads.
+    pub threads: usize,
+}
+
+impl Process {
+    pub fn new(flows: FlowControl, threads: usize) -> Arc<Self> {
+        Arc::new(Self {
+            conns: AtomicU32::new(0),
+            conn_released: Notify::new(),
+            started: SystemTime::now(),
+            flows,
+            threads,
+        })
+    }
+}
+
+/// Session counters of one frontend or backend, all atomics (Relaxed: statistics, read
+/// independently). Shared by every generation that has a proxy of that name.
+#[derive(Debug, Default)]
+pub struct ProxyCounters {
+    /// Sessions being served now (`scur`). A frontend's count from accept until the
+    /// connection's log line, as HAProxy's; a backend's from the server pick.
+    pub cur: AtomicU32,
+    /// Sessions accepted since start (`stot`).
+    pub total: AtomicU64,
+    /// Highest concurrent sessions seen (`smax`).
+    pub max: AtomicU32,
+    /// Bytes client -> lb of finished flows (`bin`).
+    pub bytes_in: AtomicU64,
+    /// Bytes lb -> client of finished flows (`bout`).
+    pub bytes_out: AtomicU64,
+}
+
+impl ProxyCounters {
+    /// Counts a new session (`cur`, `max`, `total`) until the guard is dropped.
+    pub fn enter(&self) -> ProxySession<'_> {
+        let cur = self.cur.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max.fetch_max(cur, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        ProxySession(self)
+    }
+}
+
+/// One session counted in [`ProxyCounters::cur`].
+pub struct ProxySession<'a>(&'a ProxyCounters);
+
+impl Drop for ProxySession<'_> {
+    fn drop(&mut self) {
+        self.0.cur.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One configuration generation.
+pub struct Generation {
+    /// 0 at start, +1 per accepted reload.
+    pub number: u64,
+    pub config: Arc<Config>,
+    /// One table per `config.backends` entry, same order.
+    pub backends: Vec<Arc<BackendTable>>,
+    /// Per-frontend sessions and bytes (`config.frontends` order): the stats page, the runtime
+    /// API, tcplog's `%fc`, and the frontend's `maxconn`.
+    pub fe_stats: Vec<Arc<ProxyCounters>>,
+    /// Per-backend session counts (`config.backends` order); bytes are the servers' sums.
+    pub be_stats: Vec<Arc<ProxyCounters>>,
+    /// Process-wide limit (`global maxconn`, or derived from the fd limit).
+    pub maxconn: u32,
+    /// Passive health checks: connect results of real traffic (`observe layer4`).
+    pub passive: Passive,
+    /// HAProxy's proxy ids (`iid`, `be_id`) by proxy name.
+    pub proxy_ids: HashMap<String, u32>,
+    /// This configuration's log targets (per frontend, and the global ones).
+    pub logs: Arc<LogSet>,
+    pub process: Arc<Process>,
+    /// A newer generation took over: timers of this one (slow starts) stop.
+    retired: AtomicBool,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("number", &self.number)
+            .field("backends", &self.backends)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The generation serving now, for what outlives a reload (the stats page, the runtime API,
+/// the state writer's timers): each request loads it afresh.
+pub type Current = Arc<arc_swap::ArcSwap<Generation>>;
+
+impl Generation {
+    /// The first generation: every server as HAProxy starts it.
+    pub fn first(
+        config: Arc<Config>,
+        maxconn: u32,
+        logs: Arc<LogSet>,
+        process: Arc<Process>,
+    ) -> Arc<Self> {
+        Self::build(config, maxconn, logs, process, None)
+    }
+
+    /// The next generation (reload): built from `config`, carrying over from `self` what each
+    /// kept server was given at run time, and the counters of kept proxies.
+    pub fn next(&self, config: Arc<Config>, maxconn: u32, logs: Arc<LogSet>) -> Arc<Self> {
+        Self::build(config, maxconn, logs, self.process.clone(), Some(self))
+    }
+
+    fn build(
+        config: Arc<Config>,
+        maxconn: u32,
+        logs: Arc<LogSet>,
+        process: Arc<Process>,
+        prev: Option<&Generation>,
+    ) -> Arc<Self> {
+        let backends = config
+            .backends
+            .iter()
+            .map(|be| {
+                let prev_table = prev.and_then(|p| p.backend(&be.name));
+                let prev_snap = prev_table.map(|t| t.snapshot());
+                let entries = be
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        let old = prev_snap
+                            .as_ref()
+                            .and_then(|snap| snap.servers.iter().find(|e| e.conf.name == s.name));
+                        old.map_or_else(|| ServerEntry::new(s), |e| carry_over(e, s))
+                    })
+                    .collect();
+                BackendTable::with_entries(be, entries)
+            })
+            .collect();
+        let fe_names =
+            |c: &Config| -> Vec<String> { c.frontends.iter().map(|f| f.name.clone()).collect() };
+        let be_names =
+            |c: &Config| -> Vec<String> { c.backends.iter().map(|b| b.name.clone()).collect() };
+        let prev_fe = prev.map(|p| (fe_names(&p.config), p.fe_stats.as_slice()));
+        let prev_be = prev.map(|p| (be_names(&p.config), p.be_stats.as_slice()));
+        let fe_stats = carry_counters(
+            &fe_names(&config),
+            prev_fe.as_ref().map(|(n, s)| (n.as_slice(), *s)),
+        );
+        let be_stats = carry_counters(
+            &be_names(&config),
+            prev_be.as_ref().map(|(n, s)| (n.as_slice(), *s)),
+        );
+        Arc::new(Self {
+            number: prev.map_or(0, |p| p.number + 1),
+            passive: Passive::new(&config),
+            proxy_ids: proxy_ids(&config),
+            config,
+            backends,
+            fe_stats,
+            be_stats,
+            maxconn,
+            logs,
+            process,
+            retired: AtomicBool::new(false),
+        })
+    }
+
+    /// A generation of its own with one thread channel and no threads behind it, for tests of
+    /// what builds on a generation.
+    #[cfg(test)]
+    pub fn standalone(config: Arc<Config>) -> Arc<Self> {
+        Self::standalone_with_flows(config).0
+    }
+
+    /// [`Self::standalone`], and the receiving end of its one thread channel (to see the
+    /// commands sent to the flows).
+    #[cfg(test)]
+    pub fn standalone_with_flows(
+        config: Arc<Config>,
+    ) -> (
+        Arc<Self>,
+        tokio::sync::mpsc::UnboundedReceiver<crate::flows::FlowCommand>,
+    ) {
+        let (flows, mut rx) = FlowControl::new(1);
+        let logs = crate::logging::open(&config).expect("log targets");
+        let gen = Self::first(config, 100, logs, Process::new(flows, 1));
+        (gen, rx.remove(0))
+    }
+
+    /// The table of the backend named `name`.
+    pub fn backend(&self, name: &str) -> Option<&Arc<BackendTable>> {
+        let i = self.config.backends.iter().position(|b| b.name == name)?;
+        self.backends.get(i)
+    }
+
+    /// A newer generation serves now (the timers of this one stop).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Self::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+}
+
+/// The counters of the proxies named `names`: those of a proxy of the same name in the
+/// previous generation, fresh ones for new proxies.
+fn carry_counters(
+    names: &[String],
+    prev: Option<(&[String], &[Arc<ProxyCounters>])>,
+) -> Vec<Arc<ProxyCounters>> {
+    names
+        .iter()
+        .map(|n| {
+            prev.as_ref()
+                .and_then(|(old, stats)| old.iter().position(|o| o == n).map(|i| stats[i].clone()))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Proxy ids (`iid`) in file order, a `listen` counting once, as HAProxy numbers proxies.
+fn proxy_ids(config: &Config) -> HashMap<String, u32> {
+    let mut locs: Vec<(&crate::config::Loc, &str)> = config
+        .frontends
+        .iter()
+        .map(|f| (&f.loc, f.name.as_str()))
+        .chain(config.backends.iter().map(|b| (&b.loc, b.name.as_str())))
+        .collect();
+    locs.sort_by(|a, b| (a.0.file.as_ref(), a.0.line).cmp(&(b.0.file.as_ref(), b.0.line)));
+    let mut ids = HashMap::new();
+    for (_, name) in locs {
+        let next = u32::try_from(ids.len() + 1).unwrap_or(u32::MAX);
+        ids.entry(name.to_owned()).or_insert(next);
+    }
+    ids
+}

@@ -1,0 +1,241 @@
+//! The one write path for server state. Every source of a change — health checks, the agent,
+//! DNS, the runtime API, the stats page's form, the server-state file, slow start — describes
+//! it as a typed [`Change`] and calls [`apply`]. `apply` decides the new state under the
+//! table's writer lock with HAProxy's rules ([`transition`]), publishes one snapshot, then
+//! does what follows, once: HAProxy's log line, `backend has no server available!`,
+//! `on-marked-down shutdown-sessions`, `on-marked-up shutdown-backup-sessions`, slow start,
+//! waking the server's checkers at a new address, the stats' check details.
+//!
+//! Nothing else writes a server's state (the table's only write entry is called from here).
+
+mod effects;
+pub mod file;
+mod timers;
+mod transition;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::OnError;
+use crate::generation::Generation;
+use crate::table::{usable_counts, AdminState, CheckResult, ServerState, MAX_WEIGHT};
+
+pub use effects::{check_details, printable};
+pub use timers::resume;
+pub use transition::{check_interval, check_weight, fast_interval, ramp_weight, Event, OpCause};
+
+/// Who asks for a change: decides the wording of logs and what survives a reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum By {
+    /// The runtime API (`stats socket`).
+    Cli,
+    /// The stats page's admin form.
+    StatsPage,
+    /// The agent check's answer.
+    Agent,
+    /// The regular health check (and passive checks).
+    Check,
+    /// A DNS answer from `resolvers/nameserver` (the first server of a name).
+    Dns {
+        resolvers: String,
+        nameserver: String,
+    },
+    /// A DNS answer shared by another server of the same name.
+    DnsCache,
+    /// The server-state file at start.
+    StateFile,
+    /// Slow start's ramp.
+    Slowstart,
+    /// The configuration itself.
+    Config,
+}
+
+/// The result of one health check (or agent check), as the writer needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckReport {
+    pub passed: bool,
+    pub result: CheckResult,
+    /// Protocol code (MySQL error, HTTP status, exit status).
+    pub code: Option<u32>,
+    /// Free text (error message, server version, the agent's words).
+    pub info: String,
+    pub duration: Duration,
+}
+
+/// `set server B/S health up|stopping|down`, the stats page's "set state to UP/DOWN".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForcedHealth {
+    Up,
+    /// HAProxy's NOLB: UP, no new connections.
+    Stopping,
+    Down,
+}
+
+/// One agent answer: every word that says something, applied as one change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentVerdict {
+    /// `ready`, `drain`, `maint`.
+    pub admin: Option<AdminState>,
+    /// `N%`, already turned into a weight.
+    pub weight: Option<u32>,
+    /// `maxconn:N`.
+    pub maxconn: Option<u32>,
+    /// `up` (Some(true)); `down`, `fail`, `stopped` (Some(false)).
+    pub up: Option<bool>,
+    /// The agent check's own result, for stats and logs.
+    pub report: CheckReport,
+}
+
+/// A typed change of one server's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Administrative state (`set server state`, `enable|disable server`, the agent's words).
+    Admin(AdminState),
+    /// Forced operational state.
+    ForceHealth(ForcedHealth),
+    /// A regular check's result.
+    Check(CheckReport),
+    /// `error-limit` observed errors: apply `on-error` to the check counter.
+    CheckError(OnError, CheckReport),
+    /// An agent check's answer (or failure: a verdict with nothing in it).
+    Agent(AgentVerdict),
+    /// `set server B/S agent up|down`.
+    AgentHealth(bool),
+    /// Weight set at run time (0..=256).
+    Weight(u32),
+    /// `maxconn` set at run time (the agent's `maxconn:N`); 0 = unlimited.
+    Maxconn(u32),
+    /// A new address and/or port for new connections.
+    Addr {
+        ip: Option<IpAddr>,
+        port: Option<u16>,
+    },
+    /// `Some(cause)`: the name stopped resolving (MAINT (resolution)); `None`: it resolves.
+    Resolution(Option<&'static str>),
+    /// A valid DNS answer: this address, and out of MAINT (resolution) if it was in.
+    Resolved(IpAddr),
+    /// `enable|disable health`.
+    CheckEnabled(bool),
+    /// `enable|disable agent`.
+    AgentEnabled(bool),
+    /// `set server B/S agent-send`.
+    AgentSend(Vec<u8>),
+    /// One step of a slow start.
+    RampStep,
+}
+
+/// Why a change was refused, in HAProxy's words where it has them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("backend {backend} has no server number {index}")]
+    NoSuchServer { backend: String, index: usize },
+    #[error("server {server}: weight {weight} is out of range (0 to 256)")]
+    WeightOutOfRange { server: String, weight: u32 },
+    /// `balance static-rr` only takes 0 or the configured weight at run time.
+    #[error(
+        "backend {backend} uses static-rr: server {server} weight can only be set to 0 or to \
+         its configured weight {configured}, not {weight}"
+    )]
+    StaticWeight {
+        backend: String,
+        server: String,
+        weight: u32,
+        configured: u32,
+    },
+    #[error("Agent was not configured on this server, cannot enable.")]
+    AgentNotConfigured,
+    #[error("agent checks are not enabled on this server.")]
+    AgentNotEnabled,
+    #[error("Health checks are not configured on this server, cannot enable.")]
+    CheckNotConfigured,
+}
+
+/// What a change did: the server's state before and after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub before: ServerState,
+    pub after: ServerState,
+}
+
+impl Applied {
+    /// The address before and after (for `set server addr`'s answer).
+    pub fn addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.before.addr, self.after.addr)
+    }
+}
+
+/// Applies `change` to `backend`'s `server` in `gen`: decides and publishes it (one snapshot),
+/// then logs and acts on what happened. Callable from any thread.
+pub fn apply(
+    gen: &Arc<Generation>,
+    backend: usize,
+    server: usize,
+    change: Change,
+    by: &By,
+) -> Result<Applied, StateError> {
+    let table = gen
+        .backends
+        .get(backend)
+        .ok_or_else(|| StateError::NoSuchServer {
+            backend: format!("#{backend}"),
+            index: server,
+        })?;
+    let now = Instant::now();
+    let decided = table.write(|servers| {
+        let counts_before = usable_counts(servers);
+        let Some(e) = servers.get_mut(server) else {
+            return Err(StateError::NoSuchServer {
+                backend: table.conf.name.clone(),
+                index: server,
+            });
+        };
+        let before = e.state;
+        let mut events = Vec::new();
+        transition::step(
+            &e.conf,
+            &table.conf,
+            &mut e.state,
+            change,
+            by,
+            now,
+            &mut events,
+        )?;
+        let after = e.state;
+        Ok(effects::Decided {
+            applied: Applied { before, after },
+            events,
+            counts_before,
+            counts_after: usable_counts(servers),
+        })
+    })?;
+    let applied = decided.applied;
+    effects::run(gen, backend, server, by, decided);
+    Ok(applied)
+}
+
+/// Parses a weight as the runtime API and the agent write it: `W` (0..=256) or `W%` of the
+/// configured weight `initial`; errors in HAProxy's words.
+pub fn parse_weight(arg: &str, initial: u32) -> Result<u32, &'static str> {
+    if let Some(pct) = arg.strip_suffix('%') {
+        let p: u64 = pct
+            .parse()
+            .map_err(|_| "Empty weight string empty or preceded by garbage")?;
+        let w = u64::from(initial) * p / 100;
+        if w > u64::from(MAX_WEIGHT) {
+            return Err("Relative weight too large.");
+        }
+        Ok(w as u32)
+    } else {
+        let w: u32 = arg
+            .parse()
+            .map_err(|_| "Empty weight string empty or preceded by garbage")?;
+        if w > MAX_WEIGHT {
+            return Err("Absolute weight can only be between 0 and 256 inclusive.");
+        }
+        Ok(w)
+    }
+}

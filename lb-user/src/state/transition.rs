@@ -1,0 +1,481 @@
+//! The rules of server state, as a pure function: given a server's configuration, its state
+//! and one change, the new state and what happened (the events the writer then logs and acts
+//! on). HAProxy's `srv_update_status` and friends, in one place: maintenance means DOWN with
+//! a zero check counter and leaving it starts at `rise` with a check at once; checks and the
+//! agent move UP/DOWN through the rise/fall counter; an operator can force either.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{By, Change, CheckReport, ForcedHealth, StateError};
+use crate::config::{Backend, Balance, Server};
+use crate::table::{
+    fastinter, AddrOrigin, AdminState, Health, Origin, ServerState, Transition, MAX_WEIGHT,
+};
+
+/// Why the operational state changed (HAProxy's `srv_op_st_chg_cause`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpCause {
+    /// A regular check result.
+    Check(CheckReport),
+    /// The agent's answer.
+    Agent(CheckReport),
+    /// An operator, through the runtime API.
+    Cli,
+    /// An operator, through the stats page.
+    StatsPage,
+    /// The server-state file at start.
+    StateFile,
+    /// Nothing to say (slow start end, agent disabled).
+    Quiet,
+}
+
+impl OpCause {
+    fn of(by: &By) -> Self {
+        match by {
+            By::Cli => Self::Cli,
+            By::StatsPage => Self::StatsPage,
+            By::StateFile => Self::StateFile,
+            _ => Self::Quiet,
+        }
+    }
+}
+
+/// What a change did, for the writer to log and act on (after publishing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// UP → DOWN.
+    Down(OpCause),
+    /// DOWN → UP.
+    Up(OpCause),
+    /// UP → NOLB (`health stopping`).
+    Stopping(OpCause),
+    /// Entered maintenance (forced, or `resolution` with its cause); `was_down`: it was DOWN
+    /// already, so no session is affected.
+    EnterMaint {
+        was_down: bool,
+        resolution: Option<&'static str>,
+    },
+    /// Left maintenance; `still`: it remains in the other kind of maintenance.
+    LeaveMaint {
+        resolution: bool,
+        still: bool,
+    },
+    /// Ready → Drain.
+    EnterDrain,
+    /// Drain → Ready.
+    LeaveDrain,
+    /// A check's or the agent's result, whatever it changed (stats, `log-health-checks`).
+    /// `moved`: the rise/fall counter moved.
+    CheckResult {
+        report: CheckReport,
+        moved: bool,
+    },
+    AgentResult(CheckReport),
+    /// The address for new connections changed.
+    AddrChanged {
+        old: SocketAddr,
+        new: SocketAddr,
+    },
+    /// The checkers should check now (new address, leaving maintenance).
+    CheckNow,
+    /// A slow start began: the writer schedules its steps.
+    StartRamp,
+    /// `set server B/S agent-send`.
+    AgentSend(Vec<u8>),
+}
+
+/// Applies `change` to `st` (the state of `conf`, in backend `be`), pushing what happened to
+/// `events`. On error `st` may be partly changed: the caller drops it.
+pub fn step(
+    conf: &Server,
+    be: &Backend,
+    st: &mut ServerState,
+    change: Change,
+    by: &By,
+    now: Instant,
+    events: &mut Vec<Event>,
+) -> Result<(), StateError> {
+    let mut t = Step {
+        conf,
+        be,
+        st,
+        by,
+        now,
+        events,
+    };
+    match change {
+        Change::Admin(a) => t.admin(a),
+        Change::ForceHealth(h) => t.force(h),
+        Change::Check(r) => t.check(&r),
+        Change::CheckError(action, r) => t.check_error(action, &r),
+        Change::Agent(v) => {
+            if let Some(a) = v.admin {
+                t.admin(a);
+            }
+            if let Some(w) = v.weight {
+                t.weight(w)?;
+            }
+            if let Some(m) = v.maxconn {
+                t.st.maxconn = m;
+            }
+            t.events.push(Event::AgentResult(v.report.clone()));
+            if let Some(up) = v.up {
+                t.agent_health(up, OpCause::Agent(v.report));
+            }
+        }
+        Change::AgentHealth(up) => {
+            if !t.st.agent_enabled {
+                return Err(StateError::AgentNotEnabled);
+            }
+            let cause = OpCause::of(by);
+            t.agent_health(up, cause);
+        }
+        Change::Weight(w) => t.weight(w)?,
+        Change::Maxconn(m) => t.st.maxconn = m,
+        Change::Addr { ip, port } => t.addr(ip, port),
+        Change::Resolution(cause) => t.resolution(cause),
+        Change::Resolved(ip) => {
+            t.addr(Some(ip), None);
+            t.resolution(None);
+        }
+        Change::CheckEnabled(on) => {
+            if !conf.health.check {
+                return Err(StateError::CheckNotConfigured);
+            }
+            t.st.check_enabled = on;
+        }
+        Change::AgentEnabled(on) => t.agent_enabled(on)?,
+        Change::AgentSend(bytes) => {
+            if !t.st.agent_enabled {
+                return Err(StateError::AgentNotEnabled);
+            }
+            t.events.push(Event::AgentSend(bytes));
+        }
+        Change::RampStep => t.ramp_step(),
+    }
+    // One rule for `downtime`: DOWN since when it went DOWN, nothing while UP.
+    if t.st.up {
+        t.st.down_since = None;
+    } else if t.st.down_since.is_none() {
+        t.st.down_since = Some(now);
+    }
+    Ok(())
+}
+
+/// One application of a change.
+struct Step<'a> {
+    conf: &'a Server,
+    be: &'a Backend,
+    st: &'a mut ServerState,
+    by: &'a By,
+    now: Instant,
+    events: &'a mut Vec<Event>,
+}
+
+impl Step<'_> {
+    fn rise_fall(&self) -> (u32, u32) {
+        (self.conf.health.rise.max(1), self.conf.health.fall.max(1))
+    }
+
+    /// The regular check lets the server be UP: not checked, or its counter at `rise` or more.
+    fn check_ok(&self) -> bool {
+        !self.st.check_enabled || self.st.check_h >= self.rise_fall().0
+    }
+
+    /// The agent lets the server be UP.
+    fn agent_ok(&self) -> bool {
+        !self.st.agent_enabled || self.st.agent_up
+    }
+
+    fn go_down(&mut self, cause: OpCause) {
+        if !self.st.up || self.st.in_maint() {
+            return;
+        }
+        self.st.up = false;
+        self.st.stopping = false;
+        self.st.ramp_start = None;
+        self.st.weight = self.st.user_weight;
+        self.events.push(Event::Down(cause));
+    }
+
+    fn go_up(&mut self, cause: OpCause) {
+        if self.st.up || self.st.in_maint() {
+            return;
+        }
+        self.st.up = true;
+        self.st.stopping = false;
+        self.start_ramp();
+        self.events.push(Event::Up(cause));
+    }
+
+    /// Slow start after coming UP: the weight ramps from 1 % (not with `static-rr`, not from
+    /// weight 0).
+    fn start_ramp(&mut self) {
+        let Some(ss) = self.conf.health.slowstart else {
+            return;
+        };
+        if self.be.balance == Balance::StaticRr || self.st.user_weight == 0 {
+            return;
+        }
+        self.st.ramp_start = Some(self.now);
+        self.st.weight = ramp_weight(self.st.user_weight, Duration::ZERO, ss);
+        self.events.push(Event::StartRamp);
+    }
+
+    fn ramp_step(&mut self) {
+        let (Some(start), Some(ss)) = (self.st.ramp_start, self.conf.health.slowstart) else {
+            return;
+        };
+        let elapsed = self.now.saturating_duration_since(start);
+        self.st.weight = ramp_weight(self.st.user_weight, elapsed, ss);
+        if elapsed >= ss {
+            self.st.ramp_start = None;
+        }
+    }
+
+    fn admin(&mut self, to: AdminState) {
+        if !matches!(self.by, By::Config) {
+            self.st.admin_origin = Origin::Runtime;
+        }
+        let from = self.st.admin;
+        if from == to {
+            return;
+        }
+        self.st.admin = to;
+        match (from, to) {
+            (_, AdminState::Maint) => self.enter_maint(None),
+            (AdminState::Maint, _) => self.leave_maint(false),
+            (AdminState::Ready, AdminState::Drain) => self.events.push(Event::EnterDrain),
+            (AdminState::Drain, AdminState::Ready) => self.events.push(Event::LeaveDrain),
+            _ => {}
+        }
+    }
+
+    /// `admin` or `resolution_maint` was just set (the other may be set already).
+    fn enter_maint(&mut self, resolution: Option<&'static str>) {
+        let already = if resolution.is_some() {
+            self.st.admin == AdminState::Maint
+        } else {
+            self.st.resolution_maint
+        };
+        if already {
+            return;
+        }
+        let was_down = !self.st.up;
+        self.st.check_h = 0;
+        if self.st.up {
+            self.st.up = false;
+            self.st.stopping = false;
+            self.st.ramp_start = None;
+            self.st.weight = self.st.user_weight;
+        }
+        self.events.push(Event::EnterMaint {
+            was_down,
+            resolution,
+        });
+    }
+
+    /// `admin` left Maint (or `resolution_maint` was cleared): HAProxy starts the check
+    /// counter at `rise` (UP, checked at once) and the server is UP unless the agent holds it.
+    fn leave_maint(&mut self, resolution: bool) {
+        let still = self.st.in_maint();
+        self.events.push(Event::LeaveMaint { resolution, still });
+        if still {
+            return;
+        }
+        self.st.check_h = self.rise_fall().0;
+        self.events.push(Event::CheckNow);
+        if self.agent_ok() {
+            self.st.up = true;
+            self.st.stopping = false;
+            self.start_ramp();
+        }
+    }
+
+    fn resolution(&mut self, cause: Option<&'static str>) {
+        match cause {
+            Some(c) if !self.st.resolution_maint => {
+                self.st.resolution_maint = true;
+                self.enter_maint(Some(c));
+            }
+            None if self.st.resolution_maint => {
+                self.st.resolution_maint = false;
+                self.leave_maint(true);
+            }
+            _ => {}
+        }
+    }
+
+    fn force(&mut self, h: ForcedHealth) {
+        // HAProxy ignores forced health on a server in maintenance (srv_set_running/stopped).
+        if self.st.in_maint() {
+            return;
+        }
+        let (rise, fall) = self.rise_fall();
+        let cause = OpCause::of(self.by);
+        match h {
+            ForcedHealth::Up => {
+                self.st.check_h = rise + fall - 1;
+                if self.st.up && self.st.stopping {
+                    self.st.stopping = false;
+                    self.events.push(Event::Up(cause));
+                } else {
+                    self.go_up(cause);
+                }
+            }
+            ForcedHealth::Stopping => {
+                self.st.up = true;
+                if !self.st.stopping {
+                    self.st.stopping = true;
+                    self.events.push(Event::Stopping(cause));
+                }
+            }
+            ForcedHealth::Down => {
+                self.st.check_h = 0;
+                self.go_down(cause);
+            }
+        }
+    }
+
+    fn check(&mut self, r: &CheckReport) {
+        if !self.st.check_enabled || self.st.in_maint() {
+            // A result that raced with maintenance or `disable health`: HAProxy pauses checks.
+            return;
+        }
+        let (rise, fall) = self.rise_fall();
+        let mut h = Health::at(rise, fall, self.st.check_h);
+        let (t, moved) = h.record(r.passed);
+        self.apply_counter(h, t, moved, r);
+    }
+
+    fn check_error(&mut self, action: crate::config::OnError, r: &CheckReport) {
+        if !self.st.check_enabled || self.st.in_maint() {
+            return;
+        }
+        let (rise, fall) = self.rise_fall();
+        let mut h = Health::at(rise, fall, self.st.check_h);
+        let (t, moved) = h.on_error(action);
+        self.apply_counter(h, t, moved, r);
+    }
+
+    fn apply_counter(&mut self, h: Health, t: Transition, moved: bool, r: &CheckReport) {
+        self.st.check_h = h.counter();
+        self.events.push(Event::CheckResult {
+            report: r.clone(),
+            moved,
+        });
+        match t {
+            Transition::WentDown => self.go_down(OpCause::Check(r.clone())),
+            Transition::WentUp if self.agent_ok() => self.go_up(OpCause::Check(r.clone())),
+            _ => {}
+        }
+    }
+
+    fn agent_health(&mut self, up: bool, cause: OpCause) {
+        self.st.agent_up = up;
+        if !up {
+            self.go_down(cause);
+        } else if self.check_ok() {
+            self.go_up(cause);
+        }
+    }
+
+    fn agent_enabled(&mut self, on: bool) -> Result<(), StateError> {
+        if !self.conf.health.agent.enabled {
+            // HAProxy refuses to enable an agent it has no configuration for; disabling is a
+            // no-op.
+            return if on {
+                Err(StateError::AgentNotConfigured)
+            } else {
+                Ok(())
+            };
+        }
+        self.st.agent_enabled = on;
+        if !on {
+            // From now on only the regular check decides: lift a DOWN the agent held.
+            self.st.agent_up = true;
+            if self.check_ok() {
+                self.go_up(OpCause::Quiet);
+            }
+        }
+        Ok(())
+    }
+
+    fn weight(&mut self, w: u32) -> Result<(), StateError> {
+        check_weight(self.conf, self.be, w)?;
+        self.st.user_weight = w;
+        self.st.weight_origin = Origin::Runtime;
+        self.st.weight = match (self.st.ramp_start, self.conf.health.slowstart) {
+            (Some(start), Some(ss)) => {
+                ramp_weight(w, self.now.saturating_duration_since(start), ss)
+            }
+            _ => w,
+        };
+        Ok(())
+    }
+
+    fn addr(&mut self, ip: Option<std::net::IpAddr>, port: Option<u16>) {
+        let old = self.st.addr;
+        let new = SocketAddr::new(ip.unwrap_or(old.ip()), port.unwrap_or(old.port()));
+        if new == old {
+            return;
+        }
+        self.st.addr = new;
+        self.st.addr_origin = match self.by {
+            By::Dns { .. } | By::DnsCache => AddrOrigin::Dns,
+            By::StateFile => AddrOrigin::StateFile,
+            _ => AddrOrigin::Cli,
+        };
+        self.events.push(Event::AddrChanged { old, new });
+        self.events.push(Event::CheckNow);
+    }
+}
+
+/// Whether `conf` may take weight `w` at run time: 0..=256, and with `balance static-rr`
+/// only 0 or the configured weight (HAProxy's rule).
+pub fn check_weight(conf: &Server, be: &Backend, w: u32) -> Result<(), StateError> {
+    if w > MAX_WEIGHT {
+        return Err(StateError::WeightOutOfRange {
+            server: conf.name.clone(),
+            weight: w,
+        });
+    }
+    if be.balance == Balance::StaticRr && w != 0 && w != conf.weight {
+        return Err(StateError::StaticWeight {
+            backend: be.name.clone(),
+            server: conf.name.clone(),
+            weight: w,
+            configured: conf.weight,
+        });
+    }
+    Ok(())
+}
+
+/// Effective weight `elapsed` into a slow start of `total`: linear from 1 % to 100 % of
+/// `weight`, never 0 for a non-zero weight.
+pub fn ramp_weight(weight: u32, elapsed: Duration, total: Duration) -> u32 {
+    if elapsed >= total || total.is_zero() {
+        return weight;
+    }
+    let pct = (elapsed.as_millis() * 100 / total.as_millis()).max(1) as u32;
+    (weight * pct / 100).max(1)
+}
+
+/// How often a slow start's weight is recomputed: 20 steps over the ramp, at least every
+/// 100 ms apart and at most 1 s apart.
+pub fn ramp_interval(total: Duration) -> Duration {
+    (total / 20).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// The interval the server's regular check should wait next: HAProxy's `inter`/`fastinter`/
+/// `downinter` from the published counter.
+pub fn check_interval(conf: &Server, st: &ServerState) -> Duration {
+    let (rise, fall) = (conf.health.rise.max(1), conf.health.fall.max(1));
+    Health::at(rise, fall, st.check_h).interval(&conf.health)
+}
+
+/// `fastinter` (or `inter`): the next check after a passive-check error.
+pub fn fast_interval(conf: &Server) -> Duration {
+    fastinter(&conf.health)
+}

@@ -1,0 +1,444 @@
+//! One server as the table holds it: its configuration, its state (what the state writer
+//! publishes: admin state, UP/DOWN with the check's rise/fall counter, agent verdict, weight,
+//! address, maxconn, each with where it came from), and the counters every snapshot shares.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Server;
+
+/// Administrative state of a server (`set server B/S state ready|drain|maint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminState {
+    /// Takes new connections (if UP and weight > 0).
+    Ready,
+    /// Keeps its connections, takes no new ones.
+    Drain,
+    /// Maintenance: takes no new connections, is not checked (`disabled` servers start here).
+    Maint,
+}
+
+/// Where a value in a server's state came from. Values set at run time survive a reload;
+/// values from the configuration follow the new configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The configuration (or the default).
+    Config,
+    /// Run time: runtime API, stats page, agent, server-state file.
+    Runtime,
+}
+
+/// Who gave a server its current address (HAProxy's `by DNS`, `by 'stats socket command'`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddrOrigin {
+    /// The configuration (resolved at load time), or the `init-addr` fallback.
+    Config,
+    /// A `resolvers` answer.
+    Dns,
+    /// `set server B/S addr`.
+    Cli,
+    /// The server-state file (`init-addr last`).
+    StateFile,
+}
+
+/// A health-check result, with HAProxy's names, numbers and descriptions (`HCHK_STATUS_*`).
+/// The one place these are defined: logs, stats, `show servers state` and Prometheus use it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CheckResult {
+    /// Not checked yet.
+    #[default]
+    Ini,
+    /// A check is starting.
+    Start,
+    /// Passive check (`observe`) reported errors.
+    Hana,
+    SockErr,
+    L4Ok,
+    L4Tout,
+    L4Con,
+    L6Ok,
+    L6Tout,
+    L6Rsp,
+    L7Tout,
+    L7Rsp,
+    L7Ok,
+    L7OkC,
+    L7Sts,
+    ProcErr,
+    ProcTout,
+    ProcOk,
+    /// An agent answer that judged nothing (no `up`/`down` word).
+    Checked,
+}
+
+impl CheckResult {
+    /// Every result, for tables that list them (Prometheus).
+    pub const ALL: [CheckResult; 19] = [
+        Self::Ini,
+        Self::Start,
+        Self::Hana,
+        Self::SockErr,
+        Self::L4Ok,
+        Self::L4Tout,
+        Self::L4Con,
+        Self::L6Ok,
+        Self::L6Tout,
+        Self::L6Rsp,
+        Self::L7Tout,
+        Self::L7Rsp,
+        Self::L7Ok,
+        Self::L7OkC,
+        Self::L7Sts,
+        Self::ProcErr,
+        Self::ProcTout,
+        Self::ProcOk,
+        Self::Checked,
+    ];
+
+    /// HAProxy's short name (`L4CON`), shown in stats and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ini => "INI",
+            Self::Start => "START",
+            Self::Hana => "HANA",
+            Self::SockErr => "SOCKERR",
+            Self::L4Ok => "L4OK",
+            Self::L4Tout => "L4TOUT",
+            Self::L4Con => "L4CON",
+            Self::L6Ok => "L6OK",
+            Self::L6Tout => "L6TOUT",
+            Self::L6Rsp => "L6RSP",
+            Self::L7Tout => "L7TOUT",
+            Self::L7Rsp => "L7RSP",
+            Self::L7Ok => "L7OK",
+            Self::L7OkC => "L7OKC",
+            Self::L7Sts => "L7STS",
+            Self::ProcErr => "PROCERR",
+            Self::ProcTout => "PROCTOUT",
+            Self::ProcOk => "PROCOK",
+            Self::Checked => "CHECKED",
+        }
+    }
+
+    /// The result named `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// HAProxy's description (`reason: Layer4 connection problem`).
+    pub fn desc(self) -> &'static str {
+        match self {
+            Self::Ini => "Initializing",
+            Self::Start => "Starting",
+            Self::Hana => "Health analyze",
+            Self::SockErr => "Socket error",
+            Self::L4Ok => "Layer4 check passed",
+            Self::L4Tout => "Layer4 timeout",
+            Self::L4Con => "Layer4 connection problem",
+            Self::L6Ok => "Layer6 check passed",
+            Self::L6Tout => "Layer6 timeout",
+            Self::L6Rsp => "Layer6 invalid response",
+            Self::L7Tout => "Layer7 timeout",
+            Self::L7Rsp => "Layer7 invalid response",
+            Self::L7Ok => "Layer7 check passed",
+            Self::L7OkC => "Layer7 check conditionally passed",
+            Self::L7Sts => "Layer7 wrong status",
+            Self::ProcErr => "External check error",
+            Self::ProcTout => "External check timeout",
+            Self::ProcOk => "External check passed",
+            Self::Checked => "No status change",
+        }
+    }
+
+    /// HAProxy's `HCHK_STATUS_*` number (`show servers state`'s `srv_check_status`).
+    pub fn code(self) -> u32 {
+        match self {
+            Self::Ini => 1,
+            Self::Start => 2,
+            Self::Hana => 4,
+            Self::SockErr => 5,
+            Self::L4Ok => 6,
+            Self::L4Tout => 7,
+            Self::L4Con => 8,
+            Self::L6Ok => 9,
+            Self::L6Tout => 10,
+            Self::L6Rsp => 11,
+            Self::L7Tout => 12,
+            Self::L7Rsp => 13,
+            Self::L7Ok => 14,
+            Self::L7OkC => 15,
+            Self::L7Sts => 16,
+            Self::ProcErr => 17,
+            Self::ProcTout => 18,
+            Self::ProcOk => 19,
+            Self::Checked => 0,
+        }
+    }
+
+    /// The result numbered `code` (the inverse of [`Self::code`]).
+    pub fn from_code(code: u32) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.code() == code && *r != Self::Checked)
+    }
+
+    /// HAProxy's `CHK_RES_*` of this status: 0 unknown, 1 neutral, 2 failed, 3 passed,
+    /// 4 conditionally passed (`show servers state`'s `srv_check_result`).
+    pub fn verdict_code(self) -> u32 {
+        match self {
+            Self::Ini | Self::Start => 0,
+            Self::Hana | Self::Checked => 1,
+            Self::L4Ok | Self::L6Ok | Self::L7Ok | Self::ProcOk => 3,
+            Self::L7OkC => 4,
+            _ => 2,
+        }
+    }
+}
+
+/// The detail of a server's last check (or agent check), for stats and the runtime API. The
+/// UP/DOWN state itself lives in [`ServerState`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckInfo {
+    /// Last result; `Ini` before the first.
+    pub result: CheckResult,
+    /// Protocol code of the last result (MySQL error code, HTTP status, exit code).
+    pub code: Option<u32>,
+    /// Free text of the last result (server version, error text), as HAProxy's `info`.
+    pub info: String,
+    /// Duration of the last check, ms.
+    pub duration_ms: Option<u64>,
+    /// Failed checks since start (`chkfail`).
+    pub failed: u64,
+    /// UP -> DOWN transitions caused by this check since start (`chkdown`).
+    pub down_transitions: u64,
+}
+
+/// Process-wide unique id of a server across reloads (see [`ServerCounters::uid`]).
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+/// Counters that live as long as the server, shared by every snapshot (`Arc`), and carried
+/// into the next configuration generation when the server is kept. All atomics.
+#[derive(Debug)]
+pub struct ServerCounters {
+    /// Identifies the server across generations: flows record it, so that ending "every flow
+    /// of this server" reaches flows accepted before a reload too.
+    pub uid: u64,
+    /// Connections currently on the server (`scur`), including reserved slots not connected yet.
+    pub cur: AtomicU32,
+    /// Highest `cur` seen (`smax`).
+    pub max: AtomicU32,
+    /// Connections sent there (`lbtot`/`stot`).
+    pub total: AtomicU64,
+    /// Bytes client -> server (`bin`).
+    pub bytes_in: AtomicU64,
+    /// Bytes server -> client (`bout`).
+    pub bytes_out: AtomicU64,
+    /// Failed connection attempts (`econ`).
+    pub connect_errors: AtomicU64,
+    /// Connect re-tries (`wretr`).
+    pub retries: AtomicU64,
+    /// Connections redispatched away from this server (`wredis`).
+    pub redispatches: AtomicU64,
+    /// The regular check's last result (the state writer publishes it).
+    pub check: arc_swap::ArcSwap<CheckInfo>,
+    /// The agent check's last result.
+    pub agent: arc_swap::ArcSwap<CheckInfo>,
+    /// `set server B/S agent-send STR`: replaces the configured `agent-send`.
+    pub agent_send: arc_swap::ArcSwapOption<Vec<u8>>,
+    /// Unix time (s) of the last UP/DOWN/MAINT/DRAIN change (`lastchg`); 0 = since start.
+    pub last_change: AtomicU64,
+    /// Seconds spent DOWN so far, completed periods only (`downtime`).
+    pub downtime: AtomicU64,
+    /// Wakes the server's checkers before their next turn (each holds a receiver): the writer
+    /// bumps it when the address changes or the server leaves maintenance (HAProxy checks at
+    /// once then).
+    pub check_now: tokio::sync::watch::Sender<u64>,
+    /// The table of the newest generation holding this server, whose queue a released slot
+    /// also serves (see `ServerSlot`'s drop).
+    pub(crate) table: arc_swap::ArcSwapWeak<super::BackendTable>,
+}
+
+impl Default for ServerCounters {
+    fn default() -> Self {
+        Self {
+            // Relaxed: a unique number, nothing else is ordered by it.
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            cur: AtomicU32::new(0),
+            max: AtomicU32::new(0),
+            total: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            connect_errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            redispatches: AtomicU64::new(0),
+            check: arc_swap::ArcSwap::default(),
+            agent: arc_swap::ArcSwap::default(),
+            agent_send: arc_swap::ArcSwapOption::const_empty(),
+            last_change: AtomicU64::new(0),
+            downtime: AtomicU64::new(0),
+            check_now: tokio::sync::watch::channel(0).0,
+            table: arc_swap::ArcSwapWeak::new(std::sync::Weak::new()),
+        }
+    }
+}
+
+/// What the state writer publishes about one server. Everything here changes only through
+/// `crate::state` (one write path), one snapshot per change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerState {
+    /// Administrative state (forced by an operator or the agent, or `disabled`).
+    pub admin: AdminState,
+    /// `Config` while the admin state is what the configuration says (`disabled` or not).
+    pub admin_origin: Origin,
+    /// `MAINT (resolution)`: the hostname does not resolve (past its `hold`, or `init-addr
+    /// none` without an answer yet). DNS sets and clears it, separately from `admin`.
+    pub resolution_maint: bool,
+    /// Operational state: UP (HAProxy's RUNNING or STOPPING) or DOWN (STOPPED). Checks, the
+    /// agent, `set server B/S health` and maintenance move it.
+    pub up: bool,
+    /// HAProxy's NOLB (`set server B/S health stopping`): UP, but no new connections.
+    pub stopping: bool,
+    /// The regular check's rise/fall counter `h` in `[0, rise + fall - 1]` (UP when >= rise).
+    pub check_h: u32,
+    /// The regular check runs (configured with `check` and not `disable health`).
+    pub check_enabled: bool,
+    /// The agent's verdict: false after `down`/`fail`/`stopped` (HAProxy's `DOWN (agent)`).
+    pub agent_up: bool,
+    /// The agent check runs (configured with `agent-check` and not `disable agent`).
+    pub agent_enabled: bool,
+    /// Effective weight 0..=256 (slowstart's ramp included).
+    pub weight: u32,
+    /// The weight the ramp aims at: the configured one, or the one set at run time.
+    pub user_weight: u32,
+    /// `Runtime` once the weight was set by an operator or the agent.
+    pub weight_origin: Origin,
+    /// Where new connections go.
+    pub addr: SocketAddr,
+    /// Who gave that address.
+    pub addr_origin: AddrOrigin,
+    /// `maxconn` in force (the configured one, or the agent's `maxconn:N`); 0 = unlimited.
+    pub maxconn: u32,
+    /// When the server last went DOWN, while it is DOWN (`downtime`).
+    pub down_since: Option<Instant>,
+    /// Slow start in progress since then (the weight ramps up to `user_weight`).
+    pub ramp_start: Option<Instant>,
+}
+
+impl ServerState {
+    /// A server as HAProxy starts it from its configuration: `disabled` ones in MAINT; UP
+    /// (a checked one at `h = rise`: one failure from DOWN), at its configured weight.
+    pub fn initial(conf: &Server) -> Self {
+        let rise = conf.health.rise.max(1);
+        Self {
+            admin: if conf.disabled {
+                AdminState::Maint
+            } else {
+                AdminState::Ready
+            },
+            admin_origin: Origin::Config,
+            resolution_maint: conf.unresolved,
+            up: !conf.disabled && !conf.unresolved,
+            stopping: false,
+            check_h: if conf.disabled || conf.unresolved {
+                0
+            } else {
+                rise
+            },
+            check_enabled: conf.health.check,
+            agent_up: true,
+            agent_enabled: conf.health.agent.enabled,
+            weight: conf.weight,
+            user_weight: conf.weight,
+            weight_origin: Origin::Config,
+            addr: conf.addr,
+            addr_origin: AddrOrigin::Config,
+            maxconn: conf.maxconn,
+            down_since: None,
+            ramp_start: None,
+        }
+    }
+
+    /// In maintenance of either kind (an operator's or DNS's).
+    pub fn in_maint(&self) -> bool {
+        self.admin == AdminState::Maint || self.resolution_maint
+    }
+}
+
+/// One server in a snapshot.
+#[derive(Clone, Debug)]
+pub struct ServerEntry {
+    /// Its `server` line, as configured (run-time values are in `state`).
+    pub conf: Arc<Server>,
+    /// Its counters (the same `Arc` in every snapshot, and across reloads).
+    pub counters: Arc<ServerCounters>,
+    /// Its state in this snapshot.
+    pub state: ServerState,
+}
+
+impl ServerEntry {
+    /// A server as HAProxy starts it, with fresh counters.
+    pub fn new(conf: &Server) -> Self {
+        Self {
+            conf: Arc::new(conf.clone()),
+            counters: Arc::default(),
+            state: ServerState::initial(conf),
+        }
+    }
+
+    /// Whether it may be given new connections: UP (not NOLB), `Ready`, resolved, weight > 0.
+    pub fn usable(&self) -> bool {
+        self.state.up
+            && !self.state.stopping
+            && self.state.admin == AdminState::Ready
+            && !self.state.resolution_maint
+            && self.state.weight > 0
+    }
+
+    /// Where new connections to it go.
+    pub fn addr(&self) -> SocketAddr {
+        self.state.addr
+    }
+
+    /// Its `maxconn` in force; 0 = unlimited.
+    pub fn maxconn(&self) -> u32 {
+        self.state.maxconn
+    }
+
+    /// Whether it is at its `maxconn` (never, with maxconn 0 = unlimited).
+    pub fn is_full(&self) -> bool {
+        let max = self.state.maxconn;
+        // Relaxed: an early-out estimate; try_reserve decides.
+        max != 0 && self.counters.cur.load(Ordering::Relaxed) >= max
+    }
+
+    /// Takes a connection slot (`cur += 1`) unless that would exceed `maxconn`.
+    pub(crate) fn try_reserve(&self) -> bool {
+        let max = self.state.maxconn;
+        // SeqCst on cur (here and in the release) pairs with SeqCst on the queue length: a
+        // releaser decrements cur then reads the queue length, an enqueuer raises the queue
+        // length then reads cur here. With a single total order one of them must see the other,
+        // so a slot cannot be freed unseen while a waiter goes to sleep (no lost wake-up).
+        // The maxconn bound itself only needs the atomicity of the compare-and-swap.
+        let mut cur = self.counters.cur.load(Ordering::SeqCst);
+        loop {
+            if max != 0 && cur >= max {
+                return false;
+            }
+            match self.counters.cur.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    // Relaxed: a statistic, read independently.
+                    self.counters.max.fetch_max(cur + 1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+}

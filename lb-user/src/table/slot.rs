@@ -1,0 +1,113 @@
+//! A reserved connection slot on one server (`cur += 1` until dropped).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{BackendTable, ServerCounters, ServerEntry};
+use crate::config::Server;
+
+/// A reserved connection slot on one server. Dropping it releases the slot (`cur -= 1`) and
+/// lets the head of the queue have it.
+pub struct ServerSlot {
+    table: Arc<BackendTable>,
+    index: usize,
+    conf: Arc<Server>,
+    addr: SocketAddr,
+    counters: Arc<ServerCounters>,
+    /// Already released (by `release_quietly`): nothing to do on drop.
+    released: bool,
+}
+
+impl fmt::Debug for ServerSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSlot")
+            .field("backend", &self.table.conf.name)
+            .field("server", &self.conf.name)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerSlot {
+    /// Wraps a slot already reserved on `entry` (index `index`).
+    pub(super) fn new(table: &Arc<BackendTable>, entry: &ServerEntry, index: usize) -> Self {
+        Self {
+            table: Arc::clone(table),
+            index,
+            conf: Arc::clone(&entry.conf),
+            addr: entry.addr(),
+            counters: Arc::clone(&entry.counters),
+            released: false,
+        }
+    }
+
+    /// Counts the connection (`lbtot`) when the slot reaches its user, so a slot handed to a
+    /// waiter that had already left is not counted.
+    pub(super) fn delivered(self) -> Self {
+        // Relaxed: a statistic.
+        self.counters.total.fetch_add(1, Ordering::Relaxed);
+        self
+    }
+
+    /// Releases the slot without dispatching the queue (the caller is the dispatcher).
+    pub(super) fn release_quietly(mut self) {
+        self.released = true;
+        self.counters.cur.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The server's index in the backend (and in every snapshot's `servers`).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The server's address when the slot was taken (where the connection goes).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's name.
+    pub fn name(&self) -> &str {
+        &self.conf.name
+    }
+
+    /// The server's configuration.
+    pub fn conf(&self) -> &Arc<Server> {
+        &self.conf
+    }
+
+    /// The server's counters.
+    pub fn counters(&self) -> &Arc<ServerCounters> {
+        &self.counters
+    }
+
+    /// Whether the server is a `backup`.
+    pub fn is_backup(&self) -> bool {
+        self.conf.backup
+    }
+
+    /// The backend this slot belongs to.
+    pub fn table(&self) -> &Arc<BackendTable> {
+        &self.table
+    }
+}
+
+impl Drop for ServerSlot {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // SeqCst: decrement cur, then read the queue length (in kick); see try_reserve.
+        self.counters.cur.fetch_sub(1, Ordering::SeqCst);
+        self.table.kick();
+        // After a reload the server's current table is another one (the counters, and so `cur`,
+        // are shared): connections queued there may take the slot too.
+        let latest = self.counters.table.load();
+        if !std::ptr::eq(latest.as_ptr(), Arc::as_ptr(&self.table)) {
+            if let Some(t) = latest.upgrade() {
+                t.kick();
+            }
+        }
+    }
+}
