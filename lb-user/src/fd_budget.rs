@@ -254,26 +254,40 @@ pub fn install(capacity: u64, pipe_share: u64) -> &'static Arc<FdBudget> {
     budget
 }
 
-/// How a data plane uses pipes, for the share of the budget kept for them.
+/// How a data plane uses pipes, for the share of the budget kept for them. Past it, a
+/// direction copies through a buffer (see `dataplane::splice`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PipeUse {
     /// Flows move bytes through pipes (splice, and sockmap's first moments on splice): as
-    /// HAProxy, room for a pipe per four connections.
+    /// HAProxy without `maxpipes`, room for a pipe per four connections.
     Splice,
-    /// Flows go into the kernel maps at once; pipes only for those that cannot.
+    /// Flows go into the kernel maps at once; pipes only for those that cannot: room for a
+    /// pipe per sixteen connections.
     Rare,
+    /// `maxpipes N`: room for N pipes, as HAProxy counts them.
+    Fixed(u32),
 }
 
 impl PipeUse {
-    /// fds per connection, in sixteenths: two sockets, and the connection's part of the pipes.
+    /// fds per connection, in sixteenths: two sockets, and the connection's part of the pipes
+    /// (none when their number is fixed).
     fn cost16(self) -> u64 {
         let pipe_fds16 = match self {
             // A pipe (2 fds) per 4 connections.
             PipeUse::Splice => 8,
             // A pipe per 16 connections.
             PipeUse::Rare => 2,
+            PipeUse::Fixed(_) => 0,
         };
         CONNECTION_FDS * 16 + pipe_fds16
+    }
+
+    /// fds of a fixed number of pipes.
+    fn fixed_fds(self) -> u64 {
+        match self {
+            PipeUse::Fixed(n) => u64::from(n) * PIPE_FDS,
+            PipeUse::Splice | PipeUse::Rare => 0,
+        }
     }
 }
 
@@ -298,21 +312,31 @@ impl FdPlan {
     /// needs when the hard limit allows.
     pub fn new(soft: u64, hard: u64, base: u64, configured: Option<u32>, pipes: PipeUse) -> Self {
         let cost16 = pipes.cost16();
+        let fixed = pipes.fixed_fds();
         let hard = hard.max(soft);
         let (wanted, maxconn) = if let Some(m) = configured {
-            (base + (u64::from(m) * cost16).div_ceil(16), m)
+            (base + fixed + (u64::from(m) * cost16).div_ceil(16), m)
         } else {
-            let fit = hard.saturating_sub(base) * 16 / cost16;
+            let mut room = hard.saturating_sub(base);
+            // As HAProxy: fixed pipes count only when the fds leave room for them.
+            if fixed < room {
+                room -= fixed;
+            }
+            let fit = room * 16 / cost16;
             (hard, u32::try_from(fit.max(1)).unwrap_or(u32::MAX))
         };
         let new_soft = wanted.clamp(soft, hard);
         let capacity = new_soft.saturating_sub(base);
+        let pipe_share = match pipes {
+            PipeUse::Fixed(_) => fixed.min(capacity),
+            PipeUse::Splice | PipeUse::Rare => capacity * (cost16 - CONNECTION_FDS * 16) / cost16,
+        };
         Self {
             soft: new_soft,
             maxconn,
             short_of: (wanted > hard).then_some(wanted),
             capacity,
-            pipe_share: capacity * (cost16 - CONNECTION_FDS * 16) / cost16,
+            pipe_share,
         }
     }
 
@@ -333,9 +357,8 @@ pub fn nofile_limits() -> (u64, u64) {
     (lim.rlim_cur, lim.rlim_max)
 }
 
-/// Sets the soft `RLIMIT_NOFILE` (the hard one unchanged).
-pub fn set_soft_nofile(soft: u64) -> std::io::Result<()> {
-    let (_, hard) = nofile_limits();
+/// Sets `RLIMIT_NOFILE` (raising the hard limit needs `CAP_SYS_RESOURCE`).
+pub fn set_nofile(soft: u64, hard: u64) -> std::io::Result<()> {
     let lim = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
@@ -440,5 +463,10 @@ mod tests {
         let p = FdPlan::new(256, 256, 56, Some(4096), PipeUse::Splice);
         assert_eq!((p.soft, p.maxconn, p.short_of), (256, 4096, Some(10_296)));
         assert_eq!((p.capacity, p.pipe_share, p.connections()), (200, 40, 80));
+        // maxpipes: HAProxy's maxconn * 2 + maxpipes * 2.
+        let p = FdPlan::new(20_000, 20_000, 100, None, PipeUse::Fixed(1000));
+        assert_eq!((p.maxconn, p.pipe_share), (8950, 2000));
+        let p = FdPlan::new(1024, 20_000, 100, Some(1000), PipeUse::Fixed(100));
+        assert_eq!((p.soft, p.pipe_share), (2300, 200));
     }
 }

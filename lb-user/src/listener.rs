@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
-use crate::config::{Backend, Config, Frontend, Keepalive};
+use crate::config::{Backend, BindOptions, Config, Frontend, Keepalive};
 use crate::dataplane::sockmap::{MapIds, ThreadMaps};
 use crate::dataplane::{sockopt, Dataplane, FlowReport, FlowTimeouts, KillSwitch};
 use crate::fd_budget::{self, Use};
@@ -175,14 +175,11 @@ pub enum PlaneSetup {
 
 /// Creates a bound, listening socket with `SO_REUSEPORT` (one per thread and bind: the kernel
 /// spreads connections across them).
-pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+pub fn bind_listener(addr: SocketAddr, opts: &BindOptions) -> io::Result<TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
-    if addr.is_ipv6() && addr.ip().is_unspecified() {
-        // `[::]:port` takes IPv4 too, as HAProxy's `v4v6` default on Linux does.
-        sock.set_only_v6(false)?;
-    }
+    sockopt::apply_bind_options(&sock, addr, opts, BACKLOG)?;
     sock.bind(&addr.into())?;
     sock.listen(BACKLOG)?;
     Ok(sock.into())
@@ -235,8 +232,9 @@ impl Listeners {
                 if self.by_addr.contains_key(&bind.addr) {
                     continue;
                 }
-                let bound: io::Result<Vec<TcpListener>> =
-                    (0..threads).map(|_| bind_listener(bind.addr)).collect();
+                let bound: io::Result<Vec<TcpListener>> = (0..threads)
+                    .map(|_| bind_listener(bind.addr, &bind.opts))
+                    .collect();
                 match bound {
                     Ok(socks) => {
                         self.by_addr.insert(bind.addr, socks);
@@ -635,6 +633,7 @@ async fn connect_with_retries(
     table: &Arc<BackendTable>,
     be: &Backend,
     client: SocketAddr,
+    dst_port: u16,
     mut slot: ServerSlot,
     tries: &mut ConnectTries,
 ) -> Result<(ServerSlot, OwnedFd), String> {
@@ -642,7 +641,7 @@ async fn connect_with_retries(
     let mut attempt = 0u32;
     loop {
         let started = tokio::time::Instant::now();
-        let result = connect(slot.addr(), &be.keepalive, be.timeouts.connect).await;
+        let result = connect(slot.target(dst_port), &be.keepalive, be.timeouts.connect).await;
         let backend = (be.id as usize).saturating_sub(1);
         gen.passive
             .connect_result(backend, slot.index(), result.is_ok());
@@ -817,6 +816,15 @@ async fn close_unserved(client: OwnedFd) {
     }
 }
 
+/// The port the client connected to (for servers that take it: no port, `+N`, `-N`).
+fn local_port(client: &OwnedFd) -> u16 {
+    socket2::SockRef::from(client)
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or(0, |a| a.port())
+}
+
 /// Server choice, connect, forward, counters. `None` when the client socket could not even be
 /// set up (nothing to log).
 async fn serve(
@@ -875,7 +883,13 @@ async fn serve(
     let _be_session = gen.be_stats[fe.backend].enter();
     served.tw = Some(ms_since(queued_at));
     let connecting = Instant::now();
-    let connected = connect_with_retries(gen, table, be, peer, slot, &mut served.tries).await;
+    let dst_port = if be.maps_ports() {
+        local_port(&client)
+    } else {
+        0
+    };
+    let connected =
+        connect_with_retries(gen, table, be, peer, dst_port, slot, &mut served.tries).await;
     let (slot, server) = match connected {
         Ok(x) => x,
         Err(reason) => {

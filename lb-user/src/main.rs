@@ -35,9 +35,14 @@ struct Cli {
         help = "Check the configuration and exit: 0 if valid, else every error as FILE:LINE: message"
     )]
     check: bool,
-    /// Write the process id to this file at start (removed at exit).
+    /// Write the process id to this file once ready (removed at exit); overrides the global
+    /// `pidfile`.
     #[arg(short = 'p', value_name = "PIDFILE")]
     pidfile: Option<PathBuf>,
+    /// Run in the background (as the global `daemon`): the command returns once lb serves, with
+    /// the pid file written.
+    #[arg(short = 'D')]
+    daemon: bool,
     /// Data plane: `auto` uses sockmap when the kernel and privileges allow, else splice.
     #[arg(long, value_enum, default_value_t = DataplaneChoice::Auto)]
     dataplane: DataplaneChoice,
@@ -106,7 +111,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let (config, text) = lb_user::demo::start(port)?;
         println!("{text}");
         let plane = (dataplane, Duration::from_millis(cli.sockmap_after));
-        return serve(config, plane, &[], cli.pidfile.as_deref());
+        return serve(config, plane, &[], cli);
     }
     if cli.files.is_empty() {
         bail!("no configuration file: use -f FILE (or `lb demo`); see --help");
@@ -132,7 +137,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let plane = (cli.dataplane, Duration::from_millis(cli.sockmap_after));
-    serve(config, plane, &cli.files, cli.pidfile.as_deref())
+    serve(config, plane, &cli.files, cli)
 }
 
 /// The start line of the sockmap data plane, with when flows enter the kernel.
@@ -186,27 +191,49 @@ struct FdLimits {
     maxconn: u32,
 }
 
-/// Derives `maxconn` from `RLIMIT_NOFILE`, as HAProxy does: without `global maxconn`, as many
-/// connections as the hard limit allows (the soft limit is raised to it); with it, the soft
-/// limit is raised to what it needs when the hard limit allows. A connection holds 2 fds (its
-/// two sockets), plus pipes on splice while bytes move: room is kept for a pipe per four
-/// connections, as HAProxy's `maxpipes`. What lb holds itself is estimated here;
-/// [`settle_fd_budget`] measures it once the threads run and sizes the budget. Whatever
-/// `maxconn` says, lb stops accepting when the budget is spent: clients wait in the backlog.
-fn maxconn_for(config: &Config, threads: usize, pipes: PipeUse) -> FdLimits {
-    let (before, hard) = fd_budget::nofile_limits();
+/// How the data plane and `maxpipes` use pipes, for the fd budget.
+fn pipe_use(plane: PlaneSetup, config: &Config) -> PipeUse {
+    match (config.global.maxpipes, plane) {
+        (Some(n), _) => PipeUse::Fixed(n),
+        (None, PlaneSetup::Sockmap(_, after)) if after.is_zero() => PipeUse::Rare,
+        (None, PlaneSetup::Sockmap(..) | PlaneSetup::Splice) => PipeUse::Splice,
+    }
+}
+
+/// Derives `maxconn` from `RLIMIT_NOFILE`, as HAProxy does: `ulimit-n` sets the limit (soft
+/// and hard); without it and without `global maxconn`, as many connections as the hard limit
+/// allows (the soft limit is raised to it); with `maxconn`, the soft limit is raised to what it
+/// needs when the hard limit allows. A connection holds 2 fds (its two sockets), plus pipes on
+/// splice while bytes move: room is kept for `maxpipes`, else for a pipe per four connections
+/// as HAProxy's default. What lb holds itself is estimated here; [`settle_fd_budget`]
+/// measures it once the threads run and sizes the budget. Whatever `maxconn` says, lb stops
+/// accepting when the budget is spent: clients wait in the backlog.
+fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup) -> FdLimits {
+    let pipes = pipe_use(plane, config);
+    let (before, mut hard) = fd_budget::nofile_limits();
     let base = fds_besides_connections(config, threads);
-    let mut plan = FdPlan::new(before, hard, base, config.global.maxconn, pipes);
     let mut soft = before;
-    if plan.soft != before {
-        match fd_budget::set_soft_nofile(plan.soft) {
+    if let Some(n) = config.global.ulimit_n.map(u64::from) {
+        // `ulimit-n`: soft and hard, as HAProxy sets them.
+        match fd_budget::set_nofile(n, hard.max(n)) {
+            Ok(()) => (soft, hard) = fd_budget::nofile_limits(),
+            Err(e) => log::warn!("cannot set RLIMIT_NOFILE to ulimit-n {n}: {e}"),
+        }
+    }
+    let mut plan = if config.global.ulimit_n.is_some() {
+        FdPlan::new(soft, soft, base, config.global.maxconn, pipes)
+    } else {
+        FdPlan::new(soft, hard, base, config.global.maxconn, pipes)
+    };
+    if plan.soft != soft {
+        match fd_budget::set_nofile(plan.soft, hard) {
             Ok(()) => soft = plan.soft,
             Err(e) => {
                 log::warn!(
-                    "cannot raise RLIMIT_NOFILE from {before} to {}: {e}",
+                    "cannot raise RLIMIT_NOFILE from {soft} to {}: {e}",
                     plan.soft
                 );
-                plan = FdPlan::new(before, before, base, config.global.maxconn, pipes);
+                plan = FdPlan::new(soft, soft, base, config.global.maxconn, pipes);
             }
         }
     }
@@ -257,8 +284,14 @@ fn serve(
     config: Config,
     (choice, sockmap_after): (DataplaneChoice, Duration),
     files: &[PathBuf],
-    pidfile: Option<&Path>,
+    cli: &Cli,
 ) -> anyhow::Result<()> {
+    let pidfile = cli
+        .pidfile
+        .clone()
+        .or_else(|| config.global.pidfile.clone());
+    // The demo has started its backends' threads already: it never forks.
+    let daemon = (cli.daemon || config.global.daemon) && !files.is_empty();
     let threads = config.global.nbthread.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -271,12 +304,9 @@ fn serve(
     // Bind first: errors (address in use, permission) stop the start with a clear message.
     let new = listeners.bind_new(&config).map_err(anyhow::Error::msg)?;
     let (plane, _loaded) = load_plane(choice, sockmap_after)?;
-    let pipes = match plane {
-        PlaneSetup::Sockmap(_, after) if after.is_zero() => PipeUse::Rare,
-        PlaneSetup::Sockmap(..) | PlaneSetup::Splice => PipeUse::Splice,
-    };
-    let fds = maxconn_for(&config, threads, pipes);
+    let fds = maxconn_for(&config, threads, plane);
     let maxconn = fds.maxconn;
+    lb_user::dataplane::splice::set_maxpipes(config.global.maxpipes);
     let gen = Generation::first(
         Arc::new(config),
         maxconn,
@@ -285,25 +315,17 @@ fn serve(
     );
     // The server-state file, before any check or connection sees the servers.
     lb_user::state::file::load_configured(&gen);
-    // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
-    // control thread from whatever generation is current.
-    let stats_listeners = lb_user::stats::http::bind(&gen)?;
-    let sockets = gen
-        .config
-        .global
-        .stats_sockets
-        .iter()
-        .map(lb_user::admin::bind_socket)
-        .collect::<Result<Vec<_>, _>>()?;
-    for s in &sockets {
-        log::info!("stats socket: listening on {}", s.conf.path.display());
-    }
-    for st in &gen.config.stats {
-        for b in &st.binds {
-            log::info!("stats '{}': listening on {}", st.name, b.addr);
-        }
-    }
+    let (stats_listeners, sockets) = bind_control(&gen)?;
     let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
+    // Still one thread: the last moment to fork. Everything is bound and loaded.
+    let ready = if daemon {
+        Some(daemonize(pidfile.as_deref())?)
+    } else {
+        None
+    };
+    if let Some(dir) = &gen.config.global.chroot {
+        enter_chroot(dir, privileges.as_ref())?;
+    }
     let current: Current = Arc::new(ArcSwap::new(gen.clone()));
     block_signals()?;
     if privileges.is_some() {
@@ -311,29 +333,9 @@ fn serve(
     }
     let checkers = lb_user::health::start(&gen).context("health checks")?;
     let _control = lb_user::admin::spawn_control_thread(current.clone(), stats_listeners, sockets)?;
-    for (thread, inbox) in inboxes.into_iter().enumerate() {
-        std::thread::Builder::new()
-            .name(format!("lb-{thread}"))
-            .spawn(move || {
-                if let Err(e) = listener::run_thread(inbox, plane, thread, threads) {
-                    log::error!("thread {thread} stopped: {e}");
-                    std::process::exit(1);
-                }
-            })
-            .context("cannot start a thread")?;
-    }
+    spawn_threads(inboxes, plane)?;
     if let Some(plan) = &privileges {
-        lb_user::privileges::drop_after_threads(plan, threads)?;
-        log::info!(
-            "dropped privileges: now {}",
-            lb_user::privileges::describe(plan)
-        );
-        if plan.uid.is_some() && plan.gid.is_none() {
-            log::warn!(
-                "global 'user' without 'group': the group stays as it was (HAProxy does the \
-                 same); add 'group' to drop it too"
-            );
-        }
+        drop_privileges(plan, threads)?;
     }
     // Resolvers run unprivileged, after the drop.
     let resolvers = lb_user::dns::start(&gen)?;
@@ -349,40 +351,120 @@ fn serve(
             log::info!("frontend '{}': listening on {}", fe.name, b.addr);
         }
     }
-    let _pidfile = pidfile.map(PidFile::create).transpose()?;
+    // A daemon's pid file is written by its parent (it knows the pid before it returns).
+    let _pidfile = match (&ready, pidfile) {
+        (None, Some(p)) => Some(PidFile::create(&p)?),
+        (Some(_), Some(p)) => Some(PidFile(p)),
+        (_, None) => None,
+    };
     log::info!("lb ready: {threads} threads, maxconn {maxconn}");
-    let mut running = Running {
+    if let Some(ready) = ready {
+        ready.tell();
+    }
+    let running = Running {
         gen,
         _checkers: checkers,
         _resolvers: resolvers,
     };
+    serve_signals(running, &current, (files, plane), &mut listeners, &rt)?;
+    for p in socket_paths {
+        // The control thread ends with the process; its socket files should not outlive it.
+        let _ = lb_user::outside::remove_file(&p);
+    }
+    Ok(())
+}
+
+/// The stats pages' listeners (by stats section) and the runtime API sockets.
+type ControlSockets = (
+    Vec<(usize, std::net::TcpListener)>,
+    Vec<lb_user::admin::BoundSocket>,
+);
+
+/// Binds the stats pages and runtime API sockets (errors stop the start); the control thread
+/// serves them from whatever generation is current.
+fn bind_control(gen: &Generation) -> anyhow::Result<ControlSockets> {
+    let stats_listeners = lb_user::stats::http::bind(gen)?;
+    let sockets = gen
+        .config
+        .global
+        .stats_sockets
+        .iter()
+        .map(lb_user::admin::bind_socket)
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &sockets {
+        log::info!("stats socket: listening on {}", s.conf.path.display());
+    }
+    for st in &gen.config.stats {
+        for b in &st.binds {
+            log::info!("stats '{}': listening on {}", st.name, b.addr);
+        }
+    }
+    Ok((stats_listeners, sockets))
+}
+
+/// Starts the accept threads, inbox `i` to thread `i`.
+fn spawn_threads(inboxes: Vec<listener::ThreadInbox>, plane: PlaneSetup) -> anyhow::Result<()> {
+    let threads = inboxes.len();
+    for (thread, inbox) in inboxes.into_iter().enumerate() {
+        std::thread::Builder::new()
+            .name(format!("lb-{thread}"))
+            .spawn(move || {
+                if let Err(e) = listener::run_thread(inbox, plane, thread, threads) {
+                    log::error!("thread {thread} stopped: {e}");
+                    std::process::exit(1);
+                }
+            })
+            .context("cannot start a thread")?;
+    }
+    Ok(())
+}
+
+/// `user`/`group`: drops once every thread has opened what needs privileges.
+fn drop_privileges(plan: &lb_user::privileges::Plan, threads: usize) -> anyhow::Result<()> {
+    lb_user::privileges::drop_after_threads(plan, threads)?;
+    log::info!(
+        "dropped privileges: now {}",
+        lb_user::privileges::describe(plan)
+    );
+    if plan.uid.is_some() && plan.gid.is_none() {
+        log::warn!(
+            "global 'user' without 'group': the group stays as it was (HAProxy does the same); \
+             add 'group' to drop it too"
+        );
+    }
+    Ok(())
+}
+
+/// Serves signals until a stop: SIGHUP reloads (the old generation's checkers and resolvers
+/// stop as it is replaced), SIGTERM/SIGINT stop listening and return.
+fn serve_signals(
+    mut running: Running,
+    current: &Current,
+    (files, plane): (&[PathBuf], PlaneSetup),
+    listeners: &mut Listeners,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
     loop {
         let sig = wait_signal()?;
-        if sig == Signal::SIGHUP {
-            if files.is_empty() {
-                log::warn!("SIGHUP: nothing to reload (no -f files)");
-                continue;
-            }
-            if let Some(next) = reload(files, pipes, &mut listeners, &running.gen, &rt) {
-                current.store(next.clone());
-                running.gen.retire();
-                listeners.close_removed(&next.config);
-                lb_user::state::resume(&next);
-                match Running::start(next) {
-                    // The old generation's checkers and resolvers stop as it is dropped.
-                    Ok(r) => running = r,
-                    Err(e) => log::error!("reload: {e:#}"),
-                }
-            }
+        if sig != Signal::SIGHUP {
+            log::info!("received {sig}, stopping");
+            listeners.close_all();
+            return Ok(());
+        }
+        if files.is_empty() {
+            log::warn!("SIGHUP: nothing to reload (no -f files)");
             continue;
         }
-        log::info!("received {sig}, stopping");
-        listeners.close_all();
-        for p in socket_paths {
-            // The control thread ends with the process; its socket files should not outlive it.
-            let _ = std::fs::remove_file(p);
+        if let Some(next) = reload((files, plane), listeners, &running.gen, rt) {
+            current.store(next.clone());
+            running.gen.retire();
+            listeners.close_removed(&next.config);
+            lb_user::state::resume(&next);
+            match Running::start(next) {
+                Ok(r) => running = r,
+                Err(e) => log::error!("reload: {e:#}"),
+            }
         }
-        return Ok(());
     }
 }
 
@@ -451,8 +533,7 @@ impl Running {
 /// become the ones in force. Established flows (in the kernel maps or in splice) carry on
 /// untouched with the generation they were accepted in.
 fn reload(
-    files: &[PathBuf],
-    pipes: PipeUse,
+    (files, plane): (&[PathBuf], PlaneSetup),
     listeners: &mut Listeners,
     current: &Arc<Generation>,
     rt: &tokio::runtime::Runtime,
@@ -499,7 +580,7 @@ fn reload(
             return None;
         }
     };
-    let fds = maxconn_for(&config, 0, pipes);
+    let fds = maxconn_for(&config, 0, plane);
     let next = current.next(Arc::new(config), fds.maxconn, logs);
     let plans = match listeners.plans(&next, &new) {
         Ok(p) => p,
@@ -514,6 +595,7 @@ fn reload(
     rt.block_on(listeners.switch(plans));
     settle_fd_budget(&next.config, &fds);
     lb_user::logging::activate(&next.logs);
+    lb_user::dataplane::splice::set_maxpipes(next.config.global.maxpipes);
     log::info!(
         "reload done: generation {} serves {} frontend(s) and {} backend(s)",
         next.number,
@@ -528,7 +610,7 @@ struct PidFile(PathBuf);
 
 impl PidFile {
     fn create(path: &Path) -> anyhow::Result<Self> {
-        std::fs::write(path, format!("{}\n", std::process::id()))
+        lb_user::outside::write(path, format!("{}\n", std::process::id()).as_bytes())
             .with_context(|| format!("cannot write pid file {}", path.display()))?;
         Ok(Self(path.to_path_buf()))
     }
@@ -536,8 +618,83 @@ impl PidFile {
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = lb_user::outside::remove_file(&self.0);
     }
+}
+
+/// The daemon's end of the pipe its parent waits on: [`Ready::tell`] once lb serves. If the
+/// daemon dies before, the parent reads end-of-file and exits with an error.
+struct Ready(std::fs::File);
+
+impl Ready {
+    fn tell(mut self) {
+        use std::io::Write as _;
+        let _ = self.0.write_all(b"R");
+    }
+}
+
+/// `daemon`: forks; the parent waits until the child serves (or fails), writes the child's
+/// pid to `pidfile` and exits; the child starts its own session and points stdin, stdout and
+/// stderr at /dev/null, as `HAProxy` does (logs go to the `log` targets). Must run while lb has
+/// one thread.
+fn daemonize(pidfile: Option<&Path>) -> anyhow::Result<Ready> {
+    use std::io::Read as _;
+    let (r, w) = nix::unistd::pipe().context("pipe")?;
+    // SAFETY: one thread (the caller's contract), so the child may go on running lb.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("fork"),
+        0 => {
+            drop(r);
+            nix::unistd::setsid().context("setsid")?;
+            // SAFETY: /dev/null is opened, duplicated onto 0, 1 and 2, and closed.
+            unsafe {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if null >= 0 {
+                    for fd in 0..3 {
+                        libc::dup2(null, fd);
+                    }
+                    if null > 2 {
+                        libc::close(null);
+                    }
+                }
+            }
+            Ok(Ready(std::fs::File::from(w)))
+        }
+        child => {
+            drop(w);
+            let mut byte = [0u8; 1];
+            let n = std::fs::File::from(r).read(&mut byte).unwrap_or(0);
+            if n == 0 {
+                eprintln!("lb: the daemon stopped before it was ready (see its log targets)");
+                // SAFETY: exits the parent without running the child's share of destructors.
+                unsafe { libc::_exit(1) }
+            }
+            if let Some(p) = pidfile {
+                if let Err(e) = std::fs::write(p, format!("{child}\n")) {
+                    eprintln!("lb: cannot write pid file {}: {e}", p.display());
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(1) }
+                }
+            }
+            // SAFETY: as above: the parent's job is done; the daemon owns every resource.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// `chroot DIR`: starts the helper that keeps the host's view for reloads (see
+/// `lb_user::outside`), then enters DIR. After binding and loading BPF, before any thread.
+fn enter_chroot(dir: &Path, privileges: Option<&lb_user::privileges::Plan>) -> anyhow::Result<()> {
+    let plan = privileges.cloned();
+    lb_user::outside::start(move || {
+        plan.as_ref()
+            .is_none_or(|p| lb_user::privileges::apply(p).is_ok())
+    })
+    .context("chroot: cannot start the helper")?;
+    lb_user::outside::enter_chroot(dir)
+        .with_context(|| format!("cannot chroot to {}", dir.display()))?;
+    log::info!("chroot: serving inside {}", dir.display());
+    Ok(())
 }
 
 /// The signals lb handles: SIGTERM/SIGINT stop, SIGHUP reloads.

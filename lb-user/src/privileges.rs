@@ -236,6 +236,12 @@ mod tests {
             stats_maxconn: 10,
             server_state_file: None,
             server_state_base: None,
+            pidfile: None,
+            chroot: None,
+            maxpipes: None,
+            node: None,
+            description: None,
+            ulimit_n: None,
         }
     }
 

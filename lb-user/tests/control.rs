@@ -361,13 +361,14 @@ fn maxconn_spans_generations() {
     let fe = free_port();
     let cfg = || {
         format!(
-            "global\n    maxconn 2\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\nbackend be\n    server s {}\n",
+            "global\n    maxconn 2\n    nbthread 1\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\nbackend be\n    server s {}\n",
             s.addr
         )
     };
     let mut lb = Lb::start(&cfg(), "splice");
     // Fill up: at the limit, an accept loop already waiting in accept takes one more (at most
-    // one per thread), then new clients wait in the backlog.
+    // one per thread: one thread here, so the limit is exact after that), then new clients
+    // wait in the backlog.
     let mut held = Vec::new();
     let pending = loop {
         let mut c = TcpStream::connect(local(fe)).unwrap();

@@ -1,7 +1,8 @@
 //! lb under a low file-descriptor limit, on every plane: it never accepts a client it cannot
 //! serve (the others wait in the backlog; none is accepted and then reset or closed), the
 //! clients it serves stay intact (all move their data at once while lb is still at its limit,
-//! where splice pipes are scarce: SHA-256 at both ends, half-close), the next client is served
+//! where splice pipes run out and directions copy through buffers: SHA-256 at both ends,
+//! half-close), the next client is served
 //! once others have closed, and the condition is logged at most once per second.
 //!
 //! Limits used: lb runs with `RLIMIT_NOFILE` 256 (soft and hard) and `global maxconn 4096`,
@@ -69,7 +70,8 @@ fn header(id: u64) -> FlowHeader {
 
 /// Connects and sends the flow header, nothing more. The client's receive buffer is small,
 /// so that when it reads late (see [`finish`]), lb's splice direction towards it holds its
-/// pipe meanwhile; with many flows at once, some wait for one.
+/// pipe meanwhile; with many flows at once, the budget runs out of pipes and some directions
+/// copy through a buffer.
 fn open_idle(addr: SocketAddr, id: u64) -> TcpStream {
     let sock =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
@@ -244,7 +246,7 @@ fn never_accepts_what_it_cannot_serve(dataplane: &str) {
     );
 
     // The served clients move their data now, lb still at its limit (on splice, pipes are
-    // scarce: directions wait for one rather than fail): every byte intact, both ways.
+    // scarce: directions copy through buffers rather than fail): every byte intact, both ways.
     let (held, waiting): (Vec<_>, Vec<_>) =
         clients.into_iter().partition(|(id, _)| first.contains(id));
     let failures = finish_all(&backend, held);

@@ -59,7 +59,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut texts = Vec::new();
     for path in paths {
-        match std::fs::read(path) {
+        match crate::outside::read(path) {
             Ok(bytes) => texts.push((Arc::new(path.clone()), bytes)),
             Err(e) => errors.push(ConfigError {
                 loc: None,

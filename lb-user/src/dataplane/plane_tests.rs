@@ -582,11 +582,10 @@ fn short_flow_stays_on_splice() {
 /// Every open connection holds its flow's future for as long as it lives, so that size is most
 /// of lb's memory per idle connection (the bench's RSS figure). A change that makes it grow
 /// past these bounds (a future moved into another and so held twice, a timer too many) must
-/// say why here. Since the fd budget, each splice direction has one more await point (it
-/// waits for a pipe when the budget has none instead of failing its flow): +48 bytes a flow.
+/// say why here.
 #[test]
 fn flow_futures_stay_small() {
-    const SPLICE_MAX: usize = 1650;
+    const SPLICE_MAX: usize = 1600;
     const SOCKMAP_MAX: usize = 2200;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

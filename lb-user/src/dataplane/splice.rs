@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
@@ -27,49 +28,85 @@ const SPLICE_CHUNK: usize = 1 << 20;
 
 /// Empty pipes kept per thread for reuse. A direction leases a pipe only while its bytes are
 /// moving and returns it once drained (HAProxy's pipe pool, `maxpipes`): an idle connection
-/// holds no pipe (2 fds instead of 6), and a short one costs no pipe2/fcntl/close.
+/// holds no pipe (2 fds instead of 6), and a short one costs no pipe2/fcntl/close. Fewer when
+/// the process's fd budget is small (see [`pool_max_for`]).
 const POOL_MAX: usize = 256;
 
 thread_local! {
     static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A direction's pipe, if it holds one, and how many bytes are in it. Dropping it returns an
-/// empty pipe to the pool (a pipe with bytes left, after an error, is closed instead).
+/// Pipes open in the process (leased and pooled) and the most allowed at once (`maxpipes`).
+static PIPES: AtomicUsize = AtomicUsize::new(0);
+static MAXPIPES: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Sets the process-wide limit of splice pipes (global `maxpipes`; `None` = no limit). A
+/// direction that finds no free pipe and the limit reached (or the process's fd budget spent)
+/// copies through a 16 KiB buffer instead (read/write, as `HAProxy` falls back to its
+/// buffers), until a pipe is free again.
+pub fn set_maxpipes(max: Option<u32>) {
+    MAXPIPES.store(max.map_or(usize::MAX, |m| m as usize), Ordering::Relaxed);
+}
+
+/// Takes one of `max` places in `count`; `false` when all are taken.
+fn reserve(count: &AtomicUsize, max: usize) -> bool {
+    count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// Size of the copy buffer of a direction that could not get a pipe.
+const COPY_BUF: usize = 16 * 1024;
+
+/// What carries a direction's bytes while they move: a pipe, or a buffer when `maxpipes` left
+/// none.
+enum Carrier {
+    Pipe(Pipe),
+    Buf(Box<[u8]>),
+}
+
+/// A direction's carrier, if it holds one, and its bytes not yet sent: `len` bytes (from
+/// `off` in a buffer). Dropping it returns an empty pipe to the pool (a pipe with bytes left,
+/// after an error, is closed instead).
 #[derive(Default)]
 struct Lease {
-    pipe: Option<Pipe>,
+    carrier: Option<Carrier>,
     len: usize,
+    off: usize,
 }
 
 impl Lease {
-    /// Makes sure the direction holds a pipe: its own, one from the pool, or a new one when
-    /// the process's fd budget has room for it now. `Ok(false)`: it has none; wait with
-    /// [`wait_for_pipe`] (pipes come back as other flows' bytes drain, and pools give theirs
-    /// back while someone waits).
-    fn provide(&mut self) -> io::Result<bool> {
-        if self.pipe.is_none() {
-            self.pipe = match POOL.with(|p| p.borrow_mut().pop()) {
-                Some(p) => Some(p),
-                None => match fd_budget::process().try_take(fd_budget::PIPE_FDS, Use::Pipe) {
-                    Some(fds) => Some(Pipe::new(fds)?),
-                    None => return Ok(false),
+    /// The direction's carrier: its own, a pooled pipe, a new pipe within `maxpipes` and the
+    /// process's fd budget, else a buffer. A pipe that cannot be created (fds the budget does
+    /// not count ran out) is a buffer too: the flow goes on.
+    fn carrier(&mut self) -> &Carrier {
+        let c = match self.carrier.take() {
+            Some(c) => c,
+            None => match POOL.with(|p| p.borrow_mut().pop()) {
+                Some(p) => Carrier::Pipe(p),
+                None => match new_pipe() {
+                    Some(p) => Carrier::Pipe(p),
+                    None => Carrier::Buf(vec![0u8; COPY_BUF].into_boxed_slice()),
                 },
-            };
-        }
-        Ok(true)
+            },
+        };
+        self.carrier.insert(c)
     }
 
-    /// Returns the pipe to the pool once it is empty; closes it instead when the pool is full
-    /// or someone waits for fds (a pipe pooled on an idle thread would be lost to them).
+    /// Returns the pipe to the pool (and frees a buffer) once it is empty. The pipe is closed
+    /// instead when the pool is full or someone waits for fds (an accept loop): a pipe pooled
+    /// on an idle thread would be lost to them.
     fn release_if_empty(&mut self) {
         if self.len == 0 {
-            if let Some(p) = self.pipe.take() {
+            self.off = 0;
+            if let Some(Carrier::Pipe(p)) = self.carrier.take() {
                 let budget = fd_budget::process();
-                let room = POOL_MAX.min(pool_max_for(budget.pipe_share()));
                 if budget.has_waiters() {
                     return;
                 }
+                let room = POOL_MAX.min(pool_max_for(budget.pipe_share()));
                 POOL.with(|pool| {
                     let mut pool = pool.borrow_mut();
                     if pool.len() < room {
@@ -81,26 +118,24 @@ impl Lease {
     }
 }
 
-/// Waits until the fd budget has room for a pipe, saying so at most once a second.
-async fn wait_for_pipe() -> FdLease {
-    let budget = fd_budget::process();
-    budget
-        .take(fd_budget::PIPE_FDS, Use::Pipe, || {
-            budget.warn(|| {
-                format!(
-                    "splice: {}; flows wait for a pipe until others drain",
-                    budget.describe()
-                )
+/// A new pipe, if `maxpipes` and the process's fd budget have room for it.
+fn new_pipe() -> Option<Pipe> {
+    if !reserve(&PIPES, MAXPIPES.load(Ordering::Relaxed)) {
+        return None;
+    }
+    let Some(fds) = fd_budget::process().try_take(fd_budget::PIPE_FDS, Use::Pipe) else {
+        PIPES.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    };
+    match Pipe::new(fds) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            fd_budget::process().warn(|| {
+                format!("splice: cannot create a pipe: {e}; copying through a buffer instead")
             });
-        })
-        .await
-}
-
-/// A pipe could not be created although the budget had room (fds it does not count ran
-/// out): this flow ends, the others go on.
-fn pipe_failed(e: &io::Error) -> DirEnd {
-    fd_budget::process().warn(|| format!("splice: cannot create a pipe: {e}"));
-    DirEnd::Local
+            None
+        }
+    }
 }
 
 /// Pipes one thread's pool may keep: a quarter of the pipes the fd budget has room for, so
@@ -115,8 +150,9 @@ impl Drop for Lease {
     }
 }
 
-/// A non-blocking pipe; both ends close on drop, then its fds go back to the process's fd
-/// budget.
+/// A non-blocking pipe; both ends close on drop. Counted in [`PIPES`] (its place is taken by
+/// the caller of [`Pipe::new`] and given back on drop), and its fds in the process's fd
+/// budget (given back once both ends are closed).
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
@@ -142,12 +178,21 @@ impl Drop for Counted {
     }
 }
 
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        PIPES.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Pipe {
+    /// A new pipe, in the place the caller reserved in [`PIPES`] and with the fds it took from
+    /// the budget (both given back on failure).
     fn new(lease: FdLease) -> io::Result<Self> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two fds into the array.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
         if rc != 0 {
+            PIPES.fetch_sub(1, Ordering::AcqRel);
             return Err(io::Error::last_os_error());
         }
         // SAFETY: both fds were just created and are owned by nobody else.
@@ -160,6 +205,27 @@ impl Pipe {
             _counted: Counted::from(lease),
         })
     }
+}
+
+/// `read(2)` into `buf`.
+fn read_into(from: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the duration of the call.
+    let n = unsafe { libc::read(from.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// `write(2)` of `buf` (`MSG_NOSIGNAL`: a closed peer is an error, not a signal).
+fn write_from(to: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the duration of the call.
+    let n = unsafe {
+        libc::send(
+            to.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
@@ -200,13 +266,19 @@ pub(super) async fn pump(
     // verdict program gets whole skbs, and a partly read one would be forwarded twice.
     let mut drained = true;
     loop {
-        if let (Some(pipe), true) = (&lease.pipe, lease.len > 0) {
+        if let (Some(carrier), true) = (&lease.carrier, lease.len > 0) {
             let Ok(mut guard) = dst.writable().await else {
                 return DirEnd::DstReset;
             };
-            match guard.try_io(|_| splice(&pipe.read, dst.get_ref(), lease.len)) {
+            let (off, len) = (lease.off, lease.len);
+            let sent = guard.try_io(|_| match carrier {
+                Carrier::Pipe(pipe) => splice(&pipe.read, dst.get_ref(), len),
+                Carrier::Buf(buf) => write_from(dst.get_ref(), &buf[off..off + len]),
+            });
+            match sent {
                 Ok(Ok(n)) => {
                     lease.len -= n;
+                    lease.off += n;
                     bytes.set(bytes.get() + n as u64);
                     last.set(Instant::now());
                 }
@@ -237,24 +309,18 @@ pub(super) async fn pump(
         let Ok(mut guard) = ready else {
             return DirEnd::SrcReset;
         };
-        match lease.provide() {
-            Ok(true) => {}
-            Ok(false) => {
-                // No room for a pipe now: wait for one without holding the readiness (boxed:
-                // rare, and every flow's future would carry it), then read again.
-                drop(guard);
-                match Pipe::new(Box::pin(wait_for_pipe()).await) {
-                    Ok(p) => lease.pipe = Some(p),
-                    Err(e) => return pipe_failed(&e),
-                }
-                continue;
+        let received = match lease.carrier() {
+            Carrier::Pipe(pipe) => {
+                guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK))
             }
-            Err(e) => return pipe_failed(&e),
-        }
-        let Some(pipe) = &lease.pipe else {
-            return DirEnd::Local;
+            Carrier::Buf(_) => {
+                let Some(Carrier::Buf(buf)) = lease.carrier.as_mut() else {
+                    return DirEnd::Local;
+                };
+                guard.try_io(|_| read_into(src.get_ref(), buf))
+            }
         };
-        match guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK)) {
+        match received {
             Ok(Ok(0)) => eof = true,
             Ok(Ok(n)) => {
                 lease.len += n;
@@ -376,23 +442,36 @@ mod tests {
         POOL.with(|p| p.borrow().len())
     }
 
+    fn pipe(lease: &mut Lease) -> &Pipe {
+        match lease.carrier() {
+            Carrier::Pipe(p) => p,
+            Carrier::Buf(_) => panic!("no limit is set in unit tests: a pipe is expected"),
+        }
+    }
+
+    #[test]
+    fn reserve_stops_at_the_limit_and_places_come_back() {
+        let count = AtomicUsize::new(0);
+        assert!(reserve(&count, 2));
+        assert!(reserve(&count, 2));
+        assert!(!reserve(&count, 2), "the third place does not exist");
+        count.fetch_sub(1, Ordering::AcqRel);
+        assert!(reserve(&count, 2));
+    }
+
     #[test]
     fn an_empty_pipe_goes_back_to_the_pool_and_is_reused() {
         let before = pool_len();
         let fd = {
             let mut lease = Lease::default();
-            assert!(lease.provide().unwrap());
-            let fd = lease.pipe.as_ref().unwrap().read.as_raw_fd();
+            let fd = pipe(&mut lease).read.as_raw_fd();
             assert_eq!(pool_len(), before.saturating_sub(1));
             fd
         };
         assert_eq!(pool_len(), before.max(1), "returned on drop");
         let mut again = Lease::default();
         assert_eq!(
-            {
-                assert!(again.provide().unwrap());
-                again.pipe.as_ref().unwrap().read.as_raw_fd()
-            },
+            pipe(&mut again).read.as_raw_fd(),
             fd,
             "the same pipe is reused"
         );
@@ -401,8 +480,7 @@ mod tests {
     #[test]
     fn a_pipe_with_bytes_left_is_closed_not_pooled() {
         let mut lease = Lease::default();
-        assert!(lease.provide().unwrap());
-        let pipe = lease.pipe.as_ref().unwrap();
+        let pipe = pipe(&mut lease);
         // SAFETY: writing 3 bytes from a valid buffer into our own pipe.
         let n = unsafe { libc::write(pipe.write.as_raw_fd(), b"abc".as_ptr().cast(), 3) };
         assert_eq!(n, 3);

@@ -119,8 +119,9 @@ pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
             if !by_name.contains_key(&key) {
                 let mut nameservers = section.nameservers.clone();
                 if section.parse_resolv_conf {
-                    let text = std::fs::read_to_string("/etc/resolv.conf")
-                        .map_err(|e| DnsError::ResolvConf(rname.clone(), e))?;
+                    let text =
+                        crate::outside::read_to_string(std::path::Path::new("/etc/resolv.conf"))
+                            .map_err(|e| DnsError::ResolvConf(rname.clone(), e))?;
                     nameservers.extend(resolv_conf(&text));
                 }
                 by_name.insert(

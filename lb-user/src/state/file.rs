@@ -145,7 +145,7 @@ pub fn load_configured(gen: &Arc<Generation>) {
 /// Reads `path` and applies its lines to the servers of `backends` (indices into `gen`'s
 /// backends) that it names. Problems are logged as warnings naming the file and line.
 pub fn load(gen: &Arc<Generation>, path: &Path, backends: &[usize]) {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::outside::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             log::warn!("server-state file {}: cannot read: {e}", path.display());

@@ -1,6 +1,8 @@
 //! The `global` section: one table entry per keyword (a handler, or "not supported yet" with the
 //! feature and an argument check).
 
+use std::path::PathBuf;
+
 use super::super::lex::Line;
 use super::super::scalar::{parse_size, parse_time, parse_u32, parse_uint, TimeUnit};
 use super::super::{Global, LogTarget};
@@ -28,6 +30,12 @@ pub(super) fn builtin() -> Global {
         stats_maxconn: 10,
         server_state_file: None,
         server_state_base: None,
+        pidfile: None,
+        chroot: None,
+        maxpipes: None,
+        node: None,
+        description: None,
+        ulimit_n: None,
     }
 }
 
@@ -76,7 +84,7 @@ const fn not_yet(name: &'static str, feature: &'static str, args: ArgCheck) -> G
     }
 }
 
-const TLS: &str = "TLS; lb has no TLS";
+const TLS: &str = "TLS to servers; lb has no TLS";
 
 /// Every global keyword except `tune.*` (see [`tune`]). The order is the order of "did you mean"
 /// candidates.
@@ -92,15 +100,16 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("insecure-fork-wanted", insecure_fork_wanted),
     run("log-tag", log_tag),
     run("log-send-hostname", log_send_hostname),
-    not_yet("pidfile", "pid file", one_or_more),
-    not_yet("chroot", "chroot", one_or_more),
+    run("pidfile", pidfile),
+    run("chroot", chroot),
+    run("maxpipes", maxpipes),
     not_yet("ca-base", TLS, one_or_more),
-    not_yet("crt-base", TLS, one_or_more),
-    not_yet("ulimit-n", "fd limit", count),
+    run("crt-base", tls_bind_only),
+    run("ulimit-n", ulimit_n),
     not_yet("master-worker", "master-worker mode", optional),
     not_yet("hard-stop-after", "reload", time),
-    not_yet("node", "stats", one_or_more),
-    not_yet("description", "stats", any),
+    run("node", node),
+    run("description", description),
     run("server-state-file", state_file::global_path),
     run("server-state-base", state_file::global_path),
     not_yet("quiet", "quiet mode", optional),
@@ -108,16 +117,16 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     not_yet("maxconnrate", "rate limiting", count),
     not_yet("maxsessrate", "rate limiting", count),
     not_yet("maxsslconn", TLS, count),
-    not_yet("ssl-default-bind-ciphers", TLS, any),
-    not_yet("ssl-default-bind-ciphersuites", TLS, any),
-    not_yet("ssl-default-bind-options", TLS, any),
+    run("ssl-default-bind-ciphers", tls_bind_only),
+    run("ssl-default-bind-ciphersuites", tls_bind_only),
+    run("ssl-default-bind-options", tls_bind_only),
     not_yet("ssl-default-server-ciphers", TLS, any),
     not_yet("ssl-default-server-ciphersuites", TLS, any),
     not_yet("ssl-default-server-options", TLS, any),
-    not_yet("ssl-dh-param-file", TLS, one_or_more),
+    run("ssl-dh-param-file", tls_bind_only),
     not_yet("ssl-server-verify", TLS, any),
-    // Reported by the `tune.*` rule; listed for "did you mean".
-    not_yet("tune.ssl.default-dh-param", TLS, any),
+    // Handled by the `tune.*` rule; listed for "did you mean".
+    run("tune.ssl.default-dh-param", tls_bind_only),
     not_yet("lua-load", "Lua", one_or_more),
     not_yet("set-dumpable", "core dumps", optional),
     not_yet("strict-limits", "fd limit", any),
@@ -249,12 +258,62 @@ fn user_group(p: &mut Parser, line: &Line) {
 fn daemon(p: &mut Parser, line: &Line) {
     if arity(&mut p.diag, line, 1, 0, 0) {
         p.global.daemon = true;
-        p.diag.warn(
-            &line.loc,
-            "'daemon' is not supported yet; lb stays in the foreground (run it under systemd or \
-             another supervisor)",
-        );
     }
+}
+
+/// `pidfile PATH` (`-p` on the command line wins, as in `HAProxy`).
+fn pidfile(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        p.global.pidfile = Some(PathBuf::from(&line.words[1]));
+    }
+}
+
+/// `chroot DIR`: checked at start (it must be a directory), entered after binding.
+fn chroot(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        p.global.chroot = Some(PathBuf::from(&line.words[1]));
+    }
+}
+
+/// `maxpipes N`: the most splice pipes open at once (0 is refused, as `HAProxy` refuses it).
+fn maxpipes(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_u32(&line.words[1], 1, u32::MAX) {
+            Ok(v) => p.global.maxpipes = Some(v),
+            Err(e) => p.diag.err(&line.loc, format!("'maxpipes': {e}")),
+        }
+    }
+}
+
+/// `ulimit-n N`: the file-descriptor limit lb sets at start (soft and hard).
+fn ulimit_n(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_u32(&line.words[1], 1, u32::MAX) {
+            Ok(v) => p.global.ulimit_n = Some(v),
+            Err(e) => p.diag.err(&line.loc, format!("'ulimit-n': {e}")),
+        }
+    }
+}
+
+/// `node NAME` (stats `show-node`).
+fn node(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        p.global.node = Some(line.words[1].clone());
+    }
+}
+
+/// `description TEXT...` (stats `show-desc`): the words joined by spaces, as `HAProxy`.
+fn description(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, usize::MAX) {
+        p.global.description = Some(line.words[1..].join(" "));
+    }
+}
+
+/// Settings of TLS listeners only (`crt-base`, `ssl-default-bind-*`, `ssl-dh-param-file`,
+/// `tune.ssl.default-dh-param`): lb refuses every `bind ... ssl`, so in a configuration it
+/// accepts these change nothing, in `HAProxy` as in lb. Accepted without a warning.
+fn tls_bind_only(p: &mut Parser, line: &Line) {
+    arity(&mut p.diag, line, 1, 1, usize::MAX);
 }
 
 fn log(p: &mut Parser, line: &Line) {
@@ -276,7 +335,7 @@ fn log_tag(p: &mut Parser, line: &Line) {
 fn log_send_hostname(p: &mut Parser, line: &Line) {
     if arity(&mut p.diag, line, 1, 0, 1) {
         let name = line.words.get(1).cloned().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
+            crate::outside::read_to_string(std::path::Path::new("/proc/sys/kernel/hostname"))
                 .map(|h| h.trim().to_owned())
                 .ok()
                 .filter(|h| !h.is_empty())
@@ -309,7 +368,8 @@ fn insecure_fork_wanted(p: &mut Parser, line: &Line) {
 fn nbproc(p: &mut Parser, line: &Line) {
     p.diag.err(
         &line.loc,
-        "'nbproc' was removed in HAProxy 2.5 (use 'nbthread'; lb runs one process)",
+        "'nbproc': multi-process mode was removed in HAProxy 2.5 (use 'nbthread'; lb runs one \
+         process with one thread per CPU)",
     );
 }
 
@@ -321,6 +381,10 @@ fn stats(p: &mut Parser, line: &Line) {
 fn tune(p: &mut Parser, line: &Line) {
     let kw = line.words[0].as_str();
     if !arity(&mut p.diag, line, 1, 1, usize::MAX) {
+        return;
+    }
+    if kw == "tune.ssl.default-dh-param" {
+        tls_bind_only(p, line);
         return;
     }
     if matches!(

@@ -144,6 +144,7 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
         named_defaults: HashMap::new(),
         proxies: Vec::new(),
         stats_sections: HashMap::new(),
+        stats_backends: HashMap::new(),
         stats: Vec::new(),
         userlists: Vec::new(),
         fe_names: HashMap::new(),
@@ -171,6 +172,9 @@ struct Parser {
     proxies: Vec<ProxyDraft>,
     /// Stats-only sections (accepted, not served), by name.
     stats_sections: HashMap<String, Loc>,
+    /// Stats backends (`backend` with `stats enable|uri`), by name: a frontend forwarding to one
+    /// serves its page.
+    stats_backends: HashMap<String, StatsProxy>,
     /// The stats pages, in file order.
     stats: Vec<StatsProxy>,
     /// `userlist` sections, in file order.

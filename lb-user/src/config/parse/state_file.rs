@@ -147,7 +147,7 @@ impl Parser {
                 }
                 let lines = path.as_ref().map_or(&[][..], |p| {
                     files.entry(p.clone()).or_insert_with(|| {
-                        std::fs::read_to_string(p)
+                        crate::outside::read_to_string(p)
                             .map(|t| parse(&t).0)
                             .unwrap_or_default()
                     })
