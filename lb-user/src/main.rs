@@ -141,13 +141,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 /// The start line of the sockmap data plane, with when flows enter the kernel.
-fn log_sockmap(after: Duration) {
+fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
+    let backlog = ids.backlog() >> 10;
     if after.is_zero() {
-        log::info!("data plane: sockmap (eBPF stream verdict, flows spliced in the kernel)");
+        log::info!(
+            "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel, at most \
+             {backlog} KiB in flight per direction)"
+        );
     } else {
         log::info!(
             "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel after {} ms \
-             on splice)",
+             on splice, at most {backlog} KiB in flight per direction)",
             after.as_millis()
         );
     }
@@ -303,7 +307,11 @@ fn serve(
     let (mut listeners, inboxes) = Listeners::new(flow_inboxes);
     // Bind first: errors (address in use, permission) stop the start with a clear message.
     let new = listeners.bind_new(&config).map_err(anyhow::Error::msg)?;
-    let (plane, _loaded) = load_plane(choice, sockmap_after)?;
+    let backlog = config
+        .global
+        .sockmap_backlog
+        .unwrap_or(lb_common::DEFAULT_BACKLOG);
+    let (plane, _loaded) = load_plane(choice, sockmap_after, backlog)?;
     let fds = maxconn_for(&config, threads, plane);
     let maxconn = fds.maxconn;
     lb_user::dataplane::splice::set_maxpipes(config.global.maxpipes);
@@ -470,9 +478,11 @@ fn serve_signals(
 
 /// Loads the data plane `--dataplane` asks for; with `auto`, sockmap when it loads, else
 /// splice. The loaded program must stay alive as long as the process serves.
+/// `backlog`: `tune.lb.sockmap-backlog` (bytes), the sockmap plane's bound per direction.
 fn load_plane(
     choice: DataplaneChoice,
     sockmap_after: Duration,
+    backlog: u64,
 ) -> anyhow::Result<(PlaneSetup, Option<sockmap::Loaded>)> {
     Ok(match choice {
         DataplaneChoice::Splice => {
@@ -481,19 +491,15 @@ fn load_plane(
         }
         DataplaneChoice::Sockmap => {
             let loaded = sockmap::load().context("--dataplane sockmap")?;
-            log_sockmap(sockmap_after);
-            (
-                PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
-                Some(loaded),
-            )
+            let ids = loaded.map_ids().with_backlog(backlog);
+            log_sockmap(sockmap_after, ids);
+            (PlaneSetup::Sockmap(ids, sockmap_after), Some(loaded))
         }
         DataplaneChoice::Auto => match sockmap::load() {
             Ok(loaded) => {
-                log_sockmap(sockmap_after);
-                (
-                    PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
-                    Some(loaded),
-                )
+                let ids = loaded.map_ids().with_backlog(backlog);
+                log_sockmap(sockmap_after, ids);
+                (PlaneSetup::Sockmap(ids, sockmap_after), Some(loaded))
             }
             Err(e) => {
                 log::warn!(

@@ -242,6 +242,7 @@ mod tests {
             node: None,
             description: None,
             ulimit_n: None,
+            sockmap_backlog: None,
         }
     }
 

@@ -110,6 +110,11 @@ pub struct Global {
     /// `ulimit-n N`: `RLIMIT_NOFILE` set at start (soft and hard), as HAProxy. `None` = the soft
     /// limit is raised to the hard one.
     pub ulimit_n: Option<u32>,
+    /// `tune.lb.sockmap-backlog SIZE` (an lb extension): the bytes one direction of a flow in
+    /// the kernel maps may have forwarded and not yet taken by the receiving socket, past which
+    /// lb stops forwarding it in the kernel (see the README's sockmap section). At least 64 KiB.
+    /// `None` (the default) = 4 MiB. Read at start.
+    pub sockmap_backlog: Option<u64>,
 }
 
 impl Global {
