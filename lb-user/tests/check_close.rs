@@ -1,16 +1,21 @@
-//! Health checks leave no trace in the server's log: `pgsql-check` against a real PostgreSQL
-//! and `mysql-check` against a real MariaDB end as HAProxy's do (`tcp-check connect default
-//! linger`: a FIN, never a reset), over 20 checks each. How every other check kind closes
-//! (a reset where HAProxy resets) is pinned by the unit tests in `health::probe`.
+//! Health checks close as HAProxy's do, seen from the real server's log: `pgsql-check`
+//! against a real PostgreSQL and `mysql-check` against a real MariaDB leave no trace (HAProxy
+//! builds them as `tcp-check connect default linger`: a FIN, never a reset), over 20 checks
+//! each; against a real Redis, every other kind (plain connect, `redis-check`, `tcp-check`
+//! with and without `linger`) ends its connections the way Debian's HAProxy, run beside lb on
+//! the same config, ends them (a reset or a FIN, as Redis logs each). The unit tests in
+//! `health::probe` pin the same closes against a local server.
 
 #[macro_use]
 mod common;
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
-use common::health::{poll, MariaDb};
+use common::haproxy::Haproxy;
+use common::health::{poll, MariaDb, Redis};
 use common::postgres::Postgres;
-use common::{free_port, simple_config, Lb};
+use common::{free_port, local, simple_config, Lb};
 
 /// Checks to watch; each check is one connection to the server.
 const CHECKS: usize = 20;
@@ -102,4 +107,106 @@ fn mysql_checks_leave_no_aborted_connection_in_mariadbs_log() {
         !log.contains("Aborted connection") && !lb_saw_failures(&log),
         "MariaDB logged a trace of the checks' close:\n{log}"
     );
+}
+
+/// How a check's connections ended, as Redis logged them (`loglevel verbose`).
+#[derive(Debug, PartialEq, Eq)]
+struct Closes {
+    fin: usize,
+    reset: usize,
+}
+
+impl Closes {
+    /// Counts the closes in `log` (what Redis logged since the server was ready).
+    fn of(log: &str) -> Closes {
+        Closes {
+            fin: log.matches("Client closed connection").count(),
+            reset: log
+                .matches("Reading from client: Connection reset by peer")
+                .count(),
+        }
+    }
+
+    /// The kinds of close seen: FIN, reset, or both.
+    fn kinds(&self) -> (bool, bool) {
+        (self.fin > 0, self.reset > 0)
+    }
+}
+
+/// Runs `backend_lines`' checks against a fresh Redis for `proxy` (lb or HAProxy, started by
+/// `start` on the config) until `CHECKS` of them have closed (a connect-only check is reset
+/// before Redis accepts it: it leaves no line; then for [`QUIET_FOR`]), and returns how they
+/// closed. The checked server is in a backend of its own: the frontend's connections (HAProxy's
+/// readiness probe) do not reach it.
+fn closes_of<P>(backend_lines: &[&str], start: impl FnOnce(&str, u16) -> P) -> Closes {
+    let redis = Redis::start_logging();
+    // Redis::start's own readiness probe may be logged late: wait for its close.
+    assert!(
+        poll(Duration::from_secs(5), || Closes::of(&redis.log()).fin >= 1),
+        "Redis did not log the close of its readiness probe:\n{}",
+        redis.log()
+    );
+    let skip = redis.log().len();
+    let since = || redis.log().get(skip..).unwrap_or_default().to_owned();
+    let port = free_port();
+    let mut cfg = simple_config(port, &[], &[]);
+    cfg.push_str("\nbackend checked\n");
+    for l in backend_lines {
+        let _ = writeln!(cfg, "    {l}");
+    }
+    let _ = writeln!(
+        cfg,
+        "    server r 127.0.0.1:{} check inter 100ms",
+        redis.port
+    );
+    let proxy = start(&cfg, port);
+    let closed = |c: &Closes| c.fin + c.reset >= CHECKS;
+    poll(QUIET_FOR, || closed(&Closes::of(&since())));
+    drop(proxy);
+    Closes::of(&since())
+}
+
+/// How long a check kind may leave Redis's log without a close (40 checks' time).
+const QUIET_FOR: Duration = Duration::from_secs(4);
+
+#[test]
+fn every_check_kind_closes_at_redis_as_haproxys() {
+    let kinds: [(&str, &[&str]); 4] = [
+        ("connect only", &[]),
+        ("redis-check", &["option redis-check"]),
+        (
+            "tcp-check",
+            &[
+                "option tcp-check",
+                "tcp-check send PING\\r\\n",
+                "tcp-check expect string +PONG",
+            ],
+        ),
+        (
+            "tcp-check connect linger",
+            &[
+                "option tcp-check",
+                "tcp-check connect linger",
+                "tcp-check send PING\\r\\n",
+                "tcp-check expect string +PONG",
+            ],
+        ),
+    ];
+    for (name, lines) in kinds {
+        let haproxy = closes_of(lines, |cfg, port| Haproxy::start(cfg, local(port)));
+        let lb = closes_of(lines, |cfg, _| Lb::start(cfg, "splice"));
+        assert_eq!(
+            lb.kinds(),
+            haproxy.kinds(),
+            "{name}: lb's checks closed as {lb:?} at Redis, HAProxy's as {haproxy:?}"
+        );
+        // Those that reach Redis's log, reach it every time: the comparison saw many checks.
+        if haproxy.kinds() != (false, false) {
+            assert!(
+                lb.fin + lb.reset >= CHECKS,
+                "{name}: only {lb:?} of lb's checks closed at Redis"
+            );
+        }
+        eprintln!("{name}: lb {lb:?}, HAProxy {haproxy:?}");
+    }
 }

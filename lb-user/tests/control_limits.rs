@@ -191,6 +191,7 @@ fn csv(stats: SocketAddr) -> (Result<HttpResponse, String>, Duration) {
 fn assert_csv_within_a_second(stats: SocketAddr, when: &str) {
     let (r, took) = csv(stats);
     let r = r.unwrap_or_else(|e| panic!("{when}: GET /stats;csv: {e} after {took:?}"));
+    eprintln!("{when}: GET /stats;csv answered in {took:?}");
     assert_eq!(r.status, 200, "{when}: {}", r.text());
     assert!(r.text().starts_with("# pxname,"), "{when}: {}", r.text());
     assert!(

@@ -12,6 +12,7 @@
 )]
 
 pub mod data;
+pub mod haproxy;
 pub mod health;
 pub mod ops;
 pub mod postgres;
