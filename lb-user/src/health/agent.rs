@@ -150,13 +150,8 @@ impl Answer {
 /// or what came before the agent closed). The read is capped at [`BUF_CAP`] bytes.
 async fn fetch(t: &Target, send: Option<&[u8]>) -> Result<String, Outcome> {
     let whole = Instant::now() + t.inter;
-    // HAProxy's agent check connects without `linger`: a reset unless the agent closed first;
-    // its rules send (`agent-send`, empty or not) before they expect.
-    let how = probe::Connecting {
-        linger: false,
-        delack: true,
-    };
-    let mut s = probe::connect(t.addr, t, whole, how).await?;
+    // HAProxy's agent check connects without `linger`: a reset unless the agent closed first.
+    let mut s = probe::connect(t.addr, t, whole, false).await?;
     let deadline = probe::read_deadline(t, whole);
     if let Some(data) = send.filter(|d| !d.is_empty()) {
         match s.send(data, deadline).await {

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::{
@@ -386,48 +386,19 @@ pub(crate) enum SendError {
     Timeout,
 }
 
-/// How a check's connect rule opens and ends its connection, as HAProxy's does.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Connecting {
-    /// `linger`: the connection ends with a FIN instead of a reset (see [`CheckConn`]).
-    pub linger: bool,
-    /// The check does not wait for the server to speak first (its next step is not an
-    /// expect: a send, or nothing): `TCP_QUICKACK` is off, as HAProxy's
-    /// `CONNECT_DELACK_ALWAYS`. The handshake's last ACK then leaves with the first bytes
-    /// sent, and a check that only connects resets before it leaves at all: the server never
-    /// sees the connection (nothing in its log).
-    pub delack: bool,
-}
-
-impl Connecting {
-    /// Whether a connect followed by `next` delays its ACK (HAProxy 2.6: unless an expect
-    /// follows).
-    pub(crate) fn delack_before(next: Option<&Step>) -> bool {
-        !matches!(next, Some(Step::Expect { .. }))
-    }
-}
-
-/// Connects, bounded by `connect_timeout` and the whole-check deadline.
+/// Connects, bounded by `connect_timeout` and the whole-check deadline. `linger`: the
+/// connection ends with a FIN instead of a reset (see [`CheckConn`]).
 pub(crate) async fn connect(
     addr: SocketAddr,
     t: &Target,
     deadline: Instant,
-    how: Connecting,
+    linger: bool,
 ) -> Result<CheckConn, Outcome> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(|e| Outcome::new(false, "L4CON", io_text(&e)))?;
-    if how.delack {
-        // Best effort, as HAProxy's: the check is the same without it, only seen by the server.
-        let _ = socket2::SockRef::from(&socket).set_quickack(false);
-    }
     let bound = (Instant::now() + t.connect_timeout).min(deadline);
-    match timeout_at(bound, socket.connect(addr)).await {
+    match timeout_at(bound, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => Ok(CheckConn {
             stream,
-            linger: how.linger,
+            linger,
             peer_closed: false,
         }),
         Ok(Err(e)) => Err(Outcome::new(false, "L4CON", io_text(&e))),
@@ -467,11 +438,7 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                 drop(conn.take());
                 let target =
                     SocketAddr::new(addr.unwrap_or(t.addr.ip()), port.unwrap_or(t.addr.port()));
-                let how = Connecting {
-                    linger: *linger,
-                    delack: Connecting::delack_before(steps.get(i + 1)),
-                };
-                match connect(target, t, whole, how).await {
+                match connect(target, t, whole, *linger).await {
                     Ok(c) => conn = Some(c),
                     Err(mut o) => {
                         if steps.len() > 1 {
@@ -624,13 +591,8 @@ fn mysql_error(p: &[u8]) -> Outcome {
 )]
 async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
-    // HAProxy builds mysql-check as `tcp-check connect default linger`: a FIN, no reset;
-    // then a send (with a user) or an expect (the greeting).
-    let how = Connecting {
-        linger: true,
-        delack: has_user,
-    };
-    let mut s = match connect(t.addr, t, whole, how).await {
+    // HAProxy builds mysql-check as `tcp-check connect default linger`: a FIN, no reset.
+    let mut s = match connect(t.addr, t, whole, true).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -674,12 +636,7 @@ async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     // HAProxy builds pgsql-check as `tcp-check connect default linger`: PostgreSQL logs each
     // reset ("could not receive data from client: Connection reset by peer"), never a FIN.
-    // The startup packet is sent first.
-    let how = Connecting {
-        linger: true,
-        delack: true,
-    };
-    let mut s = match connect(t.addr, t, whole, how).await {
+    let mut s = match connect(t.addr, t, whole, true).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -731,12 +688,8 @@ async fn run_http(
 ) -> Outcome {
     let whole = started + t.inter;
     // An implicit connect, without `linger`, as HAProxy's httpchk: a reset unless the server
-    // closed first (HTTP/1.0 servers do, once the response is out). The request goes first.
-    let how = Connecting {
-        linger: false,
-        delack: true,
-    };
-    let mut s = match connect(t.addr, t, whole, how).await {
+    // closed first (HTTP/1.0 servers do, once the response is out).
+    let mut s = match connect(t.addr, t, whole, false).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -942,17 +895,9 @@ pub(super) mod tests {
         });
         block_on(async {
             let deadline = Instant::now() + Duration::from_secs(5);
-            let mut s = connect(
-                addr,
-                &target(addr, None),
-                deadline,
-                Connecting {
-                    linger: false,
-                    delack: false,
-                },
-            )
-            .await
-            .unwrap();
+            let mut s = connect(addr, &target(addr, None), deadline, false)
+                .await
+                .unwrap();
             let mut buf = Vec::new();
             let mut reads = 0;
             while !s.fill(&mut buf, deadline).await.unwrap() {
@@ -1132,23 +1077,9 @@ pub(super) mod tests {
 
     #[test]
     fn checks_close_as_haproxys_do() {
-        // Plain connect: its handshake's last ACK is delayed and the reset leaves first
-        // (HAProxy's CONNECT_DELACK_ALWAYS and FD_LINGER_RISK): the server never accepts it.
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let o = block_on(Probe::compile(&CheckKind::Connect).run(&target(addr, None)));
-        assert_eq!(o.result, "L4OK");
-        // Past the longest delayed ACK (200 ms): nothing ever reached the accept queue.
-        std::thread::sleep(Duration::from_millis(300));
-        l.set_nonblocking(true).unwrap();
-        let accepted = l.accept().map(|(_, peer)| peer);
-        assert!(
-            accepted
-                .as_ref()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
-            "the server accepted a connect-only check: {accepted:?}"
-        );
-        // tcp-check without `linger`: a reset (HAProxy's FD_LINGER_RISK).
+        // Plain connect and tcp-check without `linger`: a reset (HAProxy's FD_LINGER_RISK).
+        let (o, c) = close_of(&CheckKind::Connect, |_| {});
+        assert_eq!((o.result, c), ("L4OK", Close::Reset));
         let rules = vec![
             TcpCheckRule::Send(b"PING\r\n".to_vec()),
             expect(ExpectPattern::String(b"+OK".to_vec())),
