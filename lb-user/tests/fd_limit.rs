@@ -3,7 +3,9 @@
 //! clients it serves stay intact (all move their data at once while lb is still at its limit,
 //! where splice pipes run out and directions copy through buffers: SHA-256 at both ends,
 //! half-close), the next client is served
-//! once others have closed, and the condition is logged at most once per second.
+//! once others have closed, and the condition is logged at most once per second. Without
+//! `global maxconn`, the `maxconn` lb derives from the limit is HAProxy's (Debian's HAProxy,
+//! splicing, under the same limit).
 //!
 //! Limits used: lb runs with `RLIMIT_NOFILE` 256 (soft and hard) and `global maxconn 4096`,
 //! far more than 256 fds can hold; 400 clients connect and idle.
@@ -18,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::data::{recv_to_eof, send_stream, Summary};
+use common::haproxy::Haproxy;
 use common::servers::{wait_until, Backend, FlowHeader, HalfClose, Note};
 use common::{free_port, local, simple_config, Lb, LbOpts};
 
@@ -279,6 +282,64 @@ fn never_accepts_what_it_cannot_serve(dataplane: &str) {
             lb.find_log(bad).is_none(),
             "lb logged '{bad}'; log:\n{}",
             lb.logs().join("\n")
+        );
+    }
+}
+
+/// `Maxconn` from `show info` on a runtime API socket.
+fn show_info_maxconn(sock: &std::path::Path) -> u64 {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the stats socket");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"show info\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix("Maxconn: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Maxconn in show info: {out:?}"))
+}
+
+/// Without `global maxconn`, lb derives `maxconn` from `RLIMIT_NOFILE` as HAProxy does when it
+/// splices (HAProxy with `option splice-auto` keeps a pipe per four connections, as lb):
+/// Debian's HAProxy and lb, under the same limits, agree within a tenth.
+#[test]
+fn maxconn_follows_the_fd_limit_as_haproxys() {
+    let dir = common::health::TempDir::new("maxconn");
+    for nofile in [1024u64, 4096] {
+        let port = free_port();
+        let cfg = simple_config(port, &[], &[format!("s {}", local(free_port()))]).replacen(
+            "    maxconn 4096\n",
+            "",
+            1,
+        );
+        assert!(!cfg.contains("maxconn"), "{cfg}");
+        let sock = dir.path.join(format!("haproxy-{nofile}.sock"));
+        let ha_cfg = cfg
+            .replacen(
+                "global\n",
+                &format!("global\n    stats socket {} level admin\n", sock.display()),
+                1,
+            )
+            .replacen("defaults\n", "defaults\n    option splice-auto\n", 1);
+        let haproxy = {
+            let _ha = Haproxy::start_with_nofile(&ha_cfg, local(port), Some(nofile));
+            show_info_maxconn(&sock)
+        };
+        let mut opts = LbOpts::new(&cfg, "splice");
+        opts.nofile = Some(nofile);
+        let lb = Lb::start_with(&opts);
+        let line = lb
+            .find_log("lb ready:")
+            .unwrap_or_else(|| panic!("no 'lb ready' line:\n{}", lb.logs().join("\n")));
+        let ours: u64 = line
+            .rsplit("maxconn ")
+            .next()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no maxconn in {line:?}"));
+        eprintln!("RLIMIT_NOFILE {nofile}: maxconn lb {ours}, HAProxy {haproxy}");
+        assert!(
+            ours.abs_diff(haproxy) * 10 <= haproxy,
+            "RLIMIT_NOFILE {nofile}: lb derived maxconn {ours}, HAProxy {haproxy}"
         );
     }
 }

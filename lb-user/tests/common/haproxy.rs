@@ -18,8 +18,30 @@ pub struct Haproxy {
 impl Haproxy {
     /// Starts HAProxy on `cfg` and waits until its frontend at `addr` accepts connections.
     pub fn start(cfg: &str, addr: SocketAddr) -> Haproxy {
+        Self::start_with_nofile(cfg, addr, None)
+    }
+
+    /// As [`Haproxy::start`], with `RLIMIT_NOFILE` (soft and hard) set to `nofile`.
+    pub fn start_with_nofile(cfg: &str, addr: SocketAddr, nofile: Option<u64>) -> Haproxy {
         let cfg = TempCfg::new(cfg);
-        let mut child = Command::new("haproxy")
+        let mut cmd = Command::new("haproxy");
+        if let Some(n) = nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = cmd
             .arg("-f")
             .arg(&cfg.path)
             .arg("-db")
