@@ -2,6 +2,7 @@
 //! and forwards established flows inside the kernel (sockmap) or with splice(2).
 
 pub mod admin;
+pub mod admission;
 pub mod balance;
 pub mod config;
 pub mod control;
@@ -9,6 +10,7 @@ pub mod ctl;
 pub mod dataplane;
 pub mod demo;
 pub mod dns;
+pub mod fd_budget;
 pub mod flows;
 pub mod generation;
 pub mod health;

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::config::{Backend, BindOptions, Config, Frontend, Keepalive};
 use crate::dataplane::sockmap::{MapIds, ThreadMaps};
 use crate::dataplane::{sockopt, Dataplane, FlowReport, FlowTimeouts, KillSwitch};
+use crate::fd_budget::{self, Use};
 use crate::flows::{FlowCommand, FlowInfo, KillReason};
 use crate::generation::Generation;
 use crate::logging::{
@@ -460,8 +461,23 @@ async fn accept_loop(
     listener: tokio_uring::net::TcpListener,
     ctx: Rc<ThreadCtx>,
 ) {
+    let budget = fd_budget::process();
     while let Some((gen, frontend)) = ctx.serving(addr) {
         below_maxconn(&gen, frontend).await;
+        // Never accept what can't be served: the connection's fds are set aside first; while
+        // there are none, clients wait in the backlog.
+        let name = &gen.config.frontends[frontend].name;
+        let mut fds = budget
+            .take(fd_budget::ACCEPT_FDS, Use::Connection, || {
+                budget.warn(|| {
+                    format!(
+                        "frontend '{name}': {}; not accepting on {addr} until connections \
+                         close (clients wait in the backlog)",
+                        budget.describe()
+                    )
+                });
+            })
+            .await;
         let accepted = listener.accept().await;
         // A reload may have happened while we waited: serve what the address serves now.
         let Some((gen, frontend)) = ctx.serving(addr) else {
@@ -474,13 +490,17 @@ async fn accept_loop(
             // The listening socket was shut down (process stop): nothing more to accept.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
             Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS: back off instead of spinning; the kernel keeps the
-                // connection in the backlog.
-                log::warn!(
-                    "frontend '{}': accept failed on {addr}: {e}",
-                    gen.config.frontends[frontend].name
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // EMFILE/ENFILE/ENOBUFS/ENOMEM (fds lb did not count, or the system's): the
+                // client stays in the backlog; pause as HAProxy does, warn at most once a second.
+                budget.warn(|| {
+                    format!(
+                        "frontend '{}': accept failed on {addr}: {e}; pausing {ACCEPT_PAUSE:?} \
+                         (clients wait in the backlog)",
+                        gen.config.frontends[frontend].name
+                    )
+                });
+                drop(fds);
+                tokio::time::sleep(ACCEPT_PAUSE).await;
                 continue;
             }
         };
@@ -488,20 +508,30 @@ async fn accept_loop(
         // it close the original.
         // SAFETY: fcntl on an fd that `stream` keeps open during the call.
         let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        // Read now: the close below may change errno.
+        let dup_error = io::Error::last_os_error();
         drop(stream);
         if fd < 0 {
-            log::warn!("accept: dup failed: {}", io::Error::last_os_error());
+            budget.warn(|| {
+                format!("accept on {addr}: dup failed, client {peer} closed: {dup_error}")
+            });
             continue;
         }
+        fds.shrink_to(fd_budget::CONNECTION_FDS);
         // SAFETY: `fd` was just created by F_DUPFD_CLOEXEC and is owned by nobody else.
         let client = unsafe { OwnedFd::from_raw_fd(fd) };
         let permit = ConnPermit::count(&gen, frontend);
         let ctx = ctx.clone();
         tokio_uring::spawn(async move {
             handle(&gen, frontend, client, peer, &ctx, permit).await;
+            // The client's and the server's sockets are closed by now.
+            drop(fds);
         });
     }
 }
+
+/// How long an accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Makes an accepted socket non-blocking. An accepted socket has no other file status flag
 /// set (`O_APPEND`, `O_ASYNC`, ...), so one `F_SETFL` is exact: no `F_GETFL` first.

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use lb_user::config::{self, Config};
 use lb_user::dataplane::{sockmap, DataplaneChoice};
+use lb_user::fd_budget::{self, FdPlan, PipeUse};
 use lb_user::flows::FlowControl;
 use lb_user::generation::{Current, Generation, Process};
 use lb_user::listener::{self, Listeners, PlaneSetup};
@@ -215,46 +216,130 @@ fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
     }
 }
 
-/// Raises `RLIMIT_NOFILE` to its hard limit and derives the default `maxconn` from it: each
-/// flow needs two sockets and, on splice, two pipes (four fds).
-fn maxconn_for(config: &Config) -> u32 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+/// fds lb holds besides connections and pipes: those open now (less the budget's), what
+/// comes and goes (a socket per check, agent check and resolver; room for log targets,
+/// external checks and a reload's new listeners), and, before the threads have started
+/// (`threads` > 0), an estimate of what each will hold (its ring, pollers and map handles)
+/// and of the control threads' runtimes.
+fn fds_besides_connections(config: &Config, threads: usize) -> u64 {
+    const PER_THREAD: u64 = 8;
+    const CONTROL_THREADS: u64 = 16;
+    const SLACK: u64 = 32;
+    let open = fd_budget::open_fds().unwrap_or(64);
+    let held = fd_budget::process().used();
+    let checks: u64 = config
+        .backends
+        .iter()
+        .flat_map(|b| &b.servers)
+        .map(|s| u64::from(s.health.check) + u64::from(s.health.agent.enabled))
+        .sum();
+    let resolvers = config.global.resolvers.len() as u64;
+    let threads = if threads == 0 {
+        0
+    } else {
+        threads as u64 * PER_THREAD + CONTROL_THREADS
     };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
-        match config.global.ulimit_n {
-            // `ulimit-n`: soft and hard, as HAProxy.
-            Some(n) => {
-                lim.rlim_cur = libc::rlim_t::from(n);
-                lim.rlim_max = lim.rlim_max.max(libc::rlim_t::from(n));
-            }
-            None => lim.rlim_cur = lim.rlim_max,
-        }
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) != 0 {
-            log::warn!(
-                "cannot set RLIMIT_NOFILE to {}: {}",
-                lim.rlim_cur,
-                std::io::Error::last_os_error()
-            );
-        }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
+    open.saturating_sub(held) + threads + checks + resolvers + SLACK
+}
+
+/// What [`maxconn_for`] found, for [`settle_fd_budget`].
+struct FdLimits {
+    /// The soft limit at start, the one set, and the hard one.
+    before: u64,
+    soft: u64,
+    hard: u64,
+    /// What the configured `maxconn` needs, when the hard limit is lower.
+    short_of: Option<u64>,
+    pipes: PipeUse,
+    maxconn: u32,
+}
+
+/// How the data plane and `maxpipes` use pipes, for the fd budget.
+fn pipe_use(plane: PlaneSetup, config: &Config) -> PipeUse {
+    match (config.global.maxpipes, plane) {
+        (Some(n), _) => PipeUse::Fixed(n),
+        (None, PlaneSetup::Sockmap(_, after)) if after.is_zero() => PipeUse::Rare,
+        (None, PlaneSetup::Sockmap(..) | PlaneSetup::Splice) => PipeUse::Splice,
     }
-    let by_fds = (lim.rlim_cur.saturating_sub(64) / 6).clamp(1, u64::from(u32::MAX)) as u32;
-    match config.global.maxconn {
-        Some(m) => {
-            if m > by_fds {
-                log::warn!(
-                    "global maxconn {m} needs about {} file descriptors, RLIMIT_NOFILE is {}",
-                    u64::from(m) * 6 + 64,
-                    lim.rlim_cur
-                );
-            }
-            m
+}
+
+/// Derives `maxconn` from `RLIMIT_NOFILE`, as HAProxy does: `ulimit-n` sets the limit (soft
+/// and hard); without it and without `global maxconn`, as many connections as the hard limit
+/// allows (the soft limit is raised to it); with `maxconn`, the soft limit is raised to what it
+/// needs when the hard limit allows. A connection holds 2 fds (its two sockets), plus pipes on
+/// splice while bytes move: room is kept for `maxpipes`, else for a pipe per four connections
+/// as HAProxy's default. What lb holds itself is estimated here; [`settle_fd_budget`]
+/// measures it once the threads run and sizes the budget. Whatever `maxconn` says, lb stops
+/// accepting when the budget is spent: clients wait in the backlog.
+fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup) -> FdLimits {
+    let pipes = pipe_use(plane, config);
+    let (before, mut hard) = fd_budget::nofile_limits();
+    let base = fds_besides_connections(config, threads);
+    let mut soft = before;
+    if let Some(n) = config.global.ulimit_n.map(u64::from) {
+        // `ulimit-n`: soft and hard, as HAProxy sets them.
+        match fd_budget::set_nofile(n, hard.max(n)) {
+            Ok(()) => (soft, hard) = fd_budget::nofile_limits(),
+            Err(e) => log::warn!("cannot set RLIMIT_NOFILE to ulimit-n {n}: {e}"),
         }
-        None => by_fds,
+    }
+    let mut plan = if config.global.ulimit_n.is_some() {
+        FdPlan::new(soft, soft, base, config.global.maxconn, pipes)
+    } else {
+        FdPlan::new(soft, hard, base, config.global.maxconn, pipes)
+    };
+    if plan.soft != soft {
+        match fd_budget::set_nofile(plan.soft, hard) {
+            Ok(()) => soft = plan.soft,
+            Err(e) => {
+                log::warn!(
+                    "cannot raise RLIMIT_NOFILE from {soft} to {}: {e}",
+                    plan.soft
+                );
+                plan = FdPlan::new(soft, soft, base, config.global.maxconn, pipes);
+            }
+        }
+    }
+    FdLimits {
+        before,
+        soft,
+        hard,
+        short_of: plan.short_of,
+        pipes,
+        maxconn: plan.maxconn,
+    }
+}
+
+/// Sizes the fd budget on what lb holds itself, measured now that its threads run, and says
+/// what the limit gives.
+fn settle_fd_budget(config: &Config, l: &FdLimits) {
+    let base = fds_besides_connections(config, 0);
+    let plan = FdPlan::new(l.soft, l.soft, base, Some(l.maxconn), l.pipes);
+    let budget = fd_budget::install(plan.capacity, plan.pipe_share);
+    let raised = if l.soft == l.before {
+        String::new()
+    } else {
+        format!(", raised from {}", l.before)
+    };
+    log::info!(
+        "file descriptors: RLIMIT_NOFILE {}{raised} (hard {}), {base} for lb itself, {} for \
+         connections (2 each) and splice pipes ({} kept for pipes): maxconn {}",
+        l.soft,
+        l.hard,
+        budget.capacity(),
+        budget.pipe_share(),
+        l.maxconn
+    );
+    if let Some(need) = l.short_of {
+        log::warn!(
+            "RLIMIT_NOFILE {} (hard {}) is too low for maxconn {}: it needs about {need}; lb \
+             accepts about {} connections at a time and leaves the others waiting in the \
+             backlog",
+            l.soft,
+            l.hard,
+            l.maxconn,
+            plan.connections()
+        );
     }
 }
 
@@ -300,7 +385,8 @@ fn serve(
         .sockmap_backlog
         .unwrap_or(lb_common::DEFAULT_BACKLOG);
     let (plane, _loaded) = load_plane(choice, sockmap_after, backlog)?;
-    let maxconn = maxconn_for(&config);
+    let fds = maxconn_for(&config, threads, plane);
+    let maxconn = fds.maxconn;
     lb_user::dataplane::splice::set_maxpipes(config.global.maxpipes);
     let gen = Generation::first(
         Arc::new(config),
@@ -339,6 +425,7 @@ fn serve(
         .build()
         .context("cannot start the control runtime")?;
     rt.block_on(listeners.switch(listeners.plans(&gen, &new)?));
+    settle_fd_budget(&gen.config, &fds);
     lb_user::state::resume(&gen);
     for fe in &gen.config.frontends {
         for b in &fe.binds {
@@ -361,7 +448,14 @@ fn serve(
         _checkers: checkers,
         _resolvers: resolvers,
     };
-    serve_signals(running, &current, files, &mut listeners, &rt, notify)?;
+    serve_signals(
+        running,
+        &current,
+        (files, plane),
+        &mut listeners,
+        &rt,
+        notify,
+    )?;
     for p in socket_paths {
         // The control thread ends with the process; its socket files should not outlive it.
         let _ = lb_user::outside::remove_file(&p);
@@ -435,7 +529,7 @@ fn drop_privileges(plan: &lb_user::privileges::Plan, threads: usize) -> anyhow::
 fn serve_signals(
     mut running: Running,
     current: &Current,
-    files: &[PathBuf],
+    (files, plane): (&[PathBuf], PlaneSetup),
     listeners: &mut Listeners,
     rt: &tokio::runtime::Runtime,
     notify: &lb_user::notify::Notifier,
@@ -453,7 +547,7 @@ fn serve_signals(
             continue;
         }
         notify.reloading();
-        if let Some(next) = reload(files, listeners, &running.gen, rt) {
+        if let Some(next) = reload((files, plane), listeners, &running.gen, rt) {
             current.store(next.clone());
             running.gen.retire();
             listeners.close_removed(&next.config);
@@ -531,7 +625,7 @@ impl Running {
 /// become the ones in force. Established flows (in the kernel maps or in splice) carry on
 /// untouched with the generation they were accepted in.
 fn reload(
-    files: &[PathBuf],
+    (files, plane): (&[PathBuf], PlaneSetup),
     listeners: &mut Listeners,
     current: &Arc<Generation>,
     rt: &tokio::runtime::Runtime,
@@ -578,8 +672,8 @@ fn reload(
             return None;
         }
     };
-    let maxconn = maxconn_for(&config);
-    let next = current.next(Arc::new(config), maxconn, logs);
+    let fds = maxconn_for(&config, 0, plane);
+    let next = current.next(Arc::new(config), fds.maxconn, logs);
     let plans = match listeners.plans(&next, &new) {
         Ok(p) => p,
         Err(e) => {
@@ -591,6 +685,7 @@ fn reload(
         }
     };
     rt.block_on(listeners.switch(plans));
+    settle_fd_budget(&next.config, &fds);
     lb_user::logging::activate(&next.logs);
     lb_user::dataplane::splice::set_maxpipes(next.config.global.maxpipes);
     log::info!(

@@ -8,15 +8,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::data::mix64;
+use common::haproxy::Haproxy;
 use common::scenarios;
 use common::servers::Backend;
-use common::{free_port, local, simple_config, Lb, TempCfg};
+use common::{free_port, local, simple_config, Lb};
 
 on_both_planes!(
     source_maps_like_haproxy,
@@ -27,47 +25,6 @@ on_both_planes!(
 
 /// Client addresses per comparison: enough to reach every server many times over.
 const CLIENTS: u64 = 300;
-
-/// HAProxy from Debian (`haproxy -f cfg -db`: foreground, no daemon), stopped when dropped.
-struct Haproxy {
-    child: Child,
-    _cfg: TempCfg,
-}
-
-impl Haproxy {
-    /// Starts HAProxy on `cfg` and waits until its frontend at `addr` accepts connections.
-    fn start(cfg: &str, addr: SocketAddr) -> Haproxy {
-        let cfg = TempCfg::new(cfg);
-        let mut child = Command::new("haproxy")
-            .arg("-f")
-            .arg(&cfg.path)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("haproxy is installed (cargo xtask setup)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("haproxy exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "haproxy did not listen on {addr}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-        Haproxy { child, _cfg: cfg }
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The `k`th client address: spread over all of 127/8 (never 127.0.0.0 or a .0/.255 host).
 fn client_ip(k: u64) -> IpAddr {

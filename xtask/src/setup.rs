@@ -23,14 +23,16 @@ const LLVM_PACKAGES: [&str; 4] = [
 /// Used by the test suites: peers (`socat`), network namespaces (`ip`), and real backends and the
 /// reference proxy, a DNS server (`dnsmasq-base`: the binary without a system service) for the
 /// resolvers tests, a headless browser for the stats page (`chromium`) and `promtool` for the
-/// Prometheus exporter (`prometheus`), VRRP for the HA pair (`keepalived`), and for the package
+/// Prometheus exporter (`prometheus`), PostgreSQL (`postgresql`: `initdb`, `postgres`) for the
+/// health checks' close, VRRP for the HA pair (`keepalived`), and for the package
 /// (`cargo xtask deb`) `dpkg-shlibdeps` (`dpkg-dev`) and `systemd-analyze` (`systemd`). Their
 /// services are not meant to run: tests start their own instances.
-const TEST_PACKAGES: [&str; 11] = [
+const TEST_PACKAGES: [&str; 12] = [
     "socat",
     "iproute2",
     "redis-server",
     "mariadb-server",
+    "postgresql",
     "haproxy",
     "dnsmasq-base",
     "chromium",
@@ -43,9 +45,10 @@ const TEST_PACKAGES: [&str; 11] = [
 /// is in the test packages), and `perf`/`bpftool` to profile where lb falls short.
 const BENCH_PACKAGES: [&str; 4] = ["nginx", "libnginx-mod-stream", "linux-perf", "bpftool"];
 /// Packages whose postinst may start a system service, and that service's unit name.
-const SERVICES: [(&str, &str); 6] = [
+const SERVICES: [(&str, &str); 7] = [
     ("redis-server", "redis-server"),
     ("mariadb-server", "mariadb"),
+    ("postgresql", "postgresql"),
     ("haproxy", "haproxy"),
     ("nginx", "nginx"),
     ("prometheus", "prometheus"),
@@ -315,7 +318,7 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The tests start their own redis/mariadb/haproxy; the ones a postinst may have started as
+/// The tests start their own redis/mariadb/postgresql/haproxy; the ones a postinst may have started as
 /// system services would only hold ports and memory. Under systemd, stop and disable them. Without
 /// systemd (containers, where a `policy-rc.d` usually forbids starts anyway), stop only what the
 /// init script reports running. Never fails setup.

@@ -6,18 +6,22 @@
 
 pub mod cli;
 
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::time::{timeout_at, Instant};
 
+use crate::admission::{Admission, Slot};
 use crate::config::{CliLevel, StatsSocket};
+use crate::fd_budget::{self, Use};
 use crate::generation::{Current, Generation};
 use crate::stats;
 
@@ -92,17 +96,33 @@ pub fn spawn_control_thread(
         "lb-control",
         "the stats page and runtime API",
         move || async move {
+            let shared = current.load_full();
             let mut tasks = Vec::new();
+            // One limit per stats section, whatever its number of listeners.
+            let mut sections: HashMap<usize, Rc<Admission>> = HashMap::new();
             for (i, l) in stats_listeners {
+                let slots = sections
+                    .entry(i)
+                    .or_insert_with(|| stats::http::admission(&shared, i))
+                    .clone();
                 tasks.push(tokio::task::spawn_local(stats::http::serve(
                     current.clone(),
                     i,
                     l,
+                    slots,
                 )));
             }
+            // `stats maxconn` limits all runtime API sockets together, as HAProxy's CLI
+            // frontend does.
+            let cli = Admission::new(shared.config.global.stats_maxconn as usize);
             for s in sockets {
-                tasks.push(tokio::task::spawn_local(serve_socket(current.clone(), s)));
+                tasks.push(tokio::task::spawn_local(serve_socket(
+                    current.clone(),
+                    s,
+                    cli.clone(),
+                )));
             }
+            drop(shared);
             for t in tasks {
                 let _ = t.await;
             }
@@ -111,7 +131,11 @@ pub fn spawn_control_thread(
     .map_err(AdminError::Thread)
 }
 
-async fn serve_socket(current: Current, sock: BoundSocket) {
+/// Serves one runtime API socket until the process ends. It accepts while `slots` has room
+/// and the process's fd budget a descriptor; otherwise clients wait in the backlog. At the
+/// limit, a client that has not sent a whole command yet gives its place to a new one (see
+/// `admission`).
+async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>) {
     let shared = current.load_full();
     let path = sock.conf.path.clone();
     let std = match sock.listener.try_clone() {
@@ -128,47 +152,68 @@ async fn serve_socket(current: Current, sock: BoundSocket) {
             return;
         }
     };
-    let limit = Arc::new(Semaphore::new(shared.config.global.stats_maxconn as usize));
     let level = sock.conf.level;
     let timeout = shared.config.global.stats_timeout;
+    drop(shared);
     // Keeps the socket file until the process ends (BoundSocket removes it on drop).
     let _sock = sock;
+    let budget = fd_budget::process();
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
+        slots.room().await;
+        let fd = budget
+            .take(1, Use::Connection, || {
+                budget.warn(|| {
+                    format!(
+                        "stats socket {}: {}; not accepting until connections close",
+                        path.display(),
+                        budget.describe()
+                    )
+                });
+            })
+            .await;
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
-                log::warn!("stats socket {}: accept failed: {e}", path.display());
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                budget.warn(|| format!("stats socket {}: accept failed: {e}", path.display()));
+                drop(fd);
+                tokio::time::sleep(ACCEPT_PAUSE).await;
                 continue;
             }
         };
+        let slot = slots.admit();
         // Each session answers from the generation serving when it starts (reload).
         let shared = current.load_full();
         tokio::task::spawn_local(async move {
-            let _permit = permit;
-            if let Err(e) = session(&shared, stream, level, timeout).await {
+            if let Err(e) = session(&shared, stream, level, timeout, &slot).await {
                 log::debug!("stats socket: {e}");
             }
+            // The session's stream is closed by now.
+            drop(fd);
+            drop(slot);
         });
     }
 }
 
+/// How long an accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// One runtime API connection: reads command lines and answers them; closes after the first
-/// line unless `prompt` made it interactive.
+/// line unless `prompt` made it interactive. Each line must be complete within `timeout`
+/// (`stats timeout`) of the wait for it, however slowly its bytes come; until its first line
+/// is complete, the session gives its slot up to a new client at the limit.
 async fn session(
     shared: &Arc<Generation>,
     mut stream: UnixStream,
     level: CliLevel,
     timeout: Duration,
+    slot: &Slot,
 ) -> io::Result<()> {
     let mut state = cli::Session::new(level);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
         // One line, bounded in size and time.
+        let deadline = Instant::now() + timeout;
         let line = loop {
             if let Some(p) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=p).collect();
@@ -180,9 +225,12 @@ async fn session(
                     .await?;
                 return Ok(());
             }
-            let n = match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
-                Ok(r) => r?,
-                Err(_) => return Ok(()),
+            let n = tokio::select! {
+                r = timeout_at(deadline, stream.read(&mut chunk)) => match r {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(()),
+                },
+                () = slot.evicted() => return Ok(()),
             };
             if n == 0 {
                 // A last line without its newline still counts (`printf 'show info' | socat`).
@@ -193,6 +241,7 @@ async fn session(
         let Some(line) = line else {
             return Ok(());
         };
+        slot.served();
         let text = String::from_utf8_lossy(&line);
         let out = state
             .run_line(shared, text.trim_end_matches(['\n', '\r']))

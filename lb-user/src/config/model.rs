@@ -84,7 +84,8 @@ pub struct Global {
     pub stats_sockets: Vec<StatsSocket>,
     /// `stats timeout`: idle timeout of a runtime API connection. Default 10 s.
     pub stats_timeout: Duration,
-    /// `stats maxconn`: concurrent runtime API connections per socket. Default 10.
+    /// `stats maxconn`: concurrent runtime API connections, all sockets together (HAProxy's
+    /// CLI frontend). Default 10.
     pub stats_maxconn: u32,
     /// `server-state-file PATH`: the file, in the format of the runtime API's `show servers
     /// state`, whose lines are applied at start to the backends with `load-server-state-from-file
@@ -257,10 +258,14 @@ pub struct StatsProxy {
     /// Path of the Prometheus exporter (`use-service prometheus-exporter if { path P }`);
     /// `Some("")` = every path that is not the stats page.
     pub prometheus: Option<String>,
-    /// `maxconn` of the section. `None` = 100 for the dedicated stats server.
+    /// `maxconn` of the section. `None` = the global `maxconn`, as HAProxy gives a proxy.
     pub maxconn: Option<u32>,
-    /// `timeout client`: time to receive a whole request, capped at 10 s. `None` = 10 s.
+    /// `timeout client`: inactivity while a request arrives, and the bound on writing the
+    /// answer.
     pub timeout: Option<Duration>,
+    /// `timeout http-request` (the section's, else its defaults'): time to receive a whole
+    /// request. `None` = a few seconds (see `stats::http`).
+    pub request_timeout: Option<Duration>,
 }
 
 /// One `log` line, kept as written (`log global` is resolved when used).
@@ -291,6 +296,9 @@ pub struct Timeouts {
     pub server_fin: Option<Duration>,
     /// `timeout check`: health-check read timeout (used by the health issue).
     pub check: Option<Duration>,
+    /// `timeout http-request`: time to receive a whole HTTP request. Used by stats pages only
+    /// (the one `mode http` lb serves); a TCP proxy ignores it.
+    pub http_request: Option<Duration>,
 }
 
 /// TCP keepalive on one side (`option tcpka|clitcpka|srvtcpka` and `clitcpka-*`/`srvtcpka-*`).

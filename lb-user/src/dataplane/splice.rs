@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
 
+use crate::fd_budget::{self, FdLease, Use};
+
 use super::{
     drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowReport, FlowTimeouts, HandOverAt,
     KillSwitch, Stop,
@@ -26,7 +28,8 @@ const SPLICE_CHUNK: usize = 1 << 20;
 
 /// Empty pipes kept per thread for reuse. A direction leases a pipe only while its bytes are
 /// moving and returns it once drained (HAProxy's pipe pool, `maxpipes`): an idle connection
-/// holds no pipe (2 fds instead of 6), and a short one costs no pipe2/fcntl/close.
+/// holds no pipe (2 fds instead of 6), and a short one costs no pipe2/fcntl/close. Fewer when
+/// the process's fd budget is small (see [`pool_max_for`]).
 const POOL_MAX: usize = 256;
 
 thread_local! {
@@ -38,8 +41,9 @@ static PIPES: AtomicUsize = AtomicUsize::new(0);
 static MAXPIPES: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Sets the process-wide limit of splice pipes (global `maxpipes`; `None` = no limit). A
-/// direction that finds no free pipe and the limit reached copies through a 16 KiB buffer
-/// instead (read/write, as `HAProxy` falls back to its buffers), until a pipe is free again.
+/// direction that finds no free pipe and the limit reached (or the process's fd budget spent)
+/// copies through a 16 KiB buffer instead (read/write, as `HAProxy` falls back to its
+/// buffers), until a pipe is free again.
 pub fn set_maxpipes(max: Option<u32>) {
     MAXPIPES.store(max.map_or(usize::MAX, |m| m as usize), Ordering::Relaxed);
 }
@@ -75,34 +79,70 @@ struct Lease {
 }
 
 impl Lease {
-    fn carrier(&mut self) -> io::Result<&Carrier> {
+    /// The direction's carrier: its own, a pooled pipe, a new pipe within `maxpipes` and the
+    /// process's fd budget, else a buffer. A pipe that cannot be created (fds the budget does
+    /// not count ran out) is a buffer too: the flow goes on.
+    fn carrier(&mut self) -> &Carrier {
         let c = match self.carrier.take() {
             Some(c) => c,
             None => match POOL.with(|p| p.borrow_mut().pop()) {
                 Some(p) => Carrier::Pipe(p),
-                None if reserve(&PIPES, MAXPIPES.load(Ordering::Relaxed)) => {
-                    Carrier::Pipe(Pipe::new()?)
-                }
-                None => Carrier::Buf(vec![0u8; COPY_BUF].into_boxed_slice()),
+                None => match new_pipe() {
+                    Some(p) => Carrier::Pipe(p),
+                    None => Carrier::Buf(vec![0u8; COPY_BUF].into_boxed_slice()),
+                },
             },
         };
-        Ok(self.carrier.insert(c))
+        self.carrier.insert(c)
     }
 
-    /// Returns the pipe to the pool (and frees a buffer) once it is empty.
+    /// Returns the pipe to the pool (and frees a buffer) once it is empty. The pipe is closed
+    /// instead when the pool is full or someone waits for fds (an accept loop): a pipe pooled
+    /// on an idle thread would be lost to them.
     fn release_if_empty(&mut self) {
         if self.len == 0 {
             self.off = 0;
             if let Some(Carrier::Pipe(p)) = self.carrier.take() {
+                let budget = fd_budget::process();
+                if budget.has_waiters() {
+                    return;
+                }
+                let room = POOL_MAX.min(pool_max_for(budget.pipe_share()));
                 POOL.with(|pool| {
                     let mut pool = pool.borrow_mut();
-                    if pool.len() < POOL_MAX {
+                    if pool.len() < room {
                         pool.push(p);
                     }
                 });
             }
         }
     }
+}
+
+/// A new pipe, if `maxpipes` and the process's fd budget have room for it.
+fn new_pipe() -> Option<Pipe> {
+    if !reserve(&PIPES, MAXPIPES.load(Ordering::Relaxed)) {
+        return None;
+    }
+    let Some(fds) = fd_budget::process().try_take(fd_budget::PIPE_FDS, Use::Pipe) else {
+        PIPES.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    };
+    match Pipe::new(fds) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            fd_budget::process().warn(|| {
+                format!("splice: cannot create a pipe: {e}; copying through a buffer instead")
+            });
+            None
+        }
+    }
+}
+
+/// Pipes one thread's pool may keep: a quarter of the pipes the fd budget has room for, so
+/// that pools on idle threads never hold more than that.
+fn pool_max_for(pipe_share: u64) -> usize {
+    usize::try_from(pipe_share / fd_budget::PIPE_FDS / 4).unwrap_or(usize::MAX)
 }
 
 impl Drop for Lease {
@@ -112,10 +152,31 @@ impl Drop for Lease {
 }
 
 /// A non-blocking pipe; both ends close on drop. Counted in [`PIPES`] (its place is taken by
-/// the caller of [`Pipe::new`] and given back on drop).
+/// the caller of [`Pipe::new`] and given back on drop), and its fds in the process's fd
+/// budget (given back once both ends are closed).
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
+    /// Declared last: gives the fds back once both ends are closed.
+    _counted: Counted,
+}
+
+/// A pipe's fds, taken from the process's fd budget: a count, not an [`FdLease`] (no room in
+/// every flow's future for the lease's handle). Gives them back when dropped.
+struct Counted;
+
+impl Counted {
+    fn from(lease: FdLease) -> Self {
+        debug_assert_eq!(lease.count(), fd_budget::PIPE_FDS);
+        lease.into_raw();
+        Self
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        fd_budget::process().give_back(fd_budget::PIPE_FDS);
+    }
 }
 
 impl Drop for Pipe {
@@ -125,8 +186,9 @@ impl Drop for Pipe {
 }
 
 impl Pipe {
-    /// A new pipe, in the place the caller reserved in [`PIPES`] (given back on failure).
-    fn new() -> io::Result<Self> {
+    /// A new pipe, in the place the caller reserved in [`PIPES`] and with the fds it took from
+    /// the budget (both given back on failure).
+    fn new(lease: FdLease) -> io::Result<Self> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two fds into the array.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
@@ -138,7 +200,11 @@ impl Pipe {
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: fcntl on our own fd; failure only leaves the default size.
         unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            write,
+            _counted: Counted::from(lease),
+        })
     }
 }
 
@@ -245,10 +311,7 @@ pub(super) async fn pump(
         let Ok(mut guard) = ready else {
             return DirEnd::SrcReset;
         };
-        let Ok(carrier) = lease.carrier() else {
-            return DirEnd::Local;
-        };
-        let received = match carrier {
+        let received = match lease.carrier() {
             Carrier::Pipe(pipe) => {
                 guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK))
             }
@@ -383,7 +446,7 @@ mod tests {
     }
 
     fn pipe(lease: &mut Lease) -> &Pipe {
-        match lease.carrier().unwrap() {
+        match lease.carrier() {
             Carrier::Pipe(p) => p,
             Carrier::Buf(_) => panic!("no limit is set in unit tests: a pipe is expected"),
         }

@@ -7,10 +7,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
-use super::probe::{self, Outcome, Target, BUF_CAP};
+use super::probe::{self, Outcome, SendError, Target, BUF_CAP};
 use super::{spread, Srv};
 use crate::config::{Backend, Server};
 use crate::state::{self, printable, AgentVerdict, By, Change};
@@ -151,18 +150,19 @@ impl Answer {
 /// or what came before the agent closed). The read is capped at [`BUF_CAP`] bytes.
 async fn fetch(t: &Target, send: Option<&[u8]>) -> Result<String, Outcome> {
     let whole = Instant::now() + t.inter;
-    let mut s = probe::connect(t.addr, t, whole).await?;
+    // HAProxy's agent check connects without `linger`: a reset unless the agent closed first.
+    let mut s = probe::connect(t.addr, t, whole, false).await?;
     let deadline = probe::read_deadline(t, whole);
     if let Some(data) = send.filter(|d| !d.is_empty()) {
-        match timeout_at(deadline, s.write_all(data)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Outcome::new(false, "L4CON", probe::io_text(&e))),
-            Err(_) => return Err(Outcome::new(false, "L7TOUT", "")),
+        match s.send(data, deadline).await {
+            Ok(()) => {}
+            Err(SendError::Io(e)) => return Err(Outcome::new(false, "L4CON", probe::io_text(&e))),
+            Err(SendError::Timeout) => return Err(Outcome::new(false, "L7TOUT", "")),
         }
     }
     let mut buf = Vec::new();
     loop {
-        let Ok(last) = probe::fill(&mut s, &mut buf, deadline).await else {
+        let Ok(last) = s.fill(&mut buf, deadline).await else {
             return Err(Outcome::new(false, "L7TOUT", ""));
         };
         if let Some(end) = buf.iter().position(|&b| b == b'\n' || b == b'\r') {
@@ -645,6 +645,21 @@ mod tests {
         let (addr, h) = agent(0, b"up".to_vec());
         assert_eq!(block_on(fetch(&target(addr, 2000), None)), Ok("up".into()));
         h.join().unwrap();
+    }
+
+    #[test]
+    fn agent_connections_close_as_haproxys_do() {
+        use super::super::probe::tests::{closing_server, Close};
+        // No `linger` in HAProxy's agent check: a reset, unless the agent closed first.
+        let (addr, h) = closing_server(|c| c.write_all(b"up\n").unwrap());
+        assert_eq!(block_on(fetch(&target(addr, 2000), None)), Ok("up".into()));
+        assert_eq!(h.join().unwrap(), Close::Reset);
+        let (addr, h) = closing_server(|c| {
+            c.write_all(b"up").unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        assert_eq!(block_on(fetch(&target(addr, 2000), None)), Ok("up".into()));
+        assert_eq!(h.join().unwrap(), Close::Fin);
     }
 
     #[test]

@@ -308,15 +308,99 @@ pub fn pgsql_packet(user: &str) -> Vec<u8> {
     p
 }
 
-/// Connects, bounded by `connect_timeout` and the whole-check deadline.
+/// A check's connection, closed the way HAProxy closes one when the check ends
+/// (`sc_conn_drain_and_shut`, then close): what the server sent and nobody read is drained
+/// first (unread bytes would turn any close into a reset), then the close is a FIN when the
+/// connect rule asked for `linger` or the server has closed its side already, and a reset
+/// otherwise (HAProxy's `FD_LINGER_RISK`, cleared only by `linger` or by reading the server's
+/// FIN). `mysql-check` and `pgsql-check` connect with `linger`, as HAProxy builds them.
+pub(crate) struct CheckConn {
+    stream: TcpStream,
+    linger: bool,
+    peer_closed: bool,
+}
+
+impl CheckConn {
+    /// Writes all of `data`, bounded by `deadline`.
+    pub(crate) async fn send(&mut self, data: &[u8], deadline: Instant) -> Result<(), SendError> {
+        match timeout_at(deadline, self.stream.write_all(data)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(SendError::Io(e)),
+            Err(_) => Err(SendError::Timeout),
+        }
+    }
+
+    /// Reads what fits into `buf` (capped at [`BUF_CAP`]). `Ok(true)` = no more data will come
+    /// (peer closed or buffer full: HAProxy's "last read"); `Err(())` = `deadline` passed.
+    pub(crate) async fn fill(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> Result<bool, ()> {
+        let room = BUF_CAP.saturating_sub(buf.len());
+        if room == 0 {
+            return Ok(true);
+        }
+        let mut tmp = vec![0u8; room.min(4096)];
+        match timeout_at(deadline, self.stream.read(&mut tmp)).await {
+            Ok(Ok(0) | Err(_)) => {
+                self.peer_closed = true;
+                Ok(true)
+            }
+            Ok(Ok(n)) => {
+                buf.extend_from_slice(&tmp[..n]);
+                Ok(buf.len() >= BUF_CAP)
+            }
+            Err(_) => Err(()),
+        }
+    }
+}
+
+impl Drop for CheckConn {
+    /// Ends the check's connection as HAProxy does (see [`CheckConn`]), however the check ended.
+    fn drop(&mut self) {
+        let mut tmp = [0u8; 4096];
+        // Bounded: a server streaming without end is reset rather than read forever.
+        for _ in 0..16 {
+            match self.stream.try_read(&mut tmp) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // Reset by the server: nothing left to close gently.
+                    self.peer_closed = true;
+                    break;
+                }
+            }
+        }
+        if !self.linger && !self.peer_closed {
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+/// Why a check could not send.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    Io(std::io::Error),
+    Timeout,
+}
+
+/// Connects, bounded by `connect_timeout` and the whole-check deadline. `linger`: the
+/// connection ends with a FIN instead of a reset (see [`CheckConn`]).
 pub(crate) async fn connect(
     addr: SocketAddr,
     t: &Target,
     deadline: Instant,
-) -> Result<TcpStream, Outcome> {
+    linger: bool,
+) -> Result<CheckConn, Outcome> {
     let bound = (Instant::now() + t.connect_timeout).min(deadline);
     match timeout_at(bound, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => Ok(s),
+        Ok(Ok(stream)) => Ok(CheckConn {
+            stream,
+            linger,
+            peer_closed: false,
+        }),
         Ok(Err(e)) => Err(Outcome::new(false, "L4CON", io_text(&e))),
         Err(_) => Err(Outcome::new(false, "L4TOUT", "")),
     }
@@ -331,14 +415,6 @@ pub(crate) fn io_text(e: &std::io::Error) -> String {
     }
 }
 
-/// Closes a check connection: with a reset unless `linger` (HAProxy's default close).
-fn close(s: TcpStream, linger: bool) {
-    if !linger {
-        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-    }
-    drop(s);
-}
-
 /// The read deadline once connected.
 pub(crate) fn read_deadline(t: &Target, whole: Instant) -> Instant {
     match t.read_timeout {
@@ -347,45 +423,23 @@ pub(crate) fn read_deadline(t: &Target, whole: Instant) -> Instant {
     }
 }
 
-/// Reads what fits into `buf` (capped at [`BUF_CAP`]). `Ok(true)` = no more data will come
-/// (peer closed or buffer full: HAProxy's "last read").
-pub(crate) async fn fill(
-    s: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    deadline: Instant,
-) -> Result<bool, ()> {
-    let room = BUF_CAP.saturating_sub(buf.len());
-    if room == 0 {
-        return Ok(true);
-    }
-    let mut tmp = vec![0u8; room.min(4096)];
-    match timeout_at(deadline, s.read(&mut tmp)).await {
-        Ok(Ok(0) | Err(_)) => Ok(true),
-        Ok(Ok(n)) => {
-            buf.extend_from_slice(&tmp[..n]);
-            Ok(buf.len() >= BUF_CAP)
-        }
-        Err(_) => Err(()),
-    }
-}
-
 async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     let mut deadline = whole;
-    let mut conn: Option<(TcpStream, bool)> = None;
+    // Dropping a connection closes it as HAProxy does (see `CheckConn`).
+    let mut conn: Option<CheckConn> = None;
     let mut buf: Vec<u8> = Vec::new();
     let mut last = false;
     for (i, step) in steps.iter().enumerate() {
         let n = i + 1;
         match step {
             Step::Connect { port, addr, linger } => {
-                if let Some((s, l)) = conn.take() {
-                    close(s, l);
-                }
+                // The previous connection, if any, closes first.
+                drop(conn.take());
                 let target =
                     SocketAddr::new(addr.unwrap_or(t.addr.ip()), port.unwrap_or(t.addr.port()));
-                match connect(target, t, whole).await {
-                    Ok(s) => conn = Some((s, *linger)),
+                match connect(target, t, whole, *linger).await {
+                    Ok(c) => conn = Some(c),
                     Err(mut o) => {
                         if steps.len() > 1 {
                             let what = if o.info.is_empty() {
@@ -403,15 +457,15 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                 last = false;
             }
             Step::Send(data) => {
-                let Some((s, _)) = conn.as_mut() else {
+                let Some(c) = conn.as_mut() else {
                     return Outcome::new(false, "L7RSP", format!("no connection at step {n}"));
                 };
                 // HAProxy resets the input buffer before each send.
                 buf.clear();
                 last = false;
-                match timeout_at(deadline, s.write_all(data)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
+                match c.send(data, deadline).await {
+                    Ok(()) => {}
+                    Err(SendError::Io(e)) => {
                         return Outcome::new(
                             false,
                             "L7RSP",
@@ -421,7 +475,7 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                             ),
                         )
                     }
-                    Err(_) => {
+                    Err(SendError::Timeout) => {
                         return Outcome::new(
                             false,
                             "L7TOUT",
@@ -436,7 +490,7 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                 matcher,
                 text,
             } => {
-                let Some((s, _)) = conn.as_mut() else {
+                let Some(c) = conn.as_mut() else {
                     return Outcome::new(false, "L7RSP", format!("no connection at step {n}"));
                 };
                 loop {
@@ -456,16 +510,10 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                             } else {
                                 format!("TCPCHK did not match content {text} at step {n}")
                             };
-                            if let Some((s, l)) = conn.take() {
-                                close(s, l);
-                            }
                             return Outcome::new(false, "L7RSP", info);
                         }
                     }
-                    let Ok(l) = fill(s, &mut buf, deadline).await else {
-                        if let Some((s, l)) = conn.take() {
-                            close(s, l);
-                        }
+                    let Ok(l) = c.fill(&mut buf, deadline).await else {
                         return Outcome::new(
                             false,
                             "L7TOUT",
@@ -477,9 +525,7 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
             }
         }
     }
-    if let Some((s, l)) = conn.take() {
-        close(s, l);
-    }
+    drop(conn);
     if l7 {
         Outcome::new(true, "L7OK", "(tcp-check)")
     } else {
@@ -489,7 +535,7 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
 
 /// Reads until `buf` holds a whole MySQL packet at `at`; returns its payload range.
 async fn mysql_read_packet(
-    s: &mut TcpStream,
+    s: &mut CheckConn,
     buf: &mut Vec<u8>,
     at: usize,
     deadline: Instant,
@@ -508,7 +554,7 @@ async fn mysql_read_packet(
                 ));
             }
         }
-        match fill(s, buf, deadline).await {
+        match s.fill(buf, deadline).await {
             Ok(true) if buf.len() < BUF_CAP => {
                 // Re-check once: the last read may have completed the packet.
                 if buf.len() >= at + 4 {
@@ -545,93 +591,92 @@ fn mysql_error(p: &[u8]) -> Outcome {
 )]
 async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
-    let mut s = match connect(t.addr, t, whole).await {
+    // HAProxy builds mysql-check as `tcp-check connect default linger`: a FIN, no reset.
+    let mut s = match connect(t.addr, t, whole, true).await {
         Ok(s) => s,
         Err(o) => return o,
     };
     let deadline = read_deadline(t, whole);
     if has_user {
         // Sent at once, without waiting for the greeting, as HAProxy does.
-        match timeout_at(deadline, s.write_all(packet)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
-            Err(_) => return Outcome::new(false, "L7TOUT", ""),
+        match s.send(packet, deadline).await {
+            Ok(()) => {}
+            Err(SendError::Io(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
+            Err(SendError::Timeout) => return Outcome::new(false, "L7TOUT", ""),
         }
     }
     let mut buf = Vec::new();
-    let out = async {
-        let (a, b) = mysql_read_packet(&mut s, &mut buf, 0, deadline).await?;
-        let greet = &buf[a..b];
-        if greet.first() == Some(&0xff) {
-            return Err(mysql_error(greet));
-        }
-        // Protocol version byte, then the NUL-terminated server version.
-        let version = greet
-            .get(1..)
-            .map(|v| v.split(|&c| c == 0).next().unwrap_or_default())
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        if has_user {
-            let (c, d) = mysql_read_packet(&mut s, &mut buf, b, deadline).await?;
-            if buf[c..d].first() == Some(&0xff) {
-                return Err(mysql_error(&buf[c..d]));
-            }
-        }
-        Ok(Outcome::new(true, "L7OK", version))
+    let (a, b) = match mysql_read_packet(&mut s, &mut buf, 0, deadline).await {
+        Ok(r) => r,
+        Err(o) => return o,
+    };
+    let greet = &buf[a..b];
+    if greet.first() == Some(&0xff) {
+        return mysql_error(greet);
     }
-    .await;
-    close(s, false);
-    out.unwrap_or_else(|e| e)
+    // Protocol version byte, then the NUL-terminated server version.
+    let version = greet
+        .get(1..)
+        .map(|v| v.split(|&c| c == 0).next().unwrap_or_default())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    if has_user {
+        let (c, d) = match mysql_read_packet(&mut s, &mut buf, b, deadline).await {
+            Ok(r) => r,
+            Err(o) => return o,
+        };
+        if buf[c..d].first() == Some(&0xff) {
+            return mysql_error(&buf[c..d]);
+        }
+    }
+    Outcome::new(true, "L7OK", version)
 }
 
 async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
-    let mut s = match connect(t.addr, t, whole).await {
+    // HAProxy builds pgsql-check as `tcp-check connect default linger`: PostgreSQL logs each
+    // reset ("could not receive data from client: Connection reset by peer"), never a FIN.
+    let mut s = match connect(t.addr, t, whole, true).await {
         Ok(s) => s,
         Err(o) => return o,
     };
     let deadline = read_deadline(t, whole);
-    let out = async {
-        match timeout_at(deadline, s.write_all(packet)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
-            Err(_) => return Outcome::new(false, "L7TOUT", ""),
+    match s.send(packet, deadline).await {
+        Ok(()) => {}
+        Err(SendError::Io(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
+        Err(SendError::Timeout) => return Outcome::new(false, "L7TOUT", ""),
+    }
+    let mut buf = Vec::new();
+    loop {
+        if buf.first() == Some(&b'E') {
+            // ErrorResponse: fields `Xtext\0`; 'M' is the message.
+            let msg = buf[5.min(buf.len())..]
+                .split(|&c| c == 0)
+                .find(|f| f.first() == Some(&b'M'))
+                .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
+            if msg.is_some() || buf.len() >= BUF_CAP {
+                return Outcome::new(false, "L7RSP", msg.unwrap_or_default());
+            }
+        } else if buf.len() >= 9 {
+            let code = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]);
+            if buf[0] == b'R' && matches!(code, 0 | 2..=7 | 9 | 10) {
+                return Outcome::new(true, "L7OK", "PostgreSQL server is ok");
+            }
+            return Outcome::new(false, "L7RSP", "PostgreSQL unknown error");
+        } else if !buf.is_empty() && buf[0] != b'R' {
+            return Outcome::new(false, "L7RSP", "PostgreSQL unknown error");
         }
-        let mut buf = Vec::new();
-        loop {
-            if buf.first() == Some(&b'E') {
-                // ErrorResponse: fields `Xtext\0`; 'M' is the message.
-                let msg = buf[5.min(buf.len())..]
-                    .split(|&c| c == 0)
-                    .find(|f| f.first() == Some(&b'M'))
-                    .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
-                if msg.is_some() || buf.len() >= BUF_CAP {
-                    return Outcome::new(false, "L7RSP", msg.unwrap_or_default());
-                }
-            } else if buf.len() >= 9 {
-                let code = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]);
-                if buf[0] == b'R' && matches!(code, 0 | 2..=7 | 9 | 10) {
-                    return Outcome::new(true, "L7OK", "PostgreSQL server is ok");
-                }
-                return Outcome::new(false, "L7RSP", "PostgreSQL unknown error");
-            } else if !buf.is_empty() && buf[0] != b'R' {
-                return Outcome::new(false, "L7RSP", "PostgreSQL unknown error");
+        match s.fill(&mut buf, deadline).await {
+            Ok(true) if buf.first() != Some(&b'E') => {
+                return Outcome::new(false, "L7RSP", "PostgreSQL unknown error")
             }
-            match fill(&mut s, &mut buf, deadline).await {
-                Ok(true) if buf.first() != Some(&b'E') => {
-                    return Outcome::new(false, "L7RSP", "PostgreSQL unknown error")
-                }
-                Ok(true) => {
-                    return Outcome::new(false, "L7RSP", String::from_utf8_lossy(&buf).into_owned())
-                }
-                Ok(false) => {}
-                Err(()) => return Outcome::new(false, "L7TOUT", ""),
+            Ok(true) => {
+                return Outcome::new(false, "L7RSP", String::from_utf8_lossy(&buf).into_owned())
             }
+            Ok(false) => {}
+            Err(()) => return Outcome::new(false, "L7TOUT", ""),
         }
     }
-    .await;
-    close(s, false);
-    out
 }
 
 async fn run_http(
@@ -642,38 +687,65 @@ async fn run_http(
     started: Instant,
 ) -> Outcome {
     let whole = started + t.inter;
-    let mut s = match connect(t.addr, t, whole).await {
+    // An implicit connect, without `linger`, as HAProxy's httpchk: a reset unless the server
+    // closed first (HTTP/1.0 servers do, once the response is out).
+    let mut s = match connect(t.addr, t, whole, false).await {
         Ok(s) => s,
         Err(o) => return o,
     };
     let deadline = read_deadline(t, whole);
-    match timeout_at(deadline, s.write_all(request)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
-        Err(_) => return Outcome::new(false, "L7TOUT", ""),
+    match s.send(request, deadline).await {
+        Ok(()) => {}
+        Err(SendError::Io(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
+        Err(SendError::Timeout) => return Outcome::new(false, "L7TOUT", ""),
     }
-    // HTTP/1.0 style: the server closes when done; read to EOF (or the buffer cap).
+    // As HAProxy, the verdict waits for the whole response: its head and its body by
+    // `Content-Length`, chunked encoding, or the server's close (or the buffer cap).
+    let no_body = request.starts_with(b"HEAD ");
     let mut buf = Vec::new();
-    let needs_body = matches!(
-        expect.map(|e| &e.kind),
-        Some(HttpExpectKind::String(_) | HttpExpectKind::Rstring(_))
-    );
-    loop {
-        let head_done = buf.windows(2).any(|w| w == b"\r\n");
-        if head_done && !needs_body {
-            break;
-        }
-        match fill(&mut s, &mut buf, deadline).await {
+    while !http_response_complete(&buf, no_body) {
+        match s.fill(&mut buf, deadline).await {
             Ok(true) => break,
             Ok(false) => {}
-            Err(()) => {
-                close(s, false);
-                return Outcome::new(false, "L7TOUT", "");
-            }
+            Err(()) => return Outcome::new(false, "L7TOUT", ""),
         }
     }
-    close(s, false);
+    drop(s);
     http_verdict(&buf, expect, regex)
+}
+
+/// Whether `buf` holds a whole HTTP/1 response: the head, then as much body as
+/// `Content-Length` says, or a chunked body's last chunk. A response without either ends
+/// with the connection (never complete here). `no_body`: the answer to a HEAD request.
+pub fn http_response_complete(buf: &[u8], no_body: bool) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let body = &buf[end + 4..];
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    if no_body || (100..200).contains(&status) || status == 204 || status == 304 {
+        return true;
+    }
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) => body.len() >= n,
+        None => false,
+    }
 }
 
 /// Judges an HTTP response (status line, body) against `http-check expect`; without one, any
@@ -822,11 +894,13 @@ pub(super) mod tests {
             let _ = c.write_all(&junk);
         });
         block_on(async {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            let mut buf = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(5);
+            let mut s = connect(addr, &target(addr, None), deadline, false)
+                .await
+                .unwrap();
+            let mut buf = Vec::new();
             let mut reads = 0;
-            while !fill(&mut s, &mut buf, deadline).await.unwrap() {
+            while !s.fill(&mut buf, deadline).await.unwrap() {
                 reads += 1;
                 assert!(buf.len() <= BUF_CAP);
                 assert!(reads < 10_000);
@@ -947,5 +1021,154 @@ pub(super) mod tests {
         };
         assert!(http_verdict(r, Some(&e), None).passed);
         assert_eq!(http_verdict(b"garbage", None, None).result, "L7RSP");
+    }
+
+    /// How a check's connection ended, as the server saw it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(in crate::health) enum Close {
+        Fin,
+        Reset,
+        /// Still open after 5 s, or another error.
+        Other,
+    }
+
+    /// A server for one connection: `serve` answers the check, then the server reads until
+    /// the check's close and reports whether it was a FIN or a reset.
+    pub(in crate::health) fn closing_server(
+        serve: impl FnOnce(&mut std::net::TcpStream) + Send + 'static,
+    ) -> (SocketAddr, std::thread::JoinHandle<Close>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            serve(&mut c);
+            let mut b = [0u8; 512];
+            loop {
+                match c.read(&mut b) {
+                    Ok(0) => return Close::Fin,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        return Close::Reset
+                    }
+                    Err(_) => return Close::Other,
+                }
+            }
+        });
+        (addr, h)
+    }
+
+    /// Reads one chunk (what the check sent).
+    fn read_some(c: &mut std::net::TcpStream) {
+        let mut b = [0u8; 4096];
+        let _ = c.read(&mut b).unwrap();
+    }
+
+    /// Runs `kind` against a server answering with `serve`; returns the check's outcome and
+    /// how its connection ended.
+    fn close_of(
+        kind: &CheckKind,
+        serve: impl FnOnce(&mut std::net::TcpStream) + Send + 'static,
+    ) -> (Outcome, Close) {
+        let (addr, h) = closing_server(serve);
+        let o = block_on(Probe::compile(kind).run(&target(addr, Some(Duration::from_secs(2)))));
+        (o, h.join().unwrap())
+    }
+
+    #[test]
+    fn checks_close_as_haproxys_do() {
+        // Plain connect and tcp-check without `linger`: a reset (HAProxy's FD_LINGER_RISK).
+        let (o, c) = close_of(&CheckKind::Connect, |_| {});
+        assert_eq!((o.result, c), ("L4OK", Close::Reset));
+        let rules = vec![
+            TcpCheckRule::Send(b"PING\r\n".to_vec()),
+            expect(ExpectPattern::String(b"+OK".to_vec())),
+        ];
+        let answer_ok = |c: &mut std::net::TcpStream| {
+            read_some(c);
+            c.write_all(b"+OK\r\n").unwrap();
+        };
+        let (o, c) = close_of(&CheckKind::TcpCheck(rules.clone()), answer_ok);
+        assert_eq!((o.result, c), ("L7OK", Close::Reset));
+        // `tcp-check connect linger`: a FIN.
+        let mut lingering = vec![TcpCheckRule::Connect {
+            port: None,
+            addr: None,
+            linger: true,
+        }];
+        lingering.extend(rules);
+        let (o, c) = close_of(&CheckKind::TcpCheck(lingering), answer_ok);
+        assert_eq!((o.result, c), ("L7OK", Close::Fin));
+        // redis-check is an implicit connect: a reset, as HAProxy's.
+        let (o, c) = close_of(&CheckKind::Redis, |c| {
+            read_some(c);
+            c.write_all(b"+PONG\r\n").unwrap();
+        });
+        assert_eq!((o.result, c), ("L7OK", Close::Reset));
+        // mysql-check and pgsql-check are `connect default linger`: a FIN, and unread bytes
+        // the server sent after the verdict do not turn it into a reset.
+        let mysql = CheckKind::Mysql {
+            user: Some("haproxy".into()),
+            version: MysqlVersion::Post41,
+        };
+        let (o, c) = close_of(&mysql, |c| {
+            let greeting = b"\x0a10.11.0-MariaDB\0rest";
+            let mut p = vec![greeting.len() as u8, 0, 0, 0];
+            p.extend_from_slice(greeting);
+            c.write_all(&p).unwrap();
+            read_some(c);
+            c.write_all(&[7, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0]).unwrap();
+        });
+        assert_eq!((o.result, c), ("L7OK", Close::Fin), "{o:?}");
+        let pgsql = CheckKind::Pgsql {
+            user: "postgres".into(),
+        };
+        let (o, c) = close_of(&pgsql, |c| {
+            read_some(c);
+            // AuthenticationOk, then a ParameterStatus the check never reads.
+            c.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]).unwrap();
+            c.write_all(b"S\0\0\0\x19server_version\x0015.1\0").unwrap();
+        });
+        assert_eq!((o.result, c), ("L7OK", Close::Fin), "{o:?}");
+        // httpchk: an implicit connect. A server that closes after its response gets a FIN
+        // (the check read its close); one that keeps the connection gets a reset.
+        let http = CheckKind::Http {
+            method: "OPTIONS".into(),
+            uri: "/".into(),
+            version: "HTTP/1.0".into(),
+            expect: None,
+        };
+        let (o, c) = close_of(&http, |c| {
+            read_some(c);
+            c.write_all(b"HTTP/1.0 200 OK\r\n\r\nbody").unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        assert_eq!((o.result, c), ("L7OK", Close::Fin), "{o:?}");
+        let (o, c) = close_of(&http, |c| {
+            read_some(c);
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+        });
+        assert_eq!((o.result, c), ("L7OK", Close::Reset), "{o:?}");
+    }
+
+    #[test]
+    fn http_checks_wait_for_the_whole_response() {
+        let done = |r: &[u8]| http_response_complete(r, false);
+        assert!(!done(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n"));
+        assert!(!done(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab"));
+        assert!(done(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nabcd"));
+        assert!(!done(b"HTTP/1.0 200 OK\r\n\r\nuntil close"));
+        assert!(done(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        assert!(!done(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"
+        ));
+        assert!(done(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        ));
+        assert!(http_response_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            true
+        ));
     }
 }

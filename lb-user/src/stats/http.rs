@@ -1,21 +1,29 @@
 //! The stats pages' HTTP server: just what a stats page needs of HTTP/1.1 (GET, HEAD and POST
 //! with `Content-Length`; one request per connection, answered with `Connection: close`).
-//! Requests are bounded in size (16 KiB of head, 64 KiB of body) and time (`timeout client`,
-//! at most 10 s); anything malformed gets a 400 and the connection is closed.
+//! Requests are bounded in size (16 KiB of head, 64 KiB of body) and time (`timeout
+//! http-request`, a few seconds by default, for the whole request; `timeout client` between
+//! its packets); each line is judged as soon as it arrives, so anything malformed gets a 400
+//! at once, and a request that times out a 408. Lines may end in CRLF or a bare LF.
 //!
-//! It runs on the control thread's tokio runtime (see `admin::spawn_control_thread`), never on
-//! the accept threads, so a slow or hostile stats client cannot delay the data path.
+//! Connections: at most the section's `maxconn` (the global `maxconn` without one, as HAProxy
+//! gives a proxy), within the process's fd budget; a client still sending its request cannot
+//! keep a new one out (see `admission`). It runs on the control thread's tokio runtime (see
+//! `admin::spawn_control_thread`), never on the accept threads, so a slow or hostile stats
+//! client cannot delay the data path.
 
 use std::fmt::Write as _;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::time::{timeout_at, Instant};
 
 use super::{auth, csv, html, prom, rows, StatsError};
+use crate::admission::{Admission, Slot};
 use crate::config::StatsProxy;
+use crate::fd_budget::{self, Use};
 use crate::flows::KillReason;
 use crate::generation::{Current, Generation};
 use crate::state::{self, By, Change, ForcedHealth};
@@ -25,10 +33,36 @@ use crate::table::AdminState;
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Largest POST body accepted (the admin form is a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Request timeout without `timeout client`, and its upper bound.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default concurrent connections per stats section without `maxconn`.
-const DEFAULT_MAXCONN: u32 = 100;
+/// Time to receive a whole request without `timeout http-request`. HAProxy then bounds only
+/// the silence between packets (`timeout client`), which lets a client sending one byte a
+/// second hold its connection for hours; its documentation advises "a few seconds".
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on writing an answer without `timeout client`.
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Time limits of one stats connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The whole request (head and body) from the accept: `timeout http-request`.
+    pub request: Duration,
+    /// Silence between two packets of the request: `timeout client`.
+    pub idle: Option<Duration>,
+    /// Writing the answer: `timeout client`.
+    pub write: Duration,
+}
+
+impl Limits {
+    /// A section's limits.
+    pub fn of(st: &StatsProxy) -> Self {
+        Self {
+            request: st.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            idle: st.timeout,
+            write: st.timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
+        }
+    }
+}
 
 /// A parsed request.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,18 +87,16 @@ pub enum RequestError {
     BodyTooLarge,
 }
 
-/// Parses a request head (everything before the blank line).
-pub fn parse_head(head: &[u8]) -> Result<Request, RequestError> {
-    let text = std::str::from_utf8(head).map_err(|_| RequestError::Malformed("not UTF-8"))?;
-    let mut lines = text.split("\r\n");
-    let first = lines.next().ok_or(RequestError::Malformed("empty"))?;
-    let mut parts = first.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
+/// The request line: method, target (absolute-form reduced to its path), version.
+fn request_line(line: &str) -> Result<Request, RequestError> {
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), version, None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(RequestError::Malformed("bad request line"));
     };
-    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
+    // No version: HTTP/0.9, which HAProxy refuses with a 400.
+    if !matches!(version, Some("HTTP/1.1" | "HTTP/1.0")) {
         return Err(RequestError::Malformed("bad HTTP version"));
     }
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -83,47 +115,144 @@ pub fn parse_head(head: &[u8]) -> Result<Request, RequestError> {
     if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(RequestError::Malformed("bad target"));
     }
-    let mut req = Request {
+    if !matches!(method, "GET" | "HEAD" | "POST") {
+        return Err(RequestError::Method);
+    }
+    Ok(Request {
         method: method.to_owned(),
         target,
         ..Request::default()
-    };
-    let mut seen_length = false;
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or(RequestError::Malformed("header without ':'"))?;
-        if name.is_empty() || name.bytes().any(|b| b <= b' ') {
-            return Err(RequestError::Malformed("bad header name"));
-        }
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            let n: usize = value
-                .parse()
-                .map_err(|_| RequestError::Malformed("bad Content-Length"))?;
-            if seen_length && n != req.content_length {
-                return Err(RequestError::Malformed("conflicting Content-Length"));
-            }
-            seen_length = true;
-            if n > MAX_BODY {
-                return Err(RequestError::BodyTooLarge);
-            }
-            req.content_length = n;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(RequestError::Malformed(
-                "Transfer-Encoding is not supported",
-            ));
-        } else if name.eq_ignore_ascii_case("authorization") {
-            req.authorization = Some(value.to_owned());
-        }
+    })
+}
+
+/// One header line into `req`.
+fn header_line(req: &mut Request, line: &str, seen_length: &mut bool) -> Result<(), RequestError> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or(RequestError::Malformed("header without ':'"))?;
+    if name.is_empty() || name.bytes().any(|b| b <= b' ') {
+        return Err(RequestError::Malformed("bad header name"));
     }
-    if !matches!(req.method.as_str(), "GET" | "HEAD" | "POST") {
-        return Err(RequestError::Method);
+    let value = value.trim();
+    if name.eq_ignore_ascii_case("content-length") {
+        let n: usize = value
+            .parse()
+            .map_err(|_| RequestError::Malformed("bad Content-Length"))?;
+        if *seen_length && n != req.content_length {
+            return Err(RequestError::Malformed("conflicting Content-Length"));
+        }
+        *seen_length = true;
+        if n > MAX_BODY {
+            return Err(RequestError::BodyTooLarge);
+        }
+        req.content_length = n;
+    } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        return Err(RequestError::Malformed(
+            "Transfer-Encoding is not supported",
+        ));
+    } else if name.eq_ignore_ascii_case("authorization") {
+        req.authorization = Some(value.to_owned());
     }
-    Ok(req)
+    Ok(())
+}
+
+/// Whether `partial`, the start of a request line, can still become a valid one.
+fn request_line_may_continue(partial: &[u8]) -> bool {
+    let partial = partial.strip_suffix(b"\r").unwrap_or(partial);
+    let mut parts = partial.split(|&b| b == b' ');
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let version = parts.next();
+    method.iter().all(u8::is_ascii_uppercase)
+        && target.iter().all(|&b| b > b' ' && b != 0x7f)
+        && version.is_none_or(|v| b"HTTP/1.1".starts_with(v) || b"HTTP/1.0".starts_with(v))
+        && parts.next().is_none()
+}
+
+/// Whether `partial`, the start of a header line, can still become a valid one.
+fn header_line_may_continue(partial: &[u8]) -> bool {
+    let partial = partial.strip_suffix(b"\r").unwrap_or(partial);
+    let name_end = partial
+        .iter()
+        .position(|&b| b == b':')
+        .unwrap_or(partial.len());
+    partial[..name_end].iter().all(|&b| b > b' ' && b != 0x7f)
+        && partial[name_end..].iter().all(|&b| b >= b' ' || b == b'\t')
+}
+
+/// A request head as it arrives: each line is judged as soon as it is complete, and the
+/// line being received as soon as it can no longer become valid, so that a malformed
+/// request is refused at once. Lines end in CRLF or a bare LF; empty lines before the
+/// request line are skipped (RFC 9112, section 2.2).
+#[derive(Debug, Default)]
+pub struct HeadParser {
+    /// Bytes of the lines judged so far.
+    scanned: usize,
+    req: Option<Request>,
+    seen_length: bool,
+}
+
+/// What [`HeadParser::feed`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Head {
+    /// More is needed.
+    Incomplete,
+    /// The whole head; the body starts at `body_start`.
+    Complete { req: Request, body_start: usize },
+}
+
+impl HeadParser {
+    /// Judges what `buf` (everything received so far) adds.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<Head, RequestError> {
+        while let Some(nl) = buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            let raw = &buf[self.scanned..self.scanned + nl];
+            self.scanned += nl + 1;
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let line =
+                std::str::from_utf8(raw).map_err(|_| RequestError::Malformed("not UTF-8"))?;
+            if line.contains('\r') {
+                return Err(RequestError::Malformed("bare CR"));
+            }
+            match self.req.as_mut() {
+                None if line.is_empty() => {}
+                None => self.req = Some(request_line(line)?),
+                Some(req) if line.is_empty() => {
+                    let req = std::mem::take(req);
+                    return Ok(Head::Complete {
+                        req,
+                        body_start: self.scanned,
+                    });
+                }
+                Some(req) => header_line(req, line, &mut self.seen_length)?,
+            }
+            if self.scanned > MAX_HEAD {
+                return Err(RequestError::TooLarge);
+            }
+        }
+        let partial = &buf[self.scanned..];
+        let may_continue = if self.req.is_none() {
+            request_line_may_continue(partial)
+        } else {
+            header_line_may_continue(partial)
+        };
+        if !may_continue {
+            return Err(RequestError::Malformed("bad request line or header"));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(RequestError::TooLarge);
+        }
+        Ok(Head::Incomplete)
+    }
+}
+
+/// Parses a whole request head (everything before the blank line).
+pub fn parse_head(head: &[u8]) -> Result<Request, RequestError> {
+    let mut whole = head.to_vec();
+    whole.extend_from_slice(b"\r\n\r\n");
+    match HeadParser::default().feed(&whole)? {
+        Head::Complete { req, .. } => Ok(req),
+        Head::Incomplete => Err(RequestError::Malformed("empty")),
+    }
 }
 
 /// A response to write.
@@ -379,55 +508,103 @@ pub fn route(shared: &Arc<Generation>, st: &StatsProxy, req: &Request, body: &[u
     )
 }
 
-/// Reads one request and writes its response.
+/// Why no request could be read.
+#[derive(Debug)]
+enum ReadError {
+    /// The client closed (or reset) before a whole request.
+    Closed,
+    /// Not complete within the limits, or told to go for a new client.
+    Timeout,
+    Bad(RequestError),
+}
+
+/// Reads one request (head and body) within `limits`, started at `since`.
+async fn read_request(
+    stream: &mut TcpStream,
+    limits: &Limits,
+    since: Instant,
+) -> Result<(Request, Vec<u8>), ReadError> {
+    let whole = since + limits.request;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let mut head = HeadParser::default();
+    let mut read = async |buf: &mut Vec<u8>| {
+        let deadline = limits
+            .idle
+            .map_or(whole, |idle| (Instant::now() + idle).min(whole));
+        match timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => Err(ReadError::Closed),
+            Ok(Ok(n)) => {
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(_) => Err(ReadError::Timeout),
+        }
+    };
+    let (req, body_start) = loop {
+        match head.feed(&buf).map_err(ReadError::Bad)? {
+            Head::Complete { req, body_start } => break (req, body_start),
+            Head::Incomplete => read(&mut buf).await?,
+        }
+    };
+    while buf.len() < body_start + req.content_length {
+        read(&mut buf).await?;
+    }
+    let body = buf[body_start..body_start + req.content_length].to_vec();
+    Ok((req, body))
+}
+
+/// The answer to a request that could not be read, if it gets one.
+fn refusal(e: &ReadError) -> Option<Response> {
+    Some(match e {
+        ReadError::Closed => return None,
+        ReadError::Timeout => {
+            Response::error(408, "Your browser didn't send a complete request in time.")
+        }
+        ReadError::Bad(RequestError::Method) => {
+            let mut r = Response::error(405, "Method not allowed.");
+            r.headers.push(("allow", "GET, HEAD, POST".to_owned()));
+            r
+        }
+        ReadError::Bad(RequestError::BodyTooLarge) => {
+            Response::error(413, "Request body too large.")
+        }
+        ReadError::Bad(_) => Response::error(400, "Your browser sent an invalid request."),
+    })
+}
+
+/// Reads one request and writes its answer. A client still sending its request when its
+/// slot is given to a new client (see `admission`) gets the answer to a timeout.
 async fn connection(
     shared: &Arc<Generation>,
     st: &StatsProxy,
     stream: &mut TcpStream,
+    slot: &Slot,
+    limits: &Limits,
 ) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        if buf.len() > MAX_HEAD {
-            let r = Response::error(400, "Your browser sent an invalid request.");
-            return stream.write_all(&r.encode(false)).await;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    let since = Instant::now();
+    let read = tokio::select! {
+        r = read_request(stream, limits, since) => r,
+        () = slot.evicted() => Err(ReadError::Timeout),
     };
-    let req = match parse_head(&buf[..head_end]) {
-        Ok(r) => r,
+    let (resp, head_only) = match read {
+        Ok((req, body)) => {
+            slot.served();
+            (route(shared, st, &req, &body), req.method == "HEAD")
+        }
         Err(e) => {
-            log::debug!("stats '{}': {e}", st.name);
-            let (code, text) = match e {
-                RequestError::Method => (405, "Method not allowed."),
-                RequestError::BodyTooLarge => (413, "Request body too large."),
-                _ => (400, "Your browser sent an invalid request."),
+            log::debug!("stats '{}': {e:?}", st.name);
+            let Some(r) = refusal(&e) else {
+                return Ok(());
             };
-            let mut r = Response::error(code, text);
-            if code == 405 {
-                r.headers.push(("allow", "GET, HEAD, POST".to_owned()));
-            }
-            return stream.write_all(&r.encode(false)).await;
+            (r, false)
         }
     };
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < req.content_length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        body.extend_from_slice(&chunk[..n]);
+    let deadline = Instant::now() + limits.write;
+    match timeout_at(deadline, stream.write_all(&resp.encode(head_only))).await {
+        Ok(r) => r?,
+        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
     }
-    body.truncate(req.content_length);
-    let resp = route(shared, st, &req, &body);
-    stream.write_all(&resp.encode(req.method == "HEAD")).await?;
     stream.shutdown().await
 }
 
@@ -454,8 +631,22 @@ pub fn bind(shared: &Generation) -> Result<Vec<(usize, std::net::TcpListener)>, 
     Ok(out)
 }
 
-/// Serves one stats listener until the process ends.
-pub async fn serve(current: Current, index: usize, listener: std::net::TcpListener) {
+/// The slots of a stats section (shared by its listeners): its `maxconn`, else the global
+/// one (HAProxy gives a proxy without `maxconn` the global `maxconn`).
+pub fn admission(shared: &Generation, index: usize) -> Rc<Admission> {
+    let st = &shared.config.stats[index];
+    Admission::new(st.maxconn.unwrap_or(shared.maxconn) as usize)
+}
+
+/// Serves one stats listener until the process ends. It accepts while the section has a slot
+/// (see [`admission`]) and the process's fd budget a descriptor; otherwise clients wait in
+/// the backlog.
+pub async fn serve(
+    current: Current,
+    index: usize,
+    listener: std::net::TcpListener,
+    slots: Rc<Admission>,
+) {
     let st = Arc::new(current.load().config.stats[index].clone());
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -464,42 +655,41 @@ pub async fn serve(current: Current, index: usize, listener: std::net::TcpListen
             return;
         }
     };
-    let limit = Arc::new(Semaphore::new(
-        st.maxconn.unwrap_or(DEFAULT_MAXCONN) as usize
-    ));
-    // A request must be complete within `timeout client`, capped: defaults often carry hours of
-    // client timeout meant for TCP flows, which would let idle stats clients pile up.
-    let timeout = st
-        .timeout
-        .map_or(DEFAULT_TIMEOUT, |t| t.min(DEFAULT_TIMEOUT));
+    let limits = Limits::of(&st);
+    let budget = fd_budget::process();
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
+        slots.room().await;
+        let fd = budget
+            .take(1, Use::Connection, || {
+                budget.warn(|| {
+                    format!(
+                        "stats '{}': {}; not accepting until connections close",
+                        st.name,
+                        budget.describe()
+                    )
+                });
+            })
+            .await;
         let (mut stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                log::warn!("stats '{}': accept failed: {e}", st.name);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                budget.warn(|| format!("stats '{}': accept failed: {e}", st.name));
+                drop(fd);
+                tokio::time::sleep(ACCEPT_PAUSE).await;
                 continue;
             }
         };
+        let slot = slots.admit();
         // Each request is answered from the generation serving when it arrives (reload).
         let shared = current.load_full();
         let st = st.clone();
         tokio::task::spawn_local(async move {
-            let _permit = permit;
-            match tokio::time::timeout(timeout, connection(&shared, &st, &mut stream)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::debug!("stats '{}': client {peer}: {e}", st.name),
-                Err(_) => {
-                    let r = Response::error(
-                        408,
-                        "Your browser didn't send a complete request in time.",
-                    );
-                    let _ = stream.write_all(&r.encode(false)).await;
-                }
+            if let Err(e) = connection(&shared, &st, &mut stream, &slot, &limits).await {
+                log::debug!("stats '{}': client {peer}: {e}", st.name);
             }
+            drop(stream);
+            drop(fd);
+            drop(slot);
         });
     }
 }
@@ -543,6 +733,61 @@ mod tests {
         assert_eq!(
             parse_head(b"POST /x HTTP/1.1\r\nContent-Length: 99999999"),
             Err(RequestError::BodyTooLarge)
+        );
+    }
+
+    /// Feeds `request` one byte at a time; the first verdict that is not "incomplete", and
+    /// how many bytes it took.
+    fn trickle(request: &[u8]) -> (Result<Head, RequestError>, usize) {
+        let mut p = HeadParser::default();
+        for n in 1..=request.len() {
+            match p.feed(&request[..n]) {
+                Ok(Head::Incomplete) => {}
+                other => return (other, n),
+            }
+        }
+        (Ok(Head::Incomplete), request.len())
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_as_soon_as_it_shows() {
+        // HTTP/0.9: refused at the end of its line, not after a timeout.
+        let (r, n) = trickle(b"GET /stats\r\nmore");
+        assert_eq!(
+            (r, n),
+            (Err(RequestError::Malformed("bad HTTP version")), 12)
+        );
+        // Garbage: refused on its first byte.
+        assert!(matches!(trickle(b"\x16\x03\x01"), (Err(_), 1)));
+        assert!(matches!(trickle(b"get /"), (Err(_), 1)));
+        assert!(matches!(trickle(b"GET /a HTTP/2"), (Err(_), 13)));
+        assert!(matches!(trickle(b"GET /a b c"), (Err(_), 8)));
+        assert!(matches!(
+            trickle(b"GET /a HTTP/1.1\r\nBad Name: x"),
+            (Err(_), 21)
+        ));
+        assert!(matches!(
+            trickle(b"GET /a HTTP/1.1\r\nX: a\x01"),
+            (Err(_), 22)
+        ));
+        // Still valid so far: wait for more.
+        assert_eq!(
+            trickle(b"GET /stats HTTP/1.1\r\nHost: example\r\n").0,
+            Ok(Head::Incomplete)
+        );
+    }
+
+    #[test]
+    fn bare_lf_line_ends_are_accepted() {
+        let (r, n) = trickle(b"\nGET /stats;csv HTTP/1.0\nHost: x\r\nContent-Length: 2\n\nab");
+        let Ok(Head::Complete { req, body_start }) = r else {
+            panic!("{r:?}");
+        };
+        assert_eq!((req.target.as_str(), req.content_length), ("/stats;csv", 2));
+        assert_eq!((n, body_start), (53, 53));
+        assert_eq!(
+            trickle(b"GET /x HTTP/1.1\r\nA: \rb\r\n\r\n").0,
+            Err(RequestError::Malformed("bad request line or header"))
         );
     }
 

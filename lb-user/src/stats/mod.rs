@@ -528,6 +528,7 @@ mod tests {
             prometheus: None,
             maxconn: None,
             timeout: None,
+            request_timeout: None,
         }
     }
 }

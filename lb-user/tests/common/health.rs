@@ -161,19 +161,37 @@ pub struct Redis {
     pub port: u16,
     pub password: String,
     child: Child,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Redis {
     /// Starts a server; `replica_of` makes it a replica of that port.
     pub fn start(password: &str, replica_of: Option<u16>) -> Redis {
+        Self::start_with(password, replica_of, &[])
+    }
+
+    /// A server without a password that logs every connection to its log file ([`Redis::log`]):
+    /// `Accepted ...` when one opens, `Client closed connection` on a FIN, `Reading from
+    /// client: Connection reset by peer` on a reset.
+    pub fn start_logging() -> Redis {
+        Self::start_with(
+            "",
+            None,
+            &["--loglevel", "verbose", "--logfile", "redis.log"],
+        )
+    }
+
+    fn start_with(password: &str, replica_of: Option<u16>, extra: &[&str]) -> Redis {
         let dir = TempDir::new("redis");
         let port = free_port();
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--requirepass", password])
-            .args(["--masterauth", password])
+            .args(["--bind", "127.0.0.1"]);
+        if !password.is_empty() {
+            cmd.args(["--requirepass", password])
+                .args(["--masterauth", password]);
+        }
+        cmd.args(extra)
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .args(["--daemonize", "no"])
@@ -193,7 +211,7 @@ impl Redis {
             port,
             password: password.to_owned(),
             child,
-            _dir: dir,
+            dir,
         };
         assert!(
             poll(Duration::from_secs(10), || r
@@ -208,14 +226,21 @@ impl Redis {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// One authenticated command on a fresh connection.
+    /// One command on a fresh connection (authenticated when the server has a password).
     pub fn cmd(&self, args: &[&str]) -> std::io::Result<Resp> {
         let mut c = RedisConn::connect(self.addr())?;
-        let auth = c.cmd(&["AUTH", &self.password])?;
-        if auth != Resp::Simple("OK".into()) {
-            return Err(std::io::Error::other(format!("AUTH: {auth:?}")));
+        if !self.password.is_empty() {
+            let auth = c.cmd(&["AUTH", &self.password])?;
+            if auth != Resp::Simple("OK".into()) {
+                return Err(std::io::Error::other(format!("AUTH: {auth:?}")));
+            }
         }
         c.cmd(args)
+    }
+
+    /// The server's log file so far (empty unless started with [`Redis::start_logging`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("redis.log")).unwrap_or_default()
     }
 }
 
@@ -248,16 +273,23 @@ pub fn field(info: &str, name: &str) -> Option<String> {
 
 // ----- MariaDB -----
 
-/// A `mariadbd` on a free loopback port with its own data directory, run as root.
+/// A `mariadbd` on a free loopback port with its own data directory, run as root, its error
+/// log in `error.log` there (see [`MariaDb::log`]).
 pub struct MariaDb {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    args: Vec<String>,
 }
 
 impl MariaDb {
     /// Creates the data directory (`mariadb-install-db`) and starts the server.
     pub fn start() -> MariaDb {
+        MariaDb::start_with(&[])
+    }
+
+    /// [`MariaDb::start`] with extra `mariadbd` options (`--log-warnings=4`, ...).
+    pub fn start_with(args: &[&str]) -> MariaDb {
         let dir = TempDir::new("mariadb");
         let data = dir.path.join("data");
         let out = Command::new("mariadb-install-db")
@@ -278,6 +310,7 @@ impl MariaDb {
             port: free_port(),
             dir,
             child: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         db.restart();
         db
@@ -304,6 +337,11 @@ impl MariaDb {
             .arg("--user=root")
             .arg("--skip-log-bin")
             .arg("--innodb-buffer-pool-size=16M")
+            .arg(format!(
+                "--log-error={}",
+                self.dir.path.join("error.log").display()
+            ))
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -315,6 +353,11 @@ impl MariaDb {
             "mariadbd did not come up on port {}",
             self.port
         );
+    }
+
+    /// The server's error log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("error.log")).unwrap_or_default()
     }
 
     /// Stops the server (SIGTERM, bounded).

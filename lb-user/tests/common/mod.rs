@@ -13,9 +13,11 @@
 
 pub mod chaos;
 pub mod data;
+pub mod haproxy;
 pub mod health;
 pub mod netns;
 pub mod ops;
+pub mod postgres;
 pub mod scenarios;
 pub mod servers;
 pub mod stats;
@@ -192,6 +194,8 @@ pub struct LbOpts {
     /// Words run before lb, a program that execs lb in a changed context (`ip netns exec NAME`,
     /// `setpriv ...`); lb's pid stays the child's pid.
     pub wrapper: Vec<String>,
+    /// `RLIMIT_NOFILE` (soft and hard) to run lb under; `None` leaves the test's own.
+    pub nofile: Option<u64>,
 }
 
 impl LbOpts {
@@ -201,6 +205,7 @@ impl LbOpts {
             dataplane: Some(dataplane.to_string()),
             env: Vec::new(),
             wrapper: Vec::new(),
+            nofile: None,
         }
     }
 
@@ -275,6 +280,22 @@ impl Lb {
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
+        }
+        if let Some(n) = opts.nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -509,11 +509,18 @@ fn timeout(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
             return;
         }
     };
+    if which == "http-request" {
+        // Kept for the stats pages, which bound reading a request with it (a stats section
+        // inherits it from its defaults, so no warning there).
+        px.opts.timeouts.http_request = (!t.is_zero()).then_some(t);
+    }
     if http {
-        p.diag.warn(
-            &line.loc,
-            format!("'{kw}' is HTTP-only; ignored in mode tcp"),
-        );
+        if !(which == "http-request" && px.kind == Kind::Defaults) {
+            p.diag.warn(
+                &line.loc,
+                format!("'{kw}' is HTTP-only; ignored in mode tcp"),
+            );
+        }
         return;
     }
     if !p.cap(px, line, &kw, fe, be) {

@@ -133,6 +133,7 @@ impl Parser {
             prometheus: None,
             maxconn: px.opts.maxconn,
             timeout: px.opts.timeouts.client,
+            request_timeout: px.opts.timeouts.http_request,
         };
         for line in sec.body {
             let w = &line.words;

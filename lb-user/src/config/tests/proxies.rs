@@ -149,8 +149,11 @@ fn http_defaults_are_fine_when_proxies_say_mode_tcp() {
     let c = ok("defaults\n  mode http\n  option httplog\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\n  timeout http-request 10s\nfrontend fe\n  mode tcp\n  bind :5000\n  default_backend be\nbackend be\n  mode tcp\n  server s 127.0.0.1:5001\nlisten stats\n  bind :8404\n  stats uri /\n");
     assert_eq!(c.frontends.len(), 1);
     assert!(has_warning(&c, 3, "'option httplog' is HTTP-only"));
-    assert!(has_warning(&c, 7, "'timeout http-request' is HTTP-only"));
+    // Used by the stats page (inherited from the defaults), so no warning there.
+    assert!(!has_warning(&c, 7, "'timeout http-request'"));
     assert_eq!(c.stats[0].uri, "/");
+    assert_eq!(c.stats[0].request_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(c.stats[0].timeout, Some(Duration::from_mins(1)));
 }
 
 #[test]

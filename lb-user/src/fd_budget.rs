@@ -1,0 +1,472 @@
+//! The process's file-descriptor budget: how many fds connections and splice pipes may hold
+//! under `RLIMIT_NOFILE`, so that lb stops accepting before it runs out (clients wait in the
+//! listen backlog, as HAProxy leaves them) instead of accepting a client it then resets.
+//!
+//! Self-contained, for any accept loop: take a lease before `accept` ([`FdBudget::take`] waits
+//! while the budget is spent), keep it as long as the connection's fds are open, drop it after
+//! they are closed. What a flow holds: its two sockets for its whole life, plus a pipe (2 fds)
+//! per direction on splice while bytes move. Connections leave a share of the budget free for
+//! those pipes; pipes may use all of it. Warnings about a spent budget are logged at most
+//! once per second, whoever reports them.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// fds of one client connection: the client's socket and the server's.
+pub const CONNECTION_FDS: u64 = 2;
+/// fds of one splice pipe (read and write ends).
+pub const PIPE_FDS: u64 = 2;
+/// What an accept needs free: the connection's two fds, plus one for a moment (the accept
+/// loop duplicates the accepted fd before it closes the original).
+pub const ACCEPT_FDS: u64 = CONNECTION_FDS + 1;
+
+/// Shortest time between two warnings about the budget.
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+/// What a lease is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// A connection's sockets (client connections, stats and runtime API clients): leaves
+    /// the pipes' share free.
+    Connection,
+    /// A splice pipe: may use the whole budget.
+    Pipe,
+}
+
+/// The fds connections and pipes may hold, and how many they hold now.
+#[derive(Debug)]
+pub struct FdBudget {
+    /// fds leases may hold in all: `RLIMIT_NOFILE` minus what lb holds besides connections.
+    capacity: AtomicU64,
+    /// Of `capacity`, what only pipes may take.
+    pipe_share: AtomicU64,
+    /// fds leased now.
+    used: AtomicU64,
+    /// Takers waiting in [`FdBudget::take`] now.
+    waiting: AtomicU64,
+    /// Woken when a lease is returned.
+    released: Notify,
+    /// When the last warning was logged, in ms since `origin` (+1, so 0 = never).
+    last_warning: AtomicU64,
+    origin: Instant,
+}
+
+impl FdBudget {
+    /// A budget of `capacity` fds of which `pipe_share` are kept for pipes.
+    pub fn new(capacity: u64, pipe_share: u64) -> Self {
+        Self {
+            capacity: AtomicU64::new(capacity),
+            pipe_share: AtomicU64::new(pipe_share.min(capacity)),
+            used: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            released: Notify::new(),
+            last_warning: AtomicU64::new(0),
+            origin: Instant::now(),
+        }
+    }
+
+    /// A budget that never runs out (before the process's own is installed, and in tests).
+    pub fn unlimited() -> Self {
+        Self::new(u64::MAX, u64::MAX / 2)
+    }
+
+    /// Changes the sizes (a reload, or a measurement of what lb holds itself). Leases out
+    /// stay valid; if more are out than the new size allows, nothing more is given until
+    /// enough come back.
+    pub fn resize(&self, capacity: u64, pipe_share: u64) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+        self.pipe_share
+            .store(pipe_share.min(capacity), Ordering::Relaxed);
+        self.released.notify_waiters();
+    }
+
+    /// fds leases may hold in all.
+    pub fn capacity(&self) -> u64 {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Of [`FdBudget::capacity`], the fds connections leave free for pipes.
+    pub fn pipe_share(&self) -> u64 {
+        self.pipe_share.load(Ordering::Relaxed)
+    }
+
+    /// fds leased now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether someone waits for fds now: whoever keeps fds it does not need (a pool of
+    /// empty pipes) should give them back.
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
+    /// How many fds a lease for `what` may bring the total to.
+    fn ceiling(&self, what: Use) -> u64 {
+        let capacity = self.capacity();
+        match what {
+            Use::Connection => capacity.saturating_sub(self.pipe_share()),
+            Use::Pipe => capacity,
+        }
+    }
+
+    /// `n` fds for `what` if the budget has them now.
+    pub fn try_take(self: &Arc<Self>, n: u64, what: Use) -> Option<FdLease> {
+        let ceiling = self.ceiling(what);
+        // AcqRel: a lease taken here and one returned on another thread are ordered, so
+        // the count never goes below what is really out.
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= ceiling)
+            })
+            .ok()?;
+        Some(FdLease {
+            budget: self.clone(),
+            n,
+        })
+    }
+
+    /// `n` fds for `what`, waiting until leases come back if the budget is spent. `spent` is
+    /// called each time the wait starts or goes on (to warn, see [`FdBudget::warn`]).
+    pub async fn take(self: &Arc<Self>, n: u64, what: Use, mut spent: impl FnMut()) -> FdLease {
+        /// Counts a taker in `waiting` until dropped (also when its future is dropped).
+        struct Waiting<'a>(&'a AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let mut counted = None;
+        loop {
+            // Registered before the check, so a lease returned in between is not missed.
+            let mut released = pin!(self.released.notified());
+            released.as_mut().enable();
+            if let Some(lease) = self.try_take(n, what) {
+                return lease;
+            }
+            spent();
+            if counted.is_none() {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                counted = Some(Waiting(&self.waiting));
+            }
+            released.await;
+        }
+    }
+
+    /// Logs `message()` as a warning unless one was logged less than a second ago (by any
+    /// user of this budget). Returns whether it was logged.
+    pub fn warn(&self, message: impl FnOnce() -> String) -> bool {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
+        self.warn_at(now, message)
+    }
+
+    /// [`FdBudget::warn`] at `now` ms since `origin` (+1).
+    fn warn_at(&self, now: u64, message: impl FnOnce() -> String) -> bool {
+        let last = self.last_warning.load(Ordering::Relaxed);
+        let every = u64::try_from(WARN_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last) < every {
+            return false;
+        }
+        // One winner when several threads hit the limit at once.
+        if self
+            .last_warning
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        log::warn!("{}", message());
+        true
+    }
+
+    /// Gives back `n` fds kept with [`FdLease::into_raw`].
+    pub fn give_back(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+        self.released.notify_waiters();
+    }
+
+    /// One line on the state of the budget, for warnings.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} of {} file descriptors for connections and pipes in use ({} kept for pipes)",
+            self.used(),
+            self.capacity(),
+            self.pipe_share()
+        )
+    }
+}
+
+/// fds taken from a budget; given back when dropped. Drop it after the fds it stands for are
+/// closed.
+#[derive(Debug)]
+pub struct FdLease {
+    budget: Arc<FdBudget>,
+    n: u64,
+}
+
+impl FdLease {
+    /// Gives back all but `n` of the leased fds (e.g. the accept's temporary duplicate).
+    pub fn shrink_to(&mut self, n: u64) {
+        if n < self.n {
+            self.budget.used.fetch_sub(self.n - n, Ordering::AcqRel);
+            self.n = n;
+            self.budget.released.notify_waiters();
+        }
+    }
+
+    /// How many fds this lease holds.
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+
+    /// Keeps the fds taken without the lease that gives them back: the caller gives them
+    /// back with [`FdBudget::give_back`] on the same budget (a value too small to hold a
+    /// lease, e.g. a pooled pipe).
+    pub fn into_raw(self) -> u64 {
+        let n = self.n;
+        std::mem::forget(self);
+        n
+    }
+}
+
+impl Drop for FdLease {
+    fn drop(&mut self) {
+        self.budget.give_back(self.n);
+    }
+}
+
+static PROCESS: OnceLock<Arc<FdBudget>> = OnceLock::new();
+
+/// The process's budget: the one [`install`]ed at start, else an unlimited one (tests and
+/// tools that never install one).
+pub fn process() -> &'static Arc<FdBudget> {
+    PROCESS.get_or_init(|| Arc::new(FdBudget::unlimited()))
+}
+
+/// Sets the process's budget (at start). Later calls resize the installed one.
+pub fn install(capacity: u64, pipe_share: u64) -> &'static Arc<FdBudget> {
+    let budget = PROCESS.get_or_init(|| Arc::new(FdBudget::new(capacity, pipe_share)));
+    budget.resize(capacity, pipe_share);
+    budget
+}
+
+/// How a data plane uses pipes, for the share of the budget kept for them. Past it, a
+/// direction copies through a buffer (see `dataplane::splice`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PipeUse {
+    /// Flows move bytes through pipes (splice, and sockmap's first moments on splice): as
+    /// HAProxy without `maxpipes`, room for a pipe per four connections.
+    Splice,
+    /// Flows go into the kernel maps at once; pipes only for those that cannot: room for a
+    /// pipe per sixteen connections.
+    Rare,
+    /// `maxpipes N`: room for N pipes, as HAProxy counts them.
+    Fixed(u32),
+}
+
+impl PipeUse {
+    /// fds per connection, in sixteenths: two sockets, and the connection's part of the pipes
+    /// (none when their number is fixed).
+    fn cost16(self) -> u64 {
+        let pipe_fds16 = match self {
+            // A pipe (2 fds) per 4 connections.
+            PipeUse::Splice => 8,
+            // A pipe per 16 connections.
+            PipeUse::Rare => 2,
+            PipeUse::Fixed(_) => 0,
+        };
+        CONNECTION_FDS * 16 + pipe_fds16
+    }
+
+    /// fds of a fixed number of pipes.
+    fn fixed_fds(self) -> u64 {
+        match self {
+            PipeUse::Fixed(n) => u64::from(n) * PIPE_FDS,
+            PipeUse::Splice | PipeUse::Rare => 0,
+        }
+    }
+}
+
+/// What a file-descriptor limit gives: the soft limit to ask for, `maxconn`, and the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdPlan {
+    /// The soft `RLIMIT_NOFILE` to set (never below the current one, never above the hard).
+    pub soft: u64,
+    /// `maxconn`: the configured one, or what the fds allow.
+    pub maxconn: u32,
+    /// What the configured `maxconn` needs when the hard limit is lower (warn about it).
+    pub short_of: Option<u64>,
+    /// Budget for connections and pipes, and its share kept for pipes.
+    pub capacity: u64,
+    pub pipe_share: u64,
+}
+
+impl FdPlan {
+    /// The plan for limits `soft`/`hard`, with `base` fds held by lb besides connections,
+    /// for `configured` maxconn (if any), as HAProxy plans: without `maxconn`, as many
+    /// connections as the hard limit allows; with it, the soft limit raised to what it
+    /// needs when the hard limit allows.
+    pub fn new(soft: u64, hard: u64, base: u64, configured: Option<u32>, pipes: PipeUse) -> Self {
+        let cost16 = pipes.cost16();
+        let fixed = pipes.fixed_fds();
+        let hard = hard.max(soft);
+        let (wanted, maxconn) = if let Some(m) = configured {
+            (base + fixed + (u64::from(m) * cost16).div_ceil(16), m)
+        } else {
+            let mut room = hard.saturating_sub(base);
+            // As HAProxy: fixed pipes count only when the fds leave room for them.
+            if fixed < room {
+                room -= fixed;
+            }
+            let fit = room * 16 / cost16;
+            (hard, u32::try_from(fit.max(1)).unwrap_or(u32::MAX))
+        };
+        let new_soft = wanted.clamp(soft, hard);
+        let capacity = new_soft.saturating_sub(base);
+        let pipe_share = match pipes {
+            PipeUse::Fixed(_) => fixed.min(capacity),
+            PipeUse::Splice | PipeUse::Rare => capacity * (cost16 - CONNECTION_FDS * 16) / cost16,
+        };
+        Self {
+            soft: new_soft,
+            maxconn,
+            short_of: (wanted > hard).then_some(wanted),
+            capacity,
+            pipe_share,
+        }
+    }
+
+    /// Connections the budget lets in when none holds a pipe.
+    pub fn connections(&self) -> u64 {
+        (self.capacity - self.pipe_share) / CONNECTION_FDS
+    }
+}
+
+/// The soft and hard `RLIMIT_NOFILE`.
+pub fn nofile_limits() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) };
+    (lim.rlim_cur, lim.rlim_max)
+}
+
+/// Sets `RLIMIT_NOFILE` (raising the hard limit needs `CAP_SYS_RESOURCE`).
+pub fn set_nofile(soft: u64, hard: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How many fds the process has open now (`/proc/self/fd`); `None` where it can't be read.
+pub fn open_fds() -> Option<u64> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    // The directory being read is one of the entries.
+    Some((dir.count() as u64).saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_leave_the_pipes_share_free() {
+        let b = Arc::new(FdBudget::new(10, 4));
+        let first = b.try_take(3, Use::Connection).unwrap();
+        let second = b.try_take(3, Use::Connection).unwrap();
+        assert!(b.try_take(1, Use::Connection).is_none(), "6 of 10, 4 kept");
+        let pipes = b.try_take(4, Use::Pipe).unwrap();
+        assert!(b.try_take(1, Use::Pipe).is_none());
+        assert_eq!(b.used(), 10);
+        drop((first, pipes));
+        assert_eq!(b.used(), 3);
+        let mut third = b.try_take(3, Use::Connection).unwrap();
+        third.shrink_to(2);
+        assert_eq!((b.used(), third.count()), (5, 2));
+        drop((second, third));
+        assert_eq!(b.used(), 0);
+        let raw = b.try_take(2, Use::Pipe).unwrap().into_raw();
+        assert_eq!(b.used(), 2);
+        b.give_back(raw);
+        assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn take_waits_for_a_lease_to_come_back() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let b = Arc::new(FdBudget::new(2, 0));
+            let held = b.try_take(2, Use::Connection).unwrap();
+            let mut spent = 0;
+            let waiter = {
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let l = b.take(2, Use::Connection, || {}).await;
+                    l.count()
+                })
+            };
+            tokio::task::yield_now().await;
+            assert!(!waiter.is_finished());
+            assert!(b.has_waiters());
+            drop(held);
+            assert_eq!(waiter.await.unwrap(), 2);
+            assert!(!b.has_waiters());
+            // A budget with room does not call `spent`.
+            let b = Arc::new(FdBudget::new(4, 0));
+            let _l = b.take(2, Use::Connection, || spent += 1).await;
+            assert_eq!(spent, 0);
+        });
+    }
+
+    #[test]
+    fn warnings_are_logged_at_most_once_per_second() {
+        let b = FdBudget::new(1, 0);
+        assert!(b.warn_at(5, || "first".into()));
+        assert!(!b.warn_at(6, || "again".into()));
+        assert!(!b.warn_at(1004, || "still within the second".into()));
+        assert!(b.warn_at(1005, || "a second later".into()));
+        assert!(!b.warn_at(1500, || "again".into()));
+    }
+
+    #[test]
+    fn plans_follow_haproxys_arithmetic() {
+        // No maxconn: everything the hard limit allows, 2.5 fds per connection on splice.
+        let p = FdPlan::new(1024, 20_000, 100, None, PipeUse::Splice);
+        assert_eq!((p.soft, p.maxconn, p.short_of), (20_000, 7960, None));
+        assert_eq!((p.capacity, p.pipe_share), (19_900, 3980));
+        assert_eq!(p.connections(), 7960);
+        // Sockmap at once: pipes are rare.
+        let p = FdPlan::new(20_000, 20_000, 100, None, PipeUse::Rare);
+        assert_eq!(p.maxconn, 9364);
+        // maxconn given: the soft limit rises to what it needs, no further.
+        let p = FdPlan::new(1024, 20_000, 100, Some(1000), PipeUse::Splice);
+        assert_eq!((p.soft, p.maxconn, p.short_of), (2600, 1000, None));
+        // ... and never falls below where it was.
+        let p = FdPlan::new(8000, 20_000, 100, Some(10), PipeUse::Splice);
+        assert_eq!(p.soft, 8000);
+        // A hard limit too low for maxconn: said, and the budget is what there is.
+        let p = FdPlan::new(256, 256, 56, Some(4096), PipeUse::Splice);
+        assert_eq!((p.soft, p.maxconn, p.short_of), (256, 4096, Some(10_296)));
+        assert_eq!((p.capacity, p.pipe_share, p.connections()), (200, 40, 80));
+        // maxpipes: HAProxy's maxconn * 2 + maxpipes * 2.
+        let p = FdPlan::new(20_000, 20_000, 100, None, PipeUse::Fixed(1000));
+        assert_eq!((p.maxconn, p.pipe_share), (8950, 2000));
+        let p = FdPlan::new(1024, 20_000, 100, Some(1000), PipeUse::Fixed(100));
+        assert_eq!((p.soft, p.pipe_share), (2300, 200));
+    }
+}
