@@ -75,8 +75,7 @@ fn repeated_head(ctx: &SkBuffContext, p: &mut PeerInfo, len: u32) -> u32 {
     let Ok(cb) = (unsafe {
         bpf_probe_read_kernel(
             ctx.as_ptr()
-                .cast::<u8>()
-                .wrapping_add(SKB_CB_OFFSET)
+                .wrapping_byte_add(SKB_CB_OFFSET)
                 .cast::<[u32; 4]>(),
         )
     }) else {
