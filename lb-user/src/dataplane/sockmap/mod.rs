@@ -12,6 +12,14 @@
 //! 7. Close detection: an epoll set with `EPOLLRDHUP` only ([`HupWatcher`]), so the data that
 //!    the kernel forwards never wakes this process.
 //! 8. Idle time: the program stamps `last_ns`; [`forward`] reads it.
+//! 9. A retransmission that overlaps bytes already received (`seq < rcv_nxt < end_seq`: the
+//!    sender lost ACKs, e.g. dropped at its own busy backlog) is queued whole by TCP, which
+//!    leaves skipping the overlap to the reader; `tcp_read_skb` hands it whole to the program,
+//!    which would forward the overlap twice. The program reads each skb's `seq`/`end_seq` from
+//!    TCP's control block (`bpf_probe_read_kernel` at `sk_buff.cb`, trusted only if `end_seq`
+//!    matches the length), keeps where the socket's data ends (`PeerInfo::next_seq`) and cuts
+//!    a repeated head with `bpf_skb_adjust_room` (`lb-ebpf`). Known gap: the first skb after a
+//!    hand-over has nothing to compare with, so a repeat of what splice read is not cut.
 //!
 //! # Backpressure: at most `backlog` bytes in flight per direction
 //!
