@@ -59,7 +59,25 @@ pub struct PeerInfo {
     /// The program's copy of [`Credit::limit`], so that it looks `CREDIT` up only when an skb
     /// would go past it.
     pub limit: u64,
+    /// TCP sequence number just past the last payload byte the program saw from this socket
+    /// (valid once `seq_known` is 1).
+    pub next_seq: u32,
+    /// 1 once the program has read a TCP sequence number of this socket's data.
+    pub seq_known: u32,
+    /// Payload bytes the program cut off the head of skbs because it had seen them already: a
+    /// retransmission that overlaps what arrived before is queued whole by TCP, and the verdict
+    /// gets it whole (`tcp_read_skb` ignores the overlap that `tcp_recvmsg` skips).
+    pub repeated: u64,
+    /// Payload bytes the program dropped because it could not cut a repeat off their skb (the
+    /// kernel had no memory): the direction can't end cleanly any more, userspace resets it.
+    pub lost: u64,
 }
+
+/// Offset of `cb` in the kernel's `struct sk_buff` on 64-bit kernels (after `next`, `prev`,
+/// `dev`/`rbnode`, `sk` and `tstamp`; 40 since Linux 4.x). TCP keeps an skb's `seq` and
+/// `end_seq` at the start of `cb`. The program checks what it reads there against the skb's
+/// length before trusting it (see `lb-ebpf`).
+pub const SKB_CB_OFFSET: usize = 40;
 
 /// Value of the `CREDIT` map, keyed like `PEER`. Written only by userspace (each update
 /// replaces the whole value, so the program sees the old or the new one, never a mix); read
@@ -90,8 +108,8 @@ pub struct Wake {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: PeerInfo is repr(C), Copy, has no padding (every field is 4 or 8 bytes, the two u32s
-// first) and every bit pattern is a valid value.
+// SAFETY: PeerInfo is repr(C), Copy, has no padding (every field is 4 or 8 bytes, the u32s in
+// pairs before 8-byte fields) and every bit pattern is a valid value.
 unsafe impl aya::Pod for PeerInfo {}
 
 #[cfg(feature = "user")]

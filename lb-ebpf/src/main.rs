@@ -11,13 +11,13 @@
 
 use aya_ebpf::{
     bindings::sk_action::{SK_DROP, SK_PASS},
-    helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns},
+    helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{map, stream_verdict},
     maps::{Array, HashMap, RingBuf, SockMap},
     programs::SkBuffContext,
     EbpfContext as _,
 };
-use lb_common::{Credit, PeerInfo, Wake, MAX_SOCKETS, WAKE_RING_BYTES};
+use lb_common::{Credit, PeerInfo, Wake, MAX_SOCKETS, SKB_CB_OFFSET, WAKE_RING_BYTES};
 
 /// `BPF_F_NO_PREALLOC` (include/uapi/linux/bpf.h).
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -52,6 +52,77 @@ static WAKES: RingBuf = RingBuf::with_byte_size(WAKE_RING_BYTES, 0);
 #[map(name = "WAKE_LOST")]
 static WAKE_LOST: Array<u64> = Array::with_max_entries(1, 0);
 
+/// `TCPHDR_FIN` in `tcp_skb_cb.tcp_flags`.
+const TCPHDR_FIN: u32 = 0x01;
+
+/// Most bytes `bpf_skb_adjust_room` removes in one call (the kernel refuses more than 0xfff).
+const TRIM_STEP: u32 = 0xfff;
+
+/// Calls of `bpf_skb_adjust_room` one skb may take: 160 x 4095 B = 640 KiB, more than the
+/// largest skb TCP queues (64 KiB, 512 KiB with BIG TCP).
+const TRIM_STEPS: u32 = 160;
+
+/// Bytes at the head of this skb that an earlier skb of the socket already carried, and
+/// records where the socket's data now ends. TCP queues a retransmission that overlaps what it
+/// received before (`seq < rcv_nxt < end_seq`) whole, for readers to skip the overlap by
+/// sequence number; the verdict gets whole skbs and would forward the overlap a second time.
+/// 0 when the skb's TCP control block doesn't read as one (`end_seq != seq + len [+ FIN]`):
+/// then nothing is trusted or recorded.
+fn repeated_head(ctx: &SkBuffContext, p: &mut PeerInfo, len: u32) -> u32 {
+    // `cb` starts with `seq`, `end_seq`, the GSO fields, then `tcp_flags` (byte 12).
+    // SAFETY: reads 16 bytes of the kernel's sk_buff this program was called with; a fault
+    // returns an error instead of reading.
+    let Ok(cb) = (unsafe {
+        bpf_probe_read_kernel(
+            ctx.as_ptr()
+                .wrapping_byte_add(SKB_CB_OFFSET)
+                .cast::<[u32; 4]>(),
+        )
+    }) else {
+        return 0;
+    };
+    let (seq, end_seq, fin) = (cb[0], cb[1], u32::from(cb[3] & TCPHDR_FIN != 0));
+    if end_seq != seq.wrapping_add(len).wrapping_add(fin) {
+        return 0;
+    }
+    // Wrapping distance from this skb's start to the end of what was seen: > 0 = overlap.
+    let seen = if p.seq_known == 0 {
+        0
+    } else {
+        p.next_seq.wrapping_sub(seq).cast_signed()
+    };
+    p.seq_known = 1;
+    if seen <= 0 {
+        p.next_seq = seq.wrapping_add(len);
+        return 0;
+    }
+    let seen = seen.cast_unsigned();
+    if seen < len {
+        p.next_seq = seq.wrapping_add(len);
+        seen
+    } else {
+        len
+    }
+}
+
+/// Removes the first `n` bytes of the skb; false if the kernel refused (no memory).
+fn trim_head(ctx: &SkBuffContext, n: u32) -> bool {
+    let mut left = n;
+    for _ in 0..TRIM_STEPS {
+        if left == 0 {
+            return true;
+        }
+        let step = left.min(TRIM_STEP);
+        // mode 0, flags 0: the only form sk_skb programs may use; a negative length shrinks
+        // from the head (`__skb_pull`).
+        if ctx.adjust_room(-step.cast_signed(), 0, 0).is_err() {
+            return false;
+        }
+        left -= step;
+    }
+    left == 0
+}
+
 #[stream_verdict]
 #[expect(
     clippy::needless_pass_by_value,
@@ -77,6 +148,20 @@ pub fn lb_verdict(ctx: SkBuffContext) -> u32 {
     let p = unsafe { &mut *peer };
     // SAFETY: plain helper call.
     p.last_ns = unsafe { bpf_ktime_get_ns() };
+    let repeated = repeated_head(&ctx, p, ctx.len());
+    if repeated > 0 {
+        p.repeated += u64::from(repeated);
+        if !trim_head(&ctx, repeated) {
+            // No memory to cut the repeat: forwarding the skb would repeat bytes, dropping it
+            // loses its new ones. Drop, and let userspace reset the direction (`lost`).
+            p.lost += u64::from(ctx.len());
+            return SK_DROP;
+        }
+        if ctx.len() == 0 {
+            return SK_DROP;
+        }
+    }
+    let len = u64::from(ctx.len());
     let mut redirect = p.paused == 0 && p.bytes + len <= p.limit;
     let mut caught_up = p.paused == 0;
     if !redirect {

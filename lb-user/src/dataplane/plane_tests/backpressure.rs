@@ -3,6 +3,7 @@
 //! plus the same buffers), and when the receiver reads again every byte arrives, in order, with
 //! FIN and half-close passed on.
 
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -90,6 +91,88 @@ fn read_hashed(r: &mut TcpStream) -> (usize, [u8; 32]) {
 
 fn sha(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
+}
+
+/// `len` pseudo-random bytes (xorshift64*): unlike [`pattern`], no 32-byte run repeats within a
+/// test's stream, so a difference can be located (see [`stream_difference`]).
+fn unique_pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// How `got` departs from `want` (`None`: equal): for each of the first few departures, the
+/// offset in both streams and whether bytes are missing (a gap), repeated, or foreign. Both
+/// streams must come from [`unique_pattern`].
+fn stream_difference(got: &[u8], want: &[u8]) -> Option<String> {
+    const PROBE: usize = 32;
+    const WINDOW: usize = 16 << 20;
+    if got == want {
+        return None;
+    }
+    let mut out = format!("got {} bytes, want {}:", got.len(), want.len());
+    let (mut g, mut w) = (0, 0);
+    for _ in 0..4 {
+        let same = got[g..]
+            .iter()
+            .zip(&want[w..])
+            .take_while(|(a, b)| a == b)
+            .count();
+        let (at_g, at_w) = (g + same, w + same);
+        if at_g == got.len() {
+            let _ = write!(
+                out,
+                " stream ends at {at_g} ({} of want missing);",
+                want.len() - at_w
+            );
+            return Some(out);
+        }
+        if at_w == want.len() {
+            let _ = write!(
+                out,
+                " {} extra bytes after want's end at {at_g};",
+                got.len() - at_g
+            );
+            return Some(out);
+        }
+        let probe = &got[at_g..(at_g + PROBE).min(got.len())];
+        let from = at_w.saturating_sub(WINDOW);
+        let to = (at_w + WINDOW).min(want.len());
+        let Some(p) = want[from..to]
+            .windows(probe.len())
+            .position(|win| win == probe)
+            .map(|p| p + from)
+        else {
+            let _ = write!(
+                out,
+                " at {at_g} (want {at_w}) bytes found nowhere near in want;"
+            );
+            return Some(out);
+        };
+        if p > at_w {
+            let _ = write!(
+                out,
+                " at {at_g} a gap: want {at_w}..{p} ({} bytes) missing;",
+                p - at_w
+            );
+        } else {
+            let _ = write!(
+                out,
+                " at {at_g} a repeat: want {p}..{at_w} ({} bytes) again;",
+                at_w - p
+            );
+        }
+        (g, w) = (at_g, p);
+    }
+    out.push_str(" (more not shown)");
+    Some(out)
 }
 
 /// What lb may hold of one direction whose receiver stopped reading, besides the sockets'
@@ -384,16 +467,18 @@ fn echo_to_a_client_that_reads_late(plane: Plane) {
     let echo = std::thread::spawn(move || {
         let mut b = backend;
         let mut buf = vec![0u8; 64 << 10];
+        let mut upload = Vec::with_capacity(PUSH);
         loop {
             let n = b.read(&mut buf).unwrap();
             if n == 0 {
                 b.shutdown(Shutdown::Write).unwrap();
-                return;
+                return upload;
             }
+            upload.extend_from_slice(&buf[..n]);
             b.write_all(&buf[..n]).unwrap();
         }
     });
-    let data = pattern(PUSH, 41);
+    let data = unique_pattern(PUSH, 41);
     client.write_all(&data[..1024]).unwrap();
     let mut first = vec![0u8; 1024];
     client.read_exact(&mut first).unwrap();
@@ -430,15 +515,29 @@ fn echo_to_a_client_that_reads_late(plane: Plane) {
         std::thread::spawn(move || {
             client.write_all(&data[written..]).unwrap();
             client.shutdown(Shutdown::Write).unwrap();
-            sha(&data[1024..])
+            data
         })
     };
-    let (n, got) = read_hashed(&mut client);
-    let want = rest.join().unwrap();
-    echo.join().unwrap();
-    assert_eq!(n, PUSH - 1024, "echoed bytes after the first KiB");
-    assert!(got == want, "SHA-256 of the echo differs");
+    let mut echoed = Vec::with_capacity(PUSH);
+    client.read_to_end(&mut echoed).unwrap();
+    let data = rest.join().unwrap();
+    let upload = echo.join().unwrap();
     let report = flow.join().unwrap();
+    eprintln!(
+        "{plane:?} echo: repeats cut by the program so far in this process: {} bytes",
+        super::super::sockmap::repeated_total()
+    );
+    if let Some(diff) = stream_difference(&upload, &data) {
+        panic!("{plane:?} echo: what the backend got: {diff} ({report:?})");
+    }
+    drop(upload);
+    if let Some(diff) = stream_difference(&echoed, &data[1024..]) {
+        panic!("{plane:?} echo after the first KiB: {diff} ({report:?})");
+    }
+    assert!(
+        sha(&echoed) == sha(&data[1024..]),
+        "SHA-256 of the echo differs"
+    );
     assert_eq!(report.end, FlowEnd::Closed);
     assert_eq!(
         (report.bytes_in, report.bytes_out),

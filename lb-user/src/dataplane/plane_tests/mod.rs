@@ -16,6 +16,7 @@ use super::sockmap::{self, InsertStep, ThreadMaps};
 use super::{FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
 
 mod backpressure;
+mod retransmit;
 
 /// A `#[test]` per plane (modules `sockmap_plane`, `splice_plane`) for each scenario
 /// `fn NAME(plane: Plane)`.

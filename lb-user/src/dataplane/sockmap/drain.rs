@@ -187,6 +187,10 @@ pub(super) async fn pass_fin_when_drained(d: &KernelDir<'_>) -> DirEnd {
         let Some(info) = d.maps.peer_info(d.src_cookie) else {
             return DirEnd::Local;
         };
+        if info.lost != 0 {
+            // The program dropped bytes it could not clean of a repeat: no clean end.
+            return DirEnd::SrcReset;
+        }
         let (Ok(s), Ok(taken)) = (sockopt::tcp_counters(d.src), d.taken()) else {
             return DirEnd::Local;
         };
