@@ -1,6 +1,7 @@
 //! lb: an L4 (TCP) load balancer that reads haproxy.cfg, balances like HAProxy in `mode tcp`,
 //! and forwards established flows inside the kernel (sockmap) or with splice(2).
 
+pub mod acl;
 pub mod admin;
 pub mod balance;
 pub mod config;
@@ -15,6 +16,9 @@ pub mod listener;
 pub mod logging;
 pub mod passive;
 pub mod privileges;
+pub mod proxy_proto;
+pub mod rules;
 pub mod state;
 pub mod stats;
 pub mod table;
+pub mod tls_hello;
