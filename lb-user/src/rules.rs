@@ -5,6 +5,7 @@
 //! Pure: what a rule needs from the connection comes in [`Inputs`], what it does to it goes
 //! through [`Hooks`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::acl::expr::NameFormat;
@@ -24,8 +25,10 @@ pub struct Rule {
 pub enum Action {
     /// Stop evaluating this list: the connection goes on.
     Accept,
-    /// Close the connection (`reject`; `close` in `tcp-response content`).
+    /// Close the connection.
     Reject,
+    /// `tcp-response content close`: close the server side now, let the flow end normally.
+    Close,
     /// Close without telling the client (HAProxy's `TCP_REPAIR` trick, else a reset).
     SilentDrop,
     SetVar(VarName, SampleExpr),
@@ -83,6 +86,9 @@ pub struct UseServer {
 /// rules here together, as HAProxy does for one proxy).
 #[derive(Clone, Debug, Default)]
 pub struct ProxyRules {
+    /// The rules of the named `defaults` section the proxy was built from, when it has any:
+    /// they run before the proxy's own, with their own ACLs (HAProxy's `defpx`).
+    pub defaults: Option<Arc<ProxyRules>>,
     pub acls: AclTable,
     /// `tcp-request connection`.
     pub connection: Vec<Rule>,
@@ -99,25 +105,58 @@ pub struct ProxyRules {
     pub response_inspect_delay: Option<Duration>,
     pub use_backend: Vec<Switch>,
     pub use_server: Vec<UseServer>,
+    /// The lines these rules were read from: two rule sets are equal when they were written the
+    /// same (compiled expressions can't be compared).
+    pub source: Vec<String>,
 }
 
+impl PartialEq for ProxyRules {
+    fn eq(&self, o: &Self) -> bool {
+        self.source == o.source && self.defaults == o.defaults
+    }
+}
+
+impl Eq for ProxyRules {}
+
 impl ProxyRules {
-    /// Whether the frontend side has nothing to evaluate before routing.
-    pub fn request_side_empty(&self) -> bool {
-        self.connection.is_empty()
-            && self.session.is_empty()
-            && self.content.is_empty()
-            && self.use_backend.is_empty()
+    /// The backends and servers named by ACLs and rule expressions (checked once every section
+    /// is read).
+    pub fn refs(&self) -> Vec<crate::acl::expr::Ref> {
+        let mut refs = self.acls.refs();
+        let lists = [
+            &self.connection,
+            &self.session,
+            &self.content,
+            &self.response,
+        ];
+        for rule in lists.into_iter().flatten() {
+            match &rule.action {
+                Action::SetVar(_, e) | Action::Capture(e, _) => refs.extend(e.refs()),
+                Action::Track(t) => refs.extend(t.key.refs()),
+                _ => {}
+            }
+        }
+        for s in &self.use_backend {
+            if let Target::Dynamic(f) = &s.target {
+                refs.extend(f.exprs().flat_map(SampleExpr::refs));
+            }
+        }
+        refs
     }
 }
 
 /// What a rule list decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// No rule stopped the list (HAProxy's default: accept), or one accepted.
+    /// No rule stopped the list: the next list (the proxy's own after its defaults') runs, and
+    /// at the end HAProxy's default applies: accept.
+    Continue,
+    /// An `accept` rule matched: no further rule of this phase runs.
     Accept,
     Reject,
     SilentDrop,
+    /// `close` (responses only).
+    Close,
     /// A condition can't be decided on the bytes so far: evaluate again with more, or at the
     /// inspect-delay's end (final).
     Wait,
@@ -195,6 +234,7 @@ pub fn run(
         match &rule.action {
             Action::Accept => return Verdict::Accept,
             Action::Reject => return Verdict::Reject,
+            Action::Close => return Verdict::Close,
             Action::SilentDrop => return Verdict::SilentDrop,
             Action::SetVar(name, expr) => {
                 if let Some(v) = expr.first(&inputs.ctx(vars)) {
@@ -218,5 +258,5 @@ pub fn run(
             Action::Inert => {}
         }
     }
-    Verdict::Accept
+    Verdict::Continue
 }

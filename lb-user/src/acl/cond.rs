@@ -166,8 +166,13 @@ const ACL_KEYWORDS: &[(&str, &str, Method, bool)] = &[
 ];
 
 impl AclTable {
-    /// An `acl NAME CRITERION ...` line (the words after `acl`).
-    pub fn add_line(&mut self, words: &[String], loader: &dyn Loader) -> Result<Warnings, String> {
+    /// An `acl NAME CRITERION ...` line (the words after `acl`). Returns the warnings and the
+    /// backends and servers the line names.
+    pub fn add_line(
+        &mut self,
+        words: &[String],
+        loader: &dyn Loader,
+    ) -> Result<(Warnings, Vec<Ref>), String> {
         let name = &words[0];
         if let Some(c) = name
             .chars()
@@ -183,6 +188,7 @@ impl AclTable {
                 words[1], words[2]
             ));
         }
+        let refs = expr.sample.refs();
         match self.acls.iter_mut().find(|a| a.name == *name) {
             Some(acl) => acl.exprs.push(expr),
             None => self.acls.push(Acl {
@@ -190,10 +196,11 @@ impl AclTable {
                 exprs: vec![expr],
             }),
         }
-        Ok(warnings)
+        Ok((warnings, refs))
     }
 
-    /// A condition: `if|unless` and its terms.
+    /// A condition: `if|unless` and its terms. Returns it with the warnings (the backends and
+    /// servers its anonymous ACLs name are in [`Self::refs_from`]).
     pub fn parse_cond(
         &mut self,
         words: &[String],
@@ -303,7 +310,21 @@ impl AclTable {
 
     /// The backends and servers the ACLs name.
     pub fn refs(&self) -> Vec<Ref> {
-        self.acls
+        self.refs_from(0)
+    }
+
+    /// How many ACLs the table holds (to find the ones a condition adds).
+    pub fn len(&self) -> usize {
+        self.acls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.acls.is_empty()
+    }
+
+    /// The backends and servers named by the ACLs from the `first`-th on.
+    pub fn refs_from(&self, first: usize) -> Vec<Ref> {
+        self.acls[first.min(self.acls.len())..]
             .iter()
             .flat_map(|a| a.exprs.iter().flat_map(|e| e.sample.refs()))
             .collect()

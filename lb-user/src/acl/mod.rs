@@ -197,7 +197,11 @@ pub struct FsLoader;
 
 impl Loader for FsLoader {
     fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        std::fs::read(path).map_err(|e| format!("cannot read '{path}': {e}"))
+        std::fs::read(path).map_err(|e| {
+            let e = e.to_string();
+            let e = e.split(" (os error").next().unwrap_or(&e);
+            format!("cannot read '{path}': {e}")
+        })
     }
 }
 

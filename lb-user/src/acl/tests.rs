@@ -440,11 +440,11 @@ fn parse_errors_name_the_word() {
 #[test]
 fn warnings_for_what_never_matches() {
     let mut t = AclTable::default();
-    let w = t
+    let (w, _) = t
         .add_line(&words("rate sc0_conn_rate gt 2"), &files())
         .unwrap();
     assert!(w[0].contains("not supported yet (stick tables)"), "{w:?}");
-    let w = t.add_line(&words("empty req.ssl_sni"), &files()).unwrap();
+    let (w, _) = t.add_line(&words("empty req.ssl_sni"), &files()).unwrap();
     assert!(w[0].contains("no pattern to match against"), "{w:?}");
     let (_, w) = t.parse_cond(&words("if HTTP_1.1"), &files()).unwrap();
     assert!(w[0].contains("HTTP-only"), "{w:?}");

@@ -151,7 +151,7 @@ impl Answer {
 /// or what came before the agent closed). The read is capped at [`BUF_CAP`] bytes.
 async fn fetch(t: &Target, send: Option<&[u8]>) -> Result<String, Outcome> {
     let whole = Instant::now() + t.inter;
-    let mut s = probe::connect(t.addr, t, whole).await?;
+    let mut s = probe::connect(t.addr, t, whole, None).await?;
     let deadline = probe::read_deadline(t, whole);
     if let Some(data) = send.filter(|d| !d.is_empty()) {
         match timeout_at(deadline, s.write_all(data)).await {
@@ -616,6 +616,8 @@ mod tests {
             connect_timeout: Duration::from_millis(inter_ms),
             read_timeout: None,
             inter: Duration::from_millis(inter_ms),
+            send_proxy: None,
+            proxy_version: crate::config::ProxyVersion::V1,
         }
     }
 

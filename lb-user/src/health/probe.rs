@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::{
-    CheckKind, ExpectPattern, HttpExpect, HttpExpectKind, MysqlVersion, TcpCheckRule,
+    CheckKind, ExpectPattern, HttpExpect, HttpExpectKind, MysqlVersion, ProxyVersion, TcpCheckRule,
 };
 
 /// HAProxy's check buffer size (`tune.bufsize`, 16 KiB): a server sending more costs no more.
@@ -63,6 +63,11 @@ pub struct Target {
     pub read_timeout: Option<Duration>,
     /// `inter`: the whole check's bound without `timeout check`.
     pub inter: Duration,
+    /// The PROXY header a default connect sends (`check-send-proxy`, or the server's
+    /// `send-proxy*` when neither `port` nor `addr` moves the check elsewhere, as HAProxy).
+    pub send_proxy: Option<ProxyVersion>,
+    /// The version a `tcp-check connect send-proxy` sends: the server's, else v1.
+    pub proxy_version: ProxyVersion,
 }
 
 /// A compiled `tcp-check` step (regexes built).
@@ -72,6 +77,10 @@ pub enum Step {
         port: Option<u16>,
         addr: Option<IpAddr>,
         linger: bool,
+        /// `send-proxy` on the rule.
+        send_proxy: bool,
+        /// The implicit connect, or `default`: the server's check settings apply.
+        default: bool,
     },
     Send(Vec<u8>),
     Expect {
@@ -189,15 +198,25 @@ impl Probe {
                 port: None,
                 addr: None,
                 linger: false,
+                send_proxy: false,
+                default: true,
             });
         }
         let mut l7 = false;
         for r in rules {
             steps.push(match r {
-                TcpCheckRule::Connect { port, addr, linger } => Step::Connect {
+                TcpCheckRule::Connect {
+                    port,
+                    addr,
+                    linger,
+                    send_proxy,
+                    default,
+                } => Step::Connect {
                     port: *port,
                     addr: *addr,
                     linger: *linger,
+                    send_proxy: *send_proxy,
+                    default: *default,
                 },
                 TcpCheckRule::Send(b) => Step::Send(b.clone()),
                 TcpCheckRule::Expect {
@@ -308,17 +327,40 @@ pub fn pgsql_packet(user: &str) -> Vec<u8> {
     p
 }
 
-/// Connects, bounded by `connect_timeout` and the whole-check deadline.
+/// Connects, bounded by `connect_timeout` and the whole-check deadline, and sends a PROXY
+/// header when `proxy` says so.
 pub(crate) async fn connect(
     addr: SocketAddr,
     t: &Target,
     deadline: Instant,
+    proxy: Option<ProxyVersion>,
 ) -> Result<TcpStream, Outcome> {
     let bound = (Instant::now() + t.connect_timeout).min(deadline);
-    match timeout_at(bound, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(Outcome::new(false, "L4CON", io_text(&e))),
-        Err(_) => Err(Outcome::new(false, "L4TOUT", "")),
+    let mut s = match timeout_at(bound, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
+        Err(_) => return Err(Outcome::new(false, "L4TOUT", "")),
+    };
+    if let Some(v) = proxy {
+        let header = check_proxy_header(&s, v);
+        match timeout_at(deadline, s.write_all(&header)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
+            Err(_) => return Err(Outcome::new(false, "L4TOUT", "")),
+        }
+    }
+    Ok(s)
+}
+
+/// The PROXY header of a check, as HAProxy sends it for a connection it starts: v1 with the
+/// check connection's own addresses, v2 `LOCAL`.
+fn check_proxy_header(s: &TcpStream, v: ProxyVersion) -> Vec<u8> {
+    match v {
+        ProxyVersion::V1 => {
+            let addrs = s.local_addr().ok().zip(s.peer_addr().ok());
+            crate::proxy_proto::v1(addrs)
+        }
+        ProxyVersion::V2 => crate::proxy_proto::v2(None, &crate::proxy_proto::V2Extras::default()),
     }
 }
 
@@ -378,13 +420,26 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
     for (i, step) in steps.iter().enumerate() {
         let n = i + 1;
         match step {
-            Step::Connect { port, addr, linger } => {
+            Step::Connect {
+                port,
+                addr,
+                linger,
+                send_proxy,
+                default,
+            } => {
                 if let Some((s, l)) = conn.take() {
                     close(s, l);
                 }
                 let target =
                     SocketAddr::new(addr.unwrap_or(t.addr.ip()), port.unwrap_or(t.addr.port()));
-                match connect(target, t, whole).await {
+                let proxy = if *send_proxy {
+                    Some(t.proxy_version)
+                } else if *default {
+                    t.send_proxy
+                } else {
+                    None
+                };
+                match connect(target, t, whole, proxy).await {
                     Ok(s) => conn = Some((s, *linger)),
                     Err(mut o) => {
                         if steps.len() > 1 {
@@ -545,7 +600,7 @@ fn mysql_error(p: &[u8]) -> Outcome {
 )]
 async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
-    let mut s = match connect(t.addr, t, whole).await {
+    let mut s = match connect(t.addr, t, whole, t.send_proxy).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -586,7 +641,7 @@ async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) 
 
 async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
-    let mut s = match connect(t.addr, t, whole).await {
+    let mut s = match connect(t.addr, t, whole, t.send_proxy).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -642,7 +697,7 @@ async fn run_http(
     started: Instant,
 ) -> Outcome {
     let whole = started + t.inter;
-    let mut s = match connect(t.addr, t, whole).await {
+    let mut s = match connect(t.addr, t, whole, t.send_proxy).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -755,6 +810,8 @@ pub(super) mod tests {
             connect_timeout: Duration::from_secs(1),
             read_timeout: read,
             inter: Duration::from_secs(2),
+            send_proxy: None,
+            proxy_version: ProxyVersion::V1,
         }
     }
 

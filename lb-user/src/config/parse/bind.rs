@@ -15,6 +15,8 @@ type ValueCheck = fn(&str) -> Result<(), String>;
 enum Handling {
     /// `name X`: kept on the [`Bind`].
     Name,
+    /// `accept-proxy`: kept on the [`Bind`].
+    AcceptProxy,
     /// Accepted but not acted on yet (listener options): the number of value words it takes,
     /// and the check of its value.
     NotYet(usize, Option<ValueCheck>),
@@ -65,7 +67,10 @@ const BIND_OPTIONS: &[BindOption] = &[
     flag("transparent"),
     flag("defer-accept"),
     flag("tfo"),
-    flag("accept-proxy"),
+    BindOption {
+        name: "accept-proxy",
+        handling: Handling::AcceptProxy,
+    },
     valued("accept-netscaler-cip"),
     flag("no-v6only"),
     flag("no-tfo"),
@@ -127,6 +132,7 @@ impl Parser {
     pub(super) fn bind_line(&mut self, px: &mut ProxyDraft, line: &Line) {
         let w = &line.words;
         let mut name = None;
+        let mut accept_proxy = false;
         let mut not_yet: Vec<&str> = Vec::new();
         let mut i = 2;
         let mut ok = true;
@@ -146,6 +152,11 @@ impl Parser {
                     };
                     name = Some(n.clone());
                     i += 2;
+                    continue;
+                }
+                Handling::AcceptProxy => {
+                    accept_proxy = true;
+                    i += 1;
                     continue;
                 }
                 Handling::NeedsTls => {
@@ -188,7 +199,7 @@ impl Parser {
             );
         }
         let addr = w[1].clone();
-        self.bind_addrs(px, &line.loc, &addr, name.as_ref());
+        self.bind_addrs(px, &line.loc, &addr, name.as_ref(), accept_proxy);
     }
 
     /// Adds the binds of one address text (`ADDR:PORT`, `ADDR:P1-P2`, `ADDR:P1,P2`, ...).
@@ -198,12 +209,14 @@ impl Parser {
         loc: &Loc,
         addr: &str,
         name: Option<&String>,
+        accept_proxy: bool,
     ) {
         match parse_bind_addrs(addr) {
             Ok(addrs) => px.binds.extend(addrs.into_iter().map(|addr| Bind {
                 loc: loc.clone(),
                 addr,
                 name: name.cloned(),
+                accept_proxy,
             })),
             Err(e) => self.diag.err(loc, format!("'bind': {e}")),
         }
