@@ -178,8 +178,9 @@ pub enum Pumped {
 }
 
 /// Waits for the server's next bytes (into `res`, up to `limit`) until `until`, meanwhile
-/// passing what the client sends on to the server (a protocol where the server answers only
-/// after more requests must not stall). Returns how many client bytes it passed on in `up`.
+/// passing what the client sends, and its FIN, on to the server (a server that answers only
+/// after more of the request, or after its end, must not stall). Counts the client bytes it
+/// passed on in `up`.
 pub async fn pump_until_response(
     client: &AsyncFd<OwnedFd>,
     server: &AsyncFd<OwnedFd>,
@@ -215,8 +216,14 @@ pub async fn pump_until_response(
                         *up += chunk.len() as u64;
                         chunk.clear();
                     }
-                    // The FIN stays readable: the data plane passes it on.
-                    Read::Eof => *client_eof = true,
+                    // The server may wait for the client's end before it answers: pass the FIN
+                    // on now (the data plane finds it again and passes it on harmlessly).
+                    Read::Eof => {
+                        *client_eof = true;
+                        if let Err(e) = sockopt::shutdown_write(server.get_ref().as_fd()) {
+                            return Pumped::Error(e);
+                        }
+                    }
                     Read::Error(e) => return Pumped::Error(e),
                     Read::Deadline | Read::Idle => {}
                 }

@@ -1123,12 +1123,16 @@ async fn serve(
         served.slot = Some(slot);
         return Some(served);
     }
+    // Bytes passed on before the data plane (for the counters), and bytes read from each
+    // socket (for the data plane's FIN accounting).
     let (mut pre_in, mut pre_out) = (served.bytes_in, 0u64);
+    let mut read = (head.len() as u64, 0u64);
     if sess.has_response_rules() {
         match respond(&mut sess, &client, &server).await {
             Ok((up, down)) => {
                 pre_in += up;
                 pre_out += down;
+                read = (read.0 + up, down);
             }
             Err((ending, up, down)) => {
                 served.ending = ending;
@@ -1139,16 +1143,8 @@ async fn serve(
             }
         }
     }
-    let report = forward(
-        gen,
-        frontend,
-        ctx,
-        &slot,
-        src,
-        client.into_inner(),
-        server.into_inner(),
-    )
-    .await;
+    let pair = (client.into_inner(), server.into_inner());
+    let report = forward(gen, frontend, ctx, &slot, src, pair, read).await;
     let (report_in, report_out) = (report.0.bytes_in + pre_in, report.0.bytes_out + pre_out);
     let c = slot.counters();
     c.bytes_in.fetch_add(report_in, Ordering::Relaxed);
@@ -1265,8 +1261,8 @@ async fn forward(
     ctx: &ThreadCtx,
     slot: &ServerSlot,
     client_addr: SocketAddr,
-    client: OwnedFd,
-    server: OwnedFd,
+    (client, server): (OwnedFd, OwnedFd),
+    pre: (u64, u64),
 ) -> (FlowReport, Killer) {
     let fe: &Frontend = &gen.config.frontends[frontend];
     let backend = slot.table().conf.clone();
@@ -1301,7 +1297,7 @@ async fn forward(
     let registered = Registered { ctx, id };
     let report: FlowReport = ctx
         .dataplane
-        .forward(client, server, FlowTimeouts::new(fe, &backend), &kill)
+        .forward(client, server, FlowTimeouts::new(fe, &backend), &kill, pre)
         .await;
     drop(registered);
     let killer = match killed_by.get() {

@@ -628,7 +628,25 @@ pub async fn forward(
     t: FlowTimeouts,
     kill: &KillSwitch,
 ) -> FlowReport {
-    if maps.hand_over_after.is_zero() {
+    forward_after(maps, client, server, t, kill, (0, 0)).await
+}
+
+/// [`forward`] for a pair lb already read `pre` bytes from (client, server) before handing it
+/// over (the rules' inspection of the first bytes, a PROXY header): the FIN accounting of
+/// trap 2 compares what the kernel redirected with everything each socket received, so it
+/// must know them. Such a pair always starts on splice, even with a zero `hand_over_after`:
+/// that read may have stopped inside an skb, and a socket entering the map with a partly read
+/// skb has the whole skb redirected, the part already read a second time; the splice phase
+/// hands over only with each source's queue read to the end.
+pub async fn forward_after(
+    maps: &Rc<ThreadMaps>,
+    client: OwnedFd,
+    server: OwnedFd,
+    t: FlowTimeouts,
+    kill: &KillSwitch,
+    pre: (u64, u64),
+) -> FlowReport {
+    if maps.hand_over_after.is_zero() && pre == (0, 0) {
         return forward_with_hook(maps, client, server, t, kill, &mut |_| {}).await;
     }
     let at = Instant::now() + maps.hand_over_after;
@@ -639,7 +657,7 @@ pub async fn forward(
         Spliced::Done(report) => return report,
         Spliced::HandOver(h) => h,
     };
-    let read = (h.bytes_in, h.bytes_out);
+    let read = (h.bytes_in + pre.0, h.bytes_out + pre.1);
     let mut report = in_kernel(
         maps,
         h.client,

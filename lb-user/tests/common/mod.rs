@@ -14,6 +14,7 @@
 pub mod data;
 pub mod health;
 pub mod ops;
+pub mod peers;
 pub mod scenarios;
 pub mod servers;
 pub mod stats;
