@@ -19,7 +19,7 @@ pub const V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// The longest v1 line, CRLF included (the specification's limit).
 pub const V1_MAX: usize = 107;
 /// v2 header before the addresses.
-const V2_HEADER: usize = 16;
+pub const V2_HEADER: usize = 16;
 /// v2 address block sizes.
 const V2_ADDR_INET: usize = 12;
 const V2_ADDR_INET6: usize = 36;
@@ -61,15 +61,22 @@ pub enum Refused {
     BadProto,
 }
 
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Refused {
+    /// HAProxy's message for it (its log line for the connection).
+    pub fn message(&self) -> &'static str {
+        match self {
             Refused::NotHeader => {
                 "Received something which does not look like a PROXY protocol header"
             }
             Refused::Bad => "Received an invalid PROXY protocol header",
             Refused::BadProto => "Received an unhandled protocol in the PROXY protocol header",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
     }
 }
 

@@ -285,8 +285,12 @@ impl Session {
     }
 
     /// The PROXY header phase; `None` once the header is read (the caller goes on).
+    ///
+    /// HAProxy decides on the first bytes it reads (it peeks, so it cannot wait for more once
+    /// something came): a header that is not whole by then is truncated, and fewer than 16
+    /// bytes that do not start a v1 line cannot be told from a short v2 header, so they are
+    /// truncated too. Only a client that sends nothing at all is waited for.
     fn handshake(&mut self, head: &[u8], eof: bool, now: Instant) -> Option<Step> {
-        let limit = self.gen.config.global.bufsize;
         let refused = |msg| {
             Some(Step::Reject(Rejected {
                 silent: false,
@@ -294,16 +298,15 @@ impl Session {
             }))
         };
         match proxy_proto::parse(head) {
+            Parsed::Incomplete if !head.is_empty() => refused(PRX_TRUNCATED),
+            Parsed::Refused(proxy_proto::Refused::NotHeader)
+                if head.len() < proxy_proto::V2_HEADER =>
+            {
+                refused(PRX_TRUNCATED)
+            }
             Parsed::Incomplete => {
                 if eof {
-                    return refused(if head.is_empty() {
-                        PRX_EMPTY
-                    } else {
-                        PRX_TRUNCATED
-                    });
-                }
-                if head.len() >= limit {
-                    return refused(PRX_TRUNCATED);
+                    return refused(PRX_EMPTY);
                 }
                 if self.handshake_deadline.is_some_and(|d| now >= d) {
                     return refused(PRX_TIMEOUT);
@@ -312,15 +315,7 @@ impl Session {
                     until: self.handshake_deadline,
                 })
             }
-            Parsed::Refused(r) => refused(match r {
-                proxy_proto::Refused::NotHeader => {
-                    "Received something which does not look like a PROXY protocol header"
-                }
-                proxy_proto::Refused::Bad => "Received an invalid PROXY protocol header",
-                proxy_proto::Refused::BadProto => {
-                    "Received an unhandled protocol in the PROXY protocol header"
-                }
-            }),
+            Parsed::Refused(r) => refused(r.message()),
             Parsed::Header(h) => {
                 self.consumed = h.len;
                 if let Some((s, d)) = h.addrs {

@@ -177,9 +177,9 @@ fn accept_proxy_takes_the_header_addresses() {
     let g = gen("frontend fe\n  bind 127.0.0.1:6379 accept-proxy\n  tcp-request content reject if { src 10.9.0.0/16 }\n  default_backend be\nbackend be\n  balance source\n  server s1 127.0.0.1:1\n");
     let t0 = Instant::now();
     let mut s = Session::accept(g.clone(), 0, sa(PEER), sa(LOCAL), t0).unwrap();
-    // The handshake waits at most `timeout client`.
+    // The handshake waits at most `timeout client` for the first bytes.
     assert_eq!(
-        s.feed(b"PROXY TCP4 ", false, t0),
+        s.feed(b"", false, t0),
         Step::Wait {
             until: Some(t0 + Duration::from_secs(5))
         }
@@ -230,10 +230,19 @@ fn bad_or_missing_proxy_headers_close_with_haproxys_messages() {
     );
     assert_eq!(why(b"", true, t0), Why::Handshake(PRX_EMPTY));
     assert_eq!(why(b"PROXY TC", true, t0), Why::Handshake(PRX_TRUNCATED));
-    let mut s = accept(&g).unwrap();
-    assert!(matches!(s.feed(b"PROXY TC", false, t0), Step::Wait { .. }));
+    // HAProxy decides on the first bytes: a header not whole by then is truncated, and so are
+    // fewer than 16 bytes of anything else (they could start a v2 header).
+    assert_eq!(why(b"PROXY TC", false, t0), Why::Handshake(PRX_TRUNCATED));
+    assert_eq!(why(b"PING\r\n", false, t0), Why::Handshake(PRX_TRUNCATED));
     assert_eq!(
-        s.feed(b"PROXY TC", false, t0 + Duration::from_secs(6)),
+        why(&proxy_proto::V2_SIG[..9], false, t0),
+        Why::Handshake(PRX_TRUNCATED)
+    );
+    // Only silence is waited for, until `timeout client` (5s here).
+    let mut s = accept(&g).unwrap();
+    assert!(matches!(s.feed(b"", false, t0), Step::Wait { .. }));
+    assert_eq!(
+        s.feed(b"", false, t0 + Duration::from_secs(6)),
         Step::Reject(Rejected {
             silent: false,
             why: Why::Handshake(PRX_TIMEOUT)

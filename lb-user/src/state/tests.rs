@@ -398,5 +398,8 @@ fn only_the_writer_writes() {
     let mut found = Vec::new();
     visit(&src, &mut found);
     found.retain(|p| !p.contains("/src/state/") && !p.contains("/src/table/"));
-    assert!(found.is_empty(), "server state written outside the writer: {found:?}");
+    assert!(
+        found.is_empty(),
+        "server state written outside the writer: {found:?}"
+    );
 }
