@@ -8,6 +8,12 @@ use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../lb-ebpf");
+    // aya-build passes every line the nested cargo writes to stderr on as a `cargo:warning`,
+    // so each build of lb printed ~40 "warning: lb-user@0.1.0: Compiling ..." lines. A quiet
+    // nested cargo prints no progress; its errors, and rustc's diagnostics (which aya-build
+    // reads from the JSON messages), still come through, so a failing eBPF build says why.
+    // Setting it here only affects that child: this process is a build script, one thread.
+    std::env::set_var("CARGO_TERM_QUIET", "true");
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "lb-ebpf",

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use tokio::io::unix::AsyncFd;
 
-use crate::config::{Backend, Config, Frontend, Keepalive, ProxyVersion};
+use crate::config::{Backend, BindOptions, Config, Frontend, Keepalive, ProxyVersion};
 use crate::conn_io;
 use crate::dataplane::sockmap::{MapIds, ThreadMaps};
 use crate::dataplane::{sockopt, Dataplane, FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
@@ -179,14 +179,11 @@ pub enum PlaneSetup {
 
 /// Creates a bound, listening socket with `SO_REUSEPORT` (one per thread and bind: the kernel
 /// spreads connections across them).
-pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+pub fn bind_listener(addr: SocketAddr, opts: &BindOptions) -> io::Result<TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
-    if addr.is_ipv6() && addr.ip().is_unspecified() {
-        // `[::]:port` takes IPv4 too, as HAProxy's `v4v6` default on Linux does.
-        sock.set_only_v6(false)?;
-    }
+    sockopt::apply_bind_options(&sock, addr, opts, BACKLOG)?;
     sock.bind(&addr.into())?;
     sock.listen(BACKLOG)?;
     Ok(sock.into())
@@ -239,8 +236,9 @@ impl Listeners {
                 if self.by_addr.contains_key(&bind.addr) {
                     continue;
                 }
-                let bound: io::Result<Vec<TcpListener>> =
-                    (0..threads).map(|_| bind_listener(bind.addr)).collect();
+                let bound: io::Result<Vec<TcpListener>> = (0..threads)
+                    .map(|_| bind_listener(bind.addr, &bind.opts))
+                    .collect();
                 match bound {
                     Ok(socks) => {
                         self.by_addr.insert(bind.addr, socks);
@@ -610,6 +608,7 @@ async fn connect_with_retries(
     table: &Arc<BackendTable>,
     be: &Backend,
     client: SocketAddr,
+    dst_port: u16,
     mut slot: ServerSlot,
     tries: &mut ConnectTries,
 ) -> Result<(ServerSlot, OwnedFd), String> {
@@ -617,7 +616,7 @@ async fn connect_with_retries(
     let mut attempt = 0u32;
     loop {
         let started = tokio::time::Instant::now();
-        let result = connect(slot.addr(), &be.keepalive, be.timeouts.connect).await;
+        let result = connect(slot.target(dst_port), &be.keepalive, be.timeouts.connect).await;
         let backend = (be.id as usize).saturating_sub(1);
         gen.passive
             .connect_result(backend, slot.index(), result.is_ok());
@@ -1083,7 +1082,15 @@ async fn serve(
     let _be_session = gen.be_stats[b].enter();
     served.tw = Some(ms_since(queued_at));
     let connecting = Instant::now();
-    let connected = connect_with_retries(gen, table, be, src, slot, &mut served.tries).await;
+    // Servers without a port of their own take the one the client connected to (the PROXY
+    // header's, with `accept-proxy`, as in HAProxy).
+    let dst_port = if be.maps_ports() {
+        sess.dst().port()
+    } else {
+        0
+    };
+    let connected =
+        connect_with_retries(gen, table, be, src, dst_port, slot, &mut served.tries).await;
     let (slot, server) = match connected {
         Ok(x) => x,
         Err(reason) => {

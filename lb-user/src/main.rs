@@ -34,9 +34,14 @@ struct Cli {
         help = "Check the configuration and exit: 0 if valid, else every error as FILE:LINE: message"
     )]
     check: bool,
-    /// Write the process id to this file at start (removed at exit).
+    /// Write the process id to this file once ready (removed at exit); overrides the global
+    /// `pidfile`.
     #[arg(short = 'p', value_name = "PIDFILE")]
     pidfile: Option<PathBuf>,
+    /// Run in the background (as the global `daemon`): the command returns once lb serves, with
+    /// the pid file written.
+    #[arg(short = 'D')]
+    daemon: bool,
     /// Data plane: `auto` uses sockmap when the kernel and privileges allow, else splice.
     #[arg(long, value_enum, default_value_t = DataplaneChoice::Auto)]
     dataplane: DataplaneChoice,
@@ -105,7 +110,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let (config, text) = lb_user::demo::start(port)?;
         println!("{text}");
         let plane = (dataplane, Duration::from_millis(cli.sockmap_after));
-        return serve(config, plane, &[], cli.pidfile.as_deref());
+        return serve(config, plane, &[], cli);
     }
     if cli.files.is_empty() {
         bail!("no configuration file: use -f FILE (or `lb demo`); see --help");
@@ -131,17 +136,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let plane = (cli.dataplane, Duration::from_millis(cli.sockmap_after));
-    serve(config, plane, &cli.files, cli.pidfile.as_deref())
+    serve(config, plane, &cli.files, cli)
 }
 
 /// The start line of the sockmap data plane, with when flows enter the kernel.
-fn log_sockmap(after: Duration) {
+fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
+    let backlog = ids.backlog() >> 10;
     if after.is_zero() {
-        log::info!("data plane: sockmap (eBPF stream verdict, flows spliced in the kernel)");
+        log::info!(
+            "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel, at most \
+             {backlog} KiB in flight per direction)"
+        );
     } else {
         log::info!(
             "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel after {} ms \
-             on splice)",
+             on splice, at most {backlog} KiB in flight per direction)",
             after.as_millis()
         );
     }
@@ -157,8 +166,21 @@ fn maxconn_for(config: &Config) -> u32 {
     // SAFETY: getrlimit/setrlimit read and write the struct we pass.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
+        match config.global.ulimit_n {
+            // `ulimit-n`: soft and hard, as HAProxy.
+            Some(n) => {
+                lim.rlim_cur = libc::rlim_t::from(n);
+                lim.rlim_max = lim.rlim_max.max(libc::rlim_t::from(n));
+            }
+            None => lim.rlim_cur = lim.rlim_max,
+        }
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) != 0 {
+            log::warn!(
+                "cannot set RLIMIT_NOFILE to {}: {}",
+                lim.rlim_cur,
+                std::io::Error::last_os_error()
+            );
+        }
         libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim);
     }
     let by_fds = (lim.rlim_cur.saturating_sub(64) / 6).clamp(1, u64::from(u32::MAX)) as u32;
@@ -181,8 +203,14 @@ fn serve(
     config: Config,
     (choice, sockmap_after): (DataplaneChoice, Duration),
     files: &[PathBuf],
-    pidfile: Option<&Path>,
+    cli: &Cli,
 ) -> anyhow::Result<()> {
+    let pidfile = cli
+        .pidfile
+        .clone()
+        .or_else(|| config.global.pidfile.clone());
+    // The demo has started its backends' threads already: it never forks.
+    let daemon = (cli.daemon || config.global.daemon) && !files.is_empty();
     let threads = config.global.nbthread.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -194,17 +222,89 @@ fn serve(
     let (mut listeners, inboxes) = Listeners::new(flow_inboxes);
     // Bind first: errors (address in use, permission) stop the start with a clear message.
     let new = listeners.bind_new(&config).map_err(anyhow::Error::msg)?;
-    let (plane, _loaded) = load_plane(choice, sockmap_after)?;
+    let backlog = config
+        .global
+        .sockmap_backlog
+        .unwrap_or(lb_common::DEFAULT_BACKLOG);
+    let (plane, _loaded) = load_plane(choice, sockmap_after, backlog)?;
     let maxconn = maxconn_for(&config);
+    lb_user::dataplane::splice::set_maxpipes(config.global.maxpipes);
     let gen = Generation::first(
         Arc::new(config),
         maxconn,
         logs,
         Process::new(flows, threads),
     );
-    // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
-    // control thread from whatever generation is current.
-    let stats_listeners = lb_user::stats::http::bind(&gen)?;
+    // The server-state file, before any check or connection sees the servers.
+    lb_user::state::file::load_configured(&gen);
+    let (stats_listeners, sockets) = bind_control(&gen)?;
+    let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
+    // Still one thread: the last moment to fork. Everything is bound and loaded.
+    let ready = if daemon {
+        Some(daemonize(pidfile.as_deref())?)
+    } else {
+        None
+    };
+    if let Some(dir) = &gen.config.global.chroot {
+        enter_chroot(dir, privileges.as_ref())?;
+    }
+    let current: Current = Arc::new(ArcSwap::new(gen.clone()));
+    block_signals()?;
+    if privileges.is_some() {
+        lb_user::privileges::arm();
+    }
+    let checkers = lb_user::health::start(&gen).context("health checks")?;
+    let _control = lb_user::admin::spawn_control_thread(current.clone(), stats_listeners, sockets)?;
+    spawn_threads(inboxes, plane)?;
+    if let Some(plan) = &privileges {
+        drop_privileges(plan, threads)?;
+    }
+    // Resolvers run unprivileged, after the drop.
+    let resolvers = lb_user::dns::start(&gen)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .context("cannot start the control runtime")?;
+    rt.block_on(listeners.switch(listeners.plans(&gen, &new)?));
+    lb_user::state::resume(&gen);
+    for fe in &gen.config.frontends {
+        for b in &fe.binds {
+            log::info!("frontend '{}': listening on {}", fe.name, b.addr);
+        }
+    }
+    // A daemon's pid file is written by its parent (it knows the pid before it returns).
+    let _pidfile = match (&ready, pidfile) {
+        (None, Some(p)) => Some(PidFile::create(&p)?),
+        (Some(_), Some(p)) => Some(PidFile(p)),
+        (_, None) => None,
+    };
+    log::info!("lb ready: {threads} threads, maxconn {maxconn}");
+    if let Some(ready) = ready {
+        ready.tell();
+    }
+    let running = Running {
+        gen,
+        _checkers: checkers,
+        _resolvers: resolvers,
+    };
+    serve_signals(running, &current, files, &mut listeners, &rt)?;
+    for p in socket_paths {
+        // The control thread ends with the process; its socket files should not outlive it.
+        let _ = lb_user::outside::remove_file(&p);
+    }
+    Ok(())
+}
+
+/// The stats pages' listeners (by stats section) and the runtime API sockets.
+type ControlSockets = (
+    Vec<(usize, std::net::TcpListener)>,
+    Vec<lb_user::admin::BoundSocket>,
+);
+
+/// Binds the stats pages and runtime API sockets (errors stop the start); the control thread
+/// serves them from whatever generation is current.
+fn bind_control(gen: &Generation) -> anyhow::Result<ControlSockets> {
+    let stats_listeners = lb_user::stats::http::bind(gen)?;
     let sockets = gen
         .config
         .global
@@ -220,14 +320,12 @@ fn serve(
             log::info!("stats '{}': listening on {}", st.name, b.addr);
         }
     }
-    let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
-    let current: Current = Arc::new(ArcSwap::new(gen.clone()));
-    block_signals()?;
-    if privileges.is_some() {
-        lb_user::privileges::arm();
-    }
-    let checkers = lb_user::health::start(&gen).context("health checks")?;
-    let _control = lb_user::admin::spawn_control_thread(current.clone(), stats_listeners, sockets)?;
+    Ok((stats_listeners, sockets))
+}
+
+/// Starts the accept threads, inbox `i` to thread `i`.
+fn spawn_threads(inboxes: Vec<listener::ThreadInbox>, plane: PlaneSetup) -> anyhow::Result<()> {
+    let threads = inboxes.len();
     for (thread, inbox) in inboxes.into_iter().enumerate() {
         std::thread::Builder::new()
             .name(format!("lb-{thread}"))
@@ -239,74 +337,65 @@ fn serve(
             })
             .context("cannot start a thread")?;
     }
-    if let Some(plan) = &privileges {
-        lb_user::privileges::drop_after_threads(plan, threads)?;
-        log::info!(
-            "dropped privileges: now {}",
-            lb_user::privileges::describe(plan)
+    Ok(())
+}
+
+/// `user`/`group`: drops once every thread has opened what needs privileges.
+fn drop_privileges(plan: &lb_user::privileges::Plan, threads: usize) -> anyhow::Result<()> {
+    lb_user::privileges::drop_after_threads(plan, threads)?;
+    log::info!(
+        "dropped privileges: now {}",
+        lb_user::privileges::describe(plan)
+    );
+    if plan.uid.is_some() && plan.gid.is_none() {
+        log::warn!(
+            "global 'user' without 'group': the group stays as it was (HAProxy does the same); \
+             add 'group' to drop it too"
         );
-        if plan.uid.is_some() && plan.gid.is_none() {
-            log::warn!(
-                "global 'user' without 'group': the group stays as it was (HAProxy does the \
-                 same); add 'group' to drop it too"
-            );
-        }
     }
-    // Resolvers run unprivileged, after the drop.
-    let resolvers = lb_user::dns::start(&gen)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .context("cannot start the control runtime")?;
-    rt.block_on(listeners.switch(listeners.plans(&gen, &new)?));
-    lb_user::state::resume(&gen);
-    for fe in &gen.config.frontends {
-        for b in &fe.binds {
-            log::info!("frontend '{}': listening on {}", fe.name, b.addr);
-        }
-    }
-    let _pidfile = pidfile.map(PidFile::create).transpose()?;
-    log::info!("lb ready: {threads} threads, maxconn {maxconn}");
-    let mut running = Running {
-        gen,
-        _checkers: checkers,
-        _resolvers: resolvers,
-    };
+    Ok(())
+}
+
+/// Serves signals until a stop: SIGHUP reloads (the old generation's checkers and resolvers
+/// stop as it is replaced), SIGTERM/SIGINT stop listening and return.
+fn serve_signals(
+    mut running: Running,
+    current: &Current,
+    files: &[PathBuf],
+    listeners: &mut Listeners,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
     loop {
         let sig = wait_signal()?;
-        if sig == Signal::SIGHUP {
-            if files.is_empty() {
-                log::warn!("SIGHUP: nothing to reload (no -f files)");
-                continue;
-            }
-            if let Some(next) = reload(files, &mut listeners, &running.gen, &rt) {
-                current.store(next.clone());
-                running.gen.retire();
-                listeners.close_removed(&next.config);
-                lb_user::state::resume(&next);
-                match Running::start(next) {
-                    // The old generation's checkers and resolvers stop as it is dropped.
-                    Ok(r) => running = r,
-                    Err(e) => log::error!("reload: {e:#}"),
-                }
-            }
+        if sig != Signal::SIGHUP {
+            log::info!("received {sig}, stopping");
+            listeners.close_all();
+            return Ok(());
+        }
+        if files.is_empty() {
+            log::warn!("SIGHUP: nothing to reload (no -f files)");
             continue;
         }
-        log::info!("received {sig}, stopping");
-        listeners.close_all();
-        for p in socket_paths {
-            // The control thread ends with the process; its socket files should not outlive it.
-            let _ = std::fs::remove_file(p);
+        if let Some(next) = reload(files, listeners, &running.gen, rt) {
+            current.store(next.clone());
+            running.gen.retire();
+            listeners.close_removed(&next.config);
+            lb_user::state::resume(&next);
+            match Running::start(next) {
+                Ok(r) => running = r,
+                Err(e) => log::error!("reload: {e:#}"),
+            }
         }
-        return Ok(());
     }
 }
 
 /// Loads the data plane `--dataplane` asks for; with `auto`, sockmap when it loads, else
 /// splice. The loaded program must stay alive as long as the process serves.
+/// `backlog`: `tune.lb.sockmap-backlog` (bytes), the sockmap plane's bound per direction.
 fn load_plane(
     choice: DataplaneChoice,
     sockmap_after: Duration,
+    backlog: u64,
 ) -> anyhow::Result<(PlaneSetup, Option<sockmap::Loaded>)> {
     Ok(match choice {
         DataplaneChoice::Splice => {
@@ -315,19 +404,15 @@ fn load_plane(
         }
         DataplaneChoice::Sockmap => {
             let loaded = sockmap::load().context("--dataplane sockmap")?;
-            log_sockmap(sockmap_after);
-            (
-                PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
-                Some(loaded),
-            )
+            let ids = loaded.map_ids().with_backlog(backlog);
+            log_sockmap(sockmap_after, ids);
+            (PlaneSetup::Sockmap(ids, sockmap_after), Some(loaded))
         }
         DataplaneChoice::Auto => match sockmap::load() {
             Ok(loaded) => {
-                log_sockmap(sockmap_after);
-                (
-                    PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
-                    Some(loaded),
-                )
+                let ids = loaded.map_ids().with_backlog(backlog);
+                log_sockmap(sockmap_after, ids);
+                (PlaneSetup::Sockmap(ids, sockmap_after), Some(loaded))
             }
             Err(e) => {
                 log::warn!(
@@ -428,6 +513,7 @@ fn reload(
     };
     rt.block_on(listeners.switch(plans));
     lb_user::logging::activate(&next.logs);
+    lb_user::dataplane::splice::set_maxpipes(next.config.global.maxpipes);
     log::info!(
         "reload done: generation {} serves {} frontend(s) and {} backend(s)",
         next.number,
@@ -442,7 +528,7 @@ struct PidFile(PathBuf);
 
 impl PidFile {
     fn create(path: &Path) -> anyhow::Result<Self> {
-        std::fs::write(path, format!("{}\n", std::process::id()))
+        lb_user::outside::write(path, format!("{}\n", std::process::id()).as_bytes())
             .with_context(|| format!("cannot write pid file {}", path.display()))?;
         Ok(Self(path.to_path_buf()))
     }
@@ -450,8 +536,83 @@ impl PidFile {
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = lb_user::outside::remove_file(&self.0);
     }
+}
+
+/// The daemon's end of the pipe its parent waits on: [`Ready::tell`] once lb serves. If the
+/// daemon dies before, the parent reads end-of-file and exits with an error.
+struct Ready(std::fs::File);
+
+impl Ready {
+    fn tell(mut self) {
+        use std::io::Write as _;
+        let _ = self.0.write_all(b"R");
+    }
+}
+
+/// `daemon`: forks; the parent waits until the child serves (or fails), writes the child's
+/// pid to `pidfile` and exits; the child starts its own session and points stdin, stdout and
+/// stderr at /dev/null, as `HAProxy` does (logs go to the `log` targets). Must run while lb has
+/// one thread.
+fn daemonize(pidfile: Option<&Path>) -> anyhow::Result<Ready> {
+    use std::io::Read as _;
+    let (r, w) = nix::unistd::pipe().context("pipe")?;
+    // SAFETY: one thread (the caller's contract), so the child may go on running lb.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("fork"),
+        0 => {
+            drop(r);
+            nix::unistd::setsid().context("setsid")?;
+            // SAFETY: /dev/null is opened, duplicated onto 0, 1 and 2, and closed.
+            unsafe {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if null >= 0 {
+                    for fd in 0..3 {
+                        libc::dup2(null, fd);
+                    }
+                    if null > 2 {
+                        libc::close(null);
+                    }
+                }
+            }
+            Ok(Ready(std::fs::File::from(w)))
+        }
+        child => {
+            drop(w);
+            let mut byte = [0u8; 1];
+            let n = std::fs::File::from(r).read(&mut byte).unwrap_or(0);
+            if n == 0 {
+                eprintln!("lb: the daemon stopped before it was ready (see its log targets)");
+                // SAFETY: exits the parent without running the child's share of destructors.
+                unsafe { libc::_exit(1) }
+            }
+            if let Some(p) = pidfile {
+                if let Err(e) = std::fs::write(p, format!("{child}\n")) {
+                    eprintln!("lb: cannot write pid file {}: {e}", p.display());
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(1) }
+                }
+            }
+            // SAFETY: as above: the parent's job is done; the daemon owns every resource.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// `chroot DIR`: starts the helper that keeps the host's view for reloads (see
+/// `lb_user::outside`), then enters DIR. After binding and loading BPF, before any thread.
+fn enter_chroot(dir: &Path, privileges: Option<&lb_user::privileges::Plan>) -> anyhow::Result<()> {
+    let plan = privileges.cloned();
+    lb_user::outside::start(move || {
+        plan.as_ref()
+            .is_none_or(|p| lb_user::privileges::apply(p).is_ok())
+    })
+    .context("chroot: cannot start the helper")?;
+    lb_user::outside::enter_chroot(dir)
+        .with_context(|| format!("cannot chroot to {}", dir.display()))?;
+    log::info!("chroot: serving inside {}", dir.display());
+    Ok(())
 }
 
 /// The signals lb handles: SIGTERM/SIGINT stop, SIGHUP reloads.

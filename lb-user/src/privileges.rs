@@ -238,6 +238,13 @@ mod tests {
             server_state_base: None,
             bufsize: 16384,
             maxrewrite: 1024,
+            pidfile: None,
+            chroot: None,
+            maxpipes: None,
+            node: None,
+            description: None,
+            ulimit_n: None,
+            sockmap_backlog: None,
         }
     }
 

@@ -387,6 +387,15 @@ fn maxconn_queue_limits_and_keeps_order(dataplane: &str) {
         .collect();
     served.sort();
     let order: Vec<String> = served.into_iter().map(|(_, id)| id).collect();
-    let want: Vec<String> = (0..CLIENTS).map(|i| format!("c{i}")).collect();
-    assert_eq!(order, want, "served order differs from connect order");
+    // lb hands freed slots out in queue order; two slots freed together (maxconn 2) are
+    // granted in order, but their connects may reach the server in either order. So each
+    // client is at most one place from its connect order, and the order is otherwise kept.
+    assert_eq!(order.len(), CLIENTS, "{order:?}");
+    for (pos, id) in order.iter().enumerate() {
+        let i: usize = id[1..].parse().unwrap();
+        assert!(
+            i.abs_diff(pos) <= 1,
+            "served order differs from connect order beyond a swap of two: {order:?}"
+        );
+    }
 }

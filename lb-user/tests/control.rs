@@ -361,13 +361,14 @@ fn maxconn_spans_generations() {
     let fe = free_port();
     let cfg = || {
         format!(
-            "global\n    maxconn 2\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\nbackend be\n    server s {}\n",
+            "global\n    maxconn 2\n    nbthread 1\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\nbackend be\n    server s {}\n",
             s.addr
         )
     };
     let mut lb = Lb::start(&cfg(), "splice");
     // Fill up: at the limit, an accept loop already waiting in accept takes one more (at most
-    // one per thread), then new clients wait in the backlog.
+    // one per thread: one thread here, so the limit is exact after that), then new clients
+    // wait in the backlog.
     let mut held = Vec::new();
     let pending = loop {
         let mut c = TcpStream::connect(local(fe)).unwrap();
@@ -635,4 +636,71 @@ impl Agent {
     fn say(&self, text: &str) {
         text.clone_into(&mut self.line.lock().unwrap());
     }
+}
+
+/// HAProxy's way across a restart: `show servers state` saved to `server-state-file`, lb
+/// started again with `load-server-state-from-file global`: MAINT, a weight set at run time,
+/// a server its checks held DOWN, and (`init-addr last`) an address that only the file knows
+/// come back before any check or connection. A bad line is named and skipped.
+#[test]
+fn server_state_file_survives_a_restart() {
+    let s1 = Backend::ident("s1");
+    let s2 = Backend::ident("s2");
+    let s3 = Backend::ident("s3");
+    let s4 = Backend::ident("s4");
+    let dir = SockDir::new("statefile");
+    let state = dir.path.join("state");
+    let fe = free_port();
+    let cfg = format!(
+        "global\n    maxconn 4096\n    stats socket {} level admin\n    server-state-base {}\n    server-state-file state\n{DEFAULTS}\n\
+         frontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\n\
+         backend be\n    load-server-state-from-file global\n\
+         \x20   server s1 {}\n    server s2 {} check inter 5s\n    server s3 {} weight 10\n\
+         \x20   server s4 nowhere.invalid:{} init-addr last,127.0.0.9\n",
+        dir.sock("admin.sock").display(),
+        dir.path.display(),
+        s1.addr,
+        s2.addr,
+        s3.addr,
+        s4.addr.port(),
+    );
+    let mut lb = Lb::start(&cfg, "splice");
+    let sock = dir.sock("admin.sock");
+    assert_eq!(cli(&sock, "set server be/s1 state maint"), "\n");
+    assert_eq!(cli(&sock, "set weight be/s3 3"), "\n");
+    assert_eq!(
+        cli(&sock, "set server be/s4 addr 127.0.0.1"),
+        "IP changed from '127.0.0.9' to '127.0.0.1' by 'stats socket command'\n\n"
+    );
+    assert_eq!(cli(&sock, "set server be/s2 health down"), "\n");
+    let saved = cli(&sock, "show servers state");
+    // A line the file can't use is reported and skipped; the others still apply.
+    std::fs::write(&state, saved.trim_end().to_owned() + "\n1 be 9 s9 bogus\n").unwrap();
+    lb.stop();
+
+    let lb = Lb::start(&cfg, "splice");
+    // s2's check passes, but one success is not `rise`: still DOWN as the file left it.
+    assert_eq!(status(&sock, "s1"), "MAINT");
+    assert!(
+        status(&sock, "s2").starts_with("DOWN"),
+        "{}",
+        status(&sock, "s2")
+    );
+    assert_eq!(cli(&sock, "get weight be/s3"), "3 (initial 10)\n\n");
+    assert_eq!(
+        col(&row(&sock, "s4"), "addr"),
+        format!("127.0.0.1:{}", s4.addr.port())
+    );
+    assert!(
+        lb.find_log(&format!("server-state file {}:", state.display()))
+            .is_some_and(|l| l.contains(":7: 5 fields")),
+        "{:#?}",
+        lb.logs()
+    );
+    let fe = local(fe);
+    for _ in 0..6 {
+        let who = scenarios::who(fe).unwrap();
+        assert!(who == "s3" || who == "s4", "{who}");
+    }
+    assert_eq!(s1.accepted(), 0);
 }

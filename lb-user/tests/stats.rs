@@ -275,6 +275,73 @@ fn csv_has_haproxy_columns_and_rows() {
     );
 }
 
+/// The cells of the page's row for `server` (`be/NAME`), tags stripped.
+fn page_cells(page: &str, server: &str) -> Vec<String> {
+    let anchor = format!("name=\"be/{server}\"");
+    let row = page
+        .lines()
+        .find(|l| l.contains(&anchor))
+        .unwrap_or_else(|| panic!("no row for {server}"));
+    row.split("<td")
+        .skip(1)
+        .map(|cell| {
+            let inner = &cell[cell.find('>').map_or(0, |i| i + 1)..];
+            let inner = inner.split("</td>").next().unwrap_or("");
+            // Drop the nested tags (the server's link) and keep the text.
+            let mut text = String::new();
+            let mut in_tag = false;
+            for ch in inner.chars() {
+                match ch {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            text
+        })
+        .collect()
+}
+
+/// The page's "Last" cell: after the checkbox and name cells, Queue (3), Session rate (3),
+/// Sessions Cur/Max/Limit/Total/LbTot (5).
+const LAST_CELL: usize = 13;
+
+#[test]
+fn last_session_age_in_csv_and_page() {
+    let s = start("");
+    let csv = |name: &str| {
+        let (_, rows) = parse_csv(&get(s.stats, "/stats;csv", AUTH).text());
+        let row = rows
+            .iter()
+            .find(|r| col(r, "svname") == name)
+            .unwrap_or_else(|| panic!("no row {name}"));
+        col(row, "lastsess").to_owned()
+    };
+    // No session yet: -1, and HAProxy's "?" on the page; the frontend has no such field.
+    for name in ["s1", "s2", "BACKEND"] {
+        assert_eq!(csv(name), "-1", "{name}");
+    }
+    assert_eq!(csv("FRONTEND"), "");
+    let page = get(s.stats, "/stats", AUTH).text();
+    assert_eq!(page_cells(&page, "s1")[LAST_CELL], "?");
+    // One connection: round robin over weights 1/2 starts with s2.
+    assert_eq!(scenarios::who(s.fe).unwrap(), "s2");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while csv("s2") != "2" {
+        assert!(Instant::now() < deadline, "s2 lastsess {}", csv("s2"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = get(s.stats, "/stats", AUTH).text();
+    let last = &page_cells(&page, "s2")[LAST_CELL];
+    assert!(last == "2s" || last == "3s", "s2's Last cell: {last:?}");
+    assert_eq!(page_cells(&page, "s1")[LAST_CELL], "?");
+    assert_eq!(csv("s1"), "-1");
+    // The backend's last session is its servers' latest.
+    let be: i64 = csv("BACKEND").parse().unwrap();
+    assert!((2..=3).contains(&be), "BACKEND lastsess {be}");
+}
+
 #[test]
 fn metrics_pass_promtool() {
     let s = start("");

@@ -52,7 +52,7 @@ pub struct BoundSocket {
 
 impl Drop for BoundSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.conf.path);
+        let _ = crate::outside::remove_file(&self.conf.path);
     }
 }
 

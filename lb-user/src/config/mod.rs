@@ -10,6 +10,7 @@ mod lex;
 mod model;
 mod parse;
 mod scalar;
+pub mod state_file;
 #[cfg(test)]
 mod tests;
 
@@ -58,7 +59,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut texts = Vec::new();
     for path in paths {
-        match std::fs::read(path) {
+        match crate::outside::read(path) {
             Ok(bytes) => texts.push((Arc::new(path.clone()), bytes)),
             Err(e) => errors.push(ConfigError {
                 loc: None,

@@ -69,7 +69,8 @@ pub struct Global {
     pub user: Option<String>,
     /// `group` (name or numeric gid) to drop to after binding.
     pub group: Option<String>,
-    /// `daemon`: fork into the background.
+    /// `daemon` (or `-D`): fork into the background once bound, the parent writing the pid file
+    /// and exiting.
     pub daemon: bool,
     /// `log` lines of the global section, in order.
     pub logs: Vec<LogTarget>,
@@ -106,6 +107,25 @@ pub struct Global {
     /// (default 1024, at most half the buffer): content rules see at most `bufsize -
     /// maxrewrite` bytes, as in HAProxy.
     pub maxrewrite: usize,
+    /// `pidfile PATH`: where the process id is written at start (`-p` overrides it).
+    pub pidfile: Option<PathBuf>,
+    /// `chroot DIR`: entered after binding and loading the BPF program, before serving.
+    pub chroot: Option<PathBuf>,
+    /// `maxpipes N`: the most splice pipes open at once, process-wide. `None` = no limit of
+    /// lb's own (HAProxy's default is maxconn/4; lb's flows lease pipes only while bytes move).
+    pub maxpipes: Option<u32>,
+    /// `node NAME`: this node's name, shown by `stats show-node`. `None` = the host name.
+    pub node: Option<String>,
+    /// `description TEXT`: shown by `stats show-desc`.
+    pub description: Option<String>,
+    /// `ulimit-n N`: `RLIMIT_NOFILE` set at start (soft and hard), as HAProxy. `None` = the soft
+    /// limit is raised to the hard one.
+    pub ulimit_n: Option<u32>,
+    /// `tune.lb.sockmap-backlog SIZE` (an lb extension): the bytes one direction of a flow in
+    /// the kernel maps may have forwarded and not yet taken by the receiving socket, past which
+    /// lb stops forwarding it in the kernel (see the README's sockmap section). At least 64 KiB.
+    /// `None` (the default) = 4 MiB. Read at start.
+    pub sockmap_backlog: Option<u64>,
 }
 
 impl Global {
@@ -243,8 +263,16 @@ pub struct StatsProxy {
     /// `stats admin if TRUE` (or `if { http_auth(L) }`): authenticated users may change
     /// server states from the page.
     pub admin: bool,
-    /// `stats hide-version`.
+    /// `stats hide-version`: no version in the page's title.
     pub hide_version: bool,
+    /// `stats show-legends`: each server's address, check and settings in a tooltip.
+    pub show_legends: bool,
+    /// `stats show-node [NAME]`: the node name in the page's heading; `Some("")` = the global
+    /// `node`, else the host name.
+    pub show_node: Option<String>,
+    /// `stats show-desc [TEXT]`: a description in the heading; `Some("")` = the global
+    /// `description`.
+    pub show_desc: Option<String>,
     /// Path of the Prometheus exporter (`use-service prometheus-exporter if { path P }`);
     /// `Some("")` = every path that is not the stats page.
     pub prometheus: Option<String>,
@@ -319,6 +347,26 @@ pub struct Bind {
     /// `accept-proxy`: every connection starts with a PROXY protocol header (v1 or v2), whose
     /// addresses replace the connection's own.
     pub accept_proxy: bool,
+    /// Socket options of the listener.
+    pub opts: BindOptions,
+}
+
+/// The socket options a `bind` line asks for, applied where the listener is created
+/// (`listener::bind_listener`). They take effect when an address is first bound: a reload
+/// keeps the listening socket of an address it keeps, options included.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BindOptions {
+    /// `v6only` (`Some(true)`) or `v4v6` (`Some(false)`): `IPV6_V6ONLY`. `None` = lb's default:
+    /// `[::]` takes IPv4 too (Linux's default, which HAProxy keeps).
+    pub v6only: Option<bool>,
+    /// `defer-accept`: `TCP_DEFER_ACCEPT` of 1 s (a connection is accepted once it has data).
+    pub defer_accept: bool,
+    /// `tfo`: `TCP_FASTOPEN` with the listen backlog as queue length.
+    pub tfo: bool,
+    /// `interface NAME`: `SO_BINDTODEVICE`.
+    pub interface: Option<String>,
+    /// `transparent`: `IP_TRANSPARENT`/`IPV6_TRANSPARENT` (binding foreign addresses, TPROXY).
+    pub transparent: bool,
 }
 
 /// A `frontend`, or the frontend half of a `listen`.
@@ -361,20 +409,58 @@ pub enum Balance {
     LeastConn,
     /// Lowest server id that is below its maxconn.
     First,
-    /// Hash of the client address (`hash-type` chooses map-based or consistent).
+    /// Hash of the client address (`hash-type` chooses map-based, consistent or maglev).
     Source,
+    /// `balance hash <expr>`: hash of a sample; lb knows the expression `src` (the client
+    /// address as bytes, hashed with the `hash-type` function).
+    Hash(HashExpr),
     /// `random[(N)]`: power of N choices (N = `draws`, default 2).
     Random { draws: u32 },
 }
 
-/// `hash-type`.
+/// The sample expressions of `balance hash <expr>` that lb evaluates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashExpr {
+    /// `src`: the client's address, 4 bytes (IPv4) or 16 (IPv6), network order.
+    Src,
+}
+
+/// `hash-type <method> [<function> [avalanche]]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum HashType {
-    /// Default: hash modulo the total weight; most clients move when a server changes.
+pub struct HashType {
+    pub method: HashMethod,
+    /// Hashes the key of `balance hash <expr>` (HAProxy's default: sdbm). `balance source`
+    /// does not use it: HAProxy folds the address into 32 bits instead.
+    pub function: HashFunction,
+    /// `avalanche`: the key's hash goes through a 32-bit mixing step (HAProxy's `full_hash`)
+    /// before the lookup. On by default with `consistent` (and `maglev`) when no function is
+    /// named, as in HAProxy.
+    pub avalanche: bool,
+}
+
+/// How a hash is mapped to a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HashMethod {
+    /// Default: a static map indexed by hash modulo the total weight; most clients move when a
+    /// server changes.
     #[default]
     MapBased,
-    /// Consistent hashing ring: few clients move when a server changes.
+    /// HAProxy's consistent-hashing tree: few clients move when a server changes.
     Consistent,
+    /// lb extension (HAProxy has no such method): Google's Maglev lookup table.
+    Maglev,
+}
+
+/// The hash function of `hash-type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HashFunction {
+    #[default]
+    Sdbm,
+    Djb2,
+    Wt6,
+    Crc32,
+    /// `none` (HAProxy 2.8+): no hashing; the key's text is read as an integer.
+    None,
 }
 
 /// A `backend`, or the backend half of a `listen`.
@@ -409,6 +495,15 @@ pub struct Backend {
     /// Its rules (`tcp-request content`, `tcp-response content`, `use-server`, ACLs); a
     /// `listen`'s are its frontend half's.
     pub rules: Arc<ProxyRules>,
+}
+
+impl Backend {
+    /// Whether a server of this backend takes the client's destination port (so a connection
+    /// needs it).
+    #[must_use]
+    pub fn maps_ports(&self) -> bool {
+        self.servers.iter().any(|s| s.port_offset.is_some())
+    }
 }
 
 /// Where a backend reads its servers' states at start (`load-server-state-from-file`).
@@ -684,8 +779,13 @@ pub struct Server {
     pub loc: Loc,
     /// `id` keyword or position in the backend, starting at 1.
     pub id: u32,
-    /// Resolved address (hostnames resolved with the system resolver at load time).
+    /// Resolved address (hostnames resolved with the system resolver at load time). Its port
+    /// is 0 when `port_offset` is set.
     pub addr: SocketAddr,
+    /// Written without a port, or with `+N`/`-N`: each connection goes to the port the client
+    /// connected to, plus this offset (HAProxy's mapped ports). `None` = the fixed port of
+    /// `addr`.
+    pub port_offset: Option<i32>,
     /// The name as written when it was a hostname, for DNS re-resolution later.
     pub fqdn: Option<String>,
     /// `weight` 0..=256, default 1.
@@ -750,6 +850,17 @@ pub struct SendProxy {
 }
 
 impl Server {
+    /// The port a connection goes to, for a client that connected to port `dst_port`: the
+    /// fixed port, or `dst_port` plus the offset (wrapping as HAProxy's 16-bit port does).
+    #[must_use]
+    pub fn target_port(&self, addr_port: u16, dst_port: u16) -> u16 {
+        match self.port_offset {
+            None => addr_port,
+            #[expect(clippy::cast_possible_truncation, reason = "16-bit wrap, as HAProxy")]
+            Some(off) => (i32::from(dst_port) + off) as u16,
+        }
+    }
+
     /// Whether the address a server-state file holds for this server replaces the one found at
     /// load: the server is written as a host name and `init-addr` lists `last` before the method
     /// that gave its address at load (`HAProxy` tries the methods in order).
@@ -758,6 +869,6 @@ impl Server {
         let Some(used) = self.init_addr_used else {
             return false;
         };
-        self.fqdn.is_some() && self.init_addr[..used].contains(&InitAddr::Last)
+        self.fqdn.is_some() && self.init_addr[..=used].contains(&InitAddr::Last)
     }
 }

@@ -129,9 +129,53 @@ pub(crate) struct HostPort {
     pub(crate) port: Option<String>,
 }
 
-/// Splits `[prefix@]host[:port]` following `HAProxy`'s `str2sa_range`: an IPv6 literal is either in
-/// brackets or bare with the port after its last colon.
-pub(crate) fn split_host_port(s: &str) -> Result<HostPort, String> {
+/// Expands environment variables in an address as `HAProxy`'s `env_expand` does before it parses
+/// any address (`str2sa_range`): `$NAME` and `${NAME}` (letters, digits and `_`), anywhere in
+/// the text and whatever quoting the word had, an unset variable giving the empty string. This
+/// is on top of the lexer's expansion inside double quotes, so `[$PG_ADDR]:5432` and
+/// `*:${PORT}` work unquoted, as in `HAProxy`.
+pub(crate) fn env_expand(s: &str) -> String {
+    env_expand_with(s, |name| std::env::var(name).ok())
+}
+
+/// [`env_expand`] with the variables looked up by `var`.
+pub(crate) fn env_expand_with(s: &str, var: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        let braced = after.starts_with('{');
+        let name_start = usize::from(braced);
+        let name_len = after[name_start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len() - name_start);
+        let name = &after[name_start..name_start + name_len];
+        let mut next = name_start + name_len;
+        // As HAProxy: the closing brace is skipped only when there was an opening one.
+        if braced && after[next..].starts_with('}') {
+            next += 1;
+        }
+        if !name.is_empty() {
+            out.push_str(&var(name).unwrap_or_default());
+        }
+        rest = &after[next..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Splits `[prefix@]host[:port]` following `HAProxy`'s `str2sa_range`: environment variables are
+/// expanded first ([`env_expand`]), then an IPv6 literal is either in brackets or bare with the
+/// port after its last colon.
+pub(crate) fn split_host_port(written: &str) -> Result<HostPort, String> {
+    let expanded = env_expand(written);
+    if expanded.is_empty() {
+        return Err(format!(
+            "'{written}' resolves to an empty address (environment variable missing?)"
+        ));
+    }
+    let s = expanded.as_str();
     let (family, rest) = match s.split_once('@') {
         Some((prefix, rest)) => {
             let fam = match prefix {
@@ -260,18 +304,7 @@ pub(crate) fn unspecified(family: Option<Family>) -> IpAddr {
 /// Resolves `name` with the system resolver, keeping only `family` when given; the first address
 /// wins (as `getaddrinfo` order, like `HAProxy`'s `init-addr libc`).
 pub(crate) fn resolve(name: &str, port: u16, family: Option<Family>) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    let addrs = (name, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{name}': {e}"))?;
-    addrs
-        .into_iter()
-        .find(|a| match family {
-            Some(Family::V4) => a.is_ipv4(),
-            Some(Family::V6) => a.is_ipv6(),
-            None => true,
-        })
-        .ok_or_else(|| format!("cannot resolve '{name}': no address of the requested family"))
+    crate::outside::resolve(name, port, family.map(|f| f == Family::V6))
 }
 
 /// Parses the port part of a `bind` address: `N` or a range `N-M` (each port gets a listener, as

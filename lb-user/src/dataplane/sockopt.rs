@@ -5,7 +5,76 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
-use crate::config::Keepalive;
+use crate::config::{BindOptions, Keepalive};
+
+/// Applies a `bind` line's options to a listening socket before it binds (`listen_queue`: the
+/// backlog, also TFO's queue length as in `HAProxy`). As in `HAProxy`, a kernel that refuses
+/// `defer-accept`, `tfo` or `interface` gets a warning and the listener works without it;
+/// `transparent` that cannot be set is an error (binding a foreign address would fail).
+pub fn apply_bind_options(
+    sock: &socket2::Socket,
+    addr: std::net::SocketAddr,
+    opts: &BindOptions,
+    listen_queue: i32,
+) -> io::Result<()> {
+    let v6 = addr.is_ipv6();
+    match opts.v6only {
+        Some(only) if v6 => sock.set_only_v6(only)?,
+        // `[::]:port` takes IPv4 too, as HAProxy's default on Linux does.
+        None if v6 && addr.ip().is_unspecified() => sock.set_only_v6(false)?,
+        _ => {}
+    }
+    let fd = sock.as_raw_fd();
+    if opts.transparent {
+        let (level, name) = if v6 {
+            (libc::SOL_IPV6, libc::IPV6_TRANSPARENT)
+        } else {
+            (libc::SOL_IP, libc::IP_TRANSPARENT)
+        };
+        setsockopt_int(fd, level, name, 1).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot make the listener transparent: {e}"),
+            )
+        })?;
+    }
+    if let Some(dev) = &opts.interface {
+        if let Err(e) = sock.bind_device(Some(dev.as_bytes())) {
+            log::warn!("{addr}: cannot bind the listener to interface '{dev}': {e}");
+        }
+    }
+    if opts.defer_accept {
+        // Defer accept by up to one second, as HAProxy.
+        if let Err(e) = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, 1) {
+            log::warn!("{addr}: cannot enable TCP_DEFER_ACCEPT: {e}");
+        }
+    }
+    if opts.tfo {
+        if let Err(e) = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, listen_queue) {
+            log::warn!("{addr}: cannot enable TCP_FASTOPEN: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// `setsockopt` of one `int`.
+pub fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: `value` outlives the call and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// The leading part of Linux's `struct tcp_info` (include/uapi/linux/tcp.h) up to
 /// `tcpi_bytes_received`. The kernel copies `min(optlen, sizeof)` bytes, so a prefix is valid.

@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
@@ -32,30 +33,66 @@ thread_local! {
     static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A direction's pipe, if it holds one, and how many bytes are in it. Dropping it returns an
-/// empty pipe to the pool (a pipe with bytes left, after an error, is closed instead).
+/// Pipes open in the process (leased and pooled) and the most allowed at once (`maxpipes`).
+static PIPES: AtomicUsize = AtomicUsize::new(0);
+static MAXPIPES: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Sets the process-wide limit of splice pipes (global `maxpipes`; `None` = no limit). A
+/// direction that finds no free pipe and the limit reached copies through a 16 KiB buffer
+/// instead (read/write, as `HAProxy` falls back to its buffers), until a pipe is free again.
+pub fn set_maxpipes(max: Option<u32>) {
+    MAXPIPES.store(max.map_or(usize::MAX, |m| m as usize), Ordering::Relaxed);
+}
+
+/// Takes one of `max` places in `count`; `false` when all are taken.
+fn reserve(count: &AtomicUsize, max: usize) -> bool {
+    count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// Size of the copy buffer of a direction that could not get a pipe.
+const COPY_BUF: usize = 16 * 1024;
+
+/// What carries a direction's bytes while they move: a pipe, or a buffer when `maxpipes` left
+/// none.
+enum Carrier {
+    Pipe(Pipe),
+    Buf(Box<[u8]>),
+}
+
+/// A direction's carrier, if it holds one, and its bytes not yet sent: `len` bytes (from
+/// `off` in a buffer). Dropping it returns an empty pipe to the pool (a pipe with bytes left,
+/// after an error, is closed instead).
 #[derive(Default)]
 struct Lease {
-    pipe: Option<Pipe>,
+    carrier: Option<Carrier>,
     len: usize,
+    off: usize,
 }
 
 impl Lease {
-    fn pipe(&mut self) -> io::Result<&Pipe> {
-        let pipe = match self.pipe.take() {
-            Some(p) => p,
+    fn carrier(&mut self) -> io::Result<&Carrier> {
+        let c = match self.carrier.take() {
+            Some(c) => c,
             None => match POOL.with(|p| p.borrow_mut().pop()) {
-                Some(p) => p,
-                None => Pipe::new()?,
+                Some(p) => Carrier::Pipe(p),
+                None if reserve(&PIPES, MAXPIPES.load(Ordering::Relaxed)) => {
+                    Carrier::Pipe(Pipe::new()?)
+                }
+                None => Carrier::Buf(vec![0u8; COPY_BUF].into_boxed_slice()),
             },
         };
-        Ok(self.pipe.insert(pipe))
+        Ok(self.carrier.insert(c))
     }
 
-    /// Returns the pipe to the pool once it is empty.
+    /// Returns the pipe to the pool (and frees a buffer) once it is empty.
     fn release_if_empty(&mut self) {
         if self.len == 0 {
-            if let Some(p) = self.pipe.take() {
+            self.off = 0;
+            if let Some(Carrier::Pipe(p)) = self.carrier.take() {
                 POOL.with(|pool| {
                     let mut pool = pool.borrow_mut();
                     if pool.len() < POOL_MAX {
@@ -73,18 +110,27 @@ impl Drop for Lease {
     }
 }
 
-/// A non-blocking pipe; both ends close on drop.
+/// A non-blocking pipe; both ends close on drop. Counted in [`PIPES`] (its place is taken by
+/// the caller of [`Pipe::new`] and given back on drop).
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
 }
 
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        PIPES.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Pipe {
+    /// A new pipe, in the place the caller reserved in [`PIPES`] (given back on failure).
     fn new() -> io::Result<Self> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two fds into the array.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
         if rc != 0 {
+            PIPES.fetch_sub(1, Ordering::AcqRel);
             return Err(io::Error::last_os_error());
         }
         // SAFETY: both fds were just created and are owned by nobody else.
@@ -93,6 +139,27 @@ impl Pipe {
         unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
         Ok(Self { read, write })
     }
+}
+
+/// `read(2)` into `buf`.
+fn read_into(from: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the duration of the call.
+    let n = unsafe { libc::read(from.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// `write(2)` of `buf` (`MSG_NOSIGNAL`: a closed peer is an error, not a signal).
+fn write_from(to: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the duration of the call.
+    let n = unsafe {
+        libc::send(
+            to.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
@@ -133,13 +200,19 @@ pub(super) async fn pump(
     // verdict program gets whole skbs, and a partly read one would be forwarded twice.
     let mut drained = true;
     loop {
-        if let (Some(pipe), true) = (&lease.pipe, lease.len > 0) {
+        if let (Some(carrier), true) = (&lease.carrier, lease.len > 0) {
             let Ok(mut guard) = dst.writable().await else {
                 return DirEnd::DstReset;
             };
-            match guard.try_io(|_| splice(&pipe.read, dst.get_ref(), lease.len)) {
+            let (off, len) = (lease.off, lease.len);
+            let sent = guard.try_io(|_| match carrier {
+                Carrier::Pipe(pipe) => splice(&pipe.read, dst.get_ref(), len),
+                Carrier::Buf(buf) => write_from(dst.get_ref(), &buf[off..off + len]),
+            });
+            match sent {
                 Ok(Ok(n)) => {
                     lease.len -= n;
+                    lease.off += n;
                     bytes.set(bytes.get() + n as u64);
                     last.set(Instant::now());
                 }
@@ -170,10 +243,21 @@ pub(super) async fn pump(
         let Ok(mut guard) = ready else {
             return DirEnd::SrcReset;
         };
-        let Ok(pipe) = lease.pipe() else {
+        let Ok(carrier) = lease.carrier() else {
             return DirEnd::Local;
         };
-        match guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK)) {
+        let received = match carrier {
+            Carrier::Pipe(pipe) => {
+                guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK))
+            }
+            Carrier::Buf(_) => {
+                let Some(Carrier::Buf(buf)) = lease.carrier.as_mut() else {
+                    return DirEnd::Local;
+                };
+                guard.try_io(|_| read_into(src.get_ref(), buf))
+            }
+        };
+        match received {
             Ok(Ok(0)) => eof = true,
             Ok(Ok(n)) => {
                 lease.len += n;
@@ -295,19 +379,36 @@ mod tests {
         POOL.with(|p| p.borrow().len())
     }
 
+    fn pipe(lease: &mut Lease) -> &Pipe {
+        match lease.carrier().unwrap() {
+            Carrier::Pipe(p) => p,
+            Carrier::Buf(_) => panic!("no limit is set in unit tests: a pipe is expected"),
+        }
+    }
+
+    #[test]
+    fn reserve_stops_at_the_limit_and_places_come_back() {
+        let count = AtomicUsize::new(0);
+        assert!(reserve(&count, 2));
+        assert!(reserve(&count, 2));
+        assert!(!reserve(&count, 2), "the third place does not exist");
+        count.fetch_sub(1, Ordering::AcqRel);
+        assert!(reserve(&count, 2));
+    }
+
     #[test]
     fn an_empty_pipe_goes_back_to_the_pool_and_is_reused() {
         let before = pool_len();
         let fd = {
             let mut lease = Lease::default();
-            let fd = lease.pipe().unwrap().read.as_raw_fd();
+            let fd = pipe(&mut lease).read.as_raw_fd();
             assert_eq!(pool_len(), before.saturating_sub(1));
             fd
         };
         assert_eq!(pool_len(), before.max(1), "returned on drop");
         let mut again = Lease::default();
         assert_eq!(
-            again.pipe().unwrap().read.as_raw_fd(),
+            pipe(&mut again).read.as_raw_fd(),
             fd,
             "the same pipe is reused"
         );
@@ -316,7 +417,7 @@ mod tests {
     #[test]
     fn a_pipe_with_bytes_left_is_closed_not_pooled() {
         let mut lease = Lease::default();
-        let pipe = lease.pipe().unwrap();
+        let pipe = pipe(&mut lease);
         // SAFETY: writing 3 bytes from a valid buffer into our own pipe.
         let n = unsafe { libc::write(pipe.write.as_raw_fd(), b"abc".as_ptr().cast(), 3) };
         assert_eq!(n, 3);

@@ -119,8 +119,9 @@ pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
             if !by_name.contains_key(&key) {
                 let mut nameservers = section.nameservers.clone();
                 if section.parse_resolv_conf {
-                    let text = std::fs::read_to_string("/etc/resolv.conf")
-                        .map_err(|e| DnsError::ResolvConf(rname.clone(), e))?;
+                    let text =
+                        crate::outside::read_to_string(std::path::Path::new("/etc/resolv.conf"))
+                            .map_err(|e| DnsError::ResolvConf(rname.clone(), e))?;
                     nameservers.extend(resolv_conf(&text));
                 }
                 by_name.insert(
@@ -210,11 +211,8 @@ fn apply(r: &Resolution, addrs: &[IpAddr], ns: &str) {
         if addrs.contains(&current) && !in_maint {
             continue;
         }
-        let ip = if addrs.contains(&current) {
-            current
-        } else {
-            addrs[0]
-        };
+        let nets = &gen.config.backends[m.backend].servers[m.server].resolve_net;
+        let ip = pick(addrs, current, nets);
         // HAProxy names the nameserver for the resolution's first server and "DNS cache" for
         // the others that share the answer.
         let by = if i == 0 {
@@ -229,6 +227,19 @@ fn apply(r: &Resolution, addrs: &[IpAddr], ns: &str) {
             log::warn!("resolvers '{}': '{}': {e}", r.resolvers.name, r.name);
         }
     }
+}
+
+/// The address a server takes from an answer, as HAProxy scores them: the one in use if the
+/// answer still has it, else the first in a `resolve-net` network, else the first.
+fn pick(addrs: &[IpAddr], current: IpAddr, nets: &[crate::config::IpNet]) -> IpAddr {
+    if addrs.contains(&current) {
+        return current;
+    }
+    addrs
+        .iter()
+        .copied()
+        .find(|a| nets.iter().any(|n| n.contains(*a)))
+        .unwrap_or(addrs[0])
 }
 
 /// The name stayed unresolvable past its `hold`: `MAINT (resolution)`.
@@ -435,6 +446,19 @@ mod tests {
         // resolve`.
         let silent = queries_in(Duration::from_millis(1100), None);
         assert!((2..=12).contains(&silent), "{silent} queries");
+    }
+
+    #[test]
+    fn answers_pick_the_current_address_then_resolve_net() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let answer = [ip("10.0.0.1"), ip("192.168.1.5"), ip("10.0.0.2")];
+        let nets = [crate::config::IpNet {
+            addr: ip("192.168.0.0"),
+            prefix_len: 16,
+        }];
+        assert_eq!(pick(&answer, ip("10.0.0.2"), &nets), ip("10.0.0.2"));
+        assert_eq!(pick(&answer, ip("10.9.9.9"), &nets), ip("192.168.1.5"));
+        assert_eq!(pick(&answer, ip("10.9.9.9"), &[]), ip("10.0.0.1"));
     }
 
     #[test]

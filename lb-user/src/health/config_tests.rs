@@ -208,7 +208,7 @@ fn bad_health_input_is_reported_with_its_line() {
         ),
         (
             "backend be\n  server s 127.0.0.1:1 check addr db.example\n",
-            "lb needs an IP address here",
+            "'addr': cannot resolve 'db.example'",
         ),
         (
             "backend be\n  server s 127.0.0.1:1 check rise 0\n",
@@ -278,7 +278,7 @@ fn agent_check_errors_name_the_line() {
         ),
         (
             "backend be\n  server s 127.0.0.1:1 agent-check agent-port 9 agent-addr agent.example\n",
-            "'agent-addr': 'agent.example' is a host name",
+            "'agent-addr': cannot resolve 'agent.example'",
         ),
         (
             "backend be\n  server s 127.0.0.1:1 agent-check agent-port 9 agent-addr 1.2.3.4.5:6\n",

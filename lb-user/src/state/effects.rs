@@ -226,7 +226,7 @@ fn log_event(ctx: &Ctx<'_>, by: &By, before: &ServerState, ev: &Event) {
                 );
             }
         }
-        Event::LeaveMaint { resolution, still } => leave_maint(ctx, *resolution, *still),
+        Event::LeaveMaint { resolution, still } => leave_maint(ctx, by, *resolution, *still),
         Event::EnterDrain => {
             let more = if ctx.after.up {
                 ctx.more_online()
@@ -270,7 +270,7 @@ fn act(ctx: &Ctx<'_>, ev: Event) {
     }
 }
 
-fn leave_maint(ctx: &Ctx<'_>, resolution: bool, still: bool) {
+fn leave_maint(ctx: &Ctx<'_>, by: &By, resolution: bool, still: bool) {
     let conf = &ctx.entry.conf;
     if still {
         if resolution {
@@ -299,11 +299,13 @@ fn leave_maint(ctx: &Ctx<'_>, resolution: bool, still: bool) {
             ctx.server(),
             conf.fqdn.as_deref().unwrap_or("")
         );
-        log::warn!(
-            "Server {}/{} administratively READY thanks to valid DNS answer.",
-            ctx.be_name(),
-            conf.name
-        );
+        if matches!(by, By::Dns { .. } | By::DnsCache) {
+            log::warn!(
+                "Server {}/{} administratively READY thanks to valid DNS answer.",
+                ctx.be_name(),
+                conf.name
+            );
+        }
     } else {
         log::warn!(
             "{} is {side}/{admin} (leaving forced maintenance).",

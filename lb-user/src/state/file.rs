@@ -6,12 +6,12 @@
 //! reported with its line and the line is skipped; nothing in it can stop lb from starting.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{apply, By, Change, ForcedHealth};
+pub use crate::config::state_file::{parse, StateLine};
 use crate::generation::Generation;
 use crate::table::{AdminState, CheckInfo, CheckResult, ServerEntry};
 
@@ -122,123 +122,30 @@ fn line(be_id: u32, be_name: &str, e: &ServerEntry, now: u64, start: u64) -> Str
     )
 }
 
-/// One server's line of a state file, parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateLine {
-    /// Line number in the file (1-based).
-    pub line: usize,
-    pub be_name: String,
-    pub srv_name: String,
-    pub addr: Option<IpAddr>,
-    pub op_state: u32,
-    pub admin: u32,
-    pub uweight: u32,
-    pub iweight: u32,
-    pub since_change: u64,
-    pub check_status: u32,
-    pub check_health: u32,
-    pub check_state: u32,
-    pub agent_state: u32,
-    pub port: Option<u16>,
-}
-
-/// Parses a state file: its lines and, for each line that can't be used, `LINE: why`.
-pub fn parse(text: &str) -> (Vec<StateLine>, Vec<String>) {
-    let mut lines = Vec::new();
-    let mut problems = Vec::new();
-    let mut rows = text.lines().enumerate();
-    match rows.next() {
-        Some((_, v)) if v.trim() == "1" => {}
-        Some((_, v)) => {
-            problems.push(format!(
-                "1: unsupported version '{}' (lb reads version 1)",
-                v.trim()
-            ));
-            return (lines, problems);
-        }
-        None => return (lines, problems),
-    }
-    for (i, raw) in rows {
-        let n = i + 1;
-        let t = raw.trim();
-        if t.is_empty() || t.starts_with('#') {
+/// At start: reads the server-state file of every backend that loads one
+/// (`load-server-state-from-file global|local`) and applies it. (Addresses for `init-addr last`
+/// were taken when the configuration was loaded.)
+pub fn load_configured(gen: &Arc<Generation>) {
+    let g = &gen.config.global;
+    let mut by_path: Vec<(std::path::PathBuf, Vec<usize>)> = Vec::new();
+    for (b, be) in gen.config.backends.iter().enumerate() {
+        let Some(path) = g.server_state_file_of(be) else {
             continue;
+        };
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, list)) => list.push(b),
+            None => by_path.push((path, vec![b])),
         }
-        match parse_line(n, t) {
-            Ok(l) => lines.push(l),
-            Err(why) => problems.push(format!("{n}: {why}")),
-        }
     }
-    (lines, problems)
-}
-
-fn parse_line(n: usize, t: &str) -> Result<StateLine, String> {
-    let f: Vec<&str> = t.split_whitespace().collect();
-    if f.len() < 19 {
-        return Err(format!(
-            "{} fields, a version 1 line has at least 19",
-            f.len()
-        ));
+    for (path, backends) in &by_path {
+        load(gen, path, backends);
     }
-    let num = |i: usize, what: &str| -> Result<u64, String> {
-        f[i].parse::<u64>()
-            .map_err(|_| format!("invalid {what} value '{}'", f[i]))
-    };
-    let small = |i: usize, what: &str| -> Result<u32, String> {
-        u32::try_from(num(i, what)?).map_err(|_| format!("invalid {what} value '{}'", f[i]))
-    };
-    let op_state = small(5, "srv_op_state")?;
-    if op_state > SRV_STOPPING {
-        return Err(format!("invalid srv_op_state value '{}'", f[5]));
-    }
-    let admin = small(6, "srv_admin_state")?;
-    let uweight = small(7, "srv_uweight")?;
-    let iweight = small(8, "srv_iweight")?;
-    if uweight > crate::table::MAX_WEIGHT || iweight > crate::table::MAX_WEIGHT {
-        return Err("invalid srv_uweight/srv_iweight value (0 to 256)".to_owned());
-    }
-    let addr = if f[4] == "-" {
-        None
-    } else {
-        Some(
-            f[4].parse::<IpAddr>()
-                .map_err(|_| format!("invalid srv_addr value '{}'", f[4]))?,
-        )
-    };
-    let port = match f[18] {
-        "-" | "0" => None,
-        p => Some(
-            p.parse::<u16>()
-                .map_err(|_| format!("invalid srv_port value '{p}'"))?,
-        ),
-    };
-    Ok(StateLine {
-        line: n,
-        be_name: f[1].to_owned(),
-        srv_name: f[3].to_owned(),
-        addr,
-        op_state,
-        admin,
-        uweight,
-        iweight,
-        since_change: num(9, "srv_time_since_last_change")?,
-        check_status: small(10, "srv_check_status")?,
-        check_health: small(12, "srv_check_health")?,
-        check_state: small(13, "srv_check_state")?,
-        agent_state: small(14, "srv_agent_state")?,
-        port,
-    })
 }
 
 /// Reads `path` and applies its lines to the servers of `backends` (indices into `gen`'s
 /// backends) that it names. Problems are logged as warnings naming the file and line.
-pub fn load(
-    gen: &Arc<Generation>,
-    path: &Path,
-    backends: &[usize],
-    use_addr: impl Fn(usize, usize) -> bool,
-) {
-    let text = match std::fs::read_to_string(path) {
+pub fn load(gen: &Arc<Generation>, path: &Path, backends: &[usize]) {
+    let text = match crate::outside::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             log::warn!("server-state file {}: cannot read: {e}", path.display());
@@ -260,18 +167,12 @@ pub fn load(
         let Some(s) = gen.backends[b].server_index(&l.srv_name) else {
             continue;
         };
-        apply_line(gen, b, s, l, use_addr(b, s));
+        apply_line(gen, b, s, l);
     }
 }
 
 /// Applies one line to `backend`'s `server` (HAProxy's `srv_state_srv_update`).
-pub fn apply_line(
-    gen: &Arc<Generation>,
-    backend: usize,
-    server: usize,
-    l: &StateLine,
-    use_addr: bool,
-) {
+pub fn apply_line(gen: &Arc<Generation>, backend: usize, server: usize, l: &StateLine) {
     let by = By::StateFile;
     let snap = gen.backends[backend].snapshot();
     let Some(e) = snap.servers.get(server).cloned() else {
@@ -279,14 +180,6 @@ pub fn apply_line(
     };
     drop(snap);
     let mut changes = Vec::new();
-    if use_addr {
-        if let Some(ip) = l.addr {
-            changes.push(Change::Addr {
-                ip: Some(ip),
-                port: None,
-            });
-        }
-    }
     if let Some(p) = l.port {
         changes.push(Change::Addr {
             ip: None,

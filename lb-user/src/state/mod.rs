@@ -135,10 +135,12 @@ pub enum StateError {
     NoSuchServer { backend: String, index: usize },
     #[error("server {server}: weight {weight} is out of range (0 to 256)")]
     WeightOutOfRange { server: String, weight: u32 },
-    /// `balance static-rr` only takes 0 or the configured weight at run time.
+    /// `balance static-rr` and map-based hashing only take 0 or the configured weight at run
+    /// time (0 or 100 %).
     #[error(
-        "backend {backend} uses static-rr: server {server} weight can only be set to 0 or to \
-         its configured weight {configured}, not {weight}"
+        "backend {backend} uses a static algorithm (static-rr or map-based hashing): server \
+         {server} weight can only be set to 0 or to its configured weight {configured}, not \
+         {weight}"
     )]
     StaticWeight {
         backend: String,

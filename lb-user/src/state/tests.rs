@@ -352,7 +352,7 @@ fn state_file_round_trip() {
     // A fresh generation takes the state back.
     let (fresh, _rx2) = checked();
     for (s, l) in lines.iter().enumerate() {
-        file::apply_line(&fresh, 0, s, l, false);
+        file::apply_line(&fresh, 0, s, l);
     }
     assert_eq!(st(&fresh, 0).admin, AdminState::Maint);
     assert!(!st(&fresh, 1).up);

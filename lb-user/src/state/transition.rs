@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{By, Change, CheckReport, ForcedHealth, StateError};
-use crate::config::{Backend, Balance, Server};
+use crate::config::{Backend, Server};
 use crate::table::{
     fastinter, AddrOrigin, AdminState, Health, Origin, ServerState, Transition, MAX_WEIGHT,
 };
@@ -215,7 +215,7 @@ impl Step<'_> {
         let Some(ss) = self.conf.health.slowstart else {
             return;
         };
-        if self.be.balance == Balance::StaticRr || self.st.user_weight == 0 {
+        if crate::balance::static_weights(self.be) || self.st.user_weight == 0 {
             return;
         }
         self.st.ramp_start = Some(self.now);
@@ -432,8 +432,8 @@ impl Step<'_> {
     }
 }
 
-/// Whether `conf` may take weight `w` at run time: 0..=256, and with `balance static-rr`
-/// only 0 or the configured weight (HAProxy's rule).
+/// Whether `conf` may take weight `w` at run time: 0..=256, and with a static algorithm
+/// (`static-rr`, map-based hashing) only 0 or the configured weight (HAProxy's rule).
 pub fn check_weight(conf: &Server, be: &Backend, w: u32) -> Result<(), StateError> {
     if w > MAX_WEIGHT {
         return Err(StateError::WeightOutOfRange {
@@ -441,7 +441,7 @@ pub fn check_weight(conf: &Server, be: &Backend, w: u32) -> Result<(), StateErro
             weight: w,
         });
     }
-    if be.balance == Balance::StaticRr && w != 0 && w != conf.weight {
+    if crate::balance::static_weights(be) && w != 0 && w != conf.weight {
         return Err(StateError::StaticWeight {
             backend: be.name.clone(),
             server: conf.name.clone(),

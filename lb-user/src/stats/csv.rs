@@ -188,7 +188,7 @@ pub fn field(row: &Row, name: &str) -> String {
         "check_code" => opt(row.check_code),
         "check_duration" => opt(row.check_duration),
         "cli_abrt" | "srv_abrt" if !fe => "0".to_owned(),
-        "lastsess" if !fe => "-1".to_owned(),
+        "lastsess" => row.lastsess.map_or_else(String::new, |v| v.to_string()),
         "last_chk" => row.check_info.clone(),
         "last_agt" => row.agent_info.clone(),
         "agent_status" => row.agent_status.clone(),
@@ -255,6 +255,9 @@ pub fn render_typed(rows: &[Row]) -> String {
             }
             let ty = if v.parse::<u64>().is_ok() {
                 "u64"
+            } else if v.parse::<i32>().is_ok() {
+                // lastsess: -1 before the first session (HAProxy's s32).
+                "s32"
             } else {
                 "str"
             };

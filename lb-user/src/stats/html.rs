@@ -26,15 +26,30 @@ pub fn esc(s: &str) -> String {
 
 /// HAProxy's short durations: `10s`, `1m5s`, `2h3m`, `1d2h`.
 pub fn human_time(secs: u64) -> String {
+    // HAProxy's `human_time`: at most two units, the largest first, zero units left out except
+    // a lone `0s` (`1h`, `1h1m`, `1d1s`, `59m59s`).
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}d{h}h")
-    } else if h > 0 {
-        format!("{h}h{m}m")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
+    let mut out = String::new();
+    let mut left = 2;
+    for (v, unit) in [(d, 'd'), (h, 'h'), (m, 'm')] {
+        if left > 0 && v > 0 {
+            out.push_str(&v.to_string());
+            out.push(unit);
+            left -= 1;
+        }
+    }
+    if (left > 0 && s > 0) || secs == 0 {
+        out.push_str(&s.to_string());
+        out.push('s');
+    }
+    out
+}
+
+/// A signed age for the page: [`human_time`], or `?` when there is none (negative).
+fn human_age(secs: Option<i64>) -> String {
+    match secs.map(u64::try_from) {
+        Some(Ok(s)) => human_time(s),
+        _ => "?".to_owned(),
     }
 }
 
@@ -100,6 +115,9 @@ table.lgd { border-collapse: collapse; border-width: 1px; border-style: none non
 table.lgd td { border-width: 1px; border-style: solid; border-color: gray; padding: 2px; }
 table.lgd td.noborder { border-style: none; padding: 2px; white-space: nowrap; }
 div.msg { padding: 4px; margin: 4px 0; border: 1px solid gray; }
+u { text-decoration: none; position: relative; }
+div.tips { position: absolute; visibility: hidden; z-index: 2147483647; border: solid 1px black; border-radius: 3px; background: #eef; padding: 2px 5px; white-space: nowrap; text-align: left; }
+u:hover div.tips { visibility: visible; }
 ";
 
 const HEAD1: &str = "<tr class=\"titre\"><th rowspan=2>{CB}</th><th rowspan=2></th><th colspan=3>Queue</th><th colspan=3>Session rate</th><th colspan=6>Sessions</th><th colspan=2>Bytes</th><th colspan=2>Denied</th><th colspan=3>Errors</th><th colspan=2>Warnings</th><th colspan=9>Server</th></tr>\n";
@@ -109,7 +127,22 @@ fn opt(v: Option<u64>) -> String {
     v.map_or_else(String::new, |v| v.to_string())
 }
 
-fn data_row(s: &mut String, r: &Row, admin: bool) {
+/// A server's tooltip with `stats show-legends`, as `HAProxy` writes it: its address (with its
+/// family), `id` and `rid`.
+fn legend(r: &Row) -> String {
+    let addr = if r.addr.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("IPv4: {}, ", esc(&r.addr))
+    } else if r.addr.starts_with('[') {
+        format!("IPv6: {}, ", esc(&r.addr))
+    } else if r.addr.is_empty() {
+        String::new()
+    } else {
+        format!("{}, ", esc(&r.addr))
+    };
+    format!("<div class=tips>{addr}id: {0}, rid: {0}</div>", r.sid)
+}
+
+fn data_row(s: &mut String, r: &Row, admin: bool, legends: bool) {
     let kind = r.kind.unwrap_or(RowKind::Frontend);
     let (class, label) = match kind {
         RowKind::Frontend => ("frontend", "Frontend".to_owned()),
@@ -126,9 +159,14 @@ fn data_row(s: &mut String, r: &Row, admin: bool) {
     } else {
         String::new()
     };
+    let (u, tips, nu) = if legends && kind == RowKind::Server {
+        ("<u>", legend(r), "</u>")
+    } else {
+        ("", String::new(), "")
+    };
     let _ = write!(
         s,
-        "<tr class=\"{class}\"><td>{cb}</td><td class=ac><a name=\"{anchor}\"></a><a class=lfsb href=\"#{anchor}\">{label}</a></td>"
+        "<tr class=\"{class}\"><td>{cb}</td><td class=ac><a name=\"{anchor}\"></a>{u}<a class=lfsb href=\"#{anchor}\">{label}</a>{tips}{nu}</td>"
     );
     match kind {
         RowKind::Frontend => {
@@ -191,7 +229,7 @@ fn data_row(s: &mut String, r: &Row, admin: bool) {
             };
             let _ = writeln!(
                 s,
-                "<td>{}</td><td>{}</td><td>{}</td><td>0</td><td>0</td><td></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>?</td><td>{}</td><td>{}</td><td>{}</td><td>0</td><td></td><td>{}</td><td>0</td><td>{}</td><td>{}</td><td class=ac>{status}</td><td class=ac>{lastchk}</td><td class=ac>{wght}</td><td class=ac>{act}</td><td class=ac>{bck}</td>{chk}<td class=ac>-</td></tr>",
+                "<td>{}</td><td>{}</td><td>{}</td><td>0</td><td>0</td><td></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>0</td><td></td><td>{}</td><td>0</td><td>{}</td><td>{}</td><td class=ac>{status}</td><td class=ac>{lastchk}</td><td class=ac>{wght}</td><td class=ac>{act}</td><td class=ac>{bck}</td>{chk}<td class=ac>-</td></tr>",
                 opt(r.qcur),
                 opt(r.qmax),
                 if sv { opt(r.qlimit) } else { String::new() },
@@ -200,6 +238,7 @@ fn data_row(s: &mut String, r: &Row, admin: bool) {
                 opt(r.slim),
                 r.stot,
                 opt(r.lbtot),
+                human_age(r.lastsess),
                 r.bin,
                 r.bout,
                 if sv { String::new() } else { "0".to_owned() },
@@ -238,9 +277,26 @@ pub fn render(
     } else {
         format!(" version {}", env!("CARGO_PKG_VERSION"))
     };
+    let global = &gen.config.global;
+    let node = st.show_node.as_ref().map_or_else(String::new, |n| {
+        let name = if n.is_empty() {
+            global.node.clone().unwrap_or_else(host_name)
+        } else {
+            n.clone()
+        };
+        format!(" on {}", esc(&name))
+    });
+    let desc = st.show_desc.as_ref().map_or_else(String::new, |d| {
+        let text = if d.is_empty() {
+            global.description.as_deref().unwrap_or("")
+        } else {
+            d
+        };
+        format!(": {}", esc(text))
+    });
     let _ = writeln!(
         s,
-        "<h1>lb{version}</h1>\n<h2>Statistics Report for pid {pid}</h2>\n<hr width=\"100%\" class=\"hr\">\n<h3>&gt; General process information</h3>"
+        "<h1>lb{version}</h1>\n<h2>Statistics Report for pid {pid}{node}{desc}</h2>\n<hr width=\"100%\" class=\"hr\">\n<h3>&gt; General process information</h3>"
     );
     let cur: u32 = gen
         .fe_stats
@@ -298,7 +354,7 @@ pub fn render(
         s.push_str(&HEAD1.replace("{CB}", cb));
         s.push_str(HEAD2);
         for r in group {
-            data_row(&mut s, r, form);
+            data_row(&mut s, r, form, st.show_legends);
         }
         s.push_str("</table>");
         if form {
@@ -312,6 +368,13 @@ pub fn render(
     }
     s.push_str("</body></html>\n");
     s
+}
+
+/// The system's host name (`HAProxy`'s default `node`).
+fn host_name() -> String {
+    crate::outside::read_to_string(std::path::Path::new("/proc/sys/kernel/hostname"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// `0d 0h01m05s`, HAProxy's uptime format.
@@ -331,10 +394,17 @@ mod tests {
 
     #[test]
     fn times_and_classes() {
+        assert_eq!(human_time(0), "0s");
         assert_eq!(human_time(10), "10s");
         assert_eq!(human_time(65), "1m5s");
+        assert_eq!(human_time(60), "1m");
+        assert_eq!(human_time(3600), "1h");
+        assert_eq!(human_time(3661), "1h1m");
         assert_eq!(human_time(7380), "2h3m");
         assert_eq!(human_time(93600), "1d2h");
+        assert_eq!(human_time(86401), "1d1s");
+        assert_eq!(human_age(Some(3)), "3s");
+        assert_eq!(human_age(Some(-1)), "?");
         assert_eq!(human_uptime(65), "0d 0h01m05s");
         let mut r = Row {
             status: "UP 1/3".into(),

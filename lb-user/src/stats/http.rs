@@ -436,10 +436,12 @@ pub fn bind(shared: &Generation) -> Result<Vec<(usize, std::net::TcpListener)>, 
     let mut out = Vec::new();
     for (i, st) in shared.config.stats.iter().enumerate() {
         for b in &st.binds {
-            let l = crate::listener::bind_listener(b.addr).map_err(|source| StatsError::Bind {
-                name: st.name.clone(),
-                addr: b.addr,
-                source,
+            let l = crate::listener::bind_listener(b.addr, &b.opts).map_err(|source| {
+                StatsError::Bind {
+                    name: st.name.clone(),
+                    addr: b.addr,
+                    source,
+                }
             })?;
             l.set_nonblocking(true).map_err(|source| StatsError::Bind {
                 name: st.name.clone(),

@@ -83,6 +83,9 @@ pub struct Row {
     pub downtime: Option<u64>,
     pub qlimit: Option<u64>,
     pub lbtot: Option<u64>,
+    /// Seconds since the last connection was sent to the server (backend: to any of its
+    /// servers), -1 when none was yet (`lastsess`, the page's "Last": `?`).
+    pub lastsess: Option<i64>,
     /// Last check result (`L4OK`, `L7RSP`, ...), empty without checks.
     pub check_status: String,
     pub check_code: Option<u64>,
@@ -141,6 +144,7 @@ pub fn algo_name(b: Balance) -> &'static str {
         Balance::LeastConn => "leastconn",
         Balance::First => "first",
         Balance::Source => "source",
+        Balance::Hash(_) => "hash",
         Balance::Random { .. } => "random",
     }
 }
@@ -190,6 +194,15 @@ pub fn server_status(e: &ServerEntry) -> String {
     }
 }
 
+/// `lastsess`: seconds from `last` (unix seconds, 0 = never) to `now`, or -1 for never.
+fn session_age(now: u64, last: u64) -> i64 {
+    if last == 0 {
+        -1
+    } else {
+        i64::try_from(now.saturating_sub(last)).unwrap_or(i64::MAX)
+    }
+}
+
 fn server_row(
     gen: &Generation,
     b: usize,
@@ -235,6 +248,7 @@ fn server_row(
         downtime: checked.then(|| c.downtime.load(Ordering::Relaxed)),
         qlimit: (e.conf.maxqueue > 0).then_some(u64::from(e.conf.maxqueue)),
         lbtot: Some(c.total.load(Ordering::Relaxed)),
+        lastsess: Some(session_age(now, c.last_session.load(Ordering::Relaxed))),
         check_status: if checked {
             check.result.name().to_owned()
         } else {
@@ -335,6 +349,16 @@ fn backend_row(
         downtime: Some(0),
         qlimit: None,
         lbtot: Some(sum(&|e| e.counters.total.load(Ordering::Relaxed))),
+        // HAProxy stamps the backend whenever it assigns a server; lb stamps the server, so
+        // the backend's last session is its servers' latest.
+        lastsess: Some(session_age(
+            now,
+            snap.servers
+                .iter()
+                .map(|e| e.counters.last_session.load(Ordering::Relaxed))
+                .max()
+                .unwrap_or(0),
+        )),
         algo: algo_name(be.balance).to_owned(),
         dreq: Some(gen.be_stats[b].denied_req.load(Ordering::Relaxed)),
         dresp: Some(gen.be_stats[b].denied_resp.load(Ordering::Relaxed)),
@@ -448,6 +472,8 @@ mod tests {
         assert_eq!(csv::field(s1, "check_desc"), "Layer4 connection problem");
         assert_eq!(csv::field(s1, "chkfail"), "1");
         assert_eq!(csv::field(s1, "check_duration"), "1500");
+        assert_eq!(csv::field(s1, "lastsess"), "-1");
+        assert!(csv::render_typed(&all).contains(".lastsess.1:KNS:s32:-1\n"));
         let s2 = &all[2];
         assert_eq!(
             (s2.status.as_str(), csv::field(s2, "chkfail").as_str()),
@@ -512,6 +538,9 @@ mod tests {
             refresh: None,
             admin: true,
             hide_version: true,
+            show_legends: false,
+            show_node: None,
+            show_desc: None,
             prometheus: None,
             maxconn: None,
             timeout: None,

@@ -7,18 +7,13 @@
 //! and one caller of it, the state writer (`crate::state`): it serializes on a mutex, builds a
 //! new snapshot and publishes it. Only the queued (slow) path locks the queue.
 
-mod carry;
-mod entry;
-pub mod health;
 mod queue;
 mod slot;
 
-pub use carry::carry_over;
-pub use entry::{
-    AddrOrigin, AdminState, CheckInfo, CheckResult, Origin, ServerCounters, ServerEntry,
-    ServerState,
+pub use crate::server::{
+    carry_over, fastinter, AddrOrigin, AdminState, CheckInfo, CheckResult, Health, Origin,
+    ServerCounters, ServerEntry, ServerState, Transition,
 };
-pub use health::{fastinter, Health, Transition};
 pub use queue::{AcquireError, TryAcquireError};
 pub use slot::ServerSlot;
 
@@ -33,6 +28,7 @@ use parking_lot::Mutex;
 
 use crate::balance::{Balancer, Pick};
 use crate::config::Backend;
+use crate::server::{LatestQueue, QueueKick};
 use queue::WaitQueue;
 
 /// Highest weight haproxy accepts (`weight` 0..=256).
@@ -146,8 +142,11 @@ impl BackendTable {
             queued: AtomicUsize::new(0),
             queue_max: AtomicUsize::new(0),
         });
+        let weak: Weak<dyn QueueKick> = Arc::downgrade(&table) as Weak<dyn QueueKick>;
         for e in &table.snapshot().servers {
-            e.counters.table.store(Arc::downgrade(&table));
+            e.counters
+                .latest
+                .store(Some(Arc::new(LatestQueue(weak.clone()))));
         }
         table
     }
@@ -279,8 +278,9 @@ impl BackendTable {
     pub fn queue_max(&self) -> usize {
         self.queue_max.load(Ordering::Relaxed)
     }
+}
 
-    /// Lets queued connections onto free slots, if any wait.
+impl QueueKick for BackendTable {
     fn kick(&self) {
         // SeqCst: see try_reserve (this runs right after a release decremented cur).
         if self.queued.load(Ordering::SeqCst) > 0 {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{BackendTable, ServerCounters, ServerEntry};
 use crate::config::Server;
+use crate::server::QueueKick;
 
 /// A reserved connection slot on one server. Dropping it releases the slot (`cur -= 1`) and
 /// lets the head of the queue have it.
@@ -46,8 +47,12 @@ impl ServerSlot {
     /// Counts the connection (`lbtot`) when the slot reaches its user, so a slot handed to a
     /// waiter that had already left is not counted.
     pub(super) fn delivered(self) -> Self {
-        // Relaxed: a statistic.
+        // Relaxed: statistics.
         self.counters.total.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.counters.last_session.store(now, Ordering::Relaxed);
         self
     }
 
@@ -65,6 +70,16 @@ impl ServerSlot {
     /// The server's address when the slot was taken (where the connection goes).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where this connection goes for a client that connected to port `dst_port`: the
+    /// server's address, with the client's destination port (plus the offset) when the server
+    /// has no fixed port.
+    pub fn target(&self, dst_port: u16) -> SocketAddr {
+        SocketAddr::new(
+            self.addr.ip(),
+            self.conf.target_port(self.addr.port(), dst_port),
+        )
     }
 
     /// The server's name.
@@ -103,10 +118,12 @@ impl Drop for ServerSlot {
         self.table.kick();
         // After a reload the server's current table is another one (the counters, and so `cur`,
         // are shared): connections queued there may take the slot too.
-        let latest = self.counters.table.load();
-        if !std::ptr::eq(latest.as_ptr(), Arc::as_ptr(&self.table)) {
-            if let Some(t) = latest.upgrade() {
-                t.kick();
+        if let Some(latest) = self.counters.latest.load().as_ref() {
+            let mine = Arc::as_ptr(&self.table).cast::<()>();
+            if !std::ptr::eq(latest.0.as_ptr().cast::<()>(), mine) {
+                if let Some(t) = latest.0.upgrade() {
+                    t.kick();
+                }
             }
         }
     }

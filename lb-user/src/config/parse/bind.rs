@@ -3,7 +3,7 @@
 
 use super::super::lex::Line;
 use super::super::scalar::{parse_bind_addrs, parse_u32};
-use super::super::{Bind, Loc};
+use super::super::{Bind, BindOptions, Loc};
 use super::proxy::ProxyDraft;
 use super::Parser;
 
@@ -17,6 +17,8 @@ enum Handling {
     Name,
     /// `accept-proxy`: kept on the [`Bind`].
     AcceptProxy,
+    /// A socket option: sets its field of [`BindOptions`] from the value (`""` for a flag).
+    Opt(usize, fn(&mut BindOptions, &str)),
     /// Accepted but not acted on yet (listener options): the number of value words it takes,
     /// and the check of its value.
     NotYet(usize, Option<ValueCheck>),
@@ -30,17 +32,17 @@ struct BindOption {
     handling: Handling,
 }
 
-const fn flag(name: &'static str) -> BindOption {
-    BindOption {
-        name,
-        handling: Handling::NotYet(0, None),
-    }
-}
-
 const fn valued(name: &'static str) -> BindOption {
     BindOption {
         name,
         handling: Handling::NotYet(1, None),
+    }
+}
+
+const fn opt(name: &'static str, nargs: usize, set: fn(&mut BindOptions, &str)) -> BindOption {
+    BindOption {
+        name,
+        handling: Handling::Opt(nargs, set),
     }
 }
 
@@ -62,19 +64,19 @@ const BIND_OPTIONS: &[BindOption] = &[
         name: "name",
         handling: Handling::Name,
     },
-    flag("v4v6"),
-    flag("v6only"),
-    flag("transparent"),
-    flag("defer-accept"),
-    flag("tfo"),
+    opt("v4v6", 0, |o, _| o.v6only = Some(false)),
+    opt("v6only", 0, |o, _| o.v6only = Some(true)),
+    opt("no-v6only", 0, |o, _| o.v6only = None),
+    opt("transparent", 0, |o, _| o.transparent = true),
+    opt("defer-accept", 0, |o, _| o.defer_accept = true),
+    opt("tfo", 0, |o, _| o.tfo = true),
+    opt("no-tfo", 0, |o, _| o.tfo = false),
+    opt("interface", 1, |o, v| o.interface = Some(v.to_owned())),
     BindOption {
         name: "accept-proxy",
         handling: Handling::AcceptProxy,
     },
     valued("accept-netscaler-cip"),
-    flag("no-v6only"),
-    flag("no-tfo"),
-    valued("interface"),
     valued("process"),
     valued("thread"),
     valued("namespace"),
@@ -133,6 +135,7 @@ impl Parser {
         let w = &line.words;
         let mut name = None;
         let mut accept_proxy = false;
+        let mut opts = BindOptions::default();
         let mut not_yet: Vec<&str> = Vec::new();
         let mut i = 2;
         let mut ok = true;
@@ -169,6 +172,16 @@ impl Parser {
                     );
                     return;
                 }
+                Handling::Opt(nargs, set) => {
+                    let Some(value) = w.get(i + nargs) else {
+                        self.diag
+                            .err(&line.loc, format!("'bind' option '{opt}' needs a value"));
+                        return;
+                    };
+                    set(&mut opts, if nargs == 0 { "" } else { value });
+                    i += 1 + nargs;
+                    continue;
+                }
                 Handling::NotYet(nargs, check) => (nargs, check),
             };
             if i + nargs >= w.len() + usize::from(nargs == 0) {
@@ -199,7 +212,7 @@ impl Parser {
             );
         }
         let addr = w[1].clone();
-        self.bind_addrs(px, &line.loc, &addr, name.as_ref(), accept_proxy);
+        self.bind_addrs(px, &line.loc, &addr, name.as_ref(), &opts, accept_proxy);
     }
 
     /// Adds the binds of one address text (`ADDR:PORT`, `ADDR:P1-P2`, `ADDR:P1,P2`, ...).
@@ -209,6 +222,7 @@ impl Parser {
         loc: &Loc,
         addr: &str,
         name: Option<&String>,
+        opts: &BindOptions,
         accept_proxy: bool,
     ) {
         match parse_bind_addrs(addr) {
@@ -217,6 +231,7 @@ impl Parser {
                 addr,
                 name: name.cloned(),
                 accept_proxy,
+                opts: opts.clone(),
             })),
             Err(e) => self.diag.err(loc, format!("'bind': {e}")),
         }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use std::sync::Arc;
 
-use super::super::{Backend, Bind, Config, Frontend, Loc, ProxyRules};
+use super::super::{
+    Backend, Bind, CheckKind, Config, Frontend, Loc, ProxyRules, StatsProxy, TcpCheckRule,
+};
 use super::checks::check_kind;
 use super::log::resolve_log_global;
 use super::proxy::{Kind, ProxyDraft};
@@ -28,7 +30,8 @@ impl Parser {
             .map(|(i, p)| (p.name.clone(), i))
             .collect();
         let rules = self.proxy_rules(&be_index);
-        let backends = self.backends(&rules);
+        let mut backends = self.backends(&rules);
+        self.state_file_addresses(&mut backends);
         let mut bound = Bound::new();
         let frontends = self.frontends(&be_index, &rules, &mut bound);
         self.check_references(&mut bound);
@@ -116,6 +119,8 @@ impl Parser {
                     ),
                 );
             }
+            let check = check_kind(&mut self.diag, &self.global, px);
+            self.check_mapped_ports(px, &check);
             backends.push(Backend {
                 name: px.name.clone(),
                 loc: px.loc.clone(),
@@ -128,7 +133,7 @@ impl Parser {
                 redispatch: px.opts.redispatch,
                 allbackups: px.opts.allbackups,
                 keepalive: px.opts.srv_ka,
-                check: check_kind(&mut self.diag, &self.global, px),
+                check,
                 log_health_checks: px.opts.log_health_checks,
                 external_check: px.opts.external_check.clone(),
                 server_state: self.server_state_of(px),
@@ -137,6 +142,39 @@ impl Parser {
         }
         self.proxies = proxies;
         backends
+    }
+
+    /// A checked server without a port of its own (it takes the client's) needs a check port:
+    /// `port`, or a first `tcp-check connect port N` (`HAProxy`'s rule, and its words).
+    fn check_mapped_ports(&mut self, px: &ProxyDraft, check: &CheckKind) {
+        let connect_has_port = match check {
+            CheckKind::TcpCheck(rules) => {
+                matches!(
+                    rules.first(),
+                    Some(TcpCheckRule::Connect { port: Some(_), .. })
+                ) && rules
+                    .iter()
+                    .all(|r| !matches!(r, TcpCheckRule::Connect { port: None, .. }))
+            }
+            _ => false,
+        };
+        for (srv, _) in &px.servers {
+            if srv.health.check
+                && srv.port_offset.is_some()
+                && srv.check_port.is_none()
+                && !connect_has_port
+            {
+                self.diag.err(
+                    &srv.loc,
+                    format!(
+                        "{} server '{}' has neither service port nor check port (add 'port N' \
+                         to check it)",
+                        px.ctx(),
+                        srv.name
+                    ),
+                );
+            }
+        }
     }
 
     /// Every frontend-capable proxy with binds and a backend as a [`Frontend`]; records their
@@ -164,6 +202,14 @@ impl Parser {
                 }
                 continue;
             }
+            if let Some(page) = self.stats_through_backend(px) {
+                self.stats.push(page);
+                continue;
+            }
+            if let Some((loc, msg)) = &px.http_mode_error {
+                self.diag.err(loc, msg.clone());
+                continue;
+            }
             let backend = self.frontend_backend(px, be_index, px.use_backend_lines > 0);
             self.bind_once(&px.binds, &ctx, &ctx, bound);
             self.frontend_timeouts(px);
@@ -187,6 +233,25 @@ impl Parser {
         }
         self.proxies = proxies;
         frontends
+    }
+
+    /// The stats page a `frontend` serves when its `default_backend` is a stats backend (the
+    /// frontend's mode does not matter: `HAProxy` upgrades a TCP stream to HTTP for an HTTP
+    /// backend): the frontend's addresses and limits, the backend's page settings.
+    fn stats_through_backend(&self, px: &ProxyDraft) -> Option<StatsProxy> {
+        if px.kind != Kind::Frontend {
+            return None;
+        }
+        let (be, _) = px.opts.default_backend.as_ref()?;
+        let page = self.stats_backends.get(be)?;
+        Some(StatsProxy {
+            name: px.name.clone(),
+            loc: px.loc.clone(),
+            binds: px.binds.clone(),
+            maxconn: px.opts.maxconn,
+            timeout: px.opts.timeouts.client,
+            ..page.clone()
+        })
     }
 
     /// The backend a frontend forwards to when no `use_backend` rule applies: a listen's own

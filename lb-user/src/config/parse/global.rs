@@ -1,6 +1,8 @@
 //! The `global` section: one table entry per keyword (a handler, or "not supported yet" with the
 //! feature and an argument check).
 
+use std::path::PathBuf;
+
 use super::super::lex::Line;
 use super::super::scalar::{parse_size, parse_time, parse_u32, parse_uint, TimeUnit};
 use super::super::{Global, LogTarget};
@@ -30,6 +32,13 @@ pub(super) fn builtin() -> Global {
         server_state_base: None,
         bufsize: 16384,
         maxrewrite: 1024,
+        pidfile: None,
+        chroot: None,
+        maxpipes: None,
+        node: None,
+        description: None,
+        ulimit_n: None,
+        sockmap_backlog: None,
     }
 }
 
@@ -78,7 +87,7 @@ const fn not_yet(name: &'static str, feature: &'static str, args: ArgCheck) -> G
     }
 }
 
-const TLS: &str = "TLS; lb has no TLS";
+const TLS: &str = "TLS to servers; lb has no TLS";
 
 /// Every global keyword except `tune.*` (see [`tune`]). The order is the order of "did you mean"
 /// candidates.
@@ -94,15 +103,16 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("insecure-fork-wanted", insecure_fork_wanted),
     run("log-tag", log_tag),
     run("log-send-hostname", log_send_hostname),
-    not_yet("pidfile", "pid file", one_or_more),
-    not_yet("chroot", "chroot", one_or_more),
+    run("pidfile", pidfile),
+    run("chroot", chroot),
+    run("maxpipes", maxpipes),
     not_yet("ca-base", TLS, one_or_more),
-    not_yet("crt-base", TLS, one_or_more),
-    not_yet("ulimit-n", "fd limit", count),
+    run("crt-base", tls_bind_only),
+    run("ulimit-n", ulimit_n),
     not_yet("master-worker", "master-worker mode", optional),
     not_yet("hard-stop-after", "reload", time),
-    not_yet("node", "stats", one_or_more),
-    not_yet("description", "stats", any),
+    run("node", node),
+    run("description", description),
     run("server-state-file", state_file::global_path),
     run("server-state-base", state_file::global_path),
     not_yet("quiet", "quiet mode", optional),
@@ -110,16 +120,16 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     not_yet("maxconnrate", "rate limiting", count),
     not_yet("maxsessrate", "rate limiting", count),
     not_yet("maxsslconn", TLS, count),
-    not_yet("ssl-default-bind-ciphers", TLS, any),
-    not_yet("ssl-default-bind-ciphersuites", TLS, any),
-    not_yet("ssl-default-bind-options", TLS, any),
+    run("ssl-default-bind-ciphers", tls_bind_only),
+    run("ssl-default-bind-ciphersuites", tls_bind_only),
+    run("ssl-default-bind-options", tls_bind_only),
     not_yet("ssl-default-server-ciphers", TLS, any),
     not_yet("ssl-default-server-ciphersuites", TLS, any),
     not_yet("ssl-default-server-options", TLS, any),
-    not_yet("ssl-dh-param-file", TLS, one_or_more),
+    run("ssl-dh-param-file", tls_bind_only),
     not_yet("ssl-server-verify", TLS, any),
-    // Reported by the `tune.*` rule; listed for "did you mean".
-    not_yet("tune.ssl.default-dh-param", TLS, any),
+    // Handled by the `tune.*` rule; listed for "did you mean".
+    run("tune.ssl.default-dh-param", tls_bind_only),
     not_yet("lua-load", "Lua", one_or_more),
     not_yet("set-dumpable", "core dumps", optional),
     not_yet("strict-limits", "fd limit", any),
@@ -251,12 +261,62 @@ fn user_group(p: &mut Parser, line: &Line) {
 fn daemon(p: &mut Parser, line: &Line) {
     if arity(&mut p.diag, line, 1, 0, 0) {
         p.global.daemon = true;
-        p.diag.warn(
-            &line.loc,
-            "'daemon' is not supported yet; lb stays in the foreground (run it under systemd or \
-             another supervisor)",
-        );
     }
+}
+
+/// `pidfile PATH` (`-p` on the command line wins, as in `HAProxy`).
+fn pidfile(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        p.global.pidfile = Some(PathBuf::from(&line.words[1]));
+    }
+}
+
+/// `chroot DIR`: checked at start (it must be a directory), entered after binding.
+fn chroot(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        p.global.chroot = Some(PathBuf::from(&line.words[1]));
+    }
+}
+
+/// `maxpipes N`: the most splice pipes open at once (0 is refused, as `HAProxy` refuses it).
+fn maxpipes(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_u32(&line.words[1], 1, u32::MAX) {
+            Ok(v) => p.global.maxpipes = Some(v),
+            Err(e) => p.diag.err(&line.loc, format!("'maxpipes': {e}")),
+        }
+    }
+}
+
+/// `ulimit-n N`: the file-descriptor limit lb sets at start (soft and hard).
+fn ulimit_n(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_u32(&line.words[1], 1, u32::MAX) {
+            Ok(v) => p.global.ulimit_n = Some(v),
+            Err(e) => p.diag.err(&line.loc, format!("'ulimit-n': {e}")),
+        }
+    }
+}
+
+/// `node NAME` (stats `show-node`).
+fn node(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        p.global.node = Some(line.words[1].clone());
+    }
+}
+
+/// `description TEXT...` (stats `show-desc`): the words joined by spaces, as `HAProxy`.
+fn description(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, usize::MAX) {
+        p.global.description = Some(line.words[1..].join(" "));
+    }
+}
+
+/// Settings of TLS listeners only (`crt-base`, `ssl-default-bind-*`, `ssl-dh-param-file`,
+/// `tune.ssl.default-dh-param`): lb refuses every `bind ... ssl`, so in a configuration it
+/// accepts these change nothing, in `HAProxy` as in lb. Accepted without a warning.
+fn tls_bind_only(p: &mut Parser, line: &Line) {
+    arity(&mut p.diag, line, 1, 1, usize::MAX);
 }
 
 fn log(p: &mut Parser, line: &Line) {
@@ -278,7 +338,7 @@ fn log_tag(p: &mut Parser, line: &Line) {
 fn log_send_hostname(p: &mut Parser, line: &Line) {
     if arity(&mut p.diag, line, 1, 0, 1) {
         let name = line.words.get(1).cloned().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
+            crate::outside::read_to_string(std::path::Path::new("/proc/sys/kernel/hostname"))
                 .map(|h| h.trim().to_owned())
                 .ok()
                 .filter(|h| !h.is_empty())
@@ -311,7 +371,8 @@ fn insecure_fork_wanted(p: &mut Parser, line: &Line) {
 fn nbproc(p: &mut Parser, line: &Line) {
     p.diag.err(
         &line.loc,
-        "'nbproc' was removed in HAProxy 2.5 (use 'nbthread'; lb runs one process)",
+        "'nbproc': multi-process mode was removed in HAProxy 2.5 (use 'nbthread'; lb runs one \
+         process with one thread per CPU)",
     );
 }
 
@@ -319,32 +380,24 @@ fn stats(p: &mut Parser, line: &Line) {
     p.global_stats(line);
 }
 
-/// `tune.*`: `tune.bufsize` and `tune.maxrewrite` size the content-inspection buffer; the
-/// others are accepted (sizes checked) and not acted on yet.
+/// `tune.*`: `tune.bufsize` and `tune.maxrewrite` size the content-inspection buffer, lb's own
+/// `tune.lb.sockmap-backlog` bounds the kernel maps; the others are accepted (sizes checked)
+/// and not acted on yet.
 fn tune(p: &mut Parser, line: &Line) {
     let kw = line.words[0].as_str();
-    if !arity(&mut p.diag, line, 1, 1, usize::MAX) {
+    if kw == "tune.lb.sockmap-backlog" {
+        sockmap_backlog(p, line);
         return;
     }
     if kw == "tune.bufsize" || kw == "tune.maxrewrite" {
-        if !arity(&mut p.diag, line, 1, 1, 1) {
-            return;
-        }
-        let min = if kw == "tune.bufsize" { 1024 } else { 0 };
-        match parse_size(&line.words[1]).map(usize::try_from) {
-            Ok(Ok(v)) if v >= min && v <= 1 << 30 => {
-                if kw == "tune.bufsize" {
-                    p.global.bufsize = v;
-                } else {
-                    p.global.maxrewrite = v;
-                }
-            }
-            Ok(_) => p.diag.err(
-                &line.loc,
-                format!("'{kw}': must be between {min} and 1073741824"),
-            ),
-            Err(e) => p.diag.err(&line.loc, format!("'{kw}': {e}")),
-        }
+        buffer_size(p, line, kw);
+        return;
+    }
+    if !arity(&mut p.diag, line, 1, 1, usize::MAX) {
+        return;
+    }
+    if kw == "tune.ssl.default-dh-param" {
+        tls_bind_only(p, line);
         return;
     }
     if matches!(
@@ -357,4 +410,46 @@ fn tune(p: &mut Parser, line: &Line) {
         }
     }
     p.not_yet(line, kw, "tuning");
+}
+
+/// `tune.bufsize` / `tune.maxrewrite SIZE`.
+fn buffer_size(p: &mut Parser, line: &Line, kw: &str) {
+    if !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    let min = if kw == "tune.bufsize" { 1024 } else { 0 };
+    match parse_size(&line.words[1]).map(usize::try_from) {
+        Ok(Ok(v)) if v >= min && v <= 1 << 30 => {
+            if kw == "tune.bufsize" {
+                p.global.bufsize = v;
+            } else {
+                p.global.maxrewrite = v;
+            }
+        }
+        Ok(_) => p.diag.err(
+            &line.loc,
+            format!("'{kw}': must be between {min} and 1073741824"),
+        ),
+        Err(e) => p.diag.err(&line.loc, format!("'{kw}': {e}")),
+    }
+}
+
+/// The least `tune.lb.sockmap-backlog`: one skb (64 KiB without BIG TCP) must fit in it.
+const MIN_SOCKMAP_BACKLOG: u64 = 64 << 10;
+
+/// `tune.lb.sockmap-backlog SIZE` (lb extension).
+fn sockmap_backlog(p: &mut Parser, line: &Line) {
+    if !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    match parse_size(&line.words[1]) {
+        Ok(n) if n >= MIN_SOCKMAP_BACKLOG => p.global.sockmap_backlog = Some(n),
+        Ok(n) => p.diag.err(
+            &line.loc,
+            format!("'tune.lb.sockmap-backlog': {n} bytes is below the minimum of 64k"),
+        ),
+        Err(e) => p
+            .diag
+            .err(&line.loc, format!("'tune.lb.sockmap-backlog': {e}")),
+    }
 }

@@ -145,6 +145,7 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
         named_defaults: HashMap::new(),
         proxies: Vec::new(),
         stats_sections: HashMap::new(),
+        stats_backends: HashMap::new(),
         stats: Vec::new(),
         userlists: Vec::new(),
         fe_names: HashMap::new(),
@@ -153,6 +154,7 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
         resolver_refs: Vec::new(),
         state_locs: HashMap::new(),
         expr_refs: Vec::new(),
+        waiting_for_state: HashMap::new(),
     };
     let secs = sections(lines, &mut p.diag);
     for sec in &secs {
@@ -172,6 +174,9 @@ struct Parser {
     proxies: Vec<ProxyDraft>,
     /// Stats-only sections (accepted, not served), by name.
     stats_sections: HashMap<String, Loc>,
+    /// Stats backends (`backend` with `stats enable|uri`), by name: a frontend forwarding to one
+    /// serves its page.
+    stats_backends: HashMap<String, StatsProxy>,
     /// The stats pages, in file order.
     stats: Vec<StatsProxy>,
     /// `userlist` sections, in file order.
@@ -187,6 +192,9 @@ struct Parser {
     state_locs: HashMap<String, Loc>,
     /// Backends and servers named by expressions, checked once every section is read.
     expr_refs: Vec<tcp_rules::ExprRef>,
+    /// Servers (by `be/server` location) whose every `init-addr` method but `last` failed,
+    /// with the resolver's error: the server-state file decides at the end.
+    waiting_for_state: HashMap<Loc, Option<String>>,
 }
 
 impl Parser {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::super::lex::Line;
 use super::super::scalar::check_name;
 use super::super::{
-    Balance, Bind, CheckKind, ExternalCheck, HashType, HttpExpect, Keepalive, Loc, LogTarget,
-    ProxyRules, Server, TcpCheckRule, Timeouts,
+    Balance, Bind, BindOptions, CheckKind, ExternalCheck, HashType, HttpExpect, Keepalive, Loc,
+    LogTarget, ProxyRules, Server, TcpCheckRule, Timeouts,
 };
 use super::server::ServerParams;
 use super::state_file::StateLoad;
@@ -96,7 +96,7 @@ impl ProxyOpts {
         Self {
             mode: None,
             balance: Balance::RoundRobin,
-            hash_type: HashType::MapBased,
+            hash_type: HashType::default(),
             timeouts: Timeouts::default(),
             retries: 3,
             redispatch: false,
@@ -138,6 +138,9 @@ pub(super) struct ProxyDraft {
     pub(super) servers: Vec<(Server, Option<u32>)>,
     /// Where `default_backend` was written in this section (not inherited).
     pub(super) own_default_backend: Option<Loc>,
+    /// A frontend in `mode http` that serves no stats page itself: valid only when it forwards
+    /// to a stats backend (decided once every section is read); else this error is reported.
+    pub(super) http_mode_error: Option<(Loc, String)>,
     /// Whether this section wrote `tcp-check` rules (the first one replaces inherited rules).
     pub(super) own_tcp_rules: bool,
     /// `server-state-file-name` of this section (not inherited from defaults, as in `HAProxy`).
@@ -164,9 +167,10 @@ impl ProxyDraft {
     }
 }
 
-/// Whether a `frontend`/`listen` body makes it a stats page.
+/// Whether a section body makes it a stats page (a `frontend`/`listen` serving it on its own
+/// binds), or a stats backend (a `backend` serving it to the frontends that forward to it).
 fn is_stats_section(kind: Kind, body: &[Line]) -> bool {
-    matches!(kind, Kind::Frontend | Kind::Listen)
+    kind != Kind::Defaults
         && body.iter().any(|l| {
             let w = &l.words;
             (w[0] == "stats" && w.get(1).is_some_and(|s| s == "enable" || s == "uri"))
@@ -193,18 +197,25 @@ impl Parser {
             return;
         }
         if mode == Some(Mode::Http) && kind != Kind::Defaults {
-            if px.explicit_mode {
-                // Reported on the `mode` line itself.
-            } else if let Some((_, mloc)) = &px.opts.mode {
-                self.diag.err(
-                    &px.loc,
-                    format!(
+            let error = if px.explicit_mode {
+                // Reported on the `mode` line itself (deferred for a frontend, below).
+                px.http_mode_error.take()
+            } else {
+                px.opts.mode.as_ref().map(|(_, mloc)| {
+                    let msg = format!(
                         "{}: mode http (inherited from defaults at {mloc}) is not supported (lb \
                          is a TCP load balancer); add 'mode tcp' (only a stats section may use \
                          mode http)",
                         px.ctx()
-                    ),
-                );
+                    );
+                    (px.loc.clone(), msg)
+                })
+            };
+            match error {
+                // A frontend forwarding to a stats backend is a stats page: known at the end.
+                Some(e) if kind == Kind::Frontend => px.http_mode_error = Some(e),
+                Some((loc, msg)) => self.diag.err(&loc, msg),
+                None => {}
             }
         }
         self.resolve_use_server(&mut px);
@@ -302,6 +313,7 @@ impl Parser {
             bind_lines: 0,
             servers: Vec::new(),
             own_default_backend: None,
+            http_mode_error: None,
             own_tcp_rules: false,
             state_file_name: None,
             rules,
@@ -312,7 +324,7 @@ impl Parser {
         for addr in header_binds {
             px.bind_lines += 1;
             if kind.fe() && kind != Kind::Defaults {
-                self.bind_addrs(&mut px, &h.loc, addr, None, false);
+                self.bind_addrs(&mut px, &h.loc, addr, None, &BindOptions::default(), false);
             } else {
                 self.diag.err(
                     &h.loc,
@@ -327,9 +339,16 @@ impl Parser {
         px
     }
 
-    /// A stats section once read: its page is kept, its name taken, nothing else.
+    /// A stats section once read: its page is kept, its name taken, nothing else. A `backend`
+    /// is kept aside for the frontends that forward to it.
     fn close_stats(&mut self, px: &ProxyDraft, sec: &Section<'_>) {
         let stats = self.stats_proxy(px, sec);
+        self.register_names(px);
+        self.stats_sections.insert(px.name.clone(), px.loc.clone());
+        if px.kind == Kind::Backend {
+            self.stats_backends.insert(px.name.clone(), stats);
+            return;
+        }
         if px.bind_lines == 0 {
             self.diag.warn(
                 &px.loc,
@@ -337,8 +356,6 @@ impl Parser {
             );
         }
         self.stats.push(stats);
-        self.register_names(px);
-        self.stats_sections.insert(px.name.clone(), px.loc.clone());
     }
 
     /// Records the proxy's name in the frontend/backend namespaces, reporting reuse.

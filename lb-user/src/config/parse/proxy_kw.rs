@@ -5,7 +5,7 @@
 
 use super::super::lex::Line;
 use super::super::scalar::{parse_time, parse_u32, TimeUnit};
-use super::super::{Balance, HashType, LogTarget};
+use super::super::{Balance, HashExpr, HashFunction, HashMethod, HashType, LogTarget};
 use super::log::check_log_args;
 use super::proxy::{Kind, Mode, ProxyDraft};
 use super::state_file;
@@ -217,11 +217,14 @@ fn mode(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
             px.opts.mode = Some((Mode::Http, loc.clone()));
             px.explicit_mode = true;
             if px.kind != Kind::Defaults && !px.is_stats {
-                p.diag.err(
-                    loc,
-                    "mode http is not supported (lb is a TCP load balancer); only a stats \
-                     section may use it",
-                );
+                let msg = "mode http is not supported (lb is a TCP load balancer); only a stats \
+                           section may use it";
+                if px.kind == Kind::Frontend {
+                    // Unless it forwards to a stats backend: known once every section is read.
+                    px.http_mode_error = Some((loc.clone(), msg.to_owned()));
+                } else {
+                    p.diag.err(loc, msg);
+                }
             }
         }
         "health" => p
@@ -283,7 +286,13 @@ fn default_server(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
 }
 
 fn balance(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
-    if p.cap(px, line, "balance", false, true) && arity(&mut p.diag, line, 1, 1, 1) {
+    // `balance hash <expr>` is the one form with an argument lb reads.
+    let max = if line.words.get(1).is_some_and(|w| w == "hash") {
+        2
+    } else {
+        1
+    };
+    if p.cap(px, line, "balance", false, true) && arity(&mut p.diag, line, 1, 1, max) {
         if let Some(b) = balance_algorithm(&mut p.diag, line) {
             px.opts.balance = b;
         }
@@ -310,18 +319,29 @@ fn balance_algorithm(d: &mut Diag, line: &Line) -> Option<Balance> {
                 }
             }
         }
+        "hash" if line.words.get(2).is_some_and(|e| e == "src") => Balance::Hash(HashExpr::Src),
+        "hash" => {
+            let expr = line.words.get(2).map_or("", String::as_str);
+            d.err(
+                &line.loc,
+                format!(
+                    "'balance hash {expr}': lb evaluates only the expression 'src' (the client \
+                     address)"
+                ),
+            );
+            return None;
+        }
         _ if arg == "uri"
             || arg == "url_param"
             || arg == "uri_path"
             || arg.starts_with("hdr(")
-            || arg.starts_with("rdp-cookie")
-            || arg == "hash" =>
+            || arg.starts_with("rdp-cookie") =>
         {
             d.err(
                 &line.loc,
                 format!(
                     "'balance {arg}' needs mode http or is not supported (lb supports \
-                     roundrobin, static-rr, leastconn, first, source, random)"
+                     roundrobin, static-rr, leastconn, first, source, random, hash src)"
                 ),
             );
             return None;
@@ -345,46 +365,63 @@ fn hash_type(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         return;
     }
     let w = &line.words;
-    let ht = match w[1].as_str() {
-        "map-based" => HashType::MapBased,
-        "consistent" => HashType::Consistent,
+    let method = match w[1].as_str() {
+        "map-based" => HashMethod::MapBased,
+        "consistent" => HashMethod::Consistent,
+        "maglev" => {
+            p.diag.warn(
+                &line.loc,
+                "'hash-type maglev' is an lb extension that HAProxy does not have: HAProxy \
+                 rejects this file"
+                    .to_owned(),
+            );
+            HashMethod::Maglev
+        }
         other => {
             p.diag.err(
                 &line.loc,
-                format!("'hash-type': unknown method '{other}' (expected map-based or consistent)"),
+                format!(
+                    "'hash-type': unknown method '{other}' (expected map-based, consistent or \
+                     maglev)"
+                ),
             );
             return;
         }
     };
     let mut rest = &w[2..];
-    if let Some(f) = rest.first() {
-        if ["sdbm", "djb2", "wt6", "crc32", "none"].contains(&f.as_str()) {
-            rest = &rest[1..];
-        }
+    let function = match rest.first().map(String::as_str) {
+        Some("sdbm") => Some(HashFunction::Sdbm),
+        Some("djb2") => Some(HashFunction::Djb2),
+        Some("wt6") => Some(HashFunction::Wt6),
+        Some("crc32") => Some(HashFunction::Crc32),
+        Some("none") => Some(HashFunction::None),
+        _ => None,
+    };
+    if function.is_some() {
+        rest = &rest[1..];
     }
-    if let Some(m) = rest.first() {
-        if m != "avalanche" || rest.len() > 1 {
+    let avalanche = match rest {
+        [] => false,
+        [m] if m == "avalanche" => true,
+        [m, more @ ..] => {
+            // Name the word that does not belong: after `avalanche`, whatever follows it.
+            let bad = if m == "avalanche" { &more[0] } else { m };
             p.diag.err(
                 &line.loc,
                 format!(
-                    "'hash-type': unexpected argument '{m}' (expected [sdbm|djb2|wt6|crc32|none] \
+                    "'hash-type': unexpected argument '{bad}' (expected [sdbm|djb2|wt6|crc32|none] \
                      [avalanche])"
                 ),
             );
             return;
         }
-    }
-    px.opts.hash_type = ht;
-    if w.len() > 2 {
-        let words: Vec<String> = w[2..].iter().map(|x| format!("'{x}'")).collect();
-        p.diag.warn(
-            &line.loc,
-            format!(
-                "'hash-type': {} not supported yet (hash functions); lb's own hash is used",
-                words.join(" ")
-            ),
-        );
-    }
+    };
+    // HAProxy: without a function, sdbm; and consistent hashing then adds avalanche.
+    px.opts.hash_type = HashType {
+        method,
+        function: function.unwrap_or_default(),
+        avalanche: avalanche || (function.is_none() && method != HashMethod::MapBased),
+    };
 }
 
 fn timeout(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
@@ -598,9 +635,17 @@ fn external_check(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     }
 }
 
+/// `stats` outside a stats section: a `mode tcp` proxy, where `HAProxy` ignores it too ("'stats'
+/// statement ignored ... as it requires HTTP mode").
 fn stats(p: &mut Parser, _: &mut ProxyDraft, line: &Line) {
     if p.stats_line(line) {
-        p.not_yet(line, &format!("stats {}", line.words[1]), "stats page");
+        p.diag.warn(
+            &line.loc,
+            format!(
+                "'stats {}' is HTTP-only; ignored in mode tcp (a stats page needs 'mode http')",
+                line.words[1]
+            ),
+        );
     }
 }
 

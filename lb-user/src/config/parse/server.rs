@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 
 use super::super::lex::Line;
-use super::super::scalar::{check_name, parse_port, resolve, split_host_port, unspecified, Host};
+use super::super::scalar::{
+    check_name, parse_port, parse_uint, resolve, split_host_port, unspecified, Host,
+};
 use super::super::{HealthParams, InitAddr, IpNet, Loc, ProxyVersion, SendProxy, Server};
 use super::proxy::ProxyDraft;
 use super::server_kw::{server_keyword, KwCtx, Place, ServerHandling};
@@ -25,6 +27,8 @@ fn default_init_addr(has_resolvers: bool) -> Vec<InitAddr> {
 /// A server's address as found at load.
 struct FoundAddr {
     addr: SocketAddr,
+    /// The port is the client's destination port plus this (no port, `+N`, `-N`).
+    port_offset: Option<i32>,
     /// The host name, when the address was written as one.
     fqdn: Option<String>,
     /// No address: starts in MAINT (resolution) (`init-addr none`).
@@ -144,6 +148,7 @@ impl Parser {
                 loc: line.loc.clone(),
                 id: 0,
                 addr: found.addr,
+                port_offset: found.port_offset,
                 fqdn: found.fqdn,
                 weight: params.weight,
                 backup: params.backup,
@@ -178,7 +183,8 @@ impl Parser {
     }
 
     /// Resolves a server address, trying the `init-addr` methods in order when it is a host
-    /// name (`last` is skipped here: the runtime applies the server-state file).
+    /// name (`last` is decided once the backend's server-state file is known:
+    /// `state_file_addresses`).
     fn server_addr(
         &mut self,
         ctx: &str,
@@ -194,11 +200,12 @@ impl Parser {
                 return None;
             }
         };
-        let port = self.server_port(ctx, loc, hp.port.as_deref())?;
+        let (port, port_offset) = self.server_port(ctx, loc, hp.port.as_deref())?;
         let name = match hp.host {
             Some(Host::Ip(ip)) => {
                 return Some(FoundAddr {
                     addr: SocketAddr::new(ip, port),
+                    port_offset,
                     fqdn: None,
                     unresolved: false,
                     method: None,
@@ -213,6 +220,7 @@ impl Parser {
         };
         let found = |addr, unresolved, i| FoundAddr {
             addr,
+            port_offset,
             fqdn: Some(name.clone()),
             unresolved,
             method: Some(i),
@@ -246,6 +254,13 @@ impl Parser {
                 }
             }
         }
+        if let Some(i) = methods.iter().position(|m| *m == InitAddr::Last) {
+            // Only the server-state file can give it an address now: decided once the
+            // backend's state file is known (`state_file_addresses`).
+            self.waiting_for_state.insert(loc.clone(), last_err);
+            let ip = unspecified(hp.family);
+            return Some(found(SocketAddr::new(ip, port), true, i));
+        }
         let why = last_err.unwrap_or_else(|| "no init-addr method gave an address".to_owned());
         self.diag.err(
             loc,
@@ -254,37 +269,32 @@ impl Parser {
         None
     }
 
-    /// The port of a server address: required and fixed (no offsets), as lb does not forward to
-    /// the client's destination port.
-    fn server_port(&mut self, ctx: &str, loc: &Loc, port: Option<&str>) -> Option<u16> {
-        match port {
-            None | Some("" | "0") => {
-                self.diag.err(
-                    loc,
-                    format!(
-                        "{ctx}: port required (lb does not forward to the client's destination \
-                         port yet)"
-                    ),
-                );
+    /// The port of a server address, as `HAProxy`'s `str2sa_range` reads it: `N` is fixed;
+    /// none, `0`, `+N` or `-N` map it (the client's destination port, plus the offset), which
+    /// is `(0, Some(offset))`.
+    fn server_port(
+        &mut self,
+        ctx: &str,
+        loc: &Loc,
+        port: Option<&str>,
+    ) -> Option<(u16, Option<i32>)> {
+        let offset =
+            |sign: i32, n: &str| parse_uint(n, 0, 65535).map(|v| (0, Some(sign * v as i32)));
+        let parsed = match port {
+            None | Some("" | "0") => Ok((0, Some(0))),
+            Some(p) => match (p.strip_prefix('+'), p.strip_prefix('-')) {
+                (Some(n), _) => offset(1, n),
+                (_, Some(n)) => offset(-1, n),
+                _ => parse_port(p).map(|p| (p, None)),
+            }
+            .map_err(|_| format!("invalid port '{p}' (expected 1..=65535, or an offset +N/-N)")),
+        };
+        match parsed {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.diag.err(loc, format!("{ctx}: {e}"));
                 None
             }
-            Some(p) if p.starts_with(['+', '-']) => {
-                self.diag.err(
-                    loc,
-                    format!(
-                        "{ctx}: port offset '{p}' is not supported (lb does not forward to the \
-                         client's destination port yet)"
-                    ),
-                );
-                None
-            }
-            Some(p) => match parse_port(p) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    self.diag.err(loc, format!("{ctx}: {e}"));
-                    None
-                }
-            },
         }
     }
 

@@ -9,7 +9,8 @@
 use std::net::IpAddr;
 
 use super::super::scalar::{
-    is_hostname, parse_net, parse_port, parse_time, parse_u32, parse_weight, TimeUnit,
+    env_expand, is_hostname, parse_net, parse_port, parse_time, parse_u32, parse_weight, resolve,
+    TimeUnit,
 };
 use super::super::{InitAddr, Loc, OnError};
 use super::server::ServerParams;
@@ -265,18 +266,21 @@ fn port(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `addr`, `agent-addr`: numeric only.
+/// `addr`, `agent-addr`: an IP address, or a host name resolved once at load with the system
+/// resolver, as `HAProxy` does (environment variables expanded first, as in any address).
 fn address(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
-    match arg.parse::<IpAddr>() {
-        Ok(ip) if p == "addr" => c.params.health.addr = Some(ip),
-        Ok(ip) => c.params.health.agent.addr = Some(ip),
-        // HAProxy resolves it once at load; lb keeps check addresses numeric.
-        Err(_) if is_hostname(arg) => {
-            return Err(format!(
-                "'{p}': '{arg}' is a host name; lb needs an IP address here"
-            ));
-        }
-        Err(_) => return Err(format!("'{p}': invalid address '{arg}'")),
+    let text = env_expand(arg);
+    let ip = match text.parse::<IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) if is_hostname(&text) => resolve(&text, 0, None)
+            .map_err(|e| format!("'{p}': {e}"))?
+            .ip(),
+        Err(_) => return Err(format!("'{p}': invalid address '{text}'")),
+    };
+    if p == "addr" {
+        c.params.health.addr = Some(ip);
+    } else {
+        c.params.health.agent.addr = Some(ip);
     }
     Ok(())
 }
@@ -415,7 +419,6 @@ fn resolve_net(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), Stri
         nets.push(parse_net(net).map_err(|e| format!("'{p}': {e}"))?);
     }
     c.params.resolve_net = nets;
-    c.not_yet.push((p, "DNS re-resolution"));
     Ok(())
 }
 

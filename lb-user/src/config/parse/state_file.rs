@@ -1,16 +1,19 @@
 //! The server-state file keywords: `server-state-file` and `server-state-base` (global),
 //! `load-server-state-from-file` and `server-state-file-name` (backends). They are parsed into
 //! the model ([`Global::server_state_file`], [`Global::server_state_base`],
-//! [`Backend::server_state`]); applying the file is the runtime's job.
+//! [`Backend::server_state`]); `crate::state::file` applies the file at start.
 //!
 //! [`Global::server_state_file`]: super::super::Global::server_state_file
 //! [`Global::server_state_base`]: super::super::Global::server_state_base
 //! [`Backend::server_state`]: super::super::Backend::server_state
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::super::lex::Line;
-use super::super::ServerStateFrom;
+use super::super::state_file::{address_of, parse, StateLine};
+use super::super::{Backend, InitAddr, ServerStateFrom};
 use super::proxy::{Kind, ProxyDraft};
 use super::{arity, Parser};
 
@@ -22,12 +25,6 @@ pub(super) enum StateLoad {
     None,
     Global,
     Local,
-}
-
-/// The warning that the runtime does not apply server-state files yet. Remove its calls once
-/// it does.
-fn runtime_ignores(p: &mut Parser, line: &Line) {
-    p.not_yet(line, &line.words[0], "server-state file");
 }
 
 /// Global `server-state-file PATH`, `server-state-base DIR`: set once (a later line is ignored
@@ -60,7 +57,6 @@ pub(super) fn global_path(p: &mut Parser, line: &Line) {
     }
     *slot = Some(PathBuf::from(path));
     p.state_locs.insert(kw.to_owned(), line.loc.clone());
-    runtime_ignores(p, line);
 }
 
 /// `load-server-state-from-file global|local|none` (backends and defaults).
@@ -82,7 +78,6 @@ pub(super) fn load_from_file(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         }
     };
     px.opts.load_server_state = (load, Some(line.loc.clone()));
-    runtime_ignores(p, line);
 }
 
 /// `server-state-file-name [use-backend-name|NAME]` (backends; `HAProxy` accepts it in
@@ -107,7 +102,6 @@ pub(super) fn file_name(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         Some(name) => name.to_owned(),
     };
     px.state_file_name = Some(name);
-    runtime_ignores(p, line);
 }
 
 impl Parser {
@@ -134,6 +128,49 @@ impl Parser {
                     .clone()
                     .unwrap_or_else(|| px.name.clone()),
             ),
+        }
+    }
+}
+
+impl Parser {
+    /// `init-addr last`: the address a server's backend's state file holds for it, read at
+    /// load as `HAProxy` reads it before trying the other methods. A server written as a host
+    /// name takes it when `last` comes before the method that gave its address (or when every
+    /// other method failed); a server that nothing gave an address is an error.
+    pub(super) fn state_file_addresses(&mut self, backends: &mut [Backend]) {
+        let mut files: HashMap<PathBuf, Vec<StateLine>> = HashMap::new();
+        for be in backends.iter_mut() {
+            let path = self.global.server_state_file_of(be);
+            for s in &mut be.servers {
+                if !s.state_addr_wins() {
+                    continue;
+                }
+                let lines = path.as_ref().map_or(&[][..], |p| {
+                    files.entry(p.clone()).or_insert_with(|| {
+                        crate::outside::read_to_string(p)
+                            .map(|t| parse(&t).0)
+                            .unwrap_or_default()
+                    })
+                });
+                if let Some(ip) = address_of(lines, &be.name, &s.name) {
+                    s.addr = SocketAddr::new(ip, s.addr.port());
+                    s.unresolved = false;
+                    s.init_addr_used = s.init_addr.iter().position(|m| *m == InitAddr::Last);
+                } else if let Some(why) = self.waiting_for_state.get(&s.loc) {
+                    let name = s.fqdn.as_deref().unwrap_or_default();
+                    let why = why
+                        .clone()
+                        .unwrap_or_else(|| "no init-addr method gave an address".to_owned());
+                    self.diag.err(
+                        &s.loc,
+                        format!(
+                            "server '{}/{}': {why}, and no server-state file has an address for \
+                             '{name}' (add 'init-addr libc,none' to start it in MAINT instead)",
+                            be.name, s.name
+                        ),
+                    );
+                }
+            }
         }
     }
 }

@@ -127,6 +127,9 @@ impl Parser {
             refresh: None,
             admin: false,
             hide_version: false,
+            show_legends: false,
+            show_node: None,
+            show_desc: None,
             prometheus: None,
             maxconn: px.opts.maxconn,
             timeout: px.opts.timeouts.client,
@@ -144,7 +147,10 @@ impl Parser {
                         self.http_auth_rule(&mut st, line, &w[1..]);
                     }
                 }
-                "mode" | "bind" | "timeout" | "maxconn" | "log" | "option" | "description" => {}
+                // What any proxy has, and a stats backend's load-balancing settings (it has no
+                // servers): accepted, nothing to do for a page.
+                "mode" | "bind" | "timeout" | "maxconn" | "log" | "option" | "description"
+                | "balance" | "hash-type" | "retries" | "default_backend" => {}
                 kw => self.diag.warn(
                     loc,
                     format!("'{kw}' is ignored in stats section '{}'", px.name),
@@ -177,6 +183,13 @@ impl Parser {
             }
             "refresh" if w.len() > 2 => st.refresh = parse_time(&w[2], TimeUnit::S).ok(),
             "hide-version" => st.hide_version = true,
+            "show-legends" => st.show_legends = true,
+            // No name: the global `node`, else the host name (resolved when the page is built).
+            "show-node" => st.show_node = Some(w.get(2).cloned().unwrap_or_default()),
+            // No text: the global `description`.
+            "show-desc" => st.show_desc = Some(w[2..].join(" ")),
+            // HAProxy's extra statistics modules (HTTP/TLS counters): none apply to TCP.
+            "show-modules" => {}
             "admin" if w.len() > 3 => {
                 let cond = &w[3..];
                 let lists = http_auth_lists(cond);
@@ -335,6 +348,9 @@ fn stats_socket(d: &mut Diag, line: &Line) -> Option<StatsSocket> {
                     }
                 };
             }
+            // lb's reload keeps every listening socket in the same process: what HAProxy
+            // passes to its new process with `expose-fd listeners`, lb has without it.
+            ("expose-fd", Some(v)) if v == "listeners" => {}
             (
                 "user" | "group" | "uid" | "gid" | "expose-fd" | "severity-output" | "process"
                 | "thread" | "name" | "maxconn" | "backlog",

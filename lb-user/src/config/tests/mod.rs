@@ -19,10 +19,13 @@ use std::time::Duration;
 
 use super::lex::split_words;
 use super::scalar::{
-    check_hex, check_name, parse_bind_addrs, parse_port, parse_size, parse_time, parse_u32,
-    parse_weight, split_host_port, Family, Host, TimeUnit,
+    check_hex, check_name, env_expand_with, parse_bind_addrs, parse_port, parse_size, parse_time,
+    parse_u32, parse_weight, split_host_port, Family, Host, TimeUnit,
 };
-use super::{load, load_str, Balance, CliLevel, Config, ConfigErrors, HashType, Password};
+use super::{
+    load, load_str, Balance, CliLevel, Config, ConfigErrors, HashExpr, HashFunction, HashMethod,
+    HashType, Password,
+};
 
 /// `Duration::from_mins` needs a newer Rust than the workspace's rust-version.
 fn secs(n: u64) -> Duration {

@@ -47,7 +47,14 @@ fn defaults_inheritance_and_reset() {
     assert_eq!(one.retries, 5);
     assert!(one.redispatch);
     assert_eq!(one.balance, Balance::Source);
-    assert_eq!(one.hash_type, HashType::Consistent);
+    assert_eq!(
+        one.hash_type,
+        HashType {
+            method: HashMethod::Consistent,
+            function: HashFunction::Sdbm,
+            avalanche: true
+        }
+    );
     assert_eq!(one.servers[0].weight, 7);
     assert_eq!(one.timeouts.server, Some(Duration::from_secs(3)));
     // A new defaults section starts from the built-ins again.
@@ -56,7 +63,7 @@ fn defaults_inheritance_and_reset() {
     assert_eq!(two.retries, 3);
     assert!(!two.redispatch);
     assert_eq!(two.balance, Balance::RoundRobin);
-    assert_eq!(two.hash_type, HashType::MapBased);
+    assert_eq!(two.hash_type, HashType::default());
     assert_eq!(two.servers[0].weight, 1);
     assert_eq!(two.timeouts.connect, Some(Duration::from_secs(4)));
     assert_eq!(two.timeouts.server, None);
@@ -110,7 +117,7 @@ fn several_binds_and_ipv6() {
     );
     assert_eq!(fe.binds[2].loc.line, 8);
     assert_eq!(fe.maxconn, Some(100));
-    assert!(has_warning(&c, 8, "'v6only'"));
+    assert_eq!(fe.binds[2].opts.v6only, Some(true));
     // An empty backend is allowed (connections fail with no server).
     assert!(c.backends[0].servers.is_empty());
 }
@@ -155,7 +162,14 @@ fn not_supported_yet_warnings_name_the_feature() {
     assert!(c.global.daemon);
     assert_eq!(c.global.logs[0].args, ["127.0.0.1:514", "local0", "notice"]);
     assert_eq!(c.global.stats_sockets.len(), 1);
-    assert!(has_warning(&c, 3, "'pidfile' is not supported yet"));
+    assert_eq!(
+        c.global.pidfile.as_deref(),
+        Some(std::path::Path::new("/run/lb.pid"))
+    );
+    assert!(!c
+        .warnings
+        .iter()
+        .any(|w| w.loc.line == 3 || w.loc.line == 6));
     assert_eq!(c.global.bufsize, 32 * 1024);
     // ACLs, rules, routing and send-proxy are supported: no warning on their lines.
     assert!(has_warning(
@@ -229,6 +243,55 @@ fn zero_timeout_means_none_and_units_apply() {
 }
 
 #[test]
+fn hash_type_defaults_follow_haproxy() {
+    use HashFunction::{Crc32, Djb2, None as NoHash, Sdbm, Wt6};
+    use HashMethod::{Consistent, Maglev, MapBased};
+    let ht = |line: &str| {
+        let c = ok(&format!(
+            "backend be\n  balance source\n  {line}\n  server s 127.0.0.1:1\n"
+        ));
+        c.backends[0].hash_type
+    };
+    let t = |method, function, avalanche| HashType {
+        method,
+        function,
+        avalanche,
+    };
+    // No function named: sdbm, and consistent hashing adds avalanche (cfgparse-listen.c).
+    assert_eq!(ht("hash-type map-based"), t(MapBased, Sdbm, false));
+    assert_eq!(ht("hash-type consistent"), t(Consistent, Sdbm, true));
+    assert_eq!(ht("hash-type consistent sdbm"), t(Consistent, Sdbm, false));
+    assert_eq!(
+        ht("hash-type consistent djb2 avalanche"),
+        t(Consistent, Djb2, true)
+    );
+    assert_eq!(ht("hash-type map-based wt6"), t(MapBased, Wt6, false));
+    assert_eq!(
+        ht("hash-type map-based crc32 avalanche"),
+        t(MapBased, Crc32, true)
+    );
+    assert_eq!(
+        ht("hash-type consistent none"),
+        t(Consistent, NoHash, false)
+    );
+    assert_eq!(ht("hash-type maglev"), t(Maglev, Sdbm, true));
+    let c = ok("backend be\n  balance hash src\n  hash-type maglev\n  server s 127.0.0.1:1\n");
+    assert_eq!(c.backends[0].balance, Balance::Hash(HashExpr::Src));
+    // maglev is lb's own: `lb -c` says so, at its line.
+    assert!(has_warning(
+        &c,
+        3,
+        "'hash-type maglev' is an lb extension that HAProxy does not have"
+    ));
+    assert!(
+        !ok("backend be\n  hash-type consistent wt6\n  server s 127.0.0.1:1\n")
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("hash-type"))
+    );
+}
+
+#[test]
 fn balance_variants() {
     for (word, b) in [
         ("roundrobin", Balance::RoundRobin),
@@ -242,4 +305,122 @@ fn balance_variants() {
         let c = ok(&format!("{TIMEOUTS}backend be\n  balance {word}\n"));
         assert_eq!(c.backends[0].balance, b, "{word}");
     }
+}
+
+#[test]
+fn stats_in_a_backend_is_served_by_the_frontends_that_forward_to_it() {
+    // File 12 of the corpus: a mode http frontend, a stats backend defined after it.
+    let c = ok(&format!("{TIMEOUTS}frontend stats-front\n  bind 127.0.0.1:8404\n  mode http\n  default_backend stats-back\nfrontend tcpfe\n  bind 127.0.0.1:8405\n  default_backend stats-back\nbackend stats-back\n  mode http\n  balance roundrobin\n  stats uri /haproxy/stats\n  stats auth u:p\n  stats show-legends\n  stats show-node n1\n  stats show-desc hello world\n"));
+    assert!(c.frontends.is_empty());
+    assert_eq!(c.stats.len(), 2, "{:?}", c.stats);
+    let st = &c.stats[0];
+    assert_eq!(st.name, "stats-front");
+    assert_eq!(st.binds[0].addr, "127.0.0.1:8404".parse().unwrap());
+    assert_eq!(st.uri, "/haproxy/stats");
+    assert_eq!(st.users.len(), 1);
+    assert!(st.show_legends);
+    assert_eq!(st.show_node.as_deref(), Some("n1"));
+    assert_eq!(st.show_desc.as_deref(), Some("hello world"));
+    // A mode tcp frontend forwarding to it too (HAProxy upgrades the stream to HTTP).
+    assert_eq!(c.stats[1].name, "tcpfe");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn mode_http_frontend_to_a_tcp_backend_is_still_refused() {
+    let e = err(&format!("{TIMEOUTS}frontend fe\n  bind :1\n  mode http\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n"));
+    assert!(e.contains("t.cfg:8: mode http is not supported"), "{e}");
+}
+
+#[test]
+fn stats_in_mode_tcp_is_ignored_as_haproxy_does() {
+    let c = ok(&format!("{TIMEOUTS}listen stats\n  bind :9999\n  stats enable\n  stats uri /\n  server s 127.0.0.1:2\n"));
+    assert!(has_warning(
+        &c,
+        8,
+        "'stats enable' is HTTP-only; ignored in mode tcp"
+    ));
+}
+
+#[test]
+fn process_keywords_are_kept() {
+    let c = ok(&format!("global\n  daemon\n  pidfile /run/x.pid\n  chroot /var/empty\n  maxpipes 10\n  node n1\n  description a b\n  crt-base /etc/ssl\n  ssl-default-bind-ciphers HIGH\n  tune.ssl.default-dh-param 2048\n{TIMEOUTS}backend be\n  server s 127.0.0.1:2\n"));
+    let g = &c.global;
+    assert!(g.daemon);
+    assert_eq!(
+        g.chroot.as_deref(),
+        Some(std::path::Path::new("/var/empty"))
+    );
+    assert_eq!(g.maxpipes, Some(10));
+    assert_eq!(g.node.as_deref(), Some("n1"));
+    assert_eq!(g.description.as_deref(), Some("a b"));
+    // TLS listener settings change nothing in a config without TLS listeners: no warning.
+    assert!(
+        c.warnings.iter().all(|w| w.loc.line > 11),
+        "{:?}",
+        c.warnings
+    );
+    let e = err(&format!("global\n  maxpipes 0\n{TIMEOUTS}"));
+    assert!(e.contains("'maxpipes'"), "{e}");
+}
+
+#[test]
+fn servers_without_port_map_the_client_port() {
+    let c = ok(&format!("{TIMEOUTS}backend be\n  server a 127.0.0.1\n  server b 127.0.0.1:+10\n  server c 127.0.0.1:-1\n  server d 127.0.0.1:0 check port 22\n  server e 127.0.0.1:80\n"));
+    let s = &c.backends[0].servers;
+    assert_eq!(s[0].port_offset, Some(0));
+    assert_eq!(s[1].port_offset, Some(10));
+    assert_eq!(s[2].port_offset, Some(-1));
+    assert_eq!(s[3].port_offset, Some(0));
+    assert_eq!(s[4].port_offset, None);
+    assert_eq!(s[1].target_port(0, 20000), 20010);
+    assert_eq!(s[2].target_port(0, 0), 65535, "wraps as a 16-bit port");
+    assert_eq!(s[4].target_port(80, 20000), 80);
+    assert!(c.backends[0].maps_ports());
+    // A checked server needs a port to check.
+    let e = err(&format!(
+        "{TIMEOUTS}backend be\n  server a 127.0.0.1 check\n"
+    ));
+    assert!(e.contains("has neither service port nor check port"), "{e}");
+    let e = err(&format!("{TIMEOUTS}backend be\n  server a 127.0.0.1:+x\n"));
+    assert!(e.contains("invalid port '+x'"), "{e}");
+}
+
+#[test]
+fn bind_socket_options_are_kept() {
+    let c = ok(&format!("{TIMEOUTS}frontend fe\n  bind :::1 v6only defer-accept tfo interface lo transparent name x\n  bind :2 v4v6\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n"));
+    let b = &c.frontends[0].binds;
+    assert_eq!(b[0].opts.v6only, Some(true));
+    assert!(b[0].opts.defer_accept && b[0].opts.tfo && b[0].opts.transparent);
+    assert_eq!(b[0].opts.interface.as_deref(), Some("lo"));
+    assert_eq!(b[0].name.as_deref(), Some("x"));
+    assert_eq!(b[1].opts.v6only, Some(false));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn check_addr_may_be_a_host_name() {
+    let c = ok(&format!(
+        "{TIMEOUTS}backend be\n  server s 127.0.0.1:2 check addr localhost port 8008\n"
+    ));
+    assert!(c.backends[0].servers[0]
+        .health
+        .addr
+        .is_some_and(|a| a.is_loopback()));
+}
+
+/// The errors of a config that must fail, as one text.
+fn err(text: &str) -> String {
+    errs(text).to_string()
+}
+
+#[test]
+fn sockmap_backlog_is_a_size_in_bytes() {
+    let c = ok(&format!(
+        "global\n  tune.lb.sockmap-backlog 8m\n{TIMEOUTS}backend be\n"
+    ));
+    assert_eq!(c.global.sockmap_backlog, Some(8 << 20));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = ok(&format!("{TIMEOUTS}backend be\n"));
+    assert_eq!(c.global.sockmap_backlog, None);
 }

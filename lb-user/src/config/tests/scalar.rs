@@ -215,3 +215,33 @@ fn names_and_hex() {
     assert!(check_hex("zz").is_err());
     assert!(check_hex("").is_err());
 }
+
+#[test]
+fn env_expand_follows_haproxy() {
+    let var = |n: &str| match n {
+        "A" => Some("10.0.0.1".to_owned()),
+        "PG_ADDR" => Some("::1".to_owned()),
+        "P" => Some("5432".to_owned()),
+        _ => None,
+    };
+    let e = |s: &str| env_expand_with(s, var);
+    assert_eq!(e("$A:80"), "10.0.0.1:80");
+    assert_eq!(e("[$PG_ADDR]:5432"), "[::1]:5432");
+    assert_eq!(e("*:${P}"), "*:5432");
+    assert_eq!(e("${A}0:1"), "10.0.0.10:1");
+    // Unset: empty. A name stops at the first character that is not alnum or '_'.
+    assert_eq!(e("$UNSET.internal:5433"), ".internal:5433");
+    assert_eq!(e("x$"), "x");
+    assert_eq!(e("${A"), "10.0.0.1");
+    assert_eq!(e("no vars"), "no vars");
+    // Multi-byte text around a variable stays whole.
+    assert_eq!(e("é$A€"), "é10.0.0.1€");
+}
+
+#[test]
+fn host_port_expands_env_and_rejects_empty() {
+    let e = split_host_port("$LB_TEST_SURELY_UNSET_VARIABLE").unwrap_err();
+    assert!(e.contains("resolves to an empty address"), "{e}");
+    // PATH is set in every environment the tests run in; it is no address.
+    assert!(split_host_port("$PATH:80").is_err());
+}

@@ -1,7 +1,6 @@
 //! The server-state file keywords (`server-state-file`, `server-state-base`,
 //! `load-server-state-from-file`, `server-state-file-name`), `init-addr last` and `resolve-net`:
-//! what they put in the model, what they refuse, and the warning that the runtime does not apply
-//! them yet.
+//! what they put in the model and what they refuse.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -37,22 +36,11 @@ fn global_state_file_and_base_are_stored() {
         g.server_state_file_of(&c.backends[0]),
         Some(PathBuf::from("/var/lib/lb/state"))
     );
-    // Until the runtime applies the file, lb -c says so.
-    assert!(has_warning(
-        &c,
-        2,
-        "'server-state-base' is not supported yet (server-state file); ignored"
-    ));
-    assert!(has_warning(
-        &c,
-        3,
-        "'server-state-file' is not supported yet"
-    ));
-    assert!(has_warning(
-        &c,
-        10,
-        "'load-server-state-from-file' is not supported yet"
-    ));
+    // The runtime applies the file: nothing is "not supported".
+    assert!(c
+        .warnings
+        .iter()
+        .all(|w| !w.message.contains("not supported")));
 }
 
 #[test]
@@ -278,13 +266,14 @@ fn init_addr_methods_are_kept_with_last() {
 
 #[test]
 fn init_addr_last_alone_still_needs_an_address_at_load() {
-    // The state file is read by the runtime; at load `last` alone gives no address.
+    // No state file gives one: the configuration does not load (HAProxy refuses to start).
     assert_eq!(
         first_error(&format!(
             "{TIMEOUTS}backend be\n  server s nonexistent-host.invalid:1 init-addr last\n"
         )),
-        "server 'be/s': no init-addr method gave an address (add 'init-addr libc,none' to start \
-         it in MAINT instead)"
+        "server 'be/s': no init-addr method gave an address, and no server-state file has an \
+         address for 'nonexistent-host.invalid' (add 'init-addr libc,none' to start it in MAINT \
+         instead)"
     );
     assert_eq!(
         first_error(&format!(
@@ -293,6 +282,35 @@ fn init_addr_last_alone_still_needs_an_address_at_load() {
         "server 'be/s': 'init-addr': invalid method 'bogus' (expected last|libc|none|<ip>, \
          comma-separated)"
     );
+}
+
+#[test]
+fn init_addr_last_takes_the_state_file_address_at_load() {
+    let dir = std::env::temp_dir().join(format!("lb-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("state"),
+        "1\n# be_id be_name srv_id srv_name srv_addr ...\n\
+         1 be 1 s 10.0.0.7 2 0 1 1 5 6 3 4 6 0 0 0 nonexistent-host.invalid 1 - 0 0 - - 0\n\
+         1 be 2 t 10.0.0.8 2 0 1 1 5 6 3 4 6 0 0 0 - 2 - 0 0 - - 0\n",
+    )
+    .unwrap();
+    let c = ok(&format!(
+        "global\n  server-state-base {}\n  server-state-file state\n{TIMEOUTS}backend be\n\
+         load-server-state-from-file global\n\
+         server s nonexistent-host.invalid:1 init-addr last\n\
+         server t 127.0.0.1:2\n\
+         server u localhost:3 init-addr libc,last\n",
+        dir.display()
+    ));
+    let s = &c.backends[0].servers;
+    assert_eq!(s[0].addr, "10.0.0.7:1".parse().unwrap());
+    assert!(!s[0].unresolved);
+    // Written as an IP: no init-addr, the configuration's address.
+    assert_eq!(s[1].addr, "127.0.0.1:2".parse().unwrap());
+    // libc comes first and answers: the file is not asked.
+    assert!(s[2].addr.ip().is_loopback());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -319,12 +337,11 @@ fn resolve_net_is_stored() {
             net("::1", 128)
         ]
     );
-    // The DNS resolution does not use it yet: lb -c says so.
-    assert!(has_warning(
-        &c,
-        10,
-        "not supported yet, ignored: 'resolve-net' (DNS re-resolution)"
-    ));
+    // DNS uses it: nothing is "not supported".
+    assert!(c
+        .warnings
+        .iter()
+        .all(|w| !w.message.contains("resolve-net")));
 }
 
 #[test]

@@ -87,8 +87,8 @@ pub fn carry_over(prev: &ServerEntry, conf: &Server) -> ServerEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::AdminState;
     use crate::table::testing::server;
-    use crate::table::AdminState;
 
     fn entry(conf: &Server) -> ServerEntry {
         ServerEntry::new(conf)

@@ -1,10 +1,18 @@
-//! One server as the table holds it: its configuration, its state (what the state writer
-//! publishes: admin state, UP/DOWN with the check's rise/fall counter, agent verdict, weight,
-//! address, maxconn, each with where it came from), and the counters every snapshot shares.
+//! One server as lb holds it: its configuration, its state (what the state writer publishes:
+//! admin state, UP/DOWN with the check's rise/fall counter, agent verdict, weight, address,
+//! maxconn, each with where it came from), and the counters every snapshot shares; the pure
+//! rise/fall machine ([`health`]) and what a server keeps across a reload ([`carry`]). Below
+//! the balancer and the table, which both work on these types.
+
+mod carry;
+pub mod health;
+
+pub use carry::carry_over;
+pub use health::{fastinter, Health, Transition};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use crate::config::Server;
@@ -231,6 +239,8 @@ pub struct ServerCounters {
     pub max: AtomicU32,
     /// Connections sent there (`lbtot`/`stot`).
     pub total: AtomicU64,
+    /// Unix time (s) of the last connection sent there (`lastsess`); 0 = none yet.
+    pub last_session: AtomicU64,
     /// Bytes client -> server (`bin`).
     pub bytes_in: AtomicU64,
     /// Bytes server -> client (`bout`).
@@ -255,9 +265,24 @@ pub struct ServerCounters {
     /// bumps it when the address changes or the server leaves maintenance (HAProxy checks at
     /// once then).
     pub check_now: tokio::sync::watch::Sender<u64>,
-    /// The table of the newest generation holding this server, whose queue a released slot
+    /// The queue of the newest generation's table holding this server, which a released slot
     /// also serves (see `ServerSlot`'s drop).
-    pub(crate) table: arc_swap::ArcSwapWeak<super::BackendTable>,
+    pub(crate) latest: arc_swap::ArcSwapOption<LatestQueue>,
+}
+
+/// A queue that a freed slot may serve: a backend table's (the table implements it).
+pub trait QueueKick: Send + Sync {
+    /// Lets queued connections onto free slots, if any wait.
+    fn kick(&self);
+}
+
+/// The newest table of a server ([`ServerCounters::latest`]).
+pub struct LatestQueue(pub Weak<dyn QueueKick>);
+
+impl std::fmt::Debug for LatestQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LatestQueue")
+    }
 }
 
 impl Default for ServerCounters {
@@ -268,6 +293,7 @@ impl Default for ServerCounters {
             cur: AtomicU32::new(0),
             max: AtomicU32::new(0),
             total: AtomicU64::new(0),
+            last_session: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
@@ -279,7 +305,7 @@ impl Default for ServerCounters {
             last_change: AtomicU64::new(0),
             downtime: AtomicU64::new(0),
             check_now: tokio::sync::watch::channel(0).0,
-            table: arc_swap::ArcSwapWeak::new(std::sync::Weak::new()),
+            latest: arc_swap::ArcSwapOption::const_empty(),
         }
     }
 }

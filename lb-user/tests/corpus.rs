@@ -1,0 +1,251 @@
+//! The acceptance corpus: 43 real `mode tcp` haproxy.cfg files from public projects
+//! (`shared/corpus/haproxy-tcp/`, tiers in its SOURCES.md), each loaded with `lb -c` as
+//! `shared/corpus/check` does: host names mapped to 127.0.0.1 in a private mount namespace
+//! (`/etc/hosts` bind-mounted), the variables of `env` set, 15 and 16 loaded together.
+//!
+//! What must hold today, file by file (the table [`EXPECTED`]):
+//! - tier A: `full` (exit 0, nothing ignored or "not supported yet"), except the files that
+//!   wait on another engineer's feature (ACLs and tcp-request rules, `use_backend`, PROXY
+//!   protocol, stick tables) or on a feature not built yet (SRV `server-template`, TLS checks).
+//!   Those are listed with the reason, and every message lb prints for them must be about
+//!   that feature only: a new gap fails the test.
+//! - tier B: an error, every error line about TLS termination, HTTP-mode proxying or Lua
+//!   (or the listed waits).
+//! - tier C: an error naming `nbproc`'s removal.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// How a configuration loads, as `shared/corpus/check` sorts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Full,
+    Partial,
+    Error,
+}
+
+/// What each non-full message may be about, by the words lb uses for it.
+const ACL_RULES: &[&str] = &[
+    "'acl' is not supported yet",
+    "'tcp-request'",
+    "'tcp-response'",
+];
+const USE_BACKEND: &[&str] = &["'use_backend'", "has no backend", "'use-server'"];
+const PROXY: &[&str] = &["(PROXY protocol)", "'accept-proxy'", "send-proxy"];
+const STICK: &[&str] = &["'stick-table'", "'stick' is not"];
+const TEMPLATE: &[&str] = &["'server-template'", "'http-check disable-on-404'"];
+const TLS_CHECKS: &[&str] = &[
+    "'check-ssl'",
+    "'ca-base'",
+    "'ssl-server-verify'",
+    "ssl-hello-chk",
+];
+const HTTP_CHECK_SEND: &[&str] = &["'http-check connect'", "'http-check send'"];
+const RELOAD_LOGS: &[&str] = &["'hard-stop-after'", "'log-format'"];
+/// Tier B: what lb refuses on purpose.
+const OUT_OF_SCOPE: &[&str] = &[
+    "needs TLS, which lb does not do",
+    "mode http is not supported",
+    "mode http (inherited",
+    "send-proxy-v2-ssl-cn",
+    "Lua",
+];
+
+/// The expected outcome of each file, and the features its other messages may name.
+const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
+    ("01", Kind::Full, &[]),
+    ("02", Kind::Full, &[]),
+    ("03", Kind::Full, &[]),
+    ("04", Kind::Full, &[]),
+    // server-template with SRV and http-check disable-on-404: not built yet.
+    ("05", Kind::Partial, &[TEMPLATE]),
+    // http-check connect/send uri-lf %[srv_name]: not built yet.
+    ("06", Kind::Partial, &[HTTP_CHECK_SEND]),
+    // acl + tcp-request connection reject: the rules engineer's.
+    ("07", Kind::Partial, &[ACL_RULES]),
+    ("08", Kind::Error, &[OUT_OF_SCOPE, USE_BACKEND, ACL_RULES]),
+    ("09", Kind::Full, &[]),
+    ("10", Kind::Full, &[]),
+    ("11", Kind::Full, &[]),
+    ("12", Kind::Full, &[]),
+    ("13", Kind::Full, &[]),
+    ("14", Kind::Full, &[]),
+    // accept-proxy (PROXY protocol engineer); hard-stop-after and log-format: not built.
+    ("15", Kind::Partial, &[PROXY, RELOAD_LOGS]),
+    ("17", Kind::Full, &[]),
+    ("18", Kind::Full, &[]),
+    ("19", Kind::Full, &[]),
+    ("20", Kind::Full, &[]),
+    // SNI routing with use_backend and no default_backend: the rules engineer's.
+    ("21", Kind::Error, &[USE_BACKEND, ACL_RULES]),
+    ("22", Kind::Full, &[]),
+    ("23", Kind::Full, &[]),
+    ("24", Kind::Error, &[OUT_OF_SCOPE, PROXY]),
+    ("25", Kind::Error, &[OUT_OF_SCOPE]),
+    ("26", Kind::Full, &[]),
+    ("27", Kind::Error, &[OUT_OF_SCOPE, TEMPLATE]),
+    ("28", Kind::Error, &[OUT_OF_SCOPE]),
+    ("29", Kind::Full, &[]),
+    ("30", Kind::Full, &[]),
+    ("31", Kind::Error, &[OUT_OF_SCOPE, TLS_CHECKS]),
+    // ca-base: for TLS health checks, not built yet.
+    ("32", Kind::Partial, &[TLS_CHECKS]),
+    // check-ssl verify none: TLS health checks, not built yet.
+    ("33", Kind::Error, &[TLS_CHECKS]),
+    // Session-id stickiness: stick tables, ACLs, use-server; ssl-hello-chk not built yet.
+    (
+        "34",
+        Kind::Partial,
+        &[STICK, ACL_RULES, USE_BACKEND, TLS_CHECKS],
+    ),
+    (
+        "35",
+        Kind::Error,
+        &[OUT_OF_SCOPE, PROXY, USE_BACKEND, ACL_RULES],
+    ),
+    // ALPN/SNI demultiplexing (rules engineer) and send-proxy-v2 (PROXY protocol).
+    (
+        "36",
+        Kind::Partial,
+        &[ACL_RULES, USE_BACKEND, PROXY, TLS_CHECKS],
+    ),
+    ("37", Kind::Partial, &[PROXY]),
+    ("38", Kind::Partial, &[PROXY]),
+    ("39", Kind::Error, &[OUT_OF_SCOPE, ACL_RULES, STICK]),
+    // use_backend %[...map_str()] with no default_backend: the rules engineer's.
+    ("40", Kind::Error, &[USE_BACKEND, ACL_RULES]),
+    ("41", Kind::Full, &[]),
+    ("42", Kind::Full, &[]),
+    (
+        "43",
+        Kind::Error,
+        &[&["multi-process mode was removed in HAProxy 2.5"]],
+    ),
+];
+
+/// Host names the corpus's configs use that its `hosts` file lacks (file 06's servers): HAProxy
+/// would not load 06 either without them.
+const EXTRA_HOSTS: &str = "127.0.0.1 replica1\n127.0.0.1 replica2\n127.0.0.1 primary\n";
+
+/// `shared/corpus/haproxy-tcp`, beside the repository (its copy in CI) or where
+/// `LB_CORPUS_DIR` says.
+fn corpus_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("LB_CORPUS_DIR") {
+        return PathBuf::from(d);
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|a| a.join("shared/corpus/haproxy-tcp"))
+        .find(|d| d.join("SOURCES.md").is_file())
+        .expect("shared/corpus/haproxy-tcp not found beside the repository (set LB_CORPUS_DIR)")
+}
+
+/// `KEY=VALUE` lines of the corpus's `env` file.
+fn corpus_env(dir: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(dir.join("env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Runs `lb -c` on `files` in a private mount namespace whose /etc/hosts is `hosts`.
+fn check(dir: &Path, hosts: &Path, files: &[PathBuf]) -> (Kind, Vec<String>) {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--", "sh", "-c"])
+        .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
+        .arg(hosts)
+        .arg(env!("CARGO_BIN_EXE_lb"))
+        .arg("-c")
+        .current_dir(dir)
+        .envs(corpus_env(dir));
+    for f in files {
+        cmd.arg("-f").arg(f);
+    }
+    let out = cmd
+        .output()
+        .expect("run unshare (needs root and util-linux)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // As the check script: HTTP-only keywords are ignored by HAProxy too in tcp mode.
+    let notes: Vec<String> = text
+        .lines()
+        .filter(|l| !l.contains("HTTP-only"))
+        .filter(|l| {
+            l.contains("not supported")
+                || l.contains("ignored")
+                || (!out.status.success() && !l.contains(": warning: "))
+        })
+        .filter(|l| !l.starts_with("lb: configuration has") && !l.starts_with("Configuration file"))
+        .map(str::to_owned)
+        .collect();
+    let kind = if !out.status.success() {
+        Kind::Error
+    } else if notes.is_empty() {
+        Kind::Full
+    } else {
+        Kind::Partial
+    };
+    (kind, notes)
+}
+
+#[test]
+fn every_corpus_config_loads_as_far_as_lb_supports_it() {
+    let dir = corpus_dir();
+    let hosts = std::env::temp_dir().join(format!("lb-corpus-hosts-{}", std::process::id()));
+    let base = std::fs::read_to_string(dir.join("hosts")).unwrap();
+    std::fs::write(&hosts, base + EXTRA_HOSTS).unwrap();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cfg"))
+        .collect();
+    names.sort();
+    let mut problems = Vec::new();
+    let (mut full, mut partial, mut error) = (0, 0, 0);
+    for path in &names {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let n = &file[..2];
+        if n == "16" {
+            continue; // loaded with 15
+        }
+        let mut files = vec![path.clone()];
+        if n == "15" {
+            files.push(dir.join("16-percona-percona-docker-pxc-external-check.cfg"));
+        }
+        let Some((_, want, allowed)) = EXPECTED.iter().find(|(k, _, _)| *k == n) else {
+            problems.push(format!("{file}: not in EXPECTED"));
+            continue;
+        };
+        let (kind, notes) = check(&dir, &hosts, &files);
+        match kind {
+            Kind::Full => full += 1,
+            Kind::Partial => partial += 1,
+            Kind::Error => error += 1,
+        }
+        if kind != *want {
+            problems.push(format!(
+                "{file}: {kind:?}, expected {want:?}:\n  {}",
+                notes.join("\n  ")
+            ));
+            continue;
+        }
+        for note in &notes {
+            if !allowed
+                .iter()
+                .flat_map(|a| a.iter())
+                .any(|w| note.contains(w))
+            {
+                problems.push(format!("{file}: unexpected message: {note}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&hosts);
+    eprintln!(
+        "corpus: {full} full, {partial} partial, {error} error, of {}",
+        full + partial + error
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(full + partial + error, EXPECTED.len());
+}
