@@ -32,6 +32,8 @@ on_both_planes!(
     truncated_slow_and_garbage_hellos_reach_the_default_backend,
     rejects_close_as_haproxy_and_lb_keeps_serving,
     response_rules_see_the_server_hello,
+    use_server_by_dst_port,
+    alpn_picks_the_tls_server,
 );
 
 const MIB: usize = 1 << 20;
@@ -559,4 +561,76 @@ fn response_rules_see_the_server_hello(dataplane: &str) {
     let line = log_line(&syslog, me);
     assert!(line.contains(" fe_plain be_plain/p "), "{line}");
     assert!(line.contains(" PD "), "{line}");
+}
+
+fn use_server_by_dst_port(dataplane: &str) {
+    let a = Backend::sink("a", 1024);
+    let b = Backend::sink("b", 1024);
+    let (pa, pb) = (free_port(), free_port());
+    let syslog = Syslog::start();
+    let body = format!(
+        "frontend fe\n    bind 127.0.0.1:{pa}\n    bind 127.0.0.1:{pb}\n    default_backend \
+         be\n\nbackend be\n    use-server sb if {{ dst_port {pb} }}\n    use-server sa unless \
+         {{ dst_port {pb} }}\n    server sa {}\n    server sb {}\n",
+        a.addr, b.addr
+    );
+    let _lb = Lb::start(&config(&syslog, &body), dataplane);
+    for (port, seed, want) in [
+        (pb, 1, " fe be/sb "),
+        (pa, 2, " fe be/sa "),
+        (pb, 3, " fe be/sb "),
+    ] {
+        let s = must(connect(local(port)), "connect");
+        let me = s.local_addr().unwrap();
+        must(sink_upload(s, (MIB as u64, seed), 1024), "upload");
+        let line = log_line(&syslog, me);
+        assert!(line.contains(want), "{line}");
+    }
+    assert_eq!((received(&a), received(&b)), (1, 2));
+}
+
+fn alpn_picks_the_tls_server(dataplane: &str) {
+    let dir = Scratch::new("alpn");
+    let cert = Cert::new(&dir, "alpn.example");
+    let up: Vec<Vec<u8>> = (0..2)
+        .map(|i| DataStream::new(0xA1 + i).take_vec(MIB))
+        .collect();
+    let down: Vec<Vec<u8>> = (0..2)
+        .map(|i| DataStream::new(0xB1 + i).take_vec(MIB))
+        .collect();
+    let servers: Vec<TlsServer> = (0..2)
+        .map(|i| TlsServer::start(&cert, down[i].clone(), MIB as u64))
+        .collect();
+    let syslog = Syslog::start();
+    let port = free_port();
+    let body = format!(
+        "frontend fe\n    bind 127.0.0.1:{port}\n    tcp-request inspect-delay 5s\n    \
+         tcp-request content accept if {{ req.ssl_hello_type 1 }}\n    use_backend be_h2 if {{ \
+         req.ssl_alpn h2 }}\n    default_backend be_other\n\nbackend be_h2\n    server h2 {}\n\n\
+         backend be_other\n    server o {}\n",
+        servers[0].addr, servers[1].addr
+    );
+    let _lb = Lb::start(&config(&syslog, &body), dataplane);
+    let mut servers = servers.into_iter().map(Some).collect::<Vec<_>>();
+    for (i, alpn, want) in [
+        (1usize, "http/1.1", " fe be_other/o "),
+        (0, "h2", " fe be_h2/h2 "),
+    ] {
+        let run = peers::s_client(
+            local(port),
+            Some("alpn.example"),
+            Some(alpn),
+            &up[i],
+            Duration::from_mins(1),
+        );
+        assert!(run.success, "s_client -alpn {alpn} failed: {}", run.stderr);
+        assert_eq!(run.received, common::data::Summary::of(&down[i]), "{alpn}");
+        let got = servers[i].take().unwrap().finish(Duration::from_secs(10));
+        assert_eq!(got, common::data::Summary::of(&up[i]), "{alpn}: server got");
+        assert!(
+            !syslog.wait_for(want, 1, Duration::from_secs(10)).is_empty(),
+            "{alpn}: {:?}",
+            syslog.lines()
+        );
+    }
 }

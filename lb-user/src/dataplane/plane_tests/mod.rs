@@ -734,8 +734,8 @@ fn partly_read_skb_is_not_handed_over() {
         let (client_done, server_done) = (Cell::new(false), Cell::new(false));
         let reader;
         {
-            let mut up = pin!(pump(&c, &s, &bytes_in, &last, &client_done, &stop));
-            let mut down = pin!(pump(&s, &c, &bytes_out, &last, &server_done, &stop));
+            let mut up = pin!(pump(&c, &s, &bytes_in, &last, &client_done, &stop, true));
+            let mut down = pin!(pump(&s, &c, &bytes_out, &last, &server_done, &stop, true));
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut run_until = async |done: &dyn Fn() -> bool| {
                 while !done() {

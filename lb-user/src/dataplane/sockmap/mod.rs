@@ -586,7 +586,9 @@ pub async fn forward_after(
     let at = Instant::now() + maps.hand_over_after;
     // Not boxed: the two phases share the flow's future (the larger one sets its size), where
     // a boxed splice phase would leave its freed block behind in every long-lived flow's RSS.
-    let spliced = super::splice::forward_until(client, server, t, kill, Some(at)).await;
+    let partly_read = (pre.0 > 0, pre.1 > 0);
+    let spliced =
+        super::splice::forward_until(client, server, t, kill, Some(at), partly_read).await;
     let h = match spliced {
         Spliced::Done(report) => return report,
         Spliced::HandOver(h) => h,
@@ -707,7 +709,16 @@ pub(super) async fn in_kernel(
                     // Boxed: a spliced direction is the rare fallback; its state would otherwise
                     // widen every in-kernel flow's future.
                     Fds::Async(c, s) => {
-                        Box::pin(pump(c, s, &splice_in, &splice_last, &client_done, &stop)).await
+                        Box::pin(pump(
+                            c,
+                            s,
+                            &splice_in,
+                            &splice_last,
+                            &client_done,
+                            &stop,
+                            true,
+                        ))
+                        .await
                     }
                     Fds::Plain(..) => DirEnd::Local,
                 }
@@ -719,7 +730,16 @@ pub(super) async fn in_kernel(
             } else {
                 match &fds {
                     Fds::Async(c, s) => {
-                        Box::pin(pump(s, c, &splice_out, &splice_last, &server_done, &stop)).await
+                        Box::pin(pump(
+                            s,
+                            c,
+                            &splice_out,
+                            &splice_last,
+                            &server_done,
+                            &stop,
+                            true,
+                        ))
+                        .await
                     }
                     Fds::Plain(..) => DirEnd::Local,
                 }
