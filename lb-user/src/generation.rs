@@ -62,6 +62,15 @@ pub struct ProxyCounters {
     pub bytes_in: AtomicU64,
     /// Bytes lb -> client of finished flows (`bout`).
     pub bytes_out: AtomicU64,
+    /// Connections closed by `tcp-request connection reject` (`dcon`, frontends).
+    pub denied_conn: AtomicU64,
+    /// Sessions closed by `tcp-request session reject` (`dses`, frontends).
+    pub denied_sess: AtomicU64,
+    /// Requests closed by `tcp-request content reject|silent-drop` (`dreq`; frontends, and a
+    /// backend for `silent-drop` once it was chosen, as HAProxy counts).
+    pub denied_req: AtomicU64,
+    /// Responses closed by `tcp-response content reject|close` (`dresp`, frontend and backend).
+    pub denied_resp: AtomicU64,
 }
 
 impl ProxyCounters {

@@ -1,10 +1,12 @@
 //! lb: an L4 (TCP) load balancer that reads haproxy.cfg, balances like HAProxy in `mode tcp`,
 //! and forwards established flows inside the kernel (sockmap) or with splice(2).
 
+pub mod acl;
 pub mod admin;
 pub mod admission;
 pub mod balance;
 pub mod config;
+pub mod conn_io;
 pub mod control;
 pub mod ctl;
 pub mod dataplane;
@@ -20,7 +22,11 @@ pub mod notify;
 pub mod outside;
 pub mod passive;
 pub mod privileges;
+pub mod proxy_proto;
+pub mod rules;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod stats;
 pub mod table;
+pub mod tls_hello;

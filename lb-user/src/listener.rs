@@ -18,9 +18,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
-use crate::config::{Backend, BindOptions, Config, Frontend, Keepalive};
+use tokio::io::unix::AsyncFd;
+
+use crate::config::{Backend, BindOptions, Config, Frontend, Keepalive, ProxyVersion};
+use crate::conn_io;
 use crate::dataplane::sockmap::{MapIds, ThreadMaps};
-use crate::dataplane::{sockopt, Dataplane, FlowReport, FlowTimeouts, KillSwitch};
+use crate::dataplane::{sockopt, Dataplane, FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
 use crate::fd_budget::{self, Use};
 use crate::flows::{FlowCommand, FlowInfo, KillReason};
 use crate::generation::Generation;
@@ -28,6 +31,8 @@ use crate::logging::{
     self,
     tcplog::{Ending, Killer},
 };
+use crate::proxy_proto;
+use crate::session::{self, Rejected, ResponseStep, Session, Step, Why};
 use crate::table::{AcquireError, BackendTable, ServerSlot};
 
 /// Listen backlog of each listener (HAProxy's default is maxconn; the kernel caps it at
@@ -693,6 +698,13 @@ async fn connect_with_retries(
 
 /// What [`serve`] leaves for the log line.
 struct Served {
+    /// How the connection is logged.
+    log: LogAs,
+    /// `%ci:%cp`: the client (a PROXY header's address when one came).
+    client: SocketAddr,
+    /// `%b`: the backend chosen; `None` = the frontend's own name, as HAProxy logs a connection
+    /// closed before a backend was chosen.
+    backend: Option<usize>,
     server: Option<(usize, Arc<str>)>,
     tw: Option<u64>,
     tc: Option<u64>,
@@ -705,12 +717,42 @@ struct Served {
     slot: Option<ServerSlot>,
 }
 
+/// How a served connection is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LogAs {
+    /// The frontend's line (`option tcplog`).
+    Session,
+    /// HAProxy's line for a connection that never became a session (bad PROXY header).
+    Embryonic(&'static str),
+    /// No line: closed by `tcp-request connection|session` rules (HAProxy logs nothing).
+    Nothing,
+}
+
+impl Served {
+    fn new(client: SocketAddr) -> Self {
+        Self {
+            log: LogAs::Session,
+            client,
+            backend: None,
+            server: None,
+            tw: None,
+            tc: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            ending: Ending::NoServer,
+            tries: ConnectTries::default(),
+            backend_queue: 0,
+            slot: None,
+        }
+    }
+}
+
 fn ms_since(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Serves one client, then logs it the way the frontend asks (`option tcplog`, or HAProxy's
-/// default `Connect from` line at accept).
+/// Serves one client, then logs it the way the frontend asks (`option tcplog`, HAProxy's
+/// default `Connect from` line once the session starts, or its line for a bad PROXY header).
 async fn handle(
     gen: &Arc<Generation>,
     frontend: usize,
@@ -723,42 +765,59 @@ async fn handle(
     let accepted_at = logging::time::now_local();
     let fe: &Frontend = &gen.config.frontends[frontend];
     let log = gen.logs.frontend(frontend).filter(|l| l.enabled());
-    if let Some(log) = log.as_ref().filter(|l| !l.tcplog) {
-        if let Ok(local) = socket2::SockRef::from(&client).local_addr() {
-            if let Some(local) = local.as_socket() {
-                log.send(
-                    logging::INFO,
-                    &logging::tcplog::connect_line(&peer, &local, &fe.name),
-                );
-            }
+    let connect_line = |src: &SocketAddr, dst: &SocketAddr| {
+        if let Some(log) = log.as_ref().filter(|l| !l.tcplog) {
+            log.send(
+                logging::INFO,
+                &logging::tcplog::connect_line(src, dst, &fe.name),
+            );
         }
+    };
+    let Some(served) = serve(gen, frontend, client, peer, ctx, &connect_line).await else {
+        return;
+    };
+    let Some(log) = log else {
+        return;
+    };
+    if let LogAs::Embryonic(msg) = served.log {
+        // HAProxy: with `option dontlognull`, a connection closed before sending anything.
+        if !(log.dontlognull && msg == session::PRX_EMPTY) {
+            let bind = session::bind_of(gen, frontend, served.client)
+                .or_else(|| local_bind(gen, frontend))
+                .map_or_else(|| "1".to_owned(), |b| bind_label(fe, b));
+            let line = logging::tcplog::embryonic_line(&peer, &accepted_at, &fe.name, &bind, msg);
+            log.send(logging::INFO, &line);
+        }
+        return;
     }
-    let Some(served) = serve(gen, frontend, client, peer, ctx).await else {
+    if served.log == LogAs::Nothing || !log.tcplog {
         return;
-    };
-    let Some(log) = log.filter(|l| l.tcplog) else {
-        return;
-    };
+    }
     if log.dontlognull && served.bytes_in == 0 {
         return;
     }
-    let table = &gen.backends[fe.backend];
-    let snap = table.snapshot();
-    let beconn = snap
-        .servers
-        .iter()
-        .map(|s| u64::from(s.counters.cur.load(Ordering::Relaxed)))
-        .sum::<u64>()
-        + table.queue_len() as u64;
-    let srvconn = served.server.as_ref().map_or(0, |(i, _)| {
-        snap.servers[*i].counters.cur.load(Ordering::Relaxed)
-    });
-    let be = &gen.config.backends[fe.backend];
+    let (backend_name, beconn, srvconn) = match served.backend {
+        Some(b) => {
+            let table = &gen.backends[b];
+            let snap = table.snapshot();
+            let beconn = snap
+                .servers
+                .iter()
+                .map(|s| u64::from(s.counters.cur.load(Ordering::Relaxed)))
+                .sum::<u64>()
+                + table.queue_len() as u64;
+            let srvconn = served.server.as_ref().map_or(0, |(i, _)| {
+                snap.servers[*i].counters.cur.load(Ordering::Relaxed)
+            });
+            (gen.config.backends[b].name.as_str(), beconn, srvconn)
+        }
+        None => (fe.name.as_str(), 0, 0),
+    };
     let line = logging::tcplog::Session {
-        client: peer,
+        client: served.client,
         accepted: accepted_at,
         frontend: &fe.name,
-        backend: &be.name,
+        backend: backend_name,
         server: served.server.as_ref().map(|(_, n)| &**n),
         tw: served.tw,
         tc: served.tc,
@@ -785,6 +844,19 @@ async fn handle(
     log.send(logging::INFO, &line);
 }
 
+/// A frontend's only bind, when it has one (to name it in a log line).
+fn local_bind(gen: &Generation, frontend: usize) -> Option<usize> {
+    (gen.config.frontends[frontend].binds.len() == 1).then_some(0)
+}
+
+/// A bind as HAProxy names it in logs: its `name`, else its number in the frontend from 1.
+fn bind_label(fe: &Frontend, bind: usize) -> String {
+    fe.binds[bind]
+        .name
+        .clone()
+        .unwrap_or_else(|| (bind + 1).to_string())
+}
+
 /// How long, and how many bytes, a client lb has no server for may still send before lb
 /// closes it anyway.
 const UNSERVED_DRAIN_TIME: Duration = Duration::from_secs(1);
@@ -802,6 +874,14 @@ async fn close_unserved(client: OwnedFd) {
     let Ok(client) = crate::dataplane::async_fd(client) else {
         return;
     };
+    drain_unserved(&client).await;
+}
+
+/// [`close_unserved`] for a client already registered with the reactor.
+async fn drain_unserved(client: &AsyncFd<OwnedFd>) {
+    if sockopt::shutdown_write(client.get_ref().as_fd()).is_err() {
+        return;
+    }
     let deadline = tokio::time::Instant::now() + UNSERVED_DRAIN_TIME;
     let mut drained = 0;
     while drained < UNSERVED_DRAIN_BYTES {
@@ -816,13 +896,121 @@ async fn close_unserved(client: OwnedFd) {
     }
 }
 
-/// The port the client connected to (for servers that take it: no port, `+N`, `-N`).
-fn local_port(client: &OwnedFd) -> u16 {
-    socket2::SockRef::from(client)
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .map_or(0, |a| a.port())
+/// The client's first bytes and what the rules decided on them.
+struct Decided {
+    client: AsyncFd<OwnedFd>,
+    head: Vec<u8>,
+    route: session::Route,
+}
+
+/// Runs the connection's rules ([`Session`]) on its first bytes, reading them as the rules
+/// ask: at most [`Session::read_limit`] bytes, until the rules' deadline, the client's FIN, or
+/// `timeout client` of silence. `Err` is the connection's end (already closed) for the log.
+async fn decide(
+    sess: &mut Session,
+    client: AsyncFd<OwnedFd>,
+    idle_limit: Option<Duration>,
+    served: &mut Served,
+    connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
+) -> Result<Decided, ()> {
+    let mut head = Vec::new();
+    let mut eof = false;
+    let mut last_read = Instant::now();
+    let mut started = false;
+    loop {
+        let step = sess.feed(&head, eof, Instant::now());
+        if !started && sess.stream_started() {
+            // HAProxy's stream (and its `Connect from` line) starts after the session rules.
+            started = true;
+            served.client = sess.src();
+            connect_line(&sess.src(), &sess.dst());
+        }
+        served.bytes_in = (head.len() - sess.consumed().min(head.len())) as u64;
+        match step {
+            Step::Route(route) => {
+                return Ok(Decided {
+                    client,
+                    head,
+                    route,
+                })
+            }
+            Step::Reject(r) => {
+                reject(sess, client, r, served).await;
+                return Err(());
+            }
+            Step::Wait { until } => {
+                let idle = idle_limit.map(|t| last_read + t);
+                let limit = sess.read_limit();
+                match conn_io::read_more(&client, &mut head, limit, until, idle).await {
+                    conn_io::Read::Data => last_read = Instant::now(),
+                    conn_io::Read::Eof => eof = true,
+                    conn_io::Read::Deadline | conn_io::Read::Full => {}
+                    conn_io::Read::Idle => {
+                        if sess.in_handshake() {
+                            // `timeout client` bounds the PROXY header too: `feed` says so.
+                            continue;
+                        }
+                        served.ending = Ending::ClientRequestTimeout;
+                        served.backend = sess.backend();
+                        conn_io::reset(client.into_inner());
+                        return Err(());
+                    }
+                    conn_io::Read::Error(_) => {
+                        if sess.in_handshake() {
+                            served.log = LogAs::Embryonic(session::PRX_ABORT);
+                        } else {
+                            served.ending = Ending::ClientRequestAbort;
+                            served.backend = sess.backend();
+                        }
+                        conn_io::reset(client.into_inner());
+                        return Err(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Closes a client the rules rejected, the way HAProxy does for that phase.
+async fn reject(sess: &Session, client: AsyncFd<OwnedFd>, r: Rejected, served: &mut Served) {
+    let fd = client.into_inner();
+    let close = |fd: OwnedFd| {
+        if r.silent {
+            conn_io::silent_drop(fd, sess.peer().is_ipv6());
+        } else {
+            conn_io::reset(fd);
+        }
+    };
+    match r.why {
+        Why::Connection | Why::Session => {
+            served.log = LogAs::Nothing;
+            close(fd);
+        }
+        Why::Handshake(msg) => {
+            served.log = LogAs::Embryonic(msg);
+            conn_io::reset(fd);
+        }
+        Why::Content => {
+            served.ending = Ending::Denied;
+            served.backend = sess.backend();
+            if r.silent {
+                close(fd);
+            } else {
+                // HAProxy's close after a content reject: what was read is dropped, a FIN.
+                drop(fd);
+            }
+        }
+        Why::NoBackend => {
+            served.ending = Ending::NoServer;
+            log::warn!(
+                "frontend '{}': no use_backend rule matched and there is no default_backend, \
+                 closing client {}",
+                sess.frontend_name(),
+                sess.src()
+            );
+            Box::pin(close_unserved(fd)).await;
+        }
+    }
 }
 
 /// Server choice, connect, forward, counters. `None` when the client socket could not even be
@@ -833,29 +1021,70 @@ async fn serve(
     client: OwnedFd,
     peer: SocketAddr,
     ctx: &ThreadCtx,
+    connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
 ) -> Option<Served> {
     let fe: &Frontend = &gen.config.frontends[frontend];
-    let be: &Backend = &gen.config.backends[fe.backend];
-    let table = &gen.backends[fe.backend];
-    if let Err(e) = set_nonblocking(&client).and_then(|()| tune(&client, &fe.keepalive)) {
-        log::debug!("frontend '{}': client {peer}: {e}", fe.name);
-        return None;
-    }
-    let mut served = Served {
-        server: None,
-        tw: None,
-        tc: None,
-        bytes_in: 0,
-        bytes_out: 0,
-        ending: Ending::NoServer,
-        tries: ConnectTries::default(),
-        slot: None,
-        // Connections ahead of us in the backend queue (lb has one queue per backend).
-        backend_queue: table.queue_len() as u64,
+    let setup = set_nonblocking(&client)
+        .and_then(|()| tune(&client, &fe.keepalive))
+        .and_then(|()| local_addr(&client));
+    let local = match setup {
+        Ok(l) => l,
+        Err(e) => {
+            log::debug!("frontend '{}': client {peer}: {e}", fe.name);
+            return None;
+        }
     };
+    let mut served = Served::new(peer);
+    let mut sess = match Session::accept(gen.clone(), frontend, peer, local, Instant::now()) {
+        Ok(s) => s,
+        Err(r) => {
+            served.log = LogAs::Nothing;
+            if r.silent {
+                conn_io::silent_drop(client, peer.is_ipv6());
+            } else {
+                conn_io::reset(client);
+            }
+            return Some(served);
+        }
+    };
+    let client = match crate::dataplane::async_fd(client) {
+        Ok(c) => c,
+        Err(e) => {
+            log::debug!("frontend '{}': client {peer}: {e}", fe.name);
+            return None;
+        }
+    };
+    let Ok(Decided {
+        client,
+        head,
+        route,
+    }) = decide(
+        &mut sess,
+        client,
+        fe.timeouts.client,
+        &mut served,
+        connect_line,
+    )
+    .await
+    else {
+        return Some(served);
+    };
+    let b = route.backend;
+    served.backend = Some(b);
+    let src = sess.src();
+    let be: &Backend = &gen.config.backends[b];
+    let table = &gen.backends[b];
+    // Connections ahead of us in the backend queue (lb has one queue per backend).
+    served.backend_queue = table.queue_len() as u64;
     let queue_timeout = be.timeouts.queue.or(be.timeouts.connect);
     let queued_at = Instant::now();
-    let slot = match table.acquire(peer, None, queue_timeout).await {
+    let direct = route.server.and_then(|i| table.try_acquire_server(i));
+    let acquired = match direct {
+        Some(slot) => Ok(slot),
+        // `balance source` hashes the client the rules saw.
+        None => table.acquire(src, None, queue_timeout).await,
+    };
+    let slot = match acquired {
         Ok(s) => s,
         Err(e) => {
             served.ending = match e {
@@ -872,24 +1101,26 @@ async fn serve(
                 other => format!("no server available ({other})"),
             };
             log::warn!(
-                "frontend '{}' -> backend '{}': {what}, closing client {peer}",
+                "frontend '{}' -> backend '{}': {what}, closing client {src}",
                 fe.name,
                 be.name
             );
-            Box::pin(close_unserved(client)).await;
+            Box::pin(drain_unserved(&client)).await;
             return Some(served);
         }
     };
-    let _be_session = gen.be_stats[fe.backend].enter();
+    let _be_session = gen.be_stats[b].enter();
     served.tw = Some(ms_since(queued_at));
     let connecting = Instant::now();
+    // Servers without a port of their own take the one the client connected to (the PROXY
+    // header's, with `accept-proxy`, as in HAProxy).
     let dst_port = if be.maps_ports() {
-        local_port(&client)
+        sess.dst().port()
     } else {
         0
     };
     let connected =
-        connect_with_retries(gen, table, be, peer, dst_port, slot, &mut served.tries).await;
+        connect_with_retries(gen, table, be, src, dst_port, slot, &mut served.tries).await;
     let (slot, server) = match connected {
         Ok(x) => x,
         Err(reason) => {
@@ -900,15 +1131,179 @@ async fn serve(
             };
             served.server = served.tries.failed_server.take();
             log::warn!(
-                "frontend '{}' -> backend '{}': no server available for client {peer}: {reason}",
+                "frontend '{}' -> backend '{}': no server available for client {src}: {reason}",
                 fe.name,
                 be.name
             );
-            Box::pin(close_unserved(client)).await;
+            Box::pin(drain_unserved(&client)).await;
             return Some(served);
         }
     };
     served.tc = Some(ms_since(connecting));
+    served.server = Some((slot.index(), Arc::from(slot.name())));
+    let Ok(server) = crate::dataplane::async_fd(server) else {
+        served.ending = Ending::Flow(FlowEnd::LocalError, Killer::Admin);
+        return Some(served);
+    };
+    // Every byte read for the decision reaches the server, after its PROXY header.
+    let mut first = proxy_header(&sess, slot.conf());
+    first.extend_from_slice(&head[route.consumed.min(head.len())..]);
+    let write_deadline = be.timeouts.server.map(|t| Instant::now() + t);
+    if let Err(e) = conn_io::write_all(&server, &first, write_deadline).await {
+        log::debug!(
+            "{src} {}/{}: writing the first bytes: {e}",
+            be.name,
+            slot.name()
+        );
+        served.ending = Ending::Flow(FlowEnd::ServerReset, Killer::Admin);
+        conn_io::reset(client.into_inner());
+        served.slot = Some(slot);
+        return Some(served);
+    }
+    // Bytes passed on before the data plane (for the counters), and bytes read from each
+    // socket (for the data plane's FIN accounting).
+    let (mut pre_in, mut pre_out) = (served.bytes_in, 0u64);
+    let mut read = (head.len() as u64, 0u64);
+    if sess.has_response_rules() {
+        match respond(&mut sess, &client, &server).await {
+            Ok((up, down)) => {
+                pre_in += up;
+                pre_out += down;
+                read = (read.0 + up, down);
+            }
+            Err((ending, up, down)) => {
+                served.ending = ending;
+                served.bytes_in = pre_in + up;
+                served.bytes_out = down;
+                served.slot = Some(slot);
+                return Some(served);
+            }
+        }
+    }
+    let pair = (client.into_inner(), server.into_inner());
+    let report = forward(gen, frontend, ctx, &slot, src, pair, read).await;
+    let (report_in, report_out) = (report.0.bytes_in + pre_in, report.0.bytes_out + pre_out);
+    let c = slot.counters();
+    c.bytes_in.fetch_add(report_in, Ordering::Relaxed);
+    c.bytes_out.fetch_add(report_out, Ordering::Relaxed);
+    let f = &gen.fe_stats[frontend];
+    f.bytes_in.fetch_add(report_in, Ordering::Relaxed);
+    f.bytes_out.fetch_add(report_out, Ordering::Relaxed);
+    log::debug!(
+        "{src} {}/{}: {:?}, {report_in} bytes in, {report_out} bytes out{}",
+        be.name,
+        slot.name(),
+        report.0.end,
+        if report.0.spliced_in_kernel {
+            " (sockmap)"
+        } else {
+            " (splice)"
+        }
+    );
+    served.ending = Ending::Flow(report.0.end, report.1);
+    served.bytes_in = report_in;
+    served.bytes_out = report_out;
+    // Keep the slot until the log line is written (see `handle`).
+    served.slot = Some(slot);
+    Some(served)
+}
+
+/// The PROXY header `server` wants (`send-proxy`, `send-proxy-v2`), with the addresses the
+/// rules saw (a client's own PROXY header's, when it sent one); empty without.
+fn proxy_header(sess: &Session, server: &crate::config::Server) -> Vec<u8> {
+    let pp = &server.proxy;
+    let addrs = Some((sess.src(), sess.dst()));
+    match pp.version {
+        None => Vec::new(),
+        Some(ProxyVersion::V1) => proxy_proto::v1(addrs),
+        Some(ProxyVersion::V2) => proxy_proto::v2(
+            addrs,
+            &proxy_proto::V2Extras {
+                crc32c: pp.crc32c,
+                ssl: pp.ssl,
+                authority: pp
+                    .authority
+                    .then(|| sess.authority().map(<[u8]>::to_vec))
+                    .flatten(),
+            },
+        ),
+    }
+}
+
+/// Runs the backend's `tcp-response content` rules on the server's first bytes (the client's
+/// bytes keep flowing to the server meanwhile), then passes those bytes to the client. `Ok`:
+/// the bytes passed each way; `Err`: the connection's end (both sides closed), with them.
+async fn respond(
+    sess: &mut Session,
+    client: &AsyncFd<OwnedFd>,
+    server: &AsyncFd<OwnedFd>,
+) -> Result<(u64, u64), (Ending, u64, u64)> {
+    let mut res = Vec::new();
+    let (mut srv_eof, mut cli_eof, mut up) = (false, false, 0u64);
+    let limit = sess.read_limit();
+    let step = loop {
+        match sess.feed_response(&res, srv_eof, Instant::now()) {
+            ResponseStep::Wait { until } => {
+                match conn_io::pump_until_response(
+                    client,
+                    server,
+                    &mut res,
+                    limit,
+                    until,
+                    &mut cli_eof,
+                    &mut up,
+                )
+                .await
+                {
+                    conn_io::Pumped::Server { eof } => srv_eof |= eof,
+                    conn_io::Pumped::Deadline => {}
+                    conn_io::Pumped::Error(_) => srv_eof = true,
+                }
+            }
+            other => break other,
+        }
+    };
+    match step {
+        ResponseStep::Reject { silent } => {
+            let _ = sockopt::set_linger_zero(server.get_ref().as_fd());
+            if silent {
+                // Nothing leaves for the client either.
+                let _ = sockopt::set_linger_zero(client.get_ref().as_fd());
+            }
+            Err((Ending::DeniedResponse, up, 0))
+        }
+        ResponseStep::Close => {
+            let _ = sockopt::set_linger_zero(server.get_ref().as_fd());
+            let sent = conn_io::write_all(client, &res, None).await.is_ok();
+            let _ = sockopt::shutdown_write(client.get_ref().as_fd());
+            let down = if sent { res.len() as u64 } else { 0 };
+            Err((Ending::Flow(FlowEnd::Closed, Killer::Admin), up, down))
+        }
+        ResponseStep::Accept | ResponseStep::Wait { .. } => {
+            if conn_io::write_all(client, &res, None).await.is_ok() {
+                Ok((up, res.len() as u64))
+            } else {
+                let _ = sockopt::set_linger_zero(server.get_ref().as_fd());
+                Err((Ending::Flow(FlowEnd::ClientReset, Killer::Admin), up, 0))
+            }
+        }
+    }
+}
+
+/// Registers the flow with its thread (so `show sess`, `shutdown sessions` and the health
+/// checks' `on-marked-*` see it) and hands the pair to the data plane until it ends.
+async fn forward(
+    gen: &Arc<Generation>,
+    frontend: usize,
+    ctx: &ThreadCtx,
+    slot: &ServerSlot,
+    client_addr: SocketAddr,
+    (client, server): (OwnedFd, OwnedFd),
+    pre: (u64, u64),
+) -> (FlowReport, Killer) {
+    let fe: &Frontend = &gen.config.frontends[frontend];
+    let backend = slot.table().conf.clone();
+    let b = (backend.id as usize).saturating_sub(1);
     let id = ctx.next_id.get();
     ctx.next_id.set(id + 1);
     let kill = Rc::new(KillSwitch::default());
@@ -920,15 +1315,15 @@ async fn serve(
                 id,
                 thread: ctx.thread,
                 frontend,
-                backend: fe.backend,
+                backend: b,
                 server: slot.index(),
                 server_uid: slot.counters().uid,
                 backup: slot.is_backup(),
                 generation: gen.number,
                 frontend_name: Arc::from(fe.name.as_str()),
-                backend_name: Arc::from(be.name.as_str()),
+                backend_name: Arc::from(backend.name.as_str()),
                 server_name: Arc::from(slot.name()),
-                client: peer,
+                client: client_addr,
                 age: Duration::ZERO,
             },
             started: Instant::now(),
@@ -939,38 +1334,21 @@ async fn serve(
     let registered = Registered { ctx, id };
     let report: FlowReport = ctx
         .dataplane
-        .forward(client, server, FlowTimeouts::new(fe, be), &kill)
+        .forward(client, server, FlowTimeouts::new(fe, &backend), &kill, pre)
         .await;
     drop(registered);
-    let c = slot.counters();
-    c.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
-    c.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
-    let f = &gen.fe_stats[frontend];
-    f.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
-    f.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
-    log::debug!(
-        "{peer} {}/{}: {:?}, {} bytes in, {} bytes out{}",
-        be.name,
-        slot.name(),
-        report.end,
-        report.bytes_in,
-        report.bytes_out,
-        if report.spliced_in_kernel {
-            " (sockmap)"
-        } else {
-            " (splice)"
-        }
-    );
     let killer = match killed_by.get() {
         Some(KillReason::ServerDown) => Killer::ServerDown,
         Some(KillReason::BackupOff) => Killer::BackupOff,
         Some(KillReason::Admin) | None => Killer::Admin,
     };
-    served.ending = Ending::Flow(report.end, killer);
-    served.bytes_in = report.bytes_in;
-    served.bytes_out = report.bytes_out;
-    served.server = Some((slot.index(), Arc::from(slot.name())));
-    // Keep the slot until the log line is written (see `handle`).
-    served.slot = Some(slot);
-    Some(served)
+    (report, killer)
+}
+
+/// The local address of an accepted socket.
+fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
+    socket2::SockRef::from(fd)
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
 }

@@ -236,6 +236,8 @@ mod tests {
             stats_maxconn: 10,
             server_state_file: None,
             server_state_base: None,
+            bufsize: 16384,
+            maxrewrite: 1024,
             pidfile: None,
             chroot: None,
             maxpipes: None,

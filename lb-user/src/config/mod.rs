@@ -136,3 +136,10 @@ fn load_files(
 fn bytecount_newlines(bytes: &[u8]) -> usize {
     bytes.split(|b| *b == b'\n').count() - 1
 }
+
+/// Splits one configuration line into words with the tokenizer's rules (for other modules'
+/// tests).
+#[cfg(test)]
+pub(crate) fn split_words_for_tests(line: &str) -> Vec<String> {
+    lex::split_words(line).expect("valid test line")
+}

@@ -2,6 +2,9 @@
 //! and everything else in lb reads. Field docs give HAProxy's defaults and units.
 
 use std::fmt;
+
+pub use crate::acl::ProcVars;
+pub use crate::rules::ProxyRules;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +39,9 @@ pub struct Config {
     /// Things accepted but not acted on yet ("not supported yet") and other warnings. Printed by
     /// `lb -c` and at start; never fatal.
     pub warnings: Vec<Warning>,
+    /// The `proc` scope of variables (`set-var(proc.x)`): one per loaded configuration, as one
+    /// per HAProxy process.
+    pub proc_vars: Arc<ProcVars>,
 }
 
 /// A non-fatal diagnostic.
@@ -96,6 +102,12 @@ pub struct Global {
     /// the backends' `local` ones. `None` (the default) = relative paths are relative to the
     /// working directory.
     pub server_state_base: Option<PathBuf>,
+    /// `tune.bufsize`: the size of a buffer, bytes. Default 16384.
+    pub bufsize: usize,
+    /// `tune.maxrewrite`: the part of a buffer kept free while rules inspect it, bytes
+    /// (default 1024, at most half the buffer): content rules see at most `bufsize -
+    /// maxrewrite` bytes, as in HAProxy.
+    pub maxrewrite: usize,
     /// `pidfile PATH`: where the process id is written at start (`-p` overrides it).
     pub pidfile: Option<PathBuf>,
     /// `chroot DIR`: entered after binding and loading the BPF program, before serving.
@@ -118,6 +130,13 @@ pub struct Global {
 }
 
 impl Global {
+    /// How many bytes content rules can inspect: `tune.bufsize` less `tune.maxrewrite` (which
+    /// HAProxy caps at half the buffer).
+    #[must_use]
+    pub fn inspect_limit(&self) -> usize {
+        self.bufsize - self.maxrewrite.min(self.bufsize / 2)
+    }
+
     /// Where a server-state file named `name` is, as `HAProxy` resolves it: `name` itself when it
     /// is absolute or when there is no `server-state-base`, else the base joined with `name`.
     #[must_use]
@@ -333,6 +352,9 @@ pub struct Bind {
     pub addr: SocketAddr,
     /// `name X`.
     pub name: Option<String>,
+    /// `accept-proxy`: every connection starts with a PROXY protocol header (v1 or v2), whose
+    /// addresses replace the connection's own.
+    pub accept_proxy: bool,
     /// Socket options of the listener.
     pub opts: BindOptions,
 }
@@ -361,9 +383,15 @@ pub struct Frontend {
     pub name: String,
     pub loc: Loc,
     pub binds: Vec<Bind>,
-    /// Index into `Config::backends` (resolved from `default_backend`, or the `listen`'s own
-    /// backend half).
-    pub backend: usize,
+    /// Index into `Config::backends` of the backend connections go to when no `use_backend`
+    /// rule sends them elsewhere: `default_backend`, or the `listen`'s own backend half. `None`:
+    /// such connections are closed, as HAProxy closes them in tcp mode.
+    pub backend: Option<usize>,
+    /// A `listen`'s own backend half (its rules are the frontend's: not run twice).
+    pub own_backend: Option<usize>,
+    /// ACLs, `tcp-request`/`tcp-response` rules, `use_backend`, `use-server` (a `listen`'s are
+    /// shared with its backend half).
+    pub rules: Arc<ProxyRules>,
     /// Frontend `maxconn`. `None` = the global one.
     pub maxconn: Option<u32>,
     pub timeouts: Timeouts,
@@ -472,6 +500,9 @@ pub struct Backend {
     /// `load-server-state-from-file` (with `server-state-file-name` for `local`): the
     /// server-state file whose lines for this backend are applied at start. Default: none.
     pub server_state: ServerStateFrom,
+    /// Its rules (`tcp-request content`, `tcp-response content`, `use-server`, ACLs); a
+    /// `listen`'s are its frontend half's.
+    pub rules: Arc<ProxyRules>,
 }
 
 impl Backend {
@@ -544,12 +575,17 @@ pub enum MysqlVersion {
 /// One `tcp-check` rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TcpCheckRule {
-    /// `tcp-check connect [port N] [addr A] [linger]`.
+    /// `tcp-check connect [port N] [addr A] [send-proxy] [default] [linger]`.
     Connect {
         port: Option<u16>,
         addr: Option<std::net::IpAddr>,
         /// Close gracefully (FIN) instead of with a reset.
         linger: bool,
+        /// `send-proxy`: start with a PROXY header (the server's version, v1 by default).
+        send_proxy: bool,
+        /// `default`: the server's check settings apply, as for the implicit connect (a
+        /// PROXY header when the server's checks send one).
+        default: bool,
     },
     /// `tcp-check send STR` / `send-binary HEX`: the bytes to send.
     Send(Vec<u8>),
@@ -791,6 +827,34 @@ pub struct Server {
     /// `resolve-net NET[,NET...]`: among the addresses a DNS answer gives, prefer one in these
     /// networks, in this order (up to 5, as `HAProxy`). Empty (the default) = no preference.
     pub resolve_net: Vec<IpNet>,
+    /// `send-proxy` / `send-proxy-v2` (and their `-ssl` forms, `proxy-v2-options`,
+    /// `check-send-proxy`): the PROXY header sent to this server.
+    pub proxy: SendProxy,
+}
+
+/// A PROXY protocol version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyVersion {
+    V1,
+    V2,
+}
+
+/// The PROXY header lb sends to a server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SendProxy {
+    /// `send-proxy` (v1) or `send-proxy-v2`: every connection to the server starts with a
+    /// header carrying the client's addresses. `None` (the default): nothing is sent.
+    pub version: Option<ProxyVersion>,
+    /// `proxy-v2-options crc32c`: a checksum TLV.
+    pub crc32c: bool,
+    /// `send-proxy-v2-ssl[-cn]`, `proxy-v2-options ssl|cert-*|ssl-cipher`: the SSL TLV (saying
+    /// "not TLS": lb does not terminate TLS).
+    pub ssl: bool,
+    /// `proxy-v2-options authority`: the authority TLV, from the client's own PROXY header.
+    pub authority: bool,
+    /// `check-send-proxy`: health checks send a header too (v1: the check connection's own
+    /// addresses; v2: `LOCAL`), in the server's version (v1 when it has none).
+    pub check: bool,
 }
 
 impl Server {

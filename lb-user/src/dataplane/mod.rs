@@ -391,17 +391,20 @@ pub enum Dataplane {
 
 impl Dataplane {
     /// Forwards one established pair until both sides are done, a reset, or a timeout. Both
-    /// fds must be non-blocking TCP sockets; they are closed when this returns.
+    /// fds must be non-blocking TCP sockets; they are closed when this returns. `pre`: the
+    /// bytes lb read from the client and from the server before (its rules' inspection); they
+    /// are not in the report.
     pub async fn forward(
         &self,
         client: OwnedFd,
         server: OwnedFd,
         t: FlowTimeouts,
         kill: &KillSwitch,
+        pre: (u64, u64),
     ) -> FlowReport {
         match self {
             Self::Splice => splice::forward(client, server, t, kill).await,
-            Self::Sockmap(maps) => sockmap::forward(maps, client, server, t, kill).await,
+            Self::Sockmap(maps) => sockmap::forward_after(maps, client, server, t, kill, pre).await,
         }
     }
 }

@@ -251,7 +251,7 @@ fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usiz
 /// Moves bytes `src` -> `dst` until `src`'s EOF (then shuts `dst`'s write side) or an error.
 /// `done` is set once the source's FIN was passed on. `stop` counts the pump parked while it
 /// waits for its source with nothing held in its pipe (dropping it then loses nothing), and
-/// holds it there while a stop is requested.
+/// holds it there while a stop is requested. `drained`: nobody read from `src` before.
 pub(super) async fn pump(
     src: &AsyncFd<OwnedFd>,
     dst: &AsyncFd<OwnedFd>,
@@ -259,13 +259,14 @@ pub(super) async fn pump(
     last: &Cell<Instant>,
     done: &Cell<bool>,
     stop: &Stop,
+    mut drained: bool,
 ) -> DirEnd {
     let mut lease = Lease::default();
     let mut eof = false;
-    // The source's receive queue was found empty by the last read (or nothing was read yet):
-    // no skb in it is partly read. Only then may the pump be held for a hand-over, because the
-    // verdict program gets whole skbs, and a partly read one would be forwarded twice.
-    let mut drained = true;
+    // `drained`: the source's receive queue was found empty by the last read (or nothing was
+    // read yet, by anyone): no skb in it is partly read. Only then may the pump be held for a
+    // hand-over, because the verdict program gets whole skbs, and a partly read one would be
+    // forwarded twice.
     loop {
         if let (Some(carrier), true) = (&lease.carrier, lease.len > 0) {
             let Ok(mut guard) = dst.writable().await else {
@@ -344,7 +345,7 @@ pub async fn forward(
     t: FlowTimeouts,
     kill: &KillSwitch,
 ) -> FlowReport {
-    match forward_until(client, server, t, kill, None).await {
+    match forward_until(client, server, t, kill, None, (false, false)).await {
         Spliced::Done(report) => report,
         // Never without a hand-over time.
         Spliced::HandOver(_) => FlowReport::local_error(),
@@ -369,12 +370,15 @@ pub(super) enum Spliced {
 
 /// [`forward`]; with `hand_over_at`, stops from then on at the first moment when both
 /// directions are still open and hold no byte in a pipe, and gives the sockets back.
+/// `partly_read` (client, server): lb read from that socket before (its rules' inspection),
+/// so its queue may start inside an skb: no hand-over until a read found it empty.
 pub(super) async fn forward_until(
     client: OwnedFd,
     server: OwnedFd,
     t: FlowTimeouts,
     kill: &KillSwitch,
     hand_over_at: Option<Instant>,
+    partly_read: (bool, bool),
 ) -> Spliced {
     let (Ok(client), Ok(server)) = (super::async_fd(client), super::async_fd(server)) else {
         return Spliced::Done(FlowReport::local_error());
@@ -403,7 +407,8 @@ pub(super) async fn forward_until(
             &bytes_in,
             &last,
             &client_done,
-            &stop
+            &stop,
+            !partly_read.0
         ));
         let down = pin!(pump(
             &server,
@@ -411,7 +416,8 @@ pub(super) async fn forward_until(
             &bytes_out,
             &last,
             &server_done,
-            &stop
+            &stop,
+            !partly_read.1
         ));
         let hand_over = hand_over_at.map(|at| HandOverAt { at, stop: &stop });
         drive_or_hand_over(up, down, &flow, hand_over).await

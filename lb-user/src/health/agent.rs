@@ -151,7 +151,7 @@ impl Answer {
 async fn fetch(t: &Target, send: Option<&[u8]>) -> Result<String, Outcome> {
     let whole = Instant::now() + t.inter;
     // HAProxy's agent check connects without `linger`: a reset unless the agent closed first.
-    let mut s = probe::connect(t.addr, t, whole, false).await?;
+    let mut s = probe::connect(t.addr, t, whole, false, None).await?;
     let deadline = probe::read_deadline(t, whole);
     if let Some(data) = send.filter(|d| !d.is_empty()) {
         match s.send(data, deadline).await {
@@ -616,6 +616,8 @@ mod tests {
             connect_timeout: Duration::from_millis(inter_ms),
             read_timeout: None,
             inter: Duration::from_millis(inter_ms),
+            send_proxy: None,
+            proxy_version: crate::config::ProxyVersion::V1,
         }
     }
 

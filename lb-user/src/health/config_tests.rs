@@ -67,7 +67,9 @@ fn tcp_check_rules_are_stored_in_order() {
             TcpCheckRule::Connect {
                 port: Some(6379),
                 addr: None,
-                linger: true
+                linger: true,
+                send_proxy: false,
+                default: false,
             },
             TcpCheckRule::Send(b"AUTH pw\r\n".to_vec()),
             TcpCheckRule::Send(vec![0x0a, 0x0b]),

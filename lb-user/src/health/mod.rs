@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use crate::config::{Backend, CheckKind, Config, Server};
+use crate::config::{Backend, CheckKind, Config, ProxyVersion, Server};
 use crate::generation::Generation;
 use crate::passive::Event;
 use crate::state::{self, By, Change, CheckReport};
@@ -241,7 +241,19 @@ fn target(
         connect_timeout,
         read_timeout,
         inter,
+        send_proxy: None,
+        proxy_version: ProxyVersion::V1,
     }
+}
+
+/// The PROXY header a server's health checks send on their default connect: with
+/// `check-send-proxy`, or when the server sends one to its traffic and neither `port` nor
+/// `addr` sends the checks elsewhere (HAProxy's rule). The server's version, else v1.
+fn check_proxy(conf: &Server) -> (Option<ProxyVersion>, ProxyVersion) {
+    let version = conf.proxy.version.unwrap_or(ProxyVersion::V1);
+    let same_place = conf.check_port.is_none() && conf.health.addr.is_none();
+    let sends = conf.proxy.check || (conf.proxy.version.is_some() && same_place);
+    (sends.then_some(version), version)
 }
 
 /// argv/env facts of an external check: a `listen` (a frontend of the same name using this
@@ -252,7 +264,7 @@ fn external_args(config: &Config, backend: usize, srv: &Server, addr: SocketAddr
     let bind = config
         .frontends
         .iter()
-        .find(|f| f.backend == backend && f.name == be.name)
+        .find(|f| f.own_backend == Some(backend) && f.name == be.name)
         .and_then(|f| f.binds.first());
     let (proxy_addr, proxy_port) = bind.map_or_else(
         || ("NOT_USED".to_owned(), "NOT_USED".to_owned()),
@@ -361,13 +373,18 @@ impl CheckJob {
             let limit = srv.be.timeouts.check.unwrap_or(conf.health.inter);
             external::run(&args, cur, limit).await
         } else {
-            let t = target(
-                &srv.be,
-                st.addr,
-                conf.health.inter,
-                conf.health.addr,
-                conf.check_port,
-            );
+            let (send_proxy, proxy_version) = check_proxy(conf);
+            let t = Target {
+                send_proxy,
+                proxy_version,
+                ..target(
+                    &srv.be,
+                    st.addr,
+                    conf.health.inter,
+                    conf.health.addr,
+                    conf.check_port,
+                )
+            };
             self.probe.run(&t).await
         }
     }

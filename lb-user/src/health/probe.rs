@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::{
-    CheckKind, ExpectPattern, HttpExpect, HttpExpectKind, MysqlVersion, TcpCheckRule,
+    CheckKind, ExpectPattern, HttpExpect, HttpExpectKind, MysqlVersion, ProxyVersion, TcpCheckRule,
 };
 
 /// HAProxy's check buffer size (`tune.bufsize`, 16 KiB): a server sending more costs no more.
@@ -63,6 +63,11 @@ pub struct Target {
     pub read_timeout: Option<Duration>,
     /// `inter`: the whole check's bound without `timeout check`.
     pub inter: Duration,
+    /// The PROXY header a default connect sends (`check-send-proxy`, or the server's
+    /// `send-proxy*` when neither `port` nor `addr` moves the check elsewhere, as HAProxy).
+    pub send_proxy: Option<ProxyVersion>,
+    /// The version a `tcp-check connect send-proxy` sends: the server's, else v1.
+    pub proxy_version: ProxyVersion,
 }
 
 /// A compiled `tcp-check` step (regexes built).
@@ -72,6 +77,10 @@ pub enum Step {
         port: Option<u16>,
         addr: Option<IpAddr>,
         linger: bool,
+        /// `send-proxy` on the rule.
+        send_proxy: bool,
+        /// The implicit connect, or `default`: the server's check settings apply.
+        default: bool,
     },
     Send(Vec<u8>),
     Expect {
@@ -189,15 +198,25 @@ impl Probe {
                 port: None,
                 addr: None,
                 linger: false,
+                send_proxy: false,
+                default: true,
             });
         }
         let mut l7 = false;
         for r in rules {
             steps.push(match r {
-                TcpCheckRule::Connect { port, addr, linger } => Step::Connect {
+                TcpCheckRule::Connect {
+                    port,
+                    addr,
+                    linger,
+                    send_proxy,
+                    default,
+                } => Step::Connect {
                     port: *port,
                     addr: *addr,
                     linger: *linger,
+                    send_proxy: *send_proxy,
+                    default: *default,
                 },
                 TcpCheckRule::Send(b) => Step::Send(b.clone()),
                 TcpCheckRule::Expect {
@@ -386,23 +405,47 @@ pub(crate) enum SendError {
     Timeout,
 }
 
-/// Connects, bounded by `connect_timeout` and the whole-check deadline. `linger`: the
-/// connection ends with a FIN instead of a reset (see [`CheckConn`]).
+/// Connects, bounded by `connect_timeout` and the whole-check deadline, and sends a PROXY
+/// header when `proxy` says so. `linger`: the connection ends with a FIN instead of a reset
+/// (see [`CheckConn`]).
 pub(crate) async fn connect(
     addr: SocketAddr,
     t: &Target,
     deadline: Instant,
     linger: bool,
+    proxy: Option<ProxyVersion>,
 ) -> Result<CheckConn, Outcome> {
     let bound = (Instant::now() + t.connect_timeout).min(deadline);
-    match timeout_at(bound, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => Ok(CheckConn {
-            stream,
-            linger,
-            peer_closed: false,
-        }),
-        Ok(Err(e)) => Err(Outcome::new(false, "L4CON", io_text(&e))),
-        Err(_) => Err(Outcome::new(false, "L4TOUT", "")),
+    let stream = match timeout_at(bound, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
+        Err(_) => return Err(Outcome::new(false, "L4TOUT", "")),
+    };
+    let header = proxy.map(|v| check_proxy_header(&stream, v));
+    let mut c = CheckConn {
+        stream,
+        linger,
+        peer_closed: false,
+    };
+    if let Some(header) = header {
+        match c.send(&header, deadline).await {
+            Ok(()) => {}
+            Err(SendError::Io(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
+            Err(SendError::Timeout) => return Err(Outcome::new(false, "L4TOUT", "")),
+        }
+    }
+    Ok(c)
+}
+
+/// The PROXY header of a check, as HAProxy sends it for a connection it starts: v1 with the
+/// check connection's own addresses, v2 `LOCAL`.
+fn check_proxy_header(s: &TcpStream, v: ProxyVersion) -> Vec<u8> {
+    match v {
+        ProxyVersion::V1 => {
+            let addrs = s.local_addr().ok().zip(s.peer_addr().ok());
+            crate::proxy_proto::v1(addrs)
+        }
+        ProxyVersion::V2 => crate::proxy_proto::v2(None, &crate::proxy_proto::V2Extras::default()),
     }
 }
 
@@ -433,12 +476,25 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
     for (i, step) in steps.iter().enumerate() {
         let n = i + 1;
         match step {
-            Step::Connect { port, addr, linger } => {
+            Step::Connect {
+                port,
+                addr,
+                linger,
+                send_proxy,
+                default,
+            } => {
                 // The previous connection, if any, closes first.
                 drop(conn.take());
                 let target =
                     SocketAddr::new(addr.unwrap_or(t.addr.ip()), port.unwrap_or(t.addr.port()));
-                match connect(target, t, whole, *linger).await {
+                let proxy = if *send_proxy {
+                    Some(t.proxy_version)
+                } else if *default {
+                    t.send_proxy
+                } else {
+                    None
+                };
+                match connect(target, t, whole, *linger, proxy).await {
                     Ok(c) => conn = Some(c),
                     Err(mut o) => {
                         if steps.len() > 1 {
@@ -592,7 +648,7 @@ fn mysql_error(p: &[u8]) -> Outcome {
 async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     // HAProxy builds mysql-check as `tcp-check connect default linger`: a FIN, no reset.
-    let mut s = match connect(t.addr, t, whole, true).await {
+    let mut s = match connect(t.addr, t, whole, true, t.send_proxy).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -636,7 +692,7 @@ async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     // HAProxy builds pgsql-check as `tcp-check connect default linger`: PostgreSQL logs each
     // reset ("could not receive data from client: Connection reset by peer"), never a FIN.
-    let mut s = match connect(t.addr, t, whole, true).await {
+    let mut s = match connect(t.addr, t, whole, true, t.send_proxy).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -689,7 +745,7 @@ async fn run_http(
     let whole = started + t.inter;
     // An implicit connect, without `linger`, as HAProxy's httpchk: a reset unless the server
     // closed first (HTTP/1.0 servers do, once the response is out).
-    let mut s = match connect(t.addr, t, whole, false).await {
+    let mut s = match connect(t.addr, t, whole, false, t.send_proxy).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -827,6 +883,8 @@ pub(super) mod tests {
             connect_timeout: Duration::from_secs(1),
             read_timeout: read,
             inter: Duration::from_secs(2),
+            send_proxy: None,
+            proxy_version: ProxyVersion::V1,
         }
     }
 
@@ -895,7 +953,7 @@ pub(super) mod tests {
         });
         block_on(async {
             let deadline = Instant::now() + Duration::from_secs(5);
-            let mut s = connect(addr, &target(addr, None), deadline, false)
+            let mut s = connect(addr, &target(addr, None), deadline, false, None)
                 .await
                 .unwrap();
             let mut buf = Vec::new();
@@ -1095,6 +1153,8 @@ pub(super) mod tests {
             port: None,
             addr: None,
             linger: true,
+            send_proxy: false,
+            default: false,
         }];
         lingering.extend(rules);
         let (o, c) = close_of(&CheckKind::TcpCheck(lingering), answer_ok);

@@ -23,6 +23,15 @@ pub enum Ending {
     ConnectFailed,
     /// Every connect attempt failed, the last one by `timeout connect`: `sC`.
     ConnectTimeout,
+    /// Closed by a `tcp-request content` rule (`reject`, `silent-drop`): `PR`.
+    Denied,
+    /// Closed by a `tcp-response content` rule (`reject`, `silent-drop`): `PD`.
+    DeniedResponse,
+    /// The client was silent longer than `timeout client` while rules waited for its bytes:
+    /// `cR`.
+    ClientRequestTimeout,
+    /// The client reset while rules waited for its bytes: `CR`.
+    ClientRequestAbort,
 }
 
 /// Who ended a killed flow ([`FlowEnd::Killed`]).
@@ -58,6 +67,10 @@ impl Ending {
             Ending::QueueTimeout => "sQ",
             Ending::QueueFull => "PQ",
             Ending::ConnectTimeout => "sC",
+            Ending::Denied => "PR",
+            Ending::DeniedResponse => "PD",
+            Ending::ClientRequestTimeout => "cR",
+            Ending::ClientRequestAbort => "CR",
         }
     }
 }
@@ -136,6 +149,23 @@ impl Session<'_> {
         );
         s
     }
+}
+
+/// HAProxy's line for a connection closed before its session started (a missing or bad PROXY
+/// header): `IP:PORT [DATE] FRONTEND/BIND: message`, `BIND` being the bind's `name` or its
+/// number in the frontend (from 1).
+pub fn embryonic_line(
+    client: &SocketAddr,
+    accepted: &LocalTime,
+    frontend: &str,
+    bind: &str,
+    msg: &str,
+) -> String {
+    format!(
+        "{} [{}] {frontend}/{bind}: {msg}",
+        client_addr(client),
+        accepted.accept_date()
+    )
 }
 
 /// HAProxy's default log line for a proxy with log targets and no `option tcplog`, emitted
@@ -226,6 +256,9 @@ mod tests {
         assert_eq!(Ending::QueueTimeout.code(), "sQ");
         assert_eq!(Ending::ConnectTimeout.code(), "sC");
         assert_eq!(Ending::ConnectFailed.code(), "SC");
+        assert_eq!(Ending::Denied.code(), "PR");
+        assert_eq!(Ending::DeniedResponse.code(), "PD");
+        assert_eq!(Ending::ClientRequestTimeout.code(), "cR");
     }
 
     #[test]

@@ -113,6 +113,12 @@ pub struct Row {
     pub algo: String,
     /// `host:port` of a server.
     pub addr: String,
+    /// Requests, responses, connections and sessions denied by `tcp-request`/`tcp-response`
+    /// rules (`dreq`, `dresp`, `dcon`, `dses`), where HAProxy counts them.
+    pub dreq: Option<u64>,
+    pub dresp: Option<u64>,
+    pub dcon: Option<u64>,
+    pub dses: Option<u64>,
 }
 
 /// Unix time now, in seconds.
@@ -284,6 +290,10 @@ fn server_row(
         iweight: Some(u64::from(e.conf.weight)),
         algo: String::new(),
         addr: e.addr().to_string(),
+        dreq: None,
+        dresp: None,
+        dcon: None,
+        dses: None,
     }
 }
 
@@ -350,6 +360,8 @@ fn backend_row(
                 .unwrap_or(0),
         )),
         algo: algo_name(be.balance).to_owned(),
+        dreq: Some(gen.be_stats[b].denied_req.load(Ordering::Relaxed)),
+        dresp: Some(gen.be_stats[b].denied_resp.load(Ordering::Relaxed)),
         ..Row::default()
     }
 }
@@ -379,6 +391,10 @@ pub fn rows(gen: &Generation) -> Vec<Row> {
                 bin: st.bytes_in.load(Ordering::Relaxed),
                 bout: st.bytes_out.load(Ordering::Relaxed),
                 status: "OPEN".to_owned(),
+                dreq: Some(st.denied_req.load(Ordering::Relaxed)),
+                dresp: Some(st.denied_resp.load(Ordering::Relaxed)),
+                dcon: Some(st.denied_conn.load(Ordering::Relaxed)),
+                dses: Some(st.denied_sess.load(Ordering::Relaxed)),
                 ..Row::default()
             });
         }

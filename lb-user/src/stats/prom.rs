@@ -85,6 +85,10 @@ const FRONTEND: &[(&str, &str, &str, Get)] = &[
     ("bytes_in_total", "counter", "Total number of request bytes since process started", |r| Some(r.bin)),
     ("bytes_out_total", "counter", "Total number of response bytes since process started", |r| Some(r.bout)),
     ("connections_total", "counter", "Total number of new connections accepted on this frontend since the worker process started", |r| Some(r.stot)),
+    ("requests_denied_total", "counter", "Total number of denied requests since process started", |r| r.dreq),
+    ("responses_denied_total", "counter", "Total number of denied responses since process started", |r| r.dresp),
+    ("denied_connections_total", "counter", "Total number of incoming connections blocked on a listener/frontend by a tcp-request connection rule since the worker process started", |r| r.dcon),
+    ("denied_sessions_total", "counter", "Total number of incoming sessions blocked on a listener/frontend by a tcp-request connection rule since the worker process started", |r| r.dses),
 ];
 
 /// Metrics gen by backend and server rows.
@@ -105,6 +109,18 @@ const BACKEND_AND_SERVER: &[(&str, &str, &str, Get)] = &[
 ];
 
 const BACKEND_ONLY: &[(&str, &str, &str, Get)] = &[
+    (
+        "requests_denied_total",
+        "counter",
+        "Total number of denied requests since process started",
+        |r| r.dreq,
+    ),
+    (
+        "responses_denied_total",
+        "counter",
+        "Total number of denied responses since process started",
+        |r| r.dresp,
+    ),
     (
         "active_servers",
         "gauge",

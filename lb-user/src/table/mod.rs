@@ -216,6 +216,18 @@ impl BackendTable {
         }
     }
 
+    /// Reserves a slot on server `index` itself (`use-server`): when it is not DOWN nor in
+    /// maintenance and below its maxconn. `None` otherwise (the caller balances instead: lb
+    /// queues per backend, not per server).
+    pub fn try_acquire_server(self: &Arc<Self>, index: usize) -> Option<ServerSlot> {
+        let snap = self.snap.load();
+        let e = snap.servers.get(index)?;
+        if !e.state.up || e.state.in_maint() || !e.try_reserve() {
+            return None;
+        }
+        Some(ServerSlot::new(self, e, index).delivered())
+    }
+
     /// Like [`Self::try_acquire`], but when every candidate is at its maxconn (or others are
     /// already waiting) waits in the backend's FIFO queue until a slot frees, at most
     /// `queue_timeout` (`None` = no limit). Refuses with `QueueFull` when the queue already

@@ -34,6 +34,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         init_addr: vec![crate::config::InitAddr::Last, crate::config::InitAddr::Libc],
         init_addr_used: None,
         resolve_net: Vec::new(),
+        proxy: crate::config::SendProxy::default(),
     }
 }
 
@@ -55,6 +56,7 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         log_health_checks: false,
         external_check: crate::config::ExternalCheck::default(),
         server_state: crate::config::ServerStateFrom::None,
+        rules: std::sync::Arc::default(),
     }
 }
 

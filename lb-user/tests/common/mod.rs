@@ -17,6 +17,7 @@ pub mod haproxy;
 pub mod health;
 pub mod netns;
 pub mod ops;
+pub mod peers;
 pub mod postgres;
 pub mod scenarios;
 pub mod servers;

@@ -15,6 +15,8 @@ type ValueCheck = fn(&str) -> Result<(), String>;
 enum Handling {
     /// `name X`: kept on the [`Bind`].
     Name,
+    /// `accept-proxy`: kept on the [`Bind`].
+    AcceptProxy,
     /// A socket option: sets its field of [`BindOptions`] from the value (`""` for a flag).
     Opt(usize, fn(&mut BindOptions, &str)),
     /// Accepted but not acted on yet (listener options): the number of value words it takes,
@@ -28,13 +30,6 @@ enum Handling {
 struct BindOption {
     name: &'static str,
     handling: Handling,
-}
-
-const fn flag(name: &'static str) -> BindOption {
-    BindOption {
-        name,
-        handling: Handling::NotYet(0, None),
-    }
 }
 
 const fn valued(name: &'static str) -> BindOption {
@@ -77,7 +72,10 @@ const BIND_OPTIONS: &[BindOption] = &[
     opt("tfo", 0, |o, _| o.tfo = true),
     opt("no-tfo", 0, |o, _| o.tfo = false),
     opt("interface", 1, |o, v| o.interface = Some(v.to_owned())),
-    flag("accept-proxy"),
+    BindOption {
+        name: "accept-proxy",
+        handling: Handling::AcceptProxy,
+    },
     valued("accept-netscaler-cip"),
     valued("process"),
     valued("thread"),
@@ -136,6 +134,7 @@ impl Parser {
     pub(super) fn bind_line(&mut self, px: &mut ProxyDraft, line: &Line) {
         let w = &line.words;
         let mut name = None;
+        let mut accept_proxy = false;
         let mut opts = BindOptions::default();
         let mut not_yet: Vec<&str> = Vec::new();
         let mut i = 2;
@@ -156,6 +155,11 @@ impl Parser {
                     };
                     name = Some(n.clone());
                     i += 2;
+                    continue;
+                }
+                Handling::AcceptProxy => {
+                    accept_proxy = true;
+                    i += 1;
                     continue;
                 }
                 Handling::NeedsTls => {
@@ -208,7 +212,7 @@ impl Parser {
             );
         }
         let addr = w[1].clone();
-        self.bind_addrs(px, &line.loc, &addr, name.as_ref(), &opts);
+        self.bind_addrs(px, &line.loc, &addr, name.as_ref(), &opts, accept_proxy);
     }
 
     /// Adds the binds of one address text (`ADDR:PORT`, `ADDR:P1-P2`, `ADDR:P1,P2`, ...).
@@ -219,12 +223,14 @@ impl Parser {
         addr: &str,
         name: Option<&String>,
         opts: &BindOptions,
+        accept_proxy: bool,
     ) {
         match parse_bind_addrs(addr) {
             Ok(addrs) => px.binds.extend(addrs.into_iter().map(|addr| Bind {
                 loc: loc.clone(),
                 addr,
                 name: name.cloned(),
+                accept_proxy,
                 opts: opts.clone(),
             })),
             Err(e) => self.diag.err(loc, format!("'bind': {e}")),

@@ -100,11 +100,13 @@ impl Parser {
         }
     }
 
-    /// `tcp-check connect [port N] [addr A] [linger] ...` (validated by [`connect_problem`]).
+    /// `tcp-check connect [port N] [addr A] [send-proxy] [default] [linger] ...` (validated by
+    /// [`connect_problem`]).
     fn connect_rule(&mut self, line: &Line) -> Option<TcpCheckRule> {
         let w = &line.words;
         let loc = &line.loc;
         let (mut port, mut addr, mut linger) = (None, None, false);
+        let (mut send_proxy, mut default) = (false, false);
         let mut i = 2;
         while i < w.len() {
             match w[i].as_str() {
@@ -123,7 +125,9 @@ impl Parser {
                     addr = Some(a);
                 }
                 "linger" => linger = true,
-                "comment" | "default" => {}
+                "send-proxy" => send_proxy = true,
+                "default" => default = true,
+                "comment" => {}
                 other => {
                     self.diag.warn(
                         loc,
@@ -139,7 +143,13 @@ impl Parser {
                 1
             };
         }
-        Some(TcpCheckRule::Connect { port, addr, linger })
+        Some(TcpCheckRule::Connect {
+            port,
+            addr,
+            linger,
+            send_proxy,
+            default,
+        })
     }
 
     /// `tcp-check expect [min-recv N] [!] TYPE PATTERN` (validated by [`expect_problem`]).

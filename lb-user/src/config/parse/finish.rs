@@ -5,11 +5,16 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::super::{Backend, Bind, CheckKind, Config, Frontend, Loc, StatsProxy, TcpCheckRule};
+use std::sync::Arc;
+
+use super::super::{
+    Backend, Bind, CheckKind, Config, Frontend, Loc, ProxyRules, StatsProxy, TcpCheckRule,
+};
 use super::checks::check_kind;
 use super::log::resolve_log_global;
 use super::proxy::{Kind, ProxyDraft};
 use super::Parser;
+use crate::rules::Target;
 
 /// Addresses already bound, with who bound them and where.
 type Bound = HashMap<SocketAddr, (String, Loc)>;
@@ -17,11 +22,29 @@ type Bound = HashMap<SocketAddr, (String, Loc)>;
 impl Parser {
     /// The cross-section checks, then the config (`None` when there are errors).
     pub(super) fn finish(&mut self) -> Option<Config> {
-        let (mut backends, be_index) = self.backends();
+        let be_index: HashMap<String, usize> = self
+            .proxies
+            .iter()
+            .filter(|p| p.kind.be())
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
+        let rules = self.proxy_rules(&be_index);
+        let mut backends = self.backends(&rules);
         self.state_file_addresses(&mut backends);
         let mut bound = Bound::new();
-        let frontends = self.frontends(&be_index, &mut bound);
+        let frontends = self.frontends(&be_index, &rules, &mut bound);
         self.check_references(&mut bound);
+        let servers_of = |name: &str| {
+            be_index.get(name).map(|i| {
+                backends[*i]
+                    .servers
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect()
+            })
+        };
+        self.check_refs(&servers_of);
         if !self.diag.errors.is_empty() {
             return None;
         }
@@ -33,16 +56,51 @@ impl Parser {
             userlists: self.userlists.clone(),
             // Filled by the caller once the diagnostics are sorted.
             warnings: Vec::new(),
+            proc_vars: Arc::default(),
         })
     }
 
-    /// Every backend-capable proxy as a [`Backend`], and their positions by name.
-    fn backends(&mut self) -> (Vec<Backend>, HashMap<String, usize>) {
+    /// Each proxy's rules, ready to share (a `listen`'s frontend and backend halves get the
+    /// same), with `use_backend` names resolved.
+    fn proxy_rules(&mut self, be_index: &HashMap<String, usize>) -> Vec<Arc<ProxyRules>> {
+        let mut proxies = std::mem::take(&mut self.proxies);
+        let mut out = Vec::new();
+        for px in &mut proxies {
+            let ctx = px.ctx();
+            for (sw, loc) in px.rules.use_backend.iter_mut().zip(&px.switch_locs) {
+                let Target::Backend { name, index } = &mut sw.target else {
+                    continue;
+                };
+                match be_index.get(name.as_str()) {
+                    Some(_) if *name == px.name => self.diag.err(
+                        loc,
+                        format!("{ctx}: loop detected for use_backend: '{name}'"),
+                    ),
+                    Some(i) => *index = *i,
+                    None => {
+                        let why = if self.stats_sections.contains_key(name.as_str()) {
+                            " (it is a stats section, which has no servers)"
+                        } else {
+                            ""
+                        };
+                        self.diag.err(
+                            loc,
+                            format!("{ctx}: unable to find required use_backend: '{name}'{why}"),
+                        );
+                    }
+                }
+            }
+            out.push(Arc::new(std::mem::take(&mut px.rules)));
+        }
+        self.proxies = proxies;
+        out
+    }
+
+    /// Every backend-capable proxy as a [`Backend`] (`rules`: each proxy's, in order).
+    fn backends(&mut self, rules: &[Arc<ProxyRules>]) -> Vec<Backend> {
         let mut backends = Vec::new();
-        let mut be_index: HashMap<String, usize> = HashMap::new();
         let proxies = std::mem::take(&mut self.proxies);
-        for px in proxies.iter().filter(|p| p.kind.be()) {
-            be_index.insert(px.name.clone(), backends.len());
+        for (px, rules) in proxies.iter().zip(rules).filter(|(p, _)| p.kind.be()) {
             let t = px.opts.timeouts;
             let mut missing = Vec::new();
             if t.connect.is_none() {
@@ -79,10 +137,11 @@ impl Parser {
                 log_health_checks: px.opts.log_health_checks,
                 external_check: px.opts.external_check.clone(),
                 server_state: self.server_state_of(px),
+                rules: rules.clone(),
             });
         }
         self.proxies = proxies;
-        (backends, be_index)
+        backends
     }
 
     /// A checked server without a port of its own (it takes the client's) needs a check port:
@@ -120,10 +179,15 @@ impl Parser {
 
     /// Every frontend-capable proxy with binds and a backend as a [`Frontend`]; records their
     /// addresses in `bound`.
-    fn frontends(&mut self, be_index: &HashMap<String, usize>, bound: &mut Bound) -> Vec<Frontend> {
+    fn frontends(
+        &mut self,
+        be_index: &HashMap<String, usize>,
+        rules: &[Arc<ProxyRules>],
+        bound: &mut Bound,
+    ) -> Vec<Frontend> {
         let mut frontends = Vec::new();
         let proxies = std::mem::take(&mut self.proxies);
-        for px in proxies.iter().filter(|p| p.kind.fe()) {
+        for (px, rules) in proxies.iter().zip(rules).filter(|(p, _)| p.kind.fe()) {
             let ctx = px.ctx();
             if px.binds.is_empty() {
                 if px.bind_lines > 0 {
@@ -146,7 +210,7 @@ impl Parser {
                 self.diag.err(loc, msg.clone());
                 continue;
             }
-            let backend = self.frontend_backend(px, be_index);
+            let backend = self.frontend_backend(px, be_index, px.use_backend_lines > 0);
             self.bind_once(&px.binds, &ctx, &ctx, bound);
             self.frontend_timeouts(px);
             let Some(backend) = backend else { continue };
@@ -155,6 +219,10 @@ impl Parser {
                 loc: px.loc.clone(),
                 binds: px.binds.clone(),
                 backend,
+                own_backend: (px.kind == Kind::Listen)
+                    .then(|| be_index.get(&px.name).copied())
+                    .flatten(),
+                rules: rules.clone(),
                 maxconn: px.opts.maxconn,
                 timeouts: px.opts.timeouts,
                 keepalive: px.opts.cli_ka,
@@ -186,12 +254,19 @@ impl Parser {
         })
     }
 
-    /// The backend a frontend forwards to: a listen's own half, or its `default_backend`.
+    /// The backend a frontend forwards to when no `use_backend` rule applies: a listen's own
+    /// half, or its `default_backend`. The outer `None` is an error (reported); the inner one a
+    /// frontend that only routes with `use_backend`.
+    #[expect(
+        clippy::option_option,
+        reason = "error / no default backend / default backend"
+    )]
     fn frontend_backend(
         &mut self,
         px: &ProxyDraft,
         be_index: &HashMap<String, usize>,
-    ) -> Option<usize> {
+        has_use_backend: bool,
+    ) -> Option<Option<usize>> {
         let ctx = px.ctx();
         if px.kind == Kind::Listen {
             if let Some((b, loc)) = &px.opts.default_backend {
@@ -205,7 +280,7 @@ impl Parser {
                     );
                 }
             }
-            be_index.get(&px.name).copied()
+            be_index.get(&px.name).copied().map(Some)
         } else if let Some((b, loc)) = &px.opts.default_backend {
             let found = be_index.get(b).copied();
             if found.is_none() {
@@ -217,14 +292,14 @@ impl Parser {
                 self.diag
                     .err(loc, format!("{ctx}: default_backend '{b}' not found{why}"));
             }
-            found
+            found.map(Some)
+        } else if has_use_backend {
+            // As in HAProxy: a connection no rule routes is closed.
+            Some(None)
         } else {
             self.diag.err(
                 &px.loc,
-                format!(
-                    "{ctx} has no backend: add 'default_backend NAME' (use_backend rules are not \
-                     supported yet)"
-                ),
+                format!("{ctx} has no backend: add 'default_backend NAME' or 'use_backend' rules"),
             );
             None
         }

@@ -30,6 +30,8 @@ pub(super) fn builtin() -> Global {
         stats_maxconn: 10,
         server_state_file: None,
         server_state_base: None,
+        bufsize: 16384,
+        maxrewrite: 1024,
         pidfile: None,
         chroot: None,
         maxpipes: None,
@@ -378,12 +380,17 @@ fn stats(p: &mut Parser, line: &Line) {
     p.global_stats(line);
 }
 
-/// `tune.*`: accepted (sizes checked) and not acted on yet, but for lb's own
-/// `tune.lb.sockmap-backlog`.
+/// `tune.*`: `tune.bufsize` and `tune.maxrewrite` size the content-inspection buffer, lb's own
+/// `tune.lb.sockmap-backlog` bounds the kernel maps; the others are accepted (sizes checked)
+/// and not acted on yet.
 fn tune(p: &mut Parser, line: &Line) {
     let kw = line.words[0].as_str();
     if kw == "tune.lb.sockmap-backlog" {
         sockmap_backlog(p, line);
+        return;
+    }
+    if kw == "tune.bufsize" || kw == "tune.maxrewrite" {
+        buffer_size(p, line, kw);
         return;
     }
     if !arity(&mut p.diag, line, 1, 1, usize::MAX) {
@@ -395,12 +402,7 @@ fn tune(p: &mut Parser, line: &Line) {
     }
     if matches!(
         kw,
-        "tune.bufsize"
-            | "tune.maxrewrite"
-            | "tune.rcvbuf.client"
-            | "tune.rcvbuf.server"
-            | "tune.sndbuf.client"
-            | "tune.sndbuf.server"
+        "tune.rcvbuf.client" | "tune.rcvbuf.server" | "tune.sndbuf.client" | "tune.sndbuf.server"
     ) {
         if let Err(e) = parse_size(&line.words[1]) {
             p.diag.err(&line.loc, format!("'{kw}': {e}"));
@@ -408,6 +410,28 @@ fn tune(p: &mut Parser, line: &Line) {
         }
     }
     p.not_yet(line, kw, "tuning");
+}
+
+/// `tune.bufsize` / `tune.maxrewrite SIZE`.
+fn buffer_size(p: &mut Parser, line: &Line, kw: &str) {
+    if !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    let min = if kw == "tune.bufsize" { 1024 } else { 0 };
+    match parse_size(&line.words[1]).map(usize::try_from) {
+        Ok(Ok(v)) if v >= min && v <= 1 << 30 => {
+            if kw == "tune.bufsize" {
+                p.global.bufsize = v;
+            } else {
+                p.global.maxrewrite = v;
+            }
+        }
+        Ok(_) => p.diag.err(
+            &line.loc,
+            format!("'{kw}': must be between {min} and 1073741824"),
+        ),
+        Err(e) => p.diag.err(&line.loc, format!("'{kw}': {e}")),
+    }
 }
 
 /// The least `tune.lb.sockmap-backlog`: one skb (64 KiB without BIG TCP) must fit in it.

@@ -2,7 +2,7 @@
 //! diagnostics, the split into sections, the [`Parser`] state and the dispatch by section kind.
 //! Each section kind and concern has its own file; a keyword lives in one table entry there
 //! (`global`: [`global`], proxy lines: [`proxy_kw`], `option`: [`option`], `bind`: [`bind`],
-//! `server`/`default-server`: [`server_kw`]).
+//! `server`/`default-server`: [`server_kw`], rule actions: [`tcp_rules`]).
 
 mod bind;
 mod checks;
@@ -18,6 +18,7 @@ mod server_kw;
 mod state_file;
 mod stats;
 mod suggest;
+mod tcp_rules;
 mod userlist;
 
 use std::collections::HashMap;
@@ -152,6 +153,7 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
         resolvers: HashMap::new(),
         resolver_refs: Vec::new(),
         state_locs: HashMap::new(),
+        expr_refs: Vec::new(),
         waiting_for_state: HashMap::new(),
     };
     let secs = sections(lines, &mut p.diag);
@@ -188,6 +190,8 @@ struct Parser {
     resolver_refs: Vec<(String, Loc)>,
     /// Where `server-state-file` and `server-state-base` were set (each is set once).
     state_locs: HashMap<String, Loc>,
+    /// Backends and servers named by expressions, checked once every section is read.
+    expr_refs: Vec<tcp_rules::ExprRef>,
     /// Servers (by `be/server` location) whose every `init-addr` method but `last` failed,
     /// with the resolver's error: the server-state file decides at the end.
     waiting_for_state: HashMap<Loc, Option<String>>,

@@ -3,12 +3,13 @@
 //! (stats page, names, server ids). The keywords of its lines are in [`super::proxy_kw`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::super::lex::Line;
 use super::super::scalar::check_name;
 use super::super::{
     Balance, Bind, BindOptions, CheckKind, ExternalCheck, HashType, HttpExpect, Keepalive, Loc,
-    LogTarget, Server, TcpCheckRule, Timeouts,
+    LogTarget, ProxyRules, Server, TcpCheckRule, Timeouts,
 };
 use super::server::ServerParams;
 use super::state_file::StateLoad;
@@ -84,6 +85,9 @@ pub(super) struct ProxyOpts {
     pub(super) dontlognull: bool,
     /// `load-server-state-from-file` and where it was set.
     pub(super) load_server_state: (StateLoad, Option<Loc>),
+    /// The rules of a named `defaults` section (ACLs, `tcp-request`, `tcp-response`,
+    /// inspect delays), for the proxies built from it.
+    pub(super) rules: Option<Arc<ProxyRules>>,
 }
 
 impl ProxyOpts {
@@ -111,6 +115,7 @@ impl ProxyOpts {
             tcplog: false,
             dontlognull: false,
             load_server_state: (StateLoad::None, None),
+            rules: None,
         }
     }
 }
@@ -140,6 +145,15 @@ pub(super) struct ProxyDraft {
     pub(super) own_tcp_rules: bool,
     /// `server-state-file-name` of this section (not inherited from defaults, as in `HAProxy`).
     pub(super) state_file_name: Option<String>,
+    /// Its own ACLs and rules (with a pointer to the defaults' ones it runs first).
+    pub(super) rules: ProxyRules,
+    /// Where each `use_backend` of `rules` was written.
+    pub(super) switch_locs: Vec<Loc>,
+    /// `use_backend` lines seen, valid or not (an invalid one is reported once, not again as
+    /// "no backend").
+    pub(super) use_backend_lines: usize,
+    /// Where each `use-server` of `rules` was written.
+    pub(super) use_server_locs: Vec<Loc>,
 }
 
 impl ProxyDraft {
@@ -204,7 +218,11 @@ impl Parser {
                 None => {}
             }
         }
+        self.resolve_use_server(&mut px);
         if kind == Kind::Defaults {
+            // A defaults section passes its own rules on (only a named one can have any).
+            let own = std::mem::take(&mut px.rules);
+            px.opts.rules = (own != ProxyRules::default()).then(|| Arc::new(own));
             if !px.name.is_empty() {
                 if let Some((_, first)) = self.named_defaults.get(&px.name) {
                     self.diag.err(
@@ -277,6 +295,13 @@ impl Parser {
                 opts = ProxyOpts::builtin();
             }
         }
+        let inherited = self.inherited_rules(kind, h, opts.rules.as_ref());
+        let rules = ProxyRules {
+            inspect_delay: opts.rules.as_ref().and_then(|r| r.inspect_delay),
+            response_inspect_delay: opts.rules.as_ref().and_then(|r| r.response_inspect_delay),
+            defaults: inherited,
+            ..ProxyRules::default()
+        };
         let mut px = ProxyDraft {
             kind,
             name,
@@ -291,11 +316,15 @@ impl Parser {
             http_mode_error: None,
             own_tcp_rules: false,
             state_file_name: None,
+            rules,
+            switch_locs: Vec::new(),
+            use_backend_lines: 0,
+            use_server_locs: Vec::new(),
         };
         for addr in header_binds {
             px.bind_lines += 1;
             if kind.fe() && kind != Kind::Defaults {
-                self.bind_addrs(&mut px, &h.loc, addr, None, &BindOptions::default());
+                self.bind_addrs(&mut px, &h.loc, addr, None, &BindOptions::default(), false);
             } else {
                 self.diag.err(
                     &h.loc,

@@ -10,6 +10,7 @@ use super::log::check_log_args;
 use super::proxy::{Kind, Mode, ProxyDraft};
 use super::state_file;
 use super::suggest::suggest;
+use super::tcp_rules;
 use super::{arity, Diag, Parser};
 
 /// Handles one line whose keyword is the entry's name.
@@ -97,11 +98,11 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     run("id", id),
     run("disabled", disabled),
     run("enabled", enabled),
-    run("use_backend", use_backend),
-    not_yet("use-server", "content switching", one_or_more),
-    not_yet("acl", "ACLs", two_or_more),
-    not_yet("tcp-request", "content rules", tcp_rule_args),
-    not_yet("tcp-response", "content rules", tcp_rule_args),
+    run("use_backend", tcp_rules::use_backend),
+    run("use-server", tcp_rules::use_server),
+    run("acl", tcp_rules::acl),
+    run("tcp-request", tcp_rules::tcp_request),
+    run("tcp-response", tcp_rules::tcp_response),
     not_yet("stick-table", "stickiness", one_or_more),
     not_yet("stick", "stickiness", one_or_more),
     not_yet("force-persist", "persistence", one_or_more),
@@ -196,48 +197,11 @@ fn one_or_more(d: &mut Diag, line: &Line) -> bool {
     arity(d, line, 1, 1, usize::MAX)
 }
 
-fn two_or_more(d: &mut Diag, line: &Line) -> bool {
-    arity(d, line, 1, 2, usize::MAX)
-}
-
 fn positive_u32(d: &mut Diag, line: &Line) -> bool {
     arity(d, line, 1, 1, 1)
         && parse_u32(&line.words[1], 1, u32::MAX)
             .map_err(|e| d.err(&line.loc, format!("'{}': {e}", line.words[0])))
             .is_ok()
-}
-
-/// `tcp-request connection|session|content|inspect-delay ...`, `tcp-response
-/// content|inspect-delay ...`.
-fn tcp_rule_args(d: &mut Diag, line: &Line) -> bool {
-    let w = &line.words;
-    if !arity(d, line, 1, 1, usize::MAX) {
-        return false;
-    }
-    let subs: &[&str] = if w[0] == "tcp-request" {
-        &["connection", "session", "content", "inspect-delay"]
-    } else {
-        &["content", "inspect-delay"]
-    };
-    if !subs.contains(&w[1].as_str()) {
-        d.err(
-            &line.loc,
-            format!(
-                "'{}': unknown rule type '{}' (expected {})",
-                w[0],
-                w[1],
-                subs.join("|")
-            ),
-        );
-        return false;
-    }
-    if w[1] == "inspect-delay" {
-        return arity(d, line, 2, 1, 1)
-            && parse_time(&w[2], TimeUnit::Ms)
-                .map_err(|e| d.err(&line.loc, format!("'{} inspect-delay': {e}", w[0])))
-                .is_ok();
-    }
-    arity(d, line, 2, 1, usize::MAX)
 }
 
 // ----- handlers -----
@@ -297,18 +261,6 @@ fn default_backend(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     } else if arity(&mut p.diag, line, 1, 1, 1) {
         px.opts.default_backend = Some((line.words[1].clone(), loc.clone()));
         px.own_default_backend = Some(loc.clone());
-    }
-}
-
-fn use_backend(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
-    if px.kind == Kind::Backend {
-        p.not_allowed(px, line, "use_backend");
-    } else if arity(&mut p.diag, line, 1, 1, usize::MAX) {
-        p.not_yet(
-            line,
-            "use_backend",
-            "content switching; default_backend is used",
-        );
     }
 }
 

@@ -8,7 +8,7 @@ use super::super::lex::Line;
 use super::super::scalar::{
     check_name, parse_port, parse_uint, resolve, split_host_port, unspecified, Host,
 };
-use super::super::{HealthParams, InitAddr, IpNet, Loc, Server};
+use super::super::{HealthParams, InitAddr, IpNet, Loc, ProxyVersion, SendProxy, Server};
 use super::proxy::ProxyDraft;
 use super::server_kw::{server_keyword, KwCtx, Place, ServerHandling};
 use super::Parser;
@@ -55,6 +55,33 @@ pub(super) struct ServerParams {
     pub(super) resolvers: Option<String>,
     pub(super) resolve_prefer_ipv4: bool,
     pub(super) resolve_net: Vec<IpNet>,
+    pub(super) proxy: ProxyParams,
+}
+
+/// The PROXY protocol settings of a `server`/`default-server` line: HAProxy keeps v1 and v2 as
+/// separate flags (`no-send-proxy` clears only v1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct ProxyParams {
+    pub(super) v1: bool,
+    pub(super) v2: bool,
+    /// Everything but the version.
+    pub(super) send: SendProxy,
+}
+
+impl ProxyParams {
+    fn model(&self) -> SendProxy {
+        let version = if self.v2 {
+            Some(ProxyVersion::V2)
+        } else if self.v1 {
+            Some(ProxyVersion::V1)
+        } else {
+            None
+        };
+        SendProxy {
+            version,
+            ..self.send.clone()
+        }
+    }
 }
 
 impl Default for ServerParams {
@@ -71,6 +98,7 @@ impl Default for ServerParams {
             resolvers: None,
             resolve_prefer_ipv4: false,
             resolve_net: Vec::new(),
+            proxy: ProxyParams::default(),
         }
     }
 }
@@ -135,6 +163,7 @@ impl Parser {
                 init_addr,
                 init_addr_used: found.method,
                 resolve_net: params.resolve_net.clone(),
+                proxy: params.proxy.model(),
             },
             explicit_id,
         ));

@@ -112,7 +112,6 @@ const fn not_yet(name: &'static str, takes_value: bool, feature: &'static str) -
 const FLAG: bool = false;
 const VALUE: bool = true;
 const TLS: &str = "TLS; lb has no TLS";
-const PROXY_PROTOCOL: &str = "PROXY protocol";
 const CONNECTION: &str = "connection options";
 
 /// Every parameter lb knows, in no particular order.
@@ -164,12 +163,15 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     not_yet("resolve-opts", VALUE, "DNS re-resolution"),
     value("resolve-net", resolve_net),
     // PROXY protocol.
-    not_yet("send-proxy", FLAG, PROXY_PROTOCOL),
-    not_yet("send-proxy-v2", FLAG, PROXY_PROTOCOL),
-    not_yet("no-send-proxy", FLAG, PROXY_PROTOCOL),
-    not_yet("no-send-proxy-v2", FLAG, PROXY_PROTOCOL),
-    not_yet("proxy-v2-options", VALUE, PROXY_PROTOCOL),
-    not_yet("check-send-proxy", FLAG, PROXY_PROTOCOL),
+    flag("send-proxy", send_proxy),
+    flag("send-proxy-v2", send_proxy),
+    flag("send-proxy-v2-ssl", send_proxy),
+    flag("send-proxy-v2-ssl-cn", send_proxy),
+    flag("no-send-proxy", send_proxy),
+    flag("no-send-proxy-v2", send_proxy),
+    value("proxy-v2-options", proxy_v2_options),
+    flag("check-send-proxy", check_send_proxy),
+    flag("no-check-send-proxy", check_send_proxy),
     // Connection options.
     not_yet("pool-max-conn", VALUE, CONNECTION),
     not_yet("pool-purge-delay", VALUE, CONNECTION),
@@ -417,6 +419,53 @@ fn resolve_net(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), Stri
         nets.push(parse_net(net).map_err(|e| format!("'{p}': {e}"))?);
     }
     c.params.resolve_net = nets;
+    Ok(())
+}
+
+/// `send-proxy`, `send-proxy-v2`, `send-proxy-v2-ssl[-cn]` and their `no-` forms. As in
+/// HAProxy, v1 and v2 are separate flags and v2 wins when both are set.
+fn send_proxy(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    let pp = &mut c.params.proxy;
+    match p {
+        "send-proxy" => pp.v1 = true,
+        "no-send-proxy" => pp.v1 = false,
+        "no-send-proxy-v2" => pp.v2 = false,
+        _ => {
+            pp.v2 = true;
+            if p != "send-proxy-v2" {
+                // The SSL TLV; `-cn` adds the client certificate's CN, which only a TLS client
+                // connection has.
+                pp.send.ssl = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `proxy-v2-options OPT[,OPT...]`.
+fn proxy_v2_options(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
+    for o in arg.split(',') {
+        match o {
+            "ssl" | "cert-cn" | "cert-key" | "cert-sig" | "ssl-cipher" => {
+                c.params.proxy.send.ssl = true;
+            }
+            "authority" => c.params.proxy.send.authority = true,
+            "crc32c" => c.params.proxy.send.crc32c = true,
+            "unique-id" => c.not_yet.push((p, "unique-id needs unique-id-format")),
+            _ => {
+                return Err(format!(
+                    "'{p}': unknown option '{o}' (expected ssl, cert-cn, cert-key, cert-sig, \
+                     ssl-cipher, authority, crc32c, unique-id)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `check-send-proxy`, `no-check-send-proxy`.
+fn check_send_proxy(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    c.params.proxy.send.check = p == "check-send-proxy";
     Ok(())
 }
 

@@ -12,7 +12,7 @@ fn basic_frontend_backend() {
     let fe = &c.frontends[0];
     assert_eq!(fe.name, "fe");
     assert_eq!(fe.binds[0].addr, sa("127.0.0.1:8080"));
-    assert_eq!(fe.backend, 0);
+    assert_eq!(fe.backend, Some(0));
     assert_eq!(fe.timeouts.client, Some(Duration::from_secs(30)));
     let be = &c.backends[0];
     assert_eq!((be.id, be.balance, be.retries), (1, Balance::LeastConn, 3));
@@ -89,7 +89,7 @@ fn listen_uses_its_own_servers() {
     assert_eq!(c.backends.len(), 2);
     let fe = &c.frontends[0];
     assert_eq!(fe.name, "mysql");
-    assert_eq!(fe.backend, 1);
+    assert_eq!(fe.backend, Some(1));
     assert_eq!(c.backends[1].name, "mysql");
     assert_eq!(c.backends[1].balance, Balance::First);
     assert_eq!(
@@ -173,25 +173,24 @@ fn not_supported_yet_warnings_name_the_feature() {
         .warnings
         .iter()
         .any(|w| w.loc.line == 3 || w.loc.line == 6));
-    assert!(has_warning(&c, 4, "'tune.bufsize'"));
+    assert_eq!(c.global.bufsize, 32 * 1024);
+    // ACLs, rules, routing and send-proxy are supported: no warning on their lines.
     assert!(has_warning(
         &c,
-        18,
-        "'use_backend' is not supported yet (content switching"
+        20,
+        "a 'tcp-request connection' rule placed after a 'use_backend' rule will still be processed before"
     ));
-    assert!(has_warning(&c, 20, "'tcp-request'"));
-    assert!(has_warning(&c, 21, "'acl' is not supported yet (ACLs)"));
-    // Health checks are supported: `option mysql-check`, `option log-health-checks` and the
-    // server's check keywords give no warning; only send-proxy does.
-    assert!(!c
-        .warnings
-        .iter()
-        .any(|w| w.loc.line == 23 || w.loc.line == 24));
-    let line25: Vec<_> = c.warnings.iter().filter(|w| w.loc.line == 25).collect();
-    assert_eq!(line25.len(), 1);
-    assert!(line25[0]
-        .message
-        .ends_with("not supported yet, ignored: 'send-proxy' (PROXY protocol)"));
+    for line in [4, 18, 21, 23, 24, 25] {
+        assert!(
+            !c.warnings.iter().any(|w| w.loc.line == line),
+            "line {line}: {:?}",
+            c.warnings
+        );
+    }
+    assert_eq!(
+        c.backends[0].servers[0].proxy.version,
+        Some(crate::config::ProxyVersion::V1)
+    );
 }
 
 #[test]
@@ -228,7 +227,7 @@ fn missing_timeouts_warn() {
 #[test]
 fn frontend_and_backend_may_share_a_name() {
     let c = ok(&format!("{TIMEOUTS}frontend app\n  bind :1\n  default_backend app\nbackend app\n  server s 127.0.0.1:2\n"));
-    assert_eq!(c.frontends[0].backend, 0);
+    assert_eq!(c.frontends[0].backend, Some(0));
     assert_eq!(c.backends[0].name, "app");
 }
 

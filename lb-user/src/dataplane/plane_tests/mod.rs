@@ -604,11 +604,13 @@ fn short_flow_stays_on_splice() {
 /// Every open connection holds its flow's future for as long as it lives, so that size is most
 /// of lb's memory per idle connection (the bench's RSS figure). A change that makes it grow
 /// past these bounds (a future moved into another and so held twice, a timer too many) must
-/// say why here.
+/// say why here. Sockmap 2,200 -> 2,240: a pair the rules inspected carries what lb read from
+/// each socket across its splice phase (the FIN accounting needs it, and its pumps start
+/// undrained so a partly read skb is never handed over): 2,224 bytes measured in the suite.
 #[test]
 fn flow_futures_stay_small() {
     const SPLICE_MAX: usize = 1600;
-    const SOCKMAP_MAX: usize = 2200;
+    const SOCKMAP_MAX: usize = 2240;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -735,8 +737,8 @@ fn partly_read_skb_is_not_handed_over() {
         let (client_done, server_done) = (Cell::new(false), Cell::new(false));
         let reader;
         {
-            let mut up = pin!(pump(&c, &s, &bytes_in, &last, &client_done, &stop));
-            let mut down = pin!(pump(&s, &c, &bytes_out, &last, &server_done, &stop));
+            let mut up = pin!(pump(&c, &s, &bytes_in, &last, &client_done, &stop, true));
+            let mut down = pin!(pump(&s, &c, &bytes_out, &last, &server_done, &stop, true));
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut run_until = async |done: &dyn Fn() -> bool| {
                 while !done() {

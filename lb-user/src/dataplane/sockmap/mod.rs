@@ -581,18 +581,38 @@ pub async fn forward(
     t: FlowTimeouts,
     kill: &KillSwitch,
 ) -> FlowReport {
-    if maps.hand_over_after.is_zero() {
+    forward_after(maps, client, server, t, kill, (0, 0)).await
+}
+
+/// [`forward`] for a pair lb already read `pre` bytes from (client, server) before handing it
+/// over (the rules' inspection of the first bytes, a PROXY header): the FIN accounting of
+/// trap 2 compares what the kernel redirected with everything each socket received, so it
+/// must know them. Such a pair always starts on splice, even with a zero `hand_over_after`:
+/// that read may have stopped inside an skb, and a socket entering the map with a partly read
+/// skb has the whole skb redirected, the part already read a second time; the splice phase
+/// hands over only with each source's queue read to the end.
+pub async fn forward_after(
+    maps: &Rc<ThreadMaps>,
+    client: OwnedFd,
+    server: OwnedFd,
+    t: FlowTimeouts,
+    kill: &KillSwitch,
+    pre: (u64, u64),
+) -> FlowReport {
+    if maps.hand_over_after.is_zero() && pre == (0, 0) {
         return forward_with_hook(maps, client, server, t, kill, &mut |_| {}).await;
     }
     let at = Instant::now() + maps.hand_over_after;
     // Not boxed: the two phases share the flow's future (the larger one sets its size), where
     // a boxed splice phase would leave its freed block behind in every long-lived flow's RSS.
-    let spliced = super::splice::forward_until(client, server, t, kill, Some(at)).await;
+    let partly_read = (pre.0 > 0, pre.1 > 0);
+    let spliced =
+        super::splice::forward_until(client, server, t, kill, Some(at), partly_read).await;
     let h = match spliced {
         Spliced::Done(report) => return report,
         Spliced::HandOver(h) => h,
     };
-    let read = (h.bytes_in, h.bytes_out);
+    let read = (h.bytes_in + pre.0, h.bytes_out + pre.1);
     let mut report = in_kernel(
         maps,
         h.client,
@@ -708,7 +728,16 @@ pub(super) async fn in_kernel(
                     // Boxed: a spliced direction is the rare fallback; its state would otherwise
                     // widen every in-kernel flow's future.
                     Fds::Async(c, s) => {
-                        Box::pin(pump(c, s, &splice_in, &splice_last, &client_done, &stop)).await
+                        Box::pin(pump(
+                            c,
+                            s,
+                            &splice_in,
+                            &splice_last,
+                            &client_done,
+                            &stop,
+                            true,
+                        ))
+                        .await
                     }
                     Fds::Plain(..) => DirEnd::Local,
                 }
@@ -720,7 +749,16 @@ pub(super) async fn in_kernel(
             } else {
                 match &fds {
                     Fds::Async(c, s) => {
-                        Box::pin(pump(s, c, &splice_out, &splice_last, &server_done, &stop)).await
+                        Box::pin(pump(
+                            s,
+                            c,
+                            &splice_out,
+                            &splice_last,
+                            &server_done,
+                            &stop,
+                            true,
+                        ))
+                        .await
                     }
                     Fds::Plain(..) => DirEnd::Local,
                 }

@@ -1,0 +1,209 @@
+//! HAProxy's ACLs and sample expressions for `mode tcp`: parse `acl` lines, conditions (`if` /
+//! `unless`), sample expressions (`req.ssl_sni,lower,map_str(FILE)`), and evaluate them against
+//! one connection's [`Ctx`]. Pure: no I/O at evaluation (parsing reads `-f` and map files
+//! through a [`Loader`]); what only the running process knows (server states, connection
+//! counts) comes through the [`Env`] trait.
+//!
+//! - [`value`]: sample values, types and HAProxy's casts.
+//! - [`args`]: `keyword(arg,...)` argument lists.
+//! - [`fetch`]: the sample fetches, one table entry each ([`fetch::FETCHES`]).
+//! - [`conv`]: the converters, one table entry each ([`conv::CONVERTERS`]), maps included.
+//! - [`expr`]: a fetch followed by converters, and `%[expr]` in names.
+//! - [`pattern`]: matching methods (`-m str|beg|...|ip|int`), patterns and pattern files.
+//! - [`cond`]: named and anonymous ACLs, predefined ACLs, conditions and their three-valued
+//!   evaluation (pass, fail, "miss": not decidable yet on the bytes received so far).
+//! - [`vars`]: variables and their scopes.
+//!
+//! ## Adding stick-table fetches and `track-sc*` (the next piece of work)
+//! A fetch is one entry of [`fetch::FETCHES`]: a name, its [`args::ArgSpec`], output
+//! [`Type`], the [`Places`] where it can answer, and a `fn(&Ctx, &[Arg]) -> Fetched`. The
+//! stick-table fetches (`sc0_conn_rate`, `src_conn_rate`, `sc_get_gpc0(N)`, ...) become entries
+//! whose function asks [`Env`] (add a method such as `fn tracked(&self, slot: u8) ->
+//! Option<...>`; the session that implements `Env` holds the tracked entries). Until they exist,
+//! [`fetch::lookup`] recognises their names ([`fetch::stick_table_name`]) and gives a fetch
+//! that never answers, with a "not supported yet" warning: exactly what HAProxy's fetch returns
+//! when nothing is tracked. `track-sc0..2` are parsed into `rules::Action::Track`, and the
+//! rule engine hands them to `rules::Hooks::track`, which the stick-table work fills in.
+
+pub mod args;
+pub mod cond;
+pub mod conv;
+pub mod expr;
+pub mod fetch;
+pub mod pattern;
+pub mod value;
+pub mod vars;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+
+pub use args::Arg;
+pub use cond::{AclTable, Cond, Polarity, Test};
+pub use expr::{NameFormat, SampleExpr};
+pub use value::{Type, Value};
+pub use vars::{ProcVars, VarName, Vars};
+
+/// Where in a connection's life an expression is evaluated; each fetch says where it can
+/// answer (HAProxy's `SMP_VAL_*` check points, reduced to `mode tcp`'s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Places(u8);
+
+impl Places {
+    /// `tcp-request connection`: at accept, addresses only.
+    pub const CONNECTION: Places = Places(1);
+    /// `tcp-request session`: after the PROXY header.
+    pub const SESSION: Places = Places(2);
+    /// `tcp-request content`, `use_backend`, `use-server`: with the request's first bytes.
+    pub const REQUEST: Places = Places(4);
+    /// `tcp-response content`: with the response's first bytes.
+    pub const RESPONSE: Places = Places(8);
+    pub const ALL: Places = Places(15);
+    /// Request-side content only.
+    pub const REQ_ONLY: Places = Places(4);
+    pub const RES_ONLY: Places = Places(8);
+    /// Request or response content.
+    pub const CONTENT: Places = Places(12);
+
+    pub fn contains(self, p: Places) -> bool {
+        self.0 & p.0 == p.0
+    }
+
+    pub fn intersects(self, p: Places) -> bool {
+        self.0 & p.0 != 0
+    }
+
+    /// How HAProxy names the place in its warnings.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "tcp-request connection rule",
+            2 => "tcp-request session rule",
+            4 => "request content",
+            8 => "response content",
+            _ => "any place",
+        }
+    }
+}
+
+/// The direction whose bytes payload fetches read (`req.*` fetches always read the request;
+/// `payload`, `payload_lv` and `req_ssl_hello_type` follow the rule's direction, as in HAProxy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Request,
+    Response,
+}
+
+/// What the running process knows that a fetch may ask: implemented by the session over its
+/// configuration generation, and by tests with fixed answers. A `None` backend means "the
+/// current backend" (the frontend before `use_backend` chose one, as HAProxy's `s->be`).
+pub trait Env {
+    fn frontend_name(&self) -> &str;
+    /// The current backend's name (`be_name`).
+    fn backend_name(&self) -> &str;
+    /// `nbsrv`: usable servers of the backend (`None` when there is no such backend).
+    fn nbsrv(&self, backend: Option<&str>) -> Option<i64>;
+    /// `srv_is_up`: the server is UP and not in maintenance.
+    fn srv_is_up(&self, backend: Option<&str>, server: &str) -> Option<bool>;
+    /// `be_conn`: the backend's current sessions.
+    fn be_conn(&self, backend: Option<&str>) -> Option<i64>;
+    /// `connslots`: free connection and queue slots of the backend's usable servers, or -1
+    /// when one of them has no `maxconn` or `maxqueue`.
+    fn connslots(&self, backend: Option<&str>) -> Option<i64>;
+}
+
+/// One connection, as an expression sees it.
+pub struct Ctx<'a> {
+    /// Where the expression is evaluated.
+    pub place: Places,
+    /// Which buffer the direction-following payload fetches read.
+    pub dir: Dir,
+    /// No more bytes will come for the current decision (`inspect-delay` over, buffer full, the
+    /// peer closed, or a place that never waits): fetches answer with what is there.
+    pub final_: bool,
+    /// The request bytes received so far (after any PROXY header).
+    pub req: &'a [u8],
+    /// The response bytes received so far.
+    pub res: &'a [u8],
+    /// Whether the stream exists yet (content places): payload fetches answer only then.
+    pub stream: bool,
+    /// The client and destination addresses (after a PROXY header: the ones it carried).
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub vars: &'a Vars,
+    pub env: &'a dyn Env,
+    /// `tune.bufsize`: the most bytes a buffer can hold.
+    pub bufsize: usize,
+}
+
+impl Ctx<'_> {
+    /// The bytes of the direction `dir` (for the direction-following fetches).
+    pub fn payload(&self, dir: Dir) -> &[u8] {
+        match dir {
+            Dir::Request => self.req,
+            Dir::Response => self.res,
+        }
+    }
+}
+
+/// What a fetch (or a fetch followed by converters) gave.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// The values, in order (several for a fetch that iterates, such as `req.ssl_alpn`);
+    /// empty when there is no sample.
+    pub values: Vec<Value>,
+    /// More bytes could change the answer (HAProxy's `SMP_F_MAY_CHANGE`): a rule that can't
+    /// decide waits, unless the evaluation is final.
+    pub may_change: bool,
+}
+
+impl Fetched {
+    pub fn one(v: Value) -> Self {
+        Self {
+            values: vec![v],
+            may_change: false,
+        }
+    }
+
+    /// No sample, and more bytes won't change that.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// No sample yet: more bytes may give one.
+    pub fn wait() -> Self {
+        Self {
+            values: Vec::new(),
+            may_change: true,
+        }
+    }
+
+    /// A value that more bytes could still change (`req.len`).
+    pub fn changing(v: Value) -> Self {
+        Self {
+            values: vec![v],
+            may_change: true,
+        }
+    }
+}
+
+/// Reads the files an ACL (`-f FILE`) or a map converter names, at configuration load.
+pub trait Loader {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String>;
+}
+
+/// Reads from the file system (relative paths from the working directory, as HAProxy).
+pub struct FsLoader;
+
+impl Loader for FsLoader {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| {
+            let e = e.to_string();
+            let e = e.split(" (os error").next().unwrap_or(&e);
+            format!("cannot read '{path}': {e}")
+        })
+    }
+}
+
+/// A problem found while parsing that does not stop the configuration from loading.
+pub type Warnings = Vec<String>;

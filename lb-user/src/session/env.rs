@@ -1,0 +1,86 @@
+//! What the ACL fetches ask of the running process ([`crate::acl::Env`]), answered from a
+//! configuration generation: proxy names, usable servers, session counts.
+
+use std::sync::atomic::Ordering;
+
+use crate::acl::Env;
+use crate::generation::Generation;
+
+/// One connection's view of its generation: its frontend and the backend chosen so far.
+pub(super) struct GenEnv<'a> {
+    pub(super) gen: &'a Generation,
+    pub(super) frontend: usize,
+    /// The current backend (`None` until `use_backend`/`default_backend` chose one; HAProxy's
+    /// `s->be` is then the frontend itself, which has no servers).
+    pub(super) backend: Option<usize>,
+}
+
+impl GenEnv<'_> {
+    /// The backend a fetch names, or the current one; `Err(())` for a name that is not a
+    /// backend, `Ok(None)` for "the current one, which is the frontend".
+    fn resolve(&self, name: Option<&str>) -> Result<Option<usize>, ()> {
+        match name {
+            Some(n) => self
+                .gen
+                .config
+                .backends
+                .iter()
+                .position(|b| b.name == n)
+                .map(Some)
+                .ok_or(()),
+            None => Ok(self.backend),
+        }
+    }
+}
+
+impl Env for GenEnv<'_> {
+    fn frontend_name(&self) -> &str {
+        &self.gen.config.frontends[self.frontend].name
+    }
+
+    fn backend_name(&self) -> &str {
+        match self.backend {
+            Some(b) => &self.gen.config.backends[b].name,
+            None => self.frontend_name(),
+        }
+    }
+
+    fn nbsrv(&self, backend: Option<&str>) -> Option<i64> {
+        match self.resolve(backend).ok()? {
+            Some(b) => Some(self.gen.backends[b].snapshot().serving().len() as i64),
+            None => Some(0),
+        }
+    }
+
+    fn srv_is_up(&self, backend: Option<&str>, server: &str) -> Option<bool> {
+        let b = self.resolve(backend).ok()??;
+        let snap = self.gen.backends[b].snapshot();
+        let e = snap.servers.iter().find(|e| e.conf.name == server)?;
+        Some(e.state.up && !e.state.in_maint())
+    }
+
+    fn be_conn(&self, backend: Option<&str>) -> Option<i64> {
+        match self.resolve(backend).ok()? {
+            Some(b) => Some(i64::from(self.gen.be_stats[b].cur.load(Ordering::Relaxed))),
+            None => Some(0),
+        }
+    }
+
+    fn connslots(&self, backend: Option<&str>) -> Option<i64> {
+        let Some(b) = self.resolve(backend).ok()? else {
+            return Some(0);
+        };
+        let snap = self.gen.backends[b].snapshot();
+        let mut slots = 0i64;
+        for e in snap.servers.iter().filter(|e| e.usable()) {
+            // HAProxy: a server without maxconn or maxqueue makes the count meaningless.
+            if e.maxconn() == 0 || e.conf.maxqueue == 0 {
+                return Some(-1);
+            }
+            let cur = i64::from(e.counters.cur.load(Ordering::Relaxed));
+            // lb queues per backend, so a server's own queue is always empty.
+            slots += i64::from(e.maxconn()) - cur + i64::from(e.conf.maxqueue);
+        }
+        Some(slots)
+    }
+}

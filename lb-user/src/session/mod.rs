@@ -1,0 +1,747 @@
+//! One client connection's decisions before its flow goes to the data plane, in HAProxy's
+//! order: `tcp-request connection` rules at accept, the PROXY header (`accept-proxy`,
+//! `expect-proxy layer4`), `tcp-request session` rules, the frontend's `tcp-request content`
+//! rules, `use_backend`/`default_backend`, the backend's `tcp-request content` rules,
+//! `use-server`; and, once connected, the backend's `tcp-response content` rules.
+//!
+//! No I/O and no clock of its own: the caller reads the client's first bytes into a buffer and
+//! calls [`Session::feed`] with all of them each time more arrive (or a deadline passes); the
+//! session answers [`Step::Wait`] (until when), [`Step::Reject`] or [`Step::Route`]. The
+//! caller forwards every byte it read from `consumed` on (the PROXY header is not forwarded),
+//! so nothing read for the decision is lost. This keeps the API the same whatever loop drives
+//! it (tokio today, an `io_uring` event loop later).
+
+mod env;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::acl::{Dir, Places, Value, Vars};
+use crate::generation::Generation;
+use crate::proxy_proto::{self, Parsed};
+use crate::rules::{self, Hooks, Inputs, ProxyRules, Rule, Target, TrackSc, Verdict};
+use env::GenEnv;
+
+/// What the caller does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Read more of the client's bytes; call [`Session::feed`] again when some arrive, when the
+    /// client closes, or at `until` (`None`: no deadline of the session's own).
+    Wait { until: Option<Instant> },
+    /// Close the client; no server is contacted.
+    Reject(Rejected),
+    /// Connect to `backend` (to `server` when `use-server` chose one, else balance), send the
+    /// client's bytes from `consumed` on, then hand the pair to the data plane.
+    Route(Route),
+}
+
+/// Where the connection goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Index into `Config::backends`.
+    pub backend: usize,
+    /// Index of the server in the backend chosen by `use-server`.
+    pub server: Option<usize>,
+    /// Bytes at the start of the buffer that are a PROXY header: not forwarded.
+    pub consumed: usize,
+}
+
+/// Why and how a connection is closed before any server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// `silent-drop`: close without telling the client (no FIN, no reset reaches it).
+    pub silent: bool,
+    pub why: Why,
+}
+
+/// The phase that closed the connection, which decides how it is logged (HAProxy logs nothing
+/// for the first two: no stream exists yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// `tcp-request connection reject|silent-drop`: closed with a reset, not logged.
+    Connection,
+    /// `tcp-request session reject|silent-drop`: closed with a reset, not logged.
+    Session,
+    /// No valid PROXY header: HAProxy's message, logged as `IP:PORT [DATE] FE/BIND: message`.
+    Handshake(&'static str),
+    /// `tcp-request content reject|silent-drop`: logged with the termination state `PR`.
+    Content,
+    /// No `use_backend` rule matched and the frontend has no `default_backend`: logged as a
+    /// connection with no server (`SC`), as HAProxy does in tcp mode.
+    NoBackend,
+}
+
+/// What the response rules decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseStep {
+    Wait {
+        until: Option<Instant>,
+    },
+    /// Forward the response and everything after it.
+    Accept,
+    /// `reject`: close both sides (logged `PD`, counted in `dresp`); `silent` for `silent-drop`.
+    Reject {
+        silent: bool,
+    },
+    /// `close`: close the server side, let the client's side end normally.
+    Close,
+}
+
+/// HAProxy's messages for a PROXY header that did not come.
+pub const PRX_EMPTY: &str = "Connection closed while waiting for PROXY protocol header";
+pub const PRX_ABORT: &str = "Connection error while waiting for PROXY protocol header";
+pub const PRX_TIMEOUT: &str = "Timeout while waiting for PROXY protocol header";
+pub const PRX_TRUNCATED: &str = "Truncated PROXY protocol header received";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the PROXY header.
+    Handshake,
+    /// `tcp-request session` rules.
+    Session,
+    /// The frontend's content rules, then `use_backend`.
+    FrontendContent,
+    /// The chosen backend's content rules, then `use-server`.
+    BackendContent,
+    Done,
+}
+
+/// One connection's decisions. See the module documentation.
+pub struct Session {
+    gen: Arc<Generation>,
+    frontend: usize,
+    /// The connection's own peer and local addresses.
+    peer: SocketAddr,
+    local: SocketAddr,
+    /// The addresses rules, logs and `balance source` see (a PROXY header's, when one came).
+    src: SocketAddr,
+    dst: SocketAddr,
+    vars: Vars,
+    phase: Phase,
+    /// Bytes of PROXY header at the start of the buffer.
+    consumed: usize,
+    /// The authority TLV of the PROXY header, for `proxy-v2-options authority`.
+    authority: Option<Vec<u8>>,
+    /// The backend chosen by `use_backend`/`default_backend`.
+    backend: Option<usize>,
+    /// End of the current `inspect-delay` (HAProxy's `rules_exp`), set when a rule first waits.
+    rules_deadline: Option<Instant>,
+    /// End of the wait for a PROXY header (`timeout client` from accept).
+    handshake_deadline: Option<Instant>,
+    /// The values `capture` kept, by capture rule.
+    captures: Vec<Option<Vec<u8>>>,
+    /// End of `tcp-response inspect-delay`.
+    response_deadline: Option<Instant>,
+}
+
+/// The hooks of the rules engine for one session.
+struct SessHooks<'a> {
+    expect_proxy: bool,
+    captures: &'a mut Vec<Option<Vec<u8>>>,
+}
+
+impl Hooks for SessHooks<'_> {
+    fn expect_proxy(&mut self) {
+        self.expect_proxy = true;
+    }
+
+    fn capture(&mut self, index: usize, value: Option<Vec<u8>>) {
+        if self.captures.len() <= index {
+            self.captures.resize(index + 1, None);
+        }
+        self.captures[index] = value;
+    }
+
+    /// The stick-table work fills this in; `lb -c` says the rule does nothing until then.
+    fn track(&mut self, _t: &TrackSc, _key: Option<Value>) {}
+}
+
+impl Session {
+    /// A connection just accepted by `frontend` of `gen`, from `peer` to `local`: runs the
+    /// `tcp-request connection` rules. `Err` when one closes it.
+    pub fn accept(
+        gen: Arc<Generation>,
+        frontend: usize,
+        peer: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Result<Session, Rejected> {
+        let fe = &gen.config.frontends[frontend];
+        let accept_proxy = bind_of(&gen, frontend, local).is_some_and(|b| fe.binds[b].accept_proxy);
+        let mut s = Session {
+            vars: Vars::new(gen.config.proc_vars.clone()),
+            frontend,
+            peer,
+            local,
+            src: peer,
+            dst: local,
+            phase: Phase::Session,
+            consumed: 0,
+            authority: None,
+            backend: None,
+            rules_deadline: None,
+            handshake_deadline: None,
+            captures: Vec::new(),
+            response_deadline: None,
+            gen,
+        };
+        let (verdict, expect_proxy) = s.run_phase(Places::CONNECTION, &[], true, |r| &r.connection);
+        match verdict {
+            Verdict::Reject | Verdict::SilentDrop => {
+                s.gen.fe_stats[frontend]
+                    .denied_conn
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Rejected {
+                    silent: verdict == Verdict::SilentDrop,
+                    why: Why::Connection,
+                });
+            }
+            _ => {}
+        }
+        if accept_proxy || expect_proxy {
+            s.phase = Phase::Handshake;
+            s.handshake_deadline = s.fe_timeout_client().map(|t| now + t);
+        }
+        Ok(s)
+    }
+
+    /// The client's bytes so far (`head`, from the first byte read), whether it closed its
+    /// side, and the time: what to do next.
+    pub fn feed(&mut self, head: &[u8], eof: bool, now: Instant) -> Step {
+        loop {
+            match self.phase {
+                Phase::Handshake => {
+                    if let Some(step) = self.handshake(head, eof, now) {
+                        return step;
+                    }
+                }
+                Phase::Session => {
+                    let (verdict, _) = self.run_phase(Places::SESSION, &[], true, |r| &r.session);
+                    if matches!(verdict, Verdict::Reject | Verdict::SilentDrop) {
+                        self.gen.fe_stats[self.frontend]
+                            .denied_sess
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Self::reject(verdict, Why::Session);
+                    }
+                    self.vars.start_stream();
+                    self.phase = Phase::FrontendContent;
+                }
+                Phase::FrontendContent => {
+                    let rules = self.fe().rules.clone();
+                    match self.content(&rules, head, eof, now) {
+                        Verdict::Wait => return self.wait(),
+                        v @ (Verdict::Reject | Verdict::SilentDrop) => {
+                            return self.deny_request(v);
+                        }
+                        _ => {}
+                    }
+                    match self.switch(&rules, head) {
+                        Some(b) => {
+                            self.backend = Some(b);
+                            self.phase = Phase::BackendContent;
+                        }
+                        None => {
+                            return Step::Reject(Rejected {
+                                silent: false,
+                                why: Why::NoBackend,
+                            })
+                        }
+                    }
+                }
+                Phase::BackendContent => {
+                    let b = self.backend.unwrap_or_default();
+                    let be_rules = self.gen.config.backends[b].rules.clone();
+                    // A listen's own rules already ran as the frontend's.
+                    if self.fe().own_backend != Some(b) {
+                        match self.backend_content(&be_rules, head, eof, now) {
+                            Verdict::Wait => return self.wait(),
+                            v @ (Verdict::Reject | Verdict::SilentDrop) => {
+                                return self.deny_request(v);
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.phase = Phase::Done;
+                    let server = self.use_server(&be_rules, head);
+                    return Step::Route(Route {
+                        backend: b,
+                        server,
+                        consumed: self.consumed,
+                    });
+                }
+                Phase::Done => {
+                    return Step::Route(Route {
+                        backend: self.backend.unwrap_or_default(),
+                        server: None,
+                        consumed: self.consumed,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The PROXY header phase; `None` once the header is read (the caller goes on).
+    ///
+    /// HAProxy decides on the first bytes it reads (it peeks, so it cannot wait for more once
+    /// something came): a header that is not whole by then is truncated, and fewer than 16
+    /// bytes that do not start a v1 line cannot be told from a short v2 header, so they are
+    /// truncated too. Only a client that sends nothing at all is waited for.
+    fn handshake(&mut self, head: &[u8], eof: bool, now: Instant) -> Option<Step> {
+        let refused = |msg| {
+            Some(Step::Reject(Rejected {
+                silent: false,
+                why: Why::Handshake(msg),
+            }))
+        };
+        match proxy_proto::parse(head) {
+            Parsed::Incomplete if !head.is_empty() => refused(PRX_TRUNCATED),
+            Parsed::Refused(proxy_proto::Refused::NotHeader)
+                if head.len() < proxy_proto::V2_HEADER =>
+            {
+                refused(PRX_TRUNCATED)
+            }
+            Parsed::Incomplete => {
+                if eof {
+                    return refused(PRX_EMPTY);
+                }
+                if self.handshake_deadline.is_some_and(|d| now >= d) {
+                    return refused(PRX_TIMEOUT);
+                }
+                Some(Step::Wait {
+                    until: self.handshake_deadline,
+                })
+            }
+            Parsed::Refused(r) => refused(r.message()),
+            Parsed::Header(h) => {
+                self.consumed = h.len;
+                if let Some((s, d)) = h.addrs {
+                    self.src = s;
+                    self.dst = d;
+                }
+                self.authority = h.authority;
+                self.phase = Phase::Session;
+                None
+            }
+        }
+    }
+
+    /// Runs one rule list (after the defaults' one, if any) at a place that never waits.
+    fn run_phase(
+        &mut self,
+        place: Places,
+        data: &[u8],
+        final_: bool,
+        list: impl Fn(&ProxyRules) -> &Vec<Rule>,
+    ) -> (Verdict, bool) {
+        let rules = self.fe().rules.clone();
+        let mut hooks = SessHooks {
+            expect_proxy: false,
+            captures: &mut self.captures,
+        };
+        let env = GenEnv {
+            gen: &self.gen,
+            frontend: self.frontend,
+            backend: self.backend,
+        };
+        let inputs = Inputs {
+            place,
+            dir: Dir::Request,
+            final_,
+            req: data,
+            res: &[],
+            stream: place.intersects(Places::CONTENT),
+            src: self.src,
+            dst: self.dst,
+            env: &env,
+            bufsize: self.gen.config.global.bufsize,
+        };
+        let mut v = Verdict::Continue;
+        if let Some(d) = &rules.defaults {
+            v = rules::run(list(d), &d.acls, &inputs, &mut self.vars, &mut hooks);
+        }
+        if v == Verdict::Continue {
+            v = rules::run(
+                list(&rules),
+                &rules.acls,
+                &inputs,
+                &mut self.vars,
+                &mut hooks,
+            );
+        }
+        (v, hooks.expect_proxy)
+    }
+
+    /// A content phase over `rules` (and their defaults', first): HAProxy's
+    /// `tcp_inspect_request`. Final when the client closed, the buffer is full, there is no
+    /// `inspect-delay` or it is over.
+    fn content_with(
+        &mut self,
+        rules: &ProxyRules,
+        run_defaults: bool,
+        head: &[u8],
+        eof: bool,
+        now: Instant,
+    ) -> Verdict {
+        let data = &head[self.consumed.min(head.len())..];
+        let limit = self.gen.config.global.inspect_limit();
+        let delay = rules.inspect_delay;
+        let expired = self.rules_deadline.is_some_and(|d| now >= d);
+        let final_ = eof || data.len() >= limit || delay.is_none() || expired;
+        let env = GenEnv {
+            gen: &self.gen,
+            frontend: self.frontend,
+            backend: self.backend,
+        };
+        let inputs = Inputs {
+            place: Places::REQUEST,
+            dir: Dir::Request,
+            final_,
+            req: data,
+            res: &[],
+            stream: true,
+            src: self.src,
+            dst: self.dst,
+            env: &env,
+            bufsize: self.gen.config.global.bufsize,
+        };
+        let mut hooks = SessHooks {
+            expect_proxy: false,
+            captures: &mut self.captures,
+        };
+        let mut v = Verdict::Continue;
+        if let Some(d) = rules.defaults.as_ref().filter(|_| run_defaults) {
+            v = rules::run(&d.content, &d.acls, &inputs, &mut self.vars, &mut hooks);
+        }
+        if v == Verdict::Continue {
+            v = rules::run(
+                &rules.content,
+                &rules.acls,
+                &inputs,
+                &mut self.vars,
+                &mut hooks,
+            );
+        }
+        if v == Verdict::Wait {
+            // The delay counts from the first wait (HAProxy sets `rules_exp` there).
+            if self.rules_deadline.is_none() {
+                self.rules_deadline = delay.map(|d| now + d);
+            }
+        } else {
+            self.rules_deadline = None;
+        }
+        v
+    }
+
+    fn content(&mut self, rules: &ProxyRules, head: &[u8], eof: bool, now: Instant) -> Verdict {
+        self.content_with(rules, true, head, eof, now)
+    }
+
+    /// The backend's content rules; its defaults' rules run only when they are not the
+    /// frontend's (HAProxy runs them once).
+    fn backend_content(
+        &mut self,
+        rules: &ProxyRules,
+        head: &[u8],
+        eof: bool,
+        now: Instant,
+    ) -> Verdict {
+        let fe_defaults = self.fe().rules.defaults.clone();
+        let same = match (&fe_defaults, &rules.defaults) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.content_with(rules, !same, head, eof, now)
+    }
+
+    /// `use_backend` rules (final, as HAProxy evaluates them), then `default_backend`.
+    fn switch(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<usize> {
+        let data = &head[self.consumed.min(head.len())..];
+        let env = GenEnv {
+            gen: &self.gen,
+            frontend: self.frontend,
+            backend: None,
+        };
+        let inputs = Inputs {
+            place: Places::REQUEST,
+            dir: Dir::Request,
+            final_: true,
+            req: data,
+            res: &[],
+            stream: true,
+            src: self.src,
+            dst: self.dst,
+            env: &env,
+            bufsize: self.gen.config.global.bufsize,
+        };
+        for sw in &rules.use_backend {
+            let ctx = inputs.ctx(&self.vars);
+            let applies = sw
+                .cond
+                .as_ref()
+                .is_none_or(|c| c.applies(&rules.acls, &ctx) == Some(true));
+            if !applies {
+                continue;
+            }
+            match &sw.target {
+                Target::Backend { index, .. } => return Some(*index),
+                Target::Dynamic(f) => {
+                    let name = f.render(&ctx);
+                    let found = self
+                        .gen
+                        .config
+                        .backends
+                        .iter()
+                        .position(|b| b.name.as_bytes() == name.as_slice());
+                    // HAProxy: a name that is no backend falls back to the default backend.
+                    match found {
+                        Some(b) => return Some(b),
+                        None => break,
+                    }
+                }
+            }
+        }
+        self.fe().backend
+    }
+
+    /// `use-server`: the first matching rule whose server is not DOWN (else the next rule,
+    /// as HAProxy; none: the balancing algorithm picks).
+    fn use_server(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<usize> {
+        let b = self.backend?;
+        if rules.use_server.is_empty() {
+            return None;
+        }
+        let data = &head[self.consumed.min(head.len())..];
+        let env = GenEnv {
+            gen: &self.gen,
+            frontend: self.frontend,
+            backend: Some(b),
+        };
+        let inputs = Inputs {
+            place: Places::REQUEST,
+            dir: Dir::Request,
+            final_: true,
+            req: data,
+            res: &[],
+            stream: true,
+            src: self.src,
+            dst: self.dst,
+            env: &env,
+            bufsize: self.gen.config.global.bufsize,
+        };
+        let snap = self.gen.backends[b].snapshot();
+        for u in &rules.use_server {
+            let ctx = inputs.ctx(&self.vars);
+            if u.cond
+                .as_ref()
+                .is_some_and(|c| c.applies(&rules.acls, &ctx) != Some(true))
+            {
+                continue;
+            }
+            let Some(e) = snap.servers.get(u.server) else {
+                continue;
+            };
+            if e.state.up && !e.state.in_maint() {
+                return Some(u.server);
+            }
+        }
+        None
+    }
+
+    /// Whether the chosen backend has `tcp-response content` rules.
+    pub fn has_response_rules(&self) -> bool {
+        self.backend.is_some_and(|b| {
+            let r = &self.gen.config.backends[b].rules;
+            !r.response.is_empty() || r.defaults.as_ref().is_some_and(|d| !d.response.is_empty())
+        })
+    }
+
+    /// The server's first bytes so far (`res`), whether it closed, and the time: what the
+    /// backend's `tcp-response content` rules say (HAProxy's `tcp_inspect_response`). Without
+    /// `tcp-response inspect-delay` they decide at once on what is there.
+    pub fn feed_response(&mut self, res: &[u8], eof: bool, now: Instant) -> ResponseStep {
+        let Some(b) = self.backend else {
+            return ResponseStep::Accept;
+        };
+        let rules = self.gen.config.backends[b].rules.clone();
+        let delay = rules.response_inspect_delay;
+        let limit = self.gen.config.global.inspect_limit();
+        let expired = self.response_deadline.is_some_and(|d| now >= d);
+        let final_ = eof || res.len() >= limit || delay.is_none() || expired;
+        let env = GenEnv {
+            gen: &self.gen,
+            frontend: self.frontend,
+            backend: Some(b),
+        };
+        let inputs = Inputs {
+            place: Places::RESPONSE,
+            dir: Dir::Response,
+            final_,
+            req: &[],
+            res,
+            stream: true,
+            src: self.src,
+            dst: self.dst,
+            env: &env,
+            bufsize: self.gen.config.global.bufsize,
+        };
+        let mut hooks = SessHooks {
+            expect_proxy: false,
+            captures: &mut self.captures,
+        };
+        let mut v = Verdict::Continue;
+        if let Some(d) = &rules.defaults {
+            v = rules::run(&d.response, &d.acls, &inputs, &mut self.vars, &mut hooks);
+        }
+        if v == Verdict::Continue {
+            v = rules::run(
+                &rules.response,
+                &rules.acls,
+                &inputs,
+                &mut self.vars,
+                &mut hooks,
+            );
+        }
+        match v {
+            Verdict::Wait => {
+                if self.response_deadline.is_none() {
+                    self.response_deadline = delay.map(|d| now + d);
+                }
+                ResponseStep::Wait {
+                    until: self.response_deadline,
+                }
+            }
+            Verdict::Reject | Verdict::SilentDrop => {
+                self.gen.fe_stats[self.frontend]
+                    .denied_resp
+                    .fetch_add(1, Ordering::Relaxed);
+                self.gen.be_stats[b]
+                    .denied_resp
+                    .fetch_add(1, Ordering::Relaxed);
+                ResponseStep::Reject {
+                    silent: v == Verdict::SilentDrop,
+                }
+            }
+            Verdict::Close => ResponseStep::Close,
+            Verdict::Accept | Verdict::Continue => ResponseStep::Accept,
+        }
+    }
+
+    fn wait(&self) -> Step {
+        Step::Wait {
+            until: self.rules_deadline,
+        }
+    }
+
+    fn reject(v: Verdict, why: Why) -> Step {
+        Step::Reject(Rejected {
+            silent: v == Verdict::SilentDrop,
+            why,
+        })
+    }
+
+    /// A content rule closed the connection: counted in the frontend's `dreq` (and, for a
+    /// `silent-drop` once a backend was chosen, the backend's, as HAProxy).
+    fn deny_request(&self, v: Verdict) -> Step {
+        self.gen.fe_stats[self.frontend]
+            .denied_req
+            .fetch_add(1, Ordering::Relaxed);
+        if let (Verdict::SilentDrop, Some(b)) = (v, self.backend) {
+            self.gen.be_stats[b]
+                .denied_req
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Self::reject(v, Why::Content)
+    }
+
+    fn fe(&self) -> &crate::config::Frontend {
+        &self.gen.config.frontends[self.frontend]
+    }
+
+    fn fe_timeout_client(&self) -> Option<Duration> {
+        self.fe().timeouts.client
+    }
+
+    /// The client address every later step sees: the PROXY header's, when one came.
+    pub fn src(&self) -> SocketAddr {
+        self.src
+    }
+
+    /// The destination address the client asked for (the PROXY header's, when one came).
+    pub fn dst(&self) -> SocketAddr {
+        self.dst
+    }
+
+    /// The connection's own peer, before any PROXY header.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The connection's own local address.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The backend chosen so far (for the log line of a rejected request: HAProxy names the
+    /// frontend until a backend is chosen).
+    pub fn backend(&self) -> Option<usize> {
+        self.backend
+    }
+
+    /// The authority TLV of the client's PROXY header.
+    pub fn authority(&self) -> Option<&[u8]> {
+        self.authority.as_deref()
+    }
+
+    /// What `tcp-request content capture` rules kept, by rule. In `mode tcp` HAProxy shows
+    /// them only through a custom `log-format` (`%[capture.req.hdr(N)]`), which lb does not
+    /// implement; they are kept here for it.
+    pub fn captures(&self) -> &[Option<Vec<u8>>] {
+        &self.captures
+    }
+
+    /// The bytes to have read at most before each decision: the PROXY header and the
+    /// inspection buffer (`tune.bufsize` less `tune.maxrewrite`).
+    pub fn read_limit(&self) -> usize {
+        match self.phase {
+            Phase::Handshake => self.gen.config.global.bufsize,
+            _ => self.consumed + self.gen.config.global.inspect_limit(),
+        }
+    }
+
+    /// Whether it waits for a PROXY header.
+    pub fn in_handshake(&self) -> bool {
+        self.phase == Phase::Handshake
+    }
+
+    /// Whether the stream exists: the PROXY header (if any) and the session rules passed.
+    pub fn stream_started(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::FrontendContent | Phase::BackendContent | Phase::Done
+        )
+    }
+
+    /// Bytes of PROXY header at the start of the buffer.
+    pub fn consumed(&self) -> usize {
+        self.consumed
+    }
+
+    pub fn frontend_name(&self) -> &str {
+        &self.fe().name
+    }
+}
+
+/// The bind of `frontend` a connection to `local` came through (for `accept-proxy` and the
+/// listener's name in logs): the exact address, else a wildcard address on that port.
+pub fn bind_of(gen: &Generation, frontend: usize, local: SocketAddr) -> Option<usize> {
+    let binds = &gen.config.frontends[frontend].binds;
+    binds.iter().position(|b| b.addr == local).or_else(|| {
+        binds
+            .iter()
+            .position(|b| b.addr.port() == local.port() && b.addr.ip().is_unspecified())
+    })
+}
