@@ -364,6 +364,11 @@ fn serve(
     cli: &Cli,
     notify: &lb_user::notify::Notifier,
 ) -> anyhow::Result<()> {
+    // Before any thread starts (the sockmap plane's wake dispatcher starts when it loads): each
+    // inherits the mask, so SIGHUP/SIGTERM/SIGINT reach only the signal loop. A thread that
+    // left them unblocked would take one whenever the loop is busy (reloading, starting) and
+    // die of it, with the whole process.
+    block_signals()?;
     let pidfile = cli
         .pidfile
         .clone()
@@ -408,7 +413,6 @@ fn serve(
         enter_chroot(dir, privileges.as_ref())?;
     }
     let current: Current = Arc::new(ArcSwap::new(gen.clone()));
-    block_signals()?;
     if privileges.is_some() {
         lb_user::privileges::arm();
     }
