@@ -242,6 +242,8 @@ mod tests {
             node: None,
             description: None,
             ulimit_n: None,
+            ca_base: None,
+            ssl_server_verify: true,
         }
     }
 

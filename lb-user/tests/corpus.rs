@@ -34,13 +34,6 @@ const USE_BACKEND: &[&str] = &["'use_backend'", "has no backend", "'use-server'"
 const PROXY: &[&str] = &["(PROXY protocol)", "'accept-proxy'", "send-proxy"];
 const STICK: &[&str] = &["'stick-table'", "'stick' is not"];
 const TEMPLATE: &[&str] = &["'server-template'", "'http-check disable-on-404'"];
-const TLS_CHECKS: &[&str] = &[
-    "'check-ssl'",
-    "'ca-base'",
-    "'ssl-server-verify'",
-    "ssl-hello-chk",
-];
-const HTTP_CHECK_SEND: &[&str] = &["'http-check connect'", "'http-check send'"];
 const RELOAD_LOGS: &[&str] = &["'hard-stop-after'", "'log-format'"];
 /// Tier B: what lb refuses on purpose.
 const OUT_OF_SCOPE: &[&str] = &[
@@ -59,8 +52,7 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("04", Kind::Full, &[]),
     // server-template with SRV and http-check disable-on-404: not built yet.
     ("05", Kind::Partial, &[TEMPLATE]),
-    // http-check connect/send uri-lf %[srv_name]: not built yet.
-    ("06", Kind::Partial, &[HTTP_CHECK_SEND]),
+    ("06", Kind::Full, &[]),
     // acl + tcp-request connection reject: the rules engineer's.
     ("07", Kind::Partial, &[ACL_RULES]),
     ("08", Kind::Error, &[OUT_OF_SCOPE, USE_BACKEND, ACL_RULES]),
@@ -87,28 +79,18 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("28", Kind::Error, &[OUT_OF_SCOPE]),
     ("29", Kind::Full, &[]),
     ("30", Kind::Full, &[]),
-    ("31", Kind::Error, &[OUT_OF_SCOPE, TLS_CHECKS]),
-    // ca-base: for TLS health checks, not built yet.
-    ("32", Kind::Partial, &[TLS_CHECKS]),
-    // check-ssl verify none: TLS health checks, not built yet.
-    ("33", Kind::Error, &[TLS_CHECKS]),
-    // Session-id stickiness: stick tables, ACLs, use-server; ssl-hello-chk not built yet.
-    (
-        "34",
-        Kind::Partial,
-        &[STICK, ACL_RULES, USE_BACKEND, TLS_CHECKS],
-    ),
+    ("31", Kind::Error, &[OUT_OF_SCOPE]),
+    ("32", Kind::Full, &[]),
+    ("33", Kind::Full, &[]),
+    // Session-id stickiness: stick tables, ACLs, use-server.
+    ("34", Kind::Partial, &[STICK, ACL_RULES, USE_BACKEND]),
     (
         "35",
         Kind::Error,
         &[OUT_OF_SCOPE, PROXY, USE_BACKEND, ACL_RULES],
     ),
     // ALPN/SNI demultiplexing (rules engineer) and send-proxy-v2 (PROXY protocol).
-    (
-        "36",
-        Kind::Partial,
-        &[ACL_RULES, USE_BACKEND, PROXY, TLS_CHECKS],
-    ),
+    ("36", Kind::Partial, &[ACL_RULES, USE_BACKEND, PROXY]),
     ("37", Kind::Partial, &[PROXY]),
     ("38", Kind::Partial, &[PROXY]),
     ("39", Kind::Error, &[OUT_OF_SCOPE, ACL_RULES, STICK]),

@@ -611,12 +611,8 @@ mod tests {
     }
 
     fn target(addr: SocketAddr, inter_ms: u64) -> Target {
-        Target {
-            addr,
-            connect_timeout: Duration::from_millis(inter_ms),
-            read_timeout: None,
-            inter: Duration::from_millis(inter_ms),
-        }
+        let t = Duration::from_millis(inter_ms);
+        Target::plain(addr, t, None, t)
     }
 
     /// An agent on 127.0.0.1 that reads what the check sends (until `expect` bytes), answers

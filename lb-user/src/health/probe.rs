@@ -1,19 +1,21 @@
 //! One health check against one server: the `tcp-check` rule engine (which also runs
-//! `redis-check` and the plain connect check), `mysql-check`, `pgsql-check` and `httpchk`.
-//! Every read goes into one buffer capped at [`BUF_CAP`] bytes, and every step is bounded by
-//! the check's deadlines.
+//! `redis-check`, `ssl-hello-chk` and the plain connect check), `mysql-check`, `pgsql-check`
+//! and `httpchk` (in [`super::http`]). Every read goes into one buffer capped at [`BUF_CAP`]
+//! bytes, and every step is bounded by the check's deadlines. A connection is plain TCP or
+//! TLS ([`super::conn`]) as the server's `check-ssl` and the rule's `ssl` say.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-use crate::config::{
-    CheckKind, ExpectPattern, HttpExpect, HttpExpectKind, MysqlVersion, TcpCheckRule,
-};
+use super::conn::{Conn, TlsClient};
+use super::http::HttpProbe;
+use crate::config::{CheckKind, ConnectRule, ExpectPattern, MysqlVersion, TcpCheckRule};
 
 /// HAProxy's check buffer size (`tune.bufsize`, 16 KiB): a server sending more costs no more.
 pub const BUF_CAP: usize = 16384;
@@ -44,14 +46,14 @@ impl Outcome {
         }
     }
 
-    fn code(mut self, code: u32) -> Self {
+    pub(crate) fn code(mut self, code: u32) -> Self {
         self.code = Some(code);
         self
     }
 }
 
 /// Where and how long to check.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Target {
     /// Check address: the server's (or `addr`) with the server's port (or `port`).
     pub addr: SocketAddr,
@@ -63,24 +65,103 @@ pub struct Target {
     pub read_timeout: Option<Duration>,
     /// `inter`: the whole check's bound without `timeout check`.
     pub inter: Duration,
+    /// The server's check TLS: `Some` when `check-ssl` is set or a rule connects with `ssl`
+    /// (an `Err` when it could not be built: such a connect fails with the reason).
+    pub tls: Option<Result<Arc<TlsClient>, Arc<str>>>,
+    /// `check-ssl`: the default connect speaks TLS.
+    pub check_ssl: bool,
+    /// The names `uri-lf` may use.
+    pub who: Arc<Who>,
+    /// The server is UP (or NOLB): `disable-on-404` applies.
+    pub server_up: bool,
+}
+
+/// The server and backend a check is for (`%[srv_name]`...).
+#[derive(Clone, Debug, Default)]
+pub struct Who {
+    pub server: String,
+    pub server_id: u32,
+    pub backend: String,
+    pub backend_id: u32,
+}
+
+impl Target {
+    /// A plain-TCP target with no names (agent checks, tests).
+    pub fn plain(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        read_timeout: Option<Duration>,
+        inter: Duration,
+    ) -> Self {
+        Self {
+            addr,
+            connect_timeout,
+            read_timeout,
+            inter,
+            tls: None,
+            check_ssl: false,
+            who: Arc::new(Who::default()),
+            server_up: true,
+        }
+    }
 }
 
 /// A compiled `tcp-check` step (regexes built).
 #[derive(Debug)]
 pub enum Step {
-    Connect {
-        port: Option<u16>,
-        addr: Option<IpAddr>,
-        linger: bool,
-    },
+    Connect(ConnectRule),
     Send(Vec<u8>),
+    /// `ssl-hello-chk`'s client hello (it holds the current time).
+    SendSslHello,
     Expect {
         min_recv: Option<u32>,
         negate: bool,
         matcher: Matcher,
         /// The rule as written, for messages.
         text: String,
+        /// Results on success, mismatch and timeout (`ok-status`, `error-status`,
+        /// `tout-status`): L7OK/L7RSP/L7TOUT unless a check kind says otherwise.
+        statuses: Statuses,
     },
+}
+
+/// The results an expect step reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Statuses {
+    pub ok: &'static str,
+    pub err: &'static str,
+    pub tout: &'static str,
+}
+
+/// `tcp-check expect`'s defaults.
+const L7: Statuses = Statuses {
+    ok: "L7OK",
+    err: "L7RSP",
+    tout: "L7TOUT",
+};
+
+/// `ssl-hello-chk`'s (HAProxy's `ok-status L6OK error-status L6RSP tout-status L6TOUT`).
+const L6: Statuses = Statuses {
+    ok: "L6OK",
+    err: "L6RSP",
+    tout: "L6TOUT",
+};
+
+/// HAProxy's `ssl-hello-chk` client hello (`tcpcheck.c`, RFC 2246 A.3/A.4): an `SSLv3` hello
+/// offering its 39 most common ciphers, the 4-byte Unix time at offset 11 and
+/// `HAPROXYSSLCHK\nHAPROXYSSLCHK\n` as the 28-byte random.
+pub fn ssl_hello(unix_time: u32) -> Vec<u8> {
+    let mut p = vec![
+        0x16, 0x03, 0x00, 0x00, 0x79, 0x01, 0x00, 0x00, 0x75, 0x03, 0x00,
+    ];
+    p.extend_from_slice(&unix_time.to_be_bytes());
+    p.extend_from_slice(b"HAPROXYSSLCHK\nHAPROXYSSLCHK\n");
+    p.extend_from_slice(&[0x00, 0x00, 0x4E]);
+    for c in (0x01..=0x1Bu16).chain(0x2F..=0x3A) {
+        p.extend_from_slice(&c.to_be_bytes());
+    }
+    p.extend_from_slice(&[0x01, 0x00]);
+    p
 }
 
 /// How an expect step matches the received data.
@@ -124,16 +205,12 @@ pub enum Probe {
     Pgsql {
         packet: Vec<u8>,
     },
-    Http {
-        request: Vec<u8>,
-        expect: Option<HttpExpect>,
-        regex: Option<regex::bytes::Regex>,
-    },
+    Http(Box<HttpProbe>),
 }
 
 /// A regex that the config loader already validated; an invalid one (impossible after
 /// loading) matches nothing rather than panicking.
-fn regex(pat: &str) -> regex::bytes::Regex {
+pub(crate) fn regex(pat: &str) -> regex::bytes::Regex {
     regex::bytes::Regex::new(pat)
         .unwrap_or_else(|_| regex::bytes::Regex::new(r"[^\s\S]").expect("constant regex"))
 }
@@ -162,43 +239,47 @@ impl Probe {
             CheckKind::Pgsql { user } => Probe::Pgsql {
                 packet: pgsql_packet(user),
             },
-            CheckKind::Http {
-                method,
-                uri,
-                version,
-                expect,
-            } => {
-                let request = format!("{method} {uri} {version}\r\n\r\n").into_bytes();
-                let regex = match expect.as_ref().map(|e| &e.kind) {
-                    Some(HttpExpectKind::Rstatus(r) | HttpExpectKind::Rstring(r)) => Some(regex(r)),
-                    _ => None,
-                };
-                Probe::Http {
-                    request,
-                    expect: expect.clone(),
-                    regex,
+            CheckKind::Http(h) => Probe::Http(Box::new(HttpProbe::compile(h))),
+            CheckKind::SslHello => {
+                let mut p = Probe::script(&[]);
+                if let Probe::Script { steps, .. } = &mut p {
+                    steps.push(Step::SendSslHello);
+                    steps.push(Step::Expect {
+                        min_recv: Some(5),
+                        negate: false,
+                        matcher: Matcher::Regex(regex("^(?-u:[\\x15\\x16])")),
+                        text: "rbinary '^1[56]'".to_owned(),
+                        statuses: L6,
+                    });
                 }
+                p
             }
+        }
+    }
+
+    /// Whether a connect of this probe speaks TLS without `check-ssl` (`connect ... ssl`).
+    pub fn wants_tls(&self) -> bool {
+        match self {
+            Probe::Script { steps, .. } => {
+                steps.iter().any(|s| matches!(s, Step::Connect(c) if c.ssl))
+            }
+            Probe::Http(h) => h.connect.as_ref().is_some_and(|c| c.ssl),
+            _ => false,
         }
     }
 
     fn script(rules: &[TcpCheckRule]) -> Probe {
         let mut steps = Vec::new();
-        if !matches!(rules.first(), Some(TcpCheckRule::Connect { .. })) {
-            steps.push(Step::Connect {
-                port: None,
-                addr: None,
-                linger: false,
-            });
+        if !matches!(rules.first(), Some(TcpCheckRule::Connect(_))) {
+            steps.push(Step::Connect(ConnectRule {
+                default: true,
+                ..ConnectRule::default()
+            }));
         }
         let mut l7 = false;
         for r in rules {
             steps.push(match r {
-                TcpCheckRule::Connect { port, addr, linger } => Step::Connect {
-                    port: *port,
-                    addr: *addr,
-                    linger: *linger,
-                },
+                TcpCheckRule::Connect(c) => Step::Connect(c.clone()),
                 TcpCheckRule::Send(b) => Step::Send(b.clone()),
                 TcpCheckRule::Expect {
                     min_recv,
@@ -227,6 +308,7 @@ impl Probe {
                         negate: *negate,
                         matcher,
                         text,
+                        statuses: L7,
                     }
                 }
             });
@@ -241,11 +323,7 @@ impl Probe {
             Probe::Script { steps, l7 } => run_script(steps, *l7, t, started).await,
             Probe::Mysql { packet, has_user } => run_mysql(packet, *has_user, t, started).await,
             Probe::Pgsql { packet } => run_pgsql(packet, t, started).await,
-            Probe::Http {
-                request,
-                expect,
-                regex,
-            } => run_http(request, expect.as_ref(), regex.as_ref(), t, started).await,
+            Probe::Http(h) => h.run(t, started).await,
         };
         out.duration = started.elapsed();
         out
@@ -331,12 +409,50 @@ pub(crate) fn io_text(e: &std::io::Error) -> String {
     }
 }
 
-/// Closes a check connection: with a reset unless `linger` (HAProxy's default close).
-fn close(s: TcpStream, linger: bool) {
-    if !linger {
-        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+/// Opens a check connection as `rule` says: TCP to its `addr`/`port` over the target's, then
+/// TLS when the rule asks (`ssl`) or when it is the default connect of a `check-ssl` server.
+/// A failed handshake is L6RSP (L6TOUT when it timed out), as HAProxy reports it.
+pub(crate) async fn open(rule: &ConnectRule, t: &Target, whole: Instant) -> Result<Conn, Outcome> {
+    let addr = SocketAddr::new(
+        rule.addr.unwrap_or(t.addr.ip()),
+        rule.port.unwrap_or(t.addr.port()),
+    );
+    let tcp = connect(addr, t, whole).await?;
+    if !(rule.ssl || (rule.default && t.check_ssl)) {
+        return Ok(Conn::Plain(tcp));
     }
-    drop(s);
+    let tls = match &t.tls {
+        Some(Ok(tls)) => tls.clone(),
+        Some(Err(e)) => return Err(Outcome::new(false, "L6RSP", e.to_string())),
+        None => {
+            return Err(Outcome::new(
+                false,
+                "L6RSP",
+                "no TLS settings for this check",
+            ))
+        }
+    };
+    let sni = rule.sni.as_deref();
+    let alpn = rule.alpn.as_deref();
+    let deadline = read_deadline(t, whole);
+    match timeout_at(deadline, tls.handshake(tcp, addr.ip(), sni, alpn)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(Outcome::new(
+            false,
+            "L6RSP",
+            format!("SSL handshake failure ({})", io_text(&e)),
+        )),
+        Err(_) => Err(Outcome::new(false, "L6TOUT", "SSL handshake timeout")),
+    }
+}
+
+/// The connect of a check kind without rules (mysql, pgsql, httpchk): the server's check
+/// address, TLS with `check-ssl`.
+pub(crate) fn default_connect() -> ConnectRule {
+    ConnectRule {
+        default: true,
+        ..ConnectRule::default()
+    }
 }
 
 /// The read deadline once connected.
@@ -349,8 +465,8 @@ pub(crate) fn read_deadline(t: &Target, whole: Instant) -> Instant {
 
 /// Reads what fits into `buf` (capped at [`BUF_CAP`]). `Ok(true)` = no more data will come
 /// (peer closed or buffer full: HAProxy's "last read").
-pub(crate) async fn fill(
-    s: &mut TcpStream,
+pub(crate) async fn fill<S: AsyncRead + Unpin>(
+    s: &mut S,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<bool, ()> {
@@ -369,23 +485,27 @@ pub(crate) async fn fill(
     }
 }
 
+/// Closes the script's connection, if any.
+async fn close_conn(conn: &mut Option<(Conn, bool)>) {
+    if let Some((c, linger)) = conn.take() {
+        c.close(linger).await;
+    }
+}
+
 async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     let mut deadline = whole;
-    let mut conn: Option<(TcpStream, bool)> = None;
+    let mut conn: Option<(Conn, bool)> = None;
     let mut buf: Vec<u8> = Vec::new();
     let mut last = false;
+    let mut ok = if l7 { L7.ok } else { "L4OK" };
     for (i, step) in steps.iter().enumerate() {
         let n = i + 1;
         match step {
-            Step::Connect { port, addr, linger } => {
-                if let Some((s, l)) = conn.take() {
-                    close(s, l);
-                }
-                let target =
-                    SocketAddr::new(addr.unwrap_or(t.addr.ip()), port.unwrap_or(t.addr.port()));
-                match connect(target, t, whole).await {
-                    Ok(s) => conn = Some((s, *linger)),
+            Step::Connect(rule) => {
+                close_conn(&mut conn).await;
+                match open(rule, t, whole).await {
+                    Ok(c) => conn = Some((c, rule.linger)),
                     Err(mut o) => {
                         if steps.len() > 1 {
                             let what = if o.info.is_empty() {
@@ -402,16 +522,32 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                 buf.clear();
                 last = false;
             }
-            Step::Send(data) => {
+            Step::Send(_) | Step::SendSslHello => {
                 let Some((s, _)) = conn.as_mut() else {
                     return Outcome::new(false, "L7RSP", format!("no connection at step {n}"));
+                };
+                let hello;
+                let data = if let Step::Send(d) = step {
+                    d.as_slice()
+                } else {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    hello = ssl_hello(now.as_secs() as u32);
+                    hello.as_slice()
                 };
                 // HAProxy resets the input buffer before each send.
                 buf.clear();
                 last = false;
-                match timeout_at(deadline, s.write_all(data)).await {
+                let sent = timeout_at(deadline, async {
+                    s.write_all(data).await?;
+                    s.flush().await
+                })
+                .await;
+                match sent {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
+                        close_conn(&mut conn).await;
                         return Outcome::new(
                             false,
                             "L7RSP",
@@ -419,14 +555,15 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                                 "TCPCHK got an error while sending data at step {n}: {}",
                                 io_text(&e)
                             ),
-                        )
+                        );
                     }
                     Err(_) => {
+                        close_conn(&mut conn).await;
                         return Outcome::new(
                             false,
                             "L7TOUT",
                             format!("TCPCHK timeout while sending data at step {n}"),
-                        )
+                        );
                     }
                 }
             }
@@ -435,16 +572,18 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                 negate,
                 matcher,
                 text,
+                statuses,
             } => {
                 let Some((s, _)) = conn.as_mut() else {
-                    return Outcome::new(false, "L7RSP", format!("no connection at step {n}"));
+                    return Outcome::new(false, statuses.err, format!("no connection at step {n}"));
                 };
-                loop {
+                ok = statuses.ok;
+                let failed = loop {
                     let enough = min_recv.is_none_or(|m| buf.len() >= m as usize);
                     if enough || last {
                         let found = enough && matcher.matches(&buf);
                         if found != *negate {
-                            break;
+                            break None;
                         }
                         // No match yet: wait for more unless the data is complete or a minimum
                         // made the mismatch conclusive.
@@ -456,40 +595,33 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                             } else {
                                 format!("TCPCHK did not match content {text} at step {n}")
                             };
-                            if let Some((s, l)) = conn.take() {
-                                close(s, l);
-                            }
-                            return Outcome::new(false, "L7RSP", info);
+                            break Some(Outcome::new(false, statuses.err, info));
                         }
                     }
                     let Ok(l) = fill(s, &mut buf, deadline).await else {
-                        if let Some((s, l)) = conn.take() {
-                            close(s, l);
-                        }
-                        return Outcome::new(
+                        break Some(Outcome::new(
                             false,
-                            "L7TOUT",
+                            statuses.tout,
                             format!("at step {n} of tcp-check (expect {text})"),
-                        );
+                        ));
                     };
                     last = l;
+                };
+                if let Some(o) = failed {
+                    close_conn(&mut conn).await;
+                    return o;
                 }
             }
         }
     }
-    if let Some((s, l)) = conn.take() {
-        close(s, l);
-    }
-    if l7 {
-        Outcome::new(true, "L7OK", "(tcp-check)")
-    } else {
-        Outcome::new(true, "L4OK", "")
-    }
+    close_conn(&mut conn).await;
+    let info = if ok == "L4OK" { "" } else { "(tcp-check)" };
+    Outcome::new(true, ok, info)
 }
 
 /// Reads until `buf` holds a whole MySQL packet at `at`; returns its payload range.
 async fn mysql_read_packet(
-    s: &mut TcpStream,
+    s: &mut Conn,
     buf: &mut Vec<u8>,
     at: usize,
     deadline: Instant,
@@ -545,7 +677,7 @@ fn mysql_error(p: &[u8]) -> Outcome {
 )]
 async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
-    let mut s = match connect(t.addr, t, whole).await {
+    let mut s = match open(&default_connect(), t, whole).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -554,8 +686,14 @@ async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) 
         // Sent at once, without waiting for the greeting, as HAProxy does.
         match timeout_at(deadline, s.write_all(packet)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
-            Err(_) => return Outcome::new(false, "L7TOUT", ""),
+            Ok(Err(e)) => {
+                s.close(false).await;
+                return Outcome::new(false, "L7RSP", io_text(&e));
+            }
+            Err(_) => {
+                s.close(false).await;
+                return Outcome::new(false, "L7TOUT", "");
+            }
         }
     }
     let mut buf = Vec::new();
@@ -580,13 +718,13 @@ async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) 
         Ok(Outcome::new(true, "L7OK", version))
     }
     .await;
-    close(s, false);
+    s.close(false).await;
     out.unwrap_or_else(|e| e)
 }
 
 async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
-    let mut s = match connect(t.addr, t, whole).await {
+    let mut s = match open(&default_connect(), t, whole).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -630,108 +768,8 @@ async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
         }
     }
     .await;
-    close(s, false);
+    s.close(false).await;
     out
-}
-
-async fn run_http(
-    request: &[u8],
-    expect: Option<&HttpExpect>,
-    regex: Option<&regex::bytes::Regex>,
-    t: &Target,
-    started: Instant,
-) -> Outcome {
-    let whole = started + t.inter;
-    let mut s = match connect(t.addr, t, whole).await {
-        Ok(s) => s,
-        Err(o) => return o,
-    };
-    let deadline = read_deadline(t, whole);
-    match timeout_at(deadline, s.write_all(request)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
-        Err(_) => return Outcome::new(false, "L7TOUT", ""),
-    }
-    // HTTP/1.0 style: the server closes when done; read to EOF (or the buffer cap).
-    let mut buf = Vec::new();
-    let needs_body = matches!(
-        expect.map(|e| &e.kind),
-        Some(HttpExpectKind::String(_) | HttpExpectKind::Rstring(_))
-    );
-    loop {
-        let head_done = buf.windows(2).any(|w| w == b"\r\n");
-        if head_done && !needs_body {
-            break;
-        }
-        match fill(&mut s, &mut buf, deadline).await {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(()) => {
-                close(s, false);
-                return Outcome::new(false, "L7TOUT", "");
-            }
-        }
-    }
-    close(s, false);
-    http_verdict(&buf, expect, regex)
-}
-
-/// Judges an HTTP response (status line, body) against `http-check expect`; without one, any
-/// 2xx or 3xx passes.
-pub fn http_verdict(
-    buf: &[u8],
-    expect: Option<&HttpExpect>,
-    regex: Option<&regex::bytes::Regex>,
-) -> Outcome {
-    let line_end = buf
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .unwrap_or(buf.len());
-    let line = String::from_utf8_lossy(&buf[..line_end]);
-    let mut parts = line.splitn(3, ' ');
-    let (Some(ver), Some(code)) = (parts.next(), parts.next()) else {
-        return Outcome::new(false, "L7RSP", "Invalid HTTP response");
-    };
-    let reason = parts.next().unwrap_or("").to_owned();
-    let Ok(status) = code.parse::<u16>() else {
-        return Outcome::new(false, "L7RSP", "Invalid HTTP response");
-    };
-    if !ver.starts_with("HTTP/") || !(100..=999).contains(&status) {
-        return Outcome::new(false, "L7RSP", "Invalid HTTP response");
-    }
-    let body = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(&[][..], |p| &buf[p + 4..]);
-    let Some(e) = expect else {
-        return if (200..400).contains(&status) {
-            Outcome::new(true, "L7OK", reason).code(u32::from(status))
-        } else {
-            Outcome::new(false, "L7STS", reason).code(u32::from(status))
-        };
-    };
-    let matched = match &e.kind {
-        HttpExpectKind::Status(ranges) => {
-            ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
-        }
-        HttpExpectKind::Rstatus(_) => regex.is_some_and(|r| r.is_match(code.as_bytes())),
-        HttpExpectKind::String(s) => {
-            let p = s.as_bytes();
-            p.is_empty() || body.windows(p.len()).any(|w| w == p)
-        }
-        HttpExpectKind::Rstring(_) => regex.is_some_and(|r| r.is_match(body)),
-    };
-    let is_status = matches!(
-        e.kind,
-        HttpExpectKind::Status(_) | HttpExpectKind::Rstatus(_)
-    );
-    if matched != e.negate {
-        Outcome::new(true, "L7OK", reason).code(u32::from(status))
-    } else if is_status {
-        Outcome::new(false, "L7STS", reason).code(u32::from(status))
-    } else {
-        Outcome::new(false, "L7RSP", "HTTP content check did not match").code(u32::from(status))
-    }
 }
 
 #[cfg(test)]
@@ -750,12 +788,7 @@ pub(super) mod tests {
     }
 
     fn target(addr: SocketAddr, read: Option<Duration>) -> Target {
-        Target {
-            addr,
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: read,
-            inter: Duration::from_secs(2),
-        }
+        Target::plain(addr, Duration::from_secs(1), read, Duration::from_secs(2))
     }
 
     /// A server that runs `f` on each of its first `n` connections.
@@ -926,26 +959,5 @@ pub(super) mod tests {
             assert_eq!((o.result, o.code), ("L7STS", Some(1045)), "{o:?}");
             assert_eq!(o.info, "Access denied");
         });
-    }
-
-    #[test]
-    fn http_status_line_and_expect() {
-        let r = b"HTTP/1.0 503 Service Unavailable\r\nX: y\r\n\r\nbody down";
-        let o = http_verdict(r, None, None);
-        assert_eq!((o.result, o.code), ("L7STS", Some(503)));
-        let o = http_verdict(b"HTTP/1.1 200 OK\r\n\r\nall good", None, None);
-        assert!(o.passed);
-        let e = HttpExpect {
-            negate: false,
-            kind: HttpExpectKind::String("good".into()),
-        };
-        assert!(http_verdict(b"HTTP/1.1 200 OK\r\n\r\nall good", Some(&e), None).passed);
-        assert!(!http_verdict(b"HTTP/1.1 200 OK\r\n\r\nall bad", Some(&e), None).passed);
-        let e = HttpExpect {
-            negate: false,
-            kind: HttpExpectKind::Status(vec![(503, 503)]),
-        };
-        assert!(http_verdict(r, Some(&e), None).passed);
-        assert_eq!(http_verdict(b"garbage", None, None).result, "L7RSP");
     }
 }

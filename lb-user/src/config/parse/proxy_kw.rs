@@ -654,12 +654,21 @@ fn tcp_check(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
 fn http_check(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     let w = &line.words;
     if p.cap(px, line, "http-check", false, true) && p.http_check(line) {
-        if w[1] == "expect" {
-            if let Some(e) = p.http_expect(line) {
-                px.opts.http_expect = Some(e);
+        match w[1].as_str() {
+            "expect" => {
+                if let Some(e) = p.http_expect(line) {
+                    px.opts.http_rules.expect = Some(e);
+                }
             }
-        } else if w[1] != "comment" {
-            p.not_yet(line, &format!("http-check {}", w[1]), "health checks");
+            "connect" => {
+                if let Some(c) = p.connect_rule(line, "http-check connect") {
+                    px.opts.http_rules.connect = Some(c);
+                }
+            }
+            "send" => p.http_send(line, &mut px.opts.http_rules),
+            "disable-on-404" => px.opts.http_rules.disable_on_404 = true,
+            "comment" => {}
+            other => p.not_yet(line, &format!("http-check {other}"), "health checks"),
         }
     }
 }

@@ -8,7 +8,7 @@ use super::super::lex::Line;
 use super::super::scalar::{
     check_name, parse_port, parse_uint, resolve, split_host_port, unspecified, Host,
 };
-use super::super::{HealthParams, InitAddr, IpNet, Loc, Server};
+use super::super::{CheckTls, HealthParams, InitAddr, IpNet, Loc, Server};
 use super::proxy::ProxyDraft;
 use super::server_kw::{server_keyword, KwCtx, Place, ServerHandling};
 use super::Parser;
@@ -100,6 +100,9 @@ impl Parser {
             );
             return;
         }
+        if !self.check_tls(&ctx, &line.loc, &mut params.health.tls) {
+            return;
+        }
         let init_addr = params
             .init_addr
             .clone()
@@ -138,6 +141,33 @@ impl Parser {
             },
             explicit_id,
         ));
+    }
+
+    /// Completes a server's check TLS settings: `verify` from `ssl-server-verify` when unset,
+    /// and, when the check speaks TLS and verifies, a readable CA file (`HAProxy`'s errors).
+    fn check_tls(&mut self, ctx: &str, loc: &Loc, tls: &mut CheckTls) -> bool {
+        let verify = *tls.verify.get_or_insert(self.global.ssl_server_verify);
+        if !tls.enabled || !verify {
+            return true;
+        }
+        let Some(path) = &tls.ca_file else {
+            let why = if self.global.ssl_server_verify {
+                "verify is enabled by default but no CA file specified. If you're running on a \
+                 LAN where you're certain to trust the server's certificate, please set an \
+                 explicit 'verify none' statement on the 'server' line, or use \
+                 'ssl-server-verify none' in the global section to disable server-side \
+                 verifications by default."
+            } else {
+                "verify is enabled but no CA file specified."
+            };
+            self.diag.err(loc, format!("{ctx}: 'check-ssl': {why}"));
+            return false;
+        };
+        if let Err(e) = crate::config::ca::load(path) {
+            self.diag.err(loc, format!("{ctx}: 'ca-file': {e}"));
+            return false;
+        }
+        true
     }
 
     /// A `default-server [params]` line: its parameters apply to the following `server` lines.
@@ -316,6 +346,7 @@ impl Parser {
                     not_yet: &mut not_yet,
                     resolver_refs: &mut self.resolver_refs,
                     loc,
+                    ca_base: self.global.ca_base.as_deref(),
                 };
                 match kw.handling {
                     ServerHandling::Set(f) => f(&mut c, kw.name, arg),
