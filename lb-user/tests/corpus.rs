@@ -33,7 +33,6 @@ const ACL_RULES: &[&str] = &[
 const USE_BACKEND: &[&str] = &["'use_backend'", "has no backend", "'use-server'"];
 const PROXY: &[&str] = &["(PROXY protocol)", "'accept-proxy'", "send-proxy"];
 const STICK: &[&str] = &["'stick-table'", "'stick' is not"];
-const TEMPLATE: &[&str] = &["'server-template'", "'http-check disable-on-404'"];
 const RELOAD_LOGS: &[&str] = &["'hard-stop-after'", "'log-format'"];
 /// Tier B: what lb refuses on purpose.
 const OUT_OF_SCOPE: &[&str] = &[
@@ -50,8 +49,7 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("02", Kind::Full, &[]),
     ("03", Kind::Full, &[]),
     ("04", Kind::Full, &[]),
-    // server-template with SRV and http-check disable-on-404: not built yet.
-    ("05", Kind::Partial, &[TEMPLATE]),
+    ("05", Kind::Full, &[]),
     ("06", Kind::Full, &[]),
     // acl + tcp-request connection reject: the rules engineer's.
     ("07", Kind::Partial, &[ACL_RULES]),
@@ -75,7 +73,7 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("24", Kind::Error, &[OUT_OF_SCOPE, PROXY]),
     ("25", Kind::Error, &[OUT_OF_SCOPE]),
     ("26", Kind::Full, &[]),
-    ("27", Kind::Error, &[OUT_OF_SCOPE, TEMPLATE]),
+    ("27", Kind::Error, &[OUT_OF_SCOPE]),
     ("28", Kind::Error, &[OUT_OF_SCOPE]),
     ("29", Kind::Full, &[]),
     ("30", Kind::Full, &[]),

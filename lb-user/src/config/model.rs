@@ -861,6 +861,10 @@ pub struct Server {
     /// `resolve-net NET[,NET...]`: among the addresses a DNS answer gives, prefer one in these
     /// networks, in this order (up to 5, as `HAProxy`). Empty (the default) = no preference.
     pub resolve_net: Vec<IpNet>,
+    /// Made by a `server-template` line: DNS gives each server of the template its own
+    /// address (or SRV target and port); the ones left without one wait in MAINT
+    /// (resolution).
+    pub template: bool,
 }
 
 impl Server {

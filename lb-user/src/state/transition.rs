@@ -135,8 +135,8 @@ pub fn step(
         Change::Maxconn(m) => t.st.maxconn = m,
         Change::Addr { ip, port } => t.addr(ip, port),
         Change::Resolution(cause) => t.resolution(cause),
-        Change::Resolved(ip) => {
-            t.addr(Some(ip), None);
+        Change::Resolved(ip, port) => {
+            t.addr(Some(ip), port);
             t.resolution(None);
         }
         Change::CheckEnabled(on) => {

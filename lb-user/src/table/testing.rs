@@ -34,6 +34,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         init_addr: vec![crate::config::InitAddr::Last, crate::config::InitAddr::Libc],
         init_addr_used: None,
         resolve_net: Vec::new(),
+        template: false,
     }
 }
 

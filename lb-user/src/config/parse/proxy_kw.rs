@@ -109,7 +109,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     not_yet("persist", "persistence", one_or_more),
     not_yet("fullconn", "dynamic maxconn", positive_u32),
     not_yet("source", "outgoing source address", one_or_more),
-    not_yet("server-template", "DNS service discovery", one_or_more),
+    run("server-template", server_template),
     not_yet("log-format", "logging", one_or_more),
     not_yet("log-format-sd", "logging", one_or_more),
     not_yet("error-log-format", "logging", one_or_more),
@@ -322,6 +322,20 @@ fn server(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         );
     } else {
         p.server_line(px, line);
+    }
+}
+
+fn server_template(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    if px.kind == Kind::Frontend || px.kind == Kind::Defaults {
+        p.not_allowed(px, line, "server-template");
+    } else if line.words.len() < 4 {
+        p.diag.err(
+            &line.loc,
+            "'server-template': needs a prefix, a number and an address (server-template \
+             PREFIX NUM|LOW-HIGH FQDN[:PORT] [params])",
+        );
+    } else {
+        p.server_template_line(px, line);
     }
 }
 
