@@ -9,31 +9,95 @@ pub const SOCKS_MAP: &str = "SOCKS";
 /// a flow are inserted here before either enters `SOCKS`, so the program never redirects to an
 /// empty slot (an empty slot silently drops the data).
 pub const DEST_MAP: &str = "DEST";
-/// Name of the hash map from socket cookie to [`PeerInfo`].
+/// Name of the hash map from socket cookie to [`PeerInfo`] (written by the program).
 pub const PEER_MAP: &str = "PEER";
+/// Name of the hash map from socket cookie to [`Credit`] (written by userspace).
+pub const CREDIT_MAP: &str = "CREDIT";
+/// Name of the ring buffer of [`Wake`] records: the program asks userspace to move bytes it
+/// passed instead of redirecting.
+pub const WAKE_MAP: &str = "WAKES";
+/// Name of the one-entry array counting [`Wake`] records the ring had no room for.
+pub const WAKE_LOST_MAP: &str = "WAKE_LOST";
 
 /// Slots in `SOCKS` and `DEST`: two per spliced flow. 262 144 slots = 131 072 concurrent
 /// in-kernel flows; flows beyond that fall back to splice(2).
 pub const MAX_SOCKETS: u32 = 1 << 18;
 
+/// Size of the `WAKES` ring in bytes (a power of two, a multiple of the page size). A record
+/// takes 24 bytes (8 of header), so 256 KiB holds ~10 900 wakes not yet read. The program asks
+/// for at most one wake per direction while userspace is not working on it, so the ring fills
+/// only if that many directions pause between two reads of its consumer; a wake that finds it
+/// full is counted in `WAKE_LOST`, and userspace then looks at every paused direction.
+pub const WAKE_RING_BYTES: u32 = 1 << 18;
+
+/// Default bound on the bytes one direction of an in-kernel flow may have redirected and not
+/// yet seen the peer socket take (`tune.lb.sockmap-backlog`): 4 MiB, Linux's default
+/// `tcp_wmem` maximum, in the order of one socket buffer pair.
+pub const DEFAULT_BACKLOG: u64 = 4 << 20;
+
 /// Value of the `PEER` map, keyed by the socket cookie (`SO_COOKIE`) of the receiving socket.
 ///
-/// Written by userspace at insert time (`peer_slot`), then updated by the verdict program on
-/// every redirected skb (`bytes`, `last_ns`). Userspace only reads those two.
+/// Written by userspace at insert time, then only by the verdict program, one skb of this
+/// socket at a time; userspace only reads it afterwards. (A userspace update of a hash-map
+/// value replaces the element, so counts the program added to the old one meanwhile would be
+/// lost: what userspace tells the program goes in [`Credit`], a map of its own.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerInfo {
     /// Slot in `DEST` of the socket that receives what arrives on this one.
     pub peer_slot: u32,
-    /// Explicit padding so the layout has no hidden bytes; always 0.
-    pub pad: u32,
+    /// 1 while the program passes this socket's data to its own receive queue (`SK_PASS`)
+    /// instead of redirecting it; 0 while it redirects.
+    pub paused: u32,
     /// Payload bytes the program redirected from this socket to its peer (host byte order).
     pub bytes: u64,
-    /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`, ns) of the last redirect; 0 = none yet.
+    /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`, ns) of the last skb; 0 = none yet.
     pub last_ns: u64,
+    /// Payload bytes the program passed to this socket's own queue (`SK_PASS`), for userspace
+    /// to read and send on in order.
+    pub passed: u64,
+    /// The program's copy of [`Credit::limit`], so that it looks `CREDIT` up only when an skb
+    /// would go past it.
+    pub limit: u64,
+}
+
+/// Value of the `CREDIT` map, keyed like `PEER`. Written only by userspace (each update
+/// replaces the whole value, so the program sees the old or the new one, never a mix); read
+/// by the program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Credit {
+    /// The program redirects an skb only while `PeerInfo::bytes + len <= limit`; past it, it
+    /// passes the skb (and every later one) and asks for a wake.
+    pub limit: u64,
+    /// Of `PeerInfo::passed`, the bytes userspace has written to the peer. The program goes
+    /// back to redirecting only when `drained == passed`: no passed byte is then waiting, so
+    /// the next redirected one lands behind all of them.
+    pub drained: u64,
+}
+
+/// A record of the `WAKES` ring: the direction whose source has this cookie needs userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wake {
+    /// `SO_COOKIE` of the source socket.
+    pub cookie: u64,
+    /// `PeerInfo::peer_slot` of the source: tells which thread owns the flow (slots are
+    /// partitioned per thread).
+    pub slot: u32,
+    /// Explicit padding; always 0.
+    pub pad: u32,
 }
 
 #[cfg(feature = "user")]
-// SAFETY: PeerInfo is repr(C), Copy, has no padding (the `pad` field is explicit) and every bit
-// pattern is a valid value.
+// SAFETY: PeerInfo is repr(C), Copy, has no padding (every field is 4 or 8 bytes, the two u32s
+// first) and every bit pattern is a valid value.
 unsafe impl aya::Pod for PeerInfo {}
+
+#[cfg(feature = "user")]
+// SAFETY: Credit is repr(C), Copy, two u64s, no padding; every bit pattern is valid.
+unsafe impl aya::Pod for Credit {}
+
+#[cfg(feature = "user")]
+// SAFETY: Wake is repr(C), Copy, has no padding (`pad` is explicit); every bit pattern is valid.
+unsafe impl aya::Pod for Wake {}

@@ -1,6 +1,9 @@
 //! The in-kernel data plane: a stream-verdict program on the `SOCKS` sockmap that forwards every
 //! skb arriving on one socket of a flow to the send queue of its peer, so that no byte of an
-//! established flow is copied through userspace.
+//! established flow is copied through userspace, and that stops forwarding (passes the skbs to
+//! the socket's own receive queue, which closes its TCP window) once a direction has more in
+//! flight than userspace allows (see `Credit` in lb-common and the module header of
+//! `lb-user/src/dataplane/sockmap.rs`).
 // Built for the BPF target by lb-user's build.rs. A host build (`cargo clippy --workspace`)
 // gets an empty `main` instead, as aya's own integration-ebpf crate does.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -10,11 +13,14 @@ use aya_ebpf::{
     bindings::sk_action::{SK_DROP, SK_PASS},
     helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns},
     macros::{map, stream_verdict},
-    maps::{HashMap, SockMap},
+    maps::{Array, HashMap, RingBuf, SockMap},
     programs::SkBuffContext,
     EbpfContext as _,
 };
-use lb_common::{PeerInfo, MAX_SOCKETS};
+use lb_common::{Credit, PeerInfo, Wake, MAX_SOCKETS, WAKE_RING_BYTES};
+
+/// `BPF_F_NO_PREALLOC` (include/uapi/linux/bpf.h).
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Source sockets: the verdict program is attached here, so each socket of a flow, once in this
 /// map, has its incoming data handed to `lb_verdict` instead of its receive queue.
@@ -26,9 +32,25 @@ static SOCKS: SockMap = SockMap::with_max_entries(MAX_SOCKETS, 0);
 #[map(name = "DEST")]
 static DEST: SockMap = SockMap::with_max_entries(MAX_SOCKETS, 0);
 
-/// Socket cookie -> where to send its data, and what was sent (bytes, last activity).
+/// Socket cookie -> where to send its data, and what was done with it (redirected and passed
+/// bytes, last activity). Written by this program only, once the socket is in `SOCKS`.
 #[map(name = "PEER")]
 static PEER: HashMap<u64, PeerInfo> = HashMap::with_max_entries(MAX_SOCKETS, 0);
+
+/// Socket cookie -> how far the program may redirect, and how much of what it passed userspace
+/// has sent on. Written by userspace only. Not preallocated (`BPF_F_NO_PREALLOC`): a full
+/// preallocation would cost ~19 MiB of kernel memory per process for `MAX_SOCKETS` entries, and
+/// entries come and go at the flow rate, not the packet rate.
+#[map(name = "CREDIT")]
+static CREDIT: HashMap<u64, Credit> = HashMap::with_max_entries(MAX_SOCKETS, BPF_F_NO_PREALLOC);
+
+/// Wakes for userspace: a direction started passing, or passed while userspace had caught up.
+#[map(name = "WAKES")]
+static WAKES: RingBuf = RingBuf::with_byte_size(WAKE_RING_BYTES, 0);
+
+/// Wakes that found `WAKES` full (one counter; userspace then checks every paused direction).
+#[map(name = "WAKE_LOST")]
+static WAKE_LOST: Array<u64> = Array::with_max_entries(1, 0);
 
 #[stream_verdict]
 #[expect(
@@ -36,7 +58,7 @@ static PEER: HashMap<u64, PeerInfo> = HashMap::with_max_entries(MAX_SOCKETS, 0);
     reason = "the stream_verdict macro fixes the signature"
 )]
 pub fn lb_verdict(ctx: SkBuffContext) -> u32 {
-    let len = ctx.len();
+    let len = u64::from(ctx.len());
     // A FIN arrives as a zero-length skb. Redirecting it makes the peer's send path fail with
     // EPIPE; userspace passes the FIN on itself (after the last byte), so drop it here.
     if len == 0 {
@@ -49,18 +71,53 @@ pub fn lb_verdict(ctx: SkBuffContext) -> u32 {
         // where userspace can still read it, rather than lose it.
         return SK_PASS;
     };
-    // SAFETY: `peer` points into the PEER map value, valid for this program run. Only the
-    // program of this socket writes these two fields, and one socket's skbs are processed one
-    // at a time, so plain read-modify-write is enough; userspace only reads them.
-    let slot = unsafe {
-        (*peer).bytes += u64::from(len);
-        (*peer).last_ns = bpf_ktime_get_ns();
-        (*peer).peer_slot
-    };
-    // flags 0: queue on the peer's *egress* (send it out), not BPF_F_INGRESS.
-    // SAFETY: DEST is a sockmap and ctx is the program's skb.
-    let ret = unsafe { DEST.redirect_skb(&ctx, slot, 0) };
-    ret as u32
+    // SAFETY: `peer` points into the PEER map value, valid for this program run. Only this
+    // program writes it once the socket is in SOCKS, and one socket's skbs are processed one at
+    // a time (under the socket's lock), so plain read-modify-write is enough.
+    let p = unsafe { &mut *peer };
+    // SAFETY: plain helper call.
+    p.last_ns = unsafe { bpf_ktime_get_ns() };
+    let mut redirect = p.paused == 0 && p.bytes + len <= p.limit;
+    let mut caught_up = p.paused == 0;
+    if !redirect {
+        // Past the cached limit, or paused: userspace's latest word decides.
+        // SAFETY: the value is only read, within this program run.
+        if let Some(c) = unsafe { CREDIT.get(cookie) } {
+            p.limit = c.limit;
+            caught_up = caught_up || c.drained == p.passed;
+            // Back to redirecting only once every passed byte was sent on (`drained ==
+            // passed`): this skb then lands behind all of them, in order.
+            redirect = caught_up && p.bytes + len <= c.limit;
+        }
+    }
+    if redirect {
+        p.paused = 0;
+        p.bytes += len;
+        // flags 0: queue on the peer's *egress* (send it out), not BPF_F_INGRESS.
+        // SAFETY: DEST is a sockmap and ctx is the program's skb.
+        return unsafe { DEST.redirect_skb(&ctx, p.peer_slot, 0) } as u32;
+    }
+    // Pass: the kernel charges the skb to this socket's receive memory, so its window closes
+    // as a reader's would; userspace moves it on. Every later skb of this direction is passed
+    // too until userspace has sent all of them (the `drained == passed` rule above).
+    p.paused = 1;
+    p.passed += len;
+    if caught_up {
+        // Userspace is not working on this direction: wake it.
+        let wake = Wake {
+            cookie,
+            slot: p.peer_slot,
+            pad: 0,
+        };
+        if WAKES.output::<Wake>(&wake, 0).is_err() {
+            if let Some(lost) = WAKE_LOST.get_ptr_mut(0) {
+                // SAFETY: a valid pointer into the one-entry array. Concurrent increments may
+                // collapse into one; userspace only looks for a change.
+                unsafe { *lost += 1 };
+            }
+        }
+    }
+    SK_PASS
 }
 
 #[cfg(target_arch = "bpf")]

@@ -140,13 +140,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 /// The start line of the sockmap data plane, with when flows enter the kernel.
-fn log_sockmap(after: Duration) {
+fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
+    let backlog = ids.backlog() >> 10;
     if after.is_zero() {
-        log::info!("data plane: sockmap (eBPF stream verdict, flows spliced in the kernel)");
+        log::info!(
+            "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel, at most \
+             {backlog} KiB in flight per direction)"
+        );
     } else {
         log::info!(
             "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel after {} ms \
-             on splice)",
+             on splice, at most {backlog} KiB in flight per direction)",
             after.as_millis()
         );
     }
@@ -218,7 +222,11 @@ fn serve(
     let (mut listeners, inboxes) = Listeners::new(flow_inboxes);
     // Bind first: errors (address in use, permission) stop the start with a clear message.
     let new = listeners.bind_new(&config).map_err(anyhow::Error::msg)?;
-    let (plane, _loaded) = load_plane(choice, sockmap_after)?;
+    let backlog = config
+        .global
+        .sockmap_backlog
+        .unwrap_or(lb_common::DEFAULT_BACKLOG);
+    let (plane, _loaded) = load_plane(choice, sockmap_after, backlog)?;
     let maxconn = maxconn_for(&config);
     lb_user::dataplane::splice::set_maxpipes(config.global.maxpipes);
     let gen = Generation::first(
@@ -229,24 +237,7 @@ fn serve(
     );
     // The server-state file, before any check or connection sees the servers.
     lb_user::state::file::load_configured(&gen);
-    // Stats pages and runtime API sockets: bound here (errors stop the start), served by the
-    // control thread from whatever generation is current.
-    let stats_listeners = lb_user::stats::http::bind(&gen)?;
-    let sockets = gen
-        .config
-        .global
-        .stats_sockets
-        .iter()
-        .map(lb_user::admin::bind_socket)
-        .collect::<Result<Vec<_>, _>>()?;
-    for s in &sockets {
-        log::info!("stats socket: listening on {}", s.conf.path.display());
-    }
-    for st in &gen.config.stats {
-        for b in &st.binds {
-            log::info!("stats '{}': listening on {}", st.name, b.addr);
-        }
-    }
+    let (stats_listeners, sockets) = bind_control(&gen)?;
     let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
     // Still one thread: the last moment to fork. Everything is bound and loaded.
     let ready = if daemon {
@@ -264,29 +255,9 @@ fn serve(
     }
     let checkers = lb_user::health::start(&gen).context("health checks")?;
     let _control = lb_user::admin::spawn_control_thread(current.clone(), stats_listeners, sockets)?;
-    for (thread, inbox) in inboxes.into_iter().enumerate() {
-        std::thread::Builder::new()
-            .name(format!("lb-{thread}"))
-            .spawn(move || {
-                if let Err(e) = listener::run_thread(inbox, plane, thread, threads) {
-                    log::error!("thread {thread} stopped: {e}");
-                    std::process::exit(1);
-                }
-            })
-            .context("cannot start a thread")?;
-    }
+    spawn_threads(inboxes, plane)?;
     if let Some(plan) = &privileges {
-        lb_user::privileges::drop_after_threads(plan, threads)?;
-        log::info!(
-            "dropped privileges: now {}",
-            lb_user::privileges::describe(plan)
-        );
-        if plan.uid.is_some() && plan.gid.is_none() {
-            log::warn!(
-                "global 'user' without 'group': the group stays as it was (HAProxy does the \
-                 same); add 'group' to drop it too"
-            );
-        }
+        drop_privileges(plan, threads)?;
     }
     // Resolvers run unprivileged, after the drop.
     let resolvers = lb_user::dns::start(&gen)?;
@@ -311,46 +282,120 @@ fn serve(
     if let Some(ready) = ready {
         ready.tell();
     }
-    let mut running = Running {
+    let running = Running {
         gen,
         _checkers: checkers,
         _resolvers: resolvers,
     };
+    serve_signals(running, &current, files, &mut listeners, &rt)?;
+    for p in socket_paths {
+        // The control thread ends with the process; its socket files should not outlive it.
+        let _ = lb_user::outside::remove_file(&p);
+    }
+    Ok(())
+}
+
+/// The stats pages' listeners (by stats section) and the runtime API sockets.
+type ControlSockets = (
+    Vec<(usize, std::net::TcpListener)>,
+    Vec<lb_user::admin::BoundSocket>,
+);
+
+/// Binds the stats pages and runtime API sockets (errors stop the start); the control thread
+/// serves them from whatever generation is current.
+fn bind_control(gen: &Generation) -> anyhow::Result<ControlSockets> {
+    let stats_listeners = lb_user::stats::http::bind(gen)?;
+    let sockets = gen
+        .config
+        .global
+        .stats_sockets
+        .iter()
+        .map(lb_user::admin::bind_socket)
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &sockets {
+        log::info!("stats socket: listening on {}", s.conf.path.display());
+    }
+    for st in &gen.config.stats {
+        for b in &st.binds {
+            log::info!("stats '{}': listening on {}", st.name, b.addr);
+        }
+    }
+    Ok((stats_listeners, sockets))
+}
+
+/// Starts the accept threads, inbox `i` to thread `i`.
+fn spawn_threads(inboxes: Vec<listener::ThreadInbox>, plane: PlaneSetup) -> anyhow::Result<()> {
+    let threads = inboxes.len();
+    for (thread, inbox) in inboxes.into_iter().enumerate() {
+        std::thread::Builder::new()
+            .name(format!("lb-{thread}"))
+            .spawn(move || {
+                if let Err(e) = listener::run_thread(inbox, plane, thread, threads) {
+                    log::error!("thread {thread} stopped: {e}");
+                    std::process::exit(1);
+                }
+            })
+            .context("cannot start a thread")?;
+    }
+    Ok(())
+}
+
+/// `user`/`group`: drops once every thread has opened what needs privileges.
+fn drop_privileges(plan: &lb_user::privileges::Plan, threads: usize) -> anyhow::Result<()> {
+    lb_user::privileges::drop_after_threads(plan, threads)?;
+    log::info!(
+        "dropped privileges: now {}",
+        lb_user::privileges::describe(plan)
+    );
+    if plan.uid.is_some() && plan.gid.is_none() {
+        log::warn!(
+            "global 'user' without 'group': the group stays as it was (HAProxy does the same); \
+             add 'group' to drop it too"
+        );
+    }
+    Ok(())
+}
+
+/// Serves signals until a stop: SIGHUP reloads (the old generation's checkers and resolvers
+/// stop as it is replaced), SIGTERM/SIGINT stop listening and return.
+fn serve_signals(
+    mut running: Running,
+    current: &Current,
+    files: &[PathBuf],
+    listeners: &mut Listeners,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
     loop {
         let sig = wait_signal()?;
-        if sig == Signal::SIGHUP {
-            if files.is_empty() {
-                log::warn!("SIGHUP: nothing to reload (no -f files)");
-                continue;
-            }
-            if let Some(next) = reload(files, &mut listeners, &running.gen, &rt) {
-                current.store(next.clone());
-                running.gen.retire();
-                listeners.close_removed(&next.config);
-                lb_user::state::resume(&next);
-                match Running::start(next) {
-                    // The old generation's checkers and resolvers stop as it is dropped.
-                    Ok(r) => running = r,
-                    Err(e) => log::error!("reload: {e:#}"),
-                }
-            }
+        if sig != Signal::SIGHUP {
+            log::info!("received {sig}, stopping");
+            listeners.close_all();
+            return Ok(());
+        }
+        if files.is_empty() {
+            log::warn!("SIGHUP: nothing to reload (no -f files)");
             continue;
         }
-        log::info!("received {sig}, stopping");
-        listeners.close_all();
-        for p in socket_paths {
-            // The control thread ends with the process; its socket files should not outlive it.
-            let _ = lb_user::outside::remove_file(&p);
+        if let Some(next) = reload(files, listeners, &running.gen, rt) {
+            current.store(next.clone());
+            running.gen.retire();
+            listeners.close_removed(&next.config);
+            lb_user::state::resume(&next);
+            match Running::start(next) {
+                Ok(r) => running = r,
+                Err(e) => log::error!("reload: {e:#}"),
+            }
         }
-        return Ok(());
     }
 }
 
 /// Loads the data plane `--dataplane` asks for; with `auto`, sockmap when it loads, else
 /// splice. The loaded program must stay alive as long as the process serves.
+/// `backlog`: `tune.lb.sockmap-backlog` (bytes), the sockmap plane's bound per direction.
 fn load_plane(
     choice: DataplaneChoice,
     sockmap_after: Duration,
+    backlog: u64,
 ) -> anyhow::Result<(PlaneSetup, Option<sockmap::Loaded>)> {
     Ok(match choice {
         DataplaneChoice::Splice => {
@@ -359,19 +404,15 @@ fn load_plane(
         }
         DataplaneChoice::Sockmap => {
             let loaded = sockmap::load().context("--dataplane sockmap")?;
-            log_sockmap(sockmap_after);
-            (
-                PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
-                Some(loaded),
-            )
+            let ids = loaded.map_ids().with_backlog(backlog);
+            log_sockmap(sockmap_after, ids);
+            (PlaneSetup::Sockmap(ids, sockmap_after), Some(loaded))
         }
         DataplaneChoice::Auto => match sockmap::load() {
             Ok(loaded) => {
-                log_sockmap(sockmap_after);
-                (
-                    PlaneSetup::Sockmap(loaded.map_ids(), sockmap_after),
-                    Some(loaded),
-                )
+                let ids = loaded.map_ids().with_backlog(backlog);
+                log_sockmap(sockmap_after, ids);
+                (PlaneSetup::Sockmap(ids, sockmap_after), Some(loaded))
             }
             Err(e) => {
                 log::warn!(

@@ -244,6 +244,7 @@ mod tests {
             ulimit_n: None,
             ca_base: None,
             ssl_server_verify: true,
+            sockmap_backlog: None,
         }
     }
 

@@ -31,6 +31,7 @@ on_both_planes!(
     reset_server_to_client_is_passed_as_reset,
     idle_client_closed_after_timeout_client,
     active_client_not_closed_by_timeout_client,
+    push_at_a_backend_that_reads_nothing_is_bounded,
 );
 
 /// lb with one frontend in front of `backend` alone.
@@ -303,4 +304,182 @@ fn active_client_not_closed_by_timeout_client(dataplane: &str) {
     let idle_since = Instant::now();
     let took = time_to_close(&mut s, idle_since).unwrap_or_else(|e| panic!("{e}"));
     assert!(took <= Duration::from_secs(3), "closed after {took:?}");
+}
+
+/// The 3rd field of a `net.ipv4.tcp_?mem` sysctl: the most a socket buffer autotunes to.
+fn tcp_mem_max(name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).unwrap();
+    text.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+/// `SIOCINQ` (unread bytes in a receive queue) or `SIOCOUTQ` (unacknowledged bytes in a send
+/// queue) of a socket.
+fn queued(s: &std::net::TcpStream, req: libc::c_ulong) -> u64 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: both ioctls write one c_int.
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), req, &raw mut n) };
+    assert_eq!(rc, 0, "ioctl: {}", std::io::Error::last_os_error());
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A client sends 1 KiB, idles 300 ms (lb's default plane moves the flow into the kernel maps
+/// meanwhile), then pushes 256 MiB at a backend that reads nothing. The push must stall with at
+/// most the plane's bound taken by lb and the kernel (what the client wrote, less its own
+/// unsent queue and the backend's unread queue): lb's own share (sockmap: the 4 MiB backlog
+/// bound and a 256 KiB drain buffer; splice: its 1 MiB pipe) plus the most its two sockets'
+/// buffers can autotune to (`tcp_rmem` and `tcp_wmem` maxima). Then the backend reads
+/// everything and answers: every byte arrives both ways, SHA-256 equal, half-close passed on.
+fn push_at_a_backend_that_reads_nothing_is_bounded(dataplane: &str) {
+    push_at_a_stalled_backend(dataplane, None);
+}
+
+/// `tune.lb.sockmap-backlog 64k` reaches the data plane (lb reports the bound it runs with),
+/// and the stalled push of [`push_at_a_backend_that_reads_nothing_is_bounded`] still delivers
+/// every byte when each direction pauses at every 64 KiB. (What a stalled flow holds in all
+/// barely moves with it: lb's own copying then grows the sender's receive buffer, as on splice.)
+#[test]
+fn tune_lb_sockmap_backlog_is_applied() {
+    push_at_a_stalled_backend(common::SOCKMAP_AT_ONCE, Some("64k"));
+}
+
+/// The scenario of [`push_at_a_backend_that_reads_nothing_is_bounded`], with
+/// `tune.lb.sockmap-backlog` set when given (it must be 64k then).
+fn push_at_a_stalled_backend(dataplane: &str, backlog: Option<&str>) {
+    use sha2::{Digest, Sha256};
+    use std::net::{Shutdown, TcpListener};
+
+    const PUSH: usize = 256 << 20;
+    const ANSWER: usize = 16 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free_port();
+    let mut cfg = simple_config(
+        port,
+        &["balance roundrobin"],
+        &[format!("stalled {}", listener.local_addr().unwrap())],
+    );
+    if let Some(size) = backlog {
+        cfg = cfg.replacen(
+            "global\n",
+            &format!("global\n    tune.lb.sockmap-backlog {size}\n"),
+            1,
+        );
+    }
+    let lb = Lb::start(&cfg, dataplane);
+    if backlog.is_some() {
+        assert!(
+            lb.wait_for_log("at most 64 KiB in flight", Duration::from_secs(5)),
+            "lb does not report the backlog bound: {:?}",
+            lb.logs()
+        );
+    }
+    let data = Arc::new(common::data::DataStream::new(0x5EED).take_vec(PUSH));
+    let mut client = scenarios::connect(local(port)).unwrap();
+    let (mut backend, _) = listener.accept().unwrap();
+    backend
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    client
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    client.write_all(&data[..1024]).unwrap();
+    let mut first = vec![0u8; 1024];
+    backend.read_exact(&mut first).unwrap();
+    assert_eq!(first, data[..1024]);
+    thread::sleep(Duration::from_millis(300));
+
+    // Push without blocking until nothing moves for a second.
+    client.set_nonblocking(true).unwrap();
+    let mut written = 1024;
+    let mut moved = Instant::now();
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while written < PUSH && moved.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {
+        match client.write(&data[written..(written + (1 << 20)).min(PUSH)]) {
+            Ok(n) => {
+                written += n;
+                moved = Instant::now();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("push: {e}"),
+        }
+    }
+    client.set_nonblocking(false).unwrap();
+    let unsent = queued(&client, libc::TIOCOUTQ);
+    let unread = queued(&backend, libc::FIONREAD);
+    let taken = written as u64 - 1024 - unsent - unread;
+    let own: u64 = if dataplane == "splice" {
+        1 << 20
+    } else {
+        (4 << 20) + (256 << 10)
+    };
+    let buffers = tcp_mem_max("tcp_rmem") + tcp_mem_max("tcp_wmem");
+    let bound = own + buffers + (64 << 10);
+    eprintln!(
+        "{dataplane}: client wrote {} KiB of {} MiB; lb and the kernel took {} KiB (client's \
+         queue {} KiB, backend's {} KiB); bound {} KiB = own {} KiB + socket buffer maxima {} \
+         KiB + 64 KiB; margin {} KiB",
+        written >> 10,
+        PUSH >> 20,
+        taken >> 10,
+        unsent >> 10,
+        unread >> 10,
+        bound >> 10,
+        own >> 10,
+        buffers >> 10,
+        bound.saturating_sub(taken) >> 10,
+    );
+    assert!(written < PUSH, "all of the push went into lb");
+    assert!(
+        taken <= bound,
+        "lb and the kernel took {taken} bytes, bound {bound}"
+    );
+
+    // Now the backend reads: everything arrives, then it answers.
+    let rest = {
+        let data = data.clone();
+        let mut client = client.try_clone().unwrap();
+        thread::spawn(move || {
+            client.write_all(&data[written..]).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut h = Sha256::new();
+    h.update(&first);
+    let mut got = first.len();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = backend.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        got += n;
+    }
+    rest.join().unwrap();
+    assert_eq!(got, PUSH, "bytes at the backend");
+    assert!(
+        h.finalize()[..] == Sha256::digest(&data[..])[..],
+        "SHA-256 at the backend differs"
+    );
+    let answer = common::data::DataStream::new(0xA5).take_vec(ANSWER);
+    let answering = {
+        let answer = answer.clone();
+        thread::spawn(move || {
+            backend.write_all(&answer).unwrap();
+            backend.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut back = Vec::with_capacity(ANSWER);
+    client.read_to_end(&mut back).unwrap();
+    answering.join().unwrap();
+    assert!(
+        back.len() == ANSWER && Sha256::digest(&back) == Sha256::digest(&answer),
+        "answer at the client: {} bytes, or wrong ones",
+        back.len()
+    );
 }

@@ -1,9 +1,11 @@
 //! `cargo xtask`: lb's orchestration. Installs what the build needs (`setup`), builds `lb`, runs
-//! it, runs the whole test suite as CI does, and runs the benchmarks; every command it runs is
-//! printed first.
+//! it, runs the whole test suite as CI does, the fuzz targets, the chaos soak and the
+//! benchmarks; every command it runs is printed first.
 
 mod cmd;
+mod fuzz;
 mod setup;
+mod soak;
 mod suite;
 
 use std::os::unix::process::CommandExt as _;
@@ -16,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Set up, build, run, test and benchmark lb."
+    about = "Set up, build, run, test, fuzz, soak and benchmark lb."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +57,26 @@ enum Task {
             value_name = "ARGS"
         )]
         args: Vec<String>,
+    },
+    /// Build and run the libFuzzer targets of `fuzz/` (cargo fuzz, nightly), each for a while;
+    /// a crash fails with its input saved under fuzz/artifacts/TARGET/.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, value_name = "S", default_value_t = fuzz::DEFAULT_SECS)]
+        time: u64,
+        /// Run only this target (default: all).
+        #[arg(value_name = "TARGET")]
+        target: Option<String>,
+    },
+    /// The chaos workload (flows checked byte for byte while backends die, servers flip
+    /// MAINT/READY, lb reloads and DNS answers change) for N minutes, then a summary.
+    Soak {
+        /// How long the chaos lasts.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        minutes: u64,
+        /// The data plane: sockmap (lb's default), sockmap-at-once or splice.
+        #[arg(long, value_name = "PLANE", default_value = "sockmap")]
+        dataplane: String,
     },
     /// Build, then run the benchmarks (`cargo run --release -p bench -- ARGS`).
     Bench {
@@ -115,6 +137,11 @@ fn dispatch(task: Task) -> Result<ExitCode> {
             return Err(err).with_context(|| format!("run: could not execute {}", lb.display()));
         }
         Task::Test { args } => suite::test(&root, &args)?,
+        Task::Fuzz { time, target } => fuzz::fuzz(&root, time, target.as_deref())?,
+        Task::Soak { minutes, dataplane } => {
+            setup::setup(&root)?;
+            soak::soak(&root, minutes, &dataplane)?;
+        }
         Task::Bench { args } => {
             build(&root, false)?;
             let mut c = cmd::cargo(&root);
@@ -275,6 +302,39 @@ mod tests {
             parse(&["bench", "--", "--help"]),
             Task::Bench {
                 args: strings(&["--help"])
+            }
+        );
+    }
+
+    #[test]
+    fn fuzz_and_soak_options() {
+        assert_eq!(
+            parse(&["fuzz"]),
+            Task::Fuzz {
+                time: fuzz::DEFAULT_SECS,
+                target: None
+            }
+        );
+        assert_eq!(
+            parse(&["fuzz", "--time", "600", "config"]),
+            Task::Fuzz {
+                time: 600,
+                target: Some("config".into())
+            }
+        );
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "--time", "soon"]).is_err());
+        assert_eq!(
+            parse(&["soak"]),
+            Task::Soak {
+                minutes: 10,
+                dataplane: "sockmap".into()
+            }
+        );
+        assert_eq!(
+            parse(&["soak", "--minutes", "60", "--dataplane", "splice"]),
+            Task::Soak {
+                minutes: 60,
+                dataplane: "splice".into()
             }
         );
     }

@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: checks for, and installs only when missing, everything that building and
 //! testing lb needs: nightly + `rust-src` (the eBPF crate), LLVM 22 dev packages and bpf-linker
-//! built against them (its linker), and the Debian packages the tests use. Idempotent.
+//! built against them (its linker), the Debian packages the tests use, and cargo-fuzz (the fuzz
+//! targets). Idempotent.
 //!
 //! It works in three stages so that the decisions are plain functions with tests: observe what is
 //! there (runs probes), plan what to install (pure), then install and observe again to verify.
@@ -50,6 +51,9 @@ const SERVICES: [(&str, &str); 5] = [
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// The bpf-linker release known to build against LLVM 22 with aya 0.14 here (sockmap notes).
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The cargo-fuzz release installed when none is there (`cargo fuzz`: builds and runs the
+/// libFuzzer targets of `fuzz/` with nightly).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Components of the active (stable) toolchain that `cargo xtask test` runs.
 const LINT_COMPONENTS: [&str; 2] = ["rustfmt", "clippy"];
 
@@ -65,6 +69,8 @@ pub struct Observed {
     pub packages: Vec<(&'static str, Option<String>)>,
     /// `bpf-linker --version`'s version, if it runs.
     pub bpf_linker: Option<String>,
+    /// `cargo-fuzz --version`'s version, if it runs.
+    pub cargo_fuzz: Option<String>,
 }
 
 /// One thing to install, in the order they must happen.
@@ -76,6 +82,7 @@ pub enum Action {
     /// `apt-get update` once, then install these.
     AptInstall(Vec<&'static str>),
     InstallBpfLinker,
+    InstallCargoFuzz,
 }
 
 /// Runs setup: prints one line per item, installs what is missing, verifies.
@@ -163,6 +170,12 @@ fn observe(root: &Path) -> Result<Observed> {
         Some((s, out)) if s.success() => Some(bpf_linker_version(&out)),
         _ => None,
     };
+    let mut c = Command::new("cargo-fuzz");
+    c.arg("--version").current_dir(root);
+    observed.cargo_fuzz = match cmd::probe(&mut c)? {
+        Some((s, out)) if s.success() => Some(tool_version(&out, "cargo-fuzz")),
+        _ => None,
+    };
     Ok(observed)
 }
 
@@ -215,6 +228,14 @@ pub fn plan(o: &Observed) -> (Vec<String>, Vec<Action>) {
         ));
         actions.push(Action::InstallBpfLinker);
     }
+    if let Some(v) = &o.cargo_fuzz {
+        report.push(format!("ok: cargo-fuzz {v}"));
+    } else {
+        report.push(format!(
+            "installing: cargo-fuzz {CARGO_FUZZ_VERSION} (the fuzz targets)"
+        ));
+        actions.push(Action::InstallCargoFuzz);
+    }
     (report, actions)
 }
 
@@ -257,6 +278,18 @@ fn execute(root: &Path, action: &Action) -> Result<()> {
                 .args(["--no-default-features", "--features", "llvm-22"])
                 .stdin(Stdio::null());
             cmd::run("setup (bpf-linker)", &mut c)
+        }
+        Action::InstallCargoFuzz => {
+            let mut c = cmd::cargo(root);
+            c.args([
+                "install",
+                "cargo-fuzz",
+                "--version",
+                CARGO_FUZZ_VERSION,
+                "--locked",
+            ])
+            .stdin(Stdio::null());
+            cmd::run("setup (cargo-fuzz)", &mut c)
         }
     }
 }
@@ -377,9 +410,15 @@ pub fn has_component(component_list: &str, component: &str) -> bool {
 
 /// "bpf-linker 0.13.0" -> "0.13.0"; anything else is kept whole (it ran, so it is there).
 pub fn bpf_linker_version(output: &str) -> String {
+    tool_version(output, "bpf-linker")
+}
+
+/// "`tool` 1.2.3" (a `--version` line) -> "1.2.3"; anything else is kept whole.
+pub fn tool_version(output: &str, tool: &str) -> String {
     let first = output.lines().next().unwrap_or("").trim();
     first
-        .strip_prefix("bpf-linker ")
+        .strip_prefix(tool)
+        .and_then(|rest| rest.strip_prefix(' '))
         .unwrap_or(first)
         .trim()
         .to_string()
@@ -421,6 +460,7 @@ mod tests {
                 .map(|p| (p, Some("1.0".to_string())))
                 .collect(),
             bpf_linker: Some("0.13.0".into()),
+            cargo_fuzz: Some("0.13.2".into()),
         }
     }
 
@@ -441,6 +481,7 @@ mod tests {
             missing_components: vec!["rustfmt", "clippy"],
             packages: wanted_packages().into_iter().map(|p| (p, None)).collect(),
             bpf_linker: None,
+            cargo_fuzz: None,
         };
         let (report, actions) = plan(&o);
         assert_eq!(
@@ -451,6 +492,7 @@ mod tests {
                 Action::AddComponents(vec!["rustfmt", "clippy"]),
                 Action::AptInstall(wanted_packages()),
                 Action::InstallBpfLinker,
+                Action::InstallCargoFuzz,
             ]
         );
         assert!(
@@ -490,6 +532,15 @@ mod tests {
         let mut o = everything();
         o.bpf_linker = None;
         assert_eq!(plan(&o).1, vec![Action::InstallBpfLinker]);
+    }
+
+    #[test]
+    fn only_cargo_fuzz_missing() {
+        let mut o = everything();
+        o.cargo_fuzz = None;
+        let (report, actions) = plan(&o);
+        assert_eq!(actions, vec![Action::InstallCargoFuzz]);
+        assert!(report.contains(&"installing: cargo-fuzz 0.13.2 (the fuzz targets)".to_string()));
     }
 
     #[test]
@@ -568,6 +619,11 @@ mod tests {
     fn bpf_linker_version_parsing() {
         assert_eq!(bpf_linker_version("bpf-linker 0.13.0\n"), "0.13.0");
         assert_eq!(bpf_linker_version("something 1\n"), "something 1");
+        assert_eq!(tool_version("cargo-fuzz 0.13.2\n", "cargo-fuzz"), "0.13.2");
+        assert_eq!(
+            tool_version("cargo-fuzzy 1\n", "cargo-fuzz"),
+            "cargo-fuzzy 1"
+        );
     }
 
     #[test]

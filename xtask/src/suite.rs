@@ -1,13 +1,13 @@
-//! `cargo xtask test`: the whole suite as CI runs it — setup, fmt, clippy, release build, tests —
-//! stopping at the first failing step (but running every test binary), timing each, and ending
-//! with one totals line and the names of the failed tests.
+//! `cargo xtask test`: the whole suite as CI runs it — setup, fmt, clippy, release build, tests,
+//! and a short slice of every fuzz target — stopping at the first failing step (but running every
+//! test binary), timing each, and ending with one totals line and the names of the failed tests.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::{cmd, setup};
+use crate::{cmd, fuzz, setup};
 
 /// What libtest's `test result:` lines add up to over all test binaries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -165,7 +165,14 @@ fn steps(
         c.args(cargo_test_args(extra));
         let status = cmd::run_tee("test", &mut c, |line| totals.add_line(line))?;
         cmd::check("test", &c, status)
-    })
+    })?;
+    // A filter or a package picks some tests: the fuzz slice is part of the whole suite only.
+    if extra.is_empty() {
+        step("fuzz", &mut || fuzz::smoke(root))
+    } else {
+        eprintln!("==> fuzz: skipped (`cargo xtask test` was given a filter)");
+        Ok(())
+    }
 }
 
 #[cfg(test)]

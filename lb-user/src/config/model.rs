@@ -114,6 +114,11 @@ pub struct Global {
     /// `ssl-server-verify none|required`: the default of servers' `verify`. Default `required`
     /// (true), as HAProxy.
     pub ssl_server_verify: bool,
+    /// `tune.lb.sockmap-backlog SIZE` (an lb extension): the bytes one direction of a flow in
+    /// the kernel maps may have forwarded and not yet taken by the receiving socket, past which
+    /// lb stops forwarding it in the kernel (see the README's sockmap section). At least 64 KiB.
+    /// `None` (the default) = 4 MiB. Read at start.
+    pub sockmap_backlog: Option<u64>,
 }
 
 impl Global {

@@ -304,7 +304,42 @@ pub(crate) fn unspecified(family: Option<Family>) -> IpAddr {
 /// Resolves `name` with the system resolver, keeping only `family` when given; the first address
 /// wins (as `getaddrinfo` order, like `HAProxy`'s `init-addr libc`).
 pub(crate) fn resolve(name: &str, port: u16, family: Option<Family>) -> Result<SocketAddr, String> {
-    crate::outside::resolve(name, port, family.map(|f| f == Family::V6))
+    #[cfg(not(fuzzing))]
+    {
+        crate::outside::resolve(name, port, family.map(|f| f == Family::V6))
+    }
+    #[cfg(fuzzing)]
+    {
+        let addrs =
+            system_resolve(name, port).map_err(|e| format!("cannot resolve '{name}': {e}"))?;
+        addrs
+            .into_iter()
+            .find(|a| match family {
+                Some(Family::V4) => a.is_ipv4(),
+                Some(Family::V6) => a.is_ipv6(),
+                None => true,
+            })
+            .ok_or_else(|| format!("cannot resolve '{name}': no address of the requested family"))
+    }
+}
+
+/// The fuzz targets' stand-in for `getaddrinfo` (`cargo fuzz` builds with `cfg(fuzzing)`): no
+/// network query per input, the same answer every time. `localhost` is the loopback, a name
+/// under `.invalid` does not resolve, any other name has the documentation addresses.
+#[cfg(fuzzing)]
+fn system_resolve(name: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    if name.is_empty() || name.ends_with(".invalid") {
+        return Err(std::io::Error::other("Name or service not known"));
+    }
+    let ips: [IpAddr; 2] = if name == "localhost" {
+        [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+    } else {
+        [
+            Ipv4Addr::new(192, 0, 2, 1).into(),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(),
+        ]
+    };
+    Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
 }
 
 /// Parses the port part of a `bind` address: `N` or a range `N-M` (each port gets a listener, as

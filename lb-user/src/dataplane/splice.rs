@@ -65,12 +65,13 @@ enum Carrier {
 
 /// A direction's carrier, if it holds one, and its bytes not yet sent: `len` bytes (from
 /// `off` in a buffer). Dropping it returns an empty pipe to the pool (a pipe with bytes left,
-/// after an error, is closed instead).
+/// after an error, is closed instead). `u32` counts: a pipe holds at most a few MiB, a buffer
+/// 16 KiB, and every flow's future carries two leases (see `flow_futures_stay_small`).
 #[derive(Default)]
 struct Lease {
     carrier: Option<Carrier>,
-    len: usize,
-    off: usize,
+    len: u32,
+    off: u32,
 }
 
 impl Lease {
@@ -204,15 +205,16 @@ pub(super) async fn pump(
             let Ok(mut guard) = dst.writable().await else {
                 return DirEnd::DstReset;
             };
-            let (off, len) = (lease.off, lease.len);
+            let (off, len) = (lease.off as usize, lease.len as usize);
             let sent = guard.try_io(|_| match carrier {
                 Carrier::Pipe(pipe) => splice(&pipe.read, dst.get_ref(), len),
                 Carrier::Buf(buf) => write_from(dst.get_ref(), &buf[off..off + len]),
             });
             match sent {
                 Ok(Ok(n)) => {
-                    lease.len -= n;
-                    lease.off += n;
+                    // n <= len, a u32.
+                    lease.len -= n as u32;
+                    lease.off += n as u32;
                     bytes.set(bytes.get() + n as u64);
                     last.set(Instant::now());
                 }
@@ -260,7 +262,8 @@ pub(super) async fn pump(
         match received {
             Ok(Ok(0)) => eof = true,
             Ok(Ok(n)) => {
-                lease.len += n;
+                // n <= SPLICE_CHUNK or COPY_BUF, and the lease was empty before.
+                lease.len += n as u32;
                 last.set(Instant::now());
                 drained = false;
             }

@@ -227,7 +227,8 @@ pub fn parse_weight(arg: &str, initial: u32) -> Result<u32, &'static str> {
         let p: u64 = pct
             .parse()
             .map_err(|_| "Empty weight string empty or preceded by garbage")?;
-        let w = u64::from(initial) * p / 100;
+        // Saturating: a percentage of 20 digits is too large, not a product that wraps.
+        let w = u64::from(initial).saturating_mul(p) / 100;
         if w > u64::from(MAX_WEIGHT) {
             return Err("Relative weight too large.");
         }

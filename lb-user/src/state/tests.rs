@@ -403,3 +403,21 @@ fn only_the_writer_writes() {
         "server state written outside the writer: {found:?}"
     );
 }
+
+/// Found by the `agent_answer` fuzz target (an agent answering `... 7000000000000000050% ...`):
+/// the configured weight times the percentage overflowed, a panic with overflow checks and,
+/// without them, a wrapped product: 256 × 2^56 % gave weight 0, as if the agent had asked for
+/// `0%`.
+#[test]
+fn a_huge_percentage_is_too_large_not_wrapped() {
+    let too_large = Err("Relative weight too large.");
+    assert_eq!(parse_weight("72057594037927936%", 256), too_large);
+    assert_eq!(parse_weight("18446744073709551615%", 256), too_large);
+    assert_eq!(parse_weight("7205759403792793600%", 1), too_large);
+    let fuzzed = format!(
+        "s\t50%\t5{}50% n 7\t\0 Ln 7000000000000000050% n 7\t\0 Ln 74",
+        "0".repeat(82)
+    );
+    let answer = crate::health::agent::parse(&fuzzed, 39);
+    assert_eq!(answer.weight, Some(too_large.map_err(str::to_owned)));
+}

@@ -152,6 +152,28 @@ fn family(out: &mut String, scope: &str, rows: &[&Row], defs: &[(&str, &str, &st
 /// The whole exposition.
 pub fn render(gen: &Generation, rows: &[Row]) -> String {
     let mut out = String::new();
+    process(&mut out, gen);
+    let of = |kind| -> Vec<&Row> { rows.iter().filter(|r| r.kind == Some(kind)).collect() };
+    let (fes, bes, svs) = (
+        of(RowKind::Frontend),
+        of(RowKind::Backend),
+        of(RowKind::Server),
+    );
+    family(&mut out, "frontend", &fes, FRONTEND);
+    // A frontend is always UP; a backend is UP while one server is usable.
+    proxy_status(&mut out, "frontend", &fes, |_| true);
+    family(&mut out, "backend", &bes, BACKEND_AND_SERVER);
+    family(&mut out, "backend", &bes, BACKEND_ONLY);
+    proxy_status(&mut out, "backend", &bes, |r| r.status == "UP");
+    family(&mut out, "server", &svs, BACKEND_AND_SERVER);
+    family(&mut out, "server", &svs, SERVER_ONLY);
+    server_status(&mut out, &svs);
+    checks(&mut out, &svs);
+    out
+}
+
+/// The `haproxy_process_*` families.
+fn process(out: &mut String, gen: &Generation) {
     let now = now_secs();
     let start = start_secs(gen);
     let cum: u64 = gen
@@ -159,144 +181,112 @@ pub fn render(gen: &Generation, rows: &[Row]) -> String {
         .iter()
         .map(|f| f.total.load(Ordering::Relaxed))
         .sum();
-    {
-        let mut f = Family { out: &mut out };
-        let threads = gen.config.global.nbthread.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        }) as u64;
-        for (name, kind, help, v) in [
-            ("process_nbthread", "gauge", "Number of started threads (global.nbthread)", threads),
-            ("process_uptime_seconds", "gauge", "How long ago this worker process was started (seconds)", now.saturating_sub(start)),
-            ("process_start_time_seconds", "gauge", "Start time in seconds", start),
-            ("process_max_connections", "gauge", "Hard limit on the number of per-process connections (configured or imposed by Ulimit-n)", u64::from(gen.maxconn)),
-            ("process_current_connections", "gauge", "Current number of connections on this worker process", u64::from(gen.fe_stats.iter().map(|f| f.cur.load(Ordering::Relaxed)).sum::<u32>())),
-            ("process_connections_total", "counter", "Total number of connections on this worker process since started", cum),
-        ] {
-            f.head(name, kind, help);
-            f.sample(name, &[], v);
-        }
-        f.head("process_build_info", "gauge", "Build info");
-        f.sample(
-            "process_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))],
-            1,
-        );
+    let mut f = Family { out };
+    let threads = gen.process.threads as u64;
+    for (name, kind, help, v) in [
+        ("process_nbthread", "gauge", "Number of started threads (global.nbthread)", threads),
+        ("process_uptime_seconds", "gauge", "How long ago this worker process was started (seconds)", now.saturating_sub(start)),
+        ("process_start_time_seconds", "gauge", "Start time in seconds", start),
+        ("process_max_connections", "gauge", "Hard limit on the number of per-process connections (configured or imposed by Ulimit-n)", u64::from(gen.maxconn)),
+        ("process_current_connections", "gauge", "Current number of connections on this worker process", u64::from(gen.process.conns.load(Ordering::Relaxed))),
+        ("process_connections_total", "counter", "Total number of connections on this worker process since started", cum),
+    ] {
+        f.head(name, kind, help);
+        f.sample(name, &[], v);
     }
-    let fes: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.kind == Some(RowKind::Frontend))
-        .collect();
-    let bes: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.kind == Some(RowKind::Backend))
-        .collect();
-    let svs: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.kind == Some(RowKind::Server))
-        .collect();
-    family(&mut out, "frontend", &fes, FRONTEND);
-    if !fes.is_empty() {
-        let mut f = Family { out: &mut out };
-        f.head(
-            "frontend_status",
-            "gauge",
-            "Current status of the service, per state label value.",
-        );
-        for r in &fes {
-            f.sample(
-                "frontend_status",
-                &[("proxy", &r.pxname), ("state", "DOWN")],
-                0,
-            );
-            f.sample(
-                "frontend_status",
-                &[("proxy", &r.pxname), ("state", "UP")],
-                1,
-            );
-        }
+    f.head("process_build_info", "gauge", "Build info");
+    f.sample(
+        "process_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+}
+
+/// `haproxy_frontend_status` / `haproxy_backend_status`: DOWN and UP per proxy.
+fn proxy_status(out: &mut String, what: &str, rows: &[&Row], up: impl Fn(&Row) -> bool) {
+    if rows.is_empty() {
+        return;
     }
-    family(&mut out, "backend", &bes, BACKEND_AND_SERVER);
-    family(&mut out, "backend", &bes, BACKEND_ONLY);
-    if !bes.is_empty() {
-        let mut f = Family { out: &mut out };
-        f.head(
-            "backend_status",
-            "gauge",
-            "Current status of the service, per state label value.",
-        );
-        for r in &bes {
-            let up = u64::from(r.status == "UP");
-            f.sample(
-                "backend_status",
-                &[("proxy", &r.pxname), ("state", "DOWN")],
-                1 - up,
-            );
-            f.sample(
-                "backend_status",
-                &[("proxy", &r.pxname), ("state", "UP")],
-                up,
-            );
+    let name = format!("{what}_status");
+    let mut f = Family { out };
+    f.head(
+        &name,
+        "gauge",
+        "Current status of the service, per state label value.",
+    );
+    for r in rows {
+        let up = u64::from(up(r));
+        f.sample(&name, &[("proxy", &r.pxname), ("state", "DOWN")], 1 - up);
+        f.sample(&name, &[("proxy", &r.pxname), ("state", "UP")], up);
+    }
+}
+
+/// `haproxy_server_status`, per state label value.
+fn server_status(out: &mut String, svs: &[&Row]) {
+    if svs.is_empty() {
+        return;
+    }
+    let mut f = Family { out };
+    f.head(
+        "server_status",
+        "gauge",
+        "Current status of the service, per state label value.",
+    );
+    for r in svs {
+        // "no check" and "UP 1/3" are UP; "DOWN 1/2" is DOWN; both maintenances are MAINT.
+        let state = match r.status.as_str() {
+            s if s.starts_with("MAINT") => "MAINT",
+            "DRAIN" | "DRAIN (agent)" => "DRAIN",
+            "NOLB" => "NOLB",
+            s if s.starts_with("DOWN") => "DOWN",
+            _ => "UP",
+        };
+        for s in SERVER_STATES {
+            let lab = [
+                ("proxy", r.pxname.as_str()),
+                ("server", r.svname.as_str()),
+                ("state", s),
+            ];
+            f.sample("server_status", &lab, u64::from(s == state));
         }
     }
-    family(&mut out, "server", &svs, BACKEND_AND_SERVER);
-    family(&mut out, "server", &svs, SERVER_ONLY);
-    if !svs.is_empty() {
-        let mut f = Family { out: &mut out };
-        f.head(
-            "server_status",
-            "gauge",
-            "Current status of the service, per state label value.",
-        );
-        for r in &svs {
-            // "no check" and "UP 1/3" are UP; "DOWN 1/2" is DOWN.
-            let state = match r.status.as_str() {
-                "MAINT" => "MAINT",
-                "DRAIN" | "DRAIN (agent)" => "DRAIN",
-                "NOLB" => "NOLB",
-                s if s.starts_with("DOWN") => "DOWN",
-                _ => "UP",
-            };
-            for s in SERVER_STATES {
-                let lab = [
-                    ("proxy", r.pxname.as_str()),
-                    ("server", r.svname.as_str()),
-                    ("state", s),
-                ];
-                f.sample("server_status", &lab, u64::from(s == state));
-            }
-        }
-        let checked: Vec<&&Row> = svs.iter().filter(|r| r.checked).collect();
-        if !checked.is_empty() {
-            f.head(
-                "server_check_status",
-                "gauge",
-                "Status of last health check, per state label value.",
-            );
-            for r in &checked {
-                let names = CHECK_STATES.iter().map(|c| c.name());
-                for s in names.chain(["UNKNOWN"]) {
-                    let lab = [
-                        ("proxy", r.pxname.as_str()),
-                        ("server", r.svname.as_str()),
-                        ("state", s),
-                    ];
-                    f.sample("server_check_status", &lab, u64::from(r.check_status == s));
-                }
-            }
-            f.head(
-                "server_check_duration_seconds",
-                "gauge",
-                "Total duration of the latest server health check, in seconds.",
-            );
-            for r in &checked {
-                let lab = [("proxy", r.pxname.as_str()), ("server", r.svname.as_str())];
-                let ms = r.check_duration.unwrap_or(0);
-                let secs = format!("{}.{:03}", ms / 1000, ms % 1000);
-                f.sample_str("server_check_duration_seconds", &lab, &secs);
-            }
+}
+
+/// `haproxy_server_check_status` and `haproxy_server_check_duration_seconds` of checked
+/// servers.
+fn checks(out: &mut String, svs: &[&Row]) {
+    let checked: Vec<&&Row> = svs.iter().filter(|r| r.checked).collect();
+    if checked.is_empty() {
+        return;
+    }
+    let mut f = Family { out };
+    f.head(
+        "server_check_status",
+        "gauge",
+        "Status of last health check, per state label value.",
+    );
+    for r in &checked {
+        let names = CHECK_STATES.iter().map(|c| c.name());
+        for s in names.chain(["UNKNOWN"]) {
+            let lab = [
+                ("proxy", r.pxname.as_str()),
+                ("server", r.svname.as_str()),
+                ("state", s),
+            ];
+            f.sample("server_check_status", &lab, u64::from(r.check_status == s));
         }
     }
-    out
+    f.head(
+        "server_check_duration_seconds",
+        "gauge",
+        "Total duration of the latest server health check, in seconds.",
+    );
+    for r in &checked {
+        let lab = [("proxy", r.pxname.as_str()), ("server", r.svname.as_str())];
+        let ms = r.check_duration.unwrap_or(0);
+        let secs = format!("{}.{:03}", ms / 1000, ms % 1000);
+        f.sample_str("server_check_duration_seconds", &lab, &secs);
+    }
 }
 
 #[cfg(test)]

@@ -109,11 +109,17 @@ pub fn listener_at(addr: SocketAddr) -> TcpListener {
     s.into()
 }
 
-/// An address where nothing listens: connects get ECONNREFUSED (bind `:0`, then close).
+/// An address where nothing listens: connects get ECONNREFUSED. The port stays bound (without
+/// `listen`) for the life of the test process, so no other socket can take it: neither a
+/// listener of another test nor, through the kernel's choice of a source port, a connect to it,
+/// which on loopback would be a TCP self-connect that succeeds instead of being refused.
 pub fn refusing_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let a = l.local_addr().unwrap();
-    drop(l);
+    static HELD: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    let a = s.local_addr().unwrap().as_socket().unwrap();
+    HELD.lock().unwrap().push(s);
     a
 }
 

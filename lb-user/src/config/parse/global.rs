@@ -38,6 +38,7 @@ pub(super) fn builtin() -> Global {
         ulimit_n: None,
         ca_base: None,
         ssl_server_verify: true,
+        sockmap_backlog: None,
     }
 }
 
@@ -401,9 +402,14 @@ fn stats(p: &mut Parser, line: &Line) {
     p.global_stats(line);
 }
 
-/// `tune.*`: accepted (sizes checked) and not acted on yet.
+/// `tune.*`: accepted (sizes checked) and not acted on yet, but for lb's own
+/// `tune.lb.sockmap-backlog`.
 fn tune(p: &mut Parser, line: &Line) {
     let kw = line.words[0].as_str();
+    if kw == "tune.lb.sockmap-backlog" {
+        sockmap_backlog(p, line);
+        return;
+    }
     if !arity(&mut p.diag, line, 1, 1, usize::MAX) {
         return;
     }
@@ -426,4 +432,24 @@ fn tune(p: &mut Parser, line: &Line) {
         }
     }
     p.not_yet(line, kw, "tuning");
+}
+
+/// The least `tune.lb.sockmap-backlog`: one skb (64 KiB without BIG TCP) must fit in it.
+const MIN_SOCKMAP_BACKLOG: u64 = 64 << 10;
+
+/// `tune.lb.sockmap-backlog SIZE` (lb extension).
+fn sockmap_backlog(p: &mut Parser, line: &Line) {
+    if !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    match parse_size(&line.words[1]) {
+        Ok(n) if n >= MIN_SOCKMAP_BACKLOG => p.global.sockmap_backlog = Some(n),
+        Ok(n) => p.diag.err(
+            &line.loc,
+            format!("'tune.lb.sockmap-backlog': {n} bytes is below the minimum of 64k"),
+        ),
+        Err(e) => p
+            .diag
+            .err(&line.loc, format!("'tune.lb.sockmap-backlog': {e}")),
+    }
 }

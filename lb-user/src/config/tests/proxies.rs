@@ -414,3 +414,14 @@ fn check_addr_may_be_a_host_name() {
 fn err(text: &str) -> String {
     errs(text).to_string()
 }
+
+#[test]
+fn sockmap_backlog_is_a_size_in_bytes() {
+    let c = ok(&format!(
+        "global\n  tune.lb.sockmap-backlog 8m\n{TIMEOUTS}backend be\n"
+    ));
+    assert_eq!(c.global.sockmap_backlog, Some(8 << 20));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = ok(&format!("{TIMEOUTS}backend be\n"));
+    assert_eq!(c.global.sockmap_backlog, None);
+}

@@ -1,38 +1,98 @@
 //! The in-kernel data plane: load the `lb-ebpf` stream-verdict program, insert both sockets of
-//! each established flow into the sockmaps, and from userspace only watch for FIN/RST and idle
-//! time. A direction whose source socket can't enter the map (no longer ESTABLISHED, map full)
-//! is carried by splice(2) instead, so every flow is served.
+//! each established flow into the sockmaps, and from userspace only watch for FIN/RST, idle
+//! time and the program's wakes. A direction whose source socket can't enter the map (no longer
+//! ESTABLISHED, map full) is carried by splice(2) instead, so every flow is served.
 //!
 //! The traps of shared/notes/sockmap.md and where each is handled:
 //! 1. FIN as a zero-length skb: dropped by the program (`lb-ebpf`).
-//! 2. RDHUP before the last data was redirected: [`pass_fin_when_drained`].
+//! 2. RDHUP before the last data was redirected: [`drain::pass_fin_when_drained`].
 //! 3. Data queued before the insert: `SO_RCVLOWAT` after the insert, in [`ThreadMaps::insert`].
 //! 4. Empty redirect slot: `DEST` is filled before `SOCKS`, in [`ThreadMaps::insert`].
 //! 5. Not ESTABLISHED any more: that direction falls back to splice, in [`forward`].
 //! 7. Close detection: an epoll set with `EPOLLRDHUP` only ([`HupWatcher`]), so the data that
 //!    the kernel forwards never wakes this process.
 //! 8. Idle time: the program stamps `last_ns`; [`forward`] reads it.
+//!
+//! # Backpressure: at most `backlog` bytes in flight per direction
+//!
+//! Each step relies on this kernel behaviour (Linux 6.x `net/core/skmsg.c`, `sock_map.c`,
+//! `net/ipv4/tcp_bpf.c`, `tcp.c`):
+//! - *Why redirecting alone is unbounded.* `sk_psock_verdict_data_ready` runs the program from
+//!   `tcp_read_skb`, which unlinks each skb from the receive queue and orphans it
+//!   (`skb_set_owner_sk_safe`) first: a redirected skb is charged to no receive buffer, so the
+//!   source's window stays open. `sk_psock_skb_redirect` appends it to the peer's psock queue
+//!   (`ingress_skb`) without a limit, and `sk_psock_backlog` sends from it only while
+//!   `sock_writeable(peer)`. So userspace bounds it: the program redirects an skb only while
+//!   `PEER.bytes + len <= CREDIT.limit`, and userspace sets `limit` to what was redirected plus
+//!   `backlog` at a moment when the peer had taken every byte (`tcpi_bytes_acked + SIOCOUTQ`
+//!   of the peer, less its value at the insert, `>= bytes + drained`). The peer's `bytes_acked +
+//!   SIOCOUTQ` only grows, so from then on the psock queue holds at most `backlog`.
+//! - *Pausing.* Past the limit the program returns `SK_PASS`: `sk_psock_verdict_apply` queues
+//!   the skb on the source's own `ingress_msg` with `skb_set_owner_r`, charging it to the
+//!   source's receive memory, so TCP's window closes (`tcp_space`) as it does for a proxy that
+//!   doesn't read. **Known gap:** if the source's psock still queues skbs redirected *to* it
+//!   (its own receiver doesn't read either), `sk_psock_verdict_apply` puts the passed skb
+//!   behind them in `ingress_skb` instead, where it is charged to nothing until they are sent:
+//!   the window then stays open. A client that pushes and never reads, at a backend that echoes,
+//!   can so fill memory as before (seen once on a loaded machine; 10–15 MiB held in most runs).
+//!   Bounding it needs the program to know the reverse direction's backlog; not done yet.
+//! - *Order.* Once one skb of a direction was passed, the program passes every later one too
+//!   until userspace has sent every passed byte on (`CREDIT.drained == PEER.passed`), so a
+//!   redirected skb never overtakes a passed one. Userspace writes passed bytes to the peer only
+//!   when the peer has taken every redirected byte (above), so they never overtake those either.
+//! - *Reading passed bytes.* A socket in a map with a verdict program reads with
+//!   `tcp_bpf_recvmsg_parser`, which serves `ingress_msg`; splice(2) (`tcp_splice_read`) reads
+//!   the receive queue itself and would not see them, so [`drain`] copies through a 256 KiB
+//!   buffer (only while paused). It returns 0 once the FIN is in (`SOCK_DONE`) even while passed
+//!   skbs still wait in `ingress_skb`: 0 is not an end here, the byte counts are.
+//! - *The resume handshake.* The program runs under the source's socket lock (softirq holds its
+//!   spinlock, backlog processing owns it), and `tcp_bpf_recvmsg_parser` takes `lock_sock`. So
+//!   userspace writes `CREDIT`, then calls `recv`: every program run that read the old credit
+//!   has finished and counted its bytes in `passed` by then, and every later run reads the new
+//!   one. If `passed == drained` after that, userspace is done; an skb the new credit can't take
+//!   is passed and wakes it again (the program wakes on a pass whenever userspace had caught up).
+//! - *Wakes.* `sk_psock_verdict_data_ready` signals the socket's waiters after every batch,
+//!   redirected or not, so `EPOLLIN` would wake lb for every skb; the program writes a record
+//!   to the `WAKES` ring instead, only on those passes, and one thread routes it by map slot to
+//!   the thread owning the flow ([`watch`]).
+//! - *Two maps.* A userspace update of a `BPF_MAP_TYPE_HASH` value links a new element and frees
+//!   the old (`htab_map_update_elem`), so counts the program adds to the old one meanwhile would
+//!   be lost: `PEER` is written by the program only, `CREDIT` by userspace only.
+//!
+//! The bound: a direction whose receiver stops reading holds at most `backlog` in the peer's
+//! psock queue, 256 KiB in lb's drain buffer, what the source's receive buffer admits
+//! (`SO_RCVBUF`) and what the peer's send buffer admits (`SO_SNDBUF`), as splice holds its
+//! 1 MiB pipe and the same two buffers.
+
+mod drain;
+mod watch;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap as StdHashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use aya::maps::{HashMap, Map, MapData, SockMap};
+use aya::maps::{Array, HashMap, Map, MapData, RingBuf, SockMap};
 use aya::programs::SkSkb;
 use aya::Ebpf;
-use lb_common::{PeerInfo, DEST_MAP, MAX_SOCKETS, PEER_MAP, SOCKS_MAP};
+use lb_common::{
+    Credit, PeerInfo, CREDIT_MAP, DEFAULT_BACKLOG, DEST_MAP, MAX_SOCKETS, PEER_MAP, SOCKS_MAP,
+    WAKE_LOST_MAP, WAKE_MAP,
+};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::Notify;
 
 use super::splice::{pump, Spliced};
 use super::{
     drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowEnd, FlowReport, FlowTimeouts,
     KillSwitch,
 };
+use drain::{drain_passed, pass_fin_when_drained, KernelDir};
+#[cfg(test)]
+pub(crate) use drain::{drained_total, DRAIN_CHUNK};
+pub use watch::HupWatcher;
+use watch::{Registration, WOKEN};
 
 /// Environment switch for tests: `LB_TEST_FORCE_BPF_FAIL=1` makes [`load`] fail as it would on
 /// a kernel or account without BPF, so the `auto` fallback can be tested on a machine with BPF.
@@ -51,11 +111,38 @@ pub enum LoadError {
     Map(#[from] aya::maps::MapError),
     #[error("BPF object has no map or program named '{0}'")]
     Missing(&'static str),
+    #[error("sockmap wake thread: {0}")]
+    Dispatcher(io::Error),
 }
 
-/// Kernel ids of `SOCKS`, `DEST`, `PEER`: what a thread needs to open its own handles.
+/// Kernel ids of `SOCKS`, `DEST`, `PEER`, `CREDIT`, and the backlog bound: what a thread needs
+/// to open its own handles.
 #[derive(Clone, Copy, Debug)]
-pub struct MapIds([u32; 3]);
+pub struct MapIds {
+    ids: [u32; 4],
+    backlog: u64,
+}
+
+impl MapIds {
+    /// The same maps with another bound on what one direction may have in flight in the kernel
+    /// (`tune.lb.sockmap-backlog`, bytes; at least 64 KiB, the largest skb the program sees).
+    #[must_use]
+    pub fn with_backlog(self, bytes: u64) -> Self {
+        Self {
+            backlog: bytes.max(MIN_BACKLOG),
+            ..self
+        }
+    }
+
+    /// The backlog bound the threads will use, in bytes.
+    pub fn backlog(&self) -> u64 {
+        self.backlog
+    }
+}
+
+/// The least backlog bound: one skb (at most 64 KiB on a device without BIG TCP) must fit,
+/// or a direction would pass every skb and run through userspace.
+pub const MIN_BACKLOG: u64 = 64 << 10;
 
 /// The loaded program and maps. Keep it alive for the life of the process: dropping it detaches
 /// the program, and the kernel then stops forwarding.
@@ -100,11 +187,23 @@ pub fn load() -> Result<Loaded, LoadError> {
     let id = |name: &'static str, ebpf: &Ebpf| -> Result<u32, LoadError> {
         map_id(ebpf.map(name).ok_or(LoadError::Missing(name))?)
     };
-    let ids = MapIds([
-        id(SOCKS_MAP, &ebpf)?,
-        id(DEST_MAP, &ebpf)?,
-        id(PEER_MAP, &ebpf)?,
-    ]);
+    let ids = MapIds {
+        ids: [
+            id(SOCKS_MAP, &ebpf)?,
+            id(DEST_MAP, &ebpf)?,
+            id(PEER_MAP, &ebpf)?,
+            id(CREDIT_MAP, &ebpf)?,
+        ],
+        backlog: DEFAULT_BACKLOG,
+    };
+    let wakes = RingBuf::try_from(
+        ebpf.take_map(WAKE_MAP)
+            .ok_or(LoadError::Missing(WAKE_MAP))?,
+    )?;
+    let lost = Array::try_from(
+        ebpf.take_map(WAKE_LOST_MAP)
+            .ok_or(LoadError::Missing(WAKE_LOST_MAP))?,
+    )?;
     let socks = SockMap::try_from(
         ebpf.take_map(SOCKS_MAP)
             .ok_or(LoadError::Missing(SOCKS_MAP))?,
@@ -115,6 +214,7 @@ pub fn load() -> Result<Loaded, LoadError> {
         .try_into()?;
     prog.load()?;
     prog.attach(socks.fd())?;
+    watch::spawn_dispatcher(wakes, lost).map_err(LoadError::Dispatcher)?;
     Ok(Loaded {
         _ebpf: ebpf,
         _socks: socks,
@@ -130,10 +230,13 @@ pub struct ThreadMaps {
     socks: RefCell<SockMap<MapData>>,
     dest: RefCell<SockMap<MapData>>,
     peer: RefCell<HashMap<MapData, u64, PeerInfo>>,
+    credit: RefCell<HashMap<MapData, u64, Credit>>,
     slots: RefCell<Slots>,
     watcher: Rc<HupWatcher>,
     /// How long a flow runs on splice before it is moved into the maps (see [`forward`]).
     hand_over_after: Duration,
+    /// Bytes one direction may have redirected and not yet seen its peer take.
+    backlog: u64,
 }
 
 /// A thread's range of map slots: never-used ones from `next`, returned ones on `free`.
@@ -198,22 +301,26 @@ impl ThreadMaps {
         hand_over_after: Duration,
     ) -> io::Result<Rc<Self>> {
         let open = |id: u32| MapData::from_id(id).map_err(io::Error::other);
-        let socks = SockMap::try_from(Map::SockMap(open(ids.0[0])?)).map_err(io::Error::other)?;
-        let dest = SockMap::try_from(Map::SockMap(open(ids.0[1])?)).map_err(io::Error::other)?;
-        let peer = HashMap::try_from(Map::HashMap(open(ids.0[2])?)).map_err(io::Error::other)?;
+        let [socks, dest, peer, credit] = ids.ids;
+        let socks = SockMap::try_from(Map::SockMap(open(socks)?)).map_err(io::Error::other)?;
+        let dest = SockMap::try_from(Map::SockMap(open(dest)?)).map_err(io::Error::other)?;
+        let peer = HashMap::try_from(Map::HashMap(open(peer)?)).map_err(io::Error::other)?;
+        let credit = HashMap::try_from(Map::HashMap(open(credit)?)).map_err(io::Error::other)?;
         let per = MAX_SOCKETS / threads.max(1) as u32;
         let start = per * thread as u32;
         Ok(Rc::new(Self {
             socks: RefCell::new(socks),
             dest: RefCell::new(dest),
             peer: RefCell::new(peer),
+            credit: RefCell::new(credit),
             slots: RefCell::new(Slots {
                 next: start,
                 end: start + per,
                 free: Vec::new(),
             }),
-            watcher: HupWatcher::new()?,
+            watcher: HupWatcher::new(start, start + per)?,
             hand_over_after,
+            backlog: ids.backlog,
         }))
     }
 
@@ -281,19 +388,25 @@ impl ThreadMaps {
             (c, s)
         };
         hook(InsertStep::Dest);
-        // 2. Where each socket's data goes.
+        // 2. Where each socket's data goes, and how much of it may be in flight.
         {
             let mut peer = self.peer.borrow_mut();
+            let mut credit = self.credit.borrow_mut();
             let entry = |slot| PeerInfo {
                 peer_slot: slot,
+                limit: self.backlog,
                 ..PeerInfo::default()
             };
-            if server_dest && peer.insert(client_cookie, entry(server_slot), 0).is_ok() {
-                ins.up_kernel = true;
-            }
-            if client_dest && peer.insert(server_cookie, entry(client_slot), 0).is_ok() {
-                ins.down_kernel = true;
-            }
+            let allowed = Credit {
+                limit: self.backlog,
+                drained: 0,
+            };
+            let mut add = |cookie, slot| {
+                credit.insert(cookie, allowed, 0).is_ok()
+                    && peer.insert(cookie, entry(slot), 0).is_ok()
+            };
+            ins.up_kernel = server_dest && add(client_cookie, server_slot);
+            ins.down_kernel = client_dest && add(server_cookie, client_slot);
         }
         hook(InsertStep::Peer);
         // 3. Sources last: from here on the program sees their data.
@@ -356,29 +469,40 @@ impl ThreadMaps {
             let _ = dest.clear_index(&ins.client_slot);
             let _ = dest.clear_index(&ins.server_slot);
         }
-        {
-            let mut peer = self.peer.borrow_mut();
-            let _ = peer.remove(&ins.client_cookie);
-            let _ = peer.remove(&ins.server_cookie);
-        }
+        self.remove_entries(ins);
         self.release_slots(ins.client_slot, ins.server_slot);
     }
 
-    /// Ends a flow whose sockets were just closed. Closing a socket takes it out of every
-    /// sockmap in the kernel (`sock_map_close`), so only the `PEER` entries are deleted here:
-    /// 2 map syscalls instead of 6 per flow. Slots are free once the sockets are gone.
-    fn remove_closed(&self, ins: &Inserted) {
-        {
-            let mut peer = self.peer.borrow_mut();
-            let _ = peer.remove(&ins.client_cookie);
-            let _ = peer.remove(&ins.server_cookie);
+    /// Deletes a flow's `PEER` and `CREDIT` entries.
+    fn remove_entries(&self, ins: &Inserted) {
+        let mut peer = self.peer.borrow_mut();
+        let mut credit = self.credit.borrow_mut();
+        for cookie in [&ins.client_cookie, &ins.server_cookie] {
+            let _ = peer.remove(cookie);
+            let _ = credit.remove(cookie);
         }
+    }
+
+    /// Ends a flow whose sockets were just closed. Closing a socket takes it out of every
+    /// sockmap in the kernel (`sock_map_close`), so only the `PEER` and `CREDIT` entries are
+    /// deleted here: 4 map syscalls instead of 8 per flow. Slots are free once the sockets are
+    /// gone.
+    fn remove_closed(&self, ins: &Inserted) {
+        self.remove_entries(ins);
         self.release_slots(ins.client_slot, ins.server_slot);
     }
 
     /// What the program recorded for a source socket.
     fn peer_info(&self, cookie: u64) -> Option<PeerInfo> {
         self.peer.borrow().get(&cookie, 0).ok()
+    }
+
+    /// Tells the program how far a source may be redirected and what of its passed bytes was
+    /// sent on. The update replaces the whole value: the program sees the old or the new one.
+    fn set_credit(&self, cookie: u64, credit: Credit) {
+        if let Err(e) = self.credit.borrow_mut().insert(cookie, credit, 0) {
+            log::debug!("sockmap credit update failed: {e}");
+        }
     }
 }
 
@@ -400,215 +524,25 @@ fn instant_of(ns: u64) -> Instant {
     now.checked_sub(Duration::from_nanos(age)).unwrap_or(now)
 }
 
-/// A per-thread epoll set that reports FIN (`EPOLLRDHUP`), RST and errors of the sockets in the
-/// maps, and nothing else: data arrivals (which the kernel forwards itself) never wake it.
-pub struct HupWatcher {
-    epoll: AsyncFd<OwnedFd>,
-    waiters: RefCell<StdHashMap<u64, Rc<Waiter>>>,
-    next_token: Cell<u64>,
-}
-
-#[derive(Default)]
-struct Waiter {
-    notify: Notify,
-    events: Cell<u32>,
-}
-
-/// A socket's registration in the [`HupWatcher`]; deregisters on drop.
-struct Registration {
-    watcher: Rc<HupWatcher>,
-    token: u64,
-    fd: RawFd,
-    waiter: Rc<Waiter>,
-}
-
-impl HupWatcher {
-    fn new() -> io::Result<Rc<Self>> {
-        // SAFETY: plain syscall; the returned fd is owned by us.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+/// One direction carried by the kernel: wait for the source's FIN or RST, move on what the
+/// program passes whenever it wakes us, and finish with the FIN.
+async fn kernel_dir(d: &KernelDir<'_>, reg: &Registration, done: &Cell<bool>) -> DirEnd {
+    let ev = loop {
+        let ev = reg.event().await;
+        if ev & !WOKEN != 0 {
+            break ev;
         }
-        // SAFETY: fd was just created.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Rc::new(Self {
-            epoll: super::async_fd(fd)?,
-            waiters: RefCell::new(StdHashMap::new()),
-            next_token: Cell::new(1),
-        }))
-    }
-
-    fn register(self: &Rc<Self>, fd: BorrowedFd<'_>) -> io::Result<Registration> {
-        let token = self.next_token.get();
-        self.next_token.set(token + 1);
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: token,
-        };
-        // SAFETY: epoll_ctl reads `ev`; both fds are open.
-        let rc = unsafe {
-            libc::epoll_ctl(
-                self.epoll.get_ref().as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                &raw mut ev,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
+        // Boxed: its state (a timer, a buffer) is needed only while paused; unboxed it would
+        // sit in every idle flow's future.
+        if let Err(end) = Box::pin(drain_passed(d)).await {
+            return end;
         }
-        let waiter = Rc::new(Waiter::default());
-        self.waiters.borrow_mut().insert(token, waiter.clone());
-        Ok(Registration {
-            watcher: self.clone(),
-            token,
-            fd: fd.as_raw_fd(),
-            waiter,
-        })
-    }
-
-    /// Dispatches epoll events to the waiting flows. Spawn once per thread; runs forever.
-    pub async fn run(self: Rc<Self>) {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-        loop {
-            let Ok(mut guard) = self.epoll.readable().await else {
-                return;
-            };
-            loop {
-                // SAFETY: `events` has room for `len` entries; timeout 0 never blocks.
-                let n = unsafe {
-                    libc::epoll_wait(
-                        self.epoll.get_ref().as_raw_fd(),
-                        events.as_mut_ptr(),
-                        events.len() as i32,
-                        0,
-                    )
-                };
-                if n <= 0 {
-                    break;
-                }
-                let waiters = self.waiters.borrow();
-                for ev in &events[..n as usize] {
-                    let (token, bits) = (ev.u64, ev.events);
-                    if let Some(w) = waiters.get(&token) {
-                        w.events.set(w.events.get() | bits);
-                        w.notify.notify_one();
-                    }
-                }
-            }
-            guard.clear_ready();
-        }
-    }
-}
-
-impl Registration {
-    /// Waits until the socket has reported a FIN, RST or error.
-    async fn closed(&self) -> u32 {
-        loop {
-            let ev = self.waiter.events.get();
-            if ev != 0 {
-                return ev;
-            }
-            self.waiter.notify.notified().await;
-        }
-    }
-}
-
-impl Registration {
-    /// The socket is about to be closed, which takes it out of the epoll set: drop only the
-    /// waiter (saves an `epoll_ctl` per socket).
-    fn closing(mut self) {
-        self.fd = -1;
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        if self.fd >= 0 {
-            // SAFETY: removing our own registration of an fd that is still open.
-            unsafe {
-                libc::epoll_ctl(
-                    self.watcher.epoll.get_ref().as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    self.fd,
-                    std::ptr::null_mut(),
-                );
-            }
-        }
-        self.watcher.waiters.borrow_mut().remove(&self.token);
-    }
-}
-
-/// True when a socket has an error or was reset (`SO_ERROR`, or a state that can only follow a
-/// reset when we have not shut it down ourselves).
-fn errored(fd: BorrowedFd<'_>) -> bool {
-    sockopt::take_error(fd).is_some()
-}
-
-/// Trap 2: after `src`'s FIN, wait until the program has redirected every byte that arrived
-/// before it and `dst` has taken them all, then pass the FIN on with `shutdown(dst, SHUT_WR)`.
-async fn pass_fin_when_drained(
-    maps: &ThreadMaps,
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    src_cookie: u64,
-    src_read: u64,
-    dst_base: u64,
-) -> DirEnd {
-    let mut pause = Duration::from_micros(20);
-    let mut first = true;
-    loop {
-        // The caller checked `src` just before; a failed shutdown reports `dst`. Errors matter
-        // only while we wait.
-        if !first {
-            if errored(src) {
-                return DirEnd::SrcReset;
-            }
-            if errored(dst) {
-                return DirEnd::DstReset;
-            }
-        }
-        first = false;
-        let redirected = maps.peer_info(src_cookie).map_or(0, |p| p.bytes);
-        let (Ok(s), Ok(d), Ok(queued)) = (
-            sockopt::tcp_counters(src),
-            sockopt::tcp_counters(dst),
-            sockopt::outq(dst),
-        ) else {
-            return DirEnd::Local;
-        };
-        // bytes_received counts the FIN as one byte, and the bytes the splice phase read.
-        let taken = (d.bytes_acked + queued).saturating_sub(dst_base);
-        if src_read + redirected + 1 >= s.bytes_received && taken >= redirected {
-            return match sockopt::shutdown_write(dst) {
-                Ok(()) => DirEnd::Fin,
-                Err(_) => DirEnd::DstReset,
-            };
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(5));
-    }
-}
-
-/// One direction carried by the kernel: wait for the source's FIN or RST, then finish it.
-async fn kernel_dir(
-    maps: &ThreadMaps,
-    reg: &Registration,
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    (src_cookie, src_read, dst_base): (u64, u64, u64),
-    done: &Cell<bool>,
-) -> DirEnd {
-    let ev = reg.closed().await;
-    if ev & libc::EPOLLERR as u32 != 0 || errored(src) {
+    };
+    if ev & libc::EPOLLERR as u32 != 0 || sockopt::take_error(d.src).is_some() {
         return DirEnd::SrcReset;
     }
-    // Boxed: its state (a timer among it) is needed only after the FIN; unboxed it would
-    // sit in every idle flow's future.
-    let end = Box::pin(pass_fin_when_drained(
-        maps, src, dst, src_cookie, src_read, dst_base,
-    ))
-    .await;
+    // Boxed, as above.
+    let end = Box::pin(pass_fin_when_drained(d)).await;
     if end == DirEnd::Fin {
         done.set(true);
     }
@@ -679,7 +613,7 @@ pub async fn forward_with_hook(
 
 /// The kernel phase of a flow. `(since, read)`: its last activity so far, and the bytes read
 /// from the client and from the server before (by a splice phase).
-async fn in_kernel(
+pub(super) async fn in_kernel(
     maps: &Rc<ThreadMaps>,
     client: OwnedFd,
     server: OwnedFd,
@@ -707,9 +641,33 @@ async fn in_kernel(
     };
     // SAFETY: `fds` owns both sockets and outlives every use of these borrowed fds below.
     let (cfd, sfd) = unsafe { (BorrowedFd::borrow_raw(cfd), BorrowedFd::borrow_raw(sfd)) };
-    let (Ok(creg), Ok(sreg)) = (maps.watcher.register(cfd), maps.watcher.register(sfd)) else {
+    let (Ok(creg), Ok(sreg)) = (
+        maps.watcher.register(cfd, ins.client_cookie),
+        maps.watcher.register(sfd, ins.server_cookie),
+    ) else {
         maps.remove(&ins);
         return FlowReport::local_error();
+    };
+    // Passed bytes userspace sent on, client -> server and server -> client.
+    let drained_in = Cell::new(0u64);
+    let drained_out = Cell::new(0u64);
+    let up_dir = KernelDir {
+        maps,
+        src: cfd,
+        dst: sfd,
+        src_cookie: ins.client_cookie,
+        src_read: ins.client_read,
+        dst_base: ins.server_base,
+        drained: &drained_in,
+    };
+    let down_dir = KernelDir {
+        maps,
+        src: sfd,
+        dst: cfd,
+        src_cookie: ins.server_cookie,
+        src_read: ins.server_read,
+        dst_base: ins.client_base,
+        drained: &drained_out,
     };
 
     let started = since;
@@ -725,15 +683,7 @@ async fn in_kernel(
         // the flow's future twice.
         let up = pin!(async {
             if ins.up_kernel {
-                kernel_dir(
-                    maps,
-                    &creg,
-                    cfd,
-                    sfd,
-                    (ins.client_cookie, ins.client_read, ins.server_base),
-                    &client_done,
-                )
-                .await
+                kernel_dir(&up_dir, &creg, &client_done).await
             } else {
                 match &fds {
                     // Boxed: a spliced direction is the rare fallback; its state would otherwise
@@ -747,15 +697,7 @@ async fn in_kernel(
         });
         let down = pin!(async {
             if ins.down_kernel {
-                kernel_dir(
-                    maps,
-                    &sreg,
-                    sfd,
-                    cfd,
-                    (ins.server_cookie, ins.server_read, ins.client_base),
-                    &server_done,
-                )
-                .await
+                kernel_dir(&down_dir, &sreg, &server_done).await
             } else {
                 match &fds {
                     Fds::Async(c, s) => {
@@ -799,16 +741,18 @@ async fn in_kernel(
         }
     };
 
-    let kernel_bytes = |on: bool, cookie| {
+    // Redirected by the program, plus passed and sent on by userspace.
+    let kernel_bytes = |on: bool, cookie, drained: &Cell<u64>| {
         if on {
-            maps.peer_info(cookie).map_or(0, |p| p.bytes)
+            maps.peer_info(cookie).map_or(0, |p| p.bytes) + drained.get()
         } else {
             0
         }
     };
     let report = FlowReport {
-        bytes_in: splice_in.get() + kernel_bytes(ins.up_kernel, ins.client_cookie),
-        bytes_out: splice_out.get() + kernel_bytes(ins.down_kernel, ins.server_cookie),
+        bytes_in: splice_in.get() + kernel_bytes(ins.up_kernel, ins.client_cookie, &drained_in),
+        bytes_out: splice_out.get()
+            + kernel_bytes(ins.down_kernel, ins.server_cookie, &drained_out),
         end,
         spliced_in_kernel: ins.up_kernel || ins.down_kernel,
     };

@@ -3,6 +3,7 @@
 //! runs the same scenarios. The sockmap tests need root and BPF (as on every lb dev and CI
 //! machine); they fail loudly rather than skip.
 
+use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::sockmap::{self, InsertStep, ThreadMaps};
 use super::{FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
+
+mod backpressure;
 
 /// A `#[test]` per plane (modules `sockmap_plane`, `splice_plane`) for each scenario
 /// `fn NAME(plane: Plane)`.
@@ -108,7 +111,21 @@ fn run_flow_killed_after(
     hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
     kill_after: Option<Duration>,
 ) -> std::thread::JoinHandle<FlowReport> {
-    let ids = (plane != Plane::Splice).then(maps_ids);
+    run_flow_full(plane, (client_fd, server_fd), t, hook, kill_after, None)
+}
+
+/// [`run_flow_killed_after`], with the maps' backlog bound set to `backlog` (bytes) when given.
+fn run_flow_full(
+    plane: Plane,
+    (client_fd, server_fd): (OwnedFd, OwnedFd),
+    t: FlowTimeouts,
+    hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
+    kill_after: Option<Duration>,
+    backlog: Option<u64>,
+) -> std::thread::JoinHandle<FlowReport> {
+    let ids = (plane != Plane::Splice)
+        .then(maps_ids)
+        .map(|ids| backlog.map_or(ids, |b| ids.with_backlog(b)));
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -127,18 +144,12 @@ fn run_flow_killed_after(
             match ids {
                 None => super::splice::forward(client_fd, server_fd, t, &kill).await,
                 Some(ids) => {
-                    // Flows of concurrent tests share the maps: give each its own slot range,
-                    // as lb gives each thread its own. 4096 ranges of 64 slots: more than all
-                    // the flows this test process ever runs, so no range is reused while live.
-                    const RANGES: usize = 4096;
-                    static NEXT: AtomicUsize = AtomicUsize::new(0);
-                    let range = NEXT.fetch_add(1, Ordering::Relaxed) % RANGES;
                     let after = if plane == Plane::SockmapHandOver {
                         HAND_OVER_AFTER
                     } else {
                         Duration::ZERO
                     };
-                    let maps: Rc<ThreadMaps> = ThreadMaps::open(ids, range, RANGES, after).unwrap();
+                    let maps = thread_maps(ids, after);
                     tokio::task::spawn_local(maps.watcher().clone().run());
                     match hook {
                         Some(mut hook) => {
@@ -153,6 +164,16 @@ fn run_flow_killed_after(
             }
         })
     })
+}
+
+/// A thread's map handles for one test flow. Flows of concurrent tests share the maps: each
+/// gets its own slot range, as lb gives each thread its own. 4096 ranges of 64 slots: more than
+/// all the flows this test process ever runs, so no range is reused while live.
+fn thread_maps(ids: sockmap::MapIds, after: Duration) -> Rc<ThreadMaps> {
+    const RANGES: usize = 4096;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let range = NEXT.fetch_add(1, Ordering::Relaxed) % RANGES;
+    ThreadMaps::open(ids, range, RANGES, after).unwrap()
 }
 
 fn read_all(s: &mut TcpStream) -> Vec<u8> {
@@ -666,4 +687,114 @@ fn hand_over_into_a_slow_receiver_doubles_nothing() {
         handed_over += usize::from(report.spliced_in_kernel);
     }
     eprintln!("handed over to the maps: {handed_over} of 4 flows");
+}
+
+/// The hand-over rule for a pump whose last read stopped partway into an skb: such a pump must
+/// not be held for a hand-over, because the verdict program gets whole skbs from the socket's
+/// queue and would forward the rest of that skb a second time. Here the backend reads nothing
+/// at first, so lb's pipe fills and the pump's read stops where the pipe is full, inside an
+/// skb, with more queued behind; the stop is requested while the pump waits to write its pipe
+/// out, then the backend reads. The pumps are then handed to the maps where they stopped, as
+/// `sockmap::forward` does: every byte must arrive once.
+#[test]
+fn partly_read_skb_is_not_handed_over() {
+    use super::splice::pump;
+    use super::Stop;
+    use std::os::fd::AsFd;
+    use std::pin::pin;
+    use std::sync::mpsc;
+
+    const TOTAL: usize = 16 << 20;
+    let p = pair();
+    let (mut client, mut backend) = (p.client, p.backend);
+    let (handed_tx, handed_rx) = mpsc::channel::<()>();
+    let writer = {
+        let mut client = client.try_clone().unwrap();
+        std::thread::spawn(move || {
+            client.write_all(&pattern(TOTAL, 31)).unwrap();
+            // Half-closing before the hand-over would keep the flow on splice (trap 5).
+            handed_rx.recv().unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let lb_client = p.client_fd.try_clone().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    let (report, reader) = local.block_on(&rt, async move {
+        let maps = thread_maps(maps_ids(), Duration::ZERO);
+        tokio::task::spawn_local(maps.watcher().clone().run());
+        let c = super::async_fd(p.client_fd).unwrap();
+        let s = super::async_fd(p.server_fd).unwrap();
+        let stop = Stop::default();
+        let (bytes_in, bytes_out) = (Cell::new(0u64), Cell::new(0u64));
+        let last = Cell::new(Instant::now());
+        let (client_done, server_done) = (Cell::new(false), Cell::new(false));
+        let reader;
+        {
+            let mut up = pin!(pump(&c, &s, &bytes_in, &last, &client_done, &stop));
+            let mut down = pin!(pump(&s, &c, &bytes_out, &last, &server_done, &stop));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut run_until = async |done: &dyn Fn() -> bool| {
+                while !done() {
+                    assert!(Instant::now() < deadline, "pumps never stopped");
+                    tokio::select! {
+                        e = &mut up => panic!("client->server pump ended: {e:?}"),
+                        e = &mut down => panic!("server->client pump ended: {e:?}"),
+                        () = tokio::time::sleep(Duration::from_millis(1)) => {}
+                    }
+                }
+            };
+            // 1. The backend reads nothing: lb's pipe fills, its last read stops inside an skb.
+            let filled = Instant::now() + Duration::from_millis(300);
+            run_until(&|| Instant::now() >= filled).await;
+            let queued = backpressure::inq(lb_client.as_fd());
+            assert!(
+                queued > 0 && bytes_in.get() < TOTAL as u64,
+                "precondition: bytes still queued at lb ({queued}) and not all passed on"
+            );
+            // 2. Stop while the pump waits to write its pipe out; then the backend reads.
+            stop.request();
+            reader = std::thread::spawn(move || {
+                let got = read_all(&mut backend);
+                drop(backend);
+                got
+            });
+            run_until(&|| stop.quiet()).await;
+        }
+        // 3. Hand over where the pumps stopped.
+        let kill = KillSwitch::default();
+        let mut hook = |step| {
+            if step == InsertStep::Socks {
+                let _ = handed_tx.send(());
+            }
+        };
+        let read = (bytes_in.get(), bytes_out.get());
+        let report = sockmap::in_kernel(
+            &maps,
+            c.into_inner(),
+            s.into_inner(),
+            FlowTimeouts::default(),
+            &kill,
+            (last.get(), read),
+            &mut hook,
+        )
+        .await;
+        (report, reader)
+    });
+    writer.join().unwrap();
+    let got = reader.join().unwrap();
+    assert!(
+        got.len() == TOTAL && got == pattern(TOTAL, 31),
+        "the backend got {} bytes of {TOTAL}, or wrong ones (bytes forwarded twice?)",
+        got.len()
+    );
+    assert!(read_all(&mut client).is_empty());
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert!(
+        report.spliced_in_kernel,
+        "the flow was handed over to the maps"
+    );
 }
