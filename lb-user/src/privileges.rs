@@ -244,6 +244,8 @@ mod tests {
             node: None,
             description: None,
             ulimit_n: None,
+            ca_base: None,
+            ssl_server_verify: true,
             sockmap_backlog: None,
         }
     }

@@ -5,7 +5,7 @@
 //!
 //! What must hold today, file by file (the table [`EXPECTED`]):
 //! - tier A: `full` (exit 0, nothing ignored or "not supported yet"), except the files that
-//!   wait on another engineer's feature (stick tables) or on a feature not built yet (SRV `server-template`, TLS checks).
+//!   wait on another engineer's feature (stick tables) or on a feature not built yet.
 //!   Those are listed with the reason, and every message lb prints for them must be about
 //!   that feature only: a new gap fails the test.
 //! - tier B: an error, every error line about TLS termination, HTTP-mode proxying or Lua
@@ -32,14 +32,6 @@ const ACL_RULES: &[&str] = &[
 const USE_BACKEND: &[&str] = &["'use_backend'", "has no backend", "'use-server'"];
 const PROXY: &[&str] = &["(PROXY protocol)", "'accept-proxy'", "send-proxy"];
 const STICK: &[&str] = &["'stick-table'", "'stick' is not"];
-const TEMPLATE: &[&str] = &["'server-template'", "'http-check disable-on-404'"];
-const TLS_CHECKS: &[&str] = &[
-    "'check-ssl'",
-    "'ca-base'",
-    "'ssl-server-verify'",
-    "ssl-hello-chk",
-];
-const HTTP_CHECK_SEND: &[&str] = &["'http-check connect'", "'http-check send'"];
 const RELOAD_LOGS: &[&str] = &["'hard-stop-after'", "'log-format'"];
 /// Tier B: what lb refuses on purpose.
 const OUT_OF_SCOPE: &[&str] = &[
@@ -60,10 +52,8 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("02", Kind::Full, &[]),
     ("03", Kind::Full, &[]),
     ("04", Kind::Full, &[]),
-    // server-template with SRV and http-check disable-on-404: not built yet.
-    ("05", Kind::Partial, &[TEMPLATE]),
-    // http-check connect/send uri-lf %[srv_name]: not built yet.
-    ("06", Kind::Partial, &[HTTP_CHECK_SEND]),
+    ("05", Kind::Full, &[]),
+    ("06", Kind::Full, &[]),
     ("07", Kind::Full, &[]),
     ("08", Kind::Error, &[OUT_OF_SCOPE, USE_BACKEND, ACL_RULES]),
     ("09", Kind::Full, &[]),
@@ -72,45 +62,33 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("12", Kind::Full, &[]),
     ("13", Kind::Full, &[]),
     ("14", Kind::Full, &[]),
-    // accept-proxy (PROXY protocol engineer); hard-stop-after and log-format: not built.
-    ("15", Kind::Partial, &[PROXY, RELOAD_LOGS]),
+    // hard-stop-after and log-format: not built.
+    ("15", Kind::Partial, &[RELOAD_LOGS]),
     ("17", Kind::Full, &[]),
     ("18", Kind::Full, &[]),
     ("19", Kind::Full, &[]),
     ("20", Kind::Full, &[]),
-    // SNI routing; ca-base: for TLS health checks, not built yet.
-    ("21", Kind::Partial, &[TLS_CHECKS]),
+    ("21", Kind::Full, &[]),
     ("22", Kind::Full, &[]),
     ("23", Kind::Full, &[]),
     ("24", Kind::Error, &[OUT_OF_SCOPE, PROXY]),
     ("25", Kind::Error, &[OUT_OF_SCOPE]),
     ("26", Kind::Full, &[]),
-    ("27", Kind::Error, &[OUT_OF_SCOPE, TEMPLATE]),
+    ("27", Kind::Error, &[OUT_OF_SCOPE]),
     ("28", Kind::Error, &[OUT_OF_SCOPE]),
     ("29", Kind::Full, &[]),
     ("30", Kind::Full, &[]),
-    ("31", Kind::Error, &[OUT_OF_SCOPE, TLS_CHECKS]),
-    // ca-base: for TLS health checks, not built yet.
-    ("32", Kind::Partial, &[TLS_CHECKS]),
-    // check-ssl verify none: TLS health checks, not built yet.
-    ("33", Kind::Error, &[TLS_CHECKS]),
-    // Session-id stickiness: stick tables, ACLs, use-server; ssl-hello-chk not built yet.
-    (
-        "34",
-        Kind::Partial,
-        &[STICK, ACL_RULES, USE_BACKEND, TLS_CHECKS],
-    ),
+    ("31", Kind::Error, &[OUT_OF_SCOPE]),
+    ("32", Kind::Full, &[]),
+    ("33", Kind::Full, &[]),
+    // Session-id stickiness: stick tables, ACLs, use-server.
+    ("34", Kind::Partial, &[STICK, ACL_RULES, USE_BACKEND]),
     (
         "35",
         Kind::Error,
         &[OUT_OF_SCOPE, PROXY, USE_BACKEND, ACL_RULES],
     ),
-    // ALPN/SNI demultiplexing (rules engineer) and send-proxy-v2 (PROXY protocol).
-    (
-        "36",
-        Kind::Partial,
-        &[ACL_RULES, USE_BACKEND, PROXY, TLS_CHECKS],
-    ),
+    ("36", Kind::Full, &[]),
     ("37", Kind::Full, &[]),
     ("38", Kind::Full, &[]),
     ("39", Kind::Error, &[OUT_OF_SCOPE, ABSENT_FILES, STICK]),

@@ -6,6 +6,7 @@
 //! keywords, `defaults`, cross-checks) -> [`Config`]. Every error is collected, none is fatal on
 //! its own, and nothing panics on any input.
 
+pub mod ca;
 mod lex;
 mod model;
 mod parse;

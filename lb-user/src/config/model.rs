@@ -122,6 +122,11 @@ pub struct Global {
     /// `ulimit-n N`: `RLIMIT_NOFILE` set at start (soft and hard), as HAProxy. `None` = the soft
     /// limit is raised to the hard one.
     pub ulimit_n: Option<u32>,
+    /// `ca-base DIR`: the directory of relative `ca-file` paths. `None` = as written.
+    pub ca_base: Option<PathBuf>,
+    /// `ssl-server-verify none|required`: the default of servers' `verify`. Default `required`
+    /// (true), as HAProxy.
+    pub ssl_server_verify: bool,
     /// `tune.lb.sockmap-backlog SIZE` (an lb extension): the bytes one direction of a flow in
     /// the kernel maps may have forwarded and not yet taken by the receiving socket, past which
     /// lb stops forwarding it in the kernel (see the README's sockmap section). At least 64 KiB.
@@ -548,14 +553,12 @@ pub enum CheckKind {
     Redis,
     /// `option pgsql-check user U`.
     Pgsql { user: String },
-    /// `option httpchk [METH] [URI] [VER]` with `http-check expect`.
-    Http {
-        method: String,
-        uri: String,
-        version: String,
-        /// `http-check expect`; `None` = any 2xx or 3xx status.
-        expect: Option<HttpExpect>,
-    },
+    /// `option httpchk [METH] [URI] [VER]` with `http-check connect|send|expect` and
+    /// `http-check disable-on-404`.
+    Http(Box<HttpCheck>),
+    /// `option ssl-hello-chk`: an `SSLv3` client hello; any TLS record back (handshake or
+    /// alert) passes.
+    SslHello,
     /// `option external-check`: run `external-check command`.
     External,
 }
@@ -572,21 +575,80 @@ pub enum MysqlVersion {
     Post80,
 }
 
+/// `option httpchk` and the `http-check` lines that shape it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// `http-check connect ...`: where and how to connect; `None` = the default connect (the
+    /// server's check address, TLS with `check-ssl`).
+    pub connect: Option<ConnectRule>,
+    /// Method (`option httpchk` or `http-check send meth`). Default `OPTIONS`.
+    pub method: String,
+    /// URI. Default `/`.
+    pub uri: LogFormat,
+    /// HTTP version. Default `HTTP/1.0`.
+    pub version: String,
+    /// `http-check send hdr NAME VALUE`, in order.
+    pub headers: Vec<(String, String)>,
+    /// `http-check send body STR`.
+    pub body: String,
+    /// `http-check expect`; `None` = any 2xx or 3xx status.
+    pub expect: Option<HttpExpect>,
+    /// `http-check disable-on-404`: a 404 from a server that is UP sets it NOLB.
+    pub disable_on_404: bool,
+}
+
+/// A log-format string of a health check (`uri-lf`): text and the sample fetches a check
+/// has (`%[srv_name]`, `%[srv_id]`, `%[be_name]`, `%[be_id]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogFormat(pub Vec<LfPart>);
+
+/// One piece of a check's log-format string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LfPart {
+    Text(String),
+    SrvName,
+    SrvId,
+    BeName,
+    BeId,
+}
+
+impl LogFormat {
+    /// Plain text.
+    #[must_use]
+    pub fn text(s: &str) -> Self {
+        Self(vec![LfPart::Text(s.to_owned())])
+    }
+}
+
+/// `tcp-check connect` / `http-check connect` options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectRule {
+    /// `port N`: else the server's check port.
+    pub port: Option<u16>,
+    /// `addr A`: else the server's check address.
+    pub addr: Option<std::net::IpAddr>,
+    /// `linger`: close gracefully (FIN) instead of with a reset.
+    pub linger: bool,
+    /// `send-proxy`: start with a PROXY header (the server's version, v1 by default), before
+    /// the TLS handshake when there is one.
+    pub send_proxy: bool,
+    /// `ssl`: TLS, with the server's check TLS settings.
+    pub ssl: bool,
+    /// `sni NAME`: over the server's `check-sni`.
+    pub sni: Option<String>,
+    /// `alpn LIST`: over the server's `check-alpn`.
+    pub alpn: Option<Vec<String>>,
+    /// `default`: the server's check settings apply (`check-ssl`, `check-sni`, a PROXY header
+    /// when the server's checks send one, ...).
+    pub default: bool,
+}
+
 /// One `tcp-check` rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TcpCheckRule {
-    /// `tcp-check connect [port N] [addr A] [send-proxy] [default] [linger]`.
-    Connect {
-        port: Option<u16>,
-        addr: Option<std::net::IpAddr>,
-        /// Close gracefully (FIN) instead of with a reset.
-        linger: bool,
-        /// `send-proxy`: start with a PROXY header (the server's version, v1 by default).
-        send_proxy: bool,
-        /// `default`: the server's check settings apply, as for the implicit connect (a
-        /// PROXY header when the server's checks send one).
-        default: bool,
-    },
+    /// `tcp-check connect [port N] [addr A] [send-proxy] [linger] [ssl] [sni S] [alpn A]
+    /// [default]`.
+    Connect(ConnectRule),
     /// `tcp-check send STR` / `send-binary HEX`: the bytes to send.
     Send(Vec<u8>),
     /// `tcp-check expect [min-recv N] [!] TYPE PATTERN`.
@@ -686,6 +748,26 @@ pub struct HealthParams {
     pub on_error: OnError,
     /// `agent-check` and its `agent-*` settings.
     pub agent: AgentParams,
+    /// `check-ssl` and the TLS settings the check uses (`verify`, `ca-file`, `check-sni`...).
+    pub tls: CheckTls,
+}
+
+/// TLS of a server's health check (`check-ssl`), as HAProxy's check connection uses it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckTls {
+    /// `check-ssl`: the check runs over TLS (`no-check-ssl` undoes it).
+    pub enabled: bool,
+    /// `verify required` (the default, from `ssl-server-verify`), or `verify none`. `None`
+    /// until the server line is complete: then the global default is applied.
+    pub verify: Option<bool>,
+    /// `ca-file` (relative paths joined to `ca-base`), or `@system-ca` as the system bundle.
+    pub ca_file: Option<PathBuf>,
+    /// `verifyhost NAME`: the name the certificate must hold when no SNI is sent.
+    pub verifyhost: Option<String>,
+    /// `check-sni NAME`: the SNI sent (and, with `verify required`, the name checked).
+    pub sni: Option<String>,
+    /// `check-alpn LIST`: the protocols offered, in order.
+    pub alpn: Vec<String>,
 }
 
 /// HAProxy's auxiliary agent check (`agent-check`): a TCP connect to an agent that answers one
@@ -722,6 +804,7 @@ impl Default for HealthParams {
             error_limit: 10,
             on_error: OnError::Fastinter,
             agent: AgentParams::default(),
+            tls: CheckTls::default(),
         }
     }
 }
@@ -830,6 +913,10 @@ pub struct Server {
     /// `send-proxy` / `send-proxy-v2` (and their `-ssl` forms, `proxy-v2-options`,
     /// `check-send-proxy`): the PROXY header sent to this server.
     pub proxy: SendProxy,
+    /// Made by a `server-template` line: DNS gives each server of the template its own
+    /// address (or SRV target and port); the ones left without one wait in MAINT
+    /// (resolution).
+    pub template: bool,
 }
 
 /// A PROXY protocol version.

@@ -6,6 +6,12 @@
 //! first and the other one whenever the first gives no usable answer (any error, no record,
 //! no answer at all): a name is never held in maintenance because one family failed.
 //!
+//! `server-template` servers share one resolution and one answer is spread over them: each
+//! keeps its address while the answer still has it, the others take the addresses nobody
+//! has, and those left without one wait in `MAINT (resolution)` ("No IP for server"). A name
+//! starting with `_` is an SRV name: its records give each server a target and a port, the
+//! target's address coming from the answer's additional section, else from an A/AAAA query.
+//!
 //! Why our own client rather than a crate: what is needed is one question per packet, the ID,
 //! source and question checks, RCODE and the TC bit, which is about 200 lines with tests; a
 //! full DNS library (e.g. `hickory-proto`) would bring its own runtime assumptions and many
@@ -77,6 +83,8 @@ impl Failure {
 struct Member {
     backend: usize,
     server: usize,
+    /// Made by a `server-template`: gets an address of its own.
+    template: bool,
 }
 
 /// One hostname of one resolvers section, and the servers that use it.
@@ -106,7 +114,8 @@ fn resolv_conf(text: &str) -> Vec<(String, SocketAddr)> {
 /// once; the work runs on a thread named `lb-dns`.
 pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
     let config = &gen.config;
-    let mut by_name: BTreeMap<(String, String), Resolution> = BTreeMap::new();
+    // Template servers spread one answer within their backend: their own resolution there.
+    let mut by_name: BTreeMap<(String, String, Option<usize>), Resolution> = BTreeMap::new();
     for (bi, be) in config.backends.iter().enumerate() {
         for (si, srv) in be.servers.iter().enumerate() {
             let (Some(rname), Some(fqdn)) = (&srv.resolvers, &srv.fqdn) else {
@@ -115,7 +124,11 @@ pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
             let Some(section) = config.global.resolvers.iter().find(|r| &r.name == rname) else {
                 continue; // the config checked it exists
             };
-            let key = (rname.clone(), fqdn.to_ascii_lowercase());
+            let key = (
+                rname.clone(),
+                fqdn.to_ascii_lowercase(),
+                srv.template.then_some(bi),
+            );
             if !by_name.contains_key(&key) {
                 let mut nameservers = section.nameservers.clone();
                 if section.parse_resolv_conf {
@@ -140,6 +153,7 @@ pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
                 r.members.push(Member {
                     backend: bi,
                     server: si,
+                    template: srv.template,
                 });
             }
         }
@@ -170,8 +184,16 @@ pub struct Resolving {
 async fn follow(r: Resolution) {
     // The address in use at start came from the system resolver at load time: valid now.
     let mut last_valid = Instant::now();
+    let srv = r.name.starts_with('_');
     loop {
-        let wait = match resolve(&r).await {
+        let answer = if srv {
+            resolve_srv(&r).await
+        } else {
+            resolve(&r, &r.name)
+                .await
+                .map(|(ips, ns)| (ips.into_iter().map(|ip| (ip, None)).collect(), ns))
+        };
+        let wait = match answer {
             Ok((addrs, ns)) => {
                 last_valid = Instant::now();
                 apply(&r, &addrs, &ns);
@@ -194,25 +216,56 @@ async fn follow(r: Resolution) {
     }
 }
 
-/// A valid answer: servers whose address is not in it move to its first address (HAProxy's
+/// An address a DNS answer offers: an IP, with a port when an SRV record gave it.
+type Offer = (IpAddr, Option<u16>);
+
+/// A valid answer: servers whose address is not in it move to another one (HAProxy's
 /// choice: the address in use if the answer still has it), servers in `MAINT (resolution)`
-/// come back. One change per server, through the state writer.
-fn apply(r: &Resolution, addrs: &[IpAddr], ns: &str) {
+/// come back; servers of a template each get an address of their own or, when the answer
+/// has too few, `MAINT (resolution)`. One change per server, through the state writer.
+fn apply(r: &Resolution, offers: &[Offer], ns: &str) {
     let Some(gen) = &r.gen else {
         return;
     };
+    // What each member has now: its address and port, `None` in MAINT (resolution).
+    let current: Vec<Option<Offer>> = r
+        .members
+        .iter()
+        .map(|m| {
+            let snap = gen.backends[m.backend].snapshot();
+            let e = snap.servers.get(m.server)?;
+            let a = e.state.addr;
+            (!e.state.resolution_maint).then_some((a.ip(), Some(a.port())))
+        })
+        .collect();
+    let has = |o: &Offer, c: &Offer| o.0 == c.0 && o.1.is_none_or(|p| Some(p) == c.1);
+    let templated: Vec<usize> = (0..r.members.len())
+        .filter(|i| r.members[*i].template)
+        .collect();
+    let cur: Vec<Option<Offer>> = templated
+        .iter()
+        .map(|i| current[*i].filter(|c| offers.iter().any(|o| has(o, c))))
+        .collect();
+    let spread = spread(&cur, offers, |o, c| has(o, c));
     for (i, m) in r.members.iter().enumerate() {
-        let snap = gen.backends[m.backend].snapshot();
-        let Some(entry) = snap.servers.get(m.server) else {
-            continue;
+        let got = if m.template {
+            let k = templated.iter().position(|t| *t == i).unwrap_or(0);
+            spread.get(k).copied().flatten()
+        } else {
+            let cur_ip = current[i].map(|c| c.0);
+            let nets = &gen.config.backends[m.backend].servers[m.server].resolve_net;
+            let ips: Vec<IpAddr> = offers.iter().map(|o| o.0).collect();
+            Some(pick(&ips, cur_ip, nets)).map(|ip| {
+                let port = offers.iter().find(|o| o.0 == ip).and_then(|o| o.1);
+                (ip, port)
+            })
         };
-        let (current, in_maint) = (entry.state.addr.ip(), entry.state.resolution_maint);
-        drop(snap);
-        if addrs.contains(&current) && !in_maint {
-            continue;
-        }
-        let nets = &gen.config.backends[m.backend].servers[m.server].resolve_net;
-        let ip = pick(addrs, current, nets);
+        let change = match (got, current[i]) {
+            (Some(o), Some(c)) if has(&o, &c) => continue,
+            (Some((ip, port)), _) => Change::Resolved(ip, port),
+            (None, None) => continue,
+            (None, Some(_)) => Change::Resolution(Some(Failure::NoIp.cause())),
+        };
         // HAProxy names the nameserver for the resolution's first server and "DNS cache" for
         // the others that share the answer.
         let by = if i == 0 {
@@ -223,16 +276,46 @@ fn apply(r: &Resolution, addrs: &[IpAddr], ns: &str) {
         } else {
             By::DnsCache
         };
-        if let Err(e) = state::apply(gen, m.backend, m.server, Change::Resolved(ip), &by) {
+        if let Err(e) = state::apply(gen, m.backend, m.server, change, &by) {
             log::warn!("resolvers '{}': '{}': {e}", r.resolvers.name, r.name);
         }
     }
 }
 
+/// Spreads `offers` over servers that have `current` (each `Some` already in `offers`): a
+/// server keeps what it has unless a server before it took it, the others take, in order,
+/// the offers nobody has; servers left over get `None` (HAProxy's template servers without
+/// an IP).
+fn spread<T: Copy>(
+    current: &[Option<T>],
+    offers: &[T],
+    same: impl Fn(&T, &T) -> bool,
+) -> Vec<Option<T>> {
+    let mut taken = vec![false; offers.len()];
+    let mut out: Vec<Option<T>> = current
+        .iter()
+        .map(|c| {
+            let c = (*c)?;
+            let k = (0..offers.len()).find(|k| !taken[*k] && same(&offers[*k], &c))?;
+            taken[k] = true;
+            Some(offers[k])
+        })
+        .collect();
+    for slot in &mut out {
+        if slot.is_none() {
+            if let Some(k) = (0..offers.len()).find(|k| !taken[*k]) {
+                taken[k] = true;
+                *slot = Some(offers[k]);
+            }
+        }
+    }
+    out
+}
+
 /// The address a server takes from an answer, as HAProxy scores them: the one in use if the
 /// answer still has it, else the first in a `resolve-net` network, else the first.
-fn pick(addrs: &[IpAddr], current: IpAddr, nets: &[crate::config::IpNet]) -> IpAddr {
-    if addrs.contains(&current) {
+fn pick(addrs: &[IpAddr], current: Option<IpAddr>, nets: &[crate::config::IpNet]) -> IpAddr {
+    if let Some(current) = current.filter(|c| addrs.contains(c)) {
         return current;
     }
     addrs
@@ -259,7 +342,7 @@ fn enter_maint(r: &Resolution, f: Failure) {
 /// usable answer — an error (NXDOMAIN, REFUSED, SERVFAIL...), no record of that type, or no
 /// answer at all. When both fail, the other family's failure is the one reported (HAProxy
 /// reports the last response).
-async fn resolve(r: &Resolution) -> Result<(Vec<IpAddr>, String), Failure> {
+async fn resolve(r: &Resolution, name: &str) -> Result<(Vec<IpAddr>, String), Failure> {
     let order = if r.prefer_v4 {
         [wire::A, wire::AAAA]
     } else {
@@ -267,8 +350,8 @@ async fn resolve(r: &Resolution) -> Result<(Vec<IpAddr>, String), Failure> {
     };
     let mut last = Failure::NoIp;
     for qtype in order {
-        match query(r, qtype).await {
-            Ok((addrs, ns)) if !addrs.is_empty() => return Ok((addrs, ns)),
+        match query(r, name, qtype).await {
+            Ok((ans, ns)) if !ans.addrs.is_empty() => return Ok((ans.addrs, ns)),
             Ok(_) => last = Failure::NoIp,
             Err(f) => last = f,
         }
@@ -276,10 +359,39 @@ async fn resolve(r: &Resolution) -> Result<(Vec<IpAddr>, String), Failure> {
     Err(last)
 }
 
+/// An SRV name: its records by priority (lowest first, as written within one), each target's
+/// address from the additional section (the preferred family first), else asked for. A
+/// target that does not resolve is left out; no usable record at all is a failure.
+async fn resolve_srv(r: &Resolution) -> Result<(Vec<Offer>, String), Failure> {
+    let (ans, ns) = query(r, &r.name, wire::SRV).await?;
+    let mut records = ans.srv.clone();
+    records.sort_by_key(|s| s.priority);
+    let mut out = Vec::new();
+    for rec in records {
+        let of = |v4: bool| {
+            ans.extra
+                .iter()
+                .find(|(n, ip)| *n == rec.target && ip.is_ipv4() == v4)
+                .map(|(_, ip)| *ip)
+        };
+        let ip = match of(r.prefer_v4).or_else(|| of(!r.prefer_v4)) {
+            Some(ip) => Some(ip),
+            None => resolve(r, &rec.target).await.ok().map(|(ips, _)| ips[0]),
+        };
+        if let Some(ip) = ip {
+            out.push((ip, Some(rec.port)));
+        }
+    }
+    if out.is_empty() {
+        return Err(Failure::NoIp);
+    }
+    Ok((out, ns))
+}
+
 /// Sends the question to every nameserver, up to `resolve_retries` times, waiting
 /// `timeout retry` each time for a valid answer. Answers from elsewhere, with another ID or
 /// for another question are ignored.
-async fn query(r: &Resolution, qtype: u16) -> Result<(Vec<IpAddr>, String), Failure> {
+async fn query(r: &Resolution, name: &str, qtype: u16) -> Result<(wire::Answer, String), Failure> {
     let bind = |v6: bool| {
         let a: SocketAddr = if v6 {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
@@ -304,7 +416,7 @@ async fn query(r: &Resolution, qtype: u16) -> Result<(Vec<IpAddr>, String), Fail
     let mut last = Failure::Timeout;
     for _ in 0..r.resolvers.resolve_retries.max(1) {
         let id = fastrand::u16(..);
-        let Ok(packet) = wire::query(id, &r.name, qtype, r.resolvers.accepted_payload_size) else {
+        let Ok(packet) = wire::query(id, name, qtype, r.resolvers.accepted_payload_size) else {
             return Err(Failure::Other);
         };
         for (_, ns) in &r.nameservers {
@@ -334,12 +446,12 @@ async fn query(r: &Resolution, qtype: u16) -> Result<(Vec<IpAddr>, String), Fail
             let Some((ns_name, _)) = r.nameservers.iter().find(|(_, a)| *a == from) else {
                 continue;
             };
-            let Ok(ans) = wire::parse(&buf[..n], id, &r.name, qtype) else {
+            let Ok(ans) = wire::parse(&buf[..n], id, name, qtype) else {
                 continue;
             };
             match (ans.rcode, ans.truncated) {
                 (_, true) => last = Failure::Other,
-                (wire::NOERROR, false) => return Ok((ans.addrs, ns_name.clone())),
+                (wire::NOERROR, false) => return Ok((ans, ns_name.clone())),
                 (wire::NXDOMAIN, _) => return Err(Failure::Nx),
                 (wire::REFUSED, _) => last = Failure::Refused,
                 _ => last = Failure::Other,
@@ -456,9 +568,34 @@ mod tests {
             addr: ip("192.168.0.0"),
             prefix_len: 16,
         }];
-        assert_eq!(pick(&answer, ip("10.0.0.2"), &nets), ip("10.0.0.2"));
-        assert_eq!(pick(&answer, ip("10.9.9.9"), &nets), ip("192.168.1.5"));
-        assert_eq!(pick(&answer, ip("10.9.9.9"), &[]), ip("10.0.0.1"));
+        assert_eq!(pick(&answer, Some(ip("10.0.0.2")), &nets), ip("10.0.0.2"));
+        assert_eq!(
+            pick(&answer, Some(ip("10.9.9.9")), &nets),
+            ip("192.168.1.5")
+        );
+        assert_eq!(pick(&answer, None, &[]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn template_servers_each_get_their_own_address() {
+        let eq = |a: &u8, b: &u8| a == b;
+        // Three servers, two addresses: the third waits.
+        assert_eq!(
+            spread(&[None, None, None], &[1, 2], eq),
+            vec![Some(1), Some(2), None]
+        );
+        // A server keeps its address; the others fill in around it.
+        assert_eq!(
+            spread(&[None, Some(3), None], &[1, 2, 3], eq),
+            vec![Some(1), Some(3), Some(2)]
+        );
+        // Two servers on the same address (it was the only one): the first keeps it.
+        assert_eq!(
+            spread(&[Some(1), Some(1)], &[1, 2], eq),
+            vec![Some(1), Some(2)]
+        );
+        // The answer shrank: the one that lost its address waits.
+        assert_eq!(spread(&[Some(1), None], &[1], eq), vec![Some(1), None]);
     }
 
     #[test]

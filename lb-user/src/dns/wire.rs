@@ -1,6 +1,6 @@
-//! The DNS wire format lb needs: an A or AAAA query with an EDNS0 OPT record, and the checks
-//! and parsing of its answer (ID, question, truncation, RCODE, A/AAAA records, name
-//! compression). Nothing from the network can make it panic.
+//! The DNS wire format lb needs: an A, AAAA or SRV query with an EDNS0 OPT record, and the
+//! checks and parsing of its answer (ID, question, truncation, RCODE, A/AAAA and SRV records,
+//! the A/AAAA records of the additional section, name compression). Nothing from the network can make it panic.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const A: u16 = 1;
 /// Record type AAAA.
 pub const AAAA: u16 = 28;
+/// Record type SRV (RFC 2782), asked for `server-template` names starting with `_`.
+pub const SRV: u16 = 33;
 const OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
 
@@ -41,6 +43,66 @@ pub struct Answer {
     pub truncated: bool,
     /// A or AAAA records of the asked type, in order.
     pub addrs: Vec<IpAddr>,
+    /// SRV records (for an SRV question), in order.
+    pub srv: Vec<SrvRecord>,
+    /// A and AAAA records of the additional section (lowercased owner name, address): what
+    /// a server sends along with SRV records for their targets.
+    pub extra: Vec<(String, IpAddr)>,
+}
+
+/// One SRV record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SrvRecord {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    /// Lowercased, without the final dot.
+    pub target: String,
+}
+
+/// An A or AAAA record's address.
+fn rr_addr(rtype: u16, data: &[u8]) -> Option<IpAddr> {
+    match (rtype, data.len()) {
+        (A, 4) => Some(IpAddr::V4(Ipv4Addr::new(
+            data[0], data[1], data[2], data[3],
+        ))),
+        (AAAA, 16) => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(data);
+            Some(IpAddr::V6(Ipv6Addr::from(o)))
+        }
+        _ => None,
+    }
+}
+
+/// One resource record's header.
+struct Rr {
+    owner: String,
+    rtype: u16,
+    class: u16,
+    /// Offset and length of its data in the packet (checked to fit).
+    start: usize,
+    len: usize,
+}
+
+/// The resource record at `at`, and the offset after it.
+fn read_rr(b: &[u8], at: usize) -> Result<(Rr, usize), WireError> {
+    let (owner, next) = read_name(b, at)?;
+    let rtype = u16_at(b, next)?;
+    let class = u16_at(b, next + 2)?;
+    let len = usize::from(u16_at(b, next + 8)?);
+    let start = next + 10;
+    if b.len() < start + len {
+        return Err(WireError::Short);
+    }
+    let rr = Rr {
+        owner,
+        rtype,
+        class,
+        start,
+        len,
+    };
+    Ok((rr, start + len))
 }
 
 fn encode_name(name: &str, out: &mut Vec<u8>) -> Result<(), WireError> {
@@ -151,34 +213,60 @@ pub fn parse(b: &[u8], id: u16, name: &str, qtype: u16) -> Result<Answer, WireEr
     }
     at += 4;
     let mut addrs = Vec::new();
+    let mut srv = Vec::new();
     for _ in 0..an {
-        let (_, next) = read_name(b, at)?;
-        let rtype = u16_at(b, next)?;
-        let class = u16_at(b, next + 2)?;
-        let rdlen = usize::from(u16_at(b, next + 8)?);
-        let data = b
-            .get(next + 10..next + 10 + rdlen)
-            .ok_or(WireError::Short)?;
-        at = next + 10 + rdlen;
+        let (
+            Rr {
+                rtype,
+                class,
+                start,
+                len,
+                ..
+            },
+            next,
+        ) = read_rr(b, at)?;
+        at = next;
         if class != CLASS_IN || rtype != qtype {
             continue; // CNAMEs and others: the addresses follow as their own records.
         }
-        match (rtype, data.len()) {
-            (A, 4) => addrs.push(IpAddr::V4(Ipv4Addr::new(
-                data[0], data[1], data[2], data[3],
-            ))),
-            (AAAA, 16) => {
-                let mut o = [0u8; 16];
-                o.copy_from_slice(data);
-                addrs.push(IpAddr::V6(Ipv6Addr::from(o)));
+        let data = &b[start..start + len];
+        if rtype == SRV {
+            if len < 7 {
+                return Err(WireError::Short);
             }
-            _ => {}
+            let (target, _) = read_name(b, start + 6)?;
+            srv.push(SrvRecord {
+                priority: u16_at(b, start)?,
+                weight: u16_at(b, start + 2)?,
+                port: u16_at(b, start + 4)?,
+                target,
+            });
+        } else if let Some(ip) = rr_addr(rtype, data) {
+            addrs.push(ip);
+        }
+    }
+    // The authority section is skipped; the additional one may hold the SRV targets'
+    // addresses. A malformed tail only loses those extras.
+    let (ns, ar) = (u16_at(b, 8)?, u16_at(b, 10)?);
+    let mut extra = Vec::new();
+    for k in 0..usize::from(ns) + usize::from(ar) {
+        let Ok((rr, next)) = read_rr(b, at) else {
+            break;
+        };
+        at = next;
+        if k < usize::from(ns) || rr.class != CLASS_IN {
+            continue;
+        }
+        if let Some(ip) = rr_addr(rr.rtype, &b[rr.start..rr.start + rr.len]) {
+            extra.push((rr.owner, ip));
         }
     }
     Ok(Answer {
         rcode,
         truncated,
         addrs,
+        srv,
+        extra,
     })
 }
 
@@ -250,6 +338,36 @@ mod tests {
         // An A record in an AAAA answer is not taken.
         let mixed = parse(&answer(&q, 0x8180, &[[1, 2, 3, 4]]), 3, "v6.test", AAAA).unwrap();
         assert!(mixed.addrs.is_empty());
+    }
+
+    #[test]
+    fn srv_records_and_their_additional_addresses() {
+        // dnsmasq 2.90's answer to `_pg._tcp.tpl.test SRV` (ID 0x1234, no EDNS) with two
+        // records whose targets come back in the additional section.
+        let r = b"\x124\x85\x80\x00\x01\x00\x02\x00\x00\x00\x02\x03_pg\x04_tcp\x03tpl\x04test\x00\x00!\x00\x01\xc0\x0c\x00!\x00\x01\x00\x00\x00\x00\x00\x12\x00\x00\x00\n\x13\x8a\x01b\x03tpl\x04test\x00\xc0\x0c\x00!\x00\x01\x00\x00\x00\x00\x00\x12\x00\x00\x00\n\x13\x89\x01a\x03tpl\x04test\x00\xc0S\x00\x01\x00\x01\x00\x00\x00\x00\x00\x04\x7f\x00\x00\x05\xc05\x00\x01\x00\x01\x00\x00\x00\x00\x00\x04\x7f\x00\x00\x06";
+        let a = parse(r, 0x1234, "_pg._tcp.tpl.test", SRV).unwrap();
+        let rec = |target: &str, port| SrvRecord {
+            priority: 0,
+            weight: 10,
+            port,
+            target: target.into(),
+        };
+        assert_eq!(
+            a.srv,
+            vec![rec("b.tpl.test", 5002), rec("a.tpl.test", 5001)]
+        );
+        assert_eq!(
+            a.extra,
+            vec![
+                ("a.tpl.test".into(), IpAddr::from([127, 0, 0, 5])),
+                ("b.tpl.test".into(), IpAddr::from([127, 0, 0, 6])),
+            ]
+        );
+        assert!(a.addrs.is_empty());
+        // Cut anywhere: an error or fewer records, never a panic.
+        for n in 0..r.len() {
+            let _ = parse(&r[..n], 0x1234, "_pg._tcp.tpl.test", SRV);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::probe::{self, Outcome, SendError, Target, BUF_CAP};
 use super::{spread, Srv};
-use crate::config::{Backend, Server};
+use crate::config::{Backend, ConnectRule, Server};
 use crate::state::{self, printable, AgentVerdict, By, Change};
 use crate::table::{AdminState, CheckResult, ServerState};
 
@@ -151,7 +151,7 @@ impl Answer {
 async fn fetch(t: &Target, send: Option<&[u8]>) -> Result<String, Outcome> {
     let whole = Instant::now() + t.inter;
     // HAProxy's agent check connects without `linger`: a reset unless the agent closed first.
-    let mut s = probe::connect(t.addr, t, whole, false, None).await?;
+    let mut s = probe::open(&ConnectRule::default(), t, whole).await?;
     let deadline = probe::read_deadline(t, whole);
     if let Some(data) = send.filter(|d| !d.is_empty()) {
         match s.send(data, deadline).await {
@@ -611,14 +611,8 @@ mod tests {
     }
 
     fn target(addr: SocketAddr, inter_ms: u64) -> Target {
-        Target {
-            addr,
-            connect_timeout: Duration::from_millis(inter_ms),
-            read_timeout: None,
-            inter: Duration::from_millis(inter_ms),
-            send_proxy: None,
-            proxy_version: crate::config::ProxyVersion::V1,
-        }
+        let t = Duration::from_millis(inter_ms);
+        Target::plain(addr, t, None, t)
     }
 
     /// An agent on 127.0.0.1 that reads what the check sends (until `expect` bytes), answers

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::config::{
-    load_str, CheckKind, Config, ExpectPattern, HttpExpectKind, MysqlVersion, OnError, TcpCheckRule,
+    load_str, CheckKind, Config, ConnectRule, ExpectPattern, HttpExpectKind, LfPart, LogFormat,
+    MysqlVersion, OnError, TcpCheckRule,
 };
 
 const HEAD: &str =
@@ -64,13 +65,11 @@ fn tcp_check_rules_are_stored_in_order() {
     assert_eq!(
         rules,
         &vec![
-            TcpCheckRule::Connect {
+            TcpCheckRule::Connect(ConnectRule {
                 port: Some(6379),
-                addr: None,
                 linger: true,
-                send_proxy: false,
-                default: false,
-            },
+                ..ConnectRule::default()
+            }),
             TcpCheckRule::Send(b"AUTH pw\r\n".to_vec()),
             TcpCheckRule::Send(vec![0x0a, 0x0b]),
             TcpCheckRule::Expect {
@@ -125,28 +124,22 @@ fn check_options() {
     assert_eq!(b[2].check, CheckKind::Redis);
     assert!(b[2].log_health_checks && !b[1].log_health_checks);
     assert_eq!(b[3].check, CheckKind::Pgsql { user: "pg".into() });
-    let CheckKind::Http {
-        method,
-        uri,
-        version,
-        expect,
-    } = &b[4].check
-    else {
+    let CheckKind::Http(h) = &b[4].check else {
         panic!()
     };
     assert_eq!(
-        (method.as_str(), uri.as_str(), version.as_str()),
-        ("GET", "/health", "HTTP/1.0")
+        (h.method.as_str(), &h.uri, h.version.as_str()),
+        ("GET", &LogFormat::text("/health"), "HTTP/1.0")
     );
     assert_eq!(
-        expect.as_ref().unwrap().kind,
+        h.expect.as_ref().unwrap().kind,
         HttpExpectKind::Status(vec![(200, 204), (301, 301)])
     );
-    let CheckKind::Http { method, expect, .. } = &b[5].check else {
+    let CheckKind::Http(h) = &b[5].check else {
         panic!()
     };
-    assert_eq!(method, "OPTIONS");
-    let e = expect.as_ref().unwrap();
+    assert_eq!(h.method, "OPTIONS");
+    let e = h.expect.as_ref().unwrap();
     assert!(e.negate);
     assert_eq!(e.kind, HttpExpectKind::Rstring("^err".into()));
 }
@@ -196,7 +189,7 @@ fn bad_health_input_is_reported_with_its_line() {
         ),
         (
             "backend be\n  tcp-check connect addr nowhere\n",
-            "t.cfg:7: 'tcp-check connect': 'addr': invalid IP address 'nowhere'",
+            "t.cfg:7: 'tcp-check connect': 'addr': cannot resolve 'nowhere'",
         ),
         (
             "backend be\n  http-check expect status 99\n",
@@ -292,4 +285,87 @@ fn agent_check_errors_name_the_line() {
         let e = err(body);
         assert!(e.contains(want), "{body:?}: got {e:?}, want {want:?}");
     }
+}
+
+#[test]
+fn http_check_connect_send_and_disable_on_404() {
+    let c = ok("backend pg\n  option httpchk\n  http-check connect port 8008 addr 127.0.0.9 ssl sni hc.test alpn h2,http/1.1\n  http-check send meth GET uri-lf /%[srv_name]/x%%y ver HTTP/1.1 hdr Host hc hdr X-A b body hi\n  http-check expect status 200\n  http-check disable-on-404\n  server replica1 127.0.0.1:5432 check\n");
+    no_check_warnings(&c);
+    let CheckKind::Http(h) = &c.backends[0].check else {
+        panic!("{:?}", c.backends[0].check)
+    };
+    let conn = h.connect.as_ref().unwrap();
+    assert_eq!(conn.port, Some(8008));
+    assert_eq!(conn.addr, Some("127.0.0.9".parse().unwrap()));
+    assert!(conn.ssl && !conn.linger);
+    assert_eq!(conn.sni.as_deref(), Some("hc.test"));
+    assert_eq!(conn.alpn, Some(vec!["h2".into(), "http/1.1".into()]));
+    assert_eq!((h.method.as_str(), h.version.as_str()), ("GET", "HTTP/1.1"));
+    assert_eq!(
+        h.uri,
+        LogFormat(vec![
+            LfPart::Text("/".into()),
+            LfPart::SrvName,
+            LfPart::Text("/x%y".into())
+        ])
+    );
+    assert_eq!(
+        h.headers,
+        vec![("Host".into(), "hc".into()), ("X-A".into(), "b".into())]
+    );
+    assert_eq!(h.body, "hi");
+    assert!(h.disable_on_404);
+}
+
+#[test]
+fn http_check_send_refuses_what_it_cannot_do() {
+    let e = err("backend b\n  option httpchk\n  http-check send uri-lf /%[srv_name,lower]\n");
+    assert!(
+        e.contains("only %[srv_name], %[srv_id], %[be_name] and %[be_id]"),
+        "{e}"
+    );
+    let e = err("backend b\n  option httpchk\n  http-check send uri-lf /%ci\n");
+    assert!(e.contains("'%c' in '/%ci'"), "{e}");
+    let e = err("backend b\n  option httpchk\n  http-check send body-lf %[srv_name]\n");
+    assert!(e.contains("'body-lf' is not supported"), "{e}");
+    let e = err("backend b\n  option httpchk\n  http-check send hdr X\n");
+    assert!(e.contains("'hdr' needs a name and a value"), "{e}");
+    let e = err("backend b\n  option httpchk\n  http-check connect port 0\n");
+    assert!(e.contains("'http-check connect'"), "{e}");
+}
+
+#[test]
+fn check_ssl_verify_and_ca_file() {
+    // HAProxy's default is `verify required`: a CA file is needed.
+    let e = err("backend b\n  server s 127.0.0.1:1 check check-ssl\n");
+    assert!(
+        e.contains("verify is enabled by default but no CA file specified"),
+        "{e}"
+    );
+    let e = err("global\n  ssl-server-verify none\nbackend b\n  server s 127.0.0.1:1 check check-ssl verify required\n");
+    assert!(
+        e.contains("verify is enabled but no CA file specified."),
+        "{e}"
+    );
+    let e = err("global\n  ca-base /nonexistent-lb\nbackend b\n  server s 127.0.0.1:1 check check-ssl ca-file ca.pem\n");
+    assert!(
+        e.contains("unable to load CA file '/nonexistent-lb/ca.pem'"),
+        "{e}"
+    );
+    let c = ok("backend b\n  server s 127.0.0.1:1 check check-ssl verify none check-sni db.test check-alpn h2\n  server t 127.0.0.1:2 check\n");
+    let t = &c.backends[0].servers[0].health.tls;
+    assert!(t.enabled);
+    assert_eq!(t.verify, Some(false));
+    assert_eq!(t.sni.as_deref(), Some("db.test"));
+    assert_eq!(t.alpn, vec!["h2".to_owned()]);
+    assert!(!c.backends[0].servers[1].health.tls.enabled);
+    let c =
+        ok("global\n  ssl-server-verify none\nbackend b\n  server s 127.0.0.1:1 check check-ssl\n");
+    assert_eq!(c.backends[0].servers[0].health.tls.verify, Some(false));
+    assert!(
+        err("backend b\n  server s 127.0.0.1:1 check-sni 10.0.0.1\n")
+            .contains("invalid server name")
+    );
+    let c = ok("backend b\n  option ssl-hello-chk\n  server s 127.0.0.1:1 check\n");
+    assert_eq!(c.backends[0].check, CheckKind::SslHello);
 }

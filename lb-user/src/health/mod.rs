@@ -8,7 +8,9 @@
 //! when the address changes or the server leaves maintenance.
 
 pub mod agent;
+pub mod conn;
 pub mod external;
+pub mod http;
 pub mod probe;
 
 #[cfg(test)]
@@ -28,8 +30,9 @@ use crate::generation::Generation;
 use crate::passive::Event;
 use crate::state::{self, By, Change, CheckReport};
 use crate::table::{BackendTable, CheckResult, ServerCounters, ServerState};
+use conn::TlsClient;
 use external::ExternalArgs;
-use probe::{Outcome, Probe, Target};
+use probe::{Outcome, Probe, Target, Who};
 
 /// Checked servers per checker thread before a second thread is started.
 const SERVERS_PER_THREAD: usize = 512;
@@ -96,6 +99,10 @@ impl Srv {
 /// The regular check (`check`) of one server.
 struct CheckJob {
     probe: Arc<Probe>,
+    /// The server's check TLS, when a connect uses it (built once, at start).
+    tls: Option<Result<Arc<TlsClient>, Arc<str>>>,
+    /// The names `uri-lf` may use.
+    who: Arc<Who>,
     /// `option external-check`.
     external: bool,
     /// Delay of the first check (staggered across servers).
@@ -128,6 +135,18 @@ pub fn start(gen: &Arc<Generation>) -> Result<Checkers, HealthError> {
                 spread: config.global.spread_checks,
             });
             let check = srv.health.check.then(|| CheckJob {
+                tls: (srv.health.tls.enabled || probe.wants_tls()).then(|| {
+                    TlsClient::new(&srv.health.tls).map(Arc::new).map_err(|e| {
+                        log::error!("server {}/{}: TLS check: {e}", be.name, srv.name);
+                        Arc::from(e.as_str())
+                    })
+                }),
+                who: Arc::new(Who {
+                    server: srv.name.clone(),
+                    server_id: srv.id,
+                    backend: be.name.clone(),
+                    backend_id: be.id,
+                }),
                 probe: probe.clone(),
                 external: be.check == CheckKind::External,
                 first: Duration::ZERO,
@@ -236,14 +255,7 @@ fn target(
         Some(check) => (be.timeouts.connect.unwrap_or(inter).min(inter), Some(check)),
         None => (inter, None),
     };
-    Target {
-        addr,
-        connect_timeout,
-        read_timeout,
-        inter,
-        send_proxy: None,
-        proxy_version: ProxyVersion::V1,
-    }
+    Target::plain(addr, connect_timeout, read_timeout, inter)
 }
 
 /// The PROXY header a server's health checks send on their default connect: with
@@ -373,18 +385,18 @@ impl CheckJob {
             let limit = srv.be.timeouts.check.unwrap_or(conf.health.inter);
             external::run(&args, cur, limit).await
         } else {
-            let (send_proxy, proxy_version) = check_proxy(conf);
-            let t = Target {
-                send_proxy,
-                proxy_version,
-                ..target(
-                    &srv.be,
-                    st.addr,
-                    conf.health.inter,
-                    conf.health.addr,
-                    conf.check_port,
-                )
-            };
+            let mut t = target(
+                &srv.be,
+                st.addr,
+                conf.health.inter,
+                conf.health.addr,
+                conf.check_port,
+            );
+            t.tls.clone_from(&self.tls);
+            t.check_ssl = conf.health.tls.enabled;
+            t.who = self.who.clone();
+            t.server_up = st.up;
+            (t.send_proxy, t.proxy_version) = check_proxy(conf);
             self.probe.run(&t).await
         }
     }

@@ -1,18 +1,24 @@
 //! One health check against one server: the `tcp-check` rule engine (which also runs
-//! `redis-check` and the plain connect check), `mysql-check`, `pgsql-check` and `httpchk`.
-//! Every read goes into one buffer capped at [`BUF_CAP`] bytes, and every step is bounded by
-//! the check's deadlines.
+//! `redis-check`, `ssl-hello-chk` and the plain connect check), `mysql-check`, `pgsql-check`
+//! and `httpchk` (in [`super::http`]). Every read goes into one buffer capped at [`BUF_CAP`]
+//! bytes, and every step is bounded by the check's deadlines. A connection is plain TCP or
+//! TLS ([`super::conn`]) as the server's `check-ssl` and the rule's `ssl` say, starts with a
+//! PROXY header when asked (before any TLS, as HAProxy's) and ends as HAProxy's
+//! ([`CheckConn`]).
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
+use super::conn::{Conn, TlsClient};
+use super::http::HttpProbe;
 use crate::config::{
-    CheckKind, ExpectPattern, HttpExpect, HttpExpectKind, MysqlVersion, ProxyVersion, TcpCheckRule,
+    CheckKind, ConnectRule, ExpectPattern, MysqlVersion, ProxyVersion, TcpCheckRule,
 };
 
 /// HAProxy's check buffer size (`tune.bufsize`, 16 KiB): a server sending more costs no more.
@@ -44,14 +50,14 @@ impl Outcome {
         }
     }
 
-    fn code(mut self, code: u32) -> Self {
+    pub(crate) fn code(mut self, code: u32) -> Self {
         self.code = Some(code);
         self
     }
 }
 
 /// Where and how long to check.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Target {
     /// Check address: the server's (or `addr`) with the server's port (or `port`).
     pub addr: SocketAddr,
@@ -63,6 +69,15 @@ pub struct Target {
     pub read_timeout: Option<Duration>,
     /// `inter`: the whole check's bound without `timeout check`.
     pub inter: Duration,
+    /// The server's check TLS: `Some` when `check-ssl` is set or a rule connects with `ssl`
+    /// (an `Err` when it could not be built: such a connect fails with the reason).
+    pub tls: Option<Result<Arc<TlsClient>, Arc<str>>>,
+    /// `check-ssl`: the default connect speaks TLS.
+    pub check_ssl: bool,
+    /// The names `uri-lf` may use.
+    pub who: Arc<Who>,
+    /// The server is UP (or NOLB): `disable-on-404` applies.
+    pub server_up: bool,
     /// The PROXY header a default connect sends (`check-send-proxy`, or the server's
     /// `send-proxy*` when neither `port` nor `addr` moves the check elsewhere, as HAProxy).
     pub send_proxy: Option<ProxyVersion>,
@@ -70,26 +85,94 @@ pub struct Target {
     pub proxy_version: ProxyVersion,
 }
 
+/// The server and backend a check is for (`%[srv_name]`...).
+#[derive(Clone, Debug, Default)]
+pub struct Who {
+    pub server: String,
+    pub server_id: u32,
+    pub backend: String,
+    pub backend_id: u32,
+}
+
+impl Target {
+    /// A plain-TCP target with no names (agent checks, tests).
+    pub fn plain(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        read_timeout: Option<Duration>,
+        inter: Duration,
+    ) -> Self {
+        Self {
+            addr,
+            connect_timeout,
+            read_timeout,
+            inter,
+            tls: None,
+            check_ssl: false,
+            who: Arc::new(Who::default()),
+            server_up: true,
+            send_proxy: None,
+            proxy_version: ProxyVersion::V1,
+        }
+    }
+}
+
 /// A compiled `tcp-check` step (regexes built).
 #[derive(Debug)]
 pub enum Step {
-    Connect {
-        port: Option<u16>,
-        addr: Option<IpAddr>,
-        linger: bool,
-        /// `send-proxy` on the rule.
-        send_proxy: bool,
-        /// The implicit connect, or `default`: the server's check settings apply.
-        default: bool,
-    },
+    Connect(ConnectRule),
     Send(Vec<u8>),
+    /// `ssl-hello-chk`'s client hello (it holds the current time).
+    SendSslHello,
     Expect {
         min_recv: Option<u32>,
         negate: bool,
         matcher: Matcher,
         /// The rule as written, for messages.
         text: String,
+        /// Results on success, mismatch and timeout (`ok-status`, `error-status`,
+        /// `tout-status`): L7OK/L7RSP/L7TOUT unless a check kind says otherwise.
+        statuses: Statuses,
     },
+}
+
+/// The results an expect step reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Statuses {
+    pub ok: &'static str,
+    pub err: &'static str,
+    pub tout: &'static str,
+}
+
+/// `tcp-check expect`'s defaults.
+const L7: Statuses = Statuses {
+    ok: "L7OK",
+    err: "L7RSP",
+    tout: "L7TOUT",
+};
+
+/// `ssl-hello-chk`'s (HAProxy's `ok-status L6OK error-status L6RSP tout-status L6TOUT`).
+const L6: Statuses = Statuses {
+    ok: "L6OK",
+    err: "L6RSP",
+    tout: "L6TOUT",
+};
+
+/// HAProxy's `ssl-hello-chk` client hello (`tcpcheck.c`, RFC 2246 A.3/A.4): an `SSLv3` hello
+/// offering its 39 most common ciphers, the 4-byte Unix time at offset 11 and
+/// `HAPROXYSSLCHK\nHAPROXYSSLCHK\n` as the 28-byte random.
+pub fn ssl_hello(unix_time: u32) -> Vec<u8> {
+    let mut p = vec![
+        0x16, 0x03, 0x00, 0x00, 0x79, 0x01, 0x00, 0x00, 0x75, 0x03, 0x00,
+    ];
+    p.extend_from_slice(&unix_time.to_be_bytes());
+    p.extend_from_slice(b"HAPROXYSSLCHK\nHAPROXYSSLCHK\n");
+    p.extend_from_slice(&[0x00, 0x00, 0x4E]);
+    for c in (0x01..=0x1Bu16).chain(0x2F..=0x3A) {
+        p.extend_from_slice(&c.to_be_bytes());
+    }
+    p.extend_from_slice(&[0x01, 0x00]);
+    p
 }
 
 /// How an expect step matches the received data.
@@ -133,16 +216,12 @@ pub enum Probe {
     Pgsql {
         packet: Vec<u8>,
     },
-    Http {
-        request: Vec<u8>,
-        expect: Option<HttpExpect>,
-        regex: Option<regex::bytes::Regex>,
-    },
+    Http(Box<HttpProbe>),
 }
 
 /// A regex that the config loader already validated; an invalid one (impossible after
 /// loading) matches nothing rather than panicking.
-fn regex(pat: &str) -> regex::bytes::Regex {
+pub(crate) fn regex(pat: &str) -> regex::bytes::Regex {
     regex::bytes::Regex::new(pat)
         .unwrap_or_else(|_| regex::bytes::Regex::new(r"[^\s\S]").expect("constant regex"))
 }
@@ -171,53 +250,47 @@ impl Probe {
             CheckKind::Pgsql { user } => Probe::Pgsql {
                 packet: pgsql_packet(user),
             },
-            CheckKind::Http {
-                method,
-                uri,
-                version,
-                expect,
-            } => {
-                let request = format!("{method} {uri} {version}\r\n\r\n").into_bytes();
-                let regex = match expect.as_ref().map(|e| &e.kind) {
-                    Some(HttpExpectKind::Rstatus(r) | HttpExpectKind::Rstring(r)) => Some(regex(r)),
-                    _ => None,
-                };
-                Probe::Http {
-                    request,
-                    expect: expect.clone(),
-                    regex,
+            CheckKind::Http(h) => Probe::Http(Box::new(HttpProbe::compile(h))),
+            CheckKind::SslHello => {
+                let mut p = Probe::script(&[]);
+                if let Probe::Script { steps, .. } = &mut p {
+                    steps.push(Step::SendSslHello);
+                    steps.push(Step::Expect {
+                        min_recv: Some(5),
+                        negate: false,
+                        matcher: Matcher::Regex(regex("^(?-u:[\\x15\\x16])")),
+                        text: "rbinary '^1[56]'".to_owned(),
+                        statuses: L6,
+                    });
                 }
+                p
             }
+        }
+    }
+
+    /// Whether a connect of this probe speaks TLS without `check-ssl` (`connect ... ssl`).
+    pub fn wants_tls(&self) -> bool {
+        match self {
+            Probe::Script { steps, .. } => {
+                steps.iter().any(|s| matches!(s, Step::Connect(c) if c.ssl))
+            }
+            Probe::Http(h) => h.connect.as_ref().is_some_and(|c| c.ssl),
+            _ => false,
         }
     }
 
     fn script(rules: &[TcpCheckRule]) -> Probe {
         let mut steps = Vec::new();
-        if !matches!(rules.first(), Some(TcpCheckRule::Connect { .. })) {
-            steps.push(Step::Connect {
-                port: None,
-                addr: None,
-                linger: false,
-                send_proxy: false,
+        if !matches!(rules.first(), Some(TcpCheckRule::Connect(_))) {
+            steps.push(Step::Connect(ConnectRule {
                 default: true,
-            });
+                ..ConnectRule::default()
+            }));
         }
         let mut l7 = false;
         for r in rules {
             steps.push(match r {
-                TcpCheckRule::Connect {
-                    port,
-                    addr,
-                    linger,
-                    send_proxy,
-                    default,
-                } => Step::Connect {
-                    port: *port,
-                    addr: *addr,
-                    linger: *linger,
-                    send_proxy: *send_proxy,
-                    default: *default,
-                },
+                TcpCheckRule::Connect(c) => Step::Connect(c.clone()),
                 TcpCheckRule::Send(b) => Step::Send(b.clone()),
                 TcpCheckRule::Expect {
                     min_recv,
@@ -246,6 +319,7 @@ impl Probe {
                         negate: *negate,
                         matcher,
                         text,
+                        statuses: L7,
                     }
                 }
             });
@@ -260,11 +334,7 @@ impl Probe {
             Probe::Script { steps, l7 } => run_script(steps, *l7, t, started).await,
             Probe::Mysql { packet, has_user } => run_mysql(packet, *has_user, t, started).await,
             Probe::Pgsql { packet } => run_pgsql(packet, t, started).await,
-            Probe::Http {
-                request,
-                expect,
-                regex,
-            } => run_http(request, expect.as_ref(), regex.as_ref(), t, started).await,
+            Probe::Http(h) => h.run(t, started).await,
         };
         out.duration = started.elapsed();
         out
@@ -327,14 +397,140 @@ pub fn pgsql_packet(user: &str) -> Vec<u8> {
     p
 }
 
+/// An I/O error as HAProxy prints it ("Connection refused"), without Rust's "(os error N)".
+pub(crate) fn io_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// Opens a check connection as `rule` says: TCP to its `addr`/`port` over the target's
+/// (bounded by `connect_timeout` and the whole-check deadline), a PROXY header when the rule
+/// or the server's checks ask for one, then TLS when the rule asks (`ssl`) or when it is the
+/// default connect of a `check-ssl` server: HAProxy sends the PROXY header first, in clear,
+/// then starts the handshake. A failed handshake is L6RSP (L6TOUT when it timed out), as
+/// HAProxy reports it. The connection ends with a FIN when the rule has `linger`, else with
+/// a reset (see [`CheckConn`]).
+pub(crate) async fn open(
+    rule: &ConnectRule,
+    t: &Target,
+    whole: Instant,
+) -> Result<CheckConn, Outcome> {
+    let addr = SocketAddr::new(
+        rule.addr.unwrap_or(t.addr.ip()),
+        rule.port.unwrap_or(t.addr.port()),
+    );
+    let bound = (Instant::now() + t.connect_timeout).min(whole);
+    let mut tcp = match timeout_at(bound, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
+        Err(_) => return Err(Outcome::new(false, "L4TOUT", "")),
+    };
+    let wrap = |conn| CheckConn {
+        conn,
+        linger: rule.linger,
+        peer_closed: false,
+    };
+    if let Some(v) = connect_proxy(rule, t) {
+        let header = check_proxy_header(&tcp, v);
+        let failed = match timeout_at(whole, tcp.write_all(&header)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Outcome::new(false, "L4CON", io_text(&e))),
+            Err(_) => Some(Outcome::new(false, "L4TOUT", "")),
+        };
+        if let Some(o) = failed {
+            drop(wrap(Conn::Plain(tcp)));
+            return Err(o);
+        }
+    }
+    if !(rule.ssl || (rule.default && t.check_ssl)) {
+        return Ok(wrap(Conn::Plain(tcp)));
+    }
+    let tls = match &t.tls {
+        Some(Ok(tls)) => tls.clone(),
+        Some(Err(e)) => {
+            drop(wrap(Conn::Plain(tcp)));
+            return Err(Outcome::new(false, "L6RSP", e.to_string()));
+        }
+        None => {
+            drop(wrap(Conn::Plain(tcp)));
+            return Err(Outcome::new(
+                false,
+                "L6RSP",
+                "no TLS settings for this check",
+            ));
+        }
+    };
+    let sni = rule.sni.as_deref();
+    let alpn = rule.alpn.as_deref();
+    let deadline = read_deadline(t, whole);
+    match timeout_at(deadline, tls.handshake(tcp, addr.ip(), sni, alpn)).await {
+        Ok(Ok(c)) => Ok(wrap(c)),
+        Ok(Err(e)) => Err(Outcome::new(
+            false,
+            "L6RSP",
+            format!("SSL handshake failure ({})", io_text(&e)),
+        )),
+        Err(_) => Err(Outcome::new(false, "L6TOUT", "SSL handshake timeout")),
+    }
+}
+
+/// The PROXY header a connect sends, if any: the rule's `send-proxy` (the server's version,
+/// else v1), or for the default connect (implicit or `default`) the server's check setting.
+fn connect_proxy(rule: &ConnectRule, t: &Target) -> Option<ProxyVersion> {
+    if rule.send_proxy {
+        Some(t.proxy_version)
+    } else if rule.default {
+        t.send_proxy
+    } else {
+        None
+    }
+}
+
+/// The PROXY header of a check, as HAProxy sends it for a connection it starts: v1 with the
+/// check connection's own addresses, v2 `LOCAL`.
+fn check_proxy_header(s: &TcpStream, v: ProxyVersion) -> Vec<u8> {
+    match v {
+        ProxyVersion::V1 => {
+            let addrs = s.local_addr().ok().zip(s.peer_addr().ok());
+            crate::proxy_proto::v1(addrs)
+        }
+        ProxyVersion::V2 => crate::proxy_proto::v2(None, &crate::proxy_proto::V2Extras::default()),
+    }
+}
+
+/// The connect of a check kind without rules (mysql, pgsql, httpchk): the server's check
+/// address, TLS with `check-ssl`, the server's PROXY header for checks. `linger`: HAProxy builds
+/// `mysql-check` and `pgsql-check` as `tcp-check connect default linger`.
+pub(crate) fn default_connect(linger: bool) -> ConnectRule {
+    ConnectRule {
+        default: true,
+        linger,
+        ..ConnectRule::default()
+    }
+}
+
+/// The read deadline once connected.
+pub(crate) fn read_deadline(t: &Target, whole: Instant) -> Instant {
+    match t.read_timeout {
+        Some(d) => Instant::now() + d,
+        None => whole,
+    }
+}
+
 /// A check's connection, closed the way HAProxy closes one when the check ends
 /// (`sc_conn_drain_and_shut`, then close): what the server sent and nobody read is drained
 /// first (unread bytes would turn any close into a reset), then the close is a FIN when the
 /// connect rule asked for `linger` or the server has closed its side already, and a reset
 /// otherwise (HAProxy's `FD_LINGER_RISK`, cleared only by `linger` or by reading the server's
 /// FIN). `mysql-check` and `pgsql-check` connect with `linger`, as HAProxy builds them.
+///
+/// Over TLS, the drain reads the raw socket (the records are not decrypted: they are thrown
+/// away all the same), and a close with `linger` sends a `close_notify` first.
 pub(crate) struct CheckConn {
-    stream: TcpStream,
+    conn: Conn,
     linger: bool,
     peer_closed: bool,
 }
@@ -342,7 +538,12 @@ pub(crate) struct CheckConn {
 impl CheckConn {
     /// Writes all of `data`, bounded by `deadline`.
     pub(crate) async fn send(&mut self, data: &[u8], deadline: Instant) -> Result<(), SendError> {
-        match timeout_at(deadline, self.stream.write_all(data)).await {
+        let sent = timeout_at(deadline, async {
+            self.conn.write_all(data).await?;
+            // TLS holds what it encrypted until flushed.
+            self.conn.flush().await
+        });
+        match sent.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(SendError::Io(e)),
             Err(_) => Err(SendError::Timeout),
@@ -357,7 +558,7 @@ impl CheckConn {
             return Ok(true);
         }
         let mut tmp = vec![0u8; room.min(4096)];
-        match timeout_at(deadline, self.stream.read(&mut tmp)).await {
+        match timeout_at(deadline, self.conn.read(&mut tmp)).await {
             Ok(Ok(0) | Err(_)) => {
                 self.peer_closed = true;
                 Ok(true)
@@ -377,7 +578,7 @@ impl Drop for CheckConn {
         let mut tmp = [0u8; 4096];
         // Bounded: a server streaming without end is reset rather than read forever.
         for _ in 0..16 {
-            match self.stream.try_read(&mut tmp) {
+            match self.conn.tcp().try_read(&mut tmp) {
                 Ok(0) => {
                     self.peer_closed = true;
                     break;
@@ -392,8 +593,10 @@ impl Drop for CheckConn {
                 }
             }
         }
-        if !self.linger && !self.peer_closed {
-            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        if self.linger {
+            self.conn.send_close_notify();
+        } else if !self.peer_closed {
+            let _ = socket2::SockRef::from(self.conn.tcp()).set_linger(Some(Duration::ZERO));
         }
     }
 }
@@ -405,67 +608,6 @@ pub(crate) enum SendError {
     Timeout,
 }
 
-/// Connects, bounded by `connect_timeout` and the whole-check deadline, and sends a PROXY
-/// header when `proxy` says so. `linger`: the connection ends with a FIN instead of a reset
-/// (see [`CheckConn`]).
-pub(crate) async fn connect(
-    addr: SocketAddr,
-    t: &Target,
-    deadline: Instant,
-    linger: bool,
-    proxy: Option<ProxyVersion>,
-) -> Result<CheckConn, Outcome> {
-    let bound = (Instant::now() + t.connect_timeout).min(deadline);
-    let stream = match timeout_at(bound, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
-        Err(_) => return Err(Outcome::new(false, "L4TOUT", "")),
-    };
-    let header = proxy.map(|v| check_proxy_header(&stream, v));
-    let mut c = CheckConn {
-        stream,
-        linger,
-        peer_closed: false,
-    };
-    if let Some(header) = header {
-        match c.send(&header, deadline).await {
-            Ok(()) => {}
-            Err(SendError::Io(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
-            Err(SendError::Timeout) => return Err(Outcome::new(false, "L4TOUT", "")),
-        }
-    }
-    Ok(c)
-}
-
-/// The PROXY header of a check, as HAProxy sends it for a connection it starts: v1 with the
-/// check connection's own addresses, v2 `LOCAL`.
-fn check_proxy_header(s: &TcpStream, v: ProxyVersion) -> Vec<u8> {
-    match v {
-        ProxyVersion::V1 => {
-            let addrs = s.local_addr().ok().zip(s.peer_addr().ok());
-            crate::proxy_proto::v1(addrs)
-        }
-        ProxyVersion::V2 => crate::proxy_proto::v2(None, &crate::proxy_proto::V2Extras::default()),
-    }
-}
-
-/// An I/O error as HAProxy prints it ("Connection refused"), without Rust's "(os error N)".
-pub(crate) fn io_text(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
-
-/// The read deadline once connected.
-pub(crate) fn read_deadline(t: &Target, whole: Instant) -> Instant {
-    match t.read_timeout {
-        Some(d) => Instant::now() + d,
-        None => whole,
-    }
-}
-
 async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     let mut deadline = whole;
@@ -473,28 +615,14 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
     let mut conn: Option<CheckConn> = None;
     let mut buf: Vec<u8> = Vec::new();
     let mut last = false;
+    let mut ok = if l7 { L7.ok } else { "L4OK" };
     for (i, step) in steps.iter().enumerate() {
         let n = i + 1;
         match step {
-            Step::Connect {
-                port,
-                addr,
-                linger,
-                send_proxy,
-                default,
-            } => {
+            Step::Connect(rule) => {
                 // The previous connection, if any, closes first.
                 drop(conn.take());
-                let target =
-                    SocketAddr::new(addr.unwrap_or(t.addr.ip()), port.unwrap_or(t.addr.port()));
-                let proxy = if *send_proxy {
-                    Some(t.proxy_version)
-                } else if *default {
-                    t.send_proxy
-                } else {
-                    None
-                };
-                match connect(target, t, whole, *linger, proxy).await {
+                match open(rule, t, whole).await {
                     Ok(c) => conn = Some(c),
                     Err(mut o) => {
                         if steps.len() > 1 {
@@ -512,9 +640,19 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                 buf.clear();
                 last = false;
             }
-            Step::Send(data) => {
+            Step::Send(_) | Step::SendSslHello => {
                 let Some(c) = conn.as_mut() else {
                     return Outcome::new(false, "L7RSP", format!("no connection at step {n}"));
+                };
+                let hello;
+                let data = if let Step::Send(d) = step {
+                    d.as_slice()
+                } else {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    hello = ssl_hello(now.as_secs() as u32);
+                    hello.as_slice()
                 };
                 // HAProxy resets the input buffer before each send.
                 buf.clear();
@@ -545,10 +683,12 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                 negate,
                 matcher,
                 text,
+                statuses,
             } => {
                 let Some(c) = conn.as_mut() else {
-                    return Outcome::new(false, "L7RSP", format!("no connection at step {n}"));
+                    return Outcome::new(false, statuses.err, format!("no connection at step {n}"));
                 };
+                ok = statuses.ok;
                 loop {
                     let enough = min_recv.is_none_or(|m| buf.len() >= m as usize);
                     if enough || last {
@@ -566,13 +706,13 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
                             } else {
                                 format!("TCPCHK did not match content {text} at step {n}")
                             };
-                            return Outcome::new(false, "L7RSP", info);
+                            return Outcome::new(false, statuses.err, info);
                         }
                     }
                     let Ok(l) = c.fill(&mut buf, deadline).await else {
                         return Outcome::new(
                             false,
-                            "L7TOUT",
+                            statuses.tout,
                             format!("at step {n} of tcp-check (expect {text})"),
                         );
                     };
@@ -582,11 +722,8 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
         }
     }
     drop(conn);
-    if l7 {
-        Outcome::new(true, "L7OK", "(tcp-check)")
-    } else {
-        Outcome::new(true, "L4OK", "")
-    }
+    let info = if ok == "L4OK" { "" } else { "(tcp-check)" };
+    Outcome::new(true, ok, info)
 }
 
 /// Reads until `buf` holds a whole MySQL packet at `at`; returns its payload range.
@@ -648,7 +785,7 @@ fn mysql_error(p: &[u8]) -> Outcome {
 async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     // HAProxy builds mysql-check as `tcp-check connect default linger`: a FIN, no reset.
-    let mut s = match connect(t.addr, t, whole, true, t.send_proxy).await {
+    let mut s = match open(&default_connect(true), t, whole).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -692,7 +829,7 @@ async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     // HAProxy builds pgsql-check as `tcp-check connect default linger`: PostgreSQL logs each
     // reset ("could not receive data from client: Connection reset by peer"), never a FIN.
-    let mut s = match connect(t.addr, t, whole, true, t.send_proxy).await {
+    let mut s = match open(&default_connect(true), t, whole).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -735,136 +872,10 @@ async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
     }
 }
 
-async fn run_http(
-    request: &[u8],
-    expect: Option<&HttpExpect>,
-    regex: Option<&regex::bytes::Regex>,
-    t: &Target,
-    started: Instant,
-) -> Outcome {
-    let whole = started + t.inter;
-    // An implicit connect, without `linger`, as HAProxy's httpchk: a reset unless the server
-    // closed first (HTTP/1.0 servers do, once the response is out).
-    let mut s = match connect(t.addr, t, whole, false, t.send_proxy).await {
-        Ok(s) => s,
-        Err(o) => return o,
-    };
-    let deadline = read_deadline(t, whole);
-    match s.send(request, deadline).await {
-        Ok(()) => {}
-        Err(SendError::Io(e)) => return Outcome::new(false, "L7RSP", io_text(&e)),
-        Err(SendError::Timeout) => return Outcome::new(false, "L7TOUT", ""),
-    }
-    // As HAProxy, the verdict waits for the whole response: its head and its body by
-    // `Content-Length`, chunked encoding, or the server's close (or the buffer cap).
-    let no_body = request.starts_with(b"HEAD ");
-    let mut buf = Vec::new();
-    while !http_response_complete(&buf, no_body) {
-        match s.fill(&mut buf, deadline).await {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(()) => return Outcome::new(false, "L7TOUT", ""),
-        }
-    }
-    drop(s);
-    http_verdict(&buf, expect, regex)
-}
-
-/// Whether `buf` holds a whole HTTP/1 response: the head, then as much body as
-/// `Content-Length` says, or a chunked body's last chunk. A response without either ends
-/// with the connection (never complete here). `no_body`: the answer to a HEAD request.
-pub fn http_response_complete(buf: &[u8], no_body: bool) -> bool {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let body = &buf[end + 4..];
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    if no_body || (100..200).contains(&status) || status == 204 || status == 304 {
-        return true;
-    }
-    let header = |name: &str| {
-        head.split("\r\n").skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    };
-    if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        return body.ends_with(b"0\r\n\r\n");
-    }
-    match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        Some(n) => body.len() >= n,
-        None => false,
-    }
-}
-
-/// Judges an HTTP response (status line, body) against `http-check expect`; without one, any
-/// 2xx or 3xx passes.
-pub fn http_verdict(
-    buf: &[u8],
-    expect: Option<&HttpExpect>,
-    regex: Option<&regex::bytes::Regex>,
-) -> Outcome {
-    let line_end = buf
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .unwrap_or(buf.len());
-    let line = String::from_utf8_lossy(&buf[..line_end]);
-    let mut parts = line.splitn(3, ' ');
-    let (Some(ver), Some(code)) = (parts.next(), parts.next()) else {
-        return Outcome::new(false, "L7RSP", "Invalid HTTP response");
-    };
-    let reason = parts.next().unwrap_or("").to_owned();
-    let Ok(status) = code.parse::<u16>() else {
-        return Outcome::new(false, "L7RSP", "Invalid HTTP response");
-    };
-    if !ver.starts_with("HTTP/") || !(100..=999).contains(&status) {
-        return Outcome::new(false, "L7RSP", "Invalid HTTP response");
-    }
-    let body = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(&[][..], |p| &buf[p + 4..]);
-    let Some(e) = expect else {
-        return if (200..400).contains(&status) {
-            Outcome::new(true, "L7OK", reason).code(u32::from(status))
-        } else {
-            Outcome::new(false, "L7STS", reason).code(u32::from(status))
-        };
-    };
-    let matched = match &e.kind {
-        HttpExpectKind::Status(ranges) => {
-            ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
-        }
-        HttpExpectKind::Rstatus(_) => regex.is_some_and(|r| r.is_match(code.as_bytes())),
-        HttpExpectKind::String(s) => {
-            let p = s.as_bytes();
-            p.is_empty() || body.windows(p.len()).any(|w| w == p)
-        }
-        HttpExpectKind::Rstring(_) => regex.is_some_and(|r| r.is_match(body)),
-    };
-    let is_status = matches!(
-        e.kind,
-        HttpExpectKind::Status(_) | HttpExpectKind::Rstatus(_)
-    );
-    if matched != e.negate {
-        Outcome::new(true, "L7OK", reason).code(u32::from(status))
-    } else if is_status {
-        Outcome::new(false, "L7STS", reason).code(u32::from(status))
-    } else {
-        Outcome::new(false, "L7RSP", "HTTP content check did not match").code(u32::from(status))
-    }
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::config::{HttpCheck, LogFormat};
     use std::io::{Read as _, Write as _};
     use std::net::TcpListener;
 
@@ -878,14 +889,7 @@ pub(super) mod tests {
     }
 
     fn target(addr: SocketAddr, read: Option<Duration>) -> Target {
-        Target {
-            addr,
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: read,
-            inter: Duration::from_secs(2),
-            send_proxy: None,
-            proxy_version: ProxyVersion::V1,
-        }
+        Target::plain(addr, Duration::from_secs(1), read, Duration::from_secs(2))
     }
 
     /// A server that runs `f` on each of its first `n` connections.
@@ -953,7 +957,7 @@ pub(super) mod tests {
         });
         block_on(async {
             let deadline = Instant::now() + Duration::from_secs(5);
-            let mut s = connect(addr, &target(addr, None), deadline, false, None)
+            let mut s = open(&ConnectRule::default(), &target(addr, None), deadline)
                 .await
                 .unwrap();
             let mut buf = Vec::new();
@@ -1060,27 +1064,6 @@ pub(super) mod tests {
         });
     }
 
-    #[test]
-    fn http_status_line_and_expect() {
-        let r = b"HTTP/1.0 503 Service Unavailable\r\nX: y\r\n\r\nbody down";
-        let o = http_verdict(r, None, None);
-        assert_eq!((o.result, o.code), ("L7STS", Some(503)));
-        let o = http_verdict(b"HTTP/1.1 200 OK\r\n\r\nall good", None, None);
-        assert!(o.passed);
-        let e = HttpExpect {
-            negate: false,
-            kind: HttpExpectKind::String("good".into()),
-        };
-        assert!(http_verdict(b"HTTP/1.1 200 OK\r\n\r\nall good", Some(&e), None).passed);
-        assert!(!http_verdict(b"HTTP/1.1 200 OK\r\n\r\nall bad", Some(&e), None).passed);
-        let e = HttpExpect {
-            negate: false,
-            kind: HttpExpectKind::Status(vec![(503, 503)]),
-        };
-        assert!(http_verdict(r, Some(&e), None).passed);
-        assert_eq!(http_verdict(b"garbage", None, None).result, "L7RSP");
-    }
-
     /// How a check's connection ended, as the server saw it.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(in crate::health) enum Close {
@@ -1149,13 +1132,10 @@ pub(super) mod tests {
         let (o, c) = close_of(&CheckKind::TcpCheck(rules.clone()), answer_ok);
         assert_eq!((o.result, c), ("L7OK", Close::Reset));
         // `tcp-check connect linger`: a FIN.
-        let mut lingering = vec![TcpCheckRule::Connect {
-            port: None,
-            addr: None,
+        let mut lingering = vec![TcpCheckRule::Connect(ConnectRule {
             linger: true,
-            send_proxy: false,
-            default: false,
-        }];
+            ..ConnectRule::default()
+        })];
         lingering.extend(rules);
         let (o, c) = close_of(&CheckKind::TcpCheck(lingering), answer_ok);
         assert_eq!((o.result, c), ("L7OK", Close::Fin));
@@ -1192,12 +1172,12 @@ pub(super) mod tests {
         assert_eq!((o.result, c), ("L7OK", Close::Fin), "{o:?}");
         // httpchk: an implicit connect. A server that closes after its response gets a FIN
         // (the check read its close); one that keeps the connection gets a reset.
-        let http = CheckKind::Http {
+        let http = CheckKind::Http(Box::new(HttpCheck {
             method: "OPTIONS".into(),
-            uri: "/".into(),
+            uri: LogFormat::text("/"),
             version: "HTTP/1.0".into(),
-            expect: None,
-        };
+            ..HttpCheck::default()
+        }));
         let (o, c) = close_of(&http, |c| {
             read_some(c);
             c.write_all(b"HTTP/1.0 200 OK\r\n\r\nbody").unwrap();
@@ -1212,23 +1192,121 @@ pub(super) mod tests {
         assert_eq!((o.result, c), ("L7OK", Close::Reset), "{o:?}");
     }
 
+    /// A TLS check's connection: verify none, the client's only setting that matters here.
+    fn tls_target(addr: SocketAddr) -> Target {
+        let tls = crate::health::conn::TlsClient::new(&crate::config::CheckTls {
+            enabled: true,
+            verify: Some(false),
+            ..crate::config::CheckTls::default()
+        })
+        .unwrap();
+        let mut t = target(addr, Some(Duration::from_secs(2)));
+        t.tls = Some(Ok(Arc::new(tls)));
+        t.check_ssl = true;
+        t
+    }
+
     #[test]
-    fn http_checks_wait_for_the_whole_response() {
-        let done = |r: &[u8]| http_response_complete(r, false);
-        assert!(!done(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n"));
-        assert!(!done(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab"));
-        assert!(done(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nabcd"));
-        assert!(!done(b"HTTP/1.0 200 OK\r\n\r\nuntil close"));
-        assert!(done(b"HTTP/1.1 204 No Content\r\n\r\n"));
-        assert!(!done(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"
-        ));
-        assert!(done(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
-        ));
-        assert!(http_response_complete(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
-            true
-        ));
+    fn the_proxy_header_goes_before_the_tls_handshake() {
+        // HAProxy writes the PROXY header in clear, then starts TLS: the server reads the
+        // header's line, then a TLS record (a handshake, 0x16), and refuses it; the check
+        // fails its handshake (L6RSP) and its connection ends.
+        let (addr, h) = closing_server(|c| {
+            let mut got = Vec::new();
+            let mut b = [0u8; 1];
+            while !got.ends_with(b"\r\n") {
+                c.read_exact(&mut b).unwrap();
+                got.push(b[0]);
+            }
+            let line = String::from_utf8(got).unwrap();
+            assert!(
+                line.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 "),
+                "{line:?}"
+            );
+            let mut record = [0u8; 3];
+            c.read_exact(&mut record).unwrap();
+            assert_eq!(record, [0x16, 0x03, 0x01], "a TLS handshake record");
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut t = tls_target(addr);
+        t.send_proxy = Some(ProxyVersion::V1);
+        let o = block_on(Probe::compile(&CheckKind::Connect).run(&t));
+        assert_eq!(o.result, "L6RSP", "{o:?}");
+        assert_ne!(h.join().unwrap(), Close::Other);
+    }
+
+    /// A TLS server's `serve` for [`closing_server`]: a self-signed certificate (made with
+    /// `openssl`), the handshake, and no session tickets (they would come after the check's
+    /// handshake and race its close).
+    fn tls_serve() -> impl FnOnce(&mut std::net::TcpStream) + Send + 'static {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::{crypto, ServerConfig, ServerConnection};
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("lb-probe-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (key, cert) = (dir.join("k.pem"), dir.join("c.pem"));
+        let st = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args([
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                "/CN=check",
+                "-days",
+            ])
+            .args(["1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let certs = CertificateDer::pem_file_iter(&cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let provider = Arc::new(crypto::aws_lc_rs::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.send_tls13_tickets = 0;
+        let config = Arc::new(config);
+        move |c| {
+            let mut tls = ServerConnection::new(config).unwrap();
+            while tls.is_handshaking() {
+                tls.complete_io(c).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn tls_checks_close_as_plain_ones() {
+        // The default connect of a check-ssl server: a reset, as a plain check's.
+        let (addr, h) = closing_server(tls_serve());
+        let o = block_on(Probe::compile(&CheckKind::Connect).run(&tls_target(addr)));
+        assert_eq!(
+            (o.result, h.join().unwrap()),
+            ("L4OK", Close::Reset),
+            "{o:?}"
+        );
+        // `tcp-check connect ssl linger`: a close_notify, then a FIN.
+        let (addr, h) = closing_server(tls_serve());
+        let rules = vec![TcpCheckRule::Connect(ConnectRule {
+            ssl: true,
+            linger: true,
+            ..ConnectRule::default()
+        })];
+        let mut t = tls_target(addr);
+        t.check_ssl = false;
+        let o = block_on(Probe::compile(&CheckKind::TcpCheck(rules)).run(&t));
+        assert_eq!((o.result, h.join().unwrap()), ("L4OK", Close::Fin), "{o:?}");
     }
 }

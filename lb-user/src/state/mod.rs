@@ -116,8 +116,9 @@ pub enum Change {
     },
     /// `Some(cause)`: the name stopped resolving (MAINT (resolution)); `None`: it resolves.
     Resolution(Option<&'static str>),
-    /// A valid DNS answer: this address, and out of MAINT (resolution) if it was in.
-    Resolved(IpAddr),
+    /// A valid DNS answer: this address (and port, from an SRV record), and out of MAINT
+    /// (resolution) if it was in.
+    Resolved(IpAddr, Option<u16>),
     /// `enable|disable health`.
     CheckEnabled(bool),
     /// `enable|disable agent`.

@@ -161,7 +161,7 @@ fn the_two_maintenances_are_separate() {
         &g,
         0,
         0,
-        Change::Resolved("127.0.0.9".parse().unwrap()),
+        Change::Resolved("127.0.0.9".parse().unwrap(), None),
         &By::DnsCache,
     )
     .unwrap();

@@ -135,8 +135,8 @@ pub fn step(
         Change::Maxconn(m) => t.st.maxconn = m,
         Change::Addr { ip, port } => t.addr(ip, port),
         Change::Resolution(cause) => t.resolution(cause),
-        Change::Resolved(ip) => {
-            t.addr(Some(ip), None);
+        Change::Resolved(ip, port) => {
+            t.addr(Some(ip), port);
             t.resolution(None);
         }
         Change::CheckEnabled(on) => {
@@ -347,6 +347,26 @@ impl Step<'_> {
         let mut h = Health::at(rise, fall, self.st.check_h);
         let (t, moved) = h.record(r.passed);
         self.apply_counter(h, t, moved, r);
+        if r.passed {
+            self.nolb_from_check(r);
+        }
+    }
+
+    /// `http-check disable-on-404`: a conditional pass (L7OKC) sets a server that the checks
+    /// let be UP into NOLB; a full pass takes it out (HAProxy's `check_notify_stopping` and
+    /// `check_notify_success`).
+    fn nolb_from_check(&mut self, r: &CheckReport) {
+        if !self.st.up || !self.check_ok() || !self.agent_ok() {
+            return;
+        }
+        let conditional = r.result == crate::table::CheckResult::L7OkC;
+        if conditional && !self.st.stopping {
+            self.st.stopping = true;
+            self.events.push(Event::Stopping(OpCause::Check(r.clone())));
+        } else if !conditional && self.st.stopping {
+            self.st.stopping = false;
+            self.events.push(Event::Up(OpCause::Check(r.clone())));
+        }
     }
 
     fn check_error(&mut self, action: crate::config::OnError, r: &CheckReport) {

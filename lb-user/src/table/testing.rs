@@ -35,6 +35,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         init_addr_used: None,
         resolve_net: Vec::new(),
         proxy: crate::config::SendProxy::default(),
+        template: false,
     }
 }
 

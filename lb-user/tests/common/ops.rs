@@ -139,19 +139,26 @@ impl Dnsmasq {
     /// Starts dnsmasq on 127.0.0.1:<free port> answering `hosts` (hosts-file lines), and waits
     /// until it answers.
     pub fn start(hosts: &str) -> Dnsmasq {
-        Dnsmasq::start_with(hosts, true)
+        Dnsmasq::start_with(hosts, true, &[])
+    }
+
+    /// Like [`Dnsmasq::start`], with SRV records too: each `NAME,TARGET,PORT[,PRIO,WEIGHT]`
+    /// (dnsmasq's `--srv-host`, fixed for its life; the targets' addresses come from the hosts
+    /// file, which can change).
+    pub fn start_srv(hosts: &str, srv: &[String]) -> Dnsmasq {
+        Dnsmasq::start_with(hosts, true, srv)
     }
 
     /// Like [`Dnsmasq::start`], but as an embedded container DNS without upstream answers:
     /// names of the hosts file resolve for the types they have, and every other question
     /// (AAAA of a name that only has an A line, unknown names) is REFUSED.
     pub fn start_refusing(hosts: &str) -> Dnsmasq {
-        Dnsmasq::start_with(hosts, false)
+        Dnsmasq::start_with(hosts, false, &[])
     }
 
     /// With `local`, dnsmasq is authoritative for `.test`: a missing type is NODATA and an
     /// unknown name NXDOMAIN; without, both are REFUSED (nothing to forward to).
-    fn start_with(hosts: &str, local: bool) -> Dnsmasq {
+    fn start_with(hosts: &str, local: bool, srv: &[String]) -> Dnsmasq {
         static N: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "lb-test-hosts-{}-{}",
@@ -177,6 +184,7 @@ impl Dnsmasq {
                 "--pid-file=".to_owned(),
                 format!("--addn-hosts={}", path.display()),
             ];
+            args.extend(srv.iter().map(|r| format!("--srv-host={r}")));
             if local {
                 // Everything not in the hosts file is NXDOMAIN (or NODATA), not forwarded.
                 args.push("--local=/test/".to_owned());

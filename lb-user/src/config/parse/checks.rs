@@ -4,9 +4,14 @@
 use std::net::IpAddr;
 
 use super::super::lex::Line;
-use super::super::scalar::{check_hex, parse_port, parse_u32, parse_uint};
-use super::super::{CheckKind, ExpectPattern, Global, HttpExpect, HttpExpectKind, TcpCheckRule};
-use super::proxy::ProxyDraft;
+use super::super::scalar::{
+    check_hex, parse_port, parse_u32, parse_uint, resolve, split_host_port, Host,
+};
+use super::super::{
+    CheckKind, ConnectRule, ExpectPattern, Global, HttpCheck, HttpExpect, HttpExpectKind, LfPart,
+    LogFormat, TcpCheckRule,
+};
+use super::proxy::{HttpRules, ProxyDraft};
 use super::{arity, Diag, Parser};
 
 /// Match types of `tcp-check expect`.
@@ -88,7 +93,9 @@ impl Parser {
         let w = &line.words;
         let sub = w[1].as_str();
         match sub {
-            "connect" => self.connect_rule(line),
+            "connect" => self
+                .connect_rule(line, "tcp-check connect")
+                .map(TcpCheckRule::Connect),
             "send" => Some(TcpCheckRule::Send(w[2].as_bytes().to_vec())),
             "send-binary" => Some(TcpCheckRule::Send(decode_hex(&w[2]))),
             "expect" => self.expect_rule(line),
@@ -100,40 +107,39 @@ impl Parser {
         }
     }
 
-    /// `tcp-check connect [port N] [addr A] [send-proxy] [default] [linger] ...` (validated by
-    /// [`connect_problem`]).
-    fn connect_rule(&mut self, line: &Line) -> Option<TcpCheckRule> {
+    /// `tcp-check connect` / `http-check connect [port N] [addr A] [send-proxy] [linger] [ssl]
+    /// [sni S] [alpn A] [default]` (validated by [`connect_problem`]). `via-socks4` and `proto`
+    /// get a warning.
+    pub(super) fn connect_rule(&mut self, line: &Line, kw: &str) -> Option<ConnectRule> {
         let w = &line.words;
         let loc = &line.loc;
-        let (mut port, mut addr, mut linger) = (None, None, false);
-        let (mut send_proxy, mut default) = (false, false);
+        let mut rule = ConnectRule::default();
         let mut i = 2;
         while i < w.len() {
+            let value = w.get(i + 1).map(String::as_str).unwrap_or_default();
             match w[i].as_str() {
-                "port" => port = parse_port(&w[i + 1]).ok(),
-                "addr" => {
-                    let Ok(a) = w[i + 1].parse::<IpAddr>() else {
-                        self.diag.err(
-                            loc,
-                            format!(
-                                "'tcp-check connect': 'addr': invalid IP address '{}'",
-                                w[i + 1]
-                            ),
-                        );
+                "port" => rule.port = parse_port(value).ok(),
+                "addr" => match connect_addr(value) {
+                    Ok((ip, port)) => {
+                        rule.addr = Some(ip);
+                        rule.port = port.or(rule.port);
+                    }
+                    Err(e) => {
+                        self.diag.err(loc, format!("'{kw}': 'addr': {e}"));
                         return None;
-                    };
-                    addr = Some(a);
-                }
-                "linger" => linger = true,
-                "send-proxy" => send_proxy = true,
-                "default" => default = true,
+                    }
+                },
+                "linger" => rule.linger = true,
+                "send-proxy" => rule.send_proxy = true,
+                "ssl" => rule.ssl = true,
+                "default" => rule.default = true,
+                "sni" => rule.sni = Some(value.to_owned()),
+                "alpn" => rule.alpn = Some(value.split(',').map(str::to_owned).collect()),
                 "comment" => {}
                 other => {
                     self.diag.warn(
                         loc,
-                        format!(
-                            "'tcp-check connect': option '{other}' is not supported yet; ignored"
-                        ),
+                        format!("'{kw}': option '{other}' is not supported yet; ignored"),
                     );
                 }
             }
@@ -143,13 +149,38 @@ impl Parser {
                 1
             };
         }
-        Some(TcpCheckRule::Connect {
-            port,
-            addr,
-            linger,
-            send_proxy,
-            default,
-        })
+        Some(rule)
+    }
+
+    /// `http-check send [meth M] [uri U | uri-lf FMT] [ver V] [hdr N V]... [body S]`: merged
+    /// into `rules` (validated by [`Self::http_check`]).
+    pub(super) fn http_send(&mut self, line: &Line, rules: &mut HttpRules) {
+        let w = &line.words;
+        let mut i = 2;
+        while i < w.len() {
+            let v = w.get(i + 1).cloned().unwrap_or_default();
+            match w[i].as_str() {
+                "meth" => rules.method = Some(v),
+                "uri" => rules.uri = Some(LogFormat::text(&v)),
+                "uri-lf" => match check_log_format(&v) {
+                    Ok(f) => rules.uri = Some(f),
+                    Err(e) => {
+                        self.diag
+                            .err(&line.loc, format!("'http-check send uri-lf': {e}"));
+                        return;
+                    }
+                },
+                "ver" => rules.version = Some(v),
+                "hdr" => {
+                    let value = w.get(i + 2).cloned().unwrap_or_default();
+                    rules.headers.push((v, value));
+                    i += 1;
+                }
+                "body" => rules.body = Some(v),
+                _ => {} // `comment`
+            }
+            i += 2;
+        }
     }
 
     /// `tcp-check expect [min-recv N] [!] TYPE PATTERN` (validated by [`expect_problem`]).
@@ -313,7 +344,22 @@ impl Parser {
                     }
                 }
             }
-            "send" | "connect" | "comment" | "send-state" | "disable-on-404" => true,
+            "connect" => match connect_problem(w) {
+                Some(m) => {
+                    d.err(&line.loc, format!("'http-check connect': {m}"));
+                    false
+                }
+                None => true,
+            },
+            "send" => match send_problem(w) {
+                Some(m) => {
+                    d.err(&line.loc, format!("'http-check send': {m}"));
+                    false
+                }
+                None => true,
+            },
+            "disable-on-404" => arity(d, line, 2, 0, 0),
+            "comment" | "send-state" => true,
             _ if sub.starts_with("set-var") || sub.starts_with("unset-var") => true,
             _ => {
                 d.err(
@@ -351,6 +397,115 @@ fn connect_problem(w: &[String]) -> Option<String> {
         }
     }
     None
+}
+
+/// `connect ... addr HOST[:PORT]`: as `HAProxy`'s `str2sa_range` with `PA_O_RESOLVE`, a host
+/// name is resolved once at load with the system resolver.
+fn connect_addr(text: &str) -> Result<(IpAddr, Option<u16>), String> {
+    let hp = split_host_port(text)?;
+    let port = match hp.port.as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(parse_port(p)?),
+    };
+    let ip = match hp.host {
+        Some(Host::Ip(ip)) => ip,
+        Some(Host::Name(n)) => resolve(&n, 0, hp.family)?.ip(),
+        None => return Err(format!("address required in '{text}'")),
+    };
+    Ok((ip, port))
+}
+
+/// What is wrong with `http-check send ...` (`w` = the line's words), if anything.
+fn send_problem(w: &[String]) -> Option<String> {
+    let mut i = 2;
+    while i < w.len() {
+        let o = w[i].as_str();
+        let n = match o {
+            "meth" | "uri" | "uri-lf" | "ver" | "body" | "comment" => 1,
+            "hdr" => 2,
+            "body-lf" => {
+                return Some(
+                    "'body-lf' is not supported (log-format bodies); use 'body' with the text"
+                        .into(),
+                )
+            }
+            other => {
+                return Some(format!(
+                    "unknown option '{other}' (expected meth, uri, uri-lf, ver, hdr, body, \
+                     comment)"
+                ))
+            }
+        };
+        if w.len() <= i + n {
+            return Some(format!(
+                "'{o}' needs {}",
+                if n == 1 {
+                    "a value"
+                } else {
+                    "a name and a value"
+                }
+            ));
+        }
+        if o == "meth"
+            && !w[i + 1]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Some(format!("'meth': invalid method '{}'", w[i + 1]));
+        }
+        i += 1 + n;
+    }
+    None
+}
+
+/// A check's log-format string (`uri-lf`): text with `%[srv_name]`, `%[srv_id]`,
+/// `%[be_name]`, `%[be_id]` (the sample fetches a check has, without converters) and `%%`.
+/// Anything else is refused with the reason.
+pub(super) fn check_log_format(text: &str) -> Result<LogFormat, String> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut rest = text;
+    while let Some(p) = rest.find('%') {
+        lit.push_str(&rest[..p]);
+        let after = &rest[p + 1..];
+        if let Some(r) = after.strip_prefix('%') {
+            lit.push('%');
+            rest = r;
+            continue;
+        }
+        let Some(inner) = after.strip_prefix('[') else {
+            return Err(format!(
+                "'%{}' in '{text}': only %[srv_name], %[srv_id], %[be_name], %[be_id] and %% are \
+                 supported in a check's log-format",
+                after.chars().next().map(String::from).unwrap_or_default()
+            ));
+        };
+        let Some(end) = inner.find(']') else {
+            return Err(format!("unterminated '%[' in '{text}'"));
+        };
+        let part = match &inner[..end] {
+            "srv_name" => LfPart::SrvName,
+            "srv_id" => LfPart::SrvId,
+            "be_name" => LfPart::BeName,
+            "be_id" => LfPart::BeId,
+            other => {
+                return Err(format!(
+                    "'%[{other}]' in '{text}': only %[srv_name], %[srv_id], %[be_name] and \
+                     %[be_id] are supported in a check's log-format (no converters)"
+                ))
+            }
+        };
+        if !lit.is_empty() {
+            parts.push(LfPart::Text(std::mem::take(&mut lit)));
+        }
+        parts.push(part);
+        rest = &inner[end + 1..];
+    }
+    lit.push_str(rest);
+    if !lit.is_empty() {
+        parts.push(LfPart::Text(lit));
+    }
+    Ok(LogFormat(parts))
 }
 
 /// What is wrong with `tcp-check expect [options] [!] TYPE PATTERN`, if anything.
@@ -410,17 +565,19 @@ pub(super) fn check_kind(diag: &mut Diag, global: &Global, px: &ProxyDraft) -> C
     match kind {
         CheckKind::TcpCheck(_) if px.opts.tcp_rules.is_empty() => CheckKind::Connect,
         CheckKind::TcpCheck(_) => CheckKind::TcpCheck(px.opts.tcp_rules.clone()),
-        CheckKind::Http {
-            method,
-            uri,
-            version,
-            ..
-        } => CheckKind::Http {
-            method: method.clone(),
-            uri: uri.clone(),
-            version: version.clone(),
-            expect: px.opts.http_expect.clone(),
-        },
+        CheckKind::Http(base) => {
+            let r = &px.opts.http_rules;
+            CheckKind::Http(Box::new(HttpCheck {
+                connect: r.connect.clone(),
+                method: r.method.clone().unwrap_or_else(|| base.method.clone()),
+                uri: r.uri.clone().unwrap_or_else(|| base.uri.clone()),
+                version: r.version.clone().unwrap_or_else(|| base.version.clone()),
+                headers: r.headers.clone(),
+                body: r.body.clone().unwrap_or_default(),
+                expect: r.expect.clone(),
+                disable_on_404: r.disable_on_404,
+            }))
+        }
         CheckKind::External => {
             let loc = loc.as_ref().unwrap_or(&px.loc);
             let checked = px.servers.iter().any(|(s, _)| s.health.check);

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::super::{
-    Backend, Bind, CheckKind, Config, Frontend, Loc, ProxyRules, StatsProxy, TcpCheckRule,
+    Backend, Bind, CheckKind, Config, ConnectRule, Frontend, Loc, ProxyRules, StatsProxy,
+    TcpCheckRule,
 };
 use super::checks::check_kind;
 use super::log::resolve_log_global;
@@ -151,11 +152,12 @@ impl Parser {
             CheckKind::TcpCheck(rules) => {
                 matches!(
                     rules.first(),
-                    Some(TcpCheckRule::Connect { port: Some(_), .. })
+                    Some(TcpCheckRule::Connect(ConnectRule { port: Some(_), .. }))
                 ) && rules
                     .iter()
-                    .all(|r| !matches!(r, TcpCheckRule::Connect { port: None, .. }))
+                    .all(|r| !matches!(r, TcpCheckRule::Connect(ConnectRule { port: None, .. })))
             }
+            CheckKind::Http(h) => h.connect.as_ref().is_some_and(|c| c.port.is_some()),
             _ => false,
         };
         for (srv, _) in &px.servers {

@@ -38,6 +38,8 @@ pub(super) fn builtin() -> Global {
         node: None,
         description: None,
         ulimit_n: None,
+        ca_base: None,
+        ssl_server_verify: true,
         sockmap_backlog: None,
     }
 }
@@ -106,7 +108,7 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("pidfile", pidfile),
     run("chroot", chroot),
     run("maxpipes", maxpipes),
-    not_yet("ca-base", TLS, one_or_more),
+    run("ca-base", ca_base),
     run("crt-base", tls_bind_only),
     run("ulimit-n", ulimit_n),
     not_yet("master-worker", "master-worker mode", optional),
@@ -127,7 +129,7 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     not_yet("ssl-default-server-ciphersuites", TLS, any),
     not_yet("ssl-default-server-options", TLS, any),
     run("ssl-dh-param-file", tls_bind_only),
-    not_yet("ssl-server-verify", TLS, any),
+    run("ssl-server-verify", ssl_server_verify),
     // Handled by the `tune.*` rule; listed for "did you mean".
     run("tune.ssl.default-dh-param", tls_bind_only),
     not_yet("lua-load", "Lua", one_or_more),
@@ -295,6 +297,28 @@ fn ulimit_n(p: &mut Parser, line: &Line) {
             Ok(v) => p.global.ulimit_n = Some(v),
             Err(e) => p.diag.err(&line.loc, format!("'ulimit-n': {e}")),
         }
+    }
+}
+
+/// `ca-base DIR`: where relative `ca-file` paths of the following lines are (TLS checks).
+fn ca_base(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        p.global.ca_base = Some(line.words[1].clone().into());
+    }
+}
+
+/// `ssl-server-verify none|required`: the default `verify` of servers (TLS checks).
+fn ssl_server_verify(p: &mut Parser, line: &Line) {
+    if !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    match line.words[1].as_str() {
+        "none" => p.global.ssl_server_verify = false,
+        "required" => p.global.ssl_server_verify = true,
+        other => p.diag.err(
+            &line.loc,
+            format!("'ssl-server-verify': invalid value '{other}' (expected none|required)"),
+        ),
     }
 }
 

@@ -2,7 +2,7 @@
 //! yet" with the feature, or HTTP-only.
 
 use super::super::lex::Line;
-use super::super::{CheckKind, MysqlVersion};
+use super::super::{CheckKind, HttpCheck, LogFormat, MysqlVersion};
 use super::proxy::ProxyDraft;
 use super::suggest::suggest;
 use super::{arity, Parser};
@@ -97,7 +97,7 @@ const OPTIONS: &[(&str, Handling)] = &[
     not_yet("persist", "persistence"),
     not_yet("prefer-last-server", "persistence"),
     not_yet("ldap-check", "health checks"),
-    not_yet("ssl-hello-chk", "health checks"),
+    run("ssl-hello-chk", simple_check),
     not_yet("spop-check", "health checks"),
     not_yet("idle-close-on-response", "socket options"),
     http_only("httplog"),
@@ -317,7 +317,8 @@ fn pgsql_check(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     );
 }
 
-/// `option redis-check|tcp-check|external-check|log-health-checks` (no arguments).
+/// `option redis-check|tcp-check|external-check|ssl-hello-chk|log-health-checks` (no
+/// arguments).
 fn simple_check(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if o.opt != "log-health-checks" && o.refuse_no(p) {
         return;
@@ -329,6 +330,7 @@ fn simple_check(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
         "redis-check" => CheckKind::Redis,
         "tcp-check" => CheckKind::TcpCheck(Vec::new()),
         "external-check" => CheckKind::External,
+        "ssl-hello-chk" => CheckKind::SslHello,
         _ => {
             px.opts.log_health_checks = !o.no;
             return;
@@ -361,12 +363,12 @@ fn httpchk(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
         [m, u, v, ..] => (m.as_str(), u.as_str(), v.as_str()),
     };
     px.opts.check = (
-        CheckKind::Http {
+        CheckKind::Http(Box::new(HttpCheck {
             method: method.to_owned(),
-            uri: uri.to_owned(),
+            uri: LogFormat::text(uri),
             version: version.to_owned(),
-            expect: None,
-        },
+            ..HttpCheck::default()
+        })),
         Some(o.line.loc.clone()),
     );
 }

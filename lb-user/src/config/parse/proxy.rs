@@ -8,12 +8,33 @@ use std::sync::Arc;
 use super::super::lex::Line;
 use super::super::scalar::check_name;
 use super::super::{
-    Balance, Bind, BindOptions, CheckKind, ExternalCheck, HashType, HttpExpect, Keepalive, Loc,
-    LogTarget, ProxyRules, Server, TcpCheckRule, Timeouts,
+    Balance, Bind, BindOptions, CheckKind, ConnectRule, ExternalCheck, HashType, HttpExpect,
+    Keepalive, Loc, LogFormat, LogTarget, ProxyRules, Server, TcpCheckRule, Timeouts,
 };
 use super::server::ServerParams;
 use super::state_file::StateLoad;
 use super::{Parser, Section};
+
+/// The `http-check` lines of a section, merged into `option httpchk` at the end.
+#[derive(Clone, Debug, Default)]
+pub(super) struct HttpRules {
+    /// `http-check connect`.
+    pub(super) connect: Option<ConnectRule>,
+    /// `http-check send meth M`.
+    pub(super) method: Option<String>,
+    /// `http-check send uri U` / `uri-lf FMT`.
+    pub(super) uri: Option<LogFormat>,
+    /// `http-check send ver V`.
+    pub(super) version: Option<String>,
+    /// `http-check send hdr N V`.
+    pub(super) headers: Vec<(String, String)>,
+    /// `http-check send body S`.
+    pub(super) body: Option<String>,
+    /// `http-check expect`.
+    pub(super) expect: Option<HttpExpect>,
+    /// `http-check disable-on-404`.
+    pub(super) disable_on_404: bool,
+}
 
 /// The proxy section kinds (`defaults` included: it holds proxy settings too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,8 +94,8 @@ pub(super) struct ProxyOpts {
     pub(super) check: (CheckKind, Option<Loc>),
     /// `tcp-check` rules, in order.
     pub(super) tcp_rules: Vec<TcpCheckRule>,
-    /// `http-check expect`.
-    pub(super) http_expect: Option<HttpExpect>,
+    /// `http-check connect|send|expect|disable-on-404`.
+    pub(super) http_rules: HttpRules,
     pub(super) log_health_checks: bool,
     pub(super) external_check: ExternalCheck,
     /// `log` lines (inherited from defaults, own ones appended; `no log` empties the list).
@@ -108,7 +129,7 @@ impl ProxyOpts {
             default_server: ServerParams::default(),
             check: (CheckKind::Connect, None),
             tcp_rules: Vec::new(),
-            http_expect: None,
+            http_rules: HttpRules::default(),
             log_health_checks: false,
             external_check: ExternalCheck::default(),
             logs: Vec::new(),

@@ -110,7 +110,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     not_yet("persist", "persistence", one_or_more),
     not_yet("fullconn", "dynamic maxconn", positive_u32),
     not_yet("source", "outgoing source address", one_or_more),
-    not_yet("server-template", "DNS service discovery", one_or_more),
+    run("server-template", server_template),
     not_yet("log-format", "logging", one_or_more),
     not_yet("log-format-sd", "logging", one_or_more),
     not_yet("error-log-format", "logging", one_or_more),
@@ -274,6 +274,20 @@ fn server(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         );
     } else {
         p.server_line(px, line);
+    }
+}
+
+fn server_template(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    if px.kind == Kind::Frontend || px.kind == Kind::Defaults {
+        p.not_allowed(px, line, "server-template");
+    } else if line.words.len() < 4 {
+        p.diag.err(
+            &line.loc,
+            "'server-template': needs a prefix, a number and an address (server-template \
+             PREFIX NUM|LOW-HIGH FQDN[:PORT] [params])",
+        );
+    } else {
+        p.server_template_line(px, line);
     }
 }
 
@@ -613,12 +627,21 @@ fn tcp_check(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
 fn http_check(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     let w = &line.words;
     if p.cap(px, line, "http-check", false, true) && p.http_check(line) {
-        if w[1] == "expect" {
-            if let Some(e) = p.http_expect(line) {
-                px.opts.http_expect = Some(e);
+        match w[1].as_str() {
+            "expect" => {
+                if let Some(e) = p.http_expect(line) {
+                    px.opts.http_rules.expect = Some(e);
+                }
             }
-        } else if w[1] != "comment" {
-            p.not_yet(line, &format!("http-check {}", w[1]), "health checks");
+            "connect" => {
+                if let Some(c) = p.connect_rule(line, "http-check connect") {
+                    px.opts.http_rules.connect = Some(c);
+                }
+            }
+            "send" => p.http_send(line, &mut px.opts.http_rules),
+            "disable-on-404" => px.opts.http_rules.disable_on_404 = true,
+            "comment" => {}
+            other => p.not_yet(line, &format!("http-check {other}"), "health checks"),
         }
     }
 }

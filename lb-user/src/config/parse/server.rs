@@ -8,7 +8,7 @@ use super::super::lex::Line;
 use super::super::scalar::{
     check_name, parse_port, parse_uint, resolve, split_host_port, unspecified, Host,
 };
-use super::super::{HealthParams, InitAddr, IpNet, Loc, ProxyVersion, SendProxy, Server};
+use super::super::{CheckTls, HealthParams, InitAddr, IpNet, Loc, ProxyVersion, SendProxy, Server};
 use super::proxy::ProxyDraft;
 use super::server_kw::{server_keyword, KwCtx, Place, ServerHandling};
 use super::Parser;
@@ -23,6 +23,30 @@ fn default_init_addr(has_resolvers: bool) -> Vec<InitAddr> {
     }
     methods
 }
+
+/// The numbers of a `server-template`: `N` (1 to N) or `LOW-HIGH`. At most
+/// [`TEMPLATE_MAX`] servers, so that a typo cannot make a backend of millions.
+fn template_range(text: &str) -> Result<std::ops::RangeInclusive<u32>, String> {
+    let num = |t: &str| {
+        t.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!("invalid server number '{t}' in '{text}' (expected N or LOW-HIGH, from 1)")
+        })
+    };
+    let (lo, hi) = match text.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (1, num(text)?),
+    };
+    if lo > hi {
+        return Err(format!("invalid range '{text}': {lo} is above {hi}"));
+    }
+    if hi - lo >= TEMPLATE_MAX {
+        return Err(format!("'{text}' makes more than {TEMPLATE_MAX} servers"));
+    }
+    Ok(lo..=hi)
+}
+
+/// The most servers one `server-template` line makes.
+const TEMPLATE_MAX: u32 = 10_000;
 
 /// A server's address as found at load.
 struct FoundAddr {
@@ -119,6 +143,86 @@ impl Parser {
             return;
         };
         let explicit_id = explicit_id.filter(|id| *id != 0);
+        self.add_server(px, line, name, &w[2], params, explicit_id, false);
+    }
+
+    /// `server-template PREFIX NUM|LOW-HIGH FQDN[:PORT] [params]`: servers `PREFIX<n>` for n in
+    /// 1..=NUM (or LOW..=HIGH), each following FQDN with the same parameters; DNS gives each
+    /// its own address (A/AAAA) or its own target and port (an SRV name, starting with `_`).
+    pub(super) fn server_template_line(&mut self, px: &mut ProxyDraft, line: &Line) {
+        let w = &line.words;
+        let loc = &line.loc;
+        let ctx = format!("server-template '{}/{}'", px.name, w[1]);
+        if let Err(e) = check_name(&w[1]) {
+            self.diag.err(loc, format!("{ctx}: {e}"));
+            return;
+        }
+        let range = match template_range(&w[2]) {
+            Ok(r) => r,
+            Err(e) => {
+                self.diag.err(loc, format!("{ctx}: {e}"));
+                return;
+            }
+        };
+        let mut params = px.opts.default_server.clone();
+        let Ok(id) = self.server_params(&ctx, line, 4, &mut params, Place::Server) else {
+            return;
+        };
+        if id.is_some() {
+            self.diag.err(
+                loc,
+                format!("{ctx}: 'id' cannot be set on a server-template (each server has its own)"),
+            );
+            return;
+        }
+        let srv = w[3].starts_with('_');
+        if srv {
+            if params.resolvers.is_none() {
+                self.diag.err(
+                    loc,
+                    format!(
+                        "{ctx}: SRV name '{}' needs 'resolvers' (only DNS gives its servers)",
+                        w[3]
+                    ),
+                );
+                return;
+            }
+            if w[3].contains(':') {
+                self.diag.err(
+                    loc,
+                    format!(
+                        "{ctx}: SRV name '{}' takes no port: the SRV records give it",
+                        w[3]
+                    ),
+                );
+                return;
+            }
+            // No system resolver asks SRV records: the servers start without an address, as
+            // HAProxy starts them, until the resolvers answer.
+            params.init_addr = Some(vec![InitAddr::None]);
+        }
+        for n in range {
+            let name = format!("{}{n}", w[1]);
+            self.add_server(px, line, &name, &w[3], params.clone(), None, true);
+        }
+    }
+
+    /// Adds one server (of a `server` or `server-template` line) once its parameters are read.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call per line kind, all needed"
+    )]
+    fn add_server(
+        &mut self,
+        px: &mut ProxyDraft,
+        line: &Line,
+        name: &str,
+        addr_text: &str,
+        mut params: ServerParams,
+        explicit_id: Option<u32>,
+        template: bool,
+    ) {
+        let ctx = format!("server '{}/{}'", px.name, name);
         let agent = &params.health.agent;
         if agent.enabled && agent.port.is_none() {
             // HAProxy: "server S does not have agent port. Agent check has been disabled."
@@ -128,14 +232,29 @@ impl Parser {
             );
             return;
         }
+        if !self.check_tls(&ctx, &line.loc, &mut params.health.tls) {
+            return;
+        }
         let init_addr = params
             .init_addr
             .clone()
             .unwrap_or_else(|| default_init_addr(params.resolvers.is_some()));
-        let Some(found) = self.server_addr(&ctx, line, &w[2], &init_addr) else {
-            return;
+        let found = if template && addr_text.starts_with('_') {
+            let ip = std::net::Ipv4Addr::UNSPECIFIED.into();
+            FoundAddr {
+                addr: SocketAddr::new(ip, 0),
+                port_offset: None,
+                fqdn: Some(addr_text.to_owned()),
+                unresolved: true,
+                method: Some(0),
+            }
+        } else {
+            let Some(found) = self.server_addr(&ctx, line, addr_text, &init_addr) else {
+                return;
+            };
+            found
         };
-        if let Some((s, _)) = px.servers.iter().find(|(s, _)| &s.name == name) {
+        if let Some((s, _)) = px.servers.iter().find(|(s, _)| s.name == name) {
             self.diag.err(
                 &line.loc,
                 format!("{ctx} is defined twice (first at {})", s.loc),
@@ -144,7 +263,7 @@ impl Parser {
         }
         px.servers.push((
             Server {
-                name: name.clone(),
+                name: name.to_owned(),
                 loc: line.loc.clone(),
                 id: 0,
                 addr: found.addr,
@@ -164,9 +283,37 @@ impl Parser {
                 init_addr_used: found.method,
                 resolve_net: params.resolve_net.clone(),
                 proxy: params.proxy.model(),
+                template,
             },
             explicit_id,
         ));
+    }
+
+    /// Completes a server's check TLS settings: `verify` from `ssl-server-verify` when unset,
+    /// and, when the check speaks TLS and verifies, a readable CA file (`HAProxy`'s errors).
+    fn check_tls(&mut self, ctx: &str, loc: &Loc, tls: &mut CheckTls) -> bool {
+        let verify = *tls.verify.get_or_insert(self.global.ssl_server_verify);
+        if !tls.enabled || !verify {
+            return true;
+        }
+        let Some(path) = &tls.ca_file else {
+            let why = if self.global.ssl_server_verify {
+                "verify is enabled by default but no CA file specified. If you're running on a \
+                 LAN where you're certain to trust the server's certificate, please set an \
+                 explicit 'verify none' statement on the 'server' line, or use \
+                 'ssl-server-verify none' in the global section to disable server-side \
+                 verifications by default."
+            } else {
+                "verify is enabled but no CA file specified."
+            };
+            self.diag.err(loc, format!("{ctx}: 'check-ssl': {why}"));
+            return false;
+        };
+        if let Err(e) = crate::config::ca::load(path) {
+            self.diag.err(loc, format!("{ctx}: 'ca-file': {e}"));
+            return false;
+        }
+        true
     }
 
     /// A `default-server [params]` line: its parameters apply to the following `server` lines.
@@ -345,6 +492,7 @@ impl Parser {
                     not_yet: &mut not_yet,
                     resolver_refs: &mut self.resolver_refs,
                     loc,
+                    ca_base: self.global.ca_base.as_deref(),
                 };
                 match kw.handling {
                     ServerHandling::Set(f) => f(&mut c, kw.name, arg),

@@ -41,6 +41,8 @@ pub(super) struct KwCtx<'a> {
     /// `resolvers NAME` references, checked once every section is read.
     pub(super) resolver_refs: &'a mut Vec<(String, Loc)>,
     pub(super) loc: &'a Loc,
+    /// `ca-base` of the global section, for relative `ca-file` paths.
+    pub(super) ca_base: Option<&'a std::path::Path>,
 }
 
 /// Reads one parameter: the context, the parameter's name and its value (`""` for a flag).
@@ -111,7 +113,6 @@ const fn not_yet(name: &'static str, takes_value: bool, feature: &'static str) -
 
 const FLAG: bool = false;
 const VALUE: bool = true;
-const TLS: &str = "TLS; lb has no TLS";
 const CONNECTION: &str = "connection options";
 
 /// Every parameter lb knows, in no particular order.
@@ -183,21 +184,24 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     // HTTP.
     not_yet("cookie", VALUE, "HTTP-only"),
     not_yet("redir", VALUE, "HTTP-only"),
-    // TLS: turning it off is what lb does anyway; turning it on is an error.
+    // TLS: lb speaks TLS to servers for health checks only (`check-ssl`); `ssl` (TLS for the
+    // traffic) is refused. `sni` and `alpn` act only with `ssl`: without it they change
+    // nothing, in HAProxy as in lb.
     flag("no-ssl", nothing),
-    flag("no-verifyhost", nothing),
-    flag("no-check-ssl", nothing),
+    flag("check-ssl", check_ssl),
+    flag("no-check-ssl", check_ssl),
     value("verify", verify),
-    not_yet("sni", VALUE, TLS),
-    not_yet("check-sni", VALUE, TLS),
+    value("verifyhost", verifyhost),
+    flag("no-verifyhost", verifyhost),
+    value("ca-file", ca_file),
+    value("check-sni", check_sni),
+    value("check-alpn", alpn),
+    value("sni", nothing),
+    value("alpn", alpn),
     flag("ssl", needs_tls),
-    flag("check-ssl", needs_tls),
     flag("force-tlsv12", needs_tls),
     flag("force-tlsv13", needs_tls),
     value("crt", needs_tls),
-    value("ca-file", needs_tls),
-    value("alpn", needs_tls),
-    value("check-alpn", needs_tls),
     value("ciphers", needs_tls),
     value("ssl-min-ver", needs_tls),
     value("ssl-max-ver", needs_tls),
@@ -471,7 +475,54 @@ fn check_send_proxy(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
 
 fn verify(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
     one_of(p, arg, &["none", "required"])?;
-    c.not_yet.push((p, TLS));
+    c.params.health.tls.verify = Some(arg == "required");
+    Ok(())
+}
+
+/// `check-ssl`, `no-check-ssl`.
+fn check_ssl(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    c.params.health.tls.enabled = p == "check-ssl";
+    Ok(())
+}
+
+/// `verifyhost NAME`, `no-verifyhost`.
+fn verifyhost(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    c.params.health.tls.verifyhost = (p == "verifyhost").then(|| arg.to_owned());
+    Ok(())
+}
+
+/// `ca-file PATH`: joined to `ca-base` unless absolute (or `@system-ca`), as `HAProxy`. The
+/// file is read once the server line is complete and only if a check uses TLS.
+fn ca_file(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
+    let path = match c.ca_base {
+        Some(base) if !arg.starts_with('/') && !arg.starts_with('@') => base.join(arg),
+        _ => arg.into(),
+    };
+    c.params.health.tls.ca_file = Some(path);
+    Ok(())
+}
+
+/// `check-sni NAME`: a host name (an IP address is never sent as SNI).
+fn check_sni(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    if !is_hostname(arg) || arg.parse::<IpAddr>().is_ok() {
+        return Err(format!("'{p}': invalid server name '{arg}'"));
+    }
+    c.params.health.tls.sni = Some(arg.to_owned());
+    Ok(())
+}
+
+/// `alpn LIST`, `check-alpn LIST`: comma-separated protocol names of 1 to 255 bytes. `alpn`
+/// only acts with `ssl` (refused): it is checked and dropped.
+fn alpn(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let list: Vec<String> = arg.split(',').map(str::to_owned).collect();
+    if let Some(bad) = list.iter().find(|a| a.is_empty() || a.len() > 255) {
+        return Err(format!(
+            "'{p}': invalid protocol name '{bad}' in '{arg}' (1 to 255 bytes each)"
+        ));
+    }
+    if p == "check-alpn" {
+        c.params.health.tls.alpn = list;
+    }
     Ok(())
 }
 
@@ -482,6 +533,7 @@ fn nothing(_: &mut KwCtx<'_>, _: &str, _: &str) -> Result<(), String> {
 
 fn needs_tls(_: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
     Err(format!(
-        "'{p}' needs TLS, which lb does not do (connect to the server in clear text)"
+        "'{p}' needs TLS to the server, which lb does not do for traffic (only health \
+         checks speak TLS, with 'check-ssl'); connect to the server in clear text"
     ))
 }

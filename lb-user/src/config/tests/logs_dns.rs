@@ -60,3 +60,59 @@ fn resolvers_and_server_resolution_are_stored() {
         c.warnings
     );
 }
+
+#[test]
+fn server_template_makes_numbered_servers() {
+    let c = ok(&format!(
+        "resolvers dns\n  nameserver ns1 127.0.0.1:5353\n{TIMEOUTS}backend be\n  server-template pg 3 _pg._tcp.db.test resolvers dns check weight 5\n  server-template app 8-9 app.test:80 resolvers dns init-addr none\n  server last 127.0.0.1:1\n"
+    ));
+    let s = &c.backends[0].servers;
+    let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["pg1", "pg2", "pg3", "app8", "app9", "last"]);
+    let ids: Vec<u32> = s.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
+    // SRV: no address nor port until DNS answers; the parameters apply to each.
+    assert!(s[0].template && s[0].unresolved && s[0].health.check && s[0].weight == 5);
+    assert_eq!(s[0].fqdn.as_deref(), Some("_pg._tcp.db.test"));
+    assert_eq!(s[0].port_offset, None);
+    assert_eq!(s[3].addr.port(), 80);
+    assert!(s[3].template && s[3].unresolved);
+    assert!(!s[5].template);
+}
+
+#[test]
+fn server_template_errors_name_the_line() {
+    for (body, want) in [
+        ("server-template pg 0 a.test:1", "invalid server number '0'"),
+        ("server-template pg 5-2 a.test:1", "invalid range '5-2'"),
+        ("server-template pg x a.test:1", "invalid server number 'x'"),
+        (
+            "server-template pg 1-20000 a.test:1",
+            "more than 10000 servers",
+        ),
+        (
+            "server-template pg 2",
+            "needs a prefix, a number and an address",
+        ),
+        ("server-template pg 2 _pg._tcp.db.test", "needs 'resolvers'"),
+        (
+            "server-template pg 2 _pg._tcp.db.test:5 resolvers dns",
+            "takes no port",
+        ),
+        (
+            "server-template pg 2 _x._tcp.t resolvers dns id 4",
+            "'id' cannot be set",
+        ),
+        (
+            "server pg1 127.0.0.1:1\n  server-template pg 2 _x._tcp.t resolvers dns",
+            "defined twice",
+        ),
+    ] {
+        let text = format!(
+            "resolvers dns\n  nameserver ns1 127.0.0.1:5353\n{TIMEOUTS}backend be\n  {body}\n"
+        );
+        let e = errs(&text).to_string();
+        assert!(e.contains("t.cfg:"), "{e}");
+        assert!(e.contains(want), "{body}: got {e}, want {want}");
+    }
+}

@@ -1,0 +1,226 @@
+//! `server-template` through the real lb against a real DNS server (dnsmasq on a loopback
+//! port): an SRV name fills the template's servers with targets and ports (one server per
+//! record, the rest in MAINT (resolution)), flows reach every filled server intact, and a
+//! target's new address is followed; an A name spreads its addresses one per server.
+
+#[macro_use]
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::ops::Dnsmasq;
+use common::scenarios::flow;
+use common::servers::{listener_at, Backend, FlowHeader, HalfClose};
+use common::stats::{col, config, parse_csv, SockDir};
+use common::{free_port, local, Lb};
+
+on_both_planes!(
+    srv_records_fill_a_template,
+    a_records_spread_over_a_template
+);
+
+const T: Duration = Duration::from_secs(15);
+
+const RESOLVERS: &str = "    resolve_retries 2\n    timeout resolve 200ms\n    timeout retry 300ms\n    hold valid 200ms\n    hold other 600ms\n";
+
+/// `show stat` rows of backend `be`: (name, status, address).
+fn servers(lb: &Setup) -> Vec<(String, String, String)> {
+    let (_, rows) = parse_csv(&common::stats::cli(&lb.dir.sock("admin.sock"), "show stat"));
+    rows.iter()
+        .filter(|r| {
+            col(r, "pxname") == "be" && !["FRONTEND", "BACKEND"].contains(&col(r, "svname"))
+        })
+        .map(|r| {
+            (
+                col(r, "svname").to_owned(),
+                col(r, "status").to_owned(),
+                col(r, "addr").to_owned(),
+            )
+        })
+        .collect()
+}
+
+struct Setup {
+    lb: Lb,
+    fe: SocketAddr,
+    dir: SockDir,
+}
+
+fn start(name: &str, dataplane: &str, template: &str, dns: &Dnsmasq) -> Setup {
+    let fe = free_port();
+    let dir = SockDir::new(name);
+    let extra = format!(
+        "\nresolvers local\n    nameserver ns1 {}\n{RESOLVERS}",
+        dns.addr
+    );
+    let cfg = config(fe, &dir, &[template], &[], &extra);
+    Setup {
+        lb: Lb::start(&cfg, dataplane),
+        fe: local(fe),
+        dir,
+    }
+}
+
+/// Waits until the servers show exactly `want` (name, status, address), or panics with them.
+fn wait_servers(s: &Setup, want: &[(&str, &str, String)]) {
+    let deadline = Instant::now() + T;
+    loop {
+        let have = servers(s);
+        let ok = want.iter().all(|(n, st, a)| {
+            have.iter()
+                .any(|(hn, hs, ha)| hn == n && hs == st && (a.is_empty() || ha == a))
+        });
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "want {want:?}, have {have:?}\n{:#?}",
+            s.lb.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `n` flows through lb (both directions, every half-close order) and checks each
+/// byte-exact at both ends; returns how many each backend got.
+fn flows_reach(s: &Setup, backends: &[&Backend], n: u64, first_id: u64) -> Vec<usize> {
+    let mut per = vec![0; backends.len()];
+    for id in first_id..first_id + n {
+        let order = [
+            HalfClose::ClientFirst,
+            HalfClose::ServerFirst,
+            HalfClose::Both,
+        ][(id % 3) as usize];
+        let h = FlowHeader {
+            id,
+            order,
+            up: 70_000 + id * 13,
+            down: 90_000 + id * 7,
+        };
+        let deadline = Instant::now() + T;
+        let (sent, got) = flow(s.fe, h, deadline).unwrap_or_else(|e| panic!("flow {id}: {e}"));
+        let at = backends
+            .iter()
+            .position(|b| b.wait_flow(id, Duration::from_millis(10)))
+            .or_else(|| backends.iter().position(|b| b.wait_flow(id, T)))
+            .unwrap_or_else(|| panic!("flow {id} reached no backend"));
+        let b = backends[at];
+        assert_eq!(b.wait_received(id, T), Some(sent), "flow {id}: bytes up");
+        assert_eq!(b.wait_sent(id, T), Some(got), "flow {id}: bytes down");
+        per[at] += 1;
+    }
+    per
+}
+
+fn srv_records_fill_a_template(dataplane: &str) {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Backend::flow_on(listener_at(SocketAddr::from(([127, 0, 0, 1], pa))), "a");
+    let b = Backend::flow_on(listener_at(SocketAddr::from(([127, 0, 0, 1], pb))), "b");
+    let b2 = Backend::flow_on(listener_at(SocketAddr::from(([127, 0, 0, 7], pb))), "b2");
+    let dns = Dnsmasq::start_srv(
+        "127.0.0.1 a.tpl.test\n127.0.0.1 b.tpl.test\n",
+        &[
+            format!("_pg._tcp.tpl.test,a.tpl.test,{pa},0,10"),
+            format!("_pg._tcp.tpl.test,b.tpl.test,{pb},0,10"),
+        ],
+    );
+    let s = start(
+        "tpl-srv",
+        dataplane,
+        "server-template pg 3 _pg._tcp.tpl.test resolvers local check inter 200ms rise 1",
+        &dns,
+    );
+    // Two records for three servers: each record fills one, the third waits.
+    wait_servers(
+        &s,
+        &[
+            ("pg1", "UP", String::new()),
+            ("pg2", "UP", String::new()),
+            ("pg3", "MAINT (resolution)", String::new()),
+        ],
+    );
+    let mut addrs: Vec<String> = servers(&s).into_iter().take(2).map(|r| r.2).collect();
+    addrs.sort();
+    let mut want = vec![format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}")];
+    want.sort();
+    assert_eq!(addrs, want);
+    let per = flows_reach(&s, &[&a, &b], 6, 1);
+    assert_eq!(per, vec![3, 3], "round robin over both SRV targets");
+
+    // b.tpl.test moves to 127.0.0.7: its server follows, keeping its port.
+    let name = servers(&s)
+        .into_iter()
+        .find(|r| r.2 == format!("127.0.0.1:{pb}"))
+        .map(|r| r.0)
+        .unwrap();
+    dns.set_hosts("127.0.0.1 a.tpl.test\n127.0.0.7 b.tpl.test\n");
+    wait_servers(&s, &[(&name, "UP", format!("127.0.0.7:{pb}"))]);
+    let per = flows_reach(&s, &[&a, &b, &b2], 6, 100);
+    assert_eq!(
+        per,
+        vec![3, 0, 3],
+        "new flows go to the target's new address"
+    );
+}
+
+fn a_records_spread_over_a_template(dataplane: &str) {
+    let port = free_port();
+    let ips = [[127, 0, 0, 11], [127, 0, 0, 12]];
+    let backends: Vec<Backend> = ips
+        .iter()
+        .map(|ip| Backend::flow_on(listener_at(SocketAddr::from((*ip, port))), "x"))
+        .collect();
+    let dns = Dnsmasq::start("127.0.0.11 app.test\n127.0.0.12 app.test\n");
+    let s = start(
+        "tpl-a",
+        dataplane,
+        &format!(
+            "server-template app 1-3 app.test:{port} resolvers local resolve-prefer ipv4 init-addr none check inter 200ms rise 1"
+        ),
+        &dns,
+    );
+    wait_servers(
+        &s,
+        &[
+            ("app1", "UP", String::new()),
+            ("app2", "UP", String::new()),
+            ("app3", "MAINT (resolution)", String::new()),
+        ],
+    );
+    let mut addrs: Vec<String> = servers(&s).into_iter().take(2).map(|r| r.2).collect();
+    addrs.sort();
+    assert_eq!(
+        addrs,
+        vec![format!("127.0.0.11:{port}"), format!("127.0.0.12:{port}")],
+        "one address per server"
+    );
+    let refs: Vec<&Backend> = backends.iter().collect();
+    assert_eq!(flows_reach(&s, &refs, 4, 1), vec![2, 2]);
+    // One address goes: the server that had it waits, the other keeps its own.
+    let keeper = servers(&s)
+        .into_iter()
+        .find(|r| r.2 == format!("127.0.0.11:{port}"))
+        .map(|r| r.0)
+        .unwrap();
+    dns.set_hosts("127.0.0.11 app.test\n");
+    let loser = if keeper == "app1" { "app2" } else { "app1" };
+    wait_servers(
+        &s,
+        &[
+            (&keeper, "UP", format!("127.0.0.11:{port}")),
+            (loser, "MAINT (resolution)", String::new()),
+            ("app3", "MAINT (resolution)", String::new()),
+        ],
+    );
+    assert!(
+        s.lb.wait_for_log(
+            &format!("Server be/{loser} is going DOWN for maintenance (No IP for server )"),
+            T
+        ),
+        "{:#?}",
+        s.lb.logs()
+    );
+    assert_eq!(flows_reach(&s, &refs, 2, 100), vec![2, 0]);
+}
