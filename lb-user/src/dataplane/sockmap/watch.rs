@@ -69,6 +69,9 @@ pub(super) fn spawn_dispatcher(
     std::thread::Builder::new()
         .name("lb-wakes".into())
         .spawn(move || {
+            // Spawned before lb blocks its signals (main's `block_signals`): with them open
+            // here, a SIGHUP or SIGTERM could land on this thread and kill the process.
+            let _ = nix::sys::signal::SigSet::all().thread_block();
             let mut lost_seen = 0u64;
             loop {
                 let mut pfd = libc::pollfd {
