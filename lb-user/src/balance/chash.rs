@@ -9,10 +9,8 @@
 //! the walk goes on forward from there (`chash_get_server_hash`). Removing a server therefore
 //! moves exactly the keys it had.
 
-use std::net::SocketAddr;
-
 use super::hash::{full_hash, KeySpec};
-use super::{reserve_or_full, Algorithm, Pick};
+use super::HashTable;
 use crate::server::ServerEntry;
 
 /// Nodes per unit of weight: HAProxy's `BE_WEIGHT_SCALE` (an effective weight is the user
@@ -47,9 +45,15 @@ impl Chash {
         nodes.sort_unstable();
         Self { nodes, key }
     }
+}
+
+impl HashTable for Chash {
+    fn key_spec(&self) -> &KeySpec {
+        &self.key
+    }
 
     /// The member closest to `hash` on the ring, then forward past `exclude`.
-    pub(crate) fn lookup(&self, hash: u32, exclude: Option<usize>) -> Option<usize> {
+    fn lookup(&self, hash: u32, exclude: Option<usize>) -> Option<usize> {
         let n = self.nodes.len();
         if n == 0 {
             return None;
@@ -66,22 +70,6 @@ impl Chash {
         (0..n)
             .map(|k| self.nodes[(start + k) % n].1 as usize)
             .find(|&i| Some(i) != exclude)
-    }
-}
-
-impl Algorithm for Chash {
-    fn pick(
-        &self,
-        _members: &[usize],
-        servers: &[ServerEntry],
-        client: SocketAddr,
-        exclude: Option<usize>,
-    ) -> Pick {
-        reserve_or_full(servers, self.hash_target(client, exclude))
-    }
-
-    fn hash_target(&self, client: SocketAddr, exclude: Option<usize>) -> Option<usize> {
-        self.lookup(self.key.key(client), exclude)
     }
 }
 

@@ -16,11 +16,10 @@
 //! The table is built with the backend's snapshot (off the accept path) and shared between
 //! snapshots while the (id, weight) set stays the same.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::hash::KeySpec;
-use super::{reserve_or_full, Algorithm, Pick};
+use super::HashTable;
 use crate::server::ServerEntry;
 
 /// Slots in the table: a prime (so every skip generates a full permutation), 65537 as in the
@@ -56,18 +55,6 @@ impl Maglev {
             _ => fill(&inputs).into(),
         };
         Self { inputs, table, key }
-    }
-
-    /// `table[hash % size]`; when that server is excluded, the next slot that is not.
-    pub(crate) fn lookup(&self, hash: u32, exclude: Option<usize>) -> Option<usize> {
-        let len = self.table.len();
-        if len == 0 {
-            return None;
-        }
-        let start = (hash % TABLE_SIZE) as usize;
-        (0..len)
-            .map(|k| self.table[(start + k) % len] as usize)
-            .find(|&i| Some(i) != exclude)
     }
 }
 
@@ -125,19 +112,21 @@ fn fill(inputs: &[(u32, u32, u32)]) -> Vec<u32> {
     }
 }
 
-impl Algorithm for Maglev {
-    fn pick(
-        &self,
-        _members: &[usize],
-        servers: &[ServerEntry],
-        client: SocketAddr,
-        exclude: Option<usize>,
-    ) -> Pick {
-        reserve_or_full(servers, self.hash_target(client, exclude))
+impl HashTable for Maglev {
+    fn key_spec(&self) -> &KeySpec {
+        &self.key
     }
 
-    fn hash_target(&self, client: SocketAddr, exclude: Option<usize>) -> Option<usize> {
-        self.lookup(self.key.key(client), exclude)
+    /// `table[hash % size]`; when that server is excluded, the next slot that is not.
+    fn lookup(&self, hash: u32, exclude: Option<usize>) -> Option<usize> {
+        let len = self.table.len();
+        if len == 0 {
+            return None;
+        }
+        let start = (hash % TABLE_SIZE) as usize;
+        (0..len)
+            .map(|k| self.table[(start + k) % len] as usize)
+            .find(|&i| Some(i) != exclude)
     }
 }
 

@@ -10,10 +10,8 @@
 //! (the first in file order on a tie) and pays the total. Runtime weights other than 0 do not
 //! apply (HAProxy rejects them for this static algorithm; so does the table).
 
-use std::net::SocketAddr;
-
 use super::hash::KeySpec;
-use super::{gcd, reserve_or_full, Algorithm, Pick};
+use super::{gcd, HashTable};
 use crate::server::ServerEntry;
 
 /// The map of one group: server indices, one slot per unit of effective weight.
@@ -55,30 +53,20 @@ impl MapHash {
         }
         Self { map, key }
     }
+}
+
+impl HashTable for MapHash {
+    fn key_spec(&self) -> &KeySpec {
+        &self.key
+    }
 
     /// `map[key % total]`; when that server is excluded, the next slot that is not.
-    pub(crate) fn lookup(&self, hash: u32, exclude: Option<usize>) -> Option<usize> {
+    fn lookup(&self, hash: u32, exclude: Option<usize>) -> Option<usize> {
         let len = self.map.len() as u64;
         let h = u64::from(hash);
         (0..len)
             .map(|k| self.map[((h + k) % len) as usize] as usize)
             .find(|&i| Some(i) != exclude)
-    }
-}
-
-impl Algorithm for MapHash {
-    fn pick(
-        &self,
-        _members: &[usize],
-        servers: &[ServerEntry],
-        client: SocketAddr,
-        exclude: Option<usize>,
-    ) -> Pick {
-        reserve_or_full(servers, self.hash_target(client, exclude))
-    }
-
-    fn hash_target(&self, client: SocketAddr, exclude: Option<usize>) -> Option<usize> {
-        self.lookup(self.key.key(client), exclude)
     }
 }
 

@@ -67,6 +67,32 @@ pub(crate) trait Algorithm: fmt::Debug {
     }
 }
 
+/// A hashing algorithm's table (consistent ring, map, Maglev): the client's key and the
+/// member it maps to. Every such table picks the same way, so it is one [`Algorithm`].
+pub(crate) trait HashTable: fmt::Debug {
+    /// What is hashed of a client.
+    fn key_spec(&self) -> &hash::KeySpec;
+
+    /// The member `hash` maps to, never `exclude`; `None` when no member is left.
+    fn lookup(&self, hash: u32, exclude: Option<usize>) -> Option<usize>;
+}
+
+impl<T: HashTable> Algorithm for T {
+    fn pick(
+        &self,
+        _members: &[usize],
+        servers: &[ServerEntry],
+        client: SocketAddr,
+        exclude: Option<usize>,
+    ) -> Pick {
+        reserve_or_full(servers, self.hash_target(client, exclude))
+    }
+
+    fn hash_target(&self, client: SocketAddr, exclude: Option<usize>) -> Option<usize> {
+        self.lookup(self.key_spec().key(client), exclude)
+    }
+}
+
 /// Whether a backend's runtime weights can only be 0 or the configured weight (HAProxy's static
 /// algorithms: `static-rr` and map-based hashing; `set weight` refuses other values and
 /// `slowstart` does not ramp).
