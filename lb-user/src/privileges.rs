@@ -220,33 +220,9 @@ mod tests {
 
     fn global(user: Option<&str>, group: Option<&str>) -> Global {
         Global {
-            maxconn: None,
-            nbthread: None,
             user: user.map(str::to_owned),
             group: group.map(str::to_owned),
-            daemon: false,
-            logs: Vec::new(),
-            resolvers: Vec::new(),
-            log_tag: None,
-            log_send_hostname: None,
-            spread_checks: 0,
-            external_check: false,
-            stats_sockets: Vec::new(),
-            stats_timeout: std::time::Duration::from_secs(10),
-            stats_maxconn: 10,
-            server_state_file: None,
-            server_state_base: None,
-            bufsize: 16384,
-            maxrewrite: 1024,
-            pidfile: None,
-            chroot: None,
-            maxpipes: None,
-            node: None,
-            description: None,
-            ulimit_n: None,
-            ca_base: None,
-            ssl_server_verify: true,
-            sockmap_backlog: None,
+            ..Global::default()
         }
     }
 

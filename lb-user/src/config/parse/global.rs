@@ -44,6 +44,13 @@ pub(super) fn builtin() -> Global {
     }
 }
 
+impl Default for Global {
+    /// `HAProxy`'s values, as a config without a `global` section gets them.
+    fn default() -> Self {
+        builtin()
+    }
+}
+
 /// Handles one line whose keyword is the entry's name.
 type GlobalFn = fn(&mut Parser, &Line);
 
