@@ -26,20 +26,7 @@ impl Haproxy {
         let cfg = TempCfg::new(cfg);
         let mut cmd = Command::new("haproxy");
         if let Some(n) = nofile {
-            let lim = libc::rlimit {
-                rlim_cur: n,
-                rlim_max: n,
-            };
-            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
+            super::limit_nofile(&mut cmd, n);
         }
         let mut child = cmd
             .arg("-f")

@@ -283,20 +283,7 @@ impl Lb {
             cmd.env(k, v);
         }
         if let Some(n) = opts.nofile {
-            let lim = libc::rlimit {
-                rlim_cur: n,
-                rlim_max: n,
-            };
-            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
+            limit_nofile(&mut cmd, n);
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -516,5 +503,23 @@ pub fn bulk_bytes() -> u64 {
         64 << 20
     } else {
         1 << 30
+    }
+}
+
+/// Sets the child's `RLIMIT_NOFILE` (soft and hard) to `n`.
+pub fn limit_nofile(cmd: &mut Command, n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }

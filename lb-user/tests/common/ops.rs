@@ -12,10 +12,41 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Text lines collected by reader threads, with a wait for the ones that contain a needle.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
+
+impl Lines {
+    /// Adds a line and wakes the waiters.
+    pub fn push(&self, line: String) {
+        self.0 .0.lock().unwrap().push(line);
+        self.0 .1.notify_all();
+    }
+
+    /// Every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0 .0.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` lines contain `needle`; returns those seen by then.
+    pub fn wait_for(&self, needle: &str, n: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.0 .0.lock().unwrap();
+        loop {
+            let got: Vec<String> = st.iter().filter(|l| l.contains(needle)).cloned().collect();
+            let now = Instant::now();
+            if got.len() >= n || now >= deadline {
+                return got;
+            }
+            st = self.0 .1.wait_timeout(st, deadline - now).unwrap().0;
+        }
+    }
+}
+
 /// A syslog receiver on 127.0.0.1 (UDP): collects every datagram as one string.
 pub struct Syslog {
     pub addr: SocketAddr,
-    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    lines: Lines,
     stop: Arc<AtomicBool>,
 }
 
@@ -25,7 +56,7 @@ impl Syslog {
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let addr = sock.local_addr().unwrap();
-        let lines: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        let lines = Lines::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (l, st) = (lines.clone(), stop.clone());
         thread::spawn(move || {
@@ -33,8 +64,7 @@ impl Syslog {
             while !st.load(Ordering::SeqCst) {
                 if let Ok(n) = sock.recv(&mut buf) {
                     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    l.0.lock().unwrap().push(text);
-                    l.1.notify_all();
+                    l.push(text);
                 }
             }
         });
@@ -43,21 +73,12 @@ impl Syslog {
 
     /// Every datagram so far.
     pub fn lines(&self) -> Vec<String> {
-        self.lines.0.lock().unwrap().clone()
+        self.lines.all()
     }
 
     /// Waits until `n` datagrams contain `needle`; returns those seen by then.
     pub fn wait_for(&self, needle: &str, n: usize, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.lines.0.lock().unwrap();
-        loop {
-            let got: Vec<String> = st.iter().filter(|l| l.contains(needle)).cloned().collect();
-            let now = Instant::now();
-            if got.len() >= n || now >= deadline {
-                return got;
-            }
-            st = self.lines.1.wait_timeout(st, deadline - now).unwrap().0;
-        }
+        self.lines.wait_for(needle, n, timeout)
     }
 }
 

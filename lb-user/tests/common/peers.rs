@@ -348,7 +348,7 @@ pub fn curl(name: &str, lb: SocketAddr, path: &str, out: &Path) -> Result<Summar
 /// A running HAProxy (Debian's), logging to its standard output (`log stdout format raw`).
 pub struct Haproxy {
     child: Child,
-    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    lines: super::ops::Lines,
     _cfg: super::TempCfg,
 }
 
@@ -365,7 +365,7 @@ impl Haproxy {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn haproxy");
-        let lines: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        let lines = super::ops::Lines::default();
         for (stream, tag) in [
             (
                 Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
@@ -378,14 +378,13 @@ impl Haproxy {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     eprintln!("[haproxy {tag}] {line}");
-                    l.0.lock().unwrap().push(line);
-                    l.1.notify_all();
+                    l.push(line);
                 }
             });
         }
         for p in ports {
             if !wait_listening(*p, Duration::from_secs(10)) {
-                let log = lines.0.lock().unwrap().join("\n");
+                let log = lines.all().join("\n");
                 let _ = child.kill();
                 panic!("haproxy did not listen on {p}; config:\n{config}\nlog:\n{log}");
             }
@@ -398,21 +397,12 @@ impl Haproxy {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.lines.0.lock().unwrap().clone()
+        self.lines.all()
     }
 
     /// Waits until `n` lines contain `needle`; returns those seen by then.
     pub fn wait_for(&self, needle: &str, n: usize, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.lines.0.lock().unwrap();
-        loop {
-            let got: Vec<String> = st.iter().filter(|l| l.contains(needle)).cloned().collect();
-            let now = Instant::now();
-            if got.len() >= n || now >= deadline {
-                return got;
-            }
-            st = self.lines.1.wait_timeout(st, deadline - now).unwrap().0;
-        }
+        self.lines.wait_for(needle, n, timeout)
     }
 }
 
