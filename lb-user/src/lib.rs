@@ -17,6 +17,7 @@ pub mod flows;
 pub mod generation;
 pub mod health;
 pub mod listener;
+pub mod log_format;
 pub mod logging;
 pub mod notify;
 pub mod outside;

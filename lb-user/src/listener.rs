@@ -766,7 +766,7 @@ async fn handle(
     let fe: &Frontend = &gen.config.frontends[frontend];
     let log = gen.logs.frontend(frontend).filter(|l| l.enabled());
     let connect_line = |src: &SocketAddr, dst: &SocketAddr| {
-        if let Some(log) = log.as_ref().filter(|l| !l.tcplog) {
+        if let Some(log) = log.as_ref().filter(|l| l.format.is_none()) {
             log.send(
                 logging::INFO,
                 &logging::tcplog::connect_line(src, dst, &fe.name),
@@ -790,9 +790,9 @@ async fn handle(
         }
         return;
     }
-    if served.log == LogAs::Nothing || !log.tcplog {
+    let Some(format) = log.format.as_ref().filter(|_| served.log != LogAs::Nothing) else {
         return;
-    }
+    };
     if log.dontlognull && served.bytes_in == 0 {
         return;
     }
@@ -815,6 +815,9 @@ async fn handle(
     };
     let line = logging::tcplog::Session {
         client: served.client,
+        local: None,
+        backend_src: None,
+        server_addr: None,
         accepted: accepted_at,
         frontend: &fe.name,
         backend: backend_name,
@@ -823,6 +826,7 @@ async fn handle(
         tc: served.tc,
         tt: ms_since(accepted),
         bytes_out: served.bytes_out,
+        bytes_in: served.bytes_in,
         ending: served.ending,
         // This connection is still counted (its permit is dropped below), as in HAProxy.
         actconn: gen.process.conns.load(Ordering::Relaxed),
@@ -833,8 +837,14 @@ async fn handle(
         redispatched: served.tries.redispatched,
         srv_queue: 0,
         backend_queue: served.backend_queue,
+        counter: 0,
+        captures: &[],
     }
-    .line();
+    .render(
+        format,
+        log.log_count.fetch_add(1, Ordering::Relaxed),
+        &|_| None,
+    );
     // `served` holds the server slot and `permit` the connection until here, so %ac, %fc,
     // %bc and %sc count this connection, as HAProxy's do when it logs at the end of the
     // session. Both are released before the line leaves, so whoever reads it sees the

@@ -26,6 +26,16 @@ static HELPER: OnceLock<Mutex<UnixStream>> = OnceLock::new();
 /// Largest message either side accepts (a configuration file, an answer).
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// The host's name (`gethostname`: the kernel's, so it answers inside a chroot too);
+/// `localhost` when it has none.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .map(|h| h.to_string_lossy().into_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// Reads a whole file (from outside the chroot when lb is in one).
 pub fn read(path: &Path) -> io::Result<Vec<u8>> {
     match HELPER.get() {

@@ -101,6 +101,14 @@ pub static FETCHES: &[FetchDef] = &[
     def("be_name", NONE, T::Str, P::CONTENT, |c, _| {
         Fetched::one(Value::str(c.env.backend_name()))
     }),
+    // What `tcp-request content capture` kept in slot N (HAProxy reads `req_cap[N]` in any
+    // mode; in TCP mode a log-format is where it is shown).
+    def("capture.req.hdr", INT, T::Str, P::CONTENT, |c, a| {
+        let slot = usize::try_from(a.first().map_or(-1, Arg::int)).ok();
+        opt(slot
+            .and_then(|i| c.env.capture(i))
+            .map(|v| Value::str(v.to_vec())))
+    }),
     def("nbsrv", OPT_BACKEND, T::Int, P::ALL, |c, a| {
         opt(c.env.nbsrv(backend_arg(a)).map(Value::Int))
     }),

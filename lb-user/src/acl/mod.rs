@@ -110,6 +110,10 @@ pub trait Env {
     /// `connslots`: free connection and queue slots of the backend's usable servers, or -1
     /// when one of them has no `maxconn` or `maxqueue`.
     fn connslots(&self, backend: Option<&str>) -> Option<i64>;
+    /// `capture.req.hdr(N)`: what `tcp-request content capture` kept in slot N.
+    fn capture(&self, _slot: usize) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// One connection, as an expression sees it.

@@ -405,8 +405,9 @@ pub struct Frontend {
     /// Where this frontend's logs go: its `log` lines (inherited from `defaults` unless it has
     /// its own), with `log global` replaced by the global ones; empty after `no log`.
     pub logs: Vec<LogTarget>,
-    /// `option tcplog`: one HAProxy TCP-format line per connection, at its end.
-    pub tcplog: bool,
+    /// `option tcplog` or `log-format`: one line per connection, at its end, in this format.
+    /// `None`: HAProxy's `Connect from` line at accept.
+    pub log_format: Option<Arc<crate::log_format::LogFormat>>,
     /// `option dontlognull`: no line for connections where the client sent nothing.
     pub dontlognull: bool,
 }

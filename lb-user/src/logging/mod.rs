@@ -30,8 +30,11 @@ pub const NOTICE_TARGET: &str = "lb::notice";
 #[derive(Debug, Default)]
 pub struct FrontendLog {
     pub targets: Vec<Arc<Target>>,
-    /// `option tcplog`.
-    pub tcplog: bool,
+    /// `option tcplog` or `log-format`: the line at the end of each session; `None`: the
+    /// `Connect from` line at accept.
+    pub format: Option<Arc<crate::log_format::LogFormat>>,
+    /// `%lc`: lines this frontend sent.
+    pub log_count: std::sync::atomic::AtomicU64,
     /// `option dontlognull`.
     pub dontlognull: bool,
     /// Syslog header fields of the configuration this was opened for.
@@ -113,7 +116,8 @@ pub fn open(config: &Config) -> Result<Arc<LogSet>, TargetError> {
     for fe in &config.frontends {
         frontends.push(Arc::new(FrontendLog {
             targets: fe.logs.iter().map(&mut get).collect::<Result<_, _>>()?,
-            tcplog: fe.tcplog,
+            format: fe.log_format.clone(),
+            log_count: std::sync::atomic::AtomicU64::new(0),
             dontlognull: fe.dontlognull,
             header: header.clone(),
         }));

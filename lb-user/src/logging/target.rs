@@ -394,6 +394,7 @@ mod tests {
             millis: 387,
             micros: 387_123,
             gmtoff: 7200,
+            epoch: 0,
         }
     }
 

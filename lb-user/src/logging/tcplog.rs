@@ -1,12 +1,14 @@
-//! HAProxy's TCP log line (`option tcplog`):
-//! `%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq`,
-//! its termination state codes, and the default `Connect from` line.
+//! What a session's log line says (`option tcplog`, or a `log-format` of the frontend: both
+//! render through [`crate::log_format`]), its termination state codes, and the default
+//! `Connect from` line.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use super::time::LocalTime;
+use crate::acl::SampleExpr;
 use crate::dataplane::FlowEnd;
+use crate::log_format::{Data, LogFormat};
 
 /// How a session ended, for the two-character termination state `%ts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,10 +77,16 @@ impl Ending {
     }
 }
 
-/// Everything one tcplog line says.
+/// Everything one session's line can say.
 #[derive(Clone, Debug)]
 pub struct Session<'a> {
     pub client: SocketAddr,
+    /// `%fi:%fp`: the address the client reached (a PROXY header's destination when one came).
+    pub local: Option<SocketAddr>,
+    /// `%bi:%bp`: lb's end of the server connection.
+    pub backend_src: Option<SocketAddr>,
+    /// `%si:%sp`: the server's address.
+    pub server_addr: Option<SocketAddr>,
     /// Accept date, local time.
     pub accepted: LocalTime,
     pub frontend: &'a str,
@@ -93,6 +101,8 @@ pub struct Session<'a> {
     pub tt: u64,
     /// `%B`: bytes server -> client.
     pub bytes_out: u64,
+    /// `%U`: bytes client -> server.
+    pub bytes_in: u64,
     pub ending: Ending,
     /// `%ac`: process connections.
     pub actconn: u32,
@@ -110,6 +120,10 @@ pub struct Session<'a> {
     pub srv_queue: u64,
     /// `%bq`: position in the backend queue.
     pub backend_queue: u64,
+    /// `%rt`: the session's number in the process.
+    pub counter: u64,
+    /// `tcp-request content capture` slots (`%hr`, `%[capture.req.hdr(N)]`).
+    pub captures: &'a [Option<Vec<u8>>],
 }
 
 /// `%ci:%cp`: IPv6 without brackets, as HAProxy prints it.
@@ -117,37 +131,58 @@ pub fn client_addr(a: &SocketAddr) -> String {
     format!("{}:{}", a.ip(), a.port())
 }
 
-fn ms(v: Option<u64>) -> String {
-    v.map_or_else(|| "-1".to_owned(), |v| v.to_string())
+/// The host's name (`%H`), read once.
+fn hostname() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(crate::outside::hostname)
 }
 
 impl Session<'_> {
-    /// The line, without syslog header.
+    /// The line in `format`, without syslog header; `log_count` is the frontend's `%lc` and
+    /// `sample` evaluates the format's `%[...]` expressions for this session.
+    pub fn render(
+        &self,
+        format: &LogFormat,
+        log_count: u64,
+        sample: &dyn Fn(&SampleExpr) -> Option<Vec<u8>>,
+    ) -> String {
+        let u = u64::from;
+        format.render(&Data {
+            client: self.client,
+            frontend_addr: self.local,
+            backend_src: self.backend_src,
+            server_addr: self.server_addr,
+            accepted: self.accepted.stamp(),
+            frontend: self.frontend,
+            backend: self.backend,
+            server: self.server,
+            th: 0,
+            tw: self.tw,
+            tc: self.tc,
+            tt: self.tt,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            term: self.ending.code(),
+            actconn: u(self.actconn),
+            feconn: u(self.feconn),
+            beconn: self.beconn,
+            srvconn: u(self.srvconn),
+            retries: self.retries,
+            redispatched: self.redispatched,
+            srv_queue: self.srv_queue,
+            backend_queue: self.backend_queue,
+            counter: self.counter,
+            log_count,
+            pid: std::process::id(),
+            hostname: hostname(),
+            captures: self.captures,
+            sample,
+        })
+    }
+
+    /// The `option tcplog` line, without syslog header.
     pub fn line(&self) -> String {
-        let mut s = String::with_capacity(160);
-        let _ = write!(
-            s,
-            "{} [{}] {} {}/{} {}/{}/{} {} {} {}/{}/{}/{}/{}{} {}/{}",
-            client_addr(&self.client),
-            self.accepted.accept_date(),
-            self.frontend,
-            self.backend,
-            self.server.unwrap_or("<NOSRV>"),
-            ms(self.tw),
-            ms(self.tc),
-            self.tt,
-            self.bytes_out,
-            self.ending.code(),
-            self.actconn,
-            self.feconn,
-            self.beconn,
-            self.srvconn,
-            if self.redispatched { "+" } else { "" },
-            self.retries,
-            self.srv_queue,
-            self.backend_queue,
-        );
-        s
+        self.render(&crate::log_format::tcplog(), 0, &|_| None)
     }
 }
 
@@ -185,6 +220,9 @@ mod tests {
     fn session() -> Session<'static> {
         Session {
             client: "10.0.1.8:37336".parse().unwrap(),
+            local: None,
+            backend_src: None,
+            server_addr: None,
             accepted: LocalTime {
                 year: 2020,
                 month: 8,
@@ -195,6 +233,7 @@ mod tests {
                 millis: 387,
                 micros: 387_000,
                 gmtoff: 0,
+                epoch: 1_598_379_842,
             },
             frontend: "master-tcp-node",
             backend: "master-tcp-node",
@@ -203,6 +242,7 @@ mod tests {
             tc: Some(0),
             tt: 5,
             bytes_out: 3200,
+            bytes_in: 0,
             ending: Ending::Flow(FlowEnd::Closed, Killer::Admin),
             actconn: 1,
             feconn: 1,
@@ -212,6 +252,8 @@ mod tests {
             redispatched: false,
             srv_queue: 0,
             backend_queue: 0,
+            counter: 0,
+            captures: &[],
         }
     }
 

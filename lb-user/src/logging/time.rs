@@ -21,6 +21,8 @@ pub struct LocalTime {
     pub micros: u32,
     /// Offset from UTC, seconds east.
     pub gmtoff: i64,
+    /// Seconds since the epoch.
+    pub epoch: i64,
 }
 
 /// Now, in the local time zone.
@@ -46,10 +48,20 @@ pub fn local(t: SystemTime) -> LocalTime {
         millis: d.subsec_millis(),
         micros: d.subsec_micros(),
         gmtoff: tm.tm_gmtoff,
+        epoch: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
     }
 }
 
 impl LocalTime {
+    /// The instant as a log-format string reads it.
+    pub fn stamp(&self) -> crate::log_format::Stamp {
+        crate::log_format::Stamp {
+            epoch: self.epoch,
+            micros: self.micros,
+            gmtoff: self.gmtoff,
+        }
+    }
+
     fn mon(&self) -> &'static str {
         MONTHS[(self.month as usize).clamp(1, 12) - 1]
     }
@@ -115,6 +127,7 @@ mod tests {
             millis: 4,
             micros: 4005,
             gmtoff: -3600 * 5 - 1800,
+            epoch: 0,
         };
         assert_eq!(t.syslog(), "Dec 25 01:02:03");
         assert_eq!(t.accept_date(), "25/Dec/2020:01:02:03.004");

@@ -229,7 +229,7 @@ impl Parser {
                 timeouts: px.opts.timeouts,
                 keepalive: px.opts.cli_ka,
                 logs: resolve_log_global(&px.opts.logs, &self.global.logs),
-                tcplog: px.opts.tcplog,
+                log_format: px.opts.log_format.clone(),
                 dontlognull: px.opts.dontlognull,
             });
         }

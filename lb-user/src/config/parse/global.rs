@@ -368,13 +368,11 @@ fn log_tag(p: &mut Parser, line: &Line) {
 /// `log-send-hostname [NAME]`: without a name, `HAProxy` sends the system's host name.
 fn log_send_hostname(p: &mut Parser, line: &Line) {
     if arity(&mut p.diag, line, 1, 0, 1) {
-        let name = line.words.get(1).cloned().unwrap_or_else(|| {
-            crate::outside::read_to_string(std::path::Path::new("/proc/sys/kernel/hostname"))
-                .map(|h| h.trim().to_owned())
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "localhost".to_owned())
-        });
+        let name = line
+            .words
+            .get(1)
+            .cloned()
+            .unwrap_or_else(crate::outside::hostname);
         p.global.log_send_hostname = Some(name);
     }
 }

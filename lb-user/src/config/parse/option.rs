@@ -199,7 +199,7 @@ fn backend_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
 fn frontend_log_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if p.cap(px, o.line, &o.kw, true, false) && o.no_args(p) {
         if o.opt == "tcplog" {
-            px.opts.tcplog = !o.no;
+            px.opts.log_format = (!o.no).then(crate::log_format::tcplog);
         } else {
             px.opts.dontlognull = !o.no;
         }

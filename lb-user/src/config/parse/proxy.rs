@@ -100,8 +100,8 @@ pub(super) struct ProxyOpts {
     pub(super) external_check: ExternalCheck,
     /// `log` lines (inherited from defaults, own ones appended; `no log` empties the list).
     pub(super) logs: Vec<LogTarget>,
-    /// `option tcplog`.
-    pub(super) tcplog: bool,
+    /// `option tcplog` or `log-format`, whichever came last (HAProxy keeps one format string).
+    pub(super) log_format: Option<Arc<crate::log_format::LogFormat>>,
     /// `option dontlognull`.
     pub(super) dontlognull: bool,
     /// `load-server-state-from-file` and where it was set.
@@ -133,7 +133,7 @@ impl ProxyOpts {
             log_health_checks: false,
             external_check: ExternalCheck::default(),
             logs: Vec::new(),
-            tcplog: false,
+            log_format: None,
             dontlognull: false,
             load_server_state: (StateLoad::None, None),
             rules: None,

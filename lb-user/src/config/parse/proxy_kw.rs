@@ -3,6 +3,8 @@
 //! [`super::option`], `bind` in [`super::bind`], `server`/`default-server` in [`super::server`],
 //! health-check rules in [`super::checks`], `stats` in [`super::stats`].
 
+use std::sync::Arc;
+
 use super::super::lex::Line;
 use super::super::scalar::{parse_time, parse_u32, TimeUnit};
 use super::super::{Balance, HashExpr, HashFunction, HashMethod, HashType, LogTarget};
@@ -12,6 +14,7 @@ use super::state_file;
 use super::suggest::suggest;
 use super::tcp_rules;
 use super::{arity, Diag, Parser};
+use crate::acl::FsLoader;
 
 /// Handles one line whose keyword is the entry's name.
 type ProxyFn = fn(&mut Parser, &mut ProxyDraft, &Line);
@@ -111,7 +114,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     not_yet("fullconn", "dynamic maxconn", positive_u32),
     not_yet("source", "outgoing source address", one_or_more),
     run("server-template", server_template),
-    not_yet("log-format", "logging", one_or_more),
+    run("log-format", log_format),
     not_yet("log-format-sd", "logging", one_or_more),
     not_yet("error-log-format", "logging", one_or_more),
     not_yet("log-tag", "logging", one_or_more),
@@ -609,6 +612,44 @@ fn log(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
             loc: line.loc.clone(),
             args: line.words[1..].to_vec(),
         });
+    }
+}
+
+/// `log-format STRING`: one argument (spaces escaped or quoted), as HAProxy requires; ignored
+/// in a backend, as HAProxy does.
+fn log_format(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    let w = &line.words;
+    if w.len() < 2 {
+        p.diag.err(&line.loc, "'log-format' expects an argument");
+        return;
+    }
+    if w.len() > 2 {
+        p.diag.err(
+            &line.loc,
+            "'log-format' expects only one argument, don't forget to escape spaces!",
+        );
+        return;
+    }
+    if !px.kind.fe() {
+        p.diag.warn(
+            &line.loc,
+            format!(
+                "{}: 'log-format' directive is ignored in backends",
+                px.ctx()
+            ),
+        );
+        return;
+    }
+    match crate::log_format::LogFormat::parse(&w[1], &FsLoader) {
+        Ok((f, warnings)) => {
+            for msg in warnings {
+                p.diag.warn(&line.loc, format!("log-format: {msg}"));
+            }
+            px.opts.log_format = Some(Arc::new(f));
+        }
+        Err(e) => p
+            .diag
+            .err(&line.loc, format!("failed to parse log-format : {e}")),
     }
 }
 

@@ -15,11 +15,11 @@ fn log_lines_tcplog_and_dontlognull_are_stored() {
     let a = &c.frontends[0];
     let args: Vec<_> = a.logs.iter().map(|l| l.args.join(" ")).collect();
     assert_eq!(args, ["127.0.0.1:514 local0", "stdout format raw daemon"]);
-    assert!(a.tcplog && a.dontlognull);
+    assert!(a.log_format.is_some() && a.dontlognull);
     let b = &c.frontends[1];
     let args: Vec<_> = b.logs.iter().map(|l| l.args.join(" ")).collect();
     assert_eq!(args, ["/dev/log local1 notice"]);
-    assert!(!b.tcplog && !b.dontlognull);
+    assert!(b.log_format.is_none() && !b.dontlognull);
     assert!(
         !c.warnings
             .iter()
