@@ -1,0 +1,233 @@
+//! Listening sockets: one `SO_REUSEPORT` socket per thread and bound address, kept by the main
+//! thread across reloads, and the plans that tell each thread what to serve.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+
+use crate::config::{BindOptions, Config};
+use crate::dataplane::sockopt;
+use crate::flows::FlowCommand;
+use crate::generation::Generation;
+
+/// Listen backlog of each listener (HAProxy's default is maxconn; the kernel caps it at
+/// `net.core.somaxconn`).
+pub(super) const BACKLOG: i32 = 4096;
+
+/// What one thread serves: for each bound address, its frontend in `gen`'s config, and a
+/// listening socket when the address is new to this thread.
+pub struct ThreadPlan {
+    pub gen: Arc<Generation>,
+    pub binds: Vec<BindPlan>,
+    /// Addresses no longer in the configuration: their accept loops stop.
+    pub removed: Vec<SocketAddr>,
+}
+
+impl std::fmt::Debug for ThreadPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPlan")
+            .field("generation", &self.gen.number)
+            .field("binds", &self.binds)
+            .field("removed", &self.removed)
+            .finish()
+    }
+}
+
+/// One address of a [`ThreadPlan`].
+#[derive(Debug)]
+pub struct BindPlan {
+    pub addr: SocketAddr,
+    /// Index into `gen.config.frontends`.
+    pub frontend: usize,
+    /// This thread's socket for a newly bound address; `None` = keep the running loop.
+    pub listener: Option<TcpListener>,
+}
+
+/// A plan for a thread, and the acknowledgement it sends once applied.
+pub(super) type PlanMsg = (Box<ThreadPlan>, oneshot::Sender<()>);
+
+/// Creates a bound, listening socket with `SO_REUSEPORT` (one per thread and bind: the kernel
+/// spreads connections across them).
+pub fn bind_listener(addr: SocketAddr, opts: &BindOptions) -> io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sockopt::apply_bind_options(&sock, addr, opts, BACKLOG)?;
+    sock.bind(&addr.into())?;
+    sock.listen(BACKLOG)?;
+    Ok(sock.into())
+}
+
+/// The listening sockets of every bound address, one per thread (an `SO_REUSEPORT` group),
+/// and the channels that hand plans to the threads. The main thread keeps these; threads get
+/// duplicates, so an address that survives a reload keeps its socket and its backlog, and
+/// shutting one down here stops every thread's loop.
+#[derive(Debug)]
+pub struct Listeners {
+    by_addr: HashMap<SocketAddr, Vec<TcpListener>>,
+    threads: Vec<UnboundedSender<PlanMsg>>,
+}
+
+/// What a thread receives: plans from the main thread, commands about its flows from anyone.
+pub struct ThreadInbox {
+    pub(super) plans: UnboundedReceiver<PlanMsg>,
+    pub(super) flows: UnboundedReceiver<FlowCommand>,
+}
+
+impl Listeners {
+    /// No address bound yet, and one inbox per thread (give inbox `i` to thread `i`), made of
+    /// the plan channel and the thread's flow channel (`flows[i]`).
+    pub fn new(flows: Vec<UnboundedReceiver<FlowCommand>>) -> (Self, Vec<ThreadInbox>) {
+        let mut threads = Vec::new();
+        let mut inboxes = Vec::new();
+        for flows in flows {
+            let (tx, plans) = unbounded_channel();
+            threads.push(tx);
+            inboxes.push(ThreadInbox { plans, flows });
+        }
+        (
+            Self {
+                by_addr: HashMap::new(),
+                threads,
+            },
+            inboxes,
+        )
+    }
+
+    /// Binds, once per thread each, every address of `config` not bound yet, and returns
+    /// them. On error nothing new stays bound, and the message names the frontend, the
+    /// address and the line.
+    pub fn bind_new(&mut self, config: &Config) -> Result<Vec<SocketAddr>, String> {
+        let threads = self.threads.len();
+        let mut added: Vec<SocketAddr> = Vec::new();
+        for fe in &config.frontends {
+            for bind in &fe.binds {
+                if self.by_addr.contains_key(&bind.addr) {
+                    continue;
+                }
+                let bound: io::Result<Vec<TcpListener>> = (0..threads)
+                    .map(|_| bind_listener(bind.addr, &bind.opts))
+                    .collect();
+                match bound {
+                    Ok(socks) => {
+                        self.by_addr.insert(bind.addr, socks);
+                        added.push(bind.addr);
+                    }
+                    Err(e) => {
+                        self.unbind(&added);
+                        return Err(format!(
+                            "{}: frontend '{}': cannot bind {}: {e}",
+                            bind.loc, fe.name, bind.addr
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// Closes addresses [`Self::bind_new`] bound, before any thread serves them (a reload that
+    /// fails after binding undoes its binds this way).
+    pub fn unbind(&mut self, addrs: &[SocketAddr]) {
+        for a in addrs {
+            self.by_addr.remove(a);
+        }
+    }
+
+    /// The plans that make every thread serve `gen`'s configuration: running loops switch
+    /// to it, `new` addresses get a socket, addresses not in the configuration are removed.
+    pub fn plans(&self, gen: &Arc<Generation>, new: &[SocketAddr]) -> io::Result<Vec<ThreadPlan>> {
+        let wanted: HashMap<SocketAddr, usize> = gen
+            .config
+            .frontends
+            .iter()
+            .enumerate()
+            .flat_map(|(fi, fe)| fe.binds.iter().map(move |b| (b.addr, fi)))
+            .collect();
+        let removed: Vec<SocketAddr> = self
+            .by_addr
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        (0..self.threads.len())
+            .map(|t| {
+                let binds = wanted
+                    .iter()
+                    .map(|(addr, fi)| {
+                        let listener = if new.contains(addr) {
+                            Some(self.by_addr[addr][t].try_clone()?)
+                        } else {
+                            None
+                        };
+                        Ok(BindPlan {
+                            addr: *addr,
+                            frontend: *fi,
+                            listener,
+                        })
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                Ok(ThreadPlan {
+                    gen: gen.clone(),
+                    binds,
+                    removed: removed.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Sends each thread its plan and waits until all have applied it: from then on every
+    /// new connection is served by the plans' generation.
+    pub async fn switch(&self, plans: Vec<ThreadPlan>) {
+        let mut acks = Vec::new();
+        for (t, plan) in self.threads.iter().zip(plans) {
+            let (tx, rx) = oneshot::channel();
+            if t.send((Box::new(plan), tx)).is_ok() {
+                acks.push(rx);
+            }
+        }
+        for rx in acks {
+            let _ = rx.await;
+        }
+    }
+
+    /// Closes the sockets of addresses not in `config` (after the threads were told): pending
+    /// accepts fail, the loops see their address removed and stop; queued clients get a reset.
+    pub fn close_removed(&mut self, config: &Config) {
+        let wanted: Vec<SocketAddr> = config
+            .frontends
+            .iter()
+            .flat_map(|fe| fe.binds.iter().map(|b| b.addr))
+            .collect();
+        self.by_addr.retain(|addr, socks| {
+            let keep = wanted.contains(addr);
+            if !keep {
+                shutdown_listeners(socks);
+            }
+            keep
+        });
+    }
+
+    /// Stops listening on every address at once (process stop). Needed because an `io_uring`
+    /// accept in flight holds its socket open until the ring is torn down, which the kernel
+    /// finishes after the process has exited: without this the port accepts for a moment more.
+    pub fn close_all(&mut self) {
+        for socks in self.by_addr.values() {
+            shutdown_listeners(socks);
+        }
+        self.by_addr.clear();
+    }
+}
+
+pub(super) fn shutdown_listeners(socks: &[TcpListener]) {
+    for s in socks {
+        // SAFETY: shutdown on a listening socket we own; it wakes pending accepts.
+        unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+}

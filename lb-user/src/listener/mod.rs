@@ -1,0 +1,23 @@
+//! The accept path: one thread per core, each with its own `SO_REUSEPORT` listener per `bind`
+//! and a tokio-uring (`io_uring`) accept loop; per connection: pick a server from the lock-free
+//! table, connect with `timeout connect`/`retries`/`redispatch`, then hand the pair to the data
+//! plane. What a thread serves comes from [`ThreadPlan`]s (start and reload); what other
+//! threads ask of its flows comes on its [`crate::flows::FlowCommand`] channel.
+//!
+//! Modules, in the order a connection meets them: [`bind`] (listening sockets and plans),
+//! [`thread`] (a thread's runtime), [`accept`] (the accept loop), [`serve`] (one connection),
+//! [`inspect`] (rules on the first bytes), [`connect`] (to a server), [`served`] (its log line);
+//! [`ctx`] is what a thread's tasks share, [`permit`] a connection's place under `maxconn`.
+
+mod accept;
+mod bind;
+mod connect;
+mod ctx;
+mod inspect;
+mod permit;
+mod serve;
+mod served;
+mod thread;
+
+pub use bind::{bind_listener, BindPlan, Listeners, ThreadInbox, ThreadPlan};
+pub use thread::{run_thread, PlaneSetup};

@@ -1,0 +1,62 @@
+//! `maxconn`: a connection counted against the process and its frontend, and the wait for room.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::generation::Generation;
+
+/// A client connection counted against `global maxconn` and the frontend's `maxconn`;
+/// uncounted on drop.
+pub(super) struct ConnPermit {
+    gen: Arc<Generation>,
+    frontend: usize,
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        let p = &self.gen.process;
+        p.conns.fetch_sub(1, Ordering::AcqRel);
+        self.gen.fe_stats[self.frontend]
+            .cur
+            .fetch_sub(1, Ordering::AcqRel);
+        p.conn_released.notify_waiters();
+    }
+}
+
+/// Waits until both the process and the frontend are below their `maxconn`. Like HAProxy, a
+/// listener at its limit stops accepting (clients wait in the kernel's backlog) instead of
+/// accepting and closing. The connection is counted only once accepted ([`ConnPermit::count`]),
+/// so the counts never include accept loops that are merely waiting; at the limit, the loops
+/// already waiting in `accept` may each take one more (at most one per thread and address).
+pub(super) async fn below_maxconn(gen: &Generation, frontend: usize) {
+    let fe_max = gen.config.frontends[frontend]
+        .maxconn
+        .unwrap_or(gen.maxconn);
+    let p = &gen.process;
+    loop {
+        // Create the waiter before checking, so a release between check and wait is not lost.
+        let released = p.conn_released.notified();
+        if p.conns.load(Ordering::Acquire) < gen.maxconn
+            && gen.fe_stats[frontend].cur.load(Ordering::Acquire) < fe_max
+        {
+            return;
+        }
+        released.await;
+    }
+}
+
+impl ConnPermit {
+    /// Counts an accepted connection against `global maxconn` and the frontend's, and in the
+    /// frontend's session statistics.
+    pub(super) fn count(gen: &Arc<Generation>, frontend: usize) -> Self {
+        gen.process.conns.fetch_add(1, Ordering::AcqRel);
+        let fe = &gen.fe_stats[frontend];
+        let cur = fe.cur.fetch_add(1, Ordering::AcqRel) + 1;
+        fe.max.fetch_max(cur, Ordering::Relaxed);
+        fe.total.fetch_add(1, Ordering::Relaxed);
+        Self {
+            gen: gen.clone(),
+            frontend,
+        }
+    }
+}

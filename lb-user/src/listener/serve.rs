@@ -1,0 +1,389 @@
+//! One connection from accept to its end: rules, server choice, connect, the data plane.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+
+use super::connect::{connect_with_retries, local_addr, set_nonblocking, tune};
+use super::ctx::{LocalFlow, Registered, ThreadCtx};
+use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
+use super::permit::ConnPermit;
+use super::served::{bind_label, local_bind, ms_since, session_line, LogAs, Served};
+
+use crate::config::{Backend, Frontend};
+use crate::conn_io;
+use crate::dataplane::{FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
+use crate::flows::{FlowInfo, KillReason};
+use crate::generation::Generation;
+use crate::logging::{
+    self,
+    tcplog::{Ending, Killer},
+};
+use crate::session::{self, Session};
+use crate::table::{AcquireError, ServerSlot};
+
+/// Serves one client, then logs it the way the frontend asks (`option tcplog`, HAProxy's
+/// default `Connect from` line once the session starts, or its line for a bad PROXY header).
+pub(super) async fn handle(
+    gen: &Arc<Generation>,
+    frontend: usize,
+    client: OwnedFd,
+    peer: SocketAddr,
+    ctx: &ThreadCtx,
+    permit: ConnPermit,
+) {
+    let accepted = Instant::now();
+    let accepted_at = logging::time::now_local();
+    let fe: &Frontend = &gen.config.frontends[frontend];
+    let log = gen.logs.frontend(frontend).filter(|l| l.enabled());
+    let connect_line = |src: &SocketAddr, dst: &SocketAddr| {
+        if let Some(log) = log.as_ref().filter(|l| !l.tcplog) {
+            log.send(
+                logging::INFO,
+                &logging::tcplog::connect_line(src, dst, &fe.name),
+            );
+        }
+    };
+    let Some(served) = serve(gen, frontend, client, peer, ctx, &connect_line).await else {
+        return;
+    };
+    let Some(log) = log else {
+        return;
+    };
+    if let LogAs::Embryonic(msg) = served.log {
+        // HAProxy: with `option dontlognull`, a connection closed before sending anything.
+        if !(log.dontlognull && msg == session::PRX_EMPTY) {
+            let bind = session::bind_of(gen, frontend, served.client)
+                .or_else(|| local_bind(gen, frontend))
+                .map_or_else(|| "1".to_owned(), |b| bind_label(fe, b));
+            let line = logging::tcplog::embryonic_line(&peer, &accepted_at, &fe.name, &bind, msg);
+            log.send(logging::INFO, &line);
+        }
+        return;
+    }
+    if served.log == LogAs::Nothing || !log.tcplog {
+        return;
+    }
+    if log.dontlognull && served.bytes_in == 0 {
+        return;
+    }
+    let line = session_line(gen, frontend, &served, accepted, accepted_at);
+    // `served` holds the server slot and `permit` the connection until here, so %ac, %fc,
+    // %bc and %sc count this connection, as HAProxy's do when it logs at the end of the
+    // session. Both are released before the line leaves, so whoever reads it sees the
+    // counters without this connection.
+    drop(served);
+    drop(permit);
+    log.send(logging::INFO, &line);
+}
+
+/// Server choice, connect, forward, counters. `None` when the client socket could not even be
+/// set up (nothing to log).
+pub(super) async fn serve(
+    gen: &Arc<Generation>,
+    frontend: usize,
+    client: OwnedFd,
+    peer: SocketAddr,
+    ctx: &ThreadCtx,
+    connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
+) -> Option<Served> {
+    let fe: &Frontend = &gen.config.frontends[frontend];
+    let setup = set_nonblocking(&client)
+        .and_then(|()| tune(&client, &fe.keepalive))
+        .and_then(|()| local_addr(&client));
+    let local = match setup {
+        Ok(l) => l,
+        Err(e) => {
+            log::debug!("frontend '{}': client {peer}: {e}", fe.name);
+            return None;
+        }
+    };
+    let mut served = Served::new(peer);
+    let mut sess = match Session::accept(gen.clone(), frontend, peer, local, Instant::now()) {
+        Ok(s) => s,
+        Err(r) => {
+            served.log = LogAs::Nothing;
+            if r.silent {
+                conn_io::silent_drop(client, peer.is_ipv6());
+            } else {
+                conn_io::reset(client);
+            }
+            return Some(served);
+        }
+    };
+    let client = match crate::dataplane::async_fd(client) {
+        Ok(c) => c,
+        Err(e) => {
+            log::debug!("frontend '{}': client {peer}: {e}", fe.name);
+            return None;
+        }
+    };
+    let Ok(Decided {
+        client,
+        head,
+        route,
+    }) = decide(
+        &mut sess,
+        client,
+        fe.timeouts.client,
+        &mut served,
+        connect_line,
+    )
+    .await
+    else {
+        return Some(served);
+    };
+    let Some((slot, server)) = to_server(gen, frontend, &sess, &client, &route, &mut served).await
+    else {
+        return Some(served);
+    };
+    let first = (first_bytes(&sess, &slot, &head, &route), head.len() as u64);
+    pass_on(
+        gen,
+        frontend,
+        ctx,
+        &mut sess,
+        (client, server),
+        slot,
+        first,
+        &mut served,
+    )
+    .await;
+    Some(served)
+}
+
+/// Waits for a server of the chosen backend (`maxconn`, its queue) and connects to it. `None`:
+/// no server, or none connected; the client was closed and `served` says why.
+async fn to_server(
+    gen: &Arc<Generation>,
+    frontend: usize,
+    sess: &Session,
+    client: &AsyncFd<OwnedFd>,
+    route: &session::Route,
+    served: &mut Served,
+) -> Option<(ServerSlot, AsyncFd<OwnedFd>)> {
+    let fe: &Frontend = &gen.config.frontends[frontend];
+    let b = route.backend;
+    served.backend = Some(b);
+    let src = sess.src();
+    let be: &Backend = &gen.config.backends[b];
+    let table = &gen.backends[b];
+    // Connections ahead of us in the backend queue (lb has one queue per backend).
+    served.backend_queue = table.queue_len() as u64;
+    let queue_timeout = be.timeouts.queue.or(be.timeouts.connect);
+    let queued_at = Instant::now();
+    let direct = route.server.and_then(|i| table.try_acquire_server(i));
+    let acquired = match direct {
+        Some(slot) => Ok(slot),
+        // `balance source` hashes the client the rules saw.
+        None => table.acquire(src, None, queue_timeout).await,
+    };
+    let slot = match acquired {
+        Ok(s) => s,
+        Err(e) => {
+            served.ending = match e {
+                AcquireError::NoServer => Ending::NoServer,
+                AcquireError::QueueFull => Ending::QueueFull,
+                AcquireError::QueueTimeout => Ending::QueueTimeout,
+            };
+            if e == AcquireError::QueueTimeout {
+                // HAProxy records the time spent in the queue when `timeout queue` strikes.
+                served.tw = Some(ms_since(queued_at));
+            }
+            let what = match e {
+                AcquireError::NoServer => "no server available".to_string(),
+                other => format!("no server available ({other})"),
+            };
+            log::warn!(
+                "frontend '{}' -> backend '{}': {what}, closing client {src}",
+                fe.name,
+                be.name
+            );
+            Box::pin(drain_unserved(client)).await;
+            return None;
+        }
+    };
+    let _be_session = gen.be_stats[b].enter();
+    served.tw = Some(ms_since(queued_at));
+    let connecting = Instant::now();
+    // Servers without a port of their own take the one the client connected to (the PROXY
+    // header's, with `accept-proxy`, as in HAProxy).
+    let dst_port = if be.maps_ports() {
+        sess.dst().port()
+    } else {
+        0
+    };
+    let connected =
+        connect_with_retries(gen, table, be, src, dst_port, slot, &mut served.tries).await;
+    let (slot, server) = match connected {
+        Ok(x) => x,
+        Err(reason) => {
+            served.ending = if served.tries.timed_out {
+                Ending::ConnectTimeout
+            } else {
+                Ending::ConnectFailed
+            };
+            served.server = served.tries.failed_server.take();
+            log::warn!(
+                "frontend '{}' -> backend '{}': no server available for client {src}: {reason}",
+                fe.name,
+                be.name
+            );
+            Box::pin(drain_unserved(client)).await;
+            return None;
+        }
+    };
+    served.tc = Some(ms_since(connecting));
+    served.server = Some((slot.index(), Arc::from(slot.name())));
+    let Ok(server) = crate::dataplane::async_fd(server) else {
+        served.ending = Ending::Flow(FlowEnd::LocalError, Killer::Admin);
+        return None;
+    };
+    Some((slot, server))
+}
+
+/// What the server gets first: its PROXY header, then every byte read for the decision.
+fn first_bytes(sess: &Session, slot: &ServerSlot, head: &[u8], route: &session::Route) -> Vec<u8> {
+    let mut first = proxy_header(sess, slot.conf());
+    first.extend_from_slice(&head[route.consumed.min(head.len())..]);
+    first
+}
+
+/// Writes the server's first bytes, runs the `tcp-response` rules, then hands the pair to the
+/// data plane until the flow ends; counts its bytes and leaves its end in `served`. `first`:
+/// the server's first bytes, and how many bytes the decision read from the client.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one connection's parts, each used once"
+)]
+async fn pass_on(
+    gen: &Arc<Generation>,
+    frontend: usize,
+    ctx: &ThreadCtx,
+    sess: &mut Session,
+    (client, server): (AsyncFd<OwnedFd>, AsyncFd<OwnedFd>),
+    slot: ServerSlot,
+    (first, head_len): (Vec<u8>, u64),
+    served: &mut Served,
+) {
+    let src = sess.src();
+    let be = slot.table().conf.clone();
+    let write_deadline = be.timeouts.server.map(|t| Instant::now() + t);
+    if let Err(e) = conn_io::write_all(&server, &first, write_deadline).await {
+        log::debug!(
+            "{src} {}/{}: writing the first bytes: {e}",
+            be.name,
+            slot.name()
+        );
+        served.ending = Ending::Flow(FlowEnd::ServerReset, Killer::Admin);
+        conn_io::reset(client.into_inner());
+        served.slot = Some(slot);
+        return;
+    }
+    // Bytes passed on before the data plane (for the counters), and bytes read from each
+    // socket (for the data plane's FIN accounting).
+    let (mut pre_in, mut pre_out) = (served.bytes_in, 0u64);
+    let mut read = (head_len, 0u64);
+    if sess.has_response_rules() {
+        match respond(sess, &client, &server).await {
+            Ok((up, down)) => {
+                pre_in += up;
+                pre_out += down;
+                read = (read.0 + up, down);
+            }
+            Err((ending, up, down)) => {
+                served.ending = ending;
+                served.bytes_in = pre_in + up;
+                served.bytes_out = down;
+                served.slot = Some(slot);
+                return;
+            }
+        }
+    }
+    let pair = (client.into_inner(), server.into_inner());
+    let report = forward(gen, frontend, ctx, &slot, src, pair, read).await;
+    let (report_in, report_out) = (report.0.bytes_in + pre_in, report.0.bytes_out + pre_out);
+    let c = slot.counters();
+    c.bytes_in.fetch_add(report_in, Ordering::Relaxed);
+    c.bytes_out.fetch_add(report_out, Ordering::Relaxed);
+    let f = &gen.fe_stats[frontend];
+    f.bytes_in.fetch_add(report_in, Ordering::Relaxed);
+    f.bytes_out.fetch_add(report_out, Ordering::Relaxed);
+    log::debug!(
+        "{src} {}/{}: {:?}, {report_in} bytes in, {report_out} bytes out{}",
+        be.name,
+        slot.name(),
+        report.0.end,
+        if report.0.spliced_in_kernel {
+            " (sockmap)"
+        } else {
+            " (splice)"
+        }
+    );
+    served.ending = Ending::Flow(report.0.end, report.1);
+    served.bytes_in = report_in;
+    served.bytes_out = report_out;
+    // Keep the slot until the log line is written (see `handle`).
+    served.slot = Some(slot);
+}
+
+/// Registers the flow with its thread (so `show sess`, `shutdown sessions` and the health
+/// checks' `on-marked-*` see it) and hands the pair to the data plane until it ends.
+pub(super) async fn forward(
+    gen: &Arc<Generation>,
+    frontend: usize,
+    ctx: &ThreadCtx,
+    slot: &ServerSlot,
+    client_addr: SocketAddr,
+    (client, server): (OwnedFd, OwnedFd),
+    pre: (u64, u64),
+) -> (FlowReport, Killer) {
+    let fe: &Frontend = &gen.config.frontends[frontend];
+    let backend = slot.table().conf.clone();
+    let b = (backend.id as usize).saturating_sub(1);
+    let id = ctx.next_id.get();
+    ctx.next_id.set(id + 1);
+    let kill = Rc::new(KillSwitch::default());
+    let killed_by = Rc::new(Cell::new(None));
+    ctx.flows.borrow_mut().insert(
+        id,
+        LocalFlow {
+            info: FlowInfo {
+                id,
+                thread: ctx.thread,
+                frontend,
+                backend: b,
+                server: slot.index(),
+                server_uid: slot.counters().uid,
+                backup: slot.is_backup(),
+                generation: gen.number,
+                frontend_name: Arc::from(fe.name.as_str()),
+                backend_name: Arc::from(backend.name.as_str()),
+                server_name: Arc::from(slot.name()),
+                client: client_addr,
+                age: Duration::ZERO,
+            },
+            started: Instant::now(),
+            kill: kill.clone(),
+            killed_by: killed_by.clone(),
+        },
+    );
+    let registered = Registered { ctx, id };
+    let report: FlowReport = ctx
+        .dataplane
+        .forward(client, server, FlowTimeouts::new(fe, &backend), &kill, pre)
+        .await;
+    drop(registered);
+    let killer = match killed_by.get() {
+        Some(KillReason::ServerDown) => Killer::ServerDown,
+        Some(KillReason::BackupOff) => Killer::BackupOff,
+        Some(KillReason::Admin) | None => Killer::Admin,
+    };
+    (report, killer)
+}

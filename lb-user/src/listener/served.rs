@@ -1,0 +1,131 @@
+//! What serving a connection leaves for its log line, and the line itself (`option tcplog`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::connect::ConnectTries;
+
+use crate::config::Frontend;
+use crate::generation::Generation;
+use crate::logging::{self, tcplog::Ending, time::LocalTime};
+use crate::table::ServerSlot;
+
+/// What serving a connection leaves for its log line.
+pub(super) struct Served {
+    /// How the connection is logged.
+    pub(super) log: LogAs,
+    /// `%ci:%cp`: the client (a PROXY header's address when one came).
+    pub(super) client: SocketAddr,
+    /// `%b`: the backend chosen; `None` = the frontend's own name, as HAProxy logs a connection
+    /// closed before a backend was chosen.
+    pub(super) backend: Option<usize>,
+    pub(super) server: Option<(usize, Arc<str>)>,
+    pub(super) tw: Option<u64>,
+    pub(super) tc: Option<u64>,
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
+    pub(super) ending: Ending,
+    pub(super) tries: ConnectTries,
+    pub(super) backend_queue: u64,
+    /// The server slot, held until the line is logged.
+    pub(super) slot: Option<ServerSlot>,
+}
+
+/// How a served connection is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LogAs {
+    /// The frontend's line (`option tcplog`).
+    Session,
+    /// HAProxy's line for a connection that never became a session (bad PROXY header).
+    Embryonic(&'static str),
+    /// No line: closed by `tcp-request connection|session` rules (HAProxy logs nothing).
+    Nothing,
+}
+
+impl Served {
+    pub(super) fn new(client: SocketAddr) -> Self {
+        Self {
+            log: LogAs::Session,
+            client,
+            backend: None,
+            server: None,
+            tw: None,
+            tc: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            ending: Ending::NoServer,
+            tries: ConnectTries::default(),
+            backend_queue: 0,
+            slot: None,
+        }
+    }
+}
+
+pub(super) fn ms_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A frontend's only bind, when it has one (to name it in a log line).
+pub(super) fn local_bind(gen: &Generation, frontend: usize) -> Option<usize> {
+    (gen.config.frontends[frontend].binds.len() == 1).then_some(0)
+}
+
+/// A bind as HAProxy names it in logs: its `name`, else its number in the frontend from 1.
+pub(super) fn bind_label(fe: &Frontend, bind: usize) -> String {
+    fe.binds[bind]
+        .name
+        .clone()
+        .unwrap_or_else(|| (bind + 1).to_string())
+}
+
+/// The `option tcplog` line of a served connection, counting it still in `%ac/%fc/%bc/%sc`.
+pub(super) fn session_line(
+    gen: &Generation,
+    frontend: usize,
+    served: &Served,
+    accepted: Instant,
+    accepted_at: LocalTime,
+) -> String {
+    let fe = &gen.config.frontends[frontend];
+    let (backend_name, beconn, srvconn) = match served.backend {
+        Some(b) => {
+            let table = &gen.backends[b];
+            let snap = table.snapshot();
+            let beconn = snap
+                .servers
+                .iter()
+                .map(|s| u64::from(s.counters.cur.load(Ordering::Relaxed)))
+                .sum::<u64>()
+                + table.queue_len() as u64;
+            let srvconn = served.server.as_ref().map_or(0, |(i, _)| {
+                snap.servers[*i].counters.cur.load(Ordering::Relaxed)
+            });
+            (gen.config.backends[b].name.as_str(), beconn, srvconn)
+        }
+        None => (fe.name.as_str(), 0, 0),
+    };
+    logging::tcplog::Session {
+        client: served.client,
+        accepted: accepted_at,
+        frontend: &fe.name,
+        backend: backend_name,
+        server: served.server.as_ref().map(|(_, n)| &**n),
+        tw: served.tw,
+        tc: served.tc,
+        tt: ms_since(accepted),
+        bytes_out: served.bytes_out,
+        ending: served.ending,
+        // This connection is still counted (its permit is dropped below), as in HAProxy.
+        actconn: gen.process.conns.load(Ordering::Relaxed),
+        feconn: gen.fe_stats[frontend].cur.load(Ordering::Relaxed),
+        beconn,
+        srvconn,
+        retries: served.tries.retries,
+        redispatched: served.tries.redispatched,
+        srv_queue: 0,
+        backend_queue: served.backend_queue,
+    }
+    .line()
+}

@@ -1,0 +1,73 @@
+//! One thread's life: its runtime, its data plane, and the accept loops its plans ask for.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::accept::accept_loop;
+use super::bind::ThreadInbox;
+use super::ctx::ThreadCtx;
+
+use crate::dataplane::sockmap::{MapIds, ThreadMaps};
+use crate::dataplane::Dataplane;
+
+/// Which data plane the threads run.
+#[derive(Clone, Copy, Debug)]
+pub enum PlaneSetup {
+    Splice,
+    /// The maps, and how long a flow runs on splice before it enters them.
+    Sockmap(MapIds, Duration),
+}
+
+/// Runs one thread forever: its data plane, its flows, and the accept loops that the plans it
+/// receives ask for (returns only if the runtime cannot start).
+pub fn run_thread(
+    inbox: ThreadInbox,
+    plane: PlaneSetup,
+    thread: usize,
+    threads: usize,
+) -> io::Result<()> {
+    let ThreadInbox {
+        mut plans,
+        mut flows,
+    } = inbox;
+    tokio_uring::start(async move {
+        let dataplane = match plane {
+            PlaneSetup::Splice => Dataplane::Splice,
+            PlaneSetup::Sockmap(ids, hand_over_after) => {
+                let maps = ThreadMaps::open(ids, thread, threads, hand_over_after)?;
+                tokio_uring::spawn(maps.watcher().clone().run());
+                Dataplane::Sockmap(maps)
+            }
+        };
+        // Map handles are open: privileges may be dropped now (waits for that when planned).
+        crate::privileges::thread_started();
+        let ctx = Rc::new(ThreadCtx {
+            thread,
+            dataplane,
+            binds: RefCell::new(HashMap::new()),
+            flows: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+        });
+        loop {
+            tokio::select! {
+                plan = plans.recv() => {
+                    let Some((plan, ack)) = plan else { break };
+                    for (addr, listener) in ctx.apply(*plan) {
+                        let _ = listener.set_nonblocking(false);
+                        let listener = tokio_uring::net::TcpListener::from_std(listener);
+                        tokio_uring::spawn(accept_loop(addr, listener, ctx.clone()));
+                    }
+                    let _ = ack.send(());
+                }
+                cmd = flows.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    ctx.command(cmd);
+                }
+            }
+        }
+        Ok(())
+    })
+}
