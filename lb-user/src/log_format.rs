@@ -263,8 +263,9 @@ pub struct Data<'a> {
     pub hostname: &'a str,
     /// `tcp-request content capture` slots, by rule.
     pub captures: &'a [Option<Vec<u8>>],
-    /// A sample expression's value as text, `None` when absent.
-    pub sample: &'a dyn Fn(&SampleExpr) -> Option<Vec<u8>>,
+    /// The values of the format's `%[...]` expressions, in the order of
+    /// [`LogFormat::samples`] (`None`, or missing: absent).
+    pub samples: &'a [Option<Vec<u8>>],
 }
 
 /// A wall-clock instant: seconds since the epoch, microseconds, and the local offset then.
@@ -428,6 +429,14 @@ impl LogFormat {
         self.has_samples
     }
 
+    /// Whether it prints lb's address on the server connection (`%bi`, `%bp`), which costs
+    /// a `getsockname` per session (HAProxy's `LW_BCKIP`).
+    pub fn needs_backend_src(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| matches!(n, Node::Var(Alias::BackendIp | Alias::BackendPort, _)))
+    }
+
     /// The expressions it evaluates.
     pub fn samples(&self) -> impl Iterator<Item = &SampleExpr> {
         self.nodes.iter().filter_map(|n| match n {
@@ -440,6 +449,7 @@ impl LogFormat {
     pub fn render(&self, d: &Data<'_>) -> String {
         let mut out = String::with_capacity(160);
         let mut last_space = true;
+        let mut samples = d.samples.iter();
         for n in &self.nodes {
             match n {
                 Node::Separator => {
@@ -450,8 +460,9 @@ impl LogFormat {
                     continue;
                 }
                 Node::Text(t) => out.push_str(t),
-                Node::Sample(e, f) => {
-                    let v = (d.sample)(e).map(|v| String::from_utf8_lossy(&v).into_owned());
+                Node::Sample(_, f) => {
+                    let v = samples.next().and_then(Option::as_ref);
+                    let v = v.map(|v| String::from_utf8_lossy(v));
                     push_text(&mut out, v.as_deref(), *f);
                 }
                 Node::Var(Alias::Options, _) => continue,

@@ -63,6 +63,57 @@ backend app
 
 const CASES: &[Case] = &[
     Case {
+        name: "log-format with an unknown variable",
+        words: &["log-format", "foo"],
+        text: "
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind 127.0.0.1:8080
+!   log-format \"%ci %foo\"
+    default_backend app
+backend app
+    server s1 127.0.0.1:9000
+",
+    },
+    Case {
+        name: "log-format with unescaped spaces",
+        words: &["escape spaces"],
+        text: "
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind 127.0.0.1:8080
+!   log-format %ci %b
+    default_backend app
+backend app
+    server s1 127.0.0.1:9000
+",
+    },
+    Case {
+        name: "log-format with an HTTP variable",
+        words: &["reserved for HTTP mode"],
+        text: "
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+!   log-format \"%ci %r\"
+frontend fe
+    bind 127.0.0.1:8080
+    default_backend app
+backend app
+    server s1 127.0.0.1:9000
+",
+    },
+    Case {
         name: "bad time unit",
         words: &["timeout", "10x"],
         text: "

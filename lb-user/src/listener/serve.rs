@@ -43,7 +43,7 @@ pub(super) async fn handle(
     let fe: &Frontend = &gen.config.frontends[frontend];
     let log = gen.logs.frontend(frontend).filter(|l| l.enabled());
     let connect_line = |src: &SocketAddr, dst: &SocketAddr| {
-        if let Some(log) = log.as_ref().filter(|l| !l.tcplog) {
+        if let Some(log) = log.as_ref().filter(|l| l.format.is_none()) {
             log.send(
                 logging::INFO,
                 &logging::tcplog::connect_line(src, dst, &fe.name),
@@ -67,13 +67,20 @@ pub(super) async fn handle(
         }
         return;
     }
-    if served.log == LogAs::Nothing || !log.tcplog {
+    let Some(format) = log.format.as_ref().filter(|_| served.log != LogAs::Nothing) else {
         return;
-    }
+    };
     if log.dontlognull && served.bytes_in == 0 {
         return;
     }
-    let line = session_line(gen, frontend, &served, accepted, accepted_at);
+    let count = log.log_count.fetch_add(1, Ordering::Relaxed);
+    let line = session_line(
+        gen,
+        frontend,
+        &served,
+        (accepted, accepted_at),
+        (format, count),
+    );
     // `served` holds the server slot and `permit` the connection until here, so %ac, %fc,
     // %bc and %sc count this connection, as HAProxy's do when it logs at the end of the
     // session. Both are released before the line leaves, so whoever reads it sees the
@@ -124,38 +131,55 @@ pub(super) async fn serve(
             return None;
         }
     };
+    serve_session(
+        gen,
+        frontend,
+        &mut sess,
+        client,
+        ctx,
+        &mut served,
+        connect_line,
+    )
+    .await;
+    let format = gen.logs.frontend(frontend).and_then(|l| l.format.clone());
+    served.note_session(&sess, format.as_deref());
+    Some(served)
+}
+
+/// The session's life after accept: the rules' decision, the server, the data plane.
+async fn serve_session(
+    gen: &Arc<Generation>,
+    frontend: usize,
+    sess: &mut Session,
+    client: AsyncFd<OwnedFd>,
+    ctx: &ThreadCtx,
+    served: &mut Served,
+    connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
+) {
+    let fe: &Frontend = &gen.config.frontends[frontend];
     let Ok(Decided {
         client,
         head,
         route,
-    }) = decide(
-        &mut sess,
-        client,
-        fe.timeouts.client,
-        &mut served,
-        connect_line,
-    )
-    .await
+    }) = decide(sess, client, fe.timeouts.client, served, connect_line).await
     else {
-        return Some(served);
+        return;
     };
-    let Some((slot, server)) = to_server(gen, frontend, &sess, &client, &route, &mut served).await
-    else {
-        return Some(served);
+    let Some((slot, server)) = to_server(gen, frontend, sess, &client, &route, served).await else {
+        return;
     };
-    let first = (first_bytes(&sess, &slot, &head, &route), head.len() as u64);
+    let first = (first_bytes(sess, &slot, &head, &route), head.len() as u64);
     pass_on(
         gen,
         frontend,
         ctx,
-        &mut sess,
+        sess,
         (client, server),
         slot,
         first,
-        &mut served,
+        served,
     )
     .await;
-    Some(served)
 }
 
 /// Waits for a server of the chosen backend (`maxconn`, its queue) and connects to it. `None`:
@@ -241,6 +265,15 @@ async fn to_server(
     };
     served.tc = Some(ms_since(connecting));
     served.server = Some((slot.index(), Arc::from(slot.name())));
+    let mut server_addr = slot.addr();
+    if dst_port != 0 {
+        server_addr.set_port(dst_port);
+    }
+    served.server_addr = Some(server_addr);
+    let log = gen.logs.frontend(frontend);
+    if log.is_some_and(|l| l.format.as_ref().is_some_and(|f| f.needs_backend_src())) {
+        served.backend_src = local_addr(&server).ok();
+    }
     let Ok(server) = crate::dataplane::async_fd(server) else {
         served.ending = Ending::Flow(FlowEnd::LocalError, Killer::Admin);
         return None;

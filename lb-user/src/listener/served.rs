@@ -1,4 +1,5 @@
-//! What serving a connection leaves for its log line, and the line itself (`option tcplog`).
+//! What serving a connection leaves for its log line, and the line itself (`option tcplog`,
+//! `log-format`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -9,7 +10,9 @@ use super::connect::ConnectTries;
 
 use crate::config::Frontend;
 use crate::generation::Generation;
+use crate::log_format::LogFormat;
 use crate::logging::{self, tcplog::Ending, time::LocalTime};
+use crate::session::Session;
 use crate::table::ServerSlot;
 
 /// What serving a connection leaves for its log line.
@@ -31,6 +34,18 @@ pub(super) struct Served {
     pub(super) backend_queue: u64,
     /// The server slot, held until the line is logged.
     pub(super) slot: Option<ServerSlot>,
+    /// `%fi:%fp`: what the client connected to (a PROXY header's destination when one came).
+    pub(super) local: Option<SocketAddr>,
+    /// `%si:%sp`: the server connected to.
+    pub(super) server_addr: Option<SocketAddr>,
+    /// `%bi:%bp`: lb's end of the server connection (read only when the format prints it).
+    pub(super) backend_src: Option<SocketAddr>,
+    /// `%rt`: the session's number in the process.
+    pub(super) counter: u64,
+    /// `%hr`, `%hrl`: the session's capture slots at its end.
+    pub(super) captures: Vec<Option<Vec<u8>>>,
+    /// The values of the format's `%[...]` expressions at the session's end.
+    pub(super) samples: Vec<Option<Vec<u8>>>,
 }
 
 /// How a served connection is logged.
@@ -59,6 +74,22 @@ impl Served {
             tries: ConnectTries::default(),
             backend_queue: 0,
             slot: None,
+            local: None,
+            server_addr: None,
+            backend_src: None,
+            counter: logging::next_session_number(),
+            captures: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    /// Keeps what the log line reads of the session at its end: its destination (after a
+    /// PROXY header), its captures, and the values of the format's `%[...]` expressions.
+    pub(super) fn note_session(&mut self, sess: &Session, format: Option<&LogFormat>) {
+        self.local = Some(sess.dst());
+        if let Some(f) = format {
+            self.captures = sess.captures().to_vec();
+            self.samples = sess.log_samples(f);
         }
     }
 }
@@ -80,13 +111,14 @@ pub(super) fn bind_label(fe: &Frontend, bind: usize) -> String {
         .unwrap_or_else(|| (bind + 1).to_string())
 }
 
-/// The `option tcplog` line of a served connection, counting it still in `%ac/%fc/%bc/%sc`.
+/// The line of a served connection in `format` (`option tcplog` or `log-format`), counting it
+/// still in `%ac/%fc/%bc/%sc`; `log_count` is the frontend's `%lc`.
 pub(super) fn session_line(
     gen: &Generation,
     frontend: usize,
     served: &Served,
-    accepted: Instant,
-    accepted_at: LocalTime,
+    (accepted, accepted_at): (Instant, LocalTime),
+    (format, log_count): (&LogFormat, u64),
 ) -> String {
     let fe = &gen.config.frontends[frontend];
     let (backend_name, beconn, srvconn) = match served.backend {
@@ -108,6 +140,9 @@ pub(super) fn session_line(
     };
     logging::tcplog::Session {
         client: served.client,
+        local: served.local,
+        backend_src: served.backend_src,
+        server_addr: served.server_addr,
         accepted: accepted_at,
         frontend: &fe.name,
         backend: backend_name,
@@ -116,6 +151,7 @@ pub(super) fn session_line(
         tc: served.tc,
         tt: ms_since(accepted),
         bytes_out: served.bytes_out,
+        bytes_in: served.bytes_in,
         ending: served.ending,
         // This connection is still counted (its permit is dropped below), as in HAProxy.
         actconn: gen.process.conns.load(Ordering::Relaxed),
@@ -126,6 +162,9 @@ pub(super) fn session_line(
         redispatched: served.tries.redispatched,
         srv_queue: 0,
         backend_queue: served.backend_queue,
+        counter: served.counter,
+        captures: &served.captures,
+        samples: &served.samples,
     }
-    .line()
+    .render(format, log_count)
 }

@@ -11,10 +11,6 @@ fn parse(fmt: &str) -> Result<LogFormat, String> {
     LogFormat::parse(fmt, &NoFiles).map(|(f, _)| f)
 }
 
-fn no_sample(_: &SampleExpr) -> Option<Vec<u8>> {
-    None
-}
-
 /// 2020-08-25 18:24:02.387 UTC, seen from UTC+2.
 fn data() -> Data<'static> {
     Data {
@@ -50,7 +46,7 @@ fn data() -> Data<'static> {
         pid: 99,
         hostname: "edge1",
         captures: &[],
-        sample: &no_sample,
+        samples: &[],
     }
 }
 
@@ -149,14 +145,14 @@ fn samples_render_through_the_session() {
     let f = parse("%[src] %{+Q}[fe_name,upper] %[capture.req.hdr(0)]").unwrap();
     assert!(f.has_samples());
     assert_eq!(f.samples().count(), 3);
-    let sample = |e: &SampleExpr| match e.keyword() {
-        "src" => Some(b"10.0.1.8".to_vec()),
-        "fe_name" => Some(b"FE".to_vec()),
-        _ => None,
-    };
+    let keywords: Vec<&str> = f.samples().map(SampleExpr::keyword).collect();
+    assert_eq!(keywords, ["src", "fe_name", "capture.req.hdr"]);
+    let values = [Some(b"10.0.1.8".to_vec()), Some(b"FE".to_vec()), None];
     let mut d = data();
-    d.sample = &sample;
+    d.samples = &values;
     assert_eq!(f.render(&d), "10.0.1.8 \"FE\" -");
+    assert!(!f.needs_backend_src());
+    assert!(parse("%bp").unwrap().needs_backend_src());
 }
 
 #[test]

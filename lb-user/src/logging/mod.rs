@@ -131,6 +131,12 @@ pub fn open(config: &Config) -> Result<Arc<LogSet>, TargetError> {
     }))
 }
 
+/// The next session's number (`%rt`, HAProxy's `uniq_id`): counted over the process, from 0.
+pub fn next_session_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Makes `set`'s global targets the ones lb's own messages go to (start, and the switch of a
 /// reload). Targets of the previous set close once nothing uses them.
 pub fn activate(set: &Arc<LogSet>) {

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use super::time::LocalTime;
-use crate::acl::SampleExpr;
 use crate::dataplane::FlowEnd;
 use crate::log_format::{Data, LogFormat};
 
@@ -122,8 +121,10 @@ pub struct Session<'a> {
     pub backend_queue: u64,
     /// `%rt`: the session's number in the process.
     pub counter: u64,
-    /// `tcp-request content capture` slots (`%hr`, `%[capture.req.hdr(N)]`).
+    /// `tcp-request content capture` slots (`%hr`, `%hrl`).
     pub captures: &'a [Option<Vec<u8>>],
+    /// The values of the format's `%[...]` expressions, evaluated at the session's end.
+    pub samples: &'a [Option<Vec<u8>>],
 }
 
 /// `%ci:%cp`: IPv6 without brackets, as HAProxy prints it.
@@ -138,14 +139,8 @@ fn hostname() -> &'static str {
 }
 
 impl Session<'_> {
-    /// The line in `format`, without syslog header; `log_count` is the frontend's `%lc` and
-    /// `sample` evaluates the format's `%[...]` expressions for this session.
-    pub fn render(
-        &self,
-        format: &LogFormat,
-        log_count: u64,
-        sample: &dyn Fn(&SampleExpr) -> Option<Vec<u8>>,
-    ) -> String {
+    /// The line in `format`, without syslog header; `log_count` is the frontend's `%lc`.
+    pub fn render(&self, format: &LogFormat, log_count: u64) -> String {
         let u = u64::from;
         format.render(&Data {
             client: self.client,
@@ -176,13 +171,13 @@ impl Session<'_> {
             pid: std::process::id(),
             hostname: hostname(),
             captures: self.captures,
-            sample,
+            samples: self.samples,
         })
     }
 
     /// The `option tcplog` line, without syslog header.
     pub fn line(&self) -> String {
-        self.render(&crate::log_format::tcplog(), 0, &|_| None)
+        self.render(&crate::log_format::tcplog(), 0)
     }
 }
 
@@ -254,6 +249,7 @@ mod tests {
             backend_queue: 0,
             counter: 0,
             captures: &[],
+            samples: &[],
         }
     }
 

@@ -13,6 +13,9 @@ pub(super) struct GenEnv<'a> {
     /// The current backend (`None` until `use_backend`/`default_backend` chose one; HAProxy's
     /// `s->be` is then the frontend itself, which has no servers).
     pub(super) backend: Option<usize>,
+    /// The `tcp-request content capture` slots, where a fetch may read them (at log time;
+    /// empty while the rules that fill them run).
+    pub(super) captures: &'a [Option<Vec<u8>>],
 }
 
 impl GenEnv<'_> {
@@ -82,5 +85,9 @@ impl Env for GenEnv<'_> {
             slots += i64::from(e.maxconn()) - cur + i64::from(e.conf.maxqueue);
         }
         Some(slots)
+    }
+
+    fn capture(&self, slot: usize) -> Option<&[u8]> {
+        self.captures.get(slot)?.as_deref()
     }
 }

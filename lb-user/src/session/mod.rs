@@ -20,8 +20,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::acl::{Dir, Places, Value, Vars};
+use crate::acl::{Ctx, Dir, Places, Value, Vars};
 use crate::generation::Generation;
+use crate::log_format::LogFormat;
 use crate::proxy_proto::{self, Parsed};
 use crate::rules::{self, Hooks, Inputs, ProxyRules, Rule, Target, TrackSc, Verdict};
 use env::GenEnv;
@@ -346,6 +347,7 @@ impl Session {
             gen: &self.gen,
             frontend: self.frontend,
             backend: self.backend,
+            captures: &[],
         };
         let inputs = Inputs {
             place,
@@ -395,6 +397,7 @@ impl Session {
             gen: &self.gen,
             frontend: self.frontend,
             backend: self.backend,
+            captures: &[],
         };
         let inputs = Inputs {
             place: Places::REQUEST,
@@ -464,6 +467,7 @@ impl Session {
             gen: &self.gen,
             frontend: self.frontend,
             backend: None,
+            captures: &[],
         };
         let inputs = Inputs {
             place: Places::REQUEST,
@@ -519,6 +523,7 @@ impl Session {
             gen: &self.gen,
             frontend: self.frontend,
             backend: Some(b),
+            captures: &[],
         };
         let inputs = Inputs {
             place: Places::REQUEST,
@@ -575,6 +580,7 @@ impl Session {
             gen: &self.gen,
             frontend: self.frontend,
             backend: Some(b),
+            captures: &[],
         };
         let inputs = Inputs {
             place: Places::RESPONSE,
@@ -697,10 +703,37 @@ impl Session {
     }
 
     /// What `tcp-request content capture` rules kept, by rule. In `mode tcp` HAProxy shows
-    /// them only through a custom `log-format` (`%[capture.req.hdr(N)]`), which lb does not
-    /// implement; they are kept here for it.
+    /// them only through a custom `log-format` (`%hr`, `%[capture.req.hdr(N)]`).
     pub fn captures(&self) -> &[Option<Vec<u8>>] {
         &self.captures
+    }
+
+    /// The values of a log-format's `%[...]` expressions at the session's end (HAProxy
+    /// evaluates them when it logs: final, no buffer left, captures readable).
+    pub fn log_samples(&self, format: &LogFormat) -> Vec<Option<Vec<u8>>> {
+        let env = GenEnv {
+            gen: &self.gen,
+            frontend: self.frontend,
+            backend: self.backend,
+            captures: &self.captures,
+        };
+        let ctx = Ctx {
+            place: Places::RESPONSE,
+            dir: Dir::Response,
+            final_: true,
+            req: &[],
+            res: &[],
+            stream: true,
+            src: self.src,
+            dst: self.dst,
+            vars: &self.vars,
+            env: &env,
+            bufsize: self.gen.config.global.bufsize,
+        };
+        format
+            .samples()
+            .map(|e| e.first(&ctx).map(|v| v.to_text()))
+            .collect()
     }
 
     /// The bytes to have read at most before each decision: the PROXY header and the
