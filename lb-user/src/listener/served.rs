@@ -10,7 +10,7 @@ use super::connect::ConnectTries;
 
 use crate::config::Frontend;
 use crate::generation::Generation;
-use crate::log_format::LogFormat;
+use crate::log_format::{Data, LogFormat};
 use crate::logging::{self, tcplog::Ending, time::LocalTime};
 use crate::session::Session;
 use crate::table::ServerSlot;
@@ -138,33 +138,38 @@ pub(super) fn session_line(
         }
         None => (fe.name.as_str(), 0, 0),
     };
-    logging::tcplog::Session {
+    let u = u64::from;
+    format.render(&Data {
         client: served.client,
-        local: served.local,
+        frontend_addr: served.local,
         backend_src: served.backend_src,
         server_addr: served.server_addr,
-        accepted: accepted_at,
+        accepted: accepted_at.stamp(),
         frontend: &fe.name,
         backend: backend_name,
         server: served.server.as_ref().map(|(_, n)| &**n),
+        th: 0,
         tw: served.tw,
         tc: served.tc,
         tt: ms_since(accepted),
-        bytes_out: served.bytes_out,
         bytes_in: served.bytes_in,
-        ending: served.ending,
+        bytes_out: served.bytes_out,
+        term: served.ending.code(),
         // This connection is still counted (its permit is dropped below), as in HAProxy.
-        actconn: gen.process.conns.load(Ordering::Relaxed),
-        feconn: gen.fe_stats[frontend].cur.load(Ordering::Relaxed),
+        actconn: u(gen.process.conns.load(Ordering::Relaxed)),
+        feconn: u(gen.fe_stats[frontend].cur.load(Ordering::Relaxed)),
         beconn,
-        srvconn,
+        srvconn: u(srvconn),
         retries: served.tries.retries,
         redispatched: served.tries.redispatched,
+        // lb queues per backend: the position is in %bq.
         srv_queue: 0,
         backend_queue: served.backend_queue,
         counter: served.counter,
+        log_count,
+        pid: std::process::id(),
+        hostname: logging::tcplog::hostname(),
         captures: &served.captures,
         samples: &served.samples,
-    }
-    .render(format, log_count)
+    })
 }

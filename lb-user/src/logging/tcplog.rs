@@ -1,13 +1,12 @@
-//! What a session's log line says (`option tcplog`, or a `log-format` of the frontend: both
-//! render through [`crate::log_format`]), its termination state codes, and the default
-//! `Connect from` line.
+//! The termination state codes of a session's line (`%ts`; the line itself is a
+//! [`crate::log_format::LogFormat`]: `option tcplog`'s or the frontend's `log-format`), the
+//! line for a connection that never became a session, and the default `Connect from` line.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use super::time::LocalTime;
 use crate::dataplane::FlowEnd;
-use crate::log_format::{Data, LogFormat};
 
 /// How a session ended, for the two-character termination state `%ts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,109 +75,15 @@ impl Ending {
     }
 }
 
-/// Everything one session's line can say.
-#[derive(Clone, Debug)]
-pub struct Session<'a> {
-    pub client: SocketAddr,
-    /// `%fi:%fp`: the address the client reached (a PROXY header's destination when one came).
-    pub local: Option<SocketAddr>,
-    /// `%bi:%bp`: lb's end of the server connection.
-    pub backend_src: Option<SocketAddr>,
-    /// `%si:%sp`: the server's address.
-    pub server_addr: Option<SocketAddr>,
-    /// Accept date, local time.
-    pub accepted: LocalTime,
-    pub frontend: &'a str,
-    pub backend: &'a str,
-    /// `None` = `<NOSRV>`.
-    pub server: Option<&'a str>,
-    /// `%Tw`: ms waiting in the queue; `None` = -1 (never left it).
-    pub tw: Option<u64>,
-    /// `%Tc`: ms to connect, retries included; `None` = -1 (never connected).
-    pub tc: Option<u64>,
-    /// `%Tt`: ms from accept to the end.
-    pub tt: u64,
-    /// `%B`: bytes server -> client.
-    pub bytes_out: u64,
-    /// `%U`: bytes client -> server.
-    pub bytes_in: u64,
-    pub ending: Ending,
-    /// `%ac`: process connections.
-    pub actconn: u32,
-    /// `%fc`: frontend connections.
-    pub feconn: u32,
-    /// `%bc`: backend connections.
-    pub beconn: u64,
-    /// `%sc`: server connections.
-    pub srvconn: u32,
-    /// `%rc`: connect retries.
-    pub retries: u32,
-    /// Whether the last retry went to another server (`%rc` gets a `+`).
-    pub redispatched: bool,
-    /// `%sq`: position in the server queue.
-    pub srv_queue: u64,
-    /// `%bq`: position in the backend queue.
-    pub backend_queue: u64,
-    /// `%rt`: the session's number in the process.
-    pub counter: u64,
-    /// `tcp-request content capture` slots (`%hr`, `%hrl`).
-    pub captures: &'a [Option<Vec<u8>>],
-    /// The values of the format's `%[...]` expressions, evaluated at the session's end.
-    pub samples: &'a [Option<Vec<u8>>],
-}
-
 /// `%ci:%cp`: IPv6 without brackets, as HAProxy prints it.
 pub fn client_addr(a: &SocketAddr) -> String {
     format!("{}:{}", a.ip(), a.port())
 }
 
 /// The host's name (`%H`), read once.
-fn hostname() -> &'static str {
+pub fn hostname() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(crate::outside::hostname)
-}
-
-impl Session<'_> {
-    /// The line in `format`, without syslog header; `log_count` is the frontend's `%lc`.
-    pub fn render(&self, format: &LogFormat, log_count: u64) -> String {
-        let u = u64::from;
-        format.render(&Data {
-            client: self.client,
-            frontend_addr: self.local,
-            backend_src: self.backend_src,
-            server_addr: self.server_addr,
-            accepted: self.accepted.stamp(),
-            frontend: self.frontend,
-            backend: self.backend,
-            server: self.server,
-            th: 0,
-            tw: self.tw,
-            tc: self.tc,
-            tt: self.tt,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
-            term: self.ending.code(),
-            actconn: u(self.actconn),
-            feconn: u(self.feconn),
-            beconn: self.beconn,
-            srvconn: u(self.srvconn),
-            retries: self.retries,
-            redispatched: self.redispatched,
-            srv_queue: self.srv_queue,
-            backend_queue: self.backend_queue,
-            counter: self.counter,
-            log_count,
-            pid: std::process::id(),
-            hostname: hostname(),
-            captures: self.captures,
-            samples: self.samples,
-        })
-    }
-
-    /// The `option tcplog` line, without syslog header.
-    pub fn line(&self) -> String {
-        self.render(&crate::log_format::tcplog(), 0)
-    }
 }
 
 /// HAProxy's line for a connection closed before its session started (a missing or bad PROXY
@@ -211,34 +116,38 @@ pub fn connect_line(client: &SocketAddr, local: &SocketAddr, frontend: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log_format::{tcplog, Data};
 
-    fn session() -> Session<'static> {
-        Session {
+    /// HAProxy's documented example line's session (`doc/configuration.txt`, 8.2.2).
+    fn session() -> Data<'static> {
+        let at = LocalTime {
+            year: 2020,
+            month: 8,
+            day: 25,
+            hour: 18,
+            min: 24,
+            sec: 2,
+            millis: 387,
+            micros: 387_000,
+            gmtoff: 0,
+            epoch: 1_598_379_842,
+        };
+        Data {
             client: "10.0.1.8:37336".parse().unwrap(),
-            local: None,
+            frontend_addr: None,
             backend_src: None,
             server_addr: None,
-            accepted: LocalTime {
-                year: 2020,
-                month: 8,
-                day: 25,
-                hour: 18,
-                min: 24,
-                sec: 2,
-                millis: 387,
-                micros: 387_000,
-                gmtoff: 0,
-                epoch: 1_598_379_842,
-            },
+            accepted: at.stamp(),
             frontend: "master-tcp-node",
             backend: "master-tcp-node",
             server: Some("master"),
+            th: 0,
             tw: Some(1),
             tc: Some(0),
             tt: 5,
-            bytes_out: 3200,
             bytes_in: 0,
-            ending: Ending::Flow(FlowEnd::Closed, Killer::Admin),
+            bytes_out: 3200,
+            term: Ending::Flow(FlowEnd::Closed, Killer::Admin).code(),
             actconn: 1,
             feconn: 1,
             beconn: 0,
@@ -248,6 +157,9 @@ mod tests {
             srv_queue: 0,
             backend_queue: 0,
             counter: 0,
+            log_count: 0,
+            pid: 1,
+            hostname: "",
             captures: &[],
             samples: &[],
         }
@@ -256,7 +168,7 @@ mod tests {
     #[test]
     fn haproxys_documented_example() {
         assert_eq!(
-            session().line(),
+            tcplog().render(&session()),
             "10.0.1.8:37336 [25/Aug/2020:18:24:02.387] master-tcp-node master-tcp-node/master \
              1/0/5 3200 -- 1/1/0/0/0 0/0"
         );
@@ -268,12 +180,12 @@ mod tests {
         s.server = None;
         s.tw = None;
         s.tc = None;
-        s.ending = Ending::NoServer;
+        s.term = Ending::NoServer.code();
         s.client = "[::1]:4000".parse().unwrap();
         s.retries = 3;
         s.redispatched = true;
         assert_eq!(
-            s.line(),
+            tcplog().render(&s),
             "::1:4000 [25/Aug/2020:18:24:02.387] master-tcp-node master-tcp-node/<NOSRV> \
              -1/-1/5 3200 SC 1/1/0/0/+3 0/0"
         );
