@@ -116,3 +116,53 @@ pub fn block_on<F: Future>(what: &str, f: F) -> F::Output {
 pub fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(data)
 }
+
+/// Where a stream of `len` bytes is cut into the reads a socket might return: after every
+/// byte when the stream is short (the parsers' headers fit in 256 bytes), else at
+/// pseudo-random steps of 1 to 64 bytes drawn from the bytes themselves (so each input has its
+/// own split, and a mutation changes it). Increasing, ending at `len`.
+pub fn cuts(data: &[u8]) -> Vec<usize> {
+    const EVERY_BYTE_UP_TO: usize = 256;
+    if data.len() <= EVERY_BYTE_UP_TO {
+        return (1..=data.len()).collect();
+    }
+    // FNV-1a of the stream, then xorshift.
+    let mut x = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) | 1;
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at < data.len() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        at = (at + 1 + (x % 64) as usize).min(data.len());
+        out.push(at);
+    }
+    out
+}
+
+/// Feeds `data` in the pieces [`cuts`] gives to `decide` (called on everything received so
+/// far, as lb's readers call their parsers) and checks that the first answer that is not
+/// "need more" is the answer on the whole stream: how the bytes were split never changes what
+/// lb decides. `pending` says which answers mean "need more".
+pub fn same_answer_in_pieces<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    data: &[u8],
+    decide: impl Fn(&[u8]) -> T,
+    pending: impl Fn(&T) -> bool,
+) {
+    let whole = decide(data);
+    for n in cuts(data) {
+        let early = decide(&data[..n]);
+        if !pending(&early) {
+            assert_eq!(
+                early,
+                whole,
+                "{what}: decided on the first {n} of {} bytes, differently from the whole",
+                data.len()
+            );
+            return;
+        }
+    }
+}

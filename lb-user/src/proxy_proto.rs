@@ -125,6 +125,11 @@ fn parse_v1(buf: &[u8]) -> Parsed {
     };
     let line = &window[6..cr];
     let len = cr + 2;
+    // A CR or LF before the CRLF: the same refusal as before the CRLF arrived (above), however
+    // the line is cut into reads.
+    if line.iter().any(|&b| b == b'\r' || b == b'\n') {
+        return Parsed::Refused(Refused::Bad);
+    }
     let Ok(line) = std::str::from_utf8(line) else {
         return Parsed::Refused(Refused::Bad);
     };
@@ -482,6 +487,33 @@ mod tests {
         let mut long = b"PROXY TCP6 ".to_vec();
         long.resize(V1_MAX, b'1');
         assert_eq!(parse(&long), Parsed::Refused(Refused::Bad));
+    }
+
+    /// Found by the `proxy_header` fuzz target: the same bytes gave two refusals, depending on
+    /// how they arrived. Whole, `UNKNOWN\r1\nPING` (up to the first CRLF) was read as a protocol
+    /// name (`BadProto`); cut after `\r1`, the lone CR made it a bad header.
+    #[test]
+    fn a_bare_cr_or_lf_in_a_v1_line_is_a_bad_header_however_the_bytes_arrive() {
+        for whole in [
+            &b"PROXY UNKNOWN\r1\nPING\r\n"[..],
+            b"PROXY TCP4\n1.2.3.4 5.6.7.8 1 2\r\n",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r2\r\n",
+        ] {
+            for n in 1..whole.len() {
+                let early = parse(&whole[..n]);
+                assert!(
+                    matches!(early, Parsed::Incomplete | Parsed::Refused(Refused::Bad)),
+                    "{:?} cut at {n}: {early:?}",
+                    String::from_utf8_lossy(whole)
+                );
+            }
+            assert_eq!(
+                parse(whole),
+                Parsed::Refused(Refused::Bad),
+                "{:?}",
+                String::from_utf8_lossy(whole)
+            );
+        }
     }
 
     #[test]

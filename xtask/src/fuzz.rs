@@ -26,6 +26,8 @@ pub const TARGETS: &[&str] = &[
     "stats_http",
     "dns_answer",
     "agent_answer",
+    "proxy_header",
+    "client_hello",
 ];
 
 /// Seconds per target of `cargo xtask fuzz` without `--time`.

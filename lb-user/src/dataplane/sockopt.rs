@@ -174,6 +174,17 @@ pub fn outq(fd: BorrowedFd<'_>) -> io::Result<u64> {
     }
 }
 
+/// Payload bytes the socket's send queue takes now without waiting for its peer to read: half
+/// of `SO_SNDBUF` (the kernel's limit on the queue's memory, skb overhead included, which is
+/// at most about as much again as the payload) less what is queued and not yet acknowledged
+/// (`SIOCOUTQ`).
+pub fn send_room(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let (sndbuf, _) =
+        getsockopt_raw::<libc::c_int>(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF)?;
+    let half = u64::try_from(sndbuf).unwrap_or(0) / 2;
+    Ok(half.saturating_sub(outq(fd)?))
+}
+
 /// Everything written to the socket so far, `bytes_acked + SIOCOUTQ` (plus one for the SYN
 /// of the side that connected). Call it only while nothing writes to the socket: the sum is
 /// then constant, and an ACK arriving between the two reads is detected by reading the queue

@@ -122,11 +122,11 @@ pub(super) async fn drain_passed(d: &KernelDir<'_>) -> Result<(), DirEnd> {
             if held.is_empty() {
                 held.at = 0;
                 // Tell the program what was sent on and how far it may redirect once it
-                // resumes (`dst` holds nothing of ours in flight now, so a full backlog).
+                // resumes (`dst` holds nothing of ours in flight now).
                 d.maps.set_credit(
                     d.src_cookie,
                     Credit {
-                        limit: info.bytes + d.maps.backlog,
+                        limit: d.maps.credit_limit(info.bytes, d.dst),
                         drained: d.drained.get(),
                     },
                 );

@@ -38,12 +38,15 @@
 //! - *Pausing.* Past the limit the program returns `SK_PASS`: `sk_psock_verdict_apply` queues
 //!   the skb on the source's own `ingress_msg` with `skb_set_owner_r`, charging it to the
 //!   source's receive memory, so TCP's window closes (`tcp_space`) as it does for a proxy that
-//!   doesn't read. **Known gap:** if the source's psock still queues skbs redirected *to* it
-//!   (its own receiver doesn't read either), `sk_psock_verdict_apply` puts the passed skb
-//!   behind them in `ingress_skb` instead, where it is charged to nothing until they are sent:
-//!   the window then stays open. A client that pushes and never reads, at a backend that echoes,
-//!   can so fill memory as before (seen once on a loaded machine; 10–15 MiB held in most runs).
-//!   Bounding it needs the program to know the reverse direction's backlog; not done yet.
+//!   doesn't read. But only if the source's psock queues no skb redirected *to* it: otherwise
+//!   `sk_psock_verdict_apply` puts the passed skb behind them in `ingress_skb`, charged to
+//!   nothing until they are sent, and the window stays open. They wait there when the socket's
+//!   own reader doesn't read either and its send queue is full (`sk_psock_backlog` retries on
+//!   `-EAGAIN` forever). So a direction's credit is also capped by what its destination's send
+//!   queue takes at once (half of `SO_SNDBUF` less `SIOCOUTQ`, [`ThreadMaps::credit_limit`]):
+//!   what it redirects is then sent on without waiting for a reader, and the psock queue
+//!   empties. Without the cap, a client that pushes and never reads, at a backend that echoes,
+//!   got its whole 256 MiB push into the kernel's queues in 3 of 6 runs on a loaded machine.
 //! - *Order.* Once one skb of a direction was passed, the program passes every later one too
 //!   until userspace has sent every passed byte on (`CREDIT.drained == PEER.passed`), so a
 //!   redirected skb never overtakes a passed one. Userspace writes passed bytes to the peer only
@@ -67,8 +70,8 @@
 //!   the old (`htab_map_update_elem`), so counts the program adds to the old one meanwhile would
 //!   be lost: `PEER` is written by the program only, `CREDIT` by userspace only.
 //!
-//! The bound: a direction whose receiver stops reading holds at most `backlog` in the peer's
-//! psock queue, 256 KiB in lb's drain buffer, what the source's receive buffer admits
+//! The bound: a direction whose receiver stops reading holds at most `backlog` (and at most
+//! what the peer's send queue takes) in the peer's psock queue, 256 KiB in lb's drain buffer, what the source's receive buffer admits
 //! (`SO_RCVBUF`) and what the peer's send buffer admits (`SO_SNDBUF`), as splice holds its
 //! 1 MiB pipe and the same two buffers.
 
@@ -411,21 +414,20 @@ impl ThreadMaps {
         {
             let mut peer = self.peer.borrow_mut();
             let mut credit = self.credit.borrow_mut();
-            let entry = |slot| PeerInfo {
-                peer_slot: slot,
-                limit: self.backlog,
-                ..PeerInfo::default()
+            let mut add = |cookie, slot, dst| {
+                let limit = self.credit_limit(0, dst);
+                let entry = PeerInfo {
+                    peer_slot: slot,
+                    limit,
+                    ..PeerInfo::default()
+                };
+                credit
+                    .insert(cookie, Credit { limit, drained: 0 }, 0)
+                    .is_ok()
+                    && peer.insert(cookie, entry, 0).is_ok()
             };
-            let allowed = Credit {
-                limit: self.backlog,
-                drained: 0,
-            };
-            let mut add = |cookie, slot| {
-                credit.insert(cookie, allowed, 0).is_ok()
-                    && peer.insert(cookie, entry(slot), 0).is_ok()
-            };
-            ins.up_kernel = server_dest && add(client_cookie, server_slot);
-            ins.down_kernel = client_dest && add(server_cookie, client_slot);
+            ins.up_kernel = server_dest && add(client_cookie, server_slot, server);
+            ins.down_kernel = client_dest && add(server_cookie, client_slot, client);
         }
         hook(InsertStep::Peer);
         // 3. Sources last: from here on the program sees their data.
@@ -509,6 +511,17 @@ impl ThreadMaps {
     fn remove_closed(&self, ins: &Inserted) {
         self.remove_entries(ins);
         self.release_slots(ins.client_slot, ins.server_slot);
+    }
+
+    /// `Credit::limit` for a direction that has redirected `redirected` bytes and whose
+    /// destination `dst` has taken every one of them: `backlog` more, but never more than
+    /// `dst`'s send queue takes at once. Redirected bytes that `dst` can't take wait in `dst`'s
+    /// psock queue, and while any wait there, what the program passes on `dst` as a *source*
+    /// (the other direction, paused) queues behind them uncharged, with its TCP window open
+    /// (see the module header). So a direction may put in flight only what its destination
+    /// will take without its reader.
+    fn credit_limit(&self, redirected: u64, dst: BorrowedFd<'_>) -> u64 {
+        redirected + self.backlog.min(sockopt::send_room(dst).unwrap_or(0))
     }
 
     /// What the program recorded for a source socket.
