@@ -234,6 +234,7 @@ mod tests {
             stats_sockets: Vec::new(),
             stats_timeout: std::time::Duration::from_secs(10),
             stats_maxconn: 10,
+            hard_stop_after: None,
             server_state_file: None,
             server_state_base: None,
             bufsize: 16384,

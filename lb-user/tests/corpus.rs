@@ -62,7 +62,7 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("12", Kind::Full, &[]),
     ("13", Kind::Full, &[]),
     ("14", Kind::Full, &[]),
-    // hard-stop-after and log-format: not built.
+    // log-format: not built.
     ("15", Kind::Partial, &[RELOAD_LOGS]),
     ("17", Kind::Full, &[]),
     ("18", Kind::Full, &[]),
