@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -143,9 +143,17 @@ impl ThreadCtx {
                 },
             );
             if let Some(listener) = bp.listener {
-                let _ = listener.set_nonblocking(false);
-                let listener = tokio_uring::net::TcpListener::from_std(listener);
-                tokio_uring::spawn(accept_loop(bp.addr, listener, self.clone()));
+                let listener = listener.set_nonblocking(true).and_then(|()| {
+                    // SAFETY: the AsyncFd owns the listener: the fd stays open and refers to
+                    // the same socket until the AsyncFd is dropped.
+                    unsafe { AsyncFd::register(listener) }.map_err(io::Error::from)
+                });
+                match listener {
+                    Ok(l) => drop(tokio_uring::spawn(accept_loop(bp.addr, l, self.clone()))),
+                    Err(e) => {
+                        log::error!("thread {}: cannot accept on {}: {e}", self.thread, bp.addr);
+                    }
+                }
             }
         }
     }
@@ -237,11 +245,16 @@ impl Listeners {
                 if self.by_addr.contains_key(&bind.addr) {
                     continue;
                 }
-                let bound: io::Result<Vec<TcpListener>> = (0..threads)
-                    .map(|_| bind_listener(bind.addr, &bind.opts))
-                    .collect();
+                let bound: io::Result<Vec<TcpListener>> =
+                    match crate::upgrade::take(bind.addr, &bind.opts, threads) {
+                        Some(inherited) => Ok(inherited),
+                        None => (0..threads)
+                            .map(|_| bind_listener(bind.addr, &bind.opts))
+                            .collect(),
+                    };
                 match bound {
                     Ok(socks) => {
+                        crate::upgrade::expose(bind.addr, &bind.opts, &socks);
                         self.by_addr.insert(bind.addr, socks);
                         added.push(bind.addr);
                     }
@@ -263,6 +276,7 @@ impl Listeners {
     pub fn unbind(&mut self, addrs: &[SocketAddr]) {
         for a in addrs {
             self.by_addr.remove(a);
+            crate::upgrade::withdraw(a);
         }
     }
 
@@ -335,6 +349,7 @@ impl Listeners {
             let keep = wanted.contains(addr);
             if !keep {
                 shutdown_listeners(socks);
+                crate::upgrade::withdraw(addr);
             }
             keep
         });
@@ -352,6 +367,10 @@ impl Listeners {
 }
 
 fn shutdown_listeners(socks: &[TcpListener]) {
+    // Handed to a new process: the sockets are its too; closing ours is all this one may do.
+    if crate::upgrade::handed_over() {
+        return;
+    }
     for s in socks {
         // SAFETY: shutdown on a listening socket we own; it wakes pending accepts.
         unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
@@ -461,11 +480,20 @@ impl ConnPermit {
     }
 }
 
-async fn accept_loop(
-    addr: SocketAddr,
-    listener: tokio_uring::net::TcpListener,
-    ctx: Rc<ThreadCtx>,
-) {
+/// Accepts one connection when the socket is ready. Readiness, not an `io_uring` accept: a
+/// pending accept would take a connection even after a soft stop, from a queue the listening
+/// socket shares with a new process (binary upgrade); dropping this future takes nothing.
+async fn accept_ready(l: &AsyncFd<TcpListener>) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = l.readable().await?;
+        if let Ok(r) = ready.try_io(|l| l.get_ref().accept()) {
+            return r;
+        }
+    }
+}
+
+async fn accept_loop(addr: SocketAddr, listener: AsyncFd<TcpListener>, ctx: Rc<ThreadCtx>) {
+    let _live = crate::upgrade::AcceptLoop::enter();
     let budget = fd_budget::process();
     while let Some((gen, frontend)) = ctx.serving(addr) {
         below_maxconn(&gen, frontend).await;
@@ -483,7 +511,12 @@ async fn accept_loop(
                 });
             })
             .await;
-        let accepted = listener.accept().await;
+        let accepted = tokio::select! {
+            biased;
+            // Soft stop: queued clients stay in the backlog (for the new process).
+            () = crate::upgrade::soft_stopped() => return,
+            r = accept_ready(&listener) => r,
+        };
         // A reload may have happened while we waited: serve what the address serves now.
         let Some((gen, frontend)) = ctx.serving(addr) else {
             // Accepted just as the address was removed: the client gets a close.
@@ -509,22 +542,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        // tokio-uring's TcpStream can't give its fd away; take our own (CLOEXEC) copy and let
-        // it close the original.
-        // SAFETY: fcntl on an fd that `stream` keeps open during the call.
-        let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        // Read now: the close below may change errno.
-        let dup_error = io::Error::last_os_error();
-        drop(stream);
-        if fd < 0 {
-            budget.warn(|| {
-                format!("accept on {addr}: dup failed, client {peer} closed: {dup_error}")
-            });
-            continue;
-        }
         fds.shrink_to(fd_budget::CONNECTION_FDS);
-        // SAFETY: `fd` was just created by F_DUPFD_CLOEXEC and is owned by nobody else.
-        let client = unsafe { OwnedFd::from_raw_fd(fd) };
+        // accept4 with SOCK_CLOEXEC.
+        let client = OwnedFd::from(stream);
         let permit = ConnPermit::count(&gen, frontend);
         let ctx = ctx.clone();
         tokio_uring::spawn(async move {
