@@ -633,6 +633,22 @@ fn stop_old_processes(cli: &Cli) {
 fn soft_stop(listeners: &mut Listeners, gen: &Generation) -> anyhow::Result<()> {
     use std::sync::atomic::Ordering;
     lb_user::upgrade::soft_stop();
+    if lb_user::upgrade::handed_over() && !lb_user::upgrade::migrates_requests() {
+        let untaken = lb_user::upgrade::untaken();
+        if !untaken.is_empty() {
+            log::warn!(
+                "soft stop: {} listening socket(s) the new process did not take ({}): clients \
+                 queued on them get a reset when this process exits; run lb with nbthread 1 \
+                 before an upgrade to HAProxy, or set net.ipv4.tcp_migrate_req=1",
+                untaken.len(),
+                untaken
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     listeners.close_all();
     let limit = gen.config.global.hard_stop_after;
     let left = || gen.process.conns.load(Ordering::Acquire);

@@ -186,6 +186,59 @@ pub fn send_sockets(stream: &mut UnixStream) -> io::Result<usize> {
     Ok(owned.len())
 }
 
+/// Handed-over sockets that no other process holds: the new process did not take them (HAProxy
+/// takes one socket per `bind`; lb has one per thread). They leave with this process, and
+/// the clients queued on them get a reset, unless `net.ipv4.tcp_migrate_req` moves them to
+/// another socket of their `SO_REUSEPORT` group. Found by looking for the sockets' inodes in
+/// every other process's fds, as `ss -p` does.
+pub fn untaken() -> Vec<SocketAddr> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mine: Vec<(SocketAddr, u64)> = lock(exposed())
+        .iter()
+        .flat_map(|(a, e)| {
+            e.fds.iter().filter_map(move |fd| {
+                let f = std::fs::File::from(fd.try_clone().ok()?);
+                Some((*a, f.metadata().ok()?.ino()))
+            })
+        })
+        .collect();
+    let me = std::process::id().to_string();
+    let mut held = std::collections::HashSet::new();
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = p.file_name();
+        let name = name.to_string_lossy();
+        if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        for fd in std::fs::read_dir(p.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                let link = link.to_string_lossy();
+                if let Some(ino) = link
+                    .strip_prefix("socket:[")
+                    .and_then(|l| l.strip_suffix(']'))
+                {
+                    if let Ok(ino) = ino.parse::<u64>() {
+                        held.insert(ino);
+                    }
+                }
+            }
+        }
+    }
+    mine.into_iter()
+        .filter(|(_, ino)| !held.contains(ino))
+        .map(|(a, _)| a)
+        .collect()
+}
+
+/// `net.ipv4.tcp_migrate_req`: a closed listener's queue moves to its reuseport group.
+pub fn migrates_requests() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").is_ok_and(|s| s.trim() == "1")
+}
+
 // ----- the new process: what it takes over -----
 
 /// A listening socket received from the old process, with what it was bound with.
