@@ -603,3 +603,40 @@ fn sockets_haproxy_leaves_are_named() {
         "{warn}"
     );
 }
+
+/// `-st PID`: the old lb stops at once (SIGTERM), yet the sockets it handed over stay open in
+/// the new one: the connect loop sees no refusal.
+#[test]
+fn hard_stop_of_the_old_lb_spares_the_handed_over_sockets() {
+    let flow = Backend::flow("f");
+    let echo = Backend::echo("e");
+    let sock = socket_path();
+    let ports = (free_port(), free_port());
+    let cfg = config(&sock, "expose-fd listeners", "", ports, &flow, &echo);
+    let mut old = Lb::start(&cfg, "splice");
+    let echo_addr = local(ports.1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let looping = {
+        let (stop, done) = (stop.clone(), done.clone());
+        thread::spawn(move || connect_loop(echo_addr, &stop, &done))
+    };
+    let wait_done = |n: u64| {
+        let until = done.load(Ordering::SeqCst) + n;
+        let end = Instant::now() + Duration::from_secs(20);
+        while done.load(Ordering::SeqCst) < until && Instant::now() < end {
+            thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_done(100);
+    let sock_arg = sock.display().to_string();
+    let old_pid = old.pid().to_string();
+    let _new =
+        Lb::start_with(&LbOpts::new(&cfg, "splice").args(&["-x", &sock_arg, "-st", &old_pid]));
+    assert!(old.wait_exit(Duration::from_secs(10)).is_some());
+    wait_done(500);
+    stop.store(true, Ordering::SeqCst);
+    let tally = looping.join().unwrap();
+    assert_eq!(tally.refused, 0, "{tally:?}");
+    assert!(tally.ok >= 500, "{tally:?}");
+}
