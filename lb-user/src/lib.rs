@@ -31,3 +31,4 @@ pub mod state;
 pub mod stats;
 pub mod table;
 pub mod tls_hello;
+pub mod upgrade;

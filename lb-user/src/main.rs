@@ -24,7 +24,13 @@ use nix::sys::signal::{SigSet, Signal};
     version,
     about,
     after_help = "Signals: SIGHUP reloads the -f files (a broken configuration is rejected and \
-                  the running one keeps serving); SIGTERM and SIGINT stop.",
+                  the running one keeps serving); SIGUSR1 soft-stops (stop accepting, finish \
+                  the established connections, within `hard-stop-after`, then exit); SIGTERM \
+                  and SIGINT stop.\n\nBinary upgrade (as HAProxy's): with `stats socket PATH \
+                  level admin expose-fd listeners` in the running lb's configuration, \
+                  `lb -f CFG -x PATH -sf OLDPID` takes the old process's listening sockets \
+                  (their queued clients with them), serves, then soft-stops the old one: no \
+                  connection is refused.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -62,8 +68,30 @@ struct Cli {
         help = "Log level (error, warn, info, debug, trace); RUST_LOG overrides it"
     )]
     log_level: String,
+    /// Binary upgrade: take the listening sockets of the lb (or HAProxy) whose runtime API
+    /// socket is SOCKET (`stats socket SOCKET expose-fd listeners`) instead of binding them.
+    #[arg(short = 'x', value_name = "SOCKET")]
+    old_socket: Option<PathBuf>,
+    /// Once serving, soft-stop these processes (SIGUSR1): they stop accepting, finish their
+    /// connections and exit. Spelled `-sf PID...` as in HAProxy.
+    #[arg(long = "sf", value_name = "PID", num_args = 1..)]
+    soft_finish: Vec<i32>,
+    /// Once serving, stop these processes at once (SIGTERM). Spelled `-st PID...`.
+    #[arg(long = "st", value_name = "PID", num_args = 1..)]
+    terminate: Vec<i32>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// The command line with HAProxy's two-letter options (`-sf`, `-st`) spelled as long ones.
+fn haproxy_args() -> Vec<std::ffi::OsString> {
+    std::env::args_os()
+        .map(|a| match a.to_str() {
+            Some("-sf") => "--sf".into(),
+            Some("-st") => "--st".into(),
+            _ => a,
+        })
+        .collect()
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,7 +152,7 @@ fn init_logging(level: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(haproxy_args());
     if let Some(Command::Ctl {
         socket,
         timeout,
@@ -383,8 +411,16 @@ fn serve(
     lb_user::logging::activate(&logs);
     let (flows, flow_inboxes) = FlowControl::new(threads);
     let (mut listeners, inboxes) = Listeners::new(flow_inboxes);
+    if let Some(path) = &cli.old_socket {
+        let n = lb_user::upgrade::inherit_from(path)?;
+        log::info!(
+            "-x {}: received {n} socket(s) from the old process",
+            path.display()
+        );
+    }
     // Bind first: errors (address in use, permission) stop the start with a clear message.
     let new = listeners.bind_new(&config).map_err(anyhow::Error::msg)?;
+    lb_user::upgrade::finish_inheriting();
     let backlog = config
         .global
         .sockmap_backlog
@@ -447,6 +483,7 @@ fn serve(
     if let Some(ready) = ready {
         ready.tell();
     }
+    stop_old_processes(cli);
     let running = Running {
         gen,
         _checkers: checkers,
@@ -460,9 +497,13 @@ fn serve(
         &rt,
         notify,
     )?;
-    for p in socket_paths {
+    // After a soft stop the paths belong to the process that replaced this one.
+    for p in socket_paths
+        .iter()
+        .filter(|_| !lb_user::upgrade::is_soft_stopped())
+    {
         // The control thread ends with the process; its socket files should not outlive it.
-        let _ = lb_user::outside::remove_file(&p);
+        let _ = lb_user::outside::remove_file(p);
     }
     Ok(())
 }
@@ -540,6 +581,10 @@ fn serve_signals(
 ) -> anyhow::Result<()> {
     loop {
         let sig = wait_signal()?;
+        if sig == Signal::SIGUSR1 {
+            notify.stopping();
+            return soft_stop(listeners, &running.gen);
+        }
         if sig != Signal::SIGHUP {
             log::info!("received {sig}, stopping");
             notify.stopping();
@@ -565,6 +610,82 @@ fn serve_signals(
         notify.ready(&format!("serving generation {}", running.gen.number));
     }
 }
+
+/// `-sf`/`-st`: once this process serves, soft-stops (SIGUSR1) or stops (SIGTERM) the old
+/// ones, as HAProxy does.
+fn stop_old_processes(cli: &Cli) {
+    let asks = cli
+        .soft_finish
+        .iter()
+        .map(|p| (*p, Signal::SIGUSR1))
+        .chain(cli.terminate.iter().map(|p| (*p, Signal::SIGTERM)));
+    for (pid, sig) in asks {
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+            Ok(()) => log::info!("sent {sig} to the old process {pid}"),
+            Err(e) => log::warn!("cannot send {sig} to the old process {pid}: {e}"),
+        }
+    }
+}
+
+/// SIGUSR1: stops accepting (sockets shared with a new process stay open there, their queued
+/// clients with them), lets the established connections finish, and returns once none is
+/// left, at `hard-stop-after`, or at SIGTERM/SIGINT, whichever comes first.
+fn soft_stop(listeners: &mut Listeners, gen: &Generation) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    lb_user::upgrade::soft_stop();
+    if lb_user::upgrade::handed_over() && !lb_user::upgrade::migrates_requests() {
+        let untaken = lb_user::upgrade::untaken();
+        if !untaken.is_empty() {
+            log::warn!(
+                "soft stop: {} listening socket(s) the new process did not take ({}): clients \
+                 queued on them get a reset when this process exits; run lb with nbthread 1 \
+                 before an upgrade to HAProxy, or set net.ipv4.tcp_migrate_req=1",
+                untaken.len(),
+                untaken
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    listeners.close_all();
+    let limit = gen.config.global.hard_stop_after;
+    let left = || gen.process.conns.load(Ordering::Acquire);
+    log::info!(
+        "SIGUSR1: soft stop: no longer accepting; waiting for {} connection(s) to end{}",
+        left(),
+        limit.map_or(String::new(), |t| format!(
+            " (hard-stop-after {} ms)",
+            t.as_millis()
+        ))
+    );
+    let deadline = limit.map(|t| std::time::Instant::now() + t);
+    loop {
+        // Loops first: a connection a loop accepted is counted before the loop ends.
+        let loops = lb_user::upgrade::accept_loops();
+        let n = left();
+        if n == 0 && loops == 0 {
+            log::info!("soft stop: no connection left; exiting");
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            log::warn!("hard-stop-after: closing the {n} connection(s) left and exiting");
+            return Ok(());
+        }
+        match wait_signal_for(SOFT_STOP_POLL)? {
+            Some(sig @ (Signal::SIGTERM | Signal::SIGINT)) => {
+                log::info!("received {sig} during the soft stop; closing {n} connection(s)");
+                return Ok(());
+            }
+            Some(sig) => log::info!("soft stop under way: {sig} ignored"),
+            None => {}
+        }
+    }
+}
+
+/// How often a soft-stopping process looks at its connection count.
+const SOFT_STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Loads the data plane `--dataplane` asks for; with `auto`, sockmap when it loads, else
 /// splice. The loaded program must stay alive as long as the process serves.
@@ -714,7 +835,11 @@ impl PidFile {
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = lb_user::outside::remove_file(&self.0);
+        // Unless a process that replaced this one (binary upgrade) wrote its own pid there.
+        let ours = format!("{}\n", std::process::id());
+        if std::fs::read_to_string(&self.0).is_ok_and(|s| s == ours) {
+            let _ = lb_user::outside::remove_file(&self.0);
+        }
     }
 }
 
@@ -793,12 +918,13 @@ fn enter_chroot(dir: &Path, privileges: Option<&lb_user::privileges::Plan>) -> a
     Ok(())
 }
 
-/// The signals lb handles: SIGTERM/SIGINT stop, SIGHUP reloads.
+/// The signals lb handles: SIGTERM/SIGINT stop, SIGHUP reloads, SIGUSR1 soft-stops.
 fn signal_set() -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
     set.add(Signal::SIGHUP);
+    set.add(Signal::SIGUSR1);
     set
 }
 
@@ -810,4 +936,23 @@ fn block_signals() -> anyhow::Result<()> {
 
 fn wait_signal() -> anyhow::Result<Signal> {
     signal_set().wait().context("sigwait")
+}
+
+/// [`wait_signal`] for at most `t`: `None` when none came.
+fn wait_signal_for(t: Duration) -> anyhow::Result<Option<Signal>> {
+    let set = signal_set();
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(t.subsec_nanos().min(999_999_999) as i32),
+    };
+    // SAFETY: the set and timespec outlive the call; no siginfo is asked for.
+    let n = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &raw const ts) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EINTR) => Ok(None),
+            _ => Err(e).context("sigtimedwait"),
+        };
+    }
+    Ok(Signal::try_from(n).ok())
 }

@@ -32,7 +32,6 @@ const ACL_RULES: &[&str] = &[
 const USE_BACKEND: &[&str] = &["'use_backend'", "has no backend", "'use-server'"];
 const PROXY: &[&str] = &["(PROXY protocol)", "'accept-proxy'", "send-proxy"];
 const STICK: &[&str] = &["'stick-table'", "'stick' is not"];
-const RELOAD_LOGS: &[&str] = &["'hard-stop-after'", "'log-format'"];
 /// Tier B: what lb refuses on purpose.
 const OUT_OF_SCOPE: &[&str] = &[
     "needs TLS, which lb does not do",
@@ -62,8 +61,7 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("12", Kind::Full, &[]),
     ("13", Kind::Full, &[]),
     ("14", Kind::Full, &[]),
-    // hard-stop-after: not built (log-format is).
-    ("15", Kind::Partial, &[RELOAD_LOGS]),
+    ("15", Kind::Full, &[]),
     ("17", Kind::Full, &[]),
     ("18", Kind::Full, &[]),
     ("19", Kind::Full, &[]),

@@ -153,6 +153,7 @@ async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>)
         }
     };
     let level = sock.conf.level;
+    let expose_fd = sock.conf.expose_fd;
     let timeout = shared.config.global.stats_timeout;
     drop(shared);
     // Keeps the socket file until the process ends (BoundSocket removes it on drop).
@@ -184,7 +185,8 @@ async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>)
         // Each session answers from the generation serving when it starts (reload).
         let shared = current.load_full();
         tokio::task::spawn_local(async move {
-            if let Err(e) = session(&shared, stream, level, timeout, &slot).await {
+            let access = Access { level, expose_fd };
+            if let Err(e) = session(&shared, stream, access, timeout, &slot).await {
                 log::debug!("stats socket: {e}");
             }
             // The session's stream is closed by now.
@@ -197,6 +199,29 @@ async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>)
 /// How long an accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// What a runtime API socket allows: its `level`, and `expose-fd listeners`.
+#[derive(Clone, Copy, Debug)]
+struct Access {
+    level: CliLevel,
+    expose_fd: bool,
+}
+
+/// `_getsocks` (binary upgrade, `lb -x`): hands the listening sockets over when the socket has
+/// `expose-fd listeners`; then, or else, closes the connection without a word, as HAProxy.
+async fn getsocks(stream: UnixStream, expose_fd: bool) -> io::Result<()> {
+    if !expose_fd {
+        log::warn!("stats socket: _getsocks refused: the socket has no 'expose-fd listeners'");
+        return Ok(());
+    }
+    let mut std = stream.into_std()?;
+    // Blocking and short (each step bounded to 1 s): off this thread's runtime.
+    let sent = tokio::task::spawn_blocking(move || crate::upgrade::send_sockets(&mut std))
+        .await
+        .map_err(io::Error::other)??;
+    log::info!("stats socket: _getsocks: handed {sent} listening socket(s) to a new process");
+    Ok(())
+}
+
 /// One runtime API connection: reads command lines and answers them; closes after the first
 /// line unless `prompt` made it interactive. Each line must be complete within `timeout`
 /// (`stats timeout`) of the wait for it, however slowly its bytes come; until its first line
@@ -204,11 +229,11 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 async fn session(
     shared: &Arc<Generation>,
     mut stream: UnixStream,
-    level: CliLevel,
+    access: Access,
     timeout: Duration,
     slot: &Slot,
 ) -> io::Result<()> {
-    let mut state = cli::Session::new(level);
+    let mut state = cli::Session::new(access.level);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -243,6 +268,9 @@ async fn session(
         };
         slot.served();
         let text = String::from_utf8_lossy(&line);
+        if text.trim_end_matches(['\n', '\r']) == "_getsocks" {
+            return getsocks(stream, access.expose_fd).await;
+        }
         let out = state
             .run_line(shared, text.trim_end_matches(['\n', '\r']))
             .await;

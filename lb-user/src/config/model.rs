@@ -122,6 +122,10 @@ pub struct Global {
     /// `ulimit-n N`: `RLIMIT_NOFILE` set at start (soft and hard), as HAProxy. `None` = the soft
     /// limit is raised to the hard one.
     pub ulimit_n: Option<u32>,
+    /// `hard-stop-after T`: how long a soft-stopped process (`SIGUSR1`, `-sf`) keeps its
+    /// established connections before it closes them and exits. `None` (the default) = until
+    /// they end.
+    pub hard_stop_after: Option<Duration>,
     /// `ca-base DIR`: the directory of relative `ca-file` paths. `None` = as written.
     pub ca_base: Option<PathBuf>,
     /// `ssl-server-verify none|required`: the default of servers' `verify`. Default `required`
@@ -220,6 +224,9 @@ pub struct StatsSocket {
     pub mode: Option<u32>,
     /// `level`, default `operator`.
     pub level: CliLevel,
+    /// `expose-fd listeners`: the socket answers `_getsocks`, handing the listening sockets to
+    /// a new lb (or HAProxy) started with `-x PATH`. Default off.
+    pub expose_fd: bool,
 }
 
 /// One `user` of a `userlist`.

@@ -1,10 +1,12 @@
 //! The accept loop of one address on one thread: `maxconn` and the fd budget gate each accept.
 
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
 
 use super::ctx::ThreadCtx;
 use super::permit::{below_maxconn, ConnPermit};
@@ -12,12 +14,25 @@ use super::serve::handle;
 
 use crate::fd_budget::{self, Use};
 
+/// Accepts one connection when the socket is ready. Readiness, not an `io_uring` accept: a
+/// pending accept would take a connection even after a soft stop, from a queue the listening
+/// socket shares with a new process (binary upgrade); dropping this future takes nothing.
+async fn accept_ready(l: &AsyncFd<TcpListener>) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = l.readable().await?;
+        if let Ok(r) = ready.try_io(|l| l.get_ref().accept()) {
+            return r;
+        }
+    }
+}
+
 /// Accepts on one address while the thread serves it, each connection in its own task.
 pub(super) async fn accept_loop(
     addr: SocketAddr,
-    listener: tokio_uring::net::TcpListener,
+    listener: AsyncFd<TcpListener>,
     ctx: Rc<ThreadCtx>,
 ) {
+    let _live = crate::upgrade::AcceptLoop::enter();
     let budget = fd_budget::process();
     while let Some((gen, frontend)) = ctx.serving(addr) {
         below_maxconn(&gen, frontend).await;
@@ -35,7 +50,12 @@ pub(super) async fn accept_loop(
                 });
             })
             .await;
-        let accepted = listener.accept().await;
+        let accepted = tokio::select! {
+            biased;
+            // Soft stop: queued clients stay in the backlog (for the new process).
+            () = crate::upgrade::soft_stopped() => return,
+            r = accept_ready(&listener) => r,
+        };
         // A reload may have happened while we waited: serve what the address serves now.
         let Some((gen, frontend)) = ctx.serving(addr) else {
             // Accepted just as the address was removed: the client gets a close.
@@ -61,22 +81,9 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        // tokio-uring's TcpStream can't give its fd away; take our own (CLOEXEC) copy and let
-        // it close the original.
-        // SAFETY: fcntl on an fd that `stream` keeps open during the call.
-        let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        // Read now: the close below may change errno.
-        let dup_error = io::Error::last_os_error();
-        drop(stream);
-        if fd < 0 {
-            budget.warn(|| {
-                format!("accept on {addr}: dup failed, client {peer} closed: {dup_error}")
-            });
-            continue;
-        }
         fds.shrink_to(fd_budget::CONNECTION_FDS);
-        // SAFETY: `fd` was just created by F_DUPFD_CLOEXEC and is owned by nobody else.
-        let client = unsafe { OwnedFd::from_raw_fd(fd) };
+        // accept4 with SOCK_CLOEXEC.
+        let client = OwnedFd::from(stream);
         let permit = ConnPermit::count(&gen, frontend);
         let ctx = ctx.clone();
         tokio_uring::spawn(async move {

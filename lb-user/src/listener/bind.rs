@@ -111,11 +111,16 @@ impl Listeners {
                 if self.by_addr.contains_key(&bind.addr) {
                     continue;
                 }
-                let bound: io::Result<Vec<TcpListener>> = (0..threads)
-                    .map(|_| bind_listener(bind.addr, &bind.opts))
-                    .collect();
+                let bound: io::Result<Vec<TcpListener>> =
+                    match crate::upgrade::take(bind.addr, &bind.opts, threads) {
+                        Some(inherited) => Ok(inherited),
+                        None => (0..threads)
+                            .map(|_| bind_listener(bind.addr, &bind.opts))
+                            .collect(),
+                    };
                 match bound {
                     Ok(socks) => {
+                        crate::upgrade::expose(bind.addr, &bind.opts, &socks);
                         self.by_addr.insert(bind.addr, socks);
                         added.push(bind.addr);
                     }
@@ -137,6 +142,7 @@ impl Listeners {
     pub fn unbind(&mut self, addrs: &[SocketAddr]) {
         for a in addrs {
             self.by_addr.remove(a);
+            crate::upgrade::withdraw(a);
         }
     }
 
@@ -209,6 +215,7 @@ impl Listeners {
             let keep = wanted.contains(addr);
             if !keep {
                 shutdown_listeners(socks);
+                crate::upgrade::withdraw(addr);
             }
             keep
         });
@@ -226,6 +233,10 @@ impl Listeners {
 }
 
 pub(super) fn shutdown_listeners(socks: &[TcpListener]) {
+    // Handed to a new process: the sockets are its too; closing ours is all this one may do.
+    if crate::upgrade::handed_over() {
+        return;
+    }
     for s in socks {
         // SAFETY: shutdown on a listening socket we own; it wakes pending accepts.
         unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };

@@ -6,6 +6,8 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
+use tokio::io::unix::AsyncFd;
+
 use super::accept::accept_loop;
 use super::bind::ThreadInbox;
 use super::ctx::ThreadCtx;
@@ -56,9 +58,15 @@ pub fn run_thread(
                 plan = plans.recv() => {
                     let Some((plan, ack)) = plan else { break };
                     for (addr, listener) in ctx.apply(*plan) {
-                        let _ = listener.set_nonblocking(false);
-                        let listener = tokio_uring::net::TcpListener::from_std(listener);
-                        tokio_uring::spawn(accept_loop(addr, listener, ctx.clone()));
+                        let listener = listener.set_nonblocking(true).and_then(|()| {
+                            // SAFETY: the AsyncFd owns the listener: the fd stays open and
+                            // refers to the same socket until the AsyncFd is dropped.
+                            unsafe { AsyncFd::register(listener) }.map_err(io::Error::from)
+                        });
+                        match listener {
+                            Ok(l) => drop(tokio_uring::spawn(accept_loop(addr, l, ctx.clone()))),
+                            Err(e) => log::error!("thread {thread}: cannot accept on {addr}: {e}"),
+                        }
                     }
                     let _ = ack.send(());
                 }

@@ -197,6 +197,8 @@ pub struct LbOpts {
     pub wrapper: Vec<String>,
     /// `RLIMIT_NOFILE` (soft and hard) to run lb under; `None` leaves the test's own.
     pub nofile: Option<u64>,
+    /// Extra arguments after the `-f` files and `--dataplane` (`-x SOCKET`, `-sf PID`).
+    pub args: Vec<String>,
 }
 
 impl LbOpts {
@@ -207,7 +209,15 @@ impl LbOpts {
             env: Vec::new(),
             wrapper: Vec::new(),
             nofile: None,
+            args: Vec::new(),
         }
+    }
+
+    /// Adds arguments after the others (`-x SOCKET`, `-sf PID`).
+    #[must_use]
+    pub fn args(mut self, words: &[&str]) -> LbOpts {
+        self.args.extend(words.iter().map(ToString::to_string));
+        self
     }
 
     /// Runs lb in network namespace `name` (`ip netns exec NAME lb ...`).
@@ -279,6 +289,7 @@ impl Lb {
         if let Some(p) = &opts.dataplane {
             cmd.args(dataplane_args(p));
         }
+        cmd.args(&opts.args);
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }

@@ -38,6 +38,7 @@ pub(super) fn builtin() -> Global {
         node: None,
         description: None,
         ulimit_n: None,
+        hard_stop_after: None,
         ca_base: None,
         ssl_server_verify: true,
         sockmap_backlog: None,
@@ -119,7 +120,7 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("crt-base", tls_bind_only),
     run("ulimit-n", ulimit_n),
     not_yet("master-worker", "master-worker mode", optional),
-    not_yet("hard-stop-after", "reload", time),
+    run("hard-stop-after", hard_stop_after),
     run("node", node),
     run("description", description),
     run("server-state-file", state_file::global_path),
@@ -219,13 +220,6 @@ fn count(d: &mut Diag, line: &Line) -> bool {
             .is_ok()
 }
 
-fn time(d: &mut Diag, line: &Line) -> bool {
-    arity(d, line, 1, 1, 1)
-        && parse_time(&line.words[1], TimeUnit::Ms)
-            .map_err(|e| d.err(&line.loc, format!("'{}': {e}", line.words[0])))
-            .is_ok()
-}
-
 // ----- handlers -----
 
 fn maxconn(p: &mut Parser, line: &Line) {
@@ -303,6 +297,16 @@ fn ulimit_n(p: &mut Parser, line: &Line) {
         match parse_u32(&line.words[1], 1, u32::MAX) {
             Ok(v) => p.global.ulimit_n = Some(v),
             Err(e) => p.diag.err(&line.loc, format!("'ulimit-n': {e}")),
+        }
+    }
+}
+
+/// `hard-stop-after T`: bounds how long a soft-stopped process keeps its connections.
+fn hard_stop_after(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_time(&line.words[1], TimeUnit::Ms) {
+            Ok(t) => p.global.hard_stop_after = Some(t),
+            Err(e) => p.diag.err(&line.loc, format!("'hard-stop-after': {e}")),
         }
     }
 }

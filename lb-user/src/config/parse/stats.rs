@@ -317,6 +317,7 @@ fn stats_socket(d: &mut Diag, line: &Line) -> Option<StatsSocket> {
         path: PathBuf::from(path),
         mode: None,
         level: CliLevel::Operator,
+        expose_fd: false,
     };
     let mut i = 3;
     while i < w.len() {
@@ -349,12 +350,17 @@ fn stats_socket(d: &mut Diag, line: &Line) -> Option<StatsSocket> {
                     }
                 };
             }
-            // lb's reload keeps every listening socket in the same process: what HAProxy
-            // passes to its new process with `expose-fd listeners`, lb has without it.
-            ("expose-fd", Some(v)) if v == "listeners" => {}
+            ("expose-fd", Some(v)) if v == "listeners" => sock.expose_fd = true,
+            ("expose-fd", Some(v)) => {
+                d.err(
+                    &line.loc,
+                    format!("'stats socket': 'expose-fd' only supports 'listeners' (got '{v}')"),
+                );
+                return None;
+            }
             (
-                "user" | "group" | "uid" | "gid" | "expose-fd" | "severity-output" | "process"
-                | "thread" | "name" | "maxconn" | "backlog",
+                "user" | "group" | "uid" | "gid" | "severity-output" | "process" | "thread"
+                | "name" | "maxconn" | "backlog",
                 Some(v),
             ) => {
                 d.warn(
