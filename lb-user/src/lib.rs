@@ -28,5 +28,6 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod stats;
+pub mod stick;
 pub mod table;
 pub mod tls_hello;
