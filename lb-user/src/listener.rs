@@ -1141,6 +1141,7 @@ async fn serve(
     };
     served.tc = Some(ms_since(connecting));
     served.server = Some((slot.index(), Arc::from(slot.name())));
+    sess.server_chosen(slot.index());
     let Ok(server) = crate::dataplane::async_fd(server) else {
         served.ending = Ending::Flow(FlowEnd::LocalError, Killer::Admin);
         return Some(served);
@@ -1183,6 +1184,7 @@ async fn serve(
     let pair = (client.into_inner(), server.into_inner());
     let report = forward(gen, frontend, ctx, &slot, src, pair, read).await;
     let (report_in, report_out) = (report.0.bytes_in + pre_in, report.0.bytes_out + pre_out);
+    sess.flow_bytes(report_in, report_out);
     let c = slot.counters();
     c.bytes_in.fetch_add(report_in, Ordering::Relaxed);
     c.bytes_out.fetch_add(report_out, Ordering::Relaxed);

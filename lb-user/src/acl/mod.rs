@@ -30,6 +30,7 @@ pub mod cond;
 pub mod conv;
 pub mod expr;
 pub mod fetch;
+mod fetch_stick;
 pub mod pattern;
 pub mod value;
 pub mod vars;
@@ -110,6 +111,23 @@ pub trait Env {
     /// `connslots`: free connection and queue slots of the backend's usable servers, or -1
     /// when one of them has no `maxconn` or `maxqueue`.
     fn connslots(&self, backend: Option<&str>) -> Option<i64>;
+    /// A stick-table fetch: `what` is its name after the `sc0_`/`sc_`/`src_`/`table_` prefix
+    /// (`conn_rate`, `inc_gpc0`, `tracked`...), `table` its optional table argument. `None`:
+    /// no sample (nothing tracked, no such table, data type not stored).
+    fn stick(&self, _which: StickRef, _table: Option<&str>, _what: &str) -> Option<Value> {
+        None
+    }
+}
+
+/// Whose stick counters a fetch reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StickRef {
+    /// The entry a `track-scN` rule tracks (`sc0_*`, `sc_*(N)`).
+    Slot(u8),
+    /// The client address's entry (`src_*`).
+    Src(std::net::IpAddr),
+    /// The table itself (`table_cnt`, `table_avl`).
+    Table,
 }
 
 /// One connection, as an expression sees it.

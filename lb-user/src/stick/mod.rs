@@ -11,7 +11,6 @@ pub mod def;
 pub mod rate;
 pub mod table;
 
-use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -103,13 +102,6 @@ impl Drop for Tracked {
         // HAProxy touches the entry when the stream releases it: expiry counts from the end.
         self.table.touch(&self.entry, now);
     }
-}
-
-/// Which entry a fetch reads: a tracked slot's, or the client address's in a table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    Slot(u8),
-    Src(IpAddr),
 }
 
 /// Reads or changes one counter of `e` as the fetch `sc*_WHAT` / `src_WHAT` does (HAProxy's
