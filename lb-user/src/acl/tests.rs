@@ -443,7 +443,10 @@ fn warnings_for_what_never_matches() {
     let (w, _) = t
         .add_line(&words("rate sc0_gpt_rate gt 2"), &files())
         .unwrap();
-    assert!(w[0].contains("stick-table fetch lb does not serve"), "{w:?}");
+    assert!(
+        w[0].contains("stick-table fetch lb does not serve"),
+        "{w:?}"
+    );
     let (w, _) = t
         .add_line(&words("served sc0_conn_rate gt 2"), &files())
         .unwrap();
