@@ -7,7 +7,11 @@
 #[macro_use]
 mod common;
 
-use std::time::Duration;
+use std::io::Write;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use common::data::{read_all, DataStream};
 
 use common::scenarios::{self, send_and_close, Held};
 use common::servers::{wait_until, Backend};
@@ -18,6 +22,7 @@ on_both_planes!(
     rate_limit_rejects_past_ten_per_period_and_recovers,
     conn_cur_limit_follows_held_connections,
     stick_on_src_keeps_the_server_and_falls_back,
+    store_response_keys_on_the_servers_first_bytes,
 );
 
 /// `frontend fe` with `fe_lines` → `backend be` with `be_lines` and `servers`, and runtime API
@@ -202,6 +207,69 @@ fn stick_on_src_keeps_the_server_and_falls_back(dataplane: &str) {
             "the client went back to the first server"
         );
     }
+}
+
+/// A session id the server hands out in its first bytes (as a TLS ServerHello does), learnt by
+/// `stick store-response`, and matched in the client's first bytes of later connections
+/// (`stick match`): the recipe of corpus config 34 with plain bytes. Echo servers, so the
+/// server's first bytes are the client's; all bytes are checked both ways.
+fn store_response_keys_on_the_servers_first_bytes(dataplane: &str) {
+    let e1 = Backend::echo("e1");
+    let e2 = Backend::echo("e2");
+    let s = start(
+        dataplane,
+        &[],
+        &[
+            "balance roundrobin",
+            "stick-table type binary len 4 size 10 expire 1m",
+            "tcp-request inspect-delay 5s",
+            "tcp-request content accept if { req.len ge 4 }",
+            "tcp-response inspect-delay 5s",
+            "tcp-response content accept if { res.len ge 4 }",
+            "stick match req.payload(0,4)",
+            "stick store-response res.payload(0,4) if { res.len ge 4 }",
+        ],
+        &[format!("e1 {}", e1.addr), format!("e2 {}", e2.addr)],
+    );
+    let exchange = |sid: &[u8; 4], seed: u64| {
+        let mut req = sid.to_vec();
+        req.extend(DataStream::new(seed).take_vec(64 * 1024));
+        let mut c = scenarios::connect(s.fe).expect("connect");
+        c.write_all(&req).expect("send");
+        c.shutdown(Shutdown::Write).expect("shutdown");
+        let got = read_all(
+            &mut c,
+            req.len() + 1,
+            Instant::now() + Duration::from_secs(10),
+        )
+        .expect("read the echo");
+        assert!(
+            got == req,
+            "echo differs ({} of {} bytes)",
+            got.len(),
+            req.len()
+        );
+    };
+    // The first connection of a session id is balanced; the others follow it.
+    exchange(b"SID1", 1);
+    let (first, other) = if e1.accepted() == 1 {
+        (&e1, &e2)
+    } else {
+        (&e2, &e1)
+    };
+    for i in 0..4 {
+        exchange(b"SID1", 10 + i);
+    }
+    assert_eq!((first.accepted(), other.accepted()), (5, 0), "SID1 moved");
+    assert!(
+        s.admin("show table be").contains("key=53494431 use=0"),
+        "{}",
+        s.admin("show table be")
+    );
+    // Another session id is balanced (round robin: the other server) and sticks there.
+    exchange(b"SID2", 20);
+    exchange(b"SID2", 21);
+    assert_eq!(other.accepted(), 2, "{}", s.admin("show table be"));
 }
 
 #[test]
