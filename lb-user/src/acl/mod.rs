@@ -13,17 +13,9 @@
 //! - [`cond`]: named and anonymous ACLs, predefined ACLs, conditions and their three-valued
 //!   evaluation (pass, fail, "miss": not decidable yet on the bytes received so far).
 //! - [`vars`]: variables and their scopes.
-//!
-//! ## Adding stick-table fetches and `track-sc*` (the next piece of work)
-//! A fetch is one entry of [`fetch::FETCHES`]: a name, its [`args::ArgSpec`], output
-//! [`Type`], the [`Places`] where it can answer, and a `fn(&Ctx, &[Arg]) -> Fetched`. The
-//! stick-table fetches (`sc0_conn_rate`, `src_conn_rate`, `sc_get_gpc0(N)`, ...) become entries
-//! whose function asks [`Env`] (add a method such as `fn tracked(&self, slot: u8) ->
-//! Option<...>`; the session that implements `Env` holds the tracked entries). Until they exist,
-//! [`fetch::lookup`] recognises their names ([`fetch::stick_table_name`]) and gives a fetch
-//! that never answers, with a "not supported yet" warning: exactly what HAProxy's fetch returns
-//! when nothing is tracked. `track-sc0..2` are parsed into `rules::Action::Track`, and the
-//! rule engine hands them to `rules::Hooks::track`, which the stick-table work fills in.
+//! - `fetch_stick`: the stick-table fetches (`sc0_conn_rate`, `src_get_gpc0`, `sc_tracked(N)`,
+//!   `table_cnt`...), answered through [`Env::stick`] by the session's tracked entries
+//!   (`crate::session`, `crate::stick`).
 
 pub mod args;
 pub mod cond;
