@@ -113,6 +113,8 @@ pub struct Generation {
     /// This configuration's log targets (per frontend, and the global ones).
     pub logs: Arc<LogSet>,
     pub process: Arc<Process>,
+    /// The stick tables (kept across reloads that do not change their definition).
+    pub tables: crate::stick::Tables,
     /// A newer generation took over: timers of this one (slow starts) stop.
     retired: AtomicBool,
 }
@@ -187,8 +189,10 @@ impl Generation {
             &be_names(&config),
             prev_be.as_ref().map(|(n, s)| (n.as_slice(), *s)),
         );
+        let tables = crate::stick::Tables::build(&config.tables, prev.map(|p| &p.tables));
         Arc::new(Self {
             number: prev.map_or(0, |p| p.number + 1),
+            tables,
             passive: Passive::new(&config),
             proxy_ids: proxy_ids(&config),
             config,

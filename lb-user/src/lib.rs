@@ -29,6 +29,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod stats;
+pub mod stick;
 pub mod table;
 pub mod tls_hello;
 pub mod upgrade;

@@ -39,8 +39,18 @@ pub enum Action {
     Capture(SampleExpr, usize),
     /// `track-sc0..2 KEY [table T]`: handed to [`Hooks::track`].
     Track(TrackSc),
-    /// Parsed and accepted, but acts on nothing (the stick-table counter actions `sc-inc-gpc*`,
-    /// `sc-set-gpt*` until stick tables exist); the configuration was warned about it.
+    /// `sc-inc-gpc0(N)` / `sc-inc-gpc1(N)`: the tracked entry of slot `slot`, counter `idx`.
+    IncGpc {
+        slot: u8,
+        idx: u8,
+    },
+    /// `sc-set-gpt0(N) VALUE`.
+    SetGpt0 {
+        slot: u8,
+        value: SampleExpr,
+    },
+    /// Parsed and accepted, but acts on nothing (the array forms `sc-inc-gpc(I,N)`,
+    /// `sc-set-gpt(I,N)`); the configuration was warned about it.
     Inert,
 }
 
@@ -52,6 +62,39 @@ pub struct TrackSc {
     pub key: SampleExpr,
     /// `table NAME` (default: the proxy's own stick table).
     pub table: Option<String>,
+}
+
+/// `stick on|match|store-request|store-response PATTERN [table T] [if|unless COND]`: server
+/// persistence through a stick table's `server_id`.
+#[derive(Clone, Debug)]
+pub struct StickRule {
+    pub at: String,
+    pub kind: StickKind,
+    pub key: SampleExpr,
+    /// The table (the backend's own unless `table` names another; resolved at load).
+    pub table: String,
+    pub cond: Option<Cond>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StickKind {
+    /// `stick on`: match, then store the server the request went to.
+    On,
+    Match,
+    StoreRequest,
+    StoreResponse,
+}
+
+impl StickKind {
+    /// Whether the rule looks a server up before balancing.
+    pub fn matches(self) -> bool {
+        matches!(self, StickKind::On | StickKind::Match)
+    }
+
+    /// Whether the rule records the server chosen for the request.
+    pub fn stores_request(self) -> bool {
+        matches!(self, StickKind::On | StickKind::StoreRequest)
+    }
 }
 
 /// Where `use_backend` sends a connection.
@@ -105,6 +148,8 @@ pub struct ProxyRules {
     pub response_inspect_delay: Option<Duration>,
     pub use_backend: Vec<Switch>,
     pub use_server: Vec<UseServer>,
+    /// `stick` rules (backends), in order.
+    pub stick: Vec<StickRule>,
     /// The lines these rules were read from: two rule sets are equal when they were written the
     /// same (compiled expressions can't be compared).
     pub source: Vec<String>,
@@ -133,8 +178,12 @@ impl ProxyRules {
             match &rule.action {
                 Action::SetVar(_, e) | Action::Capture(e, _) => refs.extend(e.refs()),
                 Action::Track(t) => refs.extend(t.key.refs()),
+                Action::SetGpt0 { value, .. } => refs.extend(value.refs()),
                 _ => {}
             }
+        }
+        for s in &self.stick {
+            refs.extend(s.key.refs());
         }
         for s in &self.use_backend {
             if let Target::Dynamic(f) = &s.target {
@@ -168,9 +217,12 @@ pub trait Hooks {
     fn expect_proxy(&mut self);
     /// `capture` matched: the sample's text, cut to its length (`None`: no sample).
     fn capture(&mut self, index: usize, value: Option<Vec<u8>>);
-    /// `track-scN` matched with this key. The stick-table work fills this in; until then the
-    /// session's implementation does nothing (and `lb -c` says so).
+    /// `track-scN` matched with this key.
     fn track(&mut self, t: &TrackSc, key: Option<Value>);
+    /// `sc-inc-gpc0|1(slot)` matched.
+    fn inc_gpc(&mut self, slot: u8, idx: u8);
+    /// `sc-set-gpt0(slot) VALUE` matched.
+    fn set_gpt0(&mut self, slot: u8, value: i64);
 }
 
 /// What rules read besides variables.
@@ -254,6 +306,15 @@ pub fn run(
             Action::Track(t) => {
                 let key = t.key.first(&inputs.ctx(vars));
                 hooks.track(t, key);
+            }
+            Action::IncGpc { slot, idx } => hooks.inc_gpc(*slot, *idx),
+            Action::SetGpt0 { slot, value } => {
+                if let Some(Value::Int(v)) = value
+                    .first(&inputs.ctx(vars))
+                    .and_then(|v| v.cast(crate::acl::Type::Int))
+                {
+                    hooks.set_gpt0(*slot, v);
+                }
             }
             Action::Inert => {}
         }

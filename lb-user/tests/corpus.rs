@@ -5,7 +5,7 @@
 //!
 //! What must hold today, file by file (the table [`EXPECTED`]):
 //! - tier A: `full` (exit 0, nothing ignored or "not supported yet"), except the files that
-//!   wait on another engineer's feature (stick tables) or on a feature not built yet.
+//!   wait on a feature not built yet.
 //!   Those are listed with the reason, and every message lb prints for them must be about
 //!   that feature only: a new gap fails the test.
 //! - tier B: an error, every error line about TLS termination, HTTP-mode proxying or Lua
@@ -31,7 +31,6 @@ const ACL_RULES: &[&str] = &[
 ];
 const USE_BACKEND: &[&str] = &["'use_backend'", "has no backend", "'use-server'"];
 const PROXY: &[&str] = &["(PROXY protocol)", "'accept-proxy'", "send-proxy"];
-const STICK: &[&str] = &["'stick-table'", "'stick' is not"];
 /// Tier B: what lb refuses on purpose.
 const OUT_OF_SCOPE: &[&str] = &[
     "needs TLS, which lb does not do",
@@ -79,8 +78,7 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("31", Kind::Error, &[OUT_OF_SCOPE]),
     ("32", Kind::Full, &[]),
     ("33", Kind::Full, &[]),
-    // Session-id stickiness: stick tables, ACLs, use-server.
-    ("34", Kind::Partial, &[STICK, ACL_RULES, USE_BACKEND]),
+    ("34", Kind::Full, &[]),
     (
         "35",
         Kind::Error,
@@ -89,7 +87,7 @@ const EXPECTED: &[(&str, Kind, &[&[&str]])] = &[
     ("36", Kind::Full, &[]),
     ("37", Kind::Full, &[]),
     ("38", Kind::Full, &[]),
-    ("39", Kind::Error, &[OUT_OF_SCOPE, ABSENT_FILES, STICK]),
+    ("39", Kind::Error, &[OUT_OF_SCOPE, ABSENT_FILES]),
     // use_backend %[...map_str()]: its map file is not in the corpus.
     ("40", Kind::Error, &[ABSENT_FILES]),
     ("41", Kind::Full, &[]),

@@ -20,7 +20,7 @@ pub struct FetchDef {
     pub eval: fn(&Ctx<'_>, &[Arg]) -> Fetched,
 }
 
-const fn def(
+pub(super) const fn def(
     name: &'static str,
     args: ArgSpec,
     out: Type,
@@ -238,11 +238,18 @@ pub enum Lookup {
 
 /// Finds the fetch called `name`.
 pub fn lookup(name: &str) -> Lookup {
-    if let Some(f) = FETCHES.iter().find(|f| f.name == name) {
+    if let Some(f) = FETCHES
+        .iter()
+        .chain(super::fetch_stick::STICK_FETCHES)
+        .find(|f| f.name == name)
+    {
         return Lookup::Found(f);
     }
     if stick_table_name(name) {
-        return Lookup::Never("not supported yet (stick tables); it never matches");
+        return Lookup::Never(
+            "is a stick-table fetch lb does not serve (HTTP counters arrays, ...); it never \
+             matches",
+        );
     }
     if name.starts_with("ssl_") {
         return Lookup::Never(
@@ -657,15 +664,20 @@ mod tests {
 
     #[test]
     fn every_fetch_name_is_unique_and_unknown_ones_are_classified() {
-        for (i, f) in FETCHES.iter().enumerate() {
+        let all: Vec<&FetchDef> = FETCHES
+            .iter()
+            .chain(super::super::fetch_stick::STICK_FETCHES)
+            .collect();
+        for (i, f) in all.iter().enumerate() {
             assert!(
-                FETCHES[..i].iter().all(|g| g.name != f.name),
+                all[..i].iter().all(|g| g.name != f.name),
                 "{} twice",
                 f.name
             );
         }
-        assert!(matches!(lookup("sc0_conn_rate"), Lookup::Never(_)));
-        assert!(matches!(lookup("src_conn_rate"), Lookup::Never(_)));
+        assert!(matches!(lookup("sc0_conn_rate"), Lookup::Found(_)));
+        assert!(matches!(lookup("src_conn_rate"), Lookup::Found(_)));
+        assert!(matches!(lookup("sc_get_gpc(0,1)"), Lookup::Never(_)));
         assert!(matches!(lookup("src_port"), Lookup::Found(_)));
         assert!(matches!(lookup("hdr"), Lookup::Never(_)));
         assert!(matches!(lookup("ssl_fc_sni"), Lookup::Never(_)));

@@ -13,23 +13,16 @@
 //! - [`cond`]: named and anonymous ACLs, predefined ACLs, conditions and their three-valued
 //!   evaluation (pass, fail, "miss": not decidable yet on the bytes received so far).
 //! - [`vars`]: variables and their scopes.
-//!
-//! ## Adding stick-table fetches and `track-sc*` (the next piece of work)
-//! A fetch is one entry of [`fetch::FETCHES`]: a name, its [`args::ArgSpec`], output
-//! [`Type`], the [`Places`] where it can answer, and a `fn(&Ctx, &[Arg]) -> Fetched`. The
-//! stick-table fetches (`sc0_conn_rate`, `src_conn_rate`, `sc_get_gpc0(N)`, ...) become entries
-//! whose function asks [`Env`] (add a method such as `fn tracked(&self, slot: u8) ->
-//! Option<...>`; the session that implements `Env` holds the tracked entries). Until they exist,
-//! [`fetch::lookup`] recognises their names ([`fetch::stick_table_name`]) and gives a fetch
-//! that never answers, with a "not supported yet" warning: exactly what HAProxy's fetch returns
-//! when nothing is tracked. `track-sc0..2` are parsed into `rules::Action::Track`, and the
-//! rule engine hands them to `rules::Hooks::track`, which the stick-table work fills in.
+//! - `fetch_stick`: the stick-table fetches (`sc0_conn_rate`, `src_get_gpc0`, `sc_tracked(N)`,
+//!   `table_cnt`...), answered through [`Env::stick`] by the session's tracked entries
+//!   (`crate::session`, `crate::stick`).
 
 pub mod args;
 pub mod cond;
 pub mod conv;
 pub mod expr;
 pub mod fetch;
+mod fetch_stick;
 pub mod pattern;
 pub mod value;
 pub mod vars;
@@ -114,6 +107,23 @@ pub trait Env {
     fn capture(&self, _slot: usize) -> Option<&[u8]> {
         None
     }
+    /// A stick-table fetch: `what` is its name after the `sc0_`/`sc_`/`src_`/`table_` prefix
+    /// (`conn_rate`, `inc_gpc0`, `tracked`...), `table` its optional table argument. `None`:
+    /// no sample (nothing tracked, no such table, data type not stored).
+    fn stick(&self, _which: StickRef, _table: Option<&str>, _what: &str) -> Option<Value> {
+        None
+    }
+}
+
+/// Whose stick counters a fetch reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StickRef {
+    /// The entry a `track-scN` rule tracks (`sc0_*`, `sc_*(N)`).
+    Slot(u8),
+    /// The client address's entry (`src_*`).
+    Src(std::net::IpAddr),
+    /// The table itself (`table_cnt`, `table_avl`).
+    Table,
 }
 
 /// One connection, as an expression sees it.

@@ -441,9 +441,16 @@ fn parse_errors_name_the_word() {
 fn warnings_for_what_never_matches() {
     let mut t = AclTable::default();
     let (w, _) = t
-        .add_line(&words("rate sc0_conn_rate gt 2"), &files())
+        .add_line(&words("rate sc0_gpt_rate gt 2"), &files())
         .unwrap();
-    assert!(w[0].contains("not supported yet (stick tables)"), "{w:?}");
+    assert!(
+        w[0].contains("stick-table fetch lb does not serve"),
+        "{w:?}"
+    );
+    let (w, _) = t
+        .add_line(&words("served sc0_conn_rate gt 2"), &files())
+        .unwrap();
+    assert!(w.is_empty(), "{w:?}");
     let (w, _) = t.add_line(&words("empty req.ssl_sni"), &files()).unwrap();
     assert!(w[0].contains("no pattern to match against"), "{w:?}");
     let (_, w) = t.parse_cond(&words("if HTTP_1.1"), &files()).unwrap();

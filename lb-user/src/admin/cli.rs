@@ -63,6 +63,16 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::User,
     ),
     (
+        "clear table <table> [<filter>]*",
+        "remove an entry from a table (filter: data/key)",
+        CliLevel::Operator,
+    ),
+    (
+        "show table <table> [<filter>]*",
+        "report table usage stats or dump this table's contents (filter: data/key)",
+        CliLevel::User,
+    ),
+    (
         "show sess [id]",
         "report the list of current sessions or dump this exact session",
         CliLevel::Operator,
@@ -130,6 +140,10 @@ pub enum Command {
     ShowStat(Vec<String>),
     ShowServersState(Option<String>),
     ShowSess,
+    /// `show table [NAME ...]`.
+    ShowTable(Option<super::table::TableQuery>),
+    /// `clear table NAME ...`.
+    ClearTable(super::table::TableQuery),
     GetWeight(ServerRef),
     SetServer(ServerRef, ServerOp),
     /// `enable|disable server B/S`.
@@ -147,7 +161,7 @@ impl Command {
     /// The level a session needs to run it.
     pub fn level(&self) -> CliLevel {
         match self {
-            Self::ShowSess => CliLevel::Operator,
+            Self::ShowSess | Self::ClearTable(_) => CliLevel::Operator,
             Self::SetServer(..)
             | Self::ServerEnabled(..)
             | Self::AgentEnabled(..)
@@ -184,6 +198,20 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
             Command::ShowServersState(rest.first().map(|s| (*s).to_owned()))
         }
         ["show", "sess", ..] => Command::ShowSess,
+        ["show", "table"] => Command::ShowTable(None),
+        ["show", "table", t, rest @ ..] => {
+            Command::ShowTable(Some(super::table::parse(t, rest, false)?))
+        }
+        ["clear", "table", t, rest @ ..] => {
+            Command::ClearTable(super::table::parse(t, rest, true)?)
+        }
+        ["clear", "table"] => {
+            return Err(
+                "Required arguments: <table> \"data.<store_data_type>\" <operator> \
+                        <value> or <table> key <key> or <table> ptr <ptr>\n"
+                    .to_owned(),
+            )
+        }
         ["get", "weight", rest @ ..] => Command::GetWeight(server_ref(rest.first())?),
         ["set", "weight", rest @ ..] => {
             let target = server_ref(rest.first())?;
@@ -396,6 +424,8 @@ impl Session {
                 ))
             }
             Command::ShowSess => Ok(show_sess(gen).await),
+            Command::ShowTable(q) => super::table::show(gen, q.as_ref(), self.level),
+            Command::ClearTable(q) => super::table::clear(gen, &q),
             Command::GetWeight(target) => {
                 let (b, s) = find(gen, &target)?;
                 let entry = &gen.backends[b].snapshot().servers[s];

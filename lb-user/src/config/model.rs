@@ -42,6 +42,8 @@ pub struct Config {
     /// The `proc` scope of variables (`set-var(proc.x)`): one per loaded configuration, as one
     /// per HAProxy process.
     pub proc_vars: Arc<ProcVars>,
+    /// Every `stick-table`, in file order (named after its proxy).
+    pub tables: Vec<crate::stick::TableDef>,
 }
 
 /// A non-fatal diagnostic.

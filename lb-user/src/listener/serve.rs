@@ -187,7 +187,7 @@ async fn serve_session(
 async fn to_server(
     gen: &Arc<Generation>,
     frontend: usize,
-    sess: &Session,
+    sess: &mut Session,
     client: &AsyncFd<OwnedFd>,
     route: &session::Route,
     served: &mut Served,
@@ -265,6 +265,7 @@ async fn to_server(
     };
     served.tc = Some(ms_since(connecting));
     served.server = Some((slot.index(), Arc::from(slot.name())));
+    sess.server_chosen(slot.index());
     let mut server_addr = slot.addr();
     if dst_port != 0 {
         server_addr.set_port(dst_port);
@@ -342,6 +343,7 @@ async fn pass_on(
     let pair = (client.into_inner(), server.into_inner());
     let report = forward(gen, frontend, ctx, &slot, src, pair, read).await;
     let (report_in, report_out) = (report.0.bytes_in + pre_in, report.0.bytes_out + pre_out);
+    sess.flow_bytes(report_in, report_out);
     let c = slot.counters();
     c.bytes_in.fetch_add(report_in, Ordering::Relaxed);
     c.bytes_out.fetch_add(report_out, Ordering::Relaxed);

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::acl::Env;
+use crate::acl::{Env, StickRef, Value};
 use crate::generation::Generation;
 
 /// One connection's view of its generation: its frontend and the backend chosen so far.
@@ -16,6 +16,8 @@ pub(super) struct GenEnv<'a> {
     /// The `tcp-request content capture` slots, where a fetch may read them (at log time;
     /// empty while the rules that fill them run).
     pub(super) captures: &'a [Option<Vec<u8>>],
+    /// The connection's stick-table state.
+    pub(super) sticky: &'a super::Sticky,
 }
 
 impl GenEnv<'_> {
@@ -37,6 +39,11 @@ impl GenEnv<'_> {
 }
 
 impl Env for GenEnv<'_> {
+    fn stick(&self, which: StickRef, table: Option<&str>, what: &str) -> Option<Value> {
+        let current = super::current_proxy(self.gen, self.frontend, self.backend);
+        self.sticky.answer(self.gen, current, which, table, what)
+    }
+
     fn frontend_name(&self) -> &str {
         &self.gen.config.frontends[self.frontend].name
     }

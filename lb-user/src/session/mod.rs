@@ -12,6 +12,7 @@
 //! it (tokio today, an `io_uring` event loop later).
 
 mod env;
+mod stick;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ use crate::log_format::LogFormat;
 use crate::proxy_proto::{self, Parsed};
 use crate::rules::{self, Hooks, Inputs, ProxyRules, Rule, Target, TrackSc, Verdict};
 use env::GenEnv;
+use stick::Sticky;
 
 /// What the caller does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,12 +139,20 @@ pub struct Session {
     captures: Vec<Option<Vec<u8>>>,
     /// End of `tcp-response inspect-delay`.
     response_deadline: Option<Instant>,
+    /// Tracked stick-table entries and persistence (dropped with the session: `conn_cur`).
+    sticky: Sticky,
 }
 
 /// The hooks of the rules engine for one session.
 struct SessHooks<'a> {
     expect_proxy: bool,
     captures: &'a mut Vec<Option<Vec<u8>>>,
+    sticky: &'a Sticky,
+    gen: &'a Generation,
+    /// The proxy whose table a rule without `table` uses.
+    current: &'a str,
+    /// Whether the session started (tracking then counts it at once).
+    stream: bool,
 }
 
 impl Hooks for SessHooks<'_> {
@@ -157,8 +167,18 @@ impl Hooks for SessHooks<'_> {
         self.captures[index] = value;
     }
 
-    /// The stick-table work fills this in; `lb -c` says the rule does nothing until then.
-    fn track(&mut self, _t: &TrackSc, _key: Option<Value>) {}
+    fn track(&mut self, t: &TrackSc, key: Option<Value>) {
+        self.sticky
+            .track(self.gen, self.current, t, key, self.stream);
+    }
+
+    fn inc_gpc(&mut self, slot: u8, idx: u8) {
+        self.sticky.inc_gpc(slot, idx);
+    }
+
+    fn set_gpt0(&mut self, slot: u8, value: i64) {
+        self.sticky.set_gpt0(slot, value);
+    }
 }
 
 impl Session {
@@ -188,6 +208,7 @@ impl Session {
             handshake_deadline: None,
             captures: Vec::new(),
             response_deadline: None,
+            sticky: Sticky::default(),
             gen,
         };
         let (verdict, expect_proxy) = s.run_phase(Places::CONNECTION, &[], true, |r| &r.connection);
@@ -229,6 +250,7 @@ impl Session {
                         return Self::reject(verdict, Why::Session);
                     }
                     self.vars.start_stream();
+                    self.sticky.session_started();
                     self.phase = Phase::FrontendContent;
                 }
                 Phase::FrontendContent => {
@@ -342,9 +364,14 @@ impl Session {
         let mut hooks = SessHooks {
             expect_proxy: false,
             captures: &mut self.captures,
+            sticky: &self.sticky,
+            gen: &self.gen,
+            current: current_proxy(&self.gen, self.frontend, self.backend),
+            stream: self.phase != Phase::Session && self.phase != Phase::Handshake,
         };
         let env = GenEnv {
             gen: &self.gen,
+            sticky: &self.sticky,
             frontend: self.frontend,
             backend: self.backend,
             captures: &[],
@@ -395,6 +422,7 @@ impl Session {
         let final_ = eof || data.len() >= limit || delay.is_none() || expired;
         let env = GenEnv {
             gen: &self.gen,
+            sticky: &self.sticky,
             frontend: self.frontend,
             backend: self.backend,
             captures: &[],
@@ -414,6 +442,10 @@ impl Session {
         let mut hooks = SessHooks {
             expect_proxy: false,
             captures: &mut self.captures,
+            sticky: &self.sticky,
+            gen: &self.gen,
+            current: current_proxy(&self.gen, self.frontend, self.backend),
+            stream: self.phase != Phase::Session && self.phase != Phase::Handshake,
         };
         let mut v = Verdict::Continue;
         if let Some(d) = rules.defaults.as_ref().filter(|_| run_defaults) {
@@ -465,6 +497,7 @@ impl Session {
         let data = &head[self.consumed.min(head.len())..];
         let env = GenEnv {
             gen: &self.gen,
+            sticky: &self.sticky,
             frontend: self.frontend,
             backend: None,
             captures: &[],
@@ -515,12 +548,13 @@ impl Session {
     /// as HAProxy; none: the balancing algorithm picks).
     fn use_server(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<usize> {
         let b = self.backend?;
-        if rules.use_server.is_empty() {
+        if rules.use_server.is_empty() && rules.stick.is_empty() {
             return None;
         }
         let data = &head[self.consumed.min(head.len())..];
         let env = GenEnv {
             gen: &self.gen,
+            sticky: &self.sticky,
             frontend: self.frontend,
             backend: Some(b),
             captures: &[],
@@ -553,14 +587,20 @@ impl Session {
                 return Some(u.server);
             }
         }
-        None
+        let ctx = inputs.ctx(&self.vars);
+        self.sticky
+            .match_server(&self.gen, b, &rules.stick, &rules.acls, &ctx)
     }
 
     /// Whether the chosen backend has `tcp-response content` rules.
     pub fn has_response_rules(&self) -> bool {
         self.backend.is_some_and(|b| {
             let r = &self.gen.config.backends[b].rules;
-            !r.response.is_empty() || r.defaults.as_ref().is_some_and(|d| !d.response.is_empty())
+            !r.response.is_empty()
+                || r.defaults.as_ref().is_some_and(|d| !d.response.is_empty())
+                || r.stick
+                    .iter()
+                    .any(|s| s.kind == crate::rules::StickKind::StoreResponse)
         })
     }
 
@@ -578,6 +618,7 @@ impl Session {
         let final_ = eof || res.len() >= limit || delay.is_none() || expired;
         let env = GenEnv {
             gen: &self.gen,
+            sticky: &self.sticky,
             frontend: self.frontend,
             backend: Some(b),
             captures: &[],
@@ -597,6 +638,10 @@ impl Session {
         let mut hooks = SessHooks {
             expect_proxy: false,
             captures: &mut self.captures,
+            sticky: &self.sticky,
+            gen: &self.gen,
+            current: current_proxy(&self.gen, self.frontend, self.backend),
+            stream: self.phase != Phase::Session && self.phase != Phase::Handshake,
         };
         let mut v = Verdict::Continue;
         if let Some(d) = &rules.defaults {
@@ -609,6 +654,14 @@ impl Session {
                 &inputs,
                 &mut self.vars,
                 &mut hooks,
+            );
+        }
+        if matches!(v, Verdict::Accept | Verdict::Continue) {
+            self.sticky.store_response(
+                &self.gen,
+                &rules.stick,
+                &rules.acls,
+                &inputs.ctx(&self.vars),
             );
         }
         match v {
@@ -671,6 +724,23 @@ impl Session {
         self.fe().timeouts.client
     }
 
+    /// The connection reached server `index` of its backend: `stick on|store-request` rules
+    /// record it.
+    pub fn server_chosen(&mut self, index: usize) {
+        let Some(b) = self.backend else {
+            return;
+        };
+        if let Some(s) = self.gen.config.backends[b].servers.get(index) {
+            self.sticky.server_chosen(s.id, &s.name);
+        }
+    }
+
+    /// The flow ended with these bytes (client to server, server to client): the tracked
+    /// entries' `bytes_*` counters.
+    pub fn flow_bytes(&self, bytes_in: u64, bytes_out: u64) {
+        self.sticky.flow_bytes(bytes_in, bytes_out);
+    }
+
     /// The client address every later step sees: the PROXY header's, when one came.
     pub fn src(&self) -> SocketAddr {
         self.src
@@ -716,6 +786,7 @@ impl Session {
             frontend: self.frontend,
             backend: self.backend,
             captures: &self.captures,
+            sticky: &self.sticky,
         };
         let ctx = Ctx {
             place: Places::RESPONSE,
@@ -777,4 +848,12 @@ pub fn bind_of(gen: &Generation, frontend: usize, local: SocketAddr) -> Option<u
             .iter()
             .position(|b| b.addr.port() == local.port() && b.addr.ip().is_unspecified())
     })
+}
+
+/// The proxy whose stick table is the default: the backend once chosen, else the frontend.
+fn current_proxy(gen: &Generation, frontend: usize, backend: Option<usize>) -> &str {
+    match backend {
+        Some(b) => &gen.config.backends[b].name,
+        None => &gen.config.frontends[frontend].name,
+    }
 }

@@ -30,6 +30,7 @@ impl Parser {
             .enumerate()
             .map(|(i, p)| (p.name.clone(), i))
             .collect();
+        let tables = self.stick_tables();
         let rules = self.proxy_rules(&be_index);
         let mut backends = self.backends(&rules);
         self.state_file_addresses(&mut backends);
@@ -58,6 +59,7 @@ impl Parser {
             // Filled by the caller once the diagnostics are sorted.
             warnings: Vec::new(),
             proc_vars: Arc::default(),
+            tables,
         })
     }
 

@@ -17,6 +17,7 @@ mod server;
 mod server_kw;
 mod state_file;
 mod stats;
+mod stick;
 mod suggest;
 mod tcp_rules;
 mod userlist;
@@ -54,7 +55,6 @@ impl Diag {
 
 /// Sections lb skips entirely (with one warning each).
 const IGNORED_SECTIONS: &[&str] = &[
-    "peers",
     "cache",
     "program",
     "http-errors",
@@ -97,7 +97,14 @@ struct Section<'a> {
 fn is_section_word(word: &str) -> bool {
     matches!(
         word,
-        "global" | "defaults" | "frontend" | "backend" | "listen" | "resolvers" | "userlist"
+        "global"
+            | "defaults"
+            | "frontend"
+            | "backend"
+            | "listen"
+            | "resolvers"
+            | "userlist"
+            | "peers"
     ) || IGNORED_SECTIONS.contains(&word)
 }
 
@@ -155,6 +162,7 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
         state_locs: HashMap::new(),
         expr_refs: Vec::new(),
         waiting_for_state: HashMap::new(),
+        peers: HashMap::new(),
     };
     let secs = sections(lines, &mut p.diag);
     for sec in &secs {
@@ -195,6 +203,8 @@ struct Parser {
     /// Servers (by `be/server` location) whose every `init-addr` method but `last` failed,
     /// with the resolver's error: the server-state file decides at the end.
     waiting_for_state: HashMap<Loc, Option<String>>,
+    /// `peers` sections by name.
+    peers: HashMap<String, Loc>,
 }
 
 impl Parser {
@@ -214,6 +224,7 @@ impl Parser {
             "listen" => self.proxy_section(Kind::Listen, sec),
             "resolvers" => self.resolvers_section(sec),
             "userlist" => self.userlist_section(sec),
+            "peers" => self.peers_section(sec),
             _ => self.diag.warn(
                 &h.loc,
                 format!(

@@ -175,6 +175,10 @@ pub(super) struct ProxyDraft {
     pub(super) use_backend_lines: usize,
     /// Where each `use-server` of `rules` was written.
     pub(super) use_server_locs: Vec<Loc>,
+    /// `stick-table` of this proxy.
+    pub(super) table: super::stick::DraftTable,
+    /// Tables named by `stick` rules, checked once every section is read.
+    pub(super) table_refs: Vec<(String, Loc)>,
 }
 
 impl ProxyDraft {
@@ -341,6 +345,8 @@ impl Parser {
             switch_locs: Vec::new(),
             use_backend_lines: 0,
             use_server_locs: Vec::new(),
+            table: None,
+            table_refs: Vec::new(),
         };
         for addr in header_binds {
             px.bind_lines += 1;

@@ -1,0 +1,147 @@
+//! The stick-table fetches (`src/stick_table.c`'s `smp_fetch_sc_*`): for each counter, the
+//! `sc0_`, `sc1_`, `sc2_` forms (the entry a `track-scN` rule tracks), `sc_` (the slot as first
+//! argument) and `src_` (the client address's entry), each with an optional table argument;
+//! and `sc*_tracked`, `sc*_trackers`, `src_updt_conn_cnt`, `table_cnt`, `table_avl`. What they
+//! read comes through [`Env::stick`](super::Env::stick).
+
+use super::args::{Arg, ArgSpec, ArgType};
+use super::fetch::{def, FetchDef};
+use super::{Ctx, Fetched, Places as P, StickRef, Type as T};
+
+const OPT_TABLE: ArgSpec = ArgSpec {
+    types: &[ArgType::Str],
+    min: 0,
+};
+const SC_ARGS: ArgSpec = ArgSpec {
+    types: &[ArgType::Int, ArgType::Str],
+    min: 1,
+};
+
+fn answer(c: &Ctx<'_>, which: StickRef, table: Option<&Arg>, what: &str) -> Fetched {
+    let table = table.map(Arg::str).filter(|t| !t.is_empty());
+    c.env
+        .stick(which, table, what)
+        .map_or_else(Fetched::none, Fetched::one)
+}
+
+fn slot(c: &Ctx<'_>, n: u8, table: Option<&Arg>, what: &str) -> Fetched {
+    answer(c, StickRef::Slot(n), table, what)
+}
+
+/// `sc_WHAT(N[,table])`.
+fn sc(c: &Ctx<'_>, a: &[Arg], what: &str) -> Fetched {
+    match u8::try_from(a[0].int()) {
+        Ok(n) if n < 3 => slot(c, n, a.get(1), what),
+        _ => Fetched::none(),
+    }
+}
+
+fn src(c: &Ctx<'_>, table: Option<&Arg>, what: &str) -> Fetched {
+    answer(c, StickRef::Src(c.src.ip()), table, what)
+}
+
+macro_rules! counters {
+    ([$($extra:expr),* $(,)?]; $($what:literal),* $(,)?) => {
+        &[
+            $($extra,)*
+            $(
+                def(concat!("sc0_", $what), OPT_TABLE, T::Int, P::ALL, |c, a| {
+                    slot(c, 0, a.first(), $what)
+                }),
+                def(concat!("sc1_", $what), OPT_TABLE, T::Int, P::ALL, |c, a| {
+                    slot(c, 1, a.first(), $what)
+                }),
+                def(concat!("sc2_", $what), OPT_TABLE, T::Int, P::ALL, |c, a| {
+                    slot(c, 2, a.first(), $what)
+                }),
+                def(concat!("sc_", $what), SC_ARGS, T::Int, P::ALL, |c, a| sc(c, a, $what)),
+                def(concat!("src_", $what), OPT_TABLE, T::Int, P::ALL, |c, a| {
+                    src(c, a.first(), $what)
+                }),
+            )*
+        ]
+    };
+}
+
+/// Every stick-table fetch. The counter names are [`crate::stick::COUNTERS`].
+pub static STICK_FETCHES: &[FetchDef] = counters!(
+    [
+        def("sc0_tracked", OPT_TABLE, T::Bool, P::ALL, |c, a| {
+            slot(c, 0, a.first(), "tracked")
+        }),
+        def("sc1_tracked", OPT_TABLE, T::Bool, P::ALL, |c, a| {
+            slot(c, 1, a.first(), "tracked")
+        }),
+        def("sc2_tracked", OPT_TABLE, T::Bool, P::ALL, |c, a| {
+            slot(c, 2, a.first(), "tracked")
+        }),
+        def("sc_tracked", SC_ARGS, T::Bool, P::ALL, |c, a| {
+            sc(c, a, "tracked")
+        }),
+        def("sc0_trackers", OPT_TABLE, T::Int, P::ALL, |c, a| {
+            slot(c, 0, a.first(), "trackers")
+        }),
+        def("sc1_trackers", OPT_TABLE, T::Int, P::ALL, |c, a| {
+            slot(c, 1, a.first(), "trackers")
+        }),
+        def("sc2_trackers", OPT_TABLE, T::Int, P::ALL, |c, a| {
+            slot(c, 2, a.first(), "trackers")
+        }),
+        def("sc_trackers", SC_ARGS, T::Int, P::ALL, |c, a| {
+            sc(c, a, "trackers")
+        }),
+        def("src_updt_conn_cnt", OPT_TABLE, T::Int, P::ALL, |c, a| {
+            src(c, a.first(), "updt_conn_cnt")
+        }),
+        def("table_cnt", OPT_TABLE, T::Int, P::ALL, |c, a| {
+            answer(c, StickRef::Table, a.first(), "cnt")
+        }),
+        def("table_avl", OPT_TABLE, T::Int, P::ALL, |c, a| {
+            answer(c, StickRef::Table, a.first(), "avl")
+        }),
+    ];
+    "conn_cnt",
+    "conn_cur",
+    "conn_rate",
+    "sess_cnt",
+    "sess_rate",
+    "bytes_in_rate",
+    "bytes_out_rate",
+    "kbytes_in",
+    "kbytes_out",
+    "get_gpc0",
+    "get_gpc1",
+    "get_gpt0",
+    "gpc0_rate",
+    "gpc1_rate",
+    "inc_gpc0",
+    "inc_gpc1",
+    "clr_gpc0",
+    "clr_gpc1",
+    "http_req_cnt",
+    "http_req_rate",
+    "http_err_cnt",
+    "http_err_rate",
+    "http_fail_cnt",
+    "http_fail_rate",
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One home for the counter names: the fetches answer exactly what the stick module knows.
+    #[test]
+    fn every_counter_has_its_five_fetches() {
+        for what in crate::stick::COUNTERS {
+            for p in ["sc0_", "sc1_", "sc2_", "sc_", "src_"] {
+                let name = format!("{p}{what}");
+                assert!(
+                    STICK_FETCHES.iter().any(|f| f.name == name),
+                    "{name} missing"
+                );
+            }
+        }
+        assert_eq!(STICK_FETCHES.len(), 11 + 5 * crate::stick::COUNTERS.len());
+    }
+}

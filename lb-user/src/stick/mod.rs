@@ -1,0 +1,220 @@
+//! Stick tables (HAProxy's `src/stick_table.c`, `mode tcp` subset): the tables of a
+//! configuration generation ([`Tables`]), what one connection tracks ([`Tracked`], a guard
+//! whose drop ends the tracking: `conn_cur` goes down on every exit path), and what the
+//! `sc*_`/`src_*` fetches and `sc-inc-gpc*` actions read and change ([`counter`]).
+//!
+//! - [`def`]: data types, key types, the `stick-table` definition.
+//! - [`rate`]: HAProxy's `freq_ctr` (the `*_rate(P)` counters).
+//! - [`table`]: one table: keys, entries, LRU and expiry, `show table` lines.
+
+pub mod def;
+pub mod rate;
+pub mod table;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+pub use def::{DataType, KeyType, TableDef, DATA_TYPES};
+pub use table::{Entry, Filter, Key, Op, Table};
+
+use crate::acl::Value;
+
+/// Milliseconds since the process started: the clock of expiry and rates.
+pub fn clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The stick tables of one generation, by name.
+#[derive(Debug, Default)]
+pub struct Tables {
+    tables: Vec<Arc<Table>>,
+}
+
+impl Tables {
+    /// Builds the tables of `defs`, keeping (with their entries) those of `prev` whose
+    /// definition did not change: a reload does not forget who was tracked.
+    pub fn build(defs: &[TableDef], prev: Option<&Tables>) -> Tables {
+        let tables = defs
+            .iter()
+            .map(|d| {
+                prev.and_then(|p| p.get(&d.name))
+                    .filter(|t| t.def == *d)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Table::new(d.clone())))
+            })
+            .collect();
+        Tables { tables }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Table>> {
+        self.tables.iter().find(|t| t.def.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Table>> {
+        self.tables.iter()
+    }
+}
+
+/// One entry a connection tracks (`track-scN`): counted in `conn_cur` until dropped.
+#[derive(Debug)]
+pub struct Tracked {
+    pub table: Arc<Table>,
+    pub entry: Arc<Entry>,
+}
+
+impl Tracked {
+    /// Starts tracking `key` in `table` (HAProxy's `stream_track_stkctr`): `conn_cur`,
+    /// `conn_cnt` and `conn_rate` count this connection. `None` when the table is full of
+    /// tracked entries.
+    pub fn start(table: &Arc<Table>, key: &Key, now: u64) -> Option<Tracked> {
+        let entry = table.get(key, now)?;
+        table.add(&entry, DataType::ConnCur, 1, now);
+        table.add(&entry, DataType::ConnCnt, 1, now);
+        Some(Tracked {
+            table: table.clone(),
+            entry,
+        })
+    }
+
+    /// The session started (after the `tcp-request session` rules): `sess_cnt`, `sess_rate`.
+    pub fn session(&self, now: u64) {
+        self.table.add(&self.entry, DataType::SessCnt, 1, now);
+    }
+
+    /// Bytes of the flow (`bytes_in_*`: client to server, `bytes_out_*`: server to client).
+    pub fn bytes(&self, bytes_in: u64, bytes_out: u64, now: u64) {
+        self.table
+            .add(&self.entry, DataType::BytesInCnt, bytes_in, now);
+        self.table
+            .add(&self.entry, DataType::BytesOutCnt, bytes_out, now);
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let now = clock();
+        {
+            let mut d = self.entry.data.lock();
+            let cur = &mut d.vals[DataType::ConnCur as usize];
+            *cur = cur.saturating_sub(1);
+        }
+        // HAProxy touches the entry when the stream releases it: expiry counts from the end.
+        self.table.touch(&self.entry, now);
+    }
+}
+
+/// Reads or changes one counter of `e` as the fetch `sc*_WHAT` / `src_WHAT` does (HAProxy's
+/// `smp_fetch_sc_*`). `e` is `None` for a `src_*` fetch whose key has no entry: reads give 0,
+/// as HAProxy's. `None` out: no sample (the table does not store the data type).
+pub fn counter(table: &Table, e: Option<&Entry>, what: &str, now: u64) -> Option<Value> {
+    use DataType as D;
+    let read = |dt: DataType| -> Option<Value> {
+        table.def.period(dt)?;
+        let v = e.and_then(|e| table.read(e, dt, now)).unwrap_or(0);
+        Some(Value::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+    };
+    let inc = |dt: DataType| -> Option<Value> {
+        // HAProxy: the rate moves even when only it is stored; the value read is the count.
+        let stored = table.def.stores(dt) || dt.rate().is_some_and(|r| table.def.stores(r));
+        if !stored {
+            return None;
+        }
+        let e = e?;
+        table.add(e, dt, 1, now);
+        Some(Value::Int(
+            table
+                .read(e, dt, now)
+                .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)),
+        ))
+    };
+    let clr = |dt: DataType| -> Option<Value> {
+        table.def.period(dt)?;
+        let e = e?;
+        let old = table.read(e, dt, now).unwrap_or(0);
+        table.set(e, dt, 0);
+        Some(Value::Int(i64::try_from(old).unwrap_or(i64::MAX)))
+    };
+    let kbytes = |dt: DataType| {
+        read(dt).map(|v| match v {
+            Value::Int(i) => Value::Int(i >> 10),
+            other => other,
+        })
+    };
+    match what {
+        "conn_cnt" => read(D::ConnCnt),
+        "conn_cur" => read(D::ConnCur),
+        "conn_rate" => read(D::ConnRate),
+        "sess_cnt" => read(D::SessCnt),
+        "sess_rate" => read(D::SessRate),
+        "bytes_in_rate" => read(D::BytesInRate),
+        "bytes_out_rate" => read(D::BytesOutRate),
+        "kbytes_in" => kbytes(D::BytesInCnt),
+        "kbytes_out" => kbytes(D::BytesOutCnt),
+        "get_gpc0" => read(D::Gpc0),
+        "get_gpc1" => read(D::Gpc1),
+        "get_gpt0" => read(D::Gpt0),
+        "gpc0_rate" => read(D::Gpc0Rate),
+        "gpc1_rate" => read(D::Gpc1Rate),
+        "inc_gpc0" => inc(D::Gpc0),
+        "inc_gpc1" => inc(D::Gpc1),
+        "clr_gpc0" => clr(D::Gpc0),
+        "clr_gpc1" => clr(D::Gpc1),
+        "http_req_cnt" => read(D::HttpReqCnt),
+        "http_req_rate" => read(D::HttpReqRate),
+        "http_err_cnt" => read(D::HttpErrCnt),
+        "http_err_rate" => read(D::HttpErrRate),
+        "http_fail_cnt" => read(D::HttpFailCnt),
+        "http_fail_rate" => read(D::HttpFailRate),
+        "server_id" => read(D::ServerId),
+        _ => None,
+    }
+}
+
+/// The fetch suffixes [`counter`] answers (`sc0_`, `sc1_`, `sc2_`, `sc_`, `src_` + suffix).
+pub const COUNTERS: &[&str] = &[
+    "conn_cnt",
+    "conn_cur",
+    "conn_rate",
+    "sess_cnt",
+    "sess_rate",
+    "bytes_in_rate",
+    "bytes_out_rate",
+    "kbytes_in",
+    "kbytes_out",
+    "get_gpc0",
+    "get_gpc1",
+    "get_gpt0",
+    "gpc0_rate",
+    "gpc1_rate",
+    "inc_gpc0",
+    "inc_gpc1",
+    "clr_gpc0",
+    "clr_gpc1",
+    "http_req_cnt",
+    "http_req_rate",
+    "http_err_cnt",
+    "http_err_rate",
+    "http_fail_cnt",
+    "http_fail_rate",
+];
+
+/// Whether `what` changes the entry (a `src_*` fetch then creates it, as HAProxy's
+/// `stktable_get_entry`).
+pub fn creates(what: &str) -> bool {
+    what.starts_with("inc_") || what.starts_with("clr_") || what == "updt_conn_cnt"
+}
+
+/// `src_updt_conn_cnt`: counts a connection for the entry and returns `conn_cnt`.
+pub fn updt_conn_cnt(table: &Table, e: &Entry, now: u64) -> Option<Value> {
+    if !table.def.stores(DataType::ConnCnt) {
+        return None;
+    }
+    table.add(e, DataType::ConnCnt, 1, now);
+    table
+        .read(e, DataType::ConnCnt, now)
+        .map(|v| Value::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,435 @@
+//! Stick tables through the real lb, on every data plane: rate limiting as HAProxy's docs
+//! write it (`track-sc0 src` + `reject if { src_conn_rate gt 10 }`), a `conn_cur` limit whose
+//! held connections are released when they end, `stick on src` persistence with its fallback
+//! when the server goes down, `show table`/`clear table` through the runtime API (HAProxy 2.6's
+//! format), and configuration errors.
+
+#[macro_use]
+mod common;
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use common::data::{read_all, DataStream};
+
+use common::scenarios::{self, send_and_close, Held};
+use common::servers::{wait_until, Backend};
+use common::stats::{self, Setup, SockDir};
+use common::{free_port, lb_check, local, Lb};
+
+on_both_planes!(
+    rate_limit_rejects_past_ten_per_period_and_recovers,
+    conn_cur_limit_follows_held_connections,
+    stick_on_src_keeps_the_server_and_falls_back,
+    store_response_keys_on_the_servers_first_bytes,
+);
+
+/// `frontend fe` with `fe_lines` → `backend be` with `be_lines` and `servers`, and runtime API
+/// sockets at every level.
+fn start(dataplane: &str, fe_lines: &[&str], be_lines: &[&str], servers: &[String]) -> Setup {
+    let fe = free_port();
+    let dir = SockDir::new("stick");
+    let mut cfg = stats::config(fe, &dir, be_lines, servers, "");
+    let fe_text: String = fe_lines.iter().flat_map(|l| ["    ", l, "\n"]).collect();
+    cfg = cfg.replacen(
+        "    default_backend be\n",
+        &format!("{fe_text}    default_backend be\n"),
+        1,
+    );
+    Setup {
+        lb: Lb::start(&cfg, dataplane),
+        fe: local(fe),
+        dir,
+    }
+}
+
+/// The value of `name` in the entry line of `key` in `show table T` (`None`: no such entry).
+fn entry_value(s: &Setup, table: &str, key: &str, name: &str) -> Option<String> {
+    let out = s.admin(&format!("show table {table}"));
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!(" key={key} ")))?
+        .to_owned();
+    line.split(' ')
+        .find_map(|w| w.split_once('=').filter(|(n, _)| *n == name))
+        .map(|(_, v)| v.to_owned())
+}
+
+fn rate_limit_rejects_past_ten_per_period_and_recovers(dataplane: &str) {
+    let sink = Backend::sink("sink", 1024);
+    let s = start(
+        dataplane,
+        &[
+            "stick-table type ip size 100 expire 30s store conn_cnt,conn_rate(3s)",
+            "tcp-request connection track-sc0 src",
+            "tcp-request connection reject if { src_conn_rate gt 10 }",
+        ],
+        &[],
+        &[format!("sink {}", sink.addr)],
+    );
+    for i in 0..10 {
+        send_and_close(s.fe, 100 + i, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("connection {} refused: {e}", i + 1));
+    }
+    for i in 10..12 {
+        assert!(
+            send_and_close(s.fe, 100 + i, Duration::from_secs(10)).is_err(),
+            "connection {} passed the rate limit",
+            i + 1
+        );
+    }
+    assert_eq!(
+        sink.accepted(),
+        10,
+        "rejected connections reached the server"
+    );
+    assert_eq!(
+        entry_value(&s, "fe", "127.0.0.1", "conn_cnt").as_deref(),
+        Some("12")
+    );
+    // The period slides: once the rate reads 10 or less, connections pass again.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            entry_value(&s, "fe", "127.0.0.1", "conn_rate(3000)")
+                .and_then(|v| v.parse::<u32>().ok())
+                .is_some_and(|v| v < 10)
+        }),
+        "the rate never went down: {}",
+        s.admin("show table fe")
+    );
+    send_and_close(s.fe, 200, Duration::from_secs(10)).expect("accepted again after the period");
+    assert_eq!(sink.accepted(), 11);
+}
+
+fn conn_cur_limit_follows_held_connections(dataplane: &str) {
+    let hold = Backend::ident_hold("hold");
+    let s = start(
+        dataplane,
+        &[
+            "stick-table type ip size 100 expire 30s store conn_cur",
+            "tcp-request connection track-sc0 src",
+            "tcp-request connection reject if { sc0_conn_cur gt 2 }",
+        ],
+        &[],
+        &[format!("hold {}", hold.addr)],
+    );
+    let a = Held::open(s.fe).expect("first connection");
+    let b = Held::open(s.fe).expect("second connection");
+    assert_eq!(a.server, "hold");
+    assert!(
+        Held::open(s.fe).is_err(),
+        "a third concurrent connection passed"
+    );
+    assert_eq!(
+        entry_value(&s, "fe", "127.0.0.1", "conn_cur").as_deref(),
+        Some("2"),
+        "the rejected connection's tracking ended with it"
+    );
+    a.close().expect("close the first");
+    assert!(
+        wait_until(Duration::from_secs(5), || entry_value(
+            &s,
+            "fe",
+            "127.0.0.1",
+            "conn_cur"
+        )
+        .as_deref()
+            == Some("1")),
+        "conn_cur not released: {}",
+        s.admin("show table fe")
+    );
+    let c = Held::open(s.fe).expect("a slot was released");
+    b.close().expect("close the second");
+    c.close().expect("close the third");
+    assert!(
+        wait_until(Duration::from_secs(5), || entry_value(
+            &s,
+            "fe",
+            "127.0.0.1",
+            "conn_cur"
+        )
+        .as_deref()
+            == Some("0")),
+        "conn_cur leaked: {}",
+        s.admin("show table fe")
+    );
+    // And the entry is no longer in use.
+    assert_eq!(
+        entry_value(&s, "fe", "127.0.0.1", "use").as_deref(),
+        Some("0")
+    );
+}
+
+fn stick_on_src_keeps_the_server_and_falls_back(dataplane: &str) {
+    let s1 = Backend::ident("s1");
+    let s2 = Backend::ident("s2");
+    let s = start(
+        dataplane,
+        &[],
+        &[
+            "balance roundrobin",
+            "stick-table type ip size 100 expire 30m",
+            "stick on src",
+        ],
+        &[
+            format!("s1 {} id 11", s1.addr),
+            format!("s2 {} id 12", s2.addr),
+        ],
+    );
+    let first = scenarios::who(s.fe).unwrap();
+    for _ in 0..6 {
+        assert_eq!(scenarios::who(s.fe).unwrap(), first, "stickiness lost");
+    }
+    let (id, other) = if first == "s1" {
+        ("11", "s2")
+    } else {
+        ("12", "s1")
+    };
+    assert_eq!(
+        entry_value(&s, "be", "127.0.0.1", "server_id").as_deref(),
+        Some(id)
+    );
+    assert_eq!(
+        entry_value(&s, "be", "127.0.0.1", "server_key").as_deref(),
+        Some(first.as_str())
+    );
+    // The stored server goes down: balance as usual, and stick to the new one.
+    assert_eq!(s.admin(&format!("set server be/{first} state maint")), "\n");
+    for _ in 0..4 {
+        assert_eq!(scenarios::who(s.fe).unwrap(), other);
+    }
+    assert_eq!(s.admin(&format!("set server be/{first} state ready")), "\n");
+    for _ in 0..4 {
+        assert_eq!(
+            scenarios::who(s.fe).unwrap(),
+            other,
+            "the client went back to the first server"
+        );
+    }
+}
+
+/// A session id the server hands out in its first bytes (as a TLS ServerHello does), learnt by
+/// `stick store-response`, and matched in the client's first bytes of later connections
+/// (`stick match`): the recipe of corpus config 34 with plain bytes. Echo servers, so the
+/// server's first bytes are the client's; all bytes are checked both ways.
+fn store_response_keys_on_the_servers_first_bytes(dataplane: &str) {
+    let e1 = Backend::echo("e1");
+    let e2 = Backend::echo("e2");
+    let s = start(
+        dataplane,
+        &[],
+        &[
+            "balance roundrobin",
+            "stick-table type binary len 4 size 10 expire 1m",
+            "tcp-request inspect-delay 5s",
+            "tcp-request content accept if { req.len ge 4 }",
+            "tcp-response inspect-delay 5s",
+            "tcp-response content accept if { res.len ge 4 }",
+            "stick match req.payload(0,4)",
+            "stick store-response res.payload(0,4) if { res.len ge 4 }",
+        ],
+        &[format!("e1 {}", e1.addr), format!("e2 {}", e2.addr)],
+    );
+    let exchange = |sid: &[u8; 4], seed: u64| {
+        let mut req = sid.to_vec();
+        req.extend(DataStream::new(seed).take_vec(64 * 1024));
+        let mut c = scenarios::connect(s.fe).expect("connect");
+        c.write_all(&req).expect("send");
+        c.shutdown(Shutdown::Write).expect("shutdown");
+        let got = read_all(
+            &mut c,
+            req.len() + 1,
+            Instant::now() + Duration::from_secs(10),
+        )
+        .expect("read the echo");
+        assert!(
+            got == req,
+            "echo differs ({} of {} bytes)",
+            got.len(),
+            req.len()
+        );
+    };
+    // The first connection of a session id is balanced; the others follow it.
+    exchange(b"SID1", 1);
+    let (first, other) = if e1.accepted() == 1 {
+        (&e1, &e2)
+    } else {
+        (&e2, &e1)
+    };
+    for i in 0..4 {
+        exchange(b"SID1", 10 + i);
+    }
+    assert_eq!((first.accepted(), other.accepted()), (5, 0), "SID1 moved");
+    assert!(
+        s.admin("show table be").contains("key=53494431 use=0"),
+        "{}",
+        s.admin("show table be")
+    );
+    // Another session id is balanced (round robin: the other server) and sticks there.
+    exchange(b"SID2", 20);
+    exchange(b"SID2", 21);
+    assert_eq!(other.accepted(), 2, "{}", s.admin("show table be"));
+}
+
+#[test]
+fn show_and_clear_table_as_haproxy() {
+    let sink = Backend::sink("sink", 1024);
+    let s = start(
+        "splice",
+        &[
+            "stick-table type ip size 200 expire 60s store conn_cnt,conn_rate(10s),gpc0",
+            "tcp-request connection track-sc0 src",
+            "tcp-request connection sc-inc-gpc0(0) if { src_conn_cnt ge 2 }",
+        ],
+        &[],
+        &[format!("sink {}", sink.addr)],
+    );
+    for i in 0..3 {
+        send_and_close(s.fe, i, Duration::from_secs(10)).unwrap();
+    }
+    assert_eq!(
+        s.admin("show table"),
+        "# table: fe, type: ip, size:200, used:1\n\n"
+    );
+    let out = s.admin("show table fe");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "# table: fe, type: ip, size:200, used:1");
+    let (ptr, rest) = lines[1].split_once(": ").unwrap();
+    assert!(
+        ptr.starts_with("0x") && u64::from_str_radix(&ptr[2..], 16).is_ok(),
+        "{out}"
+    );
+    let rest = rest.split(' ').collect::<Vec<_>>();
+    assert_eq!(rest[..2], ["key=127.0.0.1", "use=0"], "{out}");
+    let exp: u64 = rest[2].strip_prefix("exp=").unwrap().parse().unwrap();
+    assert!((50_000..=60_000).contains(&exp), "{out}");
+    assert_eq!(
+        rest[3..],
+        ["gpc0=2", "conn_cnt=3", "conn_rate(10000)=3"],
+        "{out}"
+    );
+    assert_eq!(lines[2], "", "{out}");
+    // Filters and keys.
+    assert_eq!(
+        s.admin("show table fe data.conn_cnt gt 3"),
+        "# table: fe, type: ip, size:200, used:1\n\n"
+    );
+    assert_eq!(s.admin("show table fe data.gpc0 eq 2").lines().count(), 3);
+    assert_eq!(s.admin("show table fe key 127.0.0.2").lines().count(), 2);
+    assert_eq!(
+        s.admin("show table fe data.conn_cur gt 1"),
+        "Filter entry #1: Data type not stored in this table\n\n"
+    );
+    assert_eq!(s.admin("show table nope"), "No such table\n\n");
+    assert_eq!(s.admin("show table fe key not-an-ip"), "Invalid key\n\n");
+    // Levels: a user sees the header only and may not clear.
+    let user = stats::cli(&s.dir.sock("user.sock"), "show table fe");
+    assert_eq!(
+        user,
+        "# table: fe, type: ip, size:200, used:1\n# contents not dumped due to insufficient \
+         privileges\n\n"
+    );
+    assert_eq!(
+        stats::cli(&s.dir.sock("user.sock"), "clear table fe"),
+        "Permission denied\n\n"
+    );
+    // Clear by filter that matches nothing, then by key.
+    assert_eq!(s.admin("clear table fe data.conn_cnt lt 1"), "\n");
+    assert!(s.admin("show table").contains("used:1"));
+    assert_eq!(
+        stats::cli(&s.dir.sock("oper.sock"), "clear table fe key 127.0.0.1"),
+        "\n"
+    );
+    assert_eq!(
+        s.admin("show table fe"),
+        "# table: fe, type: ip, size:200, used:0\n\n"
+    );
+    // Counting starts again from a fresh entry.
+    send_and_close(s.fe, 9, Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        entry_value(&s, "fe", "127.0.0.1", "conn_cnt").as_deref(),
+        Some("1")
+    );
+}
+
+/// Each bad stick-table line: the error names the file and line, and says why.
+#[test]
+fn config_errors_name_the_line() {
+    let base = "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1s\n    \
+                timeout server 1s\n\nbackend be\n    server s 127.0.0.1:9\n\nfrontend fe\n    \
+                bind 127.0.0.1:0\n    default_backend be\n";
+    let cases = [
+        (
+            "    stick-table type ip size 1k store conn_rat(10s)\n",
+            "unknown data type 'conn_rat' (did you mean 'conn_rate'?)",
+        ),
+        (
+            "    stick-table type ip size 1k store conn_rate\n",
+            "missing the period",
+        ),
+        ("    stick-table type ipv5 size 1k\n", "unknown type 'ipv5'"),
+        ("    stick-table type ip\n", "missing or zero 'size'"),
+        (
+            "    tcp-request connection track-sc0 src\n",
+            "needs a stick table",
+        ),
+        (
+            "    tcp-request connection track-sc1 src table nowhere\n",
+            "no stick table named 'nowhere'",
+        ),
+        (
+            "    stick-table type ip size 1k peers nobody\n",
+            "no 'peers' section named 'nobody'",
+        ),
+        ("    stick on src\n", "'stick' rules need a backend"),
+        (
+            "    tcp-request connection sc-inc-gpc0(3)\n",
+            "stick counter number 0, 1 or 2",
+        ),
+    ];
+    for (line, want) in cases {
+        let text = format!("{base}{line}");
+        let (out, cfgs) = lb_check(&[&text]);
+        assert!(!out.status.success(), "{line} loaded:\n{}", out.stderr);
+        let at = format!("{}:13", cfgs[0].file_name());
+        let hit = out.stderr.lines().find(|l| l.contains(want));
+        assert!(
+            hit.is_some_and(|l| l.contains(&cfgs[0].file_name())),
+            "{line}: want {want:?} naming {at}, got:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// What loads: a table in a backend of its own, named by `track-sc* ... table` and the
+/// fetches' table argument; `peers` sections load with a warning that lb does not sync.
+#[test]
+fn separate_tables_and_peers_load_with_a_warning() {
+    let text = "peers mypeers\n    peer lb1 127.0.0.1:10000\n    peer lb2 127.0.0.2:10000\n\n\
+                defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1s\n    \
+                timeout server 1s\n\nbackend CONN_RATE\n    stick-table type integer size 1 \
+                expire 10s store gpc1,gpc1_rate(1s) peers mypeers\n\nbackend be\n    server s \
+                127.0.0.1:9\n\nfrontend fe\n    bind 127.0.0.1:0\n    stick-table type ip size \
+                10m expire 30m store gpc0,gpc1,conn_rate(1m),bytes_out_rate(10s),bytes_out_cnt\n    \
+                tcp-request connection track-sc0 src\n    tcp-request connection track-sc1 \
+                int(1) table CONN_RATE\n    tcp-request connection silent-drop if { \
+                sc0_get_gpc0() ge 1 }\n    tcp-request connection reject if { \
+                sc1_gpc1_rate(CONN_RATE) gt 256 }\n    tcp-request session reject if { \
+                sc0_bytes_out_rate gt 134217728 }\n    tcp-request session sc-inc-gpc1(0) if { \
+                sc0_kbytes_out gt 4 }\n    default_backend be\n";
+    let (out, _cfgs) = lb_check(&[text]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("'peers' section 'mypeers' is parsed, but lb does not synchronise"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.lines().filter(|l| l.contains("warning")).count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
