@@ -6,6 +6,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
+use tokio::io::unix::AsyncFd;
+
 use super::ctx::ThreadCtx;
 use super::permit::{below_maxconn, ConnPermit};
 use super::serve::handle;
@@ -13,19 +15,16 @@ use super::serve::handle;
 use crate::fd_budget::{self, Use};
 
 /// Accepts on one address while the thread serves it, each connection in its own task.
-pub(super) async fn accept_loop(
-    addr: SocketAddr,
-    listener: tokio_uring::net::TcpListener,
-    ctx: Rc<ThreadCtx>,
-) {
+/// `listener` is non-blocking, on the thread's reactor.
+pub(super) async fn accept_loop(addr: SocketAddr, listener: AsyncFd<OwnedFd>, ctx: Rc<ThreadCtx>) {
     let budget = fd_budget::process();
     while let Some((gen, frontend)) = ctx.serving(addr) {
         below_maxconn(&gen, frontend).await;
         // Never accept what can't be served: the connection's fds are set aside first; while
         // there are none, clients wait in the backlog.
         let name = &gen.config.frontends[frontend].name;
-        let mut fds = budget
-            .take(fd_budget::ACCEPT_FDS, Use::Connection, || {
+        let fds = budget
+            .take(fd_budget::CONNECTION_FDS, Use::Connection, || {
                 budget.warn(|| {
                     format!(
                         "frontend '{name}': {}; not accepting on {addr} until connections \
@@ -35,14 +34,14 @@ pub(super) async fn accept_loop(
                 });
             })
             .await;
-        let accepted = listener.accept().await;
+        let accepted = accept(&listener).await;
         // A reload may have happened while we waited: serve what the address serves now.
         let Some((gen, frontend)) = ctx.serving(addr) else {
             // Accepted just as the address was removed: the client gets a close.
             drop(accepted);
             return;
         };
-        let (stream, peer) = match accepted {
+        let (client, peer) = match accepted {
             Ok(x) => x,
             // The listening socket was shut down (process stop): nothing more to accept.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
@@ -61,26 +60,10 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        // tokio-uring's TcpStream can't give its fd away; take our own (CLOEXEC) copy and let
-        // it close the original.
-        // SAFETY: fcntl on an fd that `stream` keeps open during the call.
-        let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        // Read now: the close below may change errno.
-        let dup_error = io::Error::last_os_error();
-        drop(stream);
-        if fd < 0 {
-            budget.warn(|| {
-                format!("accept on {addr}: dup failed, client {peer} closed: {dup_error}")
-            });
-            continue;
-        }
-        fds.shrink_to(fd_budget::CONNECTION_FDS);
-        // SAFETY: `fd` was just created by F_DUPFD_CLOEXEC and is owned by nobody else.
-        let client = unsafe { OwnedFd::from_raw_fd(fd) };
         let permit = ConnPermit::count(&gen, frontend);
         let ctx = ctx.clone();
         tokio_uring::spawn(async move {
-            handle(&gen, frontend, client, peer, &ctx, permit).await;
+            handle(&gen, frontend, client, (peer, addr), &ctx, permit).await;
             // The client's and the server's sockets are closed by now.
             drop(fds);
         });
@@ -89,3 +72,40 @@ pub(super) async fn accept_loop(
 
 /// How long an accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
 pub(super) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// One connection from the listening socket: `accept4` hands it over non-blocking and
+/// close-on-exec, with the client's address (no `fcntl`, no `getpeername` afterwards).
+/// Sockets accepted inherit the listener's `TCP_NODELAY` (set in `thread::serve_listener`).
+async fn accept(listener: &AsyncFd<OwnedFd>) -> io::Result<(OwnedFd, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        match ready.try_io(|l| accept4(l.get_ref())) {
+            Ok(r) => return r,
+            Err(_would_block) => {}
+        }
+    }
+}
+
+fn accept4(listener: &OwnedFd) -> io::Result<(OwnedFd, SocketAddr)> {
+    // SAFETY: accept4 writes at most `len` bytes of address into the storage try_init gives it,
+    // and sets `len` to what it wrote; a returned fd >= 0 is new and owned by nobody else.
+    let (fd, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let fd = libc::accept4(
+                listener.as_raw_fd(),
+                storage.cast(),
+                len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            );
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(OwnedFd::from_raw_fd(fd))
+            }
+        })?
+    };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))?;
+    Ok((fd, peer))
+}

@@ -3,6 +3,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use super::bind::ThreadInbox;
 use super::ctx::ThreadCtx;
 
 use crate::dataplane::sockmap::{MapIds, ThreadMaps};
-use crate::dataplane::Dataplane;
+use crate::dataplane::{sockopt, Dataplane};
 
 /// Which data plane the threads run.
 #[derive(Clone, Copy, Debug)]
@@ -56,9 +58,7 @@ pub fn run_thread(
                 plan = plans.recv() => {
                     let Some((plan, ack)) = plan else { break };
                     for (addr, listener) in ctx.apply(*plan) {
-                        let _ = listener.set_nonblocking(false);
-                        let listener = tokio_uring::net::TcpListener::from_std(listener);
-                        tokio_uring::spawn(accept_loop(addr, listener, ctx.clone()));
+                        serve_listener(addr, listener, &ctx);
                     }
                     let _ = ack.send(());
                 }
@@ -70,4 +70,21 @@ pub fn run_thread(
         }
         Ok(())
     })
+}
+
+/// Starts the accept loop of a newly bound address on this thread. The socket is set
+/// non-blocking (for `accept4` on the reactor) and `TCP_NODELAY`, which every socket accepted
+/// from it inherits: one `setsockopt` per listener instead of one per connection. Set here,
+/// not at bind time, so that a socket handed over by another process gets it too.
+fn serve_listener(addr: SocketAddr, listener: TcpListener, ctx: &Rc<ThreadCtx>) {
+    let ready = listener
+        .set_nonblocking(true)
+        .and_then(|()| sockopt::set_nodelay(listener.as_fd()))
+        .and_then(|()| crate::dataplane::async_fd(OwnedFd::from(listener)));
+    match ready {
+        Ok(listener) => {
+            tokio_uring::spawn(accept_loop(addr, listener, ctx.clone()));
+        }
+        Err(e) => log::error!("cannot accept on {addr}: {e}"),
+    }
 }
