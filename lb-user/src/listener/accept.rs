@@ -80,10 +80,32 @@ async fn accept(listener: &AsyncFd<OwnedFd>) -> io::Result<(OwnedFd, SocketAddr)
     loop {
         let mut ready = listener.readable().await?;
         match ready.try_io(|l| accept4(l.get_ref())) {
+            // A connection that failed in the queue (man accept(2): Linux passes its pending
+            // network error to accept): the next one may be fine, no pause.
+            Ok(Err(e)) if is_transient(&e) => {}
             Ok(r) => return r,
             Err(_would_block) => {}
         }
     }
+}
+
+/// An `accept` error that concerns the one connection, not the listener or the process.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EINTR
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
 }
 
 fn accept4(listener: &OwnedFd) -> io::Result<(OwnedFd, SocketAddr)> {
@@ -108,4 +130,22 @@ fn accept4(listener: &OwnedFd) -> io::Result<(OwnedFd, SocketAddr)> {
         .as_socket()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))?;
     Ok((fd, peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_connection_accept_errors_are_transient_and_fd_exhaustion_is_not() {
+        let e = |n| io::Error::from_raw_os_error(n);
+        assert!(is_transient(&e(libc::ECONNABORTED)));
+        assert!(is_transient(&e(libc::EPROTO)));
+        assert!(!is_transient(&e(libc::EMFILE)));
+        assert!(!is_transient(&e(libc::ENFILE)));
+        assert!(
+            !is_transient(&e(libc::EINVAL)),
+            "a shut listener ends the loop"
+        );
+    }
 }
