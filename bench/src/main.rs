@@ -7,6 +7,7 @@ mod load;
 mod procfs;
 mod report;
 mod stats;
+mod syscalls;
 mod targets;
 
 use std::path::PathBuf;
@@ -89,7 +90,7 @@ fn plan(args: &Args) -> Plan {
     p
 }
 
-const WORKLOADS: [&str; 4] = ["bulk", "rate", "latency", "concurrency"];
+const WORKLOADS: [&str; 5] = ["bulk", "rate", "latency", "concurrency", "syscalls"];
 
 fn main() {
     targets::install_cleanup();
@@ -122,6 +123,10 @@ impl Progress {
         );
     }
 }
+
+/// Short connections counted per target by the `syscalls` workload (strace slows each down,
+/// so a few hundred, in series).
+const SYSCALL_CONNS: usize = 300;
 
 /// File descriptors to budget per idle proxied connection in the proxy. lb holds 2 (its two
 /// sockets; it leases pipes from a pool only while bytes move), but HAProxy refuses to start
@@ -317,6 +322,9 @@ fn run(args: &Args) -> Result<()> {
     if has("concurrency") {
         total += n * p.conc_reps;
     }
+    if has("syscalls") {
+        total += n;
+    }
     let mut prog = Progress {
         t0: Instant::now(),
         step: 0,
@@ -400,6 +408,32 @@ fn run(args: &Args) -> Result<()> {
                 // the proxy's own closes finish before the next target is measured.
                 std::thread::sleep(Duration::from_millis(300));
             }
+        }
+    }
+
+    if has("syscalls") {
+        for (k, _, _, r) in &mut running {
+            let Some(pid) = r.pid() else {
+                prog.line(&format!(
+                    "syscalls, {}: no proxy process, skipped",
+                    k.name()
+                ));
+                continue;
+            };
+            match syscalls::per_short_conn(pid, r.addrs.echo, SYSCALL_CONNS) {
+                Ok(per) => {
+                    prog.line(&format!(
+                        "syscalls, {}: {per:.1} per short connection ({SYSCALL_CONNS} in series)",
+                        k.name()
+                    ));
+                    res.push(Metric::SyscallsPerConn, *k, per);
+                }
+                Err(e) => {
+                    prog.line(&format!("syscalls, {}: FAILED: {e}", k.name()));
+                    res.errors.push((k.name(), "syscalls".into(), e));
+                }
+            }
+            alive(r, &mut res);
         }
     }
 

@@ -108,7 +108,7 @@ pub fn tree_rss_kib(pid: u32) -> Result<u64, ProcError> {
 }
 
 /// `pid` followed by its descendants, found through `/proc/*/stat` parent ids.
-fn descendants_and_self(pid: u32) -> Vec<u32> {
+pub fn descendants_and_self(pid: u32) -> Vec<u32> {
     let mut parents = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {

@@ -22,6 +22,7 @@ pub enum Metric {
     RssPerConn,
     ConcExchangeMs,
     ConcFailures,
+    SyscallsPerConn,
 }
 
 /// How repetitions of a metric are combined.
@@ -34,7 +35,7 @@ pub enum Combine {
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 13] = [
         Metric::Bulk1Gbit,
         Metric::Bulk1Cpu,
         Metric::Bulk8Gbit,
@@ -47,6 +48,7 @@ impl Metric {
         Metric::RssPerConn,
         Metric::ConcExchangeMs,
         Metric::ConcFailures,
+        Metric::SyscallsPerConn,
     ];
 
     /// (JSON key, table label, whether higher is better, how repetitions combine).
@@ -99,6 +101,12 @@ impl Metric {
                 "idle conns: failures (sum)",
                 false,
                 Sum,
+            ),
+            Metric::SyscallsPerConn => (
+                "syscalls_per_short_conn",
+                "syscalls per short connection",
+                false,
+                Median,
             ),
         }
     }

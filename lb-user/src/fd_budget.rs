@@ -20,9 +20,6 @@ use tokio::sync::Notify;
 pub const CONNECTION_FDS: u64 = 2;
 /// fds of one splice pipe (read and write ends).
 pub const PIPE_FDS: u64 = 2;
-/// What an accept needs free: the connection's two fds, plus one for a moment (the accept
-/// loop duplicates the accepted fd before it closes the original).
-pub const ACCEPT_FDS: u64 = CONNECTION_FDS + 1;
 
 /// Shortest time between two warnings about the budget.
 const WARN_EVERY: Duration = Duration::from_secs(1);

@@ -27,8 +27,9 @@ const LLVM_PACKAGES: [&str; 4] = [
 /// health checks' close, VRRP for the HA pair (`keepalived`), and for the package
 /// (`cargo xtask deb`) `dpkg-shlibdeps` (`dpkg-dev`) and `systemd-analyze` (`systemd`). Their
 /// services are not meant to run: tests start their own instances.
-const TEST_PACKAGES: [&str; 12] = [
+const TEST_PACKAGES: [&str; 13] = [
     "socat",
+    "strace",
     "iproute2",
     "redis-server",
     "mariadb-server",

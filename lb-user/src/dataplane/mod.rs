@@ -18,6 +18,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use tokio::io::unix::AsyncFd;
+
 use crate::config::{Backend, Frontend};
 
 /// Which data plane the process uses (`--dataplane`).
@@ -382,6 +384,28 @@ pub(crate) fn pass_reset_on(end: FlowEnd, client: BorrowedFd<'_>, server: Borrow
     }
 }
 
+/// How a finished flow's sockets are closed (they close when dropped, after this). A reset is
+/// passed on as a reset ([`pass_reset_on`]). Otherwise HAProxy's rule for the server side:
+/// when lb closes first (the server had not sent its FIN: a timeout, a kill, a local error),
+/// an abortive close (`SO_LINGER` 0), so that lb's port leaves no `TIME_WAIT` behind and the
+/// server learns at once; when the server closed first, a normal close.
+pub(crate) fn close_flow(
+    end: FlowEnd,
+    server_closed: bool,
+    client: BorrowedFd<'_>,
+    server: BorrowedFd<'_>,
+) {
+    match end {
+        FlowEnd::ClientReset | FlowEnd::ServerReset => pass_reset_on(end, client, server),
+        _ if !server_closed => {
+            if let Err(e) = sockopt::set_linger_zero(server) {
+                log::debug!("SO_LINGER 0 failed, the server gets a FIN instead of a reset: {e}");
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A thread's handle on the data plane chosen at start.
 #[derive(Clone)]
 pub enum Dataplane {
@@ -391,20 +415,27 @@ pub enum Dataplane {
 
 impl Dataplane {
     /// Forwards one established pair until both sides are done, a reset, or a timeout. Both
-    /// fds must be non-blocking TCP sockets; they are closed when this returns. `pre`: the
-    /// bytes lb read from the client and from the server before (its rules' inspection); they
-    /// are not in the report.
+    /// fds must be non-blocking TCP sockets, already on the thread's reactor (registered once
+    /// for the whole connection); they are closed when this returns. `pre`: the bytes lb read
+    /// from the client and from the server before (its rules' inspection); they are not in
+    /// the report.
     pub async fn forward(
         &self,
-        client: OwnedFd,
-        server: OwnedFd,
+        client: AsyncFd<OwnedFd>,
+        server: AsyncFd<OwnedFd>,
         t: FlowTimeouts,
         kill: &KillSwitch,
         pre: (u64, u64),
     ) -> FlowReport {
         match self {
-            Self::Splice => splice::forward(client, server, t, kill).await,
-            Self::Sockmap(maps) => sockmap::forward_after(maps, client, server, t, kill, pre).await,
+            Self::Splice => {
+                let run = splice::run(client, server, t, kill, None, (false, false));
+                run.await.report()
+            }
+            Self::Sockmap(maps) => {
+                let (client, server) = (client.into_inner(), server.into_inner());
+                sockmap::forward_after(maps, client, server, t, kill, pre).await
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The userspace-driven data plane: splice(2) socket -> pipe -> socket, one pipe per direction
-//! while bytes are moving, non-blocking, on the thread's event loop. Bytes move between kernel
-//! buffers; none is copied into this process. Also the per-flow fallback of the sockmap plane.
+//! The userspace-driven data plane, non-blocking on the thread's event loop. Each direction
+//! starts on the copy path (read into a small pooled buffer, write it out: a short exchange
+//! costs no pipe and no failing splice), and moves to splice(2) socket -> pipe -> socket, with
+//! a pipe from the pool, once a read fills the buffer (HAProxy's `splice-auto`). Also the
+//! per-flow path of the sockmap plane until its hand-over.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -32,8 +34,19 @@ const SPLICE_CHUNK: usize = 1 << 20;
 /// the process's fd budget is small (see [`pool_max_for`]).
 const POOL_MAX: usize = 256;
 
+/// Empty copy buffers kept per thread for reuse (a direction holds one only while its bytes
+/// move, as with pipes).
+const BUF_POOL_MAX: usize = 64;
+
 thread_local! {
     static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    static BUFS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A copy buffer from the thread's pool, or a new one.
+fn take_buf() -> Box<[u8]> {
+    BUFS.with(|b| b.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0u8; COPY_BUF].into_boxed_slice())
 }
 
 /// Pipes open in the process (leased and pooled) and the most allowed at once (`maxpipes`).
@@ -48,6 +61,14 @@ pub fn set_maxpipes(max: Option<u32>) {
     MAXPIPES.store(max.map_or(usize::MAX, |m| m as usize), Ordering::Relaxed);
 }
 
+/// Directions moved from the copy path to splice since start (tests check the move happens).
+static MOVED_TO_SPLICE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many directions moved from the copy path to splice since the process started.
+pub fn moved_to_splice() -> usize {
+    MOVED_TO_SPLICE.load(Ordering::Relaxed)
+}
+
 /// Takes one of `max` places in `count`; `false` when all are taken.
 fn reserve(count: &AtomicUsize, max: usize) -> bool {
     count
@@ -57,11 +78,12 @@ fn reserve(count: &AtomicUsize, max: usize) -> bool {
         .is_ok()
 }
 
-/// Size of the copy buffer of a direction that could not get a pipe.
+/// Size of a copy buffer: a direction's reads go through one until a read fills it (then the
+/// direction splices), or for good when `maxpipes` leaves no pipe. HAProxy's `bufsize`.
 const COPY_BUF: usize = 16 * 1024;
 
-/// What carries a direction's bytes while they move: a pipe, or a buffer when `maxpipes` left
-/// none.
+/// What carries a direction's bytes while they move: a buffer (the copy path, or when
+/// `maxpipes` left no pipe), or a pipe.
 enum Carrier {
     Pipe(Pipe),
     Buf(Box<[u8]>),
@@ -79,29 +101,40 @@ struct Lease {
 }
 
 impl Lease {
-    /// The direction's carrier: its own, a pooled pipe, a new pipe within `maxpipes` and the
-    /// process's fd budget, else a buffer. A pipe that cannot be created (fds the budget does
-    /// not count ran out) is a buffer too: the flow goes on.
-    fn carrier(&mut self) -> &Carrier {
+    /// The direction's carrier: its own; on the copy path a pooled buffer; to splice, a pooled
+    /// pipe, a new pipe within `maxpipes` and the process's fd budget, else a buffer. A pipe
+    /// that cannot be created (fds the budget does not count ran out) is a buffer too: the
+    /// flow goes on.
+    fn carrier(&mut self, splice: bool) -> &mut Carrier {
         let c = match self.carrier.take() {
             Some(c) => c,
+            None if !splice => Carrier::Buf(take_buf()),
             None => match POOL.with(|p| p.borrow_mut().pop()) {
                 Some(p) => Carrier::Pipe(p),
                 None => match new_pipe() {
                     Some(p) => Carrier::Pipe(p),
-                    None => Carrier::Buf(vec![0u8; COPY_BUF].into_boxed_slice()),
+                    None => Carrier::Buf(take_buf()),
                 },
             },
         };
         self.carrier.insert(c)
     }
 
-    /// Returns the pipe to the pool (and frees a buffer) once it is empty. The pipe is closed
-    /// instead when the pool is full or someone waits for fds (an accept loop): a pipe pooled
-    /// on an idle thread would be lost to them.
+    /// Returns the pipe or the buffer to its pool once it is empty. The pipe is closed instead
+    /// when the pool is full or someone waits for fds (an accept loop): a pipe pooled on an
+    /// idle thread would be lost to them.
     fn release_if_empty(&mut self) {
         if self.len == 0 {
             self.off = 0;
+            if let Some(Carrier::Buf(b)) = self.carrier.take_if(|c| matches!(c, Carrier::Buf(_))) {
+                BUFS.with(|pool| {
+                    let mut pool = pool.borrow_mut();
+                    if pool.len() < BUF_POOL_MAX {
+                        pool.push(b);
+                    }
+                });
+                return;
+            }
             if let Some(Carrier::Pipe(p)) = self.carrier.take() {
                 let budget = fd_budget::process();
                 if budget.has_waiters() {
@@ -263,6 +296,8 @@ pub(super) async fn pump(
 ) -> DirEnd {
     let mut lease = Lease::default();
     let mut eof = false;
+    // Copy first; splice from the first read that fills the copy buffer on.
+    let mut splicing = false;
     // `drained`: the source's receive queue was found empty by the last read (or nothing was
     // read yet, by anyone): no skb in it is partly read. Only then may the pump be held for a
     // hand-over, because the verdict program gets whole skbs, and a partly read one would be
@@ -312,16 +347,11 @@ pub(super) async fn pump(
         let Ok(mut guard) = ready else {
             return DirEnd::SrcReset;
         };
-        let received = match lease.carrier() {
+        let received = match lease.carrier(splicing) {
             Carrier::Pipe(pipe) => {
                 guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK))
             }
-            Carrier::Buf(_) => {
-                let Some(Carrier::Buf(buf)) = lease.carrier.as_mut() else {
-                    return DirEnd::Local;
-                };
-                guard.try_io(|_| read_into(src.get_ref(), buf))
-            }
+            Carrier::Buf(buf) => guard.try_io(|_| read_into(src.get_ref(), buf)),
         };
         match received {
             Ok(Ok(0)) => eof = true,
@@ -330,6 +360,23 @@ pub(super) async fn pump(
                 lease.len += n as u32;
                 last.set(Instant::now());
                 drained = false;
+                if let Some(Carrier::Buf(buf)) = &lease.carrier {
+                    if n == buf.len() {
+                        // A full buffer: a stream, not an exchange. Once this buffer is out,
+                        // the direction splices (where a pipe is to be had).
+                        if !splicing {
+                            MOVED_TO_SPLICE.fetch_add(1, Ordering::Relaxed);
+                        }
+                        splicing = true;
+                    } else {
+                        // A short read took all the socket had: its queue is empty (no skb
+                        // partly read), so no second read to learn it. Bytes arriving after
+                        // the read bring a new event; a FIN already seen stays ready (tokio
+                        // never clears a closed readiness), and the next read finds it.
+                        drained = true;
+                        guard.clear_ready();
+                    }
+                }
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(Err(_)) => return DirEnd::SrcReset,
@@ -345,11 +392,12 @@ pub async fn forward(
     t: FlowTimeouts,
     kill: &KillSwitch,
 ) -> FlowReport {
-    match forward_until(client, server, t, kill, None, (false, false)).await {
-        Spliced::Done(report) => report,
-        // Never without a hand-over time.
-        Spliced::HandOver(_) => FlowReport::local_error(),
-    }
+    let (Ok(client), Ok(server)) = (super::async_fd(client), super::async_fd(server)) else {
+        return FlowReport::local_error();
+    };
+    run(client, server, t, kill, None, (false, false))
+        .await
+        .report()
 }
 
 /// A flow stopped by [`forward_until`] at a quiet point, for the sockmap plane to take over.
@@ -368,6 +416,16 @@ pub(super) enum Spliced {
     HandOver(HandOver),
 }
 
+impl Spliced {
+    /// The report of a flow run without a hand-over time (which never hands over).
+    pub(super) fn report(self) -> FlowReport {
+        match self {
+            Self::Done(report) => report,
+            Self::HandOver(_) => FlowReport::local_error(),
+        }
+    }
+}
+
 /// [`forward`]; with `hand_over_at`, stops from then on at the first moment when both
 /// directions are still open and hold no byte in a pipe, and gives the sockets back.
 /// `partly_read` (client, server): lb read from that socket before (its rules' inspection),
@@ -383,6 +441,20 @@ pub(super) async fn forward_until(
     let (Ok(client), Ok(server)) = (super::async_fd(client), super::async_fd(server)) else {
         return Spliced::Done(FlowReport::local_error());
     };
+    run(client, server, t, kill, hand_over_at, partly_read).await
+}
+
+/// [`forward_until`] for sockets already on the thread's reactor (no second registration).
+/// Called directly, not through a wrapper `async fn`: each level would keep its own copy of
+/// the arguments in every flow's future.
+pub(super) async fn run(
+    client: AsyncFd<OwnedFd>,
+    server: AsyncFd<OwnedFd>,
+    t: FlowTimeouts,
+    kill: &KillSwitch,
+    hand_over_at: Option<Instant>,
+    partly_read: (bool, bool),
+) -> Spliced {
     let bytes_in = Cell::new(0u64);
     let bytes_out = Cell::new(0u64);
     let last = Cell::new(Instant::now());
@@ -434,7 +506,12 @@ pub(super) async fn forward_until(
             })
         }
     };
-    super::pass_reset_on(end, client.get_ref().as_fd(), server.get_ref().as_fd());
+    super::close_flow(
+        end,
+        server_done.get(),
+        client.get_ref().as_fd(),
+        server.get_ref().as_fd(),
+    );
     Spliced::Done(FlowReport {
         bytes_in: bytes_in.get(),
         bytes_out: bytes_out.get(),
@@ -452,7 +529,7 @@ mod tests {
     }
 
     fn pipe(lease: &mut Lease) -> &Pipe {
-        match lease.carrier() {
+        match lease.carrier(true) {
             Carrier::Pipe(p) => p,
             Carrier::Buf(_) => panic!("no limit is set in unit tests: a pipe is expected"),
         }
@@ -484,6 +561,25 @@ mod tests {
             fd,
             "the same pipe is reused"
         );
+    }
+
+    #[test]
+    fn the_copy_path_takes_a_pooled_buffer_and_gives_it_back() {
+        let ptr = {
+            let mut lease = Lease::default();
+            match lease.carrier(false) {
+                Carrier::Buf(b) => {
+                    assert_eq!(b.len(), COPY_BUF);
+                    b.as_ptr()
+                }
+                Carrier::Pipe(_) => panic!("the copy path must not take a pipe"),
+            }
+        };
+        let mut again = Lease::default();
+        let Carrier::Buf(b) = again.carrier(false) else {
+            panic!("the copy path must not take a pipe")
+        };
+        assert_eq!(b.as_ptr(), ptr, "the same buffer is reused");
     }
 
     #[test]

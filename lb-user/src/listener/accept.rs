@@ -1,8 +1,8 @@
 //! The accept loop of one address on one thread: `maxconn` and the fd budget gate each accept.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::OwnedFd;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,24 +14,9 @@ use super::serve::handle;
 
 use crate::fd_budget::{self, Use};
 
-/// Accepts one connection when the socket is ready. Readiness, not an `io_uring` accept: a
-/// pending accept would take a connection even after a soft stop, from a queue the listening
-/// socket shares with a new process (binary upgrade); dropping this future takes nothing.
-async fn accept_ready(l: &AsyncFd<TcpListener>) -> io::Result<(std::net::TcpStream, SocketAddr)> {
-    loop {
-        let mut ready = l.readable().await?;
-        if let Ok(r) = ready.try_io(|l| l.get_ref().accept()) {
-            return r;
-        }
-    }
-}
-
 /// Accepts on one address while the thread serves it, each connection in its own task.
-pub(super) async fn accept_loop(
-    addr: SocketAddr,
-    listener: AsyncFd<TcpListener>,
-    ctx: Rc<ThreadCtx>,
-) {
+/// `listener` is non-blocking, on the thread's reactor.
+pub(super) async fn accept_loop(addr: SocketAddr, listener: AsyncFd<OwnedFd>, ctx: Rc<ThreadCtx>) {
     let _live = crate::upgrade::AcceptLoop::enter();
     let budget = fd_budget::process();
     while let Some((gen, frontend)) = ctx.serving(addr) {
@@ -39,8 +24,8 @@ pub(super) async fn accept_loop(
         // Never accept what can't be served: the connection's fds are set aside first; while
         // there are none, clients wait in the backlog.
         let name = &gen.config.frontends[frontend].name;
-        let mut fds = budget
-            .take(fd_budget::ACCEPT_FDS, Use::Connection, || {
+        let fds = budget
+            .take(fd_budget::CONNECTION_FDS, Use::Connection, || {
                 budget.warn(|| {
                     format!(
                         "frontend '{name}': {}; not accepting on {addr} until connections \
@@ -54,7 +39,7 @@ pub(super) async fn accept_loop(
             biased;
             // Soft stop: queued clients stay in the backlog (for the new process).
             () = crate::upgrade::soft_stopped() => return,
-            r = accept_ready(&listener) => r,
+            r = accept(&listener) => r,
         };
         // A reload may have happened while we waited: serve what the address serves now.
         let Some((gen, frontend)) = ctx.serving(addr) else {
@@ -62,7 +47,7 @@ pub(super) async fn accept_loop(
             drop(accepted);
             return;
         };
-        let (stream, peer) = match accepted {
+        let (client, peer) = match accepted {
             Ok(x) => x,
             // The listening socket was shut down (process stop): nothing more to accept.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
@@ -81,13 +66,10 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        fds.shrink_to(fd_budget::CONNECTION_FDS);
-        // accept4 with SOCK_CLOEXEC.
-        let client = OwnedFd::from(stream);
         let permit = ConnPermit::count(&gen, frontend);
         let ctx = ctx.clone();
         tokio_uring::spawn(async move {
-            handle(&gen, frontend, client, peer, &ctx, permit).await;
+            handle(&gen, frontend, client, (peer, addr), &ctx, permit).await;
             // The client's and the server's sockets are closed by now.
             drop(fds);
         });
@@ -96,3 +78,83 @@ pub(super) async fn accept_loop(
 
 /// How long an accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
 pub(super) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// One connection from the listening socket: `accept4` hands it over non-blocking and
+/// close-on-exec, with the client's address (no `fcntl`, no `getpeername` afterwards).
+/// Readiness, not an `io_uring` accept: a pending accept would take a connection even after a
+/// soft stop, from a queue the listening socket shares with a new process (binary upgrade);
+/// dropping this future takes nothing.
+/// Sockets accepted inherit the listener's `TCP_NODELAY` (set in `thread::serve_listener`).
+async fn accept(listener: &AsyncFd<OwnedFd>) -> io::Result<(OwnedFd, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        match ready.try_io(|l| accept4(l.get_ref())) {
+            // A connection that failed in the queue (man accept(2): Linux passes its pending
+            // network error to accept): the next one may be fine, no pause.
+            Ok(Err(e)) if is_transient(&e) => {}
+            Ok(r) => return r,
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// An `accept` error that concerns the one connection, not the listener or the process.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EINTR
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}
+
+fn accept4(listener: &OwnedFd) -> io::Result<(OwnedFd, SocketAddr)> {
+    // SAFETY: accept4 writes at most `len` bytes of address into the storage try_init gives it,
+    // and sets `len` to what it wrote; a returned fd >= 0 is new and owned by nobody else.
+    let (fd, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let fd = libc::accept4(
+                listener.as_raw_fd(),
+                storage.cast(),
+                len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            );
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(OwnedFd::from_raw_fd(fd))
+            }
+        })?
+    };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))?;
+    Ok((fd, peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_connection_accept_errors_are_transient_and_fd_exhaustion_is_not() {
+        let e = |n| io::Error::from_raw_os_error(n);
+        assert!(is_transient(&e(libc::ECONNABORTED)));
+        assert!(is_transient(&e(libc::EPROTO)));
+        assert!(!is_transient(&e(libc::EMFILE)));
+        assert!(!is_transient(&e(libc::ENFILE)));
+        assert!(
+            !is_transient(&e(libc::EINVAL)),
+            "a shut listener ends the loop"
+        );
+    }
+}

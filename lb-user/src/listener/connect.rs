@@ -3,27 +3,18 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
 
-use crate::config::{Backend, Keepalive};
+use crate::config::{Backend, Frontend, Keepalive};
 use crate::dataplane::sockopt;
 use crate::generation::Generation;
 use crate::table::{BackendTable, ServerSlot};
-
-/// Makes an accepted socket non-blocking. An accepted socket has no other file status flag
-/// set (`O_APPEND`, `O_ASYNC`, ...), so one `F_SETFL` is exact: no `F_GETFL` first.
-pub(super) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: fcntl on an open fd we own.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 /// Socket options of either side: `TCP_NODELAY`, keepalive when configured.
 pub(super) fn tune(fd: &OwnedFd, ka: &Keepalive) -> io::Result<()> {
@@ -31,8 +22,22 @@ pub(super) fn tune(fd: &OwnedFd, ka: &Keepalive) -> io::Result<()> {
     sockopt::set_keepalive(fd.as_fd(), ka)
 }
 
-/// The local address of an accepted socket.
-pub(super) fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
+/// The local address of a client accepted on `bound`: that address itself when it names one
+/// (a specific address and port, not `transparent`), else the socket's (`getsockname`).
+pub(super) fn client_local(
+    fe: &Frontend,
+    bound: SocketAddr,
+    fd: &OwnedFd,
+) -> io::Result<SocketAddr> {
+    let exact = !bound.ip().is_unspecified()
+        && bound.port() != 0
+        && fe
+            .binds
+            .iter()
+            .any(|b| b.addr == bound && !b.opts.transparent);
+    if exact {
+        return Ok(bound);
+    }
     socket2::SockRef::from(fd)
         .local_addr()?
         .as_socket()
@@ -48,12 +53,13 @@ pub(super) enum ConnectError {
     Io(#[from] io::Error),
 }
 
-/// One non-blocking connect to `addr`, bounded by `timeout connect`.
+/// One non-blocking connect to `addr`, bounded by `timeout connect`. The socket comes back on
+/// the thread's reactor, registered once for the connect, the first bytes and the data plane.
 pub(super) async fn connect(
     addr: SocketAddr,
     ka: &Keepalive,
     timeout: Option<Duration>,
-) -> Result<OwnedFd, ConnectError> {
+) -> Result<AsyncFd<OwnedFd>, ConnectError> {
     // Non-blocking and close-on-exec from creation: no fcntl afterwards.
     let sock = Socket::new(
         Domain::for_address(addr),
@@ -63,33 +69,27 @@ pub(super) async fn connect(
     let fd: OwnedFd = sock.into();
     tune(&fd, ka)?;
     let sock = Socket::from(fd);
-    match sock.connect(&addr.into()) {
-        Ok(()) => return Ok(sock.into()),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+    let in_progress = match sock.connect(&addr.into()) {
+        Ok(()) => false,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
         Err(e) => return Err(e.into()),
-    }
+    };
     let afd = crate::dataplane::async_fd(sock.into())?;
+    if !in_progress {
+        return Ok(afd);
+    }
+    // The kernel reports a connecting socket writable only once it left SYN_SENT (tcp_poll):
+    // writable without a pending error is connected, no `getpeername` needed. The readiness
+    // is kept (not cleared): the first write to the server uses it.
     let wait = async {
-        loop {
-            let mut guard = afd.writable().await?;
-            guard.clear_ready();
-            if let Some(e) = sockopt::take_error(afd.get_ref().as_fd()) {
-                return Err(e);
-            }
-            // Writable with no error: connected (check, as spurious wakeups exist).
-            // SAFETY: getpeername writes at most `len` bytes into the storage.
-            let connected = unsafe {
-                let mut ss: libc::sockaddr_storage = std::mem::zeroed();
-                let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                libc::getpeername(
-                    afd.get_ref().as_raw_fd(),
-                    std::ptr::from_mut(&mut ss).cast(),
-                    &raw mut len,
-                ) == 0
-            };
-            if connected {
-                return Ok::<(), io::Error>(());
-            }
+        let ready = afd.writable().await?;
+        match sockopt::take_error(afd.get_ref().as_fd()) {
+            Some(e) => Err(e),
+            None if ready.ready().is_write_closed() => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed while connecting",
+            )),
+            None => Ok(()),
         }
     };
     match timeout {
@@ -99,7 +99,7 @@ pub(super) async fn connect(
         },
         None => wait.await?,
     }
-    Ok(afd.into_inner())
+    Ok(afd)
 }
 
 /// What the connect phase did, for the tcplog line (`%rc`, `%ts`).
@@ -126,7 +126,7 @@ pub(super) async fn connect_with_retries(
     dst_port: u16,
     mut slot: ServerSlot,
     tries: &mut ConnectTries,
-) -> Result<(ServerSlot, OwnedFd), String> {
+) -> Result<(ServerSlot, AsyncFd<OwnedFd>), String> {
     let mut last_error;
     let mut attempt = 0u32;
     loop {

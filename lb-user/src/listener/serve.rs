@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 
-use super::connect::{connect_with_retries, local_addr, set_nonblocking, tune};
+use super::connect::{client_local, connect_with_retries};
 use super::ctx::{LocalFlow, Registered, ThreadCtx};
 use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
 use super::permit::ConnPermit;
@@ -18,7 +18,7 @@ use super::served::{bind_label, local_bind, ms_since, session_line, LogAs, Serve
 
 use crate::config::{Backend, Frontend};
 use crate::conn_io;
-use crate::dataplane::{FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
+use crate::dataplane::{sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
 use crate::flows::{FlowInfo, KillReason};
 use crate::generation::Generation;
 use crate::logging::{
@@ -34,7 +34,7 @@ pub(super) async fn handle(
     gen: &Arc<Generation>,
     frontend: usize,
     client: OwnedFd,
-    peer: SocketAddr,
+    (peer, bound): (SocketAddr, SocketAddr),
     ctx: &ThreadCtx,
     permit: ConnPermit,
 ) {
@@ -50,7 +50,7 @@ pub(super) async fn handle(
             );
         }
     };
-    let Some(served) = serve(gen, frontend, client, peer, ctx, &connect_line).await else {
+    let Some(served) = serve(gen, frontend, client, (peer, bound), ctx, &connect_line).await else {
         return;
     };
     let Some(log) = log else {
@@ -96,14 +96,15 @@ pub(super) async fn serve(
     gen: &Arc<Generation>,
     frontend: usize,
     client: OwnedFd,
-    peer: SocketAddr,
+    (peer, bound): (SocketAddr, SocketAddr),
     ctx: &ThreadCtx,
     connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
 ) -> Option<Served> {
     let fe: &Frontend = &gen.config.frontends[frontend];
-    let setup = set_nonblocking(&client)
-        .and_then(|()| tune(&client, &fe.keepalive))
-        .and_then(|()| local_addr(&client));
+    // Non-blocking from `accept4`, `TCP_NODELAY` from the listener: only keepalive, when
+    // configured, is set here.
+    let setup = sockopt::set_keepalive(client.as_fd(), &fe.keepalive)
+        .and_then(|()| client_local(fe, bound, &client));
     let local = match setup {
         Ok(l) => l,
         Err(e) => {
@@ -273,12 +274,11 @@ async fn to_server(
     served.server_addr = Some(server_addr);
     let log = gen.logs.frontend(frontend);
     if log.is_some_and(|l| l.format.as_ref().is_some_and(|f| f.needs_backend_src())) {
-        served.backend_src = local_addr(&server).ok();
+        served.backend_src = socket2::SockRef::from(server.get_ref())
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket());
     }
-    let Ok(server) = crate::dataplane::async_fd(server) else {
-        served.ending = Ending::Flow(FlowEnd::LocalError, Killer::Admin);
-        return None;
-    };
     Some((slot, server))
 }
 
@@ -340,8 +340,7 @@ async fn pass_on(
             }
         }
     }
-    let pair = (client.into_inner(), server.into_inner());
-    let report = forward(gen, frontend, ctx, &slot, src, pair, read).await;
+    let report = forward(gen, frontend, ctx, &slot, src, (client, server), read).await;
     let (report_in, report_out) = (report.0.bytes_in + pre_in, report.0.bytes_out + pre_out);
     sess.flow_bytes(report_in, report_out);
     let c = slot.counters();
@@ -376,7 +375,7 @@ pub(super) async fn forward(
     ctx: &ThreadCtx,
     slot: &ServerSlot,
     client_addr: SocketAddr,
-    (client, server): (OwnedFd, OwnedFd),
+    (client, server): (AsyncFd<OwnedFd>, AsyncFd<OwnedFd>),
     pre: (u64, u64),
 ) -> (FlowReport, Killer) {
     let fe: &Frontend = &gen.config.frontends[frontend];

@@ -3,17 +3,17 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
-
-use tokio::io::unix::AsyncFd;
 
 use super::accept::accept_loop;
 use super::bind::ThreadInbox;
 use super::ctx::ThreadCtx;
 
 use crate::dataplane::sockmap::{MapIds, ThreadMaps};
-use crate::dataplane::Dataplane;
+use crate::dataplane::{sockopt, Dataplane};
 
 /// Which data plane the threads run.
 #[derive(Clone, Copy, Debug)]
@@ -58,15 +58,7 @@ pub fn run_thread(
                 plan = plans.recv() => {
                     let Some((plan, ack)) = plan else { break };
                     for (addr, listener) in ctx.apply(*plan) {
-                        let listener = listener.set_nonblocking(true).and_then(|()| {
-                            // SAFETY: the AsyncFd owns the listener: the fd stays open and
-                            // refers to the same socket until the AsyncFd is dropped.
-                            unsafe { AsyncFd::register(listener) }.map_err(io::Error::from)
-                        });
-                        match listener {
-                            Ok(l) => drop(tokio_uring::spawn(accept_loop(addr, l, ctx.clone()))),
-                            Err(e) => log::error!("thread {thread}: cannot accept on {addr}: {e}"),
-                        }
+                        serve_listener(addr, listener, &ctx);
                     }
                     let _ = ack.send(());
                 }
@@ -78,4 +70,21 @@ pub fn run_thread(
         }
         Ok(())
     })
+}
+
+/// Starts the accept loop of a newly bound address on this thread. The socket is set
+/// non-blocking (for `accept4` on the reactor) and `TCP_NODELAY`, which every socket accepted
+/// from it inherits: one `setsockopt` per listener instead of one per connection. Set here,
+/// not at bind time, so that a socket handed over by another process gets it too.
+fn serve_listener(addr: SocketAddr, listener: TcpListener, ctx: &Rc<ThreadCtx>) {
+    let ready = listener
+        .set_nonblocking(true)
+        .and_then(|()| sockopt::set_nodelay(listener.as_fd()))
+        .and_then(|()| crate::dataplane::async_fd(OwnedFd::from(listener)));
+    match ready {
+        Ok(listener) => {
+            tokio_uring::spawn(accept_loop(addr, listener, ctx.clone()));
+        }
+        Err(e) => log::error!("cannot accept on {addr}: {e}"),
+    }
 }

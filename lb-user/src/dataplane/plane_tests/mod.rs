@@ -16,6 +16,7 @@ use super::sockmap::{self, InsertStep, ThreadMaps};
 use super::{FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
 
 mod backpressure;
+mod copy_first;
 mod retransmit;
 
 /// A `#[test]` per plane (modules `sockmap_plane`, `splice_plane`) for each scenario
@@ -441,8 +442,41 @@ fn killed_flow_closes_both_sides(plane: Plane) {
     p.backend.read_exact(&mut buf).unwrap();
     let started = Instant::now();
     assert_eq!(read_all(&mut p.client), b"", "client sees the close");
-    assert_eq!(read_all(&mut p.backend), b"", "backend sees the close");
+    // lb closed first, the server had not: a reset (HAProxy's close of a killed stream's
+    // server side), so lb's port keeps no TIME_WAIT.
+    let mut rest = Vec::new();
+    let backend = p.backend.read_to_end(&mut rest);
+    assert_eq!(
+        backend.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "backend sees a reset"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(flow.join().unwrap().end, FlowEnd::Killed);
+}
+
+/// The server closed first (its FIN passed on), then the flow is killed: a normal close of the
+/// server side, no reset.
+fn killed_after_the_server_closed_closes_normally(plane: Plane) {
+    let mut p = pair();
+    let flow = run_flow_killed_after(
+        plane,
+        p.client_fd,
+        p.server_fd,
+        FlowTimeouts::default(),
+        None,
+        Some(Duration::from_millis(500)),
+    );
+    p.backend.write_all(b"bye").unwrap();
+    p.backend.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut buf = [0u8; 3];
+    p.client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"bye");
+    assert_eq!(
+        read_all(&mut p.backend),
+        b"",
+        "backend sees a FIN, not a reset"
+    );
     assert_eq!(flow.join().unwrap().end, FlowEnd::Killed);
 }
 
@@ -452,6 +486,7 @@ on_both_planes!(
     lone_request_before_insert,
     idle_timeout,
     killed_flow_closes_both_sides,
+    killed_after_the_server_closed_closes_normally,
 );
 
 /// Streams `total` bytes of `pattern(total, seed)` into `w` in `chunk`-byte writes, sleeping

@@ -833,7 +833,7 @@ pub(super) async fn in_kernel(
         end,
         spliced_in_kernel: ins.up_kernel || ins.down_kernel,
     };
-    super::pass_reset_on(end, cfd, sfd);
+    super::close_flow(end, server_done.get(), cfd, sfd);
     // Closing the sockets removes them from the epoll set and from both sockmaps.
     creg.closing();
     sreg.closing();

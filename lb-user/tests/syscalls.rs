@@ -1,0 +1,146 @@
+//! Syscalls lb makes per short proxied connection (connect, 64 B, its 64 B answer, close, one
+//! after the other, `nbthread 1`), counted by `strace -c -f` attached to the real binary: a
+//! count, not a time, so it does not wobble with the machine's load. `clock_gettime` (vDSO,
+//! when strace sees it at all) is not counted.
+
+#[macro_use]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::servers::Backend;
+use common::{free_port, Lb, DEFAULTS};
+
+/// Connections counted (after [`WARM_UP`] uncounted ones fill the pools).
+const CONNECTIONS: usize = 300;
+const WARM_UP: usize = 50;
+
+/// Upper bounds, measured on this machine with margin (issue 10): splice 27.1, sockmap (the
+/// short flow stays on the copy path, then closes before its hand-over) 33.1, sockmap at once
+/// 57.7–58.8 (18 of them `bpf`, 11 `getsockopt`: the maps' setup per flow). The code before:
+/// splice 41.0–42.4, sockmap 41.1–44.2, sockmap at once 65.0. HAProxy 2.6: 23.8.
+const MAX_SPLICE: f64 = 31.0;
+const MAX_SOCKMAP: f64 = 38.0;
+const MAX_SOCKMAP_AT_ONCE: f64 = 62.0;
+
+on_both_planes!(syscalls_per_short_connection_are_bounded);
+
+fn syscalls_per_short_connection_are_bounded(dataplane: &str) {
+    let echo = Backend::echo("echo");
+    let port = free_port();
+    let cfg = format!(
+        "global\n    nbthread 1\n\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{port}\n    \
+         default_backend be\n\nbackend be\n    server s1 {}\n",
+        echo.addr
+    );
+    let lb = Lb::start(&cfg, dataplane);
+    for _ in 0..WARM_UP {
+        exchange(port);
+    }
+    assert!(echo.wait_current(0, Duration::from_secs(10)));
+    let per_conn = count_while(lb.pid(), || {
+        for _ in 0..CONNECTIONS {
+            exchange(port);
+        }
+        // lb closes its server socket once the echo server has: wait for that, so every
+        // connection's syscalls are in.
+        assert!(echo.wait_current(0, Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    let calls: u64 = per_conn.iter().map(|(_, n)| n).sum();
+    let per = calls as f64 / CONNECTIONS as f64;
+    let detail: Vec<String> = per_conn
+        .iter()
+        .map(|(name, n)| format!("{name} {:.2}", *n as f64 / CONNECTIONS as f64))
+        .collect();
+    eprintln!(
+        "{dataplane}: {per:.1} syscalls per short connection: {}",
+        detail.join(", ")
+    );
+    let max = match dataplane {
+        "splice" => MAX_SPLICE,
+        "sockmap" => MAX_SOCKMAP,
+        _ => MAX_SOCKMAP_AT_ONCE,
+    };
+    assert!(
+        per <= max,
+        "{dataplane}: {per:.1} syscalls per short connection, more than {max}: {detail:?}"
+    );
+}
+
+/// connect, 64 B, read the 64 B answer, close.
+fn exchange(port: u16) {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(&[b'x'; 64]).unwrap();
+    let mut answer = [0u8; 64];
+    c.read_exact(&mut answer).unwrap();
+    assert_eq!(answer, [b'x'; 64]);
+}
+
+/// Runs `work` with `strace -c -f` attached to `pid`; returns the calls per syscall name.
+fn count_while(pid: u32, work: impl FnOnce()) -> Vec<(String, u64)> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let out = std::env::temp_dir().join(format!(
+        "lb-syscalls-{}-{}.txt",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut strace = Command::new("strace")
+        .args(["-c", "-f", "-o"])
+        .arg(&out)
+        .args(["-p", &pid.to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace (Debian package strace; `cargo xtask setup` installs it)");
+    // strace says on stderr when it is attached to every thread.
+    let mut stderr = BufReader::new(strace.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut line = String::new();
+    while !line.contains("attached") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0 && Instant::now() < deadline,
+            "strace did not attach to lb: {line}"
+        );
+    }
+    work();
+    // SAFETY: kill on the pid of our own child.
+    unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
+    strace.wait().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    parse(&text)
+}
+
+/// `strace -c` rows: `% time  seconds  usecs/call  calls  [errors]  syscall`.
+fn parse(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let name = *words.last()?;
+            let calls = words.get(3)?.parse::<u64>().ok()?;
+            (words.len() >= 5 && name != "total" && name != "clock_gettime")
+                .then(|| (name.to_string(), calls))
+        })
+        .collect()
+}
+
+#[test]
+fn parse_reads_calls_and_skips_total_and_clock_gettime() {
+    let text = "% time     seconds  usecs/call     calls    errors syscall\n\
+                ------ ----------- ----------- --------- --------- ----------------\n\
+                 40.00    0.000400           1       400       200 accept4\n\
+                 30.00    0.000300           1       300           read\n\
+                 10.00    0.000100           1       100           clock_gettime\n\
+                ------ ----------- ----------- --------- --------- ----------------\n\
+                100.00    0.001000           1       800       200 total\n";
+    assert_eq!(
+        parse(text),
+        vec![("accept4".to_string(), 400), ("read".to_string(), 300)]
+    );
+}
