@@ -642,9 +642,12 @@ fn short_flow_stays_on_splice() {
 /// say why here. Sockmap 2,200 -> 2,240: a pair the rules inspected carries what lb read from
 /// each socket across its splice phase (the FIN accounting needs it, and its pumps start
 /// undrained so a partly read skb is never handed over): 2,224 bytes measured in the suite.
+/// Splice 1,600 -> 1,680: copy first (each direction starts on a pooled buffer and its copy
+/// loop's state lives in the flow until the direction moves to splice): 1,648 bytes measured
+/// in `cargo test --workspace` (feature unification makes it 8 bytes larger than `-p lb-user`).
 #[test]
 fn flow_futures_stay_small() {
-    const SPLICE_MAX: usize = 1600;
+    const SPLICE_MAX: usize = 1680;
     const SOCKMAP_MAX: usize = 2240;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
