@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::data::{read_all, DataStream};
 
-use common::scenarios::{self, send_and_close, Held};
+use common::scenarios::{self, send_and_close, send_and_close_from, Held};
 use common::servers::{wait_until, Backend};
 use common::stats::{self, Setup, SockDir};
 use common::{free_port, lb_check, local, Lb};
@@ -84,6 +84,18 @@ fn rate_limit_rejects_past_ten_per_period_and_recovers(dataplane: &str) {
         10,
         "rejected connections reached the server"
     );
+    // Another source has its own entry: untouched by the first one's rate.
+    send_and_close_from(
+        "127.0.0.2".parse().unwrap(),
+        s.fe,
+        150,
+        Duration::from_secs(10),
+    )
+    .expect("another source is not limited");
+    assert_eq!(
+        entry_value(&s, "fe", "127.0.0.2", "conn_cnt").as_deref(),
+        Some("1")
+    );
     assert_eq!(
         entry_value(&s, "fe", "127.0.0.1", "conn_cnt").as_deref(),
         Some("12")
@@ -99,7 +111,7 @@ fn rate_limit_rejects_past_ten_per_period_and_recovers(dataplane: &str) {
         s.admin("show table fe")
     );
     send_and_close(s.fe, 200, Duration::from_secs(10)).expect("accepted again after the period");
-    assert_eq!(sink.accepted(), 11);
+    assert_eq!(sink.accepted(), 12);
 }
 
 fn conn_cur_limit_follows_held_connections(dataplane: &str) {

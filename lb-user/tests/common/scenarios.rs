@@ -167,9 +167,17 @@ pub fn ping_pong(addr: SocketAddr, n: usize, size: usize, timeout: Duration) -> 
 /// `Backend::sink(_, 1024)`: the answer must be the summary of the request plus 1 KiB of
 /// [`REPLY_SEED`], then EOF.
 pub fn send_and_close(addr: SocketAddr, seed: u64, timeout: Duration) -> Outcome {
+    send_and_close_on(connect(addr)?, seed, timeout)
+}
+
+/// [`send_and_close`] from a chosen local address (another client host on loopback).
+pub fn send_and_close_from(src: IpAddr, addr: SocketAddr, seed: u64, timeout: Duration) -> Outcome {
+    send_and_close_on(connect_from(src, addr)?, seed, timeout)
+}
+
+fn send_and_close_on(mut s: TcpStream, seed: u64, timeout: Duration) -> Outcome {
     let deadline = Instant::now() + timeout;
     let req = DataStream::new(seed).take_vec(1024);
-    let mut s = connect(addr)?;
     s.write_all(&req).map_err(e2s("write request"))?;
     s.shutdown(Shutdown::Write).map_err(e2s("shutdown write"))?;
     let reply = read_all(&mut s, 40 + 1024, deadline).map_err(e2s("read answer"))?;
