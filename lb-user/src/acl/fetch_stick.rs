@@ -63,8 +63,52 @@ macro_rules! counters {
     };
 }
 
-/// Every stick-table fetch. The counter names are [`crate::stick::COUNTERS`].
-pub static STICK_FETCHES: &[FetchDef] = counters!(
+/// Calls `$m!($($pre)*; NAME, ...)` with every counter name: the one list behind both
+/// [`COUNTERS`] and the fetches of [`STICK_FETCHES`] (the fetch names need literals).
+macro_rules! with_counters {
+    ($m:ident $(, $pre:tt)*) => {
+        $m!($($pre)*;
+            "conn_cnt",
+            "conn_cur",
+            "conn_rate",
+            "sess_cnt",
+            "sess_rate",
+            "bytes_in_rate",
+            "bytes_out_rate",
+            "kbytes_in",
+            "kbytes_out",
+            "get_gpc0",
+            "get_gpc1",
+            "get_gpt0",
+            "gpc0_rate",
+            "gpc1_rate",
+            "inc_gpc0",
+            "inc_gpc1",
+            "clr_gpc0",
+            "clr_gpc1",
+            "http_req_cnt",
+            "http_req_rate",
+            "http_err_cnt",
+            "http_err_rate",
+            "http_fail_cnt",
+            "http_fail_rate",
+        )
+    };
+}
+
+macro_rules! names {
+    (; $($what:literal),* $(,)?) => {
+        &[$($what),*]
+    };
+}
+
+/// The counter suffixes of the stick-table fetches (`sc0_`, `sc1_`, `sc2_`, `sc_`, `src_` +
+/// suffix), which [`crate::stick::counter`] answers.
+pub const COUNTERS: &[&str] = with_counters!(names);
+
+/// Every stick-table fetch.
+pub static STICK_FETCHES: &[FetchDef] = with_counters!(
+    counters,
     [
         def("sc0_tracked", OPT_TABLE, T::Bool, P::ALL, |c, a| {
             slot(c, 0, a.first(), "tracked")
@@ -99,31 +143,7 @@ pub static STICK_FETCHES: &[FetchDef] = counters!(
         def("table_avl", OPT_TABLE, T::Int, P::ALL, |c, a| {
             answer(c, StickRef::Table, a.first(), "avl")
         }),
-    ];
-    "conn_cnt",
-    "conn_cur",
-    "conn_rate",
-    "sess_cnt",
-    "sess_rate",
-    "bytes_in_rate",
-    "bytes_out_rate",
-    "kbytes_in",
-    "kbytes_out",
-    "get_gpc0",
-    "get_gpc1",
-    "get_gpt0",
-    "gpc0_rate",
-    "gpc1_rate",
-    "inc_gpc0",
-    "inc_gpc1",
-    "clr_gpc0",
-    "clr_gpc1",
-    "http_req_cnt",
-    "http_req_rate",
-    "http_err_cnt",
-    "http_err_rate",
-    "http_fail_cnt",
-    "http_fail_rate",
+    ]
 );
 
 #[cfg(test)]
@@ -133,7 +153,7 @@ mod tests {
     /// One home for the counter names: the fetches answer exactly what the stick module knows.
     #[test]
     fn every_counter_has_its_five_fetches() {
-        for what in crate::stick::COUNTERS {
+        for what in COUNTERS {
             for p in ["sc0_", "sc1_", "sc2_", "sc_", "src_"] {
                 let name = format!("{p}{what}");
                 assert!(
@@ -142,6 +162,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(STICK_FETCHES.len(), 11 + 5 * crate::stick::COUNTERS.len());
+        assert_eq!(STICK_FETCHES.len(), 11 + 5 * COUNTERS.len());
     }
 }

@@ -22,7 +22,7 @@ pub mod cond;
 pub mod conv;
 pub mod expr;
 pub mod fetch;
-mod fetch_stick;
+pub mod fetch_stick;
 pub mod pattern;
 pub mod value;
 pub mod vars;

@@ -171,33 +171,8 @@ pub fn counter(table: &Table, e: Option<&Entry>, what: &str, now: u64) -> Option
     }
 }
 
-/// The fetch suffixes [`counter`] answers (`sc0_`, `sc1_`, `sc2_`, `sc_`, `src_` + suffix).
-pub const COUNTERS: &[&str] = &[
-    "conn_cnt",
-    "conn_cur",
-    "conn_rate",
-    "sess_cnt",
-    "sess_rate",
-    "bytes_in_rate",
-    "bytes_out_rate",
-    "kbytes_in",
-    "kbytes_out",
-    "get_gpc0",
-    "get_gpc1",
-    "get_gpt0",
-    "gpc0_rate",
-    "gpc1_rate",
-    "inc_gpc0",
-    "inc_gpc1",
-    "clr_gpc0",
-    "clr_gpc1",
-    "http_req_cnt",
-    "http_req_rate",
-    "http_err_cnt",
-    "http_err_rate",
-    "http_fail_cnt",
-    "http_fail_rate",
-];
+/// The fetch suffixes [`counter`] answers: one list, with the fetches.
+pub use crate::acl::fetch_stick::COUNTERS;
 
 /// Whether `what` changes the entry (a `src_*` fetch then creates it, as HAProxy's
 /// `stktable_get_entry`).
