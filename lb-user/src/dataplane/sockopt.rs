@@ -174,6 +174,19 @@ pub fn outq(fd: BorrowedFd<'_>) -> io::Result<u64> {
     }
 }
 
+/// Bytes received and not yet read (`SIOCINQ`): with 0, no skb in the receive queue is partly
+/// read.
+pub fn inq(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCINQ (= FIONREAD) writes one c_int to the pointer.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) };
+    if rc == 0 {
+        Ok(u64::try_from(n).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Payload bytes the socket's send queue takes now without waiting for its peer to read: half
 /// of `SO_SNDBUF` (the kernel's limit on the queue's memory, skb overhead included, which is
 /// at most about as much again as the payload) less what is queued and not yet acknowledged

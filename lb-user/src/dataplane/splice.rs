@@ -334,16 +334,21 @@ pub(super) async fn pump(
                 Err(_) => DirEnd::DstReset,
             };
         }
-        // Parked: the pipe is empty. Waiting at `readable` means the last read found the
-        // queue empty (tokio clears readiness only then), so a pump the driver sees suspended
-        // here or at `held` is drained. Separate awaits, not one future wrapping the other: the
-        // flow's future keeps room for the larger of the two only.
-        stop.park();
-        if drained {
+        // Parked: the pipe is empty and the last read found the source's queue empty. Only
+        // then: a pump waiting for readiness is not drained by that alone, because a socket
+        // registered afresh (the data plane's start, after the rules read the first bytes)
+        // is not known readable until the reactor's next turn, whatever its queue holds.
+        // Separate awaits, not one future wrapping the other: the flow's future keeps room
+        // for the larger of the two only.
+        let ready = if drained {
+            stop.park();
             stop.held().await;
-        }
-        let ready = src.readable().await;
-        stop.leave();
+            let ready = src.readable().await;
+            stop.leave();
+            ready
+        } else {
+            src.readable().await
+        };
         let Ok(mut guard) = ready else {
             return DirEnd::SrcReset;
         };
@@ -444,6 +449,13 @@ pub(super) async fn forward_until(
     run(client, server, t, kill, hand_over_at, partly_read).await
 }
 
+/// Whether a pump may start as drained (see [`pump`]): a source nobody read from holds no
+/// partly read skb; one lb read from before (`partly_read`) holds none when nothing is left
+/// unread in it.
+pub(super) fn drained_at_start(partly_read: bool, src: &AsyncFd<OwnedFd>) -> bool {
+    !partly_read || sockopt::inq(src.get_ref().as_fd()).is_ok_and(|n| n == 0)
+}
+
 /// [`forward_until`] for sockets already on the thread's reactor (no second registration).
 /// Called directly, not through a wrapper `async fn`: each level would keep its own copy of
 /// the arguments in every flow's future.
@@ -461,6 +473,10 @@ pub(super) async fn run(
     let client_done = Cell::new(false);
     let server_done = Cell::new(false);
     let stop = Stop::default();
+    let drained = (
+        drained_at_start(partly_read.0, &client),
+        drained_at_start(partly_read.1, &server),
+    );
     let flow = Flow {
         t: &t,
         since: last.get(),
@@ -480,7 +496,7 @@ pub(super) async fn run(
             &last,
             &client_done,
             &stop,
-            !partly_read.0
+            drained.0
         ));
         let down = pin!(pump(
             &server,
@@ -489,7 +505,7 @@ pub(super) async fn run(
             &last,
             &server_done,
             &stop,
-            !partly_read.1
+            drained.1
         ));
         let hand_over = hand_over_at.map(|at| HandOverAt { at, stop: &stop });
         drive_or_hand_over(up, down, &flow, hand_over).await

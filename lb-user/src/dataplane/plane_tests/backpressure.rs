@@ -21,11 +21,7 @@ const PUSH: usize = 256 << 20;
 
 /// `SIOCINQ`: bytes in a socket's receive queue not read yet.
 pub(super) fn inq(fd: BorrowedFd<'_>) -> u64 {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD (= SIOCINQ) writes one c_int.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) };
-    assert_eq!(rc, 0, "SIOCINQ: {}", std::io::Error::last_os_error());
-    u64::try_from(n).unwrap_or(0)
+    sockopt::inq(fd).unwrap_or_else(|e| panic!("SIOCINQ: {e}"))
 }
 
 /// `SO_RCVBUF` or `SO_SNDBUF`: the kernel's limit on that socket buffer (bytes of memory,

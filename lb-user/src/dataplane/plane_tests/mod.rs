@@ -17,6 +17,7 @@ use super::{FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
 
 mod backpressure;
 mod copy_first;
+mod pre_read;
 mod retransmit;
 
 /// A `#[test]` per plane (modules `sockmap_plane`, `splice_plane`) for each scenario
