@@ -352,6 +352,43 @@ impl Session {
         }
     }
 
+    /// Runs `f` with the rules engine's view of this session at `at`: the inputs, the
+    /// variables and the hooks. The one place they are put together.
+    fn with_rules<R>(
+        &mut self,
+        at: At<'_>,
+        f: impl FnOnce(&Inputs<'_>, &mut Vars, &mut SessHooks<'_>) -> R,
+    ) -> R {
+        let env = GenEnv {
+            gen: &self.gen,
+            sticky: &self.sticky,
+            frontend: self.frontend,
+            backend: self.backend,
+            captures: &[],
+        };
+        let inputs = Inputs {
+            place: at.place,
+            dir: at.dir,
+            final_: at.final_,
+            req: at.req,
+            res: at.res,
+            stream: at.place.intersects(Places::CONTENT),
+            src: self.src,
+            dst: self.dst,
+            env: &env,
+            bufsize: self.gen.config.global.bufsize,
+        };
+        let mut hooks = SessHooks {
+            expect_proxy: false,
+            captures: &mut self.captures,
+            sticky: &self.sticky,
+            gen: &self.gen,
+            current: current_proxy(&self.gen, self.frontend, self.backend),
+            stream: self.phase != Phase::Session && self.phase != Phase::Handshake,
+        };
+        f(&inputs, &mut self.vars, &mut hooks)
+    }
+
     /// Runs one rule list (after the defaults' one, if any) at a place that never waits.
     fn run_phase(
         &mut self,
@@ -361,47 +398,10 @@ impl Session {
         list: impl Fn(&ProxyRules) -> &Vec<Rule>,
     ) -> (Verdict, bool) {
         let rules = self.fe().rules.clone();
-        let mut hooks = SessHooks {
-            expect_proxy: false,
-            captures: &mut self.captures,
-            sticky: &self.sticky,
-            gen: &self.gen,
-            current: current_proxy(&self.gen, self.frontend, self.backend),
-            stream: self.phase != Phase::Session && self.phase != Phase::Handshake,
-        };
-        let env = GenEnv {
-            gen: &self.gen,
-            sticky: &self.sticky,
-            frontend: self.frontend,
-            backend: self.backend,
-            captures: &[],
-        };
-        let inputs = Inputs {
-            place,
-            dir: Dir::Request,
-            final_,
-            req: data,
-            res: &[],
-            stream: place.intersects(Places::CONTENT),
-            src: self.src,
-            dst: self.dst,
-            env: &env,
-            bufsize: self.gen.config.global.bufsize,
-        };
-        let mut v = Verdict::Continue;
-        if let Some(d) = &rules.defaults {
-            v = rules::run(list(d), &d.acls, &inputs, &mut self.vars, &mut hooks);
-        }
-        if v == Verdict::Continue {
-            v = rules::run(
-                list(&rules),
-                &rules.acls,
-                &inputs,
-                &mut self.vars,
-                &mut hooks,
-            );
-        }
-        (v, hooks.expect_proxy)
+        self.with_rules(At::request(place, final_, data), |inputs, vars, hooks| {
+            let v = run_lists(&rules, true, list, inputs, vars, hooks);
+            (v, hooks.expect_proxy)
+        })
     }
 
     /// A content phase over `rules` (and their defaults', first): HAProxy's
@@ -420,46 +420,10 @@ impl Session {
         let delay = rules.inspect_delay;
         let expired = self.rules_deadline.is_some_and(|d| now >= d);
         let final_ = eof || data.len() >= limit || delay.is_none() || expired;
-        let env = GenEnv {
-            gen: &self.gen,
-            sticky: &self.sticky,
-            frontend: self.frontend,
-            backend: self.backend,
-            captures: &[],
-        };
-        let inputs = Inputs {
-            place: Places::REQUEST,
-            dir: Dir::Request,
-            final_,
-            req: data,
-            res: &[],
-            stream: true,
-            src: self.src,
-            dst: self.dst,
-            env: &env,
-            bufsize: self.gen.config.global.bufsize,
-        };
-        let mut hooks = SessHooks {
-            expect_proxy: false,
-            captures: &mut self.captures,
-            sticky: &self.sticky,
-            gen: &self.gen,
-            current: current_proxy(&self.gen, self.frontend, self.backend),
-            stream: self.phase != Phase::Session && self.phase != Phase::Handshake,
-        };
-        let mut v = Verdict::Continue;
-        if let Some(d) = rules.defaults.as_ref().filter(|_| run_defaults) {
-            v = rules::run(&d.content, &d.acls, &inputs, &mut self.vars, &mut hooks);
-        }
-        if v == Verdict::Continue {
-            v = rules::run(
-                &rules.content,
-                &rules.acls,
-                &inputs,
-                &mut self.vars,
-                &mut hooks,
-            );
-        }
+        let at = At::request(Places::REQUEST, final_, data);
+        let v = self.with_rules(at, |inputs, vars, hooks| {
+            run_lists(rules, run_defaults, |r| &r.content, inputs, vars, hooks)
+        });
         if v == Verdict::Wait {
             // The delay counts from the first wait (HAProxy sets `rules_exp` there).
             if self.rules_deadline.is_none() {
@@ -495,53 +459,35 @@ impl Session {
     /// `use_backend` rules (final, as HAProxy evaluates them), then `default_backend`.
     fn switch(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<usize> {
         let data = &head[self.consumed.min(head.len())..];
-        let env = GenEnv {
-            gen: &self.gen,
-            sticky: &self.sticky,
-            frontend: self.frontend,
-            backend: None,
-            captures: &[],
-        };
-        let inputs = Inputs {
-            place: Places::REQUEST,
-            dir: Dir::Request,
-            final_: true,
-            req: data,
-            res: &[],
-            stream: true,
-            src: self.src,
-            dst: self.dst,
-            env: &env,
-            bufsize: self.gen.config.global.bufsize,
-        };
-        for sw in &rules.use_backend {
-            let ctx = inputs.ctx(&self.vars);
-            let applies = sw
-                .cond
-                .as_ref()
-                .is_none_or(|c| c.applies(&rules.acls, &ctx) == Some(true));
-            if !applies {
-                continue;
-            }
-            match &sw.target {
-                Target::Backend { index, .. } => return Some(*index),
-                Target::Dynamic(f) => {
-                    let name = f.render(&ctx);
-                    let found = self
-                        .gen
-                        .config
-                        .backends
-                        .iter()
-                        .position(|b| b.name.as_bytes() == name.as_slice());
-                    // HAProxy: a name that is no backend falls back to the default backend.
-                    match found {
-                        Some(b) => return Some(b),
-                        None => break,
+        let at = At::request(Places::REQUEST, true, data);
+        let chosen = self.with_rules(at, |inputs, vars, hooks| {
+            for sw in &rules.use_backend {
+                let ctx = inputs.ctx(vars);
+                let applies = sw
+                    .cond
+                    .as_ref()
+                    .is_none_or(|c| c.applies(&rules.acls, &ctx) == Some(true));
+                if !applies {
+                    continue;
+                }
+                match &sw.target {
+                    Target::Backend { index, .. } => return Some(*index),
+                    Target::Dynamic(f) => {
+                        let name = f.render(&ctx);
+                        // HAProxy: a name that is no backend falls back to the default
+                        // backend.
+                        return hooks
+                            .gen
+                            .config
+                            .backends
+                            .iter()
+                            .position(|b| b.name.as_bytes() == name.as_slice());
                     }
                 }
             }
-        }
-        self.fe().backend
+            None
+        });
+        chosen.or(self.fe().backend)
     }
 
     /// `use-server`: the first matching rule whose server is not DOWN (else the next rule,
@@ -552,44 +498,29 @@ impl Session {
             return None;
         }
         let data = &head[self.consumed.min(head.len())..];
-        let env = GenEnv {
-            gen: &self.gen,
-            sticky: &self.sticky,
-            frontend: self.frontend,
-            backend: Some(b),
-            captures: &[],
-        };
-        let inputs = Inputs {
-            place: Places::REQUEST,
-            dir: Dir::Request,
-            final_: true,
-            req: data,
-            res: &[],
-            stream: true,
-            src: self.src,
-            dst: self.dst,
-            env: &env,
-            bufsize: self.gen.config.global.bufsize,
-        };
-        let snap = self.gen.backends[b].snapshot();
-        for u in &rules.use_server {
-            let ctx = inputs.ctx(&self.vars);
-            if u.cond
-                .as_ref()
-                .is_some_and(|c| c.applies(&rules.acls, &ctx) != Some(true))
-            {
-                continue;
+        let at = At::request(Places::REQUEST, true, data);
+        self.with_rules(at, |inputs, vars, hooks| {
+            let snap = hooks.gen.backends[b].snapshot();
+            for u in &rules.use_server {
+                let ctx = inputs.ctx(vars);
+                if u.cond
+                    .as_ref()
+                    .is_some_and(|c| c.applies(&rules.acls, &ctx) != Some(true))
+                {
+                    continue;
+                }
+                let Some(e) = snap.servers.get(u.server) else {
+                    continue;
+                };
+                if e.state.up && !e.state.in_maint() {
+                    return Some(u.server);
+                }
             }
-            let Some(e) = snap.servers.get(u.server) else {
-                continue;
-            };
-            if e.state.up && !e.state.in_maint() {
-                return Some(u.server);
-            }
-        }
-        let ctx = inputs.ctx(&self.vars);
-        self.sticky
-            .match_server(&self.gen, b, &rules.stick, &rules.acls, &ctx)
+            let ctx = inputs.ctx(vars);
+            hooks
+                .sticky
+                .match_server(hooks.gen, b, &rules.stick, &rules.acls, &ctx)
+        })
     }
 
     /// Whether the chosen backend has `tcp-response content` rules.
@@ -616,54 +547,23 @@ impl Session {
         let limit = self.gen.config.global.inspect_limit();
         let expired = self.response_deadline.is_some_and(|d| now >= d);
         let final_ = eof || res.len() >= limit || delay.is_none() || expired;
-        let env = GenEnv {
-            gen: &self.gen,
-            sticky: &self.sticky,
-            frontend: self.frontend,
-            backend: Some(b),
-            captures: &[],
-        };
-        let inputs = Inputs {
+        let at = At {
             place: Places::RESPONSE,
             dir: Dir::Response,
             final_,
             req: &[],
             res,
-            stream: true,
-            src: self.src,
-            dst: self.dst,
-            env: &env,
-            bufsize: self.gen.config.global.bufsize,
         };
-        let mut hooks = SessHooks {
-            expect_proxy: false,
-            captures: &mut self.captures,
-            sticky: &self.sticky,
-            gen: &self.gen,
-            current: current_proxy(&self.gen, self.frontend, self.backend),
-            stream: self.phase != Phase::Session && self.phase != Phase::Handshake,
-        };
-        let mut v = Verdict::Continue;
-        if let Some(d) = &rules.defaults {
-            v = rules::run(&d.response, &d.acls, &inputs, &mut self.vars, &mut hooks);
-        }
-        if v == Verdict::Continue {
-            v = rules::run(
-                &rules.response,
-                &rules.acls,
-                &inputs,
-                &mut self.vars,
-                &mut hooks,
-            );
-        }
-        if matches!(v, Verdict::Accept | Verdict::Continue) {
-            self.sticky.store_response(
-                &self.gen,
-                &rules.stick,
-                &rules.acls,
-                &inputs.ctx(&self.vars),
-            );
-        }
+        let v = self.with_rules(at, |inputs, vars, hooks| {
+            let v = run_lists(&rules, true, |r| &r.response, inputs, vars, hooks);
+            if matches!(v, Verdict::Accept | Verdict::Continue) {
+                let ctx = inputs.ctx(vars);
+                hooks
+                    .sticky
+                    .store_response(hooks.gen, &rules.stick, &rules.acls, &ctx);
+            }
+            v
+        });
         match v {
             Verdict::Wait => {
                 if self.response_deadline.is_none() {
@@ -856,4 +756,47 @@ fn current_proxy(gen: &Generation, frontend: usize, backend: Option<usize>) -> &
         Some(b) => &gen.config.backends[b].name,
         None => &gen.config.frontends[frontend].name,
     }
+}
+
+/// Where a rules evaluation runs and on which bytes (see [`Session::with_rules`]).
+#[derive(Clone, Copy)]
+struct At<'a> {
+    place: Places,
+    dir: Dir,
+    final_: bool,
+    req: &'a [u8],
+    res: &'a [u8],
+}
+
+impl<'a> At<'a> {
+    /// On the client's bytes.
+    fn request(place: Places, final_: bool, req: &'a [u8]) -> Self {
+        Self {
+            place,
+            dir: Dir::Request,
+            final_,
+            req,
+            res: &[],
+        }
+    }
+}
+
+/// Runs `list` of the defaults' rules (when `defaults` and there are some), then of `rules`
+/// unless the first decided: HAProxy runs a `defaults` section's rules before a proxy's own.
+fn run_lists(
+    rules: &ProxyRules,
+    defaults: bool,
+    list: impl Fn(&ProxyRules) -> &Vec<Rule>,
+    inputs: &Inputs<'_>,
+    vars: &mut Vars,
+    hooks: &mut SessHooks<'_>,
+) -> Verdict {
+    let mut v = Verdict::Continue;
+    if let Some(d) = rules.defaults.as_ref().filter(|_| defaults) {
+        v = rules::run(list(d), &d.acls, inputs, vars, hooks);
+    }
+    if v == Verdict::Continue {
+        v = rules::run(list(rules), &rules.acls, inputs, vars, hooks);
+    }
+    v
 }
