@@ -1,4 +1,6 @@
-//! Health checks close as HAProxy's do, seen from the real server's log: `pgsql-check`
+//! Health checks close as HAProxy's do, seen from the real server's log: a plain connect
+//! check never reaches PostgreSQL at all (the handshake's last ACK held back, then a reset:
+//! the server never accepts it); `pgsql-check`
 //! against a real PostgreSQL and `mysql-check` against a real MariaDB leave no trace (HAProxy
 //! builds them as `tcp-check connect default linger`: a FIN, never a reset), over 20 checks
 //! each; against a real Redis, `redis-check` and `tcp-check` with and without `linger` end
@@ -10,11 +12,12 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::haproxy::Haproxy;
 use common::health::{poll, MariaDb, Redis};
 use common::postgres::Postgres;
+use common::stats::{col, parse_csv};
 use common::{free_port, local, simple_config, Lb};
 
 /// Checks to watch; each check is one connection to the server.
@@ -51,6 +54,78 @@ fn pgsql_checks_leave_no_reset_in_postgresqls_log() {
     assert!(
         !lb_saw_failures(&log),
         "PostgreSQL logged a trace of the checks' close:\n{log}"
+    );
+}
+
+/// `EmbryonicRsts` of `/proc/net/netstat`: resets a listener received for a connection still
+/// in `SYN_RECV`, i.e. never accepted. System-wide, so only a lower bound of this test's own.
+fn embryonic_resets() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").expect("read /proc/net/netstat");
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "EmbryonicRsts")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("TcpExt EmbryonicRsts")
+}
+
+#[test]
+fn plain_connect_checks_never_reach_postgresql() {
+    // Issue #11: each plain connect check used to complete the handshake, and PostgreSQL
+    // accepted it and logged "incomplete startup packet". As HAProxy's, it now resets before
+    // the handshake's last ACK: PostgreSQL never accepts it.
+    let pg = Postgres::start();
+    let inter = Duration::from_millis(100);
+    let before = embryonic_resets();
+    let started = Instant::now();
+    let lb = common::stats::start(
+        "plainpg",
+        "splice",
+        &[],
+        &[format!("pg 127.0.0.1:{} check inter 100ms", pg.port)],
+    );
+    // At least CHECKS checks: CHECKS intervals have passed, and the kernel counted as many
+    // resets of connections in SYN_RECV.
+    let enough = || {
+        started.elapsed() >= inter * (CHECKS as u32 + 2)
+            && embryonic_resets().saturating_sub(before) >= CHECKS as u64
+    };
+    assert!(
+        poll(Duration::from_secs(30), enough),
+        "fewer than {CHECKS} checks were reset in SYN_RECV ({} since lb started)",
+        embryonic_resets() - before
+    );
+    let (_, rows) = parse_csv(&lb.admin("show stat"));
+    let row = rows
+        .iter()
+        .find(|r| col(r, "pxname") == "be" && col(r, "svname") == "pg")
+        .expect("server pg in show stat");
+    assert_eq!(
+        (col(row, "status"), col(row, "check_status")),
+        ("UP", "L4OK"),
+        "{row:?}"
+    );
+    drop(lb);
+    let log = pg.log();
+    assert!(
+        !log.contains("connection received") && !lb_saw_failures(&log),
+        "PostgreSQL accepted a plain connect check; its log:\n{log}"
+    );
+    // The log does show a client that completes its handshake, then resets as the check does.
+    let bare = std::net::TcpStream::connect(("127.0.0.1", pg.port)).expect("connect to PostgreSQL");
+    socket2::SockRef::from(&bare)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(bare);
+    assert!(
+        poll(Duration::from_secs(10), || {
+            let log = pg.log();
+            log.contains("connection received") && lb_saw_failures(&log)
+        }),
+        "PostgreSQL did not log a bare connection's reset; its log:\n{}",
+        pg.log()
     );
 }
 
@@ -170,9 +245,10 @@ const QUIET_FOR: Duration = Duration::from_secs(4);
 
 #[test]
 fn every_check_kind_closes_at_redis_as_haproxys() {
-    // Not compared: the plain connect check. HAProxy's resets before the handshake's last ACK
-    // (TCP_QUICKACK off) and never reaches Redis; lb's is logged as a reset (see README).
-    let kinds: [(&str, &[&str]); 3] = [
+    // The plain connect check resets before the handshake's last ACK (TCP_QUICKACK off), in
+    // both: it never reaches Redis, which logs nothing.
+    let kinds: [(&str, &[&str]); 4] = [
+        ("plain connect", &[]),
         ("redis-check", &["option redis-check"]),
         (
             "tcp-check",

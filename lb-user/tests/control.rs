@@ -134,9 +134,12 @@ fn checks_follow_a_name_that_moves(dataplane: &str) {
     let dns = Dnsmasq::start("127.0.0.2 db.test\n");
     let dir = SockDir::new("dnsmove");
     let fe = free_port();
+    // `tcp-check connect linger`: a check that ends with a FIN completes its handshake, so the
+    // servers' `accepted()` counts the checks (a plain connect check never reaches them).
     let cfg = format!(
         "{}\n{}\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\n\
-         backend be\n    server db db.test:{port} check inter 200ms fall 2 rise 2 resolvers docker resolve-prefer ipv4 init-addr libc,none\n",
+         backend be\n    option tcp-check\n    tcp-check connect linger\n    \
+         server db db.test:{port} check inter 200ms fall 2 rise 2 resolvers docker resolve-prefer ipv4 init-addr libc,none\n",
         global(&dir),
         resolvers(dns.addr, "300ms"),
     );
@@ -215,9 +218,12 @@ fn set_server_addr_moves_the_checks() {
     let b = Backend::ident("b");
     let dir = SockDir::new("setaddr");
     let fe = free_port();
+    // `tcp-check connect linger`: a check that ends with a FIN completes its handshake, so the
+    // servers' `accepted()` counts the checks (a plain connect check never reaches them).
     let cfg = format!(
         "{}\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\n\
-         backend be\n    server s1 {} check inter 300ms\n",
+         backend be\n    option tcp-check\n    tcp-check connect linger\n    \
+         server s1 {} check inter 300ms\n",
         global(&dir),
         a.addr
     );

@@ -288,6 +288,19 @@ pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     )
 }
 
+/// `TCP_QUICKACK`. Turned off before `connect()`, Linux holds back the handshake's last ACK
+/// (for up to 200 ms, `TCP_DELACK_MAX`) to send it with the first data; a reset sent before
+/// then finds the server still in `SYN_RECV`, so its application never accepts anything
+/// (HAProxy's `CONNECT_DELACK_ALWAYS` for checks).
+pub fn set_quickack(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    setsockopt_raw(
+        fd.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_QUICKACK,
+        libc::c_int::from(on),
+    )
+}
+
 /// Applies `option tcpka|clitcpka|srvtcpka`: `SO_KEEPALIVE` with `TCP_KEEPIDLE`/`INTVL`/`CNT`.
 pub fn set_keepalive(fd: BorrowedFd<'_>, ka: &Keepalive) -> io::Result<()> {
     if !ka.enabled {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::probe::{self, Outcome, SendError, Target, BUF_CAP};
+use super::probe::{self, AfterConnect, Outcome, SendError, Target, BUF_CAP};
 use super::{spread, Srv};
 use crate::config::{Backend, ConnectRule, Server};
 use crate::state::{self, printable, AgentVerdict, By, Change};
@@ -151,9 +151,16 @@ impl Answer {
 async fn fetch(t: &Target, send: Option<&[u8]>) -> Result<String, Outcome> {
     let whole = Instant::now() + t.inter;
     // HAProxy's agent check connects without `linger`: a reset unless the agent closed first.
-    let mut s = probe::open(&ConnectRule::default(), t, whole).await?;
+    // With `agent-send` the check speaks first, else the agent does.
+    let send = send.filter(|d| !d.is_empty());
+    let after = if send.is_some() {
+        AfterConnect::Send
+    } else {
+        AfterConnect::Other
+    };
+    let mut s = probe::open(&ConnectRule::default(), after, t, whole).await?;
     let deadline = probe::read_deadline(t, whole);
-    if let Some(data) = send.filter(|d| !d.is_empty()) {
+    if let Some(data) = send {
         match s.send(data, deadline).await {
             Ok(()) => {}
             Err(SendError::Io(e)) => return Err(Outcome::new(false, "L4CON", probe::io_text(&e))),

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use tokio::time::Instant;
 
 use super::probe::{
-    default_connect, io_text, open, read_deadline, regex, Outcome, SendError, Target,
+    default_connect, io_text, open, read_deadline, regex, AfterConnect, Outcome, SendError, Target,
 };
 use crate::config::{ConnectRule, HttpCheck, HttpExpect, HttpExpectKind, LfPart, LogFormat};
 
@@ -68,7 +68,7 @@ impl HttpProbe {
             .connect
             .clone()
             .unwrap_or_else(|| default_connect(false));
-        let mut s = match open(&rule, t, whole).await {
+        let mut s = match open(&rule, AfterConnect::Send, t, whole).await {
             Ok(s) => s,
             Err(o) => return o,
         };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
 use super::conn::{Conn, TlsClient};
@@ -20,6 +20,7 @@ use super::http::HttpProbe;
 use crate::config::{
     CheckKind, ConnectRule, ExpectPattern, MysqlVersion, ProxyVersion, TcpCheckRule,
 };
+use crate::dataplane::sockopt;
 
 /// HAProxy's check buffer size (`tune.bufsize`, 16 KiB): a server sending more costs no more.
 pub const BUF_CAP: usize = 16384;
@@ -406,8 +407,59 @@ pub(crate) fn io_text(e: &std::io::Error) -> String {
     }
 }
 
+/// What a check does right after a connect: all HAProxy looks at to decide whether the
+/// handshake's last ACK may wait (`tcpcheck_eval_connect`, `CONNECT_DELACK_ALWAYS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterConnect {
+    /// The check ends there (a plain connect check).
+    Nothing,
+    /// The check speaks first (`pgsql-check`, `httpchk`, `redis-check`, `ssl-hello-chk`,
+    /// `mysql-check user`, an agent with `agent-send`, a `tcp-check send*`).
+    Send,
+    /// The server speaks first (an expect), or another connect follows.
+    Other,
+}
+
+impl AfterConnect {
+    /// What follows a `tcp-check` connect: the next step.
+    fn of(next: Option<&Step>) -> Self {
+        match next {
+            None => AfterConnect::Nothing,
+            Some(Step::Send(_) | Step::SendSslHello) => AfterConnect::Send,
+            Some(Step::Connect(_) | Step::Expect { .. }) => AfterConnect::Other,
+        }
+    }
+
+    /// HAProxy's rule: the last ACK of the handshake waits (`TCP_QUICKACK` off before
+    /// `connect()`) when nothing follows the connect or the check sends first. The ACK then
+    /// leaves with the check's first bytes; and a plain connect check, which resets its
+    /// connection at once, never completes the handshake on the server's side: the server's
+    /// application never accepts it (PostgreSQL logs no "incomplete startup packet"). When
+    /// the server speaks first it needs the ACK to accept, so it goes out at once.
+    pub(crate) fn delays_ack(self) -> bool {
+        matches!(self, AfterConnect::Nothing | AfterConnect::Send)
+    }
+}
+
+/// A TCP connect to `addr`, with the handshake's last ACK held back as `after` says
+/// ([`AfterConnect::delays_ack`]).
+async fn connect(addr: SocketAddr, after: AfterConnect) -> std::io::Result<TcpStream> {
+    let s = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if after.delays_ack() {
+        use std::os::fd::AsFd as _;
+        // As HAProxy, a refusal is ignored: the check works, the server just sees it.
+        let _ = sockopt::set_quickack(s.as_fd(), false);
+    }
+    s.connect(addr).await
+}
+
 /// Opens a check connection as `rule` says: TCP to its `addr`/`port` over the target's
-/// (bounded by `connect_timeout` and the whole-check deadline), a PROXY header when the rule
+/// (bounded by `connect_timeout` and the whole-check deadline; the last ACK of the handshake
+/// held back as `after` says, see [`AfterConnect::delays_ack`]), a PROXY header when the rule
 /// or the server's checks ask for one, then TLS when the rule asks (`ssl`) or when it is the
 /// default connect of a `check-ssl` server: HAProxy sends the PROXY header first, in clear,
 /// then starts the handshake. A failed handshake is L6RSP (L6TOUT when it timed out), as
@@ -415,6 +467,7 @@ pub(crate) fn io_text(e: &std::io::Error) -> String {
 /// a reset (see [`CheckConn`]).
 pub(crate) async fn open(
     rule: &ConnectRule,
+    after: AfterConnect,
     t: &Target,
     whole: Instant,
 ) -> Result<CheckConn, Outcome> {
@@ -423,7 +476,7 @@ pub(crate) async fn open(
         rule.port.unwrap_or(t.addr.port()),
     );
     let bound = (Instant::now() + t.connect_timeout).min(whole);
-    let mut tcp = match timeout_at(bound, TcpStream::connect(addr)).await {
+    let mut tcp = match timeout_at(bound, connect(addr, after)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
         Err(_) => return Err(Outcome::new(false, "L4TOUT", "")),
@@ -622,7 +675,7 @@ async fn run_script(steps: &[Step], l7: bool, t: &Target, started: Instant) -> O
             Step::Connect(rule) => {
                 // The previous connection, if any, closes first.
                 drop(conn.take());
-                match open(rule, t, whole).await {
+                match open(rule, AfterConnect::of(steps.get(i + 1)), t, whole).await {
                     Ok(c) => conn = Some(c),
                     Err(mut o) => {
                         if steps.len() > 1 {
@@ -784,8 +837,14 @@ fn mysql_error(p: &[u8]) -> Outcome {
 )]
 async fn run_mysql(packet: &[u8], has_user: bool, t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
-    // HAProxy builds mysql-check as `tcp-check connect default linger`: a FIN, no reset.
-    let mut s = match open(&default_connect(true), t, whole).await {
+    // HAProxy builds mysql-check as `tcp-check connect default linger`: a FIN, no reset. With
+    // a user the check sends first, else the server's greeting comes first.
+    let after = if has_user {
+        AfterConnect::Send
+    } else {
+        AfterConnect::Other
+    };
+    let mut s = match open(&default_connect(true), after, t, whole).await {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -829,7 +888,7 @@ async fn run_pgsql(packet: &[u8], t: &Target, started: Instant) -> Outcome {
     let whole = started + t.inter;
     // HAProxy builds pgsql-check as `tcp-check connect default linger`: PostgreSQL logs each
     // reset ("could not receive data from client: Connection reset by peer"), never a FIN.
-    let mut s = match open(&default_connect(true), t, whole).await {
+    let mut s = match open(&default_connect(true), AfterConnect::Send, t, whole).await {
         Ok(s) => s,
         Err(o) => return o,
     };

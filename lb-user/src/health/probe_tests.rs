@@ -83,9 +83,14 @@ fn fill_never_holds_more_than_the_buffer_cap() {
     });
     block_on(async {
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut s = open(&ConnectRule::default(), &target(addr, None), deadline)
-            .await
-            .unwrap();
+        let mut s = open(
+            &ConnectRule::default(),
+            AfterConnect::Other,
+            &target(addr, None),
+            deadline,
+        )
+        .await
+        .unwrap();
         let mut buf = Vec::new();
         let mut reads = 0;
         while !s.fill(&mut buf, deadline).await.unwrap() {
@@ -193,19 +198,53 @@ fn mysql_error_greeting_gives_the_code() {
 pub(in crate::health) enum Close {
     Fin,
     Reset,
+    /// `accept()` returned nothing within [`ACCEPT_WAIT`]: the handshake never completed on
+    /// the server's side (a plain connect check's held-back ACK, then its reset).
+    NeverAccepted,
     /// Still open after 5 s, or another error.
     Other,
 }
 
+/// How long a test server waits for the check's connection. Ten times Linux's longest delayed
+/// ACK (`TCP_DELACK_MAX`, 200 ms): a held-back ACK that was not cancelled by a reset would
+/// have completed the handshake well within it.
+pub(in crate::health) const ACCEPT_WAIT: Duration = Duration::from_secs(2);
+
+/// The first connection `l` accepts within `wait`, if any.
+pub(in crate::health) fn accept_within(
+    l: &TcpListener,
+    wait: Duration,
+) -> Option<std::net::TcpStream> {
+    l.set_nonblocking(true).unwrap();
+    let until = std::time::Instant::now() + wait;
+    loop {
+        match l.accept() {
+            Ok((c, _)) => {
+                c.set_nonblocking(false).unwrap();
+                return Some(c);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= until {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
 /// A server for one connection: `serve` answers the check, then the server reads until
-/// the check's close and reports whether it was a FIN or a reset.
+/// the check's close and reports whether it was a FIN or a reset, or that no connection came.
 pub(in crate::health) fn closing_server(
     serve: impl FnOnce(&mut std::net::TcpStream) + Send + 'static,
 ) -> (SocketAddr, std::thread::JoinHandle<Close>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let h = std::thread::spawn(move || {
-        let (mut c, _) = l.accept().unwrap();
+        let Some(mut c) = accept_within(&l, ACCEPT_WAIT) else {
+            return Close::NeverAccepted;
+        };
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         serve(&mut c);
         let mut b = [0u8; 512];
@@ -240,9 +279,11 @@ fn close_of(
 
 #[test]
 fn checks_close_as_haproxys_do() {
-    // Plain connect and tcp-check without `linger`: a reset (HAProxy's FD_LINGER_RISK).
+    // Plain connect: the handshake's last ACK held back, then a reset (HAProxy's
+    // FD_LINGER_RISK): the server never accepts a connection, and the check passes.
     let (o, c) = close_of(&CheckKind::Connect, |_| {});
-    assert_eq!((o.result, c), ("L4OK", Close::Reset));
+    assert_eq!((o.result, c), ("L4OK", Close::NeverAccepted));
+    // tcp-check without `linger`: a reset.
     let rules = vec![
         TcpCheckRule::Send(b"PING\r\n".to_vec()),
         expect(ExpectPattern::String(b"+OK".to_vec())),
@@ -433,4 +474,73 @@ fn tls_checks_close_as_plain_ones() {
     t.check_ssl = false;
     let o = block_on(Probe::compile(&CheckKind::TcpCheck(rules)).run(&t));
     assert_eq!((o.result, h.join().unwrap()), ("L4OK", Close::Fin), "{o:?}");
+}
+
+#[test]
+fn a_plain_connect_check_never_reaches_the_application() {
+    // 20 plain connect checks pass, and the server's application accepts none of them: the
+    // last ACK of each handshake was held back, then cancelled by the check's reset.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let probe = Probe::compile(&CheckKind::Connect);
+    block_on(async {
+        for _ in 0..20 {
+            let o = probe.run(&target(addr, None)).await;
+            assert_eq!((o.result, o.passed), ("L4OK", true), "{o:?}");
+        }
+    });
+    assert!(accept_within(&l, ACCEPT_WAIT).is_none());
+    // Nobody listening: DOWN (L4CON), as before.
+    drop(l);
+    let o = block_on(probe.run(&target(addr, None)));
+    assert_eq!((o.result, o.passed), ("L4CON", false), "{o:?}");
+    // A server that speaks first gets its ACK at once: it accepts and greets, the check
+    // reads the greeting.
+    let addr = server(1, |mut c| {
+        c.write_all(b"220 ready\r\n").unwrap();
+        let mut b = [0u8; 16];
+        let _ = c.read(&mut b);
+    });
+    let o = block_on(
+        Probe::compile(&CheckKind::TcpCheck(vec![expect(ExpectPattern::String(
+            b"220".to_vec(),
+        ))]))
+        .run(&target(addr, Some(Duration::from_secs(2)))),
+    );
+    assert_eq!(o.result, "L7OK", "{o:?}");
+}
+
+#[test]
+fn the_ack_waits_when_nothing_follows_or_the_check_speaks_first() {
+    // HAProxy's rule (tcpcheck_eval_connect), per step after the connect.
+    let send = Step::Send(b"x".to_vec());
+    let connect = Step::Connect(ConnectRule::default());
+    let greeting = Step::Expect {
+        min_recv: None,
+        negate: false,
+        matcher: Matcher::Bytes(Vec::new()),
+        text: String::new(),
+        statuses: L7,
+    };
+    let cases = [
+        (None, AfterConnect::Nothing, true),
+        (Some(&send), AfterConnect::Send, true),
+        (Some(&Step::SendSslHello), AfterConnect::Send, true),
+        (Some(&greeting), AfterConnect::Other, false),
+        (Some(&connect), AfterConnect::Other, false),
+    ];
+    for (next, after, delays) in cases {
+        assert_eq!(AfterConnect::of(next), after, "{next:?}");
+        assert_eq!(after.delays_ack(), delays, "{after:?}");
+    }
+    // The kinds built as scripts: plain connect, redis-check and ssl-hello-chk send first.
+    for kind in [CheckKind::Connect, CheckKind::Redis, CheckKind::SslHello] {
+        let Probe::Script { steps, .. } = Probe::compile(&kind) else {
+            panic!("{kind:?} is a script")
+        };
+        assert!(
+            AfterConnect::of(steps.get(1)).delays_ack(),
+            "{kind:?}: {steps:?}"
+        );
+    }
 }
