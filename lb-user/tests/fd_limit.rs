@@ -288,7 +288,18 @@ fn never_accepts_what_it_cannot_serve(dataplane: &str) {
 
 /// `Maxconn` from `show info` on a runtime API socket.
 fn show_info_maxconn(sock: &std::path::Path) -> u64 {
-    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the stats socket");
+    // HAProxy binds its TCP listeners and its stats socket one after the other: the test saw
+    // the port listen, the socket may come a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut s = loop {
+        match std::os::unix::net::UnixStream::connect(sock) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                panic!("connect to the stats socket {}: {e}", sock.display())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"show info\n").unwrap();
     let mut out = String::new();
