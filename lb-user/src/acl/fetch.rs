@@ -247,8 +247,8 @@ pub fn lookup(name: &str) -> Lookup {
     }
     if stick_table_name(name) {
         return Lookup::Never(
-            "is a stick-table fetch lb does not serve (newer than HAProxy 2.6, ...); it never \
-             matches",
+            "is a stick-table fetch lb does not serve (e.g. one added after HAProxy 2.6); it \
+             never matches",
         );
     }
     if name.starts_with("ssl_") {
