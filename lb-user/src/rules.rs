@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::acl::expr::NameFormat;
 use crate::acl::{AclTable, Cond, Ctx, Dir, Env, Places, SampleExpr, Value, VarName, Vars};
+use crate::stick::DataType;
 
 /// One rule: an action and its optional condition.
 #[derive(Clone, Debug)]
@@ -39,18 +40,22 @@ pub enum Action {
     Capture(SampleExpr, usize),
     /// `track-sc0..2 KEY [table T]`: handed to [`Hooks::track`].
     Track(TrackSc),
-    /// `sc-inc-gpc0(N)` / `sc-inc-gpc1(N)`: the tracked entry of slot `slot`, counter `idx`.
+    /// `sc-inc-gpc0(N)`, `sc-inc-gpc1(N)`, `sc-inc-gpc(I,N)`: the entry slot `slot` tracks,
+    /// counter `dt` (`Gpc0`, `Gpc1`, or element `idx` of the `Gpc` array).
     IncGpc {
         slot: u8,
-        idx: u8,
+        dt: DataType,
+        idx: usize,
     },
-    /// `sc-set-gpt0(N) VALUE`.
-    SetGpt0 {
+    /// `sc-set-gpt0(N) VALUE`, `sc-set-gpt(I,N) VALUE` (`dt`: `Gpt0` or the `Gpt` array).
+    SetGpt {
         slot: u8,
+        dt: DataType,
+        idx: usize,
         value: SampleExpr,
     },
-    /// Parsed and accepted, but acts on nothing (the array forms `sc-inc-gpc(I,N)`,
-    /// `sc-set-gpt(I,N)`); the configuration was warned about it.
+    /// Parsed and accepted, but acts on nothing (`sc-add-gpc`); the configuration was warned
+    /// about it.
     Inert,
 }
 
@@ -178,7 +183,7 @@ impl ProxyRules {
             match &rule.action {
                 Action::SetVar(_, e) | Action::Capture(e, _) => refs.extend(e.refs()),
                 Action::Track(t) => refs.extend(t.key.refs()),
-                Action::SetGpt0 { value, .. } => refs.extend(value.refs()),
+                Action::SetGpt { value, .. } => refs.extend(value.refs()),
                 _ => {}
             }
         }
@@ -219,10 +224,10 @@ pub trait Hooks {
     fn capture(&mut self, index: usize, value: Option<Vec<u8>>);
     /// `track-scN` matched with this key.
     fn track(&mut self, t: &TrackSc, key: Option<Value>);
-    /// `sc-inc-gpc0|1(slot)` matched.
-    fn inc_gpc(&mut self, slot: u8, idx: u8);
-    /// `sc-set-gpt0(slot) VALUE` matched.
-    fn set_gpt0(&mut self, slot: u8, value: i64);
+    /// `sc-inc-gpc0|1(slot)` / `sc-inc-gpc(idx,slot)` matched.
+    fn inc_gpc(&mut self, slot: u8, dt: DataType, idx: usize);
+    /// `sc-set-gpt0(slot) VALUE` / `sc-set-gpt(idx,slot) VALUE` matched.
+    fn set_gpt(&mut self, slot: u8, dt: DataType, idx: usize, value: i64);
 }
 
 /// What rules read besides variables.
@@ -307,13 +312,18 @@ pub fn run(
                 let key = t.key.first(&inputs.ctx(vars));
                 hooks.track(t, key);
             }
-            Action::IncGpc { slot, idx } => hooks.inc_gpc(*slot, *idx),
-            Action::SetGpt0 { slot, value } => {
+            Action::IncGpc { slot, dt, idx } => hooks.inc_gpc(*slot, *dt, *idx),
+            Action::SetGpt {
+                slot,
+                dt,
+                idx,
+                value,
+            } => {
                 if let Some(Value::Int(v)) = value
                     .first(&inputs.ctx(vars))
                     .and_then(|v| v.cast(crate::acl::Type::Int))
                 {
-                    hooks.set_gpt0(*slot, v);
+                    hooks.set_gpt(*slot, *dt, *idx, v);
                 }
             }
             Action::Inert => {}

@@ -1,7 +1,9 @@
 //! `server-template` through the real lb against a real DNS server (dnsmasq on a loopback
 //! port): an SRV name fills the template's servers with targets and ports (one server per
 //! record, the rest in MAINT (resolution)), flows reach every filled server intact, and a
-//! target's new address is followed; an A name spreads its addresses one per server.
+//! target's new address is followed; an A name spreads its addresses one per server. SRV
+//! weights become the servers' weights (HAProxy's `(w + 255) / 256`) and a removed record's
+//! server is kept for `hold obsolete`, then goes to MAINT (resolution).
 
 #[macro_use]
 mod common;
@@ -17,12 +19,40 @@ use common::{free_port, local, Lb};
 
 on_both_planes!(
     srv_records_fill_a_template,
-    a_records_spread_over_a_template
+    a_records_spread_over_a_template,
+    srv_weights_and_hold_obsolete
 );
 
 const T: Duration = Duration::from_secs(15);
 
 const RESOLVERS: &str = "    resolve_retries 2\n    timeout resolve 200ms\n    timeout retry 300ms\n    hold valid 200ms\n    hold other 600ms\n";
+
+/// `show stat` weight of server `name` of backend `be`.
+fn weight(lb: &Setup, name: &str) -> String {
+    let (_, rows) = parse_csv(&common::stats::cli(&lb.dir.sock("admin.sock"), "show stat"));
+    rows.iter()
+        .find(|r| col(r, "pxname") == "be" && col(r, "svname") == name)
+        .map(|r| col(r, "weight").to_owned())
+        .unwrap_or_default()
+}
+
+/// `show servers state be` field `field` of server `name`.
+fn state_field(lb: &Setup, name: &str, field: &str) -> String {
+    let out = common::stats::cli(&lb.dir.sock("admin.sock"), "show servers state be");
+    let mut lines = out.lines().skip(1);
+    let header: Vec<&str> = lines
+        .next()
+        .and_then(|h| h.strip_prefix("# "))
+        .unwrap_or_default()
+        .split(' ')
+        .collect();
+    let at = header.iter().position(|h| *h == field);
+    lines
+        .find(|l| l.split(' ').nth(3) == Some(name))
+        .and_then(|l| l.split(' ').nth(at?))
+        .unwrap_or_default()
+        .to_owned()
+}
 
 /// `show stat` rows of backend `be`: (name, status, address).
 fn servers(lb: &Setup) -> Vec<(String, String, String)> {
@@ -48,10 +78,14 @@ struct Setup {
 }
 
 fn start(name: &str, dataplane: &str, template: &str, dns: &Dnsmasq) -> Setup {
+    start_with(name, dataplane, template, dns, "")
+}
+
+fn start_with(name: &str, dataplane: &str, template: &str, dns: &Dnsmasq, more: &str) -> Setup {
     let fe = free_port();
     let dir = SockDir::new(name);
     let extra = format!(
-        "\nresolvers local\n    nameserver ns1 {}\n{RESOLVERS}",
+        "\nresolvers local\n    nameserver ns1 {}\n{RESOLVERS}{more}",
         dns.addr
     );
     let cfg = config(fe, &dir, &[template], &[], &extra);
@@ -223,4 +257,92 @@ fn a_records_spread_over_a_template(dataplane: &str) {
         s.lb.logs()
     );
     assert_eq!(flows_reach(&s, &refs, 2, 100), vec![2, 0]);
+}
+
+/// SRV weights 2560 and 7680 give the servers weights 10 and 30 (`show stat`, `show servers
+/// state`), and round robin splits flows 1:3. Record b is removed: its server keeps serving
+/// for `hold obsolete` (3 s) while a's new weight shows the answers no longer have b, then
+/// goes to MAINT (resolution), "entry removed from SRV record", as HAProxy's.
+fn srv_weights_and_hold_obsolete(dataplane: &str) {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Backend::flow_on(listener_at(SocketAddr::from(([127, 0, 0, 1], pa))), "a");
+    let b = Backend::flow_on(listener_at(SocketAddr::from(([127, 0, 0, 1], pb))), "b");
+    let hosts = "127.0.0.1 a.w.test\n127.0.0.1 b.w.test\n";
+    let rec_a = |w: u16| format!("_w._tcp.w.test,a.w.test,{pa},0,{w}");
+    let rec_b = format!("_w._tcp.w.test,b.w.test,{pb},0,7680");
+    let mut dns = Dnsmasq::start_srv(hosts, &[rec_a(2560), rec_b]);
+    let s = start_with(
+        "tpl-w",
+        dataplane,
+        "server-template w 2 _w._tcp.w.test resolvers local check inter 200ms rise 1",
+        &dns,
+        "    hold obsolete 3s\n",
+    );
+    wait_servers(
+        &s,
+        &[("w1", "UP", String::new()), ("w2", "UP", String::new())],
+    );
+    let name_of = |port: u16| {
+        servers(&s)
+            .into_iter()
+            .find(|r| r.2 == format!("127.0.0.1:{port}"))
+            .map_or_else(
+                || panic!("no server on port {port}: {:?}", servers(&s)),
+                |r| r.0,
+            )
+    };
+    let (na, nb) = (name_of(pa), name_of(pb));
+    let deadline = Instant::now() + T;
+    while weight(&s, &na) != "10" || weight(&s, &nb) != "30" {
+        assert!(
+            Instant::now() < deadline,
+            "weights {} and {}, want 10 and 30",
+            weight(&s, &na),
+            weight(&s, &nb)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(state_field(&s, &na, "srv_uweight"), "10");
+    assert_eq!(state_field(&s, &nb, "srv_uweight"), "30");
+    let per = flows_reach(&s, &[&a, &b], 20, 1);
+    assert!(
+        (3..=7).contains(&per[0]) && per[0] + per[1] == 20,
+        "weights 10:30 split 20 flows {per:?}"
+    );
+
+    // b leaves the SRV answers; a's weight changes with the same answers.
+    let removed = Instant::now();
+    dns.restart_srv(&[rec_a(5120)]);
+    let deadline = Instant::now() + T;
+    while weight(&s, &na) != "20" {
+        assert!(Instant::now() < deadline, "a's new weight never showed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Held: still UP with its weight, and still serving.
+    if removed.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            servers(&s).into_iter().find(|r| r.0 == nb).map(|r| r.1),
+            Some("UP".to_owned()),
+            "b's server left before hold obsolete"
+        );
+        assert_eq!(weight(&s, &nb), "30");
+    }
+    wait_servers(&s, &[(&nb, "MAINT (resolution)", String::new())]);
+    assert!(
+        removed.elapsed() >= Duration::from_secs(2),
+        "MAINT after {:?}, before hold obsolete (3 s)",
+        removed.elapsed()
+    );
+    assert!(
+        s.lb.wait_for_log(
+            &format!(
+                "Server be/{nb} is going DOWN for maintenance (entry removed from SRV record)"
+            ),
+            T
+        ),
+        "{:#?}",
+        s.lb.logs()
+    );
+    let per = flows_reach(&s, &[&a, &b], 3, 100);
+    assert_eq!(per, vec![3, 0], "flows after the removal go to a only");
 }

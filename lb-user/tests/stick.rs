@@ -23,6 +23,7 @@ on_both_planes!(
     conn_cur_limit_follows_held_connections,
     stick_on_src_keeps_the_server_and_falls_back,
     store_response_keys_on_the_servers_first_bytes,
+    gpc_arrays_count_reject_and_show_as_haproxy,
 );
 
 /// `frontend fe` with `fe_lines` → `backend be` with `be_lines` and `servers`, and runtime API
@@ -365,6 +366,65 @@ fn show_and_clear_table_as_haproxy() {
     );
 }
 
+/// HAProxy 2.5+'s counter arrays: `sc-inc-gpc(0,0)` counts each connection, a fifth one is
+/// rejected by `sc_get_gpc(0,0) gt 3`, `src_get_gpc(0,fe)` reads the same element, `gpc(1)`
+/// counts only from the second connection on, `sc-set-gpt(0,0)` sets the tag; `show table`
+/// prints the elements as HAProxy does (`gpc0=`, `gpc1=`, `gpc0_rate(10000)=`).
+fn gpc_arrays_count_reject_and_show_as_haproxy(dataplane: &str) {
+    let sink = Backend::sink("sink", 1024);
+    let s = start(
+        dataplane,
+        &[
+            "stick-table type ip size 100 expire 30s store gpt(1),gpc(2),gpc_rate(2,10s)",
+            "tcp-request connection track-sc0 src",
+            "tcp-request connection reject if { sc_get_gpc(0,0) gt 3 }",
+            "tcp-request connection sc-inc-gpc(0,0)",
+            "tcp-request connection sc-inc-gpc(1,0) if { src_get_gpc(0,fe) ge 2 }",
+            "tcp-request connection sc-set-gpt(0,0) 7",
+        ],
+        &[],
+        &[format!("sink {}", sink.addr)],
+    );
+    for i in 0..4 {
+        send_and_close(s.fe, 300 + i, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("connection {} refused: {e}", i + 1));
+    }
+    assert!(
+        send_and_close(s.fe, 310, Duration::from_secs(10)).is_err(),
+        "the fifth connection passed sc_get_gpc(0,0) gt 3"
+    );
+    assert_eq!(
+        sink.accepted(),
+        4,
+        "a rejected connection reached the server"
+    );
+    let out = s.admin("show table fe");
+    let line = out
+        .lines()
+        .find(|l| l.contains(" key=127.0.0.1 "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no entry for 127.0.0.1:
+{out}"
+            )
+        });
+    let fields: Vec<&str> = line.split(' ').skip(4).collect();
+    assert_eq!(
+        fields,
+        [
+            "gpt0=7",
+            "gpc0=4",
+            "gpc1=3",
+            "gpc0_rate(10000)=4",
+            "gpc1_rate(10000)=3"
+        ],
+        "{out}"
+    );
+    // `data.gpc` filters on element 0, as HAProxy's.
+    assert_eq!(s.admin("show table fe data.gpc eq 4").lines().count(), 3);
+    assert_eq!(s.admin("show table fe data.gpc gt 4").lines().count(), 2);
+}
+
 /// Each bad stick-table line: the error names the file and line, and says why.
 #[test]
 fn config_errors_name_the_line() {
@@ -397,7 +457,27 @@ fn config_errors_name_the_line() {
         ("    stick on src\n", "'stick' rules need a backend"),
         (
             "    tcp-request connection sc-inc-gpc0(3)\n",
-            "stick counter number 0, 1 or 2",
+            "The max allowed ID is 2",
+        ),
+        (
+            "    tcp-request connection sc-inc-gpc(0,3)\n",
+            "invalid stick table track ID 'sc-inc-gpc(0,3)'. The max allowed ID is 2",
+        ),
+        (
+            "    tcp-request connection sc-set-gpt(1) 5\n",
+            "Missing gpt ID 'sc-set-gpt(1)'",
+        ),
+        (
+            "    tcp-request connection reject if { src_get_gpc(0) gt 1 }\n",
+            "missing arguments (got 1/2)",
+        ),
+        (
+            "    stick-table type ip size 1k store gpc(101)\n",
+            "array size is out of allowed range (1-100) for store option 'gpc'",
+        ),
+        (
+            "    stick-table type ip size 1k store gpc(2),gpc1\n",
+            "simultaneous usage of 'gpc' and 'gpc[0/1]'",
         ),
     ];
     for (line, want) in cases {

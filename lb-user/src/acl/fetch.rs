@@ -247,8 +247,8 @@ pub fn lookup(name: &str) -> Lookup {
     }
     if stick_table_name(name) {
         return Lookup::Never(
-            "is a stick-table fetch lb does not serve (HTTP counters arrays, ...); it never \
-             matches",
+            "is a stick-table fetch lb does not serve (e.g. one added after HAProxy 2.6); it \
+             never matches",
         );
     }
     if name.starts_with("ssl_") {
@@ -677,7 +677,9 @@ mod tests {
         }
         assert!(matches!(lookup("sc0_conn_rate"), Lookup::Found(_)));
         assert!(matches!(lookup("src_conn_rate"), Lookup::Found(_)));
-        assert!(matches!(lookup("sc_get_gpc(0,1)"), Lookup::Never(_)));
+        assert!(matches!(lookup("sc_get_gpc"), Lookup::Found(_)));
+        assert!(matches!(lookup("src_inc_gpc"), Lookup::Found(_)));
+        assert!(matches!(lookup("sc_glitch_cnt"), Lookup::Never(_)));
         assert!(matches!(lookup("src_port"), Lookup::Found(_)));
         assert!(matches!(lookup("hdr"), Lookup::Never(_)));
         assert!(matches!(lookup("ssl_fc_sni"), Lookup::Never(_)));

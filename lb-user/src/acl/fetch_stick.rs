@@ -17,15 +17,47 @@ const SC_ARGS: ArgSpec = ArgSpec {
     min: 1,
 };
 
+/// `sc_get_gpc(IDX,SC[,table])` and the other array fetches of a tracked entry.
+const SC_ARRAY_ARGS: ArgSpec = ArgSpec {
+    types: &[ArgType::Int, ArgType::Int, ArgType::Str],
+    min: 2,
+};
+/// `src_get_gpc(IDX,table)`...: HAProxy 2.6 requires the table here (`ARG2(2,SINT,TAB)`).
+const SRC_ARRAY_ARGS: ArgSpec = ArgSpec {
+    types: &[ArgType::Int, ArgType::Str],
+    min: 2,
+};
+
 fn answer(c: &Ctx<'_>, which: StickRef, table: Option<&Arg>, what: &str) -> Fetched {
+    answer_at(c, which, table, what, 0)
+}
+
+fn answer_at(c: &Ctx<'_>, which: StickRef, table: Option<&Arg>, what: &str, idx: i64) -> Fetched {
     let table = table.map(Arg::str).filter(|t| !t.is_empty());
+    // A negative element is never stored (HAProxy reads it unsigned: out of range).
+    let Ok(idx) = usize::try_from(idx) else {
+        return Fetched::none();
+    };
     c.env
-        .stick(which, table, what)
+        .stick(which, table, what, idx)
         .map_or_else(Fetched::none, Fetched::one)
 }
 
 fn slot(c: &Ctx<'_>, n: u8, table: Option<&Arg>, what: &str) -> Fetched {
     answer(c, StickRef::Slot(n), table, what)
+}
+
+/// `sc_WHAT(IDX,SC[,table])`: element `IDX` of an array.
+fn sc_array(c: &Ctx<'_>, a: &[Arg], what: &str) -> Fetched {
+    match u8::try_from(a[1].int()) {
+        Ok(n) if n < 3 => answer_at(c, StickRef::Slot(n), a.get(2), what, a[0].int()),
+        _ => Fetched::none(),
+    }
+}
+
+/// `src_WHAT(IDX,table)`.
+fn src_array(c: &Ctx<'_>, a: &[Arg], what: &str) -> Fetched {
+    answer_at(c, StickRef::Src(c.src.ip()), a.get(1), what, a[0].int())
 }
 
 /// `sc_WHAT(N[,table])`.
@@ -41,9 +73,19 @@ fn src(c: &Ctx<'_>, table: Option<&Arg>, what: &str) -> Fetched {
 }
 
 macro_rules! counters {
-    ([$($extra:expr),* $(,)?]; $($what:literal),* $(,)?) => {
+    ([$($extra:expr),* $(,)?] [$($arr:literal),* $(,)?]; $($what:literal),* $(,)?) => {
         &[
             $($extra,)*
+            // The array fetches (HAProxy 2.5+): `sc_` + name (`IDX,SC[,table]`) and `src_` +
+            // name (`IDX,table`).
+            $(
+                def(concat!("sc_", $arr), SC_ARRAY_ARGS, T::Int, P::ALL, |c, a| {
+                    sc_array(c, a, $arr)
+                }),
+                def(concat!("src_", $arr), SRC_ARRAY_ARGS, T::Int, P::ALL, |c, a| {
+                    src_array(c, a, $arr)
+                }),
+            )*
             $(
                 def(concat!("sc0_", $what), OPT_TABLE, T::Int, P::ALL, |c, a| {
                     slot(c, 0, a.first(), $what)
@@ -96,6 +138,9 @@ macro_rules! with_counters {
     };
 }
 
+/// The array counters' suffixes (`sc_get_gpc(IDX,SC)`, `src_inc_gpc(IDX)`...).
+pub const ARRAY_COUNTERS: &[&str] = &["get_gpc", "get_gpt", "gpc_rate", "inc_gpc", "clr_gpc"];
+
 macro_rules! names {
     (; $($what:literal),* $(,)?) => {
         &[$($what),*]
@@ -143,7 +188,8 @@ pub static STICK_FETCHES: &[FetchDef] = with_counters!(
         def("table_avl", OPT_TABLE, T::Int, P::ALL, |c, a| {
             answer(c, StickRef::Table, a.first(), "avl")
         }),
-    ]
+    ],
+    ["get_gpc", "get_gpt", "gpc_rate", "inc_gpc", "clr_gpc"]
 );
 
 #[cfg(test)]
@@ -162,6 +208,18 @@ mod tests {
                 );
             }
         }
-        assert_eq!(STICK_FETCHES.len(), 11 + 5 * COUNTERS.len());
+        for what in ARRAY_COUNTERS {
+            for p in ["sc_", "src_"] {
+                let name = format!("{p}{what}");
+                assert!(
+                    STICK_FETCHES.iter().any(|f| f.name == name),
+                    "{name} missing"
+                );
+            }
+        }
+        assert_eq!(
+            STICK_FETCHES.len(),
+            11 + 5 * COUNTERS.len() + 2 * ARRAY_COUNTERS.len()
+        );
     }
 }

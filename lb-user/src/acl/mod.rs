@@ -108,9 +108,16 @@ pub trait Env {
         None
     }
     /// A stick-table fetch: `what` is its name after the `sc0_`/`sc_`/`src_`/`table_` prefix
-    /// (`conn_rate`, `inc_gpc0`, `tracked`...), `table` its optional table argument. `None`:
-    /// no sample (nothing tracked, no such table, data type not stored).
-    fn stick(&self, _which: StickRef, _table: Option<&str>, _what: &str) -> Option<Value> {
+    /// (`conn_rate`, `inc_gpc0`, `tracked`...), `table` its optional table argument, `idx`
+    /// the array element of `get_gpc`, `inc_gpc`... (0 otherwise). `None`: no sample
+    /// (nothing tracked, no such table, data type not stored).
+    fn stick(
+        &self,
+        _which: StickRef,
+        _table: Option<&str>,
+        _what: &str,
+        _idx: usize,
+    ) -> Option<Value> {
         None
     }
 }

@@ -198,7 +198,7 @@ pub struct Resolvers {
     pub hold_refused: Duration,
     /// `hold timeout`: same, after no answer at all. Default 30 s.
     pub hold_timeout: Duration,
-    /// `hold obsolete`: for SRV records (lb resolves A/AAAA only; kept for completeness).
+    /// `hold obsolete`: how long an SRV record missing from the answers keeps its server.
     /// Default 0.
     pub hold_obsolete: Duration,
     /// `accepted_payload_size`: the EDNS0 UDP payload size announced. Default 512.

@@ -10,7 +10,10 @@
 //! keeps its address while the answer still has it, the others take the addresses nobody
 //! has, and those left without one wait in `MAINT (resolution)` ("No IP for server"). A name
 //! starting with `_` is an SRV name: its records give each server a target and a port, the
-//! target's address coming from the answer's additional section, else from an A/AAAA query.
+//! target's address coming from the answer's additional section, else from an A/AAAA query,
+//! and its weight the server's weight ([`srv`]: HAProxy's mapping, and `hold obsolete` for a
+//! record that left the answers; after it, its server goes to `MAINT (resolution)`, "entry
+//! removed from SRV record").
 //!
 //! Why our own client rather than a crate: what is needed is one question per packet, the ID,
 //! source and question checks, RCODE and the TC bit, which is about 200 lines with tests; a
@@ -18,6 +21,7 @@
 //! dependencies for no behaviour lb uses. The resolvers run on their own thread (a tokio
 //! current-thread runtime) so that DNS never shares a thread with forwarding.
 
+pub mod srv;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -185,13 +189,25 @@ async fn follow(r: Resolution) {
     // The address in use at start came from the system resolver at load time: valid now.
     let mut last_valid = Instant::now();
     let srv = r.name.starts_with('_');
+    let mut records = srv::SrvCache::default();
     loop {
         let answer = if srv {
-            resolve_srv(&r).await
+            resolve_srv(&r).await.map(|(recs, ns)| {
+                let offers = records.update(recs, Instant::now(), r.resolvers.hold_obsolete);
+                (offers, ns)
+            })
         } else {
-            resolve(&r, &r.name)
-                .await
-                .map(|(ips, ns)| (ips.into_iter().map(|ip| (ip, None)).collect(), ns))
+            resolve(&r, &r.name).await.map(|(ips, ns)| {
+                let offers = ips
+                    .into_iter()
+                    .map(|ip| Offer {
+                        ip,
+                        port: None,
+                        weight: None,
+                    })
+                    .collect();
+                (offers, ns)
+            })
         };
         let wait = match answer {
             Ok((addrs, ns)) => {
@@ -216,8 +232,22 @@ async fn follow(r: Resolution) {
     }
 }
 
-/// An address a DNS answer offers: an IP, with a port when an SRV record gave it.
-type Offer = (IpAddr, Option<u16>);
+/// What a DNS answer offers a server: an IP, with a port and a weight when an SRV record
+/// gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+    /// Already mapped onto 0..=256 ([`srv::weight`]).
+    pub weight: Option<u32>,
+}
+
+impl Offer {
+    /// The same address as `c`, a server's current one (its port counts when given).
+    fn is(&self, c: &Offer) -> bool {
+        self.ip == c.ip && self.port.is_none_or(|p| Some(p) == c.port)
+    }
+}
 
 /// A valid answer: servers whose address is not in it move to another one (HAProxy's
 /// choice: the address in use if the answer still has it), servers in `MAINT (resolution)`
@@ -227,7 +257,7 @@ fn apply(r: &Resolution, offers: &[Offer], ns: &str) {
     let Some(gen) = &r.gen else {
         return;
     };
-    // What each member has now: its address and port, `None` in MAINT (resolution).
+    // What each member has now: its address, port and weight, `None` in MAINT (resolution).
     let current: Vec<Option<Offer>> = r
         .members
         .iter()
@@ -235,35 +265,42 @@ fn apply(r: &Resolution, offers: &[Offer], ns: &str) {
             let snap = gen.backends[m.backend].snapshot();
             let e = snap.servers.get(m.server)?;
             let a = e.state.addr;
-            (!e.state.resolution_maint).then_some((a.ip(), Some(a.port())))
+            (!e.state.resolution_maint).then_some(Offer {
+                ip: a.ip(),
+                port: Some(a.port()),
+                weight: Some(e.state.user_weight),
+            })
         })
         .collect();
-    let has = |o: &Offer, c: &Offer| o.0 == c.0 && o.1.is_none_or(|p| Some(p) == c.1);
     let templated: Vec<usize> = (0..r.members.len())
         .filter(|i| r.members[*i].template)
         .collect();
     let cur: Vec<Option<Offer>> = templated
         .iter()
-        .map(|i| current[*i].filter(|c| offers.iter().any(|o| has(o, c))))
+        .map(|i| current[*i].filter(|c| offers.iter().any(|o| o.is(c))))
         .collect();
-    let spread = spread(&cur, offers, |o, c| has(o, c));
+    let spread = spread(&cur, offers, Offer::is);
     for (i, m) in r.members.iter().enumerate() {
         let got = if m.template {
             let k = templated.iter().position(|t| *t == i).unwrap_or(0);
             spread.get(k).copied().flatten()
         } else {
-            let cur_ip = current[i].map(|c| c.0);
+            let cur_ip = current[i].map(|c| c.ip);
             let nets = &gen.config.backends[m.backend].servers[m.server].resolve_net;
-            let ips: Vec<IpAddr> = offers.iter().map(|o| o.0).collect();
-            Some(pick(&ips, cur_ip, nets)).map(|ip| {
-                let port = offers.iter().find(|o| o.0 == ip).and_then(|o| o.1);
-                (ip, port)
-            })
+            let ips: Vec<IpAddr> = offers.iter().map(|o| o.ip).collect();
+            let ip = pick(&ips, cur_ip, nets);
+            offers.iter().find(|o| o.ip == ip).copied()
         };
         let change = match (got, current[i]) {
-            (Some(o), Some(c)) if has(&o, &c) => continue,
-            (Some((ip, port)), _) => Change::Resolved(ip, port),
+            (Some(o), Some(c)) if o.is(&c) && o.weight.is_none_or(|w| Some(w) == c.weight) => {
+                continue
+            }
+            (Some(o), _) => Change::Resolved(o.ip, o.port, o.weight),
             (None, None) => continue,
+            // HAProxy's `srvrq_update_srv_status` for a record gone (past `hold obsolete`).
+            (None, Some(_)) if r.name.starts_with('_') => {
+                Change::Resolution(Some("entry removed from SRV record"))
+            }
             (None, Some(_)) => Change::Resolution(Some(Failure::NoIp.cause())),
         };
         // HAProxy names the nameserver for the resolution's first server and "DNS cache" for
@@ -359,15 +396,13 @@ async fn resolve(r: &Resolution, name: &str) -> Result<(Vec<IpAddr>, String), Fa
     Err(last)
 }
 
-/// An SRV name: its records by priority (lowest first, as written within one), each target's
-/// address from the additional section (the preferred family first), else asked for. A
-/// target that does not resolve is left out; no usable record at all is a failure.
-async fn resolve_srv(r: &Resolution) -> Result<(Vec<Offer>, String), Failure> {
+/// An SRV name: its records, each with its target's address from the additional section
+/// (the preferred family first), else asked for. A target that does not resolve is left out
+/// (its record is not refreshed); no usable record at all is a failure.
+async fn resolve_srv(r: &Resolution) -> Result<(Vec<(wire::SrvRecord, IpAddr)>, String), Failure> {
     let (ans, ns) = query(r, &r.name, wire::SRV).await?;
-    let mut records = ans.srv.clone();
-    records.sort_by_key(|s| s.priority);
     let mut out = Vec::new();
-    for rec in records {
+    for rec in ans.srv {
         let of = |v4: bool| {
             ans.extra
                 .iter()
@@ -379,7 +414,7 @@ async fn resolve_srv(r: &Resolution) -> Result<(Vec<Offer>, String), Failure> {
             None => resolve(r, &rec.target).await.ok().map(|(ips, _)| ips[0]),
         };
         if let Some(ip) = ip {
-            out.push((ip, Some(rec.port)));
+            out.push((rec, ip));
         }
     }
     if out.is_empty() {

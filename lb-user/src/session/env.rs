@@ -39,9 +39,10 @@ impl GenEnv<'_> {
 }
 
 impl Env for GenEnv<'_> {
-    fn stick(&self, which: StickRef, table: Option<&str>, what: &str) -> Option<Value> {
+    fn stick(&self, which: StickRef, table: Option<&str>, what: &str, idx: usize) -> Option<Value> {
         let current = super::current_proxy(self.gen, self.frontend, self.backend);
-        self.sticky.answer(self.gen, current, which, table, what)
+        self.sticky
+            .answer(self.gen, current, which, table, what, idx)
     }
 
     fn frontend_name(&self) -> &str {

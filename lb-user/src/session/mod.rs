@@ -172,12 +172,12 @@ impl Hooks for SessHooks<'_> {
             .track(self.gen, self.current, t, key, self.stream);
     }
 
-    fn inc_gpc(&mut self, slot: u8, idx: u8) {
-        self.sticky.inc_gpc(slot, idx);
+    fn inc_gpc(&mut self, slot: u8, dt: crate::stick::DataType, idx: usize) {
+        self.sticky.inc_gpc(slot, dt, idx);
     }
 
-    fn set_gpt0(&mut self, slot: u8, value: i64) {
-        self.sticky.set_gpt0(slot, value);
+    fn set_gpt(&mut self, slot: u8, dt: crate::stick::DataType, idx: usize, value: i64) {
+        self.sticky.set_gpt(slot, dt, idx, value);
     }
 }
 

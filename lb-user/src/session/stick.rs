@@ -1,6 +1,6 @@
 //! What one connection does with stick tables: the entries its `track-sc0..2` rules track
 //! (dropped with the session, which ends `conn_cur`), the `sc*_`/`src_*` fetches, the
-//! `sc-inc-gpc*`/`sc-set-gpt0` actions, and server persistence (`stick match` picks the stored
+//! `sc-inc-gpc*`/`sc-set-gpt*` actions, and server persistence (`stick match` picks the stored
 //! server, `stick store-*` record the one the connection went to).
 
 use std::cell::RefCell;
@@ -62,19 +62,18 @@ impl Sticky {
         }
     }
 
-    /// `sc-inc-gpc0|1(slot)`.
-    pub(super) fn inc_gpc(&self, slot: u8, idx: u8) {
-        let what = if idx == 0 { "inc_gpc0" } else { "inc_gpc1" };
+    /// `sc-inc-gpc0|1(slot)`, `sc-inc-gpc(idx,slot)`: the counter and its rate, each when
+    /// the table stores it (HAProxy's `action_inc_gpc*`).
+    pub(super) fn inc_gpc(&self, slot: u8, dt: DataType, idx: usize) {
         if let Some(Some(tr)) = self.slots.borrow().get(usize::from(slot)) {
-            stick::counter(&tr.table, Some(&tr.entry), what, clock());
+            tr.table.add_at(&tr.entry, dt, idx, 1, clock());
         }
     }
 
-    /// `sc-set-gpt0(slot) VALUE`.
-    pub(super) fn set_gpt0(&self, slot: u8, value: i64) {
+    /// `sc-set-gpt0(slot) VALUE`, `sc-set-gpt(idx,slot) VALUE`.
+    pub(super) fn set_gpt(&self, slot: u8, dt: DataType, idx: usize, value: i64) {
         if let Some(Some(tr)) = self.slots.borrow().get(usize::from(slot)) {
-            tr.table
-                .set(&tr.entry, DataType::Gpt0, u64::from(value as u32));
+            stick::set_gpt(&tr.table, &tr.entry, dt, idx, value);
         }
     }
 
@@ -95,6 +94,7 @@ impl Sticky {
         which: StickRef,
         table: Option<&str>,
         what: &str,
+        idx: usize,
     ) -> Option<Value> {
         let now = clock();
         match which {
@@ -119,7 +119,7 @@ impl Sticky {
                     let held = entry.map_or(0, |e| Arc::strong_count(&e).saturating_sub(2));
                     return Some(Value::Int(held as i64 + 1));
                 }
-                stick::counter(tb, entry.as_deref(), what, now)
+                stick::counter(tb, entry.as_deref(), what, idx, now)
             }
             StickRef::Src(ip) => {
                 let tb = gen.tables.get(table.unwrap_or(current))?;
@@ -133,7 +133,7 @@ impl Sticky {
                 } else {
                     tb.lookup(&key, now)
                 };
-                stick::counter(tb, e.as_deref(), what, now)
+                stick::counter(tb, e.as_deref(), what, idx, now)
             }
             StickRef::Table => {
                 let tb = gen.tables.get(table.unwrap_or(current))?;

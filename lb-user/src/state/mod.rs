@@ -116,9 +116,10 @@ pub enum Change {
     },
     /// `Some(cause)`: the name stopped resolving (MAINT (resolution)); `None`: it resolves.
     Resolution(Option<&'static str>),
-    /// A valid DNS answer: this address (and port, from an SRV record), and out of MAINT
-    /// (resolution) if it was in.
-    Resolved(IpAddr, Option<u16>),
+    /// A valid DNS answer: this address (and port and weight, from an SRV record), and out
+    /// of MAINT (resolution) if it was in. A weight the backend's algorithm cannot take is
+    /// ignored, as HAProxy ignores it (the address still applies).
+    Resolved(IpAddr, Option<u16>, Option<u32>),
     /// `enable|disable health`.
     CheckEnabled(bool),
     /// `enable|disable agent`.

@@ -161,7 +161,7 @@ fn the_two_maintenances_are_separate() {
         &g,
         0,
         0,
-        Change::Resolved("127.0.0.9".parse().unwrap(), None),
+        Change::Resolved("127.0.0.9".parse().unwrap(), None, None),
         &By::DnsCache,
     )
     .unwrap();
@@ -274,6 +274,44 @@ fn weights_set_at_run_time_and_static_rr() {
         apply(&g, 0, 0, Change::Weight(300), &By::Cli),
         Err(StateError::WeightOutOfRange { weight: 300, .. })
     ));
+}
+
+/// An SRV record's weight applies with its address; a backend whose algorithm cannot take
+/// it keeps its weight but still takes the address (HAProxy ignores the weight's error).
+#[test]
+fn srv_weights_come_with_the_address_unless_static() {
+    let (g, _rx) = gen_with("  server s1 127.0.0.1:2 weight 3\n", "");
+    let ip = "127.0.0.9".parse().unwrap();
+    apply(
+        &g,
+        0,
+        0,
+        Change::Resolved(ip, Some(5), Some(30)),
+        &By::DnsCache,
+    )
+    .unwrap();
+    let s = st(&g, 0);
+    assert_eq!(
+        (s.addr.to_string().as_str(), s.user_weight),
+        ("127.0.0.9:5", 30)
+    );
+    let (g, _rx) = gen_with(
+        "  server s1 127.0.0.1:2 weight 3\n",
+        "  balance static-rr\n",
+    );
+    apply(
+        &g,
+        0,
+        0,
+        Change::Resolved(ip, Some(5), Some(30)),
+        &By::DnsCache,
+    )
+    .unwrap();
+    let s = st(&g, 0);
+    assert_eq!(
+        (s.addr.to_string().as_str(), s.user_weight),
+        ("127.0.0.9:5", 3)
+    );
 }
 
 #[test]

@@ -135,9 +135,12 @@ pub fn step(
         Change::Maxconn(m) => t.st.maxconn = m,
         Change::Addr { ip, port } => t.addr(ip, port),
         Change::Resolution(cause) => t.resolution(cause),
-        Change::Resolved(ip, port) => {
+        Change::Resolved(ip, port, weight) => {
             t.addr(Some(ip), port);
             t.resolution(None);
+            if let Some(w) = weight.filter(|w| check_weight(conf, be, *w).is_ok()) {
+                t.weight(w)?;
+            }
         }
         Change::CheckEnabled(on) => {
             if !conf.health.check {

@@ -5,7 +5,10 @@
 use std::fmt;
 
 /// Number of [`DataType`]s.
-pub const DATA_TYPES: usize = 22;
+pub const DATA_TYPES: usize = 25;
+
+/// Most elements of an array data type (`gpc(N)`...: HAProxy's `STKTABLE_MAX_DT_ARRAY_SIZE`).
+pub const MAX_ARRAY: usize = 100;
 
 /// A data type a table can store, in HAProxy's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,6 +35,12 @@ pub enum DataType {
     ServerKey,
     HttpFailCnt,
     HttpFailRate,
+    /// `gpt(N)`: an array of N tags (HAProxy 2.5+).
+    Gpt,
+    /// `gpc(N)`: an array of N counters.
+    Gpc,
+    /// `gpc_rate(N,period)`: the rates of the `gpc` array's counters.
+    GpcRate,
 }
 
 use DataType as D;
@@ -60,6 +69,9 @@ pub const ALL: [DataType; DATA_TYPES] = [
     D::ServerKey,
     D::HttpFailCnt,
     D::HttpFailRate,
+    D::Gpt,
+    D::Gpc,
+    D::GpcRate,
 ];
 
 impl DataType {
@@ -87,6 +99,9 @@ impl DataType {
             D::ServerKey => "server_key",
             D::HttpFailCnt => "http_fail_cnt",
             D::HttpFailRate => "http_fail_rate",
+            D::Gpt => "gpt",
+            D::Gpc => "gpc",
+            D::GpcRate => "gpc_rate",
         }
     }
 
@@ -107,7 +122,13 @@ impl DataType {
                 | D::BytesOutRate
                 | D::Gpc1Rate
                 | D::HttpFailRate
+                | D::GpcRate
         )
+    }
+
+    /// An array (`store gpc(N)`): its first argument is the element count.
+    pub fn is_array(self) -> bool {
+        matches!(self, D::Gpt | D::Gpc | D::GpcRate)
     }
 
     /// 64-bit counters (printed unsigned 64).
@@ -127,9 +148,18 @@ impl DataType {
             D::BytesOutCnt => D::BytesOutRate,
             D::Gpc1 => D::Gpc1Rate,
             D::HttpFailCnt => D::HttpFailRate,
+            D::Gpc => D::GpcRate,
             _ => return None,
         })
     }
+}
+
+/// Element counts of the array data types a table stores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Arrays {
+    pub gpt: usize,
+    pub gpc: usize,
+    pub gpc_rate: usize,
 }
 
 /// `type ip|ipv6|integer|string|binary`.
@@ -179,6 +209,8 @@ pub struct TableDef {
     pub expire: Option<u64>,
     /// Stored data types, each with its period in ms for rates (0 otherwise), index order.
     pub store: Vec<(DataType, u64)>,
+    /// Element counts of the stored arrays (`gpt`, `gpc`, `gpc_rate`; 0: not stored).
+    pub arrays: Arrays,
     /// `peers NAME` (parsed; lb does not sync).
     pub peers: Option<String>,
     /// `nopurge`: a full table refuses new entries instead of evicting.
@@ -194,6 +226,39 @@ impl TableDef {
     /// `Some(period)` when `dt` is stored (0 for non-rates).
     pub fn period(&self, dt: DataType) -> Option<u64> {
         self.store.iter().find(|(d, _)| *d == dt).map(|(_, p)| *p)
+    }
+
+    /// How many elements of `dt` an entry holds: the array's size, 1 for a stored scalar, 0
+    /// when not stored.
+    pub fn len(&self, dt: DataType) -> usize {
+        match dt {
+            D::Gpt => self.arrays.gpt,
+            D::Gpc => self.arrays.gpc,
+            D::GpcRate => self.arrays.gpc_rate,
+            _ => usize::from(self.stores(dt)),
+        }
+    }
+
+    /// Where the counter a fetch or action names lives (HAProxy 2.6's `stktable_data_ptr`
+    /// then `stktable_data_ptr_idx` fallback): `gpc0`, `gpc1`, `gpt0` and their rates are
+    /// the array's elements 0 and 1 when the table stores the array instead; `(dt, idx)` of
+    /// an array when `idx` is in range. `None`: not stored.
+    pub fn cell(&self, dt: DataType, idx: usize) -> Option<(DataType, usize)> {
+        let fallback = match dt {
+            D::Gpt0 => Some((D::Gpt, 0)),
+            D::Gpc0 => Some((D::Gpc, 0)),
+            D::Gpc1 => Some((D::Gpc, 1)),
+            D::Gpc0Rate => Some((D::GpcRate, 0)),
+            D::Gpc1Rate => Some((D::GpcRate, 1)),
+            _ => None,
+        };
+        if dt.is_array() {
+            return (idx < self.len(dt)).then_some((dt, idx));
+        }
+        if self.stores(dt) {
+            return Some((dt, 0));
+        }
+        fallback.filter(|(a, i)| *i < self.len(*a))
     }
 
     pub fn stored(&self) -> impl Iterator<Item = (DataType, u64)> + '_ {

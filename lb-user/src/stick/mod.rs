@@ -105,35 +105,37 @@ impl Drop for Tracked {
 }
 
 /// Reads or changes one counter of `e` as the fetch `sc*_WHAT` / `src_WHAT` does (HAProxy's
-/// `smp_fetch_sc_*`). `e` is `None` for a `src_*` fetch whose key has no entry: reads give 0,
-/// as HAProxy's. `None` out: no sample (the table does not store the data type).
-pub fn counter(table: &Table, e: Option<&Entry>, what: &str, now: u64) -> Option<Value> {
+/// `smp_fetch_sc_*`); `idx` is the element of the array fetches (`get_gpc`, `gpc_rate`,
+/// `inc_gpc`, `clr_gpc`, `get_gpt`: `sc_get_gpc(IDX,SC)`), 0 for the others. `e` is `None`
+/// for a `src_*` fetch whose key has no entry: reads give 0, as HAProxy's. `None` out: no
+/// sample (the table does not store the data type, or not that element).
+pub fn counter(
+    table: &Table,
+    e: Option<&Entry>,
+    what: &str,
+    idx: usize,
+    now: u64,
+) -> Option<Value> {
     use DataType as D;
+    let int = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
     let read = |dt: DataType| -> Option<Value> {
-        table.def.period(dt)?;
-        let v = e.and_then(|e| table.read(e, dt, now)).unwrap_or(0);
-        Some(Value::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+        table.def.cell(dt, idx)?;
+        Some(int(e
+            .and_then(|e| table.read_at(e, dt, idx, now))
+            .unwrap_or(0)))
     };
     let inc = |dt: DataType| -> Option<Value> {
-        // HAProxy: the rate moves even when only it is stored; the value read is the count.
-        let stored = table.def.stores(dt) || dt.rate().is_some_and(|r| table.def.stores(r));
+        // HAProxy: the rate moves even when only it is stored (then its count is returned).
+        let stored = table.def.cell(dt, idx).is_some()
+            || dt.rate().is_some_and(|r| table.def.cell(r, idx).is_some());
         if !stored {
             return None;
         }
-        let e = e?;
-        table.add(e, dt, 1, now);
-        Some(Value::Int(
-            table
-                .read(e, dt, now)
-                .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)),
-        ))
+        table.add_at(e?, dt, idx, 1, now).map(int)
     };
     let clr = |dt: DataType| -> Option<Value> {
-        table.def.period(dt)?;
-        let e = e?;
-        let old = table.read(e, dt, now).unwrap_or(0);
-        table.set(e, dt, 0);
-        Some(Value::Int(i64::try_from(old).unwrap_or(i64::MAX)))
+        table.def.cell(dt, idx)?;
+        table.set_at(e?, dt, idx, 0).map(int)
     };
     let kbytes = |dt: DataType| {
         read(dt).map(|v| match v {
@@ -160,6 +162,11 @@ pub fn counter(table: &Table, e: Option<&Entry>, what: &str, now: u64) -> Option
         "inc_gpc1" => inc(D::Gpc1),
         "clr_gpc0" => clr(D::Gpc0),
         "clr_gpc1" => clr(D::Gpc1),
+        "get_gpc" => read(D::Gpc),
+        "get_gpt" => read(D::Gpt),
+        "gpc_rate" => read(D::GpcRate),
+        "inc_gpc" => inc(D::Gpc),
+        "clr_gpc" => clr(D::Gpc),
         "http_req_cnt" => read(D::HttpReqCnt),
         "http_req_rate" => read(D::HttpReqRate),
         "http_err_cnt" => read(D::HttpErrCnt),
@@ -169,6 +176,12 @@ pub fn counter(table: &Table, e: Option<&Entry>, what: &str, now: u64) -> Option
         "server_id" => read(D::ServerId),
         _ => None,
     }
+}
+
+/// `sc-set-gpt(IDX,SC) VALUE` / `sc-set-gpt0(SC) VALUE` (`idx` 0): HAProxy keeps the low
+/// 32 bits. Nothing when the table does not store the tag.
+pub fn set_gpt(table: &Table, e: &Entry, dt: DataType, idx: usize, value: i64) {
+    table.set_at(e, dt, idx, u64::from(value as u32));
 }
 
 /// The fetch suffixes [`counter`] answers: one list, with the fetches.

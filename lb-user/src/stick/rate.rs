@@ -31,6 +31,12 @@ impl FreqCtr {
         self.curr += inc;
     }
 
+    /// Events counted in the current period so far (HAProxy's `curr_ctr`, what
+    /// `sc_inc_gpc` returns when only the rate is stored).
+    pub fn current(&self) -> u64 {
+        self.curr
+    }
+
     /// Events per `period` at `now` (HAProxy's `read_freq_ctr_period`).
     pub fn read(&self, period: u64, now: u64) -> u64 {
         let period = period.max(1);

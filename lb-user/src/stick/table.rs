@@ -139,6 +139,41 @@ pub struct Data {
     pub rates: [FreqCtr; DATA_TYPES],
     /// `server_key`: the name of the server `stick store-*` recorded.
     pub server_key: Option<Arc<str>>,
+    /// The `gpt(N)` array.
+    pub gpt: Box<[u64]>,
+    /// The `gpc(N)` array.
+    pub gpc: Box<[u64]>,
+    /// The `gpc_rate(N,P)` array.
+    pub gpc_rate: Box<[FreqCtr]>,
+}
+
+impl Data {
+    /// An entry's counters, with the arrays `def` stores.
+    fn new(def: &TableDef) -> Data {
+        Data {
+            gpt: vec![0; def.arrays.gpt].into(),
+            gpc: vec![0; def.arrays.gpc].into(),
+            gpc_rate: vec![FreqCtr::default(); def.arrays.gpc_rate].into(),
+            ..Data::default()
+        }
+    }
+
+    /// The scalar at `(dt, idx)` (`idx` in range: see [`TableDef::cell`]).
+    fn val(&mut self, dt: DataType, idx: usize) -> Option<&mut u64> {
+        match dt {
+            DataType::Gpt => self.gpt.get_mut(idx),
+            DataType::Gpc => self.gpc.get_mut(idx),
+            _ => Some(&mut self.vals[dt as usize]),
+        }
+    }
+
+    /// The rate at `(dt, idx)`.
+    fn rate(&mut self, dt: DataType, idx: usize) -> Option<&mut FreqCtr> {
+        match dt {
+            DataType::GpcRate => self.gpc_rate.get_mut(idx),
+            _ => Some(&mut self.rates[dt as usize]),
+        }
+    }
 }
 
 /// One entry. Its trackers hold the `Arc`; `use=` is how many do.
@@ -337,7 +372,7 @@ impl Table {
             let entry = Arc::new(Entry {
                 id: NEXT_ID.fetch_add(0x40, Ordering::Relaxed),
                 key: key.clone(),
-                data: Mutex::new(Data::default()),
+                data: Mutex::new(Data::new(&self.def)),
             });
             shard.seq += 1;
             let seq = shard.seq;
@@ -366,33 +401,61 @@ impl Table {
     /// A data type's value in `e` (rates read at `now`), or `None` when the table does not
     /// store it.
     pub fn read(&self, e: &Entry, dt: DataType, now: u64) -> Option<u64> {
+        self.read_at(e, dt, 0, now)
+    }
+
+    /// Element `idx` of `dt` (0 for scalars; `gpc0` reads `gpc[0]` in a table that stores
+    /// the array, see [`TableDef::cell`]), or `None` when not stored.
+    pub fn read_at(&self, e: &Entry, dt: DataType, idx: usize, now: u64) -> Option<u64> {
+        let (dt, idx) = self.def.cell(dt, idx)?;
         let period = self.def.period(dt)?;
-        let d = e.data.lock();
-        Some(if dt.is_rate() {
-            d.rates[dt as usize].read(period, now)
+        let mut d = e.data.lock();
+        if dt.is_rate() {
+            d.rate(dt, idx).map(|r| r.read(period, now))
         } else {
-            d.vals[dt as usize]
-        })
+            d.val(dt, idx).copied()
+        }
     }
 
     /// Adds `n` to a counter and its rate, when stored.
     pub fn add(&self, e: &Entry, dt: DataType, n: u64, now: u64) {
+        self.add_at(e, dt, 0, n, now);
+    }
+
+    /// Adds `n` to element `idx` of a counter and of its rate, each when stored (HAProxy's
+    /// `sc-inc-gpc`: the rate first, then the counter). Returns the counter's new value, or
+    /// without it the rate's current-period count; `None` when neither is stored.
+    pub fn add_at(&self, e: &Entry, dt: DataType, idx: usize, n: u64, now: u64) -> Option<u64> {
+        let val = self.def.cell(dt, idx);
+        let rate = dt.rate().and_then(|r| self.def.cell(r, idx));
         let mut d = e.data.lock();
-        if self.def.stores(dt) {
-            d.vals[dt as usize] = d.vals[dt as usize].wrapping_add(n);
-        }
-        if let Some(rate) = dt.rate() {
-            if let Some(p) = self.def.period(rate) {
-                d.rates[rate as usize].add(p, now, n);
+        let mut out = None;
+        if let Some((r, ri)) = rate {
+            let p = self.def.period(r).unwrap_or(1);
+            if let Some(f) = d.rate(r, ri) {
+                f.add(p, now, n);
+                out = Some(f.current());
             }
         }
+        if let Some((v, vi)) = val {
+            if let Some(x) = d.val(v, vi) {
+                *x = x.wrapping_add(n);
+                out = Some(*x);
+            }
+        }
+        out
     }
 
     /// Sets a scalar (`server_id`, `conn_cur` release...) when stored.
     pub fn set(&self, e: &Entry, dt: DataType, v: u64) {
-        if self.def.stores(dt) {
-            e.data.lock().vals[dt as usize] = v;
-        }
+        self.set_at(e, dt, 0, v);
+    }
+
+    /// Sets element `idx` of a scalar; returns the value it replaced, `None` when not stored.
+    pub fn set_at(&self, e: &Entry, dt: DataType, idx: usize, v: u64) -> Option<u64> {
+        let (dt, idx) = self.def.cell(dt, idx)?;
+        let mut d = e.data.lock();
+        d.val(dt, idx).map(|x| std::mem::replace(x, v))
     }
 
     /// Every live entry matching `filters` (and `key`), oldest first, in HAProxy's dump
@@ -444,7 +507,9 @@ impl Table {
             e.key.display(self.def.key)
         );
         for (dt, period) in self.def.stored() {
-            if dt.is_rate() {
+            if dt.is_array() {
+                array_fields(&mut out, dt, period, &d, now);
+            } else if dt.is_rate() {
                 let v = d.rates[dt as usize].read(period, now);
                 let _ = write!(out, " {}({period})={}", dt.name(), v as u32);
             } else if dt == DataType::ServerKey {
@@ -491,5 +556,23 @@ impl Table {
             self.def.size,
             self.used()
         )
+    }
+}
+
+/// An array's elements as HAProxy's `table_dump_entry_to_buffer` prints them: the index after
+/// the name's first word (`gpc0=`, `gpt1=`, `gpc0_rate(10000)=`).
+fn array_fields(out: &mut String, dt: DataType, period: u64, d: &Data, now: u64) {
+    let name = dt.name();
+    let (pfx, sfx) = name.find('_').map_or((name, ""), |i| name.split_at(i));
+    if dt == DataType::GpcRate {
+        for (i, r) in d.gpc_rate.iter().enumerate() {
+            let v = r.read(period, now) as u32;
+            let _ = write!(out, " {pfx}{i}{sfx}({period})={v}");
+        }
+        return;
+    }
+    let vals = if dt == DataType::Gpt { &d.gpt } else { &d.gpc };
+    for (i, v) in vals.iter().enumerate() {
+        let _ = write!(out, " {pfx}{i}{sfx}={}", *v as u32);
     }
 }

@@ -10,6 +10,7 @@ fn def(size: u64, expire: Option<u64>, store: &[(DataType, u64)]) -> TableDef {
         store: store.to_vec(),
         peers: None,
         nopurge: false,
+        arrays: def::Arrays::default(),
     }
 }
 
@@ -115,12 +116,110 @@ fn counters_answer_as_the_fetches() {
         &[(DataType::Gpc0, 0), (DataType::BytesOutCnt, 0)],
     )));
     let e = t.get(&ip("1.1.1.1"), 0).unwrap();
-    assert_eq!(counter(&t, Some(&e), "inc_gpc0", 0), Some(Value::Int(1)));
-    assert_eq!(counter(&t, Some(&e), "get_gpc0", 0), Some(Value::Int(1)));
-    assert_eq!(counter(&t, None, "get_gpc0", 0), Some(Value::Int(0)));
-    assert_eq!(counter(&t, Some(&e), "conn_rate", 0), None, "not stored");
+    assert_eq!(counter(&t, Some(&e), "inc_gpc0", 0, 0), Some(Value::Int(1)));
+    assert_eq!(counter(&t, Some(&e), "get_gpc0", 0, 0), Some(Value::Int(1)));
+    assert_eq!(counter(&t, None, "get_gpc0", 0, 0), Some(Value::Int(0)));
+    assert_eq!(counter(&t, Some(&e), "conn_rate", 0, 0), None, "not stored");
     t.add(&e, DataType::BytesOutCnt, 5000, 0);
-    assert_eq!(counter(&t, Some(&e), "kbytes_out", 0), Some(Value::Int(4)));
-    assert_eq!(counter(&t, Some(&e), "clr_gpc0", 0), Some(Value::Int(1)));
-    assert_eq!(counter(&t, Some(&e), "get_gpc0", 0), Some(Value::Int(0)));
+    assert_eq!(
+        counter(&t, Some(&e), "kbytes_out", 0, 0),
+        Some(Value::Int(4))
+    );
+    assert_eq!(counter(&t, Some(&e), "clr_gpc0", 0, 0), Some(Value::Int(1)));
+    assert_eq!(counter(&t, Some(&e), "get_gpc0", 0, 0), Some(Value::Int(0)));
+}
+
+fn arrays_def() -> TableDef {
+    let mut d = def(
+        10,
+        None,
+        &[
+            (DataType::Gpt, 0),
+            (DataType::Gpc, 0),
+            (DataType::GpcRate, 10_000),
+        ],
+    );
+    d.arrays = def::Arrays {
+        gpt: 1,
+        gpc: 2,
+        gpc_rate: 2,
+    };
+    d
+}
+
+/// `store gpt(1),gpc(2),gpc_rate(2,10s)`: each element counted on its own, `show table`
+/// prints them as HAProxy's `table_dump_entry_to_buffer` (`gpc1=`, `gpc0_rate(10000)=`).
+#[test]
+fn arrays_count_per_element_and_dump_as_haproxy() {
+    let t = Arc::new(Table::new(arrays_def()));
+    let e = t.get(&ip("1.1.1.1"), 0).unwrap();
+    for _ in 0..3 {
+        counter(&t, Some(&e), "inc_gpc", 1, 0);
+    }
+    assert_eq!(counter(&t, Some(&e), "inc_gpc", 0, 0), Some(Value::Int(1)));
+    assert_eq!(counter(&t, Some(&e), "get_gpc", 1, 0), Some(Value::Int(3)));
+    assert_eq!(counter(&t, Some(&e), "gpc_rate", 1, 0), Some(Value::Int(3)));
+    // Out of the array: no sample, as HAProxy's `stktable_data_ptr_idx` giving NULL.
+    assert_eq!(counter(&t, Some(&e), "get_gpc", 2, 0), None);
+    assert_eq!(counter(&t, Some(&e), "inc_gpc", 7, 0), None);
+    set_gpt(&t, &e, DataType::Gpt, 0, -1);
+    assert_eq!(
+        counter(&t, Some(&e), "get_gpt", 0, 0),
+        Some(Value::Int(4_294_967_295))
+    );
+    let line = t.dump(None, &[], 0);
+    let fields: Vec<&str> = line.trim_end().split(' ').skip(4).collect();
+    assert_eq!(
+        fields,
+        [
+            "gpt0=4294967295",
+            "gpc0=1",
+            "gpc1=3",
+            "gpc0_rate(10000)=1",
+            "gpc1_rate(10000)=3"
+        ],
+        "{line}"
+    );
+    assert_eq!(counter(&t, Some(&e), "clr_gpc", 1, 0), Some(Value::Int(3)));
+    assert_eq!(counter(&t, Some(&e), "get_gpc", 1, 0), Some(Value::Int(0)));
+    // `data.gpc` filters on element 0, as HAProxy's `stktable_data_ptr`.
+    let f = Filter {
+        dt: DataType::Gpc,
+        op: Op::Eq,
+        value: 1,
+    };
+    assert_eq!(t.dump(None, &[f], 0).lines().count(), 1);
+}
+
+/// A table that stores the arrays answers the old names from elements 0 and 1 (HAProxy 2.6's
+/// fallback): `sc-inc-gpc0` moves `gpc[0]` and `gpc_rate[0]`, `gpt0` is `gpt[0]`.
+#[test]
+fn gpc0_gpc1_gpt0_fall_back_on_the_arrays() {
+    let t = Arc::new(Table::new(arrays_def()));
+    let e = t.get(&ip("1.1.1.1"), 0).unwrap();
+    assert_eq!(counter(&t, Some(&e), "inc_gpc0", 0, 0), Some(Value::Int(1)));
+    assert_eq!(counter(&t, Some(&e), "inc_gpc1", 0, 0), Some(Value::Int(1)));
+    assert_eq!(counter(&t, Some(&e), "inc_gpc1", 0, 0), Some(Value::Int(2)));
+    assert_eq!(counter(&t, Some(&e), "get_gpc", 1, 0), Some(Value::Int(2)));
+    assert_eq!(
+        counter(&t, Some(&e), "gpc1_rate", 0, 0),
+        Some(Value::Int(2))
+    );
+    set_gpt(&t, &e, DataType::Gpt0, 0, 5);
+    assert_eq!(counter(&t, Some(&e), "get_gpt", 0, 0), Some(Value::Int(5)));
+    // A scalar table has no array: `get_gpc(0)` reads nothing even though `gpc0` is stored.
+    let scalar = Table::new(def(10, None, &[(DataType::Gpc0, 0)]));
+    let e = scalar.get(&ip("1.1.1.1"), 0).unwrap();
+    assert_eq!(counter(&scalar, Some(&e), "get_gpc", 0, 0), None);
+    // Only the rate stored: the increment returns the rate's current count (HAProxy's
+    // `curr_ctr`).
+    let mut d = def(10, None, &[(DataType::GpcRate, 1000)]);
+    d.arrays.gpc_rate = 1;
+    let rate = Table::new(d);
+    let e = rate.get(&ip("1.1.1.1"), 0).unwrap();
+    counter(&rate, Some(&e), "inc_gpc", 0, 500);
+    assert_eq!(
+        counter(&rate, Some(&e), "inc_gpc", 0, 600),
+        Some(Value::Int(2))
+    );
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -153,7 +153,51 @@ pub fn free_tcp_udp_port() -> u16 {
 pub struct Dnsmasq {
     pub addr: SocketAddr,
     hosts: PathBuf,
+    local: bool,
     child: Child,
+}
+
+/// dnsmasq on 127.0.0.1:`port`, once it answers; `None` when it exited (port taken) or did not
+/// answer within 10 s.
+fn spawn_dnsmasq(port: u16, hosts: &Path, local: bool, srv: &[String]) -> Option<Child> {
+    let mut args = vec![
+        "--no-daemon".to_owned(),
+        "--keep-in-foreground".to_owned(),
+        format!("--port={port}"),
+        "--listen-address=127.0.0.1".to_owned(),
+        "--bind-interfaces".to_owned(),
+        "--no-resolv".to_owned(),
+        "--no-hosts".to_owned(),
+        "--cache-size=0".to_owned(),
+        "--local-ttl=0".to_owned(),
+        "--user=root".to_owned(),
+        "--pid-file=".to_owned(),
+        format!("--addn-hosts={}", hosts.display()),
+    ];
+    args.extend(srv.iter().map(|r| format!("--srv-host={r}")));
+    if local {
+        // Everything not in the hosts file is NXDOMAIN (or NODATA), not forwarded.
+        args.push("--local=/test/".to_owned());
+    }
+    let mut child = Command::new("dnsmasq")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start dnsmasq (cargo xtask setup installs dnsmasq-base)");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut exited = false;
+    let up = wait(Duration::from_secs(10), || {
+        exited = matches!(child.try_wait(), Ok(Some(_)));
+        exited || answers(addr)
+    });
+    if up && !exited {
+        return Some(child);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 impl Dnsmasq {
@@ -191,49 +235,31 @@ impl Dnsmasq {
         // parallel) makes it exit at once: try again on another port, a bounded number of times.
         for _ in 0..5 {
             let port = free_tcp_udp_port();
-            let mut args = vec![
-                "--no-daemon".to_owned(),
-                "--keep-in-foreground".to_owned(),
-                format!("--port={port}"),
-                "--listen-address=127.0.0.1".to_owned(),
-                "--bind-interfaces".to_owned(),
-                "--no-resolv".to_owned(),
-                "--no-hosts".to_owned(),
-                "--cache-size=0".to_owned(),
-                "--local-ttl=0".to_owned(),
-                "--user=root".to_owned(),
-                "--pid-file=".to_owned(),
-                format!("--addn-hosts={}", path.display()),
-            ];
-            args.extend(srv.iter().map(|r| format!("--srv-host={r}")));
-            if local {
-                // Everything not in the hosts file is NXDOMAIN (or NODATA), not forwarded.
-                args.push("--local=/test/".to_owned());
-            }
-            let mut child = Command::new("dnsmasq")
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start dnsmasq (cargo xtask setup installs dnsmasq-base)");
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let mut exited = false;
-            let up = wait(Duration::from_secs(10), || {
-                exited = matches!(child.try_wait(), Ok(Some(_)));
-                exited || answers(addr)
-            });
-            if up && !exited {
+            if let Some(child) = spawn_dnsmasq(port, &path, local, srv) {
                 return Dnsmasq {
-                    addr,
+                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
                     hosts: path,
+                    local,
                     child,
                 };
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("dnsmasq did not start answering on 127.0.0.1 after 5 tries");
+    }
+
+    /// Restarts dnsmasq on the same address with these SRV records instead (dnsmasq reads
+    /// `--srv-host` only when it starts): how a test removes or changes a record.
+    pub fn restart_srv(&mut self, srv: &[String]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for _ in 0..5 {
+            if let Some(child) = spawn_dnsmasq(self.addr.port(), &self.hosts, self.local, srv) {
+                self.child = child;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("dnsmasq did not start again on {} after 5 tries", self.addr);
     }
 
     /// Replaces the hosts file and makes dnsmasq re-read it.

@@ -64,6 +64,12 @@ const fn http_only(name: &'static str) -> (&'static str, Handling) {
     (name, Handling::HttpOnly)
 }
 
+/// What `option persist` and `force-persist` do in HAProxy 2.6's `mode tcp`
+/// (`process_server_rules`, `sticking_rule_find_target` in `src/stream.c`), which lb does not.
+pub(super) const PERSIST_DOWN: &str = "in mode tcp HAProxy sends a connection that 'use-server' \
+     or 'stick match|on' assigns to its server even when that server is DOWN or in maintenance; \
+     lb skips such a server and lets the balancing algorithm pick";
+
 /// Every option lb knows. The order is the order of "did you mean" candidates.
 const OPTIONS: &[(&str, Handling)] = &[
     run("redispatch", redispatch),
@@ -94,7 +100,7 @@ const OPTIONS: &[(&str, Handling)] = &[
     not_yet("tcp-smart-accept", "socket options"),
     not_yet("tcp-smart-connect", "socket options"),
     not_yet("transparent", "transparent proxying"),
-    not_yet("persist", "persistence"),
+    not_yet("persist", PERSIST_DOWN),
     not_yet("prefer-last-server", "persistence"),
     not_yet("ldap-check", "health checks"),
     run("ssl-hello-chk", simple_check),

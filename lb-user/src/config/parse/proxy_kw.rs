@@ -108,8 +108,9 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     run("tcp-response", tcp_rules::tcp_response),
     run("stick-table", super::stick::stick_table),
     run("stick", super::stick::stick),
-    not_yet("force-persist", "persistence", one_or_more),
-    not_yet("ignore-persist", "persistence", one_or_more),
+    not_yet("force-persist", super::option::PERSIST_DOWN, one_or_more),
+    // HAProxy 2.6 only consults it for HTTP cookies.
+    http_only("ignore-persist"),
     not_yet("persist", "persistence", one_or_more),
     not_yet("fullconn", "dynamic maxconn", positive_u32),
     not_yet("source", "outgoing source address", one_or_more),

@@ -11,7 +11,7 @@ use super::suggest::suggest;
 use super::{arity, Parser, Section};
 use crate::acl::{FsLoader, Places, SampleExpr};
 use crate::rules::{Action, StickKind, StickRule};
-use crate::stick::def::ALL;
+use crate::stick::def::{Arrays, ALL, MAX_ARRAY};
 use crate::stick::{DataType, KeyType, TableDef};
 
 /// The `stick-table` of a proxy being read, with where it was written.
@@ -29,6 +29,7 @@ fn table_def(name: &str, w: &[String]) -> Result<(TableDef, Vec<String>), String
         store: Vec::new(),
         peers: None,
         nopurge: false,
+        arrays: Arrays::default(),
     };
     let mut warnings = Vec::new();
     let (mut typed, mut sized) = (false, false);
@@ -99,9 +100,10 @@ fn table_def(name: &str, w: &[String]) -> Result<(TableDef, Vec<String>), String
                 i += if kw == "write-to" { 2 } else { 1 };
             }
             "store" => {
-                for item in value(i, kw)?.split(',') {
+                for item in store_items(value(i, kw)?)? {
                     store_item(&mut def, item)?;
                 }
+                overlaps(&def)?;
                 i += 2;
             }
             other => {
@@ -131,7 +133,49 @@ fn table_def(name: &str, w: &[String]) -> Result<(TableDef, Vec<String>), String
     Ok((def, warnings))
 }
 
-/// One `store` item: `conn_cnt`, `conn_rate(10s)`, ...
+/// The items of `store a,b(P),gpc_rate(4,10s)`: commas inside parentheses do not split.
+fn store_items(list: &str) -> Result<Vec<&str>, String> {
+    let (mut out, mut start, mut depth) = (Vec::new(), 0, 0u32);
+    for (i, c) in list.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth > 0 {
+        return Err(format!(
+            "'stick-table store': missing closing parenthesis after store option '{}'",
+            list[start..].split('(').next().unwrap_or("")
+        ));
+    }
+    out.push(&list[start..]);
+    Ok(out)
+}
+
+/// HAProxy refuses an array with the scalars it overrides (`gpc` and `gpc0`...).
+fn overlaps(def: &TableDef) -> Result<(), String> {
+    use DataType as D;
+    let clash = if def.stores(D::Gpt) && def.stores(D::Gpt0) {
+        "'gpt' and 'gpt0' in a same table is not permitted as 'gpt' overrides 'gpt0'"
+    } else if def.stores(D::Gpc) && (def.stores(D::Gpc0) || def.stores(D::Gpc1)) {
+        "'gpc' and 'gpc[0/1]' in a same table is not permitted as 'gpc' overrides 'gpc[0/1]'"
+    } else if def.stores(D::GpcRate) && (def.stores(D::Gpc0Rate) || def.stores(D::Gpc1Rate)) {
+        "'gpc_rate' and 'gpc[0/1]_rate' in a same table is not permitted as 'gpc_rate' \
+         overrides 'gpc[0/1]_rate'"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "'stick-table store': simultaneous usage of {clash}"
+    ))
+}
+
+/// One `store` item: `conn_cnt`, `conn_rate(10s)`, `gpc(4)`, `gpc_rate(4,10s)`...
 fn store_item(def: &mut TableDef, item: &str) -> Result<(), String> {
     let (name, arg) = match item.split_once('(') {
         Some((n, a)) => (
@@ -143,12 +187,6 @@ fn store_item(def: &mut TableDef, item: &str) -> Result<(), String> {
         ),
         None => (item, None),
     };
-    if matches!(name, "gpc" | "gpt" | "gpc_rate") {
-        return Err(format!(
-            "'store {item}': the counter arrays (gpc, gpt, gpc_rate) are not supported yet; use \
-             gpc0, gpc1, gpt0"
-        ));
-    }
     let names: Vec<&str> = ALL.iter().map(|d| d.name()).collect();
     let dt = DataType::by_name(name)
         .filter(|d| *d != DataType::ServerKey || arg.is_none())
@@ -158,6 +196,37 @@ fn store_item(def: &mut TableDef, item: &str) -> Result<(), String> {
                 suggest(name, &names)
             )
         })?;
+    // Arrays take their element count first: `gpc(4)`, `gpc_rate(4,10s)`.
+    let mut arg = arg;
+    if dt.is_array() {
+        let (n, rest) = match arg {
+            Some(a) => a.split_once(',').map_or((a, None), |(n, r)| (n, Some(r))),
+            None => {
+                return Err(format!(
+                    "'stick-table store': missing argument to store option '{name}' (write \
+                     '{name}(<count>{})')",
+                    if dt.is_rate() { ",<period>" } else { "" }
+                ))
+            }
+        };
+        let n = n
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_ARRAY).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "'stick-table store': array size is out of allowed range (1-{MAX_ARRAY}) \
+                     for store option '{name}'"
+                )
+            })?;
+        match dt {
+            DataType::Gpt => def.arrays.gpt = n,
+            DataType::Gpc => def.arrays.gpc = n,
+            _ => def.arrays.gpc_rate = n,
+        }
+        arg = rest;
+    }
     let period = match (dt.is_rate(), arg) {
         (true, Some(p)) => {
             let d = parse_time(p, TimeUnit::Ms).map_err(|e| format!("'store {item}': {e}"))?;
@@ -176,6 +245,65 @@ fn store_item(def: &mut TableDef, item: &str) -> Result<(), String> {
     }
     def.store.push((dt, period));
     Ok(())
+}
+
+/// The stick counter (0..=2, HAProxy's `MAX_SESS_STKCTR` - 1), data type and element of
+/// `sc-inc-gpc0[(SC)]`, `sc-inc-gpc1[(SC)]`, `sc-inc-gpc(IDX,SC)`, `sc-set-gpt0[(SC)]`,
+/// `sc-set-gpt(IDX,SC)`, with HAProxy's errors (`parse_inc_gpc`, `parse_set_gpt`).
+pub(super) fn counter_action(word: &str) -> Result<(u8, DataType, usize), String> {
+    let (base, array, scalars): (&str, DataType, &[(char, DataType)]) =
+        if word.starts_with("sc-inc-gpc") {
+            (
+                "sc-inc-gpc",
+                DataType::Gpc,
+                &[('0', DataType::Gpc0), ('1', DataType::Gpc1)],
+            )
+        } else {
+            ("sc-set-gpt", DataType::Gpt, &[('0', DataType::Gpt0)])
+        };
+    let what = &base[7..];
+    let up = what.to_uppercase();
+    let tail = word.get(base.len()..).unwrap_or("");
+    let max = || format!("invalid stick table track ID '{word}'. The max allowed ID is 2");
+    if let Some(args) = tail.strip_prefix('(') {
+        let expects = format!("Expects {base}(<{up} ID>,<Track ID>)");
+        let (idx, sc) = args
+            .split_once(',')
+            .ok_or_else(|| format!("Missing {what} ID '{word}'. {expects}"))?;
+        let idx = idx
+            .parse::<u32>()
+            .map_err(|_| format!("Missing {what} ID '{word}'. {expects}"))?;
+        let sc = sc
+            .strip_suffix(')')
+            .and_then(|n| n.parse::<i64>().ok())
+            .ok_or_else(|| format!("invalid stick table track ID '{word}'. {expects}"))?;
+        let sc = u8::try_from(sc).ok().filter(|n| *n < 3).ok_or_else(max)?;
+        return Ok((sc, array, idx as usize));
+    }
+    let mut chars = tail.chars();
+    let Some(&(_, dt)) = chars
+        .next()
+        .and_then(|c| scalars.iter().find(|(d, _)| *d == c))
+    else {
+        return Err(format!(
+            "invalid {what} ID '{word}'. Expects {base}(<{up} ID>,<Track ID>)"
+        ));
+    };
+    let sc = match chars.as_str() {
+        "" => 0,
+        s => {
+            let kw = &word[..=base.len()];
+            let n = s
+                .strip_prefix('(')
+                .and_then(|s| s.strip_suffix(')'))
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    format!("invalid stick table track ID '{word}'. Expects {kw}(<Track ID>)")
+                })?;
+            u8::try_from(n).ok().filter(|n| *n < 3).ok_or_else(max)?
+        }
+    };
+    Ok((sc, dt, 0))
 }
 
 /// `stick-table ...` in a proxy.
@@ -409,5 +537,97 @@ impl Parser {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(list: &str) -> Result<TableDef, String> {
+        let w: Vec<String> = ["type", "ip", "size", "10", "store", list]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        table_def("t", &w).map(|(d, _)| d)
+    }
+
+    #[test]
+    fn arrays_are_stored_with_their_sizes() {
+        let d = store("gpc(3),gpc_rate(2,10s),gpt(1),conn_cnt").unwrap();
+        assert_eq!(d.len(DataType::Gpc), 3);
+        assert_eq!(d.len(DataType::GpcRate), 2);
+        assert_eq!(d.period(DataType::GpcRate), Some(10_000));
+        assert_eq!(d.len(DataType::Gpt), 1);
+        assert_eq!(d.len(DataType::ConnCnt), 1);
+        // `gpc0` is element 0 of the array here.
+        assert_eq!(d.cell(DataType::Gpc0, 0), Some((DataType::Gpc, 0)));
+        assert_eq!(d.cell(DataType::Gpc, 3), None);
+    }
+
+    /// HAProxy's messages (`parse_stick_table`, `stktable_alloc_data_type`).
+    #[test]
+    fn bad_arrays_are_refused_as_haproxy_says() {
+        let cases = [
+            ("gpc", "missing argument to store option 'gpc'"),
+            (
+                "gpc(0)",
+                "array size is out of allowed range (1-100) for store option 'gpc'",
+            ),
+            (
+                "gpt(101)",
+                "out of allowed range (1-100) for store option 'gpt'",
+            ),
+            ("gpc_rate(2)", "missing the period"),
+            ("gpt(1,5)", "'gpt' takes no argument"),
+            (
+                "gpc(2,x",
+                "missing closing parenthesis after store option 'gpc'",
+            ),
+            (
+                "gpc(2),gpc0",
+                "simultaneous usage of 'gpc' and 'gpc[0/1]' in a same table is not permitted",
+            ),
+            ("gpt0,gpt(1)", "'gpt' overrides 'gpt0'"),
+            (
+                "gpc1_rate(1s),gpc_rate(1,1s)",
+                "'gpc_rate' overrides 'gpc[0/1]_rate'",
+            ),
+        ];
+        for (list, want) in cases {
+            let e = store(list).unwrap_err();
+            assert!(e.contains(want), "{list}: {e}");
+        }
+    }
+
+    #[test]
+    fn counter_actions_read_as_haproxy() {
+        use DataType as D;
+        assert_eq!(counter_action("sc-inc-gpc(4,1)"), Ok((1, D::Gpc, 4)));
+        assert_eq!(counter_action("sc-inc-gpc0"), Ok((0, D::Gpc0, 0)));
+        assert_eq!(counter_action("sc-inc-gpc1(2)"), Ok((2, D::Gpc1, 0)));
+        assert_eq!(counter_action("sc-set-gpt(0,2)"), Ok((2, D::Gpt, 0)));
+        assert_eq!(counter_action("sc-set-gpt0(1)"), Ok((1, D::Gpt0, 0)));
+        assert_eq!(
+            counter_action("sc-inc-gpc(4)").unwrap_err(),
+            "Missing gpc ID 'sc-inc-gpc(4)'. Expects sc-inc-gpc(<GPC ID>,<Track ID>)"
+        );
+        assert_eq!(
+            counter_action("sc-set-gpt(1,x)").unwrap_err(),
+            "invalid stick table track ID 'sc-set-gpt(1,x)'. Expects \
+             sc-set-gpt(<GPT ID>,<Track ID>)"
+        );
+        assert_eq!(
+            counter_action("sc-inc-gpc(0,3)").unwrap_err(),
+            "invalid stick table track ID 'sc-inc-gpc(0,3)'. The max allowed ID is 2"
+        );
+        assert_eq!(
+            counter_action("sc-inc-gpc0(3)").unwrap_err(),
+            "invalid stick table track ID 'sc-inc-gpc0(3)'. The max allowed ID is 2"
+        );
+        assert_eq!(
+            counter_action("sc-set-gpt1").unwrap_err(),
+            "invalid gpt ID 'sc-set-gpt1'. Expects sc-set-gpt(<GPT ID>,<Track ID>)"
+        );
     }
 }

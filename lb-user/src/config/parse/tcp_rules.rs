@@ -251,69 +251,55 @@ fn track_sc(c: &mut ActCtx<'_>, word: &str, rest: &[String]) -> Result<Parsed, S
     })
 }
 
-/// The stick counter slot of `sc-inc-gpc0(N)`: 0 without `(N)`, as HAProxy.
-fn counter_slot(word: &str) -> Result<(&str, u8), String> {
-    let Some((kw, rest)) = word.split_once('(') else {
-        return Ok((word, 0));
-    };
-    let n = rest
-        .strip_suffix(')')
-        .and_then(|n| n.parse::<u8>().ok())
-        .filter(|n| *n < 3)
-        .ok_or_else(|| format!("'{word}': expects a stick counter number 0, 1 or 2 ('{kw}(N)')"))?;
-    Ok((kw, n))
-}
-
-/// `sc-inc-gpc0(N)`, `sc-inc-gpc1(N)`, `sc-set-gpt0(N) VALUE`; the array forms
-/// (`sc-inc-gpc(I,N)`, `sc-add-gpc`, `sc-set-gpt`) are accepted and do nothing.
+/// `sc-inc-gpc0(N)`, `sc-inc-gpc1(N)`, `sc-inc-gpc(I,N)`, `sc-set-gpt0(N) VALUE`,
+/// `sc-set-gpt(I,N) VALUE` (the keyword read by [`super::stick::counter_action`]);
+/// `sc-add-gpc` (HAProxy 2.7) is accepted and does nothing.
 fn stick_counter(c: &mut ActCtx<'_>, word: &str, rest: &[String]) -> Result<Parsed, String> {
-    let kw = word.split_once('(').map_or(word, |(k, _)| k);
-    match kw {
-        "sc-inc-gpc0" | "sc-inc-gpc1" => {
-            let (_, slot) = counter_slot(word)?;
-            let idx = u8::from(kw == "sc-inc-gpc1");
-            Ok(Parsed {
-                action: Some(Action::IncGpc { slot, idx }),
-                used: 0,
-            })
-        }
-        "sc-set-gpt0" => {
-            let (_, slot) = counter_slot(word)?;
-            let Some(first) = rest.first().filter(|w| *w != "if" && *w != "unless") else {
-                return Err(format!(
-                    "'{word}' expects an integer or a sample expression"
-                ));
-            };
-            let words = if first.parse::<i64>().is_ok() {
-                vec![format!("int({first})")]
-            } else {
-                rest.to_vec()
-            };
-            let (value, used, w) = SampleExpr::parse_words(&words, true, &FsLoader)
-                .map_err(|e| format!("'{} {word}': {e}", c.rule))?;
-            c.warnings.extend(w);
-            let used = if first.parse::<i64>().is_ok() {
-                1
-            } else {
-                used
-            };
-            Ok(Parsed {
-                action: Some(Action::SetGpt0 { slot, value }),
-                used,
-            })
-        }
-        _ => {
-            c.warnings.push(format!(
-                "'{} {word}' is not supported yet (stick-table counter arrays); the rule does \
-                 nothing",
-                c.rule
-            ));
-            Ok(Parsed {
-                action: Some(Action::Inert),
-                used: until_cond(rest),
-            })
-        }
+    if word.starts_with("sc-add-gpc") {
+        c.warnings.push(format!(
+            "'{} {word}' is not supported yet (HAProxy 2.7's sc-add-gpc); the rule does \
+             nothing",
+            c.rule
+        ));
+        return Ok(Parsed {
+            action: Some(Action::Inert),
+            used: until_cond(rest),
+        });
     }
+    let (slot, dt, idx) = super::stick::counter_action(word)?;
+    if !word.starts_with("sc-set-gpt") {
+        return Ok(Parsed {
+            action: Some(Action::IncGpc { slot, dt, idx }),
+            used: 0,
+        });
+    }
+    let Some(first) = rest.first().filter(|w| *w != "if" && *w != "unless") else {
+        return Err(format!(
+            "'{word}' expects an integer or a sample expression"
+        ));
+    };
+    let words = if first.parse::<i64>().is_ok() {
+        vec![format!("int({first})")]
+    } else {
+        rest.to_vec()
+    };
+    let (value, used, w) = SampleExpr::parse_words(&words, true, &FsLoader)
+        .map_err(|e| format!("'{} {word}': {e}", c.rule))?;
+    c.warnings.extend(w);
+    let used = if first.parse::<i64>().is_ok() {
+        1
+    } else {
+        used
+    };
+    Ok(Parsed {
+        action: Some(Action::SetGpt {
+            slot,
+            dt,
+            idx,
+            value,
+        }),
+        used,
+    })
 }
 
 impl Parser {

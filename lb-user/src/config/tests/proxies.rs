@@ -427,3 +427,20 @@ fn sockmap_backlog_is_a_size_in_bytes() {
     let c = ok(&format!("{TIMEOUTS}backend be\n"));
     assert_eq!(c.global.sockmap_backlog, None);
 }
+
+/// `option persist` and `force-persist` mean something in HAProxy's `mode tcp` (a
+/// `use-server` or `stick match` connection goes to its DOWN server), which lb does not do:
+/// `lb -c` says what at the line. `ignore-persist` only acts on HTTP cookies.
+#[test]
+fn persist_options_say_what_lb_does_not_do() {
+    let c = ok(&format!(
+        "{TIMEOUTS}backend be\n  option persist\n  force-persist if {{ src 10.0.0.1 }}\n  \
+         ignore-persist if {{ src 10.0.0.2 }}\n  server s1 127.0.0.1:1\n"
+    ));
+    let what = "even when that server is DOWN or in maintenance; lb skips such a server";
+    assert!(has_warning(&c, 7, "'option persist' is not supported yet"));
+    assert!(has_warning(&c, 7, what), "{:?}", c.warnings);
+    assert!(has_warning(&c, 8, "'force-persist' is not supported yet"));
+    assert!(has_warning(&c, 8, what));
+    assert!(has_warning(&c, 9, "'ignore-persist' is HTTP-only"));
+}
