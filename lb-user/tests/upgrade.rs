@@ -342,7 +342,7 @@ fn old_process_exits_at_hard_stop_after(dataplane: &str) {
     let cfg = config(
         &sock,
         "expose-fd listeners",
-        "    hard-stop-after 1s",
+        "    hard-stop-after 3s",
         ports,
         &flow,
         &echo,
@@ -360,6 +360,15 @@ fn old_process_exits_at_hard_stop_after(dataplane: &str) {
     let new_cfg = cfg.replace("echoes", "echoes2");
     let new =
         Lb::start_with(&LbOpts::new(&new_cfg, dataplane).args(&["-x", &sock_arg, "-sf", &old_pid]));
+    // Refused (splice) or never offered (in the kernel maps), the flow goes on in the old
+    // process: a refused one was stopped and offered, and must forward on after.
+    assert!(new.wait_for_log(
+        "established flow(s) from the old process",
+        Duration::from_secs(3)
+    ));
+    held.write_all(b"pong").unwrap();
+    held.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"pong", "the held flow after the refusal");
     let exit = old.wait_exit(Duration::from_secs(10));
     let took = t0.elapsed();
     assert!(
@@ -368,7 +377,7 @@ fn old_process_exits_at_hard_stop_after(dataplane: &str) {
         old.logs().join("\n")
     );
     assert!(
-        took >= Duration::from_secs(1),
+        took >= Duration::from_secs(3),
         "exited after {took:?}, before hard-stop-after"
     );
     assert!(
