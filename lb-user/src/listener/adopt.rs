@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 use super::ctx::ThreadCtx;
 use super::permit::ConnPermit;
 use super::serve::forward_registered;
-use super::served::{log_session, LogAs, Served};
+use super::served::{count_bytes, log_session, LogAs, Served};
 
 use crate::conn_io;
 use crate::dataplane::{FlowEnd, KillSwitch};
@@ -151,14 +150,13 @@ async fn serve_adopted(
         flow.bytes,
     )
     .await;
-    if let Some(s) = &slot {
-        let c = s.counters();
-        c.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
-        c.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
-    }
-    let f = &gen.fe_stats[frontend];
-    f.bytes_in.fetch_add(report.bytes_in, Ordering::Relaxed);
-    f.bytes_out.fetch_add(report.bytes_out, Ordering::Relaxed);
+    // This process's part only: the old one counted its own.
+    count_bytes(
+        gen,
+        frontend,
+        slot.as_ref(),
+        (report.bytes_in, report.bytes_out),
+    );
     served.bytes_in += report.bytes_in;
     served.bytes_out += report.bytes_out;
     served.ending = Ending::Flow(report.end, killer);

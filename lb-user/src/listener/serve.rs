@@ -4,7 +4,6 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use super::connect::{client_local, connect_with_retries};
 use super::ctx::{LocalFlow, Registered, ThreadCtx};
 use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
 use super::permit::ConnPermit;
-use super::served::{bind_label, local_bind, log_session, ms_since, LogAs, Served};
+use super::served::{bind_label, count_bytes, local_bind, log_session, ms_since, LogAs, Served};
 
 use crate::config::{Backend, Frontend};
 use crate::conn_io;
@@ -323,12 +322,7 @@ async fn pass_on(
     let report = forward(gen, frontend, ctx, &slot, src, (client, server), read).await;
     let (report_in, report_out) = (report.0.bytes_in + pre_in, report.0.bytes_out + pre_out);
     sess.flow_bytes(report_in, report_out);
-    let c = slot.counters();
-    c.bytes_in.fetch_add(report_in, Ordering::Relaxed);
-    c.bytes_out.fetch_add(report_out, Ordering::Relaxed);
-    let f = &gen.fe_stats[frontend];
-    f.bytes_in.fetch_add(report_in, Ordering::Relaxed);
-    f.bytes_out.fetch_add(report_out, Ordering::Relaxed);
+    count_bytes(gen, frontend, Some(&slot), (report_in, report_out));
     log::debug!(
         "{src} {}/{}: {:?}, {report_in} bytes in, {report_out} bytes out{}",
         be.name,

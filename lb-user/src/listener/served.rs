@@ -128,6 +128,24 @@ pub(super) fn log_session(
     log.send(logging::INFO, &line);
 }
 
+/// Counts a flow's bytes (client -> server, server -> client) in its server's and its
+/// frontend's statistics (`bin`, `bout`).
+pub(super) fn count_bytes(
+    gen: &Generation,
+    frontend: usize,
+    slot: Option<&ServerSlot>,
+    (bytes_in, bytes_out): (u64, u64),
+) {
+    if let Some(s) = slot {
+        let c = s.counters();
+        c.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        c.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+    let f = &gen.fe_stats[frontend];
+    f.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+    f.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+}
+
 /// A frontend's only bind, when it has one (to name it in a log line).
 pub(super) fn local_bind(gen: &Generation, frontend: usize) -> Option<usize> {
     (gen.config.frontends[frontend].binds.len() == 1).then_some(0)
