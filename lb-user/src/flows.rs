@@ -3,10 +3,13 @@
 //! the runtime API, the stats page and the state writer send commands here instead.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
+
+use crate::dataplane::{FlowTimeouts, Parked};
 
 /// Why flows are ended from outside (the tcplog termination state: `KD`, `DD`, `UD`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +33,50 @@ pub enum FlowCommand {
     },
     /// Report the live flows (`show sess`).
     List(oneshot::Sender<Vec<FlowInfo>>),
+    /// Binary upgrade: stop every flow that can be handed to another process at a quiet point
+    /// and report them parked (those not parked by `until` go on here).
+    HandOff {
+        until: Instant,
+        reply: oneshot::Sender<Vec<Offer>>,
+    },
+    /// Binary upgrade: serve a flow another process handed over.
+    Adopt(Box<Adoption>),
+}
+
+/// A flow as one process hands it to another (binary upgrade): what its wire record carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandedFlow {
+    /// Names as of the generation that served it (the taker maps them to its own).
+    pub frontend: String,
+    pub backend: String,
+    pub server: String,
+    /// The client (a PROXY header's address when one came).
+    pub client: SocketAddr,
+    /// Time since the client was accepted.
+    pub age: Duration,
+    /// Bytes read from the client and from the server so far, every one passed on.
+    pub bytes: (u64, u64),
+    pub timeouts: FlowTimeouts,
+    /// Bytes read and not yet written, client -> server and server -> client (written first by
+    /// the taker). lb hands a flow over only where it holds none.
+    pub unsent: (Vec<u8>, Vec<u8>),
+}
+
+/// A flow parked for a hand-off, with what its record says (the giving side).
+#[derive(Debug)]
+pub struct Offer {
+    pub flow: HandedFlow,
+    pub parked: Parked,
+}
+
+/// A flow handed over by another process, for a thread to serve (the taking side).
+#[derive(Debug)]
+pub struct Adoption {
+    pub flow: HandedFlow,
+    pub client: OwnedFd,
+    pub server: OwnedFd,
+    /// The configuration generation whose names it was matched with.
+    pub generation: u64,
 }
 
 /// A live flow, as `show sess` reports it.
@@ -83,6 +130,32 @@ impl FlowControl {
                 reason,
             });
         }
+    }
+
+    /// Parks every flow that can be handed off, on every thread, and returns them; a flow not
+    /// parked by `until` goes on where it is.
+    pub async fn hand_off(&self, until: Instant) -> Vec<Offer> {
+        let mut waits = Vec::new();
+        for t in &self.threads {
+            let (reply, rx) = oneshot::channel();
+            if t.send(FlowCommand::HandOff { until, reply }).is_ok() {
+                waits.push(rx);
+            }
+        }
+        let mut all = Vec::new();
+        for rx in waits {
+            all.extend(rx.await.unwrap_or_default());
+        }
+        all
+    }
+
+    /// Gives a handed-over flow to a thread (the `n`th flow goes to thread `n mod threads`);
+    /// `false` when that thread has stopped (the process is going down with it).
+    pub fn adopt(&self, n: usize, flow: Adoption) -> bool {
+        let Some(t) = self.threads.get(n % self.threads.len().max(1)) else {
+            return false;
+        };
+        t.send(FlowCommand::Adopt(Box::new(flow))).is_ok()
     }
 
     /// The live flows of every thread, by thread and id.

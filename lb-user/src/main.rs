@@ -69,11 +69,12 @@ struct Cli {
     )]
     log_level: String,
     /// Binary upgrade: take the listening sockets of the lb (or HAProxy) whose runtime API
-    /// socket is SOCKET (`stats socket SOCKET expose-fd listeners`) instead of binding them.
+    /// socket is SOCKET (`stats socket SOCKET expose-fd listeners`) instead of binding them;
+    /// once serving, take an old lb's established flows too (those it can hand over).
     #[arg(short = 'x', value_name = "SOCKET")]
     old_socket: Option<PathBuf>,
-    /// Once serving, soft-stop these processes (SIGUSR1): they stop accepting, finish their
-    /// connections and exit. Spelled `-sf PID...` as in HAProxy.
+    /// Once serving, soft-stop these processes (SIGUSR1): they stop accepting, finish the
+    /// connections they did not hand over and exit. Spelled `-sf PID...` as in HAProxy.
     #[arg(long = "sf", value_name = "PID", num_args = 1..)]
     soft_finish: Vec<i32>,
     /// Once serving, stop these processes at once (SIGTERM). Spelled `-st PID...`.
@@ -483,7 +484,11 @@ fn serve(
     if let Some(ready) = ready {
         ready.tell();
     }
-    stop_old_processes(cli);
+    // Soft-stopped first, so that it stops accepting before its flows are taken; stopped
+    // (`-st`) after, so that its flows are taken before it closes them.
+    stop_old_processes(cli, Signal::SIGUSR1);
+    take_old_flows(cli, &gen);
+    stop_old_processes(cli, Signal::SIGTERM);
     let running = Running {
         gen,
         _checkers: checkers,
@@ -611,15 +616,32 @@ fn serve_signals(
     }
 }
 
+/// `-x`: takes the old process's established flows (those it can hand over), so that it can
+/// exit at once; the others stay with it until they end.
+fn take_old_flows(cli: &Cli, gen: &Generation) {
+    let Some(path) = &cli.old_socket else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    match lb_user::upgrade::take_flows(gen) {
+        Ok(n) => log::info!(
+            "-x {}: took {n} established flow(s) from the old process in {} ms",
+            path.display(),
+            started.elapsed().as_millis()
+        ),
+        Err(e) => log::warn!("{e}; the flows not taken stay with the old process"),
+    }
+}
+
 /// `-sf`/`-st`: once this process serves, soft-stops (SIGUSR1) or stops (SIGTERM) the old
-/// ones, as HAProxy does.
-fn stop_old_processes(cli: &Cli) {
-    let asks = cli
-        .soft_finish
-        .iter()
-        .map(|p| (*p, Signal::SIGUSR1))
-        .chain(cli.terminate.iter().map(|p| (*p, Signal::SIGTERM)));
-    for (pid, sig) in asks {
+/// ones, as HAProxy does; `sig` says which of the two lists this call signals.
+fn stop_old_processes(cli: &Cli, sig: Signal) {
+    let pids = if sig == Signal::SIGUSR1 {
+        &cli.soft_finish
+    } else {
+        &cli.terminate
+    };
+    for &pid in pids {
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
             Ok(()) => log::info!("sent {sig} to the old process {pid}"),
             Err(e) => log::warn!("cannot send {sig} to the old process {pid}: {e}"),

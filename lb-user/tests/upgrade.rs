@@ -2,8 +2,11 @@
 //! listening sockets over its runtime API socket (`expose-fd listeners`) and soft-stops it. On
 //! every plane: a 64 MiB flow and 200 held echo flows started on the old process finish intact
 //! (SHA-256 both ways, half-close), a bounded connect loop across the upgrade sees no refusal
-//! and no reset, and the old process exits once its flows end (or at `hard-stop-after`). A
-//! socket without `expose-fd listeners`, or one that answers nonsense, is a clear error.
+//! and no reset, and the old process exits once its flows end or are handed over (or at
+//! `hard-stop-after`). Beyond HAProxy, established flows move to the new process
+//! (`_getflows`): the old one exits within seconds while they are still open, and a flow
+//! busy both ways moves without losing a byte. A socket without `expose-fd listeners`, or one
+//! that answers nonsense, is a clear error.
 
 #[macro_use]
 mod common;
@@ -25,6 +28,8 @@ use common::{free_port, local, run_lb, Lb, LbOpts, DEFAULTS};
 on_both_planes!(
     upgrade_keeps_every_connection,
     old_process_exits_at_hard_stop_after,
+    established_flows_move_to_the_new_process,
+    a_busy_flow_moves_without_losing_a_byte,
 );
 
 /// The 64 MiB flow: 32 MiB up before the upgrade, 32 MiB after, then 64 MiB down.
@@ -337,7 +342,7 @@ fn old_process_exits_at_hard_stop_after(dataplane: &str) {
     let cfg = config(
         &sock,
         "expose-fd listeners",
-        "    hard-stop-after 1s",
+        "    hard-stop-after 3s",
         ports,
         &flow,
         &echo,
@@ -350,8 +355,20 @@ fn old_process_exits_at_hard_stop_after(dataplane: &str) {
     let sock_arg = sock.display().to_string();
     let old_pid = old.pid().to_string();
     let t0 = Instant::now();
+    // The new configuration has no backend 'echoes': it refuses the held flow (it would take
+    // it otherwise), which stays with the old process until hard-stop-after.
+    let new_cfg = cfg.replace("echoes", "echoes2");
     let new =
-        Lb::start_with(&LbOpts::new(&cfg, dataplane).args(&["-x", &sock_arg, "-sf", &old_pid]));
+        Lb::start_with(&LbOpts::new(&new_cfg, dataplane).args(&["-x", &sock_arg, "-sf", &old_pid]));
+    // Refused (splice) or never offered (in the kernel maps), the flow goes on in the old
+    // process: a refused one was stopped and offered, and must forward on after.
+    assert!(new.wait_for_log(
+        "established flow(s) from the old process",
+        Duration::from_secs(3)
+    ));
+    held.write_all(b"pong").unwrap();
+    held.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"pong", "the held flow after the refusal");
     let exit = old.wait_exit(Duration::from_secs(10));
     let took = t0.elapsed();
     assert!(
@@ -360,7 +377,7 @@ fn old_process_exits_at_hard_stop_after(dataplane: &str) {
         old.logs().join("\n")
     );
     assert!(
-        took >= Duration::from_secs(1),
+        took >= Duration::from_secs(3),
         "exited after {took:?}, before hard-stop-after"
     );
     assert!(
@@ -368,6 +385,15 @@ fn old_process_exits_at_hard_stop_after(dataplane: &str) {
             .is_some(),
         "{}",
         old.logs().join("\n")
+    );
+    // On sockmap, the held flow is in the kernel maps: it stays without being offered.
+    assert!(
+        dataplane != "splice"
+            || new
+                .find_log("left with the old process: no backend 'echoes' here")
+                .is_some(),
+        "{}",
+        new.logs().join("\n")
     );
     // The held flow was the old process's: it ends with it.
     let mut rest = Vec::new();
@@ -639,4 +665,295 @@ fn hard_stop_of_the_old_lb_spares_the_handed_over_sockets() {
     let tally = looping.join().unwrap();
     assert_eq!(tally.refused, 0, "{tally:?}");
     assert!(tally.ok >= 500, "{tally:?}");
+}
+
+/// `scur` of `proxy/name` in the CSV of `show stat` on `sock`.
+fn scur(sock: &std::path::Path, proxy: &str, name: &str) -> Option<u64> {
+    let csv = common::stats::cli(sock, "show stat");
+    csv.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        (f.len() > 4 && f[0] == proxy && f[1] == name)
+            .then(|| f[4].parse().ok())
+            .flatten()
+    })
+}
+
+/// Beyond HAProxy: the new lb takes the old one's established flows (`_getflows`), so the old
+/// process exits within seconds while they are still open. The old lb runs on splice, where
+/// every flow can be handed over (a flow in the kernel maps stays with its process); the new
+/// one runs on `dataplane` and puts them on its own. The 64 MiB flow (stopped half-way up) and
+/// the 200 held echo flows go on after the move with SHA-256 intact and their half-close passed
+/// on, the new lb's stats count them, and a connect loop across it all sees no refusal and no
+/// reset.
+fn established_flows_move_to_the_new_process(dataplane: &str) {
+    let flow = Backend::flow("f");
+    let echo = Backend::echo("e");
+    let sock = socket_path();
+    let ports = (free_port(), free_port());
+    let cfg = config(
+        &sock,
+        "expose-fd listeners",
+        "    hard-stop-after 2m",
+        ports,
+        &flow,
+        &echo,
+    );
+    let mut old = Lb::start(&cfg, "splice");
+    let (big_addr, echo_addr) = (local(ports.0), local(ports.1));
+    let held = Arc::new(AtomicU64::new(0));
+    let go = Arc::new(AtomicBool::new(false));
+    let big = {
+        let (held, go) = (held.clone(), go.clone());
+        thread::spawn(move || big_flow(big_addr, &held, &go))
+    };
+    let echoes: Vec<_> = (0..HELD_ECHO)
+        .map(|id| {
+            let (held, go) = (held.clone(), go.clone());
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || echo_flow(echo_addr, id, &held, &go))
+                .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while held.load(Ordering::SeqCst) < HELD_ECHO + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the held flows did not all start"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let looping = {
+        let (stop, done) = (stop.clone(), done.clone());
+        thread::spawn(move || connect_loop(echo_addr, &stop, &done))
+    };
+    let wait_done = |n: u64| {
+        let until = done.load(Ordering::SeqCst) + n;
+        let end = Instant::now() + Duration::from_secs(20);
+        while done.load(Ordering::SeqCst) < until && Instant::now() < end {
+            thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_done(200);
+
+    let sock_arg = sock.display().to_string();
+    let old_pid = old.pid().to_string();
+    let t0 = Instant::now();
+    let new =
+        Lb::start_with(&LbOpts::new(&cfg, dataplane).args(&["-x", &sock_arg, "-sf", &old_pid]));
+    // Every held flow is still open: the old process exits all the same.
+    let exit = old.wait_exit(Duration::from_secs(10));
+    let took = t0.elapsed();
+    eprintln!("the old lb exited {took:?} after the new one was started");
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "the old lb did not exit while its flows were open ({exit:?}): {}",
+        old.logs().join("\n")
+    );
+    // The new lb logs its count once the exchange has ended, which may be after the old lb
+    // is gone.
+    let _ = new.wait_for_log(
+        "established flow(s) from the old process",
+        Duration::from_secs(5),
+    );
+    let taken = new
+        .find_log("established flow(s) from the old process")
+        .unwrap_or_default();
+    // The held flows, and any of the connect loop's that was open at the time.
+    let n: u64 = taken
+        .split("took ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n > HELD_ECHO, "{taken}\n{}", new.logs().join("\n"));
+    // The new lb counts them: the frontend's and the server's sessions (the connect loop's
+    // short connections come on top).
+    assert_eq!(scur(&sock, "big", "FRONTEND"), Some(1));
+    assert_eq!(scur(&sock, "flows", "f"), Some(1));
+    let echo_cur = scur(&sock, "echoes", "e").unwrap_or(0);
+    assert!(echo_cur >= HELD_ECHO, "server e counts {echo_cur} sessions");
+    assert!(scur(&sock, "echo", "FRONTEND").unwrap_or(0) >= HELD_ECHO);
+
+    wait_done(500);
+    go.store(true, Ordering::SeqCst);
+    let mut failures: Vec<String> = echoes
+        .into_iter()
+        .filter_map(|t| t.join().unwrap().err())
+        .collect();
+    if let Err(e) = big.join().unwrap() {
+        failures.push(e);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let tally = looping.join().unwrap();
+    eprintln!("connect loop across the move: {tally:?}");
+    assert!(
+        failures.is_empty(),
+        "moved flows broken:\n{}",
+        failures.join("\n")
+    );
+    let want_up = stream_summary(
+        FlowHeader {
+            id: 0,
+            order: HalfClose::ClientFirst,
+            up: 0,
+            down: 0,
+        }
+        .up_seed(),
+        BIG,
+    );
+    assert_eq!(
+        flow.wait_received(0, Duration::from_secs(5)),
+        Some(want_up),
+        "64 MiB upload"
+    );
+    assert_eq!(
+        (tally.refused, tally.reset, &tally.other),
+        (0, 0, &Vec::<String>::new()),
+        "the connect loop: {} ok",
+        tally.ok
+    );
+    // Ended in the new process: its counts drop back.
+    let end = Instant::now() + Duration::from_secs(10);
+    while scur(&sock, "echoes", "e") != Some(0) && Instant::now() < end {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(scur(&sock, "echoes", "e"), Some(0));
+    assert_eq!(scur(&sock, "flows", "f"), Some(0));
+    drop(new);
+}
+
+/// A flow moved while bytes stream through it both ways (an echo fed without a pause, read
+/// at once): the old lb stops it between a read and a write, and not one byte is lost or
+/// doubled. The new lb logs it at its end as one session (its tcplog line: every byte since
+/// the first accept, `Tw`/`Tc` unknown); the old one logs nothing for it.
+fn a_busy_flow_moves_without_losing_a_byte(dataplane: &str) {
+    use sha2::{Digest, Sha256};
+    let flow = Backend::flow("f");
+    let echo = Backend::echo("e");
+    let syslog = common::ops::Syslog::start();
+    let sock = socket_path();
+    let ports = (free_port(), free_port());
+    let cfg = config(
+        &sock,
+        "expose-fd listeners",
+        &format!(
+            "    hard-stop-after 2m\n    log 127.0.0.1:{} local0",
+            syslog.addr.port()
+        ),
+        ports,
+        &flow,
+        &echo,
+    )
+    .replace(
+        "frontend echo\n",
+        "frontend echo\n    log global\n    option tcplog\n",
+    );
+    let mut old = Lb::start(&cfg, "splice");
+    let s = connect(local(ports.1)).unwrap();
+    let me = s.local_addr().unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent_bytes = Arc::new(AtomicU64::new(0));
+    // At most 8 GiB or 60 s: stops once told, after the move.
+    let writer = {
+        let (stop, sent_bytes) = (stop.clone(), sent_bytes.clone());
+        let mut s = s;
+        thread::spawn(move || -> Result<(u64, [u8; 32]), String> {
+            let mut data = DataStream::new(0xB05E);
+            let mut sha = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let end = Instant::now() + Duration::from_mins(1);
+            let mut sent = 0u64;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < end && sent < 8 << 30 {
+                data.fill(&mut buf);
+                s.write_all(&buf)
+                    .map_err(|e| format!("write at {sent}: {e}"))?;
+                sha.update(&buf);
+                sent += buf.len() as u64;
+                sent_bytes.store(sent, Ordering::SeqCst);
+            }
+            s.shutdown(Shutdown::Write)
+                .map_err(|e| format!("shutdown: {e}"))?;
+            Ok((sent, sha.finalize().into()))
+        })
+    };
+    let read = thread::spawn(move || -> Result<(u64, [u8; 32]), String> {
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0u64;
+        reader
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok((got, sha.finalize().into())),
+                Ok(n) => {
+                    sha.update(&buf[..n]);
+                    got += n as u64;
+                }
+                Err(e) => return Err(format!("read at {got}: {e}")),
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent_bytes.load(Ordering::SeqCst) < 16 << 20 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let sock_arg = sock.display().to_string();
+    let old_pid = old.pid().to_string();
+    let before = sent_bytes.load(Ordering::SeqCst);
+    let new =
+        Lb::start_with(&LbOpts::new(&cfg, dataplane).args(&["-x", &sock_arg, "-sf", &old_pid]));
+    let exit = old.wait_exit(Duration::from_secs(10));
+    let at_exit = sent_bytes.load(Ordering::SeqCst);
+    // Some more through the new process, then the end.
+    let until = at_exit + (16 << 20);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent_bytes.load(Ordering::SeqCst) < until && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sent = writer.join().unwrap();
+    let got = read.join().unwrap();
+    eprintln!(
+        "busy flow: {before} bytes sent before the upgrade, {at_exit} when the old lb exited, \
+         {:?} in all",
+        sent.as_ref().map(|s| s.0)
+    );
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "the old lb did not exit while its busy flow was open ({exit:?}): {}",
+        old.logs().join("\n")
+    );
+    assert!(
+        new.wait_for_log("took 1 established flow(s)", Duration::from_secs(5)),
+        "{}",
+        new.logs().join("\n")
+    );
+    let (sent, got) = (sent.unwrap(), got.unwrap());
+    assert!(at_exit > before, "the flow stood still across the move");
+    assert_eq!(got.0, sent.0, "bytes echoed");
+    assert!(
+        got.1 == sent.1,
+        "SHA-256 of the echo differs from what was sent"
+    );
+    let needle = format!("127.0.0.1:{} [", me.port());
+    let _ = syslog.wait_for(&needle, 1, Duration::from_secs(10));
+    thread::sleep(Duration::from_millis(200));
+    let lines: Vec<String> = syslog
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(&needle))
+        .collect();
+    assert_eq!(lines.len(), 1, "one session line: {lines:?}");
+    let line = &lines[0];
+    assert!(line.contains(&format!("[{}]", new.pid())), "{line}");
+    assert!(
+        line.contains(" echo echoes/e -1/-1/") && line.contains(&format!(" {} --", got.0)),
+        "{line}"
+    );
+    drop(new);
 }

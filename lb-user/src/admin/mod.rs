@@ -223,6 +223,20 @@ async fn getsocks(stream: UnixStream, expose_fd: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// `_getflows` (lb's own, binary upgrade): hands the established flows that can go to a new
+/// process, on a socket with `expose-fd listeners`; else closes without a word, as
+/// `_getsocks`.
+async fn getflows(shared: &Generation, stream: UnixStream, expose_fd: bool) -> io::Result<()> {
+    if !expose_fd {
+        log::warn!("stats socket: _getflows refused: the socket has no 'expose-fd listeners'");
+        return Ok(());
+    }
+    let std = stream.into_std()?;
+    let sent = crate::upgrade::give_flows(std, &shared.process.flows).await?;
+    log::info!("stats socket: _getflows: handed {sent} established flow(s) to a new process");
+    Ok(())
+}
+
 /// One runtime API connection: reads command lines and answers them; closes after the first
 /// line unless `prompt` made it interactive. Each line must be complete within `timeout`
 /// (`stats timeout`) of the wait for it, however slowly its bytes come; until its first line
@@ -269,8 +283,10 @@ async fn session(
         };
         slot.served();
         let text = String::from_utf8_lossy(&line);
-        if text.trim_end_matches(['\n', '\r']) == "_getsocks" {
-            return getsocks(stream, access.expose_fd).await;
+        match text.trim_end_matches(['\n', '\r']) {
+            "_getsocks" => return getsocks(stream, access.expose_fd).await,
+            "_getflows" => return getflows(shared, stream, access.expose_fd).await,
+            _ => {}
         }
         let out = state
             .run_line(shared, text.trim_end_matches(['\n', '\r']))

@@ -3,6 +3,7 @@
 //! Both give the same guarantees: bytes intact both ways, half-close and reset passed on, byte
 //! counts per direction, and idle timeouts.
 
+mod handoff;
 pub mod sockmap;
 pub mod sockopt;
 pub mod splice;
@@ -10,7 +11,7 @@ pub mod splice;
 #[cfg(test)]
 mod plane_tests;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
 use crate::config::{Backend, Frontend};
+
+pub use handoff::{HandOffAsk, Parked};
 
 /// Which data plane the process uses (`--dataplane`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -114,6 +117,9 @@ pub enum FlowEnd {
     LocalError,
     /// Ended from outside: `shutdown sessions`, `on-marked-down shutdown-sessions`.
     Killed,
+    /// Handed to another process (binary upgrade, `_getflows`), which serves it on: this
+    /// process closes its descriptors only, and logs nothing.
+    HandedOff,
 }
 
 /// What a finished flow reports.
@@ -139,11 +145,23 @@ impl FlowReport {
     }
 }
 
-/// Ends a flow from outside (admin command, health check), whichever data plane carries it.
+/// Ends a flow from outside (admin command, health check), whichever data plane carries it,
+/// or asks it to stop at a quiet point and be handed to another process (binary upgrade).
 #[derive(Debug, Default)]
 pub struct KillSwitch {
     notify: tokio::sync::Notify,
     killed: Cell<bool>,
+    /// A hand-off asked for and not yet taken by the flow's driver.
+    hand_off: RefCell<Option<HandOffAsk>>,
+    /// Set with `hand_off`, cleared when the driver has seen it.
+    hand_off_new: Cell<bool>,
+}
+
+/// What [`KillSwitch::wait`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outside {
+    Kill,
+    HandOff,
 }
 
 impl KillSwitch {
@@ -153,8 +171,42 @@ impl KillSwitch {
         self.notify.notify_one();
     }
 
-    async fn wait(&self) {
-        while !self.killed.get() {
+    /// Asks the flow to stop where it holds no byte and offer itself through `ask` (see
+    /// [`HandOffAsk`]). A flow that can't (in the kernel, half-closed) drops the ask, which the
+    /// asker sees at once.
+    pub fn hand_off(&self, ask: HandOffAsk) {
+        *self.hand_off.borrow_mut() = Some(ask);
+        self.hand_off_new.set(true);
+        self.notify.notify_one();
+    }
+
+    /// The pending ask, while its asker still waits for it.
+    fn take_hand_off(&self) -> Option<HandOffAsk> {
+        self.hand_off.borrow_mut().take().filter(HandOffAsk::wanted)
+    }
+
+    /// Drops a pending ask: this flow can't be handed off (its asker learns it at once).
+    fn refuse_hand_off(&self) {
+        self.hand_off.borrow_mut().take();
+    }
+
+    /// The deadline of the pending ask, while its asker still waits for it.
+    fn hand_off_until(&self) -> Option<Instant> {
+        self.hand_off
+            .borrow()
+            .as_ref()
+            .filter(|a| a.wanted())
+            .map(|a| a.until)
+    }
+
+    async fn wait(&self) -> Outside {
+        loop {
+            if self.killed.get() {
+                return Outside::Kill;
+            }
+            if self.hand_off_new.replace(false) {
+                return Outside::HandOff;
+            }
             self.notify.notified().await;
         }
     }
@@ -184,10 +236,11 @@ pub(crate) struct Flow<'a> {
     pub kill: &'a KillSwitch,
 }
 
-/// When a spliced flow may be handed over to the kernel maps (see `sockmap::forward`).
+/// When a spliced flow may be handed over: to the kernel maps (see `sockmap::forward`), or to
+/// another process when its [`KillSwitch`] asks for it.
 pub(crate) struct HandOverAt<'a> {
-    /// The first moment to try.
-    pub at: Instant,
+    /// The first moment to try a hand-over to the kernel maps (`None`: only on an ask).
+    pub at: Option<Instant>,
     /// How the flow's two pumps are stopped at a point where they hold nothing.
     pub stop: &'a Stop,
 }
@@ -251,6 +304,10 @@ pub(crate) enum Driven {
 /// for both to get there (checking every [`STOP_CHECK`]): a direction that cannot empty its
 /// pipe (a receiver that does not read) must not hold the other back for long.
 const STOP_MAX: Duration = Duration::from_millis(5);
+/// The same for a hand-off ask (binary upgrade): a flow that moves bytes without a pause, on a
+/// busy machine, needs longer for both ways to run dry, and holding it back that long once is
+/// no harm.
+const STOP_MAX_ASKED: Duration = Duration::from_millis(50);
 const STOP_CHECK: Duration = Duration::from_millis(1);
 /// After a failed attempt, the next one comes this much later, doubling up to the second value.
 const HAND_OVER_RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
@@ -259,8 +316,9 @@ const HAND_OVER_RETRY: (Duration, Duration) = (Duration::from_millis(10), Durati
 /// reset, or the flow was idle too long. `flow.last_activity` reads the latest activity of
 /// either direction; `flow.client_done`/`server_done` say which side has sent its FIN.
 ///
-/// With `hand_over`, it also stops at the first quiet moment from `hand_over.at` on while
-/// neither direction has finished. A flow that half-closed first stays where it is.
+/// With `hand_over`, it also stops at the first quiet moment from `hand_over.at` on, or from
+/// a hand-off ask of `flow.kill` on (until the ask's deadline), while neither direction has
+/// finished. A flow that half-closed first stays where it is (and refuses an ask).
 pub(crate) async fn drive_or_hand_over(
     mut up: Pin<&mut impl Future<Output = DirEnd>>,
     mut down: Pin<&mut impl Future<Output = DirEnd>>,
@@ -277,7 +335,10 @@ pub(crate) async fn drive_or_hand_over(
     } = *flow;
     let mut up_end = None;
     let mut down_end = None;
-    let mut hand_over_at = hand_over.as_ref().map(|h| h.at);
+    let kernel_at = hand_over.as_ref().and_then(|h| h.at);
+    let mut hand_over_at = kernel_at;
+    // A hand-off ask in progress: its deadline.
+    let mut ask_until: Option<Instant> = None;
     // While an attempt runs: when it gives up.
     let mut stopping_until: Option<Instant> = None;
     let mut retry = HAND_OVER_RETRY.0;
@@ -305,7 +366,17 @@ pub(crate) async fn drive_or_hand_over(
         tokio::select! {
             e = up.as_mut(), if up_end.is_none() => up_end = Some(e),
             e = down.as_mut(), if down_end.is_none() => down_end = Some(e),
-            () = kill.wait() => return Driven::Ended(FlowEnd::Killed),
+            o = kill.wait() => match o {
+                Outside::Kill => return Driven::Ended(FlowEnd::Killed),
+                Outside::HandOff => match (&hand_over, kill.hand_off_until()) {
+                    (Some(_), Some(until)) if up_end.is_none() && down_end.is_none() => {
+                        ask_until = Some(until);
+                        let now = Instant::now();
+                        hand_over_at = Some(hand_over_at.map_or(now, |at| at.min(now)));
+                    }
+                    _ => kill.refuse_hand_off(),
+                },
+            },
             () = sleep => {
                 let now = Instant::now();
                 if let Some(h) = &hand_over {
@@ -317,12 +388,19 @@ pub(crate) async fn drive_or_hand_over(
                         match stopping_until {
                             None => {
                                 h.stop.request();
-                                stopping_until = Some(now + STOP_MAX);
+                                let most = if ask_until.is_some() {
+                                    STOP_MAX_ASKED
+                                } else {
+                                    STOP_MAX
+                                };
+                                stopping_until = Some(now + most);
                             }
                             Some(until) if now >= until => {
                                 h.stop.release();
                                 stopping_until = None;
-                                hand_over_at = Some(now + retry);
+                                ask_until = ask_until.filter(|u| now < *u);
+                                hand_over_at = (kernel_at.is_some() || ask_until.is_some())
+                                    .then_some(now + retry);
                                 retry = (retry * 2).min(HAND_OVER_RETRY.1);
                             }
                             Some(_) => {}
@@ -343,6 +421,9 @@ pub(crate) async fn drive_or_hand_over(
         }
         if up_end.is_some() || down_end.is_some() {
             hand_over_at = None;
+            if ask_until.take().is_some() {
+                kill.refuse_hand_off();
+            }
             if stopping_until.take().is_some() {
                 if let Some(h) = &hand_over {
                     h.stop.release();
@@ -429,7 +510,7 @@ impl Dataplane {
     ) -> FlowReport {
         match self {
             Self::Splice => {
-                let run = splice::run(client, server, t, kill, None, (false, false));
+                let run = splice::run(client, server, t, kill, None, pre);
                 run.await.report()
             }
             Self::Sockmap(maps) => {

@@ -390,22 +390,23 @@ pub(super) async fn pump(
     }
 }
 
-/// Forwards `client` <-> `server` with splice(2) until both FINs, a reset, or an idle timeout.
+/// Forwards `client` <-> `server` with splice(2) until both FINs, a reset, an idle timeout or
+/// a hand-off to another process. `pre`: bytes lb read from each socket before.
 pub async fn forward(
     client: OwnedFd,
     server: OwnedFd,
     t: FlowTimeouts,
     kill: &KillSwitch,
+    pre: (u64, u64),
 ) -> FlowReport {
     let (Ok(client), Ok(server)) = (super::async_fd(client), super::async_fd(server)) else {
         return FlowReport::local_error();
     };
-    run(client, server, t, kill, None, (false, false))
-        .await
-        .report()
+    run(client, server, t, kill, None, pre).await.report()
 }
 
-/// A flow stopped by [`forward_until`] at a quiet point, for the sockmap plane to take over.
+/// A flow stopped by [`run`] at a quiet point: for the sockmap plane to take over, or to hand to
+/// another process.
 pub(super) struct HandOver {
     pub client: OwnedFd,
     pub server: OwnedFd,
@@ -433,7 +434,7 @@ impl Spliced {
 
 /// [`forward`]; with `hand_over_at`, stops from then on at the first moment when both
 /// directions are still open and hold no byte in a pipe, and gives the sockets back.
-/// `partly_read` (client, server): lb read from that socket before (its rules' inspection),
+/// `pre` (client, server): bytes lb read from that socket before (its rules' inspection),
 /// so its queue may start inside an skb: no hand-over until a read found it empty.
 pub(super) async fn forward_until(
     client: OwnedFd,
@@ -441,12 +442,12 @@ pub(super) async fn forward_until(
     t: FlowTimeouts,
     kill: &KillSwitch,
     hand_over_at: Option<Instant>,
-    partly_read: (bool, bool),
+    pre: (u64, u64),
 ) -> Spliced {
     let (Ok(client), Ok(server)) = (super::async_fd(client), super::async_fd(server)) else {
         return Spliced::Done(FlowReport::local_error());
     };
-    run(client, server, t, kill, hand_over_at, partly_read).await
+    run(client, server, t, kill, hand_over_at, pre).await
 }
 
 /// Whether a pump may start as drained (see [`pump`]): a source nobody read from holds no
@@ -458,14 +459,20 @@ pub(super) fn drained_at_start(partly_read: bool, src: &AsyncFd<OwnedFd>) -> boo
 
 /// [`forward_until`] for sockets already on the thread's reactor (no second registration).
 /// Called directly, not through a wrapper `async fn`: each level would keep its own copy of
-/// the arguments in every flow's future.
+/// the arguments in every flow's future. `pre`: bytes lb read from each socket before (the
+/// rules' inspection), so that socket's queue may start inside an skb (see `forward_until`).
+///
+/// Also answers a hand-off ask of `kill` (binary upgrade): stopped at a quiet point, the flow
+/// is offered to the other process ([`super::handoff::offer`]); taken, it ends as
+/// [`FlowEnd::HandedOff`](super::FlowEnd::HandedOff) without touching the sockets; not taken,
+/// both pumps read on.
 pub(super) async fn run(
     client: AsyncFd<OwnedFd>,
     server: AsyncFd<OwnedFd>,
     t: FlowTimeouts,
     kill: &KillSwitch,
     hand_over_at: Option<Instant>,
-    partly_read: (bool, bool),
+    pre: (u64, u64),
 ) -> Spliced {
     let bytes_in = Cell::new(0u64);
     let bytes_out = Cell::new(0u64);
@@ -473,10 +480,6 @@ pub(super) async fn run(
     let client_done = Cell::new(false);
     let server_done = Cell::new(false);
     let stop = Stop::default();
-    let drained = (
-        drained_at_start(partly_read.0, &client),
-        drained_at_start(partly_read.1, &server),
-    );
     let flow = Flow {
         t: &t,
         since: last.get(),
@@ -485,41 +488,66 @@ pub(super) async fn run(
         server_done: &server_done,
         kill,
     };
-    let driven = {
-        // Pinned where they are built: moved into `drive_or_hand_over`, each would take room
-        // in the flow's future twice. Dropped at the end of this block, before a hand-over
-        // gives the sockets back.
-        let up = pin!(pump(
-            &client,
-            &server,
-            &bytes_in,
-            &last,
-            &client_done,
-            &stop,
-            drained.0
-        ));
-        let down = pin!(pump(
-            &server,
-            &client,
-            &bytes_out,
-            &last,
-            &server_done,
-            &stop,
-            drained.1
-        ));
-        let hand_over = hand_over_at.map(|at| HandOverAt { at, stop: &stop });
-        drive_or_hand_over(up, down, &flow, hand_over).await
-    };
-    let end = match driven {
-        Driven::Ended(end) => end,
-        Driven::HandOver => {
+    // Whether each source's queue is known to hold no partly read skb.
+    let mut drained = (
+        drained_at_start(pre.0 > 0, &client),
+        drained_at_start(pre.1 > 0, &server),
+    );
+    let end = loop {
+        let driven = {
+            // Pinned where they are built: moved into `drive_or_hand_over`, each would take
+            // room in the flow's future twice. Dropped at the end of this block, before a
+            // hand-over gives the sockets back.
+            let up = pin!(pump(
+                &client,
+                &server,
+                &bytes_in,
+                &last,
+                &client_done,
+                &stop,
+                drained.0
+            ));
+            let down = pin!(pump(
+                &server,
+                &client,
+                &bytes_out,
+                &last,
+                &server_done,
+                &stop,
+                drained.1
+            ));
+            let hand_over = HandOverAt {
+                at: hand_over_at,
+                stop: &stop,
+            };
+            drive_or_hand_over(up, down, &flow, Some(hand_over)).await
+        };
+        match driven {
+            Driven::Ended(end) => break end,
+            Driven::HandOver => {}
+        }
+        // Stopped where both queues were read to the end.
+        drained = (true, true);
+        if let Some(ask) = kill.take_hand_off() {
+            let read = (pre.0 + bytes_in.get(), pre.1 + bytes_out.get());
+            // Boxed: only a flow being handed off needs its state.
+            if Box::pin(super::handoff::offer(ask, (&client, &server), read)).await {
+                // The sockets live on in the other process: only these descriptors close.
+                return Spliced::Done(FlowReport {
+                    bytes_in: bytes_in.get(),
+                    bytes_out: bytes_out.get(),
+                    end: super::FlowEnd::HandedOff,
+                    spliced_in_kernel: false,
+                });
+            }
+        } else if hand_over_at.is_some_and(|at| Instant::now() >= at) {
             return Spliced::HandOver(HandOver {
                 client: client.into_inner(),
                 server: server.into_inner(),
                 bytes_in: bytes_in.get(),
                 bytes_out: bytes_out.get(),
                 last: last.get(),
-            })
+            });
         }
     };
     super::close_flow(

@@ -10,14 +10,16 @@ use std::time::Instant;
 
 use super::bind::ThreadPlan;
 
-use crate::dataplane::{Dataplane, KillSwitch};
-use crate::flows::{FlowCommand, FlowInfo, KillReason};
+use crate::dataplane::{Dataplane, FlowTimeouts, HandOffAsk, KillSwitch};
+use crate::flows::{FlowCommand, FlowInfo, HandedFlow, KillReason, Offer};
 use crate::generation::Generation;
 
 /// A flow in its thread's registry.
 pub(super) struct LocalFlow {
     pub(super) info: FlowInfo,
     pub(super) started: Instant,
+    /// Its inactivity limits (a hand-off carries them to the other process).
+    pub(super) timeouts: FlowTimeouts,
     pub(super) kill: Rc<KillSwitch>,
     /// Why it was ended from outside, for its log line.
     pub(super) killed_by: Rc<Cell<Option<KillReason>>>,
@@ -43,7 +45,7 @@ pub(super) struct BindState {
 
 impl ThreadCtx {
     /// Acts on one command from another thread.
-    pub(super) fn command(&self, cmd: FlowCommand) {
+    pub(super) fn command(self: &Rc<Self>, cmd: FlowCommand) {
         let flows = self.flows.borrow();
         match cmd {
             FlowCommand::Kill { servers, reason } => {
@@ -63,6 +65,28 @@ impl ThreadCtx {
                     })
                     .collect();
                 let _ = reply.send(list);
+            }
+            FlowCommand::HandOff { until, reply } => {
+                let asked: Vec<_> = flows.values().map(|f| ask_hand_off(f, until)).collect();
+                tokio_uring::spawn(async move {
+                    let mut parked = Vec::new();
+                    for (flow, rx) in asked {
+                        // An error: the flow can't be handed off (in the kernel, half-closed,
+                        // ended); a timeout: it found no quiet point in time. Either way it goes
+                        // on here.
+                        if let Ok(Ok(p)) = tokio::time::timeout_at(until.into(), rx).await {
+                            let flow = HandedFlow {
+                                bytes: p.read,
+                                ..flow
+                            };
+                            parked.push(Offer { flow, parked: p });
+                        }
+                    }
+                    let _ = reply.send(parked);
+                });
+            }
+            FlowCommand::Adopt(a) => {
+                tokio_uring::spawn(super::adopt::adopt(*a, self.clone()));
             }
         }
     }
@@ -93,12 +117,47 @@ impl ThreadCtx {
         new
     }
 
+    /// Generation `number`, when one of this thread's addresses serves it; else the newest one
+    /// they serve.
+    pub(super) fn generation(&self, number: u64) -> Option<Arc<Generation>> {
+        let binds = self.binds.borrow();
+        let gens = binds.values().filter(|b| !b.removed).map(|b| &b.gen);
+        gens.clone()
+            .find(|g| g.number == number)
+            .or_else(|| gens.max_by_key(|g| g.number))
+            .cloned()
+    }
+
     /// The generation and frontend an address serves now; `None` once it was removed.
     pub(super) fn serving(&self, addr: SocketAddr) -> Option<(Arc<Generation>, usize)> {
         let binds = self.binds.borrow();
         let b = binds.get(&addr)?;
         (!b.removed).then(|| (b.gen.clone(), b.frontend))
     }
+}
+
+/// Asks a flow to park for a hand-off; its record as of now, and where it arrives parked.
+fn ask_hand_off(
+    f: &LocalFlow,
+    until: Instant,
+) -> (
+    HandedFlow,
+    tokio::sync::oneshot::Receiver<crate::dataplane::Parked>,
+) {
+    let (ask, rx) = HandOffAsk::new(until);
+    f.kill.hand_off(ask);
+    let flow = HandedFlow {
+        frontend: f.info.frontend_name.to_string(),
+        backend: f.info.backend_name.to_string(),
+        server: f.info.server_name.to_string(),
+        client: f.info.client,
+        age: f.started.elapsed(),
+        // Filled in from the parked flow's counts.
+        bytes: (0, 0),
+        timeouts: f.timeouts,
+        unsent: (Vec::new(), Vec::new()),
+    };
+    (flow, rx)
 }
 
 /// Removes a flow from its thread's registry when the flow's task ends, however it ends.

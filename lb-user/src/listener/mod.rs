@@ -10,6 +10,7 @@
 //! [`ctx`] is what a thread's tasks share, [`permit`] a connection's place under `maxconn`.
 
 mod accept;
+mod adopt;
 mod bind;
 mod connect;
 mod ctx;

@@ -4,7 +4,6 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use super::connect::{client_local, connect_with_retries};
 use super::ctx::{LocalFlow, Registered, ThreadCtx};
 use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
 use super::permit::ConnPermit;
-use super::served::{bind_label, local_bind, ms_since, session_line, LogAs, Served};
+use super::served::{bind_label, count_bytes, local_bind, log_session, ms_since, LogAs, Served};
 
 use crate::config::{Backend, Frontend};
 use crate::conn_io;
@@ -67,27 +66,7 @@ pub(super) async fn handle(
         }
         return;
     }
-    let Some(format) = log.format.as_ref().filter(|_| served.log != LogAs::Nothing) else {
-        return;
-    };
-    if log.dontlognull && served.bytes_in == 0 {
-        return;
-    }
-    let count = log.log_count.fetch_add(1, Ordering::Relaxed);
-    let line = session_line(
-        gen,
-        frontend,
-        &served,
-        (accepted, accepted_at),
-        (format, count),
-    );
-    // `served` holds the server slot and `permit` the connection until here, so %ac, %fc,
-    // %bc and %sc count this connection, as HAProxy's do when it logs at the end of the
-    // session. Both are released before the line leaves, so whoever reads it sees the
-    // counters without this connection.
-    drop(served);
-    drop(permit);
-    log.send(logging::INFO, &line);
+    log_session(gen, frontend, served, permit, (accepted, accepted_at));
 }
 
 /// Server choice, connect, forward, counters. `None` when the client socket could not even be
@@ -343,12 +322,7 @@ async fn pass_on(
     let report = forward(gen, frontend, ctx, &slot, src, (client, server), read).await;
     let (report_in, report_out) = (report.0.bytes_in + pre_in, report.0.bytes_out + pre_out);
     sess.flow_bytes(report_in, report_out);
-    let c = slot.counters();
-    c.bytes_in.fetch_add(report_in, Ordering::Relaxed);
-    c.bytes_out.fetch_add(report_out, Ordering::Relaxed);
-    let f = &gen.fe_stats[frontend];
-    f.bytes_in.fetch_add(report_in, Ordering::Relaxed);
-    f.bytes_out.fetch_add(report_out, Ordering::Relaxed);
+    count_bytes(gen, frontend, Some(&slot), (report_in, report_out));
     log::debug!(
         "{src} {}/{}: {:?}, {report_in} bytes in, {report_out} bytes out{}",
         be.name,
@@ -361,6 +335,10 @@ async fn pass_on(
         }
     );
     served.ending = Ending::Flow(report.0.end, report.1);
+    if report.0.end == FlowEnd::HandedOff {
+        // The process that took it logs the session at its end, with all its bytes.
+        served.log = LogAs::Nothing;
+    }
     served.bytes_in = report_in;
     served.bytes_out = report_out;
     // Keep the slot until the log line is written (see `handle`).
@@ -380,39 +358,50 @@ pub(super) async fn forward(
 ) -> (FlowReport, Killer) {
     let fe: &Frontend = &gen.config.frontends[frontend];
     let backend = slot.table().conf.clone();
-    let b = (backend.id as usize).saturating_sub(1);
+    let info = FlowInfo {
+        id: 0,
+        thread: ctx.thread,
+        frontend,
+        backend: (backend.id as usize).saturating_sub(1),
+        server: slot.index(),
+        server_uid: slot.counters().uid,
+        backup: slot.is_backup(),
+        generation: gen.number,
+        frontend_name: Arc::from(fe.name.as_str()),
+        backend_name: Arc::from(backend.name.as_str()),
+        server_name: Arc::from(slot.name()),
+        client: client_addr,
+        age: Duration::ZERO,
+    };
+    let t = FlowTimeouts::new(fe, &backend);
+    forward_registered(ctx, info, (Instant::now(), t), (client, server), pre).await
+}
+
+/// [`forward`] for a flow described by `info` (its `id` is given here), accepted at `started`.
+pub(super) async fn forward_registered(
+    ctx: &ThreadCtx,
+    mut info: FlowInfo,
+    (started, t): (Instant, FlowTimeouts),
+    (client, server): (AsyncFd<OwnedFd>, AsyncFd<OwnedFd>),
+    pre: (u64, u64),
+) -> (FlowReport, Killer) {
     let id = ctx.next_id.get();
     ctx.next_id.set(id + 1);
+    info.id = id;
     let kill = Rc::new(KillSwitch::default());
     let killed_by = Rc::new(Cell::new(None));
     ctx.flows.borrow_mut().insert(
         id,
         LocalFlow {
-            info: FlowInfo {
-                id,
-                thread: ctx.thread,
-                frontend,
-                backend: b,
-                server: slot.index(),
-                server_uid: slot.counters().uid,
-                backup: slot.is_backup(),
-                generation: gen.number,
-                frontend_name: Arc::from(fe.name.as_str()),
-                backend_name: Arc::from(backend.name.as_str()),
-                server_name: Arc::from(slot.name()),
-                client: client_addr,
-                age: Duration::ZERO,
-            },
-            started: Instant::now(),
+            info,
+            started,
+            timeouts: t,
             kill: kill.clone(),
             killed_by: killed_by.clone(),
         },
     );
     let registered = Registered { ctx, id };
-    let report: FlowReport = ctx
-        .dataplane
-        .forward(client, server, FlowTimeouts::new(fe, &backend), &kill, pre)
-        .await;
+    let report: FlowReport = ctx.dataplane.forward(client, server, t, &kill, pre).await;
     drop(registered);
     let killer = match killed_by.get() {
         Some(KillReason::ServerDown) => Killer::ServerDown,

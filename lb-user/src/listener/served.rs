@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::connect::ConnectTries;
+use super::permit::ConnPermit;
 
 use crate::config::Frontend;
 use crate::generation::Generation;
@@ -96,6 +97,53 @@ impl Served {
 
 pub(super) fn ms_since(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Logs a served session in its frontend's format (`option tcplog`, `log-format`), unless it
+/// is not to be logged. `served` holds the server slot and `permit` the connection until the
+/// line is drawn, so %ac, %fc, %bc and %sc count this connection, as HAProxy's do when it logs
+/// at the end of the session. Both are released before the line leaves, so whoever reads it
+/// sees the counters without this connection.
+pub(super) fn log_session(
+    gen: &Generation,
+    frontend: usize,
+    served: Served,
+    permit: ConnPermit,
+    accepted: (Instant, LocalTime),
+) {
+    let log = gen.logs.frontend(frontend).filter(|l| l.enabled());
+    let Some(log) = log else {
+        return;
+    };
+    let Some(format) = log.format.as_ref().filter(|_| served.log != LogAs::Nothing) else {
+        return;
+    };
+    if log.dontlognull && served.bytes_in == 0 {
+        return;
+    }
+    let count = log.log_count.fetch_add(1, Ordering::Relaxed);
+    let line = session_line(gen, frontend, &served, accepted, (format, count));
+    drop(served);
+    drop(permit);
+    log.send(logging::INFO, &line);
+}
+
+/// Counts a flow's bytes (client -> server, server -> client) in its server's and its
+/// frontend's statistics (`bin`, `bout`).
+pub(super) fn count_bytes(
+    gen: &Generation,
+    frontend: usize,
+    slot: Option<&ServerSlot>,
+    (bytes_in, bytes_out): (u64, u64),
+) {
+    if let Some(s) = slot {
+        let c = s.counters();
+        c.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        c.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+    let f = &gen.fe_stats[frontend];
+    f.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+    f.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
 }
 
 /// A frontend's only bind, when it has one (to name it in a log line).

@@ -50,7 +50,8 @@ impl Ending {
     pub fn code(self) -> &'static str {
         match self {
             Ending::Flow(end, killer) => match end {
-                FlowEnd::Closed => "--",
+                // A handed-off flow is logged by the process that took it.
+                FlowEnd::Closed | FlowEnd::HandedOff => "--",
                 FlowEnd::ClientReset => "CD",
                 FlowEnd::ServerReset => "SD",
                 FlowEnd::ClientTimeout => "cD",

@@ -618,9 +618,7 @@ pub async fn forward_after(
     let at = Instant::now() + maps.hand_over_after;
     // Not boxed: the two phases share the flow's future (the larger one sets its size), where
     // a boxed splice phase would leave its freed block behind in every long-lived flow's RSS.
-    let partly_read = (pre.0 > 0, pre.1 > 0);
-    let spliced =
-        super::splice::forward_until(client, server, t, kill, Some(at), partly_read).await;
+    let spliced = super::splice::forward_until(client, server, t, kill, Some(at), pre).await;
     let h = match spliced {
         Spliced::Done(report) => return report,
         Spliced::HandOver(h) => h,
@@ -676,7 +674,7 @@ pub(super) async fn in_kernel(
 ) -> FlowReport {
     let Some(ins) = maps.insert(client.as_fd(), server.as_fd(), read, hook) else {
         // Boxed: the whole-flow fallback; unboxed, its state would widen every flow's future.
-        return Box::pin(super::splice::forward(client, server, t, kill)).await;
+        return Box::pin(super::splice::forward(client, server, t, kill, read)).await;
     };
     let cfd = client.as_raw_fd();
     let sfd = server.as_raw_fd();

@@ -1,9 +1,15 @@
 //! Binary upgrade, as HAProxy's `-x`: the running lb hands its listening sockets over its
 //! runtime API socket (`_getsocks`, on a `stats socket` with `expose-fd listeners`), the new lb
 //! serves on those very socket objects (their accept queues with them), then soft-stops the
-//! old one (`-sf PID`): it stops accepting, keeps its established flows until they end
-//! (`hard-stop-after` bounds that) and exits. Not one connection is refused or reset: the
-//! queues are shared, and the old process never shuts the handed-over sockets down.
+//! old one (`-sf PID`): it stops accepting and exits once its flows are gone. Not one
+//! connection is refused or reset: the queues are shared, and the old process never shuts the
+//! handed-over sockets down.
+//!
+//! Beyond HAProxy, the new lb then takes the old one's established flows too (`_getflows`,
+//! lb's own command, on the same socket: [`give`], [`take`], [`wire`]), so the old process
+//! exits at once. A flow it can't hand over (in the kernel maps, half-closed, still in its
+//! rules or connecting) stays with it until it ends, as with HAProxy; `hard-stop-after`
+//! bounds that.
 //!
 //! The wire format is HAProxy 2.6's (`src/cli.c` `_getsocks`, `src/sock.c`
 //! `sock_get_old_sockets`): the new side sends `_getsocks\n`; the old one answers the number
@@ -27,6 +33,15 @@ use nix::sys::socket::{
 };
 
 use crate::config::BindOptions;
+
+#[cfg(test)]
+mod exchange_tests;
+mod give;
+mod take;
+mod wire;
+
+pub use give::give_flows;
+pub use take::take_flows;
 
 /// Sockets per `sendmsg`, as HAProxy (`MAX_SEND_FD`): the kernel takes at most 253 fds in one
 /// `SCM_RIGHTS` message (`SCM_MAX_FD`).
@@ -258,11 +273,13 @@ fn inherited() -> &'static Mutex<Vec<Inherited>> {
     INHERITED.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// `-x PATH`: fetches the old process's listening sockets for [`take`] and says how many came.
+/// `-x PATH`: fetches the old process's listening sockets for [`take`] and says how many came,
+/// and opens the connection on which [`take_flows`] later asks for its established flows.
 pub fn inherit_from(path: &Path) -> Result<usize, UpgradeError> {
     let got = fetch(path)?;
     let n = got.len();
     lock(inherited()).extend(got);
+    take::prepare(path);
     Ok(n)
 }
 

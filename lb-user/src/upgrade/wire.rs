@@ -1,0 +1,318 @@
+//! The records of `_getflows` (lb's own runtime API command, see [`super::give`] and
+//! [`super::take`]): one per handed-over flow, little-endian, each length checked before use.
+//!
+//! A record: frontend, backend, server and client (`ip:port`) as `u16` length + UTF-8; the
+//! flow's age in ms (`u64`); bytes read from the client and from the server (`u64` each); the
+//! five timeouts in ms (`u32`, `u32::MAX` = none: client, server, tunnel, client-fin,
+//! server-fin); unsent bytes client -> server and server -> client (`u32` length + bytes).
+//! A batch message: `u32` flow count, `u32` record bytes, the records, and two fds per flow
+//! (client, server) as `SCM_RIGHTS`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::dataplane::FlowTimeouts;
+use crate::flows::HandedFlow;
+
+/// First bytes of an lb's answer to `_getflows` (HAProxy answers text: "Unknown command").
+pub const MAGIC: &[u8; 8] = b"LBFLOWS1";
+
+/// Flows per batch message: two fds each, and the kernel takes at most 253 fds in one
+/// `SCM_RIGHTS` message (`SCM_MAX_FD`).
+pub const MAX_BATCH: usize = 126;
+
+/// Most unsent bytes per direction a record may carry (lb's own pipes hold 1 MiB).
+pub const MAX_UNSENT: usize = 4 << 20;
+
+/// Most record bytes in one batch: more is a bad answer, not a process.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// A batch message's header: flow count and record bytes.
+pub const HEADER: usize = 8;
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn ms32(t: Option<Duration>) -> u32 {
+    t.map_or(u32::MAX, |d| {
+        u32::try_from(d.as_millis()).unwrap_or(u32::MAX - 1)
+    })
+}
+
+/// Appends `flow`'s record to `out`.
+pub fn encode(flow: &HandedFlow, out: &mut Vec<u8>) {
+    put_str(out, &flow.frontend);
+    put_str(out, &flow.backend);
+    put_str(out, &flow.server);
+    put_str(out, &flow.client.to_string());
+    let age = u64::try_from(flow.age.as_millis()).unwrap_or(u64::MAX);
+    out.extend_from_slice(&age.to_le_bytes());
+    out.extend_from_slice(&flow.bytes.0.to_le_bytes());
+    out.extend_from_slice(&flow.bytes.1.to_le_bytes());
+    let t = &flow.timeouts;
+    for v in [t.client, t.server, t.tunnel, t.client_fin, t.server_fin] {
+        out.extend_from_slice(&ms32(v).to_le_bytes());
+    }
+    for u in [&flow.unsent.0, &flow.unsent.1] {
+        let u = &u[..u.len().min(MAX_UNSENT)];
+        out.extend_from_slice(&(u.len() as u32).to_le_bytes());
+        out.extend_from_slice(u);
+    }
+}
+
+/// A batch message's bytes (without its fds).
+pub fn batch(flows: &[&HandedFlow]) -> Vec<u8> {
+    let mut records = Vec::new();
+    for f in flows {
+        encode(f, &mut records);
+    }
+    let mut out = Vec::with_capacity(HEADER + records.len());
+    out.extend_from_slice(&(flows.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    out.extend(records);
+    out
+}
+
+/// Reads one record field after another, naming the record and field that ends too soon.
+struct Reader<'a> {
+    r: &'a [u8],
+    flow: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+        if self.r.len() < n {
+            return Err(format!(
+                "flow {}: the record ends inside its {what} ({} of {n} bytes)",
+                self.flow,
+                self.r.len()
+            ));
+        }
+        let (v, rest) = self.r.split_at(n);
+        self.r = rest;
+        Ok(v)
+    }
+
+    fn u16(&mut self, what: &str) -> Result<u16, String> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn str(&mut self, what: &str) -> Result<String, String> {
+        let n = usize::from(self.u16(what)?);
+        let b = self.take(n, what)?;
+        String::from_utf8(b.to_vec())
+            .map_err(|_| format!("flow {}: its {what} is not UTF-8", self.flow))
+    }
+
+    fn timeout(&mut self, what: &str) -> Result<Option<Duration>, String> {
+        let v = self.u32(what)?;
+        Ok((v != u32::MAX).then(|| Duration::from_millis(u64::from(v))))
+    }
+
+    fn unsent(&mut self, what: &str) -> Result<Vec<u8>, String> {
+        let n = self.u32(what)? as usize;
+        if n > MAX_UNSENT {
+            return Err(format!(
+                "flow {}: {n} {what} bytes (at most {MAX_UNSENT})",
+                self.flow
+            ));
+        }
+        Ok(self.take(n, what)?.to_vec())
+    }
+}
+
+/// Splits `count` records out of `r`, which must hold exactly them.
+pub fn decode(r: &[u8], count: usize) -> Result<Vec<HandedFlow>, String> {
+    let mut rd = Reader { r, flow: 0 };
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        rd.flow = i;
+        let frontend = rd.str("frontend name")?;
+        let backend = rd.str("backend name")?;
+        let server = rd.str("server name")?;
+        let client = rd.str("client address")?;
+        let client: SocketAddr = client
+            .parse()
+            .map_err(|_| format!("flow {i}: bad client address '{client}'"))?;
+        let age = Duration::from_millis(rd.u64("age")?);
+        let bytes = (rd.u64("bytes in")?, rd.u64("bytes out")?);
+        let timeouts = FlowTimeouts {
+            client: rd.timeout("timeout client")?,
+            server: rd.timeout("timeout server")?,
+            tunnel: rd.timeout("timeout tunnel")?,
+            client_fin: rd.timeout("timeout client-fin")?,
+            server_fin: rd.timeout("timeout server-fin")?,
+        };
+        let unsent = (
+            rd.unsent("unsent upstream")?,
+            rd.unsent("unsent downstream")?,
+        );
+        out.push(HandedFlow {
+            frontend,
+            backend,
+            server,
+            client,
+            age,
+            bytes,
+            timeouts,
+            unsent,
+        });
+    }
+    if !rd.r.is_empty() {
+        return Err(format!(
+            "{} byte(s) after the last flow's record",
+            rd.r.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// A batch header: (flow count, record bytes), each checked against the limits.
+pub fn header(h: [u8; HEADER]) -> Result<(usize, usize), String> {
+    let count = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+    if count > MAX_BATCH {
+        return Err(format!("a batch of {count} flows (at most {MAX_BATCH})"));
+    }
+    if len > MAX_BATCH_BYTES {
+        return Err(format!(
+            "a batch of {len} record bytes (at most {MAX_BATCH_BYTES})"
+        ));
+    }
+    if count == 0 && len != 0 {
+        return Err(format!("{len} record bytes for no flow"));
+    }
+    Ok((count, len))
+}
+
+/// A per-flow answer (taken/refused, then yours/mine): `u32` count, then one byte per flow.
+pub fn answer(flags: &[bool]) -> Vec<u8> {
+    let mut out = (flags.len() as u32).to_le_bytes().to_vec();
+    out.extend(flags.iter().map(|&f| u8::from(f)));
+    out
+}
+
+/// Parses an answer's bytes after its count, which must be `want`.
+pub fn parse_answer(count: [u8; 4], flags: &[u8], want: usize) -> Result<Vec<bool>, String> {
+    let n = u32::from_le_bytes(count) as usize;
+    if n != want {
+        return Err(format!("an answer for {n} flows where {want} were sent"));
+    }
+    flags
+        .iter()
+        .map(|&b| match b {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(format!("answer byte {other} (0 or 1 expected)")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> HandedFlow {
+        HandedFlow {
+            frontend: "fe".into(),
+            backend: "be".into(),
+            server: "s1".into(),
+            client: "[::1]:4242".parse().unwrap(),
+            age: Duration::from_millis(1234),
+            bytes: (1 << 33, 7),
+            timeouts: FlowTimeouts {
+                client: Some(Duration::from_secs(30)),
+                server: None,
+                tunnel: Some(Duration::from_hours(1)),
+                client_fin: None,
+                server_fin: Some(Duration::from_millis(5)),
+            },
+            unsent: (b"abc".to_vec(), Vec::new()),
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let (a, mut b) = (flow(), flow());
+        b.client = "10.0.0.1:1".parse().unwrap();
+        b.unsent = (Vec::new(), vec![9; 1000]);
+        let msg = batch(&[&a, &b]);
+        let mut h = [0u8; HEADER];
+        h.copy_from_slice(&msg[..HEADER]);
+        assert_eq!(header(h), Ok((2, msg.len() - HEADER)));
+        assert_eq!(decode(&msg[HEADER..], 2), Ok(vec![a, b]));
+    }
+
+    #[test]
+    fn every_truncation_is_a_clear_error() {
+        let msg = batch(&[&flow()]);
+        let records = &msg[HEADER..];
+        for cut in 0..records.len() {
+            let e = decode(&records[..cut], 1).unwrap_err();
+            assert!(
+                e.starts_with("flow 0: the record ends inside its"),
+                "{cut}: {e}"
+            );
+        }
+        assert!(decode(records, 2).unwrap_err().starts_with("flow 1:"));
+        let mut longer = records.to_vec();
+        longer.push(0);
+        assert_eq!(
+            decode(&longer, 1).unwrap_err(),
+            "1 byte(s) after the last flow's record"
+        );
+    }
+
+    #[test]
+    fn bad_fields_and_headers_are_refused() {
+        let mut f = flow();
+        f.client = "127.0.0.1:80".parse().unwrap();
+        let mut rec = Vec::new();
+        encode(&f, &mut rec);
+        // The client address's text sits after three names ("fe", "be", "s1").
+        let at = 3 * 4 + 2;
+        rec[at] = b'x';
+        assert!(decode(&rec, 1).unwrap_err().contains("bad client address"));
+        let mut h = [0u8; HEADER];
+        h[..4].copy_from_slice(&500u32.to_le_bytes());
+        assert!(header(h).unwrap_err().contains("at most 126"));
+        h[..4].copy_from_slice(&0u32.to_le_bytes());
+        h[4..].copy_from_slice(&3u32.to_le_bytes());
+        assert!(header(h).unwrap_err().contains("for no flow"));
+        let mut rec = Vec::new();
+        encode(&flow(), &mut rec);
+        // Unsent length past the limit: overwrite the first unsent length.
+        let unsent_at = rec.len() - 4 - 3 - 4;
+        rec[unsent_at..unsent_at + 4].copy_from_slice(&(MAX_UNSENT as u32 + 1).to_le_bytes());
+        assert!(decode(&rec, 1).unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn answers_are_checked() {
+        let a = answer(&[true, false]);
+        let count = [a[0], a[1], a[2], a[3]];
+        assert_eq!(parse_answer(count, &a[4..], 2), Ok(vec![true, false]));
+        assert!(parse_answer(count, &a[4..], 3)
+            .unwrap_err()
+            .contains("3 were sent"));
+        assert!(parse_answer(count, &[1, 7], 2)
+            .unwrap_err()
+            .contains("byte 7"));
+    }
+}
