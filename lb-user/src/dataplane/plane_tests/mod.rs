@@ -60,9 +60,20 @@ struct Pair {
 }
 
 fn pair() -> Pair {
+    pair_from(std::net::Ipv4Addr::LOCALHOST)
+}
+
+/// [`pair`] with the test's client bound to `src` (an address of 127.0.0.0/8).
+fn pair_from(src: std::net::Ipv4Addr) -> Pair {
     let front = TcpListener::bind("127.0.0.1:0").unwrap();
     let back = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+    let client = {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&std::net::SocketAddr::from((src, 0)).into())
+            .unwrap();
+        s.connect(&front.local_addr().unwrap().into()).unwrap();
+        TcpStream::from(s)
+    };
     let (lb_client, _) = front.accept().unwrap();
     let lb_server = TcpStream::connect(back.local_addr().unwrap()).unwrap();
     let (backend, _) = back.accept().unwrap();

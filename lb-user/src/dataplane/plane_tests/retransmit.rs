@@ -10,7 +10,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::{pair, pattern, run_flow_full, FlowEnd, FlowTimeouts, Plane};
+use super::{pair_from, pattern, run_flow_full, FlowEnd, FlowTimeouts, Plane};
 
 /// Bytes the rebuilt sender sends again (lb's socket has them already).
 const REPEAT: usize = 200;
@@ -210,7 +210,15 @@ fn rebuild(old: &Saved, bytes: &[u8]) -> TcpStream {
 /// segment repeats the last 200 of them before 300 new ones: the backend gets each byte once,
 /// then the FIN, and the answer goes back.
 fn overlapping_retransmission_is_forwarded_once(plane: Plane) {
-    let p = pair();
+    // The client's port must still be free when the rebuilt socket binds it: on an address of
+    // its own per plane, no other test's connect can take that port meanwhile (on 127.0.0.1,
+    // one did, in a parallel run).
+    let p = pair_from(std::net::Ipv4Addr::new(
+        127,
+        61,
+        0,
+        1 + u8::from(plane == Plane::Splice),
+    ));
     let flow = run_flow_full(
         plane,
         (p.client_fd, p.server_fd),
