@@ -246,18 +246,28 @@ impl Ring {
     /// linked after it so that it finds the buffer.
     fn give_back(&mut self, id: u16) {
         let e = Bufs::give_back(&mut self.bufs, id);
+        if !self.rearm_starved(Some(&e)) {
+            self.push(&e);
+        }
+    }
+
+    /// Re-arms the first receive still waiting for a buffer, after `provide` (linked) when
+    /// given; `false` when none waits.
+    fn rearm_starved(&mut self, provide: Option<&squeue::Entry>) -> bool {
         while let Some((key, d)) = self.starved.pop_front() {
             let waiting = self
                 .flows
                 .get_mut(key)
                 .is_some_and(|f| std::mem::take(&mut f.dirs[d].starved) && f.stop.is_none());
             if waiting {
-                self.push(&e.clone().flags(squeue::Flags::IO_LINK));
+                if let Some(e) = provide {
+                    self.push(&e.clone().flags(squeue::Flags::IO_LINK));
+                }
                 self.recv(key, d);
-                return;
+                return true;
             }
         }
-        self.push(&e);
+        false
     }
 
     /// Handles one completion of flow `key`.
@@ -276,6 +286,11 @@ impl Ring {
                 }
                 if let Some(id) = cqueue::buffer_select(flags) {
                     self.give_back(id);
+                } else if res == 0 {
+                    // A receive that found the FIN may have had a buffer picked and put back
+                    // by the kernel itself: one waiting receive tries again (an EOF comes once
+                    // per direction, so this never spins).
+                    self.rearm_starved(None);
                 }
                 let f = &mut self.flows[key];
                 if res == 0 {
