@@ -24,6 +24,7 @@ pub mod outside;
 pub mod passive;
 pub mod privileges;
 pub mod proxy_proto;
+pub mod ring;
 pub mod rules;
 pub mod server;
 pub mod session;

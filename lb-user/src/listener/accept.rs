@@ -68,7 +68,7 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: AsyncFd<OwnedFd>, ct
         };
         let permit = ConnPermit::count(&gen, frontend);
         let ctx = ctx.clone();
-        tokio_uring::spawn(async move {
+        tokio::task::spawn_local(async move {
             handle(&gen, frontend, client, (peer, addr), &ctx, permit).await;
             // The client's and the server's sockets are closed by now.
             drop(fds);

@@ -18,7 +18,7 @@ use super::serve::forward_registered;
 use super::served::{count_bytes, log_session, LogAs, Served};
 
 use crate::conn_io;
-use crate::dataplane::{FlowEnd, KillSwitch};
+use crate::dataplane::{FlowEnd, KillSwitch, Sock};
 use crate::flows::{Adoption, FlowInfo, HandedFlow};
 use crate::generation::Generation;
 use crate::logging::{self, tcplog::Ending};
@@ -70,7 +70,13 @@ pub(super) async fn adopt(a: Adoption, ctx: Rc<ThreadCtx>) {
             let kill = KillSwitch::default();
             let _ = ctx
                 .dataplane
-                .forward(client, server, flow.timeouts, &kill, flow.bytes)
+                .forward(
+                    Sock::registered(client),
+                    Sock::registered(server),
+                    flow.timeouts,
+                    &kill,
+                    flow.bytes,
+                )
                 .await;
         }
         return;
@@ -146,7 +152,7 @@ async fn serve_adopted(
         ctx,
         info,
         (accepted, flow.timeouts),
-        (client, server),
+        (Sock::registered(client), Sock::registered(server)),
         flow.bytes,
     )
     .await;

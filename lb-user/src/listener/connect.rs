@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::unix::AsyncFd;
 
 use crate::config::{Backend, Frontend, Keepalive};
-use crate::dataplane::sockopt;
+use crate::dataplane::{sockopt, Sock};
 use crate::generation::Generation;
+use crate::ring::ConnectFailed;
 use crate::table::{BackendTable, ServerSlot};
 
 /// Socket options of either side: `TCP_NODELAY`, keepalive when configured.
@@ -53,13 +53,15 @@ pub(super) enum ConnectError {
     Io(#[from] io::Error),
 }
 
-/// One non-blocking connect to `addr`, bounded by `timeout connect`. The socket comes back on
-/// the thread's reactor, registered once for the connect, the first bytes and the data plane.
+/// One non-blocking connect to `addr`, bounded by `timeout connect`. On a thread with a ring,
+/// the connect goes through it (its timeout linked to it): the socket stays off the reactor
+/// until a step needs it there. Without, the socket comes back on the thread's reactor,
+/// registered once for the connect, the first bytes and the data plane.
 pub(super) async fn connect(
     addr: SocketAddr,
     ka: &Keepalive,
     timeout: Option<Duration>,
-) -> Result<AsyncFd<OwnedFd>, ConnectError> {
+) -> Result<Sock, ConnectError> {
     // Non-blocking and close-on-exec from creation: no fcntl afterwards.
     let sock = Socket::new(
         Domain::for_address(addr),
@@ -68,6 +70,13 @@ pub(super) async fn connect(
     )?;
     let fd: OwnedFd = sock.into();
     tune(&fd, ka)?;
+    if crate::ring::available() {
+        return match crate::ring::connect(&fd, addr, timeout).await {
+            Ok(()) => Ok(Sock::new(fd)),
+            Err(ConnectFailed::Timeout) => Err(ConnectError::Timeout(timeout.unwrap_or_default())),
+            Err(ConnectFailed::Io(e)) => Err(e.into()),
+        };
+    }
     let sock = Socket::from(fd);
     let in_progress = match sock.connect(&addr.into()) {
         Ok(()) => false,
@@ -76,7 +85,7 @@ pub(super) async fn connect(
     };
     let afd = crate::dataplane::async_fd(sock.into())?;
     if !in_progress {
-        return Ok(afd);
+        return Ok(Sock::registered(afd));
     }
     // The kernel reports a connecting socket writable only once it left SYN_SENT (tcp_poll):
     // writable without a pending error is connected, no `getpeername` needed. The readiness
@@ -99,7 +108,7 @@ pub(super) async fn connect(
         },
         None => wait.await?,
     }
-    Ok(afd)
+    Ok(Sock::registered(afd))
 }
 
 /// What the connect phase did, for the tcplog line (`%rc`, `%ts`).
@@ -126,7 +135,7 @@ pub(super) async fn connect_with_retries(
     dst_port: u16,
     mut slot: ServerSlot,
     tries: &mut ConnectTries,
-) -> Result<(ServerSlot, AsyncFd<OwnedFd>), String> {
+) -> Result<(ServerSlot, Sock), String> {
     let mut last_error;
     let mut attempt = 0u32;
     loop {

@@ -68,7 +68,7 @@ impl ThreadCtx {
             }
             FlowCommand::HandOff { until, reply } => {
                 let asked: Vec<_> = flows.values().map(|f| ask_hand_off(f, until)).collect();
-                tokio_uring::spawn(async move {
+                tokio::task::spawn_local(async move {
                     let mut parked = Vec::new();
                     for (flow, rx) in asked {
                         // An error: the flow can't be handed off (in the kernel, half-closed,
@@ -86,7 +86,7 @@ impl ThreadCtx {
                 });
             }
             FlowCommand::Adopt(a) => {
-                tokio_uring::spawn(super::adopt::adopt(*a, self.clone()));
+                tokio::task::spawn_local(super::adopt::adopt(*a, self.clone()));
             }
         }
     }

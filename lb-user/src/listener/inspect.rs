@@ -12,7 +12,7 @@ use super::served::{LogAs, Served};
 
 use crate::config::ProxyVersion;
 use crate::conn_io;
-use crate::dataplane::{sockopt, FlowEnd};
+use crate::dataplane::{sockopt, FlowEnd, Sock};
 use crate::logging::tcplog::{Ending, Killer};
 use crate::proxy_proto;
 use crate::session::{self, Rejected, ResponseStep, Session, Step, Why};
@@ -28,20 +28,17 @@ pub(super) const UNSERVED_DRAIN_BYTES: usize = 256 * 1024;
 /// and whatever the client still had to read. Bounded by [`UNSERVED_DRAIN_TIME`] and
 /// [`UNSERVED_DRAIN_BYTES`]; past them the close is what it is.
 pub(super) async fn close_unserved(client: OwnedFd) {
-    if sockopt::shutdown_write(client.as_fd()).is_err() {
-        return;
-    }
-    let Ok(client) = crate::dataplane::async_fd(client) else {
-        return;
-    };
-    drain_unserved(&client).await;
+    drain_unserved(&mut Sock::new(client)).await;
 }
 
-/// [`close_unserved`] for a client already registered with the reactor.
-pub(super) async fn drain_unserved(client: &AsyncFd<OwnedFd>) {
-    if sockopt::shutdown_write(client.get_ref().as_fd()).is_err() {
+/// [`close_unserved`] for a client the connection holds.
+pub(super) async fn drain_unserved(client: &mut Sock) {
+    if sockopt::shutdown_write(client.fd()).is_err() {
         return;
     }
+    let Ok(client) = client.reactor() else {
+        return;
+    };
     let deadline = tokio::time::Instant::now() + UNSERVED_DRAIN_TIME;
     let mut drained = 0;
     while drained < UNSERVED_DRAIN_BYTES {
@@ -58,7 +55,7 @@ pub(super) async fn drain_unserved(client: &AsyncFd<OwnedFd>) {
 
 /// The client's first bytes and what the rules decided on them.
 pub(super) struct Decided {
-    pub(super) client: AsyncFd<OwnedFd>,
+    pub(super) client: Sock,
     pub(super) head: Vec<u8>,
     pub(super) route: session::Route,
 }
@@ -68,7 +65,7 @@ pub(super) struct Decided {
 /// `timeout client` of silence. `Err` is the connection's end (already closed) for the log.
 pub(super) async fn decide(
     sess: &mut Session,
-    client: AsyncFd<OwnedFd>,
+    mut client: Sock,
     idle_limit: Option<Duration>,
     served: &mut Served,
     connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
@@ -101,7 +98,11 @@ pub(super) async fn decide(
             Step::Wait { until } => {
                 let idle = idle_limit.map(|t| last_read + t);
                 let limit = sess.read_limit();
-                match conn_io::read_more(&client, &mut head, limit, until, idle).await {
+                let read = match client.reactor() {
+                    Ok(fd) => conn_io::read_more(fd, &mut head, limit, until, idle).await,
+                    Err(e) => conn_io::Read::Error(e),
+                };
+                match read {
                     conn_io::Read::Data => last_read = Instant::now(),
                     conn_io::Read::Eof => eof = true,
                     conn_io::Read::Deadline | conn_io::Read::Full => {}
@@ -112,7 +113,7 @@ pub(super) async fn decide(
                         }
                         served.ending = Ending::ClientRequestTimeout;
                         served.backend = sess.backend();
-                        conn_io::reset(client.into_inner());
+                        conn_io::reset(client.into_fd());
                         return Err(());
                     }
                     conn_io::Read::Error(_) => {
@@ -122,7 +123,7 @@ pub(super) async fn decide(
                             served.ending = Ending::ClientRequestAbort;
                             served.backend = sess.backend();
                         }
-                        conn_io::reset(client.into_inner());
+                        conn_io::reset(client.into_fd());
                         return Err(());
                     }
                 }
@@ -132,13 +133,8 @@ pub(super) async fn decide(
 }
 
 /// Closes a client the rules rejected, the way HAProxy does for that phase.
-pub(super) async fn reject(
-    sess: &Session,
-    client: AsyncFd<OwnedFd>,
-    r: Rejected,
-    served: &mut Served,
-) {
-    let fd = client.into_inner();
+pub(super) async fn reject(sess: &Session, client: Sock, r: Rejected, served: &mut Served) {
+    let fd = client.into_fd();
     let close = |fd: OwnedFd| {
         if r.silent {
             conn_io::silent_drop(fd, sess.peer().is_ipv6());

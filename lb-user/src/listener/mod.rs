@@ -1,7 +1,7 @@
-//! The accept path: one thread per core, each with its own `SO_REUSEPORT` listener per `bind`
-//! and a tokio-uring (`io_uring`) accept loop; per connection: pick a server from the lock-free
-//! table, connect with `timeout connect`/`retries`/`redispatch`, then hand the pair to the data
-//! plane. What a thread serves comes from [`ThreadPlan`]s (start and reload); what other
+//! The accept path: one thread per core, each with its own `SO_REUSEPORT` listener per `bind`,
+//! an accept loop on the thread's reactor and the thread's `io_uring` ([`crate::ring`]); per
+//! connection: pick a server from the lock-free table, connect (through the ring) with
+//! `timeout connect`/`retries`/`redispatch`, then hand the pair to the data plane. What a thread serves comes from [`ThreadPlan`]s (start and reload); what other
 //! threads ask of its flows comes on its [`crate::flows::FlowCommand`] channel.
 //!
 //! Modules, in the order a connection meets them: [`bind`] (listening sockets and plans),

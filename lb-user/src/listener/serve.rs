@@ -7,8 +7,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::unix::AsyncFd;
-
 use super::connect::{client_local, connect_with_retries};
 use super::ctx::{LocalFlow, Registered, ThreadCtx};
 use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
@@ -17,7 +15,7 @@ use super::served::{bind_label, count_bytes, local_bind, log_session, ms_since, 
 
 use crate::config::{Backend, Frontend};
 use crate::conn_io;
-use crate::dataplane::{sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
+use crate::dataplane::{sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Sock};
 use crate::flows::{FlowInfo, KillReason};
 use crate::generation::Generation;
 use crate::logging::{
@@ -104,13 +102,7 @@ pub(super) async fn serve(
             return Some(served);
         }
     };
-    let client = match crate::dataplane::async_fd(client) {
-        Ok(c) => c,
-        Err(e) => {
-            log::debug!("frontend '{}': client {peer}: {e}", fe.name);
-            return None;
-        }
-    };
+    let client = Sock::new(client);
     serve_session(
         gen,
         frontend,
@@ -131,21 +123,22 @@ async fn serve_session(
     gen: &Arc<Generation>,
     frontend: usize,
     sess: &mut Session,
-    client: AsyncFd<OwnedFd>,
+    client: Sock,
     ctx: &ThreadCtx,
     served: &mut Served,
     connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
 ) {
     let fe: &Frontend = &gen.config.frontends[frontend];
     let Ok(Decided {
-        client,
+        mut client,
         head,
         route,
     }) = decide(sess, client, fe.timeouts.client, served, connect_line).await
     else {
         return;
     };
-    let Some((slot, server)) = to_server(gen, frontend, sess, &client, &route, served).await else {
+    let Some((slot, server)) = to_server(gen, frontend, sess, &mut client, &route, served).await
+    else {
         return;
     };
     let first = (first_bytes(sess, &slot, &head, &route), head.len() as u64);
@@ -168,10 +161,10 @@ async fn to_server(
     gen: &Arc<Generation>,
     frontend: usize,
     sess: &mut Session,
-    client: &AsyncFd<OwnedFd>,
+    client: &mut Sock,
     route: &session::Route,
     served: &mut Served,
-) -> Option<(ServerSlot, AsyncFd<OwnedFd>)> {
+) -> Option<(ServerSlot, Sock)> {
     let fe: &Frontend = &gen.config.frontends[frontend];
     let b = route.backend;
     served.backend = Some(b);
@@ -253,7 +246,7 @@ async fn to_server(
     served.server_addr = Some(server_addr);
     let log = gen.logs.frontend(frontend);
     if log.is_some_and(|l| l.format.as_ref().is_some_and(|f| f.needs_backend_src())) {
-        served.backend_src = socket2::SockRef::from(server.get_ref())
+        served.backend_src = socket2::SockRef::from(&server.fd())
             .local_addr()
             .ok()
             .and_then(|a| a.as_socket());
@@ -280,7 +273,7 @@ async fn pass_on(
     frontend: usize,
     ctx: &ThreadCtx,
     sess: &mut Session,
-    (client, server): (AsyncFd<OwnedFd>, AsyncFd<OwnedFd>),
+    (mut client, mut server): (Sock, Sock),
     slot: ServerSlot,
     (first, head_len): (Vec<u8>, u64),
     served: &mut Served,
@@ -288,14 +281,24 @@ async fn pass_on(
     let src = sess.src();
     let be = slot.table().conf.clone();
     let write_deadline = be.timeouts.server.map(|t| Instant::now() + t);
-    if let Err(e) = conn_io::write_all(&server, &first, write_deadline).await {
+    // The reactor only when there is something to write (a PROXY header, bytes the rules
+    // read): a plain flow's server socket never goes on it.
+    let written = if first.is_empty() {
+        Ok(())
+    } else {
+        match server.reactor() {
+            Ok(s) => conn_io::write_all(s, &first, write_deadline).await,
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = written {
         log::debug!(
             "{src} {}/{}: writing the first bytes: {e}",
             be.name,
             slot.name()
         );
         served.ending = Ending::Flow(FlowEnd::ServerReset, Killer::Admin);
-        conn_io::reset(client.into_inner());
+        conn_io::reset(client.into_fd());
         served.slot = Some(slot);
         return;
     }
@@ -304,7 +307,11 @@ async fn pass_on(
     let (mut pre_in, mut pre_out) = (served.bytes_in, 0u64);
     let mut read = (head_len, 0u64);
     if sess.has_response_rules() {
-        match respond(sess, &client, &server).await {
+        let responded = match (client.reactor(), server.reactor()) {
+            (Ok(c), Ok(s)) => respond(sess, c, s).await,
+            _ => Err((Ending::Flow(FlowEnd::LocalError, Killer::Admin), 0, 0)),
+        };
+        match responded {
             Ok((up, down)) => {
                 pre_in += up;
                 pre_out += down;
@@ -353,7 +360,7 @@ pub(super) async fn forward(
     ctx: &ThreadCtx,
     slot: &ServerSlot,
     client_addr: SocketAddr,
-    (client, server): (AsyncFd<OwnedFd>, AsyncFd<OwnedFd>),
+    (client, server): (Sock, Sock),
     pre: (u64, u64),
 ) -> (FlowReport, Killer) {
     let fe: &Frontend = &gen.config.frontends[frontend];
@@ -382,7 +389,7 @@ pub(super) async fn forward_registered(
     ctx: &ThreadCtx,
     mut info: FlowInfo,
     (started, t): (Instant, FlowTimeouts),
-    (client, server): (AsyncFd<OwnedFd>, AsyncFd<OwnedFd>),
+    (client, server): (Sock, Sock),
     pre: (u64, u64),
 ) -> (FlowReport, Killer) {
     let id = ctx.next_id.get();

@@ -35,12 +35,25 @@ pub fn run_thread(
         mut plans,
         mut flows,
     } = inbox;
-    tokio_uring::start(async move {
+    // One loop per thread: tokio's reactor (epoll) with the thread's ring on it; the ring's
+    // entries of a turn are submitted together when the loop is about to wait.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(crate::ring::submit)
+        .build()?;
+    tokio::task::LocalSet::new().block_on(&rt, async move {
+        match crate::ring::install() {
+            Ok(reap) => {
+                tokio::task::spawn_local(reap);
+            }
+            // The flows of this thread take the async copy path (epoll) instead.
+            Err(e) => log::warn!("thread {thread}: no io_uring ({e}): flows copy through epoll"),
+        }
         let dataplane = match plane {
             PlaneSetup::Splice => Dataplane::Splice,
             PlaneSetup::Sockmap(ids, hand_over_after) => {
                 let maps = ThreadMaps::open(ids, thread, threads, hand_over_after)?;
-                tokio_uring::spawn(maps.watcher().clone().run());
+                tokio::task::spawn_local(maps.watcher().clone().run());
                 Dataplane::Sockmap(maps)
             }
         };
@@ -83,7 +96,7 @@ fn serve_listener(addr: SocketAddr, listener: TcpListener, ctx: &Rc<ThreadCtx>) 
         .and_then(|()| crate::dataplane::async_fd(OwnedFd::from(listener)));
     match ready {
         Ok(listener) => {
-            tokio_uring::spawn(accept_loop(addr, listener, ctx.clone()));
+            tokio::task::spawn_local(accept_loop(addr, listener, ctx.clone()));
         }
         Err(e) => log::error!("cannot accept on {addr}: {e}"),
     }

@@ -101,11 +101,21 @@ pub fn listener() -> TcpListener {
 
 /// A listener on `addr` (port 0: chosen by the OS) with [`listener`]'s backlog.
 pub fn listener_at(addr: SocketAddr) -> TcpListener {
+    bind_listen(addr, 1024)
+}
+
+/// A listener on 127.0.0.1 with an OS-chosen port and `backlog` (capped by
+/// `net.core.somaxconn`).
+pub fn listener_with_backlog(backlog: i32) -> TcpListener {
+    bind_listen("127.0.0.1:0".parse().unwrap(), backlog)
+}
+
+fn bind_listen(addr: SocketAddr, backlog: i32) -> TcpListener {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
     s.set_reuse_address(true).expect("SO_REUSEADDR");
     s.bind(&addr.into())
         .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-    s.listen(1024).expect("listen");
+    s.listen(backlog).expect("listen");
     s.into()
 }
 

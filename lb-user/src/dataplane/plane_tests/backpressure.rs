@@ -177,6 +177,8 @@ fn stream_difference(got: &[u8], want: &[u8]) -> Option<String> {
 fn own_bound(plane: Plane) -> u64 {
     match plane {
         Plane::Splice => 1 << 20,
+        // One ring buffer, then splice's pipe once the flow graduated.
+        Plane::Ring => (1 << 20) + 16 * 1024,
         Plane::Sockmap | Plane::SockmapHandOver => {
             lb_common::DEFAULT_BACKLOG + super::super::sockmap::DRAIN_CHUNK as u64
         }
@@ -626,4 +628,37 @@ fn reset_while_paused_sockmap() {
 fn reset_while_paused_splice() {
     reset_while_paused(Plane::Splice, true);
     reset_while_paused(Plane::Splice, false);
+}
+
+// The same scenarios with the thread's ring copying first (graduating to splice).
+
+#[test]
+fn push_at_a_stalled_backend_is_bounded_ring() {
+    push_at_a_stalled_reader(Plane::Ring, true);
+}
+
+#[test]
+fn push_at_a_stalled_client_is_bounded_ring() {
+    push_at_a_stalled_reader(Plane::Ring, false);
+}
+
+#[test]
+fn bursty_readers_both_ways_ring() {
+    bursty_readers_both_ways(Plane::Ring);
+}
+
+#[test]
+fn half_close_after_a_pause_ring() {
+    half_close_after_a_pause(Plane::Ring);
+}
+
+#[test]
+fn echo_to_a_client_that_reads_late_ring() {
+    echo_to_a_client_that_reads_late(Plane::Ring);
+}
+
+#[test]
+fn reset_while_paused_ring() {
+    reset_while_paused(Plane::Ring, true);
+    reset_while_paused(Plane::Ring, false);
 }

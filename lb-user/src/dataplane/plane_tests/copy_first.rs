@@ -29,6 +29,7 @@ fn small_then_stream(plane: Plane) {
     );
     let (mut client, mut backend) = (p.client, p.backend);
     let moved_before = splice::moved_to_splice();
+    let graduated_before = crate::ring::graduated();
     // Request/answer in small messages: each read is short, both directions copy.
     let (mut up_small, mut down_small) = (0, 0);
     for i in 0..EXCHANGES {
@@ -90,6 +91,12 @@ fn small_then_stream(plane: Plane) {
             "both directions moved from copy to splice"
         );
     }
+    if plane == Plane::Ring {
+        assert!(
+            crate::ring::graduated() > graduated_before,
+            "the stream graduated from the ring"
+        );
+    }
 }
 
 #[test]
@@ -102,4 +109,10 @@ fn small_then_stream_splice() {
 #[test]
 fn small_then_stream_sockmap_hand_over() {
     small_then_stream(Plane::SockmapHandOver);
+}
+
+/// On a thread with a ring, the small exchanges copy on the ring and the stream graduates.
+#[test]
+fn small_then_stream_ring() {
+    small_then_stream(Plane::Ring);
 }

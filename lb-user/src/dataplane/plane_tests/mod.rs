@@ -13,14 +13,15 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::sockmap::{self, InsertStep, ThreadMaps};
-use super::{FlowEnd, FlowReport, FlowTimeouts, KillSwitch};
+use super::{Dataplane, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Sock};
 
 mod backpressure;
 mod copy_first;
 mod pre_read;
 mod retransmit;
 
-/// A `#[test]` per plane (modules `sockmap_plane`, `splice_plane`) for each scenario
+/// A `#[test]` per plane (modules `sockmap_plane`, `splice_plane`, `ring_plane`) for each
+/// scenario
 /// `fn NAME(plane: Plane)`.
 macro_rules! on_both_planes {
     ($($name:ident),* $(,)?) => {
@@ -29,6 +30,9 @@ macro_rules! on_both_planes {
         }
         mod splice_plane {
             $( #[test] fn $name() { super::$name(super::Plane::Splice); } )*
+        }
+        mod ring_plane {
+            $( #[test] fn $name() { super::$name(super::Plane::Ring); } )*
         }
     };
 }
@@ -99,6 +103,9 @@ enum Plane {
     /// On splice first, handed over to the maps after [`HAND_OVER_AFTER`] (lb's default way).
     SockmapHandOver,
     Splice,
+    /// lb's way on a thread with a ring: the thread's ring copies first; a flow that fills a
+    /// buffer graduates to splice.
+    Ring,
 }
 
 /// The hand-over time of [`Plane::SockmapHandOver`].
@@ -137,16 +144,21 @@ fn run_flow_full(
     kill_after: Option<Duration>,
     backlog: Option<u64>,
 ) -> std::thread::JoinHandle<FlowReport> {
-    let ids = (plane != Plane::Splice)
+    let ids = (!matches!(plane, Plane::Splice | Plane::Ring))
         .then(maps_ids)
         .map(|ids| backlog.map_or(ids, |b| ids.with_backlog(b)));
     std::thread::spawn(move || {
+        // As lb's threads run: the ring's entries are submitted when the loop parks.
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(crate::ring::submit)
             .build()
             .unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async move {
+            if plane == Plane::Ring {
+                tokio::task::spawn_local(crate::ring::install().unwrap());
+            }
             let kill = Rc::new(KillSwitch::default());
             if let Some(after) = kill_after {
                 let kill = kill.clone();
@@ -155,8 +167,16 @@ fn run_flow_full(
                     kill.kill();
                 });
             }
+            let socks = (Sock::new(client_fd), Sock::new(server_fd));
             match ids {
-                None => super::splice::forward(client_fd, server_fd, t, &kill, (0, 0)).await,
+                None if plane == Plane::Ring => {
+                    let (c, s) = socks;
+                    Dataplane::Splice.forward(c, s, t, &kill, (0, 0)).await
+                }
+                None => {
+                    let (c, s) = socks;
+                    super::splice::forward(c.into_fd(), s.into_fd(), t, &kill, (0, 0)).await
+                }
                 Some(ids) => {
                     let after = if plane == Plane::SockmapHandOver {
                         HAND_OVER_AFTER
@@ -165,6 +185,7 @@ fn run_flow_full(
                     };
                     let maps = thread_maps(ids, after);
                     tokio::task::spawn_local(maps.watcher().clone().run());
+                    let (client_fd, server_fd) = (socks.0.into_fd(), socks.1.into_fd());
                     match hook {
                         Some(mut hook) => {
                             sockmap::forward_with_hook(
@@ -408,6 +429,12 @@ fn reset_passed_on_sockmap() {
 fn reset_passed_on_splice() {
     reset_passed_on(Plane::Splice, true);
     reset_passed_on(Plane::Splice, false);
+}
+
+#[test]
+fn reset_passed_on_ring() {
+    reset_passed_on(Plane::Ring, true);
+    reset_passed_on(Plane::Ring, false);
 }
 
 /// Sockmap trap 8: idle time is seen although userspace sees no data; activity (recorded by

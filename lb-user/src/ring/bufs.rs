@@ -1,0 +1,51 @@
+//! The ring's receive buffers: one block of [`COUNT`] buffers of [`SIZE`] bytes given to the
+//! kernel (`IORING_OP_PROVIDE_BUFFERS`); a receive takes one only when bytes arrive, the flow
+//! gives it back once they are sent. An idle flow holds none.
+
+use io_uring::{opcode, squeue};
+
+use super::Tag;
+
+/// Size of one buffer: HAProxy's `bufsize`, the copy path's buffer (a receive that fills it
+/// is a stream, and the flow moves to splice or the maps).
+pub(super) const SIZE: usize = 16 * 1024;
+/// Buffers per thread: bytes in flight at once on the thread's ring flows (4 MiB of address
+/// space; only pages ever used count in RSS). A receive that finds none waits for one.
+pub(super) const COUNT: u16 = 256;
+/// The buffer group of the ring's receives.
+pub(super) const GROUP: u16 = 0;
+
+pub(super) struct Bufs {
+    /// `COUNT * SIZE` bytes, leaked: the kernel may write into a buffer until the ring is torn
+    /// down, which it finishes asynchronously after the thread let go of it.
+    mem: &'static mut [u8],
+}
+
+impl Bufs {
+    pub(super) fn new() -> Self {
+        // Zeroed allocation: pages are mapped on first use.
+        let mem = vec![0u8; usize::from(COUNT) * SIZE].leak();
+        Self { mem }
+    }
+
+    /// The entry giving every buffer to the kernel (once, at start).
+    pub(super) fn provide_all(&mut self) -> squeue::Entry {
+        opcode::ProvideBuffers::new(self.mem.as_mut_ptr(), SIZE as i32, COUNT, GROUP, 0)
+            .build()
+            .user_data(Tag::Ignored.user_data(0))
+    }
+
+    /// The entry giving buffer `id` back to the kernel.
+    pub(super) fn give_back(&mut self, id: u16) -> squeue::Entry {
+        let at = usize::from(id) * SIZE;
+        opcode::ProvideBuffers::new(self.mem[at..].as_mut_ptr(), SIZE as i32, 1, GROUP, id)
+            .build()
+            .user_data(Tag::Ignored.user_data(0))
+    }
+
+    /// Bytes `off..off + len` of buffer `id`.
+    pub(super) fn bytes(&self, id: u16, off: u32, len: u32) -> &[u8] {
+        let at = usize::from(id) * SIZE + off as usize;
+        &self.mem[at..at + len as usize]
+    }
+}

@@ -1,0 +1,245 @@
+//! One `io_uring` per thread for the copy phase of its flows: each flow's receives, sends,
+//! shutdowns and closes are queued on the thread's ring and submitted together, once per turn
+//! of the thread's loop (the runtime's park hook, [`submit`]), and their completions are reaped
+//! together by one task woken through the ring's fd on the thread's reactor ([`install`]). A
+//! flow on the ring is a small state machine in the ring's slab ([`copy`]); receives take a
+//! buffer from the ring's provided-buffer pool only when bytes arrive, so an idle flow holds no
+//! buffer and costs no syscall.
+
+mod bufs;
+mod copy;
+mod op;
+
+pub use copy::{copy, graduated, Copied, Graduated};
+pub use op::{connect, ConnectFailed};
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use io_uring::{cqueue, squeue, IoUring};
+use slab::Slab;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use bufs::Bufs;
+
+/// Submission queue entries: a turn queues at most a few per flow that had an event, and a
+/// full queue is submitted early (see [`Ring::push`]), so this bounds a batch, not the flows.
+const SQ_ENTRIES: u32 = 1024;
+/// Completion queue entries: the kernel keeps completions past this (`IORING_FEAT_NODROP`), so
+/// it bounds how many one reap takes without the slower overflow list.
+const CQ_ENTRIES: u32 = 16 * 1024;
+
+thread_local! {
+    static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
+}
+
+/// A thread's ring, its flows and its buffers.
+struct Ring {
+    uring: IoUring,
+    flows: Slab<copy::Flow>,
+    /// One-shot operations tasks wait for (connects).
+    ops: Slab<op::Op>,
+    bufs: Bufs,
+    /// Receives that found no buffer, re-armed in this order as buffers come back.
+    starved: VecDeque<(usize, usize)>,
+}
+
+/// The ring's fd, for the reactor (the ring itself stays in [`RING`]).
+struct RingFd(RawFd);
+
+impl AsRawFd for RingFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Sets up this thread's ring. Returns the task that reaps its completions, to be spawned on
+/// the thread's `LocalSet`; the runtime must call [`submit`] when it parks (its
+/// `on_thread_park` hook). Until this is called, [`available`] is `false` and flows take the
+/// async path.
+pub fn install() -> io::Result<impl Future<Output = ()>> {
+    let uring = IoUring::builder()
+        .setup_cqsize(CQ_ENTRIES)
+        .build(SQ_ENTRIES)?;
+    let fd = uring.as_raw_fd();
+    let mut ring = Ring {
+        uring,
+        flows: Slab::new(),
+        ops: Slab::new(),
+        bufs: Bufs::new(),
+        starved: VecDeque::new(),
+    };
+    let provide = ring.bufs.provide_all();
+    ring.push(&provide);
+    ring.uring.submit()?;
+    // SAFETY: the ring's fd stays open as long as the thread's ring, which lives in `RING`
+    // until the thread ends, after its tasks (and so this registration) are gone.
+    let reactor = unsafe { AsyncFd::register_with_interest(RingFd(fd), Interest::READABLE) }
+        .map_err(io::Error::from)?;
+    RING.with(|r| *r.borrow_mut() = Some(ring));
+    Ok(reap_forever(reactor))
+}
+
+/// Whether this thread has a ring (flows then copy on it).
+pub fn available() -> bool {
+    RING.with(|r| r.borrow().is_some())
+}
+
+/// Submits what this turn queued: one `io_uring_enter` for all the flows of the turn, none
+/// when nothing was queued. The runtime's park hook.
+pub fn submit() {
+    RING.with(|r| {
+        if let Some(ring) = r.borrow_mut().as_mut() {
+            ring.submit();
+        }
+    });
+}
+
+/// Runs `f` on this thread's ring. Only called by flows on the ring (which exist only where
+/// [`install`] ran), never while the ring is borrowed.
+fn with<T>(f: impl FnOnce(&mut Ring) -> T) -> T {
+    RING.with(|r| {
+        f(r.borrow_mut()
+            .as_mut()
+            .expect("a flow on a thread without a ring"))
+    })
+}
+
+/// Reaps the ring's completions whenever the reactor says it has some.
+async fn reap_forever(reactor: AsyncFd<RingFd>) {
+    loop {
+        let Ok(mut ready) = reactor.readable().await else {
+            log::error!("io_uring: the ring's fd left the reactor; flows on it are stuck");
+            return;
+        };
+        // Cleared before reaping: a completion posted after the reap below wakes us again.
+        ready.clear_ready();
+        RING.with(|r| {
+            if let Some(ring) = r.borrow_mut().as_mut() {
+                ring.reap();
+            }
+        });
+    }
+}
+
+/// What a completion is for: the low byte of its `user_data`, above it the flow's slab key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tag {
+    /// A receive of direction 0 (client -> server) or 1.
+    Recv(usize),
+    /// A send of direction 0 or 1.
+    Send(usize),
+    /// The `shutdown(SHUT_WR)` passing direction 0's or 1's FIN on.
+    Shutdown(usize),
+    /// A one-shot operation a task waits for (its key is in the ring's `ops`).
+    Op,
+    /// Completions nobody waits for: cancels, closes, buffers given back.
+    Ignored,
+}
+
+impl Tag {
+    fn code(self) -> u64 {
+        match self {
+            Self::Recv(d) => d as u64,
+            Self::Send(d) => 2 + d as u64,
+            Self::Shutdown(d) => 4 + d as u64,
+            Self::Op => 6,
+            Self::Ignored => 0xff,
+        }
+    }
+
+    fn user_data(self, key: usize) -> u64 {
+        ((key as u64) << 8) | self.code()
+    }
+
+    fn of(user_data: u64) -> (usize, Self) {
+        let key = (user_data >> 8) as usize;
+        let tag = match user_data & 0xff {
+            c @ 0..=1 => Self::Recv(c as usize),
+            c @ 2..=3 => Self::Send(c as usize - 2),
+            c @ 4..=5 => Self::Shutdown(c as usize - 4),
+            6 => Self::Op,
+            _ => Self::Ignored,
+        };
+        (key, tag)
+    }
+}
+
+impl Drop for Ring {
+    /// The thread stops: what its last turn queued (the closes of its last flows) still goes.
+    fn drop(&mut self) {
+        self.submit();
+    }
+}
+
+impl Ring {
+    /// Queues one entry; a full submission queue is submitted first.
+    fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: every entry queued here points only at memory that outlives its
+            // completion: buffers of the pool (never freed, see `Bufs`) and sockets a flow
+            // keeps open until all its entries completed.
+            if unsafe { self.uring.submission().push(entry) }.is_ok() {
+                return;
+            }
+            if let Err(e) = self.uring.submit() {
+                // EBUSY/EAGAIN: the kernel has no room for more in flight; reap to make room.
+                log::debug!("io_uring: submit with a full queue: {e}");
+                self.reap();
+            }
+        }
+    }
+
+    fn submit(&mut self) {
+        if self.uring.submission().is_empty() {
+            return;
+        }
+        if let Err(e) = self.uring.submit() {
+            // Left queued: the next turn's submit takes them.
+            log::debug!("io_uring: submit: {e}");
+        }
+    }
+
+    /// Handles every completion in the queue.
+    fn reap(&mut self) {
+        loop {
+            let batch: Vec<cqueue::Entry> = self.uring.completion().collect();
+            if batch.is_empty() {
+                return;
+            }
+            for cqe in batch {
+                let (key, tag) = Tag::of(cqe.user_data());
+                match tag {
+                    Tag::Ignored => {}
+                    Tag::Op => self.op_done(key, cqe.result()),
+                    _ => self.complete(key, tag, cqe.result(), cqe.flags()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_carries_the_key_and_the_tag() {
+        for tag in [
+            Tag::Recv(0),
+            Tag::Recv(1),
+            Tag::Send(0),
+            Tag::Send(1),
+            Tag::Shutdown(0),
+            Tag::Shutdown(1),
+            Tag::Op,
+            Tag::Ignored,
+        ] {
+            assert_eq!(Tag::of(tag.user_data(123_456)), (123_456, tag));
+        }
+    }
+}
