@@ -253,13 +253,19 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
         Ok(())
     } else {
         let err = io::Error::last_os_error();
-        // Already disconnected: nothing left to pass on.
-        if err.raw_os_error() == Some(libc::ENOTCONN) {
+        if err.raw_os_error().is_some_and(shutdown_already_done) {
             Ok(())
         } else {
             Err(err)
         }
     }
+}
+
+/// Whether a `shutdown(SHUT_WR)` that failed with `errno` is done all the same: the socket is
+/// already disconnected (`ENOTCONN`: both FINs passed, e.g. while the rules read the first
+/// bytes), so nothing is left to pass on.
+pub fn shutdown_already_done(errno: i32) -> bool {
+    errno == libc::ENOTCONN
 }
 
 /// Reads and drops up to `max` bytes of what the socket received, without copying them

@@ -16,7 +16,7 @@ use super::bufs::{self, Bufs};
 use super::{with, Ring, Tag};
 
 use crate::dataplane::{
-    close_flow, idle_deadline, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Outside,
+    close_flow, idle_deadline, sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Outside,
 };
 
 /// Flows graduated from the rings since start (tests check that streams do).
@@ -346,7 +346,7 @@ impl Ring {
                 }
             }
             Tag::Shutdown(d) => {
-                if res >= 0 {
+                if res >= 0 || sockopt::shutdown_already_done(-res) {
                     f.dirs[d].fin = true;
                 } else {
                     self.end(key, reset_of(1 - d));
