@@ -606,10 +606,20 @@ fn serve_signals(
             running.gen.retire();
             listeners.close_removed(&next.config);
             lb_user::state::resume(&next);
-            match Running::start(next) {
+            match Running::start(next.clone()) {
                 Ok(r) => running = r,
                 Err(e) => log::error!("reload: {e:#}"),
             }
+            // Only now: the runtime API and the state writer act on the new generation, so a
+            // script that waits for this line and then sets a server's state sets it there
+            // (logged before, such a change could land on the old generation after the new one
+            // had copied its state, and be lost).
+            log::info!(
+                "reload done: generation {} serves {} frontend(s) and {} backend(s)",
+                next.number,
+                next.config.frontends.len(),
+                next.config.backends.len()
+            );
         }
         // A rejected reload leaves the old generation serving: ready again either way.
         notify.ready(&format!("serving generation {}", running.gen.number));
@@ -835,12 +845,6 @@ fn reload(
     settle_fd_budget(&next.config, &fds);
     lb_user::logging::activate(&next.logs);
     lb_user::dataplane::splice::set_maxpipes(next.config.global.maxpipes);
-    log::info!(
-        "reload done: generation {} serves {} frontend(s) and {} backend(s)",
-        next.number,
-        next.config.frontends.len(),
-        next.config.backends.len()
-    );
     Some(next)
 }
 

@@ -689,11 +689,12 @@ fn short_flow_stays_on_splice() {
 /// after a refused offer; the boxed offer): 1,704 bytes measured with `-p lb-user`.
 /// Splice 1,744 -> 1,760: the same with the start-drained check of an inspected pair
 /// (`splice::drained_at_start`) and the flow's ring-to-splice path: 1,752 bytes measured in
-/// `cargo test --workspace`.
+/// `cargo test --workspace`. Sockmap 2,240 -> 2,272: the hand-off ask of a binary upgrade in
+/// the driver both planes share (`Outside`): 2,256 bytes measured in `cargo test --workspace`.
 #[test]
 fn flow_futures_stay_small() {
     const SPLICE_MAX: usize = 1760;
-    const SOCKMAP_MAX: usize = 2240;
+    const SOCKMAP_MAX: usize = 2272;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
