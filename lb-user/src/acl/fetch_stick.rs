@@ -138,9 +138,6 @@ macro_rules! with_counters {
     };
 }
 
-/// The array counters' suffixes (`sc_get_gpc(IDX,SC)`, `src_inc_gpc(IDX)`...).
-pub const ARRAY_COUNTERS: &[&str] = &["get_gpc", "get_gpt", "gpc_rate", "inc_gpc", "clr_gpc"];
-
 macro_rules! names {
     (; $($what:literal),* $(,)?) => {
         &[$($what),*]
@@ -195,6 +192,10 @@ pub static STICK_FETCHES: &[FetchDef] = with_counters!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The array counters' suffixes HAProxy 2.6 has (`sc_get_gpc(IDX,SC)`, `src_inc_gpc(IDX)`...):
+    /// what the table must hold, written here as the expectation.
+    const ARRAY_COUNTERS: &[&str] = &["get_gpc", "get_gpt", "gpc_rate", "inc_gpc", "clr_gpc"];
 
     /// One home for the counter names: the fetches answer exactly what the stick module knows.
     #[test]
