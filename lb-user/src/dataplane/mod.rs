@@ -563,9 +563,9 @@ impl Dataplane {
     /// On the splice plane, where the thread has a ring, a flow copies on it first
     /// ([`crate::ring::copy`]): a short flow lives and ends there; one that fills a buffer
     /// graduates to splice, every byte it received sent. The sockmap plane does not take
-    /// flows from the ring yet: its hand-over of a pair lb already read from repeats bytes
-    /// now and then (the "integrity bug" of the session notes, seen here as one ring buffer
-    /// repeated in 17 of 200 concurrent flows), and every graduated pair is such a pair.
+    /// flows from the ring yet: when it was tried, the hand-over of a pair lb already read
+    /// from repeated one ring buffer in 17 of 200 concurrent flows. That was before the pumps
+    /// of such a pair waited for a drained queue (`splice::drained_at_start`); not retried.
     pub async fn forward(
         &self,
         mut client: Sock,
