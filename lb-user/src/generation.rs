@@ -130,7 +130,80 @@ impl std::fmt::Debug for Generation {
 
 /// The generation serving now, for what outlives a reload (the stats page, the runtime API,
 /// the state writer's timers): each request loads it afresh.
-pub type Current = Arc<arc_swap::ArcSwap<Generation>>;
+pub type Current = Arc<Serving>;
+
+/// The generation serving now, and the gate that orders run-time changes (runtime API
+/// commands, the stats page's form) against a reload.
+///
+/// A reload copies what each server was given at run time from the serving generation into
+/// the next ([`Generation::next`]), then switches to it. A change applied to the old
+/// generation between the copy and the switch would be lost. So a change runs under
+/// [`Serving::for_change`], which waits while a reload is between its copy and its switch
+/// ([`Serving::begin_reload`] to [`Reloading::switch`]) and then acts on the generation
+/// serving: every change lands wholly before the copy, or wholly on the new generation.
+#[derive(Debug)]
+pub struct Serving {
+    gen: arc_swap::ArcSwap<Generation>,
+    gate: tokio::sync::RwLock<()>,
+}
+
+/// A run-time change's hold on the serving generation: no reload copies state while it lives.
+pub struct ForChange<'a> {
+    _gate: tokio::sync::RwLockReadGuard<'a, ()>,
+    /// The generation to act on.
+    pub gen: Arc<Generation>,
+}
+
+/// A reload between its copy of state and its switch: run-time changes wait meanwhile.
+pub struct Reloading<'a> {
+    serving: &'a Serving,
+    _gate: tokio::sync::RwLockWriteGuard<'a, ()>,
+}
+
+impl Serving {
+    pub fn new(gen: Arc<Generation>) -> Current {
+        Arc::new(Self {
+            gen: arc_swap::ArcSwap::new(gen),
+            gate: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    /// The generation serving now, to read from.
+    pub fn load_full(&self) -> Arc<Generation> {
+        self.gen.load_full()
+    }
+
+    /// Waits until no reload is between its copy and its switch, then holds reloads off until
+    /// the returned hold drops; its `gen` is the generation to change.
+    pub async fn for_change(&self) -> ForChange<'_> {
+        let gate = self.gate.read().await;
+        ForChange {
+            _gate: gate,
+            gen: self.gen.load_full(),
+        }
+    }
+
+    /// Called by a reload before it copies state from the serving generation (blocking: from
+    /// the main thread, outside any runtime). Waits for the changes in progress to finish.
+    pub fn begin_reload(&self) -> Reloading<'_> {
+        Reloading {
+            serving: self,
+            _gate: self.gate.blocking_write(),
+        }
+    }
+}
+
+impl Reloading<'_> {
+    /// The generation the reload copies from.
+    pub fn serving(&self) -> Arc<Generation> {
+        self.serving.gen.load_full()
+    }
+
+    /// `next` serves from now on; the changes that waited run on it.
+    pub fn switch(self, next: Arc<Generation>) {
+        self.serving.gen.store(next);
+    }
+}
 
 impl Generation {
     /// The first generation: every server as HAProxy starts it.

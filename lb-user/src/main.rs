@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use lb_user::config::{self, Config};
 use lb_user::dataplane::{sockmap, DataplaneChoice};
 use lb_user::fd_budget::{self, FdPlan, PipeUse};
 use lb_user::flows::FlowControl;
-use lb_user::generation::{Current, Generation, Process};
+use lb_user::generation::{Current, Generation, Process, Reloading, Serving};
 use lb_user::listener::{self, Listeners, PlaneSetup};
 use nix::sys::signal::{SigSet, Signal};
 
@@ -449,7 +448,7 @@ fn serve(
     if let Some(dir) = &gen.config.global.chroot {
         enter_chroot(dir, privileges.as_ref())?;
     }
-    let current: Current = Arc::new(ArcSwap::new(gen.clone()));
+    let current: Current = Serving::new(gen.clone());
     if privileges.is_some() {
         lb_user::privileges::arm();
     }
@@ -601,8 +600,8 @@ fn serve_signals(
             continue;
         }
         notify.reloading();
-        if let Some(next) = reload((files, plane), listeners, &running.gen, rt) {
-            current.store(next.clone());
+        if let Some((next, reloading)) = reload((files, plane), listeners, current, rt) {
+            reloading.switch(next.clone());
             running.gen.retire();
             listeners.close_removed(&next.config);
             lb_user::state::resume(&next);
@@ -610,10 +609,8 @@ fn serve_signals(
                 Ok(r) => running = r,
                 Err(e) => log::error!("reload: {e:#}"),
             }
-            // Only now: the runtime API and the state writer act on the new generation, so a
-            // script that waits for this line and then sets a server's state sets it there
-            // (logged before, such a change could land on the old generation after the new one
-            // had copied its state, and be lost).
+            // Only now: the runtime API and the state writer act on the new generation (the
+            // changes that came during the reload waited for the switch and went there too).
             log::info!(
                 "reload done: generation {} serves {} frontend(s) and {} backend(s)",
                 next.number,
@@ -780,13 +777,15 @@ impl Running {
 /// keeps serving exactly as before, with its log targets, listeners and server state. The
 /// switch itself cannot fail: every thread takes the new generation, and its log targets
 /// become the ones in force. Established flows (in the kernel maps or in splice) carry on
-/// untouched with the generation they were accepted in.
-fn reload(
+/// untouched with the generation they were accepted in. From the copy of run-time state to the
+/// switch, run-time changes wait (the returned [`Reloading`]; the caller switches).
+fn reload<'a>(
     (files, plane): (&[PathBuf], PlaneSetup),
     listeners: &mut Listeners,
-    current: &Arc<Generation>,
+    serving: &'a Serving,
     rt: &tokio::runtime::Runtime,
-) -> Option<Arc<Generation>> {
+) -> Option<(Arc<Generation>, Reloading<'a>)> {
+    let current = &serving.load_full();
     log::info!("SIGHUP: reloading the configuration");
     let rejected = |why: &dyn std::fmt::Display| {
         log::error!(
@@ -830,7 +829,9 @@ fn reload(
         }
     };
     let fds = maxconn_for(&config, 0, plane);
+    let reloading = serving.begin_reload();
     let next = current.next(Arc::new(config), fds.maxconn, logs);
+    test_pause_after_copy();
     let plans = match listeners.plans(&next, &new) {
         Ok(p) => p,
         Err(e) => {
@@ -845,7 +846,21 @@ fn reload(
     settle_fd_budget(&next.config, &fds);
     lb_user::logging::activate(&next.logs);
     lb_user::dataplane::splice::set_maxpipes(next.config.global.maxpipes);
-    Some(next)
+    Some((next, reloading))
+}
+
+/// Test switch: `LB_TEST_RELOAD_PAUSE_MS=N` holds a reload for N ms between its copy of
+/// run-time state and its switch, so that a test can send a change in between.
+const RELOAD_PAUSE_ENV: &str = "LB_TEST_RELOAD_PAUSE_MS";
+
+fn test_pause_after_copy() {
+    if let Some(ms) = std::env::var(RELOAD_PAUSE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        log::info!("reload: pausing {ms} ms after the copy of run-time state ({RELOAD_PAUSE_ENV})");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// `-p PIDFILE`: written at start, removed at exit.

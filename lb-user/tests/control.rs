@@ -710,3 +710,91 @@ fn server_state_file_survives_a_restart() {
     }
     assert_eq!(s1.accepted(), 0);
 }
+
+/// A configuration with a runtime API socket and two servers without checks.
+fn two_servers(dir: &SockDir, fe: u16, s1: &Backend, s2: &Backend) -> String {
+    format!(
+        "{}\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\n\
+         backend be\n    server s1 {}\n    server s2 {}\n",
+        global(dir),
+        s1.addr,
+        s2.addr
+    )
+}
+
+/// A change sent while a reload is between its copy of run-time state and its switch waits for
+/// the switch and lands on the new generation (applied to the old one, after the copy, it was
+/// lost). `LB_TEST_RELOAD_PAUSE_MS` holds the reload open there long enough to send it.
+#[test]
+fn a_change_sent_during_a_reload_lands_on_the_new_generation() {
+    let (s1, s2) = (Backend::flow("s1"), Backend::flow("s2"));
+    let dir = SockDir::new("reloadgate");
+    let cfg = two_servers(&dir, free_port(), &s1, &s2);
+    let lb =
+        Lb::start_with(&common::LbOpts::new(&cfg, "splice").env("LB_TEST_RELOAD_PAUSE_MS", "1500"));
+    let sock = dir.sock("admin.sock");
+    lb.signal(libc::SIGHUP);
+    assert!(
+        lb.wait_for_log("after the copy of run-time state", T),
+        "{:#?}",
+        lb.logs()
+    );
+    // Not `socat`: it stops waiting for an answer 0.5 s after its input ends.
+    let patient = |line: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        s.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let sent = Instant::now();
+    assert_eq!(
+        patient("set server be/s1 state maint; set weight be/s2 7"),
+        "\n\n"
+    );
+    let answered = sent.elapsed();
+    assert!(
+        lb.wait_for_log("reload done: generation 1", T),
+        "{:#?}",
+        lb.logs()
+    );
+    assert_eq!(status(&sock, "s1"), "MAINT", "{:#?}", lb.logs());
+    assert_eq!(cli(&sock, "get weight be/s2"), "7 (initial 1)\n\n");
+    assert!(
+        answered > Duration::from_millis(500),
+        "the changes were answered in {answered:?}, during the reload's pause: not held back"
+    );
+}
+
+/// An interactive runtime API session (`prompt`) opened before a reload acts on the generation
+/// serving when each command runs, not on the one it started with.
+#[test]
+fn an_interactive_session_acts_on_the_generation_serving_now() {
+    let (s1, s2) = (Backend::flow("s1"), Backend::flow("s2"));
+    let dir = SockDir::new("reloadprompt");
+    let cfg = two_servers(&dir, free_port(), &s1, &s2);
+    let lb = Lb::start(&cfg, "splice");
+    let sock = dir.sock("admin.sock");
+    let mut session = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    session.set_read_timeout(Some(T)).unwrap();
+    let answer = |session: &mut std::os::unix::net::UnixStream, line: &str| {
+        session.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"> ") {
+            assert_eq!(session.read(&mut b).unwrap(), 1, "session closed: {got:?}");
+            got.push(b[0]);
+        }
+        String::from_utf8(got).unwrap()
+    };
+    answer(&mut session, "prompt");
+    lb.signal(libc::SIGHUP);
+    assert!(
+        lb.wait_for_log("reload done: generation 1", T),
+        "{:#?}",
+        lb.logs()
+    );
+    assert_eq!(answer(&mut session, "set server be/s1 state maint"), "\n> ");
+    assert_eq!(status(&sock, "s1"), "MAINT", "{:#?}", lb.logs());
+}

@@ -13,7 +13,6 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +22,7 @@ use tokio::time::{timeout_at, Instant};
 use crate::admission::{Admission, Slot};
 use crate::config::{CliLevel, StatsSocket};
 use crate::fd_budget::{self, Use};
-use crate::generation::{Current, Generation};
+use crate::generation::{Current, Generation, Serving};
 use crate::stats;
 
 /// Longest command line accepted; HAProxy's buffer is 16 KiB. Longer lines are refused and the
@@ -183,11 +182,10 @@ async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>)
             }
         };
         let slot = slots.admit();
-        // Each session answers from the generation serving when it starts (reload).
-        let shared = current.load_full();
+        let current = current.clone();
         tokio::task::spawn_local(async move {
             let access = Access { level, expose_fd };
-            if let Err(e) = session(&shared, stream, access, timeout, &slot).await {
+            if let Err(e) = session(&current, stream, access, timeout, &slot).await {
                 log::debug!("stats socket: {e}");
             }
             // The session's stream is closed by now.
@@ -240,9 +238,11 @@ async fn getflows(shared: &Generation, stream: UnixStream, expose_fd: bool) -> i
 /// One runtime API connection: reads command lines and answers them; closes after the first
 /// line unless `prompt` made it interactive. Each line must be complete within `timeout`
 /// (`stats timeout`) of the wait for it, however slowly its bytes come; until its first line
-/// is complete, the session gives its slot up to a new client at the limit.
+/// is complete, the session gives its slot up to a new client at the limit. Each line acts on
+/// the generation serving when it runs (an interactive session outlives reloads), and not
+/// while a reload copies state ([`Serving::for_change`]).
 async fn session(
-    shared: &Arc<Generation>,
+    current: &Serving,
     mut stream: UnixStream,
     access: Access,
     timeout: Duration,
@@ -285,12 +285,14 @@ async fn session(
         let text = String::from_utf8_lossy(&line);
         match text.trim_end_matches(['\n', '\r']) {
             "_getsocks" => return getsocks(stream, access.expose_fd).await,
-            "_getflows" => return getflows(shared, stream, access.expose_fd).await,
+            "_getflows" => return getflows(&current.load_full(), stream, access.expose_fd).await,
             _ => {}
         }
+        let hold = current.for_change().await;
         let out = state
-            .run_line(shared, text.trim_end_matches(['\n', '\r']))
+            .run_line(&hold.gen, text.trim_end_matches(['\n', '\r']))
             .await;
+        drop(hold);
         stream.write_all(out.as_bytes()).await?;
         if state.quit || !state.interactive {
             return Ok(());

@@ -25,7 +25,7 @@ use crate::admission::{Admission, Slot};
 use crate::config::StatsProxy;
 use crate::fd_budget::{self, Use};
 use crate::flows::KillReason;
-use crate::generation::{Current, Generation};
+use crate::generation::{Current, Generation, Serving};
 use crate::state::{self, By, Change, ForcedHealth};
 use crate::table::AdminState;
 
@@ -576,7 +576,7 @@ fn refusal(e: &ReadError) -> Option<Response> {
 /// Reads one request and writes its answer. A client still sending its request when its
 /// slot is given to a new client (see `admission`) gets the answer to a timeout.
 async fn connection(
-    shared: &Arc<Generation>,
+    current: &Serving,
     st: &StatsProxy,
     stream: &mut TcpStream,
     slot: &Slot,
@@ -590,7 +590,10 @@ async fn connection(
     let (resp, head_only) = match read {
         Ok((req, body)) => {
             slot.served();
-            (route(shared, st, &req, &body), req.method == "HEAD")
+            // Answered from the generation serving once the request is in; its form's
+            // changes not while a reload copies state (`Serving::for_change`).
+            let hold = current.for_change().await;
+            (route(&hold.gen, st, &req, &body), req.method == "HEAD")
         }
         Err(e) => {
             log::debug!("stats '{}': {e:?}", st.name);
@@ -647,7 +650,7 @@ pub async fn serve(
     listener: std::net::TcpListener,
     slots: Rc<Admission>,
 ) {
-    let st = Arc::new(current.load().config.stats[index].clone());
+    let st = Arc::new(current.load_full().config.stats[index].clone());
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -680,11 +683,10 @@ pub async fn serve(
             }
         };
         let slot = slots.admit();
-        // Each request is answered from the generation serving when it arrives (reload).
-        let shared = current.load_full();
         let st = st.clone();
+        let current = current.clone();
         tokio::task::spawn_local(async move {
-            if let Err(e) = connection(&shared, &st, &mut stream, &slot, &limits).await {
+            if let Err(e) = connection(&current, &st, &mut stream, &slot, &limits).await {
                 log::debug!("stats '{}': client {peer}: {e}", st.name);
             }
             drop(stream);
