@@ -10,10 +10,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::io;
 use std::pin::pin;
 use std::rc::Rc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
+
+use crate::fd_budget::{self, FdLease, Use};
 
 /// The slots of one control listener (or of several sharing one limit).
 #[derive(Debug)]
@@ -101,6 +107,47 @@ impl Admission {
             admission: self.clone(),
             id,
             state,
+        }
+    }
+}
+
+/// How long a control listener pauses after `accept` failed (HAProxy pauses a listener 100 ms).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+impl Admission {
+    /// The next connection of a control listener named `what` in warnings: waits for a slot
+    /// ([`Admission::room`]) and a descriptor of the process's budget, then calls `accept`; a
+    /// failed accept is reported and retried after [`ACCEPT_PAUSE`]. The connection comes with
+    /// its slot and its descriptor lease, to be dropped once it is closed.
+    pub async fn accept<T, F>(
+        self: &Rc<Self>,
+        what: &dyn Display,
+        mut accept: impl FnMut() -> F,
+    ) -> (T, Slot, FdLease)
+    where
+        F: Future<Output = io::Result<T>>,
+    {
+        let budget = fd_budget::process();
+        loop {
+            self.room().await;
+            let fd = budget
+                .take(1, Use::Connection, || {
+                    budget.warn(|| {
+                        format!(
+                            "{what}: {}; not accepting until connections close",
+                            budget.describe()
+                        )
+                    });
+                })
+                .await;
+            match accept().await {
+                Ok(conn) => return (conn, self.admit(), fd),
+                Err(e) => {
+                    budget.warn(|| format!("{what}: accept failed: {e}"));
+                    drop(fd);
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                }
+            }
         }
     }
 }

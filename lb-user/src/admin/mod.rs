@@ -21,7 +21,6 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::admission::{Admission, Slot};
 use crate::config::{CliLevel, StatsSocket};
-use crate::fd_budget::{self, Use};
 use crate::generation::{Current, Generation, Serving};
 use crate::stats;
 
@@ -158,30 +157,9 @@ async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>)
     drop(shared);
     // Keeps the socket file until the process ends (BoundSocket removes it on drop).
     let _sock = sock;
-    let budget = fd_budget::process();
+    let what = format_args!("stats socket {}", path.display()).to_string();
     loop {
-        slots.room().await;
-        let fd = budget
-            .take(1, Use::Connection, || {
-                budget.warn(|| {
-                    format!(
-                        "stats socket {}: {}; not accepting until connections close",
-                        path.display(),
-                        budget.describe()
-                    )
-                });
-            })
-            .await;
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                budget.warn(|| format!("stats socket {}: accept failed: {e}", path.display()));
-                drop(fd);
-                tokio::time::sleep(ACCEPT_PAUSE).await;
-                continue;
-            }
-        };
-        let slot = slots.admit();
+        let ((stream, _), slot, fd) = slots.accept(&what, || listener.accept()).await;
         let current = current.clone();
         tokio::task::spawn_local(async move {
             let access = Access { level, expose_fd };
@@ -194,9 +172,6 @@ async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>)
         });
     }
 }
-
-/// How long an accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// What a runtime API socket allows: its `level`, and `expose-fd listeners`.
 #[derive(Clone, Copy, Debug)]

@@ -23,7 +23,6 @@ use tokio::time::{timeout_at, Instant};
 use super::{auth, csv, html, prom, rows, StatsError};
 use crate::admission::{Admission, Slot};
 use crate::config::StatsProxy;
-use crate::fd_budget::{self, Use};
 use crate::flows::KillReason;
 use crate::generation::{Current, Generation, Serving};
 use crate::state::{self, By, Change, ForcedHealth};
@@ -39,8 +38,6 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on writing an answer without `timeout client`.
 const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Time limits of one stats connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -659,30 +656,9 @@ pub async fn serve(
         }
     };
     let limits = Limits::of(&st);
-    let budget = fd_budget::process();
+    let what = format!("stats '{}'", st.name);
     loop {
-        slots.room().await;
-        let fd = budget
-            .take(1, Use::Connection, || {
-                budget.warn(|| {
-                    format!(
-                        "stats '{}': {}; not accepting until connections close",
-                        st.name,
-                        budget.describe()
-                    )
-                });
-            })
-            .await;
-        let (mut stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                budget.warn(|| format!("stats '{}': accept failed: {e}", st.name));
-                drop(fd);
-                tokio::time::sleep(ACCEPT_PAUSE).await;
-                continue;
-            }
-        };
-        let slot = slots.admit();
+        let ((mut stream, peer), slot, fd) = slots.accept(&what, || listener.accept()).await;
         let st = st.clone();
         let current = current.clone();
         tokio::task::spawn_local(async move {
