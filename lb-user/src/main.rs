@@ -234,11 +234,12 @@ fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
     if ids.choosing() == sockmap::policy::Choosing::ByEvidence {
         log::info!(
             "data plane: sockmap for bulk flows (auto: a flow that carried {} KiB on splice in \
-             its first {} ms enters the kernel maps unless one of its thread's flows there \
-             paused in the last {} s; every other flow stays on splice; at most {backlog} KiB \
-             in flight per direction)",
+             its first {} ms enters the kernel maps unless the CPU pressure is {} % or more or \
+             one of its thread's flows there paused in the last {} s; every other flow stays \
+             on splice; at most {backlog} KiB in flight per direction)",
             sockmap::policy::BULK_BYTES >> 10,
             after.as_millis(),
+            sockmap::policy::CPU_PRESSURE_MAX,
             sockmap::policy::HOLD_OFF.as_secs()
         );
         return;

@@ -28,14 +28,23 @@ const BULK: u64 = 64 << 10;
 struct Thread {
     flows:
         tokio::sync::mpsc::UnboundedSender<(OwnedFd, OwnedFd, std::sync::mpsc::Sender<FlowReport>)>,
-    handle: std::thread::JoinHandle<[u64; 3]>,
+    handle: std::thread::JoinHandle<[u64; 4]>,
 }
 
-const VERDICTS: [Verdict; 3] = [Verdict::Enter, Verdict::Interactive, Verdict::KernelPaused];
+const VERDICTS: [Verdict; 4] = [
+    Verdict::Enter,
+    Verdict::Interactive,
+    Verdict::KernelPaused,
+    Verdict::CpuBusy,
+];
 
 impl Thread {
-    fn start() -> Self {
-        let ids = maps_ids().by_evidence().with_bulk_bytes(BULK);
+    /// A thread that sees `cpu_pressure` (%) as the machine's CPU pressure.
+    fn start(cpu_pressure: f32) -> Self {
+        let ids = maps_ids()
+            .by_evidence()
+            .with_bulk_bytes(BULK)
+            .with_cpu_pressure(cpu_pressure);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
             OwnedFd,
             OwnedFd,
@@ -69,7 +78,8 @@ impl Thread {
         rx
     }
 
-    fn counts(self) -> [u64; 3] {
+    /// Flows that got each verdict: entered, interactive, kernel paused, CPU busy.
+    fn counts(self) -> [u64; 4] {
         drop(self.flows);
         self.handle.join().unwrap()
     }
@@ -178,7 +188,7 @@ fn interactive_flow(t: &Thread) -> FlowReport {
 /// moves into the maps. Both arrive whole.
 #[test]
 fn auto_keeps_small_flows_on_splice_and_moves_bulk_ones() {
-    let t = Thread::start();
+    let t = Thread::start(0.0);
     let small = interactive_flow(&t);
     assert!(
         !small.spliced_in_kernel,
@@ -188,8 +198,8 @@ fn auto_keeps_small_flows_on_splice_and_moves_bulk_ones() {
     assert!(bulk.spliced_in_kernel, "a bulk flow moves into the maps");
     assert_eq!(
         t.counts(),
-        [1, 1, 0],
-        "verdicts: entered, interactive, paused"
+        [1, 1, 0, 0],
+        "verdicts: entered, interactive, paused, busy"
     );
 }
 
@@ -197,7 +207,7 @@ fn auto_keeps_small_flows_on_splice_and_moves_bulk_ones() {
 /// ran its credit out), the next bulk flow stays on splice; every byte of both arrives.
 #[test]
 fn auto_keeps_new_flows_off_the_maps_after_a_pause() {
-    let t = Thread::start();
+    let t = Thread::start(0.0);
     let drained_before = drained_total().load(std::sync::atomic::Ordering::Relaxed);
     // A bulk flow into the maps, then a push of 32 MiB at a backend that reads nothing for
     // a while: far more than the credit, so the direction pauses.
@@ -229,7 +239,20 @@ fn auto_keeps_new_flows_off_the_maps_after_a_pause() {
     assert!(!next.spliced_in_kernel, "no flow enters after a pause");
     assert_eq!(
         t.counts(),
-        [1, 0, 1],
-        "verdicts: entered, interactive, paused"
+        [1, 0, 1, 0],
+        "verdicts: entered, interactive, paused, busy"
+    );
+}
+
+/// `auto`: while the CPUs are contended, a bulk flow stays on splice, whole.
+#[test]
+fn auto_keeps_bulk_flows_on_splice_while_the_cpus_are_contended() {
+    let t = Thread::start(95.0);
+    let bulk = bulk_flow(&t, 4 << 20, 31);
+    assert!(!bulk.spliced_in_kernel, "no flow enters on busy CPUs");
+    assert_eq!(
+        t.counts(),
+        [0, 0, 0, 1],
+        "verdicts: entered, interactive, paused, busy"
     );
 }

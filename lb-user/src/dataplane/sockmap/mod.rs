@@ -195,6 +195,20 @@ impl MapIds {
             ..self
         }
     }
+
+    /// The same maps, with a fixed CPU pressure instead of the machine's (tests: the suite
+    /// runs on a busy machine).
+    #[cfg(test)]
+    #[must_use]
+    pub(crate) fn with_cpu_pressure(self, percent: f32) -> Self {
+        Self {
+            rule: Rule {
+                pressure: policy::Pressure::Fixed(percent),
+                ..self.rule
+            },
+            ..self
+        }
+    }
 }
 
 /// The least backlog bound: one skb (at most 64 KiB on a device without BIG TCP) must fit,

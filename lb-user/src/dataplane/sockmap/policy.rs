@@ -21,9 +21,11 @@
 //!   the choice is made before the insert, and only there.
 //!
 //! So with `auto` a flow enters the maps only when it is bulk (its splice phase carried at
-//! least [`BULK_BYTES`]) and its thread has seen no in-kernel direction pause for
-//! [`HOLD_OFF`]; every other flow stays on splice for its whole life. `--dataplane sockmap`
-//! keeps the old rule: every flow still open at its hand-over point enters.
+//! least [`BULK_BYTES`]), the CPUs are not contended (the kernel's pressure stall information,
+//! `/proc/pressure/cpu` `some avg10`, below [`CPU_PRESSURE_MAX`] %: a runnable task waiting
+//! for a CPU is what delays the kworker), and its thread has seen no in-kernel direction pause
+//! for [`HOLD_OFF`]; every other flow stays on splice for its whole life. `--dataplane
+//! sockmap` keeps the old rule: every flow still open at its hand-over point enters.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -43,12 +45,30 @@ pub enum Choosing {
 /// Redis) stays far below it.
 pub const BULK_BYTES: u64 = 256 << 10;
 
-/// How a thread chooses: [`Choosing`], and what counts as bulk (bytes, both ways, in a
-/// flow's splice phase: [`BULK_BYTES`] but in tests).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// CPU pressure (`some avg10`, % of the last 10 s in which a runnable task waited for a CPU)
+/// from which no flow enters the maps. With a busy core beside iperf3 on the two vCPUs it was
+/// 95 %; the kworker's wake-up latency then had its 16–256 ms tail.
+pub const CPU_PRESSURE_MAX: f32 = 20.0;
+
+/// How often a thread reads `/proc/pressure/cpu` (at most; only when a flow is decided).
+const PRESSURE_EVERY: Duration = Duration::from_secs(1);
+
+/// Where the CPU pressure comes from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pressure {
+    /// `/proc/pressure/cpu` (none on a kernel without PSI: not a reason to stay out).
+    Proc,
+    /// A fixed value (tests).
+    Fixed(f32),
+}
+
+/// How a thread chooses: [`Choosing`], what counts as bulk (bytes, both ways, in a flow's
+/// splice phase: [`BULK_BYTES`] but in tests), and where the CPU pressure is read.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rule {
     pub choosing: Choosing,
     pub bulk_bytes: u64,
+    pub pressure: Pressure,
 }
 
 impl Default for Rule {
@@ -56,8 +76,23 @@ impl Default for Rule {
         Self {
             choosing: Choosing::Every,
             bulk_bytes: BULK_BYTES,
+            pressure: Pressure::Proc,
         }
     }
+}
+
+/// `some avg10` of `/proc/pressure/cpu`, in %.
+fn proc_cpu_pressure() -> Option<f32> {
+    let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
+    parse_some_avg10(&text)
+}
+
+fn parse_some_avg10(text: &str) -> Option<f32> {
+    let line = text.lines().find(|l| l.starts_with("some "))?;
+    let v = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("avg10="))?;
+    v.parse().ok()
 }
 
 /// How long after an in-kernel direction of the thread paused no new flow enters the maps:
@@ -74,22 +109,33 @@ pub enum Verdict {
     /// Stays on splice: an in-kernel direction of this thread paused less than
     /// [`HOLD_OFF`] ago.
     KernelPaused,
+    /// Stays on splice: the CPUs are contended ([`CPU_PRESSURE_MAX`]).
+    CpuBusy,
+}
+
+/// What the thread knows of the machine when it decides.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Seen {
+    /// When an in-kernel direction of the thread last paused.
+    pub last_pause: Option<Instant>,
+    /// CPU pressure, `some avg10` in % (`None`: unknown).
+    pub cpu_pressure: Option<f32>,
 }
 
 /// Whether a flow enters the maps. `moved`: bytes its splice phase carried both ways before
-/// its hand-over point (`None` when it had no splice phase, `--sockmap-after 0`);
-/// `last_pause`: when an in-kernel direction of the thread last paused.
-pub fn enter_maps(
-    rule: Rule,
-    moved: Option<u64>,
-    last_pause: Option<Instant>,
-    now: Instant,
-) -> Verdict {
+/// its hand-over point (`None` when it had no splice phase, `--sockmap-after 0`).
+pub fn enter_maps(rule: Rule, moved: Option<u64>, seen: Seen, now: Instant) -> Verdict {
     if rule.choosing == Choosing::Every {
         return Verdict::Enter;
     }
-    if last_pause.is_some_and(|at| now.saturating_duration_since(at) < HOLD_OFF) {
+    if seen
+        .last_pause
+        .is_some_and(|at| now.saturating_duration_since(at) < HOLD_OFF)
+    {
         return Verdict::KernelPaused;
+    }
+    if seen.cpu_pressure.is_some_and(|p| p >= CPU_PRESSURE_MAX) {
+        return Verdict::CpuBusy;
     }
     if moved.is_some_and(|m| m < rule.bulk_bytes) {
         return Verdict::Interactive;
@@ -102,9 +148,12 @@ pub fn enter_maps(
 #[derive(Debug, Default)]
 pub struct Evidence {
     last_pause: Cell<Option<Instant>>,
+    /// The last CPU pressure read, and when.
+    pressure: Cell<Option<(Instant, Option<f32>)>>,
     entered: Cell<u64>,
     interactive: Cell<u64>,
     kernel_paused: Cell<u64>,
+    cpu_busy: Cell<u64>,
 }
 
 impl Evidence {
@@ -115,12 +164,13 @@ impl Evidence {
 
     /// Decides for one flow and counts the verdict.
     pub(super) fn decide(&self, rule: Rule, moved: Option<u64>) -> Verdict {
-        let v = enter_maps(rule, moved, self.last_pause.get(), Instant::now());
-        let n = match v {
-            Verdict::Enter => &self.entered,
-            Verdict::Interactive => &self.interactive,
-            Verdict::KernelPaused => &self.kernel_paused,
+        let now = Instant::now();
+        let seen = Seen {
+            last_pause: self.last_pause.get(),
+            cpu_pressure: self.cpu_pressure(rule, now),
         };
+        let v = enter_maps(rule, moved, seen, now);
+        let n = self.counter(v);
         n.set(n.get() + 1);
         if v != Verdict::Enter {
             log::debug!("sockmap: flow stays on splice ({v:?})");
@@ -128,13 +178,35 @@ impl Evidence {
         v
     }
 
+    /// The CPU pressure as `rule` says, read at most every [`PRESSURE_EVERY`] (only `auto`
+    /// reads it).
+    fn cpu_pressure(&self, rule: Rule, now: Instant) -> Option<f32> {
+        match rule.pressure {
+            _ if rule.choosing == Choosing::Every => None,
+            Pressure::Fixed(p) => Some(p),
+            Pressure::Proc => match self.pressure.get() {
+                Some((at, p)) if now.saturating_duration_since(at) < PRESSURE_EVERY => p,
+                _ => {
+                    let p = proc_cpu_pressure();
+                    self.pressure.set(Some((now, p)));
+                    p
+                }
+            },
+        }
+    }
+
+    fn counter(&self, v: Verdict) -> &Cell<u64> {
+        match v {
+            Verdict::Enter => &self.entered,
+            Verdict::Interactive => &self.interactive,
+            Verdict::KernelPaused => &self.kernel_paused,
+            Verdict::CpuBusy => &self.cpu_busy,
+        }
+    }
+
     /// Flows that got `v` on this thread so far.
     pub fn count(&self, v: Verdict) -> u64 {
-        match v {
-            Verdict::Enter => self.entered.get(),
-            Verdict::Interactive => self.interactive.get(),
-            Verdict::KernelPaused => self.kernel_paused.get(),
-        }
+        self.counter(v).get()
     }
 }
 
@@ -145,14 +217,22 @@ mod tests {
     const AUTO: Rule = Rule {
         choosing: Choosing::ByEvidence,
         bulk_bytes: BULK_BYTES,
+        pressure: Pressure::Fixed(0.0),
     };
+
+    fn paused(at: Option<Instant>) -> Seen {
+        Seen {
+            last_pause: at,
+            cpu_pressure: Some(0.0),
+        }
+    }
 
     #[test]
     fn sockmap_choice_takes_every_flow() {
         let now = Instant::now();
         for moved in [None, Some(0), Some(BULK_BYTES)] {
             assert_eq!(
-                enter_maps(Rule::default(), moved, Some(now), now),
+                enter_maps(Rule::default(), moved, paused(Some(now)), now),
                 Verdict::Enter
             );
         }
@@ -161,7 +241,7 @@ mod tests {
     #[test]
     fn auto_takes_bulk_flows_and_leaves_small_ones() {
         let now = Instant::now();
-        let by = |moved| enter_maps(AUTO, moved, None, now);
+        let by = |moved| enter_maps(AUTO, moved, paused(None), now);
         assert_eq!(by(Some(BULK_BYTES - 1)), Verdict::Interactive);
         assert_eq!(by(Some(0)), Verdict::Interactive);
         assert_eq!(by(Some(BULK_BYTES)), Verdict::Enter);
@@ -175,7 +255,8 @@ mod tests {
     #[test]
     fn auto_holds_off_after_a_pause_and_then_takes_flows_again() {
         let now = Instant::now();
-        let at = |ago: Duration| enter_maps(AUTO, Some(BULK_BYTES), now.checked_sub(ago), now);
+        let at =
+            |ago: Duration| enter_maps(AUTO, Some(BULK_BYTES), paused(now.checked_sub(ago)), now);
         assert_eq!(at(Duration::ZERO), Verdict::KernelPaused);
         assert_eq!(
             at(HOLD_OFF.saturating_sub(Duration::from_millis(1))),
@@ -184,9 +265,34 @@ mod tests {
         assert_eq!(at(HOLD_OFF), Verdict::Enter);
         // A pause wins over the size of the flow: no flow enters.
         assert_eq!(
-            enter_maps(AUTO, Some(1), Some(now), now),
+            enter_maps(AUTO, Some(1), paused(Some(now)), now),
             Verdict::KernelPaused
         );
+    }
+
+    #[test]
+    fn auto_leaves_flows_on_splice_while_the_cpus_are_contended() {
+        let now = Instant::now();
+        let at = |p| {
+            let seen = Seen {
+                last_pause: None,
+                cpu_pressure: p,
+            };
+            enter_maps(AUTO, Some(BULK_BYTES), seen, now)
+        };
+        assert_eq!(at(Some(95.0)), Verdict::CpuBusy);
+        assert_eq!(at(Some(CPU_PRESSURE_MAX)), Verdict::CpuBusy);
+        assert_eq!(at(Some(CPU_PRESSURE_MAX - 0.1)), Verdict::Enter);
+        assert_eq!(at(None), Verdict::Enter, "a kernel without PSI");
+    }
+
+    #[test]
+    fn reads_some_avg10_of_proc_pressure() {
+        let text = "some avg10=95.26 avg60=96.15 avg300=97.44 total=32702768213\n\
+                    full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(parse_some_avg10(text), Some(95.26));
+        assert_eq!(parse_some_avg10("full avg10=1.00\n"), None);
+        assert_eq!(parse_some_avg10("some avg10=x\n"), None);
     }
 
     #[test]
@@ -196,9 +302,16 @@ mod tests {
         assert_eq!(e.decide(AUTO, Some(BULK_BYTES)), Verdict::Enter);
         e.paused(Instant::now());
         assert_eq!(e.decide(AUTO, Some(BULK_BYTES)), Verdict::KernelPaused);
+        let busy = Rule {
+            pressure: Pressure::Fixed(CPU_PRESSURE_MAX),
+            ..AUTO
+        };
+        let e2 = Evidence::default();
+        assert_eq!(e2.decide(busy, Some(BULK_BYTES)), Verdict::CpuBusy);
         assert_eq!(
             [Verdict::Enter, Verdict::Interactive, Verdict::KernelPaused].map(|v| e.count(v)),
             [1, 1, 1]
         );
+        assert_eq!(e2.count(Verdict::CpuBusy), 1);
     }
 }
