@@ -70,6 +70,11 @@
 //!   the old (`htab_map_update_elem`), so counts the program adds to the old one meanwhile would
 //!   be lost: `PEER` is written by the program only, `CREDIT` by userspace only.
 //!
+//! - *A known limit.* Resuming needs an skb to arrive while `drained == passed`; a sender that
+//!   keeps the source's queue non-empty never gives that moment, so a paused bulk direction
+//!   stays in [`drain`]'s copy loop to its end (measured: 7.7 of 7.73 GB passed in one iperf3
+//!   stream). That is why `--dataplane auto` lets flows in only on evidence ([`policy`]).
+//!
 //! The bound: a direction whose receiver stops reading holds at most `backlog` (and at most
 //! what the peer's send queue takes) in the peer's psock queue, 256 KiB in lb's drain buffer, what the source's receive buffer admits
 //! (`SO_RCVBUF`) and what the peer's send buffer admits (`SO_SNDBUF`), as splice holds its
