@@ -230,6 +230,19 @@ fn run(cli: &Cli, notify: &lb_user::notify::Notifier) -> anyhow::Result<()> {
 /// The start line of the sockmap data plane, with when flows enter the kernel.
 fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
     let backlog = ids.backlog() >> 10;
+    if ids.choosing() == sockmap::policy::Choosing::ByEvidence {
+        log::info!(
+            "data plane: sockmap for bulk flows (auto: a flow that carried {} KiB on splice in \
+             its first {} ms enters the kernel maps unless the CPU pressure is {} % or more or \
+             one of its thread's flows there paused in the last {} s; every other flow stays \
+             on splice; at most {backlog} KiB in flight per direction)",
+            sockmap::policy::BULK_BYTES >> 10,
+            after.as_millis(),
+            sockmap::policy::CPU_PRESSURE_MAX,
+            sockmap::policy::HOLD_OFF.as_secs()
+        );
+        return;
+    }
     if after.is_zero() {
         log::info!(
             "data plane: sockmap (eBPF stream verdict, flows spliced in the kernel, at most \
@@ -737,7 +750,7 @@ fn load_plane(
         }
         DataplaneChoice::Auto => match sockmap::load() {
             Ok(loaded) => {
-                let ids = loaded.map_ids().with_backlog(backlog);
+                let ids = loaded.map_ids().with_backlog(backlog).by_evidence();
                 log_sockmap(sockmap_after, ids);
                 (PlaneSetup::Sockmap(ids, sockmap_after), Some(loaded))
             }

@@ -17,6 +17,7 @@ use super::{Dataplane, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Sock};
 
 mod backpressure;
 mod copy_first;
+mod policy;
 mod pre_read;
 mod retransmit;
 

@@ -94,11 +94,17 @@ pub(super) async fn drain_passed(d: &KernelDir<'_>) -> Result<(), DirEnd> {
     let mut held = Held::default();
     let mut pause = POLL.0;
     let mut moved_at = Instant::now();
+    let mut first = true;
     loop {
         let info = d.maps.peer_info(d.src_cookie).ok_or(DirEnd::Local)?;
         if info.paused == 0 && info.passed == d.drained.get() && held.is_empty() {
             // Not paused (any more): the program redirects, nothing waits in userspace.
             return Ok(());
+        }
+        if first {
+            // The direction paused: evidence against the kernel path on this thread.
+            d.maps.evidence.paused(moved_at);
+            first = false;
         }
         d.errors()?;
         let taken = d.taken().map_err(|_| DirEnd::Local)?;

@@ -1,0 +1,258 @@
+//! `--dataplane auto`'s choice of the flows that enter the maps ([`policy::enter_maps`]), on
+//! real flows: several flows in turn on one thread's maps (the evidence is per thread), each
+//! checked end to end (SHA-256 both ways, FINs) and for the plane it ended on.
+
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::super::sockmap::policy::Verdict;
+use super::super::sockmap::{self, drained_total};
+use super::backpressure::inq;
+use super::{maps_ids, pair, pattern, read_all, thread_maps, FlowEnd, FlowReport};
+use crate::dataplane::{FlowTimeouts, KillSwitch};
+
+/// The policy threads' hand-over time: long enough that a flow's thread has read the bytes
+/// queued before it started by then, on a busy machine too.
+const WINDOW: Duration = Duration::from_millis(50);
+
+/// What counts as bulk in these tests: less than what loopback queues at a socket nobody
+/// reads (~110 KiB), so that a flow's first bytes are all there before it starts.
+const BULK: u64 = 64 << 10;
+
+/// One thread with its own maps (`auto`'s way of choosing), running the flows it is sent one
+/// after the other; joined, it gives back how many flows got each verdict.
+struct Thread {
+    flows:
+        tokio::sync::mpsc::UnboundedSender<(OwnedFd, OwnedFd, std::sync::mpsc::Sender<FlowReport>)>,
+    handle: std::thread::JoinHandle<[u64; 4]>,
+}
+
+const VERDICTS: [Verdict; 4] = [
+    Verdict::Enter,
+    Verdict::Interactive,
+    Verdict::KernelPaused,
+    Verdict::CpuBusy,
+];
+
+impl Thread {
+    /// A thread that sees `cpu_pressure` (%) as the machine's CPU pressure.
+    fn start(cpu_pressure: f32) -> Self {
+        let ids = maps_ids()
+            .by_evidence()
+            .with_bulk_bytes(BULK)
+            .with_cpu_pressure(cpu_pressure);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+            OwnedFd,
+            OwnedFd,
+            std::sync::mpsc::Sender<FlowReport>,
+        )>();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let maps = thread_maps(ids, WINDOW);
+                tokio::task::spawn_local(maps.watcher().clone().run());
+                while let Some((c, s, done)) = rx.recv().await {
+                    let kill = KillSwitch::default();
+                    let report =
+                        sockmap::forward(&maps, c, s, FlowTimeouts::default(), &kill).await;
+                    let _ = done.send(report);
+                }
+                VERDICTS.map(|v| maps.evidence().count(v))
+            })
+        });
+        Self { flows: tx, handle }
+    }
+
+    /// Starts a flow on the thread; its report comes on the returned channel.
+    fn flow(&self, c: OwnedFd, s: OwnedFd) -> std::sync::mpsc::Receiver<FlowReport> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.flows.send((c, s, tx)).unwrap();
+        rx
+    }
+
+    /// Flows that got each verdict: entered, interactive, kernel paused, CPU busy.
+    fn counts(self) -> [u64; 4] {
+        drop(self.flows);
+        self.handle.join().unwrap()
+    }
+}
+
+fn sha(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+/// Writes `data` on `w` from a thread of its own, then half-closes.
+fn send_all(mut w: TcpStream, data: Vec<u8>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    })
+}
+
+/// Queues `bytes` at each of lb's two sockets before the flow starts (so its splice phase
+/// reads them whatever the timing): returns what was queued each way.
+fn prefill(p: &mut super::Pair, seed: u8) -> (Vec<u8>, Vec<u8>) {
+    let n = BULK as usize / 2 + 1;
+    let (up, down) = (pattern(n, seed), pattern(n, seed.wrapping_add(1)));
+    p.client.write_all(&up).unwrap();
+    p.backend.write_all(&down).unwrap();
+    let queued = std::time::Instant::now() + Duration::from_secs(10);
+    while inq(std::os::fd::AsFd::as_fd(&p.client_fd)) + inq(std::os::fd::AsFd::as_fd(&p.server_fd))
+        < 2 * n as u64
+    {
+        assert!(
+            std::time::Instant::now() < queued,
+            "loopback queued the bytes"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (up, down)
+}
+
+/// Reads `want` from `r` and checks it.
+fn expect(r: &mut TcpStream, want: &[u8], what: &str) {
+    let mut got = vec![0u8; want.len()];
+    std::io::Read::read_exact(r, &mut got).unwrap();
+    assert!(sha(&got) == sha(want), "{what} intact");
+}
+
+/// A bulk flow: [`BULK`] bytes queued both ways before it starts, a pause long enough for the
+/// hand-over point, then `rest` bytes each way and both FINs; everything arrives whole.
+fn bulk_flow(t: &Thread, rest: usize, seed: u8) -> FlowReport {
+    let mut p = pair();
+    let (first_up, first_down) = prefill(&mut p, seed);
+    let done = t.flow(p.client_fd, p.server_fd);
+    expect(&mut p.backend, &first_up, "first upload");
+    expect(&mut p.client, &first_down, "first download");
+    // Both ends quiet past the hand-over time: the hand-over point comes.
+    std::thread::sleep(WINDOW * 10);
+    let up = pattern(rest, seed.wrapping_add(2));
+    let down = pattern(rest, seed.wrapping_add(3));
+    let w_up = send_all(p.client.try_clone().unwrap(), up.clone());
+    let w_down = send_all(p.backend.try_clone().unwrap(), down.clone());
+    let at_backend = {
+        let mut b = p.backend.try_clone().unwrap();
+        std::thread::spawn(move || read_all(&mut b))
+    };
+    let at_client = read_all(&mut p.client);
+    let at_backend = at_backend.join().unwrap();
+    w_up.join().unwrap();
+    w_down.join().unwrap();
+    assert!(sha(&at_backend) == sha(&up), "upload intact");
+    assert!(sha(&at_client) == sha(&down), "download intact");
+    let report = done.recv().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    let each = (first_up.len() + rest) as u64;
+    assert_eq!((report.bytes_in, report.bytes_out), (each, each));
+    report
+}
+
+/// A request/answer flow: small messages both ways for longer than the hand-over time.
+fn interactive_flow(t: &Thread) -> FlowReport {
+    let mut p = pair();
+    let done = t.flow(p.client_fd, p.server_fd);
+    let mut sent = 0u64;
+    for i in 0..20u8 {
+        let q = pattern(100, i);
+        p.client.write_all(&q).unwrap();
+        let mut got = vec![0u8; q.len()];
+        std::io::Read::read_exact(&mut p.backend, &mut got).unwrap();
+        assert_eq!(got, q);
+        let a = pattern(300, i.wrapping_add(7));
+        p.backend.write_all(&a).unwrap();
+        let mut got = vec![0u8; a.len()];
+        std::io::Read::read_exact(&mut p.client, &mut got).unwrap();
+        assert_eq!(got, a);
+        sent += 400;
+        std::thread::sleep(WINDOW / 5);
+    }
+    p.client.shutdown(Shutdown::Write).unwrap();
+    assert!(read_all(&mut p.backend).is_empty());
+    p.backend.shutdown(Shutdown::Write).unwrap();
+    assert!(read_all(&mut p.client).is_empty());
+    let report = done.recv().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert_eq!(report.bytes_in + report.bytes_out, sent);
+    report
+}
+
+/// `auto`: a request/answer flow that outlives the hand-over time stays on splice; a bulk one
+/// moves into the maps. Both arrive whole.
+#[test]
+fn auto_keeps_small_flows_on_splice_and_moves_bulk_ones() {
+    let t = Thread::start(0.0);
+    let small = interactive_flow(&t);
+    assert!(
+        !small.spliced_in_kernel,
+        "a request/answer flow stays on splice"
+    );
+    let bulk = bulk_flow(&t, 4 << 20, 11);
+    assert!(bulk.spliced_in_kernel, "a bulk flow moves into the maps");
+    assert_eq!(
+        t.counts(),
+        [1, 1, 0, 0],
+        "verdicts: entered, interactive, paused, busy"
+    );
+}
+
+/// `auto`: once an in-kernel direction of the thread paused (a receiver that stopped reading
+/// ran its credit out), the next bulk flow stays on splice; every byte of both arrives.
+#[test]
+fn auto_keeps_new_flows_off_the_maps_after_a_pause() {
+    let t = Thread::start(0.0);
+    let drained_before = drained_total().load(std::sync::atomic::Ordering::Relaxed);
+    // A bulk flow into the maps, then a push of 32 MiB at a backend that reads nothing for
+    // a while: far more than the credit, so the direction pauses.
+    let mut p = pair();
+    let (first_up, first_down) = prefill(&mut p, 21);
+    let done = t.flow(p.client_fd, p.server_fd);
+    expect(&mut p.backend, &first_up, "first upload");
+    expect(&mut p.client, &first_down, "first download");
+    std::thread::sleep(WINDOW * 10);
+    let push = pattern(32 << 20, 22);
+    let w = send_all(p.client.try_clone().unwrap(), push.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(sha(&read_all(&mut p.backend)) == sha(&push), "push intact");
+    w.join().unwrap();
+    p.backend.shutdown(Shutdown::Write).unwrap();
+    assert!(read_all(&mut p.client).is_empty());
+    let report = done.recv().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert!(
+        report.spliced_in_kernel,
+        "the first flow moved into the maps"
+    );
+    assert!(
+        drained_total().load(std::sync::atomic::Ordering::Relaxed) > drained_before,
+        "the push paused the direction"
+    );
+    // Within HOLD_OFF of that pause: the next bulk flow stays on splice.
+    let next = bulk_flow(&t, 4 << 20, 23);
+    assert!(!next.spliced_in_kernel, "no flow enters after a pause");
+    assert_eq!(
+        t.counts(),
+        [1, 0, 1, 0],
+        "verdicts: entered, interactive, paused, busy"
+    );
+}
+
+/// `auto`: while the CPUs are contended, a bulk flow stays on splice, whole.
+#[test]
+fn auto_keeps_bulk_flows_on_splice_while_the_cpus_are_contended() {
+    let t = Thread::start(95.0);
+    let bulk = bulk_flow(&t, 4 << 20, 31);
+    assert!(!bulk.spliced_in_kernel, "no flow enters on busy CPUs");
+    assert_eq!(
+        t.counts(),
+        [0, 0, 0, 1],
+        "verdicts: entered, interactive, paused, busy"
+    );
+}
