@@ -155,6 +155,9 @@ pub struct KillSwitch {
     hand_off: RefCell<Option<HandOffAsk>>,
     /// Set with `hand_off`, cleared when the driver has seen it.
     hand_off_new: Cell<bool>,
+    /// Where the flow is on its thread's ring while it copies there (no task waits for it:
+    /// a kill or an ask reaches it there).
+    ring: Cell<Option<crate::ring::OnRing>>,
 }
 
 /// What [`KillSwitch::wait`] saw.
@@ -168,7 +171,16 @@ impl KillSwitch {
     /// Ends the flow: both sockets are closed at the next turn of its thread's loop.
     pub fn kill(&self) {
         self.killed.set(true);
+        if let Some(at) = self.ring.get() {
+            crate::ring::end(at, FlowEnd::Killed);
+        }
         self.notify.notify_one();
+    }
+
+    /// The flow is on its thread's ring at `at` (it may leave it later: what reaches it there
+    /// then finds another flow's serial, and reaches it through [`KillSwitch::wait`] instead).
+    pub(crate) fn put_on_ring(&self, at: crate::ring::OnRing) {
+        self.ring.set(Some(at));
     }
 
     /// Asks the flow to stop where it holds no byte and offer itself through `ask` (see
@@ -177,6 +189,10 @@ impl KillSwitch {
     pub fn hand_off(&self, ask: HandOffAsk) {
         *self.hand_off.borrow_mut() = Some(ask);
         self.hand_off_new.set(true);
+        // On the ring, it leaves the ring at once for splice, which answers the ask.
+        if self.ring.get().is_some_and(|at| !crate::ring::hand_off(at)) {
+            self.refuse_hand_off();
+        }
         self.notify.notify_one();
     }
 
@@ -568,26 +584,36 @@ impl Dataplane {
     /// of such a pair waited for a drained queue (`splice::drained_at_start`); not retried.
     pub async fn forward(
         &self,
-        mut client: Sock,
-        mut server: Sock,
+        client: Sock,
+        server: Sock,
         t: FlowTimeouts,
         kill: &KillSwitch,
         pre: (u64, u64),
     ) -> FlowReport {
-        let mut pre = pre;
-        let mut moved = (0, 0);
         if matches!(self, Self::Splice) && crate::ring::available() {
             let (c, s) = (client.into_fd(), server.into_fd());
-            let g = match crate::ring::copy(c, s, &t, kill).await {
-                crate::ring::Copied::Done(report) => return report,
-                crate::ring::Copied::Graduated(g) => g,
+            return match crate::ring::copy(c, s, &t, kill).await {
+                crate::ring::Copied::Done(report) => report,
+                crate::ring::Copied::Graduated(g) => self.after_ring(g, t, kill, pre).await,
             };
-            (client, server) = (Sock::new(g.client), Sock::new(g.server));
-            moved = (g.bytes_in, g.bytes_out);
-            pre = (pre.0 + moved.0, pre.1 + moved.1);
-            // A binary upgrade's ask made it leave the ring: splice answers it.
-            kill.renew_hand_off();
         }
+        self.forward_async(client, server, t, kill, pre).await
+    }
+
+    /// [`Dataplane::forward`] for a flow that graduated from the ring, `pre` as given to it.
+    /// The report counts the bytes the ring passed on too.
+    pub async fn after_ring(
+        &self,
+        g: crate::ring::Graduated,
+        t: FlowTimeouts,
+        kill: &KillSwitch,
+        pre: (u64, u64),
+    ) -> FlowReport {
+        let (client, server) = (Sock::new(g.client), Sock::new(g.server));
+        let moved = (g.bytes_in, g.bytes_out);
+        let pre = (pre.0 + moved.0, pre.1 + moved.1);
+        // A binary upgrade's ask made it leave the ring: splice answers it.
+        kill.renew_hand_off();
         let mut report = self.forward_async(client, server, t, kill, pre).await;
         report.bytes_in += moved.0;
         report.bytes_out += moved.1;

@@ -69,9 +69,9 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: AsyncFd<OwnedFd>, ct
         let permit = ConnPermit::count(&gen, frontend);
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {
-            handle(&gen, frontend, client, (peer, addr), &ctx, permit).await;
-            // The client's and the server's sockets are closed by now.
-            drop(fds);
+            // `fds` is held until the client's and the server's sockets are closed (the task
+            // may end before: a flow on the ring holds it then).
+            handle(&gen, frontend, client, (peer, addr), &ctx, (permit, fds)).await;
         });
     }
 }

@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
+use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use super::bind::ThreadPlan;
 use crate::dataplane::{Dataplane, FlowTimeouts, HandOffAsk, KillSwitch};
 use crate::flows::{FlowCommand, FlowInfo, HandedFlow, KillReason, Offer};
 use crate::generation::Generation;
+use crate::logging::tcplog::Killer;
 
 /// A flow in its thread's registry.
 pub(super) struct LocalFlow {
@@ -160,13 +162,59 @@ fn ask_hand_off(
     (flow, rx)
 }
 
-/// Removes a flow from its thread's registry when the flow's task ends, however it ends.
-pub(super) struct Registered<'a> {
-    pub(super) ctx: &'a ThreadCtx,
-    pub(super) id: u64,
+/// A flow in its thread's registry (for `show sess`, `shutdown sessions`, `on-marked-*`, the
+/// upgrade's hand-off ask), removed when this is dropped, however the flow ends. `C`: how the
+/// thread's context is held (borrowed by a flow's task, owned by a flow on the ring, which
+/// has no task).
+pub(super) struct Registered<C: Deref<Target = ThreadCtx>> {
+    ctx: C,
+    id: u64,
+    pub(super) kill: Rc<KillSwitch>,
+    killed_by: Rc<Cell<Option<KillReason>>>,
 }
 
-impl Drop for Registered<'_> {
+impl<C: Deref<Target = ThreadCtx>> Registered<C> {
+    /// Registers the flow `info` describes (its `id` is given here), accepted at `started`.
+    pub(super) fn new(
+        ctx: C,
+        mut info: FlowInfo,
+        started: Instant,
+        timeouts: FlowTimeouts,
+    ) -> Self {
+        let id = ctx.next_id.get();
+        ctx.next_id.set(id + 1);
+        info.id = id;
+        let kill = Rc::new(KillSwitch::default());
+        let killed_by = Rc::new(Cell::new(None));
+        ctx.flows.borrow_mut().insert(
+            id,
+            LocalFlow {
+                info,
+                started,
+                timeouts,
+                kill: kill.clone(),
+                killed_by: killed_by.clone(),
+            },
+        );
+        Self {
+            ctx,
+            id,
+            kill,
+            killed_by,
+        }
+    }
+
+    /// Who ended the flow from outside, for its log line.
+    pub(super) fn killer(&self) -> Killer {
+        match self.killed_by.get() {
+            Some(KillReason::ServerDown) => Killer::ServerDown,
+            Some(KillReason::BackupOff) => Killer::BackupOff,
+            Some(KillReason::Admin) | None => Killer::Admin,
+        }
+    }
+}
+
+impl<C: Deref<Target = ThreadCtx>> Drop for Registered<C> {
     fn drop(&mut self) {
         self.ctx.flows.borrow_mut().remove(&self.id);
     }

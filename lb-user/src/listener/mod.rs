@@ -14,6 +14,7 @@ mod adopt;
 mod bind;
 mod connect;
 mod ctx;
+mod flowing;
 mod inspect;
 mod permit;
 mod serve;

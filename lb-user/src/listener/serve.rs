@@ -1,22 +1,23 @@
 //! One connection from accept to its end: rules, server choice, connect, the data plane.
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::connect::{client_local, connect_with_retries};
-use super::ctx::{LocalFlow, Registered, ThreadCtx};
+use super::ctx::{Registered, ThreadCtx};
+use super::flowing::{self, ToPlane};
 use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
 use super::permit::ConnPermit;
-use super::served::{bind_label, count_bytes, local_bind, log_session, ms_since, LogAs, Served};
+use super::served::{ms_since, Closing, LogAs, Served};
 
 use crate::config::{Backend, Frontend};
 use crate::conn_io;
-use crate::dataplane::{sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Sock};
-use crate::flows::{FlowInfo, KillReason};
+use crate::dataplane::{sockopt, FlowEnd, FlowReport, FlowTimeouts, Sock};
+use crate::fd_budget::FdLease;
+use crate::flows::FlowInfo;
 use crate::generation::Generation;
 use crate::logging::{
     self,
@@ -27,13 +28,16 @@ use crate::table::{AcquireError, ServerSlot};
 
 /// Serves one client, then logs it the way the frontend asks (`option tcplog`, HAProxy's
 /// default `Connect from` line once the session starts, or its line for a bad PROXY header).
+/// A flow that copies on the thread's ring is left there: this task ends, and the ring ends
+/// the flow and logs it (see [`flowing`]). `fds`: the connection's share of the fd budget,
+/// held until its sockets are closed.
 pub(super) async fn handle(
     gen: &Arc<Generation>,
     frontend: usize,
     client: OwnedFd,
     (peer, bound): (SocketAddr, SocketAddr),
-    ctx: &ThreadCtx,
-    permit: ConnPermit,
+    ctx: &Rc<ThreadCtx>,
+    (permit, fds): (ConnPermit, FdLease),
 ) {
     let accepted = Instant::now();
     let accepted_at = logging::time::now_local();
@@ -47,36 +51,35 @@ pub(super) async fn handle(
             );
         }
     };
-    let Some(served) = serve(gen, frontend, client, (peer, bound), ctx, &connect_line).await else {
+    let Some((served, to_plane)) = serve(gen, frontend, client, (peer, bound), &connect_line).await
+    else {
         return;
     };
-    let Some(log) = log else {
-        return;
+    let closing = Closing {
+        gen: gen.clone(),
+        frontend,
+        served,
+        permit,
+        accepted: (accepted, accepted_at),
+        peer,
+        _fds: fds,
     };
-    if let LogAs::Embryonic(msg) = served.log {
-        // HAProxy: with `option dontlognull`, a connection closed before sending anything.
-        if !(log.dontlognull && msg == session::PRX_EMPTY) {
-            let bind = session::bind_of(gen, frontend, served.client)
-                .or_else(|| local_bind(gen, frontend))
-                .map_or_else(|| "1".to_owned(), |b| bind_label(fe, b));
-            let line = logging::tcplog::embryonic_line(&peer, &accepted_at, &fe.name, &bind, msg);
-            log.send(logging::INFO, &line);
-        }
-        return;
+    match to_plane {
+        Some((sess, to)) => flowing::run(ctx, closing, sess, to).await,
+        None => closing.log(),
     }
-    log_session(gen, frontend, served, permit, (accepted, accepted_at));
 }
 
-/// Server choice, connect, forward, counters. `None` when the client socket could not even be
-/// set up (nothing to log).
-pub(super) async fn serve(
+/// Server choice and connect. `None` when the client socket could not even be set up (nothing
+/// to log); else what serving it left for its log line, and, when it reached the data plane,
+/// the session and the pair to forward.
+async fn serve(
     gen: &Arc<Generation>,
     frontend: usize,
     client: OwnedFd,
     (peer, bound): (SocketAddr, SocketAddr),
-    ctx: &ThreadCtx,
     connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
-) -> Option<Served> {
+) -> Option<(Served, Option<(Session, ToPlane)>)> {
     let fe: &Frontend = &gen.config.frontends[frontend];
     // Non-blocking from `accept4`, `TCP_NODELAY` from the listener: only keepalive, when
     // configured, is set here.
@@ -99,35 +102,28 @@ pub(super) async fn serve(
             } else {
                 conn_io::reset(client);
             }
-            return Some(served);
+            return Some((served, None));
         }
     };
     let client = Sock::new(client);
-    serve_session(
-        gen,
-        frontend,
-        &mut sess,
-        client,
-        ctx,
-        &mut served,
-        connect_line,
-    )
-    .await;
-    let format = gen.logs.frontend(frontend).and_then(|l| l.format.clone());
-    served.note_session(&sess, format.as_deref());
-    Some(served)
+    let to = serve_session(gen, frontend, &mut sess, client, &mut served, connect_line).await;
+    if let Some(to) = to {
+        return Some((served, Some((sess, to))));
+    }
+    served.note_session(gen, frontend, &sess);
+    Some((served, None))
 }
 
-/// The session's life after accept: the rules' decision, the server, the data plane.
+/// The session's life after accept up to the data plane: the rules' decision, the server.
+/// `None`: it ended before (`served` says why).
 async fn serve_session(
     gen: &Arc<Generation>,
     frontend: usize,
     sess: &mut Session,
     client: Sock,
-    ctx: &ThreadCtx,
     served: &mut Served,
     connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
-) {
+) -> Option<ToPlane> {
     let fe: &Frontend = &gen.config.frontends[frontend];
     let Ok(Decided {
         mut client,
@@ -135,24 +131,11 @@ async fn serve_session(
         route,
     }) = decide(sess, client, fe.timeouts.client, served, connect_line).await
     else {
-        return;
+        return None;
     };
-    let Some((slot, server)) = to_server(gen, frontend, sess, &mut client, &route, served).await
-    else {
-        return;
-    };
+    let (slot, server) = to_server(gen, frontend, sess, &mut client, &route, served).await?;
     let first = (first_bytes(sess, &slot, &head, &route), head.len() as u64);
-    pass_on(
-        gen,
-        frontend,
-        ctx,
-        sess,
-        (client, server),
-        slot,
-        first,
-        served,
-    )
-    .await;
+    pass_on(sess, (client, server), slot, first, served).await
 }
 
 /// Waits for a server of the chosen backend (`maxconn`, its queue) and connects to it. `None`:
@@ -261,23 +244,16 @@ fn first_bytes(sess: &Session, slot: &ServerSlot, head: &[u8], route: &session::
     first
 }
 
-/// Writes the server's first bytes, runs the `tcp-response` rules, then hands the pair to the
-/// data plane until the flow ends; counts its bytes and leaves its end in `served`. `first`:
-/// the server's first bytes, and how many bytes the decision read from the client.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one connection's parts, each used once"
-)]
+/// Writes the server's first bytes and runs the `tcp-response` rules: the pair is then ready
+/// for the data plane. `first`: the server's first bytes, and how many bytes the decision read
+/// from the client. `None`: the flow ended here, `served` says how.
 async fn pass_on(
-    gen: &Arc<Generation>,
-    frontend: usize,
-    ctx: &ThreadCtx,
     sess: &mut Session,
     (mut client, mut server): (Sock, Sock),
     slot: ServerSlot,
     (first, head_len): (Vec<u8>, u64),
     served: &mut Served,
-) {
+) -> Option<ToPlane> {
     let src = sess.src();
     let be = slot.table().conf.clone();
     let write_deadline = be.timeouts.server.map(|t| Instant::now() + t);
@@ -300,7 +276,7 @@ async fn pass_on(
         served.ending = Ending::Flow(FlowEnd::ServerReset, Killer::Admin);
         conn_io::reset(client.into_fd());
         served.slot = Some(slot);
-        return;
+        return None;
     }
     // Bytes passed on before the data plane (for the counters), and bytes read from each
     // socket (for the data plane's FIN accounting).
@@ -322,98 +298,32 @@ async fn pass_on(
                 served.bytes_in = pre_in + up;
                 served.bytes_out = down;
                 served.slot = Some(slot);
-                return;
+                return None;
             }
         }
     }
-    let report = forward(gen, frontend, ctx, &slot, src, (client, server), read).await;
-    let (report_in, report_out) = (report.0.bytes_in + pre_in, report.0.bytes_out + pre_out);
-    sess.flow_bytes(report_in, report_out);
-    count_bytes(gen, frontend, Some(&slot), (report_in, report_out));
-    log::debug!(
-        "{src} {}/{}: {:?}, {report_in} bytes in, {report_out} bytes out{}",
-        be.name,
-        slot.name(),
-        report.0.end,
-        if report.0.spliced_in_kernel {
-            " (sockmap)"
-        } else {
-            " (splice)"
-        }
-    );
-    served.ending = Ending::Flow(report.0.end, report.1);
-    if report.0.end == FlowEnd::HandedOff {
-        // The process that took it logs the session at its end, with all its bytes.
-        served.log = LogAs::Nothing;
-    }
-    served.bytes_in = report_in;
-    served.bytes_out = report_out;
-    // Keep the slot until the log line is written (see `handle`).
-    served.slot = Some(slot);
+    Some(ToPlane {
+        client,
+        server,
+        slot,
+        pre: (pre_in, pre_out),
+        read,
+    })
 }
 
-/// Registers the flow with its thread (so `show sess`, `shutdown sessions` and the health
-/// checks' `on-marked-*` see it) and hands the pair to the data plane until it ends.
-pub(super) async fn forward(
-    gen: &Arc<Generation>,
-    frontend: usize,
-    ctx: &ThreadCtx,
-    slot: &ServerSlot,
-    client_addr: SocketAddr,
-    (client, server): (Sock, Sock),
-    pre: (u64, u64),
-) -> (FlowReport, Killer) {
-    let fe: &Frontend = &gen.config.frontends[frontend];
-    let backend = slot.table().conf.clone();
-    let info = FlowInfo {
-        id: 0,
-        thread: ctx.thread,
-        frontend,
-        backend: (backend.id as usize).saturating_sub(1),
-        server: slot.index(),
-        server_uid: slot.counters().uid,
-        backup: slot.is_backup(),
-        generation: gen.number,
-        frontend_name: Arc::from(fe.name.as_str()),
-        backend_name: Arc::from(backend.name.as_str()),
-        server_name: Arc::from(slot.name()),
-        client: client_addr,
-        age: Duration::ZERO,
-    };
-    let t = FlowTimeouts::new(fe, &backend);
-    forward_registered(ctx, info, (Instant::now(), t), (client, server), pre).await
-}
-
-/// [`forward`] for a flow described by `info` (its `id` is given here), accepted at `started`.
+/// [`flowing::run`] for a flow described by `info` (its `id` is given here), accepted at
+/// `started`, whose task waits for its end.
 pub(super) async fn forward_registered(
     ctx: &ThreadCtx,
-    mut info: FlowInfo,
+    info: FlowInfo,
     (started, t): (Instant, FlowTimeouts),
     (client, server): (Sock, Sock),
     pre: (u64, u64),
 ) -> (FlowReport, Killer) {
-    let id = ctx.next_id.get();
-    ctx.next_id.set(id + 1);
-    info.id = id;
-    let kill = Rc::new(KillSwitch::default());
-    let killed_by = Rc::new(Cell::new(None));
-    ctx.flows.borrow_mut().insert(
-        id,
-        LocalFlow {
-            info,
-            started,
-            timeouts: t,
-            kill: kill.clone(),
-            killed_by: killed_by.clone(),
-        },
-    );
-    let registered = Registered { ctx, id };
-    let report: FlowReport = ctx.dataplane.forward(client, server, t, &kill, pre).await;
-    drop(registered);
-    let killer = match killed_by.get() {
-        Some(KillReason::ServerDown) => Killer::ServerDown,
-        Some(KillReason::BackupOff) => Killer::BackupOff,
-        Some(KillReason::Admin) | None => Killer::Admin,
-    };
-    (report, killer)
+    let reg = Registered::new(ctx, info, started, t);
+    let report: FlowReport = ctx
+        .dataplane
+        .forward(client, server, t, &reg.kill, pre)
+        .await;
+    (report, reg.killer())
 }

@@ -10,6 +10,7 @@ use super::connect::ConnectTries;
 use super::permit::ConnPermit;
 
 use crate::config::Frontend;
+use crate::fd_budget::FdLease;
 use crate::generation::Generation;
 use crate::log_format::{Data, LogFormat};
 use crate::logging::{self, tcplog::Ending, time::LocalTime};
@@ -85,13 +86,61 @@ impl Served {
     }
 
     /// Keeps what the log line reads of the session at its end: its destination (after a
-    /// PROXY header), its captures, and the values of the format's `%[...]` expressions.
-    pub(super) fn note_session(&mut self, sess: &Session, format: Option<&LogFormat>) {
+    /// PROXY header), its captures, and the values of the `log-format`'s `%[...]`
+    /// expressions.
+    pub(super) fn note_session(&mut self, gen: &Generation, frontend: usize, sess: &Session) {
         self.local = Some(sess.dst());
-        if let Some(f) = format {
+        let format = gen.logs.frontend(frontend).and_then(|l| l.format.clone());
+        if let Some(f) = format.as_deref() {
             self.captures = sess.captures().to_vec();
             self.samples = sess.log_samples(f);
         }
+    }
+}
+
+/// What a connection's end needs besides its flow: what serving it left for its log line, its
+/// `maxconn` count and its share of the fd budget, both held until it is logged.
+pub(super) struct Closing {
+    pub(super) gen: Arc<Generation>,
+    pub(super) frontend: usize,
+    pub(super) served: Served,
+    pub(super) permit: ConnPermit,
+    pub(super) accepted: (Instant, LocalTime),
+    /// The connection's own peer (the line of a bad PROXY header names it).
+    pub(super) peer: SocketAddr,
+    pub(super) _fds: FdLease,
+}
+
+impl Closing {
+    /// Logs the connection the way its frontend asks (`option tcplog`, `log-format`, or
+    /// HAProxy's line for a bad PROXY header), then lets go of its counts.
+    pub(super) fn log(self) {
+        let Self {
+            gen,
+            frontend,
+            served,
+            permit,
+            accepted,
+            peer,
+            _fds,
+        } = self;
+        let Some(log) = gen.logs.frontend(frontend).filter(|l| l.enabled()) else {
+            return;
+        };
+        if let LogAs::Embryonic(msg) = served.log {
+            // HAProxy: with `option dontlognull`, a connection closed before sending anything.
+            if !(log.dontlognull && msg == crate::session::PRX_EMPTY) {
+                let fe = &gen.config.frontends[frontend];
+                let bind = crate::session::bind_of(&gen, frontend, served.client)
+                    .or_else(|| local_bind(&gen, frontend))
+                    .map_or_else(|| "1".to_owned(), |b| bind_label(fe, b));
+                let line =
+                    logging::tcplog::embryonic_line(&peer, &accepted.1, &fe.name, &bind, msg);
+                log.send(logging::INFO, &line);
+            }
+            return;
+        }
+        log_session(&gen, frontend, served, permit, accepted);
     }
 }
 

@@ -2,12 +2,18 @@
 //! a send of what it got, again; the source's FIN is passed on with a `shutdown`; the sockets
 //! are closed by the ring. A receive that fills a whole buffer (a stream, not an exchange)
 //! makes the flow graduate: once nothing of it is in flight and every byte it received is
-//! sent, its sockets go back to the caller, for splice or the kernel maps.
+//! sent, its sockets go to the flow's [`Done`], for splice or the kernel maps.
+//!
+//! A flow on the ring needs no task: its idle timeouts are in the thread's timer queue
+//! ([`super::timer`]), its kill switch reaches it through [`OnRing`], and its end (or its
+//! graduation) is handed to its [`Done`], called by the ring's loop.
 
+use std::cell::RefCell;
 use std::future::poll_fn;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types::Fd};
@@ -16,7 +22,7 @@ use super::bufs::{self, Bufs};
 use super::{with, Ring, Tag};
 
 use crate::dataplane::{
-    close_flow, idle_deadline, sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Outside,
+    close_flow, idle_deadline, sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch,
 };
 
 /// Flows graduated from the rings since start (tests check that streams do).
@@ -35,6 +41,10 @@ pub enum Copied {
     Graduated(Graduated),
 }
 
+/// What a flow leaving the ring is handed to, called by the ring's loop (never while the ring
+/// is borrowed). Dropped uncalled only when the thread stops.
+pub type Done = Box<dyn FnOnce(Copied)>;
+
 /// A flow handed back by the ring, both directions open.
 pub struct Graduated {
     pub client: OwnedFd,
@@ -42,6 +52,14 @@ pub struct Graduated {
     /// Bytes passed on so far, client -> server and server -> client.
     pub bytes_in: u64,
     pub bytes_out: u64,
+}
+
+/// Where a flow is on its thread's ring: its slab key and the serial that tells it from a
+/// later flow under the same key. Its [`KillSwitch`] keeps it, to reach the flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OnRing {
+    key: u32,
+    serial: u32,
 }
 
 /// One direction: 0 is client -> server (source socket 0, the client), 1 server -> client.
@@ -70,16 +88,18 @@ pub(super) struct Flow {
     /// The client's and the server's sockets; taken when the flow leaves the ring.
     fds: [Option<OwnedFd>; 2],
     dirs: [Dir; 2],
-    last: Instant,
+    /// Its last activity, in ticks of the thread's timer queue (see [`Ring::now_tick`]).
+    last: u32,
+    serial: u32,
+    /// The tick of its entry in the timer queue that counts (see [`super::timer`]).
+    armed: Option<u64>,
+    t: FlowTimeouts,
     stop: Option<Stop>,
     /// Entries of this flow the kernel has not completed (cancels, closes and buffers given
     /// back are not counted: they refer to no socket or buffer of the flow).
     in_flight: u8,
-    waker: Option<Waker>,
-    outcome: Option<Copied>,
-    /// Its future was dropped: the ring ends it and frees its entry alone.
-    abandoned: bool,
-    /// When the running graduation started (its future gives up after [`GRADUATE_MAX`]).
+    done: Option<Done>,
+    /// When the running graduation started (it is given up after [`GRADUATE_MAX`]).
     graduating_since: Option<Instant>,
     /// After a graduation given up: no new one before this; the wait doubles each time.
     graduate_after: Option<Instant>,
@@ -107,107 +127,193 @@ fn reset_of(i: usize) -> FlowEnd {
     }
 }
 
-/// Copies `client` <-> `server` on this thread's ring until both FINs, a reset, an idle
-/// timeout or a kill (then [`Copied::Done`]), or until the flow graduates: a receive filled a
-/// buffer while both directions were open ([`Copied::Graduated`]).
+/// Puts `client` <-> `server` on this thread's ring. It copies there until both FINs, a reset,
+/// an idle timeout (`t`) or a kill through `kill` (then [`Copied::Done`]), or until it
+/// graduates: a receive filled a buffer while both directions were open, or `kill` asked for a
+/// hand-off ([`Copied::Graduated`]; the ask is left for the next plane to answer). Either way
+/// `done` gets it. No task waits for it meanwhile.
 /// Both sockets must be non-blocking TCP sockets on no reactor. The thread must have a ring.
+pub fn start(client: OwnedFd, server: OwnedFd, t: &FlowTimeouts, kill: &KillSwitch, done: Done) {
+    let at = with(|r| r.start(client, server, *t, done));
+    kill.put_on_ring(at);
+}
+
+/// [`start`] for a task that waits for the flow to leave the ring. Dropped early, it leaves
+/// the flow to end there (closing its sockets).
 pub async fn copy(client: OwnedFd, server: OwnedFd, t: &FlowTimeouts, kill: &KillSwitch) -> Copied {
-    let key = with(|r| r.start(client, server));
-    let mut on_ring = OnRing(Some(key));
-    let mut ending = false;
-    let mut last = Instant::now();
-    loop {
-        let (client_fin, server_fin) = with(|r| {
-            let f = &r.flows[key];
-            (f.dirs[0].fin, f.dirs[1].fin)
-        });
-        let idle_at = idle_deadline(t, last, client_fin, server_fin).map(|d| d.0);
-        let give_up_at = with(|r| r.flows[key].graduating_since).map(|at| at + GRADUATE_MAX);
-        let wake = match (idle_at, give_up_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let sleep = async {
-            match wake {
-                Some(at) if !ending => tokio::time::sleep_until(at.into()).await,
-                _ => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            out = poll_fn(|cx| with(|r| r.poll_outcome(key, cx))) => {
-                on_ring.0 = None;
-                return out;
-            }
-            o = kill.wait(), if !ending => match o {
-                Outside::Kill => {
-                    ending = true;
-                    with(|r| r.end(key, FlowEnd::Killed));
-                }
-                // A binary upgrade asks for the flow: it leaves the ring at once (its caller
-                // renews the ask for splice, which answers it); a flow that can't leave now
-                // refuses.
-                Outside::HandOff => {
-                    if !with(|r| r.graduate_now(key)) {
-                        kill.refuse_hand_off();
-                    }
-                }
-            },
-            () = sleep => {
-                let now = Instant::now();
-                // Activity only moves the deadline later: re-read it before ending the flow.
-                last = with(|r| r.flows[key].last);
-                if let Some((at, end)) = idle_deadline(t, last, client_fin, server_fin) {
-                    if now >= at {
-                        ending = true;
-                        with(|r| r.end(key, end));
-                        continue;
-                    }
-                }
-                if give_up_at.is_some_and(|at| now >= at) {
-                    with(|r| r.give_up_graduation(key));
-                }
+    struct Wait {
+        out: Option<Copied>,
+        waker: Option<Waker>,
+    }
+    struct Abandon(Option<OnRing>);
+    impl Drop for Abandon {
+        fn drop(&mut self) {
+            if let Some(at) = self.0 {
+                end(at, FlowEnd::LocalError);
             }
         }
+    }
+    let wait = Rc::new(RefCell::new(Wait {
+        out: None,
+        waker: None,
+    }));
+    let w = wait.clone();
+    let done: Done = Box::new(move |out| {
+        let mut w = w.borrow_mut();
+        w.out = Some(out);
+        if let Some(waker) = w.waker.take() {
+            waker.wake();
+        }
+    });
+    let at = with(|r| r.start(client, server, *t, done));
+    kill.put_on_ring(at);
+    let mut abandon = Abandon(Some(at));
+    let out = poll_fn(|cx| {
+        let mut w = wait.borrow_mut();
+        if let Some(out) = w.out.take() {
+            Poll::Ready(out)
+        } else {
+            w.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await;
+    abandon.0 = None;
+    out
+}
+
+/// Runs `f` on the flow at `at`, if it is still on this thread's ring and the ring is free;
+/// `None` otherwise.
+fn on_flow<T>(at: OnRing, f: impl FnOnce(&mut Ring, usize) -> T) -> Option<T> {
+    super::RING
+        .try_with(|r| {
+            let mut r = r.try_borrow_mut().ok()?;
+            let ring = r.as_mut()?;
+            let key = at.key as usize;
+            let here = ring.flows.get(key).is_some_and(|fl| fl.serial == at.serial);
+            here.then(|| f(ring, key))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Ends the flow at `at` (a kill: `shutdown session`, a server marked down, hard stop), if it
+/// is still on the ring.
+pub fn end(at: OnRing, why: FlowEnd) {
+    if on_flow(at, |r, key| r.end(key, why)).is_none() {
+        log::debug!("io_uring: an end asked of a flow no longer on the ring: {why:?}");
     }
 }
 
-/// A flow's place on the ring while its future lives; a future dropped early (its thread
-/// stopping) leaves the flow to end there alone.
-struct OnRing(Option<usize>);
-
-impl Drop for OnRing {
-    fn drop(&mut self) {
-        if let Some(key) = self.0 {
-            // The ring may be gone already (thread exit): then so are its flows.
-            let _ = super::RING.try_with(|r| {
-                if let Some(ring) = r.borrow_mut().as_mut() {
-                    ring.abandon(key);
-                }
-            });
-        }
-    }
+/// A hand-off asked of the flow at `at`: it graduates now, the ask left for the next plane.
+/// `false` when it can't leave the ring (half-closed, ending): the ask is to be refused. A
+/// flow no longer on the ring: `true` (whatever carries it now answers).
+pub fn hand_off(at: OnRing) -> bool {
+    on_flow(at, Ring::graduate_now).unwrap_or(true)
 }
 
 impl Ring {
-    /// Puts a flow on the ring: both directions start receiving.
-    fn start(&mut self, client: OwnedFd, server: OwnedFd) -> usize {
+    /// Puts a flow on the ring: both directions start receiving, its idle timer is armed.
+    fn start(&mut self, client: OwnedFd, server: OwnedFd, t: FlowTimeouts, done: Done) -> OnRing {
+        self.serial = self.serial.wrapping_add(1);
+        let serial = self.serial;
+        let last = self.now_tick();
         let key = self.flows.insert(Flow {
             fds: [Some(client), Some(server)],
             dirs: [Dir::default(), Dir::default()],
-            last: Instant::now(),
+            last,
+            serial,
+            armed: None,
+            t,
             stop: None,
             in_flight: 0,
-            waker: None,
-            outcome: None,
-            abandoned: false,
+            done: Some(done),
             graduating_since: None,
             graduate_after: None,
             backoff: RETRY.0,
         });
         self.recv(key, 0);
         self.recv(key, 1);
-        key
+        self.arm(key);
+        OnRing {
+            key: u32::try_from(key).expect("fewer than 2^32 flows on a ring"),
+            serial,
+        }
+    }
+
+    /// When flow `key` must next be looked at: its idle deadline, or the end of the wait of
+    /// its running graduation.
+    fn wake_at(&self, key: usize) -> Option<Instant> {
+        let f = &self.flows[key];
+        let last = self.timers.instant(u64::from(f.last));
+        let idle = idle_deadline(&f.t, last, f.dirs[0].fin, f.dirs[1].fin).map(|d| d.0);
+        let give_up = f.graduating_since.map(|at| at + GRADUATE_MAX);
+        match (idle, give_up) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Queues flow `key`'s timer when its deadline is earlier than the one it has queued (a
+    /// later one is found when the earlier comes due).
+    fn arm(&mut self, key: usize) {
+        let Some(at) = self.wake_at(key) else {
+            return;
+        };
+        let tick = self.timers.tick(at);
+        let f = &mut self.flows[key];
+        if f.armed.is_some_and(|a| a <= tick) {
+            return;
+        }
+        f.armed = Some(tick);
+        if self.timers.push(tick, key) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Handles the timers due at `now`: flows idle too long end, graduations that waited too
+    /// long are given up, flows active meanwhile are armed again.
+    pub(super) fn expire(&mut self, now: Instant) {
+        while let Some((tick, key)) = self.timers.pop_due(now) {
+            let Some(f) = self.flows.get_mut(key) else {
+                continue;
+            };
+            if f.armed != Some(tick) {
+                continue;
+            }
+            f.armed = None;
+            if matches!(f.stop, Some(Stop::End(_))) {
+                continue;
+            }
+            let last = self.timers.instant(u64::from(f.last));
+            if let Some((at, why)) = idle_deadline(&f.t, last, f.dirs[0].fin, f.dirs[1].fin) {
+                if now >= at {
+                    self.end(key, why);
+                    continue;
+                }
+            }
+            if f.graduating_since.is_some_and(|s| now >= s + GRADUATE_MAX) {
+                self.give_up_graduation(key);
+            }
+            if self.flows.contains(key) {
+                self.arm(key);
+            }
+        }
+    }
+
+    /// Now, in ticks of the timer queue, rounded down (a flow's last activity).
+    fn now_tick(&self) -> u32 {
+        let t = self.timers.tick(Instant::now()).saturating_sub(1);
+        u32::try_from(t).unwrap_or(u32::MAX)
+    }
+
+    /// A flow left the ring with `out`: its [`Done`] is called by the ring's loop.
+    fn leave(&mut self, key: usize, out: Copied) {
+        let mut f = self.flows.remove(key);
+        if let Some(done) = f.done.take() {
+            self.finished.push((done, out));
+            self.wake.notify_one();
+        }
     }
 
     fn recv(&mut self, key: usize, d: usize) {
@@ -284,6 +390,7 @@ impl Ring {
 
     /// Handles one completion of flow `key`.
     pub(super) fn complete(&mut self, key: usize, tag: Tag, res: i32, flags: u32) {
+        let now = self.now_tick();
         let Some(f) = self.flows.get_mut(key) else {
             return;
         };
@@ -332,7 +439,7 @@ impl Ring {
                 if res >= 0 {
                     let n = (res as u32).min(len);
                     f.dirs[d].bytes += u64::from(n);
-                    f.last = Instant::now();
+                    f.last = now;
                     if n < len && !ending {
                         f.dirs[d].held = Some((id, off + n, len - n));
                         self.send(key, d);
@@ -348,6 +455,8 @@ impl Ring {
             Tag::Shutdown(d) => {
                 if res >= 0 || sockopt::shutdown_already_done(-res) {
                     f.dirs[d].fin = true;
+                    // Its side's `-fin` timeout may be the shorter one now.
+                    self.arm(key);
                 } else {
                     self.end(key, reset_of(1 - d));
                 }
@@ -363,8 +472,9 @@ impl Ring {
             log::error!("io_uring: a receive returned bytes without its buffer");
             return self.end(key, FlowEnd::LocalError);
         };
+        let now = self.now_tick();
         let f = &mut self.flows[key];
-        f.last = Instant::now();
+        f.last = now;
         if matches!(f.stop, Some(Stop::End(_))) {
             return self.give_back(id);
         }
@@ -379,7 +489,10 @@ impl Ring {
     /// Re-arms what a running flow waits for, or finishes a stopping one once nothing of it
     /// is in flight.
     fn advance(&mut self, key: usize) {
-        let f = &mut self.flows[key];
+        // Gone: it already left the ring.
+        let Some(f) = self.flows.get_mut(key) else {
+            return;
+        };
         if f.stop.is_none() {
             if !(f.dirs[0].fin && f.dirs[1].fin) {
                 for d in 0..2 {
@@ -437,22 +550,16 @@ impl Ring {
             }
             None => return,
         };
-        let f = &mut self.flows[key];
-        if f.abandoned {
-            self.flows.remove(key);
-            return;
-        }
-        f.outcome = Some(outcome);
-        if let Some(w) = f.waker.take() {
-            w.wake();
-        }
+        self.leave(key, outcome);
     }
 
     /// Ends a flow: what it has in flight is cancelled, then its sockets are closed (see
     /// [`close_flow`]).
     pub(super) fn end(&mut self, key: usize, end: FlowEnd) {
-        let f = &mut self.flows[key];
-        if matches!(f.stop, Some(Stop::End(_))) || f.outcome.is_some() {
+        let Some(f) = self.flows.get_mut(key) else {
+            return;
+        };
+        if matches!(f.stop, Some(Stop::End(_))) {
             return;
         }
         f.stop = Some(Stop::End(end));
@@ -488,10 +595,8 @@ impl Ring {
         }
         f.stop = Some(Stop::Graduate);
         f.graduating_since = Some(now);
-        // Its future keeps the time limit.
-        if let Some(w) = f.waker.take() {
-            w.wake();
-        }
+        // The time limit of the wait.
+        self.arm(key);
         for d in 0..2 {
             let dir = &mut self.flows[key].dirs[d];
             dir.starved = false;
@@ -510,14 +615,17 @@ impl Ring {
             f.graduate_after = None;
             self.graduate(key);
         }
-        matches!(self.flows[key].stop, Some(Stop::Graduate))
+        // Gone: it left the ring at once, graduated.
+        self.flows
+            .get(key)
+            .is_none_or(|f| matches!(f.stop, Some(Stop::Graduate)))
     }
 
     /// A graduation that did not find the flow quiet in time: it copies on (see
     /// [`GRADUATE_MAX`]).
     fn give_up_graduation(&mut self, key: usize) {
         let f = &mut self.flows[key];
-        if !matches!(f.stop, Some(Stop::Graduate)) || f.outcome.is_some() {
+        if !matches!(f.stop, Some(Stop::Graduate)) {
             return;
         }
         f.stop = None;
@@ -525,32 +633,5 @@ impl Ring {
         f.graduate_after = Some(Instant::now() + f.backoff);
         f.backoff = (f.backoff * 2).min(RETRY.1);
         self.advance(key);
-    }
-
-    fn poll_outcome(&mut self, key: usize, cx: &Context<'_>) -> Poll<Copied> {
-        let f = &mut self.flows[key];
-        if let Some(out) = f.outcome.take() {
-            self.flows.remove(key);
-            Poll::Ready(out)
-        } else {
-            f.waker = Some(cx.waker().clone());
-            Poll::Pending
-        }
-    }
-
-    /// The flow's future is gone: the flow ends on its own (a flow already out is dropped,
-    /// which closes its sockets).
-    fn abandon(&mut self, key: usize) {
-        let Some(f) = self.flows.get_mut(key) else {
-            return;
-        };
-        if f.outcome.is_some() {
-            self.flows.remove(key);
-            return;
-        }
-        f.abandoned = true;
-        f.waker = None;
-        // Finishes at once when nothing is in flight (and then frees the entry).
-        self.end(key, FlowEnd::LocalError);
     }
 }

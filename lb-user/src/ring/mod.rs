@@ -2,15 +2,20 @@
 //! shutdowns and closes are queued on the thread's ring and submitted together, once per turn
 //! of the thread's loop (the runtime's park hook, [`submit`]), and their completions are reaped
 //! together by one task woken through the ring's fd on the thread's reactor ([`install`]). A
-//! flow on the ring is a small state machine in the ring's slab ([`copy`]); receives take a
-//! buffer from the ring's provided-buffer pool only when bytes arrive, so an idle flow holds no
-//! buffer and costs no syscall.
+//! flow on the ring is a small state machine in the ring's slab ([`copy`]), with no task of its
+//! own: its idle timeouts are in the thread's timer queue ([`timer`]), driven by the same
+//! task, and its end is handed to a callback the flow carries. Receives take a buffer from the
+//! ring's provided-buffer pool only when bytes arrive, so an idle flow holds no buffer, no
+//! future and costs no syscall: its slab entry and its two sockets.
 
 mod bufs;
 mod copy;
+#[cfg(test)]
+mod flow_tests;
 mod op;
+mod timer;
 
-pub use copy::{copy, graduated, Copied, Graduated};
+pub use copy::{copy, end, graduated, hand_off, start, Copied, Done, Graduated, OnRing};
 pub use op::{connect, ConnectFailed};
 
 use std::cell::RefCell;
@@ -18,11 +23,14 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
 
 use io_uring::{cqueue, squeue, IoUring};
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::sync::Notify;
 
 use bufs::Bufs;
 
@@ -46,6 +54,14 @@ struct Ring {
     bufs: Bufs,
     /// Receives that found no buffer, re-armed in this order as buffers come back.
     starved: VecDeque<(usize, usize)>,
+    /// The flows' idle and graduation timers.
+    timers: timer::Timers,
+    /// The last flow's serial (see [`OnRing`]).
+    serial: u32,
+    /// Flows that left the ring, for the loop to hand to their [`Done`] once the ring is free.
+    finished: Vec<(Done, Copied)>,
+    /// Wakes the ring's loop: a flow left, or an earlier timer was queued.
+    wake: Rc<Notify>,
 }
 
 /// The ring's fd, for the reactor (the ring itself stays in [`RING`]).
@@ -66,12 +82,17 @@ pub fn install() -> io::Result<impl Future<Output = ()>> {
         .setup_cqsize(CQ_ENTRIES)
         .build(SQ_ENTRIES)?;
     let fd = uring.as_raw_fd();
+    let wake = Rc::new(Notify::new());
     let mut ring = Ring {
         uring,
         flows: Slab::new(),
         ops: Slab::new(),
         bufs: Bufs::new(),
         starved: VecDeque::new(),
+        timers: timer::Timers::new(),
+        serial: 0,
+        finished: Vec::new(),
+        wake: wake.clone(),
     };
     let provide = ring.bufs.provide_all();
     ring.push(&provide);
@@ -81,7 +102,7 @@ pub fn install() -> io::Result<impl Future<Output = ()>> {
     let reactor = unsafe { AsyncFd::register_with_interest(RingFd(fd), Interest::READABLE) }
         .map_err(io::Error::from)?;
     RING.with(|r| *r.borrow_mut() = Some(ring));
-    Ok(reap_forever(reactor))
+    Ok(run(reactor, wake))
 }
 
 /// Whether this thread has a ring (flows then copy on it).
@@ -109,20 +130,46 @@ fn with<T>(f: impl FnOnce(&mut Ring) -> T) -> T {
     })
 }
 
-/// Reaps the ring's completions whenever the reactor says it has some.
-async fn reap_forever(reactor: AsyncFd<RingFd>) {
+/// The ring's loop: reaps its completions whenever the reactor says it has some, handles the
+/// flows' timers as they come due, and hands the flows that left to their [`Done`].
+async fn run(reactor: AsyncFd<RingFd>, wake: Rc<Notify>) {
     loop {
-        let Ok(mut ready) = reactor.readable().await else {
-            log::error!("io_uring: the ring's fd left the reactor; flows on it are stuck");
-            return;
-        };
-        // Cleared before reaping: a completion posted after the reap below wakes us again.
-        ready.clear_ready();
-        RING.with(|r| {
-            if let Some(ring) = r.borrow_mut().as_mut() {
-                ring.reap();
+        let next = RING.with(|r| r.borrow().as_ref().and_then(|ring| ring.timers.next()));
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            ready = reactor.readable() => {
+                let Ok(mut ready) = ready else {
+                    log::error!("io_uring: the ring's fd left the reactor; flows on it are stuck");
+                    return;
+                };
+                // Cleared before reaping: a completion posted after the reap below wakes us
+                // again.
+                ready.clear_ready();
+                RING.with(|r| {
+                    if let Some(ring) = r.borrow_mut().as_mut() {
+                        ring.reap();
+                    }
+                });
+            }
+            () = sleep => {}
+            () = wake.notified() => {}
+        }
+        let finished = RING.with(|r| {
+            let mut r = r.borrow_mut();
+            let Some(ring) = r.as_mut() else {
+                return Vec::new();
+            };
+            ring.expire(Instant::now());
+            std::mem::take(&mut ring.finished)
         });
+        for (done, out) in finished {
+            done(out);
+        }
     }
 }
 

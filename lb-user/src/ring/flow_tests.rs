@@ -1,0 +1,265 @@
+//! Flows on the ring with no task waiting for them: their idle timeouts come from the thread's
+//! timer queue, a kill reaches them through their [`KillSwitch`], and their end reaches their
+//! [`Done`].
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::{start, Copied, Done};
+use crate::dataplane::{FlowEnd, FlowTimeouts, KillSwitch};
+
+/// The test's client and backend ends (blocking), and lb's two ends (non-blocking).
+struct Pair {
+    client: TcpStream,
+    backend: TcpStream,
+    fds: (OwnedFd, OwnedFd),
+}
+
+fn pair() -> Pair {
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let back = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+    let (lb_client, _) = front.accept().unwrap();
+    let lb_server = TcpStream::connect(back.local_addr().unwrap()).unwrap();
+    let (backend, _) = back.accept().unwrap();
+    for s in [&lb_client, &lb_server] {
+        s.set_nonblocking(true).unwrap();
+    }
+    for s in [&client, &backend] {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    Pair {
+        client,
+        backend,
+        fds: (lb_client.into(), lb_server.into()),
+    }
+}
+
+#[expect(clippy::unnecessary_wraps, reason = "timeouts are Option<Duration>")]
+fn ms(v: u64) -> Option<Duration> {
+    Some(Duration::from_millis(v))
+}
+
+/// How each flow ended (its report's end) and when, by flow number.
+type Ends = Rc<RefCell<Vec<Option<(FlowEnd, Instant)>>>>;
+
+fn recorder(ends: &Ends, i: usize) -> Done {
+    let ends = ends.clone();
+    Box::new(move |out| {
+        let end = match out {
+            Copied::Done(r) => r.end,
+            Copied::Graduated(_) => panic!("flow {i} graduated"),
+        };
+        ends.borrow_mut()[i] = Some((end, Instant::now()));
+    })
+}
+
+/// Runs `body` on a thread set up as lb's (a ring, entries submitted when the loop parks),
+/// then waits for every flow `body` started to end, at most `within`.
+fn on_ring_thread(n: usize, within: Duration, body: impl FnOnce(&Ends) + 'static) -> Ends {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(super::submit)
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    let ends: Ends = Rc::new(RefCell::new(vec![None; n]));
+    let e = ends.clone();
+    local.block_on(&rt, async move {
+        tokio::task::spawn_local(super::install().unwrap());
+        body(&e);
+        let until = Instant::now() + within;
+        while e.borrow().iter().any(Option::is_none) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    ends
+}
+
+/// The peer sees the connection closed (EOF or reset) within a few seconds.
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 64];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn idle_timeouts_end_flows_that_have_no_task() {
+    let started = Instant::now();
+    // 0: `timeout client` 150 ms; 1: `timeout server` 100 ms, the shorter side; 2: the client
+    // sent its FIN, then `timeout client-fin` 100 ms, `timeout client` 10 s.
+    let t = [
+        FlowTimeouts {
+            client: ms(150),
+            server: ms(5000),
+            ..Default::default()
+        },
+        FlowTimeouts {
+            client: ms(5000),
+            server: ms(100),
+            ..Default::default()
+        },
+        FlowTimeouts {
+            client: ms(10_000),
+            server: ms(10_000),
+            client_fin: ms(100),
+            ..Default::default()
+        },
+    ];
+    let pairs: Vec<Pair> = (0..3).map(|_| pair()).collect();
+    let mut ends_of_test: Vec<(TcpStream, TcpStream)> = Vec::new();
+    let mut lb_ends = Vec::new();
+    for p in pairs {
+        ends_of_test.push((p.client, p.backend));
+        lb_ends.push(p.fds);
+    }
+    // Flow 2's client half-closes at once: its FIN is passed on.
+    ends_of_test[2].0.shutdown(Shutdown::Write).unwrap();
+    let kills: Vec<Rc<KillSwitch>> = (0..3).map(|_| Rc::default()).collect();
+    let k = kills.clone();
+    let ends = on_ring_thread(3, Duration::from_secs(10), move |ends| {
+        for (i, (c, s)) in lb_ends.into_iter().enumerate() {
+            start(c, s, &t[i], &k[i], recorder(ends, i));
+        }
+    });
+    let ends = ends.borrow();
+    let want = [
+        (FlowEnd::ClientTimeout, 150),
+        (FlowEnd::ServerTimeout, 100),
+        (FlowEnd::ClientTimeout, 100),
+    ];
+    for (i, (end, at_least)) in want.into_iter().enumerate() {
+        let (got, at) = ends[i].unwrap_or_else(|| panic!("flow {i} did not end"));
+        assert_eq!(got, end, "flow {i}");
+        let after = at - started;
+        assert!(
+            after >= Duration::from_millis(at_least),
+            "flow {i} ended after {after:?}, before its timeout"
+        );
+        assert!(
+            after < Duration::from_secs(5),
+            "flow {i} ended after {after:?}"
+        );
+    }
+    for (i, (mut c, mut b)) in ends_of_test.into_iter().enumerate() {
+        assert!(closed(&mut c), "flow {i}: client not closed");
+        assert!(closed(&mut b), "flow {i}: backend not closed");
+    }
+}
+
+#[test]
+fn a_kill_ends_a_flow_on_the_ring_and_activity_defers_its_timeout() {
+    let (p0, p1) = (pair(), pair());
+    let (mut c0, mut b0) = (p0.client, p0.backend);
+    let (mut c1, mut b1) = (p1.client, p1.backend);
+    let kill = Rc::new(KillSwitch::default());
+    let t = FlowTimeouts {
+        client: ms(400),
+        server: ms(400),
+        ..Default::default()
+    };
+    let k = kill.clone();
+    // The test's side talks through flow 1 from another thread while the ring runs: each
+    // exchange defers its timeout.
+    let talker = std::thread::spawn(move || {
+        for i in 0..6u8 {
+            std::thread::sleep(Duration::from_millis(150));
+            c1.write_all(&[i; 100]).unwrap();
+            let mut got = [0u8; 100];
+            b1.read_exact(&mut got).unwrap();
+            assert_eq!(got, [i; 100]);
+        }
+        (c1, b1)
+    });
+    let started = Instant::now();
+    let ends = on_ring_thread(2, Duration::from_secs(10), move |ends| {
+        start(
+            p0.fds.0,
+            p0.fds.1,
+            &FlowTimeouts::default(),
+            &k,
+            recorder(ends, 0),
+        );
+        start(
+            p1.fds.0,
+            p1.fds.1,
+            &t,
+            &KillSwitch::default(),
+            recorder(ends, 1),
+        );
+        let k = k.clone();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            k.kill();
+        });
+    });
+    let (mut c1, mut b1) = talker.join().unwrap();
+    let ends = ends.borrow();
+    let (end0, at0) = ends[0].expect("the killed flow ended");
+    assert_eq!(end0, FlowEnd::Killed);
+    assert!(at0 - started < Duration::from_secs(2));
+    let (end1, at1) = ends[1].expect("the idle flow ended");
+    assert_eq!(end1, FlowEnd::ClientTimeout);
+    // 6 exchanges 150 ms apart, then 400 ms of silence.
+    assert!(
+        at1 - started >= Duration::from_millis(900 + 400),
+        "ended after {:?} despite its activity",
+        at1 - started
+    );
+    assert!(closed(&mut c0) && closed(&mut b0));
+    assert!(closed(&mut c1) && closed(&mut b1));
+}
+
+#[test]
+fn many_flows_timers_come_due_in_their_order() {
+    const N: usize = 60;
+    let pairs: Vec<Pair> = (0..N).map(|_| pair()).collect();
+    let mut keep = Vec::new();
+    let mut lb_ends = Vec::new();
+    for p in pairs {
+        keep.push((p.client, p.backend));
+        lb_ends.push(p.fds);
+    }
+    // Deadlines spread over 1.2 s, started in a shuffled order.
+    let limit = |i: usize| Duration::from_millis(200 + 17 * ((i * 37) % N) as u64);
+    let started = Instant::now();
+    let ends = on_ring_thread(N, Duration::from_secs(20), move |ends| {
+        for (i, (c, s)) in lb_ends.into_iter().enumerate() {
+            let t = FlowTimeouts {
+                client: Some(limit(i)),
+                ..Default::default()
+            };
+            start(c, s, &t, &KillSwitch::default(), recorder(ends, i));
+        }
+    });
+    let ends = ends.borrow();
+    let mut by_deadline: Vec<usize> = (0..N).collect();
+    by_deadline.sort_by_key(|&i| limit(i));
+    let mut last = started;
+    for i in by_deadline {
+        let (end, at) = ends[i].unwrap_or_else(|| panic!("flow {i} did not end"));
+        assert_eq!(end, FlowEnd::ClientTimeout);
+        assert!(at - started >= limit(i), "flow {i} ended early");
+        assert!(at - started < limit(i) + Duration::from_secs(3));
+        assert!(at >= last, "flow {i} ended before a flow due earlier");
+        last = at;
+    }
+    for (mut c, _) in keep {
+        assert!(closed(&mut c));
+    }
+}
