@@ -11,7 +11,7 @@ mod copy;
 mod op;
 
 pub use copy::{copy, graduated, Copied, Graduated};
-pub use op::{connect, ConnectFailed};
+pub use op::{connect, Accept, ConnectFailed};
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
