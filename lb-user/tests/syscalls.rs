@@ -23,12 +23,13 @@ const WARM_UP: usize = 50;
 /// (connects through it, sockets off `epoll` until a step needs them, the splice plane's copy
 /// phase on the ring): splice 12.4–12.7 (`accept4` 2, `socket` 1, `setsockopt` 1, the rest
 /// `epoll_wait` + `io_uring_enter` per turn of the loop, and how many turns a connection
-/// takes moves a little with timing), sockmap 24.0 (its copy path still runs on `epoll`),
-/// sockmap at once 53.4 (18 of them `bpf`, 12 `getsockopt`: the maps' setup per flow). Before
-/// the ring: splice 27.0, sockmap 33.0, at once 60.2; before copy first: 41.0–42.4,
-/// 41.1–44.2, 65.0. HAProxy 2.6: 23.8.
-const MAX_SPLICE: f64 = 15.0;
-const MAX_SOCKMAP: f64 = 27.0;
+/// takes moves a little with timing), sockmap 24.0 (its copy path still ran on `epoll`), then
+/// 12.0–16.1 once its flows started on the ring too, sockmap at once 53.4 (18 of them `bpf`,
+/// 12 `getsockopt`: the maps' setup per flow). Before the ring: splice 27.0, sockmap 33.0, at
+/// once 60.2; before copy first: 41.0–42.4, 41.1–44.2, 65.0. HAProxy 2.6: 23.8. With accepts
+/// on the ring (no `accept4`, 2 per connection before): splice 10.0–11.8, sockmap 10.5–12.5.
+const MAX_SPLICE: f64 = 14.0;
+const MAX_SOCKMAP: f64 = 15.0;
 const MAX_SOCKMAP_AT_ONCE: f64 = 57.0;
 
 on_both_planes!(syscalls_per_short_connection_are_bounded);

@@ -576,12 +576,12 @@ impl Dataplane {
     /// from the client and from the server before (its rules' inspection); they are not in
     /// the report.
     ///
-    /// On the splice plane, where the thread has a ring, a flow copies on it first
-    /// ([`crate::ring::copy`]): a short flow lives and ends there; one that fills a buffer
-    /// graduates to splice, every byte it received sent. The sockmap plane does not take
-    /// flows from the ring yet: when it was tried, the hand-over of a pair lb already read
-    /// from repeated one ring buffer in 17 of 200 concurrent flows. That was before the pumps
-    /// of such a pair waited for a drained queue (`splice::drained_at_start`); not retried.
+    /// Where the thread has a ring, a flow copies on it first ([`crate::ring::copy`]): a
+    /// short flow lives and ends there; one that fills a buffer graduates, every byte it
+    /// received sent, to splice, or on the sockmap plane to splice and then the maps once it
+    /// has lived `--sockmap-after` (at the first quiet point, each source's queue read to the
+    /// end: the ring's last read may have stopped inside an skb, see `sockmap::forward_after`).
+    /// Only `--sockmap-after 0` skips the ring: its flows enter the maps at once.
     pub async fn forward(
         &self,
         client: Sock,
@@ -590,34 +590,51 @@ impl Dataplane {
         kill: &KillSwitch,
         pre: (u64, u64),
     ) -> FlowReport {
-        if matches!(self, Self::Splice) && crate::ring::available() {
+        let started = Instant::now();
+        if self.copies_first() && crate::ring::available() {
             let (c, s) = (client.into_fd(), server.into_fd());
             return match crate::ring::copy(c, s, &t, kill).await {
                 crate::ring::Copied::Done(report) => report,
-                crate::ring::Copied::Graduated(g) => self.after_ring(g, t, kill, pre).await,
+                crate::ring::Copied::Graduated(g) => {
+                    self.after_ring(g, t, kill, pre, started).await
+                }
             };
         }
-        self.forward_async(client, server, t, kill, pre).await
+        self.forward_async(client, server, t, kill, pre, started)
+            .await
     }
 
-    /// [`Dataplane::forward`] for a flow that graduated from the ring, `pre` as given to it.
-    /// The report counts the bytes the ring passed on too.
+    /// [`Dataplane::forward`] for a flow that graduated from the ring, `pre` as given to it,
+    /// `started` when the flow came to the data plane (the maps take it `--sockmap-after`
+    /// from then). The report counts the bytes the ring passed on too.
     pub async fn after_ring(
         &self,
         g: crate::ring::Graduated,
         t: FlowTimeouts,
         kill: &KillSwitch,
         pre: (u64, u64),
+        started: Instant,
     ) -> FlowReport {
         let (client, server) = (Sock::new(g.client), Sock::new(g.server));
         let moved = (g.bytes_in, g.bytes_out);
         let pre = (pre.0 + moved.0, pre.1 + moved.1);
         // A binary upgrade's ask made it leave the ring: splice answers it.
         kill.renew_hand_off();
-        let mut report = self.forward_async(client, server, t, kill, pre).await;
+        let mut report = self
+            .forward_async(client, server, t, kill, pre, started)
+            .await;
         report.bytes_in += moved.0;
         report.bytes_out += moved.1;
         report
+    }
+
+    /// Whether flows start on the ring's copy phase: everywhere but on a sockmap plane that
+    /// puts them into the maps at once (`--sockmap-after 0`).
+    pub(crate) fn copies_first(&self) -> bool {
+        match self {
+            Self::Splice => true,
+            Self::Sockmap(maps) => !maps.at_once(),
+        }
     }
 
     /// [`Dataplane::forward`] without the ring: splice, or the maps after splice.
@@ -628,6 +645,7 @@ impl Dataplane {
         t: FlowTimeouts,
         kill: &KillSwitch,
         pre: (u64, u64),
+        started: Instant,
     ) -> FlowReport {
         match self {
             Self::Splice => {
@@ -642,7 +660,7 @@ impl Dataplane {
             }
             Self::Sockmap(maps) => {
                 let (client, server) = (client.into_fd(), server.into_fd());
-                sockmap::forward_after(maps, client, server, t, kill, pre).await
+                sockmap::forward_after(maps, client, server, t, kill, (pre, started)).await
             }
         }
     }

@@ -1,8 +1,10 @@
 //! The accept loop of one address on one thread: `maxconn` and the fd budget gate each accept.
+//! Accepts go through the thread's ring where it has one ([`crate::ring::Accept`]), else by
+//! readiness on the reactor (`accept4`).
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -15,8 +17,8 @@ use super::serve::handle;
 use crate::fd_budget::{self, Use};
 
 /// Accepts on one address while the thread serves it, each connection in its own task.
-/// `listener` is non-blocking, on the thread's reactor.
-pub(super) async fn accept_loop(addr: SocketAddr, listener: AsyncFd<OwnedFd>, ctx: Rc<ThreadCtx>) {
+/// `listener` is non-blocking.
+pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<ThreadCtx>) {
     let _live = crate::upgrade::AcceptLoop::enter();
     let budget = fd_budget::process();
     while let Some((gen, frontend)) = ctx.serving(addr) {
@@ -35,11 +37,10 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: AsyncFd<OwnedFd>, ct
                 });
             })
             .await;
-        let accepted = tokio::select! {
-            biased;
-            // Soft stop: queued clients stay in the backlog (for the new process).
-            () = crate::upgrade::soft_stopped() => return,
-            r = accept(&listener) => r,
+        // Soft stop: queued clients stay in the backlog (for the new process); a connection
+        // the ring's accept took as the stop came is served, then the loop ends.
+        let Some((accepted, last)) = listener.accept().await else {
+            return;
         };
         // A reload may have happened while we waited: serve what the address serves now.
         let Some((gen, frontend)) = ctx.serving(addr) else {
@@ -73,17 +74,75 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: AsyncFd<OwnedFd>, ct
             // may end before: a flow on the ring holds it then).
             handle(&gen, frontend, client, (peer, addr), &ctx, (permit, fds)).await;
         });
+        if last {
+            return;
+        }
+    }
+}
+
+/// A listening socket, accepted from through the thread's ring, or by readiness on the
+/// reactor where the thread has no ring (registered only then: on the ring, the socket is in
+/// no `epoll`, and a client's arrival wakes the thread once, with its accept's completion).
+pub(super) enum Listener {
+    Ring(OwnedFd),
+    Reactor(AsyncFd<OwnedFd>),
+}
+
+impl Listener {
+    /// Through the ring where this thread has one, else on the reactor.
+    pub(super) fn new(fd: OwnedFd) -> io::Result<Self> {
+        if crate::ring::available() {
+            Ok(Self::Ring(fd))
+        } else {
+            crate::dataplane::async_fd(fd).map(Self::Reactor)
+        }
+    }
+
+    /// The next connection, and whether it is the last one (the process soft-stopped while
+    /// the ring's accept was in flight and it took one first); `None` on soft stop.
+    async fn accept(&self) -> Option<(io::Result<(OwnedFd, SocketAddr)>, bool)> {
+        let fd = match self {
+            Self::Reactor(l) => {
+                return tokio::select! {
+                    biased;
+                    () = crate::upgrade::soft_stopped() => None,
+                    r = accept(l) => Some((r, false)),
+                };
+            }
+            Self::Ring(fd) => fd,
+        };
+        loop {
+            // Checked first: an accept queued now would be issued before its cancellation,
+            // and could take a client the new process should have.
+            if crate::upgrade::is_soft_stopped() {
+                return None;
+            }
+            let mut op = crate::ring::Accept::start(fd.as_fd());
+            let (r, stopped) = tokio::select! {
+                biased;
+                () = crate::upgrade::soft_stopped() => {
+                    // Cancelled and reaped before the loop ends: once it returns, this
+                    // process takes nothing more from the queue.
+                    op.cancel();
+                    (op.done().await, true)
+                }
+                r = op.done() => (r, false),
+            };
+            match r {
+                Err(_) if stopped => return None,
+                Err(e) if is_transient(&e) => {}
+                r => return Some((r, stopped)),
+            }
+        }
     }
 }
 
 /// How long an accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
 pub(super) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// One connection from the listening socket: `accept4` hands it over non-blocking and
-/// close-on-exec, with the client's address (no `fcntl`, no `getpeername` afterwards).
-/// Readiness, not an `io_uring` accept: a pending accept would take a connection even after a
-/// soft stop, from a queue the listening socket shares with a new process (binary upgrade);
-/// dropping this future takes nothing.
+/// One connection from the listening socket by readiness, on a thread without a ring:
+/// `accept4` hands it over non-blocking and close-on-exec, with the client's address (no
+/// `fcntl`, no `getpeername` afterwards); dropping this future takes nothing.
 /// Sockets accepted inherit the listener's `TCP_NODELAY` (set in `thread::serve_listener`).
 async fn accept(listener: &AsyncFd<OwnedFd>) -> io::Result<(OwnedFd, SocketAddr)> {
     loop {

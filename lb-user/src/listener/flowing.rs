@@ -2,9 +2,11 @@
 //! `shutdown session(s)`, `on-marked-*`, the upgrade's hand-off ask), forwarded, then counted
 //! and logged.
 //!
-//! On the splice plane, where the thread has a ring, the flow copies on the ring with no task:
+//! Where the thread has a ring (every plane but `--sockmap-after 0`), the flow copies on the
+//! ring with no task:
 //! what its end needs ([`OnPlane`]) waits in the ring's slab entry, and the ring hands it the
-//! flow's end. A flow that graduates (a stream) becomes a task again, for splice.
+//! flow's end. A flow that graduates (a stream) becomes a task again, for splice (then, on
+//! sockmap, the maps).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use super::ctx::{Registered, ThreadCtx};
 use super::served::{count_bytes, Closing, LogAs};
 
 use crate::config::Frontend;
-use crate::dataplane::{Dataplane, FlowEnd, FlowReport, FlowTimeouts, Sock};
+use crate::dataplane::{FlowEnd, FlowReport, FlowTimeouts, Sock};
 use crate::flows::FlowInfo;
 use crate::logging::tcplog::Ending;
 use crate::ring::Copied;
@@ -64,16 +66,17 @@ pub(super) async fn run(ctx: &Rc<ThreadCtx>, closing: Closing, sess: Session, to
         pre,
         reg,
     };
-    if matches!(ctx.dataplane, Dataplane::Splice) && crate::ring::available() {
+    if ctx.dataplane.copies_first() && crate::ring::available() {
         let kill = plane.reg.kill.clone();
         let (client, server) = (client.into_fd(), server.into_fd());
+        let (dataplane, started) = (ctx.dataplane.clone(), Instant::now());
         let done = Box::new(move |copied| match copied {
             Copied::Done(report) => plane.finish(report),
-            // A stream: splice takes it on, in a task of its own.
+            // A stream: splice (then, on sockmap, the maps) takes it on, in a task of its own.
             Copied::Graduated(g) => {
                 tokio::task::spawn_local(async move {
                     let kill = plane.reg.kill.clone();
-                    let report = Dataplane::Splice.after_ring(g, t, &kill, read).await;
+                    let report = dataplane.after_ring(g, t, &kill, read, started).await;
                     plane.finish(report);
                 });
             }

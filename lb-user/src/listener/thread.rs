@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::accept::accept_loop;
+use super::accept::{accept_loop, Listener};
 use super::bind::ThreadInbox;
 use super::ctx::ThreadCtx;
 
@@ -86,14 +86,15 @@ pub fn run_thread(
 }
 
 /// Starts the accept loop of a newly bound address on this thread. The socket is set
-/// non-blocking (for `accept4` on the reactor) and `TCP_NODELAY`, which every socket accepted
-/// from it inherits: one `setsockopt` per listener instead of one per connection. Set here,
-/// not at bind time, so that a socket handed over by another process gets it too.
+/// non-blocking (for `accept4` on the reactor, or the ring's accept) and `TCP_NODELAY`, which
+/// every socket accepted from it inherits: one `setsockopt` per listener instead of one per
+/// connection. Set here, not at bind time, so that a socket handed over by another process
+/// gets it too.
 fn serve_listener(addr: SocketAddr, listener: TcpListener, ctx: &Rc<ThreadCtx>) {
     let ready = listener
         .set_nonblocking(true)
         .and_then(|()| sockopt::set_nodelay(listener.as_fd()))
-        .and_then(|()| crate::dataplane::async_fd(OwnedFd::from(listener)));
+        .and_then(|()| Listener::new(OwnedFd::from(listener)));
     match ready {
         Ok(listener) => {
             tokio::task::spawn_local(accept_loop(addr, listener, ctx.clone()));

@@ -16,7 +16,7 @@ mod op;
 mod timer;
 
 pub use copy::{copy, end, graduated, hand_off, start, Copied, Done, Graduated, OnRing};
-pub use op::{connect, ConnectFailed};
+pub use op::{connect, Accept, ConnectFailed};
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -182,6 +182,8 @@ fn own_bound(plane: Plane) -> u64 {
         Plane::Sockmap | Plane::SockmapHandOver => {
             lb_common::DEFAULT_BACKLOG + super::super::sockmap::DRAIN_CHUNK as u64
         }
+        // Wherever the stall finds it: on the ring, on splice, or in the maps.
+        Plane::RingSockmap => own_bound(Plane::Ring).max(own_bound(Plane::Sockmap)),
     }
 }
 
@@ -661,4 +663,38 @@ fn echo_to_a_client_that_reads_late_ring() {
 fn reset_while_paused_ring() {
     reset_while_paused(Plane::Ring, true);
     reset_while_paused(Plane::Ring, false);
+}
+
+// The same scenarios on the sockmap plane's way with a ring: copy on the ring, graduate to
+// splice, move into the maps.
+
+#[test]
+fn push_at_a_stalled_backend_is_bounded_ring_sockmap() {
+    push_at_a_stalled_reader(Plane::RingSockmap, true);
+}
+
+#[test]
+fn push_at_a_stalled_client_is_bounded_ring_sockmap() {
+    push_at_a_stalled_reader(Plane::RingSockmap, false);
+}
+
+#[test]
+fn bursty_readers_both_ways_ring_sockmap() {
+    bursty_readers_both_ways(Plane::RingSockmap);
+}
+
+#[test]
+fn half_close_after_a_pause_ring_sockmap() {
+    half_close_after_a_pause(Plane::RingSockmap);
+}
+
+#[test]
+fn echo_to_a_client_that_reads_late_ring_sockmap() {
+    echo_to_a_client_that_reads_late(Plane::RingSockmap);
+}
+
+#[test]
+fn reset_while_paused_ring_sockmap() {
+    reset_while_paused(Plane::RingSockmap, true);
+    reset_while_paused(Plane::RingSockmap, false);
 }

@@ -406,6 +406,11 @@ impl ThreadMaps {
         }))
     }
 
+    /// Flows enter the maps at once (`--sockmap-after 0`), without a splice or copy phase.
+    pub fn at_once(&self) -> bool {
+        self.hand_over_after.is_zero()
+    }
+
     /// The FIN/RST watcher of this thread; its [`HupWatcher::run`] must be spawned once.
     pub fn watcher(&self) -> &Rc<HupWatcher> {
         &self.watcher
@@ -661,7 +666,7 @@ pub async fn forward(
     t: FlowTimeouts,
     kill: &KillSwitch,
 ) -> FlowReport {
-    forward_after(maps, client, server, t, kill, (0, 0)).await
+    forward_after(maps, client, server, t, kill, ((0, 0), Instant::now())).await
 }
 
 /// [`forward`] for a pair lb already read `pre` bytes from (client, server) before handing it
@@ -670,22 +675,23 @@ pub async fn forward(
 /// must know them. Such a pair always starts on splice, even with a zero `hand_over_after`:
 /// that read may have stopped inside an skb, and a socket entering the map with a partly read
 /// skb has the whole skb redirected, the part already read a second time; the splice phase
-/// hands over only with each source's queue read to the end.
+/// hands over only with each source's queue read to the end. `started`: when the flow began
+/// (before a copy phase on the ring); it enters the maps `hand_over_after` from then.
 pub async fn forward_after(
     maps: &Rc<ThreadMaps>,
     client: OwnedFd,
     server: OwnedFd,
     t: FlowTimeouts,
     kill: &KillSwitch,
-    pre: (u64, u64),
+    (pre, started): ((u64, u64), Instant),
 ) -> FlowReport {
-    if maps.hand_over_after.is_zero() && pre == (0, 0) {
+    if maps.at_once() && pre == (0, 0) {
         if maps.evidence.decide(maps.rule, None) == Verdict::Enter {
             return forward_with_hook(maps, client, server, t, kill, &mut |_| {}).await;
         }
         return super::splice::forward(client, server, t, kill, pre).await;
     }
-    let at = Instant::now() + maps.hand_over_after;
+    let at = started + maps.hand_over_after;
     // Not boxed: the two phases share the flow's future (the larger one sets its size), where
     // a boxed splice phase would leave its freed block behind in every long-lived flow's RSS.
     let spliced = super::splice::forward_until(client, server, t, kill, Some(at), pre).await;
@@ -694,8 +700,9 @@ pub async fn forward_after(
         Spliced::HandOver(h) => h,
     };
     let read = (h.bytes_in + pre.0, h.bytes_out + pre.1);
-    // A pair that is here only because lb read from it first had no splice window to judge by.
-    let moved = (!maps.hand_over_after.is_zero()).then_some(h.bytes_in + h.bytes_out);
+    // What the flow carried before the insert, the ring's and the rules' bytes included (a
+    // pair that is here only because lb read from it first had no window to judge by).
+    let moved = (!maps.hand_over_after.is_zero()).then_some(read.0 + read.1);
     let mut report = if maps.evidence.decide(maps.rule, moved) == Verdict::Enter {
         in_kernel(
             maps,
