@@ -387,10 +387,24 @@ pub(super) async fn forward(
 /// [`forward`] for a flow described by `info` (its `id` is given here), accepted at `started`.
 pub(super) async fn forward_registered(
     ctx: &ThreadCtx,
-    mut info: FlowInfo,
+    info: FlowInfo,
     (started, t): (Instant, FlowTimeouts),
     (client, server): (Sock, Sock),
     pre: (u64, u64),
+) -> (FlowReport, Killer) {
+    run_registered(ctx, info, (started, t), |kill| async move {
+        ctx.dataplane.forward(client, server, t, &kill, pre).await
+    })
+    .await
+}
+
+/// Runs `forward` (given the flow's kill switch) as a flow described by `info`, registered on
+/// its thread (`show sess`, kills) while it runs.
+pub(super) async fn run_registered<F: std::future::Future<Output = FlowReport>>(
+    ctx: &ThreadCtx,
+    mut info: FlowInfo,
+    (started, t): (Instant, FlowTimeouts),
+    forward: impl FnOnce(Rc<KillSwitch>) -> F,
 ) -> (FlowReport, Killer) {
     let id = ctx.next_id.get();
     ctx.next_id.set(id + 1);
@@ -408,7 +422,7 @@ pub(super) async fn forward_registered(
         },
     );
     let registered = Registered { ctx, id };
-    let report: FlowReport = ctx.dataplane.forward(client, server, t, &kill, pre).await;
+    let report: FlowReport = forward(kill).await;
     drop(registered);
     let killer = match killed_by.get() {
         Some(KillReason::ServerDown) => Killer::ServerDown,

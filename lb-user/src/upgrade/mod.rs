@@ -7,9 +7,10 @@
 //!
 //! Beyond HAProxy, the new lb then takes the old one's established flows too (`_getflows`,
 //! lb's own command, on the same socket: [`give`], [`take`], [`wire`]), so the old process
-//! exits at once. A flow it can't hand over (in the kernel maps, half-closed, still in its
-//! rules or connecting) stays with it until it ends, as with HAProxy; `hard-stop-after`
-//! bounds that.
+//! exits at once; flows in the kernel maps move in place, with the maps
+//! (`dataplane::sockmap::adopt`). A flow it can't hand over (half-closed, still in its rules
+//! or connecting) stays with it until it ends, as with HAProxy; `hard-stop-after` bounds
+//! that.
 //!
 //! The wire format is HAProxy 2.6's (`src/cli.c` `_getsocks`, `src/sock.c`
 //! `sock_get_old_sockets`): the new side sends `_getsocks\n`; the old one answers the number
