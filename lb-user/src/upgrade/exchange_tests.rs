@@ -1,14 +1,13 @@
 //! `_getflows` between two ends of a socket pair: who owns a flow after each way the exchange
 //! can go, and the new side's errors for bad batches.
 
-use std::io::{IoSlice, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use tokio::sync::oneshot;
 
 use super::give::give_round;
@@ -145,16 +144,7 @@ fn an_answer_that_does_not_fit_commits_nothing() {
 /// Sends `data` with `fds` as one message.
 fn send(stream: &UnixStream, data: &[u8], fds: &[&OwnedFd]) {
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
-    sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(data)],
-        cmsgs,
-        MsgFlags::empty(),
-        None,
-    )
-    .unwrap();
+    wire::send_with_fds(&mut stream.try_clone().unwrap(), data, &raw).unwrap();
 }
 
 fn bad(r: Result<Option<super::take::Batch>, Received>) -> String {

@@ -15,12 +15,10 @@
 //! of the others. Rounds go on while they hand flows over, so connections still being set up
 //! at the first one follow.
 
-use std::io::{self, IoSlice, Read as _, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
-
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 use super::wire;
 use crate::dataplane::sockmap::adopt;
@@ -155,16 +153,8 @@ fn give_batch(stream: &mut UnixStream, batch: &[Offer]) -> io::Result<Vec<bool>>
         .flat_map(|o| [o.parked.client.as_raw_fd(), o.parked.server.as_raw_fd()])
         .chain(maps.iter().map(AsRawFd::as_raw_fd))
         .collect();
-    let cmsg = [ControlMessage::ScmRights(&fds)];
     // The fds ride on the first bytes; the rest of a large batch follows without them.
-    let first = sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(&data)],
-        &cmsg,
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )?;
-    stream.write_all(&data[first..])?;
+    wire::send_with_fds(stream, &data, &fds)?;
     let mut count = [0u8; 4];
     stream.read_exact(&mut count)?;
     let mut flags = vec![0u8; batch.len()];

@@ -3,14 +3,14 @@
 //! backend exist here, both fds are connected TCP sockets), and serves only those the old
 //! process then commits to it, each on one of its threads.
 
-use std::io::{self, IoSliceMut, Read as _, Write as _};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use nix::sys::socket::{getsockopt, recvmsg, sockopt, ControlMessageOwned, MsgFlags, SockType};
+use nix::sys::socket::{getsockopt, sockopt, SockType};
 
 use super::{lock, wire, UpgradeError};
 use crate::dataplane::sockmap::adopt::{self, KernelFlow, OldMaps, MAP_FDS};
@@ -143,33 +143,8 @@ impl From<io::Error> for Received {
 /// empty batch, or the old process gone between batches, its flows all handed or ended).
 pub(super) fn recv_batch(stream: &mut UnixStream) -> Result<Option<Batch>, Received> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut cmsg = nix::cmsg_space!([RawFd; wire::MAX_FDS]);
-    let (n, fds, truncated) = loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = match recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) => m,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Received::Io(e.into())),
-        };
-        let mut fds = Vec::new();
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let ControlMessageOwned::ScmRights(list) = c {
-                    // SAFETY: the kernel just installed these fds for us.
-                    fds.extend(
-                        list.into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                }
-            }
-        }
-        break (msg.bytes, fds, msg.flags.contains(MsgFlags::MSG_CTRUNC));
-    };
+    let got = wire::recv_with_fds(stream, &mut buf, wire::MAX_FDS).map_err(Received::Io)?;
+    let (n, fds, truncated) = (got.bytes, got.fds, got.truncated);
     if n == 0 && fds.is_empty() {
         return Ok(None);
     }

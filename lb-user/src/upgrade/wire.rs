@@ -14,8 +14,13 @@
 //! (client, server) as `SCM_RIGHTS`, then, when a record is a kernel flow's, the old process's
 //! [`MAP_FDS`] map fds.
 
+use std::io::{self, IoSlice, IoSliceMut, Write as _};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 use crate::dataplane::sockmap::adopt::{KernelFlow, MAP_FDS};
 use crate::dataplane::FlowTimeouts;
@@ -282,6 +287,68 @@ pub fn decode(r: &[u8], count: usize) -> Result<Vec<(HandedFlow, Option<KernelFl
         ));
     }
     Ok(out)
+}
+
+/// Sends `data` on `stream` with `fds` as `SCM_RIGHTS` on its first bytes (one `sendmsg`),
+/// then what that `sendmsg` left of `data`. For `_getsocks` and `_getflows` alike.
+pub fn send_with_fds(stream: &mut UnixStream, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    let first = sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[IoSlice::new(data)],
+        cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    stream.write_all(&data[first..])
+}
+
+/// What one [`recv_with_fds`] got.
+pub struct RecvFds {
+    /// Bytes read into the buffer.
+    pub bytes: usize,
+    /// The fds that came with them, owned here (close-on-exec).
+    pub fds: Vec<OwnedFd>,
+    /// More fds came than `max_fds`: the kernel closed the rest.
+    pub truncated: bool,
+}
+
+/// One `recvmsg` on `stream` into `buf`, with room for `max_fds` fds (`EINTR` is retried).
+pub fn recv_with_fds(stream: &UnixStream, buf: &mut [u8], max_fds: usize) -> io::Result<RecvFds> {
+    let room = u32::try_from(max_fds * std::mem::size_of::<RawFd>()).unwrap_or(u32::MAX);
+    // SAFETY: CMSG_SPACE only computes a size.
+    let mut cmsg: Vec<u8> = Vec::with_capacity(unsafe { libc::CMSG_SPACE(room) } as usize);
+    loop {
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = match recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut fds = Vec::new();
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(list) = c {
+                    // SAFETY: the kernel just installed these fds for us.
+                    fds.extend(
+                        list.into_iter()
+                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                    );
+                }
+            }
+        }
+        return Ok(RecvFds {
+            bytes: msg.bytes,
+            fds,
+            truncated: msg.flags.contains(MsgFlags::MSG_CTRUNC),
+        });
+    }
 }
 
 /// A batch header: (flow count, record bytes), each checked against the limits.
