@@ -73,6 +73,12 @@ pub struct Offer {
 #[derive(Debug)]
 pub struct Adoption {
     pub flow: HandedFlow,
+    /// A flow in the old process's kernel maps: its state, and those maps (it is served from
+    /// them, in place).
+    pub kernel: Option<(
+        crate::dataplane::sockmap::adopt::KernelFlow,
+        std::sync::Arc<crate::dataplane::sockmap::adopt::OldMaps>,
+    )>,
     pub client: OwnedFd,
     pub server: OwnedFd,
     /// The configuration generation whose names it was matched with.

@@ -44,6 +44,8 @@ pub struct Parked {
     /// Bytes read from the client and from the server since accept, every one passed on (the
     /// rules' inspection included): where the other process's FIN accounting starts.
     pub read: (u64, u64),
+    /// A flow in the kernel maps: what userspace keeps of it (handed over with the maps).
+    pub kernel: Option<super::sockmap::adopt::KernelFlow>,
     /// `true`: the other process serves the flow from now on; this one ends it quietly.
     pub verdict: oneshot::Sender<bool>,
 }
@@ -60,11 +62,22 @@ pub(super) async fn offer(
     else {
         return false;
     };
+    offer_fds(ask, (client, server), read, None).await
+}
+
+/// [`offer`] with the duplicates made, and for a flow in the kernel maps its state.
+pub(super) async fn offer_fds(
+    ask: HandOffAsk,
+    (client, server): (OwnedFd, OwnedFd),
+    read: (u64, u64),
+    kernel: Option<super::sockmap::adopt::KernelFlow>,
+) -> bool {
     let (verdict, taken) = oneshot::channel();
     let parked = Parked {
         client,
         server,
         read,
+        kernel,
         verdict,
     };
     if ask.to.send(parked).is_err() {

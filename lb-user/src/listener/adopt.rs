@@ -2,7 +2,8 @@
 //! as one of its own sessions (the frontend's `scur`, the backend's, its server's `cur` when the
 //! server still exists and takes it), served on this process's data plane from where the old
 //! one stopped, and logged at its end as one session, with its bytes since the first accept
-//! and its `Tt` from then (`Tw` and `Tc` are unknown here: -1).
+//! and its `Tt` from then (`Tw` and `Tc` are unknown here: -1). A flow in the old process's
+//! kernel maps is served from those maps, in place (`dataplane::sockmap::adopt`).
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -14,11 +15,12 @@ use tokio::io::unix::AsyncFd;
 
 use super::ctx::ThreadCtx;
 use super::permit::ConnPermit;
-use super::serve::forward_registered;
+use super::serve::run_registered;
 use super::served::{count_bytes, log_session, LogAs, Served};
 
 use crate::conn_io;
-use crate::dataplane::{FlowEnd, KillSwitch, Sock};
+use crate::dataplane::sockmap::adopt::{KernelFlow, OldMaps};
+use crate::dataplane::{Dataplane, FlowEnd, FlowReport, KillSwitch, Sock};
 use crate::flows::{Adoption, FlowInfo, HandedFlow};
 use crate::generation::Generation;
 use crate::logging::{self, tcplog::Ending};
@@ -30,19 +32,24 @@ const UNSENT_WRITE: Duration = Duration::from_secs(10);
 pub(super) async fn adopt(a: Adoption, ctx: Rc<ThreadCtx>) {
     let Adoption {
         flow,
+        kernel,
         client,
         server,
         generation,
     } = a;
-    let (client, server) = match (
-        crate::dataplane::async_fd(client),
-        crate::dataplane::async_fd(server),
-    ) {
-        (Ok(c), Ok(s)) => (c, s),
-        (Err(e), _) | (_, Err(e)) => {
-            log::warn!("adopted flow of {}: {e}; closing it", flow.client);
-            return;
-        }
+    let socks = match kernel {
+        // Never on the reactor: the data the kernel forwards would wake this thread.
+        Some((k, old)) => Socks::Kernel(client, server, k, old),
+        None => match (
+            crate::dataplane::async_fd(client),
+            crate::dataplane::async_fd(server),
+        ) {
+            (Ok(c), Ok(s)) => Socks::Reactor(c, s),
+            (Err(e), _) | (_, Err(e)) => {
+                log::warn!("adopted flow of {}: {e}; closing it", flow.client);
+                return;
+            }
+        },
     };
     let found = ctx.generation(generation).and_then(|gen| {
         let fe = gen
@@ -66,22 +73,64 @@ pub(super) async fn adopt(a: Adoption, ctx: Rc<ThreadCtx>) {
             flow.frontend,
             flow.backend
         );
-        if write_unsent(&flow, &client, &server).await.is_ok() {
-            let kill = KillSwitch::default();
-            let _ = ctx
-                .dataplane
-                .forward(
-                    Sock::registered(client),
-                    Sock::registered(server),
-                    flow.timeouts,
-                    &kill,
-                    flow.bytes,
-                )
-                .await;
+        if write_unsent(&flow, &socks).await.is_ok() {
+            let _ = forward(&ctx, socks, &flow, &KillSwitch::default()).await;
         }
         return;
     };
-    serve_adopted(&gen, frontend, backend, flow, (client, server), &ctx).await;
+    serve_adopted(&gen, frontend, backend, flow, socks, &ctx).await;
+}
+
+/// An adopted flow's sockets: on the thread's reactor, or in the old process's kernel maps.
+enum Socks {
+    Reactor(AsyncFd<OwnedFd>, AsyncFd<OwnedFd>),
+    Kernel(OwnedFd, OwnedFd, KernelFlow, Arc<OldMaps>),
+}
+
+impl Socks {
+    fn fds(&self) -> (&OwnedFd, &OwnedFd) {
+        match self {
+            Self::Reactor(c, s) => (c.get_ref(), s.get_ref()),
+            Self::Kernel(c, s, ..) => (c, s),
+        }
+    }
+}
+
+/// Forwards an adopted flow on from where the old process stopped; the report counts this
+/// process's part.
+async fn forward(
+    ctx: &ThreadCtx,
+    socks: Socks,
+    flow: &HandedFlow,
+    kill: &KillSwitch,
+) -> FlowReport {
+    match socks {
+        Socks::Reactor(c, s) => {
+            ctx.dataplane
+                .forward(
+                    Sock::registered(c),
+                    Sock::registered(s),
+                    flow.timeouts,
+                    kill,
+                    flow.bytes,
+                )
+                .await
+        }
+        Socks::Kernel(c, s, k, old) => match &ctx.dataplane {
+            Dataplane::Sockmap(maps) => {
+                crate::dataplane::sockmap::adopt::serve(maps, &old, k, (c, s), flow.timeouts, kill)
+                    .await
+            }
+            // Taken only by a process that runs the maps (`adopt::available`).
+            Dataplane::Splice => {
+                log::warn!(
+                    "adopted kernel flow of {}: this thread runs no in-kernel plane; closing it",
+                    flow.client
+                );
+                FlowReport::local_error()
+            }
+        },
+    }
 }
 
 /// The adopted flow's counts, its forwarding and its log line.
@@ -90,7 +139,7 @@ async fn serve_adopted(
     frontend: usize,
     backend: usize,
     flow: HandedFlow,
-    (client, server): (AsyncFd<OwnedFd>, AsyncFd<OwnedFd>),
+    socks: Socks,
     ctx: &ThreadCtx,
 ) {
     let accepted = Instant::now()
@@ -119,14 +168,15 @@ async fn serve_adopted(
     let mut served = Served::new(flow.client);
     served.backend = Some(backend);
     served.server = index.map(|i| (i, Arc::from(flow.server.as_str())));
-    served.local = local_addr(client.get_ref());
-    served.server_addr = socket2::SockRef::from(server.get_ref())
+    let (client, server) = socks.fds();
+    served.local = local_addr(client);
+    served.server_addr = socket2::SockRef::from(server)
         .peer_addr()
         .ok()
         .and_then(|a| a.as_socket());
     served.bytes_in = flow.bytes.0;
     served.bytes_out = flow.bytes.1;
-    if let Err(end) = write_unsent(&flow, &client, &server).await {
+    if let Err(end) = write_unsent(&flow, &socks).await {
         served.ending = Ending::Flow(end, logging::tcplog::Killer::Admin);
         drop(slot);
         log_session(gen, frontend, served, permit, (accepted, accepted_at));
@@ -148,13 +198,10 @@ async fn serve_adopted(
         age: Duration::ZERO,
     };
     drop(snap);
-    let (report, killer) = forward_registered(
-        ctx,
-        info,
-        (accepted, flow.timeouts),
-        (Sock::registered(client), Sock::registered(server)),
-        flow.bytes,
-    )
+    let (report, killer) = run_registered(ctx, info, (accepted, flow.timeouts), |kill| {
+        let flow = &flow;
+        async move { forward(ctx, socks, flow, &kill).await }
+    })
     .await;
     // This process's part only: the old one counted its own.
     count_bytes(
@@ -181,11 +228,11 @@ async fn serve_adopted(
 }
 
 /// Writes what the old process had read and not yet written, each side's before anything else.
-async fn write_unsent(
-    flow: &HandedFlow,
-    client: &AsyncFd<OwnedFd>,
-    server: &AsyncFd<OwnedFd>,
-) -> Result<(), FlowEnd> {
+async fn write_unsent(flow: &HandedFlow, socks: &Socks) -> Result<(), FlowEnd> {
+    // A kernel flow has none (its record is refused otherwise).
+    let Socks::Reactor(client, server) = socks else {
+        return Ok(());
+    };
     let deadline = Some(Instant::now() + UNSENT_WRITE);
     if !flow.unsent.0.is_empty() {
         conn_io::write_all(server, &flow.unsent.0, deadline)

@@ -15,7 +15,7 @@ use super::served::{ms_since, Closing, LogAs, Served};
 
 use crate::config::{Backend, Frontend};
 use crate::conn_io;
-use crate::dataplane::{sockopt, FlowEnd, FlowReport, FlowTimeouts, Sock};
+use crate::dataplane::{sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Sock};
 use crate::fd_budget::FdLease;
 use crate::flows::FlowInfo;
 use crate::generation::Generation;
@@ -311,19 +311,15 @@ async fn pass_on(
     })
 }
 
-/// [`flowing::run`] for a flow described by `info` (its `id` is given here), accepted at
-/// `started`, whose task waits for its end.
-pub(super) async fn forward_registered(
+/// Runs `forward` (given the flow's kill switch) as a flow described by `info`, registered on
+/// its thread (`show sess`, kills) while it runs.
+pub(super) async fn run_registered<F: std::future::Future<Output = FlowReport>>(
     ctx: &ThreadCtx,
     info: FlowInfo,
     (started, t): (Instant, FlowTimeouts),
-    (client, server): (Sock, Sock),
-    pre: (u64, u64),
+    forward: impl FnOnce(Rc<KillSwitch>) -> F,
 ) -> (FlowReport, Killer) {
     let reg = Registered::new(ctx, info, started, t);
-    let report: FlowReport = ctx
-        .dataplane
-        .forward(client, server, t, &reg.kill, pre)
-        .await;
+    let report: FlowReport = forward(reg.kill.clone()).await;
     (report, reg.killer())
 }

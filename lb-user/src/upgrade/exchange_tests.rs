@@ -1,14 +1,13 @@
 //! `_getflows` between two ends of a socket pair: who owns a flow after each way the exchange
 //! can go, and the new side's errors for bad batches.
 
-use std::io::{IoSlice, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use tokio::sync::oneshot;
 
 use super::give::give_round;
@@ -58,6 +57,7 @@ fn offer(frontend: &str) -> (Offer, oneshot::Receiver<bool>, (OwnedFd, OwnedFd))
         client,
         server,
         read: (3, 4),
+        kernel: None,
         verdict,
     };
     let o = Offer {
@@ -80,7 +80,10 @@ fn take_one(stream: &mut UnixStream) -> Result<Vec<HandedFlow>, String> {
     let (flows, fds) = recv_batch(stream).map_err(err)?.expect("a batch");
     let mut adopted = Vec::new();
     let g = gen();
-    answer_batch(stream, &g, flows, fds, &mut |f, _, _| adopted.push(f)).map_err(err)?;
+    answer_batch(stream, &g, ((flows, fds), None), &mut |f, _, _, _| {
+        adopted.push(f);
+    })
+    .map_err(err)?;
     Ok(adopted)
 }
 
@@ -141,16 +144,7 @@ fn an_answer_that_does_not_fit_commits_nothing() {
 /// Sends `data` with `fds` as one message.
 fn send(stream: &UnixStream, data: &[u8], fds: &[&OwnedFd]) {
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
-    sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(data)],
-        cmsgs,
-        MsgFlags::empty(),
-        None,
-    )
-    .unwrap();
+    wire::send_with_fds(&mut stream.try_clone().unwrap(), data, &raw).unwrap();
 }
 
 fn bad(r: Result<Option<super::take::Batch>, Received>) -> String {
@@ -164,7 +158,7 @@ fn bad(r: Result<Option<super::take::Batch>, Received>) -> String {
 #[test]
 fn bad_batches_are_clear_errors() {
     let f = flow("fe");
-    let msg = wire::batch(&[&f]);
+    let msg = wire::batch(&[(&f, None)]);
     let (c, s) = tcp_pair();
     let deadline = Instant::now() + Duration::from_secs(5);
 
@@ -198,4 +192,53 @@ fn bad_batches_are_clear_errors() {
     drop(old);
     assert!(matches!(recv_batch(&mut new), Ok(None)));
     assert!(Instant::now() < deadline);
+}
+
+/// A record that says its flow is in the kernel maps where it is not (its sockets' cookies
+/// have no entry there, or the cookies are another flow's) is refused with a clear reason: the
+/// flow stays with the old process, which forwards on.
+#[test]
+fn a_lying_kernel_record_leaves_the_flow_with_the_old_process() {
+    use std::os::fd::AsFd as _;
+
+    use crate::dataplane::sockmap::{self, adopt::KernelFlow};
+    use crate::dataplane::sockopt::socket_cookie;
+    let _loaded = sockmap::load().expect("BPF maps (the tests run as root)");
+    let (mut old, mut new) = UnixStream::pair().unwrap();
+    let (mut a, _a_rx, _a_peers) = offer("fe");
+    let (mut b, _b_rx, _b_peers) = offer("fe");
+    let cookies = (
+        socket_cookie(a.parked.client.as_fd()).unwrap(),
+        socket_cookie(a.parked.server.as_fd()).unwrap(),
+    );
+    let k = KernelFlow {
+        cookies,
+        read: (3, 4),
+        ..KernelFlow::default()
+    };
+    // Its own cookies, in no map; and `a`'s cookies on `b`'s sockets: the reasons.
+    let maps = sockmap::adopt::OldMaps::from_fds(sockmap::adopt::map_fds().unwrap(), None).unwrap();
+    let why = |o: &Offer| {
+        maps.refusal(&k, o.parked.client.as_fd(), o.parked.server.as_fd())
+            .unwrap_or_default()
+    };
+    assert!(
+        why(&a).starts_with("no map entry for socket cookie"),
+        "{}",
+        why(&a)
+    );
+    assert!(
+        why(&b).starts_with("its client socket's cookie is"),
+        "{}",
+        why(&b)
+    );
+    drop(maps);
+    a.parked.kernel = Some(k);
+    b.parked.kernel = Some(k);
+    let taker = std::thread::spawn(move || take_one(&mut new));
+    let (committed, failed) = give_round(&mut old, &[a, b], true);
+    assert!(failed.is_none(), "{failed:?}");
+    assert_eq!(committed, [false, false]);
+    assert!(taker.join().unwrap().unwrap().is_empty());
+    assert!(!sockmap::adopt::maps_handed_over());
 }

@@ -2,8 +2,10 @@
 //! soft-stopped lb exits at once instead of waiting for them to end.
 //!
 //! In rounds: every thread parks the flows it can hand off (a splice or copy flow, both ways
-//! open, at a point where lb holds none of its bytes; a flow in the kernel maps, half-closed,
-//! still in its rules or connecting, goes on here until it ends, as before), and they go in
+//! open, at a point where lb holds none of its bytes; a flow wholly in the kernel maps while
+//! both its directions wait for an event, handed over in place with the maps themselves:
+//! `dataplane::sockmap::adopt`; a half-closed flow, one still in its rules or connecting, or
+//! one the kernel carries one way only goes on here until it ends, as before), and they go in
 //! batches of at most [`wire::MAX_BATCH`]. Ownership changes hands in three steps, so that it
 //! is never held by both: the batch (records and duplicated fds), the new process's answer
 //! (taken or refused, per flow), and this process's commit (yours or mine). A flow is the new
@@ -13,14 +15,13 @@
 //! of the others. Rounds go on while they hand flows over, so connections still being set up
 //! at the first one follow.
 
-use std::io::{self, IoSlice, Read as _, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-
 use super::wire;
+use crate::dataplane::sockmap::adopt;
 use crate::flows::{FlowControl, Offer};
 
 /// How long the threads have to park their flows in one round: a flow still moving bytes
@@ -135,27 +136,39 @@ pub(super) fn give_round(
 
 /// One batch: its records and fds, the new process's answer, and the commit.
 fn give_batch(stream: &mut UnixStream, batch: &[Offer]) -> io::Result<Vec<bool>> {
-    let flows: Vec<_> = batch.iter().map(|o| &o.flow).collect();
+    let flows: Vec<wire::Record<'_>> = batch
+        .iter()
+        .map(|o| (&o.flow, o.parked.kernel.as_ref()))
+        .collect();
     let data = wire::batch(&flows);
+    let kernel = flows.iter().any(|(_, k)| k.is_some());
+    // Opened for this batch, closed when it is sent: the other process holds its own.
+    let maps = if kernel {
+        adopt::map_fds()?
+    } else {
+        Vec::new()
+    };
     let fds: Vec<RawFd> = batch
         .iter()
         .flat_map(|o| [o.parked.client.as_raw_fd(), o.parked.server.as_raw_fd()])
+        .chain(maps.iter().map(AsRawFd::as_raw_fd))
         .collect();
-    let cmsg = [ControlMessage::ScmRights(&fds)];
     // The fds ride on the first bytes; the rest of a large batch follows without them.
-    let first = sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(&data)],
-        &cmsg,
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )?;
-    stream.write_all(&data[first..])?;
+    wire::send_with_fds(stream, &data, &fds)?;
     let mut count = [0u8; 4];
     stream.read_exact(&mut count)?;
     let mut flags = vec![0u8; batch.len()];
     stream.read_exact(&mut flags)?;
     let taken = wire::parse_answer(count, &flags, batch.len()).map_err(io::Error::other)?;
+    if batch
+        .iter()
+        .zip(&taken)
+        .any(|(o, &t)| t && o.parked.kernel.is_some())
+    {
+        // Before the commit: the program must stay attached to the maps when this process
+        // ends, from the moment a flow in them may be the other's.
+        adopt::mark_handed_over();
+    }
     // From this write on, a taken flow is the new process's.
     stream.write_all(&wire::answer(&taken))?;
     Ok(taken)

@@ -7,9 +7,10 @@
 //!
 //! Beyond HAProxy, the new lb then takes the old one's established flows too (`_getflows`,
 //! lb's own command, on the same socket: [`give`], [`take`], [`wire`]), so the old process
-//! exits at once. A flow it can't hand over (in the kernel maps, half-closed, still in its
-//! rules or connecting) stays with it until it ends, as with HAProxy; `hard-stop-after`
-//! bounds that.
+//! exits at once; flows in the kernel maps move in place, with the maps
+//! (`dataplane::sockmap::adopt`). A flow it can't hand over (half-closed, still in its rules
+//! or connecting) stays with it until it ends, as with HAProxy; `hard-stop-after` bounds
+//! that.
 //!
 //! The wire format is HAProxy 2.6's (`src/cli.c` `_getsocks`, `src/sock.c`
 //! `sock_get_old_sockets`): the new side sends `_getsocks\n`; the old one answers the number
@@ -18,7 +19,7 @@
 //! and 4 zero bytes; the new side acknowledges each batch with an `int`.
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice, IoSliceMut, Read as _, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -27,10 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use nix::sys::socket::{
-    getsockname, getsockopt, recvmsg, sendmsg, sockopt, ControlMessage, ControlMessageOwned,
-    MsgFlags, SockaddrStorage,
-};
+use nix::sys::socket::{getsockname, getsockopt, sockopt, SockaddrStorage};
 
 use crate::config::BindOptions;
 
@@ -180,17 +178,7 @@ pub fn send_sockets(stream: &mut UnixStream) -> io::Result<usize> {
     for batch in owned.chunks(MAX_SEND_FD) {
         let fds: Vec<RawFd> = batch.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
         let data: Vec<u8> = batch.iter().flat_map(|(_, r)| r.iter().copied()).collect();
-        let cmsg = [ControlMessage::ScmRights(&fds)];
-        let sent = sendmsg::<()>(
-            stream.as_raw_fd(),
-            &[IoSlice::new(&data)],
-            &cmsg,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )?;
-        if sent != data.len() {
-            return Err(io::Error::other("short sendmsg while passing sockets"));
-        }
+        wire::send_with_fds(stream, &data, &fds)?;
         let mut ack = [0u8; 4];
         if stream.read(&mut ack)? == 0 {
             return Err(io::Error::other(
@@ -417,7 +405,6 @@ fn receive(stream: &mut UnixStream, expected: usize) -> Result<(Vec<OwnedFd>, Ve
     let mut fds: Vec<OwnedFd> = Vec::with_capacity(expected);
     let mut records: Vec<u8> = Vec::new();
     let limit = expected * MAX_RECORD;
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_SEND_FD]);
     while fds.len() < expected {
         let room = (MAX_SEND_FD * MAX_RECORD).min(limit - records.len());
         if room == 0 {
@@ -426,32 +413,8 @@ fn receive(stream: &mut UnixStream, expected: usize) -> Result<(Vec<OwnedFd>, Ve
             ));
         }
         let mut buf = vec![0u8; room];
-        let (n, got, truncated) = {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = match recvmsg::<()>(
-                stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Ok(m) => m,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Received::Io(e.into())),
-            };
-            let mut got = Vec::new();
-            if let Ok(cmsgs) = msg.cmsgs() {
-                for c in cmsgs {
-                    if let ControlMessageOwned::ScmRights(list) = c {
-                        // SAFETY: the kernel just installed these fds for us.
-                        got.extend(
-                            list.into_iter()
-                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                        );
-                    }
-                }
-            }
-            (msg.bytes, got, msg.flags.contains(MsgFlags::MSG_CTRUNC))
-        };
+        let r = wire::recv_with_fds(stream, &mut buf, MAX_SEND_FD).map_err(Received::Io)?;
+        let (n, got, truncated) = (r.bytes, r.fds, r.truncated);
         if n == 0 && got.is_empty() {
             return Err(Received::Bad(format!(
                 "the connection ended after {} of {expected} sockets",

@@ -3,16 +3,17 @@
 //! backend exist here, both fds are connected TCP sockets), and serves only those the old
 //! process then commits to it, each on one of its threads.
 
-use std::io::{self, IoSliceMut, Read as _, Write as _};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use nix::sys::socket::{getsockopt, recvmsg, sockopt, ControlMessageOwned, MsgFlags, SockType};
+use nix::sys::socket::{getsockopt, sockopt, SockType};
 
 use super::{lock, wire, UpgradeError};
+use crate::dataplane::sockmap::adopt::{self, KernelFlow, OldMaps, MAP_FDS};
 use crate::flows::{Adoption, HandedFlow};
 use crate::generation::Generation;
 
@@ -70,6 +71,9 @@ pub fn take_flows(gen: &Generation) -> Result<usize, UpgradeError> {
         );
         return Ok(0);
     }
+    let old_pid = getsockopt(&stream.as_fd(), sockopt::PeerCredentials)
+        .ok()
+        .map(|c| c.pid());
     let mut taken = 0;
     let mut n = 0;
     loop {
@@ -80,9 +84,10 @@ pub fn take_flows(gen: &Generation) -> Result<usize, UpgradeError> {
         else {
             return Ok(taken);
         };
-        let mut adopt = |flow: HandedFlow, client, server| {
+        let mut adopt = |flow: HandedFlow, kernel, client, server| {
             let a = Adoption {
                 flow,
+                kernel,
                 client,
                 server,
                 generation: gen.number,
@@ -92,10 +97,12 @@ pub fn take_flows(gen: &Generation) -> Result<usize, UpgradeError> {
             }
             n += 1;
         };
-        answer_batch(&mut stream, gen, flows, fds, &mut adopt).map_err(|e| match e {
-            Received::Io(e) => io_err(e),
-            Received::Bad(why) => bad(why),
-        })?;
+        answer_batch(&mut stream, gen, ((flows, fds), old_pid), &mut adopt).map_err(
+            |e| match e {
+                Received::Io(e) => io_err(e),
+                Received::Bad(why) => bad(why),
+            },
+        )?;
     }
 }
 
@@ -113,8 +120,13 @@ fn read_some(stream: &mut UnixStream, buf: &mut [u8]) -> io::Result<usize> {
     Ok(have)
 }
 
-/// A batch's flows, and their fds (client, server, in the flows' order).
-pub(super) type Batch = (Vec<HandedFlow>, Vec<OwnedFd>);
+/// A batch's flows (with their kernel state, for those in the kernel maps), and their fds
+/// (client, server, in the flows' order; then the maps' when a flow is in the kernel).
+pub(super) type Batch = (Vec<(HandedFlow, Option<KernelFlow>)>, Vec<OwnedFd>);
+
+/// What [`answer_batch`] calls for each flow committed to this process.
+pub(super) type Adopt<'a> =
+    dyn FnMut(HandedFlow, Option<(KernelFlow, Arc<OldMaps>)>, OwnedFd, OwnedFd) + 'a;
 
 pub(super) enum Received {
     Io(io::Error),
@@ -131,33 +143,8 @@ impl From<io::Error> for Received {
 /// empty batch, or the old process gone between batches, its flows all handed or ended).
 pub(super) fn recv_batch(stream: &mut UnixStream) -> Result<Option<Batch>, Received> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut cmsg = nix::cmsg_space!([RawFd; 2 * wire::MAX_BATCH]);
-    let (n, fds, truncated) = loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = match recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) => m,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Received::Io(e.into())),
-        };
-        let mut fds = Vec::new();
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let ControlMessageOwned::ScmRights(list) = c {
-                    // SAFETY: the kernel just installed these fds for us.
-                    fds.extend(
-                        list.into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                }
-            }
-        }
-        break (msg.bytes, fds, msg.flags.contains(MsgFlags::MSG_CTRUNC));
-    };
+    let got = wire::recv_with_fds(stream, &mut buf, wire::MAX_FDS).map_err(Received::Io)?;
+    let (n, fds, truncated) = (got.bytes, got.fds, got.truncated);
     if n == 0 && fds.is_empty() {
         return Ok(None);
     }
@@ -191,14 +178,14 @@ pub(super) fn recv_batch(stream: &mut UnixStream) -> Result<Option<Batch>, Recei
             .map_err(|e| Received::Bad(format!("the batch ends inside its records ({e})")))?;
         got.extend(rest);
     }
-    if fds.len() != 2 * count {
+    let flows = wire::decode(&got[wire::HEADER..], count).map_err(Received::Bad)?;
+    let due = wire::fds_due(count, wire::has_kernel(&flows));
+    if fds.len() != due {
         return Err(Received::Bad(format!(
-            "{} fd(s) for {count} flow(s) ({} due)",
+            "{} fd(s) for {count} flow(s) ({due} due)",
             fds.len(),
-            2 * count
         )));
     }
-    let flows = wire::decode(&got[wire::HEADER..], count).map_err(Received::Bad)?;
     Ok(Some((flows, fds)))
 }
 
@@ -225,32 +212,50 @@ fn refusal(gen: &Generation, flow: &HandedFlow, fds: (&OwnedFd, &OwnedFd)) -> Op
 
 /// Answers a batch (taken or refused, per flow), reads the commit, and hands each committed
 /// flow to `adopt`; the fds of the others close here (the old process still holds them).
+/// `old_pid`: the old process, for the wakes of its maps ([`OldMaps`]).
 pub(super) fn answer_batch(
     stream: &mut UnixStream,
     gen: &Generation,
-    flows: Vec<HandedFlow>,
-    fds: Vec<OwnedFd>,
-    adopt: &mut dyn FnMut(HandedFlow, OwnedFd, OwnedFd),
+    ((flows, mut fds), old_pid): (Batch, Option<i32>),
+    adopt: &mut Adopt<'_>,
 ) -> Result<(), Received> {
+    let maps = if wire::has_kernel(&flows) {
+        let map_fds = fds.split_off(fds.len().saturating_sub(MAP_FDS));
+        Some(if adopt::available() {
+            OldMaps::from_fds(map_fds, old_pid)
+        } else {
+            Err("this process runs no in-kernel data plane".to_owned())
+        })
+    } else {
+        None
+    };
     let mut fds = fds.into_iter();
-    let pairs: Vec<(HandedFlow, OwnedFd, OwnedFd)> = flows
+    let pairs: Vec<(HandedFlow, Option<KernelFlow>, OwnedFd, OwnedFd)> = flows
         .into_iter()
-        .filter_map(|f| Some((f, fds.next()?, fds.next()?)))
+        .filter_map(|(f, k)| Some((f, k, fds.next()?, fds.next()?)))
         .collect();
     let taken: Vec<bool> = pairs
         .iter()
-        .map(|(f, c, s)| match refusal(gen, f, (c, s)) {
-            Some(why) => {
-                log::warn!(
-                    "_getflows: flow of {} ({}/{}/{}) left with the old process: {why}",
-                    f.client,
-                    f.frontend,
-                    f.backend,
-                    f.server
-                );
-                false
+        .map(|(f, k, c, s)| {
+            match refusal(gen, f, (c, s)).or_else(|| {
+                let k = k.as_ref()?;
+                match maps.as_ref()? {
+                    Ok(m) => m.refusal(k, c.as_fd(), s.as_fd()),
+                    Err(e) => Some(format!("its kernel maps: {e}")),
+                }
+            }) {
+                Some(why) => {
+                    log::warn!(
+                        "_getflows: flow of {} ({}/{}/{}) left with the old process: {why}",
+                        f.client,
+                        f.frontend,
+                        f.backend,
+                        f.server
+                    );
+                    false
+                }
+                None => true,
             }
-            None => true,
         })
         .collect();
     stream.write_all(&wire::answer(&taken))?;
@@ -259,7 +264,7 @@ pub(super) fn answer_batch(
     let mut flags = vec![0u8; pairs.len()];
     stream.read_exact(&mut flags)?;
     let committed = wire::parse_answer(count, &flags, pairs.len()).map_err(Received::Bad)?;
-    for (((flow, client, server), yours), asked) in pairs.into_iter().zip(committed).zip(taken) {
+    for (((flow, k, client, server), yours), asked) in pairs.into_iter().zip(committed).zip(taken) {
         if yours && !asked {
             // The old process let it go all the same: served here as well as can be, not lost.
             log::warn!(
@@ -268,7 +273,18 @@ pub(super) fn answer_batch(
             );
         }
         if yours {
-            adopt(flow, client, server);
+            let kernel = match (k, &maps) {
+                (Some(k), Some(Ok(m))) => Some((k, m.clone())),
+                (Some(_), _) => {
+                    log::warn!(
+                        "_getflows: a kernel flow of {} committed without its maps: closed",
+                        flow.client
+                    );
+                    continue;
+                }
+                (None, _) => None,
+            };
+            adopt(flow, kernel, client, server);
         }
     }
     Ok(())

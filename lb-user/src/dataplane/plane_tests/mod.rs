@@ -714,10 +714,13 @@ fn short_flow_stays_on_splice() {
 /// (`splice::drained_at_start`) and the flow's ring-to-splice path: 1,752 bytes measured in
 /// `cargo test --workspace`. Sockmap 2,240 -> 2,272: the hand-off ask of a binary upgrade in
 /// the driver both planes share (`Outside`): 2,256 bytes measured in `cargo test --workspace`.
+/// Sockmap 2,272 -> 2,520: a kernel flow handed over in place at a binary upgrade
+/// (`sockmap::adopt`): `in_kernel` awaits `serve_inserted`, whose arguments each level keeps;
+/// 2,504 bytes measured in `cargo test --release`.
 #[test]
 fn flow_futures_stay_small() {
     const SPLICE_MAX: usize = 1760;
-    const SOCKMAP_MAX: usize = 2272;
+    const SOCKMAP_MAX: usize = 2520;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

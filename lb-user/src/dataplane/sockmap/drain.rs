@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use lb_common::Credit;
 
-use super::super::{sockopt, DirEnd};
+use super::super::{sockopt, DirEnd, Stop};
 use super::ThreadMaps;
 
 /// Most bytes read from a paused source at once: userspace holds at most this much of a flow.
@@ -90,12 +90,21 @@ impl Held {
 /// redirected before them, and returns once none is left (or the flow failed). On return the
 /// program may redirect again: `CREDIT` then says every passed byte was sent on, and allows
 /// `backlog` more bytes beyond what it redirected.
-pub(super) async fn drain_passed(d: &KernelDir<'_>) -> Result<(), DirEnd> {
+///
+/// With `stop`, it counts itself parked there while it holds no byte (its buffer empty: at the
+/// top of each turn and while it sleeps), so that a flow that stays paused can still be handed
+/// to another process (binary upgrade), which drains on from the same counts.
+pub(super) async fn drain_passed(d: &KernelDir<'_>, stop: Option<&Stop>) -> Result<(), DirEnd> {
     let mut held = Held::default();
     let mut pause = POLL.0;
     let mut moved_at = Instant::now();
     let mut first = true;
     loop {
+        if let Some(stop) = stop.filter(|_| held.is_empty()) {
+            stop.park();
+            stop.held().await;
+            stop.leave();
+        }
         let info = d.maps.peer_info(d.src_cookie).ok_or(DirEnd::Local)?;
         if info.paused == 0 && info.passed == d.drained.get() && held.is_empty() {
             // Not paused (any more): the program redirects, nothing waits in userspace.
@@ -162,7 +171,14 @@ pub(super) async fn drain_passed(d: &KernelDir<'_>) -> Result<(), DirEnd> {
             moved_at = Instant::now();
             continue;
         }
+        let park = stop.filter(|_| held.is_empty());
+        if let Some(stop) = park {
+            stop.park();
+        }
         tokio::time::sleep(pause).await;
+        if let Some(stop) = park {
+            stop.leave();
+        }
         let max = if moved_at.elapsed() > SLOW_AFTER {
             POLL.2
         } else {
@@ -187,7 +203,7 @@ pub(super) async fn pass_fin_when_drained(d: &KernelDir<'_>) -> DirEnd {
             }
         }
         first = false;
-        if let Err(end) = drain_passed(d).await {
+        if let Err(end) = drain_passed(d, None).await {
             return end;
         }
         let Some(info) = d.maps.peer_info(d.src_cookie) else {

@@ -80,6 +80,7 @@
 //! (`SO_RCVBUF`) and what the peer's send buffer admits (`SO_SNDBUF`), as splice holds its
 //! 1 MiB pipe and the same two buffers.
 
+pub mod adopt;
 mod drain;
 pub mod policy;
 mod watch;
@@ -104,7 +105,7 @@ use tokio::io::unix::AsyncFd;
 use super::splice::{pump, Spliced};
 use super::{
     drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowEnd, FlowReport, FlowTimeouts,
-    KillSwitch,
+    HandOverAt, KillSwitch, Stop,
 };
 use drain::{drain_passed, pass_fin_when_drained, KernelDir};
 #[cfg(test)]
@@ -223,9 +224,20 @@ pub const MIN_BACKLOG: u64 = 64 << 10;
 /// The loaded program and maps. Keep it alive for the life of the process: dropping it detaches
 /// the program, and the kernel then stops forwarding.
 pub struct Loaded {
-    _ebpf: Ebpf,
+    ebpf: std::mem::ManuallyDrop<Ebpf>,
     _socks: SockMap<MapData>,
     ids: MapIds,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        // Dropping the program detaches it from `SOCKS`: not while another process serves
+        // flows in these maps (binary upgrade, [`adopt`]); the kernel frees it with them.
+        if !adopt::maps_handed_over() {
+            // SAFETY: dropped once, here, and never used after.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.ebpf) };
+        }
+    }
 }
 
 impl Loaded {
@@ -236,7 +248,8 @@ impl Loaded {
 }
 
 fn map_id(map: &Map) -> Result<u32, LoadError> {
-    let (Map::SockMap(data) | Map::HashMap(data)) = map else {
+    let (Map::SockMap(data) | Map::HashMap(data) | Map::RingBuf(data) | Map::Array(data)) = map
+    else {
         return Err(LoadError::Missing("map of the expected type"));
     };
     Ok(data.info()?.id())
@@ -273,6 +286,7 @@ pub fn load() -> Result<Loaded, LoadError> {
         backlog: DEFAULT_BACKLOG,
         rule: Rule::default(),
     };
+    adopt::loaded(ids, [id(WAKE_MAP, &ebpf)?, id(WAKE_LOST_MAP, &ebpf)?]);
     let wakes = RingBuf::try_from(
         ebpf.take_map(WAKE_MAP)
             .ok_or(LoadError::Missing(WAKE_MAP))?,
@@ -293,7 +307,7 @@ pub fn load() -> Result<Loaded, LoadError> {
     prog.attach(socks.fd())?;
     watch::spawn_dispatcher(wakes, lost).map_err(LoadError::Dispatcher)?;
     Ok(Loaded {
-        _ebpf: ebpf,
+        ebpf: std::mem::ManuallyDrop::new(ebpf),
         _socks: socks,
         ids,
     })
@@ -628,15 +642,26 @@ fn instant_of(ns: u64) -> Instant {
 
 /// One direction carried by the kernel: wait for the source's FIN or RST, move on what the
 /// program passes whenever it wakes us, and finish with the FIN.
-async fn kernel_dir(d: &KernelDir<'_>, reg: &Registration, done: &Cell<bool>) -> DirEnd {
+///
+/// While it waits for an event it holds none of the flow's bytes: it counts itself parked on
+/// `stop` there, so that a binary upgrade can hand the flow over in place ([`adopt`]).
+async fn kernel_dir(
+    d: &KernelDir<'_>,
+    reg: &Registration,
+    done: &Cell<bool>,
+    stop: &Stop,
+) -> DirEnd {
     let ev = loop {
+        stop.park();
+        stop.held().await;
         let ev = reg.event().await;
+        stop.leave();
         if ev & !WOKEN != 0 {
             break ev;
         }
         // Boxed: its state (a timer, a buffer) is needed only while paused; unboxed it would
         // sit in every idle flow's future.
-        if let Err(end) = Box::pin(drain_passed(d)).await {
+        if let Err(end) = Box::pin(drain_passed(d, Some(stop))).await {
             return end;
         }
     };
@@ -759,6 +784,34 @@ pub(super) async fn in_kernel(
         // Boxed: the whole-flow fallback; unboxed, its state would widen every flow's future.
         return Box::pin(super::splice::forward(client, server, t, kill, read)).await;
     };
+    let resume = Resume {
+        since,
+        drained: (0, 0),
+        offerable: true,
+    };
+    serve_inserted(maps, ins, (client, server), t, kill, resume).await
+}
+
+/// Where [`serve_inserted`] takes a flow up: its last activity so far, the passed bytes
+/// userspace already sent on in each direction, and whether it may be handed to another
+/// process (only a flow in this process's own maps: [`adopt`]).
+struct Resume {
+    pub since: Instant,
+    pub drained: (u64, u64),
+    pub offerable: bool,
+}
+
+/// Serves a flow that `maps` holds as `ins` says, to its end or until a binary upgrade takes
+/// it ([`FlowEnd::HandedOff`]: the sockets and map entries are then the other process's).
+async fn serve_inserted(
+    maps: &Rc<ThreadMaps>,
+    ins: Inserted,
+    (client, server): (OwnedFd, OwnedFd),
+    t: FlowTimeouts,
+    kill: &KillSwitch,
+    resume: Resume,
+) -> FlowReport {
+    let since = resume.since;
     let cfd = client.as_raw_fd();
     let sfd = server.as_raw_fd();
     // Only a flow with a splice direction registers with tokio's reactor: that registration
@@ -782,8 +835,8 @@ pub(super) async fn in_kernel(
         return FlowReport::local_error();
     };
     // Passed bytes userspace sent on, client -> server and server -> client.
-    let drained_in = Cell::new(0u64);
-    let drained_out = Cell::new(0u64);
+    let drained_in = Cell::new(resume.drained.0);
+    let drained_out = Cell::new(resume.drained.1);
     let up_dir = KernelDir {
         maps,
         src: cfd,
@@ -809,14 +862,16 @@ pub(super) async fn in_kernel(
     let splice_out = Cell::new(0u64);
     let client_done = Cell::new(false);
     let server_done = Cell::new(false);
-    // Read only by a hand-over, which a flow in the kernel never makes.
-    let stop = super::Stop::default();
+    // A flow wholly in the kernel parks its two directions here for a binary upgrade.
+    let stop = Stop::default();
+    let offerable = resume.offerable && ins.up_kernel && ins.down_kernel;
+    let mut handed = false;
     let end = {
         // Pinned where they are built: moved into `drive_or_hand_over`, each would take room in
         // the flow's future twice.
-        let up = pin!(async {
+        let mut up = pin!(async {
             if ins.up_kernel {
-                kernel_dir(&up_dir, &creg, &client_done).await
+                kernel_dir(&up_dir, &creg, &client_done, &stop).await
             } else {
                 match &fds {
                     // Boxed: a spliced direction is the rare fallback; its state would otherwise
@@ -837,9 +892,9 @@ pub(super) async fn in_kernel(
                 }
             }
         });
-        let down = pin!(async {
+        let mut down = pin!(async {
             if ins.down_kernel {
-                kernel_dir(&down_dir, &sreg, &server_done).await
+                kernel_dir(&down_dir, &sreg, &server_done, &stop).await
             } else {
                 match &fds {
                     Fds::Async(c, s) => {
@@ -886,9 +941,30 @@ pub(super) async fn in_kernel(
             server_done: &server_done,
             kill,
         };
-        match drive_or_hand_over(up, down, &flow, None).await {
-            Driven::Ended(end) => end,
-            Driven::HandOver => FlowEnd::LocalError,
+        loop {
+            let hand_over = offerable.then_some(HandOverAt {
+                at: None,
+                stop: &stop,
+            });
+            match drive_or_hand_over(up.as_mut(), down.as_mut(), &flow, hand_over).await {
+                Driven::Ended(end) => break end,
+                Driven::HandOver => {}
+            }
+            // Both directions wait for an event: userspace holds none of the flow's bytes.
+            if let Some(ask) = kill.take_hand_off() {
+                let k = adopt::KernelFlow::of(
+                    maps,
+                    &ins,
+                    (drained_in.get(), drained_out.get()),
+                    last_activity(),
+                );
+                // Boxed: only a flow being handed off needs its state.
+                if Box::pin(adopt::offer(ask, (cfd, sfd), k)).await {
+                    handed = true;
+                    break FlowEnd::HandedOff;
+                }
+            }
+            stop.release();
         }
     };
 
@@ -914,6 +990,13 @@ pub(super) async fn in_kernel(
         end,
         spliced_in_kernel: ins.up_kernel || ins.down_kernel,
     };
+    if handed {
+        // The sockets and their map entries live on in the other process: only these
+        // descriptors close (after leaving the epoll set).
+        drop((creg, sreg));
+        drop(fds);
+        return report;
+    }
     super::close_flow(end, server_done.get(), cfd, sfd);
     // Closing the sockets removes them from the epoll set and from both sockmaps.
     creg.closing();

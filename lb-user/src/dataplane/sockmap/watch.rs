@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 /// What the dispatcher tells a thread.
 #[derive(Clone, Copy, Debug)]
-enum Routed {
+pub(super) enum Routed {
     /// The direction whose source has this cookie needs userspace.
     Wake(u64),
     /// Some wakes were lost (the ring was full): every direction looks for itself.
@@ -51,7 +51,7 @@ fn send_to_owner(slot: u32, msg: Routed) {
     }
 }
 
-fn send_to_all(msg: Routed) {
+pub(super) fn send_to_all(msg: Routed) {
     let routes = ROUTES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
