@@ -329,7 +329,7 @@ pub async fn serve(
         // Its maps are not this process's own: a later upgrade leaves it here.
         offerable: false,
     };
-    let mut r = serve_inserted(&maps, ins, (client, server), t, kill, resume).await;
+    let mut r = serve_inserted(&maps, Ok(ins), (client, server), t, kill, resume).await;
     r.bytes_in = r.bytes_in.saturating_sub(k.carried.0);
     r.bytes_out = r.bytes_out.saturating_sub(k.carried.1);
     r

@@ -771,25 +771,24 @@ pub async fn forward_with_hook(
 
 /// The kernel phase of a flow. `(since, read)`: its last activity so far, and the bytes read
 /// from the client and from the server before (by a splice phase).
-pub(super) async fn in_kernel(
-    maps: &Rc<ThreadMaps>,
+pub(super) fn in_kernel<'a>(
+    maps: &'a Rc<ThreadMaps>,
     client: OwnedFd,
     server: OwnedFd,
     t: FlowTimeouts,
-    kill: &KillSwitch,
+    kill: &'a KillSwitch,
     (since, read): (Instant, (u64, u64)),
     hook: &mut dyn FnMut(InsertStep),
-) -> FlowReport {
-    let Some(ins) = maps.insert(client.as_fd(), server.as_fd(), read, hook) else {
-        // Boxed: the whole-flow fallback; unboxed, its state would widen every flow's future.
-        return Box::pin(super::splice::forward(client, server, t, kill, read)).await;
-    };
+) -> impl std::future::Future<Output = FlowReport> + 'a {
+    // Not an `async fn`: its arguments would stay in every kernel flow's future beside
+    // `serve_inserted`'s (248 bytes); the insert is synchronous, so only the serving awaits.
+    let ins = maps.insert(client.as_fd(), server.as_fd(), read, hook);
     let resume = Resume {
         since,
         drained: (0, 0),
         offerable: true,
     };
-    serve_inserted(maps, ins, (client, server), t, kill, resume).await
+    serve_inserted(maps, ins.ok_or(read), (client, server), t, kill, resume)
 }
 
 /// Where [`serve_inserted`] takes a flow up: its last activity so far, the passed bytes
@@ -803,14 +802,23 @@ struct Resume {
 
 /// Serves a flow that `maps` holds as `ins` says, to its end or until a binary upgrade takes
 /// it ([`FlowEnd::HandedOff`]: the sockets and map entries are then the other process's).
+/// `Err(read)`: nothing could enter the maps; the whole flow goes to splice, `read` bytes read
+/// from each socket before.
 async fn serve_inserted(
     maps: &Rc<ThreadMaps>,
-    ins: Inserted,
+    ins: Result<Inserted, (u64, u64)>,
     (client, server): (OwnedFd, OwnedFd),
     t: FlowTimeouts,
     kill: &KillSwitch,
     resume: Resume,
 ) -> FlowReport {
+    let ins = match ins {
+        Ok(ins) => ins,
+        // Boxed: the whole-flow fallback; unboxed, its state would widen every flow's future.
+        Err(read) => {
+            return Box::pin(super::splice::forward(client, server, t, kill, read)).await;
+        }
+    };
     let since = resume.since;
     let cfd = client.as_raw_fd();
     let sfd = server.as_raw_fd();
