@@ -9,7 +9,7 @@ pub mod sockopt;
 pub mod splice;
 
 #[cfg(test)]
-mod plane_tests;
+pub(crate) mod plane_tests;
 
 use std::cell::{Cell, RefCell};
 use std::fmt;

@@ -4,40 +4,13 @@
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::net::{Shutdown, TcpStream};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{start, Copied, Done};
+use crate::dataplane::plane_tests::{pair, Pair};
 use crate::dataplane::{FlowEnd, FlowTimeouts, KillSwitch};
-
-/// The test's client and backend ends (blocking), and lb's two ends (non-blocking).
-struct Pair {
-    client: TcpStream,
-    backend: TcpStream,
-    fds: (OwnedFd, OwnedFd),
-}
-
-fn pair() -> Pair {
-    let front = TcpListener::bind("127.0.0.1:0").unwrap();
-    let back = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
-    let (lb_client, _) = front.accept().unwrap();
-    let lb_server = TcpStream::connect(back.local_addr().unwrap()).unwrap();
-    let (backend, _) = back.accept().unwrap();
-    for s in [&lb_client, &lb_server] {
-        s.set_nonblocking(true).unwrap();
-    }
-    for s in [&client, &backend] {
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    }
-    Pair {
-        client,
-        backend,
-        fds: (lb_client.into(), lb_server.into()),
-    }
-}
 
 #[expect(clippy::unnecessary_wraps, reason = "timeouts are Option<Duration>")]
 fn ms(v: u64) -> Option<Duration> {
@@ -126,7 +99,7 @@ fn idle_timeouts_end_flows_that_have_no_task() {
     let mut lb_ends = Vec::new();
     for p in pairs {
         ends_of_test.push((p.client, p.backend));
-        lb_ends.push(p.fds);
+        lb_ends.push((p.client_fd, p.server_fd));
     }
     // Flow 2's client half-closes at once: its FIN is passed on.
     ends_of_test[2].0.shutdown(Shutdown::Write).unwrap();
@@ -189,15 +162,15 @@ fn a_kill_ends_a_flow_on_the_ring_and_activity_defers_its_timeout() {
     let started = Instant::now();
     let ends = on_ring_thread(2, Duration::from_secs(10), move |ends| {
         start(
-            p0.fds.0,
-            p0.fds.1,
+            p0.client_fd,
+            p0.server_fd,
             &FlowTimeouts::default(),
             &k,
             recorder(ends, 0),
         );
         start(
-            p1.fds.0,
-            p1.fds.1,
+            p1.client_fd,
+            p1.server_fd,
             &t,
             &KillSwitch::default(),
             recorder(ends, 1),
@@ -233,7 +206,7 @@ fn many_flows_timers_come_due_in_their_order() {
     let mut lb_ends = Vec::new();
     for p in pairs {
         keep.push((p.client, p.backend));
-        lb_ends.push(p.fds);
+        lb_ends.push((p.client_fd, p.server_fd));
     }
     // Deadlines spread over 1.2 s, started in a shuffled order.
     let limit = |i: usize| Duration::from_millis(200 + 17 * ((i * 37) % N) as u64);

@@ -60,14 +60,14 @@ fn maps_ids() -> sockmap::MapIds {
 
 /// The four sockets of a proxied flow: the test's client and backend ends (blocking), and
 /// lb's two ends (`client_fd`, `server_fd`).
-struct Pair {
-    client: TcpStream,
-    backend: TcpStream,
-    client_fd: OwnedFd,
-    server_fd: OwnedFd,
+pub(crate) struct Pair {
+    pub(crate) client: TcpStream,
+    pub(crate) backend: TcpStream,
+    pub(crate) client_fd: OwnedFd,
+    pub(crate) server_fd: OwnedFd,
 }
 
-fn pair() -> Pair {
+pub(crate) fn pair() -> Pair {
     pair_from(std::net::Ipv4Addr::LOCALHOST)
 }
 
