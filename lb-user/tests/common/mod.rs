@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod scenarios;
 pub mod servers;
 pub mod stats;
+pub mod upgrade;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;

@@ -1,0 +1,189 @@
+//! What the binary upgrade tests (`tests/upgrade.rs`) share: the old process's configuration,
+//! the 64 MiB flow and the held echo flows that must survive the upgrade, and the connect loop
+//! that runs across it.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::data::{recv_to_eof, stream_summary, DataStream, Summary};
+use super::scenarios::connect;
+use super::servers::{Backend, FlowHeader, HalfClose};
+use super::DEFAULTS;
+
+/// The 64 MiB flow: 32 MiB up before the upgrade, 32 MiB after, then 64 MiB down.
+pub const BIG: u64 = 64 << 20;
+pub const HELD_ECHO: u64 = 200;
+/// Bytes each held echo flow exchanges before and after the upgrade.
+pub const ECHO_CHUNK: usize = 4096;
+
+/// A runtime API socket path of its own (pid + counter: tests run at once).
+pub fn socket_path() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    std::env::temp_dir().join(format!("lb-upgrade-{}-{n}.sock", std::process::id()))
+}
+
+/// Two frontends (flow protocol on `ports.0`, echo on `ports.1`) and a runtime API socket.
+pub fn config(
+    sock: &std::path::Path,
+    socket_opts: &str,
+    hard_stop: &str,
+    ports: (u16, u16),
+    flow: &Backend,
+    echo: &Backend,
+) -> String {
+    format!(
+        "global\n    stats socket {} level admin {socket_opts}\n{hard_stop}\n{DEFAULTS}\n\
+         frontend big\n    bind 127.0.0.1:{}\n    default_backend flows\n\n\
+         frontend echo\n    bind 127.0.0.1:{}\n    default_backend echoes\n\n\
+         backend flows\n    server f {}\n\nbackend echoes\n    server e {}\n",
+        sock.display(),
+        ports.0,
+        ports.1,
+        flow.addr,
+        echo.addr
+    )
+}
+
+/// Blocks until `go`, bounded by `deadline`.
+pub fn wait_go(go: &AtomicBool, deadline: Instant, what: &str) -> Result<(), String> {
+    while !go.load(Ordering::SeqCst) {
+        if Instant::now() > deadline {
+            return Err(format!("{what}: never told to go on"));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// The 64 MiB flow: half its upload, a wait for `go`, the rest, then the whole download; the
+/// sink's summary of the upload is checked by the caller.
+pub fn big_flow(addr: SocketAddr, held: &AtomicU64, go: &AtomicBool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_mins(3);
+    let h = FlowHeader {
+        id: 0,
+        order: HalfClose::ClientFirst,
+        up: BIG,
+        down: BIG,
+    };
+    let mut s = connect(addr)?;
+    s.write_all(&h.encode())
+        .map_err(|e| format!("big flow: header: {e}"))?;
+    let mut data = DataStream::new(h.up_seed());
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut sent = 0u64;
+    while sent < h.up {
+        if sent == h.up / 2 {
+            held.fetch_add(1, Ordering::SeqCst);
+            wait_go(go, deadline, "big flow")?;
+        }
+        let n = (h.up / 2 - sent % (h.up / 2)).min(buf.len() as u64) as usize;
+        data.fill(&mut buf[..n]);
+        s.write_all(&buf[..n])
+            .map_err(|e| format!("big flow: write at {sent}: {e}"))?;
+        sent += n as u64;
+    }
+    s.shutdown(Shutdown::Write)
+        .map_err(|e| format!("big flow: shutdown: {e}"))?;
+    let got = recv_to_eof(&mut s, deadline).map_err(|e| format!("big flow: read: {e}"))?;
+    let want = stream_summary(h.down_seed(), h.down);
+    if got != want {
+        return Err(format!("big flow: download {got:?}, want {want:?}"));
+    }
+    Ok(())
+}
+
+/// One exchange of a held echo flow: `ECHO_CHUNK` bytes of stream `seed` out and back.
+pub fn echo_round(
+    s: &mut TcpStream,
+    data: &mut DataStream,
+    id: u64,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let mut out = vec![0u8; ECHO_CHUNK];
+    data.fill(&mut out);
+    s.write_all(&out)
+        .map_err(|e| format!("echo {id}: write: {e}"))?;
+    let mut back = vec![0u8; ECHO_CHUNK];
+    s.read_exact(&mut back)
+        .map_err(|e| format!("echo {id}: read: {e}"))?;
+    Ok((out, back))
+}
+
+/// A held echo flow: a round before the upgrade, a wait for `go`, a round after, then a
+/// half-close answered by the echo's EOF; SHA-256 of all sent and all received must match.
+pub fn echo_flow(
+    addr: SocketAddr,
+    id: u64,
+    held: &AtomicU64,
+    go: &AtomicBool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_mins(3);
+    let mut s = connect(addr)?;
+    let mut data = DataStream::new(0xEC40 + id);
+    let (mut sent, mut got) = echo_round(&mut s, &mut data, id)?;
+    held.fetch_add(1, Ordering::SeqCst);
+    wait_go(go, deadline, "echo flow")?;
+    let (o, b) = echo_round(&mut s, &mut data, id)?;
+    sent.extend(o);
+    got.extend(b);
+    s.shutdown(Shutdown::Write)
+        .map_err(|e| format!("echo {id}: shutdown: {e}"))?;
+    let rest = recv_to_eof(&mut s, deadline).map_err(|e| format!("echo {id}: read to EOF: {e}"))?;
+    if rest.len != 0 {
+        return Err(format!(
+            "echo {id}: {} bytes after the last round",
+            rest.len
+        ));
+    }
+    let (sent, got) = (Summary::of(&sent), Summary::of(&got));
+    if sent != got {
+        return Err(format!("echo {id}: sent {sent:?}, echoed {got:?}"));
+    }
+    Ok(())
+}
+
+/// What the connect loop saw.
+#[derive(Debug, Default)]
+pub struct LoopTally {
+    pub ok: u64,
+    pub refused: u64,
+    pub reset: u64,
+    pub other: Vec<String>,
+}
+
+/// Connects, exchanges 16 bytes with the echo backend and closes, until `stop`, at most
+/// 50,000 times or 60 s.
+pub fn connect_loop(addr: SocketAddr, stop: &AtomicBool, done: &AtomicU64) -> LoopTally {
+    let mut t = LoopTally::default();
+    let end = Instant::now() + Duration::from_mins(1);
+    for i in 0..50_000u64 {
+        if stop.load(Ordering::SeqCst) || Instant::now() > end {
+            break;
+        }
+        let r = (|| -> std::io::Result<bool> {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let msg = i.to_le_bytes().repeat(2);
+            s.write_all(&msg)?;
+            let mut back = [0u8; 16];
+            s.read_exact(&mut back)?;
+            Ok(back[..] == msg[..])
+        })();
+        match r {
+            Ok(true) => t.ok += 1,
+            Ok(false) => t.other.push(format!("connection {i}: echo differs")),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => t.refused += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                t.reset += 1;
+                t.other.push(format!("connection {i}: {e}"));
+            }
+            Err(e) => t.other.push(format!("connection {i}: {e}")),
+        }
+        done.fetch_add(1, Ordering::SeqCst);
+    }
+    t
+}
