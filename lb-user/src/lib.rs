@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn_io;
 pub mod control;
 pub mod ctl;
+pub mod daemon;
 pub mod dataplane;
 pub mod demo;
 pub mod dns;

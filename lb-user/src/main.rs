@@ -9,12 +9,15 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use lb_user::config::{self, Config};
+use lb_user::daemon::{
+    block_signals, daemonize, enter_chroot, wait_signal, wait_signal_for, PidFile,
+};
 use lb_user::dataplane::{sockmap, DataplaneChoice};
 use lb_user::fd_budget::{self, FdPlan, PipeUse};
 use lb_user::flows::FlowControl;
 use lb_user::generation::{Current, Generation, Process, Reloading, Serving};
 use lb_user::listener::{self, Listeners, PlaneSetup};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 
 /// lb: a TCP load balancer that reads haproxy.cfg and splices flows in the kernel.
 #[derive(Parser, Debug)]
@@ -874,139 +877,4 @@ fn test_pause_after_copy() {
         log::info!("reload: pausing {ms} ms after the copy of run-time state ({RELOAD_PAUSE_ENV})");
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-}
-
-/// `-p PIDFILE`: written at start, removed at exit.
-struct PidFile(PathBuf);
-
-impl PidFile {
-    fn create(path: &Path) -> anyhow::Result<Self> {
-        lb_user::outside::write(path, format!("{}\n", std::process::id()).as_bytes())
-            .with_context(|| format!("cannot write pid file {}", path.display()))?;
-        Ok(Self(path.to_path_buf()))
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        // Unless a process that replaced this one (binary upgrade) wrote its own pid there.
-        let ours = format!("{}\n", std::process::id());
-        if std::fs::read_to_string(&self.0).is_ok_and(|s| s == ours) {
-            let _ = lb_user::outside::remove_file(&self.0);
-        }
-    }
-}
-
-/// The daemon's end of the pipe its parent waits on: [`Ready::tell`] once lb serves. If the
-/// daemon dies before, the parent reads end-of-file and exits with an error.
-struct Ready(std::fs::File);
-
-impl Ready {
-    fn tell(mut self) {
-        use std::io::Write as _;
-        let _ = self.0.write_all(b"R");
-    }
-}
-
-/// `daemon`: forks; the parent waits until the child serves (or fails), writes the child's
-/// pid to `pidfile` and exits; the child starts its own session and points stdin, stdout and
-/// stderr at /dev/null, as `HAProxy` does (logs go to the `log` targets). Must run while lb has
-/// one thread.
-fn daemonize(pidfile: Option<&Path>) -> anyhow::Result<Ready> {
-    use std::io::Read as _;
-    let (r, w) = nix::unistd::pipe().context("pipe")?;
-    // SAFETY: one thread (the caller's contract), so the child may go on running lb.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()).context("fork"),
-        0 => {
-            drop(r);
-            nix::unistd::setsid().context("setsid")?;
-            // SAFETY: /dev/null is opened, duplicated onto 0, 1 and 2, and closed.
-            unsafe {
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                if null >= 0 {
-                    for fd in 0..3 {
-                        libc::dup2(null, fd);
-                    }
-                    if null > 2 {
-                        libc::close(null);
-                    }
-                }
-            }
-            Ok(Ready(std::fs::File::from(w)))
-        }
-        child => {
-            drop(w);
-            let mut byte = [0u8; 1];
-            let n = std::fs::File::from(r).read(&mut byte).unwrap_or(0);
-            if n == 0 {
-                eprintln!("lb: the daemon stopped before it was ready (see its log targets)");
-                // SAFETY: exits the parent without running the child's share of destructors.
-                unsafe { libc::_exit(1) }
-            }
-            if let Some(p) = pidfile {
-                if let Err(e) = std::fs::write(p, format!("{child}\n")) {
-                    eprintln!("lb: cannot write pid file {}: {e}", p.display());
-                    // SAFETY: as above.
-                    unsafe { libc::_exit(1) }
-                }
-            }
-            // SAFETY: as above: the parent's job is done; the daemon owns every resource.
-            unsafe { libc::_exit(0) }
-        }
-    }
-}
-
-/// `chroot DIR`: starts the helper that keeps the host's view for reloads (see
-/// `lb_user::outside`), then enters DIR. After binding and loading BPF, before any thread.
-fn enter_chroot(dir: &Path, privileges: Option<&lb_user::privileges::Plan>) -> anyhow::Result<()> {
-    let plan = privileges.cloned();
-    lb_user::outside::start(move || {
-        plan.as_ref()
-            .is_none_or(|p| lb_user::privileges::apply(p).is_ok())
-    })
-    .context("chroot: cannot start the helper")?;
-    lb_user::outside::enter_chroot(dir)
-        .with_context(|| format!("cannot chroot to {}", dir.display()))?;
-    log::info!("chroot: serving inside {}", dir.display());
-    Ok(())
-}
-
-/// The signals lb handles: SIGTERM/SIGINT stop, SIGHUP reloads, SIGUSR1 soft-stops.
-fn signal_set() -> SigSet {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGHUP);
-    set.add(Signal::SIGUSR1);
-    set
-}
-
-/// Blocks the handled signals in this thread and (by inheritance) every thread spawned after
-/// it, so that [`wait_signal`] receives them.
-fn block_signals() -> anyhow::Result<()> {
-    signal_set().thread_block().context("cannot block signals")
-}
-
-fn wait_signal() -> anyhow::Result<Signal> {
-    signal_set().wait().context("sigwait")
-}
-
-/// [`wait_signal`] for at most `t`: `None` when none came.
-fn wait_signal_for(t: Duration) -> anyhow::Result<Option<Signal>> {
-    let set = signal_set();
-    let ts = libc::timespec {
-        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::from(t.subsec_nanos().min(999_999_999) as i32),
-    };
-    // SAFETY: the set and timespec outlive the call; no siginfo is asked for.
-    let n = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &raw const ts) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::EAGAIN | libc::EINTR) => Ok(None),
-            _ => Err(e).context("sigtimedwait"),
-        };
-    }
-    Ok(Signal::try_from(n).ok())
 }
