@@ -45,6 +45,9 @@ pub fn lb_bin() -> String {
 }
 /// How long lb may take to print `lb ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long lb's stderr may stay open after it exited (a child it left holding it, or the
+/// reader thread behind on a loaded machine).
+pub const LOG_DRAIN: Duration = Duration::from_secs(2);
 /// How long lb may take to exit after SIGTERM before it gets SIGKILL.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -369,6 +372,19 @@ impl Lb {
         }
     }
 
+    /// Waits up to `timeout` for lb's stderr to close (its reader has every line).
+    fn wait_log_closed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.log.state.lock().unwrap();
+        while !st.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            st = self.log.changed.wait_timeout(st, deadline - now).unwrap().0;
+        }
+    }
+
     /// Sends `sig` (e.g. `libc::SIGTERM`).
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid; it cannot have been reaped (and its pid
@@ -378,7 +394,9 @@ impl Lb {
         }
     }
 
-    /// Waits up to `timeout` for lb to exit.
+    /// Waits up to `timeout` for lb to exit, and then (at most [`LOG_DRAIN`] more) for its
+    /// reader to take its last stderr lines: a test that looks for what lb said as it exited
+    /// finds it.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -387,6 +405,7 @@ impl Lb {
             }
             if let Ok(Some(s)) = self.child.try_wait() {
                 self.exit = Some(s);
+                self.wait_log_closed(LOG_DRAIN);
                 return Some(s);
             }
             if Instant::now() >= deadline {

@@ -156,34 +156,113 @@ pub struct LoopTally {
 }
 
 /// Connects, exchanges 16 bytes with the echo backend and closes, until `stop`, at most
-/// 50,000 times or 60 s.
+/// 50,000 times or 60 s. A connection that fails is told with its client port, the time of
+/// each step since the loop began, and what the kernel holds of it then (`ss`: which process
+/// has its other end, what waits in which queue).
 pub fn connect_loop(addr: SocketAddr, stop: &AtomicBool, done: &AtomicU64) -> LoopTally {
     let mut t = LoopTally::default();
-    let end = Instant::now() + Duration::from_mins(1);
+    let start = Instant::now();
+    let end = start + Duration::from_mins(1);
     for i in 0..50_000u64 {
         if stop.load(Ordering::SeqCst) || Instant::now() > end {
             break;
         }
+        let mut steps = Steps::new(start);
         let r = (|| -> std::io::Result<bool> {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+            steps.port = s.local_addr().map_or(0, |a| a.port());
+            steps.at("connected");
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
             let msg = i.to_le_bytes().repeat(2);
             s.write_all(&msg)?;
+            steps.at("written");
             let mut back = [0u8; 16];
-            s.read_exact(&mut back)?;
+            s.read_exact(&mut back).inspect_err(|_| {
+                steps.at("read failed");
+                steps.kernel = kernel_view(steps.port, addr.port());
+            })?;
             Ok(back[..] == msg[..])
         })();
         match r {
             Ok(true) => t.ok += 1,
-            Ok(false) => t.other.push(format!("connection {i}: echo differs")),
+            Ok(false) => t
+                .other
+                .push(format!("connection {i}: echo differs ({steps})")),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => t.refused += 1,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 t.reset += 1;
-                t.other.push(format!("connection {i}: {e}"));
+                t.other.push(format!("connection {i}: {e} ({steps})"));
             }
-            Err(e) => t.other.push(format!("connection {i}: {e}")),
+            Err(e) => t.other.push(format!("connection {i}: {e} ({steps})")),
         }
         done.fetch_add(1, Ordering::SeqCst);
     }
     t
+}
+
+/// When each step of one connection of the loop happened (ms since the loop began, and the
+/// wall clock of the first, to set beside lb's log), and what the kernel held of it when it
+/// failed.
+struct Steps {
+    start: Instant,
+    began: Duration,
+    wall: Duration,
+    port: u16,
+    marks: Vec<(&'static str, Duration)>,
+    kernel: String,
+}
+
+impl Steps {
+    fn new(start: Instant) -> Steps {
+        Steps {
+            start,
+            began: start.elapsed(),
+            wall: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+            port: 0,
+            marks: Vec::new(),
+            kernel: String::new(),
+        }
+    }
+
+    fn at(&mut self, what: &'static str) {
+        self.marks.push((what, self.start.elapsed()));
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "client port {}, began at {:.3} s (unix {:.3})",
+            self.port,
+            self.began.as_secs_f64(),
+            self.wall.as_secs_f64()
+        )?;
+        for (what, when) in &self.marks {
+            write!(f, ", {what} at {:.3} s", when.as_secs_f64())?;
+        }
+        if !self.kernel.is_empty() {
+            write!(f, "\nthe kernel's view then:\n{}", self.kernel)?;
+        }
+        Ok(())
+    }
+}
+
+/// `ss` on the sockets of client port `port` to `lb_port` (both ends: the server end names the
+/// process that holds it, if any; no process means it waits in an accept queue).
+fn kernel_view(port: u16, lb_port: u16) -> String {
+    let filter = format!("( sport = :{port} or dport = :{port} or sport = :{lb_port} )");
+    match std::process::Command::new("ss")
+        .args(["-tanpieomH", &filter])
+        .output()
+    {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!(":{port} ")) || l.contains("LISTEN"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("ss: {e}"),
+    }
 }
