@@ -145,6 +145,21 @@ fn setsockopt_raw<T: Copy>(fd: RawFd, level: i32, name: i32, value: T) -> io::Re
     }
 }
 
+/// How many connections wait in a listening socket's accept queue (`tcpi_unacked` of a
+/// socket in `LISTEN`: the kernel's `sk_ack_backlog`).
+pub fn accept_queue(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let (info, len) =
+        getsockopt_raw::<TcpInfoPrefix>(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO)?;
+    // `tcpi_unacked`: the fifth word after the head.
+    if len < 8 + 5 * 4 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "kernel's tcp_info is too short",
+        ));
+    }
+    Ok(info.words[4])
+}
+
 /// Reads the state and byte counters of a TCP socket.
 pub fn tcp_counters(fd: BorrowedFd<'_>) -> io::Result<TcpCounters> {
     let (info, len) =

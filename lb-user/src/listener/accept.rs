@@ -2,6 +2,7 @@
 //! Accepts go through the thread's ring where it has one ([`crate::ring::Accept`]), else by
 //! readiness on the reactor (`accept4`).
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -38,8 +39,9 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
             })
             .await;
         // Soft stop: queued clients stay in the backlog (for the new process); a connection
-        // the ring's accept took as the stop came is served, then the loop ends.
-        let Some((accepted, last)) = listener.accept().await else {
+        // the ring's accept took as the stop came is served, and so are those queued when it
+        // was cancelled (their wake may have been this accept's), then the loop ends.
+        let Some((accepted, last)) = listener.accept(addr).await else {
             return;
         };
         // A reload may have happened while we waited: serve what the address serves now.
@@ -84,7 +86,12 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
 /// reactor where the thread has no ring (registered only then: on the ring, the socket is in
 /// no `epoll`, and a client's arrival wakes the thread once, with its accept's completion).
 pub(super) enum Listener {
-    Ring(OwnedFd),
+    Ring {
+        fd: OwnedFd,
+        /// Connections still to take after the soft stop cancelled the ring's accept: those
+        /// queued then (see [`Listener::owed_after_cancel`]).
+        owed: Cell<u32>,
+    },
     Reactor(AsyncFd<OwnedFd>),
 }
 
@@ -92,16 +99,20 @@ impl Listener {
     /// Through the ring where this thread has one, else on the reactor.
     pub(super) fn new(fd: OwnedFd) -> io::Result<Self> {
         if crate::ring::available() {
-            Ok(Self::Ring(fd))
+            Ok(Self::Ring {
+                fd,
+                owed: Cell::new(0),
+            })
         } else {
             crate::dataplane::async_fd(fd).map(Self::Reactor)
         }
     }
 
     /// The next connection, and whether it is the last one (the process soft-stopped while
-    /// the ring's accept was in flight and it took one first); `None` on soft stop.
-    async fn accept(&self) -> Option<(io::Result<(OwnedFd, SocketAddr)>, bool)> {
-        let fd = match self {
+    /// the ring's accept was in flight: it took one first, or clients it owes were queued);
+    /// `None` on soft stop.
+    async fn accept(&self, addr: SocketAddr) -> Option<(io::Result<(OwnedFd, SocketAddr)>, bool)> {
+        let (fd, owed) = match self {
             Self::Reactor(l) => {
                 return tokio::select! {
                     biased;
@@ -109,8 +120,11 @@ impl Listener {
                     r = accept(l) => Some((r, false)),
                 };
             }
-            Self::Ring(fd) => fd,
+            Self::Ring { fd, owed } => (fd, owed),
         };
+        if owed.get() > 0 {
+            return take_owed(fd, owed);
+        }
         loop {
             // Checked first: an accept queued now would be issued before its cancellation,
             // and could take a client the new process should have.
@@ -122,19 +136,63 @@ impl Listener {
                 biased;
                 () = crate::upgrade::soft_stopped() => {
                     // Cancelled and reaped before the loop ends: once it returns, this
-                    // process takes nothing more from the queue.
+                    // process takes nothing more from the queue but what it owes.
                     op.cancel();
                     (op.done().await, true)
                 }
                 r = op.done() => (r, false),
             };
+            if stopped {
+                owed.set(Self::owed_after_cancel(fd, addr));
+                return match r {
+                    Ok(c) => Some((Ok(c), owed.get() == 0)),
+                    Err(_) => take_owed(fd, owed),
+                };
+            }
             match r {
-                Err(_) if stopped => return None,
                 Err(e) if is_transient(&e) => {}
-                r => return Some((r, stopped)),
+                r => return Some((r, false)),
             }
         }
     }
+
+    /// How many connections a soft-stopped loop must still take from `fd` once its ring
+    /// accept was cancelled and reaped: every one queued now. The kernel wakes one waiting
+    /// accept per arriving connection (the ring's accept waits exclusively, against a
+    /// thundering herd); when it woke ours and the cancellation came before our accept ran,
+    /// that wake is spent, and the new process's accept on the same shared socket sleeps on
+    /// while the client waits in the queue, until another client arrives. Those clients
+    /// arrived before the accept was reaped, so they are queued now; any later one wakes the
+    /// new process. Taking every queued one here may take some the new process was about to
+    /// take: this process serves them (or hands them over) all the same.
+    fn owed_after_cancel(fd: &OwnedFd, addr: SocketAddr) -> u32 {
+        let queued = crate::dataplane::sockopt::accept_queue(fd.as_fd()).unwrap_or_else(|e| {
+            log::warn!("soft stop: {addr}: cannot read the accept queue's length: {e}");
+            0
+        });
+        if queued > 0 {
+            log::info!(
+                "soft stop: {addr}: taking the {queued} connection(s) queued when the accept \
+                 was cancelled (the kernel may have woken this process for them)"
+            );
+        }
+        queued
+    }
+}
+
+/// One of the connections a soft-stopped loop owes ([`Listener::owed_after_cancel`]), and
+/// whether it is the last; `None` once the queue is empty (another process took them).
+fn take_owed(fd: &OwnedFd, owed: &Cell<u32>) -> Option<(io::Result<(OwnedFd, SocketAddr)>, bool)> {
+    while owed.get() > 0 {
+        owed.set(owed.get() - 1);
+        match accept4(fd) {
+            Err(e) if is_transient(&e) => {}
+            Err(_) => break,
+            Ok(c) => return Some((Ok(c), owed.get() == 0)),
+        }
+    }
+    owed.set(0);
+    None
 }
 
 /// How long an accept loop pauses after `accept` failed (HAProxy pauses a listener 100 ms).
@@ -203,6 +261,91 @@ fn accept4(listener: &OwnedFd) -> io::Result<(OwnedFd, SocketAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use io_uring::{opcode, types, IoUring};
+    use std::io::{Read as _, Write as _};
+
+    /// Why a soft-stopped loop takes what is queued ([`Listener::owed_after_cancel`]), made
+    /// deterministic: two rings wait to accept on one listening socket (the old and the new
+    /// process on a handed-over socket); a client arrives and the kernel wakes the first
+    /// ring's accept only; that accept is cancelled before it ran (the first ring runs its
+    /// completions' work only when it waits, so the cancel lands between the wake and the
+    /// accept, as it can when the client arrives during the `io_uring_enter` that carries the
+    /// cancellation). The client then waits in the queue while the second ring sleeps on; the
+    /// loop's remedy takes it.
+    #[test]
+    fn a_cancelled_ring_accept_spends_a_queued_clients_wake_and_the_loop_takes_it() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let fd = OwnedFd::from(l);
+        let mut old: IoUring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(8)
+            .unwrap();
+        let mut new = IoUring::new(8).unwrap();
+        let accept = |key| {
+            opcode::Accept::new(
+                types::Fd(fd.as_raw_fd()),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(key)
+        };
+        // SAFETY: the entries point at nothing but the listening fd, open to the end.
+        unsafe {
+            old.submission().push(&accept(1)).unwrap();
+            new.submission().push(&accept(2)).unwrap();
+        }
+        old.submit().unwrap();
+        new.submit().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client.write_all(b"hello").unwrap();
+        let cancel = opcode::AsyncCancel::new(1).build().user_data(3);
+        // SAFETY: a cancellation holds no pointer.
+        unsafe { old.submission().push(&cancel).unwrap() };
+        old.submit_and_wait(2).unwrap();
+        let mut old_took = false;
+        for cqe in old.completion() {
+            if cqe.user_data() == 1 && cqe.result() >= 0 {
+                // SAFETY: a successful accept's result is a new fd nobody else owns.
+                drop(unsafe { OwnedFd::from_raw_fd(cqe.result()) });
+                old_took = true;
+            }
+        }
+        // The second ring, given time, took nothing: the client's wake was spent.
+        let ts = types::Timespec::new().nsec(300_000_000);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let _ = new.submitter().submit_with_args(1, &args);
+        let new_took = new
+            .completion()
+            .any(|c| c.user_data() == 2 && c.result() >= 0);
+        assert!(!old_took && !new_took, "this kernel passed the wake on");
+        assert_eq!(
+            crate::dataplane::sockopt::accept_queue(fd.as_fd()).unwrap(),
+            1
+        );
+        // The loop's remedy.
+        let listener = Listener::Ring {
+            fd,
+            owed: Cell::new(0),
+        };
+        let Listener::Ring { fd, owed } = &listener else {
+            unreachable!()
+        };
+        owed.set(Listener::owed_after_cancel(fd, addr));
+        assert_eq!(owed.get(), 1);
+        let (taken, last) = take_owed(fd, owed).expect("the queued client");
+        assert!(last);
+        let mut server = std::net::TcpStream::from(taken.unwrap().0);
+        server.set_nonblocking(false).unwrap();
+        let mut got = [0u8; 5];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        assert!(take_owed(fd, owed).is_none(), "nothing more is owed");
+    }
 
     #[test]
     fn per_connection_accept_errors_are_transient_and_fd_exhaustion_is_not() {
