@@ -177,10 +177,12 @@ pub fn connect_loop(addr: SocketAddr, stop: &AtomicBool, done: &AtomicU64) -> Lo
             s.write_all(&msg)?;
             steps.at("written");
             let mut back = [0u8; 16];
-            s.read_exact(&mut back).inspect_err(|_| {
+            if let Err(e) = s.read_exact(&mut back) {
                 steps.at("read failed");
                 steps.kernel = kernel_view(steps.port, addr.port());
-            })?;
+                steps.at(late_answer(&mut s));
+                return Err(e);
+            }
             Ok(back[..] == msg[..])
         })();
         match r {
@@ -249,6 +251,23 @@ impl std::fmt::Display for Steps {
         Ok(())
     }
 }
+
+/// What came on a connection that had no answer in time, within [`LATE`] more: late (a
+/// loaded machine) or never (lost). A failure either way; this only tells which.
+fn late_answer(s: &mut TcpStream) -> &'static str {
+    let mut buf = [0u8; 16];
+    if s.set_read_timeout(Some(LATE)).is_err() {
+        return "no second read";
+    }
+    match s.read(&mut buf) {
+        Ok(0) => "EOF after the timeout",
+        Ok(_) => "echo late, after the timeout",
+        Err(_) => "still nothing after 10 s more",
+    }
+}
+
+/// How long a failed connection of the loop waits more for its answer (see [`late_answer`]).
+const LATE: Duration = Duration::from_secs(10);
 
 /// `ss` on the sockets of client port `port` to `lb_port` (both ends: the server end names the
 /// process that holds it, if any; no process means it waits in an accept queue).
