@@ -2,6 +2,7 @@
 //! run on one machine with one load generator, and writes a markdown table (stdout), JSON and an
 //! SVG chart to `target/bench/`. Run it with `cargo xtask bench [--quick]`.
 
+mod clients;
 mod data;
 mod load;
 mod procfs;
@@ -32,7 +33,8 @@ struct Args {
     /// Repetitions of each workload per target (default 5, quick 2).
     #[arg(long)]
     reps: Option<usize>,
-    /// Targets to run, comma-separated (default all): direct,lb-sockmap,lb-splice,haproxy,nginx.
+    /// Targets of the synthetic workloads, comma-separated (default
+    /// direct,lb-sockmap,lb-splice,haproxy,nginx; lb-auto is also known).
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
     /// Workloads to run, comma-separated (default all): bulk,rate,latency,concurrency.
@@ -53,6 +55,22 @@ struct Args {
     /// Proxy threads (HAProxy/lb `nbthread`, nginx `worker_processes`); default: the CPU count.
     #[arg(long)]
     threads: Option<usize>,
+    /// Real clients: alternating rounds per variant (default 3, quick 1).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Real clients: seconds per client run (default 2, quick 1).
+    #[arg(long)]
+    round_secs: Option<u64>,
+    /// Real clients to run, comma-separated (default all): iperf3,redis,sysbench,pgbench.
+    #[arg(long, value_delimiter = ',')]
+    client_tools: Vec<String>,
+    /// Real clients' targets, comma-separated (default lb-auto,lb-splice,lb-sockmap,haproxy,direct;
+    /// nginx is also known).
+    #[arg(long, value_delimiter = ',')]
+    client_targets: Vec<String>,
+    /// Real clients without the busy-core variant (quiet rounds only).
+    #[arg(long)]
+    no_busy: bool,
 }
 
 /// Sizes and durations of one run.
@@ -90,7 +108,55 @@ fn plan(args: &Args) -> Plan {
     p
 }
 
-const WORKLOADS: [&str; 5] = ["bulk", "rate", "latency", "concurrency", "syscalls"];
+const WORKLOADS: [&str; 6] = [
+    "bulk",
+    "rate",
+    "latency",
+    "concurrency",
+    "syscalls",
+    "clients",
+];
+
+/// The real-client part's plan from the arguments.
+fn client_plan(args: &Args) -> Result<clients::Plan> {
+    let tools = if args.client_tools.is_empty() {
+        clients::Tool::ALL.to_vec()
+    } else {
+        args.client_tools
+            .iter()
+            .map(|t| {
+                clients::Tool::from_name(t).with_context(|| {
+                    format!("--client-tools: unknown tool '{t}' (iperf3, redis, sysbench, pgbench)")
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let targets = if args.client_targets.is_empty() {
+        clients::Plan::TARGETS.to_vec()
+    } else {
+        args.client_targets
+            .iter()
+            .map(|t| {
+                Kind::from_name(t)
+                    .with_context(|| format!("--client-targets: unknown target '{t}'"))
+            })
+            .collect::<Result<_>>()?
+    };
+    let mut variants = vec![clients::Variant::Quiet];
+    if !args.no_busy {
+        variants.push(clients::Variant::BusyCore);
+    }
+    Ok(clients::Plan {
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
+        secs: args
+            .round_secs
+            .unwrap_or(if args.quick { 1 } else { 2 })
+            .max(1),
+        tools,
+        targets,
+        variants,
+    })
+}
 
 fn main() {
     targets::install_cleanup();
@@ -219,7 +285,7 @@ fn run(args: &Args) -> Result<()> {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let kinds: Vec<Kind> = if args.targets.is_empty() {
-        Kind::ALL.to_vec()
+        Kind::SYNTHETIC.to_vec()
     } else {
         args.targets
             .iter()
@@ -242,6 +308,7 @@ fn run(args: &Args) -> Result<()> {
             .filter(|w| args.workloads.iter().any(|a| a == w))
             .collect()
     };
+    let client_plan = client_plan(args)?;
     let conns = conns_that_fit(args.conns, nofile);
     if conns < args.conns {
         eprintln!(
@@ -288,7 +355,8 @@ fn run(args: &Args) -> Result<()> {
 
     // Each target gets its own sink and echo backend: no TIME_WAIT or backlog is shared.
     let mut running: Vec<(Kind, load::Sink, load::Echo, Running)> = Vec::new();
-    for &k in &kinds {
+    let synthetic = workloads.iter().any(|w| *w != "clients");
+    for &k in kinds.iter().filter(|_| synthetic) {
         let sink = load::Sink::start()?;
         let echo = load::Echo::start(rt.handle())?;
         let be = Backends {
@@ -523,13 +591,28 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     drop(running); // kills the proxies
-    if res.errors.is_empty() {
+    let real = has("clients").then(|| clients::run(&client_plan, &programs, &tmp));
+    let real_failed = real.as_ref().is_some_and(|r| !r.errors.is_empty());
+    if res.errors.is_empty() && !real_failed {
         let _ = std::fs::remove_dir_all(&tmp);
     } else {
         eprintln!("bench: proxy configs and logs kept in {}", tmp.display());
     }
 
-    let md = report::markdown(&res);
+    let mut md = if synthetic {
+        report::markdown(&res)
+    } else {
+        String::new()
+    };
+    if let Some(r) = &real {
+        md.push('\n');
+        md.push_str(&r.markdown());
+        let p = args.out.join("clients.json");
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let j = serde_json::to_string_pretty(&r.json()).context("JSON")?;
+        std::fs::write(&p, j).with_context(|| format!("writing {}", p.display()))?;
+    }
     println!("{md}");
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
