@@ -58,7 +58,7 @@ struct Args {
     /// Real clients: alternating rounds per variant (default 3, quick 1).
     #[arg(long)]
     rounds: Option<usize>,
-    /// Real clients: seconds per client run (default 2, quick 1).
+    /// Real clients: seconds per client run (default 1).
     #[arg(long)]
     round_secs: Option<u64>,
     /// Real clients to run, comma-separated (default all): iperf3,redis,sysbench,pgbench.
@@ -148,10 +148,7 @@ fn client_plan(args: &Args) -> Result<clients::Plan> {
     }
     Ok(clients::Plan {
         rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
-        secs: args
-            .round_secs
-            .unwrap_or(if args.quick { 1 } else { 2 })
-            .max(1),
+        secs: args.round_secs.unwrap_or(1).max(1),
         tools,
         targets,
         variants,

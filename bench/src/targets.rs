@@ -350,14 +350,13 @@ pub fn start_routes(
             proc: None,
         });
     }
-    let mut routes = Vec::with_capacity(servers.len());
-    for &(name, server) in servers {
-        routes.push(Route {
-            name,
-            bind: free_loopback_port()?,
-            server,
-        });
-    }
+    let avoid: Vec<u16> = servers.iter().map(|(_, a)| a.port()).collect();
+    let binds = free_loopback_ports(servers.len(), &avoid)?;
+    let routes: Vec<Route> = servers
+        .iter()
+        .zip(binds)
+        .map(|(&(name, server), bind)| Route { name, bind, server })
+        .collect();
     let fronts: Vec<SocketAddr> = routes.iter().map(|r| r.bind).collect();
     let dir = dir.join(kind.name());
     std::fs::create_dir_all(&dir).map_err(|source| TargetError::Write {
@@ -514,6 +513,33 @@ fn write(path: &Path, text: &str) -> Result<PathBuf, TargetError> {
     Ok(path.to_path_buf())
 }
 
+/// `n` distinct loopback ports nobody listens on now, none of them in `avoid` (a server's port
+/// that is not listening at this moment): all held while they are picked, then released.
+pub fn free_loopback_ports(n: usize, avoid: &[u16]) -> Result<Vec<SocketAddr>, TargetError> {
+    let mut held = Vec::new();
+    let mut out = Vec::with_capacity(n);
+    // Bounded: the kernel hands out each held port once.
+    for _ in 0..n + avoid.len() + 16 {
+        if out.len() == n {
+            break;
+        }
+        let l =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| TargetError::Write {
+                path: PathBuf::from("127.0.0.1:0"),
+                source,
+            })?;
+        let a = l.local_addr().map_err(|source| TargetError::Write {
+            path: PathBuf::from("127.0.0.1:0"),
+            source,
+        })?;
+        if !avoid.contains(&a.port()) {
+            out.push(a);
+        }
+        held.push(l);
+    }
+    Ok(out)
+}
+
 /// A loopback port nobody listens on now (bound to `:0`, then released).
 pub fn free_loopback_port() -> Result<SocketAddr, TargetError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| TargetError::Write {
@@ -655,6 +681,18 @@ mod tests {
         );
         assert_eq!(c.matches("proxy_half_close on;").count(), 2);
         assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+
+    #[test]
+    fn picked_ports_are_distinct_and_avoid_the_servers() {
+        let first = free_loopback_ports(1, &[]).unwrap()[0].port();
+        let p = free_loopback_ports(6, &[first]).unwrap();
+        assert_eq!(p.len(), 6);
+        let mut ports: Vec<u16> = p.iter().map(SocketAddr::port).collect();
+        assert!(!ports.contains(&first));
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 6);
     }
 
     #[test]
