@@ -110,6 +110,8 @@ impl Pgbench {
             .args(["-c", "max_connections=200"]);
         as_nobody(&mut c, &dir);
         let mut s = Server::spawn("postgres", c, dir.join("postgres.log"))?;
+        // Fast shutdown: it removes its shared memory segment.
+        s.stop_signal = Some(libc::SIGINT);
         s.wait(Duration::from_mins(1), || {
             procfs::listening_now(addr.port()).unwrap_or(false)
         })?;

@@ -122,13 +122,19 @@ pub fn run_bounded(
     }
 }
 
-/// A server the bench started; killed (its group) on drop.
+/// A server the bench started; stopped on drop: its shutdown signal if it has one (PostgreSQL
+/// killed outright leaves its shared memory segment behind), then its whole group killed.
 #[derive(Debug)]
 pub struct Server {
     pub name: &'static str,
     child: Child,
     pub log: PathBuf,
+    /// Sent to the server's own pid first on drop; it then gets [`STOP_GRACE`] to exit.
+    pub stop_signal: Option<libc::c_int>,
 }
+
+/// How long a server may take to shut down on its stop signal.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Server {
     /// Starts `cmd` with its output in `log`.
@@ -144,7 +150,12 @@ impl Server {
             .spawn()
             .map_err(|e| format!("{name}: cannot start {shown}: {e}"))?;
         targets::remember_child(child.id() as i32);
-        Ok(Server { name, child, log })
+        Ok(Server {
+            name,
+            child,
+            log,
+            stop_signal: None,
+        })
     }
 
     /// Waits until `ready()` holds, up to `limit`; an error with the server's log if it exits
@@ -184,6 +195,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(sig) = self.stop_signal {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
+            unsafe {
+                libc::kill(self.child.id() as libc::pid_t, sig);
+            }
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         kill_group(&mut self.child);
     }
 }
@@ -210,6 +231,24 @@ mod tests {
             find_tool("sh", &["/nonexistent/sh", "/bin/sh"], "dash"),
             Ok(PathBuf::from("/bin/sh"))
         );
+    }
+
+    #[test]
+    fn a_server_gets_its_stop_signal_before_the_kill() {
+        let d = tmp();
+        let mark = d.join("stopped");
+        let mut c = Command::new("/bin/sh");
+        // Exits by itself on SIGINT, leaving a mark; a SIGKILL would leave none.
+        c.arg("-c").arg(format!(
+            "trap 'touch {}; exit 0' INT; while :; do sleep 0.05; done",
+            mark.display()
+        ));
+        let mut s = Server::spawn("trap", c, d.join("trap.log")).unwrap();
+        s.stop_signal = Some(libc::SIGINT);
+        std::thread::sleep(Duration::from_millis(200));
+        drop(s);
+        assert!(mark.exists());
+        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]

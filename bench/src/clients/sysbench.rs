@@ -158,6 +158,7 @@ impl Sysbench {
             .arg(format!("--log-error={}", dir.join("error.log").display()));
         let mut s = Server::spawn("mariadbd", c, dir.join("mariadbd.out"))?;
         s.log = dir.join("error.log");
+        s.stop_signal = Some(libc::SIGTERM);
         s.wait(Duration::from_mins(1), || {
             mariadb_sql(&client, &socket, "SELECT 1").is_ok()
         })?;
