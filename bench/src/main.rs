@@ -430,10 +430,14 @@ fn run(args: &Args) -> Result<()> {
         ..Results::default()
     };
     eprintln!(
-        "bench: {} targets, workloads {}, {} repetitions; proxy files in {}",
-        kinds.len(),
+        "bench: workloads {}; synthetic: {} targets, {} repetitions; real clients: {} targets, \
+         {} round(s) of {} s per variant; files in {}",
         workloads.join(","),
+        kinds.len(),
         p.reps,
+        client_plan.targets.len(),
+        client_plan.rounds,
+        client_plan.secs,
         tmp.display()
     );
 
