@@ -38,7 +38,8 @@ struct Args {
     /// direct,lb-sockmap,lb-splice,haproxy,nginx; lb-auto is also known).
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
-    /// Workloads to run, comma-separated (default all): bulk,rate,latency,concurrency.
+    /// Workloads to run, comma-separated (default all):
+    /// bulk,rate,latency,concurrency,syscalls,clients (the real clients).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// The lb binary.
