@@ -2,11 +2,13 @@
 //! run on one machine with one load generator, and writes a markdown table (stdout), JSON and an
 //! SVG chart to `target/bench/`. Run it with `cargo xtask bench [--quick]`.
 
+mod clients;
 mod data;
 mod load;
 mod procfs;
 mod report;
 mod stats;
+mod synthetic;
 mod syscalls;
 mod targets;
 
@@ -16,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use data::Verify;
-use report::{Metric, Results};
+use report::Results;
+use synthetic::Progress;
 use targets::{Backends, Kind, Programs, Running, Tuning};
 
 #[derive(Debug, Parser)]
@@ -32,10 +34,12 @@ struct Args {
     /// Repetitions of each workload per target (default 5, quick 2).
     #[arg(long)]
     reps: Option<usize>,
-    /// Targets to run, comma-separated (default all): direct,lb-sockmap,lb-splice,haproxy,nginx.
+    /// Targets of the synthetic workloads, comma-separated (default
+    /// direct,lb-sockmap,lb-splice,haproxy,nginx; lb-auto is also known).
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
-    /// Workloads to run, comma-separated (default all): bulk,rate,latency,concurrency.
+    /// Workloads to run, comma-separated (default all):
+    /// bulk,rate,latency,concurrency,syscalls,clients (the real clients).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// The lb binary.
@@ -53,6 +57,22 @@ struct Args {
     /// Proxy threads (HAProxy/lb `nbthread`, nginx `worker_processes`); default: the CPU count.
     #[arg(long)]
     threads: Option<usize>,
+    /// Real clients: alternating rounds per variant (default 3, quick 1).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Real clients: seconds per client run (default 1).
+    #[arg(long)]
+    round_secs: Option<u64>,
+    /// Real clients to run, comma-separated (default all): iperf3,redis,sysbench,pgbench.
+    #[arg(long, value_delimiter = ',')]
+    client_tools: Vec<String>,
+    /// Real clients' targets, comma-separated (default lb-auto,lb-splice,lb-sockmap,haproxy,direct;
+    /// nginx is also known).
+    #[arg(long, value_delimiter = ',')]
+    client_targets: Vec<String>,
+    /// Real clients without the busy-core variant (quiet rounds only).
+    #[arg(long)]
+    no_busy: bool,
 }
 
 /// Sizes and durations of one run.
@@ -90,7 +110,52 @@ fn plan(args: &Args) -> Plan {
     p
 }
 
-const WORKLOADS: [&str; 5] = ["bulk", "rate", "latency", "concurrency", "syscalls"];
+const WORKLOADS: [&str; 6] = [
+    "bulk",
+    "rate",
+    "latency",
+    "concurrency",
+    "syscalls",
+    "clients",
+];
+
+/// The real-client part's plan from the arguments.
+fn client_plan(args: &Args) -> Result<clients::Plan> {
+    let tools = if args.client_tools.is_empty() {
+        clients::Tool::ALL.to_vec()
+    } else {
+        args.client_tools
+            .iter()
+            .map(|t| {
+                clients::Tool::from_name(t).with_context(|| {
+                    format!("--client-tools: unknown tool '{t}' (iperf3, redis, sysbench, pgbench)")
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let targets = if args.client_targets.is_empty() {
+        clients::Plan::TARGETS.to_vec()
+    } else {
+        args.client_targets
+            .iter()
+            .map(|t| {
+                Kind::from_name(t)
+                    .with_context(|| format!("--client-targets: unknown target '{t}'"))
+            })
+            .collect::<Result<_>>()?
+    };
+    let mut variants = vec![clients::Variant::Quiet];
+    if !args.no_busy {
+        variants.push(clients::Variant::BusyCore);
+    }
+    Ok(clients::Plan {
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
+        secs: args.round_secs.unwrap_or(1).max(1),
+        tools,
+        targets,
+        variants,
+    })
+}
 
 fn main() {
     targets::install_cleanup();
@@ -104,29 +169,6 @@ fn main() {
         }
     }
 }
-
-/// Progress on stderr: step count, elapsed time, what ran and what it gave.
-struct Progress {
-    t0: Instant,
-    step: usize,
-    total: usize,
-}
-
-impl Progress {
-    fn line(&mut self, what: &str) {
-        self.step += 1;
-        eprintln!(
-            "[{:>3}/{} {:>5.0}s] {what}",
-            self.step,
-            self.total,
-            self.t0.elapsed().as_secs_f64()
-        );
-    }
-}
-
-/// Short connections counted per target by the `syscalls` workload (strace slows each down,
-/// so a few hundred, in series).
-const SYSCALL_CONNS: usize = 300;
 
 /// File descriptors to budget per idle proxied connection in the proxy. lb holds 2 (its two
 /// sockets; it leases pipes from a pool only while bytes move), but HAProxy refuses to start
@@ -212,36 +254,146 @@ fn about(threads: usize, p: Plan, nofile: u64) -> Vec<(String, String)> {
     ]
 }
 
+/// The markdown on stdout and in `results.md`, the JSON and the chart; `clients.json` when the
+/// real clients ran.
+fn write_outputs(
+    args: &Args,
+    res: Option<&Results>,
+    real: Option<&clients::Results>,
+    t0: Instant,
+) -> Result<()> {
+    let mut md = res.map(report::markdown).unwrap_or_default();
+    if let Some(r) = &real {
+        md.push('\n');
+        md.push_str(&r.markdown());
+        let p = args.out.join("clients.json");
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let j = serde_json::to_string_pretty(&r.json()).context("JSON")?;
+        std::fs::write(&p, j).with_context(|| format!("writing {}", p.display()))?;
+    }
+    println!("{md}");
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let md_path = args.out.join("results.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    let mut wrote = vec![md_path];
+    if let Some(res) = res {
+        let json_path = args.out.join("results.json");
+        let svg_path = args.out.join("results.svg");
+        let j = serde_json::to_string_pretty(&report::json(res)).context("JSON")?;
+        std::fs::write(&json_path, j)
+            .with_context(|| format!("writing {}", json_path.display()))?;
+        std::fs::write(&svg_path, report::svg(res))
+            .with_context(|| format!("writing {}", svg_path.display()))?;
+        wrote.extend([json_path, svg_path]);
+    }
+    if real.is_some() {
+        wrote.push(args.out.join("clients.json"));
+    }
+    let wrote: Vec<String> = wrote.iter().map(|p| p.display().to_string()).collect();
+    eprintln!(
+        "bench: done in {:.0} s; wrote {}",
+        t0.elapsed().as_secs_f64(),
+        wrote.join(", ")
+    );
+    Ok(())
+}
+
+/// Starts each of `kinds` with its own sink and echo backend; a target that can't start is
+/// recorded as missing.
+fn start_synthetic(
+    kinds: &[Kind],
+    rt: &tokio::runtime::Runtime,
+    programs: &Programs,
+    tmp: &std::path::Path,
+    tuning: Tuning,
+    res: &mut Results,
+) -> Result<Vec<synthetic::Target>> {
+    // Each target gets its own sink and echo backend: no TIME_WAIT or backlog is shared.
+    let mut running: Vec<(Kind, load::Sink, load::Echo, Running)> = Vec::new();
+    for &k in kinds {
+        let sink = load::Sink::start()?;
+        let echo = load::Echo::start(rt.handle())?;
+        let be = Backends {
+            sink: sink.addr,
+            echo: echo.addr,
+        };
+        match targets::start(k, programs, tmp, be, tuning) {
+            Ok(r) => {
+                eprintln!("bench: {} up ({:?})", k.name(), r.addrs);
+                running.push((k, sink, echo, r));
+            }
+            Err(e) => {
+                eprintln!("bench: {} is MISSING: {e}", k.name());
+                res.missing.insert(k.name(), e.to_string());
+            }
+        }
+    }
+    Ok(running)
+}
+
+/// How many progress lines the synthetic workloads print for `n` targets.
+fn progress_steps(workloads: &[&str], n: usize, p: Plan) -> usize {
+    let has = |w: &str| workloads.contains(&w);
+    let mut total = 0;
+    if has("bulk") {
+        total += n * 2 * (p.reps + 1);
+    }
+    if has("rate") {
+        total += n * p.reps;
+    }
+    if has("latency") {
+        total += n * p.reps;
+    }
+    if has("concurrency") {
+        total += n * p.conc_reps;
+    }
+    if has("syscalls") {
+        total += n;
+    }
+    total
+}
+
+/// `--targets`, or the synthetic workloads' default targets.
+fn synthetic_targets(args: &Args) -> Result<Vec<Kind>> {
+    if args.targets.is_empty() {
+        return Ok(Kind::SYNTHETIC.to_vec());
+    }
+    args.targets
+        .iter()
+        .map(|t| Kind::from_name(t).with_context(|| format!("--targets: unknown target '{t}'")))
+        .collect()
+}
+
+/// `--workloads` in run order, or all of them.
+fn chosen_workloads(args: &Args) -> Result<Vec<&'static str>> {
+    if args.workloads.is_empty() {
+        return Ok(WORKLOADS.to_vec());
+    }
+    for w in &args.workloads {
+        if !WORKLOADS.contains(&w.as_str()) {
+            bail!(
+                "--workloads: unknown workload '{w}' (one of {})",
+                WORKLOADS.join(",")
+            );
+        }
+    }
+    Ok(WORKLOADS
+        .into_iter()
+        .filter(|w| args.workloads.iter().any(|a| a == w))
+        .collect())
+}
+
 fn run(args: &Args) -> Result<()> {
     let p = plan(args);
     let nofile = raise_nofile();
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let kinds: Vec<Kind> = if args.targets.is_empty() {
-        Kind::ALL.to_vec()
-    } else {
-        args.targets
-            .iter()
-            .map(|t| Kind::from_name(t).with_context(|| format!("--targets: unknown target '{t}'")))
-            .collect::<Result<_>>()?
-    };
-    let workloads: Vec<&str> = if args.workloads.is_empty() {
-        WORKLOADS.to_vec()
-    } else {
-        for w in &args.workloads {
-            if !WORKLOADS.contains(&w.as_str()) {
-                bail!(
-                    "--workloads: unknown workload '{w}' (one of {})",
-                    WORKLOADS.join(",")
-                );
-            }
-        }
-        WORKLOADS
-            .into_iter()
-            .filter(|w| args.workloads.iter().any(|a| a == w))
-            .collect()
-    };
+    let kinds = synthetic_targets(args)?;
+    let workloads = chosen_workloads(args)?;
+    let client_plan = client_plan(args)?;
     let conns = conns_that_fit(args.conns, nofile);
     if conns < args.conns {
         eprintln!(
@@ -279,294 +431,69 @@ fn run(args: &Args) -> Result<()> {
         ..Results::default()
     };
     eprintln!(
-        "bench: {} targets, workloads {}, {} repetitions; proxy files in {}",
-        kinds.len(),
+        "bench: workloads {}; synthetic: {} targets, {} repetitions; real clients: {} targets, \
+         {} round(s) of {} s per variant; files in {}",
         workloads.join(","),
+        kinds.len(),
         p.reps,
+        client_plan.targets.len(),
+        client_plan.rounds,
+        client_plan.secs,
         tmp.display()
     );
 
-    // Each target gets its own sink and echo backend: no TIME_WAIT or backlog is shared.
-    let mut running: Vec<(Kind, load::Sink, load::Echo, Running)> = Vec::new();
-    for &k in &kinds {
-        let sink = load::Sink::start()?;
-        let echo = load::Echo::start(rt.handle())?;
-        let be = Backends {
-            sink: sink.addr,
-            echo: echo.addr,
-        };
-        match targets::start(k, &programs, &tmp, be, tuning) {
-            Ok(r) => {
-                eprintln!("bench: {} up ({:?})", k.name(), r.addrs);
-                running.push((k, sink, echo, r));
-            }
-            Err(e) => {
-                eprintln!("bench: {} is MISSING: {e}", k.name());
-                res.missing.insert(k.name(), e.to_string());
-            }
-        }
-    }
+    let synthetic = workloads.iter().any(|w| *w != "clients");
+    let mut running = if synthetic {
+        start_synthetic(&kinds, &rt, &programs, &tmp, tuning, &mut res)?
+    } else {
+        Vec::new()
+    };
 
-    let n = running.len();
     let has = |w: &str| workloads.contains(&w);
-    let mut total = 0;
-    if has("bulk") {
-        total += n * 2 * (p.reps + 1);
-    }
-    if has("rate") {
-        total += n * p.reps;
-    }
-    if has("latency") {
-        total += n * p.reps;
-    }
-    if has("concurrency") {
-        total += n * p.conc_reps;
-    }
-    if has("syscalls") {
-        total += n;
-    }
-    let mut prog = Progress {
-        t0: Instant::now(),
-        step: 0,
-        total,
+    let total = progress_steps(&workloads, running.len(), p);
+    let mut c = synthetic::Ctx {
+        p,
+        rt: &rt,
+        prog: Progress {
+            t0: Instant::now(),
+            step: 0,
+            total,
+        },
+        res,
+        epoch: 0,
+        programs: &programs,
+        tmp: &tmp,
+        tuning,
+        conns,
+        clients: args.clients,
     };
 
     if has("bulk") {
-        for (streams, gbit, cpu) in [
-            (1usize, Metric::Bulk1Gbit, Metric::Bulk1Cpu),
-            (8, Metric::Bulk8Gbit, Metric::Bulk8Cpu),
-        ] {
-            // Repetition 0 is the warm-up and full-integrity pass (xxh3 of every byte); the
-            // measured ones check block stamps only, so hashing never bounds the sink.
-            for rep in 0..=p.reps {
-                for (k, sink, _, r) in &mut running {
-                    let verify = if rep == 0 {
-                        Verify::Full
-                    } else {
-                        Verify::Stamps
-                    };
-                    let what = format!(
-                        "bulk {streams} stream(s), {}, {}",
-                        if rep == 0 {
-                            "warm-up + xxh3 check".to_string()
-                        } else {
-                            format!("rep {rep}/{}", p.reps)
-                        },
-                        k.name()
-                    );
-                    match load::bulk(sink, r.addrs.bulk, streams, p.bulk_bytes, verify) {
-                        Ok(s) => {
-                            prog.line(&format!(
-                                "{what}: {:.2} Gbit/s, {:.2} CPU s/GiB",
-                                s.gbit_s, s.cpu_s_per_gib
-                            ));
-                            if rep > 0 {
-                                res.push(gbit, *k, s.gbit_s);
-                                res.push(cpu, *k, s.cpu_s_per_gib);
-                            }
-                        }
-                        Err(e) => {
-                            prog.line(&format!("{what}: FAILED: {e}"));
-                            res.errors.push((
-                                k.name(),
-                                format!("bulk {streams}"),
-                                with_log(&e.to_string(), r),
-                            ));
-                        }
-                    }
-                    alive(r, &mut res);
-                }
-            }
-        }
+        synthetic::bulk(&mut c, &mut running);
     }
-
-    let mut epoch = 0u32;
     if has("rate") {
-        for rep in 1..=p.reps {
-            for (k, _, echo, r) in &mut running {
-                epoch += 1;
-                let s = load::conn_rate(&rt, r.addrs.echo, args.clients, p.rate_dur, epoch);
-                prog.line(&format!(
-                    "connection rate, rep {rep}/{}, {}: {:.0} conn/s, {} failures{}",
-                    p.reps,
-                    k.name(),
-                    s.conns_per_s,
-                    s.failures,
-                    s.first_error
-                        .as_deref()
-                        .map(|e| format!(" (first: {e})"))
-                        .unwrap_or_default()
-                ));
-                res.push(Metric::ConnRate, *k, s.conns_per_s);
-                res.push(Metric::ConnFailures, *k, s.failures as f64);
-                if let Some(e) = s.first_error {
-                    res.errors.push((k.name(), "connection rate".into(), e));
-                }
-                let _ = echo;
-                alive(r, &mut res);
-                // TIME_WAIT of this run is on other source addresses; a short breather lets
-                // the proxy's own closes finish before the next target is measured.
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }
+        synthetic::rate(&mut c, &mut running);
     }
-
     if has("syscalls") {
-        for (k, _, _, r) in &mut running {
-            let Some(pid) = r.pid() else {
-                prog.line(&format!(
-                    "syscalls, {}: no proxy process, skipped",
-                    k.name()
-                ));
-                continue;
-            };
-            match syscalls::per_short_conn(pid, r.addrs.echo, SYSCALL_CONNS) {
-                Ok(per) => {
-                    prog.line(&format!(
-                        "syscalls, {}: {per:.1} per short connection ({SYSCALL_CONNS} in series)",
-                        k.name()
-                    ));
-                    res.push(Metric::SyscallsPerConn, *k, per);
-                }
-                Err(e) => {
-                    prog.line(&format!("syscalls, {}: FAILED: {e}", k.name()));
-                    res.errors.push((k.name(), "syscalls".into(), e));
-                }
-            }
-            alive(r, &mut res);
-        }
+        synthetic::syscalls(&mut c, &mut running);
     }
-
     if has("latency") {
-        for rep in 1..=p.reps {
-            for (k, _, _, r) in &mut running {
-                match load::latency(r.addrs.echo, p.lat_dur) {
-                    Ok(s) => {
-                        prog.line(&format!(
-                            "latency, rep {rep}/{}, {}: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs ({} round trips)",
-                            p.reps,
-                            k.name(),
-                            s.p50_us,
-                            s.p99_us,
-                            s.p999_us,
-                            s.count
-                        ));
-                        res.push(Metric::LatP50, *k, s.p50_us);
-                        res.push(Metric::LatP99, *k, s.p99_us);
-                        res.push(Metric::LatP999, *k, s.p999_us);
-                    }
-                    Err(e) => {
-                        prog.line(&format!("latency, {}: FAILED: {e}", k.name()));
-                        res.errors
-                            .push((k.name(), "latency".into(), with_log(&e.to_string(), r)));
-                    }
-                }
-                alive(r, &mut res);
-            }
-        }
+        synthetic::latency(&mut c, &mut running);
     }
-
     if has("concurrency") {
-        for rep in 1..=p.conc_reps {
-            for (k, sink, echo, r) in &mut running {
-                // A fresh process each time: memory an allocator kept from earlier connections
-                // would hide the growth.
-                if *k != Kind::Direct {
-                    let be = Backends {
-                        sink: sink.addr,
-                        echo: echo.addr,
-                    };
-                    r.stop();
-                    match targets::start(*k, &programs, &tmp, be, tuning) {
-                        Ok(new) => *r = new,
-                        Err(e) => {
-                            prog.line(&format!("concurrency, {}: restart FAILED: {e}", k.name()));
-                            res.errors
-                                .push((k.name(), "concurrency".into(), e.to_string()));
-                            continue;
-                        }
-                    }
-                }
-                epoch += 1;
-                match load::concurrency(&rt, r.addrs.echo, echo, r.pid(), conns, epoch) {
-                    Ok(s) => {
-                        prog.line(&format!(
-                            "concurrency {} idle, rep {rep}/{}, {}: RSS/conn {}, exchange {:.0} ms, {} failures{}",
-                            conns,
-                            p.conc_reps,
-                            k.name(),
-                            s.rss_per_conn.map_or("n/a".into(), |b| format!("{b:.0} B")),
-                            s.exchange_ms,
-                            s.failures,
-                            s.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default()
-                        ));
-                        if let Some(b) = s.rss_per_conn {
-                            res.push(Metric::RssPerConn, *k, b);
-                        }
-                        res.push(Metric::ConcExchangeMs, *k, s.exchange_ms);
-                        res.push(Metric::ConcFailures, *k, s.failures as f64);
-                        if let Some(e) = s.first_error {
-                            res.errors.push((k.name(), "concurrency".into(), e));
-                        }
-                    }
-                    Err(e) => {
-                        prog.line(&format!("concurrency, {}: FAILED: {e}", k.name()));
-                        res.errors.push((
-                            k.name(),
-                            "concurrency".into(),
-                            with_log(&e.to_string(), r),
-                        ));
-                    }
-                }
-                alive(r, &mut res);
-            }
-        }
+        synthetic::concurrency(&mut c, &mut running);
     }
     drop(running); // kills the proxies
-    if res.errors.is_empty() {
+    let (res, prog) = (c.res, c.prog);
+    let real = has("clients").then(|| clients::run(&client_plan, &programs, &tmp));
+    let real_failed = real.as_ref().is_some_and(|r| !r.errors.is_empty());
+    if res.errors.is_empty() && !real_failed {
         let _ = std::fs::remove_dir_all(&tmp);
     } else {
         eprintln!("bench: proxy configs and logs kept in {}", tmp.display());
     }
 
-    let md = report::markdown(&res);
-    println!("{md}");
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let json_path = args.out.join("results.json");
-    let svg_path = args.out.join("results.svg");
-    let md_path = args.out.join("results.md");
-    let j = serde_json::to_string_pretty(&report::json(&res)).context("JSON")?;
-    std::fs::write(&json_path, j).with_context(|| format!("writing {}", json_path.display()))?;
-    std::fs::write(&svg_path, report::svg(&res))
-        .with_context(|| format!("writing {}", svg_path.display()))?;
-    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
-    eprintln!(
-        "bench: done in {:.0} s; wrote {}, {} and {}",
-        prog.t0.elapsed().as_secs_f64(),
-        md_path.display(),
-        json_path.display(),
-        svg_path.display()
-    );
-    Ok(())
-}
-
-/// An error message with the proxy's recent output appended.
-fn with_log(e: &str, r: &Running) -> String {
-    let log = r.log_tail();
-    if log.is_empty() {
-        e.to_string()
-    } else {
-        format!("{e}\n--- {} output ---\n{log}", r.kind.name())
-    }
-}
-
-/// Records a proxy that died under load (its later runs then fail and say so).
-fn alive(r: &mut Running, res: &mut Results) {
-    if let Err(e) = r.check_alive() {
-        eprintln!("bench: {e}");
-        res.errors.push((r.kind.name(), "process".into(), e));
-    }
+    write_outputs(args, synthetic.then_some(&res), real.as_ref(), prog.t0)
 }
 
 #[cfg(test)]

@@ -160,6 +160,7 @@ pub const RATIOS: [(Kind, Kind); 6] = [
 
 fn short(k: Kind) -> &'static str {
     match k {
+        Kind::LbAuto => "auto",
         Kind::LbSockmap => "sockmap",
         Kind::LbSplice => "splice",
         Kind::Haproxy => "HAProxy",
@@ -405,6 +406,7 @@ pub fn json(r: &Results) -> serde_json::Value {
 fn color(k: Kind) -> &'static str {
     match k {
         Kind::Direct => "#9e9e9e",
+        Kind::LbAuto => "#0d47a1",
         Kind::LbSockmap => "#1565c0",
         Kind::LbSplice => "#64b5f6",
         Kind::Haproxy => "#e65100",
@@ -507,7 +509,7 @@ mod tests {
 
     fn sample() -> Results {
         let mut r = Results {
-            targets: Kind::ALL.to_vec(),
+            targets: Kind::SYNTHETIC.to_vec(),
             ..Results::default()
         };
         for (k, g) in [

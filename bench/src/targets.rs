@@ -1,5 +1,5 @@
-//! The things measured: a direct connection (no proxy: the limit), lb on each data plane,
-//! HAProxy and nginx. Each proxy runs as our child with a config generated into a temp dir,
+//! The things measured: a direct connection (no proxy: the limit), lb on each data plane (and
+//! `auto`, as users run it), HAProxy and nginx. Each proxy runs as our child with a config generated into a temp dir,
 //! listening on loopback ports chosen at run time, and is killed when the bench ends (normally,
 //! on Ctrl-C, or on a panic).
 
@@ -55,6 +55,8 @@ pub enum TargetError {
 pub enum Kind {
     /// Client straight to the backend: what the machine can do without a proxy.
     Direct,
+    /// lb with `--dataplane auto`, the default users run.
+    LbAuto,
     LbSockmap,
     LbSplice,
     Haproxy,
@@ -63,7 +65,17 @@ pub enum Kind {
 
 impl Kind {
     /// Every target, in report order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
+        Kind::Direct,
+        Kind::LbAuto,
+        Kind::LbSockmap,
+        Kind::LbSplice,
+        Kind::Haproxy,
+        Kind::Nginx,
+    ];
+
+    /// The synthetic workloads' default targets (`auto` is measured with the real clients).
+    pub const SYNTHETIC: [Kind; 5] = [
         Kind::Direct,
         Kind::LbSockmap,
         Kind::LbSplice,
@@ -75,6 +87,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Direct => "direct",
+            Kind::LbAuto => "lb-auto",
             Kind::LbSockmap => "lb-sockmap",
             Kind::LbSplice => "lb-splice",
             Kind::Haproxy => "haproxy",
@@ -113,7 +126,38 @@ pub struct Tuning {
 
 /// The haproxy.cfg that both HAProxy and lb run: the same file, which is lb's promise. HAProxy
 /// splices (`option splice-auto`); lb warns that it does not know that option and ignores it.
+#[cfg(test)]
 pub fn haproxy_cfg(fe: Frontends, be: Backends, t: Tuning) -> String {
+    haproxy_cfg_routes(&synthetic_routes(fe, be), t)
+}
+
+/// One frontend forwarding to one server: its name in the config, where it listens, where it
+/// forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub name: &'static str,
+    pub bind: SocketAddr,
+    pub server: SocketAddr,
+}
+
+#[cfg(test)]
+fn synthetic_routes(fe: Frontends, be: Backends) -> [Route; 2] {
+    [
+        Route {
+            name: "bulk",
+            bind: fe.bulk,
+            server: be.sink,
+        },
+        Route {
+            name: "echo",
+            bind: fe.echo,
+            server: be.echo,
+        },
+    ]
+}
+
+/// [`haproxy_cfg`] for any set of routes.
+pub fn haproxy_cfg_routes(routes: &[Route], t: Tuning) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -123,7 +167,7 @@ pub fn haproxy_cfg(fe: Frontends, be: Backends, t: Tuning) -> String {
         maxconn = t.maxconn,
         threads = t.threads
     );
-    for (name, bind, server) in [("bulk", fe.bulk, be.sink), ("echo", fe.echo, be.echo)] {
+    for &Route { name, bind, server } in routes {
         let _ = write!(
             s,
             "frontend fe_{name}\n    bind {bind}\n    maxconn {maxconn}\n    default_backend be_{name}\n\n\
@@ -136,13 +180,25 @@ pub fn haproxy_cfg(fe: Frontends, be: Backends, t: Tuning) -> String {
 
 /// The lb config: HAProxy's without `option splice-auto`, which lb would only warn about (it
 /// chooses its data plane with `--dataplane`).
+#[cfg(test)]
 pub fn lb_cfg(fe: Frontends, be: Backends, t: Tuning) -> String {
-    haproxy_cfg(fe, be, t).replace("    option splice-auto\n", "")
+    lb_cfg_routes(&synthetic_routes(fe, be), t)
+}
+
+/// [`lb_cfg`] for any set of routes.
+pub fn lb_cfg_routes(routes: &[Route], t: Tuning) -> String {
+    haproxy_cfg_routes(routes, t).replace("    option splice-auto\n", "")
 }
 
 /// nginx with the stream module: one `server` per frontend, `proxy_half_close on` so that a
 /// half-close passes through as with the others, as many workers as the others have threads.
+#[cfg(test)]
 pub fn nginx_conf(dir: &Path, module: &Path, fe: Frontends, be: Backends, t: Tuning) -> String {
+    nginx_conf_routes(dir, module, &synthetic_routes(fe, be), t)
+}
+
+/// [`nginx_conf`] for any set of routes.
+pub fn nginx_conf_routes(dir: &Path, module: &Path, routes: &[Route], t: Tuning) -> String {
     let dir = dir.display();
     let mut s = format!(
         "load_module {module};\n\
@@ -160,7 +216,7 @@ pub fn nginx_conf(dir: &Path, module: &Path, fe: Frontends, be: Backends, t: Tun
         // Each proxied connection takes two (client and upstream), per worker.
         conns = u64::from(t.maxconn) * 2 + 64,
     );
-    for (bind, server) in [(fe.bulk, be.sink), (fe.echo, be.echo)] {
+    for &Route { bind, server, .. } in routes {
         let _ = write!(
             s,
             "    server {{\n        listen {bind} backlog=4096;\n        proxy_pass {server};\n        \
@@ -195,7 +251,10 @@ impl Default for Programs {
 #[derive(Debug)]
 pub struct Running {
     pub kind: Kind,
+    /// The synthetic workloads' two frontends (the first two routes).
     pub addrs: Frontends,
+    /// Where each route given to [`start_routes`] listens, in the same order.
+    pub fronts: Vec<SocketAddr>,
     proc: Option<Proc>,
 }
 
@@ -259,20 +318,46 @@ pub fn start(
     be: Backends,
     tuning: Tuning,
 ) -> Result<Running, TargetError> {
+    start_routes(
+        kind,
+        programs,
+        dir,
+        &[("bulk", be.sink), ("echo", be.echo)],
+        tuning,
+    )
+}
+
+/// Starts `kind` with one frontend per `(name, server)`, each on a free loopback port, with its
+/// files in `dir/<kind>`; waits until every frontend listens.
+pub fn start_routes(
+    kind: Kind,
+    programs: &Programs,
+    dir: &Path,
+    servers: &[(&'static str, SocketAddr)],
+    tuning: Tuning,
+) -> Result<Running, TargetError> {
+    let unset = SocketAddr::from(([0, 0, 0, 0], 0));
+    let frontends = |fronts: &[SocketAddr]| Frontends {
+        bulk: fronts.first().copied().unwrap_or(unset),
+        echo: fronts.get(1).or(fronts.first()).copied().unwrap_or(unset),
+    };
     if kind == Kind::Direct {
+        let fronts: Vec<SocketAddr> = servers.iter().map(|&(_, a)| a).collect();
         return Ok(Running {
             kind,
-            addrs: Frontends {
-                bulk: be.sink,
-                echo: be.echo,
-            },
+            addrs: frontends(&fronts),
+            fronts,
             proc: None,
         });
     }
-    let fe = Frontends {
-        bulk: free_loopback_port()?,
-        echo: free_loopback_port()?,
-    };
+    let avoid: Vec<u16> = servers.iter().map(|(_, a)| a.port()).collect();
+    let binds = free_loopback_ports(servers.len(), &avoid)?;
+    let routes: Vec<Route> = servers
+        .iter()
+        .zip(binds)
+        .map(|(&(name, server), bind)| Route { name, bind, server })
+        .collect();
+    let fronts: Vec<SocketAddr> = routes.iter().map(|r| r.bind).collect();
     let dir = dir.join(kind.name());
     std::fs::create_dir_all(&dir).map_err(|source| TargetError::Write {
         path: dir.clone(),
@@ -281,17 +366,17 @@ pub fn start(
     let log = dir.join("output.log");
     let (mut cmd, ready_line) = match kind {
         Kind::Direct => unreachable!("handled above"),
-        Kind::LbSockmap | Kind::LbSplice => {
+        Kind::LbAuto | Kind::LbSockmap | Kind::LbSplice => {
             need(
                 &programs.lb,
                 "lb",
                 " (run `cargo xtask build`, or `cargo xtask bench` which builds it)",
             )?;
-            let cfg = write(&dir.join("lb.cfg"), &lb_cfg(fe, be, tuning))?;
-            let plane = if kind == Kind::LbSockmap {
-                "sockmap"
-            } else {
-                "splice"
+            let cfg = write(&dir.join("lb.cfg"), &lb_cfg_routes(&routes, tuning))?;
+            let plane = match kind {
+                Kind::LbSockmap => "sockmap",
+                Kind::LbSplice => "splice",
+                _ => "auto",
             };
             let mut c = Command::new(&programs.lb);
             c.arg("-f").arg(cfg).args(["--dataplane", plane]);
@@ -304,7 +389,10 @@ pub fn start(
                 "HAProxy",
                 " (Debian's `haproxy`; `cargo xtask setup` installs it)",
             )?;
-            let cfg = write(&dir.join("haproxy.cfg"), &haproxy_cfg(fe, be, tuning))?;
+            let cfg = write(
+                &dir.join("haproxy.cfg"),
+                &haproxy_cfg_routes(&routes, tuning),
+            )?;
             let mut c = Command::new(&programs.haproxy);
             // -db: foreground, no daemon; -f: our config only.
             c.arg("-db").arg("-f").arg(cfg);
@@ -321,7 +409,7 @@ pub fn start(
                 "nginx's stream module",
                 " (Debian's `libnginx-mod-stream`; `cargo xtask setup` installs it)",
             )?;
-            let text = nginx_conf(&dir, &programs.nginx_stream_module, fe, be, tuning);
+            let text = nginx_conf_routes(&dir, &programs.nginx_stream_module, &routes, tuning);
             let cfg = write(&dir.join("nginx.conf"), &text)?;
             let mut c = Command::new(&programs.nginx);
             // -p: prefix for relative paths; -e: the start-up error log (else /var/log/nginx).
@@ -360,10 +448,11 @@ pub fn start(
         .map_err(|source| TargetError::Spawn { cmd: shown, source })?;
     remember_child(child.id() as i32);
     let mut proc = Proc { child, log };
-    wait_ready(kind, &mut proc, fe, ready_line)?;
+    wait_ready(kind, &mut proc, &fronts, ready_line)?;
     Ok(Running {
         kind,
-        addrs: fe,
+        addrs: frontends(&fronts),
+        fronts,
         proc: Some(proc),
     })
 }
@@ -371,7 +460,7 @@ pub fn start(
 fn wait_ready(
     kind: Kind,
     p: &mut Proc,
-    fe: Frontends,
+    fronts: &[SocketAddr],
     ready_line: Option<&str>,
 ) -> Result<(), TargetError> {
     let limit = Duration::from_secs(20);
@@ -386,10 +475,11 @@ fn wait_ready(
         }
         let logged =
             ready_line.is_none_or(|l| std::fs::read_to_string(&p.log).is_ok_and(|s| s.contains(l)));
-        if logged
-            && procfs::listening_now(fe.bulk.port())?
-            && procfs::listening_now(fe.echo.port())?
-        {
+        let mut listening = logged;
+        for f in fronts {
+            listening = listening && procfs::listening_now(f.port())?;
+        }
+        if listening {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -423,6 +513,33 @@ fn write(path: &Path, text: &str) -> Result<PathBuf, TargetError> {
     Ok(path.to_path_buf())
 }
 
+/// `n` distinct loopback ports nobody listens on now, none of them in `avoid` (a server's port
+/// that is not listening at this moment): all held while they are picked, then released.
+pub fn free_loopback_ports(n: usize, avoid: &[u16]) -> Result<Vec<SocketAddr>, TargetError> {
+    let mut held = Vec::new();
+    let mut out = Vec::with_capacity(n);
+    // Bounded: the kernel hands out each held port once.
+    for _ in 0..n + avoid.len() + 16 {
+        if out.len() == n {
+            break;
+        }
+        let l =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| TargetError::Write {
+                path: PathBuf::from("127.0.0.1:0"),
+                source,
+            })?;
+        let a = l.local_addr().map_err(|source| TargetError::Write {
+            path: PathBuf::from("127.0.0.1:0"),
+            source,
+        })?;
+        if !avoid.contains(&a.port()) {
+            out.push(a);
+        }
+        held.push(l);
+    }
+    Ok(out)
+}
+
 /// A loopback port nobody listens on now (bound to `:0`, then released).
 pub fn free_loopback_port() -> Result<SocketAddr, TargetError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| TargetError::Write {
@@ -445,9 +562,9 @@ fn tail(log: &Path) -> String {
 }
 
 /// Pids of running children, readable from a signal handler (no locks, no allocation).
-static CHILDREN: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
+static CHILDREN: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
 
-fn remember_child(pid: i32) {
+pub fn remember_child(pid: i32) {
     for slot in &CHILDREN {
         if slot
             .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
@@ -458,7 +575,7 @@ fn remember_child(pid: i32) {
     }
 }
 
-fn forget_child(pid: i32) {
+pub fn forget_child(pid: i32) {
     for slot in &CHILDREN {
         let _ = slot.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
     }
@@ -564,6 +681,18 @@ mod tests {
         );
         assert_eq!(c.matches("proxy_half_close on;").count(), 2);
         assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+
+    #[test]
+    fn picked_ports_are_distinct_and_avoid_the_servers() {
+        let first = free_loopback_ports(1, &[]).unwrap()[0].port();
+        let p = free_loopback_ports(6, &[first]).unwrap();
+        assert_eq!(p.len(), 6);
+        let mut ports: Vec<u16> = p.iter().map(SocketAddr::port).collect();
+        assert!(!ports.contains(&first));
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 6);
     }
 
     #[test]

@@ -43,8 +43,16 @@ const TEST_PACKAGES: [&str; 13] = [
     "systemd",
 ];
 /// Used by `cargo xtask bench`: nginx with its stream module (a proxy lb is compared with; HAProxy
-/// is in the test packages), and `perf`/`bpftool` to profile where lb falls short.
-const BENCH_PACKAGES: [&str; 4] = ["nginx", "libnginx-mod-stream", "linux-perf", "bpftool"];
+/// is in the test packages), `perf`/`bpftool` to profile where lb falls short, and the real
+/// clients (`iperf3`, `sysbench`; `redis-benchmark` and `pgbench` come with the servers).
+const BENCH_PACKAGES: [&str; 6] = [
+    "nginx",
+    "libnginx-mod-stream",
+    "linux-perf",
+    "bpftool",
+    "iperf3",
+    "sysbench",
+];
 /// Packages whose postinst may start a system service, and that service's unit name.
 const SERVICES: [(&str, &str); 7] = [
     ("redis-server", "redis-server"),

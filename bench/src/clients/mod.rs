@@ -1,0 +1,485 @@
+//! Real clients nobody here wrote, through every target: iperf3, redis-benchmark, sysbench on
+//! MariaDB and pgbench on PostgreSQL, against servers the bench starts on loopback (private data
+//! directories, free ports) and stops. Rounds alternate: in each, every workload runs on every
+//! target, the target order rotated by one each round; then the same with one core kept busy.
+//! A tool or server that is missing or fails to start is reported by name and the rest runs.
+
+mod busy;
+mod iperf;
+mod pgbench;
+mod proc;
+mod redis;
+pub mod summary;
+mod sysbench;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::targets::{self, Kind, Programs, Running, Tuning};
+pub use summary::Results;
+
+/// What a figure counts, and which way is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Gbit,
+    PerSecond,
+    CpuPerGib,
+}
+
+impl Unit {
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, Unit::CpuPerGib)
+    }
+}
+
+/// One measured number of one client run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Figure {
+    pub value: f64,
+    pub unit: Unit,
+}
+
+impl Figure {
+    pub fn new(value: f64, unit: Unit) -> Figure {
+        Figure { value, unit }
+    }
+}
+
+/// With or without the background load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Variant {
+    Quiet,
+    BusyCore,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Quiet => "quiet",
+            Variant::BusyCore => "one busy core",
+        }
+    }
+}
+
+/// The client tools, as named in `--client-tools`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    Iperf3,
+    Redis,
+    Sysbench,
+    Pgbench,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 4] = [Tool::Iperf3, Tool::Redis, Tool::Sysbench, Tool::Pgbench];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Iperf3 => "iperf3",
+            Tool::Redis => "redis",
+            Tool::Sysbench => "sysbench",
+            Tool::Pgbench => "pgbench",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Tool> {
+        Tool::ALL.into_iter().find(|t| t.name() == s)
+    }
+}
+
+/// One client invocation; it gives one figure per label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    Iperf(usize),
+    Redis { connect_per_request: bool },
+    Sysbench(sysbench::Test),
+    Pgbench { connect_per_transaction: bool },
+}
+
+impl Job {
+    pub const ALL: [Job; 9] = [
+        Job::Iperf(1),
+        Job::Iperf(8),
+        Job::Redis {
+            connect_per_request: false,
+        },
+        Job::Redis {
+            connect_per_request: true,
+        },
+        Job::Sysbench(sysbench::Test::ReadOnly),
+        Job::Sysbench(sysbench::Test::PointSelect),
+        Job::Sysbench(sysbench::Test::ConnectPerQuery),
+        Job::Pgbench {
+            connect_per_transaction: false,
+        },
+        Job::Pgbench {
+            connect_per_transaction: true,
+        },
+    ];
+
+    pub fn tool(self) -> Tool {
+        match self {
+            Job::Iperf(_) => Tool::Iperf3,
+            Job::Redis { .. } => Tool::Redis,
+            Job::Sysbench(_) => Tool::Sysbench,
+            Job::Pgbench { .. } => Tool::Pgbench,
+        }
+    }
+
+    /// The workload label of each figure the job gives, in order.
+    pub fn labels(self) -> &'static [&'static str] {
+        use sysbench::Test;
+        match self {
+            Job::Iperf(1) => &["iperf3, 1 stream: Gbit/s", "iperf3, 1 stream: CPU s/GiB"],
+            Job::Iperf(_) => &["iperf3, 8 streams: Gbit/s", "iperf3, 8 streams: CPU s/GiB"],
+            Job::Redis {
+                connect_per_request: false,
+            } => &["redis PING: req/s", "redis SET: req/s", "redis GET: req/s"],
+            Job::Redis {
+                connect_per_request: true,
+            } => &[
+                "redis PING -k 0: req/s",
+                "redis SET -k 0: req/s",
+                "redis GET -k 0: req/s",
+            ],
+            Job::Sysbench(Test::ReadOnly) => &["sysbench oltp_read_only: tps"],
+            Job::Sysbench(Test::PointSelect) => &["sysbench oltp_point_select: tps"],
+            Job::Sysbench(Test::ConnectPerQuery) => &["sysbench connect per query: tps"],
+            Job::Pgbench {
+                connect_per_transaction: false,
+            } => &["pgbench -S: tps"],
+            Job::Pgbench {
+                connect_per_transaction: true,
+            } => &["pgbench -S -C: tps"],
+        }
+    }
+}
+
+/// Every workload label, in report order.
+pub fn all_labels() -> Vec<&'static str> {
+    Job::ALL
+        .iter()
+        .flat_map(|j| j.labels().iter().copied())
+        .collect()
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub rounds: usize,
+    /// Seconds per client run (redis-benchmark: per test, by request count).
+    pub secs: u64,
+    pub tools: Vec<Tool>,
+    pub targets: Vec<Kind>,
+    pub variants: Vec<Variant>,
+}
+
+impl Plan {
+    /// The default targets: lb as users run it, lb on each plane, HAProxy, and the ceiling.
+    pub const TARGETS: [Kind; 5] = [
+        Kind::LbAuto,
+        Kind::LbSplice,
+        Kind::LbSockmap,
+        Kind::Haproxy,
+        Kind::Direct,
+    ];
+}
+
+/// The order of `targets` in round `round` (from 0): rotated left by `round`.
+pub fn rotation<T: Copy>(targets: &[T], round: usize) -> Vec<T> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let k = round % targets.len();
+    targets[k..].iter().chain(&targets[..k]).copied().collect()
+}
+
+/// The servers that could be started.
+struct Servers {
+    iperf: Option<iperf::Iperf>,
+    redis: Option<redis::Redis>,
+    sysbench: Option<sysbench::Sysbench>,
+    pgbench: Option<pgbench::Pgbench>,
+}
+
+impl Servers {
+    fn start(tools: &[Tool], dir: &Path, res: &mut Results) -> Servers {
+        fn keep<T>(
+            tool: Tool,
+            wanted: &[Tool],
+            res: &mut Results,
+            f: impl FnOnce() -> Result<T, String>,
+        ) -> Option<T> {
+            if !wanted.contains(&tool) {
+                return None;
+            }
+            let t0 = Instant::now();
+            match f() {
+                Ok(s) => {
+                    eprintln!(
+                        "bench: clients: {} ready ({:.1} s)",
+                        tool.name(),
+                        t0.elapsed().as_secs_f64()
+                    );
+                    Some(s)
+                }
+                Err(e) => {
+                    eprintln!("bench: clients: {} is MISSING: {e}", tool.name());
+                    res.missing.insert(tool.name().to_string(), e);
+                    None
+                }
+            }
+        }
+        Servers {
+            iperf: keep(Tool::Iperf3, tools, res, iperf::Iperf::setup),
+            redis: keep(Tool::Redis, tools, res, || redis::Redis::start(dir)),
+            sysbench: keep(Tool::Sysbench, tools, res, || {
+                sysbench::Sysbench::start(dir)
+            }),
+            pgbench: keep(Tool::Pgbench, tools, res, || pgbench::Pgbench::start(dir)),
+        }
+    }
+
+    /// (tool, server address) of each running server: the routes every proxy gets.
+    fn routes(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut r = Vec::new();
+        if let Some(s) = &self.iperf {
+            r.push((Tool::Iperf3.name(), s.addr));
+        }
+        if let Some(s) = &self.redis {
+            r.push((Tool::Redis.name(), s.addr));
+        }
+        if let Some(s) = &self.sysbench {
+            r.push((Tool::Sysbench.name(), s.addr));
+        }
+        if let Some(s) = &self.pgbench {
+            r.push((Tool::Pgbench.name(), s.addr));
+        }
+        r
+    }
+
+    /// Runs `job` through `front`; `None` when its server is not running.
+    fn run(
+        &self,
+        job: Job,
+        front: SocketAddr,
+        secs: u64,
+        dir: &Path,
+    ) -> Option<Result<Vec<Figure>, String>> {
+        Some(match job {
+            Job::Iperf(n) => self.iperf.as_ref()?.run(front, n, secs, dir).map(Vec::from),
+            Job::Redis {
+                connect_per_request,
+            } => self
+                .redis
+                .as_ref()?
+                .run(front, connect_per_request, secs, dir)
+                .map(Vec::from),
+            Job::Sysbench(t) => self
+                .sysbench
+                .as_ref()?
+                .run(front, t, secs, dir)
+                .map(|f| vec![f]),
+            Job::Pgbench {
+                connect_per_transaction,
+            } => self
+                .pgbench
+                .as_ref()?
+                .run(front, connect_per_transaction, secs, dir)
+                .map(|f| vec![f]),
+        })
+    }
+}
+
+/// A started target and its frontend per route name.
+struct Target {
+    running: Running,
+    routes: Vec<(&'static str, SocketAddr)>,
+}
+
+impl Target {
+    fn front(&self, tool: Tool) -> Option<SocketAddr> {
+        self.routes
+            .iter()
+            .find(|(n, _)| *n == tool.name())
+            .map(|&(_, a)| a)
+    }
+}
+
+fn start_targets(
+    plan: &Plan,
+    programs: &Programs,
+    dir: &Path,
+    routes: &[(&'static str, SocketAddr)],
+    res: &mut Results,
+) -> Vec<Target> {
+    let tuning = Tuning {
+        threads: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        maxconn: 4000,
+    };
+    let mut out = Vec::new();
+    for &k in &plan.targets {
+        match targets::start_routes(k, programs, dir, routes, tuning) {
+            Ok(running) => {
+                let routes = routes
+                    .iter()
+                    .map(|&(n, _)| n)
+                    .zip(running.fronts.iter().copied())
+                    .collect();
+                out.push(Target { running, routes });
+            }
+            Err(e) => {
+                eprintln!("bench: clients: {} is MISSING: {e}", k.name());
+                res.missing.insert(k.name().to_string(), e.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Runs the plan: servers, targets, then `rounds` alternating rounds per variant.
+pub fn run(plan: &Plan, programs: &Programs, tmp: &Path) -> Results {
+    let t0 = Instant::now();
+    let mut res = Results {
+        rounds: plan.rounds,
+        secs: plan.secs,
+        targets: Vec::new(),
+        ..Results::default()
+    };
+    let dir = tmp.join("clients");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        res.missing
+            .insert("clients".into(), format!("{}: {e}", dir.display()));
+        return res;
+    }
+    let servers = Servers::start(&plan.tools, &dir, &mut res);
+    let routes = servers.routes();
+    if routes.is_empty() {
+        return res;
+    }
+    let mut targets = start_targets(plan, programs, &dir, &routes, &mut res);
+    res.targets = targets.iter().map(|t| t.running.kind).collect();
+    let jobs: Vec<Job> = Job::ALL
+        .into_iter()
+        .filter(|j| plan.tools.contains(&j.tool()))
+        .collect();
+    let runs_dir: PathBuf = dir.join("runs");
+    let _ = std::fs::create_dir_all(&runs_dir);
+    for &variant in &plan.variants {
+        // Bounded: the whole variant's runs with a wide margin.
+        let limit = Duration::from_secs(
+            (plan.secs * 8 + 60) * (plan.rounds * targets.len() * jobs.len()) as u64,
+        );
+        let busy = (variant == Variant::BusyCore).then(|| busy::BusyCore::start(limit));
+        for round in 0..plan.rounds {
+            for &job in &jobs {
+                let order = rotation(&(0..targets.len()).collect::<Vec<_>>(), round);
+                for i in order {
+                    run_one(
+                        &servers,
+                        &mut targets[i],
+                        job,
+                        variant,
+                        round,
+                        plan.secs,
+                        &runs_dir,
+                        &mut res,
+                        t0,
+                    );
+                }
+            }
+        }
+        if let Some(b) = busy {
+            eprintln!("bench: clients: busy core did {} rounds of work", b.spins());
+        }
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_one(
+    servers: &Servers,
+    t: &mut Target,
+    job: Job,
+    variant: Variant,
+    round: usize,
+    secs: u64,
+    dir: &Path,
+    res: &mut Results,
+    t0: Instant,
+) {
+    let kind = t.running.kind;
+    let Some(front) = t.front(job.tool()) else {
+        return;
+    };
+    let Some(outcome) = servers.run(job, front, secs, dir) else {
+        return;
+    };
+    let what = format!(
+        "[{:>5.0}s] clients, {}, round {}, {}, {}",
+        t0.elapsed().as_secs_f64(),
+        variant.name(),
+        round + 1,
+        job.labels()[0].split(':').next().unwrap_or(""),
+        kind.name()
+    );
+    match outcome {
+        Ok(figs) => {
+            let mut shown = Vec::new();
+            for (label, f) in job.labels().iter().zip(figs) {
+                // The busy core's own CPU time would count in the machine's CPU per GiB.
+                if variant == Variant::BusyCore && f.unit == Unit::CpuPerGib {
+                    continue;
+                }
+                shown.push(format!("{:.2}", f.value));
+                res.push(variant, label, kind, round, f);
+            }
+            eprintln!("{what}: {}", shown.join(" / "));
+        }
+        Err(e) => {
+            eprintln!("{what}: FAILED: {e}");
+            let msg = match t.running.log_tail() {
+                l if l.is_empty() => e,
+                l => format!("{e}\n--- {} output ---\n{l}", kind.name()),
+            };
+            res.errors
+                .push((variant, job.labels()[0], kind.name(), round, msg));
+        }
+    }
+    if let Err(e) = t.running.check_alive() {
+        eprintln!("bench: clients: {e}");
+        res.errors.push((variant, "process", kind.name(), round, e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_rotate_the_target_order() {
+        let t = ["a", "b", "c"];
+        assert_eq!(rotation(&t, 0), ["a", "b", "c"]);
+        assert_eq!(rotation(&t, 1), ["b", "c", "a"]);
+        assert_eq!(rotation(&t, 2), ["c", "a", "b"]);
+        assert_eq!(rotation(&t, 3), ["a", "b", "c"]);
+        assert!(rotation::<u8>(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn every_job_labels_what_it_measures() {
+        let labels = all_labels();
+        assert_eq!(labels.len(), 2 + 2 + 3 + 3 + 3 + 2);
+        let mut unique = labels.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), labels.len());
+        for t in Tool::ALL {
+            assert_eq!(Tool::from_name(t.name()), Some(t));
+            assert!(Job::ALL.iter().any(|j| j.tool() == t));
+        }
+        assert!(labels.contains(&"redis SET -k 0: req/s"));
+        assert!(labels.contains(&"pgbench -S -C: tps"));
+    }
+}
