@@ -801,10 +801,34 @@ fn busy_flow_moves(old_plane: &str, dataplane: &str) {
     let before = sent_bytes.load(Ordering::SeqCst);
     let new =
         Lb::start_with(&LbOpts::new(&cfg, dataplane).args(&["-x", &sock_arg, "-sf", &old_pid]));
-    let exit = old.wait_exit(Duration::from_secs(10));
-    let at_exit = sent_bytes.load(Ordering::SeqCst);
-    // Some more through the new process, then the end.
-    let until = at_exit + (16 << 20);
+    // A spliced flow moves only at a point where lb holds none of its bytes: one this busy
+    // both ways may find none in the rounds of the exchange (on a loaded machine, often), and
+    // then stays with the old lb until it ends, as a flow that can't be handed over does. A
+    // flow in the kernel maps moves in place whatever its pace.
+    assert!(
+        new.wait_for_log(
+            "established flow(s) from the old process",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        new.logs().join("\n")
+    );
+    let moved = new.find_log("took 1 established flow(s)").is_some();
+    eprintln!("busy flow handed over: {moved}");
+    assert!(
+        moved || old_plane == "splice",
+        "the busy flow did not move from the kernel maps: {}",
+        new.logs().join("\n")
+    );
+    let mut exit = if moved {
+        old.wait_exit(Duration::from_secs(10))
+    } else {
+        None
+    };
+    let at_move = sent_bytes.load(Ordering::SeqCst);
+    // Some more after the move (through the new process, or the old one that kept it), then
+    // the end.
+    let until = at_move + (16 << 20);
     let deadline = Instant::now() + Duration::from_secs(30);
     while sent_bytes.load(Ordering::SeqCst) < until && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
@@ -813,19 +837,19 @@ fn busy_flow_moves(old_plane: &str, dataplane: &str) {
     let sent = writer.join().unwrap();
     let got = read.join().unwrap();
     eprintln!(
-        "busy flow: {before} bytes sent before the upgrade, {at_exit} when the old lb exited, \
-         {:?} in all",
+        "busy flow: {before} bytes sent before the upgrade, {at_move} when it moved or was \
+         kept, {:?} in all",
         sent.as_ref().map(|s| s.0)
     );
+    if !moved {
+        // Kept: the old lb exits once its last flow has ended.
+        exit = old.wait_exit(Duration::from_secs(10));
+    }
     assert!(
         exit.is_some_and(|s| s.success()),
-        "the old lb did not exit while its busy flow was open ({exit:?}): {}",
+        "the old lb did not exit once its busy flow was handed over or had ended ({exit:?}): \
+         {}",
         old.logs().join("\n")
-    );
-    assert!(
-        new.wait_for_log("took 1 established flow(s)", Duration::from_secs(5)),
-        "{}",
-        new.logs().join("\n")
     );
     // At once, the flow is in the maps from its start; after `--sockmap-after`, a flow this
     // busy may not have found the quiet point to enter them yet, and moves from splice.
@@ -839,7 +863,7 @@ fn busy_flow_moves(old_plane: &str, dataplane: &str) {
         new.logs().join("\n")
     );
     let (sent, got) = (sent.unwrap(), got.unwrap());
-    assert!(at_exit > before, "the flow stood still across the move");
+    assert!(at_move > before, "the flow stood still across the upgrade");
     assert_eq!(got.0, sent.0, "bytes echoed");
     assert!(
         got.1 == sent.1,
@@ -855,9 +879,13 @@ fn busy_flow_moves(old_plane: &str, dataplane: &str) {
         .collect();
     assert_eq!(lines.len(), 1, "one session line: {lines:?}");
     let line = &lines[0];
-    assert!(line.contains(&format!("[{}]", new.pid())), "{line}");
+    // Logged by the process that ended it; a moved flow's `Tw`/`Tc` are unknown there.
+    let pid = if moved { new.pid() } else { old.pid() };
+    assert!(line.contains(&format!("[{pid}]")), "{line}");
     assert!(
-        line.contains(" echo echoes/e -1/-1/") && line.contains(&format!(" {} --", got.0)),
+        line.contains(" echo echoes/e -1/-1/") == moved
+            && line.contains(" echo echoes/e ")
+            && line.contains(&format!(" {} --", got.0)),
         "{line}"
     );
     drop(new);
