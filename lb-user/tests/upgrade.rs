@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,7 +24,10 @@ use std::time::{Duration, Instant};
 use common::data::{stream_summary, DataStream};
 use common::scenarios::connect;
 use common::servers::{Backend, FlowHeader, HalfClose};
-use common::upgrade::{big_flow, config, connect_loop, echo_flow, socket_path, BIG, HELD_ECHO};
+use common::upgrade::{
+    big_flow, config, connect_loop, echo_flow, mark_exit, socket_path, BEFORE, BIG, HELD_ECHO,
+    MOVING,
+};
 use common::{free_port, local, run_lb, Lb, LbOpts};
 
 on_both_planes!(
@@ -101,9 +104,11 @@ fn upgrade_keeps_every_connection(dataplane: &str) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    let phase = Arc::new(AtomicUsize::new(BEFORE));
     let looping = {
         let (stop, done) = (stop.clone(), done.clone());
-        thread::spawn(move || connect_loop(echo_addr, &stop, &done))
+        let phase = phase.clone();
+        thread::spawn(move || connect_loop(echo_addr, &stop, &done, &phase))
     };
     let wait_done = |n: u64| {
         let until = done.load(Ordering::SeqCst) + n;
@@ -116,6 +121,8 @@ fn upgrade_keeps_every_connection(dataplane: &str) {
 
     let sock_arg = sock.display().to_string();
     let old_pid = old.pid().to_string();
+    let exited = mark_exit(old.pid(), phase.clone(), stop.clone());
+    phase.store(MOVING, Ordering::SeqCst);
     let new =
         Lb::start_with(&LbOpts::new(&cfg, dataplane).args(&["-x", &sock_arg, "-sf", &old_pid]));
     assert!(
@@ -142,6 +149,7 @@ fn upgrade_keeps_every_connection(dataplane: &str) {
     wait_done(500);
     stop.store(true, Ordering::SeqCst);
     let tally = looping.join().unwrap();
+    exited.join().unwrap();
     eprintln!("connect loop across the upgrade: {tally:?}");
 
     assert!(
@@ -181,10 +189,13 @@ fn upgrade_keeps_every_connection(dataplane: &str) {
         "the connect loop across the upgrade: {} ok",
         tally.ok
     );
+    // The loop ran across the whole upgrade (how many it made is the machine's speed).
+    let [before, moving, after] = tally.ok_in;
     assert!(
-        tally.ok >= 1200,
-        "only {} connections in the loop",
-        tally.ok
+        before > 0 && moving > 0 && after > 0,
+        "the connect loop did not run across the upgrade: {before} good connection(s) \
+         before the new lb started, {moving} while the old one lived on, {after} after it \
+         exited"
     );
     // The new lb serves alone now.
     common::scenarios::ping_pong(echo_addr, 10, 100, Duration::from_secs(10)).unwrap();
@@ -403,7 +414,7 @@ fn haproxy_and_lb_take_each_others_sockets() {
     let done = Arc::new(AtomicU64::new(0));
     let looping = {
         let (stop, done) = (stop.clone(), done.clone());
-        thread::spawn(move || connect_loop(echo_addr, &stop, &done))
+        thread::spawn(move || connect_loop(echo_addr, &stop, &done, &AtomicUsize::new(BEFORE)))
     };
     let wait_done = |n: u64| {
         let until = done.load(Ordering::SeqCst) + n;
@@ -504,7 +515,7 @@ fn hard_stop_of_the_old_lb_spares_the_handed_over_sockets() {
     let done = Arc::new(AtomicU64::new(0));
     let looping = {
         let (stop, done) = (stop.clone(), done.clone());
-        thread::spawn(move || connect_loop(echo_addr, &stop, &done))
+        thread::spawn(move || connect_loop(echo_addr, &stop, &done, &AtomicUsize::new(BEFORE)))
     };
     let wait_done = |n: u64| {
         let until = done.load(Ordering::SeqCst) + n;
@@ -591,7 +602,7 @@ fn flows_move(old_plane: &str, dataplane: &str) {
     let done = Arc::new(AtomicU64::new(0));
     let looping = {
         let (stop, done) = (stop.clone(), done.clone());
-        thread::spawn(move || connect_loop(echo_addr, &stop, &done))
+        thread::spawn(move || connect_loop(echo_addr, &stop, &done, &AtomicUsize::new(BEFORE)))
     };
     let wait_done = |n: u64| {
         let until = done.load(Ordering::SeqCst) + n;
@@ -790,10 +801,34 @@ fn busy_flow_moves(old_plane: &str, dataplane: &str) {
     let before = sent_bytes.load(Ordering::SeqCst);
     let new =
         Lb::start_with(&LbOpts::new(&cfg, dataplane).args(&["-x", &sock_arg, "-sf", &old_pid]));
-    let exit = old.wait_exit(Duration::from_secs(10));
-    let at_exit = sent_bytes.load(Ordering::SeqCst);
-    // Some more through the new process, then the end.
-    let until = at_exit + (16 << 20);
+    // A spliced flow moves only at a point where lb holds none of its bytes: one this busy
+    // both ways may find none in the rounds of the exchange (on a loaded machine, often), and
+    // then stays with the old lb until it ends, as a flow that can't be handed over does. A
+    // flow in the kernel maps moves in place whatever its pace.
+    assert!(
+        new.wait_for_log(
+            "established flow(s) from the old process",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        new.logs().join("\n")
+    );
+    let moved = new.find_log("took 1 established flow(s)").is_some();
+    eprintln!("busy flow handed over: {moved}");
+    assert!(
+        moved || old_plane == "splice",
+        "the busy flow did not move from the kernel maps: {}",
+        new.logs().join("\n")
+    );
+    let mut exit = if moved {
+        old.wait_exit(Duration::from_secs(10))
+    } else {
+        None
+    };
+    let at_move = sent_bytes.load(Ordering::SeqCst);
+    // Some more after the move (through the new process, or the old one that kept it), then
+    // the end.
+    let until = at_move + (16 << 20);
     let deadline = Instant::now() + Duration::from_secs(30);
     while sent_bytes.load(Ordering::SeqCst) < until && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
@@ -802,19 +837,19 @@ fn busy_flow_moves(old_plane: &str, dataplane: &str) {
     let sent = writer.join().unwrap();
     let got = read.join().unwrap();
     eprintln!(
-        "busy flow: {before} bytes sent before the upgrade, {at_exit} when the old lb exited, \
-         {:?} in all",
+        "busy flow: {before} bytes sent before the upgrade, {at_move} when it moved or was \
+         kept, {:?} in all",
         sent.as_ref().map(|s| s.0)
     );
+    if !moved {
+        // Kept: the old lb exits once its last flow has ended.
+        exit = old.wait_exit(Duration::from_secs(10));
+    }
     assert!(
         exit.is_some_and(|s| s.success()),
-        "the old lb did not exit while its busy flow was open ({exit:?}): {}",
+        "the old lb did not exit once its busy flow was handed over or had ended ({exit:?}): \
+         {}",
         old.logs().join("\n")
-    );
-    assert!(
-        new.wait_for_log("took 1 established flow(s)", Duration::from_secs(5)),
-        "{}",
-        new.logs().join("\n")
     );
     // At once, the flow is in the maps from its start; after `--sockmap-after`, a flow this
     // busy may not have found the quiet point to enter them yet, and moves from splice.
@@ -828,7 +863,7 @@ fn busy_flow_moves(old_plane: &str, dataplane: &str) {
         new.logs().join("\n")
     );
     let (sent, got) = (sent.unwrap(), got.unwrap());
-    assert!(at_exit > before, "the flow stood still across the move");
+    assert!(at_move > before, "the flow stood still across the upgrade");
     assert_eq!(got.0, sent.0, "bytes echoed");
     assert!(
         got.1 == sent.1,
@@ -844,9 +879,13 @@ fn busy_flow_moves(old_plane: &str, dataplane: &str) {
         .collect();
     assert_eq!(lines.len(), 1, "one session line: {lines:?}");
     let line = &lines[0];
-    assert!(line.contains(&format!("[{}]", new.pid())), "{line}");
+    // Logged by the process that ended it; a moved flow's `Tw`/`Tc` are unknown there.
+    let pid = if moved { new.pid() } else { old.pid() };
+    assert!(line.contains(&format!("[{pid}]")), "{line}");
     assert!(
-        line.contains(" echo echoes/e -1/-1/") && line.contains(&format!(" {} --", got.0)),
+        line.contains(" echo echoes/e -1/-1/") == moved
+            && line.contains(" echo echoes/e ")
+            && line.contains(&format!(" {} --", got.0)),
         "{line}"
     );
     drop(new);

@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::data::{recv_to_eof, stream_summary, DataStream, Summary};
@@ -146,20 +147,56 @@ pub fn echo_flow(
     Ok(())
 }
 
+/// Where an upgrade stands, as the connect loop counts it (an `AtomicUsize` the test sets):
+/// the new process not yet started, the move (from its start until the old one has exited),
+/// and after.
+pub const BEFORE: usize = 0;
+pub const MOVING: usize = 1;
+pub const AFTER: usize = 2;
+
 /// What the connect loop saw.
 #[derive(Debug, Default)]
 pub struct LoopTally {
     pub ok: u64,
+    /// Good connections that were open at some time of each phase ([`BEFORE`], [`MOVING`],
+    /// [`AFTER`]): one open across a change counts in both.
+    pub ok_in: [u64; 3],
     pub refused: u64,
     pub reset: u64,
     pub other: Vec<String>,
 }
 
+/// Sets `phase` to [`AFTER`] once process `pid` has exited (a zombie not yet reaped, or
+/// gone), checking every 5 ms until `stop` or 3 minutes.
+pub fn mark_exit(pid: u32, phase: Arc<AtomicUsize>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let end = Instant::now() + Duration::from_mins(3);
+        while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+            // The state follows the command's closing parenthesis.
+            let exited = state.as_deref().is_none_or(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with(['Z', 'X']))
+            });
+            if exited {
+                phase.store(AFTER, Ordering::SeqCst);
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    })
+}
+
 /// Connects, exchanges 16 bytes with the echo backend and closes, until `stop`, at most
-/// 50,000 times or 60 s. A connection that fails is told with its client port, the time of
+/// 50,000 times or 60 s, counting the good ones in each `phase` they were open in. A connection that fails is told with its client port, the time of
 /// each step since the loop began, and what the kernel holds of it then (`ss`: which process
 /// has its other end, what waits in which queue).
-pub fn connect_loop(addr: SocketAddr, stop: &AtomicBool, done: &AtomicU64) -> LoopTally {
+pub fn connect_loop(
+    addr: SocketAddr,
+    stop: &AtomicBool,
+    done: &AtomicU64,
+    phase: &AtomicUsize,
+) -> LoopTally {
     let mut t = LoopTally::default();
     let start = Instant::now();
     let end = start + Duration::from_mins(1);
@@ -167,6 +204,7 @@ pub fn connect_loop(addr: SocketAddr, stop: &AtomicBool, done: &AtomicU64) -> Lo
         if stop.load(Ordering::SeqCst) || Instant::now() > end {
             break;
         }
+        let began_in = phase.load(Ordering::SeqCst).min(AFTER);
         let mut steps = Steps::new(start);
         let r = (|| -> std::io::Result<bool> {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
@@ -186,7 +224,13 @@ pub fn connect_loop(addr: SocketAddr, stop: &AtomicBool, done: &AtomicU64) -> Lo
             Ok(back[..] == msg[..])
         })();
         match r {
-            Ok(true) => t.ok += 1,
+            Ok(true) => {
+                t.ok += 1;
+                let ended_in = phase.load(Ordering::SeqCst).clamp(began_in, AFTER);
+                for n in &mut t.ok_in[began_in..=ended_in] {
+                    *n += 1;
+                }
+            }
             Ok(false) => t
                 .other
                 .push(format!("connection {i}: echo differs ({steps})")),
