@@ -71,7 +71,7 @@ fn push_until_stalled(w: &mut TcpStream, data: &[u8], stall: Duration) -> usize 
 }
 
 /// Reads `r` to EOF; returns the byte count and SHA-256.
-fn read_hashed(r: &mut TcpStream) -> (usize, [u8; 32]) {
+pub(super) fn read_hashed(r: &mut TcpStream) -> (usize, [u8; 32]) {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0;

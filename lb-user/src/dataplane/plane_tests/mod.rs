@@ -19,6 +19,7 @@ mod backpressure;
 mod copy_first;
 mod policy;
 mod pre_read;
+mod resume;
 mod retransmit;
 
 /// A `#[test]` per plane (modules `sockmap_plane`, `splice_plane`, `ring_plane`,

@@ -288,6 +288,7 @@ impl OldMaps {
             // Adopted flows are in the maps already: the policy has nothing left to decide.
             rule: mine.rule,
             evidence: super::policy::Evidence::default(),
+            first_credit: None,
         }))
     }
 }

@@ -385,6 +385,8 @@ pub(super) async fn serve_inserted(
             return 0;
         }
         let info = maps.peer_info(cookie).unwrap_or_default();
+        #[cfg(test)]
+        super::record_ended(cookie, info);
         if info.repeated != 0 {
             log::debug!(
                 "sockmap: {} bytes of TCP retransmissions cut as repeats",

@@ -60,8 +60,12 @@
 //!   spinlock, backlog processing owns it), and `tcp_bpf_recvmsg_parser` takes `lock_sock`. So
 //!   userspace writes `CREDIT`, then calls `recv`: every program run that read the old credit
 //!   has finished and counted its bytes in `passed` by then, and every later run reads the new
-//!   one. If `passed == drained` after that, userspace is done; an skb the new credit can't take
-//!   is passed and wakes it again (the program wakes on a pass whenever userspace had caught up).
+//!   one. If `passed == drained` after that, the next skb is redirected; one the new credit
+//!   can't take is passed and wakes userspace again (the program wakes on a pass whenever
+//!   userspace had caught up). Userspace copies passed bytes with `MSG_PEEK` and consumes them
+//!   only after that check: a read frees receive memory and reopens the sender's window, so a
+//!   sender that keeps the queue full would put a new skb in before every publish and the
+//!   direction would never resume ([`drain::drain_passed`]).
 //! - *Wakes.* `sk_psock_verdict_data_ready` signals the socket's waiters after every batch,
 //!   redirected or not, so `EPOLLIN` would wake lb for every skb; the program writes a record
 //!   to the `WAKES` ring instead, only on those passes, and one thread routes it by map slot to
@@ -70,10 +74,12 @@
 //!   the old (`htab_map_update_elem`), so counts the program adds to the old one meanwhile would
 //!   be lost: `PEER` is written by the program only, `CREDIT` by userspace only.
 //!
-//! - *A known limit.* Resuming needs an skb to arrive while `drained == passed`; a sender that
-//!   keeps the source's queue non-empty never gives that moment, so a paused bulk direction
-//!   stays in [`drain`]'s copy loop to its end (measured: 7.7 of 7.73 GB passed in one iperf3
-//!   stream). That is why `--dataplane auto` lets flows in only on evidence ([`policy`]).
+//! - *What a pause still costs.* The credit is raised only in a pause (the program asks for
+//!   nothing before it runs out), and by the time userspace answers a pause's wake the sender
+//!   has filled the source's window (4–8 MB on loopback), all of which is copied before the
+//!   direction resumes: with both ends pushing 64 MiB at once, 6–25 % of each direction was
+//!   redirected in the plane test. That is why `--dataplane auto` lets flows in only on
+//!   evidence ([`policy`]).
 //!
 //! The bound: a direction whose receiver stops reading holds at most `backlog` (and at most
 //! what the peer's send queue takes) in the peer's psock queue, 256 KiB in lb's drain buffer, what the source's receive buffer admits
@@ -115,6 +121,24 @@ pub use watch::HupWatcher;
 /// check that a scenario met any).
 static REPEATED_TOTAL: AtomicU64 = AtomicU64::new(0);
 
+/// What the program counted for each source socket of the flows that ended in this process, by
+/// `SO_COOKIE` (tests check where a direction's bytes went: redirected or passed).
+#[cfg(test)]
+static ENDED: std::sync::Mutex<std::collections::BTreeMap<u64, PeerInfo>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Records what the program counted for a source socket whose flow ends.
+#[cfg(test)]
+fn record_ended(cookie: u64, info: PeerInfo) {
+    ENDED.lock().unwrap().insert(cookie, info);
+}
+
+/// What the program counted for the source socket `cookie` of a flow that ended.
+#[cfg(test)]
+pub(crate) fn ended_counts(cookie: u64) -> Option<PeerInfo> {
+    ENDED.lock().unwrap().get(&cookie).copied()
+}
+
 /// The process's count of repeated bytes the program cut (see [`REPEATED_TOTAL`]).
 #[cfg(test)]
 pub(crate) fn repeated_total() -> u64 {
@@ -149,6 +173,9 @@ pub struct MapIds {
     ids: [u32; 4],
     backlog: u64,
     rule: Rule,
+    /// The credit a flow gets at its insert, instead of [`ThreadMaps::credit_limit`]'s (tests:
+    /// 0 pauses each direction at its first skb).
+    first_credit: Option<u64>,
 }
 
 impl MapIds {
@@ -195,6 +222,17 @@ impl MapIds {
                 bulk_bytes: bytes,
                 ..self.rule
             },
+            ..self
+        }
+    }
+
+    /// The same maps, with `bytes` of credit for each direction at its insert (tests: 0 makes
+    /// every direction pause at its first skb, so that a test can watch it resume).
+    #[cfg(test)]
+    #[must_use]
+    pub(crate) fn with_first_credit(self, bytes: u64) -> Self {
+        Self {
+            first_credit: Some(bytes),
             ..self
         }
     }
@@ -282,6 +320,7 @@ pub fn load() -> Result<Loaded, LoadError> {
         ],
         backlog: DEFAULT_BACKLOG,
         rule: Rule::default(),
+        first_credit: None,
     };
     adopt::loaded(ids, [id(WAKE_MAP, &ebpf)?, id(WAKE_LOST_MAP, &ebpf)?]);
     let wakes = RingBuf::try_from(
@@ -328,6 +367,8 @@ pub struct ThreadMaps {
     /// Which flows enter the maps, and what this thread saw to decide it ([`policy`]).
     rule: Rule,
     evidence: Evidence,
+    /// [`MapIds::first_credit`].
+    first_credit: Option<u64>,
 }
 
 /// A thread's range of map slots: never-used ones from `next`, returned ones on `free`.
@@ -414,6 +455,7 @@ impl ThreadMaps {
             backlog: ids.backlog,
             rule: ids.rule,
             evidence: Evidence::default(),
+            first_credit: ids.first_credit,
         }))
     }
 
@@ -496,16 +538,16 @@ impl ThreadMaps {
             let mut peer = self.peer.borrow_mut();
             let mut credit = self.credit.borrow_mut();
             let mut add = |cookie, slot, dst| {
-                let limit = self.credit_limit(0, dst);
+                let mut first = self.credit(0, 0, dst);
+                if let Some(bytes) = self.first_credit {
+                    first.limit = bytes;
+                }
                 let entry = PeerInfo {
                     peer_slot: slot,
-                    limit,
+                    limit: first.limit,
                     ..PeerInfo::default()
                 };
-                credit
-                    .insert(cookie, Credit { limit, drained: 0 }, 0)
-                    .is_ok()
-                    && peer.insert(cookie, entry, 0).is_ok()
+                credit.insert(cookie, first, 0).is_ok() && peer.insert(cookie, entry, 0).is_ok()
             };
             ins.up_kernel = server_dest && add(client_cookie, server_slot, server);
             ins.down_kernel = client_dest && add(server_cookie, client_slot, client);
@@ -594,15 +636,25 @@ impl ThreadMaps {
         self.release_slots(ins.client_slot, ins.server_slot);
     }
 
-    /// `Credit::limit` for a direction that has redirected `redirected` bytes and whose
-    /// destination `dst` has taken every one of them: `backlog` more, but never more than
-    /// `dst`'s send queue takes at once. Redirected bytes that `dst` can't take wait in `dst`'s
-    /// psock queue, and while any wait there, what the program passes on `dst` as a *source*
-    /// (the other direction, paused) queues behind them uncharged, with its TCP window open
-    /// (see the module header). So a direction may put in flight only what its destination
-    /// will take without its reader.
-    fn credit_limit(&self, redirected: u64, dst: BorrowedFd<'_>) -> u64 {
-        redirected + self.backlog.min(sockopt::send_room(dst).unwrap_or(0))
+    /// Bytes a direction into `dst` may have in flight: `backlog`, but never more than `dst`'s
+    /// send queue takes at once. Redirected bytes that `dst` can't take wait in `dst`'s psock
+    /// queue, and while any wait there, what the program passes on `dst` as a *source* (the
+    /// other direction, paused) queues behind them uncharged, with its TCP window open (see
+    /// the module header). So a direction may put in flight only what its destination will
+    /// take without its reader.
+    fn credit_room(&self, dst: BorrowedFd<'_>) -> u64 {
+        self.backlog.min(sockopt::send_room(dst).unwrap_or(0))
+    }
+
+    /// The credit of a direction whose destination `dst` has taken every one of its
+    /// `redirected` bytes, userspace having sent on `drained` passed ones: the limit
+    /// [`Self::credit_room`] beyond them (as `dst`'s taken count only grows, at most that much
+    /// is ever in `dst`'s psock queue).
+    fn credit(&self, redirected: u64, drained: u64, dst: BorrowedFd<'_>) -> Credit {
+        Credit {
+            limit: redirected + self.credit_room(dst),
+            drained,
+        }
     }
 
     /// What the program recorded for a source socket.

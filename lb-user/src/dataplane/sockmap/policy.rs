@@ -4,12 +4,15 @@
 //! vCPUs, iperf3 through lb on loopback; README, "Data plane"):
 //! - A direction whose credit runs out (its receiver, or the kworker that sends from the
 //!   peer's psock queue, fell behind by more than the credit) pauses: the program passes its
-//!   skbs and lb copies them through a 256 KiB buffer ([`super::drain`]). The program goes
-//!   back to redirecting only when an skb arrives at a moment when lb has sent on every byte
-//!   it passed, so a sender that keeps the source's queue non-empty keeps the direction in
-//!   that copy loop for the rest of the flow: 12,000–14,000 `recvfrom` of ~256 KiB in 5 s,
-//!   6–7.5 Gbit/s where splice made 7–14 on the same machine, and all but 0.03 of 7.7 GB
-//!   passed instead of redirected.
+//!   skbs and lb copies them ([`super::drain`]). Before the resume handshake of
+//!   `drain_passed` (peek, publish, then consume), a sender that kept the source's queue
+//!   non-empty kept the direction in that copy loop for the rest of the flow: 12,000–14,000
+//!   `recvfrom` of ~256 KiB in 5 s, 6–7.5 Gbit/s where splice made 7–14, and all but 0.03 of
+//!   7.7 GB passed instead of redirected. It now resumes, but each credit's end pauses it
+//!   again and a pause copies the sender's whole window: one iperf3 stream still measured
+//!   7.7–8.1 Gbit/s on sockmap against 8.3–15.2 on splice (3 alternating rounds, 10 s, two
+//!   vCPUs shared with other builds), 3.0–8.5 against 5.1–6.3 with a busy core. So the rules
+//!   below stay.
 //! - Under a busy core the backlog kworker's wake-up latency has a tail to 16–256 ms (none of
 //!   the `-EAGAIN` one-jiffy re-arms were seen), which is what runs the credit out.
 //! - A flow can't leave the maps without risking its bytes: deleting the source from `SOCKS`
