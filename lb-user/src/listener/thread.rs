@@ -63,7 +63,7 @@ pub fn run_thread(
             thread,
             dataplane,
             binds: RefCell::new(HashMap::new()),
-            flows: RefCell::new(HashMap::new()),
+            flows: RefCell::new(slab::Slab::new()),
             next_id: Cell::new(1),
         });
         loop {
