@@ -57,6 +57,7 @@ pub fn run_thread(
                 Dataplane::Sockmap(maps)
             }
         };
+        tokio::task::spawn_local(super::trim::run());
         // Map handles are open: privileges may be dropped now (waits for that when planned).
         crate::privileges::thread_started();
         let ctx = Rc::new(ThreadCtx {
