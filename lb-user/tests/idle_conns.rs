@@ -1,6 +1,7 @@
 //! 7 000 connections held idle through lb at once, then all answered: each client's request
 //! and its answer intact (SHA-256 at both ends, each side's FIN passed on), on every plane.
-//! Prints lb's RSS per idle connection (the bench reports the figure; no bound here).
+//! Prints lb's RSS per idle connection, right after the burst and once idle (the bench reports
+//! the figure; no bound here).
 //!
 //! Limits used: the test process sets its `RLIMIT_NOFILE` (soft and hard) to [`NOFILE`],
 //! 20 000, the most this machine's hard limit allows (raising it needs `CAP_SYS_RESOURCE`,
@@ -35,6 +36,9 @@ defaults
     timeout server 10m
 ";
 
+/// How long the connections stay idle before lb's RSS is read again.
+const SETTLE: Duration = Duration::from_millis(2500);
+
 /// Bound of the whole test's each phase.
 const PHASE: Duration = Duration::from_mins(2);
 
@@ -54,6 +58,8 @@ fn seven_thousand_idle_connections_are_held_then_answered(dataplane: &str) {
          server s1 {backend_addr}\n"
     );
     let lb = Lb::start(&cfg, dataplane);
+    // Once lb has given back what starting freed (its first trim, see `listener::trim`).
+    std::thread::sleep(SETTLE);
     let rss_before = rss_kib(lb.pid());
 
     // The backend accepts every connection lb makes and holds it.
@@ -71,11 +77,18 @@ fn seven_thousand_idle_connections_are_held_then_answered(dataplane: &str) {
         })
         .collect();
     let mut servers = held.join().unwrap();
+    let per_conn = |rss: u64| (rss.saturating_sub(rss_before) * 1024) as f64 / CONNS as f64;
+    let rss_burst = rss_kib(lb.pid());
+    // Idle: lb gives the burst's memory back once connections stop coming (see
+    // `listener::trim`), within two of its ticks.
+    std::thread::sleep(SETTLE);
     let rss_idle = rss_kib(lb.pid());
-    let per_conn = (rss_idle.saturating_sub(rss_before) * 1024) as f64 / CONNS as f64;
     eprintln!(
-        "{dataplane}: {CONNS} idle connections: lb RSS {rss_before} KiB -> {rss_idle} KiB, \
-         {per_conn:.0} bytes per idle connection"
+        "{dataplane}: {CONNS} idle connections: lb RSS {rss_before} KiB -> {rss_burst} KiB \
+         right after the burst ({:.0} bytes per connection), {rss_idle} KiB idle: {:.0} bytes \
+         per idle connection",
+        per_conn(rss_burst),
+        per_conn(rss_idle)
     );
 
     // Every client sends its request and its FIN; the backend reads each to its end.

@@ -69,6 +69,7 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
                 continue;
             }
         };
+        super::trim::accepted();
         let permit = ConnPermit::count(&gen, frontend);
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {

@@ -9,6 +9,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use slab::Slab;
+
 use super::bind::ThreadPlan;
 
 use crate::dataplane::{Dataplane, FlowTimeouts, HandOffAsk, KillSwitch};
@@ -24,7 +26,7 @@ pub(super) struct LocalFlow {
     pub(super) timeouts: FlowTimeouts,
     pub(super) kill: Rc<KillSwitch>,
     /// Why it was ended from outside, for its log line.
-    pub(super) killed_by: Rc<Cell<Option<KillReason>>>,
+    pub(super) killed_by: Cell<Option<KillReason>>,
 }
 
 /// What one thread's tasks share: its data plane handle, what each bound address serves, and
@@ -33,7 +35,9 @@ pub(super) struct ThreadCtx {
     pub(super) thread: usize,
     pub(super) dataplane: Dataplane,
     pub(super) binds: RefCell<HashMap<SocketAddr, BindState>>,
-    pub(super) flows: RefCell<HashMap<u64, LocalFlow>>,
+    /// Its flows, in a slab: the table grows by whole entries (a map's spare buckets and
+    /// control bytes would cost each idle flow more than its entry).
+    pub(super) flows: RefCell<Slab<LocalFlow>>,
     pub(super) next_id: Cell<u64>,
 }
 
@@ -51,7 +55,7 @@ impl ThreadCtx {
         let flows = self.flows.borrow();
         match cmd {
             FlowCommand::Kill { servers, reason } => {
-                for f in flows.values() {
+                for (_, f) in flows.iter() {
                     if servers.contains(&f.info.server_uid) {
                         f.killed_by.set(Some(reason));
                         f.kill.kill();
@@ -60,7 +64,8 @@ impl ThreadCtx {
             }
             FlowCommand::List(reply) => {
                 let list = flows
-                    .values()
+                    .iter()
+                    .map(|(_, f)| f)
                     .map(|f| FlowInfo {
                         age: f.started.elapsed(),
                         ..f.info.clone()
@@ -69,7 +74,7 @@ impl ThreadCtx {
                 let _ = reply.send(list);
             }
             FlowCommand::HandOff { until, reply } => {
-                let asked: Vec<_> = flows.values().map(|f| ask_hand_off(f, until)).collect();
+                let asked: Vec<_> = flows.iter().map(|(_, f)| ask_hand_off(f, until)).collect();
                 tokio::task::spawn_local(async move {
                     let mut parked = Vec::new();
                     for (flow, rx) in asked {
@@ -168,9 +173,9 @@ fn ask_hand_off(
 /// has no task).
 pub(super) struct Registered<C: Deref<Target = ThreadCtx>> {
     ctx: C,
-    id: u64,
+    /// Its key in the thread's registry.
+    key: usize,
     pub(super) kill: Rc<KillSwitch>,
-    killed_by: Rc<Cell<Option<KillReason>>>,
 }
 
 impl<C: Deref<Target = ThreadCtx>> Registered<C> {
@@ -185,28 +190,29 @@ impl<C: Deref<Target = ThreadCtx>> Registered<C> {
         ctx.next_id.set(id + 1);
         info.id = id;
         let kill = Rc::new(KillSwitch::default());
-        let killed_by = Rc::new(Cell::new(None));
-        ctx.flows.borrow_mut().insert(
-            id,
-            LocalFlow {
-                info,
-                started,
-                timeouts,
-                kill: kill.clone(),
-                killed_by: killed_by.clone(),
-            },
-        );
-        Self {
-            ctx,
-            id,
-            kill,
-            killed_by,
-        }
+        let key = ctx.flows.borrow_mut().insert(LocalFlow {
+            info,
+            started,
+            timeouts,
+            kill: kill.clone(),
+            killed_by: Cell::new(None),
+        });
+        Self { ctx, key, kill }
+    }
+
+    /// The thread's context.
+    pub(super) fn ctx(&self) -> &C {
+        &self.ctx
+    }
+
+    /// The flow's inactivity limits, as registered.
+    pub(super) fn timeouts(&self) -> FlowTimeouts {
+        self.ctx.flows.borrow()[self.key].timeouts
     }
 
     /// Who ended the flow from outside, for its log line.
     pub(super) fn killer(&self) -> Killer {
-        match self.killed_by.get() {
+        match self.ctx.flows.borrow()[self.key].killed_by.get() {
             Some(KillReason::ServerDown) => Killer::ServerDown,
             Some(KillReason::BackupOff) => Killer::BackupOff,
             Some(KillReason::Admin) | None => Killer::Admin,
@@ -216,6 +222,6 @@ impl<C: Deref<Target = ThreadCtx>> Registered<C> {
 
 impl<C: Deref<Target = ThreadCtx>> Drop for Registered<C> {
     fn drop(&mut self) {
-        self.ctx.flows.borrow_mut().remove(&self.id);
+        self.ctx.flows.borrow_mut().remove(self.key);
     }
 }

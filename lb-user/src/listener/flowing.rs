@@ -34,18 +34,23 @@ pub(super) struct ToPlane {
     pub(super) read: (u64, u64),
 }
 
-/// What a flow's end needs, kept while it is on the data plane.
+/// What a flow's end needs, kept while it is on the data plane: on the ring, this is all an
+/// idle flow holds besides its ring entry and its registry entry, so it is kept small (the
+/// server slot lives in `closing`, the session only when its end needs it).
 struct OnPlane {
+    /// Its `served.slot` holds the flow's server slot.
     closing: Closing,
-    sess: Session,
-    slot: ServerSlot,
+    /// The session, when its end still reads it ([`Session::needed_at_end`]); otherwise what
+    /// the log line reads of it was noted at the start and it was let go then.
+    sess: Option<Box<Session>>,
     pre: (u64, u64),
     reg: Registered<Rc<ThreadCtx>>,
 }
 
-/// Forwards `to` until the flow ends, then counts and logs it. On the ring, this returns at
-/// once and the flow goes on without a task.
-pub(super) async fn run(ctx: &Rc<ThreadCtx>, closing: Closing, sess: Session, to: ToPlane) {
+/// Forwards `to` until the flow ends, then counts and logs it. This returns at once: on the
+/// ring the flow goes on without a task, else in a task of its own (the setup's future, rules,
+/// balancing and connect, several KiB, is freed now; an idle flow holds only its own).
+pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: ToPlane) {
     let ToPlane {
         client,
         server,
@@ -53,29 +58,36 @@ pub(super) async fn run(ctx: &Rc<ThreadCtx>, closing: Closing, sess: Session, to
         pre,
         read,
     } = to;
-    let gen = &closing.gen;
-    let fe: &Frontend = &gen.config.frontends[closing.frontend];
-    let backend = slot.table().conf.clone();
-    let t = FlowTimeouts::new(fe, &backend);
+    let (gen, frontend) = (closing.gen.clone(), closing.frontend);
+    let fe: &Frontend = &gen.config.frontends[frontend];
+    let t = FlowTimeouts::new(fe, &slot.table().conf);
     let info = flow_info(ctx, &closing, &sess, &slot);
+    closing.served.slot = Some(slot);
+    let format = gen.logs.frontend(frontend).and_then(|l| l.format.clone());
+    let sess = if sess.needed_at_end(format.as_deref()) {
+        Some(Box::new(sess))
+    } else {
+        closing.served.note_session(&gen, frontend, &sess);
+        None
+    };
     let reg = Registered::new(ctx.clone(), info, Instant::now(), t);
     let plane = OnPlane {
         closing,
         sess,
-        slot,
         pre,
         reg,
     };
     if ctx.dataplane.copies_first() && crate::ring::available() {
         let kill = plane.reg.kill.clone();
         let (client, server) = (client.into_fd(), server.into_fd());
-        let (dataplane, started) = (ctx.dataplane.clone(), Instant::now());
+        let started = Instant::now();
         let done = Box::new(move |copied| match copied {
             Copied::Done(report) => plane.finish(report),
             // A stream: splice (then, on sockmap, the maps) takes it on, in a task of its own.
             Copied::Graduated(g) => {
                 tokio::task::spawn_local(async move {
-                    let kill = plane.reg.kill.clone();
+                    let (kill, t) = (plane.reg.kill.clone(), plane.reg.timeouts());
+                    let dataplane = &plane.reg.ctx().dataplane;
                     let report = dataplane.after_ring(g, t, &kill, read, started).await;
                     plane.finish(report);
                 });
@@ -84,11 +96,14 @@ pub(super) async fn run(ctx: &Rc<ThreadCtx>, closing: Closing, sess: Session, to
         crate::ring::start(client, server, &t, &kill, done);
         return;
     }
-    let report = ctx
-        .dataplane
-        .forward(client, server, t, &plane.reg.kill, read)
-        .await;
-    plane.finish(report);
+    let ctx = ctx.clone();
+    tokio::task::spawn_local(async move {
+        let report = ctx
+            .dataplane
+            .forward(client, server, t, &plane.reg.kill, read)
+            .await;
+        plane.finish(report);
+    });
 }
 
 /// The flow as `show sess` and the thread's commands see it.
@@ -96,6 +111,11 @@ fn flow_info(ctx: &ThreadCtx, closing: &Closing, sess: &Session, slot: &ServerSl
     let gen = &closing.gen;
     let fe: &Frontend = &gen.config.frontends[closing.frontend];
     let backend = &slot.table().conf;
+    // The name its log line keeps, shared rather than copied.
+    let server_name = match &closing.served.server {
+        Some((_, name)) => name.clone(),
+        None => Arc::from(slot.name()),
+    };
     FlowInfo {
         id: 0,
         thread: ctx.thread,
@@ -107,7 +127,7 @@ fn flow_info(ctx: &ThreadCtx, closing: &Closing, sess: &Session, slot: &ServerSl
         generation: gen.number,
         frontend_name: Arc::from(fe.name.as_str()),
         backend_name: Arc::from(backend.name.as_str()),
-        server_name: Arc::from(slot.name()),
+        server_name,
         client: sess.src(),
         age: Duration::ZERO,
     }
@@ -120,7 +140,6 @@ impl OnPlane {
         let Self {
             mut closing,
             sess,
-            slot,
             pre,
             reg,
         } = self;
@@ -128,21 +147,25 @@ impl OnPlane {
         drop(reg);
         let (gen, frontend) = (closing.gen.clone(), closing.frontend);
         let (bytes_in, bytes_out) = (report.bytes_in + pre.0, report.bytes_out + pre.1);
-        sess.flow_bytes(bytes_in, bytes_out);
-        count_bytes(&gen, frontend, Some(&slot), (bytes_in, bytes_out));
-        log::debug!(
-            "{} {}/{}: {:?}, {bytes_in} bytes in, {bytes_out} bytes out{}",
-            sess.src(),
-            slot.table().conf.name,
-            slot.name(),
-            report.end,
-            if report.spliced_in_kernel {
-                " (sockmap)"
-            } else {
-                " (splice)"
-            }
-        );
+        if let Some(sess) = &sess {
+            sess.flow_bytes(bytes_in, bytes_out);
+        }
         let served = &mut closing.served;
+        count_bytes(&gen, frontend, served.slot.as_ref(), (bytes_in, bytes_out));
+        if let Some(slot) = &served.slot {
+            log::debug!(
+                "{} {}/{}: {:?}, {bytes_in} bytes in, {bytes_out} bytes out{}",
+                served.client,
+                slot.table().conf.name,
+                slot.name(),
+                report.end,
+                if report.spliced_in_kernel {
+                    " (sockmap)"
+                } else {
+                    " (splice)"
+                }
+            );
+        }
         served.ending = Ending::Flow(report.end, killer);
         if report.end == FlowEnd::HandedOff {
             // The process that took it logs the session at its end, with all its bytes.
@@ -150,11 +173,11 @@ impl OnPlane {
         }
         served.bytes_in = bytes_in;
         served.bytes_out = bytes_out;
-        // Kept until the log line is written (see `Closing::log`).
-        served.slot = Some(slot);
-        served.note_session(&gen, frontend, &sess);
-        // Its tracked entries (`conn_cur`) are let go of before the line, as before.
-        drop(sess);
+        if let Some(sess) = sess {
+            served.note_session(&gen, frontend, &sess);
+            // Its tracked entries (`conn_cur`) are let go of before the line, as before.
+            drop(sess);
+        }
         closing.log();
     }
 }

@@ -7,7 +7,8 @@
 //! Modules, in the order a connection meets them: [`bind`] (listening sockets and plans),
 //! [`thread`] (a thread's runtime), [`accept`] (the accept loop), [`serve`] (one connection),
 //! [`inspect`] (rules on the first bytes), [`connect`] (to a server), [`served`] (its log line);
-//! [`ctx`] is what a thread's tasks share, [`permit`] a connection's place under `maxconn`.
+//! [`ctx`] is what a thread's tasks share, [`permit`] a connection's place under `maxconn`,
+//! [`trim`] gives a burst's memory back once it is over.
 
 mod accept;
 mod adopt;
@@ -20,6 +21,7 @@ mod permit;
 mod serve;
 mod served;
 mod thread;
+mod trim;
 
 pub use bind::{bind_listener, BindPlan, Listeners, ThreadInbox, ThreadPlan};
 pub use thread::{run_thread, PlaneSetup};

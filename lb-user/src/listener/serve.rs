@@ -65,7 +65,7 @@ pub(super) async fn handle(
         _fds: fds,
     };
     match to_plane {
-        Some((sess, to)) => flowing::run(ctx, closing, sess, to).await,
+        Some((sess, to)) => flowing::run(ctx, closing, sess, to),
         None => closing.log(),
     }
 }

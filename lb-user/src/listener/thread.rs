@@ -57,13 +57,14 @@ pub fn run_thread(
                 Dataplane::Sockmap(maps)
             }
         };
+        tokio::task::spawn_local(super::trim::run());
         // Map handles are open: privileges may be dropped now (waits for that when planned).
         crate::privileges::thread_started();
         let ctx = Rc::new(ThreadCtx {
             thread,
             dataplane,
             binds: RefCell::new(HashMap::new()),
-            flows: RefCell::new(HashMap::new()),
+            flows: RefCell::new(slab::Slab::new()),
             next_id: Cell::new(1),
         });
         loop {

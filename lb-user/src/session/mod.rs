@@ -635,6 +635,14 @@ impl Session {
         }
     }
 
+    /// Whether the session is still read when its flow ends: it tracks stick-table entries
+    /// (their byte counters, `conn_cur` until then), or the log `format` evaluates `%[...]`
+    /// expressions on it. Otherwise what the log line needs of it can be noted when the flow
+    /// starts, and the session let go then (an idle flow holds less).
+    pub fn needed_at_end(&self, format: Option<&LogFormat>) -> bool {
+        self.sticky.tracks() || format.is_some_and(LogFormat::has_samples)
+    }
+
     /// The flow ended with these bytes (client to server, server to client): the tracked
     /// entries' `bytes_*` counters.
     pub fn flow_bytes(&self, bytes_in: u64, bytes_out: u64) {

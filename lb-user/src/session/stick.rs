@@ -77,6 +77,11 @@ impl Sticky {
         }
     }
 
+    /// Whether it tracks any entry.
+    pub(super) fn tracks(&self) -> bool {
+        self.slots.borrow().iter().any(Option::is_some)
+    }
+
     /// The flow's bytes, counted when it ends (the rates see them all at that moment).
     pub(super) fn flow_bytes(&self, bytes_in: u64, bytes_out: u64) {
         let now = clock();

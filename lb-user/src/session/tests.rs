@@ -344,3 +344,23 @@ fn the_inspection_buffer_is_bounded() {
     // A full buffer is final: the rules decide now.
     route(&s.feed(&[b'x'; 3072], false, Instant::now()));
 }
+
+#[test]
+fn a_session_is_kept_past_its_start_only_when_its_end_reads_it() {
+    let plain = gen("frontend f\n  bind 127.0.0.1:6379\n  default_backend b\nbackend b\n  server s 127.0.0.1:1\n");
+    let s = accept(&plain).unwrap();
+    let tcplog = crate::log_format::tcplog();
+    assert!(!s.needed_at_end(None), "nothing reads it");
+    assert!(!s.needed_at_end(Some(&*tcplog)), "tcplog has no %[...]");
+    let samples = crate::log_format::LogFormat::parse("%ci %[src]", &crate::acl::FsLoader)
+        .unwrap()
+        .0;
+    assert!(s.needed_at_end(Some(&samples)), "%[src] is read at the end");
+
+    let tracked = gen("frontend f\n  bind 127.0.0.1:6379\n  stick-table type ip size 10 expire 10s store conn_cur,bytes_in_cnt\n  tcp-request connection track-sc0 src\n  default_backend b\nbackend b\n  server s 127.0.0.1:1\n");
+    let s = accept(&tracked).unwrap();
+    assert!(
+        s.needed_at_end(None),
+        "its entry counts the flow's bytes at the end"
+    );
+}
