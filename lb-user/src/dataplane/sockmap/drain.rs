@@ -83,7 +83,7 @@ impl KernelDir<'_> {
 /// only once the program redirects again, or to make room when the queue is larger than one
 /// peek. `consumed <= drained` always; equal, userspace owes nothing to anyone.
 struct Copy {
-    /// Bytes [consumed, consumed + buf.len()) of the passed stream, as last peeked.
+    /// Bytes `[consumed, consumed + buf.len())` of the passed stream, as last peeked.
     buf: Vec<u8>,
     /// Passed bytes taken out of `src`'s queue.
     consumed: u64,
