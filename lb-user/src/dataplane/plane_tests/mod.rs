@@ -42,6 +42,16 @@ macro_rules! on_both_planes {
     };
 }
 
+/// Runs `f` to its end on a current-thread runtime with a `LocalSet` (as a plain lb thread without
+/// a ring: the sockmap watcher and flows are local tasks).
+fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, f)
+}
+
 /// One loaded program shared by the tests of this process (each test opens its own handles).
 fn maps_ids() -> sockmap::MapIds {
     static LOADED: OnceLock<Result<sockmap::MapIds, String>> = OnceLock::new();
@@ -842,12 +852,7 @@ fn partly_read_skb_is_not_handed_over() {
         })
     };
     let lb_client = p.client_fd.try_clone().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = tokio::task::LocalSet::new();
-    let (report, reader) = local.block_on(&rt, async move {
+    let (report, reader) = block_on_local(async move {
         let maps = thread_maps(maps_ids(), Duration::ZERO);
         tokio::task::spawn_local(maps.watcher().clone().run());
         let c = super::async_fd(p.client_fd).unwrap();

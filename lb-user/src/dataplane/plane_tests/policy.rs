@@ -51,12 +51,7 @@ impl Thread {
             std::sync::mpsc::Sender<FlowReport>,
         )>();
         let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async move {
+            super::block_on_local(async move {
                 let maps = thread_maps(ids, WINDOW);
                 tokio::task::spawn_local(maps.watcher().clone().run());
                 while let Some((c, s, done)) = rx.recv().await {

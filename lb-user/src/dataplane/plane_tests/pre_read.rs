@@ -90,12 +90,7 @@ fn hand_over_after_inspection(first: usize) {
             client.shutdown(Shutdown::Write).unwrap();
         })
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = tokio::task::LocalSet::new();
-    let report = local.block_on(&rt, async move {
+    let report = super::block_on_local(async move {
         let maps = thread_maps(maps_ids(), Duration::ZERO);
         tokio::task::spawn_local(maps.watcher().clone().run());
         // Registered afresh, as `sockmap::forward_after` does: readiness not known yet.

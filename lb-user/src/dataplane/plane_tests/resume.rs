@@ -44,12 +44,7 @@ fn paused_directions_resume_under_continuous_senders() {
     let ids = maps_ids().with_first_credit(0);
     let (c, s) = (p.client_fd, p.server_fd);
     let flow = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async move {
+        super::block_on_local(async move {
             let maps = thread_maps(ids, Duration::ZERO);
             tokio::task::spawn_local(maps.watcher().clone().run());
             let kill = KillSwitch::default();
