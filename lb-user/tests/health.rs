@@ -28,6 +28,18 @@ const PASSWORD: &str = "s3cret";
 const INTER_MS: u64 = 200;
 const RISE: u64 = 2;
 const FALL: u64 = 2;
+/// How long a log line may trail the state it reports: the test reads lb's stderr through a
+/// thread, so a line lb wrote may not be read yet when the effect it names is already visible.
+const LOG_LAG: Duration = Duration::from_secs(3);
+
+/// Asserts that lb logs `line` (now or within [`LOG_LAG`]).
+fn expect_log(lb: &Lb, line: &str) {
+    assert!(
+        lb.wait_for_log(line, LOG_LAG),
+        "lb never logged {line:?}; log:\n{}",
+        lb.logs().join("\n")
+    );
+}
 
 /// The tcp-check script of a Redis backend that wants `role`.
 fn redis_backend(name: &str, role: &str, servers: &[&Redis]) -> String {
@@ -95,8 +107,8 @@ fn redis_failover_follows_roles(dataplane: &str) {
         r2.port,
         lb.logs().join("\n")
     );
-    assert!(lb.find_log("Server master/r1 is DOWN").is_some());
-    assert!(lb.find_log("Server replicas/r0 is DOWN").is_some());
+    expect_log(&lb, "Server master/r1 is DOWN");
+    expect_log(&lb, "Server replicas/r0 is DOWN");
 
     // Promote r1: r0 and r2 follow it.
     let promoted = Instant::now();
@@ -121,8 +133,8 @@ fn redis_failover_follows_roles(dataplane: &str) {
     eprintln!(
         "failover followed in {took:?} (HAProxy's bound fall*inter + rise*inter + 1s = {bound:?})"
     );
-    assert!(lb.find_log("Server master/r1 is UP").is_some());
-    assert!(lb.find_log("Server master/r0 is DOWN").is_some());
+    expect_log(&lb, "Server master/r1 is UP");
+    expect_log(&lb, "Server master/r0 is DOWN");
 }
 
 fn shutdown_sessions_closes_live_flow(dataplane: &str) {
@@ -182,7 +194,7 @@ fn shutdown_sessions_closes_live_flow(dataplane: &str) {
         "the live flow must be closed after the DOWN, got {end:?} after {:?}",
         down.elapsed()
     );
-    assert!(lb.find_log("backend be has no server available!").is_some());
+    expect_log(&lb, "backend be has no server available!");
 }
 
 #[test]
