@@ -213,8 +213,9 @@ impl Drop for Server {
 mod tests {
     use super::*;
 
-    fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("bench-proc-test-{}", std::process::id()));
+    /// A directory of the test's own: tests run in parallel and each removes its directory.
+    fn tmp(test: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bench-proc-test-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -235,17 +236,27 @@ mod tests {
 
     #[test]
     fn a_server_gets_its_stop_signal_before_the_kill() {
-        let d = tmp();
+        let d = tmp("a_server_gets_its_stop_signal_before_the_kill");
         let mark = d.join("stopped");
+        let ready = d.join("ready");
         let mut c = Command::new("/bin/sh");
-        // Exits by itself on SIGINT, leaving a mark; a SIGKILL would leave none.
+        // Exits by itself on SIGINT, leaving a mark; a SIGKILL would leave none. It says when
+        // its trap is set: a SIGINT before that would end the shell with no mark.
         c.arg("-c").arg(format!(
-            "trap 'touch {}; exit 0' INT; while :; do sleep 0.05; done",
-            mark.display()
+            "trap 'touch {}; exit 0' INT; touch {}; while :; do sleep 0.05; done",
+            mark.display(),
+            ready.display()
         ));
         let mut s = Server::spawn("trap", c, d.join("trap.log")).unwrap();
         s.stop_signal = Some(libc::SIGINT);
-        std::thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        while !ready.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the shell never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         drop(s);
         assert!(mark.exists());
         let _ = std::fs::remove_dir_all(d);
@@ -253,12 +264,14 @@ mod tests {
 
     #[test]
     fn a_stalled_client_is_killed_at_its_limit() {
-        let d = tmp();
+        let d = tmp("a_stalled_client_is_killed_at_its_limit");
         let t0 = Instant::now();
         let mut c = Command::new("/bin/sh");
         c.args(["-c", "echo started; exec sleep 30"]);
-        let e = run_bounded(&mut c, &d, "stall", Duration::from_millis(300)).unwrap_err();
-        assert!(t0.elapsed() < Duration::from_secs(5));
+        // The limit leaves the shell time to start and print on a loaded machine (300 ms did
+        // not, once); the sleep it stalls in is ten times longer.
+        let e = run_bounded(&mut c, &d, "stall", Duration::from_secs(3)).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(15));
         assert!(
             e.contains("killed (a stall?)") && e.contains("started"),
             "{e}"
