@@ -236,7 +236,25 @@ fn csv_has_haproxy_columns_and_rows() {
     for _ in 0..6 {
         scenarios::who(s.fe).unwrap();
     }
-    let r = get(s.stats, "/stats;csv", AUTH);
+    // A flow's bytes are counted when lb ends it, which may come a moment after the client
+    // saw the answer and its end (once, on a loaded machine, `bout` was read before that).
+    let backend_bout = |text: &str| {
+        let (_, rows) = parse_csv(text);
+        rows.iter()
+            .find(|r| col(r, "svname") == "BACKEND")
+            .and_then(|r| col(r, "bout").parse::<u64>().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = loop {
+        let r = get(s.stats, "/stats;csv", AUTH);
+        if r.status != 200
+            || backend_bout(&r.text()).is_some_and(|b| b >= 12)
+            || Instant::now() >= deadline
+        {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(r.status, 200);
     let (cols, rows) = parse_csv(&r.text());
     assert_eq!(&cols[..40], &FIRST_40[..]);
