@@ -537,6 +537,42 @@ fn hard_stop_of_the_old_lb_spares_the_handed_over_sockets() {
     assert!(tally.ok >= 500, "{tally:?}");
 }
 
+/// `FDSize` of process `pid`: how many fds its table holds (`/proc/PID/status`).
+fn fd_table_size(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("FDSize in /proc/PID/status")
+}
+
+/// lb sizes its fd table at start, before its threads exist, for every fd `RLIMIT_NOFILE`
+/// allows (up to 65,536): a multi-threaded process that grows its table waits for an RCU
+/// grace period with every fd allocation of every thread stalled (`expand_fdtable`), which on
+/// a loaded machine held the old lb ~10 s in `fcntl(F_DUPFD_CLOEXEC)` during `_getflows`.
+#[test]
+fn the_fd_table_is_sized_at_start() {
+    let echo = Backend::echo("e");
+    let port = free_port();
+    let cfg = common::simple_config(port, &[], &[format!("e {}", echo.addr)]);
+    for plane in ["splice", common::SOCKMAP_AT_ONCE] {
+        let lb = Lb::start(&cfg, plane);
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", lb.pid())).unwrap();
+        let hard: u64 = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX);
+        let size = fd_table_size(lb.pid());
+        assert!(
+            size >= hard.min(1 << 16),
+            "{plane}: an fd table of {size} fds at start, for a hard RLIMIT_NOFILE of {hard}"
+        );
+    }
+}
+
 /// `scur` of `proxy/name` in the CSV of `show stat` on `sock`.
 fn scur(sock: &std::path::Path, proxy: &str, name: &str) -> Option<u64> {
     let csv = common::stats::cli(sock, "show stat");
