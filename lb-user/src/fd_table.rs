@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::fd_budget;
 
-/// The largest table reserved at start, in fds: 512 KiB of kernel memory for the pointers. A
+/// The largest table reserved at start, in fds: 512 KiB of kernel memory for its pointers. A
 /// process allowed more grows past it under load as before.
 pub const MOST: u64 = 1 << 16;
 
