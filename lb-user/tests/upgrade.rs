@@ -63,6 +63,8 @@ mod in_kernel_maps {
 }
 
 fn upgrade_keeps_every_connection(dataplane: &str) {
+    // The kernel's psock workers, traced: their stalls excuse late echoes, nothing else.
+    let works = common::kernel::PsockWorks::start();
     let flow = Backend::flow_idle("f", HOLD);
     let echo = Backend::echo_idle("e", HOLD);
     let sock = socket_path();
@@ -151,7 +153,7 @@ fn upgrade_keeps_every_connection(dataplane: &str) {
     let mut tally = looping.join().unwrap();
     exited.join().unwrap();
     eprintln!("connect loop across the upgrade: {tally:?}");
-    excuse_kernel_stalls(&mut tally);
+    excuse_kernel_stalls(&mut tally, works.as_ref());
 
     assert!(
         failures.is_empty(),
@@ -207,6 +209,8 @@ fn upgrade_keeps_every_connection(dataplane: &str) {
 }
 
 fn old_process_exits_at_hard_stop_after(dataplane: &str) {
+    // The kernel's psock workers, traced: their stalls excuse late echoes, nothing else.
+    let works = common::kernel::PsockWorks::start();
     let flow = Backend::flow_idle("f", HOLD);
     let echo = Backend::echo_idle("e", HOLD);
     let sock = socket_path();
@@ -244,10 +248,7 @@ fn old_process_exits_at_hard_stop_after(dataplane: &str) {
         Ok(()) => assert_eq!(&back, b"pong", "the held flow after the refusal"),
         // Its echo waits in the kernel's queues while the kernel's workers are stuck, and
         // hard-stop-after comes first: the kernel's fault, not lb's, only with the proof.
-        Err(e) => match common::kernel::stall_covering(common::kernel::Span {
-            from: wrote,
-            to: wrote,
-        }) {
+        Err(e) => match common::kernel::stall_at(wrote, works.as_ref()) {
             Some(report) => eprintln!(
                 "the held flow's echo never came ({e}) while the kernel reported: {report}"
             ),
@@ -555,8 +556,11 @@ fn hard_stop_of_the_old_lb_spares_the_handed_over_sockets() {
 
 /// Takes the connect loop's late echoes that the kernel's stalls explain out of its failures
 /// ([`common::upgrade::LoopTally::excuse_kernel_stalls`]), and says which.
-fn excuse_kernel_stalls(tally: &mut common::upgrade::LoopTally) {
-    for e in tally.excuse_kernel_stalls() {
+fn excuse_kernel_stalls(
+    tally: &mut common::upgrade::LoopTally,
+    works: Option<&common::kernel::PsockWorks>,
+) {
+    for e in tally.excuse_kernel_stalls(works) {
         eprintln!("late echo during a kernel stall (not lb's): {e}");
     }
 }
@@ -621,6 +625,8 @@ fn established_flows_move_to_the_new_process(dataplane: &str) {
 /// and no reset. With both on sockmap, the flows in the old one's kernel maps move in place
 /// (the new lb serves them from those maps).
 fn flows_move(old_plane: &str, dataplane: &str) {
+    // The kernel's psock workers, traced: their stalls excuse late echoes, nothing else.
+    let works = common::kernel::PsockWorks::start();
     let flow = Backend::flow_idle("f", HOLD);
     let echo = Backend::echo_idle("e", HOLD);
     let sock = socket_path();
@@ -737,7 +743,7 @@ fn flows_move(old_plane: &str, dataplane: &str) {
     stop.store(true, Ordering::SeqCst);
     let mut tally = looping.join().unwrap();
     eprintln!("connect loop across the move: {tally:?}");
-    excuse_kernel_stalls(&mut tally);
+    excuse_kernel_stalls(&mut tally, works.as_ref());
     assert!(
         failures.is_empty(),
         "moved flows broken:\n{}\nthe backends' errors (a held flow they ended): {:?} {:?}",

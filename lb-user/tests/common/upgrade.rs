@@ -176,14 +176,14 @@ pub struct LoopTally {
 }
 
 impl LoopTally {
-    /// Takes out of `other` the late echoes whose bytes went in while the kernel reported its
-    /// workqueue pool stuck ([`kernel::stall_covering`]): the kernel's, not lb's. Returns
-    /// each with the kernel's report, for the test's output.
-    pub fn excuse_kernel_stalls(&mut self) -> Vec<String> {
+    /// Takes out of `other` the late echoes whose bytes went in while the kernel's workers
+    /// were stuck ([`kernel::stall_at`]): the kernel's, not lb's. Returns each with the
+    /// kernel's evidence, for the test's output.
+    pub fn excuse_kernel_stalls(&mut self, works: Option<&kernel::PsockWorks>) -> Vec<String> {
         let mut excused = Vec::new();
         let mut gone = Vec::new();
         for &(i, at) in &self.late {
-            if let Some(report) = kernel::stall_covering(kernel::Span { from: at, to: at }) {
+            if let Some(report) = kernel::stall_at(at, works) {
                 excused.push(format!("{}\n  the kernel then: {report}", self.other[i]));
                 gone.push(i);
             }
