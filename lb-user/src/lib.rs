@@ -14,6 +14,7 @@ pub mod dataplane;
 pub mod demo;
 pub mod dns;
 pub mod fd_budget;
+pub mod fd_table;
 pub mod flows;
 pub mod generation;
 pub mod health;

@@ -413,6 +413,13 @@ fn serve(
     // left them unblocked would take one whenever the loop is busy (reloading, starting) and
     // die of it, with the whole process.
     block_signals()?;
+    // Before any thread starts too: sized now, the fd table never grows while lb serves (a
+    // shared table grows only after an RCU grace period, every thread's fd allocation waiting:
+    // `fd_table`).
+    match lb_user::fd_table::reserve() {
+        Ok(n) => log::debug!("fd table: {n} fds"),
+        Err(e) => log::warn!("cannot size the fd table at start: {e}"),
+    }
     let pidfile = cli
         .pidfile
         .clone()

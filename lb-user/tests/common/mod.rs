@@ -15,6 +15,7 @@ pub mod chaos;
 pub mod data;
 pub mod haproxy;
 pub mod health;
+pub mod kernel;
 pub mod netns;
 pub mod ops;
 pub mod peers;

@@ -275,20 +275,15 @@ impl Backend {
 
     /// [`Backend::echo`] on listener `l`.
     pub fn echo_on(l: TcpListener, name: &str) -> Backend {
-        Backend::spawn_on(l, name, |s, c| {
-            s.set_nodelay(true)?;
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                if Instant::now() > c.deadline {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "echo deadline"));
-                }
-                let n = s.read(&mut buf).map_err(|e| ctx(&e, "echo read"))?;
-                if n == 0 {
-                    break;
-                }
-                s.write_all(&buf[..n]).map_err(|e| ctx(&e, "echo write"))?;
-            }
-            s.shutdown(Shutdown::Write)
+        Backend::spawn_on(l, name, echo_conn)
+    }
+
+    /// [`Backend::echo`] whose connections may wait `idle` for a byte (instead of
+    /// [`SERVER_IO_TIMEOUT`]): for flows a test holds open longer.
+    pub fn echo_idle(name: &str, idle: Duration) -> Backend {
+        Backend::spawn(name, move |s, c| {
+            set_idle(s, idle)?;
+            echo_conn(s, c)
         })
     }
 
@@ -414,53 +409,88 @@ impl Backend {
     /// [`Backend::flow`] on listener `l`. A connection closed before any byte (a health check's
     /// connect) is no flow and no error.
     pub fn flow_on(l: TcpListener, name: &str) -> Backend {
-        Backend::spawn_on(l, name, |s, c| {
-            let mut hdr = [0u8; FlowHeader::LEN];
-            if s.read(&mut hdr[..1]).map_err(|e| ctx(&e, "flow header"))? == 0 {
-                return Ok(());
-            }
-            s.read_exact(&mut hdr[1..])
-                .map_err(|e| ctx(&e, "flow header"))?;
-            let h = FlowHeader::decode(&hdr);
-            let (id, deadline) = (h.id, c.deadline);
-            // The flow reached this server (see `wait_flow`).
-            c.note(Note::Id {
-                key: id,
-                id: "flow".to_owned(),
-            });
-            match h.order {
-                HalfClose::ClientFirst => {
-                    let got = recv_to_eof(s, deadline)?;
-                    c.note(Note::Received { key: id, sum: got });
-                    let sent = send_stream(s, h.down_seed(), h.down, deadline)?;
-                    c.note(Note::Sent { key: id, sum: sent });
-                    s.shutdown(Shutdown::Write)?;
-                }
-                HalfClose::ServerFirst => {
-                    let sent = send_stream(s, h.down_seed(), h.down, deadline)?;
-                    c.note(Note::Sent { key: id, sum: sent });
-                    s.shutdown(Shutdown::Write)?;
-                    let got = recv_to_eof(s, deadline)?;
-                    c.note(Note::Received { key: id, sum: got });
-                }
-                HalfClose::Both => {
-                    let mut w = s.try_clone()?;
-                    let writer = thread::Builder::new().stack_size(CONN_STACK).spawn(
-                        move || -> io::Result<Summary> {
-                            let sent = send_stream(&mut w, h.down_seed(), h.down, deadline)?;
-                            w.shutdown(Shutdown::Write)?;
-                            Ok(sent)
-                        },
-                    )?;
-                    let got = recv_to_eof(s, deadline);
-                    let sent = writer.join().expect("flow writer panicked")?;
-                    c.note(Note::Sent { key: id, sum: sent });
-                    c.note(Note::Received { key: id, sum: got? });
-                }
-            }
-            Ok(())
+        Backend::spawn_on(l, name, flow_conn)
+    }
+
+    /// [`Backend::flow`] whose connections may wait `idle` for a byte (instead of
+    /// [`SERVER_IO_TIMEOUT`]): for flows a test holds open longer.
+    pub fn flow_idle(name: &str, idle: Duration) -> Backend {
+        Backend::spawn(name, move |s, c| {
+            set_idle(s, idle)?;
+            flow_conn(s, c)
         })
     }
+}
+
+/// Sets a connection's read and write timeouts to `idle`.
+fn set_idle(s: &TcpStream, idle: Duration) -> io::Result<()> {
+    s.set_read_timeout(Some(idle))?;
+    s.set_write_timeout(Some(idle))
+}
+
+/// [`Backend::echo`]'s connection.
+fn echo_conn(s: &mut TcpStream, c: &Conn) -> io::Result<()> {
+    s.set_nodelay(true)?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if Instant::now() > c.deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "echo deadline"));
+        }
+        let n = s.read(&mut buf).map_err(|e| ctx(&e, "echo read"))?;
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n]).map_err(|e| ctx(&e, "echo write"))?;
+    }
+    s.shutdown(Shutdown::Write)
+}
+
+/// [`Backend::flow`]'s connection.
+fn flow_conn(s: &mut TcpStream, c: &Conn) -> io::Result<()> {
+    let mut hdr = [0u8; FlowHeader::LEN];
+    if s.read(&mut hdr[..1]).map_err(|e| ctx(&e, "flow header"))? == 0 {
+        return Ok(());
+    }
+    s.read_exact(&mut hdr[1..])
+        .map_err(|e| ctx(&e, "flow header"))?;
+    let h = FlowHeader::decode(&hdr);
+    let (id, deadline) = (h.id, c.deadline);
+    // The flow reached this server (see `wait_flow`).
+    c.note(Note::Id {
+        key: id,
+        id: "flow".to_owned(),
+    });
+    match h.order {
+        HalfClose::ClientFirst => {
+            let got = recv_to_eof(s, deadline)?;
+            c.note(Note::Received { key: id, sum: got });
+            let sent = send_stream(s, h.down_seed(), h.down, deadline)?;
+            c.note(Note::Sent { key: id, sum: sent });
+            s.shutdown(Shutdown::Write)?;
+        }
+        HalfClose::ServerFirst => {
+            let sent = send_stream(s, h.down_seed(), h.down, deadline)?;
+            c.note(Note::Sent { key: id, sum: sent });
+            s.shutdown(Shutdown::Write)?;
+            let got = recv_to_eof(s, deadline)?;
+            c.note(Note::Received { key: id, sum: got });
+        }
+        HalfClose::Both => {
+            let mut w = s.try_clone()?;
+            let writer = thread::Builder::new().stack_size(CONN_STACK).spawn(
+                move || -> io::Result<Summary> {
+                    let sent = send_stream(&mut w, h.down_seed(), h.down, deadline)?;
+                    w.shutdown(Shutdown::Write)?;
+                    Ok(sent)
+                },
+            )?;
+            let got = recv_to_eof(s, deadline);
+            let sent = writer.join().expect("flow writer panicked")?;
+            c.note(Note::Sent { key: id, sum: sent });
+            c.note(Note::Received { key: id, sum: got? });
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Backend {

@@ -13,11 +13,16 @@ use std::time::{Duration, Instant};
 use super::data::{recv_to_eof, stream_summary, DataStream, Summary};
 use super::scenarios::connect;
 use super::servers::{Backend, FlowHeader, HalfClose};
-use super::DEFAULTS;
+use super::{kernel, DEFAULTS};
 
 /// The 64 MiB flow: 32 MiB up before the upgrade, 32 MiB after, then 64 MiB down.
 pub const BIG: u64 = 64 << 20;
 pub const HELD_ECHO: u64 = 200;
+/// How long a test may hold its flows open, idle, across an upgrade (each wait it makes is
+/// bounded; on a loaded machine they add up past a minute): the flows' own deadline, the
+/// backends' idle timeout ([`super::servers::Backend::echo_idle`]) and lb's `timeout client`
+/// and `timeout server`, so that none of them ends a held flow first.
+pub const HOLD: Duration = Duration::from_mins(3);
 /// Bytes each held echo flow exchanges before and after the upgrade.
 pub const ECHO_CHUNK: usize = 4096;
 
@@ -37,8 +42,9 @@ pub fn config(
     flow: &Backend,
     echo: &Backend,
 ) -> String {
+    let defaults = DEFAULTS.replace("60s", &format!("{}s", HOLD.as_secs()));
     format!(
-        "global\n    stats socket {} level admin {socket_opts}\n{hard_stop}\n{DEFAULTS}\n\
+        "global\n    stats socket {} level admin {socket_opts}\n{hard_stop}\n{defaults}\n\
          frontend big\n    bind 127.0.0.1:{}\n    default_backend flows\n\n\
          frontend echo\n    bind 127.0.0.1:{}\n    default_backend echoes\n\n\
          backend flows\n    server f {}\n\nbackend echoes\n    server e {}\n",
@@ -64,7 +70,7 @@ pub fn wait_go(go: &AtomicBool, deadline: Instant, what: &str) -> Result<(), Str
 /// The 64 MiB flow: half its upload, a wait for `go`, the rest, then the whole download; the
 /// sink's summary of the upload is checked by the caller.
 pub fn big_flow(addr: SocketAddr, held: &AtomicU64, go: &AtomicBool) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_mins(3);
+    let deadline = Instant::now() + HOLD;
     let h = FlowHeader {
         id: 0,
         order: HalfClose::ClientFirst,
@@ -122,7 +128,7 @@ pub fn echo_flow(
     held: &AtomicU64,
     go: &AtomicBool,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_mins(3);
+    let deadline = Instant::now() + HOLD;
     let mut s = connect(addr)?;
     let mut data = DataStream::new(0xEC40 + id);
     let (mut sent, mut got) = echo_round(&mut s, &mut data, id)?;
@@ -164,6 +170,32 @@ pub struct LoopTally {
     pub refused: u64,
     pub reset: u64,
     pub other: Vec<String>,
+    /// Of `other`, the connections whose echo did not come in time: their index there and
+    /// when their bytes went in.
+    pub late: Vec<(usize, f64)>,
+}
+
+impl LoopTally {
+    /// Takes out of `other` the late echoes whose bytes went in while the kernel's workers
+    /// were stuck ([`kernel::stall_at`]): the kernel's, not lb's. Returns each with the
+    /// kernel's evidence, for the test's output.
+    pub fn excuse_kernel_stalls(&mut self, works: Option<&kernel::PsockWorks>) -> Vec<String> {
+        let mut excused = Vec::new();
+        let mut gone = Vec::new();
+        for &(i, at) in &self.late {
+            if let Some(report) = kernel::stall_at(at, works) {
+                excused.push(format!("{}\n  the kernel then: {report}", self.other[i]));
+                gone.push(i);
+            }
+        }
+        let mut i = 0;
+        self.other.retain(|_| {
+            i += 1;
+            !gone.contains(&(i - 1))
+        });
+        self.late.clear();
+        excused
+    }
 }
 
 /// Sets `phase` to [`AFTER`] once process `pid` has exited (a zombie not yet reaped, or
@@ -239,7 +271,15 @@ pub fn connect_loop(
                 t.reset += 1;
                 t.other.push(format!("connection {i}: {e} ({steps})"));
             }
-            Err(e) => t.other.push(format!("connection {i}: {e} ({steps})")),
+            Err(e) => {
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) {
+                    t.late.push((t.other.len(), steps.wall.as_secs_f64()));
+                }
+                t.other.push(format!("connection {i}: {e} ({steps})"));
+            }
         }
         done.fetch_add(1, Ordering::SeqCst);
     }

@@ -67,10 +67,15 @@ impl KernelDir<'_> {
     }
 
     fn errors(&self) -> Result<(), DirEnd> {
-        if sockopt::take_error(self.src).is_some() {
+        if let Some(e) = sockopt::take_error(self.src) {
+            log::debug!(
+                "sockmap: source of cookie {}: SO_ERROR {e}",
+                self.src_cookie
+            );
             return Err(DirEnd::SrcReset);
         }
-        if sockopt::take_error(self.dst).is_some() {
+        if let Some(e) = sockopt::take_error(self.dst) {
+            log::debug!("sockmap: peer of cookie {}: SO_ERROR {e}", self.src_cookie);
             return Err(DirEnd::DstReset);
         }
         Ok(())
@@ -201,7 +206,10 @@ fn step(d: &KernelDir<'_>, copy: &mut Copy, redirected: u64, passed: u64) -> Res
             match recv(d.src, &mut copy.buf, want as usize, libc::MSG_PEEK) {
                 Ok(_) => {}
                 Err(e) if retry(&e) => {}
-                Err(_) => return Err(DirEnd::SrcReset),
+                Err(e) => {
+                    log::debug!("sockmap: peek of cookie {}: {e}", d.src_cookie);
+                    return Err(DirEnd::SrcReset);
+                }
             }
             at = usize::try_from(drained - copy.consumed).unwrap_or(usize::MAX);
         }
@@ -214,7 +222,10 @@ fn step(d: &KernelDir<'_>, copy: &mut Copy, redirected: u64, passed: u64) -> Res
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => moved = true,
-                Err(_) => return Err(DirEnd::DstReset),
+                Err(e) => {
+                    log::debug!("sockmap: send of cookie {}'s bytes: {e}", d.src_cookie);
+                    return Err(DirEnd::DstReset);
+                }
             }
         }
     }
@@ -299,6 +310,11 @@ pub(super) async fn pass_fin_when_drained(d: &KernelDir<'_>) -> DirEnd {
             return DirEnd::Local;
         };
         if info.lost != 0 {
+            log::debug!(
+                "sockmap: cookie {}: {} byte(s) lost",
+                d.src_cookie,
+                info.lost
+            );
             // The program dropped bytes it could not clean of a repeat: no clean end.
             return DirEnd::SrcReset;
         }

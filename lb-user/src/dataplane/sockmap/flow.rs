@@ -65,7 +65,12 @@ async fn kernel_dir(
             return end;
         }
     };
-    if ev & libc::EPOLLERR as u32 != 0 || sockopt::take_error(d.src).is_some() {
+    let err = sockopt::take_error(d.src);
+    if ev & libc::EPOLLERR as u32 != 0 || err.is_some() {
+        log::debug!(
+            "sockmap: source socket of cookie {} failed (epoll events {ev:#x}, SO_ERROR {err:?})",
+            d.src_cookie
+        );
         return DirEnd::SrcReset;
     }
     // Boxed, as above.
