@@ -106,13 +106,43 @@ pub struct PsockWorks {
     dir: std::path::PathBuf,
 }
 
+/// Mounts tracefs at its usual place when it is not there (a fresh machine may not have it, as
+/// `perf` and `bpftrace` also find and mount it). Once per process; failures leave the tracer
+/// off, and only the `dmesg` check applies.
+fn mount_tracefs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let at = std::path::Path::new("/sys/kernel/tracing");
+        if at.join("instances").exists() || !at.exists() {
+            return;
+        }
+        // SAFETY: mount(2) with NUL-terminated strings and no data.
+        let r = unsafe {
+            libc::mount(
+                c"nodev".as_ptr(),
+                c"/sys/kernel/tracing".as_ptr(),
+                c"tracefs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            eprintln!(
+                "tracefs not mounted at /sys/kernel/tracing: {}; kernel stalls are told by dmesg only",
+                std::io::Error::last_os_error()
+            );
+        }
+    });
+}
+
 const EVENTS: [&str; 2] = ["workqueue_queue_work", "workqueue_execute_start"];
 
 impl PsockWorks {
-    /// Starts tracing; `None` where tracefs is not mounted or not writable.
+    /// Starts tracing; `None` where tracefs can't be mounted or is not writable.
     pub fn start() -> Option<Self> {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
+        mount_tracefs();
         let dir = std::path::Path::new("/sys/kernel/tracing/instances").join(format!(
             "lb-test-{}-{}",
             std::process::id(),
