@@ -8,6 +8,12 @@
 //! per direction on splice while bytes move. Connections leave a share of the budget free for
 //! those pipes; pipes may use all of it. Warnings about a spent budget are logged at most
 //! once per second, whoever reports them.
+//!
+//! A flow copying on its thread's ring holds its sockets as direct descriptors (see
+//! `ring::direct`): in the ring's fixed-file table, not in the process's fd table. Its lease
+//! stays out, but its fds are *parked* ([`FdBudget::park`]): they leave room in the fd table
+//! for others until the flow needs real fds back ([`FdBudget::try_unpark`]). How many flows
+//! the fixed tables hold is [`direct_per_ring`] per thread; [`FdPlan`] counts them.
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +26,21 @@ use tokio::sync::Notify;
 pub const CONNECTION_FDS: u64 = 2;
 /// fds of one splice pipe (read and write ends).
 pub const PIPE_FDS: u64 = 2;
+/// Most slots of a ring's fixed-file table. The kernel allows `RLIMIT_NOFILE` (soft) slots per
+/// ring (`io_sqe_files_register`), up to 2^20; its table costs 8 bytes of kernel memory per
+/// slot from the start, so lb asks for no more than this: 64 Ki connections per thread.
+pub const MAX_FIXED_SLOTS: u64 = 1 << 17;
+
+/// Slots of a ring's fixed-file table under the soft `RLIMIT_NOFILE` `soft`: as many as the
+/// kernel allows, up to [`MAX_FIXED_SLOTS`], an even number (a flow takes two).
+pub fn fixed_slots(soft: u64) -> u64 {
+    soft.min(MAX_FIXED_SLOTS) / CONNECTION_FDS * CONNECTION_FDS
+}
+
+/// Connections one ring's fixed-file table holds as direct descriptors under `soft`.
+pub fn direct_per_ring(soft: u64) -> u64 {
+    fixed_slots(soft) / CONNECTION_FDS
+}
 
 /// Shortest time between two warnings about the budget.
 const WARN_EVERY: Duration = Duration::from_secs(1);
@@ -43,6 +64,8 @@ pub struct FdBudget {
     pipe_share: AtomicU64,
     /// fds leased now.
     used: AtomicU64,
+    /// Of `used`, fds whose sockets are direct descriptors now (not in the fd table).
+    parked: AtomicU64,
     /// Takers waiting in [`FdBudget::take`] now.
     waiting: AtomicU64,
     /// Woken when a lease is returned.
@@ -59,6 +82,7 @@ impl FdBudget {
             capacity: AtomicU64::new(capacity),
             pipe_share: AtomicU64::new(pipe_share.min(capacity)),
             used: AtomicU64::new(0),
+            parked: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             released: Notify::new(),
             last_warning: AtomicU64::new(0),
@@ -96,6 +120,36 @@ impl FdBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Of [`FdBudget::used`], fds parked now (see [`FdBudget::park`]).
+    pub fn parked(&self) -> u64 {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    /// `n` leased fds became direct descriptors (their sockets left the fd table): they make
+    /// room for others until [`FdBudget::unpark`] or [`FdBudget::try_unpark`].
+    pub fn park(&self, n: u64) {
+        self.parked.fetch_add(n, Ordering::AcqRel);
+        self.released.notify_waiters();
+    }
+
+    /// `n` parked fds leave the budget with their lease (the sockets are closed): counted in
+    /// the fd table again until the lease is dropped.
+    pub fn unpark(&self, n: u64) {
+        self.parked.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// `n` parked fds become real fds again, if the fd table has room for them as for `what`.
+    pub fn try_unpark(&self, n: u64, what: Use) -> bool {
+        let ceiling = self.ceiling(what);
+        let used = self.used();
+        self.parked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |parked| {
+                let left = parked.checked_sub(n)?;
+                (used.saturating_sub(left) <= ceiling).then_some(left)
+            })
+            .is_ok()
+    }
+
     /// Whether someone waits for fds now: whoever keeps fds it does not need (a pool of
     /// empty pipes) should give them back.
     pub fn has_waiters(&self) -> bool {
@@ -116,9 +170,11 @@ impl FdBudget {
         let ceiling = self.ceiling(what);
         // AcqRel: a lease taken here and one returned on another thread are ordered, so
         // the count never goes below what is really out.
+        let parked = self.parked();
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|&total| total <= ceiling)
+                let total = used.checked_add(n)?;
+                (total.saturating_sub(parked) <= ceiling).then_some(total)
             })
             .ok()?;
         Some(FdLease {
@@ -189,10 +245,12 @@ impl FdBudget {
     /// One line on the state of the budget, for warnings.
     pub fn describe(&self) -> String {
         format!(
-            "{} of {} file descriptors for connections and pipes in use ({} kept for pipes)",
-            self.used(),
+            "{} of {} file descriptors for connections and pipes in use ({} kept for pipes; {} \
+             more held as io_uring direct descriptors)",
+            self.used().saturating_sub(self.parked()),
             self.capacity(),
-            self.pipe_share()
+            self.pipe_share(),
+            self.parked()
         )
     }
 }
@@ -295,19 +353,37 @@ pub struct FdPlan {
     pub soft: u64,
     /// `maxconn`: the configured one, or what the fds allow.
     pub maxconn: u32,
-    /// What the configured `maxconn` needs when the hard limit is lower (warn about it).
+    /// What the configured `maxconn` needs when the hard limit and the rings' fixed tables
+    /// are too small for it (warn about it).
     pub short_of: Option<u64>,
     /// Budget for connections and pipes, and its share kept for pipes.
     pub capacity: u64,
     pub pipe_share: u64,
+    /// Connections the rings' fixed-file tables hold besides, as direct descriptors.
+    pub direct: u64,
 }
 
 impl FdPlan {
     /// The plan for limits `soft`/`hard`, with `base` fds held by lb besides connections,
-    /// for `configured` maxconn (if any), as HAProxy plans: without `maxconn`, as many
-    /// connections as the hard limit allows; with it, the soft limit raised to what it
+    /// for `configured` maxconn (if any), `rings` threads whose flows copy on a ring, as
+    /// HAProxy plans: without `maxconn`, as many connections as the hard limit allows (the
+    /// soft limit is raised to it), HAProxy's figure; with it, the soft limit raised to what it
     /// needs when the hard limit allows.
-    pub fn new(soft: u64, hard: u64, base: u64, configured: Option<u32>, pipes: PipeUse) -> Self {
+    ///
+    /// A flow on a ring holds its sockets as direct descriptors, outside the fd table: each
+    /// ring's fixed table holds [`direct_per_ring`] more connections under the soft limit.
+    /// They count when a configured `maxconn` is weighed against the limit (no warning while
+    /// fds and fixed tables hold it together), not in the derived `maxconn`, which stays
+    /// HAProxy's: a flow that leaves the ring (splice, the maps, an upgrade's hand-over) needs
+    /// its real fds back, so `maxconn` past the fds is a choice made in the config.
+    pub fn new(
+        soft: u64,
+        hard: u64,
+        base: u64,
+        configured: Option<u32>,
+        pipes: PipeUse,
+        rings: u64,
+    ) -> Self {
         let cost16 = pipes.cost16();
         let fixed = pipes.fixed_fds();
         let hard = hard.max(soft);
@@ -328,18 +404,24 @@ impl FdPlan {
             PipeUse::Fixed(_) => fixed.min(capacity),
             PipeUse::Splice | PipeUse::Rare => capacity * (cost16 - CONNECTION_FDS * 16) / cost16,
         };
-        Self {
+        let mut plan = Self {
             soft: new_soft,
             maxconn,
-            short_of: (wanted > hard).then_some(wanted),
+            short_of: None,
             capacity,
             pipe_share,
+            direct: rings * direct_per_ring(new_soft),
+        };
+        if wanted > hard && plan.connections() < u64::from(maxconn) {
+            plan.short_of = Some(wanted);
         }
+        plan
     }
 
-    /// Connections the budget lets in when none holds a pipe.
+    /// Connections the budget lets in when none holds a pipe: those the fd table holds, and
+    /// those the rings' fixed tables hold.
     pub fn connections(&self) -> u64 {
-        (self.capacity - self.pipe_share) / CONNECTION_FDS
+        (self.capacity - self.pipe_share) / CONNECTION_FDS + self.direct
     }
 }
 
@@ -401,6 +483,29 @@ mod tests {
     }
 
     #[test]
+    fn parked_fds_make_room_until_they_are_taken_back() {
+        let b = Arc::new(FdBudget::new(10, 4));
+        let direct = b.try_take(2, Use::Connection).unwrap();
+        let _other = b.try_take(4, Use::Connection).unwrap();
+        assert!(b.try_take(2, Use::Connection).is_none(), "6 of 10, 4 kept");
+        // The first connection's sockets became direct descriptors: room for another.
+        b.park(2);
+        let third = b.try_take(2, Use::Connection).unwrap();
+        assert_eq!((b.used(), b.parked()), (8, 2));
+        // No room to take its fds back now; once the third is gone, there is.
+        assert!(!b.try_unpark(2, Use::Connection));
+        drop(third);
+        assert!(b.try_unpark(2, Use::Connection));
+        assert_eq!((b.used(), b.parked()), (6, 0));
+        // Or it ends direct: its parked fds leave with its lease.
+        b.park(2);
+        b.unpark(2);
+        drop(direct);
+        assert_eq!((b.used(), b.parked()), (4, 0));
+        assert!(!b.try_unpark(2, Use::Connection), "nothing parked");
+    }
+
+    #[test]
     fn take_waits_for_a_lease_to_come_back() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -443,27 +548,51 @@ mod tests {
     #[test]
     fn plans_follow_haproxys_arithmetic() {
         // No maxconn: everything the hard limit allows, 2.5 fds per connection on splice.
-        let p = FdPlan::new(1024, 20_000, 100, None, PipeUse::Splice);
+        let p = FdPlan::new(1024, 20_000, 100, None, PipeUse::Splice, 0);
         assert_eq!((p.soft, p.maxconn, p.short_of), (20_000, 7960, None));
         assert_eq!((p.capacity, p.pipe_share), (19_900, 3980));
         assert_eq!(p.connections(), 7960);
         // Sockmap at once: pipes are rare.
-        let p = FdPlan::new(20_000, 20_000, 100, None, PipeUse::Rare);
+        let p = FdPlan::new(20_000, 20_000, 100, None, PipeUse::Rare, 0);
         assert_eq!(p.maxconn, 9364);
         // maxconn given: the soft limit rises to what it needs, no further.
-        let p = FdPlan::new(1024, 20_000, 100, Some(1000), PipeUse::Splice);
+        let p = FdPlan::new(1024, 20_000, 100, Some(1000), PipeUse::Splice, 0);
         assert_eq!((p.soft, p.maxconn, p.short_of), (2600, 1000, None));
         // ... and never falls below where it was.
-        let p = FdPlan::new(8000, 20_000, 100, Some(10), PipeUse::Splice);
+        let p = FdPlan::new(8000, 20_000, 100, Some(10), PipeUse::Splice, 0);
         assert_eq!(p.soft, 8000);
         // A hard limit too low for maxconn: said, and the budget is what there is.
-        let p = FdPlan::new(256, 256, 56, Some(4096), PipeUse::Splice);
+        let p = FdPlan::new(256, 256, 56, Some(4096), PipeUse::Splice, 0);
         assert_eq!((p.soft, p.maxconn, p.short_of), (256, 4096, Some(10_296)));
         assert_eq!((p.capacity, p.pipe_share, p.connections()), (200, 40, 80));
         // maxpipes: HAProxy's maxconn * 2 + maxpipes * 2.
-        let p = FdPlan::new(20_000, 20_000, 100, None, PipeUse::Fixed(1000));
+        let p = FdPlan::new(20_000, 20_000, 100, None, PipeUse::Fixed(1000), 0);
         assert_eq!((p.maxconn, p.pipe_share), (8950, 2000));
-        let p = FdPlan::new(1024, 20_000, 100, Some(1000), PipeUse::Fixed(100));
+        let p = FdPlan::new(1024, 20_000, 100, Some(1000), PipeUse::Fixed(100), 0);
         assert_eq!((p.soft, p.pipe_share), (2300, 200));
+    }
+
+    #[test]
+    fn fixed_tables_hold_connections_besides_the_fds() {
+        // One ring under 20 000: 10 000 connections as direct descriptors, 7 960 in fds;
+        // 10 000 configured needs 25 100 fds alone, but not a warning.
+        let p = FdPlan::new(1024, 20_000, 100, Some(10_000), PipeUse::Splice, 1);
+        assert_eq!((p.soft, p.direct, p.short_of), (20_000, 10_000, None));
+        assert_eq!(p.connections(), 7960 + 10_000);
+        // The derived maxconn stays HAProxy's.
+        let p = FdPlan::new(20_000, 20_000, 100, None, PipeUse::Splice, 2);
+        assert_eq!((p.maxconn, p.direct), (7960, 20_000));
+        // Past both, said.
+        let p = FdPlan::new(256, 256, 56, Some(4096), PipeUse::Splice, 2);
+        assert_eq!(
+            (p.direct, p.connections(), p.short_of),
+            (256, 336, Some(10_296))
+        );
+        // No ring (sockmap at once): the fds alone.
+        let p = FdPlan::new(1024, 20_000, 100, Some(10_000), PipeUse::Rare, 0);
+        assert_eq!((p.direct, p.short_of), (0, Some(21_350)));
+        // A table is at most MAX_FIXED_SLOTS, an even number of slots.
+        assert_eq!(fixed_slots(1_000_001), MAX_FIXED_SLOTS);
+        assert_eq!((fixed_slots(257), direct_per_ring(257)), (256, 128));
     }
 }

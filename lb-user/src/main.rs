@@ -295,7 +295,19 @@ struct FdLimits {
     /// What the configured `maxconn` needs, when the hard limit is lower.
     short_of: Option<u64>,
     pipes: PipeUse,
+    /// Threads whose flows copy on their ring (their sockets direct descriptors there).
+    rings: u64,
     maxconn: u32,
+}
+
+/// Threads whose flows copy on their ring first, holding their sockets as direct
+/// descriptors in its fixed table: all but on a sockmap plane that puts flows into the maps at
+/// once.
+fn ring_threads(plane: PlaneSetup, threads: usize) -> u64 {
+    match plane {
+        PlaneSetup::Sockmap(_, after) if after.is_zero() => 0,
+        PlaneSetup::Sockmap(..) | PlaneSetup::Splice => threads as u64,
+    }
 }
 
 /// How the data plane and `maxpipes` use pipes, for the fd budget.
@@ -307,7 +319,8 @@ fn pipe_use(plane: PlaneSetup, config: &Config) -> PipeUse {
     }
 }
 
-/// Derives `maxconn` from `RLIMIT_NOFILE`, as HAProxy does: `ulimit-n` sets the limit (soft
+/// Derives `maxconn` from `RLIMIT_NOFILE` (`rings`: threads whose flows copy on a ring, see
+/// [`FdPlan::new`]), as HAProxy does: `ulimit-n` sets the limit (soft
 /// and hard); without it and without `global maxconn`, as many connections as the hard limit
 /// allows (the soft limit is raised to it); with `maxconn`, the soft limit is raised to what it
 /// needs when the hard limit allows. A connection holds 2 fds (its two sockets), plus pipes on
@@ -315,7 +328,7 @@ fn pipe_use(plane: PlaneSetup, config: &Config) -> PipeUse {
 /// as HAProxy's default. What lb holds itself is estimated here; [`settle_fd_budget`]
 /// measures it once the threads run and sizes the budget. Whatever `maxconn` says, lb stops
 /// accepting when the budget is spent: clients wait in the backlog.
-fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup) -> FdLimits {
+fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup, rings: u64) -> FdLimits {
     let pipes = pipe_use(plane, config);
     let (before, mut hard) = fd_budget::nofile_limits();
     let base = fds_besides_connections(config, threads);
@@ -328,9 +341,9 @@ fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup) -> FdLimits {
         }
     }
     let mut plan = if config.global.ulimit_n.is_some() {
-        FdPlan::new(soft, soft, base, config.global.maxconn, pipes)
+        FdPlan::new(soft, soft, base, config.global.maxconn, pipes, rings)
     } else {
-        FdPlan::new(soft, hard, base, config.global.maxconn, pipes)
+        FdPlan::new(soft, hard, base, config.global.maxconn, pipes, rings)
     };
     if plan.soft != soft {
         match fd_budget::set_nofile(plan.soft, hard) {
@@ -340,7 +353,7 @@ fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup) -> FdLimits {
                     "cannot raise RLIMIT_NOFILE from {soft} to {}: {e}",
                     plan.soft
                 );
-                plan = FdPlan::new(soft, soft, base, config.global.maxconn, pipes);
+                plan = FdPlan::new(soft, soft, base, config.global.maxconn, pipes, rings);
             }
         }
     }
@@ -350,6 +363,7 @@ fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup) -> FdLimits {
         hard,
         short_of: plan.short_of,
         pipes,
+        rings,
         maxconn: plan.maxconn,
     }
 }
@@ -358,7 +372,7 @@ fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup) -> FdLimits {
 /// what the limit gives.
 fn settle_fd_budget(config: &Config, l: &FdLimits) {
     let base = fds_besides_connections(config, 0);
-    let plan = FdPlan::new(l.soft, l.soft, base, Some(l.maxconn), l.pipes);
+    let plan = FdPlan::new(l.soft, l.soft, base, Some(l.maxconn), l.pipes, l.rings);
     let budget = fd_budget::install(plan.capacity, plan.pipe_share);
     let raised = if l.soft == l.before {
         String::new()
@@ -367,11 +381,13 @@ fn settle_fd_budget(config: &Config, l: &FdLimits) {
     };
     log::info!(
         "file descriptors: RLIMIT_NOFILE {}{raised} (hard {}), {base} for lb itself, {} for \
-         connections (2 each) and splice pipes ({} kept for pipes): maxconn {}",
+         connections (2 each) and splice pipes ({} kept for pipes), and {} connections more \
+         as io_uring direct descriptors while they copy on the rings: maxconn {}",
         l.soft,
         l.hard,
         budget.capacity(),
         budget.pipe_share(),
+        plan.direct,
         l.maxconn
     );
     if let Some(need) = l.short_of {
@@ -449,7 +465,7 @@ fn serve(
         .sockmap_backlog
         .unwrap_or(lb_common::DEFAULT_BACKLOG);
     let (plane, _loaded) = load_plane(choice, sockmap_after, backlog)?;
-    let fds = maxconn_for(&config, threads, plane);
+    let fds = maxconn_for(&config, threads, plane, ring_threads(plane, threads));
     let maxconn = fds.maxconn;
     lb_user::dataplane::splice::set_maxpipes(config.global.maxpipes);
     let gen = Generation::first(
@@ -851,7 +867,7 @@ fn reload<'a>(
             return None;
         }
     };
-    let fds = maxconn_for(&config, 0, plane);
+    let fds = maxconn_for(&config, 0, plane, ring_threads(plane, threads));
     let reloading = serving.begin_reload();
     let next = current.next(Arc::new(config), fds.maxconn, logs);
     test_pause_after_copy();

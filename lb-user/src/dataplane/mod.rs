@@ -528,21 +528,9 @@ impl Sock {
     }
 }
 
-/// Passes a reset on as a reset: an abortive close (RST) of the side that did not reset.
-pub(crate) fn pass_reset_on(end: FlowEnd, client: BorrowedFd<'_>, server: BorrowedFd<'_>) {
-    let victim = match end {
-        FlowEnd::ClientReset => server,
-        FlowEnd::ServerReset => client,
-        _ => return,
-    };
-    if let Err(e) = sockopt::set_linger_zero(victim) {
-        log::debug!("SO_LINGER 0 failed, the peer gets a FIN instead of a reset: {e}");
-    }
-}
-
 /// How a finished flow's sockets are closed (they close when dropped, after this). A reset is
-/// passed on as a reset ([`pass_reset_on`]). Otherwise HAProxy's rule for the server side:
-/// when lb closes first (the server had not sent its FIN: a timeout, a kill, a local error),
+/// passed on as a reset: an abortive close (RST) of the side that did not reset. Otherwise
+/// HAProxy's rule for the server side: when lb closes first (the server had not sent its FIN: a timeout, a kill, a local error),
 /// an abortive close (`SO_LINGER` 0), so that lb's port leaves no `TIME_WAIT` behind and the
 /// server learns at once; when the server closed first, a normal close.
 pub(crate) fn close_flow(
@@ -551,14 +539,22 @@ pub(crate) fn close_flow(
     client: BorrowedFd<'_>,
     server: BorrowedFd<'_>,
 ) {
-    match end {
-        FlowEnd::ClientReset | FlowEnd::ServerReset => pass_reset_on(end, client, server),
-        _ if !server_closed => {
-            if let Err(e) = sockopt::set_linger_zero(server) {
-                log::debug!("SO_LINGER 0 failed, the server gets a FIN instead of a reset: {e}");
-            }
+    if let Some(i) = reset_on_close(end, server_closed) {
+        if let Err(e) = sockopt::set_linger_zero([client, server][i]) {
+            log::debug!("SO_LINGER 0 failed, the peer gets a FIN instead of a reset: {e}");
         }
-        _ => {}
+    }
+}
+
+/// Which socket of a finished flow [`close_flow`] closes with a reset (`SO_LINGER` 0): 0 the
+/// client, 1 the server, `None` neither. The rule, also for sockets the ring holds as direct
+/// descriptors (it sets the option through the ring).
+pub(crate) fn reset_on_close(end: FlowEnd, server_closed: bool) -> Option<usize> {
+    match end {
+        FlowEnd::ClientReset => Some(1),
+        FlowEnd::ServerReset => Some(0),
+        _ if !server_closed => Some(1),
+        _ => None,
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types::Fd};
 
 use super::bufs::{self, Bufs};
+use super::direct::{self, Sockets};
 use super::{with, Ring, Tag};
 
 use crate::dataplane::{
@@ -85,8 +86,10 @@ enum Stop {
 
 /// A flow in the ring's slab.
 pub(super) struct Flow {
-    /// The client's and the server's sockets; taken when the flow leaves the ring.
-    fds: [Option<OwnedFd>; 2],
+    /// The client's and the server's sockets; taken when the flow leaves the ring. Empty
+    /// while they are in the ring's fixed table (see `socks`).
+    pub(super) fds: [Option<OwnedFd>; 2],
+    pub(super) socks: Sockets,
     dirs: [Dir; 2],
     /// Its last activity, in ticks of the thread's timer queue (see [`Ring::now_tick`]).
     last: u32,
@@ -97,7 +100,7 @@ pub(super) struct Flow {
     stop: Option<Stop>,
     /// Entries of this flow the kernel has not completed (cancels, closes and buffers given
     /// back are not counted: they refer to no socket or buffer of the flow).
-    in_flight: u8,
+    pub(super) in_flight: u8,
     done: Option<Done>,
     /// When the running graduation started (it is given up after [`GRADUATE_MAX`]).
     graduating_since: Option<Instant>,
@@ -113,8 +116,15 @@ const GRADUATE_MAX: Duration = Duration::from_millis(5);
 const RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 impl Flow {
-    fn raw(&self, i: usize) -> Fd {
-        Fd(self.fds[i].as_ref().map_or(-1, AsRawFd::as_raw_fd))
+    /// Socket `i` of the flow at `key` as its operations name it: its fd, or its slot in the
+    /// ring's fixed table (with the flag that says so).
+    fn raw(&self, key: usize, i: usize) -> (Fd, squeue::Flags) {
+        if self.socks.in_table() {
+            let slot = direct::slot(key, i).cast_signed();
+            return (Fd(slot), squeue::Flags::FIXED_FILE);
+        }
+        let fd = Fd(self.fds[i].as_ref().map_or(-1, AsRawFd::as_raw_fd));
+        (fd, squeue::Flags::empty())
     }
 }
 
@@ -220,6 +230,7 @@ impl Ring {
         let last = self.now_tick();
         let key = self.flows.insert(Flow {
             fds: [Some(client), Some(server)],
+            socks: Sockets::Fds,
             dirs: [Dir::default(), Dir::default()],
             last,
             serial,
@@ -232,6 +243,7 @@ impl Ring {
             graduate_after: None,
             backoff: RETRY.0,
         });
+        self.enter_table(key);
         self.recv(key, 0);
         self.recv(key, 1);
         self.arm(key);
@@ -320,10 +332,11 @@ impl Ring {
         let f = &mut self.flows[key];
         f.dirs[d].recv_in_flight = true;
         f.in_flight += 1;
-        let e = opcode::Recv::new(f.raw(d), std::ptr::null_mut(), bufs::SIZE as u32)
+        let (fd, fixed) = f.raw(key, d);
+        let e = opcode::Recv::new(fd, std::ptr::null_mut(), bufs::SIZE as u32)
             .buf_group(bufs::GROUP)
             .build()
-            .flags(squeue::Flags::BUFFER_SELECT)
+            .flags(squeue::Flags::BUFFER_SELECT | fixed)
             .user_data(Tag::Recv(d).user_data(key));
         self.push(&e);
     }
@@ -335,11 +348,12 @@ impl Ring {
         };
         f.dirs[d].send_in_flight = true;
         f.in_flight += 1;
-        let dst = f.raw(1 - d);
+        let (dst, fixed) = f.raw(key, 1 - d);
         let bytes = self.bufs.bytes(id, off, len);
         let e = opcode::Send::new(dst, bytes.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
+            .flags(fixed)
             .user_data(Tag::Send(d).user_data(key));
         self.push(&e);
     }
@@ -347,8 +361,10 @@ impl Ring {
     fn shutdown(&mut self, key: usize, d: usize) {
         let f = &mut self.flows[key];
         f.in_flight += 1;
-        let e = opcode::Shutdown::new(f.raw(1 - d), libc::SHUT_WR)
+        let (fd, fixed) = f.raw(key, 1 - d);
+        let e = opcode::Shutdown::new(fd, libc::SHUT_WR)
             .build()
+            .flags(fixed)
             .user_data(Tag::Shutdown(d).user_data(key));
         self.push(&e);
     }
@@ -461,7 +477,8 @@ impl Ring {
                     self.end(key, reset_of(1 - d));
                 }
             }
-            Tag::Ignored | Tag::Op => {}
+            Tag::Install(d) => self.installed(key, d, res),
+            Tag::Ignored | Tag::Op | Tag::Files => {}
         }
         self.advance(key);
     }
@@ -514,6 +531,8 @@ impl Ring {
         let outcome = match f.stop {
             Some(Stop::End(end)) => {
                 let server_closed = f.dirs[1].eof;
+                self.close_slots(key, end, server_closed);
+                let f = &mut self.flows[key];
                 let fds = [f.fds[0].take(), f.fds[1].take()];
                 let held = [f.dirs[0].held.take(), f.dirs[1].held.take()];
                 if let [Some(client), Some(server)] = &fds {
@@ -537,6 +556,10 @@ impl Ring {
             }
             Some(Stop::Graduate) => {
                 debug_assert!(f.dirs.iter().all(|d| d.held.is_none()));
+                if !self.real_fds(key) {
+                    return;
+                }
+                let f = &mut self.flows[key];
                 let (Some(client), Some(server)) = (f.fds[0].take(), f.fds[1].take()) else {
                     return;
                 };
@@ -623,7 +646,7 @@ impl Ring {
 
     /// A graduation that did not find the flow quiet in time: it copies on (see
     /// [`GRADUATE_MAX`]).
-    fn give_up_graduation(&mut self, key: usize) {
+    pub(super) fn give_up_graduation(&mut self, key: usize) {
         let f = &mut self.flows[key];
         if !matches!(f.stop, Some(Stop::Graduate)) {
             return;

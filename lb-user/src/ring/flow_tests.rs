@@ -236,3 +236,84 @@ fn many_flows_timers_come_due_in_their_order() {
         assert!(closed(&mut c));
     }
 }
+
+/// fds of this process that are the socket with inode `ino`.
+fn fds_of(ino: u64) -> usize {
+    let name = format!("socket:[{ino}]");
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_str() == Some(&name)))
+        .count()
+}
+
+#[test]
+fn a_flow_on_the_ring_holds_no_fd_and_closes_as_haproxy() {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let lb = pair();
+    let ino = |fd: &std::os::fd::OwnedFd| {
+        use std::os::fd::AsRawFd;
+        std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap()
+            .ino()
+    };
+    let inodes = [ino(&lb.client_fd), ino(&lb.server_fd)];
+    let (mut c, mut b) = (lb.client, lb.backend);
+    // The test's side talks through the flow from another thread while the ring runs.
+    let talked = Arc::new(AtomicBool::new(false));
+    let flag = talked.clone();
+    let talker = std::thread::spawn(move || {
+        let mut got = [0u8; 4];
+        c.write_all(b"ping").unwrap();
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+        b.write_all(b"pong").unwrap();
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"pong");
+        flag.store(true, Ordering::Release);
+        (c, b)
+    });
+    let held = Rc::new(RefCell::new(None));
+    let h = held.clone();
+    let ends = on_ring_thread(1, Duration::from_secs(20), move |ends| {
+        let kill = Rc::new(KillSwitch::default());
+        start(
+            lb.client_fd,
+            lb.server_fd,
+            &FlowTimeouts::default(),
+            &kill,
+            recorder(ends, 0),
+        );
+        tokio::task::spawn_local(async move {
+            let until = Instant::now() + Duration::from_secs(10);
+            while !talked.load(Ordering::Acquire) && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Bytes went both ways: the flow is on the ring, its sockets in its fixed table.
+            *h.borrow_mut() = Some(inodes.map(fds_of));
+            kill.kill();
+        });
+    });
+    let (mut c, mut b) = talker.join().unwrap();
+    assert_eq!(
+        *held.borrow(),
+        Some([0, 0]),
+        "fds of lb's client and server sockets while the flow was on the ring"
+    );
+    let (end, _) = ends.borrow()[0].expect("the killed flow ended");
+    assert_eq!(end, FlowEnd::Killed);
+    // lb closed first: the server gets a reset (`SO_LINGER` 0, set through the ring), so that
+    // lb's port keeps no `TIME_WAIT`; the client a FIN.
+    let mut buf = [0u8; 8];
+    let server_saw = b.read(&mut buf);
+    assert!(
+        server_saw
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server got {server_saw:?}, not a reset"
+    );
+    assert_eq!(c.read(&mut buf).unwrap(), 0, "the client got its FIN");
+}

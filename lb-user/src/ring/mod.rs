@@ -6,10 +6,12 @@
 //! own: its idle timeouts are in the thread's timer queue ([`timer`]), driven by the same
 //! task, and its end is handed to a callback the flow carries. Receives take a buffer from the
 //! ring's provided-buffer pool only when bytes arrive, so an idle flow holds no buffer, no
-//! future and costs no syscall: its slab entry and its two sockets.
+//! future and costs no syscall: its slab entry and its two sockets, which it holds as direct
+//! descriptors in the ring's fixed-file table, outside the process's fd table ([`direct`]).
 
 mod bufs;
 mod copy;
+mod direct;
 #[cfg(test)]
 mod flow_tests;
 mod op;
@@ -52,6 +54,8 @@ struct Ring {
     /// One-shot operations tasks wait for (connects).
     ops: Slab<op::Op>,
     bufs: Bufs,
+    /// The fixed-file table the flows' sockets are in.
+    table: direct::Table,
     /// Receives that found no buffer, re-armed in this order as buffers come back.
     starved: VecDeque<(usize, usize)>,
     /// The flows' idle and graduation timers.
@@ -83,11 +87,13 @@ pub fn install() -> io::Result<impl Future<Output = ()>> {
         .build(SQ_ENTRIES)?;
     let fd = uring.as_raw_fd();
     let wake = Rc::new(Notify::new());
+    let table = direct::Table::new(&uring);
     let mut ring = Ring {
         uring,
         flows: Slab::new(),
         ops: Slab::new(),
         bufs: Bufs::new(),
+        table,
         starved: VecDeque::new(),
         timers: timer::Timers::new(),
         serial: 0,
@@ -184,6 +190,10 @@ enum Tag {
     Shutdown(usize),
     /// A one-shot operation a task waits for (its key is in the ring's `ops`).
     Op,
+    /// The `FIXED_FD_INSTALL` giving socket 0 (client) or 1 a real fd again.
+    Install(usize),
+    /// The update putting a flow's sockets into the fixed table (completes only on failure).
+    Files,
     /// Completions nobody waits for: cancels, closes, buffers given back.
     Ignored,
 }
@@ -195,6 +205,8 @@ impl Tag {
             Self::Send(d) => 2 + d as u64,
             Self::Shutdown(d) => 4 + d as u64,
             Self::Op => 6,
+            Self::Install(d) => 7 + d as u64,
+            Self::Files => 9,
             Self::Ignored => 0xff,
         }
     }
@@ -210,6 +222,8 @@ impl Tag {
             c @ 2..=3 => Self::Send(c as usize - 2),
             c @ 4..=5 => Self::Shutdown(c as usize - 4),
             6 => Self::Op,
+            c @ 7..=8 => Self::Install(c as usize - 7),
+            9 => Self::Files,
             _ => Self::Ignored,
         };
         (key, tag)
@@ -263,6 +277,7 @@ impl Ring {
                 match tag {
                     Tag::Ignored => {}
                     Tag::Op => self.op_done(key, cqe.result()),
+                    Tag::Files => self.files_failed(key, cqe.result()),
                     _ => self.complete(key, tag, cqe.result(), cqe.flags()),
                 }
             }
@@ -284,6 +299,9 @@ mod tests {
             Tag::Shutdown(0),
             Tag::Shutdown(1),
             Tag::Op,
+            Tag::Install(0),
+            Tag::Install(1),
+            Tag::Files,
             Tag::Ignored,
         ] {
             assert_eq!(Tag::of(tag.user_data(123_456)), (123_456, tag));
