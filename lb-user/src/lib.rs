@@ -17,6 +17,7 @@ pub mod fd_budget;
 pub mod flows;
 pub mod generation;
 pub mod health;
+pub mod interned;
 pub mod listener;
 pub mod log_format;
 pub mod logging;
