@@ -97,7 +97,7 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: 
             frontend,
             slot,
             _permit: closing.permit,
-            _fds: closing._fds,
+            _fds: closing.fds,
         }
     };
     let reg = Registered::new(ctx.clone(), info, Instant::now(), t);

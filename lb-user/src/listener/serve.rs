@@ -62,7 +62,7 @@ pub(super) async fn handle(
         permit,
         accepted: (accepted, accepted_at),
         peer,
-        _fds: fds,
+        fds,
     };
     match to_plane {
         Some((sess, to)) => flowing::run(ctx, closing, sess, to),

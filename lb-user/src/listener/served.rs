@@ -121,7 +121,8 @@ pub(super) struct Closing {
     pub(super) accepted: (Instant, SystemTime),
     /// The connection's own peer (the line of a bad PROXY header names it).
     pub(super) peer: SocketAddr,
-    pub(super) _fds: FdLease,
+    /// Its share of the fd budget, held until its sockets are closed.
+    pub(super) fds: FdLease,
 }
 
 impl Closing {
@@ -135,7 +136,7 @@ impl Closing {
             permit,
             accepted,
             peer,
-            _fds,
+            fds: _fds,
         } = self;
         let Some(log) = gen.logs.frontend(frontend).filter(|l| l.enabled()) else {
             return;
