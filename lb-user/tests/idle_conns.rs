@@ -40,11 +40,11 @@ defaults
 /// How long the connections stay idle before lb's RSS is read again.
 const SETTLE: Duration = Duration::from_millis(2500);
 
-/// lb's RSS growth per idle connection in the copy phase, once idle: about 1.6 KB (its ring
-/// entry, its registry entry, what its end needs, its kill switch, and the allocator's pages
-/// around them), 4.4 KB before the setup futures stopped leaving holes among them (see
+/// lb's RSS growth per idle connection in the copy phase, once idle: 1.4-2.3 KB here (its
+/// ring entry, its registry entry, what its end needs, its kill switch, and the allocator's
+/// pages around them), 4.4 KB before the setup futures stopped leaving holes among them (see
 /// `main.rs`' allocator). The bound has room for the machine's wobble and still catches that.
-const IDLE_BYTES_MAX: f64 = 2560.0;
+const IDLE_BYTES_MAX: f64 = 3072.0;
 
 /// Bound of the whole test's each phase.
 const PHASE: Duration = Duration::from_mins(2);
