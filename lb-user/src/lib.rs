@@ -18,6 +18,7 @@ pub mod fd_table;
 pub mod flows;
 pub mod generation;
 pub mod health;
+pub mod interned;
 pub mod listener;
 pub mod log_format;
 pub mod logging;

@@ -47,7 +47,7 @@ impl fmt::Display for DataplaneChoice {
 }
 
 /// Inactivity limits of one flow, from the frontend (client side) and backend (server side).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowTimeouts {
     /// `timeout client`.
     pub client: Option<Duration>,

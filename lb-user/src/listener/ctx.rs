@@ -22,8 +22,9 @@ use crate::logging::tcplog::Killer;
 pub(super) struct LocalFlow {
     pub(super) info: FlowInfo,
     pub(super) started: Instant,
-    /// Its inactivity limits (a hand-off carries them to the other process).
-    pub(super) timeouts: FlowTimeouts,
+    /// Its inactivity limits (a hand-off carries them to the other process): the thread's
+    /// copy.
+    pub(super) timeouts: Arc<FlowTimeouts>,
     pub(super) kill: Rc<KillSwitch>,
     /// Why it was ended from outside, for its log line.
     pub(super) killed_by: Cell<Option<KillReason>>,
@@ -161,7 +162,7 @@ fn ask_hand_off(
         age: f.started.elapsed(),
         // Filled in from the parked flow's counts.
         bytes: (0, 0),
-        timeouts: f.timeouts,
+        timeouts: *f.timeouts,
         unsent: (Vec::new(), Vec::new()),
     };
     (flow, rx)
@@ -193,7 +194,7 @@ impl<C: Deref<Target = ThreadCtx>> Registered<C> {
         let key = ctx.flows.borrow_mut().insert(LocalFlow {
             info,
             started,
-            timeouts,
+            timeouts: crate::interned::timeouts(timeouts),
             kill: kill.clone(),
             killed_by: Cell::new(None),
         });
@@ -207,7 +208,7 @@ impl<C: Deref<Target = ThreadCtx>> Registered<C> {
 
     /// The flow's inactivity limits, as registered.
     pub(super) fn timeouts(&self) -> FlowTimeouts {
-        self.ctx.flows.borrow()[self.key].timeouts
+        *self.ctx.flows.borrow()[self.key].timeouts
     }
 
     /// Who ended the flow from outside, for its log line.

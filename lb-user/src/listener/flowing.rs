@@ -13,11 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ctx::{Registered, ThreadCtx};
+use super::permit::ConnPermit;
 use super::served::{count_bytes, Closing, LogAs};
 
 use crate::config::Frontend;
 use crate::dataplane::{FlowEnd, FlowReport, FlowTimeouts, Sock};
+use crate::fd_budget::FdLease;
 use crate::flows::FlowInfo;
+use crate::generation::Generation;
+use crate::interned;
 use crate::logging::tcplog::Ending;
 use crate::ring::Copied;
 use crate::session::Session;
@@ -35,16 +39,31 @@ pub(super) struct ToPlane {
 }
 
 /// What a flow's end needs, kept while it is on the data plane: on the ring, this is all an
-/// idle flow holds besides its ring entry and its registry entry, so it is kept small (the
-/// server slot lives in `closing`, the session only when its end needs it).
+/// idle flow holds besides its ring entry and its registry entry, so it is kept small (what
+/// its log line reads only when its frontend logs, the session only when its end needs it).
 struct OnPlane {
-    /// Its `served.slot` holds the flow's server slot.
-    closing: Closing,
+    end: AtEnd,
     /// The session, when its end still reads it ([`Session::needed_at_end`]); otherwise what
     /// the log line reads of it was noted at the start and it was let go then.
     sess: Option<Box<Session>>,
     pre: (u64, u64),
     reg: Registered<Rc<ThreadCtx>>,
+}
+
+/// What a flow's end releases and counts, and what its log line reads.
+enum AtEnd {
+    /// Its frontend logs: what serving it left for its line (its `served.slot` holds the
+    /// flow's server slot). Boxed: a few hundred bytes.
+    Logged(Box<Closing>),
+    /// Its frontend logs nothing: its counts and its server slot, released at its end, and
+    /// where its bytes are counted.
+    Quiet {
+        gen: Arc<Generation>,
+        frontend: usize,
+        slot: ServerSlot,
+        _permit: ConnPermit,
+        _fds: FdLease,
+    },
 }
 
 /// Forwards `to` until the flow ends, then counts and logs it. This returns at once: on the
@@ -62,7 +81,6 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: 
     let fe: &Frontend = &gen.config.frontends[frontend];
     let t = FlowTimeouts::new(fe, &slot.table().conf);
     let info = flow_info(ctx, &closing, &sess, &slot);
-    closing.served.slot = Some(slot);
     let format = gen.logs.frontend(frontend).and_then(|l| l.format.clone());
     let sess = if sess.needed_at_end(format.as_deref()) {
         Some(Box::new(sess))
@@ -70,9 +88,21 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: 
         closing.served.note_session(&gen, frontend, &sess);
         None
     };
+    let end = if gen.logs.frontend(frontend).is_some_and(|l| l.enabled()) {
+        closing.served.slot = Some(slot);
+        AtEnd::Logged(Box::new(closing))
+    } else {
+        AtEnd::Quiet {
+            gen: closing.gen,
+            frontend,
+            slot,
+            _permit: closing.permit,
+            _fds: closing.fds,
+        }
+    };
     let reg = Registered::new(ctx.clone(), info, Instant::now(), t);
     let plane = OnPlane {
-        closing,
+        end,
         sess,
         pre,
         reg,
@@ -111,10 +141,10 @@ fn flow_info(ctx: &ThreadCtx, closing: &Closing, sess: &Session, slot: &ServerSl
     let gen = &closing.gen;
     let fe: &Frontend = &gen.config.frontends[closing.frontend];
     let backend = &slot.table().conf;
-    // The name its log line keeps, shared rather than copied.
+    // The name its log line keeps; names are the thread's shared copies.
     let server_name = match &closing.served.server {
         Some((_, name)) => name.clone(),
-        None => Arc::from(slot.name()),
+        None => interned::name(slot.name()),
     };
     FlowInfo {
         id: 0,
@@ -125,8 +155,8 @@ fn flow_info(ctx: &ThreadCtx, closing: &Closing, sess: &Session, slot: &ServerSl
         server_uid: slot.counters().uid,
         backup: slot.is_backup(),
         generation: gen.number,
-        frontend_name: Arc::from(fe.name.as_str()),
-        backend_name: Arc::from(backend.name.as_str()),
+        frontend_name: interned::name(&fe.name),
+        backend_name: interned::name(&backend.name),
         server_name,
         client: sess.src(),
         age: Duration::ZERO,
@@ -138,18 +168,38 @@ impl OnPlane {
     /// (server, frontend, tracked stick-table entries), and it is logged.
     fn finish(self, report: FlowReport) {
         let Self {
-            mut closing,
+            end,
             sess,
             pre,
             reg,
         } = self;
         let killer = reg.killer();
         drop(reg);
-        let (gen, frontend) = (closing.gen.clone(), closing.frontend);
         let (bytes_in, bytes_out) = (report.bytes_in + pre.0, report.bytes_out + pre.1);
         if let Some(sess) = &sess {
             sess.flow_bytes(bytes_in, bytes_out);
         }
+        let mut closing = match end {
+            AtEnd::Logged(closing) => closing,
+            AtEnd::Quiet {
+                gen,
+                frontend,
+                slot,
+                ..
+            } => {
+                count_bytes(&gen, frontend, Some(&slot), (bytes_in, bytes_out));
+                log::debug!(
+                    "{}/{}: {:?}, {bytes_in} bytes in, {bytes_out} bytes out",
+                    slot.table().conf.name,
+                    slot.name(),
+                    report.end,
+                );
+                // Its counts are let go of after its tracked entries' bytes, as a logged one's.
+                drop(sess);
+                return;
+            }
+        };
+        let (gen, frontend) = (closing.gen.clone(), closing.frontend);
         let served = &mut closing.served;
         count_bytes(&gen, frontend, served.slot.as_ref(), (bytes_in, bytes_out));
         if let Some(slot) = &served.slot {

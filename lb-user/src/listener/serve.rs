@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::connect::{client_local, connect_with_retries};
 use super::ctx::{Registered, ThreadCtx};
@@ -40,7 +40,7 @@ pub(super) async fn handle(
     (permit, fds): (ConnPermit, FdLease),
 ) {
     let accepted = Instant::now();
-    let accepted_at = logging::time::now_local();
+    let accepted_at = SystemTime::now();
     let fe: &Frontend = &gen.config.frontends[frontend];
     let log = gen.logs.frontend(frontend).filter(|l| l.enabled());
     let connect_line = |src: &SocketAddr, dst: &SocketAddr| {
@@ -62,7 +62,7 @@ pub(super) async fn handle(
         permit,
         accepted: (accepted, accepted_at),
         peer,
-        _fds: fds,
+        fds,
     };
     match to_plane {
         Some((sess, to)) => flowing::run(ctx, closing, sess, to),
@@ -220,7 +220,7 @@ async fn to_server(
         }
     };
     served.tc = Some(ms_since(connecting));
-    served.server = Some((slot.index(), Arc::from(slot.name())));
+    served.server = Some((slot.index(), crate::interned::name(slot.name())));
     sess.server_chosen(slot.index());
     let mut server_addr = slot.addr();
     if dst_port != 0 {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::connect::ConnectTries;
 use super::permit::ConnPermit;
@@ -13,7 +13,11 @@ use crate::config::Frontend;
 use crate::fd_budget::FdLease;
 use crate::generation::Generation;
 use crate::log_format::{Data, LogFormat};
-use crate::logging::{self, tcplog::Ending, time::LocalTime};
+use crate::logging::{
+    self,
+    tcplog::Ending,
+    time::{local, LocalTime},
+};
 use crate::session::Session;
 use crate::table::ServerSlot;
 
@@ -44,10 +48,17 @@ pub(super) struct Served {
     pub(super) backend_src: Option<SocketAddr>,
     /// `%rt`: the session's number in the process.
     pub(super) counter: u64,
-    /// `%hr`, `%hrl`: the session's capture slots at its end.
-    pub(super) captures: Vec<Option<Vec<u8>>>,
-    /// The values of the format's `%[...]` expressions at the session's end.
-    pub(super) samples: Vec<Option<Vec<u8>>>,
+    /// What a `log-format` reads of the session at its end; `None` without one (boxed: it
+    /// is kept while the flow lasts, and most frontends have none).
+    pub(super) noted: Option<Box<Noted>>,
+}
+
+/// What a `log-format` line reads of a session at its end.
+pub(super) struct Noted {
+    /// `%hr`, `%hrl`: the session's capture slots.
+    captures: Vec<Option<Vec<u8>>>,
+    /// The values of the format's `%[...]` expressions.
+    samples: Vec<Option<Vec<u8>>>,
 }
 
 /// How a served connection is logged.
@@ -80,8 +91,7 @@ impl Served {
             server_addr: None,
             backend_src: None,
             counter: logging::next_session_number(),
-            captures: Vec::new(),
-            samples: Vec::new(),
+            noted: None,
         }
     }
 
@@ -92,8 +102,10 @@ impl Served {
         self.local = Some(sess.dst());
         let format = gen.logs.frontend(frontend).and_then(|l| l.format.clone());
         if let Some(f) = format.as_deref() {
-            self.captures = sess.captures().to_vec();
-            self.samples = sess.log_samples(f);
+            self.noted = Some(Box::new(Noted {
+                captures: sess.captures().to_vec(),
+                samples: sess.log_samples(f),
+            }));
         }
     }
 }
@@ -105,10 +117,12 @@ pub(super) struct Closing {
     pub(super) frontend: usize,
     pub(super) served: Served,
     pub(super) permit: ConnPermit,
-    pub(super) accepted: (Instant, LocalTime),
+    /// When it was accepted (its local time is worked out for its log line only).
+    pub(super) accepted: (Instant, SystemTime),
     /// The connection's own peer (the line of a bad PROXY header names it).
     pub(super) peer: SocketAddr,
-    pub(super) _fds: FdLease,
+    /// Its share of the fd budget, held until its sockets are closed.
+    pub(super) fds: FdLease,
 }
 
 impl Closing {
@@ -122,7 +136,7 @@ impl Closing {
             permit,
             accepted,
             peer,
-            _fds,
+            fds: _fds,
         } = self;
         let Some(log) = gen.logs.frontend(frontend).filter(|l| l.enabled()) else {
             return;
@@ -134,13 +148,24 @@ impl Closing {
                 let bind = crate::session::bind_of(&gen, frontend, served.client)
                     .or_else(|| local_bind(&gen, frontend))
                     .map_or_else(|| "1".to_owned(), |b| bind_label(fe, b));
-                let line =
-                    logging::tcplog::embryonic_line(&peer, &accepted.1, &fe.name, &bind, msg);
+                let line = logging::tcplog::embryonic_line(
+                    &peer,
+                    &local(accepted.1),
+                    &fe.name,
+                    &bind,
+                    msg,
+                );
                 log.send(logging::INFO, &line);
             }
             return;
         }
-        log_session(&gen, frontend, served, permit, accepted);
+        log_session(
+            &gen,
+            frontend,
+            served,
+            permit,
+            (accepted.0, local(accepted.1)),
+        );
     }
 }
 
@@ -266,7 +291,7 @@ pub(super) fn session_line(
         log_count,
         pid: std::process::id(),
         hostname: logging::tcplog::hostname(),
-        captures: &served.captures,
-        samples: &served.samples,
+        captures: served.noted.as_ref().map_or(&[], |n| &n.captures),
+        samples: served.noted.as_ref().map_or(&[], |n| &n.samples),
     })
 }

@@ -13,6 +13,7 @@ use std::future::poll_fn;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,8 @@ pub(super) struct Flow {
     serial: u32,
     /// The tick of its entry in the timer queue that counts (see [`super::timer`]).
     armed: Option<u64>,
-    t: FlowTimeouts,
+    /// The thread's copy (flows of one frontend and backend share it).
+    t: Arc<FlowTimeouts>,
     stop: Option<Stop>,
     /// Entries of this flow the kernel has not completed (cancels, closes and buffers given
     /// back are not counted: they refer to no socket or buffer of the flow).
@@ -235,7 +237,7 @@ impl Ring {
             last,
             serial,
             armed: None,
-            t,
+            t: crate::interned::timeouts(t),
             stop: None,
             in_flight: 0,
             done: Some(done),
