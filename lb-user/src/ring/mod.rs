@@ -1,13 +1,7 @@
 //! One `io_uring` per thread for the copy phase of its flows: each flow's receives, sends,
 //! shutdowns and closes are queued on the thread's ring and submitted together, once per turn
 //! of the thread's loop (the runtime's park hook, [`submit`]), and their completions are reaped
-//! together by one task woken on the thread's reactor ([`install`]). Each of the two also
-//! reaps what its own submission completed at once (a send to a socket with room) and submits
-//! what that queued (the next receive), until the ring is quiet, so an exchange takes no extra
-//! turn of the loop. The ring defers its completions' work to the thread
-//! (`IORING_SETUP_DEFER_TASKRUN`): the kernel no longer interrupts the loop's `epoll_wait` with
-//! it (an `EINTR` and a second `epoll_wait` per completion), it signals an eventfd on the
-//! reactor instead, and the work runs in the thread's next `io_uring_enter`. A
+//! together by one task woken through the ring's fd on the thread's reactor ([`install`]). A
 //! flow on the ring is a small state machine in the ring's slab ([`copy`]), with no task of its
 //! own: its idle timeouts are in the thread's timer queue ([`timer`]), driven by the same
 //! task, and its end is handed to a callback the flow carries. Receives take a buffer from the
@@ -28,7 +22,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -46,12 +40,6 @@ const SQ_ENTRIES: u32 = 1024;
 /// Completion queue entries: the kernel keeps completions past this (`IORING_FEAT_NODROP`), so
 /// it bounds how many one reap takes without the slower overflow list.
 const CQ_ENTRIES: u32 = 16 * 1024;
-/// Rounds of submit-and-reap one [`Ring::turn`] makes at most before it lets the thread's
-/// other tasks run (what is left is reaped on the next wake-up).
-const TURN_ROUNDS: usize = 8;
-/// `IORING_ENTER_GETEVENTS` (not exported by the `io-uring` crate): with deferred task work,
-/// an `io_uring_enter` runs the completions' work only when it is given.
-const ENTER_GETEVENTS: u32 = 1;
 
 thread_local! {
     static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
@@ -74,50 +62,15 @@ struct Ring {
     finished: Vec<(Done, Copied)>,
     /// Wakes the ring's loop: a flow left, or an earlier timer was queued.
     wake: Rc<Notify>,
-    /// The ring defers its completions' work to this thread's `io_uring_enter`
-    /// (`IORING_SETUP_DEFER_TASKRUN`, see [`deferred`]).
-    defer: bool,
 }
 
-/// What the reactor watches for the ring's completions: an eventfd the ring signals, or
-/// (without deferred task work) the ring's own fd. The ring itself stays in [`RING`].
-enum WakeFd {
-    Event(OwnedFd),
-    Ring(RawFd),
-}
+/// The ring's fd, for the reactor (the ring itself stays in [`RING`]).
+struct RingFd(RawFd);
 
-impl AsRawFd for WakeFd {
+impl AsRawFd for RingFd {
     fn as_raw_fd(&self) -> RawFd {
-        match self {
-            Self::Event(fd) => fd.as_raw_fd(),
-            Self::Ring(fd) => *fd,
-        }
+        self.0
     }
-}
-
-/// A ring whose completions' work (a receive's copy once its socket is readable, ...) waits
-/// for this thread's next `io_uring_enter`, signalled by the returned eventfd
-/// (`IORING_SETUP_DEFER_TASKRUN`, Linux 6.1). Without it, the kernel queues that work on the
-/// thread as a signal would: a thread waiting in `epoll_wait` gets `EINTR`, runs it, and
-/// waits again to see the ring's fd readable. The ring's own fd is no use for waking here:
-/// with deferred work it is not woken until the work has run (on 6.18 an `epoll_wait` on it
-/// sleeps through a completion). `IORING_SQ_TASKRUN` says when deferred work is pending.
-fn deferred() -> io::Result<(IoUring, OwnedFd)> {
-    let uring = IoUring::builder()
-        .setup_cqsize(CQ_ENTRIES)
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_taskrun_flag()
-        .build(SQ_ENTRIES)?;
-    // SAFETY: a plain syscall; its result is checked before it is owned.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new fd that nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    uring.submitter().register_eventfd(fd.as_raw_fd())?;
-    Ok((uring, fd))
 }
 
 /// Sets up this thread's ring. Returns the task that reaps its completions, to be spawned on
@@ -125,18 +78,10 @@ fn deferred() -> io::Result<(IoUring, OwnedFd)> {
 /// `on_thread_park` hook). Until this is called, [`available`] is `false` and flows take the
 /// async path.
 pub fn install() -> io::Result<impl Future<Output = ()>> {
-    let (uring, wake_fd) = match deferred() {
-        Ok((uring, event)) => (uring, WakeFd::Event(event)),
-        Err(e) => {
-            log::debug!("io_uring: no deferred task work ({e}): completions interrupt epoll_wait");
-            let uring = IoUring::builder()
-                .setup_cqsize(CQ_ENTRIES)
-                .build(SQ_ENTRIES)?;
-            let fd = uring.as_raw_fd();
-            (uring, WakeFd::Ring(fd))
-        }
-    };
-    let defer = matches!(wake_fd, WakeFd::Event(_));
+    let uring = IoUring::builder()
+        .setup_cqsize(CQ_ENTRIES)
+        .build(SQ_ENTRIES)?;
+    let fd = uring.as_raw_fd();
     let wake = Rc::new(Notify::new());
     let mut ring = Ring {
         uring,
@@ -148,15 +93,13 @@ pub fn install() -> io::Result<impl Future<Output = ()>> {
         serial: 0,
         finished: Vec::new(),
         wake: wake.clone(),
-        defer,
     };
     let provide = ring.bufs.provide_all();
     ring.push(&provide);
     ring.uring.submit()?;
-    // SAFETY: the eventfd is owned by the registration; the ring's fd stays open as long as
-    // the thread's ring, which lives in `RING` until the thread ends, after its tasks (and so
-    // this registration) are gone.
-    let reactor = unsafe { AsyncFd::register_with_interest(wake_fd, Interest::READABLE) }
+    // SAFETY: the ring's fd stays open as long as the thread's ring, which lives in `RING`
+    // until the thread ends, after its tasks (and so this registration) are gone.
+    let reactor = unsafe { AsyncFd::register_with_interest(RingFd(fd), Interest::READABLE) }
         .map_err(io::Error::from)?;
     RING.with(|r| *r.borrow_mut() = Some(ring));
     Ok(run(reactor, wake))
@@ -168,12 +111,11 @@ pub fn available() -> bool {
 }
 
 /// Submits what this turn queued: one `io_uring_enter` for all the flows of the turn, none
-/// when nothing was queued and no completion waits; what completes at once is reaped and what
-/// that queues submitted in the same way ([`Ring::turn`]). The runtime's park hook.
+/// when nothing was queued. The runtime's park hook.
 pub fn submit() {
     RING.with(|r| {
         if let Some(ring) = r.borrow_mut().as_mut() {
-            ring.turn();
+            ring.submit();
         }
     });
 }
@@ -190,7 +132,7 @@ fn with<T>(f: impl FnOnce(&mut Ring) -> T) -> T {
 
 /// The ring's loop: reaps its completions whenever the reactor says it has some, handles the
 /// flows' timers as they come due, and hands the flows that left to their [`Done`].
-async fn run(reactor: AsyncFd<WakeFd>, wake: Rc<Notify>) {
+async fn run(reactor: AsyncFd<RingFd>, wake: Rc<Notify>) {
     loop {
         let next = RING.with(|r| r.borrow().as_ref().and_then(|ring| ring.timers.next()));
         let sleep = async {
@@ -206,12 +148,11 @@ async fn run(reactor: AsyncFd<WakeFd>, wake: Rc<Notify>) {
                     return;
                 };
                 // Cleared before reaping: a completion posted after the reap below wakes us
-                // again (the reactor's registration is edge-triggered: every signal of the
-                // eventfd wakes it, its count is never read).
+                // again.
                 ready.clear_ready();
                 RING.with(|r| {
                     if let Some(ring) = r.borrow_mut().as_mut() {
-                        ring.turn();
+                        ring.reap();
                     }
                 });
             }
@@ -308,43 +249,6 @@ impl Ring {
             // Left queued: the next turn's submit takes them.
             log::debug!("io_uring: submit: {e}");
         }
-    }
-
-    /// Submits what is queued and, with deferred task work, runs the completions' work that
-    /// waits for this thread: one `io_uring_enter`, none when there is neither.
-    fn enter(&mut self) {
-        let sq = self.uring.submission();
-        let queued = sq.len();
-        let deferred = self.defer && (sq.taskrun() || sq.cq_overflow());
-        drop(sq);
-        if queued == 0 && !deferred {
-            return;
-        }
-        let flags = if self.defer { ENTER_GETEVENTS } else { 0 };
-        // SAFETY: no argument is passed; `queued` entries are in the submission queue.
-        let entered = unsafe {
-            self.uring
-                .submitter()
-                .enter::<libc::sigset_t>(queued as u32, 0, flags, None)
-        };
-        if let Err(e) = entered {
-            // Left queued: the next turn takes them.
-            log::debug!("io_uring: submit: {e}");
-        }
-    }
-
-    /// One turn of the ring: submits what is queued, reaps what has completed (at once, or
-    /// since the last turn), and again for what the reaping queued, until nothing new
-    /// completes (at most [`TURN_ROUNDS`] reaps, then what is queued is submitted).
-    fn turn(&mut self) {
-        for _ in 0..TURN_ROUNDS {
-            self.enter();
-            if self.uring.completion().is_empty() {
-                return;
-            }
-            self.reap();
-        }
-        self.enter();
     }
 
     /// Handles every completion in the queue.
