@@ -425,6 +425,44 @@ fn forks(asked: bool, files: &[PathBuf], notify: &lb_user::notify::Notifier) -> 
     true
 }
 
+/// What the process does before any thread starts (the sockmap plane's wake dispatcher starts
+/// when it loads), since every thread inherits it.
+fn before_threads() -> anyhow::Result<()> {
+    // Each thread inherits the mask, so SIGHUP/SIGTERM/SIGINT reach only the signal loop. A
+    // thread that left them unblocked would take one whenever the loop is busy (reloading,
+    // starting) and die of it, with the whole process.
+    block_signals()?;
+    // Sized now, the fd table never grows while lb serves (a shared table grows only after an
+    // RCU grace period, every thread's fd allocation waiting: `fd_table`).
+    match lb_user::fd_table::reserve() {
+        Ok(n) => log::debug!("fd table: {n} fds"),
+        Err(e) => log::warn!("cannot size the fd table at start: {e}"),
+    }
+    Ok(())
+}
+
+/// Logs the listeners and `lb ready`, and writes the pid file (a daemon's is written by its
+/// parent, which knows the pid before it returns: here it is only removed at the end).
+fn announce_ready(
+    gen: &Generation,
+    (threads, maxconn): (usize, u32),
+    daemonized: bool,
+    pidfile: Option<PathBuf>,
+) -> anyhow::Result<Option<PidFile>> {
+    for fe in &gen.config.frontends {
+        for b in &fe.binds {
+            log::info!("frontend '{}': listening on {}", fe.name, b.addr);
+        }
+    }
+    let pidfile = match (daemonized, pidfile) {
+        (false, Some(p)) => Some(PidFile::create(&p)?),
+        (true, Some(p)) => Some(PidFile(p)),
+        (_, None) => None,
+    };
+    log::info!("lb ready: {threads} threads, maxconn {maxconn}");
+    Ok(pidfile)
+}
+
 fn serve(
     config: Config,
     (choice, sockmap_after): (DataplaneChoice, Duration),
@@ -432,18 +470,7 @@ fn serve(
     cli: &Cli,
     notify: &lb_user::notify::Notifier,
 ) -> anyhow::Result<()> {
-    // Before any thread starts (the sockmap plane's wake dispatcher starts when it loads): each
-    // inherits the mask, so SIGHUP/SIGTERM/SIGINT reach only the signal loop. A thread that
-    // left them unblocked would take one whenever the loop is busy (reloading, starting) and
-    // die of it, with the whole process.
-    block_signals()?;
-    // Before any thread starts too: sized now, the fd table never grows while lb serves (a
-    // shared table grows only after an RCU grace period, every thread's fd allocation waiting:
-    // `fd_table`).
-    match lb_user::fd_table::reserve() {
-        Ok(n) => log::debug!("fd table: {n} fds"),
-        Err(e) => log::warn!("cannot size the fd table at start: {e}"),
-    }
+    before_threads()?;
     let pidfile = cli
         .pidfile
         .clone()
@@ -514,27 +541,12 @@ fn serve(
     rt.block_on(listeners.switch(listeners.plans(&gen, &new)?));
     settle_fd_budget(&gen.config, &fds);
     lb_user::state::resume(&gen);
-    for fe in &gen.config.frontends {
-        for b in &fe.binds {
-            log::info!("frontend '{}': listening on {}", fe.name, b.addr);
-        }
-    }
-    // A daemon's pid file is written by its parent (it knows the pid before it returns).
-    let _pidfile = match (&ready, pidfile) {
-        (None, Some(p)) => Some(PidFile::create(&p)?),
-        (Some(_), Some(p)) => Some(PidFile(p)),
-        (_, None) => None,
-    };
-    log::info!("lb ready: {threads} threads, maxconn {maxconn}");
+    let _pidfile = announce_ready(&gen, (threads, maxconn), ready.is_some(), pidfile)?;
     notify.ready(&format!("serving generation {}", gen.number));
     if let Some(ready) = ready {
         ready.tell();
     }
-    // Soft-stopped first, so that it stops accepting before its flows are taken; stopped
-    // (`-st`) after, so that its flows are taken before it closes them.
-    stop_old_processes(cli, Signal::SIGUSR1);
-    take_old_flows(cli, &gen);
-    stop_old_processes(cli, Signal::SIGTERM);
+    replace_old_processes(cli, &gen);
     let running = Running {
         gen,
         _checkers: checkers,
@@ -548,15 +560,29 @@ fn serve(
         &rt,
         notify,
     )?;
-    // After a soft stop the paths belong to the process that replaced this one.
-    for p in socket_paths
-        .iter()
-        .filter(|_| !lb_user::upgrade::is_soft_stopped())
-    {
-        // The control thread ends with the process; its socket files should not outlive it.
+    remove_socket_files(&socket_paths);
+    Ok(())
+}
+
+/// The old processes named by `-sf`/`-st`: soft-stopped first, so that they stop accepting
+/// before their flows are taken; stopped (`-st`) after, so that their flows are taken before
+/// they close them.
+fn replace_old_processes(cli: &Cli, gen: &Generation) {
+    stop_old_processes(cli, Signal::SIGUSR1);
+    take_old_flows(cli, gen);
+    stop_old_processes(cli, Signal::SIGTERM);
+}
+
+/// The runtime API's socket files, at the end: the control thread ends with the process and
+/// its files should not outlive it; after a soft stop the paths belong to the process that
+/// replaced this one.
+fn remove_socket_files(paths: &[PathBuf]) {
+    if lb_user::upgrade::is_soft_stopped() {
+        return;
+    }
+    for p in paths {
         let _ = lb_user::outside::remove_file(p);
     }
-    Ok(())
 }
 
 /// The stats pages' listeners (by stats section) and the runtime API sockets.
