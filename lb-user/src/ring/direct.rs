@@ -92,21 +92,37 @@ pub(super) struct Table {
 impl Table {
     /// Registers `uring`'s sparse table, as large as the soft `RLIMIT_NOFILE` allows. None
     /// (flows keep their fds) when the kernel refuses it.
+    /// Also none on a kernel without `IORING_OP_FIXED_FD_INSTALL` (before 6.8): a flow could
+    /// enter the table but never leave it with fds (to splice, the maps or an upgrade).
     pub(super) fn new(uring: &IoUring) -> Self {
         let (soft, _) = fd_budget::nofile_limits();
         let slots = u32::try_from(fd_budget::fixed_slots(soft)).unwrap_or(0);
-        let flows = match uring.submitter().register_files_sparse(slots) {
-            Ok(()) => slots as usize / 2,
-            Err(e) => {
-                log::info!("io_uring: no fixed-file table ({e}): flows on the ring hold fds");
-                0
+        let flows = if can_install(uring) {
+            match uring.submitter().register_files_sparse(slots) {
+                Ok(()) => slots as usize / 2,
+                Err(e) => {
+                    log::info!("io_uring: no fixed-file table ({e}): flows on the ring hold fds");
+                    0
+                }
             }
+        } else {
+            log::info!(
+                "io_uring: no IORING_OP_FIXED_FD_INSTALL (Linux 6.8+): flows on the ring hold fds"
+            );
+            0
         };
         Self {
             flows,
             staged: vec![[0; 2]; flows].into_boxed_slice(),
         }
     }
+}
+
+/// Whether the kernel knows `IORING_OP_FIXED_FD_INSTALL` (which also means it has the socket
+/// commands of `IORING_OP_URING_CMD`, 6.7).
+fn can_install(uring: &IoUring) -> bool {
+    let mut probe = io_uring::Probe::new();
+    uring.submitter().register_probe(&mut probe).is_ok() && probe.is_supported(OP_FIXED_FD_INSTALL)
 }
 
 /// Slot of socket `i` (0 client, 1 server) of the flow at `key`.
