@@ -240,15 +240,17 @@ mod tests {
         let mark = d.join("stopped");
         let ready = d.join("ready");
         let mut c = Command::new("/bin/sh");
-        // Exits by itself on SIGINT, leaving a mark; a SIGKILL would leave none. It says when
-        // its trap is set: a SIGINT before that would end the shell with no mark.
+        // Exits by itself on SIGTERM, leaving a mark; a SIGKILL would leave none. It says when
+        // its trap is set: a signal before that would end the shell with no mark. Not SIGINT:
+        // a shell started from a background job inherits it ignored and can't trap it (POSIX),
+        // so the test failed whenever the suite ran in the background.
         c.arg("-c").arg(format!(
-            "trap 'touch {}; exit 0' INT; touch {}; while :; do sleep 0.05; done",
+            "trap 'touch {}; exit 0' TERM; touch {}; while :; do sleep 0.05; done",
             mark.display(),
             ready.display()
         ));
         let mut s = Server::spawn("trap", c, d.join("trap.log")).unwrap();
-        s.stop_signal = Some(libc::SIGINT);
+        s.stop_signal = Some(libc::SIGTERM);
         let t0 = Instant::now();
         while !ready.exists() {
             assert!(
