@@ -45,3 +45,34 @@ fn sighups_in_a_burst_are_reloads(dataplane: &str) {
 }
 
 on_both_planes!(sighups_in_a_burst_are_reloads);
+
+/// lb started with its signals ignored (`nohup` ignores SIGHUP; a non-interactive shell's
+/// background job, SIGINT) still reloads on SIGHUP and stops on SIGINT, as HAProxy does (it
+/// installs handlers). lb only blocks them and waits in `sigwait`: Linux keeps a blocked
+/// signal pending even when its action is "ignore" (`sig_ignored`), which this holds to (a
+/// guard, not a bug's test: it passed when written; a shell, by contrast, can't trap a signal
+/// ignored at its start, which once failed a bench test).
+#[test]
+fn signals_ignored_at_start_still_reload_and_stop() {
+    let server = Backend::flow("s1");
+    let port = free_port();
+    let cfg = simple_config(port, &[], &[format!("s1 {}", server.addr)]);
+    let mut opts = common::LbOpts::new(&cfg, "splice");
+    opts.wrapper = ["sh", "-c", "trap '' HUP INT; exec \"$@\"", "sh"]
+        .map(String::from)
+        .to_vec();
+    let mut lb = Lb::start_with(&opts);
+    lb.signal(libc::SIGHUP);
+    assert!(
+        lb.wait_for_log("reload done: generation 1", Duration::from_secs(10)),
+        "SIGHUP did not reload lb started with it ignored:\n{}",
+        lb.logs().join("\n")
+    );
+    lb.signal(libc::SIGINT);
+    let status = lb.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGINT did not stop lb started with it ignored ({status:?}):\n{}",
+        lb.logs().join("\n")
+    );
+}
