@@ -163,6 +163,31 @@ fn flow_info(ctx: &ThreadCtx, closing: &Closing, sess: &Session, slot: &ServerSl
     }
 }
 
+/// The debug line of a flow's end: its client when kept (a frontend that logs nothing keeps
+/// none), its server, why it ended, its bytes and the plane that carried it last.
+fn debug_end(
+    client: Option<std::net::SocketAddr>,
+    slot: &ServerSlot,
+    report: &FlowReport,
+    (bytes_in, bytes_out): (u64, u64),
+) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let plane = if report.spliced_in_kernel {
+        "sockmap"
+    } else {
+        "splice"
+    };
+    log::debug!(
+        "{}{}/{}: {:?}, {bytes_in} bytes in, {bytes_out} bytes out ({plane})",
+        client.map(|c| format!("{c} ")).unwrap_or_default(),
+        slot.table().conf.name,
+        slot.name(),
+        report.end,
+    );
+}
+
 impl OnPlane {
     /// The flow ended with `report`: it leaves its thread's registry, its bytes are counted
     /// (server, frontend, tracked stick-table entries), and it is logged.
@@ -188,12 +213,7 @@ impl OnPlane {
                 ..
             } => {
                 count_bytes(&gen, frontend, Some(&slot), (bytes_in, bytes_out));
-                log::debug!(
-                    "{}/{}: {:?}, {bytes_in} bytes in, {bytes_out} bytes out",
-                    slot.table().conf.name,
-                    slot.name(),
-                    report.end,
-                );
+                debug_end(None, &slot, &report, (bytes_in, bytes_out));
                 // Its counts are let go of after its tracked entries' bytes, as a logged one's.
                 drop(sess);
                 return;
@@ -203,18 +223,7 @@ impl OnPlane {
         let served = &mut closing.served;
         count_bytes(&gen, frontend, served.slot.as_ref(), (bytes_in, bytes_out));
         if let Some(slot) = &served.slot {
-            log::debug!(
-                "{} {}/{}: {:?}, {bytes_in} bytes in, {bytes_out} bytes out{}",
-                served.client,
-                slot.table().conf.name,
-                slot.name(),
-                report.end,
-                if report.spliced_in_kernel {
-                    " (sockmap)"
-                } else {
-                    " (splice)"
-                }
-            );
+            debug_end(Some(served.client), slot, &report, (bytes_in, bytes_out));
         }
         served.ending = Ending::Flow(report.end, killer);
         if report.end == FlowEnd::HandedOff {
