@@ -19,14 +19,6 @@ use lb_user::generation::{Current, Generation, Process, Reloading, Serving};
 use lb_user::listener::{self, Listeners, PlaneSetup};
 use nix::sys::signal::Signal;
 
-/// mimalloc rather than glibc's malloc: it keeps each size class in pages of its own, so a
-/// burst of connections, whose setup futures (several KiB each) are freed as their flows go
-/// idle, leaves whole free pages (given back, see `listener::trim`) instead of holes among the
-/// idle flows' state that no trim can return. 5 000 idle connections opened at once
-/// (`nbthread 1`, splice): 4.4 KB each with glibc, 1.6-2.2 KB with mimalloc once idle.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// lb: a TCP load balancer that reads haproxy.cfg and splices flows in the kernel.
 #[derive(Parser, Debug)]
 #[command(

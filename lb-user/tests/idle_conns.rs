@@ -51,11 +51,13 @@ defaults
 /// How long the connections stay idle before lb's RSS is read again.
 const SETTLE: Duration = Duration::from_millis(2500);
 
-/// lb's RSS growth per idle connection in the copy phase, once idle: 1.4-2.3 KB here (its
-/// ring entry, its registry entry, what its end needs, its kill switch, and the allocator's
-/// pages around them), 4.4 KB before the setup futures stopped leaving holes among them (see
-/// `main.rs`' allocator). The bound has room for the machine's wobble and still catches that.
-const IDLE_BYTES_MAX: f64 = 3072.0;
+/// lb's RSS growth per idle connection in the copy phase, once idle, connections opened in a
+/// burst: 4.1 KB here with glibc's malloc (its ring entry, its registry entry, what its end
+/// needs, its kill switch, and the holes the burst's freed setup futures leave among them);
+/// 1.4-2.3 KB with mimalloc at `nbthread 1`, which was tried and dropped (7.5 KB in the
+/// bench's 2-thread run). A guard against gross regressions (a buffer or a future held per
+/// idle flow adds 4 KiB or more), not the 1 KiB goal, which is open (#10).
+const IDLE_BYTES_MAX: f64 = 5120.0;
 
 /// Bound of the whole test's each phase.
 const PHASE: Duration = Duration::from_mins(2);

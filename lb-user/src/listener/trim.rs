@@ -6,10 +6,8 @@
 //! futures. A thousand connections opened at once and then held idle would keep their
 //! setups' peak for as long as they stay. So each thread counts the connections it accepted,
 //! and once many were accepted and then none for a whole tick, it calls `malloc_trim(0)`,
-//! which hands every free page inside the heap back (`MADV_DONTNEED`), and `mi_collect`, which
-//! does the same for mimalloc's (the `lb` binary's allocator) without its purge delay.
-//! HAProxy keeps its pools for reuse and releases them on memory pressure (`pool_gc`); this is
-//! the same trade:
+//! which hands every free page inside the heap back (`MADV_DONTNEED`). HAProxy keeps its
+//! pools for reuse and releases them on memory pressure (`pool_gc`); this is the same trade:
 //! a burst's memory is kept while connections keep coming, returned when they stop. Only
 //! whole free pages go back: a freed setup future between two idle flows' allocations (a
 //! burst leaves thousands) stays, so this returns what starting freed and what flows that
@@ -62,14 +60,10 @@ pub(super) async fn run() {
     }
 }
 
-/// Gives the thread's free memory back to the system: mimalloc's (the `lb` binary's
-/// allocator: its free pages, without waiting for its purge delay) and glibc's (what C code
-/// and a binary without mimalloc allocate).
+/// Gives glibc's free memory back to the system.
 fn release_free_memory() {
-    // SAFETY: both only release free memory and take their allocator's locks themselves;
-    // mi_collect acts on the calling thread's heap, which is always set up.
+    // SAFETY: malloc_trim only releases free memory and takes the allocator's locks itself.
     unsafe {
-        libmimalloc_sys::mi_collect(true);
         libc::malloc_trim(0);
     }
 }
