@@ -304,6 +304,9 @@ struct FdLimits {
 /// descriptors in its fixed table: all but on a sockmap plane that puts flows into the maps at
 /// once.
 fn ring_threads(plane: PlaneSetup, threads: usize) -> u64 {
+    if !lb_user::ring::direct::wanted() {
+        return 0;
+    }
     match plane {
         PlaneSetup::Sockmap(_, after) if after.is_zero() => 0,
         PlaneSetup::Sockmap(..) | PlaneSetup::Splice => threads as u64,

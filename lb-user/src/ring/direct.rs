@@ -97,7 +97,9 @@ impl Table {
     pub(super) fn new(uring: &IoUring) -> Self {
         let (soft, _) = fd_budget::nofile_limits();
         let slots = u32::try_from(fd_budget::fixed_slots(soft)).unwrap_or(0);
-        let flows = if can_install(uring) {
+        let flows = if !wanted() {
+            0
+        } else if can_install(uring) {
             match uring.submitter().register_files_sparse(slots) {
                 Ok(()) => slots as usize / 2,
                 Err(e) => {
@@ -116,6 +118,17 @@ impl Table {
             staged: vec![[0; 2]; flows].into_boxed_slice(),
         }
     }
+}
+
+/// The environment variable that turns direct descriptors on (`1`). Off by default: in the
+/// 10,000-idle-connection test, run in the whole suite, a request and its FIN once did not
+/// reach the server in 2 minutes (sockmap, then splice), while the same test passed alone;
+/// the cause is not found yet, and flows holding fds never showed it.
+pub const SWITCH: &str = "LB_DIRECT_DESCRIPTORS";
+
+/// Whether flows on the rings are to hold their sockets as direct descriptors ([`SWITCH`]).
+pub fn wanted() -> bool {
+    std::env::var_os(SWITCH).is_some_and(|v| v == "1")
 }
 
 /// Whether the kernel knows `IORING_OP_FIXED_FD_INSTALL` (which also means it has the socket

@@ -253,6 +253,9 @@ fn a_flow_on_the_ring_holds_no_fd_and_closes_as_haproxy() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
+    // Direct descriptors are off unless asked for (see `direct::SWITCH`); the ring reads the
+    // switch when this test's thread installs it.
+    std::env::set_var(super::direct::SWITCH, "1");
     let lb = pair();
     let ino = |fd: &std::os::fd::OwnedFd| {
         use std::os::fd::AsRawFd;

@@ -11,7 +11,7 @@
 
 mod bufs;
 mod copy;
-mod direct;
+pub mod direct;
 #[cfg(test)]
 mod flow_tests;
 mod op;
