@@ -382,15 +382,22 @@ fn settle_fd_budget(config: &Config, l: &FdLimits) {
     } else {
         format!(", raised from {}", l.before)
     };
+    let direct = if plan.direct > 0 {
+        format!(
+            ", and {} connections more as io_uring direct descriptors while they copy on the \
+             rings",
+            plan.direct
+        )
+    } else {
+        String::new()
+    };
     log::info!(
         "file descriptors: RLIMIT_NOFILE {}{raised} (hard {}), {base} for lb itself, {} for \
-         connections (2 each) and splice pipes ({} kept for pipes), and {} connections more \
-         as io_uring direct descriptors while they copy on the rings: maxconn {}",
+         connections (2 each) and splice pipes ({} kept for pipes){direct}: maxconn {}",
         l.soft,
         l.hard,
         budget.capacity(),
         budget.pipe_share(),
-        plan.direct,
         l.maxconn
     );
     if let Some(need) = l.short_of {
