@@ -213,9 +213,7 @@ fn down_leaves_rotation_and_up_brings_it_back(dataplane: &str) {
 
     agent.say("down#maintenance window\n");
     s.wait_status("s1", "DOWN (agent)");
-    let down =
-        s.lb.find_log("Server be/s1 is DOWN")
-            .expect("a DOWN log line");
+    let down = s.lb.expect_log("Server be/s1 is DOWN");
     assert!(
         down.contains(
             "reason: Layer7 wrong status, info: \"via agent : down (maintenance window)\""
@@ -227,8 +225,8 @@ fn down_leaves_rotation_and_up_brings_it_back(dataplane: &str) {
         "{down}"
     );
     assert!(
-        s.lb.find_log("Agent check for server be/s1 failed, reason: Layer7 wrong status")
-            .is_some_and(|l| l.contains("status: 0/1 DOWN.")),
+        s.lb.expect_log("Agent check for server be/s1 failed, reason: Layer7 wrong status")
+            .contains("status: 0/1 DOWN."),
         "option log-health-checks logs the agent's result; log:\n{}",
         s.lb.logs().join("\n")
     );
@@ -258,7 +256,7 @@ fn down_leaves_rotation_and_up_brings_it_back(dataplane: &str) {
 
     agent.say("up\n");
     s.wait_status("s1", "no check");
-    let up = s.lb.find_log("Server be/s1 is UP").expect("an UP log line");
+    let up = s.lb.expect_log("Server be/s1 is UP");
     assert!(
         up.contains("reason: Layer7 check passed, info: \"via agent : up\""),
         "{up}"
@@ -388,10 +386,7 @@ fn admin_words_follow_the_agent(dataplane: &str) {
     agent.say("drain\n");
     s.wait_status("s1", "DRAIN (agent)");
     assert_eq!(s.servers_state("s1")["srv_admin_state"], "8");
-    assert!(s
-        .lb
-        .find_log("Server be/s1 enters drain state. 1 active and 0 backup servers online.")
-        .is_some());
+    s.lb.expect_log("Server be/s1 enters drain state. 1 active and 0 backup servers online.");
     assert_eq!(s.counts(4), BTreeMap::from([("s2".into(), 4)]));
 
     agent.say("maint\n");
@@ -412,10 +407,7 @@ fn admin_words_follow_the_agent(dataplane: &str) {
     let ready = "Server be/s1 is UP/READY (leaving forced maintenance).";
     let readies = count_log(&s.lb, ready);
     assert_eq!(s.admin("set server be/s1 state maint"), "\n");
-    assert!(s
-        .lb
-        .find_log("Server be/s1 is going DOWN for maintenance. 1 active and 0 backup servers left.")
-        .is_some());
+    s.lb.expect_log("Server be/s1 is going DOWN for maintenance. 1 active and 0 backup servers left.");
     // The agent, still saying `ready`, is the next writer.
     assert!(wait_log_count(&s.lb, ready, readies + 1, FOLLOW));
     s.wait_status("s1", "no check");
@@ -454,10 +446,7 @@ fn unreachable_agent_changes_nothing(dataplane: &str) {
         s.counts(4),
         BTreeMap::from([("s1".into(), 2), ("s2".into(), 2)])
     );
-    assert!(s
-        .lb
-        .find_log("Agent check for server be/s1 failed, reason: Layer4 connection problem")
-        .is_some());
+    s.lb.expect_log("Agent check for server be/s1 failed, reason: Layer4 connection problem");
 
     // An agent that said DOWN and then stops answering: the server stays DOWN.
     agent.say("down\n");
@@ -495,10 +484,7 @@ fn runtime_api_drives_the_agent() {
     assert!(agent.wait_checks(2));
     assert_eq!(s.admin("set server be/s1 agent down"), "\n");
     assert_eq!(s.status("s1"), "DOWN (agent)");
-    assert!(s
-        .lb
-        .find_log("Server be/s1 is DOWN, changed from CLI. 1 active and 0 backup servers left.")
-        .is_some());
+    s.lb.expect_log("Server be/s1 is DOWN, changed from CLI. 1 active and 0 backup servers left.");
     assert!(agent.wait_checks(2));
     assert_eq!(s.status("s1"), "DOWN (agent)");
     assert_eq!(s.counts(2), BTreeMap::from([("s2".into(), 2)]));

@@ -28,19 +28,6 @@ const PASSWORD: &str = "s3cret";
 const INTER_MS: u64 = 200;
 const RISE: u64 = 2;
 const FALL: u64 = 2;
-/// How long a log line may trail the state it reports: the test reads lb's stderr through a
-/// thread, so a line lb wrote may not be read yet when the effect it names is already visible.
-const LOG_LAG: Duration = Duration::from_secs(3);
-
-/// Asserts that lb logs `line` (now or within [`LOG_LAG`]).
-fn expect_log(lb: &Lb, line: &str) {
-    assert!(
-        lb.wait_for_log(line, LOG_LAG),
-        "lb never logged {line:?}; log:\n{}",
-        lb.logs().join("\n")
-    );
-}
-
 /// The tcp-check script of a Redis backend that wants `role`.
 fn redis_backend(name: &str, role: &str, servers: &[&Redis]) -> String {
     let mut s = format!(
@@ -107,8 +94,8 @@ fn redis_failover_follows_roles(dataplane: &str) {
         r2.port,
         lb.logs().join("\n")
     );
-    expect_log(&lb, "Server master/r1 is DOWN");
-    expect_log(&lb, "Server replicas/r0 is DOWN");
+    lb.expect_log("Server master/r1 is DOWN");
+    lb.expect_log("Server replicas/r0 is DOWN");
 
     // Promote r1: r0 and r2 follow it.
     let promoted = Instant::now();
@@ -133,8 +120,8 @@ fn redis_failover_follows_roles(dataplane: &str) {
     eprintln!(
         "failover followed in {took:?} (HAProxy's bound fall*inter + rise*inter + 1s = {bound:?})"
     );
-    expect_log(&lb, "Server master/r1 is UP");
-    expect_log(&lb, "Server master/r0 is DOWN");
+    lb.expect_log("Server master/r1 is UP");
+    lb.expect_log("Server master/r0 is DOWN");
 }
 
 fn shutdown_sessions_closes_live_flow(dataplane: &str) {
@@ -194,7 +181,7 @@ fn shutdown_sessions_closes_live_flow(dataplane: &str) {
         "the live flow must be closed after the DOWN, got {end:?} after {:?}",
         down.elapsed()
     );
-    expect_log(&lb, "backend be has no server available!");
+    lb.expect_log("backend be has no server available!");
 }
 
 #[test]
@@ -220,7 +207,7 @@ fn mariadb_mysql_check_follows_the_server() {
         "log:\n{}",
         lb.logs().join("\n")
     );
-    let line = lb.find_log("Server nouser/m1 is DOWN").unwrap();
+    let line = lb.expect_log("Server nouser/m1 is DOWN");
     assert!(
         line.contains("reason: Layer7 wrong status, code: 1045"),
         "{line}"
@@ -266,7 +253,7 @@ fn mariadb_mysql_check_follows_the_server() {
         "log:\n{}",
         lb.logs().join("\n")
     );
-    let up = lb.find_log("Server db/m1 is UP").unwrap();
+    let up = lb.expect_log("Server db/m1 is UP");
     assert!(up.contains("reason: Layer7 check passed"), "{up}");
     assert!(up.contains("MariaDB") || up.contains("info: \""), "{up}");
 }
@@ -413,7 +400,7 @@ fn external_check_contract() {
         "log:\n{}",
         lb.logs().join("\n")
     );
-    let down = lb.find_log("Server be/s1 is DOWN").unwrap();
+    let down = lb.expect_log("Server be/s1 is DOWN");
     assert!(
         down.contains("reason: External check error, code: 1"),
         "{down}"
@@ -468,7 +455,7 @@ fn external_check_timeout_sends_sigterm() {
         "log:\n{}",
         lb.logs().join("\n")
     );
-    let line = lb.find_log("Server be/s1 is DOWN").unwrap();
+    let line = lb.expect_log("Server be/s1 is DOWN");
     assert!(line.contains("reason: External check timeout"), "{line}");
     assert!(poll(Duration::from_secs(5), || std::fs::read_to_string(
         dir.path.join("signals")
@@ -502,7 +489,7 @@ fn silent_check_server_is_bounded_by_timeout_check() {
         "log:\n{}",
         lb.logs().join("\n")
     );
-    let line = lb.find_log("Server be/s1 is DOWN").unwrap();
+    let line = lb.expect_log("Server be/s1 is DOWN");
     assert!(line.contains("reason: Layer7 timeout"), "{line}");
     let ms: u64 = line
         .split("check duration: ")

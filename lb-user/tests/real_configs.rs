@@ -24,16 +24,16 @@ on_both_planes!(
 const TIMEOUTS: &str =
     "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n";
 
-/// Two consecutive ports free on both 127.0.0.1 and 127.0.0.2.
+/// Two consecutive ports free on both 127.0.0.1 and 127.0.0.2, drawn below the kernel's
+/// ephemeral range: a pair inside it can be taken by any outgoing connection (other tests run
+/// beside this one) between this check and lb's bind.
 fn two_free_ports() -> u16 {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(low > 11_000, "ephemeral range starts at {low}: no room below it");
+    let free = |ip: &str, port: u16| TcpListener::bind(format!("{ip}:{port}")).is_ok();
     for _ in 0..200 {
-        let a = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p == u16::MAX {
-            continue;
-        }
-        let free = |ip: &str, port: u16| TcpListener::bind(format!("{ip}:{port}")).is_ok();
-        drop(a);
+        let p = fastrand::u16(10_000..low - 1);
         if free("127.0.0.1", p)
             && free("127.0.0.1", p + 1)
             && free("127.0.0.2", p)

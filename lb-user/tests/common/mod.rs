@@ -39,6 +39,10 @@ use std::time::{Duration, Instant};
 /// The binary under test.
 pub const LB: &str = env!("CARGO_BIN_EXE_lb");
 
+/// How long a log line may trail the state it reports: the test reads lb's stderr through a
+/// thread, so a line lb wrote may not be read yet when the effect it names is already visible.
+pub const LOG_LAG: Duration = Duration::from_secs(3);
+
 /// The binary to run: [`LB`], or `LB_TEST_BIN` when set (to run the suite against another build,
 /// or against a wrapper around a reference implementation to check the tests themselves).
 pub fn lb_bin() -> String {
@@ -373,6 +377,17 @@ impl Lb {
             }
             st = self.log.changed.wait_timeout(st, deadline - now).unwrap().0;
         }
+    }
+
+    /// Asserts that lb logs a line containing `needle`, now or within [`LOG_LAG`]: the line that
+    /// reports a state may trail the state itself, which the test may already see elsewhere.
+    pub fn expect_log(&self, needle: &str) -> String {
+        assert!(
+            self.wait_for_log(needle, LOG_LAG),
+            "lb never logged {needle:?}; log:\n{}",
+            self.logs().join("\n")
+        );
+        self.find_log(needle).expect("the line just seen")
     }
 
     /// Waits up to `timeout` for lb's stderr to close (its reader has every line).
