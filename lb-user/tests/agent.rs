@@ -407,7 +407,9 @@ fn admin_words_follow_the_agent(dataplane: &str) {
     let ready = "Server be/s1 is UP/READY (leaving forced maintenance).";
     let readies = count_log(&s.lb, ready);
     assert_eq!(s.admin("set server be/s1 state maint"), "\n");
-    s.lb.expect_log("Server be/s1 is going DOWN for maintenance. 1 active and 0 backup servers left.");
+    s.lb.expect_log(
+        "Server be/s1 is going DOWN for maintenance. 1 active and 0 backup servers left.",
+    );
     // The agent, still saying `ready`, is the next writer.
     assert!(wait_log_count(&s.lb, ready, readies + 1, FOLLOW));
     s.wait_status("s1", "no check");

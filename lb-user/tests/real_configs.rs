@@ -30,7 +30,10 @@ const TIMEOUTS: &str =
 fn two_free_ports() -> u16 {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
     let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(low > 11_000, "ephemeral range starts at {low}: no room below it");
+    assert!(
+        low > 11_000,
+        "ephemeral range starts at {low}: no room below it"
+    );
     let free = |ip: &str, port: u16| TcpListener::bind(format!("{ip}:{port}")).is_ok();
     for _ in 0..200 {
         let p = fastrand::u16(10_000..low - 1);

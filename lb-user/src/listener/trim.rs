@@ -1,17 +1,14 @@
 //! Gives the memory a burst of connections used back to the system once the burst is over.
 //!
 //! Each connection's setup (rules, balancing, connect) runs in a future of several KiB, freed
-//! once its flow is on the data plane. glibc keeps freed memory for the next allocations: its
-//! heap only shrinks from the top, and the entries of the flows that stay sit among the freed
-//! futures. A thousand connections opened at once and then held idle would keep their
-//! setups' peak for as long as they stay. So each thread counts the connections it accepted,
-//! and once many were accepted and then none for a whole tick, it calls `malloc_trim(0)`,
-//! which hands every free page inside the heap back (`MADV_DONTNEED`). HAProxy keeps its
-//! pools for reuse and releases them on memory pressure (`pool_gc`); this is the same trade:
-//! a burst's memory is kept while connections keep coming, returned when they stop. Only
-//! whole free pages go back: a freed setup future between two idle flows' allocations (a
-//! burst leaves thousands) stays, so this returns what starting freed and what flows that
-//! ended freed, not the holes of a burst whose flows stay.
+//! once its flow is on the data plane. The allocator (jemalloc, see `main.rs`) returns free
+//! pages at once, but each thread keeps a cache of the objects it freed last, for its next
+//! allocations, and a thread that goes quiet after a burst keeps them. So each thread counts
+//! the connections it accepted, and once many were accepted and then none for a whole tick,
+//! it flushes its cache and purges every arena's free pages (`MADV_DONTNEED`; what the decay
+//! setting did not release, e.g. when `_RJEM_MALLOC_CONF` changes it). HAProxy keeps its pools
+//! for reuse and releases them on memory pressure (`pool_gc`); this is the same trade: a
+//! burst's memory is kept while connections keep coming, returned when they stop.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -49,7 +46,7 @@ pub(super) async fn run() {
             let start = Instant::now();
             release_free_memory();
             log::debug!(
-                "malloc_trim after {total} connections: {:?}",
+                "memory released after {total} connections: {:?}",
                 start.elapsed()
             );
             ACCEPTED.with(|n| n.set(0));
@@ -60,11 +57,27 @@ pub(super) async fn run() {
     }
 }
 
-/// Gives glibc's free memory back to the system.
+/// Gives the allocator's free memory back to the system: this thread's cached objects to
+/// their arenas, then every arena's free pages.
 fn release_free_memory() {
-    // SAFETY: malloc_trim only releases free memory and takes the allocator's locks itself.
-    unsafe {
-        libc::malloc_trim(0);
+    for name in [&b"thread.tcache.flush\0"[..], b"arena.4096.purge\0"] {
+        // SAFETY: both names are NUL-terminated controls that take and return nothing (null
+        // pointers, zero lengths); 4096 is `MALLCTL_ARENAS_ALL`.
+        let err = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr().cast(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if err != 0 {
+            log::debug!(
+                "jemalloc {}: error {err}",
+                String::from_utf8_lossy(&name[..name.len() - 1])
+            );
+        }
     }
 }
 
