@@ -22,8 +22,13 @@
 //!   lookup (an atomic get and put) per operation.
 //! - **Ending.** The slots are closed with `IORING_OP_CLOSE`; the `SO_LINGER` 0 that
 //!   HAProxy's closing rule asks for (`dataplane::reset_on_close`) goes through the ring too
-//!   (`IORING_OP_URING_CMD` `SOCKET_URING_OP_SETSOCKOPT`, 6.7+), hard-linked before the close:
-//!   one entry where it was a `setsockopt` syscall.
+//!   (`IORING_OP_URING_CMD` `SOCKET_URING_OP_SETSOCKOPT`, 6.7+), queued just before the close:
+//!   one entry where it was a `setsockopt` syscall. Neither is linked: both run inline at
+//!   submission, in queue order, so they are done before any later entry runs. The flow
+//!   leaves the slab (its key and slots free for the next flow) when they are queued, not
+//!   when they ran, and the next flow's `FILES_UPDATE` on the same slots is queued after
+//!   them. A linked close would run later, as the chain's task work, after that update:
+//!   it would close the next flow's socket.
 //! - **Leaving with real fds** (graduation to splice and the maps; an upgrade's hand-over,
 //!   which graduates first; anything that needs a socket option or the fd): once nothing of
 //!   the flow is in flight, `IORING_OP_FIXED_FD_INSTALL` (6.8+) gives each socket a real fd,
@@ -331,14 +336,13 @@ impl Ring {
         }
     }
 
-    /// Closes slot `d` of the flow at `key`, after `SO_LINGER` 0 when `reset`.
+    /// Closes slot `d` of the flow at `key`, after `SO_LINGER` 0 when `reset`. Not linked
+    /// (see the module's header): the slot may be the next flow's once this returns.
     fn close_slot(&mut self, key: usize, d: usize, reset: bool) {
         let at = slot(key, d);
         if reset {
-            self.room_for(2);
-            // Hard-linked: the close runs whether or not the option was set.
             let e = linger_zero_entry(at)
-                .flags(squeue::Flags::IO_HARDLINK | squeue::Flags::SKIP_SUCCESS)
+                .flags(squeue::Flags::SKIP_SUCCESS)
                 .user_data(Tag::Ignored.user_data(0));
             self.push(&e);
         }
