@@ -55,9 +55,10 @@ impl Bufs {
             .user_data(Tag::Ignored.user_data(0))
     }
 
-    /// A completion came with a buffer: the kernel has one less.
+    /// A completion came with a buffer: the kernel has one less. (It never hands out more
+    /// than it was given, so this stays at 0 or above; saturating all the same.)
     pub(super) fn taken(&mut self) {
-        self.free -= 1;
+        self.free = self.free.saturating_sub(1);
     }
 
     /// Buffers the kernel has (see [`Bufs::free`]'s field).
