@@ -73,6 +73,9 @@ struct Dir {
     send_in_flight: bool,
     /// A receive found no buffer: it waits in [`Ring::starved`] order for one.
     starved: bool,
+    /// The receive in flight is such a receive re-armed as a probe (see
+    /// [`Ring::rearm_starved`]).
+    probe: bool,
     /// The source's FIN was read.
     eof: bool,
     /// The FIN was passed on (`shutdown` done).
@@ -331,12 +334,25 @@ impl Ring {
     }
 
     fn recv(&mut self, key: usize, d: usize) {
+        self.recv_flags(key, d, 0);
+    }
+
+    /// A receive of a starved direction that completes at once, `EAGAIN` when no bytes wait
+    /// (see [`Ring::rearm_starved`]).
+    fn probe(&mut self, key: usize, d: usize) {
+        self.flows[key].dirs[d].probe = true;
+        self.probing += 1;
+        self.recv_flags(key, d, libc::MSG_DONTWAIT);
+    }
+
+    fn recv_flags(&mut self, key: usize, d: usize, msg_flags: i32) {
         let f = &mut self.flows[key];
         f.dirs[d].recv_in_flight = true;
         f.in_flight += 1;
         let (fd, fixed) = f.raw(key, d);
         let e = opcode::Recv::new(fd, std::ptr::null_mut(), bufs::SIZE as u32)
             .buf_group(bufs::GROUP)
+            .flags(msg_flags)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT | fixed)
             .user_data(Tag::Recv(d).user_data(key));
@@ -378,32 +394,38 @@ impl Ring {
         self.push(&e);
     }
 
-    /// Gives a buffer back to the kernel; the first receive waiting for one is re-armed,
-    /// linked after it so that it finds the buffer.
+    /// Gives a buffer back to the kernel; a receive waiting for one is re-armed after it.
     fn give_back(&mut self, id: u16) {
         let e = Bufs::give_back(&mut self.bufs, id);
-        if !self.rearm_starved(Some(&e)) {
-            self.push(&e);
-        }
+        self.push(&e);
+        self.rearm_starved();
     }
 
-    /// Re-arms the first receive still waiting for a buffer, after `provide` (linked) when
-    /// given; `false` when none waits.
-    fn rearm_starved(&mut self, provide: Option<&squeue::Entry>) -> bool {
-        while let Some((key, d)) = self.starved.pop_front() {
+    /// Re-arms the receives waiting for a buffer, oldest first, as many as the kernel has
+    /// free buffers not already promised to a probe in flight: none stays waiting while a
+    /// buffer is free. Called wherever that count or the queue grows: a buffer given back, a
+    /// receive starved (its `ENOBUFS` may be reaped after the give-back that would have
+    /// re-armed it), a probe done without a buffer.
+    ///
+    /// Each goes as a probe (`MSG_DONTWAIT`). The kernel picks a receive's buffer before it
+    /// reads, so a receive starves even with no bytes waiting; re-armed as a plain receive, one
+    /// with none would wait in poll, its buffer back in the pool, and no completion would say
+    /// so: receives with bytes behind it would stay parked with that buffer free. A probe
+    /// completes at once, with bytes, `ENOBUFS` (the buffer went to another: parked again), or
+    /// `EAGAIN` (no bytes: it waits as a plain receive, and the buffer goes to the next one).
+    fn rearm_starved(&mut self) {
+        while self.bufs.free() > self.probing {
+            let Some((key, d)) = self.starved.pop_front() else {
+                return;
+            };
             let waiting = self
                 .flows
                 .get_mut(key)
                 .is_some_and(|f| std::mem::take(&mut f.dirs[d].starved) && f.stop.is_none());
             if waiting {
-                if let Some(e) = provide {
-                    self.push(&e.clone().flags(squeue::Flags::IO_LINK));
-                }
-                self.recv(key, d);
-                return true;
+                self.probe(key, d);
             }
         }
-        false
     }
 
     /// Handles one completion of flow `key`.
@@ -417,17 +439,20 @@ impl Ring {
         match tag {
             Tag::Recv(d) => {
                 f.dirs[d].recv_in_flight = false;
+                let probe = std::mem::take(&mut f.dirs[d].probe);
+                if probe {
+                    self.probing -= 1;
+                }
+                let buf = cqueue::buffer_select(flags);
+                if buf.is_some() {
+                    self.bufs.taken();
+                }
                 if res > 0 {
-                    self.received(key, d, res as u32, cqueue::buffer_select(flags));
+                    self.received(key, d, res as u32, buf);
                     return self.advance(key);
                 }
-                if let Some(id) = cqueue::buffer_select(flags) {
+                if let Some(id) = buf {
                     self.give_back(id);
-                } else if res == 0 {
-                    // A receive that found the FIN may have had a buffer picked and put back
-                    // by the kernel itself: one waiting receive tries again (an EOF comes once
-                    // per direction, so this never spins).
-                    self.rearm_starved(None);
                 }
                 let f = &mut self.flows[key];
                 if res == 0 {
@@ -445,9 +470,13 @@ impl Ring {
                         f.dirs[d].starved = true;
                         self.starved.push_back((key, d));
                     }
+                } else if probe && -res == libc::EAGAIN {
+                    // No bytes wait: `advance` re-arms it as a plain receive.
                 } else if -res != libc::ECANCELED {
                     self.end(key, reset_of(d));
                 }
+                // A buffer this receive did not take may be free for one waiting.
+                self.rearm_starved();
             }
             Tag::Send(d) => {
                 f.dirs[d].send_in_flight = false;

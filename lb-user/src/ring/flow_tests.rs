@@ -18,9 +18,9 @@ fn ms(v: u64) -> Option<Duration> {
 }
 
 /// How each flow ended (its report's end) and when, by flow number.
-type Ends = Rc<RefCell<Vec<Option<(FlowEnd, Instant)>>>>;
+pub(super) type Ends = Rc<RefCell<Vec<Option<(FlowEnd, Instant)>>>>;
 
-fn recorder(ends: &Ends, i: usize) -> Done {
+pub(super) fn recorder(ends: &Ends, i: usize) -> Done {
     let ends = ends.clone();
     Box::new(move |out| {
         let end = match out {
@@ -34,6 +34,16 @@ fn recorder(ends: &Ends, i: usize) -> Done {
 /// Runs `body` on a thread set up as lb's (a ring, entries submitted when the loop parks),
 /// then waits for every flow `body` started to end, at most `within`.
 fn on_ring_thread(n: usize, within: Duration, body: impl FnOnce(&Ends) + 'static) -> Ends {
+    on_ring_thread_sized(super::SIZES, n, within, body)
+}
+
+/// [`on_ring_thread`] on a ring of `sizes`.
+pub(super) fn on_ring_thread_sized(
+    sizes: super::Sizes,
+    n: usize,
+    within: Duration,
+    body: impl FnOnce(&Ends) + 'static,
+) -> Ends {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_park(super::submit)
@@ -43,7 +53,7 @@ fn on_ring_thread(n: usize, within: Duration, body: impl FnOnce(&Ends) + 'static
     let ends: Ends = Rc::new(RefCell::new(vec![None; n]));
     let e = ends.clone();
     local.block_on(&rt, async move {
-        tokio::task::spawn_local(super::install().unwrap());
+        tokio::task::spawn_local(super::install_sized(sizes).unwrap());
         body(&e);
         let until = Instant::now() + within;
         while e.borrow().iter().any(Option::is_none) && Instant::now() < until {
@@ -54,7 +64,7 @@ fn on_ring_thread(n: usize, within: Duration, body: impl FnOnce(&Ends) + 'static
 }
 
 /// The peer sees the connection closed (EOF or reset) within a few seconds.
-fn closed(s: &mut TcpStream) -> bool {
+pub(super) fn closed(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 64];
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     loop {
@@ -253,8 +263,8 @@ fn a_flow_on_the_ring_holds_no_fd_and_closes_as_haproxy() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    // Direct descriptors are off unless asked for (see `direct::SWITCH`); the ring reads the
-    // switch when this test's thread installs it.
+    // Direct descriptors are on unless `LB_DIRECT_DESCRIPTORS=0` (see `direct::SWITCH`); the
+    // ring reads the switch when this test's thread installs it.
     std::env::set_var(super::direct::SWITCH, "1");
     let lb = pair();
     let ino = |fd: &std::os::fd::OwnedFd| {

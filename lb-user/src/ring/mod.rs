@@ -16,6 +16,8 @@ pub mod direct;
 mod flow_tests;
 mod op;
 mod timer;
+#[cfg(test)]
+mod turn_tests;
 
 pub use copy::{copy, end, graduated, hand_off, start, Copied, Done, Graduated, OnRing};
 pub use op::{connect, Accept, ConnectFailed};
@@ -43,6 +45,20 @@ const SQ_ENTRIES: u32 = 1024;
 /// it bounds how many one reap takes without the slower overflow list.
 const CQ_ENTRIES: u32 = 16 * 1024;
 
+/// A ring's queues and buffer pool, in entries and buffers (tests make them small).
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    sq: u32,
+    cq: u32,
+    bufs: u16,
+}
+
+const SIZES: Sizes = Sizes {
+    sq: SQ_ENTRIES,
+    cq: CQ_ENTRIES,
+    bufs: bufs::COUNT,
+};
+
 thread_local! {
     static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
 }
@@ -58,6 +74,9 @@ struct Ring {
     table: direct::Table,
     /// Receives that found no buffer, re-armed in this order as buffers come back.
     starved: VecDeque<(usize, usize)>,
+    /// Of those, receives re-armed as probes whose completion has not come yet: each may take
+    /// one of the free buffers (see `Ring::rearm_starved`).
+    probing: u16,
     /// The flows' idle and graduation timers.
     timers: timer::Timers,
     /// The last flow's serial (see [`OnRing`]).
@@ -82,9 +101,12 @@ impl AsRawFd for RingFd {
 /// `on_thread_park` hook). Until this is called, [`available`] is `false` and flows take the
 /// async path.
 pub fn install() -> io::Result<impl Future<Output = ()>> {
-    let uring = IoUring::builder()
-        .setup_cqsize(CQ_ENTRIES)
-        .build(SQ_ENTRIES)?;
+    install_sized(SIZES)
+}
+
+/// [`install`] with queues and a pool of `sizes`.
+fn install_sized(sizes: Sizes) -> io::Result<impl Future<Output = ()>> {
+    let uring = IoUring::builder().setup_cqsize(sizes.cq).build(sizes.sq)?;
     let fd = uring.as_raw_fd();
     let wake = Rc::new(Notify::new());
     let table = direct::Table::new(&uring);
@@ -92,9 +114,10 @@ pub fn install() -> io::Result<impl Future<Output = ()>> {
         uring,
         flows: Slab::new(),
         ops: Slab::new(),
-        bufs: Bufs::new(),
+        bufs: Bufs::new(sizes.bufs),
         table,
         starved: VecDeque::new(),
+        probing: 0,
         timers: timer::Timers::new(),
         serial: 0,
         finished: Vec::new(),
@@ -265,11 +288,11 @@ impl Ring {
         }
     }
 
-    /// Handles every completion in the queue.
+    /// Handles every completion in the queue, and those the kernel kept past it.
     fn reap(&mut self) {
         loop {
             let batch: Vec<cqueue::Entry> = self.uring.completion().collect();
-            if batch.is_empty() {
+            if batch.is_empty() && !self.flush_overflow() {
                 return;
             }
             for cqe in batch {
@@ -282,6 +305,23 @@ impl Ring {
                 }
             }
         }
+    }
+
+    /// Completions that found the queue full wait in the kernel (`IORING_FEAT_NODROP`) and
+    /// reach the queue only in an `io_uring_enter` with `IORING_ENTER_GETEVENTS`: nothing else
+    /// posts them, and nothing wakes the loop for them again. So once the queue is read
+    /// empty while `IORING_SQ_CQ_OVERFLOW` says some wait, they are fetched (the crate's
+    /// submit asks for events when that flag is set; what is queued goes too). `true` when
+    /// that brought completions to reap.
+    fn flush_overflow(&mut self) -> bool {
+        if !self.uring.submission().cq_overflow() {
+            return false;
+        }
+        if let Err(e) = self.uring.submitter().submit_and_wait(0) {
+            log::debug!("io_uring: fetching the completions past the queue: {e}");
+            return false;
+        }
+        !self.uring.completion().is_empty()
     }
 }
 
