@@ -117,14 +117,21 @@ pub fn available() -> bool {
 }
 
 /// Submits what this turn queued: one `io_uring_enter` for all the flows of the turn, none
-/// when nothing was queued. The runtime's park hook.
+/// when nothing was queued. What completed at once (a send the socket took, a receive linked
+/// behind it that found bytes waiting) is handled here too and what it queued submitted, in
+/// up to [`ROUNDS`] rounds, so an exchange does not wait for a wake of the loop per step. The
+/// runtime's park hook.
 pub fn submit() {
     RING.with(|r| {
         if let Some(ring) = r.borrow_mut().as_mut() {
-            ring.submit();
+            ring.turn();
         }
     });
 }
+
+/// Rounds of submit and reap in [`submit`] before the loop parks: bounds the time the park
+/// hook keeps the thread from its tasks.
+const ROUNDS: usize = 8;
 
 /// Runs `f` on this thread's ring. Only called by flows on the ring (which exist only where
 /// [`install`] ran), never while the ring is borrowed.
@@ -255,6 +262,33 @@ impl Ring {
         }
     }
 
+    /// The park hook's work: see [`submit`].
+    fn turn(&mut self) {
+        for round in 1.. {
+            self.submit();
+            if round == ROUNDS || !self.flows_only_completed() {
+                return;
+            }
+            self.reap();
+        }
+    }
+
+    /// Whether the completion queue holds completions and all of them are of flows. An
+    /// operation a task waits for (an accept, a connect) is left to the ring's loop: waking a
+    /// task from the park hook costs a wake of the runtime (a `write` to its eventfd and an
+    /// `epoll_wait` more), where the loop's wake by the ring's fd is one `epoll_wait`.
+    fn flows_only_completed(&mut self) -> bool {
+        let mut cq = self.uring.completion();
+        if cq.is_empty() {
+            return false;
+        }
+        let flows = cq.by_ref().all(|c| Tag::of(c.user_data()).1 != Tag::Op);
+        // A peek: the queue's head is stored back only when it is dropped, so the entries
+        // stay for `reap`.
+        std::mem::forget(cq);
+        flows
+    }
+
     fn submit(&mut self) {
         if self.uring.submission().is_empty() {
             return;
@@ -275,13 +309,27 @@ impl Ring {
             for cqe in batch {
                 let (key, tag) = Tag::of(cqe.user_data());
                 match tag {
-                    Tag::Ignored => {}
+                    Tag::Ignored => ignored_failed(cqe.result()),
                     Tag::Op => self.op_done(key, cqe.result()),
                     Tag::Files => self.files_failed(key, cqe.result()),
                     _ => self.complete(key, tag, cqe.result(), cqe.flags()),
                 }
             }
         }
+    }
+}
+
+/// A completion of an entry nobody waits for: closes, cancels and buffer returns complete
+/// only when they fail (`IOSQE_CQE_SKIP_SUCCESS`), a connect's linked timeout always.
+fn ignored_failed(res: i32) {
+    // A cancel that found nothing (the entry completed first), a timeout that fired or was
+    // cancelled by its connect's completion: nothing went wrong.
+    let expected = [libc::ENOENT, libc::EALREADY, libc::ECANCELED, libc::ETIME];
+    if res < 0 && !expected.contains(&-res) {
+        log::debug!(
+            "io_uring: a close, cancel or buffer return failed: {}",
+            io::Error::from_raw_os_error(-res)
+        );
     }
 }
 
