@@ -442,7 +442,7 @@ impl Ring {
             Tag::Recv(d) => {
                 f.dirs[d].recv_in_flight = false;
                 if res > 0 {
-                    self.received(key, d, res as u32, cqueue::buffer_select(flags));
+                    self.received(key, d, res as u32, cqueue::buffer_select(flags), now);
                     return self.advance(key);
                 }
                 if let Some(id) = cqueue::buffer_select(flags) {
@@ -519,12 +519,11 @@ impl Ring {
     }
 
     /// `n` bytes arrived for direction `d` in buffer `id`: sent on, unless the flow ends.
-    fn received(&mut self, key: usize, d: usize, n: u32, id: Option<u16>) {
+    fn received(&mut self, key: usize, d: usize, n: u32, id: Option<u16>, now: u32) {
         let Some(id) = id else {
             log::error!("io_uring: a receive returned bytes without its buffer");
             return self.end(key, FlowEnd::LocalError);
         };
-        let now = self.now_tick();
         let f = &mut self.flows[key];
         f.last = now;
         if matches!(f.stop, Some(Stop::End(_))) {

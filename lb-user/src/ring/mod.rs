@@ -28,7 +28,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use io_uring::{cqueue, squeue, IoUring};
+use io_uring::{squeue, IoUring};
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -301,19 +301,18 @@ impl Ring {
 
     /// Handles every completion in the queue.
     fn reap(&mut self) {
+        // One at a time, each taken off the queue before it is handled: no batch to allocate.
         loop {
-            let batch: Vec<cqueue::Entry> = self.uring.completion().collect();
-            if batch.is_empty() {
+            let next = self.uring.completion().next();
+            let Some(cqe) = next else {
                 return;
-            }
-            for cqe in batch {
-                let (key, tag) = Tag::of(cqe.user_data());
-                match tag {
-                    Tag::Ignored => ignored_failed(cqe.result()),
-                    Tag::Op => self.op_done(key, cqe.result()),
-                    Tag::Files => self.files_failed(key, cqe.result()),
-                    _ => self.complete(key, tag, cqe.result(), cqe.flags()),
-                }
+            };
+            let (key, tag) = Tag::of(cqe.user_data());
+            match tag {
+                Tag::Ignored => ignored_failed(cqe.result()),
+                Tag::Op => self.op_done(key, cqe.result()),
+                Tag::Files => self.files_failed(key, cqe.result()),
+                _ => self.complete(key, tag, cqe.result(), cqe.flags()),
             }
         }
     }
