@@ -1,8 +1,9 @@
 //! A flow's copy phase on the thread's ring: per direction, a receive into a pooled buffer,
-//! a send of what it got, again; the source's FIN is passed on with a `shutdown`; the sockets
-//! are closed by the ring. A receive that fills a whole buffer (a stream, not an exchange)
-//! makes the flow graduate: once nothing of it is in flight and every byte it received is
-//! sent, its sockets go to the flow's [`Done`], for splice or the kernel maps.
+//! a send of what it got with the next receive linked behind it, again; the source's FIN is
+//! passed on with a `shutdown`; the sockets are closed by the ring. A receive that fills a
+//! whole buffer (a stream, not an exchange) makes the flow graduate: once nothing of it is in
+//! flight and every byte it received is sent, its sockets go to the flow's [`Done`], for
+//! splice or the kernel maps.
 //!
 //! A flow on the ring needs no task: its idle timeouts are in the thread's timer queue
 //! ([`super::timer`]), its kill switch reaches it through [`OnRing`], and its end (or its

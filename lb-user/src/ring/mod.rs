@@ -1,7 +1,8 @@
 //! One `io_uring` per thread for the copy phase of its flows: each flow's receives, sends,
 //! shutdowns and closes are queued on the thread's ring and submitted together, once per turn
 //! of the thread's loop (the runtime's park hook, [`submit`]), and their completions are reaped
-//! together by one task woken through the ring's fd on the thread's reactor ([`install`]). A
+//! together by one task woken through the ring's fd on the thread's reactor ([`install`]);
+//! those of flows that came at once are handled in the park hook itself ([`submit`]). A
 //! flow on the ring is a small state machine in the ring's slab ([`copy`]), with no task of its
 //! own: its idle timeouts are in the thread's timer queue ([`timer`]), driven by the same
 //! task, and its end is handed to a callback the flow carries. Receives take a buffer from the
