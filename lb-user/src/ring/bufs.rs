@@ -46,12 +46,14 @@ impl Bufs {
             .user_data(Tag::Ignored.user_data(0))
     }
 
-    /// The entry giving buffer `id` back to the kernel.
+    /// The entry giving buffer `id` back to the kernel: it completes only if it fails
+    /// (`IOSQE_CQE_SKIP_SUCCESS`), so returns wake nobody.
     pub(super) fn give_back(&mut self, id: u16) -> squeue::Entry {
         self.free += 1;
         let at = usize::from(id) * SIZE;
         opcode::ProvideBuffers::new(self.mem[at..].as_mut_ptr(), SIZE as i32, 1, GROUP, id)
             .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(Tag::Ignored.user_data(0))
     }
 
@@ -70,5 +72,12 @@ impl Bufs {
     pub(super) fn bytes(&self, id: u16, off: u32, len: u32) -> &[u8] {
         let at = usize::from(id) * SIZE + off as usize;
         &self.mem[at..at + len as usize]
+    }
+
+    /// Writes `bytes` at the start of buffer `id` (tests that play the kernel's part).
+    #[cfg(test)]
+    pub(super) fn fill(&mut self, id: u16, bytes: &[u8]) {
+        let at = usize::from(id) * SIZE;
+        self.mem[at..at + bytes.len()].copy_from_slice(bytes);
     }
 }

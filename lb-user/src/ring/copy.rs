@@ -1,8 +1,9 @@
 //! A flow's copy phase on the thread's ring: per direction, a receive into a pooled buffer,
-//! a send of what it got, again; the source's FIN is passed on with a `shutdown`; the sockets
-//! are closed by the ring. A receive that fills a whole buffer (a stream, not an exchange)
-//! makes the flow graduate: once nothing of it is in flight and every byte it received is
-//! sent, its sockets go to the flow's [`Done`], for splice or the kernel maps.
+//! a send of what it got with the next receive linked behind it, again; the source's FIN is
+//! passed on with a `shutdown`; the sockets are closed by the ring. A receive that fills a
+//! whole buffer (a stream, not an exchange) makes the flow graduate: once nothing of it is in
+//! flight and every byte it received is sent, its sockets go to the flow's [`Done`], for
+//! splice or the kernel maps.
 //!
 //! A flow on the ring needs no task: its idle timeouts are in the thread's timer queue
 //! ([`super::timer`]), its kill switch reaches it through [`OnRing`], and its end (or its
@@ -22,6 +23,10 @@ use io_uring::{cqueue, opcode, squeue, types::Fd};
 use super::bufs::{self, Bufs};
 use super::direct::{self, Sockets};
 use super::{with, Ring, Tag};
+
+#[cfg(test)]
+#[path = "link_tests.rs"]
+mod link_tests;
 
 use crate::dataplane::{
     close_flow, idle_deadline, sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch,
@@ -359,21 +364,38 @@ impl Ring {
         self.push(&e);
     }
 
+    /// Sends what direction `d` holds. `MSG_WAITALL`: the kernel sends the rest of a short
+    /// send itself, so the send completes with all its bytes or fails (a failure after some
+    /// bytes completes with their count: [`Ring::complete`] sends the rest).
     fn send(&mut self, key: usize, d: usize) {
+        let e = self.send_entry(key, d);
+        self.push(&e);
+    }
+
+    /// Sends what direction `d` holds with its next receive linked behind it
+    /// (`IOSQE_IO_LINK`): queued in the same submission, it starts once every byte is sent,
+    /// so the flow's next bytes need no turn of the loop. A send that fails or falls short
+    /// cancels it (`ECANCELED`): re-armed once the rest is sent (see [`Ring::advance`]).
+    fn send_then_recv(&mut self, key: usize, d: usize) {
+        // A chain goes in one submission.
+        self.room_for(2);
+        let send = self.send_entry(key, d).flags(squeue::Flags::IO_LINK);
+        self.push(&send);
+        self.recv(key, d);
+    }
+
+    fn send_entry(&mut self, key: usize, d: usize) -> squeue::Entry {
         let f = &mut self.flows[key];
-        let Some((id, off, len)) = f.dirs[d].held else {
-            return;
-        };
+        let (id, off, len) = f.dirs[d].held.expect("a send of bytes held");
         f.dirs[d].send_in_flight = true;
         f.in_flight += 1;
         let (dst, fixed) = f.raw(key, 1 - d);
         let bytes = self.bufs.bytes(id, off, len);
-        let e = opcode::Send::new(dst, bytes.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
+        opcode::Send::new(dst, bytes.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
             .build()
             .flags(fixed)
-            .user_data(Tag::Send(d).user_data(key));
-        self.push(&e);
+            .user_data(Tag::Send(d).user_data(key))
     }
 
     fn shutdown(&mut self, key: usize, d: usize) {
@@ -387,9 +409,12 @@ impl Ring {
         self.push(&e);
     }
 
+    /// Cancels the flow's entry `user_data`; completes only when there was nothing to cancel
+    /// (`ENOENT`, `EALREADY`: the entry's own completion says how it ended).
     fn cancel(&mut self, user_data: u64) {
         let e = opcode::AsyncCancel::new(user_data)
             .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(Tag::Ignored.user_data(0));
         self.push(&e);
     }
@@ -448,7 +473,7 @@ impl Ring {
                     self.bufs.taken();
                 }
                 if res > 0 {
-                    self.received(key, d, res as u32, buf);
+                    self.received(key, d, res as u32, buf, now);
                     return self.advance(key);
                 }
                 if let Some(id) = buf {
@@ -480,6 +505,8 @@ impl Ring {
             }
             Tag::Send(d) => {
                 f.dirs[d].send_in_flight = false;
+                // A receive in flight beside a send is the one linked behind it.
+                let linked = f.dirs[d].recv_in_flight;
                 let Some((id, off, len)) = f.dirs[d].held else {
                     return self.advance(key);
                 };
@@ -488,11 +515,18 @@ impl Ring {
                     f.dirs[d].bytes += u64::from(n);
                     f.last = now;
                     if n < len && !ending {
+                        // The rest; the linked receive was cancelled (re-armed after this).
                         f.dirs[d].held = Some((id, off + n, len - n));
                         self.send(key, d);
                         return self.advance(key);
                     }
+                    if n == len && linked && f.stop.is_some() {
+                        // The flow stops: the receive that just started behind this send
+                        // goes too (a cancel asked while it waited in the link found nothing).
+                        self.cancel(Tag::Recv(d).user_data(key));
+                    }
                 }
+                let f = &mut self.flows[key];
                 f.dirs[d].held = None;
                 self.give_back(id);
                 if res < 0 && -res != libc::ECANCELED {
@@ -515,22 +549,27 @@ impl Ring {
     }
 
     /// `n` bytes arrived for direction `d` in buffer `id`: sent on, unless the flow ends.
-    fn received(&mut self, key: usize, d: usize, n: u32, id: Option<u16>) {
+    fn received(&mut self, key: usize, d: usize, n: u32, id: Option<u16>, now: u32) {
         let Some(id) = id else {
             log::error!("io_uring: a receive returned bytes without its buffer");
             return self.end(key, FlowEnd::LocalError);
         };
-        let now = self.now_tick();
         let f = &mut self.flows[key];
         f.last = now;
         if matches!(f.stop, Some(Stop::End(_))) {
             return self.give_back(id);
         }
         f.dirs[d].held = Some((id, 0, n));
-        self.send(key, d);
         if n as usize == bufs::SIZE {
-            // A full buffer: a stream; it moves on once this is sent.
+            // A full buffer: a stream; it moves on once this is sent (its receive re-armed
+            // only if it can't).
+            self.send(key, d);
             self.graduate(key);
+        } else if f.stop.is_some() {
+            // Graduating: this receive got bytes before its cancel; no new one.
+            self.send(key, d);
+        } else {
+            self.send_then_recv(key, d);
         }
     }
 
@@ -572,6 +611,7 @@ impl Ring {
                 for fd in fds.into_iter().flatten() {
                     let e = opcode::Close::new(Fd(fd.into_raw_fd()))
                         .build()
+                        .flags(squeue::Flags::SKIP_SUCCESS)
                         .user_data(Tag::Ignored.user_data(0));
                     self.push(&e);
                 }
@@ -623,7 +663,9 @@ impl Ring {
         let mut cancel = Vec::with_capacity(4);
         for d in 0..2 {
             let dir = &self.flows[key].dirs[d];
-            if dir.recv_in_flight {
+            // A receive linked behind a send goes with it (or, if the send completes first,
+            // is cancelled then: see `complete`).
+            if dir.recv_in_flight && !dir.send_in_flight {
                 cancel.push(Tag::Recv(d).user_data(key));
             }
             if dir.send_in_flight {
@@ -654,7 +696,8 @@ impl Ring {
         for d in 0..2 {
             let dir = &mut self.flows[key].dirs[d];
             dir.starved = false;
-            if dir.recv_in_flight {
+            // One linked behind a send is cancelled once that send completes.
+            if dir.recv_in_flight && !dir.send_in_flight {
                 self.cancel(Tag::Recv(d).user_data(key));
             }
         }

@@ -224,7 +224,7 @@ impl Ring {
 
     /// Submits what is queued if fewer than `n` entries fit: a chain goes in one submission
     /// (a full queue, submitted in the middle, would cut its links).
-    fn room_for(&mut self, n: usize) {
+    pub(super) fn room_for(&mut self, n: usize) {
         let free = {
             let sq = self.uring.submission();
             sq.capacity() - sq.len()
@@ -245,6 +245,7 @@ impl Ring {
         for fd in self.table.staged[key] {
             let close = opcode::Close::new(types::Fd(fd))
                 .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
                 .user_data(Tag::Ignored.user_data(0));
             self.push(&close);
         }

@@ -1,7 +1,8 @@
 //! One `io_uring` per thread for the copy phase of its flows: each flow's receives, sends,
 //! shutdowns and closes are queued on the thread's ring and submitted together, once per turn
 //! of the thread's loop (the runtime's park hook, [`submit`]), and their completions are reaped
-//! together by one task woken through the ring's fd on the thread's reactor ([`install`]). A
+//! together by one task woken through the ring's fd on the thread's reactor ([`install`]);
+//! those of flows that came at once are handled in the park hook itself ([`submit`]). A
 //! flow on the ring is a small state machine in the ring's slab ([`copy`]), with no task of its
 //! own: its idle timeouts are in the thread's timer queue ([`timer`]), driven by the same
 //! task, and its end is handed to a callback the flow carries. Receives take a buffer from the
@@ -30,7 +31,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use io_uring::{cqueue, squeue, IoUring};
+use io_uring::{squeue, IoUring};
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -140,14 +141,21 @@ pub fn available() -> bool {
 }
 
 /// Submits what this turn queued: one `io_uring_enter` for all the flows of the turn, none
-/// when nothing was queued. The runtime's park hook.
+/// when nothing was queued. What completed at once (a send the socket took, a receive linked
+/// behind it that found bytes waiting) is handled here too and what it queued submitted, in
+/// up to [`ROUNDS`] rounds, so an exchange does not wait for a wake of the loop per step. The
+/// runtime's park hook.
 pub fn submit() {
     RING.with(|r| {
         if let Some(ring) = r.borrow_mut().as_mut() {
-            ring.submit();
+            ring.turn();
         }
     });
 }
+
+/// Rounds of submit and reap in [`submit`] before the loop parks: bounds the time the park
+/// hook keeps the thread from its tasks.
+const ROUNDS: usize = 8;
 
 /// Runs `f` on this thread's ring. Only called by flows on the ring (which exist only where
 /// [`install`] ran), never while the ring is borrowed.
@@ -278,6 +286,33 @@ impl Ring {
         }
     }
 
+    /// The park hook's work: see [`submit`].
+    fn turn(&mut self) {
+        for round in 1.. {
+            self.submit();
+            if round == ROUNDS || !self.flows_only_completed() {
+                return;
+            }
+            self.reap();
+        }
+    }
+
+    /// Whether the completion queue holds completions and all of them are of flows. An
+    /// operation a task waits for (an accept, a connect) is left to the ring's loop: waking a
+    /// task from the park hook costs a wake of the runtime (a `write` to its eventfd and an
+    /// `epoll_wait` more), where the loop's wake by the ring's fd is one `epoll_wait`.
+    fn flows_only_completed(&mut self) -> bool {
+        let mut cq = self.uring.completion();
+        if cq.is_empty() {
+            return false;
+        }
+        let flows = cq.by_ref().all(|c| Tag::of(c.user_data()).1 != Tag::Op);
+        // A peek: the queue's head is stored back only when it is dropped, so the entries
+        // stay for `reap`.
+        std::mem::forget(cq);
+        flows
+    }
+
     fn submit(&mut self) {
         if self.uring.submission().is_empty() {
             return;
@@ -290,19 +325,21 @@ impl Ring {
 
     /// Handles every completion in the queue, and those the kernel kept past it.
     fn reap(&mut self) {
+        // One at a time, each taken off the queue before it is handled: no batch to allocate.
         loop {
-            let batch: Vec<cqueue::Entry> = self.uring.completion().collect();
-            if batch.is_empty() && !self.flush_overflow() {
-                return;
-            }
-            for cqe in batch {
-                let (key, tag) = Tag::of(cqe.user_data());
-                match tag {
-                    Tag::Ignored => {}
-                    Tag::Op => self.op_done(key, cqe.result()),
-                    Tag::Files => self.files_failed(key, cqe.result()),
-                    _ => self.complete(key, tag, cqe.result(), cqe.flags()),
+            let next = self.uring.completion().next();
+            let Some(cqe) = next else {
+                if self.flush_overflow() {
+                    continue;
                 }
+                return;
+            };
+            let (key, tag) = Tag::of(cqe.user_data());
+            match tag {
+                Tag::Ignored => ignored_failed(cqe.result()),
+                Tag::Op => self.op_done(key, cqe.result()),
+                Tag::Files => self.files_failed(key, cqe.result()),
+                _ => self.complete(key, tag, cqe.result(), cqe.flags()),
             }
         }
     }
@@ -322,6 +359,20 @@ impl Ring {
             return false;
         }
         !self.uring.completion().is_empty()
+    }
+}
+
+/// A completion of an entry nobody waits for: closes, cancels and buffer returns complete
+/// only when they fail (`IOSQE_CQE_SKIP_SUCCESS`), a connect's linked timeout always.
+fn ignored_failed(res: i32) {
+    // A cancel that found nothing (the entry completed first), a timeout that fired or was
+    // cancelled by its connect's completion: nothing went wrong.
+    let expected = [libc::ENOENT, libc::EALREADY, libc::ECANCELED, libc::ETIME];
+    if res < 0 && !expected.contains(&-res) {
+        log::debug!(
+            "io_uring: a close, cancel or buffer return failed: {}",
+            io::Error::from_raw_os_error(-res)
+        );
     }
 }
 

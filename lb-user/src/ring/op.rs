@@ -230,6 +230,7 @@ impl Ring {
     fn cancel_op(&mut self, key: usize) {
         let cancel = opcode::AsyncCancel::new(Tag::Op.user_data(key))
             .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(Tag::Ignored.user_data(0));
         self.push(&cancel);
     }
