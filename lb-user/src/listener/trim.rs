@@ -41,6 +41,7 @@ pub(super) async fn run() {
     let (mut before, mut started) = (0, false);
     loop {
         tokio::time::sleep(TICK).await;
+        crate::dataplane::sockmap::release_idle_spare();
         let total = ACCEPTED.with(Cell::get);
         if due(total, before) || !std::mem::replace(&mut started, true) {
             let start = Instant::now();

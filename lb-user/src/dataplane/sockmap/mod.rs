@@ -108,6 +108,7 @@ use lb_common::{
 };
 
 use super::sockopt;
+pub(crate) use drain::release_idle_spare;
 #[cfg(test)]
 pub(crate) use drain::{drained_total, DRAIN_CHUNK};
 #[cfg(test)]
@@ -237,14 +238,14 @@ impl MapIds {
         }
     }
 
-    /// The same maps, with a fixed CPU pressure instead of the machine's (tests: the suite
-    /// runs on a busy machine).
+    /// The same maps, with a fixed CPU pressure (%) and CPU count instead of the machine's
+    /// (tests: the suite runs on a busy machine with two CPUs).
     #[cfg(test)]
     #[must_use]
-    pub(crate) fn with_cpu_pressure(self, percent: f32) -> Self {
+    pub(crate) fn with_machine(self, pressure: f32, cpus: usize) -> Self {
         Self {
             rule: Rule {
-                pressure: policy::Pressure::Fixed(percent),
+                machine: policy::Machine::Fixed { pressure, cpus },
                 ..self.rule
             },
             ..self
