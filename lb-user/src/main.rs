@@ -251,6 +251,16 @@ fn run(cli: &Cli, notify: &lb_user::notify::Notifier) -> anyhow::Result<()> {
 fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
     let backlog = ids.backlog() >> 10;
     if ids.choosing() == sockmap::policy::Choosing::ByEvidence {
+        let cpus = sockmap::policy::process_cpus();
+        if let Some(n) = cpus.filter(|&n| n < sockmap::policy::MIN_CPUS) {
+            log::info!(
+                "data plane: sockmap for bulk flows (auto), but every flow stays on splice: \
+                 this process may run on {n} CPUs, fewer than the {} the kernel path needs to \
+                 beat splice (the backlog kworker needs one of its own)",
+                sockmap::policy::MIN_CPUS
+            );
+            return;
+        }
         log::info!(
             "data plane: sockmap for bulk flows (auto: a flow that carried {} KiB on splice in \
              its first {} ms enters the kernel maps unless the CPU pressure is {} % or more or \

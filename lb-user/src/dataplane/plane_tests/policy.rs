@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::super::sockmap::policy::Verdict;
+use super::super::sockmap::policy::{self, Verdict};
 use super::super::sockmap::{self, drained_total};
 use super::backpressure::inq;
 use super::{maps_ids, pair, pattern, read_all, thread_maps, FlowEnd, FlowReport};
@@ -28,23 +28,30 @@ const BULK: u64 = 64 << 10;
 struct Thread {
     flows:
         tokio::sync::mpsc::UnboundedSender<(OwnedFd, OwnedFd, std::sync::mpsc::Sender<FlowReport>)>,
-    handle: std::thread::JoinHandle<[u64; 4]>,
+    handle: std::thread::JoinHandle<[u64; 5]>,
 }
 
-const VERDICTS: [Verdict; 4] = [
+const VERDICTS: [Verdict; 5] = [
     Verdict::Enter,
     Verdict::Interactive,
     Verdict::KernelPaused,
     Verdict::CpuBusy,
+    Verdict::FewCpus,
 ];
 
 impl Thread {
-    /// A thread that sees `cpu_pressure` (%) as the machine's CPU pressure.
+    /// A thread that sees `cpu_pressure` (%) as the machine's CPU pressure, on a machine
+    /// with enough CPUs for the kernel path.
     fn start(cpu_pressure: f32) -> Self {
+        Self::start_on(cpu_pressure, policy::MIN_CPUS)
+    }
+
+    /// A thread that sees `cpu_pressure` (%) and `cpus` CPUs.
+    fn start_on(cpu_pressure: f32, cpus: usize) -> Self {
         let ids = maps_ids()
             .by_evidence()
             .with_bulk_bytes(BULK)
-            .with_cpu_pressure(cpu_pressure);
+            .with_machine(cpu_pressure, cpus);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
             OwnedFd,
             OwnedFd,
@@ -73,8 +80,8 @@ impl Thread {
         rx
     }
 
-    /// Flows that got each verdict: entered, interactive, kernel paused, CPU busy.
-    fn counts(self) -> [u64; 4] {
+    /// Flows that got each verdict: entered, interactive, kernel paused, CPU busy, few CPUs.
+    fn counts(self) -> [u64; 5] {
         drop(self.flows);
         self.handle.join().unwrap()
     }
@@ -193,8 +200,8 @@ fn auto_keeps_small_flows_on_splice_and_moves_bulk_ones() {
     assert!(bulk.spliced_in_kernel, "a bulk flow moves into the maps");
     assert_eq!(
         t.counts(),
-        [1, 1, 0, 0],
-        "verdicts: entered, interactive, paused, busy"
+        [1, 1, 0, 0, 0],
+        "verdicts: entered, interactive, paused, busy, few CPUs"
     );
 }
 
@@ -234,8 +241,8 @@ fn auto_keeps_new_flows_off_the_maps_after_a_pause() {
     assert!(!next.spliced_in_kernel, "no flow enters after a pause");
     assert_eq!(
         t.counts(),
-        [1, 0, 1, 0],
-        "verdicts: entered, interactive, paused, busy"
+        [1, 0, 1, 0, 0],
+        "verdicts: entered, interactive, paused, busy, few CPUs"
     );
 }
 
@@ -247,7 +254,21 @@ fn auto_keeps_bulk_flows_on_splice_while_the_cpus_are_contended() {
     assert!(!bulk.spliced_in_kernel, "no flow enters on busy CPUs");
     assert_eq!(
         t.counts(),
-        [0, 0, 0, 1],
-        "verdicts: entered, interactive, paused, busy"
+        [0, 0, 0, 1, 0],
+        "verdicts: entered, interactive, paused, busy, few CPUs"
+    );
+}
+
+/// `auto` on a machine with fewer CPUs than the kernel path needs (this one has two): a bulk
+/// flow stays on splice, whole.
+#[test]
+fn auto_keeps_bulk_flows_on_splice_with_two_cpus() {
+    let t = Thread::start_on(0.0, 2);
+    let bulk = bulk_flow(&t, 4 << 20, 41);
+    assert!(!bulk.spliced_in_kernel, "no flow enters with two CPUs");
+    assert_eq!(
+        t.counts(),
+        [0, 0, 0, 0, 1],
+        "verdicts: entered, interactive, paused, busy, few CPUs"
     );
 }

@@ -23,7 +23,15 @@
 //!   psock, whose `sk_psock_destroy` purges both its queues (`__sk_psock_zap_ingress`). So
 //!   the choice is made before the insert, and only there.
 //!
-//! So with `auto` a flow enters the maps only when it is bulk (its splice phase carried at
+//! - On two vCPUs the kernel path lost to splice in every run on record (2026-12-02/03, bench
+//!   and iperf3, quiet and with a busy core): one stream 4.6–15.3 Gbit/s in the maps against
+//!   20.2–24.7 on splice, 8 streams 8.9–20.5 against 20.8–28.4, and more machine CPU per GiB
+//!   (1.0–2.4 s against 0.6–0.7). The backlog kworker that sends every redirected skb needs a
+//!   CPU beside the sender, the receiver and lb's thread; with two it waits its turn, the
+//!   credit runs out, and the direction spends its life paused, copied by userspace.
+//!
+//! So with `auto` a flow enters the maps only when the process may run on at least
+//! [`MIN_CPUS`] CPUs, it is bulk (its splice phase carried at
 //! least [`BULK_BYTES`]), the CPUs are not contended (the kernel's pressure stall information,
 //! `/proc/pressure/cpu` `some avg10`, below [`CPU_PRESSURE_MAX`] %: a runnable task waiting
 //! for a CPU is what delays the kworker), and its thread has seen no in-kernel direction pause
@@ -56,22 +64,36 @@ pub const CPU_PRESSURE_MAX: f32 = 20.0;
 /// How often a thread reads `/proc/pressure/cpu` (at most; only when a flow is decided).
 const PRESSURE_EVERY: Duration = Duration::from_secs(1);
 
-/// Where the CPU pressure comes from.
+/// The fewest CPUs the process may run on for `auto` to put flows into the maps: one each for
+/// the sender, the receiver, lb's thread and the backlog kworker. Measured: with 2 the maps
+/// always lost to splice (module header); from 4 on not measured here (this machine has 2), so
+/// the earlier rules decide there, as they did everywhere before.
+pub const MIN_CPUS: usize = 4;
+
+/// Where a thread learns what it knows of the machine.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Pressure {
-    /// `/proc/pressure/cpu` (none on a kernel without PSI: not a reason to stay out).
+pub enum Machine {
+    /// The CPU pressure from `/proc/pressure/cpu` (none on a kernel without PSI: not a reason
+    /// to stay out), the CPUs from the process's affinity and CPU quota
+    /// (`available_parallelism`).
     Proc,
-    /// A fixed value (tests).
-    Fixed(f32),
+    /// Fixed values (tests): CPU pressure in %, and CPUs.
+    Fixed { pressure: f32, cpus: usize },
 }
 
 /// How a thread chooses: [`Choosing`], what counts as bulk (bytes, both ways, in a flow's
-/// splice phase: [`BULK_BYTES`] but in tests), and where the CPU pressure is read.
+/// splice phase: [`BULK_BYTES`] but in tests), and where it learns the CPU pressure and count.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rule {
     pub choosing: Choosing,
     pub bulk_bytes: u64,
-    pub pressure: Pressure,
+    pub machine: Machine,
+}
+
+/// The CPUs this process may run on, read once (`None`: unknown).
+pub fn process_cpus() -> Option<usize> {
+    static CPUS: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().ok().map(usize::from))
 }
 
 impl Default for Rule {
@@ -79,7 +101,7 @@ impl Default for Rule {
         Self {
             choosing: Choosing::Every,
             bulk_bytes: BULK_BYTES,
-            pressure: Pressure::Proc,
+            machine: Machine::Proc,
         }
     }
 }
@@ -114,6 +136,8 @@ pub enum Verdict {
     KernelPaused,
     /// Stays on splice: the CPUs are contended ([`CPU_PRESSURE_MAX`]).
     CpuBusy,
+    /// Stays on splice: the process runs on fewer than [`MIN_CPUS`] CPUs.
+    FewCpus,
 }
 
 /// What the thread knows of the machine when it decides.
@@ -123,6 +147,8 @@ pub struct Seen {
     pub last_pause: Option<Instant>,
     /// CPU pressure, `some avg10` in % (`None`: unknown).
     pub cpu_pressure: Option<f32>,
+    /// CPUs the process may run on (`None`: unknown, not a reason to stay out).
+    pub cpus: Option<usize>,
 }
 
 /// Whether a flow enters the maps. `moved`: bytes its splice phase carried both ways before
@@ -139,6 +165,9 @@ pub fn enter_maps(rule: Rule, moved: Option<u64>, seen: Seen, now: Instant) -> V
     }
     if seen.cpu_pressure.is_some_and(|p| p >= CPU_PRESSURE_MAX) {
         return Verdict::CpuBusy;
+    }
+    if seen.cpus.is_some_and(|n| n < MIN_CPUS) {
+        return Verdict::FewCpus;
     }
     if moved.is_some_and(|m| m < rule.bulk_bytes) {
         return Verdict::Interactive;
@@ -157,6 +186,7 @@ pub struct Evidence {
     interactive: Cell<u64>,
     kernel_paused: Cell<u64>,
     cpu_busy: Cell<u64>,
+    few_cpus: Cell<u64>,
 }
 
 impl Evidence {
@@ -171,6 +201,11 @@ impl Evidence {
         let seen = Seen {
             last_pause: self.last_pause.get(),
             cpu_pressure: self.cpu_pressure(rule, now),
+            cpus: match rule.machine {
+                _ if rule.choosing == Choosing::Every => None,
+                Machine::Fixed { cpus, .. } => Some(cpus),
+                Machine::Proc => process_cpus(),
+            },
         };
         let v = enter_maps(rule, moved, seen, now);
         let n = self.counter(v);
@@ -184,10 +219,10 @@ impl Evidence {
     /// The CPU pressure as `rule` says, read at most every [`PRESSURE_EVERY`] (only `auto`
     /// reads it).
     fn cpu_pressure(&self, rule: Rule, now: Instant) -> Option<f32> {
-        match rule.pressure {
+        match rule.machine {
             _ if rule.choosing == Choosing::Every => None,
-            Pressure::Fixed(p) => Some(p),
-            Pressure::Proc => match self.pressure.get() {
+            Machine::Fixed { pressure, .. } => Some(pressure),
+            Machine::Proc => match self.pressure.get() {
                 Some((at, p)) if now.saturating_duration_since(at) < PRESSURE_EVERY => p,
                 _ => {
                     let p = proc_cpu_pressure();
@@ -204,6 +239,7 @@ impl Evidence {
             Verdict::Interactive => &self.interactive,
             Verdict::KernelPaused => &self.kernel_paused,
             Verdict::CpuBusy => &self.cpu_busy,
+            Verdict::FewCpus => &self.few_cpus,
         }
     }
 
@@ -220,13 +256,17 @@ mod tests {
     const AUTO: Rule = Rule {
         choosing: Choosing::ByEvidence,
         bulk_bytes: BULK_BYTES,
-        pressure: Pressure::Fixed(0.0),
+        machine: Machine::Fixed {
+            pressure: 0.0,
+            cpus: MIN_CPUS,
+        },
     };
 
     fn paused(at: Option<Instant>) -> Seen {
         Seen {
             last_pause: at,
             cpu_pressure: Some(0.0),
+            cpus: Some(MIN_CPUS),
         }
     }
 
@@ -280,6 +320,7 @@ mod tests {
             let seen = Seen {
                 last_pause: None,
                 cpu_pressure: p,
+                cpus: Some(MIN_CPUS),
             };
             enter_maps(AUTO, Some(BULK_BYTES), seen, now)
         };
@@ -287,6 +328,32 @@ mod tests {
         assert_eq!(at(Some(CPU_PRESSURE_MAX)), Verdict::CpuBusy);
         assert_eq!(at(Some(CPU_PRESSURE_MAX - 0.1)), Verdict::Enter);
         assert_eq!(at(None), Verdict::Enter, "a kernel without PSI");
+    }
+
+    #[test]
+    fn auto_leaves_flows_on_splice_with_fewer_cpus_than_the_kernel_path_needs() {
+        let now = Instant::now();
+        let with = |cpus| {
+            let seen = Seen {
+                cpus,
+                ..paused(None)
+            };
+            enter_maps(AUTO, Some(BULK_BYTES), seen, now)
+        };
+        assert_eq!(with(Some(1)), Verdict::FewCpus);
+        assert_eq!(with(Some(2)), Verdict::FewCpus);
+        assert_eq!(with(Some(MIN_CPUS - 1)), Verdict::FewCpus);
+        assert_eq!(with(Some(MIN_CPUS)), Verdict::Enter);
+        assert_eq!(with(None), Verdict::Enter, "unknown");
+        // `--dataplane sockmap` takes every flow whatever the machine.
+        let seen = Seen {
+            cpus: Some(1),
+            ..paused(None)
+        };
+        assert_eq!(
+            enter_maps(Rule::default(), Some(BULK_BYTES), seen, now),
+            Verdict::Enter
+        );
     }
 
     #[test]
@@ -306,7 +373,10 @@ mod tests {
         e.paused(Instant::now());
         assert_eq!(e.decide(AUTO, Some(BULK_BYTES)), Verdict::KernelPaused);
         let busy = Rule {
-            pressure: Pressure::Fixed(CPU_PRESSURE_MAX),
+            machine: Machine::Fixed {
+                pressure: CPU_PRESSURE_MAX,
+                cpus: MIN_CPUS,
+            },
             ..AUTO
         };
         let e2 = Evidence::default();
@@ -316,5 +386,15 @@ mod tests {
             [1, 1, 1]
         );
         assert_eq!(e2.count(Verdict::CpuBusy), 1);
+        let two = Rule {
+            machine: Machine::Fixed {
+                pressure: 0.0,
+                cpus: 2,
+            },
+            ..AUTO
+        };
+        let e3 = Evidence::default();
+        assert_eq!(e3.decide(two, Some(BULK_BYTES)), Verdict::FewCpus);
+        assert_eq!(e3.count(Verdict::FewCpus), 1);
     }
 }
