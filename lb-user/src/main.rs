@@ -52,7 +52,8 @@ struct Cli {
     /// the pid file written.
     #[arg(short = 'D')]
     daemon: bool,
-    /// Data plane: `auto` uses sockmap when the kernel and privileges allow, else splice.
+    /// Data plane: `auto` uses sockmap when the kernel and privileges allow (for bulk flows,
+    /// with 4 CPUs or more), else splice.
     #[arg(long, value_enum, default_value_t = DataplaneChoice::Auto)]
     dataplane: DataplaneChoice,
     #[arg(
