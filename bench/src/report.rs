@@ -191,7 +191,7 @@ struct Goal {
     bound: f64,
 }
 
-const GOALS: [Goal; 6] = [
+const GOALS: [Goal; 11] = [
     Goal {
         text: "bulk 1 stream, sockmap ≥ 1.5 × HAProxy",
         metric: Metric::Bulk1Gbit,
@@ -234,10 +234,56 @@ const GOALS: [Goal; 6] = [
         reference: Kind::Haproxy,
         bound: 1.2,
     },
+    Goal {
+        text: "connections/s, splice ≥ 1.2 × HAProxy",
+        metric: Metric::ConnRate,
+        lb: Kind::LbSplice,
+        reference: Kind::Haproxy,
+        bound: 1.2,
+    },
+    Goal {
+        text: "connections/s, splice ≥ 1.05 × HAProxy (the least, #10)",
+        metric: Metric::ConnRate,
+        lb: Kind::LbSplice,
+        reference: Kind::Haproxy,
+        bound: 1.05,
+    },
+    Goal {
+        text: "p50 round trip, splice ≤ 0.9 × HAProxy",
+        metric: Metric::LatP50,
+        lb: Kind::LbSplice,
+        reference: Kind::Haproxy,
+        bound: 0.9,
+    },
+    Goal {
+        text: "syscalls per short connection, sockmap ≤ 0.7 × HAProxy",
+        metric: Metric::SyscallsPerConn,
+        lb: Kind::LbSockmap,
+        reference: Kind::Haproxy,
+        bound: 0.7,
+    },
+    Goal {
+        text: "syscalls per short connection, splice ≤ 0.7 × HAProxy",
+        metric: Metric::SyscallsPerConn,
+        lb: Kind::LbSplice,
+        reference: Kind::Haproxy,
+        bound: 0.7,
+    },
+];
+
+/// Goals on lb's own value, lower is better: (text, metric, bound, unit).
+const ABSOLUTE: [(&str, Metric, f64, &str); 2] = [
+    ("RSS per idle connection", Metric::RssPerConn, 1024.0, "B"),
+    (
+        "syscalls per short connection",
+        Metric::SyscallsPerConn,
+        16.0,
+        "",
+    ),
 ];
 
 /// The goals as (text, measured ratio or absolute value, met?) rows, including the absolute
-/// RSS goal (≤ 1 KiB per idle connection, sockmap).
+/// ones ([`ABSOLUTE`]: ≤ 1 KiB per idle connection, ≤ 16 syscalls per short connection).
 pub fn goals(r: &Results) -> Vec<(String, String, Option<bool>)> {
     let mut out: Vec<_> = GOALS
         .iter()
@@ -252,13 +298,23 @@ pub fn goals(r: &Results) -> Vec<(String, String, Option<bool>)> {
             )
         })
         .collect();
-    for k in [Kind::LbSockmap, Kind::LbSplice] {
-        let v = r.value(Metric::RssPerConn, k);
-        out.push((
-            format!("RSS per idle connection, {} ≤ 1024 B", short(k)),
-            v.map_or("–".into(), |x| format!("{x:.0} B")),
-            v.map(|x| x <= 1024.0),
-        ));
+    for (text, metric, bound, unit) in ABSOLUTE {
+        for k in [Kind::LbSockmap, Kind::LbSplice] {
+            let v = r.value(metric, k);
+            let with_unit = |x: f64, digits: usize| {
+                format!(
+                    "{x:.digits$}{}{unit}",
+                    if unit.is_empty() { "" } else { " " }
+                )
+            };
+            out.push((
+                format!("{text}, {} ≤ {}", short(k), with_unit(bound, 0)),
+                v.map_or("–".into(), |x| {
+                    with_unit(x, if unit.is_empty() { 2 } else { 0 })
+                }),
+                v.map(|x| x <= bound),
+            ));
+        }
     }
     out
 }
@@ -549,6 +605,45 @@ mod tests {
         assert_eq!(g[2].2, Some(true)); // CPU 0.5 <= 0.7
         assert_eq!(g[3].2, None); // not measured
         assert_eq!(g[5].2, Some(true)); // splice 1.2
+    }
+
+    #[test]
+    fn syscall_goals_are_relative_and_absolute() {
+        let mut r = sample();
+        r.push(Metric::SyscallsPerConn, Kind::LbSplice, 12.0);
+        r.push(Metric::SyscallsPerConn, Kind::LbSockmap, 17.0);
+        r.push(Metric::SyscallsPerConn, Kind::Haproxy, 24.0);
+        let g = goals(&r);
+        let row = |text: &str| g.iter().find(|(t, _, _)| t == text).cloned().unwrap();
+        assert_eq!(
+            row("syscalls per short connection, splice ≤ 0.7 × HAProxy"),
+            (
+                "syscalls per short connection, splice ≤ 0.7 × HAProxy".into(),
+                "0.50 ×".into(),
+                Some(true)
+            )
+        );
+        assert_eq!(
+            row("syscalls per short connection, sockmap ≤ 0.7 × HAProxy").2,
+            Some(false)
+        );
+        assert_eq!(
+            row("syscalls per short connection, splice ≤ 16"),
+            (
+                "syscalls per short connection, splice ≤ 16".into(),
+                "12.00".into(),
+                Some(true)
+            )
+        );
+        assert_eq!(
+            row("syscalls per short connection, sockmap ≤ 16").2,
+            Some(false)
+        );
+        assert_eq!(
+            row("RSS per idle connection, splice ≤ 1024 B").1,
+            "–",
+            "not measured"
+        );
     }
 
     #[test]
