@@ -9,9 +9,18 @@ use std::process::{Command, ExitStatus, Stdio};
 use anyhow::{bail, Context, Result};
 
 /// The workspace root: xtask's own manifest directory's parent, so that `cargo xtask` behaves the
-/// same from any working directory.
+/// same from any working directory. The directory `cargo run` names at run time comes first: the
+/// one compiled in is where xtask was *built*, and a target directory copied to another checkout
+/// (cargo does not rebuild xtask for that) would run every step in the first checkout.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    root_of(std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from))
+}
+
+/// [`workspace_root`] given the manifest directory `cargo run` passed (if any).
+fn root_of(run_time: Option<PathBuf>) -> PathBuf {
+    run_time
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
@@ -192,6 +201,19 @@ mod tests {
             show(&cmd),
             "LLVM_SYS_220_PREFIX=/usr/lib/llvm-22 cargo install"
         );
+    }
+
+    #[test]
+    fn root_follows_the_manifest_directory_cargo_run_names() {
+        let copy = std::env::temp_dir().join(format!("xtask-root-{}", std::process::id()));
+        std::fs::create_dir_all(copy.join("xtask")).unwrap();
+        std::fs::write(copy.join("xtask").join("Cargo.toml"), "").unwrap();
+        assert_eq!(root_of(Some(copy.join("xtask"))), copy);
+        // No manifest there (not a checkout): the compiled-in directory.
+        let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(root_of(Some(copy.join("elsewhere"))), compiled);
+        assert_eq!(root_of(None), compiled);
+        std::fs::remove_dir_all(&copy).unwrap();
     }
 
     #[test]
