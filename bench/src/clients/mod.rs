@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::procfs;
 use crate::targets::{self, Kind, Programs, Running, Tuning};
 pub use summary::Results;
 
@@ -195,6 +196,47 @@ pub fn rotation<T: Copy>(targets: &[T], round: usize) -> Vec<T> {
     targets[k..].iter().chain(&targets[..k]).copied().collect()
 }
 
+/// The busiest the machine may be (share of all CPUs' time, over [`SETTLE_WINDOW`]) for the
+/// first run to start. In one run the first round's first run measured 6.2 Gbit/s through a
+/// proxy that made 18.6–20.9 in the later rounds, as if whatever ran just before (the
+/// synthetic workloads, the servers starting) had not finished; not shown to be the cause,
+/// and on a quiet machine this waits one window (0.5 s).
+const SETTLED_BUSY: f64 = 0.15;
+const SETTLE_WINDOW: Duration = Duration::from_millis(500);
+/// Longest wait for the machine to settle; the runs start anyway after it.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
+
+/// Whether the machine was quiet between two samples of its CPU time.
+fn quiet(before: procfs::CpuTimes, after: procfs::CpuTimes) -> bool {
+    let total = after.total.saturating_sub(before.total);
+    total > 0 && (after.busy().saturating_sub(before.busy()) as f64) < SETTLED_BUSY * total as f64
+}
+
+/// Waits (at most [`SETTLE_MAX`]) until the machine is quiet over a whole [`SETTLE_WINDOW`].
+fn settle() {
+    let t0 = Instant::now();
+    while t0.elapsed() < SETTLE_MAX {
+        let Ok(before) = procfs::cpu_times() else {
+            return;
+        };
+        std::thread::sleep(SETTLE_WINDOW);
+        let Ok(after) = procfs::cpu_times() else {
+            return;
+        };
+        if quiet(before, after) {
+            eprintln!(
+                "bench: clients: the machine is quiet ({:.1} s)",
+                t0.elapsed().as_secs_f64()
+            );
+            return;
+        }
+    }
+    eprintln!(
+        "bench: clients: the machine did not go quiet in {} s; running anyway",
+        SETTLE_MAX.as_secs()
+    );
+}
+
 /// The servers that could be started.
 struct Servers {
     iperf: Option<iperf::Iperf>,
@@ -366,6 +408,7 @@ pub fn run(plan: &Plan, programs: &Programs, tmp: &Path) -> Results {
         .collect();
     let runs_dir: PathBuf = dir.join("runs");
     let _ = std::fs::create_dir_all(&runs_dir);
+    settle();
     for &variant in &plan.variants {
         // Bounded: the whole variant's runs with a wide margin.
         let limit = Duration::from_secs(
@@ -456,6 +499,15 @@ fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_is_under_the_busy_share_of_all_cpu_time() {
+        let at = |total, idle| procfs::CpuTimes { total, idle };
+        assert!(quiet(at(1000, 500), at(1200, 690)), "10 % busy");
+        assert!(!quiet(at(1000, 500), at(1200, 670)), "15 % busy");
+        assert!(!quiet(at(1000, 500), at(1200, 600)), "50 % busy");
+        assert!(!quiet(at(1000, 500), at(1000, 500)), "no time passed");
+    }
 
     #[test]
     fn rounds_rotate_the_target_order() {
