@@ -213,8 +213,9 @@ fn bad_inputs() -> Vec<Bad> {
 }
 
 /// Sends `bad` to `addr` from a fresh socket; returns the client's address.
-fn send_bad(addr: SocketAddr, bad: &Bad) -> SocketAddr {
-    let mut s = must(connect_from(ip("127.0.0.1"), addr), "connect");
+/// Sends `bad` to `addr` from `src`; returns the client's address, which names its log line.
+fn send_bad(src: IpAddr, addr: SocketAddr, bad: &Bad) -> SocketAddr {
+    let mut s = must(connect_from(src, addr), "connect");
     let me = s.local_addr().unwrap();
     if !bad.bytes.is_empty() {
         s.write_all(&bad.bytes).unwrap();
@@ -263,9 +264,13 @@ fn bad_headers_get_haproxys_log_lines(dataplane: &str) {
     );
     let _lb = Lb::start(&lb_config(&syslog, &body), dataplane);
     let mut mismatches = Vec::new();
-    for bad in bad_inputs() {
-        let at_haproxy = send_bad(local(hport), &bad);
-        let at_lb = send_bad(local(port), &bad);
+    for (i, bad) in bad_inputs().iter().enumerate() {
+        // A source address of its own per case: a client port reused by a later case (the
+        // server closed first, so the client's side left no TIME_WAIT) would otherwise find
+        // the earlier case's line under the same address.
+        let src = IpAddr::from([127, 0, 1, 1 + u8::try_from(i).unwrap()]);
+        let at_haproxy = send_bad(src, local(hport), bad);
+        let at_lb = send_bad(src, local(port), bad);
         haproxy.wait_for(&format!("{at_haproxy} ["), 1, Duration::from_secs(5));
         syslog.wait_for(&format!("{at_lb} ["), 1, Duration::from_secs(5));
         let want = message(&haproxy.lines(), at_haproxy);
