@@ -253,7 +253,7 @@ fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
     let backlog = ids.backlog() >> 10;
     if ids.choosing() == sockmap::policy::Choosing::ByEvidence {
         let cpus = sockmap::policy::process_cpus();
-        if let Some(n) = cpus.filter(|&n| n < sockmap::policy::MIN_CPUS) {
+        if let Some(n) = cpus.filter(|_| sockmap::policy::too_few_cpus(cpus)) {
             log::info!(
                 "data plane: sockmap for bulk flows (auto), but every flow stays on splice: \
                  this process may run on {n} CPUs, fewer than the {} the kernel path needs to \

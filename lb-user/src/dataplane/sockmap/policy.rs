@@ -90,6 +90,12 @@ pub struct Rule {
     pub machine: Machine,
 }
 
+/// Whether `cpus` (`None`: unknown, not a reason to stay out) are too few for the kernel path
+/// ([`MIN_CPUS`]): the one home of that rule, for [`enter_maps`] and the start line.
+pub fn too_few_cpus(cpus: Option<usize>) -> bool {
+    cpus.is_some_and(|n| n < MIN_CPUS)
+}
+
 /// The CPUs this process may run on, read once (`None`: unknown).
 pub fn process_cpus() -> Option<usize> {
     static CPUS: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
@@ -166,7 +172,7 @@ pub fn enter_maps(rule: Rule, moved: Option<u64>, seen: Seen, now: Instant) -> V
     if seen.cpu_pressure.is_some_and(|p| p >= CPU_PRESSURE_MAX) {
         return Verdict::CpuBusy;
     }
-    if seen.cpus.is_some_and(|n| n < MIN_CPUS) {
+    if too_few_cpus(seen.cpus) {
         return Verdict::FewCpus;
     }
     if moved.is_some_and(|m| m < rule.bulk_bytes) {
@@ -201,11 +207,7 @@ impl Evidence {
         let seen = Seen {
             last_pause: self.last_pause.get(),
             cpu_pressure: self.cpu_pressure(rule, now),
-            cpus: match rule.machine {
-                _ if rule.choosing == Choosing::Every => None,
-                Machine::Fixed { cpus, .. } => Some(cpus),
-                Machine::Proc => process_cpus(),
-            },
+            cpus: Self::cpus(rule),
         };
         let v = enter_maps(rule, moved, seen, now);
         let n = self.counter(v);
@@ -214,6 +216,15 @@ impl Evidence {
             log::debug!("sockmap: flow stays on splice ({v:?})");
         }
         v
+    }
+
+    /// The CPUs as `rule` says (only `auto` asks).
+    fn cpus(rule: Rule) -> Option<usize> {
+        match rule.machine {
+            _ if rule.choosing == Choosing::Every => None,
+            Machine::Fixed { cpus, .. } => Some(cpus),
+            Machine::Proc => process_cpus(),
+        }
     }
 
     /// The CPU pressure as `rule` says, read at most every [`PRESSURE_EVERY`] (only `auto`
