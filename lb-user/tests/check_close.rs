@@ -238,8 +238,12 @@ fn closes_of<P>(backend_lines: &[&str], start: impl FnOnce(&str, u16) -> P) -> C
     let proxy = start(&cfg, port);
     let closed = |c: &Closes| c.fin + c.reset >= CHECKS;
     poll(QUIET_FOR, || closed(&Closes::of(&since())));
+    // Read before the proxy stops: a check in flight when it stops is closed by the stop, not
+    // by the check (seen once in CI: HAProxy's plain connect checks left one FIN at Redis,
+    // logged after its SIGTERM, while none of the 40 before it reached Redis).
+    let closes = Closes::of(&since());
     drop(proxy);
-    Closes::of(&since())
+    closes
 }
 
 /// How long a check kind may leave Redis's log without a close (40 checks' time).
