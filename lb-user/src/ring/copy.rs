@@ -32,6 +32,12 @@ use crate::dataplane::{
     close_flow, idle_deadline, sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch,
 };
 
+#[cfg(test)]
+thread_local! {
+    /// `shutdown`s this thread's ring queued (tests count the FINs passed on that way).
+    pub(super) static SHUTDOWNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Flows graduated from the rings since start (tests check that streams do).
 static GRADUATED: AtomicUsize = AtomicUsize::new(0);
 
@@ -124,6 +130,18 @@ pub(super) struct Flow {
 /// again after [`RETRY`], doubling up to the second value. As the splice plane's hand-over.
 const GRADUATE_MAX: Duration = Duration::from_millis(5);
 const RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// Whether direction `d`'s FIN, just read, is the flow's last: the other direction's was
+/// passed on and all of `d`'s bytes are sent. Then the close that ends the flow passes it on,
+/// as HAProxy's does (its strace shows one `shutdown` per short connection, not two): the
+/// socket closed had given its own FIN, so no byte waits unread in it and the close sends a
+/// FIN, not a reset. A `shutdown` on the ring would cost more than the syscall it saves:
+/// `io_uring` runs every `IORING_OP_SHUTDOWN` on an io-wq worker (a thread wake-up each).
+fn last_fin(dirs: &[Dir; 2], d: usize) -> bool {
+    let other = &dirs[1 - d];
+    let this = &dirs[d];
+    other.fin && this.held.is_none() && !this.send_in_flight
+}
 
 impl Flow {
     /// Socket `i` of the flow at `key` as its operations name it: its fd, or its slot in the
@@ -399,6 +417,8 @@ impl Ring {
     }
 
     fn shutdown(&mut self, key: usize, d: usize) {
+        #[cfg(test)]
+        SHUTDOWNS.with(|n| n.set(n.get() + 1));
         let f = &mut self.flows[key];
         f.in_flight += 1;
         let (fd, fixed) = f.raw(key, 1 - d);
@@ -488,7 +508,12 @@ impl Ring {
                             f.stop = None;
                             f.graduating_since = None;
                         }
-                        self.shutdown(key, d);
+                        if last_fin(&f.dirs, d) {
+                            // The close passes it on (see `last_fin`): `advance` ends the flow.
+                            f.dirs[d].fin = true;
+                        } else {
+                            self.shutdown(key, d);
+                        }
                     }
                 } else if -res == libc::ENOBUFS {
                     if !ending {

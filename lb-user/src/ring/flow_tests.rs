@@ -330,3 +330,73 @@ fn a_flow_on_the_ring_holds_no_fd_and_closes_as_haproxy() {
     );
     assert_eq!(c.read(&mut buf).unwrap(), 0, "the client got its FIN");
 }
+
+#[test]
+fn a_short_exchange_passes_its_last_fin_with_the_close() {
+    // HAProxy passes the first FIN with a `shutdown` and the last with its close; on the
+    // ring a `shutdown` is a wake-up of an io-wq worker, so the last must not be one. Either
+    // side may close first; bytes sent after the first FIN still arrive, and both peers see
+    // a FIN, not a reset.
+    for server_first in [false, true] {
+        let lb = pair();
+        let (mut c, mut b) = (lb.client, lb.backend);
+        let request: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+        let answer: Vec<u8> = (0..5000u32).map(|i| (i * 13) as u8).collect();
+        let (req, ans) = (request.clone(), answer.clone());
+        let talker = std::thread::spawn(move || {
+            let read_all = |s: &mut TcpStream| {
+                let mut got = Vec::new();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.read_to_end(&mut got).map(|_| got)
+            };
+            if server_first {
+                b.write_all(&ans).unwrap();
+                b.shutdown(Shutdown::Write).unwrap();
+                let got_ans = read_all(&mut c).unwrap();
+                c.write_all(&req).unwrap();
+                c.shutdown(Shutdown::Write).unwrap();
+                (read_all(&mut b).unwrap(), got_ans, c, b)
+            } else {
+                c.write_all(&req).unwrap();
+                c.shutdown(Shutdown::Write).unwrap();
+                let got_req = read_all(&mut b).unwrap();
+                b.write_all(&ans).unwrap();
+                b.shutdown(Shutdown::Write).unwrap();
+                (got_req, read_all(&mut c).unwrap(), c, b)
+            }
+        });
+        let ends = on_ring_thread(1, Duration::from_secs(10), move |ends| {
+            super::copy::SHUTDOWNS.with(|s| s.set(0));
+            start(
+                lb.client_fd,
+                lb.server_fd,
+                &FlowTimeouts::default(),
+                &KillSwitch::default(),
+                recorder(ends, 0),
+            );
+        });
+        // The flow ended (`on_ring_thread` waited for it), on this thread's ring.
+        let shutdowns = super::copy::SHUTDOWNS.with(std::cell::Cell::get);
+        let (got_req, got_ans, mut c, mut b) = talker.join().unwrap();
+        let which = if server_first { "server" } else { "client" };
+        assert!(
+            got_req == request,
+            "{which} first: the request changed on the way"
+        );
+        assert!(
+            got_ans == answer,
+            "{which} first: the answer changed on the way"
+        );
+        let (end, _) = ends.borrow()[0].expect("the flow ended");
+        assert_eq!(end, FlowEnd::Closed, "{which} first");
+        assert_eq!(shutdowns, 1, "{which} first: shutdowns queued on the ring");
+        let mut buf = [0u8; 8];
+        for (name, s) in [("client", &mut c), ("server", &mut b)] {
+            let saw = s.read(&mut buf);
+            assert!(
+                matches!(saw, Ok(0)),
+                "{which} first: the {name} got {saw:?} after its FIN, not a clean end"
+            );
+        }
+    }
+}
