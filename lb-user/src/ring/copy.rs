@@ -34,8 +34,10 @@ use crate::dataplane::{
 
 #[cfg(test)]
 thread_local! {
-    /// `shutdown`s this thread's ring queued (tests count the FINs passed on that way).
-    pub(super) static SHUTDOWNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// FINs this thread's ring passed on with a shutdown, and of those, with the ring's own
+    /// `IORING_OP_SHUTDOWN` (tests count them).
+    pub(super) static SHUTDOWNS: std::cell::Cell<(usize, usize)> =
+        const { std::cell::Cell::new((0, 0)) };
 }
 
 /// Flows graduated from the rings since start (tests check that streams do).
@@ -416,9 +418,32 @@ impl Ring {
             .user_data(Tag::Send(d).user_data(key))
     }
 
+    /// Passes direction `d`'s FIN on to socket `1 - d` with `shutdown(2)`, as HAProxy does:
+    /// `io_uring` runs every `IORING_OP_SHUTDOWN` on an io-wq worker (a thread woken, which then
+    /// waits for the ring's lock to find a direct descriptor; perf showed a fifth of lb's
+    /// samples in those workers, two per short connection). A flow with fds calls it at
+    /// once; one in the fixed table gets the socket as a short-lived fd first
+    /// (`FIXED_FD_INSTALL` runs inline at submission), and the loop calls it when that
+    /// completes ([`Tag::FinFd`]). Only a flow whose fd cannot be lent (no room in the fd
+    /// budget, or its fds being installed) uses the ring's `shutdown`.
     fn shutdown(&mut self, key: usize, d: usize) {
         #[cfg(test)]
-        SHUTDOWNS.with(|n| n.set(n.get() + 1));
+        SHUTDOWNS.with(|n| n.set((n.get().0 + 1, n.get().1)));
+        if let Some(fd) = &self.flows[key].fds[1 - d] {
+            let done = sockopt::shutdown_write(fd.as_fd());
+            return self.fin_passed(key, d, done.is_ok());
+        }
+        if self.lend_fd(key, 1 - d, Tag::FinFd(d)) {
+            self.flows[key].in_flight += 1;
+        } else {
+            self.shutdown_on_ring(key, d);
+        }
+    }
+
+    /// [`Ring::shutdown`] through the ring (a flow with fds, or no fd to lend).
+    fn shutdown_on_ring(&mut self, key: usize, d: usize) {
+        #[cfg(test)]
+        SHUTDOWNS.with(|n| n.set((n.get().0, n.get().1 + 1)));
         let f = &mut self.flows[key];
         f.in_flight += 1;
         let (fd, fixed) = f.raw(key, 1 - d);
@@ -427,6 +452,17 @@ impl Ring {
             .flags(fixed)
             .user_data(Tag::Shutdown(d).user_data(key));
         self.push(&e);
+    }
+
+    /// Direction `d`'s FIN was passed on (`ok`), or the `shutdown` failed: the flow ends.
+    fn fin_passed(&mut self, key: usize, d: usize, ok: bool) {
+        if ok {
+            self.flows[key].dirs[d].fin = true;
+            // Its side's `-fin` timeout may be the shorter one now.
+            self.arm(key);
+        } else {
+            self.end(key, reset_of(1 - d));
+        }
     }
 
     /// Cancels the flow's entry `user_data`; completes only when there was nothing to cancel
@@ -559,14 +595,18 @@ impl Ring {
                 }
             }
             Tag::Shutdown(d) => {
-                if res >= 0 || sockopt::shutdown_already_done(-res) {
-                    f.dirs[d].fin = true;
-                    // Its side's `-fin` timeout may be the shorter one now.
-                    self.arm(key);
-                } else {
-                    self.end(key, reset_of(1 - d));
-                }
+                self.fin_passed(key, d, res >= 0 || sockopt::shutdown_already_done(-res));
             }
+            Tag::FinFd(d) => match direct::LentFd::of(res) {
+                Some(fd) if !ending => {
+                    let done = sockopt::shutdown_write(fd.as_fd());
+                    self.close_lent(fd);
+                    self.fin_passed(key, d, done.is_ok());
+                }
+                None if !ending => self.shutdown_on_ring(key, d),
+                // The flow ends: its close passes what is left on (a lent fd is closed).
+                Some(_) | None => {}
+            },
             Tag::Install(d) => self.installed(key, d, res),
             Tag::Ignored | Tag::Op | Tag::Files => {}
         }

@@ -35,6 +35,10 @@
 //!   then the slots are closed. That needs room in the fd table: when the budget has none, the
 //!   graduation is given up as one that found the flow busy (it copies on and tries again
 //!   later, see `copy::RETRY`). `show sess` reads nothing of the sockets.
+//! - **Lending an fd for a FIN.** `IORING_OP_SHUTDOWN` always runs on an io-wq worker; to
+//!   pass a FIN on, the flow's socket gets a short-lived fd instead (`FIXED_FD_INSTALL`,
+//!   inline, with one fd of the budget unparked for it), the loop calls `shutdown(2)` on it and
+//!   closes it through the ring ([`LentFd`], `copy`'s `Ring::shutdown`).
 //! - **The fd budget.** A direct flow's lease (2 fds, taken before its accept) stays out, its
 //!   fds parked ([`crate::fd_budget::FdBudget::park`]): they make room for other connections
 //!   until the flow needs fds again or ends.
@@ -46,7 +50,7 @@
 //! file lookup. Doing it only under fd pressure would keep a second, rarely run path for no
 //! saving.
 
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -316,6 +320,20 @@ impl Ring {
         self.give_up_graduation(key);
     }
 
+    /// Queues the `FIXED_FD_INSTALL` that gives socket `i` of the flow at `key` a short-lived
+    /// fd ([`LentFd`]), completing with `tag`: `false` (nothing queued) when the flow's sockets
+    /// are not in the table alone, or the fd budget has no room for one more fd.
+    pub(super) fn lend_fd(&mut self, key: usize, i: usize, tag: Tag) -> bool {
+        if self.flows[key].socks != Sockets::Direct
+            || !fd_budget::process().try_unpark(1, Use::Connection)
+        {
+            return false;
+        }
+        let e = install_entry(slot(key, i)).user_data(tag.user_data(key));
+        self.push(&e);
+        true
+    }
+
     /// Closes the slots of the flow at `key`, which ends with `end`: the peer that HAProxy's
     /// rule resets gets `SO_LINGER` 0 first, through the ring, unless the flow holds real fds
     /// too (installs done as it ended: `close_flow` sets it on those). A direct flow's parked
@@ -351,5 +369,53 @@ impl Ring {
             .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(Tag::Ignored.user_data(0));
         self.push(&e);
+    }
+}
+
+/// A socket of a flow in the fixed table, lent as an fd by [`Ring::lend_fd`]: closed, and its
+/// place in the fd budget parked again, when dropped.
+pub(super) struct LentFd(Option<OwnedFd>);
+
+impl LentFd {
+    /// The fd a [`Ring::lend_fd`] install gave, from its result; `None` when it failed (its
+    /// place in the budget is parked again).
+    pub(super) fn of(res: i32) -> Option<Self> {
+        if res < 0 {
+            log::debug!(
+                "io_uring: a socket could not be lent as an fd: {}",
+                std::io::Error::from_raw_os_error(-res)
+            );
+            fd_budget::process().park(1);
+            return None;
+        }
+        // SAFETY: a successful install's result is a new fd nobody else owns.
+        Some(Self(Some(unsafe { OwnedFd::from_raw_fd(res) })))
+    }
+}
+
+impl Ring {
+    /// Closes a lent fd through the ring (an entry in the next submission, where `close(2)`
+    /// would be a syscall of its own), and parks its place in the fd budget again.
+    pub(super) fn close_lent(&mut self, mut fd: LentFd) {
+        if let Some(fd) = fd.0.take() {
+            let e = opcode::Close::new(types::Fd(fd.into_raw_fd()))
+                .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(Tag::Ignored.user_data(0));
+            self.push(&e);
+        }
+    }
+}
+
+impl AsFd for LentFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_ref().expect("a lent fd until dropped").as_fd()
+    }
+}
+
+impl Drop for LentFd {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        fd_budget::process().park(1);
     }
 }

@@ -333,10 +333,10 @@ fn a_flow_on_the_ring_holds_no_fd_and_closes_as_haproxy() {
 
 #[test]
 fn a_short_exchange_passes_its_last_fin_with_the_close() {
-    // HAProxy passes the first FIN with a `shutdown` and the last with its close; on the
-    // ring a `shutdown` is a wake-up of an io-wq worker, so the last must not be one. Either
-    // side may close first; bytes sent after the first FIN still arrive, and both peers see
-    // a FIN, not a reset.
+    // HAProxy passes the first FIN with a `shutdown(2)` and the last with its close. On the
+    // ring, `IORING_OP_SHUTDOWN` is a wake-up of an io-wq worker: the first FIN goes by
+    // `shutdown(2)` on a lent fd, and the last by the close. Either side may close first;
+    // bytes sent after the first FIN still arrive, and both peers see a FIN, not a reset.
     for server_first in [false, true] {
         let lb = pair();
         let (mut c, mut b) = (lb.client, lb.backend);
@@ -366,7 +366,7 @@ fn a_short_exchange_passes_its_last_fin_with_the_close() {
             }
         });
         let ends = on_ring_thread(1, Duration::from_secs(10), move |ends| {
-            super::copy::SHUTDOWNS.with(|s| s.set(0));
+            super::copy::SHUTDOWNS.with(|s| s.set((0, 0)));
             start(
                 lb.client_fd,
                 lb.server_fd,
@@ -389,7 +389,11 @@ fn a_short_exchange_passes_its_last_fin_with_the_close() {
         );
         let (end, _) = ends.borrow()[0].expect("the flow ended");
         assert_eq!(end, FlowEnd::Closed, "{which} first");
-        assert_eq!(shutdowns, 1, "{which} first: shutdowns queued on the ring");
+        assert_eq!(
+            shutdowns,
+            (1, 0),
+            "{which} first: FINs passed by a shutdown, and of those by the ring's"
+        );
         let mut buf = [0u8; 8];
         for (name, s) in [("client", &mut c), ("server", &mut b)] {
             let saw = s.read(&mut buf);

@@ -225,6 +225,9 @@ enum Tag {
     Install(usize),
     /// The update putting a flow's sockets into the fixed table (completes only on failure).
     Files,
+    /// The `FIXED_FD_INSTALL` giving the socket that direction 0's or 1's FIN goes to a
+    /// short-lived fd, for a `shutdown(2)` in the loop (see `Ring::shutdown`).
+    FinFd(usize),
     /// Completions nobody waits for: cancels, closes, buffers given back.
     Ignored,
 }
@@ -238,6 +241,7 @@ impl Tag {
             Self::Op => 6,
             Self::Install(d) => 7 + d as u64,
             Self::Files => 9,
+            Self::FinFd(d) => 10 + d as u64,
             Self::Ignored => 0xff,
         }
     }
@@ -255,6 +259,7 @@ impl Tag {
             6 => Self::Op,
             c @ 7..=8 => Self::Install(c as usize - 7),
             9 => Self::Files,
+            c @ 10..=11 => Self::FinFd(c as usize - 10),
             _ => Self::Ignored,
         };
         (key, tag)
@@ -393,6 +398,8 @@ mod tests {
             Tag::Install(0),
             Tag::Install(1),
             Tag::Files,
+            Tag::FinFd(0),
+            Tag::FinFd(1),
             Tag::Ignored,
         ] {
             assert_eq!(Tag::of(tag.user_data(123_456)), (123_456, tag));
