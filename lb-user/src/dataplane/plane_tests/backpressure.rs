@@ -453,7 +453,12 @@ fn half_close_after_a_pause_splice() {
 /// plane's credit was capped by the destination's send room, the kernel queued what the
 /// program passed on the client socket behind echoed bytes the client's full send queue could
 /// not take, charged to nothing: the whole 256 MiB push went through in about half the runs.
-fn echo_to_a_client_that_reads_late(plane: Plane) {
+///
+/// With `squeeze`, lb's client socket takes (almost) nothing more into its send queue from
+/// the moment the flow went idle (`SO_SNDBUF` at its least, after the credits were given): as
+/// when the kernel shrinks a send buffer under memory pressure (`sk_stream_moderate_sndbuf`),
+/// or when the psock worker that moves redirected bytes into it runs late.
+fn echo_to_a_client_that_reads_late(plane: Plane, squeeze: bool) {
     let p = pair();
     let lb = [dup(&p.client_fd), dup(&p.server_fd)];
     let flow = run_flow_full(
@@ -486,8 +491,15 @@ fn echo_to_a_client_that_reads_late(plane: Plane) {
     client.read_exact(&mut first).unwrap();
     assert_eq!(first, data[..1024]);
     std::thread::sleep(Duration::from_millis(300));
+    if squeeze {
+        set_sndbuf(lb[0].as_fd(), 0);
+    }
 
     let written = 1024 + push_until_stalled(&mut client, &data[1024..], Duration::from_secs(1));
+    let state = where_bytes_are(plane, &lb);
+    if squeeze {
+        set_sndbuf(lb[0].as_fd(), 4 << 20);
+    }
     let outside = sockopt::outq(client.as_fd()).unwrap()
         + inq(client.as_fd())
         + inq(backend_view.as_fd())
@@ -510,11 +522,11 @@ fn echo_to_a_client_that_reads_late(plane: Plane) {
     );
     assert!(
         written < PUSH,
-        "{plane:?} echo: the whole push went through a client that reads nothing"
+        "{plane:?} echo: the whole push went through a client that reads nothing ({state})"
     );
     assert!(
         held <= bound,
-        "{plane:?} echo: lb held {held} bytes, more than its bound {bound}"
+        "{plane:?} echo: lb held {held} bytes, more than its bound {bound} ({state})"
     );
 
     let rest = {
@@ -554,17 +566,86 @@ fn echo_to_a_client_that_reads_late(plane: Plane) {
 
 #[test]
 fn echo_to_a_client_that_reads_late_sockmap() {
-    echo_to_a_client_that_reads_late(Plane::Sockmap);
+    echo_to_a_client_that_reads_late(Plane::Sockmap, false);
 }
 
 #[test]
 fn echo_to_a_client_that_reads_late_sockmap_hand_over() {
-    echo_to_a_client_that_reads_late(Plane::SockmapHandOver);
+    echo_to_a_client_that_reads_late(Plane::SockmapHandOver, false);
 }
 
 #[test]
 fn echo_to_a_client_that_reads_late_splice() {
-    echo_to_a_client_that_reads_late(Plane::Splice);
+    echo_to_a_client_that_reads_late(Plane::Splice, false);
+}
+
+/// The echo, with lb's client socket squeezed (see [`echo_to_a_client_that_reads_late`]): what
+/// the program redirects to the client then waits in the client socket's psock queue, and what
+/// it passes on that socket (the paused push) queues behind it, charged to nothing: the
+/// client's window stays open. The same happened unsqueezed on a loaded machine, where the
+/// psock worker ran late: 2 MB redirected to the client socket and none of it moved in 231 ms
+/// while 265 MB of the push were passed behind it (1 run in 12 with the test pinned to one CPU
+/// beside the plane tests; 1 in ~30 CI runs of the whole suite).
+#[test]
+#[ignore = "fails on the current sockmap plane: its bound relies on the psock worker moving \
+            redirected bytes at once (see the test's doc)"]
+fn echo_to_a_squeezed_client_that_reads_late_sockmap() {
+    echo_to_a_client_that_reads_late(Plane::Sockmap, true);
+}
+
+#[test]
+fn echo_to_a_squeezed_client_that_reads_late_splice() {
+    echo_to_a_client_that_reads_late(Plane::Splice, true);
+}
+
+/// `SO_SNDBUF` (the kernel doubles `bytes` and raises it to its least, ~4.5 KiB); fixes the
+/// buffer: no more autotuning.
+fn set_sndbuf(fd: BorrowedFd<'_>, bytes: libc::c_int) {
+    // SAFETY: setsockopt reads one c_int.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_SNDBUF: {}", std::io::Error::last_os_error());
+}
+
+/// Where the bytes of lb's two sockets (client, server) are: for each, what the program counted
+/// for it as a source (sockmap planes), what its peer acknowledged, its send and receive
+/// queues and buffer limits.
+fn where_bytes_are(plane: Plane, lb: &[OwnedFd; 2]) -> String {
+    let mut out = String::new();
+    for (name, fd) in ["client socket", "server socket"].into_iter().zip(lb) {
+        let fd = fd.as_fd();
+        let counts = matches!(plane, Plane::Sockmap | Plane::SockmapHandOver)
+            .then(|| {
+                let cookie = sockopt::socket_cookie(fd).ok()?;
+                super::super::sockmap::peer_counts_now(super::maps_ids(), cookie)
+            })
+            .flatten()
+            .map(|p| {
+                format!(
+                    "redirected {}, passed {}, paused {}, limit {}; ",
+                    p.bytes, p.passed, p.paused, p.limit
+                )
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "{name}: {counts}acked {}, send queue {}, receive queue {}, SO_SNDBUF {}, \
+             SO_RCVBUF {}; ",
+            sockopt::tcp_counters(fd).map_or(0, |c| c.bytes_acked),
+            sockopt::outq(fd).unwrap_or(0),
+            sockopt::inq(fd).unwrap_or(0),
+            sockbuf(fd, libc::SO_SNDBUF),
+            sockbuf(fd, libc::SO_RCVBUF),
+        );
+    }
+    out
 }
 
 /// A reset while a direction is paused (bytes waiting in lb for a receiver that doesn't read)
@@ -656,7 +737,7 @@ fn half_close_after_a_pause_ring() {
 
 #[test]
 fn echo_to_a_client_that_reads_late_ring() {
-    echo_to_a_client_that_reads_late(Plane::Ring);
+    echo_to_a_client_that_reads_late(Plane::Ring, false);
 }
 
 #[test]
@@ -690,7 +771,7 @@ fn half_close_after_a_pause_ring_sockmap() {
 
 #[test]
 fn echo_to_a_client_that_reads_late_ring_sockmap() {
-    echo_to_a_client_that_reads_late(Plane::RingSockmap);
+    echo_to_a_client_that_reads_late(Plane::RingSockmap, false);
 }
 
 #[test]
