@@ -137,8 +137,8 @@ const RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_s
 /// passed on and all of `d`'s bytes are sent. Then the close that ends the flow passes it on,
 /// as HAProxy's does (its strace shows one `shutdown` per short connection, not two): the
 /// socket closed had given its own FIN, so no byte waits unread in it and the close sends a
-/// FIN, not a reset. A `shutdown` on the ring would cost more than the syscall it saves:
-/// `io_uring` runs every `IORING_OP_SHUTDOWN` on an io-wq worker (a thread wake-up each).
+/// FIN, not a reset. It saves a shutdown (for a direct flow, a lent fd's install and a
+/// `shutdown(2)`; see `Ring::shutdown`).
 fn last_fin(dirs: &[Dir; 2], d: usize) -> bool {
     let other = &dirs[1 - d];
     let this = &dirs[d];
@@ -440,7 +440,7 @@ impl Ring {
         }
     }
 
-    /// [`Ring::shutdown`] through the ring (a flow with fds, or no fd to lend).
+    /// [`Ring::shutdown`] through the ring, for a flow in the table whose fd cannot be lent.
     fn shutdown_on_ring(&mut self, key: usize, d: usize) {
         #[cfg(test)]
         SHUTDOWNS.with(|n| n.set((n.get().0, n.get().1 + 1)));
@@ -674,11 +674,7 @@ impl Ring {
                     close_flow(end, server_closed, client.as_fd(), server.as_fd());
                 }
                 for fd in fds.into_iter().flatten() {
-                    let e = opcode::Close::new(Fd(fd.into_raw_fd()))
-                        .build()
-                        .flags(squeue::Flags::SKIP_SUCCESS)
-                        .user_data(Tag::Ignored.user_data(0));
-                    self.push(&e);
+                    self.close_raw(fd.into_raw_fd());
                 }
                 for (id, _, _) in held.into_iter().flatten() {
                     self.give_back(id);

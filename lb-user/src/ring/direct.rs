@@ -247,11 +247,7 @@ impl Ring {
             std::io::Error::from_raw_os_error(-res)
         );
         for fd in self.table.staged[key] {
-            let close = opcode::Close::new(types::Fd(fd))
-                .build()
-                .flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(Tag::Ignored.user_data(0));
-            self.push(&close);
+            self.close_raw(fd);
         }
         // The completion comes at the submission, before any of the flow's own: it is still
         // the flow that queued the update.
@@ -334,6 +330,23 @@ impl Ring {
         true
     }
 
+    /// Closes a lent fd through the ring, and parks its place in the fd budget again.
+    pub(super) fn close_lent(&mut self, mut fd: LentFd) {
+        if let Some(fd) = fd.0.take() {
+            self.close_raw(fd.into_raw_fd());
+        }
+    }
+
+    /// Closes `fd`, which the caller gives up, through the ring: an entry in the next
+    /// submission where `close(2)` would be a syscall of its own; it completes only on failure.
+    pub(super) fn close_raw(&mut self, fd: RawFd) {
+        let e = opcode::Close::new(types::Fd(fd))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(Tag::Ignored.user_data(0));
+        self.push(&e);
+    }
+
     /// Closes the slots of the flow at `key`, which ends with `end`: the peer that HAProxy's
     /// rule resets gets `SO_LINGER` 0 first, through the ring, unless the flow holds real fds
     /// too (installs done as it ended: `close_flow` sets it on those). A direct flow's parked
@@ -390,20 +403,6 @@ impl LentFd {
         }
         // SAFETY: a successful install's result is a new fd nobody else owns.
         Some(Self(Some(unsafe { OwnedFd::from_raw_fd(res) })))
-    }
-}
-
-impl Ring {
-    /// Closes a lent fd through the ring (an entry in the next submission, where `close(2)`
-    /// would be a syscall of its own), and parks its place in the fd budget again.
-    pub(super) fn close_lent(&mut self, mut fd: LentFd) {
-        if let Some(fd) = fd.0.take() {
-            let e = opcode::Close::new(types::Fd(fd.into_raw_fd()))
-                .build()
-                .flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(Tag::Ignored.user_data(0));
-            self.push(&e);
-        }
     }
 }
 
