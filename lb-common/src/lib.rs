@@ -5,9 +5,10 @@
 /// Name of the sockmap that holds the *source* sockets; the stream-verdict program is attached
 /// to it, so every byte that arrives on a socket in this map goes through the program.
 pub const SOCKS_MAP: &str = "SOCKS";
-/// Name of the sockmap that holds the *redirect targets*. It carries no program. Both sockets of
-/// a flow are inserted here before either enters `SOCKS`, so the program never redirects to an
-/// empty slot (an empty slot silently drops the data).
+/// Name of the sockmap that holds the *redirect targets*. It carries no program. The target of a
+/// flow's kernel direction is inserted here before its source enters `SOCKS`, so the program
+/// never redirects to an empty slot (an empty slot silently drops the data). A socket is in one
+/// of the two maps, never both: the kernel carries one direction of a flow.
 pub const DEST_MAP: &str = "DEST";
 /// Name of the hash map from socket cookie to [`PeerInfo`] (written by the program).
 pub const PEER_MAP: &str = "PEER";
@@ -19,8 +20,8 @@ pub const WAKE_MAP: &str = "WAKES";
 /// Name of the one-entry array counting [`Wake`] records the ring had no room for.
 pub const WAKE_LOST_MAP: &str = "WAKE_LOST";
 
-/// Slots in `SOCKS` and `DEST`: two per spliced flow. 262 144 slots = 131 072 concurrent
-/// in-kernel flows; flows beyond that fall back to splice(2).
+/// Slots in `SOCKS` and `DEST`: two per in-kernel flow (its source's and its target's).
+/// 262 144 slots = 131 072 concurrent in-kernel flows; flows beyond that fall back to splice(2).
 pub const MAX_SOCKETS: u32 = 1 << 18;
 
 /// Size of the `WAKES` ring in bytes (a power of two, a multiple of the page size). A record

@@ -1,6 +1,7 @@
 //! The in-kernel data plane: a stream-verdict program on the `SOCKS` sockmap that forwards every
-//! skb arriving on one socket of a flow to the send queue of its peer, so that no byte of an
-//! established flow is copied through userspace, and that stops forwarding (passes the skbs to
+//! skb arriving on the source socket of a flow's kernel direction to the send queue of its peer
+//! (the other direction is spliced), so that no byte of that direction is copied through
+//! userspace, and that stops forwarding (passes the skbs to
 //! the socket's own receive queue, which closes its TCP window) once a direction has more in
 //! flight than userspace allows (see `Credit` in lb-common and the module header of
 //! `lb-user/src/dataplane/sockmap.rs`).
@@ -22,8 +23,9 @@ use lb_common::{Credit, PeerInfo, Wake, MAX_SOCKETS, SKB_CB_OFFSET, WAKE_RING_BY
 /// `BPF_F_NO_PREALLOC` (include/uapi/linux/bpf.h).
 const BPF_F_NO_PREALLOC: u32 = 1;
 
-/// Source sockets: the verdict program is attached here, so each socket of a flow, once in this
-/// map, has its incoming data handed to `lb_verdict` instead of its receive queue.
+/// Source sockets: the verdict program is attached here, so the source of a flow's kernel
+/// direction, once in this map, has its incoming data handed to `lb_verdict` instead of its
+/// receive queue. Never a socket that is also in `DEST` (see `Way` in lb-user's `policy`).
 #[map(name = "SOCKS")]
 static SOCKS: SockMap = SockMap::with_max_entries(MAX_SOCKETS, 0);
 

@@ -472,9 +472,22 @@ pub(crate) async fn drive_or_hand_over(
 
 /// Registers a socket with the thread's tokio reactor (read and write readiness).
 pub(crate) fn async_fd(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    async_fd_for(
+        fd,
+        tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
+    )
+}
+
+/// Registers a socket with the thread's tokio reactor for the readiness in `interest` only:
+/// the kernel then wakes this thread for no other event of the socket.
+pub(crate) fn async_fd_for(
+    fd: OwnedFd,
+    interest: tokio::io::Interest,
+) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and refers to the same socket
     // until the AsyncFd is dropped.
-    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }
+        .map_err(std::io::Error::from)
 }
 
 /// A connection's socket, put on the thread's reactor only when a step needs its readiness

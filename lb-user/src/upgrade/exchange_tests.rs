@@ -214,6 +214,7 @@ fn a_lying_kernel_record_leaves_the_flow_with_the_old_process() {
     let k = KernelFlow {
         cookies,
         read: (3, 4),
+        kernel: (false, true),
         ..KernelFlow::default()
     };
     // Its own cookies, in no map; and `a`'s cookies on `b`'s sockets: the reasons.

@@ -5,7 +5,9 @@
 //! flow's age in ms (`u64`); bytes read from the client and from the server (`u64` each); the
 //! five timeouts in ms (`u32`, `u32::MAX` = none: client, server, tunnel, client-fin,
 //! server-fin); unsent bytes client -> server and server -> client (`u32` length + bytes);
-//! then a `u8`: 0, or 1 for a flow in the kernel maps, followed by what userspace keeps of it
+//! then a `u8`: 0, or for a flow in the kernel maps the directions the kernel carries (1 both,
+//! as lb put flows in before it carried one direction only; 2 client -> server; 3 server ->
+//! client), followed by what userspace keeps of it
 //! ([`KernelFlow`]): the two sockets' cookies (`u64`), their slots (`u32`), their baselines,
 //! the bytes read from each before the kernel took over, the passed bytes sent on each way and
 //! the bytes carried in the kernel each way (`u64` pairs), and the time since its last
@@ -83,7 +85,7 @@ pub fn encode((flow, kernel): Record<'_>, out: &mut Vec<u8>) {
         out.push(0);
         return;
     };
-    out.push(1);
+    out.push(kernel_tag(k.kernel));
     let u64s = [
         k.cookies.0,
         k.cookies.1,
@@ -101,6 +103,16 @@ pub fn encode((flow, kernel): Record<'_>, out: &mut Vec<u8>) {
     ];
     for v in u64s {
         out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// The record's `u8` for a kernel flow whose directions `kernel` (client -> server, server ->
+/// client) the kernel carries.
+fn kernel_tag(kernel: (bool, bool)) -> u8 {
+    match kernel {
+        (true, false) => 2,
+        (false, true) => 3,
+        _ => 1,
     }
 }
 
@@ -187,16 +199,18 @@ impl<'a> Reader<'a> {
 
     /// A kernel flow's state after its record's `u8` (0: none), checked against the record.
     fn kernel(&mut self, flow: &HandedFlow) -> Result<Option<KernelFlow>, String> {
-        match self.take(1, "kernel flag")?[0] {
+        let kernel = match self.take(1, "kernel flag")?[0] {
             0 => return Ok(None),
-            1 => {}
+            1 => (true, true),
+            2 => (true, false),
+            3 => (false, true),
             other => {
                 return Err(format!(
-                    "flow {}: kernel flag {other} (0 or 1 expected)",
+                    "flow {}: kernel flag {other} (0 to 3 expected)",
                     self.flow
                 ))
             }
-        }
+        };
         let k = KernelFlow {
             cookies: self.pair("socket cookie")?,
             slots: (self.slot("client slot")?, self.slot("server slot")?),
@@ -205,6 +219,7 @@ impl<'a> Reader<'a> {
             drained: self.pair("bytes drained")?,
             carried: self.pair("bytes carried in the kernel")?,
             idle: Duration::from_millis(self.u64("idle time")?),
+            kernel,
         };
         let i = self.flow;
         if k.cookies.0 == 0 || k.cookies.1 == 0 || k.cookies.0 == k.cookies.1 {
@@ -481,6 +496,7 @@ mod tests {
             drained: (10, 0),
             carried: (100, 4),
             idle: Duration::from_millis(250),
+            kernel: (true, false),
         }
     }
 
@@ -499,8 +515,17 @@ mod tests {
         let plain = flow();
         let msg = batch(&[(&plain, None), (&f, Some(&k))]);
         let got = decode(&msg[HEADER..], 2).unwrap();
-        assert_eq!(got, vec![(plain, None), (f, Some(k))]);
+        assert_eq!(got, vec![(plain, None), (f.clone(), Some(k))]);
         assert!(has_kernel(&got));
+        // Each set of kernel directions, the older lb's both-ways flows among them.
+        for kernel in [(true, true), (true, false), (false, true)] {
+            let k = KernelFlow { kernel, ..k };
+            let msg = batch(&[(&f, Some(&k))]);
+            assert_eq!(
+                decode(&msg[HEADER..], 1).unwrap(),
+                vec![(f.clone(), Some(k))]
+            );
+        }
         assert_eq!(fds_due(2, true), 4 + MAP_FDS);
         assert!(fds_due(MAX_BATCH, true) <= 253, "SCM_MAX_FD");
     }
@@ -549,14 +574,14 @@ mod tests {
         let mut unsent = rec.clone();
         unsent.unsent.0 = b"x".to_vec();
         assert!(lie(&unsent, &state).contains("unsent"));
-        // A flag that is neither 0 nor 1, and a slot past u32.
+        // A flag past 3, and a slot past u32.
         let mut bytes = Vec::new();
         encode((&rec, Some(&state)), &mut bytes);
         let mut plain = Vec::new();
         encode((&rec, None), &mut plain);
         let flag = plain.len() - 1;
-        bytes[flag] = 2;
-        assert!(decode(&bytes, 1).unwrap_err().contains("kernel flag 2"));
+        bytes[flag] = 4;
+        assert!(decode(&bytes, 1).unwrap_err().contains("kernel flag 4"));
         bytes[flag] = 1;
         let slot = flag + 1 + 16 + 4;
         bytes[slot] = 1;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::sockmap::drained_total;
 use super::super::sockopt;
-use super::{pair, pattern, run_flow_full, FlowEnd, FlowTimeouts, Plane};
+use super::{pair, pattern, run_flow_full, FlowEnd, FlowTimeouts, Plane, Way};
 
 /// What a client pushes at a receiver that doesn't read.
 const PUSH: usize = 256 << 20;
@@ -179,11 +179,11 @@ fn own_bound(plane: Plane) -> u64 {
         Plane::Splice => 1 << 20,
         // One ring buffer, then splice's pipe once the flow graduated.
         Plane::Ring => (1 << 20) + 16 * 1024,
-        Plane::Sockmap | Plane::SockmapHandOver => {
+        Plane::Sockmap(_) | Plane::SockmapHandOver => {
             lb_common::DEFAULT_BACKLOG + super::super::sockmap::DRAIN_CHUNK as u64
         }
         // Wherever the stall finds it: on the ring, on splice, or in the maps.
-        Plane::RingSockmap => own_bound(Plane::Ring).max(own_bound(Plane::Sockmap)),
+        Plane::RingSockmap => own_bound(Plane::Ring).max(own_bound(Plane::SockmapHandOver)),
     }
 }
 
@@ -273,7 +273,7 @@ fn push_at_a_stalled_reader(plane: Plane, upstream: bool) {
 
 #[test]
 fn push_at_a_stalled_backend_is_bounded_sockmap() {
-    push_at_a_stalled_reader(Plane::Sockmap, true);
+    push_at_a_stalled_reader(Plane::Sockmap(Way::Up), true);
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn push_at_a_stalled_backend_is_bounded_splice() {
 
 #[test]
 fn push_at_a_stalled_client_is_bounded_sockmap() {
-    push_at_a_stalled_reader(Plane::Sockmap, false);
+    push_at_a_stalled_reader(Plane::Sockmap(Way::Down), false);
 }
 
 #[test]
@@ -365,7 +365,7 @@ fn bursty_readers_both_ways(plane: Plane) {
         "{plane:?}: userspace moved {} KiB of paused bytes",
         drained >> 10
     );
-    if plane == Plane::Sockmap {
+    if matches!(plane, Plane::Sockmap(_)) {
         assert!(
             drained > 0,
             "no direction ever paused: the test tests nothing"
@@ -375,7 +375,12 @@ fn bursty_readers_both_ways(plane: Plane) {
 
 #[test]
 fn bursty_readers_both_ways_sockmap() {
-    bursty_readers_both_ways(Plane::Sockmap);
+    bursty_readers_both_ways(Plane::Sockmap(Way::Down));
+}
+
+#[test]
+fn bursty_readers_both_ways_sockmap_upload() {
+    bursty_readers_both_ways(Plane::Sockmap(Way::Up));
 }
 
 #[test]
@@ -432,7 +437,7 @@ fn half_close_after_a_pause(plane: Plane) {
 
 #[test]
 fn half_close_after_a_pause_sockmap() {
-    half_close_after_a_pause(Plane::Sockmap);
+    half_close_after_a_pause(Plane::Sockmap(Way::Up));
 }
 
 #[test]
@@ -566,7 +571,12 @@ fn echo_to_a_client_that_reads_late(plane: Plane, squeeze: bool) {
 
 #[test]
 fn echo_to_a_client_that_reads_late_sockmap() {
-    echo_to_a_client_that_reads_late(Plane::Sockmap, false);
+    echo_to_a_client_that_reads_late(Plane::Sockmap(Way::Down), false);
+}
+
+#[test]
+fn echo_to_a_client_that_reads_late_sockmap_upload() {
+    echo_to_a_client_that_reads_late(Plane::Sockmap(Way::Up), false);
 }
 
 #[test]
@@ -587,10 +597,13 @@ fn echo_to_a_client_that_reads_late_splice() {
 /// while 265 MB of the push were passed behind it (1 run in 12 with the test pinned to one CPU
 /// beside the plane tests; 1 in ~30 CI runs of the whole suite).
 #[test]
-#[ignore = "fails on the current sockmap plane: its bound relies on the psock worker moving \
-            redirected bytes at once (see the test's doc)"]
 fn echo_to_a_squeezed_client_that_reads_late_sockmap() {
-    echo_to_a_client_that_reads_late(Plane::Sockmap, true);
+    echo_to_a_client_that_reads_late(Plane::Sockmap(Way::Down), true);
+}
+
+#[test]
+fn echo_to_a_squeezed_client_that_reads_late_sockmap_upload() {
+    echo_to_a_client_that_reads_late(Plane::Sockmap(Way::Up), true);
 }
 
 #[test]
@@ -621,7 +634,7 @@ fn where_bytes_are(plane: Plane, lb: &[OwnedFd; 2]) -> String {
     let mut out = String::new();
     for (name, fd) in ["client socket", "server socket"].into_iter().zip(lb) {
         let fd = fd.as_fd();
-        let counts = matches!(plane, Plane::Sockmap | Plane::SockmapHandOver)
+        let counts = matches!(plane, Plane::Sockmap(_) | Plane::SockmapHandOver)
             .then(|| {
                 let cookie = sockopt::socket_cookie(fd).ok()?;
                 super::super::sockmap::peer_counts_now(super::maps_ids(), cookie)
@@ -703,8 +716,8 @@ fn reset_while_paused(plane: Plane, client_resets: bool) {
 
 #[test]
 fn reset_while_paused_sockmap() {
-    reset_while_paused(Plane::Sockmap, true);
-    reset_while_paused(Plane::Sockmap, false);
+    reset_while_paused(Plane::Sockmap(Way::Up), true);
+    reset_while_paused(Plane::Sockmap(Way::Up), false);
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::sockmap::policy::Way;
 use super::sockmap::{self, InsertStep, ThreadMaps};
 use super::{Dataplane, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Sock};
 
@@ -22,13 +23,16 @@ mod pre_read;
 mod resume;
 mod retransmit;
 
-/// A `#[test]` per plane (modules `sockmap_plane`, `splice_plane`, `ring_plane`,
-/// `ring_sockmap_plane`) for each scenario
+/// A `#[test]` per plane (modules `sockmap_plane`, `sockmap_upload_plane`, `splice_plane`,
+/// `ring_plane`, `ring_sockmap_plane`) for each scenario
 /// `fn NAME(plane: Plane)`.
 macro_rules! on_both_planes {
     ($($name:ident),* $(,)?) => {
         mod sockmap_plane {
-            $( #[test] fn $name() { super::$name(super::Plane::Sockmap); } )*
+            $( #[test] fn $name() { super::$name(super::Plane::Sockmap(super::Way::Down)); } )*
+        }
+        mod sockmap_upload_plane {
+            $( #[test] fn $name() { super::$name(super::Plane::Sockmap(super::Way::Up)); } )*
         }
         mod splice_plane {
             $( #[test] fn $name() { super::$name(super::Plane::Splice); } )*
@@ -113,8 +117,10 @@ fn pair_from(src: std::net::Ipv4Addr) -> Pair {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Plane {
-    /// In the maps from the start (`--sockmap-after 0`).
-    Sockmap,
+    /// In the maps from the start (`--sockmap-after 0`), the kernel carrying this direction
+    /// (the other spliced): lb chooses the download for such a flow, with nothing to judge by;
+    /// the upload is what a flow whose client sent more before its hand-over gets.
+    Sockmap(Way),
     /// On splice first, handed over to the maps after [`HAND_OVER_AFTER`] (lb's default way).
     SockmapHandOver,
     Splice,
@@ -164,7 +170,11 @@ fn run_flow_full(
 ) -> std::thread::JoinHandle<FlowReport> {
     let ids = (!matches!(plane, Plane::Splice | Plane::Ring))
         .then(maps_ids)
-        .map(|ids| backlog.map_or(ids, |b| ids.with_backlog(b)));
+        .map(|ids| backlog.map_or(ids, |b| ids.with_backlog(b)))
+        .map(|ids| match plane {
+            Plane::Sockmap(way) => ids.with_way(way),
+            _ => ids,
+        });
     std::thread::spawn(move || {
         // As lb's threads run: the ring's entries are submitted when the loop parks.
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -196,7 +206,7 @@ fn run_flow_full(
                     super::splice::forward(c.into_fd(), s.into_fd(), t, &kill, (0, 0)).await
                 }
                 Some(ids) => {
-                    let after = if plane == Plane::Sockmap {
+                    let after = if matches!(plane, Plane::Sockmap(_)) {
                         Duration::ZERO
                     } else {
                         HAND_OVER_AFTER
@@ -288,7 +298,7 @@ fn half_close_then_answer(plane: Plane) {
     // On the ring's way to the maps, whether the request's FIN came before the hand-over is a
     // matter of timing.
     if plane != Plane::RingSockmap {
-        assert_eq!(report.spliced_in_kernel, plane == Plane::Sockmap);
+        assert_eq!(report.spliced_in_kernel, matches!(plane, Plane::Sockmap(_)));
     }
 }
 
@@ -347,8 +357,7 @@ fn lone_request_before_insert(plane: Plane) {
 
 /// Sockmap trap 4: data sent between every insert step arrives (a source in `SOCKS` before its
 /// target is in `DEST` would have it dropped silently).
-#[test]
-fn data_between_insert_steps_is_not_lost_sockmap() {
+fn data_between_insert_steps_is_not_lost(way: Way) {
     let mut p = pair();
     let mut client = p.client.try_clone().unwrap();
     let mut backend = p.backend.try_clone().unwrap();
@@ -360,7 +369,7 @@ fn data_between_insert_steps_is_not_lost_sockmap() {
         std::thread::sleep(Duration::from_millis(5));
     });
     let flow = run_flow(
-        Plane::Sockmap,
+        Plane::Sockmap(way),
         p.client_fd,
         p.server_fd,
         FlowTimeouts::default(),
@@ -381,6 +390,12 @@ fn data_between_insert_steps_is_not_lost_sockmap() {
     assert_eq!(report.bytes_in, expected.len() as u64);
 }
 
+#[test]
+fn data_between_insert_steps_is_not_lost_sockmap() {
+    data_between_insert_steps_is_not_lost(Way::Down);
+    data_between_insert_steps_is_not_lost(Way::Up);
+}
+
 /// Sockmap trap 5: a client that sent data and its FIN before the insert can't enter the maps
 /// (neither as a source nor as a target): the flow is spliced and nothing is lost.
 #[test]
@@ -391,7 +406,7 @@ fn not_established_falls_back_to_splice_sockmap() {
     p.client.shutdown(Shutdown::Write).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let flow = run_flow(
-        Plane::Sockmap,
+        Plane::Sockmap(Way::Down),
         p.client_fd,
         p.server_fd,
         FlowTimeouts::default(),
@@ -449,8 +464,10 @@ fn reset_passed_on(plane: Plane, client_resets: bool) {
 
 #[test]
 fn reset_passed_on_sockmap() {
-    reset_passed_on(Plane::Sockmap, true);
-    reset_passed_on(Plane::Sockmap, false);
+    for way in [Way::Down, Way::Up] {
+        reset_passed_on(Plane::Sockmap(way), true);
+        reset_passed_on(Plane::Sockmap(way), false);
+    }
 }
 
 #[test]

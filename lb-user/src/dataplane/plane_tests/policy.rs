@@ -211,8 +211,9 @@ fn auto_keeps_small_flows_on_splice_and_moves_bulk_ones() {
 fn auto_keeps_new_flows_off_the_maps_after_a_pause() {
     let t = Thread::start(0.0);
     let drained_before = drained_total().load(std::sync::atomic::Ordering::Relaxed);
-    // A bulk flow into the maps, then a push of 32 MiB at a backend that reads nothing for
-    // a while: far more than the credit, so the direction pauses.
+    // A bulk flow into the maps (its download: the two ways carried as much, `kernel_way`),
+    // then a push of 32 MiB at a client that reads nothing for a while: far more than the
+    // credit, so the direction pauses.
     let mut p = pair();
     let (first_up, first_down) = prefill(&mut p, 21);
     let done = t.flow(p.client_fd, p.server_fd);
@@ -220,12 +221,12 @@ fn auto_keeps_new_flows_off_the_maps_after_a_pause() {
     expect(&mut p.client, &first_down, "first download");
     std::thread::sleep(WINDOW * 10);
     let push = pattern(32 << 20, 22);
-    let w = send_all(p.client.try_clone().unwrap(), push.clone());
+    let w = send_all(p.backend.try_clone().unwrap(), push.clone());
     std::thread::sleep(Duration::from_millis(500));
-    assert!(sha(&read_all(&mut p.backend)) == sha(&push), "push intact");
+    assert!(sha(&read_all(&mut p.client)) == sha(&push), "push intact");
     w.join().unwrap();
-    p.backend.shutdown(Shutdown::Write).unwrap();
-    assert!(read_all(&mut p.client).is_empty());
+    p.client.shutdown(Shutdown::Write).unwrap();
+    assert!(read_all(&mut p.backend).is_empty());
     let report = done.recv().unwrap();
     assert_eq!(report.end, FlowEnd::Closed);
     assert!(

@@ -1,7 +1,7 @@
 //! A paused in-kernel direction goes back to redirecting under a sender that never stops
-//! (issue #10, point 0). Each direction of the flow gets no credit at its insert (a test
-//! switch), so the program passes its first skb and pauses it; both ends then push 64 MiB at
-//! once as fast as loopback takes them. Before the resume handshake of `drain_passed`, such a
+//! (issue #10, point 0). The flow's kernel direction (each in turn; the other is spliced) gets
+//! no credit at its insert (a test switch), so the program passes its first skb and pauses it;
+//! both ends then push 64 MiB at once as fast as loopback takes them. Before the resume handshake of `drain_passed`, such a
 //! direction stayed in userspace's copy loop to its end.
 
 use std::io::Write;
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::super::sockmap::policy::Way;
 use super::super::sockmap::{self, ended_counts};
 use super::super::sockopt;
 use super::backpressure::read_hashed;
@@ -34,14 +35,13 @@ fn push(mut w: TcpStream, data: Vec<u8>) -> std::thread::JoinHandle<[u8; 32]> {
     })
 }
 
-#[test]
-fn paused_directions_resume_under_continuous_senders() {
+fn paused_direction_resumes_under_continuous_senders(way: Way) {
     let p = pair();
     let cookies = (
         sockopt::socket_cookie(p.client_fd.as_fd()).unwrap(),
         sockopt::socket_cookie(p.server_fd.as_fd()).unwrap(),
     );
-    let ids = maps_ids().with_first_credit(0);
+    let ids = maps_ids().with_first_credit(0).with_way(way);
     let (c, s) = (p.client_fd, p.server_fd);
     let flow = std::thread::spawn(move || {
         super::block_on_local(async move {
@@ -67,22 +67,39 @@ fn paused_directions_resume_under_continuous_senders() {
         (report.bytes_in, report.bytes_out),
         (PUSH as u64, PUSH as u64)
     );
-    for (cookie, way) in [(cookies.0, "upload"), (cookies.1, "download")] {
-        let counts = ended_counts(cookie).expect("the flow's counts were recorded");
-        eprintln!(
-            "{way}: {} bytes redirected, {} passed",
-            counts.bytes, counts.passed
-        );
-        assert!(counts.passed > 0, "{way}: the direction paused");
-        // With no credit at the insert, every redirected byte came after the pause. (Each
-        // credit's end pauses the direction again, and a pause copies what the sender queued
-        // by then, so most of the stream is still copied here: see the module header of
-        // `sockmap`.)
-        assert!(
-            counts.bytes >= MIN_REDIRECTED,
-            "{way}: the direction resumed redirecting: {} bytes redirected, {} passed",
-            counts.bytes,
-            counts.passed
-        );
-    }
+    let (cookie, spliced) = match way {
+        Way::Up => (cookies.0, cookies.1),
+        Way::Down => (cookies.1, cookies.0),
+    };
+    assert_eq!(
+        ended_counts(spliced),
+        None,
+        "{way:?}: the other direction stayed on splice"
+    );
+    let counts = ended_counts(cookie).expect("the flow's counts were recorded");
+    eprintln!(
+        "{way:?}: {} bytes redirected, {} passed",
+        counts.bytes, counts.passed
+    );
+    assert!(counts.passed > 0, "{way:?}: the direction paused");
+    // With no credit at the insert, every redirected byte came after the pause. (Each
+    // credit's end pauses the direction again, and a pause copies what the sender queued
+    // by then, so most of the stream is still copied here: see the module header of
+    // `sockmap`.)
+    assert!(
+        counts.bytes >= MIN_REDIRECTED,
+        "{way:?}: the direction resumed redirecting: {} bytes redirected, {} passed",
+        counts.bytes,
+        counts.passed
+    );
+}
+
+#[test]
+fn a_paused_upload_resumes_under_continuous_senders() {
+    paused_direction_resumes_under_continuous_senders(Way::Up);
+}
+
+#[test]
+fn a_paused_download_resumes_under_continuous_senders() {
+    paused_direction_resumes_under_continuous_senders(Way::Down);
 }

@@ -10,7 +10,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::{pair_from, pattern, run_flow_full, FlowEnd, FlowTimeouts, Plane};
+use super::{pair_from, pattern, run_flow_full, FlowEnd, FlowTimeouts, Plane, Way};
 
 /// Bytes the rebuilt sender sends again (lb's socket has them already).
 const REPEAT: usize = 200;
@@ -271,7 +271,7 @@ fn overlapping_retransmission_is_forwarded_once(plane: Plane) {
 
 #[test]
 fn overlapping_retransmission_is_forwarded_once_sockmap() {
-    overlapping_retransmission_is_forwarded_once(Plane::Sockmap);
+    overlapping_retransmission_is_forwarded_once(Plane::Sockmap(Way::Up));
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //! last of them.
 //!
 //! A flow is handed over only while both its directions wait for an event, where userspace
-//! holds none of its bytes (no drain in progress): what the program passed meanwhile waits in
+//! holds none of its bytes (no drain in progress, nothing in the spliced direction's pipe or
+//! buffer: the kernel carries one direction of a flow, [`super::policy::Way`]): what the program passed meanwhile waits in
 //! the kernel, and the new process sends it on ([`ThreadMaps`]'s drain, woken by the old ring
 //! or by the periodic look [`OldMaps`] asks for while the old process may still have eaten a
 //! wake). The old process keeps its loaded program alive ([`maps_handed_over`]): unloading it
@@ -104,18 +105,24 @@ pub struct KernelFlow {
     pub read: (u64, u64),
     /// Passed bytes userspace has sent on, client -> server and server -> client.
     pub drained: (u64, u64),
-    /// Bytes carried in the kernel phase so far each way (redirected + drained).
+    /// Bytes carried in the kernel phase so far each way (redirected + drained in the kernel
+    /// direction, spliced in the other).
     pub carried: (u64, u64),
     /// Time since the flow's last activity.
     pub idle: Duration,
+    /// Which directions the kernel carries, client -> server and server -> client: one (the
+    /// other is spliced, [`super::policy::Way`]), or both for a flow an older lb put in.
+    pub kernel: (bool, bool),
 }
 
 impl KernelFlow {
-    /// The record of a flow wholly in `maps`, as `ins` says, at a quiet point.
+    /// The record of a flow in `maps`, as `ins` says, at a quiet point; `spliced`: the bytes
+    /// its spliced direction moved so far (client -> server, server -> client).
     pub(super) fn of(
         maps: &ThreadMaps,
         ins: &Inserted,
         drained: (u64, u64),
+        spliced: (u64, u64),
         last: Instant,
     ) -> Self {
         let bytes = |cookie| maps.peer_info(cookie).map_or(0, |p| p.bytes);
@@ -126,11 +133,23 @@ impl KernelFlow {
             read: (ins.client_read, ins.server_read),
             drained,
             carried: (
-                bytes(ins.client_cookie) + drained.0,
-                bytes(ins.server_cookie) + drained.1,
+                bytes(ins.client_cookie) + drained.0 + spliced.0,
+                bytes(ins.server_cookie) + drained.1 + spliced.1,
             ),
             idle: last.elapsed(),
+            kernel: (ins.up_kernel, ins.down_kernel),
         }
+    }
+
+    /// Cookies of the sockets whose data the program sees (their `PEER` and `CREDIT` entries
+    /// must exist).
+    fn kernel_sources(&self) -> impl Iterator<Item = u64> {
+        [
+            (self.kernel.0, self.cookies.0),
+            (self.kernel.1, self.cookies.1),
+        ]
+        .into_iter()
+        .filter_map(|(on, cookie)| on.then_some(cookie))
     }
 
     /// Bytes read from the client and from the server since accept.
@@ -139,7 +158,7 @@ impl KernelFlow {
     }
 }
 
-/// Offers a flow wholly in the kernel through `ask` (duplicates of its sockets and `k`);
+/// Offers a flow in the kernel maps through `ask` (duplicates of its sockets and `k`);
 /// `true` once the other process has taken it.
 pub(super) async fn offer(
     ask: HandOffAsk,
@@ -248,7 +267,7 @@ impl OldMaps {
             Ok(h) => h,
             Err(e) => return Some(e.to_string()),
         };
-        for cookie in [k.cookies.0, k.cookies.1] {
+        for cookie in k.kernel_sources() {
             if peer.get(&cookie, 0).is_err() || credit.get(&cookie, 0).is_err() {
                 return Some(format!("no map entry for socket cookie {cookie}"));
             }
@@ -289,6 +308,7 @@ impl OldMaps {
             rule: mine.rule,
             evidence: super::policy::Evidence::default(),
             first_credit: None,
+            forced_way: None,
         }))
     }
 }
@@ -319,8 +339,8 @@ pub async fn serve(
         server_base: k.bases.1,
         client_read: k.read.0,
         server_read: k.read.1,
-        up_kernel: true,
-        down_kernel: true,
+        up_kernel: k.kernel.0,
+        down_kernel: k.kernel.1,
     };
     let resume = Resume {
         since: Instant::now()
@@ -331,8 +351,14 @@ pub async fn serve(
         offerable: false,
     };
     let mut r = serve_inserted(&maps, Ok(ins), (client, server), t, kill, resume).await;
-    r.bytes_in = r.bytes_in.saturating_sub(k.carried.0);
-    r.bytes_out = r.bytes_out.saturating_sub(k.carried.1);
+    // A kernel direction's counts go on from the old process's (the program's `bytes`, the
+    // drained count it resumed from); a spliced direction counts from 0 here.
+    if k.kernel.0 {
+        r.bytes_in = r.bytes_in.saturating_sub(k.carried.0);
+    }
+    if k.kernel.1 {
+        r.bytes_out = r.bytes_out.saturating_sub(k.carried.1);
+    }
     r
 }
 

@@ -18,7 +18,7 @@ use super::super::{
     HandOverAt, KillSwitch, Stop,
 };
 use super::drain::{drain_passed, pass_fin_when_drained, KernelDir};
-use super::policy::Verdict;
+use super::policy::{kernel_way, Verdict};
 use super::watch::{Registration, WOKEN};
 use super::{InsertStep, Inserted, ThreadMaps, REPEATED_TOTAL};
 
@@ -81,7 +81,9 @@ async fn kernel_dir(
     end
 }
 
-/// Forwards a pair in the kernel where it can, splice where it can't (see the module docs).
+/// Forwards a pair: one direction in the kernel where it can ([`kernel_way`] chooses which), the
+/// other on splice, and the whole flow on splice where the kernel can't take it (see the module
+/// docs).
 ///
 /// A flow starts on splice and moves into the maps once it has lived the thread's
 /// `hand_over_after` (at the first moment after that when no byte is in a pipe): short
@@ -187,7 +189,8 @@ pub(in crate::dataplane) fn in_kernel<'a>(
 ) -> impl std::future::Future<Output = FlowReport> + 'a {
     // Not an `async fn`: its arguments would stay in every kernel flow's future beside
     // `serve_inserted`'s (248 bytes); the insert is synchronous, so only the serving awaits.
-    let ins = maps.insert(client.as_fd(), server.as_fd(), read, hook);
+    let way = maps.forced_way.unwrap_or_else(|| kernel_way(read));
+    let ins = maps.insert(client.as_fd(), server.as_fd(), read, way, hook);
     let resume = Resume {
         since,
         drained: (0, 0),
@@ -227,14 +230,23 @@ pub(super) async fn serve_inserted(
     let since = resume.since;
     let cfd = client.as_raw_fd();
     let sfd = server.as_raw_fd();
-    // Only a flow with a splice direction registers with tokio's reactor: that registration
-    // asks for EPOLLIN, and every skb the kernel forwards would then wake this thread.
+    // A flow with a splice direction registers its sockets with tokio's reactor, the spliced
+    // direction's source for reading and its destination for writing only: that destination
+    // is the kernel direction's source, and `sk_psock_verdict_data_ready` signals EPOLLIN
+    // after every skb the program handles, which a read interest would wake this thread for.
+    // (Both directions in the kernel: only a flow adopted from an older lb.)
     let fds = if ins.up_kernel && ins.down_kernel {
         Fds::Plain(client, server)
     } else {
+        use tokio::io::Interest;
+        let (client_for, server_for) = if ins.down_kernel {
+            (Interest::READABLE, Interest::WRITABLE)
+        } else {
+            (Interest::WRITABLE, Interest::READABLE)
+        };
         let (Ok(c), Ok(s)) = (
-            super::super::async_fd(client),
-            super::super::async_fd(server),
+            super::super::async_fd_for(client, client_for),
+            super::super::async_fd_for(server, server_for),
         ) else {
             maps.remove(&ins);
             return FlowReport::local_error();
@@ -280,7 +292,8 @@ pub(super) async fn serve_inserted(
     let server_done = Cell::new(false);
     // A flow wholly in the kernel parks its two directions here for a binary upgrade.
     let stop = Stop::default();
-    let offerable = resume.offerable && ins.up_kernel && ins.down_kernel;
+    // The spliced direction parks on `stop` too, whenever its pump holds no byte.
+    let offerable = resume.offerable;
     let mut handed = false;
     let end = {
         // Pinned where they are built: moved into `drive_or_hand_over`, each would take room in
@@ -372,6 +385,7 @@ pub(super) async fn serve_inserted(
                     maps,
                     &ins,
                     (drained_in.get(), drained_out.get()),
+                    (splice_in.get(), splice_out.get()),
                     last_activity(),
                 );
                 // Boxed: only a flow being handed off needs its state.

@@ -1,7 +1,9 @@
-//! The in-kernel data plane: load the `lb-ebpf` stream-verdict program, insert both sockets of
-//! each established flow into the sockmaps, and from userspace only watch for FIN/RST, idle
-//! time and the program's wakes. A direction whose source socket can't enter the map (no longer
-//! ESTABLISHED, map full) is carried by splice(2) instead, so every flow is served.
+//! The in-kernel data plane: load the `lb-ebpf` stream-verdict program, insert one direction of
+//! each established flow into the sockmaps (its source into `SOCKS`, its destination into
+//! `DEST`; the other direction is spliced: [`policy::Way`] says why never both), and from
+//! userspace only watch for FIN/RST, idle time and the program's wakes. A flow whose source
+//! can't enter the map (no longer ESTABLISHED, map full) is carried by splice(2) instead, so
+//! every flow is served.
 //!
 //! The traps of shared/notes/sockmap.md and where each is handled:
 //! 1. FIN as a zero-length skb: dropped by the program (`lb-ebpf`).
@@ -40,13 +42,16 @@
 //!   source's receive memory, so TCP's window closes (`tcp_space`) as it does for a proxy that
 //!   doesn't read. But only if the source's psock queues no skb redirected *to* it: otherwise
 //!   `sk_psock_verdict_apply` puts the passed skb behind them in `ingress_skb`, charged to
-//!   nothing until they are sent, and the window stays open. They wait there when the socket's
-//!   own reader doesn't read either and its send queue is full (`sk_psock_backlog` retries on
-//!   `-EAGAIN` forever). So a direction's credit is also capped by what its destination's send
-//!   queue takes at once (half of `SO_SNDBUF` less `SIOCOUTQ`, [`ThreadMaps::credit_limit`]):
-//!   what it redirects is then sent on without waiting for a reader, and the psock queue
-//!   empties. Without the cap, a client that pushes and never reads, at a backend that echoes,
-//!   got its whole 256 MiB push into the kernel's queues in 3 of 6 runs on a loaded machine.
+//!   nothing until they are sent, and the window stays open. So no socket is both a source and
+//!   a target: the kernel carries one direction of a flow, the other is spliced
+//!   ([`policy::Way`]). (With both in the maps, a client that pushed and read nothing, at a
+//!   backend that echoed, got its whole 256 MiB push into the kernel's queues whenever the
+//!   psock worker ran late: 2 MB waited unmoved in the client socket's `ingress_skb` for
+//!   231 ms while 265 MB were passed behind them; every run with the client's `SO_SNDBUF`
+//!   squeezed, `echo_to_a_squeezed_client_that_reads_late_sockmap`.) A direction's credit is
+//!   also capped by what its destination's send queue takes at once (half of `SO_SNDBUF` less
+//!   `SIOCOUTQ`, [`ThreadMaps::credit_room`]): what waits in a psock queue is charged to no
+//!   socket buffer, so it is kept to what the destination's own buffer would hold.
 //! - *Order.* Once one skb of a direction was passed, the program passes every later one too
 //!   until userspace has sent every passed byte on (`CREDIT.drained == PEER.passed`), so a
 //!   redirected skb never overtakes a passed one. Userspace writes passed bytes to the peer only
@@ -82,20 +87,11 @@
 //!   evidence ([`policy`]).
 //!
 //! The bound: a direction whose receiver stops reading holds at most `backlog` (and at most
-//! what the peer's send queue takes) in the peer's psock queue, 256 KiB in lb's drain buffer, what the source's receive buffer admits
-//! (`SO_RCVBUF`) and what the peer's send buffer admits (`SO_SNDBUF`), as splice holds its
-//! 1 MiB pipe and the same two buffers.
-//!
-//! Known gap in that bound: it holds only while the psock worker (`sk_psock_backlog`, a work
-//! item on the system workqueue of the CPU that ran the verdict) moves redirected skbs into the
-//! peer's send queue at once. Until it runs, they wait in the peer's `ingress_skb`, and what
-//! the program passes on that same socket as a source meanwhile queues behind them, charged to
-//! nothing, so the source's window stays open; the pushing sender then keeps the CPU, which
-//! delays the worker further. On a loaded machine (the plane tests pinned to one CPU beside
-//! other sockmap flows) 2 MB waited there for 231 ms while 265 MB of a push were passed behind
-//! them; a send buffer the kernel shrinks under memory pressure (`sk_stream_moderate_sndbuf`)
-//! does the same without an end. The credit cap above only keeps what the peer *could* take.
-//! Test: `echo_to_a_squeezed_client_that_reads_late_sockmap` (ignored until this is fixed).
+//! what the peer's send queue takes) in the peer's psock queue, 256 KiB in lb's drain buffer,
+//! what the source's receive buffer admits (`SO_RCVBUF`) and what the peer's send buffer
+//! admits (`SO_SNDBUF`), as splice holds its 1 MiB pipe and the same two buffers. It holds
+//! however late the psock worker runs: what waits for it is the credit, and what the program
+//! passes meanwhile is charged to the source.
 
 pub mod adopt;
 mod drain;
@@ -126,7 +122,7 @@ pub(crate) use drain::{drained_total, DRAIN_CHUNK};
 pub(super) use flow::in_kernel;
 pub use flow::{forward, forward_after, forward_with_hook};
 use flow::{serve_inserted, Resume};
-use policy::{Choosing, Evidence, Rule};
+use policy::{Choosing, Evidence, Rule, Way};
 pub use watch::HupWatcher;
 
 /// Bytes the program cut off retransmitted skbs as repeats, all flows of the process (tests
@@ -197,6 +193,9 @@ pub struct MapIds {
     /// The credit a flow gets at its insert, instead of [`ThreadMaps::credit_limit`]'s (tests:
     /// 0 pauses each direction at its first skb).
     first_credit: Option<u64>,
+    /// The direction every flow puts into the maps, instead of [`policy::kernel_way`]'s
+    /// (tests: a flow entering at once has no bytes to choose by).
+    way: Option<Way>,
 }
 
 impl MapIds {
@@ -254,6 +253,16 @@ impl MapIds {
     pub(crate) fn with_first_credit(self, bytes: u64) -> Self {
         Self {
             first_credit: Some(bytes),
+            ..self
+        }
+    }
+
+    /// The same maps, with every flow putting `way` into them.
+    #[cfg(test)]
+    #[must_use]
+    pub(crate) fn with_way(self, way: Way) -> Self {
+        Self {
+            way: Some(way),
             ..self
         }
     }
@@ -342,6 +351,7 @@ pub fn load() -> Result<Loaded, LoadError> {
         backlog: DEFAULT_BACKLOG,
         rule: Rule::default(),
         first_credit: None,
+        way: None,
     };
     adopt::loaded(ids, [id(WAKE_MAP, &ebpf)?, id(WAKE_LOST_MAP, &ebpf)?]);
     let wakes = RingBuf::try_from(
@@ -390,6 +400,8 @@ pub struct ThreadMaps {
     evidence: Evidence,
     /// [`MapIds::first_credit`].
     first_credit: Option<u64>,
+    /// [`MapIds::way`].
+    forced_way: Option<Way>,
 }
 
 /// A thread's range of map slots: never-used ones from `next`, returned ones on `free`.
@@ -439,6 +451,18 @@ struct Inserted {
     down_kernel: bool,
 }
 
+impl Inserted {
+    /// Cookies of the sockets whose data the program sees: `PEER` and `CREDIT` are theirs.
+    fn kernel_sources(&self) -> impl Iterator<Item = u64> {
+        [
+            (self.up_kernel, self.client_cookie),
+            (self.down_kernel, self.server_cookie),
+        ]
+        .into_iter()
+        .filter_map(|(on, cookie)| on.then_some(cookie))
+    }
+}
+
 fn is_not_established(e: &aya::maps::MapError) -> bool {
     matches!(e, aya::maps::MapError::SyscallError(s)
         if s.io_error.raw_os_error() == Some(libc::EOPNOTSUPP))
@@ -477,6 +501,7 @@ impl ThreadMaps {
             rule: ids.rule,
             evidence: Evidence::default(),
             first_credit: ids.first_credit,
+            forced_way: ids.way,
         }))
     }
 
@@ -495,15 +520,17 @@ impl ThreadMaps {
         &self.evidence
     }
 
-    /// Inserts a pair, in the order that loses nothing: both into `DEST`, both `PEER` entries,
-    /// then `SOCKS`, then `SO_RCVLOWAT`. A socket that is no longer ESTABLISHED can't enter a
-    /// sockmap: the directions that would need it are left to splice. `None` = nothing in the
-    /// kernel (no slots, or neither direction could be set up).
+    /// Inserts one direction of a pair (`way`, [`policy::kernel_way`]), in the order that
+    /// loses nothing: its destination into `DEST`, its source's `PEER` and `CREDIT` entries,
+    /// the source into `SOCKS`, then `SO_RCVLOWAT`. The other direction stays on splice: no
+    /// socket is ever both a source and a target ([`Way`]). `None` = nothing in the kernel
+    /// (no slots, or the source is no longer ESTABLISHED: a sockmap refuses it).
     fn insert(
         &self,
         client: BorrowedFd<'_>,
         server: BorrowedFd<'_>,
         (client_read, server_read): (u64, u64),
+        way: Way,
         hook: &mut dyn FnMut(InsertStep),
     ) -> Option<Inserted> {
         let (client_slot, server_slot) = {
@@ -533,85 +560,77 @@ impl ThreadMaps {
                 sockopt::written(fd).unwrap_or(0)
             }
         };
+        let (src, src_slot, src_cookie, dst, dst_slot) = match way {
+            Way::Up => (client, client_slot, client_cookie, server, server_slot),
+            Way::Down => (server, server_slot, server_cookie, client, client_slot),
+        };
         let mut ins = Inserted {
             client_slot,
             server_slot,
             client_cookie,
             server_cookie,
-            client_base: base(client, server_read),
-            server_base: base(server, client_read),
+            // Only the destination's baseline is ever read (`KernelDir::dst_base`).
+            client_base: if way == Way::Down {
+                base(client, server_read)
+            } else {
+                0
+            },
+            server_base: if way == Way::Up {
+                base(server, client_read)
+            } else {
+                0
+            },
             client_read,
             server_read,
             up_kernel: false,
             down_kernel: false,
         };
-        // 1. Redirect targets first (trap 4). A direction can run in the kernel only if its
-        //    destination is in DEST.
-        let (client_dest, server_dest) = {
-            let mut dest = self.dest.borrow_mut();
-            let c = dest.set(client_slot, &client, 0).is_ok();
-            let s = dest.set(server_slot, &server, 0).is_ok();
-            (c, s)
-        };
+        // 1. The redirect target first (trap 4).
+        let in_dest = self.dest.borrow_mut().set(dst_slot, &dst, 0).is_ok();
         hook(InsertStep::Dest);
-        // 2. Where each socket's data goes, and how much of it may be in flight.
-        {
-            let mut peer = self.peer.borrow_mut();
-            let mut credit = self.credit.borrow_mut();
-            let mut add = |cookie, slot, dst| {
-                let mut first = self.credit(0, 0, dst);
-                if let Some(bytes) = self.first_credit {
-                    first.limit = bytes;
-                }
-                let entry = PeerInfo {
-                    peer_slot: slot,
-                    limit: first.limit,
-                    ..PeerInfo::default()
-                };
-                credit.insert(cookie, first, 0).is_ok() && peer.insert(cookie, entry, 0).is_ok()
+        // 2. Where the source's data goes, and how much of it may be in flight.
+        let entries = in_dest && {
+            let mut first = self.credit(0, 0, dst);
+            if let Some(bytes) = self.first_credit {
+                first.limit = bytes;
+            }
+            let entry = PeerInfo {
+                peer_slot: dst_slot,
+                limit: first.limit,
+                ..PeerInfo::default()
             };
-            ins.up_kernel = server_dest && add(client_cookie, server_slot, server);
-            ins.down_kernel = client_dest && add(server_cookie, client_slot, client);
-        }
+            self.credit
+                .borrow_mut()
+                .insert(src_cookie, first, 0)
+                .is_ok()
+                && self.peer.borrow_mut().insert(src_cookie, entry, 0).is_ok()
+        };
         hook(InsertStep::Peer);
-        // 3. Sources last: from here on the program sees their data.
-        {
-            let mut socks = self.socks.borrow_mut();
-            if ins.up_kernel {
-                match socks.set(client_slot, &client, 0) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        if !is_not_established(&e) {
-                            log::debug!("sockmap insert of client failed: {e}");
-                        }
-                        ins.up_kernel = false;
+        // 3. The source last: from here on the program sees its data.
+        let in_socks = entries
+            && match self.socks.borrow_mut().set(src_slot, &src, 0) {
+                Ok(()) => true,
+                Err(e) => {
+                    if !is_not_established(&e) {
+                        log::debug!("sockmap insert of the source ({way:?}) failed: {e}");
                     }
+                    false
                 }
-            }
-            if ins.down_kernel {
-                match socks.set(server_slot, &server, 0) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        if !is_not_established(&e) {
-                            log::debug!("sockmap insert of server failed: {e}");
-                        }
-                        ins.down_kernel = false;
-                    }
-                }
-            }
-        }
+            };
         hook(InsertStep::Socks);
-        // 4. Make the kernel run the program on data queued before the insert (trap 3).
-        if ins.up_kernel {
-            let _ = sockopt::set_rcvlowat(client, 1);
+        match way {
+            Way::Up => ins.up_kernel = in_socks,
+            Way::Down => ins.down_kernel = in_socks,
         }
-        if ins.down_kernel {
-            let _ = sockopt::set_rcvlowat(server, 1);
-        }
-        if !ins.up_kernel && !ins.down_kernel {
-            self.remove(&ins);
+        if !in_socks {
+            let _ = self.dest.borrow_mut().clear_index(&dst_slot);
+            let _ = self.peer.borrow_mut().remove(&src_cookie);
+            let _ = self.credit.borrow_mut().remove(&src_cookie);
+            self.release_slots(client_slot, server_slot);
             return None;
         }
+        // 4. Make the kernel run the program on data queued before the insert (trap 3).
+        let _ = sockopt::set_rcvlowat(src, 1);
         Some(ins)
     }
 
@@ -638,13 +657,13 @@ impl ThreadMaps {
         self.release_slots(ins.client_slot, ins.server_slot);
     }
 
-    /// Deletes a flow's `PEER` and `CREDIT` entries.
+    /// Deletes a flow's `PEER` and `CREDIT` entries (its kernel direction's source has them).
     fn remove_entries(&self, ins: &Inserted) {
         let mut peer = self.peer.borrow_mut();
         let mut credit = self.credit.borrow_mut();
-        for cookie in [&ins.client_cookie, &ins.server_cookie] {
-            let _ = peer.remove(cookie);
-            let _ = credit.remove(cookie);
+        for cookie in ins.kernel_sources() {
+            let _ = peer.remove(&cookie);
+            let _ = credit.remove(&cookie);
         }
     }
 
@@ -659,10 +678,8 @@ impl ThreadMaps {
 
     /// Bytes a direction into `dst` may have in flight: `backlog`, but never more than `dst`'s
     /// send queue takes at once. Redirected bytes that `dst` can't take wait in `dst`'s psock
-    /// queue, and while any wait there, what the program passes on `dst` as a *source* (the
-    /// other direction, paused) queues behind them uncharged, with its TCP window open (see
-    /// the module header). So a direction may put in flight only what its destination will
-    /// take without its reader.
+    /// queue, charged to no socket buffer (see the module header), so a direction may put in
+    /// flight only what its destination will take without its reader.
     fn credit_room(&self, dst: BorrowedFd<'_>) -> u64 {
         self.backlog.min(sockopt::send_room(dst).unwrap_or(0))
     }

@@ -41,6 +41,35 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+/// The one direction of a flow the kernel carries; the other stays on splice.
+///
+/// Never both: a socket that is a source in `SOCKS` (its data goes through the program) and
+/// also a redirect target (the other direction's skbs wait in its psock's `ingress_skb` until
+/// the backlog worker sends them) has what the program *passes* on it queued behind those
+/// skbs, charged to no receive buffer: its TCP window stays open, and a client that pushes and
+/// doesn't read got a whole 256 MiB push into the kernel's queues whenever the worker ran late
+/// (module header of [`super`]). With one direction in the maps, no socket is both: the
+/// source's passed skbs are charged to it, and the target only sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    /// Client to server (an upload).
+    Up,
+    /// Server to client (a download, an answer).
+    Down,
+}
+
+/// Which direction of a flow enters the maps: the one that carried more before its hand-over
+/// point (`read`: bytes read from the client and from the server so far); the download when
+/// they are equal or nothing was read yet (a flow entering at once), as answers are where the
+/// bulk of most traffic is.
+pub fn kernel_way((from_client, from_server): (u64, u64)) -> Way {
+    if from_client > from_server {
+        Way::Up
+    } else {
+        Way::Down
+    }
+}
+
 /// How a process's sockmap plane chooses the flows that enter the maps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Choosing {
@@ -365,6 +394,14 @@ mod tests {
             enter_maps(Rule::default(), Some(BULK_BYTES), seen, now),
             Verdict::Enter
         );
+    }
+
+    #[test]
+    fn the_busier_direction_enters_the_maps_and_the_download_by_default() {
+        assert_eq!(kernel_way((0, 0)), Way::Down, "nothing read yet: at once");
+        assert_eq!(kernel_way((5, 5)), Way::Down);
+        assert_eq!(kernel_way((4, 5 << 20)), Way::Down);
+        assert_eq!(kernel_way((5 << 20, 4)), Way::Up);
     }
 
     #[test]
