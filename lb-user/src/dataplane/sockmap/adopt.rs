@@ -144,12 +144,7 @@ impl KernelFlow {
     /// Cookies of the sockets whose data the program sees (their `PEER` and `CREDIT` entries
     /// must exist).
     fn kernel_sources(&self) -> impl Iterator<Item = u64> {
-        [
-            (self.kernel.0, self.cookies.0),
-            (self.kernel.1, self.cookies.1),
-        ]
-        .into_iter()
-        .filter_map(|(on, cookie)| on.then_some(cookie))
+        super::kernel_sources(self.kernel, self.cookies)
     }
 
     /// Bytes read from the client and from the server since accept.

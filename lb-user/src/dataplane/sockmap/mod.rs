@@ -454,13 +454,19 @@ struct Inserted {
 impl Inserted {
     /// Cookies of the sockets whose data the program sees: `PEER` and `CREDIT` are theirs.
     fn kernel_sources(&self) -> impl Iterator<Item = u64> {
-        [
-            (self.up_kernel, self.client_cookie),
-            (self.down_kernel, self.server_cookie),
-        ]
+        kernel_sources(
+            (self.up_kernel, self.down_kernel),
+            (self.client_cookie, self.server_cookie),
+        )
+    }
+}
+
+/// Of a flow's client and server `cookies`, those of the sources of the directions the kernel
+/// carries (`kernel`: client -> server, server -> client).
+fn kernel_sources(kernel: (bool, bool), cookies: (u64, u64)) -> impl Iterator<Item = u64> {
+    [(kernel.0, cookies.0), (kernel.1, cookies.1)]
         .into_iter()
         .filter_map(|(on, cookie)| on.then_some(cookie))
-    }
 }
 
 fn is_not_established(e: &aya::maps::MapError) -> bool {
