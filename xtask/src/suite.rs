@@ -1,7 +1,12 @@
 //! `cargo xtask test`: the whole suite as CI runs it — setup, fmt, clippy, release build, tests,
 //! and a short slice of every fuzz target — stopping at the first failing step (but running every
 //! test binary), timing each, and ending with one totals line and the names of the failed tests.
+//!
+//! Each step starts and ends by showing the free disk space, and a failure says when the disk was
+//! nearly full.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -111,6 +116,38 @@ pub fn test(root: &Path, extra: &[String]) -> Result<()> {
     result
 }
 
+/// Below this much free space a failing step is said to have met a nearly full disk: a linker
+/// writes hundreds of MiB at once, and what a failed write had written is often gone again by the
+/// time the step's failure is reported.
+const LOW_DISK: u64 = 2 << 30;
+
+/// The space left for us on the disk holding `dir` (statvfs's `f_bavail`, df's "Available": here
+/// the blocks reserved for others are not root's either); `None` when it cannot be read.
+fn free_space(dir: &Path) -> Option<u64> {
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is NUL-terminated and statvfs only writes the struct it is given.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &raw mut st) != 0 {
+            return None;
+        }
+        st
+    };
+    // Both are 64-bit on the 64-bit Linux targets lb builds for.
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// `disk: 41.3 GiB free` for a step's opening and closing lines, and whether that is nearly full.
+pub fn disk_note(free: Option<u64>) -> (String, bool) {
+    match free {
+        Some(b) => (
+            format!("disk: {:.1} GiB free", b as f64 / f64::from(1u32 << 30)),
+            b < LOW_DISK,
+        ),
+        None => ("disk: free space unknown".to_owned(), false),
+    }
+}
+
 fn steps(
     root: &Path,
     extra: &[String],
@@ -118,20 +155,29 @@ fn steps(
     totals: &mut Totals,
 ) -> Result<()> {
     let mut step = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
-        eprintln!("==> {name}");
+        eprintln!("==> {name} ({})", disk_note(free_space(root)).0);
         let start = Instant::now();
         let result = f();
         let took = start.elapsed();
         timings.push((name, took));
+        let (disk, low) = disk_note(free_space(root));
         match result {
             Ok(()) => {
-                eprintln!("<== {name}: ok ({:.1}s)", took.as_secs_f64());
+                eprintln!("<== {name}: ok ({:.1}s, {disk})", took.as_secs_f64());
                 Ok(())
             }
-            Err(e) => bail!(
-                "step `{name}` failed after {:.1}s: {e:#}",
-                took.as_secs_f64()
-            ),
+            Err(e) => {
+                let full = if low {
+                    "; the disk is nearly full: a write that found no space (\"No space left on \
+                     device\") is the likely cause"
+                } else {
+                    ""
+                };
+                bail!(
+                    "step `{name}` failed after {:.1}s ({disk}{full}): {e:#}",
+                    took.as_secs_f64()
+                )
+            }
         }
     };
     step("setup", &mut || setup::setup(root))?;
@@ -213,6 +259,25 @@ mod tests {
             cargo_test_args(&strings(&["-pxtask"])).join(" "),
             "test --release --no-fail-fast -pxtask -- --test-threads=2"
         );
+    }
+
+    #[test]
+    fn disk_notes_say_when_the_disk_is_nearly_full() {
+        assert_eq!(
+            disk_note(Some(41 << 30)),
+            ("disk: 41.0 GiB free".to_owned(), false)
+        );
+        assert_eq!(
+            disk_note(Some(300 << 20)),
+            ("disk: 0.3 GiB free".to_owned(), true)
+        );
+        assert!(!disk_note(Some(LOW_DISK)).1);
+        assert_eq!(
+            disk_note(None),
+            ("disk: free space unknown".to_owned(), false)
+        );
+        let (note, _) = disk_note(free_space(&cmd::workspace_root()));
+        assert!(note.ends_with("GiB free"), "{note}");
     }
 
     #[test]
