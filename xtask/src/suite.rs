@@ -3,14 +3,17 @@
 //! test binary), timing each, and ending with one totals line and the names of the failed tests.
 //!
 //! Each step starts and ends by showing the free disk space, and a failure says when the disk was
-//! nearly full.
+//! nearly full. Under CI (`CI` set, as CI's runner does) the suite also keeps its disk use low,
+//! since it builds once on a fresh clone whose disk may be small: no incremental caches, and each
+//! profile's build is removed once no later step reads it (see [`Lean`]). A developer's own
+//! `target/` is never removed.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{cmd, fuzz, setup};
 
@@ -148,12 +151,59 @@ pub fn disk_note(free: Option<u64>) -> (String, bool) {
     }
 }
 
+/// Whether the suite runs under CI: `CI` set to anything but empty, `0` or `false` (CI's runner
+/// sets `CI=true`; so does every common CI service).
+pub fn under_ci(ci: Option<&str>) -> bool {
+    ci.is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// How the suite spares the disk under CI, where it builds everything once on a fresh clone whose
+/// disk may be small. Off on a developer's machine, whose `target/` is their build cache.
+struct Lean {
+    on: bool,
+}
+
+impl Lean {
+    /// `cargo` for one of the suite's builds. Under CI without incremental caches: every crate is
+    /// compiled once, so the cache (some hundreds of MiB in `target/debug/incremental`) would
+    /// never be read.
+    fn cargo(&self, root: &Path) -> std::process::Command {
+        let mut c = cmd::cargo(root);
+        if self.on {
+            c.env("CARGO_INCREMENTAL", "0");
+        }
+        c
+    }
+
+    /// Under CI, removes `dir`, a build that no later step reads (`why` says so), and tells how
+    /// much that freed.
+    fn prune(&self, root: &Path, dir: &Path, why: &str) -> Result<()> {
+        if !self.on || !dir.exists() {
+            return Ok(());
+        }
+        let before = free_space(root);
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        let freed = match (before, free_space(root)) {
+            (Some(b), Some(a)) => format!(
+                "{:.1} GiB",
+                a.saturating_sub(b) as f64 / f64::from(1u32 << 30)
+            ),
+            _ => "an unknown amount".to_owned(),
+        };
+        eprintln!("ci: removed {} ({why}): {freed} freed", dir.display());
+        Ok(())
+    }
+}
+
 fn steps(
     root: &Path,
     extra: &[String],
     timings: &mut Vec<(&'static str, Duration)>,
     totals: &mut Totals,
 ) -> Result<()> {
+    let lean = Lean {
+        on: under_ci(std::env::var("CI").ok().as_deref()),
+    };
     let mut step = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
         eprintln!("==> {name} ({})", disk_note(free_space(root)).0);
         let start = Instant::now();
@@ -190,7 +240,7 @@ fn steps(
     step("clippy", &mut || {
         cmd::run(
             "clippy",
-            cmd::cargo(root).args([
+            lean.cargo(root).args([
                 "clippy",
                 "--workspace",
                 "--all-targets",
@@ -200,20 +250,37 @@ fn steps(
             ]),
         )
     })?;
+    let target = cmd::target_dir(root);
+    // Clippy is the only step on the debug profile: build and test use release, the fuzz targets
+    // their own target directory. (The running xtask was built there too; Linux keeps a running
+    // program's file until it exits.)
+    lean.prune(
+        root,
+        &target.join("debug"),
+        "only clippy reads the debug profile",
+    )?;
     step("build", &mut || {
         cmd::run(
             "build",
-            cmd::cargo(root).args(["build", "--release", "-p", "lb-user"]),
+            lean.cargo(root)
+                .args(["build", "--release", "-p", "lb-user"]),
         )
     })?;
     step("test", &mut || {
-        let mut c = cmd::cargo(root);
+        let mut c = lean.cargo(root);
         c.args(cargo_test_args(extra));
         let status = cmd::run_tee("test", &mut c, |line| totals.add_line(line))?;
         cmd::check("test", &c, status)
     })?;
     // A filter or a package picks some tests: the fuzz slice is part of the whole suite only.
     if extra.is_empty() {
+        // The fuzz targets are a workspace of their own, built into fuzz/target; nothing after
+        // the tests reads the release build.
+        lean.prune(
+            root,
+            &target.join("release"),
+            "the tests were its last reader; the fuzz targets build in fuzz/target",
+        )?;
         step("fuzz", &mut || fuzz::smoke(root))
     } else {
         eprintln!("==> fuzz: skipped (`cargo xtask test` was given a filter)");
@@ -278,6 +345,15 @@ mod tests {
         );
         let (note, _) = disk_note(free_space(&cmd::workspace_root()));
         assert!(note.ends_with("GiB free"), "{note}");
+    }
+
+    #[test]
+    fn ci_is_told_by_its_variable() {
+        assert!(under_ci(Some("true")));
+        assert!(under_ci(Some("1")));
+        for off in [None, Some(""), Some("0"), Some("false"), Some("FALSE")] {
+            assert!(!under_ci(off), "{off:?}");
+        }
     }
 
     #[test]
