@@ -3,10 +3,11 @@
 //! test binary), timing each, and ending with one totals line and the names of the failed tests.
 //!
 //! Each step starts and ends by showing the free disk space, and a failure says when the disk was
-//! nearly full. Under CI (`CI` set, as CI's runner does) the suite also keeps its disk use low,
-//! since it builds once on a fresh clone whose disk may be small: no incremental caches, and each
-//! profile's build is removed once no later step reads it (see [`Lean`]). A developer's own
-//! `target/` is never removed.
+//! nearly full. On a fresh clone (no release build in `target/` when the suite starts, as on
+//! CI's clean clone) or with `CI` set, the suite also keeps its disk use low, since it builds
+//! everything once on a disk that may be small: no incremental caches, and each profile's build
+//! is removed once no later step reads it (see [`Lean`]). A developer's `target/` that holds a
+//! release build (every earlier run of the suite left one) is never removed.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
@@ -163,6 +164,14 @@ struct Lean {
     on: bool,
 }
 
+/// Whether the suite spares the disk: with `CI` set ([`under_ci`]), or when `target/` holds no
+/// release build yet (`fresh`): a clean clone, as CI's runner makes whether or not it sets `CI`,
+/// where nothing in `target/` is anyone's cache yet (only xtask's own debug build, which cargo
+/// redoes in seconds).
+pub fn lean_disk(ci: Option<&str>, fresh: bool) -> bool {
+    under_ci(ci) || fresh
+}
+
 impl Lean {
     /// `cargo` for one of the suite's builds. Under CI without incremental caches: every crate is
     /// compiled once, so the cache (some hundreds of MiB in `target/debug/incremental`) would
@@ -202,8 +211,17 @@ fn steps(
     totals: &mut Totals,
 ) -> Result<()> {
     let lean = Lean {
-        on: under_ci(std::env::var("CI").ok().as_deref()),
+        on: lean_disk(
+            std::env::var("CI").ok().as_deref(),
+            !cmd::target_dir(root).join("release").exists(),
+        ),
     };
+    if lean.on {
+        eprintln!(
+            "xtask test: sparing the disk (CI set, or a fresh target/): no incremental caches, \
+             and each build is removed once no later step reads it"
+        );
+    }
     let mut step = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
         eprintln!("==> {name} ({})", disk_note(free_space(root)).0);
         let start = Instant::now();
@@ -354,6 +372,17 @@ mod tests {
         for off in [None, Some(""), Some("0"), Some("false"), Some("FALSE")] {
             assert!(!under_ci(off), "{off:?}");
         }
+    }
+
+    #[test]
+    fn a_fresh_target_spares_the_disk_with_or_without_ci() {
+        assert!(lean_disk(None, true), "a clean clone, CI unset");
+        assert!(lean_disk(Some("true"), false));
+        assert!(
+            !lean_disk(None, false),
+            "a developer's target/ with a release build"
+        );
+        assert!(!lean_disk(Some("false"), false));
     }
 
     #[test]
