@@ -107,7 +107,7 @@ pub fn install() -> io::Result<impl Future<Output = ()>> {
 
 /// [`install`] with queues and a pool of `sizes`.
 fn install_sized(sizes: Sizes) -> io::Result<impl Future<Output = ()>> {
-    let uring = IoUring::builder().setup_cqsize(sizes.cq).build(sizes.sq)?;
+    let uring = new_uring(sizes)?;
     let fd = uring.as_raw_fd();
     let wake = Rc::new(Notify::new());
     let table = direct::Table::new(&uring);
@@ -133,6 +133,23 @@ fn install_sized(sizes: Sizes) -> io::Result<impl Future<Output = ()>> {
         .map_err(io::Error::from)?;
     RING.with(|r| *r.borrow_mut() = Some(ring));
     Ok(run(reactor, wake))
+}
+
+/// The thread's `io_uring`. `IORING_SETUP_COOP_TASKRUN` (Linux 5.19): a completion that
+/// arrives while the thread runs is posted at its next entry into the kernel (it enters at
+/// every park of its loop) instead of through an inter-processor interrupt that stops it
+/// mid-turn; a sleeping thread is still woken at once. Kernels without it get a plain ring.
+fn new_uring(sizes: Sizes) -> io::Result<IoUring> {
+    match IoUring::builder()
+        .setup_cqsize(sizes.cq)
+        .setup_coop_taskrun()
+        .build(sizes.sq)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            IoUring::builder().setup_cqsize(sizes.cq).build(sizes.sq)
+        }
+        r => r,
+    }
 }
 
 /// Whether this thread has a ring (flows then copy on it).
