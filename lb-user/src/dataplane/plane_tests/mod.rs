@@ -398,15 +398,14 @@ fn data_between_insert_steps_is_not_lost_sockmap() {
 
 /// Sockmap trap 5: a client that sent data and its FIN before the insert can't enter the maps
 /// (neither as a source nor as a target): the flow is spliced and nothing is lost.
-#[test]
-fn not_established_falls_back_to_splice_sockmap() {
+fn not_established_falls_back_to_splice(way: Way) {
     let mut p = pair();
     let request = pattern(5000, 9);
     p.client.write_all(&request).unwrap();
     p.client.shutdown(Shutdown::Write).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let flow = run_flow(
-        Plane::Sockmap(Way::Down),
+        Plane::Sockmap(way),
         p.client_fd,
         p.server_fd,
         FlowTimeouts::default(),
@@ -424,6 +423,14 @@ fn not_established_falls_back_to_splice_sockmap() {
         !report.spliced_in_kernel,
         "a CLOSE_WAIT socket can't be in a sockmap"
     );
+}
+
+/// Both ways: the client is the target (it can't enter `DEST`), or the source (it can't enter
+/// `SOCKS` after its target and map entries went in, which are taken out again).
+#[test]
+fn not_established_falls_back_to_splice_sockmap() {
+    not_established_falls_back_to_splice(Way::Down);
+    not_established_falls_back_to_splice(Way::Up);
 }
 
 /// A reset is passed on as a reset, in both directions.

@@ -290,7 +290,7 @@ pub(super) async fn serve_inserted(
     let splice_out = Cell::new(0u64);
     let client_done = Cell::new(false);
     let server_done = Cell::new(false);
-    // A flow wholly in the kernel parks its two directions here for a binary upgrade.
+    // Both directions (the kernel's and the spliced one) park here for a binary upgrade.
     let stop = Stop::default();
     // The spliced direction parks on `stop` too, whenever its pump holds no byte.
     let offerable = resume.offerable;

@@ -624,15 +624,14 @@ impl ThreadMaps {
                 }
             };
         hook(InsertStep::Socks);
+        // Until `in_socks`, this says which source's entries step 2 may have made, for
+        // `remove` to take them out again.
         match way {
-            Way::Up => ins.up_kernel = in_socks,
-            Way::Down => ins.down_kernel = in_socks,
+            Way::Up => ins.up_kernel = in_dest,
+            Way::Down => ins.down_kernel = in_dest,
         }
         if !in_socks {
-            let _ = self.dest.borrow_mut().clear_index(&dst_slot);
-            let _ = self.peer.borrow_mut().remove(&src_cookie);
-            let _ = self.credit.borrow_mut().remove(&src_cookie);
-            self.release_slots(client_slot, server_slot);
+            self.remove(&ins);
             return None;
         }
         // 4. Make the kernel run the program on data queued before the insert (trap 3).
