@@ -3,8 +3,8 @@
 //! test binary), timing each, and ending with one totals line and the names of the failed tests.
 //!
 //! Each step starts and ends by showing the free disk space, and a failure says when the disk was
-//! nearly full. On a fresh clone (no release build in `target/` when the suite starts, as on
-//! CI's clean clone) or with `CI` set, the suite also keeps its disk use low, since it builds
+//! nearly full. On a fresh clone (the suite's first run there, with no release build in
+//! `target/`, as on CI's clean clone) or with `CI` set, the suite also keeps its disk use low, since it builds
 //! everything once on a disk that may be small: no incremental caches, and each profile's build
 //! is removed once no later step reads it (see [`Lean`]). A developer's `target/` that holds a
 //! release build (every earlier run of the suite left one) is never removed.
@@ -164,8 +164,8 @@ struct Lean {
     on: bool,
 }
 
-/// Whether the suite spares the disk: with `CI` set ([`under_ci`]), or when `target/` holds no
-/// release build yet (`fresh`): a clean clone, as CI's runner makes whether or not it sets `CI`,
+/// Whether the suite spares the disk: with `CI` set ([`under_ci`]), or on the suite's first run
+/// in a `target/` with no release build yet (`fresh`): a clean clone, as CI's runner makes whether or not it sets `CI`,
 /// where nothing in `target/` is anyone's cache yet (only xtask's own debug build, which cargo
 /// redoes in seconds).
 pub fn lean_disk(ci: Option<&str>, fresh: bool) -> bool {
@@ -210,12 +210,19 @@ fn steps(
     timings: &mut Vec<(&'static str, Duration)>,
     totals: &mut Totals,
 ) -> Result<()> {
+    let target = cmd::target_dir(root);
+    // A target/ where the suite ran before is a developer's cache even once a lean run removed
+    // its builds: only the first run in a clone counts as fresh.
+    let ran_here = target.join(".xtask-suite-ran");
     let lean = Lean {
         on: lean_disk(
             std::env::var("CI").ok().as_deref(),
-            !cmd::target_dir(root).join("release").exists(),
+            !target.join("release").exists() && !ran_here.exists(),
         ),
     };
+    std::fs::create_dir_all(&target)
+        .and_then(|()| std::fs::write(&ran_here, b""))
+        .with_context(|| format!("writing {}", ran_here.display()))?;
     if lean.on {
         eprintln!(
             "xtask test: sparing the disk (CI set, or a fresh target/): no incremental caches, \
@@ -268,7 +275,6 @@ fn steps(
             ]),
         )
     })?;
-    let target = cmd::target_dir(root);
     // Clippy is the only step on the debug profile: build and test use release, the fuzz targets
     // their own target directory. (The running xtask was built there too; Linux keeps a running
     // program's file until it exits.)
