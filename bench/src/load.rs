@@ -322,6 +322,8 @@ async fn exchange(c: &mut tokio::net::TcpStream, msg: [u8; MSG]) -> Result<(), S
 #[derive(Clone, Debug)]
 pub struct RateSample {
     pub conns_per_s: f64,
+    /// Connections that completed their exchange.
+    pub conns: u64,
     pub failures: u64,
     /// The first failure, to show what went wrong.
     pub first_error: Option<String>,
@@ -370,6 +372,7 @@ pub fn conn_rate(
     let first_error = first.lock().expect("lock").take();
     RateSample {
         conns_per_s: ok.load(Ordering::Relaxed) as f64 / elapsed,
+        conns: ok.load(Ordering::Relaxed),
         failures: failed.load(Ordering::Relaxed),
         first_error,
     }

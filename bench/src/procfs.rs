@@ -107,6 +107,49 @@ pub fn tree_rss_kib(pid: u32) -> Result<u64, ProcError> {
     Ok(total)
 }
 
+/// A process's CPU time in seconds: in its own code (user) and in the kernel on its behalf
+/// (system: its syscalls, and the TCP work they do inline).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcCpu {
+    pub user: f64,
+    pub system: f64,
+}
+
+/// CPU time of `pid` and all its descendants, every thread.
+pub fn tree_cpu(pid: u32) -> Result<ProcCpu, ProcError> {
+    let (mut user, mut system) = (0, 0);
+    for p in descendants_and_self(pid) {
+        let path = PathBuf::from(format!("/proc/{p}/stat"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && p != pid => continue,
+            Err(source) => return Err(ProcError::Read { path, source }),
+        };
+        let (u, s) = parse_cpu_ticks(&text).ok_or_else(|| ProcError::Parse {
+            path,
+            what: "no utime/stime fields".into(),
+        })?;
+        user += u;
+        system += s;
+    }
+    let hz = clock_ticks_per_second();
+    Ok(ProcCpu {
+        user: user as f64 / hz,
+        system: system as f64 / hz,
+    })
+}
+
+/// `(utime, stime)` in `/proc/<pid>/stat` text, in clock ticks.
+pub fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    // After the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+    // cmajflt utime stime.
+    let mut words = after.split_whitespace().skip(11);
+    let utime: u64 = words.next()?.parse().ok()?;
+    let stime: u64 = words.next()?.parse().ok()?;
+    Some((utime, stime))
+}
+
 /// `pid` followed by its descendants, found through `/proc/*/stat` parent ids.
 pub fn descendants_and_self(pid: u32) -> Vec<u32> {
     let mut parents = Vec::new();
@@ -181,6 +224,14 @@ mod tests {
         assert!(parse_stat("cpu0 1 2 3 4\n").is_err());
         assert!(parse_stat("cpu 1 2 x 4\n").is_err());
         assert!(parse_stat("cpu 1 2\n").is_err());
+    }
+
+    #[test]
+    fn cpu_ticks_of_a_stat_line() {
+        let stat = "4242 (lb (x) 1) S 1 4242 4242 0 -1 4194560 900 0 0 0 170 35 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(stat), Some((170, 35)));
+        assert_eq!(parse_cpu_ticks("1 (x) S 1 2"), None);
+        assert_eq!(parse_cpu_ticks("1 (x) S 1 1 1 0 -1 0 0 0 0 0 x 3"), None);
     }
 
     #[test]

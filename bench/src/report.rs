@@ -15,6 +15,9 @@ pub enum Metric {
     Bulk8Gbit,
     Bulk8Cpu,
     ConnRate,
+    ConnProxyUser,
+    ConnProxySys,
+    ConnMachineCpu,
     ConnFailures,
     LatP50,
     LatP99,
@@ -35,12 +38,15 @@ pub enum Combine {
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 16] = [
         Metric::Bulk1Gbit,
         Metric::Bulk1Cpu,
         Metric::Bulk8Gbit,
         Metric::Bulk8Cpu,
         Metric::ConnRate,
+        Metric::ConnProxyUser,
+        Metric::ConnProxySys,
+        Metric::ConnMachineCpu,
         Metric::ConnFailures,
         Metric::LatP50,
         Metric::LatP99,
@@ -80,6 +86,24 @@ impl Metric {
                 Median,
             ),
             Metric::ConnRate => ("conn_per_s", "connections/s", true, Median),
+            Metric::ConnProxyUser => (
+                "conn_proxy_user_cpu_us",
+                "short connections: proxy user CPU µs each",
+                false,
+                Median,
+            ),
+            Metric::ConnProxySys => (
+                "conn_proxy_system_cpu_us",
+                "short connections: proxy system CPU µs each",
+                false,
+                Median,
+            ),
+            Metric::ConnMachineCpu => (
+                "conn_machine_cpu_us",
+                "short connections: machine CPU µs each",
+                false,
+                Median,
+            ),
             Metric::ConnFailures => ("conn_failures", "connection failures (sum)", false, Sum),
             Metric::LatP50 => ("latency_p50_us", "round trip p50 µs", false, Median),
             Metric::LatP99 => ("latency_p99_us", "round trip p99 µs", false, Median),

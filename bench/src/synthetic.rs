@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::data::Verify;
 use crate::report::{Metric, Results};
 use crate::targets::{self, Backends, Kind, Programs, Running, Tuning};
-use crate::{load, syscalls, Plan};
+use crate::{load, procfs, syscalls, Plan};
 
 /// A running target with its own backends.
 pub type Target = (Kind, load::Sink, load::Echo, Running);
@@ -108,7 +108,9 @@ pub fn rate(c: &mut Ctx, running: &mut [Target]) {
     for rep in 1..=c.p.reps {
         for (k, _, echo, r) in running.iter_mut() {
             c.epoch += 1;
+            let cpu = CpuMeter::start(r.pid());
             let s = load::conn_rate(c.rt, r.addrs.echo, c.clients, c.p.rate_dur, c.epoch);
+            let (proxy_s, machine_s) = cpu.stop();
             c.prog.line(&format!(
                 "connection rate, rep {rep}/{}, {}: {:.0} conn/s, {} failures{}",
                 c.p.reps,
@@ -121,6 +123,16 @@ pub fn rate(c: &mut Ctx, running: &mut [Target]) {
                     .unwrap_or_default()
             ));
             c.res.push(Metric::ConnRate, *k, s.conns_per_s);
+            if s.conns > 0 {
+                let us_each = |secs: f64| secs * 1e6 / s.conns as f64;
+                if let Some(p) = proxy_s {
+                    c.res.push(Metric::ConnProxyUser, *k, us_each(p.user));
+                    c.res.push(Metric::ConnProxySys, *k, us_each(p.system));
+                }
+                if let Some(m) = machine_s {
+                    c.res.push(Metric::ConnMachineCpu, *k, us_each(m));
+                }
+            }
             c.res.push(Metric::ConnFailures, *k, s.failures as f64);
             if let Some(e) = s.first_error {
                 c.res.errors.push((k.name(), "connection rate".into(), e));
@@ -131,6 +143,40 @@ pub fn rate(c: &mut Ctx, running: &mut [Target]) {
             // the proxy's own closes finish before the next target is measured.
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+}
+
+/// CPU time spent over a load run: the proxy's own (its process tree, user + system) and the
+/// whole machine's (the proxy, the load's clients and servers, softirqs and kworkers).
+struct CpuMeter {
+    pid: Option<u32>,
+    proxy: Option<procfs::ProcCpu>,
+    machine: Option<procfs::CpuTimes>,
+}
+
+impl CpuMeter {
+    fn start(pid: Option<u32>) -> Self {
+        CpuMeter {
+            pid,
+            proxy: pid.and_then(|p| procfs::tree_cpu(p).ok()),
+            machine: procfs::cpu_times().ok(),
+        }
+    }
+
+    /// (the proxy's CPU, the machine's busy CPU seconds) since [`CpuMeter::start`]; `None`
+    /// where `/proc` could not be read (or there is no proxy process: the direct target).
+    fn stop(self) -> (Option<procfs::ProcCpu>, Option<f64>) {
+        let proxy = match (self.pid, self.proxy) {
+            (Some(p), Some(before)) => procfs::tree_cpu(p).ok().map(|now| procfs::ProcCpu {
+                user: now.user - before.user,
+                system: now.system - before.system,
+            }),
+            _ => None,
+        };
+        let machine = self
+            .machine
+            .and_then(|before| Some(before.busy_seconds_until(procfs::cpu_times().ok()?)));
+        (proxy, machine)
     }
 }
 
