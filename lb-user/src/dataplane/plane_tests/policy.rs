@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::super::sockmap::policy::{self, Verdict};
-use super::super::sockmap::{self, drained_total};
+use super::super::sockmap::policy::{self, Verdict, Way};
+use super::super::sockmap::{self, drained_total, ended_counts};
 use super::backpressure::inq;
 use super::{maps_ids, pair, pattern, read_all, thread_maps, FlowEnd, FlowReport};
-use crate::dataplane::{FlowTimeouts, KillSwitch};
+use crate::dataplane::{sockopt, FlowTimeouts, KillSwitch};
 
 /// The policy threads' hand-over time: long enough that a flow's thread has read the bytes
 /// queued before it started by then, on a busy machine too.
@@ -99,16 +99,23 @@ fn send_all(mut w: TcpStream, data: Vec<u8>) -> std::thread::JoinHandle<()> {
     })
 }
 
-/// Queues `bytes` at each of lb's two sockets before the flow starts (so its splice phase
-/// reads them whatever the timing): returns what was queued each way.
+/// Queues as many bytes at each of lb's two sockets before the flow starts, together just
+/// over [`BULK`]: returns what was queued each way.
 fn prefill(p: &mut super::Pair, seed: u8) -> (Vec<u8>, Vec<u8>) {
     let n = BULK as usize / 2 + 1;
-    let (up, down) = (pattern(n, seed), pattern(n, seed.wrapping_add(1)));
+    prefill_sized(p, seed, (n, n))
+}
+
+/// Queues `(up, down)` bytes at lb's client and server sockets before the flow starts (so its
+/// splice phase reads them whatever the timing): returns what was queued each way.
+fn prefill_sized(p: &mut super::Pair, seed: u8, (up, down): (usize, usize)) -> (Vec<u8>, Vec<u8>) {
+    let want = (up + down) as u64;
+    let (up, down) = (pattern(up, seed), pattern(down, seed.wrapping_add(1)));
     p.client.write_all(&up).unwrap();
     p.backend.write_all(&down).unwrap();
     let queued = std::time::Instant::now() + Duration::from_secs(10);
     while inq(std::os::fd::AsFd::as_fd(&p.client_fd)) + inq(std::os::fd::AsFd::as_fd(&p.server_fd))
-        < 2 * n as u64
+        < want
     {
         assert!(
             std::time::Instant::now() < queued,
@@ -126,6 +133,29 @@ fn expect(r: &mut TcpStream, want: &[u8], what: &str) {
     assert!(sha(&got) == sha(want), "{what} intact");
 }
 
+/// Sends `(up, down)` bytes each way at once, then both FINs, and checks that each arrives
+/// whole.
+fn both_ways_to_the_end(
+    (client, backend): (&mut TcpStream, &mut TcpStream),
+    (up, down): (usize, usize),
+    seed: u8,
+) {
+    let up = pattern(up, seed);
+    let down = pattern(down, seed.wrapping_add(1));
+    let w_up = send_all(client.try_clone().unwrap(), up.clone());
+    let w_down = send_all(backend.try_clone().unwrap(), down.clone());
+    let at_backend = {
+        let mut b = backend.try_clone().unwrap();
+        std::thread::spawn(move || read_all(&mut b))
+    };
+    let at_client = read_all(client);
+    let at_backend = at_backend.join().unwrap();
+    w_up.join().unwrap();
+    w_down.join().unwrap();
+    assert!(sha(&at_backend) == sha(&up), "upload intact");
+    assert!(sha(&at_client) == sha(&down), "download intact");
+}
+
 /// A bulk flow: [`BULK`] bytes queued both ways before it starts, a pause long enough for the
 /// hand-over point, then `rest` bytes each way and both FINs; everything arrives whole.
 fn bulk_flow(t: &Thread, rest: usize, seed: u8) -> FlowReport {
@@ -136,20 +166,11 @@ fn bulk_flow(t: &Thread, rest: usize, seed: u8) -> FlowReport {
     expect(&mut p.client, &first_down, "first download");
     // Both ends quiet past the hand-over time: the hand-over point comes.
     std::thread::sleep(WINDOW * 10);
-    let up = pattern(rest, seed.wrapping_add(2));
-    let down = pattern(rest, seed.wrapping_add(3));
-    let w_up = send_all(p.client.try_clone().unwrap(), up.clone());
-    let w_down = send_all(p.backend.try_clone().unwrap(), down.clone());
-    let at_backend = {
-        let mut b = p.backend.try_clone().unwrap();
-        std::thread::spawn(move || read_all(&mut b))
-    };
-    let at_client = read_all(&mut p.client);
-    let at_backend = at_backend.join().unwrap();
-    w_up.join().unwrap();
-    w_down.join().unwrap();
-    assert!(sha(&at_backend) == sha(&up), "upload intact");
-    assert!(sha(&at_client) == sha(&down), "download intact");
+    both_ways_to_the_end(
+        (&mut p.client, &mut p.backend),
+        (rest, rest),
+        seed.wrapping_add(2),
+    );
     let report = done.recv().unwrap();
     assert_eq!(report.end, FlowEnd::Closed);
     let each = (first_up.len() + rest) as u64;
@@ -203,6 +224,66 @@ fn auto_keeps_small_flows_on_splice_and_moves_bulk_ones() {
         [1, 1, 0, 0, 0],
         "verdicts: entered, interactive, paused, busy, few CPUs"
     );
+}
+
+/// `auto` hands the maps the direction that carried more before the hand-over point
+/// ([`policy::kernel_way`]), on a real hand-over: a flow whose client sent the bulk has its
+/// upload in the kernel (the client socket is the program's source, the download stays on
+/// splice), and the mirror flow its download. Every byte of both arrives.
+#[test]
+fn auto_hands_the_busier_direction_to_the_kernel() {
+    use std::os::fd::AsFd;
+    for (way, seed) in [(Way::Up, 41u8), (Way::Down, 45)] {
+        let t = Thread::start(0.0);
+        let (big, small) = (BULK as usize + 1, 1024);
+        let lens = match way {
+            Way::Up => (big, small),
+            Way::Down => (small, big),
+        };
+        let mut p = pair();
+        let cookie = |fd: &OwnedFd| sockopt::socket_cookie(fd.as_fd()).unwrap();
+        let (client_cookie, server_cookie) = (cookie(&p.client_fd), cookie(&p.server_fd));
+        let (first_up, first_down) = prefill_sized(&mut p, seed, lens);
+        let done = t.flow(p.client_fd, p.server_fd);
+        expect(&mut p.backend, &first_up, "first upload");
+        expect(&mut p.client, &first_down, "first download");
+        std::thread::sleep(WINDOW * 10);
+        both_ways_to_the_end(
+            (&mut p.client, &mut p.backend),
+            (lens.0 * 16, lens.1 * 16),
+            seed.wrapping_add(2),
+        );
+        let report = done.recv().unwrap();
+        assert_eq!(report.end, FlowEnd::Closed, "{way:?}");
+        assert!(
+            report.spliced_in_kernel,
+            "{way:?}: the flow moved into the maps"
+        );
+        assert_eq!(
+            (report.bytes_in, report.bytes_out),
+            (lens.0 as u64 * 17, lens.1 as u64 * 17),
+            "{way:?}"
+        );
+        // The program counted for a kernel source only ([`sockmap::ended_counts`]).
+        let (from_client, from_server) = (ended_counts(client_cookie), ended_counts(server_cookie));
+        let (kernel, spliced) = match way {
+            Way::Up => (from_client, from_server),
+            Way::Down => (from_server, from_client),
+        };
+        assert!(
+            kernel.is_some_and(|c| c.bytes > 0),
+            "{way:?}: the busier direction went through the program: {kernel:?}"
+        );
+        assert!(
+            spliced.is_none(),
+            "{way:?}: the other direction stayed on splice: {spliced:?}"
+        );
+        assert_eq!(
+            t.counts(),
+            [1, 0, 0, 0, 0],
+            "verdicts: entered, interactive, paused, busy, few CPUs"
+        );
+    }
 }
 
 /// `auto`: once an in-kernel direction of the thread paused (a receiver that stopped reading
