@@ -161,6 +161,18 @@ impl Results {
             .push(v);
     }
 
+    /// `m` of `a` over `m` of `b`: the median of their per-repetition ratios where each has
+    /// the same repetitions ([`stats::paired_ratio`]: targets alternate, so repetition `i` of
+    /// each ran back to back), else the ratio of their combined values.
+    pub fn ratio(&self, m: Metric, a: Kind, b: Kind) -> Option<f64> {
+        let runs = |k: Kind| self.values.get(&m).and_then(|v| v.get(k.name()));
+        let paired = match (m.info().3, runs(a), runs(b)) {
+            (Combine::Median, Some(num), Some(den)) => stats::paired_ratio(num, den),
+            _ => None,
+        };
+        paired.or_else(|| stats::ratio(self.value(m, a), self.value(m, b)))
+    }
+
     /// The combined value of `m` for `k`.
     pub fn value(&self, m: Metric, k: Kind) -> Option<f64> {
         let v = self.values.get(&m)?.get(k.name())?;
@@ -312,7 +324,7 @@ pub fn goals(r: &Results) -> Vec<(String, String, Option<bool>)> {
     let mut out: Vec<_> = GOALS
         .iter()
         .map(|g| {
-            let ratio = stats::ratio(r.value(g.metric, g.lb), r.value(g.metric, g.reference));
+            let ratio = r.ratio(g.metric, g.lb, g.reference);
             let higher = g.metric.info().2;
             let met = ratio.map(|x| if higher { x >= g.bound } else { x <= g.bound });
             (
@@ -369,7 +381,8 @@ pub fn markdown(r: &Results) -> String {
         s.push('\n');
     }
     s.push_str(
-        "\nRatios (lb ÷ other; for CPU, latency, RSS and time lower is better):\n\n| metric |",
+        "\nRatios (lb ÷ other, the median of the repetitions' ratios; for CPU, latency, RSS and \
+         time lower is better):\n\n| metric |",
     );
     for (a, b) in RATIOS {
         let _ = write!(s, " {}/{} |", short(a), short(b));
@@ -385,7 +398,7 @@ pub fn markdown(r: &Results) -> String {
         }
         let _ = write!(s, "| {} |", m.info().1);
         for (a, b) in RATIOS {
-            let x = stats::ratio(r.value(m, a), r.value(m, b));
+            let x = r.ratio(m, a, b);
             let _ = write!(s, " {} |", x.map_or("–".into(), |x| format!("{x:.2}")));
         }
         s.push('\n');
@@ -447,10 +460,7 @@ pub fn json(r: &Results) -> serde_json::Value {
         }
         let mut ratios = Map::new();
         for (a, b) in RATIOS {
-            ratios.insert(
-                format!("{}/{}", a.name(), b.name()),
-                num(stats::ratio(r.value(m, a), r.value(m, b))),
-            );
+            ratios.insert(format!("{}/{}", a.name(), b.name()), num(r.ratio(m, a, b)));
         }
         let (key, label, higher, combine) = m.info();
         metrics.insert(

@@ -25,6 +25,25 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// The median of `a[i] / b[i]`: repetition `i` of two targets ran back to back, so each pair
+/// shares the machine's state of the moment, and the median of their ratios does not move
+/// with a machine that speeds up or slows down during the run the way a ratio of medians does.
+/// `None` unless both have the same number (> 0) of repetitions.
+pub fn paired_ratio(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
+    let each: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter_map(|(&x, &y)| ratio(Some(x), Some(y)))
+        .collect();
+    if each.len() != a.len() {
+        return None;
+    }
+    median(&each)
+}
+
 /// Smallest and largest of `values` (NaN ignored), to show the spread beside a median.
 pub fn range(values: &[f64]) -> Option<(f64, f64)> {
     let mut it = values.iter().copied().filter(|x| !x.is_nan());
@@ -58,6 +77,23 @@ pub fn rss_per_conn(before_kib: u64, after_kib: u64, conns: usize) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn paired_ratio_follows_a_drifting_machine() {
+        use super::{median, paired_ratio, ratio};
+        // A machine slowing down rep by rep: `a` is 10 % ahead in every rep, but its median
+        // falls on a slower rep than `b`'s would suggest with other orders.
+        let a = [110.0, 55.0, 33.0];
+        let b = [100.0, 50.0, 30.0];
+        let p = paired_ratio(&a, &b).unwrap();
+        assert!((p - 1.1).abs() < 1e-9, "{p}");
+        let drifted = [30.0 * 1.1, 100.0 * 1.1, 50.0 * 1.1];
+        assert!((paired_ratio(&drifted, &[30.0, 100.0, 50.0]).unwrap() - 1.1).abs() < 1e-9);
+        assert_eq!(ratio(median(&a), median(&b)), Some(1.1));
+        assert_eq!(paired_ratio(&a, &b[..2]), None, "unpaired");
+        assert_eq!(paired_ratio(&[], &[]), None);
+        assert_eq!(paired_ratio(&[1.0], &[0.0]), None, "a ratio to nothing");
+    }
+
     use super::*;
 
     #[test]
