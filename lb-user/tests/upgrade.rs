@@ -8,6 +8,9 @@
 //! busy both ways moves without losing a byte; with both on sockmap, flows in the kernel maps
 //! move in place (`in_kernel_maps`). A socket without `expose-fd listeners`, or one
 //! that answers nonsense, is a clear error.
+//!
+//! `LB_TEST_OLD_BIN=PATH`: the old process of the flow-moving tests runs that binary (an older
+//! lb), to check that flows move from the release before.
 
 #[macro_use]
 mod common;
@@ -29,6 +32,9 @@ use common::upgrade::{
     HOLD, MOVING,
 };
 use common::{free_port, local, run_lb, Lb, LbOpts};
+
+/// Names the binary the old process of the flow-moving tests runs instead of this build's.
+const OLD_BIN: &str = "LB_TEST_OLD_BIN";
 
 on_both_planes!(
     upgrade_keeps_every_connection,
@@ -639,7 +645,7 @@ fn flows_move(old_plane: &str, dataplane: &str) {
         &flow,
         &echo,
     );
-    let mut old = Lb::start(&cfg, old_plane);
+    let mut old = Lb::start_with(&LbOpts::new(&cfg, old_plane).bin_from_env(OLD_BIN));
     let (big_addr, echo_addr) = (local(ports.0), local(ports.1));
     let held = Arc::new(AtomicU64::new(0));
     let go = Arc::new(AtomicBool::new(false));
@@ -814,7 +820,7 @@ fn busy_flow_moves(old_plane: &str, dataplane: &str) {
         "frontend echo\n",
         "frontend echo\n    log global\n    option tcplog\n",
     );
-    let mut old = Lb::start(&cfg, old_plane);
+    let mut old = Lb::start_with(&LbOpts::new(&cfg, old_plane).bin_from_env(OLD_BIN));
     let s = connect(local(ports.1)).unwrap();
     let me = s.local_addr().unwrap();
     let mut reader = s.try_clone().unwrap();

@@ -210,6 +210,8 @@ pub struct LbOpts {
     pub nofile: Option<u64>,
     /// Extra arguments after the `-f` files and `--dataplane` (`-x SOCKET`, `-sf PID`).
     pub args: Vec<String>,
+    /// The binary, instead of [`lb_bin`]'s.
+    pub bin: Option<String>,
 }
 
 impl LbOpts {
@@ -221,7 +223,16 @@ impl LbOpts {
             wrapper: Vec::new(),
             nofile: None,
             args: Vec::new(),
+            bin: None,
         }
+    }
+
+    /// Runs the binary named by the environment variable `var` where it is set (an older
+    /// release, for a test between two versions), else [`lb_bin`]'s.
+    #[must_use]
+    pub fn bin_from_env(mut self, var: &str) -> LbOpts {
+        self.bin = std::env::var(var).ok().filter(|b| !b.is_empty());
+        self
     }
 
     /// Adds arguments after the others (`-x SOCKET`, `-sf PID`).
@@ -286,13 +297,14 @@ impl Lb {
     /// Like [`Lb::start_with`] but returns lb's log as the error instead of panicking.
     pub fn try_start_with(opts: &LbOpts) -> Result<Lb, String> {
         let cfgs: Vec<TempCfg> = opts.configs.iter().map(|c| TempCfg::new(c)).collect();
+        let bin = opts.bin.clone().unwrap_or_else(lb_bin);
         let mut cmd = match opts.wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(lb_bin());
+                c.args(args).arg(&bin);
                 c
             }
-            None => Command::new(lb_bin()),
+            None => Command::new(&bin),
         };
         for c in &cfgs {
             cmd.arg("-f").arg(&c.path);
@@ -310,9 +322,7 @@ impl Lb {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", lb_bin()))?;
+        let mut child = cmd.spawn().map_err(|e| format!("spawn {bin}: {e}"))?;
         let log = Arc::new(LogBuf::default());
         let pid = child.id();
         spawn_reader(
