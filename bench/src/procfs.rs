@@ -94,17 +94,25 @@ pub fn parse_vmrss_kib(status: &str) -> Result<u64, String> {
 /// in KiB.
 pub fn tree_rss_kib(pid: u32) -> Result<u64, ProcError> {
     let mut total = 0;
-    for p in descendants_and_self(pid) {
-        let path = PathBuf::from(format!("/proc/{p}/status"));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            // A child that exited between listing and reading holds no memory any more.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && p != pid => continue,
-            Err(source) => return Err(ProcError::Read { path, source }),
-        };
+    for (path, text) in read_tree(pid, "status")? {
         total += parse_vmrss_kib(&text).map_err(|what| ProcError::Parse { path, what })?;
     }
     Ok(total)
+}
+
+/// `/proc/<p>/<file>` of `pid` and each of its descendants, with its path. A child that exited
+/// between listing and reading is left out (it holds no memory and spends no CPU any more).
+fn read_tree(pid: u32, file: &str) -> Result<Vec<(PathBuf, String)>, ProcError> {
+    let mut out = Vec::new();
+    for p in descendants_and_self(pid) {
+        let path = PathBuf::from(format!("/proc/{p}/{file}"));
+        match std::fs::read_to_string(&path) {
+            Ok(t) => out.push((path, t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && p != pid => {}
+            Err(source) => return Err(ProcError::Read { path, source }),
+        }
+    }
+    Ok(out)
 }
 
 /// A process's CPU time in seconds: in its own code (user) and in the kernel on its behalf
@@ -118,13 +126,7 @@ pub struct ProcCpu {
 /// CPU time of `pid` and all its descendants, every thread.
 pub fn tree_cpu(pid: u32) -> Result<ProcCpu, ProcError> {
     let (mut user, mut system) = (0, 0);
-    for p in descendants_and_self(pid) {
-        let path = PathBuf::from(format!("/proc/{p}/stat"));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && p != pid => continue,
-            Err(source) => return Err(ProcError::Read { path, source }),
-        };
+    for (path, text) in read_tree(pid, "stat")? {
         let (u, s) = parse_cpu_ticks(&text).ok_or_else(|| ProcError::Parse {
             path,
             what: "no utime/stime fields".into(),

@@ -159,23 +159,37 @@ fn both_ways_to_the_end(
 /// A bulk flow: [`BULK`] bytes queued both ways before it starts, a pause long enough for the
 /// hand-over point, then `rest` bytes each way and both FINs; everything arrives whole.
 fn bulk_flow(t: &Thread, rest: usize, seed: u8) -> FlowReport {
+    let n = BULK as usize / 2 + 1;
+    across_the_hand_over(t, seed, (n, n), (rest, rest)).0
+}
+
+/// A flow across the hand-over point: `first` bytes (up, down) queued before it starts, both
+/// ends quiet past the hand-over time, then `rest` bytes each way and both FINs; everything
+/// arrives whole and is counted. Returns its report and the cookies of lb's client and server
+/// sockets.
+fn across_the_hand_over(
+    t: &Thread,
+    seed: u8,
+    first: (usize, usize),
+    rest: (usize, usize),
+) -> (FlowReport, (u64, u64)) {
+    use std::os::fd::AsFd;
     let mut p = pair();
-    let (first_up, first_down) = prefill(&mut p, seed);
+    let cookie = |fd: &OwnedFd| sockopt::socket_cookie(fd.as_fd()).unwrap();
+    let cookies = (cookie(&p.client_fd), cookie(&p.server_fd));
+    let (first_up, first_down) = prefill_sized(&mut p, seed, first);
     let done = t.flow(p.client_fd, p.server_fd);
     expect(&mut p.backend, &first_up, "first upload");
     expect(&mut p.client, &first_down, "first download");
-    // Both ends quiet past the hand-over time: the hand-over point comes.
     std::thread::sleep(WINDOW * 10);
-    both_ways_to_the_end(
-        (&mut p.client, &mut p.backend),
-        (rest, rest),
-        seed.wrapping_add(2),
-    );
+    both_ways_to_the_end((&mut p.client, &mut p.backend), rest, seed.wrapping_add(2));
     let report = done.recv().unwrap();
     assert_eq!(report.end, FlowEnd::Closed);
-    let each = (first_up.len() + rest) as u64;
-    assert_eq!((report.bytes_in, report.bytes_out), (each, each));
-    report
+    assert_eq!(
+        (report.bytes_in, report.bytes_out),
+        ((first.0 + rest.0) as u64, (first.1 + rest.1) as u64)
+    );
+    (report, cookies)
 }
 
 /// A request/answer flow: small messages both ways for longer than the hand-over time.
@@ -232,37 +246,18 @@ fn auto_keeps_small_flows_on_splice_and_moves_bulk_ones() {
 /// splice), and the mirror flow its download. Every byte of both arrives.
 #[test]
 fn auto_hands_the_busier_direction_to_the_kernel() {
-    use std::os::fd::AsFd;
     for (way, seed) in [(Way::Up, 41u8), (Way::Down, 45)] {
         let t = Thread::start(0.0);
         let (big, small) = (BULK as usize + 1, 1024);
-        let lens = match way {
+        let first = match way {
             Way::Up => (big, small),
             Way::Down => (small, big),
         };
-        let mut p = pair();
-        let cookie = |fd: &OwnedFd| sockopt::socket_cookie(fd.as_fd()).unwrap();
-        let (client_cookie, server_cookie) = (cookie(&p.client_fd), cookie(&p.server_fd));
-        let (first_up, first_down) = prefill_sized(&mut p, seed, lens);
-        let done = t.flow(p.client_fd, p.server_fd);
-        expect(&mut p.backend, &first_up, "first upload");
-        expect(&mut p.client, &first_down, "first download");
-        std::thread::sleep(WINDOW * 10);
-        both_ways_to_the_end(
-            (&mut p.client, &mut p.backend),
-            (lens.0 * 16, lens.1 * 16),
-            seed.wrapping_add(2),
-        );
-        let report = done.recv().unwrap();
-        assert_eq!(report.end, FlowEnd::Closed, "{way:?}");
+        let rest = (first.0 * 16, first.1 * 16);
+        let (report, (client_cookie, server_cookie)) = across_the_hand_over(&t, seed, first, rest);
         assert!(
             report.spliced_in_kernel,
             "{way:?}: the flow moved into the maps"
-        );
-        assert_eq!(
-            (report.bytes_in, report.bytes_out),
-            (lens.0 as u64 * 17, lens.1 as u64 * 17),
-            "{way:?}"
         );
         // The program counted for a kernel source only ([`sockmap::ended_counts`]).
         let (from_client, from_server) = (ended_counts(client_cookie), ended_counts(server_cookie));
