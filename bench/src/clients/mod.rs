@@ -26,11 +26,13 @@ pub enum Unit {
     Gbit,
     PerSecond,
     CpuPerGib,
+    /// The proxy's CPU time (user + system, its process tree) per request or transaction, µs.
+    CpuPerOp,
 }
 
 impl Unit {
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, Unit::CpuPerGib)
+        !matches!(self, Unit::CpuPerGib | Unit::CpuPerOp)
     }
 }
 
@@ -155,13 +157,52 @@ impl Job {
             } => &["pgbench -S -C: tps"],
         }
     }
+
+    /// The label of the proxy's CPU time per operation, for the jobs that count operations
+    /// (iperf3 has CPU per GiB instead). A rate moves with the machine from round to round;
+    /// the CPU one request costs the proxy moves much less, so it tells a cost from noise.
+    pub fn cpu_label(self) -> Option<&'static str> {
+        use sysbench::Test;
+        Some(match self {
+            Job::Iperf(_) => return None,
+            Job::Redis {
+                connect_per_request: false,
+            } => "redis PING/SET/GET: proxy CPU µs/request",
+            Job::Redis {
+                connect_per_request: true,
+            } => "redis -k 0: proxy CPU µs/request",
+            Job::Sysbench(Test::ReadOnly) => "sysbench oltp_read_only: proxy CPU µs/tx",
+            Job::Sysbench(Test::PointSelect) => "sysbench oltp_point_select: proxy CPU µs/tx",
+            Job::Sysbench(Test::ConnectPerQuery) => "sysbench connect per query: proxy CPU µs/tx",
+            Job::Pgbench {
+                connect_per_transaction: false,
+            } => "pgbench -S: proxy CPU µs/tx",
+            Job::Pgbench {
+                connect_per_transaction: true,
+            } => "pgbench -S -C: proxy CPU µs/tx",
+        })
+    }
+
+    /// Requests or transactions a run made, from its figures: redis-benchmark makes a fixed
+    /// count per test, sysbench and pgbench run `secs` at the rate they report.
+    fn ops(self, figs: &[Figure], secs: u64) -> Option<f64> {
+        match self {
+            Job::Iperf(_) => None,
+            Job::Redis {
+                connect_per_request,
+            } => {
+                Some(redis::requests_per_test(connect_per_request, secs) as f64 * figs.len() as f64)
+            }
+            Job::Sysbench(_) | Job::Pgbench { .. } => figs.first().map(|f| f.value * secs as f64),
+        }
+    }
 }
 
 /// Every workload label, in report order.
 pub fn all_labels() -> Vec<&'static str> {
     Job::ALL
         .iter()
-        .flat_map(|j| j.labels().iter().copied())
+        .flat_map(|j| j.labels().iter().copied().chain(j.cpu_label()))
         .collect()
 }
 
@@ -456,9 +497,17 @@ fn run_one(
     let Some(front) = t.front(job.tool()) else {
         return;
     };
+    let proxy_cpu = || {
+        t.running
+            .pid()
+            .and_then(|p| procfs::tree_cpu(p).ok())
+            .map(|c| c.user + c.system)
+    };
+    let cpu_before = proxy_cpu();
     let Some(outcome) = servers.run(job, front, secs, dir) else {
         return;
     };
+    let cpu = cpu_before.zip(proxy_cpu()).map(|(a, b)| b - a);
     let what = format!(
         "[{:>5.0}s] clients, {}, round {}, {}, {}",
         t0.elapsed().as_secs_f64(),
@@ -469,6 +518,11 @@ fn run_one(
     );
     match outcome {
         Ok(figs) => {
+            let per_op = job
+                .ops(&figs, secs)
+                .filter(|n| *n > 0.0)
+                .zip(cpu)
+                .map(|(n, c)| c * 1e6 / n);
             let mut shown = Vec::new();
             for (label, f) in job.labels().iter().zip(figs) {
                 // The busy core's own CPU time would count in the machine's CPU per GiB.
@@ -477,6 +531,10 @@ fn run_one(
                 }
                 shown.push(format!("{:.2}", f.value));
                 res.push(variant, label, kind, round, f);
+            }
+            if let (Some(label), Some(us)) = (job.cpu_label(), per_op) {
+                shown.push(format!("proxy {us:.1} µs each"));
+                res.push(variant, label, kind, round, Figure::new(us, Unit::CpuPerOp));
             }
             eprintln!("{what}: {}", shown.join(" / "));
         }
@@ -522,7 +580,8 @@ mod tests {
     #[test]
     fn every_job_labels_what_it_measures() {
         let labels = all_labels();
-        assert_eq!(labels.len(), 2 + 2 + 3 + 3 + 3 + 2);
+        // Every job's figures, and a CPU per operation for each but iperf3's.
+        assert_eq!(labels.len(), 2 + 2 + 3 + 3 + 3 + 2 + 7);
         let mut unique = labels.clone();
         unique.sort_unstable();
         unique.dedup();
@@ -533,5 +592,26 @@ mod tests {
         }
         assert!(labels.contains(&"redis SET -k 0: req/s"));
         assert!(labels.contains(&"pgbench -S -C: tps"));
+        assert!(labels.contains(&"redis -k 0: proxy CPU µs/request"));
+    }
+
+    #[test]
+    fn operations_come_from_the_count_or_the_rate() {
+        let rate = |x| Figure::new(x, Unit::PerSecond);
+        let redis = Job::Redis {
+            connect_per_request: true,
+        };
+        let n = redis::requests_per_test(true, 2) as f64;
+        assert_eq!(
+            redis.ops(&[rate(1.0), rate(2.0), rate(3.0)], 2),
+            Some(3.0 * n)
+        );
+        let pg = Job::Pgbench {
+            connect_per_transaction: false,
+        };
+        assert_eq!(pg.ops(&[rate(500.0)], 3), Some(1500.0));
+        assert_eq!(pg.ops(&[], 3), None);
+        assert_eq!(Job::Iperf(1).ops(&[rate(9.0)], 3), None);
+        assert!(!Unit::CpuPerOp.higher_is_better());
     }
 }

@@ -50,6 +50,14 @@ pub fn parse(csv: &str) -> Result<[f64; 3], String> {
     Ok(out)
 }
 
+/// Requests each of a run's three tests makes (`-n`): a third of what a proxied run does per
+/// second on a small machine (held connections ~25 000 requests/s, one connection per request
+/// ~5 000), times `secs`.
+pub fn requests_per_test(connect_per_request: bool, secs: u64) -> u64 {
+    let per_s = if connect_per_request { 2_000 } else { 10_000 };
+    per_s * secs.max(1)
+}
+
 impl Redis {
     /// Starts `redis-server` on a free loopback port (no persistence) with its files in `dir`.
     pub fn start(dir: &Path) -> Result<Redis, String> {
@@ -89,10 +97,7 @@ impl Redis {
         secs: u64,
         dir: &Path,
     ) -> Result<[Figure; 3], String> {
-        // A third of what a proxied run does per second on a small machine: held connections
-        // ~25 000 requests/s, one connection per request ~5 000.
-        let per_s = if connect_per_request { 2_000 } else { 10_000 };
-        let n = per_s * secs.max(1);
+        let n = requests_per_test(connect_per_request, secs);
         let mut c = Command::new(&self.bench);
         c.args(["-h", "127.0.0.1", "-p", &front.port().to_string()])
             .args(["-c", &CLIENTS.to_string(), "-n", &n.to_string()])
