@@ -123,6 +123,22 @@ pub struct ProcCpu {
     pub system: f64,
 }
 
+impl ProcCpu {
+    /// What was spent between `before` and `self`.
+    #[must_use]
+    pub fn since(self, before: ProcCpu) -> ProcCpu {
+        ProcCpu {
+            user: self.user - before.user,
+            system: self.system - before.system,
+        }
+    }
+
+    /// User and system together.
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
 /// CPU time of `pid` and all its descendants, every thread.
 pub fn tree_cpu(pid: u32) -> Result<ProcCpu, ProcError> {
     let (mut user, mut system) = (0, 0);

@@ -167,10 +167,7 @@ impl CpuMeter {
     /// where `/proc` could not be read (or there is no proxy process: the direct target).
     fn stop(self) -> (Option<procfs::ProcCpu>, Option<f64>) {
         let proxy = match (self.pid, self.proxy) {
-            (Some(p), Some(before)) => procfs::tree_cpu(p).ok().map(|now| procfs::ProcCpu {
-                user: now.user - before.user,
-                system: now.system - before.system,
-            }),
+            (Some(p), Some(before)) => procfs::tree_cpu(p).ok().map(|now| now.since(before)),
             _ => None,
         };
         let machine = self

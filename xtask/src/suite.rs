@@ -3,11 +3,11 @@
 //! test binary), timing each, and ending with one totals line and the names of the failed tests.
 //!
 //! Each step starts and ends by showing the free disk space, and a failure says when the disk was
-//! nearly full. On a fresh clone (the suite's first run there, with no release build in
-//! `target/`, as on CI's clean clone) or with `CI` set, the suite also keeps its disk use low, since it builds
-//! everything once on a disk that may be small: no incremental caches, and each profile's build
-//! is removed once no later step reads it (see [`Lean`]). A developer's `target/` that holds a
-//! release build (every earlier run of the suite left one) is never removed.
+//! nearly full. On a fresh clone (the suite's first run there, with no release build in `target/`,
+//! as on CI's clean clone) or with `CI` set, the suite also keeps its disk use low, since it builds
+//! everything once on a disk that may be small: no incremental caches, and each profile's build is
+//! removed once no later step reads it (see [`Lean`]). A developer's `target/` that holds a release
+//! build (every earlier run of the suite left one) is never removed.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
@@ -164,10 +164,10 @@ struct Lean {
     on: bool,
 }
 
-/// Whether the suite spares the disk: with `CI` set ([`under_ci`]), or on the suite's first run
-/// in a `target/` with no release build yet (`fresh`): a clean clone, as CI's runner makes whether or not it sets `CI`,
-/// where nothing in `target/` is anyone's cache yet (only xtask's own debug build, which cargo
-/// redoes in seconds).
+/// Whether the suite spares the disk: with `CI` set ([`under_ci`]), or on the suite's first run in
+/// a `target/` with no release build yet (`fresh`): a clean clone, as CI's runner makes whether or
+/// not it sets `CI`, where nothing in `target/` is anyone's cache yet (only xtask's own debug
+/// build, which cargo redoes in seconds).
 pub fn lean_disk(ci: Option<&str>, fresh: bool) -> bool {
     under_ci(ci) || fresh
 }

@@ -497,17 +497,14 @@ fn run_one(
     let Some(front) = t.front(job.tool()) else {
         return;
     };
-    let proxy_cpu = || {
-        t.running
-            .pid()
-            .and_then(|p| procfs::tree_cpu(p).ok())
-            .map(|c| c.user + c.system)
-    };
+    let proxy_cpu = || t.running.pid().and_then(|p| procfs::tree_cpu(p).ok());
     let cpu_before = proxy_cpu();
     let Some(outcome) = servers.run(job, front, secs, dir) else {
         return;
     };
-    let cpu = cpu_before.zip(proxy_cpu()).map(|(a, b)| b - a);
+    let cpu = cpu_before
+        .zip(proxy_cpu())
+        .map(|(before, now)| now.since(before).total());
     let what = format!(
         "[{:>5.0}s] clients, {}, round {}, {}, {}",
         t0.elapsed().as_secs_f64(),

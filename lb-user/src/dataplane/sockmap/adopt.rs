@@ -9,13 +9,13 @@
 //! watchers, with the wakes of the old `WAKES` ring, until each ends; the old maps go with the
 //! last of them.
 //!
-//! A flow is handed over only while both its directions wait for an event, where userspace
-//! holds none of its bytes (no drain in progress, nothing in the spliced direction's pipe or
-//! buffer: the kernel carries one direction of a flow, [`super::policy::Way`]): what the
-//! program passed meanwhile waits in the kernel, and the new process sends it on ([`ThreadMaps`]'s drain, woken by the old ring
-//! or by the periodic look [`OldMaps`] asks for while the old process may still have eaten a
-//! wake). The old process keeps its loaded program alive ([`maps_handed_over`]): unloading it
-//! would detach it from `SOCKS`.
+//! A flow is handed over only while both its directions wait for an event, where userspace holds
+//! none of its bytes (no drain in progress, nothing in the spliced direction's pipe or buffer: the
+//! kernel carries one direction of a flow, [`super::policy::Way`]): what the program passed
+//! meanwhile waits in the kernel, and the new process sends it on ([`ThreadMaps`]'s drain, woken by
+//! the old ring or by the periodic look [`OldMaps`] asks for while the old process may still have
+//! eaten a wake). The old process keeps its loaded program alive ([`maps_handed_over`]): unloading
+//! it would detach it from `SOCKS`.
 
 use std::cell::RefCell;
 use std::io;
