@@ -80,6 +80,21 @@ pub struct PeerInfo {
 /// length before trusting it (see `lb-ebpf`).
 pub const SKB_CB_OFFSET: usize = 40;
 
+/// Where the verdict program finds the read point of the socket an skb arrived on: byte
+/// offsets of `sk` in the kernel's `struct sk_buff` and of `copied_seq` in its `struct
+/// tcp_sock`, read from the running kernel's BTF by userspace and set as the program's global
+/// [`KERNEL_LAYOUT`] before it is loaded. 0 = unknown: the program then does not check the
+/// first skb it sees of a socket against what was read before (see `lb-ebpf`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLayout {
+    pub skb_sk: u32,
+    pub tcp_copied_seq: u32,
+}
+
+/// The name of the program's [`KernelLayout`] global.
+pub const KERNEL_LAYOUT: &str = "KERNEL_LAYOUT";
+
 /// Value of the `CREDIT` map, keyed like `PEER`. Written only by userspace (each update
 /// replaces the whole value, so the program sees the old or the new one, never a mix); read
 /// by the program.
@@ -116,6 +131,10 @@ unsafe impl aya::Pod for PeerInfo {}
 #[cfg(feature = "user")]
 // SAFETY: Credit is repr(C), Copy, two u64s, no padding; every bit pattern is valid.
 unsafe impl aya::Pod for Credit {}
+
+#[cfg(feature = "user")]
+// SAFETY: KernelLayout is repr(C), Copy, two u32s, no padding; every bit pattern is valid.
+unsafe impl aya::Pod for KernelLayout {}
 
 #[cfg(feature = "user")]
 // SAFETY: Wake is repr(C), Copy, has no padding (`pad` is explicit); every bit pattern is valid.

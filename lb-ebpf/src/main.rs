@@ -18,7 +18,9 @@ use aya_ebpf::{
     programs::SkBuffContext,
     EbpfContext as _,
 };
-use lb_common::{Credit, PeerInfo, Wake, MAX_SOCKETS, SKB_CB_OFFSET, WAKE_RING_BYTES};
+use lb_common::{
+    Credit, KernelLayout, PeerInfo, Wake, MAX_SOCKETS, SKB_CB_OFFSET, WAKE_RING_BYTES,
+};
 
 /// `BPF_F_NO_PREALLOC` (include/uapi/linux/bpf.h).
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -54,6 +56,14 @@ static WAKES: RingBuf = RingBuf::with_byte_size(WAKE_RING_BYTES, 0);
 #[map(name = "WAKE_LOST")]
 static WAKE_LOST: Array<u64> = Array::with_max_entries(1, 0);
 
+/// Offsets of `sk_buff.sk` and `tcp_sock.copied_seq` in the running kernel, set by userspace
+/// from its BTF before loading (`lb_common::KERNEL_LAYOUT`); zeros when it has none.
+#[unsafe(no_mangle)]
+static KERNEL_LAYOUT: KernelLayout = KernelLayout {
+    skb_sk: 0,
+    tcp_copied_seq: 0,
+};
+
 /// `TCPHDR_FIN` in `tcp_skb_cb.tcp_flags`.
 const TCPHDR_FIN: u32 = 0x01;
 
@@ -88,11 +98,14 @@ fn repeated_head(ctx: &SkBuffContext, p: &mut PeerInfo, len: u32) -> u32 {
         return 0;
     }
     // Wrapping distance from this skb's start to the end of what was seen: > 0 = overlap.
-    let seen = if p.seq_known == 0 {
-        0
+    // The first skb the program sees of a socket is compared with the socket's read point:
+    // after a hand-over from splice, what userspace read may overlap it.
+    let seen_up_to = if p.seq_known == 0 {
+        read_point(ctx)
     } else {
-        p.next_seq.wrapping_sub(seq).cast_signed()
+        Some(p.next_seq)
     };
+    let seen = seen_up_to.map_or(0, |end| end.wrapping_sub(seq).cast_signed());
     p.seq_known = 1;
     if seen <= 0 {
         p.next_seq = seq.wrapping_add(len);
@@ -104,6 +117,32 @@ fn repeated_head(ctx: &SkBuffContext, p: &mut PeerInfo, len: u32) -> u32 {
         seen
     } else {
         len
+    }
+}
+
+/// The TCP sequence number up to which the skb's socket delivered its data before this skb
+/// (`tcp_sock.copied_seq`: the kernel advances it for an skb of the verdict only after the
+/// verdict, in `tcp_eat_skb`). `None` when the kernel's layout is unknown or a read fails.
+fn read_point(ctx: &SkBuffContext) -> Option<u32> {
+    // SAFETY: a plain read of this program's read-only global, set before the load.
+    let layout = unsafe { core::ptr::read_volatile(&raw const KERNEL_LAYOUT) };
+    if layout.skb_sk == 0 || layout.tcp_copied_seq == 0 {
+        return None;
+    }
+    // SAFETY: reads the `sk` pointer of the kernel's sk_buff this program was called with,
+    // then a u32 of the tcp_sock it points to (`tcp_read_skb` set it to the socket that
+    // received the skb); a fault returns an error instead of reading.
+    unsafe {
+        let sk = bpf_probe_read_kernel(
+            ctx.as_ptr()
+                .wrapping_byte_add(layout.skb_sk as usize)
+                .cast::<u64>(),
+        )
+        .ok()?;
+        if sk == 0 {
+            return None;
+        }
+        bpf_probe_read_kernel((sk as usize + layout.tcp_copied_seq as usize) as *const u32).ok()
     }
 }
 

@@ -20,8 +20,9 @@
 //!    which would forward the overlap twice. The program reads each skb's `seq`/`end_seq` from
 //!    TCP's control block (`bpf_probe_read_kernel` at `sk_buff.cb`, trusted only if `end_seq`
 //!    matches the length), keeps where the socket's data ends (`PeerInfo::next_seq`) and cuts
-//!    a repeated head with `bpf_skb_adjust_room` (`lb-ebpf`). Known gap: the first skb after a
-//!    hand-over has nothing to compare with, so a repeat of what splice read is not cut.
+//!    a repeated head with `bpf_skb_adjust_room` (`lb-ebpf`). The first skb after a hand-over
+//!    is compared with the socket's read point (`tcp_sock.copied_seq`, at offsets read from the
+//!    kernel's BTF: [`layout`]), so a repeat of what splice read is cut too.
 //!
 //! # Backpressure: at most `backlog` bytes in flight per direction
 //!
@@ -96,6 +97,7 @@
 pub mod adopt;
 mod drain;
 mod flow;
+mod layout;
 pub mod policy;
 mod watch;
 
@@ -108,10 +110,10 @@ use std::time::Duration;
 
 use aya::maps::{Array, HashMap, Map, MapData, RingBuf, SockMap};
 use aya::programs::SkSkb;
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
 use lb_common::{
-    Credit, PeerInfo, CREDIT_MAP, DEFAULT_BACKLOG, DEST_MAP, MAX_SOCKETS, PEER_MAP, SOCKS_MAP,
-    WAKE_LOST_MAP, WAKE_MAP,
+    Credit, PeerInfo, CREDIT_MAP, DEFAULT_BACKLOG, DEST_MAP, KERNEL_LAYOUT, MAX_SOCKETS, PEER_MAP,
+    SOCKS_MAP, WAKE_LOST_MAP, WAKE_MAP,
 };
 
 use super::sockopt;
@@ -334,10 +336,13 @@ pub fn load() -> Result<Loaded, LoadError> {
     // SAFETY: setrlimit reads the struct we pass.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) };
 
-    let mut ebpf = Ebpf::load(aya::include_bytes_aligned!(concat!(
-        env!("OUT_DIR"),
-        "/lb-ebpf"
-    )))?;
+    let layout = layout::kernel_layout();
+    let mut ebpf = EbpfLoader::new()
+        .override_global(KERNEL_LAYOUT, &layout, true)
+        .load(aya::include_bytes_aligned!(concat!(
+            env!("OUT_DIR"),
+            "/lb-ebpf"
+        )))?;
     let id = |name: &'static str, ebpf: &Ebpf| -> Result<u32, LoadError> {
         map_id(ebpf.map(name).ok_or(LoadError::Missing(name))?)
     };
