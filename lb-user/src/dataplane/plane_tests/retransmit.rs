@@ -3,14 +3,16 @@
 //! sockmap verdict gets whole skbs (`tcp_read_skb`), so the program has to cut the overlap
 //! itself, or the receiver gets those bytes twice. Under load this happens when ACKs are lost
 //! at a busy sender; here the sender is rebuilt with `TCP_REPAIR` so that its next segment
-//! starts before what lb received, every run.
+//! starts before what lb received, every run. The same cut covers an skb lb read part of
+//! before the socket entered the maps: the program compares the first skb it gets with the
+//! socket's read point.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::{pair_from, pattern, run_flow_full, FlowEnd, FlowTimeouts, Plane, Way};
+use super::{pair, pair_from, pattern, run_flow_full, FlowEnd, FlowTimeouts, Plane, Way};
 
 /// Bytes the rebuilt sender sends again (lb's socket has them already).
 const REPEAT: usize = 200;
@@ -282,4 +284,76 @@ fn overlapping_retransmission_is_forwarded_once_sockmap_hand_over() {
 #[test]
 fn overlapping_retransmission_is_forwarded_once_splice() {
     overlapping_retransmission_is_forwarded_once(Plane::Splice);
+}
+
+/// A socket handed to the maps with its first queued skb partly read (lb read `READ` of the
+/// `QUEUED` bytes the client sent in one write, which loopback queues as one skb): the verdict
+/// gets that skb whole, and the program cuts what lb had read by the socket's read point, so
+/// the backend gets each byte once. (The splice phase hands over only with the source's queue
+/// read to the end, `partly_read_skb_is_not_handed_over`; this is the program's own guard.)
+#[test]
+fn partly_read_skb_handed_over_is_forwarded_once() {
+    use std::os::fd::AsFd;
+
+    const QUEUED: usize = 60_000;
+    const READ: usize = 1_000;
+    const MORE: usize = 5_000;
+    let p = pair();
+    let (mut client, mut backend) = (p.client, p.backend);
+    let data = pattern(QUEUED + MORE, 47);
+    client.write_all(&data[..QUEUED]).unwrap();
+    let queued_by = std::time::Instant::now() + Duration::from_secs(5);
+    while super::backpressure::inq(p.client_fd.as_fd()) < QUEUED as u64 {
+        assert!(
+            std::time::Instant::now() < queued_by,
+            "the write never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // lb reads the first bytes of the skb and passes them on, as a splice phase would.
+    let mut head = vec![0u8; READ];
+    (&TcpStream::from(p.client_fd.try_clone().unwrap()))
+        .read_exact(&mut head)
+        .unwrap();
+    (&TcpStream::from(p.server_fd.try_clone().unwrap()))
+        .write_all(&head)
+        .unwrap();
+    let ids = super::maps_ids().with_way(Way::Up);
+    let (lb_client, lb_server) = (p.client_fd, p.server_fd);
+    let flow = std::thread::spawn(move || {
+        super::block_on_local(async move {
+            let maps = super::thread_maps(ids, Duration::ZERO);
+            tokio::task::spawn_local(maps.watcher().clone().run());
+            let kill = super::KillSwitch::default();
+            super::sockmap::in_kernel(
+                &maps,
+                lb_client,
+                lb_server,
+                FlowTimeouts::default(),
+                &kill,
+                (std::time::Instant::now(), (READ as u64, 0)),
+                &mut |_| {},
+            )
+            .await
+        })
+    });
+    let mut got = vec![0u8; QUEUED];
+    backend.read_exact(&mut got).unwrap();
+    client.write_all(&data[QUEUED..]).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    backend.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got.len(),
+        QUEUED + MORE,
+        "bytes at the backend (the {READ} read before the hand-over must not repeat)"
+    );
+    assert!(got == data, "the bytes differ");
+    backend.write_all(b"done").unwrap();
+    backend.shutdown(Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"done");
+    let report = flow.join().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert!(report.spliced_in_kernel, "the flow was in the maps");
 }
