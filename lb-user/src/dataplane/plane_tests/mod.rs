@@ -901,8 +901,11 @@ fn partly_read_skb_is_not_handed_over() {
                 }
             };
             // 1. The backend reads nothing: lb's pipe fills, its last read stops inside an skb.
+            // At least 300 ms, and until bytes wait at lb (a loaded machine may take longer to
+            // write them: the suite once found none queued at 300 ms).
             let filled = Instant::now() + Duration::from_millis(300);
-            run_until(&|| Instant::now() >= filled).await;
+            run_until(&|| Instant::now() >= filled && backpressure::inq(lb_client.as_fd()) > 0)
+                .await;
             let queued = backpressure::inq(lb_client.as_fd());
             assert!(
                 queued > 0 && bytes_in.get() < TOTAL as u64,
