@@ -208,6 +208,15 @@ fn rebuild(old: &Saved, bytes: &[u8]) -> TcpStream {
     s
 }
 
+/// The backend answers and half-closes: the answer and the FIN reach the client.
+fn answer_back(backend: &mut TcpStream, client: &mut TcpStream) {
+    backend.write_all(b"done").unwrap();
+    backend.shutdown(Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"done");
+}
+
 /// The client sends 1000 bytes, then its connection continues on a rebuilt socket whose next
 /// segment repeats the last 200 of them before 300 new ones: the backend gets each byte once,
 /// then the FIN, and the answer goes back.
@@ -258,11 +267,7 @@ fn overlapping_retransmission_is_forwarded_once(plane: Plane) {
         "{plane:?}: bytes after the first {FIRST} (the {REPEAT} resent ones must not repeat)"
     );
     assert!(rest == data[FIRST..], "{plane:?}: the new bytes differ");
-    backend.write_all(b"done").unwrap();
-    backend.shutdown(Shutdown::Write).unwrap();
-    let mut answer = Vec::new();
-    client.read_to_end(&mut answer).unwrap();
-    assert_eq!(answer, b"done");
+    answer_back(&mut backend, &mut client);
     let report = flow.join().unwrap();
     assert_eq!(report.end, FlowEnd::Closed);
     assert_eq!(
@@ -348,11 +353,7 @@ fn partly_read_skb_handed_over_is_forwarded_once() {
         "bytes at the backend (the {READ} read before the hand-over must not repeat)"
     );
     assert!(got == data, "the bytes differ");
-    backend.write_all(b"done").unwrap();
-    backend.shutdown(Shutdown::Write).unwrap();
-    let mut answer = Vec::new();
-    client.read_to_end(&mut answer).unwrap();
-    assert_eq!(answer, b"done");
+    answer_back(&mut backend, &mut client);
     let report = flow.join().unwrap();
     assert_eq!(report.end, FlowEnd::Closed);
     assert!(report.spliced_in_kernel, "the flow was in the maps");
