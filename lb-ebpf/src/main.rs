@@ -100,13 +100,12 @@ fn repeated_head(ctx: &SkBuffContext, p: &mut PeerInfo, len: u32) -> u32 {
     // Wrapping distance from this skb's start to the end of what was seen: > 0 = overlap.
     // The first skb the program sees of a socket is compared with the socket's read point:
     // after a hand-over from splice, what userspace read may overlap it.
-    let seen_up_to = if p.seq_known == 0 {
-        read_point(ctx)
-    } else {
-        Some(p.next_seq)
-    };
-    let seen = seen_up_to.map_or(0, |end| end.wrapping_sub(seq).cast_signed());
-    p.seq_known = 1;
+    // Where it is unknown, nothing is taken as seen.
+    if p.seq_known == 0 {
+        p.next_seq = read_point(ctx).unwrap_or(seq);
+        p.seq_known = 1;
+    }
+    let seen = p.next_seq.wrapping_sub(seq).cast_signed();
     if seen <= 0 {
         p.next_seq = seq.wrapping_add(len);
         return 0;
