@@ -201,10 +201,13 @@ impl<'a> Btf<'a> {
             } else {
                 (off, false)
             };
+            let at_bits = base
+                .checked_add(bits)
+                .ok_or("a member's offset overflows")?;
             if name_off == 0 {
                 let inner = self.resolve(ty)?;
                 if matches!(inner.kind, KIND_STRUCT | KIND_UNION) {
-                    if let Some(found) = self.find_member(inner, name, base + bits, depth + 1)? {
+                    if let Some(found) = self.find_member(inner, name, at_bits, depth + 1)? {
                         return Ok(Some(found));
                     }
                 }
@@ -212,7 +215,7 @@ impl<'a> Btf<'a> {
                 if bitfield {
                     return Err("a bitfield".into());
                 }
-                return Ok(Some((base + bits, ty)));
+                return Ok(Some((at_bits, ty)));
             }
         }
         Ok(None)
@@ -335,6 +338,18 @@ mod tests {
         // The type section claims more bytes than there are.
         data[12] = 200;
         assert!(Btf::parse(&data).is_err());
+        // Offsets that add up past u32: an error, not an overflow.
+        let strings = b"\0int\0s\0m\0";
+        let data = blob(
+            &[
+                vec![1, info(KIND_INT, 0, false), 4, 0x20],
+                vec![0, info(KIND_STRUCT, 1, false), 4, 7, 1, u32::MAX],
+                vec![5, info(KIND_STRUCT, 1, false), 8, 0, 2, u32::MAX],
+            ],
+            strings,
+        );
+        let btf = Btf::parse(&data).unwrap();
+        assert!(btf.member_offset("s", "m", 4).is_err());
         // A record whose kind is unknown.
         let data = blob(&[vec![0, info(31, 0, false), 4]], b"\0");
         assert!(Btf::parse(&data).is_err());
