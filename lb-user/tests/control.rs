@@ -417,9 +417,7 @@ fn maxconn_spans_generations() {
 fn every_source_of_down_ends_the_flows(dataplane: &str) {
     let port = free_port();
     let _echo = Backend::echo_on(listener_at(SocketAddr::from(([127, 0, 0, 2], port))), "s1");
-    let check = TcpListener::bind("127.0.0.2:0").unwrap();
-    let check_port = check.local_addr().unwrap().port();
-    drop(check);
+    let check_port = free_port();
     let agent = Agent::start();
     let dns = Dnsmasq::start("127.0.0.2 db.test\n");
     let dir = SockDir::new("downsrc");

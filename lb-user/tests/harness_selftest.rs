@@ -5,12 +5,13 @@
 mod common;
 
 use std::io::Write;
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::data::{
     read_until_end, send_stream, stream_summary, DataStream, ReadEnd, Rng, Summary,
 };
+use common::free_port;
 use common::scenarios::{self, Held};
 use common::servers::{refusing_addr, wait_until, Backend, Note};
 
@@ -178,4 +179,25 @@ fn failed_start_is_reported_with_the_log() {
     ));
     assert!(r.is_err(), "lb got ready on an invalid config");
     assert!(t0.elapsed() < common::READY_TIMEOUT + Duration::from_secs(6));
+}
+
+#[test]
+fn free_ports_are_never_handed_out_by_the_os() {
+    // A CI run failed when the port picked for lb's stats page was given back by `bind(:0)` to the
+    // test's own backend, before lb bound it. The OS's picks, held so that each is another port,
+    // must never meet the harness's.
+    let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ports.len(), "free_port repeated a port");
+    let held: Vec<TcpListener> = (0..800)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let met: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .filter(|p| ports.contains(p))
+        .collect();
+    assert!(met.is_empty(), "bind(:0) handed out free ports {met:?}");
 }

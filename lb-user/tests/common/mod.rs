@@ -88,11 +88,39 @@ pub fn dataplane_args(dataplane: &str) -> Vec<&str> {
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (bound to `:0` by the OS, then released), for
-/// lb's frontends.
+/// A port on 127.0.0.1 for lb's frontends, free (TCP and UDP) when picked.
+///
+/// It lies below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), so no `bind` to
+/// `:0` and no `connect` of this or any other test can be given it before lb binds it: a port
+/// taken from `:0` and released was once handed straight back to the test's own backend, and lb
+/// then failed to bind. Ports are handed out in turn from a start that differs per process, so
+/// two tests of one binary never get the same one. Where the range leaves too few ports below it,
+/// the OS picks as before.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static SPAN: std::sync::OnceLock<Option<(u16, u16)>> = std::sync::OnceLock::new();
+    let Some((low, high)) = *SPAN.get_or_init(below_ephemeral_ports) else {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        return l.local_addr().unwrap().port();
+    };
+    let span = usize::from(high - low);
+    let start = std::process::id() as usize * 7919;
+    for _ in 0..span {
+        let port = low + ((start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if TcpListener::bind(local(port)).is_ok() && std::net::UdpSocket::bind(local(port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {low}..{high}");
+}
+
+/// Ports `10000..` up to the start of the kernel's ephemeral range, when that leaves at least
+/// 1 000 of them.
+fn below_ephemeral_ports() -> Option<(u16, u16)> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let ephemeral_low: u16 = range.split_whitespace().next()?.parse().ok()?;
+    (ephemeral_low >= 11_000).then_some((10_000, ephemeral_low))
 }
 
 /// `127.0.0.1:port`.

@@ -137,17 +137,6 @@ impl Drop for IdentAt {
     }
 }
 
-/// A port on 127.0.0.1 that was free for both TCP and UDP a moment ago.
-pub fn free_tcp_udp_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// dnsmasq answering from a hosts file the test rewrites (SIGHUP re-reads it). Names not in
 /// the file get NXDOMAIN (`--no-resolv`: no upstream).
 pub struct Dnsmasq {
@@ -234,7 +223,7 @@ impl Dnsmasq {
         // dnsmasq binds UDP and TCP on its port; a port taken meanwhile (tests run in
         // parallel) makes it exit at once: try again on another port, a bounded number of times.
         for _ in 0..5 {
-            let port = free_tcp_udp_port();
+            let port = super::free_port();
             if let Some(child) = spawn_dnsmasq(port, &path, local, srv) {
                 return Dnsmasq {
                     addr: SocketAddr::from(([127, 0, 0, 1], port)),
