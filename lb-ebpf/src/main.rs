@@ -56,10 +56,12 @@ static WAKES: RingBuf = RingBuf::with_byte_size(WAKE_RING_BYTES, 0);
 #[map(name = "WAKE_LOST")]
 static WAKE_LOST: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Offsets of `sk_buff.sk` and `tcp_sock.copied_seq` in the running kernel, set by userspace
-/// from its BTF before loading (`lb_common::KERNEL_LAYOUT`); zeros when it has none.
+/// Offsets of `sk_buff.cb`, `sk_buff.sk` and `tcp_sock.copied_seq` in the running kernel, set
+/// by userspace from its BTF before loading (`lb_common::KERNEL_LAYOUT`); zeros when it has
+/// none.
 #[unsafe(no_mangle)]
 static KERNEL_LAYOUT: KernelLayout = KernelLayout {
+    skb_cb: 0,
     skb_sk: 0,
     tcp_copied_seq: 0,
 };
@@ -82,14 +84,16 @@ const TRIM_STEPS: u32 = 160;
 /// then nothing is trusted or recorded.
 fn repeated_head(ctx: &SkBuffContext, p: &mut PeerInfo, len: u32) -> u32 {
     // `cb` starts with `seq`, `end_seq`, the GSO fields, then `tcp_flags` (byte 12).
+    // SAFETY: a plain read of this program's read-only global, set before the load.
+    let layout = unsafe { core::ptr::read_volatile(&raw const KERNEL_LAYOUT) };
+    let cb_at = match layout.skb_cb {
+        0 => SKB_CB_OFFSET,
+        at => at as usize,
+    };
     // SAFETY: reads 16 bytes of the kernel's sk_buff this program was called with; a fault
     // returns an error instead of reading.
     let Ok(cb) = (unsafe {
-        bpf_probe_read_kernel(
-            ctx.as_ptr()
-                .wrapping_byte_add(SKB_CB_OFFSET)
-                .cast::<[u32; 4]>(),
-        )
+        bpf_probe_read_kernel(ctx.as_ptr().wrapping_byte_add(cb_at).cast::<[u32; 4]>())
     }) else {
         return 0;
     };

@@ -23,6 +23,7 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const BTF_MAGIC: u16 = 0xeb9f;
 const KIND_INT: u32 = 1;
 const KIND_PTR: u32 = 2;
+const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_TYPEDEF: u32 = 8;
@@ -38,14 +39,18 @@ pub(super) fn kernel_layout() -> KernelLayout {
         .and_then(|data| {
             let btf = Btf::parse(&data)?;
             Ok(KernelLayout {
+                // The program reads `seq`, `end_seq`, the GSO fields and `tcp_flags`.
+                skb_cb: btf.member_offset("sk_buff", "cb", 16)?,
                 skb_sk: btf.member_offset("sk_buff", "sk", 8)?,
                 tcp_copied_seq: btf.member_offset("tcp_sock", "copied_seq", 4)?,
             })
         });
     found.unwrap_or_else(|e| {
         log::info!(
-            "sockmap: kernel layout unknown ({e}): a retransmission overlapping what splice \
-             read before a flow entered the maps is not cut"
+            "sockmap: kernel layout unknown ({e}): sk_buff.cb is assumed at byte {}, and a \
+             retransmission overlapping what splice read before a flow entered the maps is not \
+             cut",
+            lb_common::SKB_CB_OFFSET
         );
         KernelLayout::default()
     })
@@ -149,7 +154,8 @@ impl<'a> Btf<'a> {
     }
 
     /// Byte offset of `member` in the struct named `strukt`, looking into anonymous structs and
-    /// unions; the member must be a whole-byte field of `size` bytes (an integer or a pointer).
+    /// unions; the member must be a whole-byte field of `size` bytes (an integer or a pointer),
+    /// or an array of integers of at least `size` bytes.
     fn member_offset(&self, strukt: &str, member: &str, size: u32) -> Result<u32, String> {
         let t = self
             .types
@@ -160,21 +166,32 @@ impl<'a> Btf<'a> {
             .find_member(*t, member.as_bytes(), 0, 0)?
             .ok_or_else(|| format!("no member {member} in struct {strukt}"))?;
         let ty = self.resolve(ty)?;
-        let width = match ty.kind {
-            KIND_INT => ty.size_or_id,
-            KIND_PTR => 8,
+        let fits = match ty.kind {
+            KIND_INT => ty.size_or_id == size,
+            KIND_PTR => size == 8,
+            KIND_ARRAY => self.array_bytes(ty)? >= u64::from(size),
             k => {
                 return Err(format!(
-                    "{strukt}.{member}: of kind {k}, not an integer or pointer"
+                    "{strukt}.{member}: of kind {k}, not an integer, pointer or array"
                 ))
             }
         };
-        if bits % 8 != 0 || width != size {
+        if bits % 8 != 0 || !fits {
             return Err(format!(
-                "{strukt}.{member}: {width} bytes at bit {bits}, not {size} whole bytes"
+                "{strukt}.{member}: at bit {bits}, not {size} whole bytes"
             ));
         }
         Ok(bits / 8)
+    }
+
+    /// Bytes of an array of integers (`struct btf_array`: element type, index type, count).
+    fn array_bytes(&self, array: Type) -> Result<u64, String> {
+        let elem = self.resolve(u32_at(self.type_section, array.data)?)?;
+        if elem.kind != KIND_INT {
+            return Err(format!("an array of kind {} elements", elem.kind));
+        }
+        let count = u32_at(self.type_section, array.data + 8)?;
+        Ok(u64::from(elem.size_or_id) * u64::from(count))
     }
 
     /// `(bit offset, type id)` of `name` among `t`'s members, `base` bits into the outer struct.
@@ -359,22 +376,56 @@ mod tests {
     /// before `tstamp`), and names `tcp_sock.copied_seq`.
     #[test]
     fn reads_this_kernels_layout() {
-        let data = std::fs::read(VMLINUX_BTF).expect("this kernel has BTF");
-        let btf = Btf::parse(&data).unwrap();
-        assert!(btf.member_offset("sk_buff", "cb", 8).is_err(), "an array");
-        let skb = *btf
-            .types
-            .iter()
-            .find(|t| t.kind == KIND_STRUCT && btf.name(t.name_off) == b"sk_buff")
-            .unwrap();
-        let (cb, _) = btf.find_member(skb, b"cb", 0, 0).unwrap().unwrap();
-        assert_eq!(cb / 8, lb_common::SKB_CB_OFFSET as u32);
         let layout = kernel_layout();
+        assert_eq!(layout.skb_cb, lb_common::SKB_CB_OFFSET as u32);
         assert_eq!(layout.skb_sk, 24);
         assert!(
             layout.tcp_copied_seq > 1000,
             "copied_seq lies past the inet_connection_sock: {}",
             layout.tcp_copied_seq
         );
+    }
+
+    /// `struct sk_buff { void *sk; char cb[48]; struct { int a; } s[2]; }`: an array of
+    /// integers is found when it holds the bytes asked for.
+    #[test]
+    fn finds_an_array_member() {
+        let strings = b"\0char\0sk_buff\0sk\0cb\0s\0a\0";
+        let s = |name: &str| {
+            let needle = [b"\0", name.as_bytes(), b"\0"].concat();
+            strings
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap() as u32
+                + 1
+        };
+        let types = vec![
+            vec![s("char"), info(KIND_INT, 0, false), 1, 8],  // 1
+            vec![0, info(KIND_PTR, 0, false), 0],             // 2: void *
+            vec![0, info(KIND_ARRAY, 0, false), 0, 1, 1, 48], // 3: char[48]
+            vec![0, info(KIND_STRUCT, 1, false), 4, s("a"), 1, 0], // 4: struct { a }
+            vec![0, info(KIND_ARRAY, 0, false), 0, 4, 1, 2],  // 5: struct 4 [2]
+            vec![
+                s("sk_buff"),
+                info(KIND_STRUCT, 3, false),
+                64,
+                s("sk"),
+                2,
+                0,
+                s("cb"),
+                3,
+                64,
+                s("s"),
+                5,
+                448,
+            ],
+        ];
+        let data = blob(&types, strings);
+        let btf = Btf::parse(&data).unwrap();
+        assert_eq!(btf.member_offset("sk_buff", "cb", 16), Ok(8));
+        assert_eq!(btf.member_offset("sk_buff", "cb", 48), Ok(8));
+        assert!(btf.member_offset("sk_buff", "cb", 49).is_err(), "too small");
+        assert!(btf.member_offset("sk_buff", "s", 4).is_err(), "of structs");
+        assert_eq!(btf.member_offset("sk_buff", "sk", 8), Ok(0));
     }
 }
