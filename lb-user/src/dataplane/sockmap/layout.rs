@@ -280,6 +280,13 @@ mod tests {
         b
     }
 
+    /// Where `name` starts in the string section `strings`.
+    fn name_off(strings: &[u8], name: &str) -> u32 {
+        let needle = [b"\0", name.as_bytes(), b"\0"].concat();
+        let at = strings.windows(needle.len()).position(|w| w == needle);
+        at.expect("a name of the section") as u32 + 1
+    }
+
     fn info(kind: u32, vlen: u32, kind_flag: bool) -> u32 {
         (u32::from(kind_flag) << 31) | (kind << 24) | vlen
     }
@@ -289,14 +296,7 @@ mod tests {
     #[test]
     fn finds_a_member_inside_anonymous_unions_and_structs() {
         let strings = b"\0int\0u32\0tcp_sock\0a\0copied_seq\0pad\0x\0flag\0E\0V\0";
-        let s = |name: &str| {
-            let needle = [b"\0", name.as_bytes(), b"\0"].concat();
-            strings
-                .windows(needle.len())
-                .position(|w| w == needle)
-                .unwrap() as u32
-                + 1
-        };
+        let s = |name: &str| name_off(strings, name);
         let types = vec![
             vec![s("int"), info(KIND_INT, 0, false), 4, 0x20], // 1
             vec![s("u32"), info(KIND_TYPEDEF, 0, false), 1],   // 2
@@ -391,14 +391,7 @@ mod tests {
     #[test]
     fn finds_an_array_member() {
         let strings = b"\0char\0sk_buff\0sk\0cb\0s\0a\0";
-        let s = |name: &str| {
-            let needle = [b"\0", name.as_bytes(), b"\0"].concat();
-            strings
-                .windows(needle.len())
-                .position(|w| w == needle)
-                .unwrap() as u32
-                + 1
-        };
+        let s = |name: &str| name_off(strings, name);
         let types = vec![
             vec![s("char"), info(KIND_INT, 0, false), 1, 8],  // 1
             vec![0, info(KIND_PTR, 0, false), 0],             // 2: void *
