@@ -76,23 +76,33 @@ pub struct PeerInfo {
 
 /// Offset of `cb` in the kernel's `struct sk_buff` on 64-bit kernels (after `next`, `prev`,
 /// `dev`/`rbnode`, `sk` and `tstamp`; 40 since Linux 4.x), for a kernel without BTF
-/// ([`KernelLayout::skb_cb`] otherwise). TCP keeps an skb's `seq` and `end_seq` at the start
-/// of `cb`. The program checks what it reads there against the skb's length before trusting it
-/// (see `lb-ebpf`).
+/// ([`KernelLayout::UNKNOWN`]). TCP keeps an skb's `seq` and `end_seq` at the start of `cb`.
+/// The program checks what it reads there against the skb's length before trusting it (see
+/// `lb-ebpf`).
 pub const SKB_CB_OFFSET: usize = 40;
 
 /// Where the verdict program finds an skb's TCP sequence numbers and the read point of the
 /// socket it arrived on: byte offsets of `cb` and `sk` in the kernel's `struct sk_buff` and of
 /// `copied_seq` in its `struct tcp_sock`, read from the running kernel's BTF by userspace and
-/// set as the program's global [`KERNEL_LAYOUT`] before it is loaded. 0 = unknown: the program
-/// then reads `cb` at [`SKB_CB_OFFSET`], and does not check the first skb it sees of a socket
-/// against what was read before (see `lb-ebpf`).
+/// set as the program's global [`KERNEL_LAYOUT`] before it is loaded.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelLayout {
     pub skb_cb: u32,
+    /// 0 = unknown (with `tcp_copied_seq`): the program then does not check the first skb it
+    /// sees of a socket against what was read before (see `lb-ebpf`).
     pub skb_sk: u32,
     pub tcp_copied_seq: u32,
+}
+
+impl KernelLayout {
+    /// The layout of a kernel without BTF: `cb` where 64-bit kernels have it, the read point
+    /// unknown.
+    pub const UNKNOWN: KernelLayout = KernelLayout {
+        skb_cb: SKB_CB_OFFSET as u32,
+        skb_sk: 0,
+        tcp_copied_seq: 0,
+    };
 }
 
 /// The name of the program's [`KernelLayout`] global.

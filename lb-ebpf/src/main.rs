@@ -18,9 +18,7 @@ use aya_ebpf::{
     programs::SkBuffContext,
     EbpfContext as _,
 };
-use lb_common::{
-    Credit, KernelLayout, PeerInfo, Wake, MAX_SOCKETS, SKB_CB_OFFSET, WAKE_RING_BYTES,
-};
+use lb_common::{Credit, KernelLayout, PeerInfo, Wake, MAX_SOCKETS, WAKE_RING_BYTES};
 
 /// `BPF_F_NO_PREALLOC` (include/uapi/linux/bpf.h).
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -57,14 +55,10 @@ static WAKES: RingBuf = RingBuf::with_byte_size(WAKE_RING_BYTES, 0);
 static WAKE_LOST: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Offsets of `sk_buff.cb`, `sk_buff.sk` and `tcp_sock.copied_seq` in the running kernel, set
-/// by userspace from its BTF before loading (`lb_common::KERNEL_LAYOUT`); zeros when it has
-/// none.
+/// by userspace from its BTF before loading (`lb_common::KERNEL_LAYOUT`);
+/// `KernelLayout::UNKNOWN` when it has none.
 #[unsafe(no_mangle)]
-static KERNEL_LAYOUT: KernelLayout = KernelLayout {
-    skb_cb: 0,
-    skb_sk: 0,
-    tcp_copied_seq: 0,
-};
+static KERNEL_LAYOUT: KernelLayout = KernelLayout::UNKNOWN;
 
 /// `TCPHDR_FIN` in `tcp_skb_cb.tcp_flags`.
 const TCPHDR_FIN: u32 = 0x01;
@@ -85,11 +79,7 @@ const TRIM_STEPS: u32 = 160;
 fn repeated_head(ctx: &SkBuffContext, p: &mut PeerInfo, len: u32) -> u32 {
     // `cb` starts with `seq`, `end_seq`, the GSO fields, then `tcp_flags` (byte 12).
     // SAFETY: a plain read of this program's read-only global, set before the load.
-    let layout = unsafe { core::ptr::read_volatile(&raw const KERNEL_LAYOUT) };
-    let cb_at = match layout.skb_cb {
-        0 => SKB_CB_OFFSET,
-        at => at as usize,
-    };
+    let cb_at = unsafe { core::ptr::read_volatile(&raw const KERNEL_LAYOUT) }.skb_cb as usize;
     // SAFETY: reads 16 bytes of the kernel's sk_buff this program was called with; a fault
     // returns an error instead of reading.
     let Ok(cb) = (unsafe {

@@ -50,9 +50,9 @@ pub(super) fn kernel_layout() -> KernelLayout {
             "sockmap: kernel layout unknown ({e}): sk_buff.cb is assumed at byte {}, and a \
              retransmission overlapping what splice read before a flow entered the maps is not \
              cut",
-            lb_common::SKB_CB_OFFSET
+            KernelLayout::UNKNOWN.skb_cb
         );
-        KernelLayout::default()
+        KernelLayout::UNKNOWN
     })
 }
 
