@@ -15,12 +15,11 @@
 //! for others until the flow needs real fds back ([`FdBudget::try_unpark`]). How many flows
 //! the fixed tables hold is [`direct_per_ring`] per thread; [`FdPlan`] counts them.
 
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use crate::released::Released;
 
 /// fds of one client connection: the client's socket and the server's.
 pub const CONNECTION_FDS: u64 = 2;
@@ -66,10 +65,8 @@ pub struct FdBudget {
     used: AtomicU64,
     /// Of `used`, fds whose sockets are direct descriptors now (not in the fd table).
     parked: AtomicU64,
-    /// Takers waiting in [`FdBudget::take`] now.
-    waiting: AtomicU64,
-    /// Woken when a lease is returned.
-    released: Notify,
+    /// Wakes takers waiting in [`FdBudget::take`] when fds come back; counts them.
+    released: Released,
     /// When the last warning was logged, in ms since `origin` (+1, so 0 = never).
     last_warning: AtomicU64,
     origin: Instant,
@@ -83,8 +80,7 @@ impl FdBudget {
             pipe_share: AtomicU64::new(pipe_share.min(capacity)),
             used: AtomicU64::new(0),
             parked: AtomicU64::new(0),
-            waiting: AtomicU64::new(0),
-            released: Notify::new(),
+            released: Released::new(),
             last_warning: AtomicU64::new(0),
             origin: Instant::now(),
         }
@@ -102,7 +98,7 @@ impl FdBudget {
         self.capacity.store(capacity, Ordering::Relaxed);
         self.pipe_share
             .store(pipe_share.min(capacity), Ordering::Relaxed);
-        self.released.notify_waiters();
+        self.released.release();
     }
 
     /// fds leases may hold in all.
@@ -129,7 +125,7 @@ impl FdBudget {
     /// room for others until [`FdBudget::unpark`] or [`FdBudget::try_unpark`].
     pub fn park(&self, n: u64) {
         self.parked.fetch_add(n, Ordering::AcqRel);
-        self.released.notify_waiters();
+        self.released.release();
     }
 
     /// `n` parked fds leave the budget with their lease (the sockets are closed): counted in
@@ -153,7 +149,7 @@ impl FdBudget {
     /// Whether someone waits for fds now: whoever keeps fds it does not need (a pool of
     /// empty pipes) should give them back.
     pub fn has_waiters(&self) -> bool {
-        self.waiting.load(Ordering::Relaxed) > 0
+        self.released.has_waiters()
     }
 
     /// How many fds a lease for `what` may bring the total to.
@@ -185,29 +181,10 @@ impl FdBudget {
 
     /// `n` fds for `what`, waiting until leases come back if the budget is spent. `spent` is
     /// called each time the wait starts or goes on (to warn, see [`FdBudget::warn`]).
-    pub async fn take(self: &Arc<Self>, n: u64, what: Use, mut spent: impl FnMut()) -> FdLease {
-        /// Counts a taker in `waiting` until dropped (also when its future is dropped).
-        struct Waiting<'a>(&'a AtomicU64);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        let mut counted = None;
-        loop {
-            // Registered before the check, so a lease returned in between is not missed.
-            let mut released = pin!(self.released.notified());
-            released.as_mut().enable();
-            if let Some(lease) = self.try_take(n, what) {
-                return lease;
-            }
-            spent();
-            if counted.is_none() {
-                self.waiting.fetch_add(1, Ordering::Relaxed);
-                counted = Some(Waiting(&self.waiting));
-            }
-            released.await;
-        }
+    pub async fn take(self: &Arc<Self>, n: u64, what: Use, spent: impl FnMut()) -> FdLease {
+        self.released
+            .wait_for(|| self.try_take(n, what), spent)
+            .await
     }
 
     /// Logs `message()` as a warning unless one was logged less than a second ago (by any
@@ -239,7 +216,7 @@ impl FdBudget {
     /// Gives back `n` fds kept with [`FdLease::into_raw`].
     pub fn give_back(&self, n: u64) {
         self.used.fetch_sub(n, Ordering::AcqRel);
-        self.released.notify_waiters();
+        self.released.release();
     }
 
     /// One line on the state of the budget, for warnings.
@@ -269,7 +246,7 @@ impl FdLease {
         if n < self.n {
             self.budget.used.fetch_sub(self.n - n, Ordering::AcqRel);
             self.n = n;
-            self.budget.released.notify_waiters();
+            self.budget.released.release();
         }
     }
 

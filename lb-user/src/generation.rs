@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::Notify;
-
 use crate::config::Config;
 use crate::flows::FlowControl;
 use crate::logging::LogSet;
 use crate::passive::Passive;
+use crate::released::Released;
 use crate::table::{carry_over, BackendTable, ServerEntry};
 
 /// What the whole process shares across generations: the connection count behind `global
@@ -26,7 +25,7 @@ pub struct Process {
     /// Current client connections, every thread and generation.
     pub conns: AtomicU32,
     /// Signalled when a connection ends, for accept loops paused at `maxconn`.
-    pub conn_released: Notify,
+    pub conn_released: Released,
     /// When the process started (`Start_time_sec`, uptime).
     pub started: SystemTime,
     /// The accept threads' command channels.
@@ -39,7 +38,7 @@ impl Process {
     pub fn new(flows: FlowControl, threads: usize) -> Arc<Self> {
         Arc::new(Self {
             conns: AtomicU32::new(0),
-            conn_released: Notify::new(),
+            conn_released: Released::new(),
             started: SystemTime::now(),
             flows,
             threads,

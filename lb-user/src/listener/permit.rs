@@ -19,7 +19,7 @@ impl Drop for ConnPermit {
         self.gen.fe_stats[self.frontend]
             .cur
             .fetch_sub(1, Ordering::AcqRel);
-        p.conn_released.notify_waiters();
+        p.conn_released.release();
     }
 }
 
@@ -32,17 +32,12 @@ pub(super) async fn below_maxconn(gen: &Generation, frontend: usize) {
     let fe_max = gen.config.frontends[frontend]
         .maxconn
         .unwrap_or(gen.maxconn);
-    let p = &gen.process;
-    loop {
-        // Create the waiter before checking, so a release between check and wait is not lost.
-        let released = p.conn_released.notified();
-        if p.conns.load(Ordering::Acquire) < gen.maxconn
-            && gen.fe_stats[frontend].cur.load(Ordering::Acquire) < fe_max
-        {
-            return;
-        }
-        released.await;
-    }
+    let below = || {
+        (gen.process.conns.load(Ordering::Acquire) < gen.maxconn
+            && gen.fe_stats[frontend].cur.load(Ordering::Acquire) < fe_max)
+            .then_some(())
+    };
+    gen.process.conn_released.wait_for(below, || {}).await;
 }
 
 impl ConnPermit {
