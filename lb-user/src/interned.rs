@@ -4,9 +4,10 @@
 //! of its own (80 bytes of timeouts, a string allocation per name).
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::Arc;
+
+use foldhash::HashSet;
 
 use crate::dataplane::FlowTimeouts;
 
@@ -22,7 +23,7 @@ struct Interned<T: ?Sized> {
 impl<T: ?Sized + Eq + Hash> Interned<T> {
     fn new() -> Self {
         Self {
-            set: HashSet::new(),
+            set: HashSet::default(),
             swept: 0,
         }
     }

@@ -3,9 +3,11 @@
 //! readiness on the reactor (`accept4`).
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ use crate::fd_budget::{self, Use};
 pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<ThreadCtx>) {
     let _live = crate::upgrade::AcceptLoop::enter();
     let budget = fd_budget::process();
+    // One wait for the soft stop for the loop's life, not one per accept.
+    let mut stop = pin!(crate::upgrade::soft_stopped());
     while let Some((gen, frontend)) = ctx.serving(addr) {
         below_maxconn(&gen, frontend).await;
         // Never accept what can't be served: the connection's fds are set aside first; while
@@ -41,7 +45,7 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
         // Soft stop: queued clients stay in the backlog (for the new process); a connection
         // the ring's accept took as the stop came is served, and so are those queued when it
         // was cancelled (their wake may have been this accept's), then the loop ends.
-        let Some((accepted, last)) = listener.accept(addr).await else {
+        let Some((accepted, last)) = listener.accept(addr, stop.as_mut()).await else {
             return;
         };
         // A reload may have happened while we waited: serve what the address serves now.
@@ -74,8 +78,17 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {
             // `fds` is held until the client's and the server's sockets are closed (the task
-            // may end before: a flow on the ring holds it then).
-            handle(&gen, frontend, client, (peer, addr), &ctx, (permit, fds)).await;
+            // may end before: a flow on the ring holds it then). Boxed here, in the task: the
+            // spawn moves only the arguments, not the whole connection's future.
+            Box::pin(handle(
+                &gen,
+                frontend,
+                client,
+                (peer, addr),
+                &ctx,
+                (permit, fds),
+            ))
+            .await;
         });
         if last {
             return;
@@ -111,13 +124,17 @@ impl Listener {
 
     /// The next connection, and whether it is the last one (the process soft-stopped while
     /// the ring's accept was in flight: it took one first, or clients it owes were queued);
-    /// `None` on soft stop.
-    async fn accept(&self, addr: SocketAddr) -> Option<(io::Result<(OwnedFd, SocketAddr)>, bool)> {
+    /// `None` on soft stop. `stop`: the loop's wait for the soft stop.
+    async fn accept(
+        &self,
+        addr: SocketAddr,
+        mut stop: Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<(io::Result<(OwnedFd, SocketAddr)>, bool)> {
         let (fd, owed) = match self {
             Self::Reactor(l) => {
                 return tokio::select! {
                     biased;
-                    () = crate::upgrade::soft_stopped() => None,
+                    () = stop.as_mut() => None,
                     r = accept(l) => Some((r, false)),
                 };
             }
@@ -135,7 +152,7 @@ impl Listener {
             let mut op = crate::ring::Accept::start(fd.as_fd());
             let (r, stopped) = tokio::select! {
                 biased;
-                () = crate::upgrade::soft_stopped() => {
+                () = stop.as_mut() => {
                     // Cancelled and reaped before the loop ends: once it returns, this
                     // process takes nothing more from the queue but what it owes.
                     op.cancel();

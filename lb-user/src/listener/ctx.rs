@@ -2,13 +2,13 @@
 //! registry of its flows (for `show sess`, `shutdown sessions`, `on-marked-*`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use foldhash::HashMap;
 use slab::Slab;
 
 use super::bind::ThreadPlan;
@@ -180,12 +180,13 @@ pub(super) struct Registered<C: Deref<Target = ThreadCtx>> {
 }
 
 impl<C: Deref<Target = ThreadCtx>> Registered<C> {
-    /// Registers the flow `info` describes (its `id` is given here), accepted at `started`.
+    /// Registers the flow `info` describes (its `id` is given here), accepted at `started`;
+    /// `timeouts`: the thread's shared copy ([`crate::interned::timeouts`]).
     pub(super) fn new(
         ctx: C,
         mut info: FlowInfo,
         started: Instant,
-        timeouts: FlowTimeouts,
+        timeouts: Arc<FlowTimeouts>,
     ) -> Self {
         let id = ctx.next_id.get();
         ctx.next_id.set(id + 1);
@@ -194,7 +195,7 @@ impl<C: Deref<Target = ThreadCtx>> Registered<C> {
         let key = ctx.flows.borrow_mut().insert(LocalFlow {
             info,
             started,
-            timeouts: crate::interned::timeouts(timeouts),
+            timeouts,
             kill: kill.clone(),
             killed_by: Cell::new(None),
         });
