@@ -79,7 +79,8 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: 
     } = to;
     let (gen, frontend) = (closing.gen.clone(), closing.frontend);
     let fe: &Frontend = &gen.config.frontends[frontend];
-    let t = FlowTimeouts::new(fe, &slot.table().conf);
+    // The thread's shared copy, for the registry and the ring alike.
+    let t = interned::timeouts(FlowTimeouts::new(fe, &slot.table().conf));
     let info = flow_info(ctx, &closing, &sess, &slot);
     let format = gen.logs.frontend(frontend).and_then(|l| l.format.clone());
     let sess = if sess.needed_at_end(format.as_deref()) {
@@ -100,7 +101,8 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: 
             _fds: closing.fds,
         }
     };
-    let reg = Registered::new(ctx.clone(), info, Instant::now(), t);
+    let started = Instant::now();
+    let reg = Registered::new(ctx.clone(), info, started, t.clone());
     let plane = OnPlane {
         end,
         sess,
@@ -110,7 +112,6 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: 
     if ctx.dataplane.copies_first() && crate::ring::available() {
         let kill = plane.reg.kill.clone();
         let (client, server) = (client.into_fd(), server.into_fd());
-        let started = Instant::now();
         let done = Box::new(move |copied| match copied {
             Copied::Done(report) => plane.finish(report),
             // A stream: splice (then, on sockmap, the maps) takes it on, in a task of its own.
@@ -123,14 +124,14 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: 
                 });
             }
         });
-        crate::ring::start(client, server, &t, &kill, done);
+        crate::ring::start(client, server, t, &kill, done);
         return;
     }
     let ctx = ctx.clone();
     tokio::task::spawn_local(async move {
         let report = ctx
             .dataplane
-            .forward(client, server, t, &plane.reg.kill, read)
+            .forward(client, server, *t, &plane.reg.kill, read)
             .await;
         plane.finish(report);
     });

@@ -256,12 +256,12 @@ async fn pass_on(
 ) -> Option<ToPlane> {
     let src = sess.src();
     let be = slot.table().conf.clone();
-    let write_deadline = be.timeouts.server.map(|t| Instant::now() + t);
     // The reactor only when there is something to write (a PROXY header, bytes the rules
-    // read): a plain flow's server socket never goes on it.
+    // read): a plain flow's server socket never goes on it (nor reads the clock for it).
     let written = if first.is_empty() {
         Ok(())
     } else {
+        let write_deadline = be.timeouts.server.map(|t| Instant::now() + t);
         match server.reactor() {
             Ok(s) => conn_io::write_all(s, &first, write_deadline).await,
             Err(e) => Err(e),
@@ -319,7 +319,7 @@ pub(super) async fn run_registered<F: std::future::Future<Output = FlowReport>>(
     (started, t): (Instant, FlowTimeouts),
     forward: impl FnOnce(Rc<KillSwitch>) -> F,
 ) -> (FlowReport, Killer) {
-    let reg = Registered::new(ctx, info, started, t);
+    let reg = Registered::new(ctx, info, started, crate::interned::timeouts(t));
     let report: FlowReport = forward(reg.kill.clone()).await;
     (report, reg.killer())
 }

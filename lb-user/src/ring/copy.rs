@@ -173,8 +173,14 @@ fn reset_of(i: usize) -> FlowEnd {
 /// hand-off ([`Copied::Graduated`]; the ask is left for the next plane to answer). Either way
 /// `done` gets it. No task waits for it meanwhile.
 /// Both sockets must be non-blocking TCP sockets on no reactor. The thread must have a ring.
-pub fn start(client: OwnedFd, server: OwnedFd, t: &FlowTimeouts, kill: &KillSwitch, done: Done) {
-    let at = with(|r| r.start(client, server, *t, done));
+pub fn start(
+    client: OwnedFd,
+    server: OwnedFd,
+    t: Arc<FlowTimeouts>,
+    kill: &KillSwitch,
+    done: Done,
+) {
+    let at = with(|r| r.start(client, server, t, done));
     kill.put_on_ring(at);
 }
 
@@ -205,7 +211,7 @@ pub async fn copy(client: OwnedFd, server: OwnedFd, t: &FlowTimeouts, kill: &Kil
             waker.wake();
         }
     });
-    let at = with(|r| r.start(client, server, *t, done));
+    let at = with(|r| r.start(client, server, crate::interned::timeouts(*t), done));
     kill.put_on_ring(at);
     let mut abandon = Abandon(Some(at));
     let out = poll_fn(|cx| {
@@ -254,7 +260,13 @@ pub fn hand_off(at: OnRing) -> bool {
 
 impl Ring {
     /// Puts a flow on the ring: both directions start receiving, its idle timer is armed.
-    fn start(&mut self, client: OwnedFd, server: OwnedFd, t: FlowTimeouts, done: Done) -> OnRing {
+    fn start(
+        &mut self,
+        client: OwnedFd,
+        server: OwnedFd,
+        t: Arc<FlowTimeouts>,
+        done: Done,
+    ) -> OnRing {
         self.serial = self.serial.wrapping_add(1);
         let serial = self.serial;
         let last = self.now_tick();
@@ -265,7 +277,7 @@ impl Ring {
             last,
             serial,
             armed: None,
-            t: crate::interned::timeouts(t),
+            t,
             stop: None,
             in_flight: 0,
             done: Some(done),
@@ -309,7 +321,7 @@ impl Ring {
         }
         f.armed = Some(tick);
         if self.timers.push(tick, key) {
-            self.wake.notify_one();
+            self.wake_loop();
         }
     }
 
@@ -344,8 +356,13 @@ impl Ring {
     }
 
     /// Now, in ticks of the timer queue, rounded down (a flow's last activity).
-    fn now_tick(&self) -> u32 {
-        let t = self.timers.tick(Instant::now()).saturating_sub(1);
+    pub(super) fn now_tick(&self) -> u32 {
+        self.tick_of(Instant::now())
+    }
+
+    /// `at` in ticks of the timer queue, rounded down.
+    pub(super) fn tick_of(&self, at: Instant) -> u32 {
+        let t = self.timers.tick(at).saturating_sub(1);
         u32::try_from(t).unwrap_or(u32::MAX)
     }
 
@@ -354,7 +371,7 @@ impl Ring {
         let mut f = self.flows.remove(key);
         if let Some(done) = f.done.take() {
             self.finished.push((done, out));
-            self.wake.notify_one();
+            self.wake_loop();
         }
     }
 
@@ -509,9 +526,14 @@ impl Ring {
         }
     }
 
-    /// Handles one completion of flow `key`.
+    /// Handles one completion of flow `key`, now.
+    #[cfg(test)]
     pub(super) fn complete(&mut self, key: usize, tag: Tag, res: i32, flags: u32) {
-        let now = self.now_tick();
+        self.complete_at(key, tag, (res, flags), self.now_tick());
+    }
+
+    /// Handles one completion of flow `key` (its result and flags) at tick `now`.
+    pub(super) fn complete_at(&mut self, key: usize, tag: Tag, (res, flags): (i32, u32), now: u32) {
         let Some(f) = self.flows.get_mut(key) else {
             return;
         };

@@ -117,7 +117,7 @@ fn idle_timeouts_end_flows_that_have_no_task() {
     let k = kills.clone();
     let ends = on_ring_thread(3, Duration::from_secs(10), move |ends| {
         for (i, (c, s)) in lb_ends.into_iter().enumerate() {
-            start(c, s, &t[i], &k[i], recorder(ends, i));
+            start(c, s, t[i].into(), &k[i], recorder(ends, i));
         }
     });
     let ends = ends.borrow();
@@ -174,14 +174,14 @@ fn a_kill_ends_a_flow_on_the_ring_and_activity_defers_its_timeout() {
         start(
             p0.client_fd,
             p0.server_fd,
-            &FlowTimeouts::default(),
+            FlowTimeouts::default().into(),
             &k,
             recorder(ends, 0),
         );
         start(
             p1.client_fd,
             p1.server_fd,
-            &t,
+            t.into(),
             &KillSwitch::default(),
             recorder(ends, 1),
         );
@@ -227,7 +227,7 @@ fn many_flows_timers_come_due_in_their_order() {
                 client: Some(limit(i)),
                 ..Default::default()
             };
-            start(c, s, &t, &KillSwitch::default(), recorder(ends, i));
+            start(c, s, t.into(), &KillSwitch::default(), recorder(ends, i));
         }
     });
     let ends = ends.borrow();
@@ -296,7 +296,7 @@ fn a_flow_on_the_ring_holds_no_fd_and_closes_as_haproxy() {
         start(
             lb.client_fd,
             lb.server_fd,
-            &FlowTimeouts::default(),
+            FlowTimeouts::default().into(),
             &kill,
             recorder(ends, 0),
         );
@@ -370,7 +370,7 @@ fn a_short_exchange_passes_its_last_fin_with_the_close() {
             start(
                 lb.client_fd,
                 lb.server_fd,
-                &FlowTimeouts::default(),
+                FlowTimeouts::default().into(),
                 &KillSwitch::default(),
                 recorder(ends, 0),
             );

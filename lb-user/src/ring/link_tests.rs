@@ -37,8 +37,13 @@ fn on_idle_ring(body: impl FnOnce(usize) + Send + 'static) {
             let p = pair();
             let done: Done = Box::new(|_| {});
             let key = with(|r| {
-                r.start(p.client_fd, p.server_fd, FlowTimeouts::default(), done)
-                    .key as usize
+                r.start(
+                    p.client_fd,
+                    p.server_fd,
+                    crate::interned::timeouts(FlowTimeouts::default()),
+                    done,
+                )
+                .key as usize
             });
             body(key);
             drop((p.client, p.backend));
@@ -206,7 +211,7 @@ fn every_byte_arrives_both_ways_with_linked_receives_and_half_close() {
         super::start(
             p.client_fd,
             p.server_fd,
-            &FlowTimeouts::default(),
+            FlowTimeouts::default().into(),
             &kill,
             done,
         );

@@ -25,17 +25,17 @@ pub use op::{connect, Accept, ConnectFailed};
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::rc::Rc;
+use std::pin::pin;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use io_uring::{squeue, IoUring};
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::Notify;
 
 use bufs::Bufs;
 
@@ -84,8 +84,9 @@ struct Ring {
     serial: u32,
     /// Flows that left the ring, for the loop to hand to their [`Done`] once the ring is free.
     finished: Vec<(Done, Copied)>,
-    /// Wakes the ring's loop: a flow left, or an earlier timer was queued.
-    wake: Rc<Notify>,
+    /// The ring's loop, to wake when a flow left or an earlier timer was queued (see
+    /// [`Ring::wake_loop`]); set by the loop each time it runs.
+    waker: Option<Waker>,
 }
 
 /// The ring's fd, for the reactor (the ring itself stays in [`RING`]).
@@ -109,7 +110,6 @@ pub fn install() -> io::Result<impl Future<Output = ()>> {
 fn install_sized(sizes: Sizes) -> io::Result<impl Future<Output = ()>> {
     let uring = new_uring(sizes)?;
     let fd = uring.as_raw_fd();
-    let wake = Rc::new(Notify::new());
     let table = direct::Table::new(&uring);
     let mut ring = Ring {
         uring,
@@ -122,7 +122,7 @@ fn install_sized(sizes: Sizes) -> io::Result<impl Future<Output = ()>> {
         timers: timer::Timers::new(),
         serial: 0,
         finished: Vec::new(),
-        wake: wake.clone(),
+        waker: None,
     };
     let provide = ring.bufs.provide_all();
     ring.push(&provide);
@@ -132,7 +132,7 @@ fn install_sized(sizes: Sizes) -> io::Result<impl Future<Output = ()>> {
     let reactor = unsafe { AsyncFd::register_with_interest(RingFd(fd), Interest::READABLE) }
         .map_err(io::Error::from)?;
     RING.with(|r| *r.borrow_mut() = Some(ring));
-    Ok(run(reactor, wake))
+    Ok(run(reactor))
 }
 
 /// The thread's `io_uring`. `IORING_SETUP_COOP_TASKRUN` (Linux 5.19): a completion that
@@ -186,45 +186,62 @@ fn with<T>(f: impl FnOnce(&mut Ring) -> T) -> T {
 
 /// The ring's loop: reaps its completions whenever the reactor says it has some, handles the
 /// flows' timers as they come due, and hands the flows that left to their [`Done`].
-async fn run(reactor: AsyncFd<RingFd>, wake: Rc<Notify>) {
-    loop {
-        let next = RING.with(|r| r.borrow().as_ref().and_then(|ring| ring.timers.next()));
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            ready = reactor.readable() => {
-                let Ok(mut ready) = ready else {
-                    log::error!("io_uring: the ring's fd left the reactor; flows on it are stuck");
-                    return;
-                };
-                // Cleared before reaping: a completion posted after the reap below wakes us
-                // again.
+///
+/// One future polled by hand rather than a `select!` per wake: the thread's one timer (the
+/// earliest deadline of its flows) is a single pinned `Sleep`, moved only when that deadline
+/// changes, and the clock is read once per wake for every completion and timer it handles.
+async fn run(reactor: AsyncFd<RingFd>) {
+    let mut sleep = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
+    // The deadline `sleep` is set to, while it has not fired.
+    let mut armed: Option<Instant> = None;
+    poll_fn(|cx| loop {
+        let ready = match reactor.poll_read_ready(cx) {
+            // Cleared before reaping: a completion posted after the reap below wakes us again.
+            Poll::Ready(Ok(mut ready)) => {
                 ready.clear_ready();
-                RING.with(|r| {
-                    if let Some(ring) = r.borrow_mut().as_mut() {
-                        ring.reap();
-                    }
-                });
+                true
             }
-            () = sleep => {}
-            () = wake.notified() => {}
-        }
-        let finished = RING.with(|r| {
+            Poll::Ready(Err(_)) => {
+                log::error!("io_uring: the ring's fd left the reactor; flows on it are stuck");
+                return Poll::Ready(());
+            }
+            Poll::Pending => false,
+        };
+        let now = Instant::now();
+        let (finished, next) = RING.with(|r| {
             let mut r = r.borrow_mut();
             let Some(ring) = r.as_mut() else {
-                return Vec::new();
+                return (Vec::new(), None);
             };
-            ring.expire(Instant::now());
-            std::mem::take(&mut ring.finished)
+            if !ring.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                ring.waker = Some(cx.waker().clone());
+            }
+            if ready {
+                ring.reap_at(&mut Some(ring.tick_of(now)));
+            }
+            ring.expire(now);
+            (std::mem::take(&mut ring.finished), ring.timers.next())
         });
         for (done, out) in finished {
             done(out);
         }
-    }
+        if next != armed {
+            if let Some(at) = next {
+                sleep.as_mut().reset(at.into());
+            }
+            armed = next;
+        }
+        // A timer that fired is set again from the queue on the next round, even to the
+        // same deadline, so the loop never spins on a `Sleep` that stays ready.
+        let fired = armed.is_some() && sleep.as_mut().poll(cx).is_ready();
+        if fired {
+            armed = None;
+        }
+        if !ready && !fired {
+            return Poll::Pending;
+        }
+    })
+    .await;
 }
 
 /// What a completion is for: the low byte of its `user_data`, above it the flow's slab key.
@@ -303,19 +320,28 @@ impl Ring {
             if let Err(e) = self.uring.submit() {
                 // EBUSY/EAGAIN: the kernel has no room for more in flight; reap to make room.
                 log::debug!("io_uring: submit with a full queue: {e}");
-                self.reap();
+                self.reap_at(&mut None);
             }
+        }
+    }
+
+    /// Wakes the ring's loop (a flow left, or an earlier timer was queued).
+    fn wake_loop(&self) {
+        if let Some(waker) = &self.waker {
+            waker.wake_by_ref();
         }
     }
 
     /// The park hook's work: see [`submit`].
     fn turn(&mut self) {
+        // The clock is read once, at the first completion, for every round of this turn.
+        let mut now = None;
         for round in 1.. {
             self.submit();
             if round == ROUNDS || !self.flows_only_completed() {
                 return;
             }
-            self.reap();
+            self.reap_at(&mut now);
         }
     }
 
@@ -345,8 +371,9 @@ impl Ring {
         }
     }
 
-    /// Handles every completion in the queue, and those the kernel kept past it.
-    fn reap(&mut self) {
+    /// Handles every completion in the queue, and those the kernel kept past it, as of tick
+    /// `now` (read from the clock at the first completion when `None`).
+    fn reap_at(&mut self, now: &mut Option<u32>) {
         // One at a time, each taken off the queue before it is handled: no batch to allocate.
         loop {
             let next = self.uring.completion().next();
@@ -361,7 +388,10 @@ impl Ring {
                 Tag::Ignored => ignored_failed(cqe.result()),
                 Tag::Op => self.op_done(key, cqe.result()),
                 Tag::Files => self.files_failed(key, cqe.result()),
-                _ => self.complete(key, tag, cqe.result(), cqe.flags()),
+                _ => {
+                    let now = *now.get_or_insert_with(|| self.now_tick());
+                    self.complete_at(key, tag, (cqe.result(), cqe.flags()), now);
+                }
             }
         }
     }

@@ -113,7 +113,7 @@ fn start_all(lb: Vec<Pair>, ends: &Ends) {
         start(
             p.client_fd,
             p.server_fd,
-            &t,
+            t.into(),
             &KillSwitch::default(),
             recorder(ends, i),
         );
@@ -196,7 +196,7 @@ fn a_slot_closed_with_a_reset_is_not_the_next_flows() {
             start(
                 p.client_fd,
                 p.server_fd,
-                &FlowTimeouts::default(),
+                FlowTimeouts::default().into(),
                 &KillSwitch::default(),
                 recorder(&e, 1),
             );
@@ -204,7 +204,7 @@ fn a_slot_closed_with_a_reset_is_not_the_next_flows() {
         start(
             first.client_fd,
             first.server_fd,
-            &FlowTimeouts::default(),
+            FlowTimeouts::default().into(),
             &kill,
             first_done,
         );
