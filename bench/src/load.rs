@@ -318,6 +318,45 @@ async fn exchange(c: &mut tokio::net::TcpStream, msg: [u8; MSG]) -> Result<(), S
     }
 }
 
+/// Uncounted short connections before a counted series (pools filled, code paged in).
+pub const SERIES_WARM_UP: usize = 50;
+
+/// `n` short connections to `addr`, one after the other, each: connect, a [`MSG`]-byte request,
+/// its answer (checked), close. Each step is bounded (5 s), the whole series by `deadline`.
+/// The client of the counting workloads (syscalls, instructions): what it costs the proxy is
+/// divided by `n`.
+pub fn short_conns_in_series(
+    addr: SocketAddr,
+    n: usize,
+    deadline: Instant,
+) -> Result<(), LoadError> {
+    let step = Duration::from_secs(5);
+    let msg = [7u8; MSG];
+    let mut back = [0u8; MSG];
+    for i in 0..n {
+        if Instant::now() > deadline {
+            return Err(LoadError::Failed(format!(
+                "short connections to {addr}: {i} of {n} done when time was up"
+            )));
+        }
+        let fail = |source| LoadError::Io {
+            what: format!("short connection {i} of {n} to {addr}"),
+            source,
+        };
+        let mut c = TcpStream::connect_timeout(&addr, step).map_err(fail)?;
+        c.set_read_timeout(Some(step)).map_err(fail)?;
+        c.set_write_timeout(Some(step)).map_err(fail)?;
+        c.write_all(&msg).map_err(fail)?;
+        c.read_exact(&mut back).map_err(fail)?;
+        if back != msg {
+            return Err(LoadError::Failed(format!(
+                "short connection {i} to {addr}: the answer is not the request"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One connection-rate measurement.
 #[derive(Clone, Debug)]
 pub struct RateSample {
@@ -593,5 +632,44 @@ mod tests {
         let c = concurrency(&rt, echo.addr, &echo, None, 50, 4).unwrap();
         assert_eq!(c.failures, 0, "{:?}", c.first_error);
         assert_eq!(c.rss_per_conn, None);
+    }
+
+    #[test]
+    fn short_conns_in_series_are_bounded_by_their_deadline() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let echo = Echo::start(rt.handle()).unwrap();
+        let soon = Instant::now() + Duration::from_secs(10);
+        short_conns_in_series(echo.addr, 20, soon).unwrap();
+        let past = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        let err = short_conns_in_series(echo.addr, 3, past).unwrap_err();
+        assert!(
+            err.to_string().ends_with(": 0 of 3 done when time was up"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn short_conns_check_the_answer() {
+        // A server that answers every request with zeros.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; MSG];
+            c.read_exact(&mut req).unwrap();
+            c.write_all(&[0u8; MSG]).unwrap();
+        });
+        let err =
+            short_conns_in_series(addr, 2, Instant::now() + Duration::from_secs(10)).unwrap_err();
+        assert!(
+            err.to_string().ends_with(": the answer is not the request"),
+            "{err}"
+        );
+        server.join().unwrap();
     }
 }

@@ -4,6 +4,7 @@
 
 mod clients;
 mod data;
+mod instructions;
 mod load;
 mod procfs;
 mod report;
@@ -39,7 +40,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
     /// Workloads to run, comma-separated (default all):
-    /// bulk,rate,latency,concurrency,syscalls,clients (the real clients).
+    /// bulk,rate,latency,concurrency,syscalls,instructions (callgrind),clients (the real clients).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// The lb binary.
@@ -110,12 +111,13 @@ fn plan(args: &Args) -> Plan {
     p
 }
 
-const WORKLOADS: [&str; 6] = [
+const WORKLOADS: [&str; 7] = [
     "bulk",
     "rate",
     "latency",
     "concurrency",
     "syscalls",
+    "instructions",
     "clients",
 ];
 
@@ -352,6 +354,9 @@ fn progress_steps(workloads: &[&str], n: usize, p: Plan) -> usize {
     if has("syscalls") {
         total += n;
     }
+    if has("instructions") {
+        total += n;
+    }
     total
 }
 
@@ -476,6 +481,9 @@ fn run(args: &Args) -> Result<()> {
     }
     if has("syscalls") {
         synthetic::syscalls(&mut c, &mut running);
+    }
+    if has("instructions") {
+        synthetic::instructions(&mut c, &mut running);
     }
     if has("latency") {
         synthetic::latency(&mut c, &mut running);

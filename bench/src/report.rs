@@ -26,6 +26,7 @@ pub enum Metric {
     ConcExchangeMs,
     ConcFailures,
     SyscallsPerConn,
+    InstrPerConn,
 }
 
 /// How repetitions of a metric are combined.
@@ -38,7 +39,7 @@ pub enum Combine {
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 17] = [
         Metric::Bulk1Gbit,
         Metric::Bulk1Cpu,
         Metric::Bulk8Gbit,
@@ -55,6 +56,7 @@ impl Metric {
         Metric::ConcExchangeMs,
         Metric::ConcFailures,
         Metric::SyscallsPerConn,
+        Metric::InstrPerConn,
     ];
 
     /// (JSON key, table label, whether higher is better, how repetitions combine).
@@ -129,6 +131,12 @@ impl Metric {
             Metric::SyscallsPerConn => (
                 "syscalls_per_short_conn",
                 "syscalls per short connection",
+                false,
+                Median,
+            ),
+            Metric::InstrPerConn => (
+                "instructions_per_short_conn",
+                "user-space instructions per short connection",
                 false,
                 Median,
             ),
@@ -702,6 +710,26 @@ mod tests {
         assert_eq!(m["ratios"]["lb-sockmap/haproxy"], 1.5);
         assert_eq!(m["ratios"]["lb-sockmap/nginx"], serde_json::Value::Null);
         assert_eq!(j["missing"]["nginx"], "nginx is not installed");
+    }
+
+    #[test]
+    fn instructions_show_beside_syscalls_with_their_ratio() {
+        let mut r = sample();
+        r.push(Metric::InstrPerConn, Kind::LbSplice, 36_000.0);
+        r.push(Metric::InstrPerConn, Kind::Haproxy, 27_000.0);
+        let md = markdown(&r);
+        assert!(md.contains(
+            "| syscalls per short connection | – | – | – | – | missing |\n\
+             | user-space instructions per short connection | – | – | 36000 | 27000 | missing |\n"
+        ));
+        assert!(md.contains(
+            "| user-space instructions per short connection | – | – | – | 1.33 | – | – |\n"
+        ));
+        let j = json(&r);
+        let m = &j["metrics"]["instructions_per_short_conn"];
+        assert_eq!(m["targets"]["lb-splice"]["value"], 36_000.0);
+        assert_eq!(m["ratios"]["lb-splice/haproxy"], 36_000.0 / 27_000.0);
+        assert_eq!(m["higher_is_better"], false);
     }
 
     #[test]

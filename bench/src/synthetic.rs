@@ -1,14 +1,15 @@
 //! The synthetic workloads, run with the bench's own load generator: bulk, connection rate,
-//! syscalls per short connection, round trip and idle connections, one function each over the
-//! running targets (each with its own sink and echo backend).
+//! syscalls and instructions per short connection, round trip and idle connections, one
+//! function each over the running targets (each with its own sink and echo backend).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::data::Verify;
 use crate::report::{Metric, Results};
 use crate::targets::{self, Backends, Kind, Programs, Running, Tuning};
-use crate::{load, procfs, syscalls, Plan};
+use crate::{instructions, load, procfs, syscalls, Plan};
 
 /// A running target with its own backends.
 pub type Target = (Kind, load::Sink, load::Echo, Running);
@@ -52,6 +53,10 @@ impl Progress {
 /// Short connections counted per target by the `syscalls` workload (strace slows each down,
 /// so a few hundred, in series).
 const SYSCALL_CONNS: usize = 300;
+
+/// Short connections counted per target by the `instructions` workload (callgrind runs the
+/// proxy about 50 times slower: 400 take about 2 s).
+const INSTR_CONNS: usize = 400;
 
 /// Bulk: 1 and 8 streams to the sink, a warm-up with a full integrity check first.
 pub fn bulk(c: &mut Ctx, running: &mut [Target]) {
@@ -202,6 +207,57 @@ pub fn syscalls(c: &mut Ctx, running: &mut [Target]) {
         }
         alive(r, &mut c.res);
     }
+}
+
+/// User-space instructions per short connection: a second instance of each proxy, started
+/// under callgrind with the target's echo backend, counted and killed.
+pub fn instructions(c: &mut Ctx, running: &mut [Target]) {
+    let dir = c.tmp.join("instructions");
+    for (k, _, echo, r) in running.iter_mut() {
+        if r.pid().is_none() {
+            c.prog.line(&format!(
+                "instructions, {}: no proxy process, skipped",
+                k.name()
+            ));
+            continue;
+        }
+        match count_instructions(c, *k, &dir, echo.addr) {
+            Ok(per) => {
+                c.prog.line(&format!(
+                    "instructions, {}: {per:.0} per short connection ({INSTR_CONNS} in series, \
+                     callgrind)",
+                    k.name()
+                ));
+                c.res.push(Metric::InstrPerConn, *k, per);
+            }
+            Err(e) => {
+                c.prog
+                    .line(&format!("instructions, {}: FAILED: {e}", k.name()));
+                c.res.errors.push((k.name(), "instructions".into(), e));
+            }
+        }
+        alive(r, &mut c.res);
+    }
+}
+
+/// Starts `k` under callgrind (its files in `dir/<kind>`), forwarding to `echo`, and counts;
+/// the instance is killed on return, whatever happened.
+fn count_instructions(c: &Ctx, k: Kind, dir: &Path, echo: SocketAddr) -> Result<f64, String> {
+    let out = dir.join(k.name());
+    let command = instructions::valgrind_command(&out);
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let wrapper = instructions::wrapper(&command);
+    let r = targets::start_wrapped(k, c.programs, dir, &[("echo", echo)], c.tuning, wrapper)
+        .map_err(|e| match &e {
+            targets::TargetError::Spawn { source, .. } => format!(
+                "under callgrind: {e}: {source} (Debian's `valgrind`; `cargo xtask setup` \
+                 installs it)"
+            ),
+            _ => format!("under callgrind: {e}"),
+        })?;
+    let pid = r.pid().ok_or("no proxy process")?;
+    instructions::per_short_conn(pid, &out, r.fronts[0], INSTR_CONNS)
+        .map_err(|e| with_log(&e.to_string(), &r))
 }
 
 /// Round trip on a held connection.

@@ -2,21 +2,23 @@
 //! after the other): `strace -c -f` attached to the proxy's processes while they run. A count,
 //! not a time; `clock_gettime` (vDSO, when strace sees it) is left out.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::procfs;
+use crate::{load, procfs};
 
-/// Uncounted connections first (pools filled, code paged in).
-const WARM_UP: usize = 50;
+/// Time for the warm-up, and for the counted series (strace slows each connection down).
+const SERIES_TIME: Duration = Duration::from_mins(1);
 
 /// Syscalls per connection of the process tree `pid`, over `n` short connections to `addr`.
 pub fn per_short_conn(pid: u32, addr: SocketAddr, n: usize) -> Result<f64, String> {
-    for _ in 0..WARM_UP {
-        exchange(addr)?;
-    }
+    let series = |n| {
+        load::short_conns_in_series(addr, n, Instant::now() + SERIES_TIME)
+            .map_err(|e| e.to_string())
+    };
+    series(load::SERIES_WARM_UP)?;
     let out = std::env::temp_dir().join(format!("lb-bench-strace-{}-{pid}", std::process::id()));
     let mut cmd = Command::new("strace");
     cmd.args(["-c", "-f", "-o"]).arg(&out);
@@ -42,7 +44,7 @@ pub fn per_short_conn(pid: u32, addr: SocketAddr, n: usize) -> Result<f64, Strin
         }
         attached += usize::from(line.contains("attached"));
     }
-    let run = (0..n).try_for_each(|_| exchange(addr));
+    let run = series(n);
     // The proxy closes its side right after the client: let it finish the last one.
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: kill on the pid of our own child.
@@ -52,17 +54,6 @@ pub fn per_short_conn(pid: u32, addr: SocketAddr, n: usize) -> Result<f64, Strin
     let _ = std::fs::remove_file(&out);
     run?;
     Ok(total_calls(&text) as f64 / n as f64)
-}
-
-fn exchange(addr: SocketAddr) -> Result<(), String> {
-    let io = |e: std::io::Error| format!("short connection to {addr}: {e}");
-    let mut c = TcpStream::connect(addr).map_err(io)?;
-    c.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(io)?;
-    c.write_all(&[7u8; 64]).map_err(io)?;
-    let mut answer = [0u8; 64];
-    c.read_exact(&mut answer).map_err(io)?;
-    Ok(())
 }
 
 /// The calls of a `strace -c` table (`% time  seconds  usecs/call  calls  [errors]  syscall`),

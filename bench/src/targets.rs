@@ -194,16 +194,23 @@ pub fn lb_cfg_routes(routes: &[Route], t: Tuning) -> String {
 /// half-close passes through as with the others, as many workers as the others have threads.
 #[cfg(test)]
 pub fn nginx_conf(dir: &Path, module: &Path, fe: Frontends, be: Backends, t: Tuning) -> String {
-    nginx_conf_routes(dir, module, &synthetic_routes(fe, be), t)
+    nginx_conf_routes(dir, module, &synthetic_routes(fe, be), t, true)
 }
 
-/// [`nginx_conf`] for any set of routes.
-pub fn nginx_conf_routes(dir: &Path, module: &Path, routes: &[Route], t: Tuning) -> String {
+/// [`nginx_conf`] for any set of routes; without `master`, one process that does a worker's
+/// work (`master_process off`, and `worker_processes` is then ignored).
+pub fn nginx_conf_routes(
+    dir: &Path,
+    module: &Path,
+    routes: &[Route],
+    t: Tuning,
+    master: bool,
+) -> String {
     let dir = dir.display();
     let mut s = format!(
         "load_module {module};\n\
          daemon off;\n\
-         master_process on;\n\
+         master_process {master};\n\
          worker_processes {threads};\n\
          worker_rlimit_nofile {nofile};\n\
          pid {dir}/nginx.pid;\n\
@@ -211,6 +218,7 @@ pub fn nginx_conf_routes(dir: &Path, module: &Path, routes: &[Route], t: Tuning)
          events {{\n    worker_connections {conns};\n    multi_accept on;\n}}\n\n\
          stream {{\n",
         module = module.display(),
+        master = if master { "on" } else { "off" },
         threads = t.threads,
         nofile = u64::from(t.maxconn) * 4 + 1024,
         // Each proxied connection takes two (client and upstream), per worker.
@@ -310,6 +318,29 @@ impl Drop for Proc {
     }
 }
 
+/// How a target's process is started: by itself ([`Wrapper::NONE`]), or as the last arguments
+/// of another program's command line (`valgrind --tool=callgrind ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wrapper<'a> {
+    /// The command line put before the target's; empty: none.
+    pub command: &'a [&'a str],
+    /// How long start-up may take, until every frontend listens (and lb says it is ready).
+    pub ready_within: Duration,
+    /// nginx without its master (`master_process off`): the one process does a worker's work.
+    /// For wrappers that can only reach the process they started (valgrind's gdbserver is not
+    /// set up in forked children, so `callgrind_control` does not see nginx's workers).
+    pub single_process: bool,
+}
+
+impl Wrapper<'_> {
+    /// The target run directly.
+    pub const NONE: Wrapper<'static> = Wrapper {
+        command: &[],
+        ready_within: Duration::from_secs(20),
+        single_process: false,
+    };
+}
+
 /// Starts `kind` forwarding to `be`, with its files in `dir`; waits until it listens.
 pub fn start(
     kind: Kind,
@@ -335,6 +366,19 @@ pub fn start_routes(
     dir: &Path,
     servers: &[(&'static str, SocketAddr)],
     tuning: Tuning,
+) -> Result<Running, TargetError> {
+    start_wrapped(kind, programs, dir, servers, tuning, Wrapper::NONE)
+}
+
+/// [`start_routes`] with the target's command line run by `wrapper`: the one place where a
+/// target's command line is built.
+pub fn start_wrapped(
+    kind: Kind,
+    programs: &Programs,
+    dir: &Path,
+    servers: &[(&'static str, SocketAddr)],
+    tuning: Tuning,
+    wrapper: Wrapper,
 ) -> Result<Running, TargetError> {
     let unset = SocketAddr::from(([0, 0, 0, 0], 0));
     let frontends = |fronts: &[SocketAddr]| Frontends {
@@ -364,6 +408,7 @@ pub fn start_routes(
         source,
     })?;
     let log = dir.join("output.log");
+    // The program and its arguments, run directly or by the wrapper.
     let (mut cmd, ready_line) = match kind {
         Kind::Direct => unreachable!("handled above"),
         Kind::LbAuto | Kind::LbSockmap | Kind::LbSplice => {
@@ -378,7 +423,7 @@ pub fn start_routes(
                 Kind::LbSplice => "splice",
                 _ => "auto",
             };
-            let mut c = Command::new(&programs.lb);
+            let mut c = wrapped(wrapper, &programs.lb);
             c.arg("-f").arg(cfg).args(["--dataplane", plane]);
             c.env("RUST_LOG", "info");
             (c, Some("lb ready"))
@@ -393,7 +438,7 @@ pub fn start_routes(
                 &dir.join("haproxy.cfg"),
                 &haproxy_cfg_routes(&routes, tuning),
             )?;
-            let mut c = Command::new(&programs.haproxy);
+            let mut c = wrapped(wrapper, &programs.haproxy);
             // -db: foreground, no daemon; -f: our config only.
             c.arg("-db").arg("-f").arg(cfg);
             (c, None)
@@ -409,9 +454,15 @@ pub fn start_routes(
                 "nginx's stream module",
                 " (Debian's `libnginx-mod-stream`; `cargo xtask setup` installs it)",
             )?;
-            let text = nginx_conf_routes(&dir, &programs.nginx_stream_module, &routes, tuning);
+            let text = nginx_conf_routes(
+                &dir,
+                &programs.nginx_stream_module,
+                &routes,
+                tuning,
+                !wrapper.single_process,
+            );
             let cfg = write(&dir.join("nginx.conf"), &text)?;
-            let mut c = Command::new(&programs.nginx);
+            let mut c = wrapped(wrapper, &programs.nginx);
             // -p: prefix for relative paths; -e: the start-up error log (else /var/log/nginx).
             c.arg("-p")
                 .arg(&dir)
@@ -448,7 +499,7 @@ pub fn start_routes(
         .map_err(|source| TargetError::Spawn { cmd: shown, source })?;
     remember_child(child.id() as i32);
     let mut proc = Proc { child, log };
-    wait_ready(kind, &mut proc, &fronts, ready_line)?;
+    wait_ready(kind, &mut proc, &fronts, ready_line, wrapper.ready_within)?;
     Ok(Running {
         kind,
         addrs: frontends(&fronts),
@@ -457,13 +508,25 @@ pub fn start_routes(
     })
 }
 
+/// `program` to run with its arguments to come, under `wrapper`'s command if it has one.
+fn wrapped(wrapper: Wrapper, program: &Path) -> Command {
+    match wrapper.command.split_first() {
+        None => Command::new(program),
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+    }
+}
+
 fn wait_ready(
     kind: Kind,
     p: &mut Proc,
     fronts: &[SocketAddr],
     ready_line: Option<&str>,
+    limit: Duration,
 ) -> Result<(), TargetError> {
-    let limit = Duration::from_secs(20);
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(Some(st)) = p.child.try_wait() {
@@ -681,6 +744,34 @@ mod tests {
         );
         assert_eq!(c.matches("proxy_half_close on;").count(), 2);
         assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+
+    #[test]
+    fn nginx_single_process_has_no_master() {
+        let (fe, be, t) = addrs();
+        let m = Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
+        let routes = synthetic_routes(fe, be);
+        let one = nginx_conf_routes(Path::new("/tmp/x"), m, &routes, t, false);
+        assert!(one.contains("master_process off;\n"));
+        assert!(!one.contains("master_process on;"));
+        assert!(nginx_conf(Path::new("/tmp/x"), m, fe, be, t).contains("master_process on;\n"));
+    }
+
+    #[test]
+    fn a_wrapper_goes_before_the_program() {
+        let prog = Path::new("/usr/sbin/haproxy");
+        let bare = wrapped(Wrapper::NONE, prog);
+        assert_eq!(bare.get_program(), prog);
+        assert_eq!(bare.get_args().count(), 0);
+        let w = Wrapper {
+            command: &["valgrind", "--tool=callgrind"],
+            ..Wrapper::NONE
+        };
+        let mut c = wrapped(w, prog);
+        c.arg("-db");
+        assert_eq!(c.get_program(), "valgrind");
+        let args: Vec<_> = c.get_args().collect();
+        assert_eq!(args, ["--tool=callgrind", "/usr/sbin/haproxy", "-db"]);
     }
 
     #[test]

@@ -43,15 +43,17 @@ const TEST_PACKAGES: [&str; 13] = [
     "systemd",
 ];
 /// Used by `cargo xtask bench`: nginx with its stream module (a proxy lb is compared with; HAProxy
-/// is in the test packages), `perf`/`bpftool` to profile where lb falls short, and the real
-/// clients (`iperf3`, `sysbench`; `redis-benchmark` and `pgbench` come with the servers).
-const BENCH_PACKAGES: [&str; 6] = [
+/// is in the test packages), `perf`/`bpftool` to profile where lb falls short, the real
+/// clients (`iperf3`, `sysbench`; `redis-benchmark` and `pgbench` come with the servers), and
+/// `valgrind` (callgrind and `callgrind_control`: the `instructions` workload's counts).
+const BENCH_PACKAGES: [&str; 7] = [
     "nginx",
     "libnginx-mod-stream",
     "linux-perf",
     "bpftool",
     "iperf3",
     "sysbench",
+    "valgrind",
 ];
 /// Packages whose postinst may start a system service, and that service's unit name.
 const SERVICES: [(&str, &str); 7] = [
