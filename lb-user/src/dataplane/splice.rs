@@ -479,7 +479,6 @@ pub(super) async fn run(
     let last = Cell::new(Instant::now());
     let client_done = Cell::new(false);
     let server_done = Cell::new(false);
-    let stop = Stop::default();
     let flow = Flow {
         t: &t,
         since: last.get(),
@@ -498,6 +497,9 @@ pub(super) async fn run(
             // Pinned where they are built: moved into `drive_or_hand_over`, each would take
             // room in the flow's future twice. Dropped at the end of this block, before a
             // hand-over gives the sockets back.
+            // A stop of their own: pumps dropped while parked never leave their count, and a
+            // stop requested for an offer not taken would hold the next pumps for good.
+            let stop = Stop::default();
             let up = pin!(pump(
                 &client,
                 &server,
@@ -624,6 +626,99 @@ mod tests {
             panic!("the copy path must not take a pipe")
         };
         assert_eq!(b.as_ptr(), ptr, "the same buffer is reused");
+    }
+
+    /// A pair of connected loopback sockets: (the application's end, lb's end).
+    async fn pair() -> (tokio::net::TcpStream, OwnedFd) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (lb, _) = l.accept().await.unwrap();
+        (app, OwnedFd::from(lb.into_std().unwrap()))
+    }
+
+    /// Sends `what` from `from` and reads it at `to`, within 2 s.
+    async fn passes(
+        from: &mut tokio::net::TcpStream,
+        to: &mut tokio::net::TcpStream,
+        what: &[u8],
+    ) -> bool {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        from.write_all(what).await.unwrap();
+        let mut got = vec![0u8; what.len()];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(2), to.read_exact(&mut got));
+        matches!(read.await, Ok(Ok(_))) && got == what
+    }
+
+    /// A flow asked to hand itself off stops where it holds no byte and offers itself; when
+    /// the other process does not take it, it must forward on, both ways, to both FINs (it
+    /// once kept its stop requested and its pumps counted as parked from before the offer,
+    /// so the new pumps waited forever: the old process of an upgrade never exited).
+    #[test]
+    fn a_flow_whose_hand_off_is_refused_forwards_on() {
+        use std::rc::Rc;
+        use std::time::Duration;
+
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        use crate::dataplane::handoff::HandOffAsk;
+        use crate::dataplane::{FlowEnd, FlowTimeouts, KillSwitch};
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let (mut client, client_lb) = pair().await;
+            let (mut server, server_lb) = pair().await;
+            let kill = Rc::new(KillSwitch::default());
+            let flow = tokio::task::spawn_local({
+                let kill = kill.clone();
+                async move {
+                    forward(client_lb, server_lb, FlowTimeouts::default(), &kill, (0, 0)).await
+                }
+            });
+            assert!(passes(&mut client, &mut server, b"before").await);
+            assert!(passes(&mut server, &mut client, b"answer").await);
+            for attempt in 0..2 {
+                let (ask, offered) = HandOffAsk::new(Instant::now() + Duration::from_secs(5));
+                kill.hand_off(ask);
+                let parked = tokio::time::timeout(Duration::from_secs(5), offered)
+                    .await
+                    .expect("the flow offers itself at its quiet point")
+                    .expect("an offer");
+                // Refused: the flow goes on here.
+                let _ = parked.verdict.send(false);
+                let (up, down) = (format!("up {attempt}"), format!("down {attempt}"));
+                assert!(
+                    passes(&mut client, &mut server, up.as_bytes()).await,
+                    "client -> server after refused hand-off {attempt}"
+                );
+                assert!(
+                    passes(&mut server, &mut client, down.as_bytes()).await,
+                    "server -> client after refused hand-off {attempt}"
+                );
+            }
+            client.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            let eof = tokio::time::timeout(Duration::from_secs(2), server.read_to_end(&mut rest));
+            assert!(
+                matches!(eof.await, Ok(Ok(0))),
+                "the client's FIN reaches the server"
+            );
+            server.shutdown().await.unwrap();
+            let eof = tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut rest));
+            assert!(
+                matches!(eof.await, Ok(Ok(0))),
+                "the server's FIN reaches the client"
+            );
+            let report = tokio::time::timeout(Duration::from_secs(2), flow)
+                .await
+                .expect("the flow ends after both FINs")
+                .unwrap();
+            assert_eq!(report.end, FlowEnd::Closed);
+        });
     }
 
     #[test]
