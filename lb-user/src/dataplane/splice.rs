@@ -721,6 +721,87 @@ mod tests {
         });
     }
 
+    /// [`a_flow_whose_hand_off_is_refused_forwards_on`] where the ask comes while bytes are
+    /// in flight: the flow requests its pumps' stop, reaches its quiet point once the server
+    /// has read them, and offers itself with the stop still requested. Refused, the pumps
+    /// built after the offer must not wait on that stop (they once did, for good).
+    #[test]
+    fn a_flow_stopped_for_a_refused_hand_off_forwards_on() {
+        use std::rc::Rc;
+        use std::time::Duration;
+
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        use crate::dataplane::handoff::HandOffAsk;
+        use crate::dataplane::{FlowTimeouts, KillSwitch};
+
+        const BULK: usize = 32 << 20;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let (client, client_lb) = pair().await;
+            let (server, server_lb) = pair().await;
+            let kill = Rc::new(KillSwitch::default());
+            let _flow = tokio::task::spawn_local({
+                let kill = kill.clone();
+                async move {
+                    forward(client_lb, server_lb, FlowTimeouts::default(), &kill, (0, 0)).await
+                }
+            });
+            let (mut client_rd, mut client_wr) = client.into_split();
+            let (mut server_rd, mut server_wr) = server.into_split();
+            // Three rounds: whichever way an offer comes (at once, or after a requested stop),
+            // a flow whose stop or count outlived a refused offer fails by the second.
+            for round in 0..3 {
+                // The server does not read yet: the bulk waits in lb's pump and the sockets.
+                let writer = tokio::task::spawn_local(async move {
+                    client_wr.write_all(&vec![7u8; BULK]).await.unwrap();
+                    client_wr
+                });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let (ask, offered) = HandOffAsk::new(Instant::now() + Duration::from_secs(5));
+                kill.hand_off(ask);
+                // Refused as soon as it comes (the flow waits for the verdict meanwhile).
+                let refused = tokio::task::spawn_local(async move {
+                    let parked = tokio::time::timeout(Duration::from_secs(5), offered).await;
+                    parked.is_ok_and(|p| p.is_ok())
+                });
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let mut bulk = vec![0u8; BULK];
+                let read = server_rd.read_exact(&mut bulk);
+                let read = tokio::time::timeout(Duration::from_secs(5), read).await;
+                assert!(
+                    matches!(read, Ok(Ok(_))),
+                    "round {round}: the bulk reaches the server"
+                );
+                assert!(bulk.iter().all(|b| *b == 7));
+                client_wr = writer.await.unwrap();
+                assert!(
+                    refused.await.unwrap(),
+                    "round {round}: the flow offered itself"
+                );
+                client_wr.write_all(b"after").await.unwrap();
+                let mut got = [0u8; 5];
+                let up = server_rd.read_exact(&mut got);
+                let up = tokio::time::timeout(Duration::from_secs(2), up).await;
+                assert!(
+                    matches!(up, Ok(Ok(_))),
+                    "round {round}: client -> server after"
+                );
+                server_wr.write_all(b"reply").await.unwrap();
+                let down = client_rd.read_exact(&mut got);
+                let down = tokio::time::timeout(Duration::from_secs(2), down).await;
+                assert!(
+                    matches!(down, Ok(Ok(_))),
+                    "round {round}: server -> client after"
+                );
+                assert_eq!(&got, b"reply");
+            }
+        });
+    }
+
     #[test]
     fn a_pipe_with_bytes_left_is_closed_not_pooled() {
         let mut lease = Lease::default();
