@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::load;
+use crate::procfs::ProcError;
 use crate::targets::{self, Wrapper};
 
 /// Errors counting a proxy's instructions.
@@ -30,14 +31,9 @@ pub enum InstrError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {what}")]
-    Dump { path: PathBuf, what: String },
+    /// A dump or its directory could not be read, or a dump could not be parsed.
+    #[error(transparent)]
+    File(#[from] ProcError),
     #[error("no callgrind dump of pid {pid} in {dir}")]
     NoDump { pid: u32, dir: PathBuf },
     #[error(transparent)]
@@ -99,11 +95,11 @@ pub fn per_short_conn(pid: u32, dir: &Path, addr: SocketAddr, n: usize) -> Resul
     std::thread::sleep(Duration::from_millis(300));
     control(dir, pid, "--dump")?;
     let path = last_dump(dir, pid)?;
-    let text = std::fs::read_to_string(&path).map_err(|source| InstrError::Read {
+    let text = std::fs::read_to_string(&path).map_err(|source| ProcError::Read {
         path: path.clone(),
         source,
     })?;
-    let ir = total_ir(&text).map_err(|what| InstrError::Dump { path, what })?;
+    let ir = total_ir(&text).map_err(|what| ProcError::Parse { path, what })?;
     Ok(ir as f64 / n as f64)
 }
 
@@ -168,7 +164,7 @@ fn control(dir: &Path, pid: u32, action: &str) -> Result<(), InstrError> {
 /// The newest dump of `pid` in `dir`: `callgrind.out.<pid>.<part>`, the highest part.
 fn last_dump(dir: &Path, pid: u32) -> Result<PathBuf, InstrError> {
     let prefix = format!("callgrind.out.{pid}.");
-    let entries = std::fs::read_dir(dir).map_err(|source| InstrError::Read {
+    let entries = std::fs::read_dir(dir).map_err(|source| ProcError::Read {
         path: dir.to_path_buf(),
         source,
     })?;

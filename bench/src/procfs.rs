@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-/// Errors reading or parsing `/proc`.
+/// Errors reading or parsing a file the bench reads (`/proc`, callgrind's dumps).
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
     #[error("cannot read {path}")]
