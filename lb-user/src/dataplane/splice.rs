@@ -628,14 +628,25 @@ mod tests {
         assert_eq!(b.as_ptr(), ptr, "the same buffer is reused");
     }
 
-    /// A pair of connected loopback sockets: (the application's end, lb's end).
-    async fn pair() -> (tokio::net::TcpStream, OwnedFd) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = tokio::net::TcpStream::connect(l.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (lb, _) = l.accept().await.unwrap();
-        (app, OwnedFd::from(lb.into_std().unwrap()))
+    /// The plane tests' sockets of a flow, the test's ends on this thread's reactor: (client,
+    /// backend, lb's client side, lb's server side).
+    fn pair() -> (
+        tokio::net::TcpStream,
+        tokio::net::TcpStream,
+        OwnedFd,
+        OwnedFd,
+    ) {
+        let p = crate::dataplane::plane_tests::pair();
+        let on_reactor = |s: std::net::TcpStream| {
+            s.set_nonblocking(true).unwrap();
+            tokio::net::TcpStream::from_std(s).unwrap()
+        };
+        (
+            on_reactor(p.client),
+            on_reactor(p.backend),
+            p.client_fd,
+            p.server_fd,
+        )
     }
 
     /// Sends `what` from `from` and reads it at `to`, within 2 s.
@@ -670,8 +681,7 @@ mod tests {
             .build()
             .unwrap();
         tokio::task::LocalSet::new().block_on(&rt, async {
-            let (mut client, client_lb) = pair().await;
-            let (mut server, server_lb) = pair().await;
+            let (mut client, mut server, client_lb, server_lb) = pair();
             let kill = Rc::new(KillSwitch::default());
             let flow = tokio::task::spawn_local({
                 let kill = kill.clone();
@@ -741,8 +751,7 @@ mod tests {
             .build()
             .unwrap();
         tokio::task::LocalSet::new().block_on(&rt, async {
-            let (client, client_lb) = pair().await;
-            let (server, server_lb) = pair().await;
+            let (client, server, client_lb, server_lb) = pair();
             let kill = Rc::new(KillSwitch::default());
             let _flow = tokio::task::spawn_local({
                 let kill = kill.clone();

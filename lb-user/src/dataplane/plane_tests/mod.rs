@@ -156,16 +156,64 @@ fn run_flow_killed_after(
     hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
     kill_after: Option<Duration>,
 ) -> std::thread::JoinHandle<FlowReport> {
-    run_flow_full(plane, (client_fd, server_fd), t, hook, kill_after, None)
+    let poke = kill_after.map(Poke::KillAfter);
+    run_flow_full(plane, (client_fd, server_fd), t, hook, poke, None)
 }
 
-/// [`run_flow_killed_after`], with the maps' backlog bound set to `backlog` (bytes) when given.
+/// What the test does to a running flow through its kill switch.
+#[derive(Clone, Debug)]
+enum Poke {
+    /// Kills it after this long (`shutdown sessions`).
+    KillAfter(Duration),
+    /// Asks it `times` times, `every` apart, to hand itself off (a binary upgrade's
+    /// `_getflows`), and refuses every offer it makes (counted in `offers`): it must forward
+    /// on each time.
+    RefuseHandOffs {
+        every: Duration,
+        times: u32,
+        offers: std::sync::Arc<AtomicUsize>,
+    },
+}
+
+impl Poke {
+    /// Pokes `kill` as asked, in a task of the flow's thread.
+    fn start(self, kill: Rc<KillSwitch>) {
+        tokio::task::spawn_local(async move {
+            match self {
+                Self::KillAfter(after) => {
+                    tokio::time::sleep(after).await;
+                    kill.kill();
+                }
+                Self::RefuseHandOffs {
+                    every,
+                    times,
+                    offers,
+                } => {
+                    for _ in 0..times {
+                        tokio::time::sleep(every).await;
+                        let until = Instant::now() + Duration::from_secs(1);
+                        let (ask, offered) = super::HandOffAsk::new(until);
+                        kill.hand_off(ask);
+                        // Dropping the offer (or the ask unanswered) refuses it.
+                        let offer = tokio::time::timeout(Duration::from_secs(1), offered).await;
+                        if matches!(offer, Ok(Ok(_))) {
+                            offers.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// [`run_flow`] poked from outside as `poke` says, with the maps' backlog bound set to
+/// `backlog` (bytes) when given.
 fn run_flow_full(
     plane: Plane,
     (client_fd, server_fd): (OwnedFd, OwnedFd),
     t: FlowTimeouts,
     hook: Option<Box<dyn FnMut(InsertStep) + Send>>,
-    kill_after: Option<Duration>,
+    poke: Option<Poke>,
     backlog: Option<u64>,
 ) -> std::thread::JoinHandle<FlowReport> {
     let ids = (!matches!(plane, Plane::Splice | Plane::Ring))
@@ -188,12 +236,8 @@ fn run_flow_full(
                 tokio::task::spawn_local(crate::ring::install().unwrap());
             }
             let kill = Rc::new(KillSwitch::default());
-            if let Some(after) = kill_after {
-                let kill = kill.clone();
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep(after).await;
-                    kill.kill();
-                });
+            if let Some(poke) = poke {
+                poke.start(kill.clone());
             }
             let socks = (Sock::new(client_fd), Sock::new(server_fd));
             match ids {
@@ -577,7 +621,68 @@ fn killed_after_the_server_closed_closes_normally(plane: Plane) {
     assert_eq!(flow.join().unwrap().end, FlowEnd::Killed);
 }
 
+/// A flow asked again and again to hand itself off (a binary upgrade whose new process
+/// takes none of the offers) while bytes stream both ways keeps forwarding, every byte in
+/// order, to both FINs. The splice plane once kept a stop requested before a refused offer,
+/// and the pumps built after it waited on it for good.
+fn refused_hand_offs_keep_every_byte(plane: Plane) {
+    const BURST: usize = 1 << 20;
+    const LEN: usize = 16 * BURST;
+    let p = pair();
+    let offers = std::sync::Arc::new(AtomicUsize::new(0));
+    let poke = Poke::RefuseHandOffs {
+        every: Duration::from_millis(10),
+        times: 40,
+        offers: offers.clone(),
+    };
+    let t = FlowTimeouts::default();
+    let flow = run_flow_full(plane, (p.client_fd, p.server_fd), t, None, Some(poke), None);
+    let stream = |mut to: TcpStream, seed: u8| {
+        std::thread::spawn(move || {
+            let data = pattern(LEN, seed);
+            // Bursts and pauses: asks come both while bytes are in flight and while the flow
+            // is quiet.
+            for burst in data.chunks(BURST) {
+                to.write_all(burst).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            to.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let up = stream(p.client.try_clone().unwrap(), 3);
+    let down = stream(p.backend.try_clone().unwrap(), 4);
+    let (mut client, mut backend) = (p.client, p.backend);
+    let got_up = std::thread::spawn(move || read_all(&mut backend));
+    let got_down = read_all(&mut client);
+    up.join().unwrap();
+    down.join().unwrap();
+    let got_up = got_up.join().unwrap();
+    assert!(
+        got_up == pattern(LEN, 3),
+        "client -> server: {} bytes, not the stream",
+        got_up.len()
+    );
+    assert!(
+        got_down == pattern(LEN, 4),
+        "server -> client: {} bytes, not the stream",
+        got_down.len()
+    );
+    let report = flow.join().unwrap();
+    assert_eq!(report.end, FlowEnd::Closed);
+    assert_eq!(
+        (report.bytes_in, report.bytes_out),
+        (LEN as u64, LEN as u64)
+    );
+    // Each refused offer leaves the flow able to offer itself again at its next quiet point.
+    let offers = offers.load(Ordering::Relaxed);
+    assert!(
+        offers >= 2,
+        "{offers} offer(s) in 40 asks over the flow's pauses"
+    );
+}
+
 on_both_planes!(
+    refused_hand_offs_keep_every_byte,
     half_close_then_answer,
     send_and_close_many,
     lone_request_before_insert,
