@@ -622,62 +622,23 @@ fn killed_after_the_server_closed_closes_normally(plane: Plane) {
 }
 
 /// A flow asked again and again to hand itself off (a binary upgrade whose new process
-/// takes none of the offers) while bytes stream both ways keeps forwarding, every byte in
-/// order, to both FINs. The splice plane once kept a stop requested before a refused offer,
-/// and the pumps built after it waited on it for good.
+/// takes none of the offers) while bytes stream both ways, then through a pause of both ends,
+/// keeps forwarding every byte in order to both FINs, and offers itself again after each
+/// refusal. The splice plane once kept the stop and the parked count of the pumps it had
+/// before a refused offer: the next ones never offered again, or waited on that stop for good.
 fn refused_hand_offs_keep_every_byte(plane: Plane) {
-    const BURST: usize = 1 << 20;
-    const LEN: usize = 16 * BURST;
-    let p = pair();
     let offers = std::sync::Arc::new(AtomicUsize::new(0));
     let poke = Poke::RefuseHandOffs {
         every: Duration::from_millis(10),
         times: 40,
         offers: offers.clone(),
     };
-    let t = FlowTimeouts::default();
-    let flow = run_flow_full(plane, (p.client_fd, p.server_fd), t, None, Some(poke), None);
-    let stream = |mut to: TcpStream, seed: u8| {
-        std::thread::spawn(move || {
-            let data = pattern(LEN, seed);
-            // Bursts and pauses: asks come both while bytes are in flight and while the flow
-            // is quiet.
-            for burst in data.chunks(BURST) {
-                to.write_all(burst).unwrap();
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            to.shutdown(Shutdown::Write).unwrap();
-        })
-    };
-    let up = stream(p.client.try_clone().unwrap(), 3);
-    let down = stream(p.backend.try_clone().unwrap(), 4);
-    let (mut client, mut backend) = (p.client, p.backend);
-    let got_up = std::thread::spawn(move || read_all(&mut backend));
-    let got_down = read_all(&mut client);
-    up.join().unwrap();
-    down.join().unwrap();
-    let got_up = got_up.join().unwrap();
-    assert!(
-        got_up == pattern(LEN, 3),
-        "client -> server: {} bytes, not the stream",
-        got_up.len()
-    );
-    assert!(
-        got_down == pattern(LEN, 4),
-        "server -> client: {} bytes, not the stream",
-        got_down.len()
-    );
-    let report = flow.join().unwrap();
-    assert_eq!(report.end, FlowEnd::Closed);
-    assert_eq!(
-        (report.bytes_in, report.bytes_out),
-        (LEN as u64, LEN as u64)
-    );
-    // Each refused offer leaves the flow able to offer itself again at its next quiet point.
+    let pause = Duration::from_millis(200);
+    stream_both_ways_poked(plane, (16 << 20, 64 << 10), 4 << 20, pause, Some(poke));
     let offers = offers.load(Ordering::Relaxed);
     assert!(
         offers >= 2,
-        "{offers} offer(s) in 40 asks over the flow's pauses"
+        "{offers} offer(s) in 40 asks, a pause of 200 ms among them"
     );
 }
 
@@ -721,18 +682,24 @@ fn stream_with_pause(
 /// both ways, in order, and both FINs too. Returns the flow's report.
 fn stream_both_ways(
     plane: Plane,
-    (total, chunk): (usize, usize),
+    sizes: (usize, usize),
     pause_at: usize,
     pause: Duration,
 ) -> FlowReport {
+    stream_both_ways_poked(plane, sizes, pause_at, pause, None)
+}
+
+/// [`stream_both_ways`], the flow poked from outside as `poke` says.
+fn stream_both_ways_poked(
+    plane: Plane,
+    (total, chunk): (usize, usize),
+    pause_at: usize,
+    pause: Duration,
+    poke: Option<Poke>,
+) -> FlowReport {
     let p = pair();
-    let flow = run_flow(
-        plane,
-        p.client_fd,
-        p.server_fd,
-        FlowTimeouts::default(),
-        None,
-    );
+    let t = FlowTimeouts::default();
+    let flow = run_flow_full(plane, (p.client_fd, p.server_fd), t, None, poke, None);
     let up = stream_with_pause(
         p.client.try_clone().unwrap(),
         (total, chunk),
