@@ -44,10 +44,6 @@ pub enum InstrError {
 /// with instrumentation off, more on a machine busy with builds.
 const READY_WITHIN: Duration = Duration::from_mins(1);
 
-/// Time for the warm-up, and for the counted series: callgrind runs the proxy about 50 times
-/// slower (about 4 ms a connection for HAProxy here).
-const SERIES_TIME: Duration = Duration::from_mins(1);
-
 /// Time for one `callgrind_control` command (it reaches valgrind's gdbserver through `vgdb`).
 const CONTROL_TIME: Duration = Duration::from_secs(30);
 
@@ -87,9 +83,13 @@ pub fn wrapper<'a>(command: &'a [&'a str]) -> Wrapper<'a> {
 /// dumps in `dir`), over `n` short connections to `addr`.
 pub fn per_short_conn(pid: u32, dir: &Path, addr: SocketAddr, n: usize) -> Result<f64, InstrError> {
     control(dir, pid, "--instr=on")?;
-    load::short_conns_in_series(addr, load::SERIES_WARM_UP, Instant::now() + SERIES_TIME)?;
+    load::short_conns_in_series(
+        addr,
+        load::SERIES_WARM_UP,
+        Instant::now() + load::SERIES_TIME,
+    )?;
     control(dir, pid, "--zero")?;
-    load::short_conns_in_series(addr, n, Instant::now() + SERIES_TIME)?;
+    load::short_conns_in_series(addr, n, Instant::now() + load::SERIES_TIME)?;
     // The proxy closes its side right after the client: let it finish the last one (if it did
     // not, at most one connection's close would be missing out of n).
     std::thread::sleep(Duration::from_millis(300));

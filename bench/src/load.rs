@@ -321,6 +321,11 @@ async fn exchange(c: &mut tokio::net::TcpStream, msg: [u8; MSG]) -> Result<(), S
 /// Uncounted short connections before a counted series (pools filled, code paged in).
 pub const SERIES_WARM_UP: usize = 50;
 
+/// Time for a warm-up or a counted series: the counting tools slow the proxy down (strace
+/// stops it at each syscall; callgrind runs it about 50 times slower, about 4 ms a connection
+/// for HAProxy here).
+pub const SERIES_TIME: Duration = Duration::from_mins(1);
+
 /// `n` short connections to `addr`, one after the other, each: connect, a [`MSG`]-byte request,
 /// its answer (checked), close. Each step is bounded (5 s), the whole series by `deadline`.
 /// The client of the counting workloads (syscalls, instructions): what it costs the proxy is

@@ -9,13 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::{load, procfs};
 
-/// Time for the warm-up, and for the counted series (strace slows each connection down).
-const SERIES_TIME: Duration = Duration::from_mins(1);
-
 /// Syscalls per connection of the process tree `pid`, over `n` short connections to `addr`.
 pub fn per_short_conn(pid: u32, addr: SocketAddr, n: usize) -> Result<f64, String> {
     let series = |n| {
-        load::short_conns_in_series(addr, n, Instant::now() + SERIES_TIME)
+        load::short_conns_in_series(addr, n, Instant::now() + load::SERIES_TIME)
             .map_err(|e| e.to_string())
     };
     series(load::SERIES_WARM_UP)?;
