@@ -192,53 +192,77 @@ fn with<T>(f: impl FnOnce(&mut Ring) -> T) -> T {
 /// changes, and the clock is read once per wake for every completion and timer it handles.
 async fn run(reactor: AsyncFd<RingFd>) {
     let mut sleep = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
-    // The deadline `sleep` is set to, while it has not fired.
+    // The deadline `sleep` is set to, while it has not fired, and whether it was polled since
+    // it was set (its waker is then registered: it needs no poll until it fires).
     let mut armed: Option<Instant> = None;
-    poll_fn(|cx| loop {
-        let ready = match reactor.poll_read_ready(cx) {
-            // Cleared before reaping: a completion posted after the reap below wakes us again.
-            Poll::Ready(Ok(mut ready)) => {
-                ready.clear_ready();
-                true
-            }
-            Poll::Ready(Err(_)) => {
-                log::error!("io_uring: the ring's fd left the reactor; flows on it are stuck");
-                return Poll::Ready(());
-            }
-            Poll::Pending => false,
-        };
-        let now = Instant::now();
-        let (finished, next) = RING.with(|r| {
-            let mut r = r.borrow_mut();
-            let Some(ring) = r.as_mut() else {
-                return (Vec::new(), None);
+    let mut registered = false;
+    // The flows that left, taken from the ring in turn with this one (no allocation per wake).
+    let mut finished: Vec<(Done, Copied)> = Vec::new();
+    poll_fn(|cx| {
+        // The first round handles whatever woke the loop (completions, a timer, a flow that
+        // left, a new earliest deadline); a later one only what came since.
+        let mut work = true;
+        loop {
+            let ready = match reactor.poll_read_ready(cx) {
+                // Cleared before reaping: a completion posted after the reap below wakes us
+                // again.
+                Poll::Ready(Ok(mut ready)) => {
+                    ready.clear_ready();
+                    true
+                }
+                Poll::Ready(Err(_)) => {
+                    log::error!("io_uring: the ring's fd left the reactor; flows on it are stuck");
+                    return Poll::Ready(());
+                }
+                Poll::Pending => false,
             };
-            if !ring.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                ring.waker = Some(cx.waker().clone());
+            let next = RING.with(|r| {
+                let mut r = r.borrow_mut();
+                let ring = r.as_mut()?;
+                if ready || work {
+                    if !ring.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        ring.waker = Some(cx.waker().clone());
+                    }
+                    let now = Instant::now();
+                    if ready {
+                        ring.reap_at(&mut Some(ring.tick_of(now)));
+                    }
+                    ring.expire(now);
+                    std::mem::swap(&mut ring.finished, &mut finished);
+                }
+                ring.timers.next()
+            });
+            work = false;
+            for (done, out) in finished.drain(..) {
+                done(out);
             }
-            if ready {
-                ring.reap_at(&mut Some(ring.tick_of(now)));
+            // What the flows' ends queued is seen by the next round (`ready`) or wakes the
+            // loop (an earlier deadline); the deadline read above is the ring's now.
+            if next != armed {
+                if let Some(at) = next {
+                    sleep.as_mut().reset(at.into());
+                }
+                armed = next;
+                registered = false;
             }
-            ring.expire(now);
-            (std::mem::take(&mut ring.finished), ring.timers.next())
-        });
-        for (done, out) in finished {
-            done(out);
-        }
-        if next != armed {
-            if let Some(at) = next {
-                sleep.as_mut().reset(at.into());
+            // A timer that fired is set again from the queue on the next round, even to the
+            // same deadline, so the loop never spins on a `Sleep` that stays ready.
+            let fired = armed.is_some()
+                && (!registered || sleep.is_elapsed())
+                && match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => true,
+                    Poll::Pending => {
+                        registered = true;
+                        false
+                    }
+                };
+            if fired {
+                armed = None;
+                work = true;
             }
-            armed = next;
-        }
-        // A timer that fired is set again from the queue on the next round, even to the
-        // same deadline, so the loop never spins on a `Sleep` that stays ready.
-        let fired = armed.is_some() && sleep.as_mut().poll(cx).is_ready();
-        if fired {
-            armed = None;
-        }
-        if !ready && !fired {
-            return Poll::Pending;
+            if !ready && !fired {
+                return Poll::Pending;
+            }
         }
     })
     .await;
