@@ -69,7 +69,7 @@ enum AtEnd {
 /// Forwards `to` until the flow ends, then counts and logs it. This returns at once: on the
 /// ring the flow goes on without a task, else in a task of its own (the setup's future, rules,
 /// balancing and connect, several KiB, is freed now; an idle flow holds only its own).
-pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: ToPlane) {
+pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Box<Session>, to: ToPlane) {
     let ToPlane {
         client,
         server,
@@ -84,7 +84,7 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Session, to: 
     let info = flow_info(ctx, &closing, &sess, &slot);
     let format = gen.logs.frontend(frontend).and_then(|l| l.format.clone());
     let sess = if sess.needed_at_end(format.as_deref()) {
-        Some(Box::new(sess))
+        Some(sess)
     } else {
         closing.served.note_session(&gen, frontend, &sess);
         None

@@ -73,9 +73,11 @@ pub(super) async fn decide(
     let mut head = Vec::new();
     let mut eof = false;
     let mut last_read = Instant::now();
+    // The clock as `feed` sees it: read again after every wait, not at the first step.
+    let mut now = Some(last_read);
     let mut started = false;
     loop {
-        let step = sess.feed(&head, eof, Instant::now());
+        let step = sess.feed(&head, eof, now.take().unwrap_or_else(Instant::now));
         if !started && sess.stream_started() {
             // HAProxy's stream (and its `Connect from` line) starts after the session rules.
             started = true;
@@ -103,7 +105,10 @@ pub(super) async fn decide(
                     Err(e) => conn_io::Read::Error(e),
                 };
                 match read {
-                    conn_io::Read::Data => last_read = Instant::now(),
+                    conn_io::Read::Data => {
+                        last_read = Instant::now();
+                        now = Some(last_read);
+                    }
                     conn_io::Read::Eof => eof = true,
                     conn_io::Read::Deadline | conn_io::Read::Full => {}
                     conn_io::Read::Idle => {

@@ -79,7 +79,7 @@ async fn serve(
     client: OwnedFd,
     (peer, bound): (SocketAddr, SocketAddr),
     connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
-) -> Option<(Served, Option<(Session, ToPlane)>)> {
+) -> Option<(Served, Option<(Box<Session>, ToPlane)>)> {
     let fe: &Frontend = &gen.config.frontends[frontend];
     // Non-blocking from `accept4`, `TCP_NODELAY` from the listener: only keepalive, when
     // configured, is set here.
@@ -93,8 +93,9 @@ async fn serve(
         }
     };
     let mut served = Served::new(peer);
+    // Boxed at once: the session is moved out of this future whole, to the data plane.
     let mut sess = match Session::accept(gen.clone(), frontend, peer, local, Instant::now()) {
-        Ok(s) => s,
+        Ok(s) => Box::new(s),
         Err(r) => {
             served.log = LogAs::Nothing;
             if r.silent {
@@ -220,8 +221,9 @@ async fn to_server(
         }
     };
     served.tc = Some(ms_since(connecting));
-    served.server = Some((slot.index(), crate::interned::name(slot.name())));
-    sess.server_chosen(slot.index());
+    let name = crate::interned::name(slot.name());
+    sess.server_chosen(slot.index(), &name);
+    served.server = Some((slot.index(), name));
     let mut server_addr = slot.addr();
     if dst_port != 0 {
         server_addr.set_port(dst_port);

@@ -624,14 +624,14 @@ impl Session {
         self.fe().timeouts.client
     }
 
-    /// The connection reached server `index` of its backend: `stick on|store-request` rules
-    /// record it.
-    pub fn server_chosen(&mut self, index: usize) {
+    /// The connection reached server `index` of its backend, named `name` (the thread's
+    /// shared copy): `stick on|store-request` rules record it.
+    pub fn server_chosen(&mut self, index: usize, name: &Arc<str>) {
         let Some(b) = self.backend else {
             return;
         };
         if let Some(s) = self.gen.config.backends[b].servers.get(index) {
-            self.sticky.server_chosen(s.id, &s.name);
+            self.sticky.server_chosen(s.id, name);
         }
     }
 

@@ -56,9 +56,10 @@ impl Sticky {
     /// The session started (after `tcp-request session` rules): `sess_cnt`/`sess_rate` of the
     /// entries tracked so far.
     pub(super) fn session_started(&self) {
-        let now = clock();
+        // The clock is read only for a tracked entry (most sessions track none).
+        let mut now = None;
         for tr in self.slots.borrow().iter().flatten() {
-            tr.session(now);
+            tr.session(*now.get_or_insert_with(clock));
         }
     }
 
@@ -198,13 +199,15 @@ impl Sticky {
     }
 
     /// The connection reached server `id` (`name`): `stick on|store-request` record it.
-    pub(super) fn server_chosen(&mut self, id: u32, name: &str) {
-        let name: Arc<str> = Arc::from(name);
-        let now = clock();
-        for (tb, key) in self.stores.take() {
-            store(&tb, &key, id, &name, now);
+    pub(super) fn server_chosen(&mut self, id: u32, name: &Arc<str>) {
+        let stores = self.stores.take();
+        if !stores.is_empty() {
+            let now = clock();
+            for (tb, key) in stores {
+                store(&tb, &key, id, name, now);
+            }
         }
-        self.server = Some((id, name));
+        self.server = Some((id, name.clone()));
     }
 
     /// `stick store-response` rules, with the response's first bytes in `ctx`.
