@@ -24,7 +24,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -35,10 +35,12 @@ use crate::config::BindOptions;
 #[cfg(test)]
 mod exchange_tests;
 mod give;
+mod soft_stop;
 mod take;
 mod wire;
 
 pub use give::give_flows;
+pub use soft_stop::{accept_loops, is_soft_stopped, soft_stop, soft_stopped, AcceptLoop, StopWait};
 pub use take::take_flows;
 
 /// Sockets per `sendmsg`, as HAProxy (`MAX_SEND_FD`): the kernel takes at most 253 fds in one
@@ -523,57 +525,6 @@ fn int_opt(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     Ok(v)
-}
-
-// ----- soft stop -----
-
-/// Set by [`soft_stop`]: accept loops end, the process waits for its flows and exits.
-fn stopping() -> &'static tokio::sync::watch::Sender<bool> {
-    static STOP: OnceLock<tokio::sync::watch::Sender<bool>> = OnceLock::new();
-    STOP.get_or_init(|| tokio::sync::watch::channel(false).0)
-}
-
-/// Soft stop (`SIGUSR1`): every accept loop stops taking connections. Clients queued on a
-/// socket shared with a new process stay queued for it.
-pub fn soft_stop() {
-    stopping().send_replace(true);
-}
-
-/// Resolves once [`soft_stop`] was called (at once if it was already).
-pub async fn soft_stopped() {
-    let mut rx = stopping().subscribe();
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-/// Whether [`soft_stop`] was called.
-pub fn is_soft_stopped() -> bool {
-    *stopping().borrow()
-}
-
-/// Accept loops running, every thread: a soft-stopped process exits only once they have all
-/// ended, so that a connection accepted just before the stop is counted (and served) first.
-static ACCEPT_LOOPS: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts an accept loop while it lives.
-pub struct AcceptLoop(());
-
-impl AcceptLoop {
-    pub fn enter() -> Self {
-        ACCEPT_LOOPS.fetch_add(1, Ordering::AcqRel);
-        Self(())
-    }
-}
-
-impl Drop for AcceptLoop {
-    fn drop(&mut self) {
-        // Release: a connection this loop counted is visible to whoever sees the loop gone.
-        ACCEPT_LOOPS.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// How many accept loops run now.
-pub fn accept_loops() -> usize {
-    ACCEPT_LOOPS.load(Ordering::Acquire)
 }
 
 #[cfg(test)]
