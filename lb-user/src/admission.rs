@@ -191,10 +191,7 @@ mod tests {
     use super::*;
 
     fn run<F: std::future::Future>(f: F) -> F::Output {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::test_runtime();
         tokio::task::LocalSet::new().block_on(&rt, f)
     }
 

@@ -484,10 +484,7 @@ mod tests {
 
     #[test]
     fn take_waits_for_a_lease_to_come_back() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::test_runtime();
         rt.block_on(async {
             let b = Arc::new(FdBudget::new(2, 0));
             let held = b.try_take(2, Use::Connection).unwrap();

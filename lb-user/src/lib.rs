@@ -38,3 +38,12 @@ pub mod stick;
 pub mod table;
 pub mod tls_hello;
 pub mod upgrade;
+
+/// The runtime of a unit test: one thread, every driver.
+#[cfg(test)]
+pub(crate) fn test_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a test runtime")
+}

@@ -91,18 +91,11 @@ mod tests {
 
     use super::*;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap()
-    }
-
     #[test]
     fn a_release_right_after_a_failed_check_wakes_the_waiter() {
         // The state changes and is released between the waiter's failed check and its wait:
         // the waiter must wake (one counted only after `waiting` ran would miss it).
-        runtime().block_on(async {
+        crate::test_runtime().block_on(async {
             let released = Released::new();
             let ready = AtomicBool::new(false);
             let mut first = true;
@@ -128,7 +121,7 @@ mod tests {
     fn a_release_from_another_thread_always_wakes_the_waiter() {
         // Many rounds of: a waiter on this thread, the state changed and released on another
         // at a varying moment. Each wait must end.
-        let rt = runtime();
+        let rt = crate::test_runtime();
         for round in 0..2_000u32 {
             let released = Arc::new(Released::new());
             let ready = Arc::new(AtomicBool::new(false));
@@ -153,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_wait_given_up_is_uncounted() {
-        runtime().block_on(async {
+        crate::test_runtime().block_on(async {
             let released = Released::new();
             let wait = released.wait_for(|| None::<()>, || {});
             let gave_up = tokio::time::timeout(Duration::from_millis(20), wait).await;
@@ -164,7 +157,7 @@ mod tests {
 
     #[test]
     fn a_first_attempt_that_succeeds_is_never_counted() {
-        runtime().block_on(async {
+        crate::test_runtime().block_on(async {
             let released = Released::new();
             let mut seen = false;
             released.wait_for(|| Some(()), || seen = true).await;

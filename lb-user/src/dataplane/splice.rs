@@ -676,10 +676,7 @@ mod tests {
         use crate::dataplane::handoff::HandOffAsk;
         use crate::dataplane::{FlowEnd, FlowTimeouts, KillSwitch};
 
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::test_runtime();
         tokio::task::LocalSet::new().block_on(&rt, async {
             let (mut client, mut server, client_lb, server_lb) = pair();
             let kill = Rc::new(KillSwitch::default());
@@ -746,10 +743,7 @@ mod tests {
         use crate::dataplane::{FlowTimeouts, KillSwitch};
 
         const BULK: usize = 32 << 20;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::test_runtime();
         tokio::task::LocalSet::new().block_on(&rt, async {
             let (client, server, client_lb, server_lb) = pair();
             let kill = Rc::new(KillSwitch::default());

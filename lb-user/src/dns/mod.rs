@@ -571,10 +571,7 @@ mod tests {
             prefer_v4: true,
             members: Vec::new(),
         };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::test_runtime();
         rt.block_on(async {
             let _ = tokio::time::timeout(run, follow(r)).await;
         });

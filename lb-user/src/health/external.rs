@@ -244,13 +244,6 @@ mod tests {
         }
     }
 
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
     /// Whether `pid` is gone (reaped: no zombie left behind).
     fn gone(pid: &str) -> bool {
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -261,7 +254,7 @@ mod tests {
         let (ok_dir, ok) = script("ok", "exit 0");
         let (three_dir, three) = script("three", "exit 3");
         let (slow_dir, slow) = script("slow", "echo $$ > \"$(dirname \"$0\")/pid\"\nexec sleep 30");
-        let rt = rt();
+        let rt = crate::test_runtime();
         let o = rt.block_on(run(&args(&ok), 0, Duration::from_secs(5)));
         assert_eq!((o.passed, o.result), (true, "PROCOK"), "{}", o.info);
         let o = rt.block_on(run(&args(&three), 0, Duration::from_secs(5)));
@@ -285,7 +278,7 @@ mod tests {
         );
         let pid_file = dir.join("pid");
         let _ = std::fs::remove_file(&pid_file);
-        let pid = rt().block_on(async {
+        let pid = crate::test_runtime().block_on(async {
             let a = args(&slow);
             let check = run(&a, 0, Duration::from_mins(1));
             tokio::select! {

@@ -7,11 +7,7 @@ use std::net::TcpListener;
 
 /// Runs a check future on a current-thread runtime, as the checker threads do.
 pub(in crate::health) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    crate::test_runtime().block_on(f)
 }
 
 fn target(addr: SocketAddr, read: Option<Duration>) -> Target {

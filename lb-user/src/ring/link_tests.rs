@@ -27,10 +27,7 @@ fn picked(id: u16) -> u32 {
 /// a real socket pair.
 fn on_idle_ring(body: impl FnOnce(usize) + Send + 'static) {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::test_runtime();
         rt.block_on(async move {
             // Not spawned, and no park hook: what the flow queues stays queued.
             let _reaper = install().unwrap();

@@ -280,10 +280,7 @@ fn queue_hands_slots_across_threads() {
         for th in 0..4u32 {
             let t = &t;
             s.spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                    .unwrap();
+                let rt = crate::test_runtime();
                 rt.block_on(async {
                     for k in 0..50 {
                         let slot = t

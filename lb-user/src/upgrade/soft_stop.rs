@@ -127,13 +127,6 @@ mod tests {
 
     use super::*;
 
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
     /// A loop that polls the wait at every turn, woken 100 times by something else first,
     /// ends when the stop is asked from another thread, and not before.
     #[test]
@@ -148,7 +141,7 @@ mod tests {
             assert!(!stop.is_asked());
             stop.ask();
         });
-        let turned = rt().block_on(async {
+        let turned = crate::test_runtime().block_on(async {
             let mut wait = pin!(stop.wait());
             let mut turned = 0;
             let ended = tokio::time::timeout(Duration::from_secs(5), async {
@@ -173,7 +166,7 @@ mod tests {
         let stop = Stop::new();
         stop.ask();
         assert!(stop.is_asked());
-        rt().block_on(async {
+        crate::test_runtime().block_on(async {
             tokio::time::timeout(Duration::from_secs(1), stop.wait())
                 .await
                 .expect("the stop was asked before the wait");

@@ -49,10 +49,7 @@ macro_rules! on_both_planes {
 /// Runs `f` to its end on a current-thread runtime with a `LocalSet` (as a plain lb thread without
 /// a ring: the sockmap watcher and flows are local tasks).
 fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::test_runtime();
     tokio::task::LocalSet::new().block_on(&rt, f)
 }
 
@@ -831,10 +828,7 @@ fn short_flow_stays_on_splice() {
 fn flow_futures_stay_small() {
     const SPLICE_MAX: usize = 1760;
     const SOCKMAP_MAX: usize = 2520;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::test_runtime();
     let _in_runtime = rt.enter();
     let kill = KillSwitch::default();
     let p = pair();
