@@ -196,23 +196,8 @@ fn partly_read_skb_is_not_handed_over() {
             run_until(&|| stop.quiet()).await;
         }
         // 3. Hand over where the pumps stopped.
-        let kill = KillSwitch::default();
-        let mut hook = |step| {
-            if step == InsertStep::Socks {
-                let _ = handed_tx.send(());
-            }
-        };
         let read = (bytes_in.get(), bytes_out.get());
-        let report = sockmap::in_kernel(
-            &maps,
-            c.into_inner(),
-            s.into_inner(),
-            FlowTimeouts::default(),
-            &kill,
-            (last.get(), read),
-            &mut hook,
-        )
-        .await;
+        let report = hand_to_maps(&maps, (c, s), (last.get(), read), handed_tx).await;
         (report, reader)
     });
     writer.join().unwrap();

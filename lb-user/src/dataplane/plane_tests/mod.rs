@@ -277,6 +277,35 @@ fn run_flow_full(
     })
 }
 
+/// Hands a pair whose pumps stopped to the maps where they stopped, as `sockmap::forward` does
+/// (`read`: what lb read from each socket before); `handed` hears when the sources went in.
+async fn hand_to_maps(
+    maps: &Rc<ThreadMaps>,
+    (client, server): (
+        tokio::io::unix::AsyncFd<OwnedFd>,
+        tokio::io::unix::AsyncFd<OwnedFd>,
+    ),
+    (since, read): (Instant, (u64, u64)),
+    handed: std::sync::mpsc::Sender<()>,
+) -> FlowReport {
+    let kill = KillSwitch::default();
+    let mut hook = |step| {
+        if step == InsertStep::Socks {
+            let _ = handed.send(());
+        }
+    };
+    sockmap::in_kernel(
+        maps,
+        client.into_inner(),
+        server.into_inner(),
+        FlowTimeouts::default(),
+        &kill,
+        (since, read),
+        &mut hook,
+    )
+    .await
+}
+
 /// A thread's map handles for one test flow. Flows of concurrent tests share the maps: each
 /// gets its own slot range, as lb gives each thread its own. 4096 ranges of 64 slots: more than
 /// all the flows this test process ever runs, so no range is reused while live.

@@ -18,10 +18,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::backpressure::inq;
-use super::{maps_ids, pair, pattern, read_all, thread_maps};
-use crate::dataplane::sockmap::{self, InsertStep};
+use super::{hand_to_maps, maps_ids, pair, pattern, read_all, thread_maps};
 use crate::dataplane::splice::{self, pump};
-use crate::dataplane::{async_fd, FlowEnd, FlowTimeouts, KillSwitch, Stop};
+use crate::dataplane::{async_fd, FlowEnd, Stop};
 
 /// What lb's inspection reads: `tune.bufsize` less `tune.maxrewrite`.
 const INSPECTED: usize = 15 << 10;
@@ -130,23 +129,8 @@ fn hand_over_after_inspection(first: usize) {
                 }
             }
         }
-        let kill = KillSwitch::default();
-        let mut hook = |step| {
-            if step == InsertStep::Socks {
-                let _ = handed_tx.send(());
-            }
-        };
         let read = (INSPECTED as u64 + bytes_in.get(), bytes_out.get());
-        sockmap::in_kernel(
-            &maps,
-            c.into_inner(),
-            s.into_inner(),
-            FlowTimeouts::default(),
-            &kill,
-            (last.get(), read),
-            &mut hook,
-        )
-        .await
+        hand_to_maps(&maps, (c, s), (last.get(), read), handed_tx).await
     });
     writer.join().unwrap();
     let got = reader.join().unwrap();
