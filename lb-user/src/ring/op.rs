@@ -24,13 +24,18 @@ pub(super) struct Op {
 
 /// The memory an operation's entry points at, kept until its completion.
 enum Held {
-    Connect(
-        #[expect(dead_code, reason = "only the kernel reads it")] Box<socket2::SockAddr>,
-        #[expect(dead_code, reason = "only the kernel reads it")] Box<types::Timespec>,
-    ),
+    /// The server's address and the connect's timeout, in one allocation.
+    Connect(#[expect(dead_code, reason = "only the kernel reads it")] Box<ConnectArgs>),
     /// Where the kernel writes the accepted client's address. A completion's result is a new
     /// socket: one nobody waits for any more is closed.
     Accept(Box<Peer>),
+}
+
+/// What a connect's entries point at: the server's address, and the timeout of its linked
+/// `IORING_OP_LINK_TIMEOUT`.
+struct ConnectArgs {
+    addr: socket2::SockAddr,
+    timeout: types::Timespec,
 }
 
 /// The client's address an accept writes, and its length.
@@ -171,18 +176,19 @@ impl Ring {
         addr: SocketAddr,
         timeout: Option<Duration>,
     ) -> usize {
-        let sa = Box::new(socket2::SockAddr::from(addr));
-        let ts = Box::new(
-            types::Timespec::new()
+        let args = Box::new(ConnectArgs {
+            addr: socket2::SockAddr::from(addr),
+            timeout: types::Timespec::new()
                 .sec(timeout.map_or(0, |t| t.as_secs()))
                 .nsec(timeout.map_or(0, |t| t.subsec_nanos())),
-        );
-        let (sa_ptr, sa_len, ts_ptr) = (sa.as_ptr(), sa.len(), &raw const *ts);
+        });
+        let (sa_ptr, sa_len, ts_ptr) =
+            (args.addr.as_ptr(), args.addr.len(), &raw const args.timeout);
         let key = self.ops.insert(Op {
             result: None,
             waker: None,
             abandoned: false,
-            held: Held::Connect(sa, ts),
+            held: Held::Connect(args),
         });
         let connect = opcode::Connect::new(types::Fd(fd.as_raw_fd()), sa_ptr.cast(), sa_len)
             .build()
