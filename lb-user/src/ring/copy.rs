@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types::Fd};
 
-use super::bufs::{self, Bufs};
+use super::bufs;
 use super::direct::{self, Sockets};
 use super::{with, Ring, Tag};
 
@@ -494,8 +494,9 @@ impl Ring {
 
     /// Gives a buffer back to the kernel; a receive waiting for one is re-armed after it.
     fn give_back(&mut self, id: u16) {
-        let e = Bufs::give_back(&mut self.bufs, id);
-        self.push(&e);
+        if let Some(e) = self.bufs.give_back(id) {
+            self.push(&e);
+        }
         self.rearm_starved();
     }
 

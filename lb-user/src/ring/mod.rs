@@ -52,12 +52,16 @@ struct Sizes {
     sq: u32,
     cq: u32,
     bufs: u16,
+    /// Whether buffers go back through a provided-buffer ring where the kernel has them (tests
+    /// run the kernels without them by turning it off).
+    buf_ring: bool,
 }
 
 const SIZES: Sizes = Sizes {
     sq: SQ_ENTRIES,
     cq: CQ_ENTRIES,
     bufs: bufs::COUNT,
+    buf_ring: true,
 };
 
 thread_local! {
@@ -124,8 +128,9 @@ fn install_sized(sizes: Sizes) -> io::Result<impl Future<Output = ()>> {
         finished: Vec::new(),
         waker: None,
     };
-    let provide = ring.bufs.provide_all();
-    ring.push(&provide);
+    if let Some(provide) = ring.bufs.provide_all(&ring.uring, sizes.buf_ring) {
+        ring.push(&provide);
+    }
     ring.uring.submit()?;
     // SAFETY: the ring's fd stays open as long as the thread's ring, which lives in `RING`
     // until the thread ends, after its tasks (and so this registration) are gone.

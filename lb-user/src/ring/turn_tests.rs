@@ -128,10 +128,25 @@ fn start_all(lb: Vec<Pair>, ends: &Ends) {
 /// completion to say so).
 #[test]
 fn starved_receives_are_rearmed_while_buffers_are_free() {
+    starved_receives_rearmed(true);
+}
+
+/// The same where buffers go back as `IORING_OP_PROVIDE_BUFFERS` entries (kernels before
+/// 5.19, without provided-buffer rings).
+#[test]
+fn starved_receives_are_rearmed_with_buffers_given_back_as_entries() {
+    starved_receives_rearmed(false);
+}
+
+fn starved_receives_rearmed(buf_ring: bool) {
     const N: usize = 8;
     let (test, lb) = pairs(0..N);
     let talker = talk(test);
-    let sizes = Sizes { bufs: 1, ..SIZES };
+    let sizes = Sizes {
+        bufs: 1,
+        buf_ring,
+        ..SIZES
+    };
     let ends = on_ring_thread_sized(sizes, N, Duration::from_secs(20), move |ends| {
         start_all(lb, ends);
     });
