@@ -35,12 +35,15 @@ pub fn run_thread(
         mut flows,
     } = inbox;
     // One loop per thread: tokio's reactor (epoll) with the thread's ring on it; the ring's
-    // entries of a turn are submitted together when the loop is about to wait.
+    // entries of a turn are submitted together when the loop is about to wait. A local
+    // runtime, not a `LocalSet` on a current-thread one: the thread's tasks are the
+    // scheduler's own, run from its queue, without the `LocalSet`'s second queue and the tick
+    // that moves between the two at every wake (~700 instructions per connection).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_park(crate::ring::submit)
-        .build()?;
-    tokio::task::LocalSet::new().block_on(&rt, async move {
+        .build_local(tokio::runtime::LocalOptions::default())?;
+    rt.block_on(async move {
         match crate::ring::install() {
             Ok(reap) => {
                 tokio::task::spawn_local(reap);

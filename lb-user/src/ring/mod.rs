@@ -103,7 +103,7 @@ impl AsRawFd for RingFd {
 }
 
 /// Sets up this thread's ring. Returns the task that reaps its completions, to be spawned on
-/// the thread's `LocalSet`; the runtime must call [`submit`] when it parks (its
+/// the thread (`spawn_local`); the runtime must call [`submit`] when it parks (its
 /// `on_thread_park` hook). Until this is called, [`available`] is `false` and flows take the
 /// async path.
 pub fn install() -> io::Result<impl Future<Output = ()>> {
