@@ -34,15 +34,8 @@ pub fn run_thread(
         mut plans,
         mut flows,
     } = inbox;
-    // One loop per thread: tokio's reactor (epoll) with the thread's ring on it; the ring's
-    // entries of a turn are submitted together when the loop is about to wait. A local
-    // runtime, not a `LocalSet` on a current-thread one: the thread's tasks are the
-    // scheduler's own, run from its queue, without the `LocalSet`'s second queue and the tick
-    // that moves between the two at every wake (~700 instructions per connection).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .on_thread_park(crate::ring::submit)
-        .build_local(tokio::runtime::LocalOptions::default())?;
+    // One loop per thread, the thread's ring on its reactor.
+    let rt = crate::ring::thread_runtime()?;
     rt.block_on(async move {
         match crate::ring::install() {
             Ok(reap) => {

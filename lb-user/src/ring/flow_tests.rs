@@ -44,15 +44,10 @@ pub(super) fn on_ring_thread_sized(
     within: Duration,
     body: impl FnOnce(&Ends) + 'static,
 ) -> Ends {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .on_thread_park(super::submit)
-        .build()
-        .unwrap();
-    let local = tokio::task::LocalSet::new();
+    let rt = super::thread_runtime().unwrap();
     let ends: Ends = Rc::new(RefCell::new(vec![None; n]));
     let e = ends.clone();
-    local.block_on(&rt, async move {
+    rt.block_on(async move {
         tokio::task::spawn_local(super::install_sized(sizes).unwrap());
         body(&e);
         let until = Instant::now() + within;

@@ -193,12 +193,8 @@ fn every_byte_arrives_both_ways_with_linked_receives_and_half_close() {
     let down = std::thread::spawn(move || one_way(b2, c2, 600, 2));
     let end = Rc::new(std::cell::RefCell::new(None));
     let e = end.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .on_thread_park(super::super::submit)
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&rt, async move {
+    let rt = super::super::thread_runtime().unwrap();
+    rt.block_on(async move {
         tokio::task::spawn_local(install().unwrap());
         let done: Done = Box::new(move |out| {
             *e.borrow_mut() = Some(match out {

@@ -47,11 +47,10 @@ macro_rules! on_both_planes {
     };
 }
 
-/// Runs `f` to its end on a current-thread runtime with a `LocalSet` (as a plain lb thread without
-/// a ring: the sockmap watcher and flows are local tasks).
+/// Runs `f` to its end on the runtime of lb's threads (here without a ring: the sockmap
+/// watcher and flows are local tasks).
 fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
-    let rt = crate::test_runtime();
-    tokio::task::LocalSet::new().block_on(&rt, f)
+    crate::ring::thread_runtime().unwrap().block_on(f)
 }
 
 /// One loaded program shared by the tests of this process (each test opens its own handles).
@@ -223,13 +222,8 @@ fn run_flow_full(
         });
     std::thread::spawn(move || {
         // As lb's threads run: the ring's entries are submitted when the loop parks.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_park(crate::ring::submit)
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async move {
+        let rt = crate::ring::thread_runtime().unwrap();
+        rt.block_on(async move {
             if matches!(plane, Plane::Ring | Plane::RingSockmap) {
                 tokio::task::spawn_local(crate::ring::install().unwrap());
             }
