@@ -11,8 +11,9 @@
 use std::alloc::Layout;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use io_uring::opcode::ProvideBuffers;
 use io_uring::types::BufRingEntry;
-use io_uring::{opcode, squeue, IoUring};
+use io_uring::{squeue, IoUring};
 
 use super::Tag;
 
@@ -72,24 +73,19 @@ impl Bufs {
             Err(std::io::ErrorKind::Unsupported.into())
         };
         match registered {
-            Ok(ring) => {
-                self.ring = Some(ring);
+            Ok(mut ring) => {
                 for id in 0..self.count {
-                    self.give_back_to_ring(id);
+                    ring.push(addr(self.mem, id), id);
                 }
+                self.ring = Some(ring);
                 None
             }
             Err(e) => {
                 log::debug!("io_uring: no provided-buffer ring ({e}): buffers go back as entries");
-                let e = opcode::ProvideBuffers::new(
-                    self.mem.as_mut_ptr(),
-                    SIZE as i32,
-                    self.count,
-                    GROUP,
-                    0,
-                )
-                .build()
-                .user_data(Tag::Ignored.user_data(0));
+                let e =
+                    ProvideBuffers::new(self.mem.as_mut_ptr(), SIZE as i32, self.count, GROUP, 0)
+                        .build()
+                        .user_data(Tag::Ignored.user_data(0));
                 Some(e)
             }
         }
@@ -100,23 +96,16 @@ impl Bufs {
     /// returns wake nobody.
     pub(super) fn give_back(&mut self, id: u16) -> Option<squeue::Entry> {
         self.free += 1;
-        if self.ring.is_some() {
-            self.give_back_to_ring(id);
+        if let Some(ring) = self.ring.as_mut() {
+            ring.push(addr(self.mem, id), id);
             return None;
         }
         let at = usize::from(id) * SIZE;
-        let e = opcode::ProvideBuffers::new(self.mem[at..].as_mut_ptr(), SIZE as i32, 1, GROUP, id)
+        let e = ProvideBuffers::new(self.mem[at..].as_mut_ptr(), SIZE as i32, 1, GROUP, id)
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(Tag::Ignored.user_data(0));
         Some(e)
-    }
-
-    fn give_back_to_ring(&mut self, id: u16) {
-        let addr = self.mem[usize::from(id) * SIZE..].as_ptr() as u64;
-        if let Some(ring) = self.ring.as_mut() {
-            ring.push(addr, id);
-        }
     }
 
     /// Whether a buffer given back is a submission entry (no buffer ring).
@@ -148,6 +137,11 @@ impl Bufs {
         let at = usize::from(id) * SIZE;
         self.mem[at..at + bytes.len()].copy_from_slice(bytes);
     }
+}
+
+/// Where buffer `id` starts.
+fn addr(mem: &[u8], id: u16) -> u64 {
+    mem[usize::from(id) * SIZE..].as_ptr() as u64
 }
 
 impl BufRing {
