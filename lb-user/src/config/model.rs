@@ -927,6 +927,18 @@ pub struct Server {
     /// address (or SRV target and port); the ones left without one wait in MAINT
     /// (resolution).
     pub template: bool,
+    /// `source`: the server's own (or its `default-server`'s), else its backend's.
+    pub source: Option<Source>,
+}
+
+/// `source`: where lb's connections to a server, and its health checks, come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// Bound before the connect; port 0: the kernel picks the port at the connect
+    /// (`IP_BIND_ADDRESS_NO_PORT`), by the whole 4-tuple.
+    pub addr: SocketAddr,
+    /// `interface NAME`: the connection leaves through that device (`SO_BINDTODEVICE`).
+    pub interface: Option<String>,
 }
 
 /// A PROXY protocol version.

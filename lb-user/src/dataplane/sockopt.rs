@@ -1,11 +1,12 @@
 //! Socket options and socket state queries the data planes need and that `socket2`/`nix` don't
-//! cover: `TCP_INFO` byte counters, `SIOCOUTQ`, `SO_COOKIE`, `SO_RCVLOWAT`, abortive close.
+//! cover: `TCP_INFO` byte counters, `SIOCOUTQ`, `SO_COOKIE`, `SO_RCVLOWAT`, abortive close, and
+//! the binds before a socket listens or connects.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
-use crate::config::{BindOptions, Keepalive};
+use crate::config::{BindOptions, Keepalive, Source};
 
 /// Applies a `bind` line's options to a listening socket before it binds (`listen_queue`: the
 /// backlog, also TFO's queue length as in `HAProxy`). As in `HAProxy`, a kernel that refuses
@@ -55,6 +56,43 @@ pub fn apply_bind_options(
         }
     }
     Ok(())
+}
+
+/// Binds a socket about to connect to `to` to its `source` (`HAProxy`'s `source`): the device
+/// first (`interface`), then the address. Without a port, `IP_BIND_ADDRESS_NO_PORT` leaves the
+/// port to the connect, which picks one free for the whole 4-tuple; a plain `bind` would take
+/// a port for the address alone, and one source address could then hold no more connections
+/// than the ephemeral range has ports, whatever the servers. A fixed port gets `SO_REUSEADDR`,
+/// as in `HAProxy`, so that its last connection's `TIME_WAIT` does not refuse the next. The
+/// error names the source.
+pub fn bind_source(fd: BorrowedFd<'_>, src: &Source, to: std::net::SocketAddr) -> io::Result<()> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("source {}: {e}", src.addr));
+    if src.addr.is_ipv4() != to.is_ipv4() {
+        return Err(named(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not of the family of the server's address {to}"),
+        )));
+    }
+    let sock = socket2::SockRef::from(&fd);
+    if let Some(dev) = &src.interface {
+        sock.bind_device(Some(dev.as_bytes()))
+            .map_err(|e| named(io::Error::new(e.kind(), format!("interface '{dev}': {e}"))))?;
+    }
+    if src.addr.port() == 0 {
+        // Kernels before 4.2 do without: the bind then takes a port as before.
+        match setsockopt_int(
+            fd.as_raw_fd(),
+            libc::SOL_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            1,
+        ) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOPROTOOPT) => return Err(named(e)),
+            _ => {}
+        }
+    } else {
+        sock.set_reuse_address(true).map_err(named)?;
+    }
+    sock.bind(&src.addr.into()).map_err(named)
 }
 
 /// `setsockopt` of one `int`.
@@ -420,5 +458,70 @@ mod tests {
         let mut buf = [0u8; 16];
         let err = s.read(&mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    fn socket() -> socket2::Socket {
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap()
+    }
+
+    fn source(addr: &str) -> Source {
+        Source {
+            addr: addr.parse().unwrap(),
+            interface: None,
+        }
+    }
+
+    /// Without a port the bind leaves the port to the connect (`IP_BIND_ADDRESS_NO_PORT`):
+    /// the socket has none until it connects, then one of the kernel's choice, from the source.
+    #[test]
+    fn a_source_without_port_gets_its_port_at_the_connect() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        let s = socket();
+        bind_source(s.as_fd(), &source("127.0.0.2:0"), to).unwrap();
+        let bound = s.local_addr().unwrap().as_socket().unwrap();
+        assert_eq!(
+            bound,
+            "127.0.0.2:0".parse().unwrap(),
+            "a port was taken at bind"
+        );
+        s.connect(&to.into()).unwrap();
+        let (_, peer) = l.accept().unwrap();
+        assert_eq!(peer.ip().to_string(), "127.0.0.2");
+        assert_ne!(peer.port(), 0);
+    }
+
+    #[test]
+    fn a_source_with_a_port_binds_it_and_errors_name_the_source() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        let port = TcpListener::bind("127.0.0.3:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = socket();
+        bind_source(s.as_fd(), &source(&format!("127.0.0.3:{port}")), to).unwrap();
+        s.connect(&to.into()).unwrap();
+        let (_, peer) = l.accept().unwrap();
+        assert_eq!(peer.to_string(), format!("127.0.0.3:{port}"));
+
+        let e = bind_source(socket().as_fd(), &source("192.0.2.7:0"), to).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            None,
+            "the kernel's error is wrapped with the source"
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("source 192.0.2.7:0: ") && text.contains("Cannot assign"),
+            "{text}"
+        );
+        let e = bind_source(socket().as_fd(), &source("[::1]:0"), to).unwrap_err();
+        assert!(e.to_string().contains("not of the family"), "{e}");
+        let mut dev = source("127.0.0.2:0");
+        dev.interface = Some("no-such-dev0".to_owned());
+        let e = bind_source(socket().as_fd(), &dev, to).unwrap_err();
+        assert!(e.to_string().contains("interface 'no-such-dev0'"), "{e}");
     }
 }

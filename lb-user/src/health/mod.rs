@@ -397,6 +397,7 @@ impl CheckJob {
             t.who = self.who.clone();
             t.server_up = st.up;
             (t.send_proxy, t.proxy_version) = check_proxy(conf);
+            t.source.clone_from(&conf.source);
             self.probe.run(&t).await
         }
     }

@@ -18,7 +18,7 @@ use tokio::time::{timeout_at, Instant};
 use super::conn::{Conn, TlsClient};
 use super::http::HttpProbe;
 use crate::config::{
-    CheckKind, ConnectRule, ExpectPattern, MysqlVersion, ProxyVersion, TcpCheckRule,
+    CheckKind, ConnectRule, ExpectPattern, MysqlVersion, ProxyVersion, Source, TcpCheckRule,
 };
 use crate::dataplane::sockopt;
 
@@ -84,6 +84,8 @@ pub struct Target {
     pub send_proxy: Option<ProxyVersion>,
     /// The version a `tcp-check connect send-proxy` sends: the server's, else v1.
     pub proxy_version: ProxyVersion,
+    /// The server's `source` (or its backend's): checks come from it, as its traffic does.
+    pub source: Option<Source>,
 }
 
 /// The server and backend a check is for (`%[srv_name]`...).
@@ -114,6 +116,7 @@ impl Target {
             server_up: true,
             send_proxy: None,
             proxy_version: ProxyVersion::V1,
+            source: None,
         }
     }
 }
@@ -441,18 +444,25 @@ impl AfterConnect {
     }
 }
 
-/// A TCP connect to `addr`, with the handshake's last ACK held back as `after` says
-/// ([`AfterConnect::delays_ack`]).
-async fn connect(addr: SocketAddr, after: AfterConnect) -> std::io::Result<TcpStream> {
+/// A TCP connect to `addr` from `source` when given, with the handshake's last ACK held back
+/// as `after` says ([`AfterConnect::delays_ack`]).
+async fn connect(
+    addr: SocketAddr,
+    source: Option<&Source>,
+    after: AfterConnect,
+) -> std::io::Result<TcpStream> {
+    use std::os::fd::AsFd as _;
     let s = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     if after.delays_ack() {
-        use std::os::fd::AsFd as _;
         // As HAProxy, a refusal is ignored: the check works, the server just sees it.
         let _ = sockopt::set_quickack(s.as_fd(), false);
+    }
+    if let Some(src) = source {
+        sockopt::bind_source(s.as_fd(), src, addr)?;
     }
     s.connect(addr).await
 }
@@ -476,7 +486,7 @@ pub(crate) async fn open(
         rule.port.unwrap_or(t.addr.port()),
     );
     let bound = (Instant::now() + t.connect_timeout).min(whole);
-    let mut tcp = match timeout_at(bound, connect(addr, after)).await {
+    let mut tcp = match timeout_at(bound, connect(addr, t.source.as_ref(), after)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
         Err(_) => return Err(Outcome::new(false, "L4TOUT", "")),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Backend, Frontend, Keepalive};
+use crate::config::{Backend, Frontend, Keepalive, Source};
 use crate::dataplane::{sockopt, Sock};
 use crate::generation::Generation;
 use crate::ring::ConnectFailed;
@@ -53,12 +53,14 @@ pub(super) enum ConnectError {
     Io(#[from] io::Error),
 }
 
-/// One non-blocking connect to `addr`, bounded by `timeout connect`. On a thread with a ring,
+/// One non-blocking connect to `addr` (from `source` when the server or its backend has one),
+/// bounded by `timeout connect`. On a thread with a ring,
 /// the connect goes through it (its timeout linked to it): the socket stays off the reactor
 /// until a step needs it there. Without, the socket comes back on the thread's reactor,
 /// registered once for the connect, the first bytes and the data plane.
 pub(super) async fn connect(
     addr: SocketAddr,
+    source: Option<&Source>,
     ka: &Keepalive,
     timeout: Option<Duration>,
 ) -> Result<Sock, ConnectError> {
@@ -70,6 +72,9 @@ pub(super) async fn connect(
     )?;
     let fd: OwnedFd = sock.into();
     tune(&fd, ka)?;
+    if let Some(src) = source {
+        sockopt::bind_source(fd.as_fd(), src, addr)?;
+    }
     if crate::ring::available() {
         return match crate::ring::connect(&fd, addr, timeout).await {
             Ok(()) => Ok(Sock::new(fd)),
@@ -140,7 +145,13 @@ pub(super) async fn connect_with_retries(
     let mut attempt = 0u32;
     loop {
         let started = tokio::time::Instant::now();
-        let result = connect(slot.target(dst_port), &be.keepalive, be.timeouts.connect).await;
+        let result = connect(
+            slot.target(dst_port),
+            slot.conf().source.as_ref(),
+            &be.keepalive,
+            be.timeouts.connect,
+        )
+        .await;
         let backend = (be.id as usize).saturating_sub(1);
         gen.passive
             .connect_result(backend, slot.index(), result.is_ok());

@@ -36,6 +36,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         resolve_net: Vec::new(),
         proxy: crate::config::SendProxy::default(),
         template: false,
+        source: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::super::{
-    Backend, Bind, CheckKind, Config, ConnectRule, Frontend, Loc, ProxyRules, StatsProxy,
+    Backend, Bind, CheckKind, Config, ConnectRule, Frontend, Loc, ProxyRules, Server, StatsProxy,
     TcpCheckRule,
 };
 use super::checks::check_kind;
@@ -130,7 +130,14 @@ impl Parser {
                 id: u32::try_from(backends.len() + 1).unwrap_or(u32::MAX),
                 balance: px.opts.balance,
                 hash_type: px.opts.hash_type,
-                servers: px.servers.iter().map(|(s, _)| s.clone()).collect(),
+                servers: px
+                    .servers
+                    .iter()
+                    .map(|(s, _)| Server {
+                        source: s.source.clone().or_else(|| px.opts.source.clone()),
+                        ..s.clone()
+                    })
+                    .collect(),
                 timeouts: px.opts.timeouts,
                 retries: px.opts.retries,
                 redispatch: px.opts.redispatch,

@@ -15,6 +15,7 @@ mod proxy_kw;
 mod resolvers;
 mod server;
 mod server_kw;
+mod source;
 mod state_file;
 mod stats;
 mod stick;

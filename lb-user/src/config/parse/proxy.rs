@@ -9,7 +9,7 @@ use super::super::lex::Line;
 use super::super::scalar::check_name;
 use super::super::{
     Balance, Bind, BindOptions, CheckKind, ConnectRule, ExternalCheck, HashType, HttpExpect,
-    Keepalive, Loc, LogFormat, LogTarget, ProxyRules, Server, TcpCheckRule, Timeouts,
+    Keepalive, Loc, LogFormat, LogTarget, ProxyRules, Server, Source, TcpCheckRule, Timeouts,
 };
 use super::server::ServerParams;
 use super::state_file::StateLoad;
@@ -82,6 +82,8 @@ pub(super) struct ProxyOpts {
     pub(super) hash_type: HashType,
     pub(super) timeouts: Timeouts,
     pub(super) retries: u32,
+    /// `source` (a server's own wins: see [`super::source`]).
+    pub(super) source: Option<Source>,
     pub(super) redispatch: bool,
     pub(super) allbackups: bool,
     pub(super) cli_ka: Keepalive,
@@ -120,6 +122,7 @@ impl ProxyOpts {
             hash_type: HashType::default(),
             timeouts: Timeouts::default(),
             retries: 3,
+            source: None,
             redispatch: false,
             allbackups: false,
             cli_ka: Keepalive::default(),

@@ -113,7 +113,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     http_only("ignore-persist"),
     not_yet("persist", "persistence", one_or_more),
     not_yet("fullconn", "dynamic maxconn", positive_u32),
-    not_yet("source", "outgoing source address", one_or_more),
+    run("source", source),
     run("server-template", server_template),
     run("log-format", log_format),
     not_yet("log-format-sd", "logging", one_or_more),
@@ -530,6 +530,26 @@ fn retries(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
             Ok(v) => px.opts.retries = v,
             Err(e) => p.diag.err(&line.loc, format!("'retries': {e}")),
         }
+    }
+}
+
+/// `source ADDR[:PORT] [usesrc ...] [interface NAME]` (see [`super::source`]).
+fn source(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    if !p.cap(px, line, "source", false, true) {
+        return;
+    }
+    match super::source::source_words(&line.words[1..]) {
+        Ok(parsed) => {
+            if parsed.usesrc {
+                p.not_yet(
+                    line,
+                    "usesrc",
+                    "transparent proxying: connections come from the 'source' address",
+                );
+            }
+            px.opts.source = Some(parsed.source);
+        }
+        Err(e) => p.diag.err(&line.loc, format!("'source': {e}")),
     }
 }
 

@@ -8,7 +8,9 @@ use super::super::lex::Line;
 use super::super::scalar::{
     check_name, parse_port, parse_uint, resolve, split_host_port, unspecified, Host,
 };
-use super::super::{CheckTls, HealthParams, InitAddr, IpNet, Loc, ProxyVersion, SendProxy, Server};
+use super::super::{
+    CheckTls, HealthParams, InitAddr, IpNet, Loc, ProxyVersion, SendProxy, Server, Source,
+};
 use super::proxy::ProxyDraft;
 use super::server_kw::{server_keyword, KwCtx, Place, ServerHandling};
 use super::Parser;
@@ -80,6 +82,8 @@ pub(super) struct ServerParams {
     pub(super) resolve_prefer_ipv4: bool,
     pub(super) resolve_net: Vec<IpNet>,
     pub(super) proxy: ProxyParams,
+    /// `source` (see [`super::source`]).
+    pub(super) source: Option<Source>,
 }
 
 /// The PROXY protocol settings of a `server`/`default-server` line: HAProxy keeps v1 and v2 as
@@ -123,6 +127,7 @@ impl Default for ServerParams {
             resolve_prefer_ipv4: false,
             resolve_net: Vec::new(),
             proxy: ProxyParams::default(),
+            source: None,
         }
     }
 }
@@ -284,6 +289,7 @@ impl Parser {
                 resolve_net: params.resolve_net.clone(),
                 proxy: params.proxy.model(),
                 template,
+                source: params.source.clone(),
             },
             explicit_id,
         ));

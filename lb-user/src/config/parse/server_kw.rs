@@ -12,7 +12,7 @@ use super::super::scalar::{
     env_expand, is_hostname, parse_net, parse_port, parse_time, parse_u32, parse_weight, resolve,
     TimeUnit,
 };
-use super::super::{InitAddr, Loc, OnError};
+use super::super::{InitAddr, Loc, OnError, Source};
 use super::server::ServerParams;
 
 /// The kind of line a parameter is on.
@@ -179,8 +179,13 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     not_yet("proto", VALUE, CONNECTION),
     not_yet("tfo", FLAG, CONNECTION),
     not_yet("namespace", VALUE, CONNECTION),
-    not_yet("source", VALUE, CONNECTION),
-    not_yet("usesrc", VALUE, CONNECTION),
+    value("source", source),
+    value("interface", interface),
+    not_yet(
+        "usesrc",
+        VALUE,
+        "transparent proxying: connections come from the 'source' address",
+    ),
     // HTTP.
     not_yet("cookie", VALUE, "HTTP-only"),
     not_yet("redir", VALUE, "HTTP-only"),
@@ -397,6 +402,24 @@ fn init_addr(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
         }
     }
     c.params.init_addr = Some(methods);
+    Ok(())
+}
+
+/// `source ADDR[:PORT]`: replaces a `default-server`'s whole source (its `interface` too).
+fn source(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
+    c.params.source = Some(Source {
+        addr: super::source::source_addr(arg)?,
+        interface: None,
+    });
+    Ok(())
+}
+
+/// `interface NAME`, after `source` (`HAProxy` reads it as part of the source).
+fn interface(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let Some(src) = c.params.source.as_mut() else {
+        return Err(format!("'{p}' needs a 'source' before it"));
+    };
+    src.interface = Some(super::source::interface(arg)?);
     Ok(())
 }
 

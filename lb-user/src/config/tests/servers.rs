@@ -74,3 +74,59 @@ fn init_addr_none_starts_in_maint() {
     assert_eq!(t.addr, sa("127.0.0.9:81"));
     assert!(!t.disabled);
 }
+
+/// `source`: a server's own (or its `default-server`'s) wins over its backend's, which may come
+/// from `defaults` and may follow the servers; `usesrc` is warned about, `interface` needs a
+/// source before it.
+#[test]
+fn source_of_backends_defaults_and_servers() {
+    let c = ok(&format!(
+        "{TIMEOUTS}  source 10.0.0.9
+backend be
+  server a 127.0.0.1:1
+  server b 127.0.0.1:2 source 127.0.0.3:4000 interface lo
+  default-server source 127.0.0.4
+  server c 127.0.0.1:3
+  source 127.0.0.2 usesrc clientip
+backend plain
+  server d 127.0.0.1:4
+frontend fe
+  bind 127.0.0.1:8080
+  source 127.0.0.5
+  default_backend be
+"
+    ));
+    let src = |b: usize, s: usize| c.backends[b].servers[s].source.clone();
+    let a = src(0, 0).unwrap();
+    assert_eq!((a.addr, a.interface), (sa("127.0.0.2:0"), None));
+    let b = src(0, 1).unwrap();
+    assert_eq!(
+        (b.addr, b.interface.as_deref()),
+        (sa("127.0.0.3:4000"), Some("lo"))
+    );
+    assert_eq!(src(0, 2).unwrap().addr, sa("127.0.0.4:0"));
+    assert_eq!(src(1, 0).unwrap().addr, sa("10.0.0.9:0"), "from defaults");
+    assert!(
+        has_warning(&c, 12, "'usesrc' is not supported yet"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        has_warning(&c, 17, "no backend capability"),
+        "{:?}",
+        c.warnings
+    );
+
+    let e = errs(&format!(
+        "{TIMEOUTS}backend be\n  server a 127.0.0.1:1 interface lo\n  source 10.0.0.1:1-9\n"
+    ))
+    .to_string();
+    assert!(
+        e.contains("t.cfg:7") && e.contains("'interface' needs a 'source' before it"),
+        "{e}"
+    );
+    assert!(
+        e.contains("t.cfg:8") && e.contains("port range '1-9'"),
+        "{e}"
+    );
+}
