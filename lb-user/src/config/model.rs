@@ -929,6 +929,9 @@ pub struct Server {
     pub template: bool,
     /// `source`: the server's own (or its `default-server`'s), else its backend's.
     pub source: Option<Source>,
+    /// `tfo`: TCP Fast Open to the server: a connection's first bytes ride in its SYN (see
+    /// `listener::connect`).
+    pub tfo: bool,
 }
 
 /// `source`: where lb's connections to a server, and its health checks, come from.

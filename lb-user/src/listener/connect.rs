@@ -3,14 +3,14 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Backend, Frontend, Keepalive, Source};
+use crate::config::{Backend, Frontend, Keepalive, Server, Source};
 use crate::dataplane::{sockopt, Sock};
 use crate::generation::Generation;
 use crate::ring::ConnectFailed;
@@ -54,13 +54,17 @@ pub(super) enum ConnectError {
 }
 
 /// One non-blocking connect to `addr` (from `source` when the server or its backend has one),
-/// bounded by `timeout connect`. On a thread with a ring,
+/// bounded by `timeout connect`. With `tfo`, TCP Fast Open (`TCP_FASTOPEN_CONNECT`): where the
+/// kernel holds the server's cookie the connect completes at once and the first write sends
+/// the SYN with its bytes; else the cookie is asked for in a plain handshake. On a thread with a
+/// ring,
 /// the connect goes through it (its timeout linked to it): the socket stays off the reactor
 /// until a step needs it there. Without, the socket comes back on the thread's reactor,
 /// registered once for the connect, the first bytes and the data plane.
 pub(super) async fn connect(
     addr: SocketAddr,
     source: Option<&Source>,
+    tfo: bool,
     ka: &Keepalive,
     timeout: Option<Duration>,
 ) -> Result<Sock, ConnectError> {
@@ -74,6 +78,15 @@ pub(super) async fn connect(
     tune(&fd, ka)?;
     if let Some(src) = source {
         sockopt::bind_source(fd.as_fd(), src, addr)?;
+    }
+    if tfo {
+        // As HAProxy: a kernel without it connects as usual.
+        let _ = sockopt::setsockopt_int(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN_CONNECT,
+            1,
+        );
     }
     if crate::ring::available() {
         return match crate::ring::connect(&fd, addr, timeout).await {
@@ -116,6 +129,14 @@ pub(super) async fn connect(
     Ok(Sock::registered(afd))
 }
 
+/// Whether a connect uses TCP Fast Open: the server has `tfo`, it is the first attempt, and
+/// bytes wait to be sent (HAProxy's rule, `tcp_connect_server`). Without bytes to send no
+/// write would ever send the deferred SYN, and a server that speaks first (MySQL, SMTP) would
+/// wait for a connection that never comes.
+fn fast_open(server: &Server, attempt: u32, has_data: bool) -> bool {
+    server.tfo && attempt == 0 && has_data
+}
+
 /// What the connect phase did, for the tcplog line (`%rc`, `%ts`).
 #[derive(Clone, Debug, Default)]
 pub(super) struct ConnectTries {
@@ -131,14 +152,16 @@ pub(super) struct ConnectTries {
 
 /// Connects to the slot's server, re-trying `retries` times; with `option redispatch` the last
 /// retry goes to another server. Between retries on the same server after an immediate
-/// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s).
+/// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s). `client`: its
+/// address (for a redispatch's choice) and the port it connected to (for servers without
+/// one); `has_data`: bytes wait to be sent as soon as it connects (see [`fast_open`]).
 pub(super) async fn connect_with_retries(
     gen: &Generation,
     table: &Arc<BackendTable>,
     be: &Backend,
-    client: SocketAddr,
-    dst_port: u16,
+    (client, dst_port): (SocketAddr, u16),
     mut slot: ServerSlot,
+    has_data: bool,
     tries: &mut ConnectTries,
 ) -> Result<(ServerSlot, Sock), String> {
     let mut last_error;
@@ -148,6 +171,7 @@ pub(super) async fn connect_with_retries(
         let result = connect(
             slot.target(dst_port),
             slot.conf().source.as_ref(),
+            fast_open(slot.conf(), attempt, has_data),
             &be.keepalive,
             be.timeouts.connect,
         )

@@ -134,7 +134,8 @@ async fn serve_session(
     else {
         return None;
     };
-    let (slot, server) = to_server(gen, frontend, sess, &mut client, &route, served).await?;
+    let (slot, server) =
+        to_server(gen, frontend, sess, &mut client, (&route, &head), served).await?;
     let first = (first_bytes(sess, &slot, &head, &route), head.len() as u64);
     pass_on(sess, (client, server), slot, first, served).await
 }
@@ -146,7 +147,7 @@ async fn to_server(
     frontend: usize,
     sess: &mut Session,
     client: &mut Sock,
-    route: &session::Route,
+    (route, head): (&session::Route, &[u8]),
     served: &mut Served,
 ) -> Option<(ServerSlot, Sock)> {
     let fe: &Frontend = &gen.config.frontends[frontend];
@@ -200,8 +201,18 @@ async fn to_server(
     } else {
         0
     };
-    let connected =
-        connect_with_retries(gen, table, be, src, dst_port, slot, &mut served.tries).await;
+    // Only a `tfo` server needs to know now whether bytes wait for it (see `fast_open`).
+    let has_data = slot.conf().tfo && !first_bytes(sess, &slot, head, route).is_empty();
+    let connected = connect_with_retries(
+        gen,
+        table,
+        be,
+        (src, dst_port),
+        slot,
+        has_data,
+        &mut served.tries,
+    )
+    .await;
     let (slot, server) = match connected {
         Ok(x) => x,
         Err(reason) => {

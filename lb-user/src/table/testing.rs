@@ -37,6 +37,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         proxy: crate::config::SendProxy::default(),
         template: false,
         source: None,
+        tfo: false,
     }
 }
 

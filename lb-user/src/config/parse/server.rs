@@ -84,6 +84,7 @@ pub(super) struct ServerParams {
     pub(super) proxy: ProxyParams,
     /// `source` (see [`super::source`]).
     pub(super) source: Option<Source>,
+    pub(super) tfo: bool,
 }
 
 /// The PROXY protocol settings of a `server`/`default-server` line: HAProxy keeps v1 and v2 as
@@ -128,6 +129,7 @@ impl Default for ServerParams {
             resolve_net: Vec::new(),
             proxy: ProxyParams::default(),
             source: None,
+            tfo: false,
         }
     }
 }
@@ -290,6 +292,7 @@ impl Parser {
                 proxy: params.proxy.model(),
                 template,
                 source: params.source.clone(),
+                tfo: params.tfo,
             },
             explicit_id,
         ));

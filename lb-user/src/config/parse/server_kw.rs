@@ -111,7 +111,6 @@ const fn not_yet(name: &'static str, takes_value: bool, feature: &'static str) -
     }
 }
 
-const FLAG: bool = false;
 const VALUE: bool = true;
 const CONNECTION: &str = "connection options";
 
@@ -177,7 +176,7 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     not_yet("pool-max-conn", VALUE, CONNECTION),
     not_yet("pool-purge-delay", VALUE, CONNECTION),
     not_yet("proto", VALUE, CONNECTION),
-    not_yet("tfo", FLAG, CONNECTION),
+    flag("tfo", tfo),
     not_yet("namespace", VALUE, CONNECTION),
     value("source", source),
     value("interface", interface),
@@ -402,6 +401,11 @@ fn init_addr(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
         }
     }
     c.params.init_addr = Some(methods);
+    Ok(())
+}
+
+fn tfo(c: &mut KwCtx<'_>, _: &str, _: &str) -> Result<(), String> {
+    c.params.tfo = true;
     Ok(())
 }
 

@@ -84,7 +84,7 @@ fn source_of_backends_defaults_and_servers() {
         "{TIMEOUTS}  source 10.0.0.9
 backend be
   server a 127.0.0.1:1
-  server b 127.0.0.1:2 source 127.0.0.3:4000 interface lo
+  server b 127.0.0.1:2 source 127.0.0.3:4000 interface lo tfo
   default-server source 127.0.0.4
   server c 127.0.0.1:3
   source 127.0.0.2 usesrc clientip
@@ -105,6 +105,7 @@ frontend fe
         (sa("127.0.0.3:4000"), Some("lo"))
     );
     assert_eq!(src(0, 2).unwrap().addr, sa("127.0.0.4:0"));
+    assert!(c.backends[0].servers[1].tfo && !c.backends[0].servers[0].tfo);
     assert_eq!(src(1, 0).unwrap().addr, sa("10.0.0.9:0"), "from defaults");
     assert!(
         has_warning(&c, 12, "'usesrc' is not supported yet"),
