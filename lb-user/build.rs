@@ -22,9 +22,11 @@ fn main() -> anyhow::Result<()> {
         }],
         aya_build::Toolchain::default(),
     )?;
-    let object = PathBuf::from(std::env::var("OUT_DIR")?).join("lb-ebpf");
-    if !object.exists() {
-        std::fs::write(&object, [])?;
+    for name in ["lb-ebpf", "lb-balance"] {
+        let object = PathBuf::from(std::env::var("OUT_DIR")?).join(name);
+        if !object.exists() {
+            std::fs::write(&object, [])?;
+        }
     }
     Ok(())
 }

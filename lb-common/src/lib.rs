@@ -136,6 +136,48 @@ pub struct Wake {
     pub pad: u32,
 }
 
+/// The thread balancer (`lb-balance`, a `SO_REUSEPORT` program): name of the map of every
+/// thread's listening socket for each balanced address, at [`balance_slot`].
+pub const BALANCE_LISTENERS_MAP: &str = "LISTENERS";
+/// Name of the hash map from a listening address ([`ListenKey`]) to its group number.
+pub const BALANCE_GROUPS_MAP: &str = "GROUPS";
+/// Name of the array of [`ThreadLoad`], one per thread, shared with userspace by `mmap`.
+pub const BALANCE_LOAD_MAP: &str = "LOAD";
+/// Name of the program's global holding the number of threads (set before loading).
+pub const BALANCE_THREADS: &str = "THREADS";
+/// Threads the balancer chooses among (`nbthread` above it: the rest by the kernel's hash).
+pub const MAX_BALANCED_THREADS: u32 = 64;
+/// Addresses the balancer serves; more are spread by the kernel's hash.
+pub const MAX_BALANCED_ADDRS: u32 = 256;
+
+/// The key of thread `thread`'s socket of group `group` in `LISTENERS`.
+#[must_use]
+pub const fn balance_slot(group: u32, thread: u32) -> u32 {
+    group * MAX_BALANCED_THREADS + thread
+}
+
+/// A listening address as the kernel's `bpf_sock` shows it: `family` (`AF_INET`/`AF_INET6`),
+/// `port` in host order, `addr` the address's bytes (an IPv4 address in the first word).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    pub family: u32,
+    pub port: u32,
+    pub addr: [u32; 4],
+}
+
+/// One thread's load, alone on its cache line: `live`, the connections it serves (userspace
+/// counts them at accept and end), and `pending`, those the program sent to its socket and it
+/// has not accepted yet (the program adds one per choice; userspace takes one away per accept,
+/// never below zero), so that a burst of arrivals spreads before any is accepted.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadLoad {
+    pub live: u64,
+    pub pending: u64,
+    pub pad: [u64; 6],
+}
+
 #[cfg(feature = "user")]
 // SAFETY: PeerInfo is repr(C), Copy, has no padding (every field is 4 or 8 bytes, the u32s in
 // pairs before 8-byte fields) and every bit pattern is a valid value.
@@ -152,3 +194,7 @@ unsafe impl aya::Pod for KernelLayout {}
 #[cfg(feature = "user")]
 // SAFETY: Wake is repr(C), Copy, has no padding (`pad` is explicit); every bit pattern is valid.
 unsafe impl aya::Pod for Wake {}
+
+#[cfg(feature = "user")]
+// SAFETY: ListenKey is repr(C), Copy, six u32s, no padding; every bit pattern is valid.
+unsafe impl aya::Pod for ListenKey {}

@@ -526,6 +526,7 @@ fn serve(
             path.display()
         );
     }
+    lb_user::listener::spread::init(threads);
     // Bind first: errors (address in use, permission) stop the start with a clear message.
     let new = listeners.bind_new(&config).map_err(anyhow::Error::msg)?;
     lb_user::upgrade::finish_inheriting();

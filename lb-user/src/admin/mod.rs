@@ -189,6 +189,9 @@ async fn getsocks(stream: UnixStream, expose_fd: bool) -> io::Result<()> {
     }
     let mut std = stream.into_std()?;
     // Blocking and short (each step bounded to 1 s): off this thread's runtime.
+    // The new process registers the sockets with its own thread balancer as soon as it has
+    // them: a socket is in one balancer at a time, so ours lets them go first.
+    crate::listener::spread::hand_over();
     let sent = tokio::task::spawn_blocking(move || crate::upgrade::send_sockets(&mut std))
         .await
         .map_err(io::Error::other)??;

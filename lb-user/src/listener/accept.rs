@@ -74,7 +74,7 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
             }
         };
         super::trim::accepted();
-        let permit = ConnPermit::count(&gen, frontend);
+        let permit = ConnPermit::count(&gen, frontend, super::spread::accepted(ctx.thread));
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {
             // `fds` is held until the client's and the server's sockets are closed (the task

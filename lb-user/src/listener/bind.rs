@@ -121,6 +121,7 @@ impl Listeners {
                 match bound {
                     Ok(socks) => {
                         crate::upgrade::expose(bind.addr, &bind.opts, &socks);
+                        super::spread::register(bind.addr, &socks);
                         self.by_addr.insert(bind.addr, socks);
                         added.push(bind.addr);
                     }
@@ -143,6 +144,7 @@ impl Listeners {
         for a in addrs {
             self.by_addr.remove(a);
             crate::upgrade::withdraw(a);
+            super::spread::unregister(a);
         }
     }
 
@@ -216,6 +218,7 @@ impl Listeners {
             if !keep {
                 shutdown_listeners(socks);
                 crate::upgrade::withdraw(addr);
+                super::spread::unregister(addr);
             }
             keep
         });

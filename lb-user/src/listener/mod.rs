@@ -8,7 +8,8 @@
 //! [`thread`] (a thread's runtime), [`accept`] (the accept loop), [`serve`] (one connection),
 //! [`inspect`] (rules on the first bytes), [`connect`] (to a server), [`served`] (its log line);
 //! [`ctx`] is what a thread's tasks share, [`permit`] a connection's place under `maxconn`,
-//! [`trim`] gives a burst's memory back once it is over.
+//! [`spread`] which thread a new connection goes to, [`trim`] gives a burst's memory back once
+//! it is over.
 
 mod accept;
 mod adopt;
@@ -20,6 +21,7 @@ mod inspect;
 mod permit;
 mod serve;
 mod served;
+pub mod spread;
 mod thread;
 mod trim;
 

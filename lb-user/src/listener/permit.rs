@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use crate::generation::Generation;
 
-/// A client connection counted against `global maxconn` and the frontend's `maxconn`;
-/// uncounted on drop.
+/// A client connection counted against `global maxconn` and the frontend's `maxconn`, and in
+/// its thread's load (see [`super::spread`]); uncounted on drop.
 pub(super) struct ConnPermit {
     gen: Arc<Generation>,
     frontend: usize,
+    _load: super::spread::Live,
 }
 
 impl Drop for ConnPermit {
@@ -41,9 +42,9 @@ pub(super) async fn below_maxconn(gen: &Generation, frontend: usize) {
 }
 
 impl ConnPermit {
-    /// Counts an accepted connection against `global maxconn` and the frontend's, and in the
-    /// frontend's session statistics.
-    pub(super) fn count(gen: &Arc<Generation>, frontend: usize) -> Self {
+    /// Counts a connection against `global maxconn` and the frontend's and in the frontend's
+    /// session statistics; `load` counts it in its thread's.
+    pub(super) fn count(gen: &Arc<Generation>, frontend: usize, load: super::spread::Live) -> Self {
         gen.process.conns.fetch_add(1, Ordering::AcqRel);
         let fe = &gen.fe_stats[frontend];
         let cur = fe.cur.fetch_add(1, Ordering::AcqRel) + 1;
@@ -52,6 +53,7 @@ impl ConnPermit {
         Self {
             gen: gen.clone(),
             frontend,
+            _load: load,
         }
     }
 }

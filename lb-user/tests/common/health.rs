@@ -107,6 +107,11 @@ impl RedisConn {
         })
     }
 
+    /// The local port of the connection (to find its session in `show sess`).
+    pub fn local_port(&self) -> u16 {
+        self.r.get_ref().local_addr().map_or(0, |a| a.port())
+    }
+
     /// Sends one command (as a RESP array) and reads its reply.
     pub fn cmd(&mut self, args: &[&str]) -> std::io::Result<Resp> {
         let mut out = format!("*{}\r\n", args.len());

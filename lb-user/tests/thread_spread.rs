@@ -1,0 +1,189 @@
+//! Which thread serves a new connection: the least loaded one (HAProxy's rule), not the
+//! kernel's hash of the addresses. Seen through the runtime API (`show sess` names each
+//! session's thread) with held connections to a real Redis: they split evenly; once one thread's
+//! connections close, the next ones all go to it; an address a reload adds is balanced too, and
+//! so are the connections a new process takes after a binary upgrade (the old one gives its
+//! sockets up to the new one's balancer).
+
+#[macro_use]
+mod common;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::health::{Redis, RedisConn, Resp};
+use common::stats::cli;
+use common::upgrade::socket_path;
+use common::{free_port, local, Lb, LbOpts, DEFAULTS};
+
+fn config(sock: &Path, ports: &[u16], redis: u16) -> String {
+    config_with(sock, ports, redis, "")
+}
+
+/// `frontend_lines` go into every frontend.
+fn config_with(sock: &Path, ports: &[u16], redis: u16, frontend_lines: &str) -> String {
+    let mut c = format!(
+        "global\n    nbthread 2\n    stats socket {} level admin expose-fd listeners\n\n{DEFAULTS}",
+        sock.display()
+    );
+    for (i, p) in ports.iter().enumerate() {
+        let _ = write!(
+            c,
+            "\nfrontend f{i}\n    bind 127.0.0.1:{p}\n{frontend_lines}    default_backend redis\n"
+        );
+    }
+    let _ = write!(c, "\nbackend redis\n    server r 127.0.0.1:{redis}\n");
+    c
+}
+
+/// A connection through lb that Redis answered (so lb has accepted and connected it).
+fn held(port: u16) -> RedisConn {
+    let mut c = RedisConn::connect(local(port)).expect("connect through lb");
+    assert_eq!(c.cmd(&["PING"]).unwrap(), Resp::Simple("PONG".into()));
+    c
+}
+
+/// Session source port -> thread, from `show sess`.
+fn threads_of(sock: &Path) -> HashMap<u16, usize> {
+    cli(sock, "show sess")
+        .lines()
+        .filter_map(|l| {
+            let field = |k: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .map(str::to_owned)
+            };
+            let port = field("src=")?.rsplit(':').next()?.parse().ok()?;
+            Some((port, field("thread=")?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// How many of `conns` each thread serves (`[thread 0, thread 1]`).
+fn split(sock: &Path, conns: &[RedisConn]) -> [usize; 2] {
+    let threads = threads_of(sock);
+    let mut n = [0; 2];
+    for c in conns {
+        let port = c.local_port();
+        let t = *threads
+            .get(&port)
+            .unwrap_or_else(|| panic!("no session from port {port} in show sess: {threads:?}"));
+        n[t] += 1;
+    }
+    n
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < end, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn connections_go_to_the_least_loaded_thread() {
+    let redis = Redis::start("", None);
+    for plane in ["splice", "sockmap"] {
+        let sock = socket_path();
+        let (p0, p1) = (free_port(), free_port());
+        let lb = Lb::start(&config(&sock, &[p0], redis.port), plane);
+        lb.expect_log("new connections go to the least loaded of 2 threads");
+        let first: Vec<RedisConn> = (0..40).map(|_| held(p0)).collect();
+        assert_eq!(
+            split(&sock, &first),
+            [20, 20],
+            "{plane}: 40 held connections"
+        );
+        // Thread 0's connections close: the next 20 all go to thread 0 (a hash would send
+        // about half of them to thread 1).
+        let threads = threads_of(&sock);
+        let (on0, mut kept): (Vec<RedisConn>, Vec<RedisConn>) = first
+            .into_iter()
+            .partition(|c| threads[&c.local_port()] == 0);
+        drop(on0);
+        wait_until(&format!("{plane}: thread 0's sessions did not end"), || {
+            threads_of(&sock).values().all(|t| *t == 1)
+        });
+        let next: Vec<RedisConn> = (0..20).map(|_| held(p0)).collect();
+        assert_eq!(
+            split(&sock, &next),
+            [20, 0],
+            "{plane}: after thread 0's closed"
+        );
+        kept.extend(next);
+        // A reload that adds an address: it is balanced too, against the same loads.
+        lb.rewrite_config(0, &config(&sock, &[p0, p1], redis.port));
+        lb.signal(libc::SIGHUP);
+        lb.expect_log("reload done: generation 1");
+        let added: Vec<RedisConn> = (0..20).map(|_| held(p1)).collect();
+        assert_eq!(split(&sock, &added), [10, 10], "{plane}: the added address");
+        drop(lb);
+    }
+}
+
+/// Clients that wait in the listen backlog (the frontend at its `maxconn`) were all sent to a
+/// thread before lb accepts any: the connections sent and not accepted yet count in a
+/// thread's load, so they alternate instead of all going to the thread that was least loaded
+/// when the first arrived.
+#[test]
+fn a_burst_waiting_in_the_backlog_splits_evenly() {
+    let redis = Redis::start("", None);
+    let sock = socket_path();
+    let port = free_port();
+    let lb = Lb::start(
+        &config_with(&sock, &[port], redis.port, "    maxconn 20\n"),
+        "splice",
+    );
+    let full: Vec<RedisConn> = (0..20).map(|_| held(port)).collect();
+    assert_eq!(split(&sock, &full), [10, 10]);
+    let waiting: Vec<_> = (0..20)
+        .map(|_| std::thread::spawn(move || held(port)))
+        .collect();
+    // Every client's handshake is done (the kernel's, in the backlog) before room is made.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(full);
+    let burst: Vec<RedisConn> = waiting.into_iter().map(|h| h.join().unwrap()).collect();
+    let [a, b] = split(&sock, &burst);
+    assert!(
+        a.abs_diff(b) <= 2,
+        "20 clients from the backlog split {a}/{b}"
+    );
+    drop(lb);
+}
+
+#[test]
+fn a_new_process_balances_the_sockets_it_takes_over() {
+    let redis = Redis::start("", None);
+    let sock = socket_path();
+    let port = free_port();
+    let cfg = config(&sock, &[port], redis.port);
+    let old = Lb::start(&cfg, "splice");
+    let before: Vec<RedisConn> = (0..10).map(|_| held(port)).collect();
+    assert_eq!(split(&sock, &before), [5, 5]);
+    let new_sock = socket_path();
+    let new_cfg = config(&new_sock, &[port], redis.port);
+    let (sock_arg, old_pid) = (sock.display().to_string(), old.pid().to_string());
+    let new =
+        Lb::start_with(&LbOpts::new(&new_cfg, "splice").args(&["-x", &sock_arg, "-sf", &old_pid]));
+    new.expect_log("new connections go to the least loaded of 2 threads");
+    assert!(
+        new.find_log("new connections spread by the kernel's hash")
+            .is_none(),
+        "the new process could not balance the sockets it took: {}",
+        new.logs().join("\n")
+    );
+    // Once the old process stopped accepting, every new connection is the new one's.
+    wait_until("the old process kept accepting", || {
+        old.find_log("soft stop: no longer accepting").is_some()
+    });
+    let after: Vec<RedisConn> = (0..30).map(|_| held(port)).collect();
+    assert_eq!(
+        split(&new_sock, &after),
+        [15, 15],
+        "connections the new process took"
+    );
+    drop(before);
+}
