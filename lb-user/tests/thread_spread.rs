@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,11 @@ fn config_with(sock: &Path, ports: &[u16], redis: u16, frontend_lines: &str) -> 
 
 /// A connection through lb that Redis answered (so lb has accepted and connected it).
 fn held(port: u16) -> RedisConn {
-    let mut c = RedisConn::connect(local(port)).expect("connect through lb");
+    held_at(local(port))
+}
+
+fn held_at(addr: SocketAddr) -> RedisConn {
+    let mut c = RedisConn::connect(addr).expect("connect through lb");
     assert_eq!(c.cmd(&["PING"]).unwrap(), Resp::Simple("PONG".into()));
     c
 }
@@ -122,6 +127,35 @@ fn connections_go_to_the_least_loaded_thread() {
         assert_eq!(split(&sock, &added), [10, 10], "{plane}: the added address");
         drop(lb);
     }
+}
+
+/// An IPv6 address: the program finds its group by the listener's IPv6 address.
+#[test]
+fn ipv6_listeners_are_balanced_too() {
+    let redis = Redis::start("", None);
+    let sock = socket_path();
+    let port = free_port();
+    let cfg = config(&sock, &[], redis.port).replace(
+        "\nbackend redis",
+        &format!(
+            "\nfrontend v6\n    bind [::1]:{port}\n    default_backend redis\n\nbackend redis"
+        ),
+    );
+    let lb = Lb::start(&cfg, "splice");
+    let addr: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let first: Vec<RedisConn> = (0..20).map(|_| held_at(addr)).collect();
+    assert_eq!(split(&sock, &first), [10, 10]);
+    let threads = threads_of(&sock);
+    let (on0, _kept): (Vec<RedisConn>, Vec<RedisConn>) = first
+        .into_iter()
+        .partition(|c| threads[&c.local_port()] == 0);
+    drop(on0);
+    wait_until("thread 0's sessions did not end", || {
+        threads_of(&sock).values().all(|t| *t == 1)
+    });
+    let next: Vec<RedisConn> = (0..10).map(|_| held_at(addr)).collect();
+    assert_eq!(split(&sock, &next), [10, 0], "after thread 0's closed");
+    drop(lb);
 }
 
 /// Clients that wait in the listen backlog (the frontend at its `maxconn`) were all sent to a
