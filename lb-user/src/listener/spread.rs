@@ -188,8 +188,12 @@ fn try_register(s: &Spread, addr: SocketAddr, socks: &[TcpListener]) -> Result<(
         .iter()
         .filter_map(|l| crate::dataplane::sockopt::socket_cookie(l.as_fd()).ok())
         .collect();
-    if distinct.len() != socks.len() || socks.len() > MAX_BALANCED_THREADS as usize {
-        return Err("threads share sockets (fewer were handed over than there are threads)".into());
+    if distinct.len() != socks.len() {
+        return Err(format!(
+            "its {} threads share {} socket(s): fewer were handed over than there are threads",
+            socks.len(),
+            distinct.len()
+        ));
     }
     let member = socks[0]
         .as_fd()
@@ -222,14 +226,19 @@ fn try_register(s: &Spread, addr: SocketAddr, socks: &[TcpListener]) -> Result<(
         forget(&mut m, addr);
         return Err(e);
     }
-    drop(m);
-    let prog: &SkReuseport = s
+    let attached = s
         .ebpf
         .program("lb_balance")
-        .and_then(|p| p.try_into().ok())
-        .ok_or("no program")?;
-    prog.attach(socks[0].as_fd())
-        .map_err(|e| format!("attaching the balancer: {e}"))
+        .and_then(|p| <&SkReuseport>::try_from(p).ok())
+        .ok_or_else(|| "no program 'lb_balance'".to_owned())
+        .and_then(|prog| {
+            prog.attach(socks[0].as_fd())
+                .map_err(|e| format!("attaching the balancer: {e}"))
+        });
+    if attached.is_err() {
+        forget(&mut m, addr);
+    }
+    attached
 }
 
 /// Stops balancing `addr` (removed by a reload, or unbound).
