@@ -2,8 +2,9 @@
 //! new connection to an address lb listens on with one socket per thread. Without it the
 //! kernel picks the socket by a hash of the connection's addresses, so held connections split
 //! between threads at random (27/23 of 50 was common); with it, the connection goes to the
-//! thread with the fewest connections, counting those it was sent and has not accepted yet,
-//! as HAProxy hands each accepted connection to its least loaded thread.
+//! thread with the fewest connections, counting those it was sent and has not accepted yet, or
+//! stays on the last connection's thread while that keeps the threads close (see [`choose`]),
+//! as HAProxy hands each accepted connection to its least loaded thread, preferring its own.
 //!
 //! The listener the kernel looks up tells which address (`GROUPS`); each thread's socket of
 //! that address is in `LISTENERS`. An address or thread the maps do not know, or a failed
@@ -36,6 +37,15 @@ static GROUPS: HashMap<ListenKey, u32> = HashMap::with_max_entries(MAX_BALANCED_
 
 #[map(name = "LOAD")]
 static LOAD: Array<ThreadLoad> = Array::with_max_entries(MAX_BALANCED_THREADS, BPF_F_MMAPABLE);
+
+/// The thread the last connection went to: the next one goes there too while that keeps the
+/// threads within [`SLACK`] connections of each other (see [`choose`]).
+#[map(name = "LAST")]
+static LAST: Array<u32> = Array::with_max_entries(1, 0);
+
+/// How far apart (in connections) the threads may be after a choice that keeps a connection on
+/// the last connection's thread.
+const SLACK: u64 = 2;
 
 /// lb's thread count, set by userspace before loading.
 #[unsafe(no_mangle)]
@@ -86,7 +96,13 @@ fn group_of(ctx: &SkReuseportContext) -> Option<u32> {
 
 const AF_INET: u32 = 2;
 
-/// Sends the connection to the least loaded thread's socket of `group`, and counts it there.
+/// Sends the connection to a thread's socket of `group`, and counts it there: the last
+/// connection's thread while that leaves no thread more than [`SLACK`] connections ahead of the
+/// least loaded, else the least loaded. Strictly the least loaded would alternate threads for a
+/// client that connects in series (its last connection is still open on one when the next
+/// arrives), waking an idle thread for each connection, where staying lets one wake serve the
+/// last connection's end and the next one's start; held connections still split within
+/// `SLACK`.
 fn choose(ctx: &SkReuseportContext, group: u32) {
     // SAFETY: a global userspace sets before loading and never after.
     let threads = unsafe { core::ptr::read_volatile(&raw const THREADS) };
@@ -95,25 +111,30 @@ fn choose(ctx: &SkReuseportContext, group: u32) {
     } else {
         threads
     };
+    let last = LAST.get(0).copied().unwrap_or(0);
     let mut best = 0u32;
     let mut least = u64::MAX;
+    let mut on_last = u64::MAX;
     let mut t = 0u32;
     while t < MAX_BALANCED_THREADS && t < threads {
         if let Some(load) = LOAD.get_ptr(t) {
-            // SAFETY: an element of an array map; userspace writes it with atomics too.
-            let (live, pending) = unsafe {
-                (
-                    core::ptr::read_volatile(&raw const (*load).live),
-                    core::ptr::read_volatile(&raw const (*load).pending),
-                )
-            };
-            let n = live.saturating_add(pending);
+            let n = load_of(load);
             if n < least {
                 least = n;
                 best = t;
             }
+            if t == last {
+                on_last = n;
+            }
         }
         t += 1;
+    }
+    if on_last <= least.saturating_add(SLACK - 1) {
+        best = last;
+    }
+    if let Some(l) = LAST.get_ptr_mut(0) {
+        // SAFETY: a one-entry array; a race between CPUs only loses a preference.
+        unsafe { core::ptr::write_volatile(l, best) };
     }
     if LISTENERS
         .select_reuseport(ctx, balance_slot(group, best))
@@ -123,6 +144,18 @@ fn choose(ctx: &SkReuseportContext, group: u32) {
             add_pending(load);
         }
     }
+}
+
+/// A thread's connections: live, and sent to it and not accepted yet.
+fn load_of(load: *const ThreadLoad) -> u64 {
+    // SAFETY: an element of an array map; userspace writes it with atomics too.
+    let (live, pending) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*load).live),
+            core::ptr::read_volatile(&raw const (*load).pending),
+        )
+    };
+    live.saturating_add(pending)
 }
 
 /// One more connection sent to the thread of `load`: an atomic add, as userspace's updates.

@@ -1,9 +1,10 @@
 //! Which thread takes a new connection. Each thread has its own `SO_REUSEPORT` socket per
 //! address, and by itself the kernel picks one by a hash of the connection's addresses: held
 //! connections then split between threads at random (27/23 of 50 was common, see #10). HAProxy
-//! hands each accepted connection to its least loaded thread; lb has the kernel do it, at the
-//! SYN, with a small program (`lb-ebpf/src/balance.rs`) that sends the connection to the thread
-//! with the fewest live connections plus connections sent and not accepted yet.
+//! hands each accepted connection to its least loaded thread, preferring its own; lb has the
+//! kernel do it, at the SYN, with a small program (`lb-ebpf/src/balance.rs`) that sends the
+//! connection to the thread with the fewest live connections plus connections sent and not
+//! accepted yet, or keeps it on the last connection's thread while the threads stay close.
 //!
 //! This module loads that program once, registers every bound address's sockets with it
 //! ([`register`], [`unregister`]), keeps each thread's counts in memory it shares with the
