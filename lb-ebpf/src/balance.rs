@@ -173,15 +173,4 @@ fn add_pending(load: *mut ThreadLoad) {
         .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
 }
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
-
-#[cfg(not(target_arch = "bpf"))]
-fn main() {}
+lb_ebpf::program_boilerplate!();

@@ -239,15 +239,4 @@ pub fn lb_verdict(ctx: SkBuffContext) -> u32 {
     SK_PASS
 }
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
-
-#[cfg(not(target_arch = "bpf"))]
-fn main() {}
+lb_ebpf::program_boilerplate!();
