@@ -56,11 +56,10 @@ pub(super) enum ConnectError {
 /// One non-blocking connect to `addr` (from `source` when the server or its backend has one),
 /// bounded by `timeout connect`. With `tfo`, TCP Fast Open (`TCP_FASTOPEN_CONNECT`): where the
 /// kernel holds the server's cookie the connect completes at once and the first write sends
-/// the SYN with its bytes; else the cookie is asked for in a plain handshake. On a thread with a
-/// ring,
-/// the connect goes through it (its timeout linked to it): the socket stays off the reactor
-/// until a step needs it there. Without, the socket comes back on the thread's reactor,
-/// registered once for the connect, the first bytes and the data plane.
+/// the SYN with its bytes; else the cookie is asked for in a plain handshake. On a thread with
+/// a ring, the connect goes through it (its timeout linked to it): the socket stays off the
+/// reactor until a step needs it there. Without, the socket comes back on the thread's
+/// reactor, registered once for the connect, the first bytes and the data plane.
 pub(super) async fn connect(
     addr: SocketAddr,
     source: Option<&Source>,
