@@ -213,9 +213,7 @@ fn target(be: &Backend, conf: &Server, st: &ServerState) -> Option<Target> {
         return None;
     }
     let addr = SocketAddr::new(a.addr.unwrap_or(st.addr.ip()), port);
-    let mut t = super::target(be, addr, interval(conf), None, None);
-    t.source.clone_from(&conf.source);
-    Some(t)
+    Some(super::target(be, (conf, addr), interval(conf), None, None))
 }
 
 /// The agent check loop of one server, until its checker thread stops. Unlike the regular

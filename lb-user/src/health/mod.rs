@@ -243,9 +243,10 @@ async fn run_jobs(jobs: Vec<Job>, mut stopped: tokio::sync::watch::Receiver<()>)
 
 /// Where and how long to check, with interval `inter`: `addr`/`port` if given, else the
 /// server's current address (`server`), which DNS and `set server addr` move.
+/// The check connects from `conf`'s `source` (its own, else its backend's), as its traffic.
 fn target(
     be: &Backend,
-    server: SocketAddr,
+    (conf, server): (&Server, SocketAddr),
     inter: Duration,
     addr: Option<IpAddr>,
     port: Option<u16>,
@@ -255,7 +256,10 @@ fn target(
         Some(check) => (be.timeouts.connect.unwrap_or(inter).min(inter), Some(check)),
         None => (inter, None),
     };
-    Target::plain(addr, connect_timeout, read_timeout, inter)
+    Target {
+        source: conf.source.clone(),
+        ..Target::plain(addr, connect_timeout, read_timeout, inter)
+    }
 }
 
 /// The PROXY header a server's health checks send on their default connect: with
@@ -387,7 +391,7 @@ impl CheckJob {
         } else {
             let mut t = target(
                 &srv.be,
-                st.addr,
+                (conf, st.addr),
                 conf.health.inter,
                 conf.health.addr,
                 conf.check_port,
@@ -397,7 +401,6 @@ impl CheckJob {
             t.who = self.who.clone();
             t.server_up = st.up;
             (t.send_proxy, t.proxy_version) = check_proxy(conf);
-            t.source.clone_from(&conf.source);
             self.probe.run(&t).await
         }
     }
@@ -421,15 +424,16 @@ mod tests {
     fn checks_target_the_current_address_with_overrides_on_top() {
         let be = crate::table::testing::backend(crate::config::Balance::RoundRobin, vec![]);
         let now: SocketAddr = "10.0.0.7:3306".parse().unwrap();
+        let srv = crate::table::testing::server("s", 1, 1);
         let inter = Duration::from_secs(2);
-        assert_eq!(target(&be, now, inter, None, None).addr, now);
+        assert_eq!(target(&be, (&srv, now), inter, None, None).addr, now);
         assert_eq!(
-            target(&be, now, inter, None, Some(9200)).addr,
+            target(&be, (&srv, now), inter, None, Some(9200)).addr,
             "10.0.0.7:9200".parse().unwrap()
         );
         let other: IpAddr = "10.0.0.9".parse().unwrap();
         assert_eq!(
-            target(&be, now, inter, Some(other), None).addr,
+            target(&be, (&srv, now), inter, Some(other), None).addr,
             "10.0.0.9:3306".parse().unwrap()
         );
     }
