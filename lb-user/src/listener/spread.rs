@@ -287,14 +287,13 @@ pub struct Live {
 /// Counts a connection thread `thread` accepted: one more live, one fewer sent to it and not
 /// yet accepted (never below zero: a connection the kernel's hash sent was not counted).
 pub fn accepted(thread: usize) -> Live {
-    let load = spread().and_then(|s| s.load.get(thread));
-    if let Some(l) = load {
-        l.live.fetch_add(1, Ordering::Relaxed);
+    let live = adopted(thread);
+    if let Some(l) = live.load {
         let _ = l
             .pending
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| p.checked_sub(1));
     }
-    Live { load }
+    live
 }
 
 /// Counts a flow handed over by the old process at an upgrade on thread `thread`: live, and
