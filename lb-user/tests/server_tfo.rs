@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use common::netns::{exec_in, in_netns, Segment};
 use common::{free_port, Lb, LbOpts, DEFAULTS, SOCKMAP_AT_ONCE};
+use sha2::{Digest, Sha256};
 
 /// A listener in the namespace that takes data in SYNs (`TCP_FASTOPEN`). Each connection:
-/// `greet` first when given, then a line read and answered `got:LINE`.
+/// `greet` first when given, then a line read and answered `got:LINE`, then every further
+/// byte echoed until the client's FIN, then its own FIN.
 fn server(ns: &str, greet: Option<&'static str>) -> SocketAddr {
     let l = in_netns(ns, || {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind the server");
@@ -51,16 +53,21 @@ fn server(ns: &str, greet: Option<&'static str>) -> SocketAddr {
                 if r.read_line(&mut line).is_ok() && !line.is_empty() {
                     let _ = w.write_all(format!("got:{line}").as_bytes());
                 }
-                let mut rest = Vec::new();
-                let _ = r.read_to_end(&mut rest);
+                let _ = std::io::copy(&mut r, &mut w);
+                let _ = w.shutdown(std::net::Shutdown::Write);
             });
         }
     });
     addr
 }
 
+/// Bytes each exchange sends after its line, echoed back: both directions checked end to end.
+const BODY: usize = 1 << 20;
+
 /// One exchange through lb at `port` in the namespace: reads the greeting when one is expected,
-/// sends `line`, returns what came back up to the server's close after ours.
+/// sends `line` and [`BODY`] bytes (from a writer thread, so that neither side's buffers stall
+/// the other), closes its sending side, and returns the answer to the line after checking the
+/// echoed bytes' SHA-256 against what it sent.
 fn exchange(ns: &str, port: u16, greeting: Option<&'static str>, line: String) -> String {
     in_netns(ns, move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to lb");
@@ -71,11 +78,24 @@ fn exchange(ns: &str, port: u16, greeting: Option<&'static str>, line: String) -
                 .unwrap_or_else(|e| panic!("no greeting from a server that speaks first: {e}"));
             assert_eq!(got, g.as_bytes());
         }
-        s.write_all(line.as_bytes()).unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).expect("the answer");
-        answer
+        let body: Vec<u8> = (0..BODY).map(|i| (i * 7 + i / 251) as u8).collect();
+        let sent = Sha256::digest(&body);
+        let mut w = s.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            w.write_all(line.as_bytes()).unwrap();
+            w.write_all(&body).unwrap();
+            w.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("the answer and the echo");
+        writer.join().unwrap();
+        let end = got
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(got.len(), |i| i + 1);
+        assert_eq!(got.len() - end, BODY, "echoed bytes");
+        assert_eq!(Sha256::digest(&got[end..]), sent, "the echo's SHA-256");
+        String::from_utf8(got[..end].to_vec()).unwrap()
     })
 }
 
