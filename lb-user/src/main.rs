@@ -799,10 +799,10 @@ fn soft_stop(listeners: &mut Listeners, gen: &Generation) -> anyhow::Result<()> 
     );
     let deadline = limit.map(|t| std::time::Instant::now() + t);
     loop {
-        // Loops first: a connection a loop accepted is counted before the loop ends.
-        let loops = lb_user::upgrade::accept_loops();
+        // Unfinished work first: a connection an accept loop took is counted before it ends.
+        let unfinished = lb_user::upgrade::unfinished();
         let n = left();
-        if n == 0 && loops == 0 {
+        if n == 0 && unfinished == 0 {
             log::info!("soft stop: no connection left; exiting");
             return Ok(());
         }

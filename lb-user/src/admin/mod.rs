@@ -187,6 +187,8 @@ async fn getsocks(stream: UnixStream, expose_fd: bool) -> io::Result<()> {
         log::warn!("stats socket: _getsocks refused: the socket has no 'expose-fd listeners'");
         return Ok(());
     }
+    // Until it has logged: the new process stops this one as soon as it has the sockets.
+    let _unfinished = crate::upgrade::Unfinished::enter();
     let mut std = stream.into_std()?;
     // Blocking and short (each step bounded to 1 s): off this thread's runtime.
     // The new process registers the sockets with its own thread balancer as soon as it has

@@ -22,7 +22,7 @@ use crate::fd_budget::{self, Use};
 /// Accepts on one address while the thread serves it, each connection in its own task.
 /// `listener` is non-blocking.
 pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<ThreadCtx>) {
-    let _live = crate::upgrade::AcceptLoop::enter();
+    let _live = crate::upgrade::Unfinished::enter();
     let budget = fd_budget::process();
     // One wait for the soft stop for the loop's life, not one per accept.
     let mut stop = pin!(crate::upgrade::soft_stopped());

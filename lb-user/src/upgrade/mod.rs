@@ -40,7 +40,7 @@ mod take;
 mod wire;
 
 pub use give::give_flows;
-pub use soft_stop::{accept_loops, is_soft_stopped, soft_stop, soft_stopped, AcceptLoop, StopWait};
+pub use soft_stop::{is_soft_stopped, soft_stop, soft_stopped, unfinished, StopWait, Unfinished};
 pub use take::take_flows;
 
 /// Sockets per `sendmsg`, as HAProxy (`MAX_SEND_FD`): the kernel takes at most 253 fds in one

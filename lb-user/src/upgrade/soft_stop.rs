@@ -92,30 +92,32 @@ pub fn is_soft_stopped() -> bool {
     stopping().is_asked()
 }
 
-/// Accept loops running, every thread: a soft-stopped process exits only once they have all
-/// ended, so that a connection accepted just before the stop is counted (and served) first.
-static ACCEPT_LOOPS: AtomicUsize = AtomicUsize::new(0);
+/// Work a soft-stopped process finishes before it exits: every thread's accept loops (a
+/// connection accepted just before the stop is counted, and served, first) and a `_getsocks`
+/// hand-over under way (the new process signals the old one as soon as it has the sockets,
+/// before the old one has logged that it sent them).
+static UNFINISHED: AtomicUsize = AtomicUsize::new(0);
 
-/// Counts an accept loop while it lives.
-pub struct AcceptLoop(());
+/// Counts one piece of [`UNFINISHED`] work while it lives.
+pub struct Unfinished(());
 
-impl AcceptLoop {
+impl Unfinished {
     pub fn enter() -> Self {
-        ACCEPT_LOOPS.fetch_add(1, Ordering::AcqRel);
+        UNFINISHED.fetch_add(1, Ordering::AcqRel);
         Self(())
     }
 }
 
-impl Drop for AcceptLoop {
+impl Drop for Unfinished {
     fn drop(&mut self) {
-        // Release: a connection this loop counted is visible to whoever sees the loop gone.
-        ACCEPT_LOOPS.fetch_sub(1, Ordering::AcqRel);
+        // Release: a connection an accept loop counted is visible to whoever sees it gone.
+        UNFINISHED.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// How many accept loops run now.
-pub fn accept_loops() -> usize {
-    ACCEPT_LOOPS.load(Ordering::Acquire)
+/// How many accept loops and hand-overs run now.
+pub fn unfinished() -> usize {
+    UNFINISHED.load(Ordering::Acquire)
 }
 
 #[cfg(test)]
