@@ -389,6 +389,9 @@ pub struct BindOptions {
     pub interface: Option<String>,
     /// `transparent`: `IP_TRANSPARENT`/`IPV6_TRANSPARENT` (binding foreign addresses, TPROXY).
     pub transparent: bool,
+    /// The frontend's `option tcp-smart-accept` (a proxy option that `HAProxy` too applies to
+    /// each of the proxy's listeners): `TCP_QUICKACK` off on the listener.
+    pub smart_accept: bool,
 }
 
 /// A `frontend`, or the frontend half of a `listen`.
@@ -503,6 +506,9 @@ pub struct Backend {
     pub redispatch: bool,
     /// `option allbackups`: all usable backups share the load, not only the first.
     pub allbackups: bool,
+    /// `option tcp-smart-connect`: `TCP_QUICKACK` off before a connect when bytes wait to be
+    /// sent, so that the handshake's last ACK leaves with them.
+    pub smart_connect: bool,
     /// Server-side keepalive (`option tcpka`/`srvtcpka`).
     pub keepalive: Keepalive,
     /// What a health check of this backend's servers does (`option tcp-check`, `option

@@ -58,6 +58,18 @@ pub fn apply_bind_options(
     Ok(())
 }
 
+/// Applies what a listening socket must get after `listen(2)`, which resets its ACK state:
+/// `option tcp-smart-accept` turns `TCP_QUICKACK` off, and the sockets accepted from it
+/// inherit that, so the ACK of a client's first bytes waits (up to the delayed-ACK timeout)
+/// for the answer to carry it. Refused: a warning, as in `HAProxy`.
+pub fn apply_listen_options(fd: BorrowedFd<'_>, addr: std::net::SocketAddr, opts: &BindOptions) {
+    if opts.smart_accept {
+        if let Err(e) = delay_acks(fd.as_raw_fd()) {
+            log::warn!("{addr}: option tcp-smart-accept: cannot disable TCP_QUICKACK: {e}");
+        }
+    }
+}
+
 /// Binds a socket about to connect to `to` to its `source` (`HAProxy`'s `source`): the device
 /// first (`interface`), then the address. Without a port, `IP_BIND_ADDRESS_NO_PORT` leaves the
 /// port to the connect, which picks one free for the whole 4-tuple; a plain `bind` would take
@@ -93,6 +105,12 @@ pub fn bind_source(fd: BorrowedFd<'_>, src: &Source, to: std::net::SocketAddr) -
         sock.set_reuse_address(true).map_err(named)?;
     }
     sock.bind(&src.addr.into()).map_err(named)
+}
+
+/// `TCP_QUICKACK` off (`option tcp-smart-accept` on a listener, `option tcp-smart-connect`
+/// before a connect): the next ACK is delayed so that data can carry it.
+pub fn delay_acks(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 0)
 }
 
 /// `setsockopt` of one `int`.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -61,6 +61,7 @@ pub fn bind_listener(addr: SocketAddr, opts: &BindOptions) -> io::Result<TcpList
     sockopt::apply_bind_options(&sock, addr, opts, BACKLOG)?;
     sock.bind(&addr.into())?;
     sock.listen(BACKLOG)?;
+    sockopt::apply_listen_options(sock.as_fd(), addr, opts);
     Ok(sock.into())
 }
 

@@ -63,7 +63,7 @@ pub(super) enum ConnectError {
 pub(super) async fn connect(
     addr: SocketAddr,
     source: Option<&Source>,
-    tfo: bool,
+    Opening { tfo, delay_ack }: Opening,
     ka: &Keepalive,
     timeout: Option<Duration>,
 ) -> Result<Sock, ConnectError> {
@@ -77,6 +77,10 @@ pub(super) async fn connect(
     tune(&fd, ka)?;
     if let Some(src) = source {
         sockopt::bind_source(fd.as_fd(), src, addr)?;
+    }
+    if delay_ack {
+        // As HAProxy, best effort: the connect works the same without it.
+        let _ = sockopt::delay_acks(fd.as_raw_fd());
     }
     if tfo {
         // As HAProxy: a kernel without it connects as usual.
@@ -128,12 +132,32 @@ pub(super) async fn connect(
     Ok(Sock::registered(afd))
 }
 
-/// Whether a connect uses TCP Fast Open: the server has `tfo`, it is the first attempt, and
-/// bytes wait to be sent (HAProxy's rule, `tcp_connect_server`). Without bytes to send no
-/// write would ever send the deferred SYN, and a server that speaks first (MySQL, SMTP) would
-/// wait for a connection that never comes.
-fn fast_open(server: &Server, attempt: u32, has_data: bool) -> bool {
-    server.tfo && attempt == 0 && has_data
+/// How a connect opens the connection, from HAProxy's rules (`tcp_connect_server`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Opening {
+    /// TCP Fast Open (`TCP_FASTOPEN_CONNECT`).
+    tfo: bool,
+    /// The handshake's last ACK waits for the first bytes (`TCP_QUICKACK` off).
+    delay_ack: bool,
+}
+
+impl Opening {
+    /// TCP Fast Open when the server has `tfo`, it is the first attempt, and bytes wait to be
+    /// sent: without bytes no write would ever send the deferred SYN, and a server that
+    /// speaks first (MySQL, SMTP) would wait for a connection that never comes. A delayed
+    /// last ACK when the backend has `option tcp-smart-connect` and bytes wait (else the ACK
+    /// would wait for nothing, and the server, which accepts at that ACK, with it).
+    pub(super) fn new(be: &Backend, server: &Server, attempt: u32, has_data: bool) -> Self {
+        Self {
+            tfo: server.tfo && attempt == 0 && has_data,
+            delay_ack: be.smart_connect && has_data,
+        }
+    }
+
+    /// Whether the rules above depend on bytes waiting: only then does the caller need to know.
+    pub(super) fn needs_data(be: &Backend, server: &Server) -> bool {
+        server.tfo || be.smart_connect
+    }
 }
 
 /// What the connect phase did, for the tcplog line (`%rc`, `%ts`).
@@ -153,7 +177,7 @@ pub(super) struct ConnectTries {
 /// retry goes to another server. Between retries on the same server after an immediate
 /// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s). `client`: its
 /// address (for a redispatch's choice) and the port it connected to (for servers without
-/// one); `has_data`: bytes wait to be sent as soon as it connects (see [`fast_open`]).
+/// one); `has_data`: bytes wait to be sent as soon as it connects (see [`Opening`]).
 pub(super) async fn connect_with_retries(
     gen: &Generation,
     table: &Arc<BackendTable>,
@@ -170,7 +194,7 @@ pub(super) async fn connect_with_retries(
         let result = connect(
             slot.target(dst_port),
             slot.conf().source.as_ref(),
-            fast_open(slot.conf(), attempt, has_data),
+            Opening::new(be, slot.conf(), attempt, has_data),
             &be.keepalive,
             be.timeouts.connect,
         )

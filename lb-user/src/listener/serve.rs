@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::connect::{client_local, connect_with_retries};
+use super::connect::{client_local, connect_with_retries, Opening};
 use super::ctx::{Registered, ThreadCtx};
 use super::flowing::{self, ToPlane};
 use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
@@ -201,8 +201,9 @@ async fn to_server(
     } else {
         0
     };
-    // Only a `tfo` server needs to know now whether bytes wait for it (see `fast_open`).
-    let has_data = slot.conf().tfo && !first_bytes(sess, &slot, head, route).is_empty();
+    // Only some connects need to know now whether bytes wait for the server (see `Opening`).
+    let has_data =
+        Opening::needs_data(be, slot.conf()) && !first_bytes(sess, &slot, head, route).is_empty();
     let connected = connect_with_retries(
         gen,
         table,

@@ -54,6 +54,7 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         retries: 3,
         redispatch: false,
         allbackups: false,
+        smart_connect: false,
         keepalive: Keepalive::default(),
         check: crate::config::CheckKind::default(),
         log_health_checks: false,

@@ -16,6 +16,7 @@ pub mod data;
 pub mod haproxy;
 pub mod health;
 pub mod kernel;
+pub mod line_echo;
 pub mod netns;
 pub mod ops;
 pub mod peers;

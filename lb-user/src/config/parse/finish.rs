@@ -142,6 +142,7 @@ impl Parser {
                 retries: px.opts.retries,
                 redispatch: px.opts.redispatch,
                 allbackups: px.opts.allbackups,
+                smart_connect: px.opts.smart_connect,
                 keepalive: px.opts.srv_ka,
                 check,
                 log_health_checks: px.opts.log_health_checks,
@@ -228,7 +229,15 @@ impl Parser {
             frontends.push(Frontend {
                 name: px.name.clone(),
                 loc: px.loc.clone(),
-                binds: px.binds.clone(),
+                binds: px
+                    .binds
+                    .iter()
+                    .map(|b| {
+                        let mut b = b.clone();
+                        b.opts.smart_accept = px.opts.smart_accept;
+                        b
+                    })
+                    .collect(),
                 backend,
                 own_backend: (px.kind == Kind::Listen)
                     .then(|| be_index.get(&px.name).copied())

@@ -79,6 +79,8 @@ const OPTIONS: &[(&str, Handling)] = &[
     run("tcpka", tcpka),
     run("clitcpka", clitcpka),
     run("srvtcpka", backend_flag),
+    run("tcp-smart-accept", smart_accept),
+    run("tcp-smart-connect", smart_connect),
     run("splice-auto", splice),
     run("splice-request", splice),
     run("splice-response", splice),
@@ -97,8 +99,6 @@ const OPTIONS: &[(&str, Handling)] = &[
     not_yet("contstats", "stats"),
     not_yet("nolinger", "socket options"),
     not_yet("abortonclose", "socket options"),
-    not_yet("tcp-smart-accept", "socket options"),
-    not_yet("tcp-smart-connect", "socket options"),
     not_yet("transparent", "transparent proxying"),
     not_yet("persist", PERSIST_DOWN),
     not_yet("prefer-last-server", "persistence"),
@@ -215,6 +215,23 @@ fn frontend_log_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
 fn clitcpka(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if p.cap(px, o.line, &o.kw, true, false) && o.no_args(p) {
         px.opts.cli_ka.enabled = !o.no;
+    }
+}
+
+/// `option tcp-smart-accept`: the frontend's listeners delay the ACK of a client's first bytes
+/// so that it leaves with the answer (`TCP_QUICKACK` off on the listening sockets, which the
+/// accepted ones inherit), one segment fewer per connection.
+fn smart_accept(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
+    if p.cap(px, o.line, &o.kw, true, false) && o.no_args(p) {
+        px.opts.smart_accept = !o.no;
+    }
+}
+
+/// `option tcp-smart-connect`: when bytes wait for the server at the connect, the handshake's
+/// last ACK is delayed and leaves with them (`TCP_QUICKACK` off before the connect).
+fn smart_connect(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
+    if p.cap(px, o.line, &o.kw, false, true) && o.no_args(p) {
+        px.opts.smart_connect = !o.no;
     }
 }
 

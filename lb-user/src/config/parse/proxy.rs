@@ -106,6 +106,10 @@ pub(super) struct ProxyOpts {
     pub(super) log_format: Option<Arc<crate::log_format::LogFormat>>,
     /// `option dontlognull`.
     pub(super) dontlognull: bool,
+    /// `option tcp-smart-accept`.
+    pub(super) smart_accept: bool,
+    /// `option tcp-smart-connect`.
+    pub(super) smart_connect: bool,
     /// `load-server-state-from-file` and where it was set.
     pub(super) load_server_state: (StateLoad, Option<Loc>),
     /// The rules of a named `defaults` section (ACLs, `tcp-request`, `tcp-response`,
@@ -138,6 +142,8 @@ impl ProxyOpts {
             logs: Vec::new(),
             log_format: None,
             dontlognull: false,
+            smart_accept: false,
+            smart_connect: false,
             load_server_state: (StateLoad::None, None),
             rules: None,
         }

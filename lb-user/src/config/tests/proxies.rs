@@ -145,6 +145,33 @@ fn keepalive_options() {
 }
 
 #[test]
+fn smart_accept_and_connect_follow_defaults_and_capabilities() {
+    let c = ok(&format!("{TIMEOUTS}  option tcp-smart-accept\n  option tcp-smart-connect\nlisten l\n  bind :1\n  bind :2\n  server s 127.0.0.1:3\nfrontend f\n  bind :4\n  no option tcp-smart-accept\n  option tcp-smart-connect\n  default_backend b\nbackend b\n  no option tcp-smart-connect\n  option tcp-smart-accept\n  server s 127.0.0.1:5\n"));
+    // Every listener of a frontend with the option gets it; `no option` in a section wins over
+    // its defaults.
+    let l = &c.frontends[0];
+    assert!(l.binds.iter().all(|b| b.opts.smart_accept) && l.binds.len() == 2);
+    assert!(!c.frontends[1].binds[0].opts.smart_accept);
+    assert!(c.backends[0].smart_connect);
+    assert!(!c.backends[1].smart_connect);
+    // Each option belongs to one side, as in HAProxy: the other side ignores it with a word.
+    assert!(has_warning(
+        &c,
+        15,
+        "'option tcp-smart-connect' ignored because frontend 'f' has no backend capability"
+    ));
+    assert!(has_warning(
+        &c,
+        19,
+        "'option tcp-smart-accept' ignored because backend 'b' has no frontend capability"
+    ));
+    assert!(!c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("not supported yet")));
+}
+
+#[test]
 fn http_defaults_are_fine_when_proxies_say_mode_tcp() {
     let c = ok("defaults\n  mode http\n  option httplog\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\n  timeout http-request 10s\nfrontend fe\n  mode tcp\n  bind :5000\n  default_backend be\nbackend be\n  mode tcp\n  server s 127.0.0.1:5001\nlisten stats\n  bind :8404\n  stats uri /\n");
     assert_eq!(c.frontends.len(), 1);
