@@ -212,6 +212,66 @@ fn listeners_of(pid: u32, port: u16) -> Vec<OwnedFd> {
     out
 }
 
+/// The listen backlog of every socket lb listens with on `port` (`ss`: a listening socket's
+/// Send-Q is its backlog), one per thread.
+fn backlogs(port: u16) -> Vec<u32> {
+    let out = Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) is installed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols[2].parse().unwrap_or_else(|_| panic!("ss line: {l}"))
+        })
+        .collect()
+}
+
+/// `backlog` as HAProxy's `listener_backlog`: the bind line's, else its frontend's (from the
+/// defaults too), else the frontend's `maxconn`, else the global one; the TFO queue with it.
+#[test]
+fn the_listen_backlog_follows_haproxys_rule() {
+    let echo = Backend::echo("echo");
+    let p: Vec<u16> = (0..4).map(|_| common::free_port()).collect();
+    let cfg = format!(
+        "global\n  maxconn 300\n  nbthread 2\n{TIMEOUTS}  backlog 200\nfrontend own\n  \
+         bind 127.0.0.1:{} backlog 33 tfo\n  bind 127.0.0.1:{}\n  default_backend be\n\
+         frontend by_maxconn\n  maxconn 55\n  backlog 77\n  \
+         bind 127.0.0.1:{}\n  default_backend be\nbackend be\n  server s {}\n",
+        p[0], p[1], p[2], echo.addr
+    );
+    let mut lb = Lb::start(&cfg, "splice");
+    assert_eq!(backlogs(p[0]), vec![33, 33], "the bind line's own");
+    assert_eq!(backlogs(p[1]), vec![200, 200], "the defaults' backlog");
+    assert_eq!(
+        backlogs(p[2]),
+        vec![77, 77],
+        "the frontend's backlog before its maxconn"
+    );
+    let fds = listeners_of(lb.pid(), p[0]);
+    // Descriptors, not sockets: the threads and the runtime API hold duplicates.
+    assert!(!fds.is_empty(), "lb's listeners on port {}", p[0]);
+    for fd in fds {
+        assert_eq!(
+            getsockopt_int(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_FASTOPEN),
+            33,
+            "the TFO queue is the backlog"
+        );
+    }
+    lb.stop();
+    let cfg = format!(
+        "global\n  maxconn 300\n  nbthread 1\n{TIMEOUTS}frontend by_maxconn\n  maxconn 55\n  \
+         bind 127.0.0.1:{}\n  default_backend be\nfrontend by_global\n  bind 127.0.0.1:{}\n  \
+         default_backend be\nbackend be\n  server s {}\n",
+        p[2], p[3], echo.addr
+    );
+    let mut lb = Lb::start(&cfg, "splice");
+    assert_eq!(backlogs(p[2]), vec![55], "the frontend's maxconn");
+    assert_eq!(backlogs(p[3]), vec![300], "the global maxconn");
+    lb.stop();
+}
+
 /// `defer-accept`, `tfo` and `v6only` set the socket options HAProxy sets (read back from lb's
 /// own listening sockets), and a `v6only` listener takes no IPv4 client.
 #[test]

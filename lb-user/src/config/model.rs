@@ -392,6 +392,24 @@ pub struct BindOptions {
     /// The frontend's `option tcp-smart-accept` (a proxy option that `HAProxy` too applies to
     /// each of the proxy's listeners): `TCP_QUICKACK` off on the listener.
     pub smart_accept: bool,
+    /// The listen backlog, `HAProxy`'s rule (`listener_backlog`): the line's `backlog`, else
+    /// its frontend's `backlog`, else its frontend's `maxconn`, else the global `maxconn`
+    /// given in the configuration; `None`: [`BindOptions::DEFAULT_BACKLOG`]. The kernel caps
+    /// it at `net.core.somaxconn`.
+    pub backlog: Option<u32>,
+}
+
+impl BindOptions {
+    /// The listen backlog without any `backlog` or `maxconn` in the configuration (`HAProxy`
+    /// then passes the global `maxconn` it derives from the fd limit, which the kernel caps
+    /// at `net.core.somaxconn`, 4096 by default).
+    pub const DEFAULT_BACKLOG: u32 = 4096;
+
+    /// The backlog `listen(2)` gets (and the TFO queue with `tfo`).
+    #[must_use]
+    pub fn listen_backlog(&self) -> i32 {
+        i32::try_from(self.backlog.unwrap_or(Self::DEFAULT_BACKLOG)).unwrap_or(i32::MAX)
+    }
 }
 
 /// A `frontend`, or the frontend half of a `listen`.

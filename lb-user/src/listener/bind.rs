@@ -16,10 +16,6 @@ use crate::dataplane::sockopt;
 use crate::flows::FlowCommand;
 use crate::generation::Generation;
 
-/// Listen backlog of each listener (HAProxy's default is maxconn; the kernel caps it at
-/// `net.core.somaxconn`).
-pub(super) const BACKLOG: i32 = 4096;
-
 /// What one thread serves: for each bound address, its frontend in `gen`'s config, and a
 /// listening socket when the address is new to this thread.
 pub struct ThreadPlan {
@@ -58,9 +54,10 @@ pub fn bind_listener(addr: SocketAddr, opts: &BindOptions) -> io::Result<TcpList
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
-    sockopt::apply_bind_options(&sock, addr, opts, BACKLOG)?;
+    let backlog = opts.listen_backlog();
+    sockopt::apply_bind_options(&sock, addr, opts, backlog)?;
     sock.bind(&addr.into())?;
-    sock.listen(BACKLOG)?;
+    sock.listen(backlog)?;
     sockopt::apply_listen_options(sock.as_fd(), addr, opts);
     Ok(sock.into())
 }

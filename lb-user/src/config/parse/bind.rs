@@ -19,6 +19,8 @@ enum Handling {
     AcceptProxy,
     /// A socket option: sets its field of [`BindOptions`] from the value (`""` for a flag).
     Opt(usize, fn(&mut BindOptions, &str)),
+    /// A socket option with one value that may be refused (the error says why).
+    Checked(fn(&mut BindOptions, &str) -> Result<(), String>),
     /// Accepted but not acted on yet (listener options): the number of value words it takes,
     /// and the check of its value.
     NotYet(usize, Option<ValueCheck>),
@@ -99,7 +101,10 @@ const BIND_OPTIONS: &[BindOption] = &[
     },
     BindOption {
         name: "backlog",
-        handling: Handling::NotYet(1, Some(positive)),
+        handling: Handling::Checked(|o, v| {
+            o.backlog = Some(parse_u32(v, 1, u32::MAX)?);
+            Ok(())
+        }),
     },
     tls("ssl"),
     tls("crt"),
@@ -180,6 +185,20 @@ impl Parser {
                     };
                     set(&mut opts, if nargs == 0 { "" } else { value });
                     i += 1 + nargs;
+                    continue;
+                }
+                Handling::Checked(set) => {
+                    let Some(value) = w.get(i + 1) else {
+                        self.diag
+                            .err(&line.loc, format!("'bind' option '{opt}' needs a value"));
+                        return;
+                    };
+                    if let Err(e) = set(&mut opts, value) {
+                        self.diag
+                            .err(&line.loc, format!("'bind' option '{opt}': {e}"));
+                        ok = false;
+                    }
+                    i += 2;
                     continue;
                 }
                 Handling::NotYet(nargs, check) => (nargs, check),

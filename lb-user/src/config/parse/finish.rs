@@ -235,6 +235,12 @@ impl Parser {
                     .map(|b| {
                         let mut b = b.clone();
                         b.opts.smart_accept = px.opts.smart_accept;
+                        b.opts.backlog = b
+                            .opts
+                            .backlog
+                            .or(px.opts.backlog)
+                            .or(px.opts.maxconn)
+                            .or(self.global.maxconn);
                         b
                     })
                     .collect(),

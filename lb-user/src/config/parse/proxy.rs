@@ -108,6 +108,8 @@ pub(super) struct ProxyOpts {
     pub(super) dontlognull: bool,
     /// `option tcp-smart-accept`.
     pub(super) smart_accept: bool,
+    /// `backlog`.
+    pub(super) backlog: Option<u32>,
     /// `option tcp-smart-connect`.
     pub(super) smart_connect: bool,
     /// `load-server-state-from-file` and where it was set.
@@ -143,6 +145,7 @@ impl ProxyOpts {
             log_format: None,
             dontlognull: false,
             smart_accept: false,
+            backlog: None,
             smart_connect: false,
             load_server_state: (StateLoad::None, None),
             rules: None,

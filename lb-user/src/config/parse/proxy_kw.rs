@@ -121,7 +121,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     not_yet("log-tag", "logging", one_or_more),
     not_yet("description", "stats", any),
     not_yet("email-alert", "email alerts", one_or_more),
-    not_yet("backlog", "listen backlog", positive_u32),
+    run("backlog", backlog),
     not_yet("rate-limit", "rate limiting", one_or_more),
     not_yet("retry-on", "retry policies", one_or_more),
     not_yet("monitor", "monitoring", one_or_more),
@@ -558,6 +558,16 @@ fn maxconn(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         match parse_u32(&line.words[1], 1, u32::MAX) {
             Ok(v) => px.opts.maxconn = Some(v),
             Err(e) => p.diag.err(&line.loc, format!("'maxconn': {e}")),
+        }
+    }
+}
+
+/// `backlog N`: the listen backlog of the section's binds that have none of their own.
+fn backlog(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    if p.cap(px, line, "backlog", true, false) && arity(&mut p.diag, line, 1, 1, 1) {
+        match parse_u32(&line.words[1], 1, u32::MAX) {
+            Ok(v) => px.opts.backlog = Some(v),
+            Err(e) => p.diag.err(&line.loc, format!("'backlog': {e}")),
         }
     }
 }

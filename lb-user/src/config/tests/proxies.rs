@@ -417,6 +417,27 @@ fn servers_without_port_map_the_client_port() {
 }
 
 #[test]
+fn the_backlog_is_the_binds_then_the_frontends_then_maxconn() {
+    let c = ok(&format!("global\n  maxconn 300\n{TIMEOUTS}  backlog 200\nfrontend a\n  bind :1 backlog 33\n  bind :2\n  default_backend be\nfrontend b\n  maxconn 55\n  backlog 77\n  bind :3\n  default_backend be\nfrontend c\n  bind :4\n  default_backend be\nbackend be\n  backlog 9\n  server s 127.0.0.1:2\n"));
+    let backlog = |f: usize, b: usize| c.frontends[f].binds[b].opts.backlog;
+    assert_eq!(backlog(0, 0), Some(33));
+    assert_eq!(backlog(0, 1), Some(200));
+    assert_eq!(backlog(1, 0), Some(77));
+    assert_eq!(backlog(2, 0), Some(200));
+    assert!(has_warning(
+        &c,
+        22,
+        "'backlog' ignored because backend 'be' has no frontend capability"
+    ));
+    let c = ok(&format!("global\n  maxconn 300\n{TIMEOUTS}frontend b\n  maxconn 55\n  bind :3\n  default_backend be\nfrontend c\n  bind :4\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n"));
+    assert_eq!(c.frontends[0].binds[0].opts.backlog, Some(55));
+    assert_eq!(c.frontends[1].binds[0].opts.backlog, Some(300));
+    let c = ok(&format!("{TIMEOUTS}frontend c\n  bind :4\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n"));
+    assert_eq!(c.frontends[0].binds[0].opts.backlog, None);
+    assert_eq!(c.frontends[0].binds[0].opts.listen_backlog(), 4096);
+}
+
+#[test]
 fn bind_socket_options_are_kept() {
     let c = ok(&format!("{TIMEOUTS}frontend fe\n  bind :::1 v6only defer-accept tfo interface lo transparent name x\n  bind :2 v4v6\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n"));
     let b = &c.frontends[0].binds;
