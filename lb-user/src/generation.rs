@@ -32,6 +32,10 @@ pub struct Process {
     pub flows: FlowControl,
     /// Number of accept threads.
     pub threads: usize,
+    /// Connections accepted and sessions let in per second, every frontend (`ConnRate`,
+    /// `SessRate` and their highest in `show info`).
+    pub conn_rate: crate::rate::SharedRate,
+    pub sess_rate: crate::rate::SharedRate,
 }
 
 impl Process {
@@ -42,6 +46,8 @@ impl Process {
             started: SystemTime::now(),
             flows,
             threads,
+            conn_rate: crate::rate::SharedRate::default(),
+            sess_rate: crate::rate::SharedRate::default(),
         })
     }
 }
@@ -70,6 +76,13 @@ pub struct ProxyCounters {
     pub denied_req: AtomicU64,
     /// Responses closed by `tcp-response content reject|close` (`dresp`, frontend and backend).
     pub denied_resp: AtomicU64,
+    /// Sessions per second and the highest (`rate`, `rate_max`): a backend's at the server
+    /// pick, a frontend's once the `tcp-request connection` and `session` rules let the
+    /// connection in (HAProxy's `proxy_inc_fe_sess_ctr`); what `rate-limit sessions` limits.
+    pub sess_rate: crate::rate::SharedRate,
+    /// A frontend's accepted connections per second and the highest (`conn_rate`,
+    /// `conn_rate_max`).
+    pub conn_rate: crate::rate::SharedRate,
 }
 
 impl ProxyCounters {
@@ -78,6 +91,7 @@ impl ProxyCounters {
         let cur = self.cur.fetch_add(1, Ordering::Relaxed) + 1;
         self.max.fetch_max(cur, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
+        self.sess_rate.add();
         ProxySession(self)
     }
 }

@@ -27,6 +27,7 @@ pub mod outside;
 pub mod passive;
 pub mod privileges;
 pub mod proxy_proto;
+pub mod rate;
 pub mod released;
 pub mod ring;
 pub mod rules;

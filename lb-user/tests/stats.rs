@@ -64,7 +64,7 @@ struct Setup {
     _lb: Lb,
     fe: SocketAddr,
     stats: SocketAddr,
-    _dir: SockDir,
+    dir: SockDir,
     _servers: Vec<Backend>,
 }
 
@@ -87,7 +87,7 @@ fn start(extra: &str) -> Setup {
         _lb: Lb::start(&cfg, "splice"),
         fe: local(fe),
         stats: local(st),
-        _dir: dir,
+        dir,
         _servers: vec![s1, s2],
     }
 }
@@ -479,4 +479,135 @@ fn incomplete_request_times_out_with_408() {
         started.elapsed()
     );
     assert_eq!(get(local(st), "/", None).status, 200);
+}
+
+/// The page's "Session rate" Max cell (after the checkbox, the name and Queue's three).
+const RATE_MAX_CELL: usize = 6;
+
+/// Connections of the burst in [`session_rates_count_a_burst_and_fall_back_to_zero`].
+const BURST: u64 = 30;
+
+/// Session rates (`rate`, `rate_max`, a frontend's `conn_rate` and `conn_rate_max`, `show
+/// info`'s `ConnRate`/`SessRate` and their highest, the exporter's `max_session_rate`) count a
+/// burst of connections as HAProxy's per-second counters do, and the current rate falls back
+/// to 0 once a second passes without any.
+#[test]
+fn session_rates_count_a_burst_and_fall_back_to_zero() {
+    let s = start("");
+    let csv =
+        || -> Vec<Vec<(String, String)>> { parse_csv(&get(s.stats, "/stats;csv", AUTH).text()).1 };
+    let field = |rows: &[Vec<(String, String)>], name: &str, column: &str| -> u64 {
+        let row = rows
+            .iter()
+            .find(|r| col(r, "svname") == name)
+            .unwrap_or_else(|| panic!("no row {name}"));
+        col(row, column)
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} {column}: {:?}", col(row, column)))
+    };
+    let before = csv();
+    for (name, column) in [
+        ("FRONTEND", "rate_max"),
+        ("FRONTEND", "conn_rate_max"),
+        ("BACKEND", "rate_max"),
+        ("s1", "rate_max"),
+    ] {
+        assert_eq!(
+            field(&before, name, column),
+            0,
+            "{name} {column} before any connection"
+        );
+    }
+    // BURST connections, weights 1 and 2: 10 to s1, 20 to s2.
+    let started = Instant::now();
+    for _ in 0..BURST {
+        scenarios::who(s.fe).unwrap();
+    }
+    let took = started.elapsed();
+    let rows = csv();
+    // A burst within a second counts whole, but may straddle the counter's second: its rate
+    // then reads the previous second in proportion, at least half of each part.
+    let within = |v: u64, total: u64, what: &str| {
+        assert!(
+            (total / 2..=total).contains(&v),
+            "{what}: {v} for {total} connections in {took:?}"
+        );
+    };
+    assert!(took < Duration::from_millis(900), "the burst took {took:?}");
+    within(
+        field(&rows, "FRONTEND", "rate_max"),
+        BURST,
+        "frontend rate_max",
+    );
+    within(
+        field(&rows, "FRONTEND", "conn_rate_max"),
+        BURST,
+        "frontend conn_rate_max",
+    );
+    within(
+        field(&rows, "BACKEND", "rate_max"),
+        BURST,
+        "backend rate_max",
+    );
+    within(field(&rows, "s2", "rate_max"), 20, "s2 rate_max");
+    within(field(&rows, "s1", "rate_max"), 10, "s1 rate_max");
+    assert!(
+        field(&rows, "FRONTEND", "rate") >= 1,
+        "the frontend's rate right after"
+    );
+    assert_eq!(
+        field(&rows, "FRONTEND", "rate_lim"),
+        0,
+        "no rate-limit sessions"
+    );
+    let page = get(s.stats, "/stats", AUTH).text();
+    let cell: u64 = page_cells(&page, "s2")[RATE_MAX_CELL].parse().unwrap();
+    within(cell, 20, "s2's Session rate Max on the page");
+    let info = common::stats::cli(&s.dir.sock("admin.sock"), "show info\n");
+    let info_of = |k: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .unwrap_or_else(|| panic!("no {k} in show info:\n{info}"))
+            .parse()
+            .unwrap()
+    };
+    within(info_of("MaxConnRate"), BURST, "MaxConnRate");
+    within(info_of("MaxSessRate"), BURST, "MaxSessRate");
+    let metrics = get(s.stats, "/metrics", None).text();
+    let metric = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .parse()
+            .unwrap()
+    };
+    within(
+        metric("haproxy_frontend_max_session_rate{proxy=\"fe\"}"),
+        BURST,
+        "exporter",
+    );
+    within(
+        metric("haproxy_process_max_connection_rate"),
+        BURST,
+        "exporter, process",
+    );
+    // Two seconds without a connection: nothing now, the highest kept.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = csv();
+        if field(&rows, "FRONTEND", "rate") == 0 && field(&rows, "s2", "rate") == 0 {
+            assert_eq!(
+                field(&rows, "FRONTEND", "rate_max"),
+                field(&csv(), "FRONTEND", "rate_max")
+            );
+            assert!(field(&rows, "FRONTEND", "rate_max") >= BURST / 2);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rate stays above 0 with no connection"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -530,6 +530,7 @@ fn show_info(gen: &Generation) -> String {
     // SAFETY: getrlimit writes the struct we pass.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) };
     let v = env!("CARGO_PKG_VERSION");
+    let p = &gen.process;
     let mut s = String::new();
     for (k, val) in [
         ("Name", "lb".to_owned()),
@@ -552,6 +553,12 @@ fn show_info(gen: &Generation) -> String {
         ),
         ("CumConns", cum.to_string()),
         ("CumReq", "0".to_owned()),
+        ("ConnRate", p.conn_rate.read().to_string()),
+        ("ConnRateLimit", "0".to_owned()),
+        ("MaxConnRate", p.conn_rate.max().to_string()),
+        ("SessRate", p.sess_rate.read().to_string()),
+        ("SessRateLimit", "0".to_owned()),
+        ("MaxSessRate", p.sess_rate.max().to_string()),
         ("Stopping", "0".to_owned()),
         (
             "Listeners",

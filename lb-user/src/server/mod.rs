@@ -241,6 +241,8 @@ pub struct ServerCounters {
     pub total: AtomicU64,
     /// Unix time (s) of the last connection sent there (`lastsess`); 0 = none yet.
     pub last_session: AtomicU64,
+    /// Connections sent there per second, and the highest (`rate`, `rate_max`).
+    pub sess_rate: crate::rate::SharedRate,
     /// Bytes client -> server (`bin`).
     pub bytes_in: AtomicU64,
     /// Bytes server -> client (`bout`).
@@ -294,6 +296,7 @@ impl Default for ServerCounters {
             max: AtomicU32::new(0),
             total: AtomicU64::new(0),
             last_session: AtomicU64::new(0),
+            sess_rate: crate::rate::SharedRate::default(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),

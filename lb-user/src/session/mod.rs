@@ -249,6 +249,8 @@ impl Session {
                             .fetch_add(1, Ordering::Relaxed);
                         return Self::reject(verdict, Why::Session);
                     }
+                    self.gen.fe_stats[self.frontend].sess_rate.add();
+                    self.gen.process.sess_rate.add();
                     self.vars.start_stream();
                     self.sticky.session_started();
                     self.phase = Phase::FrontendContent;

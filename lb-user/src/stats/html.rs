@@ -172,8 +172,18 @@ fn data_row(s: &mut String, r: &Row, admin: bool, legends: bool) {
         RowKind::Frontend => {
             let _ = writeln!(
                 s,
-                "<td colspan=3></td><td>0</td><td>0</td><td>-</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td></td><td>{}</td><td>{}</td><td>0</td><td>0</td><td>0</td><td></td><td></td><td></td><td></td><td class=ac>OPEN</td><td class=ac colspan=8></td></tr>",
-                r.scur, r.smax, opt(r.slim), r.stot, r.bin, r.bout
+                "<td colspan=3></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td></td><td>{}</td><td>{}</td><td>0</td><td>0</td><td>0</td><td></td><td></td><td></td><td></td><td class=ac>OPEN</td><td class=ac colspan=8></td></tr>",
+                r.rate,
+                r.rate_max,
+                r.rate_lim
+                    .filter(|l| *l > 0)
+                    .map_or_else(|| "-".to_owned(), |l| l.to_string()),
+                r.scur,
+                r.smax,
+                opt(r.slim),
+                r.stot,
+                r.bin,
+                r.bout
             );
         }
         RowKind::Server | RowKind::Backend => {
@@ -229,10 +239,12 @@ fn data_row(s: &mut String, r: &Row, admin: bool, legends: bool) {
             };
             let _ = writeln!(
                 s,
-                "<td>{}</td><td>{}</td><td>{}</td><td>0</td><td>0</td><td></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>0</td><td></td><td>{}</td><td>0</td><td>{}</td><td>{}</td><td class=ac>{status}</td><td class=ac>{lastchk}</td><td class=ac>{wght}</td><td class=ac>{act}</td><td class=ac>{bck}</td>{chk}<td class=ac>-</td></tr>",
+                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>0</td><td></td><td>{}</td><td>0</td><td>{}</td><td>{}</td><td class=ac>{status}</td><td class=ac>{lastchk}</td><td class=ac>{wght}</td><td class=ac>{act}</td><td class=ac>{bck}</td>{chk}<td class=ac>-</td></tr>",
                 opt(r.qcur),
                 opt(r.qmax),
                 if sv { opt(r.qlimit) } else { String::new() },
+                r.rate,
+                r.rate_max,
                 r.scur,
                 r.smax,
                 opt(r.slim),

@@ -119,6 +119,15 @@ pub struct Row {
     pub dresp: Option<u64>,
     pub dcon: Option<u64>,
     pub dses: Option<u64>,
+    /// Sessions per second now and the highest (`rate`, `rate_max`; the page's "Session
+    /// rate"), and a frontend's limit (`rate_lim`, 0 = none).
+    pub rate: u64,
+    pub rate_max: u64,
+    pub rate_lim: Option<u64>,
+    /// A frontend's accepted connections per second now and the highest (`conn_rate`,
+    /// `conn_rate_max`).
+    pub conn_rate: Option<u64>,
+    pub conn_rate_max: Option<u64>,
 }
 
 /// Unix time now, in seconds.
@@ -248,6 +257,11 @@ fn server_row(
         downtime: checked.then(|| c.downtime.load(Ordering::Relaxed)),
         qlimit: (e.conf.maxqueue > 0).then_some(u64::from(e.conf.maxqueue)),
         lbtot: Some(c.total.load(Ordering::Relaxed)),
+        rate: c.sess_rate.read(),
+        rate_max: c.sess_rate.max(),
+        rate_lim: None,
+        conn_rate: None,
+        conn_rate_max: None,
         lastsess: Some(session_age(now, c.last_session.load(Ordering::Relaxed))),
         check_status: if checked {
             check.result.name().to_owned()
@@ -334,6 +348,8 @@ fn backend_row(
         smax: u64::from(gen.be_stats[b].max.load(Ordering::Relaxed)),
         slim: None,
         stot: gen.be_stats[b].total.load(Ordering::Relaxed),
+        rate: gen.be_stats[b].sess_rate.read(),
+        rate_max: gen.be_stats[b].sess_rate.max(),
         bin: sum(&|e| e.counters.bytes_in.load(Ordering::Relaxed)),
         bout: sum(&|e| e.counters.bytes_out.load(Ordering::Relaxed)),
         econ: Some(sum(&|e| e.counters.connect_errors.load(Ordering::Relaxed))),
@@ -388,6 +404,11 @@ pub fn rows(gen: &Generation) -> Vec<Row> {
                 smax: u64::from(st.max.load(Ordering::Relaxed)),
                 slim: Some(u64::from(fe.maxconn.unwrap_or(gen.maxconn))),
                 stot: st.total.load(Ordering::Relaxed),
+                rate: st.sess_rate.read(),
+                rate_max: st.sess_rate.max(),
+                rate_lim: Some(0),
+                conn_rate: Some(st.conn_rate.read()),
+                conn_rate_max: Some(st.conn_rate.max()),
                 bin: st.bytes_in.load(Ordering::Relaxed),
                 bout: st.bytes_out.load(Ordering::Relaxed),
                 status: "OPEN".to_owned(),

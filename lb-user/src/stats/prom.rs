@@ -82,8 +82,11 @@ const FRONTEND: &[(&str, &str, &str, Get)] = &[
     ("max_sessions", "gauge", "Highest value of current sessions encountered since process started", |r| Some(r.smax)),
     ("limit_sessions", "gauge", "Frontend/listener/server's maxconn, backend's fullconn", |r| r.slim),
     ("sessions_total", "counter", "Total number of sessions since process started", |r| Some(r.stot)),
+    ("limit_session_rate", "gauge", "Limit on the number of sessions accepted in a second (frontend only, 'rate-limit sessions' setting)", |r| r.rate_lim),
+    ("max_session_rate", "gauge", "Highest value of sessions per second observed since the worker process started", |r| Some(r.rate_max)),
     ("bytes_in_total", "counter", "Total number of request bytes since process started", |r| Some(r.bin)),
     ("bytes_out_total", "counter", "Total number of response bytes since process started", |r| Some(r.bout)),
+    ("connections_rate_max", "gauge", "Highest value of connections per second observed since the worker process started", |r| r.conn_rate_max),
     ("connections_total", "counter", "Total number of new connections accepted on this frontend since the worker process started", |r| Some(r.stot)),
     ("requests_denied_total", "counter", "Total number of denied requests since process started", |r| r.dreq),
     ("responses_denied_total", "counter", "Total number of denied responses since process started", |r| r.dresp),
@@ -98,6 +101,7 @@ const BACKEND_AND_SERVER: &[(&str, &str, &str, Get)] = &[
     ("current_sessions", "gauge", "Number of current sessions on the frontend, backend or server", |r| Some(r.scur)),
     ("max_sessions", "gauge", "Highest value of current sessions encountered since process started", |r| Some(r.smax)),
     ("sessions_total", "counter", "Total number of sessions since process started", |r| Some(r.stot)),
+    ("max_session_rate", "gauge", "Highest value of sessions per second observed since the worker process started", |r| Some(r.rate_max)),
     ("bytes_in_total", "counter", "Total number of request bytes since process started", |r| Some(r.bin)),
     ("bytes_out_total", "counter", "Total number of response bytes since process started", |r| Some(r.bout)),
     ("connection_errors_total", "counter", "Total number of failed connections to server since the worker process started", |r| r.econ),
@@ -206,6 +210,12 @@ fn process(out: &mut String, gen: &Generation) {
         ("process_max_connections", "gauge", "Hard limit on the number of per-process connections (configured or imposed by Ulimit-n)", u64::from(gen.maxconn)),
         ("process_current_connections", "gauge", "Current number of connections on this worker process", u64::from(gen.process.conns.load(Ordering::Relaxed))),
         ("process_connections_total", "counter", "Total number of connections on this worker process since started", cum),
+        ("process_current_connection_rate", "gauge", "Number of front connections created on this worker process over the last second", gen.process.conn_rate.read()),
+        ("process_limit_connection_rate", "gauge", "Hard limit for ConnRate (global.maxconnrate)", 0),
+        ("process_max_connection_rate", "gauge", "Highest ConnRate reached on this worker process since started (in connections per second)", gen.process.conn_rate.max()),
+        ("process_current_session_rate", "gauge", "Number of sessions created on this worker process over the last second", gen.process.sess_rate.read()),
+        ("process_limit_session_rate", "gauge", "Hard limit for SessRate (global.maxsessrate)", 0),
+        ("process_max_session_rate", "gauge", "Highest SessRate reached on this worker process since started (in sessions per second)", gen.process.sess_rate.max()),
     ] {
         f.head(name, kind, help);
         f.sample(name, &[], v);

@@ -8,22 +8,16 @@
 //! - [`table`]: one table: keys, entries, LRU and expiry, `show table` lines.
 
 pub mod def;
-pub mod rate;
 pub mod table;
 
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 pub use def::{DataType, KeyType, TableDef, DATA_TYPES};
 pub use table::{Entry, Filter, Key, Op, Table};
 
 use crate::acl::Value;
 
-/// Milliseconds since the process started: the clock of expiry and rates.
-pub fn clock() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
-}
+pub use crate::rate::clock;
 
 /// The stick tables of one generation, by name.
 #[derive(Debug, Default)]

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::rate::FreqCtr;
 use super::{DataType, KeyType, TableDef, DATA_TYPES};
 use crate::acl::{Type, Value};
+use crate::rate::FreqCtr;
 
 /// A key, normalised to the table's type: 4 bytes (`ip`, `integer`, big endian), 16 (`ipv6`),
 /// at most `len` (`string`), exactly `len`, zero padded (`binary`).

@@ -49,6 +49,7 @@ impl ServerSlot {
     pub(super) fn delivered(self) -> Self {
         // Relaxed: statistics.
         self.counters.total.fetch_add(1, Ordering::Relaxed);
+        self.counters.sess_rate.add();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

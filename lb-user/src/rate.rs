@@ -1,0 +1,254 @@
+//! HAProxy's `freq_ctr` over a period (`src/freq_ctr.c`): two buckets, the events of the
+//! current period and of the previous one; a read counts the current bucket whole and the
+//! previous one in proportion to the part of the period not yet elapsed. `conn_rate(10s)`
+//! therefore reads as HAProxy's does, including its flapping correction at very low rates.
+//! Times are milliseconds of [`clock`]. [`FreqCtr`] is for a caller that serialises access
+//! (a stick-table entry's lock); [`SharedRate`] is the lock-free per-second one of the
+//! proxies' and servers' statistics (`rate`, `rate_max`, `conn_rate`), updated by every thread.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Milliseconds since the process started: the clock of expiry and rates.
+pub fn clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One rate counter (HAProxy's `struct freq_ctr`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FreqCtr {
+    /// Start of the current period, in ms.
+    curr_tick: u64,
+    curr: u64,
+    prev: u64,
+}
+
+impl FreqCtr {
+    /// Adds `inc` events at `now` (HAProxy's `update_freq_ctr_period`): rotates the buckets
+    /// first when the current period is over, dropping both when two or more periods passed.
+    pub fn add(&mut self, period: u64, now: u64, inc: u64) {
+        let period = period.max(1);
+        if now.saturating_sub(self.curr_tick) >= period {
+            self.prev = self.curr;
+            self.curr = 0;
+            self.curr_tick += period;
+            if now.saturating_sub(self.curr_tick) >= period {
+                // At least two periods missed.
+                self.prev = 0;
+                self.curr_tick = now;
+            }
+        }
+        self.curr += inc;
+    }
+
+    /// Events counted in the current period so far (HAProxy's `curr_ctr`, what
+    /// `sc_inc_gpc` returns when only the rate is stored).
+    pub fn current(&self) -> u64 {
+        self.curr
+    }
+
+    /// Events per `period` at `now` (HAProxy's `read_freq_ctr_period`).
+    pub fn read(&self, period: u64, now: u64) -> u64 {
+        let period = period.max(1);
+        // `remain`: the part of the current period still to come (may go negative).
+        let mut remain = i128::from(self.curr_tick) + i128::from(period) - i128::from(now);
+        let (mut past, mut curr) = (self.prev, self.curr);
+        if remain < 0 {
+            // Past the first period: part of the last one may still count.
+            remain += i128::from(period);
+            past = if remain >= 0 { curr } else { 0 };
+            curr = 0;
+        }
+        // Flapping correction at very low rates.
+        if curr == 0 && past <= 1 {
+            return past;
+        }
+        let remain = u128::try_from(remain.max(0)).unwrap_or(0);
+        let total = u128::from(past) * remain + u128::from(curr) * u128::from(period);
+        u64::try_from(total / u128::from(period)).unwrap_or(u64::MAX)
+    }
+}
+
+/// Events per second, updated by any thread without a lock, with the highest rate seen
+/// (HAProxy's `sess_per_sec` and `sps_max`). The current bucket and its start share one word
+/// (start in ms of [`clock`], 32 bits, wrapping after 49 days; count, 32 bits), so an event
+/// lands in exactly one bucket; the previous bucket is written just after a rotation, so a
+/// read in that instant may miss it once.
+#[derive(Debug, Default)]
+pub struct SharedRate {
+    /// `curr_tick << 32 | curr`.
+    curr: AtomicU64,
+    prev: AtomicU32,
+    max: AtomicU64,
+}
+
+/// The period of [`SharedRate`], in ms.
+const SECOND: u64 = 1000;
+
+impl SharedRate {
+    /// Counts one event now; returns the rate with it.
+    pub fn add(&self) -> u64 {
+        self.add_at(clock())
+    }
+
+    fn add_at(&self, now: u64) -> u64 {
+        let now32 = now as u32;
+        let mut cur = self.curr.load(Ordering::Relaxed);
+        loop {
+            let (tick, count) = ((cur >> 32) as u32, cur as u32);
+            let since = u64::from(now32.wrapping_sub(tick));
+            let (next, prev) = if cur == 0 {
+                (pack(now32, 1), Some(0))
+            } else if since < SECOND {
+                (cur + 1, None)
+            } else if since < 2 * SECOND {
+                (pack(tick.wrapping_add(SECOND as u32), 1), Some(count))
+            } else {
+                (pack(now32, 1), Some(0))
+            };
+            match self
+                .curr
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if let Some(p) = prev {
+                        self.prev.store(p, Ordering::Relaxed);
+                    }
+                    let rate = self.read_at(now);
+                    self.max.fetch_max(rate, Ordering::Relaxed);
+                    return rate;
+                }
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// Events in the last second, as [`FreqCtr::read`] counts them.
+    pub fn read(&self) -> u64 {
+        self.read_at(clock())
+    }
+
+    fn read_at(&self, now: u64) -> u64 {
+        let cur = self.curr.load(Ordering::Acquire);
+        if cur == 0 {
+            return 0;
+        }
+        let (tick, count) = ((cur >> 32) as u32, cur as u32);
+        // The bucket's start on the 64-bit clock: at most 49 days before `now`.
+        let since = u64::from((now as u32).wrapping_sub(tick));
+        let snapshot = FreqCtr {
+            curr_tick: now.saturating_sub(since),
+            curr: u64::from(count),
+            prev: u64::from(self.prev.load(Ordering::Relaxed)),
+        };
+        snapshot.read(SECOND, now)
+    }
+
+    /// The highest rate seen by [`Self::add`].
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+}
+
+fn pack(tick: u32, count: u32) -> u64 {
+    (u64::from(tick) << 32) | u64::from(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The arithmetic of HAProxy's `_freq_ctr_total_from_values` and
+    /// `update_freq_ctr_period_slow`, step by step over a 10 s period.
+    #[test]
+    fn reads_as_haproxy() {
+        let p = 10_000;
+        let mut c = FreqCtr::default();
+        // The first event starts the period at `now` (two periods missed since tick 0).
+        c.add(p, 100_000, 1);
+        assert_eq!(c.curr_tick, 100_000);
+        for _ in 0..9 {
+            c.add(p, 101_000, 1);
+        }
+        assert_eq!(c.read(p, 101_000), 10);
+        // Next period, half way: previous 10 counts for half, current 4 in full.
+        c.add(p, 110_000, 4);
+        assert_eq!(c.curr_tick, 110_000);
+        assert_eq!(c.prev, 10);
+        assert_eq!(c.read(p, 115_000), 4 + 5);
+        // 25% into the period: 10 * 0.75 + 4 = 11.5, truncated.
+        assert_eq!(c.read(p, 112_500), 11);
+        // No update for one period: current becomes past, read with what remains.
+        assert_eq!(c.read(p, 122_500), 3);
+        // Two periods later: nothing.
+        assert_eq!(c.read(p, 130_001), 0);
+        // An update after two idle periods drops both buckets.
+        c.add(p, 140_000, 1);
+        assert_eq!((c.prev, c.curr, c.curr_tick), (0, 1, 140_000));
+    }
+
+    #[test]
+    fn low_rates_do_not_flap() {
+        let p = 1000;
+        let mut c = FreqCtr::default();
+        c.add(p, 5000, 1);
+        // Next period, no new event: the single past event reads 1 all along, not 1 -> 0.
+        assert_eq!(c.read(p, 6100), 1);
+        assert_eq!(c.read(p, 6900), 1);
+        assert_eq!(c.read(p, 7001), 0);
+    }
+
+    #[test]
+    fn a_shared_rate_reads_as_a_freq_ctr_and_keeps_its_highest() {
+        let (s, mut f) = (SharedRate::default(), FreqCtr::default());
+        let p = SECOND;
+        // Events at 5.0 s .. 5.9 s, then 6.2 s .. 6.5 s, then nothing until 9 s.
+        let times: Vec<u64> = (0..10)
+            .map(|i| 5000 + i * 100)
+            .chain((0..4).map(|i| 6200 + i * 100))
+            .collect();
+        for &t in &times {
+            let rate = s.add_at(t);
+            f.add(p, t, 1);
+            assert_eq!(rate, f.read(p, t), "at {t} ms");
+        }
+        for t in [6500, 6700, 6999, 7001, 7500, 8100, 9000] {
+            assert_eq!(s.read_at(t), f.read(p, t), "at {t} ms");
+        }
+        assert_eq!(s.max(), 10);
+        assert_eq!(s.read_at(9000), 0);
+        // After two idle periods the next event starts afresh.
+        assert_eq!(s.add_at(9000), 1);
+        assert_eq!(s.max(), 10);
+    }
+
+    #[test]
+    fn a_shared_rate_counts_every_event_of_every_thread() {
+        let s = std::sync::Arc::new(SharedRate::default());
+        let now = clock();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        s.add_at(now + 10);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(s.read_at(now + 10), 4000);
+    }
+
+    #[test]
+    fn huge_counts_do_not_overflow() {
+        let mut c = FreqCtr::default();
+        c.add(1000, 1000, u64::MAX / 2);
+        c.add(1000, 2500, 1);
+        assert!(c.read(1000, 2500) >= u64::MAX / 4);
+    }
+}
