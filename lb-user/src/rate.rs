@@ -52,6 +52,18 @@ impl FreqCtr {
     /// Events per `period` at `now` (HAProxy's `read_freq_ctr_period`).
     pub fn read(&self, period: u64, now: u64) -> u64 {
         let period = period.max(1);
+        let (past, curr, total) = self.weighed(period, now);
+        // Flapping correction at very low rates.
+        if curr == 0 && past <= 1 {
+            return past;
+        }
+        u64::try_from(total / u128::from(period)).unwrap_or(u64::MAX)
+    }
+
+    /// The buckets as they stand at `now` (rotated if the period ended), and the events times
+    /// `period`: the current bucket whole, the previous one for the part of the period still
+    /// to come (HAProxy's `freq_ctr_total`).
+    fn weighed(&self, period: u64, now: u64) -> (u64, u64, u128) {
         // `remain`: the part of the current period still to come (may go negative).
         let mut remain = i128::from(self.curr_tick) + i128::from(period) - i128::from(now);
         let (mut past, mut curr) = (self.prev, self.curr);
@@ -61,13 +73,22 @@ impl FreqCtr {
             past = if remain >= 0 { curr } else { 0 };
             curr = 0;
         }
-        // Flapping correction at very low rates.
-        if curr == 0 && past <= 1 {
-            return past;
-        }
         let remain = u128::try_from(remain.max(0)).unwrap_or(0);
         let total = u128::from(past) * remain + u128::from(curr) * u128::from(period);
-        u64::try_from(total / u128::from(period)).unwrap_or(u64::MAX)
+        (past, curr, total)
+    }
+
+    /// How long until one more event keeps the rate within `limit` per `period`; `None`: at
+    /// once (HAProxy's `next_event_delay_period` with nothing pending: at least 1 ms).
+    pub fn wait_for_room(&self, period: u64, limit: u64, now: u64) -> Option<u64> {
+        let period = period.max(1);
+        let (_, _, total) = self.weighed(period, now);
+        let allowed = u128::from(limit) * u128::from(period);
+        if total < allowed {
+            return None;
+        }
+        let wait = (total - allowed) / u128::from(limit.max(1));
+        Some(u64::try_from(wait).unwrap_or(u64::MAX).max(1))
     }
 }
 
@@ -131,19 +152,32 @@ impl SharedRate {
     }
 
     fn read_at(&self, now: u64) -> u64 {
+        self.snapshot(now).read(SECOND, now)
+    }
+
+    /// How long until one more event keeps the rate within `limit` per second (see
+    /// [`FreqCtr::wait_for_room`]); `None`: at once.
+    pub fn wait_for_room(&self, limit: u64) -> Option<std::time::Duration> {
+        let now = clock();
+        self.snapshot(now)
+            .wait_for_room(SECOND, limit, now)
+            .map(std::time::Duration::from_millis)
+    }
+
+    /// The counter as a [`FreqCtr`] at `now`, whose arithmetic reads it.
+    fn snapshot(&self, now: u64) -> FreqCtr {
         let cur = self.curr.load(Ordering::Acquire);
         if cur == 0 {
-            return 0;
+            return FreqCtr::default();
         }
         let (tick, count) = ((cur >> 32) as u32, cur as u32);
         // The bucket's start on the 64-bit clock: at most 49 days before `now`.
         let since = u64::from((now as u32).wrapping_sub(tick));
-        let snapshot = FreqCtr {
+        FreqCtr {
             curr_tick: now.saturating_sub(since),
             curr: u64::from(count),
             prev: u64::from(self.prev.load(Ordering::Relaxed)),
-        };
-        snapshot.read(SECOND, now)
+        }
     }
 
     /// The highest rate seen by [`Self::add`].
@@ -242,6 +276,22 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(s.read_at(now + 10), 4000);
+    }
+
+    /// HAProxy's `next_event_delay`: the events over the limit, each worth `period / limit`.
+    #[test]
+    fn waits_for_room_as_haproxy() {
+        let mut c = FreqCtr::default();
+        for _ in 0..10 {
+            c.add(1000, 5000, 1);
+        }
+        assert_eq!(c.wait_for_room(1000, 11, 5100), None);
+        // Exactly at the limit: nothing over it, so the least wait, 1 ms.
+        assert_eq!(c.wait_for_room(1000, 10, 5100), Some(1));
+        assert_eq!(c.wait_for_room(1000, 5, 5100), Some(1000));
+        // Half a period later the previous 10 weigh 5: room for the limit of 10.
+        assert_eq!(c.wait_for_room(1000, 10, 6500), None);
+        assert_eq!(c.wait_for_room(1000, 4, 6500), Some(250));
     }
 
     #[test]

@@ -440,6 +440,9 @@ pub struct Frontend {
     pub log_format: Option<Arc<crate::log_format::LogFormat>>,
     /// `option dontlognull`: no line for connections where the client sent nothing.
     pub dontlognull: bool,
+    /// `rate-limit sessions N`: new sessions per second the frontend lets in; over that its
+    /// listeners wait (clients stay in the backlog). `None`: no limit.
+    pub rate_limit_sessions: Option<u32>,
 }
 
 /// `balance` algorithm.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
 use super::ctx::ThreadCtx;
-use super::permit::{below_maxconn, ConnPermit};
+use super::permit::{below_maxconn, below_rate, ConnPermit};
 use super::serve::handle;
 
 use crate::fd_budget::{self, Use};
@@ -28,6 +28,7 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
     let mut stop = pin!(crate::upgrade::soft_stopped());
     while let Some((gen, frontend)) = ctx.serving(addr) {
         below_maxconn(&gen, frontend).await;
+        below_rate(&gen, frontend).await;
         // Never accept what can't be served: the connection's fds are set aside first; while
         // there are none, clients wait in the backlog.
         let name = &gen.config.frontends[frontend].name;
@@ -74,6 +75,7 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
             }
         };
         super::trim::accepted();
+        let rate_limited = gen.config.frontends[frontend].rate_limit_sessions.is_some();
         let permit = ConnPermit::count(&gen, frontend, super::spread::accepted(ctx.thread));
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {
@@ -90,6 +92,11 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
             ))
             .await;
         });
+        if rate_limited {
+            // The connection's first turn runs its connection and session rules, which count
+            // it in the rate (or not): before the next accept looks at the rate.
+            tokio::task::yield_now().await;
+        }
         if last {
             return;
         }

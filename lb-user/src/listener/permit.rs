@@ -41,6 +41,21 @@ pub(super) async fn below_maxconn(gen: &Generation, frontend: usize) {
     gen.process.conn_released.wait_for(below, || {}).await;
 }
 
+/// Waits until the frontend is below its `rate-limit sessions`, as HAProxy's listeners wait
+/// (`listener_accept`): for as long as its session rate leaves no room for one more, clients
+/// stay in the kernel's backlog.
+pub(super) async fn below_rate(gen: &Generation, frontend: usize) {
+    let Some(limit) = gen.config.frontends[frontend].rate_limit_sessions else {
+        return;
+    };
+    while let Some(wait) = gen.fe_stats[frontend]
+        .sess_rate
+        .wait_for_room(u64::from(limit))
+    {
+        tokio::time::sleep(wait).await;
+    }
+}
+
 impl ConnPermit {
     /// Counts a connection against `global maxconn` and the frontend's and in the frontend's
     /// session statistics; `load` counts it in its thread's.

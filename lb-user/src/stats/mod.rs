@@ -406,7 +406,7 @@ pub fn rows(gen: &Generation) -> Vec<Row> {
                 stot: st.total.load(Ordering::Relaxed),
                 rate: st.sess_rate.read(),
                 rate_max: st.sess_rate.max(),
-                rate_lim: Some(0),
+                rate_lim: Some(u64::from(fe.rate_limit_sessions.unwrap_or(0))),
                 conn_rate: Some(st.conn_rate.read()),
                 conn_rate_max: Some(st.conn_rate.max()),
                 bin: st.bytes_in.load(Ordering::Relaxed),

@@ -255,6 +255,7 @@ impl Parser {
                 logs: resolve_log_global(&px.opts.logs, &self.global.logs),
                 log_format: px.opts.log_format.clone(),
                 dontlognull: px.opts.dontlognull,
+                rate_limit_sessions: px.opts.rate_limit_sessions,
             });
         }
         self.proxies = proxies;

@@ -110,6 +110,8 @@ pub(super) struct ProxyOpts {
     pub(super) smart_accept: bool,
     /// `backlog`.
     pub(super) backlog: Option<u32>,
+    /// `rate-limit sessions`.
+    pub(super) rate_limit_sessions: Option<u32>,
     /// `option tcp-smart-connect`.
     pub(super) smart_connect: bool,
     /// `load-server-state-from-file` and where it was set.
@@ -146,6 +148,7 @@ impl ProxyOpts {
             dontlognull: false,
             smart_accept: false,
             backlog: None,
+            rate_limit_sessions: None,
             smart_connect: false,
             load_server_state: (StateLoad::None, None),
             rules: None,

@@ -122,7 +122,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     not_yet("description", "stats", any),
     not_yet("email-alert", "email alerts", one_or_more),
     run("backlog", backlog),
-    not_yet("rate-limit", "rate limiting", one_or_more),
+    run("rate-limit", rate_limit),
     not_yet("retry-on", "retry policies", one_or_more),
     not_yet("monitor", "monitoring", one_or_more),
     run("load-server-state-from-file", state_file::load_from_file),
@@ -559,6 +559,28 @@ fn maxconn(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
             Ok(v) => px.opts.maxconn = Some(v),
             Err(e) => p.diag.err(&line.loc, format!("'maxconn': {e}")),
         }
+    }
+}
+
+/// `rate-limit sessions N`: a frontend lets in at most N new sessions per second; over that its
+/// listeners stop accepting and clients wait in the backlog (0: no limit, as in HAProxy).
+fn rate_limit(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    if !p.cap(px, line, "rate-limit", true, false) || !arity(&mut p.diag, line, 1, 2, 2) {
+        return;
+    }
+    if line.words[1] != "sessions" {
+        p.diag.err(
+            &line.loc,
+            format!(
+                "'rate-limit': unknown limit '{}' (expected 'sessions')",
+                line.words[1]
+            ),
+        );
+        return;
+    }
+    match parse_u32(&line.words[2], 0, u32::MAX) {
+        Ok(v) => px.opts.rate_limit_sessions = (v > 0).then_some(v),
+        Err(e) => p.diag.err(&line.loc, format!("'rate-limit sessions': {e}")),
     }
 }
 

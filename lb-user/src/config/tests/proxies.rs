@@ -438,6 +438,22 @@ fn the_backlog_is_the_binds_then_the_frontends_then_maxconn() {
 }
 
 #[test]
+fn rate_limit_sessions_is_a_frontends_and_zero_is_none() {
+    let c = ok(&format!("{TIMEOUTS}  rate-limit sessions 50\nfrontend a\n  bind :1\n  default_backend be\nfrontend b\n  bind :2\n  rate-limit sessions 0\n  default_backend be\nfrontend c\n  bind :3\n  rate-limit sessions 7\n  default_backend be\nbackend be\n  rate-limit sessions 9\n  server s 127.0.0.1:2\n"));
+    let limit = |f: usize| c.frontends[f].rate_limit_sessions;
+    assert_eq!((limit(0), limit(1), limit(2)), (Some(50), None, Some(7)));
+    assert!(has_warning(
+        &c,
+        19,
+        "'rate-limit' ignored because backend 'be' has no frontend capability"
+    ));
+    assert!(!c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("not supported yet")));
+}
+
+#[test]
 fn bind_socket_options_are_kept() {
     let c = ok(&format!("{TIMEOUTS}frontend fe\n  bind :::1 v6only defer-accept tfo interface lo transparent name x\n  bind :2 v4v6\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n"));
     let b = &c.frontends[0].binds;

@@ -1,0 +1,138 @@
+//! `rate-limit sessions N`: a frontend lets in at most N new sessions per second, as HAProxy's
+//! listeners do: over the limit they stop accepting, and clients wait in the kernel's backlog
+//! (their handshake done) until the rate leaves room. Connections that `tcp-request
+//! connection` rules reject are not sessions and do not use the budget.
+//!
+//! Bounds that a slow machine cannot break: a burst of clients at once takes at least the
+//! time the limit imposes, and no more sessions than the limit (plus one per thread in
+//! flight) are served in the first half second; the stats show the limit and a highest rate
+//! within it.
+
+#[macro_use]
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::scenarios;
+use common::servers::Backend;
+use common::stats::{cli, col, parse_csv, SockDir};
+use common::{free_port, local, Lb, DEFAULTS};
+
+/// The limit, per second.
+const LIMIT: u64 = 10;
+
+/// Clients in the burst.
+const CLIENTS: usize = 25;
+
+/// Threads lb runs: each may let one session past the limit while its rules run.
+const THREADS: u64 = 2;
+
+#[test]
+fn a_burst_waits_in_the_backlog_at_the_limit_and_rejected_connections_do_not_count() {
+    let s = Backend::ident("s");
+    let (fe, open) = (free_port(), free_port());
+    let dir = SockDir::new("ratelimit");
+    let sock = dir.sock("admin.sock");
+    let cfg = format!(
+        "global\n    nbthread {THREADS}\n    stats socket {} level admin\n\n{DEFAULTS}
+frontend fe
+    bind 127.0.0.1:{fe}
+    rate-limit sessions {LIMIT}
+    tcp-request connection reject if {{ src 127.0.0.2 }}
+    default_backend be
+
+frontend open
+    bind 127.0.0.1:{open}
+    default_backend be
+
+backend be
+    server s {}
+",
+        sock.display(),
+        s.addr
+    );
+    let _lb = Lb::start(&cfg, "splice");
+    let fe_row = || {
+        let (_, rows) = parse_csv(&cli(&sock, "show stat\n"));
+        rows.into_iter()
+            .find(|r| col(r, "pxname") == "fe" && col(r, "svname") == "FRONTEND")
+            .expect("fe's row")
+    };
+    // Rejected connections first, three times the limit: none of them is a session, so none
+    // waits for the rate (at the limit they would take 2 s) and the session rate stays 0.
+    let t = Instant::now();
+    for _ in 0..3 * LIMIT {
+        let from = "127.0.0.2".parse().unwrap();
+        assert!(scenarios::who_from(from, local(fe)).is_err());
+    }
+    let rejecting = t.elapsed();
+    let row = fe_row();
+    assert_eq!(col(&row, "dcon"), (3 * LIMIT).to_string());
+    assert_eq!(
+        col(&row, "rate"),
+        "0",
+        "rejected connections counted as sessions"
+    );
+    assert!(
+        rejecting < Duration::from_millis(1500),
+        "rejected connections waited for the session rate: {rejecting:?}"
+    );
+    let started = Instant::now();
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                let answer = scenarios::who(local(fe));
+                (answer, started.elapsed())
+            })
+        })
+        .collect();
+    let mut done: Vec<Duration> = clients
+        .into_iter()
+        .map(|c| {
+            let (answer, at) = c.join().unwrap();
+            assert_eq!(answer.expect("every client is served in the end"), "s");
+            at
+        })
+        .collect();
+    done.sort();
+    let early = done
+        .iter()
+        .filter(|t| **t < Duration::from_millis(500))
+        .count() as u64;
+    assert!(
+        early <= LIMIT + THREADS,
+        "{early} of {CLIENTS} served in the first 500 ms at {LIMIT} per second (all: {done:?})"
+    );
+    assert!(
+        early >= LIMIT / 2,
+        "the rejected connections used the budget: {early} served in the first 500 ms ({done:?})"
+    );
+    // 25 at 10 per second: the last waits for the rate to leave room twice over.
+    let last = *done.last().unwrap();
+    assert!(
+        last >= Duration::from_millis(1200),
+        "the last client was served after {last:?}"
+    );
+    // The unlimited frontend is not held back meanwhile.
+    let t = Instant::now();
+    for _ in 0..3 * LIMIT {
+        scenarios::who(local(open)).unwrap();
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "the open frontend waited: {:?}",
+        t.elapsed()
+    );
+    let row = fe_row();
+    assert_eq!(col(&row, "rate_lim"), LIMIT.to_string());
+    let max: u64 = col(&row, "rate_max").parse().unwrap();
+    assert!(
+        (LIMIT / 2..=LIMIT + THREADS).contains(&max),
+        "fe's rate_max {max} at a limit of {LIMIT}"
+    );
+}
