@@ -3,9 +3,12 @@
 //! (their handshake done) until the rate leaves room. Connections that `tcp-request
 //! connection` rules reject are not sessions and do not use the budget.
 //!
+//! `maxsessrate` and `maxconnrate` in `global` do the same for the whole process, every
+//! frontend together.
+//!
 //! Bounds that a slow machine cannot break: a burst of clients at once takes at least the
-//! time the limit imposes, and no more sessions than the limit (plus one per thread in
-//! flight) are served in the first half second; the stats show the limit and a highest rate
+//! time the limit imposes, and no more sessions than the limit (plus one per accept loop
+//! already waiting) are served in the first half second; the stats show the limit and a highest rate
 //! within it.
 
 #[macro_use]
@@ -26,8 +29,56 @@ const LIMIT: u64 = 10;
 /// Clients in the burst.
 const CLIENTS: usize = 25;
 
-/// Threads lb runs: each may let one session past the limit while its rules run.
+/// Threads lb runs. Each thread's accept loop of each address looks at the rate before it
+/// waits for a client, so each may take one past the limit (as with `maxconn`).
 const THREADS: u64 = 2;
+
+/// [`CLIENTS`] clients at once, spread over `ports`: at most the limit (plus one per accept
+/// loop: thread and address) served in the first 500 ms, at least half of it, and the last
+/// after 1.2 s.
+fn burst_is_held_at_the_limit(ports: &[u16], what: &str) {
+    let loops = THREADS * ports.len() as u64;
+    let started = Instant::now();
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (barrier, port) = (barrier.clone(), ports[i % ports.len()]);
+            thread::spawn(move || {
+                barrier.wait();
+                let answer = scenarios::who(local(port));
+                (answer, started.elapsed())
+            })
+        })
+        .collect();
+    let mut done: Vec<Duration> = clients
+        .into_iter()
+        .map(|c| {
+            let (answer, at) = c.join().unwrap();
+            assert_eq!(answer.expect("every client is served in the end"), "s");
+            at
+        })
+        .collect();
+    done.sort();
+    let early = done
+        .iter()
+        .filter(|t| **t < Duration::from_millis(500))
+        .count() as u64;
+    assert!(
+        early <= LIMIT + loops,
+        "{what}: {early} of {CLIENTS} served in the first 500 ms at {LIMIT} per second (all: \
+         {done:?})"
+    );
+    assert!(
+        early >= LIMIT / 2,
+        "{what}: only {early} served in the first 500 ms ({done:?})"
+    );
+    // 25 at 10 per second: the last waits for the rate to leave room twice over.
+    let last = *done.last().unwrap();
+    assert!(
+        last >= Duration::from_millis(1200),
+        "{what}: the last client was served after {last:?}"
+    );
+}
 
 #[test]
 fn a_burst_waits_in_the_backlog_at_the_limit_and_rejected_connections_do_not_count() {
@@ -135,4 +186,34 @@ backend be
         (LIMIT / 2..=LIMIT + THREADS).contains(&max),
         "fe's rate_max {max} at a limit of {LIMIT}"
     );
+}
+
+/// `maxsessrate` and `maxconnrate` hold the process: two frontends share one budget, and
+/// `show info` shows the limits.
+#[test]
+fn process_limits_hold_every_frontend_together() {
+    let s = Backend::ident("s");
+    for kw in ["maxsessrate", "maxconnrate"] {
+        let (a, b) = (free_port(), free_port());
+        let dir = SockDir::new("ratelimit");
+        let sock = dir.sock("admin.sock");
+        let cfg = format!(
+            "global\n    nbthread {THREADS}\n    {kw} {LIMIT}\n    stats socket {} level admin\n\n\
+             {DEFAULTS}\nfrontend a\n    bind 127.0.0.1:{a}\n    default_backend be\n\n\
+             frontend b\n    bind 127.0.0.1:{b}\n    default_backend be\n\n\
+             backend be\n    server s {}\n",
+            sock.display(),
+            s.addr
+        );
+        let _lb = Lb::start(&cfg, "splice");
+        burst_is_held_at_the_limit(&[a, b], kw);
+        let info = cli(&sock, "show info\n");
+        let (limit, other) = if kw == "maxsessrate" {
+            ("SessRateLimit", "ConnRateLimit")
+        } else {
+            ("ConnRateLimit", "SessRateLimit")
+        };
+        assert!(info.contains(&format!("{limit}: {LIMIT}\n")), "{info}");
+        assert!(info.contains(&format!("{other}: 0\n")), "{info}");
+    }
 }

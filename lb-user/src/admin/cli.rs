@@ -554,10 +554,16 @@ fn show_info(gen: &Generation) -> String {
         ("CumConns", cum.to_string()),
         ("CumReq", "0".to_owned()),
         ("ConnRate", p.conn_rate.read().to_string()),
-        ("ConnRateLimit", "0".to_owned()),
+        (
+            "ConnRateLimit",
+            gen.config.global.maxconnrate.unwrap_or(0).to_string(),
+        ),
         ("MaxConnRate", p.conn_rate.max().to_string()),
         ("SessRate", p.sess_rate.read().to_string()),
-        ("SessRateLimit", "0".to_owned()),
+        (
+            "SessRateLimit",
+            gen.config.global.maxsessrate.unwrap_or(0).to_string(),
+        ),
         ("MaxSessRate", p.sess_rate.max().to_string()),
         ("Stopping", "0".to_owned()),
         (

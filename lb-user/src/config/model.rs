@@ -65,6 +65,12 @@ pub struct Global {
     /// `maxconn`: process-wide limit of concurrent client connections. `None` = derived from
     /// `RLIMIT_NOFILE` at start (as HAProxy does).
     pub maxconn: Option<u32>,
+    /// `maxconnrate`: connections the process accepts per second, every frontend. `None`: no
+    /// limit.
+    pub maxconnrate: Option<u32>,
+    /// `maxsessrate`: sessions the process lets in per second, every frontend. `None`: no
+    /// limit.
+    pub maxsessrate: Option<u32>,
     /// `nbthread`: accept/forward threads. `None` = one per CPU.
     pub nbthread: Option<usize>,
     /// `user` (name or numeric uid) to drop to after binding.

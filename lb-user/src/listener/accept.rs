@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
 use super::ctx::ThreadCtx;
-use super::permit::{below_maxconn, below_rate, ConnPermit};
+use super::permit::{below_maxconn, below_rate, rate_limited, ConnPermit};
 use super::serve::handle;
 
 use crate::fd_budget::{self, Use};
@@ -75,7 +75,7 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
             }
         };
         super::trim::accepted();
-        let rate_limited = gen.config.frontends[frontend].rate_limit_sessions.is_some();
+        let rate_limited = rate_limited(&gen, frontend);
         let permit = ConnPermit::count(&gen, frontend, super::spread::accepted(ctx.thread));
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {

@@ -41,19 +41,33 @@ pub(super) async fn below_maxconn(gen: &Generation, frontend: usize) {
     gen.process.conn_released.wait_for(below, || {}).await;
 }
 
-/// Waits until the frontend is below its `rate-limit sessions`, as HAProxy's listeners wait
-/// (`listener_accept`): for as long as its session rate leaves no room for one more, clients
-/// stay in the kernel's backlog.
+/// Waits until the process is below `maxsessrate` and `maxconnrate` and the frontend below
+/// its `rate-limit sessions`, as HAProxy's listeners wait (`listener_accept`): for as long as
+/// one of these rates leaves no room for one more, clients stay in the kernel's backlog.
 pub(super) async fn below_rate(gen: &Generation, frontend: usize) {
-    let Some(limit) = gen.config.frontends[frontend].rate_limit_sessions else {
-        return;
-    };
-    while let Some(wait) = gen.fe_stats[frontend]
-        .sess_rate
-        .wait_for_room(u64::from(limit))
-    {
-        tokio::time::sleep(wait).await;
+    let (g, p) = (&gen.config.global, &gen.process);
+    let limits = [
+        (g.maxsessrate, &p.sess_rate),
+        (g.maxconnrate, &p.conn_rate),
+        (
+            gen.config.frontends[frontend].rate_limit_sessions,
+            &gen.fe_stats[frontend].sess_rate,
+        ),
+    ];
+    for (limit, rate) in limits {
+        let Some(limit) = limit else { continue };
+        while let Some(wait) = rate.wait_for_room(u64::from(limit)) {
+            tokio::time::sleep(wait).await;
+        }
     }
+}
+
+/// Whether a rate limit applies to the frontend's accepts (see [`below_rate`]).
+pub(super) fn rate_limited(gen: &Generation, frontend: usize) -> bool {
+    let g = &gen.config.global;
+    g.maxsessrate.is_some()
+        || g.maxconnrate.is_some()
+        || gen.config.frontends[frontend].rate_limit_sessions.is_some()
 }
 
 impl ConnPermit {

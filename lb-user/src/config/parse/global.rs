@@ -15,6 +15,8 @@ use super::{arity, Diag, Parser};
 pub(super) fn builtin() -> Global {
     Global {
         maxconn: None,
+        maxconnrate: None,
+        maxsessrate: None,
         nbthread: None,
         user: None,
         group: None,
@@ -127,8 +129,8 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("server-state-base", state_file::global_path),
     not_yet("quiet", "quiet mode", optional),
     not_yet("cpu-map", "CPU pinning", any),
-    not_yet("maxconnrate", "rate limiting", count),
-    not_yet("maxsessrate", "rate limiting", count),
+    run("maxconnrate", max_rate),
+    run("maxsessrate", max_rate),
     not_yet("maxsslconn", TLS, count),
     run("ssl-default-bind-ciphers", tls_bind_only),
     run("ssl-default-bind-ciphersuites", tls_bind_only),
@@ -227,6 +229,21 @@ fn maxconn(p: &mut Parser, line: &Line) {
         match parse_u32(&line.words[1], 1, u32::MAX) {
             Ok(v) => p.global.maxconn = Some(v),
             Err(e) => p.diag.err(&line.loc, format!("'maxconn': {e}")),
+        }
+    }
+}
+
+/// `maxconnrate N`, `maxsessrate N`: the process's connections accepted, or sessions let in,
+/// per second (0: no limit, as in HAProxy).
+fn max_rate(p: &mut Parser, line: &Line) {
+    if count(&mut p.diag, line) {
+        let v = parse_u32(&line.words[1], 0, u32::MAX)
+            .ok()
+            .filter(|v| *v > 0);
+        if line.words[0] == "maxconnrate" {
+            p.global.maxconnrate = v;
+        } else {
+            p.global.maxsessrate = v;
         }
     }
 }

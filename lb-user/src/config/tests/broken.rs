@@ -24,6 +24,8 @@ const BROKEN: &[(&str, u32, &str)] = &[
     ("global\n  nbproc 2\n", 2, "multi-process mode was removed in HAProxy 2.5"),
     ("global\n  frobnicate\n", 2, "unknown keyword 'frobnicate' in 'global' section"),
     ("defaults\n  backlog 0\n", 2, "'backlog': 0 out of range"),
+    ("global\n  maxconnrate fast\n", 2, "'maxconnrate': "),
+    ("global\n  maxsessrate\n", 2, "'maxsessrate': expects"),
     ("defaults\n  rate-limit connections 5\n", 2, "'rate-limit': unknown limit 'connections' (expected 'sessions')"),
     ("defaults\n  rate-limit sessions lots\n", 2, "'rate-limit sessions': "),
     ("defaults\n  rate-limit sessions\n", 2, "'rate-limit': expects"),

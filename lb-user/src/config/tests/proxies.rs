@@ -440,6 +440,7 @@ fn the_backlog_is_the_binds_then_the_frontends_then_maxconn() {
 #[test]
 fn rate_limit_sessions_is_a_frontends_and_zero_is_none() {
     let c = ok(&format!("{TIMEOUTS}  rate-limit sessions 50\nfrontend a\n  bind :1\n  default_backend be\nfrontend b\n  bind :2\n  rate-limit sessions 0\n  default_backend be\nfrontend c\n  bind :3\n  rate-limit sessions 7\n  default_backend be\nbackend be\n  rate-limit sessions 9\n  server s 127.0.0.1:2\n"));
+    assert_eq!((c.global.maxconnrate, c.global.maxsessrate), (None, None));
     let limit = |f: usize| c.frontends[f].rate_limit_sessions;
     assert_eq!((limit(0), limit(1), limit(2)), (Some(50), None, Some(7)));
     assert!(has_warning(
@@ -451,6 +452,14 @@ fn rate_limit_sessions_is_a_frontends_and_zero_is_none() {
         .warnings
         .iter()
         .any(|w| w.message.contains("not supported yet")));
+    let c = ok(&format!(
+        "global\n  maxconnrate 100\n  maxsessrate 0\n{TIMEOUTS}backend be\n"
+    ));
+    assert_eq!(
+        (c.global.maxconnrate, c.global.maxsessrate),
+        (Some(100), None)
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
 #[test]
