@@ -130,45 +130,7 @@ backend be
         rejecting < Duration::from_millis(1500),
         "rejected connections waited for the session rate: {rejecting:?}"
     );
-    let started = Instant::now();
-    let barrier = Arc::new(Barrier::new(CLIENTS));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let barrier = barrier.clone();
-            thread::spawn(move || {
-                barrier.wait();
-                let answer = scenarios::who(local(fe));
-                (answer, started.elapsed())
-            })
-        })
-        .collect();
-    let mut done: Vec<Duration> = clients
-        .into_iter()
-        .map(|c| {
-            let (answer, at) = c.join().unwrap();
-            assert_eq!(answer.expect("every client is served in the end"), "s");
-            at
-        })
-        .collect();
-    done.sort();
-    let early = done
-        .iter()
-        .filter(|t| **t < Duration::from_millis(500))
-        .count() as u64;
-    assert!(
-        early <= LIMIT + THREADS,
-        "{early} of {CLIENTS} served in the first 500 ms at {LIMIT} per second (all: {done:?})"
-    );
-    assert!(
-        early >= LIMIT / 2,
-        "the rejected connections used the budget: {early} served in the first 500 ms ({done:?})"
-    );
-    // 25 at 10 per second: the last waits for the rate to leave room twice over.
-    let last = *done.last().unwrap();
-    assert!(
-        last >= Duration::from_millis(1200),
-        "the last client was served after {last:?}"
-    );
+    burst_is_held_at_the_limit(&[fe], "rate-limit sessions");
     // The unlimited frontend is not held back meanwhile.
     let t = Instant::now();
     for _ in 0..3 * LIMIT {

@@ -553,12 +553,21 @@ fn source(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     }
 }
 
+/// A frontend keyword with one positive count (`maxconn N`, `backlog N`); `None` when the
+/// section has no frontend side or the count is bad (both reported).
+fn frontend_count(p: &mut Parser, px: &ProxyDraft, line: &Line) -> Option<u32> {
+    let kw = line.words[0].as_str();
+    if !p.cap(px, line, kw, true, false) || !arity(&mut p.diag, line, 1, 1, 1) {
+        return None;
+    }
+    parse_u32(&line.words[1], 1, u32::MAX)
+        .map_err(|e| p.diag.err(&line.loc, format!("'{kw}': {e}")))
+        .ok()
+}
+
 fn maxconn(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
-    if p.cap(px, line, "maxconn", true, false) && arity(&mut p.diag, line, 1, 1, 1) {
-        match parse_u32(&line.words[1], 1, u32::MAX) {
-            Ok(v) => px.opts.maxconn = Some(v),
-            Err(e) => p.diag.err(&line.loc, format!("'maxconn': {e}")),
-        }
+    if let Some(v) = frontend_count(p, px, line) {
+        px.opts.maxconn = Some(v);
     }
 }
 
@@ -586,11 +595,8 @@ fn rate_limit(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
 
 /// `backlog N`: the listen backlog of the section's binds that have none of their own.
 fn backlog(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
-    if p.cap(px, line, "backlog", true, false) && arity(&mut p.diag, line, 1, 1, 1) {
-        match parse_u32(&line.words[1], 1, u32::MAX) {
-            Ok(v) => px.opts.backlog = Some(v),
-            Err(e) => p.diag.err(&line.loc, format!("'backlog': {e}")),
-        }
+    if let Some(v) = frontend_count(p, px, line) {
+        px.opts.backlog = Some(v);
     }
 }
 
