@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -412,6 +412,10 @@ fn end_of(e: &io::Error) -> End {
 struct Paced<'a> {
     s: &'a TcpStream,
     pace: Duration,
+    /// When a write first failed, taken as the call returns: a reset's error goes to the first
+    /// call that asks, and a reader that asks next sees a clean EOF; which came first is told
+    /// by this, not by when the writer's thread next ran.
+    write_failed: Option<&'a OnceLock<Instant>>,
 }
 
 /// Bytes a paced client moves per call.
@@ -446,6 +450,9 @@ impl Write for Paced<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.limit(buf.len());
         let r = (&mut &*self.s).write(&buf[..n]);
+        if let (Err(_), Some(at)) = (&r, self.write_failed) {
+            let _ = at.set(Instant::now());
+        }
         self.after();
         r
     }
@@ -493,14 +500,24 @@ pub fn run_flow(addr: SocketAddr, h: FlowHeader, pace: Duration, deadline: Insta
         .max(Duration::from_millis(1));
     let _ = s.set_read_timeout(Some(left));
     let _ = s.set_write_timeout(Some(left));
+    let write_failed = OnceLock::new();
     let send = |w: &TcpStream| -> io::Result<Summary> {
         (&mut &*w).write_all(&h.encode())?;
-        let sum = send_stream(&mut Paced { s: w, pace }, h.up_seed(), h.up, deadline)?;
+        let mut paced = Paced {
+            s: w,
+            pace,
+            write_failed: Some(&write_failed),
+        };
+        let sum = send_stream(&mut paced, h.up_seed(), h.up, deadline)?;
         w.shutdown(Shutdown::Write)?;
         Ok(sum)
     };
     let recv = |r: &TcpStream, view: &mut ClientView| match recv_checked(
-        &mut Paced { s: r, pace },
+        &mut Paced {
+            s: r,
+            pace,
+            write_failed: None,
+        },
         h.down_seed(),
         h.down,
         deadline,
@@ -532,7 +549,12 @@ pub fn run_flow(addr: SocketAddr, h: FlowHeader, pace: Duration, deadline: Insta
             } else {
                 recv(&s, &mut view);
                 if view.end == End::Eof {
-                    let sum = send_stream(&mut Paced { s: &s, pace }, h.up_seed(), h.up, deadline)
+                    let mut paced = Paced {
+                        s: &s,
+                        pace,
+                        write_failed: None,
+                    };
+                    let sum = send_stream(&mut paced, h.up_seed(), h.up, deadline)
                         .and_then(|sum| s.shutdown(Shutdown::Write).map(|()| sum));
                     note_send(&mut view, sum, false);
                 }
@@ -547,6 +569,7 @@ pub fn run_flow(addr: SocketAddr, h: FlowHeader, pace: Duration, deadline: Insta
                 recv(&s, &mut view);
                 let read_end = Instant::now();
                 let (sent, send_end) = writer.join().expect("flow writer panicked");
+                let send_end = write_failed.get().copied().unwrap_or(send_end);
                 note_send(&mut view, sent, send_end < read_end);
             });
         }
