@@ -57,7 +57,11 @@ impl FreqCtr {
         if curr == 0 && past <= 1 {
             return past;
         }
-        u64::try_from(total / u128::from(period)).unwrap_or(u64::MAX)
+        // In 64 bits when the total fits (always, for per-second rates of 32-bit counts).
+        match u64::try_from(total) {
+            Ok(t) => t / period,
+            Err(_) => u64::try_from(total / u128::from(period)).unwrap_or(u64::MAX),
+        }
     }
 
     /// The buckets as they stand at `now` (rotated if the period ended), and the events times
@@ -65,16 +69,26 @@ impl FreqCtr {
     /// to come (HAProxy's `freq_ctr_total`).
     fn weighed(&self, period: u64, now: u64) -> (u64, u64, u128) {
         // `remain`: the part of the current period still to come (may go negative).
-        let mut remain = i128::from(self.curr_tick) + i128::from(period) - i128::from(now);
+        let end = self.curr_tick.saturating_add(period);
         let (mut past, mut curr) = (self.prev, self.curr);
-        if remain < 0 {
+        let remain = if now <= end {
+            end - now
+        } else {
             // Past the first period: part of the last one may still count.
-            remain += i128::from(period);
-            past = if remain >= 0 { curr } else { 0 };
+            let late = now - end;
+            past = if late <= period { curr } else { 0 };
             curr = 0;
-        }
-        let remain = u128::try_from(remain.max(0)).unwrap_or(0);
-        let total = u128::from(past) * remain + u128::from(curr) * u128::from(period);
+            period.saturating_sub(late)
+        };
+        // In 64 bits when the products fit (always for 32-bit counts), else in 128.
+        let narrow = past
+            .checked_mul(remain)
+            .zip(curr.checked_mul(period))
+            .and_then(|(a, b)| a.checked_add(b));
+        let total = narrow.map_or_else(
+            || u128::from(past) * u128::from(remain) + u128::from(curr) * u128::from(period),
+            u128::from,
+        );
         (past, curr, total)
     }
 
@@ -114,7 +128,9 @@ impl SharedRate {
         self.add_at(clock())
     }
 
-    fn add_at(&self, now: u64) -> u64 {
+    /// Counts one event at `now` (ms of [`clock`]: one reading for the counters that count
+    /// the same event); returns the rate with it.
+    pub fn add_at(&self, now: u64) -> u64 {
         let now32 = now as u32;
         let mut cur = self.curr.load(Ordering::Relaxed);
         loop {

@@ -79,8 +79,9 @@ impl ConnPermit {
         let cur = fe.cur.fetch_add(1, Ordering::AcqRel) + 1;
         fe.max.fetch_max(cur, Ordering::Relaxed);
         fe.total.fetch_add(1, Ordering::Relaxed);
-        fe.conn_rate.add();
-        gen.process.conn_rate.add();
+        let now = crate::rate::clock();
+        fe.conn_rate.add_at(now);
+        gen.process.conn_rate.add_at(now);
         Self {
             gen: gen.clone(),
             frontend,

@@ -249,8 +249,9 @@ impl Session {
                             .fetch_add(1, Ordering::Relaxed);
                         return Self::reject(verdict, Why::Session);
                     }
-                    self.gen.fe_stats[self.frontend].sess_rate.add();
-                    self.gen.process.sess_rate.add();
+                    let now = crate::rate::clock();
+                    self.gen.fe_stats[self.frontend].sess_rate.add_at(now);
+                    self.gen.process.sess_rate.add_at(now);
                     self.vars.start_stream();
                     self.sticky.session_started();
                     self.phase = Phase::FrontendContent;
