@@ -135,7 +135,7 @@ impl SharedRate {
         let mut cur = self.curr.load(Ordering::Relaxed);
         loop {
             let (tick, count) = ((cur >> 32) as u32, cur as u32);
-            let since = u64::from(now32.wrapping_sub(tick));
+            let since = since(now32, tick);
             let (next, prev) = if cur == 0 {
                 (pack(now32, 1), Some(0))
             } else if since < SECOND {
@@ -187,8 +187,8 @@ impl SharedRate {
             return FreqCtr::default();
         }
         let (tick, count) = ((cur >> 32) as u32, cur as u32);
-        // The bucket's start on the 64-bit clock: at most 49 days before `now`.
-        let since = u64::from((now as u32).wrapping_sub(tick));
+        // The bucket's start on the 64-bit clock.
+        let since = since(now as u32, tick);
         FreqCtr {
             curr_tick: now.saturating_sub(since),
             curr: u64::from(count),
@@ -200,6 +200,13 @@ impl SharedRate {
     pub fn max(&self) -> u64 {
         self.max.load(Ordering::Relaxed)
     }
+}
+
+/// Milliseconds from `tick` to `now` on the 32-bit clock (wrapping every 49 days); 0 when
+/// `now` is before `tick`: another thread read the clock after this one and started the
+/// bucket first, and this event belongs to it.
+fn since(now: u32, tick: u32) -> u64 {
+    u64::try_from(now.wrapping_sub(tick).cast_signed()).unwrap_or(0)
 }
 
 fn pack(tick: u32, count: u32) -> u64 {
@@ -272,6 +279,19 @@ mod tests {
         // After two idle periods the next event starts afresh.
         assert_eq!(s.add_at(9000), 1);
         assert_eq!(s.max(), 10);
+    }
+
+    /// A thread that read the clock just before another one started a new bucket counts in
+    /// that bucket, not as if two periods had passed (which would drop both buckets).
+    #[test]
+    fn an_event_timed_just_before_the_buckets_start_counts_in_it() {
+        let s = SharedRate::default();
+        for _ in 0..5 {
+            s.add_at(5000);
+        }
+        s.add_at(6000);
+        assert_eq!(s.add_at(5999), 5 + 2);
+        assert_eq!(s.read_at(5999), 7);
     }
 
     #[test]
