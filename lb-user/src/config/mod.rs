@@ -7,6 +7,7 @@
 //! its own, and nothing panics on any input.
 
 pub mod ca;
+mod checks;
 mod lex;
 mod model;
 mod parse;
@@ -15,6 +16,7 @@ pub mod state_file;
 #[cfg(test)]
 mod tests;
 
+pub use checks::*;
 pub use model::*;
 
 use std::fmt;
