@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::generation::Generation;
+use crate::rate::SharedRate;
 
 /// A client connection counted against `global maxconn` and the frontend's `maxconn`, and in
 /// its thread's load (see [`super::spread`]); uncounted on drop.
@@ -41,33 +42,41 @@ pub(super) async fn below_maxconn(gen: &Generation, frontend: usize) {
     gen.process.conn_released.wait_for(below, || {}).await;
 }
 
-/// Waits until the process is below `maxsessrate` and `maxconnrate` and the frontend below
-/// its `rate-limit sessions`, as HAProxy's listeners wait (`listener_accept`): for as long as
-/// one of these rates leaves no room for one more, clients stay in the kernel's backlog.
-pub(super) async fn below_rate(gen: &Generation, frontend: usize) {
+/// The rate limits on a frontend's accepts, with the counter each reads: the process's
+/// `maxsessrate` and `maxconnrate`, the frontend's `rate-limit sessions`.
+fn rate_limits(gen: &Generation, frontend: usize) -> [(Option<u32>, &SharedRate); 3] {
     let (g, p) = (&gen.config.global, &gen.process);
-    let limits = [
+    [
         (g.maxsessrate, &p.sess_rate),
         (g.maxconnrate, &p.conn_rate),
         (
             gen.config.frontends[frontend].rate_limit_sessions,
             &gen.fe_stats[frontend].sess_rate,
         ),
-    ];
-    for (limit, rate) in limits {
-        let Some(limit) = limit else { continue };
-        while let Some(wait) = rate.wait_for_room(u64::from(limit)) {
-            tokio::time::sleep(wait).await;
+    ]
+}
+
+/// Waits until every rate limit on the frontend's accepts leaves room for one more, as
+/// HAProxy's listeners wait (`listener_accept`): meanwhile clients stay in the kernel's
+/// backlog. All are looked at again after each wait.
+pub(super) async fn below_rate(gen: &Generation, frontend: usize) {
+    loop {
+        let wait = rate_limits(gen, frontend)
+            .into_iter()
+            .filter_map(|(limit, rate)| rate.wait_for_room(u64::from(limit?)))
+            .max();
+        match wait {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => return,
         }
     }
 }
 
 /// Whether a rate limit applies to the frontend's accepts (see [`below_rate`]).
 pub(super) fn rate_limited(gen: &Generation, frontend: usize) -> bool {
-    let g = &gen.config.global;
-    g.maxsessrate.is_some()
-        || g.maxconnrate.is_some()
-        || gen.config.frontends[frontend].rate_limit_sessions.is_some()
+    rate_limits(gen, frontend)
+        .iter()
+        .any(|(limit, _)| limit.is_some())
 }
 
 impl ConnPermit {
