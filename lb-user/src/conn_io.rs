@@ -37,6 +37,7 @@ pub async fn read_more(
     until: Option<Instant>,
     idle: Option<Instant>,
 ) -> Read {
+    let _on_reactor = crate::ring::spin::OnReactor::enter();
     if buf.len() >= limit {
         return Read::Full;
     }
@@ -99,6 +100,7 @@ pub async fn write_all(
     mut data: &[u8],
     deadline: Option<Instant>,
 ) -> io::Result<()> {
+    let _on_reactor = crate::ring::spin::OnReactor::enter();
     while !data.is_empty() {
         let ready = match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), fd.writable())
@@ -190,6 +192,7 @@ pub async fn pump_until_response(
     client_eof: &mut bool,
     up: &mut u64,
 ) -> Pumped {
+    let _on_reactor = crate::ring::spin::OnReactor::enter();
     let mut chunk = Vec::with_capacity(16 * 1024);
     loop {
         let sleep = async {

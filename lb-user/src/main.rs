@@ -67,6 +67,15 @@ struct Cli {
     sockmap_after: u64,
     #[arg(
         long,
+        value_name = "US",
+        default_value_t = lb_user::ring::spin::DEFAULT_LIMIT_US,
+        help = "Before a thread sleeps, it keeps its CPU up to US microseconds while work comes \
+                that soon (learned per thread), so the next completion needs no wake of an idle \
+                CPU (0: sleep at once)"
+    )]
+    spin_us: u32,
+    #[arg(
+        long,
         default_value = "info",
         help = "Log level (error, warn, info, debug, trace); RUST_LOG overrides it"
     )]
@@ -218,6 +227,7 @@ fn ctl(socket: &Path, timeout: Duration, action: &CtlAction) -> ExitCode {
 }
 
 fn run(cli: &Cli, notify: &lb_user::notify::Notifier) -> anyhow::Result<()> {
+    lb_user::ring::spin::set_limit(Duration::from_micros(u64::from(cli.spin_us)));
     if let Some(Command::Demo { port, dataplane }) = &cli.command {
         let (port, dataplane) = (*port, *dataplane);
         let (config, text) = lb_user::demo::start(port)?;

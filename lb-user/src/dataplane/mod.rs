@@ -656,6 +656,8 @@ impl Dataplane {
         pre: (u64, u64),
         started: Instant,
     ) -> FlowReport {
+        // The thread's reactor drives the flow from here: no spinning on the ring meanwhile.
+        let _on_reactor = crate::ring::spin::OnReactor::enter();
         match self {
             Self::Splice => {
                 if client.reactor().is_err() || server.reactor().is_err() {

@@ -33,6 +33,7 @@ pub(super) async fn close_unserved(client: OwnedFd) {
 
 /// [`close_unserved`] for a client the connection holds.
 pub(super) async fn drain_unserved(client: &mut Sock) {
+    let _on_reactor = crate::ring::spin::OnReactor::enter();
     if sockopt::shutdown_write(client.fd()).is_err() {
         return;
     }

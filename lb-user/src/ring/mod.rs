@@ -16,6 +16,7 @@ pub mod direct;
 #[cfg(test)]
 mod flow_tests;
 mod op;
+pub mod spin;
 mod timer;
 #[cfg(test)]
 mod turn_tests;
@@ -91,6 +92,10 @@ struct Ring {
     /// The ring's loop, to wake when a flow left or an earlier timer was queued (see
     /// [`Ring::wake_loop`]); set by the loop each time it runs.
     waker: Option<Waker>,
+    /// Whether the park hook's turn woke a task (the thread then has work: no spinning).
+    woke: bool,
+    /// The wait before the thread sleeps.
+    spin: spin::Spin,
 }
 
 /// The ring's fd, for the reactor (the ring itself stays in [`RING`]).
@@ -127,6 +132,8 @@ fn install_sized(sizes: Sizes) -> io::Result<impl Future<Output = ()>> {
         serial: 0,
         finished: Vec::new(),
         waker: None,
+        woke: false,
+        spin: spin::Spin::new(),
     };
     if let Some(provide) = ring.bufs.provide_all(&ring.uring, sizes.buf_ring) {
         ring.push(&provide);
@@ -143,11 +150,14 @@ fn install_sized(sizes: Sizes) -> io::Result<impl Future<Output = ()>> {
 /// The thread's `io_uring`. `IORING_SETUP_COOP_TASKRUN` (Linux 5.19): a completion that
 /// arrives while the thread runs is posted at its next entry into the kernel (it enters at
 /// every park of its loop) instead of through an inter-processor interrupt that stops it
-/// mid-turn; a sleeping thread is still woken at once. Kernels without it get a plain ring.
+/// mid-turn; a sleeping thread is still woken at once. `IORING_SETUP_TASKRUN_FLAG` says so in
+/// the ring's shared flags meanwhile, which a spinning thread watches ([`spin`]). Kernels
+/// without them get a plain ring.
 fn new_uring(sizes: Sizes) -> io::Result<IoUring> {
     match IoUring::builder()
         .setup_cqsize(sizes.cq)
         .setup_coop_taskrun()
+        .setup_taskrun_flag()
         .build(sizes.sq)
     {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -169,6 +179,7 @@ pub fn thread_runtime() -> io::Result<tokio::runtime::LocalRuntime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_park(submit)
+        .on_thread_unpark(unparked)
         .build_local(tokio::runtime::LocalOptions::default())
 }
 
@@ -180,12 +191,22 @@ pub fn available() -> bool {
 /// Submits what this turn queued: one `io_uring_enter` for all the flows of the turn, none
 /// when nothing was queued. What completed at once (a send the socket took, a receive linked
 /// behind it that found bytes waiting) is handled here too and what it queued submitted, in
-/// up to [`ROUNDS`] rounds, so an exchange does not wait for a wake of the loop per step. The
-/// runtime's park hook.
+/// up to [`ROUNDS`] rounds, so an exchange does not wait for a wake of the loop per step.
+/// Then, when the turn left the thread nothing to do, the thread keeps its CPU for a while
+/// ([`spin`]) and takes in this hook what comes meanwhile. The runtime's park hook.
 pub fn submit() {
     RING.with(|r| {
         if let Some(ring) = r.borrow_mut().as_mut() {
-            ring.turn();
+            ring.park();
+        }
+    });
+}
+
+/// The runtime's unpark hook: the sleep that ended teaches the spin.
+fn unparked() {
+    RING.with(|r| {
+        if let Some(ring) = r.borrow_mut().as_mut() {
+            ring.spin.woke();
         }
     });
 }
@@ -370,13 +391,34 @@ impl Ring {
     }
 
     /// Wakes the ring's loop (a flow left, or an earlier timer was queued).
-    fn wake_loop(&self) {
+    fn wake_loop(&mut self) {
         if let Some(waker) = &self.waker {
+            self.woke = true;
             waker.wake_by_ref();
         }
     }
 
-    /// The park hook's work: see [`submit`].
+    /// The park hook's work: see [`submit`]. Turns, and spins while the turn leaves the
+    /// thread idle and work comes within the spin: a completion of a task's operation (an
+    /// accept, a connect) ends it for the loop to take.
+    fn park(&mut self) {
+        loop {
+            self.woke = false;
+            self.turn();
+            if self.woke || !self.uring.completion().is_empty() {
+                return;
+            }
+            let uring = &mut self.uring;
+            if !self
+                .spin
+                .wait(|| !uring.completion().is_empty() || uring.submission().taskrun())
+            {
+                return;
+            }
+        }
+    }
+
+    /// Submits and reaps the flows' completions: see [`submit`].
     fn turn(&mut self) {
         // The clock is read once, at the first completion, for every round of this turn.
         let mut now = None;
@@ -405,8 +447,10 @@ impl Ring {
         flows
     }
 
+    /// Submits what is queued; with nothing queued, enters the kernel only to post the
+    /// completions it holds for this thread (`IORING_SQ_TASKRUN`).
     fn submit(&mut self) {
-        if self.uring.submission().is_empty() {
+        if self.uring.submission().is_empty() && !self.uring.submission().taskrun() {
             return;
         }
         if let Err(e) = self.uring.submit() {

@@ -256,6 +256,7 @@ impl Ring {
         }
         op.result = Some(res);
         if let Some(w) = op.waker.take() {
+            self.woke = true;
             w.wake();
         }
     }
