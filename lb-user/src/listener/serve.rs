@@ -202,8 +202,7 @@ async fn to_server(
         0
     };
     // Only some connects need to know now whether bytes wait for the server (see `Opening`).
-    let has_data =
-        Opening::needs_data(be, slot.conf()) && !first_bytes(sess, &slot, head, route).is_empty();
+    let has_data = Opening::needs_data(be, slot.conf()) && has_first_bytes(&slot, head, route);
     let connected = connect_with_retries(
         gen,
         table,
@@ -256,6 +255,11 @@ fn first_bytes(sess: &Session, slot: &ServerSlot, head: &[u8], route: &session::
     let mut first = proxy_header(sess, slot.conf());
     first.extend_from_slice(&head[route.consumed.min(head.len())..]);
     first
+}
+
+/// Whether [`first_bytes`] has any, without building them (a PROXY header is never empty).
+fn has_first_bytes(slot: &ServerSlot, head: &[u8], route: &session::Route) -> bool {
+    slot.conf().proxy.version.is_some() || route.consumed < head.len()
 }
 
 /// Writes the server's first bytes and runs the `tcp-response` rules: the pair is then ready
