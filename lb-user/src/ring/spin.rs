@@ -10,11 +10,12 @@
 //! few tens of microseconds after its work, watching its ring, takes the next completion at
 //! once; one that yields the CPU meanwhile (`sched_yield`) delays no other thread of that CPU.
 //!
-//! How long to keep the CPU is learned as the kernel's `haltpoll` idle governor learns it for
-//! a guest's vCPU: a wait that ended within the limit but after the window grows the window
-//! (doubling, from a quarter of the limit), a wait longer than the limit halves it. A thread
-//! whose next work comes seldom soon spins for nothing; one in a stream of short exchanges
-//! spins for each. `--spin-us 0` turns it off.
+//! How long to keep the CPU is learned much as the kernel's `haltpoll` idle governor learns
+//! it for a guest's vCPU: a wait (spin and sleep) that ended within the limit but after the
+//! window grows the window (doubling, from a quarter of the limit), a wait longer than the
+//! limit halves it, since no spin within the limit would have caught it. A thread whose next
+//! work seldom comes that soon stops spinning; one in a stream of short exchanges spins for
+//! each. `--spin-us 0` turns it off.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -121,19 +122,18 @@ impl Spin {
         }
     }
 
-    /// A sleep of `slept` (after a spin of the window): short ones grow the window, long ones
-    /// shrink it.
+    /// A sleep of `slept` after a spin of the window: a wait (spin and sleep) within the limit
+    /// grows the window, since a longer spin would have caught it; a longer one shrinks it,
+    /// since no spin within the limit would have, and the spin was CPU spent for nothing.
     fn learn(&mut self, slept: Duration) {
-        let spun_and_slept = slept + self.window;
-        if spun_and_slept <= self.limit {
-            // The work came soon after the spin gave up: a longer spin would have caught it.
+        if slept + self.window <= self.limit {
             let grown = if self.window.is_zero() {
                 self.limit / 4
             } else {
                 self.window * 2
             };
             self.window = grown.min(self.limit);
-        } else if slept > self.limit {
+        } else {
             self.window /= 2;
             if self.window < Duration::from_micros(1) {
                 self.window = Duration::ZERO;
@@ -153,28 +153,47 @@ mod tests {
 
     const LIMIT: Duration = Duration::from_micros(50);
 
-    fn slept(spin: &mut Spin, d: Duration) {
+    /// The thread's next work comes `w` after the thread ran out of it: the spin catches it
+    /// when its window is as long, else the thread spins the window and sleeps the rest.
+    /// Whether the spin caught it.
+    fn waited(spin: &mut Spin, w: Duration) -> bool {
+        let window = spin.window();
+        if w <= window {
+            return true;
+        }
         assert!(!spin.wait(|| false));
-        spin.slept_at = Instant::now().checked_sub(d);
+        spin.slept_at = Instant::now().checked_sub(w.saturating_sub(window));
         spin.woke();
+        false
     }
 
+    const US: Duration = Duration::from_micros(1);
+
     #[test]
-    fn short_sleeps_grow_the_window_to_the_limit_and_long_ones_shrink_it_to_nothing() {
+    fn waits_within_the_limit_grow_the_window_and_longer_ones_shrink_it_to_nothing() {
         let mut spin = Spin::with_limit(LIMIT);
         assert_eq!(spin.window(), Duration::ZERO);
-        slept(&mut spin, Duration::from_micros(5));
+        // Work 30 us apart: missed while the window is shorter, each miss doubling it.
+        assert!(!waited(&mut spin, 30 * US));
         assert_eq!(spin.window(), LIMIT / 4);
-        slept(&mut spin, Duration::from_micros(5));
+        assert!(!waited(&mut spin, 30 * US));
         assert_eq!(spin.window(), LIMIT / 2);
-        slept(&mut spin, Duration::from_micros(5));
-        slept(&mut spin, Duration::from_micros(5));
+        assert!(!waited(&mut spin, 30 * US));
         assert_eq!(spin.window(), LIMIT);
-        // A wait between the window and the limit: neither.
-        slept(&mut spin, Duration::from_micros(40));
-        assert_eq!(spin.window(), LIMIT);
+        assert!(waited(&mut spin, 30 * US));
+        // Work a little further apart than the limit (a peer that thinks 60 us between
+        // requests): no spin within the limit catches it, so the spins stop.
+        for _ in 0..7 {
+            assert!(!waited(&mut spin, 60 * US));
+        }
+        assert_eq!(spin.window(), Duration::ZERO);
+        assert!(!waited(&mut spin, 60 * US));
+        assert_eq!(spin.window(), Duration::ZERO);
+        // Short waits again: it grows again; idle, it goes back to nothing.
+        assert!(!waited(&mut spin, 5 * US));
+        assert_eq!(spin.window(), LIMIT / 4);
         for _ in 0..6 {
-            slept(&mut spin, Duration::from_millis(2));
+            assert!(!waited(&mut spin, 2000 * US));
         }
         assert_eq!(spin.window(), Duration::ZERO);
     }
