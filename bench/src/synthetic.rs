@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::data::Verify;
 use crate::report::{Metric, Results};
@@ -144,9 +144,9 @@ pub fn rate(c: &mut Ctx, running: &mut [Target]) {
             }
             let _ = echo;
             alive(r, &mut c.res);
-            // TIME_WAIT of this run is on other source addresses; a short breather lets
-            // the proxy's own closes finish before the next target is measured.
-            std::thread::sleep(Duration::from_millis(300));
+            // The clients' TIME_WAIT is on other source addresses (see `load::source_ip`),
+            // the proxy's to the echo server is not: the next proxy connects there too.
+            crate::targets::ports_reusable();
         }
     }
 }

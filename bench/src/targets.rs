@@ -603,6 +603,29 @@ pub fn free_loopback_ports(n: usize, avoid: &[u16]) -> Result<Vec<SocketAddr>, T
     Ok(out)
 }
 
+/// How long a loopback connection stays in `TIME_WAIT` before a connect to the same server may
+/// take its port: `net.ipv4.tcp_tw_reuse` (2, loopback only, the default) lets a connect reuse
+/// it once a second passed (`tcp_twsk_unique`: the monotonic second of its last timestamp on
+/// older kernels, a second since it entered `TIME_WAIT` on newer ones); until then connects
+/// search the port range past it.
+const TIME_WAIT_REUSE: Duration = Duration::from_millis(1_050);
+
+/// Waits until the `TIME_WAIT` connections the last run left can be reused, before the next
+/// target's run against the same server. Every proxy connects to its server from 127.0.0.1
+/// (and so do the real clients' `direct` runs): a run with a connection per request leaves
+/// thousands of them to the server's port, and without this wait the next run paid for the
+/// last one's. In the real clients' rounds, whose rotation keeps the targets' cyclic order,
+/// `lb-auto` came right after `direct` (whose clients connect twice as fast as a proxy's) in
+/// every round but the first: in 10-round runs of `redis-benchmark -k 0` (2 000 connections
+/// per test) SET through `lb-auto` fell to 5 300–6 300 requests/s in one or two rounds of every
+/// run against 11 500–14 400 in the others (`lb-splice`, second after `direct`, down to
+/// 6 700–9 200), HAProxy and `lb-sockmap` never below 9 500; with only `lb-auto`, HAProxy and
+/// `direct` running, HAProxy fell to 6 000 in the rounds it followed `direct`. With the wait,
+/// none.
+pub fn ports_reusable() {
+    std::thread::sleep(TIME_WAIT_REUSE);
+}
+
 /// A loopback port nobody listens on now (bound to `:0`, then released).
 pub fn free_loopback_port() -> Result<SocketAddr, TargetError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| TargetError::Write {

@@ -184,7 +184,7 @@ impl Job {
     }
 
     /// Whether the job opens a connection per request or transaction: its runs leave
-    /// thousands of `TIME_WAIT` connections to its server behind (see [`ports_reusable`]).
+    /// thousands of `TIME_WAIT` connections to its server behind (see [`crate::targets::ports_reusable`]).
     pub fn churns_connections(self) -> bool {
         matches!(
             self,
@@ -249,28 +249,6 @@ pub fn rotation<T: Copy>(targets: &[T], round: usize) -> Vec<T> {
     }
     let k = round % targets.len();
     targets[k..].iter().chain(&targets[..k]).copied().collect()
-}
-
-/// How long a loopback connection stays in `TIME_WAIT` before a connect to the same server may
-/// take its port: `net.ipv4.tcp_tw_reuse` (2, loopback only, the default) lets a connect reuse
-/// it once a second passed (`tcp_twsk_unique`: the monotonic second of its last timestamp on
-/// older kernels, a second since it entered `TIME_WAIT` on newer ones); until then connects
-/// search the port range past it.
-const TIME_WAIT_REUSE: Duration = Duration::from_millis(1_050);
-
-/// Waits until the `TIME_WAIT` connections the last run left can be reused, before the next
-/// target's run of the same job. A connection-per-request run leaves thousands of them to the
-/// server's port, and every target connects to that port from 127.0.0.1 (the proxies, and
-/// the clients of `direct`): without this wait the next run paid for the last one's. The
-/// rotation keeps the targets' cyclic order, so one target always came right after `direct`,
-/// whose clients connect twice as fast as a proxy's: `lb-auto` in every round but the first.
-/// Ten rounds of `redis-benchmark -k 0` (2 000 connections per test) showed it: SET through
-/// `lb-auto` at 5 300–6 300 requests/s in one or two rounds of every run against 11 500–14 400
-/// in the others (`lb-splice`, second after `direct`, down to 6 700–9 200), HAProxy and
-/// `lb-sockmap` never below 9 500; with only `lb-auto`, HAProxy and `direct` running, HAProxy
-/// fell to 6 000 in the rounds it followed `direct`. With the wait, none.
-fn ports_reusable() {
-    std::thread::sleep(TIME_WAIT_REUSE);
 }
 
 /// The busiest the machine may be (share of all CPUs' time, over [`SETTLE_WINDOW`]) for the
@@ -497,7 +475,7 @@ pub fn run(plan: &Plan, programs: &Programs, tmp: &Path) -> Results {
                 let order = rotation(&(0..targets.len()).collect::<Vec<_>>(), round);
                 for (n, &i) in order.iter().enumerate() {
                     if n > 0 && job.churns_connections() {
-                        ports_reusable();
+                        crate::targets::ports_reusable();
                     }
                     run_one(
                         &servers,
