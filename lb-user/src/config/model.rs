@@ -400,6 +400,14 @@ pub struct BindOptions {
     /// The frontend's `option tcp-smart-accept` (a proxy option that `HAProxy` too applies to
     /// each of the proxy's listeners): `TCP_QUICKACK` off on the listener.
     pub smart_accept: bool,
+    /// `mss N`: a positive `N` is the MSS the listener advertises (`TCP_MAXSEG`), which the
+    /// connections it accepts keep. A negative one (`HAProxy`: lower each accepted connection's
+    /// MSS by `-N`) is kept but does nothing, with a warning: on Linux a connection's MSS is
+    /// settled by its handshake, and `TCP_MAXSEG` set after the accept, as `HAProxy` does it,
+    /// changes nothing.
+    pub mss: Option<i32>,
+    /// `tcp-ut`: `TCP_USER_TIMEOUT` of the listener, inherited by the connections it accepts.
+    pub user_timeout: Option<std::time::Duration>,
     /// The listen backlog, `HAProxy`'s rule (`listener_backlog`): the line's `backlog`, else
     /// its frontend's `backlog`, else its frontend's `maxconn`, else the global `maxconn`
     /// given in the configuration; `None`: [`BindOptions::DEFAULT_BACKLOG`]. The kernel caps
@@ -693,6 +701,10 @@ pub struct Server {
     /// `tfo`: TCP Fast Open to the server: a connection's first bytes ride in its SYN (see
     /// `listener::connect`).
     pub tfo: bool,
+    /// `tcp-ut`: `TCP_USER_TIMEOUT` of lb's connections to the server: how long sent bytes may
+    /// stay unacknowledged before the kernel aborts the connection (`None`: the kernel's
+    /// retransmission limits, ~15 minutes).
+    pub tcp_ut: Option<std::time::Duration>,
 }
 
 /// `source`: where lb's connections to a server, and its health checks, come from.

@@ -55,7 +55,24 @@ pub fn apply_bind_options(
             log::warn!("{addr}: cannot enable TCP_FASTOPEN: {e}");
         }
     }
+    if let Some(mss) = opts.mss.filter(|m| *m > 0) {
+        if let Err(e) = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss) {
+            log::warn!("{addr}: cannot set the MSS to {mss}: {e}");
+        }
+    }
+    if let Some(t) = opts.user_timeout {
+        if let Err(e) = set_user_timeout(fd, t) {
+            log::warn!("{addr}: cannot set TCP_USER_TIMEOUT: {e}");
+        }
+    }
     Ok(())
+}
+
+/// `TCP_USER_TIMEOUT` (`tcp-ut` on a `bind` or a `server`): how long sent bytes may stay
+/// unacknowledged before the kernel aborts the connection, in milliseconds.
+pub fn set_user_timeout(fd: RawFd, t: Duration) -> io::Result<()> {
+    let ms = t.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms)
 }
 
 /// Applies what a listening socket must get after `listen(2)`, which resets its ACK state:

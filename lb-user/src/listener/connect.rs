@@ -10,16 +10,21 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Backend, Frontend, Keepalive, Server, Source};
+use crate::config::{Backend, Frontend, Keepalive, Server};
 use crate::dataplane::{sockopt, Sock};
 use crate::generation::Generation;
 use crate::ring::ConnectFailed;
 use crate::table::{BackendTable, ServerSlot};
 
-/// Socket options of either side: `TCP_NODELAY`, keepalive when configured.
-pub(super) fn tune(fd: &OwnedFd, ka: &Keepalive) -> io::Result<()> {
+/// Socket options of a connection to a server: `TCP_NODELAY`, keepalive and the server's
+/// `tcp-ut` when configured.
+fn tune(fd: &OwnedFd, ka: &Keepalive, user_timeout: Option<Duration>) -> io::Result<()> {
     sockopt::set_nodelay(fd.as_fd())?;
-    sockopt::set_keepalive(fd.as_fd(), ka)
+    sockopt::set_keepalive(fd.as_fd(), ka)?;
+    match user_timeout {
+        Some(t) => sockopt::set_user_timeout(fd.as_raw_fd(), t),
+        None => Ok(()),
+    }
 }
 
 /// The local address of a client accepted on `bound`: that address itself when it names one
@@ -53,8 +58,8 @@ pub(super) enum ConnectError {
     Io(#[from] io::Error),
 }
 
-/// One non-blocking connect to `addr` (from `source` when the server or its backend has one),
-/// bounded by `timeout connect`. With `tfo`, TCP Fast Open (`TCP_FASTOPEN_CONNECT`): where the
+/// One non-blocking connect to `server` at `addr` (from its `source` when it or its backend has
+/// one; its `tcp-ut` when it has one), bounded by `timeout connect`. With `tfo`, TCP Fast Open (`TCP_FASTOPEN_CONNECT`): where the
 /// kernel holds the server's cookie the connect completes at once and the first write sends
 /// the SYN with its bytes; else the cookie is asked for in a plain handshake. On a thread with
 /// a ring, the connect goes through it (its timeout linked to it): the socket stays off the
@@ -62,11 +67,12 @@ pub(super) enum ConnectError {
 /// reactor, registered once for the connect, the first bytes and the data plane.
 pub(super) async fn connect(
     addr: SocketAddr,
-    source: Option<&Source>,
+    server: &Server,
     Opening { tfo, delay_ack }: Opening,
     ka: &Keepalive,
     timeout: Option<Duration>,
 ) -> Result<Sock, ConnectError> {
+    let source = server.source.as_ref();
     // Non-blocking and close-on-exec from creation: no fcntl afterwards.
     let sock = Socket::new(
         Domain::for_address(addr),
@@ -74,7 +80,7 @@ pub(super) async fn connect(
         Some(Protocol::TCP),
     )?;
     let fd: OwnedFd = sock.into();
-    tune(&fd, ka)?;
+    tune(&fd, ka, server.tcp_ut)?;
     if let Some(src) = source {
         sockopt::bind_source(fd.as_fd(), src, addr)?;
     }
@@ -193,7 +199,7 @@ pub(super) async fn connect_with_retries(
         let started = tokio::time::Instant::now();
         let result = connect(
             slot.target(dst_port),
-            slot.conf().source.as_ref(),
+            slot.conf(),
             Opening::new(be, slot.conf(), attempt, has_data),
             &be.keepalive,
             be.timeouts.connect,

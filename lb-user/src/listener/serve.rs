@@ -81,8 +81,8 @@ async fn serve(
     connect_line: &dyn Fn(&SocketAddr, &SocketAddr),
 ) -> Option<(Served, Option<(Box<Session>, ToPlane)>)> {
     let fe: &Frontend = &gen.config.frontends[frontend];
-    // Non-blocking from `accept4`, `TCP_NODELAY` from the listener: only keepalive, when
-    // configured, is set here.
+    // Non-blocking from `accept4`, `TCP_NODELAY` (and a bind's `mss`, `tcp-ut`) from the
+    // listener: only keepalive, when configured, is set here.
     let setup = sockopt::set_keepalive(client.as_fd(), &fe.keepalive)
         .and_then(|()| client_local(fe, bound, &client));
     let local = match setup {

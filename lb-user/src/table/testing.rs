@@ -38,6 +38,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         template: false,
         source: None,
         tfo: false,
+        tcp_ut: None,
     }
 }
 

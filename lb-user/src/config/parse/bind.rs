@@ -2,7 +2,7 @@
 //! is handled.
 
 use super::super::lex::Line;
-use super::super::scalar::{parse_bind_addrs, parse_u32};
+use super::super::scalar::{parse_bind_addrs, parse_time, parse_u32, TimeUnit};
 use super::super::{Bind, BindOptions, Loc};
 use super::proxy::ProxyDraft;
 use super::Parser;
@@ -60,6 +60,17 @@ fn positive(v: &str) -> Result<(), String> {
     parse_u32(v, 1, u32::MAX).map(|_| ())
 }
 
+/// `mss`: a non-zero MSS of at most 65535 either way, as `HAProxy` takes it (negative: how
+/// much to lower each accepted connection's, see [`BindOptions::mss`]).
+fn parse_mss(v: &str) -> Result<i32, String> {
+    match v.parse::<i32>() {
+        Ok(n) if n != 0 && n.unsigned_abs() <= 65_535 => Ok(n),
+        _ => Err(format!(
+            "expects an MSS with an absolute value between 1 and 65535, not '{v}'"
+        )),
+    }
+}
+
 /// Every `bind` option lb knows.
 const BIND_OPTIONS: &[BindOption] = &[
     BindOption {
@@ -84,7 +95,13 @@ const BIND_OPTIONS: &[BindOption] = &[
     valued("namespace"),
     valued("id"),
     valued("nice"),
-    valued("mss"),
+    BindOption {
+        name: "mss",
+        handling: Handling::Checked(|o, v| {
+            o.mss = Some(parse_mss(v)?);
+            Ok(())
+        }),
+    },
     valued("level"),
     valued("severity-output"),
     valued("user"),
@@ -92,7 +109,14 @@ const BIND_OPTIONS: &[BindOption] = &[
     valued("uid"),
     valued("gid"),
     valued("mode"),
-    valued("tcp-ut"),
+    BindOption {
+        name: "tcp-ut",
+        handling: Handling::Checked(|o, v| {
+            let t = parse_time(v, TimeUnit::Ms)?;
+            o.user_timeout = (!t.is_zero()).then_some(t);
+            Ok(())
+        }),
+    },
     valued("label"),
     valued("proto"),
     BindOption {
@@ -218,6 +242,16 @@ impl Parser {
         }
         if !ok {
             return;
+        }
+        if let Some(m) = opts.mss.filter(|m| *m < 0) {
+            self.diag.warn(
+                &line.loc,
+                format!(
+                    "'bind' option 'mss {m}' does nothing on Linux: a connection's MSS is \
+                     settled by its handshake, and lowering it after the accept (as HAProxy \
+                     does) changes nothing; ignored"
+                ),
+            );
         }
         if !not_yet.is_empty() {
             let list = not_yet

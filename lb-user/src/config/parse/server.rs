@@ -85,6 +85,8 @@ pub(super) struct ServerParams {
     /// `source` (see [`super::source`]).
     pub(super) source: Option<Source>,
     pub(super) tfo: bool,
+    /// `tcp-ut` (see [`crate::config::Server::tcp_ut`]).
+    pub(super) tcp_ut: Option<std::time::Duration>,
 }
 
 /// The PROXY protocol settings of a `server`/`default-server` line: HAProxy keeps v1 and v2 as
@@ -130,6 +132,7 @@ impl Default for ServerParams {
             proxy: ProxyParams::default(),
             source: None,
             tfo: false,
+            tcp_ut: None,
         }
     }
 }
@@ -293,6 +296,7 @@ impl Parser {
                 template,
                 source: params.source.clone(),
                 tfo: params.tfo,
+                tcp_ut: params.tcp_ut,
             },
             explicit_id,
         ));

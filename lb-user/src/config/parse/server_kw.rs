@@ -177,6 +177,7 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     not_yet("pool-purge-delay", VALUE, CONNECTION),
     not_yet("proto", VALUE, CONNECTION),
     flag("tfo", tfo),
+    value("tcp-ut", tcp_ut),
     not_yet("namespace", VALUE, CONNECTION),
     value("source", source),
     value("interface", interface),
@@ -401,6 +402,13 @@ fn init_addr(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
         }
     }
     c.params.init_addr = Some(methods);
+    Ok(())
+}
+
+/// `tcp-ut DELAY` (milliseconds when bare; 0: the kernel's default, as in `HAProxy`).
+fn tcp_ut(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let t = parse_time(arg, TimeUnit::Ms).map_err(|e| format!("'{p}': {e}"))?;
+    c.params.tcp_ut = (!t.is_zero()).then_some(t);
     Ok(())
 }
 

@@ -475,6 +475,50 @@ fn bind_socket_options_are_kept() {
 }
 
 #[test]
+fn bind_mss_and_user_timeout_are_kept_and_checked() {
+    let c = ok(&format!("{TIMEOUTS}frontend fe\n  bind :1 mss 1200 tcp-ut 30s\n  bind :2 mss -40 tcp-ut 500\n  bind :3 tcp-ut 0\n  default_backend be\nbackend be\n  server s 127.0.0.1:2 tcp-ut 20s\n  server t 127.0.0.1:3\n"));
+    let b = &c.frontends[0].binds;
+    assert_eq!(
+        (b[0].opts.mss, b[0].opts.user_timeout),
+        (Some(1200), Some(Duration::from_secs(30)))
+    );
+    assert_eq!(
+        (b[1].opts.mss, b[1].opts.user_timeout),
+        (Some(-40), Some(Duration::from_millis(500)))
+    );
+    assert_eq!((b[2].opts.mss, b[2].opts.user_timeout), (None, None));
+    let servers = &c.backends[0].servers;
+    assert_eq!(servers[0].tcp_ut, Some(Duration::from_secs(20)));
+    assert_eq!(servers[1].tcp_ut, None);
+    // A negative MSS is HAProxy's "lower each accepted connection's": nothing on Linux.
+    let warned: Vec<&str> = c.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert!(
+        warned.len() == 1 && warned[0].contains("'mss -40' does nothing on Linux"),
+        "{warned:?}"
+    );
+    for bad in ["mss 0", "mss 65536", "mss -70000", "mss x"] {
+        let e = err(&format!(
+            "{TIMEOUTS}frontend fe\n  bind :1 {bad}\n  default_backend be\nbackend be\n"
+        ));
+        assert!(
+            e.contains("t.cfg:") && e.contains("'bind' option 'mss'"),
+            "{bad}: {e}"
+        );
+    }
+    let e = err(&format!(
+        "{TIMEOUTS}frontend fe\n  bind :1 tcp-ut soon\n  default_backend be\nbackend be\n  server s 127.0.0.1:2 tcp-ut 3q\n"
+    ));
+    assert!(
+        e.contains("'bind' option 'tcp-ut': invalid time 'soon'"),
+        "{e}"
+    );
+    assert!(
+        e.contains("server 'be/s': 'tcp-ut': invalid time '3q'"),
+        "{e}"
+    );
+}
+
+#[test]
 fn check_addr_may_be_a_host_name() {
     let c = ok(&format!(
         "{TIMEOUTS}backend be\n  server s 127.0.0.1:2 check addr localhost port 8008\n"
