@@ -216,29 +216,19 @@ backend be
             // The side that stays writes to the one that vanished; lb's socket toward it is
             // left with bytes nobody acknowledges.
             let what = format!("{plane}, {side} vanished, tcp-ut {with_ut}");
-            let ended = if side == "client" {
-                vanish(&client);
-                s.write_all(&vec![7u8; 64 << 10]).unwrap();
-                ends_within(
-                    &mut s,
-                    if with_ut {
-                        ENDS_WITHIN
-                    } else {
-                        STILL_OPEN_AFTER
-                    },
-                )
+            let (gone, stays) = if side == "client" {
+                (&client, &mut s)
             } else {
-                vanish(&server_host);
-                c.write_all(&vec![7u8; 64 << 10]).unwrap();
-                ends_within(
-                    &mut c,
-                    if with_ut {
-                        ENDS_WITHIN
-                    } else {
-                        STILL_OPEN_AFTER
-                    },
-                )
+                (&server_host, &mut c)
             };
+            vanish(gone);
+            stays.write_all(&vec![7u8; 64 << 10]).unwrap();
+            let wait = if with_ut {
+                ENDS_WITHIN
+            } else {
+                STILL_OPEN_AFTER
+            };
+            let ended = ends_within(stays, wait);
             eprintln!("{what}: the other side saw the end after {ended:?}");
             if with_ut {
                 assert!(
