@@ -17,14 +17,14 @@ use crate::ring::ConnectFailed;
 use crate::table::{BackendTable, ServerSlot};
 
 /// Socket options of a connection to a server: `TCP_NODELAY`, keepalive and the server's
-/// `tcp-ut` when configured.
+/// `tcp-ut` when configured (best effort, as in `HAProxy`: the connection works without it).
 fn tune(fd: &OwnedFd, ka: &Keepalive, user_timeout: Option<Duration>) -> io::Result<()> {
     sockopt::set_nodelay(fd.as_fd())?;
     sockopt::set_keepalive(fd.as_fd(), ka)?;
-    match user_timeout {
-        Some(t) => sockopt::set_user_timeout(fd.as_raw_fd(), t),
-        None => Ok(()),
+    if let Some(t) = user_timeout {
+        let _ = sockopt::set_user_timeout(fd.as_raw_fd(), t);
     }
+    Ok(())
 }
 
 /// The local address of a client accepted on `bound`: that address itself when it names one
@@ -59,9 +59,10 @@ pub(super) enum ConnectError {
 }
 
 /// One non-blocking connect to `server` at `addr` (from its `source` when it or its backend has
-/// one; its `tcp-ut` when it has one), bounded by `timeout connect`. With `tfo`, TCP Fast Open (`TCP_FASTOPEN_CONNECT`): where the
-/// kernel holds the server's cookie the connect completes at once and the first write sends
-/// the SYN with its bytes; else the cookie is asked for in a plain handshake. On a thread with
+/// one; its `tcp-ut` when it has one), bounded by `timeout connect`. With `tfo`, TCP Fast Open
+/// (`TCP_FASTOPEN_CONNECT`): where the kernel holds the server's cookie the connect completes
+/// at once and the first write sends the SYN with its bytes; else the cookie is asked for in
+/// a plain handshake. On a thread with
 /// a ring, the connect goes through it (its timeout linked to it): the socket stays off the
 /// reactor until a step needs it there. Without, the socket comes back on the thread's
 /// reactor, registered once for the connect, the first bytes and the data plane.
