@@ -61,9 +61,12 @@ fn a_thread_in_a_stream_of_short_exchanges_takes_its_work_without_sleeping(datap
     let (sleeping, sleeping_idle) = run("0");
     if dataplane == common::SOCKMAP_AT_ONCE {
         // The flow is on the thread's reactor (the maps' setup, its end), which a spin does
-        // not watch: the thread sleeps as it would without, and is woken for it at once.
+        // not watch: the thread sleeps for it about once per connection, as without. Between
+        // two flows nothing is on the reactor and the spin may take the next accept, so the
+        // count with the spin can be the lower one (1.02 against 1.46 seen); a spin that
+        // ignored the reactor's flow would sleep far less than once.
         assert!(
-            spinning >= sleeping * 0.8 && sleeping >= 0.8,
+            spinning >= 0.8 && sleeping >= 0.8,
             "{dataplane}: a flow on the reactor: lb's thread slept {spinning:.2} times per \
              connection with the spin, {sleeping:.2} without"
         );
