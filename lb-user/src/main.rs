@@ -554,7 +554,9 @@ fn serve(
         logs,
         Process::new(flows, threads),
     );
-    // The server-state file, before any check or connection sees the servers.
+    // Tracking servers take their tracked servers' state, then the server-state file, before
+    // any check or connection sees the servers.
+    lb_user::state::follow_tracked(&gen);
     lb_user::state::file::load_configured(&gen);
     let (stats_listeners, sockets) = bind_control(&gen)?;
     let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
@@ -949,6 +951,7 @@ fn reload<'a>(
     let fds = maxconn_for(&config, 0, plane, ring_threads(plane, threads));
     let reloading = serving.begin_reload();
     let next = current.next(Arc::new(config), fds.maxconn, logs);
+    lb_user::state::follow_tracked(&next);
     test_pause_after_copy();
     let plans = match listeners.plans(&next, &new) {
         Ok(p) => p,

@@ -705,6 +705,24 @@ pub struct Server {
     /// stay unacknowledged before the kernel aborts the connection (`None`: the kernel's
     /// retransmission limits, ~15 minutes).
     pub tcp_ut: Option<std::time::Duration>,
+    /// `track [BACKEND/]SERVER`: the server's state follows that server's (HAProxy's
+    /// tracking): DOWN, UP, NOLB, maintenance and drain pass to it.
+    pub track: Option<Track>,
+    /// The servers that track this one (backend and server indexes), found once every
+    /// section is read.
+    pub trackers: Vec<(usize, usize)>,
+}
+
+/// `track [BACKEND/]SERVER` on a server line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Track {
+    /// The tracked server's backend as written (`None`: the server's own).
+    pub backend: Option<String>,
+    pub server: String,
+    /// The tracked server, as backend and server indexes (set once every section is read).
+    pub to: (usize, usize),
+    /// `BACKEND/SERVER`, as the logs and the stats name it.
+    pub name: String,
 }
 
 /// `source`: where lb's connections to a server, and its health checks, come from.

@@ -39,6 +39,14 @@ pub fn carry_over(prev: &ServerEntry, conf: &Server) -> ServerEntry {
         st.addr_origin = p.addr_origin;
         st.resolution_maint = p.resolution_maint;
     }
+    // What it inherits from the server it tracks, while it tracks the same one (the writer
+    // then brings it up to date with that server's state in the new generation).
+    if old.track.as_ref().map(|t| &t.name) == conf.track.as_ref().map(|t| &t.name) {
+        st.track_up = p.track_up;
+        st.tracked_stopping = p.tracked_stopping;
+        st.via_maint = p.via_maint;
+        st.via_drain = p.via_drain;
+    }
     st.check_enabled = conf.health.check && (p.check_enabled || !old.health.check);
     st.agent_enabled = conf.health.agent.enabled && (p.agent_enabled || !old.health.agent.enabled);
     st.agent_up = !st.agent_enabled || p.agent_up;

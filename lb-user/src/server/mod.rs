@@ -353,6 +353,38 @@ pub struct ServerState {
     pub down_since: Option<Instant>,
     /// Slow start in progress since then (the weight ramps up to `user_weight`).
     pub ramp_start: Option<Instant>,
+    /// `track`: the tracked server lets this one be UP (it is UP, or NOLB). Always true for
+    /// a server that tracks none.
+    pub track_up: bool,
+    /// `track`: the tracked server is NOLB (this one is then NOLB when UP).
+    pub tracked_stopping: bool,
+    /// Maintenance inherited from the tracked server (HAProxy's `IMAINT`).
+    pub via_maint: bool,
+    /// Drain inherited from the tracked server (HAProxy's `IDRAIN`).
+    pub via_drain: bool,
+}
+
+/// What a tracking server takes from the server it tracks (see [`ServerState::track_view`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackView {
+    /// UP (NOLB included), not in maintenance.
+    pub up: bool,
+    /// NOLB.
+    pub stopping: bool,
+    /// In maintenance of any kind (its trackers inherit it).
+    pub maint: bool,
+    /// Draining, forced or inherited (its trackers inherit it).
+    pub drain: bool,
+}
+
+impl TrackView {
+    /// A server UP and ready: nothing to inherit.
+    pub const READY: Self = Self {
+        up: true,
+        stopping: false,
+        maint: false,
+        drain: false,
+    };
 }
 
 impl ServerState {
@@ -386,12 +418,32 @@ impl ServerState {
             maxconn: conf.maxconn,
             down_since: None,
             ramp_start: None,
+            track_up: true,
+            tracked_stopping: false,
+            via_maint: false,
+            via_drain: false,
         }
     }
 
-    /// In maintenance of either kind (an operator's or DNS's).
+    /// In maintenance of any kind (an operator's, DNS's, or the tracked server's).
     pub fn in_maint(&self) -> bool {
-        self.admin == AdminState::Maint || self.resolution_maint
+        self.admin == AdminState::Maint || self.resolution_maint || self.via_maint
+    }
+
+    /// Draining: forced (an operator, the agent) or inherited from the tracked server.
+    pub fn draining(&self) -> bool {
+        self.admin == AdminState::Drain || self.via_drain
+    }
+
+    /// What the servers tracking this one take from it.
+    pub fn track_view(&self) -> TrackView {
+        let maint = self.in_maint();
+        TrackView {
+            up: self.up && !maint,
+            stopping: self.up && self.stopping && !maint,
+            maint,
+            drain: self.draining(),
+        }
     }
 }
 
@@ -420,8 +472,8 @@ impl ServerEntry {
     pub fn usable(&self) -> bool {
         self.state.up
             && !self.state.stopping
-            && self.state.admin == AdminState::Ready
-            && !self.state.resolution_maint
+            && !self.state.in_maint()
+            && !self.state.draining()
             && self.state.weight > 0
     }
 

@@ -11,7 +11,7 @@ use super::transition::{Event, OpCause};
 use super::{Applied, By, CheckReport};
 use crate::flows::KillReason;
 use crate::generation::Generation;
-use crate::table::{AdminState, CheckInfo, ServerEntry, ServerState};
+use crate::table::{CheckInfo, ServerEntry, ServerState};
 
 /// What the writer decided under the lock.
 pub(super) struct Decided {
@@ -33,6 +33,17 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn be_name(&self) -> &str {
         &self.gen.config.backends[self.backend].name
+    }
+
+    /// ` via B/S` for a server that tracks another (HAProxy appends it to the lines of its
+    /// changes), else nothing.
+    fn via(&self) -> String {
+        self.entry
+            .conf
+            .track
+            .as_ref()
+            .map(|t| format!(" via {}", t.name))
+            .unwrap_or_default()
     }
 
     /// `Server bk/s1` (or `Backup Server bk/s1`).
@@ -144,16 +155,31 @@ pub(super) fn run(gen: &Arc<Generation>, backend: usize, server: usize, by: &By,
         counts: counts_after,
     };
     bookkeeping(&ctx, &before);
+    // What the configuration itself sets up (a tracking server taking its tracked server's
+    // state at start or at a reload) is not logged, as HAProxy logs nothing while starting.
+    let quiet = *by == By::Config;
     // Every line first (HAProxy logs a transition, then "no server available", then acts),
     // so whoever sees a consequence finds its cause in the log already.
-    for ev in &events {
+    for ev in events.iter().filter(|_| !quiet) {
         log_event(&ctx, by, &before, ev);
     }
-    if counts_before != (0, 0) && counts_after == (0, 0) {
+    if counts_before != (0, 0) && counts_after == (0, 0) && !quiet {
         log::error!("backend {} has no server available!", ctx.be_name());
     }
     for ev in events {
         act(&ctx, ev);
+    }
+    if before.track_view() != after.track_view() {
+        for &(b, s) in &ctx.entry.conf.trackers {
+            // The tracker reads this server's state anew under its own lock (see `apply`).
+            let _ = super::apply(
+                gen,
+                b,
+                s,
+                super::Change::Tracked(after.track_view()),
+                &By::Tracking,
+            );
+        }
     }
 }
 
@@ -165,6 +191,8 @@ fn bookkeeping(ctx: &Ctx<'_>, before: &ServerState) {
         || before.stopping != a.stopping
         || before.admin != a.admin
         || before.resolution_maint != a.resolution_maint
+        || before.via_maint != a.via_maint
+        || before.via_drain != a.via_drain
     {
         c.last_change.store(unix_now(), Ordering::Relaxed);
     }
@@ -180,9 +208,10 @@ fn log_event(ctx: &Ctx<'_>, by: &By, before: &ServerState, ev: &Event) {
     match ev {
         Event::Down(cause) => {
             log::warn!(
-                "{} is DOWN{}{}.",
+                "{} is DOWN{}{}{}.",
                 ctx.server(),
                 op_cause(cause),
+                ctx.via(),
                 ctx.more_left()
             );
             if let OpCause::Check(_) = cause {
@@ -194,25 +223,31 @@ fn log_event(ctx: &Ctx<'_>, by: &By, before: &ServerState, ev: &Event) {
         }
         Event::Up(cause) => {
             log::warn!(
-                "{} is UP{}{}.",
+                "{} is UP{}{}{}.",
                 ctx.server(),
                 op_cause(cause),
+                ctx.via(),
                 ctx.more_online()
             );
         }
         Event::Stopping(cause) => {
             log::warn!(
-                "{} is stopping{}{}.",
+                "{} is stopping{}{}{}.",
                 ctx.server(),
                 op_cause(cause),
+                ctx.via(),
                 ctx.more_online()
             );
         }
         Event::EnterMaint {
             was_down,
             resolution,
+            via,
         } => {
-            let cause = resolution.map(|c| format!(" ({c})")).unwrap_or_default();
+            let mut cause = resolution.map(|c| format!(" ({c})")).unwrap_or_default();
+            if *via {
+                cause += &ctx.via();
+            }
             if *was_down {
                 log::warn!(
                     "{} was DOWN and now enters maintenance{cause}.",
@@ -226,18 +261,27 @@ fn log_event(ctx: &Ctx<'_>, by: &By, before: &ServerState, ev: &Event) {
                 );
             }
         }
-        Event::LeaveMaint { resolution, still } => leave_maint(ctx, by, *resolution, *still),
-        Event::EnterDrain => {
+        Event::LeaveMaint {
+            resolution,
+            still,
+            via,
+        } => leave_maint(ctx, by, *resolution, *still, *via),
+        Event::EnterDrain { via } => {
             let more = if ctx.after.up {
                 ctx.more_online()
             } else {
                 ctx.more_left()
             };
-            log::warn!("{} enters drain state{more}.", ctx.server());
+            let via = if *via { ctx.via() } else { String::new() };
+            log::warn!("{} enters drain state{via}{more}.", ctx.server());
         }
-        Event::LeaveDrain => {
+        Event::LeaveDrain { via } => {
             let side = if ctx.after.up { "UP" } else { "DOWN" };
-            log::warn!("{} is {side} (leaving forced drain).", ctx.server());
+            if *via {
+                log::warn!("{} is {side} (leaving drain){}.", ctx.server(), ctx.via());
+            } else {
+                log::warn!("{} is {side} (leaving forced drain).", ctx.server());
+            }
         }
         Event::CheckResult { report, moved } => check_result(ctx, before, report, *moved),
         Event::AgentResult(report) => agent_result(ctx, report),
@@ -270,29 +314,41 @@ fn act(ctx: &Ctx<'_>, ev: Event) {
     }
 }
 
-fn leave_maint(ctx: &Ctx<'_>, by: &By, resolution: bool, still: bool) {
+fn leave_maint(ctx: &Ctx<'_>, by: &By, resolution: bool, still: bool, via: bool) {
     let conf = &ctx.entry.conf;
+    // HAProxy names the tracked server when the maintenance that remains is its.
+    let remains_via = if ctx.after.via_maint {
+        ctx.via()
+    } else {
+        String::new()
+    };
     if still {
         if resolution {
             log::warn!(
-                "{} ('{}') resolves again but remains in maintenance.",
+                "{} ('{}') resolves again but remains in maintenance{remains_via}.",
                 ctx.server(),
                 conf.fqdn.as_deref().unwrap_or("")
             );
+        } else if via {
+            log::warn!("{} remains in forced maintenance.", ctx.server());
         } else {
             log::warn!(
-                "{} is leaving forced maintenance but remains in maintenance.",
+                "{} is leaving forced maintenance but remains in maintenance{remains_via}.",
                 ctx.server()
             );
         }
         return;
     }
     let side = if ctx.after.up { "UP" } else { "DOWN" };
-    let admin = if ctx.after.admin == AdminState::Drain {
+    let admin = if ctx.after.draining() {
         "DRAIN"
     } else {
         "READY"
     };
+    if via {
+        log::warn!("{} is {side}/{admin} (leaving maintenance).", ctx.server());
+        return;
+    }
     if resolution {
         log::warn!(
             "{} ('{}') is {side}/{admin} (resolves again).",

@@ -20,8 +20,10 @@ pub const HEADER: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_sta
 
 /// HAProxy's `SRV_ADMF_*` bits.
 const FMAINT: u32 = 0x01;
+const IMAINT: u32 = 0x02;
 const CMAINT: u32 = 0x04;
 const FDRAIN: u32 = 0x08;
+const IDRAIN: u32 = 0x10;
 const RMAINT: u32 = 0x20;
 /// HAProxy's `CHK_ST_*` bits.
 const CHK_CONFIGURED: u32 = 0x02;
@@ -42,7 +44,12 @@ fn admin_bits(e: &ServerEntry) -> u32 {
         AdminState::Drain => FDRAIN,
         AdminState::Maint => FMAINT,
     };
-    config | forced | if e.state.resolution_maint { RMAINT } else { 0 }
+    let bit = |on: bool, b: u32| if on { b } else { 0 };
+    config
+        | forced
+        | bit(e.state.resolution_maint, RMAINT)
+        | bit(e.state.via_maint, IMAINT)
+        | bit(e.state.via_drain, IDRAIN)
 }
 
 /// The `srv_op_state` of a server.
@@ -199,12 +206,15 @@ pub fn apply_line(gen: &Arc<Generation>, backend: usize, server: usize, l: &Stat
     if l.admin & FMAINT == 0 && l.admin & FDRAIN != 0 && (l.iweight > 0 || e.conf.weight == 0) {
         changes.push(Change::Admin(AdminState::Drain));
     }
-    // Operational state.
-    changes.push(Change::ForceHealth(match l.op_state {
-        SRV_STOPPED => ForcedHealth::Down,
-        SRV_STOPPING => ForcedHealth::Stopping,
-        _ => ForcedHealth::Up,
-    }));
+    // Operational state; a tracking server's is its tracked server's (restored from its own
+    // line, and passed on).
+    if e.conf.track.is_none() {
+        changes.push(Change::ForceHealth(match l.op_state {
+            SRV_STOPPED => ForcedHealth::Down,
+            SRV_STOPPING => ForcedHealth::Stopping,
+            _ => ForcedHealth::Up,
+        }));
+    }
     if l.iweight == e.conf.weight && l.uweight != e.state.user_weight {
         changes.push(Change::Weight(l.uweight));
     }

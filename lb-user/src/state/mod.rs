@@ -15,6 +15,8 @@ mod transition;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod track_tests;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::OnError;
 use crate::generation::Generation;
-use crate::table::{usable_counts, AdminState, CheckResult, ServerState, MAX_WEIGHT};
+use crate::table::{usable_counts, AdminState, CheckResult, ServerState, TrackView, MAX_WEIGHT};
 
 pub use effects::{check_details, printable};
 pub use timers::resume;
@@ -50,6 +52,8 @@ pub enum By {
     StateFile,
     /// Slow start's ramp.
     Slowstart,
+    /// The server it tracks changed (`track`).
+    Tracking,
     /// The configuration itself.
     Config,
 }
@@ -128,6 +132,8 @@ pub enum Change {
     AgentSend(Vec<u8>),
     /// One step of a slow start.
     RampStep,
+    /// The server it tracks (`track`) is now in this state.
+    Tracked(TrackView),
 }
 
 /// Why a change was refused, in HAProxy's words where it has them.
@@ -156,6 +162,8 @@ pub enum StateError {
     AgentNotEnabled,
     #[error("Health checks are not configured on this server, cannot enable.")]
     CheckNotConfigured,
+    #[error("cannot change health on a tracking server.")]
+    Tracking,
 }
 
 /// What a change did: the server's state before and after.
@@ -191,6 +199,17 @@ pub fn apply(
     let now = Instant::now();
     let decided = table.write(|servers| {
         let counts_before = usable_counts(servers);
+        // A tracking server takes its tracked server's state as published now, read under its
+        // own lock: whatever order two propagations come in, the last one reads the latest.
+        let change = match change {
+            Change::Tracked(view) => Change::Tracked(
+                servers
+                    .get(server)
+                    .and_then(|e| e.conf.track.as_ref())
+                    .map_or(view, |t| tracked_view(gen, backend, servers, t.to)),
+            ),
+            other => other,
+        };
         let Some(e) = servers.get_mut(server) else {
             return Err(StateError::NoSuchServer {
                 backend: table.conf.name.clone(),
@@ -219,6 +238,41 @@ pub fn apply(
     let applied = decided.applied;
     effects::run(gen, backend, server, by, decided);
     Ok(applied)
+}
+
+/// The state of the tracked server `to` (backend, server) as its trackers take it: from
+/// `servers` when it is in the same backend (the table being written), else from its
+/// backend's published snapshot.
+fn tracked_view(
+    gen: &Generation,
+    backend: usize,
+    servers: &[crate::table::ServerEntry],
+    to: (usize, usize),
+) -> TrackView {
+    let from = |e: Option<&crate::table::ServerEntry>| e.map(|e| e.state.track_view());
+    let view = if to.0 == backend {
+        from(servers.get(to.1))
+    } else {
+        gen.backends
+            .get(to.0)
+            .and_then(|t| from(t.snapshot().servers.get(to.1)))
+    };
+    // A configuration checked at load always finds it; nothing to follow otherwise.
+    view.unwrap_or(TrackView::READY)
+}
+
+/// Brings every tracking server of `gen` to its tracked server's state: at start and after a
+/// reload, before the generation serves (HAProxy's `srv_compute_all_admin_states`). Not
+/// logged (the configuration sets it up); what follows from it (flows ended by
+/// `on-marked-down shutdown-sessions`) is done as for any change.
+pub fn follow_tracked(gen: &Arc<Generation>) {
+    for (b, be) in gen.config.backends.iter().enumerate() {
+        for (s, srv) in be.servers.iter().enumerate() {
+            if srv.track.is_some() {
+                let _ = apply(gen, b, s, Change::Tracked(TrackView::READY), &By::Config);
+            }
+        }
+    }
 }
 
 /// Parses a weight as the runtime API and the agent write it: `W` (0..=256) or `W%` of the

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use super::{By, Change, CheckReport, ForcedHealth, StateError};
 use crate::config::{Backend, Server};
 use crate::table::{
-    fastinter, AddrOrigin, AdminState, Health, Origin, ServerState, Transition, MAX_WEIGHT,
+    fastinter, AddrOrigin, AdminState, Health, Origin, ServerState, TrackView, Transition,
+    MAX_WEIGHT,
 };
 
 /// Why the operational state changed (HAProxy's `srv_op_st_chg_cause`).
@@ -55,16 +56,24 @@ pub enum Event {
     EnterMaint {
         was_down: bool,
         resolution: Option<&'static str>,
+        /// Inherited from the tracked server.
+        via: bool,
     },
-    /// Left maintenance; `still`: it remains in the other kind of maintenance.
+    /// Left maintenance; `still`: it remains in another kind of maintenance.
     LeaveMaint {
         resolution: bool,
         still: bool,
+        /// The tracked server's maintenance ended.
+        via: bool,
     },
-    /// Ready → Drain.
-    EnterDrain,
-    /// Drain → Ready.
-    LeaveDrain,
+    /// Ready → Drain (`via`: inherited from the tracked server).
+    EnterDrain {
+        via: bool,
+    },
+    /// Drain → Ready (`via`: the tracked server's drain ended).
+    LeaveDrain {
+        via: bool,
+    },
     /// A check's or the agent's result, whatever it changed (stats, `log-health-checks`).
     /// `moved`: the rise/fall counter moved.
     CheckResult {
@@ -106,6 +115,8 @@ pub fn step(
     };
     match change {
         Change::Admin(a) => t.admin(a),
+        // HAProxy refuses it: a tracking server's health is its tracked server's.
+        Change::ForceHealth(_) if conf.track.is_some() => return Err(StateError::Tracking),
         Change::ForceHealth(h) => t.force(h),
         Change::Check(r) => t.check(&r),
         Change::CheckError(action, r) => t.check_error(action, &r),
@@ -156,6 +167,7 @@ pub fn step(
             t.events.push(Event::AgentSend(bytes));
         }
         Change::RampStep => t.ramp_step(),
+        Change::Tracked(view) => t.tracked(view),
     }
     // One rule for `downtime`: DOWN since when it went DOWN, nothing while UP.
     if t.st.up {
@@ -164,6 +176,15 @@ pub fn step(
         t.st.down_since = Some(now);
     }
     Ok(())
+}
+
+/// A kind of maintenance: an operator's (or the configuration's `disabled`), DNS's (with its
+/// cause), or inherited from the tracked server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inherit {
+    Forced,
+    Resolution(&'static str),
+    Via,
 }
 
 /// One application of a change.
@@ -189,6 +210,11 @@ impl Step<'_> {
     /// The agent lets the server be UP.
     fn agent_ok(&self) -> bool {
         !self.st.agent_enabled || self.st.agent_up
+    }
+
+    /// Its own check, its agent and the server it tracks let it be UP.
+    fn may_be_up(&self) -> bool {
+        self.check_ok() && self.agent_ok() && self.st.track_up
     }
 
     fn go_down(&mut self, cause: OpCause) {
@@ -247,21 +273,25 @@ impl Step<'_> {
         }
         self.st.admin = to;
         match (from, to) {
-            (_, AdminState::Maint) => self.enter_maint(None),
-            (AdminState::Maint, _) => self.leave_maint(false),
-            (AdminState::Ready, AdminState::Drain) => self.events.push(Event::EnterDrain),
-            (AdminState::Drain, AdminState::Ready) => self.events.push(Event::LeaveDrain),
+            (_, AdminState::Maint) => self.enter_maint(Inherit::Forced),
+            (AdminState::Maint, _) => self.leave_maint(Inherit::Forced),
+            // An inherited drain goes on: nothing changes for new connections.
+            (AdminState::Ready, AdminState::Drain) if !self.st.via_drain => {
+                self.events.push(Event::EnterDrain { via: false });
+            }
+            (AdminState::Drain, AdminState::Ready) if !self.st.via_drain => {
+                self.events.push(Event::LeaveDrain { via: false });
+            }
             _ => {}
         }
     }
 
-    /// `admin` or `resolution_maint` was just set (the other may be set already).
-    fn enter_maint(&mut self, resolution: Option<&'static str>) {
-        let already = if resolution.is_some() {
-            self.st.admin == AdminState::Maint
-        } else {
-            self.st.resolution_maint
-        };
+    /// One kind of maintenance (`kind`) was just set: the server enters maintenance unless it
+    /// was in another kind already.
+    fn enter_maint(&mut self, kind: Inherit) {
+        let already = (kind != Inherit::Forced && self.st.admin == AdminState::Maint)
+            || (!matches!(kind, Inherit::Resolution(_)) && self.st.resolution_maint)
+            || (kind != Inherit::Via && self.st.via_maint);
         if already {
             return;
         }
@@ -275,23 +305,32 @@ impl Step<'_> {
         }
         self.events.push(Event::EnterMaint {
             was_down,
-            resolution,
+            resolution: match kind {
+                Inherit::Resolution(c) => Some(c),
+                _ => None,
+            },
+            via: kind == Inherit::Via,
         });
     }
 
-    /// `admin` left Maint (or `resolution_maint` was cleared): HAProxy starts the check
-    /// counter at `rise` (UP, checked at once) and the server is UP unless the agent holds it.
-    fn leave_maint(&mut self, resolution: bool) {
+    /// One kind of maintenance (`kind`) was just cleared: HAProxy starts the check counter at
+    /// `rise` (UP, checked at once) and the server is UP unless the agent or the tracked
+    /// server holds it (NOLB when the tracked server is).
+    fn leave_maint(&mut self, kind: Inherit) {
         let still = self.st.in_maint();
-        self.events.push(Event::LeaveMaint { resolution, still });
+        self.events.push(Event::LeaveMaint {
+            resolution: matches!(kind, Inherit::Resolution(_)),
+            still,
+            via: kind == Inherit::Via,
+        });
         if still {
             return;
         }
         self.st.check_h = self.rise_fall().0;
         self.events.push(Event::CheckNow);
-        if self.agent_ok() {
+        if self.agent_ok() && self.st.track_up {
             self.st.up = true;
-            self.st.stopping = false;
+            self.st.stopping = self.st.tracked_stopping;
             self.start_ramp();
         }
     }
@@ -300,13 +339,61 @@ impl Step<'_> {
         match cause {
             Some(c) if !self.st.resolution_maint => {
                 self.st.resolution_maint = true;
-                self.enter_maint(Some(c));
+                self.enter_maint(Inherit::Resolution(c));
             }
             None if self.st.resolution_maint => {
                 self.st.resolution_maint = false;
-                self.leave_maint(true);
+                self.leave_maint(Inherit::Resolution(""));
             }
             _ => {}
+        }
+    }
+
+    /// The tracked server is now as `view` says: its maintenance and drain are inherited,
+    /// its DOWN takes this one DOWN, its UP lets it come UP (when its own check and agent
+    /// do), its NOLB makes it NOLB (HAProxy's `srv_set_stopped`/`running`/`stopping` and
+    /// `srv_set_admin_flag` on the trackers).
+    fn tracked(&mut self, view: TrackView) {
+        self.st.track_up = view.up;
+        self.st.tracked_stopping = view.stopping;
+        if view.maint != self.st.via_maint {
+            self.st.via_maint = view.maint;
+            if view.maint {
+                self.enter_maint(Inherit::Via);
+            } else {
+                self.leave_maint(Inherit::Via);
+            }
+        }
+        if view.drain != self.st.via_drain {
+            self.st.via_drain = view.drain;
+            // A forced drain goes on either way: nothing changes for new connections.
+            if self.st.admin != AdminState::Drain && !self.st.in_maint() {
+                self.events.push(if view.drain {
+                    Event::EnterDrain { via: true }
+                } else {
+                    Event::LeaveDrain { via: true }
+                });
+            }
+        }
+        if self.st.in_maint() {
+            return;
+        }
+        if !view.up {
+            self.go_down(OpCause::Quiet);
+        } else if !self.st.up {
+            if self.may_be_up() {
+                self.go_up(OpCause::Quiet);
+                if view.stopping {
+                    self.st.stopping = true;
+                }
+            }
+        } else if view.stopping != self.st.stopping {
+            self.st.stopping = view.stopping;
+            self.events.push(if view.stopping {
+                Event::Stopping(OpCause::Quiet)
+            } else {
+                Event::Up(OpCause::Quiet)
+            });
         }
     }
 
@@ -390,7 +477,9 @@ impl Step<'_> {
         });
         match t {
             Transition::WentDown => self.go_down(OpCause::Check(r.clone())),
-            Transition::WentUp if self.agent_ok() => self.go_up(OpCause::Check(r.clone())),
+            Transition::WentUp if self.agent_ok() && self.st.track_up => {
+                self.go_up(OpCause::Check(r.clone()));
+            }
             _ => {}
         }
     }
@@ -399,7 +488,7 @@ impl Step<'_> {
         self.st.agent_up = up;
         if !up {
             self.go_down(cause);
-        } else if self.check_ok() {
+        } else if self.check_ok() && self.st.track_up {
             self.go_up(cause);
         }
     }
@@ -418,7 +507,7 @@ impl Step<'_> {
         if !on {
             // From now on only the regular check decides: lift a DOWN the agent held.
             self.st.agent_up = true;
-            if self.check_ok() {
+            if self.may_be_up() {
                 self.go_up(OpCause::Quiet);
             }
         }

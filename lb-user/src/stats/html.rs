@@ -228,6 +228,10 @@ fn data_row(s: &mut String, r: &Row, admin: bool, legends: bool) {
                     opt(r.chkdown),
                     human_time(r.downtime.unwrap_or(0))
                 )
+            } else if sv && !r.tracked.is_empty() && r.status != "MAINT" {
+                // HAProxy: a tracking server's checks are its tracked server's.
+                let t = esc(&r.tracked);
+                format!("<td class=ac colspan=3><a class=lfsb href=\"#{t}\">via {t}</a></td>")
             } else if sv {
                 "<td colspan=3></td>".to_owned()
             } else {

@@ -83,6 +83,8 @@ pub struct Row {
     pub downtime: Option<u64>,
     pub qlimit: Option<u64>,
     pub lbtot: Option<u64>,
+    /// `BACKEND/SERVER` a server tracks (`track`), empty otherwise.
+    pub tracked: String,
     /// Seconds since the last connection was sent to the server (backend: to any of its
     /// servers), -1 when none was yet (`lastsess`, the page's "Last": `?`).
     pub lastsess: Option<i64>,
@@ -158,18 +160,21 @@ pub fn algo_name(b: Balance) -> &'static str {
     }
 }
 
-/// A server's status as HAProxy writes it: `MAINT`, `MAINT (resolution)`, `DRAIN`, `NOLB`,
-/// `no check`, `UP`, `UP 1/3` (going down), `DOWN 1/2` (going up), `DOWN`, and with an agent
-/// check `DOWN (agent)` (the agent holds it DOWN) and `DRAIN (agent)`.
-pub fn server_status(e: &ServerEntry) -> String {
+/// A server's status as HAProxy writes it: `MAINT`, `MAINT (resolution)`, `MAINT (via B/S)`
+/// (inherited from the tracked server), `DRAIN`, `NOLB`, `no check`, `UP`, `UP 1/3` (going
+/// down), `DOWN 1/2` (going up), `DOWN`, and with an agent check `DOWN (agent)` (the agent
+/// holds it DOWN) and `DRAIN (agent)`. `reference`: whose checks the status shows, the server
+/// itself or, for one that tracks, the end of its tracking chain (HAProxy's `ref`).
+pub fn server_status(e: &ServerEntry, reference: &ServerEntry) -> String {
     let st = &e.state;
-    let agent = st.agent_enabled;
-    let h = &e.conf.health;
-    let counter = Health::at(h.rise.max(1), h.fall.max(1), st.check_h);
+    let rs = &reference.state;
+    let agent = rs.agent_enabled;
+    let h = &reference.conf.health;
+    let counter = Health::at(h.rise.max(1), h.fall.max(1), rs.check_h);
     let down = || {
-        if agent && !st.agent_up {
+        if agent && !rs.agent_up {
             "DOWN (agent)".to_owned()
-        } else if st.check_enabled && counter.counter() > 0 && !counter.is_up() {
+        } else if rs.check_enabled && counter.counter() > 0 && !counter.is_up() {
             counter.status()
         } else {
             "DOWN".to_owned()
@@ -178,12 +183,15 @@ pub fn server_status(e: &ServerEntry) -> String {
     if st.resolution_maint {
         return "MAINT (resolution)".to_owned();
     }
+    if let (true, Some(t)) = (st.via_maint, &e.conf.track) {
+        return format!("MAINT (via {})", t.name);
+    }
     match st.admin {
         AdminState::Maint => "MAINT".to_owned(),
-        AdminState::Drain if st.up && agent => "DRAIN (agent)".to_owned(),
-        AdminState::Drain if st.up => "DRAIN".to_owned(),
-        AdminState::Drain => down(),
-        AdminState::Ready => {
+        _ if st.draining() && st.up && agent => "DRAIN (agent)".to_owned(),
+        _ if st.draining() && st.up => "DRAIN".to_owned(),
+        _ if st.draining() => down(),
+        AdminState::Drain | AdminState::Ready => {
             if !st.up {
                 down()
             } else if st.weight == 0 && !st.stopping {
@@ -192,7 +200,7 @@ pub fn server_status(e: &ServerEntry) -> String {
                 "DRAIN".to_owned()
             } else if st.stopping {
                 "NOLB".to_owned()
-            } else if !st.check_enabled {
+            } else if !rs.check_enabled {
                 "no check".to_owned()
             } else if counter.is_up() {
                 counter.status()
@@ -201,6 +209,25 @@ pub fn server_status(e: &ServerEntry) -> String {
             }
         }
     }
+}
+
+/// The end of `e`'s tracking chain (`e` itself when it tracks none): whose checks its status
+/// shows. A chain is checked at load to end, and is at most as long as the servers.
+fn track_reference(gen: &Generation, e: &ServerEntry) -> ServerEntry {
+    let mut at = e.clone();
+    let servers: usize = gen.config.backends.iter().map(|b| b.servers.len()).sum();
+    for _ in 0..servers {
+        let Some(t) = &at.conf.track else { break };
+        let next = gen
+            .backends
+            .get(t.to.0)
+            .and_then(|table| table.snapshot().servers.get(t.to.1).cloned());
+        match next {
+            Some(n) => at = n,
+            None => break,
+        }
+    }
+    at
 }
 
 /// `lastsess`: seconds from `last` (unix seconds, 0 = never) to `now`, or -1 for never.
@@ -247,7 +274,7 @@ fn server_row(
         econ: Some(c.connect_errors.load(Ordering::Relaxed)),
         wretr: Some(c.retries.load(Ordering::Relaxed)),
         wredis: Some(c.redispatches.load(Ordering::Relaxed)),
-        status: server_status(e),
+        status: server_status(e, &track_reference(gen, e)),
         weight: Some(u64::from(e.state.weight)),
         act: Some(u64::from(!e.conf.backup)),
         bck: Some(u64::from(e.conf.backup)),
@@ -257,6 +284,12 @@ fn server_row(
         downtime: checked.then(|| c.downtime.load(Ordering::Relaxed)),
         qlimit: (e.conf.maxqueue > 0).then_some(u64::from(e.conf.maxqueue)),
         lbtot: Some(c.total.load(Ordering::Relaxed)),
+        tracked: e
+            .conf
+            .track
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
         rate: c.sess_rate.read(),
         rate_max: c.sess_rate.max(),
         rate_lim: None,

@@ -12,7 +12,7 @@ mod slot;
 
 pub use crate::server::{
     carry_over, fastinter, AddrOrigin, AdminState, CheckInfo, CheckResult, Health, Origin,
-    ServerCounters, ServerEntry, ServerState, Transition,
+    ServerCounters, ServerEntry, ServerState, TrackView, Transition,
 };
 pub use queue::{AcquireError, TryAcquireError};
 pub use slot::ServerSlot;

@@ -38,6 +38,8 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         template: false,
         source: None,
         tfo: false,
+        track: None,
+        trackers: Vec::new(),
         tcp_ut: None,
     }
 }

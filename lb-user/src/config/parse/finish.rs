@@ -33,6 +33,7 @@ impl Parser {
         let tables = self.stick_tables();
         let rules = self.proxy_rules(&be_index);
         let mut backends = self.backends(&rules);
+        self.resolve_tracks(&mut backends);
         self.state_file_addresses(&mut backends);
         let mut bound = Bound::new();
         let frontends = self.frontends(&be_index, &rules, &mut bound);
@@ -61,6 +62,92 @@ impl Parser {
             proc_vars: Arc::default(),
             tables,
         })
+    }
+
+    /// `track`: each tracked server exists and has a check, an agent, or tracks another in
+    /// turn, and no chain loops back (HAProxy's `srv_apply_track`); then each tracked server
+    /// knows its trackers.
+    fn resolve_tracks(&mut self, backends: &mut [Backend]) {
+        let index: HashMap<String, usize> = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.name.clone(), i))
+            .collect();
+        let mut found: HashMap<(usize, usize), (usize, usize)> = HashMap::new();
+        let mut failed = false;
+        for (b, be) in backends.iter().enumerate() {
+            for (s, srv) in be.servers.iter().enumerate() {
+                let Some(t) = &srv.track else { continue };
+                let ctx = format!("server '{}/{}'", be.name, srv.name);
+                let tb = match &t.backend {
+                    None => Some(b),
+                    Some(name) => index.get(name).copied(),
+                };
+                let Some(tb) = tb else {
+                    let name = t.backend.as_deref().unwrap_or_default();
+                    let msg = format!("{ctx}: unable to find required proxy '{name}' for tracking");
+                    self.diag.err(&srv.loc, msg);
+                    failed = true;
+                    continue;
+                };
+                let Some(ts) = backends[tb].servers.iter().position(|x| x.name == t.server) else {
+                    let msg = format!(
+                        "{ctx}: unable to find required server '{}' in backend '{}' for tracking",
+                        t.server, backends[tb].name
+                    );
+                    self.diag.err(&srv.loc, msg);
+                    failed = true;
+                    continue;
+                };
+                found.insert((b, s), (tb, ts));
+            }
+        }
+        let mut sorted: Vec<_> = found.iter().map(|(k, v)| (*k, *v)).collect();
+        sorted.sort_unstable();
+        for &((b, s), to) in &sorted {
+            let name = |(b, s): (usize, usize)| {
+                format!("{}/{}", backends[b].name, backends[b].servers[s].name)
+            };
+            let (me, them) = (name((b, s)), name(to));
+            let tracked = &backends[to.0].servers[to.1];
+            let loc = backends[b].servers[s].loc.clone();
+            if !tracked.health.check && !tracked.health.agent.enabled && tracked.track.is_none() {
+                let msg = format!(
+                    "server '{me}': unable to use {them} for tracking as it does not have any \
+                     check nor agent enabled"
+                );
+                self.diag.err(&loc, msg);
+                failed = true;
+                continue;
+            }
+            // Follow the chain from the tracked server: at most one step per tracking server.
+            let mut at = Some(to);
+            for _ in 0..=found.len() {
+                match at {
+                    Some(x) if x == (b, s) => {
+                        let msg = format!(
+                            "server '{me}': unable to track {them} as it belongs to a tracking \
+                             chain looping back to {me}"
+                        );
+                        self.diag.err(&loc, msg);
+                        failed = true;
+                        break;
+                    }
+                    Some(x) => at = found.get(&x).copied(),
+                    None => break,
+                }
+            }
+            if let Some(t) = backends[b].servers[s].track.as_mut() {
+                t.to = to;
+                t.name = them;
+            }
+        }
+        if failed {
+            return;
+        }
+        for ((b, s), to) in sorted {
+            backends[to.0].servers[to.1].trackers.push((b, s));
+        }
     }
 
     /// Each proxy's rules, ready to share (a `listen`'s frontend and backend halves get the

@@ -87,6 +87,8 @@ pub(super) struct ServerParams {
     pub(super) tfo: bool,
     /// `tcp-ut` (see [`crate::config::Server::tcp_ut`]).
     pub(super) tcp_ut: Option<std::time::Duration>,
+    /// `track` (see [`crate::config::Server::track`]), resolved once every section is read.
+    pub(super) track: Option<crate::config::Track>,
 }
 
 /// The PROXY protocol settings of a `server`/`default-server` line: HAProxy keeps v1 and v2 as
@@ -133,6 +135,7 @@ impl Default for ServerParams {
             source: None,
             tfo: false,
             tcp_ut: None,
+            track: None,
         }
     }
 }
@@ -297,6 +300,8 @@ impl Parser {
                 source: params.source.clone(),
                 tfo: params.tfo,
                 tcp_ut: params.tcp_ut,
+                track: params.track.clone(),
+                trackers: Vec::new(),
             },
             explicit_id,
         ));

@@ -148,7 +148,7 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     value("on-marked-up", on_marked),
     value("observe", observe),
     value("on-error", on_error),
-    not_yet("track", VALUE, "health checks"),
+    value("track", track),
     // Agent checks.
     flag("agent-check", agent_check),
     flag("no-agent-check", agent_check),
@@ -402,6 +402,26 @@ fn init_addr(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
         }
     }
     c.params.init_addr = Some(methods);
+    Ok(())
+}
+
+/// `track [BACKEND/]SERVER`: checked once every section is read (`Parser::resolve_tracks`).
+fn track(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let (backend, server) = match arg.split_once('/') {
+        Some((b, s)) => (Some(b.to_owned()), s),
+        None => (None, arg),
+    };
+    if server.is_empty() || backend.as_deref() == Some("") {
+        return Err(format!(
+            "'{p}' expects [<proxy>/]<server> as argument, not '{arg}'"
+        ));
+    }
+    c.params.track = Some(crate::config::Track {
+        backend,
+        server: server.to_owned(),
+        to: (0, 0),
+        name: String::new(),
+    });
     Ok(())
 }
 

@@ -131,3 +131,75 @@ frontend fe
         "{e}"
     );
 }
+
+#[test]
+fn track_names_a_server_here_or_in_another_backend() {
+    let c = ok(&format!(
+        "{TIMEOUTS}backend w\n  server db1 127.0.0.1:1 check\n  server db2 127.0.0.1:2 agent-check agent-port 9\n\
+         backend r\n  server db1 127.0.0.1:1 track w/db1\n  server db2 127.0.0.1:2 track w/db2\n  server chained 127.0.0.1:1 track db1\n"
+    ));
+    let (w, r) = (&c.backends[0].servers, &c.backends[1].servers);
+    let track = |s: &crate::config::Server| s.track.as_ref().map(|t| (t.to, t.name.clone()));
+    assert_eq!(track(&r[0]), Some(((0, 0), "w/db1".to_owned())));
+    assert_eq!(
+        track(&r[1]),
+        Some(((0, 1), "w/db2".to_owned())),
+        "an agent is enough"
+    );
+    assert_eq!(
+        track(&r[2]),
+        Some(((1, 0), "r/db1".to_owned())),
+        "a tracker may be tracked"
+    );
+    assert_eq!(w[0].trackers, [(1, 0)]);
+    assert_eq!(w[1].trackers, [(1, 1)]);
+    assert_eq!(r[0].trackers, [(1, 2)]);
+    assert!(w[0].track.is_none() && r[2].trackers.is_empty());
+    assert!(
+        !c.warnings.iter().any(|w| w.message.contains("track")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn track_errors_name_the_line_and_the_reason() {
+    let cases: &[(&str, u32, &str)] = &[
+        (
+            "backend r\n  server s 127.0.0.1:1 track nope/db1\n",
+            7,
+            "server 'r/s': unable to find required proxy 'nope' for tracking",
+        ),
+        (
+            "backend r\n  server s 127.0.0.1:1 track r/db9\n",
+            7,
+            "server 'r/s': unable to find required server 'db9' in backend 'r' for tracking",
+        ),
+        (
+            "backend w\n  server db1 127.0.0.1:1\nbackend r\n  server s 127.0.0.1:1 track w/db1\n",
+            9,
+            "server 'r/s': unable to use w/db1 for tracking as it does not have any check nor \
+             agent enabled",
+        ),
+        (
+            "backend r\n  server a 127.0.0.1:1 check track b\n  server b 127.0.0.1:2 check track a\n",
+            7,
+            "server 'r/a': unable to track r/b as it belongs to a tracking chain looping back to r/a",
+        ),
+        (
+            "backend r\n  server a 127.0.0.1:1 check track a\n",
+            7,
+            "tracking chain looping back to r/a",
+        ),
+        ("backend r\n  server a 127.0.0.1:1 track w/\n", 7, "'track' expects [<proxy>/]<server>"),
+        ("backend r\n  server a 127.0.0.1:1 track\n", 7, "'track' needs a value"),
+    ];
+    for (text, line, needle) in cases {
+        let e = errs(&format!("{TIMEOUTS}{text}"));
+        let first = &e.0[0];
+        assert!(
+            first.loc.as_ref().is_some_and(|l| l.line == *line) && first.message.contains(needle),
+            "{text}: got {e}"
+        );
+    }
+}
