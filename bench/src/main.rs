@@ -36,7 +36,7 @@ struct Args {
     #[arg(long)]
     reps: Option<usize>,
     /// Targets of the synthetic workloads, comma-separated (default
-    /// direct,lb-sockmap,lb-splice,haproxy,nginx; lb-auto is also known).
+    /// direct,lb-sockmap,lb-splice,haproxy,nginx; lb-auto and haproxy-again are also known).
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
     /// Workloads to run, comma-separated (default all):
@@ -67,8 +67,10 @@ struct Args {
     /// Real clients to run, comma-separated (default all): iperf3,redis,sysbench,pgbench.
     #[arg(long, value_delimiter = ',')]
     client_tools: Vec<String>,
-    /// Real clients' targets, comma-separated (default lb-auto,lb-splice,lb-sockmap,haproxy,direct;
-    /// nginx is also known).
+    /// Real clients' targets, comma-separated (default
+    /// lb-auto,lb-splice,lb-sockmap,haproxy,haproxy-again,direct; nginx is also known).
+    /// haproxy-again is a second HAProxy with the same config: the control, HAProxy against
+    /// itself.
     #[arg(long, value_delimiter = ',')]
     client_targets: Vec<String>,
     /// Real clients without the busy-core variant (quiet rounds only).
@@ -514,6 +516,41 @@ mod tests {
         assert_eq!(conns_that_fit(10_000, 20_000), 3100);
         assert_eq!(conns_that_fit(500, 20_000), 500);
         assert_eq!(conns_that_fit(10_000, 1024), 100);
+    }
+
+    #[test]
+    fn the_control_is_a_real_client_default_only() {
+        let args = Args::parse_from(["bench"]);
+        let defaults = client_plan(&args).unwrap().targets;
+        assert_eq!(
+            defaults,
+            [
+                Kind::LbAuto,
+                Kind::LbSplice,
+                Kind::LbSockmap,
+                Kind::Haproxy,
+                Kind::HaproxyAgain,
+                Kind::Direct
+            ]
+        );
+        assert!(!synthetic_targets(&args)
+            .unwrap()
+            .contains(&Kind::HaproxyAgain));
+        // A list given is run as given: the control only when named.
+        let given = |list| {
+            let a = Args::parse_from(["bench", "--client-targets", list, "--targets", list]);
+            (
+                client_plan(&a).unwrap().targets,
+                synthetic_targets(&a).unwrap(),
+            )
+        };
+        let two = vec![Kind::LbAuto, Kind::Haproxy];
+        assert_eq!(given("lb-auto,haproxy"), (two.clone(), two));
+        let three = vec![Kind::LbAuto, Kind::Haproxy, Kind::HaproxyAgain];
+        assert_eq!(
+            given("lb-auto,haproxy,haproxy-again"),
+            (three.clone(), three)
+        );
     }
 
     #[test]

@@ -208,6 +208,7 @@ fn short(k: Kind) -> &'static str {
         Kind::LbSockmap => "sockmap",
         Kind::LbSplice => "splice",
         Kind::Haproxy => "HAProxy",
+        Kind::HaproxyAgain => "HAProxy again",
         Kind::Nginx => "nginx",
         Kind::Direct => "direct",
     }
@@ -508,6 +509,7 @@ fn color(k: Kind) -> &'static str {
         Kind::LbSockmap => "#1565c0",
         Kind::LbSplice => "#64b5f6",
         Kind::Haproxy => "#e65100",
+        Kind::HaproxyAgain => "#ffb74d",
         Kind::Nginx => "#2e7d32",
     }
 }

@@ -1,5 +1,5 @@
 //! The things measured: a direct connection (no proxy: the limit), lb on each data plane (and
-//! `auto`, as users run it), HAProxy and nginx. Each proxy runs as our child with a config generated into a temp dir,
+//! `auto`, as users run it), HAProxy (and a second, identical one: the control) and nginx. Each proxy runs as our child with a config generated into a temp dir,
 //! listening on loopback ports chosen at run time, and is killed when the bench ends (normally,
 //! on Ctrl-C, or on a panic).
 
@@ -60,21 +60,28 @@ pub enum Kind {
     LbSockmap,
     LbSplice,
     Haproxy,
+    /// A second HAProxy, started exactly as [`Kind::Haproxy`] (the same config, its own process
+    /// and ports): the A/A control. Its ratio to HAProxy is HAProxy against itself, what a
+    /// per-round ratio moves by with nothing changed (the noise floor the lb targets' ratios
+    /// are read against).
+    HaproxyAgain,
     Nginx,
 }
 
 impl Kind {
     /// Every target, in report order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Direct,
         Kind::LbAuto,
         Kind::LbSockmap,
         Kind::LbSplice,
         Kind::Haproxy,
+        Kind::HaproxyAgain,
         Kind::Nginx,
     ];
 
-    /// The synthetic workloads' default targets (`auto` is measured with the real clients).
+    /// The synthetic workloads' default targets (`auto` and the control `haproxy-again` are
+    /// measured with the real clients).
     pub const SYNTHETIC: [Kind; 5] = [
         Kind::Direct,
         Kind::LbSockmap,
@@ -91,6 +98,7 @@ impl Kind {
             Kind::LbSockmap => "lb-sockmap",
             Kind::LbSplice => "lb-splice",
             Kind::Haproxy => "haproxy",
+            Kind::HaproxyAgain => "haproxy-again",
             Kind::Nginx => "nginx",
         }
     }
@@ -428,7 +436,8 @@ pub fn start_wrapped(
             c.env("RUST_LOG", "info");
             (c, Some("lb ready"))
         }
-        Kind::Haproxy => {
+        // The control is HAProxy again: the same program, config and flags, in `dir/haproxy-again`.
+        Kind::Haproxy | Kind::HaproxyAgain => {
             need(
                 &programs.haproxy,
                 "HAProxy",
@@ -815,6 +824,34 @@ mod tests {
             assert_eq!(Kind::from_name(k.name()), Some(k));
         }
         assert_eq!(Kind::from_name("envoy"), None);
+        assert_eq!(Kind::HaproxyAgain.name(), "haproxy-again");
+        assert_eq!(Kind::from_name("haproxy-again"), Some(Kind::HaproxyAgain));
+    }
+
+    #[test]
+    fn the_control_is_not_a_synthetic_default() {
+        assert!(Kind::ALL.contains(&Kind::HaproxyAgain));
+        assert!(!Kind::SYNTHETIC.contains(&Kind::HaproxyAgain));
+        assert!(Kind::SYNTHETIC.contains(&Kind::Haproxy));
+    }
+
+    #[test]
+    fn the_control_is_started_as_haproxy_in_its_own_dir() {
+        let p = Programs {
+            haproxy: PathBuf::from("/nonexistent/haproxy"),
+            ..Programs::default()
+        };
+        let dir = std::env::temp_dir().join(format!("bench-test-aa-{}", std::process::id()));
+        let (_, be, t) = addrs();
+        let e = start(Kind::HaproxyAgain, &p, &dir, be, t).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("HAProxy is not installed (/nonexistent/haproxy missing)"),
+            "{e}"
+        );
+        assert!(dir.join("haproxy-again").is_dir());
+        assert!(!dir.join("haproxy").exists());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -232,12 +232,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The default targets: lb as users run it, lb on each plane, HAProxy, and the ceiling.
-    pub const TARGETS: [Kind; 5] = [
+    /// The default targets: lb as users run it, lb on each plane, HAProxy, HAProxy again (the
+    /// A/A control: HAProxy against itself shows how far a per-round ratio moves with nothing
+    /// changed), and the ceiling.
+    pub const TARGETS: [Kind; 6] = [
         Kind::LbAuto,
         Kind::LbSplice,
         Kind::LbSockmap,
         Kind::Haproxy,
+        Kind::HaproxyAgain,
         Kind::Direct,
     ];
 }
@@ -579,6 +582,18 @@ mod tests {
         assert!(!quiet(at(1000, 500), at(1200, 670)), "15 % busy");
         assert!(!quiet(at(1000, 500), at(1200, 600)), "50 % busy");
         assert!(!quiet(at(1000, 500), at(1000, 500)), "no time passed");
+    }
+
+    #[test]
+    fn the_control_runs_with_the_real_clients_by_default() {
+        let t = Plan::TARGETS;
+        let at = |k| t.iter().position(|&x| x == k);
+        assert_eq!(at(Kind::Haproxy), Some(3));
+        assert_eq!(at(Kind::HaproxyAgain), Some(4));
+        assert!(!Kind::SYNTHETIC.contains(&Kind::HaproxyAgain));
+        // It rotates like any other target: each round starts one later, every target first once.
+        let firsts: Vec<Kind> = (0..t.len()).map(|r| rotation(&t, r)[0]).collect();
+        assert_eq!(firsts, t);
     }
 
     #[test]

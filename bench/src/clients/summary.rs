@@ -1,6 +1,8 @@
 //! The real-client results: per variant, workload and target, one value per round; medians,
 //! ratios to HAProxy per round (their median and their worst: a collapse shows as a low
-//! worst), the goal "lb auto ≥ 1.0 × HAProxy in every round", as markdown and JSON.
+//! worst), the goal "lb auto ≥ 1.0 × HAProxy in every round", and beside it the control
+//! `haproxy-again` (a second, identical HAProxy: HAProxy against itself, how far a per-round
+//! ratio moves with nothing changed), as markdown and JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,6 +49,40 @@ pub fn median_and_worst(ratios: &[f64], higher_is_better: bool) -> Option<(f64, 
     let (lo, hi) = stats::range(ratios)?;
     Some((med, if higher_is_better { lo } else { hi }))
 }
+
+/// A target's per-round ratios to HAProxy over every rate workload of every variant, pooled:
+/// how many are below 1.0, of how many, their median and their lowest.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tally {
+    pub below: usize,
+    pub of: usize,
+    pub median: f64,
+    pub worst: f64,
+}
+
+impl Tally {
+    pub fn of_ratios(ratios: &[f64]) -> Option<Tally> {
+        let (median, worst) = median_and_worst(ratios, true)?;
+        Some(Tally {
+            below: ratios.iter().filter(|r| **r < 1.0).count(),
+            of: ratios.len(),
+            median,
+            worst,
+        })
+    }
+
+    fn json(self) -> serde_json::Value {
+        serde_json::json!({
+            "below_1": self.below,
+            "ratios": self.of,
+            "median": self.median,
+            "worst": self.worst,
+        })
+    }
+}
+
+/// The A/A control: a second HAProxy, whose ratio to HAProxy is the noise floor.
+const CONTROL: Kind = Kind::HaproxyAgain;
 
 impl Results {
     pub fn push(
@@ -104,6 +140,32 @@ impl Results {
             .collect()
     }
 
+    fn is_rate(&self, label: &str) -> bool {
+        self.units.get(label).is_some_and(|u| u.higher_is_better())
+    }
+
+    /// `k`'s per-round ratios to HAProxy over every rate workload of every variant, pooled (what
+    /// the goal checks, one ratio per round and workload).
+    pub fn rounds_below(&self, k: Kind) -> Option<Tally> {
+        let mut all = Vec::new();
+        for v in self.variants() {
+            for l in self.labels(v) {
+                if self.is_rate(l) {
+                    all.extend(round_ratios(
+                        self.series(v, l, k),
+                        self.series(v, l, Kind::Haproxy),
+                    ));
+                }
+            }
+        }
+        Tally::of_ratios(&all)
+    }
+
+    /// Whether the control ran (with HAProxy, which it is compared to).
+    fn has_control(&self) -> bool {
+        self.targets.contains(&CONTROL) && self.targets.contains(&Kind::Haproxy)
+    }
+
     /// The goal per workload: lb auto ≥ 1.0 × HAProxy in every round (rates only).
     /// (variant, workload, worst ratio) of each miss, and how many were checked.
     pub fn auto_misses(&self) -> (Vec<(Variant, &'static str, f64)>, usize) {
@@ -111,7 +173,7 @@ impl Results {
         let mut checked = 0;
         for v in self.variants() {
             for l in self.labels(v) {
-                if !self.units.get(l).is_some_and(|u| u.higher_is_better()) {
+                if !self.is_rate(l) {
                     continue;
                 }
                 if let Some((_, worst)) = self.ratio_to_haproxy(v, l, Kind::LbAuto) {
@@ -129,7 +191,7 @@ impl Results {
         self.targets
             .iter()
             .copied()
-            .filter(|k| !matches!(k, Kind::Haproxy | Kind::Direct))
+            .filter(|k| !matches!(*k, Kind::Haproxy | Kind::Direct | CONTROL))
             .collect()
     }
 
@@ -142,11 +204,18 @@ impl Results {
             self.rounds, self.secs
         );
         let has_haproxy = self.targets.contains(&Kind::Haproxy);
+        let control = self.has_control();
         for v in self.variants() {
             let _ = writeln!(
                 s,
-                "**{}** (medians; ratio to HAProxy: median (worst round))\n",
-                v.name()
+                "**{}** (medians; ratio to HAProxy: median (worst round){})\n",
+                v.name(),
+                if control {
+                    "; haproxy-again is a second, identical HAProxy: its ratio is HAProxy \
+                     against itself, the noise floor of a per-round ratio"
+                } else {
+                    ""
+                }
             );
             let mut head = String::from("| workload |");
             let mut rule = String::from("|---|");
@@ -160,19 +229,27 @@ impl Results {
                     rule.push_str("---:|");
                 }
             }
+            if control {
+                let _ = write!(head, " {} ÷ HAProxy (noise floor) |", CONTROL.name());
+                rule.push_str("---:|");
+            }
             let _ = writeln!(s, "{head}\n{rule}");
             for l in self.labels(v) {
                 let _ = write!(s, "| {l} |");
                 for &k in &self.targets {
                     let _ = write!(s, " {} |", fmt_num(self.median(v, l, k)));
                 }
+                let ratio_cell = |k| {
+                    self.ratio_to_haproxy(v, l, k)
+                        .map_or("–".into(), |(m, w)| format!("{m:.2} ({w:.2})"))
+                };
                 if has_haproxy {
                     for k in self.lbs() {
-                        let cell = self
-                            .ratio_to_haproxy(v, l, k)
-                            .map_or("–".into(), |(m, w)| format!("{m:.2} ({w:.2})"));
-                        let _ = write!(s, " {cell} |");
+                        let _ = write!(s, " {} |", ratio_cell(k));
                     }
+                }
+                if control {
+                    let _ = write!(s, " {} |", ratio_cell(CONTROL));
                 }
                 s.push('\n');
             }
@@ -184,21 +261,44 @@ impl Results {
 
     fn goal_and_failures(&self, s: &mut String) {
         let (misses, checked) = self.auto_misses();
+        let control = self.has_control();
         if checked > 0 {
-            let _ = writeln!(
+            let tally = |t: Option<Tally>| {
+                t.map_or("–".into(), |t| {
+                    format!(
+                        "{} of {} rounds below 1.0, worst {:.2}, median {:.2}",
+                        t.below, t.of, t.worst, t.median
+                    )
+                })
+            };
+            let _ = write!(
                 s,
                 "Goal, lb-auto ≥ 1.0 × HAProxy in every round of every workload: {} ({} of {} \
-                 workload/variant pairs below in some round)",
+                 workload/variant pairs below in some round; {})",
                 if misses.is_empty() {
                     "met"
                 } else {
                     "**not met**"
                 },
                 misses.len(),
-                checked
+                checked,
+                tally(self.rounds_below(Kind::LbAuto)),
             );
+            if control {
+                let _ = write!(
+                    s,
+                    "; control {}, HAProxy against itself (the noise floor): {}",
+                    CONTROL.name(),
+                    tally(self.rounds_below(CONTROL)),
+                );
+            }
+            s.push('\n');
             for (v, l, w) in &misses {
-                let _ = writeln!(s, "- {}, {l}: worst round {w:.2} ×", v.name());
+                let _ = write!(s, "- {}, {l}: worst round {w:.2} ×", v.name());
+                if let Some((_, cw)) = self.ratio_to_haproxy(*v, l, CONTROL).filter(|_| control) {
+                    let _ = write!(s, " (control {cw:.2} ×)");
+                }
+                s.push('\n');
             }
             s.push('\n');
         }
@@ -233,11 +333,20 @@ impl Results {
             }
         }
         let (misses, _) = self.auto_misses();
+        // Per target but HAProxy: its rate ratios to HAProxy per round, pooled.
+        let pooled: serde_json::Map<String, serde_json::Value> = self
+            .targets
+            .iter()
+            .filter(|k| **k != Kind::Haproxy)
+            .filter_map(|k| Some((k.name().to_string(), self.rounds_below(*k)?.json())))
+            .collect();
         serde_json::json!({
             "rounds": self.rounds,
             "seconds_per_run": self.secs,
             "values": rows,
             "auto_below_haproxy": misses.iter().map(|(v, l, w)| serde_json::json!({"variant": v.name(), "workload": l, "worst_ratio": w})).collect::<Vec<_>>(),
+            "rate_ratios_to_haproxy_by_round": pooled,
+            "control": self.has_control().then_some(CONTROL.name()),
             "missing": self.missing,
             "errors": self.errors.iter().map(|(v, l, k, r, e)| serde_json::json!({"variant": v.name(), "workload": l, "target": k, "round": r + 1, "message": e})).collect::<Vec<_>>(),
         })
@@ -284,6 +393,160 @@ mod tests {
             );
         }
         r
+    }
+
+    const SET: &str = "redis SET -k 0: req/s";
+
+    /// [`sample`] with a second rate workload and the control, whose per-round ratios to
+    /// HAProxy are 0.875, 1.125, 0.75 (PING) and 1.25, 0.75, 1.0 (SET).
+    fn with_control() -> Results {
+        let mut r = sample();
+        r.targets = vec![
+            Kind::LbAuto,
+            Kind::Haproxy,
+            Kind::HaproxyAgain,
+            Kind::Direct,
+        ];
+        let rate = |x| Figure::new(x, Unit::PerSecond);
+        for (round, again) in [87.5, 112.5, 75.0].into_iter().enumerate() {
+            r.push(
+                Variant::BusyCore,
+                PING,
+                Kind::HaproxyAgain,
+                round,
+                rate(again),
+            );
+        }
+        for (round, (lb, h, again)) in [
+            (250.0, 200.0, 250.0),
+            (150.0, 200.0, 150.0),
+            (225.0, 200.0, 200.0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            r.push(Variant::BusyCore, SET, Kind::LbAuto, round, rate(lb));
+            r.push(Variant::BusyCore, SET, Kind::Haproxy, round, rate(h));
+            r.push(
+                Variant::BusyCore,
+                SET,
+                Kind::HaproxyAgain,
+                round,
+                rate(again),
+            );
+        }
+        // A CPU figure: shown, but not in the rounds the goal counts.
+        for (round, again) in [1.5, 0.5].into_iter().enumerate() {
+            let f = Figure::new(again, Unit::CpuPerGib);
+            r.push(Variant::Quiet, CPU, Kind::HaproxyAgain, round, f);
+        }
+        r
+    }
+
+    #[test]
+    fn the_control_is_haproxy_against_itself() {
+        let r = with_control();
+        assert_eq!(
+            r.ratio_to_haproxy(Variant::BusyCore, PING, Kind::HaproxyAgain),
+            Some((0.875, 0.75))
+        );
+        assert_eq!(
+            r.ratio_to_haproxy(Variant::BusyCore, SET, Kind::HaproxyAgain),
+            Some((1.0, 0.75))
+        );
+        // Pooled over the rate workloads only: six ratios, three below 1.0.
+        assert_eq!(
+            r.rounds_below(Kind::HaproxyAgain),
+            Some(Tally {
+                below: 3,
+                of: 6,
+                median: 0.9375,
+                worst: 0.75
+            })
+        );
+        // lb-auto: 1.1, 0.4, 1.2 (PING) and 1.25, 0.75, 1.125 (SET).
+        let auto = r.rounds_below(Kind::LbAuto).unwrap();
+        assert_eq!((auto.below, auto.of, auto.worst), (2, 6, 0.4));
+        assert!((auto.median - 1.1125).abs() < 1e-12, "{auto:?}");
+        assert_eq!(r.rounds_below(Kind::Nginx), None);
+        // The control is not counted as an lb target, nor in the goal.
+        assert_eq!(r.lbs(), [Kind::LbAuto]);
+        let (misses, checked) = r.auto_misses();
+        assert_eq!(checked, 2);
+        assert_eq!(
+            misses,
+            [
+                (Variant::BusyCore, PING, 0.4),
+                (Variant::BusyCore, SET, 0.75)
+            ]
+        );
+    }
+
+    #[test]
+    fn markdown_and_json_show_the_control_as_the_noise_floor() {
+        let r = with_control();
+        let md = r.markdown();
+        assert!(
+            md.contains(
+                "| workload | lb-auto | haproxy | haproxy-again | direct | lb-auto ÷ HAProxy \
+                 | haproxy-again ÷ HAProxy (noise floor) |\n|---|---:|---:|---:|---:|---:|---:|\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| redis PING -k 0: req/s | 110.0 | 100.0 | 87.50 | 300.0 | 1.10 (0.40) | 0.88 (0.75) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| iperf3, 1 stream: CPU s/GiB | 0.60 | 1 | 1 | – | 0.60 (0.70) | 1.00 (1.50) |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("HAProxy against itself, the noise floor of a per-round ratio"));
+        assert!(
+            md.contains(
+                "Goal, lb-auto ≥ 1.0 × HAProxy in every round of every workload: **not met** \
+                 (2 of 2 workload/variant pairs below in some round; 2 of 6 rounds below 1.0, \
+                 worst 0.40, median 1.11); control haproxy-again, HAProxy against itself (the \
+                 noise floor): 3 of 6 rounds below 1.0, worst 0.75, median 0.94\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- one busy core, redis SET -k 0: req/s: worst round 0.75 × (control 0.75 ×)\n"
+            ),
+            "{md}"
+        );
+        let j = r.json();
+        let pooled = &j["rate_ratios_to_haproxy_by_round"];
+        assert_eq!(pooled["haproxy-again"]["below_1"], 3);
+        assert_eq!(pooled["haproxy-again"]["ratios"], 6);
+        assert_eq!(pooled["haproxy-again"]["worst"], 0.75);
+        assert_eq!(pooled["haproxy-again"]["median"], 0.9375);
+        assert_eq!(pooled["lb-auto"]["below_1"], 2);
+        assert_eq!(j["control"], "haproxy-again");
+        let row = j["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["target"] == "haproxy-again" && x["workload"] == PING)
+            .unwrap();
+        assert_eq!(row["by_round"][2], serde_json::json!([3, 75.0]));
+        assert_eq!(row["ratio_to_haproxy_median"], 0.875);
+        assert_eq!(row["ratio_to_haproxy_worst"], 0.75);
+    }
+
+    #[test]
+    fn without_the_control_nothing_is_said_of_it() {
+        let md = sample().markdown();
+        assert!(!md.contains("noise floor"), "{md}");
+        assert!(
+            md.contains("1 of 3 rounds below 1.0, worst 0.40, median 1.10)\n"),
+            "{md}"
+        );
+        assert_eq!(sample().json()["control"], serde_json::Value::Null);
     }
 
     #[test]
