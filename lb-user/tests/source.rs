@@ -122,3 +122,116 @@ backend b
         "the log should name the server, the source and why: {line}"
     );
 }
+
+/// The port of an `addr=IP:PORT` text.
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// `source ADDR:LOW-HIGH` on a server (HAProxy's port range), on each data plane: each
+/// connection binds a port of the range no other holds; with every port held the next
+/// connection fails (the log says why) and a port comes back when its connection ends. The
+/// server's health checks take their ports from the range too.
+#[test]
+fn a_servers_port_range_gives_each_connection_a_port_of_its_own() {
+    let redis = Redis::start_logging();
+    // Above the ephemeral range (nothing else takes them), one address per plane.
+    for (i, plane) in ["splice", "sockmap", SOCKMAP_AT_ONCE]
+        .into_iter()
+        .enumerate()
+    {
+        let (lo, hi) = (61_300 + 10 * i as u16, 61_301 + 10 * i as u16);
+        let (chk_lo, chk_hi) = (lo + 5, lo + 7);
+        let ip = format!("127.0.0.{}", 20 + i);
+        let (fe, fe_chk) = (free_port(), free_port());
+        let before = redis.log();
+        let cfg = format!(
+            "global\n    nbthread 2\n\n{DEFAULTS}
+frontend f
+    bind 127.0.0.1:{fe}
+    default_backend b
+
+frontend fc
+    bind 127.0.0.1:{fe_chk}
+    default_backend bc
+
+backend b
+    retries 0
+    server r 127.0.0.1:{r} source {ip}:{lo}-{hi}
+
+backend bc
+    option redis-check
+    default-server source {ip}:{chk_lo}-{chk_hi}
+    server r 127.0.0.1:{r} check inter 100ms
+",
+            r = redis.port
+        );
+        let mut lb = Lb::start(&cfg, plane);
+        let mut held = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..2 {
+            let mut c = RedisConn::connect(local(fe)).expect("connect through lb");
+            // `CLIENT INFO`: this connection's own line (`CLIENT LIST` would show the held
+            // ones too, with the same last command).
+            let info = c.cmd(&["CLIENT", "INFO"]).expect("CLIENT INFO").text();
+            let me = info
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("addr="))
+                .unwrap_or_else(|| panic!("{plane}: no addr= in {info}"))
+                .to_owned();
+            assert!(me.starts_with(&format!("{ip}:")), "{plane}: came from {me}");
+            ports.push(port_of(&me));
+            held.push(c);
+        }
+        ports.sort_unstable();
+        assert_eq!(ports, [lo, hi], "{plane}: one port each, both of the range");
+        let mut third = RedisConn::connect(local(fe)).expect("lb accepts");
+        assert!(
+            third.cmd(&["PING"]).is_err(),
+            "{plane}: served with no port left"
+        );
+        let line = lb.expect_log(&format!("source {ip}:{lo}-{hi}"));
+        assert!(
+            line.contains("no free port left in the range"),
+            "{plane}: {line}"
+        );
+        // A connection that ends gives its port back.
+        drop(held.pop());
+        assert!(
+            poll(Duration::from_secs(10), || own_client_addr_ok(
+                local(fe),
+                &ip
+            )),
+            "{plane}: no connection after a port came back"
+        );
+        // The checks, from the other range only.
+        let new = |p: u16| {
+            let from = format!("Accepted {ip}:{p}");
+            redis.log().matches(&from).count() - before.matches(&from).count()
+        };
+        assert!(
+            poll(Duration::from_secs(10), || (chk_lo..=chk_hi)
+                .map(new)
+                .sum::<usize>()
+                >= 3),
+            "{plane}: no check from {ip}:{chk_lo}-{chk_hi}; redis log:\n{}",
+            redis.log()
+        );
+        let all_from_ip = accepted_from(&redis.log(), &ip) - accepted_from(&before, &ip);
+        let in_ranges: usize = (lo..=hi).chain(chk_lo..=chk_hi).map(new).sum();
+        assert_eq!(
+            all_from_ip, in_ranges,
+            "{plane}: a connection from outside the ranges"
+        );
+        lb.stop();
+    }
+}
+
+/// Whether a `CLIENT LIST` through `via` works and comes from `ip`.
+fn own_client_addr_ok(via: std::net::SocketAddr, ip: &str) -> bool {
+    let Ok(mut c) = RedisConn::connect(via) else {
+        return false;
+    };
+    c.cmd(&["CLIENT", "INFO"])
+        .is_ok_and(|l| l.text().contains(&format!("addr={ip}:")))
+}

@@ -733,6 +733,20 @@ pub struct Source {
     pub addr: SocketAddr,
     /// `interface NAME`: the connection leaves through that device (`SO_BINDTODEVICE`).
     pub interface: Option<String>,
+    /// `ADDR:LOW-HIGH` on a server: each connection binds a free port of `LOW..=HIGH` (`addr`'s
+    /// port is then 0).
+    pub ports: Option<(u16, u16)>,
+}
+
+impl fmt::Display for Source {
+    /// As written: `ADDR:PORT`, or `ADDR:LOW-HIGH`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ports {
+            None => write!(f, "{}", self.addr),
+            Some((lo, hi)) if self.addr.is_ipv6() => write!(f, "[{}]:{lo}-{hi}", self.addr.ip()),
+            Some((lo, hi)) => write!(f, "{}:{lo}-{hi}", self.addr.ip()),
+        }
+    }
 }
 
 /// A PROXY protocol version.

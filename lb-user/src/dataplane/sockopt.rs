@@ -4,9 +4,11 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{BindOptions, Keepalive, Source};
+use crate::server::{PortLease, PortPool};
 
 /// Applies a `bind` line's options to a listening socket before it binds (`listen_queue`: the
 /// backlog, also TFO's queue length as in `HAProxy`). As in `HAProxy`, a kernel that refuses
@@ -92,10 +94,17 @@ pub fn apply_listen_options(fd: BorrowedFd<'_>, addr: std::net::SocketAddr, opts
 /// port to the connect, which picks one free for the whole 4-tuple; a plain `bind` would take
 /// a port for the address alone, and one source address could then hold no more connections
 /// than the ephemeral range has ports, whatever the servers. A fixed port gets `SO_REUSEADDR`,
-/// as in `HAProxy`, so that its last connection's `TIME_WAIT` does not refuse the next. The
-/// error names the source.
-pub fn bind_source(fd: BorrowedFd<'_>, src: &Source, to: std::net::SocketAddr) -> io::Result<()> {
-    let named = |e: io::Error| io::Error::new(e.kind(), format!("source {}: {e}", src.addr));
+/// as in `HAProxy`, so that its last connection's `TIME_WAIT` does not refuse the next. With a
+/// port range (`ports`: the server's pool of it) a free port of the range, with `SO_REUSEADDR`
+/// too, held by the returned lease until it drops; a port whose bind fails goes back and the
+/// next is tried, ten at most (`HAProxy`'s attempts). The error names the source.
+pub fn bind_source(
+    fd: BorrowedFd<'_>,
+    src: &Source,
+    to: std::net::SocketAddr,
+    ports: Option<&Arc<PortPool>>,
+) -> io::Result<Option<PortLease>> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("source {src}: {e}"));
     if src.addr.is_ipv4() != to.is_ipv4() {
         return Err(named(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -106,6 +115,27 @@ pub fn bind_source(fd: BorrowedFd<'_>, src: &Source, to: std::net::SocketAddr) -
     if let Some(dev) = &src.interface {
         sock.bind_device(Some(dev.as_bytes()))
             .map_err(|e| named(io::Error::new(e.kind(), format!("interface '{dev}': {e}"))))?;
+    }
+    if let Some(pool) = ports {
+        sock.set_reuse_address(true).map_err(named)?;
+        let mut last = None;
+        for _ in 0..10 {
+            let Some(lease) = pool.take() else {
+                return Err(named(io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    "no free port left in the range",
+                )));
+            };
+            let at = std::net::SocketAddr::new(src.addr.ip(), lease.port());
+            match sock.bind(&at.into()) {
+                Ok(()) => return Ok(Some(lease)),
+                // The lease goes back (last in the queue): the next port is tried.
+                Err(e) => last = Some(e),
+            }
+        }
+        return Err(named(
+            last.unwrap_or_else(|| io::Error::other("no port bound")),
+        ));
     }
     if src.addr.port() == 0 {
         // Kernels before 4.2 do without: the bind then takes a port as before.
@@ -121,7 +151,8 @@ pub fn bind_source(fd: BorrowedFd<'_>, src: &Source, to: std::net::SocketAddr) -
     } else {
         sock.set_reuse_address(true).map_err(named)?;
     }
-    sock.bind(&src.addr.into()).map_err(named)
+    sock.bind(&src.addr.into()).map_err(named)?;
+    Ok(None)
 }
 
 /// `TCP_QUICKACK` off (`option tcp-smart-accept` on a listener, `option tcp-smart-connect`
@@ -503,6 +534,7 @@ mod tests {
         Source {
             addr: addr.parse().unwrap(),
             interface: None,
+            ports: None,
         }
     }
 
@@ -513,7 +545,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let to = l.local_addr().unwrap();
         let s = socket();
-        bind_source(s.as_fd(), &source("127.0.0.2:0"), to).unwrap();
+        bind_source(s.as_fd(), &source("127.0.0.2:0"), to, None).unwrap();
         let bound = s.local_addr().unwrap().as_socket().unwrap();
         assert_eq!(
             bound,
@@ -536,12 +568,12 @@ mod tests {
             .unwrap()
             .port();
         let s = socket();
-        bind_source(s.as_fd(), &source(&format!("127.0.0.3:{port}")), to).unwrap();
+        bind_source(s.as_fd(), &source(&format!("127.0.0.3:{port}")), to, None).unwrap();
         s.connect(&to.into()).unwrap();
         let (_, peer) = l.accept().unwrap();
         assert_eq!(peer.to_string(), format!("127.0.0.3:{port}"));
 
-        let e = bind_source(socket().as_fd(), &source("192.0.2.7:0"), to).unwrap_err();
+        let e = bind_source(socket().as_fd(), &source("192.0.2.7:0"), to, None).unwrap_err();
         assert_eq!(
             e.raw_os_error(),
             None,
@@ -552,11 +584,52 @@ mod tests {
             text.starts_with("source 192.0.2.7:0: ") && text.contains("Cannot assign"),
             "{text}"
         );
-        let e = bind_source(socket().as_fd(), &source("[::1]:0"), to).unwrap_err();
+        let e = bind_source(socket().as_fd(), &source("[::1]:0"), to, None).unwrap_err();
         assert!(e.to_string().contains("not of the family"), "{e}");
         let mut dev = source("127.0.0.2:0");
         dev.interface = Some("no-such-dev0".to_owned());
-        let e = bind_source(socket().as_fd(), &dev, to).unwrap_err();
+        let e = bind_source(socket().as_fd(), &dev, to, None).unwrap_err();
         assert!(e.to_string().contains("interface 'no-such-dev0'"), "{e}");
+    }
+
+    /// A range binds a free port of it, skips a port the bind refuses (held by a listener
+    /// here), holds it until the lease drops, and says when none is left.
+    #[test]
+    fn a_source_range_binds_a_free_port_of_it() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        // Above the ephemeral range: nothing else here takes them.
+        let (lo, hi) = (61_230, 61_231);
+        let busy = TcpListener::bind(("127.0.0.4", lo)).unwrap();
+        let mut src = source("127.0.0.4:0");
+        src.ports = Some((lo, hi));
+        let pool = PortPool::new((lo, hi));
+        let s = socket();
+        let lease = bind_source(s.as_fd(), &src, to, Some(&pool))
+            .unwrap()
+            .unwrap();
+        assert_eq!(lease.port(), hi, "the port in use was skipped");
+        s.connect(&to.into()).unwrap();
+        let (_, peer) = l.accept().unwrap();
+        assert_eq!(peer.to_string(), format!("127.0.0.4:{hi}"));
+        // lo went back to the pool but is still in use: with hi held, nothing binds.
+        let e = bind_source(socket().as_fd(), &src, to, Some(&pool)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("source 127.0.0.4:{lo}-{hi}: ")),
+            "{e}"
+        );
+        drop(busy);
+        let e2 = bind_source(socket().as_fd(), &src, to, Some(&pool))
+            .unwrap()
+            .unwrap();
+        assert_eq!(e2.port(), lo);
+        let e = bind_source(socket().as_fd(), &src, to, Some(&pool)).unwrap_err();
+        assert!(
+            e.to_string().contains("no free port left in the range"),
+            "{e}"
+        );
+        drop(lease);
+        assert_eq!(pool.free(), 1);
     }
 }

@@ -13,7 +13,7 @@ use super::probe::{self, AfterConnect, Outcome, SendError, Target, BUF_CAP};
 use super::{spread, Srv};
 use crate::config::{Backend, ConnectRule, Server};
 use crate::state::{self, printable, AgentVerdict, By, Change};
-use crate::table::{AdminState, CheckResult, ServerState};
+use crate::table::{AdminState, CheckResult, ServerCounters, ServerState};
 
 /// HAProxy keeps a check's description in 128 bytes (`HCHK_DESC_LEN`); an agent's text is cut
 /// there too, so a chatty agent costs no more in logs and stats.
@@ -206,14 +206,24 @@ pub(super) fn interval(conf: &Server) -> Duration {
 /// The agent's target: `agent-addr` (else the server's current address), `agent-port`,
 /// `agent-inter` and the backend's timeouts. `None` when there is nothing to connect to (no
 /// port, or a server whose name does not resolve and no `agent-addr`).
-fn target(be: &Backend, conf: &Server, st: &ServerState) -> Option<Target> {
+fn target(
+    be: &Backend,
+    (conf, counters): (&Server, &ServerCounters),
+    st: &ServerState,
+) -> Option<Target> {
     let a = &conf.health.agent;
     let port = a.port?;
     if a.addr.is_none() && st.resolution_maint {
         return None;
     }
     let addr = SocketAddr::new(a.addr.unwrap_or(st.addr.ip()), port);
-    Some(super::target(be, (conf, addr), interval(conf), None, None))
+    Some(super::target(
+        be,
+        (conf, addr, counters),
+        interval(conf),
+        None,
+        None,
+    ))
 }
 
 /// The agent check loop of one server, until its checker thread stops. Unlike the regular
@@ -227,7 +237,7 @@ pub(super) async fn run(srv: Rc<Srv>, job: AgentJob) {
             return;
         };
         if st.agent_enabled {
-            if let Some(t) = target(&srv.be, &srv.conf, &st) {
+            if let Some(t) = target(&srv.be, (&srv.conf, &srv.counters), &st) {
                 check(&srv, &job, &t).await;
             }
         }

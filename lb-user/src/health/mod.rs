@@ -243,10 +243,11 @@ async fn run_jobs(jobs: Vec<Job>, mut stopped: tokio::sync::watch::Receiver<()>)
 
 /// Where and how long to check, with interval `inter`: `addr`/`port` if given, else the
 /// server's current address (`server`), which DNS and `set server addr` move.
-/// The check connects from `conf`'s `source` (its own, else its backend's), as its traffic.
+/// The check connects from `conf`'s `source` (its own, else its backend's), as its traffic,
+/// taking a port of its source range from the server's pool (in `counters`) when it has one.
 fn target(
     be: &Backend,
-    (conf, server): (&Server, SocketAddr),
+    (conf, server, counters): (&Server, SocketAddr, &ServerCounters),
     inter: Duration,
     addr: Option<IpAddr>,
     port: Option<u16>,
@@ -258,6 +259,7 @@ fn target(
     };
     Target {
         source: conf.source.clone(),
+        source_ports: counters.source_ports(conf),
         ..Target::plain(addr, connect_timeout, read_timeout, inter)
     }
 }
@@ -391,7 +393,7 @@ impl CheckJob {
         } else {
             let mut t = target(
                 &srv.be,
-                (conf, st.addr),
+                (conf, st.addr, &srv.counters),
                 conf.health.inter,
                 conf.health.addr,
                 conf.check_port,
@@ -426,14 +428,15 @@ mod tests {
         let now: SocketAddr = "10.0.0.7:3306".parse().unwrap();
         let srv = crate::table::testing::server("s", 1, 1);
         let inter = Duration::from_secs(2);
-        assert_eq!(target(&be, (&srv, now), inter, None, None).addr, now);
+        let c = ServerCounters::default();
+        assert_eq!(target(&be, (&srv, now, &c), inter, None, None).addr, now);
         assert_eq!(
-            target(&be, (&srv, now), inter, None, Some(9200)).addr,
+            target(&be, (&srv, now, &c), inter, None, Some(9200)).addr,
             "10.0.0.7:9200".parse().unwrap()
         );
         let other: IpAddr = "10.0.0.9".parse().unwrap();
         assert_eq!(
-            target(&be, (&srv, now), inter, Some(other), None).addr,
+            target(&be, (&srv, now, &c), inter, Some(other), None).addr,
             "10.0.0.9:3306".parse().unwrap()
         );
     }

@@ -21,6 +21,7 @@ use crate::config::{
     CheckKind, ConnectRule, ExpectPattern, MysqlVersion, ProxyVersion, Source, TcpCheckRule,
 };
 use crate::dataplane::sockopt;
+use crate::server::{PortLease, PortPool};
 
 /// HAProxy's check buffer size (`tune.bufsize`, 16 KiB): a server sending more costs no more.
 pub const BUF_CAP: usize = 16384;
@@ -86,6 +87,9 @@ pub struct Target {
     pub proxy_version: ProxyVersion,
     /// The server's `source` (or its backend's): checks come from it, as its traffic does.
     pub source: Option<Source>,
+    /// The pool of the server's source port range, when it has one: a check holds one of its
+    /// ports while it runs.
+    pub source_ports: Option<Arc<PortPool>>,
 }
 
 /// The server and backend a check is for (`%[srv_name]`...).
@@ -117,6 +121,7 @@ impl Target {
             send_proxy: None,
             proxy_version: ProxyVersion::V1,
             source: None,
+            source_ports: None,
         }
     }
 }
@@ -448,9 +453,9 @@ impl AfterConnect {
 /// as `after` says ([`AfterConnect::delays_ack`]).
 async fn connect(
     addr: SocketAddr,
-    source: Option<&Source>,
+    (source, ports): (Option<&Source>, Option<&Arc<PortPool>>),
     after: AfterConnect,
-) -> std::io::Result<TcpStream> {
+) -> std::io::Result<(TcpStream, Option<PortLease>)> {
     use std::os::fd::AsFd as _;
     let s = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -461,10 +466,11 @@ async fn connect(
         // As HAProxy, a refusal is ignored: the check works, the server just sees it.
         let _ = sockopt::set_quickack(s.as_fd(), false);
     }
-    if let Some(src) = source {
-        sockopt::bind_source(s.as_fd(), src, addr)?;
-    }
-    s.connect(addr).await
+    let lease = match source {
+        Some(src) => sockopt::bind_source(s.as_fd(), src, addr, ports)?,
+        None => None,
+    };
+    Ok((s.connect(addr).await?, lease))
 }
 
 /// Opens a check connection as `rule` says: TCP to its `addr`/`port` over the target's
@@ -486,7 +492,8 @@ pub(crate) async fn open(
         rule.port.unwrap_or(t.addr.port()),
     );
     let bound = (Instant::now() + t.connect_timeout).min(whole);
-    let mut tcp = match timeout_at(bound, connect(addr, t.source.as_ref(), after)).await {
+    let source = (t.source.as_ref(), t.source_ports.as_ref());
+    let (mut tcp, port) = match timeout_at(bound, connect(addr, source, after)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(Outcome::new(false, "L4CON", io_text(&e))),
         Err(_) => return Err(Outcome::new(false, "L4TOUT", "")),
@@ -495,6 +502,7 @@ pub(crate) async fn open(
         conn,
         linger: rule.linger,
         peer_closed: false,
+        _port: port,
     };
     if let Some(v) = connect_proxy(rule, t) {
         let header = check_proxy_header(&tcp, v);
@@ -596,6 +604,9 @@ pub(crate) struct CheckConn {
     conn: Conn,
     linger: bool,
     peer_closed: bool,
+    /// The port of the server's source range the check is bound to, given back after the
+    /// connection closes (the field drops after `Drop::drop` closed it).
+    _port: Option<PortLease>,
 }
 
 impl CheckConn {

@@ -14,6 +14,7 @@ use crate::config::{Backend, Frontend, Keepalive, Server};
 use crate::dataplane::{sockopt, Sock};
 use crate::generation::Generation;
 use crate::ring::ConnectFailed;
+use crate::server::{PortLease, PortPool};
 use crate::table::{BackendTable, ServerSlot};
 
 /// Socket options of a connection to a server: `TCP_NODELAY`, keepalive and the server's
@@ -68,11 +69,11 @@ pub(super) enum ConnectError {
 /// reactor, registered once for the connect, the first bytes and the data plane.
 pub(super) async fn connect(
     addr: SocketAddr,
-    server: &Server,
+    (server, ports): (&Server, Option<&Arc<PortPool>>),
     Opening { tfo, delay_ack }: Opening,
     ka: &Keepalive,
     timeout: Option<Duration>,
-) -> Result<Sock, ConnectError> {
+) -> Result<(Sock, Option<PortLease>), ConnectError> {
     let source = server.source.as_ref();
     // Non-blocking and close-on-exec from creation: no fcntl afterwards.
     let sock = Socket::new(
@@ -82,9 +83,11 @@ pub(super) async fn connect(
     )?;
     let fd: OwnedFd = sock.into();
     tune(&fd, ka, server.tcp_ut)?;
-    if let Some(src) = source {
-        sockopt::bind_source(fd.as_fd(), src, addr)?;
-    }
+    // A port of the server's source range, held as long as the connection (by its slot).
+    let lease = match source {
+        Some(src) => sockopt::bind_source(fd.as_fd(), src, addr, ports)?,
+        None => None,
+    };
     if delay_ack {
         // As HAProxy, best effort: the connect works the same without it.
         let _ = sockopt::delay_acks(fd.as_raw_fd());
@@ -100,7 +103,7 @@ pub(super) async fn connect(
     }
     if crate::ring::available() {
         return match crate::ring::connect(&fd, addr, timeout).await {
-            Ok(()) => Ok(Sock::new(fd)),
+            Ok(()) => Ok((Sock::new(fd), lease)),
             Err(ConnectFailed::Timeout) => Err(ConnectError::Timeout(timeout.unwrap_or_default())),
             Err(ConnectFailed::Io(e)) => Err(e.into()),
         };
@@ -113,7 +116,7 @@ pub(super) async fn connect(
     };
     let afd = crate::dataplane::async_fd(sock.into())?;
     if !in_progress {
-        return Ok(Sock::registered(afd));
+        return Ok((Sock::registered(afd), lease));
     }
     // The kernel reports a connecting socket writable only once it left SYN_SENT (tcp_poll):
     // writable without a pending error is connected, no `getpeername` needed. The readiness
@@ -136,7 +139,7 @@ pub(super) async fn connect(
         },
         None => wait.await?,
     }
-    Ok(Sock::registered(afd))
+    Ok((Sock::registered(afd), lease))
 }
 
 /// How a connect opens the connection, from HAProxy's rules (`tcp_connect_server`).
@@ -198,9 +201,10 @@ pub(super) async fn connect_with_retries(
     let mut attempt = 0u32;
     loop {
         let started = tokio::time::Instant::now();
+        let ports = slot.counters().source_ports(slot.conf());
         let result = connect(
             slot.target(dst_port),
-            slot.conf(),
+            (slot.conf(), ports.as_ref()),
             Opening::new(be, slot.conf(), attempt, has_data),
             &be.keepalive,
             be.timeouts.connect,
@@ -210,7 +214,10 @@ pub(super) async fn connect_with_retries(
         gen.passive
             .connect_result(backend, slot.index(), result.is_ok());
         match result {
-            Ok(fd) => return Ok((slot, fd)),
+            Ok((fd, lease)) => {
+                slot.keep_port(lease);
+                return Ok((slot, fd));
+            }
             Err(e) => {
                 tries.timed_out = matches!(e, ConnectError::Timeout(_));
                 tries.failed_server = Some((slot.index(), Arc::from(slot.name())));

@@ -6,9 +6,11 @@
 
 mod carry;
 pub mod health;
+mod source_ports;
 
 pub use carry::carry_over;
 pub use health::{fastinter, Health, Transition};
+pub use source_ports::{PortLease, PortPool};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -270,6 +272,10 @@ pub struct ServerCounters {
     /// The queue of the newest generation's table holding this server, which a released slot
     /// also serves (see `ServerSlot`'s drop).
     pub(crate) latest: arc_swap::ArcSwapOption<LatestQueue>,
+    /// The free ports of the server's source port range, when it has one (kept across
+    /// reloads with the counters, so that a reload's connections never take a port an older
+    /// generation's connection holds).
+    source_ports: arc_swap::ArcSwapOption<PortPool>,
 }
 
 /// A queue that a freed slot may serve: a backend table's (the table implements it).
@@ -309,7 +315,25 @@ impl Default for ServerCounters {
             downtime: AtomicU64::new(0),
             check_now: tokio::sync::watch::channel(0).0,
             latest: arc_swap::ArcSwapOption::const_empty(),
+            source_ports: arc_swap::ArcSwapOption::const_empty(),
         }
+    }
+}
+
+impl ServerCounters {
+    /// The pool of `conf`'s source port range (`source ADDR:LOW-HIGH`), made on first use;
+    /// `None` when its source has no range. A range changed by a reload gets a new pool (the
+    /// old one's ports come back to it as their connections close).
+    pub fn source_ports(&self, conf: &Server) -> Option<Arc<PortPool>> {
+        let range = conf.source.as_ref()?.ports?;
+        let matching =
+            |p: &Option<Arc<PortPool>>| p.as_ref().filter(|p| p.range() == range).cloned();
+        if let Some(p) = matching(&self.source_ports.load_full()) {
+            return Some(p);
+        }
+        self.source_ports
+            .rcu(|cur| matching(cur).or_else(|| Some(PortPool::new(range))));
+        matching(&self.source_ports.load_full())
     }
 }
 

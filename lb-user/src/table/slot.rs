@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{BackendTable, ServerCounters, ServerEntry};
 use crate::config::Server;
-use crate::server::QueueKick;
+use crate::server::{PortLease, QueueKick};
 
 /// A reserved connection slot on one server. Dropping it releases the slot (`cur -= 1`) and
 /// lets the head of the queue have it.
@@ -17,6 +17,9 @@ pub struct ServerSlot {
     conf: Arc<Server>,
     addr: SocketAddr,
     counters: Arc<ServerCounters>,
+    /// The port of the server's source range the connection is bound to: given back when the
+    /// slot drops, at the flow's end.
+    port: Option<PortLease>,
     /// Already released (by `release_quietly`): nothing to do on drop.
     released: bool,
 }
@@ -40,6 +43,7 @@ impl ServerSlot {
             conf: Arc::clone(&entry.conf),
             addr: entry.addr(),
             counters: Arc::clone(&entry.counters),
+            port: None,
             released: false,
         }
     }
@@ -61,6 +65,11 @@ impl ServerSlot {
     pub(super) fn release_quietly(mut self) {
         self.released = true;
         self.counters.cur.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Holds `port` (of the server's source range) until the slot drops.
+    pub fn keep_port(&mut self, port: Option<PortLease>) {
+        self.port = port;
     }
 
     /// The server's index in the backend (and in every snapshot's `servers`).

@@ -437,11 +437,15 @@ fn tfo(c: &mut KwCtx<'_>, _: &str, _: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `source ADDR[:PORT]`: replaces a `default-server`'s whole source (its `interface` too).
+/// `source ADDR[:PORT|:LOW-HIGH]`: replaces a `default-server`'s whole source (its
+/// `interface` too). Each server of a `default-server` range gets a range of its own, as in
+/// `HAProxy`.
 fn source(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
+    let (addr, ports) = super::source::source_addr_range(arg)?;
     c.params.source = Some(Source {
-        addr: super::source::source_addr(arg)?,
+        addr,
         interface: None,
+        ports,
     });
     Ok(())
 }

@@ -5,8 +5,9 @@
 //!
 //! `HAProxy`'s forms: `source ADDR[:PORT] [usesrc ...] [interface NAME]`. `usesrc`
 //! (transparent proxying from the client's address) is not done yet: the line's warning says
-//! so, and the connections come from `ADDR`. A port range (`ADDR:LOW-HIGH`, servers only in
-//! `HAProxy`) is refused with its reason.
+//! so, and the connections come from `ADDR`. A port range (`ADDR:LOW-HIGH`) is for servers
+//! only, as in `HAProxy`: each connection binds a free port of it (see
+//! `crate::server::PortPool`).
 
 use super::super::scalar::{resolve, split_host_port, unspecified, Host};
 use super::super::Source;
@@ -19,27 +20,54 @@ pub(super) struct Parsed {
 }
 
 /// `ADDR[:PORT]`: an IP address or a name resolved now (its first address), port 0 (the
-/// kernel's choice at connect) when none is written.
+/// kernel's choice at connect) when none is written. A port range is refused (a backend's
+/// `source`, as in `HAProxy`).
 pub(super) fn source_addr(word: &str) -> Result<std::net::SocketAddr, String> {
+    match source_addr_range(word)? {
+        (addr, None) => Ok(addr),
+        (_, Some((low, high))) => Err(format!(
+            "port range '{low}-{high}' in source '{word}': ranges are only allowed on a \
+             'server' or 'default-server' line (as in HAProxy)"
+        )),
+    }
+}
+
+/// `ADDR[:PORT]` or `ADDR:LOW-HIGH` (a server's): the address (port 0 with a range) and the
+/// range, `LOW <= HIGH` in 1..=65535 (`LOW-LOW` is the one port, as in `HAProxy`).
+pub(super) fn source_addr_range(
+    word: &str,
+) -> Result<(std::net::SocketAddr, Option<(u16, u16)>), String> {
     let hp = split_host_port(word)?;
-    let port = match hp.port.as_deref() {
-        None | Some("" | "0") => 0,
-        Some(p) if p.contains('-') => {
-            return Err(format!(
-                "port range '{p}' in source '{word}' is not supported yet (give one port, or \
-                 none for the kernel's choice)"
-            ))
-        }
-        Some(p) => p
-            .parse::<u16>()
-            .map_err(|_| format!("invalid port '{p}' in source '{word}' (expected 0..=65535)"))?,
+    let port_of = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("invalid port '{p}' in source '{word}' (expected 0..=65535)"))
+    };
+    let (port, range) = match hp.port.as_deref() {
+        None | Some("" | "0") => (0, None),
+        Some(p) => match p.split_once('-') {
+            None => (port_of(p)?, None),
+            Some((lo, hi)) => {
+                let (lo, hi) = (port_of(lo)?, port_of(hi)?);
+                if lo == 0 || lo > hi {
+                    return Err(format!(
+                        "invalid port range '{p}' in source '{word}' (expected LOW-HIGH with \
+                         1 <= LOW <= HIGH <= 65535)"
+                    ));
+                }
+                if lo == hi {
+                    (lo, None)
+                } else {
+                    (0, Some((lo, hi)))
+                }
+            }
+        },
     };
     let ip = match hp.host {
         None => unspecified(hp.family),
         Some(Host::Ip(ip)) => ip,
         Some(Host::Name(name)) => resolve(&name, port, hp.family)?.ip(),
     };
-    Ok(std::net::SocketAddr::new(ip, port))
+    Ok((std::net::SocketAddr::new(ip, port), range))
 }
 
 /// The words after `source`: the address, then `usesrc X` and `interface NAME` in any order.
@@ -51,6 +79,7 @@ pub(super) fn source_words(words: &[String]) -> Result<Parsed, String> {
         source: Source {
             addr: source_addr(addr)?,
             interface: None,
+            ports: None,
         },
         usesrc: false,
     };
@@ -110,9 +139,38 @@ mod tests {
     }
 
     #[test]
+    fn a_servers_port_range() {
+        let r = |w| source_addr_range(w).unwrap();
+        assert_eq!(
+            r("10.0.0.1:1025-65000"),
+            ("10.0.0.1:0".parse().unwrap(), Some((1025, 65000)))
+        );
+        assert_eq!(
+            r("10.0.0.1:80-80"),
+            ("10.0.0.1:80".parse().unwrap(), None),
+            "one port"
+        );
+        assert_eq!(r("10.0.0.1:80"), ("10.0.0.1:80".parse().unwrap(), None));
+    }
+
+    #[test]
     fn bad_words_say_why() {
         let e = source_words(&words("10.0.0.1:1024-65000")).unwrap_err();
-        assert!(e.contains("port range '1024-65000'"), "{e}");
+        assert!(
+            e.contains(
+                "port range '1024-65000' in source '10.0.0.1:1024-65000': ranges are only \
+                 allowed on a 'server' or 'default-server' line"
+            ),
+            "{e}"
+        );
+        for bad in [
+            "10.0.0.1:0-5",
+            "10.0.0.1:9-5",
+            "10.0.0.1:5-70000",
+            "10.0.0.1:a-b",
+        ] {
+            assert!(source_addr_range(bad).is_err(), "{bad}");
+        }
         let e = source_words(&words("10.0.0.1:99999")).unwrap_err();
         assert!(e.contains("invalid port '99999'"), "{e}");
         let e = source_words(&words("10.0.0.1 interface")).unwrap_err();
