@@ -24,6 +24,7 @@ on_both_planes!(
     nosrv_and_connect_failure_states,
     queue_timeout_state,
     dontlognull_skips_silent_connections,
+    dontlog_normal_logs_only_errors_at_err,
     connect_line_without_tcplog,
     stdout_format_raw,
     unix_socket_target_and_a_dead_one,
@@ -249,6 +250,66 @@ fn dontlognull_skips_silent_connections(dataplane: &str) {
     assert!(
         late.is_empty(),
         "dontlognull logged a silent connection: {late:?}"
+    );
+}
+
+/// `option dontlog-normal` and `option log-separate-errors` (HAProxy's `strm_log`): a session
+/// that ended normally is not logged; one that failed, or succeeded only after a retry and a
+/// redispatch, is logged at `err` (local0: `<131>`).
+fn dontlog_normal_logs_only_errors_at_err(dataplane: &str) {
+    let syslog = Syslog::start();
+    let good = Backend::ident("good");
+    let (ok, bad, retried) = (free_port(), free_port(), free_port());
+    let refusing = refusing_addr();
+    let fe = |name: &str, port: u16| {
+        format!(
+            "frontend {name}\n    bind 127.0.0.1:{port}\n    option tcplog\n    \
+             option dontlog-normal\n    option log-separate-errors\n    default_backend b_{name}\n\n"
+        )
+    };
+    let cfg = format!(
+        "global\n    log 127.0.0.1:{} local0\n\n{DEFAULTS}    log global\n\n{}{}{}\
+         backend b_ok\n    server s1 {}\n\n\
+         backend b_bad\n    retries 0\n    server s1 {refusing}\n\n\
+         backend b_retried\n    balance first\n    retries 1\n    option redispatch\n    \
+         server s1 {refusing}\n    server s2 {}\n",
+        syslog.addr.port(),
+        fe("ok", ok),
+        fe("bad", bad),
+        fe("retried", retried),
+        good.addr,
+        good.addr,
+    );
+    let _lb = Lb::start(&cfg, dataplane);
+    let (got, normal) = exchange(local(ok), b"hello");
+    assert_eq!(got, b"good\n");
+    let (got, failed) = exchange(local(bad), b"hello");
+    assert!(got.is_empty());
+    let (got, redispatched) = exchange(local(retried), b"hello");
+    assert_eq!(got, b"good\n", "the redispatch reached the good server");
+    let re = tcplog_re();
+    let line = line_for(&syslog, failed.port()).expect("a failed session is logged");
+    let c = re
+        .captures(&line)
+        .unwrap_or_else(|| panic!("format: {line:?}"));
+    assert_eq!((&c["pri"], &c["ts"]), ("131", "SC"), "{line}");
+    let line = line_for(&syslog, redispatched.port()).expect("a redispatched session is logged");
+    let c = re
+        .captures(&line)
+        .unwrap_or_else(|| panic!("format: {line:?}"));
+    assert_eq!(
+        (&c["pri"], &c["ts"], &c["rc"]),
+        ("131", "--", "+1"),
+        "{line}"
+    );
+    let late = syslog.wait_for(
+        &format!("127.0.0.1:{} [", normal.port()),
+        1,
+        Duration::from_secs(1),
+    );
+    assert!(
+        late.is_empty(),
+        "dontlog-normal logged a normal session: {late:?}"
     );
 }
 

@@ -456,6 +456,11 @@ pub struct Frontend {
     pub log_format: Option<Arc<crate::log_format::LogFormat>>,
     /// `option dontlognull`: no line for connections where the client sent nothing.
     pub dontlognull: bool,
+    /// `option dontlog-normal`: only sessions that ended in error (or were re-tried or
+    /// redispatched) are logged.
+    pub dontlog_normal: bool,
+    /// `option log-separate-errors`: such sessions are logged at `err`, not `info`.
+    pub log_separate_errors: bool,
     /// `rate-limit sessions N`: new sessions per second the frontend lets in; over that its
     /// listeners wait (clients stay in the backlog). `None`: no limit.
     pub rate_limit_sessions: Option<u32>,

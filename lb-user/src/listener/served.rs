@@ -73,6 +73,17 @@ pub(super) enum LogAs {
 }
 
 impl Served {
+    /// Whether the session is logged as an error (HAProxy's `strm_log`): it ended on an
+    /// error (its termination state starts with neither `-` nor `L`), was redispatched, or
+    /// ended normally after retries. `option dontlog-normal` logs only these,
+    /// `option log-separate-errors` at `err`.
+    pub(super) fn is_error(&self) -> bool {
+        let first = self.ending.code().as_bytes()[0];
+        self.tries.redispatched
+            || !matches!(first, b'-' | b'L')
+            || (first == b'-' && self.tries.retries > 0)
+    }
+
     pub(super) fn new(client: SocketAddr) -> Self {
         Self {
             log: LogAs::Session,
@@ -155,7 +166,13 @@ impl Closing {
                     &bind,
                     msg,
                 );
-                log.send(logging::INFO, &line);
+                // An anomaly that made no session: `err` with `option log-separate-errors`.
+                let level = if log.log_separate_errors {
+                    logging::ERR
+                } else {
+                    logging::INFO
+                };
+                log.send(level, &line);
             }
             return;
         }
@@ -195,11 +212,20 @@ pub(super) fn log_session(
     if log.dontlognull && served.bytes_in == 0 {
         return;
     }
+    let error = served.is_error();
+    if log.dontlog_normal && !error {
+        return;
+    }
+    let level = if error && log.log_separate_errors {
+        logging::ERR
+    } else {
+        logging::INFO
+    };
     let count = log.log_count.fetch_add(1, Ordering::Relaxed);
     let line = session_line(gen, frontend, &served, accepted, (format, count));
     drop(served);
     drop(permit);
-    log.send(logging::INFO, &line);
+    log.send(level, &line);
 }
 
 /// Counts a flow's bytes (client -> server, server -> client) in its server's and its

@@ -37,6 +37,10 @@ pub struct FrontendLog {
     pub log_count: std::sync::atomic::AtomicU64,
     /// `option dontlognull`.
     pub dontlognull: bool,
+    /// `option dontlog-normal`.
+    pub dontlog_normal: bool,
+    /// `option log-separate-errors`.
+    pub log_separate_errors: bool,
     /// Syslog header fields of the configuration this was opened for.
     pub header: Arc<Header>,
 }
@@ -119,6 +123,8 @@ pub fn open(config: &Config) -> Result<Arc<LogSet>, TargetError> {
             format: fe.log_format.clone(),
             log_count: std::sync::atomic::AtomicU64::new(0),
             dontlognull: fe.dontlognull,
+            dontlog_normal: fe.dontlog_normal,
+            log_separate_errors: fe.log_separate_errors,
             header: header.clone(),
         }));
     }

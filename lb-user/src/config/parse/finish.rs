@@ -342,6 +342,8 @@ impl Parser {
                 logs: resolve_log_global(&px.opts.logs, &self.global.logs),
                 log_format: px.opts.log_format.clone(),
                 dontlognull: px.opts.dontlognull,
+                dontlog_normal: px.opts.dontlog_normal,
+                log_separate_errors: px.opts.log_separate_errors,
                 rate_limit_sessions: px.opts.rate_limit_sessions,
             });
         }

@@ -76,6 +76,8 @@ const OPTIONS: &[(&str, Handling)] = &[
     run("allbackups", backend_flag),
     run("tcplog", frontend_log_flag),
     run("dontlognull", frontend_log_flag),
+    run("dontlog-normal", frontend_log_flag),
+    run("log-separate-errors", frontend_log_flag),
     run("tcpka", tcpka),
     run("clitcpka", clitcpka),
     run("srvtcpka", backend_flag),
@@ -92,8 +94,6 @@ const OPTIONS: &[(&str, Handling)] = &[
     run("tcp-check", simple_check),
     run("external-check", simple_check),
     run("log-health-checks", simple_check),
-    not_yet("dontlog-normal", "logging"),
-    not_yet("log-separate-errors", "logging"),
     not_yet("logasap", "logging"),
     not_yet("socket-stats", "stats"),
     not_yet("contstats", "stats"),
@@ -201,13 +201,15 @@ fn backend_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     }
 }
 
-/// `option tcplog`, `option dontlognull`.
+/// `option tcplog`, `option dontlognull`, `option dontlog-normal`, `option
+/// log-separate-errors`.
 fn frontend_log_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if p.cap(px, o.line, &o.kw, true, false) && o.no_args(p) {
-        if o.opt == "tcplog" {
-            px.opts.log_format = (!o.no).then(crate::log_format::tcplog);
-        } else {
-            px.opts.dontlognull = !o.no;
+        match o.opt {
+            "tcplog" => px.opts.log_format = (!o.no).then(crate::log_format::tcplog),
+            "dontlog-normal" => px.opts.dontlog_normal = !o.no,
+            "log-separate-errors" => px.opts.log_separate_errors = !o.no,
+            _ => px.opts.dontlognull = !o.no,
         }
     }
 }

@@ -106,6 +106,10 @@ pub(super) struct ProxyOpts {
     pub(super) log_format: Option<Arc<crate::log_format::LogFormat>>,
     /// `option dontlognull`.
     pub(super) dontlognull: bool,
+    /// `option dontlog-normal`.
+    pub(super) dontlog_normal: bool,
+    /// `option log-separate-errors`.
+    pub(super) log_separate_errors: bool,
     /// `option tcp-smart-accept`.
     pub(super) smart_accept: bool,
     /// `backlog`.
@@ -146,6 +150,8 @@ impl ProxyOpts {
             logs: Vec::new(),
             log_format: None,
             dontlognull: false,
+            dontlog_normal: false,
+            log_separate_errors: false,
             smart_accept: false,
             backlog: None,
             rate_limit_sessions: None,
