@@ -266,6 +266,9 @@ pub struct Data<'a> {
     /// The values of the format's `%[...]` expressions, in the order of
     /// [`LogFormat::samples`] (`None`, or missing: absent).
     pub samples: &'a [Option<Vec<u8>>],
+    /// `option logasap`: the line may leave before the session ends, so `%Tt`, `%Tu` and `%B`
+    /// carry a `+` (HAProxy's, whenever the option is on).
+    pub asap: bool,
 }
 
 /// A wall-clock instant: seconds since the epoch, microseconds, and the local offset then.
@@ -517,6 +520,9 @@ fn render_var(out: &mut String, alias: Alias, flags: Flags, d: &Data<'_>) {
         Alias::CaptureList => push_capture_list(out, flags, d.captures),
         Alias::Options | Alias::ResCaptures | Alias::ResCaptureList => {}
         _ => {
+            if d.asap && matches!(alias, Alias::Total | Alias::User | Alias::BytesOut) {
+                out.push('+');
+            }
             let _ = write!(out, "{}", number(alias, d));
         }
     }

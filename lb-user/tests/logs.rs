@@ -25,6 +25,7 @@ on_both_planes!(
     queue_timeout_state,
     dontlognull_skips_silent_connections,
     dontlog_normal_logs_only_errors_at_err,
+    logasap_logs_when_the_server_is_connected,
     connect_line_without_tcplog,
     stdout_format_raw,
     unix_socket_target_and_a_dead_one,
@@ -311,6 +312,40 @@ fn dontlog_normal_logs_only_errors_at_err(dataplane: &str) {
         late.is_empty(),
         "dontlog-normal logged a normal session: {late:?}"
     );
+}
+
+/// `option logasap` (HAProxy's `sess_establish`): the line leaves once the server connection is
+/// established, while the client still holds its connection, with `--` and a `+` on `%Tt` and
+/// `%B`; nothing more at its end.
+fn logasap_logs_when_the_server_is_connected(dataplane: &str) {
+    let syslog = Syslog::start();
+    let echo = Backend::echo("echo");
+    let port = free_port();
+    let cfg = config(
+        &syslog,
+        port,
+        "    option tcplog\n    option logasap\n",
+        &[format!("s1 {}", echo.addr)],
+        "",
+    );
+    let _lb = Lb::start(&cfg, dataplane);
+    let mut held = TcpStream::connect(local(port)).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let me = held.local_addr().unwrap();
+    held.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    held.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    let line = line_for(&syslog, me.port()).expect("a line while the connection is open");
+    let re = Regex::new(r" be/s1 \d+/\d+/\+\d+ \+\d+ -- ").unwrap();
+    assert!(re.is_match(&line), "{line}");
+    held.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    held.read_to_end(&mut rest).unwrap();
+    let needle = format!("127.0.0.1:{} [", me.port());
+    let more = syslog.wait_for(&needle, 2, Duration::from_secs(1));
+    assert_eq!(more.len(), 1, "a second line at the end: {more:?}");
 }
 
 fn connect_line_without_tcplog(dataplane: &str) {

@@ -461,6 +461,9 @@ pub struct Frontend {
     pub dontlog_normal: bool,
     /// `option log-separate-errors`: such sessions are logged at `err`, not `info`.
     pub log_separate_errors: bool,
+    /// `option logasap`: a session is logged once its server connection is established, not
+    /// at its end (`%Tt`, `%Tu` and `%B` then carry a `+`).
+    pub logasap: bool,
     /// `rate-limit sessions N`: new sessions per second the frontend lets in; over that its
     /// listeners wait (clients stay in the backlog). `None`: no limit.
     pub rate_limit_sessions: Option<u32>,

@@ -82,14 +82,20 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Box<Session>,
     // The thread's shared copy, for the registry and the ring alike.
     let t = interned::timeouts(FlowTimeouts::new(fe, &slot.table().conf));
     let info = flow_info(ctx, &closing, &sess, &slot);
-    let format = gen.logs.frontend(frontend).and_then(|l| l.format.clone());
+    // Logged already (`option logasap`): its end draws no line.
+    let logs_at_end = closing.served.log != LogAs::Nothing;
+    let format = gen
+        .logs
+        .frontend(frontend)
+        .and_then(|l| l.format.clone())
+        .filter(|_| logs_at_end);
     let sess = if sess.needed_at_end(format.as_deref()) {
         Some(sess)
     } else {
         closing.served.note_session(&gen, frontend, &sess);
         None
     };
-    let end = if gen.logs.frontend(frontend).is_some_and(|l| l.enabled()) {
+    let end = if logs_at_end && gen.logs.frontend(frontend).is_some_and(|l| l.enabled()) {
         closing.served.slot = Some(slot);
         AtEnd::Logged(Box::new(closing))
     } else {

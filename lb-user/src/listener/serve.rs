@@ -65,7 +65,11 @@ pub(super) async fn handle(
         fds,
     };
     match to_plane {
-        Some((sess, to)) => flowing::run(ctx, closing, sess, to),
+        Some((sess, to)) => {
+            let mut closing = closing;
+            closing.log_established(&sess);
+            flowing::run(ctx, closing, sess, to);
+        }
         None => closing.log(),
     }
 }

@@ -10,12 +10,13 @@ use super::connect::ConnectTries;
 use super::permit::ConnPermit;
 
 use crate::config::Frontend;
+use crate::dataplane::FlowEnd;
 use crate::fd_budget::FdLease;
 use crate::generation::Generation;
 use crate::log_format::{Data, LogFormat};
 use crate::logging::{
     self,
-    tcplog::Ending,
+    tcplog::{Ending, Killer},
     time::{local, LocalTime},
 };
 use crate::session::Session;
@@ -137,6 +138,39 @@ pub(super) struct Closing {
 }
 
 impl Closing {
+    /// `option logasap`: logs the session now that its server connection is established
+    /// (HAProxy's `sess_establish`), with its state so far (`--`, `%Tt` up to now, the bytes
+    /// passed on so far, each with a `+`); nothing is logged at its end then. With `option
+    /// dontlog-normal` a session that went well so far is left for its end, where it is
+    /// logged only if it ended in error (as HAProxy, whose end-of-stream log still waits).
+    pub(super) fn log_established(&mut self, sess: &Session) {
+        let gen = self.gen.clone();
+        let Some(log) = gen
+            .logs
+            .frontend(self.frontend)
+            .filter(|l| l.enabled() && l.logasap)
+        else {
+            return;
+        };
+        let Some(format) = log
+            .format
+            .as_ref()
+            .filter(|_| self.served.log == LogAs::Session)
+        else {
+            return;
+        };
+        self.served.ending = Ending::Flow(FlowEnd::Closed, Killer::Admin);
+        let Some(level) = session_level(log, &self.served) else {
+            return;
+        };
+        self.served.note_session(&gen, self.frontend, sess);
+        let count = log.log_count.fetch_add(1, Ordering::Relaxed);
+        let accepted = (self.accepted.0, local(self.accepted.1));
+        let line = session_line(&gen, self.frontend, &self.served, accepted, (format, count));
+        log.send(level, &line);
+        self.served.log = LogAs::Nothing;
+    }
+
     /// Logs the connection the way its frontend asks (`option tcplog`, `log-format`, or
     /// HAProxy's line for a bad PROXY header), then lets go of its counts.
     pub(super) fn log(self) {
@@ -212,20 +246,28 @@ pub(super) fn log_session(
     if log.dontlognull && served.bytes_in == 0 {
         return;
     }
-    let error = served.is_error();
-    if log.dontlog_normal && !error {
+    let Some(level) = session_level(log, &served) else {
         return;
-    }
-    let level = if error && log.log_separate_errors {
-        logging::ERR
-    } else {
-        logging::INFO
     };
     let count = log.log_count.fetch_add(1, Ordering::Relaxed);
     let line = session_line(gen, frontend, &served, accepted, (format, count));
     drop(served);
     drop(permit);
     log.send(level, &line);
+}
+
+/// The severity of a session's line, `None` when it is not logged (`option dontlog-normal`
+/// and it went well); `err` for one that went wrong with `option log-separate-errors`.
+fn session_level(log: &logging::FrontendLog, served: &Served) -> Option<u8> {
+    let error = served.is_error();
+    if log.dontlog_normal && !error {
+        return None;
+    }
+    Some(if error && log.log_separate_errors {
+        logging::ERR
+    } else {
+        logging::INFO
+    })
 }
 
 /// Counts a flow's bytes (client -> server, server -> client) in its server's and its
@@ -319,5 +361,6 @@ pub(super) fn session_line(
         hostname: logging::tcplog::hostname(),
         captures: served.noted.as_ref().map_or(&[], |n| &n.captures),
         samples: served.noted.as_ref().map_or(&[], |n| &n.samples),
+        asap: gen.logs.frontend(frontend).is_some_and(|l| l.logasap),
     })
 }

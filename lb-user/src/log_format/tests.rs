@@ -47,6 +47,7 @@ fn data() -> Data<'static> {
         hostname: "edge1",
         captures: &[],
         samples: &[],
+        asap: false,
     }
 }
 
@@ -197,4 +198,15 @@ fn parse_never_panics_on_any_prefix() {
             let _ = parse(&f[..i]);
         }
     }
+}
+
+#[test]
+fn logasap_marks_total_time_and_bytes_with_a_plus() {
+    let f = parse("%Tw/%Tc/%Tt %Tu %B %U %ts").unwrap();
+    let d = Data {
+        asap: true,
+        ..data()
+    };
+    assert_eq!(f.render(&d), "0/2/+50 +50 +1234 11 --");
+    assert_eq!(f.render(&data()), "0/2/50 50 1234 11 --");
 }

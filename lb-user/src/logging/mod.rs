@@ -41,6 +41,8 @@ pub struct FrontendLog {
     pub dontlog_normal: bool,
     /// `option log-separate-errors`.
     pub log_separate_errors: bool,
+    /// `option logasap`.
+    pub logasap: bool,
     /// Syslog header fields of the configuration this was opened for.
     pub header: Arc<Header>,
 }
@@ -125,6 +127,7 @@ pub fn open(config: &Config) -> Result<Arc<LogSet>, TargetError> {
             dontlognull: fe.dontlognull,
             dontlog_normal: fe.dontlog_normal,
             log_separate_errors: fe.log_separate_errors,
+            logasap: fe.logasap,
             header: header.clone(),
         }));
     }

@@ -163,6 +163,7 @@ mod tests {
             hostname: "",
             captures: &[],
             samples: &[],
+            asap: false,
         }
     }
 

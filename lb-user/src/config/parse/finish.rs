@@ -344,6 +344,7 @@ impl Parser {
                 dontlognull: px.opts.dontlognull,
                 dontlog_normal: px.opts.dontlog_normal,
                 log_separate_errors: px.opts.log_separate_errors,
+                logasap: px.opts.logasap,
                 rate_limit_sessions: px.opts.rate_limit_sessions,
             });
         }

@@ -78,6 +78,7 @@ const OPTIONS: &[(&str, Handling)] = &[
     run("dontlognull", frontend_log_flag),
     run("dontlog-normal", frontend_log_flag),
     run("log-separate-errors", frontend_log_flag),
+    run("logasap", frontend_log_flag),
     run("tcpka", tcpka),
     run("clitcpka", clitcpka),
     run("srvtcpka", backend_flag),
@@ -94,7 +95,6 @@ const OPTIONS: &[(&str, Handling)] = &[
     run("tcp-check", simple_check),
     run("external-check", simple_check),
     run("log-health-checks", simple_check),
-    not_yet("logasap", "logging"),
     not_yet("socket-stats", "stats"),
     not_yet("contstats", "stats"),
     not_yet("nolinger", "socket options"),
@@ -202,13 +202,14 @@ fn backend_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
 }
 
 /// `option tcplog`, `option dontlognull`, `option dontlog-normal`, `option
-/// log-separate-errors`.
+/// log-separate-errors`, `option logasap`.
 fn frontend_log_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if p.cap(px, o.line, &o.kw, true, false) && o.no_args(p) {
         match o.opt {
             "tcplog" => px.opts.log_format = (!o.no).then(crate::log_format::tcplog),
             "dontlog-normal" => px.opts.dontlog_normal = !o.no,
             "log-separate-errors" => px.opts.log_separate_errors = !o.no,
+            "logasap" => px.opts.logasap = !o.no,
             _ => px.opts.dontlognull = !o.no,
         }
     }

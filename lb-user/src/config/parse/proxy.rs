@@ -110,6 +110,8 @@ pub(super) struct ProxyOpts {
     pub(super) dontlog_normal: bool,
     /// `option log-separate-errors`.
     pub(super) log_separate_errors: bool,
+    /// `option logasap`.
+    pub(super) logasap: bool,
     /// `option tcp-smart-accept`.
     pub(super) smart_accept: bool,
     /// `backlog`.
@@ -152,6 +154,7 @@ impl ProxyOpts {
             dontlognull: false,
             dontlog_normal: false,
             log_separate_errors: false,
+            logasap: false,
             smart_accept: false,
             backlog: None,
             rate_limit_sessions: None,
