@@ -8,6 +8,7 @@
 
 pub mod ca;
 mod checks;
+pub mod cpu_map;
 mod lex;
 mod model;
 mod parse;

@@ -75,6 +75,8 @@ pub struct Global {
     pub maxsessrate: Option<u32>,
     /// `nbthread`: accept/forward threads. `None` = one per CPU.
     pub nbthread: Option<usize>,
+    /// `cpu-map` lines, in order (see [`super::cpu_map`]).
+    pub cpu_map: Vec<super::cpu_map::CpuMap>,
     /// `user` (name or numeric uid) to drop to after binding.
     pub user: Option<String>,
     /// `group` (name or numeric gid) to drop to after binding.

@@ -69,6 +69,7 @@ pub fn run_thread(
                 tokio::select! {
                     plan = plans.recv() => {
                         let Some((plan, ack)) = plan else { break };
+                        pin(thread, &plan.gen.config.global.cpu_map);
                         for (addr, listener) in ctx.apply(*plan) {
                             serve_listener(addr, listener, &ctx);
                         }
@@ -88,6 +89,73 @@ pub fn run_thread(
         }
         Ok(())
     })
+}
+
+thread_local! {
+    /// The CPUs this thread started with (what it gets back when a reload removes its
+    /// `cpu-map`), and the ones it is pinned to now.
+    static CPUS: RefCell<Option<(Vec<usize>, Vec<usize>)>> = const { RefCell::new(None) };
+}
+
+/// `cpu-map`: pins this thread (`thread`, 0-based: HAProxy's thread `thread + 1`) to the CPUs
+/// `maps` give it, at start and at each reload; a thread no line names runs on the CPUs it
+/// started with. Logged when it changes; a refusal (a CPU the machine does not have) is
+/// logged and the thread keeps its CPUs.
+fn pin(thread: usize, maps: &[crate::config::cpu_map::CpuMap]) {
+    use crate::config::cpu_map::{cpus_of, current_cpus, pin_current_thread};
+    CPUS.with_borrow_mut(|state| {
+        if state.is_none() {
+            match current_cpus() {
+                Ok(c) => *state = Some((c.clone(), c)),
+                Err(e) => {
+                    log::warn!("thread {}: cpu-map: cannot read its CPUs: {e}", thread + 1);
+                    return;
+                }
+            }
+        }
+        let Some((start, now)) = state.as_mut() else {
+            return;
+        };
+        let want = cpus_of(maps, thread + 1).map_or_else(|| start.clone(), <[usize]>::to_vec);
+        if want == *now {
+            return;
+        }
+        match pin_current_thread(&want) {
+            Ok(()) => {
+                log::info!(
+                    "thread {}: cpu-map: runs on CPUs {}",
+                    thread + 1,
+                    cpu_list(&want)
+                );
+                *now = want;
+            }
+            Err(e) => log::warn!(
+                "thread {}: cpu-map: cannot pin it to CPUs {}: {e}; it keeps CPUs {}",
+                thread + 1,
+                cpu_list(&want),
+                cpu_list(now)
+            ),
+        }
+    });
+}
+
+/// `0-3,8`: a CPU list as Linux writes one.
+fn cpu_list(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            cpus[i].to_string()
+        } else {
+            format!("{}-{}", cpus[i], cpus[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
 }
 
 /// Starts the accept loop of a newly bound address on this thread. The socket is set

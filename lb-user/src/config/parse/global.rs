@@ -18,6 +18,7 @@ pub(super) fn builtin() -> Global {
         maxconnrate: None,
         maxsessrate: None,
         nbthread: None,
+        cpu_map: Vec::new(),
         user: None,
         group: None,
         daemon: false,
@@ -128,7 +129,7 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("server-state-file", state_file::global_path),
     run("server-state-base", state_file::global_path),
     not_yet("quiet", "quiet mode", optional),
-    not_yet("cpu-map", "CPU pinning", any),
+    run("cpu-map", cpu_map),
     run("maxconnrate", max_rate),
     run("maxsessrate", max_rate),
     not_yet("maxsslconn", TLS, count),
@@ -254,6 +255,22 @@ fn nbthread(p: &mut Parser, line: &Line) {
             Ok(v) => p.global.nbthread = Some(v as usize),
             Err(e) => p.diag.err(&line.loc, format!("'nbthread': {e}")),
         }
+    }
+}
+
+/// `cpu-map [auto:]GROUP[/THREADS] CPUS...` (see [`crate::config::cpu_map`]).
+fn cpu_map(p: &mut Parser, line: &Line) {
+    match super::super::cpu_map::parse(&line.words[1..]) {
+        Ok(Some(m)) => p.global.cpu_map.push(m),
+        Ok(None) => p.diag.warn(
+            &line.loc,
+            format!(
+                "'cpu-map {}': lb has one thread group (group 1): this line names none of its \
+                 threads; ignored",
+                line.words.get(1).map_or("", String::as_str)
+            ),
+        ),
+        Err(e) => p.diag.err(&line.loc, format!("'cpu-map': {e}")),
     }
 }
 
