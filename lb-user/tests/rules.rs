@@ -34,6 +34,7 @@ on_both_planes!(
     response_rules_see_the_server_hello,
     use_server_by_dst_port,
     alpn_picks_the_tls_server,
+    load_fetches_route_reject_and_log,
 );
 
 const MIB: usize = 1 << 20;
@@ -633,4 +634,93 @@ fn alpn_picks_the_tls_server(dataplane: &str) {
             syslog.lines()
         );
     }
+}
+
+/// The load fetches (`queue`, `avg_queue`, `srv_conn`, `fe_conn`, the session rates): with
+/// `main`'s one slot held and a second client waiting in its queue, a third client of `fe_a`
+/// goes to `over` (`queue(main) ge 1`), a client of `fe_b` is rejected (`fe_conn(fe_a) ge
+/// 2`), and a client of `fe_c` logs each figure; once `main` is free, `fe_a` uses it again
+/// and `fe_b` serves.
+fn load_fetches_route_reject_and_log(dataplane: &str) {
+    let syslog = Syslog::start();
+    let main = Backend::ident_hold("s1");
+    let over = Backend::ident("o1");
+    let (a, b, c) = (free_port(), free_port(), free_port());
+    let body = format!(
+        "frontend fe_a\n    bind 127.0.0.1:{a}\n    use_backend over if {{ queue(main) ge 1 }}\n    \
+         default_backend main\n\n\
+         frontend fe_b\n    bind 127.0.0.1:{b}\n    tcp-request content reject if {{ fe_conn(fe_a) ge 2 }}\n    \
+         default_backend over\n\n\
+         frontend fe_c\n    bind 127.0.0.1:{c}\n    log-format \"figures %[queue(main)] %[avg_queue(main)] \
+         %[srv_conn(main/s1)] %[fe_conn(fe_a)] %[fe_conn] %[be_sess_rate(main)] %[srv_sess_rate(main/s1)] \
+         %[fe_sess_rate(fe_a)]\"\n    default_backend over\n\n\
+         backend main\n    timeout queue 10s\n    server s1 {} maxconn 1\n\n\
+         backend over\n    server o1 {}\n",
+        main.addr, over.addr
+    );
+    let _lb = Lb::start(&config(&syslog, &body), dataplane);
+    let name = |mut s: std::net::TcpStream| {
+        let mut buf = [0u8; 3];
+        s.read_exact(&mut buf)
+            .map(|()| String::from_utf8_lossy(&buf).into_owned())
+    };
+    let mut held = must(connect(local(a)), "held");
+    let mut got = [0u8; 3];
+    held.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"s1\n");
+    let queued = must(connect(local(a)), "queued");
+    // fe_c's log line: each figure as the session of one fe_c client saw it.
+    let mut seen = 0;
+    let mut figures = || {
+        seen += 1;
+        let _ = name(must(connect(local(c)), "fe_c"));
+        let lines = syslog.wait_for("figures ", seen, Duration::from_secs(10));
+        let line = lines.get(seen - 1).cloned().unwrap_or_default();
+        let v: Vec<i64> = line
+            .split("figures ")
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(-99))
+            .collect();
+        (v, line)
+    };
+    // The second client waits in main's queue once its rules ran.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut v, mut line) = figures();
+    while v.first() != Some(&1) && Instant::now() < deadline {
+        (v, line) = figures();
+    }
+    // queue, avg_queue, srv_conn, fe_conn(fe_a), fe_conn (fe_c's own), then three rates.
+    assert_eq!(
+        v.get(..5),
+        Some(&[1, 1, 1, 2, 1][..]),
+        "{dataplane}: {line}"
+    );
+    assert!(v[5..].iter().all(|r| *r >= 1), "{dataplane}: {line}");
+    // The third client of fe_a goes over; fe_b refuses while fe_a holds two.
+    let third = must(connect(local(a)), "third");
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let third = name(third).unwrap_or_default();
+    assert_eq!(
+        third, "o1\n",
+        "{dataplane}: queue(main) did not route the third client over"
+    );
+    let mut rejected = must(connect(local(b)), "fe_b");
+    let (end, bytes) = read_until_end(&mut rejected, Instant::now() + Duration::from_secs(5));
+    assert!(
+        bytes == 0 && end != ReadEnd::StillOpen,
+        "{dataplane}: fe_b served ({end:?})"
+    );
+    drop(held);
+    drop(queued);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut back = String::new();
+    while Instant::now() < deadline && back != "s1\n" {
+        back = name(must(connect(local(a)), "after")).unwrap_or_default();
+    }
+    assert_eq!(back, "s1\n", "{dataplane}: main not used again once free");
+    assert_eq!(name(must(connect(local(b)), "fe_b after")).unwrap(), "o1\n");
 }

@@ -13,6 +13,8 @@ pub enum ArgType {
     Str,
     /// A backend name (checked once every section is read).
     Backend,
+    /// A frontend name (checked once every section is read).
+    Frontend,
     /// `[BACKEND/]SERVER` (checked once every section is read).
     Server,
     /// A variable name, or nothing (empty).
@@ -25,6 +27,7 @@ impl ArgType {
             ArgType::Int => "integer",
             ArgType::Str => "string",
             ArgType::Backend => "backend",
+            ArgType::Frontend => "frontend",
             ArgType::Server => "server",
             ArgType::Var => "variable",
         }
@@ -48,6 +51,7 @@ pub enum Arg {
     Int(i64),
     Str(String),
     Backend(String),
+    Frontend(String),
     Server {
         backend: Option<String>,
         server: String,
@@ -66,7 +70,7 @@ impl Arg {
 
     pub fn str(&self) -> &str {
         match self {
-            Arg::Str(s) | Arg::Backend(s) => s,
+            Arg::Str(s) | Arg::Backend(s) | Arg::Frontend(s) => s,
             _ => "",
         }
     }
@@ -182,11 +186,15 @@ fn typed(text: &str, ty: ArgType, pos: usize) -> Result<Arg, String> {
     Ok(match ty {
         ArgType::Int => Arg::Int(text.trim().parse().map_err(|_| bad())?),
         ArgType::Str => Arg::Str(text.to_owned()),
-        ArgType::Backend => {
+        ArgType::Backend | ArgType::Frontend => {
             if text.is_empty() {
                 return Err(bad());
             }
-            Arg::Backend(text.to_owned())
+            if ty == ArgType::Backend {
+                Arg::Backend(text.to_owned())
+            } else {
+                Arg::Frontend(text.to_owned())
+            }
         }
         ArgType::Server => {
             let (backend, server) = match text.split_once('/') {

@@ -218,7 +218,7 @@ impl SampleExpr {
         }
     }
 
-    /// The backends and servers the expression names (checked once every section is read).
+    /// The proxies and servers the expression names (checked once every section is read).
     pub fn refs(&self) -> Vec<Ref> {
         let Source::Fetch(_, a) = &self.source else {
             return Vec::new();
@@ -226,6 +226,7 @@ impl SampleExpr {
         a.iter()
             .filter_map(|a| match a {
                 Arg::Backend(b) => Some(Ref::Backend(b.clone())),
+                Arg::Frontend(f) => Some(Ref::Frontend(f.clone())),
                 Arg::Server { backend, server } => {
                     Some(Ref::Server(backend.clone(), server.clone()))
                 }
@@ -247,6 +248,7 @@ impl SampleExpr {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ref {
     Backend(String),
+    Frontend(String),
     /// `[backend/]server` (no backend: the rule's own).
     Server(Option<String>, String),
 }

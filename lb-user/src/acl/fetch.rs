@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use super::args::{Arg, ArgSpec, ArgType};
-use super::{Ctx, Fetched, Places, Type, Value};
+use super::{Ctx, Fetched, Load, Places, Type, Value};
 use crate::tls_hello::{self, Probe};
 
 /// One sample fetch.
@@ -56,6 +56,10 @@ const OPT_BACKEND: ArgSpec = ArgSpec {
 const SERVER: ArgSpec = ArgSpec {
     types: &[ArgType::Server],
     min: 1,
+};
+const OPT_FRONTEND: ArgSpec = ArgSpec {
+    types: &[ArgType::Frontend],
+    min: 0,
 };
 const OFFSET_LEN: ArgSpec = ArgSpec {
     types: &[ArgType::Int, ArgType::Int],
@@ -125,6 +129,33 @@ pub static FETCHES: &[FetchDef] = &[
     }),
     def("connslots", OPT_BACKEND, T::Int, P::ALL, |c, a| {
         opt(c.env.connslots(backend_arg(a)).map(Value::Int))
+    }),
+    def("queue", OPT_BACKEND, T::Int, P::ALL, |c, a| {
+        load(c, Load::Queue(backend_arg(a)))
+    }),
+    def("avg_queue", OPT_BACKEND, T::Int, P::ALL, |c, a| {
+        load(c, Load::AvgQueue(backend_arg(a)))
+    }),
+    def("be_sess_rate", OPT_BACKEND, T::Int, P::ALL, |c, a| {
+        load(c, Load::BeSessRate(backend_arg(a)))
+    }),
+    def("srv_conn", SERVER, T::Int, P::ALL, |c, a| match a.first() {
+        Some(Arg::Server { backend, server }) => load(c, Load::SrvConn(backend.as_deref(), server)),
+        _ => Fetched::none(),
+    }),
+    def("srv_sess_rate", SERVER, T::Int, P::ALL, |c, a| {
+        match a.first() {
+            Some(Arg::Server { backend, server }) => {
+                load(c, Load::SrvSessRate(backend.as_deref(), server))
+            }
+            _ => Fetched::none(),
+        }
+    }),
+    def("fe_conn", OPT_FRONTEND, T::Int, P::ALL, |c, a| {
+        load(c, Load::FeConn(frontend_arg(a)))
+    }),
+    def("fe_sess_rate", OPT_FRONTEND, T::Int, P::ALL, |c, a| {
+        load(c, Load::FeSessRate(frontend_arg(a)))
     }),
     // Constants, variables, environment.
     def("always_true", NONE, T::Bool, P::ALL, |_, _| {
@@ -318,6 +349,17 @@ fn backend_arg(a: &[Arg]) -> Option<&str> {
         Some(Arg::Backend(b)) => Some(b),
         _ => None,
     }
+}
+
+fn frontend_arg(a: &[Arg]) -> Option<&str> {
+    match a.first() {
+        Some(Arg::Frontend(f)) => Some(f),
+        _ => None,
+    }
+}
+
+fn load(c: &Ctx<'_>, what: Load<'_>) -> Fetched {
+    opt(c.env.load(what).map(Value::Int))
 }
 
 /// `127.0.0.0/8`, `::1`: HAProxy's `src_is_local` asks the kernel whether the address is one of

@@ -33,6 +33,26 @@ mod tests;
 use std::net::SocketAddr;
 
 pub use args::Arg;
+
+/// The load figures fetches read (see [`Env::load`]); `None` names the current proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load<'a> {
+    /// `queue([backend])`: connections waiting in the backend's queue.
+    Queue(Option<&'a str>),
+    /// `avg_queue([backend])`: the queue per usable server (rounded up), twice the queue
+    /// without one (HAProxy's rule).
+    AvgQueue(Option<&'a str>),
+    /// `be_sess_rate([backend])`: sessions per second.
+    BeSessRate(Option<&'a str>),
+    /// `srv_conn([backend/]server)`: the server's current connections.
+    SrvConn(Option<&'a str>, &'a str),
+    /// `srv_sess_rate([backend/]server)`: the server's sessions per second.
+    SrvSessRate(Option<&'a str>, &'a str),
+    /// `fe_conn([frontend])`: the frontend's current connections.
+    FeConn(Option<&'a str>),
+    /// `fe_sess_rate([frontend])`: the frontend's sessions per second.
+    FeSessRate(Option<&'a str>),
+}
 pub use cond::{AclTable, Cond, Polarity, Test};
 pub use expr::{NameFormat, SampleExpr};
 pub use value::{Type, Value};
@@ -103,6 +123,11 @@ pub trait Env {
     /// `connslots`: free connection and queue slots of the backend's usable servers, or -1
     /// when one of them has no `maxconn` or `maxqueue`.
     fn connslots(&self, backend: Option<&str>) -> Option<i64>;
+    /// A load figure of the running process (`queue`, `avg_queue`, `srv_conn`, the session
+    /// rates, `fe_conn`); `None` when it names a proxy or server that does not exist.
+    fn load(&self, _what: Load<'_>) -> Option<i64> {
+        None
+    }
     /// `capture.req.hdr(N)`: what `tcp-request content capture` kept in slot N.
     fn capture(&self, _slot: usize) -> Option<&[u8]> {
         None

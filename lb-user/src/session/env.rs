@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::acl::{Env, StickRef, Value};
+use crate::acl::{Env, Load, StickRef, Value};
 use crate::generation::Generation;
 
 /// One connection's view of its generation: its frontend and the backend chosen so far.
@@ -93,6 +93,41 @@ impl Env for GenEnv<'_> {
             slots += i64::from(e.maxconn()) - cur + i64::from(e.conf.maxqueue);
         }
         Some(slots)
+    }
+
+    fn load(&self, what: Load<'_>) -> Option<i64> {
+        let g = self.gen;
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        // The current backend is the frontend itself until one is chosen: no servers, no
+        // queue (HAProxy's `s->be`).
+        let backend = |name: Option<&str>| self.resolve(name).ok();
+        let frontend = |name: Option<&str>| match name {
+            None => Some(self.frontend),
+            Some(n) => g.config.frontends.iter().position(|f| f.name == n),
+        };
+        let server = |b: Option<&str>, s: &str| {
+            let b = match b {
+                Some(_) => backend(b)??,
+                None => self.backend?,
+            };
+            let snap = g.backends[b].snapshot();
+            snap.servers.iter().find(|e| e.conf.name == s).cloned()
+        };
+        Some(match what {
+            Load::Queue(b) => backend(b)?.map_or(0, |b| g.backends[b].queue_len() as i64),
+            Load::AvgQueue(b) => backend(b)?.map_or(0, |b| {
+                let queued = g.backends[b].queue_len() as i64;
+                match g.backends[b].snapshot().serving().len() as i64 {
+                    0 => queued * 2,
+                    n => (queued + n - 1) / n,
+                }
+            }),
+            Load::BeSessRate(b) => backend(b)?.map_or(0, |b| int(g.be_stats[b].sess_rate.read())),
+            Load::SrvConn(b, s) => i64::from(server(b, s)?.counters.cur.load(Ordering::Relaxed)),
+            Load::SrvSessRate(b, s) => int(server(b, s)?.counters.sess_rate.read()),
+            Load::FeConn(f) => i64::from(g.fe_stats[frontend(f)?].cur.load(Ordering::Relaxed)),
+            Load::FeSessRate(f) => int(g.fe_stats[frontend(f)?].sess_rate.read()),
+        })
     }
 
     fn capture(&self, slot: usize) -> Option<&[u8]> {

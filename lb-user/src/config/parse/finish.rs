@@ -47,7 +47,8 @@ impl Parser {
                     .collect()
             })
         };
-        self.check_refs(&servers_of);
+        let is_frontend = |name: &str| frontends.iter().any(|f| f.name == name);
+        self.check_refs(&servers_of, &is_frontend);
         if !self.diag.errors.is_empty() {
             return None;
         }

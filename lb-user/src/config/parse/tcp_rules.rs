@@ -703,12 +703,18 @@ impl Parser {
 
     /// Every backend and server named by an expression must exist (HAProxy resolves them at
     /// load); a server without a backend is one of the rule's own proxy's.
-    pub(super) fn check_refs(&mut self, servers_of: &dyn Fn(&str) -> Option<Vec<String>>) {
+    pub(super) fn check_refs(
+        &mut self,
+        servers_of: &dyn Fn(&str) -> Option<Vec<String>>,
+        is_frontend: &dyn Fn(&str) -> bool,
+    ) {
         for r in std::mem::take(&mut self.expr_refs) {
             let msg = match &r.what {
                 Ref::Backend(b) => servers_of(b)
                     .is_none()
                     .then(|| format!("no backend named '{b}' (named in an expression)")),
+                Ref::Frontend(f) => (!is_frontend(f))
+                    .then(|| format!("no frontend named '{f}' (named in an expression)")),
                 Ref::Server(b, s) => {
                     let be = b.as_deref().unwrap_or(&r.proxy);
                     match servers_of(be) {
@@ -716,11 +722,12 @@ impl Parser {
                             Some(format!("no backend named '{be}' (named in an expression)"))
                         }
                         None => Some(format!(
-                            "'{s}': a server without its backend ('backend/{s}') only works in                              a section with servers"
+                            "'{s}': a server without its backend ('backend/{s}') only works in \
+                             a section with servers"
                         )),
-                        Some(list) if !list.contains(s) => {
-                            Some(format!("no server '{s}' in backend '{be}' (named in an expression)"))
-                        }
+                        Some(list) if !list.contains(s) => Some(format!(
+                            "no server '{s}' in backend '{be}' (named in an expression)"
+                        )),
                         Some(_) => None,
                     }
                 }

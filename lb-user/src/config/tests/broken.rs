@@ -7,6 +7,8 @@ const BROKEN: &[(&str, u32, &str)] = &[
     ("defaults\n  timeout connect 5x\n", 2, "'timeout connect': invalid time '5x' (expected a number with optional unit us|ms|s|m|h|d)"),
     ("backend be\n  balanse roundrobin\n", 2, "unknown keyword 'balanse' in 'backend' section 'be' (did you mean 'balance'?)"),
     ("backend be\n  server s1 127.0.0.1:80 weight 300\n", 2, "server 'be/s1': weight 300 out of range 0..=256"),
+    ("backend be\n  tcp-request content reject if { fe_conn(nope) gt 1 }\n", 2, "no frontend named 'nope' (named in an expression)"),
+    ("backend be\n  tcp-request content reject if { queue(nope) gt 1 }\n", 2, "no backend named 'nope' (named in an expression)"),
     ("frontend fe\n  bind :80\n  default_backend nope\n", 3, "frontend 'fe': default_backend 'nope' not found"),
     ("backend be\n  bind :80\n", 2, "'bind' in a 'backend' section is not allowed"),
     ("backend x\nbackend x\n", 2, "proxy name 'x' is used twice (first at t.cfg:1)"),
