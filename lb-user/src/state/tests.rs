@@ -29,7 +29,8 @@ fn checked() -> (Arc<Generation>, UnboundedReceiver<FlowCommand>) {
     )
 }
 
-fn report(passed: bool) -> CheckReport {
+/// A check result: L4OK, or L4CON "Connection refused".
+pub(super) fn report(passed: bool) -> CheckReport {
     CheckReport {
         passed,
         result: if passed {

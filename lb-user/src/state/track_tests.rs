@@ -2,10 +2,10 @@
 //! generation with no threads behind it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::tests::report;
 use super::*;
 use crate::flows::{FlowCommand, KillReason};
 
@@ -22,20 +22,6 @@ fn tracking(extra: &str) -> (Arc<Generation>, UnboundedReceiver<FlowCommand>) {
     );
     let cfg = crate::config::load_str("t.cfg", &text).expect("config");
     Generation::standalone_with_flows(Arc::new(cfg))
-}
-
-fn report(passed: bool) -> CheckReport {
-    CheckReport {
-        passed,
-        result: if passed {
-            CheckResult::L4Ok
-        } else {
-            CheckResult::L4Con
-        },
-        code: None,
-        info: String::new(),
-        duration: Duration::from_millis(1),
-    }
 }
 
 fn st(g: &Generation, b: usize, s: usize) -> ServerState {
