@@ -26,6 +26,7 @@ on_both_planes!(
     dontlognull_skips_silent_connections,
     dontlog_normal_logs_only_errors_at_err,
     logasap_logs_when_the_server_is_connected,
+    a_frontends_log_tag_names_its_lines,
     connect_line_without_tcplog,
     stdout_format_raw,
     unix_socket_target_and_a_dead_one,
@@ -346,6 +347,30 @@ fn logasap_logs_when_the_server_is_connected(dataplane: &str) {
     let needle = format!("127.0.0.1:{} [", me.port());
     let more = syslog.wait_for(&needle, 2, Duration::from_secs(1));
     assert_eq!(more.len(), 1, "a second line at the end: {more:?}");
+}
+
+/// `log-tag` in a frontend: its session lines carry that tag; lb's own lines keep the global
+/// one.
+fn a_frontends_log_tag_names_its_lines(dataplane: &str) {
+    let syslog = Syslog::start();
+    let port = free_port();
+    let cfg = config(
+        &syslog,
+        port,
+        "    option tcplog\n    log-tag edge-sessions\n",
+        &[format!("s1 {} disabled", refusing_addr())],
+        "",
+    )
+    .replacen("global\n", "global\n    log-tag edge\n", 1);
+    let _lb = Lb::start(&cfg, dataplane);
+    let (_, me) = exchange(local(port), b"hello");
+    let line = line_for(&syslog, me.port()).expect("a session line");
+    assert!(line.contains(" edge-sessions["), "{line}");
+    let warned = syslog.wait_for("no server available", 1, Duration::from_secs(10));
+    assert!(
+        warned.first().is_some_and(|l| l.contains(" edge[")),
+        "{warned:?}"
+    );
 }
 
 fn connect_line_without_tcplog(dataplane: &str) {

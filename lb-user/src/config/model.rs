@@ -456,6 +456,8 @@ pub struct Frontend {
     /// `option tcplog` or `log-format`: one line per connection, at its end, in this format.
     /// `None`: HAProxy's `Connect from` line at accept.
     pub log_format: Option<Arc<crate::log_format::LogFormat>>,
+    /// `log-tag`: the syslog tag of its session lines; `None` = the global one.
+    pub log_tag: Option<String>,
     /// `option dontlognull`: no line for connections where the client sent nothing.
     pub dontlognull: bool,
     /// `option dontlog-normal`: only sessions that ended in error (or were re-tried or

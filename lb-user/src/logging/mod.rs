@@ -128,7 +128,14 @@ pub fn open(config: &Config) -> Result<Arc<LogSet>, TargetError> {
             dontlog_normal: fe.dontlog_normal,
             log_separate_errors: fe.log_separate_errors,
             logasap: fe.logasap,
-            header: header.clone(),
+            // The frontend's own `log-tag`, else the global one.
+            header: match &fe.log_tag {
+                Some(tag) => Arc::new(Header {
+                    tag: tag.clone(),
+                    ..Header::clone(&header)
+                }),
+                None => header.clone(),
+            },
         }));
     }
     let all = open.into_values().collect();

@@ -342,6 +342,7 @@ impl Parser {
                 keepalive: px.opts.cli_ka,
                 logs: resolve_log_global(&px.opts.logs, &self.global.logs),
                 log_format: px.opts.log_format.clone(),
+                log_tag: px.opts.log_tag.clone(),
                 dontlognull: px.opts.dontlognull,
                 dontlog_normal: px.opts.dontlog_normal,
                 log_separate_errors: px.opts.log_separate_errors,

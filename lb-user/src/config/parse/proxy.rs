@@ -104,6 +104,8 @@ pub(super) struct ProxyOpts {
     pub(super) logs: Vec<LogTarget>,
     /// `option tcplog` or `log-format`, whichever came last (HAProxy keeps one format string).
     pub(super) log_format: Option<Arc<crate::log_format::LogFormat>>,
+    /// `log-tag` (frontend side).
+    pub(super) log_tag: Option<String>,
     /// `option dontlognull`.
     pub(super) dontlognull: bool,
     /// `option dontlog-normal`.
@@ -151,6 +153,7 @@ impl ProxyOpts {
             external_check: ExternalCheck::default(),
             logs: Vec::new(),
             log_format: None,
+            log_tag: None,
             dontlognull: false,
             dontlog_normal: false,
             log_separate_errors: false,

@@ -118,7 +118,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     run("log-format", log_format),
     not_yet("log-format-sd", "logging", one_or_more),
     not_yet("error-log-format", "logging", one_or_more),
-    not_yet("log-tag", "logging", one_or_more),
+    run("log-tag", log_tag),
     not_yet("description", "stats", any),
     not_yet("email-alert", "email alerts", one_or_more),
     run("backlog", backlog),
@@ -676,6 +676,27 @@ fn log(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
 
 /// `log-format STRING`: one argument (spaces escaped or quoted), as HAProxy requires; ignored
 /// in a backend, as HAProxy does.
+/// `log-tag TAG`: the syslog tag of the frontend's session lines (else the global one). A
+/// backend's lines in lb are the server-state ones, which go to the global targets with the
+/// global tag: there it changes nothing, and says so.
+fn log_tag(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    if !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    if px.kind == Kind::Backend {
+        p.diag.warn(
+            &line.loc,
+            format!(
+                "{}: 'log-tag' in a backend changes nothing in lb (server state changes are \
+                 logged with the global tag); ignored",
+                px.ctx()
+            ),
+        );
+        return;
+    }
+    px.opts.log_tag = Some(line.words[1].clone());
+}
+
 fn log_format(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     let w = &line.words;
     if w.len() < 2 {
