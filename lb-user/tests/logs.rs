@@ -27,6 +27,7 @@ on_both_planes!(
     dontlog_normal_logs_only_errors_at_err,
     logasap_logs_when_the_server_is_connected,
     a_frontends_log_tag_names_its_lines,
+    logasap_with_dontlog_normal_logs_only_errors_at_their_end,
     connect_line_without_tcplog,
     stdout_format_raw,
     unix_socket_target_and_a_dead_one,
@@ -347,6 +348,54 @@ fn logasap_logs_when_the_server_is_connected(dataplane: &str) {
     let needle = format!("127.0.0.1:{} [", me.port());
     let more = syslog.wait_for(&needle, 2, Duration::from_secs(1));
     assert_eq!(more.len(), 1, "a second line at the end: {more:?}");
+}
+
+/// `option logasap` with `option dontlog-normal` (HAProxy: the early log is skipped for a
+/// session that went well so far, and its end logs it only if it ended in error): a normal
+/// session is never logged, one the server resets is logged at its end, `SD`, with the `+`.
+fn logasap_with_dontlog_normal_logs_only_errors_at_their_end(dataplane: &str) {
+    let syslog = Syslog::start();
+    let probe = Backend::reset_probe("probe");
+    let port = free_port();
+    let cfg = config(
+        &syslog,
+        port,
+        "    option tcplog\n    option logasap\n    option dontlog-normal\n",
+        &[format!("s1 {}", probe.addr)],
+        "",
+    );
+    let _lb = Lb::start(&cfg, dataplane);
+    let greeting = |s: &mut TcpStream| {
+        let mut g = [0u8; 6];
+        s.read_exact(&mut g).unwrap();
+        assert_eq!(&g, b"ready\n");
+    };
+    let mut normal = TcpStream::connect(local(port)).unwrap();
+    normal
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let quiet = normal.local_addr().unwrap();
+    greeting(&mut normal);
+    normal.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = normal.read_to_end(&mut rest);
+    let mut reset = TcpStream::connect(local(port)).unwrap();
+    reset
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let failed = reset.local_addr().unwrap();
+    greeting(&mut reset);
+    reset.write_all(b"R").unwrap();
+    let _ = reset.read_to_end(&mut rest);
+    let line = line_for(&syslog, failed.port()).expect("the reset session is logged at its end");
+    let re = Regex::new(r" be/s1 \d+/\d+/\+\d+ \+\d+ SD ").unwrap();
+    assert!(re.is_match(&line), "{line}");
+    let late = syslog.wait_for(
+        &format!("127.0.0.1:{} [", quiet.port()),
+        1,
+        Duration::from_secs(1),
+    );
+    assert!(late.is_empty(), "a normal session was logged: {late:?}");
 }
 
 /// `log-tag` in a frontend: its session lines carry that tag; lb's own lines keep the global
