@@ -6,16 +6,17 @@
 //! Flows keep the generation they were accepted in; everything else reads the current one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::Config;
+pub use crate::counters::{ProxyCounters, ProxySession};
 use crate::flows::FlowControl;
 use crate::logging::LogSet;
 use crate::passive::Passive;
 use crate::released::Released;
-use crate::table::{carry_over, BackendTable, ServerEntry};
+use crate::table::{carry_over, BackendLoad, BackendTable, ServerEntry};
 
 /// What the whole process shares across generations: the connection count behind `global
 /// maxconn` (old and new generations' connections count together), the threads' command
@@ -49,59 +50,6 @@ impl Process {
             conn_rate: crate::rate::SharedRate::default(),
             sess_rate: crate::rate::SharedRate::default(),
         })
-    }
-}
-
-/// Session counters of one frontend or backend, all atomics (Relaxed: statistics, read
-/// independently). Shared by every generation that has a proxy of that name.
-#[derive(Debug, Default)]
-pub struct ProxyCounters {
-    /// Sessions being served now (`scur`). A frontend's count from accept until the
-    /// connection's log line, as HAProxy's; a backend's from the server pick.
-    pub cur: AtomicU32,
-    /// Sessions accepted since start (`stot`).
-    pub total: AtomicU64,
-    /// Highest concurrent sessions seen (`smax`).
-    pub max: AtomicU32,
-    /// Bytes client -> lb of finished flows (`bin`).
-    pub bytes_in: AtomicU64,
-    /// Bytes lb -> client of finished flows (`bout`).
-    pub bytes_out: AtomicU64,
-    /// Connections closed by `tcp-request connection reject` (`dcon`, frontends).
-    pub denied_conn: AtomicU64,
-    /// Sessions closed by `tcp-request session reject` (`dses`, frontends).
-    pub denied_sess: AtomicU64,
-    /// Requests closed by `tcp-request content reject|silent-drop` (`dreq`; frontends, and a
-    /// backend for `silent-drop` once it was chosen, as HAProxy counts).
-    pub denied_req: AtomicU64,
-    /// Responses closed by `tcp-response content reject|close` (`dresp`, frontend and backend).
-    pub denied_resp: AtomicU64,
-    /// Sessions per second and the highest (`rate`, `rate_max`): a backend's at the server
-    /// pick, a frontend's once the `tcp-request connection` and `session` rules let the
-    /// connection in (HAProxy's `proxy_inc_fe_sess_ctr`); what `rate-limit sessions` limits.
-    pub sess_rate: crate::rate::SharedRate,
-    /// A frontend's accepted connections per second and the highest (`conn_rate`,
-    /// `conn_rate_max`).
-    pub conn_rate: crate::rate::SharedRate,
-}
-
-impl ProxyCounters {
-    /// Counts a new session (`cur`, `max`, `total`) until the guard is dropped.
-    pub fn enter(&self) -> ProxySession<'_> {
-        let cur = self.cur.fetch_add(1, Ordering::Relaxed) + 1;
-        self.max.fetch_max(cur, Ordering::Relaxed);
-        self.total.fetch_add(1, Ordering::Relaxed);
-        self.sess_rate.add();
-        ProxySession(self)
-    }
-}
-
-/// One session counted in [`ProxyCounters::cur`].
-pub struct ProxySession<'a>(&'a ProxyCounters);
-
-impl Drop for ProxySession<'_> {
-    fn drop(&mut self) {
-        self.0.cur.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -242,25 +190,6 @@ impl Generation {
         process: Arc<Process>,
         prev: Option<&Generation>,
     ) -> Arc<Self> {
-        let backends = config
-            .backends
-            .iter()
-            .map(|be| {
-                let prev_table = prev.and_then(|p| p.backend(&be.name));
-                let prev_snap = prev_table.map(|t| t.snapshot());
-                let entries = be
-                    .servers
-                    .iter()
-                    .map(|s| {
-                        let old = prev_snap
-                            .as_ref()
-                            .and_then(|snap| snap.servers.iter().find(|e| e.conf.name == s.name));
-                        old.map_or_else(|| ServerEntry::new(s), |e| carry_over(e, s))
-                    })
-                    .collect();
-                BackendTable::with_entries(be, entries)
-            })
-            .collect();
         let fe_names =
             |c: &Config| -> Vec<String> { c.frontends.iter().map(|f| f.name.clone()).collect() };
         let be_names =
@@ -275,6 +204,30 @@ impl Generation {
             &be_names(&config),
             prev_be.as_ref().map(|(n, s)| (n.as_slice(), *s)),
         );
+        let backends = config
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(b, be)| {
+                let prev_table = prev.and_then(|p| p.backend(&be.name));
+                let prev_snap = prev_table.map(|t| t.snapshot());
+                let entries = be
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        let old = prev_snap
+                            .as_ref()
+                            .and_then(|snap| snap.servers.iter().find(|e| e.conf.name == s.name));
+                        old.map_or_else(|| ServerEntry::new(s), |e| carry_over(e, s))
+                    })
+                    .collect();
+                let load = BackendLoad {
+                    sessions: be_stats[b].clone(),
+                    fullconn: config.fullconn(b, maxconn),
+                };
+                BackendTable::with_entries(be, entries, load)
+            })
+            .collect();
         let tables = crate::stick::Tables::build(&config.tables, prev.map(|p| &p.tables));
         Arc::new(Self {
             number: prev.map_or(0, |p| p.number + 1),

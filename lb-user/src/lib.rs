@@ -8,6 +8,7 @@ pub mod balance;
 pub mod config;
 pub mod conn_io;
 pub mod control;
+pub mod counters;
 pub mod ctl;
 pub mod daemon;
 pub mod dataplane;

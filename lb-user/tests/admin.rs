@@ -322,3 +322,59 @@ fn socket_mode_and_refusal_to_replace_a_file() {
         "keep me"
     );
 }
+
+/// `set maxconn server B/S N`: the limit (`slim`) changes at once, and raising it lets a
+/// queued connection in; bad values get HAProxy's messages and change nothing.
+#[test]
+fn set_maxconn_server_limits_and_lets_the_queue_in() {
+    let s1 = Backend::echo("s1");
+    let s = start(
+        "splice",
+        &["timeout queue 20s"],
+        &[format!("s1 {} maxconn 5", s1.addr)],
+    );
+    let row = |name: &str| {
+        let (_, rows) = parse_csv(&admin(&s, "show stat"));
+        let r = rows
+            .iter()
+            .find(|r| col(r, "svname") == name)
+            .unwrap_or_else(|| panic!("no row {name}"))
+            .clone();
+        (
+            col(&r, "scur").to_owned(),
+            col(&r, "qcur").to_owned(),
+            col(&r, "slim").to_owned(),
+        )
+    };
+    assert_eq!(admin(&s, "set maxconn server be/s1 1"), "\n");
+    assert_eq!(row("s1").2, "1");
+    let mut first = echo_conn(s.fe, &s1);
+    assert!(ping(&mut first));
+    let mut second = TcpStream::connect(s.fe).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || row("BACKEND").1 == "1"),
+        "the second connection does not wait in the queue: {:?}",
+        row("BACKEND")
+    );
+    assert_eq!(admin(&s, "set maxconn server be/s1 2"), "\n");
+    assert!(ping(&mut second), "the queued connection was not let in");
+    assert_eq!(row("s1"), ("2".into(), "0".into(), "2".into()));
+    for (arg, answer) in [
+        ("x", "maxconn string empty or preceded by garbage\n\n"),
+        ("7up", "Trailing garbage in maxconn string\n\n"),
+        ("", "Require <maxconn>.\n\n"),
+    ] {
+        assert_eq!(
+            admin(&s, &format!("set maxconn server be/s1 {arg}")),
+            answer
+        );
+    }
+    assert!(admin(&s, "set maxconn server be/nope 3").contains("No such server"));
+    assert_eq!(row("s1").2, "2");
+    let user = cli(&s.dir.sock("user.sock"), "set maxconn server be/s1 9");
+    assert_eq!(user, "Permission denied\n\n");
+    assert!(ping(&mut first));
+}

@@ -30,6 +30,7 @@ on_both_planes!(
     redispatch_reaches_alive_server,
     no_server_available_closes_client,
     maxconn_queue_limits_and_keeps_order,
+    minconn_limit_grows_with_the_backend_load,
 );
 
 /// `server` line for `b` with extra keywords.
@@ -398,4 +399,86 @@ fn maxconn_queue_limits_and_keeps_order(dataplane: &str) {
             "served order differs from connect order beyond a swap of two: {order:?}"
         );
     }
+}
+
+/// The CSV rows of `show stat` on `s`'s admin socket: (server `scur`, backend `qcur`,
+/// backend `scur`, backend `slim`).
+fn load_figures(s: &common::stats::Setup) -> (String, String, String, String) {
+    use common::stats::{col, parse_csv};
+    let (_, rows) = parse_csv(&s.admin("show stat"));
+    let row = |sv: &str| {
+        rows.iter()
+            .find(|r| col(r, "pxname") == "be" && col(r, "svname") == sv)
+            .unwrap_or_else(|| panic!("no row be/{sv}"))
+            .clone()
+    };
+    let (e, be) = (row("e"), row("BACKEND"));
+    (
+        col(&e, "scur").to_owned(),
+        col(&be, "qcur").to_owned(),
+        col(&be, "scur").to_owned(),
+        col(&be, "slim").to_owned(),
+    )
+}
+
+/// `minconn` below `maxconn`: HAProxy's dynamic limit, `beconn * maxconn / fullconn` and never
+/// below `minconn`, where `beconn` counts every session of the backend, queued ones too. With
+/// `minconn 1 maxconn 4` and `fullconn 8`: 4 sessions let 2 onto the server (2 wait), 8 let 4
+/// on. The backend's `scur` is `beconn` (HAProxy's), its `slim` the `fullconn`.
+fn minconn_limit_grows_with_the_backend_load(dataplane: &str) {
+    let e = Backend::echo("e");
+    let s = common::stats::start(
+        "minconn",
+        dataplane,
+        &["fullconn 8", "timeout queue 30s"],
+        &[srv(&e, "minconn 1 maxconn 4")],
+    );
+    let figures = |want: (&str, &str, &str, &str), when: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = load_figures(&s);
+            if (
+                got.0.as_str(),
+                got.1.as_str(),
+                got.2.as_str(),
+                got.3.as_str(),
+            ) == want
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{when}: (server scur, backend qcur, backend scur, slim) = {got:?}, want {want:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    figures(("0", "0", "0", "8"), "idle");
+    let mut held: Vec<std::net::TcpStream> = (0..4)
+        .map(|i| scenarios::connect(s.fe).unwrap_or_else(|e| panic!("client {i}: {e}")))
+        .collect();
+    figures(("2", "2", "4", "8"), "4 sessions");
+    held.extend(
+        (4..8).map(|i| scenarios::connect(s.fe).unwrap_or_else(|e| panic!("client {i}: {e}"))),
+    );
+    figures(("4", "4", "8", "8"), "8 sessions");
+    // Each one served in the end, its bytes echoed, as others leave (in no set order: two
+    // threads' arrivals queue in the order they reach the backend).
+    let clients: Vec<_> = held
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            thread::spawn(move || {
+                let line = format!("c{i}\n");
+                c.write_all(line.as_bytes()).unwrap();
+                let got = read_line(&mut c, Instant::now() + Duration::from_secs(15))
+                    .unwrap_or_else(|err| panic!("client {i}: {err}"));
+                assert_eq!(format!("{got}\n"), line, "client {i}");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("a client was not served");
+    }
+    figures(("0", "0", "0", "8"), "all gone");
 }

@@ -360,6 +360,37 @@ fn last_session_age_in_csv_and_page() {
     assert!((2..=3).contains(&be), "BACKEND lastsess {be}");
 }
 
+/// `description` on a proxy shows beside its name on the page, escaped, as HAProxy shows it; a
+/// proxy without one keeps the empty cell.
+#[test]
+fn proxy_description_beside_its_name() {
+    let s1 = Backend::ident("s1");
+    let (fe, st) = (free_port(), free_port());
+    let dir = SockDir::new("stats-desc");
+    let cfg = config(
+        fe,
+        &dir,
+        &["description MySQL   replicas <eu-west>"],
+        &[format!("s1 {}", s1.addr)],
+        &stats_section(st),
+    );
+    let _lb = Lb::start(&cfg, "splice");
+    let page = get(local(st), "/stats", AUTH).text();
+    assert!(
+        page.contains(
+            "<a class=px href=\"#be\">be</a></th><th class=\"desc\" width=\"90%\">MySQL replicas &lt;eu-west&gt;</th>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "<a class=px href=\"#fe\">fe</a></th><th class=\"empty\" width=\"90%\"></th>"
+        ),
+        "{page}"
+    );
+    assert_eq!(scenarios::who(local(fe)).unwrap(), "s1");
+}
+
 #[test]
 fn metrics_pass_promtool() {
     let s = start("");

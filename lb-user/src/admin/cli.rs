@@ -43,6 +43,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::User,
     ),
     (
+        "set maxconn server <bk>/<srv>",
+        "change a server's maxconn setting",
+        CliLevel::Admin,
+    ),
+    (
         "set server <bk>/<srv> [opts]",
         "change a server's state, weight, address or ssl",
         CliLevel::Admin,
@@ -145,6 +150,8 @@ pub enum Command {
     /// `clear table NAME ...`.
     ClearTable(super::table::TableQuery),
     GetWeight(ServerRef),
+    /// `set maxconn server B/S N` (the value checked when run, as HAProxy's).
+    SetMaxconn(ServerRef, String),
     SetServer(ServerRef, ServerOp),
     /// `enable|disable server B/S`.
     ServerEnabled(ServerRef, bool),
@@ -163,6 +170,7 @@ impl Command {
         match self {
             Self::ShowSess | Self::ClearTable(_) => CliLevel::Operator,
             Self::SetServer(..)
+            | Self::SetMaxconn(..)
             | Self::ServerEnabled(..)
             | Self::AgentEnabled(..)
             | Self::HealthEnabled(..)
@@ -220,6 +228,10 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
             };
             Command::SetServer(target, ServerOp::Weight((*wt).to_owned()))
         }
+        ["set", "maxconn", "server", rest @ ..] => Command::SetMaxconn(
+            server_ref(rest.first())?,
+            rest.get(1).copied().unwrap_or_default().to_owned(),
+        ),
         ["set", "server", rest @ ..] => {
             let target = server_ref(rest.first())?;
             Command::SetServer(target, server_op(&rest[1..])?)
@@ -437,6 +449,11 @@ impl Session {
             Command::SetServer(target, op) => {
                 let (b, s) = find(gen, &target)?;
                 set_server(gen, b, s, op)
+            }
+            Command::SetMaxconn(target, value) => {
+                find(gen, &target)?;
+                let m = crate::server::parse_maxconn(&value).map_err(|e| format!("{e}\n"))?;
+                change(gen, &target, Change::Maxconn(m))
             }
             Command::ServerEnabled(target, on) => {
                 let state = if on {
@@ -695,6 +712,15 @@ mod tests {
                 }
             ))
         );
+        assert_eq!(
+            p("set maxconn server be/s1 30"),
+            Ok(Command::SetMaxconn(r(), "30".into()))
+        );
+        assert_eq!(
+            p("set maxconn server be/s1"),
+            Ok(Command::SetMaxconn(r(), String::new()))
+        );
+        assert!(p("set maxconn server nobackslash 3").is_err());
         assert_eq!(
             p("set weight be/s1 50%"),
             Ok(Command::SetServer(r(), ServerOp::Weight("50%".into())))

@@ -48,6 +48,33 @@ pub struct Config {
     pub tables: Vec<crate::stick::TableDef>,
 }
 
+impl Config {
+    /// Backend `b`'s `fullconn`: its own, else HAProxy's default (`proxy_adjust_all_maxconn`):
+    /// a tenth, rounded up, of the `maxconn` of every frontend that may send it connections
+    /// (its `default_backend`, a `listen`'s own, or a `use_backend` naming it), a frontend
+    /// without one counting the process's `maxconn`; at least 1.
+    #[must_use]
+    pub fn fullconn(&self, b: usize, maxconn: u32) -> u32 {
+        if let Some(f) = self.backends[b].fullconn {
+            return f.max(1);
+        }
+        let reaching: u64 = self
+            .frontends
+            .iter()
+            .filter(|fe| {
+                fe.backend == Some(b)
+                    || fe.rules.use_backend.iter().any(|sw| {
+                        matches!(sw.target, crate::rules::Target::Backend { index, .. } if index == b)
+                    })
+            })
+            .map(|fe| u64::from(fe.maxconn.unwrap_or(maxconn)))
+            .sum();
+        u32::try_from(reaching.div_ceil(10))
+            .unwrap_or(u32::MAX)
+            .max(1)
+    }
+}
+
 /// A non-fatal diagnostic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
@@ -458,6 +485,8 @@ pub struct Frontend {
     pub log_format: Option<Arc<crate::log_format::LogFormat>>,
     /// `log-tag`: the syslog tag of its session lines; `None` = the global one.
     pub log_tag: Option<String>,
+    /// `description`: shown beside its name on the stats page.
+    pub description: Option<String>,
     /// `option dontlognull`: no line for connections where the client sent nothing.
     pub dontlognull: bool,
     /// `option dontlog-normal`: only sessions that ended in error (or were re-tried or
@@ -573,6 +602,11 @@ pub struct Backend {
     /// Its rules (`tcp-request content`, `tcp-response content`, `use-server`, ACLs); a
     /// `listen`'s are its frontend half's.
     pub rules: Arc<ProxyRules>,
+    /// `description`: shown beside its name on the stats page.
+    pub description: Option<String>,
+    /// `fullconn`: the load at which its servers' dynamic limits reach their `maxconn`.
+    /// `None`: HAProxy's default, see [`Config::fullconn`].
+    pub fullconn: Option<u32>,
 }
 
 impl Backend {
@@ -676,6 +710,11 @@ pub struct Server {
     pub backup: bool,
     /// `maxconn`; 0 = no limit.
     pub maxconn: u32,
+    /// `minconn`: below `maxconn`, a dynamic limit that grows with the backend's load, from
+    /// `minconn` to `maxconn` at its `fullconn`. Equal to `maxconn` otherwise (a static limit),
+    /// as HAProxy settles them: `minconn` alone, or above `maxconn`, makes both `minconn`;
+    /// `maxconn` alone makes both `maxconn`.
+    pub minconn: u32,
     /// `maxqueue`; 0 = no limit.
     pub maxqueue: u32,
     /// `disabled`: starts in MAINT.
@@ -787,6 +826,20 @@ pub struct SendProxy {
 }
 
 impl Server {
+    /// `(maxconn, minconn)` as HAProxy settles them (`srv_minmax_conn_apply`): a `minconn`
+    /// above `maxconn` (or alone) raises `maxconn` to it, a `maxconn` alone is also the
+    /// `minconn`; equal, the limit is static.
+    #[must_use]
+    pub fn settled_limits(maxconn: u32, minconn: u32) -> (u32, u32) {
+        if minconn > maxconn {
+            (minconn, minconn)
+        } else if minconn == 0 {
+            (maxconn, maxconn)
+        } else {
+            (maxconn, minconn)
+        }
+    }
+
     /// The port a connection goes to, for a client that connected to port `dst_port`: the
     /// fixed port, or `dst_port` plus the offset (wrapping as HAProxy's 16-bit port does).
     #[must_use]

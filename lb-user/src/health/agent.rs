@@ -92,21 +92,12 @@ pub fn parse(answer: &str, initial_weight: u32) -> Answer {
             .get(..8)
             .is_some_and(|p| p.eq_ignore_ascii_case("maxconn:"))
         {
-            a.maxconn = Some(parse_maxconn(&word[8..]));
+            a.maxconn = Some(crate::server::parse_maxconn(&word[8..]));
         } else if a.unknown.is_none() {
             a.unknown = Some(word.to_owned());
         }
     }
     a
-}
-
-/// The value of `maxconn:N`, with HAProxy's messages.
-fn parse_maxconn(v: &str) -> Result<u32, String> {
-    if v.is_empty() {
-        return Err("maxconn string empty".to_owned());
-    }
-    v.parse::<u32>()
-        .map_err(|_| "Trailing garbage in maxconn string".to_owned())
 }
 
 /// `text` cut to [`DESC_CAP`] bytes at a character boundary, control characters escaped.
@@ -415,7 +406,7 @@ mod tests {
                 "maxconn:",
                 1,
                 Answer {
-                    maxconn: Some(Err("maxconn string empty".to_owned())),
+                    maxconn: Some(Err("Require <maxconn>.".to_owned())),
                     ..Answer::default()
                 },
             ),
@@ -423,7 +414,7 @@ mod tests {
                 "maxconn:-3",
                 1,
                 Answer {
-                    maxconn: Some(Err("Trailing garbage in maxconn string".to_owned())),
+                    maxconn: Some(Err("maxconn string empty or preceded by garbage".to_owned())),
                     ..Answer::default()
                 },
             ),

@@ -164,7 +164,7 @@ async fn serve_adopted(
     // Counted in the server's `cur` when it still exists and takes it (up, below its
     // maxconn); else under the backend only.
     let slot = index.and_then(|i| table.try_acquire_server(i));
-    let _be_session = gen.be_stats[backend].enter();
+    let _be_session = table.enter();
     let mut served = Served::new(flow.client);
     served.backend = Some(backend);
     served.server = index.map(|i| (i, Arc::from(flow.server.as_str())));

@@ -163,6 +163,9 @@ async fn to_server(
     // Connections ahead of us in the backend queue (lb has one queue per backend).
     served.backend_queue = table.queue_len() as u64;
     let queue_timeout = be.timeouts.queue.or(be.timeouts.connect);
+    // Counted on the backend from here, queued or not, to the session's end (the slot holds it
+    // once connected).
+    let be_session = table.enter();
     let queued_at = Instant::now();
     let direct = route.server.and_then(|i| table.try_acquire_server(i));
     let acquired = match direct {
@@ -195,7 +198,6 @@ async fn to_server(
             return None;
         }
     };
-    let _be_session = gen.be_stats[b].enter();
     served.tw = Some(ms_since(queued_at));
     let connecting = Instant::now();
     // Servers without a port of their own take the one the client connected to (the PROXY
@@ -217,7 +219,7 @@ async fn to_server(
         &mut served.tries,
     )
     .await;
-    let (slot, server) = match connected {
+    let (mut slot, server) = match connected {
         Ok(x) => x,
         Err(reason) => {
             served.ending = if served.tries.timed_out {
@@ -235,6 +237,7 @@ async fn to_server(
             return None;
         }
     };
+    be_session.hold_in(&mut slot);
     served.tc = Some(ms_since(connecting));
     let name = crate::interned::name(slot.name());
     sess.server_chosen(slot.index(), &name);

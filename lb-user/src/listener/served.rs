@@ -315,12 +315,7 @@ pub(super) fn session_line(
         Some(b) => {
             let table = &gen.backends[b];
             let snap = table.snapshot();
-            let beconn = snap
-                .servers
-                .iter()
-                .map(|s| u64::from(s.counters.cur.load(Ordering::Relaxed)))
-                .sum::<u64>()
-                + table.queue_len() as u64;
+            let beconn = u64::from(table.load.sessions.cur.load(Ordering::Relaxed));
             let srvconn = served.server.as_ref().map_or(0, |(i, _)| {
                 snap.servers[*i].counters.cur.load(Ordering::Relaxed)
             });

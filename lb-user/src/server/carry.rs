@@ -82,13 +82,15 @@ pub fn carry_over(prev: &ServerEntry, conf: &Server) -> ServerEntry {
         st.ramp_start = p.ramp_start;
         st.weight = p.weight.min(st.user_weight);
     }
-    if p.maxconn != old.maxconn && old.maxconn == conf.maxconn {
+    if p.maxconn != old.maxconn && old.maxconn == conf.maxconn && old.minconn == conf.minconn {
         st.maxconn = p.maxconn;
+        st.minconn = p.minconn;
     }
     ServerEntry {
         conf: Arc::new(conf.clone()),
         counters: Arc::clone(&prev.counters),
         state: st,
+        load: None,
     }
 }
 

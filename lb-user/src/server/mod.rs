@@ -18,6 +18,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use crate::config::Server;
+use crate::counters::ProxyCounters;
 
 /// Administrative state of a server (`set server B/S state ready|drain|maint`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,6 +374,10 @@ pub struct ServerState {
     pub addr_origin: AddrOrigin,
     /// `maxconn` in force (the configured one, or the agent's `maxconn:N`); 0 = unlimited.
     pub maxconn: u32,
+    /// `minconn`: below `maxconn`, the limit grows with the backend's load from here to
+    /// `maxconn` at `fullconn` (see [`ServerEntry::limit`]); equal to it, a static limit.
+    /// A run-time `maxconn` moves both when they are equal, as HAProxy's.
+    pub minconn: u32,
     /// When the server last went DOWN, while it is DOWN (`downtime`).
     pub down_since: Option<Instant>,
     /// Slow start in progress since then (the weight ramps up to `user_weight`).
@@ -416,6 +421,7 @@ impl ServerState {
     /// (a checked one at `h = rise`: one failure from DOWN), at its configured weight.
     pub fn initial(conf: &Server) -> Self {
         let rise = conf.health.rise.max(1);
+        let (maxconn, minconn) = Server::settled_limits(conf.maxconn, conf.minconn);
         Self {
             admin: if conf.disabled {
                 AdminState::Maint
@@ -439,7 +445,8 @@ impl ServerState {
             weight_origin: Origin::Config,
             addr: conf.addr,
             addr_origin: AddrOrigin::Config,
-            maxconn: conf.maxconn,
+            maxconn,
+            minconn,
             down_since: None,
             ramp_start: None,
             track_up: true,
@@ -447,6 +454,16 @@ impl ServerState {
             via_maint: false,
             via_drain: false,
         }
+    }
+
+    /// A run-time `maxconn` (runtime API, the agent): a static limit (`minconn` equal to it)
+    /// stays static, a dynamic one keeps its `minconn`, as HAProxy's
+    /// `server_parse_maxconn_change_request`.
+    pub fn set_maxconn(&mut self, m: u32) {
+        if self.minconn == self.maxconn {
+            self.minconn = m;
+        }
+        self.maxconn = m;
     }
 
     /// In maintenance of any kind (an operator's, DNS's, or the tracked server's).
@@ -471,6 +488,34 @@ impl ServerState {
     }
 }
 
+/// A `maxconn` given at run time (`set maxconn server`, the agent's `maxconn:N`), with
+/// HAProxy's messages (`server_parse_maxconn_change_request`). A sign is refused (HAProxy's
+/// `strtol` would take `-3` as a limit of 4 billion).
+pub fn parse_maxconn(v: &str) -> Result<u32, String> {
+    if v.is_empty() {
+        return Err("Require <maxconn>.".to_owned());
+    }
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err("maxconn string empty or preceded by garbage".to_owned());
+    }
+    if digits < v.len() {
+        return Err("Trailing garbage in maxconn string".to_owned());
+    }
+    v.parse::<u32>()
+        .map_err(|_| "Trailing garbage in maxconn string".to_owned())
+}
+
+/// What a backend's servers' dynamic `maxconn` reads of it: its sessions now (HAProxy's
+/// `beconn`: counted from the backend's choice, queued ones included, to the session's end)
+/// and its `fullconn`.
+#[derive(Debug, Default)]
+pub struct BackendLoad {
+    pub sessions: Arc<ProxyCounters>,
+    /// `fullconn`, or HAProxy's default (see `Config::fullconn`); at least 1.
+    pub fullconn: u32,
+}
+
 /// One server in a snapshot.
 #[derive(Clone, Debug)]
 pub struct ServerEntry {
@@ -480,6 +525,8 @@ pub struct ServerEntry {
     pub counters: Arc<ServerCounters>,
     /// Its state in this snapshot.
     pub state: ServerState,
+    /// Its backend's load, for a dynamic `maxconn` (set by the table that holds it).
+    pub load: Option<Arc<BackendLoad>>,
 }
 
 impl ServerEntry {
@@ -489,6 +536,7 @@ impl ServerEntry {
             conf: Arc::new(conf.clone()),
             counters: Arc::default(),
             state: ServerState::initial(conf),
+            load: None,
         }
     }
 
@@ -511,16 +559,37 @@ impl ServerEntry {
         self.state.maxconn
     }
 
-    /// Whether it is at its `maxconn` (never, with maxconn 0 = unlimited).
+    /// The limit a new connection is held to now (0 = none), HAProxy's `srv_dynamic_maxconn`:
+    /// `maxconn`, or with a `minconn` below it, the backend's share of `fullconn` applied to
+    /// `maxconn` (`beconn * maxconn / fullconn`), never below `minconn`, `maxconn` once the
+    /// backend holds `fullconn` sessions.
+    pub fn limit(&self) -> u32 {
+        let (max, min) = (self.state.maxconn, self.state.minconn);
+        if min == max {
+            return max;
+        }
+        let Some(load) = &self.load else {
+            return max;
+        };
+        // Relaxed: an estimate of the load, as HAProxy's unlocked read of `beconn`.
+        let be = load.sessions.cur.load(Ordering::Relaxed);
+        if be >= load.fullconn {
+            return max;
+        }
+        let share = u64::from(be) * u64::from(max) / u64::from(load.fullconn.max(1));
+        min.max(u32::try_from(share).unwrap_or(max))
+    }
+
+    /// Whether it is at its limit (never, with maxconn 0 = unlimited).
     pub fn is_full(&self) -> bool {
-        let max = self.state.maxconn;
+        let max = self.limit();
         // Relaxed: an early-out estimate; try_reserve decides.
         max != 0 && self.counters.cur.load(Ordering::Relaxed) >= max
     }
 
-    /// Takes a connection slot (`cur += 1`) unless that would exceed `maxconn`.
+    /// Takes a connection slot (`cur += 1`) unless that would exceed its limit.
     pub(crate) fn try_reserve(&self) -> bool {
-        let max = self.state.maxconn;
+        let max = self.limit();
         // SeqCst on cur (here and in the release) pairs with SeqCst on the queue length: a
         // releaser decrements cur then reads the queue length, an enqueuer raises the queue
         // length then reads cur here. With a single total order one of them must see the other,

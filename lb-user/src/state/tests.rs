@@ -460,3 +460,23 @@ fn a_huge_percentage_is_too_large_not_wrapped() {
     let answer = crate::health::agent::parse(&fuzzed, 39);
     assert_eq!(answer.weight, Some(too_large.map_err(str::to_owned)));
 }
+
+/// The agent's (or an operator's) `maxconn` keeps a static limit static and a dynamic one's
+/// `minconn`, as HAProxy's `server_parse_maxconn_change_request`; a reload keeps it while the
+/// configured limits stay as they were.
+#[test]
+fn a_run_time_maxconn_keeps_a_limit_static_or_dynamic() {
+    let (g, _rx) = gen_with(
+        "  server fixed 127.0.0.1:2 maxconn 10\n  server grows 127.0.0.1:3 minconn 5 maxconn 50\n",
+        "",
+    );
+    let limits = |g: &Generation, s| (st(g, s).maxconn, st(g, s).minconn);
+    assert_eq!((limits(&g, 0), limits(&g, 1)), ((10, 10), (50, 5)));
+    for s in 0..2 {
+        apply(&g, 0, s, Change::Maxconn(20), &By::Agent).unwrap();
+    }
+    assert_eq!((limits(&g, 0), limits(&g, 1)), ((20, 20), (20, 5)));
+    let logs = crate::logging::open(&g.config).expect("log targets");
+    let next = g.next(g.config.clone(), g.maxconn, logs);
+    assert_eq!((limits(&next, 0), limits(&next, 1)), ((20, 20), (20, 5)));
+}

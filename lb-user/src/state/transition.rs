@@ -128,7 +128,7 @@ pub fn step(
                 t.weight(w)?;
             }
             if let Some(m) = v.maxconn {
-                t.st.maxconn = m;
+                t.st.set_maxconn(m);
             }
             t.events.push(Event::AgentResult(v.report.clone()));
             if let Some(up) = v.up {
@@ -143,7 +143,7 @@ pub fn step(
             t.agent_health(up, cause);
         }
         Change::Weight(w) => t.weight(w)?,
-        Change::Maxconn(m) => t.st.maxconn = m,
+        Change::Maxconn(m) => t.st.set_maxconn(m),
         Change::Addr { ip, port } => t.addr(ip, port),
         Change::Resolution(cause) => t.resolution(cause),
         Change::Resolved(ip, port, weight) => {

@@ -111,6 +111,7 @@ table.tbl td.ac { text-align: center; }
 table.tbl th { border-width: 1px; border-style: solid; border-color: gray; }
 table.tbl th.pxname { background: #b00040; color: #ffff40; font-weight: bold; border-style: solid solid none solid; padding: 2px 3px; white-space: nowrap; }
 table.tbl th.empty { border-style: none; empty-cells: hide; background: white; }
+table.tbl th.desc { background: white; border-style: solid solid none solid; text-align: left; padding: 2px 3px; }
 table.lgd { border-collapse: collapse; border-width: 1px; border-style: none none none solid; border-color: black; }
 table.lgd td { border-width: 1px; border-style: solid; border-color: gray; padding: 2px; }
 table.lgd td.noborder { border-style: none; padding: 2px; white-space: nowrap; }
@@ -357,9 +358,11 @@ pub fn render(
         if form {
             let _ = writeln!(s, "<form method=\"post\">");
         }
+        let (desc_class, desc) =
+            proxy_description(gen, px).map_or(("empty", String::new()), |d| ("desc", esc(d)));
         let _ = writeln!(
             s,
-            "<table class=\"tbl\" width=\"100%\">\n<tr class=\"titre\"><th class=\"pxname\" width=\"10%\"><a name=\"{0}\"></a><a class=px href=\"#{0}\">{0}</a></th><th class=\"empty\" width=\"90%\"></th></tr>\n</table>\n<table class=\"tbl\" width=\"100%\">",
+            "<table class=\"tbl\" width=\"100%\">\n<tr class=\"titre\"><th class=\"pxname\" width=\"10%\"><a name=\"{0}\"></a><a class=px href=\"#{0}\">{0}</a></th><th class=\"{desc_class}\" width=\"90%\">{desc}</th></tr>\n</table>\n<table class=\"tbl\" width=\"100%\">",
             esc(px)
         );
         let cb = if form {
@@ -384,6 +387,21 @@ pub fn render(
     }
     s.push_str("</body></html>\n");
     s
+}
+
+/// A proxy's `description` (a `listen` has it on both halves).
+fn proxy_description<'a>(gen: &'a Generation, px: &str) -> Option<&'a str> {
+    let c = &gen.config;
+    c.frontends
+        .iter()
+        .find(|f| f.name == px)
+        .and_then(|f| f.description.as_deref())
+        .or_else(|| {
+            c.backends
+                .iter()
+                .find(|b| b.name == px)
+                .and_then(|b| b.description.as_deref())
+        })
 }
 
 /// The system's host name (`HAProxy`'s default `node`).

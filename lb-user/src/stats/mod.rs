@@ -379,7 +379,8 @@ fn backend_row(
         qmax: Some(table.queue_max() as u64),
         scur: u64::from(gen.be_stats[b].cur.load(Ordering::Relaxed)),
         smax: u64::from(gen.be_stats[b].max.load(Ordering::Relaxed)),
-        slim: None,
+        // HAProxy's backend `slim` is its `fullconn`.
+        slim: Some(u64::from(table.load.fullconn)),
         stot: gen.be_stats[b].total.load(Ordering::Relaxed),
         rate: gen.be_stats[b].sess_rate.read(),
         rate_max: gen.be_stats[b].sess_rate.max(),

@@ -11,11 +11,11 @@ mod queue;
 mod slot;
 
 pub use crate::server::{
-    carry_over, fastinter, AddrOrigin, AdminState, CheckInfo, CheckResult, Health, Origin,
-    ServerCounters, ServerEntry, ServerState, TrackView, Transition,
+    carry_over, fastinter, AddrOrigin, AdminState, BackendLoad, CheckInfo, CheckResult, Health,
+    Origin, ServerCounters, ServerEntry, ServerState, TrackView, Transition,
 };
 pub use queue::{AcquireError, TryAcquireError};
-pub use slot::ServerSlot;
+pub use slot::{BackendSession, ServerSlot};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -107,6 +107,8 @@ pub struct BackendTable {
     queued: AtomicUsize,
     /// Highest queue length seen (`qmax`).
     queue_max: AtomicUsize,
+    /// Its sessions (the backend's counters, shared across generations) and `fullconn`.
+    pub load: Arc<BackendLoad>,
     /// This table's own `Arc`, for slots handed out by writers' dispatches (they have `&self`).
     me: Weak<BackendTable>,
 }
@@ -123,16 +125,33 @@ impl fmt::Debug for BackendTable {
 
 impl BackendTable {
     /// The table of `conf`'s servers as HAProxy starts them (see [`ServerState::initial`]),
-    /// with fresh counters.
+    /// with fresh counters, and `fullconn` as configured (else 1).
     pub fn new(conf: &Backend) -> Arc<Self> {
-        Self::with_entries(conf, conf.servers.iter().map(ServerEntry::new).collect())
+        let load = BackendLoad {
+            sessions: Arc::default(),
+            fullconn: conf.fullconn.unwrap_or(1),
+        };
+        Self::with_entries(
+            conf,
+            conf.servers.iter().map(ServerEntry::new).collect(),
+            load,
+        )
     }
 
     /// The table of `conf` with these entries (one per `conf.servers`, same order): a reload
     /// builds them from the previous generation's. The counters are told this table is now
-    /// theirs, so slots released by older generations' flows serve its queue too.
-    pub fn with_entries(conf: &Backend, servers: Vec<ServerEntry>) -> Arc<Self> {
+    /// theirs, so slots released by older generations' flows serve its queue too; the entries
+    /// read `load` for a dynamic `maxconn`.
+    pub fn with_entries(
+        conf: &Backend,
+        mut servers: Vec<ServerEntry>,
+        load: BackendLoad,
+    ) -> Arc<Self> {
         debug_assert_eq!(servers.len(), conf.servers.len());
+        let load = Arc::new(load);
+        for e in &mut servers {
+            e.load = Some(Arc::clone(&load));
+        }
         let table = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             snap: ArcSwap::from_pointee(BackendSnapshot::build(conf, servers, None)),
@@ -141,6 +160,7 @@ impl BackendTable {
             queue: Mutex::new(WaitQueue::default()),
             queued: AtomicUsize::new(0),
             queue_max: AtomicUsize::new(0),
+            load,
         });
         let weak: Weak<dyn QueueKick> = Arc::downgrade(&table) as Weak<dyn QueueKick>;
         for e in &table.snapshot().servers {
@@ -149,6 +169,14 @@ impl BackendTable {
                 .store(Some(Arc::new(LatestQueue(weak.clone()))));
         }
         table
+    }
+
+    /// Counts a session on the backend from its choice (before any queueing) to its end,
+    /// HAProxy's `beconn` (`scur`, `stot`, the session rate, `be_conn`, `%bc`, and what a
+    /// dynamic `maxconn` grows with); [`BackendSession::hold_in`] hands it to the session's
+    /// server slot.
+    pub fn enter(self: &Arc<Self>) -> BackendSession {
+        BackendSession::new(self)
     }
 
     /// The current snapshot. Holding it keeps that consistent view alive.

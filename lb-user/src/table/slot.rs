@@ -22,6 +22,9 @@ pub struct ServerSlot {
     port: Option<PortLease>,
     /// Already released (by `release_quietly`): nothing to do on drop.
     released: bool,
+    /// It holds its session's count on the backend ([`BackendSession::hold_in`]), ended
+    /// with it.
+    session: bool,
 }
 
 impl fmt::Debug for ServerSlot {
@@ -45,6 +48,7 @@ impl ServerSlot {
             counters: Arc::clone(&entry.counters),
             port: None,
             released: false,
+            session: false,
         }
     }
 
@@ -120,6 +124,9 @@ impl ServerSlot {
 
 impl Drop for ServerSlot {
     fn drop(&mut self) {
+        if self.session {
+            self.table.load.sessions.count_out();
+        }
         if self.released {
             return;
         }
@@ -135,6 +142,42 @@ impl Drop for ServerSlot {
                     t.kick();
                 }
             }
+        }
+    }
+}
+
+/// A session counted on its backend ([`BackendTable::enter`]) until dropped, or until handed
+/// to the slot of the server it got, which then ends it with the connection: a flow on the
+/// data plane holds nothing more for it.
+pub struct BackendSession {
+    table: Arc<BackendTable>,
+    /// Still counted by this guard (not handed to a slot).
+    held: bool,
+}
+
+impl BackendSession {
+    pub(super) fn new(table: &Arc<BackendTable>) -> Self {
+        table.load.sessions.count_in();
+        Self {
+            table: Arc::clone(table),
+            held: true,
+        }
+    }
+
+    /// Hands the count to `slot`, a slot of the same table.
+    pub fn hold_in(mut self, slot: &mut ServerSlot) {
+        debug_assert!(Arc::ptr_eq(&self.table, &slot.table));
+        if !slot.session {
+            self.held = false;
+            slot.session = true;
+        }
+    }
+}
+
+impl Drop for BackendSession {
+    fn drop(&mut self) {
+        if self.held {
+            self.table.load.sessions.count_out();
         }
     }
 }

@@ -24,6 +24,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         weight,
         backup: false,
         maxconn: 0,
+        minconn: 0,
         maxqueue: 0,
         disabled: false,
         check_port: None,
@@ -63,6 +64,8 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         log_health_checks: false,
         external_check: crate::config::ExternalCheck::default(),
         server_state: crate::config::ServerStateFrom::None,
+        description: None,
+        fullconn: None,
         rules: std::sync::Arc::default(),
     }
 }
@@ -132,7 +135,7 @@ impl super::BackendTable {
         m: u32,
     ) -> Result<(), crate::state::StateError> {
         self.test_write(server, |e| {
-            e.state.maxconn = m;
+            e.state.set_maxconn(m);
             Ok(())
         })
     }

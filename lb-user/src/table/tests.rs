@@ -413,3 +413,55 @@ fn concurrent_writers_do_not_lose_updates() {
     });
     assert!(t.snapshot().servers.iter().all(|s| s.state.weight == 50));
 }
+
+/// `minconn 1 maxconn 4`, `fullconn 8`: the server's limit is `beconn * 4 / 8`, at least 1
+/// and at most 4, `beconn` being every session counted on the backend (waiting ones too);
+/// a queued connection gets its slot once the load lets the limit grow past the server's
+/// connections, and a session's count ends with its slot.
+#[tokio::test]
+async fn a_dynamic_limit_grows_with_the_backend_sessions() {
+    let mut srv = server("s1", 1, 1);
+    (srv.minconn, srv.maxconn) = (1, 4);
+    let mut be = backend(Balance::RoundRobin, vec![srv]);
+    be.fullconn = Some(8);
+    let t = BackendTable::new(&be);
+    let limit = || t.snapshot().servers[0].limit();
+    assert_eq!(limit(), 1);
+    let mut sessions: Vec<BackendSession> = (0..4).map(|_| t.enter()).collect();
+    assert_eq!(limit(), 2);
+    let mut a = t.try_acquire(client(1), None).expect("first slot");
+    let b = t.try_acquire(client(2), None).expect("second slot");
+    assert_eq!(
+        t.try_acquire(client(3), None).unwrap_err(),
+        TryAcquireError::Full
+    );
+    sessions.remove(0).hold_in(&mut a);
+    // A waiter, then more sessions: the limit grows and the waiter gets its slot.
+    let waiting = {
+        let t = Arc::clone(&t);
+        tokio::spawn(async move { t.acquire(client(3), None, None).await })
+    };
+    until(|| t.queue_len() == 1).await;
+    sessions.extend((0..2).map(|_| t.enter()));
+    assert_eq!(t.load.sessions.cur.load(Ordering::Relaxed), 6);
+    assert_eq!(limit(), 3);
+    // Nothing was released: the limit's growth alone is not a wake-up; the next release is.
+    drop(b);
+    let c = waiting.await.unwrap().expect("the waiter's slot");
+    assert_eq!(cur(&t, 0), 2);
+    // At `fullconn` and beyond, `maxconn`.
+    sessions.extend((0..3).map(|_| t.enter()));
+    assert_eq!(limit(), 4);
+    drop((a, c));
+    assert_eq!(t.load.sessions.cur.load(Ordering::Relaxed), 8);
+    drop(sessions);
+    assert_eq!(t.load.sessions.cur.load(Ordering::Relaxed), 0);
+    assert_eq!(limit(), 1);
+}
+
+#[test]
+fn a_static_limit_ignores_the_load() {
+    let t = limited(2, 0, 1);
+    let _sessions: Vec<BackendSession> = (0..100).map(|_| t.enter()).collect();
+    assert_eq!(t.snapshot().servers[0].limit(), 2);
+}

@@ -237,6 +237,8 @@ impl Parser {
                 external_check: px.opts.external_check.clone(),
                 server_state: self.server_state_of(px),
                 rules: rules.clone(),
+                description: px.description.clone(),
+                fullconn: px.opts.fullconn,
             });
         }
         self.proxies = proxies;
@@ -343,6 +345,7 @@ impl Parser {
                 logs: resolve_log_global(&px.opts.logs, &self.global.logs),
                 log_format: px.opts.log_format.clone(),
                 log_tag: px.opts.log_tag.clone(),
+                description: px.description.clone(),
                 dontlognull: px.opts.dontlognull,
                 dontlog_normal: px.opts.dontlog_normal,
                 log_separate_errors: px.opts.log_separate_errors,

@@ -120,6 +120,8 @@ pub(super) struct ProxyOpts {
     pub(super) backlog: Option<u32>,
     /// `rate-limit sessions`.
     pub(super) rate_limit_sessions: Option<u32>,
+    /// `fullconn`.
+    pub(super) fullconn: Option<u32>,
     /// `option tcp-smart-connect`.
     pub(super) smart_connect: bool,
     /// `load-server-state-from-file` and where it was set.
@@ -161,6 +163,7 @@ impl ProxyOpts {
             smart_accept: false,
             backlog: None,
             rate_limit_sessions: None,
+            fullconn: None,
             smart_connect: false,
             load_server_state: (StateLoad::None, None),
             rules: None,
@@ -206,6 +209,8 @@ pub(super) struct ProxyDraft {
     pub(super) table: super::stick::DraftTable,
     /// Tables named by `stick` rules, checked once every section is read.
     pub(super) table_refs: Vec<(String, Loc)>,
+    /// `description` (not inherited: `HAProxy` refuses it in `defaults`).
+    pub(super) description: Option<String>,
 }
 
 impl ProxyDraft {
@@ -374,6 +379,7 @@ impl Parser {
             use_server_locs: Vec::new(),
             table: None,
             table_refs: Vec::new(),
+            description: None,
         };
         for addr in header_binds {
             px.bind_lines += 1;

@@ -112,14 +112,14 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     // HAProxy 2.6 only consults it for HTTP cookies.
     http_only("ignore-persist"),
     not_yet("persist", "persistence", one_or_more),
-    not_yet("fullconn", "dynamic maxconn", positive_u32),
+    run("fullconn", fullconn),
     run("source", source),
     run("server-template", server_template),
     run("log-format", log_format),
     not_yet("log-format-sd", "logging", one_or_more),
     not_yet("error-log-format", "logging", one_or_more),
     run("log-tag", log_tag),
-    not_yet("description", "stats", any),
+    run("description", description),
     not_yet("email-alert", "email alerts", one_or_more),
     run("backlog", backlog),
     run("rate-limit", rate_limit),
@@ -193,19 +193,8 @@ impl Parser {
 
 // ----- argument checks of the keywords not acted on yet -----
 
-fn any(_: &mut Diag, _: &Line) -> bool {
-    true
-}
-
 fn one_or_more(d: &mut Diag, line: &Line) -> bool {
     arity(d, line, 1, 1, usize::MAX)
-}
-
-fn positive_u32(d: &mut Diag, line: &Line) -> bool {
-    arity(d, line, 1, 1, 1)
-        && parse_u32(&line.words[1], 1, u32::MAX)
-            .map_err(|e| d.err(&line.loc, format!("'{}': {e}", line.words[0])))
-            .is_ok()
 }
 
 // ----- handlers -----
@@ -593,6 +582,19 @@ fn rate_limit(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     }
 }
 
+/// `fullconn N`: the backend load at which its servers' dynamic limits (`minconn`) reach
+/// their `maxconn`; 0 or absent, HAProxy's default (see `Config::fullconn`). A backend
+/// keyword: a frontend gets HAProxy's warning.
+fn fullconn(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    if !p.cap(px, line, "fullconn", false, true) || !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    match parse_u32(&line.words[1], 0, u32::MAX) {
+        Ok(v) => px.opts.fullconn = (v > 0).then_some(v),
+        Err(e) => p.diag.err(&line.loc, format!("'fullconn': {e}")),
+    }
+}
+
 /// `backlog N`: the listen backlog of the section's binds that have none of their own.
 fn backlog(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     if let Some(v) = frontend_count(p, px, line) {
@@ -672,6 +674,26 @@ fn log(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
             args: line.words[1..].to_vec(),
         });
     }
+}
+
+/// `description TEXT...`: the words joined by spaces, shown beside the proxy's name on the
+/// stats page. Refused in `defaults`, as `HAProxy` does.
+fn description(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    if px.kind == Kind::Defaults {
+        p.diag.err(
+            &line.loc,
+            "'description' not allowed in 'defaults' section".to_owned(),
+        );
+        return;
+    }
+    if line.words.len() < 2 {
+        p.diag.err(
+            &line.loc,
+            "'description' expects a string argument".to_owned(),
+        );
+        return;
+    }
+    px.description = Some(line.words[1..].join(" "));
 }
 
 /// `log-format STRING`: one argument (spaces escaped or quoted), as HAProxy requires; ignored

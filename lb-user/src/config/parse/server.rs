@@ -74,6 +74,7 @@ pub(super) struct ServerParams {
     pub(super) backup: bool,
     pub(super) maxconn: u32,
     pub(super) maxqueue: u32,
+    pub(super) minconn: u32,
     pub(super) disabled: bool,
     pub(super) check_port: Option<u16>,
     pub(super) init_addr: Option<Vec<InitAddr>>,
@@ -124,6 +125,7 @@ impl Default for ServerParams {
             backup: false,
             maxconn: 0,
             maxqueue: 0,
+            minconn: 0,
             disabled: false,
             check_port: None,
             init_addr: None,
@@ -274,6 +276,7 @@ impl Parser {
             );
             return;
         }
+        let (maxconn, minconn) = Server::settled_limits(params.maxconn, params.minconn);
         px.servers.push((
             Server {
                 name: name.to_owned(),
@@ -284,7 +287,8 @@ impl Parser {
                 fqdn: found.fqdn,
                 weight: params.weight,
                 backup: params.backup,
-                maxconn: params.maxconn,
+                maxconn,
+                minconn,
                 maxqueue: params.maxqueue,
                 disabled: params.disabled,
                 check_port: params.check_port,

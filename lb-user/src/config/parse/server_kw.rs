@@ -242,7 +242,7 @@ fn limit(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
     match p {
         "maxconn" => c.params.maxconn = v,
         "maxqueue" => c.params.maxqueue = v,
-        _ => c.not_yet.push((p, "dynamic maxconn")),
+        _ => c.params.minconn = v,
     }
     Ok(())
 }

@@ -561,3 +561,83 @@ fn persist_options_say_what_lb_does_not_do() {
     assert!(has_warning(&c, 8, what));
     assert!(has_warning(&c, 9, "'ignore-persist' is HTTP-only"));
 }
+
+#[test]
+fn description_on_each_proxy_refused_in_defaults() {
+    let c = ok(&format!(
+        "{TIMEOUTS}listen db\n  bind :3306\n  description MySQL   replicas (eu)\n  server a 127.0.0.1:9001\nfrontend fe\n  bind :1\n  default_backend be\nbackend be\n  description  cache\n  server b 127.0.0.1:9002\n"
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.frontends[0].description.as_deref(),
+        Some("MySQL replicas (eu)")
+    );
+    assert_eq!(c.frontends[1].description, None);
+    assert_eq!(
+        c.backends[0].description.as_deref(),
+        Some("MySQL replicas (eu)")
+    );
+    assert_eq!(c.backends[1].description.as_deref(), Some("cache"));
+    let e = err(&format!(
+        "{TIMEOUTS}  description shared\nlisten db\n  bind :3306\n  server a 127.0.0.1:9001\n"
+    ));
+    assert!(
+        e.contains("t.cfg:6: 'description' not allowed in 'defaults' section"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{TIMEOUTS}listen db\n  bind :3306\n  description\n  server a 127.0.0.1:9001\n"
+    ));
+    assert!(
+        e.contains("t.cfg:8: 'description' expects a string argument"),
+        "{e}"
+    );
+}
+
+#[test]
+fn minconn_and_maxconn_settle_as_haproxy_settles_them() {
+    let c = ok(&format!(
+        "{TIMEOUTS}backend be\n  fullconn 300\n  server dynamic 127.0.0.1:1 minconn 10 maxconn 100\n  server only_max 127.0.0.1:2 maxconn 50\n  server only_min 127.0.0.1:3 minconn 20\n  server min_above 127.0.0.1:4 minconn 30 maxconn 5\n  server none 127.0.0.1:5\n"
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let limits: Vec<(u32, u32)> = c.backends[0]
+        .servers
+        .iter()
+        .map(|s| (s.minconn, s.maxconn))
+        .collect();
+    assert_eq!(limits, [(10, 100), (50, 50), (20, 20), (30, 30), (0, 0)]);
+    assert_eq!(c.backends[0].fullconn, Some(300));
+    assert_eq!(c.fullconn(0, 4096), 300);
+}
+
+#[test]
+fn fullconn_defaults_to_a_tenth_of_the_frontends_that_reach_the_backend() {
+    let c = ok(&format!(
+        "global\n  maxconn 1000\n{TIMEOUTS}frontend a\n  bind :1\n  maxconn 95\n  default_backend be\nfrontend b\n  bind :2\n  use_backend be if TRUE\n  use_backend be if FALSE\n  default_backend other\nfrontend c\n  bind :3\n  default_backend other\nlisten own\n  bind :4\n  maxconn 30\n  server s 127.0.0.1:9\nbackend be\n  server s 127.0.0.1:9\nbackend other\n  fullconn 0\n  server s 127.0.0.1:9\nbackend unreached\n  server s 127.0.0.1:9\n"
+    ));
+    let idx = |name: &str| c.backends.iter().position(|b| b.name == name).unwrap();
+    // a (95) and b (the process's 1000, once however many rules name it): 110.
+    assert_eq!(c.fullconn(idx("be"), 1000), 110);
+    // b and c, 2000; `fullconn 0` is the default.
+    assert_eq!(c.fullconn(idx("other"), 1000), 200);
+    assert_eq!(c.fullconn(idx("own"), 1000), 3);
+    assert_eq!(c.fullconn(idx("unreached"), 1000), 1);
+}
+
+#[test]
+fn fullconn_in_a_frontend_is_ignored_with_haproxys_warning() {
+    let c = ok(&format!(
+        "{TIMEOUTS}frontend fe\n  bind :1\n  fullconn 10\n  default_backend be\nbackend be\n  server s 127.0.0.1:9\n"
+    ));
+    assert!(
+        has_warning(
+            &c,
+            8,
+            "'fullconn' ignored because frontend 'fe' has no backend capability"
+        ),
+        "{:?}",
+        c.warnings
+    );
+    let e = err(&format!("{TIMEOUTS}backend be\n  fullconn many\n"));
+    assert!(e.contains("t.cfg:7: 'fullconn'"), "{e}");
+}

@@ -1,0 +1,70 @@
+//! Session counters of one frontend or backend (`scur`, `smax`, `stot`, bytes, denials,
+//! rates), shared by every generation that has a proxy of that name. Below the server table,
+//! which counts a backend's sessions (HAProxy's `beconn`) in them.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Session counters of one frontend or backend, all atomics (Relaxed: statistics, read
+/// independently). Shared by every generation that has a proxy of that name.
+#[derive(Debug, Default)]
+pub struct ProxyCounters {
+    /// Sessions being served now (`scur`). A frontend's count from accept until the
+    /// connection's log line, as HAProxy's; a backend's from the server pick.
+    pub cur: AtomicU32,
+    /// Sessions accepted since start (`stot`).
+    pub total: AtomicU64,
+    /// Highest concurrent sessions seen (`smax`).
+    pub max: AtomicU32,
+    /// Bytes client -> lb of finished flows (`bin`).
+    pub bytes_in: AtomicU64,
+    /// Bytes lb -> client of finished flows (`bout`).
+    pub bytes_out: AtomicU64,
+    /// Connections closed by `tcp-request connection reject` (`dcon`, frontends).
+    pub denied_conn: AtomicU64,
+    /// Sessions closed by `tcp-request session reject` (`dses`, frontends).
+    pub denied_sess: AtomicU64,
+    /// Requests closed by `tcp-request content reject|silent-drop` (`dreq`; frontends, and a
+    /// backend for `silent-drop` once it was chosen, as HAProxy counts).
+    pub denied_req: AtomicU64,
+    /// Responses closed by `tcp-response content reject|close` (`dresp`, frontend and backend).
+    pub denied_resp: AtomicU64,
+    /// Sessions per second and the highest (`rate`, `rate_max`): a backend's at the server
+    /// pick, a frontend's once the `tcp-request connection` and `session` rules let the
+    /// connection in (HAProxy's `proxy_inc_fe_sess_ctr`); what `rate-limit sessions` limits.
+    pub sess_rate: crate::rate::SharedRate,
+    /// A frontend's accepted connections per second and the highest (`conn_rate`,
+    /// `conn_rate_max`).
+    pub conn_rate: crate::rate::SharedRate,
+}
+
+impl ProxyCounters {
+    /// Counts a new session (`cur`, `max`, `total`, `rate`) until the guard is dropped.
+    pub fn enter(&self) -> ProxySession<'_> {
+        self.count_in();
+        ProxySession(self)
+    }
+
+    /// Counts a new session in (`cur`, `max`, `total`, `rate`); [`Self::count_out`] ends it.
+    /// For counts held by something other than a [`ProxySession`] (a backend's, see
+    /// `crate::table::BackendSession`).
+    pub fn count_in(&self) {
+        let cur = self.cur.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max.fetch_max(cur, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.sess_rate.add();
+    }
+
+    /// A session counted by [`Self::count_in`] ended.
+    pub fn count_out(&self) {
+        self.cur.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One session counted in [`ProxyCounters::cur`].
+pub struct ProxySession<'a>(&'a ProxyCounters);
+
+impl Drop for ProxySession<'_> {
+    fn drop(&mut self) {
+        self.0.count_out();
+    }
+}
