@@ -31,6 +31,7 @@ on_both_planes!(
     no_server_available_closes_client,
     maxconn_queue_limits_and_keeps_order,
     minconn_limit_grows_with_the_backend_load,
+    slowstart_ramps_the_limit_and_lets_the_queue_in,
 );
 
 /// `server` line for `b` with extra keywords.
@@ -481,4 +482,70 @@ fn minconn_limit_grows_with_the_backend_load(dataplane: &str) {
         c.join().expect("a client was not served");
     }
     figures(("0", "0", "0", "8"), "all gone");
+}
+
+/// `slowstart`: a server coming back UP takes 1 % of its `maxconn` at first (at least one
+/// connection), the share growing with the ramp, as HAProxy's STARTING state; a queued
+/// connection gets in when the ramp alone raises the limit (no connection ended). The CSV's
+/// `throttle` shows the ramp, and nothing once it is over.
+fn slowstart_ramps_the_limit_and_lets_the_queue_in(dataplane: &str) {
+    use common::stats::{col, parse_csv};
+    let e = Backend::echo("e");
+    let s = common::stats::start(
+        "slowstart",
+        dataplane,
+        &["timeout queue 30s"],
+        &[srv(&e, "maxconn 4 weight 100 slowstart 4s")],
+    );
+    let server_row = || {
+        let (_, rows) = parse_csv(&s.admin("show stat"));
+        rows.into_iter()
+            .find(|r| col(r, "svname") == "e")
+            .expect("row be/e")
+    };
+    let queued = || {
+        let (_, rows) = parse_csv(&s.admin("show stat"));
+        let be = rows
+            .iter()
+            .find(|r| col(r, "svname") == "BACKEND")
+            .expect("row be/BACKEND");
+        col(be, "qcur").to_owned()
+    };
+    assert_eq!(col(&server_row(), "throttle"), "", "no ramp at start");
+    assert_eq!(s.admin("set server be/e health down"), "\n");
+    assert_eq!(s.admin("set server be/e health up"), "\n");
+    let up = Instant::now();
+    let throttle: u64 = col(&server_row(), "throttle")
+        .parse()
+        .expect("throttle shown");
+    assert!(throttle < 50, "throttle {throttle} % right after coming up");
+    let mut first = scenarios::connect(s.fe).unwrap();
+    first.write_all(b"a\n").unwrap();
+    assert_eq!(
+        read_line(&mut first, Instant::now() + Duration::from_secs(5)).unwrap(),
+        "a"
+    );
+    let mut second = scenarios::connect(s.fe).unwrap();
+    second.write_all(b"b\n").unwrap();
+    assert!(
+        common::servers::wait_until(Duration::from_secs(1), || queued() == "1"),
+        "the second connection was not held back by the ramp's limit ({}s after UP)",
+        up.elapsed().as_secs_f32()
+    );
+    // 2 of 4 at half the ramp: the ramp lets it in, the first connection still open.
+    assert_eq!(
+        read_line(&mut second, Instant::now() + Duration::from_secs(10)).unwrap(),
+        "b"
+    );
+    assert!(
+        up.elapsed() >= Duration::from_millis(1500),
+        "let in {:?} after UP, before the ramp allowed a second connection",
+        up.elapsed()
+    );
+    assert!(
+        common::servers::wait_until(Duration::from_secs(10), || col(&server_row(), "throttle")
+            .is_empty()),
+        "the ramp never ended"
+    );
+    drop(first);
 }

@@ -80,6 +80,7 @@ pub fn carry_over(prev: &ServerEntry, conf: &Server) -> ServerEntry {
     }
     if p.ramp_start.is_some() && st.up && conf.health.slowstart.is_some() {
         st.ramp_start = p.ramp_start;
+        st.ramp_pct = p.ramp_pct;
         st.weight = p.weight.min(st.user_weight);
     }
     if p.maxconn != old.maxconn && old.maxconn == conf.maxconn && old.minconn == conf.minconn {

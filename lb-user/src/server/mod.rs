@@ -380,8 +380,12 @@ pub struct ServerState {
     pub minconn: u32,
     /// When the server last went DOWN, while it is DOWN (`downtime`).
     pub down_since: Option<Instant>,
-    /// Slow start in progress since then (the weight ramps up to `user_weight`).
+    /// Slow start in progress since then (HAProxy's STARTING: the limit, and with a dynamic
+    /// algorithm the weight, ramp up).
     pub ramp_start: Option<Instant>,
+    /// How far the slow start is, 1..=100 percent (100 outside one): a new connection's
+    /// limit is this share of it, at least 1 (see [`ServerEntry::limit`]).
+    pub ramp_pct: u32,
     /// `track`: the tracked server lets this one be UP (it is UP, or NOLB). Always true for
     /// a server that tracks none.
     pub track_up: bool,
@@ -449,6 +453,7 @@ impl ServerState {
             minconn,
             down_since: None,
             ramp_start: None,
+            ramp_pct: 100,
             track_up: true,
             tracked_stopping: false,
             via_maint: false,
@@ -562,8 +567,21 @@ impl ServerEntry {
     /// The limit a new connection is held to now (0 = none), HAProxy's `srv_dynamic_maxconn`:
     /// `maxconn`, or with a `minconn` below it, the backend's share of `fullconn` applied to
     /// `maxconn` (`beconn * maxconn / fullconn`), never below `minconn`, `maxconn` once the
-    /// backend holds `fullconn` sessions.
+    /// backend holds `fullconn` sessions; during a slow start, its share of that (at least 1).
     pub fn limit(&self) -> u32 {
+        let max = self.dynamic_limit();
+        let pct = self.state.ramp_pct;
+        if max == 0 || pct >= 100 {
+            return max;
+        }
+        // Slow start: a share of it, never below 1.
+        u32::try_from(u64::from(max) * u64::from(pct) / 100)
+            .unwrap_or(max)
+            .max(1)
+    }
+
+    /// [`Self::limit`] before a slow start's share.
+    fn dynamic_limit(&self) -> u32 {
         let (max, min) = (self.state.maxconn, self.state.minconn);
         if min == max {
             return max;

@@ -480,3 +480,31 @@ fn a_run_time_maxconn_keeps_a_limit_static_or_dynamic() {
     let next = g.next(g.config.clone(), g.maxconn, logs);
     assert_eq!((limits(&next, 0), limits(&next, 1)), ((20, 20), (20, 5)));
 }
+
+/// Slow start is HAProxy's STARTING in every algorithm: the limit ramps from 1 % (at least
+/// one connection) whether the weight does (round robin) or not (`static-rr`).
+#[test]
+fn slow_start_ramps_the_limit_in_every_algorithm() {
+    for (balance, ramped_weight) in [("roundrobin", 1), ("static-rr", 100)] {
+        let (g, _rx) = gen_with(
+            "  server s1 127.0.0.1:2 check weight 100 maxconn 50 slowstart 10s\n",
+            &format!("  balance {balance}\n"),
+        );
+        apply(&g, 0, 0, Change::ForceHealth(ForcedHealth::Down), &By::Cli).unwrap();
+        apply(&g, 0, 0, Change::ForceHealth(ForcedHealth::Up), &By::Cli).unwrap();
+        let snap = g.backends[0].snapshot();
+        let e = &snap.servers[0];
+        assert!(e.state.ramp_start.is_some(), "{balance}");
+        assert_eq!(e.state.ramp_pct, 1, "{balance}");
+        assert_eq!(e.state.weight, ramped_weight, "{balance}");
+        assert_eq!(e.limit(), 1, "{balance}: 1 % of 50, at least 1");
+        let mut later = e.clone();
+        later.state.ramp_pct = 40;
+        assert_eq!(later.limit(), 20, "{balance}");
+        drop(snap);
+        // Down again: the ramp is over, the whole limit back for the next time.
+        apply(&g, 0, 0, Change::ForceHealth(ForcedHealth::Down), &By::Cli).unwrap();
+        let s = st(&g, 0);
+        assert_eq!((s.ramp_start, s.ramp_pct, s.weight), (None, 100, 100));
+    }
+}

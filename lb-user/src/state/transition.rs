@@ -224,6 +224,7 @@ impl Step<'_> {
         self.st.up = false;
         self.st.stopping = false;
         self.st.ramp_start = None;
+        self.st.ramp_pct = 100;
         self.st.weight = self.st.user_weight;
         self.events.push(Event::Down(cause));
     }
@@ -238,17 +239,16 @@ impl Step<'_> {
         self.events.push(Event::Up(cause));
     }
 
-    /// Slow start after coming UP: the weight ramps from 1 % (not with `static-rr`, not from
-    /// weight 0).
+    /// Slow start after coming UP, as HAProxy's STARTING state: the server's limit (its
+    /// `maxconn`, dynamic or not) ramps from 1 % in every balance algorithm, its weight only
+    /// with a dynamic one (not `static-rr` nor map-based hashing) and not from weight 0.
     fn start_ramp(&mut self) {
         let Some(ss) = self.conf.health.slowstart else {
             return;
         };
-        if crate::balance::static_weights(self.be) || self.st.user_weight == 0 {
-            return;
-        }
         self.st.ramp_start = Some(self.now);
-        self.st.weight = ramp_weight(self.st.user_weight, Duration::ZERO, ss);
+        self.st.ramp_pct = ramp_pct(Duration::ZERO, ss);
+        self.st.weight = self.ramped_weight(self.st.user_weight);
         self.events.push(Event::StartRamp);
     }
 
@@ -257,10 +257,24 @@ impl Step<'_> {
             return;
         };
         let elapsed = self.now.saturating_duration_since(start);
-        self.st.weight = ramp_weight(self.st.user_weight, elapsed, ss);
+        self.st.ramp_pct = ramp_pct(elapsed, ss);
+        self.st.weight = self.ramped_weight(self.st.user_weight);
         if elapsed >= ss {
             self.st.ramp_start = None;
         }
+    }
+
+    /// Weight `w` as the ramp in progress lets it be now (all of it outside a ramp, with a
+    /// static algorithm, or for weight 0).
+    fn ramped_weight(&self, w: u32) -> u32 {
+        if self.st.ramp_start.is_none()
+            || crate::balance::static_weights(self.be)
+            || w == 0
+            || self.st.ramp_pct >= 100
+        {
+            return w;
+        }
+        (w * self.st.ramp_pct / 100).max(1)
     }
 
     fn admin(&mut self, to: AdminState) {
@@ -301,6 +315,7 @@ impl Step<'_> {
             self.st.up = false;
             self.st.stopping = false;
             self.st.ramp_start = None;
+            self.st.ramp_pct = 100;
             self.st.weight = self.st.user_weight;
         }
         self.events.push(Event::EnterMaint {
@@ -518,12 +533,7 @@ impl Step<'_> {
         check_weight(self.conf, self.be, w)?;
         self.st.user_weight = w;
         self.st.weight_origin = Origin::Runtime;
-        self.st.weight = match (self.st.ramp_start, self.conf.health.slowstart) {
-            (Some(start), Some(ss)) => {
-                ramp_weight(w, self.now.saturating_duration_since(start), ss)
-            }
-            _ => w,
-        };
+        self.st.weight = self.ramped_weight(w);
         Ok(())
     }
 
@@ -567,11 +577,17 @@ pub fn check_weight(conf: &Server, be: &Backend, w: u32) -> Result<(), StateErro
 /// Effective weight `elapsed` into a slow start of `total`: linear from 1 % to 100 % of
 /// `weight`, never 0 for a non-zero weight.
 pub fn ramp_weight(weight: u32, elapsed: Duration, total: Duration) -> u32 {
+    (weight * ramp_pct(elapsed, total) / 100).max(1).min(weight)
+}
+
+/// How far a slow start of `total` is after `elapsed`, in percent: 1 at first, 100 at the end.
+pub fn ramp_pct(elapsed: Duration, total: Duration) -> u32 {
     if elapsed >= total || total.is_zero() {
-        return weight;
+        return 100;
     }
-    let pct = (elapsed.as_millis() * 100 / total.as_millis()).max(1) as u32;
-    (weight * pct / 100).max(1)
+    u32::try_from(elapsed.as_millis() * 100 / total.as_millis())
+        .unwrap_or(100)
+        .max(1)
 }
 
 /// How often a slow start's weight is recomputed: 20 steps over the ramp, at least every

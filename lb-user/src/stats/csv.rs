@@ -181,6 +181,7 @@ pub fn field(row: &Row, name: &str) -> String {
         "iid" => row.iid.to_string(),
         "sid" => row.sid.to_string(),
         "lbtot" => opt(row.lbtot),
+        "throttle" => opt(row.throttle),
         "tracked" => row.tracked.clone(),
         "type" => kind.code().to_string(),
         "rate" => row.rate.to_string(),

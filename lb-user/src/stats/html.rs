@@ -242,9 +242,12 @@ fn data_row(s: &mut String, r: &Row, admin: bool, legends: bool) {
                     human_time(r.downtime.unwrap_or(0))
                 )
             };
+            let throttle = r
+                .throttle
+                .map_or_else(|| "-".to_owned(), |t| format!("{t} %"));
             let _ = writeln!(
                 s,
-                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>0</td><td></td><td>{}</td><td>0</td><td>{}</td><td>{}</td><td class=ac>{status}</td><td class=ac>{lastchk}</td><td class=ac>{wght}</td><td class=ac>{act}</td><td class=ac>{bck}</td>{chk}<td class=ac>-</td></tr>",
+                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>0</td><td></td><td>{}</td><td>0</td><td>{}</td><td>{}</td><td class=ac>{status}</td><td class=ac>{lastchk}</td><td class=ac>{wght}</td><td class=ac>{act}</td><td class=ac>{bck}</td>{chk}<td class=ac>{throttle}</td></tr>",
                 opt(r.qcur),
                 opt(r.qmax),
                 if sv { opt(r.qlimit) } else { String::new() },

@@ -81,6 +81,8 @@ pub struct Row {
     /// Seconds since the last state change.
     pub lastchg: Option<u64>,
     pub downtime: Option<u64>,
+    /// A server's slow start in progress, in percent of its weight (HAProxy's throttle).
+    pub throttle: Option<u64>,
     pub qlimit: Option<u64>,
     pub lbtot: Option<u64>,
     /// `BACKEND/SERVER` a server tracks (`track`), empty otherwise.
@@ -230,6 +232,19 @@ fn track_reference(gen: &Generation, e: &ServerEntry) -> ServerEntry {
     at
 }
 
+/// HAProxy's `server_throttle_rate` while a slow start runs (and the server does not drain):
+/// its weight now against the one it ramps to, rounded up; 100 with a static algorithm or
+/// weight 0.
+fn throttle(st: &crate::table::ServerState) -> Option<u64> {
+    if st.ramp_start.is_none() || st.draining() {
+        return None;
+    }
+    if st.user_weight == 0 {
+        return Some(100);
+    }
+    Some(u64::from((100 * st.weight).div_ceil(st.user_weight)))
+}
+
 /// `lastsess`: seconds from `last` (unix seconds, 0 = never) to `now`, or -1 for never.
 fn session_age(now: u64, last: u64) -> i64 {
     if last == 0 {
@@ -282,6 +297,7 @@ fn server_row(
         chkdown: checked.then_some(check.down_transitions),
         lastchg: Some(now.saturating_sub(if last == 0 { start } else { last })),
         downtime: checked.then(|| c.downtime.load(Ordering::Relaxed)),
+        throttle: throttle(&e.state),
         qlimit: (e.conf.maxqueue > 0).then_some(u64::from(e.conf.maxqueue)),
         lbtot: Some(c.total.load(Ordering::Relaxed)),
         tracked: e

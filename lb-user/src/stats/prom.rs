@@ -145,6 +145,7 @@ const SERVER_ONLY: &[(&str, &str, &str, Get)] = &[
     ("check_failures_total", "counter", "Total number of failed individual health checks per server/backend, since the worker process started", |r| r.chkfail),
     ("check_up_down_total", "counter", "Total number of failed checks causing UP to DOWN server transitions, per server/backend, since the worker process started", |r| r.chkdown),
     ("downtime_seconds_total", "counter", "Total time spent in DOWN state, for server or backend", |r| r.downtime),
+    ("current_throttle", "gauge", "Current throttle percentage for the server, when slowstart is active, or no value if not in slowstart.", |r| r.throttle),
 ];
 
 fn family(out: &mut String, scope: &str, rows: &[&Row], defs: &[(&str, &str, &str, Get)]) {
