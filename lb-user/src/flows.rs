@@ -31,6 +31,11 @@ pub enum FlowCommand {
         servers: Vec<u64>,
         reason: KillReason,
     },
+    /// End the flow with this id (`shutdown session`), answering whether it was there.
+    KillOne {
+        id: u64,
+        reply: oneshot::Sender<bool>,
+    },
     /// Report the live flows (`show sess`).
     List(oneshot::Sender<Vec<FlowInfo>>),
     /// Binary upgrade: stop every flow that can be handed to another process at a quiet point
@@ -111,6 +116,21 @@ pub struct FlowInfo {
     pub age: Duration,
 }
 
+impl FlowInfo {
+    /// The id `show sess` gives it: its thread in the top 16 bits, its id in that thread below.
+    pub fn session_id(&self) -> u64 {
+        (self.thread as u64) << 48 | self.id
+    }
+
+    /// A [`Self::session_id`]'s (thread, id within the thread).
+    pub fn split_session_id(session: u64) -> (usize, u64) {
+        (
+            usize::try_from(session >> 48).unwrap_or(usize::MAX),
+            session & ((1 << 48) - 1),
+        )
+    }
+}
+
 /// The command channels of every accept thread (process-wide: generations share them).
 #[derive(Clone, Debug)]
 pub struct FlowControl {
@@ -136,6 +156,20 @@ impl FlowControl {
                 reason,
             });
         }
+    }
+
+    /// Ends the flow `show sess` names `session` (its thread in the top 16 bits, see
+    /// [`FlowInfo::session_id`]), as an operator's kill (`K`); whether it was there.
+    pub async fn kill_one(&self, session: u64) -> bool {
+        let (thread, id) = FlowInfo::split_session_id(session);
+        let Some(t) = self.threads.get(thread) else {
+            return false;
+        };
+        let (reply, rx) = oneshot::channel();
+        if t.send(FlowCommand::KillOne { id, reply }).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// Parks every flow that can be handed off, on every thread, and returns them; a flow not

@@ -378,3 +378,51 @@ fn set_maxconn_server_limits_and_lets_the_queue_in() {
     assert_eq!(user, "Permission denied\n\n");
     assert!(ping(&mut first));
 }
+
+/// `shutdown session ID` ends the one session `show sess` names by that id (as an
+/// operator's kill), and says so when there is none; `show backend` lists the backends.
+#[test]
+fn shutdown_one_session_and_show_backend() {
+    let s1 = Backend::ident_hold("s1");
+    let s = start("splice", &[], &[format!("s1 {}", s1.addr)]);
+    let first = scenarios::Held::open(s.fe).unwrap();
+    let second = scenarios::Held::open(s.fe).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || s1.current() == 2));
+    let oper = s.dir.sock("oper.sock");
+    let ids = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.split(':').next())
+            .filter(|id| id.starts_with("0x"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let before = ids(&cli(&oper, "show sess"));
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert_eq!(admin(&s, &format!("shutdown session {}", before[0])), "\n");
+    assert!(
+        wait_until(Duration::from_secs(5), || s1.current() == 1),
+        "the session was not ended"
+    );
+    assert_eq!(ids(&cli(&oper, "show sess")), [before[1].clone()]);
+    assert_eq!(
+        admin(&s, &format!("shutdown session {}", before[0])),
+        "No such session (use 'show sess').\n\n"
+    );
+    for arg in ["", "0", "garbage"] {
+        assert_eq!(
+            admin(&s, &format!("shutdown session {arg}")),
+            "Session pointer expected (use 'show sess').\n\n",
+            "{arg:?}"
+        );
+    }
+    assert_eq!(
+        cli(&oper, &format!("shutdown session {}", before[1])),
+        "Permission denied\n\n"
+    );
+    assert_eq!(s1.current(), 1);
+    assert_eq!(
+        cli(&s.dir.sock("user.sock"), "show backend"),
+        "# name\nbe\n\n"
+    );
+    drop((first, second));
+}

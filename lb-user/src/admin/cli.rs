@@ -58,6 +58,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::Admin,
     ),
     (
+        "show backend",
+        "list backends in the current running config",
+        CliLevel::User,
+    ),
+    (
         "show info [desc|json|typed|float]*",
         "report information about the running process",
         CliLevel::User,
@@ -86,6 +91,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         "show stat [desc|json|no-maint|typed|up]*",
         "report counters for each proxy and server",
         CliLevel::User,
+    ),
+    (
+        "shutdown session [id]",
+        "kill a specific session",
+        CliLevel::Admin,
     ),
     (
         "shutdown sessions server <bk>/<srv>",
@@ -141,6 +151,9 @@ pub enum Command {
     User,
     Operator,
     ShowInfo,
+    ShowBackend,
+    /// `shutdown session ID` (`show sess`'s id; `None`: none given or unreadable).
+    ShutdownSession(Option<u64>),
     /// `show stat` and its words.
     ShowStat(Vec<String>),
     ShowServersState(Option<String>),
@@ -174,7 +187,8 @@ impl Command {
             | Self::ServerEnabled(..)
             | Self::AgentEnabled(..)
             | Self::HealthEnabled(..)
-            | Self::ShutdownSessions(..) => CliLevel::Admin,
+            | Self::ShutdownSessions(..)
+            | Self::ShutdownSession(..) => CliLevel::Admin,
             _ => CliLevel::User,
         }
     }
@@ -199,6 +213,10 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
         ["user"] => Command::User,
         ["operator"] => Command::Operator,
         ["show", "info", ..] => Command::ShowInfo,
+        ["show", "backend", ..] => Command::ShowBackend,
+        ["shutdown", "session", rest @ ..] => {
+            Command::ShutdownSession(rest.first().and_then(|id| session_id(id)))
+        }
         ["show", "stat", rest @ ..] => {
             Command::ShowStat(rest.iter().map(|s| (*s).to_owned()).collect())
         }
@@ -250,6 +268,16 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
         }
         _ => Command::Unknown(w.first().copied().unwrap_or_default().to_owned()),
     })
+}
+
+/// A session id as HAProxy's `strtoul(.., 0)` reads it (`0x` hexadecimal, else decimal);
+/// 0 is none.
+fn session_id(w: &str) -> Option<u64> {
+    let id = match w.strip_prefix("0x").or_else(|| w.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => w.parse().ok()?,
+    };
+    (id != 0).then_some(id)
 }
 
 /// The words after `set server B/S`.
@@ -421,6 +449,23 @@ impl Session {
                 Ok(String::new())
             }
             Command::ShowInfo => Ok(show_info(gen)),
+            Command::ShowBackend => {
+                let mut out = "# name\n".to_owned();
+                for b in &gen.config.backends {
+                    let _ = writeln!(out, "{}", b.name);
+                }
+                Ok(out)
+            }
+            Command::ShutdownSession(id) => {
+                let Some(id) = id else {
+                    return Err("Session pointer expected (use 'show sess').\n".to_owned());
+                };
+                if gen.process.flows.kill_one(id).await {
+                    Ok(String::new())
+                } else {
+                    Err("No such session (use 'show sess').\n".to_owned())
+                }
+            }
             Command::ShowStat(words) => Ok(show_stat(gen, &words)),
             Command::ShowServersState(only) => {
                 if let Some(b) = &only {
@@ -652,7 +697,7 @@ async fn show_sess(gen: &Generation) -> String {
         let _ = writeln!(
             s,
             "0x{:x}: proto={proto} src={} fe={} be={} srv={} ts=00 epoch={} age={} calls=0 rate=0 cpu=0 lat=0 thread={}",
-            (f.thread as u64) << 48 | f.id,
+            f.session_id(),
             f.client,
             f.frontend_name,
             f.backend_name,
@@ -712,6 +757,22 @@ mod tests {
                 }
             ))
         );
+        assert_eq!(p("show backend"), Ok(Command::ShowBackend));
+        assert_eq!(
+            p("shutdown session 0x100000000000d"),
+            Ok(Command::ShutdownSession(Some(0x1_0000_0000_000d)))
+        );
+        assert_eq!(
+            p("shutdown session 12"),
+            Ok(Command::ShutdownSession(Some(12)))
+        );
+        for bad in [
+            "shutdown session",
+            "shutdown session 0",
+            "shutdown session 0xzz",
+        ] {
+            assert_eq!(p(bad), Ok(Command::ShutdownSession(None)), "{bad}");
+        }
         assert_eq!(
             p("set maxconn server be/s1 30"),
             Ok(Command::SetMaxconn(r(), "30".into()))

@@ -63,6 +63,14 @@ impl ThreadCtx {
                     }
                 }
             }
+            FlowCommand::KillOne { id, reply } => {
+                let found = flows.iter().find(|(_, f)| f.info.id == id);
+                if let Some((_, f)) = found {
+                    f.killed_by.set(Some(KillReason::Admin));
+                    f.kill.kill();
+                }
+                let _ = reply.send(found.is_some());
+            }
             FlowCommand::List(reply) => {
                 let list = flows
                     .iter()
