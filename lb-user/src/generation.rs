@@ -65,8 +65,11 @@ pub struct Generation {
     pub fe_stats: Vec<Arc<ProxyCounters>>,
     /// Per-backend session counts (`config.backends` order); bytes are the servers' sums.
     pub be_stats: Vec<Arc<ProxyCounters>>,
-    /// Process-wide limit (`global maxconn`, or derived from the fd limit).
+    /// Process-wide limit (`global maxconn`, or derived from the fd limit): HAProxy's
+    /// `Hard_maxconn`, the most `set maxconn global` may set.
     pub maxconn: u32,
+    /// The limits in force, which the runtime API may change (see [`Limits`]).
+    pub limits: Limits,
     /// Passive health checks: connect results of real traffic (`observe layer4`).
     pub passive: Passive,
     /// HAProxy's proxy ids (`iid`, `be_id`) by proxy name.
@@ -86,6 +89,40 @@ impl std::fmt::Debug for Generation {
             .field("number", &self.number)
             .field("backends", &self.backends)
             .finish_non_exhaustive()
+    }
+}
+
+/// The connection limits in force, `set maxconn global|frontend` being able to change them:
+/// the configured ones when the generation is built; a reload starts from its configuration
+/// again, as HAProxy's new process does.
+#[derive(Debug)]
+pub struct Limits {
+    /// The process's `maxconn` (`Maxconn` in `show info`), at most [`Generation::maxconn`].
+    pub global: AtomicU32,
+    /// Each frontend's `maxconn` (`config.frontends` order): its own, else the process's.
+    pub frontends: Vec<AtomicU32>,
+}
+
+impl Limits {
+    fn new(config: &Config, maxconn: u32) -> Self {
+        Self {
+            global: AtomicU32::new(maxconn),
+            frontends: config
+                .frontends
+                .iter()
+                .map(|f| AtomicU32::new(f.maxconn.unwrap_or(maxconn)))
+                .collect(),
+        }
+    }
+
+    /// The process's `maxconn` now.
+    pub fn global(&self) -> u32 {
+        self.global.load(Ordering::Relaxed)
+    }
+
+    /// Frontend `f`'s `maxconn` now.
+    pub fn frontend(&self, f: usize) -> u32 {
+        self.frontends[f].load(Ordering::Relaxed)
     }
 }
 
@@ -229,6 +266,7 @@ impl Generation {
             })
             .collect();
         let tables = crate::stick::Tables::build(&config.tables, prev.map(|p| &p.tables));
+        let limits = Limits::new(&config, maxconn);
         Arc::new(Self {
             number: prev.map_or(0, |p| p.number + 1),
             tables,
@@ -238,6 +276,7 @@ impl Generation {
             backends,
             fe_stats,
             be_stats,
+            limits,
             maxconn,
             logs,
             process,

@@ -426,3 +426,67 @@ fn shutdown_one_session_and_show_backend() {
     );
     drop((first, second));
 }
+
+/// `set maxconn frontend NAME N` and `set maxconn global N`: a frontend at its new limit
+/// leaves the next client in the backlog, and raising it lets that client in; the global
+/// limit shows in `show info`, is bounded by `Hard_maxconn`, and 0 gives that back. HAProxy's
+/// messages for what is refused.
+#[test]
+fn set_maxconn_frontend_and_global() {
+    let s1 = Backend::echo("s1");
+    let s = start("splice", &[], &[format!("s1 {}", s1.addr)]);
+    let info = |key: &str| -> String {
+        admin(&s, "show info")
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}: ")).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {key} in show info"))
+    };
+    let fe_slim = || {
+        let (_, rows) = parse_csv(&admin(&s, "show stat"));
+        col(&rows[0], "slim").to_owned()
+    };
+    assert_eq!(admin(&s, "set maxconn frontend fe 1"), "\n");
+    assert_eq!(fe_slim(), "1");
+    let mut first = echo_conn(s.fe, &s1);
+    assert!(ping(&mut first));
+    let mut second = TcpStream::connect(s.fe).unwrap();
+    second.write_all(b"ping").unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 4];
+    assert!(
+        second.read_exact(&mut buf).is_err(),
+        "a second client was served at maxconn 1"
+    );
+    assert_eq!(admin(&s, "set maxconn frontend fe 2"), "\n");
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    second
+        .read_exact(&mut buf)
+        .expect("served once the limit grew");
+    assert_eq!(&buf, b"ping");
+    for (cmd, answer) in [
+        ("set maxconn frontend", "A frontend name is expected.\n\n"),
+        ("set maxconn frontend nope 3", "No such frontend.\n\n"),
+        ("set maxconn frontend fe", "Integer value expected.\n\n"),
+        ("set maxconn frontend fe -1", "Value out of range.\n\n"),
+        ("set maxconn global", "Expects an integer value.\n\n"),
+        ("set maxconn global 99999999", "Value out of range.\n\n"),
+    ] {
+        assert_eq!(admin(&s, cmd), answer, "{cmd}");
+    }
+    assert_eq!(fe_slim(), "2");
+    let hard = info("Hard_maxconn");
+    assert_eq!(info("Maxconn"), hard);
+    assert_eq!(admin(&s, "set maxconn global 100"), "\n");
+    assert_eq!(info("Maxconn"), "100");
+    assert_eq!(admin(&s, "set maxconn global 0"), "\n");
+    assert_eq!(info("Maxconn"), hard);
+    assert_eq!(
+        cli(&s.dir.sock("oper.sock"), "set maxconn global 5"),
+        "Permission denied\n\n"
+    );
+    assert!(ping(&mut first) && ping(&mut second));
+}

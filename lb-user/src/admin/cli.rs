@@ -43,6 +43,16 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::User,
     ),
     (
+        "set maxconn frontend <frontend> <value>",
+        "change a frontend's maxconn setting",
+        CliLevel::Admin,
+    ),
+    (
+        "set maxconn global <value>",
+        "change the per-process maxconn setting",
+        CliLevel::Admin,
+    ),
+    (
         "set maxconn server <bk>/<srv>",
         "change a server's maxconn setting",
         CliLevel::Admin,
@@ -165,6 +175,10 @@ pub enum Command {
     GetWeight(ServerRef),
     /// `set maxconn server B/S N` (the value checked when run, as HAProxy's).
     SetMaxconn(ServerRef, String),
+    /// `set maxconn frontend NAME N` (the name looked up when run; `None`: no value).
+    SetFrontendMaxconn(String, Option<i64>),
+    /// `set maxconn global N` (`None`: no value).
+    SetGlobalMaxconn(Option<i64>),
     SetServer(ServerRef, ServerOp),
     /// `enable|disable server B/S`.
     ServerEnabled(ServerRef, bool),
@@ -184,6 +198,8 @@ impl Command {
             Self::ShowSess | Self::ClearTable(_) => CliLevel::Operator,
             Self::SetServer(..)
             | Self::SetMaxconn(..)
+            | Self::SetFrontendMaxconn(..)
+            | Self::SetGlobalMaxconn(..)
             | Self::ServerEnabled(..)
             | Self::AgentEnabled(..)
             | Self::HealthEnabled(..)
@@ -246,6 +262,13 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
             };
             Command::SetServer(target, ServerOp::Weight((*wt).to_owned()))
         }
+        ["set", "maxconn", "frontend", rest @ ..] => Command::SetFrontendMaxconn(
+            rest.first().copied().unwrap_or_default().to_owned(),
+            rest.get(1).map(|v| atoi(v)),
+        ),
+        ["set", "maxconn", "global", rest @ ..] => {
+            Command::SetGlobalMaxconn(rest.first().map(|v| atoi(v)))
+        }
         ["set", "maxconn", "server", rest @ ..] => Command::SetMaxconn(
             server_ref(rest.first())?,
             rest.get(1).copied().unwrap_or_default().to_owned(),
@@ -268,6 +291,28 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
         }
         _ => Command::Unknown(w.first().copied().unwrap_or_default().to_owned()),
     })
+}
+
+/// C's `atoi`, which HAProxy reads these numbers with: leading blanks, a sign, the digits up
+/// to the first other character; 0 when there are none (saturating instead of overflowing).
+fn atoi(w: &str) -> i64 {
+    let t = w.trim_start();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let v = digits
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0i64, |v, d| {
+            v.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        });
+    if neg {
+        -v
+    } else {
+        v
+    }
 }
 
 /// A session id as HAProxy's `strtoul(.., 0)` reads it (`0x` hexadecimal, else decimal);
@@ -495,6 +540,24 @@ impl Session {
                 let (b, s) = find(gen, &target)?;
                 set_server(gen, b, s, op)
             }
+            Command::SetFrontendMaxconn(name, value) => set_frontend_maxconn(gen, &name, value),
+            Command::SetGlobalMaxconn(value) => {
+                let Some(v) = value else {
+                    return Err("Expects an integer value.\n".to_owned());
+                };
+                if v > i64::from(gen.maxconn) {
+                    return Err("Value out of range.\n".to_owned());
+                }
+                // 0 or less: no limit but the hard one, as HAProxy's.
+                let v = u32::try_from(v)
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .unwrap_or(gen.maxconn);
+                gen.limits.global.store(v, Ordering::Relaxed);
+                // Accept loops paused at the old limit look again.
+                gen.process.conn_released.release();
+                Ok(String::new())
+            }
             Command::SetMaxconn(target, value) => {
                 find(gen, &target)?;
                 let m = crate::server::parse_maxconn(&value).map_err(|e| format!("{e}\n"))?;
@@ -521,6 +584,30 @@ impl Session {
             Command::Unknown(word) => Err(help(self.level, Some(&word))),
         }
     }
+}
+
+/// `set maxconn frontend NAME N`, HAProxy's `cli_parse_set_maxconn_frontend`: 0 stops its
+/// accepts (as HAProxy's), and accept loops paused at the old limit look again.
+fn set_frontend_maxconn(
+    gen: &Generation,
+    name: &str,
+    value: Option<i64>,
+) -> Result<String, String> {
+    if name.is_empty() {
+        return Err("A frontend name is expected.\n".to_owned());
+    }
+    let Some(f) = gen.config.frontends.iter().position(|f| f.name == name) else {
+        return Err("No such frontend.\n".to_owned());
+    };
+    let Some(v) = value else {
+        return Err("Integer value expected.\n".to_owned());
+    };
+    let Ok(v) = u32::try_from(v) else {
+        return Err("Value out of range.\n".to_owned());
+    };
+    gen.limits.frontends[f].store(v, Ordering::Relaxed);
+    gen.process.conn_released.release();
+    Ok(String::new())
 }
 
 /// Applies one change to `r` for the runtime API: an empty answer, or the error.
@@ -607,7 +694,7 @@ fn show_info(gen: &Generation) -> String {
         ("Memmax_MB", "0".to_owned()),
         ("Ulimit-n", lim.rlim_cur.to_string()),
         ("Maxsock", lim.rlim_cur.to_string()),
-        ("Maxconn", gen.maxconn.to_string()),
+        ("Maxconn", gen.limits.global().to_string()),
         ("Hard_maxconn", gen.maxconn.to_string()),
         (
             "CurrConns",
@@ -758,6 +845,23 @@ mod tests {
             ))
         );
         assert_eq!(p("show backend"), Ok(Command::ShowBackend));
+        assert_eq!(
+            p("set maxconn frontend fe 12abc"),
+            Ok(Command::SetFrontendMaxconn("fe".into(), Some(12)))
+        );
+        assert_eq!(
+            p("set maxconn frontend fe"),
+            Ok(Command::SetFrontendMaxconn("fe".into(), None))
+        );
+        assert_eq!(
+            p("set maxconn global -3"),
+            Ok(Command::SetGlobalMaxconn(Some(-3)))
+        );
+        assert_eq!(
+            p("set maxconn global x"),
+            Ok(Command::SetGlobalMaxconn(Some(0)))
+        );
+        assert_eq!(p("set maxconn global"), Ok(Command::SetGlobalMaxconn(None)));
         assert_eq!(
             p("shutdown session 0x100000000000d"),
             Ok(Command::ShutdownSession(Some(0x1_0000_0000_000d)))

@@ -31,13 +31,11 @@ impl Drop for ConnPermit {
 /// so the counts never include accept loops that are merely waiting; at the limit, the loops
 /// already waiting in `accept` may each take one more (at most one per thread and address).
 pub(super) async fn below_maxconn(gen: &Generation, frontend: usize) {
-    let fe_max = gen.config.frontends[frontend]
-        .maxconn
-        .unwrap_or(gen.maxconn);
+    // Read at each look: the runtime API may change them (`set maxconn`), and wakes us.
     let below = || {
-        (gen.process.conns.load(Ordering::Acquire) < gen.maxconn
-            && gen.fe_stats[frontend].cur.load(Ordering::Acquire) < fe_max)
-            .then_some(())
+        (gen.process.conns.load(Ordering::Acquire) < gen.limits.global()
+            && gen.fe_stats[frontend].cur.load(Ordering::Acquire) < gen.limits.frontend(frontend))
+        .then_some(())
     };
     gen.process.conn_released.wait_for(below, || {}).await;
 }

@@ -327,7 +327,7 @@ pub fn render(
         s,
         "<table border=0><tr><td align=\"left\" nowrap width=\"1%\"><p><b>pid = </b> {pid} (process #1, nbproc = 1)<br>\n<b>uptime = </b> {}<br>\n<b>system limits:</b> maxconn = {}<br>\n<b>current conns = </b> {cur}<br>\n</td><td align=\"center\" nowrap>",
         human_uptime(uptime),
-        gen.maxconn
+        gen.limits.global()
     );
     s.push_str("<table class=\"lgd\"><tr>\n<td class=\"active_up\">&nbsp;</td><td class=\"noborder\">active UP </td><td class=\"backup_up\">&nbsp;</td><td class=\"noborder\">backup UP </td></tr>\n<tr><td class=\"active_going_down\"></td><td class=\"noborder\">active UP, going down </td><td class=\"backup_going_down\"></td><td class=\"noborder\">backup UP, going down </td></tr>\n<tr><td class=\"active_going_up\"></td><td class=\"noborder\">active DOWN, going up </td><td class=\"backup_going_up\"></td><td class=\"noborder\">backup DOWN, going up </td></tr>\n<tr><td class=\"active_down\"></td><td class=\"noborder\">active or backup DOWN &nbsp;</td><td class=\"active_no_check\"></td><td class=\"noborder\">not checked </td></tr>\n<tr><td class=\"maintain\"></td><td class=\"noborder\" colspan=\"3\">active or backup DOWN for maintenance (MAINT) &nbsp;</td></tr>\n<tr><td class=\"active_draining\"></td><td class=\"noborder\" colspan=\"3\">active or backup SOFT STOPPED for maintenance &nbsp;</td></tr>\n</table>\nNote: \"NOLB\"/\"DRAIN\" = UP with load-balancing disabled.</td>");
     let uri = esc(&st.uri);

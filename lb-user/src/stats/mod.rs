@@ -452,7 +452,7 @@ pub fn rows(gen: &Generation) -> Vec<Row> {
                 iid,
                 scur: u64::from(st.cur.load(Ordering::Relaxed)),
                 smax: u64::from(st.max.load(Ordering::Relaxed)),
-                slim: Some(u64::from(fe.maxconn.unwrap_or(gen.maxconn))),
+                slim: Some(u64::from(gen.limits.frontend(f))),
                 stot: st.total.load(Ordering::Relaxed),
                 rate: st.sess_rate.read(),
                 rate_max: st.sess_rate.max(),

@@ -208,7 +208,7 @@ fn process(out: &mut String, gen: &Generation) {
         ("process_nbthread", "gauge", "Number of started threads (global.nbthread)", threads),
         ("process_uptime_seconds", "gauge", "How long ago this worker process was started (seconds)", now.saturating_sub(start)),
         ("process_start_time_seconds", "gauge", "Start time in seconds", start),
-        ("process_max_connections", "gauge", "Hard limit on the number of per-process connections (configured or imposed by Ulimit-n)", u64::from(gen.maxconn)),
+        ("process_max_connections", "gauge", "Hard limit on the number of per-process connections (configured or imposed by Ulimit-n)", u64::from(gen.limits.global())),
         ("process_current_connections", "gauge", "Current number of connections on this worker process", u64::from(gen.process.conns.load(Ordering::Relaxed))),
         ("process_connections_total", "counter", "Total number of connections on this worker process since started", cum),
         ("process_current_connection_rate", "gauge", "Number of front connections created on this worker process over the last second", gen.process.conn_rate.read()),
