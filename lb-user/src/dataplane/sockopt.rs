@@ -211,6 +211,9 @@ pub struct TcpCounters {
 /// `TCP_ESTABLISHED` from `include/net/tcp_states.h`.
 pub const TCP_ESTABLISHED: u8 = 1;
 
+/// `TCP_CLOSE_WAIT` from `include/net/tcp_states.h`: the peer's FIN came, ours was not sent.
+pub const TCP_CLOSE_WAIT: u8 = 8;
+
 fn getsockopt_raw<T: Copy + Default>(fd: RawFd, level: i32, name: i32) -> io::Result<(T, usize)> {
     let mut value = T::default();
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
@@ -377,6 +380,18 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
         } else {
             Err(err)
         }
+    }
+}
+
+/// `shutdown(fd, SHUT_RD)`: sends nothing; reads find the end of the stream, and whoever waits
+/// to read from the socket wakes (`EPOLLIN | EPOLLRDHUP`).
+pub fn shutdown_read(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed, open fd.
+    let rc = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RD) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -277,6 +277,8 @@ pub fn decode(r: &[u8], count: usize) -> Result<Vec<(HandedFlow, Option<KernelFl
             tunnel: rd.timeout("timeout tunnel")?,
             client_fin: rd.timeout("timeout client-fin")?,
             server_fin: rd.timeout("timeout server-fin")?,
+            // Not in the record (yet): off.
+            nolinger: false,
         };
         let unsent = (
             rd.unsent("unsent upstream")?,
@@ -425,6 +427,7 @@ mod tests {
                 tunnel: Some(Duration::from_hours(1)),
                 client_fin: None,
                 server_fin: Some(Duration::from_millis(5)),
+                nolinger: false,
             },
             unsent: (b"abc".to_vec(), Vec::new()),
         }
