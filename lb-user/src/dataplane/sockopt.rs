@@ -367,6 +367,36 @@ pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt_raw(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, linger)
 }
 
+/// `option nolinger` of a frontend on one of its listening sockets, as HAProxy's
+/// `tcp_bind_listener`: `SO_LINGER {1, 0}` with it (the sockets accepted from it inherit it:
+/// their close sends a reset unless both FINs have passed), and without it a linger found on
+/// the socket (one kept from an earlier configuration, or taken over from another process) is
+/// cleared. Nothing is set when the socket already is as asked.
+pub fn set_listener_linger(fd: BorrowedFd<'_>, nolinger: bool) -> io::Result<()> {
+    let (on, secs) = linger(fd)?;
+    if on == nolinger && (!on || secs == 0) {
+        return Ok(());
+    }
+    let want = libc::linger {
+        l_onoff: libc::c_int::from(nolinger),
+        l_linger: 0,
+    };
+    setsockopt_raw(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, want)
+}
+
+/// `SO_LINGER`: whether it is on, and its time in seconds.
+pub fn linger(fd: BorrowedFd<'_>) -> io::Result<(bool, i32)> {
+    /// `struct linger`, with the `Default` the reader needs.
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Linger {
+        onoff: libc::c_int,
+        secs: libc::c_int,
+    }
+    let (l, _) = getsockopt_raw::<Linger>(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER)?;
+    Ok((l.onoff != 0, l.secs))
+}
+
 /// `shutdown(fd, SHUT_WR)`: sends our FIN, the socket can still receive.
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: plain syscall on a borrowed, open fd.
