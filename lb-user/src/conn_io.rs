@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
 
-use crate::dataplane::sockopt;
+use crate::dataplane::{pass_fin, sockopt, PassFin};
 
 /// How a read for the rules ended.
 #[derive(Debug)]
@@ -173,6 +173,9 @@ pub fn silent_drop(fd: OwnedFd, v6: bool) {
 pub enum Pumped {
     /// The server's buffer changed (`eof`: it closed).
     Server { eof: bool },
+    /// The client's FIN stopped the server side (the backend's `option nolinger`,
+    /// [`PassFin::ResetServer`]): nothing was passed on to the server, which is to be reset.
+    ServerStopped,
     /// The rules' deadline passed.
     Deadline,
     /// A side failed.
@@ -182,7 +185,12 @@ pub enum Pumped {
 /// Waits for the server's next bytes (into `res`, up to `limit`) until `until`, meanwhile
 /// passing what the client sends, and its FIN, on to the server (a server that answers only
 /// after more of the request, or after its end, must not stall). Counts the client bytes it
-/// passed on in `up`.
+/// passed on in `up`. The FIN is passed on as [`pass_fin`] says (`nolinger`: the backend's
+/// `option nolinger`); the server has not sent its own (the rules wait no longer after it).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the response rules' buffers and state, each kept by the caller across calls"
+)]
 pub async fn pump_until_response(
     client: &AsyncFd<OwnedFd>,
     server: &AsyncFd<OwnedFd>,
@@ -191,6 +199,7 @@ pub async fn pump_until_response(
     until: Option<Instant>,
     client_eof: &mut bool,
     up: &mut u64,
+    nolinger: bool,
 ) -> Pumped {
     let _on_reactor = crate::ring::spin::OnReactor::enter();
     let mut chunk = Vec::with_capacity(16 * 1024);
@@ -223,6 +232,9 @@ pub async fn pump_until_response(
                     // on now (the data plane finds it again and passes it on harmlessly).
                     Read::Eof => {
                         *client_eof = true;
+                        if pass_fin(true, false, nolinger) == PassFin::ResetServer {
+                            return Pumped::ServerStopped;
+                        }
                         if let Err(e) = sockopt::shutdown_write(server.get_ref().as_fd()) {
                             return Pumped::Error(e);
                         }

@@ -500,6 +500,11 @@ pub struct Frontend {
     /// `rate-limit sessions N`: new sessions per second the frontend lets in; over that its
     /// listeners wait (clients stay in the backlog). `None`: no limit.
     pub rate_limit_sessions: Option<u32>,
+    /// `option nolinger`: its listening sockets get `SO_LINGER` 0, which the client sockets
+    /// they accept inherit, so that closing a client connection not already closed on both
+    /// sides sends a reset, dropping what the client has not received (HAProxy's
+    /// `BC_O_NOLINGER`). Set, or cleared, on the listening sockets at each start and reload.
+    pub nolinger: bool,
 }
 
 /// `balance` algorithm.
@@ -587,6 +592,10 @@ pub struct Backend {
     /// `option tcp-smart-connect`: `TCP_QUICKACK` off before a connect when bytes wait to be
     /// sent, so that the handshake's last ACK leaves with them.
     pub smart_connect: bool,
+    /// `option nolinger`: the client's FIN is not passed on to a server that has not sent its
+    /// own; the flow ends and the server is reset (HAProxy's `SC_FL_NOLINGER` on the server
+    /// side, see `dataplane::pass_fin`).
+    pub nolinger: bool,
     /// Server-side keepalive (`option tcpka`/`srvtcpka`).
     pub keepalive: Keepalive,
     /// What a health check of this backend's servers does (`option tcp-check`, `option

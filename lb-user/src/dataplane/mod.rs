@@ -59,6 +59,11 @@ pub struct FlowTimeouts {
     pub client_fin: Option<Duration>,
     /// `timeout server-fin`: server side, once the server has sent its FIN.
     pub server_fin: Option<Duration>,
+    /// Not a time, but the flow's other per-backend parameter, read where the timeouts are:
+    /// the backend's `option nolinger`, which changes how the client's FIN is passed on
+    /// ([`pass_fin`]). (The frontend's `option nolinger` costs the flows nothing: it is on the
+    /// listening sockets.)
+    pub nolinger: bool,
 }
 
 impl FlowTimeouts {
@@ -71,6 +76,7 @@ impl FlowTimeouts {
             tunnel: be.timeouts.tunnel,
             client_fin: fe.timeouts.client_fin,
             server_fin: be.timeouts.server_fin,
+            nolinger: be.nolinger,
         }
     }
 
@@ -249,14 +255,129 @@ pub(crate) enum DirEnd {
     Local,
 }
 
+/// How a direction passes its source's FIN on, once every byte before it was delivered:
+/// what [`pass_fin`] decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PassFin {
+    /// `shutdown(dst, SHUT_WR)`: a half-close; the other direction goes on.
+    Shutdown,
+    /// No `shutdown`: the other side's FIN came first, so the flow ends once the other
+    /// direction has passed it on, and closing the destination passes this one on. That close
+    /// sends a FIN, or a reset from a client socket a frontend with `option nolinger` accepted
+    /// (its listener's `SO_LINGER` 0): HAProxy calls no `shutdown` on a socket whose peer's
+    /// FIN it read (`conn_sock_shutw`), so its close is what passes the FIN on there too.
+    ByClose,
+    /// The client's FIN, under the backend's `option nolinger`, while the server has not sent
+    /// its own: nothing is passed on to the server. HAProxy closes the server connection at
+    /// once (`sc_app_shut_conn` with `SC_FL_NOLINGER`: no `shutdown`), with a reset, as the
+    /// server's FIN was not seen (`FD_LINGER_RISK`). In lb the server side stops
+    /// ([`Ends::stop_server`]: nothing more is read from it), what lb holds for the client is
+    /// delivered, and the flow ends normally ([`FlowEnd::Closed`], `--`): its close resets the
+    /// server ([`reset_on_close`]: it had not closed) and passes the end of the server side on
+    /// to the client, whose FIN was read, as with [`PassFin::ByClose`]. What the server had not
+    /// sent yet is lost, as in HAProxy.
+    ResetServer,
+}
+
+/// How the FIN of a flow's client (`from_client`) or server is passed on, once every byte
+/// before it was delivered: the one rule of every data plane (the ring, splice, the kernel
+/// maps) and of the rules' phase before them. `other_done`: the other side's FIN came first;
+/// `nolinger`: the backend's `option nolinger` ([`FlowTimeouts::nolinger`]).
+pub(crate) fn pass_fin(from_client: bool, other_done: bool, nolinger: bool) -> PassFin {
+    if other_done {
+        PassFin::ByClose
+    } else if from_client && nolinger {
+        PassFin::ResetServer
+    } else {
+        PassFin::Shutdown
+    }
+}
+
+/// What the two directions of a flow on splice or the kernel maps know of each other's end:
+/// the inputs of [`pass_fin`], kept where both see them.
+#[derive(Debug, Default)]
+pub(crate) struct Ends {
+    /// The client sent its FIN, and it was passed on (or left to the flow's close).
+    client_done: Cell<bool>,
+    /// The same for the server.
+    server_done: Cell<bool>,
+    /// The client's FIN stopped the server side ([`PassFin::ResetServer`]).
+    server_stopped: Cell<bool>,
+    /// The backend's `option nolinger`.
+    nolinger: bool,
+}
+
+impl Ends {
+    pub(crate) fn new(t: &FlowTimeouts) -> Self {
+        Self {
+            nolinger: t.nolinger,
+            ..Self::default()
+        }
+    }
+
+    /// The client has sent its FIN (its side's `-fin` timeout applies).
+    pub(crate) fn client_done(&self) -> bool {
+        self.client_done.get()
+    }
+
+    /// The server has sent its FIN: its socket closes without a reset (see [`close_flow`]).
+    pub(crate) fn server_done(&self) -> bool {
+        self.server_done.get()
+    }
+
+    /// The server side was stopped by the client's FIN ([`PassFin::ResetServer`]): the
+    /// server -> client direction reads nothing more and ends once it delivered what it holds.
+    pub(crate) fn server_stopped(&self) -> bool {
+        self.server_stopped.get()
+    }
+
+    /// The client's (`from_client`) or the server's FIN arrived, every byte before it
+    /// delivered: how it is passed on ([`pass_fin`]), and its side counted as done.
+    pub(crate) fn fin(&self, from_client: bool) -> PassFin {
+        let (this, other) = if from_client {
+            (&self.client_done, &self.server_done)
+        } else {
+            (&self.server_done, &self.client_done)
+        };
+        this.set(true);
+        pass_fin(from_client, other.get(), self.nolinger)
+    }
+
+    /// Passes the client's (`from_client`) or the server's FIN on to `dst`, the other socket,
+    /// as [`Ends::fin`] decides; how the direction ended.
+    pub(crate) fn pass_on(&self, from_client: bool, dst: BorrowedFd<'_>) -> DirEnd {
+        match self.fin(from_client) {
+            PassFin::Shutdown => match sockopt::shutdown_write(dst) {
+                Ok(()) => DirEnd::Fin,
+                Err(_) => DirEnd::DstReset,
+            },
+            PassFin::ByClose => DirEnd::Fin,
+            PassFin::ResetServer => {
+                self.stop_server(dst);
+                DirEnd::Fin
+            }
+        }
+    }
+
+    /// [`PassFin::ResetServer`]: stops the server side. `shutdown(server, SHUT_RD)` sends
+    /// nothing, and wakes whatever waits to read from it (the pump or the kernel direction of
+    /// server -> client), which then finds [`Ends::server_stopped`].
+    pub(crate) fn stop_server(&self, server: BorrowedFd<'_>) {
+        self.server_stopped.set(true);
+        if let Err(e) = sockopt::shutdown_read(server) {
+            log::debug!("shutdown(SHUT_RD) of a server to reset failed: {e}");
+        }
+    }
+}
+
 /// What [`drive_or_hand_over`] needs of a flow besides its two directions.
 pub(crate) struct Flow<'a> {
     pub t: &'a FlowTimeouts,
     /// The flow's last activity known at the start (no later than the real one).
     pub since: Instant,
     pub last_activity: &'a dyn Fn() -> Instant,
-    pub client_done: &'a Cell<bool>,
-    pub server_done: &'a Cell<bool>,
+    /// Which side has sent its FIN.
+    pub ends: &'a Ends,
     pub kill: &'a KillSwitch,
 }
 
@@ -338,7 +459,7 @@ const HAND_OVER_RETRY: (Duration, Duration) = (Duration::from_millis(10), Durati
 
 /// Runs both directions of a flow and its idle timer until both directions finished, one side
 /// reset, or the flow was idle too long. `flow.last_activity` reads the latest activity of
-/// either direction; `flow.client_done`/`server_done` say which side has sent its FIN.
+/// either direction; `flow.ends` says which side has sent its FIN.
 ///
 /// With `hand_over`, it also stops at the first quiet moment from `hand_over.at` on, or from
 /// a hand-off ask of `flow.kill` on (until the ask's deadline), while neither direction has
@@ -353,8 +474,7 @@ pub(crate) async fn drive_or_hand_over(
         t,
         since,
         last_activity,
-        client_done,
-        server_done,
+        ends,
         kill,
     } = *flow;
     let mut up_end = None;
@@ -372,7 +492,7 @@ pub(crate) async fn drive_or_hand_over(
     let mut last = since;
     loop {
         // One timer for both the idle limit and the hand-over: a flow's future holds one.
-        let idle_at = idle_deadline(t, last, client_done.get(), server_done.get()).map(|d| d.0);
+        let idle_at = idle_deadline(t, last, ends.client_done(), ends.server_done()).map(|d| d.0);
         let attempt_at = match stopping_until {
             Some(until) => Some((Instant::now() + STOP_CHECK).min(until)),
             None => hand_over_at,
@@ -435,7 +555,7 @@ pub(crate) async fn drive_or_hand_over(
                 // waking us): re-read it before ending the flow.
                 last = last_activity();
                 if let Some((at, end)) =
-                    idle_deadline(t, last, client_done.get(), server_done.get())
+                    idle_deadline(t, last, ends.client_done(), ends.server_done())
                 {
                     if now >= at {
                         return Driven::Ended(end);
@@ -705,6 +825,36 @@ mod tests {
     #[expect(clippy::unnecessary_wraps, reason = "timeouts are Option<Duration>")]
     fn ms(v: u64) -> Option<Duration> {
         Some(Duration::from_millis(v))
+    }
+
+    /// HAProxy's rule: a FIN after the other side's is passed on by the close; the client's
+    /// first, under the backend's `option nolinger`, resets the server; else a half-close.
+    #[test]
+    fn pass_fin_rule() {
+        for nolinger in [false, true] {
+            assert_eq!(pass_fin(false, false, nolinger), PassFin::Shutdown);
+            assert_eq!(pass_fin(false, true, nolinger), PassFin::ByClose);
+            assert_eq!(pass_fin(true, true, nolinger), PassFin::ByClose);
+        }
+        assert_eq!(pass_fin(true, false, false), PassFin::Shutdown);
+        assert_eq!(pass_fin(true, false, true), PassFin::ResetServer);
+        // The two directions of a flow: the server's FIN first, then the client's.
+        let ends = Ends::new(&FlowTimeouts {
+            nolinger: true,
+            ..FlowTimeouts::default()
+        });
+        assert_eq!(ends.fin(false), PassFin::Shutdown);
+        assert!(ends.server_done() && !ends.client_done());
+        assert_eq!(ends.fin(true), PassFin::ByClose);
+        assert!(ends.client_done() && !ends.server_stopped());
+        // The client's first: the server side is stopped, not done (its close is a reset).
+        let ends = Ends::new(&FlowTimeouts {
+            nolinger: true,
+            ..FlowTimeouts::default()
+        });
+        assert_eq!(ends.fin(true), PassFin::ResetServer);
+        assert!(ends.client_done() && !ends.server_done());
+        assert_eq!(reset_on_close(FlowEnd::Closed, ends.server_done()), Some(1));
     }
 
     #[test]

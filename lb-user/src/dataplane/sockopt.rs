@@ -211,6 +211,9 @@ pub struct TcpCounters {
 /// `TCP_ESTABLISHED` from `include/net/tcp_states.h`.
 pub const TCP_ESTABLISHED: u8 = 1;
 
+/// `TCP_CLOSE_WAIT` from `include/net/tcp_states.h`: the peer's FIN came, ours was not sent.
+pub const TCP_CLOSE_WAIT: u8 = 8;
+
 fn getsockopt_raw<T: Copy + Default>(fd: RawFd, level: i32, name: i32) -> io::Result<(T, usize)> {
     let mut value = T::default();
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
@@ -364,6 +367,36 @@ pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt_raw(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, linger)
 }
 
+/// `option nolinger` of a frontend on one of its listening sockets, as HAProxy's
+/// `tcp_bind_listener`: `SO_LINGER {1, 0}` with it (the sockets accepted from it inherit it:
+/// their close sends a reset unless both FINs have passed), and without it a linger found on
+/// the socket (one kept from an earlier configuration, or taken over from another process) is
+/// cleared. Nothing is set when the socket already is as asked.
+pub fn set_listener_linger(fd: BorrowedFd<'_>, nolinger: bool) -> io::Result<()> {
+    let (on, secs) = linger(fd)?;
+    if on == nolinger && (!on || secs == 0) {
+        return Ok(());
+    }
+    let want = libc::linger {
+        l_onoff: libc::c_int::from(nolinger),
+        l_linger: 0,
+    };
+    setsockopt_raw(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, want)
+}
+
+/// `SO_LINGER`: whether it is on, and its time in seconds.
+pub fn linger(fd: BorrowedFd<'_>) -> io::Result<(bool, i32)> {
+    /// `struct linger`, with the `Default` the reader needs.
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Linger {
+        onoff: libc::c_int,
+        secs: libc::c_int,
+    }
+    let (l, _) = getsockopt_raw::<Linger>(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER)?;
+    Ok((l.onoff != 0, l.secs))
+}
+
 /// `shutdown(fd, SHUT_WR)`: sends our FIN, the socket can still receive.
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: plain syscall on a borrowed, open fd.
@@ -377,6 +410,18 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
         } else {
             Err(err)
         }
+    }
+}
+
+/// `shutdown(fd, SHUT_RD)`: sends nothing; reads find the end of the stream, and whoever waits
+/// to read from the socket wakes (`EPOLLIN | EPOLLRDHUP`).
+pub fn shutdown_read(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed, open fd.
+    let rc = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RD) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::io::unix::AsyncFd;
 use crate::fd_budget::{self, FdLease, Use};
 
 use super::{
-    drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowReport, FlowTimeouts, HandOverAt,
+    drive_or_hand_over, sockopt, DirEnd, Driven, Ends, Flow, FlowReport, FlowTimeouts, HandOverAt,
     KillSwitch, Stop,
 };
 
@@ -281,16 +281,23 @@ fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usiz
     }
 }
 
-/// Moves bytes `src` -> `dst` until `src`'s EOF (then shuts `dst`'s write side) or an error.
-/// `done` is set once the source's FIN was passed on. `stop` counts the pump parked while it
-/// waits for its source with nothing held in its pipe (dropping it then loses nothing), and
-/// holds it there while a stop is requested. `drained`: nobody read from `src` before.
+/// Moves bytes `src` -> `dst` until `src`'s EOF, then passes it on as [`Ends::fin`] says
+/// (`from_client`: this is the client -> server direction), or until an error. The server ->
+/// client direction also ends, once it holds nothing, when the client's FIN stopped the server
+/// side ([`Ends::server_stopped`]). `stop` counts the pump parked while it waits for its source
+/// with nothing held in its pipe (dropping it then loses nothing), and holds it there while a
+/// stop is requested. `drained`: nobody read from `src` before.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each flow's future keeps them: no struct of references beside them"
+)]
 pub(super) async fn pump(
     src: &AsyncFd<OwnedFd>,
     dst: &AsyncFd<OwnedFd>,
     bytes: &Cell<u64>,
     last: &Cell<Instant>,
-    done: &Cell<bool>,
+    ends: &Ends,
+    from_client: bool,
     stop: &Stop,
     mut drained: bool,
 ) -> DirEnd {
@@ -328,11 +335,12 @@ pub(super) async fn pump(
         }
         lease.release_if_empty();
         if eof {
-            done.set(true);
-            return match sockopt::shutdown_write(dst.get_ref().as_fd()) {
-                Ok(()) => DirEnd::Fin,
-                Err(_) => DirEnd::DstReset,
-            };
+            return ends.pass_on(from_client, dst.get_ref().as_fd());
+        }
+        if !from_client && ends.server_stopped() {
+            // Everything read from the server was delivered: the flow ends (see
+            // `PassFin::ResetServer`).
+            return DirEnd::Fin;
         }
         // Parked: the pipe is empty and the last read found the source's queue empty. Only
         // then: a pump waiting for readiness is not drained by that alone, because a socket
@@ -352,6 +360,10 @@ pub(super) async fn pump(
         let Ok(mut guard) = ready else {
             return DirEnd::SrcReset;
         };
+        if !from_client && ends.server_stopped() {
+            // Woken by the stop (`Ends::stop_server`): nothing more is read from the server.
+            continue;
+        }
         let received = match lease.carrier(splicing) {
             Carrier::Pipe(pipe) => {
                 guard.try_io(|_| splice(src.get_ref(), &pipe.write, SPLICE_CHUNK))
@@ -477,14 +489,12 @@ pub(super) async fn run(
     let bytes_in = Cell::new(0u64);
     let bytes_out = Cell::new(0u64);
     let last = Cell::new(Instant::now());
-    let client_done = Cell::new(false);
-    let server_done = Cell::new(false);
+    let ends = Ends::new(&t);
     let flow = Flow {
         t: &t,
         since: last.get(),
         last_activity: &|| last.get(),
-        client_done: &client_done,
-        server_done: &server_done,
+        ends: &ends,
         kill,
     };
     // Whether each source's queue is known to hold no partly read skb.
@@ -501,22 +511,10 @@ pub(super) async fn run(
             // stop requested for an offer not taken would hold the next pumps for good.
             let stop = Stop::default();
             let up = pin!(pump(
-                &client,
-                &server,
-                &bytes_in,
-                &last,
-                &client_done,
-                &stop,
-                drained.0
+                &client, &server, &bytes_in, &last, &ends, true, &stop, drained.0
             ));
             let down = pin!(pump(
-                &server,
-                &client,
-                &bytes_out,
-                &last,
-                &server_done,
-                &stop,
-                drained.1
+                &server, &client, &bytes_out, &last, &ends, false, &stop, drained.1
             ));
             let hand_over = HandOverAt {
                 at: hand_over_at,
@@ -554,7 +552,7 @@ pub(super) async fn run(
     };
     super::close_flow(
         end,
-        server_done.get(),
+        ends.server_done(),
         client.get_ref().as_fd(),
         server.get_ref().as_fd(),
     );

@@ -189,8 +189,12 @@ impl Listeners {
     }
 
     /// Sends each thread its plan and waits until all have applied it: from then on every
-    /// new connection is served by the plans' generation.
+    /// new connection is served by the plans' generation. First the listening sockets take
+    /// the generation's `option nolinger` ([`Listeners::set_lingering`]).
     pub async fn switch(&self, plans: Vec<ThreadPlan>) {
+        if let Some(plan) = plans.first() {
+            self.set_lingering(&plan.gen.config);
+        }
         let mut acks = Vec::new();
         for (t, plan) in self.threads.iter().zip(plans) {
             let (tx, rx) = oneshot::channel();
@@ -200,6 +204,28 @@ impl Listeners {
         }
         for rx in acks {
             let _ = rx.await;
+        }
+    }
+
+    /// Sets, or clears, `SO_LINGER` 0 on every listening socket of `config`'s frontends as
+    /// their `option nolinger` says (HAProxy does it at each bind, an inherited socket's too):
+    /// at start, and at each reload for the sockets it keeps (threads hold duplicates of these,
+    /// the same sockets). Connections accepted from then on inherit it; accepted ones keep
+    /// theirs. A socket that refuses gets a warning, and keeps what it had.
+    fn set_lingering(&self, config: &Config) {
+        for fe in &config.frontends {
+            for bind in &fe.binds {
+                for sock in self.by_addr.get(&bind.addr).into_iter().flatten() {
+                    if let Err(e) = sockopt::set_listener_linger(sock.as_fd(), fe.nolinger) {
+                        log::warn!(
+                            "{}: frontend '{}': cannot {} SO_LINGER on the listener: {e}",
+                            bind.addr,
+                            fe.name,
+                            if fe.nolinger { "set" } else { "clear" }
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -205,13 +205,19 @@ pub(super) fn proxy_header(sess: &Session, server: &crate::config::Server) -> Ve
 /// Runs the backend's `tcp-response content` rules on the server's first bytes (the client's
 /// bytes keep flowing to the server meanwhile), then passes those bytes to the client. `Ok`:
 /// the bytes passed each way; `Err`: the connection's end (both sides closed), with them.
+/// `nolinger`: the backend's `option nolinger`: the client's FIN meanwhile ends the server's
+/// input for the rules, and the connection once they decided, the server reset (see
+/// `dataplane::PassFin::ResetServer`).
 pub(super) async fn respond(
     sess: &mut Session,
     client: &AsyncFd<OwnedFd>,
     server: &AsyncFd<OwnedFd>,
+    nolinger: bool,
 ) -> Result<(u64, u64), (Ending, u64, u64)> {
     let mut res = Vec::new();
     let (mut srv_eof, mut cli_eof, mut up) = (false, false, 0u64);
+    // The client's FIN stopped the server side.
+    let mut stopped = false;
     let limit = sess.read_limit();
     let step = loop {
         match sess.feed_response(&res, srv_eof, Instant::now()) {
@@ -224,10 +230,12 @@ pub(super) async fn respond(
                     until,
                     &mut cli_eof,
                     &mut up,
+                    nolinger,
                 )
                 .await
                 {
                     conn_io::Pumped::Server { eof } => srv_eof |= eof,
+                    conn_io::Pumped::ServerStopped => (srv_eof, stopped) = (true, true),
                     conn_io::Pumped::Deadline => {}
                     conn_io::Pumped::Error(_) => srv_eof = true,
                 }
@@ -250,6 +258,20 @@ pub(super) async fn respond(
             let _ = sockopt::shutdown_write(client.get_ref().as_fd());
             let down = if sent { res.len() as u64 } else { 0 };
             Err((Ending::Flow(FlowEnd::Closed, Killer::Admin), up, down))
+        }
+        ResponseStep::Accept | ResponseStep::Wait { .. } if stopped => {
+            // The server is reset; the client, whose FIN was read, gets what the server sent
+            // and the close: the flow ends normally.
+            let _ = sockopt::set_linger_zero(server.get_ref().as_fd());
+            if conn_io::write_all(client, &res, None).await.is_ok() {
+                Err((
+                    Ending::Flow(FlowEnd::Closed, Killer::Admin),
+                    up,
+                    res.len() as u64,
+                ))
+            } else {
+                Err((Ending::Flow(FlowEnd::ClientReset, Killer::Admin), up, 0))
+            }
         }
         ResponseStep::Accept | ResponseStep::Wait { .. } => {
             if conn_io::write_all(client, &res, None).await.is_ok() {

@@ -309,7 +309,7 @@ async fn pass_on(
     let mut read = (head_len, 0u64);
     if sess.has_response_rules() {
         let responded = match (client.reactor(), server.reactor()) {
-            (Ok(c), Ok(s)) => respond(sess, c, s).await,
+            (Ok(c), Ok(s)) => respond(sess, c, s, be.nolinger).await,
             _ => Err((Ending::Flow(FlowEnd::LocalError, Killer::Admin), 0, 0)),
         };
         match responded {

@@ -1,6 +1,7 @@
 //! A flow's copy phase on the thread's ring: per direction, a receive into a pooled buffer,
 //! a send of what it got with the next receive linked behind it, again; the source's FIN is
-//! passed on with a `shutdown`; the sockets are closed by the ring. A receive that fills a
+//! passed on as `dataplane::pass_fin` says (a `shutdown`, the close, or the server stopped and
+//! reset); the sockets are closed by the ring. A receive that fills a
 //! whole buffer (a stream, not an exchange) makes the flow graduate: once nothing of it is in
 //! flight and every byte it received is sent, its sockets go to the flow's [`Done`], for
 //! splice or the kernel maps.
@@ -29,7 +30,8 @@ use super::{with, Ring, Tag};
 mod link_tests;
 
 use crate::dataplane::{
-    close_flow, idle_deadline, sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch,
+    close_flow, idle_deadline, pass_fin, sockopt, FlowEnd, FlowReport, FlowTimeouts, KillSwitch,
+    PassFin,
 };
 
 #[cfg(test)]
@@ -91,8 +93,12 @@ struct Dir {
     probe: bool,
     /// The source's FIN was read.
     eof: bool,
-    /// The FIN was passed on (`shutdown` done).
+    /// The FIN was passed on (`shutdown` done), or is left to the flow's close.
     fin: bool,
+    /// Server -> client only: the client's FIN stopped the server side
+    /// ([`PassFin::ResetServer`]): nothing more is received, and once what it holds is sent
+    /// the flow ends.
+    stopped: bool,
     bytes: u64,
 }
 
@@ -133,16 +139,19 @@ pub(super) struct Flow {
 const GRADUATE_MAX: Duration = Duration::from_millis(5);
 const RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// Whether direction `d`'s FIN, just read, is the flow's last: the other direction's was
-/// passed on and all of `d`'s bytes are sent. Then the close that ends the flow passes it on,
-/// as HAProxy's does (its strace shows one `shutdown` per short connection, not two): the
-/// socket closed had given its own FIN, so no byte waits unread in it and the close sends a
-/// FIN, not a reset. It saves a shutdown (for a direct flow, a lent fd's install and a
-/// `shutdown(2)`; see `Ring::shutdown`).
-fn last_fin(dirs: &[Dir; 2], d: usize) -> bool {
-    let other = &dirs[1 - d];
+/// Whether all of direction `d`'s bytes are sent: only then may the flow's close pass its FIN
+/// on ([`PassFin::ByClose`]: HAProxy's strace shows one `shutdown` per short connection, not
+/// two). The socket closed had given its own FIN, so no byte waits unread in it. It saves a
+/// shutdown (for a direct flow, a lent fd's install and a `shutdown(2)`; see `Ring::shutdown`).
+fn all_sent(dirs: &[Dir; 2], d: usize) -> bool {
     let this = &dirs[d];
-    other.fin && this.held.is_none() && !this.send_in_flight
+    this.held.is_none() && !this.send_in_flight
+}
+
+/// Whether direction `d` was stopped ([`Dir::stopped`]) and has nothing left to send or
+/// receive: the flow may end.
+fn stopped_and_idle(dir: &Dir) -> bool {
+    dir.stopped && !dir.recv_in_flight && !dir.send_in_flight && dir.held.is_none()
 }
 
 impl Flow {
@@ -471,6 +480,23 @@ impl Ring {
         self.push(&e);
     }
 
+    /// [`PassFin::ResetServer`]: the client's FIN is not passed on (it counts as done);
+    /// server -> client receives nothing more (its receive in flight is cancelled, one linked
+    /// behind a send once the send completes), and `advance` ends the flow once it has sent
+    /// what it holds; the close then resets the server ([`close_flow`]: it had not closed).
+    fn stop_server(&mut self, key: usize) {
+        let f = &mut self.flows[key];
+        f.dirs[0].fin = true;
+        let dir = &mut f.dirs[1];
+        dir.stopped = true;
+        dir.starved = false;
+        if dir.recv_in_flight && !dir.send_in_flight {
+            self.cancel(Tag::Recv(1).user_data(key));
+        }
+        // The client's `-fin` timeout may be the shorter one now.
+        self.arm(key);
+    }
+
     /// Direction `d`'s FIN was passed on (`ok`), or the `shutdown` failed: the flow ends.
     fn fin_passed(&mut self, key: usize, d: usize, ok: bool) {
         if ok {
@@ -567,11 +593,14 @@ impl Ring {
                             f.stop = None;
                             f.graduating_since = None;
                         }
-                        if last_fin(&f.dirs, d) {
-                            // The close passes it on (see `last_fin`): `advance` ends the flow.
-                            f.dirs[d].fin = true;
-                        } else {
-                            self.shutdown(key, d);
+                        match pass_fin(d == 0, f.dirs[1 - d].eof, f.t.nolinger) {
+                            PassFin::ByClose if all_sent(&f.dirs, d) => {
+                                // The close passes it on: `advance` ends the flow once the
+                                // other direction's FIN is passed on too.
+                                f.dirs[d].fin = true;
+                            }
+                            PassFin::ByClose | PassFin::Shutdown => self.shutdown(key, d),
+                            PassFin::ResetServer => self.stop_server(key),
                         }
                     }
                 } else if -res == libc::ENOBUFS {
@@ -604,7 +633,7 @@ impl Ring {
                         self.send(key, d);
                         return self.advance(key);
                     }
-                    if n == len && linked && f.stop.is_some() {
+                    if n == len && linked && (f.stop.is_some() || f.dirs[d].stopped) {
                         // The flow stops: the receive that just started behind this send
                         // goes too (a cancel asked while it waited in the link found nothing).
                         self.cancel(Tag::Recv(d).user_data(key));
@@ -653,8 +682,8 @@ impl Ring {
             // only if it can't).
             self.send(key, d);
             self.graduate(key);
-        } else if f.stop.is_some() {
-            // Graduating: this receive got bytes before its cancel; no new one.
+        } else if f.stop.is_some() || f.dirs[d].stopped {
+            // Graduating or stopped: this receive got bytes before its cancel; no new one.
             self.send(key, d);
         } else {
             self.send_then_recv(key, d);
@@ -669,11 +698,12 @@ impl Ring {
             return;
         };
         if f.stop.is_none() {
-            if !(f.dirs[0].fin && f.dirs[1].fin) {
+            let server_end = f.dirs[1].fin || stopped_and_idle(&f.dirs[1]);
+            if !(f.dirs[0].fin && server_end) {
                 for d in 0..2 {
                     let dir = &self.flows[key].dirs[d];
                     let idle = !dir.recv_in_flight && !dir.send_in_flight && dir.held.is_none();
-                    if idle && !dir.eof && !dir.starved {
+                    if idle && !dir.eof && !dir.starved && !dir.stopped {
                         self.recv(key, d);
                     }
                 }

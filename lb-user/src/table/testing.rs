@@ -59,6 +59,7 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         redispatch: false,
         allbackups: false,
         smart_connect: false,
+        nolinger: false,
         keepalive: Keepalive::default(),
         check: crate::config::CheckKind::default(),
         log_health_checks: false,

@@ -77,7 +77,7 @@ fn take_one(stream: &mut UnixStream) -> Result<Vec<HandedFlow>, String> {
         Received::Io(e) => e.to_string(),
         Received::Bad(why) => why,
     };
-    let (flows, fds) = recv_batch(stream).map_err(err)?.expect("a batch");
+    let (flows, fds) = recv_batch(stream, false).map_err(err)?.expect("a batch");
     let mut adopted = Vec::new();
     let g = gen();
     answer_batch(stream, &g, ((flows, fds), None), &mut |f, _, _, _| {
@@ -111,7 +111,7 @@ fn a_new_side_that_goes_away_leaves_every_flow_with_the_old() {
         let mut new = new;
         let mut magic = [0u8; 8];
         new.read_exact(&mut magic).unwrap();
-        let _ = recv_batch(&mut new);
+        let _ = recv_batch(&mut new, false);
     });
     let (committed, failed) = give_round(&mut old, &[a], true);
     taker.join().unwrap();
@@ -126,7 +126,7 @@ fn an_answer_that_does_not_fit_commits_nothing() {
     let taker = std::thread::spawn(move || {
         let mut magic = [0u8; 8];
         new.read_exact(&mut magic).unwrap();
-        let _ = recv_batch(&mut new);
+        let _ = recv_batch(&mut new, false);
         // An answer for 2 flows where 1 was sent.
         new.write_all(&wire::answer(&[true, true])).unwrap();
         let mut rest = Vec::new();
@@ -165,32 +165,38 @@ fn bad_batches_are_clear_errors() {
     // Fds missing.
     let (old, mut new) = UnixStream::pair().unwrap();
     send(&old, &msg, &[]);
-    assert_eq!(bad(recv_batch(&mut new)), "0 fd(s) for 1 flow(s) (2 due)");
+    assert_eq!(
+        bad(recv_batch(&mut new, false)),
+        "0 fd(s) for 1 flow(s) (2 due)"
+    );
 
     // One fd where two are due.
     let (old, mut new) = UnixStream::pair().unwrap();
     send(&old, &msg, &[&c]);
-    assert_eq!(bad(recv_batch(&mut new)), "1 fd(s) for 1 flow(s) (2 due)");
+    assert_eq!(
+        bad(recv_batch(&mut new, false)),
+        "1 fd(s) for 1 flow(s) (2 due)"
+    );
 
     // Truncated records: the sender stops inside the record.
     let (old, mut new) = UnixStream::pair().unwrap();
     send(&old, &msg[..msg.len() - 5], &[&c, &s]);
     drop(old);
-    assert!(bad(recv_batch(&mut new)).contains("ends inside its records"));
+    assert!(bad(recv_batch(&mut new, false)).contains("ends inside its records"));
 
     // The right length, with a count that does not match the records.
     let (old, mut new) = UnixStream::pair().unwrap();
     let mut two = msg.clone();
     two[..4].copy_from_slice(&2u32.to_le_bytes());
     send(&old, &two, &[&c, &s, &c, &s]);
-    assert!(bad(recv_batch(&mut new)).starts_with("flow 1: the record ends"));
+    assert!(bad(recv_batch(&mut new, false)).starts_with("flow 1: the record ends"));
 
     // An end marker, and the old process gone between batches: the end.
     let (old, mut new) = UnixStream::pair().unwrap();
     send(&old, &wire::batch(&[]), &[]);
-    assert!(matches!(recv_batch(&mut new), Ok(None)));
+    assert!(matches!(recv_batch(&mut new, false), Ok(None)));
     drop(old);
-    assert!(matches!(recv_batch(&mut new), Ok(None)));
+    assert!(matches!(recv_batch(&mut new, false), Ok(None)));
     assert!(Instant::now() < deadline);
 }
 

@@ -62,7 +62,8 @@ pub fn take_flows(gen: &Generation) -> Result<usize, UpgradeError> {
         .map_err(io_err)?;
     let mut magic = [0u8; wire::MAGIC.len()];
     let have = read_some(&mut stream, &mut magic).map_err(io_err)?;
-    if have < magic.len() || &magic != wire::MAGIC {
+    let v2 = &magic == wire::MAGIC_V2;
+    if have < magic.len() || (&magic != wire::MAGIC && !v2) {
         log::info!(
             "-x {}: the old process hands over no established flows (it answered {:?}): they \
              stay with it until they end",
@@ -77,7 +78,7 @@ pub fn take_flows(gen: &Generation) -> Result<usize, UpgradeError> {
     let mut taken = 0;
     let mut n = 0;
     loop {
-        let Some((flows, fds)) = recv_batch(&mut stream).map_err(|e| match e {
+        let Some((flows, fds)) = recv_batch(&mut stream, v2).map_err(|e| match e {
             Received::Io(e) => io_err(e),
             Received::Bad(why) => bad(why),
         })?
@@ -141,7 +142,8 @@ impl From<io::Error> for Received {
 
 /// One batch: its records and its two fds per flow (client, server). `None`: the end (an
 /// empty batch, or the old process gone between batches, its flows all handed or ended).
-pub(super) fn recv_batch(stream: &mut UnixStream) -> Result<Option<Batch>, Received> {
+/// `v2`: the old process answered in the `LBFLOWS2` format.
+pub(super) fn recv_batch(stream: &mut UnixStream, v2: bool) -> Result<Option<Batch>, Received> {
     let mut buf = vec![0u8; 64 * 1024];
     let got = wire::recv_with_fds(stream, &mut buf, wire::MAX_FDS).map_err(Received::Io)?;
     let (n, fds, truncated) = (got.bytes, got.fds, got.truncated);
@@ -178,7 +180,7 @@ pub(super) fn recv_batch(stream: &mut UnixStream) -> Result<Option<Batch>, Recei
             .map_err(|e| Received::Bad(format!("the batch ends inside its records ({e})")))?;
         got.extend(rest);
     }
-    let flows = wire::decode(&got[wire::HEADER..], count).map_err(Received::Bad)?;
+    let flows = wire::decode(&got[wire::HEADER..], count, v2).map_err(Received::Bad)?;
     let due = wire::fds_due(count, wire::has_kernel(&flows));
     if fds.len() != due {
         return Err(Received::Bad(format!(

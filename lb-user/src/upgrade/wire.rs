@@ -4,7 +4,9 @@
 //! A record: frontend, backend, server and client (`ip:port`) as `u16` length + UTF-8; the
 //! flow's age in ms (`u64`); bytes read from the client and from the server (`u64` each); the
 //! five timeouts in ms (`u32`, `u32::MAX` = none: client, server, tunnel, client-fin,
-//! server-fin); unsent bytes client -> server and server -> client (`u32` length + bytes);
+//! server-fin); a `u8` of the flow's options (bit 0: the backend's `option nolinger`; not in
+//! the `LBFLOWS2` format, whose records a taker still reads, the option off); unsent bytes
+//! client -> server and server -> client (`u32` length + bytes);
 //! then a `u8`: 0, or for a flow in the kernel maps the directions the kernel carries (1 both,
 //! as lb put flows in before it carried one direction only; 2 client -> server; 3 server ->
 //! client), followed by what userspace keeps of it
@@ -29,7 +31,14 @@ use crate::dataplane::FlowTimeouts;
 use crate::flows::HandedFlow;
 
 /// First bytes of an lb's answer to `_getflows` (HAProxy answers text: "Unknown command").
-pub const MAGIC: &[u8; 8] = b"LBFLOWS2";
+pub const MAGIC: &[u8; 8] = b"LBFLOWS3";
+
+/// The answer of an lb of the previous format (records without the options byte): its flows
+/// are taken all the same.
+pub const MAGIC_V2: &[u8; 8] = b"LBFLOWS2";
+
+/// The option bits of a record: the backend's `option nolinger`.
+const OPT_NOLINGER: u8 = 1;
 
 /// Flows per batch message: two fds each, and the maps' when a flow is in the kernel, and the
 /// kernel takes at most 253 fds in one `SCM_RIGHTS` message (`SCM_MAX_FD`).
@@ -76,6 +85,7 @@ pub fn encode((flow, kernel): Record<'_>, out: &mut Vec<u8>) {
     for v in [t.client, t.server, t.tunnel, t.client_fin, t.server_fin] {
         out.extend_from_slice(&ms32(v).to_le_bytes());
     }
+    out.push(if t.nolinger { OPT_NOLINGER } else { 0 });
     for u in [&flow.unsent.0, &flow.unsent.1] {
         let u = &u[..u.len().min(MAX_UNSENT)];
         out.extend_from_slice(&(u.len() as u32).to_le_bytes());
@@ -256,8 +266,13 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Splits `count` records out of `r`, which must hold exactly them.
-pub fn decode(r: &[u8], count: usize) -> Result<Vec<(HandedFlow, Option<KernelFlow>)>, String> {
+/// Splits `count` records out of `r`, which must hold exactly them; `v2`: records of the
+/// `LBFLOWS2` format (no options byte).
+pub fn decode(
+    r: &[u8],
+    count: usize,
+    v2: bool,
+) -> Result<Vec<(HandedFlow, Option<KernelFlow>)>, String> {
     let mut rd = Reader { r, flow: 0 };
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
@@ -271,13 +286,23 @@ pub fn decode(r: &[u8], count: usize) -> Result<Vec<(HandedFlow, Option<KernelFl
             .map_err(|_| format!("flow {i}: bad client address '{client}'"))?;
         let age = Duration::from_millis(rd.u64("age")?);
         let bytes = (rd.u64("bytes in")?, rd.u64("bytes out")?);
-        let timeouts = FlowTimeouts {
+        let mut timeouts = FlowTimeouts {
             client: rd.timeout("timeout client")?,
             server: rd.timeout("timeout server")?,
             tunnel: rd.timeout("timeout tunnel")?,
             client_fin: rd.timeout("timeout client-fin")?,
             server_fin: rd.timeout("timeout server-fin")?,
+            nolinger: false,
         };
+        if !v2 {
+            let opts = rd.take(1, "options")?[0];
+            if opts & !OPT_NOLINGER != 0 {
+                return Err(format!(
+                    "flow {i}: option bits {opts:#04x} (only 0x01 known)"
+                ));
+            }
+            timeouts.nolinger = opts & OPT_NOLINGER != 0;
+        }
         let unsent = (
             rd.unsent("unsent upstream")?,
             rd.unsent("unsent downstream")?,
@@ -425,6 +450,7 @@ mod tests {
                 tunnel: Some(Duration::from_hours(1)),
                 client_fin: None,
                 server_fin: Some(Duration::from_millis(5)),
+                nolinger: true,
             },
             unsent: (b"abc".to_vec(), Vec::new()),
         }
@@ -439,7 +465,32 @@ mod tests {
         let mut h = [0u8; HEADER];
         h.copy_from_slice(&msg[..HEADER]);
         assert_eq!(header(h), Ok((2, msg.len() - HEADER)));
-        assert_eq!(decode(&msg[HEADER..], 2), Ok(vec![(a, None), (b, None)]));
+        assert_eq!(
+            decode(&msg[HEADER..], 2, false),
+            Ok(vec![(a, None), (b, None)])
+        );
+    }
+
+    /// The options byte carries the backend's `option nolinger`; a record of the `LBFLOWS2`
+    /// format has none (the option off), and an unknown bit is refused.
+    #[test]
+    fn the_options_byte_and_the_previous_format() {
+        let mut f = flow();
+        f.timeouts.nolinger = false;
+        let mut rec = Vec::new();
+        encode((&f, None), &mut rec);
+        // Names and client (u16 length + bytes each), age and two byte counts, five timeouts.
+        let names = [&f.frontend, &f.backend, &f.server, &f.client.to_string()];
+        let at = names.iter().map(|n| 2 + n.len()).sum::<usize>() + 3 * 8 + 5 * 4;
+        assert_eq!(rec[at], 0);
+        assert_eq!(decode(&rec, 1, false), Ok(vec![(f.clone(), None)]));
+        rec[at] = OPT_NOLINGER;
+        assert!(decode(&rec, 1, false).unwrap()[0].0.timeouts.nolinger);
+        rec[at] = 0x81;
+        let e = decode(&rec, 1, false).unwrap_err();
+        assert_eq!(e, "flow 0: option bits 0x81 (only 0x01 known)");
+        rec.remove(at);
+        assert_eq!(decode(&rec, 1, true), Ok(vec![(f, None)]));
     }
 
     #[test]
@@ -447,17 +498,19 @@ mod tests {
         let msg = batch(&[(&flow(), None)]);
         let records = &msg[HEADER..];
         for cut in 0..records.len() {
-            let e = decode(&records[..cut], 1).unwrap_err();
+            let e = decode(&records[..cut], 1, false).unwrap_err();
             assert!(
                 e.starts_with("flow 0: the record ends inside its"),
                 "{cut}: {e}"
             );
         }
-        assert!(decode(records, 2).unwrap_err().starts_with("flow 1:"));
+        assert!(decode(records, 2, false)
+            .unwrap_err()
+            .starts_with("flow 1:"));
         let mut longer = records.to_vec();
         longer.push(0);
         assert_eq!(
-            decode(&longer, 1).unwrap_err(),
+            decode(&longer, 1, false).unwrap_err(),
             "1 byte(s) after the last flow's record"
         );
     }
@@ -471,7 +524,9 @@ mod tests {
         // The client address's text sits after three names ("fe", "be", "s1").
         let at = 3 * 4 + 2;
         rec[at] = b'x';
-        assert!(decode(&rec, 1).unwrap_err().contains("bad client address"));
+        assert!(decode(&rec, 1, false)
+            .unwrap_err()
+            .contains("bad client address"));
         let mut h = [0u8; HEADER];
         h[..4].copy_from_slice(&500u32.to_le_bytes());
         assert!(header(h).unwrap_err().contains("at most 123"));
@@ -484,7 +539,7 @@ mod tests {
         // one, 3 unsent bytes and the kernel flag).
         let unsent_at = rec.len() - 1 - 4 - 3 - 4;
         rec[unsent_at..unsent_at + 4].copy_from_slice(&(MAX_UNSENT as u32 + 1).to_le_bytes());
-        assert!(decode(&rec, 1).unwrap_err().contains("at most"));
+        assert!(decode(&rec, 1, false).unwrap_err().contains("at most"));
     }
 
     fn kernel() -> KernelFlow {
@@ -514,7 +569,7 @@ mod tests {
         let (f, k) = kernel_flow();
         let plain = flow();
         let msg = batch(&[(&plain, None), (&f, Some(&k))]);
-        let got = decode(&msg[HEADER..], 2).unwrap();
+        let got = decode(&msg[HEADER..], 2, false).unwrap();
         assert_eq!(got, vec![(plain, None), (f.clone(), Some(k))]);
         assert!(has_kernel(&got));
         // Each set of kernel directions, the older lb's both-ways flows among them.
@@ -522,7 +577,7 @@ mod tests {
             let k = KernelFlow { kernel, ..k };
             let msg = batch(&[(&f, Some(&k))]);
             assert_eq!(
-                decode(&msg[HEADER..], 1).unwrap(),
+                decode(&msg[HEADER..], 1, false).unwrap(),
                 vec![(f.clone(), Some(k))]
             );
         }
@@ -539,7 +594,7 @@ mod tests {
         encode((&f, None), &mut plain);
         // Every cut inside the kernel part (after the flag byte's position).
         for cut in plain.len()..records.len() {
-            let e = decode(&records[..cut], 1).unwrap_err();
+            let e = decode(&records[..cut], 1, false).unwrap_err();
             assert!(
                 e.starts_with("flow 0: the record ends inside its"),
                 "{cut}: {e}"
@@ -553,7 +608,7 @@ mod tests {
         let lie = |rec: &HandedFlow, state: &KernelFlow| {
             let mut bytes = Vec::new();
             encode((rec, Some(state)), &mut bytes);
-            decode(&bytes, 1).unwrap_err()
+            decode(&bytes, 1, false).unwrap_err()
         };
         // Bytes read that its kernel state does not add up to.
         let mut more = rec.clone();
@@ -581,11 +636,15 @@ mod tests {
         encode((&rec, None), &mut plain);
         let flag = plain.len() - 1;
         bytes[flag] = 4;
-        assert!(decode(&bytes, 1).unwrap_err().contains("kernel flag 4"));
+        assert!(decode(&bytes, 1, false)
+            .unwrap_err()
+            .contains("kernel flag 4"));
         bytes[flag] = 1;
         let slot = flag + 1 + 16 + 4;
         bytes[slot] = 1;
-        assert!(decode(&bytes, 1).unwrap_err().contains("is no map slot"));
+        assert!(decode(&bytes, 1, false)
+            .unwrap_err()
+            .contains("is no map slot"));
     }
 
     #[test]

@@ -231,6 +231,7 @@ impl Parser {
                 redispatch: px.opts.redispatch,
                 allbackups: px.opts.allbackups,
                 smart_connect: px.opts.smart_connect,
+                nolinger: px.opts.nolinger,
                 keepalive: px.opts.srv_ka,
                 check,
                 log_health_checks: px.opts.log_health_checks,
@@ -351,6 +352,7 @@ impl Parser {
                 log_separate_errors: px.opts.log_separate_errors,
                 logasap: px.opts.logasap,
                 rate_limit_sessions: px.opts.rate_limit_sessions,
+                nolinger: px.opts.nolinger,
             });
         }
         self.proxies = proxies;

@@ -97,7 +97,7 @@ const OPTIONS: &[(&str, Handling)] = &[
     run("log-health-checks", simple_check),
     not_yet("socket-stats", "stats"),
     not_yet("contstats", "stats"),
-    not_yet("nolinger", "socket options"),
+    run("nolinger", nolinger),
     not_yet("abortonclose", "socket options"),
     not_yet("transparent", "transparent proxying"),
     not_yet("persist", PERSIST_DOWN),
@@ -235,6 +235,15 @@ fn smart_accept(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
 fn smart_connect(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if p.cap(px, o.line, &o.kw, false, true) && o.no_args(p) {
         px.opts.smart_connect = !o.no;
+    }
+}
+
+/// `option nolinger` (`HAProxy`'s `PR_O_TCP_NOLING`, for both sides the section has): the
+/// frontend's listening sockets get `SO_LINGER` 0, and the backend resets a server instead of
+/// passing the client's FIN on to it (see `dataplane::pass_fin`).
+fn nolinger(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
+    if o.no_args(p) {
+        px.opts.nolinger = !o.no;
     }
 }
 

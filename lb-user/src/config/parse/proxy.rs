@@ -124,6 +124,8 @@ pub(super) struct ProxyOpts {
     pub(super) fullconn: Option<u32>,
     /// `option tcp-smart-connect`.
     pub(super) smart_connect: bool,
+    /// `option nolinger` (both sides: the frontend's listeners, the backend's server side).
+    pub(super) nolinger: bool,
     /// `load-server-state-from-file` and where it was set.
     pub(super) load_server_state: (StateLoad, Option<Loc>),
     /// The rules of a named `defaults` section (ACLs, `tcp-request`, `tcp-response`,
@@ -165,6 +167,7 @@ impl ProxyOpts {
             rate_limit_sessions: None,
             fullconn: None,
             smart_connect: false,
+            nolinger: false,
             load_server_state: (StateLoad::None, None),
             rules: None,
         }

@@ -171,6 +171,48 @@ fn smart_accept_and_connect_follow_defaults_and_capabilities() {
         .any(|w| w.message.contains("not supported yet")));
 }
 
+/// `option nolinger` is a frontend and backend option (`HAProxy`'s `PR_CAP_FE | PR_CAP_BE`):
+/// from `defaults` into every section, a `listen` takes it on both halves, `no option nolinger`
+/// clears it, and it is acted on (no "not supported yet").
+#[test]
+fn nolinger_on_both_sides_from_defaults_and_cleared_by_no_option() {
+    let c = ok(&format!("{TIMEOUTS}  option nolinger\nlisten l\n  bind :1\n  server s 127.0.0.1:2\nfrontend f\n  bind :3\n  default_backend b\nbackend b\n  no option nolinger\n  server s 127.0.0.1:4\nfrontend g\n  bind :5\n  no option nolinger\n  default_backend c\nbackend c\n  server s 127.0.0.1:6\nfrontend h\n  bind :7\n  default_backend b\n  option nolinger\n"));
+    let fe = |name: &str| c.frontends.iter().find(|f| f.name == name).unwrap();
+    let be = |name: &str| c.backends.iter().find(|b| b.name == name).unwrap();
+    assert!(
+        fe("l").nolinger && be("l").nolinger,
+        "a listen has both sides"
+    );
+    assert!(fe("f").nolinger, "from defaults");
+    assert!(
+        !be("b").nolinger,
+        "'no option nolinger' clears the defaults' one"
+    );
+    assert!(!fe("g").nolinger);
+    assert!(be("c").nolinger, "from defaults");
+    assert!(fe("h").nolinger, "set in the section itself");
+    assert!(
+        c.warnings.is_empty(),
+        "no warning: {:?}",
+        c.warnings.iter().map(|w| &w.message).collect::<Vec<_>>()
+    );
+    let off = ok(&format!(
+        "{TIMEOUTS}listen l\n  bind :1\n  server s 127.0.0.1:2\n"
+    ));
+    assert!(
+        !off.frontends[0].nolinger && !off.backends[0].nolinger,
+        "off by default"
+    );
+    let e = errs(&format!(
+        "{TIMEOUTS}listen l\n  bind :1\n  option nolinger now\n  server s 127.0.0.1:2\n"
+    ));
+    let e = e.to_string();
+    assert!(
+        e.contains("t.cfg:8") && e.contains("'option nolinger': unexpected argument 'now'"),
+        "{e}"
+    );
+}
+
 #[test]
 fn http_defaults_are_fine_when_proxies_say_mode_tcp() {
     let c = ok("defaults\n  mode http\n  option httplog\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\n  timeout http-request 10s\nfrontend fe\n  mode tcp\n  bind :5000\n  default_backend be\nbackend be\n  mode tcp\n  server s 127.0.0.1:5001\nlisten stats\n  bind :8404\n  stats uri /\n");

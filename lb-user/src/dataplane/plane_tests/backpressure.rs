@@ -43,6 +43,9 @@ fn sockbuf(fd: BorrowedFd<'_>, opt: libc::c_int) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// A duplicate of one of lb's sockets, to measure it. Dropped once measured: the flow's last
+/// FIN is passed on by lb's close of its socket (`PassFin::ByClose`), which a duplicate left
+/// open would hold back.
 fn dup(fd: &OwnedFd) -> OwnedFd {
     fd.try_clone().unwrap()
 }
@@ -246,6 +249,7 @@ fn push_at_a_stalled_reader(plane: Plane, upstream: bool) {
         held <= bound,
         "lb held {held} bytes, more than its bound {bound}"
     );
+    drop((lb_src, lb_dst));
 
     let rest = std::thread::spawn(move || {
         writer.write_all(&data[written..]).unwrap();
@@ -533,6 +537,7 @@ fn echo_to_a_client_that_reads_late(plane: Plane, squeeze: bool) {
         held <= bound,
         "{plane:?} echo: lb held {held} bytes, more than its bound {bound} ({state})"
     );
+    drop(lb);
 
     let rest = {
         let mut client = client.try_clone().unwrap();

@@ -159,11 +159,11 @@ fn partly_read_skb_is_not_handed_over() {
         let stop = Stop::default();
         let (bytes_in, bytes_out) = (Cell::new(0u64), Cell::new(0u64));
         let last = Cell::new(Instant::now());
-        let (client_done, server_done) = (Cell::new(false), Cell::new(false));
+        let ends = Ends::default();
         let reader;
         {
-            let mut up = pin!(pump(&c, &s, &bytes_in, &last, &client_done, &stop, true));
-            let mut down = pin!(pump(&s, &c, &bytes_out, &last, &server_done, &stop, true));
+            let mut up = pin!(pump(&c, &s, &bytes_in, &last, &ends, true, &stop, true));
+            let mut down = pin!(pump(&s, &c, &bytes_out, &last, &ends, false, &stop, true));
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut run_until = async |done: &dyn Fn() -> bool| {
                 while !done() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::sockmap::policy::Way;
 use super::sockmap::{self, InsertStep, ThreadMaps};
-use super::{Dataplane, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Sock};
+use super::{Dataplane, Ends, FlowEnd, FlowReport, FlowTimeouts, KillSwitch, Sock};
 
 mod backpressure;
 mod copy_first;
@@ -46,6 +46,9 @@ macro_rules! on_both_planes {
         }
     };
 }
+
+// After the macro: it writes its tests with it.
+mod nolinger;
 
 /// Runs `f` to its end on the runtime of lb's threads (here without a ring: the sockmap
 /// watcher and flows are local tasks).
@@ -781,10 +784,13 @@ fn stream_both_ways_poked(
 /// 2,504 bytes measured in `cargo test --release`. Then the per-flow policy and the flow's
 /// start time (the ring on sockmap) made it 2,592; `in_kernel` no longer keeps its arguments
 /// beside `serve_inserted`'s future (a plain fn returning it): 2,424 bytes measured in
-/// `cargo test --workspace`.
+/// `cargo test --workspace`. Splice 1,760 -> 1,768: the backend's `option nolinger` in
+/// `FlowTimeouts` (80 -> 88 bytes, of which the flow keeps one copy), the FIN rule's `Ends`
+/// where the two done cells were: 1,768 bytes measured in `cargo test --workspace`, sockmap
+/// 2,472.
 #[test]
 fn flow_futures_stay_small() {
-    const SPLICE_MAX: usize = 1760;
+    const SPLICE_MAX: usize = 1768;
     const SOCKMAP_MAX: usize = 2520;
     let rt = crate::test_runtime();
     let _in_runtime = rt.enter();

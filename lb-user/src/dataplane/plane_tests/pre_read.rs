@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::backpressure::inq;
 use super::{hand_to_maps, maps_ids, pair, pattern, read_all, thread_maps};
 use crate::dataplane::splice::{self, pump};
-use crate::dataplane::{async_fd, FlowEnd, Stop};
+use crate::dataplane::{async_fd, Ends, FlowEnd, Stop};
 
 /// What lb's inspection reads: `tune.bufsize` less `tune.maxrewrite`.
 const INSPECTED: usize = 15 << 10;
@@ -98,13 +98,13 @@ fn hand_over_after_inspection(first: usize) {
         let stop = Stop::default();
         let (bytes_in, bytes_out) = (Cell::new(0u64), Cell::new(0u64));
         let last = Cell::new(Instant::now());
-        let (client_done, server_done) = (Cell::new(false), Cell::new(false));
+        let ends = Ends::default();
         {
             // lb read from the client before: drained only if nothing is left in its queue.
             let drained = splice::drained_at_start(true, &c);
             assert_eq!(drained, first == INSPECTED);
-            let mut up = pin!(pump(&c, &s, &bytes_in, &last, &client_done, &stop, drained));
-            let mut down = pin!(pump(&s, &c, &bytes_out, &last, &server_done, &stop, true));
+            let mut up = pin!(pump(&c, &s, &bytes_in, &last, &ends, true, &stop, drained));
+            let mut down = pin!(pump(&s, &c, &bytes_out, &last, &ends, false, &stop, true));
             // A hand-over is due at once (`--sockmap-after 0`).
             stop.request();
             let deadline = Instant::now() + Duration::from_secs(20);

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::super::{sockopt, DirEnd, Stop};
+use super::super::{sockopt, DirEnd, Ends, Stop};
 use super::{ThreadMaps, MIN_BACKLOG};
 
 /// Most bytes taken out of a paused source's queue by one `recv`.
@@ -331,11 +331,21 @@ fn retry(e: &io::Error) -> bool {
 }
 
 /// Trap 2: after `src`'s FIN, wait until the program has seen every byte that arrived before
-/// it, the passed ones were sent on and `dst` has taken them all, then pass the FIN on with
-/// `shutdown(dst, SHUT_WR)`.
-pub(super) async fn pass_fin_when_drained(d: &KernelDir<'_>) -> DirEnd {
+/// it, the passed ones were sent on and `dst` has taken them all, then pass the FIN on as
+/// [`Ends::fin`] says (`from_client`: the client's FIN; a `shutdown(dst, SHUT_WR)` unless the
+/// other side's came first). Server -> client, after the client's FIN stopped the server side
+/// ([`Ends::server_stopped`]), no FIN is awaited: it ends once `dst` has taken what the
+/// program had redirected when this first looked (what lb holds for the client) and every
+/// passed byte was sent on.
+pub(super) async fn pass_fin_when_drained(
+    d: &KernelDir<'_>,
+    ends: &Ends,
+    from_client: bool,
+) -> DirEnd {
     let mut pause = POLL.0;
     let mut first = true;
+    // Server -> client, stopped: the bytes the program had redirected when this saw the stop.
+    let mut held = None;
     loop {
         // The caller checked `src` just before; a failed shutdown reports `dst`. Errors matter
         // only while we wait.
@@ -364,13 +374,21 @@ pub(super) async fn pass_fin_when_drained(d: &KernelDir<'_>) -> DirEnd {
             return DirEnd::Local;
         };
         let drained = d.drained.get();
+        let stopped = !from_client && ends.server_stopped();
+        // Woken by the stop (no FIN, whose +1 the count below takes for granted): whether the
+        // server's FIN came all the same, its socket's state says (lb sent none on it).
+        let fin = !stopped || s.state == sockopt::TCP_CLOSE_WAIT;
         // bytes_received counts the FIN as one byte, and the bytes the splice phase read.
-        let seen = d.src_read + info.bytes + info.passed + 1 >= s.bytes_received;
+        let seen = fin && d.src_read + info.bytes + info.passed + 1 >= s.bytes_received;
         if seen && info.passed == drained && taken >= info.bytes + drained {
-            return match sockopt::shutdown_write(d.dst) {
-                Ok(()) => DirEnd::Fin,
-                Err(_) => DirEnd::DstReset,
-            };
+            return ends.pass_on(from_client, d.dst);
+        }
+        if stopped {
+            let upto = *held.get_or_insert(info.bytes);
+            if info.passed == drained && taken >= upto + drained {
+                // The flow ends: its close resets the server (see `PassFin::ResetServer`).
+                return DirEnd::Fin;
+            }
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(POLL.1);

@@ -14,7 +14,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::super::splice::{pump, Spliced};
 use super::super::{
-    drive_or_hand_over, sockopt, DirEnd, Driven, Flow, FlowEnd, FlowReport, FlowTimeouts,
+    drive_or_hand_over, sockopt, DirEnd, Driven, Ends, Flow, FlowEnd, FlowReport, FlowTimeouts,
     HandOverAt, KillSwitch, Stop,
 };
 use super::drain::{drain_passed, pass_fin_when_drained, KernelDir};
@@ -40,15 +40,18 @@ fn instant_of(ns: u64) -> Instant {
     now.checked_sub(Duration::from_nanos(age)).unwrap_or(now)
 }
 
-/// One direction carried by the kernel: wait for the source's FIN or RST, move on what the
-/// program passes whenever it wakes us, and finish with the FIN.
+/// One direction carried by the kernel (`from_client`: client -> server): wait for the
+/// source's FIN or RST, move on what the program passes whenever it wakes us, and finish with
+/// the FIN (passed on as [`Ends::fin`] says); server -> client also finishes when the client's
+/// FIN stopped the server side ([`Ends::server_stopped`], which wakes it: see
+/// [`Ends::stop_server`]).
 ///
 /// While it waits for an event it holds none of the flow's bytes: it counts itself parked on
 /// `stop` there, so that a binary upgrade can hand the flow over in place ([`adopt`]).
 async fn kernel_dir(
     d: &KernelDir<'_>,
     reg: &Registration,
-    done: &Cell<bool>,
+    (ends, from_client): (&Ends, bool),
     stop: &Stop,
 ) -> DirEnd {
     let ev = loop {
@@ -74,11 +77,7 @@ async fn kernel_dir(
         return DirEnd::SrcReset;
     }
     // Boxed, as above.
-    let end = Box::pin(pass_fin_when_drained(d)).await;
-    if end == DirEnd::Fin {
-        done.set(true);
-    }
-    end
+    Box::pin(pass_fin_when_drained(d, ends, from_client)).await
 }
 
 /// Forwards a pair: one direction in the kernel where it can ([`kernel_way`] chooses which), the
@@ -288,8 +287,7 @@ pub(super) async fn serve_inserted(
     let splice_last = Cell::new(started);
     let splice_in = Cell::new(0u64);
     let splice_out = Cell::new(0u64);
-    let client_done = Cell::new(false);
-    let server_done = Cell::new(false);
+    let ends = Ends::new(&t);
     // Both directions (the kernel's and the spliced one) park here for a binary upgrade.
     let stop = Stop::default();
     // The spliced direction parks on `stop` too, whenever its pump holds no byte.
@@ -300,7 +298,7 @@ pub(super) async fn serve_inserted(
         // the flow's future twice.
         let mut up = pin!(async {
             if ins.up_kernel {
-                kernel_dir(&up_dir, &creg, &client_done, &stop).await
+                kernel_dir(&up_dir, &creg, (&ends, true), &stop).await
             } else {
                 match &fds {
                     // Boxed: a spliced direction is the rare fallback; its state would otherwise
@@ -311,7 +309,8 @@ pub(super) async fn serve_inserted(
                             s,
                             &splice_in,
                             &splice_last,
-                            &client_done,
+                            &ends,
+                            true,
                             &stop,
                             true,
                         ))
@@ -323,7 +322,7 @@ pub(super) async fn serve_inserted(
         });
         let mut down = pin!(async {
             if ins.down_kernel {
-                kernel_dir(&down_dir, &sreg, &server_done, &stop).await
+                kernel_dir(&down_dir, &sreg, (&ends, false), &stop).await
             } else {
                 match &fds {
                     Fds::Async(c, s) => {
@@ -332,7 +331,8 @@ pub(super) async fn serve_inserted(
                             c,
                             &splice_out,
                             &splice_last,
-                            &server_done,
+                            &ends,
+                            false,
                             &stop,
                             true,
                         ))
@@ -366,8 +366,7 @@ pub(super) async fn serve_inserted(
             t: &t,
             since: started,
             last_activity: &last_activity,
-            client_done: &client_done,
-            server_done: &server_done,
+            ends: &ends,
             kill,
         };
         loop {
@@ -429,7 +428,7 @@ pub(super) async fn serve_inserted(
         drop(fds);
         return report;
     }
-    super::super::close_flow(end, server_done.get(), cfd, sfd);
+    super::super::close_flow(end, ends.server_done(), cfd, sfd);
     // Closing the sockets removes them from the epoll set and from both sockmaps.
     creg.closing();
     sreg.closing();
