@@ -205,6 +205,15 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 /// lb's config: `frontend fe` on `port` with `fe_lines`, to `backend be` with `be_lines`
 /// and the one server `server`; `option tcplog` to `syslog` when given.
+/// The log line of the flow from the client's port `me`.
+fn flow_line(syslog: &Syslog, me: u16) -> String {
+    syslog
+        .wait_for(&format!("127.0.0.1:{me} ["), 1, WAIT)
+        .into_iter()
+        .next()
+        .expect("the flow's log line")
+}
+
 fn config(
     port: u16,
     fe_lines: &str,
@@ -409,11 +418,7 @@ fn backend_nolinger_resets_the_server_instead_of_the_half_close(dataplane: &str)
                 "the server is reset"
             );
             assert_eq!(client_end, Ok(0), "the client gets a FIN");
-            let line = syslog
-                .wait_for(&format!("127.0.0.1:{me} ["), 1, WAIT)
-                .into_iter()
-                .next()
-                .expect("the flow's log line");
+            let line = flow_line(&syslog, me);
             assert!(
                 line.contains(" fe be/s1 ") && line.contains(" 0 -- "),
                 "{line}"
@@ -459,11 +464,7 @@ fn backend_nolinger_closes_normally_after_the_servers_fin(dataplane: &str) {
         Ok(0),
         "the server gets a FIN"
     );
-    let line = syslog
-        .wait_for(&format!("127.0.0.1:{me} ["), 1, WAIT)
-        .into_iter()
-        .next()
-        .expect("the flow's log line");
+    let line = flow_line(&syslog, me);
     assert!(line.contains(&format!(" {ANSWER} -- ")), "{line}");
 }
 
@@ -527,11 +528,7 @@ fn backend_nolinger_while_response_rules_wait(dataplane: &str) {
                 half_closed.elapsed() < Duration::from_secs(5),
                 "not held for the inspect delay"
             );
-            let line = syslog
-                .wait_for(&format!("127.0.0.1:{me} ["), 1, WAIT)
-                .into_iter()
-                .next()
-                .expect("the flow's log line");
+            let line = flow_line(&syslog, me);
             assert!(
                 line.contains(" fe be/s1 ") && line.contains(" 0 -- "),
                 "{line}"
