@@ -28,6 +28,28 @@ pub enum Read {
     Error(io::Error),
 }
 
+/// Waits until the peer has closed its side (its FIN, or a reset), reading nothing: what it
+/// sent stays for the server. `option abortonclose` while a connection waits in the queue.
+/// A socket that cannot be watched counts as closed. It goes on the thread's reactor at the
+/// first poll, not before.
+pub async fn peer_closed(sock: &mut crate::dataplane::Sock) {
+    let _on_reactor = crate::ring::spin::OnReactor::enter();
+    let Ok(fd) = sock.reactor() else {
+        return;
+    };
+    loop {
+        let Ok(mut ready) = fd.ready(tokio::io::Interest::READABLE).await else {
+            return;
+        };
+        let r = ready.ready();
+        if r.is_read_closed() || r.is_error() {
+            return;
+        }
+        // Bytes, not the end: wait for the next event (the FIN is one of its own).
+        ready.clear_ready_matching(tokio::io::Ready::READABLE);
+    }
+}
+
 /// Reads what is there (at most up to `limit` bytes in `buf`), waiting at most until
 /// `until` (the rules' deadline) and `idle` (`timeout client`).
 pub async fn read_more(

@@ -32,6 +32,7 @@ on_both_planes!(
     maxconn_queue_limits_and_keeps_order,
     minconn_limit_grows_with_the_backend_load,
     slowstart_ramps_the_limit_and_lets_the_queue_in,
+    abortonclose_drops_a_queued_client_that_closed,
 );
 
 /// `server` line for `b` with extra keywords.
@@ -548,4 +549,54 @@ fn slowstart_ramps_the_limit_and_lets_the_queue_in(dataplane: &str) {
         "the ramp never ended"
     );
     drop(first);
+}
+
+/// `option abortonclose`: a client that closes while its connection waits in the queue is
+/// dropped there (`CQ` in its log line, the queue empty at once), and never reaches the server
+/// once a place frees; without the option it still does, as HAProxy's default.
+fn abortonclose_drops_a_queued_client_that_closed(dataplane: &str) {
+    for abort in [true, false] {
+        let e = Backend::echo("e");
+        let port = free_port();
+        let cfg = format!(
+            "global\n    log stderr format raw daemon\n\n{}    log global\n    option tcplog\n\nfrontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\nbackend be\n    timeout queue 30s\n{}    server e {} maxconn 1\n",
+            common::DEFAULTS,
+            if abort { "    option abortonclose\n" } else { "" },
+            e.addr
+        );
+        let lb = Lb::start(&cfg, dataplane);
+        let addr = local(port);
+        let mut first = scenarios::connect(addr).unwrap();
+        first.write_all(b"one\n").unwrap();
+        assert_eq!(
+            read_line(&mut first, Instant::now() + Duration::from_secs(5)).unwrap(),
+            "one"
+        );
+        let mut second = scenarios::connect(addr).unwrap();
+        second.write_all(b"two\n").unwrap();
+        let me = second.local_addr().unwrap().port();
+        thread::sleep(Duration::from_millis(200));
+        second.shutdown(std::net::Shutdown::Write).unwrap();
+        if abort {
+            let line = lb.expect_log(&format!("127.0.0.1:{me} ["));
+            assert!(
+                line.contains(" fe be/<NOSRV> ") && line.contains(" CQ "),
+                "{line}"
+            );
+        }
+        drop(first);
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut second, &mut rest);
+        if abort {
+            assert!(rest.is_empty(), "an aborted client got {rest:?}");
+            thread::sleep(Duration::from_millis(300));
+            assert_eq!(e.accepted(), 1, "the aborted client reached the server");
+        } else {
+            assert_eq!(
+                rest, b"two\n",
+                "served once the first left, its FIN passed on"
+            );
+            assert_eq!(e.accepted(), 2);
+        }
+    }
 }

@@ -596,6 +596,9 @@ pub struct Backend {
     /// own; the flow ends and the server is reset (HAProxy's `SC_FL_NOLINGER` on the server
     /// side, see `dataplane::pass_fin`).
     pub nolinger: bool,
+    /// `option abortonclose`: a connection whose client closes (FIN or reset) while it waits
+    /// in the queue is dropped there (`CQ`) instead of being sent to a server later.
+    pub abortonclose: bool,
     /// Server-side keepalive (`option tcpka`/`srvtcpka`).
     pub keepalive: Keepalive,
     /// What a health check of this backend's servers does (`option tcp-check`, `option

@@ -171,6 +171,18 @@ async fn to_server(
     let acquired = match direct {
         Some(slot) => Ok(slot),
         // `balance source` hashes the client the rules saw.
+        None if be.abortonclose => {
+            // Watched only once it waits in the queue (a free server answers at once).
+            tokio::select! {
+                biased;
+                got = table.acquire(src, None, queue_timeout) => got,
+                () = conn_io::peer_closed(client) => {
+                    served.ending = Ending::ClientQueueAbort;
+                    served.tw = Some(ms_since(queued_at));
+                    return None;
+                }
+            }
+        }
         None => table.acquire(src, None, queue_timeout).await,
     };
     let slot = match acquired {

@@ -32,6 +32,9 @@ pub enum Ending {
     ClientRequestTimeout,
     /// The client reset while rules waited for its bytes: `CR`.
     ClientRequestAbort,
+    /// The client closed while its connection waited in the queue, with `option
+    /// abortonclose`: `CQ`.
+    ClientQueueAbort,
 }
 
 /// Who ended a killed flow ([`FlowEnd::Killed`]).
@@ -72,6 +75,7 @@ impl Ending {
             Ending::DeniedResponse => "PD",
             Ending::ClientRequestTimeout => "cR",
             Ending::ClientRequestAbort => "CR",
+            Ending::ClientQueueAbort => "CQ",
         }
     }
 }

@@ -60,6 +60,7 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         allbackups: false,
         smart_connect: false,
         nolinger: false,
+        abortonclose: false,
         keepalive: Keepalive::default(),
         check: crate::config::CheckKind::default(),
         log_health_checks: false,

@@ -232,6 +232,7 @@ impl Parser {
                 allbackups: px.opts.allbackups,
                 smart_connect: px.opts.smart_connect,
                 nolinger: px.opts.nolinger,
+                abortonclose: px.opts.abortonclose,
                 keepalive: px.opts.srv_ka,
                 check,
                 log_health_checks: px.opts.log_health_checks,

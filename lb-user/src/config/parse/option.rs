@@ -98,7 +98,7 @@ const OPTIONS: &[(&str, Handling)] = &[
     not_yet("socket-stats", "stats"),
     not_yet("contstats", "stats"),
     run("nolinger", nolinger),
-    not_yet("abortonclose", "socket options"),
+    run("abortonclose", backend_flag),
     not_yet("transparent", "transparent proxying"),
     not_yet("persist", PERSIST_DOWN),
     not_yet("prefer-last-server", "persistence"),
@@ -191,11 +191,12 @@ fn redispatch(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     px.opts.redispatch = !o.no;
 }
 
-/// `option allbackups`, `option srvtcpka`.
+/// `option allbackups`, `option srvtcpka`, `option abortonclose`.
 fn backend_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if p.cap(px, o.line, &o.kw, false, true) && o.no_args(p) {
         match o.opt {
             "allbackups" => px.opts.allbackups = !o.no,
+            "abortonclose" => px.opts.abortonclose = !o.no,
             _ => px.opts.srv_ka.enabled = !o.no,
         }
     }

@@ -126,6 +126,8 @@ pub(super) struct ProxyOpts {
     pub(super) smart_connect: bool,
     /// `option nolinger` (both sides: the frontend's listeners, the backend's server side).
     pub(super) nolinger: bool,
+    /// `option abortonclose`.
+    pub(super) abortonclose: bool,
     /// `load-server-state-from-file` and where it was set.
     pub(super) load_server_state: (StateLoad, Option<Loc>),
     /// The rules of a named `defaults` section (ACLs, `tcp-request`, `tcp-response`,
@@ -168,6 +170,7 @@ impl ProxyOpts {
             fullconn: None,
             smart_connect: false,
             nolinger: false,
+            abortonclose: false,
             load_server_state: (StateLoad::None, None),
             rules: None,
         }

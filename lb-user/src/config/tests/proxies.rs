@@ -683,3 +683,22 @@ fn fullconn_in_a_frontend_is_ignored_with_haproxys_warning() {
     let e = err(&format!("{TIMEOUTS}backend be\n  fullconn many\n"));
     assert!(e.contains("t.cfg:7: 'fullconn'"), "{e}");
 }
+
+#[test]
+fn abortonclose_is_a_backend_option() {
+    let c = ok(&format!(
+        "{TIMEOUTS}  option abortonclose\nfrontend fe\n  bind :1\n  option abortonclose\n  default_backend be\nbackend be\n  server s 127.0.0.1:9\nbackend plain\n  no option abortonclose\n  server s 127.0.0.1:9\n"
+    ));
+    assert!(c.backends[0].abortonclose);
+    assert!(!c.backends[1].abortonclose);
+    assert!(
+        has_warning(
+            &c,
+            9,
+            "'option abortonclose' ignored because frontend 'fe' has no backend capability"
+        ),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+}
