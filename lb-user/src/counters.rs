@@ -54,6 +54,28 @@ impl ProxyCounters {
         self.sess_rate.add();
     }
 
+    /// `clear counters`: the highest values (`smax`, the rates' highest); with `all`, the
+    /// totals too (sessions, bytes, denials), as HAProxy's `cli_parse_clear_counters`. What is
+    /// live now (`cur`) stays.
+    pub fn clear(&self, all: bool) {
+        self.max.store(0, Ordering::Relaxed);
+        self.sess_rate.clear_max();
+        self.conn_rate.clear_max();
+        if all {
+            for c in [
+                &self.total,
+                &self.bytes_in,
+                &self.bytes_out,
+                &self.denied_conn,
+                &self.denied_sess,
+                &self.denied_req,
+                &self.denied_resp,
+            ] {
+                c.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// A session counted by [`Self::count_in`] ended.
     pub fn count_out(&self) {
         self.cur.fetch_sub(1, Ordering::Relaxed);

@@ -200,6 +200,11 @@ impl SharedRate {
     pub fn max(&self) -> u64 {
         self.max.load(Ordering::Relaxed)
     }
+
+    /// Forgets the highest rate seen (`clear counters`): the next event sets it again.
+    pub fn clear_max(&self) {
+        self.max.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Milliseconds from `tick` to `now` on the 32-bit clock (wrapping every 49 days); 0 when

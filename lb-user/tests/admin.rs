@@ -490,3 +490,52 @@ fn set_maxconn_frontend_and_global() {
     );
     assert!(ping(&mut first) && ping(&mut second));
 }
+
+/// `clear counters` (operator) forgets the highest values, `clear counters all` (admin) the
+/// totals too, on the frontend, the backend and its servers, as HAProxy's; live sessions stay.
+#[test]
+fn clear_counters_max_then_all() {
+    let s1 = Backend::ident("s1");
+    let s = start("splice", &[], &[format!("s1 {}", s1.addr)]);
+    for _ in 0..3 {
+        assert_eq!(scenarios::who(s.fe).unwrap(), "s1");
+    }
+    let figures = |svname: &str| -> Vec<String> {
+        let (_, rows) = parse_csv(&admin(&s, "show stat"));
+        let r = rows
+            .iter()
+            .find(|r| col(r, "svname") == svname)
+            .unwrap_or_else(|| panic!("no row {svname}"));
+        ["smax", "stot", "bout", "rate_max"]
+            .iter()
+            .map(|c| col(r, c).to_owned())
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || figures("s1")[2] != "0"),
+        "bytes counted"
+    );
+    for row in ["FRONTEND", "s1", "BACKEND"] {
+        let f = figures(row);
+        assert_eq!((f[0].as_str(), f[1].as_str()), ("1", "3"), "{row}: {f:?}");
+    }
+    let oper = s.dir.sock("oper.sock");
+    assert_eq!(cli(&oper, "clear counters"), "\n");
+    for row in ["FRONTEND", "s1", "BACKEND"] {
+        let f = figures(row);
+        assert_eq!((f[0].as_str(), f[1].as_str()), ("0", "3"), "{row}: {f:?}");
+        assert_ne!(f[2], "0", "{row}: bytes kept");
+    }
+    assert_eq!(
+        figures("FRONTEND")[3],
+        "0",
+        "the highest session rate forgotten"
+    );
+    assert_eq!(cli(&oper, "clear counters all"), "Permission denied\n\n");
+    assert_eq!(admin(&s, "clear counters all"), "\n");
+    for row in ["FRONTEND", "s1", "BACKEND"] {
+        assert_eq!(figures(row)[..3], ["0", "0", "0"], "{row}");
+    }
+    assert_eq!(scenarios::who(s.fe).unwrap(), "s1");
+    assert!(wait_until(Duration::from_secs(5), || figures("s1")[1] == "1"));
+}

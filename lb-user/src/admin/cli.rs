@@ -83,6 +83,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::User,
     ),
     (
+        "clear counters [all]",
+        "clear max statistics counters (or all counters)",
+        CliLevel::Operator,
+    ),
+    (
         "clear table <table> [<filter>]*",
         "remove an entry from a table (filter: data/key)",
         CliLevel::Operator,
@@ -172,6 +177,10 @@ pub enum Command {
     ShowTable(Option<super::table::TableQuery>),
     /// `clear table NAME ...`.
     ClearTable(super::table::TableQuery),
+    /// `clear counters [all]` (`all`: the totals too, at level admin).
+    ClearCounters {
+        all: bool,
+    },
     GetWeight(ServerRef),
     /// `set maxconn server B/S N` (the value checked when run, as HAProxy's).
     SetMaxconn(ServerRef, String),
@@ -195,7 +204,9 @@ impl Command {
     /// The level a session needs to run it.
     pub fn level(&self) -> CliLevel {
         match self {
-            Self::ShowSess | Self::ClearTable(_) => CliLevel::Operator,
+            Self::ShowSess | Self::ClearTable(_) | Self::ClearCounters { all: false } => {
+                CliLevel::Operator
+            }
             Self::SetServer(..)
             | Self::SetMaxconn(..)
             | Self::SetFrontendMaxconn(..)
@@ -204,7 +215,8 @@ impl Command {
             | Self::AgentEnabled(..)
             | Self::HealthEnabled(..)
             | Self::ShutdownSessions(..)
-            | Self::ShutdownSession(..) => CliLevel::Admin,
+            | Self::ShutdownSession(..)
+            | Self::ClearCounters { all: true } => CliLevel::Admin,
             _ => CliLevel::User,
         }
     }
@@ -247,6 +259,9 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
         ["clear", "table", t, rest @ ..] => {
             Command::ClearTable(super::table::parse(t, rest, true)?)
         }
+        ["clear", "counters", rest @ ..] => Command::ClearCounters {
+            all: rest.first() == Some(&"all"),
+        },
         ["clear", "table"] => {
             return Err(
                 "Required arguments: <table> \"data.<store_data_type>\" <operator> \
@@ -528,6 +543,17 @@ impl Session {
             Command::ShowSess => Ok(show_sess(gen).await),
             Command::ShowTable(q) => super::table::show(gen, q.as_ref(), self.level),
             Command::ClearTable(q) => super::table::clear(gen, &q),
+            Command::ClearCounters { all } => {
+                for c in gen.fe_stats.iter().chain(&gen.be_stats) {
+                    c.clear(all);
+                }
+                for t in &gen.backends {
+                    t.clear_counters(all);
+                }
+                gen.process.conn_rate.clear_max();
+                gen.process.sess_rate.clear_max();
+                Ok(String::new())
+            }
             Command::GetWeight(target) => {
                 let (b, s) = find(gen, &target)?;
                 let entry = &gen.backends[b].snapshot().servers[s];
@@ -845,6 +871,22 @@ mod tests {
             ))
         );
         assert_eq!(p("show backend"), Ok(Command::ShowBackend));
+        assert_eq!(
+            p("clear counters"),
+            Ok(Command::ClearCounters { all: false })
+        );
+        assert_eq!(
+            p("clear counters all"),
+            Ok(Command::ClearCounters { all: true })
+        );
+        assert_eq!(
+            p("clear counters x").map(|c| c.level()),
+            Ok(CliLevel::Operator)
+        );
+        assert_eq!(
+            p("clear counters all").map(|c| c.level()),
+            Ok(CliLevel::Admin)
+        );
         assert_eq!(
             p("set maxconn frontend fe 12abc"),
             Ok(Command::SetFrontendMaxconn("fe".into(), Some(12)))

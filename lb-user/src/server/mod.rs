@@ -493,6 +493,38 @@ impl ServerState {
     }
 }
 
+impl ServerCounters {
+    /// `clear counters`: the highest values (`smax`, the session rate's highest); with `all`,
+    /// the totals too (sessions, bytes, errors, retries, failed checks, DOWN transitions, time
+    /// DOWN, the last session), as HAProxy's. What is live now (`cur`) stays.
+    pub fn clear(&self, all: bool) {
+        self.max.store(0, Ordering::Relaxed);
+        self.sess_rate.clear_max();
+        if !all {
+            return;
+        }
+        for c in [
+            &self.total,
+            &self.last_session,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.connect_errors,
+            &self.retries,
+            &self.redispatches,
+            &self.downtime,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for info in [&self.check, &self.agent] {
+            info.rcu(|i| CheckInfo {
+                failed: 0,
+                down_transitions: 0,
+                ..CheckInfo::clone(i)
+            });
+        }
+    }
+}
+
 /// A `maxconn` given at run time (`set maxconn server`, the agent's `maxconn:N`), with
 /// HAProxy's messages (`server_parse_maxconn_change_request`). A sign is refused (HAProxy's
 /// `strtol` would take `-3` as a limit of 4 billion).

@@ -306,6 +306,15 @@ impl BackendTable {
     pub fn queue_max(&self) -> usize {
         self.queue_max.load(Ordering::Relaxed)
     }
+
+    /// `clear counters` for this backend and its servers (see [`ServerCounters::clear`]): the
+    /// queue's highest length, each server's counters.
+    pub fn clear_counters(&self, all: bool) {
+        self.queue_max.store(0, Ordering::Relaxed);
+        for e in &self.snapshot().servers {
+            e.counters.clear(all);
+        }
+    }
 }
 
 impl QueueKick for BackendTable {
