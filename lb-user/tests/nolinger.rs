@@ -214,6 +214,44 @@ fn flow_line(syslog: &Syslog, me: u16) -> String {
         .expect("the flow's log line")
 }
 
+/// After the client's half-close: with the backend's `option nolinger` the server is reset,
+/// the client gets a FIN with nothing before it and the flow is logged as a normal end;
+/// without it the FIN passes and the server's `answer` reaches the client.
+fn half_close_outcome(
+    c: &mut TcpStream,
+    end_rx: &mpsc::Receiver<Result<usize, ErrorKind>>,
+    nolinger: bool,
+    (syslog, me): (&Syslog, u16),
+    answer_sent: &[u8],
+) {
+    let server_end = end_rx.recv_timeout(WAIT).unwrap();
+    let mut answer = Vec::new();
+    let client_end = c.read_to_end(&mut answer).map_err(|e| e.kind());
+    if nolinger {
+        assert_eq!(
+            server_end,
+            Err(ErrorKind::ConnectionReset),
+            "the server is reset"
+        );
+        assert_eq!(
+            (client_end, answer.len()),
+            (Ok(0), 0),
+            "the client gets a FIN"
+        );
+        let line = flow_line(syslog, me);
+        assert!(
+            line.contains(" fe be/s1 ") && line.contains(" 0 -- "),
+            "{line}"
+        );
+    } else {
+        assert_eq!(server_end, Ok(0), "without the option the FIN passes");
+        assert_eq!(
+            answer, answer_sent,
+            "and the server's answer is the client's"
+        );
+    }
+}
+
 fn config(
     port: u16,
     fe_lines: &str,
@@ -408,25 +446,7 @@ fn backend_nolinger_resets_the_server_instead_of_the_half_close(dataplane: &str)
             "the request, intact"
         );
         c.shutdown(Shutdown::Write).unwrap();
-        let server_end = end_rx.recv_timeout(WAIT).unwrap();
-        let mut answer = Vec::new();
-        let client_end = c.read_to_end(&mut answer).map_err(|e| e.kind());
-        if nolinger {
-            assert_eq!(
-                server_end,
-                Err(ErrorKind::ConnectionReset),
-                "the server is reset"
-            );
-            assert_eq!(client_end, Ok(0), "the client gets a FIN");
-            let line = flow_line(&syslog, me);
-            assert!(
-                line.contains(" fe be/s1 ") && line.contains(" 0 -- "),
-                "{line}"
-            );
-        } else {
-            assert_eq!(server_end, Ok(0), "without the option the FIN passes");
-            assert_eq!(answer, b"late answer", "and the server can still answer");
-        }
+        half_close_outcome(&mut c, &end_rx, nolinger, (&syslog, me), b"late answer");
     }
 }
 
@@ -510,32 +530,12 @@ fn backend_nolinger_while_response_rules_wait(dataplane: &str) {
         read_rx.recv_timeout(WAIT).unwrap();
         let half_closed = Instant::now();
         c.shutdown(Shutdown::Write).unwrap();
-        let server_end = end_rx.recv_timeout(WAIT).unwrap();
-        let mut answer = Vec::new();
-        let client_end = c.read_to_end(&mut answer).map_err(|e| e.kind());
+        half_close_outcome(&mut c, &end_rx, nolinger, (&syslog, me), b"answer");
         if nolinger {
-            assert_eq!(
-                server_end,
-                Err(ErrorKind::ConnectionReset),
-                "the server is reset"
-            );
-            assert_eq!(
-                (client_end, answer.len()),
-                (Ok(0), 0),
-                "the client gets a FIN"
-            );
             assert!(
                 half_closed.elapsed() < Duration::from_secs(5),
                 "not held for the inspect delay"
             );
-            let line = flow_line(&syslog, me);
-            assert!(
-                line.contains(" fe be/s1 ") && line.contains(" 0 -- "),
-                "{line}"
-            );
-        } else {
-            assert_eq!(server_end, Ok(0), "without the option the FIN passes");
-            assert_eq!(answer, b"answer", "and the server's answer is the client's");
         }
     }
 }
