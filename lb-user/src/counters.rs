@@ -38,15 +38,8 @@ pub struct ProxyCounters {
 }
 
 impl ProxyCounters {
-    /// Counts a new session (`cur`, `max`, `total`, `rate`) until the guard is dropped.
-    pub fn enter(&self) -> ProxySession<'_> {
-        self.count_in();
-        ProxySession(self)
-    }
-
     /// Counts a new session in (`cur`, `max`, `total`, `rate`); [`Self::count_out`] ends it.
-    /// For counts held by something other than a [`ProxySession`] (a backend's, see
-    /// `crate::table::BackendSession`).
+    /// The count is held by `crate::table::BackendSession`, then by the session's server slot.
     pub fn count_in(&self) {
         let cur = self.cur.fetch_add(1, Ordering::Relaxed) + 1;
         self.max.fetch_max(cur, Ordering::Relaxed);
@@ -79,14 +72,5 @@ impl ProxyCounters {
     /// A session counted by [`Self::count_in`] ended.
     pub fn count_out(&self) {
         self.cur.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// One session counted in [`ProxyCounters::cur`].
-pub struct ProxySession<'a>(&'a ProxyCounters);
-
-impl Drop for ProxySession<'_> {
-    fn drop(&mut self) {
-        self.0.count_out();
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::Config;
-pub use crate::counters::{ProxyCounters, ProxySession};
+pub use crate::counters::ProxyCounters;
 use crate::flows::FlowControl;
 use crate::logging::LogSet;
 use crate::passive::Passive;
