@@ -6,6 +6,7 @@
 //! Flows keep the generation they were accepted in; everything else reads the current one.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -70,6 +71,8 @@ pub struct Generation {
     pub maxconn: u32,
     /// The limits in force, which the runtime API may change (see [`Limits`]).
     pub limits: Limits,
+    /// Each `bind ... maxconn N` address's limit and connections.
+    pub listener_limits: HashMap<SocketAddr, ListenerLimit>,
     /// Passive health checks: connect results of real traffic (`observe layer4`).
     pub passive: Passive,
     /// HAProxy's proxy ids (`iid`, `be_id`) by proxy name.
@@ -123,6 +126,43 @@ impl Limits {
     /// Frontend `f`'s `maxconn` now.
     pub fn frontend(&self, f: usize) -> u32 {
         self.frontends[f].load(Ordering::Relaxed)
+    }
+}
+
+/// The limit of one address bound with `bind ... maxconn N`, and the connections accepted on
+/// it that live now. The count is the address's, as its socket is: a reload that keeps the
+/// address keeps counting the connections accepted before it (a reload that first gives the
+/// address a limit counts from then on).
+#[derive(Debug)]
+pub struct ListenerLimit {
+    pub max: u32,
+    pub conns: Arc<AtomicU32>,
+}
+
+impl ListenerLimit {
+    /// The limits of `config`'s binds, counts carried from `prev`'s by address.
+    fn build(config: &Config, prev: Option<&Generation>) -> HashMap<SocketAddr, Self> {
+        let binds = config.frontends.iter().flat_map(|f| &f.binds);
+        binds
+            .filter_map(|b| {
+                let conns = prev
+                    .and_then(|p| p.listener_limits.get(&b.addr))
+                    .map(|l| l.conns.clone())
+                    .unwrap_or_default();
+                Some((
+                    b.addr,
+                    Self {
+                        max: b.maxconn?,
+                        conns,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Whether one more connection fits.
+    pub fn has_room(&self) -> bool {
+        self.conns.load(Ordering::Acquire) < self.max
     }
 }
 
@@ -267,6 +307,7 @@ impl Generation {
             .collect();
         let tables = crate::stick::Tables::build(&config.tables, prev.map(|p| &p.tables));
         let limits = Limits::new(&config, maxconn);
+        let listener_limits = ListenerLimit::build(&config, prev);
         Arc::new(Self {
             number: prev.map_or(0, |p| p.number + 1),
             tables,
@@ -277,6 +318,7 @@ impl Generation {
             fe_stats,
             be_stats,
             limits,
+            listener_limits,
             maxconn,
             logs,
             process,

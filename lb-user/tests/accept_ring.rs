@@ -1,7 +1,8 @@
 //! Accepts on the thread's `io_uring` (an accept in flight on each listening socket): they stop
 //! when lb stops accepting and take nothing from a queue another process now serves (binary
 //! upgrade: the accept is cancelled and reaped before the loop ends), and they still wait
-//! while a frontend is at its `maxconn`, resuming when a connection ends. On every plane.
+//! while a frontend (or one of its addresses, `bind ... maxconn`) is at its `maxconn`, resuming
+//! when a connection ends. On every plane.
 
 #[macro_use]
 mod common;
@@ -18,6 +19,8 @@ use common::{free_port, local, Lb, LbOpts, DEFAULTS};
 on_both_planes!(
     soft_stopped_process_takes_no_client_of_the_new_one,
     maxconn_holds_and_accepts_resume,
+    a_binds_maxconn_holds_its_address_only,
+    a_reload_that_raises_maxconn_lets_the_waiting_client_in,
 );
 
 /// Clients that connect while the old process has soft-stopped but still lives.
@@ -156,4 +159,112 @@ fn maxconn_holds_and_accepts_resume(dataplane: &str) {
         t0.elapsed()
     );
     drop(lb);
+}
+
+/// A connection that exchanges `msg` with the echo server; panics otherwise.
+fn served_echo(addr: SocketAddr, msg: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg);
+    s
+}
+
+/// Whether nothing answers `s` (written to already) within 500 ms.
+fn unanswered(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+}
+
+/// `bind A maxconn 1` beside `bind B` in one frontend: with one connection held on A, a second
+/// one on A waits in the backlog while B serves others; a reload that keeps A keeps counting
+/// the held one; once it closes, the waiting one is served. `nbthread 1`, as above.
+fn a_binds_maxconn_holds_its_address_only(dataplane: &str) {
+    let echo = Backend::echo("e");
+    let (a, b) = (free_port(), free_port());
+    let cfg = format!(
+        "global\n    nbthread 1\n\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{a} maxconn 1\n    \
+         bind 127.0.0.1:{b}\n    default_backend be\n\nbackend be\n    server e {}\n",
+        echo.addr
+    );
+    let mut lb = Lb::start(&cfg, dataplane);
+    let held = served_echo(local(a), b"held");
+    // The accept loop may already wait in an accept: it takes one more, at most (permit.rs).
+    let mut waiting = TcpStream::connect(local(a)).unwrap();
+    waiting.write_all(b"w").unwrap();
+    let mut extra = None;
+    if !unanswered(&mut waiting) {
+        extra = Some(waiting);
+        waiting = TcpStream::connect(local(a)).unwrap();
+        waiting.write_all(b"w").unwrap();
+        assert!(
+            unanswered(&mut waiting),
+            "a third connection on the address with maxconn 1 was served"
+        );
+    }
+    // The frontend itself is not at a limit: its other address serves.
+    let others: Vec<TcpStream> = (0..3u8).map(|i| served_echo(local(b), &[i])).collect();
+    lb.rewrite_config(0, &cfg);
+    lb.signal(libc::SIGHUP);
+    assert!(lb.wait_for_log("reload done: generation 1", Duration::from_secs(10)));
+    drop(extra);
+    assert!(
+        unanswered(&mut waiting),
+        "after the reload the address took a second connection: the held one was not counted"
+    );
+    drop(held);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut c = [0u8; 1];
+    waiting.read_exact(&mut c).unwrap();
+    assert_eq!(&c, b"w", "served once the held connection ended");
+    drop(others);
+    lb.stop();
+}
+
+/// A frontend at `maxconn 1` with a client waiting in the backlog: a reload that raises the
+/// limit lets it in at once, as HAProxy's new process would accept it, without waiting for a
+/// connection to end.
+fn a_reload_that_raises_maxconn_lets_the_waiting_client_in(dataplane: &str) {
+    let echo = Backend::echo("e");
+    let port = free_port();
+    let cfg = |maxconn: u32| {
+        format!(
+            "global\n    nbthread 1\n\n{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:{port}\n    \
+             maxconn {maxconn}\n    default_backend be\n\nbackend be\n    server e {}\n",
+            echo.addr
+        )
+    };
+    let mut lb = Lb::start(&cfg(1), dataplane);
+    let mut held = vec![served_echo(local(port), b"held")];
+    let waiting = loop {
+        let mut c = TcpStream::connect(local(port)).unwrap();
+        c.write_all(b"w").unwrap();
+        if unanswered(&mut c) {
+            break c;
+        }
+        // The loop that already waited in an accept took one more (at most one: one thread).
+        held.push(c);
+        assert!(held.len() <= 2, "maxconn 1 served {} clients", held.len());
+    };
+    lb.rewrite_config(0, &cfg(10));
+    lb.signal(libc::SIGHUP);
+    assert!(lb.wait_for_log("reload done: generation 1", Duration::from_secs(10)));
+    let mut waiting = waiting;
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut c = [0u8; 1];
+    let got = waiting.read_exact(&mut c);
+    assert!(
+        got.is_ok() && &c == b"w",
+        "the waiting client was not served after the reload raised maxconn: {got:?}"
+    );
+    drop(held);
+    lb.stop();
 }

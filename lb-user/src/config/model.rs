@@ -406,6 +406,10 @@ pub struct Bind {
     /// `accept-proxy`: every connection starts with a PROXY protocol header (v1 or v2), whose
     /// addresses replace the connection's own.
     pub accept_proxy: bool,
+    /// `maxconn N` (N > 0): at most N connections accepted on this address at a time, beside
+    /// the frontend's and the process's limits; at it, the address stops accepting and
+    /// clients wait in its backlog.
+    pub maxconn: Option<u32>,
     /// Socket options of the listener.
     pub opts: BindOptions,
 }
@@ -438,7 +442,7 @@ pub struct BindOptions {
     /// `tcp-ut`: `TCP_USER_TIMEOUT` of the listener, inherited by the connections it accepts.
     pub user_timeout: Option<std::time::Duration>,
     /// The listen backlog, `HAProxy`'s rule (`listener_backlog`): the line's `backlog`, else
-    /// its frontend's `backlog`, else its frontend's `maxconn`, else the global `maxconn`
+    /// its frontend's `backlog`, else the line's `maxconn`, else its frontend's `maxconn`, else the global `maxconn`
     /// given in the configuration; `None`: [`BindOptions::DEFAULT_BACKLOG`]. The kernel caps
     /// it at `net.core.somaxconn`.
     pub backlog: Option<u32>,

@@ -26,8 +26,11 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
     let budget = fd_budget::process();
     // One wait for the soft stop for the loop's life, not one per accept.
     let mut stop = pin!(crate::upgrade::soft_stopped());
-    while let Some((gen, frontend)) = ctx.serving(addr) {
-        below_maxconn(&gen, frontend).await;
+    while ctx.serving(addr).is_some() {
+        below_maxconn(&ctx, addr).await;
+        let Some((gen, frontend)) = ctx.serving(addr) else {
+            return;
+        };
         below_rate(&gen, frontend).await;
         // Never accept what can't be served: the connection's fds are set aside first; while
         // there are none, clients wait in the backlog.
@@ -76,7 +79,12 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
         };
         super::trim::accepted();
         let rate_limited = rate_limited(&gen, frontend);
-        let permit = ConnPermit::count(&gen, frontend, super::spread::accepted(ctx.thread));
+        let permit = ConnPermit::count(
+            &gen,
+            frontend,
+            Some(addr),
+            super::spread::accepted(ctx.thread),
+        );
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {
             // `fds` is held until the client's and the server's sockets are closed (the task

@@ -150,7 +150,7 @@ async fn serve_adopted(
             .checked_sub(flow.age)
             .unwrap_or_else(SystemTime::now),
     );
-    let permit = ConnPermit::count(gen, frontend, super::spread::adopted(ctx.thread));
+    let permit = ConnPermit::count(gen, frontend, None, super::spread::adopted(ctx.thread));
     // Its fds counted as an accepted connection's, when the budget has them: the sockets are
     // here already, so a full budget does not turn the flow away.
     let budget = crate::fd_budget::process();

@@ -190,11 +190,13 @@ impl Listeners {
 
     /// Sends each thread its plan and waits until all have applied it: from then on every
     /// new connection is served by the plans' generation. First the listening sockets take
-    /// the generation's `option nolinger` ([`Listeners::set_lingering`]).
+    /// the generation's `option nolinger` ([`Listeners::set_lingering`]); last, accept loops
+    /// waiting at a `maxconn` are woken to look at the new limits.
     pub async fn switch(&self, plans: Vec<ThreadPlan>) {
-        if let Some(plan) = plans.first() {
-            self.set_lingering(&plan.gen.config);
-        }
+        let Some(gen) = plans.first().map(|p| p.gen.clone()) else {
+            return;
+        };
+        self.set_lingering(&gen.config);
         let mut acks = Vec::new();
         for (t, plan) in self.threads.iter().zip(plans) {
             let (tx, rx) = oneshot::channel();
@@ -205,6 +207,8 @@ impl Listeners {
         for rx in acks {
             let _ = rx.await;
         }
+        // Accept loops waiting at a `maxconn` look again, at the new generation's limits.
+        gen.process.conn_released.release();
     }
 
     /// Sets, or clears, `SO_LINGER` 0 on every listening socket of `config`'s frontends as

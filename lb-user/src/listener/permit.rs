@@ -1,16 +1,21 @@
 //! `maxconn`: a connection counted against the process and its frontend, and the wait for room.
 
-use std::sync::atomic::Ordering;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use super::ctx::ThreadCtx;
 use crate::generation::Generation;
 use crate::rate::SharedRate;
 
-/// A client connection counted against `global maxconn` and the frontend's `maxconn`, and in
-/// its thread's load (see [`super::spread`]); uncounted on drop.
+/// A client connection counted against `global maxconn`, the frontend's `maxconn` and its
+/// address's (`bind ... maxconn`), and in its thread's load (see [`super::spread`]);
+/// uncounted on drop.
 pub(super) struct ConnPermit {
     gen: Arc<Generation>,
     frontend: usize,
+    /// Its address's count, when the address has a limit.
+    listener: Option<Arc<AtomicU32>>,
     _load: super::spread::Live,
 }
 
@@ -21,21 +26,37 @@ impl Drop for ConnPermit {
         self.gen.fe_stats[self.frontend]
             .cur
             .fetch_sub(1, Ordering::AcqRel);
+        if let Some(l) = &self.listener {
+            l.fetch_sub(1, Ordering::AcqRel);
+        }
         p.conn_released.release();
     }
 }
 
-/// Waits until both the process and the frontend are below their `maxconn`. Like HAProxy, a
+/// Waits until the process, the frontend and the address `addr` are below their `maxconn`,
+/// in the generation that serves `addr` at each look (a reload wakes the wait: its limits
+/// apply at once; a removed address ends it, and its loop then stops). Like HAProxy, a
 /// listener at its limit stops accepting (clients wait in the kernel's backlog) instead of
 /// accepting and closing. The connection is counted only once accepted ([`ConnPermit::count`]),
 /// so the counts never include accept loops that are merely waiting; at the limit, the loops
 /// already waiting in `accept` may each take one more (at most one per thread and address).
-pub(super) async fn below_maxconn(gen: &Generation, frontend: usize) {
+pub(super) async fn below_maxconn(ctx: &ThreadCtx, addr: SocketAddr) {
     // Read at each look: the runtime API may change them (`set maxconn`), and wakes us.
     let below = || {
+        let Some((gen, frontend)) = ctx.serving(addr) else {
+            return Some(());
+        };
         (gen.process.conns.load(Ordering::Acquire) < gen.limits.global()
-            && gen.fe_stats[frontend].cur.load(Ordering::Acquire) < gen.limits.frontend(frontend))
+            && gen.fe_stats[frontend].cur.load(Ordering::Acquire) < gen.limits.frontend(frontend)
+            && gen
+                .listener_limits
+                .get(&addr)
+                .is_none_or(crate::generation::ListenerLimit::has_room))
         .then_some(())
+    };
+    // The process's counts and wake-up are every generation's.
+    let Some((gen, _)) = ctx.serving(addr) else {
+        return;
     };
     gen.process.conn_released.wait_for(below, || {}).await;
 }
@@ -78,10 +99,21 @@ pub(super) fn rate_limited(gen: &Generation, frontend: usize) -> bool {
 }
 
 impl ConnPermit {
-    /// Counts a connection against `global maxconn` and the frontend's and in the frontend's
-    /// session statistics; `load` counts it in its thread's.
-    pub(super) fn count(gen: &Arc<Generation>, frontend: usize, load: super::spread::Live) -> Self {
+    /// Counts a connection against `global maxconn`, the frontend's, and the limit of the
+    /// address that accepted it (`None`: a connection handed over by an upgrade, which the
+    /// old process accepted), and in the frontend's session statistics; `load` counts it in
+    /// its thread's.
+    pub(super) fn count(
+        gen: &Arc<Generation>,
+        frontend: usize,
+        addr: Option<SocketAddr>,
+        load: super::spread::Live,
+    ) -> Self {
         gen.process.conns.fetch_add(1, Ordering::AcqRel);
+        let listener = addr.and_then(|a| gen.listener_limits.get(&a)).map(|l| {
+            l.conns.fetch_add(1, Ordering::AcqRel);
+            l.conns.clone()
+        });
         let fe = &gen.fe_stats[frontend];
         let cur = fe.cur.fetch_add(1, Ordering::AcqRel) + 1;
         fe.max.fetch_max(cur, Ordering::Relaxed);
@@ -92,6 +124,7 @@ impl ConnPermit {
         Self {
             gen: gen.clone(),
             frontend,
+            listener,
             _load: load,
         }
     }

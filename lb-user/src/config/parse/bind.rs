@@ -17,6 +17,8 @@ enum Handling {
     Name,
     /// `accept-proxy`: kept on the [`Bind`].
     AcceptProxy,
+    /// `maxconn N`: the listener's own limit, kept on the [`Bind`].
+    Maxconn,
     /// A socket option: sets its field of [`BindOptions`] from the value (`""` for a flag).
     Opt(usize, fn(&mut BindOptions, &str)),
     /// A socket option with one value that may be refused (the error says why).
@@ -55,9 +57,10 @@ const fn tls(name: &'static str) -> BindOption {
     }
 }
 
-/// A positive count (`maxconn`, `backlog`).
-fn positive(v: &str) -> Result<(), String> {
-    parse_u32(v, 1, u32::MAX).map(|_| ())
+/// `maxconn N` on a `bind` line: HAProxy takes any count, 0 meaning no limit of the
+/// listener's own (`None`).
+fn parse_bind_maxconn(v: &str) -> Result<Option<u32>, String> {
+    Ok(Some(parse_u32(v, 0, u32::MAX)?).filter(|&n| n > 0))
 }
 
 /// `mss`: a non-zero MSS of at most 65535 either way, as `HAProxy` takes it (negative: how
@@ -121,7 +124,7 @@ const BIND_OPTIONS: &[BindOption] = &[
     valued("proto"),
     BindOption {
         name: "maxconn",
-        handling: Handling::NotYet(1, Some(positive)),
+        handling: Handling::Maxconn,
     },
     BindOption {
         name: "backlog",
@@ -158,92 +161,99 @@ const BIND_OPTIONS: &[BindOption] = &[
     tls("ca-sign-file"),
 ];
 
+impl Handling {
+    /// How many value words the option takes.
+    fn nargs(self) -> usize {
+        match self {
+            Handling::AcceptProxy | Handling::NeedsTls => 0,
+            Handling::Name | Handling::Maxconn | Handling::Checked(_) => 1,
+            Handling::Opt(n, _) | Handling::NotYet(n, _) => n,
+        }
+    }
+}
+
+/// What a `bind` line's options say, as they are read.
+#[derive(Default)]
+struct BindDraft<'a> {
+    name: Option<String>,
+    accept_proxy: bool,
+    maxconn: Option<u32>,
+    opts: BindOptions,
+    /// Options accepted but not acted on yet.
+    not_yet: Vec<&'a str>,
+}
+
+impl<'a> BindDraft<'a> {
+    /// Takes option `opt` with its `value` (`""` for a flag); `Err`: why the value is refused.
+    /// `NeedsTls` is refused before (the caller's error).
+    fn take(&mut self, opt: &'a str, handling: Handling, value: &str) -> Result<(), String> {
+        match handling {
+            Handling::Name => self.name = Some(value.to_owned()),
+            Handling::AcceptProxy => self.accept_proxy = true,
+            Handling::Maxconn => self.maxconn = parse_bind_maxconn(value)?,
+            Handling::Opt(_, set) => set(&mut self.opts, value),
+            Handling::Checked(set) => set(&mut self.opts, value)?,
+            Handling::NotYet(nargs, check) => {
+                if let Some(check) = check.filter(|_| nargs > 0) {
+                    check(value)?;
+                }
+                self.not_yet.push(opt);
+            }
+            Handling::NeedsTls => {}
+        }
+        Ok(())
+    }
+}
+
 impl Parser {
     /// A `bind` line with at least an address (checked by the caller).
     pub(super) fn bind_line(&mut self, px: &mut ProxyDraft, line: &Line) {
-        let w = &line.words;
-        let mut name = None;
-        let mut accept_proxy = false;
-        let mut opts = BindOptions::default();
-        let mut not_yet: Vec<&str> = Vec::new();
-        let mut i = 2;
+        let words = &line.words;
+        let mut draft = BindDraft::default();
+        let mut at = 2;
         let mut ok = true;
-        while i < w.len() {
-            let opt = w[i].as_str();
-            let Some(o) = BIND_OPTIONS.iter().find(|o| o.name == opt) else {
+        while at < words.len() {
+            let opt = words[at].as_str();
+            let Some(option) = BIND_OPTIONS.iter().find(|o| o.name == opt) else {
                 self.diag
                     .err(&line.loc, format!("'bind': unknown option '{opt}'"));
                 return;
             };
-            let (nargs, check) = match o.handling {
-                Handling::Name => {
-                    let Some(n) = w.get(i + 1) else {
-                        self.diag
-                            .err(&line.loc, "'bind': option 'name' needs a value");
-                        return;
-                    };
-                    name = Some(n.clone());
-                    i += 2;
-                    continue;
-                }
-                Handling::AcceptProxy => {
-                    accept_proxy = true;
-                    i += 1;
-                    continue;
-                }
-                Handling::NeedsTls => {
-                    self.diag.err(
-                        &line.loc,
-                        format!(
-                            "'bind' option '{opt}' needs TLS, which lb does not do (terminate TLS \
-                             on the servers, or in front of lb)"
-                        ),
-                    );
-                    return;
-                }
-                Handling::Opt(nargs, set) => {
-                    let Some(value) = w.get(i + nargs) else {
-                        self.diag
-                            .err(&line.loc, format!("'bind' option '{opt}' needs a value"));
-                        return;
-                    };
-                    set(&mut opts, if nargs == 0 { "" } else { value });
-                    i += 1 + nargs;
-                    continue;
-                }
-                Handling::Checked(set) => {
-                    let Some(value) = w.get(i + 1) else {
-                        self.diag
-                            .err(&line.loc, format!("'bind' option '{opt}' needs a value"));
-                        return;
-                    };
-                    if let Err(e) = set(&mut opts, value) {
-                        self.diag
-                            .err(&line.loc, format!("'bind' option '{opt}': {e}"));
-                        ok = false;
-                    }
-                    i += 2;
-                    continue;
-                }
-                Handling::NotYet(nargs, check) => (nargs, check),
-            };
-            if i + nargs >= w.len() + usize::from(nargs == 0) {
+            if let Handling::NeedsTls = option.handling {
+                self.diag.err(
+                    &line.loc,
+                    format!(
+                        "'bind' option '{opt}' needs TLS, which lb does not do (terminate TLS \
+                         on the servers, or in front of lb)"
+                    ),
+                );
+                return;
+            }
+            let nargs = option.handling.nargs();
+            let value = if nargs == 0 {
+                ""
+            } else if let Some(v) = words.get(at + nargs) {
+                v.as_str()
+            } else {
                 self.diag
                     .err(&line.loc, format!("'bind' option '{opt}' needs a value"));
                 return;
-            }
-            if let Some(Err(e)) = check.map(|c| c(&w[i + 1])) {
+            };
+            if let Err(e) = draft.take(opt, option.handling, value) {
                 self.diag
                     .err(&line.loc, format!("'bind' option '{opt}': {e}"));
                 ok = false;
             }
-            not_yet.push(opt);
-            i += 1 + nargs;
+            at += 1 + nargs;
         }
-        if !ok {
-            return;
+        if ok {
+            self.bind_draft(px, line, &draft);
         }
-        if let Some(m) = opts.mss.filter(|m| *m < 0) {
+    }
+
+    /// The binds of a `bind` line whose options were all accepted, and its warnings.
+    fn bind_draft(&mut self, px: &mut ProxyDraft, line: &Line, draft: &BindDraft) {
+        if let Some(m) = draft.opts.mss.filter(|m| *m < 0) {
             self.diag.warn(
                 &line.loc,
                 format!(
@@ -253,8 +263,9 @@ impl Parser {
                 ),
             );
         }
-        if !not_yet.is_empty() {
-            let list = not_yet
+        if !draft.not_yet.is_empty() {
+            let list = draft
+                .not_yet
                 .iter()
                 .map(|o| format!("'{o}'"))
                 .collect::<Vec<_>>()
@@ -264,8 +275,14 @@ impl Parser {
                 format!("'bind' options {list} are not supported yet (listener options); ignored"),
             );
         }
-        let addr = w[1].clone();
-        self.bind_addrs(px, &line.loc, &addr, name.as_ref(), &opts, accept_proxy);
+        let addr = &line.words[1];
+        let first = px.binds.len();
+        let name = draft.name.as_ref();
+        self.bind_addrs(px, &line.loc, addr, name, &draft.opts, draft.accept_proxy);
+        // The same limit for each address of the line, as HAProxy gives each socket.
+        for b in &mut px.binds[first..] {
+            b.maxconn = draft.maxconn;
+        }
     }
 
     /// Adds the binds of one address text (`ADDR:PORT`, `ADDR:P1-P2`, `ADDR:P1,P2`, ...).
@@ -284,6 +301,7 @@ impl Parser {
                 addr,
                 name: name.cloned(),
                 accept_proxy,
+                maxconn: None,
                 opts: opts.clone(),
             })),
             Err(e) => self.diag.err(loc, format!("'bind': {e}")),

@@ -331,6 +331,7 @@ impl Parser {
                             .opts
                             .backlog
                             .or(px.opts.backlog)
+                            .or(b.maxconn)
                             .or(px.opts.maxconn)
                             .or(self.global.maxconn);
                         b

@@ -480,6 +480,31 @@ fn the_backlog_is_the_binds_then_the_frontends_then_maxconn() {
 }
 
 #[test]
+fn a_binds_maxconn_is_its_own_limit_and_its_backlog_before_the_frontends_maxconn() {
+    let c = ok(&format!("{TIMEOUTS}frontend a\n  maxconn 55\n  bind :1-2 maxconn 7\n  bind :3 maxconn 0\n  bind :4 maxconn 9 backlog 3\n  bind :5\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n"));
+    let b = &c.frontends[0].binds;
+    let got: Vec<_> = b.iter().map(|b| (b.maxconn, b.opts.backlog)).collect();
+    assert_eq!(
+        got,
+        [
+            // Each address of a range has the line's limit.
+            (Some(7), Some(7)),
+            (Some(7), Some(7)),
+            // 0: no limit of its own (HAProxy's), the frontend's maxconn then.
+            (None, Some(55)),
+            (Some(9), Some(3)),
+            (None, Some(55)),
+        ]
+    );
+    for bad in ["-1", "x", "1x"] {
+        let e = err(&format!("{TIMEOUTS}frontend a\n  bind :1 maxconn {bad}\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n"));
+        assert!(e.contains(":7: 'bind' option 'maxconn': "), "{e}");
+    }
+    let e = err(&format!("{TIMEOUTS}frontend a\n  bind :1 maxconn\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n"));
+    assert!(e.contains("'bind' option 'maxconn' needs a value"), "{e}");
+}
+
+#[test]
 fn rate_limit_sessions_is_a_frontends_and_zero_is_none() {
     let c = ok(&format!("{TIMEOUTS}  rate-limit sessions 50\nfrontend a\n  bind :1\n  default_backend be\nfrontend b\n  bind :2\n  rate-limit sessions 0\n  default_backend be\nfrontend c\n  bind :3\n  rate-limit sessions 7\n  default_backend be\nbackend be\n  rate-limit sessions 9\n  server s 127.0.0.1:2\n"));
     assert_eq!((c.global.maxconnrate, c.global.maxsessrate), (None, None));
