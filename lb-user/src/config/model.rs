@@ -210,11 +210,15 @@ impl Global {
 }
 
 /// A `resolvers` section: the nameservers and timers used to re-resolve server hostnames.
+/// The last one is HAProxy's implicit `default` (nameservers of `/etc/resolv.conf`, at
+/// `<internal>:0`) unless the file has a section of that name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolvers {
     pub name: String,
     pub loc: Loc,
-    /// `nameserver NAME IP:PORT` lines, in order.
+    /// `nameserver NAME IP:PORT` lines and, where `parse-resolv-conf` is, the nameservers of
+    /// `/etc/resolv.conf` (read at load, port 53, named by their address as HAProxy 2.6
+    /// names them), in order.
     pub nameservers: Vec<(String, SocketAddr)>,
     /// `parse-resolv-conf`: also use the nameservers of `/etc/resolv.conf` (port 53).
     pub parse_resolv_conf: bool,

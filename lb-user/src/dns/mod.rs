@@ -40,8 +40,6 @@ use crate::state::{self, By, Change};
 /// Errors of starting the resolvers.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    #[error("resolvers '{0}': cannot read /etc/resolv.conf: {1}")]
-    ResolvConf(String, #[source] io::Error),
     #[error("cannot start the DNS thread: {0}")]
     Thread(#[source] io::Error),
 }
@@ -101,19 +99,6 @@ struct Resolution {
     members: Vec<Member>,
 }
 
-/// Nameservers of `/etc/resolv.conf` (port 53), in order.
-fn resolv_conf(text: &str) -> Vec<(String, SocketAddr)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("nameserver")).then(|| w.next()).flatten()
-        })
-        .filter_map(|ip| ip.split('%').next()?.parse::<IpAddr>().ok())
-        .enumerate()
-        .map(|(i, ip)| (format!("resolvconf{}", i + 1), SocketAddr::new(ip, 53)))
-        .collect()
-}
-
 /// Starts re-resolution for every server of `gen` with `resolvers` and a hostname. Returns at
 /// once; the work runs on a thread named `lb-dns`.
 pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
@@ -134,13 +119,7 @@ pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
                 srv.template.then_some(bi),
             );
             if !by_name.contains_key(&key) {
-                let mut nameservers = section.nameservers.clone();
-                if section.parse_resolv_conf {
-                    let text =
-                        crate::outside::read_to_string(std::path::Path::new("/etc/resolv.conf"))
-                            .map_err(|e| DnsError::ResolvConf(rname.clone(), e))?;
-                    nameservers.extend(resolv_conf(&text));
-                }
+                let nameservers = section.nameservers.clone();
                 by_name.insert(
                     key.clone(),
                     Resolution {
@@ -500,20 +479,6 @@ async fn query(r: &Resolution, name: &str, qtype: u16) -> Result<(wire::Answer, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolv_conf_nameservers() {
-        let ns = resolv_conf(
-            "# c\nsearch x\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nnameserver bad\n",
-        );
-        assert_eq!(
-            ns,
-            vec![
-                ("resolvconf1".to_owned(), "10.0.0.1:53".parse().unwrap()),
-                ("resolvconf2".to_owned(), "[fe80::1]:53".parse().unwrap()),
-            ]
-        );
-    }
 
     fn section(ns: SocketAddr) -> Resolvers {
         let ms = Duration::from_millis;

@@ -37,6 +37,7 @@ impl Parser {
         self.state_file_addresses(&mut backends);
         let mut bound = Bound::new();
         let frontends = self.frontends(&be_index, &rules, &mut bound);
+        self.default_resolvers();
         self.check_references(&mut bound);
         let servers_of = |name: &str| {
             be_index.get(name).map(|i| {

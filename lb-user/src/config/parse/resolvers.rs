@@ -1,11 +1,14 @@
-//! `resolvers NAME` sections: the nameservers and timers for re-resolving server hostnames.
+//! `resolvers NAME` sections: the nameservers and timers for re-resolving server hostnames,
+//! `parse-resolv-conf`, and the implicit `default` section HAProxy 2.6 adds.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::lex::Line;
 use super::super::scalar::{parse_port, parse_time, parse_uint, split_host_port, Host, TimeUnit};
-use super::super::Resolvers;
+use super::super::{Loc, Resolvers};
 use super::{arity, Diag, Parser, Section};
 
 impl Parser {
@@ -25,23 +28,7 @@ impl Parser {
             self.resolvers.insert(name.clone(), h.loc.clone());
             false
         };
-        let secs = Duration::from_secs;
-        let mut res = Resolvers {
-            name: name.clone(),
-            loc: h.loc.clone(),
-            nameservers: Vec::new(),
-            parse_resolv_conf: false,
-            resolve_retries: 3,
-            timeout_resolve: secs(1),
-            timeout_retry: secs(1),
-            hold_valid: secs(10),
-            hold_nx: secs(30),
-            hold_other: secs(30),
-            hold_refused: secs(30),
-            hold_timeout: secs(30),
-            hold_obsolete: Duration::ZERO,
-            accepted_payload_size: 512,
-        };
+        let mut res = new_section(name, h.loc.clone());
         for line in sec.body {
             resolvers_line(&mut self.diag, &mut res, line);
         }
@@ -56,6 +43,105 @@ impl Parser {
         }
         if !duplicate {
             self.global.resolvers.push(res);
+        }
+    }
+
+    /// HAProxy 2.6's `resolvers_create_default`: when no section is named `default`, one is
+    /// added after the others, with the nameservers of `/etc/resolv.conf` (none when it cannot
+    /// be read: silently, as HAProxy), so that `resolvers default` works without a section
+    /// and `show resolvers` lists it.
+    pub(super) fn default_resolvers(&mut self) {
+        if self.resolvers.contains_key("default") {
+            return;
+        }
+        let loc = Loc {
+            file: Arc::new(PathBuf::from("<internal>")),
+            line: 0,
+        };
+        let mut res = new_section("default", loc.clone());
+        res.parse_resolv_conf = true;
+        if let Ok(text) = read_resolv_conf() {
+            for (_, name, addr) in resolv_conf(&text) {
+                if !res.nameservers.iter().any(|(n, _)| *n == name) {
+                    res.nameservers.push((name, addr));
+                }
+            }
+        }
+        self.resolvers.insert("default".to_owned(), loc);
+        self.global.resolvers.push(res);
+    }
+}
+
+/// A section with HAProxy's defaults.
+fn new_section(name: &str, loc: Loc) -> Resolvers {
+    let secs = Duration::from_secs;
+    Resolvers {
+        name: name.to_owned(),
+        loc,
+        nameservers: Vec::new(),
+        parse_resolv_conf: false,
+        resolve_retries: 3,
+        timeout_resolve: secs(1),
+        timeout_retry: secs(1),
+        hold_valid: secs(10),
+        hold_nx: secs(30),
+        hold_other: secs(30),
+        hold_refused: secs(30),
+        hold_timeout: secs(30),
+        hold_obsolete: Duration::ZERO,
+        accepted_payload_size: 512,
+    }
+}
+
+/// `/etc/resolv.conf`, from outside the chroot on a reload (a fixed stand-in when fuzzing:
+/// no file read per input).
+fn read_resolv_conf() -> std::io::Result<String> {
+    #[cfg(not(fuzzing))]
+    {
+        crate::outside::read_to_string(std::path::Path::new("/etc/resolv.conf"))
+    }
+    #[cfg(fuzzing)]
+    {
+        Ok("nameserver 127.0.0.1\n".to_owned())
+    }
+}
+
+/// The `nameserver` lines of a resolv.conf, as HAProxy 2.6's `parse_resolve_conf` reads them:
+/// (line number, name, address port 53). The name is the address as written (HAProxy names
+/// these nameservers by it); a `%scope` is dropped from the address. Lines whose address is
+/// not an IP are left out.
+fn resolv_conf(text: &str) -> Vec<(usize, String, SocketAddr)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let rest = l.strip_prefix("nameserver")?;
+            // "nameserverX ..." is not a nameserver line: a blank must follow the keyword.
+            if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
+                return None;
+            }
+            let word = rest.split_ascii_whitespace().next()?;
+            let ip = word.split('%').next()?.parse::<IpAddr>().ok()?;
+            Some((i + 1, word.to_owned(), SocketAddr::new(ip, 53)))
+        })
+        .collect()
+}
+
+/// The nameservers of resolv.conf `text` into `res`; one whose name (its address) another
+/// nameserver of the section already has is left out with HAProxy's warning.
+fn add_resolv_conf(d: &mut Diag, res: &mut Resolvers, line: &Line, text: &str) {
+    for (n, name, addr) in resolv_conf(text) {
+        if res.nameservers.iter().any(|(have, _)| *have == name) {
+            d.warn(
+                &line.loc,
+                format!(
+                    "/etc/resolv.conf:{n}: generated name for /etc/resolv.conf nameserver \
+                     '{name}' conflicts with another nameserver of resolvers '{}', it appears \
+                     to be a duplicate and will be excluded",
+                    res.name
+                ),
+            );
+        } else {
+            res.nameservers.push((name, addr));
         }
     }
 }
@@ -132,6 +218,15 @@ fn resolvers_line(d: &mut Diag, res: &mut Resolvers, line: &Line) {
         "parse-resolv-conf" => {
             if arity(d, line, 1, 0, 0) {
                 res.parse_resolv_conf = true;
+                // Read here, in line order, as HAProxy: these nameservers take their place
+                // among the section's `nameserver` lines.
+                match read_resolv_conf() {
+                    Ok(text) => add_resolv_conf(d, res, line, &text),
+                    Err(e) => d.err(
+                        &line.loc,
+                        format!("'parse-resolv-conf': failed to open /etc/resolv.conf: {e}"),
+                    ),
+                }
             }
         }
         _ => d.err(
@@ -141,5 +236,29 @@ fn resolvers_line(d: &mut Diag, res: &mut Resolvers, line: &Line) {
                 res.name
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_nameservers_are_named_by_their_address() {
+        let ns = resolv_conf(
+            "# c\nsearch x\nnameserver 10.0.0.1\nnameserver\tfe80::1%eth0\nnameserver bad\n\
+             nameserver\nnameserverx 10.0.0.9\n  nameserver 10.0.0.8\n",
+        );
+        assert_eq!(
+            ns,
+            vec![
+                (3, "10.0.0.1".to_owned(), "10.0.0.1:53".parse().unwrap()),
+                (
+                    4,
+                    "fe80::1%eth0".to_owned(),
+                    "[fe80::1]:53".parse().unwrap()
+                ),
+            ]
+        );
     }
 }

@@ -37,7 +37,12 @@ fn resolvers_and_server_resolution_are_stored() {
     ));
     let r = &c.global.resolvers[0];
     assert_eq!(r.name, "dns");
-    assert_eq!(r.nameservers, [("ns1".to_owned(), sa("127.0.0.1:5353"))]);
+    assert_eq!(r.nameservers[0], ("ns1".to_owned(), sa("127.0.0.1:5353")));
+    // Then those of /etc/resolv.conf (this machine's), named by their address, port 53.
+    for (name, addr) in &r.nameservers[1..] {
+        assert_eq!(addr.port(), 53);
+        assert_eq!(name.split('%').next(), Some(addr.ip().to_string().as_str()));
+    }
     assert_eq!(r.resolve_retries, 5);
     assert_eq!(r.timeout_resolve, Duration::from_secs(2));
     assert_eq!(r.timeout_retry, Duration::from_millis(500));
@@ -58,6 +63,33 @@ fn resolvers_and_server_resolution_are_stored() {
             .any(|w| w.message.contains("not supported yet")),
         "{:?}",
         c.warnings
+    );
+}
+
+/// HAProxy 2.6 adds a `default` section (nameservers of /etc/resolv.conf) after the others
+/// unless the file has one: `resolvers default` needs no section.
+#[test]
+fn resolvers_default_is_implicit() {
+    let c = ok(&format!(
+        "resolvers dns\n  nameserver ns1 127.0.0.1:5353\n\
+         {TIMEOUTS}backend be\n  server s localhost:80 resolvers default\n"
+    ));
+    let names: Vec<&str> = c.global.resolvers.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["dns", "default"]);
+    let d = &c.global.resolvers[1];
+    assert!(d.parse_resolv_conf);
+    assert_eq!(d.loc.to_string(), "<internal>:0");
+    assert_eq!(d.hold_valid, Duration::from_secs(10));
+    assert!(d.nameservers.iter().all(|(_, a)| a.port() == 53));
+    // One of the file's own is used as it is.
+    let c = ok(&format!(
+        "resolvers default\n  nameserver ns1 127.0.0.1:5353\n\
+         {TIMEOUTS}backend be\n  server s localhost:80 resolvers default\n"
+    ));
+    assert_eq!(c.global.resolvers.len(), 1);
+    assert_eq!(
+        c.global.resolvers[0].nameservers,
+        [("ns1".to_owned(), sa("127.0.0.1:5353"))]
     );
 }
 
