@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::Config;
-pub use crate::counters::ProxyCounters;
+pub use crate::counters::{ProxyCounters, ResolversCounters};
 use crate::flows::FlowControl;
 use crate::logging::LogSet;
 use crate::passive::Passive;
@@ -82,6 +82,10 @@ pub struct Generation {
     pub process: Arc<Process>,
     /// The stick tables (kept across reloads that do not change their definition).
     pub tables: crate::stick::Tables,
+    /// Per-nameserver DNS counters of each `resolvers` section (`config.global.resolvers`
+    /// order, nameservers in their order): the DNS client counts, `show resolvers` prints.
+    /// Kept across a reload for a nameserver of the same name in a section of the same name.
+    pub resolvers: Vec<ResolversCounters>,
     /// A newer generation took over: timers of this one (slow starts) stop.
     retired: AtomicBool,
 }
@@ -308,7 +312,15 @@ impl Generation {
         let tables = crate::stick::Tables::build(&config.tables, prev.map(|p| &p.tables));
         let limits = Limits::new(&config, maxconn);
         let listener_limits = ListenerLimit::build(&config, prev);
+        let resolvers = ResolversCounters::build(
+            config.global.resolvers.iter().map(|r| {
+                let ns = r.nameservers.iter().map(|(n, _)| n.as_str()).collect();
+                (r.name.as_str(), ns)
+            }),
+            prev.map_or(&[], |p| p.resolvers.as_slice()),
+        );
         Arc::new(Self {
+            resolvers,
             number: prev.map_or(0, |p| p.number + 1),
             tables,
             passive: Passive::new(&config),

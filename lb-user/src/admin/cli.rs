@@ -78,6 +78,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::User,
     ),
     (
+        "show resolvers [id]",
+        "dumps counters from all resolvers section and associated name servers",
+        CliLevel::User,
+    ),
+    (
         "show servers state [<backend>]",
         "dump volatile server information (all or for a single backend)",
         CliLevel::User,
@@ -172,6 +177,8 @@ pub enum Command {
     /// `show stat` and its words.
     ShowStat(Vec<String>),
     ShowServersState(Option<String>),
+    /// `show resolvers [SECTION]` (the name looked up when run).
+    ShowResolvers(Option<String>),
     ShowSess,
     /// `show table [NAME ...]`.
     ShowTable(Option<super::table::TableQuery>),
@@ -250,6 +257,9 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
         }
         ["show", "servers", "state", rest @ ..] => {
             Command::ShowServersState(rest.first().map(|s| (*s).to_owned()))
+        }
+        ["show", "resolvers", rest @ ..] => {
+            Command::ShowResolvers(rest.first().map(|s| (*s).to_owned()))
         }
         ["show", "sess", ..] => Command::ShowSess,
         ["show", "table"] => Command::ShowTable(None),
@@ -540,6 +550,7 @@ impl Session {
                     start_secs(gen),
                 ))
             }
+            Command::ShowResolvers(only) => super::resolvers::show(&gen.resolvers, only.as_deref()),
             Command::ShowSess => Ok(show_sess(gen).await),
             Command::ShowTable(q) => super::table::show(gen, q.as_ref(), self.level),
             Command::ClearTable(q) => super::table::clear(gen, &q),
@@ -871,6 +882,12 @@ mod tests {
             ))
         );
         assert_eq!(p("show backend"), Ok(Command::ShowBackend));
+        assert_eq!(p("show resolvers"), Ok(Command::ShowResolvers(None)));
+        assert_eq!(
+            p("show resolvers dns extra"),
+            Ok(Command::ShowResolvers(Some("dns".into())))
+        );
+        assert_eq!(p("show resolvers").map(|c| c.level()), Ok(CliLevel::User));
         assert_eq!(
             p("clear counters"),
             Ok(Command::ClearCounters { all: false })

@@ -15,6 +15,9 @@
 //! record that left the answers; after it, its server goes to `MAINT (resolution)`, "entry
 //! removed from SRV record").
 //!
+//! Each nameserver's queries and answers are counted where HAProxy 2.6 counts them
+//! ([`NameserverCounters`], printed by `show resolvers`; an answer's kind is [`verdict`]'s).
+//!
 //! Why our own client rather than a crate: what is needed is one question per packet, the ID,
 //! source and question checks, RCODE and the TC bit, which is about 200 lines with tests; a
 //! full DNS library (e.g. `hickory-proto`) would bring its own runtime assumptions and many
@@ -34,6 +37,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use crate::config::Resolvers;
+use crate::counters::NameserverCounters;
 use crate::generation::Generation;
 use crate::state::{self, By, Change};
 
@@ -94,6 +98,8 @@ struct Resolution {
     gen: Option<Arc<Generation>>,
     resolvers: Resolvers,
     nameservers: Vec<(String, SocketAddr)>,
+    /// Each nameserver's counters (same order), shared with `show resolvers`.
+    counters: Vec<Arc<NameserverCounters>>,
     name: String,
     prefer_v4: bool,
     members: Vec<Member>,
@@ -110,9 +116,15 @@ pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
             let (Some(rname), Some(fqdn)) = (&srv.resolvers, &srv.fqdn) else {
                 continue;
             };
-            let Some(section) = config.global.resolvers.iter().find(|r| &r.name == rname) else {
+            let Some(sec) = config
+                .global
+                .resolvers
+                .iter()
+                .position(|r| &r.name == rname)
+            else {
                 continue; // the config checked it exists
             };
+            let section = &config.global.resolvers[sec];
             let key = (
                 rname.clone(),
                 fqdn.to_ascii_lowercase(),
@@ -120,12 +132,19 @@ pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
             );
             if !by_name.contains_key(&key) {
                 let nameservers = section.nameservers.clone();
+                // The generation built them from the same configuration: same order.
+                let counters = gen.resolvers[sec]
+                    .nameservers
+                    .iter()
+                    .map(|(_, c)| c.clone())
+                    .collect();
                 by_name.insert(
                     key.clone(),
                     Resolution {
                         gen: Some(gen.clone()),
                         resolvers: section.clone(),
                         nameservers,
+                        counters,
                         name: fqdn.clone(),
                         prefer_v4: srv.resolve_prefer_ipv4,
                         members: Vec::new(),
@@ -191,7 +210,7 @@ async fn follow(r: Resolution) {
         let wait = match answer {
             Ok((addrs, ns)) => {
                 last_valid = Instant::now();
-                apply(&r, &addrs, &ns);
+                apply(&r, &addrs, ns);
                 r.resolvers.hold_valid.max(Duration::from_millis(100))
             }
             Err(f) => {
@@ -232,7 +251,7 @@ impl Offer {
 /// choice: the address in use if the answer still has it), servers in `MAINT (resolution)`
 /// come back; servers of a template each get an address of their own or, when the answer
 /// has too few, `MAINT (resolution)`. One change per server, through the state writer.
-fn apply(r: &Resolution, offers: &[Offer], ns: &str) {
+fn apply(r: &Resolution, offers: &[Offer], ns: usize) {
     let Some(gen) = &r.gen else {
         return;
     };
@@ -274,6 +293,12 @@ fn apply(r: &Resolution, offers: &[Offer], ns: &str) {
             (Some(o), Some(c)) if o.is(&c) && o.weight.is_none_or(|w| Some(w) == c.weight) => {
                 continue
             }
+            // HAProxy counts `update` on the nameserver when the answer moves the first server
+            // of the resolution (the others take it "from the DNS cache").
+            (Some(o), c) if i == 0 && c.is_none_or(|c| !o.is(&c)) => {
+                NameserverCounters::inc(&r.counters[ns].update);
+                Change::Resolved(o.ip, o.port, o.weight)
+            }
             (Some(o), _) => Change::Resolved(o.ip, o.port, o.weight),
             (None, None) => continue,
             // HAProxy's `srvrq_update_srv_status` for a record gone (past `hold obsolete`).
@@ -287,7 +312,7 @@ fn apply(r: &Resolution, offers: &[Offer], ns: &str) {
         let by = if i == 0 {
             By::Dns {
                 resolvers: r.resolvers.name.clone(),
-                nameserver: ns.to_owned(),
+                nameserver: r.nameservers[ns].0.clone(),
             }
         } else {
             By::DnsCache
@@ -358,7 +383,7 @@ fn enter_maint(r: &Resolution, f: Failure) {
 /// usable answer — an error (NXDOMAIN, REFUSED, SERVFAIL...), no record of that type, or no
 /// answer at all. When both fail, the other family's failure is the one reported (HAProxy
 /// reports the last response).
-async fn resolve(r: &Resolution, name: &str) -> Result<(Vec<IpAddr>, String), Failure> {
+async fn resolve(r: &Resolution, name: &str) -> Result<(Vec<IpAddr>, usize), Failure> {
     let order = if r.prefer_v4 {
         [wire::A, wire::AAAA]
     } else {
@@ -378,7 +403,7 @@ async fn resolve(r: &Resolution, name: &str) -> Result<(Vec<IpAddr>, String), Fa
 /// An SRV name: its records, each with its target's address from the additional section
 /// (the preferred family first), else asked for. A target that does not resolve is left out
 /// (its record is not refreshed); no usable record at all is a failure.
-async fn resolve_srv(r: &Resolution) -> Result<(Vec<(wire::SrvRecord, IpAddr)>, String), Failure> {
+async fn resolve_srv(r: &Resolution) -> Result<(Vec<(wire::SrvRecord, IpAddr)>, usize), Failure> {
     let (ans, ns) = query(r, &r.name, wire::SRV).await?;
     let mut out = Vec::new();
     for rec in ans.srv {
@@ -405,7 +430,7 @@ async fn resolve_srv(r: &Resolution) -> Result<(Vec<(wire::SrvRecord, IpAddr)>, 
 /// Sends the question to every nameserver, up to `resolve_retries` times, waiting
 /// `timeout retry` each time for a valid answer. Answers from elsewhere, with another ID or
 /// for another question are ignored.
-async fn query(r: &Resolution, name: &str, qtype: u16) -> Result<(wire::Answer, String), Failure> {
+async fn query(r: &Resolution, name: &str, qtype: u16) -> Result<(wire::Answer, usize), Failure> {
     let bind = |v6: bool| {
         let a: SocketAddr = if v6 {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
@@ -433,15 +458,20 @@ async fn query(r: &Resolution, name: &str, qtype: u16) -> Result<(wire::Answer, 
         let Ok(packet) = wire::query(id, name, qtype, r.resolvers.accepted_payload_size) else {
             return Err(Failure::Other);
         };
-        for (_, ns) in &r.nameservers {
+        for ((_, ns), c) in r.nameservers.iter().zip(&r.counters) {
             let sock = if ns.is_ipv4() { &v4 } else { &v6 };
             if let Some(s) = sock {
-                let _ = s.send_to(&packet, ns).await;
+                match s.send_to(&packet, ns).await {
+                    Ok(_) => NameserverCounters::inc(&c.sent),
+                    Err(_) => NameserverCounters::inc(&c.snd_error),
+                }
             }
         }
         let deadline = Instant::now() + r.resolvers.timeout_retry;
         let size = usize::from(r.resolvers.accepted_payload_size).max(512);
-        let (mut buf4, mut buf6) = (vec![0u8; size], vec![0u8; size]);
+        // One byte more than accepted: a longer answer is seen (and counted `too_big`), not
+        // cut to fit.
+        let (mut buf4, mut buf6) = (vec![0u8; size + 1], vec![0u8; size + 1]);
         loop {
             let got = tokio::time::timeout_at(deadline, async {
                 match (&v4, &v6) {
@@ -457,23 +487,101 @@ async fn query(r: &Resolution, name: &str, qtype: u16) -> Result<(wire::Answer, 
             .await;
             let Ok(Ok((n, from, on_v6))) = got else { break };
             let buf = if on_v6 { &buf6 } else { &buf4 };
-            let Some((ns_name, _)) = r.nameservers.iter().find(|(_, a)| *a == from) else {
+            let Some(k) = r.nameservers.iter().position(|(_, a)| *a == from) else {
                 continue;
             };
+            let count = |f: fn(&NameserverCounters) -> &std::sync::atomic::AtomicU64| {
+                NameserverCounters::inc(f(&r.counters[k]));
+            };
+            // HAProxy's order (`resolv_process_responses`): size, ID, then the answer itself.
+            if n > size {
+                count(|c| &c.too_big);
+                continue;
+            }
+            if n < 2 {
+                count(|c| &c.invalid);
+                continue;
+            }
+            if buf[..2] != id.to_be_bytes() {
+                // An answer to an earlier try of this resolution.
+                count(|c| &c.outdated);
+                continue;
+            }
             let Ok(ans) = wire::parse(&buf[..n], id, name, qtype) else {
+                count(|c| &c.invalid);
                 continue;
             };
-            match (ans.rcode, ans.truncated) {
-                (_, true) => last = Failure::Other,
-                (wire::NOERROR, false) => return Ok((ans, ns_name.clone())),
-                (wire::NXDOMAIN, _) => return Err(Failure::Nx),
-                (wire::REFUSED, _) => last = Failure::Refused,
-                _ => last = Failure::Other,
+            match verdict(&ans, qtype) {
+                Verdict::Valid => {
+                    count(|c| &c.valid);
+                    return Ok((ans, k));
+                }
+                // No record, or none of the type asked: the caller asks the other family.
+                Verdict::NoRecord => {
+                    count(|c| &c.any_err);
+                    return Ok((ans, k));
+                }
+                Verdict::CnameError => {
+                    count(|c| &c.cname_error);
+                    return Ok((ans, k));
+                }
+                Verdict::Nx => {
+                    count(|c| &c.nx);
+                    return Err(Failure::Nx);
+                }
+                Verdict::Refused => {
+                    count(|c| &c.refused);
+                    last = Failure::Refused;
+                }
+                Verdict::Truncated => {
+                    count(|c| &c.truncated);
+                    last = Failure::Other;
+                }
+                Verdict::Other => {
+                    count(|c| &c.other);
+                    last = Failure::Other;
+                }
             }
             // An error from one nameserver: another may still answer before the deadline.
         }
     }
     Err(last)
+}
+
+/// What HAProxy 2.6's `resolv_validate_dns_response` makes of an answer that parsed, in its
+/// order: the RCODE first, then no record at all, then the TC bit (except for SRV, whose
+/// records HAProxy uses from a truncated answer too), then a chain ending in a CNAME. Each
+/// has its own counter. (HAProxy also calls a record whose owner breaks the CNAME chain a
+/// CNAME error; lb takes the records of the type asked whatever their owner, so it has no such
+/// case.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Valid,
+    Nx,
+    Refused,
+    Other,
+    /// NOERROR without any record (`any_err`).
+    NoRecord,
+    Truncated,
+    CnameError,
+}
+
+fn verdict(ans: &wire::Answer, qtype: u16) -> Verdict {
+    match ans.rcode {
+        wire::NOERROR => {}
+        wire::NXDOMAIN => return Verdict::Nx,
+        wire::REFUSED => return Verdict::Refused,
+        _ => return Verdict::Other,
+    }
+    if ans.ancount == 0 {
+        Verdict::NoRecord
+    } else if ans.truncated && qtype != wire::SRV {
+        Verdict::Truncated
+    } else if ans.ends_in_cname {
+        Verdict::CnameError
+    } else {
+        Verdict::Valid
+    }
 }
 
 #[cfg(test)]
@@ -503,9 +611,20 @@ mod tests {
         }
     }
 
-    /// Runs `follow` for `run` against a nameserver that answers with `rcode` (or never, for
-    /// `None`), and returns how many queries it got.
-    fn queries_in(run: Duration, rcode: Option<u8>) -> usize {
+    /// An answer to query `q` with RCODE `rc` and no record (the question echoed).
+    fn reply(q: &[u8], rc: u8) -> Vec<u8> {
+        let mut r = q.to_vec();
+        r[2] = 0x81;
+        r[3] = 0x80 | rc;
+        r
+    }
+
+    /// Runs `follow` for `run` against a nameserver that sends `answers(query)` to each
+    /// query, and returns how many queries it got and the nameserver's counters.
+    fn run_against(
+        run: Duration,
+        answers: fn(&[u8]) -> Vec<Vec<u8>>,
+    ) -> (usize, Arc<NameserverCounters>) {
         let ns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         ns.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
@@ -518,20 +637,19 @@ mod tests {
             while !st.load(std::sync::atomic::Ordering::SeqCst) {
                 if let Ok((len, from)) = ns.recv_from(&mut buf) {
                     n += 1;
-                    if let Some(rc) = rcode {
-                        let mut r = buf[..len].to_vec();
-                        r[2] = 0x81;
-                        r[3] = 0x80 | rc;
-                        let _ = ns.send_to(&r, from);
+                    for a in answers(&buf[..len]) {
+                        let _ = ns.send_to(&a, from);
                     }
                 }
             }
             n
         });
+        let counters = Arc::new(NameserverCounters::default());
         let r = Resolution {
             gen: None,
             resolvers: section(addr),
             nameservers: vec![("ns1".into(), addr)],
+            counters: vec![counters.clone()],
             name: "gone.test".into(),
             prefer_v4: true,
             members: Vec::new(),
@@ -541,7 +659,89 @@ mod tests {
             let _ = tokio::time::timeout(run, follow(r)).await;
         });
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        server.join().unwrap()
+        (server.join().unwrap(), counters)
+    }
+
+    /// How many queries `follow` sends in `run` to a nameserver answering with `rcode` (or
+    /// never, for `None`).
+    fn queries_in(run: Duration, rcode: Option<u8>) -> usize {
+        match rcode {
+            Some(wire::NXDOMAIN) => run_against(run, |q| vec![reply(q, wire::NXDOMAIN)]).0,
+            None => run_against(run, |_| Vec::new()).0,
+            Some(rc) => panic!("no test answers with {rc}"),
+        }
+    }
+
+    #[test]
+    fn counters_count_as_haproxy() {
+        let get = |c: &NameserverCounters| -> std::collections::HashMap<&str, u64> {
+            c.lines().into_iter().collect()
+        };
+        // Before each NXDOMAIN: one byte, an answer to another ID, one over
+        // `accepted_payload_size` (512).
+        let (n, c) = run_against(Duration::from_millis(600), |q| {
+            let mut other = reply(q, wire::NOERROR);
+            other[1] ^= 1;
+            let mut big = reply(q, wire::NOERROR);
+            big.resize(600, 0);
+            vec![vec![0], other, big, reply(q, wire::NXDOMAIN)]
+        });
+        let c = get(&c);
+        assert!(n >= 2, "{n} queries");
+        for k in ["sent", "invalid", "outdated", "too_big", "nx"] {
+            assert_eq!(c[k], n as u64, "{k} for {n} queries: {c:?}");
+        }
+        for k in [
+            "valid",
+            "update",
+            "refused",
+            "other",
+            "truncated",
+            "any_err",
+        ] {
+            assert_eq!(c[k], 0, "{k}: {c:?}");
+        }
+        // No answer at all: sent, and nothing else (HAProxy 2.6 never counts `timeout`).
+        let (n, c) = run_against(Duration::from_millis(600), |_| Vec::new());
+        let c = get(&c);
+        assert_eq!(c["sent"], n as u64);
+        assert_eq!(c.values().sum::<u64>(), n as u64, "{c:?}");
+        // REFUSED, then SERVFAIL, then a truncated NOERROR with a record: one of each per
+        // query (a truncated A answer is an error, the others too).
+        let (n, c) = run_against(Duration::from_millis(600), |q| {
+            let mut tc = reply(q, wire::NOERROR);
+            tc[2] |= 0x02;
+            tc[7] = 1; // ANCOUNT 1 (the record itself is not needed to see the TC bit)
+            vec![reply(q, wire::REFUSED), reply(q, 2), tc]
+        });
+        let c = get(&c);
+        for k in ["refused", "other", "truncated"] {
+            assert_eq!(c[k], n as u64, "{k} for {n} queries: {c:?}");
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_haproxys_order() {
+        let ans = |rcode, truncated, ancount, ends_in_cname| wire::Answer {
+            rcode,
+            truncated,
+            ancount,
+            ends_in_cname,
+            addrs: Vec::new(),
+            srv: Vec::new(),
+            extra: Vec::new(),
+        };
+        let v = |a: &wire::Answer| verdict(a, wire::A);
+        assert_eq!(v(&ans(wire::NXDOMAIN, true, 0, false)), Verdict::Nx);
+        assert_eq!(v(&ans(wire::REFUSED, false, 0, false)), Verdict::Refused);
+        assert_eq!(v(&ans(2, false, 1, false)), Verdict::Other);
+        assert_eq!(v(&ans(wire::NOERROR, true, 0, false)), Verdict::NoRecord);
+        assert_eq!(v(&ans(wire::NOERROR, true, 2, false)), Verdict::Truncated);
+        assert_eq!(v(&ans(wire::NOERROR, false, 1, true)), Verdict::CnameError);
+        assert_eq!(v(&ans(wire::NOERROR, false, 2, false)), Verdict::Valid);
+        // A truncated SRV answer is used (HAProxy: its records can still be exploited).
+        let tc_srv = ans(wire::NOERROR, true, 2, false);
+        assert_eq!(verdict(&tc_srv, wire::SRV), Verdict::Valid);
     }
 
     #[test]

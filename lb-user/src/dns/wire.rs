@@ -10,6 +10,7 @@ pub const A: u16 = 1;
 pub const AAAA: u16 = 28;
 /// Record type SRV (RFC 2782), asked for `server-template` names starting with `_`.
 pub const SRV: u16 = 33;
+const CNAME: u16 = 5;
 const OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
 
@@ -41,6 +42,11 @@ pub struct Answer {
     pub rcode: u8,
     /// TC bit: the answer did not fit.
     pub truncated: bool,
+    /// ANCOUNT: records in the answer section, of any type.
+    pub ancount: u16,
+    /// The answer section's last record is a CNAME (HAProxy's `RSLV_RESP_CNAME_ERROR`: the
+    /// chain ends without the record asked for).
+    pub ends_in_cname: bool,
     /// A or AAAA records of the asked type, in order.
     pub addrs: Vec<IpAddr>,
     /// SRV records (for an SRV question), in order.
@@ -214,6 +220,7 @@ pub fn parse(b: &[u8], id: u16, name: &str, qtype: u16) -> Result<Answer, WireEr
     at += 4;
     let mut addrs = Vec::new();
     let mut srv = Vec::new();
+    let mut ends_in_cname = false;
     for _ in 0..an {
         let (
             Rr {
@@ -226,6 +233,7 @@ pub fn parse(b: &[u8], id: u16, name: &str, qtype: u16) -> Result<Answer, WireEr
             next,
         ) = read_rr(b, at)?;
         at = next;
+        ends_in_cname = class == CLASS_IN && rtype == CNAME;
         if class != CLASS_IN || rtype != qtype {
             continue; // CNAMEs and others: the addresses follow as their own records.
         }
@@ -264,6 +272,8 @@ pub fn parse(b: &[u8], id: u16, name: &str, qtype: u16) -> Result<Answer, WireEr
     Ok(Answer {
         rcode,
         truncated,
+        ancount: an,
+        ends_in_cname,
         addrs,
         srv,
         extra,
@@ -308,6 +318,11 @@ mod tests {
         let a = parse(&r, 7, "db.example", A).unwrap();
         assert_eq!(a.rcode, NOERROR);
         assert!(!a.truncated);
+        assert_eq!(a.ancount, 3);
+        assert!(!a.ends_in_cname);
+        // Only the CNAME: the chain ends without an A record.
+        let cname_only = parse(&answer(&q, 0x8180, &[]), 7, "db.example", A).unwrap();
+        assert!(cname_only.ends_in_cname && cname_only.addrs.is_empty());
         assert_eq!(
             a.addrs,
             vec![IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3])]
