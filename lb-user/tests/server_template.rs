@@ -3,7 +3,8 @@
 //! record, the rest in MAINT (resolution)), flows reach every filled server intact, and a
 //! target's new address is followed; an A name spreads its addresses one per server. SRV
 //! weights become the servers' weights (HAProxy's `(w + 255) / 256`) and a removed record's
-//! server is kept for `hold obsolete`, then goes to MAINT (resolution).
+//! server is kept for `hold obsolete`, then goes to MAINT (resolution). With `resolve-opts
+//! ignore-weight` a server keeps its configured (or run-time) weight whatever the records say.
 
 #[macro_use]
 mod common;
@@ -26,6 +27,15 @@ on_both_planes!(
 const T: Duration = Duration::from_secs(15);
 
 const RESOLVERS: &str = "    resolve_retries 2\n    timeout resolve 200ms\n    timeout retry 300ms\n    hold valid 200ms\n    hold other 600ms\n";
+
+/// The `valid` answers `show resolvers local` counts for `ns1`: each one a resolution done.
+fn valid_answers(lb: &Setup) -> u64 {
+    common::stats::cli(&lb.dir.sock("admin.sock"), "show resolvers local")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("valid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
 
 /// `show stat` weight of server `name` of backend `be`.
 fn weight(lb: &Setup, name: &str) -> String {
@@ -345,4 +355,67 @@ fn srv_weights_and_hold_obsolete(dataplane: &str) {
     );
     let per = flows_reach(&s, &[&a, &b], 3, 100);
     assert_eq!(per, vec![3, 0], "flows after the removal go to a only");
+}
+
+/// `resolve-opts ignore-weight` (HAProxy's `resolv_opts.ignore_weight`): servers of a template
+/// with it keep `weight 5` while another template on the same kind of records takes their
+/// weight (7680 gives 30); a weight set at run time stays too, resolution after resolution.
+/// One data plane: weights are the server table's, the same on both.
+#[test]
+fn srv_ignore_weight_keeps_the_servers_weight() {
+    let (pa, pb) = (free_port(), free_port());
+    let _a = Backend::flow_on(listener_at(SocketAddr::from(([127, 0, 0, 1], pa))), "a");
+    let _b = Backend::flow_on(listener_at(SocketAddr::from(([127, 0, 0, 1], pb))), "b");
+    let dns = Dnsmasq::start_srv(
+        "127.0.0.1 a.iw.test\n127.0.0.1 b.iw.test\n",
+        &[
+            format!("_w._tcp.iw.test,a.iw.test,{pa},0,2560"),
+            format!("_w._tcp.iw.test,b.iw.test,{pb},0,7680"),
+            format!("_v._tcp.iw.test,b.iw.test,{pb},0,7680"),
+        ],
+    );
+    let s = start(
+        "tpl-iw",
+        "sockmap",
+        "server-template w 2 _w._tcp.iw.test resolvers local weight 5 resolve-opts ignore-weight\n    \
+         server-template v 1 _v._tcp.iw.test resolvers local weight 5",
+        &dns,
+    );
+    wait_servers(
+        &s,
+        &[
+            ("w1", "no check", String::new()),
+            ("w2", "no check", String::new()),
+            ("v1", "no check", String::new()),
+        ],
+    );
+    // Without the option the record's weight applies...
+    let deadline = Instant::now() + T;
+    while weight(&s, "v1") != "30" {
+        assert!(Instant::now() < deadline, "v1 weight {}", weight(&s, "v1"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ...with it, the configured one stays, resolution after resolution.
+    let seen = valid_answers(&s);
+    let deadline = Instant::now() + T;
+    while valid_answers(&s) < seen + 3 {
+        assert!(Instant::now() < deadline, "no more resolutions");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for w in ["w1", "w2"] {
+        assert_eq!(weight(&s, w), "5", "{w}");
+        assert_eq!(state_field(&s, w, "srv_uweight"), "5", "{w}");
+    }
+    // A weight set at run time stays too.
+    let out = common::stats::cli(&s.dir.sock("admin.sock"), "set server be/w1 weight 7");
+    assert_eq!(out.trim(), "", "{out}");
+    let seen = valid_answers(&s);
+    let deadline = Instant::now() + T;
+    while valid_answers(&s) < seen + 3 {
+        assert!(Instant::now() < deadline, "no more resolutions");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(weight(&s, "w1"), "7");
+    assert_eq!(weight(&s, "w2"), "5");
+    assert_eq!(weight(&s, "v1"), "30");
 }

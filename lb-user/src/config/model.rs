@@ -747,6 +747,10 @@ pub struct Server {
     pub resolvers: Option<String>,
     /// `resolve-prefer ipv4|ipv6`: which family is asked for first. Default IPv6, as HAProxy.
     pub resolve_prefer_ipv4: bool,
+    /// `resolve-opts ignore-weight`: an SRV record's weight does not change the server's
+    /// weight, which stays the configured one or the one set at run time (HAProxy's
+    /// `resolv_opts.ignore_weight`). Default off: the record's weight applies.
+    pub resolve_ignore_weight: bool,
     /// Started without an address (`init-addr none`): in MAINT (resolution) until DNS answers.
     pub unresolved: bool,
     /// `init-addr METHOD[,METHOD...]`: how the address of a host-name server is found at start,

@@ -91,6 +91,8 @@ struct Member {
     server: usize,
     /// Made by a `server-template`: gets an address of its own.
     template: bool,
+    /// `resolve-opts ignore-weight`: an SRV record's weight is not its weight.
+    ignore_weight: bool,
 }
 
 /// One hostname of one resolvers section, and the servers that use it.
@@ -156,6 +158,7 @@ pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
                     backend: bi,
                     server: si,
                     template: srv.template,
+                    ignore_weight: srv.resolve_ignore_weight,
                 });
             }
         }
@@ -289,6 +292,12 @@ fn apply(r: &Resolution, offers: &[Offer], ns: usize) {
             let ip = pick(&ips, cur_ip, nets);
             offers.iter().find(|o| o.ip == ip).copied()
         };
+        // HAProxy's `resolv_srvrq_cb`: with `ignore-weight` the record's weight is not
+        // applied, and the server keeps the weight it has (configured or set at run time).
+        let got = got.map(|o| Offer {
+            weight: o.weight.filter(|_| !m.ignore_weight),
+            ..o
+        });
         let change = match (got, current[i]) {
             (Some(o), Some(c)) if o.is(&c) && o.weight.is_none_or(|w| Some(w) == c.weight) => {
                 continue

@@ -31,6 +31,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         health: crate::config::HealthParams::default(),
         resolvers: None,
         resolve_prefer_ipv4: false,
+        resolve_ignore_weight: false,
         unresolved: false,
         init_addr: vec![crate::config::InitAddr::Last, crate::config::InitAddr::Libc],
         init_addr_used: None,

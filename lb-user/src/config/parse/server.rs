@@ -81,6 +81,7 @@ pub(super) struct ServerParams {
     pub(super) health: HealthParams,
     pub(super) resolvers: Option<String>,
     pub(super) resolve_prefer_ipv4: bool,
+    pub(super) resolve_ignore_weight: bool,
     pub(super) resolve_net: Vec<IpNet>,
     pub(super) proxy: ProxyParams,
     /// `source` (see [`super::source`]).
@@ -132,6 +133,7 @@ impl Default for ServerParams {
             health: HealthParams::default(),
             resolvers: None,
             resolve_prefer_ipv4: false,
+            resolve_ignore_weight: false,
             resolve_net: Vec::new(),
             proxy: ProxyParams::default(),
             source: None,
@@ -295,6 +297,7 @@ impl Parser {
                 health: params.health.clone(),
                 resolvers: params.resolvers.clone(),
                 resolve_prefer_ipv4: params.resolve_prefer_ipv4,
+                resolve_ignore_weight: params.resolve_ignore_weight,
                 unresolved: found.unresolved,
                 init_addr,
                 init_addr_used: found.method,

@@ -160,7 +160,7 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     value("resolvers", resolvers),
     value("init-addr", init_addr),
     value("resolve-prefer", resolve_prefer),
-    not_yet("resolve-opts", VALUE, "DNS re-resolution"),
+    value("resolve-opts", resolve_opts),
     value("resolve-net", resolve_net),
     // PROXY protocol.
     flag("send-proxy", send_proxy),
@@ -462,6 +462,28 @@ fn interface(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
 fn resolve_prefer(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
     one_of(p, arg, &["ipv4", "ipv6"])?;
     c.params.resolve_prefer_ipv4 = arg == "ipv4";
+    Ok(())
+}
+
+/// `resolve-opts OPT[,OPT...]`, HAProxy's `srv_parse_resolve_opts`. `prevent-dup-ip` is what
+/// lb always does (a template's servers each get an address of their own); `allow-dup-ip` is
+/// accepted and not acted on.
+fn resolve_opts(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
+    for opt in arg.split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "ignore-weight" => c.params.resolve_ignore_weight = true,
+            "prevent-dup-ip" => {}
+            "allow-dup-ip" => c
+                .not_yet
+                .push(("resolve-opts allow-dup-ip", "servers sharing one address")),
+            _ => {
+                return Err(format!(
+                    "'{p}' : unknown resolve-opts option '{opt}', supported methods are \
+                     'allow-dup-ip', 'ignore-weight', and 'prevent-dup-ip'."
+                ))
+            }
+        }
+    }
     Ok(())
 }
 

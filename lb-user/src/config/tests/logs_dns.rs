@@ -93,6 +93,45 @@ fn resolvers_default_is_implicit() {
     );
 }
 
+/// `resolve-opts`: `ignore-weight` is kept (from `default-server` too), `prevent-dup-ip` is
+/// lb's way anyway, `allow-dup-ip` is warned about, anything else is HAProxy's error.
+#[test]
+fn resolve_opts_ignore_weight() {
+    let c = ok(&format!(
+        "resolvers dns\n  nameserver ns1 127.0.0.1:5353\n\
+         {TIMEOUTS}backend be\n  default-server resolvers dns\n\
+         server s localhost:80 resolve-opts ignore-weight,prevent-dup-ip\n\
+         server t localhost:81\n\
+         server u localhost:82 resolve-opts allow-dup-ip\n"
+    ));
+    let s = &c.backends[0].servers;
+    assert!(s[0].resolve_ignore_weight);
+    assert!(!s[1].resolve_ignore_weight && !s[2].resolve_ignore_weight);
+    let warned: Vec<_> = c
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("not supported yet"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].message.contains("'resolve-opts allow-dup-ip'"));
+    let c = ok(&format!(
+        "resolvers dns\n  nameserver ns1 127.0.0.1:5353\n\
+         {TIMEOUTS}backend be\n  default-server resolvers dns resolve-opts ignore-weight\n\
+         server s localhost:80\n"
+    ));
+    assert!(c.backends[0].servers[0].resolve_ignore_weight);
+    let e = errs(&format!(
+        "{TIMEOUTS}backend be\n  server s localhost:80 resolve-opts ignore-weight,bogus\n"
+    ));
+    assert!(
+        e.to_string().contains(
+            "'resolve-opts' : unknown resolve-opts option 'bogus', supported methods are \
+             'allow-dup-ip', 'ignore-weight', and 'prevent-dup-ip'."
+        ),
+        "{e}"
+    );
+}
+
 #[test]
 fn server_template_makes_numbered_servers() {
     let c = ok(&format!(
