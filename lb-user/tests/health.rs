@@ -1,7 +1,7 @@
 //! Health checks end to end, against real servers: Redis failover with tcp-check scripts,
-//! MariaDB with `option mysql-check`, `option external-check` (argv, env, no zombies, no fd
-//! leaks), `on-marked-down shutdown-sessions` on both data planes, and checks bounded by their
-//! timeout.
+//! MariaDB with `option mysql-check`, `OpenLDAP` with `option ldap-check`, `option
+//! external-check` (argv, env, no zombies, no fd leaks), `on-marked-down shutdown-sessions` on
+//! both data planes, and checks bounded by their timeout.
 
 #[macro_use]
 mod common;
@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::data::closed_by_peer;
-use common::health::{count_log, poll, redis_via, MariaDb, Redis, TempDir};
+use common::health::{count_log, poll, redis_via, MariaDb, Redis, Slapd, TempDir};
 use common::servers::Backend;
 use common::{free_port, local, Lb, LbOpts, DEFAULTS};
 
@@ -256,6 +256,84 @@ fn mariadb_mysql_check_follows_the_server() {
     let up = lb.expect_log("Server db/m1 is UP");
     assert!(up.contains("reason: Layer7 check passed"), "{up}");
     assert!(up.contains("MariaDB") || up.contains("info: \""), "{up}");
+}
+
+/// `option ldap-check` against real `slapd`s: one that takes the anonymous bind is UP; one
+/// with `disallow bind_anon` is DOWN with LDAP's resultCode (48) as the check's code; a
+/// server that does not speak LDAP (an echo server: its answer is the request, not a bind
+/// response) is DOWN as `Not LDAPv3 protocol`; a stopped slapd
+/// goes DOWN at layer 4. HAProxy's texts, in the log and in `show stat`.
+#[test]
+fn slapd_ldap_check_follows_the_server() {
+    let mut open = Some(Slapd::start(true));
+    let closed = Slapd::start(false);
+    let echo = Backend::echo("echo");
+    let port = free_port();
+    let check = format!("check inter {INTER_MS}ms rise {RISE} fall {FALL}");
+    let sock = std::env::temp_dir().join(format!("lb-ldap-{}.sock", std::process::id()));
+    let cfg = format!(
+        "global\n    stats socket {} level admin\n{DEFAULTS}    timeout check 2s\n\nfrontend fe\n    \
+         bind 127.0.0.1:{port}\n    default_backend ldap\n\nbackend ldap\n    option ldap-check\n    \
+         option log-health-checks\n    server open {} {check}\n    server closed {} {check}\n    \
+         server echo {} {check}\n",
+        sock.display(),
+        open.as_ref().unwrap().addr(),
+        closed.addr(),
+        echo.addr
+    );
+    let lb = Lb::start(&cfg, "splice");
+    let t = Duration::from_secs(10);
+    let logs = || lb.logs().join("\n");
+    assert!(
+        lb.wait_for_log("Server ldap/closed is DOWN", t),
+        "{}",
+        logs()
+    );
+    let line = lb.expect_log("Server ldap/closed is DOWN");
+    assert!(
+        line.contains(
+            "reason: Layer7 wrong status, code: 48, info: \"See RFC: \
+             http://tools.ietf.org/html/rfc4511#section-4.1.9\""
+        ),
+        "{line}"
+    );
+    assert!(lb.wait_for_log("Server ldap/echo is DOWN", t), "{}", logs());
+    let line = lb.expect_log("Server ldap/echo is DOWN");
+    assert!(
+        line.contains("reason: Layer7 invalid response, info: \"Not LDAPv3 protocol\""),
+        "{line}"
+    );
+    assert!(
+        lb.wait_for_log("Health check for server ldap/open succeeded", t),
+        "{}",
+        logs()
+    );
+    assert!(
+        lb.find_log("Server ldap/open is DOWN").is_none(),
+        "{}",
+        logs()
+    );
+    // `show stat`: status, check_status, check_code of each.
+    let stat = common::stats::cli(&sock, "show stat");
+    let row = |srv: &str| -> Vec<String> {
+        let line = stat
+            .lines()
+            .find(|l| l.starts_with(&format!("ldap,{srv},")))
+            .unwrap_or_else(|| panic!("no row for {srv}:\n{stat}"));
+        let f: Vec<&str> = line.split(',').collect();
+        [17, 36, 37].iter().map(|&i| f[i].to_owned()).collect()
+    };
+    assert_eq!(row("open"), ["UP", "L7OK", "0"], "{stat}");
+    assert_eq!(row("closed"), ["DOWN", "L7STS", "48"], "{stat}");
+    assert_eq!(row("echo"), ["DOWN", "L7RSP", ""], "{stat}");
+    drop(open.take());
+    assert!(lb.wait_for_log("Server ldap/open is DOWN", t), "{}", logs());
+    assert!(
+        lb.expect_log("Server ldap/open is DOWN")
+            .contains("Layer4 connection problem"),
+        "{}",
+        logs()
+    );
 }
 
 /// fd -> link target of a process's open fds.

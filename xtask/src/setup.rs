@@ -24,10 +24,11 @@ const LLVM_PACKAGES: [&str; 4] = [
 /// reference proxy, a DNS server (`dnsmasq-base`: the binary without a system service) for the
 /// resolvers tests, a headless browser for the stats page (`chromium`) and `promtool` for the
 /// Prometheus exporter (`prometheus`), PostgreSQL (`postgresql`: `initdb`, `postgres`) for the
-/// health checks' close, VRRP for the HA pair (`keepalived`), and for the package
+/// health checks' close, an LDAP server (`slapd`) for `ldap-check`, VRRP for the HA pair
+/// (`keepalived`), and for the package
 /// (`cargo xtask deb`) `dpkg-shlibdeps` (`dpkg-dev`) and `systemd-analyze` (`systemd`). Their
 /// services are not meant to run: tests start their own instances.
-const TEST_PACKAGES: [&str; 13] = [
+const TEST_PACKAGES: [&str; 14] = [
     "socat",
     "strace",
     "iproute2",
@@ -39,6 +40,7 @@ const TEST_PACKAGES: [&str; 13] = [
     "chromium",
     "prometheus",
     "keepalived",
+    "slapd",
     "dpkg-dev",
     "systemd",
 ];
@@ -56,7 +58,7 @@ const BENCH_PACKAGES: [&str; 7] = [
     "valgrind",
 ];
 /// Packages whose postinst may start a system service, and that service's unit name.
-const SERVICES: [(&str, &str); 7] = [
+const SERVICES: [(&str, &str); 8] = [
     ("redis-server", "redis-server"),
     ("mariadb-server", "mariadb"),
     ("postgresql", "postgresql"),
@@ -64,6 +66,7 @@ const SERVICES: [(&str, &str); 7] = [
     ("nginx", "nginx"),
     ("prometheus", "prometheus"),
     ("keepalived", "keepalived"),
+    ("slapd", "slapd"),
 ];
 /// Where `llvm-22-dev` puts LLVM; `llvm-sys` looks in `/usr` unless told, and fails with
 /// `unable to find library -lLLVM`.

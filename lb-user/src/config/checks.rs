@@ -23,6 +23,8 @@ pub enum CheckKind {
     Redis,
     /// `option pgsql-check user U`.
     Pgsql { user: String },
+    /// `option ldap-check`: an anonymous LDAP v3 bind must succeed.
+    Ldap,
     /// `option httpchk [METH] [URI] [VER]` with `http-check connect|send|expect` and
     /// `http-check disable-on-404`.
     Http(Box<HttpCheck>),

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod conn;
 pub mod external;
 pub mod http;
+pub mod ldap;
 pub mod probe;
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! One health check against one server: the `tcp-check` rule engine (which also runs
-//! `redis-check`, `ssl-hello-chk` and the plain connect check), `mysql-check`, `pgsql-check`
-//! and `httpchk` (in [`super::http`]). Every read goes into one buffer capped at [`BUF_CAP`]
+//! `redis-check`, `ssl-hello-chk` and the plain connect check), `mysql-check`, `pgsql-check`,
+//! `ldap-check` (in [`super::ldap`]) and `httpchk` (in [`super::http`]). Every read goes into one buffer capped at [`BUF_CAP`]
 //! bytes, and every step is bounded by the check's deadlines. A connection is plain TCP or
 //! TLS ([`super::conn`]) as the server's `check-ssl` and the rule's `ssl` say, starts with a
 //! PROXY header when asked (before any TLS, as HAProxy's) and ends as HAProxy's
@@ -225,6 +225,7 @@ pub enum Probe {
     Pgsql {
         packet: Vec<u8>,
     },
+    Ldap,
     Http(Box<HttpProbe>),
 }
 
@@ -259,6 +260,7 @@ impl Probe {
             CheckKind::Pgsql { user } => Probe::Pgsql {
                 packet: pgsql_packet(user),
             },
+            CheckKind::Ldap => Probe::Ldap,
             CheckKind::Http(h) => Probe::Http(Box::new(HttpProbe::compile(h))),
             CheckKind::SslHello => {
                 let mut p = Probe::script(&[]);
@@ -343,6 +345,7 @@ impl Probe {
             Probe::Script { steps, l7 } => run_script(steps, *l7, t, started).await,
             Probe::Mysql { packet, has_user } => run_mysql(packet, *has_user, t, started).await,
             Probe::Pgsql { packet } => run_pgsql(packet, t, started).await,
+            Probe::Ldap => super::ldap::run(t, started).await,
             Probe::Http(h) => h.run(t, started).await,
         };
         out.duration = started.elapsed();

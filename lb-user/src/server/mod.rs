@@ -138,6 +138,15 @@ impl CheckResult {
         Self::ALL.into_iter().find(|r| r.name() == name)
     }
 
+    /// Whether the stats show a code with this result (HAProxy's `status >= L57DATA`: a
+    /// layer 7 or external check's end), 0 when the check set none.
+    pub fn has_code(self) -> bool {
+        matches!(
+            self,
+            Self::L7Ok | Self::L7OkC | Self::L7Sts | Self::ProcErr | Self::ProcTout | Self::ProcOk
+        )
+    }
+
     /// HAProxy's description (`reason: Layer4 connection problem`).
     pub fn desc(self) -> &'static str {
         match self {

@@ -317,7 +317,7 @@ fn server_row(
         } else {
             String::new()
         },
-        check_code: check.code.map(u64::from).filter(|_| checked),
+        check_code: (checked && check.result.has_code()).then(|| check.code.map_or(0, u64::from)),
         check_duration: check.duration_ms.filter(|_| checked),
         check_desc: if checked {
             check.result.desc().to_owned()

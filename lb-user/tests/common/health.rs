@@ -1,6 +1,6 @@
 //! Real servers for the health-check tests: `redis-server` (with `requirepass`, master and
-//! replicas) and `mariadbd`, each started from the test on a free loopback port in a temp dir,
-//! stopped and removed on drop; a tiny RESP client; log-line counting.
+//! replicas), `mariadbd` and `slapd`, each started from the test on a free loopback port in a
+//! temp dir, stopped and removed on drop; a tiny RESP client; log-line counting.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -395,5 +395,62 @@ impl MariaDb {
 impl Drop for MariaDb {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// An `OpenLDAP` `slapd` on a free loopback port, configured from its temp dir (the core schema,
+/// no database: an anonymous bind is all it serves), stopped and removed on drop.
+pub struct Slapd {
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Slapd {
+    /// Starts one; `anonymous`: whether it accepts an anonymous bind (else `disallow
+    /// bind_anon`: such a bind gets resultCode 48, inappropriateAuthentication).
+    pub fn start(anonymous: bool) -> Slapd {
+        let dir = TempDir::new("slapd");
+        let port = free_port();
+        let mut conf = format!(
+            "include /etc/ldap/schema/core.schema\npidfile {}/slapd.pid\n",
+            dir.path.display()
+        );
+        if !anonymous {
+            conf.push_str("disallow bind_anon\n");
+        }
+        let path = dir.path.join("slapd.conf");
+        std::fs::write(&path, conf).expect("write slapd.conf");
+        // `-d 0`: in the foreground, without debug output.
+        let child = Command::new("slapd")
+            .arg("-f")
+            .arg(&path)
+            .args(["-h", &format!("ldap://127.0.0.1:{port}/"), "-d", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start slapd (cargo xtask setup installs it)");
+        let s = Slapd {
+            port,
+            child,
+            _dir: dir,
+        };
+        assert!(
+            poll(Duration::from_secs(10), || TcpStream::connect(s.addr())
+                .is_ok()),
+            "slapd on port {port} never listened"
+        );
+        s
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, Duration::from_secs(5));
     }
 }

@@ -102,7 +102,7 @@ const OPTIONS: &[(&str, Handling)] = &[
     not_yet("transparent", "transparent proxying"),
     not_yet("persist", PERSIST_DOWN),
     not_yet("prefer-last-server", "persistence"),
-    not_yet("ldap-check", "health checks"),
+    run("ldap-check", simple_check),
     run("ssl-hello-chk", simple_check),
     not_yet("spop-check", "health checks"),
     not_yet("idle-close-on-response", "socket options"),
@@ -353,8 +353,8 @@ fn pgsql_check(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     );
 }
 
-/// `option redis-check|tcp-check|external-check|ssl-hello-chk|log-health-checks` (no
-/// arguments).
+/// `option redis-check|ldap-check|tcp-check|external-check|ssl-hello-chk|log-health-checks`
+/// (no arguments).
 fn simple_check(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if o.opt != "log-health-checks" && o.refuse_no(p) {
         return;
@@ -364,6 +364,7 @@ fn simple_check(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     }
     let kind = match o.opt {
         "redis-check" => CheckKind::Redis,
+        "ldap-check" => CheckKind::Ldap,
         "tcp-check" => CheckKind::TcpCheck(Vec::new()),
         "external-check" => CheckKind::External,
         "ssl-hello-chk" => CheckKind::SslHello,
