@@ -33,6 +33,7 @@ on_both_planes!(
     minconn_limit_grows_with_the_backend_load,
     slowstart_ramps_the_limit_and_lets_the_queue_in,
     abortonclose_drops_a_queued_client_that_closed,
+    abortonclose_aborts_a_connect_the_client_left,
 );
 
 /// `server` line for `b` with extra keywords.
@@ -598,5 +599,89 @@ fn abortonclose_drops_a_queued_client_that_closed(dataplane: &str) {
             );
             assert_eq!(e.accepted(), 2);
         }
+    }
+}
+
+/// A server whose accept queue is full: its kernel drops new SYNs, so a connect to it stays
+/// in `SYN_SENT` (the SYN retransmitted after 1 s, 3 s, ...) until the queue has room. Returns
+/// the listener and the connection that fills its queue.
+fn stalled_server() -> (std::net::TcpListener, std::net::TcpStream) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    // Backlog 0: one queued connection fills it.
+    s.listen(0).unwrap();
+    let l: std::net::TcpListener = s.into();
+    let filler = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    (l, filler)
+}
+
+/// `option abortonclose`: a client that closes while lb still connects to its server aborts
+/// the connect (`CC`, the server named), and the server never sees a connection from it
+/// when its queue frees; without the option, lb goes on connecting and passes the client's
+/// bytes and FIN once the server takes the connection, as HAProxy's default.
+fn abortonclose_aborts_a_connect_the_client_left(dataplane: &str) {
+    for abort in [true, false] {
+        let (server, filler) = stalled_server();
+        let port = free_port();
+        let cfg = format!(
+            "global\n    log stderr format raw daemon\n\ndefaults\n    mode tcp\n    \
+             timeout connect 10s\n    timeout client 30s\n    timeout server 30s\n    log \
+             global\n    option tcplog\n\nfrontend fe\n    bind 127.0.0.1:{port}\n    \
+             default_backend be\n\nbackend be\n{}    server s {}\n",
+            if abort {
+                "    option abortonclose\n"
+            } else {
+                ""
+            },
+            server.local_addr().unwrap()
+        );
+        let lb = Lb::start(&cfg, dataplane);
+        let mut client = scenarios::connect(local(port)).unwrap();
+        client.write_all(b"x").unwrap();
+        let me = client.local_addr().unwrap().port();
+        // lb is in its connect now (its SYN dropped by the full queue).
+        thread::sleep(Duration::from_millis(300));
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let left = Instant::now();
+        if abort {
+            let line = lb.expect_log(&format!("127.0.0.1:{me} ["));
+            assert!(
+                line.contains(" fe be/s ") && line.contains(" CC "),
+                "{line}"
+            );
+            let mut rest = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut client, &mut rest);
+            assert!(rest.is_empty(), "an aborted client got {rest:?}");
+            assert!(
+                left.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                left.elapsed()
+            );
+        }
+        // Room in the queue: a connect still under way reaches the server at its next SYN.
+        drop(server.accept().unwrap());
+        drop(filler);
+        server.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(3500);
+        let reached = loop {
+            match server.accept() {
+                Ok((c, _)) => break Some(c),
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Err(_) => break None,
+            }
+        };
+        if abort {
+            assert!(reached.is_none(), "the aborted connect reached the server");
+        } else {
+            let mut c = reached.expect("lb's connect never reached the server");
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut c, &mut got).unwrap();
+            assert_eq!(got, b"x", "the client's bytes and FIN, once connected");
+        }
+        drop(lb);
     }
 }

@@ -102,8 +102,8 @@ pub(super) async fn connect(
         );
     }
     if crate::ring::available() {
-        return match crate::ring::connect(&fd, addr, timeout).await {
-            Ok(()) => Ok((Sock::new(fd), lease)),
+        return match crate::ring::connect(fd, addr, timeout).await {
+            Ok(fd) => Ok((Sock::new(fd), lease)),
             Err(ConnectFailed::Timeout) => Err(ConnectError::Timeout(timeout.unwrap_or_default())),
             Err(ConnectFailed::Io(e)) => Err(e.into()),
         };

@@ -221,7 +221,11 @@ async fn to_server(
     };
     // Only some connects need to know now whether bytes wait for the server (see `Opening`).
     let has_data = Opening::needs_data(be, slot.conf()) && has_first_bytes(&slot, head, route);
-    let connected = connect_with_retries(
+    // The server a connect aborted by the client is logged with (`%s`).
+    let first_server = be
+        .abortonclose
+        .then(|| (slot.index(), crate::interned::name(slot.name())));
+    let connecting_to = connect_with_retries(
         gen,
         table,
         be,
@@ -229,8 +233,23 @@ async fn to_server(
         slot,
         has_data,
         &mut served.tries,
-    )
-    .await;
+    );
+    let connected = if be.abortonclose {
+        // HAProxy's `back_handle_st_con`: a client that closes while the connect is under way
+        // aborts it (the connect is cancelled; its socket closes without reaching the server
+        // when the handshake was not done). Dropping the attempt gives its server slot back.
+        tokio::select! {
+            biased;
+            c = connecting_to => c,
+            () = conn_io::peer_closed(client) => {
+                served.ending = Ending::ClientConnectAbort;
+                served.server = first_server;
+                return None;
+            }
+        }
+    } else {
+        connecting_to.await
+    };
     let (mut slot, server) = match connected {
         Ok(x) => x,
         Err(reason) => {

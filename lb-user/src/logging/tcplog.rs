@@ -35,6 +35,8 @@ pub enum Ending {
     /// The client closed while its connection waited in the queue, with `option
     /// abortonclose`: `CQ`.
     ClientQueueAbort,
+    /// The client closed while lb connected to its server, with `option abortonclose`: `CC`.
+    ClientConnectAbort,
 }
 
 /// Who ended a killed flow ([`FlowEnd::Killed`]).
@@ -76,6 +78,7 @@ impl Ending {
             Ending::ClientRequestTimeout => "cR",
             Ending::ClientRequestAbort => "CR",
             Ending::ClientQueueAbort => "CQ",
+            Ending::ClientConnectAbort => "CC",
         }
     }
 }

@@ -24,8 +24,14 @@ pub(super) struct Op {
 
 /// The memory an operation's entry points at, kept until its completion.
 enum Held {
-    /// The server's address and the connect's timeout, in one allocation.
-    Connect(#[expect(dead_code, reason = "only the kernel reads it")] Box<ConnectArgs>),
+    /// The server's address and the connect's timeout, in one allocation, and the socket: a
+    /// connect nobody waits for any more is cancelled, and its socket closed at completion,
+    /// never before (its number must not name another socket while the entry may still be
+    /// submitted).
+    Connect(
+        #[expect(dead_code, reason = "only the kernel reads it")] Box<ConnectArgs>,
+        OwnedFd,
+    ),
     /// Where the kernel writes the accepted client's address. A completion's result is a new
     /// socket: one nobody waits for any more is closed.
     Accept(Box<Peer>),
@@ -52,17 +58,22 @@ pub enum ConnectFailed {
     Io(io::Error),
 }
 
-/// Connects the non-blocking socket `fd` to `addr` through the ring, within `timeout`.
+/// Connects the non-blocking socket `fd` to `addr` through the ring, within `timeout`; gives
+/// the socket back once connected. Dropped before, the connect is cancelled and the socket
+/// closed when the kernel is done with it.
 pub async fn connect(
-    fd: &OwnedFd,
+    fd: OwnedFd,
     addr: SocketAddr,
     timeout: Option<Duration>,
-) -> Result<(), ConnectFailed> {
+) -> Result<OwnedFd, ConnectFailed> {
     let key = with(|r| r.start_connect(fd, addr, timeout));
     let mut waiting = Waiting(Some(key));
-    let (res, _) = waiting.done().await;
+    let (res, held) = waiting.done().await;
+    let Held::Connect(_, fd) = held else {
+        unreachable!("a connect's entry holds a connect");
+    };
     match res {
-        0.. => Ok(()),
+        0.. => Ok(fd),
         // The linked timeout cancelled the connect.
         _ if -res == libc::ECANCELED && timeout.is_some() => Err(ConnectFailed::Timeout),
         _ => Err(ConnectFailed::Io(io::Error::from_raw_os_error(-res))),
@@ -110,10 +121,8 @@ impl Drop for Waiting {
                         op.abandoned = true;
                         op.waker = None;
                         // Whatever it would still take is closed at its completion; it should
-                        // take nothing more.
-                        if matches!(op.held, Held::Accept(_)) {
-                            ring.cancel_op(key);
-                        }
+                        // take nothing more. A connect stops (its socket closes at completion).
+                        ring.cancel_op(key);
                     }
                 }
             });
@@ -170,12 +179,7 @@ impl Accept {
 }
 
 impl Ring {
-    fn start_connect(
-        &mut self,
-        fd: &OwnedFd,
-        addr: SocketAddr,
-        timeout: Option<Duration>,
-    ) -> usize {
+    fn start_connect(&mut self, fd: OwnedFd, addr: SocketAddr, timeout: Option<Duration>) -> usize {
         let args = Box::new(ConnectArgs {
             addr: socket2::SockAddr::from(addr),
             timeout: types::Timespec::new()
@@ -184,13 +188,14 @@ impl Ring {
         });
         let (sa_ptr, sa_len, ts_ptr) =
             (args.addr.as_ptr(), args.addr.len(), &raw const args.timeout);
+        let raw = fd.as_raw_fd();
         let key = self.ops.insert(Op {
             result: None,
             waker: None,
             abandoned: false,
-            held: Held::Connect(args),
+            held: Held::Connect(args, fd),
         });
-        let connect = opcode::Connect::new(types::Fd(fd.as_raw_fd()), sa_ptr.cast(), sa_len)
+        let connect = opcode::Connect::new(types::Fd(raw), sa_ptr.cast(), sa_len)
             .build()
             .user_data(Tag::Op.user_data(key));
         match timeout {
