@@ -30,6 +30,8 @@ pub(crate) fn tokenize(
     errors: &mut Vec<(Loc, String)>,
 ) -> Vec<Line> {
     let mut lines = Vec::new();
+    // In `global`, whose environment keywords apply from their line on (`config::env`).
+    let mut in_global = false;
     for (idx, raw) in text.split('\n').enumerate() {
         let loc = Loc {
             file: Arc::clone(file),
@@ -39,7 +41,14 @@ pub(crate) fn tokenize(
         let raw = raw.split('\r').next().unwrap_or("");
         match split_words_at(raw, &loc) {
             Ok(words) if words.is_empty() => {}
-            Ok(words) => lines.push(Line { loc, words }),
+            Ok(words) => {
+                if is_section_word(&words[0]) {
+                    in_global = words[0] == "global";
+                } else if in_global {
+                    super::env::apply(&words);
+                }
+                lines.push(Line { loc, words });
+            }
             Err(msg) => errors.push((loc, msg)),
         }
     }
@@ -193,7 +202,7 @@ fn expand_env(rest: &[char], loc: &Loc, out: &mut Words) -> Result<usize, String
                 "unsupported pseudo-variable '${name}' (lb knows $.FILE and $.LINE)"
             ))
         }
-        _ => std::env::var(&name).ok(),
+        _ => super::env::var(&name),
     };
     let mut word_expand = false;
     if braced {
@@ -228,4 +237,31 @@ fn expand_env(rest: &[char], loc: &Loc, out: &mut Words) -> Result<usize, String
         }
     }
     Ok(i)
+}
+
+/// Sections lb skips entirely (with one warning each).
+const IGNORED_SECTIONS: &[&str] = &[
+    "cache",
+    "program",
+    "http-errors",
+    "ring",
+    "mailers",
+    "log-forward",
+    "fcgi-app",
+    "crt-store",
+];
+
+/// Whether `word` starts a section.
+pub(crate) fn is_section_word(word: &str) -> bool {
+    matches!(
+        word,
+        "global"
+            | "defaults"
+            | "frontend"
+            | "backend"
+            | "listen"
+            | "resolvers"
+            | "userlist"
+            | "peers"
+    ) || IGNORED_SECTIONS.contains(&word)
 }

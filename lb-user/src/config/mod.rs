@@ -9,6 +9,7 @@
 pub mod ca;
 mod checks;
 pub mod cpu_map;
+mod env;
 mod lex;
 mod model;
 mod parse;
@@ -106,8 +107,16 @@ pub fn load_str(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     )
 }
 
-/// Tokenizes every file in order, as one stream of lines, then parses and validates it.
+/// Tokenizes every file in order, as one stream of lines, then parses and validates it, with
+/// the environment its `global` section sets ([`env`]).
 fn load_files(
+    files: &[(Arc<PathBuf>, String)],
+    errors: Vec<ConfigError>,
+) -> Result<Config, ConfigErrors> {
+    env::loading(|| load_files_in_env(files, errors))
+}
+
+fn load_files_in_env(
     files: &[(Arc<PathBuf>, String)],
     mut errors: Vec<ConfigError>,
 ) -> Result<Config, ConfigErrors> {

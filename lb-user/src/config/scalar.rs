@@ -135,7 +135,7 @@ pub(crate) struct HostPort {
 /// is on top of the lexer's expansion inside double quotes, so `[$PG_ADDR]:5432` and
 /// `*:${PORT}` work unquoted, as in `HAProxy`.
 pub(crate) fn env_expand(s: &str) -> String {
-    env_expand_with(s, |name| std::env::var(name).ok())
+    env_expand_with(s, super::env::var)
 }
 
 /// [`env_expand`] with the variables looked up by `var`.

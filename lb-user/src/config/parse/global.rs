@@ -148,10 +148,10 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     not_yet("strict-limits", "fd limit", any),
     not_yet("busy-polling", "polling", optional),
     not_yet("localpeer", "peers", one_or_more),
-    not_yet("setenv", "environment", two),
-    not_yet("presetenv", "environment", two),
-    not_yet("resetenv", "environment", any),
-    not_yet("unsetenv", "environment", one_or_more),
+    run("setenv", environment),
+    run("presetenv", environment),
+    run("resetenv", environment),
+    run("unsetenv", environment),
     not_yet(
         "expose-experimental-directives",
         "experimental directives",
@@ -299,6 +299,17 @@ fn daemon(p: &mut Parser, line: &Line) {
     if arity(&mut p.diag, line, 1, 0, 0) {
         p.global.daemon = true;
     }
+}
+
+/// `setenv NAME VALUE`, `presetenv NAME VALUE`, `unsetenv NAME...`, `resetenv [NAME...]`:
+/// applied while the lines were read (`config::env`, the lines after see the change); here
+/// only their arguments are checked.
+fn environment(p: &mut Parser, line: &Line) {
+    let _ = match line.words[0].as_str() {
+        "setenv" | "presetenv" => two(&mut p.diag, line),
+        "unsetenv" => one_or_more(&mut p.diag, line),
+        _ => true,
+    };
 }
 
 /// `pidfile PATH` (`-p` on the command line wins, as in `HAProxy`).

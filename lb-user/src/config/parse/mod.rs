@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::lex::Line;
+use super::lex::{is_section_word, Line};
 use super::{Config, ConfigError, Global, Loc, StatsProxy, Userlist, Warning};
 use proxy::{Kind, ProxyDraft, ProxyOpts};
 
@@ -53,18 +53,6 @@ impl Diag {
         });
     }
 }
-
-/// Sections lb skips entirely (with one warning each).
-const IGNORED_SECTIONS: &[&str] = &[
-    "cache",
-    "program",
-    "http-errors",
-    "ring",
-    "mailers",
-    "log-forward",
-    "fcgi-app",
-    "crt-store",
-];
 
 /// Checks that `line` has between `min` and `max` words after its first `kw_words` words.
 fn arity(diag: &mut Diag, line: &Line, kw_words: usize, min: usize, max: usize) -> bool {
@@ -92,21 +80,6 @@ fn arity(diag: &mut Diag, line: &Line, kw_words: usize, min: usize, max: usize) 
 struct Section<'a> {
     header: &'a Line,
     body: &'a [Line],
-}
-
-/// Whether `word` starts a section.
-fn is_section_word(word: &str) -> bool {
-    matches!(
-        word,
-        "global"
-            | "defaults"
-            | "frontend"
-            | "backend"
-            | "listen"
-            | "resolvers"
-            | "userlist"
-            | "peers"
-    ) || IGNORED_SECTIONS.contains(&word)
 }
 
 /// Splits the lines of all files (in order, as one stream) into sections. Lines before the

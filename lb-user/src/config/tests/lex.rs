@@ -86,3 +86,35 @@ fn tokenizer_word_expansion_and_positions() {
     let c = ok(&format!("{TIMEOUTS}frontend fe\n  bind \"${{LB_SURELY_UNSET_VAR_XYZ[*]-:1 name x}}\"\n  default_backend be\nbackend be\n"));
     assert_eq!(c.frontends[0].binds[0].name.as_deref(), Some("x"));
 }
+
+#[test]
+fn global_environment_keywords_apply_from_their_line_on() {
+    // The backend's address and the frontend's port come from variables `global` sets;
+    // `unsetenv` hides one from the lines after it, `resetenv` all but those it names.
+    let text = "global\n  setenv LB_T_HOST 127.0.0.9\n  presetenv LB_T_PORT 8443\n  \
+                presetenv LB_T_HOST 10.0.0.1\n  setenv LB_T_GONE x\n  unsetenv LB_T_GONE\n  \
+                node \"n${LB_T_GONE}-${LB_T_HOST}\"\n  resetenv LB_T_HOST LB_T_PORT\n  \
+                description \"${PATH}|${LB_T_PORT}\"\ndefaults\n  mode tcp\n  timeout connect 1s\n  \
+                timeout client 1s\n  timeout server 1s\nfrontend fe\n  bind \"127.0.0.1:${LB_T_PORT}\"\n  \
+                default_backend be\nbackend be\n  server s \"${LB_T_HOST}:80\"\n  server s2 ${LB_T_HOST}:81\n";
+    let c = ok(text);
+    assert_eq!(c.global.node.as_deref(), Some("n-127.0.0.9"));
+    assert_eq!(c.global.description.as_deref(), Some("|8443"), "PATH reset");
+    assert_eq!(c.frontends[0].binds[0].addr.port(), 8443);
+    assert_eq!(
+        c.backends[0].servers[0].addr,
+        "127.0.0.9:80".parse().unwrap()
+    );
+    // Unquoted, an address expands its variables itself (HAProxy's `env_expand`).
+    assert_eq!(
+        c.backends[0].servers[1].addr,
+        "127.0.0.9:81".parse().unwrap()
+    );
+    // Only `global` sets them: the same line elsewhere is an error, and the process
+    // environment is untouched.
+    assert_eq!(std::env::var("LB_T_HOST").ok(), None);
+    let e = errs(&format!("{TIMEOUTS}frontend fe\n  setenv A b\n  bind :1\n")).to_string();
+    assert!(e.contains("setenv"), "{e}");
+    let e = errs("global\n  setenv ONLY_NAME\n").to_string();
+    assert!(e.contains("'setenv'"), "{e}");
+}
