@@ -22,6 +22,20 @@ on_both_planes!(follows_dns_changes_and_nxdomain);
 
 const T: Duration = Duration::from_secs(15);
 
+/// db.test answers 127.0.0.3 from now on (it answered 127.0.0.2): waits until server be/s1
+/// took it, as HAProxy logs it.
+fn moves_to_127_0_0_3(dns: &Dnsmasq, lb: &Lb) {
+    dns.set_hosts("127.0.0.3 db.test\n");
+    assert!(
+        lb.wait_for_log(
+            "be/s1 changed its IP from 127.0.0.2 to 127.0.0.3 by local/ns1.",
+            T
+        ),
+        "{:#?}",
+        lb.logs()
+    );
+}
+
 /// Connects, reads the server's name (empty when lb closed the connection instead).
 fn who(addr: SocketAddr) -> String {
     let mut s = TcpStream::connect(addr).expect("connect to lb");
@@ -75,15 +89,7 @@ fn follows_dns_changes_and_nxdomain(dataplane: &str) {
     held.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"a\n");
 
-    dns.set_hosts("127.0.0.3 db.test\n");
-    assert!(
-        lb.wait_for_log(
-            "be/s1 changed its IP from 127.0.0.2 to 127.0.0.3 by local/ns1.",
-            T
-        ),
-        "{:#?}",
-        lb.logs()
-    );
+    moves_to_127_0_0_3(&dns, &lb);
     assert_eq!(who(addr), "b");
     assert_eq!(who(addr), "b");
     held.write_all(b"still here").unwrap();
@@ -246,15 +252,7 @@ fn show_resolvers_counts_per_nameserver() {
     ));
 
     // The answer changes: a second update.
-    dns.set_hosts("127.0.0.3 db.test\n");
-    assert!(
-        lb.wait_for_log(
-            "be/s1 changed its IP from 127.0.0.2 to 127.0.0.3 by local/ns1.",
-            T
-        ),
-        "{:#?}",
-        lb.logs()
-    );
+    moves_to_127_0_0_3(&dns, &lb);
     assert!(
         common::ops::wait(T, || ns1().get("update") == Some(&2)),
         "{:?}",
