@@ -99,7 +99,8 @@ impl std::fmt::Debug for Generation {
     }
 }
 
-/// The connection limits in force, `set maxconn global|frontend` being able to change them:
+/// The connection limits in force, `set maxconn global|frontend` and `set rate-limit` being
+/// able to change them:
 /// the configured ones when the generation is built; a reload starts from its configuration
 /// again, as HAProxy's new process does.
 #[derive(Debug)]
@@ -108,6 +109,9 @@ pub struct Limits {
     pub global: AtomicU32,
     /// Each frontend's `maxconn` (`config.frontends` order): its own, else the process's.
     pub frontends: Vec<AtomicU32>,
+    /// The process's `maxconnrate` and `maxsessrate` (`set rate-limit`), 0 for none.
+    pub conn_rate: AtomicU32,
+    pub sess_rate: AtomicU32,
 }
 
 impl Limits {
@@ -119,6 +123,8 @@ impl Limits {
                 .iter()
                 .map(|f| AtomicU32::new(f.maxconn.unwrap_or(maxconn)))
                 .collect(),
+            conn_rate: AtomicU32::new(config.global.maxconnrate.unwrap_or(0)),
+            sess_rate: AtomicU32::new(config.global.maxsessrate.unwrap_or(0)),
         }
     }
 

@@ -4,7 +4,7 @@
 //! connection` rules reject are not sessions and do not use the budget.
 //!
 //! `maxsessrate` and `maxconnrate` in `global` do the same for the whole process, every
-//! frontend together.
+//! frontend together, and `set rate-limit` on the runtime API changes them until a reload.
 //!
 //! Bounds that a slow machine cannot break: a burst of clients at once takes at least the
 //! time the limit imposes, and no more sessions than the limit (plus one per accept loop
@@ -178,4 +178,67 @@ fn process_limits_hold_every_frontend_together() {
         assert!(info.contains(&format!("{limit}: {LIMIT}\n")), "{info}");
         assert!(info.contains(&format!("{other}: 0\n")), "{info}");
     }
+}
+
+/// `set rate-limit connections|sessions global N` on the runtime API: the limit holds from
+/// then on, as if configured, `show info` shows it, 0 lifts it, a reload gives the
+/// configured one back; other settings and missing values get HAProxy's answers.
+#[test]
+fn set_rate_limit_at_run_time() {
+    let s = Backend::ident("s");
+    let a = free_port();
+    let dir = SockDir::new("ratelimit");
+    let sock = dir.sock("admin.sock");
+    let cfg = format!(
+        "global\n    nbthread {THREADS}\n    stats socket {} level admin\n\n{DEFAULTS}\n\
+         frontend a\n    bind 127.0.0.1:{a}\n    default_backend be\n\nbackend be\n    server s {}\n",
+        sock.display(),
+        s.addr
+    );
+    let lb = Lb::start(&cfg, "splice");
+    for (setting, field) in [
+        ("sessions", "SessRateLimit"),
+        ("connections", "ConnRateLimit"),
+    ] {
+        // The rates count the last second: the previous round's bursts must have left it.
+        let quiet = common::servers::wait_until(Duration::from_secs(5), || {
+            let info = cli(&sock, "show info\n");
+            info.contains("\nConnRate: 0\n") && info.contains("\nSessRate: 0\n")
+        });
+        assert!(quiet, "{}", cli(&sock, "show info\n"));
+        let set = |n: u64| cli(&sock, &format!("set rate-limit {setting} global {n}\n"));
+        assert_eq!(set(LIMIT), "\n");
+        let info = cli(&sock, "show info\n");
+        assert!(info.contains(&format!("{field}: {LIMIT}\n")), "{info}");
+        burst_is_held_at_the_limit(&[a], setting);
+        assert_eq!(set(0), "\n");
+        // No limit: the same burst is served at once.
+        let started = Instant::now();
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| thread::spawn(move || scenarios::who(local(a))))
+            .collect();
+        for c in clients {
+            assert_eq!(c.join().unwrap().unwrap(), "s");
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1200),
+            "{setting}: limit lifted, yet {:?}",
+            started.elapsed()
+        );
+        assert!(cli(&sock, "show info\n").contains(&format!("{field}: 0\n")));
+    }
+    let set = |rest: &str| cli(&sock, &format!("set rate-limit {rest}\n"));
+    let usage = "'set rate-limit' only supports :\n   - 'connections global' to set the \
+                 per-process maximum connection rate\n   - 'sessions global' to set the \
+                 per-process maximum session rate\n\n";
+    assert_eq!(set("http-compression global 5"), usage);
+    assert_eq!(set("connections 5"), usage);
+    assert_eq!(set("connections global"), "Expects an integer value.\n\n");
+    assert_eq!(set("connections global -1"), "Value out of range.\n\n");
+    // A reload starts from the configuration again (none here).
+    assert_eq!(set("connections global 7"), "\n");
+    lb.rewrite_config(0, &cfg);
+    lb.signal(libc::SIGHUP);
+    assert!(lb.wait_for_log("reload done: generation 1", Duration::from_secs(10)));
+    assert!(cli(&sock, "show info\n").contains("ConnRateLimit: 0\n"));
 }

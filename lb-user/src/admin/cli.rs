@@ -58,6 +58,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::Admin,
     ),
     (
+        "set rate-limit <setting> <value>",
+        "change a rate limiting value",
+        CliLevel::Admin,
+    ),
+    (
         "set server <bk>/<srv> [opts]",
         "change a server's state, weight, address or ssl",
         CliLevel::Admin,
@@ -195,6 +200,9 @@ pub enum Command {
     SetFrontendMaxconn(String, Option<i64>),
     /// `set maxconn global N` (`None`: no value).
     SetGlobalMaxconn(Option<i64>),
+    /// `set rate-limit connections|sessions global N` (`None`: no value; the setting is
+    /// checked when run, as HAProxy's).
+    SetRateLimit(Vec<String>, Option<i64>),
     SetServer(ServerRef, ServerOp),
     /// `enable|disable server B/S`.
     ServerEnabled(ServerRef, bool),
@@ -218,6 +226,7 @@ impl Command {
             | Self::SetMaxconn(..)
             | Self::SetFrontendMaxconn(..)
             | Self::SetGlobalMaxconn(..)
+            | Self::SetRateLimit(..)
             | Self::ServerEnabled(..)
             | Self::AgentEnabled(..)
             | Self::HealthEnabled(..)
@@ -294,6 +303,10 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
         ["set", "maxconn", "global", rest @ ..] => {
             Command::SetGlobalMaxconn(rest.first().map(|v| atoi(v)))
         }
+        ["set", "rate-limit", rest @ ..] => Command::SetRateLimit(
+            rest.iter().take(2).map(|w| (*w).to_owned()).collect(),
+            rest.get(2).map(|v| atoi(v)),
+        ),
         ["set", "maxconn", "server", rest @ ..] => Command::SetMaxconn(
             server_ref(rest.first())?,
             rest.get(1).copied().unwrap_or_default().to_owned(),
@@ -595,6 +608,7 @@ impl Session {
                 gen.process.conn_released.release();
                 Ok(String::new())
             }
+            Command::SetRateLimit(setting, value) => set_rate_limit(gen, &setting, value),
             Command::SetMaxconn(target, value) => {
                 find(gen, &target)?;
                 let m = crate::server::parse_maxconn(&value).map_err(|e| format!("{e}\n"))?;
@@ -644,6 +658,36 @@ fn set_frontend_maxconn(
     };
     gen.limits.frontends[f].store(v, Ordering::Relaxed);
     gen.process.conn_released.release();
+    Ok(String::new())
+}
+
+/// `set rate-limit connections|sessions global N`, HAProxy's `cli_parse_set_ratelimit`: the
+/// process's `maxconnrate` or `maxsessrate` until the next reload; 0 is no limit. HAProxy's
+/// `ssl-sessions` and `http-compression` limit what lb does not do: refused, with the list.
+fn set_rate_limit(
+    gen: &Generation,
+    setting: &[String],
+    value: Option<i64>,
+) -> Result<String, String> {
+    let limit = match setting {
+        [what, global] if what == "connections" && global == "global" => &gen.limits.conn_rate,
+        [what, global] if what == "sessions" && global == "global" => &gen.limits.sess_rate,
+        _ => {
+            return Err(
+                "'set rate-limit' only supports :\n   - 'connections global' to set the \
+                        per-process maximum connection rate\n   - 'sessions global' to set the \
+                        per-process maximum session rate\n"
+                    .to_owned(),
+            )
+        }
+    };
+    let Some(v) = value else {
+        return Err("Expects an integer value.\n".to_owned());
+    };
+    let Ok(v) = u32::try_from(v) else {
+        return Err("Value out of range.\n".to_owned());
+    };
+    limit.store(v, Ordering::Relaxed);
     Ok(String::new())
 }
 
@@ -742,13 +786,13 @@ fn show_info(gen: &Generation) -> String {
         ("ConnRate", p.conn_rate.read().to_string()),
         (
             "ConnRateLimit",
-            gen.config.global.maxconnrate.unwrap_or(0).to_string(),
+            gen.limits.conn_rate.load(Ordering::Relaxed).to_string(),
         ),
         ("MaxConnRate", p.conn_rate.max().to_string()),
         ("SessRate", p.sess_rate.read().to_string()),
         (
             "SessRateLimit",
-            gen.config.global.maxsessrate.unwrap_or(0).to_string(),
+            gen.limits.sess_rate.load(Ordering::Relaxed).to_string(),
         ),
         ("MaxSessRate", p.sess_rate.max().to_string()),
         ("Stopping", "0".to_owned()),

@@ -62,12 +62,15 @@ pub(super) async fn below_maxconn(ctx: &ThreadCtx, addr: SocketAddr) {
 }
 
 /// The rate limits on a frontend's accepts, with the counter each reads: the process's
-/// `maxsessrate` and `maxconnrate`, the frontend's `rate-limit sessions`.
+/// `maxsessrate` and `maxconnrate` (as `set rate-limit` left them), the frontend's
+/// `rate-limit sessions`.
 fn rate_limits(gen: &Generation, frontend: usize) -> [(Option<u32>, &SharedRate); 3] {
-    let (g, p) = (&gen.config.global, &gen.process);
+    let (l, p) = (&gen.limits, &gen.process);
+    // Read at each look: `set rate-limit` may change them.
+    let now = |limit: &AtomicU32| Some(limit.load(Ordering::Relaxed)).filter(|&n| n > 0);
     [
-        (g.maxsessrate, &p.sess_rate),
-        (g.maxconnrate, &p.conn_rate),
+        (now(&l.sess_rate), &p.sess_rate),
+        (now(&l.conn_rate), &p.conn_rate),
         (
             gen.config.frontends[frontend].rate_limit_sessions,
             &gen.fe_stats[frontend].sess_rate,

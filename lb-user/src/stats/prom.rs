@@ -212,10 +212,10 @@ fn process(out: &mut String, gen: &Generation) {
         ("process_current_connections", "gauge", "Current number of connections on this worker process", u64::from(gen.process.conns.load(Ordering::Relaxed))),
         ("process_connections_total", "counter", "Total number of connections on this worker process since started", cum),
         ("process_current_connection_rate", "gauge", "Number of front connections created on this worker process over the last second", gen.process.conn_rate.read()),
-        ("process_limit_connection_rate", "gauge", "Hard limit for ConnRate (global.maxconnrate)", u64::from(gen.config.global.maxconnrate.unwrap_or(0))),
+        ("process_limit_connection_rate", "gauge", "Hard limit for ConnRate (global.maxconnrate)", u64::from(gen.limits.conn_rate.load(Ordering::Relaxed))),
         ("process_max_connection_rate", "gauge", "Highest ConnRate reached on this worker process since started (in connections per second)", gen.process.conn_rate.max()),
         ("process_current_session_rate", "gauge", "Number of sessions created on this worker process over the last second", gen.process.sess_rate.read()),
-        ("process_limit_session_rate", "gauge", "Hard limit for SessRate (global.maxsessrate)", u64::from(gen.config.global.maxsessrate.unwrap_or(0))),
+        ("process_limit_session_rate", "gauge", "Hard limit for SessRate (global.maxsessrate)", u64::from(gen.limits.sess_rate.load(Ordering::Relaxed))),
         ("process_max_session_rate", "gauge", "Highest SessRate reached on this worker process since started (in sessions per second)", gen.process.sess_rate.max()),
     ] {
         f.head(name, kind, help);
