@@ -539,3 +539,63 @@ fn clear_counters_max_then_all() {
     assert_eq!(scenarios::who(s.fe).unwrap(), "s1");
     assert!(wait_until(Duration::from_secs(5), || figures("s1")[1] == "1"));
 }
+
+/// `show cli level` (also after lowering it), `show version`, `show env [NAME]` (operator
+/// and up), and `set timeout cli`: an interactive session idle past its new timeout is
+/// closed, where the default (`stats timeout`, 10 s) would keep it. HAProxy's answers.
+#[test]
+fn cli_level_version_env_and_timeout() {
+    let s1 = Backend::ident("s1");
+    let s = start("splice", &[], &[format!("s1 {}", s1.addr)]);
+    let (user, oper, admin_sock) = (
+        s.dir.sock("user.sock"),
+        s.dir.sock("oper.sock"),
+        s.dir.sock("admin.sock"),
+    );
+    assert_eq!(cli(&user, "show cli level"), "user\n\n");
+    assert_eq!(cli(&oper, "show cli level"), "operator\n\n");
+    assert_eq!(cli(&admin_sock, "show cli level"), "admin\n\n");
+    assert_eq!(
+        cli(&admin_sock, "operator; show cli level"),
+        "\noperator\n\n"
+    );
+    let version = cli(&user, "show version");
+    assert_eq!(version, format!("{}\n\n", env!("CARGO_PKG_VERSION")));
+    // lb's environment: the test started it with PATH (Lb::start passes the test's).
+    let path = cli(&oper, "show env PATH");
+    assert!(
+        path.starts_with("PATH=/") && path.ends_with("\n\n"),
+        "{path:?}"
+    );
+    assert!(cli(&oper, "show env").contains(&path[..path.len() - 1]));
+    assert_eq!(
+        cli(&oper, "show env LB_NO_SUCH_VARIABLE"),
+        "Variable not found\n\n"
+    );
+    assert_eq!(cli(&user, "show env PATH"), "Permission denied\n\n");
+    assert_eq!(
+        cli(&user, "set timeout server 5"),
+        "'set timeout' only supports 'cli'.\n\n"
+    );
+    assert_eq!(
+        cli(&user, "set timeout cli"),
+        "Expects an integer value.\n\n"
+    );
+    assert_eq!(
+        cli(&user, "set timeout cli 500ms"),
+        "Invalid timeout value.\n\n"
+    );
+    // An interactive session with a 1 s timeout is closed after 1 s of silence.
+    let mut c = UnixStream::connect(&user).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    c.write_all(b"prompt\nset timeout cli 1\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).unwrap();
+    let waited = started.elapsed();
+    assert_eq!(reply, "\n> \n> ", "{reply:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+}

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::CliLevel;
 use crate::generation::Generation;
@@ -63,6 +64,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::Admin,
     ),
     (
+        "set timeout [cli] <delay>",
+        "change a timeout setting",
+        CliLevel::User,
+    ),
+    (
         "set server <bk>/<srv> [opts]",
         "change a server's state, weight, address or ssl",
         CliLevel::Admin,
@@ -76,6 +82,16 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         "show backend",
         "list backends in the current running config",
         CliLevel::User,
+    ),
+    (
+        "show cli level",
+        "display the level of the current CLI session",
+        CliLevel::User,
+    ),
+    (
+        "show env [var]",
+        "dump environment variables known to the process",
+        CliLevel::Operator,
     ),
     (
         "show info [desc|json|typed|float]*",
@@ -115,6 +131,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
     (
         "show stat [desc|json|no-maint|typed|up]*",
         "report counters for each proxy and server",
+        CliLevel::User,
+    ),
+    (
+        "show version",
+        "show version of the current process",
         CliLevel::User,
     ),
     (
@@ -200,6 +221,14 @@ pub enum Command {
     SetFrontendMaxconn(String, Option<i64>),
     /// `set maxconn global N` (`None`: no value).
     SetGlobalMaxconn(Option<i64>),
+    /// `show cli level`.
+    ShowCliLevel,
+    /// `show env [NAME]`.
+    ShowEnv(Option<String>),
+    /// `show version`.
+    ShowVersion,
+    /// `set timeout [cli] DELAY` (the words after `set timeout`, checked when run).
+    SetTimeout(Vec<String>),
     /// `set rate-limit connections|sessions global N` (`None`: no value; the setting is
     /// checked when run, as HAProxy's).
     SetRateLimit(Vec<String>, Option<i64>),
@@ -219,9 +248,10 @@ impl Command {
     /// The level a session needs to run it.
     pub fn level(&self) -> CliLevel {
         match self {
-            Self::ShowSess | Self::ClearTable(_) | Self::ClearCounters { all: false } => {
-                CliLevel::Operator
-            }
+            Self::ShowSess
+            | Self::ShowEnv(_)
+            | Self::ClearTable(_)
+            | Self::ClearCounters { all: false } => CliLevel::Operator,
             Self::SetServer(..)
             | Self::SetMaxconn(..)
             | Self::SetFrontendMaxconn(..)
@@ -258,6 +288,12 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
         ["operator"] => Command::Operator,
         ["show", "info", ..] => Command::ShowInfo,
         ["show", "backend", ..] => Command::ShowBackend,
+        ["show", "cli", "level", ..] => Command::ShowCliLevel,
+        ["show", "env", rest @ ..] => Command::ShowEnv(rest.first().map(|v| (*v).to_owned())),
+        ["show", "version", ..] => Command::ShowVersion,
+        ["set", "timeout", rest @ ..] => {
+            Command::SetTimeout(rest.iter().map(|w| (*w).to_owned()).collect())
+        }
         ["shutdown", "session", rest @ ..] => {
             Command::ShutdownSession(rest.first().and_then(|id| session_id(id)))
         }
@@ -430,6 +466,8 @@ pub struct Session {
     pub interactive: bool,
     /// `quit` was given.
     pub quit: bool,
+    /// `set timeout cli`: how long the session waits for each line (else `stats timeout`).
+    pub timeout: Option<Duration>,
 }
 
 fn help(level: CliLevel, filter: Option<&str>) -> String {
@@ -467,6 +505,7 @@ impl Session {
             level,
             interactive: false,
             quit: false,
+            timeout: None,
         }
     }
 
@@ -532,6 +571,13 @@ impl Session {
                 Ok(String::new())
             }
             Command::ShowInfo => Ok(show_info(gen)),
+            Command::ShowCliLevel => Ok(format!("{}\n", self.level.name())),
+            Command::ShowEnv(name) => show_env(name.as_deref()),
+            Command::ShowVersion => Ok(format!("{}\n", env!("CARGO_PKG_VERSION"))),
+            Command::SetTimeout(words) => {
+                self.timeout = Some(parse_cli_timeout(&words)?);
+                Ok(String::new())
+            }
             Command::ShowBackend => {
                 let mut out = "# name\n".to_owned();
                 for b in &gen.config.backends {
@@ -659,6 +705,40 @@ fn set_frontend_maxconn(
     gen.limits.frontends[f].store(v, Ordering::Relaxed);
     gen.process.conn_released.release();
     Ok(String::new())
+}
+
+/// `set timeout cli DELAY`, HAProxy's `cli_parse_set_timeout`: whole seconds by default, at
+/// least one.
+fn parse_cli_timeout(words: &[String]) -> Result<Duration, String> {
+    if words.first().map(String::as_str) != Some("cli") {
+        return Err("'set timeout' only supports 'cli'.\n".to_owned());
+    }
+    let Some(delay) = words.get(1) else {
+        return Err("Expects an integer value.\n".to_owned());
+    };
+    match crate::config::parse_time(delay, crate::config::TimeUnit::S) {
+        Ok(t) if t.as_secs() >= 1 => Ok(Duration::from_secs(t.as_secs())),
+        _ => Err("Invalid timeout value.\n".to_owned()),
+    }
+}
+
+/// `show env [NAME]`, HAProxy's `cli_parse_show_env`: the process's environment, one
+/// `NAME=VALUE` a line, or the one variable named.
+fn show_env(name: Option<&str>) -> Result<String, String> {
+    let mut out = String::new();
+    for (k, v) in std::env::vars_os() {
+        let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
+        if name.is_none_or(|n| n == k) {
+            let _ = writeln!(out, "{k}={v}");
+            if name.is_some() {
+                return Ok(out);
+            }
+        }
+    }
+    if name.is_some() {
+        return Err("Variable not found\n".to_owned());
+    }
+    Ok(out)
 }
 
 /// `set rate-limit connections|sessions global N`, HAProxy's `cli_parse_set_ratelimit`: the
@@ -926,6 +1006,18 @@ mod tests {
             ))
         );
         assert_eq!(p("show backend"), Ok(Command::ShowBackend));
+        assert_eq!(p("show cli level"), Ok(Command::ShowCliLevel));
+        assert_eq!(p("show env"), Ok(Command::ShowEnv(None)));
+        assert_eq!(p("show env X"), Ok(Command::ShowEnv(Some("X".into()))));
+        assert_eq!(p("show env").map(|c| c.level()), Ok(CliLevel::Operator));
+        assert_eq!(p("show version"), Ok(Command::ShowVersion));
+        let t =
+            |w: &[&str]| parse_cli_timeout(&w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        assert_eq!(t(&["cli", "90"]), Ok(Duration::from_secs(90)));
+        assert_eq!(t(&["cli", "2m"]), Ok(Duration::from_mins(2)));
+        assert_eq!(t(&["cli", "1500ms"]), Ok(Duration::from_secs(1)));
+        assert_eq!(t(&["cli", "0"]), Err("Invalid timeout value.\n".into()));
+        assert_eq!(t(&["cli", "x"]), Err("Invalid timeout value.\n".into()));
         assert_eq!(p("show resolvers"), Ok(Command::ShowResolvers(None)));
         assert_eq!(
             p("show resolvers dns extra"),

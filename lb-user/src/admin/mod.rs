@@ -233,8 +233,8 @@ async fn session(
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
-        // One line, bounded in size and time.
-        let deadline = Instant::now() + timeout;
+        // One line, bounded in size and time (`set timeout cli` changes the bound).
+        let deadline = Instant::now() + state.timeout.unwrap_or(timeout);
         let line = loop {
             if let Some(p) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=p).collect();

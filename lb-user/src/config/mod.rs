@@ -20,6 +20,8 @@ mod tests;
 
 pub use checks::*;
 pub use model::*;
+/// Durations as HAProxy writes them (`10s`, `500ms`), for the runtime API too.
+pub(crate) use scalar::{parse_time, TimeUnit};
 
 use std::fmt;
 use std::path::PathBuf;

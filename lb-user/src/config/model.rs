@@ -257,6 +257,17 @@ pub enum CliLevel {
     Admin,
 }
 
+impl CliLevel {
+    /// The level as a `stats socket ... level` names it (`show cli level`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CliLevel::User => "user",
+            CliLevel::Operator => "operator",
+            CliLevel::Admin => "admin",
+        }
+    }
+}
+
 /// One `stats socket PATH [mode M] [level L]` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatsSocket {
