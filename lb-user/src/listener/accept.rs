@@ -26,7 +26,7 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
     let budget = fd_budget::process();
     // One wait for the soft stop for the loop's life, not one per accept.
     let mut stop = pin!(crate::upgrade::soft_stopped());
-    while ctx.serving(addr).is_some() {
+    loop {
         below_maxconn(&ctx, addr).await;
         let Some((gen, frontend)) = ctx.serving(addr) else {
             return;

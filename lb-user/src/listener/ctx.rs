@@ -144,6 +144,18 @@ impl ThreadCtx {
             .cloned()
     }
 
+    /// `f` of the generation and frontend an address serves now, without taking a reference
+    /// to the generation (its count is shared by every thread); `None` once it was removed.
+    pub(super) fn with_serving<T>(
+        &self,
+        addr: SocketAddr,
+        f: impl FnOnce(&Generation, usize) -> T,
+    ) -> Option<T> {
+        let binds = self.binds.borrow();
+        let b = binds.get(&addr)?;
+        (!b.removed).then(|| f(&b.gen, b.frontend))
+    }
+
     /// The generation and frontend an address serves now; `None` once it was removed.
     pub(super) fn serving(&self, addr: SocketAddr) -> Option<(Arc<Generation>, usize)> {
         let binds = self.binds.borrow();

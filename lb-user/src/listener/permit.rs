@@ -43,22 +43,27 @@ impl Drop for ConnPermit {
 pub(super) async fn below_maxconn(ctx: &ThreadCtx, addr: SocketAddr) {
     // Read at each look: the runtime API may change them (`set maxconn`), and wakes us.
     let below = || {
-        let Some((gen, frontend)) = ctx.serving(addr) else {
-            return Some(());
-        };
-        (gen.process.conns.load(Ordering::Acquire) < gen.limits.global()
-            && gen.fe_stats[frontend].cur.load(Ordering::Acquire) < gen.limits.frontend(frontend)
-            && gen
-                .listener_limits
-                .get(&addr)
-                .is_none_or(crate::generation::ListenerLimit::has_room))
+        ctx.with_serving(addr, |gen, frontend| {
+            gen.process.conns.load(Ordering::Acquire) < gen.limits.global()
+                && gen.fe_stats[frontend].cur.load(Ordering::Acquire)
+                    < gen.limits.frontend(frontend)
+                && gen
+                    .listener_limits
+                    .get(&addr)
+                    .is_none_or(crate::generation::ListenerLimit::has_room)
+        })
+        // A removed address: nothing to wait for.
+        .unwrap_or(true)
         .then_some(())
     };
+    if below().is_some() {
+        return;
+    }
     // The process's counts and wake-up are every generation's.
-    let Some((gen, _)) = ctx.serving(addr) else {
+    let Some(process) = ctx.with_serving(addr, |gen, _| gen.process.clone()) else {
         return;
     };
-    gen.process.conn_released.wait_for(below, || {}).await;
+    process.conn_released.wait_for(below, || {}).await;
 }
 
 /// The rate limits on a frontend's accepts, with the counter each reads: the process's
