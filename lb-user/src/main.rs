@@ -336,6 +336,8 @@ struct FdLimits {
     hard: u64,
     /// What the configured `maxconn` needs, when the hard limit is lower.
     short_of: Option<u64>,
+    /// A `setrlimit` that failed (`ulimit-n`, or raising the soft limit), in HAProxy's words.
+    refused: Option<String>,
     pipes: PipeUse,
     /// Threads whose flows copy on their ring (their sockets direct descriptors there).
     rings: u64,
@@ -378,11 +380,15 @@ fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup, rings: u64) -
     let (before, mut hard) = fd_budget::nofile_limits();
     let base = fds_besides_connections(config, threads);
     let mut soft = before;
+    let mut refused = None;
     if let Some(n) = config.global.ulimit_n.map(u64::from) {
         // `ulimit-n`: soft and hard, as HAProxy sets them.
         match fd_budget::set_nofile(n, hard.max(n)) {
             Ok(()) => (soft, hard) = fd_budget::nofile_limits(),
-            Err(e) => log::warn!("cannot set RLIMIT_NOFILE to ulimit-n {n}: {e}"),
+            Err(e) => {
+                log::warn!("cannot set RLIMIT_NOFILE to ulimit-n {n}: {e}");
+                refused = Some(format!("Cannot raise FD limit to {n}, limit is {soft}."));
+            }
         }
     }
     let mut plan = if config.global.ulimit_n.is_some() {
@@ -398,6 +404,10 @@ fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup, rings: u64) -
                     "cannot raise RLIMIT_NOFILE from {soft} to {}: {e}",
                     plan.soft
                 );
+                refused = Some(format!(
+                    "Cannot raise FD limit to {}, limit is {soft}.",
+                    plan.soft
+                ));
                 plan = FdPlan::new(soft, soft, base, config.global.maxconn, pipes, rings);
             }
         }
@@ -407,10 +417,28 @@ fn maxconn_for(config: &Config, threads: usize, plane: PlaneSetup, rings: u64) -
         soft,
         hard,
         short_of: plan.short_of,
+        refused,
         pipes,
         rings,
         maxconn: plan.maxconn,
     }
+}
+
+/// With `strict-limits`, why the file-descriptor limit stops a start or a reload (HAProxy's
+/// alerts): a `setrlimit` refused, or a limit too low for the configured `maxconn`.
+fn strict_limits_error(config: &Config, l: &FdLimits) -> Option<String> {
+    if !config.global.strict_limits {
+        return None;
+    }
+    l.refused.clone().or_else(|| {
+        l.short_of.map(|need| {
+            format!(
+                "FD limit ({}) too low for maxconn={}. Please raise 'ulimit-n' to {need} or \
+                 more to avoid any trouble (strict-limits).",
+                l.soft, l.maxconn
+            )
+        })
+    })
 }
 
 /// Sizes the fd budget on what lb holds itself, measured now that its threads run, and says
@@ -546,6 +574,9 @@ fn serve(
         .unwrap_or(lb_common::DEFAULT_BACKLOG);
     let (plane, _loaded) = load_plane(choice, sockmap_after, backlog)?;
     let fds = maxconn_for(&config, threads, plane, ring_threads(plane, threads));
+    if let Some(e) = strict_limits_error(&config, &fds) {
+        anyhow::bail!("{e}");
+    }
     let maxconn = fds.maxconn;
     lb_user::dataplane::splice::set_maxpipes(config.global.maxpipes);
     let gen = Generation::first(
@@ -578,6 +609,9 @@ fn serve(
     spawn_threads(inboxes, plane)?;
     if let Some(plan) = &privileges {
         drop_privileges(plan, threads)?;
+    }
+    if gen.config.global.set_dumpable {
+        lb_user::privileges::make_dumpable(gen.config.global.strict_limits)?;
     }
     // Resolvers run unprivileged, after the drop.
     let resolvers = lb_user::dns::start(&gen)?;
@@ -949,6 +983,12 @@ fn reload<'a>(
         }
     };
     let fds = maxconn_for(&config, 0, plane, ring_threads(plane, threads));
+    if let Some(e) = strict_limits_error(&config, &fds) {
+        log::error!("{e}");
+        listeners.unbind(&new);
+        rejected(&"strict-limits");
+        return None;
+    }
     let reloading = serving.begin_reload();
     let next = current.next(Arc::new(config), fds.maxconn, logs);
     lb_user::state::follow_tracked(&next);

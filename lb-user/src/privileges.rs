@@ -195,6 +195,40 @@ pub fn apply(plan: &Plan) -> Result<(), PrivError> {
     Ok(())
 }
 
+/// `set-dumpable`, as HAProxy does it after the drop: no file-size and no core-size limit
+/// (a failure is a warning, an error with `strict-limits`), and the process dumpable again
+/// (`setuid` cleared the flag; a failure is a warning). Also makes `/proc/PID` the user's.
+pub fn make_dumpable(strict: bool) -> Result<(), PrivError> {
+    for (resource, what) in [
+        (libc::RLIMIT_FSIZE, "maximum file size"),
+        (libc::RLIMIT_CORE, "core dump size"),
+    ] {
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(resource, &raw const unlimited) } != 0 {
+            let source = nix::Error::last();
+            if strict {
+                return Err(PrivError::Syscall {
+                    what: "setrlimit (set-dumpable, strict-limits)",
+                    source,
+                });
+            }
+            log::warn!("set-dumpable: failed to raise the {what}: {source}");
+        }
+    }
+    // SAFETY: prctl(PR_SET_DUMPABLE, 1) takes no pointer.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
+        log::warn!(
+            "set-dumpable: failed to set the dumpable flag ({}), no core will be dumped",
+            nix::Error::last()
+        );
+    }
+    Ok(())
+}
+
 /// A user name for messages: the name when known, else the number.
 pub fn describe(plan: &Plan) -> String {
     let user = plan.uid.map_or_else(

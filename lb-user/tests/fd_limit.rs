@@ -354,3 +354,28 @@ fn maxconn_follows_the_fd_limit_as_haproxys() {
         );
     }
 }
+
+/// `strict-limits`: a file-descriptor limit too low for the configured `maxconn` stops the
+/// start with HAProxy's alert instead of lb's warning; `no strict-limits` (lb's default)
+/// starts with the warning.
+#[test]
+fn strict_limits_refuses_a_limit_short_of_maxconn() {
+    let port = free_port();
+    // `simple_config` says `global maxconn 4096`: far beyond what 256 fds hold.
+    let cfg = simple_config(port, &[], &[format!("s {}", local(free_port()))]);
+    let strict = cfg.replacen("global\n", "global\n    strict-limits\n", 1);
+    let mut opts = LbOpts::new(&strict, "splice");
+    opts.nofile = Some(NOFILE);
+    let Err(err) = Lb::try_start_with(&opts) else {
+        panic!("lb started with strict-limits and {NOFILE} fds for maxconn 4096");
+    };
+    assert!(
+        err.contains(&format!("FD limit ({NOFILE}) too low for maxconn=4096")),
+        "{err}"
+    );
+    let lenient = cfg.replacen("global\n", "global\n    no strict-limits\n", 1);
+    let mut opts = LbOpts::new(&lenient, "splice");
+    opts.nofile = Some(NOFILE);
+    let lb = Lb::start_with(&opts);
+    assert!(lb.find_log("too low for maxconn 4096").is_some());
+}

@@ -1,7 +1,8 @@
 //! `user`/`group` in global through the real lb, started as root: after start every thread
 //! runs as nobody/nogroup with no supplementary groups and no capabilities, and both data
 //! planes still forward (on sockmap, flows still enter the map and are spliced in the
-//! kernel). An unknown user or group stops the start with a clear error.
+//! kernel). An unknown user or group stops the start with a clear error. `set-dumpable` makes
+//! the process dumpable again after the drop, with no core-size limit, as HAProxy's.
 
 #[macro_use]
 mod common;
@@ -37,6 +38,8 @@ fn drops_to_nobody_and_still_forwards(dataplane: &str) {
     let threads = thread_statuses(lb.pid()).expect("read /proc/PID/task/*/status");
     assert!(threads.len() >= 2, "lb has its accept threads");
     let main = proc_status(lb.pid()).unwrap();
+    // After setuid the process is not dumpable: the kernel keeps /proc/PID root's.
+    assert_eq!(proc_owner(lb.pid()), 0, "dumpable without set-dumpable");
     for st in threads.iter().chain(std::iter::once(&main)) {
         let name = st.get("Name").cloned().unwrap_or_default();
         assert_eq!(st["Uid"], "65534\t65534\t65534\t65534", "thread {name}");
@@ -67,6 +70,41 @@ fn drops_to_nobody_and_still_forwards(dataplane: &str) {
         lb.wait_for_log(&format!("bytes out {plane}"), Duration::from_secs(5)),
         "flows are carried by {dataplane} after the drop: {:#?}",
         lb.logs()
+    );
+}
+
+/// Owner of `/proc/PID/status`: the process's uid when it is dumpable, root when not.
+fn proc_owner(pid: u32) -> u32 {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(format!("/proc/{pid}/status")).unwrap())
+}
+
+/// `set-dumpable` with `user`/`group`: dumpable again after the drop (so `/proc/PID` is the
+/// user's, and a crash leaves a core), with no core-size limit.
+#[test]
+fn set_dumpable_makes_the_dropped_process_dumpable() {
+    let s1 = Backend::sink("s1", 0);
+    let port = free_port();
+    let cfg = with_user(
+        &simple_config(port, &[], &[format!("s1 {}", s1.addr)]),
+        "    user nobody\n    group nogroup\n    set-dumpable\n",
+    );
+    let lb = Lb::start_with(&LbOpts::new(&cfg, "splice"));
+    assert_eq!(
+        proc_owner(lb.pid()),
+        65534,
+        "not dumpable after set-dumpable"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", lb.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert!(
+        core.split_whitespace()
+            .filter(|w| *w == "unlimited")
+            .count()
+            == 2,
+        "{core}"
     );
 }
 

@@ -118,6 +118,13 @@ pub struct Global {
     pub spread_checks: u32,
     /// `external-check`: allows `option external-check` (HAProxy refuses it otherwise).
     pub external_check: bool,
+    /// `set-dumpable`: after the privilege drop, no file-size or core-size limit and the
+    /// process dumpable again, so that a crash leaves a core (HAProxy's). Read at start.
+    pub set_dumpable: bool,
+    /// `strict-limits`: a file-descriptor limit that cannot be raised to what `maxconn` needs
+    /// stops the start (and refuses a reload) instead of a warning. HAProxy 2.6 has it on by
+    /// default; lb keeps the warning unless asked (`no strict-limits` is lb's default).
+    pub strict_limits: bool,
     /// `resolvers` sections, in file order.
     pub resolvers: Vec<Resolvers>,
     /// `log-tag`: the syslog tag (program name). `None` = `lb`.

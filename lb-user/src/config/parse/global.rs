@@ -25,6 +25,8 @@ pub(super) fn builtin() -> Global {
         logs: Vec::new(),
         spread_checks: 0,
         external_check: false,
+        set_dumpable: false,
+        strict_limits: false,
         resolvers: Vec::new(),
         log_tag: None,
         log_send_hostname: None,
@@ -144,8 +146,8 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     // Handled by the `tune.*` rule; listed for "did you mean".
     run("tune.ssl.default-dh-param", tls_bind_only),
     not_yet("lua-load", "Lua", one_or_more),
-    not_yet("set-dumpable", "core dumps", optional),
-    not_yet("strict-limits", "fd limit", any),
+    run("set-dumpable", set_dumpable),
+    run("strict-limits", strict_limits),
     not_yet("busy-polling", "polling", optional),
     not_yet("localpeer", "peers", one_or_more),
     run("setenv", environment),
@@ -170,6 +172,10 @@ impl Parser {
         let kw = line.words[0].as_str();
         if kw.starts_with("tune.") {
             tune(self, line);
+            return;
+        }
+        if kw == "no" {
+            global_no(self, line);
             return;
         }
         let Some(k) = GLOBAL_KEYWORDS.iter().find(|k| k.name == kw) else {
@@ -438,6 +444,53 @@ fn spread_checks(p: &mut Parser, line: &Line) {
 fn external_check(p: &mut Parser, line: &Line) {
     if arity(&mut p.diag, line, 1, 0, 0) {
         p.global.external_check = true;
+    }
+}
+
+/// `set-dumpable` (see [`Global::set_dumpable`]).
+fn set_dumpable(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 0, 0) {
+        p.global.set_dumpable = true;
+    }
+}
+
+/// `strict-limits` (see [`Global::strict_limits`]).
+fn strict_limits(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 0, 0) {
+        p.global.strict_limits = true;
+    }
+}
+
+/// `no KEYWORD` in `global`, for the keywords HAProxy 2.6 lets `no` negate: `log` (drops the
+/// global log targets given so far), `set-dumpable`, `strict-limits`, and three whose
+/// negation is what lb does anyway (`busy-polling`, `insecure-fork-wanted`,
+/// `numa-cpu-mapping`).
+fn global_no(p: &mut Parser, line: &Line) {
+    let what = line.words.get(1).map_or("", String::as_str);
+    if !matches!(
+        what,
+        "log"
+            | "set-dumpable"
+            | "strict-limits"
+            | "busy-polling"
+            | "insecure-fork-wanted"
+            | "numa-cpu-mapping"
+    ) {
+        p.diag.err(
+            &line.loc,
+            "negation/default currently supported only for options, log, busy-polling, \
+             set-dumpable, strict-limits, insecure-fork-wanted and numa-cpu-mapping.",
+        );
+        return;
+    }
+    if !arity(&mut p.diag, line, 2, 0, 0) {
+        return;
+    }
+    match what {
+        "log" => p.global.logs.clear(),
+        "set-dumpable" => p.global.set_dumpable = false,
+        "strict-limits" => p.global.strict_limits = false,
+        _ => {}
     }
 }
 

@@ -187,3 +187,28 @@ fn server_template_errors_name_the_line() {
         assert!(e.contains(want), "{body}: got {e}, want {want}");
     }
 }
+
+#[test]
+fn no_negates_the_global_keywords_haproxy_lets_it() {
+    let c = ok(&format!(
+        "global\n  log 127.0.0.1:514 local0\n  no log\n  log stdout format raw local1\n  \
+         set-dumpable\n  strict-limits\n  no strict-limits\n  no busy-polling\n  \
+         no insecure-fork-wanted\n  no numa-cpu-mapping\n{TIMEOUTS}"
+    ));
+    // `no log` dropped the targets before it.
+    assert_eq!(c.global.logs.len(), 1);
+    assert_eq!(c.global.logs[0].args[0], "stdout");
+    assert!(c.global.set_dumpable && !c.global.strict_limits);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = ok(&format!(
+        "global\n  set-dumpable\n  no set-dumpable\n{TIMEOUTS}"
+    ));
+    assert!(!c.global.set_dumpable);
+    let e = errs(&format!("global\n  no maxconn\n{TIMEOUTS}")).to_string();
+    assert!(
+        e.contains(":2: negation/default currently supported only for options, log,"),
+        "{e}"
+    );
+    let e = errs(&format!("global\n  no log x\n{TIMEOUTS}")).to_string();
+    assert!(e.contains(":2: "), "{e}");
+}
