@@ -5,6 +5,7 @@
 //! also serves the stats pages). Server changes go through the state writer (`crate::state`).
 
 pub mod cli;
+mod process;
 pub mod resolvers;
 pub mod table;
 
