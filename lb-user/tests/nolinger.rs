@@ -312,6 +312,29 @@ fn client_half_closes_first(
     (end, conn_states(me, lb_port))
 }
 
+/// [`client_half_closes_first`] on a listener with `option nolinger`: the client's read ends
+/// with a reset, and nothing of the connection is left on either side.
+fn ends_with_a_reset(lb: SocketAddr, backend: &Scripted, why: &str) {
+    let (end, (client, lb_side)) = client_half_closes_first(lb, backend);
+    assert_eq!(end, Err(ErrorKind::ConnectionReset), "{why}: a reset");
+    assert!(
+        client.is_empty() && lb_side.is_empty(),
+        "{why}: nothing left of the connection: client {client:?}, lb {lb_side:?}"
+    );
+}
+
+/// [`client_half_closes_first`] on a listener without it: a FIN, and the client, which closed
+/// first, waits in `TIME_WAIT`.
+fn ends_with_a_fin(lb: SocketAddr, backend: &Scripted, why: &str) {
+    let (end, (client, _)) = client_half_closes_first(lb, backend);
+    assert_eq!(end, Ok(0), "{why}: a FIN");
+    assert_eq!(
+        client,
+        [TIME_WAIT],
+        "{why}: the client, which closed first, waits"
+    );
+}
+
 fn frontend_nolinger_passes_the_last_fin_as_a_reset(dataplane: &str) {
     let backend = Scripted::start();
     let (port, plain_port) = (free_port(), free_port());
@@ -320,19 +343,8 @@ fn frontend_nolinger_passes_the_last_fin_as_a_reset(dataplane: &str) {
         config(port, "    option nolinger\n", "", backend.addr, None)
     );
     let _lb = Lb::start(&cfg, dataplane);
-    let (end, (client, lb_side)) = client_half_closes_first(local(port), &backend);
-    assert_eq!(
-        end,
-        Err(ErrorKind::ConnectionReset),
-        "option nolinger: a reset"
-    );
-    assert!(
-        client.is_empty() && lb_side.is_empty(),
-        "nothing left of the connection: client {client:?}, lb {lb_side:?}"
-    );
-    let (end, (client, _)) = client_half_closes_first(local(plain_port), &backend);
-    assert_eq!(end, Ok(0), "without the option: a FIN");
-    assert_eq!(client, [TIME_WAIT], "the client, which closed first, waits");
+    ends_with_a_reset(local(port), &backend, "option nolinger");
+    ends_with_a_fin(local(plain_port), &backend, "without the option");
 }
 
 /// lb ends an idle flow (`timeout client`): with the option the client gets a reset and lb's
@@ -563,20 +575,9 @@ fn reload_sets_and_clears_nolinger_on_the_same_listeners(dataplane: &str) {
     let (end, _) = client_half_closes_first(local(port), &backend);
     assert_eq!(end, Ok(0), "before: a FIN");
     reload(&with, 1);
-    let (end, (client, lb_side)) = client_half_closes_first(local(port), &backend);
-    assert_eq!(
-        end,
-        Err(ErrorKind::ConnectionReset),
-        "option nolinger added: a reset"
-    );
-    assert!(
-        client.is_empty() && lb_side.is_empty(),
-        "{client:?} {lb_side:?}"
-    );
+    ends_with_a_reset(local(port), &backend, "option nolinger added");
     reload(&plain, 2);
-    let (end, (client, _)) = client_half_closes_first(local(port), &backend);
-    assert_eq!(end, Ok(0), "option nolinger removed: a FIN again");
-    assert_eq!(client, [TIME_WAIT]);
+    ends_with_a_fin(local(port), &backend, "option nolinger removed again");
 }
 
 /// A binary upgrade (`-x SOCKET -sf PID`) to a configuration with the frontend's option sets
@@ -614,18 +615,7 @@ fn binary_upgrade_sets_and_clears_nolinger_on_the_listeners_it_takes(dataplane: 
         new
     };
     let mut new = upgrade(&mut old, &with);
-    let (end, (client, lb_side)) = client_half_closes_first(local(port), &backend);
-    assert_eq!(
-        end,
-        Err(ErrorKind::ConnectionReset),
-        "option nolinger: a reset"
-    );
-    assert!(
-        client.is_empty() && lb_side.is_empty(),
-        "{client:?} {lb_side:?}"
-    );
+    ends_with_a_reset(local(port), &backend, "option nolinger");
     let _newer = upgrade(&mut new, &plain);
-    let (end, (client, _)) = client_half_closes_first(local(port), &backend);
-    assert_eq!(end, Ok(0), "without it again: a FIN");
-    assert_eq!(client, [TIME_WAIT]);
+    ends_with_a_fin(local(port), &backend, "without it again");
 }
