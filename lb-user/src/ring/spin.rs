@@ -162,8 +162,10 @@ mod tests {
             return true;
         }
         assert!(!spin.wait(|| false));
-        spin.slept_at = Instant::now().checked_sub(w.saturating_sub(window));
-        spin.woke();
+        assert!(spin.slept_at.take().is_some());
+        // The sleep lasted the rest of the wait: learnt from the model, not the clock, which a
+        // preemption of a loaded test machine would lengthen.
+        spin.learn(w.saturating_sub(window));
         false
     }
 
@@ -200,17 +202,22 @@ mod tests {
 
     #[test]
     fn a_spin_ends_as_soon_as_something_is_ready_and_never_without_a_limit() {
-        let mut spin = Spin::with_limit(LIMIT);
-        spin.window = LIMIT;
+        // A window far longer than any preemption of a loaded test machine (each poll yields
+        // the CPU): the spin must end at the third poll, not at the window's end.
+        let long = Duration::from_secs(30);
+        let mut spin = Spin::with_limit(long);
+        spin.window = long;
+        let start = Instant::now();
         let mut polls = 0;
         assert!(spin.wait(|| {
             polls += 1;
             polls == 3
         }));
         assert_eq!(polls, 3);
+        assert!(start.elapsed() < long);
         // Something came: no sleep to measure.
         spin.woke();
-        assert_eq!(spin.window(), LIMIT);
+        assert_eq!(spin.window(), long);
 
         let mut off = Spin::with_limit(Duration::ZERO);
         assert!(!off.wait(|| panic!("no spin without a limit")));
@@ -233,6 +240,20 @@ mod tests {
             true
         }));
         assert_eq!(polls, 1);
+    }
+
+    #[test]
+    fn a_wake_learns_from_the_time_slept() {
+        // Only the direction a late test thread cannot flip: a long sleep shrinks the window.
+        let mut spin = Spin::with_limit(LIMIT);
+        spin.window = LIMIT;
+        assert!(!spin.wait(|| false));
+        spin.slept_at = Instant::now().checked_sub(2000 * US);
+        spin.woke();
+        assert_eq!(spin.window(), LIMIT / 2);
+        // Once: a second wake without a sleep changes nothing.
+        spin.woke();
+        assert_eq!(spin.window(), LIMIT / 2);
     }
 
     #[test]
