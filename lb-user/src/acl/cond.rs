@@ -6,8 +6,11 @@
 
 use super::expr::{did_you_mean, Ref, SampleExpr};
 use super::fetch;
-use super::pattern::{parse_dotted, Method, Patterns};
-use super::{Ctx, Loader, Places, Warnings};
+use super::patref::{Form, Live, Use};
+use super::pattern::{parse_dotted, Method};
+use super::{Ctx, Loader, Places, Type, Value, Warnings};
+
+use std::sync::Arc;
 
 /// The result of an ACL or condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +45,26 @@ impl Test {
 struct AclExpr {
     sample: SampleExpr,
     /// `None`: a fetch lb never answers; the expression never matches.
-    patterns: Option<Patterns>,
+    patterns: Option<AclPatterns>,
+}
+
+/// An expression's patterns: those of each `-f` file and its own, each compiled from a
+/// reference the runtime API may change ([`super::patref`]).
+#[derive(Clone, Debug)]
+struct AclPatterns {
+    method: Method,
+    sets: Vec<Arc<Live>>,
+}
+
+impl AclPatterns {
+    /// Whether `v` matches (`found` and `bool` need no pattern).
+    fn matches(&self, v: &Value) -> bool {
+        match self.method {
+            Method::Found => true,
+            Method::Bool => matches!(v.clone().cast(Type::Bool), Some(Value::Bool(true))),
+            _ => self.sets.iter().any(|s| s.load().find(v).is_some()),
+        }
+    }
 }
 
 impl AclExpr {
@@ -453,10 +475,12 @@ fn parse_expr(words: &[String], loader: &dyn Loader) -> Result<(AclExpr, Warning
              '-m bool' to match an integer as a boolean)"
         ));
     }
-    let mut pats: Option<Patterns> = None;
     let mut icase = false;
     let mut no_dns = false;
     let mut as_map = false;
+    let mut unique_id = None;
+    // `-f` files, read as they come, compiled once every flag is known.
+    let mut files = Vec::new();
     let mut i = 0;
     let need_method = |m: Option<Method>| {
         m.ok_or_else(|| {
@@ -473,12 +497,14 @@ fn parse_expr(words: &[String], loader: &dyn Loader) -> Result<(AclExpr, Warning
             "-M" => as_map = true,
             "-u" => {
                 let id = rest.get(i + 1).ok_or("'-u' needs an id")?;
-                id.parse::<u32>()
-                    .map_err(|_| "the argument of -u must be an integer".to_owned())?;
+                unique_id = Some(
+                    id.parse::<u32>()
+                        .map_err(|_| "the argument of -u must be an integer".to_owned())?,
+                );
                 i += 1;
             }
             "-m" => {
-                if pats.as_ref().is_some_and(|p| !p.is_empty()) {
+                if !files.is_empty() {
                     return Err(
                         "'-m' must only be specified before patterns and files in parsing ACL \
                          expression"
@@ -500,16 +526,8 @@ fn parse_expr(words: &[String], loader: &dyn Loader) -> Result<(AclExpr, Warning
             }
             "-f" => {
                 let path = rest.get(i + 1).ok_or("'-f' needs a file name")?;
-                if pats.is_none() {
-                    pats = Some(new_patterns(need_method(method)?, icase, no_dns, dotted));
-                }
-                let p = pats.as_mut().expect("just set");
-                let bytes = loader.read(path)?;
-                if as_map {
-                    load_map_keys(p, path, &bytes)?;
-                } else {
-                    p.add_file(path, &bytes)?;
-                }
+                need_method(method)?;
+                files.push(loader.file_ref(path, as_map, Use::Acl)?);
                 i += 1;
             }
             "--" => {
@@ -526,11 +544,15 @@ fn parse_expr(words: &[String], loader: &dyn Loader) -> Result<(AclExpr, Warning
         i += 1;
     }
     let method = need_method(method)?;
-    let mut p = match pats {
-        Some(p) => p,
-        None => new_patterns(method, icase, no_dns, dotted),
+    let form = Form {
+        icase,
+        no_dns,
+        dotted,
+        ..Form::acl(method)
     };
-    p.set_icase(icase);
+    // The line's own patterns: a reference of their own (`#ID` in `show acl`).
+    let own = loader.inline_ref(acl_kw.map_or(kw.as_str(), |k| k.0), unique_id)?;
+    let mut check = form.empty_patterns();
     let mut op = "eq";
     for w in &rest[i..] {
         let text = if method.numeric() {
@@ -542,41 +564,23 @@ fn parse_expr(words: &[String], loader: &dyn Loader) -> Result<(AclExpr, Warning
         } else {
             w.clone()
         };
-        p.add(&text)
+        // Read now, for the error to name the pattern.
+        check
+            .add(&text)
             .map_err(|e| format!("acl keyword '{kw}': {e}"))?;
+        own.add_initial(text);
+    }
+    let mut sets = Vec::with_capacity(files.len() + 1);
+    for r in files.iter().chain([&own]) {
+        sets.push(r.user(form)?);
     }
     Ok((
         AclExpr {
             sample,
-            patterns: Some(p),
+            patterns: Some(AclPatterns { method, sets }),
         },
         warnings,
     ))
-}
-
-fn new_patterns(method: Method, icase: bool, no_dns: bool, dotted: bool) -> Patterns {
-    let mut p = Patterns::new(method);
-    p.icase = icase;
-    p.no_dns = no_dns;
-    p.dotted = dotted;
-    p
-}
-
-/// `-M`: the keys of a map file as patterns.
-fn load_map_keys(p: &mut Patterns, path: &str, bytes: &[u8]) -> Result<(), String> {
-    let keys: Vec<u8> = super::pattern::file_lines(bytes)
-        .flat_map(|(_, l)| {
-            let l = super::pattern::trim_start(l);
-            let end = l
-                .iter()
-                .position(|c| *c == b' ' || *c == b'\t')
-                .unwrap_or(l.len());
-            let mut k = l[..end].to_vec();
-            k.push(b'\n');
-            k
-        })
-        .collect();
-    p.add_file(path, &keys)
 }
 
 /// HAProxy's compatibility layer: `gt 5` is the range `6:`, `le 5` is `:5`, and so on.

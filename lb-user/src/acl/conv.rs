@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::args::{self, Arg, ArgSpec, ArgType};
-use super::pattern::{file_lines, trim_start, Method, Patterns};
+use super::patref::{Form, Live, Use};
+use super::pattern::Method;
 use super::{Ctx, Loader, Type, Value};
 
 /// A converter as written, ready to run.
@@ -186,8 +187,11 @@ impl Lookup {
             Lookup::Plain(d) => (d.build)(args, loader),
             Lookup::Map { method, out } => {
                 let path = args[0].str();
-                let bytes = loader.read(path)?;
-                let mut map = Map::load(*method, *out, path, &bytes)?;
+                let r = loader.file_ref(path, true, Use::Map)?;
+                let mut map = Map {
+                    live: r.user(Form::map(*method, *out))?,
+                    default: None,
+                };
                 if let Some(d) = args.get(1) {
                     map.default =
                         Some(Value::str(d.str()).cast(*out).ok_or_else(|| {
@@ -227,61 +231,19 @@ pub fn lookup(name: &str) -> Option<Lookup> {
     Some(Lookup::Map { method, out })
 }
 
-/// A map file: keys matched with the map's method, values of its output type.
+/// A map file: keys matched with the map's method, values of its output type, as its
+/// reference holds them now ([`super::patref`]: `add map`, `set map`... change them).
 #[derive(Debug)]
 pub struct Map {
-    keys: Patterns,
-    values: Vec<Value>,
+    live: Arc<Live>,
     default: Option<Value>,
 }
 
 impl Map {
-    /// Reads `KEY VALUE` lines (blanks between; the value is the rest of the line, trailing
-    /// blanks removed; `#` comment lines and empty lines skipped). Errors name `FILE:LINE`.
-    pub fn load(method: Method, out: Type, path: &str, bytes: &[u8]) -> Result<Map, String> {
-        let mut keys = Patterns::new(method);
-        let mut values = Vec::new();
-        for (n, line) in file_lines(bytes) {
-            if line.first() == Some(&b'#') {
-                continue;
-            }
-            let line = trim_start(line);
-            if line.is_empty() {
-                continue;
-            }
-            let key_end = line
-                .iter()
-                .position(|c| *c == b' ' || *c == b'\t')
-                .unwrap_or(line.len());
-            let key = String::from_utf8_lossy(&line[..key_end]);
-            let mut value = trim_start(&line[key_end..]);
-            while let Some((l, rest)) = value.split_last() {
-                if *l != b' ' && *l != b'\t' {
-                    break;
-                }
-                value = rest;
-            }
-            let at = || format!("map file '{path}' line {n}");
-            keys.add(&key).map_err(|e| format!("{}: {e}", at()))?;
-            let v = Value::str(value).cast(out).ok_or_else(|| {
-                format!(
-                    "{}: value '{}' is not a {out}",
-                    at(),
-                    String::from_utf8_lossy(value)
-                )
-            })?;
-            values.push(v);
-        }
-        Ok(Map {
-            keys,
-            values,
-            default: None,
-        })
-    }
-
     pub fn lookup(&self, key: &Value) -> Option<Value> {
-        match self.keys.find(key) {
-            Some(i) => self.values.get(i).cloned(),
+        let c = self.live.load();
+        match c.find(key) {
+            Some(i) => c.values.get(i).cloned(),
             None => self.default.clone(),
         }
     }
@@ -418,7 +380,15 @@ mod tests {
 
     #[test]
     fn map_files() {
-        let m = Map::load(
+        let load = |method, out, path: &str, bytes: &[u8]| {
+            let live = super::super::patref::PatRef::from_file(path, bytes, true)
+                .user(Form::map(method, out))?;
+            Ok::<_, String>(Map {
+                live,
+                default: None,
+            })
+        };
+        let m = load(
             Method::Str,
             Type::Str,
             "tcp2be.map",
@@ -434,9 +404,9 @@ mod tests {
             Some(Value::str("ldap"))
         );
         assert_eq!(m.lookup(&Value::str("x")), None);
-        let e = Map::load(Method::Str, Type::Int, "m", b"a 1\nb two\n").unwrap_err();
+        let e = load(Method::Str, Type::Int, "m", b"a 1\nb two\n").unwrap_err();
         assert!(e.contains("map file 'm' line 2"), "{e}");
-        let ip = Map::load(Method::Ip, Type::Str, "m", b"10.0.0.0/8 a\n10.1.0.0/16 b\n").unwrap();
+        let ip = load(Method::Ip, Type::Str, "m", b"10.0.0.0/8 a\n10.1.0.0/16 b\n").unwrap();
         assert_eq!(
             ip.lookup(&Value::Addr("10.1.1.1".parse().unwrap())),
             Some(Value::str("b"))

@@ -23,6 +23,7 @@ pub mod conv;
 pub mod expr;
 pub mod fetch;
 pub mod fetch_stick;
+pub mod patref;
 pub mod pattern;
 pub mod value;
 pub mod vars;
@@ -30,7 +31,9 @@ pub mod vars;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub use args::Arg;
 
@@ -236,6 +239,29 @@ impl Fetched {
 /// Reads the files an ACL (`-f FILE`) or a map converter names, at configuration load.
 pub trait Loader {
     fn read(&self, path: &str) -> Result<Vec<u8>, String>;
+
+    /// The reference of pattern file `path` for a user of kind `by` (`two_columns`: a map
+    /// file). A configuration's loader shares one per file ([`ConfigLoader`]); this default
+    /// reads a fresh one.
+    fn file_ref(
+        &self,
+        path: &str,
+        two_columns: bool,
+        by: patref::Use,
+    ) -> Result<Arc<patref::PatRef>, String> {
+        let _ = by;
+        Ok(patref::PatRef::from_file(
+            path,
+            &self.read(path)?,
+            two_columns,
+        ))
+    }
+
+    /// A new reference for an ACL line's own patterns (`kw`: its criterion; `id`: `-u ID`).
+    fn inline_ref(&self, kw: &str, id: Option<u32>) -> Result<Arc<patref::PatRef>, String> {
+        let _ = (kw, id);
+        Ok(patref::PatRef::inline())
+    }
 }
 
 /// Reads from the file system (relative paths from the working directory, as HAProxy).
@@ -248,6 +274,55 @@ impl Loader for FsLoader {
             let e = e.split(" (os error").next().unwrap_or(&e);
             format!("cannot read '{path}': {e}")
         })
+    }
+}
+
+/// The loader of one configuration: files from the file system, and one pattern reference per
+/// file shared by every ACL and map naming it, described by where they are used (the line
+/// being parsed, [`ConfigLoader::at`]) for the runtime API.
+#[derive(Debug, Default)]
+pub struct ConfigLoader {
+    refs: RefCell<patref::RefBuilder>,
+    place: RefCell<(String, u32)>,
+}
+
+impl ConfigLoader {
+    /// The configuration line being parsed (`FILE`, `LINE`).
+    pub fn at(&self, file: &str, line: u32) {
+        let mut p = self.place.borrow_mut();
+        p.0.clear();
+        p.0.push_str(file);
+        p.1 = line;
+    }
+
+    /// Every reference made, with its id.
+    pub fn finish(self) -> patref::PatRefs {
+        self.refs.into_inner().finish()
+    }
+}
+
+impl Loader for ConfigLoader {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        FsLoader.read(path)
+    }
+
+    fn file_ref(
+        &self,
+        path: &str,
+        two_columns: bool,
+        by: patref::Use,
+    ) -> Result<Arc<patref::PatRef>, String> {
+        let place = self.place.borrow();
+        self.refs
+            .borrow_mut()
+            .file(path, two_columns, by, (&place.0, place.1), || {
+                self.read(path)
+            })
+    }
+
+    fn inline_ref(&self, kw: &str, id: Option<u32>) -> Result<Arc<patref::PatRef>, String> {
+        let place = self.place.borrow();
+        self.refs.borrow_mut().inline(kw, id, (&place.0, place.1))
     }
 }
 

@@ -36,6 +36,25 @@ pub enum Method {
 }
 
 impl Method {
+    /// Its name in `-m NAME` and HAProxy's `get acl|map` answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Found => "found",
+            Method::Bool => "bool",
+            Method::Int => "int",
+            Method::Ip => "ip",
+            Method::Bin => "bin",
+            Method::Len => "len",
+            Method::Str => "str",
+            Method::Sub => "sub",
+            Method::Reg => "reg",
+            Method::Beg => "beg",
+            Method::End => "end",
+            Method::Dir => "dir",
+            Method::Dom => "dom",
+        }
+    }
+
     pub fn from_name(s: &str) -> Option<Method> {
         Some(match s {
             "found" => Method::Found,
@@ -196,22 +215,20 @@ impl Patterns {
         Ok(())
     }
 
-    /// Adds the patterns of a `-f` file: one per line (the whole line, leading blanks removed),
-    /// lines starting with `#` and empty lines skipped. Errors name `FILE:LINE`.
-    pub fn add_file(&mut self, path: &str, bytes: &[u8]) -> Result<(), String> {
-        for (n, line) in file_lines(bytes) {
-            if line.first() == Some(&b'#') {
+    /// Keeps the patterns whose index `keep` marks, in order (a pattern past its end is kept).
+    pub fn retain_indices(&mut self, keep: &[bool]) {
+        let list = std::mem::take(&mut self.list);
+        self.exact.clear();
+        for (i, p) in list.into_iter().enumerate() {
+            if !keep.get(i).copied().unwrap_or(true) {
                 continue;
             }
-            let text = trim_start(line);
-            if text.is_empty() {
-                continue;
+            if let (Method::Str, Pat::Bytes(b)) = (self.method, &p) {
+                let key = self.fold(b);
+                self.exact.entry(key).or_insert(self.list.len());
             }
-            let text = String::from_utf8_lossy(text);
-            self.add(&text)
-                .map_err(|e| format!("file '{path}' line {n}: {e}"))?;
+            self.list.push(p);
         }
-        Ok(())
     }
 
     fn fold(&self, b: &[u8]) -> Vec<u8> {
@@ -582,12 +599,41 @@ mod tests {
 
     #[test]
     fn pattern_files_skip_comments_and_name_bad_lines() {
-        let mut p = Patterns::new(Method::Ip);
-        p.no_dns = true;
-        p.add_file("f", b"# blocked\n10.0.0.0/8\r\n\n  192.168.1.1\n")
-            .unwrap();
-        assert_eq!(p.len(), 2);
-        let e = p.add_file("blocked.ips", b"1.2.3.4\nnope\n").unwrap_err();
+        use super::super::patref::{Form, PatRef};
+        let form = Form {
+            no_dns: true,
+            ..Form::acl(Method::Ip)
+        };
+        let r = PatRef::from_file("f", b"# blocked\n10.0.0.0/8\r\n\n  192.168.1.1\n", false);
+        assert_eq!(r.user(form).unwrap().load().keys.len(), 2);
+        let r = PatRef::from_file("blocked.ips", b"1.2.3.4\nnope\n", false);
+        let e = r.user(form).unwrap_err();
         assert!(e.contains("file 'blocked.ips' line 2"), "{e}");
+    }
+
+    #[test]
+    fn removing_patterns_keeps_exact_lookups_right() {
+        let mut p = Patterns::new(Method::Str);
+        for k in ["a", "b", "a", "c"] {
+            p.add(k).unwrap();
+        }
+        p.retain_indices(&[false, true, true]);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.find(&Value::str("a")), Some(1));
+        assert_eq!(p.find(&Value::str("b")), Some(0));
+        assert_eq!(p.find(&Value::str("c")), Some(2));
+    }
+
+    #[test]
+    fn method_names_round_trip() {
+        for m in [
+            Method::Found,
+            Method::Ip,
+            Method::Dom,
+            Method::Reg,
+            Method::Len,
+        ] {
+            assert_eq!(Method::from_name(m.name()), Some(m));
+        }
     }
 }

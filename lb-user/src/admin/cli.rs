@@ -123,6 +123,61 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::User,
     ),
     (
+        "add acl [@<ver>] <acl> <pattern>",
+        "add an acl entry",
+        CliLevel::User,
+    ),
+    (
+        "clear acl [@<ver>] <acl>",
+        "clear the contents of this acl",
+        CliLevel::User,
+    ),
+    (
+        "del acl <acl> [<key>|#<ref>]",
+        "delete acl entries matching <key>",
+        CliLevel::User,
+    ),
+    (
+        "get acl <acl> <value>",
+        "report the patterns matching a sample for an ACL",
+        CliLevel::User,
+    ),
+    (
+        "show acl [@<ver>] <acl>]",
+        "report available acls or dump an acl's contents",
+        CliLevel::User,
+    ),
+    (
+        "add map [@<ver>] <map> <key> <val>",
+        "add a map entry",
+        CliLevel::User,
+    ),
+    (
+        "clear map [@<ver>] <map>",
+        "clear the contents of this map",
+        CliLevel::User,
+    ),
+    (
+        "del map <map> [<key>|#<ref>]",
+        "delete map entries matching <key>",
+        CliLevel::User,
+    ),
+    (
+        "get map <acl> <value>",
+        "report the keys and values matching a sample for a map",
+        CliLevel::User,
+    ),
+    (
+        "set map <map> [<key>|#<ref>] <value>",
+        "modify a map entry",
+        CliLevel::User,
+    ),
+    (
+        "show map [@ver] [map]",
+        "report available maps or dump a map's contents",
+        CliLevel::User,
+    ),
+    (
         "show sess [id]",
         "report the list of current sessions or dump this exact session",
         CliLevel::Operator,
@@ -239,6 +294,8 @@ pub enum Command {
     /// `enable|disable health B/S`.
     HealthEnabled(ServerRef, bool),
     ShutdownSessions(ServerRef),
+    /// `show|get|add|del|set|clear acl|map ...` (any level, as HAProxy's).
+    Patterns(super::patterns::PatCommand),
     /// Anything else: the help, filtered by this word.
     Unknown(String),
 }
@@ -306,6 +363,10 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
             Command::ShowResolvers(rest.first().map(|s| (*s).to_owned()))
         }
         ["show", "sess", ..] => Command::ShowSess,
+        [verb @ ("show" | "get" | "add" | "del" | "clear"), kind @ ("acl" | "map"), rest @ ..]
+        | [verb @ "set", kind @ "map", rest @ ..] => {
+            Command::Patterns(super::patterns::parse(verb, kind, rest)?)
+        }
         ["show", "table"] => Command::ShowTable(None),
         ["show", "table", t, rest @ ..] => {
             Command::ShowTable(Some(super::table::parse(t, rest, false)?))
@@ -611,6 +672,7 @@ impl Session {
             Command::ShowResolvers(only) => super::resolvers::show(&gen.resolvers, only.as_deref()),
             Command::ShowSess => Ok(show_sess(gen).await),
             Command::ShowTable(q) => super::table::show(gen, q.as_ref(), self.level),
+            Command::Patterns(c) => super::patterns::run(&gen.config.pat_refs, &c),
             Command::ClearTable(q) => super::table::clear(gen, &q),
             Command::ClearCounters { all } => {
                 for c in gen.fe_stats.iter().chain(&gen.be_stats) {

@@ -46,6 +46,9 @@ pub struct Config {
     pub proc_vars: Arc<ProcVars>,
     /// Every `stick-table`, in file order (named after its proxy).
     pub tables: Vec<crate::stick::TableDef>,
+    /// The pattern files and inline pattern lists of its ACLs and maps, which the runtime API
+    /// reads and changes (`show acl`, `add map`...).
+    pub pat_refs: Arc<crate::acl::patref::PatRefs>,
 }
 
 impl Config {

@@ -62,6 +62,7 @@ impl Parser {
             // Filled by the caller once the diagnostics are sorted.
             warnings: Vec::new(),
             proc_vars: Arc::default(),
+            pat_refs: Arc::new(std::mem::take(&mut self.loader).finish()),
             tables,
         })
     }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use super::lex::{is_section_word, Line};
 use super::{Config, ConfigError, Global, Loc, StatsProxy, Userlist, Warning};
+use crate::acl::ConfigLoader;
 use proxy::{Kind, ProxyDraft, ProxyOpts};
 
 /// Errors and warnings collected while loading; loading never stops at the first error.
@@ -116,8 +117,6 @@ fn sections<'a>(lines: &'a [Line], diag: &mut Diag) -> Vec<Section<'a>> {
 
 /// Builds a [`Config`] from tokenized lines (all files, in order), adding to `diag`. The
 /// returned config is `None` when there are errors; its `warnings` are left empty for the caller.
-/// Builds a [`Config`] from tokenized lines (all files, in order), adding to `diag`. The
-/// returned config is `None` when there are errors; its `warnings` are left empty for the caller.
 pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
     let mut p = Parser {
         diag,
@@ -137,6 +136,7 @@ pub(crate) fn build(lines: &[Line], diag: Diag) -> (Option<Config>, Diag) {
         expr_refs: Vec::new(),
         waiting_for_state: HashMap::new(),
         peers: HashMap::new(),
+        loader: ConfigLoader::default(),
     };
     let secs = sections(lines, &mut p.diag);
     for sec in &secs {
@@ -179,6 +179,8 @@ struct Parser {
     waiting_for_state: HashMap<Loc, Option<String>>,
     /// `peers` sections by name.
     peers: HashMap<String, Loc>,
+    /// Files read by ACLs and maps, and their pattern references.
+    loader: ConfigLoader,
 }
 
 impl Parser {

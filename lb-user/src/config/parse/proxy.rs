@@ -249,6 +249,9 @@ impl Parser {
         px.is_stats = is_stats_section(kind, sec.body);
         let warnings_before = self.diag.warnings.len();
         for line in sec.body {
+            // What ACLs and maps read from files name as where they are used.
+            let file = line.loc.file.display().to_string();
+            self.loader.at(&file, line.loc.line);
             self.proxy_line(&mut px, line);
         }
         let mode = px.opts.mode.as_ref().map(|(m, _)| *m);

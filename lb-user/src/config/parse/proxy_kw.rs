@@ -14,7 +14,6 @@ use super::state_file;
 use super::suggest::suggest;
 use super::tcp_rules;
 use super::{arity, Diag, Parser};
-use crate::acl::FsLoader;
 
 /// Handles one line whose keyword is the entry's name.
 type ProxyFn = fn(&mut Parser, &mut ProxyDraft, &Line);
@@ -742,7 +741,7 @@ fn log_format(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         );
         return;
     }
-    match crate::log_format::LogFormat::parse(&w[1], &FsLoader) {
+    match crate::log_format::LogFormat::parse(&w[1], &p.loader) {
         Ok((f, warnings)) => {
             for msg in warnings {
                 p.diag.warn(&line.loc, format!("log-format: {msg}"));

@@ -9,7 +9,7 @@ use super::super::scalar::{parse_size, parse_time, TimeUnit};
 use super::proxy::{Kind, ProxyDraft};
 use super::suggest::suggest;
 use super::{arity, Parser, Section};
-use crate::acl::{FsLoader, Places, SampleExpr};
+use crate::acl::{Places, SampleExpr};
 use crate::rules::{Action, StickKind, StickRule};
 use crate::stick::def::{Arrays, ALL, MAX_ARRAY};
 use crate::stick::{DataType, KeyType, TableDef};
@@ -369,7 +369,7 @@ pub(super) fn stick(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         }
     };
     let rest = &line.words[2..];
-    let (key, mut used, w) = match SampleExpr::parse_words(rest, true, &FsLoader) {
+    let (key, mut used, w) = match SampleExpr::parse_words(rest, true, &p.loader) {
         Ok(x) => x,
         Err(e) => {
             p.diag

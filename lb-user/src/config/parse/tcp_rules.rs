@@ -16,7 +16,7 @@ use super::proxy::{Kind, ProxyDraft};
 use super::suggest::suggest;
 use super::{arity, Parser};
 use crate::acl::expr::{NameFormat, Ref};
-use crate::acl::{FsLoader, Places, SampleExpr, VarName};
+use crate::acl::{ConfigLoader, Places, SampleExpr, VarName};
 use crate::rules::{Action, Rule, Switch, Target, TrackSc, UseServer};
 
 /// The rule lists, as bits (where an action is allowed).
@@ -70,6 +70,8 @@ type ActionFn = fn(&mut ActCtx<'_>, &str, &[String]) -> Result<Parsed, String>;
 /// What an action parser may use.
 struct ActCtx<'a> {
     warnings: &'a mut Vec<String>,
+    /// The configuration's files and pattern references.
+    loader: &'a ConfigLoader,
     /// `tcp-request content`, ... for messages.
     rule: &'a str,
 }
@@ -175,7 +177,7 @@ fn set_var(c: &mut ActCtx<'_>, word: &str, rest: &[String]) -> Result<Parsed, St
     if rest.first().is_none_or(|w| w == "if" || w == "unless") {
         return Err(format!("'{word}': expects a sample expression"));
     }
-    let (expr, used, w) = SampleExpr::parse_words(rest, true, &FsLoader)
+    let (expr, used, w) = SampleExpr::parse_words(rest, true, c.loader)
         .map_err(|e| format!("'{} {word}': {e}", c.rule))?;
     c.warnings.extend(w);
     Ok(Parsed {
@@ -206,7 +208,7 @@ fn capture(c: &mut ActCtx<'_>, _: &str, rest: &[String]) -> Result<Parsed, Strin
     if rest.is_empty() {
         return Err("'capture' expects a sample expression and 'len <length>'".to_owned());
     }
-    let (expr, used, w) = SampleExpr::parse_words(rest, true, &FsLoader)
+    let (expr, used, w) = SampleExpr::parse_words(rest, true, c.loader)
         .map_err(|e| format!("'{} capture': {e}", c.rule))?;
     c.warnings.extend(w);
     if rest.get(used).map(String::as_str) != Some("len") {
@@ -234,7 +236,7 @@ fn track_sc(c: &mut ActCtx<'_>, word: &str, rest: &[String]) -> Result<Parsed, S
             "'{word}' expects a sample expression (the key to track)"
         ));
     }
-    let (key, mut used, w) = SampleExpr::parse_words(rest, true, &FsLoader)
+    let (key, mut used, w) = SampleExpr::parse_words(rest, true, c.loader)
         .map_err(|e| format!("'{} {word}': {e}", c.rule))?;
     c.warnings.extend(w);
     let mut table = None;
@@ -283,7 +285,7 @@ fn stick_counter(c: &mut ActCtx<'_>, word: &str, rest: &[String]) -> Result<Pars
     } else {
         rest.to_vec()
     };
-    let (value, used, w) = SampleExpr::parse_words(&words, true, &FsLoader)
+    let (value, used, w) = SampleExpr::parse_words(&words, true, c.loader)
         .map_err(|e| format!("'{} {word}': {e}", c.rule))?;
     c.warnings.extend(w);
     let used = if first.parse::<i64>().is_ok() {
@@ -331,7 +333,7 @@ pub(super) fn acl(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         );
         return;
     }
-    match px.rules.acls.add_line(&line.words[1..], &FsLoader) {
+    match px.rules.acls.add_line(&line.words[1..], &p.loader) {
         Ok((w, refs)) => {
             for w in w {
                 p.diag
@@ -445,6 +447,7 @@ fn rule_line(p: &mut Parser, px: &mut ProxyDraft, line: &Line, request: bool) {
     let parsed = (kwd.parse)(
         &mut ActCtx {
             warnings: &mut warnings,
+            loader: &p.loader,
             rule: &rule_name,
         },
         word,
@@ -510,7 +513,7 @@ pub(super) fn condition(
         return None;
     }
     let first_new = px.rules.acls.len();
-    match px.rules.acls.parse_cond(rest, &FsLoader) {
+    match px.rules.acls.parse_cond(rest, &p.loader) {
         Ok((cond, warnings)) => {
             for w in warnings {
                 p.diag.warn(&line.loc, w);
@@ -613,7 +616,7 @@ pub(super) fn use_backend(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     }
     px.use_backend_lines += 1;
     let name = &line.words[1];
-    let target = match NameFormat::parse(name, &FsLoader) {
+    let target = match NameFormat::parse(name, &p.loader) {
         Ok(Some((f, warnings))) => {
             for w in warnings {
                 p.diag.warn(&line.loc, w);
