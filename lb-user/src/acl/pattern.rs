@@ -133,6 +133,91 @@ pub struct Patterns {
     list: Vec<Pat>,
     /// `str` patterns by value (lower-cased with `-i`): index of the first one.
     exact: HashMap<Vec<u8>, usize>,
+    /// `ip` networks by prefix length: a lookup costs one probe per length in use, however
+    /// long the list (a blocklist grown by `add acl`), as HAProxy's trees.
+    nets: NetIndex,
+}
+
+/// Networks by (prefix length, masked address): index of the first one; each family's
+/// lengths, longest first.
+#[derive(Clone, Debug, Default)]
+struct NetIndex {
+    v4: HashMap<(u8, u32), usize>,
+    v4_lens: Vec<u8>,
+    v6: HashMap<(u8, u128), usize>,
+    v6_lens: Vec<u8>,
+}
+
+impl NetIndex {
+    fn add(&mut self, net: IpAddr, len: u8, index: usize) {
+        fn note(lens: &mut Vec<u8>, len: u8) {
+            if let Err(at) = lens.binary_search_by(|l| len.cmp(l)) {
+                lens.insert(at, len);
+            }
+        }
+        match net {
+            IpAddr::V4(n) => {
+                self.v4
+                    .entry((len, mask4(u32::from(n), len)))
+                    .or_insert(index);
+                note(&mut self.v4_lens, len);
+            }
+            IpAddr::V6(n) => {
+                self.v6
+                    .entry((len, mask6(u128::from(n), len)))
+                    .or_insert(index);
+                note(&mut self.v6_lens, len);
+            }
+        }
+    }
+
+    /// The most specific network holding `ip` (the first of them when several are as
+    /// specific); an IPv4 address also matches IPv6 networks as its mapped form, an IPv6
+    /// address holding an IPv4 one (mapped, compatible, 6to4) IPv4 networks.
+    fn find(&self, ip: IpAddr) -> Option<usize> {
+        let (v4, v6) = match ip {
+            IpAddr::V4(a) => (Some(u32::from(a)), u128::from(a.to_ipv6_mapped())),
+            IpAddr::V6(a) => (embedded_v4(a), u128::from(a)),
+        };
+        let in4 = v4.and_then(|a| {
+            self.v4_lens
+                .iter()
+                .find_map(|&l| self.v4.get(&(l, mask4(a, l))).map(|i| (l, *i)))
+        });
+        let in6 = self
+            .v6_lens
+            .iter()
+            .find_map(|&l| self.v6.get(&(l, mask6(v6, l))).map(|i| (l, *i)));
+        match (in4, in6) {
+            (Some(a), Some(b)) => Some(if a.0 > b.0 || (a.0 == b.0 && a.1 < b.1) {
+                a.1
+            } else {
+                b.1
+            }),
+            (a, b) => a.or(b).map(|(_, i)| i),
+        }
+    }
+}
+
+fn mask4(a: u32, len: u8) -> u32 {
+    a.checked_shr(32 - u32::from(len)).unwrap_or(0)
+}
+
+fn mask6(a: u128, len: u8) -> u128 {
+    a.checked_shr(128 - u32::from(len)).unwrap_or(0)
+}
+
+/// The IPv4 address an IPv6 one carries: mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`)
+/// or 6to4 (`2002:AABB:CCDD::/48`).
+fn embedded_v4(a: std::net::Ipv6Addr) -> Option<u32> {
+    let o = a.octets();
+    if o[..8] == [0; 8] && (o[8..12] == [0; 4] || o[8..12] == [0, 0, 0xff, 0xff]) {
+        Some(u32::from_be_bytes([o[12], o[13], o[14], o[15]]))
+    } else if o[..2] == [0x20, 0x02] {
+        Some(u32::from_be_bytes([o[2], o[3], o[4], o[5]]))
+    } else {
+        None
+    }
 }
 
 impl Patterns {
@@ -144,6 +229,7 @@ impl Patterns {
             dotted: false,
             list: Vec::new(),
             exact: HashMap::new(),
+            nets: NetIndex::default(),
         }
     }
 
@@ -193,6 +279,7 @@ impl Patterns {
             }
             Method::Ip => {
                 let (ip, len) = parse_net(text, self.no_dns)?;
+                self.nets.add(ip, len, self.list.len());
                 Pat::Net(ip, len)
             }
             Method::Bin => Pat::Bytes(parse_hex(text)?),
@@ -219,13 +306,18 @@ impl Patterns {
     pub fn retain_indices(&mut self, keep: &[bool]) {
         let list = std::mem::take(&mut self.list);
         self.exact.clear();
+        self.nets = NetIndex::default();
         for (i, p) in list.into_iter().enumerate() {
             if !keep.get(i).copied().unwrap_or(true) {
                 continue;
             }
-            if let (Method::Str, Pat::Bytes(b)) = (self.method, &p) {
-                let key = self.fold(b);
-                self.exact.entry(key).or_insert(self.list.len());
+            match (self.method, &p) {
+                (Method::Str, Pat::Bytes(b)) => {
+                    let key = self.fold(b);
+                    self.exact.entry(key).or_insert(self.list.len());
+                }
+                (Method::Ip, Pat::Net(net, len)) => self.nets.add(*net, *len, self.list.len()),
+                _ => {}
             }
             self.list.push(p);
         }
@@ -255,17 +347,7 @@ impl Patterns {
         match (self.method, &v) {
             (Method::Int, Value::Int(i)) => self.first(|p| in_range(p, *i)),
             (Method::Len, Value::Str(s)) => self.first(|p| in_range(p, s.len() as i64)),
-            (Method::Ip, Value::Addr(a)) => {
-                let mut best: Option<(usize, u8)> = None;
-                for (i, p) in self.list.iter().enumerate() {
-                    if let Pat::Net(net, len) = p {
-                        if net_contains(*net, *len, *a) && best.is_none_or(|(_, l)| *len > l) {
-                            best = Some((i, *len));
-                        }
-                    }
-                }
-                best.map(|(i, _)| i)
-            }
+            (Method::Ip, Value::Addr(a)) => self.nets.find(*a),
             (Method::Bin, Value::Bin(b)) => self.first(|p| matches!(p, Pat::Bytes(x) if x == b)),
             (Method::Str, Value::Str(s)) => self.exact.get(&self.fold(s)).copied(),
             (Method::Reg, Value::Str(s)) => self.first(|p| matches!(p, Pat::Re(r) if r.is_match(s))),
@@ -445,6 +527,8 @@ fn parse_net(text: &str, no_dns: bool) -> Result<(IpAddr, u8), String> {
 
 /// HAProxy's `pat_match_ip`: an IPv4 sample matches IPv6 networks as `::ffff:a.b.c.d`; an
 /// IPv6 sample that is IPv4-mapped, IPv4-compatible or 6to4 matches IPv4 networks.
+/// Whether `ip` is in `net/len`, one network at a time: the index's oracle.
+#[cfg(test)]
 fn net_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
@@ -468,6 +552,7 @@ fn net_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
     }
 }
 
+#[cfg(test)]
 fn prefix_eq(a: u128, b: u128, len: u8, bits: u32) -> bool {
     if len == 0 {
         return true;
@@ -622,6 +707,67 @@ mod tests {
         assert_eq!(p.find(&Value::str("a")), Some(1));
         assert_eq!(p.find(&Value::str("b")), Some(0));
         assert_eq!(p.find(&Value::str("c")), Some(2));
+    }
+
+    #[test]
+    fn the_network_index_answers_as_a_scan_of_every_network() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        // Few distinct values, so that networks nest and addresses hit them.
+        let v4 = |rng: &mut fastrand::Rng| {
+            IpAddr::V4(std::net::Ipv4Addr::new(
+                10,
+                rng.u8(0..3),
+                rng.u8(0..3),
+                rng.u8(0..4),
+            ))
+        };
+        let v6 = |rng: &mut fastrand::Rng, v4: &dyn Fn(&mut fastrand::Rng) -> IpAddr| {
+            let IpAddr::V4(a) = v4(rng) else {
+                unreachable!()
+            };
+            IpAddr::V6(match rng.u8(0..3) {
+                0 => a.to_ipv6_mapped(),
+                1 => a.to_ipv6_compatible(),
+                _ => std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, rng.u16(0..3), 0, 0, 0, 1),
+            })
+        };
+        for round in 0..200 {
+            let mut p = Patterns::new(Method::Ip);
+            let mut nets = Vec::new();
+            for _ in 0..rng.usize(1..12) {
+                let (net, len) = if rng.bool() {
+                    (v4(&mut rng), rng.u8(0..=32))
+                } else {
+                    (v6(&mut rng, &v4), rng.u8(0..=128))
+                };
+                p.add(&format!("{net}/{len}")).unwrap();
+                nets.push((net, len));
+            }
+            if round % 2 == 1 {
+                let keep: Vec<bool> = nets.iter().map(|_| rng.bool()).collect();
+                p.retain_indices(&keep);
+                let mut k = keep.iter();
+                nets.retain(|_| *k.next().unwrap());
+            }
+            for _ in 0..20 {
+                let ip = if rng.bool() {
+                    v4(&mut rng)
+                } else {
+                    v6(&mut rng, &v4)
+                };
+                let mut best: Option<(usize, u8)> = None;
+                for (i, (net, len)) in nets.iter().enumerate() {
+                    if net_contains(*net, *len, ip) && best.is_none_or(|(_, l)| *len > l) {
+                        best = Some((i, *len));
+                    }
+                }
+                assert_eq!(
+                    p.find(&Value::Addr(ip)),
+                    best.map(|(i, _)| i),
+                    "{ip} in {nets:?}"
+                );
+            }
+        }
     }
 
     #[test]
