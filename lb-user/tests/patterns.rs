@@ -1,6 +1,7 @@
 //! The runtime API's ACL and map commands through `socat`, as users drive a blocklist or a
 //! routing map: `add acl` / `del acl` block and unblock a source for new connections at once,
-//! `set map` / `add map` / `del map` / `clear map` reroute them, `show` and `get` report what
+//! `set map` / `add map` (one entry, or many in a payload after `<<`) / `del map` / `clear
+//! map` reroute them, `show` and `get` report what
 //! matches, bad patterns are refused with HAProxy's messages and change nothing, and a reload
 //! reads the files again (run-time changes are lost, as in HAProxy). On every plane.
 
@@ -190,4 +191,26 @@ fn map_changes_reroute_new_connections(dataplane: &str) {
     assert_eq!(admin(&format!("clear map {map}")), "\n");
     assert_eq!(admin(&format!("show map {map}")), "\n");
     assert_eq!(served_by("127.0.0.8", fe), "c");
+
+    // Many entries in one command: a payload after `<<`, up to an empty line.
+    assert_eq!(
+        admin(&format!(
+            "add map {map} <<\n127.0.0.9 be_b\n127.0.0.0/8   be_a\n"
+        )),
+        "\n"
+    );
+    assert_eq!(served_by("127.0.0.9", fe), "b");
+    assert_eq!(served_by("127.0.0.8", fe), "a");
+    let bad = admin(&format!("add map {map} <<\n127.0.0.11 be_b\nlonely\n"));
+    assert_eq!(bad, "Missing value for key 'lonely'.\n\n");
+    assert_eq!(
+        served_by("127.0.0.11", fe),
+        "a",
+        "a payload with an error adds nothing"
+    );
+    let bad = admin(&format!(
+        "add map {map} <<\n127.0.0.12 be_b\nnowhere be_b\n"
+    ));
+    assert!(bad.contains("nowhere"), "{bad}");
+    assert_eq!(served_by("127.0.0.12", fe), "a", "all or nothing");
 }

@@ -295,28 +295,31 @@ impl PatRef {
         self.state.lock().users.clone()
     }
 
-    /// Adds an entry (`add acl|map`), for every user or, when one can't read it, for none.
-    /// Names are not resolved at run time (HAProxy resolves them only while starting): an
-    /// `ip` pattern must be an address.
-    pub fn add(&self, key: &str, value: Option<&str>) -> Result<(), String> {
+    /// Adds entries (`add acl|map`, a payload's lines in order) for every user, or, when one
+    /// user can't read one of them, none at all. Names are not resolved at run time (HAProxy
+    /// resolves them only while starting): an `ip` pattern must be an address.
+    pub fn add(&self, new: &[(&str, Option<&str>)]) -> Result<(), String> {
         let mut st = self.state.lock();
-        let e = Entry::new(key.to_owned(), value.map(str::to_owned), 0);
+        let added: Vec<Entry> = new
+            .iter()
+            .map(|(k, v)| Entry::new((*k).to_owned(), v.map(str::to_owned), 0))
+            .collect();
         let mut next = Vec::with_capacity(st.users.len());
         for u in &st.users {
+            let form = Form {
+                no_dns: true,
+                ..u.form
+            };
             let mut c = Compiled::clone(&u.load());
-            c.push(
-                Form {
-                    no_dns: true,
-                    ..u.form
-                },
-                &e,
-            )?;
+            for e in &added {
+                c.push(form, e)?;
+            }
             next.push(c);
         }
         for (u, c) in st.users.iter().zip(next) {
             u.current.store(Arc::new(c));
         }
-        st.entries.push(e);
+        st.entries.extend(added);
         Ok(())
     }
 
@@ -609,13 +612,13 @@ mod tests {
         let addr = Value::Addr("10.1.2.3".parse().unwrap());
         assert_eq!(ip.load().find(&addr), Some(0));
         // A key one user can't read: refused, nothing added anywhere.
-        let e = r.add("not-an-ip", Some("2")).unwrap_err();
+        let e = r.add(&[("not-an-ip", Some("2"))]).unwrap_err();
         assert!(e.contains("not-an-ip"), "{e}");
         assert_eq!(r.entries().len(), 1);
         assert_eq!(st.load().keys.len(), 1);
         // A value one user can't read: refused too.
-        assert!(r.add("192.0.2.0/24", Some("two")).is_err());
-        r.add("192.0.2.0/24", Some("2")).unwrap();
+        assert!(r.add(&[("192.0.2.0/24", Some("two"))]).is_err());
+        r.add(&[("192.0.2.0/24", Some("2"))]).unwrap();
         let c = ip.load();
         let i = c.find(&Value::Addr("192.0.2.9".parse().unwrap())).unwrap();
         assert_eq!(c.values[i], Value::Int(2));
@@ -632,8 +635,10 @@ mod tests {
         assert_eq!(ip.load().find(&addr), None);
         assert!(r.delete(Which::Key("192.0.2.0/24")));
         assert!(r.entries().is_empty() && st.load().keys.is_empty());
-        r.add("a", Some("1")).unwrap_err();
-        r.add("10.0.0.1", Some("1")).unwrap();
+        r.add(&[("10.0.0.1", Some("1")), ("a", Some("1"))])
+            .unwrap_err();
+        assert!(r.entries().is_empty(), "all or nothing");
+        r.add(&[("10.0.0.1", Some("1"))]).unwrap();
         r.clear();
         assert!(ip.load().keys.is_empty());
     }

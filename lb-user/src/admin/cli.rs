@@ -134,6 +134,12 @@ fn server_ref(arg: Option<&&str>) -> Result<ServerRef, String> {
 
 /// Parses one command's words (HAProxy's grammar and error messages). Pure: no state is read.
 pub fn parse(w: &[&str]) -> Result<Command, String> {
+    parse_with_payload(w, None)
+}
+
+/// [`parse`], with the payload that followed a command ending in `<<` (only `add map` reads
+/// one; the others ignore it, as HAProxy's).
+pub fn parse_with_payload(w: &[&str], payload: Option<&str>) -> Result<Command, String> {
     Ok(match w {
         ["help", rest @ ..] => Command::Help((!rest.is_empty()).then(|| rest.join(" "))),
         ["prompt", ..] => Command::Prompt,
@@ -163,7 +169,7 @@ pub fn parse(w: &[&str]) -> Result<Command, String> {
         ["show", "sess", ..] => Command::ShowSess,
         [verb @ ("show" | "get" | "add" | "del" | "clear"), kind @ ("acl" | "map"), rest @ ..]
         | [verb @ "set", kind @ "map", rest @ ..] => {
-            Command::Patterns(super::patterns::parse(verb, kind, rest)?)
+            Command::Patterns(super::patterns::parse(verb, kind, rest, payload)?)
         }
         ["show", "table"] => Command::ShowTable(None),
         ["show", "table", t, rest @ ..] => {
@@ -345,15 +351,23 @@ impl Session {
     }
 
     /// Runs one input line (commands separated by `;`), returning the whole answer; each
-    /// command's answer ends with an empty line, as HAProxy's do.
-    pub async fn run_line(&mut self, gen: &Arc<Generation>, line: &str) -> String {
+    /// command's answer ends with an empty line, as HAProxy's do. `payload`: what followed a
+    /// line ending in `<<`, for its last command.
+    pub async fn run_line(
+        &mut self,
+        gen: &Arc<Generation>,
+        line: &str,
+        payload: Option<&str>,
+    ) -> String {
         let mut out = String::new();
-        for cmd in line.split(';') {
+        let cmds: Vec<&str> = line.split(';').collect();
+        for (i, cmd) in cmds.iter().enumerate() {
             let words: Vec<&str> = cmd.split_whitespace().collect();
             if words.is_empty() {
                 continue;
             }
-            let mut answer = match parse(&words) {
+            let payload = payload.filter(|_| i + 1 == cmds.len());
+            let mut answer = match parse_with_payload(&words, payload) {
                 Ok(c) => self.run(gen, c).await,
                 Err(e) => e,
             };

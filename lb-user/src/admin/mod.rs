@@ -32,6 +32,53 @@ use crate::stats;
 /// connection closed.
 pub const MAX_LINE: usize = 16 * 1024;
 
+/// Longest payload (the lines after a command ending in `<<`). HAProxy's must fit its 16 KiB
+/// buffer with the command; lb takes more, so that a map loads in fewer commands.
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// A session's input, cut into lines.
+#[derive(Default)]
+struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    /// The next line (its newline included), at most `max` bytes: `None` at the end of the
+    /// input, at `deadline`, or when the session gives its place to a new client. A longer
+    /// line is refused: the client is told, and the error ends the session.
+    async fn next(
+        &mut self,
+        stream: &mut UnixStream,
+        deadline: Instant,
+        slot: &Slot,
+        max: usize,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(p) = self.buf.iter().position(|&b| b == b'\n') {
+                return Ok(Some(self.buf.drain(..=p).collect()));
+            }
+            if self.buf.len() > max {
+                let msg = format!("Command line too long (limit {max} bytes).\n\n");
+                stream.write_all(msg.as_bytes()).await?;
+                return Err(io::Error::other(msg.trim_end()));
+            }
+            let n = tokio::select! {
+                r = timeout_at(deadline, stream.read(&mut chunk)) => match r {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(None),
+                },
+                () = slot.evicted() => return Ok(None),
+            };
+            if n == 0 {
+                // A last line without its newline still counts (`printf 'show info' | socat`).
+                return Ok((!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf)));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
 /// Errors of the runtime API's setup.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -233,36 +280,11 @@ async fn session(
     slot: &Slot,
 ) -> io::Result<()> {
     let mut state = cli::Session::new(access.level);
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
+    let mut lines = Lines::default();
     loop {
         // One line, bounded in size and time (`set timeout cli` changes the bound).
         let deadline = Instant::now() + state.timeout.unwrap_or(timeout);
-        let line = loop {
-            if let Some(p) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=p).collect();
-                break Some(line);
-            }
-            if buf.len() > MAX_LINE {
-                stream
-                    .write_all(b"Command line too long (limit 16384 bytes).\n\n")
-                    .await?;
-                return Ok(());
-            }
-            let n = tokio::select! {
-                r = timeout_at(deadline, stream.read(&mut chunk)) => match r {
-                    Ok(r) => r?,
-                    Err(_) => return Ok(()),
-                },
-                () = slot.evicted() => return Ok(()),
-            };
-            if n == 0 {
-                // A last line without its newline still counts (`printf 'show info' | socat`).
-                break (!buf.is_empty()).then(|| std::mem::take(&mut buf));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let Some(line) = line else {
+        let Some(line) = lines.next(&mut stream, deadline, slot, MAX_LINE).await? else {
             return Ok(());
         };
         slot.served();
@@ -272,10 +294,33 @@ async fn session(
             "_getflows" => return getflows(&current.load_full(), stream, access.expose_fd).await,
             _ => {}
         }
+        let text = text.trim_end_matches(['\n', '\r']);
+        // A line ending in `<<` is followed by a payload, up to an empty line (HAProxy's
+        // `PAYLOAD_PATTERN`), read under the same deadline.
+        let (text, payload) = match text.strip_suffix("<<") {
+            Some(cmd) if !cmd.trim().is_empty() => {
+                let mut payload = String::new();
+                while let Some(l) = lines.next(&mut stream, deadline, slot, MAX_PAYLOAD).await? {
+                    let l = String::from_utf8_lossy(&l);
+                    let l = l.trim_end_matches(['\n', '\r']);
+                    if l.is_empty() {
+                        break;
+                    }
+                    if payload.len() + l.len() >= MAX_PAYLOAD {
+                        stream
+                            .write_all(b"Payload too long (limit 1048576 bytes).\n\n")
+                            .await?;
+                        return Ok(());
+                    }
+                    payload.push_str(l);
+                    payload.push('\n');
+                }
+                (cmd, Some(payload))
+            }
+            _ => (text, None),
+        };
         let hold = current.for_change().await;
-        let out = state
-            .run_line(&hold.gen, text.trim_end_matches(['\n', '\r']))
-            .await;
+        let out = state.run_line(&hold.gen, text, payload.as_deref()).await;
         drop(hold);
         stream.write_all(out.as_bytes()).await?;
         if state.quit || !state.interactive {

@@ -3,8 +3,7 @@
 //! pattern references ([`run`]). A change reaches every ACL and map using the reference at
 //! once and lasts until the next reload, which reads the files again, as in HAProxy.
 //!
-//! Not supported: versions (`prepare`, `commit`, `@VER` other than the current one, 0) and
-//! payloads (`add map REF <<`).
+//! Not supported: versions (`prepare`, `commit`, `@VER` other than the current one, 0).
 
 use std::fmt::Write;
 
@@ -27,12 +26,12 @@ pub enum PatCommand {
         name: String,
         value: String,
     },
-    /// `add acl [@VER] REF PATTERN`, `add map [@VER] REF KEY VALUE`.
+    /// `add acl [@VER] REF PATTERN`, `add map [@VER] REF KEY VALUE`, or `add map [@VER] REF
+    /// <<` and a `KEY VALUE` per payload line: the entries, in order.
     Add {
         of: Use,
         name: String,
-        key: String,
-        value: Option<String>,
+        entries: Vec<(String, Option<String>)>,
         version: Option<String>,
     },
     /// `del acl|map REF KEY|#HANDLE`.
@@ -60,13 +59,23 @@ fn unknown(of: Use) -> String {
     .to_owned()
 }
 
+const ADD_MAP_ARGS: &str = "'add map' expects three parameters (map identifier, key and value) \
+                            or one parameter (map identifier) and a payload\n";
+const ADD_ACL_ARGS: &str = "'add acl' expects two parameters: ACL identifier and pattern.\n";
+
 const MALFORMED: &str = "Malformed identifier. Please use #<id> or <file>.\n";
 
 /// Versions other than the current one (0) are not kept.
 const NO_VERSIONS: &str = "lb keeps no pattern versions: only @0 (the current one) is known.\n";
 
-/// The words after `VERB acl|map` (`verb` one of show, get, add, del, set, clear).
-pub fn parse(verb: &str, kind: &str, rest: &[&str]) -> Result<PatCommand, String> {
+/// The words after `VERB acl|map` (`verb` one of show, get, add, del, set, clear), and the
+/// payload after a command ending in `<<` (read by `add map` only).
+pub fn parse(
+    verb: &str,
+    kind: &str,
+    rest: &[&str],
+    payload: Option<&str>,
+) -> Result<PatCommand, String> {
     let of = if kind == "map" { Use::Map } else { Use::Acl };
     let word = |i: usize| rest.get(i).map(|w| (*w).to_owned());
     // `@VER` before the reference (show, add, clear).
@@ -99,29 +108,27 @@ pub fn parse(verb: &str, kind: &str, rest: &[&str]) -> Result<PatCommand, String
                 )
             }
         },
-        "add" => {
-            match (of, word_v(0), word_v(1), word_v(2)) {
-                (Use::Acl, Some(name), Some(key), _) => PatCommand::Add {
-                    of,
-                    name,
-                    key,
-                    value: None,
-                    version,
-                },
-                (Use::Map, Some(name), Some(key), Some(value)) => PatCommand::Add {
-                    of,
-                    name,
-                    key,
-                    value: Some(value),
-                    version,
-                },
-                _ => return missing(
-                    "'add map' expects three parameters (map identifier, key and value) or one \
-                     parameter (map identifier) and a payload\n",
-                    "'add acl' expects two parameters: ACL identifier and pattern.\n",
-                ),
-            }
-        }
+        "add" => match (of, word_v(0), word_v(1), word_v(2), payload) {
+            (Use::Acl, Some(name), Some(key), _, _) => PatCommand::Add {
+                of,
+                name,
+                entries: vec![(key, None)],
+                version,
+            },
+            (Use::Map, Some(name), _, _, Some(payload)) => PatCommand::Add {
+                of,
+                name,
+                entries: payload_entries(payload)?,
+                version,
+            },
+            (Use::Map, Some(name), Some(key), Some(value), None) => PatCommand::Add {
+                of,
+                name,
+                entries: vec![(key, Some(value))],
+                version,
+            },
+            _ => return missing(ADD_MAP_ARGS, ADD_ACL_ARGS),
+        },
         "del" => match (word(0), word(1)) {
             (Some(name), Some(key)) => PatCommand::Del { of, name, key },
             _ => {
@@ -145,6 +152,21 @@ pub fn parse(verb: &str, kind: &str, rest: &[&str]) -> Result<PatCommand, String
             None => return missing("Missing map identifier.\n", "Missing ACL identifier.\n"),
         },
     })
+}
+
+/// `KEY VALUE` per line (blanks between; the value is the rest of the line).
+fn payload_entries(payload: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    payload
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.split_once([' ', '\t']) {
+            Some((k, v)) => Ok((
+                k.to_owned(),
+                Some(v.trim_start_matches([' ', '\t']).to_owned()),
+            )),
+            None => Err(format!("Missing value for key '{l}'.\n")),
+        })
+        .collect()
 }
 
 /// Only the current version, 0, exists.
@@ -191,8 +213,7 @@ pub fn run(refs: &PatRefs, c: &PatCommand) -> Result<String, String> {
         PatCommand::Add {
             of,
             name,
-            key,
-            value,
+            entries,
             version,
         } => {
             let r = find(name, *of, false)?;
@@ -206,9 +227,12 @@ pub fn run(refs: &PatRefs, c: &PatCommand) -> Result<String, String> {
                         .to_owned(),
                 );
             }
-            r.pat
-                .add(key, value.as_deref())
-                .map_err(|e| format!("{e}.\n"))?;
+            // All or nothing (HAProxy keeps the entries before a refused one).
+            let new: Vec<(&str, Option<&str>)> = entries
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_deref()))
+                .collect();
+            r.pat.add(&new).map_err(|e| format!("{e}.\n"))?;
             Ok(String::new())
         }
         PatCommand::Del { of, name, key } => {
@@ -331,7 +355,12 @@ mod tests {
     use crate::acl::Type;
 
     fn p(verb: &str, kind: &str, rest: &str) -> Result<PatCommand, String> {
-        parse(verb, kind, &rest.split_whitespace().collect::<Vec<_>>())
+        parse(
+            verb,
+            kind,
+            &rest.split_whitespace().collect::<Vec<_>>(),
+            None,
+        )
     }
 
     #[test]
@@ -341,10 +370,30 @@ mod tests {
             Ok(PatCommand::Add {
                 of: Use::Acl,
                 name: "/b.lst".into(),
-                key: "1.2.3.4".into(),
-                value: None,
+                entries: vec![("1.2.3.4".into(), None)],
                 version: Some("0".into())
             })
+        );
+        assert_eq!(
+            parse("add", "map", &["/m"], Some("k1 v 1\nk2\tv2\n")),
+            Ok(PatCommand::Add {
+                of: Use::Map,
+                name: "/m".into(),
+                entries: vec![
+                    ("k1".into(), Some("v 1".into())),
+                    ("k2".into(), Some("v2".into()))
+                ],
+                version: None
+            })
+        );
+        assert_eq!(
+            parse("add", "map", &["/m"], Some("k1 v\nlonely\n")),
+            Err("Missing value for key 'lonely'.\n".into())
+        );
+        // Only `add map` reads a payload.
+        assert_eq!(
+            parse("add", "acl", &["/b"], Some("1.2.3.4\n")),
+            Err(ADD_ACL_ARGS.into())
         );
         assert_eq!(
             p("add", "map", "/m k"),
