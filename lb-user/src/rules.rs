@@ -155,6 +155,10 @@ pub struct ProxyRules {
     pub use_server: Vec<UseServer>,
     /// `stick` rules (backends), in order.
     pub stick: Vec<StickRule>,
+    /// `force-persist if|unless COND` (backends): when one applies, a connection `use-server`
+    /// or `stick` assigns to a server goes there even when it is DOWN or in maintenance, as
+    /// with `option persist` (HAProxy's `SF_FORCE_PRST`).
+    pub force_persist: Vec<Cond>,
     /// The lines these rules were read from: two rule sets are equal when they were written the
     /// same (compiled expressions can't be compared).
     pub source: Vec<String>,

@@ -8,8 +8,11 @@
 //!
 //! Bounds that a slow machine cannot break: a burst of clients at once takes at least the
 //! time the limit imposes, and no more sessions than the limit (plus one per accept loop
-//! already waiting) are served in the first half second; the stats show the limit and a highest rate
-//! within it.
+//! already waiting) are served at once; the stats show the limit and a highest rate within it.
+//! (Not "in the first half second": the rate is HAProxy's `freq_ctr`, over periods of a
+//! second on the clock. A burst at the end of one period fills it; from the next one on, the
+//! previous period's count weighs less as the period goes by, and a client more gets in each
+//! `1 / (limit + 1)` s or so: 16 of 25 in the first 500 ms, once, in CI.)
 
 #[macro_use]
 mod common;
@@ -29,13 +32,17 @@ const LIMIT: u64 = 10;
 /// Clients in the burst.
 const CLIENTS: usize = 25;
 
+/// How soon after the first a client counts as served "at once": past the limit, the next one
+/// waits at least `1 / (LIMIT + 1)` s (91 ms) for the rate to leave room.
+const AT_ONCE: Duration = Duration::from_millis(60);
+
 /// Threads lb runs. Each thread's accept loop of each address looks at the rate before it
 /// waits for a client, so each may take one past the limit (as with `maxconn`).
 const THREADS: u64 = 2;
 
 /// [`CLIENTS`] clients at once, spread over `ports`: at most the limit (plus one per accept
-/// loop: thread and address) served in the first 500 ms, at least half of it, and the last
-/// after 1.2 s.
+/// loop: thread and address) served at once (within [`AT_ONCE`] of the first), at least half
+/// of it in the first 500 ms, and the last after 1.2 s.
 fn burst_is_held_at_the_limit(ports: &[u16], what: &str) {
     let loops = THREADS * ports.len() as u64;
     let started = Instant::now();
@@ -59,15 +66,15 @@ fn burst_is_held_at_the_limit(ports: &[u16], what: &str) {
         })
         .collect();
     done.sort();
+    let at_once = done.iter().filter(|t| **t < done[0] + AT_ONCE).count() as u64;
+    assert!(
+        at_once <= LIMIT + loops,
+        "{what}: {at_once} of {CLIENTS} served at once at {LIMIT} per second (all: {done:?})"
+    );
     let early = done
         .iter()
         .filter(|t| **t < Duration::from_millis(500))
         .count() as u64;
-    assert!(
-        early <= LIMIT + loops,
-        "{what}: {early} of {CLIENTS} served in the first 500 ms at {LIMIT} per second (all: \
-         {done:?})"
-    );
     assert!(
         early >= LIMIT / 2,
         "{what}: only {early} served in the first 500 ms ({done:?})"

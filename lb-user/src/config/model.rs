@@ -625,6 +625,10 @@ pub struct Backend {
     /// own; the flow ends and the server is reset (HAProxy's `SC_FL_NOLINGER` on the server
     /// side, see `dataplane::pass_fin`).
     pub nolinger: bool,
+    /// `option persist`: a connection `use-server` or `stick match|on` assigns to a server goes
+    /// there even when the server is DOWN or in maintenance (HAProxy's `PR_O_PERSIST`); with
+    /// `option redispatch` its last retry goes elsewhere.
+    pub persist: bool,
     /// `option abortonclose`: a connection whose client closes (FIN or reset) while it waits
     /// in the queue is dropped there (`CQ`) instead of being sent to a server later.
     pub abortonclose: bool,

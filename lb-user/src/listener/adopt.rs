@@ -163,7 +163,7 @@ async fn serve_adopted(
     let index = snap.servers.iter().position(|s| s.conf.name == flow.server);
     // Counted in the server's `cur` when it still exists and takes it (up, below its
     // maxconn); else under the backend only.
-    let slot = index.and_then(|i| table.try_acquire_server(i));
+    let slot = index.and_then(|i| table.try_acquire_server(i, false));
     let _be_session = table.enter();
     let mut served = Served::new(flow.client);
     served.backend = Some(backend);

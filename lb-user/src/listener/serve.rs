@@ -167,7 +167,9 @@ async fn to_server(
     // once connected).
     let be_session = table.enter();
     let queued_at = Instant::now();
-    let direct = route.server.and_then(|i| table.try_acquire_server(i));
+    let direct = route
+        .server
+        .and_then(|i| table.try_acquire_server(i, route.persist));
     let acquired = match direct {
         Some(slot) => Ok(slot),
         // `balance source` hashes the client the rules saw.

@@ -485,6 +485,14 @@ impl ServerState {
         self.admin == AdminState::Maint || self.resolution_maint || self.via_maint
     }
 
+    /// Whether a connection that `use-server` or `stick match|on` assigns to this server is
+    /// sent here: when it is neither DOWN nor in maintenance (HAProxy's `cur_state !=
+    /// SRV_ST_STOPPED`: a draining server takes it), or, with `persist` (`option persist`, a
+    /// `force-persist` rule), in any state but without an address (DNS left it none).
+    pub fn takes_assignment(&self, persist: bool) -> bool {
+        (self.up && !self.in_maint()) || (persist && !self.resolution_maint)
+    }
+
     /// Draining: forced (an operator, the agent) or inherited from the tracked server.
     pub fn draining(&self) -> bool {
         self.admin == AdminState::Drain || self.via_drain

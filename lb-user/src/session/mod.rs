@@ -47,8 +47,10 @@ pub enum Step {
 pub struct Route {
     /// Index into `Config::backends`.
     pub backend: usize,
-    /// Index of the server in the backend chosen by `use-server`.
+    /// Index of the server in the backend chosen by `use-server` or `stick`.
     pub server: Option<usize>,
+    /// That server is taken even DOWN or in maintenance (`option persist`, `force-persist`).
+    pub persist: bool,
     /// Bytes at the start of the buffer that are a PROXY header: not forwarded.
     pub consumed: usize,
 }
@@ -292,10 +294,11 @@ impl Session {
                         }
                     }
                     self.phase = Phase::Done;
-                    let server = self.use_server(&be_rules, head);
+                    let (server, persist) = self.use_server(&be_rules, head).unzip();
                     return Step::Route(Route {
                         backend: b,
                         server,
+                        persist: persist.unwrap_or(false),
                         consumed: self.consumed,
                     });
                 }
@@ -303,6 +306,7 @@ impl Session {
                     return Step::Route(Route {
                         backend: self.backend.unwrap_or_default(),
                         server: None,
+                        persist: false,
                         consumed: self.consumed,
                     })
                 }
@@ -494,8 +498,10 @@ impl Session {
     }
 
     /// `use-server`: the first matching rule whose server is not DOWN (else the next rule,
-    /// as HAProxy; none: the balancing algorithm picks).
-    fn use_server(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<usize> {
+    /// as HAProxy; none: `stick` rules, then the balancing algorithm). With `option persist`
+    /// or a `force-persist` rule that applies, a DOWN server or one in maintenance is taken
+    /// too (HAProxy's `process_server_rules`): the server, and whether it was so forced.
+    fn use_server(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<(usize, bool)> {
         let b = self.backend?;
         if rules.use_server.is_empty() && rules.stick.is_empty() {
             return None;
@@ -504,6 +510,13 @@ impl Session {
         let at = At::request(Places::REQUEST, true, data);
         self.with_rules(at, |inputs, vars, hooks| {
             let snap = hooks.gen.backends[b].snapshot();
+            let persist = hooks.gen.config.backends[b].persist || {
+                let ctx = inputs.ctx(vars);
+                rules
+                    .force_persist
+                    .iter()
+                    .any(|c| c.applies(&rules.acls, &ctx) == Some(true))
+            };
             for u in &rules.use_server {
                 let ctx = inputs.ctx(vars);
                 if u.cond
@@ -515,14 +528,16 @@ impl Session {
                 let Some(e) = snap.servers.get(u.server) else {
                     continue;
                 };
-                if e.state.up && !e.state.in_maint() {
-                    return Some(u.server);
+                if e.state.takes_assignment(persist) {
+                    return Some((u.server, persist));
                 }
             }
             let ctx = inputs.ctx(vars);
-            hooks
-                .sticky
-                .match_server(hooks.gen, b, &rules.stick, &rules.acls, &ctx)
+            let stuck =
+                hooks
+                    .sticky
+                    .match_server(hooks.gen, b, (&rules.stick, &rules.acls), &ctx, persist);
+            stuck.map(|s| (s, persist))
         })
     }
 

@@ -153,14 +153,15 @@ impl Sticky {
     }
 
     /// `stick match|on` rules (in order, conditions evaluated in `ctx`): the first stored
-    /// server that is usable. `stick on|store-request` keys are kept for [`Self::server_chosen`].
+    /// server that is usable, or that exists at all when `persist` (`option persist`,
+    /// `force-persist`). `stick on|store-request` keys are kept for [`Self::server_chosen`].
     pub(super) fn match_server(
         &self,
         gen: &Generation,
         backend: usize,
-        rules: &[StickRule],
-        acls: &AclTable,
+        (rules, acls): (&[StickRule], &AclTable),
         ctx: &Ctx<'_>,
+        persist: bool,
     ) -> Option<usize> {
         let now = clock();
         let snap = gen.backends[backend].snapshot();
@@ -185,7 +186,7 @@ impl Sticky {
                     .and_then(|e| tb.read(&e, DataType::ServerId, now));
                 chosen = id.and_then(|id| {
                     snap.servers.iter().position(|e| {
-                        u64::from(e.conf.id) == id && e.state.up && !e.state.in_maint()
+                        u64::from(e.conf.id) == id && e.state.takes_assignment(persist)
                     })
                 });
             }

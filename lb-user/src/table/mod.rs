@@ -244,13 +244,14 @@ impl BackendTable {
         }
     }
 
-    /// Reserves a slot on server `index` itself (`use-server`): when it is not DOWN nor in
-    /// maintenance and below its maxconn. `None` otherwise (the caller balances instead: lb
-    /// queues per backend, not per server).
-    pub fn try_acquire_server(self: &Arc<Self>, index: usize) -> Option<ServerSlot> {
+    /// Reserves a slot on server `index` itself (`use-server`, `stick`): when it takes the
+    /// assignment ([`crate::server::ServerState::takes_assignment`]: not DOWN nor in
+    /// maintenance, or any state with `persist`) and is below its maxconn. `None` otherwise
+    /// (the caller balances instead: lb queues per backend, not per server).
+    pub fn try_acquire_server(self: &Arc<Self>, index: usize, persist: bool) -> Option<ServerSlot> {
         let snap = self.snap.load();
         let e = snap.servers.get(index)?;
-        if !e.state.up || e.state.in_maint() || !e.try_reserve() {
+        if !e.state.takes_assignment(persist) || !e.try_reserve() {
             return None;
         }
         Some(ServerSlot::new(self, e, index).delivered())

@@ -62,6 +62,7 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         smart_connect: false,
         nolinger: false,
         abortonclose: false,
+        persist: false,
         keepalive: Keepalive::default(),
         check: crate::config::CheckKind::default(),
         log_health_checks: false,

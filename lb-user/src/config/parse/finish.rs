@@ -235,6 +235,7 @@ impl Parser {
                 smart_connect: px.opts.smart_connect,
                 nolinger: px.opts.nolinger,
                 abortonclose: px.opts.abortonclose,
+                persist: px.opts.persist,
                 keepalive: px.opts.srv_ka,
                 check,
                 log_health_checks: px.opts.log_health_checks,

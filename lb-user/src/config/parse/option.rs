@@ -64,12 +64,6 @@ const fn http_only(name: &'static str) -> (&'static str, Handling) {
     (name, Handling::HttpOnly)
 }
 
-/// What `option persist` and `force-persist` do in HAProxy 2.6's `mode tcp`
-/// (`process_server_rules`, `sticking_rule_find_target` in `src/stream.c`), which lb does not.
-pub(super) const PERSIST_DOWN: &str = "in mode tcp HAProxy sends a connection that 'use-server' \
-     or 'stick match|on' assigns to its server even when that server is DOWN or in maintenance; \
-     lb skips such a server and lets the balancing algorithm pick";
-
 /// Every option lb knows. The order is the order of "did you mean" candidates.
 const OPTIONS: &[(&str, Handling)] = &[
     run("redispatch", redispatch),
@@ -100,7 +94,7 @@ const OPTIONS: &[(&str, Handling)] = &[
     run("nolinger", nolinger),
     run("abortonclose", backend_flag),
     not_yet("transparent", "transparent proxying"),
-    not_yet("persist", PERSIST_DOWN),
+    run("persist", backend_flag),
     not_yet("prefer-last-server", "persistence"),
     run("ldap-check", simple_check),
     run("ssl-hello-chk", simple_check),
@@ -191,12 +185,13 @@ fn redispatch(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     px.opts.redispatch = !o.no;
 }
 
-/// `option allbackups`, `option srvtcpka`, `option abortonclose`.
+/// `option allbackups`, `option srvtcpka`, `option abortonclose`, `option persist`.
 fn backend_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if p.cap(px, o.line, &o.kw, false, true) && o.no_args(p) {
         match o.opt {
             "allbackups" => px.opts.allbackups = !o.no,
             "abortonclose" => px.opts.abortonclose = !o.no,
+            "persist" => px.opts.persist = !o.no,
             _ => px.opts.srv_ka.enabled = !o.no,
         }
     }

@@ -128,6 +128,8 @@ pub(super) struct ProxyOpts {
     pub(super) nolinger: bool,
     /// `option abortonclose`.
     pub(super) abortonclose: bool,
+    /// `option persist`.
+    pub(super) persist: bool,
     /// `load-server-state-from-file` and where it was set.
     pub(super) load_server_state: (StateLoad, Option<Loc>),
     /// The rules of a named `defaults` section (ACLs, `tcp-request`, `tcp-response`,
@@ -171,6 +173,7 @@ impl ProxyOpts {
             smart_connect: false,
             nolinger: false,
             abortonclose: false,
+            persist: false,
             load_server_state: (StateLoad::None, None),
             rules: None,
         }

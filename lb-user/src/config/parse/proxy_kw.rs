@@ -107,7 +107,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     run("tcp-response", tcp_rules::tcp_response),
     run("stick-table", super::stick::stick_table),
     run("stick", super::stick::stick),
-    not_yet("force-persist", super::option::PERSIST_DOWN, one_or_more),
+    run("force-persist", tcp_rules::force_persist),
     // HAProxy 2.6 only consults it for HTTP cookies.
     http_only("ignore-persist"),
     not_yet("persist", "persistence", one_or_more),

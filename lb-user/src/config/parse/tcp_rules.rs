@@ -675,6 +675,34 @@ pub(super) fn use_server(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     });
 }
 
+/// `force-persist if|unless COND`: HAProxy's persist rule (backends; an error in `defaults`, a
+/// warning in a frontend).
+pub(super) fn force_persist(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    let kw = "force-persist";
+    if px.kind == Kind::Defaults {
+        p.diag.err(
+            &line.loc,
+            format!("'{kw}' not allowed in 'defaults' section."),
+        );
+        return;
+    }
+    if !p.cap(px, line, kw, false, true) {
+        return;
+    }
+    if !matches!(line.words.get(1).map(String::as_str), Some("if" | "unless")) {
+        p.diag.err(
+            &line.loc,
+            format!("'{kw}' requires either 'if' or 'unless' followed by a condition."),
+        );
+        return;
+    }
+    let Some(Some(cond)) = condition(p, px, line, kw, &line.words[1..], Places::REQUEST) else {
+        return;
+    };
+    px.rules.source.push(line.words.join(" "));
+    px.rules.force_persist.push(cond);
+}
+
 impl Parser {
     /// Once a section is read: `use-server` names are found among its servers.
     pub(super) fn resolve_use_server(&mut self, px: &mut ProxyDraft) {

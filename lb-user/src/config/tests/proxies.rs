@@ -612,21 +612,45 @@ fn sockmap_backlog_is_a_size_in_bytes() {
     assert_eq!(c.global.sockmap_backlog, None);
 }
 
-/// `option persist` and `force-persist` mean something in HAProxy's `mode tcp` (a
-/// `use-server` or `stick match` connection goes to its DOWN server), which lb does not do:
-/// `lb -c` says what at the line. `ignore-persist` only acts on HTTP cookies.
+/// `option persist` (from `defaults` too, `no option persist` clears it) and `force-persist`
+/// rules (backends only: an error in `defaults`, ignored with a warning in a frontend, an
+/// `if|unless` condition required), as HAProxy's. `ignore-persist` only acts on HTTP cookies.
 #[test]
-fn persist_options_say_what_lb_does_not_do() {
+fn persist_options_and_rules() {
     let c = ok(&format!(
-        "{TIMEOUTS}backend be\n  option persist\n  force-persist if {{ src 10.0.0.1 }}\n  \
-         ignore-persist if {{ src 10.0.0.2 }}\n  server s1 127.0.0.1:1\n"
+        "{TIMEOUTS}  option persist\nbackend be\n  force-persist if {{ src 10.0.0.1 }}\n  \
+         force-persist unless {{ src 10.0.0.3 }}\n  ignore-persist if {{ src 10.0.0.2 }}\n  \
+         server s1 127.0.0.1:1\nbackend other\n  no option persist\n  server s2 127.0.0.1:2\n\
+         frontend fe\n  bind :1\n  force-persist if TRUE\n  default_backend be\n"
     ));
-    let what = "even when that server is DOWN or in maintenance; lb skips such a server";
-    assert!(has_warning(&c, 7, "'option persist' is not supported yet"));
-    assert!(has_warning(&c, 7, what), "{:?}", c.warnings);
-    assert!(has_warning(&c, 8, "'force-persist' is not supported yet"));
-    assert!(has_warning(&c, 8, what));
-    assert!(has_warning(&c, 9, "'ignore-persist' is HTTP-only"));
+    assert!(c.backends[0].persist && !c.backends[1].persist);
+    assert_eq!(c.backends[0].rules.force_persist.len(), 2);
+    assert!(has_warning(&c, 10, "'ignore-persist' is HTTP-only"));
+    assert!(has_warning(
+        &c,
+        17,
+        "'force-persist' ignored because frontend 'fe' has no backend capability"
+    ));
+    assert!(!c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("not supported yet")));
+    let e = err(&format!(
+        "{TIMEOUTS}  force-persist if TRUE\nbackend be\n  server s 127.0.0.1:1\n"
+    ));
+    assert!(
+        e.contains("t.cfg:6: 'force-persist' not allowed in 'defaults' section."),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{TIMEOUTS}backend be\n  force-persist\n  server s 127.0.0.1:1\n"
+    ));
+    assert!(
+        e.contains(
+            "t.cfg:7: 'force-persist' requires either 'if' or 'unless' followed by a condition."
+        ),
+        "{e}"
+    );
 }
 
 #[test]

@@ -1,0 +1,157 @@
+//! `option persist` and `force-persist` (HAProxy's `process_server_rules` and
+//! `sticking_rule_find_target`): a connection that `use-server` or `stick match` assigns to a
+//! server that is DOWN (a failing check) or in maintenance goes there all the same, while
+//! without them the balancing algorithm picks another. The "DOWN" server here still accepts
+//! on its service port (only its check port is closed), so where each connection landed shows.
+//! On every plane.
+
+#[macro_use]
+mod common;
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::scenarios::connect_from;
+use common::servers::Backend;
+use common::stats::{cli, SockDir};
+use common::{free_port, local, Lb, DEFAULTS};
+
+on_both_planes!(
+    use_server_and_stick_take_a_down_server_only_when_persisting,
+    force_persist_rules_are_checked,
+);
+
+/// The name the `ident` server that took a connection from `from` wrote.
+fn served_by(from: &str, fe: SocketAddr) -> String {
+    let src: IpAddr = from.parse().unwrap();
+    let mut s = connect_from(src, fe).unwrap_or_else(|e| panic!("{e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    got.trim().to_owned()
+}
+
+/// A `listen` section on `port` for each of `sections` (`(port, name, lines)`), whose servers
+/// are `s1` and `s2`; `s1` is checked on a closed port (DOWN, yet serving) when `down`.
+fn config(
+    dir: &SockDir,
+    (s1, s2): (SocketAddr, SocketAddr),
+    down: bool,
+    sections: &[(u16, &str, &str)],
+) -> String {
+    let check = if down {
+        format!(" check port {} inter 100ms fall 1 rise 1", free_port())
+    } else {
+        String::new()
+    };
+    let mut c = format!(
+        "global\n    stats socket {} level admin\n\n{DEFAULTS}\n",
+        dir.sock("admin.sock").display()
+    );
+    for (port, name, lines) in sections {
+        let _ = write!(
+            c,
+            "listen {name}\n    bind 127.0.0.1:{port}\n{lines}    server s1 {s1}{check}\n    \
+             server s2 {s2}\n\n"
+        );
+    }
+    c
+}
+
+fn use_server_and_stick_take_a_down_server_only_when_persisting(dataplane: &str) {
+    let (s1, s2) = (Backend::ident("s1"), Backend::ident("s2"));
+    let dir = SockDir::new("persist");
+    let admin = |cmd: &str| cli(&dir.sock("admin.sock"), cmd);
+    let (plain, persist) = (free_port(), free_port());
+    let cfg = config(
+        &dir,
+        (s1.addr, s2.addr),
+        true,
+        &[
+            (plain, "plain", "    use-server s1 if TRUE\n"),
+            (
+                persist,
+                "persisting",
+                "    option persist\n    use-server s1 if TRUE\n",
+            ),
+        ],
+    );
+    let lb = Lb::start(&cfg, dataplane);
+    for name in ["plain", "persisting"] {
+        assert!(
+            lb.wait_for_log(
+                &format!("Server {name}/s1 is DOWN"),
+                Duration::from_secs(10)
+            ),
+            "{name}/s1 never went DOWN"
+        );
+    }
+    assert_eq!(served_by("127.0.0.5", local(plain)), "s2", "DOWN: skipped");
+    assert_eq!(
+        served_by("127.0.0.5", local(persist)),
+        "s1",
+        "option persist"
+    );
+    // In maintenance too.
+    assert_eq!(admin("set server persisting/s1 state maint"), "\n");
+    assert_eq!(
+        served_by("127.0.0.5", local(persist)),
+        "s1",
+        "maint + persist"
+    );
+    drop(lb);
+
+    // `stick on src`: the client's server, recorded while it was in service, is kept when it
+    // goes into maintenance only with `option persist`.
+    let (sticky, sticky_plain) = (free_port(), free_port());
+    let stick = "    balance first\n    stick-table type ip size 1k\n    stick on src\n";
+    let persisting = format!("    option persist\n{stick}");
+    let cfg = config(
+        &dir,
+        (s1.addr, s2.addr),
+        false,
+        &[
+            (sticky, "sticky", &persisting),
+            (sticky_plain, "sticky_plain", stick),
+        ],
+    );
+    let _lb = Lb::start(&cfg, dataplane);
+    for port in [sticky, sticky_plain] {
+        assert_eq!(served_by("127.0.0.7", local(port)), "s1", "balance first");
+    }
+    for name in ["sticky", "sticky_plain"] {
+        assert_eq!(admin(&format!("set server {name}/s1 state maint")), "\n");
+    }
+    assert_eq!(
+        served_by("127.0.0.7", local(sticky)),
+        "s1",
+        "stick + persist"
+    );
+    assert_eq!(
+        served_by("127.0.0.7", local(sticky_plain)),
+        "s2",
+        "stick alone"
+    );
+}
+
+fn force_persist_rules_are_checked(dataplane: &str) {
+    let (s1, s2) = (Backend::ident("s1"), Backend::ident("s2"));
+    let dir = SockDir::new("force-persist");
+    let port = free_port();
+    let cfg = config(
+        &dir,
+        (s1.addr, s2.addr),
+        true,
+        &[(
+            port,
+            "be",
+            "    use-server s1 if TRUE\n    force-persist if { src 127.0.0.6 }\n",
+        )],
+    );
+    let lb = Lb::start(&cfg, dataplane);
+    assert!(lb.wait_for_log("Server be/s1 is DOWN", Duration::from_secs(10)));
+    assert_eq!(served_by("127.0.0.6", local(port)), "s1", "forced");
+    assert_eq!(served_by("127.0.0.5", local(port)), "s2", "not forced");
+}
