@@ -1,7 +1,8 @@
 //! `option persist` and `force-persist` (HAProxy's `process_server_rules` and
 //! `sticking_rule_find_target`): a connection that `use-server` or `stick match` assigns to a
 //! server that is DOWN (a failing check) or in maintenance goes there all the same, while
-//! without them the balancing algorithm picks another. The "DOWN" server here still accepts
+//! without them the balancing algorithm picks another. `persist rdp-cookie`: the server a
+//! session broker's cookie names gets the connection (a request as `mstsc` sends it). The "DOWN" server here still accepts
 //! on its service port (only its check port is closed), so where each connection landed shows.
 //! On every plane.
 
@@ -9,7 +10,7 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use common::{free_port, local, Lb, DEFAULTS};
 on_both_planes!(
     use_server_and_stick_take_a_down_server_only_when_persisting,
     force_persist_rules_are_checked,
+    persist_rdp_cookie_follows_the_brokers_cookie,
 );
 
 /// The name the `ident` server that took a connection from `from` wrote.
@@ -154,4 +156,79 @@ fn force_persist_rules_are_checked(dataplane: &str) {
     assert!(lb.wait_for_log("Server be/s1 is DOWN", Duration::from_secs(10)));
     assert_eq!(served_by("127.0.0.6", local(port)), "s1", "forced");
     assert_eq!(served_by("127.0.0.5", local(port)), "s2", "not forced");
+}
+
+/// An RDP connection request (TPKT and X.224 headers, 11 bytes) carrying `Cookie: msts=...`
+/// naming `server` as a Windows session broker writes it: the IPv4 address's bytes read as a
+/// little-endian number, the port's bytes swapped.
+fn rdp_request(server: SocketAddr) -> Vec<u8> {
+    let SocketAddr::V4(v4) = server else {
+        panic!("an IPv4 server")
+    };
+    let ip = u32::from_le_bytes(v4.ip().octets());
+    let cookie = format!("Cookie: msts={ip}.{}.0000\r\n", v4.port().swap_bytes());
+    let len = 11 + cookie.len();
+    let mut req = vec![
+        3,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+        (len - 5) as u8,
+        0xe0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    req.extend_from_slice(cookie.as_bytes());
+    req
+}
+
+/// Who served an RDP client whose request names `named`.
+fn rdp_served_by(fe: SocketAddr, named: SocketAddr) -> String {
+    let mut s = connect_from("127.0.0.1".parse().unwrap(), fe).unwrap_or_else(|e| panic!("{e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&rdp_request(named)).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    got.trim().to_owned()
+}
+
+fn persist_rdp_cookie_follows_the_brokers_cookie(dataplane: &str) {
+    let (s1, s2) = (Backend::ident("s1"), Backend::ident("s2"));
+    let dir = SockDir::new("rdp");
+    let admin = |cmd: &str| cli(&dir.sock("admin.sock"), cmd);
+    let (port, persisting) = (free_port(), free_port());
+    let rdp =
+        "    tcp-request inspect-delay 5s\n    tcp-request content accept if RDP_COOKIE\n    \
+               persist rdp-cookie\n    balance roundrobin\n";
+    let with_option = format!("{rdp}    option persist\n");
+    let cfg = config(
+        &dir,
+        (s1.addr, s2.addr),
+        false,
+        &[
+            (port, "rdp", rdp),
+            (persisting, "rdp_persist", &with_option),
+        ],
+    );
+    let _lb = Lb::start(&cfg, dataplane);
+    for _ in 0..3 {
+        assert_eq!(rdp_served_by(local(port), s2.addr), "s2");
+        assert_eq!(rdp_served_by(local(port), s1.addr), "s1");
+    }
+    // A cookie naming no server: round robin.
+    let nobody: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut seen: Vec<String> = (0..4).map(|_| rdp_served_by(local(port), nobody)).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["s1", "s2"]);
+    // s2 in maintenance: its cookie is ignored, unless `option persist`.
+    for name in ["rdp", "rdp_persist"] {
+        assert_eq!(admin(&format!("set server {name}/s2 state maint")), "\n");
+    }
+    assert_eq!(rdp_served_by(local(port), s2.addr), "s1");
+    assert_eq!(rdp_served_by(local(persisting), s2.addr), "s2");
 }

@@ -647,6 +647,16 @@ fn rdp_cookie_value<'a>(b: &'a [u8], name: &str) -> Probe<&'a [u8]> {
     Probe::Found(&d[..end])
 }
 
+/// The value of RDP cookie `name` in a connection request's first bytes, once they hold it
+/// whole (`persist rdp-cookie`, which decides on the bytes there: HAProxy's
+/// `tcp_persist_rdp_cookie` takes a value that may still change as none).
+pub fn rdp_cookie_in<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    match rdp_cookie_value(head, name) {
+        Probe::Found(v) => Some(v),
+        _ => None,
+    }
+}
+
 fn rdp_cookie(c: &Ctx<'_>, a: &[Arg]) -> Fetched {
     let Some(b) = bytes(c) else {
         return Fetched::none();

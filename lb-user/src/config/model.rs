@@ -625,6 +625,10 @@ pub struct Backend {
     /// own; the flow ends and the server is reset (HAProxy's `SC_FL_NOLINGER` on the server
     /// side, see `dataplane::pass_fin`).
     pub nolinger: bool,
+    /// `persist rdp-cookie[(NAME)]`: the RDP cookie (`msts` by default) whose value names a
+    /// server by its address (`IP.PORT.0000`, as a Windows session broker writes it) sends
+    /// the connection there (HAProxy's `tcp_persist_rdp_cookie`).
+    pub rdp_cookie_persist: Option<String>,
     /// `option persist`: a connection `use-server` or `stick match|on` assigns to a server goes
     /// there even when the server is DOWN or in maintenance (HAProxy's `PR_O_PERSIST`); with
     /// `option redispatch` its last retry goes elsewhere.

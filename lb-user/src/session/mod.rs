@@ -12,6 +12,7 @@
 //! it (tokio today, an `io_uring` event loop later).
 
 mod env;
+mod rdp;
 mod stick;
 #[cfg(test)]
 mod tests;
@@ -497,13 +498,16 @@ impl Session {
         chosen.or(self.fe().backend)
     }
 
-    /// `use-server`: the first matching rule whose server is not DOWN (else the next rule,
-    /// as HAProxy; none: `stick` rules, then the balancing algorithm). With `option persist`
-    /// or a `force-persist` rule that applies, a DOWN server or one in maintenance is taken
-    /// too (HAProxy's `process_server_rules`): the server, and whether it was so forced.
+    /// The server rules assign, in HAProxy's order: `use-server` (the first matching rule
+    /// whose server is not DOWN, else the next rule; `process_server_rules`), `persist
+    /// rdp-cookie` (the server the cookie names), `stick match|on` (the stored server); none:
+    /// the balancing algorithm picks. With `option persist` or a `force-persist` rule that
+    /// applies, a DOWN server or one in maintenance is taken too (`persist rdp-cookie` follows
+    /// `option persist` only): the server, and whether a DOWN one may be taken.
     fn use_server(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<(usize, bool)> {
         let b = self.backend?;
-        if rules.use_server.is_empty() && rules.stick.is_empty() {
+        let rdp_cookie = self.gen.config.backends[b].rdp_cookie_persist.clone();
+        if rules.use_server.is_empty() && rules.stick.is_empty() && rdp_cookie.is_none() {
             return None;
         }
         let data = &head[self.consumed.min(head.len())..];
@@ -532,12 +536,21 @@ impl Session {
                     return Some((u.server, persist));
                 }
             }
+            let conf_persist = hooks.gen.config.backends[b].persist;
+            let by_cookie = rdp_cookie
+                .as_deref()
+                .and_then(|name| crate::acl::fetch::rdp_cookie_in(data, name))
+                .and_then(|v| rdp::server(&snap.servers, v, conf_persist));
             let ctx = inputs.ctx(vars);
+            // Run for their stores even when the cookie decided.
             let stuck =
                 hooks
                     .sticky
                     .match_server(hooks.gen, b, (&rules.stick, &rules.acls), &ctx, persist);
-            stuck.map(|s| (s, persist))
+            match by_cookie {
+                Some(s) => Some((s, conf_persist)),
+                None => stuck.map(|s| (s, persist)),
+            }
         })
     }
 

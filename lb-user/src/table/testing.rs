@@ -63,6 +63,7 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         nolinger: false,
         abortonclose: false,
         persist: false,
+        rdp_cookie_persist: None,
         keepalive: Keepalive::default(),
         check: crate::config::CheckKind::default(),
         log_health_checks: false,

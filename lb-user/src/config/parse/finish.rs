@@ -236,6 +236,7 @@ impl Parser {
                 nolinger: px.opts.nolinger,
                 abortonclose: px.opts.abortonclose,
                 persist: px.opts.persist,
+                rdp_cookie_persist: px.opts.rdp_cookie_persist.clone(),
                 keepalive: px.opts.srv_ka,
                 check,
                 log_health_checks: px.opts.log_health_checks,

@@ -130,6 +130,8 @@ pub(super) struct ProxyOpts {
     pub(super) abortonclose: bool,
     /// `option persist`.
     pub(super) persist: bool,
+    /// `persist rdp-cookie[(NAME)]`: the cookie's name.
+    pub(super) rdp_cookie_persist: Option<String>,
     /// `load-server-state-from-file` and where it was set.
     pub(super) load_server_state: (StateLoad, Option<Loc>),
     /// The rules of a named `defaults` section (ACLs, `tcp-request`, `tcp-response`,
@@ -174,6 +176,7 @@ impl ProxyOpts {
             nolinger: false,
             abortonclose: false,
             persist: false,
+            rdp_cookie_persist: None,
             load_server_state: (StateLoad::None, None),
             rules: None,
         }

@@ -110,7 +110,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     run("force-persist", tcp_rules::force_persist),
     // HAProxy 2.6 only consults it for HTTP cookies.
     http_only("ignore-persist"),
-    not_yet("persist", "persistence", one_or_more),
+    run("persist", persist),
     run("fullconn", fullconn),
     run("source", source),
     run("server-template", server_template),
@@ -592,6 +592,38 @@ fn fullconn(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         Ok(v) => px.opts.fullconn = (v > 0).then_some(v),
         Err(e) => p.diag.err(&line.loc, format!("'fullconn': {e}")),
     }
+}
+
+/// `persist rdp-cookie[(NAME)]` (HAProxy's only persist method): the cookie named, `msts` by
+/// default.
+fn persist(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    let Some(method) = line.words.get(1) else {
+        p.diag.err(&line.loc, "missing persist method.");
+        return;
+    };
+    let Some(rest) = method.strip_prefix("rdp-cookie") else {
+        p.diag.err(&line.loc, "unknown persist method.");
+        return;
+    };
+    let name = match rest.strip_prefix('(') {
+        None if rest.is_empty() => "msts",
+        Some(r) => match r.find(')') {
+            Some(end) if end > 0 => &r[..end],
+            _ => "",
+        },
+        None => "",
+    };
+    if name.is_empty() {
+        p.diag.err(
+            &line.loc,
+            "persist rdp-cookie(name)' requires an rdp cookie name.",
+        );
+        return;
+    }
+    if !arity(&mut p.diag, line, 1, 1, 1) || !p.cap(px, line, "persist", false, true) {
+        return;
+    }
+    px.opts.rdp_cookie_persist = Some(name.to_owned());
 }
 
 /// `backlog N`: the listen backlog of the section's binds that have none of their own.

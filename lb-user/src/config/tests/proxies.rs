@@ -612,9 +612,10 @@ fn sockmap_backlog_is_a_size_in_bytes() {
     assert_eq!(c.global.sockmap_backlog, None);
 }
 
-/// `option persist` (from `defaults` too, `no option persist` clears it) and `force-persist`
+/// `option persist` (from `defaults` too, `no option persist` clears it), `force-persist`
 /// rules (backends only: an error in `defaults`, ignored with a warning in a frontend, an
-/// `if|unless` condition required), as HAProxy's. `ignore-persist` only acts on HTTP cookies.
+/// `if|unless` condition required) and `persist rdp-cookie[(NAME)]`, as HAProxy's.
+/// `ignore-persist` only acts on HTTP cookies.
 #[test]
 fn persist_options_and_rules() {
     let c = ok(&format!(
@@ -651,6 +652,32 @@ fn persist_options_and_rules() {
         ),
         "{e}"
     );
+    let c = ok(&format!(
+        "{TIMEOUTS}  persist rdp-cookie\nbackend a\n  server s 127.0.0.1:1\nbackend b\n  \
+         persist rdp-cookie(mstshash)\n  server s 127.0.0.1:1\n"
+    ));
+    assert_eq!(c.backends[0].rdp_cookie_persist.as_deref(), Some("msts"));
+    assert_eq!(
+        c.backends[1].rdp_cookie_persist.as_deref(),
+        Some("mstshash")
+    );
+    for (line, want) in [
+        ("persist", "missing persist method."),
+        ("persist cookie", "unknown persist method."),
+        (
+            "persist rdp-cookie()",
+            "persist rdp-cookie(name)' requires an rdp cookie name.",
+        ),
+        (
+            "persist rdp-cookiex",
+            "persist rdp-cookie(name)' requires an rdp cookie name.",
+        ),
+    ] {
+        let e = err(&format!(
+            "{TIMEOUTS}backend be\n  {line}\n  server s 127.0.0.1:1\n"
+        ));
+        assert!(e.contains(&format!("t.cfg:7: {want}")), "{line}: {e}");
+    }
 }
 
 #[test]
