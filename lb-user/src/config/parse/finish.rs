@@ -214,6 +214,7 @@ impl Parser {
             }
             let check = check_kind(&mut self.diag, &self.global, px);
             self.check_mapped_ports(px, &check);
+            self.warn_rdp_mapped_ports(px);
             backends.push(Backend {
                 name: px.name.clone(),
                 loc: px.loc.clone(),
@@ -282,6 +283,25 @@ impl Parser {
                     ),
                 );
             }
+        }
+    }
+
+    /// `persist rdp-cookie` names servers by address and port: one without a port of its own
+    /// can't be named (HAProxy's warning, and its words).
+    fn warn_rdp_mapped_ports(&mut self, px: &ProxyDraft) {
+        if px.opts.rdp_cookie_persist.is_none() {
+            return;
+        }
+        for (srv, _) in px.servers.iter().filter(|(s, _)| s.port_offset.is_some()) {
+            self.diag.warn(
+                &srv.loc,
+                format!(
+                    "{} : RDP cookie persistence will not work for server '{}' because it lacks \
+                     an explicit port number.",
+                    px.ctx(),
+                    srv.name
+                ),
+            );
         }
     }
 

@@ -661,6 +661,17 @@ fn persist_options_and_rules() {
         c.backends[1].rdp_cookie_persist.as_deref(),
         Some("mstshash")
     );
+    let c = ok(&format!(
+        "{TIMEOUTS}backend be\n  persist rdp-cookie\n  server s 127.0.0.1\n  server t \
+         127.0.0.1:3389\n"
+    ));
+    assert!(has_warning(
+        &c,
+        8,
+        "backend 'be' : RDP cookie persistence will not work for server 's' because it lacks an \
+         explicit port number."
+    ));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     for (line, want) in [
         ("persist", "missing persist method."),
         ("persist cookie", "unknown persist method."),
