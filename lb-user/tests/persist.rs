@@ -2,7 +2,8 @@
 //! `sticking_rule_find_target`): a connection that `use-server` or `stick match` assigns to a
 //! server that is DOWN (a failing check) or in maintenance goes there all the same, while
 //! without them the balancing algorithm picks another. `persist rdp-cookie`: the server a
-//! session broker's cookie names gets the connection (a request as `mstsc` sends it). The "DOWN" server here still accepts
+//! session broker's cookie names gets the connection (a request as `mstsc` sends it);
+//! `balance rdp-cookie`: a user (`mstshash=NAME`) always reaches the same server. The "DOWN" server here still accepts
 //! on its service port (only its check port is closed), so where each connection landed shows.
 //! On every plane.
 
@@ -23,6 +24,7 @@ on_both_planes!(
     use_server_and_stick_take_a_down_server_only_when_persisting,
     force_persist_rules_are_checked,
     persist_rdp_cookie_follows_the_brokers_cookie,
+    balance_rdp_cookie_keeps_a_user_on_one_server,
 );
 
 /// The name the `ident` server that took a connection from `from` wrote.
@@ -166,7 +168,16 @@ fn rdp_request(server: SocketAddr) -> Vec<u8> {
         panic!("an IPv4 server")
     };
     let ip = u32::from_le_bytes(v4.ip().octets());
-    let cookie = format!("Cookie: msts={ip}.{}.0000\r\n", v4.port().swap_bytes());
+    rdp_request_with(&format!("msts={ip}.{}.0000", v4.port().swap_bytes()))
+}
+
+/// An RDP connection request with `Cookie: COOKIE` (none when empty).
+fn rdp_request_with(cookie: &str) -> Vec<u8> {
+    let cookie = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookie}\r\n")
+    };
     let len = 11 + cookie.len();
     let mut req = vec![
         3,
@@ -187,9 +198,14 @@ fn rdp_request(server: SocketAddr) -> Vec<u8> {
 
 /// Who served an RDP client whose request names `named`.
 fn rdp_served_by(fe: SocketAddr, named: SocketAddr) -> String {
+    rdp_sent(fe, &rdp_request(named))
+}
+
+/// Who served an RDP client that sent `request`.
+fn rdp_sent(fe: SocketAddr, request: &[u8]) -> String {
     let mut s = connect_from("127.0.0.1".parse().unwrap(), fe).unwrap_or_else(|e| panic!("{e}"));
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(&rdp_request(named)).unwrap();
+    s.write_all(request).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     let mut got = String::new();
     let _ = s.read_to_string(&mut got);
@@ -231,4 +247,27 @@ fn persist_rdp_cookie_follows_the_brokers_cookie(dataplane: &str) {
     }
     assert_eq!(rdp_served_by(local(port), s2.addr), "s1");
     assert_eq!(rdp_served_by(local(persisting), s2.addr), "s2");
+}
+
+fn balance_rdp_cookie_keeps_a_user_on_one_server(dataplane: &str) {
+    let (s1, s2) = (Backend::ident("s1"), Backend::ident("s2"));
+    let dir = SockDir::new("rdp-balance");
+    let port = free_port();
+    let rdp =
+        "    tcp-request inspect-delay 5s\n    tcp-request content accept if RDP_COOKIE\n    \
+               balance rdp-cookie\n";
+    let cfg = config(&dir, (s1.addr, s2.addr), false, &[(port, "rdp", rdp)]);
+    let _lb = Lb::start(&cfg, dataplane);
+    let mut servers = Vec::new();
+    for user in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        let request = rdp_request_with(&format!("mstshash={user}"));
+        let first = rdp_sent(local(port), &request);
+        for _ in 0..3 {
+            assert_eq!(rdp_sent(local(port), &request), first, "{user} moved");
+        }
+        servers.push(first);
+    }
+    servers.sort();
+    servers.dedup();
+    assert_eq!(servers, ["s1", "s2"], "six users all hashed to one server");
 }

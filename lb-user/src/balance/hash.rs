@@ -58,6 +58,24 @@ impl KeySpec {
     }
 }
 
+impl KeySpec {
+    /// The key of a sample's bytes (`balance rdp-cookie`: the cookie's value), as HAProxy's
+    /// `get_server_rch`: the hash function over them (`none`: their leading integer), then
+    /// `avalanche`.
+    pub(crate) fn key_of_bytes(self, bytes: &[u8]) -> u32 {
+        let h = if self.function == HashFunction::None {
+            leading_int(&String::from_utf8_lossy(bytes))
+        } else {
+            hash_bytes(self.function, bytes)
+        };
+        if self.avalanche {
+            full_hash(h)
+        } else {
+            h
+        }
+    }
+}
+
 /// HAProxy's `gen_hash`: the configured function over `bytes`.
 pub(crate) fn hash_bytes(f: HashFunction, bytes: &[u8]) -> u32 {
     match f {

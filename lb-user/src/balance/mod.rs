@@ -99,7 +99,9 @@ impl<T: HashTable> Algorithm for T {
 pub(crate) fn static_weights(conf: &Backend) -> bool {
     match conf.balance {
         Balance::StaticRr => true,
-        Balance::Source | Balance::Hash(_) => conf.hash_type.method == HashMethod::MapBased,
+        Balance::Source | Balance::Hash(_) | Balance::RdpCookie => {
+            conf.hash_type.method == HashMethod::MapBased
+        }
         _ => false,
     }
 }
@@ -159,6 +161,18 @@ impl Balancer {
             .hash_target(client, exclude)
     }
 
+    /// `balance rdp-cookie`: the server the cookie's value hashes to (none: another algorithm,
+    /// or no server); the caller takes it directly, as a `use-server` target.
+    pub(crate) fn rdp_cookie_target(&self, cookie: &[u8]) -> Option<usize> {
+        match &self.group_for(None)?.algo {
+            Algo::RdpCookie(r) => {
+                let table = r.table.as_table()?;
+                table.lookup(table.key_spec().key_of_bytes(cookie), None)
+            }
+            _ => None,
+        }
+    }
+
     /// The servers connections are balanced over (see the module docs), in config order.
     pub(crate) fn active(&self) -> &[usize] {
         &self.primary.members
@@ -215,6 +229,16 @@ enum Algo {
     Chash(chash::Chash),
     Maglev(maglev::Maglev),
     Random(random::Random),
+    RdpCookie(Box<RdpCookie>),
+}
+
+/// `balance rdp-cookie`: the cookie's hash looks up `table` (the session does, from the
+/// request's first bytes: [`Balancer::rdp_cookie_target`]); a connection without the cookie
+/// takes a round-robin turn, as HAProxy falls back to round robin.
+#[derive(Debug)]
+struct RdpCookie {
+    rr: roundrobin::Sequence,
+    table: Algo,
 }
 
 impl Algo {
@@ -227,6 +251,17 @@ impl Algo {
             Self::Chash(a) => a,
             Self::Maglev(a) => a,
             Self::Random(a) => a,
+            Self::RdpCookie(r) => &r.rr,
+        }
+    }
+
+    /// A hashing algorithm's table.
+    fn as_table(&self) -> Option<&dyn HashTable> {
+        match self {
+            Self::Map(a) => Some(a),
+            Self::Chash(a) => Some(a),
+            Self::Maglev(a) => Some(a),
+            _ => None,
         }
     }
 }
@@ -255,21 +290,16 @@ impl Group {
                 Algo::LeastConn(leastconn::LeastConn::build(prev))
             }
             Balance::First => Algo::First(first::First::build(servers, &members)),
-            Balance::Source | Balance::Hash(_) => {
-                let key = hash::KeySpec::new(conf.balance, conf.hash_type);
-                match conf.hash_type.method {
-                    HashMethod::MapBased => Algo::Map(map::MapHash::build(servers, &members, key)),
-                    HashMethod::Consistent => {
-                        Algo::Chash(chash::Chash::build(servers, &members, key))
-                    }
-                    HashMethod::Maglev => {
-                        let prev = match prev {
-                            Some(Algo::Maglev(p)) => Some(p),
-                            _ => None,
-                        };
-                        Algo::Maglev(maglev::Maglev::build(servers, &members, key, prev))
-                    }
-                }
+            Balance::Source | Balance::Hash(_) => hash_table(conf, servers, &members, prev),
+            Balance::RdpCookie => {
+                let (rr, table) = match prev {
+                    Some(Algo::RdpCookie(p)) => (Some(&p.rr), Some(&p.table)),
+                    _ => (None, None),
+                };
+                Algo::RdpCookie(Box::new(RdpCookie {
+                    rr: roundrobin::Sequence::build(servers, &members, rr),
+                    table: hash_table(conf, servers, &members, table),
+                }))
             }
             Balance::Random { draws } => {
                 Algo::Random(random::Random::build(servers, &members, draws))
@@ -285,6 +315,28 @@ impl Group {
         self.algo
             .get()
             .pick(&self.members, servers, client, exclude)
+    }
+}
+
+/// The `hash-type` table of a hashing algorithm over `members` (`prev`: the previous
+/// snapshot's, whose Maglev table is reused when built from the same servers).
+fn hash_table(
+    conf: &Backend,
+    servers: &[ServerEntry],
+    members: &[usize],
+    prev: Option<&Algo>,
+) -> Algo {
+    let key = hash::KeySpec::new(conf.balance, conf.hash_type);
+    match conf.hash_type.method {
+        HashMethod::MapBased => Algo::Map(map::MapHash::build(servers, members, key)),
+        HashMethod::Consistent => Algo::Chash(chash::Chash::build(servers, members, key)),
+        HashMethod::Maglev => {
+            let prev = match prev {
+                Some(Algo::Maglev(p)) => Some(p),
+                _ => None,
+            };
+            Algo::Maglev(maglev::Maglev::build(servers, members, key, prev))
+        }
     }
 }
 

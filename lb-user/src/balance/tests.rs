@@ -531,3 +531,37 @@ fn exclude_is_honoured() {
         assert_eq!(t.try_acquire(client(0), None).unwrap().index(), 0);
     }
 }
+
+/// `balance rdp-cookie`: a cookie's value always maps to one server, the map's slot at
+/// `sdbm(value) % total weight` (HAProxy's `get_server_rch` with `hash-type map-based`);
+/// picks without a cookie take round-robin turns.
+#[test]
+fn rdp_cookie_hashes_the_value_and_picks_round_robin_without_it() {
+    for m in METHODS {
+        let mut conf = backend(
+            Balance::RdpCookie,
+            (1..=3).map(|id| server(&format!("s{id}"), id, 1)).collect(),
+        );
+        conf.hash_type = hash_type(m);
+        let t = BackendTable::new(&conf);
+        let snap = t.snapshot();
+        let mut seen = Vec::new();
+        for k in 0..60 {
+            let user = format!("user{k}");
+            let s = snap.rdp_cookie_target(user.as_bytes()).expect("a server");
+            assert_eq!(snap.rdp_cookie_target(user.as_bytes()), Some(s));
+            if m == HashMethod::MapBased {
+                let key = super::hash::sdbm(user.as_bytes());
+                assert_eq!(s, (key % 3) as usize, "{user}");
+            }
+            seen.push(s);
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, [0, 1, 2], "{m:?}");
+        // No cookie: round robin, whatever the client.
+        let mut turns = picks(&t, 6);
+        turns.sort_unstable();
+        assert_eq!(turns, [0, 0, 1, 1, 2, 2], "{m:?}");
+    }
+}

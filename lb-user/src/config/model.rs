@@ -554,6 +554,10 @@ pub enum Balance {
     Hash(HashExpr),
     /// `random[(N)]`: power of N choices (N = `draws`, default 2).
     Random { draws: u32 },
+    /// `rdp-cookie[(NAME)]`: the hash of an RDP cookie (`mstshash` by default, the user name
+    /// `mstsc` sends; named in [`Backend::balance_rdp_cookie`]) looks up the `hash-type` table;
+    /// a connection without one takes a round-robin turn.
+    RdpCookie,
 }
 
 /// The sample expressions of `balance hash <expr>` that lb evaluates.
@@ -625,6 +629,8 @@ pub struct Backend {
     /// own; the flow ends and the server is reset (HAProxy's `SC_FL_NOLINGER` on the server
     /// side, see `dataplane::pass_fin`).
     pub nolinger: bool,
+    /// `balance rdp-cookie[(NAME)]`: the cookie hashed (`None` with any other algorithm).
+    pub balance_rdp_cookie: Option<String>,
     /// `persist rdp-cookie[(NAME)]`: the RDP cookie (`msts` by default) whose value names a
     /// server by its address (`IP.PORT.0000`, as a Windows session broker writes it) sends
     /// the connection there (HAProxy's `tcp_persist_rdp_cookie`).

@@ -500,14 +500,22 @@ impl Session {
 
     /// The server rules assign, in HAProxy's order: `use-server` (the first matching rule
     /// whose server is not DOWN, else the next rule; `process_server_rules`), `persist
-    /// rdp-cookie` (the server the cookie names), `stick match|on` (the stored server); none:
-    /// the balancing algorithm picks. With `option persist` or a `force-persist` rule that
+    /// rdp-cookie` (the server the cookie names), `stick match|on` (the stored server), then
+    /// `balance rdp-cookie`'s hash of the cookie; none: the balancing algorithm picks. With `option persist` or a `force-persist` rule that
     /// applies, a DOWN server or one in maintenance is taken too (`persist rdp-cookie` follows
     /// `option persist` only): the server, and whether a DOWN one may be taken.
     fn use_server(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<(usize, bool)> {
         let b = self.backend?;
-        let rdp_cookie = self.gen.config.backends[b].rdp_cookie_persist.clone();
-        if rules.use_server.is_empty() && rules.stick.is_empty() && rdp_cookie.is_none() {
+        let conf = &self.gen.config.backends[b];
+        let (rdp_cookie, balance_cookie) = (
+            conf.rdp_cookie_persist.clone(),
+            conf.balance_rdp_cookie.clone(),
+        );
+        if rules.use_server.is_empty()
+            && rules.stick.is_empty()
+            && rdp_cookie.is_none()
+            && balance_cookie.is_none()
+        {
             return None;
         }
         let data = &head[self.consumed.min(head.len())..];
@@ -549,7 +557,12 @@ impl Session {
                     .match_server(hooks.gen, b, (&rules.stick, &rules.acls), &ctx, persist);
             match by_cookie {
                 Some(s) => Some((s, conf_persist)),
-                None => stuck.map(|s| (s, persist)),
+                None => stuck.map(|s| (s, persist)).or_else(|| {
+                    // `balance rdp-cookie`: the server the cookie hashes to, taken as a
+                    // `use-server` target would be (without one: the round-robin turn).
+                    let v = crate::acl::fetch::rdp_cookie_in(data, balance_cookie.as_deref()?)?;
+                    snap.rdp_cookie_target(v).map(|s| (s, false))
+                }),
             }
         })
     }

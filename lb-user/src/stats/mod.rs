@@ -159,6 +159,7 @@ pub fn algo_name(b: Balance) -> &'static str {
         Balance::Source => "source",
         Balance::Hash(_) => "hash",
         Balance::Random { .. } => "random",
+        Balance::RdpCookie => "rdp-cookie",
     }
 }
 

@@ -70,6 +70,11 @@ impl BackendSnapshot {
         }
     }
 
+    /// `balance rdp-cookie`: the server an RDP cookie's value hashes to.
+    pub fn rdp_cookie_target(&self, cookie: &[u8]) -> Option<usize> {
+        self.balancer.rdp_cookie_target(cookie)
+    }
+
     /// Usable (non-backup, backup) servers, as in "1 active and 0 backup servers left".
     pub fn usable_counts(&self) -> (usize, usize) {
         usable_counts(&self.servers)

@@ -64,6 +64,7 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         abortonclose: false,
         persist: false,
         rdp_cookie_persist: None,
+        balance_rdp_cookie: None,
         keepalive: Keepalive::default(),
         check: crate::config::CheckKind::default(),
         log_health_checks: false,

@@ -238,6 +238,7 @@ impl Parser {
                 abortonclose: px.opts.abortonclose,
                 persist: px.opts.persist,
                 rdp_cookie_persist: px.opts.rdp_cookie_persist.clone(),
+                balance_rdp_cookie: px.opts.balance_rdp_cookie.clone(),
                 keepalive: px.opts.srv_ka,
                 check,
                 log_health_checks: px.opts.log_health_checks,

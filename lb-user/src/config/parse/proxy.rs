@@ -132,6 +132,8 @@ pub(super) struct ProxyOpts {
     pub(super) persist: bool,
     /// `persist rdp-cookie[(NAME)]`: the cookie's name.
     pub(super) rdp_cookie_persist: Option<String>,
+    /// `balance rdp-cookie[(NAME)]`: the cookie's name.
+    pub(super) balance_rdp_cookie: Option<String>,
     /// `load-server-state-from-file` and where it was set.
     pub(super) load_server_state: (StateLoad, Option<Loc>),
     /// The rules of a named `defaults` section (ACLs, `tcp-request`, `tcp-response`,
@@ -177,6 +179,7 @@ impl ProxyOpts {
             abortonclose: false,
             persist: false,
             rdp_cookie_persist: None,
+            balance_rdp_cookie: None,
             load_server_state: (StateLoad::None, None),
             rules: None,
         }

@@ -301,6 +301,10 @@ fn balance(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     if p.cap(px, line, "balance", false, true) && arity(&mut p.diag, line, 1, 1, max) {
         if let Some(b) = balance_algorithm(&mut p.diag, line) {
             px.opts.balance = b;
+            px.opts.balance_rdp_cookie = match b {
+                Balance::RdpCookie => rdp_cookie_name(&line.words[1], "mstshash"),
+                _ => None,
+            };
         }
     }
 }
@@ -337,12 +341,14 @@ fn balance_algorithm(d: &mut Diag, line: &Line) -> Option<Balance> {
             );
             return None;
         }
-        _ if arg == "uri"
-            || arg == "url_param"
-            || arg == "uri_path"
-            || arg.starts_with("hdr(")
-            || arg.starts_with("rdp-cookie") =>
-        {
+        _ if arg.starts_with("rdp-cookie") => {
+            if rdp_cookie_name(arg, "mstshash").is_none() {
+                d.err(&line.loc, "rdp-cookie : missing cookie name.");
+                return None;
+            }
+            Balance::RdpCookie
+        }
+        _ if arg == "uri" || arg == "url_param" || arg == "uri_path" || arg.starts_with("hdr(") => {
             d.err(
                 &line.loc,
                 format!(
@@ -601,29 +607,34 @@ fn persist(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         p.diag.err(&line.loc, "missing persist method.");
         return;
     };
-    let Some(rest) = method.strip_prefix("rdp-cookie") else {
+    if !method.starts_with("rdp-cookie") {
         p.diag.err(&line.loc, "unknown persist method.");
         return;
-    };
-    let name = match rest.strip_prefix('(') {
-        None if rest.is_empty() => "msts",
-        Some(r) => match r.find(')') {
-            Some(end) if end > 0 => &r[..end],
-            _ => "",
-        },
-        None => "",
-    };
-    if name.is_empty() {
+    }
+    let Some(name) = rdp_cookie_name(method, "msts") else {
         p.diag.err(
             &line.loc,
             "persist rdp-cookie(name)' requires an rdp cookie name.",
         );
         return;
-    }
+    };
     if !arity(&mut p.diag, line, 1, 1, 1) || !p.cap(px, line, "persist", false, true) {
         return;
     }
-    px.opts.rdp_cookie_persist = Some(name.to_owned());
+    px.opts.rdp_cookie_persist = Some(name);
+}
+
+/// `rdp-cookie` (the cookie `default`) or `rdp-cookie(NAME)`, as `balance` and `persist` take
+/// it; `None` for an empty or unclosed name or anything after `rdp-cookie` but a `(`.
+fn rdp_cookie_name(word: &str, default: &str) -> Option<String> {
+    let rest = word.strip_prefix("rdp-cookie")?;
+    if rest.is_empty() {
+        return Some(default.to_owned());
+    }
+    let r = rest.strip_prefix('(')?;
+    r.find(')')
+        .filter(|&end| end > 0)
+        .map(|end| r[..end].to_owned())
 }
 
 /// `backlog N`: the listen backlog of the section's binds that have none of their own.

@@ -349,6 +349,27 @@ fn hash_type_defaults_follow_haproxy() {
     assert_eq!(ht("hash-type maglev"), t(Maglev, Sdbm, true));
     let c = ok("backend be\n  balance hash src\n  hash-type maglev\n  server s 127.0.0.1:1\n");
     assert_eq!(c.backends[0].balance, Balance::Hash(HashExpr::Src));
+    let r = ok(
+        "backend a\n  balance rdp-cookie\n  server s 127.0.0.1:1\nbackend b\n  balance \
+                rdp-cookie(user)\n  server s 127.0.0.1:1\nbackend c\n  balance roundrobin\n  \
+                server s 127.0.0.1:1\n",
+    );
+    assert_eq!(r.backends[0].balance, Balance::RdpCookie);
+    assert_eq!(
+        r.backends[0].balance_rdp_cookie.as_deref(),
+        Some("mstshash")
+    );
+    assert_eq!(r.backends[1].balance_rdp_cookie.as_deref(), Some("user"));
+    assert_eq!(r.backends[2].balance_rdp_cookie, None);
+    for bad in ["rdp-cookie()", "rdp-cookie(x", "rdp-cookiex"] {
+        let e = errs(&format!(
+            "backend be\n  balance {bad}\n  server s 127.0.0.1:1\n"
+        ));
+        assert!(
+            format!("{e}").contains("rdp-cookie : missing cookie name."),
+            "{bad}: {e}"
+        );
+    }
     // maglev is lb's own: `lb -c` says so, at its line.
     assert!(has_warning(
         &c,
