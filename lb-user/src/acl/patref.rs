@@ -290,6 +290,11 @@ impl PatRef {
         self.state.lock().entries.clone()
     }
 
+    /// How many entries (`show acl|map`'s `entry_cnt`).
+    pub fn entry_count(&self) -> usize {
+        self.state.lock().entries.len()
+    }
+
     /// The compiled forms (`get acl|map`).
     pub fn users(&self) -> Vec<Arc<Live>> {
         self.state.lock().users.clone()

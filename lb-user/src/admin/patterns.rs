@@ -274,7 +274,7 @@ fn list(refs: &PatRefs, of: Use) -> String {
             r.id,
             r.file.as_deref().unwrap_or_default(),
             r.display,
-            r.pat.entries().len()
+            r.pat.entry_count()
         );
     }
     out
@@ -284,6 +284,7 @@ fn list(refs: &PatRefs, of: Use) -> String {
 /// converter), with what it matches.
 fn get(r: &RefInfo, of: Use, value: &str) -> String {
     let mut out = String::new();
+    let entries = r.pat.entries();
     for u in r.pat.users() {
         let form = u.form();
         let c = u.load();
@@ -310,11 +311,11 @@ fn get(r: &RefInfo, of: Use, value: &str) -> String {
         } else {
             "list"
         };
-        let entry = r.pat.entries().into_iter().nth(i);
-        let pattern = entry.as_ref().map_or("unknown", |e| e.key.as_str());
+        let entry = entries.get(i);
+        let pattern = entry.map_or("unknown", |e| e.key.as_str());
         let _ = write!(out, ", {found}=yes, idx={idx}, {key}=\"{pattern}\"");
         if of == Use::Map {
-            match (c.values.get(i), entry.and_then(|e| e.value)) {
+            match (c.values.get(i), entry.and_then(|e| e.value.as_deref())) {
                 (Some(v), Some(text)) => {
                     let _ = write!(out, ", value=\"{text}\", type=\"{}\"", type_name(v));
                 }

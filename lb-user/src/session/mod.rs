@@ -507,14 +507,10 @@ impl Session {
     fn use_server(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<(usize, bool)> {
         let b = self.backend?;
         let conf = &self.gen.config.backends[b];
-        let (rdp_cookie, balance_cookie) = (
-            conf.rdp_cookie_persist.clone(),
-            conf.balance_rdp_cookie.clone(),
-        );
         if rules.use_server.is_empty()
             && rules.stick.is_empty()
-            && rdp_cookie.is_none()
-            && balance_cookie.is_none()
+            && conf.rdp_cookie_persist.is_none()
+            && conf.balance_rdp_cookie.is_none()
         {
             return None;
         }
@@ -522,7 +518,8 @@ impl Session {
         let at = At::request(Places::REQUEST, true, data);
         self.with_rules(at, |inputs, vars, hooks| {
             let snap = hooks.gen.backends[b].snapshot();
-            let persist = hooks.gen.config.backends[b].persist || {
+            let conf = &hooks.gen.config.backends[b];
+            let persist = conf.persist || {
                 let ctx = inputs.ctx(vars);
                 rules
                     .force_persist
@@ -544,11 +541,11 @@ impl Session {
                     return Some((u.server, persist));
                 }
             }
-            let conf_persist = hooks.gen.config.backends[b].persist;
-            let by_cookie = rdp_cookie
+            let by_cookie = conf
+                .rdp_cookie_persist
                 .as_deref()
                 .and_then(|name| crate::acl::fetch::rdp_cookie_in(data, name))
-                .and_then(|v| rdp::server(&snap.servers, v, conf_persist));
+                .and_then(|v| rdp::server(&snap.servers, v, conf.persist));
             let ctx = inputs.ctx(vars);
             // Run for their stores even when the cookie decided.
             let stuck =
@@ -556,11 +553,12 @@ impl Session {
                     .sticky
                     .match_server(hooks.gen, b, (&rules.stick, &rules.acls), &ctx, persist);
             match by_cookie {
-                Some(s) => Some((s, conf_persist)),
+                Some(s) => Some((s, conf.persist)),
                 None => stuck.map(|s| (s, persist)).or_else(|| {
                     // `balance rdp-cookie`: the server the cookie hashes to, taken as a
                     // `use-server` target would be (without one: the round-robin turn).
-                    let v = crate::acl::fetch::rdp_cookie_in(data, balance_cookie.as_deref()?)?;
+                    let name = conf.balance_rdp_cookie.as_deref()?;
+                    let v = crate::acl::fetch::rdp_cookie_in(data, name)?;
                     snap.rdp_cookie_target(v).map(|s| (s, false))
                 }),
             }
