@@ -59,21 +59,32 @@ pub(super) enum ConnectError {
     Io(#[from] io::Error),
 }
 
+/// A connection to a server, and what became of the bytes it was to get first.
+pub(super) struct Opened {
+    pub(super) sock: Sock,
+    /// The port of the server's source range it holds.
+    pub(super) lease: Option<PortLease>,
+    /// The server's first bytes (a PROXY header, the client's bytes read so far).
+    pub(super) first: Vec<u8>,
+    /// How many of them went with the connect; the rest are the caller's to write.
+    pub(super) sent: io::Result<usize>,
+}
+
 /// One non-blocking connect to `server` at `addr` (from its `source` when it or its backend has
 /// one; its `tcp-ut` when it has one), bounded by `timeout connect`. With `tfo`, TCP Fast Open
 /// (`TCP_FASTOPEN_CONNECT`): where the kernel holds the server's cookie the connect completes
 /// at once and the first write sends the SYN with its bytes; else the cookie is asked for in
-/// a plain handshake. On a thread with
-/// a ring, the connect goes through it (its timeout linked to it): the socket stays off the
-/// reactor until a step needs it there. Without, the socket comes back on the thread's
-/// reactor, registered once for the connect, the first bytes and the data plane.
+/// a plain handshake. On a thread with a ring, the connect goes through it (its timeout linked
+/// to it) with a send of `first` linked behind it: the socket stays off the reactor until a
+/// step needs it there. Without, the socket comes back on the thread's reactor, registered
+/// once for the connect, the first bytes (written by the caller) and the data plane.
 pub(super) async fn connect(
     addr: SocketAddr,
     (server, ports): (&Server, Option<&Arc<PortPool>>),
     Opening { tfo, delay_ack }: Opening,
-    ka: &Keepalive,
-    timeout: Option<Duration>,
-) -> Result<(Sock, Option<PortLease>), ConnectError> {
+    (ka, timeout): (&Keepalive, Option<Duration>),
+    first: Vec<u8>,
+) -> Result<Opened, ConnectError> {
     let source = server.source.as_ref();
     // Non-blocking and close-on-exec from creation: no fcntl afterwards.
     let sock = Socket::new(
@@ -102,12 +113,23 @@ pub(super) async fn connect(
         );
     }
     if crate::ring::available() {
-        return match crate::ring::connect(fd, addr, timeout).await {
-            Ok(fd) => Ok((Sock::new(fd), lease)),
+        return match crate::ring::connect(fd, addr, timeout, first).await {
+            Ok(c) => Ok(Opened {
+                sock: Sock::new(c.fd),
+                lease,
+                first: c.first,
+                sent: c.sent,
+            }),
             Err(ConnectFailed::Timeout) => Err(ConnectError::Timeout(timeout.unwrap_or_default())),
             Err(ConnectFailed::Io(e)) => Err(e.into()),
         };
     }
+    let opened = |sock| Opened {
+        sock,
+        lease,
+        first,
+        sent: Ok(0),
+    };
     let sock = Socket::from(fd);
     let in_progress = match sock.connect(&addr.into()) {
         Ok(()) => false,
@@ -116,7 +138,7 @@ pub(super) async fn connect(
     };
     let afd = crate::dataplane::async_fd(sock.into())?;
     if !in_progress {
-        return Ok((Sock::registered(afd), lease));
+        return Ok(opened(Sock::registered(afd)));
     }
     // The kernel reports a connecting socket writable only once it left SYN_SENT (tcp_poll):
     // writable without a pending error is connected, no `getpeername` needed. The readiness
@@ -139,7 +161,7 @@ pub(super) async fn connect(
         },
         None => wait.await?,
     }
-    Ok((Sock::registered(afd), lease))
+    Ok(opened(Sock::registered(afd)))
 }
 
 /// How a connect opens the connection, from HAProxy's rules (`tcp_connect_server`).
@@ -163,11 +185,6 @@ impl Opening {
             delay_ack: be.smart_connect && has_data,
         }
     }
-
-    /// Whether the rules above depend on bytes waiting: only then does the caller need to know.
-    pub(super) fn needs_data(be: &Backend, server: &Server) -> bool {
-        server.tfo || be.smart_connect
-    }
 }
 
 /// What the connect phase did, for the tcplog line (`%rc`, `%ts`).
@@ -183,40 +200,56 @@ pub(super) struct ConnectTries {
     pub(super) failed_server: Option<(usize, Arc<str>)>,
 }
 
+/// A server reached: its slot, the connection, and its first bytes as [`Opened`] left them.
+pub(super) struct Reached {
+    pub(super) slot: ServerSlot,
+    pub(super) sock: Sock,
+    pub(super) first: Vec<u8>,
+    pub(super) sent: io::Result<usize>,
+}
+
 /// Connects to the slot's server, re-trying `retries` times; with `option redispatch` the last
 /// retry goes to another server. Between retries on the same server after an immediate
 /// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s). `client`: its
 /// address (for a redispatch's choice) and the port it connected to (for servers without
-/// one); `has_data`: bytes wait to be sent as soon as it connects (see [`Opening`]).
+/// one); `first`: the bytes a server is to get first (a PROXY header is the server's own),
+/// sent with the connect where it can (see [`connect`], and [`Opening`] for what their
+/// presence changes).
 pub(super) async fn connect_with_retries(
     gen: &Generation,
     table: &Arc<BackendTable>,
     be: &Backend,
     (client, dst_port): (SocketAddr, u16),
     mut slot: ServerSlot,
-    has_data: bool,
+    first: &dyn Fn(&ServerSlot) -> Vec<u8>,
     tries: &mut ConnectTries,
-) -> Result<(ServerSlot, Sock), String> {
+) -> Result<Reached, String> {
     let mut last_error;
     let mut attempt = 0u32;
     loop {
         let started = tokio::time::Instant::now();
         let ports = slot.counters().source_ports(slot.conf());
+        let bytes = first(&slot);
         let result = connect(
             slot.target(dst_port),
             (slot.conf(), ports.as_ref()),
-            Opening::new(be, slot.conf(), attempt, has_data),
-            &be.keepalive,
-            be.timeouts.connect,
+            Opening::new(be, slot.conf(), attempt, !bytes.is_empty()),
+            (&be.keepalive, be.timeouts.connect),
+            bytes,
         )
         .await;
         let backend = (be.id as usize).saturating_sub(1);
         gen.passive
             .connect_result(backend, slot.index(), result.is_ok());
         match result {
-            Ok((fd, lease)) => {
-                slot.keep_port(lease);
-                return Ok((slot, fd));
+            Ok(o) => {
+                slot.keep_port(o.lease);
+                return Ok(Reached {
+                    slot,
+                    sock: o.sock,
+                    first: o.first,
+                    sent: o.sent,
+                });
             }
             Err(e) => {
                 tries.timed_out = matches!(e, ConnectError::Timeout(_));

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::connect::{client_local, connect_with_retries, Opening};
+use super::connect::{client_local, connect_with_retries, Reached};
 use super::ctx::{Registered, ThreadCtx};
 use super::flowing::{self, ToPlane};
 use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
@@ -138,10 +138,8 @@ async fn serve_session(
     else {
         return None;
     };
-    let (slot, server) =
-        to_server(gen, frontend, sess, &mut client, (&route, &head), served).await?;
-    let first = (first_bytes(sess, &slot, &head, &route), head.len() as u64);
-    pass_on(sess, (client, server), slot, first, served).await
+    let reached = to_server(gen, frontend, sess, &mut client, (&route, &head), served).await?;
+    pass_on(sess, (client, reached), head.len() as u64, served).await
 }
 
 /// Waits for a server of the chosen backend (`maxconn`, its queue) and connects to it. `None`:
@@ -153,7 +151,7 @@ async fn to_server(
     client: &mut Sock,
     (route, head): (&session::Route, &[u8]),
     served: &mut Served,
-) -> Option<(ServerSlot, Sock)> {
+) -> Option<Reached> {
     let fe: &Frontend = &gen.config.frontends[frontend];
     let b = route.backend;
     served.backend = Some(b);
@@ -221,19 +219,18 @@ async fn to_server(
     } else {
         0
     };
-    // Only some connects need to know now whether bytes wait for the server (see `Opening`).
-    let has_data = Opening::needs_data(be, slot.conf()) && has_first_bytes(&slot, head, route);
     // The server a connect aborted by the client is logged with (`%s`).
     let first_server = be
         .abortonclose
         .then(|| (slot.index(), crate::interned::name(slot.name())));
+    let first = |slot: &ServerSlot| first_bytes(sess, slot, head, route);
     let connecting_to = connect_with_retries(
         gen,
         table,
         be,
         (src, dst_port),
         slot,
-        has_data,
+        &first,
         &mut served.tries,
     );
     let connected = if be.abortonclose {
@@ -252,8 +249,8 @@ async fn to_server(
     } else {
         connecting_to.await
     };
-    let (mut slot, server) = match connected {
-        Ok(x) => x,
+    let mut reached = match connected {
+        Ok(r) => r,
         Err(reason) => {
             served.ending = if served.tries.timed_out {
                 Ending::ConnectTimeout
@@ -270,7 +267,8 @@ async fn to_server(
             return None;
         }
     };
-    be_session.hold_in(&mut slot);
+    let slot = &mut reached.slot;
+    be_session.hold_in(slot);
     served.tc = Some(ms_since(connecting));
     let name = crate::interned::name(slot.name());
     sess.server_chosen(slot.index(), &name);
@@ -282,12 +280,12 @@ async fn to_server(
     served.server_addr = Some(server_addr);
     let log = gen.logs.frontend(frontend);
     if log.is_some_and(|l| l.format.as_ref().is_some_and(|f| f.needs_backend_src())) {
-        served.backend_src = socket2::SockRef::from(&server.fd())
+        served.backend_src = socket2::SockRef::from(&reached.sock.fd())
             .local_addr()
             .ok()
             .and_then(|a| a.as_socket());
     }
-    Some((slot, server))
+    Some(reached)
 }
 
 /// What the server gets first: its PROXY header, then every byte read for the decision.
@@ -297,33 +295,36 @@ fn first_bytes(sess: &Session, slot: &ServerSlot, head: &[u8], route: &session::
     first
 }
 
-/// Whether [`first_bytes`] has any, without building them (a PROXY header is never empty).
-fn has_first_bytes(slot: &ServerSlot, head: &[u8], route: &session::Route) -> bool {
-    slot.conf().proxy.version.is_some() || route.consumed < head.len()
-}
-
-/// Writes the server's first bytes and runs the `tcp-response` rules: the pair is then ready
-/// for the data plane. `first`: the server's first bytes, and how many bytes the decision read
-/// from the client. `None`: the flow ended here, `served` says how.
+/// Writes what the connect left of the server's first bytes and runs the `tcp-response`
+/// rules: the pair is then ready for the data plane. `head_len`: how many bytes were read from
+/// the client before the data plane. `None`: the flow ended here, `served` says how.
 async fn pass_on(
     sess: &mut Session,
-    (mut client, mut server): (Sock, Sock),
-    slot: ServerSlot,
-    (first, head_len): (Vec<u8>, u64),
+    (mut client, reached): (Sock, Reached),
+    head_len: u64,
     served: &mut Served,
 ) -> Option<ToPlane> {
+    let Reached {
+        slot,
+        sock: mut server,
+        first,
+        sent,
+    } = reached;
     let src = sess.src();
     let be = slot.table().conf.clone();
-    // The reactor only when there is something to write (a PROXY header, bytes the rules
-    // read): a plain flow's server socket never goes on it (nor reads the clock for it).
-    let written = if first.is_empty() {
-        Ok(())
-    } else {
-        let write_deadline = be.timeouts.server.map(|t| Instant::now() + t);
-        match server.reactor() {
-            Ok(s) => conn_io::write_all(s, &first, write_deadline).await,
-            Err(e) => Err(e),
+    // The reactor only when there is something left to write (a short send with the connect,
+    // or a thread without a ring): a plain flow's server socket never goes on it (nor reads
+    // the clock for it).
+    let written = match sent {
+        Ok(n) if n >= first.len() => Ok(()),
+        Ok(n) => {
+            let write_deadline = be.timeouts.server.map(|t| Instant::now() + t);
+            match server.reactor() {
+                Ok(s) => conn_io::write_all(s, &first[n..], write_deadline).await,
+                Err(e) => Err(e),
+            }
         }
+        Err(e) => Err(e),
     };
     if let Err(e) = written {
         log::debug!(

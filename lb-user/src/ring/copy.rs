@@ -660,7 +660,7 @@ impl Ring {
                 Some(_) | None => {}
             },
             Tag::Install(d) => self.installed(key, d, res),
-            Tag::Ignored | Tag::Op | Tag::Files => {}
+            Tag::Ignored | Tag::Op | Tag::OpSend | Tag::Files => {}
         }
         self.advance(key);
     }

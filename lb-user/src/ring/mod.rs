@@ -22,7 +22,7 @@ mod timer;
 mod turn_tests;
 
 pub use copy::{copy, end, graduated, hand_off, start, Copied, Done, Graduated, OnRing};
-pub use op::{connect, Accept, ConnectFailed};
+pub use op::{connect, Accept, ConnectFailed, Connected};
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -320,6 +320,8 @@ enum Tag {
     Shutdown(usize),
     /// A one-shot operation a task waits for (its key is in the ring's `ops`).
     Op,
+    /// The send linked behind a connect of `ops` (see [`op::connect`]).
+    OpSend,
     /// The `FIXED_FD_INSTALL` giving socket 0 (client) or 1 a real fd again.
     Install(usize),
     /// The update putting a flow's sockets into the fixed table (completes only on failure).
@@ -341,6 +343,7 @@ impl Tag {
             Self::Install(d) => 7 + d as u64,
             Self::Files => 9,
             Self::FinFd(d) => 10 + d as u64,
+            Self::OpSend => 12,
             Self::Ignored => 0xff,
         }
     }
@@ -359,6 +362,7 @@ impl Tag {
             c @ 7..=8 => Self::Install(c as usize - 7),
             9 => Self::Files,
             c @ 10..=11 => Self::FinFd(c as usize - 10),
+            12 => Self::OpSend,
             _ => Self::Ignored,
         };
         (key, tag)
@@ -440,7 +444,9 @@ impl Ring {
         if cq.is_empty() {
             return false;
         }
-        let flows = cq.by_ref().all(|c| Tag::of(c.user_data()).1 != Tag::Op);
+        let flows = cq
+            .by_ref()
+            .all(|c| !matches!(Tag::of(c.user_data()).1, Tag::Op | Tag::OpSend));
         // A peek: the queue's head is stored back only when it is dropped, so the entries
         // stay for `reap`.
         std::mem::forget(cq);
@@ -475,6 +481,7 @@ impl Ring {
             match tag {
                 Tag::Ignored => ignored_failed(cqe.result()),
                 Tag::Op => self.op_done(key, cqe.result()),
+                Tag::OpSend => self.op_sent(key, cqe.result()),
                 Tag::Files => self.files_failed(key, cqe.result()),
                 _ => {
                     let now = *now.get_or_insert_with(|| self.now_tick());
@@ -530,6 +537,7 @@ mod tests {
             Tag::Shutdown(0),
             Tag::Shutdown(1),
             Tag::Op,
+            Tag::OpSend,
             Tag::Install(0),
             Tag::Install(1),
             Tag::Files,

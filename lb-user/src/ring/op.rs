@@ -1,6 +1,7 @@
 //! One-shot operations awaited by a task: a connect on the ring, bounded by a linked timeout
-//! (`timeout connect`) instead of a timer on the reactor; an accept with the client's address,
-//! which its loop can cancel and reap before it stops accepting.
+//! (`timeout connect`) instead of a timer on the reactor, with the server's first bytes sent
+//! by a send linked behind it; an accept with the client's address, which its loop can cancel
+//! and reap before it stops accepting.
 
 use std::future::poll_fn;
 use std::io;
@@ -13,6 +14,10 @@ use io_uring::{opcode, squeue, types};
 
 use super::{with, Ring, Tag};
 
+#[cfg(test)]
+#[path = "op_tests.rs"]
+mod op_tests;
+
 /// An operation in the ring's slab, with what the kernel may read or write until it completes.
 pub(super) struct Op {
     result: Option<i32>,
@@ -24,24 +29,41 @@ pub(super) struct Op {
 
 /// The memory an operation's entry points at, kept until its completion.
 enum Held {
-    /// The server's address and the connect's timeout, in one allocation, and the socket: a
-    /// connect nobody waits for any more is cancelled, and its socket closed at completion,
-    /// never before (its number must not name another socket while the entry may still be
-    /// submitted).
-    Connect(
-        #[expect(dead_code, reason = "only the kernel reads it")] Box<ConnectArgs>,
-        OwnedFd,
-    ),
+    /// The server's address, the connect's timeout and the first bytes, in one allocation,
+    /// and the socket: a connect nobody waits for any more is cancelled, and its socket closed
+    /// at completion (of its linked send too), never before (its number must not name another
+    /// socket while an entry may still be submitted).
+    Connect(Box<ConnectArgs>, OwnedFd),
     /// Where the kernel writes the accepted client's address. A completion's result is a new
     /// socket: one nobody waits for any more is closed.
     Accept(Box<Peer>),
 }
 
-/// What a connect's entries point at: the server's address, and the timeout of its linked
-/// `IORING_OP_LINK_TIMEOUT`.
+/// What a connect's entries point at: the server's address, the timeout of its linked
+/// `IORING_OP_LINK_TIMEOUT`, and the bytes of the send linked behind them.
 struct ConnectArgs {
     addr: socket2::SockAddr,
     timeout: types::Timespec,
+    first: Vec<u8>,
+    /// The linked send's result, once it completed (it completes after the connect).
+    sent: Option<i32>,
+}
+
+impl Held {
+    /// Whether an entry of the operation has yet to complete after the one that gave its
+    /// result: a connect's linked send.
+    fn awaits_more(&self) -> bool {
+        matches!(self, Held::Connect(args, _) if !args.first.is_empty() && args.sent.is_none())
+    }
+}
+
+/// A connection made by [`connect`], and what its linked send did with the first bytes.
+pub struct Connected {
+    pub fd: OwnedFd,
+    /// The bytes given to send once connected.
+    pub first: Vec<u8>,
+    /// How many of them the linked send sent (a short send leaves the rest to the caller).
+    pub sent: io::Result<usize>,
 }
 
 /// The client's address an accept writes, and its length.
@@ -58,22 +80,35 @@ pub enum ConnectFailed {
     Io(io::Error),
 }
 
-/// Connects the non-blocking socket `fd` to `addr` through the ring, within `timeout`; gives
-/// the socket back once connected. Dropped before, the connect is cancelled and the socket
-/// closed when the kernel is done with it.
+/// Connects the non-blocking socket `fd` to `addr` through the ring, within `timeout`, and
+/// sends `first` (when not empty) by a send linked behind the connect: the kernel sends them
+/// as the connect completes, in the same submission, with no turn of this thread between
+/// (the server, woken by the handshake, finds them with it, as after HAProxy's `connect()`
+/// and its first `send()` in one loop pass). Gives the socket back once connected. Dropped
+/// before, the connect is cancelled and the socket closed when the kernel is done with it.
 pub async fn connect(
     fd: OwnedFd,
     addr: SocketAddr,
     timeout: Option<Duration>,
-) -> Result<OwnedFd, ConnectFailed> {
-    let key = with(|r| r.start_connect(fd, addr, timeout));
+    first: Vec<u8>,
+) -> Result<Connected, ConnectFailed> {
+    let key = with(|r| r.start_connect(fd, addr, timeout, first));
     let mut waiting = Waiting(Some(key));
     let (res, held) = waiting.done().await;
-    let Held::Connect(_, fd) = held else {
+    let Held::Connect(args, fd) = held else {
         unreachable!("a connect's entry holds a connect");
     };
+    let sent = match args.sent {
+        None => Ok(0),
+        Some(n @ 0..) => Ok(n as usize),
+        Some(e) => Err(io::Error::from_raw_os_error(-e)),
+    };
     match res {
-        0.. => Ok(fd),
+        0.. => Ok(Connected {
+            fd,
+            first: args.first,
+            sent,
+        }),
         // The linked timeout cancelled the connect.
         _ if -res == libc::ECANCELED && timeout.is_some() => Err(ConnectFailed::Timeout),
         _ => Err(ConnectFailed::Io(io::Error::from_raw_os_error(-res))),
@@ -91,7 +126,7 @@ impl Waiting {
         let out = poll_fn(|cx| {
             with(|r| {
                 let op = &mut r.ops[key];
-                if let Some(res) = op.result {
+                if let Some(res) = op.result.filter(|_| !op.held.awaits_more()) {
                     Poll::Ready((res, r.ops.remove(key).held))
                 } else {
                     op.waker = Some(cx.waker().clone());
@@ -111,7 +146,7 @@ impl Drop for Waiting {
             let _ = super::RING.try_with(|r| {
                 if let Some(ring) = r.borrow_mut().as_mut() {
                     let op = &mut ring.ops[key];
-                    if op.result.is_some() {
+                    if op.result.is_some() && !op.held.awaits_more() {
                         let (res, op) = (op.result, ring.ops.remove(key));
                         if let (Held::Accept(_), Some(fd @ 0..)) = (op.held, res) {
                             // SAFETY: a successful accept's result is a new fd nobody owns.
@@ -121,8 +156,15 @@ impl Drop for Waiting {
                         op.abandoned = true;
                         op.waker = None;
                         // Whatever it would still take is closed at its completion; it should
-                        // take nothing more. A connect stops (its socket closes at completion).
-                        ring.cancel_op(key);
+                        // take nothing more. A connect stops (its socket closes at completion),
+                        // and its linked send with it (or alone, once connected).
+                        let (connecting, sending) = (op.result.is_none(), op.held.awaits_more());
+                        if connecting {
+                            ring.cancel_op(key);
+                        }
+                        if sending {
+                            ring.cancel_entry(Tag::OpSend.user_data(key));
+                        }
                     }
                 }
             });
@@ -179,15 +221,25 @@ impl Accept {
 }
 
 impl Ring {
-    fn start_connect(&mut self, fd: OwnedFd, addr: SocketAddr, timeout: Option<Duration>) -> usize {
+    fn start_connect(
+        &mut self,
+        fd: OwnedFd,
+        addr: SocketAddr,
+        timeout: Option<Duration>,
+        first: Vec<u8>,
+    ) -> usize {
         let args = Box::new(ConnectArgs {
             addr: socket2::SockAddr::from(addr),
             timeout: types::Timespec::new()
                 .sec(timeout.map_or(0, |t| t.as_secs()))
                 .nsec(timeout.map_or(0, |t| t.subsec_nanos())),
+            first,
+            sent: None,
         });
         let (sa_ptr, sa_len, ts_ptr) =
             (args.addr.as_ptr(), args.addr.len(), &raw const args.timeout);
+        // The bytes stay where they are: the box moves into the slab, not its heap buffer.
+        let (first_ptr, first_len) = (args.first.as_ptr(), args.first.len());
         let raw = fd.as_raw_fd();
         let key = self.ops.insert(Op {
             result: None,
@@ -198,15 +250,34 @@ impl Ring {
         let connect = opcode::Connect::new(types::Fd(raw), sa_ptr.cast(), sa_len)
             .build()
             .user_data(Tag::Op.user_data(key));
-        match timeout {
-            Some(_) => {
-                self.push(&connect.flags(squeue::Flags::IO_LINK));
-                let t = opcode::LinkTimeout::new(ts_ptr)
-                    .build()
-                    .user_data(Tag::Ignored.user_data(0));
-                self.push(&t);
+        // The chain (connect, its timeout, the send) goes in one submission: a queue submitted
+        // in its middle would cut the links.
+        self.room_for(3);
+        let send = (first_len > 0).then(|| {
+            #[expect(clippy::cast_possible_truncation, reason = "first bytes are a few KiB")]
+            opcode::Send::new(types::Fd(raw), first_ptr, first_len as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(Tag::OpSend.user_data(key))
+        });
+        let link = |e: squeue::Entry, more: bool| {
+            if more {
+                e.flags(squeue::Flags::IO_LINK)
+            } else {
+                e
             }
-            None => self.push(&connect),
+        };
+        self.push(&link(connect, timeout.is_some() || send.is_some()));
+        if timeout.is_some() {
+            // A connect that completes in time removes its timeout, and the chain goes on to
+            // the send; one that does not is cancelled, and the send with it.
+            let t = opcode::LinkTimeout::new(ts_ptr)
+                .build()
+                .user_data(Tag::Ignored.user_data(0));
+            self.push(&link(t, send.is_some()));
+        }
+        if let Some(send) = send {
+            self.push(&send);
         }
         key
     }
@@ -239,11 +310,29 @@ impl Ring {
     /// Queues the cancellation of operation `key` (its completion comes with `ECANCELED`, or
     /// with its result if it finished first).
     fn cancel_op(&mut self, key: usize) {
-        let cancel = opcode::AsyncCancel::new(Tag::Op.user_data(key))
+        self.cancel_entry(Tag::Op.user_data(key));
+    }
+
+    /// Queues the cancellation of the entry submitted with `user_data`.
+    fn cancel_entry(&mut self, user_data: u64) {
+        let cancel = opcode::AsyncCancel::new(user_data)
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(Tag::Ignored.user_data(0));
         self.push(&cancel);
+    }
+
+    /// The completion of operation `key`'s linked send (see [`connect`]).
+    pub(super) fn op_sent(&mut self, key: usize, res: i32) {
+        let Some(op) = self.ops.get_mut(key) else {
+            return;
+        };
+        if let Held::Connect(args, _) = &mut op.held {
+            args.sent = Some(res);
+        }
+        if let Some(res) = op.result {
+            self.op_complete(key, res);
+        }
     }
 
     /// The completion of operation `key`.
@@ -251,6 +340,16 @@ impl Ring {
         let Some(op) = self.ops.get_mut(key) else {
             return;
         };
+        op.result = Some(res);
+        if !op.held.awaits_more() {
+            self.op_complete(key, res);
+        }
+    }
+
+    /// Every entry of operation `key` completed, the first with `res`: its task is woken,
+    /// or, when nobody waits for it any more, it is freed.
+    fn op_complete(&mut self, key: usize, res: i32) {
+        let op = &mut self.ops[key];
         if op.abandoned {
             let op = self.ops.remove(key);
             if matches!(op.held, Held::Accept(_)) && res >= 0 {
@@ -259,7 +358,6 @@ impl Ring {
             }
             return;
         }
-        op.result = Some(res);
         if let Some(w) = op.waker.take() {
             self.woke = true;
             w.wake();
