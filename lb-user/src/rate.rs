@@ -43,6 +43,16 @@ impl FreqCtr {
         self.curr += inc;
     }
 
+    /// Makes `n` the count of a period starting at `now`, the previous one empty (HAProxy's
+    /// `set table ... data.<rate> N`): the rate reads `n` through that period, then fades out.
+    pub fn set(&mut self, now: u64, n: u64) {
+        *self = FreqCtr {
+            curr_tick: now,
+            curr: n,
+            prev: 0,
+        };
+    }
+
     /// Events counted in the current period so far (HAProxy's `curr_ctr`, what
     /// `sc_inc_gpc` returns when only the rate is stored).
     pub fn current(&self) -> u64 {

@@ -366,6 +366,115 @@ fn show_and_clear_table_as_haproxy() {
     );
 }
 
+/// `set table` as HAProxy 2.6: an operator tags a client from the CLI (`data.gpt0 1`) and
+/// `reject if { sc0_get_gpt0 gt 0 }` turns it away at once; untagged, it is served again. A
+/// rate set from the CLI reads as set; an entry is created when missing; errors as HAProxy's,
+/// the pairs before a bad one written.
+#[test]
+fn set_table_tags_a_client_from_the_cli() {
+    let sink = Backend::sink("sink", 1024);
+    let s = start(
+        "splice",
+        &[
+            "stick-table type ip size 100 expire 60s store gpt0,gpc0,conn_rate(10s),server_id",
+            "tcp-request connection track-sc0 src",
+            "tcp-request connection reject if { sc0_get_gpt0 gt 0 }",
+        ],
+        &[],
+        &[format!("sink {}", sink.addr)],
+    );
+    send_and_close(s.fe, 1, Duration::from_secs(10)).unwrap();
+    assert_eq!(sink.accepted(), 1);
+    assert_eq!(s.admin("set table fe key 127.0.0.1 data.gpt0 1"), "\n");
+    assert!(
+        send_and_close(s.fe, 2, Duration::from_secs(10)).is_err(),
+        "a client tagged by `set table` was served: {}",
+        s.admin("show table fe")
+    );
+    assert_eq!(sink.accepted(), 1);
+    assert_eq!(
+        stats::cli(
+            &s.dir.sock("oper.sock"),
+            "set table fe key 127.0.0.1 data.gpt0 0 data.conn_rate 42 data.server_id -1"
+        ),
+        "\n"
+    );
+    send_and_close(s.fe, 3, Duration::from_secs(10)).unwrap();
+    assert_eq!(sink.accepted(), 2);
+    // The rate as set (and this connection's), the signed id as HAProxy prints it.
+    assert_eq!(
+        entry_value(&s, "fe", "127.0.0.1", "conn_rate(10000)").as_deref(),
+        Some("43")
+    );
+    assert_eq!(
+        entry_value(&s, "fe", "127.0.0.1", "server_id").as_deref(),
+        Some("-1")
+    );
+    // A missing entry is created, with the values given, and expires as any other.
+    assert_eq!(s.admin("set table fe key 10.1.2.3 data.gpc0 5"), "\n");
+    assert_eq!(
+        entry_value(&s, "fe", "10.1.2.3", "gpc0").as_deref(),
+        Some("5")
+    );
+    let exp: u64 = entry_value(&s, "fe", "10.1.2.3", "exp")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((50_000..=60_000).contains(&exp), "exp={exp}");
+    assert_eq!(s.admin("set table fe key 10.9.9.9"), "\n");
+    assert!(s
+        .admin("show table fe key 10.9.9.9")
+        .contains("key=10.9.9.9 "));
+    // Errors, in HAProxy's words; a bad pair stops there, the ones before it written.
+    for (cmd, err) in [
+        (
+            "set table",
+            "Required arguments: <table> key <key> [data.<store_data_type> <value>]*",
+        ),
+        ("set table nope key 1.2.3.4", "No such table"),
+        ("set table fe key", "Key value expected"),
+        ("set table fe key not-an-ip", "Invalid key"),
+        (
+            "set table fe 1.2.3.4",
+            "Required arguments: <table> key <key> [data.<store_data_type> <value>]*",
+        ),
+        (
+            "set table fe data.gpc0 eq 1",
+            "content-based lookup is only supported with the \"show\" and \"clear\" actions",
+        ),
+        ("set table fe key 10.1.2.3 data.nope 1", "Unknown data type"),
+        (
+            "set table fe key 10.1.2.3 data.conn_cur 1",
+            "Data type not stored in this table",
+        ),
+        (
+            "set table fe key 10.1.2.3 gpc0 1",
+            "\"data.<type>\" followed by a value expected",
+        ),
+        (
+            "set table fe key 10.1.2.3 data.gpc0 6 data.gpt0 x",
+            "Require a valid integer value to store",
+        ),
+        (
+            "set table fe key 10.1.2.3 data.gpt0",
+            "Require a valid integer value to store",
+        ),
+    ] {
+        assert_eq!(s.admin(cmd), format!("{err}\n\n"), "{cmd}");
+    }
+    assert_eq!(
+        entry_value(&s, "fe", "10.1.2.3", "gpc0").as_deref(),
+        Some("6")
+    );
+    assert_eq!(
+        stats::cli(
+            &s.dir.sock("user.sock"),
+            "set table fe key 10.1.2.3 data.gpc0 1"
+        ),
+        "Permission denied\n\n"
+    );
+}
+
 /// HAProxy 2.5+'s counter arrays: `sc-inc-gpc(0,0)` counts each connection, a fifth one is
 /// rejected by `sc_get_gpc(0,0) gt 3`, `src_get_gpc(0,fe)` reads the same element, `gpc(1)`
 /// counts only from the second connection on, `sc-set-gpt(0,0)` sets the tag; `show table`

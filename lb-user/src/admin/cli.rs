@@ -62,6 +62,8 @@ pub enum Command {
     ShowTable(Option<super::table::TableQuery>),
     /// `clear table NAME ...`.
     ClearTable(super::table::TableQuery),
+    /// `set table NAME key K [data.T V]*`: the words after `set table`, read when run.
+    SetTable(Vec<String>),
     /// `clear counters [all]` (`all`: the totals too, at level admin).
     ClearCounters {
         all: bool,
@@ -105,6 +107,7 @@ impl Command {
             Self::ShowSess
             | Self::ShowEnv(_)
             | Self::ClearTable(_)
+            | Self::SetTable(_)
             | Self::ClearCounters { all: false } => CliLevel::Operator,
             Self::SetServer(..)
             | Self::SetMaxconn(..)
@@ -177,6 +180,9 @@ pub fn parse_with_payload(w: &[&str], payload: Option<&str>) -> Result<Command, 
         }
         ["clear", "table", t, rest @ ..] => {
             Command::ClearTable(super::table::parse(t, rest, true)?)
+        }
+        ["set", "table", rest @ ..] => {
+            Command::SetTable(rest.iter().map(|w| (*w).to_owned()).collect())
         }
         ["clear", "counters", rest @ ..] => Command::ClearCounters {
             all: rest.first() == Some(&"all"),
@@ -463,6 +469,10 @@ impl Session {
             Command::ShowTable(q) => super::table::show(gen, q.as_ref(), self.level),
             Command::Patterns(c) => super::patterns::run(&gen.config.pat_refs, &c),
             Command::ClearTable(q) => super::table::clear(gen, &q),
+            Command::SetTable(words) => {
+                let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                super::table::set(gen, &words)
+            }
             Command::ClearCounters { all } => {
                 for c in gen.fe_stats.iter().chain(&gen.be_stats) {
                     c.clear(all);

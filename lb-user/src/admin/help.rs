@@ -107,6 +107,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::Operator,
     ),
     (
+        "set table <table> key <k> [data.* <v>]*",
+        "update or create a table entry's data",
+        CliLevel::Operator,
+    ),
+    (
         "show table <table> [<filter>]*",
         "report table usage stats or dump this table's contents (filter: data/key)",
         CliLevel::User,

@@ -125,6 +125,68 @@ pub fn clear(gen: &Generation, q: &TableQuery) -> Result<String, String> {
     Ok(String::new())
 }
 
+const SET_ARGS: &str = "Required arguments: <table> key <key> [data.<store_data_type> <value>]*\n";
+
+/// `set table NAME key K [data.T V]*`: creates the entry when missing, then writes each value
+/// in turn, refreshing its expiry, as HAProxy 2.6 (`table_process_entry_per_key`): a bad
+/// pair stops there with its error, the values before it written. `words`: what follows
+/// `set table`.
+pub fn set(gen: &Generation, words: &[&str]) -> Result<String, String> {
+    let [name, rest @ ..] = words else {
+        return Err(SET_ARGS.to_owned());
+    };
+    let t = gen
+        .tables
+        .get(name)
+        .ok_or_else(|| "No such table\n".to_owned())?;
+    let (key, data) = match rest {
+        [] => return Ok(String::new()),
+        ["key"] => return Err("Key value expected\n".to_owned()),
+        ["key", k, data @ ..] => (*k, data),
+        [first, ..] if first.starts_with("data.") => {
+            return Err(
+                "content-based lookup is only supported with the \"show\" and \
+                        \"clear\" actions\n"
+                    .to_owned(),
+            )
+        }
+        _ => return Err(SET_ARGS.to_owned()),
+    };
+    let key =
+        Key::parse(key, t.def.key, t.def.key_len).ok_or_else(|| "Invalid key\n".to_owned())?;
+    let now = clock();
+    let e = t
+        .get(&key, now)
+        .ok_or_else(|| "Unable to allocate a new entry\n".to_owned())?;
+    let written = set_pairs(t, &e, data, now);
+    t.touch(&e, clock());
+    written.map(|()| String::new())
+}
+
+/// The `data.<type> <value>` pairs of `set table`, written into `e` in turn.
+fn set_pairs(
+    t: &Table,
+    e: &std::sync::Arc<crate::stick::Entry>,
+    data: &[&str],
+    now: u64,
+) -> Result<(), String> {
+    for pair in data.chunks(2) {
+        let Some(name) = pair[0].strip_prefix("data.") else {
+            return Err("\"data.<type>\" followed by a value expected\n".to_owned());
+        };
+        let dt = DataType::by_name(name).ok_or_else(|| "Unknown data type\n".to_owned())?;
+        if !t.def.stores(dt) {
+            return Err("Data type not stored in this table\n".to_owned());
+        }
+        let value = pair
+            .get(1)
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| "Require a valid integer value to store\n".to_owned())?;
+        t.set_data(e, dt, value, now);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
