@@ -561,6 +561,137 @@ fn runtime_api_drives_the_agent() {
     assert_eq!(s.status("s1"), "no check");
 }
 
+/// `set server B/S check-addr|check-port|agent-addr|agent-port` (HAProxy 2.6): the checks go
+/// where the runtime API says from their next turn, `show servers state` shows it, port 0
+/// gives the server's port back; errors in HAProxy's words, nothing applied on one.
+#[test]
+fn runtime_api_moves_the_checks() {
+    let up = Agent::start("up\n");
+    let down = Agent::start("down\n");
+    let (s1, s2) = (Backend::ident("s1"), Backend::ident("s2"));
+    let refusing = common::servers::refusing_addr();
+    let s = start(
+        "splice",
+        &[],
+        &[
+            agent_server("s1", s1.addr, &up, "check inter 100ms fall 1 rise 1"),
+            format!("s2 {}", s2.addr),
+            // No port of its own (MAPPORTS): its checks need theirs.
+            format!("s3 127.0.0.1 check port {} inter 100ms", s2.addr.port()),
+        ],
+    );
+    s.wait_status("s1", "UP");
+    s.wait_status("s3", "UP");
+    let state = |k: &str| s.servers_state("s1")[k].clone();
+    assert_eq!(state("srv_check_port"), "0");
+    assert_eq!(state("srv_check_addr"), "-");
+
+    // The regular check.
+    let port = refusing.port().to_string();
+    assert_eq!(
+        s.admin(&format!("set server be/s1 check-port {port}")),
+        "\n"
+    );
+    s.wait_status("s1", "DOWN");
+    assert_eq!(state("srv_check_port"), port);
+    assert_eq!(s.admin("set server be/s1 check-port 0"), "\n");
+    s.wait_status("s1", "UP");
+    assert_eq!(state("srv_check_port"), "0");
+    // 127.0.0.2 is local too, but nothing listens there.
+    assert_eq!(s.admin("set server be/s1 check-addr 127.0.0.2"), "\n");
+    s.wait_status("s1", "DOWN");
+    assert_eq!(state("srv_check_addr"), "127.0.0.2");
+    assert_eq!(
+        s.admin(&format!(
+            "set server be/s1 check-addr 127.0.0.1 port {}",
+            s1.addr.port()
+        )),
+        "\n"
+    );
+    s.wait_status("s1", "UP");
+    assert_eq!(state("srv_check_addr"), "127.0.0.1");
+    assert_eq!(state("srv_check_port"), s1.addr.port().to_string());
+
+    // The agent.
+    assert_eq!(state("srv_agent_port"), up.port().to_string());
+    assert_eq!(
+        s.admin(&format!("set server be/s1 agent-port {}", down.port())),
+        "\n"
+    );
+    s.wait_status("s1", "DOWN (agent)");
+    assert_eq!(state("srv_agent_port"), down.port().to_string());
+    assert_eq!(
+        s.admin(&format!(
+            "set server be/s1 agent-addr 127.0.0.1 port {}",
+            up.port()
+        )),
+        "\n"
+    );
+    s.wait_status("s1", "UP");
+    assert_eq!(state("srv_agent_addr"), "127.0.0.1");
+
+    // Errors: the checks stay where they are.
+    for (cmd, want) in [
+        (
+            "set server be/s1 check-addr",
+            "set server <b>/<s> check-addr requires an address and optionally a port.\n",
+        ),
+        (
+            "set server be/s1 check-port",
+            "set server <b>/<s> check-port requires a port.\n",
+        ),
+        (
+            "set server be/s1 agent-addr",
+            "set server <b>/<s> agent-addr requires an address and optionally a port.\n",
+        ),
+        (
+            "set server be/s1 agent-port",
+            "set server <b>/<s> agent-port requires a port.\n",
+        ),
+        (
+            "set server be/s1 check-addr nowhere",
+            "invalid addr 'nowhere'",
+        ),
+        (
+            "set server be/s1 check-addr 127.0.0.3 port x",
+            "provided port is not an integer",
+        ),
+        (
+            "set server be/s1 check-port 65536",
+            "provided port is invalid",
+        ),
+        ("set server be/s1 agent-port -1", "provided port is invalid"),
+        (
+            "set server be/s2 check-port 1",
+            "health checks are not enabled on this server",
+        ),
+        (
+            "set server be/s2 agent-addr 127.0.0.1",
+            "agent checks are not enabled on this server",
+        ),
+        (
+            "set server be/s3 check-port 0",
+            "can't unset 'port' since MAPPORTS is in use",
+        ),
+    ] {
+        // HAProxy prints the last ones without a new line; lb ends every answer with one.
+        let line = if want.ends_with('\n') { "" } else { "\n" };
+        assert_eq!(s.admin(cmd), format!("{want}{line}\n"), "{cmd}");
+    }
+    assert_eq!(state("srv_check_addr"), "127.0.0.1");
+    assert_eq!(state("srv_check_port"), s1.addr.port().to_string());
+    // A check turned off takes no place.
+    assert_eq!(s.admin("disable health be/s1"), "\n");
+    assert_eq!(
+        s.admin("set server be/s1 check-port 1"),
+        "health checks are not enabled on this server\n\n"
+    );
+    assert_eq!(
+        cli(&s.dir.sock("oper.sock"), "set server be/s1 check-port 1"),
+        "Permission denied\n\n"
+    );
+}
+
 #[test]
 fn agent_and_regular_check_must_both_agree() {
     let agent = Agent::start("up\n");

@@ -644,8 +644,9 @@ impl Agent {
 
 /// HAProxy's way across a restart: `show servers state` saved to `server-state-file`, lb
 /// started again with `load-server-state-from-file global`: MAINT, a weight set at run time,
-/// a server its checks held DOWN, and (`init-addr last`) an address that only the file knows
-/// come back before any check or connection. A bad line is named and skipped.
+/// a server its checks held DOWN, where `set server` sent its checks, and (`init-addr last`)
+/// an address that only the file knows come back before any check or connection. A bad line
+/// is named and skipped.
 #[test]
 fn server_state_file_survives_a_restart() {
     let s1 = Backend::ident("s1");
@@ -677,6 +678,29 @@ fn server_state_file_survives_a_restart() {
         "IP changed from '127.0.0.9' to '127.0.0.1' by 'stats socket command'\n\n"
     );
     assert_eq!(cli(&sock, "set server be/s2 health down"), "\n");
+    let check_port = common::servers::refusing_addr().port();
+    assert_eq!(
+        cli(
+            &sock,
+            &format!("set server be/s2 check-addr 127.0.0.1 port {check_port}")
+        ),
+        "\n"
+    );
+    // `srv_check_port srv_check_addr`, the 22nd and 23rd fields of a server's line.
+    let check_place = |sock: &std::path::Path| {
+        let out = cli(sock, "show servers state");
+        let line = out
+            .lines()
+            .find(|l| l.split(' ').nth(3) == Some("s2"))
+            .unwrap_or_else(|| panic!("no s2 in {out}"))
+            .to_owned();
+        let f: Vec<&str> = line.split(' ').collect();
+        (f[21].to_owned(), f[22].to_owned())
+    };
+    assert_eq!(
+        check_place(&sock),
+        (check_port.to_string(), "127.0.0.1".to_owned())
+    );
     let saved = cli(&sock, "show servers state");
     // A line the file can't use is reported and skipped; the others still apply.
     std::fs::write(&state, saved.trim_end().to_owned() + "\n1 be 9 s9 bogus\n").unwrap();
@@ -691,6 +715,10 @@ fn server_state_file_survives_a_restart() {
         status(&sock, "s2")
     );
     assert_eq!(cli(&sock, "get weight be/s3"), "3 (initial 10)\n\n");
+    assert_eq!(
+        check_place(&sock),
+        (check_port.to_string(), "127.0.0.1".to_owned())
+    );
     assert_eq!(
         col(&row(&sock, "s4"), "addr"),
         format!("127.0.0.1:{}", s4.addr.port())

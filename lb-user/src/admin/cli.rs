@@ -38,6 +38,13 @@ pub enum ServerOp {
         ip: IpAddr,
         port: Option<u16>,
     },
+    /// `check-addr A [port P]`, `check-port P` (`agent`: `agent-addr`, `agent-port`): the
+    /// words, read when run (after the check's state, as HAProxy's).
+    Place {
+        agent: bool,
+        addr: Option<String>,
+        port: Option<String>,
+    },
 }
 
 /// One runtime API command, parsed.
@@ -271,9 +278,33 @@ fn session_id(w: &str) -> Option<u64> {
 
 /// The words after `set server B/S`.
 fn server_op(w: &[&str]) -> Result<ServerOp, String> {
-    const USAGE: &str =
-        "usage: set server <backend>/<server> addr | agent | agent-send | health | state | weight\n";
+    const USAGE: &str = "usage: set server <backend>/<server> addr | agent | agent-addr | \
+                         agent-port | agent-send | check-addr | check-port | health | state | \
+                         weight\n";
     Ok(match w {
+        [what @ ("check-addr" | "agent-addr")] => {
+            return Err(format!(
+                "set server <b>/<s> {what} requires an address and optionally a port.\n"
+            ))
+        }
+        [what @ ("check-port" | "agent-port")] => {
+            return Err(format!("set server <b>/<s> {what} requires a port.\n"))
+        }
+        [what @ ("check-addr" | "agent-addr"), addr, rest @ ..] => ServerOp::Place {
+            agent: *what == "agent-addr",
+            addr: Some((*addr).to_owned()),
+            // HAProxy reads a port only from `port P` right after the address.
+            port: match rest {
+                ["port", p, ..] => Some((*p).to_owned()),
+                ["port"] => Some(String::new()),
+                _ => None,
+            },
+        },
+        [what @ ("check-port" | "agent-port"), port, ..] => ServerOp::Place {
+            agent: *what == "agent-port",
+            addr: None,
+            port: Some((*port).to_owned()),
+        },
         ["state", st, ..] => ServerOp::State(match *st {
             "ready" => AdminState::Ready,
             "drain" => AdminState::Drain,
@@ -569,6 +600,19 @@ fn set_server(gen: &Arc<Generation>, b: usize, s: usize, op: ServerOp) -> Result
         ServerOp::Addr { ip, port } => {
             let (old, new) = apply(Change::Addr { ip: Some(ip), port })?.addrs();
             Ok(addr_answer(old, new))
+        }
+        ServerOp::Place { agent, addr, port } => {
+            let entry = &gen.backends[b].snapshot().servers[s];
+            let change = state::place_change(
+                (agent, addr.as_deref(), port.as_deref()),
+                &entry.conf,
+                &entry.state,
+            )?;
+            // HAProxy prints these messages without a final stop or new line; the new line
+            // is added below, as to every answer.
+            state::apply(gen, b, s, change, &By::Cli)
+                .map(|_| String::new())
+                .map_err(|e| e.to_string())
         }
     }
 }

@@ -27,6 +27,10 @@ pub struct StateLine {
     pub check_state: u32,
     pub agent_state: u32,
     pub port: Option<u16>,
+    /// `srv_check_addr` and `srv_check_port`, `srv_agent_addr` and `srv_agent_port` as
+    /// written (optional fields; `-` and `0`, "none", are left out as HAProxy leaves them).
+    pub check_place: (Option<String>, Option<String>),
+    pub agent_place: (Option<String>, Option<String>),
 }
 
 /// Parses a state file: its lines and, for each line that can't be used, `LINE: why`.
@@ -99,7 +103,10 @@ fn parse_line(n: usize, t: &str) -> Result<StateLine, String> {
                 .map_err(|_| format!("invalid srv_port value '{p}'"))?,
         ),
     };
+    let word = |i: usize, none: &str| f.get(i).filter(|w| **w != none).map(|w| (*w).to_owned());
     Ok(StateLine {
+        check_place: (word(22, "-"), word(21, "0")),
+        agent_place: (word(23, "-"), word(24, "0")),
         line: n,
         be_name: f[1].to_owned(),
         srv_name: f[3].to_owned(),
@@ -123,4 +130,38 @@ pub fn address_of(lines: &[StateLine], backend: &str, server: &str) -> Option<Ip
         .iter()
         .find(|l| l.be_name == backend && l.srv_name == server)
         .and_then(|l| l.addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line as `show servers state` prints it, with `check` (22nd, 23rd fields) and `agent`
+    /// (24th, 25th) places.
+    fn line(check: &str, agent: &str) -> String {
+        format!("1\n3 be 1 s1 127.0.0.1 2 0 1 1 5 6 3 4 6 0 0 0 - 6379 - 0 {check} {agent}\n")
+    }
+
+    #[test]
+    fn check_and_agent_places_are_read_as_haproxy_leaves_none_out() {
+        let (lines, problems) = parse(&line("9000 127.0.0.2", "127.0.0.3 9001"));
+        assert!(problems.is_empty(), "{problems:?}");
+        let l = &lines[0];
+        assert_eq!(l.port, Some(6379));
+        assert_eq!(
+            l.check_place,
+            (Some("127.0.0.2".to_owned()), Some("9000".to_owned()))
+        );
+        assert_eq!(
+            l.agent_place,
+            (Some("127.0.0.3".to_owned()), Some("9001".to_owned()))
+        );
+        // `0` and `-` say none; the fields are optional.
+        let (lines, _) = parse(&line("0 -", "- 0"));
+        assert_eq!(lines[0].check_place, (None, None));
+        assert_eq!(lines[0].agent_place, (None, None));
+        let (lines, problems) = parse("1\n3 be 1 s1 127.0.0.1 2 0 1 1 5 6 3 4 6 0 0 0 - 6379\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(lines[0].check_place, (None, None));
+    }
 }

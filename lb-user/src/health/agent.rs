@@ -194,15 +194,16 @@ pub(super) fn interval(conf: &Server) -> Duration {
     conf.health.agent.inter.unwrap_or(conf.health.inter)
 }
 
-/// The agent's target: `agent-addr` (else the server's current address), `agent-port`,
-/// `agent-inter` and the backend's timeouts. `None` when there is nothing to connect to (no
-/// port, or a server whose name does not resolve and no `agent-addr`).
+/// The agent's target: `agent-addr` (else the server's current address), `agent-port` (as
+/// configured, or as `set server` left them), `agent-inter` and the backend's timeouts.
+/// `None` when there is nothing to connect to (no port, or a server whose name does not
+/// resolve and no `agent-addr`).
 fn target(
     be: &Backend,
     (conf, counters): (&Server, &ServerCounters),
     st: &ServerState,
 ) -> Option<Target> {
-    let a = &conf.health.agent;
+    let a = counters.agent_place(conf);
     let port = a.port?;
     if a.addr.is_none() && st.resolution_maint {
         return None;

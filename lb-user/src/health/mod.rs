@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use crate::config::{Backend, CheckKind, Config, ProxyVersion, Server};
 use crate::generation::Generation;
 use crate::passive::Event;
+use crate::server::CheckPlace;
 use crate::state::{self, By, Change, CheckReport};
 use crate::table::{BackendTable, CheckResult, ServerCounters, ServerState};
 use conn::TlsClient;
@@ -277,8 +278,13 @@ fn check_proxy(conf: &Server) -> (Option<ProxyVersion>, ProxyVersion) {
 
 /// argv/env facts of an external check: a `listen` (a frontend of the same name using this
 /// backend) gives its first bind address, a plain backend `NOT_USED`; the server's address is
-/// its current one.
-fn external_args(config: &Config, backend: usize, srv: &Server, addr: SocketAddr) -> ExternalArgs {
+/// its current one, or where its checks go (`place`).
+fn external_args(
+    config: &Config,
+    backend: usize,
+    (srv, place): (&Server, CheckPlace),
+    addr: SocketAddr,
+) -> ExternalArgs {
     let be = &config.backends[backend];
     let bind = config
         .frontends
@@ -298,8 +304,8 @@ fn external_args(config: &Config, backend: usize, srv: &Server, addr: SocketAddr
         proxy_id: be.id,
         server_name: srv.name.clone(),
         server_id: srv.id,
-        server_addr: srv.health.addr.unwrap_or(addr.ip()).to_string(),
-        server_port: srv.check_port.unwrap_or(addr.port()),
+        server_addr: place.addr.unwrap_or(addr.ip()).to_string(),
+        server_port: place.port.unwrap_or(addr.port()),
         server_maxconn: srv.maxconn,
     }
 }
@@ -386,8 +392,10 @@ impl CheckJob {
     /// One check of the server at its current address.
     async fn probe_once(&self, srv: &Srv, st: ServerState) -> Outcome {
         let conf = &srv.conf;
+        // `addr` and `port`, or what `set server check-addr|check-port` made of them.
+        let place = srv.counters.check_place(conf);
         if self.external {
-            let args = external_args(&srv.gen.config, srv.backend, conf, st.addr);
+            let args = external_args(&srv.gen.config, srv.backend, (conf, place), st.addr);
             let cur = srv.counters.cur.load(Ordering::Relaxed);
             let limit = srv.be.timeouts.check.unwrap_or(conf.health.inter);
             external::run(&args, cur, limit).await
@@ -396,8 +404,8 @@ impl CheckJob {
                 &srv.be,
                 (conf, st.addr, &srv.counters),
                 conf.health.inter,
-                conf.health.addr,
-                conf.check_port,
+                place.addr,
+                place.port,
             );
             t.tls.clone_from(&self.tls);
             t.check_ssl = conf.health.tls.enabled;

@@ -22,7 +22,9 @@ use crate::config::Server;
 ///   - the weight set at run time, if the configured weight did not change (HAProxy keeps
 ///     `srv_uweight` only when `srv_iweight` is the same), with a slow start in progress;
 ///   - the address from DNS, `set server addr` or the state file, with `MAINT (resolution)`;
-///   - a `maxconn` set at run time (the agent's), if the configured one did not change.
+///   - a `maxconn` set at run time (the agent's), if the configured one did not change;
+///   - where `set server` sent the checks (`check-addr|check-port`, `agent-addr|agent-port`)
+///     and the agent's `agent-send`, each while the configured one is the same.
 pub fn carry_over(prev: &ServerEntry, conf: &Server) -> ServerEntry {
     let old = &prev.conf;
     if old.addr != conf.addr || old.fqdn != conf.fqdn {
@@ -87,11 +89,28 @@ pub fn carry_over(prev: &ServerEntry, conf: &Server) -> ServerEntry {
         st.maxconn = p.maxconn;
         st.minconn = p.minconn;
     }
+    forget_runtime_checks(prev, conf);
     ServerEntry {
         conf: Arc::new(conf.clone()),
         counters: Arc::clone(&prev.counters),
         state: st,
         load: None,
+    }
+}
+
+/// Drops what `set server` changed in the checks of `prev` where the configuration now says
+/// otherwise (the counters that hold it go on with the next generation's server).
+fn forget_runtime_checks(prev: &ServerEntry, conf: &Server) {
+    let (old, c) = (&prev.conf.health, &prev.counters);
+    if old.addr != conf.health.addr || prev.conf.check_port != conf.check_port {
+        c.check_place.store(None);
+    }
+    let (a, b) = (&old.agent, &conf.health.agent);
+    if a.addr != b.addr || a.port != b.port {
+        c.agent_place.store(None);
+    }
+    if a.send != b.send {
+        c.agent_send.store(None);
     }
 }
 
@@ -120,6 +139,37 @@ mod tests {
         assert_eq!(next.state.admin, AdminState::Maint);
         assert_eq!(next.state.weight, 5);
         assert!(Arc::ptr_eq(&next.counters, &prev.counters));
+    }
+
+    #[test]
+    fn a_runtime_check_place_stays_until_the_configuration_moves_the_checks() {
+        use crate::server::CheckPlace;
+        let conf = server("a", 1, 50);
+        let prev = entry(&conf);
+        let moved = CheckPlace {
+            addr: Some("127.0.0.2".parse().unwrap()),
+            port: Some(9),
+        };
+        prev.counters.check_place.store(Some(Arc::new(moved)));
+        prev.counters.agent_place.store(Some(Arc::new(moved)));
+        let next = carry_over(&prev, &conf);
+        assert_eq!(next.counters.check_place(&next.conf), moved);
+        assert_eq!(next.counters.agent_place(&next.conf), moved);
+        // The configuration's check port changes: its place wins; the agent's stays.
+        let mut other = conf.clone();
+        other.check_port = Some(8);
+        let next = carry_over(&next, &other);
+        assert_eq!(
+            next.counters.check_place(&next.conf),
+            CheckPlace {
+                addr: None,
+                port: Some(8)
+            }
+        );
+        assert_eq!(next.counters.agent_place(&next.conf), moved);
+        other.health.agent.port = Some(7);
+        let next = carry_over(&next, &other);
+        assert_eq!(next.counters.agent_place(&next.conf).port, Some(7));
     }
 
     #[test]

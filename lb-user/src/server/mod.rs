@@ -12,7 +12,7 @@ pub use carry::carry_over;
 pub use health::{fastinter, Health, Transition};
 pub use source_ports::{PortLease, PortPool};
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -271,6 +271,11 @@ pub struct ServerCounters {
     pub agent: arc_swap::ArcSwap<CheckInfo>,
     /// `set server B/S agent-send STR`: replaces the configured `agent-send`.
     pub agent_send: arc_swap::ArcSwapOption<Vec<u8>>,
+    /// `set server B/S check-addr|check-port`: replaces the configured place of the checks
+    /// (see [`ServerCounters::check_place`]).
+    pub check_place: arc_swap::ArcSwapOption<CheckPlace>,
+    /// `set server B/S agent-addr|agent-port`: the same for the agent check.
+    pub agent_place: arc_swap::ArcSwapOption<CheckPlace>,
     /// Unix time (s) of the last UP/DOWN/MAINT/DRAIN change (`lastchg`); 0 = since start.
     pub last_change: AtomicU64,
     /// Seconds spent DOWN so far, completed periods only (`downtime`).
@@ -286,6 +291,57 @@ pub struct ServerCounters {
     /// reloads with the counters, so that a reload's connections never take a port an older
     /// generation's connection holds).
     source_ports: arc_swap::ArcSwapOption<PortPool>,
+}
+
+/// Where a server's checks (or its agent's) connect: this address instead of the server's
+/// current one, this port instead of its port (`None`: the server's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckPlace {
+    pub addr: Option<IpAddr>,
+    pub port: Option<u16>,
+}
+
+impl CheckPlace {
+    /// This place with what `set server ... check-addr A [port P]` (or `check-port P`,
+    /// and the agent's) gives: a new address, a new port (0: the server's again).
+    #[must_use]
+    pub fn with(self, addr: Option<IpAddr>, port: Option<u16>) -> CheckPlace {
+        CheckPlace {
+            addr: addr.or(self.addr),
+            port: match port {
+                None => self.port,
+                Some(0) => None,
+                Some(p) => Some(p),
+            },
+        }
+    }
+}
+
+impl ServerCounters {
+    /// Where the regular checks of the server configured as `conf` go: `addr` and `port`
+    /// as configured, or as `set server` last left them.
+    pub fn check_place(&self, conf: &Server) -> CheckPlace {
+        self.check_place
+            .load()
+            .as_deref()
+            .copied()
+            .unwrap_or(CheckPlace {
+                addr: conf.health.addr,
+                port: conf.check_port,
+            })
+    }
+
+    /// Where the agent check goes: `agent-addr` and `agent-port`, or as `set server` left them.
+    pub fn agent_place(&self, conf: &Server) -> CheckPlace {
+        self.agent_place
+            .load()
+            .as_deref()
+            .copied()
+            .unwrap_or(CheckPlace {
+                addr: conf.health.agent.addr,
+                port: conf.health.agent.port,
+            })
+    }
 }
 
 /// A queue that a freed slot may serve: a backend table's (the table implements it).
@@ -321,6 +377,8 @@ impl Default for ServerCounters {
             check: arc_swap::ArcSwap::default(),
             agent: arc_swap::ArcSwap::default(),
             agent_send: arc_swap::ArcSwapOption::const_empty(),
+            check_place: arc_swap::ArcSwapOption::const_empty(),
+            agent_place: arc_swap::ArcSwapOption::const_empty(),
             last_change: AtomicU64::new(0),
             downtime: AtomicU64::new(0),
             check_now: tokio::sync::watch::channel(0).0,

@@ -102,16 +102,17 @@ fn line(be_id: u32, be_name: &str, e: &ServerEntry, now: u64, start: u64) -> Str
     } else {
         (CheckResult::Ini.code(), 0)
     };
-    let agent_addr = agent
+    // As configured, or as `set server` left them.
+    let (check, agent_at) = (
+        e.counters.check_place(&e.conf),
+        e.counters.agent_place(&e.conf),
+    );
+    let agent_addr = agent_at
         .addr
         .filter(|_| agent.enabled)
         .map_or_else(|| "-".to_owned(), |a| a.to_string());
-    let agent_port = agent.port.filter(|_| agent.enabled).unwrap_or(0);
-    let check_addr = e
-        .conf
-        .health
-        .addr
-        .map_or_else(|| "-".to_owned(), |a| a.to_string());
+    let agent_port = agent_at.port.filter(|_| agent.enabled).unwrap_or(0);
+    let check_addr = check.addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
     format!(
         "{be_id} {be_name} {} {} {} {} {} {} {} {since} {status} {result} {} {check_state} \
          {agent_state} 0 0 {} {} - 0 {} {check_addr} {agent_addr} {agent_port}",
@@ -125,7 +126,7 @@ fn line(be_id: u32, be_name: &str, e: &ServerEntry, now: u64, start: u64) -> Str
         st.check_h,
         e.conf.fqdn.as_deref().unwrap_or("-"),
         st.addr.port(),
-        e.conf.check_port.unwrap_or(0),
+        check.port.unwrap_or(0),
     )
 }
 
@@ -225,6 +226,20 @@ pub fn apply_line(gen: &Arc<Generation>, backend: usize, server: usize, l: &Stat
     if e.conf.health.agent.enabled && configured(l.agent_state) && l.agent_state & CHK_ENABLED == 0
     {
         changes.push(Change::AgentEnabled(false));
+    }
+    // Where the checks go, as HAProxy's `srv_update_check_addr_port`/`..._agent_...` take it.
+    for (agent, (addr, port)) in [(false, &l.check_place), (true, &l.agent_place)] {
+        if addr.is_none() && port.is_none() {
+            continue;
+        }
+        match super::place_change((agent, addr.as_deref(), port.as_deref()), &e.conf, &e.state) {
+            Ok(c) => changes.push(c),
+            Err(why) => log::warn!(
+                "server-state partially applied for server '{}/{}': {why}",
+                l.be_name,
+                l.srv_name
+            ),
+        }
     }
     for c in changes {
         if let Err(err) = apply(gen, backend, server, c, &by) {

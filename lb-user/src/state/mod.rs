@@ -130,6 +130,16 @@ pub enum Change {
     AgentEnabled(bool),
     /// `set server B/S agent-send`.
     AgentSend(Vec<u8>),
+    /// `set server B/S check-addr A [port P]`, `check-port P` (port 0: the server's).
+    CheckPlace {
+        addr: Option<IpAddr>,
+        port: Option<u16>,
+    },
+    /// `set server B/S agent-addr A [port P]`, `agent-port P`.
+    AgentPlace {
+        addr: Option<IpAddr>,
+        port: Option<u16>,
+    },
     /// One step of a slow start.
     RampStep,
     /// The server it tracks (`track`) is now in this state.
@@ -164,6 +174,62 @@ pub enum StateError {
     CheckNotConfigured,
     #[error("cannot change health on a tracking server.")]
     Tracking,
+    /// `check-addr`/`check-port` on a server whose checks are off (HAProxy's words, without
+    /// the final stop of its other messages).
+    #[error("health checks are not enabled on this server")]
+    ChecksNotEnabled,
+    #[error("agent checks are not enabled on this server")]
+    AgentChecksNotEnabled,
+    #[error("can't unset 'port' since MAPPORTS is in use")]
+    MapPortsNeedCheckPort,
+}
+
+/// Whether the server's regular check (`agent`: its agent check) runs: configured and not
+/// disabled (HAProxy's `CHK_ST_ENABLED`), which moving it needs.
+pub fn checks_run(
+    agent: bool,
+    conf: &crate::config::Server,
+    st: &ServerState,
+) -> Result<(), StateError> {
+    match agent {
+        true if !st.agent_enabled => Err(StateError::AgentChecksNotEnabled),
+        false if !(conf.health.check && st.check_enabled) => Err(StateError::ChecksNotEnabled),
+        _ => Ok(()),
+    }
+}
+
+/// The change of `set server B/S check-addr|check-port|agent-addr|agent-port` (`agent`: the
+/// agent's) or of a state file's `srv_check_*`/`srv_agent_*` fields, from their words,
+/// checked in HAProxy's order (`srv_update_check_addr_port`, `srv_update_agent_addr_port`):
+/// the check must run, the address be an IP, the port an integer in 0..=65535. The first
+/// failure is the answer, in HAProxy's words (no final stop, no new line).
+pub fn place_change(
+    (agent, addr, port): (bool, Option<&str>, Option<&str>),
+    conf: &crate::config::Server,
+    st: &ServerState,
+) -> Result<Change, String> {
+    checks_run(agent, conf, st).map_err(|e| e.to_string())?;
+    let addr = match addr {
+        Some(a) => Some(
+            a.parse::<IpAddr>()
+                .map_err(|_| format!("invalid addr '{a}'"))?,
+        ),
+        None => None,
+    };
+    let port = match port {
+        Some(p) => {
+            let n: i64 = p
+                .parse()
+                .map_err(|_| "provided port is not an integer".to_owned())?;
+            Some(u16::try_from(n).map_err(|_| "provided port is invalid".to_owned())?)
+        }
+        None => None,
+    };
+    Ok(if agent {
+        Change::AgentPlace { addr, port }
+    } else {
+        Change::CheckPlace { addr, port }
+    })
 }
 
 /// What a change did: the server's state before and after.
