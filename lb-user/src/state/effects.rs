@@ -286,11 +286,7 @@ fn log_event(ctx: &Ctx<'_>, by: &By, before: &ServerState, ev: &Event) {
         Event::CheckResult { report, moved } => check_result(ctx, before, report, *moved),
         Event::AgentResult(report) => agent_result(ctx, report),
         Event::AddrChanged { old, new } => addr_changed(ctx, by, *old, *new),
-        Event::CheckNow
-        | Event::StartRamp
-        | Event::AgentSend(_)
-        | Event::CheckPlace { .. }
-        | Event::AgentPlace { .. } => {}
+        Event::CheckNow | Event::StartRamp | Event::AgentSend(_) | Event::MoveCheck(_) => {}
     }
 }
 
@@ -314,13 +310,14 @@ fn act(ctx: &Ctx<'_>, ev: Event) {
             }
         }
         Event::AgentSend(bytes) => c.agent_send.store(Some(Arc::new(bytes))),
-        Event::CheckPlace { addr, port } => {
-            let place = c.check_place(&ctx.entry.conf).with(addr, port);
-            c.check_place.store(Some(Arc::new(place)));
-        }
-        Event::AgentPlace { addr, port } => {
-            let place = c.agent_place(&ctx.entry.conf).with(addr, port);
-            c.agent_place.store(Some(Arc::new(place)));
+        Event::MoveCheck(m) => {
+            let conf = &ctx.entry.conf;
+            let (now, slot) = if m.agent {
+                (c.agent_place(conf), &c.agent_place)
+            } else {
+                (c.check_place(conf), &c.check_place)
+            };
+            slot.store(Some(Arc::new(now.with(m.addr, m.port))));
         }
         _ => {}
     }

@@ -130,20 +130,21 @@ pub enum Change {
     AgentEnabled(bool),
     /// `set server B/S agent-send`.
     AgentSend(Vec<u8>),
-    /// `set server B/S check-addr A [port P]`, `check-port P` (port 0: the server's).
-    CheckPlace {
-        addr: Option<IpAddr>,
-        port: Option<u16>,
-    },
-    /// `set server B/S agent-addr A [port P]`, `agent-port P`.
-    AgentPlace {
-        addr: Option<IpAddr>,
-        port: Option<u16>,
-    },
+    /// `set server B/S check-addr|check-port|agent-addr|agent-port`.
+    MoveCheck(CheckMove),
     /// One step of a slow start.
     RampStep,
     /// The server it tracks (`track`) is now in this state.
     Tracked(TrackView),
+}
+
+/// Where `set server B/S check-addr A [port P]` or `check-port P` (`agent`: `agent-addr`,
+/// `agent-port`) sends a check: a new address and/or port (port 0: the server's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckMove {
+    pub agent: bool,
+    pub addr: Option<IpAddr>,
+    pub port: Option<u16>,
 }
 
 /// Why a change was refused, in HAProxy's words where it has them.
@@ -225,11 +226,7 @@ pub fn place_change(
         }
         None => None,
     };
-    Ok(if agent {
-        Change::AgentPlace { addr, port }
-    } else {
-        Change::CheckPlace { addr, port }
-    })
+    Ok(Change::MoveCheck(CheckMove { agent, addr, port }))
 }
 
 /// What a change did: the server's state before and after.

@@ -4,10 +4,10 @@
 //! a zero check counter and leaving it starts at `rise` with a check at once; checks and the
 //! agent move UP/DOWN through the rise/fall counter; an operator can force either.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{By, Change, CheckReport, ForcedHealth, StateError};
+use super::{By, Change, CheckMove, CheckReport, ForcedHealth, StateError};
 use crate::config::{Backend, Server};
 use crate::table::{
     fastinter, AddrOrigin, AdminState, Health, Origin, ServerState, TrackView, Transition,
@@ -92,16 +92,8 @@ pub enum Event {
     StartRamp,
     /// `set server B/S agent-send`.
     AgentSend(Vec<u8>),
-    /// `set server B/S check-addr|check-port` (the port as given: 0 is the server's).
-    CheckPlace {
-        addr: Option<IpAddr>,
-        port: Option<u16>,
-    },
-    /// `set server B/S agent-addr|agent-port`.
-    AgentPlace {
-        addr: Option<IpAddr>,
-        port: Option<u16>,
-    },
+    /// `set server B/S check-addr|check-port|agent-addr|agent-port`.
+    MoveCheck(CheckMove),
 }
 
 /// Applies `change` to `st` (the state of `conf`, in backend `be`), pushing what happened to
@@ -178,16 +170,12 @@ pub fn step(
         }
         // HAProxy's `srv_update_check_addr_port` / `srv_update_agent_addr_port`: only where
         // the check runs; applied by the writer's effects (the checkers read it each turn).
-        Change::CheckPlace { addr, port } => {
-            super::checks_run(false, conf, t.st)?;
-            if port == Some(0) && conf.port_offset.is_some() {
+        Change::MoveCheck(m) => {
+            super::checks_run(m.agent, conf, t.st)?;
+            if !m.agent && m.port == Some(0) && conf.port_offset.is_some() {
                 return Err(StateError::MapPortsNeedCheckPort);
             }
-            t.events.push(Event::CheckPlace { addr, port });
-        }
-        Change::AgentPlace { addr, port } => {
-            super::checks_run(true, conf, t.st)?;
-            t.events.push(Event::AgentPlace { addr, port });
+            t.events.push(Event::MoveCheck(m));
         }
         Change::RampStep => t.ramp_step(),
         Change::Tracked(view) => t.tracked(view),
