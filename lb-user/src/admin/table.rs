@@ -159,17 +159,12 @@ pub fn set(gen: &Generation, words: &[&str]) -> Result<String, String> {
         .get(&key, now)
         .ok_or_else(|| "Unable to allocate a new entry\n".to_owned())?;
     let written = set_pairs(t, &e, data, now);
-    t.touch(&e, clock());
+    t.touch(&e, now);
     written.map(|()| String::new())
 }
 
 /// The `data.<type> <value>` pairs of `set table`, written into `e` in turn.
-fn set_pairs(
-    t: &Table,
-    e: &std::sync::Arc<crate::stick::Entry>,
-    data: &[&str],
-    now: u64,
-) -> Result<(), String> {
+fn set_pairs(t: &Table, e: &crate::stick::Entry, data: &[&str], now: u64) -> Result<(), String> {
     for pair in data.chunks(2) {
         let Some(name) = pair[0].strip_prefix("data.") else {
             return Err("\"data.<type>\" followed by a value expected\n".to_owned());

@@ -38,36 +38,35 @@ impl KeySpec {
             IpAddr::V4(v4) => &v4.octets(),
             IpAddr::V6(v6) => &v6.octets(),
         };
-        let h = if self.fold_address {
-            octets
+        if self.fold_address {
+            let h = octets
                 .chunks_exact(4)
                 .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
-                .fold(0, |h, w| h ^ w)
-        } else if self.function == HashFunction::None {
+                .fold(0, |h, w| h ^ w);
+            return self.mix(h);
+        }
+        if self.function == HashFunction::None {
             // HAProxy 2.8+ `none`: the sample as text, read as an integer (`read_int64`): an
             // address gives its leading digits ("127.0.0.1" -> 127), as HAProxy's docs warn.
-            leading_int(&ip.to_string())
+            self.key_of_bytes(ip.to_string().as_bytes())
         } else {
-            hash_bytes(self.function, octets)
-        };
-        if self.avalanche {
-            full_hash(h)
-        } else {
-            h
+            self.key_of_bytes(octets)
         }
     }
-}
 
-impl KeySpec {
-    /// The key of a sample's bytes (`balance rdp-cookie`: the cookie's value), as HAProxy's
-    /// `get_server_rch`: the hash function over them (`none`: their leading integer), then
-    /// `avalanche`.
+    /// The key of a sample's bytes (`balance hash src`: the address's; `balance rdp-cookie`:
+    /// the cookie's value), as HAProxy's `get_server_expr` and `get_server_rch`: the hash
+    /// function over them (`none`: their leading integer), then `avalanche`.
     pub(crate) fn key_of_bytes(self, bytes: &[u8]) -> u32 {
-        let h = if self.function == HashFunction::None {
-            leading_int(&String::from_utf8_lossy(bytes))
+        self.mix(if self.function == HashFunction::None {
+            leading_int(bytes)
         } else {
             hash_bytes(self.function, bytes)
-        };
+        })
+    }
+
+    /// `avalanche`: `h` mixed with `full_hash`, else as it is.
+    fn mix(self, h: u32) -> u32 {
         if self.avalanche {
             full_hash(h)
         } else {
@@ -87,8 +86,9 @@ pub(crate) fn hash_bytes(f: HashFunction, bytes: &[u8]) -> u32 {
 }
 
 /// The leading decimal integer of `text`, wrapped to 32 bits as HAProxy's unsigned key.
-fn leading_int(text: &str) -> u32 {
-    text.bytes()
+fn leading_int(text: &[u8]) -> u32 {
+    text.iter()
+        .copied()
         .take_while(u8::is_ascii_digit)
         .fold(0u64, |n, d| {
             n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))

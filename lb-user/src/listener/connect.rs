@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::{Backend, Frontend, Keepalive, Server};
 use crate::dataplane::{sockopt, Sock};
 use crate::generation::Generation;
-use crate::ring::ConnectFailed;
+use crate::ring::{ConnectFailed, FirstBytes};
 use crate::server::{PortLease, PortPool};
 use crate::table::{BackendTable, ServerSlot};
 
@@ -64,10 +64,9 @@ pub(super) struct Opened {
     pub(super) sock: Sock,
     /// The port of the server's source range it holds.
     pub(super) lease: Option<PortLease>,
-    /// The server's first bytes (a PROXY header, the client's bytes read so far).
-    pub(super) first: Vec<u8>,
-    /// How many of them went with the connect; the rest are the caller's to write.
-    pub(super) sent: io::Result<usize>,
+    /// The server's first bytes (a PROXY header, the client's bytes read so far): what went
+    /// with the connect, the rest the caller's to write.
+    pub(super) first: FirstBytes,
 }
 
 /// One non-blocking connect to `server` at `addr` (from its `source` when it or its backend has
@@ -118,7 +117,6 @@ pub(super) async fn connect(
                 sock: Sock::new(c.fd),
                 lease,
                 first: c.first,
-                sent: c.sent,
             }),
             Err(ConnectFailed::Timeout) => Err(ConnectError::Timeout(timeout.unwrap_or_default())),
             Err(ConnectFailed::Io(e)) => Err(e.into()),
@@ -127,8 +125,7 @@ pub(super) async fn connect(
     let opened = |sock| Opened {
         sock,
         lease,
-        first,
-        sent: Ok(0),
+        first: FirstBytes::unsent(first),
     };
     let sock = Socket::from(fd);
     let in_progress = match sock.connect(&addr.into()) {
@@ -204,8 +201,7 @@ pub(super) struct ConnectTries {
 pub(super) struct Reached {
     pub(super) slot: ServerSlot,
     pub(super) sock: Sock,
-    pub(super) first: Vec<u8>,
-    pub(super) sent: io::Result<usize>,
+    pub(super) first: FirstBytes,
 }
 
 /// Connects to the slot's server, re-trying `retries` times; with `option redispatch` the last
@@ -248,7 +244,6 @@ pub(super) async fn connect_with_retries(
                     slot,
                     sock: o.sock,
                     first: o.first,
-                    sent: o.sent,
                 });
             }
             Err(e) => {

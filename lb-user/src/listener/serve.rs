@@ -308,19 +308,18 @@ async fn pass_on(
         slot,
         sock: mut server,
         first,
-        sent,
     } = reached;
     let src = sess.src();
     let be = slot.table().conf.clone();
     // The reactor only when there is something left to write (a short send with the connect,
     // or a thread without a ring): a plain flow's server socket never goes on it (nor reads
     // the clock for it).
-    let written = match sent {
-        Ok(n) if n >= first.len() => Ok(()),
-        Ok(n) => {
+    let written = match first.rest() {
+        Ok([]) => Ok(()),
+        Ok(rest) => {
             let write_deadline = be.timeouts.server.map(|t| Instant::now() + t);
             match server.reactor() {
-                Ok(s) => conn_io::write_all(s, &first[n..], write_deadline).await,
+                Ok(s) => conn_io::write_all(s, rest, write_deadline).await,
                 Err(e) => Err(e),
             }
         }

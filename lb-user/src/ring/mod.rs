@@ -22,7 +22,7 @@ mod timer;
 mod turn_tests;
 
 pub use copy::{copy, end, graduated, hand_off, start, Copied, Done, Graduated, OnRing};
-pub use op::{connect, Accept, ConnectFailed, Connected};
+pub use op::{connect, Accept, ConnectFailed, Connected, FirstBytes};
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -60,10 +60,31 @@ impl Held {
 /// A connection made by [`connect`], and what its linked send did with the first bytes.
 pub struct Connected {
     pub fd: OwnedFd,
-    /// The bytes given to send once connected.
-    pub first: Vec<u8>,
-    /// How many of them the linked send sent (a short send leaves the rest to the caller).
-    pub sent: io::Result<usize>,
+    pub first: FirstBytes,
+}
+
+/// A server's first bytes, and how many of them went with its connect.
+#[derive(Debug)]
+pub struct FirstBytes {
+    pub bytes: Vec<u8>,
+    /// How many a send linked behind the connect sent (0 where none was), or the `errno` it
+    /// failed with.
+    pub sent: Result<usize, i32>,
+}
+
+impl FirstBytes {
+    /// Bytes nothing sent yet.
+    pub fn unsent(bytes: Vec<u8>) -> Self {
+        FirstBytes { bytes, sent: Ok(0) }
+    }
+
+    /// What is left for the caller to write (empty: all went), or the send's failure.
+    pub fn rest(&self) -> io::Result<&[u8]> {
+        match self.sent {
+            Ok(n) => Ok(self.bytes.get(n..).unwrap_or_default()),
+            Err(errno) => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
 }
 
 /// The client's address an accept writes, and its length.
@@ -101,13 +122,15 @@ pub async fn connect(
     let sent = match args.sent {
         None => Ok(0),
         Some(n @ 0..) => Ok(n as usize),
-        Some(e) => Err(io::Error::from_raw_os_error(-e)),
+        Some(e) => Err(-e),
     };
     match res {
         0.. => Ok(Connected {
             fd,
-            first: args.first,
-            sent,
+            first: FirstBytes {
+                bytes: args.first,
+                sent,
+            },
         }),
         // The linked timeout cancelled the connect.
         _ if -res == libc::ECANCELED && timeout.is_some() => Err(ConnectFailed::Timeout),

@@ -67,10 +67,15 @@ fn the_first_bytes_arrive_with_the_connection_with_or_without_a_timeout() {
         let first = pattern(3000);
         let sent = first.clone();
         on_ring(async move {
-            let Connected { first, sent: n, .. } = connect(socket(), addr, timeout, sent)
+            let Connected { first, .. } = connect(socket(), addr, timeout, sent)
                 .await
                 .expect("connected");
-            assert_eq!(n.unwrap(), first.len(), "timeout {timeout:?}");
+            assert_eq!(
+                first.sent.unwrap(),
+                first.bytes.len(),
+                "timeout {timeout:?}"
+            );
+            assert!(first.rest().unwrap().is_empty());
             assert_eq!(ops(), 0);
         });
         let (mut c, _) = l.accept().unwrap();
@@ -89,8 +94,8 @@ fn a_connect_without_first_bytes_sends_nothing() {
         let c = connect(socket(), addr, Some(Duration::from_secs(5)), Vec::new())
             .await
             .expect("connected");
-        assert_eq!(c.sent.unwrap(), 0);
-        assert!(c.first.is_empty());
+        assert_eq!(c.first.sent.unwrap(), 0);
+        assert!(c.first.bytes.is_empty());
     });
     // The ring's side is closed by now: all the server gets is the end.
     let (mut c, _) = l.accept().unwrap();

@@ -501,9 +501,10 @@ impl Session {
     /// The server rules assign, in HAProxy's order: `use-server` (the first matching rule
     /// whose server is not DOWN, else the next rule; `process_server_rules`), `persist
     /// rdp-cookie` (the server the cookie names), `stick match|on` (the stored server), then
-    /// `balance rdp-cookie`'s hash of the cookie; none: the balancing algorithm picks. With `option persist` or a `force-persist` rule that
-    /// applies, a DOWN server or one in maintenance is taken too (`persist rdp-cookie` follows
-    /// `option persist` only): the server, and whether a DOWN one may be taken.
+    /// `balance rdp-cookie`'s hash of the cookie; none: the balancing algorithm picks. With
+    /// `option persist` or a `force-persist` rule that applies, a DOWN server or one in
+    /// maintenance is taken too (`persist rdp-cookie` follows `option persist` only): the
+    /// server, and whether a DOWN one may be taken.
     fn use_server(&mut self, rules: &ProxyRules, head: &[u8]) -> Option<(usize, bool)> {
         let b = self.backend?;
         let conf = &self.gen.config.backends[b];

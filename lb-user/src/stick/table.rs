@@ -461,26 +461,19 @@ impl Table {
     /// Writes `value` into `dt` as `set table ... data.<type> V` does (HAProxy's
     /// `table_process_entry_per_key`): a counter or tag takes it (element 0 of an array,
     /// wrapped into the type's width as HAProxy's cast does when shown), a rate takes it as
-    /// the count of a period starting now, `server_key` is left as it is. `false` when the
-    /// table does not store `dt` itself.
-    pub fn set_data(&self, e: &Entry, dt: DataType, value: i64, now: u64) -> bool {
-        if !self.def.stores(dt) {
-            return false;
-        }
-        let Some((dt, idx)) = self.def.cell(dt, 0) else {
-            return true;
-        };
-        let mut d = e.data.lock();
+    /// the count of a period starting now, `server_key` is left as it is. Nothing when the
+    /// table stores no cell of `dt` (the caller checks `stores` first, as HAProxy's).
+    pub fn set_data(&self, e: &Entry, dt: DataType, value: i64, now: u64) {
         if dt.is_rate() {
-            if let Some(r) = d.rate(dt, idx) {
+            let Some((dt, idx)) = self.def.cell(dt, 0) else {
+                return;
+            };
+            if let Some(r) = e.data.lock().rate(dt, idx) {
                 r.set(now, value as u64);
             }
         } else if dt != DataType::ServerKey {
-            if let Some(v) = d.val(dt, idx) {
-                *v = value as u64;
-            }
+            self.set_at(e, dt, 0, value as u64);
         }
-        true
     }
 
     /// Every live entry matching `filters` (and `key`), oldest first, in HAProxy's dump
