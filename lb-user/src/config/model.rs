@@ -846,6 +846,44 @@ pub struct Source {
     /// `ADDR:LOW-HIGH` on a server: each connection binds a free port of `LOW..=HIGH` (`addr`'s
     /// port is then 0).
     pub ports: Option<(u16, u16)>,
+    /// `usesrc`: transparent proxying, the traffic's connections come from a foreign address
+    /// (`IP_TRANSPARENT`); `addr`, `ports` and `interface` still serve the health checks
+    /// (`interface` the traffic too).
+    pub usesrc: Option<UseSrc>,
+}
+
+/// `usesrc`: the foreign address lb's connections to a server come from (`HAProxy`'s
+/// `CO_SRC_TPROXY_*`). The box must route the server's answers to lb (TPROXY policy routing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UseSrc {
+    /// `client`: the client's address and port.
+    Client,
+    /// `clientip`: the client's address, a port the kernel picks at the connect.
+    ClientIp,
+    /// `ADDR[:PORT]`: that address (port 0: the kernel's choice).
+    Addr(SocketAddr),
+}
+
+impl UseSrc {
+    /// Where a connection of `client` binds: its address, its port with `client`.
+    pub fn foreign(self, client: SocketAddr) -> SocketAddr {
+        match self {
+            Self::Client => client,
+            Self::ClientIp => SocketAddr::new(client.ip(), 0),
+            Self::Addr(a) => a,
+        }
+    }
+}
+
+impl fmt::Display for UseSrc {
+    /// As written after `usesrc`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Client => f.write_str("client"),
+            Self::ClientIp => f.write_str("clientip"),
+            Self::Addr(a) => write!(f, "{a}"),
+        }
+    }
 }
 
 impl fmt::Display for Source {

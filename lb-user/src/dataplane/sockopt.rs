@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{BindOptions, Keepalive, Source};
+use crate::config::{BindOptions, Keepalive, Source, UseSrc};
 use crate::server::{PortLease, PortPool};
 
 /// Applies a `bind` line's options to a listening socket before it binds (`listen_queue`: the
@@ -98,17 +98,43 @@ pub fn apply_listen_options(fd: BorrowedFd<'_>, addr: std::net::SocketAddr, opts
 /// port range (`ports`: the server's pool of it) a free port of the range, with `SO_REUSEADDR`
 /// too, held by the returned lease until it drops; a port whose bind fails goes back and the
 /// next is tried, ten at most (`HAProxy`'s attempts). The error names the source.
+///
+/// `client`: the client a connection carries (`None`: a health check's). With `usesrc` and a
+/// client, the socket is made transparent (`IP_TRANSPARENT`/`IPV6_TRANSPARENT`, which needs
+/// `CAP_NET_ADMIN`) and binds the foreign address instead ([`crate::config::UseSrc::foreign`]:
+/// the client's address, its port with `client`), by the same port rules; the port range is
+/// not used then (`HAProxy` binds the foreign address too). A foreign address of another
+/// family than the server's fails, as in `HAProxy` (the bind is refused), with the reason.
+/// Health checks bind the plain source: a check has no client.
 pub fn bind_source(
     fd: BorrowedFd<'_>,
     src: &Source,
     to: std::net::SocketAddr,
     ports: Option<&Arc<PortPool>>,
+    client: Option<std::net::SocketAddr>,
 ) -> io::Result<Option<PortLease>> {
-    let named = |e: io::Error| io::Error::new(e.kind(), format!("source {src}: {e}"));
-    if src.addr.is_ipv4() != to.is_ipv4() {
+    let foreign = src.usesrc.zip(client).map(|(u, c)| (u, u.foreign(c)));
+    let named = |e: io::Error| match foreign {
+        Some((u, at)) => io::Error::new(
+            e.kind(),
+            format!("cannot bind to tproxy source address {at} (source {src} usesrc {u}): {e}"),
+        ),
+        None => io::Error::new(e.kind(), format!("source {src}: {e}")),
+    };
+    let family = |a: std::net::SocketAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+    let at = foreign.map_or(src.addr, |(_, at)| at);
+    if at.is_ipv4() != to.is_ipv4() {
+        let what = match foreign {
+            Some((UseSrc::Addr(_), _)) | None => "the address",
+            Some(_) => "the client",
+        };
         return Err(named(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("not of the family of the server's address {to}"),
+            format!(
+                "{what} is {}, the server's address {to} {}",
+                family(at),
+                family(to)
+            ),
         )));
     }
     let sock = socket2::SockRef::from(&fd);
@@ -116,7 +142,20 @@ pub fn bind_source(
         sock.bind_device(Some(dev.as_bytes()))
             .map_err(|e| named(io::Error::new(e.kind(), format!("interface '{dev}': {e}"))))?;
     }
-    if let Some(pool) = ports {
+    if foreign.is_some() {
+        let (level, name, opt) = if at.is_ipv4() {
+            (libc::SOL_IP, libc::IP_TRANSPARENT, "IP_TRANSPARENT")
+        } else {
+            (libc::SOL_IPV6, libc::IPV6_TRANSPARENT, "IPV6_TRANSPARENT")
+        };
+        setsockopt_int(fd.as_raw_fd(), level, name, 1).map_err(|e| {
+            named(io::Error::new(
+                e.kind(),
+                format!("{opt} (it needs CAP_NET_ADMIN): {e}"),
+            ))
+        })?;
+    }
+    if let Some(pool) = ports.filter(|_| foreign.is_none()) {
         sock.set_reuse_address(true).map_err(named)?;
         let mut last = None;
         for _ in 0..10 {
@@ -137,7 +176,7 @@ pub fn bind_source(
             last.unwrap_or_else(|| io::Error::other("no port bound")),
         ));
     }
-    if src.addr.port() == 0 {
+    if at.port() == 0 {
         // Kernels before 4.2 do without: the bind then takes a port as before.
         match setsockopt_int(
             fd.as_raw_fd(),
@@ -151,7 +190,7 @@ pub fn bind_source(
     } else {
         sock.set_reuse_address(true).map_err(named)?;
     }
-    sock.bind(&src.addr.into()).map_err(named)?;
+    sock.bind(&at.into()).map_err(named)?;
     Ok(None)
 }
 
@@ -580,6 +619,7 @@ mod tests {
             addr: addr.parse().unwrap(),
             interface: None,
             ports: None,
+            usesrc: None,
         }
     }
 
@@ -590,7 +630,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let to = l.local_addr().unwrap();
         let s = socket();
-        bind_source(s.as_fd(), &source("127.0.0.2:0"), to, None).unwrap();
+        bind_source(s.as_fd(), &source("127.0.0.2:0"), to, None, None).unwrap();
         let bound = s.local_addr().unwrap().as_socket().unwrap();
         assert_eq!(
             bound,
@@ -613,12 +653,19 @@ mod tests {
             .unwrap()
             .port();
         let s = socket();
-        bind_source(s.as_fd(), &source(&format!("127.0.0.3:{port}")), to, None).unwrap();
+        bind_source(
+            s.as_fd(),
+            &source(&format!("127.0.0.3:{port}")),
+            to,
+            None,
+            None,
+        )
+        .unwrap();
         s.connect(&to.into()).unwrap();
         let (_, peer) = l.accept().unwrap();
         assert_eq!(peer.to_string(), format!("127.0.0.3:{port}"));
 
-        let e = bind_source(socket().as_fd(), &source("192.0.2.7:0"), to, None).unwrap_err();
+        let e = bind_source(socket().as_fd(), &source("192.0.2.7:0"), to, None, None).unwrap_err();
         assert_eq!(
             e.raw_os_error(),
             None,
@@ -629,12 +676,88 @@ mod tests {
             text.starts_with("source 192.0.2.7:0: ") && text.contains("Cannot assign"),
             "{text}"
         );
-        let e = bind_source(socket().as_fd(), &source("[::1]:0"), to, None).unwrap_err();
-        assert!(e.to_string().contains("not of the family"), "{e}");
+        let e = bind_source(socket().as_fd(), &source("[::1]:0"), to, None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("source [::1]:0: the address is IPv6, the server's address {to} IPv4")
+        );
         let mut dev = source("127.0.0.2:0");
         dev.interface = Some("no-such-dev0".to_owned());
-        let e = bind_source(socket().as_fd(), &dev, to, None).unwrap_err();
+        let e = bind_source(socket().as_fd(), &dev, to, None, None).unwrap_err();
         assert!(e.to_string().contains("interface 'no-such-dev0'"), "{e}");
+    }
+
+    fn transparent(fd: BorrowedFd<'_>) -> i32 {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` outlive the call and `len` is `v`'s size.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_IP,
+                libc::IP_TRANSPARENT,
+                (&raw mut v).cast(),
+                &raw mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        v
+    }
+
+    /// `usesrc`: a connection binds the client's address (and port with `client`) on a
+    /// transparent socket; a check (no client) binds the plain source on a plain socket; a
+    /// client of another family than the server's fails with the reason. (Loopback addresses
+    /// are local: the foreign bind itself is shown by the `tproxy` end-to-end test.)
+    #[test]
+    fn usesrc_binds_the_clients_address_and_checks_the_plain_source() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        let mut src = source("127.0.0.2:0");
+        src.usesrc = Some(UseSrc::Client);
+        let client: std::net::SocketAddr = "127.0.0.9:61240".parse().unwrap();
+        let s = socket();
+        match bind_source(s.as_fd(), &src, to, None, Some(client)) {
+            Ok(None) => {
+                assert_eq!(transparent(s.as_fd()), 1);
+                s.connect(&to.into()).unwrap();
+                let (_, peer) = l.accept().unwrap();
+                assert_eq!(peer, client, "the client's address and port");
+            }
+            // Without CAP_NET_ADMIN: the error names the option and the capability.
+            Err(e) => assert!(
+                e.to_string()
+                    .contains("IP_TRANSPARENT (it needs CAP_NET_ADMIN)"),
+                "{e}"
+            ),
+            Ok(Some(_)) => panic!("no range, no lease"),
+        }
+        let s = socket();
+        bind_source(s.as_fd(), &src, to, None, None).unwrap();
+        assert_eq!(
+            transparent(s.as_fd()),
+            0,
+            "a check's socket is not transparent"
+        );
+        s.connect(&to.into()).unwrap();
+        let (_, peer) = l.accept().unwrap();
+        assert_eq!(
+            peer.ip().to_string(),
+            "127.0.0.2",
+            "a check: the plain source"
+        );
+
+        let v6: std::net::SocketAddr = "[2001:db8::7]:5000".parse().unwrap();
+        let e = bind_source(socket().as_fd(), &src, to, None, Some(v6)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot bind to tproxy source address [2001:db8::7]:5000 (source 127.0.0.2:0 \
+                 usesrc client): the client is IPv6, the server's address {to} IPv4"
+            )
+        );
+        src.usesrc = Some(UseSrc::Addr("[2001:db8::5]:0".parse().unwrap()));
+        let e = bind_source(socket().as_fd(), &src, to, None, Some(client)).unwrap_err();
+        assert!(e.to_string().contains("the address is IPv6"), "{e}");
     }
 
     /// A range binds a free port of it, skips a port the bind refuses (held by a listener
@@ -650,7 +773,7 @@ mod tests {
         src.ports = Some((lo, hi));
         let pool = PortPool::new((lo, hi));
         let s = socket();
-        let lease = bind_source(s.as_fd(), &src, to, Some(&pool))
+        let lease = bind_source(s.as_fd(), &src, to, Some(&pool), None)
             .unwrap()
             .unwrap();
         assert_eq!(lease.port(), hi, "the port in use was skipped");
@@ -658,18 +781,18 @@ mod tests {
         let (_, peer) = l.accept().unwrap();
         assert_eq!(peer.to_string(), format!("127.0.0.4:{hi}"));
         // lo went back to the pool but is still in use: with hi held, nothing binds.
-        let e = bind_source(socket().as_fd(), &src, to, Some(&pool)).unwrap_err();
+        let e = bind_source(socket().as_fd(), &src, to, Some(&pool), None).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with(&format!("source 127.0.0.4:{lo}-{hi}: ")),
             "{e}"
         );
         drop(busy);
-        let e2 = bind_source(socket().as_fd(), &src, to, Some(&pool))
+        let e2 = bind_source(socket().as_fd(), &src, to, Some(&pool), None)
             .unwrap()
             .unwrap();
         assert_eq!(e2.port(), lo);
-        let e = bind_source(socket().as_fd(), &src, to, Some(&pool)).unwrap_err();
+        let e = bind_source(socket().as_fd(), &src, to, Some(&pool), None).unwrap_err();
         assert!(
             e.to_string().contains("no free port left in the range"),
             "{e}"

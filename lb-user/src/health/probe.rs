@@ -470,7 +470,8 @@ async fn connect(
         let _ = sockopt::set_quickack(s.as_fd(), false);
     }
     let lease = match source {
-        Some(src) => sockopt::bind_source(s.as_fd(), src, addr, ports)?,
+        // No client: a check binds the plain source, never a `usesrc` address.
+        Some(src) => sockopt::bind_source(s.as_fd(), src, addr, ports, None)?,
         None => None,
     };
     Ok((s.connect(addr).await?, lease))

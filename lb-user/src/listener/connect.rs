@@ -70,7 +70,8 @@ pub(super) struct Opened {
 }
 
 /// One non-blocking connect to `server` at `addr` (from its `source` when it or its backend has
-/// one; its `tcp-ut` when it has one), bounded by `timeout connect`. With `tfo`, TCP Fast Open
+/// one, transparently from `client`'s address with its `usesrc`; its `tcp-ut` when it has
+/// one), bounded by `timeout connect`. With `tfo`, TCP Fast Open
 /// (`TCP_FASTOPEN_CONNECT`): where the kernel holds the server's cookie the connect completes
 /// at once and the first write sends the SYN with its bytes; else the cookie is asked for in
 /// a plain handshake. On a thread with a ring, the connect goes through it (its timeout linked
@@ -78,7 +79,7 @@ pub(super) struct Opened {
 /// step needs it there. Without, the socket comes back on the thread's reactor, registered
 /// once for the connect, the first bytes (written by the caller) and the data plane.
 pub(super) async fn connect(
-    addr: SocketAddr,
+    (addr, client): (SocketAddr, SocketAddr),
     (server, ports): (&Server, Option<&Arc<PortPool>>),
     Opening { tfo, delay_ack }: Opening,
     (ka, timeout): (&Keepalive, Option<Duration>),
@@ -95,7 +96,7 @@ pub(super) async fn connect(
     tune(&fd, ka, server.tcp_ut)?;
     // A port of the server's source range, held as long as the connection (by its slot).
     let lease = match source {
-        Some(src) => sockopt::bind_source(fd.as_fd(), src, addr, ports)?,
+        Some(src) => sockopt::bind_source(fd.as_fd(), src, addr, ports, Some(client))?,
         None => None,
     };
     if delay_ack {
@@ -207,8 +208,8 @@ pub(super) struct Reached {
 /// Connects to the slot's server, re-trying `retries` times; with `option redispatch` the last
 /// retry goes to another server. Between retries on the same server after an immediate
 /// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s). `client`: its
-/// address (for a redispatch's choice) and the port it connected to (for servers without
-/// one); `first`: the bytes a server is to get first (a PROXY header is the server's own),
+/// address (for a redispatch's choice and a `usesrc` bind) and the port it connected to (for
+/// servers without one); `first`: the bytes a server is to get first (a PROXY header is the server's own),
 /// sent with the connect where it can (see [`connect`], and [`Opening`] for what their
 /// presence changes).
 pub(super) async fn connect_with_retries(
@@ -227,7 +228,7 @@ pub(super) async fn connect_with_retries(
         let ports = slot.counters().source_ports(slot.conf());
         let bytes = first(&slot);
         let result = connect(
-            slot.target(dst_port),
+            (slot.target(dst_port), client),
             (slot.conf(), ports.as_ref()),
             Opening::new(be, slot.conf(), attempt, !bytes.is_empty()),
             (&be.keepalive, be.timeouts.connect),

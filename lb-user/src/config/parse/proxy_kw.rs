@@ -113,6 +113,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     run("persist", persist),
     run("fullconn", fullconn),
     run("source", source),
+    unsuggested("usesrc", usesrc),
     run("server-template", server_template),
     run("log-format", log_format),
     not_yet("log-format-sd", "logging", one_or_more),
@@ -533,18 +534,17 @@ fn source(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
         return;
     }
     match super::source::source_words(&line.words[1..]) {
-        Ok(parsed) => {
-            if parsed.usesrc {
-                p.not_yet(
-                    line,
-                    "usesrc",
-                    "transparent proxying: connections come from the 'source' address",
-                );
-            }
-            px.opts.source = Some(parsed.source);
-        }
+        Ok(source) => px.opts.source = Some(source),
         Err(e) => p.diag.err(&line.loc, format!("'source': {e}")),
     }
+}
+
+/// `usesrc` on a line of its own: `HAProxy` reads it only after a `source` address.
+fn usesrc(p: &mut Parser, _: &mut ProxyDraft, line: &Line) {
+    p.diag.err(
+        &line.loc,
+        "'usesrc' only allowed after a 'source' statement".to_owned(),
+    );
 }
 
 /// A frontend keyword with one positive count (`maxconn N`, `backlog N`); `None` when the

@@ -181,11 +181,7 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     not_yet("namespace", VALUE, CONNECTION),
     value("source", source),
     value("interface", interface),
-    not_yet(
-        "usesrc",
-        VALUE,
-        "transparent proxying: connections come from the 'source' address",
-    ),
+    value("usesrc", usesrc),
     // HTTP.
     not_yet("cookie", VALUE, "HTTP-only"),
     not_yet("redir", VALUE, "HTTP-only"),
@@ -446,7 +442,18 @@ fn source(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
         addr,
         interface: None,
         ports,
+        usesrc: None,
     });
+    Ok(())
+}
+
+/// `usesrc client|clientip|ADDR[:PORT]`, after `source` (`HAProxy` reads it as part of the
+/// source; see [`super::source::usesrc`]).
+fn usesrc(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let Some(src) = c.params.source.as_mut() else {
+        return Err(format!("'{p}' only allowed after a 'source' statement"));
+    };
+    src.usesrc = Some(super::source::usesrc(Some(arg))?);
     Ok(())
 }
 

@@ -3,21 +3,15 @@
 //! `default-server`), the server's own winning, as in `HAProxy` (`srv->conn_src`, else
 //! `be->conn_src`). One parser for both places.
 //!
-//! `HAProxy`'s forms: `source ADDR[:PORT] [usesrc ...] [interface NAME]`. `usesrc`
-//! (transparent proxying from the client's address) is not done yet: the line's warning says
-//! so, and the connections come from `ADDR`. A port range (`ADDR:LOW-HIGH`) is for servers
-//! only, as in `HAProxy`: each connection binds a free port of it (see
-//! `crate::server::PortPool`).
+//! `HAProxy`'s forms: `source ADDR[:PORT] [usesrc ...] [interface NAME]`. `usesrc client`,
+//! `clientip` or `ADDR2[:PORT2]`: transparent proxying, the traffic's connections come from
+//! the client's address (and port) or that one (see [`UseSrc`] and
+//! `crate::dataplane::sockopt::bind_source`); `usesrc hdr_ip(...)` reads an HTTP header and is
+//! refused. A port range (`ADDR:LOW-HIGH`) is for servers only, as in `HAProxy`: each
+//! connection binds a free port of it (see `crate::server::PortPool`).
 
 use super::super::scalar::{resolve, split_host_port, unspecified, Host};
-use super::super::Source;
-
-/// What a `source` names: the source, and whether `usesrc` was given (not acted on yet).
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct Parsed {
-    pub(super) source: Source,
-    pub(super) usesrc: bool,
-}
+use super::super::{Source, UseSrc};
 
 /// `ADDR[:PORT]`: an IP address or a name resolved now (its first address), port 0 (the
 /// kernel's choice at connect) when none is written. A port range is refused (a backend's
@@ -70,28 +64,34 @@ pub(super) fn source_addr_range(
     Ok((std::net::SocketAddr::new(ip, port), range))
 }
 
-/// The words after `source`: the address, then `usesrc X` and `interface NAME` in any order.
-pub(super) fn source_words(words: &[String]) -> Result<Parsed, String> {
+/// The words after `source`: the address, then `usesrc X` and `interface NAME` in any order
+/// (the last of each winning, as in `HAProxy`).
+pub(super) fn source_words(words: &[String]) -> Result<Source, String> {
     let Some((addr, rest)) = words.split_first() else {
-        return Err("'source' needs an address".to_owned());
+        return Err(
+            "'source' expects <addr>[:<port>], and optionally 'usesrc' <addr>, and 'interface' \
+             <name>"
+                .to_owned(),
+        );
     };
-    let mut parsed = Parsed {
-        source: Source {
-            addr: source_addr(addr)?,
-            interface: None,
-            ports: None,
-        },
-        usesrc: false,
+    let mut source = Source {
+        addr: source_addr(addr)?,
+        interface: None,
+        ports: None,
+        usesrc: None,
     };
     let mut i = 0;
     while i < rest.len() {
         let kw = rest[i].as_str();
-        let Some(value) = rest.get(i + 1) else {
-            return Err(format!("'{kw}' after the source address needs a value"));
-        };
+        let value = rest.get(i + 1).map(String::as_str);
         match kw {
-            "usesrc" => parsed.usesrc = true,
-            "interface" => parsed.source.interface = Some(interface(value)?),
+            "usesrc" => source.usesrc = Some(usesrc(value)?),
+            "interface" => {
+                let Some(value) = value else {
+                    return Err("'interface' after the source address needs a value".to_owned());
+                };
+                source.interface = Some(interface(value)?);
+            }
             _ => {
                 return Err(format!(
                     "unexpected '{kw}' after the source address (expected 'usesrc' or \
@@ -101,7 +101,33 @@ pub(super) fn source_words(words: &[String]) -> Result<Parsed, String> {
         }
         i += 2;
     }
-    Ok(parsed)
+    Ok(source)
+}
+
+/// The word after `usesrc` (on a backend's `source` line or a server's): `client`,
+/// `clientip`, or `ADDR[:PORT]` (a name resolved now; no port range). `hdr_ip(...)` takes the
+/// address from an HTTP header: refused, lb proxies TCP (`HAProxy` warns in a TCP proxy that
+/// it ignores the header, and its connections then fail).
+pub(super) fn usesrc(word: Option<&str>) -> Result<UseSrc, String> {
+    match word {
+        None | Some("") => {
+            Err("'usesrc' expects <addr>[:<port>], 'client', or 'clientip' as argument".to_owned())
+        }
+        Some("client") => Ok(UseSrc::Client),
+        Some("clientip") => Ok(UseSrc::ClientIp),
+        Some(w) if w.starts_with("hdr_ip(") => Err(format!(
+            "'usesrc {w}' is HTTP-only (it takes the address from an HTTP header); lb proxies \
+             TCP only: use 'client', 'clientip' or an address"
+        )),
+        Some(w) => match source_addr_range(w) {
+            Ok((addr, None)) => Ok(UseSrc::Addr(addr)),
+            Ok((_, Some((lo, hi)))) => Err(format!(
+                "'usesrc {w}': port range '{lo}-{hi}' not allowed (expected <addr>[:<port>], \
+                 'client', or 'clientip')"
+            )),
+            Err(e) => Err(format!("'usesrc {w}': {e}")),
+        },
+    }
 }
 
 /// An interface name as the kernel takes it (`SO_BINDTODEVICE`: under 16 bytes, no `/`).
@@ -123,19 +149,77 @@ mod tests {
     #[test]
     fn addresses_ports_and_options() {
         let p = source_words(&words("127.0.0.2")).unwrap();
-        assert_eq!(p.source.addr, "127.0.0.2:0".parse().unwrap());
-        assert_eq!(p.source.interface, None);
-        assert!(!p.usesrc);
+        assert_eq!(p.addr, "127.0.0.2:0".parse().unwrap());
+        assert_eq!(p.interface, None);
+        assert_eq!(p.usesrc, None);
         let p = source_words(&words("10.0.0.1:5000 interface eth1 usesrc clientip")).unwrap();
-        assert_eq!(p.source.addr, "10.0.0.1:5000".parse().unwrap());
-        assert_eq!(p.source.interface.as_deref(), Some("eth1"));
-        assert!(p.usesrc);
+        assert_eq!(p.addr, "10.0.0.1:5000".parse().unwrap());
+        assert_eq!(p.interface.as_deref(), Some("eth1"));
+        assert_eq!(p.usesrc, Some(UseSrc::ClientIp));
         assert_eq!(source_addr("[::1]:0").unwrap(), "[::1]:0".parse().unwrap());
         assert_eq!(source_addr("ipv6@[::]").unwrap(), "[::]:0".parse().unwrap());
         assert_eq!(
             source_addr("0.0.0.0").unwrap(),
             "0.0.0.0:0".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn each_usesrc_form() {
+        let u = |w: &str| source_words(&words(w)).unwrap().usesrc;
+        assert_eq!(u("0.0.0.0 usesrc client"), Some(UseSrc::Client));
+        assert_eq!(u("0.0.0.0 usesrc clientip"), Some(UseSrc::ClientIp));
+        assert_eq!(
+            u("0.0.0.0 usesrc 10.77.1.50"),
+            Some(UseSrc::Addr("10.77.1.50:0".parse().unwrap()))
+        );
+        assert_eq!(
+            u("0.0.0.0 usesrc 10.77.1.50:4000"),
+            Some(UseSrc::Addr("10.77.1.50:4000".parse().unwrap()))
+        );
+        assert_eq!(
+            u("[::] usesrc [2001:db8::5]:80"),
+            Some(UseSrc::Addr("[2001:db8::5]:80".parse().unwrap()))
+        );
+        // The last one wins, as in HAProxy.
+        assert_eq!(
+            u("0.0.0.0 usesrc client usesrc clientip"),
+            Some(UseSrc::ClientIp)
+        );
+        let p = source_words(&words("10.0.0.1 usesrc client interface eth0")).unwrap();
+        assert_eq!(p.interface.as_deref(), Some("eth0"));
+        assert_eq!(usesrc(Some("client")), Ok(UseSrc::Client));
+        let client: std::net::SocketAddr = "10.77.1.2:40000".parse().unwrap();
+        assert_eq!(UseSrc::Client.foreign(client), client);
+        assert_eq!(
+            UseSrc::ClientIp.foreign(client),
+            "10.77.1.2:0".parse().unwrap()
+        );
+        let fixed = UseSrc::Addr("10.77.1.50:0".parse().unwrap());
+        assert_eq!(fixed.foreign(client), "10.77.1.50:0".parse().unwrap());
+        assert_eq!(fixed.to_string(), "10.77.1.50:0");
+        assert_eq!(UseSrc::ClientIp.to_string(), "clientip");
+    }
+
+    #[test]
+    fn bad_usesrc_forms_say_why() {
+        let e = |w: &str| source_words(&words(w)).unwrap_err();
+        assert_eq!(
+            e("0.0.0.0 usesrc"),
+            "'usesrc' expects <addr>[:<port>], 'client', or 'clientip' as argument"
+        );
+        let h = e("0.0.0.0 usesrc hdr_ip(x-forwarded-for,-1)");
+        assert!(
+            h.starts_with("'usesrc hdr_ip(x-forwarded-for,-1)' is HTTP-only"),
+            "{h}"
+        );
+        let r = e("0.0.0.0 usesrc 10.0.0.9:1000-2000");
+        assert!(r.contains("port range '1000-2000' not allowed"), "{r}");
+        let a = e("0.0.0.0 usesrc not-an-address!");
+        assert!(a.starts_with("'usesrc not-an-address!': "), "{a}");
+        let p = e("0.0.0.0 usesrc 10.0.0.9:70000");
+        assert!(p.contains("invalid port '70000'"), "{p}");
+        assert!(e("").starts_with("'source' expects <addr>[:<port>]"));
     }
 
     #[test]

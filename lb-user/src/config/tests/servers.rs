@@ -1,6 +1,7 @@
 //! Server lines: default-server, ids, escapes, host names, init-addr.
 
 use super::*;
+use crate::config::UseSrc;
 
 #[test]
 fn default_server_applies_to_following_servers_only() {
@@ -76,8 +77,7 @@ fn init_addr_none_starts_in_maint() {
 }
 
 /// `source`: a server's own (or its `default-server`'s) wins over its backend's, which may come
-/// from `defaults` and may follow the servers; `usesrc` is warned about, `interface` needs a
-/// source before it.
+/// from `defaults` and may follow the servers; `interface` needs a source before it.
 #[test]
 fn source_of_backends_defaults_and_servers() {
     let c = ok(&format!(
@@ -107,8 +107,14 @@ frontend fe
     assert_eq!(src(0, 2).unwrap().addr, sa("127.0.0.4:0"));
     assert!(c.backends[0].servers[1].tfo && !c.backends[0].servers[0].tfo);
     assert_eq!(src(1, 0).unwrap().addr, sa("10.0.0.9:0"), "from defaults");
+    assert_eq!(src(0, 0).unwrap().usesrc, Some(UseSrc::ClientIp));
+    assert_eq!(
+        src(0, 1).unwrap().usesrc,
+        None,
+        "the server's own source wins whole"
+    );
     assert!(
-        has_warning(&c, 12, "'usesrc' is not supported yet"),
+        !c.warnings.iter().any(|w| w.message.contains("usesrc")),
         "{:?}",
         c.warnings
     );
@@ -130,6 +136,78 @@ frontend fe
         e.contains("t.cfg:8") && e.contains("port range '1-9'"),
         "{e}"
     );
+}
+
+/// `usesrc` (transparent proxying) on a backend's `source` and a server's, each form; a server's
+/// `usesrc` needs its `source` before it; a bad form is an error at its line.
+#[test]
+fn usesrc_forms_on_backends_and_servers() {
+    let c = ok(&format!(
+        "{TIMEOUTS}backend be
+  source 0.0.0.0 usesrc client
+  server a 10.0.0.1:1
+  server b 10.0.0.1:2 source 0.0.0.0 usesrc clientip check
+  server c 10.0.0.1:3 source 10.0.0.9 usesrc 10.77.1.50:4000 interface lo
+  default-server source 0.0.0.0 usesrc 10.77.1.51
+  server d 10.0.0.1:4
+  server e 10.0.0.1:5 source 10.0.0.8
+"
+    ));
+    let u = |s: usize| c.backends[0].servers[s].source.as_ref().unwrap().usesrc;
+    assert_eq!(u(0), Some(UseSrc::Client));
+    assert_eq!(u(1), Some(UseSrc::ClientIp));
+    assert_eq!(u(2), Some(UseSrc::Addr(sa("10.77.1.50:4000"))));
+    assert_eq!(
+        c.backends[0].servers[2]
+            .source
+            .as_ref()
+            .unwrap()
+            .interface
+            .as_deref(),
+        Some("lo")
+    );
+    assert_eq!(
+        u(3),
+        Some(UseSrc::Addr(sa("10.77.1.51:0"))),
+        "from default-server"
+    );
+    assert_eq!(
+        u(4),
+        None,
+        "a server's plain source replaces the default-server's"
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    let e = errs(&format!(
+        "{TIMEOUTS}backend be
+  source 0.0.0.0 usesrc
+  source 0.0.0.0 usesrc hdr_ip(x-forwarded-for,-1)
+  source 0.0.0.0 usesrc 10.0.0.1:1-9
+  usesrc clientip
+  server a 10.0.0.1:1 usesrc client
+  server b 10.0.0.1:1 source 0.0.0.0 usesrc hdr_ip(x-forwarded-for)
+  server c 10.0.0.1:1 source 0.0.0.0 usesrc bad-address!
+"
+    ))
+    .to_string();
+    for (line, needle) in [
+        (
+            7,
+            "'usesrc' expects <addr>[:<port>], 'client', or 'clientip' as argument",
+        ),
+        (8, "'usesrc hdr_ip(x-forwarded-for,-1)' is HTTP-only"),
+        (9, "'usesrc 10.0.0.1:1-9': port range '1-9' not allowed"),
+        (10, "'usesrc' only allowed after a 'source' statement"),
+        (11, "'usesrc' only allowed after a 'source' statement"),
+        (12, "'usesrc hdr_ip(x-forwarded-for)' is HTTP-only"),
+        (13, "'usesrc bad-address!'"),
+    ] {
+        let at = format!("t.cfg:{line}");
+        assert!(
+            e.lines().any(|l| l.contains(&at) && l.contains(needle)),
+            "{at}: {needle}\n{e}"
+        );
+    }
 }
 
 #[test]
