@@ -1,0 +1,398 @@
+//! `source ADDR usesrc client|clientip|ADDR2`: transparent proxying, as in HAProxy. A real
+//! routed topology of the test's own, three network namespaces:
+//!
+//! ```text
+//! client 10.77.1.2/24 ── 10.77.1.1 [lb, ip_forward] 10.77.2.1 ── 10.77.2.2/24 server
+//! (default via 10.77.1.1)                                   (default via 10.77.2.1)
+//! ```
+//!
+//! The server answers lb's transparent connections to the client's address; lb's namespace
+//! routes those answers to itself with TPROXY-style policy routing (`ip rule add from
+//! 10.77.2.2 iif <server veth> lookup 100`, `ip route add local 10.77.1.0/24 dev lo table
+//! 100`: the `-m socket` mark rule does the same for any traffic, where iptables is there).
+//!
+//! The server reports the peer each connection came from, then reads to the client's
+//! half-close, answers with the SHA-256 of what it got and 1 MiB of its own: with `usesrc
+//! clientip` the server sees the client's address, with `usesrc client` its address and port,
+//! with `usesrc 10.77.1.50` that address; bytes pass both ways whole, on each data plane; the
+//! health checks come from lb's own address (10.77.2.1) and find the server up; `%bi:%bp` logs
+//! the foreign address the connection came from.
+
+#[macro_use]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use common::data::{hex, DataStream};
+use common::health::poll;
+use common::netns::{in_netns, ip};
+use common::stats::{cli, col, parse_csv, SockDir};
+use common::{Lb, LbOpts, DEFAULTS};
+
+/// Bytes each way per connection.
+const BODY: usize = 1 << 20;
+
+const CLIENT: &str = "10.77.1.2";
+const LB_CLIENT_SIDE: &str = "10.77.1.1";
+const LB_SERVER_SIDE: &str = "10.77.2.1";
+const SERVER: &str = "10.77.2.2";
+const SERVER_PORT: u16 = 9000;
+const CLIENT6: &str = "2001:db8:77::2";
+const LB_CLIENT_SIDE6: &str = "2001:db8:77::1";
+/// The fixed foreign address of `usesrc ADDR`.
+const FIXED: &str = "10.77.1.50";
+
+/// Three namespaces and two veth pairs; dropping deletes them (and the veths with them).
+struct Topology {
+    client: String,
+    lb: String,
+    server: String,
+}
+
+impl Topology {
+    fn new() -> Topology {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let name = |role: &str| format!("tpx{pid}x{n}{role}");
+        // Interface names: 15 bytes at most.
+        let short = |role: &str| format!("t{}x{n}{role}", pid % 1_000_000);
+        let t = Topology {
+            client: name("c"),
+            lb: name("l"),
+            server: name("s"),
+        };
+        for ns in [&t.client, &t.lb, &t.server] {
+            // A namespace of that name can only be a leftover of a process with our pid.
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let link = |ns: &str, ifname: &str, lb_if: &str, addr: &str, lb_addr: &str| {
+            ip(&[
+                "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", lb_if, "netns",
+                &t.lb,
+            ]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                ifname,
+            ]);
+            ip(&["-n", ns, "link", "set", ifname, "up"]);
+            ip(&["-n", ns, "route", "add", "default", "via", lb_addr]);
+            ip(&[
+                "-n",
+                &t.lb,
+                "addr",
+                "add",
+                &format!("{lb_addr}/24"),
+                "dev",
+                lb_if,
+            ]);
+            ip(&["-n", &t.lb, "link", "set", lb_if, "up"]);
+        };
+        link(&t.client, &short("c"), &short("lc"), CLIENT, LB_CLIENT_SIDE);
+        // IPv6 on the client's link only: a client of another family than the server's.
+        for (ns, ifname, addr) in [
+            (&t.client, short("c"), CLIENT6),
+            (&t.lb, short("lc"), LB_CLIENT_SIDE6),
+        ] {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                &ifname,
+                "nodad",
+            ]);
+        }
+        let to_server = short("ls");
+        link(&t.server, &short("s"), &to_server, SERVER, LB_SERVER_SIDE);
+        common::netns::exec_in(&t.lb, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        // The server's answers to the client's addresses are for lb's transparent sockets.
+        ip(&[
+            "-n", &t.lb, "rule", "add", "from", SERVER, "iif", &to_server, "lookup", "100",
+        ]);
+        ip(&[
+            "-n",
+            &t.lb,
+            "route",
+            "add",
+            "local",
+            "10.77.1.0/24",
+            "dev",
+            "lo",
+            "table",
+            "100",
+        ]);
+        t
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.lb, &self.server] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The server's own answer after the client's half-close.
+fn server_body() -> Vec<u8> {
+    DataStream::new(0x7e57_5e7e).take_vec(BODY)
+}
+
+/// A server in the server namespace: each connection gets `peer=ADDR\n` at once, then, after
+/// the client's half-close, `sha=<SHA-256 of the bytes received>\n` and [`server_body`]. The
+/// peers are kept (checks' too) in order.
+fn start_server(ns: &str) -> Arc<Mutex<Vec<SocketAddr>>> {
+    let l: TcpListener = in_netns(ns, || {
+        TcpListener::bind((SERVER, SERVER_PORT)).expect("bind the server")
+    });
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let seen = peers.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let Ok(peer) = c.peer_addr() else { continue };
+            seen.lock().unwrap().push(peer);
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+                if c.write_all(format!("peer={peer}\n").as_bytes()).is_err() {
+                    return;
+                }
+                let mut sha = Sha256::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => sha.update(&buf[..n]),
+                        // A check's reset, or a timeout.
+                        Err(_) => return,
+                    }
+                }
+                let _ = c.write_all(format!("sha={}\n", hex(&sha.finalize())).as_bytes());
+                let _ = c.write_all(&server_body());
+                let _ = c.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    peers
+}
+
+/// What one exchange through lb shows: the client's own address, the peer the server saw, and
+/// whether each direction came through whole.
+struct Exchange {
+    client: SocketAddr,
+    peer: String,
+}
+
+/// Connects from the client namespace to lb's `port`, sends [`BODY`] bytes and half-closes,
+/// reads to the end: checks the server got every byte (its SHA-256) and its answer came whole.
+fn exchange(ns: &str, port: u16, what: &str) -> Exchange {
+    let mut s: TcpStream = in_netns(ns, move || {
+        TcpStream::connect((LB_CLIENT_SIDE, port)).expect("connect to lb")
+    });
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let client = s.local_addr().unwrap();
+    let sent = DataStream::new(u64::from(port)).take_vec(BODY);
+    let want_sha = hex(&Sha256::digest(&sent));
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).expect("send the body");
+        w.shutdown(Shutdown::Write).expect("half-close");
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .unwrap_or_else(|e| panic!("{what}: read the answer: {e} (got {} bytes)", got.len()));
+    writer.join().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut lines = got.splitn(3, |b| *b == b'\n');
+    let peer = lines.next().map(text).unwrap_or_default();
+    let sha = lines.next().map(text).unwrap_or_default();
+    let body = lines.next().unwrap_or_default();
+    let peer = peer
+        .strip_prefix("peer=")
+        .unwrap_or_else(|| panic!("{what}: no peer line in {} bytes", got.len()))
+        .to_owned();
+    assert_eq!(
+        sha,
+        format!("sha={want_sha}"),
+        "{what}: the server did not get the client's bytes whole"
+    );
+    assert_eq!(
+        body.len(),
+        BODY,
+        "{what}: the server's answer came short after the half-close"
+    );
+    assert!(
+        body == server_body().as_slice(),
+        "{what}: the server's answer came altered"
+    );
+    Exchange { client, peer }
+}
+
+/// The check of every server: it passes only when the server says the check came from lb's own
+/// address (a plain connect check would reset before the server accepts it).
+const CHECK: &str = "    option tcp-check\n    tcp-check expect rstring ^peer=10\\.77\\.2\\.1:";
+
+fn config(sock: &std::path::Path) -> String {
+    let check = "check inter 200ms";
+    format!(
+        "global\n    nbthread 2\n    stats socket {} level admin\n\n{DEFAULTS}
+frontend f_clientip
+    bind {LB_CLIENT_SIDE}:8001
+    log stderr format raw local0
+    log-format \"bsrc=%bi:%bp client=%ci:%cp\"
+    default_backend clientip
+
+backend clientip
+    source 0.0.0.0 usesrc clientip
+{CHECK}
+    server s {SERVER}:{SERVER_PORT} {check}
+
+frontend f_client
+    bind {LB_CLIENT_SIDE}:8002
+    default_backend client
+
+backend client
+    source 0.0.0.0 usesrc client
+{CHECK}
+    server s {SERVER}:{SERVER_PORT} {check}
+
+frontend f_fixed
+    bind {LB_CLIENT_SIDE}:8003
+    default_backend fixed
+
+backend fixed
+{CHECK}
+    server s {SERVER}:{SERVER_PORT} source 0.0.0.0 usesrc {FIXED} {check}
+
+frontend f_v6
+    bind [{LB_CLIENT_SIDE6}]:8004
+    default_backend v6
+
+backend v6
+    retries 0
+    source 0.0.0.0 usesrc clientip
+    server s {SERVER}:{SERVER_PORT}
+",
+        sock.display()
+    )
+}
+
+fn transparent_proxying(plane: &str) {
+    let t = Topology::new();
+    let peers = start_server(&t.server);
+    let dir = SockDir::new("tproxy");
+    let sock = dir.sock("admin");
+    let lb = Lb::start_with(&LbOpts::new(&config(&sock), plane).netns(&t.lb));
+    let logs = || lb.logs().join("\n");
+
+    for i in 0..2 {
+        let x = exchange(&t.client, 8001, &format!("{plane} clientip {i}"));
+        let peer: SocketAddr = x.peer.parse().unwrap();
+        assert_eq!(
+            peer.ip().to_string(),
+            CLIENT,
+            "{plane}: usesrc clientip: the server saw {peer}; lb's log:\n{}",
+            logs()
+        );
+        let bsrc = format!("bsrc={peer} client={}", x.client);
+        assert!(
+            lb.wait_for_log(&bsrc, Duration::from_secs(5)),
+            "{plane}: %bi:%bp is not the foreign address ({bsrc}); lb's log:\n{}",
+            logs()
+        );
+
+        let x = exchange(&t.client, 8002, &format!("{plane} client {i}"));
+        assert_eq!(
+            x.peer,
+            x.client.to_string(),
+            "{plane}: usesrc client: the server saw another address or port than the client's"
+        );
+
+        let x = exchange(&t.client, 8003, &format!("{plane} fixed {i}"));
+        let peer: SocketAddr = x.peer.parse().unwrap();
+        assert_eq!(
+            peer.ip().to_string(),
+            FIXED,
+            "{plane}: usesrc {FIXED}: the server saw {peer}"
+        );
+    }
+
+    // An IPv6 client cannot be the source of a connection to an IPv4 server: the connection
+    // fails, and the log names the server and says why.
+    let mut s: TcpStream = in_netns(&t.client, || {
+        TcpStream::connect(format!("[{LB_CLIENT_SIDE6}]:8004")).expect("connect to lb over IPv6")
+    });
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"hello\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.is_empty(), "{plane}: the IPv6 client got an answer");
+    let why = "server 'v6/s': cannot bind to tproxy source address [2001:db8:77::2]:0 \
+               (source 0.0.0.0:0 usesrc clientip): the client is IPv6, the server's address \
+               10.77.2.2:9000 IPv4";
+    assert!(
+        lb.wait_for_log(why, Duration::from_secs(5)),
+        "{plane}: no log line with `{why}`; lb's log:\n{}",
+        logs()
+    );
+
+    // The checks come from lb's own address, never a client's (their `expect` says so too),
+    // and find the server up.
+    let from_lb = || {
+        peers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.ip().to_string() == LB_SERVER_SIDE)
+            .count()
+    };
+    assert!(
+        poll(Duration::from_secs(10), || from_lb() >= 6),
+        "{plane}: fewer than 6 checks came from {LB_SERVER_SIDE}: {:?}; show stat:\n{}",
+        peers.lock().unwrap(),
+        cli(&sock, "show stat")
+    );
+    let (_, rows) = parse_csv(&cli(&sock, "show stat"));
+    for be in ["clientip", "client", "fixed"] {
+        let row = rows
+            .iter()
+            .find(|r| col(r, "pxname") == be && col(r, "svname") == "s")
+            .unwrap_or_else(|| panic!("{be}/s in show stat: {rows:?}"));
+        assert_eq!(
+            (col(row, "status"), col(row, "check_status")),
+            ("UP", "L7OK"),
+            "{plane}: {be}/s: {row:?}"
+        );
+    }
+    let others: Vec<SocketAddr> = peers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| ![LB_SERVER_SIDE, CLIENT, FIXED].contains(&p.ip().to_string().as_str()))
+        .copied()
+        .collect();
+    assert!(others.is_empty(), "{plane}: connections from {others:?}");
+    drop(lb);
+}
+
+on_both_planes!(transparent_proxying);
