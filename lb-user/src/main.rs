@@ -373,7 +373,19 @@ fn serve(
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     // Unknown user/group and unusable log targets stop the start before anything is bound.
-    let privileges = lb_user::privileges::plan(&config.global)?;
+    let tproxy = lb_user::privileges::needs_net_admin(&config);
+    let privileges =
+        lb_user::privileges::plan(&config.global)?.map(|p| lb_user::privileges::Plan {
+            keep_net_admin: tproxy,
+            ..p
+        });
+    if tproxy && !lb_user::privileges::has_net_admin() {
+        // As HAProxy's "Some options which require full privileges might not work well".
+        log::warn!(
+            "'usesrc' (transparent proxying) needs CAP_NET_ADMIN, which lb does not have: \
+             the connections of servers with it will fail"
+        );
+    }
     let logs = lb_user::logging::open(&config)?;
     lb_user::logging::activate(&logs);
     let (flows, flow_inboxes) = FlowControl::new(threads);
@@ -422,8 +434,8 @@ fn serve(
         enter_chroot(dir, privileges.as_ref())?;
     }
     let current: Current = Serving::new(gen.clone());
-    if privileges.is_some() {
-        lb_user::privileges::arm();
+    if let Some(plan) = &privileges {
+        lb_user::privileges::arm(plan);
     }
     let checkers = lb_user::health::start(&gen).context("health checks")?;
     let _control = lb_user::admin::spawn_control_thread(current.clone(), stats_listeners, sockets)?;
@@ -536,8 +548,13 @@ fn spawn_threads(inboxes: Vec<listener::ThreadInbox>, plane: PlaneSetup) -> anyh
 fn drop_privileges(plan: &lb_user::privileges::Plan, threads: usize) -> anyhow::Result<()> {
     lb_user::privileges::drop_after_threads(plan, threads)?;
     log::info!(
-        "dropped privileges: now {}",
-        lb_user::privileges::describe(plan)
+        "dropped privileges: now {}{}",
+        lb_user::privileges::describe(plan),
+        if plan.keep_net_admin {
+            " (the accept threads keep CAP_NET_ADMIN, for usesrc)"
+        } else {
+            ""
+        }
     );
     if plan.uid.is_some() && plan.gid.is_none() {
         log::warn!(

@@ -11,6 +11,14 @@
 //! loads and map creation, not operations on an fd one holds). So the process ends with empty
 //! permitted and effective sets, like HAProxy after `user`/`group`.
 //!
+//! One exception: `source ... usesrc` (transparent proxying) makes each connection's socket
+//! `IP_TRANSPARENT`, which needs `CAP_NET_ADMIN` at every connect. When any server has it, the
+//! accept threads (which connect) keep `CAP_NET_ADMIN` alone, permitted and effective, across
+//! the drop (`PR_SET_KEEPCAPS`, then `capset`); every other thread ends with none. `HAProxy`
+//! 2.6 has no such thing: it refuses to start with `usesrc` and `uid`/`user` ("Some
+//! configuration options require full privileges"). A reload that adds `usesrc` after a drop
+//! without it cannot get the capability back: its connections fail saying so (restart then).
+//!
 //! Threads: glibc applies `setuid`/`setgid`/`setgroups` to every thread of the process.
 //! Accept threads call [`thread_started`] once their map handles are open; it holds them until
 //! the drop is done, so no connection is ever served as root.
@@ -20,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use crate::config::Global;
+use crate::config::{Config, Global};
 
 /// Why privileges cannot be dropped.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +60,84 @@ pub enum PrivError {
 pub struct Plan {
     pub uid: Option<Uid>,
     pub gid: Option<Gid>,
+    /// The accept threads keep `CAP_NET_ADMIN` (see [`needs_net_admin`]).
+    pub keep_net_admin: bool,
+}
+
+/// Whether a server's connections are transparent (`usesrc`): their sockets need
+/// `CAP_NET_ADMIN`.
+pub fn needs_net_admin(config: &Config) -> bool {
+    config
+        .backends
+        .iter()
+        .flat_map(|b| &b.servers)
+        .any(|s| s.source.as_ref().is_some_and(|src| src.usesrc.is_some()))
+}
+
+/// `CAP_NET_ADMIN` (12, linux/capability.h): its bit in the first word of the capability sets.
+const NET_ADMIN: u32 = 1 << 12;
+
+/// `struct __user_cap_header_struct` (linux/capability.h).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, two words.
+const CAP_V3: u32 = 0x2008_0522;
+
+/// The calling thread's capability sets.
+fn capget() -> nix::Result<[CapData; 2]> {
+    let mut head = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: the header and two data structs the V3 call reads and writes, both outliving it.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &raw mut head, data.as_mut_ptr()) };
+    if rc == 0 {
+        Ok(data)
+    } else {
+        Err(nix::Error::last())
+    }
+}
+
+/// Whether the calling thread holds `CAP_NET_ADMIN` (effective).
+pub fn has_net_admin() -> bool {
+    capget().is_ok_and(|d| d[0].effective & NET_ADMIN != 0)
+}
+
+/// Leaves the calling thread `CAP_NET_ADMIN` alone, permitted and effective.
+fn only_net_admin() -> nix::Result<()> {
+    let mut head = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: NET_ADMIN,
+            permitted: NET_ADMIN,
+            inheritable: 0,
+        },
+        CapData::default(),
+    ];
+    // SAFETY: as in `capget`; the kernel only reads the data.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut head, data.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(nix::Error::last())
+    }
 }
 
 fn lookup_user(name: &str) -> Result<Uid, PrivError> {
@@ -95,7 +181,11 @@ pub fn plan(global: &Global) -> Result<Option<Plan>, PrivError> {
     if needs_root && !me.is_root() {
         return Err(PrivError::NotRoot(me.as_raw()));
     }
-    Ok(Some(Plan { uid, gid }))
+    Ok(Some(Plan {
+        uid,
+        gid,
+        keep_net_admin: false,
+    }))
 }
 
 /// Coordination between the main thread (which drops) and the accept threads (which must have
@@ -109,6 +199,8 @@ struct Gate {
 struct GateState {
     started: usize,
     dropped: bool,
+    /// The accept threads keep `CAP_NET_ADMIN` across the drop.
+    keep_net_admin: bool,
 }
 
 static GATE: Gate = Gate {
@@ -117,13 +209,14 @@ static GATE: Gate = Gate {
 };
 
 /// Called by the main thread before it starts the accept threads when a drop is planned.
-pub fn arm() {
+pub fn arm(plan: &Plan) {
     *GATE
         .state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(GateState {
         started: 0,
         dropped: false,
+        keep_net_admin: plan.keep_net_admin,
     });
 }
 
@@ -136,6 +229,18 @@ pub fn thread_started() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(s) = st.as_mut() else { return };
+    let keep = s.keep_net_admin;
+    if keep {
+        // Per thread: this thread's `setuid` (glibc runs it on every thread) keeps the
+        // permitted set; the effective one is raised again below.
+        // SAFETY: prctl(PR_SET_KEEPCAPS, 1) takes no pointer.
+        if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+            log::warn!(
+                "usesrc: cannot keep CAP_NET_ADMIN across the privilege drop ({})",
+                nix::Error::last()
+            );
+        }
+    }
     s.started += 1;
     GATE.changed.notify_all();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -149,6 +254,17 @@ pub fn thread_started() {
             .wait_timeout(st, deadline - now)
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0;
+    }
+    let dropped = st.as_ref().is_some_and(|s| s.dropped);
+    drop(st);
+    // Still root (`user root`): nothing was lost, nothing to narrow.
+    if keep && dropped && !Uid::effective().is_root() {
+        if let Err(e) = only_net_admin() {
+            log::warn!(
+                "usesrc: cannot keep CAP_NET_ADMIN after the privilege drop ({e}): transparent \
+                 connections will fail"
+            );
+        }
     }
 }
 

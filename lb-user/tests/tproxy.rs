@@ -16,7 +16,9 @@
 //! clientip` the server sees the client's address, with `usesrc client` its address and port,
 //! with `usesrc 10.77.1.50` that address; bytes pass both ways whole, on each data plane; the
 //! health checks come from lb's own address (10.77.2.1) and find the server up; `%bi:%bp` logs
-//! the foreign address the connection came from.
+//! the foreign address the connection came from. lb runs as `user nobody`: its accept threads
+//! keep `CAP_NET_ADMIN` (alone) for the transparent sockets. An IPv6 client of an IPv4 server
+//! fails, the log saying why.
 
 #[macro_use]
 mod common;
@@ -33,6 +35,7 @@ use sha2::{Digest, Sha256};
 use common::data::{hex, DataStream};
 use common::health::poll;
 use common::netns::{in_netns, ip};
+use common::ops::thread_statuses;
 use common::stats::{cli, col, parse_csv, SockDir};
 use common::{Lb, LbOpts, DEFAULTS};
 
@@ -255,7 +258,7 @@ const CHECK: &str = "    option tcp-check\n    tcp-check expect rstring ^peer=10
 fn config(sock: &std::path::Path) -> String {
     let check = "check inter 200ms";
     format!(
-        "global\n    nbthread 2\n    stats socket {} level admin\n\n{DEFAULTS}
+        "global\n    nbthread 2\n    user nobody\n    group nogroup\n    stats socket {} level admin\n\n{DEFAULTS}
 frontend f_clientip
     bind {LB_CLIENT_SIDE}:8001
     log stderr format raw local0
@@ -304,6 +307,35 @@ fn transparent_proxying(plane: &str) {
     let sock = dir.sock("admin");
     let lb = Lb::start_with(&LbOpts::new(&config(&sock), plane).netns(&t.lb));
     let logs = || lb.logs().join("\n");
+    // Dropped to nobody, the accept threads (`lb-N`, they connect) keep CAP_NET_ADMIN alone
+    // for the transparent sockets; every other thread has no capability.
+    assert!(
+        lb.find_log("the accept threads keep CAP_NET_ADMIN, for usesrc")
+            .is_some(),
+        "{}",
+        logs()
+    );
+    let threads = thread_statuses(lb.pid()).expect("read /proc/PID/task/*/status");
+    let mut accepting = 0;
+    for st in &threads {
+        let name = st.get("Name").cloned().unwrap_or_default();
+        assert_eq!(st["Uid"], "65534\t65534\t65534\t65534", "thread {name}");
+        let accept = name
+            .strip_prefix("lb-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let caps = if accept {
+            accepting += 1;
+            "0000000000001000"
+        } else {
+            "0000000000000000"
+        };
+        assert_eq!(
+            (st["CapEff"].as_str(), st["CapPrm"].as_str()),
+            (caps, caps),
+            "thread {name}"
+        );
+    }
+    assert_eq!(accepting, 2, "two accept threads");
 
     for i in 0..2 {
         let x = exchange(&t.client, 8001, &format!("{plane} clientip {i}"));
