@@ -433,16 +433,18 @@ fn tfo(c: &mut KwCtx<'_>, _: &str, _: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `source ADDR[:PORT|:LOW-HIGH]`: replaces a `default-server`'s whole source (its
-/// `interface` too). Each server of a `default-server` range gets a range of its own, as in
-/// `HAProxy`.
+/// `source ADDR[:PORT|:LOW-HIGH]`: replaces a `default-server`'s source (its `interface`
+/// too) but for its `usesrc`, which stays as in `HAProxy` (`srv_parse_source` sets the
+/// address, the `CO_SRC_TPROXY_*` options copied from the `default-server` stay). Each server
+/// of a `default-server` range gets a range of its own, as in `HAProxy`.
 fn source(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
     let (addr, ports) = super::source::source_addr_range(arg)?;
+    let usesrc = c.params.source.as_ref().and_then(|s| s.usesrc);
     c.params.source = Some(Source {
         addr,
         interface: None,
         ports,
-        usesrc: None,
+        usesrc,
     });
     Ok(())
 }

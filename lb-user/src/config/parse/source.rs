@@ -203,23 +203,26 @@ mod tests {
 
     #[test]
     fn bad_usesrc_forms_say_why() {
-        let e = |w: &str| source_words(&words(w)).unwrap_err();
+        let err = |w: &str| source_words(&words(w)).unwrap_err();
         assert_eq!(
-            e("0.0.0.0 usesrc"),
+            err("0.0.0.0 usesrc"),
             "'usesrc' expects <addr>[:<port>], 'client', or 'clientip' as argument"
         );
-        let h = e("0.0.0.0 usesrc hdr_ip(x-forwarded-for,-1)");
+        let hdr = err("0.0.0.0 usesrc hdr_ip(x-forwarded-for,-1)");
         assert!(
-            h.starts_with("'usesrc hdr_ip(x-forwarded-for,-1)' is HTTP-only"),
-            "{h}"
+            hdr.starts_with("'usesrc hdr_ip(x-forwarded-for,-1)' is HTTP-only"),
+            "{hdr}"
         );
-        let r = e("0.0.0.0 usesrc 10.0.0.9:1000-2000");
-        assert!(r.contains("port range '1000-2000' not allowed"), "{r}");
-        let a = e("0.0.0.0 usesrc not-an-address!");
-        assert!(a.starts_with("'usesrc not-an-address!': "), "{a}");
-        let p = e("0.0.0.0 usesrc 10.0.0.9:70000");
-        assert!(p.contains("invalid port '70000'"), "{p}");
-        assert!(e("").starts_with("'source' expects <addr>[:<port>]"));
+        let range = err("0.0.0.0 usesrc 10.0.0.9:1000-2000");
+        assert!(
+            range.contains("port range '1000-2000' not allowed"),
+            "{range}"
+        );
+        let addr = err("0.0.0.0 usesrc not-an-address!");
+        assert!(addr.starts_with("'usesrc not-an-address!': "), "{addr}");
+        let port = err("0.0.0.0 usesrc 10.0.0.9:70000");
+        assert!(port.contains("invalid port '70000'"), "{port}");
+        assert!(err("").starts_with("'source' expects <addr>[:<port>]"));
     }
 
     #[test]

@@ -173,8 +173,12 @@ fn usesrc_forms_on_backends_and_servers() {
     );
     assert_eq!(
         u(4),
-        None,
-        "a server's plain source replaces the default-server's"
+        Some(UseSrc::Addr(sa("10.77.1.51:0"))),
+        "a server's source keeps the default-server's usesrc, as in HAProxy"
+    );
+    assert_eq!(
+        c.backends[0].servers[4].source.as_ref().unwrap().addr,
+        sa("10.0.0.8:0")
     );
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 
