@@ -17,8 +17,11 @@
 //! with `usesrc 10.77.1.50` that address; bytes pass both ways whole, on each data plane; the
 //! health checks come from lb's own address (10.77.2.1) and find the server up; `%bi:%bp` logs
 //! the foreign address the connection came from. lb runs as `user nobody`: its accept threads
-//! keep `CAP_NET_ADMIN` (alone) for the transparent sockets. An IPv6 client of an IPv4 server
-//! fails, the log saying why.
+//! keep `CAP_NET_ADMIN` (alone) for the transparent sockets. Both links carry IPv6 too
+//! (2001:db8:77::/64, 2001:db8:78::/64, same policy routing with `ip -6`): `usesrc client`
+//! over IPv6 (`IPV6_TRANSPARENT`) shows the client's address and port to an IPv6 server, whose
+//! checks come from lb's own IPv6 address; an IPv6 client of an IPv4 server fails, the log
+//! saying why.
 
 #[macro_use]
 mod common;
@@ -49,6 +52,8 @@ const SERVER: &str = "10.77.2.2";
 const SERVER_PORT: u16 = 9000;
 const CLIENT6: &str = "2001:db8:77::2";
 const LB_CLIENT_SIDE6: &str = "2001:db8:77::1";
+const LB_SERVER_SIDE6: &str = "2001:db8:78::1";
+const SERVER6: &str = "2001:db8:78::2";
 /// The fixed foreign address of `usesrc ADDR`.
 const FIXED: &str = "10.77.1.50";
 
@@ -80,6 +85,12 @@ impl Topology {
                 .status();
             ip(&["netns", "add", ns]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
+            // No duplicate address detection on the links made next: their IPv6 addresses,
+            // link-local ones too, are usable at once.
+            common::netns::exec_in(
+                ns,
+                &["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0"],
+            );
         }
         let link = |ns: &str, ifname: &str, lb_if: &str, addr: &str, lb_addr: &str| {
             ip(&[
@@ -109,10 +120,15 @@ impl Topology {
             ip(&["-n", &t.lb, "link", "set", lb_if, "up"]);
         };
         link(&t.client, &short("c"), &short("lc"), CLIENT, LB_CLIENT_SIDE);
-        // IPv6 on the client's link only: a client of another family than the server's.
+        let to_server = short("ls");
+        link(&t.server, &short("s"), &to_server, SERVER, LB_SERVER_SIDE);
+        // IPv6 on both links too: transparent IPv6, and a client of another family than the
+        // server's.
         for (ns, ifname, addr) in [
             (&t.client, short("c"), CLIENT6),
             (&t.lb, short("lc"), LB_CLIENT_SIDE6),
+            (&t.lb, to_server.clone(), LB_SERVER_SIDE6),
+            (&t.server, short("s"), SERVER6),
         ] {
             ip(&[
                 "-n",
@@ -125,8 +141,16 @@ impl Topology {
                 "nodad",
             ]);
         }
-        let to_server = short("ls");
-        link(&t.server, &short("s"), &to_server, SERVER, LB_SERVER_SIDE);
+        ip(&[
+            "-6",
+            "-n",
+            &t.server,
+            "route",
+            "add",
+            "default",
+            "via",
+            LB_SERVER_SIDE6,
+        ]);
         common::netns::exec_in(&t.lb, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
         // The server's answers to the client's addresses are for lb's transparent sockets.
         ip(&[
@@ -139,6 +163,22 @@ impl Topology {
             "add",
             "local",
             "10.77.1.0/24",
+            "dev",
+            "lo",
+            "table",
+            "100",
+        ]);
+        ip(&[
+            "-6", "-n", &t.lb, "rule", "add", "from", SERVER6, "iif", &to_server, "lookup", "100",
+        ]);
+        ip(&[
+            "-6",
+            "-n",
+            &t.lb,
+            "route",
+            "add",
+            "local",
+            "2001:db8:77::/64",
             "dev",
             "lo",
             "table",
@@ -165,11 +205,18 @@ fn server_body() -> Vec<u8> {
 /// the client's half-close, `sha=<SHA-256 of the bytes received>\n` and [`server_body`]. The
 /// peers are kept (checks' too) in order.
 fn start_server(ns: &str) -> Arc<Mutex<Vec<SocketAddr>>> {
-    let l: TcpListener = in_netns(ns, || {
-        TcpListener::bind((SERVER, SERVER_PORT)).expect("bind the server")
-    });
     let peers = Arc::new(Mutex::new(Vec::new()));
-    let seen = peers.clone();
+    for at in [
+        format!("{SERVER}:{SERVER_PORT}"),
+        format!("[{SERVER6}]:{SERVER_PORT}"),
+    ] {
+        let l: TcpListener = in_netns(ns, move || TcpListener::bind(&at).expect("bind the server"));
+        serve(l, peers.clone());
+    }
+    peers
+}
+
+fn serve(l: TcpListener, seen: Arc<Mutex<Vec<SocketAddr>>>) {
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(mut c) = conn else { continue };
@@ -196,7 +243,6 @@ fn start_server(ns: &str) -> Arc<Mutex<Vec<SocketAddr>>> {
             });
         }
     });
-    peers
 }
 
 /// What one exchange through lb shows: the client's own address, the peer the server saw, and
@@ -208,9 +254,10 @@ struct Exchange {
 
 /// Connects from the client namespace to lb's `port`, sends [`BODY`] bytes and half-closes,
 /// reads to the end: checks the server got every byte (its SHA-256) and its answer came whole.
-fn exchange(ns: &str, port: u16, what: &str) -> Exchange {
+fn exchange(ns: &str, to: &str, port: u16, what: &str) -> Exchange {
+    let to = to.to_owned();
     let mut s: TcpStream = in_netns(ns, move || {
-        TcpStream::connect((LB_CLIENT_SIDE, port)).expect("connect to lb")
+        TcpStream::connect((to.as_str(), port)).expect("connect to lb")
     });
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let client = s.local_addr().unwrap();
@@ -254,6 +301,7 @@ fn exchange(ns: &str, port: u16, what: &str) -> Exchange {
 /// The check of every server: it passes only when the server says the check came from lb's own
 /// address (a plain connect check would reset before the server accepts it).
 const CHECK: &str = "    option tcp-check\n    tcp-check expect rstring ^peer=10\\.77\\.2\\.1:";
+const CHECK6: &str = "    option tcp-check\n    tcp-check expect string peer=[2001:db8:78::1]:";
 
 fn config(sock: &std::path::Path) -> String {
     let check = "check inter 200ms";
@@ -286,6 +334,15 @@ frontend f_fixed
 backend fixed
 {CHECK}
     server s {SERVER}:{SERVER_PORT} source 0.0.0.0 usesrc {FIXED} {check}
+
+frontend f_v6ok
+    bind [{LB_CLIENT_SIDE6}]:8005
+    default_backend v6ok
+
+backend v6ok
+    source :::0 usesrc client
+{CHECK6}
+    server s [{SERVER6}]:{SERVER_PORT} {check}
 
 frontend f_v6
     bind [{LB_CLIENT_SIDE6}]:8004
@@ -338,7 +395,12 @@ fn transparent_proxying(plane: &str) {
     assert_eq!(accepting, 2, "two accept threads");
 
     for i in 0..2 {
-        let x = exchange(&t.client, 8001, &format!("{plane} clientip {i}"));
+        let x = exchange(
+            &t.client,
+            LB_CLIENT_SIDE,
+            8001,
+            &format!("{plane} clientip {i}"),
+        );
         let peer: SocketAddr = x.peer.parse().unwrap();
         assert_eq!(
             peer.ip().to_string(),
@@ -353,14 +415,37 @@ fn transparent_proxying(plane: &str) {
             logs()
         );
 
-        let x = exchange(&t.client, 8002, &format!("{plane} client {i}"));
+        let x = exchange(
+            &t.client,
+            LB_CLIENT_SIDE,
+            8002,
+            &format!("{plane} client {i}"),
+        );
         assert_eq!(
             x.peer,
             x.client.to_string(),
             "{plane}: usesrc client: the server saw another address or port than the client's"
         );
 
-        let x = exchange(&t.client, 8003, &format!("{plane} fixed {i}"));
+        let x = exchange(
+            &t.client,
+            LB_CLIENT_SIDE6,
+            8005,
+            &format!("{plane} IPv6 {i}"),
+        );
+        assert_eq!(
+            x.peer,
+            x.client.to_string(),
+            "{plane}: IPv6 usesrc client: the server saw another address or port than the \
+             client's"
+        );
+
+        let x = exchange(
+            &t.client,
+            LB_CLIENT_SIDE,
+            8003,
+            &format!("{plane} fixed {i}"),
+        );
         let peer: SocketAddr = x.peer.parse().unwrap();
         assert_eq!(
             peer.ip().to_string(),
@@ -405,7 +490,7 @@ fn transparent_proxying(plane: &str) {
         cli(&sock, "show stat")
     );
     let (_, rows) = parse_csv(&cli(&sock, "show stat"));
-    for be in ["clientip", "client", "fixed"] {
+    for be in ["clientip", "client", "fixed", "v6ok"] {
         let row = rows
             .iter()
             .find(|r| col(r, "pxname") == be && col(r, "svname") == "s")
@@ -420,7 +505,10 @@ fn transparent_proxying(plane: &str) {
         .lock()
         .unwrap()
         .iter()
-        .filter(|p| ![LB_SERVER_SIDE, CLIENT, FIXED].contains(&p.ip().to_string().as_str()))
+        .filter(|p| {
+            ![LB_SERVER_SIDE, CLIENT, FIXED, LB_SERVER_SIDE6, CLIENT6]
+                .contains(&p.ip().to_string().as_str())
+        })
         .copied()
         .collect();
     assert!(others.is_empty(), "{plane}: connections from {others:?}");
