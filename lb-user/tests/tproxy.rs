@@ -18,7 +18,7 @@
 //! health checks come from lb's own address (10.77.2.1) and find the server up; `%bi:%bp` logs
 //! the foreign address the connection came from. lb runs as `user nobody`: its accept threads
 //! keep `CAP_NET_ADMIN` (alone) for the transparent sockets. Both links carry IPv6 too
-//! (2001:db8:77::/64, 2001:db8:78::/64, same policy routing with `ip -6`): `usesrc client`
+//! (`2001:db8:77::/64`, `2001:db8:78::/64`, same policy routing with `ip -6`): `usesrc client`
 //! over IPv6 (`IPV6_TRANSPARENT`) shows the client's address and port to an IPv6 server, whose
 //! checks come from lb's own IPv6 address; an IPv6 client of an IPv4 server fails, the log
 //! saying why.
