@@ -364,35 +364,6 @@ fn transparent_proxying(plane: &str) {
     let sock = dir.sock("admin");
     let lb = Lb::start_with(&LbOpts::new(&config(&sock), plane).netns(&t.lb));
     let logs = || lb.logs().join("\n");
-    // Dropped to nobody, the accept threads (`lb-N`, they connect) keep CAP_NET_ADMIN alone
-    // for the transparent sockets; every other thread has no capability.
-    assert!(
-        lb.find_log("the accept threads keep CAP_NET_ADMIN, for usesrc")
-            .is_some(),
-        "{}",
-        logs()
-    );
-    let threads = thread_statuses(lb.pid()).expect("read /proc/PID/task/*/status");
-    let mut accepting = 0;
-    for st in &threads {
-        let name = st.get("Name").cloned().unwrap_or_default();
-        assert_eq!(st["Uid"], "65534\t65534\t65534\t65534", "thread {name}");
-        let accept = name
-            .strip_prefix("lb-")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        let caps = if accept {
-            accepting += 1;
-            "0000000000001000"
-        } else {
-            "0000000000000000"
-        };
-        assert_eq!(
-            (st["CapEff"].as_str(), st["CapPrm"].as_str()),
-            (caps, caps),
-            "thread {name}"
-        );
-    }
-    assert_eq!(accepting, 2, "two accept threads");
 
     for i in 0..2 {
         let x = exchange(
@@ -453,6 +424,36 @@ fn transparent_proxying(plane: &str) {
             "{plane}: usesrc {FIXED}: the server saw {peer}"
         );
     }
+
+    // Dropped to nobody, the accept threads (`lb-N`, they connect) keep CAP_NET_ADMIN alone
+    // for the transparent sockets; every other thread has no capability.
+    assert!(
+        lb.find_log("the accept threads keep CAP_NET_ADMIN, for usesrc")
+            .is_some(),
+        "{}",
+        logs()
+    );
+    let threads = thread_statuses(lb.pid()).expect("read /proc/PID/task/*/status");
+    let mut accepting = 0;
+    for st in &threads {
+        let name = st.get("Name").cloned().unwrap_or_default();
+        assert_eq!(st["Uid"], "65534\t65534\t65534\t65534", "thread {name}");
+        let accept = name
+            .strip_prefix("lb-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let caps = if accept {
+            accepting += 1;
+            "0000000000001000"
+        } else {
+            "0000000000000000"
+        };
+        assert_eq!(
+            (st["CapEff"].as_str(), st["CapPrm"].as_str()),
+            (caps, caps),
+            "thread {name}"
+        );
+    }
+    assert_eq!(accepting, 2, "two accept threads");
 
     // An IPv6 client cannot be the source of a connection to an IPv4 server: the connection
     // fails, and the log names the server and says why.
