@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use crate::config::Config;
 pub use crate::counters::{ProxyCounters, ResolversCounters};
+use crate::fe_state::FeStates;
 use crate::flows::FlowControl;
 use crate::logging::LogSet;
 use crate::passive::Passive;
@@ -28,6 +29,9 @@ pub struct Process {
     pub conns: AtomicU32,
     /// Signalled when a connection ends, for accept loops paused at `maxconn`.
     pub conn_released: Released,
+    /// Signalled when a frontend's state changes (`disable|enable|shutdown frontend`, a
+    /// reload), for accept loops waiting while theirs is not ready.
+    pub fe_state_changed: Released,
     /// When the process started (`Start_time_sec`, uptime).
     pub started: SystemTime,
     /// The accept threads' command channels.
@@ -45,6 +49,7 @@ impl Process {
         Arc::new(Self {
             conns: AtomicU32::new(0),
             conn_released: Released::new(),
+            fe_state_changed: Released::new(),
             started: SystemTime::now(),
             flows,
             threads,
@@ -71,6 +76,9 @@ pub struct Generation {
     pub maxconn: u32,
     /// The limits in force, which the runtime API may change (see [`Limits`]).
     pub limits: Limits,
+    /// Whether each frontend takes connections (`config.frontends` order): all ready when
+    /// the generation is built, `disable|enable|shutdown frontend` change them.
+    pub fe_states: FeStates,
     /// Each `bind ... maxconn N` address's limit and connections.
     pub listener_limits: HashMap<SocketAddr, ListenerLimit>,
     /// Passive health checks: connect results of real traffic (`observe layer4`).
@@ -317,6 +325,7 @@ impl Generation {
             .collect();
         let tables = crate::stick::Tables::build(&config.tables, prev.map(|p| &p.tables));
         let limits = Limits::new(&config, maxconn);
+        let fe_states = FeStates::ready(config.frontends.len());
         let listener_limits = ListenerLimit::build(&config, prev);
         let resolvers = ResolversCounters::build(
             config.global.resolvers.iter().map(|r| {
@@ -336,6 +345,7 @@ impl Generation {
             fe_stats,
             be_stats,
             limits,
+            fe_states,
             listener_limits,
             maxconn,
             logs,

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod dns;
 pub mod fd_budget;
 pub mod fd_table;
+pub mod fe_state;
 pub mod flows;
 pub mod generation;
 pub mod health;

@@ -1,6 +1,7 @@
-//! The accept loop of one address on one thread: `maxconn` and the fd budget gate each accept.
-//! Accepts go through the thread's ring where it has one ([`crate::ring::Accept`]), else by
-//! readiness on the reactor (`accept4`).
+//! The accept loop of one address on one thread: its frontend's state (`disable|shutdown
+//! frontend`), `maxconn` and the fd budget gate each accept. Accepts go through the thread's
+//! ring where it has one ([`crate::ring::Accept`]), else by readiness on the reactor
+//! (`accept4`).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -14,14 +15,17 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
 use super::ctx::ThreadCtx;
+use super::frontends::is_listening;
 use super::permit::{below_maxconn, below_rate, rate_limited, ConnPermit};
 use super::serve::handle;
 
 use crate::fd_budget::{self, Use};
+use crate::fe_state::FeState;
 
 /// Accepts on one address while the thread serves it, each connection in its own task.
-/// `listener` is non-blocking.
-pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<ThreadCtx>) {
+/// `listener` is non-blocking. While the address's frontend is paused or shut down, the loop
+/// waits (no accept in flight) until a change of state or a reload makes it ready again.
+pub(super) async fn accept_loop(addr: SocketAddr, mut listener: Listener, ctx: Rc<ThreadCtx>) {
     let _live = crate::upgrade::Unfinished::enter();
     let budget = fd_budget::process();
     // One wait for the soft stop for the loop's life, not one per accept.
@@ -31,6 +35,20 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
         let Some((gen, frontend)) = ctx.serving(addr) else {
             return;
         };
+        if gen.fe_states.get(frontend) != FeState::Ready {
+            drop(gen);
+            if !until_ready(&ctx, addr, stop.as_mut()).await {
+                return;
+            }
+            listener = match listener.listening_again() {
+                Ok(l) => l,
+                Err(e) => {
+                    log::error!("cannot accept on {addr} again: {e}");
+                    return;
+                }
+            };
+            continue;
+        }
         below_rate(&gen, frontend).await;
         // Never accept what can't be served: the connection's fds are set aside first; while
         // there are none, clients wait in the backlog.
@@ -60,8 +78,16 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
         };
         let (client, peer) = match accepted {
             Ok(x) => x,
-            // The listening socket was shut down (process stop): nothing more to accept.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
+            // The socket stopped listening. Its frontend was paused or shut down (the state
+            // changes first): wait at the top of the loop; or it was paused and resumed since
+            // (it listens again): accept again. Else it was shut down as the process stops.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                if gen.fe_states.get(frontend) != FeState::Ready || listener.listens() {
+                    drop(fds);
+                    continue;
+                }
+                return;
+            }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS/ENOMEM (fds lb did not count, or the system's): the
                 // client stays in the backlog; pause as HAProxy does, warn at most once a second.
@@ -111,6 +137,30 @@ pub(super) async fn accept_loop(addr: SocketAddr, listener: Listener, ctx: Rc<Th
     }
 }
 
+/// Waits until the frontend `addr` serves is ready (`true`), or the address was removed or the
+/// process soft-stopped (`false`). Woken by each change of a frontend's state and by reloads,
+/// not by time: a paused frontend costs its loops nothing.
+async fn until_ready(
+    ctx: &ThreadCtx,
+    addr: SocketAddr,
+    stop: Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    // The wake-up is every generation's.
+    let Some(process) = ctx.with_serving(addr, |gen, _| gen.process.clone()) else {
+        return false;
+    };
+    let ready = || match ctx.with_serving(addr, |gen, f| gen.fe_states.get(f)) {
+        None => Some(false),
+        Some(FeState::Ready) => Some(true),
+        Some(FeState::Paused | FeState::Stopped) => None,
+    };
+    tokio::select! {
+        biased;
+        () = stop => false,
+        ready = process.fe_state_changed.wait_for(ready, || {}) => ready,
+    }
+}
+
 /// A listening socket, accepted from through the thread's ring, or by readiness on the
 /// reactor where the thread has no ring (registered only then: on the ring, the socket is in
 /// no `epoll`, and a client's arrival wakes the thread once, with its accept's completion).
@@ -134,6 +184,24 @@ impl Listener {
             })
         } else {
             crate::dataplane::async_fd(fd).map(Self::Reactor)
+        }
+    }
+
+    /// Whether the socket listens now.
+    fn listens(&self) -> bool {
+        match self {
+            Self::Ring { fd, .. } => is_listening(fd),
+            Self::Reactor(l) => is_listening(l.get_ref()),
+        }
+    }
+
+    /// The listener once its socket listens again after a pause. On the reactor it is
+    /// registered afresh: while it did not listen, the socket reported a hang-up, which the
+    /// reactor keeps for good (each wait for readiness would then end at once).
+    fn listening_again(self) -> io::Result<Self> {
+        match self {
+            Self::Reactor(l) => crate::dataplane::async_fd(l.into_inner()).map(Self::Reactor),
+            ring @ Self::Ring { .. } => Ok(ring),
         }
     }
 
@@ -378,6 +446,73 @@ mod tests {
         server.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"hello");
         assert!(take_owed(fd, owed).is_none(), "nothing more is owed");
+    }
+
+    /// The reactor path of a pause: an accept on the unlistened socket fails with `EINVAL` (the
+    /// loop then waits for its frontend), and once the socket listens again the listener,
+    /// registered afresh, waits for a client instead of finding it "readable" at once forever
+    /// (the hang-up it reported while not listening, which the reactor keeps).
+    #[test]
+    fn a_listener_on_the_reactor_waits_again_once_it_listens_again() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let l = std::net::TcpListener::bind(addr).unwrap();
+        l.set_nonblocking(true).unwrap();
+        crate::test_runtime().block_on(async {
+            let mut listener = Listener::Reactor(
+                crate::dataplane::async_fd(OwnedFd::from(l.try_clone().unwrap())).unwrap(),
+            );
+            let Listener::Reactor(fd) = &listener else {
+                unreachable!()
+            };
+            let sa = libc::sockaddr {
+                sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+                sa_data: [0; 14],
+            };
+            // SAFETY: connect reads the address we pass, on a socket this test owns.
+            let r = unsafe {
+                libc::connect(
+                    l.as_raw_fd(),
+                    &raw const sa,
+                    std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0);
+            assert!(!listener.listens());
+            let e = tokio::time::timeout(Duration::from_secs(2), accept(fd))
+                .await
+                .expect("an accept on an unlistened socket ends at once")
+                .unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+            socket2::SockRef::from(&l).listen(16).unwrap();
+            assert!(listener.listens());
+            // Without a new registration, the old readiness stays.
+            let Listener::Reactor(fd) = &listener else {
+                unreachable!()
+            };
+            let stale = tokio::time::timeout(Duration::from_millis(100), fd.readable()).await;
+            assert!(
+                stale.is_ok(),
+                "the reactor forgot the hang-up: the test needs a look"
+            );
+            listener = listener.listening_again().unwrap();
+            let Listener::Reactor(fd) = &listener else {
+                unreachable!()
+            };
+            let idle = tokio::time::timeout(Duration::from_millis(100), fd.readable()).await;
+            assert!(
+                idle.is_err(),
+                "readable with no client: an accept loop would spin"
+            );
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            let (conn, _) = tokio::time::timeout(Duration::from_secs(2), accept(fd))
+                .await
+                .expect("the client is accepted")
+                .unwrap();
+            drop(conn);
+        });
     }
 
     #[test]

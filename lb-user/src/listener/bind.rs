@@ -120,6 +120,7 @@ impl Listeners {
                     Ok(socks) => {
                         crate::upgrade::expose(bind.addr, &bind.opts, &socks);
                         super::spread::register(bind.addr, &socks);
+                        super::frontends::record(bind.addr, &socks, bind.opts.listen_backlog());
                         self.by_addr.insert(bind.addr, socks);
                         added.push(bind.addr);
                     }
@@ -143,6 +144,7 @@ impl Listeners {
             self.by_addr.remove(a);
             crate::upgrade::withdraw(a);
             super::spread::unregister(a);
+            super::frontends::forget(a);
         }
     }
 
@@ -190,13 +192,16 @@ impl Listeners {
 
     /// Sends each thread its plan and waits until all have applied it: from then on every
     /// new connection is served by the plans' generation. First the listening sockets take
-    /// the generation's `option nolinger` ([`Listeners::set_lingering`]); last, accept loops
-    /// waiting at a `maxconn` are woken to look at the new limits.
+    /// the generation's `option nolinger` ([`Listeners::set_lingering`]) and the addresses of
+    /// its frontends listen, those `disable|shutdown frontend` had stopped too
+    /// ([`super::frontends::listen_ready`]); last, accept loops waiting at a `maxconn` or for
+    /// their frontend are woken to look at the new generation.
     pub async fn switch(&self, plans: Vec<ThreadPlan>) {
         let Some(gen) = plans.first().map(|p| p.gen.clone()) else {
             return;
         };
         self.set_lingering(&gen.config);
+        super::frontends::listen_ready(&gen);
         let mut acks = Vec::new();
         for (t, plan) in self.threads.iter().zip(plans) {
             let (tx, rx) = oneshot::channel();
@@ -207,8 +212,10 @@ impl Listeners {
         for rx in acks {
             let _ = rx.await;
         }
-        // Accept loops waiting at a `maxconn` look again, at the new generation's limits.
+        // Accept loops waiting at a `maxconn` look again, at the new generation's limits, and
+        // those waiting for their frontend at its state there.
         gen.process.conn_released.release();
+        gen.process.fe_state_changed.release();
     }
 
     /// Sets, or clears, `SO_LINGER` 0 on every listening socket of `config`'s frontends as
@@ -247,6 +254,7 @@ impl Listeners {
                 shutdown_listeners(socks);
                 crate::upgrade::withdraw(addr);
                 super::spread::unregister(addr);
+                super::frontends::forget(addr);
             }
             keep
         });
@@ -260,6 +268,7 @@ impl Listeners {
             shutdown_listeners(socks);
         }
         self.by_addr.clear();
+        super::frontends::forget_all();
     }
 }
 

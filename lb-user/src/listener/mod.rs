@@ -7,7 +7,8 @@
 //! Modules, in the order a connection meets them: [`bind`] (listening sockets and plans),
 //! [`thread`] (a thread's runtime), [`accept`] (the accept loop), [`serve`] (one connection),
 //! [`inspect`] (rules on the first bytes), [`connect`] (to a server), [`served`] (its log line);
-//! [`ctx`] is what a thread's tasks share, [`permit`] a connection's place under `maxconn`,
+//! [`ctx`] is what a thread's tasks share, [`frontends`] pauses and resumes a frontend's
+//! listening (`disable|enable|shutdown frontend`), [`permit`] a connection's place under `maxconn`,
 //! [`spread`] which thread a new connection goes to, [`trim`] gives a burst's memory back once
 //! it is over.
 
@@ -17,6 +18,7 @@ mod bind;
 mod connect;
 mod ctx;
 mod flowing;
+pub mod frontends;
 mod inspect;
 mod permit;
 mod serve;
