@@ -173,7 +173,7 @@ fn data_row(s: &mut String, r: &Row, admin: bool, legends: bool) {
         RowKind::Frontend => {
             let _ = writeln!(
                 s,
-                "<td colspan=3></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td></td><td>{}</td><td>{}</td><td>0</td><td>0</td><td>0</td><td></td><td></td><td></td><td></td><td class=ac>OPEN</td><td class=ac colspan=8></td></tr>",
+                "<td colspan=3></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td></td><td>{}</td><td>{}</td><td>0</td><td>0</td><td>0</td><td></td><td></td><td></td><td></td><td class=ac>{}</td><td class=ac colspan=8></td></tr>",
                 r.rate,
                 r.rate_max,
                 r.rate_lim
@@ -184,7 +184,8 @@ fn data_row(s: &mut String, r: &Row, admin: bool, legends: bool) {
                 opt(r.slim),
                 r.stot,
                 r.bin,
-                r.bout
+                r.bout,
+                esc(&r.status)
             );
         }
         RowKind::Server | RowKind::Backend => {

@@ -462,7 +462,7 @@ pub fn rows(gen: &Generation) -> Vec<Row> {
                 conn_rate_max: Some(st.conn_rate.max()),
                 bin: st.bytes_in.load(Ordering::Relaxed),
                 bout: st.bytes_out.load(Ordering::Relaxed),
-                status: "OPEN".to_owned(),
+                status: gen.fe_states.get(f).status().to_owned(),
                 dreq: Some(st.denied_req.load(Ordering::Relaxed)),
                 dresp: Some(st.denied_resp.load(Ordering::Relaxed)),
                 dcon: Some(st.denied_conn.load(Ordering::Relaxed)),

@@ -181,8 +181,9 @@ pub fn render(gen: &Generation, rows: &[Row]) -> String {
         of(RowKind::Server),
     );
     family(&mut out, "frontend", &fes, FRONTEND);
-    // A frontend is always UP; a backend is UP while one server is usable.
-    proxy_status(&mut out, "frontend", &fes, |_| true);
+    // A frontend is UP until `shutdown frontend` (a paused one too, as HAProxy 2.6's); a
+    // backend is UP while one server is usable.
+    proxy_status(&mut out, "frontend", &fes, |r| r.status != "STOP");
     family(&mut out, "backend", &bes, BACKEND_AND_SERVER);
     family(&mut out, "backend", &bes, BACKEND_ONLY);
     proxy_status(&mut out, "backend", &bes, |r| r.status == "UP");
