@@ -13,8 +13,18 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::Admin,
     ),
     ("disable agent", "disable agent checks", CliLevel::Admin),
+    (
+        "disable frontend <frontend>",
+        "temporarily disable specific frontend",
+        CliLevel::Admin,
+    ),
     ("disable health", "disable health checks", CliLevel::Admin),
     ("enable agent", "enable agent checks", CliLevel::Admin),
+    (
+        "enable frontend <frontend>",
+        "re-enable specific frontend",
+        CliLevel::Admin,
+    ),
     ("enable health", "enable health checks", CliLevel::Admin),
     (
         "enable server  (DEPRECATED)",
@@ -187,6 +197,11 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
         CliLevel::User,
     ),
     (
+        "shutdown frontend <frontend>",
+        "stop a specific frontend",
+        CliLevel::Admin,
+    ),
+    (
         "shutdown session [id]",
         "kill a specific session",
         CliLevel::Admin,
@@ -251,5 +266,13 @@ mod tests {
         let admin = help(CliLevel::Admin, None);
         assert!(admin.contains("set server <bk>/<srv>"));
         assert!(help(CliLevel::Admin, Some("show")).starts_with("Unknown command"));
+        assert!(admin.contains(
+            "  disable frontend <frontend>             : temporarily disable specific frontend\n"
+        ));
+        assert!(admin
+            .contains("  enable frontend <frontend>              : re-enable specific frontend\n"));
+        assert!(admin
+            .contains("  shutdown frontend <frontend>            : stop a specific frontend\n"));
+        assert!(!help(CliLevel::Operator, None).contains("frontend <frontend>"));
     }
 }

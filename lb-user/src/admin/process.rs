@@ -104,12 +104,7 @@ pub(super) fn set_frontend_maxconn(
     name: &str,
     value: Option<i64>,
 ) -> Result<String, String> {
-    if name.is_empty() {
-        return Err("A frontend name is expected.\n".to_owned());
-    }
-    let Some(f) = gen.config.frontends.iter().position(|f| f.name == name) else {
-        return Err("No such frontend.\n".to_owned());
-    };
+    let f = super::frontend::find(gen, name)?;
     let Some(v) = value else {
         return Err("Integer value expected.\n".to_owned());
     };
