@@ -594,6 +594,48 @@ mod tests {
         assert_eq!(status(), "MAINT (resolution)");
     }
 
+    /// `disable frontend` leaves the frontend `OPEN` and UP, `shutdown frontend` makes it
+    /// `STOP` and DOWN, in `show stat`, on the page and for Prometheus, as HAProxy 2.6.
+    #[test]
+    fn a_shut_down_frontend_is_stop_everywhere_and_a_paused_one_open() {
+        use crate::fe_state::FeState;
+        let g = gen();
+        let status = |g: &Generation| {
+            rows(g)
+                .into_iter()
+                .find(|r| r.kind == Some(RowKind::Frontend))
+                .map(|r| r.status)
+        };
+        let shown = |g: &Generation| {
+            let rows = rows(g);
+            (
+                prom::render(g, &rows),
+                html::render(g, &page_conf(), &rows, false, None),
+            )
+        };
+        for (state, word, up, down) in [
+            (FeState::Ready, "OPEN", 1, 0),
+            (FeState::Paused, "OPEN", 1, 0),
+            (FeState::Stopped, "STOP", 0, 1),
+        ] {
+            g.fe_states.set(0, state);
+            assert_eq!(status(&g).as_deref(), Some(word), "{state:?}");
+            let (metrics, page) = shown(&g);
+            for (label, v) in [("UP", up), ("DOWN", down)] {
+                let line =
+                    format!("haproxy_frontend_status{{proxy=\"fe\",state=\"{label}\"}} {v}\n");
+                assert!(
+                    metrics.contains(&line),
+                    "{state:?}: no {line} in\n{metrics}"
+                );
+            }
+            assert!(
+                page.contains(&format!("<td class=ac>{word}</td>")),
+                "{state:?}: the page does not say {word}"
+            );
+        }
+    }
+
     fn page_conf() -> crate::config::StatsProxy {
         crate::config::StatsProxy {
             name: "stats".into(),
