@@ -13,7 +13,6 @@ use crate::state::{self, By, Change, ForcedHealth};
 use crate::stats::{self, csv, now_secs, start_secs};
 use crate::table::AdminState;
 
-use super::frontend::FrontendOp;
 use super::help::help;
 
 /// HAProxy's answer to a command above the connection's level.
@@ -105,7 +104,7 @@ pub enum Command {
     /// `show|get|add|del|set|clear acl|map ...` (any level, as HAProxy's).
     Patterns(super::patterns::PatCommand),
     /// `disable|enable|shutdown frontend NAME` (the name looked up when run; empty: none).
-    Frontend(FrontendOp, String),
+    Frontend(super::frontend::FrontendOp, String),
     /// Anything else: the help, filtered by this word.
     Unknown(String),
 }
@@ -244,14 +243,9 @@ pub fn parse_with_payload(w: &[&str], payload: Option<&str>) -> Result<Command, 
         ["shutdown", "sessions", "server", rest @ ..] => {
             Command::ShutdownSessions(server_ref(rest.first())?)
         }
-        [verb @ ("disable" | "enable" | "shutdown"), "frontend", rest @ ..] => Command::Frontend(
-            match *verb {
-                "disable" => FrontendOp::Disable,
-                "enable" => FrontendOp::Enable,
-                _ => FrontendOp::Shutdown,
-            },
-            rest.first().copied().unwrap_or_default().to_owned(),
-        ),
+        [verb @ ("disable" | "enable" | "shutdown"), "frontend", rest @ ..] => {
+            super::frontend::command(verb, rest)
+        }
         _ => Command::Unknown(w.first().copied().unwrap_or_default().to_owned()),
     })
 }
@@ -856,93 +850,5 @@ mod tests {
         );
         assert_eq!(p("frobnicate"), Ok(Command::Unknown("frobnicate".into())));
         assert_eq!(Command::ShowSess.level(), CliLevel::Operator);
-    }
-
-    #[test]
-    fn frontend_commands_parse() {
-        let p = |l: &str| parse(&l.split_whitespace().collect::<Vec<_>>());
-        let fe = |op, name: &str| Ok(Command::Frontend(op, name.to_owned()));
-        assert_eq!(p("disable frontend fe"), fe(FrontendOp::Disable, "fe"));
-        assert_eq!(p("enable frontend fe"), fe(FrontendOp::Enable, "fe"));
-        assert_eq!(p("shutdown frontend fe"), fe(FrontendOp::Shutdown, "fe"));
-        // Words after the name are ignored, as HAProxy's.
-        assert_eq!(p("disable frontend fe now"), fe(FrontendOp::Disable, "fe"));
-        // No name: looked up when run, which answers "A frontend name is expected."
-        assert_eq!(p("enable frontend"), fe(FrontendOp::Enable, ""));
-        assert_eq!(p("shutdown frontend"), fe(FrontendOp::Shutdown, ""));
-        for l in [
-            "disable frontend fe",
-            "enable frontend",
-            "shutdown frontend x",
-        ] {
-            assert_eq!(p(l).map(|c| c.level()), Ok(CliLevel::Admin), "{l}");
-        }
-        // Not these commands.
-        assert_eq!(
-            p("disable frontends fe"),
-            Ok(Command::Unknown("disable".into()))
-        );
-        assert_eq!(p("shutdown fe"), Ok(Command::Unknown("shutdown".into())));
-    }
-
-    #[test]
-    fn frontend_commands_run_with_haproxys_messages() {
-        let cfg = crate::config::load_str(
-            "t.cfg",
-            "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n\
-             frontend fe\n  bind 127.0.0.1:1\n  default_backend be\n\
-             backend be\n  server s1 127.0.0.1:2\n",
-        )
-        .unwrap();
-        let gen = Generation::standalone(Arc::new(cfg));
-        crate::test_runtime().block_on(async {
-            let mut admin = Session::new(CliLevel::Admin);
-            let mut oper = Session::new(CliLevel::Operator);
-            for (cmd, want) in [
-                ("disable frontend", "A frontend name is expected.\n\n"),
-                ("enable frontend nope", "No such frontend.\n\n"),
-                ("shutdown frontend be", "No such frontend.\n\n"),
-                // No socket was bound for this generation: only the state moves.
-                ("enable frontend fe", "All sockets are already enabled.\n\n"),
-            ] {
-                assert_eq!(admin.run_line(&gen, cmd, None).await, want, "{cmd}");
-            }
-            assert_eq!(
-                oper.run_line(&gen, "disable frontend fe", None).await,
-                "Permission denied\n\n"
-            );
-            assert_eq!(
-                admin.run_line(&gen, "disable frontend fe", None).await,
-                "\n"
-            );
-            assert_eq!(gen.fe_states.get(0), crate::fe_state::FeState::Paused);
-            assert_eq!(
-                admin.run_line(&gen, "disable frontend fe", None).await,
-                "All sockets are already disabled.\n\n"
-            );
-            assert_eq!(admin.run_line(&gen, "enable frontend fe", None).await, "\n");
-            assert_eq!(
-                admin.run_line(&gen, "shutdown frontend fe", None).await,
-                "\n"
-            );
-            for (cmd, want) in [
-                (
-                    "shutdown frontend fe",
-                    "Frontend was already shut down.\n\n",
-                ),
-                (
-                    "disable frontend fe",
-                    "Frontend was previously shut down, cannot disable.\n\n",
-                ),
-                (
-                    "enable frontend fe",
-                    "Frontend was previously shut down, cannot enable.\n\n",
-                ),
-            ] {
-                assert_eq!(admin.run_line(&gen, cmd, None).await, want, "{cmd}");
-            }
-            let rows = stats::rows(&gen);
-            assert_eq!(rows[0].status, "STOP");
-        });
     }
 }
