@@ -94,6 +94,9 @@ pub struct Generation {
     /// order, nameservers in their order): the DNS client counts, `show resolvers` prints.
     /// Kept across a reload for a nameserver of the same name in a section of the same name.
     pub resolvers: Vec<ResolversCounters>,
+    /// Wakes this generation's resolvers when a server follows another name (`set server
+    /// B/S fqdn`): they start resolving it at once.
+    pub dns_wake: tokio::sync::Notify,
     /// A newer generation took over: timers of this one (slow starts) stop.
     retired: AtomicBool,
 }
@@ -350,6 +353,7 @@ impl Generation {
             maxconn,
             logs,
             process,
+            dns_wake: tokio::sync::Notify::new(),
             retired: AtomicBool::new(false),
         })
     }

@@ -31,6 +31,21 @@ pub struct StateLine {
     /// written (optional fields; `-` and `0`, "none", are left out as HAProxy leaves them).
     pub check_place: (Option<String>, Option<String>),
     pub agent_place: (Option<String>, Option<String>),
+    /// `srv_fqdn` (`-`: none).
+    pub fqdn: Option<String>,
+}
+
+/// HAProxy's `DNS_MAX_NAME_SIZE`: the longest hostname a server may follow.
+pub const MAX_FQDN: usize = 255;
+
+/// HAProxy's check of a server's hostname from the runtime API or a state file
+/// (`invalid_domainchar` and `DNS_MAX_NAME_SIZE`): 1 to 255 characters of `[A-Za-z0-9._-]`.
+pub fn fqdn_valid(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_FQDN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Parses a state file: its lines and, for each line that can't be used, `LINE: why`.
@@ -104,7 +119,13 @@ fn parse_line(n: usize, t: &str) -> Result<StateLine, String> {
         ),
     };
     let word = |i: usize, none: &str| f.get(i).filter(|w| **w != none).map(|w| (*w).to_owned());
+    // HAProxy applies nothing of a line whose name is not one.
+    let fqdn = word(17, "-");
+    if let Some(name) = fqdn.as_deref().filter(|n| !fqdn_valid(n)) {
+        return Err(format!("invalid srv_fqdn value '{name}'"));
+    }
     Ok(StateLine {
+        fqdn,
         check_place: (word(22, "-"), word(21, "0")),
         agent_place: (word(23, "-"), word(24, "0")),
         line: n,
@@ -163,5 +184,22 @@ mod tests {
         let (lines, problems) = parse("1\n3 be 1 s1 127.0.0.1 2 0 1 1 5 6 3 4 6 0 0 0 - 6379\n");
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(lines[0].check_place, (None, None));
+    }
+
+    #[test]
+    fn fqdns_are_read_and_a_bad_one_skips_the_line() {
+        let at =
+            |fqdn: &str| format!("1\n3 be 1 s1 127.0.0.1 2 64 1 1 5 6 3 4 6 0 0 0 {fqdn} 6379\n");
+        let (lines, problems) = parse(&at("b.example"));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(lines[0].fqdn.as_deref(), Some("b.example"));
+        assert_eq!(lines[0].admin, 64);
+        assert_eq!(parse(&at("-")).0[0].fqdn, None);
+        let (lines, problems) = parse(&at("b!x"));
+        assert!(lines.is_empty());
+        assert_eq!(problems, ["2: invalid srv_fqdn value 'b!x'"]);
+        assert!(fqdn_valid(&"a".repeat(MAX_FQDN)));
+        assert!(!fqdn_valid(&"a".repeat(MAX_FQDN + 1)));
+        assert!(!fqdn_valid(""));
     }
 }

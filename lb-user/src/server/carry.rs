@@ -24,7 +24,10 @@ use crate::config::Server;
 ///   - the address from DNS, `set server addr` or the state file, with `MAINT (resolution)`;
 ///   - a `maxconn` set at run time (the agent's), if the configured one did not change;
 ///   - where `set server` sent the checks (`check-addr|check-port`, `agent-addr|agent-port`)
-///     and the agent's `agent-send`, each while the configured one is the same.
+///     and the agent's `agent-send`, each while the configured one is the same;
+///   - the name `set server B/S fqdn` gave it (it lives in the counters, which are kept only
+///     while the configured name is the same: a new configured name is a new server, and the
+///     run-time name is forgotten), with the address it resolved to.
 pub fn carry_over(prev: &ServerEntry, conf: &Server) -> ServerEntry {
     let old = &prev.conf;
     if old.addr != conf.addr || old.fqdn != conf.fqdn {
@@ -170,6 +173,27 @@ mod tests {
         other.health.agent.port = Some(7);
         let next = carry_over(&next, &other);
         assert_eq!(next.counters.agent_place(&next.conf).port, Some(7));
+    }
+
+    #[test]
+    fn a_runtime_name_stays_until_the_configuration_changes_the_name() {
+        let mut conf = server("a", 1, 1);
+        conf.fqdn = Some("a.example".to_owned());
+        conf.resolvers = Some("dns".to_owned());
+        let mut prev = entry(&conf);
+        prev.counters
+            .fqdn
+            .store(Some(Arc::new("b.example".to_owned())));
+        prev.state.addr = "192.0.2.98:80".parse().unwrap();
+        prev.state.addr_origin = AddrOrigin::Dns;
+        let next = carry_over(&prev, &conf);
+        assert_eq!(next.counters.fqdn(&next.conf).as_deref(), Some("b.example"));
+        assert_eq!(next.state.addr, prev.state.addr);
+        let mut renamed = conf.clone();
+        renamed.fqdn = Some("c.example".to_owned());
+        let next = carry_over(&next, &renamed);
+        assert_eq!(next.counters.fqdn(&next.conf).as_deref(), Some("c.example"));
+        assert!(!next.counters.fqdn_set_at_runtime());
     }
 
     #[test]

@@ -276,6 +276,10 @@ pub struct ServerCounters {
     pub check_place: arc_swap::ArcSwapOption<CheckPlace>,
     /// `set server B/S agent-addr|agent-port`: the same for the agent check.
     pub agent_place: arc_swap::ArcSwapOption<CheckPlace>,
+    /// `set server B/S fqdn NAME` (or the server-state file's `srv_fqdn`): the name DNS
+    /// resolves for the server instead of the configured one (see [`ServerCounters::fqdn`]).
+    /// Written only by the state writer, under the table's lock.
+    pub fqdn: arc_swap::ArcSwapOption<String>,
     /// Unix time (s) of the last UP/DOWN/MAINT/DRAIN change (`lastchg`); 0 = since start.
     pub last_change: AtomicU64,
     /// Seconds spent DOWN so far, completed periods only (`downtime`).
@@ -344,6 +348,30 @@ impl ServerCounters {
     }
 }
 
+impl ServerCounters {
+    /// The name the server configured as `conf` is resolved from now: the one `set server
+    /// B/S fqdn` (or the state file) gave it, else the configured hostname; `None` for a
+    /// server written with an IP address that never got one.
+    pub fn fqdn(&self, conf: &Server) -> Option<String> {
+        match self.fqdn.load().as_deref() {
+            Some(name) => Some(name.clone()),
+            None => conf.fqdn.clone(),
+        }
+    }
+
+    /// Whether the name was given at run time (HAProxy's `SRV_ADMF_HMAINT`, "FQDN set from
+    /// the stats socket").
+    pub fn fqdn_set_at_runtime(&self) -> bool {
+        self.fqdn.load().is_some()
+    }
+}
+
+/// A hostname as DNS compares it: lower case, without its final dot (HAProxy compares its
+/// names in this form, `resolv_str_to_dn_label`).
+pub fn name_key(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
 /// A queue that a freed slot may serve: a backend table's (the table implements it).
 pub trait QueueKick: Send + Sync {
     /// Lets queued connections onto free slots, if any wait.
@@ -379,6 +407,7 @@ impl Default for ServerCounters {
             agent_send: arc_swap::ArcSwapOption::const_empty(),
             check_place: arc_swap::ArcSwapOption::const_empty(),
             agent_place: arc_swap::ArcSwapOption::const_empty(),
+            fqdn: arc_swap::ArcSwapOption::const_empty(),
             last_change: AtomicU64::new(0),
             downtime: AtomicU64::new(0),
             check_now: tokio::sync::watch::channel(0).0,

@@ -19,6 +19,8 @@ pub(super) struct Decided {
     pub events: Vec<Event>,
     pub counts_before: (usize, usize),
     pub counts_after: (usize, usize),
+    /// The name the server followed before a `Change::Fqdn` (for its log line).
+    pub fqdn_before: Option<String>,
 }
 
 /// Everything a log line about one server needs.
@@ -28,6 +30,7 @@ struct Ctx<'a> {
     entry: ServerEntry,
     after: ServerState,
     counts: (usize, usize),
+    fqdn_before: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -146,6 +149,7 @@ pub(super) fn run(gen: &Arc<Generation>, backend: usize, server: usize, by: &By,
         events,
         counts_before,
         counts_after,
+        fqdn_before,
     } = d;
     let ctx = Ctx {
         gen,
@@ -153,6 +157,7 @@ pub(super) fn run(gen: &Arc<Generation>, backend: usize, server: usize, by: &By,
         entry,
         after,
         counts: counts_after,
+        fqdn_before,
     };
     bookkeeping(&ctx, &before);
     // What the configuration itself sets up (a tracking server taking its tracked server's
@@ -286,6 +291,7 @@ fn log_event(ctx: &Ctx<'_>, by: &By, before: &ServerState, ev: &Event) {
         Event::CheckResult { report, moved } => check_result(ctx, before, report, *moved),
         Event::AgentResult(report) => agent_result(ctx, report),
         Event::AddrChanged { old, new } => addr_changed(ctx, by, *old, *new),
+        Event::Fqdn(new) => fqdn_changed(ctx, by, new),
         Event::CheckNow | Event::StartRamp | Event::AgentSend(_) | Event::MoveCheck(_) => {}
     }
 }
@@ -310,6 +316,8 @@ fn act(ctx: &Ctx<'_>, ev: Event) {
             }
         }
         Event::AgentSend(bytes) => c.agent_send.store(Some(Arc::new(bytes))),
+        // The writer keeps the name; the resolvers pick it up now.
+        Event::Fqdn(_) => ctx.gen.dns_wake.notify_one(),
         Event::MoveCheck(m) => {
             let conf = &ctx.entry.conf;
             let (now, slot) = if m.agent {
@@ -336,7 +344,7 @@ fn leave_maint(ctx: &Ctx<'_>, by: &By, resolution: bool, still: bool, via: bool)
             log::warn!(
                 "{} ('{}') resolves again but remains in maintenance{remains_via}.",
                 ctx.server(),
-                conf.fqdn.as_deref().unwrap_or("")
+                ctx.entry.counters.fqdn(conf).unwrap_or_default()
             );
         } else if via {
             log::warn!("{} remains in forced maintenance.", ctx.server());
@@ -362,7 +370,7 @@ fn leave_maint(ctx: &Ctx<'_>, by: &By, resolution: bool, still: bool, via: bool)
         log::warn!(
             "{} ('{}') is {side}/{admin} (resolves again).",
             ctx.server(),
-            conf.fqdn.as_deref().unwrap_or("")
+            ctx.entry.counters.fqdn(conf).unwrap_or_default()
         );
         if matches!(by, By::Dns { .. } | By::DnsCache) {
             log::warn!(
@@ -489,6 +497,23 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     } else {
         ip.to_string()
     }
+}
+
+/// The server follows another name (HAProxy's `srv_update_fqdn` message, which HAProxy only
+/// answers on the runtime API; lb logs it too, as a notice).
+fn fqdn_changed(ctx: &Ctx<'_>, by: &By, new: &str) {
+    let who = match by {
+        By::Cli => "by 'stats socket command'",
+        By::StateFile => "by the server-state file",
+        _ => "",
+    };
+    log::info!(
+        target: crate::logging::NOTICE_TARGET,
+        "{}/{} changed its FQDN from {} to {new} {who}.",
+        ctx.be_name(),
+        ctx.entry.conf.name,
+        ctx.fqdn_before.as_deref().unwrap_or("(null)"),
+    );
 }
 
 fn addr_changed(ctx: &Ctx<'_>, by: &By, old: std::net::SocketAddr, new: std::net::SocketAddr) {

@@ -10,6 +10,7 @@
 
 mod effects;
 pub mod file;
+pub mod fqdn;
 mod timers;
 mod transition;
 
@@ -24,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::OnError;
 use crate::generation::Generation;
-use crate::table::{usable_counts, AdminState, CheckResult, ServerState, TrackView, MAX_WEIGHT};
+use crate::table::{
+    name_key, usable_counts, AdminState, CheckResult, ServerState, TrackView, MAX_WEIGHT,
+};
 
 pub use effects::{check_details, printable};
 pub use timers::resume;
@@ -132,6 +135,9 @@ pub enum Change {
     AgentSend(Vec<u8>),
     /// `set server B/S check-addr|check-port|agent-addr|agent-port`.
     MoveCheck(CheckMove),
+    /// `set server B/S fqdn NAME` (or the state file's `srv_fqdn`): resolve this name from
+    /// now on (checked by [`fqdn::check`]; the address stays until it resolves).
+    Fqdn(String),
     /// One step of a slow start.
     RampStep,
     /// The server it tracks (`track`) is now in this state.
@@ -183,6 +189,13 @@ pub enum StateError {
     AgentChecksNotEnabled,
     #[error("can't unset 'port' since MAPPORTS is in use")]
     MapPortsNeedCheckPort,
+    /// `set server B/S fqdn` refused (see [`fqdn::check`]).
+    #[error("{0}")]
+    Fqdn(fqdn::FqdnRefusal),
+    /// A DNS answer for a name the server no longer follows (its name changed meanwhile):
+    /// not applied.
+    #[error("the server follows another name now")]
+    NameChanged,
 }
 
 /// Whether the server's regular check (`agent`: its agent check) runs: configured and not
@@ -252,6 +265,29 @@ pub fn apply(
     change: Change,
     by: &By,
 ) -> Result<Applied, StateError> {
+    write(gen, (backend, server), change, by, None)
+}
+
+/// [`apply`] for what DNS learned about the name `name` ([`name_key`]'s form): refused with
+/// [`StateError::NameChanged`] when the server follows another name by the time the writer
+/// takes it (`set server B/S fqdn` came in between).
+pub fn apply_for_name(
+    gen: &Arc<Generation>,
+    (backend, server): (usize, usize),
+    name: &str,
+    change: Change,
+    by: &By,
+) -> Result<Applied, StateError> {
+    write(gen, (backend, server), change, by, Some(name))
+}
+
+fn write(
+    gen: &Arc<Generation>,
+    (backend, server): (usize, usize),
+    change: Change,
+    by: &By,
+    for_name: Option<&str>,
+) -> Result<Applied, StateError> {
     let table = gen
         .backends
         .get(backend)
@@ -279,6 +315,15 @@ pub fn apply(
                 index: server,
             });
         };
+        if let Some(want) = for_name {
+            let follows = e.counters.fqdn(&e.conf).map(|n| name_key(&n));
+            if follows.as_deref() != Some(want) {
+                return Err(StateError::NameChanged);
+            }
+        }
+        let fqdn_before = matches!(change, Change::Fqdn(_))
+            .then(|| e.counters.fqdn(&e.conf))
+            .flatten();
         let before = e.state;
         let mut events = Vec::new();
         transition::step(
@@ -290,12 +335,23 @@ pub fn apply(
             now,
             &mut events,
         )?;
+        // The name is the server's (its counters'), written here under the table's lock so
+        // that an answer for the old name can no longer land (see `apply_for_name`). The
+        // configured name again is no run-time name.
+        for ev in &events {
+            if let Event::Fqdn(name) = ev {
+                let runtime =
+                    (e.conf.fqdn.as_deref() != Some(name.as_str())).then(|| Arc::new(name.clone()));
+                e.counters.fqdn.store(runtime);
+            }
+        }
         let after = e.state;
         Ok(effects::Decided {
             applied: Applied { before, after },
             events,
             counts_before,
             counts_after: usable_counts(servers),
+            fqdn_before,
         })
     })?;
     let applied = decided.applied;

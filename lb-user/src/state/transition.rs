@@ -94,6 +94,8 @@ pub enum Event {
     AgentSend(Vec<u8>),
     /// `set server B/S check-addr|check-port|agent-addr|agent-port`.
     MoveCheck(CheckMove),
+    /// `set server B/S fqdn NAME`: the server follows this name now (the writer keeps it).
+    Fqdn(String),
 }
 
 /// Applies `change` to `st` (the state of `conf`, in backend `be`), pushing what happened to
@@ -176,6 +178,13 @@ pub fn step(
                 return Err(StateError::MapPortsNeedCheckPort);
             }
             t.events.push(Event::MoveCheck(m));
+        }
+        // HAProxy's `srv_set_fqdn`: the resolution restarts for the new name; the address,
+        // the state and `MAINT (resolution)` stay as they are until it answers.
+        Change::Fqdn(name) => {
+            super::fqdn::may_follow(conf).map_err(StateError::Fqdn)?;
+            super::fqdn::usable(&name).map_err(StateError::Fqdn)?;
+            t.events.push(Event::Fqdn(name));
         }
         Change::RampStep => t.ramp_step(),
         Change::Tracked(view) => t.tracked(view),

@@ -11,8 +11,8 @@ mod queue;
 mod slot;
 
 pub use crate::server::{
-    carry_over, fastinter, AddrOrigin, AdminState, BackendLoad, CheckInfo, CheckResult, Health,
-    Origin, ServerCounters, ServerEntry, ServerState, TrackView, Transition,
+    carry_over, fastinter, name_key, AddrOrigin, AdminState, BackendLoad, CheckInfo, CheckResult,
+    Health, Origin, ServerCounters, ServerEntry, ServerState, TrackView, Transition,
 };
 pub use queue::{AcquireError, TryAcquireError};
 pub use slot::{BackendSession, ServerSlot};
