@@ -1,6 +1,8 @@
 //! Run-time DNS for servers with `resolvers NAME`: a small client ([`wire`]: A/AAAA over UDP
 //! to the section's nameservers) and one task per (resolvers, hostname) that re-resolves it
-//! every `hold valid`, and hands what it learns to the state writer: a new address (new flows
+//! every `hold valid` (the hostname a server follows is the configured one or the one `set
+//! server B/S fqdn` gave it; [`names`] starts and stops the tasks as that changes), and hands
+//! what it learns to the state writer: a new address (new flows
 //! only; checks follow it), `MAINT (resolution)` when the name stays unresolvable past its
 //! `hold` time, and back out when it resolves again. As HAProxy, the preferred family is asked
 //! first and the other one whenever the first gives no usable answer (any error, no record,
@@ -24,10 +26,10 @@
 //! dependencies for no behaviour lb uses. The resolvers run on their own thread (a tokio
 //! current-thread runtime) so that DNS never shares a thread with forwarding.
 
+mod names;
 pub mod srv;
 pub mod wire;
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -85,95 +87,81 @@ impl Failure {
     }
 }
 
-/// One server that follows a name: its backend and index in the generation.
-struct Member {
-    backend: usize,
-    server: usize,
-    /// Made by a `server-template`: gets an address of its own.
-    template: bool,
-    /// `resolve-opts ignore-weight`: an SRV record's weight is not its weight.
-    ignore_weight: bool,
-}
-
-/// One hostname of one resolvers section, and the servers that use it.
+/// One hostname of one resolvers section; its servers are read at each answer
+/// ([`names::members`]).
 struct Resolution {
     gen: Option<Arc<Generation>>,
     resolvers: Resolvers,
     nameservers: Vec<(String, SocketAddr)>,
     /// Each nameserver's counters (same order), shared with `show resolvers`.
     counters: Vec<Arc<NameserverCounters>>,
+    /// The name as its first server writes it (what is asked).
     name: String,
     prefer_v4: bool,
-    members: Vec<Member>,
+    key: names::Key,
 }
 
-/// Starts re-resolution for every server of `gen` with `resolvers` and a hostname. Returns at
-/// once; the work runs on a thread named `lb-dns`.
-pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
-    let config = &gen.config;
-    // Template servers spread one answer within their backend: their own resolution there.
-    let mut by_name: BTreeMap<(String, String, Option<usize>), Resolution> = BTreeMap::new();
-    for (bi, be) in config.backends.iter().enumerate() {
-        for (si, srv) in be.servers.iter().enumerate() {
-            let (Some(rname), Some(fqdn)) = (&srv.resolvers, &srv.fqdn) else {
-                continue;
-            };
-            let Some(sec) = config
-                .global
-                .resolvers
-                .iter()
-                .position(|r| &r.name == rname)
-            else {
-                continue; // the config checked it exists
-            };
-            let section = &config.global.resolvers[sec];
-            let key = (
-                rname.clone(),
-                fqdn.to_ascii_lowercase(),
-                srv.template.then_some(bi),
-            );
-            if !by_name.contains_key(&key) {
-                let nameservers = section.nameservers.clone();
-                // The generation built them from the same configuration: same order.
-                let counters = gen.resolvers[sec]
-                    .nameservers
-                    .iter()
-                    .map(|(_, c)| c.clone())
-                    .collect();
-                by_name.insert(
-                    key.clone(),
-                    Resolution {
-                        gen: Some(gen.clone()),
-                        resolvers: section.clone(),
-                        nameservers,
-                        counters,
-                        name: fqdn.clone(),
-                        prefer_v4: srv.resolve_prefer_ipv4,
-                        members: Vec::new(),
-                    },
-                );
-            }
-            if let Some(r) = by_name.get_mut(&key) {
-                r.members.push(Member {
-                    backend: bi,
-                    server: si,
-                    template: srv.template,
-                    ignore_weight: srv.resolve_ignore_weight,
-                });
-            }
+impl Resolution {
+    /// The resolution of `key` in `gen` (`None` for a section `gen` does not have).
+    fn new(gen: &Arc<Generation>, key: names::Key, start: names::Start) -> Option<Self> {
+        let section = gen.config.global.resolvers.get(key.section)?;
+        // The generation built them from the same configuration: same order.
+        let counters = gen
+            .resolvers
+            .get(key.section)?
+            .nameservers
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect();
+        Some(Self {
+            gen: Some(gen.clone()),
+            resolvers: section.clone(),
+            nameservers: section.nameservers.clone(),
+            counters,
+            name: start.name,
+            prefer_v4: start.prefer_v4,
+            key,
+        })
+    }
+
+    /// The servers that follow this name now.
+    fn members(&self) -> Vec<names::Member> {
+        self.gen
+            .as_ref()
+            .map(|g| names::members(g, &self.key))
+            .unwrap_or_default()
+    }
+
+    /// Applies `change` to `m` unless it follows another name by now.
+    fn apply(&self, m: &names::Member, change: Change, by: &By) {
+        let Some(gen) = &self.gen else {
+            return;
+        };
+        match state::apply_for_name(gen, (m.backend, m.server), &self.key.name, change, by) {
+            Ok(_) | Err(state::StateError::NameChanged) => {}
+            Err(e) => log::warn!("resolvers '{}': '{}': {e}", self.resolvers.name, self.name),
         }
     }
-    let (stop, mut stopped) = tokio::sync::watch::channel(());
-    if by_name.is_empty() {
+}
+
+/// Starts re-resolution for every server of `gen` with `resolvers` and a hostname, and for
+/// those that get one at run time (`set server B/S fqdn`). Returns at once; the work runs on
+/// a thread named `lb-dns`.
+pub fn start(gen: &Arc<Generation>) -> Result<Resolving, DnsError> {
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    // Only a server with `resolvers` can ever follow a name.
+    let any = gen
+        .config
+        .backends
+        .iter()
+        .any(|b| b.servers.iter().any(|s| s.resolvers.is_some()));
+    if !any {
         return Ok(Resolving { _stop: stop });
     }
-    let resolutions: Vec<Resolution> = by_name.into_values().collect();
-    crate::control::spawn_local_thread("lb-dns", "DNS resolvers", move || async move {
-        for r in resolutions {
-            tokio::task::spawn_local(follow(r));
-        }
+    let gen = gen.clone();
+    crate::control::spawn_local_thread("lb-dns", "DNS resolvers", move || {
         // Until the `Resolving` is dropped (stop, or a reload replacing this generation).
-        while stopped.changed().await.is_ok() {}
+        names::supervise(gen, stopped)
     })
     .map_err(DnsError::Thread)?;
     Ok(Resolving { _stop: stop })
@@ -189,7 +177,7 @@ pub struct Resolving {
 async fn follow(r: Resolution) {
     // The address in use at start came from the system resolver at load time: valid now.
     let mut last_valid = Instant::now();
-    let srv = r.name.starts_with('_');
+    let srv = r.key.srv;
     let mut records = srv::SrvCache::default();
     loop {
         let answer = if srv {
@@ -258,9 +246,9 @@ fn apply(r: &Resolution, offers: &[Offer], ns: usize) {
     let Some(gen) = &r.gen else {
         return;
     };
+    let members = r.members();
     // What each member has now: its address, port and weight, `None` in MAINT (resolution).
-    let current: Vec<Option<Offer>> = r
-        .members
+    let current: Vec<Option<Offer>> = members
         .iter()
         .map(|m| {
             let snap = gen.backends[m.backend].snapshot();
@@ -273,15 +261,15 @@ fn apply(r: &Resolution, offers: &[Offer], ns: usize) {
             })
         })
         .collect();
-    let templated: Vec<usize> = (0..r.members.len())
-        .filter(|i| r.members[*i].template)
+    let templated: Vec<usize> = (0..members.len())
+        .filter(|i| members[*i].template)
         .collect();
     let cur: Vec<Option<Offer>> = templated
         .iter()
         .map(|i| current[*i].filter(|c| offers.iter().any(|o| o.is(c))))
         .collect();
     let spread = spread(&cur, offers, Offer::is);
-    for (i, m) in r.members.iter().enumerate() {
+    for (i, m) in members.iter().enumerate() {
         let got = if m.template {
             let k = templated.iter().position(|t| *t == i).unwrap_or(0);
             spread.get(k).copied().flatten()
@@ -311,7 +299,7 @@ fn apply(r: &Resolution, offers: &[Offer], ns: usize) {
             (Some(o), _) => Change::Resolved(o.ip, o.port, o.weight),
             (None, None) => continue,
             // HAProxy's `srvrq_update_srv_status` for a record gone (past `hold obsolete`).
-            (None, Some(_)) if r.name.starts_with('_') => {
+            (None, Some(_)) if r.key.srv => {
                 Change::Resolution(Some("entry removed from SRV record"))
             }
             (None, Some(_)) => Change::Resolution(Some(Failure::NoIp.cause())),
@@ -326,9 +314,7 @@ fn apply(r: &Resolution, offers: &[Offer], ns: usize) {
         } else {
             By::DnsCache
         };
-        if let Err(e) = state::apply(gen, m.backend, m.server, change, &by) {
-            log::warn!("resolvers '{}': '{}': {e}", r.resolvers.name, r.name);
-        }
+        r.apply(m, change, &by);
     }
 }
 
@@ -377,14 +363,8 @@ fn pick(addrs: &[IpAddr], current: Option<IpAddr>, nets: &[crate::config::IpNet]
 
 /// The name stayed unresolvable past its `hold`: `MAINT (resolution)`.
 fn enter_maint(r: &Resolution, f: Failure) {
-    let Some(gen) = &r.gen else {
-        return;
-    };
-    for m in &r.members {
-        let change = Change::Resolution(Some(f.cause()));
-        if let Err(e) = state::apply(gen, m.backend, m.server, change, &By::DnsCache) {
-            log::warn!("resolvers '{}': '{}': {e}", r.resolvers.name, r.name);
-        }
+    for m in &r.members() {
+        r.apply(m, Change::Resolution(Some(f.cause())), &By::DnsCache);
     }
 }
 
@@ -661,7 +641,12 @@ mod tests {
             counters: vec![counters.clone()],
             name: "gone.test".into(),
             prefer_v4: true,
-            members: Vec::new(),
+            key: names::Key {
+                section: 0,
+                name: "gone.test".into(),
+                template: None,
+                srv: false,
+            },
         };
         let rt = crate::test_runtime();
         rt.block_on(async {
