@@ -25,6 +25,8 @@ const CMAINT: u32 = 0x04;
 const FDRAIN: u32 = 0x08;
 const IDRAIN: u32 = 0x10;
 const RMAINT: u32 = 0x20;
+/// The name was set at run time (`set server B/S fqdn`).
+const HMAINT: u32 = 0x40;
 /// HAProxy's `CHK_ST_*` bits.
 const CHK_CONFIGURED: u32 = 0x02;
 const CHK_ENABLED: u32 = 0x04;
@@ -50,6 +52,7 @@ fn admin_bits(e: &ServerEntry) -> u32 {
         | bit(e.state.resolution_maint, RMAINT)
         | bit(e.state.via_maint, IMAINT)
         | bit(e.state.via_drain, IDRAIN)
+        | bit(e.counters.fqdn_set_at_runtime(), HMAINT)
 }
 
 /// The `srv_op_state` of a server.
@@ -124,7 +127,7 @@ fn line(be_id: u32, be_name: &str, e: &ServerEntry, now: u64, start: u64) -> Str
         st.user_weight,
         e.conf.weight,
         st.check_h,
-        e.conf.fqdn.as_deref().unwrap_or("-"),
+        e.counters.fqdn(&e.conf).as_deref().unwrap_or("-"),
         st.addr.port(),
         check.port.unwrap_or(0),
     )
@@ -239,6 +242,13 @@ pub fn apply_line(gen: &Arc<Generation>, backend: usize, server: usize, l: &Stat
                 l.be_name,
                 l.srv_name
             ),
+        }
+    }
+    // The name set at run time (HAProxy: `SRV_ADMF_HMAINT`), on a server configured with a
+    // name, when the file's differs from the configured one.
+    if let (Some(name), Some(configured)) = (&l.fqdn, &e.conf.fqdn) {
+        if l.admin & HMAINT != 0 && name != configured {
+            changes.push(Change::Fqdn(name.clone()));
         }
     }
     for c in changes {
