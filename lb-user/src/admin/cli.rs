@@ -45,6 +45,9 @@ pub enum ServerOp {
         addr: Option<String>,
         port: Option<String>,
     },
+    /// `fqdn NAME` (empty: none given; checked when run, after the level and the server,
+    /// as HAProxy's).
+    Fqdn(String),
 }
 
 /// One runtime API command, parsed.
@@ -285,8 +288,8 @@ fn session_id(w: &str) -> Option<u64> {
 /// The words after `set server B/S`.
 fn server_op(w: &[&str]) -> Result<ServerOp, String> {
     const USAGE: &str = "usage: set server <backend>/<server> addr | agent | agent-addr | \
-                         agent-port | agent-send | check-addr | check-port | health | state | \
-                         weight\n";
+                         agent-port | agent-send | check-addr | check-port | fqdn | health | \
+                         state | weight\n";
     Ok(match w {
         [what @ ("check-addr" | "agent-addr")] => {
             return Err(format!(
@@ -342,6 +345,7 @@ fn server_op(w: &[&str]) -> Result<ServerOp, String> {
             )
         }
         ["weight", wt, ..] => ServerOp::Weight((*wt).to_owned()),
+        ["fqdn", rest @ ..] => ServerOp::Fqdn(rest.first().copied().unwrap_or_default().to_owned()),
         ["addr", ip, more @ ..] => {
             let Ok(ip) = ip.parse::<IpAddr>() else {
                 return Err(format!("Invalid addr '{ip}'.\n"));
@@ -621,6 +625,7 @@ fn set_server(gen: &Arc<Generation>, b: usize, s: usize, op: ServerOp) -> Result
                 .map(|_| String::new())
                 .map_err(|e| e.to_string())
         }
+        ServerOp::Fqdn(name) => super::fqdn::set(gen, b, s, &name),
     }
 }
 

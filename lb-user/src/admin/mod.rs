@@ -5,6 +5,7 @@
 //! also serves the stats pages). Server changes go through the state writer (`crate::state`).
 
 pub mod cli;
+mod fqdn;
 pub mod frontend;
 mod help;
 pub mod patterns;
