@@ -45,9 +45,9 @@ pub(super) struct Start {
     pub prefer_v4: bool,
 }
 
-/// Every server of `gen` that follows a name with a `resolvers` section, with its key and
-/// written name, in configuration order.
-fn following(gen: &Generation) -> Vec<(Key, String, Member, bool)> {
+/// Every server of `gen` that follows a name with a `resolvers` section (only those of
+/// `only`'s resolution, when given), with its key and written name, in configuration order.
+fn following(gen: &Generation, only: Option<&Key>) -> Vec<(Key, String, Member, bool)> {
     let config = &gen.config;
     let mut out = Vec::new();
     for (bi, table) in gen.backends.iter().enumerate() {
@@ -64,13 +64,23 @@ fn following(gen: &Generation) -> Vec<(Key, String, Member, bool)> {
             else {
                 continue; // the config checked it exists
             };
-            let Some(fqdn) = e.counters.fqdn(srv) else {
+            let template = srv.template.then_some(bi);
+            if only.is_some_and(|k| k.section != section || k.template != template) {
+                continue;
+            }
+            let runtime = e.counters.fqdn.load();
+            let Some(fqdn) = runtime.as_deref().or(srv.fqdn.as_ref()) else {
                 continue; // written with an address: nothing to resolve until it gets a name
             };
+            // Compared without copying: this runs at each answer of each resolution.
+            let bare = fqdn.strip_suffix('.').unwrap_or(fqdn);
+            if only.is_some_and(|k| !k.name.eq_ignore_ascii_case(bare)) {
+                continue;
+            }
             let key = Key {
                 section,
-                name: name_key(&fqdn),
-                template: srv.template.then_some(bi),
+                name: name_key(fqdn),
+                template,
                 srv: crate::state::fqdn::is_srv(srv),
             };
             let member = Member {
@@ -79,7 +89,7 @@ fn following(gen: &Generation) -> Vec<(Key, String, Member, bool)> {
                 template: srv.template,
                 ignore_weight: srv.resolve_ignore_weight,
             };
-            out.push((key, fqdn, member, srv.resolve_prefer_ipv4));
+            out.push((key, fqdn.clone(), member, srv.resolve_prefer_ipv4));
         }
     }
     out
@@ -88,7 +98,7 @@ fn following(gen: &Generation) -> Vec<(Key, String, Member, bool)> {
 /// The resolutions `gen` needs now.
 pub(super) fn wanted(gen: &Generation) -> BTreeMap<Key, Start> {
     let mut out = BTreeMap::new();
-    for (key, name, _, prefer_v4) in following(gen) {
+    for (key, name, _, prefer_v4) in following(gen, None) {
         out.entry(key).or_insert(Start { name, prefer_v4 });
     }
     out
@@ -96,7 +106,7 @@ pub(super) fn wanted(gen: &Generation) -> BTreeMap<Key, Start> {
 
 /// The servers that follow `key` now, in configuration order.
 pub(super) fn members(gen: &Generation, key: &Key) -> Vec<Member> {
-    following(gen)
+    following(gen, Some(key))
         .into_iter()
         .filter(|(k, ..)| k == key)
         .map(|(_, _, m, _)| m)
@@ -135,5 +145,74 @@ pub(super) async fn supervise(gen: Arc<Generation>, mut stopped: tokio::sync::wa
     }
     for task in running.values() {
         task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{self, By, Change};
+
+    #[test]
+    fn a_new_name_gets_its_own_resolution_and_leaves_the_old_one() {
+        let text = "resolvers dns\n  nameserver ns1 127.0.0.1:5353\n\
+             defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n\
+             backend be\n  server s1 localhost:80 resolvers dns\n  \
+             server s2 LocalHost.:81 resolvers dns\n  server s3 127.0.0.1:82 resolvers dns\n  \
+             server s4 localhost:83\n";
+        let cfg = crate::config::load_str("t.cfg", text).expect("config");
+        let gen = Generation::standalone(Arc::new(cfg));
+        let key = |name: &str| Key {
+            section: 0,
+            name: name.to_owned(),
+            template: None,
+            srv: false,
+        };
+        let servers =
+            |k: &Key| -> Vec<usize> { members(&gen, k).iter().map(|m| m.server).collect() };
+        // One resolution for both spellings of the name; none for the address nor for the
+        // server without `resolvers`.
+        let names: Vec<String> = wanted(&gen).into_keys().map(|k| k.name).collect();
+        assert_eq!(names, ["localhost"]);
+        assert_eq!(servers(&key("localhost")), [0, 1]);
+        state::apply(&gen, 0, 1, Change::Fqdn("b.example".into()), &By::Cli).unwrap();
+        state::apply(&gen, 0, 2, Change::Fqdn("B.example".into()), &By::Cli).unwrap();
+        let wanted = wanted(&gen);
+        let names: Vec<&str> = wanted.keys().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["b.example", "localhost"]);
+        // The name as its first server writes it is what is asked.
+        assert_eq!(wanted[&key("b.example")].name, "b.example");
+        assert_eq!(servers(&key("localhost")), [0]);
+        assert_eq!(servers(&key("b.example")), [1, 2]);
+        // An answer for the name a server left is refused by the writer.
+        let before = gen.backends[0].snapshot().servers[0].state;
+        assert_eq!(
+            state::apply_for_name(
+                &gen,
+                (0, 1),
+                "b.example",
+                Change::Resolved("127.0.0.9".parse().unwrap(), None, None),
+                &By::DnsCache,
+            )
+            .map(|a| a.after.addr.ip().to_string()),
+            Ok("127.0.0.9".to_owned())
+        );
+        let old = state::apply_for_name(
+            &gen,
+            (0, 0),
+            "b.example",
+            Change::Resolution(Some("DNS NX status")),
+            &By::DnsCache,
+        );
+        assert_eq!(old, Err(state::StateError::NameChanged));
+        assert_eq!(gen.backends[0].snapshot().servers[0].state, before);
+        let old = state::apply_for_name(
+            &gen,
+            (0, 1),
+            "localhost",
+            Change::Resolution(Some("DNS NX status")),
+            &By::DnsCache,
+        );
+        assert_eq!(old, Err(state::StateError::NameChanged));
     }
 }
