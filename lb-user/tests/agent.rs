@@ -553,11 +553,22 @@ fn runtime_api_drives_the_agent() {
     ] {
         assert_eq!(s.admin(cmd), format!("{want}\n"), "{cmd}");
     }
-    // Lower levels may not.
-    assert_eq!(
-        cli(&s.dir.sock("oper.sock"), "disable agent be/s1"),
-        "Permission denied\n\n"
-    );
+    // Lower levels may not, whatever the words: HAProxy checks the level before it reads
+    // them, so a malformed command gets no usage text either.
+    for cmd in [
+        "disable agent be/s1",
+        "disable agent",
+        "set server be/s1 agent sideways",
+        "set server be/s1 check-addr",
+        "set server nobackslash state ready",
+        "set weight be/s1",
+    ] {
+        assert_eq!(
+            cli(&s.dir.sock("oper.sock"), cmd),
+            "Permission denied\n\n",
+            "{cmd}"
+        );
+    }
     assert_eq!(s.status("s1"), "no check");
 }
 

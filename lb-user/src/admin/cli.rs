@@ -112,29 +112,26 @@ pub enum Command {
     Unknown(String),
 }
 
-impl Command {
-    /// The level a session needs to run it.
-    pub fn level(&self) -> CliLevel {
-        match self {
-            Self::ShowSess
-            | Self::ShowEnv(_)
-            | Self::ClearTable(_)
-            | Self::SetTable(_)
-            | Self::ClearCounters { all: false } => CliLevel::Operator,
-            Self::SetServer(..)
-            | Self::SetMaxconn(..)
-            | Self::SetFrontendMaxconn(..)
-            | Self::SetGlobalMaxconn(..)
-            | Self::SetRateLimit(..)
-            | Self::ServerEnabled(..)
-            | Self::AgentEnabled(..)
-            | Self::HealthEnabled(..)
-            | Self::ShutdownSessions(..)
-            | Self::ShutdownSession(..)
-            | Self::Frontend(..)
-            | Self::ClearCounters { all: true } => CliLevel::Admin,
-            _ => CliLevel::User,
+/// The level a command needs, from its words alone (the one home of the rule): HAProxy checks
+/// a session's level before it reads the command's arguments, so a session below it gets
+/// "Permission denied" for words that would not parse too. Words of no command (the help)
+/// and `show|get|add|del|set|clear acl|map` need no level.
+pub fn level(w: &[&str]) -> CliLevel {
+    match w {
+        ["show", "sess" | "env", ..] | ["set" | "clear", "table", ..] => CliLevel::Operator,
+        ["clear", "counters", rest @ ..] => {
+            if rest.first() == Some(&"all") {
+                CliLevel::Admin
+            } else {
+                CliLevel::Operator
+            }
         }
+        ["set", "server" | "weight" | "rate-limit", ..]
+        | ["set", "maxconn", "server" | "frontend" | "global", ..]
+        | ["enable" | "disable", "server" | "agent" | "health" | "frontend", ..]
+        | ["shutdown", "session" | "frontend", ..]
+        | ["shutdown", "sessions", "server", ..] => CliLevel::Admin,
+        _ => CliLevel::User,
     }
 }
 
@@ -414,9 +411,13 @@ impl Session {
                 continue;
             }
             let payload = payload.filter(|_| i + 1 == cmds.len());
-            let mut answer = match parse_with_payload(&words, payload) {
-                Ok(c) => self.run(gen, c).await,
-                Err(e) => e,
+            let mut answer = if self.level < level(&words) {
+                PERMISSION_DENIED.to_owned()
+            } else {
+                match parse_with_payload(&words, payload) {
+                    Ok(c) => self.run(gen, c).await,
+                    Err(e) => e,
+                }
             };
             if self.quit {
                 return out;
@@ -434,11 +435,9 @@ impl Session {
         out
     }
 
-    /// Runs one parsed command at this session's level.
-    pub async fn run(&mut self, gen: &Arc<Generation>, c: Command) -> String {
-        if self.level < c.level() {
-            return PERMISSION_DENIED.to_owned();
-        }
+    /// Runs one parsed command (the session's level was checked against its words, see
+    /// [`level`]).
+    async fn run(&mut self, gen: &Arc<Generation>, c: Command) -> String {
         match self.execute(gen, c).await {
             Ok(s) | Err(s) => s,
         }
@@ -761,7 +760,7 @@ mod tests {
         assert_eq!(p("show cli level"), Ok(Command::ShowCliLevel));
         assert_eq!(p("show env"), Ok(Command::ShowEnv(None)));
         assert_eq!(p("show env X"), Ok(Command::ShowEnv(Some("X".into()))));
-        assert_eq!(p("show env").map(|c| c.level()), Ok(CliLevel::Operator));
+        assert_eq!(level(&["show", "env"]), CliLevel::Operator);
         assert_eq!(p("show version"), Ok(Command::ShowVersion));
         let t =
             |w: &[&str]| parse_cli_timeout(&w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
@@ -775,7 +774,7 @@ mod tests {
             p("show resolvers dns extra"),
             Ok(Command::ShowResolvers(Some("dns".into())))
         );
-        assert_eq!(p("show resolvers").map(|c| c.level()), Ok(CliLevel::User));
+        assert_eq!(level(&["show", "resolvers"]), CliLevel::User);
         assert_eq!(
             p("clear counters"),
             Ok(Command::ClearCounters { all: false })
@@ -784,14 +783,8 @@ mod tests {
             p("clear counters all"),
             Ok(Command::ClearCounters { all: true })
         );
-        assert_eq!(
-            p("clear counters x").map(|c| c.level()),
-            Ok(CliLevel::Operator)
-        );
-        assert_eq!(
-            p("clear counters all").map(|c| c.level()),
-            Ok(CliLevel::Admin)
-        );
+        assert_eq!(level(&["clear", "counters", "x"]), CliLevel::Operator);
+        assert_eq!(level(&["clear", "counters", "all"]), CliLevel::Admin);
         assert_eq!(
             p("set maxconn frontend fe 12abc"),
             Ok(Command::SetFrontendMaxconn("fe".into(), Some(12)))
@@ -854,6 +847,6 @@ mod tests {
             Err("Require 'backend/server'.\n".to_owned())
         );
         assert_eq!(p("frobnicate"), Ok(Command::Unknown("frobnicate".into())));
-        assert_eq!(Command::ShowSess.level(), CliLevel::Operator);
+        assert_eq!(level(&["show", "sess"]), CliLevel::Operator);
     }
 }
