@@ -28,8 +28,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,161 +37,75 @@ use common::data::{hex, DataStream};
 use common::health::poll;
 use common::netns::{in_netns, ip};
 use common::ops::thread_statuses;
+use common::routed::{
+    Routed, CLIENT, CLIENT6, LB_CLIENT_SIDE, LB_CLIENT_SIDE6, LB_SERVER_SIDE, LB_SERVER_SIDE6,
+    SERVER, SERVER6,
+};
 use common::stats::{cli, col, parse_csv, SockDir};
 use common::{Lb, LbOpts, DEFAULTS};
 
 /// Bytes each way per connection.
 const BODY: usize = 1 << 20;
 
-const CLIENT: &str = "10.77.1.2";
-const LB_CLIENT_SIDE: &str = "10.77.1.1";
-const LB_SERVER_SIDE: &str = "10.77.2.1";
-const SERVER: &str = "10.77.2.2";
 const SERVER_PORT: u16 = 9000;
-const CLIENT6: &str = "2001:db8:77::2";
-const LB_CLIENT_SIDE6: &str = "2001:db8:77::1";
-const LB_SERVER_SIDE6: &str = "2001:db8:78::1";
-const SERVER6: &str = "2001:db8:78::2";
 /// The fixed foreign address of `usesrc ADDR`.
 const FIXED: &str = "10.77.1.50";
 
-/// Three namespaces and two veth pairs; dropping deletes them (and the veths with them).
-struct Topology {
-    client: String,
-    lb: String,
-    server: String,
-}
-
-impl Topology {
-    fn new() -> Topology {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let name = |role: &str| format!("tpx{pid}x{n}{role}");
-        // Interface names: 15 bytes at most.
-        let short = |role: &str| format!("t{}x{n}{role}", pid % 1_000_000);
-        let t = Topology {
-            client: name("c"),
-            lb: name("l"),
-            server: name("s"),
-        };
-        for ns in [&t.client, &t.lb, &t.server] {
-            // A namespace of that name can only be a leftover of a process with our pid.
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-            ip(&["netns", "add", ns]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            // No duplicate address detection on the links made next: their IPv6 addresses,
-            // link-local ones too, are usable at once.
-            common::netns::exec_in(
-                ns,
-                &["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0"],
-            );
-        }
-        let link = |ns: &str, ifname: &str, lb_if: &str, addr: &str, lb_addr: &str| {
-            ip(&[
-                "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", lb_if, "netns",
-                &t.lb,
-            ]);
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                ifname,
-            ]);
-            ip(&["-n", ns, "link", "set", ifname, "up"]);
-            ip(&["-n", ns, "route", "add", "default", "via", lb_addr]);
-            ip(&[
-                "-n",
-                &t.lb,
-                "addr",
-                "add",
-                &format!("{lb_addr}/24"),
-                "dev",
-                lb_if,
-            ]);
-            ip(&["-n", &t.lb, "link", "set", lb_if, "up"]);
-        };
-        link(&t.client, &short("c"), &short("lc"), CLIENT, LB_CLIENT_SIDE);
-        let to_server = short("ls");
-        link(&t.server, &short("s"), &to_server, SERVER, LB_SERVER_SIDE);
-        // IPv6 on both links too: transparent IPv6, and a client of another family than the
-        // server's.
-        for (ns, ifname, addr) in [
-            (&t.client, short("c"), CLIENT6),
-            (&t.lb, short("lc"), LB_CLIENT_SIDE6),
-            (&t.lb, to_server.clone(), LB_SERVER_SIDE6),
-            (&t.server, short("s"), SERVER6),
-        ] {
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{addr}/64"),
-                "dev",
-                &ifname,
-                "nodad",
-            ]);
-        }
-        ip(&[
-            "-6",
-            "-n",
-            &t.server,
-            "route",
-            "add",
-            "default",
-            "via",
-            LB_SERVER_SIDE6,
-        ]);
-        common::netns::exec_in(&t.lb, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-        // The server's answers to the client's addresses are for lb's transparent sockets.
-        ip(&[
-            "-n", &t.lb, "rule", "add", "from", SERVER, "iif", &to_server, "lookup", "100",
-        ]);
-        ip(&[
-            "-n",
-            &t.lb,
-            "route",
-            "add",
-            "local",
-            "10.77.1.0/24",
-            "dev",
-            "lo",
-            "table",
-            "100",
-        ]);
-        ip(&[
-            "-6", "-n", &t.lb, "rule", "add", "from", SERVER6, "iif", &to_server, "lookup", "100",
-        ]);
-        ip(&[
-            "-6",
-            "-n",
-            &t.lb,
-            "route",
-            "add",
-            "local",
-            "2001:db8:77::/64",
-            "dev",
-            "lo",
-            "table",
-            "100",
-        ]);
-        t
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.lb, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
+/// The routed topology, and lb's policy routing for the return path: the server's answers to
+/// the client's addresses are for lb's transparent sockets.
+fn topology() -> Routed {
+    let t = Routed::new("tpx", 't');
+    ip(&[
+        "-n",
+        &t.lb,
+        "rule",
+        "add",
+        "from",
+        SERVER,
+        "iif",
+        &t.to_server,
+        "lookup",
+        "100",
+    ]);
+    ip(&[
+        "-n",
+        &t.lb,
+        "route",
+        "add",
+        "local",
+        "10.77.1.0/24",
+        "dev",
+        "lo",
+        "table",
+        "100",
+    ]);
+    ip(&[
+        "-6",
+        "-n",
+        &t.lb,
+        "rule",
+        "add",
+        "from",
+        SERVER6,
+        "iif",
+        &t.to_server,
+        "lookup",
+        "100",
+    ]);
+    ip(&[
+        "-6",
+        "-n",
+        &t.lb,
+        "route",
+        "add",
+        "local",
+        "2001:db8:77::/64",
+        "dev",
+        "lo",
+        "table",
+        "100",
+    ]);
+    t
 }
 
 /// The server's own answer after the client's half-close.
@@ -358,7 +270,7 @@ backend v6
 }
 
 fn transparent_proxying(plane: &str) {
-    let t = Topology::new();
+    let t = topology();
     let peers = start_server(&t.server);
     let dir = SockDir::new("tproxy");
     let sock = dir.sock("admin");

@@ -21,6 +21,7 @@ pub mod netns;
 pub mod ops;
 pub mod peers;
 pub mod postgres;
+pub mod routed;
 pub mod scenarios;
 pub mod servers;
 pub mod stats;
