@@ -64,14 +64,15 @@ pub struct Plan {
     pub keep_net_admin: bool,
 }
 
-/// Whether a server's connections are transparent (`usesrc`): their sockets need
-/// `CAP_NET_ADMIN`.
+/// Whether a server's connections are transparent (`usesrc`), or those an `option
+/// transparent` backend makes with no server (from the backend's `source`): their sockets
+/// need `CAP_NET_ADMIN`.
 pub fn needs_net_admin(config: &Config) -> bool {
-    config
-        .backends
-        .iter()
-        .flat_map(|b| &b.servers)
-        .any(|s| s.source.as_ref().is_some_and(|src| src.usesrc.is_some()))
+    let usesrc = |s: Option<&crate::config::Source>| s.is_some_and(|src| src.usesrc.is_some());
+    config.backends.iter().any(|b| {
+        (b.transparent && usesrc(b.source.as_ref()))
+            || b.servers.iter().any(|s| usesrc(s.source.as_ref()))
+    })
 }
 
 /// `CAP_NET_ADMIN` (12, linux/capability.h): its bit in the first word of the capability sets.

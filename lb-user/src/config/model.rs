@@ -639,6 +639,14 @@ pub struct Backend {
     /// there even when the server is DOWN or in maintenance (HAProxy's `PR_O_PERSIST`); with
     /// `option redispatch` its last retry goes elsewhere.
     pub persist: bool,
+    /// `option transparent` (or the deprecated `transparent`), and no `balance`: a connection
+    /// that no rule sends to a server (`use-server`, `stick`, `force-persist`) goes to the
+    /// address the client originally asked for, with no server (HAProxy's `PR_O_TRANSP`
+    /// without a balancing algorithm: the servers take no balanced traffic).
+    pub transparent: bool,
+    /// The backend's own `source` (each server has it too, unless it has its own): where the
+    /// connections it sends with no server (`transparent`) come from.
+    pub source: Option<Source>,
     /// `option abortonclose`: a connection whose client closes (FIN or reset) while it waits
     /// in the queue is dropped there (`CQ`) instead of being sent to a server later.
     pub abortonclose: bool,
@@ -662,15 +670,6 @@ pub struct Backend {
     /// `fullconn`: the load at which its servers' dynamic limits reach their `maxconn`.
     /// `None`: HAProxy's default, see [`Config::fullconn`].
     pub fullconn: Option<u32>,
-}
-
-impl Backend {
-    /// Whether a server of this backend takes the client's destination port (so a connection
-    /// needs it).
-    #[must_use]
-    pub fn maps_ports(&self) -> bool {
-        self.servers.iter().any(|s| s.port_offset.is_some())
-    }
 }
 
 /// Where a backend reads its servers' states at start (`load-server-state-from-file`).

@@ -24,6 +24,7 @@ use crate::dataplane::{Dataplane, FlowEnd, FlowReport, KillSwitch, Sock};
 use crate::flows::{Adoption, FlowInfo, HandedFlow};
 use crate::generation::Generation;
 use crate::logging::{self, tcplog::Ending};
+use crate::table::Held;
 
 /// How long the old process's unsent bytes may take to go out (they were due already).
 const UNSENT_WRITE: Duration = Duration::from_secs(10);
@@ -163,7 +164,9 @@ async fn serve_adopted(
     let index = snap.servers.iter().position(|s| s.conf.name == flow.server);
     // Counted in the server's `cur` when it still exists and takes it (up, below its
     // maxconn); else under the backend only.
-    let slot = index.and_then(|i| table.try_acquire_server(i, false));
+    let slot = index
+        .and_then(|i| table.try_acquire_server(i, false))
+        .map(Held::Server);
     let _be_session = table.enter();
     let mut served = Served::new(flow.client);
     served.backend = Some(backend);

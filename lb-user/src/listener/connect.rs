@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Backend, Frontend, Keepalive, Server};
+use crate::config::{Backend, Frontend, Keepalive, Server, Source};
 use crate::dataplane::{sockopt, Sock};
 use crate::generation::Generation;
 use crate::ring::{ConnectFailed, FirstBytes};
 use crate::server::{PortLease, PortPool};
-use crate::table::{BackendTable, ServerSlot};
+use crate::table::{BackendSession, BackendTable, Held, ServerSlot};
 
 /// Socket options of a connection to a server: `TCP_NODELAY`, keepalive and the server's
 /// `tcp-ut` when configured (best effort, as in `HAProxy`: the connection works without it).
@@ -50,6 +50,50 @@ pub(super) fn client_local(
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
 }
 
+/// The address the client asked for (HAProxy's `sc_dst` of the client side), read once and
+/// only when a connection needs it: a server without an address or without a port of its
+/// own. A PROXY header's destination as the session has it; else the socket's
+/// own, where an IPv4 connection that netfilter NATs (`REDIRECT`, `DNAT`) gives its address
+/// before the NAT, as HAProxy's `sock_inet_get_dst` reads it (`SO_ORIGINAL_DST`; with
+/// `bind ... transparent` and TPROXY or local routing the socket's address already is it).
+pub(super) struct OrigDst {
+    /// The session's destination, and its own local address.
+    dst: SocketAddr,
+    local: SocketAddr,
+    /// The client's socket, open for as long as this lives (see [`OrigDst::new`]).
+    client: std::os::fd::RawFd,
+    read: std::cell::OnceCell<SocketAddr>,
+}
+
+impl OrigDst {
+    /// `client`: the client's socket, which must stay open while this lives (the caller's
+    /// `Sock`, not closed while it connects to the server).
+    pub(super) fn new((dst, local): (SocketAddr, SocketAddr), client: &Sock) -> Self {
+        Self {
+            dst,
+            local,
+            client: client.fd().as_raw_fd(),
+            read: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The original destination (one `getsockopt` the first time, for an IPv4 socket).
+    pub(super) fn get(&self) -> SocketAddr {
+        *self.read.get_or_init(|| {
+            if self.dst != self.local || !self.local.is_ipv4() {
+                return self.dst;
+            }
+            // SAFETY: the client's socket is open while this lives (see `new`).
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.client) };
+            socket2::SockRef::from(&fd)
+                .original_dst()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .unwrap_or(self.dst)
+        })
+    }
+}
+
 /// Why a connect attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ConnectError {
@@ -69,9 +113,9 @@ pub(super) struct Opened {
     pub(super) first: FirstBytes,
 }
 
-/// One non-blocking connect to `server` at `addr` (from its `source` when it or its backend has
-/// one, transparently from `client`'s address with its `usesrc`; its `tcp-ut` when it has
-/// one), bounded by `timeout connect`. With `tfo`, TCP Fast Open
+/// One non-blocking connect to `addr` (from `source`, the server's or its backend's, when there
+/// is one, transparently from `client`'s address with its `usesrc`; the server's `tcp-ut` when
+/// it has one), bounded by `timeout connect`. With `tfo`, TCP Fast Open
 /// (`TCP_FASTOPEN_CONNECT`): where the kernel holds the server's cookie the connect completes
 /// at once and the first write sends the SYN with its bytes; else the cookie is asked for in
 /// a plain handshake. On a thread with a ring, the connect goes through it (its timeout linked
@@ -80,12 +124,11 @@ pub(super) struct Opened {
 /// once for the connect, the first bytes (written by the caller) and the data plane.
 pub(super) async fn connect(
     (addr, client): (SocketAddr, SocketAddr),
-    (server, ports): (&Server, Option<&Arc<PortPool>>),
+    (source, tcp_ut, ports): (Option<&Source>, Option<Duration>, Option<&Arc<PortPool>>),
     Opening { tfo, delay_ack }: Opening,
     (ka, timeout): (&Keepalive, Option<Duration>),
     first: Vec<u8>,
 ) -> Result<Opened, ConnectError> {
-    let source = server.source.as_ref();
     // Non-blocking and close-on-exec from creation: no fcntl afterwards.
     let sock = Socket::new(
         Domain::for_address(addr),
@@ -93,7 +136,7 @@ pub(super) async fn connect(
         Some(Protocol::TCP),
     )?;
     let fd: OwnedFd = sock.into();
-    tune(&fd, ka, server.tcp_ut)?;
+    tune(&fd, ka, tcp_ut)?;
     // A port of the server's source range, held as long as the connection (by its slot).
     let lease = match source {
         Some(src) => sockopt::bind_source(fd.as_fd(), src, addr, ports, Some(client))?,
@@ -177,9 +220,9 @@ impl Opening {
     /// speaks first (MySQL, SMTP) would wait for a connection that never comes. A delayed
     /// last ACK when the backend has `option tcp-smart-connect` and bytes wait (else the ACK
     /// would wait for nothing, and the server, which accepts at that ACK, with it).
-    pub(super) fn new(be: &Backend, server: &Server, attempt: u32, has_data: bool) -> Self {
+    pub(super) fn new(be: &Backend, server: Option<&Server>, attempt: u32, has_data: bool) -> Self {
         Self {
-            tfo: server.tfo && attempt == 0 && has_data,
+            tfo: server.is_some_and(|s| s.tfo) && attempt == 0 && has_data,
             delay_ack: be.smart_connect && has_data,
         }
     }
@@ -198,25 +241,28 @@ pub(super) struct ConnectTries {
     pub(super) failed_server: Option<(usize, Arc<str>)>,
 }
 
-/// A server reached: its slot, the connection, and its first bytes as [`Opened`] left them.
+/// A server (or the client's original destination) reached: what the connection holds of the
+/// backend, the connection, and its first bytes as [`Opened`] left them.
 pub(super) struct Reached {
-    pub(super) slot: ServerSlot,
+    pub(super) held: Held,
     pub(super) sock: Sock,
     pub(super) first: FirstBytes,
+    /// Where the connection went ([`ServerSlot::target`], or the original destination).
+    pub(super) target: SocketAddr,
 }
 
 /// Connects to the slot's server, re-trying `retries` times; with `option redispatch` the last
 /// retry goes to another server. Between retries on the same server after an immediate
 /// failure, waits HAProxy's turn-around time, min(`timeout connect`, 1 s). `client`: its
-/// address (for a redispatch's choice and a `usesrc` bind) and the port it connected to (for
-/// servers without one); `first`: the bytes a server is to get first (a PROXY header is the server's own),
+/// address (for a redispatch's choice and a `usesrc` bind) and the destination it asked for
+/// (for servers without an address or a port); `first`: the bytes a server is to get first (a PROXY header is the server's own),
 /// sent with the connect where it can (see [`connect`], and [`Opening`] for what their
 /// presence changes).
 pub(super) async fn connect_with_retries(
     gen: &Generation,
     table: &Arc<BackendTable>,
     be: &Backend,
-    (client, dst_port): (SocketAddr, u16),
+    (client, asked): (SocketAddr, &OrigDst),
     mut slot: ServerSlot,
     first: &dyn Fn(&ServerSlot) -> Vec<u8>,
     tries: &mut ConnectTries,
@@ -227,10 +273,15 @@ pub(super) async fn connect_with_retries(
         let started = tokio::time::Instant::now();
         let ports = slot.counters().source_ports(slot.conf());
         let bytes = first(&slot);
+        let target = slot.target(&|| asked.get());
         let result = connect(
-            (slot.target(dst_port), client),
-            (slot.conf(), ports.as_ref()),
-            Opening::new(be, slot.conf(), attempt, !bytes.is_empty()),
+            (target, client),
+            (
+                slot.conf().source.as_ref(),
+                slot.conf().tcp_ut,
+                ports.as_ref(),
+            ),
+            Opening::new(be, Some(slot.conf()), attempt, !bytes.is_empty()),
             (&be.keepalive, be.timeouts.connect),
             bytes,
         )
@@ -242,9 +293,10 @@ pub(super) async fn connect_with_retries(
             Ok(o) => {
                 slot.keep_port(o.lease);
                 return Ok(Reached {
-                    slot,
+                    held: Held::Server(slot),
                     sock: o.sock,
                     first: o.first,
+                    target,
                 });
             }
             Err(e) => {
@@ -280,13 +332,66 @@ pub(super) async fn connect_with_retries(
             };
             continue;
         }
-        let turnaround = be
-            .timeouts
-            .connect
-            .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1));
-        if started.elapsed() < turnaround {
-            tokio::time::sleep_until(started + turnaround).await;
+        turnaround(be, started).await;
+    }
+}
+
+/// Between retries on the same address after an immediate failure, waits HAProxy's
+/// turn-around time, min(`timeout connect`, 1 s), from the attempt's start.
+async fn turnaround(be: &Backend, started: tokio::time::Instant) {
+    let turnaround = be
+        .timeouts
+        .connect
+        .unwrap_or(Duration::from_secs(1))
+        .min(Duration::from_secs(1));
+    if started.elapsed() < turnaround {
+        tokio::time::sleep_until(started + turnaround).await;
+    }
+}
+
+/// Connects a connection that `option transparent` sends to the address the client originally
+/// asked for, with no server (HAProxy's `alloc_dst_address` for `PR_O_TRANSP`: the whole
+/// destination, address and port), from the backend's `source`; re-tries `retries` times (no
+/// redispatch: there is no server to leave). `session`: its count on the backend, which the
+/// connection then holds.
+pub(super) async fn connect_transparent(
+    be: &Backend,
+    (client, asked): (SocketAddr, &OrigDst),
+    (session, first): (BackendSession, Vec<u8>),
+    tries: &mut ConnectTries,
+) -> Result<Reached, String> {
+    let target = asked.get();
+    let mut attempt = 0u32;
+    loop {
+        let started = tokio::time::Instant::now();
+        let result = connect(
+            (target, client),
+            (be.source.as_ref(), None, None),
+            Opening::new(be, None, attempt, !first.is_empty()),
+            (&be.keepalive, be.timeouts.connect),
+            first.clone(),
+        )
+        .await;
+        match result {
+            Ok(o) => {
+                return Ok(Reached {
+                    held: Held::Backend(session),
+                    sock: o.sock,
+                    first: o.first,
+                    target,
+                })
+            }
+            Err(e) => {
+                tries.timed_out = matches!(e, ConnectError::Timeout(_));
+                let error = format!("original destination {target}: {e}");
+                log::debug!("{error} (attempt {})", attempt + 1);
+                if attempt >= be.retries {
+                    return Err(error);
+                }
+            }
         }
+        attempt += 1;
+        tries.retries = attempt;
+        turnaround(be, started).await;
     }
 }

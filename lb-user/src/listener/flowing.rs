@@ -25,13 +25,14 @@ use crate::interned;
 use crate::logging::tcplog::Ending;
 use crate::ring::Copied;
 use crate::session::Session;
-use crate::table::ServerSlot;
+use crate::table::{Held, ServerSlot};
 
 /// A pair ready for the data plane.
 pub(super) struct ToPlane {
     pub(super) client: Sock,
     pub(super) server: Sock,
-    pub(super) slot: ServerSlot,
+    /// Its server's slot, or the backend's count without a server.
+    pub(super) held: Held,
     /// Bytes passed on before the data plane, each way (counted with the flow's).
     pub(super) pre: (u64, u64),
     /// Bytes read from each socket before the data plane (its FIN accounting).
@@ -60,7 +61,7 @@ enum AtEnd {
     Quiet {
         gen: Arc<Generation>,
         frontend: usize,
-        slot: ServerSlot,
+        slot: Held,
         _permit: ConnPermit,
         _fds: FdLease,
     },
@@ -73,7 +74,7 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Box<Session>,
     let ToPlane {
         client,
         server,
-        slot,
+        held: slot,
         pre,
         read,
     } = to;
@@ -144,7 +145,7 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Box<Session>,
 }
 
 /// The flow as `show sess` and the thread's commands see it.
-fn flow_info(ctx: &ThreadCtx, closing: &Closing, sess: &Session, slot: &ServerSlot) -> FlowInfo {
+fn flow_info(ctx: &ThreadCtx, closing: &Closing, sess: &Session, slot: &Held) -> FlowInfo {
     let gen = &closing.gen;
     let fe: &Frontend = &gen.config.frontends[closing.frontend];
     let backend = &slot.table().conf;
@@ -158,9 +159,10 @@ fn flow_info(ctx: &ThreadCtx, closing: &Closing, sess: &Session, slot: &ServerSl
         thread: ctx.thread,
         frontend: closing.frontend,
         backend: (backend.id as usize).saturating_sub(1),
-        server: slot.index(),
-        server_uid: slot.counters().uid,
-        backup: slot.is_backup(),
+        // No server (`option transparent`): an index and an id no server has.
+        server: slot.server().map_or(usize::MAX, ServerSlot::index),
+        server_uid: slot.server().map_or(u64::MAX, |s| s.counters().uid),
+        backup: slot.server().is_some_and(ServerSlot::is_backup),
         generation: gen.number,
         frontend_name: interned::name(&fe.name),
         backend_name: interned::name(&backend.name),
@@ -174,7 +176,7 @@ fn flow_info(ctx: &ThreadCtx, closing: &Closing, sess: &Session, slot: &ServerSl
 /// none), its server, why it ended, its bytes and the plane that carried it last.
 fn debug_end(
     client: Option<std::net::SocketAddr>,
-    slot: &ServerSlot,
+    slot: &Held,
     report: &FlowReport,
     (bytes_in, bytes_out): (u64, u64),
 ) {

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::connect::{client_local, connect_with_retries, Reached};
+use super::connect::{client_local, connect_transparent, connect_with_retries, OrigDst, Reached};
 use super::ctx::{Registered, ThreadCtx};
 use super::flowing::{self, ToPlane};
 use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
@@ -24,7 +24,7 @@ use crate::logging::{
     tcplog::{Ending, Killer},
 };
 use crate::session::{self, Session};
-use crate::table::{AcquireError, ServerSlot};
+use crate::table::{AcquireError, BackendSession, Held, ServerSlot};
 
 /// Serves one client, then logs it the way the frontend asks (`option tcplog`, HAProxy's
 /// default `Connect from` line once the session starts, or its line for a bad PROXY header).
@@ -168,6 +168,11 @@ async fn to_server(
     let direct = route
         .server
         .and_then(|i| table.try_acquire_server(i, route.persist));
+    if direct.is_none() && be.transparent {
+        served.tw = Some(0);
+        let to = (be, be_session);
+        return to_original_dst((gen, frontend), sess, client, to, (route, head), served).await;
+    }
     let acquired = match direct {
         Some(slot) => Ok(slot),
         // `balance source` hashes the client the rules saw.
@@ -212,13 +217,9 @@ async fn to_server(
     };
     served.tw = Some(ms_since(queued_at));
     let connecting = Instant::now();
-    // Servers without a port of their own take the one the client connected to (the PROXY
-    // header's, with `accept-proxy`, as in HAProxy).
-    let dst_port = if be.maps_ports() {
-        sess.dst().port()
-    } else {
-        0
-    };
+    // Servers without an address or a port of their own take the client's destination (the
+    // PROXY header's, with `accept-proxy`, as in HAProxy).
+    let asked = OrigDst::new((sess.dst(), sess.local()), client);
     // The server a connect aborted by the client is logged with (`%s`).
     let first_server = be
         .abortonclose
@@ -228,26 +229,15 @@ async fn to_server(
         gen,
         table,
         be,
-        (src, dst_port),
+        (src, &asked),
         slot,
         &first,
         &mut served.tries,
     );
-    let connected = if be.abortonclose {
-        // HAProxy's `back_handle_st_con`: a client that closes while the connect is under way
-        // aborts it (the connect is cancelled; its socket closes without reaching the server
-        // when the handshake was not done). Dropping the attempt gives its server slot back.
-        tokio::select! {
-            biased;
-            c = connecting_to => c,
-            () = conn_io::peer_closed(client) => {
-                served.ending = Ending::ClientConnectAbort;
-                served.server = first_server;
-                return None;
-            }
-        }
-    } else {
-        connecting_to.await
+    let Some(connected) = unless_aborted(be, client, connecting_to).await else {
+        served.ending = Ending::ClientConnectAbort;
+        served.server = first_server;
+        return None;
     };
     let mut reached = match connected {
         Ok(r) => r,
@@ -267,17 +257,21 @@ async fn to_server(
             return None;
         }
     };
-    let slot = &mut reached.slot;
-    be_session.hold_in(slot);
-    served.tc = Some(ms_since(connecting));
-    let name = crate::interned::name(slot.name());
-    sess.server_chosen(slot.index(), &name);
-    served.server = Some((slot.index(), name));
-    let mut server_addr = slot.addr();
-    if dst_port != 0 {
-        server_addr.set_port(dst_port);
+    if let Held::Server(slot) = &mut reached.held {
+        be_session.hold_in(slot);
+        let name = crate::interned::name(slot.name());
+        sess.server_chosen(slot.index(), &name);
+        served.server = Some((slot.index(), name));
     }
-    served.server_addr = Some(server_addr);
+    served.tc = Some(ms_since(connecting));
+    connected_to(gen, frontend, &reached, served);
+    Some(reached)
+}
+
+/// What the log line notes of a connection made: where it went, and its local address when
+/// the format asks for it (`%bi`, `%bp`).
+fn connected_to(gen: &Generation, frontend: usize, reached: &Reached, served: &mut Served) {
+    served.server_addr = Some(reached.target);
     let log = gen.logs.frontend(frontend);
     if log.is_some_and(|l| l.format.as_ref().is_some_and(|f| f.needs_backend_src())) {
         served.backend_src = socket2::SockRef::from(&reached.sock.fd())
@@ -285,6 +279,67 @@ async fn to_server(
             .ok()
             .and_then(|a| a.as_socket());
     }
+}
+
+/// Runs a connect; with `option abortonclose`, a client that closes meanwhile aborts it
+/// (HAProxy's `back_handle_st_con`: the connect is cancelled, its socket closes without
+/// reaching the server when the handshake was not done; dropping the attempt gives its server
+/// slot back). `None`: aborted (the caller's ending is [`Ending::ClientConnectAbort`]).
+async fn unless_aborted<T>(
+    be: &Backend,
+    client: &mut Sock,
+    connecting: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    if !be.abortonclose {
+        return Some(connecting.await);
+    }
+    tokio::select! {
+        biased;
+        c = connecting => Some(c),
+        () = conn_io::peer_closed(client) => None,
+    }
+}
+
+/// A connection of an `option transparent` backend that no rule sent to a server: it goes to
+/// the address the client originally asked for, with no server (logged `<NOSRV>`, counted on
+/// the backend only, as HAProxy). No PROXY header (a server's), no queue. `None`: not
+/// connected; the client was closed and `served` says why.
+async fn to_original_dst(
+    (gen, frontend): (&Generation, usize),
+    sess: &Session,
+    client: &mut Sock,
+    (be, be_session): (&Backend, BackendSession),
+    (route, head): (&session::Route, &[u8]),
+    served: &mut Served,
+) -> Option<Reached> {
+    let src = sess.src();
+    let connecting = Instant::now();
+    let asked = OrigDst::new((sess.dst(), sess.local()), client);
+    let first = head[route.consumed.min(head.len())..].to_vec();
+    let connecting_to =
+        connect_transparent(be, (src, &asked), (be_session, first), &mut served.tries);
+    let reached = match unless_aborted(be, client, connecting_to).await {
+        Some(Ok(r)) => r,
+        None => {
+            served.ending = Ending::ClientConnectAbort;
+            return None;
+        }
+        Some(Err(reason)) => {
+            served.ending = if served.tries.timed_out {
+                Ending::ConnectTimeout
+            } else {
+                Ending::ConnectFailed
+            };
+            log::warn!(
+                "backend '{}' (option transparent): client {src}: {reason}",
+                be.name
+            );
+            Box::pin(drain_unserved(client)).await;
+            return None;
+        }
+    };
+    served.tc = Some(ms_since(connecting));
+    connected_to(gen, frontend, &reached, served);
     Some(reached)
 }
 
@@ -305,12 +360,13 @@ async fn pass_on(
     served: &mut Served,
 ) -> Option<ToPlane> {
     let Reached {
-        slot,
+        held,
         sock: mut server,
         first,
+        ..
     } = reached;
     let src = sess.src();
-    let be = slot.table().conf.clone();
+    let be = held.table().conf.clone();
     // The reactor only when there is something left to write (a short send with the connect,
     // or a thread without a ring): a plain flow's server socket never goes on it (nor reads
     // the clock for it).
@@ -329,11 +385,11 @@ async fn pass_on(
         log::debug!(
             "{src} {}/{}: writing the first bytes: {e}",
             be.name,
-            slot.name()
+            held.name()
         );
         served.ending = Ending::Flow(FlowEnd::ServerReset, Killer::Admin);
         conn_io::reset(client.into_fd());
-        served.slot = Some(slot);
+        served.slot = Some(held);
         return None;
     }
     // Bytes passed on before the data plane (for the counters), and bytes read from each
@@ -355,7 +411,7 @@ async fn pass_on(
                 served.ending = ending;
                 served.bytes_in = pre_in + up;
                 served.bytes_out = down;
-                served.slot = Some(slot);
+                served.slot = Some(held);
                 return None;
             }
         }
@@ -363,7 +419,7 @@ async fn pass_on(
     Some(ToPlane {
         client,
         server,
-        slot,
+        held,
         pre: (pre_in, pre_out),
         read,
     })

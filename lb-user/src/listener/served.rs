@@ -20,7 +20,7 @@ use crate::logging::{
     time::{local, LocalTime},
 };
 use crate::session::Session;
-use crate::table::ServerSlot;
+use crate::table::Held;
 
 /// What serving a connection leaves for its log line.
 pub(super) struct Served {
@@ -39,8 +39,9 @@ pub(super) struct Served {
     pub(super) ending: Ending,
     pub(super) tries: ConnectTries,
     pub(super) backend_queue: u64,
-    /// The server slot, held until the line is logged.
-    pub(super) slot: Option<ServerSlot>,
+    /// The server slot (or the backend's count, without a server), held until the line is
+    /// logged.
+    pub(super) slot: Option<Held>,
     /// `%fi:%fp`: what the client connected to (a PROXY header's destination when one came).
     pub(super) local: Option<SocketAddr>,
     /// `%si:%sp`: the server connected to.
@@ -270,18 +271,16 @@ fn session_level(log: &logging::FrontendLog, served: &Served) -> Option<u8> {
     })
 }
 
-/// Counts a flow's bytes (client -> server, server -> client) in its server's and its
-/// frontend's statistics (`bin`, `bout`).
+/// Counts a flow's bytes (client -> server, server -> client) in its server's (or, without
+/// one, its backend's) and its frontend's statistics (`bin`, `bout`).
 pub(super) fn count_bytes(
     gen: &Generation,
     frontend: usize,
-    slot: Option<&ServerSlot>,
+    held: Option<&Held>,
     (bytes_in, bytes_out): (u64, u64),
 ) {
-    if let Some(s) = slot {
-        let c = s.counters();
-        c.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
-        c.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    if let Some(h) = held {
+        h.count_bytes(bytes_in, bytes_out);
     }
     let f = &gen.fe_stats[frontend];
     f.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);

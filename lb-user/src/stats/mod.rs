@@ -401,8 +401,12 @@ fn backend_row(
         stot: gen.be_stats[b].total.load(Ordering::Relaxed),
         rate: gen.be_stats[b].sess_rate.read(),
         rate_max: gen.be_stats[b].sess_rate.max(),
-        bin: sum(&|e| e.counters.bytes_in.load(Ordering::Relaxed)),
-        bout: sum(&|e| e.counters.bytes_out.load(Ordering::Relaxed)),
+        // Its servers' bytes, and those of the connections it sent with no server (`option
+        // transparent`), counted on the backend itself.
+        bin: sum(&|e| e.counters.bytes_in.load(Ordering::Relaxed))
+            + gen.be_stats[b].bytes_in.load(Ordering::Relaxed),
+        bout: sum(&|e| e.counters.bytes_out.load(Ordering::Relaxed))
+            + gen.be_stats[b].bytes_out.load(Ordering::Relaxed),
         econ: Some(sum(&|e| e.counters.connect_errors.load(Ordering::Relaxed))),
         wretr: Some(sum(&|e| e.counters.retries.load(Ordering::Relaxed))),
         wredis: Some(sum(&|e| e.counters.redispatches.load(Ordering::Relaxed))),

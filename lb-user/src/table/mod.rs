@@ -15,7 +15,7 @@ pub use crate::server::{
     Health, Origin, ServerCounters, ServerEntry, ServerState, TrackView, Transition,
 };
 pub use queue::{AcquireError, TryAcquireError};
-pub use slot::{BackendSession, ServerSlot};
+pub use slot::{BackendSession, Held, ServerSlot};
 
 use std::fmt;
 use std::net::SocketAddr;

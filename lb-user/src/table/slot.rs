@@ -86,14 +86,22 @@ impl ServerSlot {
         self.addr
     }
 
-    /// Where this connection goes for a client that connected to port `dst_port`: the
-    /// server's address, with the client's destination port (plus the offset) when the server
-    /// has no fixed port.
-    pub fn target(&self, dst_port: u16) -> SocketAddr {
-        SocketAddr::new(
-            self.addr.ip(),
-            self.conf.target_port(self.addr.port(), dst_port),
-        )
+    /// Where this connection goes, the one rule for it (HAProxy's `alloc_dst_address`): the
+    /// server's address, or, for a server without one (`0.0.0.0`, `::`), the address the
+    /// client asked for; the server's fixed port, or the client's destination port plus the
+    /// offset. `asked` gives the client's original destination, read only when needed (it may
+    /// cost a system call, see `listener::connect::OrigDst`).
+    pub fn target(&self, asked: &dyn Fn() -> SocketAddr) -> SocketAddr {
+        let no_addr = self.addr.ip().is_unspecified();
+        let dst = (no_addr || self.conf.port_offset.is_some()).then(asked);
+        let ip = match dst {
+            Some(d) if no_addr => d.ip(),
+            _ => self.addr.ip(),
+        };
+        let port = self
+            .conf
+            .target_port(self.addr.port(), dst.map_or(0, |d| d.port()));
+        SocketAddr::new(ip, port)
     }
 
     /// The server's name.
@@ -179,6 +187,55 @@ impl Drop for BackendSession {
         if self.held {
             self.table.load.sessions.count_out();
         }
+    }
+}
+
+/// What a connection holds of its backend until it ends: its server's slot, or, for one that
+/// `option transparent` sends to the client's original destination (no server, HAProxy's
+/// target being the backend itself), its session's count on the backend.
+pub enum Held {
+    Server(ServerSlot),
+    Backend(BackendSession),
+}
+
+impl Held {
+    /// The server's slot, when there is a server.
+    pub fn server(&self) -> Option<&ServerSlot> {
+        match self {
+            Self::Server(s) => Some(s),
+            Self::Backend(_) => None,
+        }
+    }
+
+    /// The backend.
+    pub fn table(&self) -> &Arc<BackendTable> {
+        match self {
+            Self::Server(s) => &s.table,
+            Self::Backend(b) => &b.table,
+        }
+    }
+
+    /// The server's name, HAProxy's `<NOSRV>` without one (as its logs name it).
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Server(s) => s.name(),
+            Self::Backend(_) => "<NOSRV>",
+        }
+    }
+
+    /// Counts a flow's bytes (client -> server, server -> client): on its server, else on the
+    /// backend itself (its statistics add them to its servers').
+    pub fn count_bytes(&self, bytes_in: u64, bytes_out: u64) {
+        let (i, o) = match self {
+            Self::Server(s) => (&s.counters.bytes_in, &s.counters.bytes_out),
+            Self::Backend(b) => (
+                &b.table.load.sessions.bytes_in,
+                &b.table.load.sessions.bytes_out,
+            ),
+        };
+        // Relaxed: statistics.
+        i.fetch_add(bytes_in, Ordering::Relaxed);
+        o.fetch_add(bytes_out, Ordering::Relaxed);
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) fn backend(balance: Balance, servers: Vec<Server>) -> Backend {
         smart_connect: false,
         nolinger: false,
         abortonclose: false,
+        transparent: false,
+        source: None,
         persist: false,
         rdp_cookie_persist: None,
         balance_rdp_cookie: None,

@@ -215,6 +215,13 @@ impl Parser {
             let check = check_kind(&mut self.diag, &self.global, px);
             self.check_mapped_ports(px, &check);
             self.warn_rdp_mapped_ports(px);
+            if px.opts.transparent && px.opts.balance_set {
+                // HAProxy's check_config_validity: fatal.
+                self.diag.err(
+                    &px.loc,
+                    format!("{} cannot use both transparent and balance mode", px.ctx()),
+                );
+            }
             backends.push(Backend {
                 name: px.name.clone(),
                 loc: px.loc.clone(),
@@ -236,6 +243,8 @@ impl Parser {
                 smart_connect: px.opts.smart_connect,
                 nolinger: px.opts.nolinger,
                 abortonclose: px.opts.abortonclose,
+                transparent: px.opts.transparent,
+                source: px.opts.source.clone(),
                 persist: px.opts.persist,
                 rdp_cookie_persist: px.opts.rdp_cookie_persist.clone(),
                 balance_rdp_cookie: px.opts.balance_rdp_cookie.clone(),

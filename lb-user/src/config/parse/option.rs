@@ -93,7 +93,7 @@ const OPTIONS: &[(&str, Handling)] = &[
     not_yet("contstats", "stats"),
     run("nolinger", nolinger),
     run("abortonclose", backend_flag),
-    not_yet("transparent", "transparent proxying"),
+    run("transparent", backend_flag),
     run("persist", backend_flag),
     not_yet("prefer-last-server", "persistence"),
     run("ldap-check", simple_check),
@@ -185,13 +185,15 @@ fn redispatch(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     px.opts.redispatch = !o.no;
 }
 
-/// `option allbackups`, `option srvtcpka`, `option abortonclose`, `option persist`.
+/// `option allbackups`, `option srvtcpka`, `option abortonclose`, `option persist`, `option
+/// transparent`.
 fn backend_flag(p: &mut Parser, px: &mut ProxyDraft, o: &OptLine<'_>) {
     if p.cap(px, o.line, &o.kw, false, true) && o.no_args(p) {
         match o.opt {
             "allbackups" => px.opts.allbackups = !o.no,
             "abortonclose" => px.opts.abortonclose = !o.no,
             "persist" => px.opts.persist = !o.no,
+            "transparent" => px.opts.transparent = !o.no,
             _ => px.opts.srv_ka.enabled = !o.no,
         }
     }

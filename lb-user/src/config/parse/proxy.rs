@@ -79,6 +79,12 @@ pub(super) struct ProxyOpts {
     /// `mode` and where it was set.
     pub(super) mode: Option<(Mode, Loc)>,
     pub(super) balance: Balance,
+    /// A `balance` line was read (here or in the defaults): HAProxy's `lbprm.algo` set, which
+    /// `option transparent` refuses.
+    pub(super) balance_set: bool,
+    /// `option transparent` (or the deprecated `transparent`): connections no rule sends to a
+    /// server go to the client's original destination.
+    pub(super) transparent: bool,
     pub(super) hash_type: HashType,
     pub(super) timeouts: Timeouts,
     pub(super) retries: u32,
@@ -147,6 +153,8 @@ impl ProxyOpts {
         Self {
             mode: None,
             balance: Balance::RoundRobin,
+            balance_set: false,
+            transparent: false,
             hash_type: HashType::default(),
             timeouts: Timeouts::default(),
             retries: 3,

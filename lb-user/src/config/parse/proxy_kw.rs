@@ -128,6 +128,7 @@ const PROXY_KEYWORDS: &[ProxyKeyword] = &[
     run("load-server-state-from-file", state_file::load_from_file),
     run("server-state-file-name", state_file::file_name),
     not_yet("dispatch", "dispatch", one_or_more),
+    unsuggested("transparent", transparent),
     http_only("http-request"),
     http_only("http-response"),
     http_only("http-after-response"),
@@ -302,6 +303,7 @@ fn balance(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
     if p.cap(px, line, "balance", false, true) && arity(&mut p.diag, line, 1, 1, max) {
         if let Some(b) = balance_algorithm(&mut p.diag, line) {
             px.opts.balance = b;
+            px.opts.balance_set = true;
             px.opts.balance_rdp_cookie = match b {
                 Balance::RdpCookie => rdp_cookie_name(&line.words[1], "mstshash"),
                 _ => None,
@@ -882,6 +884,14 @@ fn disabled(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
                 px.ctx()
             ),
         );
+    }
+}
+
+/// `transparent`, HAProxy's deprecated form of `option transparent`. HAProxy 2.6 takes it in
+/// any section, without a capability check or a warning; a frontend has no use for it.
+fn transparent(p: &mut Parser, px: &mut ProxyDraft, line: &Line) {
+    if arity(&mut p.diag, line, 1, 0, 0) {
+        px.opts.transparent = true;
     }
 }
 

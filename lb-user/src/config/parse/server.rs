@@ -384,10 +384,17 @@ impl Parser {
                 });
             }
             Some(Host::Name(n)) => n,
+            // `*` or nothing (`*:PORT`, `:PORT`): the any address of the family, IPv4 unless
+            // `ipv6@` (HAProxy's `str2ip2`), a server without an address (its connections go
+            // to the client's destination, see `ServerSlot::target`).
             None => {
-                self.diag
-                    .err(loc, format!("{ctx}: address required in '{text}'"));
-                return None;
+                return Some(FoundAddr {
+                    addr: SocketAddr::new(unspecified(hp.family), port),
+                    port_offset,
+                    fqdn: None,
+                    unresolved: false,
+                    method: None,
+                });
             }
         };
         let found = |addr, unresolved, i| FoundAddr {

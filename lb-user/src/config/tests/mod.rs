@@ -7,6 +7,7 @@ mod files;
 mod garbage;
 mod lex;
 mod logs_dns;
+mod origdst;
 mod proxies;
 mod scalar;
 mod servers;
