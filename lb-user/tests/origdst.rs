@@ -19,157 +19,18 @@
 #[macro_use]
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
-use common::data::{hex, DataStream};
-use common::netns::{in_netns, ip};
-use common::routed::{Routed, CLIENT, LB_SERVER_SIDE, SERVER};
+use common::routed::{exchange, start_server, Routed, BODY, CLIENT, LB_SERVER_SIDE, SERVER};
 use common::stats::{cli, col, parse_csv, SockDir};
 use common::{Lb, LbOpts, DEFAULTS};
-
-/// Bytes each way per connection.
-const BODY: usize = 1 << 20;
 
 /// The routed topology, and lb's interception of the client's connections to the server's
 /// network: delivered locally, to lb's transparent listeners.
 fn topology() -> Routed {
     let t = Routed::new("odst", 'o');
-    ip(&[
-        "-n",
-        &t.lb,
-        "rule",
-        "add",
-        "iif",
-        &t.to_client,
-        "lookup",
-        "100",
-    ]);
-    ip(&[
-        "-n",
-        &t.lb,
-        "route",
-        "add",
-        "local",
-        "10.77.2.0/24",
-        "dev",
-        "lo",
-        "table",
-        "100",
-    ]);
+    t.deliver_locally(&["iif", &t.to_client], "10.77.2.0/24");
     t
-}
-
-/// The server's own answer after the client's half-close.
-fn server_body() -> Vec<u8> {
-    DataStream::new(0x0d57_0d57).take_vec(BODY)
-}
-
-/// A server on `SERVER:port` in namespace `ns`: each connection gets `peer=ADDR local=ADDR\n` at
-/// once, then, after the client's half-close, `sha=<SHA-256 of the bytes received>\n` and
-/// [`server_body`].
-fn start_server(ns: &str, port: u16) {
-    let l: TcpListener = in_netns(ns, move || {
-        TcpListener::bind((SERVER, port)).expect("bind the server")
-    });
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { continue };
-            let (Ok(peer), Ok(local)) = (c.peer_addr(), c.local_addr()) else {
-                continue;
-            };
-            std::thread::spawn(move || {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
-                if c.write_all(format!("peer={peer} local={local}\n").as_bytes())
-                    .is_err()
-                {
-                    return;
-                }
-                let mut sha = Sha256::new();
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match c.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => sha.update(&buf[..n]),
-                        Err(_) => return,
-                    }
-                }
-                let _ = c.write_all(format!("sha={}\n", hex(&sha.finalize())).as_bytes());
-                let _ = c.write_all(&server_body());
-                let _ = c.shutdown(Shutdown::Write);
-            });
-        }
-    });
-}
-
-/// What the server said of the connection lb made: its peer and its local address.
-struct Seen {
-    client: SocketAddr,
-    peer: String,
-    local: String,
-}
-
-/// Connects from the client namespace to the server's address `SERVER:port` (intercepted by
-/// lb), sends [`BODY`] bytes and half-closes, reads to the end: checks the server got every
-/// byte (its SHA-256) and its answer came whole after the half-close.
-fn exchange(ns: &str, port: u16, what: &str, logs: &dyn Fn() -> String) -> Seen {
-    let mut s: TcpStream = in_netns(ns, move || {
-        TcpStream::connect_timeout(
-            &SocketAddr::new(SERVER.parse().unwrap(), port),
-            Duration::from_secs(10),
-        )
-        .expect("connect to the server's address")
-    });
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let client = s.local_addr().unwrap();
-    let sent = DataStream::new(u64::from(port)).take_vec(BODY);
-    let want_sha = hex(&Sha256::digest(&sent));
-    let mut w = s.try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = w.write_all(&sent);
-        let _ = w.shutdown(Shutdown::Write);
-    });
-    let mut got = Vec::new();
-    let read = s.read_to_end(&mut got);
-    writer.join().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let mut lines = got.splitn(3, |b| *b == b'\n');
-    let first = lines.next().map(text).unwrap_or_default();
-    let sha = lines.next().map(text).unwrap_or_default();
-    let body = lines.next().unwrap_or_default();
-    let Some((peer, local)) = first
-        .strip_prefix("peer=")
-        .and_then(|r| r.split_once(" local="))
-    else {
-        panic!(
-            "{what}: the server was not reached ({read:?}, {} bytes: {:?}); lb's log:\n{}",
-            got.len(),
-            text(&got[..got.len().min(200)]),
-            logs()
-        );
-    };
-    assert_eq!(
-        sha,
-        format!("sha={want_sha}"),
-        "{what}: the server did not get the client's bytes whole"
-    );
-    assert_eq!(
-        body.len(),
-        BODY,
-        "{what}: the server's answer came short after the half-close"
-    );
-    assert!(
-        body == server_body().as_slice(),
-        "{what}: the server's answer came altered"
-    );
-    Seen {
-        client,
-        peer: peer.to_owned(),
-        local: local.to_owned(),
-    }
 }
 
 fn config(sock: &std::path::Path) -> String {
@@ -211,68 +72,58 @@ backend anyport
 /// One round of each kind, twice: the server is reached at the client's original destination.
 fn original_destination(plane: &str) {
     let t = topology();
-    for port in [9000, 9001, 9002] {
-        start_server(&t.server, port);
-    }
+    start_server(&t.server, &[(SERVER, 9000), (SERVER, 9001), (SERVER, 9002)]);
     let dir = SockDir::new("origdst");
     let sock = dir.sock("admin");
     let lb = Lb::start_with(&LbOpts::new(&config(&sock), plane).netns(&t.lb));
     let logs = || lb.logs().join("\n");
 
-    for i in 0..2 {
+    // The port the client connects to, what it tests, the port the server is reached on, and
+    // the backend/server logged.
+    let kinds = [
         // `option transparent`, no server: the whole original destination, address and port.
-        let x = exchange(&t.client, 9001, &format!("{plane} transparent {i}"), &logs);
-        assert_eq!(x.local, format!("{SERVER}:9001"), "{plane}: transparent");
-        let peer: SocketAddr = x.peer.parse().unwrap();
-        assert_eq!(
-            peer.ip().to_string(),
-            LB_SERVER_SIDE,
-            "{plane}: the connection to the original destination is lb's own"
-        );
-        let line = format!(
-            "origdst {} {SERVER}:9001 transparent/<NOSRV> {SERVER}:9001 --",
-            x.client
-        );
-        assert!(
-            lb.wait_for_log(&line, Duration::from_secs(5)),
-            "{plane}: no log line `{line}`; lb's log:\n{}",
-            logs()
-        );
-
+        (9001, "transparent", 9001, "transparent/<NOSRV>"),
         // A rule's server is still the server: not balanced, but named.
-        let x = exchange(&t.client, 9005, &format!("{plane} use-server {i}"), &logs);
-        assert_eq!(x.local, format!("{SERVER}:9002"), "{plane}: use-server");
-        let line = format!(
-            "origdst {} {SERVER}:9005 transparent/s {SERVER}:9002 --",
-            x.client
-        );
-        assert!(
-            lb.wait_for_log(&line, Duration::from_secs(5)),
-            "{plane}: no log line `{line}`; lb's log:\n{}",
-            logs()
-        );
-
+        (9005, "use-server", 9002, "transparent/s"),
         // A server without an address or a port: the client's destination address and port.
-        let x = exchange(&t.client, 9000, &format!("{plane} 0.0.0.0 {i}"), &logs);
-        assert_eq!(x.local, format!("{SERVER}:9000"), "{plane}: server 0.0.0.0");
-        let line = format!(
-            "origdst {} {SERVER}:9000 noaddr/s {SERVER}:9000 --",
-            x.client
-        );
-        assert!(
-            lb.wait_for_log(&line, Duration::from_secs(5)),
-            "{plane}: no log line `{line}`; lb's log:\n{}",
-            logs()
-        );
-
+        (9000, "server 0.0.0.0", 9000, "noaddr/s"),
         // A server without an address, with a port: the client's address, the server's port.
-        let x = exchange(&t.client, 9003, &format!("{plane} *:9002 {i}"), &logs);
-        assert_eq!(x.local, format!("{SERVER}:9002"), "{plane}: server *:9002");
-        assert_eq!(
-            x.client.ip().to_string(),
-            CLIENT,
-            "{plane}: the client's own address"
-        );
+        (9003, "server *:9002", 9002, "anyport/s"),
+    ];
+    for i in 0..2 {
+        for (port, what, reached, logged) in kinds {
+            let x = exchange(
+                &t.client,
+                SERVER,
+                port,
+                &format!("{plane} {what} {i}"),
+                &logs,
+            );
+            assert_eq!(
+                x.local.to_string(),
+                format!("{SERVER}:{reached}"),
+                "{plane}: {what}"
+            );
+            assert_eq!(
+                x.peer.ip().to_string(),
+                LB_SERVER_SIDE,
+                "{plane}: {what}: the connection to the original destination is lb's own"
+            );
+            assert_eq!(
+                x.client.ip().to_string(),
+                CLIENT,
+                "{plane}: {what}: the client's own address"
+            );
+            let line = format!(
+                "origdst {} {SERVER}:{port} {logged} {SERVER}:{reached} --",
+                x.client
+            );
+            assert!(
+                lb.wait_for_log(&line, Duration::from_secs(5)),
+                "{plane}: no log line `{line}`; lb's log:\n{}",
+                logs()
+            );
+        }
     }
 
     // Statistics as HAProxy's: the connections `option transparent` sent are the backend's

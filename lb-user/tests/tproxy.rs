@@ -11,41 +11,34 @@
 //! 10.77.2.2 iif <server veth> lookup 100`, `ip route add local 10.77.1.0/24 dev lo table
 //! 100`: the `-m socket` mark rule does the same for any traffic, where iptables is there).
 //!
-//! The server reports the peer each connection came from, then reads to the client's
-//! half-close, answers with the SHA-256 of what it got and 1 MiB of its own: with `usesrc
-//! clientip` the server sees the client's address, with `usesrc client` its address and port,
-//! with `usesrc 10.77.1.50` that address; bytes pass both ways whole, on each data plane; the
-//! health checks come from lb's own address (10.77.2.1) and find the server up; `%bi:%bp` logs
-//! the foreign address the connection came from. lb runs as `user nobody`: its accept threads
-//! keep `CAP_NET_ADMIN` (alone) for the transparent sockets. Both links carry IPv6 too
-//! (`2001:db8:77::/64`, `2001:db8:78::/64`, same policy routing with `ip -6`): `usesrc client`
-//! over IPv6 (`IPV6_TRANSPARENT`) shows the client's address and port to an IPv6 server, whose
-//! checks come from lb's own IPv6 address; an IPv6 client of an IPv4 server fails, the log
-//! saying why.
+//! The server (`common::routed`) reports the peer each connection came from (and its local
+//! address), then reads to the client's half-close, answers with the SHA-256 of what it got and
+//! 1 MiB of its own: with `usesrc clientip` the server sees the client's address, with `usesrc
+//! client` its address and port, with `usesrc 10.77.1.50` that address; bytes pass both ways
+//! whole, on each data plane; the health checks come from lb's own address (10.77.2.1) and find
+//! the server up; `%bi:%bp` logs the foreign address the connection came from. lb runs as `user
+//! nobody`: its accept threads keep `CAP_NET_ADMIN` (alone) for the transparent sockets. Both
+//! links carry IPv6 too (`2001:db8:77::/64`, `2001:db8:78::/64`, same policy routing with
+//! `ip -6`): `usesrc client` over IPv6 (`IPV6_TRANSPARENT`) shows the client's address and port to
+//! an IPv6 server, whose checks come from lb's own IPv6 address; an IPv6 client of an IPv4
+//! server fails, the log saying why.
 
 #[macro_use]
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
-use common::data::{hex, DataStream};
 use common::health::poll;
-use common::netns::{in_netns, ip};
+use common::netns::in_netns;
 use common::ops::thread_statuses;
 use common::routed::{
-    Routed, CLIENT, CLIENT6, LB_CLIENT_SIDE, LB_CLIENT_SIDE6, LB_SERVER_SIDE, LB_SERVER_SIDE6,
-    SERVER, SERVER6,
+    exchange, start_server, Routed, CLIENT, CLIENT6, LB_CLIENT_SIDE, LB_CLIENT_SIDE6,
+    LB_SERVER_SIDE, LB_SERVER_SIDE6, SERVER, SERVER6,
 };
 use common::stats::{cli, col, parse_csv, SockDir};
 use common::{Lb, LbOpts, DEFAULTS};
-
-/// Bytes each way per connection.
-const BODY: usize = 1 << 20;
 
 const SERVER_PORT: u16 = 9000;
 /// The fixed foreign address of `usesrc ADDR`.
@@ -55,159 +48,9 @@ const FIXED: &str = "10.77.1.50";
 /// the client's addresses are for lb's transparent sockets.
 fn topology() -> Routed {
     let t = Routed::new("tpx", 't');
-    ip(&[
-        "-n",
-        &t.lb,
-        "rule",
-        "add",
-        "from",
-        SERVER,
-        "iif",
-        &t.to_server,
-        "lookup",
-        "100",
-    ]);
-    ip(&[
-        "-n",
-        &t.lb,
-        "route",
-        "add",
-        "local",
-        "10.77.1.0/24",
-        "dev",
-        "lo",
-        "table",
-        "100",
-    ]);
-    ip(&[
-        "-6",
-        "-n",
-        &t.lb,
-        "rule",
-        "add",
-        "from",
-        SERVER6,
-        "iif",
-        &t.to_server,
-        "lookup",
-        "100",
-    ]);
-    ip(&[
-        "-6",
-        "-n",
-        &t.lb,
-        "route",
-        "add",
-        "local",
-        "2001:db8:77::/64",
-        "dev",
-        "lo",
-        "table",
-        "100",
-    ]);
+    t.deliver_locally(&["from", SERVER, "iif", &t.to_server], "10.77.1.0/24");
+    t.deliver_locally(&["from", SERVER6, "iif", &t.to_server], "2001:db8:77::/64");
     t
-}
-
-/// The server's own answer after the client's half-close.
-fn server_body() -> Vec<u8> {
-    DataStream::new(0x7e57_5e7e).take_vec(BODY)
-}
-
-/// A server in the server namespace: each connection gets `peer=ADDR\n` at once, then, after
-/// the client's half-close, `sha=<SHA-256 of the bytes received>\n` and [`server_body`]. The
-/// peers are kept (checks' too) in order.
-fn start_server(ns: &str) -> Arc<Mutex<Vec<SocketAddr>>> {
-    let peers = Arc::new(Mutex::new(Vec::new()));
-    for at in [
-        format!("{SERVER}:{SERVER_PORT}"),
-        format!("[{SERVER6}]:{SERVER_PORT}"),
-    ] {
-        let l: TcpListener = in_netns(ns, move || TcpListener::bind(&at).expect("bind the server"));
-        serve(l, peers.clone());
-    }
-    peers
-}
-
-fn serve(l: TcpListener, seen: Arc<Mutex<Vec<SocketAddr>>>) {
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { continue };
-            let Ok(peer) = c.peer_addr() else { continue };
-            seen.lock().unwrap().push(peer);
-            std::thread::spawn(move || {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
-                if c.write_all(format!("peer={peer}\n").as_bytes()).is_err() {
-                    return;
-                }
-                let mut sha = Sha256::new();
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match c.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => sha.update(&buf[..n]),
-                        // A check's reset, or a timeout.
-                        Err(_) => return,
-                    }
-                }
-                let _ = c.write_all(format!("sha={}\n", hex(&sha.finalize())).as_bytes());
-                let _ = c.write_all(&server_body());
-                let _ = c.shutdown(Shutdown::Write);
-            });
-        }
-    });
-}
-
-/// What one exchange through lb shows: the client's own address, the peer the server saw, and
-/// whether each direction came through whole.
-struct Exchange {
-    client: SocketAddr,
-    peer: String,
-}
-
-/// Connects from the client namespace to lb's `port`, sends [`BODY`] bytes and half-closes,
-/// reads to the end: checks the server got every byte (its SHA-256) and its answer came whole.
-fn exchange(ns: &str, to: &str, port: u16, what: &str) -> Exchange {
-    let to = to.to_owned();
-    let mut s: TcpStream = in_netns(ns, move || {
-        TcpStream::connect((to.as_str(), port)).expect("connect to lb")
-    });
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let client = s.local_addr().unwrap();
-    let sent = DataStream::new(u64::from(port)).take_vec(BODY);
-    let want_sha = hex(&Sha256::digest(&sent));
-    let mut w = s.try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        w.write_all(&sent).expect("send the body");
-        w.shutdown(Shutdown::Write).expect("half-close");
-    });
-    let mut got = Vec::new();
-    s.read_to_end(&mut got)
-        .unwrap_or_else(|e| panic!("{what}: read the answer: {e} (got {} bytes)", got.len()));
-    writer.join().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let mut lines = got.splitn(3, |b| *b == b'\n');
-    let peer = lines.next().map(text).unwrap_or_default();
-    let sha = lines.next().map(text).unwrap_or_default();
-    let body = lines.next().unwrap_or_default();
-    let peer = peer
-        .strip_prefix("peer=")
-        .unwrap_or_else(|| panic!("{what}: no peer line in {} bytes", got.len()))
-        .to_owned();
-    assert_eq!(
-        sha,
-        format!("sha={want_sha}"),
-        "{what}: the server did not get the client's bytes whole"
-    );
-    assert_eq!(
-        body.len(),
-        BODY,
-        "{what}: the server's answer came short after the half-close"
-    );
-    assert!(
-        body == server_body().as_slice(),
-        "{what}: the server's answer came altered"
-    );
-    Exchange { client, peer }
 }
 
 /// The check of every server: it passes only when the server says the check came from lb's own
@@ -271,7 +114,7 @@ backend v6
 
 fn transparent_proxying(plane: &str) {
     let t = topology();
-    let peers = start_server(&t.server);
+    let peers = start_server(&t.server, &[(SERVER, SERVER_PORT), (SERVER6, SERVER_PORT)]);
     let dir = SockDir::new("tproxy");
     let sock = dir.sock("admin");
     let lb = Lb::start_with(&LbOpts::new(&config(&sock), plane).netns(&t.lb));
@@ -283,57 +126,45 @@ fn transparent_proxying(plane: &str) {
             LB_CLIENT_SIDE,
             8001,
             &format!("{plane} clientip {i}"),
+            &logs,
         );
-        let peer: SocketAddr = x.peer.parse().unwrap();
         assert_eq!(
-            peer.ip().to_string(),
+            x.peer.ip().to_string(),
             CLIENT,
-            "{plane}: usesrc clientip: the server saw {peer}; lb's log:\n{}",
+            "{plane}: usesrc clientip: the server saw {}; lb's log:\n{}",
+            x.peer,
             logs()
         );
-        let bsrc = format!("bsrc={peer} client={}", x.client);
+        let bsrc = format!("bsrc={} client={}", x.peer, x.client);
         assert!(
             lb.wait_for_log(&bsrc, Duration::from_secs(5)),
             "{plane}: %bi:%bp is not the foreign address ({bsrc}); lb's log:\n{}",
             logs()
         );
 
-        let x = exchange(
-            &t.client,
-            LB_CLIENT_SIDE,
-            8002,
-            &format!("{plane} client {i}"),
-        );
-        assert_eq!(
-            x.peer,
-            x.client.to_string(),
-            "{plane}: usesrc client: the server saw another address or port than the client's"
-        );
-
-        let x = exchange(
-            &t.client,
-            LB_CLIENT_SIDE6,
-            8005,
-            &format!("{plane} IPv6 {i}"),
-        );
-        assert_eq!(
-            x.peer,
-            x.client.to_string(),
-            "{plane}: IPv6 usesrc client: the server saw another address or port than the \
-             client's"
-        );
+        for (to, port, what) in [
+            (LB_CLIENT_SIDE, 8002, "usesrc client"),
+            (LB_CLIENT_SIDE6, 8005, "IPv6 usesrc client"),
+        ] {
+            let x = exchange(&t.client, to, port, &format!("{plane} {what} {i}"), &logs);
+            assert_eq!(
+                x.peer, x.client,
+                "{plane}: {what}: the server saw another address or port than the client's"
+            );
+        }
 
         let x = exchange(
             &t.client,
             LB_CLIENT_SIDE,
             8003,
             &format!("{plane} fixed {i}"),
+            &logs,
         );
-        let peer: SocketAddr = x.peer.parse().unwrap();
         assert_eq!(
-            peer.ip().to_string(),
+            x.peer.ip().to_string(),
             FIXED,
-            "{plane}: usesrc {FIXED}: the server saw {peer}"
+            "{plane}: usesrc {FIXED}: the server saw {}",
+            x.peer
         );
     }
 
