@@ -336,17 +336,23 @@ fn show_and_clear_table_as_haproxy() {
     );
     assert_eq!(s.admin("show table nope"), "No such table\n\n");
     assert_eq!(s.admin("show table fe key not-an-ip"), "Invalid key\n\n");
-    // Levels: a user sees the header only and may not clear.
+    // Levels: a user sees the header only and may not clear. As HAProxy 2.6: the table and
+    // the key are read first; with a key, "Permission denied"; without, nothing happens.
     let user = stats::cli(&s.dir.sock("user.sock"), "show table fe");
     assert_eq!(
         user,
         "# table: fe, type: ip, size:200, used:1\n# contents not dumped due to insufficient \
          privileges\n\n"
     );
-    assert_eq!(
-        stats::cli(&s.dir.sock("user.sock"), "clear table fe"),
-        "Permission denied\n\n"
-    );
+    for (cmd, answer) in [
+        ("clear table fe", "\n"),
+        ("clear table fe key 127.0.0.1", "Permission denied\n\n"),
+        ("clear table nope key 127.0.0.1", "No such table\n\n"),
+        ("clear table fe key not-an-ip", "Invalid key\n\n"),
+    ] {
+        assert_eq!(stats::cli(&s.dir.sock("user.sock"), cmd), answer, "{cmd}");
+    }
+    assert!(s.admin("show table").contains("used:1"), "nothing cleared");
     // Clear by filter that matches nothing, then by key.
     assert_eq!(s.admin("clear table fe data.conn_cnt lt 1"), "\n");
     assert!(s.admin("show table").contains("used:1"));
@@ -466,12 +472,22 @@ fn set_table_tags_a_client_from_the_cli() {
         entry_value(&s, "fe", "10.1.2.3", "gpc0").as_deref(),
         Some("6")
     );
-    assert_eq!(
-        stats::cli(
-            &s.dir.sock("user.sock"),
-            "set table fe key 10.1.2.3 data.gpc0 1"
+    for (cmd, answer) in [
+        (
+            "set table fe key 10.1.2.3 data.gpc0 1",
+            "Permission denied\n\n",
         ),
-        "Permission denied\n\n"
+        (
+            "set table nope key 10.1.2.3 data.gpc0 1",
+            "No such table\n\n",
+        ),
+        ("set table fe key", "Key value expected\n\n"),
+    ] {
+        assert_eq!(stats::cli(&s.dir.sock("user.sock"), cmd), answer, "{cmd}");
+    }
+    assert_eq!(
+        entry_value(&s, "fe", "10.1.2.3", "gpc0").as_deref(),
+        Some("6")
     );
 }
 

@@ -115,10 +115,11 @@ pub enum Command {
 /// The level a command needs, from its words alone (the one home of the rule): HAProxy checks
 /// a session's level before it reads the command's arguments, so a session below it gets
 /// "Permission denied" for words that would not parse too. Words of no command (the help)
-/// and `show|get|add|del|set|clear acl|map` need no level.
+/// and `show|get|add|del|set|clear acl|map` need no level. `clear|set table` check theirs
+/// when run, after the table and the key, as HAProxy's (see [`super::table::clear`]).
 pub fn level(w: &[&str]) -> CliLevel {
     match w {
-        ["show", "sess" | "env", ..] | ["set" | "clear", "table", ..] => CliLevel::Operator,
+        ["show", "sess" | "env", ..] => CliLevel::Operator,
         ["clear", "counters", rest @ ..] => {
             if rest.first() == Some(&"all") {
                 CliLevel::Admin
@@ -508,10 +509,10 @@ impl Session {
             Command::ShowSess => Ok(show_sess(gen).await),
             Command::ShowTable(q) => super::table::show(gen, q.as_ref(), self.level),
             Command::Patterns(c) => super::patterns::run(&gen.config.pat_refs, &c),
-            Command::ClearTable(q) => super::table::clear(gen, &q),
+            Command::ClearTable(q) => super::table::clear(gen, &q, self.level),
             Command::SetTable(words) => {
                 let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                super::table::set(gen, &words)
+                super::table::set(gen, &words, self.level)
             }
             Command::ClearCounters { all } => {
                 for c in gen.fe_stats.iter().chain(&gen.be_stats) {

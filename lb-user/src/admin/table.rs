@@ -114,13 +114,22 @@ pub fn show(gen: &Generation, q: Option<&TableQuery>, level: CliLevel) -> Result
 }
 
 /// `clear table NAME [key K | data.T OP V ...]`: removes the matching entries no connection
-/// tracks (all of them without a key or filter).
-pub fn clear(gen: &Generation, q: &TableQuery) -> Result<String, String> {
+/// tracks (all of them without a key or filter). Below level operator, as HAProxy 2.6: with a
+/// key, "Permission denied" once the table and the key are read
+/// (`table_process_entry_per_key`); without, nothing is removed and nothing said (its dump
+/// loop visits no entry below that level).
+pub fn clear(gen: &Generation, q: &TableQuery, level: CliLevel) -> Result<String, String> {
     let t = gen
         .tables
         .get(&q.table)
         .ok_or_else(|| "No such table\n".to_owned())?;
     let (key, filters) = resolve(t, q)?;
+    if level < CliLevel::Operator {
+        return match key {
+            Some(_) => Err(super::cli::PERMISSION_DENIED.to_owned()),
+            None => Ok(String::new()),
+        };
+    }
     t.clear(key.as_ref(), &filters, clock());
     Ok(String::new())
 }
@@ -129,9 +138,10 @@ const SET_ARGS: &str = "Required arguments: <table> key <key> [data.<store_data_
 
 /// `set table NAME key K [data.T V]*`: creates the entry when missing, then writes each value
 /// in turn, refreshing its expiry, as HAProxy 2.6 (`table_process_entry_per_key`): a bad
-/// pair stops there with its error, the values before it written. `words`: what follows
+/// pair stops there with its error, the values before it written; below level operator,
+/// "Permission denied" once the table and the key are read, as there. `words`: what follows
 /// `set table`.
-pub fn set(gen: &Generation, words: &[&str]) -> Result<String, String> {
+pub fn set(gen: &Generation, words: &[&str], level: CliLevel) -> Result<String, String> {
     let [name, rest @ ..] = words else {
         return Err(SET_ARGS.to_owned());
     };
@@ -154,6 +164,9 @@ pub fn set(gen: &Generation, words: &[&str]) -> Result<String, String> {
     };
     let key =
         Key::parse(key, t.def.key, t.def.key_len).ok_or_else(|| "Invalid key\n".to_owned())?;
+    if level < CliLevel::Operator {
+        return Err(super::cli::PERMISSION_DENIED.to_owned());
+    }
     let now = clock();
     let e = t
         .get(&key, now)
