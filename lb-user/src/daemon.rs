@@ -106,13 +106,22 @@ pub fn enter_chroot(
     Ok(())
 }
 
-/// The signals lb handles: SIGTERM/SIGINT stop, SIGHUP reloads, SIGUSR1 soft-stops.
+/// The signals lb handles, as HAProxy (its master process for SIGUSR2): SIGTERM/SIGINT stop,
+/// SIGHUP and SIGUSR2 reload, SIGUSR1 soft-stops, SIGTTOU pauses the frontends and SIGTTIN
+/// resumes them (unhandled, the last two would stop the process, and SIGUSR2 end it).
 pub fn signal_set() -> SigSet {
     let mut set = SigSet::empty();
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGHUP);
-    set.add(Signal::SIGUSR1);
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGTTOU,
+        Signal::SIGTTIN,
+    ] {
+        set.add(sig);
+    }
     set
 }
 

@@ -27,10 +27,12 @@ use nix::sys::signal::Signal;
     name = "lb",
     version,
     about,
-    after_help = "Signals: SIGHUP reloads the -f files (a broken configuration is rejected and \
-                  the running one keeps serving); SIGUSR1 soft-stops (stop accepting, finish \
-                  the established connections, within `hard-stop-after`, then exit); SIGTERM \
-                  and SIGINT stop.\n\nBinary upgrade (as HAProxy's): with `stats socket PATH \
+    disable_version_flag = true,
+    after_help = "Signals: SIGHUP and SIGUSR2 reload the -f files (a broken configuration is \
+                  rejected and the running one keeps serving); SIGUSR1 soft-stops (stop \
+                  accepting, finish the established connections, within `hard-stop-after`, \
+                  then exit); SIGTTOU pauses every frontend (its sockets stop listening) and \
+                  SIGTTIN resumes them; SIGTERM and SIGINT stop.\n\nBinary upgrade (as HAProxy's): with `stats socket PATH \
                   level admin expose-fd listeners` in the running lb's configuration, \
                   `lb -f CFG -x PATH -sf OLDPID` takes the old process's listening sockets \
                   (their queued clients with them), serves, then soft-stops the old one: no \
@@ -78,10 +80,10 @@ struct Cli {
     spin_us: u32,
     #[arg(
         long,
-        default_value = "info",
-        help = "Log level (error, warn, info, debug, trace); RUST_LOG overrides it"
+        help = "Log level (error, warn, info, debug, trace; default info, error with -q); \
+                RUST_LOG overrides it"
     )]
-    log_level: String,
+    log_level: Option<String>,
     /// Binary upgrade: take the listening sockets of the lb (or HAProxy) whose runtime API
     /// socket is SOCKET (`stats socket SOCKET expose-fd listeners`) instead of binding them;
     /// once serving, take an old lb's established flows too (those it can hand over).
@@ -94,16 +96,53 @@ struct Cli {
     /// Once serving, stop these processes at once (SIGTERM). Spelled `-st PID...`.
     #[arg(long = "st", value_name = "PID", num_args = 1..)]
     terminate: Vec<i32>,
+    /// HAProxy's master-worker mode (`-W`, or `-Ws` for a systemd `Type=notify` unit, as
+    /// global `master-worker`): lb is one process that reloads itself in place on SIGHUP or
+    /// SIGUSR2 and tells systemd when `NOTIFY_SOCKET` is set, so there is nothing to switch
+    /// on; accepted so that HAProxy's command lines run unchanged.
+    #[arg(short = 'W')]
+    master_worker: bool,
+    #[arg(long = "Ws", hide = true)]
+    master_worker_systemd: bool,
+    /// HAProxy's master CLI on a unix socket (`-S PATH[,mode,600][,level,operator]`, level
+    /// admin by default): `show proc`, `reload`, and the runtime API's commands after `@1`
+    /// (e.g. `echo '@1 show stat' | socat PATH -`).
+    #[arg(short = 'S', value_name = "PATH[,OPTIONS]")]
+    master_socket: Option<String>,
+    /// Stay in the foreground even with `daemon` in the configuration (HAProxy's `-db`).
+    #[arg(long = "db")]
+    no_background: bool,
+    /// Quiet (as global `quiet`): no warnings and no "Configuration file is valid" on the
+    /// console; the console log shows errors only unless --log-level is given.
+    #[arg(short = 'q')]
+    quiet: bool,
+    /// Verbose: undoes -q and global `quiet`.
+    #[arg(short = 'V')]
+    verbose: bool,
+    /// Print the version and exit (`-vv` too).
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: (),
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-/// The command line with HAProxy's two-letter options (`-sf`, `-st`) spelled as long ones.
+impl Cli {
+    /// Whether the console stays quiet (`-q`, global `quiet`), `-V` undoing both.
+    fn quiet(&self, config_quiet: bool) -> bool {
+        (self.quiet || config_quiet) && !self.verbose
+    }
+}
+
+/// The command line with HAProxy's two-letter options (`-sf`, `-st`, `-Ws`, `-db`, `-vv`)
+/// spelled as clap reads them.
 fn haproxy_args() -> Vec<std::ffi::OsString> {
     std::env::args_os()
         .map(|a| match a.to_str() {
             Some("-sf") => "--sf".into(),
             Some("-st") => "--st".into(),
+            Some("-Ws") => "--Ws".into(),
+            Some("-db") => "--db".into(),
+            Some("-vv") => "-v".into(),
             _ => a,
         })
         .collect()
@@ -197,7 +236,12 @@ fn main() -> ExitCode {
     {
         return ctl(socket, Duration::from_millis(*timeout), action);
     }
-    init_logging(&cli.log_level);
+    let level = match &cli.log_level {
+        Some(l) => l.as_str(),
+        None if cli.quiet(false) => "error",
+        None => "info",
+    };
+    init_logging(level);
     // Still one thread: it takes NOTIFY_SOCKET out of the environment.
     let notify = lb_user::notify::Notifier::from_env();
     match run(&cli, &notify) {
@@ -253,11 +297,18 @@ fn run(cli: &Cli, notify: &lb_user::notify::Notifier) -> anyhow::Result<()> {
             );
         }
     };
-    for w in &config.warnings {
+    // A bad `-S` stops the start before anything is bound (`-c` checks it too).
+    if let Some(spec) = &cli.master_socket {
+        config::master_socket(spec).map_err(anyhow::Error::msg)?;
+    }
+    let quiet = cli.quiet(config.global.quiet);
+    for w in config.warnings.iter().filter(|_| !quiet) {
         eprintln!("{w}");
     }
     if cli.check {
-        println!("Configuration file is valid");
+        if !quiet {
+            println!("Configuration file is valid");
+        }
         return Ok(());
     }
     let plane = (cli.dataplane, Duration::from_millis(cli.sockmap_after));
@@ -304,11 +355,15 @@ fn log_sockmap(after: Duration, ids: sockmap::MapIds) {
     }
 }
 
-/// Whether lb goes to the background (`-D`, global `daemon`). The demo has started its
+/// Whether lb goes to the background (`-D`, global `daemon`; `-db` keeps it in front). The demo has started its
 /// backends' threads already: it never forks. Nor does lb under a `Type=notify` unit: systemd
 /// watches the process it started, which must stay in front.
-fn forks(asked: bool, files: &[PathBuf], notify: &lb_user::notify::Notifier) -> bool {
-    if !asked || files.is_empty() {
+fn forks(
+    (asked, no_background): (bool, bool),
+    files: &[PathBuf],
+    notify: &lb_user::notify::Notifier,
+) -> bool {
+    if !asked || files.is_empty() || no_background {
         return false;
     }
     if notify.active() {
@@ -321,7 +376,7 @@ fn forks(asked: bool, files: &[PathBuf], notify: &lb_user::notify::Notifier) -> 
 /// What the process does before any thread starts (the sockmap plane's wake dispatcher starts
 /// when it loads), since every thread inherits it.
 fn before_threads() -> anyhow::Result<()> {
-    // Each thread inherits the mask, so SIGHUP/SIGTERM/SIGINT reach only the signal loop. A
+    // Each thread inherits the mask, so the handled signals reach only the signal loop. A
     // thread that left them unblocked would take one whenever the loop is busy (reloading,
     // starting) and die of it, with the whole process.
     block_signals()?;
@@ -368,7 +423,11 @@ fn serve(
         .pidfile
         .clone()
         .or_else(|| config.global.pidfile.clone());
-    let daemon = forks(cli.daemon || config.global.daemon, files, notify);
+    let daemon = forks(
+        (cli.daemon || config.global.daemon, cli.no_background),
+        files,
+        notify,
+    );
     let threads = config.global.nbthread.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -422,7 +481,7 @@ fn serve(
     // any check or connection sees the servers.
     lb_user::state::follow_tracked(&gen);
     lb_user::state::file::load_configured(&gen);
-    let (stats_listeners, sockets) = bind_control(&gen)?;
+    let (stats_listeners, sockets) = bind_control(&gen, cli.master_socket.as_deref())?;
     let socket_paths: Vec<PathBuf> = sockets.iter().map(|s| s.conf.path.clone()).collect();
     // Still one thread: the last moment to fork. Everything is bound and loaded.
     let ready = if daemon {
@@ -507,17 +566,30 @@ type ControlSockets = (
 
 /// Binds the stats pages and runtime API sockets (errors stop the start); the control thread
 /// serves them from whatever generation is current.
-fn bind_control(gen: &Generation) -> anyhow::Result<ControlSockets> {
+fn bind_control(gen: &Generation, master_cli: Option<&str>) -> anyhow::Result<ControlSockets> {
     let stats_listeners = lb_user::stats::http::bind(gen)?;
+    let master = master_cli.map(config::master_socket).transpose();
+    let master = master.map_err(anyhow::Error::msg)?.map(|(sock, warnings)| {
+        for w in warnings {
+            log::warn!("{w}");
+        }
+        sock
+    });
     let sockets = gen
         .config
         .global
         .stats_sockets
         .iter()
+        .chain(&master)
         .map(lb_user::admin::bind_socket)
         .collect::<Result<Vec<_>, _>>()?;
     for s in &sockets {
-        log::info!("stats socket: listening on {}", s.conf.path.display());
+        let what = if s.conf.master {
+            "master CLI"
+        } else {
+            "stats socket"
+        };
+        log::info!("{what}: listening on {}", s.conf.path.display());
     }
     for st in &gen.config.stats {
         for b in &st.binds {
@@ -565,8 +637,9 @@ fn drop_privileges(plan: &lb_user::privileges::Plan, threads: usize) -> anyhow::
     Ok(())
 }
 
-/// Serves signals until a stop: SIGHUP reloads (the old generation's checkers and resolvers
-/// stop as it is replaced), SIGTERM/SIGINT stop listening and return.
+/// Serves signals until a stop: SIGHUP and SIGUSR2 reload (the old generation's checkers and resolvers
+/// stop as it is replaced), SIGTTOU/SIGTTIN pause and resume the frontends, SIGTERM/SIGINT stop
+/// listening and return.
 fn serve_signals(
     mut running: Running,
     current: &Current,
@@ -581,18 +654,29 @@ fn serve_signals(
             notify.stopping();
             return soft_stop(listeners, &running.gen);
         }
-        if sig != Signal::SIGHUP {
+        if sig == Signal::SIGTTOU || sig == Signal::SIGTTIN {
+            let pause = sig == Signal::SIGTTOU;
+            if !listener::frontends::pause_or_resume_all(&running.gen, pause) && pause {
+                notify.stopping();
+                return soft_stop(listeners, &running.gen);
+            }
+            continue;
+        }
+        if sig != Signal::SIGHUP && sig != Signal::SIGUSR2 {
             log::info!("received {sig}, stopping");
             notify.stopping();
             listeners.close_all();
             return Ok(());
         }
         if files.is_empty() {
-            log::warn!("SIGHUP: nothing to reload (no -f files)");
+            log::warn!("{sig}: nothing to reload (no -f files)");
             continue;
         }
         notify.reloading();
-        if let Some((next, reloading)) = reload((files, plane), listeners, current, rt) {
+        log::info!("{sig}: reloading the configuration");
+        let reloaded = reload((files, plane), listeners, current, rt);
+        lb_user::admin::master::note_reload(reloaded.is_some());
+        if let Some((next, reloading)) = reloaded {
             reloading.switch(next.clone());
             running.gen.retire();
             listeners.close_removed(&next.config);
@@ -763,7 +847,7 @@ impl Running {
     }
 }
 
-/// SIGHUP, as one transaction: load → open log targets → bind → build → hand out → switch.
+/// SIGHUP (or SIGUSR2), as one transaction: load → open log targets → bind → build → hand out → switch.
 /// Every step before the switch can fail, and a failure undoes what the steps before it did
 /// (new log targets are dropped unused, new addresses unbound), so the running generation
 /// keeps serving exactly as before, with its log targets, listeners and server state. The
@@ -778,7 +862,6 @@ fn reload<'a>(
     rt: &tokio::runtime::Runtime,
 ) -> Option<(Arc<Generation>, Reloading<'a>)> {
     let current = &serving.load_full();
-    log::info!("SIGHUP: reloading the configuration");
     let rejected = |why: &dyn std::fmt::Display| {
         log::error!(
             "reload rejected ({why}); still serving generation {}",

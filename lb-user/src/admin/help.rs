@@ -5,8 +5,11 @@ use std::fmt::Write as _;
 
 use crate::config::CliLevel;
 
-/// (usage, help, level needed). Listed by `help`, in HAProxy's wording.
-const COMMANDS: &[(&str, &str, CliLevel)] = &[
+/// A command's usage, its help line and the level it needs.
+pub(super) type Usage = (&'static str, &'static str, CliLevel);
+
+/// Listed by `help`, in HAProxy's wording.
+const COMMANDS: &[Usage] = &[
     (
         "disable server (DEPRECATED)",
         "disable a server for maintenance (use 'set server' instead)",
@@ -232,8 +235,13 @@ const COMMANDS: &[(&str, &str, CliLevel)] = &[
 /// The commands a session at `level` may run (those starting with `filter` when some do, under
 /// HAProxy's "Unknown command" line).
 pub(super) fn help(level: CliLevel, filter: Option<&str>) -> String {
+    usage(COMMANDS, level, filter)
+}
+
+/// [`help`] over another list of commands (the master CLI's).
+pub(super) fn usage(commands: &[Usage], level: CliLevel, filter: Option<&str>) -> String {
     let mut s = String::new();
-    let matching: Vec<_> = COMMANDS
+    let matching: Vec<_> = commands
         .iter()
         .filter(|(_, _, l)| *l <= level)
         .filter(|(u, _, _)| filter.is_none_or(|f| u.starts_with(f)))
@@ -244,7 +252,7 @@ pub(super) fn help(level: CliLevel, filter: Option<&str>) -> String {
         s.push_str("The following commands are valid at this level:\n");
     }
     let list = if matching.is_empty() {
-        COMMANDS.iter().filter(|(_, _, l)| *l <= level).collect()
+        commands.iter().filter(|(_, _, l)| *l <= level).collect()
     } else {
         matching
     };

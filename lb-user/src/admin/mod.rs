@@ -8,6 +8,7 @@ pub mod cli;
 mod fqdn;
 pub mod frontend;
 mod help;
+pub mod master;
 pub mod patterns;
 mod process;
 pub mod resolvers;
@@ -19,6 +20,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -206,6 +208,7 @@ async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>)
     };
     let level = sock.conf.level;
     let expose_fd = sock.conf.expose_fd;
+    let master = sock.conf.master;
     let timeout = shared.config.global.stats_timeout;
     drop(shared);
     // Keeps the socket file until the process ends (BoundSocket removes it on drop).
@@ -215,7 +218,11 @@ async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>)
         let ((stream, _), slot, fd) = slots.accept(&what, || listener.accept()).await;
         let current = current.clone();
         tokio::task::spawn_local(async move {
-            let access = Access { level, expose_fd };
+            let access = Access {
+                level,
+                expose_fd,
+                master,
+            };
             if let Err(e) = session(&current, stream, access, timeout, &slot).await {
                 log::debug!("stats socket: {e}");
             }
@@ -226,11 +233,70 @@ async fn serve_socket(current: Current, sock: BoundSocket, slots: Rc<Admission>)
     }
 }
 
-/// What a runtime API socket allows: its `level`, and `expose-fd listeners`.
+/// What a runtime API socket allows: its `level`, and `expose-fd listeners`; `master`: it is
+/// the master CLI (`-S`).
 #[derive(Clone, Copy, Debug)]
 struct Access {
     level: CliLevel,
     expose_fd: bool,
+    master: bool,
+}
+
+/// A connection's command state: the runtime API's, or the master CLI's around it.
+enum Commands {
+    Worker(cli::Session),
+    Master(master::Master),
+}
+
+impl Commands {
+    fn new(access: Access) -> Self {
+        if access.master {
+            Commands::Master(master::Master::new(access.level))
+        } else {
+            Commands::Worker(cli::Session::new(access.level))
+        }
+    }
+
+    /// How long the next line may take (`set timeout cli` on the runtime API).
+    fn timeout(&self) -> Option<Duration> {
+        match self {
+            Commands::Worker(s) => s.timeout,
+            Commands::Master(_) => None,
+        }
+    }
+
+    async fn run_line(
+        &mut self,
+        gen: &Arc<Generation>,
+        text: &str,
+        payload: Option<&str>,
+    ) -> String {
+        match self {
+            Commands::Worker(s) => s.run_line(gen, text, payload).await,
+            Commands::Master(m) => m.run_line(gen, text, payload).await,
+        }
+    }
+
+    /// The prompt after an answer, or `None` when the connection ends there.
+    fn prompt(&self) -> Option<String> {
+        match self {
+            Commands::Worker(s) => (!s.quit && s.interactive).then(|| "> ".to_owned()),
+            Commands::Master(m) => (!m.quit && m.interactive()).then(|| m.prompt_text()),
+        }
+    }
+
+    /// After the answer: the master CLI's `reload` reloads as SIGUSR2 does, through the
+    /// signal loop.
+    fn after_answer(&self) {
+        if let Commands::Master(m) = self {
+            if m.reload {
+                let me = nix::unistd::Pid::this();
+                if let Err(e) = nix::sys::signal::kill(me, nix::sys::signal::Signal::SIGUSR2) {
+                    log::error!("master CLI: reload: cannot signal the process: {e}");
+                }
+            }
+        }
+    }
 }
 
 /// `_getsocks` (binary upgrade, `lb -x`): hands the listening sockets over when the socket has
@@ -281,17 +347,19 @@ async fn session(
     timeout: Duration,
     slot: &Slot,
 ) -> io::Result<()> {
-    let mut state = cli::Session::new(access.level);
+    let mut state = Commands::new(access);
     let mut lines = Lines::default();
     loop {
         // One line, bounded in size and time (`set timeout cli` changes the bound).
-        let deadline = Instant::now() + state.timeout.unwrap_or(timeout);
+        let deadline = Instant::now() + state.timeout().unwrap_or(timeout);
         let Some(line) = lines.next(&mut stream, deadline, slot, MAX_LINE).await? else {
             return Ok(());
         };
         slot.served();
         let text = String::from_utf8_lossy(&line);
         match text.trim_end_matches(['\n', '\r']) {
+            // Not on the master CLI (HAProxy's cannot hand sockets over either).
+            _ if access.master => {}
             "_getsocks" => return getsocks(stream, access.expose_fd).await,
             "_getflows" => return getflows(&current.load_full(), stream, access.expose_fd).await,
             _ => {}
@@ -325,9 +393,11 @@ async fn session(
         let out = state.run_line(&hold.gen, text, payload.as_deref()).await;
         drop(hold);
         stream.write_all(out.as_bytes()).await?;
-        if state.quit || !state.interactive {
+        let prompt = state.prompt();
+        state.after_answer();
+        let Some(prompt) = prompt else {
             return Ok(());
-        }
-        stream.write_all(b"> ").await?;
+        };
+        stream.write_all(prompt.as_bytes()).await?;
     }
 }

@@ -20,6 +20,7 @@ mod tests;
 
 pub use checks::*;
 pub use model::*;
+pub use parse::master_socket;
 /// Durations as HAProxy writes them (`10s`, `500ms`), for the runtime API too.
 pub(crate) use scalar::{parse_time, TimeUnit};
 

@@ -114,6 +114,8 @@ pub struct Global {
     /// `daemon` (or `-D`): fork into the background once bound, the parent writing the pid file
     /// and exiting.
     pub daemon: bool,
+    /// `quiet` (or `-q`): warnings are not printed when the configuration is loaded.
+    pub quiet: bool,
     /// `log` lines of the global section, in order.
     pub logs: Vec<LogTarget>,
     /// `spread-checks` (percent, 0..=50): random jitter added to or removed from check
@@ -291,6 +293,9 @@ pub struct StatsSocket {
     /// `expose-fd listeners`: the socket answers `_getsocks`, handing the listening sockets to
     /// a new lb (or HAProxy) started with `-x PATH`. Default off.
     pub expose_fd: bool,
+    /// HAProxy's master CLI (`-S`, not a configuration line): its commands, `@` prefixes
+    /// to reach the runtime API, default level `admin`.
+    pub master: bool,
 }
 
 /// One `user` of a `userlist`.

@@ -230,6 +230,32 @@ pub(super) fn listen_ready(gen: &Generation) {
     }
 }
 
+/// SIGTTOU and SIGTTIN, HAProxy's `protocol_pause_all` and `protocol_resume_all`: `pause`
+/// pauses every listening frontend, else every paused one listens again (whether a signal or
+/// `disable frontend` paused it; not those shut down). A frontend that refuses is logged by
+/// [`pause`] or [`resume`]; then HAProxy's warning, and `false`: after a refused pause the
+/// caller soft-stops, as HAProxy does.
+pub fn pause_or_resume_all(gen: &Generation, pause_them: bool) -> bool {
+    let mut ok = true;
+    for f in 0..gen.config.frontends.len() {
+        match (pause_them, gen.fe_states.get(f)) {
+            (true, FeState::Ready) => ok &= pause(gen, f),
+            (false, FeState::Paused) => ok &= resume(gen, f),
+            _ => {}
+        }
+    }
+    if !ok && pause_them {
+        log::warn!("Some proxies refused to pause, performing soft stop now.");
+    } else if !ok {
+        log::warn!(
+            "Some proxies refused to resume, probably due to a conflict on a listening port. \
+             You may want to try again after the conflicting application is stopped, \
+             otherwise a restart might be needed to resume safe operations."
+        );
+    }
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

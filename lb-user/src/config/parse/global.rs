@@ -22,6 +22,7 @@ pub(super) fn builtin() -> Global {
         user: None,
         group: None,
         daemon: false,
+        quiet: false,
         logs: Vec::new(),
         spread_checks: 0,
         external_check: false,
@@ -124,13 +125,13 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("ca-base", ca_base),
     run("crt-base", tls_bind_only),
     run("ulimit-n", ulimit_n),
-    not_yet("master-worker", "master-worker mode", optional),
+    run("master-worker", master_worker),
     run("hard-stop-after", hard_stop_after),
     run("node", node),
     run("description", description),
     run("server-state-file", state_file::global_path),
     run("server-state-base", state_file::global_path),
-    not_yet("quiet", "quiet mode", optional),
+    run("quiet", quiet),
     run("cpu-map", cpu_map),
     run("maxconnrate", max_rate),
     run("maxsessrate", max_rate),
@@ -304,6 +305,27 @@ fn user_group(p: &mut Parser, line: &Line) {
 fn daemon(p: &mut Parser, line: &Line) {
     if arity(&mut p.diag, line, 1, 0, 0) {
         p.global.daemon = true;
+    }
+}
+
+/// `master-worker [no-exit-on-failure]` (or `-W`): HAProxy's master process, which reloads on
+/// SIGUSR2 by starting new workers. lb is one process that reloads itself in place, on SIGHUP
+/// and SIGUSR2 alike, whether or not the mode is asked for: nothing to change.
+fn master_worker(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 0, 1) {
+        if let Some(w) = line.words.get(1).filter(|w| *w != "no-exit-on-failure") {
+            p.diag.err(
+                &line.loc,
+                format!("'master-worker' only supports 'no-exit-on-failure' (got '{w}')"),
+            );
+        }
+    }
+}
+
+/// `quiet` (or `-q`): no warnings and no "Configuration file is valid" on the console.
+fn quiet(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 0, 0) {
+        p.global.quiet = true;
     }
 }
 

@@ -31,6 +31,7 @@ use super::lex::{is_section_word, Line};
 use super::{Config, ConfigError, Global, Loc, StatsProxy, Userlist, Warning};
 use crate::acl::ConfigLoader;
 use proxy::{Kind, ProxyDraft, ProxyOpts};
+pub use stats::master_socket;
 
 /// Errors and warnings collected while loading; loading never stops at the first error.
 #[derive(Debug, Default)]

@@ -293,6 +293,38 @@ fn http_auth_lists(words: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// `-S PATH[,OPTION,VALUE...]`, HAProxy's master CLI socket: the options of a `stats
+/// socket` line, separated by commas, read by the same parser; level `admin` unless given.
+/// `Ok`: the socket and the warnings of options lb ignores; `Err`: why it is refused.
+pub fn master_socket(spec: &str) -> Result<(StatsSocket, Vec<String>), String> {
+    let mut words: Vec<String> = ["stats", "socket"].map(String::from).to_vec();
+    words.extend(spec.split(',').map(String::from));
+    let line = Line {
+        loc: super::super::Loc {
+            file: std::sync::Arc::new(PathBuf::from("-S")),
+            line: 0,
+        },
+        words,
+    };
+    let mut d = Diag::default();
+    let sock = stats_socket(&mut d, &line);
+    let why = |m: &str| format!("-S {spec}: {}", m.replacen("'stats socket", "'-S", 1));
+    if let Some(e) = d.errors.first() {
+        return Err(why(&e.message));
+    }
+    let warnings = d.warnings.iter().map(|w| why(&w.message)).collect();
+    let Some(mut sock) = sock else {
+        return Err(format!(
+            "-S {spec}: lb serves the master CLI on unix sockets only (a path)"
+        ));
+    };
+    sock.master = true;
+    if !line.words.iter().skip(3).step_by(2).any(|w| w == "level") {
+        sock.level = CliLevel::Admin;
+    }
+    Ok((sock, warnings))
+}
+
 /// Parses `stats socket PATH [mode M] [level L] [...]` (`line.words[2..]`).
 #[expect(
     clippy::many_single_char_names,
@@ -318,6 +350,7 @@ fn stats_socket(d: &mut Diag, line: &Line) -> Option<StatsSocket> {
         mode: None,
         level: CliLevel::Operator,
         expose_fd: false,
+        master: false,
     };
     let mut i = 3;
     while i < w.len() {
