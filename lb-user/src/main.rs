@@ -109,6 +109,11 @@ struct Cli {
     /// (e.g. `echo '@1 show stat' | socat PATH -`).
     #[arg(short = 'S', value_name = "PATH[,OPTIONS]")]
     master_socket: Option<String>,
+    /// Ignore server address resolution failures (HAProxy's `-dr`): a server whose name does
+    /// not resolve starts in MAINT (resolution), as with `init-addr ...,none`, instead of
+    /// stopping the start (or `-c`).
+    #[arg(long = "dr")]
+    ignore_resolution: bool,
     /// Stay in the foreground even with `daemon` in the configuration (HAProxy's `-db`).
     #[arg(long = "db")]
     no_background: bool,
@@ -133,7 +138,7 @@ impl Cli {
     }
 }
 
-/// The command line with HAProxy's two-letter options (`-sf`, `-st`, `-Ws`, `-db`, `-vv`)
+/// The command line with HAProxy's two-letter options (`-sf`, `-st`, `-Ws`, `-db`, `-dr`, `-vv`)
 /// spelled as clap reads them.
 fn haproxy_args() -> Vec<std::ffi::OsString> {
     std::env::args_os()
@@ -142,6 +147,7 @@ fn haproxy_args() -> Vec<std::ffi::OsString> {
             Some("-st") => "--st".into(),
             Some("-Ws") => "--Ws".into(),
             Some("-db") => "--db".into(),
+            Some("-dr") => "--dr".into(),
             Some("-vv") => "-v".into(),
             _ => a,
         })
@@ -283,6 +289,9 @@ fn run(cli: &Cli, notify: &lb_user::notify::Notifier) -> anyhow::Result<()> {
     }
     if cli.files.is_empty() {
         bail!("no configuration file: use -f FILE (or `lb demo`); see --help");
+    }
+    if cli.ignore_resolution {
+        config::ignore_resolution_failures();
     }
     let config = match config::load(&cli.files) {
         Ok(c) => c,

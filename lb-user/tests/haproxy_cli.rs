@@ -246,3 +246,27 @@ fn opts_with(cfg: &TempCfg, args: &[&str]) -> LbOpts {
     opts.args(&["-f", cfg.path.to_str().expect("utf-8")])
         .args(args)
 }
+
+/// `-dr`: a server name that does not resolve no longer fails the load: the server starts in
+/// MAINT (resolution), as with `init-addr ...,none` (HAProxy appends `none` to every server's
+/// methods); without `-dr`, the same file is refused.
+#[test]
+fn dr_ignores_resolution_failures() {
+    let port = free_port();
+    let text = simple_config(port, &[], &["s1 no-such-host.invalid:5432".to_owned()]);
+    let cfg = TempCfg::new(&text);
+    let path = cfg.path.to_str().expect("utf-8 path");
+    let run = |args: &[&str]| Command::new(lb_bin()).args(args).output().expect("run lb");
+    let refused = run(&["-c", "-f", path]);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cannot resolve 'no-such-host.invalid'"),
+        "{refused:?}"
+    );
+    let accepted = run(&["-c", "-dr", "-f", path]);
+    assert!(accepted.status.success(), "{accepted:?}");
+    assert!(
+        String::from_utf8_lossy(&accepted.stderr).contains("starting in MAINT (resolution)"),
+        "{accepted:?}"
+    );
+}

@@ -26,6 +26,7 @@ pub(crate) use scalar::{parse_time, TimeUnit};
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// One configuration error, printed as `FILE:LINE: message`.
@@ -59,6 +60,20 @@ impl fmt::Display for ConfigErrors {
         }
         Ok(())
     }
+}
+
+/// `-dr` (HAProxy's `GTUNE_RESOLVE_DONTFAIL`): every server's address methods end with
+/// `none`, so a name that does not resolve starts the server in MAINT (resolution) instead of
+/// failing the load. Set once, before the first load; reloads keep it, as HAProxy's process.
+static RESOLVE_DONTFAIL: AtomicBool = AtomicBool::new(false);
+
+/// Turns `-dr` on for every load from now on.
+pub fn ignore_resolution_failures() {
+    RESOLVE_DONTFAIL.store(true, Ordering::Relaxed);
+}
+
+fn resolution_failures_ignored() -> bool {
+    RESOLVE_DONTFAIL.load(Ordering::Relaxed)
 }
 
 /// Reads, parses and validates the given files in order, as `haproxy -f A -f B` does (sections

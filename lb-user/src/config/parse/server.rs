@@ -252,10 +252,13 @@ impl Parser {
         if !self.check_tls(&ctx, &line.loc, &mut params.health.tls) {
             return;
         }
-        let init_addr = params
+        let mut init_addr = params
             .init_addr
             .clone()
             .unwrap_or_else(|| default_init_addr(params.resolvers.is_some()));
+        if super::super::resolution_failures_ignored() && !init_addr.contains(&InitAddr::None) {
+            init_addr.push(InitAddr::None);
+        }
         let found = if template && addr_text.starts_with('_') {
             let ip = std::net::Ipv4Addr::UNSPECIFIED.into();
             FoundAddr {
