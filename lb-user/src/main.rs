@@ -40,7 +40,8 @@ use nix::sys::signal::Signal;
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// Configuration file (haproxy.cfg syntax, mode tcp); repeat to read several in order.
+    /// Configuration file (haproxy.cfg syntax, mode tcp), or a directory of `.cfg` files read in
+    /// name order; repeat to read several in order.
     #[arg(short = 'f', value_name = "FILE")]
     files: Vec<PathBuf>,
     #[arg(

@@ -13,11 +13,12 @@
 //!
 //! Without `chroot` no helper runs and every call goes straight to the file system.
 
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 /// The connection to the helper, once started.
@@ -42,6 +43,54 @@ pub fn read(path: &Path) -> io::Result<Vec<u8>> {
         None => std::fs::read(path),
         Some(h) => ask(h, b'R', path.as_os_str().as_encoded_bytes()),
     }
+}
+
+/// `-f PATH`'s files: `None` when PATH is not a directory (it is read as a file); for a
+/// directory, HAProxy's rule (`haproxy -f DIR`): its regular files (symbolic links followed)
+/// whose name ends in `.cfg` and does not start with `.`, in byte order of their names (from
+/// outside the chroot when lb is in one, so a reload sees files added since).
+pub fn cfg_files(path: &Path) -> io::Result<Option<Vec<PathBuf>>> {
+    match HELPER.get() {
+        None => cfg_files_here(path),
+        Some(h) => {
+            let answer = ask(h, b'D', path.as_os_str().as_encoded_bytes())?;
+            Ok(match answer.split_first() {
+                Some((b'D', names)) => Some(
+                    names
+                        .split(|b| *b == 0)
+                        .filter(|n| !n.is_empty())
+                        // SAFETY: the helper sent `as_encoded_bytes` of paths (same platform).
+                        .map(|n| PathBuf::from(unsafe { OsStr::from_encoded_bytes_unchecked(n) }))
+                        .collect(),
+                ),
+                _ => None,
+            })
+        }
+    }
+}
+
+fn cfg_files_here(path: &Path) -> io::Result<Option<Vec<PathBuf>>> {
+    if !std::fs::metadata(path)?.is_dir() {
+        return Ok(None);
+    }
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
+    names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+    let mut files = Vec::new();
+    for name in names {
+        let n = name.as_encoded_bytes();
+        // HAProxy's test: the first ".cfg" in the name is its end.
+        let cfg = n.windows(4).position(|w| w == b".cfg") == n.len().checked_sub(4);
+        if n.first() == Some(&b'.') || !cfg {
+            continue;
+        }
+        let file = path.join(&name);
+        if std::fs::metadata(&file)?.is_file() {
+            files.push(file);
+        }
+    }
+    Ok(Some(files))
 }
 
 /// Reads a whole file as UTF-8 text (lossy).
@@ -216,6 +265,17 @@ fn serve(op: u8, arg: &[u8]) -> Result<Vec<u8>, String> {
                 .map(|()| Vec::new())
                 .map_err(|e| e.to_string())
         }
+        b'D' => match cfg_files_here(path()).map_err(|e| e.to_string())? {
+            None => Ok(b"F".to_vec()),
+            Some(files) => {
+                let mut answer = b"D".to_vec();
+                for f in files {
+                    answer.extend_from_slice(f.as_os_str().as_encoded_bytes());
+                    answer.push(0);
+                }
+                Ok(answer)
+            }
+        },
         b'U' => std::fs::remove_file(path())
             .map(|()| Vec::new())
             .map_err(|e| e.to_string()),
@@ -261,6 +321,38 @@ mod tests {
         req.extend_from_slice(&80u16.to_be_bytes());
         req.extend_from_slice(b"127.0.0.1");
         assert_eq!(serve(b'N', &req).unwrap(), b"127.0.0.1:80");
+        // A file is not a directory of configuration files; a directory lists its `.cfg`
+        // files as `haproxy -f DIR` does.
+        let d = std::env::temp_dir().join(format!("lb-outside-dir-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("sub.cfg")).unwrap();
+        for f in [
+            "b.cfg",
+            "a.cfg",
+            ".hidden.cfg",
+            "notes.txt",
+            "x.cfg.bak",
+            "y.cfg.cfg",
+        ] {
+            std::fs::write(d.join(f), b"").unwrap();
+        }
+        std::fs::write(&dir, b"abc").unwrap();
+        assert_eq!(serve(b'D', p).unwrap(), b"F");
+        let mut listed = b"D".to_vec();
+        for f in ["a.cfg", "b.cfg"] {
+            listed.extend_from_slice(d.join(f).as_os_str().as_encoded_bytes());
+            listed.push(0);
+        }
+        assert_eq!(
+            serve(b'D', d.as_os_str().as_encoded_bytes()).unwrap(),
+            listed
+        );
+        assert_eq!(
+            cfg_files_here(&d).unwrap(),
+            Some(vec![d.join("a.cfg"), d.join("b.cfg")])
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(serve(b'D', p).is_err(), "gone: an error");
         // Malformed requests are answered with an error, never a panic.
         assert!(serve(b'N', b"4").is_err());
         assert!(serve(b'?', b"").is_err());

@@ -270,3 +270,64 @@ fn dr_ignores_resolution_failures() {
         "{accepted:?}"
     );
 }
+
+/// `-f DIR`, as HAProxy: the directory's `.cfg` files in name order (not hidden ones, not
+/// other names, not directories), read again at each reload, so a file added since is served.
+#[test]
+fn config_directory() {
+    let server = Backend::flow("s1");
+    let (port, port2) = (free_port(), free_port());
+    let dir = SockDir::new("cfgdir");
+    let whole = simple_config(port, &[], &[format!("s1 {}", server.addr)]);
+    // Split after `defaults`: sections continue across files in order.
+    let at = whole.find("\nfrontend fe").expect("frontend line");
+    let write = |name: &str, text: &str| std::fs::write(dir.sock(name), text).expect("write");
+    write("20-fe.cfg", &whole[at..]);
+    write("10-global.cfg", &whole[..at]);
+    for junk in [".hidden.cfg", "notes.txt", "30-fe.cfg.bak"] {
+        write(junk, "this is not a configuration\n");
+    }
+    std::fs::create_dir_all(dir.sock("sub.cfg")).expect("mkdir");
+    let path = dir.path.to_str().expect("utf-8");
+    let check = Command::new(lb_bin())
+        .args(["-c", "-f", path])
+        .output()
+        .expect("run");
+    assert!(check.status.success(), "{check:?}");
+
+    let mut opts = LbOpts::new("", "splice");
+    opts.configs.clear();
+    let lb = Lb::start_with(&opts.args(&["-f", path]));
+    let flows = |lb: &Lb, port: u16, what: &str| {
+        concurrent_flows(
+            local(port),
+            &server,
+            &flow_plan(2, 2, 64 << 10),
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("flows {what}: {e}\n{}", lb.logs().join("\n")));
+    };
+    flows(&lb, port, "from the directory");
+    write(
+        "30-fe2.cfg",
+        &format!("\nfrontend fe2\n    bind 127.0.0.1:{port2}\n    default_backend be\n"),
+    );
+    lb.signal(libc::SIGHUP);
+    assert!(
+        lb.wait_for_log("reload done: generation 1", Duration::from_secs(10)),
+        "{}",
+        lb.logs().join("\n")
+    );
+    flows(&lb, port2, "to the file added before the reload");
+
+    let empty = SockDir::new("cfgdir-empty");
+    let out = Command::new(lb_bin())
+        .args(["-c", "-f", empty.path.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no configuration file"),
+        "{out:?}"
+    );
+}

@@ -77,11 +77,30 @@ fn resolution_failures_ignored() -> bool {
 }
 
 /// Reads, parses and validates the given files in order, as `haproxy -f A -f B` does (sections
-/// continue across files).
+/// continue across files); a directory stands for its `.cfg` files, in name order
+/// ([`crate::outside::cfg_files`]).
 pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
-    let mut texts = Vec::new();
+    let mut files = Vec::new();
     for path in paths {
+        match crate::outside::cfg_files(path) {
+            Ok(Some(in_dir)) => files.extend(in_dir),
+            Ok(None) => files.push(path.clone()),
+            Err(e) => errors.push(ConfigError {
+                loc: None,
+                message: format!("{}: cannot read: {e}", path.display()),
+            }),
+        }
+    }
+    if files.is_empty() && errors.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        errors.push(ConfigError {
+            loc: None,
+            message: format!("{}: no configuration file (no .cfg file)", names.join(", ")),
+        });
+    }
+    let mut texts = Vec::new();
+    for path in &files {
         match crate::outside::read(path) {
             Ok(bytes) => texts.push((Arc::new(path.clone()), bytes)),
             Err(e) => errors.push(ConfigError {
