@@ -39,6 +39,7 @@ pub mod state;
 pub mod stats;
 pub mod stick;
 pub mod table;
+pub mod tls;
 pub mod tls_hello;
 pub mod upgrade;
 
