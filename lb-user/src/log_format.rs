@@ -86,7 +86,7 @@ pub enum Alias {
     /// `%hs`, `%hsl`: response captures (none in TCP: nothing).
     ResCaptures,
     ResCaptureList,
-    /// `%sslc`, `%sslv`: the client side's TLS cipher and version (lb terminates no TLS: `-`).
+    /// `%sslc`, `%sslv`: the client side's TLS cipher and version (`-` on a plain bind).
     SslCipher,
     SslVersion,
 }
@@ -269,6 +269,8 @@ pub struct Data<'a> {
     /// `option logasap`: the line may leave before the session ends, so `%Tt`, `%Tu` and `%B`
     /// carry a `+` (HAProxy's, whenever the option is on).
     pub asap: bool,
+    /// The client's TLS version and cipher (`%sslv`, `%sslc`; `%ft`'s `~`), on a TLS bind.
+    pub ssl: Option<(&'a str, &'a str)>,
 }
 
 /// A wall-clock instant: seconds since the epoch, microseconds, and the local offset then.
@@ -493,16 +495,21 @@ fn render_var(out: &mut String, alias: Alias, flags: Flags, d: &Data<'_>) {
         }
         Alias::Frontend => push_text(out, Some(d.frontend), flags),
         Alias::FrontendXprt => {
+            // HAProxy's `~` after the name of a frontend that took the client over TLS.
+            let tilde = if d.ssl.is_some() { "~" } else { "" };
             if flags.quote {
-                let _ = write!(out, "\"{}\"", d.frontend);
+                let _ = write!(out, "\"{}{tilde}\"", d.frontend);
             } else {
                 out.push_str(d.frontend);
+                out.push_str(tilde);
             }
         }
         Alias::Backend => push_text(out, Some(d.backend), flags),
         Alias::Server => push_text(out, Some(d.server.unwrap_or("<NOSRV>")), flags),
         Alias::Hostname => push_text(out, Some(d.hostname), flags),
-        Alias::UniqueId | Alias::SslCipher | Alias::SslVersion => push_text(out, None, flags),
+        Alias::UniqueId => push_text(out, None, flags),
+        Alias::SslCipher => push_text(out, d.ssl.map(|s| s.1), flags),
+        Alias::SslVersion => push_text(out, d.ssl.map(|s| s.0), flags),
         Alias::TermState => out.push_str(d.term),
         Alias::TermStateCookie => {
             out.push_str(d.term);

@@ -1,7 +1,7 @@
 //! The sample fetches lb answers in `mode tcp`, one [`FetchDef`] each in [`FETCHES`], with
 //! HAProxy's names (old underscore spellings included), argument lists, output types and the
 //! places they answer in (`src/tcp_sample.c`, `src/payload.c`, `src/backend.c`,
-//! `src/sample.c`). Names lb knows but does not serve (stick tables, TLS termination, HTTP) are
+//! `src/sample.c`). Names lb knows but does not serve (stick tables, client certificates, HTTP) are
 //! recognised by [`lookup`], so a configuration using them loads with a warning.
 
 use std::net::IpAddr;
@@ -190,6 +190,26 @@ pub static FETCHES: &[FetchDef] = &[
             Fetched::wait()
         }
     }),
+    // The client's TLS handshake, on a TLS bind (`ssl_fc` is false elsewhere; the others
+    // give no sample).
+    def("ssl_fc", NONE, T::Bool, P::ALL, |c, _| {
+        Fetched::one(Value::Bool(c.env.tls().is_some()))
+    }),
+    def("ssl_fc_has_sni", NONE, T::Bool, P::ALL, |c, _| {
+        opt(c.env.tls().map(|t| Value::Bool(t.sni.is_some())))
+    }),
+    def("ssl_fc_sni", NONE, T::Str, P::ALL, |c, _| {
+        opt(c.env.tls().and_then(|t| t.sni.as_deref()).map(Value::str))
+    }),
+    def("ssl_fc_alpn", NONE, T::Str, P::ALL, |c, _| {
+        opt(c.env.tls().and_then(|t| t.alpn.as_deref()).map(Value::str))
+    }),
+    def("ssl_fc_protocol", NONE, T::Str, P::ALL, |c, _| {
+        opt(c.env.tls().map(|t| Value::str(t.version)))
+    }),
+    def("ssl_fc_cipher", NONE, T::Str, P::ALL, |c, _| {
+        opt(c.env.tls().map(|t| Value::str(t.cipher)))
+    }),
     // Request and response contents.
     def("req.len", NONE, T::Int, P::REQ_ONLY, len),
     def("req_len", NONE, T::Int, P::REQ_ONLY, len),
@@ -284,8 +304,8 @@ pub fn lookup(name: &str) -> Lookup {
     }
     if name.starts_with("ssl_") {
         return Lookup::Never(
-            "needs TLS termination, which lb does not do (TLS passes through untouched); it \
-             never matches",
+            "is a TLS fetch lb does not serve (it serves ssl_fc, ssl_fc_sni, ssl_fc_has_sni, \
+             ssl_fc_alpn, ssl_fc_protocol and ssl_fc_cipher); it never matches",
         );
     }
     if http_name(name) {
@@ -734,7 +754,8 @@ mod tests {
         assert!(matches!(lookup("sc_glitch_cnt"), Lookup::Never(_)));
         assert!(matches!(lookup("src_port"), Lookup::Found(_)));
         assert!(matches!(lookup("hdr"), Lookup::Never(_)));
-        assert!(matches!(lookup("ssl_fc_sni"), Lookup::Never(_)));
+        assert!(matches!(lookup("ssl_fc_sni"), Lookup::Found(_)));
+        assert!(matches!(lookup("ssl_c_s_dn"), Lookup::Never(_)));
         assert!(matches!(lookup("req.ssl_snii"), Lookup::Unknown));
     }
 }

@@ -135,6 +135,10 @@ pub trait Env {
     fn capture(&self, _slot: usize) -> Option<&[u8]> {
         None
     }
+    /// The client's TLS handshake (`ssl_fc*`), on a TLS bind once it is done.
+    fn tls(&self) -> Option<&crate::tls::Facts> {
+        None
+    }
     /// A stick-table fetch: `what` is its name after the `sc0_`/`sc_`/`src_`/`table_` prefix
     /// (`conn_rate`, `inc_gpc0`, `tracked`...), `table` its optional table argument, `idx`
     /// the array element of `get_gpc`, `inc_gpc`... (0 otherwise). `None`: no sample

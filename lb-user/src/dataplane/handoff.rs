@@ -7,7 +7,7 @@
 //! taken, or no verdict at all, it forwards on from where it stopped. So a flow is served by
 //! one process at a time, whatever happens to the exchange.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
@@ -58,6 +58,9 @@ pub(super) async fn offer(
     (client, server): (&AsyncFd<OwnedFd>, &AsyncFd<OwnedFd>),
     read: (u64, u64),
 ) -> bool {
+    if !super::sockopt::is_inet(client.get_ref().as_fd()) {
+        return false;
+    }
     let (Ok(client), Ok(server)) = (client.get_ref().try_clone(), server.get_ref().try_clone())
     else {
         return false;

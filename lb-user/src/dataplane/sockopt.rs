@@ -388,6 +388,17 @@ pub fn set_rcvlowat(fd: BorrowedFd<'_>, bytes: i32) -> io::Result<()> {
     setsockopt_raw(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVLOWAT, bytes)
 }
 
+/// Whether a socket is an IPv4/IPv6 one (`SO_DOMAIN`): a flow's client socket is not when a
+/// TLS bind's relay stands in for the client (a unix socketpair's end), and such a flow may
+/// neither enter the sockmap (its programs and hand-over are TCP's) nor be handed to another
+/// process (its TLS state lives in this one).
+pub fn is_inet(fd: BorrowedFd<'_>) -> bool {
+    matches!(
+        getsockopt_raw::<libc::c_int>(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN),
+        Ok((libc::AF_INET | libc::AF_INET6, _))
+    )
+}
+
 /// Pending socket error (`SO_ERROR`), cleared by reading; `None` when there is none.
 pub fn take_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
     match getsockopt_raw::<libc::c_int>(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR) {

@@ -25,6 +25,7 @@ mod serve;
 mod served;
 pub mod spread;
 mod thread;
+mod tls_shim;
 mod trim;
 
 pub use bind::{bind_listener, BindPlan, Listeners, ThreadInbox, ThreadPlan};

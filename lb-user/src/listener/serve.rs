@@ -98,7 +98,8 @@ async fn serve(
     };
     let mut served = Served::new(peer);
     // Boxed at once: the session is moved out of this future whole, to the data plane.
-    let mut sess = match Session::accept(gen.clone(), frontend, peer, local, Instant::now()) {
+    let accepted = Instant::now();
+    let mut sess = match Session::accept(gen.clone(), frontend, peer, local, accepted) {
         Ok(s) => Box::new(s),
         Err(r) => {
             served.log = LogAs::Nothing;
@@ -108,6 +109,25 @@ async fn serve(
                 conn_io::reset(client);
             }
             return Some((served, None));
+        }
+    };
+    let tls = session::bind_of(gen, frontend, local)
+        .map(|b| &fe.binds[b])
+        .and_then(|b| Some((b.tls.as_deref()?, b.accept_proxy)));
+    let client = match tls {
+        None => client,
+        Some(t) => {
+            let shim = super::tls_shim::terminate(
+                (gen, frontend),
+                t,
+                client,
+                (&mut sess, &mut served),
+                accepted,
+            );
+            match shim.await {
+                Some(fd) => fd,
+                None => return Some((served, None)),
+            }
         }
     };
     let client = Sock::new(client);

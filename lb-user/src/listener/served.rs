@@ -53,6 +53,8 @@ pub(super) struct Served {
     /// What a `log-format` reads of the session at its end; `None` without one (boxed: it
     /// is kept while the flow lasts, and most frontends have none).
     pub(super) noted: Option<Box<Noted>>,
+    /// The client's TLS version and cipher (`%sslv`, `%sslc`), on a TLS bind.
+    pub(super) tls: Option<(&'static str, &'static str)>,
 }
 
 /// What a `log-format` line reads of a session at its end.
@@ -105,6 +107,7 @@ impl Served {
             backend_src: None,
             counter: logging::next_session_number(),
             noted: None,
+            tls: None,
         }
     }
 
@@ -189,7 +192,8 @@ impl Closing {
         };
         if let LogAs::Embryonic(msg) = served.log {
             // HAProxy: with `option dontlognull`, a connection closed before sending anything.
-            if !(log.dontlognull && msg == crate::session::PRX_EMPTY) {
+            let empty = [crate::session::PRX_EMPTY, crate::tls::accept::SSL_EMPTY];
+            if !(log.dontlognull && empty.contains(&msg)) {
                 let fe = &gen.config.frontends[frontend];
                 let bind = crate::session::bind_of(&gen, frontend, served.client)
                     .or_else(|| local_bind(&gen, frontend))
@@ -356,5 +360,6 @@ pub(super) fn session_line(
         captures: served.noted.as_ref().map_or(&[], |n| &n.captures),
         samples: served.noted.as_ref().map_or(&[], |n| &n.samples),
         asap: gen.logs.frontend(frontend).is_some_and(|l| l.logasap),
+        ssl: served.tls,
     })
 }

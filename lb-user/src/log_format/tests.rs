@@ -48,6 +48,7 @@ fn data() -> Data<'static> {
         captures: &[],
         samples: &[],
         asap: false,
+        ssl: None,
     }
 }
 

@@ -171,6 +171,7 @@ mod tests {
             captures: &[],
             samples: &[],
             asap: false,
+            ssl: None,
         }
     }
 

@@ -18,6 +18,8 @@ pub(super) struct GenEnv<'a> {
     pub(super) captures: &'a [Option<Vec<u8>>],
     /// The connection's stick-table state.
     pub(super) sticky: &'a super::Sticky,
+    /// The client's TLS handshake, on a TLS bind.
+    pub(super) tls: Option<&'a crate::tls::Facts>,
 }
 
 impl GenEnv<'_> {
@@ -132,5 +134,9 @@ impl Env for GenEnv<'_> {
 
     fn capture(&self, slot: usize) -> Option<&[u8]> {
         self.captures.get(slot)?.as_deref()
+    }
+
+    fn tls(&self) -> Option<&crate::tls::Facts> {
+        self.tls
     }
 }

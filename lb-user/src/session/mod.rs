@@ -144,6 +144,8 @@ pub struct Session {
     response_deadline: Option<Instant>,
     /// Tracked stick-table entries and persistence (dropped with the session: `conn_cur`).
     sticky: Sticky,
+    /// The client's TLS handshake, on a TLS bind (set before the first `feed`).
+    tls: Option<Box<crate::tls::Facts>>,
 }
 
 /// The hooks of the rules engine for one session.
@@ -212,6 +214,7 @@ impl Session {
             captures: Vec::new(),
             response_deadline: None,
             sticky: Sticky::default(),
+            tls: None,
             gen,
         };
         let (verdict, expect_proxy) = s.run_phase(Places::CONNECTION, &[], true, |r| &r.connection);
@@ -373,6 +376,7 @@ impl Session {
             frontend: self.frontend,
             backend: self.backend,
             captures: &[],
+            tls: self.tls.as_deref(),
         };
         let inputs = Inputs {
             place: at.place,
@@ -738,6 +742,7 @@ impl Session {
             backend: self.backend,
             captures: &self.captures,
             sticky: &self.sticky,
+            tls: self.tls.as_deref(),
         };
         let ctx = Ctx {
             place: Places::RESPONSE,
@@ -783,6 +788,17 @@ impl Session {
     /// Bytes of PROXY header at the start of the buffer.
     pub fn consumed(&self) -> usize {
         self.consumed
+    }
+
+    /// Notes what the client's TLS handshake settled, for the `ssl_fc*` fetches: before the
+    /// first [`Session::feed`].
+    pub fn set_tls(&mut self, facts: crate::tls::Facts) {
+        self.tls = Some(Box::new(facts));
+    }
+
+    /// The client's TLS handshake, on a TLS bind.
+    pub fn tls(&self) -> Option<&crate::tls::Facts> {
+        self.tls.as_deref()
     }
 
     pub fn frontend_name(&self) -> &str {

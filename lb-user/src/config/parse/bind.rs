@@ -3,9 +3,14 @@
 
 use super::super::lex::Line;
 use super::super::scalar::{parse_bind_addrs, parse_time, parse_u32, TimeUnit};
-use super::super::{Bind, BindOptions, Loc};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::super::{Bind, BindOptions, BindTls, Loc};
 use super::proxy::ProxyDraft;
 use super::Parser;
+use crate::tls::ciphers::{self, Settings, Version};
+use crate::tls::server::{server_config, ServerOpts};
 
 /// Checks an option's value.
 type ValueCheck = fn(&str) -> Result<(), String>;
@@ -26,8 +31,51 @@ enum Handling {
     /// Accepted but not acted on yet (listener options): the number of value words it takes,
     /// and the check of its value.
     NotYet(usize, Option<ValueCheck>),
-    /// Needs TLS, which lb does not do: an error.
+    /// A TLS option lb does not do yet: an error.
     NeedsTls,
+    /// A TLS option lb does: the number of value words it takes, and how it is kept.
+    Tls(usize, fn(&mut TlsDraft, &str) -> Result<(), String>),
+}
+
+/// What a `bind` line's TLS options say, as they are read.
+#[derive(Default)]
+struct TlsDraft {
+    /// `ssl`.
+    ssl: bool,
+    /// `crt` values, as written.
+    crts: Vec<String>,
+    settings: Settings,
+    opts: ServerOpts,
+    /// Any TLS option but `ssl` (they do nothing without it).
+    any: bool,
+}
+
+const fn tls_opt(
+    name: &'static str,
+    nargs: usize,
+    take: fn(&mut TlsDraft, &str) -> Result<(), String>,
+) -> BindOption {
+    BindOption {
+        name,
+        handling: Handling::Tls(nargs, take),
+    }
+}
+
+/// `no-X`/`force-X`: a version word.
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the signature of every TLS option's handler"
+)]
+fn version_word(d: &mut TlsDraft, w: &str) -> Result<(), String> {
+    d.settings.apply_word(w);
+    Ok(())
+}
+
+/// `ssl-min-ver`/`ssl-max-ver V`.
+fn version(v: &str) -> Result<Version, String> {
+    Version::parse(v).ok_or_else(|| {
+        format!("unknown version '{v}' (expected SSLv3, TLSv1.0, TLSv1.1, TLSv1.2 or TLSv1.3)")
+    })
 }
 
 /// One `bind` option.
@@ -133,28 +181,78 @@ const BIND_OPTIONS: &[BindOption] = &[
             Ok(())
         }),
     },
-    tls("ssl"),
-    tls("crt"),
+    tls_opt("ssl", 0, |d, _| {
+        d.ssl = true;
+        Ok(())
+    }),
+    tls_opt("crt", 1, |d, v| {
+        d.crts.push(v.to_owned());
+        Ok(())
+    }),
+    tls_opt("alpn", 1, |d, v| {
+        d.opts.alpn = v
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(())
+    }),
+    tls_opt("ciphers", 1, |d, v| {
+        ciphers::tls12_suites(v)?;
+        d.settings.ciphers = Some(v.to_owned());
+        Ok(())
+    }),
+    tls_opt("ciphersuites", 1, |d, v| {
+        ciphers::tls13_suites(v)?;
+        d.settings.ciphersuites = Some(v.to_owned());
+        Ok(())
+    }),
+    tls_opt("curves", 1, |d, v| {
+        ciphers::kx_groups(v)?;
+        d.settings.curves = Some(v.to_owned());
+        Ok(())
+    }),
+    // `ecdhe CURVE`: the one curve of ECDHE when `curves` sets none.
+    tls_opt("ecdhe", 1, |d, v| {
+        ciphers::kx_groups(v)?;
+        d.settings.curves.get_or_insert_with(|| v.to_owned());
+        Ok(())
+    }),
+    tls_opt("ssl-min-ver", 1, |d, v| {
+        d.settings.min = Some(version(v)?);
+        Ok(())
+    }),
+    tls_opt("ssl-max-ver", 1, |d, v| {
+        d.settings.max = Some(version(v)?);
+        Ok(())
+    }),
+    tls_opt("strict-sni", 0, |d, _| {
+        d.opts.strict_sni = true;
+        Ok(())
+    }),
+    tls_opt("no-tls-tickets", 0, |d, _| {
+        d.opts.no_tls_tickets = true;
+        Ok(())
+    }),
+    tls_opt("prefer-client-ciphers", 0, |d, _| {
+        d.opts.prefer_client_ciphers = true;
+        Ok(())
+    }),
+    tls_opt("no-sslv3", 0, version_word),
+    tls_opt("no-tlsv10", 0, version_word),
+    tls_opt("no-tlsv11", 0, version_word),
+    tls_opt("no-tlsv12", 0, version_word),
+    tls_opt("no-tlsv13", 0, version_word),
+    tls_opt("force-sslv3", 0, version_word),
+    tls_opt("force-tlsv10", 0, version_word),
+    tls_opt("force-tlsv11", 0, version_word),
+    tls_opt("force-tlsv12", 0, version_word),
+    tls_opt("force-tlsv13", 0, version_word),
     tls("crt-list"),
     tls("ca-file"),
-    tls("alpn"),
     tls("npn"),
-    tls("ciphers"),
-    tls("ciphersuites"),
-    tls("curves"),
-    tls("ecdhe"),
-    tls("ssl-min-ver"),
-    tls("ssl-max-ver"),
     tls("verify"),
-    tls("strict-sni"),
     tls("crl-file"),
-    tls("no-sslv3"),
-    tls("no-tlsv10"),
-    tls("no-tlsv11"),
-    tls("no-tlsv12"),
-    tls("no-tlsv13"),
-    tls("force-tlsv12"),
-    tls("force-tlsv13"),
     tls("allow-0rtt"),
     tls("quic-force-retry"),
     tls("generate-certificates"),
@@ -167,7 +265,7 @@ impl Handling {
         match self {
             Handling::AcceptProxy | Handling::NeedsTls => 0,
             Handling::Name | Handling::Maxconn | Handling::Checked(_) => 1,
-            Handling::Opt(n, _) | Handling::NotYet(n, _) => n,
+            Handling::Opt(n, _) | Handling::NotYet(n, _) | Handling::Tls(n, _) => n,
         }
     }
 }
@@ -181,6 +279,7 @@ struct BindDraft<'a> {
     opts: BindOptions,
     /// Options accepted but not acted on yet.
     not_yet: Vec<&'a str>,
+    tls: TlsDraft,
 }
 
 impl<'a> BindDraft<'a> {
@@ -198,6 +297,10 @@ impl<'a> BindDraft<'a> {
                     check(value)?;
                 }
                 self.not_yet.push(opt);
+            }
+            Handling::Tls(_, take) => {
+                self.tls.any |= opt != "ssl";
+                take(&mut self.tls, value)?;
             }
             Handling::NeedsTls => {}
         }
@@ -223,8 +326,10 @@ impl Parser {
                 self.diag.err(
                     &line.loc,
                     format!(
-                        "'bind' option '{opt}' needs TLS, which lb does not do (terminate TLS \
-                         on the servers, or in front of lb)"
+                        "'bind' option '{opt}' is not supported yet (lb's TLS termination does \
+                         'ssl', 'crt', 'alpn', 'ciphers', 'ciphersuites', 'curves', \
+                         'ssl-min-ver', 'ssl-max-ver', 'no-*', 'force-*', 'strict-sni', \
+                         'no-tls-tickets')"
                     ),
                 );
                 return;
@@ -246,13 +351,64 @@ impl Parser {
             }
             at += 1 + nargs;
         }
-        if ok {
-            self.bind_draft(px, line, &draft);
+        if !ok {
+            return;
+        }
+        let tls = self.bind_tls(line, &draft.tls);
+        if let Ok(tls) = tls {
+            self.bind_draft(px, line, &draft, tls.as_ref());
+        }
+    }
+
+    /// The TLS termination of a `bind` line: the global defaults filled in, its certificates
+    /// loaded. `Err`: refused (the error is reported).
+    fn bind_tls(&mut self, line: &Line, d: &TlsDraft) -> Result<Option<Arc<BindTls>>, ()> {
+        if !d.ssl {
+            if d.any {
+                self.diag.warn(
+                    &line.loc,
+                    "'bind': TLS options without 'ssl' do nothing (the bind is plain TCP)",
+                );
+            }
+            return Ok(None);
+        }
+        let g = &self.global;
+        let mut settings = d.settings.clone();
+        settings.inherit(&g.ssl_default_bind.settings);
+        let mut opts = d.opts.clone();
+        opts.no_tls_tickets |= g.ssl_default_bind.no_tls_tickets;
+        opts.prefer_client_ciphers |= g.ssl_default_bind.prefer_client_ciphers;
+        let crts: Vec<PathBuf> = d
+            .crts
+            .iter()
+            .map(|c| match &g.crt_base {
+                Some(base) if !c.starts_with('/') => base.join(c),
+                _ => PathBuf::from(c),
+            })
+            .collect();
+        match server_config(&crts, &settings, &opts) {
+            Ok(server) => Ok(Some(Arc::new(BindTls {
+                crts,
+                settings,
+                opts,
+                server,
+            }))),
+            Err(e) => {
+                self.diag
+                    .err(&line.loc, format!("'bind {}' ssl: {e}", line.words[1]));
+                Err(())
+            }
         }
     }
 
     /// The binds of a `bind` line whose options were all accepted, and its warnings.
-    fn bind_draft(&mut self, px: &mut ProxyDraft, line: &Line, draft: &BindDraft) {
+    fn bind_draft(
+        &mut self,
+        px: &mut ProxyDraft,
+        line: &Line,
+        draft: &BindDraft,
+        tls: Option<&Arc<BindTls>>,
+    ) {
         if let Some(m) = draft.opts.mss.filter(|m| *m < 0) {
             self.diag.warn(
                 &line.loc,
@@ -282,6 +438,7 @@ impl Parser {
         // The same limit for each address of the line, as HAProxy gives each socket.
         for b in &mut px.binds[first..] {
             b.maxconn = draft.maxconn;
+            b.tls = tls.cloned();
         }
     }
 
@@ -303,6 +460,7 @@ impl Parser {
                 accept_proxy,
                 maxconn: None,
                 opts: opts.clone(),
+                tls: None,
             })),
             Err(e) => self.diag.err(loc, format!("'bind': {e}")),
         }

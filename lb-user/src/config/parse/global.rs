@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use super::super::lex::Line;
 use super::super::scalar::{parse_size, parse_time, parse_u32, parse_uint, TimeUnit};
-use super::super::{Global, LogTarget};
+use super::super::{BindTlsDefaults, Global, LogTarget};
 use super::log::check_log_args;
 use super::state_file;
 use super::suggest::suggest;
 use super::{arity, Diag, Parser};
+use crate::tls::ciphers::Version;
 
 /// `HAProxy`'s values for everything `global` can set.
 pub(super) fn builtin() -> Global {
@@ -46,6 +47,8 @@ pub(super) fn builtin() -> Global {
         ulimit_n: None,
         hard_stop_after: None,
         ca_base: None,
+        crt_base: None,
+        ssl_default_bind: BindTlsDefaults::default(),
         ssl_server_verify: true,
         sockmap_backlog: None,
     }
@@ -123,7 +126,7 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("chroot", chroot),
     run("maxpipes", maxpipes),
     run("ca-base", ca_base),
-    run("crt-base", tls_bind_only),
+    run("crt-base", crt_base),
     run("ulimit-n", ulimit_n),
     run("master-worker", master_worker),
     run("hard-stop-after", hard_stop_after),
@@ -136,16 +139,17 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("maxconnrate", max_rate),
     run("maxsessrate", max_rate),
     not_yet("maxsslconn", TLS, count),
-    run("ssl-default-bind-ciphers", tls_bind_only),
-    run("ssl-default-bind-ciphersuites", tls_bind_only),
-    run("ssl-default-bind-options", tls_bind_only),
+    run("ssl-default-bind-ciphers", ssl_default_bind_list),
+    run("ssl-default-bind-ciphersuites", ssl_default_bind_list),
+    run("ssl-default-bind-curves", ssl_default_bind_list),
+    run("ssl-default-bind-options", ssl_default_bind_options),
     not_yet("ssl-default-server-ciphers", TLS, any),
     not_yet("ssl-default-server-ciphersuites", TLS, any),
     not_yet("ssl-default-server-options", TLS, any),
-    run("ssl-dh-param-file", tls_bind_only),
+    run("ssl-dh-param-file", dh_params),
     run("ssl-server-verify", ssl_server_verify),
     // Handled by the `tune.*` rule; listed for "did you mean".
-    run("tune.ssl.default-dh-param", tls_bind_only),
+    run("tune.ssl.default-dh-param", dh_params),
     not_yet("lua-load", "Lua", one_or_more),
     run("set-dumpable", set_dumpable),
     run("strict-limits", strict_limits),
@@ -420,11 +424,84 @@ fn description(p: &mut Parser, line: &Line) {
     }
 }
 
-/// Settings of TLS listeners only (`crt-base`, `ssl-default-bind-*`, `ssl-dh-param-file`,
-/// `tune.ssl.default-dh-param`): lb refuses every `bind ... ssl`, so in a configuration it
-/// accepts these change nothing, in `HAProxy` as in lb. Accepted without a warning.
-fn tls_bind_only(p: &mut Parser, line: &Line) {
+/// `ssl-dh-param-file`, `tune.ssl.default-dh-param`: the DHE parameters of TLS binds. lb's
+/// TLS (rustls) has no DHE key exchange (ECDHE only), so there is nothing to set: accepted
+/// without a warning, as they change nothing a client can tell.
+fn dh_params(p: &mut Parser, line: &Line) {
     arity(&mut p.diag, line, 1, 1, usize::MAX);
+}
+
+/// `crt-base DIR`: the directory of relative `crt` paths.
+fn crt_base(p: &mut Parser, line: &Line) {
+    if arity(&mut p.diag, line, 1, 1, 1) {
+        p.global.crt_base = Some(line.words[1].clone().into());
+    }
+}
+
+/// `ssl-default-bind-ciphers|ciphersuites|curves LIST`: the list of every `ssl` bind that
+/// sets none, checked here (nothing usable in it is an error, as in HAProxy).
+fn ssl_default_bind_list(p: &mut Parser, line: &Line) {
+    if !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    let (kw, v) = (line.words[0].as_str(), line.words[1].clone());
+    let s = &mut p.global.ssl_default_bind.settings;
+    let checked = match kw {
+        "ssl-default-bind-ciphers" => {
+            crate::tls::ciphers::tls12_suites(&v).map(|_| s.ciphers = Some(v))
+        }
+        "ssl-default-bind-ciphersuites" => {
+            crate::tls::ciphers::tls13_suites(&v).map(|_| s.ciphersuites = Some(v))
+        }
+        _ => crate::tls::ciphers::kx_groups(&v).map(|_| s.curves = Some(v)),
+    };
+    if let Err(e) = checked {
+        p.diag.err(&line.loc, format!("'{kw}': {e}"));
+    }
+}
+
+/// `ssl-default-bind-options WORDS`: `no-sslv3`, `no-tlsv1x`, `force-tlsv1x`, `ssl-min-ver
+/// V`, `ssl-max-ver V`, `no-tls-tickets`, `prefer-client-ciphers` (HAProxy's list).
+fn ssl_default_bind_options(p: &mut Parser, line: &Line) {
+    if !arity(&mut p.diag, line, 1, 1, usize::MAX) {
+        return;
+    }
+    let d: &mut BindTlsDefaults = &mut p.global.ssl_default_bind;
+    let mut words = line.words[1..].iter();
+    while let Some(w) = words.next() {
+        let err = match w.as_str() {
+            "no-tls-tickets" => {
+                d.no_tls_tickets = true;
+                None
+            }
+            "prefer-client-ciphers" => {
+                d.prefer_client_ciphers = true;
+                None
+            }
+            "ssl-min-ver" | "ssl-max-ver" => match words.next().map(|v| (v, Version::parse(v))) {
+                Some((_, Some(v))) => {
+                    if w == "ssl-min-ver" {
+                        d.settings.min = Some(v);
+                    } else {
+                        d.settings.max = Some(v);
+                    }
+                    None
+                }
+                Some((v, None)) => Some(format!(
+                    "'{w}': unknown version '{v}' (expected SSLv3, TLSv1.0, TLSv1.1, TLSv1.2 \
+                     or TLSv1.3)"
+                )),
+                None => Some(format!("'{w}' needs a version")),
+            },
+            other if d.settings.apply_word(other) => None,
+            other => Some(format!("unknown option '{other}'")),
+        };
+        if let Some(e) = err {
+            p.diag
+                .err(&line.loc, format!("'ssl-default-bind-options': {e}"));
+            return;
+        }
+    }
 }
 
 fn log(p: &mut Parser, line: &Line) {
@@ -550,7 +627,7 @@ fn tune(p: &mut Parser, line: &Line) {
         return;
     }
     if kw == "tune.ssl.default-dh-param" {
-        tls_bind_only(p, line);
+        dh_params(p, line);
         return;
     }
     if matches!(

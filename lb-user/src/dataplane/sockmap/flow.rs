@@ -116,6 +116,10 @@ pub async fn forward_after(
     kill: &KillSwitch,
     (pre, started): ((u64, u64), Instant),
 ) -> FlowReport {
+    // A TLS bind's client is a unix socket: the maps are TCP's, the flow stays on splice.
+    if !sockopt::is_inet(client.as_fd()) {
+        return super::super::splice::forward(client, server, t, kill, pre).await;
+    }
     if maps.at_once() && pre == (0, 0) {
         if maps.evidence.decide(maps.rule, None) == Verdict::Enter {
             return forward_with_hook(maps, client, server, t, kill, &mut |_| {}).await;
