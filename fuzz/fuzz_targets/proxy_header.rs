@@ -42,6 +42,7 @@ fn built_from(b: &[u8]) -> Option<(Option<(SocketAddr, SocketAddr)>, V2Extras)> 
         // (past the TLV's limit of 255, which lb cuts at).
         authority: (flags & 32 != 0)
             .then(|| b[1..].repeat(10)[..usize::from(flags >> 6) * 100].to_vec()),
+        ..V2Extras::default()
     };
     Some((addrs, extras))
 }

@@ -31,6 +31,8 @@ pub const TLV_AUTHORITY: u8 = 0x02;
 pub const TLV_CRC32C: u8 = 0x03;
 pub const TLV_UNIQUE_ID: u8 = 0x05;
 pub const TLV_SSL: u8 = 0x20;
+/// The SSL TLV's version sub-TLV (`PP2_SUBTYPE_SSL_VERSION`).
+pub const TLV_SSL_VERSION: u8 = 0x21;
 /// HAProxy's limits on the authority and unique-id TLVs.
 const AUTHORITY_MAX: usize = 255;
 const UNIQUE_ID_MAX: usize = 128;
@@ -344,12 +346,18 @@ pub struct V2Extras {
     /// `crc32c`: a checksum TLV over the whole header.
     pub crc32c: bool,
     /// `ssl` (and `send-proxy-v2-ssl`, `-ssl-cn`, the `cert-*`/`ssl-cipher` options, which only
-    /// add sub-TLVs for a TLS client connection): the SSL TLV. lb never terminates TLS, so its
-    /// client flags say "not TLS", as HAProxy's do for a clear-text client.
+    /// add sub-TLVs for a TLS client connection): the SSL TLV. Its client flags say "TLS" and
+    /// it carries the version when [`V2Extras::tls_version`] is set (a TLS bind's client),
+    /// else "not TLS", as HAProxy's do for a clear-text client.
     pub ssl: bool,
     /// `authority`: the authority TLV, with the host name the client connection's own PROXY
-    /// header gave (there is no other source without TLS termination).
+    /// header gave, else its TLS SNI (as HAProxy).
     pub authority: Option<Vec<u8>>,
+    /// The client's TLS version (`TLSv1.3`), on a TLS bind: the SSL TLV's version sub-TLV.
+    pub tls_version: Option<&'static str>,
+    /// The protocol the client's TLS handshake chose: the ALPN TLV, which HAProxy sends
+    /// whenever there is one.
+    pub alpn: Option<Vec<u8>>,
 }
 
 /// The v2 header: `PROXY` with TCP over IPv4 (both addresses IPv4) or IPv6 (IPv4 mapped), or
@@ -382,12 +390,19 @@ pub fn v2(addrs: Option<(SocketAddr, SocketAddr)>, extras: &V2Extras) -> Vec<u8>
         tlv(&mut h, TLV_CRC32C, &[0; 4]);
         h.len() - 4
     });
+    if let Some(a) = &extras.alpn {
+        tlv(&mut h, TLV_ALPN, a);
+    }
     if let Some(a) = &extras.authority {
         tlv(&mut h, TLV_AUTHORITY, &a[..a.len().min(AUTHORITY_MAX)]);
     }
     if extras.ssl {
-        // client flags (none: not TLS), verify result (0).
-        tlv(&mut h, TLV_SSL, &[0, 0, 0, 0, 0]);
+        // client flags (PP2_CLIENT_SSL or none), verify result (0), then the version.
+        let mut v = vec![u8::from(extras.tls_version.is_some()), 0, 0, 0, 0];
+        if let Some(ver) = extras.tls_version {
+            tlv(&mut v, TLV_SSL_VERSION, ver.as_bytes());
+        }
+        tlv(&mut h, TLV_SSL, &v);
     }
     let len = (h.len() - V2_HEADER) as u16;
     h[14..16].copy_from_slice(&len.to_be_bytes());
@@ -525,6 +540,7 @@ mod tests {
                 crc32c: true,
                 ssl: true,
                 authority: Some(b"example.com".to_vec()),
+                ..V2Extras::default()
             },
         );
         for full in [&v1[..], &v2[..]] {
@@ -573,9 +589,19 @@ mod tests {
                 crc32c: true,
                 ssl: true,
                 authority: Some(b"host.example".to_vec()),
+                tls_version: Some("TLSv1.3"),
+                alpn: Some(b"h2".to_vec()),
             },
         );
         assert_eq!(header(&with).authority, Some(b"host.example".to_vec()));
+        // ALPN, then the authority, then the SSL TLV: client flag TLS, verify 0, the version.
+        let ssl = [
+            &[TLV_SSL, 0, 15, 1, 0, 0, 0, 0, TLV_SSL_VERSION, 0, 7][..],
+            b"TLSv1.3",
+        ]
+        .concat();
+        assert!(with.windows(ssl.len()).any(|w| w == ssl), "{with:?}");
+        assert!(with.windows(5).any(|w| w == [TLV_ALPN, 0, 2, b'h', b'2']));
     }
 
     #[test]
@@ -660,6 +686,7 @@ mod tests {
                     crc32c: true,
                     ssl: true,
                     authority: Some(b"a".to_vec()),
+                    ..V2Extras::default()
                 },
             ),
         ];

@@ -474,3 +474,45 @@ fn a_bad_crt_is_a_load_error_naming_the_line() {
     let (out, _cfgs) = lb_check(&[&cfg]);
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+/// `send-proxy-v2` with `proxy-v2-options ssl,authority`: the ALPN TLV, the SNI as the
+/// authority and the SSL TLV with the client flag and the version, as HAProxy sends them for a
+/// TLS client.
+#[test]
+fn send_proxy_v2_carries_the_tls_facts() {
+    let certs = Certs::new();
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let s = seen.clone();
+    let srv = Backend::spawn("pp2", move |c, conn| {
+        let mut head = [0u8; 16];
+        c.read_exact(&mut head)?;
+        let mut rest = vec![0u8; usize::from(u16::from_be_bytes([head[14], head[15]]))];
+        c.read_exact(&mut rest)?;
+        s.lock().unwrap().push(rest);
+        let got = recv_to_eof(c, conn.deadline)?;
+        c.write_all(&got.to_wire())?;
+        c.shutdown(Shutdown::Write)
+    });
+    let port = free_port();
+    let opts = format!("ssl crt {} alpn h2", certs.path("a.pem"));
+    let backends = format!(
+        "backend be\n    server s1 {} send-proxy-v2 proxy-v2-options ssl,authority\n",
+        srv.addr
+    );
+    let lb = Lb::start(&config(port, &opts, "", &backends), "splice");
+    let ex = exchange(port, (Some("a.example"), &["h2"]), b"", b"v2").unwrap();
+    assert_eq!(
+        Summary::from_wire(&ex.got),
+        Summary::of(b"v2"),
+        "{:?}",
+        lb.logs()
+    );
+    let tlvs = seen.lock().unwrap()[0].clone();
+    let has = |want: &[u8]| tlvs.windows(want.len()).any(|w| w == want);
+    assert!(has(&[0x01, 0, 2, b'h', b'2']), "ALPN: {tlvs:?}");
+    assert!(has(b"\x02\x00\x09a.example"), "authority: {tlvs:?}");
+    assert!(
+        has(b"\x20\x00\x0f\x01\x00\x00\x00\x00\x21\x00\x07TLSv1.3"),
+        "SSL: {tlvs:?}"
+    );
+}

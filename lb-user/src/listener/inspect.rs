@@ -193,10 +193,21 @@ pub(super) fn proxy_header(sess: &Session, server: &crate::config::Server) -> Ve
             &proxy_proto::V2Extras {
                 crc32c: pp.crc32c,
                 ssl: pp.ssl,
+                // The client's own PROXY header's authority, else its TLS SNI (HAProxy's).
                 authority: pp
                     .authority
-                    .then(|| sess.authority().map(<[u8]>::to_vec))
+                    .then(|| {
+                        let sni = sess.tls().and_then(|t| t.sni.as_deref());
+                        sess.authority()
+                            .or(sni.map(str::as_bytes))
+                            .map(<[u8]>::to_vec)
+                    })
                     .flatten(),
+                tls_version: sess.tls().map(|t| t.version),
+                alpn: sess
+                    .tls()
+                    .and_then(|t| t.alpn.clone())
+                    .map(String::into_bytes),
             },
         ),
     }

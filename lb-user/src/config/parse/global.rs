@@ -439,24 +439,17 @@ fn crt_base(p: &mut Parser, line: &Line) {
 }
 
 /// `ssl-default-bind-ciphers|ciphersuites|curves LIST`: the list of every `ssl` bind that
-/// sets none, checked here (nothing usable in it is an error, as in HAProxy).
+/// sets none. Checked where a bind uses it, as HAProxy (which hands it to OpenSSL only there).
 fn ssl_default_bind_list(p: &mut Parser, line: &Line) {
     if !arity(&mut p.diag, line, 1, 1, 1) {
         return;
     }
-    let (kw, v) = (line.words[0].as_str(), line.words[1].clone());
+    let v = Some(line.words[1].clone());
     let s = &mut p.global.ssl_default_bind.settings;
-    let checked = match kw {
-        "ssl-default-bind-ciphers" => {
-            crate::tls::ciphers::tls12_suites(&v).map(|_| s.ciphers = Some(v))
-        }
-        "ssl-default-bind-ciphersuites" => {
-            crate::tls::ciphers::tls13_suites(&v).map(|_| s.ciphersuites = Some(v))
-        }
-        _ => crate::tls::ciphers::kx_groups(&v).map(|_| s.curves = Some(v)),
-    };
-    if let Err(e) = checked {
-        p.diag.err(&line.loc, format!("'{kw}': {e}"));
+    match line.words[0].as_str() {
+        "ssl-default-bind-ciphers" => s.ciphers = v,
+        "ssl-default-bind-ciphersuites" => s.ciphersuites = v,
+        _ => s.curves = v,
     }
 }
 
