@@ -809,3 +809,42 @@ fn abortonclose_is_a_backend_option() {
     );
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
 }
+
+#[test]
+fn tls_bind_options_and_global_defaults_are_kept() {
+    use crate::tls::ciphers::Version;
+    let dir = crate::tls::testutil::temp_dir("cfg");
+    crate::tls::testutil::self_signed(&dir, "a.pem", "a.example", &["a.example"]);
+    let c = ok(&format!(
+        "global\n  crt-base {}\n  ssl-default-bind-ciphers ECDHE+AESGCM\n  \
+         ssl-default-bind-options no-sslv3 no-tls-tickets ssl-max-ver TLSv1.3\n\
+         {TIMEOUTS}frontend fe\n  bind :1 ssl crt a.pem alpn h2,http/1.1 ciphersuites \
+         TLS_AES_128_GCM_SHA256 ssl-min-ver TLSv1.2 strict-sni\n  bind :2\n  \
+         bind :3 crt a.pem\n  default_backend be\nbackend be\n  server s 127.0.0.1:2\n",
+        dir.display()
+    ));
+    let b = &c.frontends[0].binds;
+    let t = b[0].tls.as_ref().expect("a TLS bind");
+    assert_eq!(t.crts, [dir.join("a.pem")]);
+    assert_eq!(t.opts.alpn, ["h2", "http/1.1"]);
+    assert!(t.opts.strict_sni && t.opts.no_tls_tickets);
+    assert_eq!(t.settings.ciphers.as_deref(), Some("ECDHE+AESGCM"));
+    assert_eq!(
+        t.settings.ciphersuites.as_deref(),
+        Some("TLS_AES_128_GCM_SHA256")
+    );
+    assert_eq!(
+        (t.settings.min, t.settings.max),
+        (Some(Version::Tls12), Some(Version::Tls13))
+    );
+    assert!(t.settings.no[0]);
+    assert!(b[1].tls.is_none());
+    // TLS options without `ssl` do nothing, as HAProxy's: a warning.
+    assert!(b[2].tls.is_none());
+    assert!(
+        has_warning(&c, 13, "TLS options without 'ssl'"),
+        "{:?}",
+        c.warnings
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
