@@ -12,11 +12,16 @@ use tokio::net::{TcpStream, UnixStream};
 use super::served::{LogAs, Served};
 
 use crate::config::{BindTls, Frontend};
+use crate::fd_budget::{self, FdLease, Use};
 use crate::generation::Generation;
 use crate::proxy_proto::{self, Parsed};
 use crate::session::Session;
 use crate::tls::accept::{handshake, Prefixed};
 use crate::tls::relay::{pair, relay};
+
+/// fds a relay holds besides the connection's lease: the TCP socket and its end of the pair
+/// (the pair's other end and the server's socket are the connection's two).
+const RELAY_FDS: u64 = 2;
 
 /// Terminates TLS on `client` (a TCP socket of a TLS bind): `Some` is the socket the pipeline
 /// goes on with; `None` when the handshake failed (the client is closed; `served` logs it as
@@ -48,7 +53,7 @@ pub(super) async fn terminate(
         let Parsed::Header(h) = proxy_proto::parse(&head) else {
             // No header (refused, truncated, closed, or none in time): no TLS. The pipeline
             // gets the client as it is and refuses it the way it refuses a bad header.
-            let fd = plain(tcp, head, idle);
+            let fd = relay_lease(fe).and_then(|lease| plain(tcp, head, idle, lease));
             if fd.is_none() {
                 served.log = LogAs::Nothing;
             }
@@ -68,6 +73,10 @@ pub(super) async fn terminate(
         };
     served.tls = Some((facts.version, facts.cipher));
     sess.set_tls(facts);
+    let Some(lease) = relay_lease(fe) else {
+        served.log = LogAs::Nothing;
+        return None;
+    };
     let (outer_end, inner) = match pair() {
         Ok(p) => p,
         Err(e) => {
@@ -77,6 +86,7 @@ pub(super) async fn terminate(
         }
     };
     tokio::task::spawn_local(async move {
+        let _lease = lease;
         let mut stream = stream;
         let ended = async {
             let mut inner = inner;
@@ -120,15 +130,35 @@ async fn first_read(
 /// A client that sent no PROXY header to a TLS bind with `accept-proxy`: relayed in clear
 /// (what it sent first, then the rest) for the pipeline to refuse.
 /// `None`: no socketpair (the client is closed).
-fn plain(tcp: TcpStream, head: Vec<u8>, idle: Option<Duration>) -> Option<OwnedFd> {
+fn plain(tcp: TcpStream, head: Vec<u8>, idle: Option<Duration>, lease: FdLease) -> Option<OwnedFd> {
     let (outer_end, inner) = pair().ok()?;
     tokio::task::spawn_local(async move {
+        let _lease = lease;
         let mut inner: UnixStream = inner;
         if inner.write_all(&head).await.is_ok() {
             let _ = relay(tcp, inner, idle).await;
         }
     });
     Some(outer_end)
+}
+
+/// The fds a relay holds beyond the connection's own two (the client's TCP socket and its
+/// end of the pair), from the process's budget; `None` when it is spent (the client is then
+/// closed, and the budget's warning says why).
+fn relay_lease(fe: &Frontend) -> Option<FdLease> {
+    let budget = fd_budget::process();
+    let lease = budget.try_take(RELAY_FDS, Use::Connection);
+    if lease.is_none() {
+        budget.warn(|| {
+            format!(
+                "frontend '{}': no file descriptor left for a TLS relay ({}); closing the \
+                 client",
+                fe.name,
+                budget.describe()
+            )
+        });
+    }
+    lease
 }
 
 /// How long a relay may see no progress: the longest any flow of the frontend may idle (its
