@@ -2,8 +2,8 @@
 //! through lb's TLS bind to plain servers. Bytes intact both ways with a half-close (every data
 //! plane: such flows stay off the sockmap), `send-proxy` with the client's real address, SNI's
 //! choice of certificate, `strict-sni`, ALPN, `ssl_fc_sni` routing, `%sslv %sslc` in logs, a
-//! plain client refused and logged without a server, `accept-proxy` before TLS, and a bad `crt`
-//! as a load error. Certificates are made by `openssl req -x509` in a temporary directory.
+//! plain client refused and logged without a server, `accept-proxy` before TLS, PROXY v2's TLS
+//! TLVs, and a bad `crt` as a load error (and a rejected reload). Certificates are made by `openssl req -x509` in a temporary directory.
 
 #[macro_use]
 mod common;
@@ -515,4 +515,33 @@ fn send_proxy_v2_carries_the_tls_facts() {
         has(b"\x20\x00\x0f\x01\x00\x00\x00\x00\x21\x00\x07TLSv1.3"),
         "SSL: {tlvs:?}"
     );
+}
+
+/// A reload whose certificate is missing is rejected with the line and path; the running
+/// configuration keeps serving TLS. A reload to another certificate serves it.
+#[test]
+fn a_reload_with_a_bad_crt_keeps_the_running_one() {
+    let certs = Certs::new();
+    let srv = summary_backend();
+    let port = free_port();
+    let backends = format!("backend be\n    server s1 {}\n", srv.addr);
+    let with = |crt: &str| config(port, &format!("ssl crt {crt}"), "", &backends);
+    let lb = Lb::start(&with(&certs.path("a.pem")), "splice");
+    let missing = certs.path("gone.pem");
+    lb.rewrite_config(0, &with(&missing));
+    lb.signal(libc::SIGHUP);
+    assert!(
+        lb.wait_for_log("reload rejected", T),
+        "{}",
+        lb.logs().join("\n")
+    );
+    let line = lb.expect_log(&missing);
+    assert!(line.contains(".cfg:12: "), "{line}");
+    let ex = exchange(port, (None, &[]), b"", b"after").unwrap();
+    assert!(names(&ex.cert, "a.example"));
+    // A good reload: the new default certificate.
+    lb.rewrite_config(0, &with(&certs.path("b.pem")));
+    lb.signal(libc::SIGHUP);
+    assert!(wait_until(T, || exchange(port, (None, &[]), b"", b"x")
+        .is_ok_and(|ex| names(&ex.cert, "b.example"))));
 }
