@@ -97,8 +97,37 @@ pub struct Generation {
     /// Wakes this generation's resolvers when a server follows another name (`set server
     /// B/S fqdn`): they start resolving it at once.
     pub dns_wake: tokio::sync::Notify,
+    /// The TLS client of each server with `ssl` (`config.backends` and their servers'
+    /// order; `None` without `ssl`), built once per generation: its CA file is read here, and
+    /// a server whose client could not be built fails its connects with the reason.
+    pub server_tls: Vec<Vec<Option<ServerTlsClient>>>,
     /// A newer generation took over: timers of this one (slow starts) stop.
     retired: AtomicBool,
+}
+
+/// A server's TLS client for its traffic, or why it could not be built.
+pub type ServerTlsClient = Result<Arc<crate::tls::client::TlsClient>, Arc<str>>;
+
+/// [`Generation::server_tls`] of a configuration.
+fn server_tls(config: &Config) -> Vec<Vec<Option<ServerTlsClient>>> {
+    let client = |be: &crate::config::Backend, srv: &crate::config::Server| {
+        crate::tls::client::TlsClient::for_traffic(srv)
+            .map(Arc::new)
+            .map_err(|e| {
+                log::error!("server {}/{}: TLS: {e}", be.name, srv.name);
+                Arc::from(e.as_str())
+            })
+    };
+    config
+        .backends
+        .iter()
+        .map(|be| {
+            be.servers
+                .iter()
+                .map(|s| s.tls.ssl.then(|| client(be, s)))
+                .collect()
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for Generation {
@@ -327,6 +356,7 @@ impl Generation {
             })
             .collect();
         let tables = crate::stick::Tables::build(&config.tables, prev.map(|p| &p.tables));
+        let server_tls = server_tls(&config);
         let limits = Limits::new(&config, maxconn);
         let fe_states = FeStates::ready(config.frontends.len());
         let listener_limits = ListenerLimit::build(&config, prev);
@@ -354,6 +384,7 @@ impl Generation {
             logs,
             process,
             dns_wake: tokio::sync::Notify::new(),
+            server_tls,
             retired: AtomicBool::new(false),
         })
     }

@@ -2,7 +2,6 @@
 //! `tcp-check`, `http-check`, external checks) and a server's check and agent parameters.
 //! Part of the validated configuration ([`super::model`]).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The health-check method of a backend.
@@ -220,22 +219,17 @@ pub struct HealthParams {
     pub on_error: OnError,
     /// `agent-check` and its `agent-*` settings.
     pub agent: AgentParams,
-    /// `check-ssl` and the TLS settings the check uses (`verify`, `ca-file`, `check-sni`...).
+    /// `check-ssl` and the check's own TLS settings (`check-sni`, `check-alpn`).
     pub tls: CheckTls,
 }
 
-/// TLS of a server's health check (`check-ssl`), as HAProxy's check connection uses it.
+/// TLS of a server's health check (`check-ssl`), as HAProxy's check connection uses it; its
+/// trust (`verify`, `ca-file`, `verifyhost`) is the server's ([`crate::config::ServerTls`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckTls {
-    /// `check-ssl`: the check runs over TLS (`no-check-ssl` undoes it).
+    /// The check runs over TLS: `check-ssl`, or the server's `ssl` when neither `port` nor
+    /// `addr` moves the check elsewhere and there is no `no-check-ssl` (HAProxy's rule).
     pub enabled: bool,
-    /// `verify required` (the default, from `ssl-server-verify`), or `verify none`. `None`
-    /// until the server line is complete: then the global default is applied.
-    pub verify: Option<bool>,
-    /// `ca-file` (relative paths joined to `ca-base`), or `@system-ca` as the system bundle.
-    pub ca_file: Option<PathBuf>,
-    /// `verifyhost NAME`: the name the certificate must hold when no SNI is sent.
-    pub verifyhost: Option<String>,
     /// `check-sni NAME`: the SNI sent (and, with `verify required`, the name checked).
     pub sni: Option<String>,
     /// `check-alpn LIST`: the protocols offered, in order.

@@ -186,6 +186,9 @@ pub struct Global {
     /// `ssl-server-verify none|required`: the default of servers' `verify`. Default `required`
     /// (true), as HAProxy.
     pub ssl_server_verify: bool,
+    /// `ssl-default-server-ciphers`, `-ciphersuites`, `-options`: what servers' TLS settings
+    /// leave unset (see [`crate::tls::ciphers::Settings::inherit`]).
+    pub ssl_default_server: crate::tls::ciphers::Settings,
     /// `tune.lb.sockmap-backlog SIZE` (an lb extension): the bytes one direction of a flow in
     /// the kernel maps may have forwarded and not yet taken by the receiving socket, past which
     /// lb stops forwarding it in the kernel (see the README's sockmap section). At least 64 KiB.
@@ -861,6 +864,9 @@ pub struct Server {
     /// `track [BACKEND/]SERVER`: the server's state follows that server's (HAProxy's
     /// tracking): DOWN, UP, NOLB, maintenance and drain pass to it.
     pub track: Option<Track>,
+    /// `ssl` and the TLS settings its traffic and its TLS checks share (`verify`,
+    /// `ca-file`, `sni`...).
+    pub tls: super::ServerTls,
     /// The servers that track this one (backend and server indexes), found once every
     /// section is read.
     pub trackers: Vec<(usize, usize)>,

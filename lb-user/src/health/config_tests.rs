@@ -355,13 +355,13 @@ fn check_ssl_verify_and_ca_file() {
     let c = ok("backend b\n  server s 127.0.0.1:1 check check-ssl verify none check-sni db.test check-alpn h2\n  server t 127.0.0.1:2 check\n");
     let t = &c.backends[0].servers[0].health.tls;
     assert!(t.enabled);
-    assert_eq!(t.verify, Some(false));
+    assert_eq!(c.backends[0].servers[0].tls.verify, Some(false));
     assert_eq!(t.sni.as_deref(), Some("db.test"));
     assert_eq!(t.alpn, vec!["h2".to_owned()]);
     assert!(!c.backends[0].servers[1].health.tls.enabled);
     let c =
         ok("global\n  ssl-server-verify none\nbackend b\n  server s 127.0.0.1:1 check check-ssl\n");
-    assert_eq!(c.backends[0].servers[0].health.tls.verify, Some(false));
+    assert_eq!(c.backends[0].servers[0].tls.verify, Some(false));
     assert!(
         err("backend b\n  server s 127.0.0.1:1 check-sni 10.0.0.1\n")
             .contains("invalid server name")

@@ -32,7 +32,7 @@ use crate::passive::Event;
 use crate::server::CheckPlace;
 use crate::state::{self, By, Change, CheckReport};
 use crate::table::{BackendTable, CheckResult, ServerCounters, ServerState};
-use conn::TlsClient;
+use crate::tls::client::TlsClient;
 use external::ExternalArgs;
 use probe::{Outcome, Probe, Target, Who};
 
@@ -138,7 +138,7 @@ pub fn start(gen: &Arc<Generation>) -> Result<Checkers, HealthError> {
             });
             let check = srv.health.check.then(|| CheckJob {
                 tls: (srv.health.tls.enabled || probe.wants_tls()).then(|| {
-                    TlsClient::new(&srv.health.tls).map(Arc::new).map_err(|e| {
+                    TlsClient::for_checks(srv).map(Arc::new).map_err(|e| {
                         log::error!("server {}/{}: TLS check: {e}", be.name, srv.name);
                         Arc::from(e.as_str())
                     })

@@ -15,13 +15,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
-use super::conn::{Conn, TlsClient};
+use super::conn::Conn;
 use super::http::HttpProbe;
 use crate::config::{
     CheckKind, ConnectRule, ExpectPattern, MysqlVersion, ProxyVersion, Source, TcpCheckRule,
 };
 use crate::dataplane::sockopt;
 use crate::server::{PortLease, PortPool};
+use crate::tls::client::TlsClient;
 
 /// HAProxy's check buffer size (`tune.bufsize`, 16 KiB): a server sending more costs no more.
 pub const BUF_CAP: usize = 16384;
@@ -541,8 +542,8 @@ pub(crate) async fn open(
     let sni = rule.sni.as_deref();
     let alpn = rule.alpn.as_deref();
     let deadline = read_deadline(t, whole);
-    match timeout_at(deadline, tls.handshake(tcp, addr.ip(), sni, alpn)).await {
-        Ok(Ok(c)) => Ok(wrap(c)),
+    match timeout_at(deadline, tls.connect(tcp, addr.ip(), sni, alpn)).await {
+        Ok(Ok(c)) => Ok(wrap(Conn::Tls(Box::new(c)))),
         Ok(Err(e)) => Err(Outcome::new(
             false,
             "L6RSP",

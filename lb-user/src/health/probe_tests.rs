@@ -356,12 +356,11 @@ fn checks_close_as_haproxys_do() {
 
 /// A TLS check's connection: verify none, the client's only setting that matters here.
 fn tls_target(addr: SocketAddr) -> Target {
-    let tls = crate::health::conn::TlsClient::new(&crate::config::CheckTls {
-        enabled: true,
+    let trust = crate::config::ServerTls {
         verify: Some(false),
-        ..crate::config::CheckTls::default()
-    })
-    .unwrap();
+        ..crate::config::ServerTls::default()
+    };
+    let tls = crate::tls::client::TlsClient::new(&trust, None, &[]).unwrap();
     let mut t = target(addr, Some(Duration::from_secs(2)));
     t.tls = Some(Ok(Arc::new(tls)));
     t.check_ssl = true;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::tls_connect::{self, TlsTo};
 use crate::config::{Backend, Frontend, Keepalive, Server, Source};
 use crate::dataplane::{sockopt, Sock};
 use crate::generation::Generation;
@@ -101,6 +102,9 @@ pub(super) enum ConnectError {
     Timeout(Duration),
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// The TLS handshake with a server with `ssl` failed.
+    #[error("SSL handshake failure: {0}")]
+    Tls(io::Error),
 }
 
 /// A connection to a server, and what became of the bytes it was to get first.
@@ -111,6 +115,9 @@ pub(super) struct Opened {
     /// The server's first bytes (a PROXY header, the client's bytes read so far): what went
     /// with the connect, the rest the caller's to write.
     pub(super) first: FirstBytes,
+    /// With TLS to the server, `sock` is a relay's end: the local address of the TCP
+    /// connection under it.
+    pub(super) tls_local: Option<SocketAddr>,
 }
 
 /// One non-blocking connect to `addr` (from `source`, the server's or its backend's, when there
@@ -161,6 +168,7 @@ pub(super) async fn connect(
                 sock: Sock::new(c.fd),
                 lease,
                 first: c.first,
+                tls_local: None,
             }),
             Err(ConnectFailed::Timeout) => Err(ConnectError::Timeout(timeout.unwrap_or_default())),
             Err(ConnectFailed::Io(e)) => Err(e.into()),
@@ -170,6 +178,7 @@ pub(super) async fn connect(
         sock,
         lease,
         first: FirstBytes::unsent(first),
+        tls_local: None,
     };
     let sock = Socket::from(fd);
     let in_progress = match sock.connect(&addr.into()) {
@@ -249,6 +258,18 @@ pub(super) struct Reached {
     pub(super) first: FirstBytes,
     /// Where the connection went ([`ServerSlot::target`], or the original destination).
     pub(super) target: SocketAddr,
+    /// See [`Opened::tls_local`].
+    pub(super) tls_local: Option<SocketAddr>,
+}
+
+/// What a connection to a server starts with: the bytes it gets first (its PROXY header,
+/// `header` bytes long, then the client's bytes read so far) and, for a server with `ssl`,
+/// its SNI and the TLS relay's idle bound.
+pub(super) struct ServerFirst {
+    pub(super) bytes: Vec<u8>,
+    pub(super) header: usize,
+    pub(super) sni: Option<String>,
+    pub(super) idle: Option<Duration>,
 }
 
 /// Connects to the slot's server, re-trying `retries` times; with `option redispatch` the last
@@ -264,29 +285,62 @@ pub(super) async fn connect_with_retries(
     be: &Backend,
     (client, asked): (SocketAddr, &OrigDst),
     mut slot: ServerSlot,
-    first: &dyn Fn(&ServerSlot) -> Vec<u8>,
+    first: &dyn Fn(&ServerSlot) -> ServerFirst,
     tries: &mut ConnectTries,
 ) -> Result<Reached, String> {
     let mut last_error;
     let mut attempt = 0u32;
+    let backend = (be.id as usize).saturating_sub(1);
     loop {
         let started = tokio::time::Instant::now();
         let ports = slot.counters().source_ports(slot.conf());
-        let bytes = first(&slot);
+        let first = first(&slot);
         let target = slot.target(&|| asked.get());
-        let result = connect(
+        let tls = gen
+            .server_tls
+            .get(backend)
+            .and_then(|b| b.get(slot.index()))
+            .and_then(Option::as_ref);
+        // With TLS, only the PROXY header goes with the connect; the handshake then has
+        // bytes to send at once (the ClientHello).
+        let (bytes, tls) = match tls {
+            Some(client) => {
+                let mut bytes = first.bytes;
+                let data = bytes.split_off(first.header.min(bytes.len()));
+                let (sni, idle) = (first.sni, first.idle);
+                (
+                    bytes,
+                    Some(TlsTo {
+                        client,
+                        sni,
+                        data,
+                        idle,
+                    }),
+                )
+            }
+            None => (first.bytes, None),
+        };
+        let has_data = !bytes.is_empty() || tls.is_some();
+        let opened = connect(
             (target, client),
             (
                 slot.conf().source.as_ref(),
                 slot.conf().tcp_ut,
                 ports.as_ref(),
             ),
-            Opening::new(be, Some(slot.conf()), attempt, !bytes.is_empty()),
+            Opening::new(be, Some(slot.conf()), attempt, has_data),
             (&be.keepalive, be.timeouts.connect),
             bytes,
         )
         .await;
-        let backend = (be.id as usize).saturating_sub(1);
+        let result = match (opened, tls) {
+            (Ok(o), Some(to)) => {
+                let deadline = be.timeouts.connect.map(|t| started.into_std() + t);
+                let ip = target.ip();
+                tls_connect::start(o, ip, to, (deadline, be.timeouts.connect)).await
+            }
+            (opened, _) => opened,
+        };
         gen.passive
             .connect_result(backend, slot.index(), result.is_ok());
         match result {
@@ -297,6 +351,7 @@ pub(super) async fn connect_with_retries(
                     sock: o.sock,
                     first: o.first,
                     target,
+                    tls_local: o.tls_local,
                 });
             }
             Err(e) => {
@@ -379,6 +434,7 @@ pub(super) async fn connect_transparent(
                     sock: o.sock,
                     first: o.first,
                     target,
+                    tls_local: None,
                 })
             }
             Err(e) => {

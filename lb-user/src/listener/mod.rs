@@ -6,7 +6,8 @@
 //!
 //! Modules, in the order a connection meets them: [`bind`] (listening sockets and plans),
 //! [`thread`] (a thread's runtime), [`accept`] (the accept loop), [`serve`] (one connection),
-//! [`inspect`] (rules on the first bytes), [`connect`] (to a server), [`served`] (its log line);
+//! [`inspect`] (rules on the first bytes), [`connect`] (to a server, with [`tls_connect`] for
+//! `ssl`), [`served`] (its log line);
 //! [`ctx`] is what a thread's tasks share, [`frontends`] pauses and resumes a frontend's
 //! listening (`disable|enable|shutdown frontend`), [`permit`] a connection's place under `maxconn`,
 //! [`spread`] which thread a new connection goes to, [`trim`] gives a burst's memory back once
@@ -25,6 +26,7 @@ mod serve;
 mod served;
 pub mod spread;
 mod thread;
+mod tls_connect;
 mod tls_shim;
 mod trim;
 

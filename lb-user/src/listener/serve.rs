@@ -6,7 +6,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::connect::{client_local, connect_transparent, connect_with_retries, OrigDst, Reached};
+use super::connect::{
+    client_local, connect_transparent, connect_with_retries, OrigDst, Reached, ServerFirst,
+};
 use super::ctx::{Registered, ThreadCtx};
 use super::flowing::{self, ToPlane};
 use super::inspect::{decide, drain_unserved, proxy_header, respond, Decided};
@@ -244,7 +246,8 @@ async fn to_server(
     let first_server = be
         .abortonclose
         .then(|| (slot.index(), crate::interned::name(slot.name())));
-    let first = |slot: &ServerSlot| first_bytes(sess, slot, head, route);
+    let idle = super::tls_connect::relay_idle(&FlowTimeouts::new(fe, be));
+    let first = |slot: &ServerSlot| first_bytes(sess, slot, (head, route), idle);
     let connecting_to = connect_with_retries(
         gen,
         table,
@@ -294,10 +297,7 @@ fn connected_to(gen: &Generation, frontend: usize, reached: &Reached, served: &m
     served.server_addr = Some(reached.target);
     let log = gen.logs.frontend(frontend);
     if log.is_some_and(|l| l.format.as_ref().is_some_and(|f| f.needs_backend_src())) {
-        served.backend_src = socket2::SockRef::from(&reached.sock.fd())
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket());
+        served.backend_src = super::tls_connect::server_local(&reached.sock, reached.tls_local);
     }
 }
 
@@ -363,11 +363,30 @@ async fn to_original_dst(
     Some(reached)
 }
 
-/// What the server gets first: its PROXY header, then every byte read for the decision.
-fn first_bytes(sess: &Session, slot: &ServerSlot, head: &[u8], route: &session::Route) -> Vec<u8> {
-    let mut first = proxy_header(sess, slot.conf());
-    first.extend_from_slice(&head[route.consumed.min(head.len())..]);
-    first
+/// What the server gets first: its PROXY header, then every byte read for the decision; with
+/// `ssl`, its `sni` too (evaluated on those bytes) and the relay's `idle` bound.
+fn first_bytes(
+    sess: &Session,
+    slot: &ServerSlot,
+    (head, route): (&[u8], &session::Route),
+    idle: Option<std::time::Duration>,
+) -> ServerFirst {
+    let mut bytes = proxy_header(sess, slot.conf());
+    let header = bytes.len();
+    let data = &head[route.consumed.min(head.len())..];
+    bytes.extend_from_slice(data);
+    let tls = &slot.conf().tls;
+    let sni = tls
+        .sni
+        .as_ref()
+        .filter(|_| tls.ssl)
+        .and_then(|s| sess.server_sni(&s.expr, data));
+    ServerFirst {
+        bytes,
+        header,
+        sni,
+        idle,
+    }
 }
 
 /// Writes what the connect left of the server's first bytes and runs the `tcp-response`
@@ -383,6 +402,7 @@ async fn pass_on(
         held,
         sock: mut server,
         first,
+        tls_local,
         ..
     } = reached;
     let src = sess.src();
@@ -442,6 +462,7 @@ async fn pass_on(
         held,
         pre: (pre_in, pre_out),
         read,
+        relayed: tls_local.is_some(),
     })
 }
 

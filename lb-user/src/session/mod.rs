@@ -370,6 +370,7 @@ impl Session {
         at: At<'_>,
         f: impl FnOnce(&Inputs<'_>, &mut Vars, &mut SessHooks<'_>) -> R,
     ) -> R {
+        // Field by field: the rules below borrow the captures and variables mutably.
         let env = GenEnv {
             gen: &self.gen,
             sticky: &self.sticky,
@@ -736,14 +737,7 @@ impl Session {
     /// The values of a log-format's `%[...]` expressions at the session's end (HAProxy
     /// evaluates them when it logs: final, no buffer left, captures readable).
     pub fn log_samples(&self, format: &LogFormat) -> Vec<Option<Vec<u8>>> {
-        let env = GenEnv {
-            gen: &self.gen,
-            frontend: self.frontend,
-            backend: self.backend,
-            captures: &self.captures,
-            sticky: &self.sticky,
-            tls: self.tls.as_deref(),
-        };
+        let env = self.env(&self.captures);
         let ctx = Ctx {
             place: Places::RESPONSE,
             dir: Dir::Response,
@@ -761,6 +755,41 @@ impl Session {
             .samples()
             .map(|e| e.first(&ctx).map(|v| v.to_text()))
             .collect()
+    }
+
+    /// What the sample fetches read of this session's generation and state; `captures`: the
+    /// capture slots readable (none while the rules that fill them run).
+    fn env<'a>(&'a self, captures: &'a [Option<Vec<u8>>]) -> GenEnv<'a> {
+        GenEnv {
+            gen: &self.gen,
+            frontend: self.frontend,
+            backend: self.backend,
+            captures,
+            sticky: &self.sticky,
+            tls: self.tls.as_deref(),
+        }
+    }
+
+    /// A server's `sni EXPR` at its connect, as HAProxy evaluates it on the stream (the
+    /// request's direction, final): `req` is what was read from the client. An empty value
+    /// sends no SNI.
+    pub fn server_sni(&self, expr: &crate::acl::SampleExpr, req: &[u8]) -> Option<String> {
+        let env = self.env(&self.captures);
+        let ctx = Ctx {
+            place: Places::REQUEST,
+            dir: Dir::Request,
+            final_: true,
+            req,
+            res: &[],
+            stream: true,
+            src: self.src,
+            dst: self.dst,
+            vars: &self.vars,
+            env: &env,
+            bufsize: self.gen.config.global.bufsize,
+        };
+        let v = expr.first(&ctx)?.to_text();
+        (!v.is_empty()).then(|| String::from_utf8_lossy(&v).into_owned())
     }
 
     /// The bytes to have read at most before each decision: the PROXY header and the

@@ -41,6 +41,7 @@ pub(crate) fn server(name: &str, id: u32, weight: u32) -> Server {
         source: None,
         tfo: false,
         track: None,
+        tls: crate::config::ServerTls::default(),
         trackers: Vec::new(),
         tcp_ut: None,
     }

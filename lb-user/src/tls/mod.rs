@@ -4,6 +4,7 @@
 
 pub mod accept;
 pub mod ciphers;
+pub mod client;
 pub mod relay;
 pub mod server;
 

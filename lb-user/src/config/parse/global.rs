@@ -50,6 +50,7 @@ pub(super) fn builtin() -> Global {
         crt_base: None,
         ssl_default_bind: BindTlsDefaults::default(),
         ssl_server_verify: true,
+        ssl_default_server: crate::tls::ciphers::Settings::default(),
         sockmap_backlog: None,
     }
 }
@@ -106,7 +107,7 @@ const fn not_yet(name: &'static str, feature: &'static str, args: ArgCheck) -> G
     }
 }
 
-const TLS: &str = "TLS to servers; lb has no TLS";
+const TLS: &str = "TLS connection limits";
 
 /// Every global keyword except `tune.*` (see [`tune`]). The order is the order of "did you mean"
 /// candidates.
@@ -143,9 +144,9 @@ const GLOBAL_KEYWORDS: &[GlobalKeyword] = &[
     run("ssl-default-bind-ciphersuites", ssl_default_bind_list),
     run("ssl-default-bind-curves", ssl_default_bind_list),
     run("ssl-default-bind-options", ssl_default_bind_options),
-    not_yet("ssl-default-server-ciphers", TLS, any),
-    not_yet("ssl-default-server-ciphersuites", TLS, any),
-    not_yet("ssl-default-server-options", TLS, any),
+    run("ssl-default-server-ciphers", ssl_default_server),
+    run("ssl-default-server-ciphersuites", ssl_default_server),
+    run("ssl-default-server-options", ssl_default_server_options),
     run("ssl-dh-param-file", dh_params),
     run("ssl-server-verify", ssl_server_verify),
     // Handled by the `tune.*` rule; listed for "did you mean".
@@ -393,6 +394,64 @@ fn ca_base(p: &mut Parser, line: &Line) {
     if arity(&mut p.diag, line, 1, 1, 1) {
         p.global.ca_base = Some(line.words[1].clone().into());
     }
+}
+
+/// `ssl-default-server-ciphers LIST`, `ssl-default-server-ciphersuites LIST`: checked when a
+/// server inherits them.
+fn ssl_default_server(p: &mut Parser, line: &Line) {
+    if !arity(&mut p.diag, line, 1, 1, 1) {
+        return;
+    }
+    let list = Some(line.words[1].clone());
+    let d = &mut p.global.ssl_default_server;
+    if line.words[0].ends_with("ciphersuites") {
+        d.ciphersuites = list;
+    } else {
+        d.ciphers = list;
+    }
+}
+
+/// `ssl-default-server-options OPT...`: `no-sslv3`...`no-tlsv13`, `force-*`, `ssl-min-ver V`,
+/// `ssl-max-ver V`, `no-tls-tickets` (accepted; rustls's tickets stay on), as HAProxy.
+fn ssl_default_server_options(p: &mut Parser, line: &Line) {
+    let words = &line.words;
+    let kw = &words[0];
+    if words.len() < 2 {
+        let msg = format!("global statement '{kw}' expects an option as an argument.");
+        p.diag.err(&line.loc, msg);
+        return;
+    }
+    let mut set = p.global.ssl_default_server.clone();
+    let mut at = 1;
+    while at < words.len() {
+        let opt = words[at].as_str();
+        let bound = match opt {
+            "ssl-min-ver" | "ssl-max-ver" => {
+                Some(words.get(at + 1).and_then(|v| Version::parse(v)))
+            }
+            _ => None,
+        };
+        match bound {
+            Some(Some(v)) if opt == "ssl-min-ver" => (set.min, at) = (Some(v), at + 1),
+            Some(Some(v)) => (set.max, at) = (Some(v), at + 1),
+            Some(None) => {
+                let msg = format!(
+                    "'{opt}' expects one of SSLv3, TLSv1.0, TLSv1.1, TLSv1.2 or TLSv1.3 on \
+                     global statement '{kw}'."
+                );
+                p.diag.err(&line.loc, msg);
+                return;
+            }
+            None if opt == "no-tls-tickets" || set.apply_word(opt) => {}
+            None => {
+                let msg = format!("unknown option '{opt}' on global statement '{kw}'.");
+                p.diag.err(&line.loc, msg);
+                return;
+            }
+        }
+        at += 1;
+    }
+    p.global.ssl_default_server = set;
 }
 
 /// `ssl-server-verify none|required`: the default `verify` of servers (TLS checks).

@@ -9,7 +9,7 @@ use super::super::scalar::{
     check_name, parse_port, parse_uint, resolve, split_host_port, unspecified, Host,
 };
 use super::super::{
-    CheckTls, HealthParams, InitAddr, IpNet, Loc, ProxyVersion, SendProxy, Server, Source,
+    HealthParams, InitAddr, IpNet, Loc, ProxyVersion, SendProxy, Server, ServerTls, Source,
 };
 use super::proxy::ProxyDraft;
 use super::server_kw::{server_keyword, KwCtx, Place, ServerHandling};
@@ -91,6 +91,11 @@ pub(super) struct ServerParams {
     pub(super) tcp_ut: Option<std::time::Duration>,
     /// `track` (see [`crate::config::Server::track`]), resolved once every section is read.
     pub(super) track: Option<crate::config::Track>,
+    /// `ssl`, `verify`, `ca-file`, `sni`... (see [`crate::config::ServerTls`]).
+    pub(super) tls: ServerTls,
+    /// `check-ssl` (`Some(true)`), `no-check-ssl` (`Some(false)`); `None`: as the traffic
+    /// (see [`crate::config::CheckTls::enabled`]).
+    pub(super) check_ssl: Option<bool>,
 }
 
 /// The PROXY protocol settings of a `server`/`default-server` line: HAProxy keeps v1 and v2 as
@@ -140,6 +145,8 @@ impl Default for ServerParams {
             tfo: false,
             tcp_ut: None,
             track: None,
+            tls: ServerTls::default(),
+            check_ssl: None,
         }
     }
 }
@@ -249,7 +256,7 @@ impl Parser {
             );
             return;
         }
-        if !self.check_tls(&ctx, &line.loc, &mut params.health.tls) {
+        if !self.server_tls(&ctx, &line.loc, &mut params) {
             return;
         }
         let mut init_addr = params
@@ -311,17 +318,34 @@ impl Parser {
                 tfo: params.tfo,
                 tcp_ut: params.tcp_ut,
                 track: params.track.clone(),
+                tls: params.tls.clone(),
                 trackers: Vec::new(),
             },
             explicit_id,
         ));
     }
 
-    /// Completes a server's check TLS settings: `verify` from `ssl-server-verify` when unset,
-    /// and, when the check speaks TLS and verifies, a readable CA file (`HAProxy`'s errors).
-    fn check_tls(&mut self, ctx: &str, loc: &Loc, tls: &mut CheckTls) -> bool {
+    /// Completes a server's TLS settings: whether its checks speak TLS (HAProxy's
+    /// `init_srv_check`: as the traffic unless `check-ssl`/`no-check-ssl`, or `port`/`addr`,
+    /// say otherwise), `verify` from `ssl-server-verify` when unset, and, when the traffic or
+    /// a check speaks TLS and verifies, a readable CA file (`HAProxy`'s errors).
+    fn server_tls(&mut self, ctx: &str, loc: &Loc, params: &mut ServerParams) -> bool {
+        let moved = params.check_port.is_some() || params.health.addr.is_some();
+        params.health.tls.enabled = params.check_ssl.unwrap_or(params.tls.ssl && !moved);
+        let tls = &mut params.tls;
         let verify = *tls.verify.get_or_insert(self.global.ssl_server_verify);
-        if !tls.enabled || !verify {
+        let kw = match (tls.ssl, params.health.tls.enabled) {
+            (true, _) => "ssl",
+            (false, true) => "check-ssl",
+            (false, false) => return true,
+        };
+        tls.settings.inherit(&self.global.ssl_default_server);
+        let usable = tls.settings.versions().map(drop);
+        if let Err(e) = usable.and_then(|()| tls.settings.provider().map(drop)) {
+            self.diag.err(loc, format!("{ctx}: '{kw}': {e}"));
+            return false;
+        }
+        if !verify {
             return true;
         }
         let Some(path) = &tls.ca_file else {
@@ -334,7 +358,7 @@ impl Parser {
             } else {
                 "verify is enabled but no CA file specified."
             };
-            self.diag.err(loc, format!("{ctx}: 'check-ssl': {why}"));
+            self.diag.err(loc, format!("{ctx}: '{kw}': {why}"));
             return false;
         };
         if let Err(e) = crate::config::ca::load(path) {
@@ -528,6 +552,7 @@ impl Parser {
                     resolver_refs: &mut self.resolver_refs,
                     loc,
                     ca_base: self.global.ca_base.as_deref(),
+                    loader: &self.loader,
                 };
                 match kw.handling {
                     ServerHandling::Set(f) => f(&mut c, kw.name, arg),

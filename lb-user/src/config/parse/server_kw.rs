@@ -12,8 +12,9 @@ use super::super::scalar::{
     env_expand, is_hostname, parse_net, parse_port, parse_time, parse_u32, parse_weight, resolve,
     TimeUnit,
 };
-use super::super::{InitAddr, Loc, OnError, Source};
+use super::super::{InitAddr, Loc, OnError, SniExpr, Source};
 use super::server::ServerParams;
+use crate::acl::{Places, SampleExpr};
 
 /// The kind of line a parameter is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub(super) struct KwCtx<'a> {
     pub(super) loc: &'a Loc,
     /// `ca-base` of the global section, for relative `ca-file` paths.
     pub(super) ca_base: Option<&'a std::path::Path>,
+    /// Files of sample expressions (`sni`'s maps).
+    pub(super) loader: &'a crate::acl::ConfigLoader,
 }
 
 /// Reads one parameter: the context, the parameter's name and its value (`""` for a flag).
@@ -84,6 +87,17 @@ const fn flag(name: &'static str, f: Handler) -> ServerKeyword {
         name,
         on_server: true,
         on_default: true,
+        takes_value: false,
+        handling: ServerHandling::Set(f),
+    }
+}
+
+/// A flag accepted on `server` lines only (HAProxy's `no-tlsv1x`).
+const fn server_only(name: &'static str, f: Handler) -> ServerKeyword {
+    ServerKeyword {
+        name,
+        on_server: true,
+        on_default: false,
         takes_value: false,
         handling: ServerHandling::Set(f),
     }
@@ -185,10 +199,10 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     // HTTP.
     not_yet("cookie", VALUE, "HTTP-only"),
     not_yet("redir", VALUE, "HTTP-only"),
-    // TLS: lb speaks TLS to servers for health checks only (`check-ssl`); `ssl` (TLS for the
-    // traffic) is refused. `sni` and `alpn` act only with `ssl`: without it they change
-    // nothing, in HAProxy as in lb.
-    flag("no-ssl", nothing),
+    // TLS to the server: `ssl` for its traffic, `check-ssl` for its checks (which follow
+    // `ssl` by default); both share the trust settings, as HAProxy's one `ssl_ctx`.
+    flag("ssl", ssl),
+    flag("no-ssl", ssl),
     flag("check-ssl", check_ssl),
     flag("no-check-ssl", check_ssl),
     value("verify", verify),
@@ -197,15 +211,28 @@ const SERVER_KEYWORDS: &[ServerKeyword] = &[
     value("ca-file", ca_file),
     value("check-sni", check_sni),
     value("check-alpn", alpn),
-    value("sni", nothing),
+    value("sni", sni),
     value("alpn", alpn),
-    flag("ssl", needs_tls),
-    flag("force-tlsv12", needs_tls),
-    flag("force-tlsv13", needs_tls),
+    // Session resumption: rustls's own cache per server; lb offers no way to turn it off.
+    flag("ssl-reuse", nothing),
+    flag("no-ssl-reuse", nothing),
+    flag("tls-tickets", nothing),
+    flag("no-tls-tickets", nothing),
+    value("ciphers", cipher_list),
+    value("ciphersuites", cipher_list),
+    value("ssl-min-ver", version_bound),
+    value("ssl-max-ver", version_bound),
+    flag("force-sslv3", tls_method),
+    flag("force-tlsv10", tls_method),
+    flag("force-tlsv11", tls_method),
+    flag("force-tlsv12", tls_method),
+    flag("force-tlsv13", tls_method),
+    server_only("no-sslv3", tls_method),
+    server_only("no-tlsv10", tls_method),
+    server_only("no-tlsv11", tls_method),
+    server_only("no-tlsv12", tls_method),
+    server_only("no-tlsv13", tls_method),
     value("crt", needs_tls),
-    value("ciphers", needs_tls),
-    value("ssl-min-ver", needs_tls),
-    value("ssl-max-ver", needs_tls),
 ];
 
 /// The table entry of a parameter.
@@ -565,30 +592,37 @@ fn check_send_proxy(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
 
 fn verify(c: &mut KwCtx<'_>, p: &'static str, arg: &str) -> Result<(), String> {
     one_of(p, arg, &["none", "required"])?;
-    c.params.health.tls.verify = Some(arg == "required");
+    c.params.tls.verify = Some(arg == "required");
+    Ok(())
+}
+
+/// `ssl`, `no-ssl`.
+fn ssl(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    c.params.tls.ssl = p == "ssl";
     Ok(())
 }
 
 /// `check-ssl`, `no-check-ssl`.
 fn check_ssl(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
-    c.params.health.tls.enabled = p == "check-ssl";
+    c.params.check_ssl = Some(p == "check-ssl");
     Ok(())
 }
 
 /// `verifyhost NAME`, `no-verifyhost`.
 fn verifyhost(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
-    c.params.health.tls.verifyhost = (p == "verifyhost").then(|| arg.to_owned());
+    c.params.tls.verifyhost = (p == "verifyhost").then(|| arg.to_owned());
     Ok(())
 }
 
 /// `ca-file PATH`: joined to `ca-base` unless absolute (or `@system-ca`), as `HAProxy`. The
-/// file is read once the server line is complete and only if a check uses TLS.
+/// file is read once the server line is complete and only if the traffic or a check uses
+/// TLS.
 fn ca_file(c: &mut KwCtx<'_>, _: &str, arg: &str) -> Result<(), String> {
     let path = match c.ca_base {
         Some(base) if !arg.starts_with('/') && !arg.starts_with('@') => base.join(arg),
         _ => arg.into(),
     };
-    c.params.health.tls.ca_file = Some(path);
+    c.params.tls.ca_file = Some(path);
     Ok(())
 }
 
@@ -601,8 +635,25 @@ fn check_sni(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `alpn LIST`, `check-alpn LIST`: comma-separated protocol names of 1 to 255 bytes. `alpn`
-/// only acts with `ssl` (refused): it is checked and dropped.
+/// `sni EXPR`: a sample expression evaluated at each connect, as the request's content rules
+/// see the session (`str(NAME)`, `req.ssl_sni`, a variable...).
+fn sni(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let (expr, _, _) = SampleExpr::parse_words(&[arg.to_owned()], false, c.loader)
+        .map_err(|e| format!("'{p}': error detected while parsing sni expression: {e}"))?;
+    if !expr.places().contains(Places::REQUEST) {
+        return Err(format!(
+            "'{p}': fetch method '{}' can't be used when connecting to a server",
+            expr.keyword()
+        ));
+    }
+    c.params.tls.sni = Some(SniExpr {
+        text: arg.to_owned(),
+        expr,
+    });
+    Ok(())
+}
+
+/// `alpn LIST`, `check-alpn LIST`: comma-separated protocol names of 1 to 255 bytes.
 fn alpn(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
     let list: Vec<String> = arg.split(',').map(str::to_owned).collect();
     if let Some(bad) = list.iter().find(|a| a.is_empty() || a.len() > 255) {
@@ -612,7 +663,48 @@ fn alpn(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
     }
     if p == "check-alpn" {
         c.params.health.tls.alpn = list;
+    } else {
+        c.params.tls.alpn = list;
     }
+    Ok(())
+}
+
+/// `ciphers LIST` (TLS 1.2, OpenSSL syntax), `ciphersuites LIST` (TLS 1.3): checked here,
+/// mapped to rustls by [`crate::tls::ciphers`].
+fn cipher_list(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let checked = if p == "ciphers" {
+        crate::tls::ciphers::tls12_suites(arg).map(drop)
+    } else {
+        crate::tls::ciphers::tls13_suites(arg).map(drop)
+    };
+    checked.map_err(|e| format!("'{p}': {e}"))?;
+    let s = &mut c.params.tls.settings;
+    let list = Some(arg.to_owned());
+    if p == "ciphers" {
+        s.ciphers = list;
+    } else {
+        s.ciphersuites = list;
+    }
+    Ok(())
+}
+
+/// `ssl-min-ver V`, `ssl-max-ver V`.
+fn version_bound(c: &mut KwCtx<'_>, p: &str, arg: &str) -> Result<(), String> {
+    let v = crate::tls::ciphers::Version::parse(arg).ok_or_else(|| {
+        format!("'{p}': expects one of SSLv3, TLSv1.0, TLSv1.1, TLSv1.2 or TLSv1.3, not '{arg}'")
+    })?;
+    let s = &mut c.params.tls.settings;
+    if p == "ssl-min-ver" {
+        s.min = Some(v);
+    } else {
+        s.max = Some(v);
+    }
+    Ok(())
+}
+
+/// `force-sslv3`...`force-tlsv13`, `no-sslv3`...`no-tlsv13`.
+fn tls_method(c: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
+    c.params.tls.settings.apply_word(p);
     Ok(())
 }
 
@@ -623,7 +715,7 @@ fn nothing(_: &mut KwCtx<'_>, _: &str, _: &str) -> Result<(), String> {
 
 fn needs_tls(_: &mut KwCtx<'_>, p: &str, _: &str) -> Result<(), String> {
     Err(format!(
-        "'{p}' needs TLS to the server, which lb does not do for traffic (only health \
-         checks speak TLS, with 'check-ssl'); connect to the server in clear text"
+        "'{p}': lb's TLS to servers presents no client certificate; remove it (or let the \
+         server accept clients without one)"
     ))
 }

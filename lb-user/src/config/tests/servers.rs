@@ -285,3 +285,80 @@ fn track_errors_name_the_line_and_the_reason() {
         );
     }
 }
+
+#[test]
+fn server_tls_settings_and_their_defaults() {
+    let c = ok(&format!(
+        "global\n  ssl-default-server-ciphersuites TLS_AES_128_GCM_SHA256\n  \
+         ssl-default-server-options no-tlsv12\n{TIMEOUTS}backend be\n  \
+         default-server ssl verify none alpn h2,http/1.1\n  \
+         server a 127.0.0.1:1 sni str(db.example) check\n  \
+         server b 127.0.0.1:2 check port 9000\n  \
+         server c 127.0.0.1:3 no-ssl check\n  \
+         server d 127.0.0.1:4 check no-check-ssl ssl-max-ver TLSv1.2\n"
+    ));
+    let s = &c.backends[0].servers;
+    assert!(s[0].tls.ssl && s[0].health.tls.enabled, "checks follow ssl");
+    assert_eq!(
+        s[0].tls.sni.as_ref().map(|e| e.text.as_str()),
+        Some("str(db.example)")
+    );
+    assert_eq!(s[0].tls.alpn, ["h2", "http/1.1"]);
+    assert_eq!(s[0].tls.verify, Some(false));
+    let set = &s[0].tls.settings;
+    assert_eq!(set.ciphersuites.as_deref(), Some("TLS_AES_128_GCM_SHA256"));
+    assert!(set.no[crate::tls::ciphers::Version::Tls12 as usize]);
+    assert!(
+        s[1].tls.ssl && !s[1].health.tls.enabled,
+        "a check port keeps checks in clear"
+    );
+    assert!(!s[2].tls.ssl && !s[2].health.tls.enabled);
+    assert!(s[3].tls.ssl && !s[3].health.tls.enabled);
+    assert_eq!(
+        s[3].tls.settings.max,
+        Some(crate::tls::ciphers::Version::Tls12)
+    );
+    // Resumption keywords are accepted.
+    ok(&format!(
+        "{TIMEOUTS}backend be\n  server a 127.0.0.1:1 ssl verify none no-ssl-reuse no-tls-tickets\n"
+    ));
+}
+
+#[test]
+fn server_tls_errors_name_the_line() {
+    let cases = [
+        (
+            "server s 127.0.0.1:1 ssl verify none ssl-min-ver TLSv9",
+            "'ssl-min-ver': expects one of",
+        ),
+        (
+            "server s 127.0.0.1:1 ssl verify none ciphers NOTHING",
+            "'ciphers'",
+        ),
+        (
+            "server s 127.0.0.1:1 ssl verify none sni nosuchfetch",
+            "'sni': error detected while parsing sni expression",
+        ),
+        (
+            "server s 127.0.0.1:1 ssl verify none ssl-max-ver TLSv1.1",
+            "'ssl': the SSL/TLS versions allowed",
+        ),
+        (
+            "default-server no-tlsv12",
+            "'no-tlsv12' is not allowed on default-server",
+        ),
+        (
+            "server s 127.0.0.1:1 ssl ca-file /nonexistent-lb/ca.pem",
+            "unable to load CA file",
+        ),
+    ];
+    for (line, needle) in cases {
+        let e = errs(&format!("{TIMEOUTS}backend be\n  {line}\n")).to_string();
+        assert!(e.contains("t.cfg:7:") && e.contains(needle), "{line}: {e}");
+    }
+    let e = errs("global\n  ssl-default-server-options frob\n").to_string();
+    assert!(
+        e.contains("unknown option 'frob' on global statement"),
+        "{e}"
+    );
+}
