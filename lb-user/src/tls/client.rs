@@ -44,10 +44,16 @@ impl TlsClient {
         Self::new(&srv.tls, None, &srv.tls.alpn)
     }
 
-    /// The client of a server's TLS checks (`check-sni`, `check-alpn`).
+    /// The client of a server's TLS checks: `check-sni`, and `check-alpn` or else the
+    /// server's `alpn` (HAProxy sets that one on the `SSL_CTX` checks share).
     pub fn for_checks(srv: &Server) -> Result<Self, String> {
         let check = &srv.health.tls;
-        Self::new(&srv.tls, check.sni.clone(), &check.alpn)
+        let alpn = if check.alpn.is_empty() {
+            &srv.tls.alpn
+        } else {
+            &check.alpn
+        };
+        Self::new(&srv.tls, check.sni.clone(), alpn)
     }
 
     /// Builds it from a server's settings (`verify` already resolved at load; the CA file is

@@ -454,7 +454,7 @@ fn ssl_default_server_options(p: &mut Parser, line: &Line) {
     p.global.ssl_default_server = set;
 }
 
-/// `ssl-server-verify none|required`: the default `verify` of servers (TLS checks).
+/// `ssl-server-verify none|required`: the default `verify` of servers (`ssl`, TLS checks).
 fn ssl_server_verify(p: &mut Parser, line: &Line) {
     if !arity(&mut p.diag, line, 1, 1, 1) {
         return;
