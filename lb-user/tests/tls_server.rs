@@ -3,7 +3,8 @@
 //! at both ends with a half-close; `verify required` + `ca-file` + `sni str(...)` against the
 //! right certificate, a wrong name and a stranger's CA (failed connects, retried, logged and
 //! counted); `verify none` against a self-signed certificate; `send-proxy` + `ssl` (the PROXY
-//! header in clear before the ClientHello); checks over TLS because of `ssl`.
+//! header in clear before the ClientHello); checks over TLS because of `ssl`; `%bi:%bp` of the
+//! TCP connection, and a handshake that never ends failing by `timeout connect` (`sC`).
 
 #[macro_use]
 mod common;
@@ -22,8 +23,10 @@ use tokio_rustls::rustls::{ServerConfig, ServerConnection, Stream};
 
 use common::data::{read_all, send_stream, stream_summary, Summary};
 use common::health::{poll, TempDir};
+use common::ops::Syslog;
 use common::servers::Backend;
 use common::stats::{col, parse_csv, start, Setup};
+use common::{free_port, local, Lb, DEFAULTS};
 
 on_both_planes!(bulk_both_ways_with_half_close_over_tls);
 
@@ -117,6 +120,8 @@ struct Seen {
     sni: Option<String>,
     /// What it received over TLS, to the client's end.
     got: Summary,
+    /// lb's address on the connection.
+    peer: std::net::SocketAddr,
 }
 
 /// A TLS server on `name`'s certificate: per connection, an optional PROXY header line in
@@ -150,6 +155,7 @@ fn tls_server(dir: &Path, name: &str, expect_proxy: bool) -> (Backend, mpsc::Rec
 }
 
 fn serve_tls(tcp: &mut TcpStream, config: Arc<ServerConfig>, proxy: bool) -> io::Result<Seen> {
+    let peer = tcp.peer_addr()?;
     let proxy = if proxy {
         let mut line = Vec::new();
         let mut b = [0u8; 1];
@@ -192,6 +198,7 @@ fn serve_tls(tcp: &mut TcpStream, config: Arc<ServerConfig>, proxy: bool) -> io:
         hello_next,
         sni,
         got,
+        peer,
     })
 }
 
@@ -347,4 +354,48 @@ fn checks_speak_tls_because_of_ssl() {
     });
     let have: Vec<_> = want.iter().map(|(n, _, _)| (n, state(n))).collect();
     assert!(ok, "want {want:?}, have {have:?}");
+}
+
+#[test]
+fn logs_name_the_tcp_side_and_a_silent_handshake_times_out() {
+    let dir = TempDir::new("tls-logs");
+    make_self_signed(&dir.path, "self");
+    let (own, own_seen) = tls_server(&dir.path, "self", false);
+    // Connects complete in its backlog; nothing ever answers the ClientHello.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let syslog = Syslog::start();
+    let (p1, p2) = (free_port(), free_port());
+    let cfg = format!(
+        "global\n    log 127.0.0.1:{} local0\n\n{DEFAULTS}    log global\n\
+         \x20   log-format \"%ft %bi:%bp %s %ts %rc\"\n\n\
+         frontend fe1\n    bind 127.0.0.1:{p1}\n    default_backend ok\n\n\
+         frontend fe2\n    bind 127.0.0.1:{p2}\n    default_backend silent\n\n\
+         backend ok\n    server s1 {} ssl verify none\n\n\
+         backend silent\n    timeout connect 300ms\n    retries 1\n\
+         \x20   server mute {} ssl verify none\n",
+        syslog.addr.port(),
+        own.addr,
+        mute.local_addr().unwrap(),
+    );
+    let lb = Lb::start(&cfg, "splice");
+    exchange(local(p1)).unwrap();
+    let seen = own_seen.recv_timeout(DEADLINE).unwrap();
+    // `%bi:%bp`: the TCP connection's address, as the server saw it (not the relay's).
+    let line = syslog.wait_for("fe1 ", 1, DEADLINE).concat();
+    assert!(
+        line.contains(&format!("fe1 {} s1 -- 0", seen.peer)),
+        "{line}"
+    );
+
+    let mut c = TcpStream::connect(local(p2)).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = c.write_all(b"hello");
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    // Two attempts, each ended by `timeout connect` in the handshake: `sC`, one retry.
+    let line = syslog.wait_for("fe2 ", 1, DEADLINE).concat();
+    assert!(line.contains(" mute sC 1"), "{line}");
+    assert!(lb.wait_for_log("connection timed out", DEADLINE));
+    drop(mute);
 }
