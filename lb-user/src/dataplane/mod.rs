@@ -910,4 +910,23 @@ mod tests {
         let (_, end) = idle_deadline(&t, now, false, false).unwrap();
         assert_eq!(end, FlowEnd::ClientTimeout);
     }
+
+    #[test]
+    fn a_flow_that_stays_refuses_hand_offs_and_splices() {
+        let kill = KillSwitch::default();
+        let (ask, mut answer) = HandOffAsk::new(Instant::now() + Duration::from_secs(5));
+        kill.stay_here();
+        kill.hand_off(ask);
+        // The ask was dropped: its asker learns at once, and no driver will see it.
+        assert!(matches!(
+            answer.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ));
+        assert!(kill.take_hand_off().is_none());
+        assert!(matches!(
+            Dataplane::Splice.for_flow(true),
+            Dataplane::Splice
+        ));
+        assert!(Dataplane::Splice.for_flow(false).copies_first());
+    }
 }
