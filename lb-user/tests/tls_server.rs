@@ -25,8 +25,8 @@ use common::data::{read_all, send_stream, stream_summary, Summary};
 use common::health::{poll, TempDir};
 use common::ops::Syslog;
 use common::servers::Backend;
-use common::stats::{col, parse_csv, start, Setup};
-use common::{free_port, local, Lb, DEFAULTS};
+use common::stats::{col, config, parse_csv, start, Setup, SockDir};
+use common::{free_port, local, Lb, LbOpts, DEFAULTS};
 
 on_both_planes!(bulk_both_ways_with_half_close_over_tls);
 
@@ -240,17 +240,24 @@ fn bulk_both_ways_with_half_close_over_tls(dataplane: &str) {
     make_certs(&dir.path, "good");
     let (server, seen) = tls_server(&dir.path, "good", true);
     let ca = dir.path.join("good-ca.pem");
-    let s = start(
-        "tls-bulk",
-        dataplane,
-        &[],
-        &[format!(
-            "s1 {} send-proxy ssl verify required ca-file {} sni str(db.test)",
-            server.addr,
-            ca.display()
-        )],
+    let fe = free_port();
+    let socks = SockDir::new("tls-bulk");
+    let line = format!(
+        "s1 {} send-proxy ssl verify required ca-file {} sni str(db.test)",
+        server.addr,
+        ca.display()
     );
-    exchange(s.fe).unwrap();
+    let cfg = config(fe, &socks, &[], &[line], "");
+    // Debug: each flow's end names the plane that carried it.
+    let lb = Lb::start_with(&LbOpts::new(&cfg, dataplane).args(&["--log-level", "debug"]));
+    exchange(local(fe)).unwrap();
+    // Never the kernel maps, whose programs are TCP's: the server side is a relay's socket.
+    assert!(
+        lb.wait_for_log("bytes out (splice)", DEADLINE),
+        "{:#?}",
+        lb.logs()
+    );
+    assert!(lb.find_log("bytes out (sockmap)").is_none());
     let seen = seen
         .recv_timeout(DEADLINE)
         .expect("the server saw the flow");

@@ -58,7 +58,9 @@ pub(super) async fn offer(
     (client, server): (&AsyncFd<OwnedFd>, &AsyncFd<OwnedFd>),
     read: (u64, u64),
 ) -> bool {
-    if !super::sockopt::is_inet(client.get_ref().as_fd()) {
+    // A TLS side's relay (client or server) lives in this process: the flow stays here.
+    let inet = |s: &AsyncFd<OwnedFd>| super::sockopt::is_inet(s.get_ref().as_fd());
+    if !inet(client) || !inet(server) {
         return false;
     }
     let (Ok(client), Ok(server)) = (client.get_ref().try_clone(), server.get_ref().try_clone())

@@ -164,8 +164,6 @@ pub struct KillSwitch {
     /// Where the flow is on its thread's ring while it copies there (no task waits for it:
     /// a kill or an ask reaches it there).
     ring: Cell<Option<crate::ring::OnRing>>,
-    /// The flow can't be handed to another process (a TLS relay of this one carries it).
-    stays: Cell<bool>,
 }
 
 /// What [`KillSwitch::wait`] saw.
@@ -195,10 +193,6 @@ impl KillSwitch {
     /// [`HandOffAsk`]). A flow that can't (in the kernel, half-closed) drops the ask, which the
     /// asker sees at once.
     pub fn hand_off(&self, ask: HandOffAsk) {
-        if self.stays.get() {
-            // Dropped: its asker sees the refusal at once.
-            return;
-        }
         *self.hand_off.borrow_mut() = Some(ask);
         self.hand_off_new.set(true);
         // On the ring, it leaves the ring at once for splice, which answers the ask.
@@ -211,11 +205,6 @@ impl KillSwitch {
     /// The pending ask, while its asker still waits for it.
     fn take_hand_off(&self) -> Option<HandOffAsk> {
         self.hand_off.borrow_mut().take().filter(HandOffAsk::wanted)
-    }
-
-    /// The flow refuses every hand-off from now on (see [`KillSwitch::hand_off`]).
-    pub(crate) fn stay_here(&self) {
-        self.stays.set(true);
     }
 
     /// Drops a pending ask: this flow can't be handed off (its asker learns it at once).
@@ -768,17 +757,6 @@ impl Dataplane {
         report
     }
 
-    /// The plane of one flow: this one, but splice for a flow with a TLS relay's socket
-    /// (`relayed`), which never enters the kernel maps (their program, FIN accounting and
-    /// `TCP_INFO` reads work on TCP sockets, and a relay's bytes cross userspace anyway).
-    pub(crate) fn for_flow(&self, relayed: bool) -> Dataplane {
-        if relayed {
-            Self::Splice
-        } else {
-            self.clone()
-        }
-    }
-
     /// Whether flows start on the ring's copy phase: everywhere but on a sockmap plane that
     /// puts them into the maps at once (`--sockmap-after 0`).
     pub(crate) fn copies_first(&self) -> bool {
@@ -909,24 +887,5 @@ mod tests {
         assert_eq!(end, FlowEnd::ServerTimeout);
         let (_, end) = idle_deadline(&t, now, false, false).unwrap();
         assert_eq!(end, FlowEnd::ClientTimeout);
-    }
-
-    #[test]
-    fn a_flow_that_stays_refuses_hand_offs_and_splices() {
-        let kill = KillSwitch::default();
-        let (ask, mut answer) = HandOffAsk::new(Instant::now() + Duration::from_secs(5));
-        kill.stay_here();
-        kill.hand_off(ask);
-        // The ask was dropped: its asker learns at once, and no driver will see it.
-        assert!(matches!(
-            answer.try_recv(),
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
-        ));
-        assert!(kill.take_hand_off().is_none());
-        assert!(matches!(
-            Dataplane::Splice.for_flow(true),
-            Dataplane::Splice
-        ));
-        assert!(Dataplane::Splice.for_flow(false).copies_first());
     }
 }

@@ -222,6 +222,11 @@ impl<C: Deref<Target = ThreadCtx>> Registered<C> {
         Self { ctx, key, kill }
     }
 
+    /// The thread's context.
+    pub(super) fn ctx(&self) -> &C {
+        &self.ctx
+    }
+
     /// The flow's inactivity limits, as registered.
     pub(super) fn timeouts(&self) -> FlowTimeouts {
         *self.ctx.flows.borrow()[self.key].timeouts

@@ -37,9 +37,6 @@ pub(super) struct ToPlane {
     pub(super) pre: (u64, u64),
     /// Bytes read from each socket before the data plane (its FIN accounting).
     pub(super) read: (u64, u64),
-    /// A side is a TLS relay's socket (`server ... ssl`): the flow stays in this process and
-    /// off the kernel maps ([`crate::dataplane::Dataplane::for_flow`]).
-    pub(super) relayed: bool,
 }
 
 /// What a flow's end needs, kept while it is on the data plane: on the ring, this is all an
@@ -80,7 +77,6 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Box<Session>,
         held: slot,
         pre,
         read,
-        relayed,
     } = to;
     let (gen, frontend) = (closing.gen.clone(), closing.frontend);
     let fe: &Frontend = &gen.config.frontends[frontend];
@@ -114,18 +110,13 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Box<Session>,
     };
     let started = Instant::now();
     let reg = Registered::new(ctx.clone(), info, started, t.clone());
-    if relayed {
-        // Its relay task lives here: a binary upgrade can't take it over.
-        reg.kill.stay_here();
-    }
-    let dataplane = ctx.dataplane.for_flow(relayed);
     let plane = OnPlane {
         end,
         sess,
         pre,
         reg,
     };
-    if dataplane.copies_first() && crate::ring::available() {
+    if ctx.dataplane.copies_first() && crate::ring::available() {
         let kill = plane.reg.kill.clone();
         let (client, server) = (client.into_fd(), server.into_fd());
         let done = Box::new(move |copied| match copied {
@@ -134,6 +125,7 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Box<Session>,
             Copied::Graduated(g) => {
                 tokio::task::spawn_local(async move {
                     let (kill, t) = (plane.reg.kill.clone(), plane.reg.timeouts());
+                    let dataplane = &plane.reg.ctx().dataplane;
                     let report = dataplane.after_ring(g, t, &kill, read, started).await;
                     plane.finish(report);
                 });
@@ -142,8 +134,10 @@ pub(super) fn run(ctx: &Rc<ThreadCtx>, mut closing: Closing, sess: Box<Session>,
         crate::ring::start(client, server, t, &kill, done);
         return;
     }
+    let ctx = ctx.clone();
     tokio::task::spawn_local(async move {
-        let report = dataplane
+        let report = ctx
+            .dataplane
             .forward(client, server, *t, &plane.reg.kill, read)
             .await;
         plane.finish(report);

@@ -402,7 +402,6 @@ async fn pass_on(
         held,
         sock: mut server,
         first,
-        tls_local,
         ..
     } = reached;
     let src = sess.src();
@@ -462,7 +461,6 @@ async fn pass_on(
         held,
         pre: (pre_in, pre_out),
         read,
-        relayed: tls_local.is_some(),
     })
 }
 

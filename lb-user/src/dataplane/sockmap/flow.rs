@@ -116,8 +116,9 @@ pub async fn forward_after(
     kill: &KillSwitch,
     (pre, started): ((u64, u64), Instant),
 ) -> FlowReport {
-    // A TLS bind's client is a unix socket: the maps are TCP's, the flow stays on splice.
-    if !sockopt::is_inet(client.as_fd()) {
+    // A TLS side (a bind's client, a server with `ssl`) is a relay's unix socket: the maps are
+    // TCP's, the flow stays on splice.
+    if !sockopt::is_inet(client.as_fd()) || !sockopt::is_inet(server.as_fd()) {
         return super::super::splice::forward(client, server, t, kill, pre).await;
     }
     if maps.at_once() && pre == (0, 0) {
