@@ -280,7 +280,7 @@ fn wrong_names_and_cas_fail_connects_and_verify_none_accepts_self_signed() {
     make_certs(&dir.path, "good");
     make_certs(&dir.path, "rogue");
     make_self_signed(&dir.path, "self");
-    let (good, _g) = tls_server(&dir.path, "good", false);
+    let (good, good_seen) = tls_server(&dir.path, "good", false);
     let (rogue, _r) = tls_server(&dir.path, "rogue", false);
     let (own, own_seen) = tls_server(&dir.path, "self", false);
     let ca = dir.path.join("good-ca.pem");
@@ -289,16 +289,23 @@ fn wrong_names_and_cas_fail_connects_and_verify_none_accepts_self_signed() {
         "tls-verify",
         "splice",
         &[],
-        &[format!("self {} ssl verify none", own.addr)],
+        &[
+            format!("self {} ssl verify none", own.addr),
+            format!("vhost {} ssl ca-file {ca} verifyhost db.test", good.addr),
+        ],
     );
-    // `verify none`: a self-signed certificate is taken; no SNI is sent without `sni`.
+    // `verify none`: a self-signed certificate is taken; without `sni`, no SNI is sent and
+    // `verifyhost` names what the certificate must hold. Round robin: one flow each.
     exchange(s.fe).unwrap();
-    let seen = own_seen.recv_timeout(DEADLINE).unwrap();
-    assert_eq!(seen.sni, None);
+    exchange(s.fe).unwrap();
+    for seen in [&own_seen, &good_seen] {
+        assert_eq!(seen.recv_timeout(DEADLINE).unwrap().sni, None);
+    }
     drop(s);
 
     for (name, addr, sni, why) in [
         ("wrongname", good.addr, "sni str(other.test)", "name"),
+        ("wronghost", good.addr, "verifyhost other.test", "name"),
         ("stranger", rogue.addr, "", "issuer"),
     ] {
         let s = start(
