@@ -4,7 +4,8 @@
 //! right certificate, a wrong name and a stranger's CA (failed connects, retried, logged and
 //! counted); `verify none` against a self-signed certificate; `send-proxy` + `ssl` (the PROXY
 //! header in clear before the ClientHello); checks over TLS because of `ssl`; `%bi:%bp` of the
-//! TCP connection, and a handshake that never ends failing by `timeout connect` (`sC`).
+//! TCP connection, and a handshake that never ends failing by `timeout connect` (`sC`); a
+//! binary upgrade leaving a TLS flow with the old process.
 
 #[macro_use]
 mod common;
@@ -412,4 +413,53 @@ fn logs_name_the_tcp_side_and_a_silent_handshake_times_out() {
     assert!(line.contains(" mute sC 1"), "{line}");
     assert!(lb.wait_for_log("connection timed out", DEADLINE));
     drop(mute);
+}
+
+/// A binary upgrade (`-x`, `-sf`) leaves a flow to a TLS server with the old process, where
+/// its relay holds the TLS connection: the new process takes none, the old one carries it to
+/// its end (a hand-off would have let the old process exit and cut it).
+#[test]
+fn an_upgrade_leaves_tls_flows_with_the_old_process() {
+    let dir = TempDir::new("tls-upgrade");
+    make_self_signed(&dir.path, "self");
+    let (own, own_seen) = tls_server(&dir.path, "self", false);
+    let sock = std::env::temp_dir().join(format!("lb-tls-upgrade-{}.sock", std::process::id()));
+    let fe = free_port();
+    let cfg = format!(
+        "global\n    stats socket {} level admin expose-fd listeners\n\n{DEFAULTS}\n\
+         frontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\n\
+         backend be\n    server s1 {} ssl verify none\n",
+        sock.display(),
+        own.addr
+    );
+    let mut old = Lb::start(&cfg, "splice");
+    let deadline = Instant::now() + DEADLINE;
+    let mut c = TcpStream::connect(local(fe)).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    // Half of the upload before the upgrade, the rest after.
+    let data = common::data::DataStream::new(UP.0).take_vec(UP.1 as usize);
+    let (first, rest) = data.split_at(data.len() / 2);
+    c.write_all(first).unwrap();
+    let (sock_arg, old_pid) = (sock.display().to_string(), old.pid().to_string());
+    let new =
+        Lb::start_with(&LbOpts::new(&cfg, "splice").args(&["-x", &sock_arg, "-sf", &old_pid]));
+    let took = new.expect_log("established flow(s) from the old process");
+    assert!(took.contains("took 0 established"), "{took}");
+    // The old process lives on with the flow.
+    assert!(old.wait_exit(Duration::from_millis(500)).is_none());
+    c.write_all(rest).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let back = read_all(&mut c, 3 << 20, deadline).unwrap();
+    assert_eq!(back.len() as u64, DOWN.1 + 40);
+    assert_eq!(
+        Summary::from_wire(&back[DOWN.1 as usize..]),
+        Summary::of(&data)
+    );
+    assert_eq!(
+        own_seen.recv_timeout(DEADLINE).unwrap().got,
+        Summary::of(&data)
+    );
+    // Its last flow over, the old process exits.
+    assert!(old.wait_exit(DEADLINE).is_some(), "{:#?}", old.logs());
+    drop(new);
 }
