@@ -738,19 +738,7 @@ impl Session {
     /// evaluates them when it logs: final, no buffer left, captures readable).
     pub fn log_samples(&self, format: &LogFormat) -> Vec<Option<Vec<u8>>> {
         let env = self.env(&self.captures);
-        let ctx = Ctx {
-            place: Places::RESPONSE,
-            dir: Dir::Response,
-            final_: true,
-            req: &[],
-            res: &[],
-            stream: true,
-            src: self.src,
-            dst: self.dst,
-            vars: &self.vars,
-            env: &env,
-            bufsize: self.gen.config.global.bufsize,
-        };
+        let ctx = self.final_ctx(&env, (Places::RESPONSE, Dir::Response), &[]);
         format
             .samples()
             .map(|e| e.first(&ctx).map(|v| v.to_text()))
@@ -770,14 +758,17 @@ impl Session {
         }
     }
 
-    /// A server's `sni EXPR` at its connect, as HAProxy evaluates it on the stream (the
-    /// request's direction, final): `req` is what was read from the client. An empty value
-    /// sends no SNI.
-    pub fn server_sni(&self, expr: &crate::acl::SampleExpr, req: &[u8]) -> Option<String> {
-        let env = self.env(&self.captures);
-        let ctx = Ctx {
-            place: Places::REQUEST,
-            dir: Dir::Request,
+    /// A final evaluation context outside the rules (a log line, a server's `sni`): nothing
+    /// more will come, `req` is what was read from the client, no response buffer.
+    fn final_ctx<'a>(
+        &'a self,
+        env: &'a GenEnv<'a>,
+        (place, dir): (Places, Dir),
+        req: &'a [u8],
+    ) -> Ctx<'a> {
+        Ctx {
+            place,
+            dir,
             final_: true,
             req,
             res: &[],
@@ -785,9 +776,17 @@ impl Session {
             src: self.src,
             dst: self.dst,
             vars: &self.vars,
-            env: &env,
+            env,
             bufsize: self.gen.config.global.bufsize,
-        };
+        }
+    }
+
+    /// A server's `sni EXPR` at its connect, as HAProxy evaluates it on the stream (the
+    /// request's direction, final): `req` is what was read from the client. An empty value
+    /// sends no SNI.
+    pub fn server_sni(&self, expr: &crate::acl::SampleExpr, req: &[u8]) -> Option<String> {
+        let env = self.env(&self.captures);
+        let ctx = self.final_ctx(&env, (Places::REQUEST, Dir::Request), req);
         let v = expr.first(&ctx)?.to_text();
         (!v.is_empty()).then(|| String::from_utf8_lossy(&v).into_owned())
     }

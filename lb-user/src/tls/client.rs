@@ -192,9 +192,10 @@ impl ServerCertVerifier for Verify {
     }
 }
 
-/// `verify none`: any certificate; the handshake's signatures are still checked.
+/// `verify none`: any certificate; the handshake's signatures are still checked (with the
+/// provider's algorithms). Public for the tests' clients, which look at which certificate came.
 #[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
+pub struct NoVerify(pub Arc<CryptoProvider>);
 
 impl ServerCertVerifier for NoVerify {
     fn verify_server_cert(
