@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::certs::make_certs;
 use common::health::{poll, TempDir};
 use common::servers::Backend;
 use common::stats::{col, parse_csv, start, Setup};
@@ -28,71 +29,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (installed by cargo xtask setup)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA `NAME-ca.pem` and a server certificate `NAME.pem`/`NAME.key` for `db.test` it signs.
-fn make_certs(dir: &Path, name: &str) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend(["-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj"]);
-    let subj = format!("/CN={name} CA");
-    a.push(&subj);
-    openssl(dir, &a);
-    let (key, csr, pem) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
-    );
-    let mut a = vec!["req"];
-    a.extend(ec);
-    a.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=db.test"]);
-    openssl(dir, &a);
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=DNS:db.test\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-        ],
-    );
 }
 
 /// `openssl s_server -HTTP` on a free port with certificate `name`, serving the files of

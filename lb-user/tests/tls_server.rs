@@ -13,7 +13,6 @@ mod common;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{ServerConfig, ServerConnection, Stream};
 
+use common::certs::{make_certs, openssl, EC};
 use common::data::{read_all, send_stream, stream_summary, Summary};
 use common::health::{poll, TempDir};
 use common::ops::Syslog;
@@ -35,70 +35,6 @@ on_both_planes!(bulk_both_ways_with_half_close_over_tls);
 const UP: (u64, u64) = (11, 1 << 20);
 const DOWN: (u64, u64) = (12, 1 << 20);
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (installed by cargo xtask setup)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-const EC: [&str; 5] = [
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-];
-
-/// A CA `NAME-ca.pem` and a certificate `NAME.pem`/`NAME.key` for `db.test` it signs.
-fn make_certs(dir: &Path, name: &str) {
-    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
-    let subj = format!("/CN={name} CA");
-    let mut a = vec!["req", "-x509"];
-    a.extend(EC);
-    a.extend([
-        "-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj", &subj,
-    ]);
-    openssl(dir, &a);
-    let (key, csr, pem) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
-    );
-    let mut a = vec!["req"];
-    a.extend(EC);
-    a.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=db.test"]);
-    openssl(dir, &a);
-    let ext = "subjectAltName=DNS:db.test\nbasicConstraints=CA:FALSE\n";
-    std::fs::write(dir.join("ext"), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-        ],
-    );
-}
 
 /// A self-signed certificate `NAME.pem`/`NAME.key` (no CA behind it).
 fn make_self_signed(dir: &Path, name: &str) {

@@ -11,6 +11,7 @@
     reason = "shared by several test binaries; each uses only part of it"
 )]
 
+pub mod certs;
 pub mod chaos;
 pub mod data;
 pub mod haproxy;
