@@ -106,12 +106,12 @@ pub struct Generation {
 }
 
 /// A server's TLS client for its traffic, or why it could not be built.
-pub type ServerTlsClient = Result<Arc<crate::tls::client::TlsClient>, Arc<str>>;
+pub type ServerTlsClient = Result<Arc<crate::tls_client::TlsClient>, Arc<str>>;
 
 /// [`Generation::server_tls`] of a configuration.
 fn server_tls(config: &Config) -> Vec<Vec<Option<ServerTlsClient>>> {
     let client = |be: &crate::config::Backend, srv: &crate::config::Server| {
-        crate::tls::client::TlsClient::for_traffic(srv)
+        crate::tls_client::TlsClient::for_traffic(srv)
             .map(Arc::new)
             .map_err(|e| {
                 log::error!("server {}/{}: TLS: {e}", be.name, srv.name);

@@ -40,6 +40,7 @@ pub mod stats;
 pub mod stick;
 pub mod table;
 pub mod tls;
+pub mod tls_client;
 pub mod tls_hello;
 pub mod upgrade;
 

@@ -90,7 +90,7 @@ fn connector(alpn: &[&str]) -> TlsConnector {
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(lb_user::tls::client::NoVerify(provider)))
+        .with_custom_certificate_verifier(Arc::new(lb_user::tls_client::NoVerify(provider)))
         .with_no_client_auth();
     c.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
     TlsConnector::from(Arc::new(c))

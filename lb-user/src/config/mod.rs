@@ -14,17 +14,17 @@ mod lex;
 mod model;
 mod parse;
 mod scalar;
-mod server_tls;
 pub mod state_file;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use checks::*;
 pub use model::*;
 pub use parse::master_socket;
 /// Durations as HAProxy writes them (`10s`, `500ms`), for the runtime API too.
 pub(crate) use scalar::{parse_time, TimeUnit};
-pub use server_tls::*;
+pub use tls::*;
 
 use std::fmt;
 use std::path::PathBuf;

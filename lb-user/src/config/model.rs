@@ -7,6 +7,7 @@ pub use crate::acl::ProcVars;
 pub use crate::rules::ProxyRules;
 
 use super::checks::{CheckKind, ExternalCheck, HealthParams};
+use super::tls::{BindTls, BindTlsDefaults};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -451,39 +452,6 @@ pub struct Bind {
     pub opts: BindOptions,
     /// `ssl crt ...`: TLS termination (`None`: plain TCP).
     pub tls: Option<Arc<BindTls>>,
-}
-
-/// A bind's TLS termination (`ssl`, `crt`, `alpn`, `ciphers`...), its certificates loaded.
-#[derive(Clone, Debug)]
-pub struct BindTls {
-    /// `crt FILE|DIR`, joined to `crt-base`: the first one's first certificate is the default.
-    pub crts: Vec<PathBuf>,
-    /// Versions, ciphers, curves (the global `ssl-default-bind-*` filled in).
-    pub settings: crate::tls::ciphers::Settings,
-    pub opts: crate::tls::server::ServerOpts,
-    /// The rustls server built from the above at load.
-    pub server: Arc<tokio_rustls::rustls::ServerConfig>,
-}
-
-/// Equal settings are equal binds (the loaded certificates are not compared).
-impl PartialEq for BindTls {
-    fn eq(&self, o: &Self) -> bool {
-        self.crts == o.crts && self.settings == o.settings && self.opts == o.opts
-    }
-}
-
-impl Eq for BindTls {}
-
-/// The global `ssl-default-bind-*` settings: the defaults of every `ssl` bind.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BindTlsDefaults {
-    /// `ssl-default-bind-ciphers`, `-ciphersuites`, `-curves`, and the version words of
-    /// `ssl-default-bind-options`.
-    pub settings: crate::tls::ciphers::Settings,
-    /// `ssl-default-bind-options no-tls-tickets`.
-    pub no_tls_tickets: bool,
-    /// `ssl-default-bind-options prefer-client-ciphers`.
-    pub prefer_client_ciphers: bool,
 }
 
 /// The socket options a `bind` line asks for, applied where the listener is created

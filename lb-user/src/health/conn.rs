@@ -1,6 +1,6 @@
 //! A health check's connection: plain TCP, or TLS over it (`check-ssl`, `tcp-check connect
 //! ssl`, `http-check connect ssl`) with the server's TLS client
-//! ([`crate::tls::client::TlsClient::for_checks`]). No SNI is sent unless `check-sni` (or the
+//! ([`crate::tls_client::TlsClient::for_checks`]). No SNI is sent unless `check-sni` (or the
 //! rule's `sni`) gives one.
 
 use std::io;

@@ -32,7 +32,7 @@ use crate::passive::Event;
 use crate::server::CheckPlace;
 use crate::state::{self, By, Change, CheckReport};
 use crate::table::{BackendTable, CheckResult, ServerCounters, ServerState};
-use crate::tls::client::TlsClient;
+use crate::tls_client::TlsClient;
 use external::ExternalArgs;
 use probe::{Outcome, Probe, Target, Who};
 

@@ -22,7 +22,7 @@ use crate::config::{
 };
 use crate::dataplane::sockopt;
 use crate::server::{PortLease, PortPool};
-use crate::tls::client::TlsClient;
+use crate::tls_client::TlsClient;
 
 /// HAProxy's check buffer size (`tune.bufsize`, 16 KiB): a server sending more costs no more.
 pub const BUF_CAP: usize = 16384;

@@ -360,7 +360,7 @@ fn tls_target(addr: SocketAddr) -> Target {
         verify: Some(false),
         ..crate::config::ServerTls::default()
     };
-    let tls = crate::tls::client::TlsClient::new(&trust, None, &[]).unwrap();
+    let tls = crate::tls_client::TlsClient::new(&trust, None, &[]).unwrap();
     let mut t = target(addr, Some(Duration::from_secs(2)));
     t.tls = Some(Ok(Arc::new(tls)));
     t.check_ssl = true;

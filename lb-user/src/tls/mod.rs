@@ -1,10 +1,11 @@
 //! TLS on lb's connections: the settings HAProxy takes from OpenSSL mapped to rustls
 //! (`ciphers`), a TLS bind's server and certificates (`server`), its handshake (`accept`), and
-//! the relay that lets the plain pipeline run over a TLS stream (`relay`).
+//! the relay that lets the plain pipeline run over a TLS stream (`relay`). Below `config`,
+//! which holds these settings; a server's TLS client, built from its configuration, is above
+//! it (`crate::tls_client`).
 
 pub mod accept;
 pub mod ciphers;
-pub mod client;
 pub mod relay;
 pub mod server;
 

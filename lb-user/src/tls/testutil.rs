@@ -50,7 +50,7 @@ pub fn client(alpn: &[&str]) -> Arc<ClientConfig> {
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(crate::tls::client::NoVerify(provider)))
+        .with_custom_certificate_verifier(Arc::new(crate::tls_client::NoVerify(provider)))
         .with_no_client_auth();
     c.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
     Arc::new(c)

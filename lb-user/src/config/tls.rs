@@ -1,8 +1,9 @@
-//! A server's TLS settings (`ssl`, `verify`, `ca-file`, `verifyhost`, `sni`, `alpn`): what
-//! its traffic and its TLS health checks share, as in HAProxy, where both use the server's one
-//! `ssl_ctx`.
+//! TLS settings: a bind's termination (`ssl crt ...`, with the global `ssl-default-bind-*`),
+//! and a server's (`ssl`, `verify`, `ca-file`, `verifyhost`, `sni`, `alpn`), what its traffic
+//! and its TLS health checks share, as in HAProxy, where both use the server's one `ssl_ctx`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::acl::SampleExpr;
 
@@ -43,3 +44,36 @@ impl PartialEq for SniExpr {
 }
 
 impl Eq for SniExpr {}
+
+/// A bind's TLS termination (`ssl`, `crt`, `alpn`, `ciphers`...), its certificates loaded.
+#[derive(Clone, Debug)]
+pub struct BindTls {
+    /// `crt FILE|DIR`, joined to `crt-base`: the first one's first certificate is the default.
+    pub crts: Vec<PathBuf>,
+    /// Versions, ciphers, curves (the global `ssl-default-bind-*` filled in).
+    pub settings: crate::tls::ciphers::Settings,
+    pub opts: crate::tls::server::ServerOpts,
+    /// The rustls server built from the above at load.
+    pub server: Arc<tokio_rustls::rustls::ServerConfig>,
+}
+
+/// Equal settings are equal binds (the loaded certificates are not compared).
+impl PartialEq for BindTls {
+    fn eq(&self, o: &Self) -> bool {
+        self.crts == o.crts && self.settings == o.settings && self.opts == o.opts
+    }
+}
+
+impl Eq for BindTls {}
+
+/// The global `ssl-default-bind-*` settings: the defaults of every `ssl` bind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BindTlsDefaults {
+    /// `ssl-default-bind-ciphers`, `-ciphersuites`, `-curves`, and the version words of
+    /// `ssl-default-bind-options`.
+    pub settings: crate::tls::ciphers::Settings,
+    /// `ssl-default-bind-options no-tls-tickets`.
+    pub no_tls_tickets: bool,
+    /// `ssl-default-bind-options prefer-client-ciphers`.
+    pub prefer_client_ciphers: bool,
+}

@@ -2,7 +2,9 @@
 //! (`check-ssl`), built from the same settings ([`ServerTls`]) the way HAProxy's server
 //! `ssl_ctx` does: `verify required` checks the chain against `ca-file` and the name against
 //! the SNI sent (or `verifyhost` when none is), and only the chain when there is no name to
-//! check; `verify none` checks nothing but the handshake itself.
+//! check; `verify none` checks nothing but the handshake itself. Above `config` (it reads a
+//! server's settings) and `tls` (the cipher settings it applies), below `generation` and
+//! `health`, which build and use it.
 
 use std::io;
 use std::net::IpAddr;
