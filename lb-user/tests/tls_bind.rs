@@ -503,3 +503,33 @@ fn a_reload_with_a_bad_crt_keeps_the_running_one() {
     assert!(wait_until(T, || exchange(port, (None, &[]), b"", b"x")
         .is_ok_and(|ex| names(&ex.cert, "b.example"))));
 }
+
+/// A client that sends an IP address as its SNI (OpenSSL's `s_client -servername 127.0.0.1`,
+/// socat) is served, and what rustls says of it ("Illegal SNI extension", at warning level) is
+/// not a warning of lb's: any peer could fill the logs with it. Before, each such handshake
+/// put a warning on stderr and into the `log` targets.
+#[test]
+fn a_peers_odd_handshake_is_not_a_warning_of_lbs() {
+    let certs = Certs::new();
+    let srv = summary_backend();
+    let port = free_port();
+    let cfg = config(
+        port,
+        &format!("ssl crt {}", certs.path("a.pem")),
+        "",
+        &format!("backend be\n    server s1 {}\n", srv.addr),
+    );
+    let lb = Lb::start(&cfg, "splice");
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("a.example"), "no handshake: {shown}");
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = lb.logs().join("\n");
+    assert!(!logs.contains("Illegal SNI"), "{logs}");
+    assert!(!logs.contains("WARN"), "{logs}");
+}

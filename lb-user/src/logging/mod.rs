@@ -180,14 +180,34 @@ struct Bridge {
     stderr: env_logger::Logger,
 }
 
+/// Whether a record is lb's own (its library's or binary's modules). Other crates' records
+/// (rustls on a client's odd handshake: "Illegal SNI extension: ignoring IP address presented
+/// as hostname") say what a remote peer did, which any peer can repeat at will: they count as
+/// debug, never reach the log targets, and show on stderr only with `--log-level debug`.
+fn own(target: &str) -> bool {
+    target == NOTICE_TARGET
+        || ["lb_user", "lb"]
+            .iter()
+            .any(|c| target == *c || target.strip_prefix(c).is_some_and(|r| r.starts_with("::")))
+}
+
 impl log::Log for Bridge {
     fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        if !own(meta.target()) {
+            return self.stderr.enabled(&as_debug(meta));
+        }
         self.stderr.enabled(meta)
             || meta.level() <= log::Level::Warn
             || meta.target() == NOTICE_TARGET
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        if !own(record.target()) {
+            if self.stderr.enabled(&as_debug(record.metadata())) {
+                self.stderr.log(record);
+            }
+            return;
+        }
         if self.stderr.matches(record) {
             self.stderr.log(record);
         }
@@ -207,6 +227,14 @@ impl log::Log for Bridge {
     }
 }
 
+/// `meta` at debug level (another crate's record, see [`own`]).
+fn as_debug<'a>(meta: &log::Metadata<'a>) -> log::Metadata<'a> {
+    log::Metadata::builder()
+        .level(log::Level::Debug)
+        .target(meta.target())
+        .build()
+}
+
 /// Installs the process logger: `stderr` as configured, plus forwarding to syslog targets
 /// once a [`LogSet`] is [`activate`]d.
 pub fn install(stderr: env_logger::Logger) -> Result<(), log::SetLoggerError> {
@@ -214,4 +242,31 @@ pub fn install(stderr: env_logger::Logger) -> Result<(), log::SetLoggerError> {
     log::set_boxed_logger(Box::new(Bridge { stderr }))?;
     log::set_max_level(max);
     Ok(())
+}
+
+#[cfg(test)]
+mod own_tests {
+    use super::{own, NOTICE_TARGET};
+
+    #[test]
+    fn only_lbs_own_records_are_worth_their_level() {
+        for t in [
+            "lb",
+            "lb::fd_limits",
+            "lb_user",
+            "lb_user::listener::serve",
+            NOTICE_TARGET,
+        ] {
+            assert!(own(t), "{t}");
+        }
+        for t in [
+            "rustls::server::hs",
+            "tokio_rustls",
+            "aya::bpf",
+            "lbx",
+            "lb_userland",
+        ] {
+            assert!(!own(t), "{t}");
+        }
+    }
 }
